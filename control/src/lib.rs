@@ -1,0 +1,17 @@
+//! Outdial's control plane: the HTTP API, the store, the scheduler and dispatcher, and the
+//! call runner that drives a VoiceXML session for each call on a dataplane core.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod fetch;
+pub mod model;
+pub mod prompts;
+pub mod runner;
+pub mod serve;
+pub mod store;
+pub mod webhook;

@@ -1,0 +1,133 @@
+//! What crosses between the control plane and a dataplane core.
+//!
+//! Control sends [`Command`]s to a core; the core answers with [`Event`]s. Both travel
+//! through bounded lock-free queues (see [`crate::Dataplane`]); nothing here locks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Identifies one call across control and dataplane. Control assigns it (the store's row id).
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct CallId(pub u64);
+
+/// Linear 16-bit PCM at 8,000 Hz, mono: the one audio format control hands to a core.
+/// The core encodes it to the negotiated G.711 law when it packetises.
+pub type Pcm8k = Arc<[i16]>;
+
+/// A request to place one outbound call.
+#[derive(Clone, Debug)]
+pub struct Dial {
+    /// The call this dial belongs to.
+    pub call: CallId,
+    /// Request-URI to dial, e.g. `sip:+15550001@127.0.0.1:5070`.
+    pub target: String,
+    /// From URI, e.g. `sip:outdial@127.0.0.1`.
+    pub from: String,
+    /// Time from sending the INVITE to giving up with CANCEL (status `no-answer`).
+    pub ring_timeout: Duration,
+    /// Hard limit on an answered call's length; the core sends BYE when it passes.
+    pub max_duration: Duration,
+}
+
+/// Control → core.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Place a call.
+    Dial(Box<Dial>),
+    /// Queue audio to play on an answered call, after whatever is queued already.
+    Play {
+        /// The call.
+        call: CallId,
+        /// Chosen by control; echoed in [`Event::PlaybackDone`].
+        id: u32,
+        /// The audio.
+        audio: Pcm8k,
+        /// Whether a DTMF key pressed during this item stops it and flushes the rest of the queue.
+        bargein: bool,
+    },
+    /// Stop what is playing and drop everything queued.
+    StopPlayback {
+        /// The call.
+        call: CallId,
+    },
+    /// End the call: CANCEL before answer, BYE after. Ends with [`Event::Ended`].
+    Hangup {
+        /// The call.
+        call: CallId,
+    },
+}
+
+/// Core → control.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A provisional response (180/183) arrived.
+    Ringing {
+        /// The call.
+        call: CallId,
+    },
+    /// 200 OK arrived, ACK sent, media negotiated.
+    Answered {
+        /// The call.
+        call: CallId,
+        /// Codec chosen from the answer.
+        codec: Codec,
+    },
+    /// A DTMF key: `0-9 * # A-D`.
+    Dtmf {
+        /// The call.
+        call: CallId,
+        /// The key.
+        digit: char,
+    },
+    /// A queued [`Command::Play`] item finished or was dropped.
+    PlaybackDone {
+        /// The call.
+        call: CallId,
+        /// The id given in [`Command::Play`].
+        id: u32,
+        /// True when barge-in, [`Command::StopPlayback`] or hangup cut it short.
+        interrupted: bool,
+    },
+    /// The call is over; the last event for this call.
+    Ended {
+        /// The call.
+        call: CallId,
+        /// How it ended.
+        outcome: Outcome,
+    },
+}
+
+/// Audio codec negotiated for a call.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Codec {
+    /// G.711 µ-law, payload type 0.
+    Pcmu,
+    /// G.711 A-law, payload type 8.
+    Pcma,
+}
+
+/// How a call ended.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Outcome {
+    /// Classification.
+    pub disposition: Disposition,
+    /// Final SIP status of the INVITE, when one arrived.
+    pub sip_status: Option<u16>,
+    /// Human-readable detail, e.g. `486 Busy Here` or `no response to INVITE (Timer B)`.
+    pub reason: String,
+}
+
+/// Classification of a call's end.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Disposition {
+    /// Answered, then hung up by either side.
+    Completed,
+    /// 486 or 600.
+    Busy,
+    /// Rang past the ring timeout (we sent CANCEL), or 408/480.
+    NoAnswer,
+    /// Any other final failure: 4xx-6xx, timeout, unreachable, bad SDP.
+    Failed,
+    /// Control hung up before answer.
+    Canceled,
+}

@@ -1,0 +1,1 @@
+//! Outdial's VoiceXML 2.1 interpreter, sans-IO.
