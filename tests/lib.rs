@@ -1,1 +1,448 @@
-//! Helpers for the end-to-end tests.
+//! Support for the end-to-end tests: the real `outdial` binary, a real SIPp, and a small
+//! HTTP server that plays the third party (serves VoiceXML, records what is submitted).
+//!
+//! Everything runs on loopback with ephemeral ports so tests can run side by side.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// The project root (where `Cargo.toml` of the workspace is).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `../shared` beside the project root: corpora and conformance suites.
+pub fn shared_dir() -> PathBuf {
+    project_root().join("../shared")
+}
+
+/// The `outdial` binary built next to this test executable.
+pub fn outdial_bin() -> PathBuf {
+    // invariant: a test executable always has a path; it lives in <target>/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in <target>/<profile>/deps");
+    let bin = profile_dir.join("outdial");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p outdial-control --bin outdial` (.ci/run does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `outdial-e2e-<pid>-<n>`.
+    pub fn new(label: &str) -> Self {
+        static COUNTER: AtomicU16 = AtomicU16::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("outdial-e2e-{}-{label}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("OUTDIAL_E2E_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A UDP port free right now on 127.0.0.1 (even, with the next one free too: RTP convention).
+pub fn free_udp_port() -> u16 {
+    loop {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        let port = socket.local_addr().expect("local addr").port();
+        if port % 2 == 0 && port < 65534 && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind TCP");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A block of RTP ports below the kernel's ephemeral range, distinct per test in this process.
+pub fn rtp_block() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 21_000 + (std::process::id() % 40) as u16 * 250 + slot * 10;
+    (base, base + 9)
+}
+
+/// A running `outdial serve`, killed on drop.
+pub struct Outdial {
+    child: Child,
+    /// Base URL of its HTTP API.
+    pub api: String,
+    /// The development tenant's API key.
+    pub api_key: String,
+    /// Where its SIP core 0 listens.
+    pub sip: SocketAddr,
+    /// Its data directory (SQLite store, dev key, log).
+    pub dir: TempDir,
+}
+
+impl Outdial {
+    /// Starts the binary with a config on free ports; `extra` is appended to the TOML
+    /// (e.g. `[calls]\nring_timeout_secs = 2`).
+    pub fn start(extra_sections: &str) -> Self {
+        let dir = TempDir::new("outdial");
+        let http_port = free_tcp_port();
+        let sip_port = free_udp_port();
+        let (rtp_min, rtp_max) = rtp_block();
+        let data_dir = dir.path().join("data");
+        let config = format!(
+            "[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+             [sip]\nlisten = \"127.0.0.1:{sip_port}\"\n\n\
+             [rtp]\nport_min = {rtp_min}\nport_max = {rtp_max}\n\n\
+             [store]\ndata_dir = \"{}\"\n\n{extra_sections}\n",
+            data_dir.display()
+        );
+        let config_path = dir.path().join("outdial.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("outdial.log")).expect("log file");
+        let child = Command::new(outdial_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info,outdial_control=debug,outdial_dataplane=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn outdial serve");
+        let mut server = Self {
+            child,
+            api: format!("http://127.0.0.1:{http_port}"),
+            api_key: String::new(),
+            sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            dir,
+        };
+        server.wait_ready(&data_dir);
+        server
+    }
+
+    fn wait_ready(&mut self, data_dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let key_file = data_dir.join("dev-api-key");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll child") {
+                panic!("outdial serve exited early ({status}); log:\n{}", self.log());
+            }
+            let healthy = std::net::TcpStream::connect_timeout(
+                &self.api.trim_start_matches("http://").parse().expect("addr"),
+                Duration::from_millis(200),
+            )
+            .is_ok();
+            if healthy && let Ok(key) = std::fs::read_to_string(&key_file) {
+                self.api_key = key.trim().to_owned();
+                if !self.api_key.is_empty() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "outdial serve not ready after 30 s; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("outdial.log")).unwrap_or_default()
+    }
+
+    /// POST /v1/calls with `body`; returns (status, JSON).
+    pub async fn create_call(&self, body: &Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/calls", self.api))
+            .bearer_auth(&self.api_key)
+            .json(body)
+            .send()
+            .await
+            .expect("POST /v1/calls");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// GET /v1/calls/{id}.
+    pub async fn get_call(&self, id: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/v1/calls/{id}", self.api))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .expect("GET /v1/calls/{id}")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
+    /// Polls the call until its status is final; panics with the server log after `timeout`.
+    pub async fn wait_final(&self, id: &str, timeout: Duration) -> Value {
+        const FINAL: [&str; 5] = ["completed", "busy", "no-answer", "failed", "canceled"];
+        let deadline = Instant::now() + timeout;
+        loop {
+            let call = self.get_call(id).await;
+            if call["status"].as_str().is_some_and(|s| FINAL.contains(&s)) {
+                return call;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "call {id} not final after {timeout:?}: {call}\nserver log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Outdial {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A SIPp UAS running one scenario for one call, killed on drop.
+pub struct Sipp {
+    child: Option<Child>,
+    /// Where it receives SIP.
+    pub addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Sipp {
+    /// Starts `sipp` as a UAS with `tests/scenarios/<scenario>`, after replacing each
+    /// `@KEY@` in the scenario with its value.
+    pub fn uas(scenario: &str, replacements: &[(&str, String)]) -> Self {
+        let dir = TempDir::new("sipp");
+        let mut text = std::fs::read_to_string(project_root().join("tests/scenarios").join(scenario))
+            .expect("read scenario");
+        for (key, value) in replacements {
+            text = text.replace(&format!("@{key}@"), value);
+        }
+        let scenario_path = dir.path().join(scenario);
+        std::fs::write(&scenario_path, text).expect("write scenario");
+        let port = free_udp_port();
+        let media_port = free_udp_port();
+        let out = std::fs::File::create(dir.path().join("sipp.out")).expect("sipp out");
+        let child = Command::new("sipp")
+            .current_dir(dir.path())
+            .args(["-sf"])
+            .arg(&scenario_path)
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
+            .args(["-trace_err", "-trace_msg"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn sipp: install it with `apt-get install sip-tester`");
+        Self {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        }
+    }
+
+    /// SIP URI that reaches this UAS for `user`.
+    pub fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.addr)
+    }
+
+    /// Waits for SIPp to finish its one call; returns its exit status and its message trace.
+    pub async fn finish(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        let mut child = self.child.take().expect("sipp child");
+        loop {
+            if let Some(status) = child.try_wait().expect("poll sipp") {
+                return (status, self.trace());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let status = child.wait().expect("wait sipp");
+                return (status, self.trace());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every file SIPp wrote (message trace, errors, screen), for assertions and diagnostics.
+    pub fn trace(&self) -> String {
+        let mut all = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "xml") {
+                    continue;
+                }
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    all.push_str(&format!("==== {}\n{text}\n", path.display()));
+                }
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One request the application server received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Content-Type header.
+    pub content_type: Option<String>,
+    /// Body as text.
+    pub body: String,
+}
+
+#[derive(Default)]
+struct AppState {
+    routes: HashMap<String, (u16, &'static str, String)>,
+    received: Vec<Received>,
+}
+
+/// The third party's web server: serves fixed documents by path and records every request.
+#[derive(Clone)]
+pub struct AppServer {
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub base: String,
+    state: Arc<Mutex<AppState>>,
+}
+
+impl AppServer {
+    /// Starts on 127.0.0.1 with an ephemeral port.
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(AppState::default()));
+        let app = Router::new().fallback(serve_route).with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app server");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// Serves `body` at `path` with `status` and content type.
+    pub fn route(&self, path: &str, status: u16, content_type: &'static str, body: impl Into<String>) {
+        let mut state = self.state.lock().expect("app state");
+        state.routes.insert(path.to_owned(), (status, content_type, body.into()));
+    }
+
+    /// Serves a VoiceXML document at `path`.
+    pub fn vxml(&self, path: &str, body: impl Into<String>) {
+        self.route(path, 200, "application/voicexml+xml", body);
+    }
+
+    /// Full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Requests received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().expect("app state").received.clone()
+    }
+}
+
+async fn serve_route(
+    State(state): State<Arc<Mutex<AppState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+    let mut state = state.lock().expect("app state");
+    state.received.push(Received {
+        method: method.to_string(),
+        path: path.clone(),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    match state.routes.get(uri.path()) {
+        Some((status, content_type, body)) => (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [(header::CONTENT_TYPE, *content_type)],
+            body.clone(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such document").into_response(),
+    }
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body into pairs.
+pub fn form_pairs(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'+', _, _) => out.push(b' '),
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 2;
+            }
+            (b, _, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,1 +1,415 @@
-//! (being written)
+//! The `outdial` configuration: one TOML file, every key optional, unknown keys refused.
+//!
+//! `Config::default()` is what `outdial serve` runs with when no file is given. Every key is
+//! documented in `docs/configuration.md`; `docs/outdial.example.toml` lists them all with their
+//! defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP API listener.
+    pub http: HttpConfig,
+    /// SIP signalling: listener, trunk, identity and RFC 3261 timers.
+    pub sip: SipConfig,
+    /// The UDP port range for RTP media.
+    pub rtp: RtpConfig,
+    /// Dataplane threads and their I/O backend.
+    pub dataplane: DataplaneConfig,
+    /// Where call records are kept.
+    pub store: StoreConfig,
+    /// Limits applied to every call.
+    pub calls: CallsConfig,
+    /// The text-to-speech engine for `<prompt>` text.
+    pub tts: TtsConfig,
+    /// Limits on fetching VoiceXML documents and audio.
+    pub fetch: FetchConfig,
+    /// Log level and format.
+    pub log: LogConfig,
+}
+
+/// `[http]`: the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+}
+
+/// `[sip]`: SIP signalling (RFC 3261).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// UDP address of dataplane core 0; core `i` listens on `port + i`.
+    pub listen: SocketAddr,
+    /// `sip:host:port` of the trunk that E.164 numbers are sent to; `None` = only SIP URIs.
+    pub trunk: Option<String>,
+    /// The From URI of calls whose request gives no `from`.
+    pub from: String,
+    /// RFC 3261 timer T1 (round-trip estimate), milliseconds.
+    pub t1_ms: u64,
+    /// RFC 3261 timer T2 (maximum retransmit interval), milliseconds.
+    pub t2_ms: u64,
+    /// RFC 3261 timer T4 (maximum time a message stays in the network), milliseconds.
+    pub t4_ms: u64,
+    /// The `User-Agent` header value.
+    pub user_agent: String,
+}
+
+/// `[rtp]`: the UDP port range for media.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtpConfig {
+    /// Lowest RTP port (inclusive).
+    pub port_min: u16,
+    /// Highest RTP port (inclusive).
+    pub port_max: u16,
+}
+
+/// `[dataplane]`: the thread-per-core SIP/RTP engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Number of dataplane cores; 0 = one per CPU.
+    pub cores: usize,
+    /// I/O backend: `auto`, `io-uring` or `epoll`.
+    pub backend: String,
+    /// Pin each core's thread to one CPU.
+    pub pin: bool,
+}
+
+/// `[store]`: durable state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory for `outdial.sqlite` and the development API key.
+    pub data_dir: PathBuf,
+}
+
+/// `[calls]`: limits on every call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// Seconds to let a call ring before giving up as `no-answer` (a request may override).
+    pub ring_timeout_secs: u64,
+    /// Longest a call may last once answered, seconds.
+    pub max_duration_secs: u64,
+    /// Calls dialing, ringing or in progress at once; the rest wait `queued`.
+    pub max_concurrent: usize,
+}
+
+/// `[tts]`: text to speech.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TtsConfig {
+    /// The espeak-ng-compatible program run to speak prompt text.
+    pub command: String,
+    /// The voice passed as `-v`.
+    pub voice: String,
+}
+
+/// `[fetch]`: HTTP fetches of VoiceXML documents and audio.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FetchConfig {
+    /// Time limit for one fetch, milliseconds.
+    pub timeout_ms: u64,
+    /// Largest VoiceXML or grammar document accepted, bytes.
+    pub max_document_bytes: usize,
+    /// Largest audio file accepted, bytes.
+    pub max_audio_bytes: usize,
+}
+
+/// `[log]`: diagnostics on standard error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A level (`error` … `trace`) or a `tracing` filter such as `info,outdial_control=debug`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            trunk: None,
+            from: "sip:outdial@127.0.0.1".to_owned(),
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            user_agent: concat!("Outdial/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        Self { port_min: 20000, port_max: 29999 }
+    }
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        Self { cores: 1, backend: "auto".to_owned(), pin: true }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./outdial-data") }
+    }
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self { ring_timeout_secs: 30, max_duration_secs: 3600, max_concurrent: 1000 }
+    }
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        Self { command: "espeak-ng".to_owned(), voice: "en-us".to_owned() }
+    }
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self { timeout_ms: 10_000, max_document_bytes: 1 << 20, max_audio_bytes: 10 << 20 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".to_owned(), format: "text".to_owned() }
+    }
+}
+
+/// The dataplane backends `dataplane.backend` accepts.
+pub const BACKENDS: [&str; 3] = ["auto", "io-uring", "epoll"];
+
+/// The log formats `log.format` accepts.
+pub const LOG_FORMATS: [&str; 2] = ["text", "json"];
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let config = Self::parse(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; keys that are left out take their defaults.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_owned()))
+    }
+
+    /// Checks values that parse but cannot work; the message names the key to fix.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |key: &str, problem: String| Err(Error::Config(format!("`{key}` {problem}")));
+        let sip = &self.sip;
+        if let Some(trunk) = &sip.trunk {
+            trunk_host_port(trunk).map_err(|p| Error::Config(format!("`sip.trunk` {p}")))?;
+        }
+        if !has_scheme(&sip.from, "sip") || sip.from.len() <= 4 {
+            return bad("sip.from", format!("must be a sip: URI, not {:?}", sip.from));
+        }
+        if sip.t1_ms == 0 || sip.t2_ms < sip.t1_ms || sip.t4_ms == 0 {
+            return bad(
+                "sip.t1_ms",
+                "must be > 0, with sip.t2_ms >= sip.t1_ms and sip.t4_ms > 0".to_owned(),
+            );
+        }
+        if sip.user_agent.is_empty() || sip.user_agent.chars().any(char::is_control) {
+            return bad("sip.user_agent", "must be non-empty text on one line".to_owned());
+        }
+        if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
+            return bad(
+                "rtp.port_min",
+                format!(
+                    "must be above 0 and below rtp.port_max ({} >= {})",
+                    self.rtp.port_min, self.rtp.port_max
+                ),
+            );
+        }
+        if !BACKENDS.contains(&self.dataplane.backend.as_str()) {
+            return bad(
+                "dataplane.backend",
+                format!("must be one of {BACKENDS:?}, not {:?}", self.dataplane.backend),
+            );
+        }
+        if self.store.data_dir.as_os_str().is_empty() {
+            return bad("store.data_dir", "must not be empty".to_owned());
+        }
+        let calls = &self.calls;
+        if calls.ring_timeout_secs == 0 || calls.max_duration_secs == 0 {
+            return bad(
+                "calls.ring_timeout_secs",
+                "and calls.max_duration_secs must be > 0".to_owned(),
+            );
+        }
+        if calls.max_concurrent == 0 {
+            return bad("calls.max_concurrent", "must be > 0".to_owned());
+        }
+        if self.tts.command.trim().is_empty() {
+            return bad("tts.command", "must name a program".to_owned());
+        }
+        let fetch = &self.fetch;
+        if fetch.timeout_ms == 0 || fetch.max_document_bytes == 0 || fetch.max_audio_bytes == 0 {
+            return bad(
+                "fetch",
+                "timeout_ms, max_document_bytes and max_audio_bytes must be > 0".to_owned(),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return bad("log.level", format!("is not a level or tracing filter: {e}"));
+        }
+        if !LOG_FORMATS.contains(&self.log.format.as_str()) {
+            return bad("log.format", format!("must be \"text\" or \"json\", not {:?}", self.log.format));
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file: `store.data_dir/outdial.sqlite`.
+    pub fn database_path(&self) -> PathBuf {
+        self.store.data_dir.join("outdial.sqlite")
+    }
+}
+
+/// True when `uri` starts with `scheme:` (schemes compare case-insensitively, RFC 3261 §19.1.1).
+pub(crate) fn has_scheme(uri: &str, scheme: &str) -> bool {
+    uri.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+        && uri.as_bytes().get(scheme.len()) == Some(&b':')
+}
+
+/// The `host:port` part of a trunk written `sip:host[:port]`, checked.
+pub(crate) fn trunk_host_port(trunk: &str) -> Result<&str, String> {
+    let rest = if has_scheme(trunk, "sip") { trunk.get(4..).unwrap_or_default() } else { "" };
+    let valid = !rest.is_empty()
+        && !rest.contains('@')
+        && rest.bytes().all(|b| b.is_ascii_graphic() && !b"<>\"".contains(&b));
+    if valid { Ok(rest) } else { Err(format!("must look like \"sip:host:port\", not {trunk:?}")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/outdial.example.toml"));
+    const REFERENCE: &str =
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md"));
+
+    /// Every `section.key` of the default configuration, plus the optional `sip.trunk`.
+    fn all_keys() -> Vec<String> {
+        let value = toml::Value::try_from(Config::default()).unwrap_or(toml::Value::Boolean(false));
+        let mut keys = vec!["sip.trunk".to_owned()];
+        for (section, table) in value.as_table().into_iter().flatten() {
+            for key in table.as_table().into_iter().flat_map(|t| t.keys()) {
+                keys.push(format!("{section}.{key}"));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn default_is_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let mut parsed = Config::parse(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.sip.trunk.as_deref(), Some("sip:192.0.2.10:5060"));
+        parsed.sip.trunk = None;
+        // The example spells out today's version; the default follows the crate version.
+        assert!(parsed.sip.user_agent.starts_with("Outdial/"));
+        parsed.sip.user_agent = Config::default().sip.user_agent;
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn every_key_is_in_the_example_and_the_reference() {
+        let keys = all_keys();
+        assert!(keys.len() > 20, "found only {keys:?}");
+        for key in keys {
+            let (section, name) = key.split_once('.').unwrap_or_default();
+            assert!(EXAMPLE.contains(&format!("[{section}]")), "example lacks [{section}]");
+            assert!(
+                EXAMPLE.lines().any(|l| l.trim_start().starts_with(&format!("{name} ="))),
+                "example lacks {key}"
+            );
+            assert!(REFERENCE.contains(&format!("`{key}`")), "configuration.md lacks `{key}`");
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::parse("").ok(), Some(Config::default()));
+    }
+
+    #[test]
+    fn partial_section_keeps_other_defaults() {
+        let config = Config::parse("[calls]\nmax_concurrent = 7\n").unwrap_or_default();
+        assert_eq!(config.calls.max_concurrent, 7);
+        assert_eq!(config.calls.ring_timeout_secs, 30);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[sip]\ntimer_t1 = 5\n").err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|m| m.contains("timer_t1")), "{err:?}");
+        let err = Config::parse("[sipp]\n").err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|m| m.contains("sipp")), "{err:?}");
+    }
+
+    #[test]
+    fn validate_names_the_bad_key() {
+        let cases: [(&str, &str); 8] = [
+            ("[sip]\ntrunk = \"10.0.0.1:5060\"", "sip.trunk"),
+            ("[sip]\ntrunk = \"sip:user@10.0.0.1\"", "sip.trunk"),
+            ("[sip]\nfrom = \"tel:+15550001\"", "sip.from"),
+            ("[sip]\nt1_ms = 0", "sip.t1_ms"),
+            ("[rtp]\nport_min = 30000\nport_max = 20000", "rtp.port_min"),
+            ("[dataplane]\nbackend = \"dpdk\"", "dataplane.backend"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+            ("[calls]\nmax_concurrent = 0", "calls.max_concurrent"),
+        ];
+        for (text, key) in cases {
+            let config = Config::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let err = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn load_reports_the_path() {
+        let missing = Path::new("/nonexistent/outdial.toml");
+        let err = Config::load(missing).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("/nonexistent/outdial.toml"), "{err}");
+    }
+
+    #[test]
+    fn trunk_host_port_strips_the_scheme() {
+        assert_eq!(trunk_host_port("sip:192.0.2.1:5070"), Ok("192.0.2.1:5070"));
+        assert_eq!(trunk_host_port("SIP:trunk.example"), Ok("trunk.example"));
+        assert!(trunk_host_port("sip:").is_err());
+        assert!(trunk_host_port("sips:trunk.example").is_err());
+    }
+}

@@ -1,1 +1,260 @@
-//! (being written)
+//! The control plane's one error type, and how each error reads on the HTTP API.
+//!
+//! Every error the API returns is `{"error": {"code": "...", "message": "..."}}`. The `code` is
+//! stable (clients branch on it); the `message` tells a person what to change.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Everything that can go wrong in the control plane.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file is unreadable or holds a bad value.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The SQLite store failed; the request was not persisted.
+    #[error("store: {0}")]
+    Store(String),
+    /// An operating-system I/O error.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The dataplane could not start or refused a command.
+    #[error("dataplane: {0}")]
+    Dataplane(String),
+    /// Fetching a VoiceXML document or audio file failed.
+    #[error("fetch: {0}")]
+    Fetch(String),
+    /// A create-call request or a query was rejected before anything was stored.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The request carried no API key, or one that is not known.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// No call with this id exists for the caller's tenant.
+    #[error("no call with id `{0}`; check the id returned by POST /v1/calls")]
+    NotFound(String),
+    /// The call already reached a final status, so it cannot be canceled.
+    #[error("call `{0}` has already ended; nothing to cancel")]
+    AlreadyEnded(String),
+    /// The call is between the queue and a dataplane core and cannot be canceled this instant.
+    #[error("call `{0}` is being handed to the dataplane; retry the DELETE in a second")]
+    CancelPending(String),
+    /// An Outdial server answered the command-line client with an error.
+    #[error("{code}: {message} (HTTP {status})")]
+    Api {
+        /// HTTP status of the answer.
+        status: u16,
+        /// The stable error code from the answer.
+        code: String,
+        /// The human-readable message from the answer.
+        message: String,
+    },
+    /// The command-line client could not reach the server or read its answer.
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
+
+/// Why a request to the HTTP API was refused (HTTP 4xx); nothing was stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The body is not JSON, or not a JSON object.
+    #[error("the body is not a JSON object: {0}")]
+    MalformedJson(String),
+    /// A required field is absent.
+    #[error("`{0}` is required")]
+    MissingField(&'static str),
+    /// The body has a field this API does not know.
+    #[error(
+        "unknown field `{0}`; allowed: to, url, from, vars, status_callback, ring_timeout"
+    )]
+    UnknownField(String),
+    /// A field has the wrong JSON type or an out-of-range value.
+    #[error("`{field}` {problem}")]
+    InvalidField {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it, phrased to follow the field name.
+        problem: String,
+    },
+    /// `to` or `from` uses a URI scheme Outdial does not dial.
+    #[error("`{field}` uses the unsupported scheme `{scheme}:`; use a sip: URI or an E.164 number")]
+    UnsupportedScheme {
+        /// The offending field.
+        field: &'static str,
+        /// The scheme as written.
+        scheme: String,
+    },
+    /// `to` is an E.164 number but no SIP trunk is configured to route it.
+    #[error(
+        "`to` is a telephone number but no trunk is configured; set `sip.trunk` (e.g. \"sip:192.0.2.10:5060\") in the configuration, or give a sip: URI"
+    )]
+    NoTrunk,
+    /// A query-string parameter is unknown or has a bad value.
+    #[error("query parameter {0}")]
+    InvalidQuery(String),
+    /// The body is not declared as `application/json`.
+    #[error("send the body as JSON with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    /// The body is larger than the API accepts.
+    #[error("the body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// No route matches the path.
+    #[error("no such endpoint; see docs/api.md")]
+    NoRoute,
+    /// The route exists but not for this method.
+    #[error("method not allowed on this endpoint; see docs/api.md")]
+    MethodNotAllowed,
+}
+
+/// Why a request was not authenticated (HTTP 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No `Authorization: Bearer <key>` header.
+    #[error("send the API key as `Authorization: Bearer <key>`")]
+    MissingApiKey,
+    /// The key is not known to this server.
+    #[error("the API key is not valid; check the key (the development key is in <data_dir>/dev-api-key)")]
+    InvalidApiKey,
+}
+
+impl Error {
+    /// The stable machine-readable code used in the API's JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::Store(_) => "store_unavailable",
+            Self::Io(_) => "io",
+            Self::Dataplane(_) => "dataplane",
+            Self::Fetch(_) => "fetch",
+            Self::Request(e) => e.code(),
+            Self::Auth(AuthError::MissingApiKey) => "missing_api_key",
+            Self::Auth(AuthError::InvalidApiKey) => "invalid_api_key",
+            Self::NotFound(_) => "not_found",
+            Self::AlreadyEnded(_) => "already_ended",
+            Self::CancelPending(_) => "cancel_pending",
+            Self::Api { .. } => "api",
+            Self::Client(_) => "client",
+        }
+    }
+
+    /// The HTTP status the API answers with for this error.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            Self::Request(e) => e.http_status(),
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::AlreadyEnded(_) | Self::CancelPending(_) => StatusCode::CONFLICT,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Api { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            Self::Config(_)
+            | Self::Io(_)
+            | Self::Dataplane(_)
+            | Self::Fetch(_)
+            | Self::Client(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl RequestError {
+    /// The stable machine-readable code for this refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::MissingField(_) => "missing_field",
+            Self::UnknownField(_) => "unknown_field",
+            Self::InvalidField { .. } => "invalid_field",
+            Self::UnsupportedScheme { .. } => "unsupported_scheme",
+            Self::NoTrunk => "no_trunk",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::BodyTooLarge(_) => "body_too_large",
+            Self::NoRoute => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// The HTTP status for this refusal.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.http_status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "API request failed");
+        }
+        let body = serde_json::json!({
+            "error": { "code": self.code(), "message": self.to_string() }
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_of(e: Error) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.map(|b| b.to_bytes());
+        let value = serde_json::from_slice(&bytes.unwrap_or_default()).unwrap_or_default();
+        (status, value)
+    }
+
+    #[tokio::test]
+    async fn error_body_carries_code_and_message() {
+        let (status, body) = body_of(RequestError::MissingField("url").into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "missing_field");
+        assert_eq!(body["error"]["message"], "`url` is required");
+    }
+
+    #[tokio::test]
+    async fn auth_errors_are_401() {
+        let (status, body) = body_of(AuthError::InvalidApiKey.into()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+    }
+
+    #[test]
+    fn store_failures_are_503_so_clients_retry() {
+        let e = Error::Store("disk full".into());
+        assert_eq!(e.http_status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code(), "store_unavailable");
+    }
+
+    #[test]
+    fn no_trunk_message_names_the_config_key() {
+        let e = Error::from(RequestError::NoTrunk);
+        assert!(e.to_string().contains("sip.trunk"));
+        assert_eq!(e.code(), "no_trunk");
+    }
+
+    #[test]
+    fn remote_api_error_keeps_its_status() {
+        let e = Error::Api { status: 404, code: "not_found".into(), message: "x".into() };
+        assert_eq!(e.http_status(), StatusCode::NOT_FOUND);
+    }
+}

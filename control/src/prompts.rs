@@ -1,1 +1,879 @@
-//! (being written)
+//! Prompt audio for the call runner: text-to-speech, audio files, and silence, all as
+//! [`Pcm8k`] (linear PCM, 8,000 Hz, mono), the one format a dataplane core plays.
+//!
+//! Speech comes from `espeak-ng` run as a subprocess (a process boundary keeps its GPL-3.0
+//! code out of our binary and contains its crashes). Audio files are fetched over HTTP and
+//! decoded from WAV. Both are converted to 8 kHz by a Kaiser-windowed sinc low-pass
+//! resampler, so nothing above 4 kHz folds into the telephone band, and kept in one bounded
+//! LRU cache; concurrent requests for the same prompt render it once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::f64::consts::PI;
+use std::io;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+
+use crate::fetch::{FetchError, Fetcher};
+
+/// Linear 16-bit PCM at 8,000 Hz, mono.
+pub type Pcm8k = outdial_dataplane::api::Pcm8k;
+
+/// The sample rate of [`Pcm8k`].
+pub const OUTPUT_RATE: u32 = 8_000;
+
+/// Sample rates [`decode_wav`] accepts. The floor bounds how much a file can grow when it is
+/// converted to 8 kHz (at most fourfold); the ceiling bounds the resampler's filter length.
+pub const SUPPORTED_RATES: std::ops::RangeInclusive<u32> = 2_000..=384_000;
+
+/// Longest [`PromptRenderer::silence`] returned; longer requests are cut to this.
+pub const MAX_SILENCE: Duration = Duration::from_secs(60);
+
+/// How long the TTS command may run before it is killed.
+pub const DEFAULT_TTS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default size of the prompt cache, in bytes of samples.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// How much of the TTS command's stderr is kept for an error message.
+const STDERR_KEPT: usize = 2_048;
+
+/// Why a WAV file cannot be decoded.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum WavError {
+    /// The bytes do not start with a RIFF/WAVE header.
+    #[error("not a WAV file (no RIFF/WAVE header); serve PCM, µ-law or A-law audio in a WAV file")]
+    NotWav,
+    /// A chunk declares more bytes than the file holds.
+    #[error(
+        "WAV file is truncated: its `{chunk}` chunk declares {declared} bytes but only {available} follow; re-export the file"
+    )]
+    Truncated {
+        /// The chunk's four-character id.
+        chunk: String,
+        /// Bytes the chunk header declares.
+        declared: usize,
+        /// Bytes left in the file.
+        available: usize,
+    },
+    /// A required chunk is absent.
+    #[error("WAV file has no `{0}` chunk; re-export the file")]
+    MissingChunk(&'static str),
+    /// The `fmt ` chunk is inconsistent.
+    #[error("WAV `fmt ` chunk is malformed: {0}; re-export the file")]
+    BadFormat(&'static str),
+    /// The encoding is not one we decode.
+    #[error(
+        "WAV encoding {tag:#06x} with {bits}-bit samples is not supported; convert to 16-bit PCM, µ-law or A-law"
+    )]
+    UnsupportedEncoding {
+        /// The `wFormatTag` (or the extensible sub-format's tag).
+        tag: u16,
+        /// `wBitsPerSample`.
+        bits: u16,
+    },
+    /// The sample rate is outside [`SUPPORTED_RATES`].
+    #[error("WAV sample rate {0} Hz is outside 2,000 to 384,000 Hz; resample the file")]
+    UnsupportedRate(u32),
+}
+
+/// Why a prompt cannot be rendered.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    /// The TTS command is not installed.
+    #[error(
+        "text-to-speech command `{command}` was not found; install espeak-ng (`apt-get install espeak-ng`) or configure the TTS command"
+    )]
+    TtsMissing {
+        /// The command.
+        command: String,
+    },
+    /// The TTS command exists but could not be started.
+    #[error("cannot start text-to-speech command `{command}`: {reason}; check that it is executable")]
+    TtsSpawn {
+        /// The command.
+        command: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The TTS command exited unsuccessfully.
+    #[error(
+        "text-to-speech command `{command}` failed ({status}): {stderr}; check that voice `{voice}` exists (`espeak-ng --voices`)"
+    )]
+    TtsFailed {
+        /// The command.
+        command: String,
+        /// The voice asked for.
+        voice: String,
+        /// How it exited.
+        status: String,
+        /// The start of what it wrote to stderr.
+        stderr: String,
+    },
+    /// The TTS command ran too long and was killed.
+    #[error("text-to-speech command `{command}` did not finish within {after:?} and was killed; shorten the prompt")]
+    TtsTimeout {
+        /// The command.
+        command: String,
+        /// The time limit.
+        after: Duration,
+    },
+    /// The TTS command succeeded but produced no audio.
+    #[error("text-to-speech command `{command}` produced no audio for {text:?}; check the text and the voice")]
+    TtsEmpty {
+        /// The command.
+        command: String,
+        /// The start of the text.
+        text: String,
+    },
+    /// The TTS command's output was larger than the audio limit.
+    #[error("text-to-speech output is larger than {limit} bytes; shorten the prompt")]
+    TtsTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The TTS command's output is not a WAV we can read.
+    #[error("text-to-speech output is not usable: {0}; check that the TTS command writes WAV to stdout")]
+    TtsOutput(#[source] WavError),
+    /// An audio file could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// A fetched audio file could not be decoded.
+    #[error("audio `{url}` cannot be played: {source}")]
+    BadAudio {
+        /// The URL fetched.
+        url: String,
+        /// Why it cannot be decoded.
+        #[source]
+        source: WavError,
+    },
+    /// Bytes given to [`decode_wav`] could not be decoded.
+    #[error(transparent)]
+    Wav(#[from] WavError),
+    /// Conversion was abandoned, because the runtime is shutting down.
+    #[error("audio conversion was interrupted; the server is shutting down")]
+    Interrupted,
+}
+
+/// Renders prompts to [`Pcm8k`] and caches them. Cheap to clone; clones share the cache.
+#[derive(Clone, Debug)]
+pub struct PromptRenderer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tts_command: String,
+    voice: String,
+    fetcher: Fetcher,
+    max_audio_bytes: usize,
+    tts_timeout: Duration,
+    cache: Mutex<Cache>,
+}
+
+impl PromptRenderer {
+    /// A renderer that speaks with `tts_command` (an espeak-ng compatible CLI) in `voice`,
+    /// fetches audio with `fetcher`, and refuses audio (fetched or synthesised) larger than
+    /// `max_audio_bytes`.
+    pub fn new(tts_command: &str, voice: &str, fetcher: Fetcher, max_audio_bytes: usize) -> Self {
+        Self::build(
+            tts_command,
+            voice,
+            fetcher,
+            max_audio_bytes,
+            DEFAULT_TTS_TIMEOUT,
+            DEFAULT_CACHE_BYTES,
+        )
+    }
+
+    /// The same renderer with a different TTS time limit and cache size (an empty cache).
+    pub fn with_limits(&self, tts_timeout: Duration, cache_bytes: usize) -> Self {
+        Self::build(
+            &self.inner.tts_command,
+            &self.inner.voice,
+            self.inner.fetcher.clone(),
+            self.inner.max_audio_bytes,
+            tts_timeout,
+            cache_bytes,
+        )
+    }
+
+    fn build(
+        tts_command: &str,
+        voice: &str,
+        fetcher: Fetcher,
+        max_audio_bytes: usize,
+        tts_timeout: Duration,
+        cache_bytes: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tts_command: tts_command.to_owned(),
+                voice: voice.to_owned(),
+                fetcher,
+                max_audio_bytes,
+                tts_timeout,
+                cache: Mutex::new(Cache::new(cache_bytes)),
+            }),
+        }
+    }
+
+    /// Text → speech with the TTS command (`-v VOICE --stdout`, text on stdin; SSML with `-m`
+    /// when the text starts with `<speak`), converted to 8 kHz mono. Rendered once and cached
+    /// by (voice, text); concurrent requests for the same text render once. Blank text gives
+    /// no audio without running the command.
+    pub async fn speak(&self, text: &str) -> Result<Pcm8k, RenderError> {
+        if text.trim().is_empty() {
+            return Ok(Pcm8k::from([]));
+        }
+        let key = CacheKey::Speech {
+            voice: self.inner.voice.clone(),
+            text: text.to_owned(),
+        };
+        self.cached(key, || self.synthesize(text)).await
+    }
+
+    /// Fetches a WAV file (PCM 8/16/24/32-bit, float, µ-law or A-law; any supported rate;
+    /// channels mixed to mono) and converts it to 8 kHz. Cached by URL.
+    pub async fn audio(&self, url: &str) -> Result<Pcm8k, RenderError> {
+        let key = CacheKey::Audio {
+            url: url.to_owned(),
+        };
+        self.cached(key, || async {
+            let fetched = self.inner.fetcher.get(url, self.inner.max_audio_bytes).await?;
+            let decoded = convert(fetched.body, DataLength::Declared).await?;
+            decoded.map_err(|source| RenderError::BadAudio {
+                url: url.to_owned(),
+                source,
+            })
+        })
+        .await
+    }
+
+    /// Silence of the given length (at most [`MAX_SILENCE`]).
+    pub fn silence(duration: Duration) -> Pcm8k {
+        let nanos = duration.min(MAX_SILENCE).as_nanos();
+        let samples = nanos * u128::from(OUTPUT_RATE) / 1_000_000_000;
+        // invariant: MAX_SILENCE is 60 s, so `samples` is at most 480,000.
+        let samples = usize::try_from(samples).unwrap_or(0);
+        Pcm8k::from(vec![0; samples])
+    }
+
+    /// Checks that the TTS command runs and speaks in the configured voice (for start-up).
+    pub async fn check_tts(&self) -> Result<(), RenderError> {
+        self.synthesize("ready").await.map(drop)
+    }
+
+    /// Returns the cached prompt for `key`, rendering it with `render` if it is not cached.
+    async fn cached<F, Fut>(&self, key: CacheKey, render: F) -> Result<Pcm8k, RenderError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Pcm8k, RenderError>>,
+    {
+        let cell = self.cache().slot(&key);
+        match cell.get_or_try_init(render).await {
+            Ok(pcm) => {
+                let pcm = pcm.clone();
+                self.cache().settle(&key, &cell);
+                Ok(pcm)
+            }
+            Err(error) => {
+                self.cache().forget(&key, &cell);
+                Err(error)
+            }
+        }
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // The cache holds no invariant a panicking holder could break half-way that matters:
+        // at worst its byte count is off until entries are evicted.
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs the TTS command once and converts its output.
+    async fn synthesize(&self, text: &str) -> Result<Pcm8k, RenderError> {
+        let inner = &self.inner;
+        let wav = tokio::time::timeout(inner.tts_timeout, self.run_tts(text))
+            .await
+            .map_err(|_| RenderError::TtsTimeout {
+                command: inner.tts_command.clone(),
+                after: inner.tts_timeout,
+            })??;
+        let pcm = convert(wav, DataLength::ToEndOfFile)
+            .await?
+            .map_err(RenderError::TtsOutput)?;
+        if pcm.is_empty() {
+            return Err(RenderError::TtsEmpty {
+                command: inner.tts_command.clone(),
+                text: text.chars().take(60).collect(),
+            });
+        }
+        Ok(pcm)
+    }
+
+    /// Runs the TTS command with `text` on stdin and returns its stdout. The child is killed
+    /// if this future is dropped (on timeout).
+    async fn run_tts(&self, text: &str) -> Result<Vec<u8>, RenderError> {
+        let inner = &self.inner;
+        let mut command = Command::new(&inner.tts_command);
+        command.arg("-v").arg(&inner.voice);
+        if text.trim_start().starts_with("<speak") {
+            command.arg("-m");
+        }
+        command
+            .arg("--stdout")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => RenderError::TtsMissing {
+                command: inner.tts_command.clone(),
+            },
+            _ => RenderError::TtsSpawn {
+                command: inner.tts_command.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+        let stdin = child.stdin.take();
+        let write = async move {
+            if let Some(mut stdin) = stdin {
+                // A command that exits without reading stdin (a bad voice) breaks the pipe;
+                // its exit status says why, so a write error is not reported here.
+                let _ = stdin.write_all(text.as_bytes()).await;
+            }
+        };
+        let limit = inner.max_audio_bytes;
+        let (_, stdout, stderr) = tokio::join!(
+            write,
+            read_capped(child.stdout.take(), limit),
+            read_capped(child.stderr.take(), STDERR_KEPT),
+        );
+        let stdout = stdout.map_err(|e| RenderError::TtsSpawn {
+            command: inner.tts_command.clone(),
+            reason: e.to_string(),
+        })?;
+        if stdout.len() > limit {
+            return Err(RenderError::TtsTooLarge { limit });
+        }
+        let status = child.wait().await.map_err(|e| RenderError::TtsSpawn {
+            command: inner.tts_command.clone(),
+            reason: e.to_string(),
+        })?;
+        if !status.success() {
+            let stderr = stderr.unwrap_or_default();
+            return Err(RenderError::TtsFailed {
+                command: inner.tts_command.clone(),
+                voice: inner.voice.clone(),
+                status: status.to_string(),
+                stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+            });
+        }
+        Ok(stdout)
+    }
+}
+
+/// Reads `pipe` to its end, keeping at most `limit + 1` bytes (one more than allowed, so the
+/// caller can tell the limit was passed). Stops reading once it has that many.
+async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> io::Result<Vec<u8>> {
+    let Some(pipe) = pipe else {
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    pipe.take(cap).read_to_end(&mut kept).await?;
+    Ok(kept)
+}
+
+/// Decodes and resamples off the async threads (a long file takes milliseconds).
+async fn convert(bytes: Vec<u8>, length: DataLength) -> Result<Result<Pcm8k, WavError>, RenderError> {
+    tokio::task::spawn_blocking(move || parse_wav(&bytes, length).map(Pcm8k::from))
+        .await
+        .map_err(|_| RenderError::Interrupted)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cache
+
+#[derive(Clone, Debug, Eq, Hash, PartialEq)]
+enum CacheKey {
+    Speech { voice: String, text: String },
+    Audio { url: String },
+}
+
+impl CacheKey {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Speech { voice, text } => voice.len() + text.len(),
+            Self::Audio { url } => url.len(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    cell: Arc<OnceCell<Pcm8k>>,
+    last_used: u64,
+    /// Bytes counted against the limit, once rendered.
+    bytes: Option<usize>,
+}
+
+/// A least-recently-used map from prompt to audio, bounded in bytes. Slots still rendering
+/// are never evicted.
+#[derive(Debug)]
+struct Cache {
+    slots: HashMap<CacheKey, Slot>,
+    by_age: BTreeMap<u64, CacheKey>,
+    clock: u64,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Cache {
+    fn new(limit: usize) -> Self {
+        Self {
+            slots: HashMap::new(),
+            by_age: BTreeMap::new(),
+            clock: 0,
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// The cell for `key`, created empty if absent; marks it most recently used.
+    fn slot(&mut self, key: &CacheKey) -> Arc<OnceCell<Pcm8k>> {
+        self.clock += 1;
+        let now = self.clock;
+        if let Some(slot) = self.slots.get_mut(key) {
+            self.by_age.remove(&slot.last_used);
+            slot.last_used = now;
+            self.by_age.insert(now, key.clone());
+            return Arc::clone(&slot.cell);
+        }
+        let cell = Arc::new(OnceCell::new());
+        self.slots.insert(
+            key.clone(),
+            Slot {
+                cell: Arc::clone(&cell),
+                last_used: now,
+                bytes: None,
+            },
+        );
+        self.by_age.insert(now, key.clone());
+        cell
+    }
+
+    /// Counts a newly rendered `cell` against the limit and evicts the least recently used
+    /// entries to make room. An entry larger than the whole cache is not kept.
+    fn settle(&mut self, key: &CacheKey, cell: &Arc<OnceCell<Pcm8k>>) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.bytes.is_some() || !Arc::ptr_eq(&slot.cell, cell) {
+            return;
+        }
+        let Some(pcm) = cell.get() else {
+            return;
+        };
+        let bytes = pcm.len() * size_of::<i16>() + key.heap_bytes();
+        if bytes > self.limit {
+            self.remove(key);
+            return;
+        }
+        slot.bytes = Some(bytes);
+        self.bytes += bytes;
+        while self.bytes > self.limit {
+            let victim = self
+                .by_age
+                .values()
+                .find(|k| *k != key && self.slots.get(*k).is_some_and(|s| s.bytes.is_some()))
+                .cloned();
+            let Some(victim) = victim else {
+                break;
+            };
+            self.remove(&victim);
+        }
+    }
+
+    /// Drops the slot for `key` if it still holds `cell` unrendered (its render failed).
+    fn forget(&mut self, key: &CacheKey, cell: &Arc<OnceCell<Pcm8k>>) {
+        let failed = self
+            .slots
+            .get(key)
+            .is_some_and(|slot| Arc::ptr_eq(&slot.cell, cell) && !slot.cell.initialized());
+        if failed {
+            self.remove(key);
+        }
+    }
+
+    fn remove(&mut self, key: &CacheKey) {
+        if let Some(slot) = self.slots.remove(key) {
+            self.by_age.remove(&slot.last_used);
+            self.bytes -= slot.bytes.unwrap_or(0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WAV decoding
+
+/// How far the `data` chunk runs.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum DataLength {
+    /// As its header says; a shorter file is truncated.
+    Declared,
+    /// To the end of the file: streaming writers (`espeak-ng --stdout`) cannot seek back to
+    /// fill in the length, so they leave a placeholder.
+    ToEndOfFile,
+}
+
+/// How samples are stored.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Encoding {
+    /// Linear PCM; 8-bit is unsigned (offset 128), wider is signed little-endian.
+    Pcm { bytes: usize },
+    /// IEEE float, little-endian, 4 or 8 bytes.
+    Float { bytes: usize },
+    /// G.711 µ-law.
+    Ulaw,
+    /// G.711 A-law.
+    Alaw,
+}
+
+impl Encoding {
+    fn sample_bytes(self) -> usize {
+        match self {
+            Self::Pcm { bytes } | Self::Float { bytes } => bytes,
+            Self::Ulaw | Self::Alaw => 1,
+        }
+    }
+
+    /// One sample as a float in [-1, 1]. `raw` is exactly [`Self::sample_bytes`] long.
+    fn sample(self, raw: &[u8]) -> f32 {
+        let value = match (self, raw) {
+            (Self::Pcm { .. }, &[b]) => (f32::from(b) - 128.0) / 128.0,
+            (Self::Pcm { .. }, &[a, b]) => f32::from(i16::from_le_bytes([a, b])) / 32_768.0,
+            (Self::Pcm { .. }, &[a, b, c]) => {
+                // Put the 24 bits at the top of an i32 so the sign extends.
+                (i32::from_le_bytes([0, a, b, c]) >> 8) as f32 / 8_388_608.0
+            }
+            (Self::Pcm { .. }, &[a, b, c, d]) => {
+                i32::from_le_bytes([a, b, c, d]) as f32 / 2_147_483_648.0
+            }
+            (Self::Float { .. }, &[a, b, c, d]) => f32::from_le_bytes([a, b, c, d]),
+            (Self::Float { .. }, &[a, b, c, d, e, f, g, h]) => {
+                f64::from_le_bytes([a, b, c, d, e, f, g, h]) as f32
+            }
+            (Self::Ulaw, &[b]) => {
+                f32::from(audio_codec_algorithms::decode_ulaw(b)) / 32_768.0
+            }
+            (Self::Alaw, &[b]) => {
+                f32::from(audio_codec_algorithms::decode_alaw(b)) / 32_768.0
+            }
+            _ => 0.0,
+        };
+        // Float files may hold NaN or infinities; treat them as silence.
+        if value.is_finite() { value } else { 0.0 }
+    }
+}
+
+/// The `fmt ` chunk, checked.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+struct Format {
+    encoding: Encoding,
+    channels: usize,
+    rate: u32,
+    /// Bytes per frame (one sample of every channel), at least `channels * sample_bytes`.
+    block_align: usize,
+}
+
+const WAVE_FORMAT_PCM: u16 = 0x0001;
+const WAVE_FORMAT_IEEE_FLOAT: u16 = 0x0003;
+const WAVE_FORMAT_ALAW: u16 = 0x0006;
+const WAVE_FORMAT_MULAW: u16 = 0x0007;
+const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
+
+/// Decodes a WAV file (RIFF `WAVE`: PCM 8/16/24/32-bit, IEEE float 32/64-bit, µ-law, A-law,
+/// plain or `WAVE_FORMAT_EXTENSIBLE`; any rate in [`SUPPORTED_RATES`]) to 8 kHz mono,
+/// averaging the channels. The `data` chunk must be as long as it declares.
+pub fn decode_wav(bytes: &[u8]) -> Result<Vec<i16>, RenderError> {
+    Ok(parse_wav(bytes, DataLength::Declared)?)
+}
+
+fn parse_wav(bytes: &[u8], length: DataLength) -> Result<Vec<i16>, WavError> {
+    let (format, data) = split_chunks(bytes, length)?;
+    let frames = data.chunks_exact(format.block_align);
+    let width = format.encoding.sample_bytes();
+    let scale = 1.0 / format.channels as f32;
+    let mono: Vec<f32> = frames
+        .map(|frame| {
+            frame
+                .chunks_exact(width)
+                .take(format.channels)
+                .map(|raw| format.encoding.sample(raw))
+                .sum::<f32>()
+                * scale
+        })
+        .collect();
+    Ok(resample_to_8k(&mono, format.rate))
+}
+
+/// Walks the RIFF chunks (RIFF: Microsoft "Multimedia Programming Interface and Data
+/// Specifications 1.0", 1991) and returns the format and the sample bytes.
+fn split_chunks(bytes: &[u8], length: DataLength) -> Result<(Format, &[u8]), WavError> {
+    let (Some(b"RIFF"), Some(b"WAVE")) = (bytes.get(0..4), bytes.get(8..12)) else {
+        return Err(WavError::NotWav);
+    };
+    let mut rest = bytes.get(12..).unwrap_or_default();
+    let mut format = None;
+    let mut data = None;
+    while let (Some(id), Some(&[a, b, c, d])) = (rest.get(0..4), rest.get(4..8)) {
+        let declared = u32::from_le_bytes([a, b, c, d]) as usize;
+        let body = rest.get(8..).unwrap_or_default();
+        if id == b"data" {
+            match body.get(..declared) {
+                Some(samples) => data = Some(samples),
+                None if length == DataLength::ToEndOfFile => {
+                    data = Some(body);
+                    break;
+                }
+                None => {
+                    return Err(WavError::Truncated {
+                        chunk: "data".to_owned(),
+                        declared,
+                        available: body.len(),
+                    });
+                }
+            }
+        }
+        let Some(chunk) = body.get(..declared) else {
+            // A chunk cut short after both needed chunks (a trailing LIST, say) is harmless.
+            if format.is_some() && data.is_some() {
+                break;
+            }
+            return Err(WavError::Truncated {
+                chunk: String::from_utf8_lossy(id).into_owned(),
+                declared,
+                available: body.len(),
+            });
+        };
+        if id == b"fmt " {
+            format = Some(parse_format(chunk)?);
+        }
+        // Chunks are padded to an even length.
+        let padded = declared.saturating_add(declared & 1);
+        rest = body.get(padded..).unwrap_or_default();
+    }
+    let format = format.ok_or(WavError::MissingChunk("fmt "))?;
+    let data = data.ok_or(WavError::MissingChunk("data"))?;
+    Ok((format, data))
+}
+
+/// Parses `WAVEFORMATEX` / `WAVEFORMATEXTENSIBLE`.
+fn parse_format(chunk: &[u8]) -> Result<Format, WavError> {
+    let u16_at = |at: usize| chunk.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |at: usize| {
+        chunk
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (Some(mut tag), Some(channels), Some(rate), Some(block_align), Some(bits)) =
+        (u16_at(0), u16_at(2), u32_at(4), u16_at(12), u16_at(14))
+    else {
+        return Err(WavError::BadFormat("it is shorter than 16 bytes"));
+    };
+    if tag == WAVE_FORMAT_EXTENSIBLE {
+        // The sub-format GUID starts with the plain format tag.
+        tag = u16_at(24).ok_or(WavError::BadFormat(
+            "WAVE_FORMAT_EXTENSIBLE without a sub-format",
+        ))?;
+    }
+    let encoding = match (tag, bits) {
+        (WAVE_FORMAT_PCM, 8 | 16 | 24 | 32) => Encoding::Pcm {
+            bytes: usize::from(bits / 8),
+        },
+        (WAVE_FORMAT_IEEE_FLOAT, 32 | 64) => Encoding::Float {
+            bytes: usize::from(bits / 8),
+        },
+        (WAVE_FORMAT_MULAW, 8) => Encoding::Ulaw,
+        (WAVE_FORMAT_ALAW, 8) => Encoding::Alaw,
+        _ => return Err(WavError::UnsupportedEncoding { tag, bits }),
+    };
+    if channels == 0 {
+        return Err(WavError::BadFormat("it declares zero channels"));
+    }
+    if !SUPPORTED_RATES.contains(&rate) {
+        return Err(WavError::UnsupportedRate(rate));
+    }
+    let channels = usize::from(channels);
+    let block_align = usize::from(block_align);
+    if block_align < channels * encoding.sample_bytes() {
+        return Err(WavError::BadFormat(
+            "its block align is smaller than one sample per channel",
+        ));
+    }
+    Ok(Format {
+        encoding,
+        channels,
+        rate,
+        block_align,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resampling
+
+/// Stopband attenuation of the anti-aliasing filter, in dB.
+const STOPBAND_DB: f64 = 70.0;
+/// The passband ends at this fraction of the lower Nyquist frequency (3.4 kHz at 8 kHz:
+/// the whole telephone band of ITU-T G.711); the stopband starts at the Nyquist frequency.
+const PASSBAND_FRACTION: f64 = 0.85;
+/// Most coefficients kept for one filter (4 MiB of `f32`).
+const MAX_COEFFICIENTS: usize = 1 << 20;
+
+/// Converts mono samples in [-1, 1] at `rate` Hz to 16-bit PCM at 8 kHz, with a
+/// Kaiser-windowed sinc low-pass (70 dB stopband from the lower Nyquist frequency) so nothing
+/// aliases. Gives `ceil(len × 8000 / rate)` samples; nothing for `rate == 0`.
+pub fn resample_to_8k(samples: &[f32], rate: u32) -> Vec<i16> {
+    if rate == 0 || samples.is_empty() {
+        return Vec::new();
+    }
+    if rate == OUTPUT_RATE {
+        return samples.iter().map(|&s| to_i16(s)).collect();
+    }
+    PolyphaseFilter::design(rate, OUTPUT_RATE).run(samples)
+}
+
+/// Scales a sample in [-1, 1] to 16 bits, rounding and clipping.
+fn to_i16(sample: f32) -> i16 {
+    (sample * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16
+}
+
+/// A windowed-sinc interpolation filter tabulated at `phases` fractional offsets.
+///
+/// Output sample `n` sits at input position `n × from / to`. Its integer part picks the input
+/// samples, its fractional part the phase (exact when `to / gcd` phases fit in the table,
+/// else the nearest tabulated one: an error of under 1/(2·phases) input samples).
+struct PolyphaseFilter {
+    /// Input samples advanced per output sample, as `step / per` (reduced).
+    step: u64,
+    per: u64,
+    phases: usize,
+    /// Taps per phase (even): input samples `base - half + 1 ..= base + half`.
+    taps: usize,
+    coefficients: Vec<f32>,
+}
+
+impl PolyphaseFilter {
+    fn design(from: u32, to: u32) -> Self {
+        let common = gcd(from, to);
+        let step = u64::from(from / common);
+        let per = u64::from(to / common);
+
+        let nyquist = f64::from(from.min(to)) / 2.0;
+        let pass = nyquist * PASSBAND_FRACTION;
+        let cutoff = (pass + nyquist) / 2.0 / f64::from(from); // cycles per input sample
+        let width = (nyquist - pass) / f64::from(from);
+        // Kaiser's formulas (Oppenheim & Schafer, "Discrete-Time Signal Processing", §7.6).
+        let beta = 0.1102 * (STOPBAND_DB - 8.7);
+        let length = (STOPBAND_DB - 8.0) / (2.285 * 2.0 * PI * width);
+        let half = (length / 2.0).ceil().max(2.0) as usize;
+        let taps = 2 * half;
+        let phases = usize::try_from(per)
+            .unwrap_or(usize::MAX)
+            .min((MAX_COEFFICIENTS / taps).max(1));
+
+        let window_norm = bessel_i0(beta);
+        let mut coefficients = Vec::with_capacity(phases * taps);
+        for phase in 0..phases {
+            let offset = phase as f64 / phases as f64;
+            let start = coefficients.len();
+            for tap in 0..taps {
+                // Distance from output instant to input sample, in input samples.
+                let distance = offset + half as f64 - 1.0 - tap as f64;
+                let x = distance / half as f64;
+                let window = bessel_i0(beta * (1.0 - x * x).max(0.0).sqrt()) / window_norm;
+                coefficients.push(2.0 * cutoff * sinc(2.0 * cutoff * distance) * window);
+            }
+            // Unity gain at DC for every phase, so a constant stays constant.
+            let phase_coefficients = &mut coefficients[start..];
+            let sum: f64 = phase_coefficients.iter().sum();
+            phase_coefficients.iter_mut().for_each(|c| *c /= sum);
+        }
+        Self {
+            step,
+            per,
+            phases,
+            taps,
+            coefficients: coefficients.into_iter().map(|c| c as f32).collect(),
+        }
+    }
+
+    fn run(&self, input: &[f32]) -> Vec<i16> {
+        let len = input.len() as u64;
+        let out_len = (len * self.per).div_ceil(self.step);
+        let phases = self.phases as u64;
+        let half = self.taps as u64 / 2;
+        (0..out_len)
+            .map(|n| {
+                let position = n * self.step;
+                let mut base = position / self.per;
+                let mut phase = ((position % self.per) * phases + self.per / 2) / self.per;
+                if phase == phases {
+                    base += 1;
+                    phase = 0;
+                }
+                // Taps j cover input samples first + j; clip to the input.
+                let first = base as i64 + 1 - half as i64;
+                let skip = (-first).max(0) as usize;
+                let end = (len as i64 - first).clamp(0, self.taps as i64) as usize;
+                let row = phase as usize * self.taps;
+                let (Some(coefficients), Some(samples)) = (
+                    self.coefficients.get(row + skip..row + end),
+                    input.get((first + skip as i64) as usize..),
+                ) else {
+                    return 0;
+                };
+                let acc: f32 = coefficients.iter().zip(samples).map(|(c, s)| c * s).sum();
+                to_i16(acc)
+            })
+            .collect()
+    }
+}
+
+fn sinc(x: f64) -> f64 {
+    if x.abs() < 1e-12 {
+        1.0
+    } else {
+        (PI * x).sin() / (PI * x)
+    }
+}
+
+/// The zeroth-order modified Bessel function of the first kind, by its power series.
+fn bessel_i0(x: f64) -> f64 {
+    let mut sum = 1.0;
+    let mut term = 1.0;
+    let quarter_x2 = x * x / 4.0;
+    for k in 1..64 {
+        term *= quarter_x2 / (k * k) as f64;
+        sum += term;
+        if term < sum * 1e-15 {
+            break;
+        }
+    }
+    sum
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}

@@ -1,0 +1,461 @@
+//! The per-core [`Driver`]: one SIP endpoint plus one RTP media session per call, joined to
+//! control through the core's command and event queues.
+//!
+//! Everything here is still sans-IO in spirit: it reads no clock and opens sockets only
+//! through [`Io`]. The loop in [`crate::core`] feeds it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome};
+use crate::core::{Driver, Io, SocketId, WakeFd};
+use crate::rtp::{MediaConfig, MediaEvent, MediaSession};
+use crate::sdp;
+use crate::sip::{DialParams, Endpoint, SipConfig, SipEvent};
+
+/// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
+const RTP_BUFFER: usize = 1500;
+
+/// The queues and counters a core shares with control. All lock-free.
+#[derive(Clone)]
+pub struct CoreLink {
+    /// Control → core.
+    pub commands: Arc<ArrayQueue<Command>>,
+    /// Core → control.
+    pub events: Arc<ArrayQueue<Event>>,
+    /// Signalled by the core after pushing events.
+    pub event_wake: Arc<WakeFd>,
+    /// Calls live on this core; read by the dispatcher's power-of-two choice.
+    pub load: Arc<AtomicUsize>,
+    /// Set by control to stop the core's loop.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Settings of one core's agent.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// SIP over UDP is received and sent here; it goes in Via and Contact.
+    pub sip_listen: SocketAddr,
+    /// RTP ports this core may bind (even ports are used; RTCP is not sent yet).
+    pub rtp_ports: RangeInclusive<u16>,
+    /// RFC 3261 timer T1.
+    pub t1: Duration,
+    /// RFC 3261 timer T2.
+    pub t2: Duration,
+    /// RFC 3261 timer T4.
+    pub t4: Duration,
+    /// User-Agent header value.
+    pub user_agent: String,
+    /// Seed for tags, branches, SSRCs and ports.
+    pub seed: u64,
+}
+
+/// Per-call dataplane state.
+struct CallSlot {
+    rtp_socket: SocketId,
+    media: Option<MediaSession>,
+    /// Set when we end the call for a reason SIP does not know (e.g. unusable SDP answer).
+    failure: Option<String>,
+}
+
+/// The [`Driver`] run by each core.
+pub struct Agent {
+    config: AgentConfig,
+    link: CoreLink,
+    sip: Endpoint,
+    sip_socket: Option<SocketId>,
+    calls: HashMap<CallId, CallSlot>,
+    by_socket: HashMap<SocketId, CallId>,
+    /// Media deadlines, lazily invalidated: an entry may be stale, and a spurious
+    /// `handle_timeout` on a media session is a no-op.
+    media_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
+    /// Events that did not fit in the event queue; retried every turn, never dropped.
+    overflow: VecDeque<Event>,
+    next_port: u16,
+    rng: SmallRng,
+    sip_buf: Vec<u8>,
+    rtp_buf: Box<[u8; RTP_BUFFER]>,
+    woke_control: bool,
+    ready: Option<mpsc::Sender<Result<(), String>>>,
+}
+
+impl Agent {
+    /// A new agent; nothing is bound until the loop calls [`Driver::start`].
+    pub fn new(config: AgentConfig, link: CoreLink) -> Self {
+        let sip = Endpoint::new(
+            SipConfig {
+                local: config.sip_listen,
+                t1: config.t1,
+                t2: config.t2,
+                t4: config.t4,
+                user_agent: config.user_agent.clone(),
+            },
+            config.seed,
+        );
+        let mut rng = SmallRng::seed_from_u64(config.seed ^ 0x5eed_0f_a9e7);
+        let span = u32::from(*config.rtp_ports.end()) - u32::from(*config.rtp_ports.start()) + 1;
+        let next_port = *config.rtp_ports.start() + (rng.random_range(0..span) as u16);
+        Self {
+            config,
+            link,
+            sip,
+            sip_socket: None,
+            calls: HashMap::new(),
+            by_socket: HashMap::new(),
+            media_timers: BinaryHeap::new(),
+            overflow: VecDeque::new(),
+            next_port,
+            rng,
+            sip_buf: Vec::with_capacity(4096),
+            rtp_buf: Box::new([0; RTP_BUFFER]),
+            woke_control: false,
+            ready: None,
+        }
+    }
+
+    /// Reports on `ready` once the SIP socket is bound (or why it could not be).
+    pub fn notify_when_ready(&mut self, ready: mpsc::Sender<Result<(), String>>) {
+        self.ready = Some(ready);
+    }
+
+    fn emit(&mut self, event: Event) {
+        if self.overflow.is_empty() {
+            match self.link.events.push(event) {
+                Ok(()) => {}
+                Err(event) => self.overflow.push_back(event),
+            }
+        } else {
+            self.overflow.push_back(event);
+        }
+        self.woke_control = true;
+    }
+
+    fn flush_overflow(&mut self) {
+        while let Some(event) = self.overflow.pop_front() {
+            if let Err(event) = self.link.events.push(event) {
+                self.overflow.push_front(event);
+                break;
+            }
+            self.woke_control = true;
+        }
+    }
+
+    /// Binds an RTP socket from this core's range, trying each port once.
+    fn bind_rtp(&mut self, io: &mut impl Io) -> std::io::Result<(SocketId, SocketAddr)> {
+        let (start, end) = (*self.config.rtp_ports.start(), *self.config.rtp_ports.end());
+        let span = u32::from(end) - u32::from(start) + 1;
+        let ip = self.config.sip_listen.ip();
+        let mut last_error = None;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port >= end { start } else { port + 1 };
+            if port % 2 == 1 {
+                continue;
+            }
+            match io.bind(SocketAddr::new(ip, port)) {
+                Ok(bound) => return Ok(bound),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "no free even RTP port in this core's range: widen [rtp] port_min..port_max",
+            )
+        }))
+    }
+
+    fn dial(&mut self, io: &mut impl Io, now: Instant, dial: &Dial) {
+        if self.calls.contains_key(&dial.call) {
+            self.emit(failed(dial.call, "duplicate call id on this core".into()));
+            return;
+        }
+        let (rtp_socket, rtp_local) = match self.bind_rtp(io) {
+            Ok(bound) => bound,
+            Err(e) => {
+                self.emit(failed(dial.call, format!("cannot bind an RTP port: {e}")));
+                return;
+            }
+        };
+        let offer = sdp::build_offer(self.rng.random(), 1, advertised_ip(rtp_local.ip()), rtp_local.port());
+        let params = DialParams {
+            target: &dial.target,
+            from: &dial.from,
+            sdp_offer: &offer,
+            ring_timeout: dial.ring_timeout,
+            max_duration: dial.max_duration,
+        };
+        if let Err(e) = self.sip.dial(now, dial.call, &params) {
+            io.close(rtp_socket);
+            self.emit(failed(dial.call, format!("cannot dial {}: {e}", dial.target)));
+            return;
+        }
+        self.calls.insert(
+            dial.call,
+            CallSlot {
+                rtp_socket,
+                media: None,
+                failure: None,
+            },
+        );
+        self.by_socket.insert(rtp_socket, dial.call);
+        self.link.load.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn handle_command(&mut self, io: &mut impl Io, now: Instant, command: Command) {
+        match command {
+            Command::Dial(dial) => self.dial(io, now, &dial),
+            Command::Play {
+                call,
+                id,
+                audio,
+                bargein,
+            } => match self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut()) {
+                Some(media) => {
+                    media.play(now, id, audio, bargein);
+                    self.drain_media(io, call);
+                }
+                None => self.emit(Event::PlaybackDone {
+                    call,
+                    id,
+                    interrupted: true,
+                }),
+            },
+            Command::StopPlayback { call } => {
+                if let Some(media) = self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut()) {
+                    media.stop_playback();
+                    self.drain_media(io, call);
+                }
+            }
+            Command::Hangup { call } => self.sip.hangup(now, call),
+        }
+    }
+
+    /// Sends what SIP wants sent and acts on what it reports, until it has nothing more.
+    fn drain_sip(&mut self, io: &mut impl Io, now: Instant) {
+        loop {
+            let mut progressed = false;
+            if let Some(socket) = self.sip_socket {
+                while let Some(to) = self.sip.poll_transmit(&mut self.sip_buf) {
+                    io.send(socket, to, &self.sip_buf);
+                    progressed = true;
+                }
+            }
+            while let Some(event) = self.sip.poll_event() {
+                self.handle_sip_event(io, now, event);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn handle_sip_event(&mut self, io: &mut impl Io, now: Instant, event: SipEvent) {
+        match event {
+            SipEvent::Ringing { call } => self.emit(Event::Ringing { call }),
+            SipEvent::Answered { call, sdp } => {
+                let Some(slot) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                match sdp::negotiate(&sdp) {
+                    Ok(negotiated) => {
+                        let media = MediaSession::new(
+                            MediaConfig {
+                                ssrc: self.rng.random(),
+                                initial_seq: self.rng.random(),
+                                initial_timestamp: self.rng.random(),
+                                codec: negotiated.codec,
+                                remote: negotiated.remote_rtp,
+                                dtmf_payload_type: negotiated.dtmf_payload_type,
+                            },
+                            now,
+                        );
+                        slot.media = Some(media);
+                        self.emit(Event::Answered {
+                            call,
+                            codec: negotiated.codec,
+                        });
+                        self.drain_media(io, call);
+                    }
+                    Err(e) => {
+                        slot.failure = Some(format!("callee's SDP answer is unusable: {e}"));
+                        self.sip.hangup(now, call);
+                    }
+                }
+            }
+            SipEvent::Ended { call, mut outcome } => {
+                if let Some(slot) = self.calls.remove(&call) {
+                    self.by_socket.remove(&slot.rtp_socket);
+                    io.close(slot.rtp_socket);
+                    if let Some(reason) = slot.failure {
+                        outcome.disposition = Disposition::Failed;
+                        outcome.reason = reason;
+                    }
+                    self.link.load.fetch_sub(1, Ordering::Relaxed);
+                }
+                self.emit(Event::Ended { call, outcome });
+            }
+        }
+    }
+
+    /// Sends a call's pending RTP, reports its media events and re-arms its timer.
+    fn drain_media(&mut self, io: &mut impl Io, call: CallId) {
+        let Some(slot) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(media) = slot.media.as_mut() else {
+            return;
+        };
+        while let Some((to, len)) = media.poll_transmit(&mut self.rtp_buf[..]) {
+            if let Some(packet) = self.rtp_buf.get(..len) {
+                io.send(slot.rtp_socket, to, packet);
+            }
+        }
+        let mut events: smallvec::SmallVec<[MediaEvent; 4]> = smallvec::SmallVec::new();
+        while let Some(event) = media.poll_event() {
+            events.push(event);
+        }
+        if let Some(deadline) = media.poll_timeout() {
+            self.media_timers.push(Reverse((deadline, call)));
+        }
+        for event in events {
+            match event {
+                MediaEvent::Dtmf(digit) => self.emit(Event::Dtmf { call, digit }),
+                MediaEvent::PlaybackDone { id, interrupted } => self.emit(Event::PlaybackDone {
+                    call,
+                    id,
+                    interrupted,
+                }),
+            }
+        }
+    }
+
+    fn finish_turn(&mut self) {
+        self.flush_overflow();
+        if self.woke_control {
+            self.woke_control = false;
+            self.link.event_wake.notify();
+        }
+    }
+}
+
+impl Driver for Agent {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let bound = io.bind(self.config.sip_listen);
+        let ready = self.ready.take();
+        match bound {
+            Ok((socket, _)) => {
+                self.sip_socket = Some(socket);
+                if let Some(ready) = ready {
+                    let _ = ready.send(Ok(()));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(ready) = ready {
+                    let _ = ready.send(Err(format!(
+                        "cannot bind SIP on {}: {e} (is another SIP server on that port? set [sip] listen)",
+                        self.config.sip_listen
+                    )));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn handle_datagram(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        if Some(socket) == self.sip_socket {
+            self.sip.handle_datagram(now, from, data);
+            self.drain_sip(io, now);
+        } else if let Some(&call) = self.by_socket.get(&socket) {
+            if let Some(media) = self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut()) {
+                media.handle_datagram(now, from, data);
+                self.drain_media(io, call);
+            }
+        }
+        self.finish_turn();
+    }
+
+    fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
+        self.sip.handle_timeout(now);
+        self.drain_sip(io, now);
+        while let Some(Reverse((deadline, call))) = self.media_timers.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.media_timers.pop();
+            let Some(media) = self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut()) else {
+                continue;
+            };
+            // A stale entry: the session's real deadline moved; it is in the heap too.
+            if media.poll_timeout().is_some_and(|d| d > now) {
+                continue;
+            }
+            media.handle_timeout(now);
+            self.drain_media(io, call);
+        }
+        self.finish_turn();
+    }
+
+    fn handle_wake(&mut self, io: &mut impl Io, now: Instant) {
+        // Bounded work per wake: at most the queue's capacity; the rest waits for the next turn.
+        for _ in 0..self.link.commands.capacity() {
+            let Some(command) = self.link.commands.pop() else {
+                break;
+            };
+            self.handle_command(io, now, command);
+            self.drain_sip(io, now);
+        }
+        self.finish_turn();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let media = self.media_timers.peek().map(|Reverse((deadline, _))| *deadline);
+        match (self.sip.poll_timeout(), media) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.link.stop.load(Ordering::Acquire)
+    }
+}
+
+/// The address to put in SDP: an unspecified bind address cannot be advertised.
+fn advertised_ip(ip: IpAddr) -> IpAddr {
+    if ip.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        ip
+    }
+}
+
+fn failed(call: CallId, reason: String) -> Event {
+    Event::Ended {
+        call,
+        outcome: Outcome {
+            disposition: Disposition::Failed,
+            sip_status: None,
+            reason,
+        },
+    }
+}

@@ -1,0 +1,600 @@
+//! One call's RTP media: a paced G.711 send stream and DTMF from the received stream.
+//!
+//! Sending is continuous from [`MediaSession::new`]: slot *n* is due at `start + n × 20 ms`
+//! and carries RTP timestamp `initial + 160 n`, so pacing never drifts however late the
+//! core wakes. A late core sends the missed slots at once, up to [`MAX_CATCH_UP`]; beyond
+//! that the oldest slots are skipped, which keeps timestamps on the clock and sets the M bit
+//! as after silence suppression (RFC 3550 §5.1). Slots carry queued audio, else silence.
+//!
+//! Receiving accepts RTP only from the negotiated remote IP (the RTP-bleed guard); its port
+//! is learnt from the first valid packet (NAT may rewrite it) and required after that.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::dtmf::{DtmfReceiver, parse_telephone_event};
+use super::g711;
+use super::inband::InbandDetector;
+use super::packet::{HEADER_LEN, Header, Packet};
+use crate::api::{Codec, Pcm8k};
+
+/// Time between packets: the `a=ptime:20` we offer.
+pub const PACKET_INTERVAL: Duration = Duration::from_millis(20);
+
+/// G.711 samples (and octets) per packet: 20 ms at 8 kHz.
+pub const SAMPLES_PER_PACKET: usize = 160;
+
+/// The buffer size [`MediaSession::poll_transmit`] needs: header plus one G.711 frame.
+pub const MAX_PACKET_LEN: usize = HEADER_LEN + SAMPLES_PER_PACKET;
+
+/// How many overdue packets a late core sends in one burst before skipping slots (200 ms:
+/// what a typical far-end jitter buffer absorbs).
+pub const MAX_CATCH_UP: u64 = 10;
+
+/// The parameters of one media session, mostly from SDP negotiation.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct MediaConfig {
+    /// Our synchronisation source (random, RFC 3550 §8).
+    pub ssrc: u32,
+    /// Sequence number of the first packet (random, RFC 3550 §5.1).
+    pub initial_seq: u16,
+    /// RTP timestamp of the first packet (random, RFC 3550 §5.1).
+    pub initial_timestamp: u32,
+    /// The negotiated law.
+    pub codec: Codec,
+    /// Where to send, from the answer; an unspecified IP (hold) sends nothing.
+    pub remote: SocketAddr,
+    /// The negotiated telephone-event payload type, if any (RFC 4733).
+    pub dtmf_payload_type: Option<u8>,
+}
+
+/// What a media session reports to its call.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum MediaEvent {
+    /// A DTMF key arrived (RFC 4733 event, or in-band tone when no event payload type).
+    Dtmf(char),
+    /// A [`MediaSession::play`] item finished or was dropped.
+    PlaybackDone {
+        /// The id given to `play`.
+        id: u32,
+        /// True when barge-in or [`MediaSession::stop_playback`] cut it short.
+        interrupted: bool,
+    },
+}
+
+/// Plain counters; read with [`MediaSession::stats`].
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct MediaStats {
+    /// RTP packets handed out by `poll_transmit`.
+    pub packets_sent: u64,
+    /// Octets of those packets, headers included.
+    pub bytes_sent: u64,
+    /// Valid RTP packets accepted from the remote.
+    pub packets_received: u64,
+    /// Octets of those packets, headers included.
+    pub bytes_received: u64,
+    /// Datagrams from an address other than the remote's (RTP bleed, strays).
+    pub dropped_foreign: u64,
+    /// Datagrams from the remote that are not usable RTP (or are RTCP).
+    pub dropped_malformed: u64,
+    /// Send slots skipped because the core fell more than [`MAX_CATCH_UP`] packets behind.
+    pub slots_skipped: u64,
+}
+
+impl MediaStats {
+    /// All dropped datagrams.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_foreign + self.dropped_malformed
+    }
+}
+
+/// One queued [`MediaSession::play`] item.
+#[derive(Debug)]
+struct QueuedAudio {
+    id: u32,
+    audio: Pcm8k,
+    bargein: bool,
+    /// Samples already sent.
+    position: usize,
+}
+
+/// A call's RTP media, sans-IO. After every `handle_*` or `play`, drain
+/// [`poll_transmit`](Self::poll_transmit) and [`poll_event`](Self::poll_event), then sleep
+/// until [`poll_timeout`](Self::poll_timeout).
+#[derive(Debug)]
+pub struct MediaSession {
+    config: MediaConfig,
+    /// When slot 0 was due.
+    start: Instant,
+    /// The latest time given to any `handle_*`/`play` call.
+    now: Instant,
+    /// The next send slot: due at `start + next_slot × 20 ms`.
+    next_slot: u64,
+    /// Sequence number of the next packet sent.
+    sequence_number: u16,
+    /// Set the M bit on the next packet sent (stream start, after skipped slots).
+    marker_pending: bool,
+    /// Whether the last slot carried queued audio (so the next audio slot is no new talkspurt).
+    was_playing: bool,
+    queue: VecDeque<QueuedAudio>,
+    events: VecDeque<MediaEvent>,
+    /// The remote's RTP source port, learnt from its first valid packet.
+    remote_port: Option<u16>,
+    dtmf: DtmfReceiver,
+    inband: InbandDetector,
+    stats: MediaStats,
+}
+
+impl MediaSession {
+    /// Starts the session; the first packet is due at `now`.
+    pub fn new(config: MediaConfig, now: Instant) -> Self {
+        Self {
+            config,
+            start: now,
+            now,
+            next_slot: 0,
+            sequence_number: config.initial_seq,
+            marker_pending: true,
+            was_playing: false,
+            queue: VecDeque::new(),
+            events: VecDeque::new(),
+            remote_port: None,
+            dtmf: DtmfReceiver::new(),
+            inband: InbandDetector::new(),
+            stats: MediaStats::default(),
+        }
+    }
+
+    /// Queues `audio` after whatever is queued. With `bargein`, a DTMF key pressed while
+    /// this item is current stops it and flushes the queue.
+    pub fn play(&mut self, now: Instant, id: u32, audio: Pcm8k, bargein: bool) {
+        self.advance(now);
+        self.queue.push_back(QueuedAudio {
+            id,
+            audio,
+            bargein,
+            position: 0,
+        });
+    }
+
+    /// Stops the current item and drops the queue: `PlaybackDone { interrupted: true }` for
+    /// each, in queue order. Silence follows.
+    pub fn stop_playback(&mut self) {
+        for item in self.queue.drain(..) {
+            self.events.push_back(MediaEvent::PlaybackDone {
+                id: item.id,
+                interrupted: true,
+            });
+        }
+    }
+
+    /// Takes in one datagram received on the session's RTP port.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.advance(now);
+        if canonical(from.ip()) != canonical(self.config.remote.ip()) {
+            self.stats.dropped_foreign += 1;
+            return;
+        }
+        if self.remote_port.is_some_and(|port| port != from.port()) {
+            self.stats.dropped_foreign += 1;
+            return;
+        }
+        let Ok(packet) = Packet::parse(data) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        self.remote_port = Some(from.port());
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += data.len() as u64;
+
+        let payload_type = packet.header.payload_type;
+        let key = if Some(payload_type) == self.config.dtmf_payload_type {
+            let Some(event) = parse_telephone_event(packet.payload) else {
+                self.stats.dropped_malformed += 1;
+                return;
+            };
+            let header = packet.header;
+            self.dtmf.on_packet(header.ssrc, header.timestamp, &event)
+        } else if payload_type == g711::payload_type(self.config.codec)
+            && self.config.dtmf_payload_type.is_none()
+        {
+            // Without RFC 4733 events the keys can only arrive as tones in the audio.
+            self.inband.feed(self.config.codec, packet.payload)
+        } else {
+            None
+        };
+        if let Some(key) = key {
+            self.on_key(key);
+        }
+    }
+
+    /// Advances the clock; sends become due through [`poll_transmit`](Self::poll_transmit).
+    /// Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// Writes the next due RTP packet into `buf` and returns (destination, length), or `None`
+    /// when nothing is due. `buf` must hold [`MAX_PACKET_LEN`] octets; a shorter one gets
+    /// nothing and leaves the packet due.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        loop {
+            let due = self.slots_due();
+            if self.next_slot >= due {
+                return None;
+            }
+            let overdue = due - self.next_slot;
+            if overdue > MAX_CATCH_UP {
+                self.stats.slots_skipped += overdue - MAX_CATCH_UP;
+                self.next_slot = due - MAX_CATCH_UP;
+                self.marker_pending = true;
+            }
+            let packet = buf.get_mut(..MAX_PACKET_LEN)?;
+            let (header, frame) = packet.split_at_mut(HEADER_LEN);
+            let slot = self.next_slot;
+            self.next_slot += 1;
+            let playing = self.fill_frame(frame);
+            let talkspurt_starts = playing && !self.was_playing;
+            self.was_playing = playing;
+            if self.config.remote.ip().is_unspecified() {
+                // RFC 3264 §8.4 hold: the slot passes (and so does the audio), unsent.
+                continue;
+            }
+            Header {
+                marker: self.marker_pending || talkspurt_starts,
+                payload_type: g711::payload_type(self.config.codec),
+                sequence_number: self.sequence_number,
+                // RTP timestamps are modulo 2^32 (RFC 3550 §5.1): truncation is the intent.
+                timestamp: self
+                    .config
+                    .initial_timestamp
+                    .wrapping_add((slot as u32).wrapping_mul(SAMPLES_PER_PACKET as u32)),
+                ssrc: self.config.ssrc,
+            }
+            .write(header)?;
+            self.marker_pending = false;
+            self.sequence_number = self.sequence_number.wrapping_add(1);
+            self.stats.packets_sent += 1;
+            self.stats.bytes_sent += MAX_PACKET_LEN as u64;
+            return Some((self.config.remote, MAX_PACKET_LEN));
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// When the next packet is due (in the past when one is due already).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let offset = Duration::from_millis(self.next_slot.saturating_mul(20));
+        self.start.checked_add(offset)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> MediaStats {
+        self.stats
+    }
+
+    /// The configuration the session was built with.
+    pub fn config(&self) -> &MediaConfig {
+        &self.config
+    }
+
+    fn advance(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    /// How many slots are due by `self.now`, counting slot 0.
+    fn slots_due(&self) -> u64 {
+        let elapsed = self.now.saturating_duration_since(self.start);
+        let whole_slots = elapsed.as_millis() / PACKET_INTERVAL.as_millis();
+        u64::try_from(whole_slots)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+
+    /// Fills one frame from the queue, padding the last partial frame of an item with
+    /// silence; returns whether it carried queued audio.
+    fn fill_frame(&mut self, frame: &mut [u8]) -> bool {
+        let silence = g711::silence(self.config.codec);
+        while let Some(item) = self.queue.front_mut() {
+            let remaining = item.audio.get(item.position..).unwrap_or_default();
+            if !remaining.is_empty() {
+                let encoded = g711::encode(self.config.codec, remaining, frame);
+                if let Some(padding) = frame.get_mut(encoded..) {
+                    padding.fill(silence);
+                }
+                item.position += encoded;
+                if item.position >= item.audio.len() {
+                    self.finish_front();
+                }
+                return true;
+            }
+            // Only an empty item gets here: a finished one left the queue with its last frame.
+            self.finish_front();
+        }
+        frame.fill(silence);
+        false
+    }
+
+    fn finish_front(&mut self) {
+        if let Some(item) = self.queue.pop_front() {
+            self.events.push_back(MediaEvent::PlaybackDone {
+                id: item.id,
+                interrupted: false,
+            });
+        }
+    }
+
+    fn on_key(&mut self, key: char) {
+        if self.queue.front().is_some_and(|item| item.bargein) {
+            self.stop_playback();
+        }
+        self.events.push_back(MediaEvent::Dtmf(key));
+    }
+}
+
+/// Compares IPv4 and IPv4-mapped IPv6 alike, as a dual-stack socket reports either.
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    const REMOTE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 4000);
+
+    fn config(codec: Codec) -> MediaConfig {
+        MediaConfig {
+            ssrc: 0x1234_5678,
+            initial_seq: 65530,
+            initial_timestamp: u32::MAX - 200,
+            codec,
+            remote: REMOTE,
+            dtmf_payload_type: Some(101),
+        }
+    }
+
+    /// Runs the session in virtual time until `until`, collecting every packet with its send time.
+    fn run(
+        session: &mut MediaSession,
+        from: Instant,
+        until: Instant,
+    ) -> Vec<(Instant, Vec<u8>)> {
+        let mut sent = Vec::new();
+        let mut now = from;
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        while now <= until {
+            session.handle_timeout(now);
+            while let Some((to, len)) = session.poll_transmit(&mut buf) {
+                assert_eq!(to, REMOTE);
+                sent.push((now, buf[..len].to_vec()));
+            }
+            now = session.poll_timeout().unwrap().max(now + Duration::from_micros(1));
+        }
+        sent
+    }
+
+    fn header(packet: &[u8]) -> Header {
+        Packet::parse(packet).unwrap().header
+    }
+
+    fn events(session: &mut MediaSession) -> Vec<MediaEvent> {
+        std::iter::from_fn(|| session.poll_event()).collect()
+    }
+
+    fn tone(samples: usize) -> Pcm8k {
+        (0..samples).map(|i| if i % 2 == 0 { 8000 } else { -8000 }).collect::<Arc<[i16]>>()
+    }
+
+    #[test]
+    fn silence_flows_from_the_start_with_one_marker() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcma), t0);
+        let sent = run(&mut s, t0, t0 + Duration::from_millis(99));
+        assert_eq!(sent.len(), 5, "slots at 0, 20, 40, 60, 80 ms");
+        assert!(header(&sent[0].1).marker);
+        assert!(sent[1..].iter().all(|(_, p)| !header(p).marker));
+        assert!(sent.iter().all(|(_, p)| p[HEADER_LEN..].iter().all(|&b| b == 0xd5)));
+        assert_eq!(s.stats().packets_sent, 5);
+        assert_eq!(s.stats().bytes_sent, 5 * MAX_PACKET_LEN as u64);
+    }
+
+    #[test]
+    fn sequence_and_timestamp_wrap_modulo_their_width() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        let sent = run(&mut s, t0, t0 + Duration::from_millis(200));
+        for pair in sent.windows(2) {
+            let (a, b) = (header(&pair[0].1), header(&pair[1].1));
+            assert_eq!(b.sequence_number, a.sequence_number.wrapping_add(1));
+            assert_eq!(b.timestamp, a.timestamp.wrapping_add(160));
+        }
+        assert!(sent.iter().any(|(_, p)| header(p).sequence_number == 0), "seq wrapped");
+    }
+
+    #[test]
+    fn late_core_catches_up_with_consistent_timestamps() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        s.handle_timeout(t0 + Duration::from_millis(70));
+        let burst: Vec<Header> = std::iter::from_fn(|| s.poll_transmit(&mut buf).map(|_| header(&buf)))
+            .collect();
+        assert_eq!(burst.len(), 4, "slots 0, 20, 40, 60 ms");
+        let ts0 = burst[0].timestamp;
+        for (n, h) in burst.iter().enumerate() {
+            assert_eq!(h.timestamp, ts0.wrapping_add(160 * n as u32));
+        }
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(80)));
+    }
+
+    #[test]
+    fn a_long_stall_skips_slots_and_marks_the_resumption() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        s.handle_timeout(t0);
+        assert!(s.poll_transmit(&mut buf).is_some());
+        let first = header(&buf);
+        s.handle_timeout(t0 + Duration::from_millis(1000));
+        let burst: Vec<Header> = std::iter::from_fn(|| s.poll_transmit(&mut buf).map(|_| header(&buf)))
+            .collect();
+        assert_eq!(burst.len() as u64, MAX_CATCH_UP);
+        assert!(burst[0].marker && !burst[1].marker);
+        assert_eq!(burst[0].sequence_number, first.sequence_number.wrapping_add(1));
+        let last_slot = 50;
+        assert_eq!(burst[burst.len() - 1].timestamp, first.timestamp.wrapping_add(160 * last_slot));
+        assert_eq!(s.stats().slots_skipped, 50 - MAX_CATCH_UP);
+    }
+
+    #[test]
+    fn queued_audio_plays_in_order_with_partial_frames_padded() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        s.play(t0, 1, tone(200), false);
+        s.play(t0, 2, Arc::from(Vec::new()), false);
+        s.play(t0, 3, tone(160), false);
+        let sent = run(&mut s, t0, t0 + Duration::from_millis(60));
+        let frames: Vec<&[u8]> = sent.iter().map(|(_, p)| &p[HEADER_LEN..]).collect();
+        let loud = g711::silence(Codec::Pcmu) != frames[0][0];
+        assert!(loud && frames[0].iter().all(|&b| b != 0xff));
+        assert!(frames[1][..40].iter().all(|&b| b != 0xff), "item 1's last 40 samples");
+        assert!(frames[1][40..].iter().all(|&b| b == 0xff), "padded with silence");
+        assert!(frames[2].iter().all(|&b| b != 0xff), "item 3 starts on a fresh frame");
+        assert!(frames[3].iter().all(|&b| b == 0xff));
+        let done = |id| MediaEvent::PlaybackDone { id, interrupted: false };
+        assert_eq!(events(&mut s), [done(1), done(2), done(3)]);
+        assert!(!header(&sent[1].1).marker && !header(&sent[2].1).marker);
+    }
+
+    #[test]
+    fn audio_after_silence_starts_a_talkspurt() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        run(&mut s, t0, t0 + Duration::from_millis(40));
+        let t1 = t0 + Duration::from_millis(50);
+        s.play(t1, 9, tone(320), false);
+        let sent = run(&mut s, t1, t0 + Duration::from_millis(120));
+        let markers: Vec<bool> = sent.iter().map(|(_, p)| header(p).marker).collect();
+        assert_eq!(markers, [true, false, false, false]);
+    }
+
+    #[test]
+    fn stop_playback_interrupts_everything_queued() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcma), t0);
+        s.play(t0, 1, tone(800), true);
+        s.play(t0, 2, tone(800), false);
+        run(&mut s, t0, t0 + Duration::from_millis(20));
+        s.stop_playback();
+        let interrupted = |id| MediaEvent::PlaybackDone { id, interrupted: true };
+        assert_eq!(events(&mut s), [interrupted(1), interrupted(2)]);
+        let sent = run(&mut s, t0 + Duration::from_millis(40), t0 + Duration::from_millis(40));
+        assert!(sent[0].1[HEADER_LEN..].iter().all(|&b| b == 0xd5));
+    }
+
+    fn event_packet(seq: u16, timestamp: u32, key: u8, end: bool) -> Vec<u8> {
+        let mut p = vec![0u8; HEADER_LEN + 4];
+        Header {
+            marker: false,
+            payload_type: 101,
+            sequence_number: seq,
+            timestamp,
+            ssrc: 77,
+        }
+        .write(&mut p)
+        .unwrap();
+        p[HEADER_LEN..].copy_from_slice(&[key, if end { 0x8a } else { 0x0a }, 0, 160]);
+        p
+    }
+
+    #[test]
+    fn dtmf_with_bargein_flushes_the_queue_first() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        s.play(t0, 1, tone(8000), true);
+        s.play(t0, 2, tone(8000), false);
+        s.handle_datagram(t0, REMOTE, &event_packet(1, 500, 5, false));
+        assert_eq!(
+            events(&mut s),
+            [
+                MediaEvent::PlaybackDone { id: 1, interrupted: true },
+                MediaEvent::PlaybackDone { id: 2, interrupted: true },
+                MediaEvent::Dtmf('5'),
+            ]
+        );
+    }
+
+    #[test]
+    fn dtmf_without_bargein_leaves_playback_alone() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        s.play(t0, 1, tone(8000), false);
+        s.play(t0, 2, tone(8000), true);
+        s.handle_datagram(t0, REMOTE, &event_packet(1, 500, 11, true));
+        assert_eq!(events(&mut s), [MediaEvent::Dtmf('#')]);
+    }
+
+    #[test]
+    fn rtp_bleed_guard_requires_the_remote_ip_then_the_learnt_port() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        let stranger = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 4000);
+        s.handle_datagram(t0, stranger, &event_packet(1, 100, 1, false));
+        let natted = SocketAddr::new(REMOTE.ip(), 31337);
+        s.handle_datagram(t0, natted, &event_packet(2, 200, 2, false));
+        s.handle_datagram(t0, REMOTE, &event_packet(3, 300, 3, false));
+        let mapped: SocketAddr = "[::ffff:192.0.2.9]:31337".parse().unwrap();
+        s.handle_datagram(t0, mapped, &event_packet(4, 400, 4, false));
+        assert_eq!(events(&mut s), [MediaEvent::Dtmf('2'), MediaEvent::Dtmf('4')]);
+        let stats = s.stats();
+        assert_eq!((stats.dropped_foreign, stats.packets_received), (2, 2));
+        assert_eq!(stats.bytes_received, 2 * (HEADER_LEN as u64 + 4));
+    }
+
+    #[test]
+    fn garbage_from_the_remote_is_counted_and_does_not_pin_the_port() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        let other_port = SocketAddr::new(REMOTE.ip(), 9);
+        for len in 0..=12 {
+            s.handle_datagram(t0, other_port, &vec![0x80; len][..len.min(11)]);
+        }
+        s.handle_datagram(t0, other_port, &[0x40; 40]); // version 1
+        s.handle_datagram(t0, other_port, &[0x8f; 30]); // CC=15, header runs past the end
+        s.handle_datagram(t0, other_port, &event_packet(1, 1, 1, false)[..HEADER_LEN + 2]);
+        assert_eq!(s.stats().dropped_malformed, 16);
+        s.handle_datagram(t0, REMOTE, &event_packet(2, 2, 7, false));
+        assert_eq!(events(&mut s), [MediaEvent::Dtmf('7')]);
+        assert_eq!(s.stats().dropped(), 16);
+    }
+
+    #[test]
+    fn hold_sends_nothing_but_playback_still_completes() {
+        let t0 = Instant::now();
+        let mut cfg = config(Codec::Pcmu);
+        cfg.remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4000);
+        let mut s = MediaSession::new(cfg, t0);
+        s.play(t0, 4, tone(160), false);
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        s.handle_timeout(t0 + Duration::from_millis(100));
+        assert_eq!(s.poll_transmit(&mut buf), None);
+        assert_eq!(events(&mut s), [MediaEvent::PlaybackDone { id: 4, interrupted: false }]);
+        assert_eq!(s.stats().packets_sent, 0);
+    }
+
+    #[test]
+    fn a_short_buffer_gets_nothing_and_the_packet_stays_due() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        assert_eq!(s.poll_transmit(&mut [0u8; MAX_PACKET_LEN - 1]), None);
+        assert_eq!(s.poll_timeout(), Some(t0));
+        assert!(s.poll_transmit(&mut [0u8; 2048]).is_some());
+    }
+}
