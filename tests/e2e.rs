@@ -202,9 +202,11 @@ async fn malformed_sip_is_answered_or_dropped_and_the_server_stays_up() {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
     let local = socket.local_addr().expect("addr");
+    let branch = std::sync::atomic::AtomicU32::new(0);
     let request = |method: &str, version: &str, extra: &str| {
+        let n = branch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!(
-            "{method} sip:probe@{sip} {version}\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{method}-{version}\r\n\
+            "{method} sip:probe@{sip} {version}\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{method}-{n}\r\n\
              Max-Forwards: 70\r\nFrom: <sip:tester@{local}>;tag=t1\r\nTo: <sip:probe@{sip}>\r\n\
              Call-ID: probe-{method}@{local}\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n",
             sip = outdial.sip
@@ -215,12 +217,26 @@ async fn malformed_sip_is_answered_or_dropped_and_the_server_stays_up() {
         let mut buf = [0u8; 4096];
         socket.recv(&mut buf).ok().map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
     };
-    let options = exchange(request("OPTIONS", "SIP/2.0", "").as_bytes()).expect("OPTIONS answered");
+    let first = request("OPTIONS", "SIP/2.0", "");
+    let options = exchange(first.as_bytes()).expect("OPTIONS answered");
     assert!(options.starts_with("SIP/2.0 200"), "{options}");
+    let again = exchange(first.as_bytes()).expect("a retransmitted OPTIONS gets its 200 again");
+    assert_eq!(again, options, "the server transaction resends the same final response");
     let bad_version = exchange(request("OPTIONS", "SIP/7.0", "").as_bytes()).expect("answered");
     assert!(bad_version.starts_with("SIP/2.0 505"), "{bad_version}");
-    let incoming = exchange(request("INVITE", "SIP/2.0", "").as_bytes()).expect("INVITE answered");
+    let invite = request("INVITE", "SIP/2.0", "");
+    let incoming = exchange(invite.as_bytes()).expect("INVITE answered");
     assert!(incoming.starts_with("SIP/2.0 404"), "no application for incoming calls: {incoming}");
+    // The 404 is retransmitted (Timer G) until it is acknowledged, as RFC 3261 §17.2.1 says.
+    let to_header = incoming
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .expect("To header in the 404");
+    let ack = invite
+        .replacen("INVITE sip:", "ACK sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace(&format!("To: <sip:probe@{}>", outdial.sip), to_header);
+    assert_eq!(exchange(ack.as_bytes()), None, "the ACK ends the exchange; nothing more is sent");
     let bad_cseq = request("OPTIONS", "SIP/2.0", "").replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS");
     let reply = exchange(bad_cseq.as_bytes()).expect("malformed CSeq answered");
     assert!(reply.starts_with("SIP/2.0 400"), "{reply}");
@@ -246,9 +262,12 @@ async fn outdial_call_command_follows_a_call_to_completion() {
     let outdial = Outdial::start("");
     let to = sipp.uri("+15550005");
     let url = app.url("/app.vxml");
-    let args = [
+    let args: Vec<String> = [
         "call", "--api", &outdial.api, "--api-key", &outdial.api_key, "--to", &to, "--url", &url, "--var", "patient=Grace",
-    ];
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
     let bin = outdial_tests::outdial_bin();
     let output = tokio::task::spawn_blocking(move || Command::new(bin).args(args).output())
         .await

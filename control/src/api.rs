@@ -1,1 +1,1198 @@
-//! (being written)
+//! The HTTP API (axum): create, read, list and cancel calls; health and metrics.
+//!
+//! `docs/api.md` is the user's reference and `docs/openapi.yaml` the machine-readable one.
+//! A create request is answered `201` only after the store has committed it, so an accepted
+//! call survives a crash. Every error is `{"error": {"code", "message"}}` (see [`Error`]).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{Map, Value};
+
+use crate::auth;
+use crate::config::{Config, has_scheme, trunk_host_port};
+use crate::dispatch::CallControl;
+use crate::error::{AuthError, Error, RequestError};
+use crate::model::{CallRecord, CallStatus, NewCall};
+use crate::store::Store;
+
+/// Largest request body accepted, bytes (1 MiB); larger bodies get 413 `body_too_large`.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Page size of `GET /v1/calls` when `limit` is not given.
+pub const DEFAULT_PAGE: u32 = 20;
+
+/// Largest `limit` of `GET /v1/calls`.
+pub const MAX_PAGE: u32 = 100;
+
+/// Longest `ring_timeout` a request may ask for, seconds.
+pub const MAX_RING_TIMEOUT_SECS: u64 = 600;
+
+/// The fields `POST /v1/calls` accepts.
+pub const CALL_FIELDS: [&str; 6] = [
+    "to",
+    "url",
+    "from",
+    "vars",
+    "status_callback",
+    "ring_timeout",
+];
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The durable store.
+    pub store: Store,
+    /// The part of the control plane that runs calls.
+    pub control: Arc<dyn CallControl>,
+    /// The running configuration.
+    pub config: Arc<Config>,
+    /// Renders `/metrics`; `None` answers 404 there.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The tenant that the request's API key belongs to.
+#[derive(Debug, Clone)]
+struct Tenant(String);
+
+/// The API: `/v1/calls...` behind API-key auth, `/healthz` and `/metrics` open.
+pub fn router(state: AppState) -> Router {
+    let calls = Router::new()
+        .route("/v1/calls", get(list_calls).post(create_call))
+        .route("/v1/calls/{id}", get(get_call).delete(cancel_call))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
+        .merge(calls)
+        .fallback(|| async { Error::from(RequestError::NoRoute) })
+        .method_not_allowed_fallback(|| async { Error::from(RequestError::MethodNotAllowed) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Resolves `Authorization: Bearer <key>` to a tenant, or answers 401.
+async fn require_api_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, Error> {
+    let header = request.headers().get(header::AUTHORIZATION);
+    let header = header
+        .map(|v| v.to_str().map_err(|_| AuthError::InvalidApiKey))
+        .transpose()?;
+    let key = auth::bearer_key(header)?;
+    let tenant = state
+        .store
+        .api_key_tenant(key)
+        .await?
+        .ok_or(AuthError::InvalidApiKey)?;
+    request.extensions_mut().insert(Tenant(tenant));
+    Ok(next.run(request).await)
+}
+
+/// `POST /v1/calls`: validate, store as `queued`, answer 201 after the commit, wake dispatch.
+async fn create_call(
+    State(state): State<AppState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    if !is_json(&headers) {
+        return Err(RequestError::UnsupportedMediaType.into());
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            RequestError::BodyTooLarge(MAX_BODY_BYTES)
+        } else {
+            RequestError::MalformedJson(rejection.body_text())
+        }
+    })?;
+    let new = parse_call_request(&body, &tenant, &state.config)?;
+    let record = state.store.insert_call(new).await?;
+    state.control.wake();
+    metrics::counter!("outdial_api_calls_created_total").increment(1);
+    let location = format!("/v1/calls/{}", record.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(record),
+    )
+        .into_response())
+}
+
+/// `GET /v1/calls/{id}`.
+async fn get_call(
+    State(state): State<AppState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<Json<CallRecord>, Error> {
+    let record = state.store.get_call(&tenant, &id).await?;
+    record.map(Json).ok_or(Error::NotFound(id))
+}
+
+/// `GET /v1/calls?status=&limit=&before=`: newest first, `next` is the cursor of the next page.
+async fn list_calls(
+    State(state): State<AppState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, Error> {
+    let query = ListQuery::parse(query.as_deref().unwrap_or_default())?;
+    let mut calls = state
+        .store
+        .list_calls(&tenant, query.status, query.limit + 1, query.before)
+        .await?;
+    let more = calls.len() > query.limit as usize;
+    calls.truncate(query.limit as usize);
+    let next = if more {
+        calls.last().map(|c| c.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(serde_json::json!({ "calls": calls, "next": next })))
+}
+
+/// `DELETE /v1/calls/{id}`: a queued call is canceled at once (200); a live one is asked to
+/// end (202, it ends as `canceled` shortly); a finished one is 409 `already_ended`.
+async fn cancel_call(
+    State(state): State<AppState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<CallRecord>), Error> {
+    let mut record = state
+        .store
+        .get_call(&tenant, &id)
+        .await?
+        .ok_or_else(|| Error::NotFound(id.clone()))?;
+    if record.status == CallStatus::Queued {
+        match state.store.cancel_if_queued(&tenant, &id).await? {
+            Some(after) if after.status == CallStatus::Canceled => {
+                return Ok((StatusCode::OK, Json(after)));
+            }
+            // Claimed by the dispatcher in between: cancel it as a live call.
+            Some(after) => record = after,
+            None => return Err(Error::NotFound(id)),
+        }
+    }
+    if record.status.is_final() {
+        return Err(Error::AlreadyEnded(id));
+    }
+    if state.control.cancel(record.rowid) {
+        return Ok((StatusCode::ACCEPTED, Json(record)));
+    }
+    // Not live in this process: it either just ended, or is between the queue and a core.
+    match state.store.get_call(&tenant, &id).await? {
+        Some(now) if now.status.is_final() => Err(Error::AlreadyEnded(id)),
+        _ => Err(Error::CancelPending(id)),
+    }
+}
+
+/// `GET /healthz`: 200 when the store answers.
+async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, Error> {
+    state.store.ping().await?;
+    Ok(Json(serde_json::json!({ "status": "ok" })))
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn render_metrics(State(state): State<AppState>) -> Result<Response, Error> {
+    let handle = state.metrics.as_ref().ok_or(RequestError::NoRoute)?;
+    let content_type = [(
+        header::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8",
+    )];
+    Ok((content_type, handle.render()).into_response())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Parsed query string of `GET /v1/calls`.
+#[derive(Debug, PartialEq)]
+struct ListQuery {
+    status: Option<CallStatus>,
+    limit: u32,
+    before: Option<String>,
+}
+
+impl ListQuery {
+    fn parse(query: &str) -> Result<Self, RequestError> {
+        let mut parsed = Self {
+            status: None,
+            limit: DEFAULT_PAGE,
+            before: None,
+        };
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*name {
+                "status" => {
+                    let status = CallStatus::parse(&value).ok_or_else(|| {
+                        let names: Vec<_> = CallStatus::ALL.iter().map(|s| s.as_str()).collect();
+                        RequestError::InvalidQuery(format!(
+                            "`status` must be one of {}, not {value:?}",
+                            names.join(", ")
+                        ))
+                    })?;
+                    parsed.status = Some(status);
+                }
+                "limit" => {
+                    parsed.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            RequestError::InvalidQuery(format!(
+                                "`limit` must be a whole number from 1 to {MAX_PAGE}, not {value:?}"
+                            ))
+                        })?;
+                }
+                "before" if !value.is_empty() => parsed.before = Some(value.into_owned()),
+                "before" => {}
+                other => {
+                    return Err(RequestError::InvalidQuery(format!(
+                        "`{other}` is unknown; use status, limit and before"
+                    )));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Validates a `POST /v1/calls` body into a call to store. Nothing is stored on error.
+pub fn parse_call_request(
+    body: &[u8],
+    tenant: &str,
+    config: &Config,
+) -> Result<NewCall, RequestError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))?;
+    let Value::Object(mut fields) = value else {
+        return Err(RequestError::MalformedJson(format!(
+            "expected an object, got {}",
+            kind(&value)
+        )));
+    };
+    if let Some(unknown) = fields.keys().find(|k| !CALL_FIELDS.contains(&k.as_str())) {
+        return Err(RequestError::UnknownField(unknown.clone()));
+    }
+    let to = required_string(&mut fields, "to")?;
+    let url = required_string(&mut fields, "url")?;
+    let target_uri = route_to(&to, config)?;
+    check_http_url("url", &url)?;
+    let from = optional_string(&mut fields, "from")?
+        .map(|from| from_uri(&from, config))
+        .transpose()?;
+    let vars = match fields.remove("vars") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(vars)) => check_vars(vars)?,
+        Some(other) => {
+            return Err(invalid(
+                "vars",
+                format!("must be an object, not {}", kind(&other)),
+            ));
+        }
+    };
+    let status_callback = optional_string(&mut fields, "status_callback")?;
+    if let Some(callback) = &status_callback {
+        check_http_url("status_callback", callback)?;
+    }
+    let ring_timeout_secs = match fields.remove("ring_timeout") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_u64()
+                .filter(|s| (1..=MAX_RING_TIMEOUT_SECS).contains(s))
+                .ok_or_else(|| {
+                    invalid(
+                        "ring_timeout",
+                        format!(
+                            "must be whole seconds from 1 to {MAX_RING_TIMEOUT_SECS}, not {value}"
+                        ),
+                    )
+                })?,
+        ),
+    };
+    Ok(NewCall {
+        tenant: tenant.to_owned(),
+        to,
+        target_uri,
+        from,
+        url,
+        vars,
+        status_callback,
+        ring_timeout_secs,
+    })
+}
+
+/// The SIP URI to dial for `to`: a `sip:` URI as given, or an E.164 number via the trunk.
+fn route_to(to: &str, config: &Config) -> Result<String, RequestError> {
+    if to.starts_with('+') {
+        if !is_e164(to) {
+            return Err(invalid(
+                "to",
+                format!("{to:?} is not an E.164 number like +15551234567"),
+            ));
+        }
+        let trunk = config.sip.trunk.as_deref().ok_or(RequestError::NoTrunk)?;
+        // The configuration was validated at start; an unusable trunk is still a clear error.
+        let host = trunk_host_port(trunk).map_err(|_| RequestError::NoTrunk)?;
+        return Ok(format!("sip:{to}@{host}"));
+    }
+    check_sip_uri("to", to)?;
+    Ok(to.to_owned())
+}
+
+/// A `from` as a SIP URI: E.164 numbers take the host of `sip.from`.
+fn from_uri(from: &str, config: &Config) -> Result<String, RequestError> {
+    if from.starts_with('+') {
+        if !is_e164(from) {
+            return Err(invalid(
+                "from",
+                format!("{from:?} is not an E.164 number like +15551234567"),
+            ));
+        }
+        let default = config.sip.from.get(4..).unwrap_or_default();
+        let host = default.rsplit_once('@').map_or(default, |(_, host)| host);
+        return Ok(format!("sip:{from}@{host}"));
+    }
+    check_sip_uri("from", from)?;
+    Ok(from.to_owned())
+}
+
+/// `+` then 2 to 15 digits, the first not 0 (ITU-T E.164).
+fn is_e164(number: &str) -> bool {
+    let Some(digits) = number.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// A `sip:` URI with a host, in printable ASCII (RFC 3261 §19.1); other schemes are refused.
+fn check_sip_uri(field: &'static str, uri: &str) -> Result<(), RequestError> {
+    if !has_scheme(uri, "sip") {
+        let scheme = uri.split_once(':').map(|(s, _)| s).filter(|s| {
+            s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        });
+        return Err(match scheme {
+            Some(scheme) => RequestError::UnsupportedScheme {
+                field,
+                scheme: scheme.to_owned(),
+            },
+            None => invalid(
+                field,
+                format!("{uri:?} is not a sip: URI or an E.164 number like +15551234567"),
+            ),
+        });
+    }
+    let rest = uri.get(4..).unwrap_or_default();
+    let printable = rest
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"<>\"".contains(&b));
+    let hostport = rest.split([';', '?']).next().unwrap_or_default();
+    let (user, host) = hostport
+        .rsplit_once('@')
+        .map_or(("x", hostport), |(u, h)| (u, h));
+    if uri.len() > 2048 || !printable || user.is_empty() || host.is_empty() {
+        return Err(invalid(
+            field,
+            format!("{uri:?} is not a valid sip: URI (sip:user@host[:port])"),
+        ));
+    }
+    Ok(())
+}
+
+/// An absolute `http://` or `https://` URL with a host.
+fn check_http_url(field: &'static str, text: &str) -> Result<(), RequestError> {
+    let parsed = url::Url::parse(text).ok();
+    let ok =
+        parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+    if ok && text.len() <= 8192 {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("must be an absolute http:// or https:// URL, not {text:?}"),
+        ))
+    }
+}
+
+/// Application variables: identifier names (not `connection`), scalar values.
+fn check_vars(vars: Map<String, Value>) -> Result<Map<String, Value>, RequestError> {
+    for (name, value) in &vars {
+        let mut chars = name.chars();
+        let identifier = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier || name == "connection" {
+            return Err(invalid(
+                "vars",
+                format!(
+                    "name {name:?} must be an identifier ([A-Za-z_][A-Za-z0-9_]*) other than `connection`"
+                ),
+            ));
+        }
+        if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+            return Err(invalid(
+                "vars",
+                format!(
+                    "`{name}` must be a string, number or boolean, not {}",
+                    kind(value)
+                ),
+            ));
+        }
+    }
+    Ok(vars)
+}
+
+fn required_string(
+    fields: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<String, RequestError> {
+    optional_string(fields, name)?.ok_or(RequestError::MissingField(name))
+}
+
+fn optional_string(
+    fields: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, RequestError> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(invalid(
+            name,
+            format!("must be a string, not {}", kind(&other)),
+        )),
+    }
+}
+
+fn invalid(field: &'static str, problem: String) -> RequestError {
+    RequestError::InvalidField { field, problem }
+}
+
+/// The JSON type of `value`, for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use axum::body::Body;
+    use axum::http::Method;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::model::CallUpdate;
+
+    /// Records what the API asked of the call runner.
+    #[derive(Default)]
+    struct TestControl {
+        wakes: AtomicUsize,
+        cancels: Mutex<Vec<i64>>,
+        refuse_cancel: AtomicBool,
+    }
+
+    impl CallControl for TestControl {
+        fn wake(&self) {
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+        }
+        fn cancel(&self, id: i64) -> bool {
+            if let Ok(mut cancels) = self.cancels.lock() {
+                cancels.push(id);
+            }
+            !self.refuse_cancel.load(Ordering::SeqCst)
+        }
+    }
+
+    struct Harness {
+        _dir: tempfile::TempDir,
+        app: Router,
+        store: Store,
+        control: Arc<TestControl>,
+        key: String,
+    }
+
+    const APP: &str = "http://127.0.0.1:8000/app.vxml";
+
+    async fn harness(trunk: Option<&str>) -> Harness {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            Store::open(&dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+        let key = store
+            .ensure_dev_tenant(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let control = Arc::new(TestControl::default());
+        let mut config = Config::default();
+        config.sip.trunk = trunk.map(str::to_owned);
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        let state = AppState {
+            store: store.clone(),
+            control: control.clone(),
+            config: Arc::new(config),
+            metrics: Some(metrics),
+        };
+        Harness {
+            _dir: dir,
+            app: router(state),
+            store,
+            control,
+            key,
+        }
+    }
+
+    impl Harness {
+        async fn send(
+            &self,
+            method: Method,
+            uri: &str,
+            auth: Option<&str>,
+            content_type: Option<&str>,
+            body: impl Into<Body>,
+        ) -> (StatusCode, HeaderMap, Value) {
+            let mut request = Request::builder().method(method).uri(uri);
+            if let Some(auth) = auth {
+                request = request.header(header::AUTHORIZATION, auth);
+            }
+            if let Some(content_type) = content_type {
+                request = request.header(header::CONTENT_TYPE, content_type);
+            }
+            let request = request.body(body.into()).unwrap_or_else(|e| panic!("{e}"));
+            let response = self
+                .app
+                .clone()
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|e| match e {});
+            let (parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let json = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+            (parts.status, parts.headers, json)
+        }
+
+        async fn call(
+            &self,
+            method: Method,
+            uri: &str,
+            body: Option<Value>,
+        ) -> (StatusCode, Value) {
+            let bearer = format!("Bearer {}", self.key);
+            let (status, _, json) = match body {
+                Some(body) => {
+                    let body = body.to_string();
+                    self.send(method, uri, Some(&bearer), Some("application/json"), body)
+                        .await
+                }
+                None => {
+                    self.send(method, uri, Some(&bearer), None, Body::empty())
+                        .await
+                }
+            };
+            (status, json)
+        }
+
+        async fn create(&self, body: Value) -> (StatusCode, Value) {
+            self.call(Method::POST, "/v1/calls", Some(body)).await
+        }
+
+        async fn stored(&self) -> usize {
+            self.store
+                .list_calls("dev", None, 1000, None)
+                .await
+                .map(|v| v.len())
+                .unwrap_or(0)
+        }
+
+        fn wakes(&self) -> usize {
+            self.control.wakes.load(Ordering::SeqCst)
+        }
+    }
+
+    fn code(body: &Value) -> &str {
+        body["error"]["code"].as_str().unwrap_or("<no code>")
+    }
+
+    #[tokio::test]
+    async fn create_answers_201_with_the_stored_record_and_wakes_dispatch() {
+        let h = harness(None).await;
+        let body = serde_json::json!({
+            "to": "sip:alice@127.0.0.1:5080",
+            "url": APP,
+            "vars": {"name": "Alice", "amount": 12.5, "vip": true},
+            "status_callback": "https://hooks.example.com/outdial",
+            "ring_timeout": 20
+        });
+        let bearer = format!("Bearer {}", h.key);
+        let (status, headers, record) = h
+            .send(
+                Method::POST,
+                "/v1/calls",
+                Some(&bearer),
+                Some("application/json; charset=utf-8"),
+                body.to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{record}");
+        assert_eq!(record["status"], "queued");
+        assert_eq!(record["to"], "sip:alice@127.0.0.1:5080");
+        assert_eq!(record["target_uri"], "sip:alice@127.0.0.1:5080");
+        assert_eq!(record["vars"]["amount"], 12.5);
+        assert_eq!(record["ring_timeout"], 20);
+        assert!(record["from"].is_null());
+        let id = record["id"].as_str().unwrap_or_default().to_owned();
+        assert!(id.starts_with("call_"));
+        let location = headers.get(header::LOCATION).and_then(|v| v.to_str().ok());
+        assert_eq!(location, Some(format!("/v1/calls/{id}").as_str()));
+        assert_eq!(h.wakes(), 1);
+
+        let (status, fetched) = h.call(Method::GET, &format!("/v1/calls/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(fetched, record);
+    }
+
+    #[tokio::test]
+    async fn e164_numbers_go_through_the_trunk() {
+        let h = harness(Some("sip:192.0.2.10:5060")).await;
+        let (status, record) = h
+            .create(serde_json::json!({"to": "+15551234567", "from": "+15550000001", "url": APP}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{record}");
+        assert_eq!(record["to"], "+15551234567");
+        assert_eq!(record["target_uri"], "sip:+15551234567@192.0.2.10:5060");
+        assert_eq!(record["from"], "sip:+15550000001@127.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn every_validation_error_has_its_code_and_stores_nothing() {
+        let h = harness(None).await;
+        let ok_to = "sip:bob@127.0.0.1";
+        let cases: Vec<(Value, &str)> = vec![
+            (serde_json::json!([1, 2]), "malformed_json"),
+            (serde_json::json!({"url": APP}), "missing_field"),
+            (serde_json::json!({"to": ok_to}), "missing_field"),
+            (
+                serde_json::json!({"to": ok_to, "url": null}),
+                "missing_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "callerId": "x"}),
+                "unknown_field",
+            ),
+            (
+                serde_json::json!({"to": "sips:bob@example.com", "url": APP}),
+                "unsupported_scheme",
+            ),
+            (
+                serde_json::json!({"to": "tel:+15551234567", "url": APP}),
+                "unsupported_scheme",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "from": "tel:+1555", "url": APP}),
+                "unsupported_scheme",
+            ),
+            (
+                serde_json::json!({"to": "+15551234567", "url": APP}),
+                "no_trunk",
+            ),
+            (
+                serde_json::json!({"to": "+05551234567", "url": APP}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": "+1555123456789012", "url": APP}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": "5551234567", "url": APP}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": "sip:", "url": APP}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": "sip:bob@", "url": APP}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": "sip:bob smith@host", "url": APP}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": 15551234567_u64, "url": APP}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": "ftp://127.0.0.1/app.vxml"}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": "/app.vxml"}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "vars": [1]}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "vars": {"a": {"b": 1}}}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "vars": {"a": null}}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "vars": {"1a": "x"}}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "vars": {"a-b": "x"}}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "vars": {"connection": "x"}}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "status_callback": "hooks"}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "ring_timeout": 0}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "ring_timeout": 601}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "ring_timeout": "30"}),
+                "invalid_field",
+            ),
+            (
+                serde_json::json!({"to": ok_to, "url": APP, "ring_timeout": 2.5}),
+                "invalid_field",
+            ),
+        ];
+        for (body, expected) in cases {
+            let (status, answer) = h.create(body.clone()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
+            assert_eq!(code(&answer), expected, "{body} → {answer}");
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+        }
+
+        let bearer = format!("Bearer {}", h.key);
+        let raw: [(&[u8], Option<&str>, StatusCode, &str); 5] = [
+            (
+                b"{\"to\":",
+                Some("application/json"),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            ),
+            (
+                b"",
+                Some("application/json"),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            ),
+            (
+                b"\xff\xfe",
+                Some("application/json"),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            ),
+            (
+                b"{}",
+                Some("text/plain"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                b"{}",
+                None,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+        ];
+        for (body, content_type, expected_status, expected_code) in raw {
+            let (status, _, answer) = h
+                .send(
+                    Method::POST,
+                    "/v1/calls",
+                    Some(&bearer),
+                    content_type,
+                    body.to_vec(),
+                )
+                .await;
+            assert_eq!(
+                (status, code(&answer)),
+                (expected_status, expected_code),
+                "{body:?}"
+            );
+        }
+        let deep = "[".repeat(10_000);
+        let (status, _, answer) = h
+            .send(
+                Method::POST,
+                "/v1/calls",
+                Some(&bearer),
+                Some("application/json"),
+                deep,
+            )
+            .await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::BAD_REQUEST, "malformed_json")
+        );
+
+        let huge = format!(
+            "{{\"to\":\"sip:bob@127.0.0.1\",\"url\":\"{APP}\",\"vars\":{{\"pad\":\"{}\"}}}}",
+            "x".repeat(MAX_BODY_BYTES)
+        );
+        let (status, _, answer) = h
+            .send(
+                Method::POST,
+                "/v1/calls",
+                Some(&bearer),
+                Some("application/json"),
+                huge,
+            )
+            .await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+        );
+
+        assert_eq!(h.stored().await, 0, "a refused request was stored");
+        assert_eq!(h.wakes(), 0);
+    }
+
+    #[tokio::test]
+    async fn auth_is_required_on_calls_but_not_health_or_metrics() {
+        let h = harness(None).await;
+        let body = serde_json::json!({"to": "sip:bob@127.0.0.1", "url": APP}).to_string();
+        let json = Some("application/json");
+        let (status, _, answer) = h
+            .send(Method::POST, "/v1/calls", None, json, body.clone())
+            .await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::UNAUTHORIZED, "missing_api_key")
+        );
+        let (status, headers, answer) = h
+            .send(
+                Method::POST,
+                "/v1/calls",
+                Some("Bearer od_dev_nope"),
+                json,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::UNAUTHORIZED, "invalid_api_key")
+        );
+        assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+        let (status, _, answer) = h
+            .send(
+                Method::GET,
+                "/v1/calls",
+                Some("Basic dXNlcjpwYXNz"),
+                None,
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::UNAUTHORIZED, "missing_api_key")
+        );
+        let (status, _, answer) = h
+            .send(
+                Method::GET,
+                "/v1/calls/call_x",
+                Some("Bearer wrong"),
+                None,
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::UNAUTHORIZED, "invalid_api_key")
+        );
+        assert_eq!(h.stored().await, 0);
+
+        let (status, _, answer) = h
+            .send(Method::GET, "/healthz", None, None, Body::empty())
+            .await;
+        assert_eq!(
+            (status, answer),
+            (StatusCode::OK, serde_json::json!({"status": "ok"}))
+        );
+        let (status, headers, _) = h
+            .send(Method::GET, "/metrics", None, None, Body::empty())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        assert!(content_type.is_some_and(|t| t.starts_with("text/plain")));
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_methods_answer_json() {
+        let h = harness(None).await;
+        let (status, _, answer) = h
+            .send(Method::GET, "/v2/things", None, None, Body::empty())
+            .await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        let (status, answer) = h.call(Method::PUT, "/v1/calls", None).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+        );
+        let (status, answer) = h.call(Method::GET, "/v1/calls/call_missing", None).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_of_another_tenant_are_invisible() {
+        let h = harness(None).await;
+        let other = h
+            .store
+            .insert_call(NewCall {
+                tenant: "other".to_owned(),
+                to: "sip:x@127.0.0.1".to_owned(),
+                target_uri: "sip:x@127.0.0.1".to_owned(),
+                from: None,
+                url: APP.to_owned(),
+                vars: Map::new(),
+                status_callback: None,
+                ring_timeout_secs: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let uri = format!("/v1/calls/{}", other.id);
+        assert_eq!(
+            h.call(Method::GET, &uri, None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            h.call(Method::DELETE, &uri, None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (_, list) = h.call(Method::GET, "/v1/calls", None).await;
+        assert_eq!(list["calls"].as_array().map(Vec::len), Some(0));
+    }
+
+    #[tokio::test]
+    async fn list_pages_newest_first_and_filters() {
+        let h = harness(None).await;
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            let (_, record) = h
+                .create(serde_json::json!({"to": format!("sip:c{n}@127.0.0.1"), "url": APP}))
+                .await;
+            ids.push(record["id"].as_str().unwrap_or_default().to_owned());
+        }
+        let mut seen = Vec::new();
+        let mut uri = "/v1/calls?limit=2".to_owned();
+        let mut pages = 0;
+        loop {
+            let (status, page) = h.call(Method::GET, &uri, None).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            pages += 1;
+            for call in page["calls"].as_array().into_iter().flatten() {
+                seen.push(call["id"].as_str().unwrap_or_default().to_owned());
+            }
+            match page["next"].as_str() {
+                Some(next) => uri = format!("/v1/calls?limit=2&before={next}"),
+                None => break,
+            }
+            assert!(pages < 10, "pagination does not end");
+        }
+        ids.reverse();
+        assert_eq!(seen, ids);
+        assert_eq!(pages, 3);
+
+        // Default page holds all five; an exact fit has no next page.
+        let (_, page) = h.call(Method::GET, "/v1/calls?limit=5", None).await;
+        assert!(page["next"].is_null());
+
+        let first = ids.last().cloned().unwrap_or_default();
+        h.call(Method::DELETE, &format!("/v1/calls/{first}"), None)
+            .await;
+        let (_, canceled) = h.call(Method::GET, "/v1/calls?status=canceled", None).await;
+        let canceled: Vec<_> = canceled["calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["id"].clone())
+            .collect();
+        assert_eq!(canceled, vec![Value::String(first)]);
+
+        for bad in [
+            "/v1/calls?limit=0",
+            "/v1/calls?limit=101",
+            "/v1/calls?limit=x",
+            "/v1/calls?status=ended",
+            "/v1/calls?page=2",
+            "/v1/calls?before=call_unknown",
+        ] {
+            let (status, answer) = h.call(Method::GET, bad, None).await;
+            assert_eq!(
+                (status, code(&answer)),
+                (StatusCode::BAD_REQUEST, "invalid_query"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn cancel_queued_live_and_ended_calls() {
+        let h = harness(None).await;
+        let new = |n: u32| serde_json::json!({"to": format!("sip:c{n}@127.0.0.1"), "url": APP});
+        let (_, queued) = h.create(new(1)).await;
+        let uri = format!("/v1/calls/{}", queued["id"].as_str().unwrap_or_default());
+        let (status, canceled) = h.call(Method::DELETE, &uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{canceled}");
+        assert_eq!(canceled["status"], "canceled");
+        assert!(canceled["ended_at"].is_string());
+        let (status, again) = h.call(Method::DELETE, &uri, None).await;
+        assert_eq!(
+            (status, code(&again)),
+            (StatusCode::CONFLICT, "already_ended")
+        );
+        assert!(
+            h.control
+                .cancels
+                .lock()
+                .map(|c| c.is_empty())
+                .unwrap_or(false)
+        );
+
+        // A live call is handed to the call runner.
+        h.create(new(2)).await;
+        let claimed = h.store.claim_queued(1).await.unwrap_or_default();
+        let live = claimed
+            .first()
+            .cloned()
+            .unwrap_or_else(|| panic!("nothing claimed"));
+        let ringing = CallUpdate {
+            status: Some(CallStatus::Ringing),
+            ..CallUpdate::default()
+        };
+        h.store
+            .update_call(live.rowid, ringing)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let uri = format!("/v1/calls/{}", live.id);
+        let (status, record) = h.call(Method::DELETE, &uri, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{record}");
+        assert_eq!(record["status"], "ringing");
+        assert_eq!(
+            h.control
+                .cancels
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_default(),
+            vec![live.rowid]
+        );
+
+        // Not live in this process and not final: the client should retry.
+        h.control.refuse_cancel.store(true, Ordering::SeqCst);
+        let (status, answer) = h.call(Method::DELETE, &uri, None).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::CONFLICT, "cancel_pending")
+        );
+    }
+
+    #[test]
+    fn list_query_defaults_and_decoding() {
+        assert_eq!(
+            ListQuery::parse(""),
+            Ok(ListQuery {
+                status: None,
+                limit: DEFAULT_PAGE,
+                before: None
+            })
+        );
+        assert_eq!(
+            ListQuery::parse("status=in-progress&limit=100&before=call_a%62"),
+            Ok(ListQuery {
+                status: Some(CallStatus::InProgress),
+                limit: 100,
+                before: Some("call_ab".to_owned())
+            })
+        );
+    }
+
+    #[test]
+    fn e164_shape() {
+        for good in ["+15551234567", "+44", "+123456789012345"] {
+            assert!(is_e164(good), "{good}");
+        }
+        for bad in [
+            "+1",
+            "+0123",
+            "15551234567",
+            "+1234567890123456",
+            "+1-555",
+            "+",
+        ] {
+            assert!(!is_e164(bad), "{bad}");
+        }
+    }
+}

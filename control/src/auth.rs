@@ -24,7 +24,10 @@ pub fn random_base32(len: usize) -> Result<String, Error> {
     let mut bytes = vec![0u8; len];
     random_bytes(&mut bytes)?;
     // 256 is a multiple of 32, so `b % 32` is uniform.
-    Ok(bytes.iter().map(|b| char::from(BASE32[usize::from(b % 32)])).collect())
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(BASE32[usize::from(b % 32)]))
+        .collect())
 }
 
 /// A new development API key: `od_dev_` + 32 random hex characters (128 bits).
@@ -57,7 +60,11 @@ pub fn bearer_key(header: Option<&str>) -> Result<&str, AuthError> {
         return Err(AuthError::MissingApiKey);
     }
     let key = key.trim();
-    if key.is_empty() { Err(AuthError::MissingApiKey) } else { Ok(key) }
+    if key.is_empty() {
+        Err(AuthError::MissingApiKey)
+    } else {
+        Ok(key)
+    }
 }
 
 #[cfg(test)]
@@ -69,7 +76,10 @@ mod tests {
         assert_eq!(bearer_key(Some("Bearer od_dev_1")), Ok("od_dev_1"));
         assert_eq!(bearer_key(Some("bearer   od_dev_1 ")), Ok("od_dev_1"));
         assert_eq!(bearer_key(None), Err(AuthError::MissingApiKey));
-        assert_eq!(bearer_key(Some("Basic dXNlcjpwYXNz")), Err(AuthError::MissingApiKey));
+        assert_eq!(
+            bearer_key(Some("Basic dXNlcjpwYXNz")),
+            Err(AuthError::MissingApiKey)
+        );
         assert_eq!(bearer_key(Some("Bearer ")), Err(AuthError::MissingApiKey));
         assert_eq!(bearer_key(Some("Bearer")), Err(AuthError::MissingApiKey));
     }
@@ -80,7 +90,11 @@ mod tests {
         let b = new_dev_api_key().unwrap_or_default();
         assert_eq!(a.len(), DEV_KEY_PREFIX.len() + 32);
         assert!(a.starts_with(DEV_KEY_PREFIX));
-        assert!(a[DEV_KEY_PREFIX.len()..].bytes().all(|c| c.is_ascii_hexdigit()));
+        assert!(
+            a[DEV_KEY_PREFIX.len()..]
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit())
+        );
         assert_ne!(a, b);
     }
 
@@ -103,7 +117,9 @@ mod tests {
     #[test]
     fn webhook_secret_decodes_to_24_bytes() {
         let secret = new_webhook_secret().unwrap_or_default();
-        let encoded = secret.strip_prefix(WEBHOOK_SECRET_PREFIX).unwrap_or_default();
+        let encoded = secret
+            .strip_prefix(WEBHOOK_SECRET_PREFIX)
+            .unwrap_or_default();
         let decoded = base64::engine::general_purpose::STANDARD.decode(encoded);
         assert_eq!(decoded.map(|d| d.len()).ok(), Some(24));
     }

@@ -1,1 +1,502 @@
-//! (being written)
+//! The `outdial` command line: `serve`, `call` and `config check`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{self, ApiClient};
+use crate::config::{Config, LogConfig};
+use crate::error::Error;
+use crate::model::{CallRecord, CallRequest, CallStatus};
+
+/// Exit status: the call completed (or the command succeeded).
+pub const EXIT_OK: u8 = 0;
+/// Exit status: an error (bad arguments, API error, server unreachable).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit status: the call ended, but not as `completed` (busy, no-answer, failed, canceled).
+pub const EXIT_NOT_COMPLETED: u8 = 2;
+
+/// How often `outdial call` polls the call's status.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Outdial places telephone calls on HTTP request and runs a VoiceXML application on each.
+#[derive(Debug, Parser)]
+#[command(name = "outdial", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API, store, dispatcher and dataplane.
+    Serve(ServeArgs),
+    /// Place a call through a running server and follow it to the end.
+    Call(CallArgs),
+    /// Work with configuration files.
+    Config {
+        /// What to do with the configuration.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `outdial serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see docs/configuration.md); built-in defaults if omitted.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `outdial call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Who to call: a sip: URI, or an E.164 number (+15551234567) if a trunk is configured.
+    #[arg(long, value_name = "URI|NUMBER")]
+    pub to: String,
+    /// The VoiceXML application to run when the callee answers (http:// or https://).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The caller: a sip: URI or an E.164 number (default: the server's sip.from).
+    #[arg(long, value_name = "URI|NUMBER")]
+    pub from: Option<String>,
+    /// A variable for the application, readable as session.NAME (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Seconds to let the phone ring before giving up (default: the server's setting).
+    #[arg(long, value_name = "SECONDS")]
+    pub ring_timeout: Option<u64>,
+    /// URL that receives the call record on every status change (signed webhooks).
+    #[arg(long, value_name = "URL")]
+    pub status_callback: Option<String>,
+    /// Base URL of the Outdial API.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// API key [default: $OUTDIAL_API_KEY, else the key in ./outdial-data/dev-api-key].
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "OUTDIAL_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// Print the new call and exit instead of following it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print the final record as JSON on standard output (progress goes to standard error).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outdial config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and validate a configuration file; exit 0 if it is usable.
+    Check {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// Runs a parsed command line and returns the process exit status.
+pub async fn run(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Call(args) => {
+            let mut stdout = std::io::stdout().lock();
+            let mut stderr = std::io::stderr();
+            call(&args, POLL_INTERVAL, &mut stdout, &mut stderr).await
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_ERROR
+            }
+        },
+    };
+    ExitCode::from(code)
+}
+
+/// Sets up logging to standard error per `[log]`; `RUST_LOG`, when set, takes precedence.
+pub fn init_tracing(log: &LogConfig) -> Result<(), Error> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(directives)
+        }
+        _ => tracing_subscriber::EnvFilter::try_new(&log.level),
+    }
+    .map_err(|e| Error::Config(format!("`log.level` (or RUST_LOG): {e}")))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = if log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    installed.map_err(|e| Error::Config(format!("cannot install the logger: {e}")))
+}
+
+async fn serve(args: ServeArgs) -> u8 {
+    let config = match &args.config {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    if let Err(e) = init_tracing(&config.log) {
+        eprintln!("error: {e}");
+        return EXIT_ERROR;
+    }
+    match crate::serve::run(config).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// `outdial call`: create, then follow the call, writing the record to `out` and progress to
+/// `out` (or to `progress` with `--json`). Returns the exit status.
+async fn call(
+    args: &CallArgs,
+    poll: Duration,
+    out: &mut dyn Write,
+    progress: &mut dyn Write,
+) -> u8 {
+    match follow_call(args, poll, out, progress).await {
+        Ok(record) if record.status == CallStatus::Completed => EXIT_OK,
+        Ok(record) if record.status.is_final() => EXIT_NOT_COMPLETED,
+        Ok(_) => EXIT_OK, // --no-wait: the call was accepted
+        Err(e) => {
+            let _ = writeln!(progress, "error: {e}");
+            EXIT_ERROR
+        }
+    }
+}
+
+async fn follow_call(
+    args: &CallArgs,
+    poll: Duration,
+    out: &mut dyn Write,
+    progress: &mut dyn Write,
+) -> Result<CallRecord, Error> {
+    let key = client::resolve_api_key(args.api_key.clone(), client::DEFAULT_DEV_KEY_FILE.as_ref())?;
+    let api = ApiClient::new(&args.api, key)?;
+    let request = CallRequest {
+        to: args.to.clone(),
+        url: args.url.clone(),
+        from: args.from.clone(),
+        vars: args
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect(),
+        status_callback: args.status_callback.clone(),
+        ring_timeout: args.ring_timeout,
+    };
+    let created = api.create_call(&request).await?;
+    let started = Instant::now();
+    let record = if args.no_wait {
+        created
+    } else {
+        let log: &mut dyn Write = if args.json { progress } else { &mut *out };
+        let _ = writeln!(log, "{} → {}", created.id, created.target_uri);
+        api.wait_for_final(&created.id, poll, |record| {
+            let _ = writeln!(
+                log,
+                "{:>6.1}s  {}",
+                started.elapsed().as_secs_f64(),
+                record.status
+            );
+        })
+        .await?
+    };
+    print_record(&record, args.json, out)?;
+    Ok(record)
+}
+
+fn print_record(record: &CallRecord, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    if json {
+        let text = serde_json::to_string_pretty(record)
+            .map_err(|e| Error::Client(format!("cannot print the record: {e}")))?;
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    writeln!(out, "{}: {}", record.id, record.status)?;
+    writeln!(out, "  to:          {}", record.to)?;
+    writeln!(
+        out,
+        "  SIP status:  {}",
+        or_dash(record.sip_status.map(|s| s.to_string()))
+    )?;
+    writeln!(
+        out,
+        "  disposition: {}",
+        or_dash(record.disposition.clone())
+    )?;
+    writeln!(out, "  reason:      {}", or_dash(record.reason.clone()))?;
+    writeln!(
+        out,
+        "  result:      {}",
+        or_dash(record.result.as_ref().map(|r| r.to_string()))
+    )?;
+    Ok(())
+}
+
+/// Parses `--var NAME=VALUE`.
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use clap::CommandFactory as _;
+
+    use crate::api::{AppState, router};
+    use crate::dispatch::CallControl;
+    use crate::model::CallUpdate;
+    use crate::store::Store;
+
+    struct NoControl;
+
+    impl CallControl for NoControl {
+        fn wake(&self) {}
+        fn cancel(&self, _id: i64) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn call_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "outdial",
+            "call",
+            "--to",
+            "sip:a@127.0.0.1",
+            "--url",
+            "http://x/a.vxml",
+            "--var",
+            "pin=12=34",
+            "--var",
+            "name=Bo",
+            "--no-wait",
+            "--api-key",
+            "k",
+        ]);
+        let Ok(Cli {
+            command: Command::Call(args),
+        }) = cli
+        else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(
+            args.vars,
+            vec![("pin".into(), "12=34".into()), ("name".into(), "Bo".into())]
+        );
+        assert!(args.no_wait && !args.json);
+        assert_eq!(args.api, "http://127.0.0.1:8080");
+        assert!(
+            Cli::try_parse_from([
+                "outdial", "call", "--to", "x", "--url", "y", "--var", "novalue"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["outdial", "call", "--url", "y"]).is_err());
+    }
+
+    #[test]
+    fn serve_and_config_parse() {
+        let cli = Cli::try_parse_from(["outdial", "serve", "--config", "o.toml"]);
+        assert!(matches!(
+            cli,
+            Ok(Cli {
+                command: Command::Serve(ServeArgs { config: Some(_) })
+            })
+        ));
+        let cli = Cli::try_parse_from(["outdial", "config", "check", "o.toml"]);
+        assert!(matches!(
+            cli,
+            Ok(Cli {
+                command: Command::Config { .. }
+            })
+        ));
+    }
+
+    /// A real server on 127.0.0.1:0 whose calls a background task moves through `statuses`.
+    async fn server() -> (tempfile::TempDir, Store, String, String) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            Store::open(&dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+        let key = store
+            .ensure_dev_tenant(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let state = AppState {
+            store: store.clone(),
+            control: Arc::new(NoControl),
+            config: Arc::new(Config::default()),
+            metrics: None,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        (dir, store, format!("http://{addr}"), key)
+    }
+
+    /// Plays the call runner: claims the call and moves it through `statuses`.
+    fn drive(store: Store, statuses: Vec<(CallStatus, Option<u16>)>) {
+        tokio::spawn(async move {
+            let claimed = loop {
+                let claimed = store.claim_queued(1).await.unwrap_or_default();
+                if let Some(record) = claimed.into_iter().next() {
+                    break record;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            for (status, sip_status) in statuses {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let update = CallUpdate {
+                    status: Some(status),
+                    sip_status,
+                    result: (status == CallStatus::Completed)
+                        .then(|| serde_json::json!({"pin": "1234"})),
+                    ..CallUpdate::default()
+                };
+                let _ = store.update_call(claimed.rowid, update).await;
+            }
+        });
+    }
+
+    fn args(api: &str, key: &str) -> CallArgs {
+        CallArgs {
+            to: "sip:alice@127.0.0.1:5080".to_owned(),
+            url: "http://127.0.0.1:8000/app.vxml".to_owned(),
+            from: None,
+            vars: vec![("name".to_owned(), "Alice".to_owned())],
+            ring_timeout: None,
+            status_callback: None,
+            api: api.to_owned(),
+            api_key: Some(key.to_owned()),
+            no_wait: false,
+            json: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn call_follows_a_completed_call_and_exits_0() {
+        let (_dir, store, api, key) = server().await;
+        drive(
+            store,
+            vec![
+                (CallStatus::Ringing, Some(180)),
+                (CallStatus::InProgress, Some(200)),
+                (CallStatus::Completed, None),
+            ],
+        );
+        let (mut out, mut progress) = (Vec::new(), Vec::new());
+        let code = call(
+            &args(&api, &key),
+            Duration::from_millis(5),
+            &mut out,
+            &mut progress,
+        )
+        .await;
+        let out = String::from_utf8_lossy(&out);
+        assert_eq!(code, EXIT_OK, "{out}{}", String::from_utf8_lossy(&progress));
+        let order: Vec<_> = ["dialing", "ringing", "in-progress", "completed"]
+            .iter()
+            .map(|s| out.find(&format!("s  {s}\n")))
+            .collect();
+        assert!(order.iter().all(Option::is_some), "{out}");
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{out}");
+        assert!(out.contains("SIP status:  200"), "{out}");
+        assert!(out.contains(r#"{"pin":"1234"}"#), "{out}");
+    }
+
+    #[tokio::test]
+    async fn call_exits_2_when_the_callee_is_busy_and_prints_json() {
+        let (_dir, store, api, key) = server().await;
+        drive(store, vec![(CallStatus::Busy, Some(486))]);
+        let mut args = args(&api, &key);
+        args.json = true;
+        let (mut out, mut progress) = (Vec::new(), Vec::new());
+        let code = call(&args, Duration::from_millis(5), &mut out, &mut progress).await;
+        assert_eq!(code, EXIT_NOT_COMPLETED);
+        let record: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(record["status"], "busy");
+        assert_eq!(record["sip_status"], 486);
+        assert_eq!(record["vars"]["name"], "Alice");
+        assert!(String::from_utf8_lossy(&progress).contains("busy"));
+    }
+
+    #[tokio::test]
+    async fn call_reports_api_errors_and_exits_1() {
+        let (_dir, _store, api, key) = server().await;
+        let mut bad = args(&api, &key);
+        bad.to = "+15551234567".to_owned(); // no trunk configured
+        let (mut out, mut progress) = (Vec::new(), Vec::new());
+        assert_eq!(
+            call(&bad, POLL_INTERVAL, &mut out, &mut progress).await,
+            EXIT_ERROR
+        );
+        let message = String::from_utf8_lossy(&progress);
+        assert!(
+            message.contains("no_trunk") && message.contains("sip.trunk"),
+            "{message}"
+        );
+
+        let wrong_key = args(&api, "od_dev_wrong");
+        let (mut out, mut progress) = (Vec::new(), Vec::new());
+        assert_eq!(
+            call(&wrong_key, POLL_INTERVAL, &mut out, &mut progress).await,
+            EXIT_ERROR
+        );
+        assert!(String::from_utf8_lossy(&progress).contains("invalid_api_key"));
+    }
+
+    #[tokio::test]
+    async fn no_wait_prints_the_queued_call() {
+        let (_dir, _store, api, key) = server().await;
+        let mut args = args(&api, &key);
+        args.no_wait = true;
+        let (mut out, mut progress) = (Vec::new(), Vec::new());
+        assert_eq!(
+            call(&args, POLL_INTERVAL, &mut out, &mut progress).await,
+            EXIT_OK
+        );
+        assert!(String::from_utf8_lossy(&out).contains(": queued"));
+    }
+}

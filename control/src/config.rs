@@ -139,7 +139,9 @@ pub struct LogConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
     }
 }
 
@@ -159,43 +161,66 @@ impl Default for SipConfig {
 
 impl Default for RtpConfig {
     fn default() -> Self {
-        Self { port_min: 20000, port_max: 29999 }
+        Self {
+            port_min: 20000,
+            port_max: 29999,
+        }
     }
 }
 
 impl Default for DataplaneConfig {
     fn default() -> Self {
-        Self { cores: 1, backend: "auto".to_owned(), pin: true }
+        Self {
+            cores: 1,
+            backend: "auto".to_owned(),
+            pin: true,
+        }
     }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./outdial-data") }
+        Self {
+            data_dir: PathBuf::from("./outdial-data"),
+        }
     }
 }
 
 impl Default for CallsConfig {
     fn default() -> Self {
-        Self { ring_timeout_secs: 30, max_duration_secs: 3600, max_concurrent: 1000 }
+        Self {
+            ring_timeout_secs: 30,
+            max_duration_secs: 3600,
+            max_concurrent: 1000,
+        }
     }
 }
 
 impl Default for TtsConfig {
     fn default() -> Self {
-        Self { command: "espeak-ng".to_owned(), voice: "en-us".to_owned() }
+        Self {
+            command: "espeak-ng".to_owned(),
+            voice: "en-us".to_owned(),
+        }
     }
 }
 
 impl Default for FetchConfig {
     fn default() -> Self {
-        Self { timeout_ms: 10_000, max_document_bytes: 1 << 20, max_audio_bytes: 10 << 20 }
+        Self {
+            timeout_ms: 10_000,
+            max_document_bytes: 1 << 20,
+            max_audio_bytes: 10 << 20,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".to_owned(), format: "text".to_owned() }
+        Self {
+            level: "info".to_owned(),
+            format: "text".to_owned(),
+        }
     }
 }
 
@@ -210,8 +235,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let config = Self::parse(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let config = toml::from_str::<Self>(&text).map_err(|e| {
+            Error::Config(format!("{}: {}", path.display(), e.to_string().trim_end()))
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -229,7 +255,10 @@ impl Config {
             trunk_host_port(trunk).map_err(|p| Error::Config(format!("`sip.trunk` {p}")))?;
         }
         if !has_scheme(&sip.from, "sip") || sip.from.len() <= 4 {
-            return bad("sip.from", format!("must be a sip: URI, not {:?}", sip.from));
+            return bad(
+                "sip.from",
+                format!("must be a sip: URI, not {:?}", sip.from),
+            );
         }
         if sip.t1_ms == 0 || sip.t2_ms < sip.t1_ms || sip.t4_ms == 0 {
             return bad(
@@ -238,7 +267,10 @@ impl Config {
             );
         }
         if sip.user_agent.is_empty() || sip.user_agent.chars().any(char::is_control) {
-            return bad("sip.user_agent", "must be non-empty text on one line".to_owned());
+            return bad(
+                "sip.user_agent",
+                "must be non-empty text on one line".to_owned(),
+            );
         }
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
             return bad(
@@ -252,7 +284,10 @@ impl Config {
         if !BACKENDS.contains(&self.dataplane.backend.as_str()) {
             return bad(
                 "dataplane.backend",
-                format!("must be one of {BACKENDS:?}, not {:?}", self.dataplane.backend),
+                format!(
+                    "must be one of {BACKENDS:?}, not {:?}",
+                    self.dataplane.backend
+                ),
             );
         }
         if self.store.data_dir.as_os_str().is_empty() {
@@ -279,10 +314,16 @@ impl Config {
             );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return bad("log.level", format!("is not a level or tracing filter: {e}"));
+            return bad(
+                "log.level",
+                format!("is not a level or tracing filter: {e}"),
+            );
         }
         if !LOG_FORMATS.contains(&self.log.format.as_str()) {
-            return bad("log.format", format!("must be \"text\" or \"json\", not {:?}", self.log.format));
+            return bad(
+                "log.format",
+                format!("must be \"text\" or \"json\", not {:?}", self.log.format),
+            );
         }
         Ok(())
     }
@@ -295,26 +336,42 @@ impl Config {
 
 /// True when `uri` starts with `scheme:` (schemes compare case-insensitively, RFC 3261 §19.1.1).
 pub(crate) fn has_scheme(uri: &str, scheme: &str) -> bool {
-    uri.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    uri.get(..scheme.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
         && uri.as_bytes().get(scheme.len()) == Some(&b':')
 }
 
 /// The `host:port` part of a trunk written `sip:host[:port]`, checked.
 pub(crate) fn trunk_host_port(trunk: &str) -> Result<&str, String> {
-    let rest = if has_scheme(trunk, "sip") { trunk.get(4..).unwrap_or_default() } else { "" };
+    let rest = if has_scheme(trunk, "sip") {
+        trunk.get(4..).unwrap_or_default()
+    } else {
+        ""
+    };
     let valid = !rest.is_empty()
         && !rest.contains('@')
-        && rest.bytes().all(|b| b.is_ascii_graphic() && !b"<>\"".contains(&b));
-    if valid { Ok(rest) } else { Err(format!("must look like \"sip:host:port\", not {trunk:?}")) }
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>\"".contains(&b));
+    if valid {
+        Ok(rest)
+    } else {
+        Err(format!("must look like \"sip:host:port\", not {trunk:?}"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/outdial.example.toml"));
-    const REFERENCE: &str =
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md"));
+    const EXAMPLE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/outdial.example.toml"
+    ));
+    const REFERENCE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/configuration.md"
+    ));
 
     /// Every `section.key` of the default configuration, plus the optional `sip.trunk`.
     fn all_keys() -> Vec<String> {
@@ -350,12 +407,20 @@ mod tests {
         assert!(keys.len() > 20, "found only {keys:?}");
         for key in keys {
             let (section, name) = key.split_once('.').unwrap_or_default();
-            assert!(EXAMPLE.contains(&format!("[{section}]")), "example lacks [{section}]");
             assert!(
-                EXAMPLE.lines().any(|l| l.trim_start().starts_with(&format!("{name} ="))),
+                EXAMPLE.contains(&format!("[{section}]")),
+                "example lacks [{section}]"
+            );
+            assert!(
+                EXAMPLE
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{name} ="))),
                 "example lacks {key}"
             );
-            assert!(REFERENCE.contains(&format!("`{key}`")), "configuration.md lacks `{key}`");
+            assert!(
+                REFERENCE.contains(&format!("`{key}`")),
+                "configuration.md lacks `{key}`"
+            );
         }
     }
 
@@ -373,10 +438,18 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::parse("[sip]\ntimer_t1 = 5\n").err().map(|e| e.to_string());
-        assert!(err.as_deref().is_some_and(|m| m.contains("timer_t1")), "{err:?}");
+        let err = Config::parse("[sip]\ntimer_t1 = 5\n")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|m| m.contains("timer_t1")),
+            "{err:?}"
+        );
         let err = Config::parse("[sipp]\n").err().map(|e| e.to_string());
-        assert!(err.as_deref().is_some_and(|m| m.contains("sipp")), "{err:?}");
+        assert!(
+            err.as_deref().is_some_and(|m| m.contains("sipp")),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -393,7 +466,11 @@ mod tests {
         ];
         for (text, key) in cases {
             let config = Config::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            let err = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+            let err = config
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains(key), "{text}: {err}");
         }
     }
@@ -401,7 +478,10 @@ mod tests {
     #[test]
     fn load_reports_the_path() {
         let missing = Path::new("/nonexistent/outdial.toml");
-        let err = Config::load(missing).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = Config::load(missing)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("/nonexistent/outdial.toml"), "{err}");
     }
 

@@ -67,9 +67,7 @@ pub enum RequestError {
     #[error("`{0}` is required")]
     MissingField(&'static str),
     /// The body has a field this API does not know.
-    #[error(
-        "unknown field `{0}`; allowed: to, url, from, vars, status_callback, ring_timeout"
-    )]
+    #[error("unknown field `{0}`; allowed: to, url, from, vars, status_callback, ring_timeout")]
     UnknownField(String),
     /// A field has the wrong JSON type or an out-of-range value.
     #[error("`{field}` {problem}")]
@@ -117,7 +115,9 @@ pub enum AuthError {
     #[error("send the API key as `Authorization: Bearer <key>`")]
     MissingApiKey,
     /// The key is not known to this server.
-    #[error("the API key is not valid; check the key (the development key is in <data_dir>/dev-api-key)")]
+    #[error(
+        "the API key is not valid; check the key (the development key is in <data_dir>/dev-api-key)"
+    )]
     InvalidApiKey,
 }
 
@@ -206,7 +206,15 @@ impl IntoResponse for Error {
         let body = serde_json::json!({
             "error": { "code": self.code(), "message": self.to_string() }
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::Auth(_) = self {
+            // RFC 6750 §3: a 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -253,8 +261,55 @@ mod tests {
     }
 
     #[test]
+    fn every_api_error_code_is_documented_with_its_status() {
+        let api_md = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"));
+        let openapi = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"));
+        let field = "to";
+        let errors: Vec<Error> = vec![
+            RequestError::MalformedJson(String::new()).into(),
+            RequestError::MissingField(field).into(),
+            RequestError::UnknownField(String::new()).into(),
+            RequestError::InvalidField {
+                field,
+                problem: String::new(),
+            }
+            .into(),
+            RequestError::UnsupportedScheme {
+                field,
+                scheme: "tel".into(),
+            }
+            .into(),
+            RequestError::NoTrunk.into(),
+            RequestError::InvalidQuery(String::new()).into(),
+            RequestError::UnsupportedMediaType.into(),
+            RequestError::BodyTooLarge(1).into(),
+            RequestError::NoRoute.into(),
+            RequestError::MethodNotAllowed.into(),
+            AuthError::MissingApiKey.into(),
+            AuthError::InvalidApiKey.into(),
+            Error::NotFound(String::new()),
+            Error::AlreadyEnded(String::new()),
+            Error::CancelPending(String::new()),
+            Error::Store(String::new()),
+        ];
+        for e in errors {
+            let (code, status) = (e.code(), e.http_status().as_u16());
+            let row = format!("| `{code}` | {status} |");
+            assert!(api_md.contains(&row), "docs/api.md lacks the row {row}");
+            assert!(
+                openapi.contains(&format!("- {code}\n")),
+                "openapi.yaml lacks {code}"
+            );
+        }
+    }
+
+    #[test]
     fn remote_api_error_keeps_its_status() {
-        let e = Error::Api { status: 404, code: "not_found".into(), message: "x".into() };
+        let e = Error::Api {
+            status: 404,
+            code: "not_found".into(),
+            message: "x".into(),
+        };
         assert_eq!(e.http_status(), StatusCode::NOT_FOUND);
     }
 }

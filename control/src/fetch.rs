@@ -6,7 +6,6 @@
 //! redirect limit. Only `http` and `https` URLs are fetched (VoiceXML 2.1 §5.1 leaves the
 //! scheme set to the platform).
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
@@ -95,7 +94,9 @@ pub enum FetchError {
         after: Duration,
     },
     /// The server redirected more times than allowed.
-    #[error("fetching `{url}` was redirected more than {max} times; fix the redirect loop on the server")]
+    #[error(
+        "fetching `{url}` was redirected more than {max} times; fix the redirect loop on the server"
+    )]
     TooManyRedirects {
         /// The URL first asked for.
         url: String,
@@ -111,7 +112,9 @@ pub enum FetchError {
         status: u16,
     },
     /// The body is larger than allowed.
-    #[error("the body of `{url}` is larger than {limit} bytes; serve a smaller resource or raise the limit")]
+    #[error(
+        "the body of `{url}` is larger than {limit} bytes; serve a smaller resource or raise the limit"
+    )]
     TooLarge {
         /// The URL that answered (after redirects).
         url: String,
@@ -321,7 +324,7 @@ mod tests {
         let app = Router::new()
             .route(
                 "/ok",
-                get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "hello") }),
+                get(|| async { ([(CONTENT_TYPE, "text/plain")], "hello") }),
             )
             .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
             .route(
@@ -356,7 +359,7 @@ mod tests {
                 "/echo",
                 post(|headers: HeaderMap, body: String| async move {
                     let kind = headers
-                        .get(header::CONTENT_TYPE)
+                        .get(CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("none")
                         .to_owned();
@@ -414,7 +417,10 @@ mod tests {
     async fn get_returns_body_status_and_content_type() {
         let addr = serve().await;
         let url = format!("http://{addr}/ok");
-        let got = fetcher(Duration::from_secs(5)).get(&url, 1024).await.unwrap();
+        let got = fetcher(Duration::from_secs(5))
+            .get(&url, 1024)
+            .await
+            .unwrap();
         assert_eq!(got.status, 200);
         assert_eq!(got.body, b"hello");
         assert_eq!(got.url, url);
@@ -435,7 +441,10 @@ mod tests {
     async fn non_2xx_is_a_status_error() {
         let addr = serve().await;
         let url = format!("http://{addr}/missing");
-        let err = fetcher(Duration::from_secs(5)).get(&url, 1024).await.unwrap_err();
+        let err = fetcher(Duration::from_secs(5))
+            .get(&url, 1024)
+            .await
+            .unwrap_err();
         assert_eq!(err, FetchError::Status { url, status: 404 });
     }
 
@@ -454,7 +463,10 @@ mod tests {
     async fn too_many_redirects_is_an_error() {
         let addr = serve().await;
         let url = format!("http://{addr}/hop/6");
-        let err = fetcher(Duration::from_secs(5)).get(&url, 1024).await.unwrap_err();
+        let err = fetcher(Duration::from_secs(5))
+            .get(&url, 1024)
+            .await
+            .unwrap_err();
         assert_eq!(err, FetchError::TooManyRedirects { url, max: 5 });
     }
 
@@ -466,7 +478,13 @@ mod tests {
         // One declares its length up front; the other streams with no Content-Length.
         for url in [format!("http://{addr}/big"), format!("http://{chunked}/")] {
             let err = fetcher.get(&url, 50_000).await.unwrap_err();
-            assert_eq!(err, FetchError::TooLarge { url: url.clone(), limit: 50_000 });
+            assert_eq!(
+                err,
+                FetchError::TooLarge {
+                    url: url.clone(),
+                    limit: 50_000
+                }
+            );
             let exact = fetcher.get(&url, 100_000).await.unwrap();
             assert_eq!(exact.body.len(), 100_000, "{url}");
         }
@@ -478,7 +496,13 @@ mod tests {
         let url = format!("http://{addr}/");
         let timeout = Duration::from_millis(350);
         let err = fetcher(timeout).get(&url, 1 << 20).await.unwrap_err();
-        assert_eq!(err, FetchError::Timeout { url, after: timeout });
+        assert_eq!(
+            err,
+            FetchError::Timeout {
+                url,
+                after: timeout
+            }
+        );
     }
 
     #[tokio::test]
@@ -501,7 +525,13 @@ mod tests {
         let timeout = Duration::from_millis(200);
         let started = std::time::Instant::now();
         let err = fetcher(timeout).get(&url, 1024).await.unwrap_err();
-        assert_eq!(err, FetchError::Timeout { url, after: timeout });
+        assert_eq!(
+            err,
+            FetchError::Timeout {
+                url,
+                after: timeout
+            }
+        );
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 
@@ -512,7 +542,10 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let url = format!("http://{addr}/");
-        let err = fetcher(Duration::from_secs(5)).get(&url, 1024).await.unwrap_err();
+        let err = fetcher(Duration::from_secs(5))
+            .get(&url, 1024)
+            .await
+            .unwrap_err();
         let FetchError::Connect { url: named, reason } = &err else {
             panic!("expected a connect error, got {err:?}");
         };

@@ -47,7 +47,10 @@ impl CallStatus {
 
     /// True for statuses a call never leaves.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Busy | Self::NoAnswer | Self::Failed | Self::Canceled)
+        matches!(
+            self,
+            Self::Completed | Self::Busy | Self::NoAnswer | Self::Failed | Self::Canceled
+        )
     }
 
     /// True while a dataplane core owns the call (dialing, ringing, in progress).
@@ -93,7 +96,7 @@ pub struct CallRequest {
     /// The caller: a `sip:` URI or an E.164 number; default `sip.from`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// Values the application reads as `session.outdial.vars.NAME`.
+    /// Values the application reads as `session.NAME` (and unqualified as `NAME`).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub vars: Map<String, Value>,
     /// Absolute http(s) URL that receives the record on every status change.
@@ -167,7 +170,7 @@ pub struct CallRecord {
     pub ended_at: Option<OffsetDateTime>,
     /// Final SIP response code to the INVITE (200, 486, ...), if one arrived.
     pub sip_status: Option<u16>,
-    /// How the call ended, e.g. `"hangup"`, `"callee-hangup"`, `"max-duration"`.
+    /// How the call ended, as the call runner classifies it.
     pub disposition: Option<String>,
     /// Why the call failed or ended, in words.
     pub reason: Option<String>,
@@ -216,7 +219,11 @@ mod tests {
     #[test]
     fn final_and_live_partition_the_non_queued_statuses() {
         for status in CallStatus::ALL {
-            let classes = [status == CallStatus::Queued, status.is_live(), status.is_final()];
+            let classes = [
+                status == CallStatus::Queued,
+                status.is_live(),
+                status.is_final(),
+            ];
             assert_eq!(classes.iter().filter(|c| **c).count(), 1, "{status}");
         }
     }
@@ -251,6 +258,9 @@ mod tests {
         assert!(json.get("rowid").is_none() && json.get("tenant").is_none());
         assert!(json["answered_at"].is_null());
         let back: Option<CallRecord> = serde_json::from_value(json).ok();
-        assert_eq!(back.map(|r| (r.id, r.created_at)), Some((record.id, record.created_at)));
+        assert_eq!(
+            back.map(|r| (r.id, r.created_at)),
+            Some((record.id, record.created_at))
+        );
     }
 }

@@ -93,7 +93,9 @@ pub enum RenderError {
         command: String,
     },
     /// The TTS command exists but could not be started.
-    #[error("cannot start text-to-speech command `{command}`: {reason}; check that it is executable")]
+    #[error(
+        "cannot start text-to-speech command `{command}`: {reason}; check that it is executable"
+    )]
     TtsSpawn {
         /// The command.
         command: String,
@@ -115,7 +117,9 @@ pub enum RenderError {
         stderr: String,
     },
     /// The TTS command ran too long and was killed.
-    #[error("text-to-speech command `{command}` did not finish within {after:?} and was killed; shorten the prompt")]
+    #[error(
+        "text-to-speech command `{command}` did not finish within {after:?} and was killed; shorten the prompt"
+    )]
     TtsTimeout {
         /// The command.
         command: String,
@@ -123,7 +127,9 @@ pub enum RenderError {
         after: Duration,
     },
     /// The TTS command succeeded but produced no audio.
-    #[error("text-to-speech command `{command}` produced no audio for {text:?}; check the text and the voice")]
+    #[error(
+        "text-to-speech command `{command}` produced no audio for {text:?}; check the text and the voice"
+    )]
     TtsEmpty {
         /// The command.
         command: String,
@@ -137,7 +143,9 @@ pub enum RenderError {
         limit: usize,
     },
     /// The TTS command's output is not a WAV we can read.
-    #[error("text-to-speech output is not usable: {0}; check that the TTS command writes WAV to stdout")]
+    #[error(
+        "text-to-speech output is not usable: {0}; check that the TTS command writes WAV to stdout"
+    )]
     TtsOutput(#[source] WavError),
     /// An audio file could not be fetched.
     #[error(transparent)]
@@ -244,7 +252,11 @@ impl PromptRenderer {
             url: url.to_owned(),
         };
         self.cached(key, || async {
-            let fetched = self.inner.fetcher.get(url, self.inner.max_audio_bytes).await?;
+            let fetched = self
+                .inner
+                .fetcher
+                .get(url, self.inner.max_audio_bytes)
+                .await?;
             let decoded = convert(fetched.body, DataLength::Declared).await?;
             decoded.map_err(|source| RenderError::BadAudio {
                 url: url.to_owned(),
@@ -306,14 +318,18 @@ impl PromptRenderer {
                 command: inner.tts_command.clone(),
                 after: inner.tts_timeout,
             })??;
+        let empty = || RenderError::TtsEmpty {
+            command: inner.tts_command.clone(),
+            text: text.chars().take(60).collect(),
+        };
+        if wav.is_empty() {
+            return Err(empty());
+        }
         let pcm = convert(wav, DataLength::ToEndOfFile)
             .await?
             .map_err(RenderError::TtsOutput)?;
         if pcm.is_empty() {
-            return Err(RenderError::TtsEmpty {
-                command: inner.tts_command.clone(),
-                text: text.chars().take(60).collect(),
-            });
+            return Err(empty());
         }
         Ok(pcm)
     }
@@ -324,7 +340,7 @@ impl PromptRenderer {
         let inner = &self.inner;
         let mut command = Command::new(&inner.tts_command);
         command.arg("-v").arg(&inner.voice);
-        if text.trim_start().starts_with("<speak") {
+        if is_ssml(text) {
             command.arg("-m");
         }
         command
@@ -380,20 +396,38 @@ impl PromptRenderer {
     }
 }
 
+/// Whether `text` is an SSML document (SSML 1.1 §2.1: a `<speak>` root, perhaps after an XML
+/// declaration), which the TTS command must be told to parse rather than read aloud.
+fn is_ssml(text: &str) -> bool {
+    let mut rest = text.trim_start();
+    if rest.starts_with("<?xml") {
+        rest = rest
+            .split_once("?>")
+            .map_or("", |(_, after)| after.trim_start());
+    }
+    rest.starts_with("<speak")
+}
+
 /// Reads `pipe` to its end, keeping at most `limit + 1` bytes (one more than allowed, so the
-/// caller can tell the limit was passed). Stops reading once it has that many.
+/// caller can tell the limit was passed) and discarding the rest, so the child never blocks
+/// on a full pipe.
 async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> io::Result<Vec<u8>> {
     let Some(pipe) = pipe else {
         return Ok(Vec::new());
     };
     let mut kept = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    pipe.take(cap).read_to_end(&mut kept).await?;
+    let mut pipe = pipe.take(cap);
+    pipe.read_to_end(&mut kept).await?;
+    tokio::io::copy(&mut pipe.into_inner(), &mut tokio::io::sink()).await?;
     Ok(kept)
 }
 
 /// Decodes and resamples off the async threads (a long file takes milliseconds).
-async fn convert(bytes: Vec<u8>, length: DataLength) -> Result<Result<Pcm8k, WavError>, RenderError> {
+async fn convert(
+    bytes: Vec<u8>,
+    length: DataLength,
+) -> Result<Result<Pcm8k, WavError>, RenderError> {
     tokio::task::spawn_blocking(move || parse_wav(&bytes, length).map(Pcm8k::from))
         .await
         .map_err(|_| RenderError::Interrupted)
@@ -571,12 +605,8 @@ impl Encoding {
             (Self::Float { .. }, &[a, b, c, d, e, f, g, h]) => {
                 f64::from_le_bytes([a, b, c, d, e, f, g, h]) as f32
             }
-            (Self::Ulaw, &[b]) => {
-                f32::from(audio_codec_algorithms::decode_ulaw(b)) / 32_768.0
-            }
-            (Self::Alaw, &[b]) => {
-                f32::from(audio_codec_algorithms::decode_alaw(b)) / 32_768.0
-            }
+            (Self::Ulaw, &[b]) => f32::from(audio_codec_algorithms::decode_ulaw(b)) / 32_768.0,
+            (Self::Alaw, &[b]) => f32::from(audio_codec_algorithms::decode_alaw(b)) / 32_768.0,
             _ => 0.0,
         };
         // Float files may hold NaN or infinities; treat them as silence.
@@ -609,6 +639,7 @@ pub fn decode_wav(bytes: &[u8]) -> Result<Vec<i16>, RenderError> {
 
 fn parse_wav(bytes: &[u8], length: DataLength) -> Result<Vec<i16>, WavError> {
     let (format, data) = split_chunks(bytes, length)?;
+    // block_align ≥ channels × sample width ≥ 1, checked by parse_format.
     let frames = data.chunks_exact(format.block_align);
     let width = format.encoding.sample_bytes();
     let scale = 1.0 / format.channels as f32;
@@ -678,7 +709,11 @@ fn split_chunks(bytes: &[u8], length: DataLength) -> Result<(Format, &[u8]), Wav
 
 /// Parses `WAVEFORMATEX` / `WAVEFORMATEXTENSIBLE`.
 fn parse_format(chunk: &[u8]) -> Result<Format, WavError> {
-    let u16_at = |at: usize| chunk.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u16_at = |at: usize| {
+        chunk
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
     let u32_at = |at: usize| {
         chunk
             .get(at..at + 4)
@@ -876,4 +911,686 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
         (a, b) = (b, a % b);
     }
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::extract::Path as UrlPath;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    use super::*;
+
+    const MAX_AUDIO: usize = 4 << 20;
+
+    fn vector(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/vectors/audio/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("test vector {path}: {e}"))
+    }
+
+    /// Amplitude of the `freq` component of 8 kHz `samples` (a single DFT bin).
+    fn amplitude(samples: &[i16], freq: f64) -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (n, &s) in samples.iter().enumerate() {
+            let angle = 2.0 * PI * freq * n as f64 / f64::from(OUTPUT_RATE);
+            re += f64::from(s) * angle.cos();
+            im += f64::from(s) * angle.sin();
+        }
+        2.0 * (re * re + im * im).sqrt() / samples.len() as f64
+    }
+
+    fn rms(samples: &[i16]) -> f64 {
+        let power: f64 = samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+        (power / samples.len() as f64).sqrt()
+    }
+
+    /// The middle of a conversion, away from the filter's start-up and tail, 1,200 samples
+    /// long so that every multiple of 100 Hz fits a whole number of cycles.
+    fn steady(samples: &[i16]) -> &[i16] {
+        assert!(samples.len() >= 1_600, "only {} samples", samples.len());
+        let start = (samples.len() - 1_200) / 2;
+        &samples[start..start + 1_200]
+    }
+
+    fn sine(freq: f64, rate: u32, seconds: f64, amplitude: f32) -> Vec<f32> {
+        let len = (f64::from(rate) * seconds) as usize;
+        (0..len)
+            .map(|n| amplitude * (2.0 * PI * freq * n as f64 / f64::from(rate)).sin() as f32)
+            .collect()
+    }
+
+    fn db(ratio: f64) -> f64 {
+        20.0 * ratio.log10()
+    }
+
+    // -- resample_to_8k ---------------------------------------------------------------------
+
+    #[test]
+    fn passband_tones_keep_their_level() {
+        for rate in [
+            4_000, 11_025, 16_000, 22_050, 44_100, 44_099, 48_000, 96_000,
+        ] {
+            for freq in [300.0, 1_000.0, 1_500.0, 3_300.0] {
+                if freq > 0.85 * f64::from(rate.min(OUTPUT_RATE)) / 2.0 {
+                    continue;
+                }
+                let out = resample_to_8k(&sine(freq, rate, 0.5, 0.5), rate);
+                let level = amplitude(steady(&out), freq) / 16_384.0;
+                assert!(
+                    db(level).abs() < 0.1,
+                    "{freq} Hz at {rate} Hz: {:.3} dB",
+                    db(level)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tones_above_4khz_do_not_alias() {
+        for rate in [11_025, 16_000, 22_050, 44_100, 44_099, 48_000] {
+            for freq in [4_100.0, 4_500.0, 6_000.0, 7_900.0, 10_000.0] {
+                if freq >= f64::from(rate) / 2.0 {
+                    continue;
+                }
+                let out = resample_to_8k(&sine(freq, rate, 0.5, 0.5), rate);
+                let attenuation =
+                    db(16_384.0 / std::f64::consts::SQRT_2 / rms(steady(&out)).max(1e-9));
+                assert!(
+                    attenuation >= 55.0,
+                    "{freq} Hz at {rate} Hz: {attenuation:.1} dB"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn upsampling_suppresses_images() {
+        // 1.5 kHz at 4 kHz has its first image at 2.5 kHz.
+        let out = resample_to_8k(&sine(1_500.0, 4_000, 0.5, 0.5), 4_000);
+        let window = steady(&out);
+        assert!(db(amplitude(window, 1_500.0) / 16_384.0).abs() < 0.1);
+        assert!(db(16_384.0 / amplitude(window, 2_500.0)) > 55.0);
+    }
+
+    #[test]
+    fn output_length_is_the_duration_at_8khz() {
+        for (len, rate) in [
+            (1, 44_100),
+            (8_820, 44_100),
+            (8_821, 44_100),
+            (3, 16_000),
+            (10, 4_000),
+            (22_050, 22_050),
+            (7, 8_000),
+        ] {
+            let out = resample_to_8k(&vec![0.0; len], rate);
+            let expected = (len as u64 * 8_000).div_ceil(u64::from(rate)) as usize;
+            assert_eq!(out.len(), expected, "{len} samples at {rate} Hz");
+        }
+        assert!(resample_to_8k(&[0.5; 100], 0).is_empty());
+        assert!(resample_to_8k(&[], 44_100).is_empty());
+    }
+
+    #[test]
+    fn dc_passes_at_unity_gain_and_8khz_passes_through() {
+        let out = resample_to_8k(&[0.25; 44_100], 44_100);
+        assert!(
+            steady(&out)
+                .iter()
+                .all(|&s| (i32::from(s) - 8_192).abs() <= 1)
+        );
+        let same = resample_to_8k(&[0.0, 0.5, -0.5, 1.0, -1.0, 2.0], 8_000);
+        assert_eq!(same, [0, 16_384, -16_384, 32_767, -32_768, 32_767]);
+    }
+
+    // -- decode_wav -------------------------------------------------------------------------
+
+    #[test]
+    fn decodes_each_encoding_to_a_1khz_tone_at_8khz() {
+        for name in [
+            "tone1k_16k_s16.wav",
+            "tone1k_44k1_s16.wav",
+            "tone1k_8k_ulaw.wav",
+            "tone1k_8k_alaw.wav",
+            "tone1k_22k05_u8.wav",
+            "tone1k_48k_s24.wav",
+            "tone1k_32k_s32.wav",
+            "tone1k_44k1_f32.wav",
+        ] {
+            let pcm = decode_wav(&vector(name)).unwrap();
+            // 0.2 s at 8 kHz.
+            assert_eq!(pcm.len(), 1_600, "{name}");
+            let window = steady(&pcm);
+            let tone = amplitude(window, 1_000.0);
+            // sox's "vol 0.5" of full scale; 8-bit and G.711 add quantisation noise only.
+            assert!(
+                (tone / 16_384.0 - 1.0).abs() < 0.03,
+                "{name}: amplitude {tone}"
+            );
+            // Nearly all the energy is the tone.
+            let rest = (rms(window).powi(2) - tone.powi(2) / 2.0).max(0.0).sqrt();
+            assert!(db(tone / rest) > 30.0, "{name}: tone {tone}, rest {rest}");
+        }
+    }
+
+    #[test]
+    fn stereo_channels_are_mixed() {
+        // Left 1 kHz, right 2 kHz: the mix holds both at half level.
+        let pcm = decode_wav(&vector("tone1k2k_44k1_stereo.wav")).unwrap();
+        assert_eq!(pcm.len(), 1_600);
+        let window = steady(&pcm);
+        for freq in [1_000.0, 2_000.0] {
+            let level = amplitude(window, freq);
+            assert!((level / 8_192.0 - 1.0).abs() < 0.03, "{freq} Hz: {level}");
+        }
+    }
+
+    #[test]
+    fn a_6khz_tone_is_attenuated_not_aliased() {
+        for (tone, reference) in [
+            ("tone6k_44k1_s16.wav", "tone1k_44k1_s16.wav"),
+            ("tone6k_16k_s16.wav", "tone1k_16k_s16.wav"),
+        ] {
+            let tone = decode_wav(&vector(tone)).unwrap();
+            let reference = decode_wav(&vector(reference)).unwrap();
+            let attenuation = db(rms(steady(&reference)) / rms(steady(&tone)).max(1e-9));
+            assert!(attenuation >= 30.0, "{tone:?}: {attenuation:.1} dB");
+        }
+    }
+
+    /// A WAV file built by hand: `fmt ` fields, then the chunks given.
+    fn wav(
+        tag: u16,
+        channels: u16,
+        rate: u32,
+        block_align: u16,
+        bits: u16,
+        chunks: &[(&[u8; 4], &[u8])],
+    ) -> Vec<u8> {
+        let mut fmt = Vec::new();
+        fmt.extend_from_slice(&tag.to_le_bytes());
+        fmt.extend_from_slice(&channels.to_le_bytes());
+        fmt.extend_from_slice(&rate.to_le_bytes());
+        fmt.extend_from_slice(&(rate * u32::from(block_align)).to_le_bytes());
+        fmt.extend_from_slice(&block_align.to_le_bytes());
+        fmt.extend_from_slice(&bits.to_le_bytes());
+        let mut body = b"WAVE".to_vec();
+        for (id, data) in [(b"fmt ", fmt.as_slice())]
+            .into_iter()
+            .chain(chunks.iter().copied())
+        {
+            body.extend_from_slice(id);
+            body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            body.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                body.push(0);
+            }
+        }
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        file.extend_from_slice(&body);
+        file
+    }
+
+    #[test]
+    fn odd_chunks_are_padded_and_unknown_chunks_skipped() {
+        let samples: Vec<u8> = [1_000i16, -2_000, 3_000]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        let file = wav(
+            1,
+            1,
+            8_000,
+            2,
+            16,
+            &[(b"LIST", b"odd"), (b"data", &samples)],
+        );
+        assert_eq!(decode_wav(&file).unwrap(), [1_000, -2_000, 3_000]);
+    }
+
+    #[test]
+    fn float64_and_padded_frames_decode_and_nan_is_silence() {
+        let samples: Vec<u8> = [0.5f64, f64::NAN, -0.25]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        let file = wav(3, 1, 8_000, 8, 64, &[(b"data", &samples)]);
+        assert_eq!(decode_wav(&file).unwrap(), [16_384, 0, -8_192]);
+        // 16-bit samples in 4-byte frames: the padding is skipped.
+        let padded = [0x00, 0x40, 0xAA, 0xAA, 0x00, 0xC0, 0xAA, 0xAA];
+        let file = wav(1, 1, 8_000, 4, 16, &[(b"data", &padded)]);
+        assert_eq!(decode_wav(&file).unwrap(), [16_384, -16_384]);
+    }
+
+    #[test]
+    fn unsupported_formats_are_named() {
+        let data: &[(&[u8; 4], &[u8])] = &[(b"data", &[0; 8])];
+        let adpcm = wav(2, 1, 8_000, 256, 4, data);
+        assert_eq!(
+            decode_wav(&adpcm),
+            Err(WavError::UnsupportedEncoding { tag: 2, bits: 4 }.into())
+        );
+        let pcm12 = wav(1, 1, 8_000, 2, 12, data);
+        assert_eq!(
+            decode_wav(&pcm12),
+            Err(WavError::UnsupportedEncoding { tag: 1, bits: 12 }.into())
+        );
+        let slow = wav(1, 1, 1_000, 2, 16, data);
+        assert_eq!(
+            decode_wav(&slow),
+            Err(WavError::UnsupportedRate(1_000).into())
+        );
+        let silent = wav(1, 0, 8_000, 2, 16, data);
+        assert!(matches!(
+            decode_wav(&silent),
+            Err(RenderError::Wav(WavError::BadFormat(_)))
+        ));
+        let narrow = wav(1, 2, 8_000, 2, 16, data);
+        assert!(matches!(
+            decode_wav(&narrow),
+            Err(RenderError::Wav(WavError::BadFormat(_)))
+        ));
+        let no_data = wav(1, 1, 8_000, 2, 16, &[]);
+        assert_eq!(
+            decode_wav(&no_data),
+            Err(WavError::MissingChunk("data").into())
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let file = vector("tone1k_16k_s16.wav");
+        for len in 0..file.len() {
+            let result = decode_wav(&file[..len]);
+            assert!(result.is_err(), "a {len}-byte prefix decoded");
+        }
+        let Err(RenderError::Wav(WavError::Truncated {
+            chunk,
+            declared,
+            available,
+        })) = decode_wav(&file[..file.len() - 10])
+        else {
+            panic!("expected a truncated data chunk");
+        };
+        assert_eq!((chunk.as_str(), declared - available), ("data", 10));
+    }
+
+    #[test]
+    fn garbage_is_an_error_and_mutations_never_panic() {
+        assert_eq!(
+            decode_wav(b"ID3\x04 this is an mp3"),
+            Err(WavError::NotWav.into())
+        );
+        assert_eq!(
+            decode_wav(b"<html>404</html>"),
+            Err(WavError::NotWav.into())
+        );
+        // A small xorshift, so the run is the same every time.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let original = vector("tone1k_8k_ulaw.wav");
+        for _ in 0..2_000 {
+            let mut file = original.clone();
+            for _ in 0..1 + next() % 4 {
+                // Mostly in the headers, where the lengths and format live.
+                let at = (next() % 64) as usize % file.len();
+                file[at] = next() as u8;
+            }
+            let _ = decode_wav(&file);
+        }
+    }
+
+    #[test]
+    fn streamed_length_placeholder_reads_to_end_of_file() {
+        // `espeak-ng --stdout` writes 0x7ffff000 as the data length.
+        let mut file = vector("tone1k_16k_s16.wav");
+        let at = file.windows(4).position(|w| w == b"data").unwrap() + 4;
+        file[at..at + 4].copy_from_slice(&0x7fff_f000u32.to_le_bytes());
+        assert!(matches!(
+            decode_wav(&file),
+            Err(RenderError::Wav(WavError::Truncated { .. }))
+        ));
+        assert_eq!(
+            parse_wav(&file, DataLength::ToEndOfFile).unwrap().len(),
+            1_600
+        );
+    }
+
+    // -- silence and cache ------------------------------------------------------------------
+
+    #[test]
+    fn silence_has_the_asked_length_up_to_the_cap() {
+        let short = PromptRenderer::silence(Duration::from_millis(250));
+        assert_eq!(short.len(), 2_000);
+        assert!(short.iter().all(|&s| s == 0));
+        assert_eq!(
+            PromptRenderer::silence(Duration::from_secs(3_600)).len(),
+            480_000
+        );
+        assert!(PromptRenderer::silence(Duration::ZERO).is_empty());
+    }
+
+    fn audio_key(url: &str) -> CacheKey {
+        CacheKey::Audio {
+            url: url.to_owned(),
+        }
+    }
+
+    fn fill(cache: &mut Cache, key: &CacheKey, samples: usize) -> Arc<OnceCell<Pcm8k>> {
+        let cell = cache.slot(key);
+        cell.set(Pcm8k::from(vec![0; samples])).unwrap();
+        cache.settle(key, &cell);
+        cell
+    }
+
+    #[test]
+    fn cache_evicts_least_recently_used_and_never_in_flight() {
+        let mut cache = Cache::new(1_000);
+        let (a, b, c, d) = (
+            audio_key("a"),
+            audio_key("b"),
+            audio_key("c"),
+            audio_key("d"),
+        );
+        fill(&mut cache, &a, 200);
+        fill(&mut cache, &b, 200);
+        let pending = cache.slot(&d); // still rendering
+        cache.slot(&a); // a is now more recent than b
+        fill(&mut cache, &c, 200); // 3 × 401 bytes > 1,000: b goes
+        assert!(cache.slots.contains_key(&a));
+        assert!(!cache.slots.contains_key(&b));
+        assert!(cache.slots.contains_key(&c));
+        assert!(cache.slots.contains_key(&d));
+        assert_eq!(cache.bytes, 802);
+        // A failed render is forgotten; an entry bigger than the cache is not kept.
+        cache.forget(&d, &pending);
+        assert!(!cache.slots.contains_key(&d));
+        fill(&mut cache, &d, 600);
+        assert!(!cache.slots.contains_key(&d));
+        assert_eq!(cache.bytes, 802);
+        assert_eq!(cache.slots.len(), cache.by_age.len());
+    }
+
+    // -- text-to-speech (needs espeak-ng) ---------------------------------------------------
+
+    fn fetcher() -> Fetcher {
+        Fetcher::new("outdial-test", Duration::from_secs(5)).unwrap()
+    }
+
+    fn espeak() -> PromptRenderer {
+        PromptRenderer::new("espeak-ng", "en", fetcher(), MAX_AUDIO)
+    }
+
+    /// Writes an executable shell script standing in for the TTS command.
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn espeak_speech_is_audible_and_about_the_right_length() {
+        let renderer = espeak();
+        let pcm = renderer
+            .speak("Hello, this is a test call from Outdial.")
+            .await
+            .unwrap();
+        let seconds = pcm.len() as f64 / f64::from(OUTPUT_RATE);
+        assert!((0.5..5.0).contains(&seconds), "{seconds} s");
+        assert!(rms(&pcm) > 500.0, "RMS {}", rms(&pcm));
+        let again = renderer
+            .speak("Hello, this is a test call from Outdial.")
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&pcm, &again));
+        let other = renderer.speak("Goodbye.").await.unwrap();
+        assert!(!Arc::ptr_eq(&pcm, &other));
+        assert!(renderer.speak("  ").await.unwrap().is_empty());
+        renderer.check_tts().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn ssml_is_interpreted_not_read_aloud() {
+        let renderer = espeak();
+        let plain = renderer.speak("Hello").await.unwrap();
+        let ssml = renderer.speak("<speak>Hello</speak>").await.unwrap();
+        let paused = renderer
+            .speak(r#"<speak>Hello <break time="1000ms"/> Hello</speak>"#)
+            .await
+            .unwrap();
+        // Read as text, the tags would add several seconds of "less than speak...".
+        assert!(
+            ssml.len().abs_diff(plain.len()) < 2_000,
+            "{} vs {}",
+            ssml.len(),
+            plain.len()
+        );
+        assert!(
+            paused.len() > plain.len() + 8_000,
+            "{} vs {}",
+            paused.len(),
+            plain.len()
+        );
+    }
+
+    #[test]
+    fn ssml_is_recognised_by_its_root_element() {
+        assert!(is_ssml("<speak>Hi</speak>"));
+        assert!(is_ssml("\n  <speak version=\"1.1\">Hi</speak>"));
+        assert!(is_ssml("<?xml version=\"1.0\"?>\n<speak>Hi</speak>"));
+        assert!(!is_ssml("Hi <speak>"));
+        assert!(!is_ssml("<?xml version=\"1.0\"?><p>Hi</p>"));
+        assert!(!is_ssml("<?xml unterminated <speak>"));
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_render_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let tts = script(
+            dir.path(),
+            "tts",
+            &format!("echo run >> '{}'\nexec espeak-ng \"$@\"", count.display()),
+        );
+        let renderer = PromptRenderer::new(tts.to_str().unwrap(), "en", fetcher(), MAX_AUDIO);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let renderer = renderer.clone();
+                tokio::spawn(async move { renderer.speak("Please hold.").await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap().unwrap());
+        }
+        assert!(results.iter().all(|pcm| Arc::ptr_eq(pcm, &results[0])));
+        assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn missing_tts_command_says_to_install_espeak() {
+        let renderer = PromptRenderer::new("/nonexistent/espeak-ng", "en", fetcher(), MAX_AUDIO);
+        let err = renderer.check_tts().await.unwrap_err();
+        assert!(matches!(err, RenderError::TtsMissing { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("apt-get install espeak-ng"),
+            "{err}"
+        );
+        assert_eq!(renderer.speak("hello").await.unwrap_err(), err);
+    }
+
+    #[tokio::test]
+    async fn unknown_voice_is_a_failure_with_espeaks_reason() {
+        let renderer = PromptRenderer::new("espeak-ng", "nosuchvoice", fetcher(), MAX_AUDIO);
+        let Err(err) = renderer.speak("hello").await else {
+            panic!("espeak-ng spoke in a voice that does not exist");
+        };
+        let RenderError::TtsFailed { stderr, .. } = &err else {
+            panic!("expected a TTS failure, got {err:?}");
+        };
+        assert!(stderr.contains("voice"), "{stderr}");
+        assert!(err.to_string().contains("nosuchvoice"));
+        // The failure is not cached: the next call runs the command again.
+        assert_eq!(renderer.cache().slots.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn empty_or_oversized_output_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let silent = script(dir.path(), "silent", "cat > /dev/null");
+        let renderer = PromptRenderer::new(silent.to_str().unwrap(), "en", fetcher(), MAX_AUDIO);
+        let err = renderer.speak("hello").await.unwrap_err();
+        assert!(matches!(err, RenderError::TtsEmpty { .. }), "{err:?}");
+
+        let header_only = script(
+            dir.path(),
+            "header",
+            "cat > /dev/null\nsox -n -t wav -r 22050 -b 16 -c 1 - trim 0 0",
+        );
+        let renderer =
+            PromptRenderer::new(header_only.to_str().unwrap(), "en", fetcher(), MAX_AUDIO);
+        let err = renderer.speak("hello").await.unwrap_err();
+        assert!(matches!(err, RenderError::TtsEmpty { .. }), "{err:?}");
+
+        let renderer = PromptRenderer::new("espeak-ng", "en", fetcher(), 10_000);
+        let err = renderer
+            .speak("This sentence is longer than ten thousand bytes of audio.")
+            .await
+            .unwrap_err();
+        assert_eq!(err, RenderError::TtsTooLarge { limit: 10_000 });
+    }
+
+    #[tokio::test]
+    async fn slow_tts_is_killed_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let slow = script(
+            dir.path(),
+            "slow",
+            &format!("echo $$ > '{}'\nexec sleep 30", pid_file.display()),
+        );
+        let renderer = PromptRenderer::new(slow.to_str().unwrap(), "en", fetcher(), MAX_AUDIO)
+            .with_limits(Duration::from_millis(300), DEFAULT_CACHE_BYTES);
+        let started = std::time::Instant::now();
+        let err = renderer.speak("hello").await.unwrap_err();
+        assert!(matches!(err, RenderError::TtsTimeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        // Killed: gone, or a zombie until the runtime reaps it.
+        for _ in 0..50 {
+            match std::fs::read_to_string(&stat) {
+                Err(_) => return,
+                Ok(s) if s.contains(") Z ") => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        panic!("the TTS process is still running");
+    }
+
+    // -- audio files over HTTP --------------------------------------------------------------
+
+    async fn serve_vectors(hits: Arc<AtomicUsize>) -> SocketAddr {
+        let app = Router::new().route(
+            "/audio/{name}",
+            get(move |UrlPath(name): UrlPath<String>| {
+                let hits = Arc::clone(&hits);
+                async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    match name.as_str() {
+                        "garbage.wav" => (StatusCode::OK, b"not audio at all".to_vec()),
+                        _ => match std::fs::read(format!(
+                            "{}/tests/vectors/audio/{name}",
+                            env!("CARGO_MANIFEST_DIR")
+                        )) {
+                            Ok(bytes) => (StatusCode::OK, bytes),
+                            Err(_) => (StatusCode::NOT_FOUND, Vec::new()),
+                        },
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn audio_is_fetched_decoded_and_cached() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let addr = serve_vectors(Arc::clone(&hits)).await;
+        let renderer = espeak();
+        let url = format!("http://{addr}/audio/tone1k_44k1_s16.wav");
+        let first = renderer.audio(&url).await.unwrap();
+        assert_eq!(first.len(), 1_600);
+        assert!((amplitude(steady(&first), 1_000.0) / 16_384.0 - 1.0).abs() < 0.03);
+        let second = renderer.audio(&url).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn audio_errors_name_the_url() {
+        let addr = serve_vectors(Arc::new(AtomicUsize::new(0))).await;
+        let renderer = espeak();
+        let missing = format!("http://{addr}/audio/missing.wav");
+        let err = renderer.audio(&missing).await.unwrap_err();
+        assert_eq!(
+            err,
+            RenderError::Fetch(FetchError::Status {
+                url: missing,
+                status: 404
+            })
+        );
+        let garbage = format!("http://{addr}/audio/garbage.wav");
+        let err = renderer.audio(&garbage).await.unwrap_err();
+        assert_eq!(
+            err,
+            RenderError::BadAudio {
+                url: garbage.clone(),
+                source: WavError::NotWav
+            }
+        );
+        assert!(err.to_string().contains(&garbage));
+        let small = PromptRenderer::new("espeak-ng", "en", fetcher(), 1_000);
+        let big = format!("http://{addr}/audio/tone1k_44k1_s16.wav");
+        let err = small.audio(&big).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RenderError::Fetch(FetchError::TooLarge { limit: 1_000, .. })
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn audio_cache_is_bounded() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let addr = serve_vectors(Arc::clone(&hits)).await;
+        // Each file is 1,600 samples (3,200 bytes): two do not fit in 5,000 bytes.
+        let renderer = espeak().with_limits(DEFAULT_TTS_TIMEOUT, 5_000);
+        let a = format!("http://{addr}/audio/tone1k_16k_s16.wav");
+        let b = format!("http://{addr}/audio/tone1k_8k_ulaw.wav");
+        renderer.audio(&a).await.unwrap();
+        renderer.audio(&b).await.unwrap();
+        renderer.audio(&b).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        renderer.audio(&a).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
 }

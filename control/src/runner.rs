@@ -1,1 +1,562 @@
-//! (being written)
+//! The call runner: one tokio task per call. It dials through a dataplane core, and once the
+//! callee answers it drives the call's VoiceXML [`Session`]: it performs the fetches the
+//! session asks for, renders its prompts to audio, hands the audio to the core, and feeds
+//! DTMF, playback and hangup events back. It records every status change in the store.
+//!
+//! The session itself is sans-IO; this task is its I/O.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use outdial_dataplane::api::{CallId, Command, Dial, Disposition, Event, Outcome};
+use outdial_vxml::{Action, FetchFailure, Fetched, Input, Method, Session, SessionConfig, SessionEnd};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::dispatch::Dispatcher;
+use crate::fetch::{FetchError, Fetcher};
+use crate::model::{CallRecord, CallStatus, CallUpdate};
+use crate::prompts::PromptRenderer;
+use crate::store::Store;
+use crate::webhook::Webhooks;
+
+/// How long a session may keep running after the callee hung up (e.g. a hangup handler
+/// that submits), before the runner gives up on it.
+const AFTER_HANGUP_GRACE: Duration = Duration::from_secs(10);
+
+/// What a call task receives besides dataplane events.
+#[derive(Debug)]
+pub enum CallSignal {
+    /// An event from the call's dataplane core.
+    Dataplane(Event),
+    /// The API asked to cancel the call.
+    Cancel,
+}
+
+/// Shared by every call task.
+#[derive(Clone)]
+pub struct RunnerContext {
+    /// The durable store.
+    pub store: Store,
+    /// Documents and submits.
+    pub fetcher: Fetcher,
+    /// Prompt audio.
+    pub prompts: PromptRenderer,
+    /// Status callbacks.
+    pub webhooks: Webhooks,
+    /// The dataplane and the call table.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Settings the runner needs.
+    pub settings: Arc<RunnerSettings>,
+}
+
+/// Runner settings taken from the configuration.
+#[derive(Clone, Debug)]
+pub struct RunnerSettings {
+    /// From URI when the request gives none.
+    pub default_from: String,
+    /// Ring timeout when the request gives none.
+    pub ring_timeout: Duration,
+    /// Hard limit on an answered call.
+    pub max_duration: Duration,
+    /// Largest VoiceXML document fetched.
+    pub max_document_bytes: usize,
+}
+
+/// Runs one claimed call (status `dialing`) to its end.
+pub async fn run_call(context: RunnerContext, record: CallRecord) {
+    let call = CallId(record.rowid as u64);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let Some(core) = context.dispatcher.register(call, tx.clone()) else {
+        finish(&context, &record, Final::failed("no dataplane core is running"), None).await;
+        return;
+    };
+    let ring_timeout = record
+        .ring_timeout_secs
+        .map_or(context.settings.ring_timeout, Duration::from_secs);
+    let dial = Dial {
+        call,
+        target: record.target_uri.clone(),
+        from: from_uri(record.from.as_deref(), &context.settings.default_from),
+        ring_timeout,
+        max_duration: context.settings.max_duration,
+    };
+    tracing::info!(call = %record.id, core, target = %record.target_uri, "dialing");
+    metrics::counter!("outdial_calls_dialed_total").increment(1);
+    if context.dispatcher.send(core, Command::Dial(Box::new(dial))).is_err() {
+        context.dispatcher.unregister(call);
+        finish(&context, &record, Final::failed("dataplane core queue is full"), None).await;
+        return;
+    }
+    notify(&context, &record).await;
+    let mut call_task = CallTask {
+        context: context.clone(),
+        record,
+        call,
+        core,
+        rx,
+        session: None,
+        session_end: None,
+        result: None,
+        canceled: false,
+        hung_up_at: None,
+        fetches: JoinSet::new(),
+        player: None,
+        next_prompt_id: 0,
+        flush_below: Arc::new(AtomicU32::new(0)),
+        self_tx: tx,
+    };
+    let outcome = call_task.run().await;
+    context.dispatcher.unregister(call);
+    let final_state = call_task.final_state(outcome);
+    finish(&context, &call_task.record, final_state, call_task.result.take()).await;
+}
+
+/// The final state of a call, as stored.
+struct Final {
+    status: CallStatus,
+    disposition: Option<Disposition>,
+    sip_status: Option<u16>,
+    reason: String,
+}
+
+impl Final {
+    fn failed(reason: &str) -> Self {
+        Self {
+            status: CallStatus::Failed,
+            disposition: None,
+            sip_status: None,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+struct CallTask {
+    context: RunnerContext,
+    record: CallRecord,
+    call: CallId,
+    core: usize,
+    rx: mpsc::UnboundedReceiver<CallSignal>,
+    session: Option<Session>,
+    session_end: Option<SessionEnd>,
+    result: Option<Value>,
+    canceled: bool,
+    hung_up_at: Option<Instant>,
+    fetches: JoinSet<(u32, Result<Fetched, FetchFailure>)>,
+    player: Option<mpsc::UnboundedSender<(u32, outdial_vxml::Prompt)>>,
+    /// One past the highest prompt id handed to the player.
+    next_prompt_id: u32,
+    /// Shared with the player: prompts below this id are not played.
+    flush_below: Arc<AtomicU32>,
+    /// This call's own signal channel, for the player's synthetic events.
+    self_tx: mpsc::UnboundedSender<CallSignal>,
+}
+
+impl CallTask {
+    /// Runs until the dataplane reports the call ended and the session (if any) is over.
+    async fn run(&mut self) -> Outcome {
+        let mut outcome: Option<Outcome> = None;
+        loop {
+            if let Some(done) = &outcome {
+                let session_over = self.session.is_none() || self.session_end.is_some();
+                let grace_over = self
+                    .hung_up_at
+                    .is_some_and(|t| t.elapsed() > AFTER_HANGUP_GRACE);
+                if session_over || grace_over {
+                    return done.clone();
+                }
+            }
+            let deadline = self.session.as_ref().and_then(Session::poll_timeout);
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None if outcome.is_some() => tokio::time::sleep(AFTER_HANGUP_GRACE).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                signal = self.rx.recv() => match signal {
+                    Some(CallSignal::Dataplane(event)) => {
+                        if let Some(ended) = self.handle_event(event).await {
+                            outcome = Some(ended);
+                        }
+                    }
+                    Some(CallSignal::Cancel) => {
+                        self.canceled = true;
+                        let _ = self.context.dispatcher.send(self.core, Command::Hangup { call: self.call });
+                    }
+                    None => return Outcome {
+                        disposition: Disposition::Failed,
+                        sip_status: None,
+                        reason: "dataplane stopped during the call".into(),
+                    },
+                },
+                Some(joined) = self.fetches.join_next(), if !self.fetches.is_empty() => {
+                    if let Ok((id, result)) = joined {
+                        self.input(Input::Fetched { id: outdial_vxml::FetchId(id), result });
+                        self.perform_actions().await;
+                    }
+                }
+                () = sleep => {
+                    if let Some(session) = self.session.as_mut() {
+                        session.handle_timeout(Instant::now());
+                    }
+                    self.perform_actions().await;
+                }
+            }
+        }
+    }
+
+    async fn handle_event(&mut self, event: Event) -> Option<Outcome> {
+        match event {
+            Event::Ringing { .. } => {
+                self.update(CallUpdate {
+                    status: Some(CallStatus::Ringing),
+                    ..CallUpdate::default()
+                })
+                .await;
+            }
+            Event::Answered { codec, .. } => {
+                tracing::info!(call = %self.record.id, ?codec, "answered");
+                self.update(CallUpdate {
+                    status: Some(CallStatus::InProgress),
+                    answered_at: Some(OffsetDateTime::now_utc()),
+                    ..CallUpdate::default()
+                })
+                .await;
+                if self.canceled {
+                    let _ = self.context.dispatcher.send(self.core, Command::Hangup { call: self.call });
+                } else {
+                    self.start_session().await;
+                }
+            }
+            Event::Dtmf { digit, .. } => {
+                tracing::debug!(call = %self.record.id, %digit, "dtmf");
+                self.input(Input::Dtmf(digit));
+                self.perform_actions().await;
+            }
+            Event::PlaybackDone { id, interrupted, .. } => {
+                if interrupted {
+                    self.flush_below.fetch_max(self.next_prompt_id, Ordering::AcqRel);
+                }
+                self.input(Input::PlaybackDone { id, interrupted });
+                self.perform_actions().await;
+            }
+            Event::Ended { outcome, .. } => {
+                tracing::info!(call = %self.record.id, ?outcome, "call ended");
+                self.player = None;
+                if self.session.is_some() && self.session_end.is_none() {
+                    self.hung_up_at = Some(Instant::now());
+                    self.input(Input::Hangup);
+                    self.perform_actions().await;
+                }
+                return Some(outcome);
+            }
+        }
+        None
+    }
+
+    async fn start_session(&mut self) {
+        let vars = self
+            .record
+            .vars
+            .iter()
+            .map(|(name, value)| (name.clone(), value.to_string()))
+            .collect();
+        let config = SessionConfig {
+            url: self.record.url.clone(),
+            vars,
+            local_uri: from_uri(self.record.from.as_deref(), &self.context.settings.default_from),
+            remote_uri: self.record.target_uri.clone(),
+            limits: outdial_vxml::Limits::default(),
+        };
+        match Session::new(config, Instant::now()) {
+            Ok(session) => {
+                self.session = Some(session);
+                self.player = Some(spawn_player(
+                    self.context.clone(),
+                    self.core,
+                    self.call,
+                    self.record.id.clone(),
+                    Arc::clone(&self.flush_below),
+                    self.self_tx.clone(),
+                ));
+                self.perform_actions().await;
+            }
+            Err(e) => {
+                self.session_end = Some(SessionEnd::Error {
+                    event: "error.semantic".into(),
+                    message: format!("cannot start the VoiceXML session: {e}"),
+                });
+                let _ = self.context.dispatcher.send(self.core, Command::Hangup { call: self.call });
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        if let Some(session) = self.session.as_mut() {
+            session.handle_input(Instant::now(), input);
+        }
+    }
+
+    /// Carries out everything the session asks for now.
+    async fn perform_actions(&mut self) {
+        let mut submitted = false;
+        while let Some(action) = self.session.as_mut().and_then(Session::poll_action) {
+            match action {
+                Action::Fetch {
+                    id,
+                    url,
+                    method,
+                    form,
+                    submit,
+                } => {
+                    if submit {
+                        submitted = true;
+                    }
+                    let fetcher = self.context.fetcher.clone();
+                    let max = self.context.settings.max_document_bytes;
+                    tracing::debug!(call = %self.record.id, %url, ?method, submit, "fetch");
+                    self.fetches.spawn(async move {
+                        let result = match method {
+                            Method::Post => fetcher.post_form(&url, &form, max).await,
+                            Method::Get => fetcher.get(&with_query(&url, &form), max).await,
+                        };
+                        let result = result
+                            .map(|f| Fetched {
+                                url: f.url,
+                                content_type: f.content_type,
+                                body: f.body,
+                            })
+                            .map_err(|e| FetchFailure {
+                                status: match &e {
+                                    FetchError::Status { status, .. } => Some(*status),
+                                    _ => None,
+                                },
+                                message: e.to_string(),
+                            });
+                        (id.0, result)
+                    });
+                }
+                Action::Play { id, prompt } => match &self.player {
+                    Some(player) if self.hung_up_at.is_none() => {
+                        self.next_prompt_id = self.next_prompt_id.max(id + 1);
+                        let _ = player.send((id, prompt));
+                    }
+                    _ => self.input(Input::PlaybackDone { id, interrupted: true }),
+                },
+                Action::Log { label, text } => {
+                    tracing::info!(call = %self.record.id, label = label.as_deref().unwrap_or(""), "vxml log: {text}");
+                }
+                Action::End(end) => {
+                    tracing::info!(call = %self.record.id, ?end, "session ended");
+                    if self.hung_up_at.is_none() {
+                        let _ = self.context.dispatcher.send(self.core, Command::Hangup { call: self.call });
+                    }
+                    self.session_end = Some(end);
+                }
+            }
+        }
+        if submitted && let Some(values) = self.session.as_ref().and_then(Session::submitted) {
+            let result: Map<String, Value> = values
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let result = Value::Object(result);
+            self.result = Some(result.clone());
+            self.update(CallUpdate {
+                result: Some(result),
+                ..CallUpdate::default()
+            })
+            .await;
+        }
+    }
+
+    async fn update(&mut self, update: CallUpdate) {
+        let status_changed = update.status.is_some();
+        match self.context.store.update_call(self.record.rowid, update).await {
+            Ok(record) => {
+                self.record = record;
+                if status_changed {
+                    notify(&self.context, &self.record).await;
+                }
+            }
+            Err(e) => tracing::error!(call = %self.record.id, error = %e, "cannot update call record"),
+        }
+    }
+
+    /// Combines the dataplane's outcome with how the session and the API ended the call.
+    fn final_state(&self, outcome: Outcome) -> Final {
+        let mut state = Final {
+            status: match outcome.disposition {
+                Disposition::Completed => CallStatus::Completed,
+                Disposition::Busy => CallStatus::Busy,
+                Disposition::NoAnswer => CallStatus::NoAnswer,
+                Disposition::Failed => CallStatus::Failed,
+                Disposition::Canceled => CallStatus::Canceled,
+            },
+            disposition: Some(outcome.disposition),
+            sip_status: outcome.sip_status,
+            reason: outcome.reason,
+        };
+        if self.canceled {
+            state.status = CallStatus::Canceled;
+            state.reason = "canceled by API request".into();
+        } else if let Some(SessionEnd::Error { event, message }) = &self.session_end {
+            state.status = CallStatus::Failed;
+            state.reason = format!("{event}: {message}");
+        } else if self.session.is_some() && self.session_end.is_none() && self.hung_up_at.is_some() {
+            state.reason = format!("{} (the application was still running)", state.reason);
+        }
+        state
+    }
+}
+
+/// Renders prompts in order and queues them on the core in that same order.
+///
+/// Prompts with an id below `flush_below` were overtaken by a barge-in while they were being
+/// rendered: they are reported as interrupted instead of being played late.
+fn spawn_player(
+    context: RunnerContext,
+    core: usize,
+    call: CallId,
+    public_id: String,
+    flush_below: Arc<AtomicU32>,
+    events: mpsc::UnboundedSender<CallSignal>,
+) -> mpsc::UnboundedSender<(u32, outdial_vxml::Prompt)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u32, outdial_vxml::Prompt)>();
+    tokio::spawn(async move {
+        while let Some((id, prompt)) = rx.recv().await {
+            let audio = render(&context.prompts, &prompt, &public_id).await;
+            if id < flush_below.load(Ordering::Acquire) {
+                let done = Event::PlaybackDone { call, id, interrupted: true };
+                let _ = events.send(CallSignal::Dataplane(done));
+                continue;
+            }
+            let command = Command::Play {
+                call,
+                id,
+                audio,
+                bargein: prompt.bargein,
+            };
+            if context.dispatcher.send(core, command).is_err() {
+                tracing::warn!(call = %public_id, "core queue full: prompt dropped");
+            }
+        }
+    });
+    tx
+}
+
+/// Turns one prompt into one piece of 8 kHz audio; a part that cannot be rendered is
+/// replaced by its fallback text or skipped, with a warning.
+async fn render(prompts: &PromptRenderer, prompt: &outdial_vxml::Prompt, call: &str) -> outdial_dataplane::api::Pcm8k {
+    let mut pieces: VecDeque<outdial_dataplane::api::Pcm8k> = VecDeque::new();
+    for item in &prompt.items {
+        let piece = match item {
+            outdial_vxml::PromptItem::Text(text) if text.trim().is_empty() => continue,
+            outdial_vxml::PromptItem::Text(text) => prompts.speak(text).await,
+            outdial_vxml::PromptItem::Audio { url, fallback } => match prompts.audio(url).await {
+                Ok(audio) => Ok(audio),
+                Err(e) => {
+                    tracing::warn!(%call, %url, error = %e, "audio unavailable; using fallback");
+                    match fallback {
+                        Some(text) if !text.trim().is_empty() => prompts.speak(text).await,
+                        _ => continue,
+                    }
+                }
+            },
+            outdial_vxml::PromptItem::Break(duration) => Ok(PromptRenderer::silence(*duration)),
+        };
+        match piece {
+            Ok(audio) => pieces.push_back(audio),
+            Err(e) => tracing::warn!(%call, error = %e, "prompt part could not be rendered"),
+        }
+    }
+    if pieces.len() == 1 {
+        // invariant: len() == 1 was just checked.
+        return pieces.pop_front().expect("one piece");
+    }
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let mut audio = Vec::with_capacity(total);
+    for piece in pieces {
+        audio.extend_from_slice(&piece);
+    }
+    audio.into()
+}
+
+async fn finish(context: &RunnerContext, record: &CallRecord, state: Final, result: Option<Value>) {
+    let status_label = format!("{:?}", state.status);
+    metrics::counter!("outdial_calls_ended_total", "status" => status_label).increment(1);
+    let update = CallUpdate {
+        status: Some(state.status),
+        ended_at: Some(OffsetDateTime::now_utc()),
+        sip_status: state.sip_status,
+        disposition: state.disposition.map(|d| format!("{d:?}").to_lowercase()),
+        reason: Some(state.reason),
+        result,
+        ..CallUpdate::default()
+    };
+    match context.store.update_call(record.rowid, update).await {
+        Ok(record) => {
+            tracing::info!(call = %record.id, status = ?record.status, reason = ?record.reason, "call finished");
+            notify(context, &record).await;
+        }
+        Err(e) => tracing::error!(call = %record.id, error = %e, "cannot store the call's end"),
+    }
+}
+
+async fn notify(context: &RunnerContext, record: &CallRecord) {
+    context.webhooks.notify(record);
+}
+
+/// A From URI: the request's (a bare number or user becomes `sip:<it>@<default host>`), or the default.
+fn from_uri(from: Option<&str>, default: &str) -> String {
+    match from {
+        Some(f) if f.starts_with("sip:") => f.to_owned(),
+        Some(user) => {
+            let host = default
+                .strip_prefix("sip:")
+                .and_then(|rest| rest.split_once('@').map(|(_, host)| host))
+                .unwrap_or("127.0.0.1");
+            format!("sip:{user}@{host}")
+        }
+        None => default.to_owned(),
+    }
+}
+
+/// `url` with `form` appended as a query string (for `<submit method="get">`).
+fn with_query(url: &str, form: &[(String, String)]) -> String {
+    if form.is_empty() {
+        return url.to_owned();
+    }
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.query_pairs_mut().extend_pairs(form);
+            parsed.into()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_uri_completes_bare_numbers_with_the_default_host() {
+        assert_eq!(from_uri(None, "sip:outdial@10.0.0.1"), "sip:outdial@10.0.0.1");
+        assert_eq!(from_uri(Some("+15550100"), "sip:outdial@10.0.0.1:5060"), "sip:+15550100@10.0.0.1:5060");
+        assert_eq!(from_uri(Some("sip:a@b"), "sip:outdial@x"), "sip:a@b");
+    }
+
+    #[test]
+    fn get_submits_carry_the_values_in_the_query() {
+        let url = with_query("http://h/s?x=1", &[("confirm".into(), "true".into()), ("n".into(), "a b".into())]);
+        assert_eq!(url, "http://h/s?x=1&confirm=true&n=a+b");
+        assert_eq!(with_query("http://h/s", &[]), "http://h/s");
+    }
+}

@@ -1,1 +1,173 @@
-//! (being written)
+//! `outdial serve`: everything in one process — the dataplane cores, the store, the
+//! scheduler and dispatcher, the call runners and the HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use outdial_dataplane::core::Backend;
+use outdial_dataplane::runtime::{Dataplane, DataplaneConfig};
+
+use crate::api::{AppState, router};
+use crate::config::Config;
+use crate::dispatch::{CallControl, Dispatcher};
+use crate::error::Error;
+use crate::fetch::Fetcher;
+use crate::prompts::PromptRenderer;
+use crate::runner::{RunnerContext, RunnerSettings};
+use crate::store::Store;
+use crate::webhook::Webhooks;
+
+/// Runs the whole platform until Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> Result<(), Error> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| Error::Config(format!("cannot install the metrics recorder: {e}")))?;
+
+    std::fs::create_dir_all(&config.store.data_dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot create the data directory {}: {e} (set [store] data_dir to a writable path)",
+            config.store.data_dir.display()
+        ))
+    })?;
+    let store = Store::open(&config.store.data_dir.join("outdial.sqlite"))?;
+    let recovered = store.recover_interrupted().await?;
+    if recovered > 0 {
+        tracing::warn!(recovered, "calls interrupted by the last stop were marked failed");
+    }
+    let dev_key = store.ensure_dev_tenant(&config.store.data_dir).await?;
+
+    let fetch_timeout = Duration::from_millis(config.fetch.timeout_ms);
+    let fetcher = Fetcher::new(&config.sip.user_agent, fetch_timeout)
+        .map_err(|e| Error::Fetch(e.to_string()))?;
+    let prompts = PromptRenderer::new(
+        &config.tts.command,
+        &config.tts.voice,
+        fetcher.clone(),
+        config.fetch.max_audio_bytes,
+    );
+    if let Err(e) = prompts.check_tts().await {
+        tracing::warn!(error = %e, "text-to-speech is unavailable: <prompt> text will be skipped");
+    }
+
+    let dataplane = Dataplane::start(dataplane_config(&config)?)
+        .map_err(|e| Error::Dataplane(e.to_string()))?;
+    for core in 0..dataplane.core_count() {
+        tracing::info!(
+            core,
+            sip = ?dataplane.sip_addr(core),
+            backend = ?dataplane.backend(core),
+            "telephony core running"
+        );
+    }
+    let dispatcher = Arc::new(Dispatcher::new(dataplane, seed()));
+    let webhooks = Webhooks::new(store.clone())?;
+    let context = RunnerContext {
+        store: store.clone(),
+        fetcher,
+        prompts,
+        webhooks,
+        dispatcher: Arc::clone(&dispatcher),
+        settings: Arc::new(RunnerSettings {
+            default_from: config.sip.from.clone(),
+            ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
+            max_duration: Duration::from_secs(config.calls.max_duration_secs),
+            max_document_bytes: config.fetch.max_document_bytes,
+        }),
+    };
+    let pump = tokio::spawn(Arc::clone(&dispatcher).pump_events());
+    let scheduler = tokio::spawn(Arc::clone(&dispatcher).schedule(context, config.calls.max_concurrent));
+
+    let control: Arc<dyn CallControl> = dispatcher.clone();
+    let app = router(AppState {
+        store,
+        control,
+        config: Arc::clone(&config),
+        metrics: Some(metrics),
+    });
+    let listener = tokio::net::TcpListener::bind(config.http.listen).await.map_err(|e| {
+        Error::Config(format!(
+            "cannot listen for HTTP on {}: {e} (set [http] listen to a free address)",
+            config.http.listen
+        ))
+    })?;
+    let api: SocketAddr = listener.local_addr()?;
+    println!("Outdial is running.");
+    println!("  HTTP API     http://{api}/v1/calls");
+    println!("  SIP          udp:{}", config.sip.listen);
+    println!("  data         {}", config.store.data_dir.display());
+    println!("  API key      {dev_key}   (also in {})", config.store.data_dir.join("dev-api-key").display());
+    println!("Place a call:  outdial call --to sip:+15550001@127.0.0.1:5070 --url http://…/app.vxml");
+    tracing::info!(%api, "HTTP API listening");
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down");
+    pump.abort();
+    scheduler.abort();
+    Ok(())
+}
+
+fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
+    let backend = match config.dataplane.backend.as_str() {
+        "auto" => Backend::Auto,
+        "io-uring" | "io_uring" => Backend::IoUring,
+        "epoll" => Backend::Epoll,
+        other => {
+            return Err(Error::Config(format!(
+                "[dataplane] backend = {other:?} is unknown: use \"auto\", \"io-uring\" or \"epoll\""
+            )));
+        }
+    };
+    let cores = match config.dataplane.cores {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    Ok(DataplaneConfig {
+        cores,
+        sip_listen: config.sip.listen,
+        rtp_ports: config.rtp.port_min..=config.rtp.port_max,
+        t1: Duration::from_millis(config.sip.t1_ms),
+        t2: Duration::from_millis(config.sip.t2_ms),
+        t4: Duration::from_millis(config.sip.t4_ms),
+        user_agent: config.sip.user_agent.clone(),
+        backend,
+        pin: config.dataplane.pin,
+        seed: seed(),
+    })
+}
+
+/// A fresh seed for SIP tags, branches and SSRCs.
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // The system RNG failing is near impossible; the clock is a weak but usable fallback.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return nanos as u64;
+    }
+    u64::from_le_bytes(bytes)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

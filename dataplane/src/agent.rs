@@ -102,7 +102,7 @@ impl Agent {
             },
             config.seed,
         );
-        let mut rng = SmallRng::seed_from_u64(config.seed ^ 0x5eed_0f_a9e7);
+        let mut rng = SmallRng::seed_from_u64(config.seed ^ 0x005e_ed0f_a9e7);
         let span = u32::from(*config.rtp_ports.end()) - u32::from(*config.rtp_ports.start()) + 1;
         let next_port = *config.rtp_ports.start() + (rng.random_range(0..span) as u16);
         Self {
@@ -385,11 +385,11 @@ impl Driver for Agent {
         if Some(socket) == self.sip_socket {
             self.sip.handle_datagram(now, from, data);
             self.drain_sip(io, now);
-        } else if let Some(&call) = self.by_socket.get(&socket) {
-            if let Some(media) = self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut()) {
-                media.handle_datagram(now, from, data);
-                self.drain_media(io, call);
-            }
+        } else if let Some(&call) = self.by_socket.get(&socket)
+            && let Some(media) = self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut())
+        {
+            media.handle_datagram(now, from, data);
+            self.drain_media(io, call);
         }
         self.finish_turn();
     }

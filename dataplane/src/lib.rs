@@ -11,8 +11,10 @@
 //! Panic policy: a panic is a bug, never a response to input. Any `unwrap` or `expect`
 //! carries an `// invariant:` comment saying why it cannot fail.
 
+pub mod agent;
 pub mod api;
 pub mod core;
 pub mod rtp;
+pub mod runtime;
 pub mod sdp;
 pub mod sip;

@@ -11,10 +11,13 @@
 //!
 //! Assignment to an undeclared variable must raise `error.semantic` (§5.1.1). Sloppy JS would
 //! create a global instead; the global object's prototype is therefore a `Proxy` whose `set`
-//! trap throws, so the write fails. Reading an undeclared name yields `undefined` rather than a
-//! `ReferenceError`: quickjs consults a prototype proxy's `get` without its `has`, so a read
-//! cannot be told apart from `typeof x`, which must stay `"undefined"` (the W3C IR tests rely
-//! on it).
+//! trap throws, so the write fails; its `get` trap throws too, so reading an undeclared name
+//! is an error. quickjs consults that `get` for `typeof x` as well, so `typeof NAME` is
+//! rewritten to read through a guard (`guard_typeof`) and stays `"undefined"`. The price:
+//! reading a missing property of the global object itself (`globalThis.nope`) throws too.
+//!
+//! The session scope is deep-frozen once set up ([`DataModel::seal_scope`]): writes to
+//! `session.*` are silently ignored, as sloppy-mode writes to frozen objects are.
 //!
 //! `<script>` (§5.3.12) runs as a direct `eval` inside the scope chain; the global variables and
 //! functions it declares (eval declarations are deletable) are then moved onto the current
@@ -72,9 +75,9 @@ pub enum Value {
     /// A string.
     String(String),
     /// An object with these properties, in order.
-    Object(Vec<(String, Value)>),
+    Object(Vec<(String, Self)>),
     /// An array.
-    Array(Vec<Value>),
+    Array(Vec<Self>),
     /// A value given as JSON text (request variables).
     Json(String),
 }
@@ -122,7 +125,7 @@ impl Value {
 }
 
 /// Appends `s` as a double-quoted JS string literal.
-fn push_string_literal(out: &mut String, s: &str) {
+pub(crate) fn push_string_literal(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -196,6 +199,8 @@ pub trait DataModel {
     fn eval_optional_string(&mut self, expr: &str) -> Result<Option<String>, ScriptError>;
     /// Runs a `<script>` body; its top-level declarations land in the innermost scope.
     fn run_script(&mut self, source: &str) -> Result<(), ScriptError>;
+    /// Makes the innermost scope of kind `scope` and everything in it read-only.
+    fn seal_scope(&mut self, scope: Scope) -> Result<(), ScriptError>;
 }
 
 /// Limits of one [`QuickJs`] instance.
@@ -242,7 +247,25 @@ const BOOTSTRAP: &str = r#"(function () {
     }
   };
   Object.defineProperty(G, '__vxml', { value: api, enumerable: false });
+  api.probe = function (read) {
+    try { return read(); } catch (e) { if (e instanceof ReferenceError) return undefined; throw e; }
+  };
+  api.freeze = function (kind) {
+    const seen = new Set();
+    const deep = function (o) {
+      if (o === null || (typeof o !== 'object' && typeof o !== 'function') || seen.has(o)) return;
+      seen.add(o);
+      for (const k of Object.getOwnPropertyNames(o)) deep(o[k]);
+      Object.freeze(o);
+    };
+    const i = kinds.lastIndexOf(kind);
+    if (i >= 0) deep(stack[i]);
+  };
   const trap = new Proxy(Object.create(Object.getPrototypeOf(G)), {
+    get(target, key, receiver) {
+      if (typeof key !== 'string' || key in target) return Reflect.get(target, key, receiver);
+      throw new ReferenceError("'" + key + "' is not defined; declare it with <var>");
+    },
     set(target, key) {
       throw new ReferenceError("assignment to undeclared variable '" + String(key) + "'; declare it with <var>");
     },
@@ -260,7 +283,9 @@ pub struct QuickJs {
 
 impl std::fmt::Debug for QuickJs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QuickJs").field("scopes", &self.kinds).finish()
+        f.debug_struct("QuickJs")
+            .field("scopes", &self.kinds)
+            .finish()
     }
 }
 
@@ -306,7 +331,13 @@ impl QuickJs {
         wrap: (&str, &str),
         convert: impl for<'js> FnOnce(rquickjs::Value<'js>) -> rquickjs::Result<T>,
     ) -> Result<T, ScriptError> {
-        let source = format!("{}{{{}({}\n){}}}", self.with_prefix(), wrap.0, expr, wrap.1);
+        let source = format!(
+            "{}{{{}({}\n){}}}",
+            self.with_prefix(),
+            wrap.0,
+            guard_typeof(expr),
+            wrap.1
+        );
         self.run(&source, expr, convert)
     }
 
@@ -322,7 +353,8 @@ impl QuickJs {
         label: &str,
         convert: impl for<'js> FnOnce(rquickjs::Value<'js>) -> rquickjs::Result<T>,
     ) -> Result<T, ScriptError> {
-        self.budget_left.store(self.limits.budget, Ordering::Relaxed);
+        self.budget_left
+            .store(self.limits.budget, Ordering::Relaxed);
         let budget_left = &self.budget_left;
         let budget = self.limits.budget;
         self.context.with(|ctx| {
@@ -354,7 +386,8 @@ impl QuickJs {
     where
         A: for<'js> rquickjs::function::IntoArgs<'js>,
     {
-        self.budget_left.store(self.limits.budget, Ordering::Relaxed);
+        self.budget_left
+            .store(self.limits.budget, Ordering::Relaxed);
         self.context.with(|ctx| {
             let result = ctx
                 .globals()
@@ -397,6 +430,90 @@ fn shorten(code: &str) -> String {
     }
 }
 
+/// Rewrites `typeof NAME` (and `typeof(NAME)`) to `typeof __vxml.probe(()=>NAME)` outside
+/// string literals and comments, so that `typeof` of an undeclared name stays `"undefined"`
+/// while a plain read of it throws. quickjs reads globals through a prototype proxy's `get`
+/// without asking `has`, so the trap cannot tell the two apart by itself. Regular expression
+/// literals are not recognised; a `typeof` inside one is rewritten too (harmlessly rare).
+pub(crate) fn guard_typeof(source: &str) -> std::borrow::Cow<'_, str> {
+    if !source.contains("typeof") {
+        return std::borrow::Cow::Borrowed(source);
+    }
+    let bytes = source.as_bytes();
+    let mut out = String::with_capacity(source.len() + 32);
+    let mut i = 0;
+    let mut copied = 0;
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$';
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\'' | b'"' | b'`' => {
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    i += 1;
+                    if c == b'\\' {
+                        i += 1;
+                    } else if c == b {
+                        break;
+                    }
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while bytes.get(i).is_some_and(|&c| c != b'\n') {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while bytes.get(i).is_some()
+                    && !(bytes.get(i) == Some(&b'*') && bytes.get(i + 1) == Some(&b'/'))
+                {
+                    i += 1;
+                }
+                i += 2;
+            }
+            _ if is_ident(b) => {
+                let start = i;
+                while bytes.get(i).copied().is_some_and(is_ident) {
+                    i += 1;
+                }
+                let preceded_by_dot = start > 0 && bytes.get(start - 1) == Some(&b'.');
+                if source.get(start..i) != Some("typeof") || preceded_by_dot {
+                    continue;
+                }
+                // Skip spaces and one optional '(' to the operand.
+                let mut j = i;
+                while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+                    j += 1;
+                }
+                if bytes.get(j) == Some(&b'(') {
+                    j += 1;
+                    while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+                        j += 1;
+                    }
+                }
+                let name_start = j;
+                while bytes.get(j).copied().is_some_and(is_ident) {
+                    j += 1;
+                }
+                let name = source.get(name_start..j).unwrap_or_default();
+                let next = bytes[j..].iter().find(|c| !c.is_ascii_whitespace());
+                // Only a lone identifier: `typeof a.b` or `typeof f()` already behave.
+                if is_identifier(name) && !matches!(next, Some(b'.' | b'(' | b'[')) {
+                    out.push_str(source.get(copied..name_start).unwrap_or_default());
+                    out.push_str("__vxml.probe(()=>");
+                    out.push_str(name);
+                    out.push(')');
+                    copied = j;
+                }
+                i = j.max(i);
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(source.get(copied..).unwrap_or_default());
+    std::borrow::Cow::Owned(out)
+}
+
 /// Whether `name` is an identifier path such as `x`, `dialog.x` or `name$.utterance`.
 fn is_name_path(name: &str) -> bool {
     !name.is_empty() && name.split('.').all(is_identifier)
@@ -423,10 +540,7 @@ impl DataModel for QuickJs {
     fn pop_scope(&mut self, scope: Scope) {
         if let Some(i) = self.kinds.iter().rposition(|k| *k == scope) {
             // The JS side mirrors `kinds`; a failure here leaves both stacks as they were.
-            if self
-                .call_api("pop", (scope as u32,), "pop scope")
-                .is_ok()
-            {
+            if self.call_api("pop", (scope as u32,), "pop scope").is_ok() {
                 self.kinds.truncate(i);
             }
         }
@@ -451,7 +565,7 @@ impl DataModel for QuickJs {
             self.with_prefix(),
             top as u32,
             name,
-            expr
+            guard_typeof(expr)
         );
         self.run(&source, expr, |_| Ok(()))
     }
@@ -479,7 +593,12 @@ impl DataModel for QuickJs {
                 name: name.to_owned(),
             });
         }
-        let source = format!("{}{{{} = ({}\n)}}", self.with_prefix(), name, expr);
+        let source = format!(
+            "{}{{{} = ({}\n)}}",
+            self.with_prefix(),
+            name,
+            guard_typeof(expr)
+        );
         self.run(&source, expr, |_| Ok(()))
     }
 
@@ -509,6 +628,10 @@ impl DataModel for QuickJs {
         })
     }
 
+    fn seal_scope(&mut self, scope: Scope) -> Result<(), ScriptError> {
+        self.call_api("freeze", (scope as u32,), "seal scope")
+    }
+
     fn run_script(&mut self, source: &str) -> Result<(), ScriptError> {
         // A direct, sloppy `eval` at global level: the script sees the scope chain, and its
         // `var`/`function` declarations become deletable globals that `adopt` moves onto the
@@ -516,7 +639,7 @@ impl DataModel for QuickJs {
         let mut code = String::from("__vxml.before=__vxml.snapshot();");
         code.push_str(&self.with_prefix());
         code.push_str("{eval(");
-        push_string_literal(&mut code, source);
+        push_string_literal(&mut code, &guard_typeof(source));
         code.push_str(")}__vxml.adopt(__vxml.before);");
         let result = self.run(&code, source, |_| Ok(()));
         if result.is_err() {
@@ -579,10 +702,16 @@ mod tests {
         assert!(error.to_string().contains("undeclared"), "{error}");
         let error = js.run_script("y = 5;").unwrap_err();
         assert!(error.to_string().contains("undeclared"), "{error}");
-        assert_eq!(js.eval_string("typeof nope + typeof y").unwrap(), "undefinedundefined");
-        // quickjs reads through a prototype proxy without asking `has`, so a read cannot be told
-        // apart from `typeof`; reads of undeclared names stay lenient (see module docs).
-        assert_eq!(js.eval_string("nope").unwrap(), "undefined");
+        assert_eq!(
+            js.eval_string("typeof nope + typeof y").unwrap(),
+            "undefinedundefined"
+        );
+        assert!(
+            js.eval_string("nope").is_err(),
+            "reading undeclared must throw"
+        );
+        assert!(js.eval_bool("typeof(nope) == 'undefined'").unwrap());
+        assert!(js.eval_bool("typeof nope.x === 'undefined'").is_err());
     }
 
     #[test]
@@ -593,7 +722,10 @@ mod tests {
             .unwrap();
         assert_eq!(js.eval_string("dialog.z").unwrap(), "11");
         assert_eq!(js.eval_string("twice(z)").unwrap(), "22");
-        assert_eq!(js.eval_string("typeof globalThis.z").unwrap(), "undefined");
+        assert!(
+            !js.eval_bool("Object.getOwnPropertyNames(globalThis).includes('z')")
+                .unwrap()
+        );
         js.pop_scope(Scope::Dialog);
         assert_eq!(js.eval_string("typeof z").unwrap(), "undefined");
     }
@@ -602,9 +734,15 @@ mod tests {
     fn runaway_code_is_stopped_and_the_engine_stays_usable() {
         let mut js = model();
         let error = js.eval_string("(function(){while(true){}})()").unwrap_err();
-        assert!(matches!(error, ScriptError::BudgetExceeded { .. }), "{error}");
+        assert!(
+            matches!(error, ScriptError::BudgetExceeded { .. }),
+            "{error}"
+        );
         let error = js.run_script("for(;;){}").unwrap_err();
-        assert!(matches!(error, ScriptError::BudgetExceeded { .. }), "{error}");
+        assert!(
+            matches!(error, ScriptError::BudgetExceeded { .. }),
+            "{error}"
+        );
         assert_eq!(js.eval_string("1 + 1").unwrap(), "2");
     }
 
@@ -612,9 +750,14 @@ mod tests {
     fn memory_limit_turns_into_an_error() {
         let mut js = model();
         let error = js
-            .eval_string("(function(){let a=[];for(let i=0;i<1e7;i++)a.push('x'+i);return a.length})()")
+            .eval_string(
+                "(function(){let a=[];for(let i=0;i<1e7;i++)a.push('x'+i);return a.length})()",
+            )
             .unwrap_err();
-        assert!(matches!(error, ScriptError::Exception { .. } | ScriptError::BudgetExceeded { .. }));
+        assert!(matches!(
+            error,
+            ScriptError::Exception { .. } | ScriptError::BudgetExceeded { .. }
+        ));
         assert_eq!(js.eval_string("'ok'").unwrap(), "ok");
     }
 
@@ -639,11 +782,52 @@ mod tests {
         assert_eq!(js.eval_string("caller.name").unwrap(), "Ann \"A\"");
         assert_eq!(js.eval_string("session.caller.n[1]").unwrap(), "2");
         assert_eq!(
-            js.eval_string("application.lastresult$[0].utterance").unwrap(),
+            js.eval_string("application.lastresult$[0].utterance")
+                .unwrap(),
             "1\n2"
         );
         assert!(js.eval_bool("lastresult$[0].confidence === 1").unwrap());
         assert_eq!(js.eval_optional_string("undefined").unwrap(), None);
+    }
+
+    #[test]
+    fn typeof_guard_rewrites_only_lone_identifiers_in_code() {
+        assert_eq!(
+            guard_typeof("typeof x == 'u'"),
+            "typeof __vxml.probe(()=>x) == 'u'"
+        );
+        assert_eq!(guard_typeof("typeof( x )"), "typeof( __vxml.probe(()=>x) )");
+        assert_eq!(
+            guard_typeof("typeof a.b + typeof f()"),
+            "typeof a.b + typeof f()"
+        );
+        assert_eq!(
+            guard_typeof("'typeof x' // typeof y"),
+            "'typeof x' // typeof y"
+        );
+        assert_eq!(guard_typeof("o.typeof x"), "o.typeof x");
+        assert_eq!(guard_typeof("mytypeof x"), "mytypeof x");
+        assert_eq!(
+            guard_typeof("\"a\\\"typeof z\" + typeof"),
+            "\"a\\\"typeof z\" + typeof"
+        );
+    }
+
+    #[test]
+    fn sealed_session_scope_ignores_writes() {
+        let mut js = model();
+        js.pop_scope(Scope::Application);
+        js.declare_value(
+            Scope::Session,
+            "connection",
+            &Value::Json(r#"{"protocol":{"name":"sip"}}"#.to_owned()),
+        )
+        .unwrap();
+        js.seal_scope(Scope::Session).unwrap();
+        js.push_scope(Scope::Application).unwrap();
+        js.assign("session.connection.protocol.name", "'x'")
+            .unwrap();
+        assert_eq!(js.eval_string("connection.protocol.name").unwrap(), "sip");
     }
 
     #[test]

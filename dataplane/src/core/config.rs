@@ -65,7 +65,9 @@ impl LoopConfig {
     /// Reject settings the loop cannot honour.
     pub(crate) fn validate(&self) -> Result<(), LoopError> {
         if self.max_datagram == 0 || self.max_datagram > MAX_DATAGRAM {
-            return Err(LoopError::MaxDatagram { got: self.max_datagram });
+            return Err(LoopError::MaxDatagram {
+                got: self.max_datagram,
+            });
         }
         Ok(())
     }
@@ -86,7 +88,10 @@ mod tests {
     #[test]
     fn out_of_range_datagram_sizes_are_rejected() {
         for bad in [0, 65_536, usize::MAX] {
-            let config = LoopConfig { max_datagram: bad, ..LoopConfig::default() };
+            let config = LoopConfig {
+                max_datagram: bad,
+                ..LoopConfig::default()
+            };
             let error = config.validate().unwrap_err();
             assert!(error.to_string().contains("max_datagram"), "{error}");
         }

@@ -45,7 +45,9 @@ struct EpollIo {
     /// Last turn's `carry`, being read this turn.
     spare: Vec<SocketId>,
     buffer_bytes: usize,
-    /// Datagrams `send_to` refused (full socket buffer, unreachable, ...).
+    /// Longer datagrams are not sent.
+    max_datagram: usize,
+    /// Datagrams too long, or that `send_to` refused (full socket buffer, unreachable, ...).
     send_errors: u64,
 }
 
@@ -55,11 +57,15 @@ impl Io for EpollIo {
         let local = socket.local_addr()?;
         let id = self
             .sockets
-            .insert(EpollSocket { socket, carried: false })
+            .insert(EpollSocket {
+                socket,
+                carried: false,
+            })
             .ok_or_else(|| std::io::Error::other("this core already has 2^20 sockets"))?;
         let registered = match self.sockets.get_mut(id) {
             Some(entry) => {
-                self.registry.register(&mut entry.socket, Token(id.0 as usize), Interest::READABLE)
+                self.registry
+                    .register(&mut entry.socket, Token(id.0 as usize), Interest::READABLE)
             }
             None => Err(std::io::Error::other("socket vanished while binding")),
         };
@@ -80,8 +86,10 @@ impl Io for EpollIo {
     }
 
     fn send(&mut self, socket: SocketId, to: SocketAddr, data: &[u8]) {
-        let Some(entry) = self.sockets.get(socket) else { return };
-        if entry.socket.send_to(data, to).is_err() {
+        let Some(entry) = self.sockets.get(socket) else {
+            return;
+        };
+        if data.len() > self.max_datagram || entry.socket.send_to(data, to).is_err() {
             self.send_errors += 1;
         }
     }
@@ -107,10 +115,13 @@ pub(crate) fn run<D: Driver>(
         carry: Vec::new(),
         spare: Vec::new(),
         buffer_bytes: config.socket_buffer_bytes,
+        max_datagram: config.max_datagram,
         send_errors: 0,
     };
 
-    driver.start(&mut io, clock_now()).map_err(LoopError::DriverStart)?;
+    driver
+        .start(&mut io, clock_now())
+        .map_err(LoopError::DriverStart)?;
     while !driver.should_stop() {
         let deadline = driver.poll_timeout();
         let timeout = if io.carry.is_empty() {
@@ -119,13 +130,18 @@ pub(crate) fn run<D: Driver>(
             Some(std::time::Duration::ZERO)
         };
         if let Err(error) = poll_events(&mut poll, &mut events, timeout) {
-            return Err(LoopError::Wait { backend: "epoll", source: error });
+            return Err(LoopError::Wait {
+                backend: "epoll",
+                source: error,
+            });
         }
         let now = clock_now();
 
         std::mem::swap(&mut io.carry, &mut io.spare);
         for index in 0..io.spare.len() {
-            let Some(&id) = io.spare.get(index) else { break };
+            let Some(&id) = io.spare.get(index) else {
+                break;
+            };
             if let Some(entry) = io.sockets.get_mut(id) {
                 entry.carried = false;
             }
@@ -137,7 +153,9 @@ pub(crate) fn run<D: Driver>(
             match event.token() {
                 WAKE => woken = true,
                 Token(token) => {
-                    let Ok(raw) = u32::try_from(token) else { continue };
+                    let Ok(raw) = u32::try_from(token) else {
+                        continue;
+                    };
                     read_socket(&mut io, driver, now, SocketId(raw), &mut recv_buf);
                 }
             }
@@ -186,7 +204,9 @@ fn read_socket<D: Driver>(
     let limit = buf.len().saturating_sub(1);
     for _ in 0..READ_BUDGET {
         // Looked up per datagram: the driver may close the socket from `handle_datagram`.
-        let Some(entry) = io.sockets.get(id) else { return };
+        let Some(entry) = io.sockets.get(id) else {
+            return;
+        };
         match entry.socket.recv_from(buf) {
             Ok((len, from)) => {
                 if len > limit {

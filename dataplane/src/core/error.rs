@@ -29,10 +29,14 @@ pub enum LoopError {
     #[error("creating the epoll instance failed: {0}; too many open files? raise `ulimit -n`")]
     Epoll(#[source] std::io::Error),
     /// The driver's `start` failed (typically binding its first socket).
-    #[error("the dataplane driver failed to start: {0}; is the address free and local to this host?")]
+    #[error(
+        "the dataplane driver failed to start: {0}; is the address free and local to this host?"
+    )]
     DriverStart(#[source] std::io::Error),
     /// Waiting for I/O failed in a way the loop cannot recover from.
-    #[error("waiting for I/O on the {backend} backend failed: {source}; restart the core, or try backend = \"epoll\"")]
+    #[error(
+        "waiting for I/O on the {backend} backend failed: {source}; restart the core, or try backend = \"epoll\""
+    )]
     Wait {
         /// `"io_uring"` or `"epoll"`.
         backend: &'static str,

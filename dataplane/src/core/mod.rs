@@ -3,9 +3,26 @@
 //! epoll through mio where io_uring is refused. Everything protocol-shaped lives in a
 //! [`Driver`], which the loop feeds datagrams, timeouts and wake-ups, and which answers
 //! through [`Io`].
+//!
+//! A loop turn: handle completions (or readiness) → if the driver's deadline passed,
+//! [`Driver::handle_timeout`] → if woken, [`Driver::handle_wake`] → flush sends → check
+//! [`Driver::should_stop`]. Nothing on the per-datagram path allocates or locks.
+
+mod config;
+mod epoll;
+mod error;
+mod sockaddr;
+mod socket;
+mod table;
+mod uring;
+mod wake;
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+pub use config::{Backend, BackendUsed, LoopConfig};
+pub use error::LoopError;
+pub use wake::WakeFd;
 
 /// Index of a socket owned by a core's loop. Stable until [`Io::close`].
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -18,8 +35,10 @@ pub trait Io {
     fn bind(&mut self, addr: SocketAddr) -> std::io::Result<(SocketId, SocketAddr)>;
     /// Stop receiving on a socket and close it. Unknown ids are ignored.
     fn close(&mut self, socket: SocketId);
-    /// Queue one datagram. The loop sends queued datagrams in a batch at the end of the
-    /// current turn; `data` is copied into a preallocated buffer, never allocated per packet.
+    /// Queue one datagram. It leaves by the end of the current turn: io_uring copies `data`
+    /// into a preallocated buffer and submits the turn's sends in one batch; epoll sends at
+    /// once. Nothing is allocated per packet. Datagrams longer than
+    /// [`LoopConfig::max_datagram`], or for closed or unknown sockets, are dropped.
     fn send(&mut self, socket: SocketId, to: SocketAddr, data: &[u8]);
 }
 
@@ -44,4 +63,76 @@ pub trait Driver {
     fn poll_timeout(&self) -> Option<Instant>;
     /// True once the loop should return.
     fn should_stop(&self) -> bool;
+}
+
+/// Run `driver` on the calling thread until [`Driver::should_stop`], pinning the thread
+/// first if [`LoopConfig::pin_to_cpu`] asks.
+///
+/// [`Backend::Auto`] uses io_uring when the kernel allows it (see [`probe_io_uring`]) and
+/// falls back to epoll with a warning saying why. Returns the backend that ran.
+pub fn run<D: Driver>(
+    config: &LoopConfig,
+    wake: &WakeFd,
+    driver: &mut D,
+) -> Result<BackendUsed, LoopError> {
+    config.validate()?;
+    if let Some(cpu) = config.pin_to_cpu {
+        pin_current_thread(cpu)?;
+    }
+    let uring = match config.backend {
+        Backend::Epoll => None,
+        Backend::IoUring => Some(
+            uring::UringLoop::new(config, wake)
+                .map_err(|reason| LoopError::IoUringUnavailable { reason })?,
+        ),
+        Backend::Auto => match uring::UringLoop::new(config, wake) {
+            Ok(ring) => Some(ring),
+            Err(reason) => {
+                tracing::warn!(%reason, "io_uring is not usable; the dataplane falls back to epoll");
+                None
+            }
+        },
+    };
+    let used = if uring.is_some() {
+        BackendUsed::IoUring
+    } else {
+        BackendUsed::Epoll
+    };
+    tracing::info!(backend = used.name(), cpu = ?config.pin_to_cpu, "dataplane loop starting");
+    match uring {
+        Some(ring) => ring.run(wake, driver)?,
+        None => epoll::run(config, wake, driver)?,
+    }
+    Ok(used)
+}
+
+/// Whether [`Backend::Auto`] would choose io_uring here; if not, why (for startup logs).
+///
+/// Checks that a ring with `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` can be
+/// created, that the opcodes the loop uses are supported, and that a provided-buffer ring
+/// registers.
+pub fn probe_io_uring() -> Result<(), String> {
+    uring::probe()
+}
+
+/// Pin the calling thread to `cpu`.
+fn pin_current_thread(cpu: usize) -> Result<(), LoopError> {
+    // `core_affinity` indexes a fixed-size `cpu_set_t`: refuse what does not fit in it.
+    let fits = usize::try_from(libc::CPU_SETSIZE).is_ok_and(|size| cpu < size);
+    if fits && core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        Ok(())
+    } else {
+        Err(LoopError::Pin { cpu })
+    }
+}
+
+/// The current time. The loops are the one place in the dataplane that reads the clock;
+/// everything else is handed `now`.
+fn clock_now() -> Instant {
+    Instant::now()
+}
+
+/// How long to wait from `now` until `deadline` (zero if it has passed).
+fn timeout_until(deadline: Instant, now: Instant) -> Duration {
+    deadline.saturating_duration_since(now)
 }

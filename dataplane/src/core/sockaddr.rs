@@ -19,7 +19,10 @@ pub(crate) struct RawSockAddr {
 impl RawSockAddr {
     /// An empty address (length 0).
     pub(crate) const fn zeroed() -> Self {
-        Self { bytes: [0; SOCKADDR_IN6_LEN], len: 0 }
+        Self {
+            bytes: [0; SOCKADDR_IN6_LEN],
+            len: 0,
+        }
     }
 
     /// Encode `addr` for a socket of family `family_v6` (true = `AF_INET6`). An IPv4
@@ -29,12 +32,9 @@ impl RawSockAddr {
         let mut raw = Self::zeroed();
         match (addr, family_v6) {
             (SocketAddr::V4(v4), false) => raw.write_v4(v4),
-            (SocketAddr::V4(v4), true) => raw.write_v6(SocketAddrV6::new(
-                v4.ip().to_ipv6_mapped(),
-                v4.port(),
-                0,
-                0,
-            )),
+            (SocketAddr::V4(v4), true) => {
+                raw.write_v6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
+            }
             (SocketAddr::V6(v6), false) => match v6.ip().to_ipv4_mapped() {
                 Some(ip) => raw.write_v4(SocketAddrV4::new(ip, v6.port())),
                 // The kernel refuses this with EAFNOSUPPORT; the send fails, nothing panics.
@@ -81,12 +81,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<SocketAddr> {
     let port = u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?);
     if i32::from(family) == libc::AF_INET {
         let octets: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
-        Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(octets), port)))
+        Some(SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(octets),
+            port,
+        )))
     } else if i32::from(family) == libc::AF_INET6 {
         let flowinfo = u32::from_ne_bytes(bytes.get(4..8)?.try_into().ok()?);
         let octets: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
         let scope_id = u32::from_ne_bytes(bytes.get(24..28)?.try_into().ok()?);
-        Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(octets), port, flowinfo, scope_id)))
+        Some(SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(octets),
+            port,
+            flowinfo,
+            scope_id,
+        )))
     } else {
         None
     }
@@ -110,7 +118,12 @@ mod tests {
 
     #[test]
     fn ipv6_round_trips_with_scope_and_flowinfo() {
-        let addr = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 5061, 0x1234, 3));
+        let addr = SocketAddr::V6(SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            5061,
+            0x1234,
+            3,
+        ));
         assert_eq!(round_trip(addr, true), Some(addr));
         assert_eq!(RawSockAddr::encode(addr, true).len(), 28);
     }
@@ -119,7 +132,10 @@ mod tests {
     fn ipv4_on_ipv6_socket_is_mapped_and_back() {
         let v4: SocketAddr = "198.51.100.1:7000".parse().unwrap();
         let mapped = round_trip(v4, true).unwrap();
-        assert_eq!(mapped, "[::ffff:198.51.100.1]:7000".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            mapped,
+            "[::ffff:198.51.100.1]:7000".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(round_trip(mapped, false), Some(v4));
     }
 

@@ -38,7 +38,11 @@ fn setsockopt_int(socket: &UdpSocket, option: libc::c_int, value: i32) -> std::i
             size_of::<i32>() as libc::socklen_t,
         )
     };
-    if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Read back an integer socket option (tests only).
@@ -56,7 +60,11 @@ fn getsockopt_int(socket: &UdpSocket, option: libc::c_int) -> std::io::Result<i3
             &raw mut len,
         )
     };
-    if result == 0 { Ok(value) } else { Err(std::io::Error::last_os_error()) }
+    if result == 0 {
+        Ok(value)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -72,7 +80,10 @@ mod tests {
         let error = socket.recv_from(&mut buf).unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::WouldBlock);
         let rcv = getsockopt_int(&socket, libc::SO_RCVBUF).unwrap();
-        assert!(rcv > default_rcv, "SO_RCVBUF {rcv} not above default {default_rcv}");
+        assert!(
+            rcv > default_rcv,
+            "SO_RCVBUF {rcv} not above default {default_rcv}"
+        );
     }
 
     #[test]

@@ -30,7 +30,11 @@ pub(crate) struct SocketTable<T> {
 impl<T> SocketTable<T> {
     /// An empty table.
     pub(crate) fn new() -> Self {
-        Self { slots: Vec::new(), free: Vec::new(), len: 0 }
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
 
     /// Store `entry` and return its id, or `None` when all 2^20 slots are taken.
@@ -38,8 +42,13 @@ impl<T> SocketTable<T> {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
-                let index = u32::try_from(self.slots.len()).ok().filter(|&i| i <= INDEX_MASK)?;
-                self.slots.push(Slot { generation: 0, entry: None });
+                let index = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&i| i <= INDEX_MASK)?;
+                self.slots.push(Slot {
+                    generation: 0,
+                    entry: None,
+                });
                 index
             }
         };
@@ -88,12 +97,14 @@ impl<T> SocketTable<T> {
 
     /// Ids of all bound sockets, in slot order.
     pub(crate) fn ids(&self) -> impl Iterator<Item = SocketId> + '_ {
-        self.slots.iter().enumerate().filter(|(_, slot)| slot.entry.is_some()).map(
-            |(index, slot)| {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.entry.is_some())
+            .map(|(index, slot)| {
                 // invariant: slots.len() never exceeds INDEX_MASK + 1, checked in insert.
                 SocketId(slot.generation << INDEX_BITS | index as u32)
-            },
-        )
+            })
     }
 }
 

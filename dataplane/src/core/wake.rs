@@ -26,7 +26,9 @@ impl WakeFd {
         }
         // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(Self { file: File::from(owned) })
+        Ok(Self {
+            file: File::from(owned),
+        })
     }
 
     /// Signal the loop. Callable from any thread; never blocks.
@@ -68,7 +70,11 @@ mod tests {
 
     /// True if `fd` is readable right now (poll with a zero timeout).
     fn readable(fd: &WakeFd) -> bool {
-        let mut pollfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pollfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, count 1, zero timeout.
         let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
         ready == 1 && pollfd.revents & libc::POLLIN != 0

@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(e, event(11, true, 2240));
         assert_eq!(e.key(), Some('#'));
         let reserved_bit_ignored = parse_telephone_event(&[5, 0x4a, 0, 0]).unwrap();
-        assert_eq!((reserved_bit_ignored.end, reserved_bit_ignored.volume), (false, 10));
+        assert_eq!(
+            (reserved_bit_ignored.end, reserved_bit_ignored.volume),
+            (false, 10)
+        );
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub const fn silence(codec: Codec) -> u8 {
     }
 }
 
+/// Decodes one code to linear PCM.
+pub fn decode_sample(codec: Codec, code: u8) -> i16 {
+    match codec {
+        Codec::Pcmu => decode_ulaw(code),
+        Codec::Pcma => decode_alaw(code),
+    }
+}
+
 /// Encodes `pcm` into `out`, one octet per sample, as far as the shorter slice allows;
 /// returns the number of samples encoded.
 pub fn encode(codec: Codec, pcm: &[i16], out: &mut [u8]) -> usize {
@@ -71,7 +79,11 @@ mod tests {
             assert_eq!(encode(codec, &pcm, &mut again), 256);
             for (&code, &back) in codes.iter().zip(&again) {
                 // µ-law has two zeros (0x7F is -0, 0xFF is +0): both encode back to +0.
-                let expected = if codec == Codec::Pcmu && code == 0x7f { 0xff } else { code };
+                let expected = if codec == Codec::Pcmu && code == 0x7f {
+                    0xff
+                } else {
+                    code
+                };
                 assert_eq!(back, expected, "{codec:?} code {code:#04x}");
             }
         }
@@ -81,9 +93,17 @@ mod tests {
     fn decode_matches_the_crate_tables() {
         let mut pcm = [0i16; 256];
         decode(Codec::Pcmu, &all_codes(), &mut pcm);
-        assert!(all_codes().iter().all(|&c| pcm[usize::from(c)] == decode_ulaw(c)));
+        assert!(
+            all_codes()
+                .iter()
+                .all(|&c| pcm[usize::from(c)] == decode_ulaw(c))
+        );
         decode(Codec::Pcma, &all_codes(), &mut pcm);
-        assert!(all_codes().iter().all(|&c| pcm[usize::from(c)] == decode_alaw(c)));
+        assert!(
+            all_codes()
+                .iter()
+                .all(|&c| pcm[usize::from(c)] == decode_alaw(c))
+        );
     }
 
     #[test]
@@ -119,6 +139,10 @@ mod tests {
         assert_eq!(encode(Codec::Pcma, &[0; 10], &mut out), 3);
         let mut pcm = [7i16; 10];
         assert_eq!(decode(Codec::Pcmu, &[0xff; 4], &mut pcm), 4);
-        assert_eq!((pcm[3], pcm[4]), (0, 7), "decoded up to the payload, untouched after");
+        assert_eq!(
+            (pcm[3], pcm[4]),
+            (0, 7),
+            "decoded up to the payload, untouched after"
+        );
     }
 }

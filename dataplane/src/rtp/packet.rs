@@ -140,9 +140,16 @@ mod tests {
         assert_eq!(Packet::parse(&[]), Err(PacketError::TooShort));
         assert_eq!(Packet::parse(&[0x80; 11]), Err(PacketError::TooShort));
         assert_eq!(Packet::parse(&[0x40; 12]), Err(PacketError::Version));
-        assert_eq!(Packet::parse(&[0x8f; 20]), Err(PacketError::Truncated), "CC=15");
+        assert_eq!(
+            Packet::parse(&[0x8f; 20]),
+            Err(PacketError::Truncated),
+            "CC=15"
+        );
         let padding_too_long = [0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff];
-        assert_eq!(Packet::parse(&padding_too_long), Err(PacketError::Truncated));
+        assert_eq!(
+            Packet::parse(&padding_too_long),
+            Err(PacketError::Truncated)
+        );
         assert_eq!(Packet::parse(&[0x80; 1501]), Err(PacketError::TooLong));
         let rtcp_receiver_report = [0x80, 201, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
         assert_eq!(Packet::parse(&rtcp_receiver_report), Err(PacketError::Rtcp));

@@ -10,7 +10,7 @@
 //! is learnt from the first valid packet (NAT may rewrite it) and required after that.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::dtmf::{DtmfReceiver, parse_telephone_event};
@@ -172,7 +172,8 @@ impl MediaSession {
     /// Takes in one datagram received on the session's RTP port.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.advance(now);
-        if canonical(from.ip()) != canonical(self.config.remote.ip()) {
+        // A dual-stack socket reports IPv4 peers as IPv4-mapped IPv6: compare canonically.
+        if from.ip().to_canonical() != self.config.remote.ip().to_canonical() {
             self.stats.dropped_foreign += 1;
             return;
         }
@@ -336,15 +337,10 @@ impl MediaSession {
     }
 }
 
-/// Compares IPv4 and IPv4-mapped IPv6 alike, as a dual-stack socket reports either.
-fn canonical(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
     use std::sync::Arc;
 
     const REMOTE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 4000);
@@ -361,11 +357,7 @@ mod tests {
     }
 
     /// Runs the session in virtual time until `until`, collecting every packet with its send time.
-    fn run(
-        session: &mut MediaSession,
-        from: Instant,
-        until: Instant,
-    ) -> Vec<(Instant, Vec<u8>)> {
+    fn run(session: &mut MediaSession, from: Instant, until: Instant) -> Vec<(Instant, Vec<u8>)> {
         let mut sent = Vec::new();
         let mut now = from;
         let mut buf = [0u8; MAX_PACKET_LEN];
@@ -375,7 +367,10 @@ mod tests {
                 assert_eq!(to, REMOTE);
                 sent.push((now, buf[..len].to_vec()));
             }
-            now = session.poll_timeout().unwrap().max(now + Duration::from_micros(1));
+            now = session
+                .poll_timeout()
+                .unwrap()
+                .max(now + Duration::from_micros(1));
         }
         sent
     }
@@ -389,7 +384,9 @@ mod tests {
     }
 
     fn tone(samples: usize) -> Pcm8k {
-        (0..samples).map(|i| if i % 2 == 0 { 8000 } else { -8000 }).collect::<Arc<[i16]>>()
+        (0..samples)
+            .map(|i| if i % 2 == 0 { 8000 } else { -8000 })
+            .collect::<Arc<[i16]>>()
     }
 
     #[test]
@@ -400,7 +397,10 @@ mod tests {
         assert_eq!(sent.len(), 5, "slots at 0, 20, 40, 60, 80 ms");
         assert!(header(&sent[0].1).marker);
         assert!(sent[1..].iter().all(|(_, p)| !header(p).marker));
-        assert!(sent.iter().all(|(_, p)| p[HEADER_LEN..].iter().all(|&b| b == 0xd5)));
+        assert!(
+            sent.iter()
+                .all(|(_, p)| p[HEADER_LEN..].iter().all(|&b| b == 0xd5))
+        );
         assert_eq!(s.stats().packets_sent, 5);
         assert_eq!(s.stats().bytes_sent, 5 * MAX_PACKET_LEN as u64);
     }
@@ -415,7 +415,10 @@ mod tests {
             assert_eq!(b.sequence_number, a.sequence_number.wrapping_add(1));
             assert_eq!(b.timestamp, a.timestamp.wrapping_add(160));
         }
-        assert!(sent.iter().any(|(_, p)| header(p).sequence_number == 0), "seq wrapped");
+        assert!(
+            sent.iter().any(|(_, p)| header(p).sequence_number == 0),
+            "seq wrapped"
+        );
     }
 
     #[test]
@@ -424,8 +427,8 @@ mod tests {
         let mut s = MediaSession::new(config(Codec::Pcmu), t0);
         let mut buf = [0u8; MAX_PACKET_LEN];
         s.handle_timeout(t0 + Duration::from_millis(70));
-        let burst: Vec<Header> = std::iter::from_fn(|| s.poll_transmit(&mut buf).map(|_| header(&buf)))
-            .collect();
+        let burst: Vec<Header> =
+            std::iter::from_fn(|| s.poll_transmit(&mut buf).map(|_| header(&buf))).collect();
         assert_eq!(burst.len(), 4, "slots 0, 20, 40, 60 ms");
         let ts0 = burst[0].timestamp;
         for (n, h) in burst.iter().enumerate() {
@@ -443,13 +446,19 @@ mod tests {
         assert!(s.poll_transmit(&mut buf).is_some());
         let first = header(&buf);
         s.handle_timeout(t0 + Duration::from_millis(1000));
-        let burst: Vec<Header> = std::iter::from_fn(|| s.poll_transmit(&mut buf).map(|_| header(&buf)))
-            .collect();
+        let burst: Vec<Header> =
+            std::iter::from_fn(|| s.poll_transmit(&mut buf).map(|_| header(&buf))).collect();
         assert_eq!(burst.len() as u64, MAX_CATCH_UP);
         assert!(burst[0].marker && !burst[1].marker);
-        assert_eq!(burst[0].sequence_number, first.sequence_number.wrapping_add(1));
+        assert_eq!(
+            burst[0].sequence_number,
+            first.sequence_number.wrapping_add(1)
+        );
         let last_slot = 50;
-        assert_eq!(burst[burst.len() - 1].timestamp, first.timestamp.wrapping_add(160 * last_slot));
+        assert_eq!(
+            burst[burst.len() - 1].timestamp,
+            first.timestamp.wrapping_add(160 * last_slot)
+        );
         assert_eq!(s.stats().slots_skipped, 50 - MAX_CATCH_UP);
     }
 
@@ -464,11 +473,23 @@ mod tests {
         let frames: Vec<&[u8]> = sent.iter().map(|(_, p)| &p[HEADER_LEN..]).collect();
         let loud = g711::silence(Codec::Pcmu) != frames[0][0];
         assert!(loud && frames[0].iter().all(|&b| b != 0xff));
-        assert!(frames[1][..40].iter().all(|&b| b != 0xff), "item 1's last 40 samples");
-        assert!(frames[1][40..].iter().all(|&b| b == 0xff), "padded with silence");
-        assert!(frames[2].iter().all(|&b| b != 0xff), "item 3 starts on a fresh frame");
+        assert!(
+            frames[1][..40].iter().all(|&b| b != 0xff),
+            "item 1's last 40 samples"
+        );
+        assert!(
+            frames[1][40..].iter().all(|&b| b == 0xff),
+            "padded with silence"
+        );
+        assert!(
+            frames[2].iter().all(|&b| b != 0xff),
+            "item 3 starts on a fresh frame"
+        );
         assert!(frames[3].iter().all(|&b| b == 0xff));
-        let done = |id| MediaEvent::PlaybackDone { id, interrupted: false };
+        let done = |id| MediaEvent::PlaybackDone {
+            id,
+            interrupted: false,
+        };
         assert_eq!(events(&mut s), [done(1), done(2), done(3)]);
         assert!(!header(&sent[1].1).marker && !header(&sent[2].1).marker);
     }
@@ -493,9 +514,16 @@ mod tests {
         s.play(t0, 2, tone(800), false);
         run(&mut s, t0, t0 + Duration::from_millis(20));
         s.stop_playback();
-        let interrupted = |id| MediaEvent::PlaybackDone { id, interrupted: true };
+        let interrupted = |id| MediaEvent::PlaybackDone {
+            id,
+            interrupted: true,
+        };
         assert_eq!(events(&mut s), [interrupted(1), interrupted(2)]);
-        let sent = run(&mut s, t0 + Duration::from_millis(40), t0 + Duration::from_millis(40));
+        let sent = run(
+            &mut s,
+            t0 + Duration::from_millis(40),
+            t0 + Duration::from_millis(40),
+        );
         assert!(sent[0].1[HEADER_LEN..].iter().all(|&b| b == 0xd5));
     }
 
@@ -524,8 +552,14 @@ mod tests {
         assert_eq!(
             events(&mut s),
             [
-                MediaEvent::PlaybackDone { id: 1, interrupted: true },
-                MediaEvent::PlaybackDone { id: 2, interrupted: true },
+                MediaEvent::PlaybackDone {
+                    id: 1,
+                    interrupted: true
+                },
+                MediaEvent::PlaybackDone {
+                    id: 2,
+                    interrupted: true
+                },
                 MediaEvent::Dtmf('5'),
             ]
         );
@@ -552,7 +586,10 @@ mod tests {
         s.handle_datagram(t0, REMOTE, &event_packet(3, 300, 3, false));
         let mapped: SocketAddr = "[::ffff:192.0.2.9]:31337".parse().unwrap();
         s.handle_datagram(t0, mapped, &event_packet(4, 400, 4, false));
-        assert_eq!(events(&mut s), [MediaEvent::Dtmf('2'), MediaEvent::Dtmf('4')]);
+        assert_eq!(
+            events(&mut s),
+            [MediaEvent::Dtmf('2'), MediaEvent::Dtmf('4')]
+        );
         let stats = s.stats();
         assert_eq!((stats.dropped_foreign, stats.packets_received), (2, 2));
         assert_eq!(stats.bytes_received, 2 * (HEADER_LEN as u64 + 4));
@@ -563,16 +600,21 @@ mod tests {
         let t0 = Instant::now();
         let mut s = MediaSession::new(config(Codec::Pcmu), t0);
         let other_port = SocketAddr::new(REMOTE.ip(), 9);
-        for len in 0..=12 {
-            s.handle_datagram(t0, other_port, &vec![0x80; len][..len.min(11)]);
+        for len in 0..HEADER_LEN {
+            s.handle_datagram(t0, other_port, &vec![0x80; len]);
         }
         s.handle_datagram(t0, other_port, &[0x40; 40]); // version 1
         s.handle_datagram(t0, other_port, &[0x8f; 30]); // CC=15, header runs past the end
-        s.handle_datagram(t0, other_port, &event_packet(1, 1, 1, false)[..HEADER_LEN + 2]);
-        assert_eq!(s.stats().dropped_malformed, 16);
+        s.handle_datagram(t0, other_port, &[0x80; 1600]); // larger than any MTU
+        assert_eq!(s.stats().dropped_malformed, 15);
+        // Valid RTP carrying a truncated event: dropped, but it is RTP, so it pins the port.
+        s.handle_datagram(t0, REMOTE, &event_packet(1, 1, 1, false)[..HEADER_LEN + 2]);
         s.handle_datagram(t0, REMOTE, &event_packet(2, 2, 7, false));
+        s.handle_datagram(t0, other_port, &event_packet(3, 3, 8, false));
         assert_eq!(events(&mut s), [MediaEvent::Dtmf('7')]);
-        assert_eq!(s.stats().dropped(), 16);
+        let stats = s.stats();
+        assert_eq!((stats.dropped_malformed, stats.dropped_foreign), (16, 1));
+        assert_eq!(stats.dropped(), 17);
     }
 
     #[test]
@@ -585,7 +627,13 @@ mod tests {
         let mut buf = [0u8; MAX_PACKET_LEN];
         s.handle_timeout(t0 + Duration::from_millis(100));
         assert_eq!(s.poll_transmit(&mut buf), None);
-        assert_eq!(events(&mut s), [MediaEvent::PlaybackDone { id: 4, interrupted: false }]);
+        assert_eq!(
+            events(&mut s),
+            [MediaEvent::PlaybackDone {
+                id: 4,
+                interrupted: false
+            }]
+        );
         assert_eq!(s.stats().packets_sent, 0);
     }
 

@@ -36,9 +36,7 @@ pub enum SdpError {
         problem: &'static str,
     },
     /// No `m=audio` line at all.
-    #[error(
-        "the answer has no m=audio line; the callee must accept the audio stream we offered"
-    )]
+    #[error("the answer has no m=audio line; the callee must accept the audio stream we offered")]
     NoAudio,
     /// Every `m=audio` line has port 0 (RFC 3264 §6).
     #[error(

@@ -184,7 +184,11 @@ mod tests {
         let body: &[u8] = vector!("lf-only-media-connection.sdp");
         assert!(!body.contains(&b'\r'), "vector must use bare LF");
         let n = negotiate(body).unwrap();
-        assert_eq!(n.remote_rtp, v4(203, 0, 113, 5, 5004), "media c= overrides session c=");
+        assert_eq!(
+            n.remote_rtp,
+            v4(203, 0, 113, 5, 5004),
+            "media c= overrides session c="
+        );
         assert_eq!(n.codec, Codec::Pcmu);
         assert_eq!(n.dtmf_payload_type, Some(101));
     }
@@ -217,10 +221,7 @@ mod tests {
 
     #[test]
     fn port_zero_is_a_rejected_stream() {
-        assert_eq!(
-            negotiate(vector!("port-zero.sdp")),
-            Err(SdpError::Rejected)
-        );
+        assert_eq!(negotiate(vector!("port-zero.sdp")), Err(SdpError::Rejected));
     }
 
     #[test]

@@ -56,7 +56,10 @@ mod tests {
         let offer = build_offer(7, 9, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 40000);
         let text = std::str::from_utf8(&offer).unwrap();
         assert!(text.ends_with("\r\n"));
-        assert!(!text.replace("\r\n", "").contains('\n'), "bare LF in {text:?}");
+        assert!(
+            !text.replace("\r\n", "").contains('\n'),
+            "bare LF in {text:?}"
+        );
         let kinds: String = text.lines().map(|l| l.as_bytes()[0] as char).collect();
         assert_eq!(kinds, "vosctmaaaaaa");
         assert!(text.contains("o=outdial 7 9 IN IP4 192.0.2.7\r\n"));

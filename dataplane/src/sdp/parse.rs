@@ -155,13 +155,6 @@ impl<'a> MediaDescription<'a> {
         find_attribute(&self.attributes, name)
     }
 
-    /// Whether a flag attribute such as `a=sendrecv` is present.
-    pub(crate) fn has_flag(&self, name: &str) -> bool {
-        self.attributes
-            .iter()
-            .any(|a| a.value.is_none() && a.name.eq_ignore_ascii_case(name))
-    }
-
     /// The `a=rtpmap` for `payload_type`, if present (RFC 4566 §6).
     pub(crate) fn rtpmap(&self, payload_type: u8) -> Option<RtpMap<'a>> {
         self.attributes
@@ -240,11 +233,14 @@ mod tests {
         assert_eq!(sdp.attribute("PTIME"), Some("30"));
         assert_eq!(sdp.media.len(), 2);
         let audio = &sdp.media[0];
-        assert_eq!((audio.media, audio.port, audio.proto), ("audio", 4000, "RTP/AVP"));
+        assert_eq!(
+            (audio.media, audio.port, audio.proto),
+            ("audio", 4000, "RTP/AVP")
+        );
         assert_eq!(audio.formats, ["0", "101"]);
         assert_eq!(audio.connection.unwrap().number, 8);
-        assert!(audio.has_flag("sendonly"));
-        assert!(!audio.has_flag("sendrecv"));
+        assert_eq!(audio.attributes[1].name, "sendonly");
+        assert_eq!(audio.attributes[1].value, None);
         assert!(audio.rtpmap(101).unwrap().is("telephone-event", 8000));
         assert_eq!(audio.rtpmap(0), None);
         assert!(sdp.media[1].connection.is_none());
@@ -259,8 +255,17 @@ mod tests {
 
     #[test]
     fn a_body_not_starting_with_v0_is_not_sdp() {
-        for body in [&b""[..], b"\r\n", b"<html>", b"v=1\r\nm=audio 1 RTP/AVP 0", b"o=x\r\nv=0"] {
-            assert_eq!(SessionDescription::parse(body).unwrap_err(), SdpError::NotSdp);
+        for body in [
+            &b""[..],
+            b"\r\n",
+            b"<html>",
+            b"v=1\r\nm=audio 1 RTP/AVP 0",
+            b"o=x\r\nv=0",
+        ] {
+            assert_eq!(
+                SessionDescription::parse(body).unwrap_err(),
+                SdpError::NotSdp
+            );
         }
     }
 
@@ -284,7 +289,10 @@ mod tests {
     #[test]
     fn rtpmap_reads_channels_and_rejects_junk() {
         let map = RtpMap::parse("96 opus/48000/2").unwrap();
-        assert_eq!((map.payload_type, map.encoding_name, map.clock_rate), (96, "opus", 48000));
+        assert_eq!(
+            (map.payload_type, map.encoding_name, map.clock_rate),
+            (96, "opus", 48000)
+        );
         assert!(!map.is("opus", 48000), "stereo is not mono");
         assert!(RtpMap::parse("0 PCMU/8000/1").unwrap().is("pcmu", 8000));
         assert!(RtpMap::parse("0 PCMU").is_none());

@@ -1,1 +1,15 @@
-//! SIP (RFC 3261), sans-IO: messages, transactions, dialogs and the user agent for outbound calls.
+//! SIP (RFC 3261) over UDP, sans-IO: messages, transactions, dialogs and the user agent
+//! for outbound calls.
+//!
+//! - [`message`]: zero-copy parser and printer (RFC 3261 §7, §19, §20, §25).
+//! - [`transaction`]: client INVITE / non-INVITE and server machines with their timers (§17).
+//! - [`dialog`]: UAC dialog state and in-dialog requests (§12).
+//! - [`endpoint`]: the user agent for all calls on one core.
+
+pub mod dialog;
+pub mod endpoint;
+pub mod message;
+pub mod transaction;
+
+pub use endpoint::{DialParams, Endpoint, SipConfig, SipError, SipEvent};
+pub use message::{Message, ParseError, parse_message};

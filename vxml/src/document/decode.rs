@@ -69,11 +69,18 @@ mod tests {
     fn content_type_charset_beats_the_declaration_and_bom_beats_both() {
         let body = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>\xe9</a>";
         assert!(decode(body, None).is_err(), "invalid UTF-8 must be refused");
-        let text = decode(body, Some("application/voicexml+xml; charset=\"iso-8859-1\"")).unwrap();
+        let text = decode(
+            body,
+            Some("application/voicexml+xml; charset=\"iso-8859-1\""),
+        )
+        .unwrap();
         assert!(text.ends_with("<a>\u{e9}</a>"));
         let mut bom = vec![0xef, 0xbb, 0xbf];
         bom.extend_from_slice("<a>\u{e9}</a>".as_bytes());
-        assert_eq!(decode(&bom, Some("text/xml; charset=iso-8859-1")).unwrap(), "<a>\u{e9}</a>");
+        assert_eq!(
+            decode(&bom, Some("text/xml; charset=iso-8859-1")).unwrap(),
+            "<a>\u{e9}</a>"
+        );
     }
 
     #[test]
@@ -87,6 +94,9 @@ mod tests {
 
     #[test]
     fn truncated_declaration_falls_back_to_utf8() {
-        assert_eq!(decode(b"<?xml encoding='", None).unwrap(), "<?xml encoding='");
+        assert_eq!(
+            decode(b"<?xml encoding='", None).unwrap(),
+            "<?xml encoding='"
+        );
     }
 }

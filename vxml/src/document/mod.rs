@@ -1,7 +1,7 @@
 //! The document model: an owned tree of the VoiceXML elements this interpreter understands.
 //!
 //! [`Document::parse`] decodes the fetched bytes ([`decode`]), checks well-formedness with
-//! roxmltree and converts the tree ([`parse`]). Everything is owned so a session can keep
+//! roxmltree and converts the tree (`parse`). Everything is owned so a session can keep
 //! documents without borrowing the fetched bytes. Unknown elements are skipped and reported in
 //! [`Document::warnings`]; malformed XML is an error naming the line and column.
 
@@ -166,7 +166,7 @@ pub enum PromptNode {
         /// `expr` (evaluated to the URI).
         expr: Option<String>,
         /// Content played if the audio cannot be.
-        fallback: Vec<PromptNode>,
+        fallback: Vec<Self>,
     },
     /// `<break time|strength>`.
     Break(Duration),
@@ -192,7 +192,7 @@ pub enum Stmt {
         expr: String,
     },
     /// `<if>`/`<elseif>`/`<else>`: the first branch whose condition holds (`None` = else).
-    If(Vec<(Option<String>, Vec<Stmt>)>),
+    If(Vec<(Option<String>, Vec<Self>)>),
     /// `<goto>`.
     Goto(GotoTarget),
     /// `<submit next|expr namelist method>`.
@@ -255,7 +255,9 @@ pub enum GotoTarget {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DocumentError {
     /// The body is larger than the configured limit.
-    #[error("document {url} is {size} bytes, over the limit of {limit}; serve a smaller document or raise the limit")]
+    #[error(
+        "document {url} is {size} bytes, over the limit of {limit}; serve a smaller document or raise the limit"
+    )]
     TooLarge {
         /// Document URL.
         url: String,
@@ -324,6 +326,23 @@ impl Document {
     pub fn form_index(&self, id: &str) -> Option<usize> {
         self.forms.iter().position(|f| f.id == id)
     }
+}
+
+/// A CSS2/SSML time designation: `500ms`, `1.5s`, `3s` (VoiceXML 2.0 §6.5). Bare numbers are
+/// taken as milliseconds, as many platforms do.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1.0)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1000.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    let millis = value * scale;
+    (millis.is_finite() && (0.0..=86_400_000.0).contains(&millis))
+        .then(|| Duration::from_micros((millis * 1000.0).round() as u64))
 }
 
 impl Form {

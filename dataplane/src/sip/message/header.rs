@@ -59,15 +59,27 @@ const NAMES: &[(&str, u8, HeaderName<'static>)] = &[
     ("Supported", b'k', HeaderName::Supported),
     ("Allow", 0, HeaderName::Allow),
     ("Subject", b's', HeaderName::Other("Subject")),
-    ("Content-Encoding", b'e', HeaderName::Other("Content-Encoding")),
+    (
+        "Content-Encoding",
+        b'e',
+        HeaderName::Other("Content-Encoding"),
+    ),
     ("Event", b'o', HeaderName::Other("Event")),
     ("Allow-Events", b'u', HeaderName::Other("Allow-Events")),
     ("Refer-To", b'r', HeaderName::Other("Refer-To")),
     ("Referred-By", b'b', HeaderName::Other("Referred-By")),
-    ("Session-Expires", b'x', HeaderName::Other("Session-Expires")),
+    (
+        "Session-Expires",
+        b'x',
+        HeaderName::Other("Session-Expires"),
+    ),
     ("Accept-Contact", b'a', HeaderName::Other("Accept-Contact")),
     ("Reject-Contact", b'j', HeaderName::Other("Reject-Contact")),
-    ("Request-Disposition", b'd', HeaderName::Other("Request-Disposition")),
+    (
+        "Request-Disposition",
+        b'd',
+        HeaderName::Other("Request-Disposition"),
+    ),
     ("Identity", b'y', HeaderName::Other("Identity")),
     ("Identity-Info", b'n', HeaderName::Other("Identity-Info")),
 ];
@@ -133,8 +145,16 @@ pub enum Method<'a> {
 }
 
 /// Extension methods we recognise but do not allow: answered 405, not 501.
-const KNOWN_EXTENSIONS: &[&str] =
-    &["PRACK", "UPDATE", "INFO", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"];
+const KNOWN_EXTENSIONS: &[&str] = &[
+    "PRACK",
+    "UPDATE",
+    "INFO",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+];
 
 impl<'a> Method<'a> {
     /// Maps a method token.
@@ -213,7 +233,10 @@ impl<'a> Via<'a> {
     }
 
     /// Parses every comma-separated `via-parm` of one Via header value.
-    pub(crate) fn parse_list(value: &'a str, mut each: impl FnMut(Self)) -> Result<(), &'static str> {
+    pub(crate) fn parse_list(
+        value: &'a str,
+        mut each: impl FnMut(Self),
+    ) -> Result<(), &'static str> {
         let mut scan = Scanner::new(value);
         loop {
             each(Self::parse_one(&mut scan)?);
@@ -246,7 +269,12 @@ impl<'a> Via<'a> {
         });
         let (host, port) = parse_hostport(hostport).map_err(|_| "sent-by is not host[:port]")?;
         let params = parse_params(scan)?;
-        Ok(Self { transport, host, port, params })
+        Ok(Self {
+            transport,
+            host,
+            port,
+            params,
+        })
     }
 }
 
@@ -261,7 +289,8 @@ pub(crate) fn parse_params<'a>(scan: &mut Scanner<'a>) -> Result<&'a str, &'stat
         if scan.eat(b'=') {
             match scan.peek() {
                 Some(b'"') => {
-                    scan.quoted_string().ok_or("unterminated quoted parameter value")?;
+                    scan.quoted_string()
+                        .ok_or("unterminated quoted parameter value")?;
                 }
                 _ => {
                     if scan.take_while(is_param_value).is_empty() {
@@ -309,7 +338,10 @@ impl<'a> NameAddr<'a> {
     }
 
     /// Parses a comma-separated list (Contact, Route, Record-Route).
-    pub(crate) fn parse_list(value: &'a str, mut each: impl FnMut(Self)) -> Result<(), &'static str> {
+    pub(crate) fn parse_list(
+        value: &'a str,
+        mut each: impl FnMut(Self),
+    ) -> Result<(), &'static str> {
         let mut scan = Scanner::new(value);
         loop {
             each(Self::parse_one(&mut scan)?);
@@ -327,7 +359,10 @@ impl<'a> NameAddr<'a> {
         let mut display = None;
         let bracketed = match scan.peek() {
             Some(b'"') => {
-                display = Some(scan.quoted_string().ok_or("unterminated quoted display name")?);
+                display = Some(
+                    scan.quoted_string()
+                        .ok_or("unterminated quoted display name")?,
+                );
                 true
             }
             Some(b'<') => true,
@@ -361,11 +396,17 @@ impl<'a> NameAddr<'a> {
             }
             text
         } else {
-            scan.take_while(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'?' | b'<' | b'>' | b'"'))
+            scan.take_while(|b| {
+                b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'?' | b'<' | b'>' | b'"')
+            })
         };
         let uri = Uri::parse(uri_text).map_err(|_| "malformed URI")?;
         let params = parse_params(scan)?;
-        Ok(Self { display, uri, params })
+        Ok(Self {
+            display,
+            uri,
+            params,
+        })
     }
 }
 
@@ -389,7 +430,10 @@ impl<'a> CSeq<'a> {
         if method.is_empty() || !scan.at_end() {
             return Err("must be `<number> <METHOD>`");
         }
-        Ok(Self { number, method: Method::parse(method) })
+        Ok(Self {
+            number,
+            method: Method::parse(method),
+        })
     }
 }
 
@@ -412,7 +456,10 @@ mod tests {
         assert_eq!(HeaderName::parse("l"), HeaderName::ContentLength);
         assert_eq!(HeaderName::parse("s").as_str(), "Subject");
         assert_eq!(HeaderName::parse("call-id").as_str(), "Call-ID");
-        assert_eq!(HeaderName::parse("C%6Fntact"), HeaderName::Other("C%6Fntact"));
+        assert_eq!(
+            HeaderName::parse("C%6Fntact"),
+            HeaderName::Other("C%6Fntact")
+        );
         assert!(HeaderName::parse("x-foo").matches(&HeaderName::Other("X-Foo")));
     }
 
@@ -431,22 +478,33 @@ mod tests {
     #[test]
     fn via_params_and_errors() {
         let mut top = None;
-        Via::parse_list("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;rport=5061;branch=z9hG4bKa", |v| {
-            top.get_or_insert(v);
-        })
+        Via::parse_list(
+            "SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;rport=5061;branch=z9hG4bKa",
+            |v| {
+                top.get_or_insert(v);
+            },
+        )
         .unwrap();
         let top = top.unwrap();
         assert_eq!(top.port, None);
         assert_eq!(top.received(), Some("2001:db8::9:255"));
         assert_eq!(top.rport(), Some(Some(5061)));
-        for bad in ["SIP/2.0/UDP 192.0.2.15;;,;,,", "SIP/3.0/UDP h", "SIP/2.0/UDP h:70000", "SIP/2.0/UDP"] {
+        for bad in [
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+            "SIP/3.0/UDP h",
+            "SIP/2.0/UDP h:70000",
+            "SIP/2.0/UDP",
+        ] {
             assert!(Via::parse_list(bad, |_| {}).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn name_addr_forms() {
-        let quoted = NameAddr::parse_single("\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8").unwrap();
+        let quoted = NameAddr::parse_single(
+            "\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+        )
+        .unwrap();
         assert_eq!(quoted.display, Some("J Rosenberg \\\\\\\""));
         assert_eq!(quoted.tag(), Some("98asjd8"));
         let bare = NameAddr::parse_single("sip:caller@example.net;tag=134161461246").unwrap();
@@ -455,20 +513,32 @@ mod tests {
         let tokens = NameAddr::parse_single("caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(tokens.display, Some("caller"));
         assert!(NameAddr::parse_single("\"Mr. J. User <sip:j.user@example.com>").is_err());
-        assert!(NameAddr::parse_single("Bell, Alexander <sip:a.g.bell@example.com>;tag=43").is_err());
+        assert!(
+            NameAddr::parse_single("Bell, Alexander <sip:a.g.bell@example.com>;tag=43").is_err()
+        );
         assert!(NameAddr::parse_single("<sip:a@b> <sip:c@d>").is_err());
     }
 
     #[test]
     fn name_addr_list() {
         let mut uris = Vec::new();
-        NameAddr::parse_list("<sip:p1.example.com;lr>, \"x\" <sip:p2.example.com;lr>;foo", |a| uris.push(a.uri.as_str())).unwrap();
+        NameAddr::parse_list(
+            "<sip:p1.example.com;lr>, \"x\" <sip:p2.example.com;lr>;foo",
+            |a| uris.push(a.uri.as_str()),
+        )
+        .unwrap();
         assert_eq!(uris, ["sip:p1.example.com;lr", "sip:p2.example.com;lr"]);
     }
 
     #[test]
     fn cseq_numbers_and_methods() {
-        assert_eq!(CSeq::parse("0009\r\n  INVITE"), Ok(CSeq { number: 9, method: Method::Invite }));
+        assert_eq!(
+            CSeq::parse("0009\r\n  INVITE"),
+            Ok(CSeq {
+                number: 9,
+                method: Method::Invite
+            })
+        );
         assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
         assert!(CSeq::parse("-1 INVITE").is_err());
         assert!(CSeq::parse("1").is_err());

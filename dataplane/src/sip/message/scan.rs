@@ -5,12 +5,20 @@
 /// RFC 3261 §25.1 `token` characters.
 pub(crate) fn is_token(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
-        || matches!(byte, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+        || matches!(
+            byte,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
 }
 
 /// White space inside a header value, folding included.
 pub(crate) fn is_ws(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// [`is_ws`] for `str::trim_matches`.
+pub(crate) fn is_ws_char(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
 /// Reads a header value left to right. Never panics: every slice is taken with `get`.
@@ -44,7 +52,10 @@ impl<'a> Scanner<'a> {
 
     /// True once only white space is left.
     pub(crate) fn at_end(&self) -> bool {
-        self.text.as_bytes().get(self.pos..).is_none_or(|rest| rest.iter().all(|&b| is_ws(b)))
+        self.text
+            .as_bytes()
+            .get(self.pos..)
+            .is_none_or(|rest| rest.iter().all(|&b| is_ws(b)))
     }
 
     pub(crate) fn skip_ws(&mut self) {

@@ -45,14 +45,22 @@ pub enum Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses a URI that carries no surrounding white space or brackets.
     pub fn parse(text: &'a str) -> Result<Self, UriError> {
-        if text.bytes().any(|b| b.is_ascii_whitespace() || matches!(b, b'<' | b'>' | b'"')) {
+        if text
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || matches!(b, b'<' | b'>' | b'"'))
+        {
             return Err(UriError::BadCharacter);
         }
         let colon = memchr::memchr(b':', text.as_bytes()).ok_or(UriError::MissingScheme)?;
         let scheme = text.get(..colon).ok_or(UriError::MissingScheme)?;
         let rest = text.get(colon + 1..).unwrap_or("");
-        let valid_scheme = scheme.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
-            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        let valid_scheme = scheme
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
         if !valid_scheme {
             return Err(UriError::MissingScheme);
         }
@@ -127,11 +135,23 @@ impl<'a> SipUri<'a> {
         };
         let params_at = memchr::memchr(b';', hostpart.as_bytes()).unwrap_or(hostpart.len());
         let (hostport, params) = hostpart.split_at(params_at);
-        if params.split(';').skip(1).any(|param| param.split('=').next().unwrap_or("").is_empty()) {
+        if params
+            .split(';')
+            .skip(1)
+            .any(|param| param.split('=').next().unwrap_or("").is_empty())
+        {
             return Err(UriError::EmptyParam);
         }
         let (host, port) = parse_hostport(hostport)?;
-        Ok(Self { secure, user, host, port, params, headers, text })
+        Ok(Self {
+            secure,
+            user,
+            host,
+            port,
+            params,
+            headers,
+            text,
+        })
     }
 
     /// A URI parameter: `Some(None)` for a flag like `;lr`, `Some(Some(v))` for `;name=v`.
@@ -189,7 +209,9 @@ pub(crate) fn parse_hostport(text: &str) -> Result<(Host<'_>, Option<u16>), UriE
         let address = inner.get(..close).unwrap_or("");
         let valid = !address.is_empty()
             && address.contains(':')
-            && address.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+            && address
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
         if !valid {
             return Err(UriError::BadHost);
         }
@@ -216,7 +238,9 @@ pub(crate) fn parse_hostport(text: &str) -> Result<(Host<'_>, Option<u16>), UriE
 
 fn parse_host_name(name: &str) -> Result<Host<'_>, UriError> {
     let valid = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
     if !valid {
         return Err(UriError::BadHost);
     }
@@ -301,7 +325,10 @@ mod tests {
         assert_eq!(ambiguous.port, None);
         let port = sip("sip:user@[2001:db8::10]:5070");
         assert_eq!(port.port, Some(5070));
-        assert_eq!(port.socket_addr(), Some("[2001:db8::10]:5070".parse().unwrap()));
+        assert_eq!(
+            port.socket_addr(),
+            Some("[2001:db8::10]:5070".parse().unwrap())
+        );
         // Tolerated, though not an address Rust can use.
         assert_eq!(sip("sip:[2001:db8:::192.0.2.1]").host.ip(), None);
         assert_eq!(Uri::parse("sip:2001:db8::10"), Err(UriError::BadPort));
@@ -311,7 +338,10 @@ mod tests {
     fn other_schemes_stay_opaque() {
         assert_eq!(
             Uri::parse("isbn:2983792873"),
-            Ok(Uri::Other { scheme: "isbn", text: "isbn:2983792873" })
+            Ok(Uri::Other {
+                scheme: "isbn",
+                text: "isbn:2983792873"
+            })
         );
     }
 
@@ -329,7 +359,10 @@ mod tests {
 
     #[test]
     fn localhost_resolves_without_dns() {
-        assert_eq!(sip("sip:a@localhost").socket_addr(), Some("127.0.0.1:5060".parse().unwrap()));
+        assert_eq!(
+            sip("sip:a@localhost").socket_addr(),
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
         assert_eq!(sip("sip:a@example.com").socket_addr(), None);
     }
 }

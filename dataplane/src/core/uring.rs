@@ -1,0 +1,1114 @@
+//! The io_uring backend.
+//!
+//! - The ring is created on the loop's thread with `IORING_SETUP_SINGLE_ISSUER |
+//!   IORING_SETUP_DEFER_TASKRUN`: without them, task-work interrupts collapse throughput with
+//!   thousands of multishot sockets (performance.md §2a-2).
+//! - Each socket has one multishot `RecvMsg` that picks buffers from one registered
+//!   provided-buffer ring; a buffer goes back to the ring as soon as the driver's
+//!   `handle_datagram` returns. A receive the kernel ends (no `IORING_CQE_F_MORE`, e.g. after
+//!   `ENOBUFS`) is re-armed at the end of the batch, once buffers are back.
+//! - Sends are copied into a slab of slots (msghdr + iovec + address + payload), allocated
+//!   once, and queued as `SendMsg`; the turn's single `io_uring_enter` submits them.
+//! - The [`WakeFd`] is watched with a multishot `PollAdd`.
+//! - Closing a socket cancels its receive; the fd is closed when the cancellation and the
+//!   receive's last completion have both arrived, so the kernel never sees a reused fd.
+#![allow(unsafe_code)]
+
+use std::alloc::Layout;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue};
+
+use super::sockaddr::{self, RawSockAddr, SOCKADDR_IN6_LEN};
+use super::socket::open_udp;
+use super::table::SocketTable;
+use super::{Driver, Io, LoopConfig, LoopError, SocketId, WakeFd, clock_now, timeout_until};
+
+/// Submission queue entries.
+const SQ_ENTRIES: u32 = 1024;
+/// Completion queue entries: room for a burst on many sockets between two turns.
+const CQ_ENTRIES: u32 = 16 * 1024;
+/// Receive buffers in the provided-buffer ring (a power of two, at most 32,768).
+const RECV_BUFFERS: u16 = 1024;
+/// The buffer group id of the receive buffers.
+const BUFFER_GROUP: u16 = 0;
+/// Datagrams that may be queued for sending at once.
+const SEND_SLOTS: usize = 512;
+/// `sizeof(struct io_uring_recvmsg_out)`, which precedes the name in each receive buffer.
+const RECVMSG_OUT_LEN: usize = 16;
+/// Consecutive receive errors after which a socket stops being re-armed.
+const MAX_RECV_ERRORS: u32 = 16;
+/// How long stopping waits for in-flight operations to finish.
+const QUIESCE_LIMIT: Duration = Duration::from_secs(2);
+
+/// What a completion belongs to, packed into the SQE's `user_data`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Op {
+    /// The multishot receive of a socket.
+    Recv(SocketId),
+    /// A send from slab slot `n`.
+    Send(u32),
+    /// The multishot poll on the wake fd.
+    Wake,
+    /// The cancellation of a socket's receive.
+    Cancel(SocketId),
+}
+
+impl Op {
+    const RECV: u64 = 1;
+    const SEND: u64 = 2;
+    const WAKE: u64 = 3;
+    const CANCEL: u64 = 4;
+
+    fn encode(self) -> u64 {
+        let (kind, value) = match self {
+            Self::Recv(id) => (Self::RECV, id.0),
+            Self::Send(slot) => (Self::SEND, slot),
+            Self::Wake => (Self::WAKE, 0),
+            Self::Cancel(id) => (Self::CANCEL, id.0),
+        };
+        kind << 32 | u64::from(value)
+    }
+
+    fn decode(user_data: u64) -> Option<Self> {
+        let value = user_data as u32; // The low half, by construction in `encode`.
+        match user_data >> 32 {
+            Self::RECV => Some(Self::Recv(SocketId(value))),
+            Self::SEND => Some(Self::Send(value)),
+            Self::WAKE => Some(Self::Wake),
+            Self::CANCEL => Some(Self::Cancel(SocketId(value))),
+            _ => None,
+        }
+    }
+}
+
+/// Zeroed heap memory with a chosen alignment, shared with the kernel by address.
+/// If the kernel may still use it when the loop ends, it is leaked instead of freed.
+#[derive(Debug)]
+struct RawBuf {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    leak: bool,
+}
+
+impl RawBuf {
+    fn new(size: usize, align: usize) -> std::io::Result<Self> {
+        let layout = Layout::from_size_align(size.max(1), align)
+            .map_err(|_| std::io::Error::other("buffer size overflows"))?;
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr =
+            NonNull::new(raw).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+        Ok(Self {
+            ptr,
+            layout,
+            leak: false,
+        })
+    }
+
+    fn addr(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+}
+
+impl Drop for RawBuf {
+    fn drop(&mut self) {
+        if !self.leak {
+            // SAFETY: allocated in `new` with this layout, freed once.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+        }
+    }
+}
+
+/// The provided-buffer ring (`IORING_REGISTER_PBUF_RING`) and the buffers it hands out.
+#[derive(Debug)]
+struct BufRing {
+    /// `RECV_BUFFERS` `io_uring_buf` entries, page aligned; entry 0's `resv` is the tail.
+    entries: RawBuf,
+    /// `RECV_BUFFERS` buffers of `buf_len` bytes each.
+    memory: RawBuf,
+    buf_len: usize,
+    count: u16,
+    /// Our copy of the tail the kernel reads.
+    tail: u16,
+}
+
+impl BufRing {
+    /// Allocate `count` (a power of two) buffers of `buf_len` bytes and offer them all.
+    fn new(count: u16, buf_len: usize) -> std::io::Result<Self> {
+        let entries = RawBuf::new(usize::from(count) * size_of::<BufRingEntry>(), page_size())?;
+        let total = usize::from(count)
+            .checked_mul(buf_len)
+            .ok_or_else(|| std::io::Error::other("receive buffers overflow"))?;
+        let memory = RawBuf::new(total, 64)?;
+        let mut ring = Self {
+            entries,
+            memory,
+            buf_len,
+            count,
+            tail: 0,
+        };
+        for bid in 0..count {
+            ring.recycle(bid);
+        }
+        Ok(ring)
+    }
+
+    /// Register with `ring` as buffer group [`BUFFER_GROUP`].
+    fn register(&self, ring: &IoUring) -> std::io::Result<()> {
+        // SAFETY: the entries stay allocated until after the ring is dropped (see
+        // `UringIo`'s field order and `finish`), or are leaked.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                self.entries.addr(),
+                self.count,
+                BUFFER_GROUP,
+                0,
+            )
+        }
+    }
+
+    /// The first `len` bytes of buffer `bid`, which the kernel has handed to us.
+    fn buffer(&self, bid: u16, len: usize) -> Option<&[u8]> {
+        if bid >= self.count || len > self.buf_len {
+            return None;
+        }
+        // SAFETY: `bid < count` and `len <= buf_len`, so the range lies inside `memory`.
+        // The kernel handed this buffer back in a completion and will not write it again
+        // until `recycle` offers it anew, which needs `&mut self`.
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.memory
+                    .ptr
+                    .as_ptr()
+                    .add(usize::from(bid) * self.buf_len),
+                len,
+            )
+        })
+    }
+
+    /// Offer buffer `bid` to the kernel again.
+    fn recycle(&mut self, bid: u16) {
+        if bid >= self.count {
+            return;
+        }
+        let mask = self.count - 1;
+        let base = self.entries.ptr.as_ptr().cast::<BufRingEntry>();
+        let addr = self.memory.addr() + (usize::from(bid) * self.buf_len) as u64;
+        // SAFETY: `tail & mask < count`, inside the entries allocation; the kernel only
+        // reads entries between its head and our published tail, and this one is past it.
+        unsafe {
+            let entry = &mut *base.add(usize::from(self.tail & mask));
+            entry.set_addr(addr);
+            entry.set_len(self.buf_len as u32);
+            entry.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: `tail` points at entry 0's `resv`, a u16 inside the page-aligned
+        // allocation, which the kernel reads as the ring's tail; the release store
+        // publishes the entry written above.
+        unsafe {
+            let tail = BufRingEntry::tail(base).cast_mut();
+            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+/// One slot of the send slab: what a `SendMsg` points at until it completes.
+struct SendSlot {
+    header: libc::msghdr,
+    iov: libc::iovec,
+    addr: RawSockAddr,
+}
+
+/// Preallocated send buffers; a slot is busy from `Io::send` to its completion.
+struct SendSlab {
+    slots: Box<[SendSlot]>,
+    /// `slots.len() * slot_len` bytes of payload.
+    data: RawBuf,
+    slot_len: usize,
+    free: Vec<u32>,
+}
+
+impl SendSlab {
+    fn new(slots: usize, slot_len: usize) -> std::io::Result<Self> {
+        let data = RawBuf::new(slots * slot_len, 64)?;
+        let slots = (0..slots)
+            .map(|_| SendSlot {
+                // SAFETY: msghdr is a plain C struct; all zeroes is a valid (empty) value.
+                header: unsafe { std::mem::zeroed() },
+                iov: libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+                addr: RawSockAddr::zeroed(),
+            })
+            .collect::<Box<[_]>>();
+        let free = (0..slots.len() as u32).rev().collect();
+        Ok(Self {
+            slots,
+            data,
+            slot_len,
+            free,
+        })
+    }
+
+    /// Fill slot `index` with a datagram and return the msghdr to send, or `None` if the
+    /// slot does not exist or the payload does not fit.
+    fn fill(
+        &mut self,
+        index: u32,
+        to: SocketAddr,
+        family_v6: bool,
+        payload: &[u8],
+    ) -> Option<*const libc::msghdr> {
+        if payload.len() > self.slot_len {
+            return None;
+        }
+        let slot_len = self.slot_len;
+        let base = self.data.ptr.as_ptr();
+        let slot = self.slots.get_mut(index as usize)?;
+        // SAFETY: `index < slots.len()`, so the slot's `slot_len` bytes lie inside `data`;
+        // this slot is not in flight, so the kernel is not reading it.
+        let buf = unsafe { base.add(index as usize * slot_len) };
+        // SAFETY: `payload.len() <= slot_len`; the regions cannot overlap (ours vs caller's).
+        unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), buf, payload.len()) };
+        slot.addr = RawSockAddr::encode(to, family_v6);
+        slot.iov = libc::iovec {
+            iov_base: buf.cast(),
+            iov_len: payload.len(),
+        };
+        slot.header.msg_name = slot.addr.as_mut_ptr();
+        slot.header.msg_namelen = slot.addr.len();
+        slot.header.msg_iov = &raw mut slot.iov;
+        slot.header.msg_iovlen = 1;
+        slot.header.msg_control = std::ptr::null_mut();
+        slot.header.msg_controllen = 0;
+        slot.header.msg_flags = 0;
+        Some(&raw const slot.header)
+    }
+}
+
+/// A bound socket and the state of its receive.
+#[derive(Debug)]
+struct UringSocket {
+    socket: UdpSocket,
+    fd: RawFd,
+    family_v6: bool,
+    /// A multishot receive is submitted and has not ended.
+    recv_armed: bool,
+    /// `Io::close` was called; the fd closes once nothing refers to it.
+    closing: bool,
+    /// The cancellation of the receive is submitted and has not completed.
+    cancel_pending: bool,
+    /// Listed in `UringIo::attention`.
+    queued: bool,
+    /// Consecutive receive errors.
+    errors: u32,
+}
+
+/// The ring and everything its operations point at. Field order matters: the ring is
+/// dropped first, so the kernel lets go of the memory below before it is freed.
+struct UringIo {
+    ring: IoUring,
+    sockets: SocketTable<UringSocket>,
+    slab: SendSlab,
+    /// The msghdr all multishot receives share: only its name and control lengths matter.
+    recv_header: Box<libc::msghdr>,
+    /// Completions taken from the queue while waiting for a send slot, handled next.
+    deferred: Vec<cqueue::Entry>,
+    /// Completions being handled this round (kept to reuse its allocation).
+    batch: Vec<cqueue::Entry>,
+    /// Sockets whose receive must be re-armed or cancelled when the SQ has room.
+    attention: Vec<SocketId>,
+    wake_fd: RawFd,
+    wake_armed: bool,
+    /// Operations submitted (or queued) whose final completion has not arrived.
+    in_flight: usize,
+    /// Set once the driver asked to stop: no more datagrams are handed to it.
+    stopping: bool,
+    buffer_bytes: usize,
+    counters: Counters,
+}
+
+/// Events worth a line in the log when the loop stops, never one per packet.
+#[derive(Debug, Default)]
+struct Counters {
+    recv_enobufs: u64,
+    recv_dropped: u64,
+    send_errors: u64,
+    send_oversized: u64,
+    send_sync_fallback: u64,
+}
+
+impl Io for UringIo {
+    fn bind(&mut self, addr: SocketAddr) -> std::io::Result<(SocketId, SocketAddr)> {
+        let socket = open_udp(addr, self.buffer_bytes)?;
+        let local = socket.local_addr()?;
+        let entry = UringSocket {
+            fd: socket.as_raw_fd(),
+            socket,
+            family_v6: local.is_ipv6(),
+            recv_armed: false,
+            closing: false,
+            cancel_pending: false,
+            queued: false,
+            errors: 0,
+        };
+        let id = self
+            .sockets
+            .insert(entry)
+            .ok_or_else(|| std::io::Error::other("this core already has 2^20 sockets"))?;
+        let wanted = self.sockets.len();
+        self.attention
+            .reserve(wanted.saturating_sub(self.attention.len()));
+        if !self.arm_recv(id) {
+            self.queue_attention(id);
+        }
+        Ok((id, local))
+    }
+
+    fn close(&mut self, socket: SocketId) {
+        let Some(entry) = self.sockets.get_mut(socket) else {
+            return;
+        };
+        if entry.closing {
+            return;
+        }
+        entry.closing = true;
+        if !entry.recv_armed {
+            // Submit what is queued first: a queued send names this fd, which the next
+            // bind could reuse once it is closed.
+            let _ = self.ring.submit();
+            self.sockets.remove(socket);
+        } else if !self.cancel_recv(socket) {
+            self.queue_attention(socket);
+        }
+    }
+
+    fn send(&mut self, socket: SocketId, to: SocketAddr, data: &[u8]) {
+        let Some(entry) = self.sockets.get(socket) else {
+            return;
+        };
+        if entry.closing {
+            return;
+        }
+        if data.len() > self.slab.slot_len {
+            self.counters.send_oversized += 1;
+            return;
+        }
+        let (fd, family_v6) = (entry.fd, entry.family_v6);
+        let queued = self.reserve_send_slot().and_then(|slot| {
+            let Some(header) = self.slab.fill(slot, to, family_v6, data) else {
+                self.slab.free.push(slot);
+                return None;
+            };
+            let sqe = opcode::SendMsg::new(Fd(fd), header)
+                .build()
+                .user_data(Op::Send(slot).encode());
+            if self.push(&sqe) {
+                Some(())
+            } else {
+                self.slab.free.push(slot);
+                None
+            }
+        });
+        if queued.is_none() {
+            // No slot and no room: send now rather than drop or allocate.
+            self.counters.send_sync_fallback += 1;
+            if let Some(entry) = self.sockets.get(socket)
+                && entry.socket.send_to(data, to).is_err()
+            {
+                self.counters.send_errors += 1;
+            }
+        }
+    }
+}
+
+impl UringIo {
+    /// Queue an SQE, submitting the queue first if it is full. False if there is no room.
+    fn push(&mut self, sqe: &squeue::Entry) -> bool {
+        for _ in 0..2 {
+            // SAFETY: every pointer in our SQEs (msghdrs, buffers) stays valid until the
+            // operation's final completion: the slab, header and buffer ring outlive the
+            // ring, and a send slot is only reused after its completion.
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                self.in_flight += 1;
+                return true;
+            }
+            if self.ring.submit().is_err() {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Submit the multishot receive of `id`. False if the SQ had no room.
+    fn arm_recv(&mut self, id: SocketId) -> bool {
+        let Some(entry) = self.sockets.get(id) else {
+            return true;
+        };
+        let sqe =
+            opcode::RecvMsgMulti::new(Fd(entry.fd), &raw const *self.recv_header, BUFFER_GROUP)
+                .build()
+                .user_data(Op::Recv(id).encode());
+        if !self.push(&sqe) {
+            return false;
+        }
+        if let Some(entry) = self.sockets.get_mut(id) {
+            entry.recv_armed = true;
+        }
+        true
+    }
+
+    /// Submit the cancellation of `id`'s receive. False if the SQ had no room.
+    fn cancel_recv(&mut self, id: SocketId) -> bool {
+        let sqe = opcode::AsyncCancel::new(Op::Recv(id).encode())
+            .build()
+            .user_data(Op::Cancel(id).encode());
+        if !self.push(&sqe) {
+            return false;
+        }
+        if let Some(entry) = self.sockets.get_mut(id) {
+            entry.cancel_pending = true;
+        }
+        true
+    }
+
+    /// Submit the multishot poll on the wake fd.
+    fn arm_wake(&mut self) {
+        let sqe = opcode::PollAdd::new(Fd(self.wake_fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(Op::Wake.encode());
+        self.wake_armed = self.push(&sqe);
+    }
+
+    fn queue_attention(&mut self, id: SocketId) {
+        if let Some(entry) = self.sockets.get_mut(id)
+            && !entry.queued
+        {
+            entry.queued = true;
+            self.attention.push(id);
+        }
+    }
+
+    /// Re-arm ended receives and submit pending cancellations; keep what did not fit.
+    fn tend_sockets(&mut self) {
+        let mut index = 0;
+        while let Some(&id) = self.attention.get(index) {
+            let Some(entry) = self.sockets.get(id) else {
+                self.attention.swap_remove(index);
+                continue;
+            };
+            let done = if entry.closing {
+                entry.cancel_pending || !entry.recv_armed || self.cancel_recv(id)
+            } else if entry.recv_armed || entry.errors >= MAX_RECV_ERRORS || self.stopping {
+                true
+            } else {
+                self.arm_recv(id)
+            };
+            if done {
+                if let Some(entry) = self.sockets.get_mut(id) {
+                    entry.queued = false;
+                }
+                self.attention.swap_remove(index);
+            } else {
+                index += 1;
+            }
+        }
+        if !self.wake_armed && !self.stopping {
+            self.arm_wake();
+        }
+    }
+
+    /// Close `id`'s fd once its receive has ended and its cancellation has completed.
+    fn release_if_idle(&mut self, id: SocketId) {
+        if let Some(entry) = self.sockets.get(id)
+            && entry.closing
+            && !entry.recv_armed
+            && !entry.cancel_pending
+        {
+            self.sockets.remove(id);
+        }
+    }
+
+    /// A free send slot, reaping send completions if none is free. Completions of other
+    /// operations met on the way are kept in `deferred`, never dropped.
+    fn reserve_send_slot(&mut self) -> Option<u32> {
+        if let Some(slot) = self.slab.free.pop() {
+            return Some(slot);
+        }
+        for _ in 0..4 {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(error) if is_transient(&error) => {}
+                Err(_) => return None,
+            }
+            let mut completion = self.ring.completion();
+            while self.deferred.len() < self.deferred.capacity() {
+                let Some(cqe) = completion.next() else { break };
+                if let Some(Op::Send(slot)) = Op::decode(cqe.user_data()) {
+                    // Inline `complete_send`: `completion` borrows the ring.
+                    if cqe.result() < 0 {
+                        self.counters.send_errors += 1;
+                    }
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    self.slab.free.push(slot);
+                } else {
+                    self.deferred.push(cqe);
+                }
+            }
+            drop(completion);
+            if let Some(slot) = self.slab.free.pop() {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    /// Wait for completions: up to `timeout` (`None` = until one arrives), not at all if
+    /// some are already waiting. Submits everything queued.
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), std::io::Error> {
+        let ready = !self.deferred.is_empty() || !self.ring.completion().is_empty();
+        let timeout = if ready { Some(Duration::ZERO) } else { timeout };
+        let result = match timeout {
+            Some(timeout) => {
+                let timespec = Timespec::from(timeout);
+                let args = SubmitArgs::new().timespec(&timespec);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_transient(&error) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Handle the waiting completions. Returns true if the wake fd fired.
+    fn reap<D: Driver>(
+        &mut self,
+        bufs: &mut BufRing,
+        wake: &WakeFd,
+        driver: &mut D,
+        now: Instant,
+    ) -> bool {
+        let mut woken = false;
+        // Bounded: a flood cannot starve timers; the rest waits for the next turn.
+        for _ in 0..4 {
+            let mut work = std::mem::take(&mut self.batch);
+            std::mem::swap(&mut work, &mut self.deferred);
+            if work.is_empty() {
+                let room = work.capacity();
+                work.extend(self.ring.completion().take(room));
+            }
+            if work.is_empty() {
+                self.batch = work;
+                break;
+            }
+            for cqe in work.drain(..) {
+                woken |= self.complete(&cqe, bufs, wake, driver, now);
+            }
+            self.batch = work;
+        }
+        self.tend_sockets();
+        woken
+    }
+
+    /// Handle one completion. Returns true if it was the wake fd.
+    fn complete<D: Driver>(
+        &mut self,
+        cqe: &cqueue::Entry,
+        bufs: &mut BufRing,
+        wake: &WakeFd,
+        driver: &mut D,
+        now: Instant,
+    ) -> bool {
+        let flags = cqe.flags();
+        let more = cqueue::more(flags);
+        if !more {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        match Op::decode(cqe.user_data()) {
+            Some(Op::Recv(id)) => self.complete_recv(id, cqe.result(), flags, bufs, driver, now),
+            Some(Op::Send(slot)) => {
+                if cqe.result() < 0 {
+                    self.counters.send_errors += 1;
+                }
+                self.slab.free.push(slot);
+            }
+            Some(Op::Wake) => {
+                if !more {
+                    self.wake_armed = false;
+                }
+                if cqe.result() >= 0 {
+                    // Drain before the driver looks at its queue, so a racing notify is
+                    // seen on the next turn rather than lost.
+                    wake.drain();
+                    return true;
+                }
+            }
+            Some(Op::Cancel(id)) => {
+                if let Some(entry) = self.sockets.get_mut(id) {
+                    entry.cancel_pending = false;
+                }
+                self.release_if_idle(id);
+            }
+            None => {}
+        }
+        false
+    }
+
+    fn complete_recv<D: Driver>(
+        &mut self,
+        id: SocketId,
+        result: i32,
+        flags: u32,
+        bufs: &mut BufRing,
+        driver: &mut D,
+        now: Instant,
+    ) {
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            if let Ok(len) = usize::try_from(result) {
+                self.deliver(id, bid, len, bufs, driver, now);
+            }
+            bufs.recycle(bid);
+        }
+        let Some(entry) = self.sockets.get_mut(id) else {
+            return;
+        };
+        match result {
+            0.. => entry.errors = 0,
+            _ if result == -libc::ENOBUFS => self.counters.recv_enobufs += 1,
+            _ if result == -libc::ECANCELED => {}
+            _ => {
+                entry.errors += 1;
+                if entry.errors == MAX_RECV_ERRORS {
+                    tracing::warn!(
+                        error = %std::io::Error::from_raw_os_error(result.saturating_neg()),
+                        "stopped receiving on a socket after {MAX_RECV_ERRORS} consecutive errors"
+                    );
+                }
+            }
+        }
+        if !cqueue::more(flags) {
+            entry.recv_armed = false;
+            if entry.closing {
+                self.release_if_idle(id);
+            } else {
+                self.queue_attention(id);
+            }
+        }
+    }
+
+    /// Parse a received buffer and hand the datagram to the driver.
+    fn deliver<D: Driver>(
+        &mut self,
+        id: SocketId,
+        bid: u16,
+        len: usize,
+        bufs: &BufRing,
+        driver: &mut D,
+        now: Instant,
+    ) {
+        if self.stopping || self.sockets.get(id).is_none_or(|entry| entry.closing) {
+            return;
+        }
+        let Some(buffer) = bufs.buffer(bid, len) else {
+            self.counters.recv_dropped += 1;
+            return;
+        };
+        let Ok(message) = RecvMsgOut::parse(buffer, &self.recv_header) else {
+            self.counters.recv_dropped += 1;
+            return;
+        };
+        if message.is_payload_truncated() || message.is_name_data_truncated() {
+            self.counters.recv_dropped += 1;
+            return;
+        }
+        let Some(from) = sockaddr::decode(message.name_data()) else {
+            self.counters.recv_dropped += 1;
+            return;
+        };
+        driver.handle_datagram(self, now, id, from, message.payload_data());
+    }
+
+    /// Stop receiving, let queued sends finish, and wait (bounded) until the kernel holds
+    /// no pointer into our memory. Returns false if it still might.
+    fn quiesce<D: Driver>(&mut self, bufs: &mut BufRing, wake: &WakeFd, driver: &mut D) -> bool {
+        self.stopping = true;
+        let ids: Vec<SocketId> = self.sockets.ids().collect();
+        for id in ids {
+            self.close(id);
+        }
+        if self.wake_armed {
+            let sqe = opcode::AsyncCancel::new(Op::Wake.encode())
+                .build()
+                .user_data(Op::Cancel(SocketId(u32::MAX)).encode());
+            let _ = self.push(&sqe);
+        }
+        let started = clock_now();
+        while self.in_flight > 0 {
+            let elapsed = clock_now().saturating_duration_since(started);
+            if elapsed >= QUIESCE_LIMIT {
+                return false;
+            }
+            if self.wait(Some(QUIESCE_LIMIT - elapsed)).is_err() {
+                return false;
+            }
+            // Cancellations that did not fit in the SQ are retried by `tend_sockets`.
+            self.reap(bufs, wake, driver, clock_now());
+        }
+        true
+    }
+}
+
+/// Errors from `io_uring_enter` that only mean "look again": timed out, interrupted,
+/// completion queue overflowing (reap, then enter again), or out of resources for now.
+fn is_transient(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+    )
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant; it takes no pointers.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size)
+        .ok()
+        .filter(|size| size.is_power_of_two())
+        .unwrap_or(4096)
+}
+
+/// Build a ring with the flags the loop needs.
+fn build_ring(sq_entries: u32, cq_entries: u32) -> Result<IoUring, String> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(cq_entries)
+        .build(sq_entries)
+        .map_err(|error| explain_setup_error(&error))
+}
+
+/// Turn the kernel's refusal into advice.
+fn explain_setup_error(error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(libc::EPERM) => "io_uring refused (EPERM): kernel.io_uring_disabled is set, or a \
+                              seccomp profile (Docker's default) blocks io_uring"
+            .to_owned(),
+        Some(libc::ENOSYS) => "io_uring is missing (ENOSYS): the kernel lacks it, or a seccomp \
+                               profile hides it"
+            .to_owned(),
+        Some(libc::EINVAL) => "the kernel refused IORING_SETUP_SINGLE_ISSUER | \
+                               IORING_SETUP_DEFER_TASKRUN (EINVAL): Linux 6.1 or later is needed"
+            .to_owned(),
+        Some(libc::ENOMEM) => "io_uring could not lock its memory (ENOMEM): raise `ulimit -l` \
+                               (RLIMIT_MEMLOCK)"
+            .to_owned(),
+        _ => format!("creating an io_uring failed: {error}"),
+    }
+}
+
+/// Check the opcodes and features the backend uses. Multishot `RecvMsg` (Linux 6.0) has
+/// no opcode of its own: a ring accepting DEFER_TASKRUN (6.1) implies it.
+fn check_ring(ring: &IoUring) -> Result<(), String> {
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|error| format!("probing io_uring opcodes failed: {error}"))?;
+    let needed = [
+        (opcode::RecvMsgMulti::CODE, "RecvMsg (multishot)"),
+        (opcode::SendMsg::CODE, "SendMsg"),
+        (opcode::ProvideBuffers::CODE, "ProvideBuffers"),
+        (opcode::AsyncCancel::CODE, "AsyncCancel"),
+        (opcode::PollAdd::CODE, "PollAdd"),
+    ];
+    for (code, name) in needed {
+        if !probe.is_supported(code) {
+            return Err(format!("the kernel's io_uring lacks the {name} operation"));
+        }
+    }
+    if !ring.params().is_feature_ext_arg() {
+        return Err("the kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux 5.11)".to_owned());
+    }
+    Ok(())
+}
+
+/// Whether the io_uring backend can run here, and if not, why.
+pub(crate) fn probe() -> Result<(), String> {
+    let ring = build_ring(8, 16)?;
+    check_ring(&ring)?;
+    let bufs =
+        BufRing::new(1, 64).map_err(|error| format!("allocating a buffer ring failed: {error}"))?;
+    bufs.register(&ring).map_err(|error| {
+        format!("registering a provided-buffer ring failed (Linux 5.19 needed): {error}")
+    })?;
+    // Dropping the ring unregisters the buffer ring; `bufs` is dropped after it.
+    drop(ring);
+    drop(bufs);
+    Ok(())
+}
+
+/// A ring set up and ready for a driver.
+pub(crate) struct UringLoop {
+    // Field order: `io` (holding the ring) is dropped before `bufs`.
+    io: UringIo,
+    bufs: BufRing,
+}
+
+impl UringLoop {
+    /// Create the ring and its buffers on the calling thread. Fails with a reason if
+    /// io_uring cannot be used, before anything is handed to a driver.
+    pub(crate) fn new(config: &LoopConfig, wake: &WakeFd) -> Result<Self, String> {
+        Self::with_recv_buffers(config, wake, RECV_BUFFERS)
+    }
+
+    /// [`UringLoop::new`] with `recv_buffers` (a power of two) receive buffers.
+    fn with_recv_buffers(
+        config: &LoopConfig,
+        wake: &WakeFd,
+        recv_buffers: u16,
+    ) -> Result<Self, String> {
+        let ring = build_ring(SQ_ENTRIES, CQ_ENTRIES)?;
+        check_ring(&ring)?;
+        let buf_len = RECVMSG_OUT_LEN + SOCKADDR_IN6_LEN + config.max_datagram;
+        let bufs = BufRing::new(recv_buffers, buf_len)
+            .map_err(|error| format!("allocating receive buffers failed: {error}"))?;
+        bufs.register(&ring).map_err(|error| {
+            format!("registering a provided-buffer ring failed (Linux 5.19 needed): {error}")
+        })?;
+        let slab = SendSlab::new(SEND_SLOTS, config.max_datagram)
+            .map_err(|error| format!("allocating send buffers failed: {error}"))?;
+        // SAFETY: msghdr is a plain C struct; all zeroes is a valid (empty) value.
+        let mut recv_header: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_header.msg_namelen = SOCKADDR_IN6_LEN as libc::socklen_t;
+        let cq_len = CQ_ENTRIES as usize;
+        let io = UringIo {
+            ring,
+            sockets: SocketTable::new(),
+            slab,
+            recv_header,
+            deferred: Vec::with_capacity(cq_len),
+            batch: Vec::with_capacity(cq_len),
+            attention: Vec::new(),
+            wake_fd: wake.as_raw_fd(),
+            wake_armed: false,
+            in_flight: 0,
+            stopping: false,
+            buffer_bytes: config.socket_buffer_bytes,
+            counters: Counters::default(),
+        };
+        Ok(Self { io, bufs })
+    }
+
+    /// Run `driver` until it asks to stop.
+    pub(crate) fn run<D: Driver>(self, wake: &WakeFd, driver: &mut D) -> Result<(), LoopError> {
+        self.run_counted(wake, driver).map(drop)
+    }
+
+    /// [`UringLoop::run`], returning the loop's counters.
+    fn run_counted<D: Driver>(
+        mut self,
+        wake: &WakeFd,
+        driver: &mut D,
+    ) -> Result<Counters, LoopError> {
+        let result = self.turns(wake, driver);
+        let Self { mut io, mut bufs } = self;
+        let quiet = io.quiesce(&mut bufs, wake, driver);
+        if !quiet {
+            // The kernel may still write our buffers or read our msghdrs: leak them rather
+            // than free memory it might touch. Only reached if the kernel misbehaves.
+            tracing::warn!(
+                in_flight = io.in_flight,
+                "io_uring did not settle on stop; leaking its buffers"
+            );
+            bufs.entries.leak = true;
+            bufs.memory.leak = true;
+            io.slab.data.leak = true;
+            std::mem::forget(std::mem::take(&mut io.slab.slots));
+            std::mem::forget(std::mem::replace(
+                &mut io.recv_header,
+                Box::new(
+                    // SAFETY: msghdr is a plain C struct; all zeroes is a valid (empty) value.
+                    unsafe { std::mem::zeroed() },
+                ),
+            ));
+        }
+        let counters = &io.counters;
+        tracing::debug!(
+            recv_enobufs = counters.recv_enobufs,
+            recv_dropped = counters.recv_dropped,
+            send_errors = counters.send_errors,
+            send_oversized = counters.send_oversized,
+            send_sync_fallback = counters.send_sync_fallback,
+            "io_uring loop stopped"
+        );
+        let counters = std::mem::take(&mut io.counters);
+        drop(io);
+        drop(bufs);
+        result.map(|()| counters)
+    }
+
+    fn turns<D: Driver>(&mut self, wake: &WakeFd, driver: &mut D) -> Result<(), LoopError> {
+        let Self { io, bufs } = self;
+        io.arm_wake();
+        driver
+            .start(io, clock_now())
+            .map_err(LoopError::DriverStart)?;
+        while !driver.should_stop() {
+            let deadline = driver.poll_timeout();
+            let timeout = deadline.map(|deadline| timeout_until(deadline, clock_now()));
+            // The turn's one `io_uring_enter`: submits queued sends and re-arms, then waits.
+            io.wait(timeout).map_err(|source| LoopError::Wait {
+                backend: "io_uring",
+                source,
+            })?;
+            let now = clock_now();
+            let woken = io.reap(bufs, wake, driver, now);
+            let now = clock_now();
+            if deadline.is_some_and(|deadline| deadline <= now) {
+                driver.handle_timeout(io, now);
+            }
+            if woken {
+                driver.handle_wake(io, now);
+            }
+            // Sends queued this turn are submitted by the next `wait` (or by `quiesce`).
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_round_trips_through_user_data() {
+        for op in [
+            Op::Recv(SocketId(0)),
+            Op::Recv(SocketId(u32::MAX)),
+            Op::Send(511),
+            Op::Wake,
+            Op::Cancel(SocketId(0x00ab_cdef)),
+        ] {
+            assert_eq!(Op::decode(op.encode()), Some(op));
+        }
+        assert_eq!(Op::decode(0), None);
+        assert_eq!(Op::decode(u64::MAX), None);
+    }
+
+    #[test]
+    fn buffer_ring_refuses_out_of_range_buffers() {
+        let mut ring = BufRing::new(4, 32).unwrap();
+        assert!(ring.buffer(3, 32).is_some());
+        assert!(ring.buffer(4, 1).is_none());
+        assert!(ring.buffer(0, 33).is_none());
+        // Recycling a bogus id changes nothing.
+        let tail = ring.tail;
+        ring.recycle(9);
+        assert_eq!(ring.tail, tail);
+        ring.recycle(2);
+        assert_eq!(ring.tail, tail.wrapping_add(1));
+    }
+
+    #[test]
+    fn send_slab_refuses_oversized_payloads_and_unknown_slots() {
+        let mut slab = SendSlab::new(2, 8).unwrap();
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(slab.fill(0, to, false, &[1; 8]).is_some());
+        assert!(slab.fill(1, to, false, &[1; 9]).is_none());
+        assert!(slab.fill(2, to, false, &[1; 1]).is_none());
+        let header = slab.fill(1, to, true, b"abc").unwrap();
+        // SAFETY: the header points into the slab, alive for this scope.
+        let (namelen, iov_len) = unsafe { ((*header).msg_namelen, (*(*header).msg_iov).iov_len) };
+        assert_eq!(namelen, SOCKADDR_IN6_LEN as u32);
+        assert_eq!(iov_len, 3);
+    }
+
+    /// Sends `count` datagrams from one socket to another in `start`, then stops once all
+    /// have arrived, or gives up after 30 s.
+    struct SelfBurst {
+        count: usize,
+        received: usize,
+        in_order: bool,
+        give_up: Option<Instant>,
+        gave_up: bool,
+    }
+
+    impl Driver for SelfBurst {
+        fn start(&mut self, io: &mut impl Io, now: Instant) -> std::io::Result<()> {
+            self.give_up = Some(now + Duration::from_secs(30));
+            let (sender, _) = io.bind("127.0.0.1:0".parse().unwrap())?;
+            let (_, target) = io.bind("127.0.0.1:0".parse().unwrap())?;
+            for seq in 0..self.count as u32 {
+                io.send(sender, target, &seq.to_be_bytes());
+            }
+            Ok(())
+        }
+        fn handle_datagram(
+            &mut self,
+            _io: &mut impl Io,
+            _now: Instant,
+            _socket: SocketId,
+            _from: SocketAddr,
+            data: &[u8],
+        ) {
+            self.in_order &= data == (self.received as u32).to_be_bytes();
+            self.received += 1;
+        }
+        fn handle_timeout(&mut self, _io: &mut impl Io, now: Instant) {
+            self.gave_up |= self.give_up.is_some_and(|give_up| now >= give_up);
+        }
+        fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.give_up
+        }
+        fn should_stop(&self) -> bool {
+            self.gave_up || self.received == self.count
+        }
+    }
+
+    #[test]
+    fn receives_are_rearmed_after_the_buffer_ring_runs_dry() {
+        let wake = WakeFd::new().unwrap();
+        let config = LoopConfig {
+            max_datagram: 64,
+            ..LoopConfig::default()
+        };
+        let ring = UringLoop::with_recv_buffers(&config, &wake, 4).unwrap();
+        // More sends than the slab holds: some wait for a slot, none is lost.
+        let mut driver = SelfBurst {
+            count: SEND_SLOTS * 2 + 7,
+            received: 0,
+            in_order: true,
+            give_up: None,
+            gave_up: false,
+        };
+        let counters = ring.run_counted(&wake, &mut driver).unwrap();
+        assert_eq!(driver.received, driver.count);
+        assert!(driver.in_order);
+        assert!(
+            counters.recv_enobufs > 0,
+            "4 buffers never ran dry: {counters:?}"
+        );
+        assert_eq!(counters.recv_dropped, 0);
+    }
+
+    #[test]
+    fn setup_errors_give_advice() {
+        let eperm = explain_setup_error(&std::io::Error::from_raw_os_error(libc::EPERM));
+        assert!(eperm.contains("seccomp"), "{eperm}");
+        let einval = explain_setup_error(&std::io::Error::from_raw_os_error(libc::EINVAL));
+        assert!(einval.contains("6.1"), "{einval}");
+        let enomem = explain_setup_error(&std::io::Error::from_raw_os_error(libc::ENOMEM));
+        assert!(enomem.contains("ulimit -l"), "{enomem}");
+    }
+}

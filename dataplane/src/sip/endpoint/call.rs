@@ -1,0 +1,174 @@
+//! One outbound call's SIP state: its INVITE, CANCEL and BYE transactions, its dialog, and
+//! the call-level timers (ring timeout, maximum duration, the CANCEL guard of RFC 3261 §9.1).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::api::{Disposition, Outcome};
+use crate::sip::dialog::Dialog;
+use crate::sip::transaction::{
+    ClientInvite, ClientNonInvite, InviteClientState, NonInviteClientState,
+};
+
+/// Why we sent (or will send) CANCEL.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(super) enum CancelReason {
+    /// The ring timeout passed.
+    RingTimeout,
+    /// Control hung up before answer.
+    Hangup,
+}
+
+pub(super) struct Call {
+    /// Where the INVITE (and CANCEL) go; in-dialog requests fall back to it.
+    pub(super) destination: SocketAddr,
+    pub(super) target: String,
+    pub(super) from_uri: String,
+    pub(super) call_id: String,
+    pub(super) local_tag: String,
+    pub(super) invite_branch: String,
+    pub(super) via: String,
+    pub(super) sdp_offer: Vec<u8>,
+    pub(super) invite: ClientInvite,
+    pub(super) cancel: Option<ClientNonInvite>,
+    /// BYE transactions by branch.
+    pub(super) byes: Vec<(String, ClientNonInvite)>,
+    pub(super) dialog: Option<Dialog>,
+    /// The ACK for the 2xx, re-sent for every 2xx retransmission (RFC 3261 §13.2.2.4).
+    pub(super) ack: Vec<u8>,
+    pub(super) ack_destination: SocketAddr,
+    pub(super) ack_pending: bool,
+    pub(super) ring_timeout: Duration,
+    pub(super) max_duration: Duration,
+    pub(super) ring_deadline: Option<Instant>,
+    pub(super) max_deadline: Option<Instant>,
+    pub(super) cancel_guard: Option<Instant>,
+    pub(super) cancel_reason: Option<CancelReason>,
+    pub(super) rang: bool,
+    pub(super) final_status: Option<u16>,
+    pub(super) ended: bool,
+}
+
+impl Call {
+    /// Answered and not being torn down by us.
+    pub(super) fn is_answered(&self) -> bool {
+        self.dialog.is_some() && self.cancel_reason.is_none()
+    }
+
+    /// The outcome when our CANCEL wins (or times out).
+    pub(super) fn cancel_outcome(&self, status: Option<u16>) -> Outcome {
+        match self.cancel_reason {
+            Some(CancelReason::Hangup) => Outcome {
+                disposition: Disposition::Canceled,
+                sip_status: status,
+                reason: "canceled by caller before answer".to_owned(),
+            },
+            _ => Outcome {
+                disposition: Disposition::NoAnswer,
+                sip_status: status,
+                reason: format!("no answer within {}s", self.ring_timeout.as_secs()),
+            },
+        }
+    }
+
+    /// Next deadline of any transaction or call timer.
+    pub(super) fn next_timeout(&self) -> Option<Instant> {
+        let transactions = [
+            self.invite.poll_timeout(),
+            self.cancel.as_ref().and_then(ClientNonInvite::poll_timeout),
+        ];
+        let byes = self.byes.iter().filter_map(|(_, bye)| bye.poll_timeout());
+        let call_timers = [self.ring_deadline, self.max_deadline, self.cancel_guard];
+        transactions
+            .into_iter()
+            .flatten()
+            .chain(byes)
+            .chain(call_timers.into_iter().flatten())
+            .min()
+    }
+
+    /// Writes the next pending datagram of any of this call's transactions.
+    pub(super) fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if std::mem::take(&mut self.ack_pending) {
+            buf.clear();
+            buf.extend_from_slice(&self.ack);
+            return Some(self.ack_destination);
+        }
+        if let Some(destination) = self.invite.poll_transmit(buf) {
+            return Some(destination);
+        }
+        if let Some(destination) = self
+            .cancel
+            .as_mut()
+            .and_then(|cancel| cancel.poll_transmit(buf))
+        {
+            return Some(destination);
+        }
+        self.byes
+            .iter_mut()
+            .find_map(|(_, bye)| bye.poll_transmit(buf))
+    }
+
+    /// Ended, and every transaction has run out its timers: the call can be forgotten.
+    pub(super) fn is_finished(&self) -> bool {
+        self.ended
+            && !self.ack_pending
+            && self.invite.state() == InviteClientState::Terminated
+            && self
+                .cancel
+                .as_ref()
+                .is_none_or(|c| c.state() == NonInviteClientState::Terminated)
+            && self
+                .byes
+                .iter()
+                .all(|(_, bye)| bye.state() == NonInviteClientState::Terminated)
+    }
+}
+
+/// Classifies the INVITE's final failure (RFC 3261 §21.4–§21.6).
+pub(super) fn failure_outcome(status: u16, reason: &str) -> Outcome {
+    let disposition = match status {
+        486 | 600 => Disposition::Busy,
+        408 | 480 => Disposition::NoAnswer,
+        _ => Disposition::Failed,
+    };
+    let reason = if (300..400).contains(&status) {
+        format!("{status} {reason} (redirects are not followed)")
+    } else {
+        format!("{status} {reason}")
+    };
+    Outcome {
+        disposition,
+        sip_status: Some(status),
+        reason: reason.trim_end().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classified() {
+        assert_eq!(
+            failure_outcome(486, "Busy Here").disposition,
+            Disposition::Busy
+        );
+        assert_eq!(
+            failure_outcome(600, "Busy Everywhere").disposition,
+            Disposition::Busy
+        );
+        assert_eq!(
+            failure_outcome(480, "Temporarily Unavailable").disposition,
+            Disposition::NoAnswer
+        );
+        assert_eq!(failure_outcome(408, "").reason, "408");
+        let redirect = failure_outcome(302, "Moved Temporarily");
+        assert_eq!(redirect.disposition, Disposition::Failed);
+        assert!(redirect.reason.contains("not followed"));
+        assert_eq!(
+            failure_outcome(503, "Service Unavailable").sip_status,
+            Some(503)
+        );
+    }
+}

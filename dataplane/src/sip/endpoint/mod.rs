@@ -1,0 +1,939 @@
+//! The user agent for every call on one core: places outbound calls (RFC 3261 §13.2 as UAC),
+//! answers what arrives unasked (§8.2 as UAS), and keeps transactions and dialogs.
+//!
+//! Drive it like every sans-IO machine here: after each `dial`, `hangup`, `handle_datagram`
+//! or `handle_timeout`, drain `poll_transmit` and `poll_event` until `None`, then sleep until
+//! `poll_timeout`. Responses to requests go back to the address the request came from
+//! (symmetric response routing, RFC 3581), which is also what `rport` asks for.
+
+mod call;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use self::call::{Call, CancelReason, failure_outcome};
+use crate::api::{CallId, Disposition, Outcome};
+use crate::sip::dialog::{Dialog, LocalParty};
+use crate::sip::message::print::{Writer, reason_phrase};
+use crate::sip::message::{HeaderName, Host, Message, Method, Recovered, Uri};
+use crate::sip::transaction::{
+    AckTemplate, ClientInvite, ClientNonInvite, ResponseAction, ServerTransaction, Timing,
+};
+
+/// Methods this user agent implements (sent in Allow).
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+
+/// Per-core SIP settings.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct SipConfig {
+    /// The address our SIP socket is bound to; used in Via, Contact and Call-ID.
+    pub local: SocketAddr,
+    /// RTT estimate T1 (RFC 3261 §17.1.1.1; 500 ms).
+    pub t1: Duration,
+    /// Longest retransmit interval T2 (4 s).
+    pub t2: Duration,
+    /// Longest network lifetime T4 (5 s).
+    pub t4: Duration,
+    /// User-Agent header value.
+    pub user_agent: String,
+}
+
+/// What to dial.
+#[derive(Clone, Copy, Debug)]
+pub struct DialParams<'a> {
+    /// Request-URI, e.g. `sip:+15550001@127.0.0.1:5070`.
+    pub target: &'a str,
+    /// From URI, e.g. `sip:outdial@127.0.0.1`.
+    pub from: &'a str,
+    /// SDP offer for the INVITE body.
+    pub sdp_offer: &'a [u8],
+    /// From sending the INVITE to giving up with CANCEL.
+    pub ring_timeout: Duration,
+    /// From answer to hanging up with BYE.
+    pub max_duration: Duration,
+}
+
+/// What the endpoint tells its owner.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum SipEvent {
+    /// First 180/183 for the call.
+    Ringing {
+        /// The call.
+        call: CallId,
+    },
+    /// 2xx to the INVITE arrived; the ACK is already queued. `sdp` is the answer body (may be empty).
+    Answered {
+        /// The call.
+        call: CallId,
+        /// The SDP answer.
+        sdp: Vec<u8>,
+    },
+    /// The call is over (emitted exactly once per dialed call).
+    Ended {
+        /// The call.
+        call: CallId,
+        /// How it ended.
+        outcome: Outcome,
+    },
+}
+
+/// Why a call could not be dialed. Nothing is sent when `dial` fails.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum SipError {
+    /// The target is not a usable SIP URI.
+    #[error("target `{0}` is not a SIP URI without headers; write it as sip:user@host[:port]")]
+    BadTarget(String),
+    /// The target host is a name that would need DNS.
+    #[error("target host `{0}` needs DNS, which is not supported; use an IP address or localhost")]
+    NeedsDns(String),
+    /// The From URI does not parse.
+    #[error("from `{0}` is not a SIP URI; write it as sip:user@host")]
+    BadFrom(String),
+    /// A call with this id exists already.
+    #[error("call {0:?} is already in progress; use a new call id")]
+    DuplicateCall(CallId),
+}
+
+/// Whose timers a heap entry belongs to.
+#[derive(Clone, Copy, Debug, Eq, Ord, PartialEq, PartialOrd)]
+enum Owner {
+    Call(CallId),
+    Server(u64),
+}
+
+/// A server transaction and the keys it is found by.
+struct ServerEntry {
+    keys: [Option<String>; 2],
+    transaction: ServerTransaction,
+}
+
+/// The SIP user agent of one core.
+pub struct Endpoint {
+    config: SipConfig,
+    timing: Timing,
+    rng: SmallRng,
+    calls: HashMap<CallId, Call>,
+    live_calls: usize,
+    /// Client transaction branch → call.
+    by_branch: HashMap<String, CallId>,
+    /// Call-ID → call, for requests inside our dialogs.
+    by_call_id: HashMap<String, CallId>,
+    servers: HashMap<u64, ServerEntry>,
+    server_keys: HashMap<String, u64>,
+    next_server: u64,
+    /// Deadlines; entries may be stale (then `handle_timeout` is a no-op for them).
+    timers: BinaryHeap<Reverse<(Instant, Owner)>>,
+    /// Owners that may have datagrams to send.
+    ready: VecDeque<Owner>,
+    /// Stateless datagrams (error responses, ACKs for stray 2xx).
+    stateless: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<SipEvent>,
+}
+
+impl Endpoint {
+    /// An endpoint with no calls. `seed` drives tags, branches and Call-IDs.
+    pub fn new(config: SipConfig, seed: u64) -> Self {
+        let timing = Timing {
+            t1: config.t1,
+            t2: config.t2,
+            t4: config.t4,
+        };
+        Self {
+            config,
+            timing,
+            rng: SmallRng::seed_from_u64(seed),
+            calls: HashMap::new(),
+            live_calls: 0,
+            by_branch: HashMap::new(),
+            by_call_id: HashMap::new(),
+            servers: HashMap::new(),
+            server_keys: HashMap::new(),
+            next_server: 0,
+            timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            stateless: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Sends an INVITE to the host:port of `target` (IP literal or `localhost`; default port 5060).
+    /// Errors (bad URI, hostname needing DNS, duplicate call id) are returned, nothing is sent.
+    pub fn dial(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        params: &DialParams<'_>,
+    ) -> Result<(), SipError> {
+        if self.calls.contains_key(&call) {
+            return Err(SipError::DuplicateCall(call));
+        }
+        let bad_target = || SipError::BadTarget(params.target.to_owned());
+        let target = Uri::parse(params.target).map_err(|_| bad_target())?;
+        let target = target
+            .sip()
+            .filter(|sip| sip.headers.is_empty())
+            .ok_or_else(bad_target)?;
+        let Some(destination) = target.socket_addr() else {
+            return Err(match target.host {
+                Host::Name(name) => SipError::NeedsDns(name.to_owned()),
+                _ => bad_target(),
+            });
+        };
+        if !matches!(Uri::parse(params.from), Ok(Uri::Sip(_))) {
+            return Err(SipError::BadFrom(params.from.to_owned()));
+        }
+
+        let local = self.config.local;
+        let local_tag = self.random_token();
+        let branch = format!("z9hG4bK{}", self.random_token());
+        let call_id = format!(
+            "{}{}@{}",
+            self.random_token(),
+            self.random_token(),
+            local.ip()
+        );
+        let via = format!("SIP/2.0/UDP {local};branch={branch};rport");
+        let from = format!("<{}>;tag={local_tag}", params.from);
+        let mut invite = Vec::new();
+        let mut writer = Writer::request(&mut invite, "INVITE", params.target);
+        writer
+            .header("Via", &via)
+            .header("Max-Forwards", "70")
+            .header("From", &from)
+            .header_fmt("To", format_args!("<{}>", params.target))
+            .header("Call-ID", &call_id)
+            .header("CSeq", "1 INVITE")
+            .header_fmt("Contact", format_args!("<sip:outdial@{local}>"))
+            .header("User-Agent", &self.config.user_agent)
+            .header("Allow", ALLOW);
+        writer.finish(Some("application/sdp"), params.sdp_offer);
+        let template = AckTemplate {
+            request_uri: params.target.to_owned(),
+            via: via.clone(),
+            from,
+            call_id: call_id.clone(),
+            cseq: 1,
+        };
+        let transaction = ClientInvite::new(now, self.timing, destination, invite, template);
+
+        self.by_branch.insert(branch.clone(), call);
+        self.by_call_id.insert(call_id.clone(), call);
+        self.calls.insert(
+            call,
+            Call {
+                destination,
+                target: params.target.to_owned(),
+                from_uri: params.from.to_owned(),
+                call_id,
+                local_tag,
+                invite_branch: branch,
+                via,
+                sdp_offer: params.sdp_offer.to_vec(),
+                invite: transaction,
+                cancel: None,
+                byes: Vec::new(),
+                dialog: None,
+                ack: Vec::new(),
+                ack_destination: destination,
+                ack_pending: false,
+                ring_timeout: params.ring_timeout,
+                max_duration: params.max_duration,
+                ring_deadline: Some(now + params.ring_timeout),
+                max_deadline: None,
+                cancel_guard: None,
+                cancel_reason: None,
+                rang: false,
+                final_status: None,
+                ended: false,
+            },
+        );
+        self.live_calls += 1;
+        self.touch(Owner::Call(call));
+        Ok(())
+    }
+
+    /// CANCEL before a final response (RFC 3261 §9.1: only after a provisional arrived; if none yet,
+    /// send it as soon as one arrives), BYE after 2xx. Emits Ended{Canceled} / Ended{Completed}.
+    ///
+    /// Before answer, `Ended` follows the INVITE's final response (487, or 200 which is then
+    /// ACKed and BYEd), or 64*T1 after the CANCEL if none comes.
+    pub fn hangup(&mut self, now: Instant, call: CallId) {
+        let Some(state) = self.calls.get(&call) else {
+            return;
+        };
+        if state.ended {
+            return;
+        }
+        if state.is_answered() {
+            self.send_bye(now, call);
+            self.end(
+                call,
+                Outcome {
+                    disposition: Disposition::Completed,
+                    sip_status: state_status(self.calls.get(&call)),
+                    reason: "caller hung up".to_owned(),
+                },
+            );
+        } else {
+            self.request_cancel(now, call, CancelReason::Hangup);
+        }
+        self.touch(Owner::Call(call));
+    }
+
+    /// Feeds one received datagram. Malformed input is answered (requests whose Via, From,
+    /// To, Call-ID and CSeq are recoverable) or dropped; it never panics.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        match Message::parse(data) {
+            Ok(message) if message.status().is_some() => self.handle_response(now, &message),
+            Ok(message) => self.handle_request(now, from, &message),
+            Err(error) => {
+                if let Some(recovered) = Recovered::scan(data) {
+                    let is_ack = data.starts_with(b"ACK ");
+                    if !is_ack {
+                        self.respond_stateless(from, &recovered, error.status());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`. Spurious calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due: Vec<Owner> = Vec::new();
+        while let Some(Reverse((deadline, owner))) = self.timers.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            if !due.contains(&owner) {
+                due.push(owner);
+            }
+        }
+        for owner in due {
+            match owner {
+                Owner::Call(call) => self.call_timeout(now, call),
+                Owner::Server(id) => {
+                    if let Some(entry) = self.servers.get_mut(&id) {
+                        entry.transaction.handle_timeout(now);
+                    }
+                    self.touch(owner);
+                }
+            }
+        }
+    }
+
+    /// Writes the next datagram into `buf` (cleared first) and returns its destination.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if let Some((destination, bytes)) = self.stateless.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            return Some(destination);
+        }
+        while let Some(owner) = self.ready.front().copied() {
+            let sent = match owner {
+                Owner::Call(call) => self.calls.get_mut(&call).and_then(|c| c.poll_transmit(buf)),
+                Owner::Server(id) => self
+                    .servers
+                    .get_mut(&id)
+                    .and_then(|e| e.transaction.poll_transmit(buf)),
+            };
+            if sent.is_some() {
+                return sent;
+            }
+            self.ready.pop_front();
+            self.forget_if_finished(owner);
+        }
+        None
+    }
+
+    /// The next event for the owner.
+    pub fn poll_event(&mut self) -> Option<SipEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((deadline, _))| *deadline)
+    }
+
+    /// Calls dialed and not yet Ended.
+    pub fn active_calls(&self) -> usize {
+        self.live_calls
+    }
+
+    /// True when nothing is kept: no call, transaction, timer or queued output. Calls stay
+    /// tracked after Ended until their transactions' timers run out (about 64*T1).
+    pub fn is_idle(&self) -> bool {
+        self.calls.is_empty()
+            && self.by_branch.is_empty()
+            && self.by_call_id.is_empty()
+            && self.servers.is_empty()
+            && self.server_keys.is_empty()
+            && self
+                .timers
+                .iter()
+                .all(|Reverse((_, owner))| !self.owner_exists(*owner))
+            && self.ready.is_empty()
+            && self.stateless.is_empty()
+            && self.events.is_empty()
+    }
+
+    // ----- responses to our requests (UAC) -----
+
+    fn handle_response(&mut self, now: Instant, response: &Message<'_>) {
+        let (Some(branch), Some(cseq)) =
+            (response.via().and_then(|via| via.branch()), response.cseq())
+        else {
+            return;
+        };
+        let Some(&id) = self.by_branch.get(branch) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match cseq.method {
+            Method::Invite
+                if branch == call.invite_branch
+                    && call.invite.handle_response(now, response) == ResponseAction::Deliver =>
+            {
+                self.on_invite_response(now, id, response);
+            }
+            Method::Cancel => {
+                if let Some(cancel) = call.cancel.as_mut() {
+                    cancel.handle_response(now, response);
+                }
+            }
+            Method::Bye => {
+                if let Some((_, bye)) = call.byes.iter_mut().find(|(b, _)| b == branch) {
+                    bye.handle_response(now, response);
+                }
+            }
+            _ => {}
+        }
+        self.touch(Owner::Call(id));
+    }
+
+    fn on_invite_response(&mut self, now: Instant, id: CallId, response: &Message<'_>) {
+        let Some(status) = response.status() else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match status {
+            100..=199 => {
+                if call.cancel_reason.is_some() && call.cancel.is_none() {
+                    self.send_cancel(now, id);
+                } else if status > 100 && !call.rang && !call.ended {
+                    call.rang = true;
+                    self.events.push_back(SipEvent::Ringing { call: id });
+                }
+            }
+            200..=299 => self.on_2xx(now, id, response),
+            _ => {
+                call.final_status.get_or_insert(status);
+                let outcome = if call.cancel_reason.is_some() && status == 487 {
+                    call.cancel_outcome(Some(status))
+                } else {
+                    failure_outcome(status, response.reason().unwrap_or(""))
+                };
+                self.end(id, outcome);
+            }
+        }
+    }
+
+    fn on_2xx(&mut self, now: Instant, id: CallId, response: &Message<'_>) {
+        let local = self.config.local;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let status = response.status().unwrap_or(200);
+        let to_tag = response.to().and_then(|to| to.tag()).unwrap_or("");
+        if let Some(dialog) = &call.dialog {
+            if dialog.remote_tag == to_tag {
+                // A retransmitted 2xx: the ACK goes again (RFC 3261 §13.2.2.4).
+                call.ack_pending = true;
+            } else {
+                // Another fork answered: ACK it, then BYE it (RFC 3261 §13.2.2.4).
+                self.ack_and_bye_fork(now, id, response);
+            }
+            return;
+        }
+        let party = LocalParty {
+            call_id: &call.call_id,
+            local_tag: &call.local_tag,
+            local_uri: &call.from_uri,
+            remote_uri: &call.target,
+            invite_cseq: 1,
+        };
+        let dialog = match Dialog::from_2xx(&party, response) {
+            Ok(dialog) => dialog,
+            // Tolerate a 2xx without Contact: address in-dialog requests to the target.
+            Err(_) => Dialog::new(&party, to_tag, &call.target, Vec::new()),
+        };
+        let branch = format!("z9hG4bK{}", random_token(&mut self.rng));
+        dialog.write_ack(&mut call.ack, local, &branch);
+        call.ack_destination = dialog.next_hop().unwrap_or(call.destination);
+        call.ack_pending = true;
+        call.dialog = Some(dialog);
+        call.final_status.get_or_insert(status);
+        if call.cancel_reason.is_some() {
+            // 200 crossed our CANCEL: ACK, then BYE; the call still counts as not answered.
+            let outcome = call.cancel_outcome(Some(status));
+            self.send_bye(now, id);
+            self.end(id, outcome);
+        } else if !call.ended {
+            call.max_deadline = Some(now + call.max_duration);
+            call.ring_deadline = None;
+            self.events.push_back(SipEvent::Answered {
+                call: id,
+                sdp: response.body().to_vec(),
+            });
+        }
+    }
+
+    fn ack_and_bye_fork(&mut self, now: Instant, id: CallId, response: &Message<'_>) {
+        let local = self.config.local;
+        let user_agent = self.config.user_agent.clone();
+        let ack_branch = format!("z9hG4bK{}", random_token(&mut self.rng));
+        let bye_branch = format!("z9hG4bK{}", random_token(&mut self.rng));
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let party = LocalParty {
+            call_id: &call.call_id,
+            local_tag: &call.local_tag,
+            local_uri: &call.from_uri,
+            remote_uri: &call.target,
+            invite_cseq: 1,
+        };
+        let Ok(mut fork) = Dialog::from_2xx(&party, response) else {
+            return;
+        };
+        let destination = fork.next_hop().unwrap_or(call.destination);
+        let mut ack = Vec::new();
+        fork.write_ack(&mut ack, local, &ack_branch);
+        self.stateless.push_back((destination, ack));
+        let mut bye = Vec::new();
+        fork.write_request(&mut bye, "BYE", local, &bye_branch, &user_agent);
+        call.byes.push((
+            bye_branch.clone(),
+            ClientNonInvite::new(now, self.timing, destination, bye),
+        ));
+        self.by_branch.insert(bye_branch, id);
+    }
+
+    fn request_cancel(&mut self, now: Instant, id: CallId, reason: CancelReason) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.cancel_reason.is_some() {
+            return;
+        }
+        call.cancel_reason = Some(reason);
+        if call.invite.is_cancellable() {
+            self.send_cancel(now, id);
+        }
+    }
+
+    /// CANCEL (RFC 3261 §9.1): the INVITE's Request-URI, Call-ID, From, To, top Via and CSeq
+    /// number, method CANCEL; arms the 64*T1 guard for the INVITE's final response.
+    fn send_cancel(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut cancel = Vec::new();
+        let mut writer = Writer::request(&mut cancel, "CANCEL", &call.target);
+        writer
+            .header("Via", &call.via)
+            .header("Max-Forwards", "70")
+            .header_fmt(
+                "From",
+                format_args!("<{}>;tag={}", call.from_uri, call.local_tag),
+            )
+            .header_fmt("To", format_args!("<{}>", call.target))
+            .header("Call-ID", &call.call_id)
+            .header("CSeq", "1 CANCEL")
+            .header("User-Agent", &self.config.user_agent);
+        writer.finish(None, b"");
+        call.cancel = Some(ClientNonInvite::new(
+            now,
+            self.timing,
+            call.destination,
+            cancel,
+        ));
+        call.cancel_guard = Some(now + self.timing.timeout());
+        call.ring_deadline = None;
+    }
+
+    fn send_bye(&mut self, now: Instant, id: CallId) {
+        let local = self.config.local;
+        let branch = format!("z9hG4bK{}", random_token(&mut self.rng));
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(dialog) = call.dialog.as_mut() else {
+            return;
+        };
+        let mut bye = Vec::new();
+        dialog.write_request(&mut bye, "BYE", local, &branch, &self.config.user_agent);
+        let destination = dialog.next_hop().unwrap_or(call.destination);
+        call.byes.push((
+            branch.clone(),
+            ClientNonInvite::new(now, self.timing, destination, bye),
+        ));
+        call.max_deadline = None;
+        self.by_branch.insert(branch, id);
+    }
+
+    fn call_timeout(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let invite_timed_out = call.invite.handle_timeout(now);
+        if let Some(cancel) = call.cancel.as_mut() {
+            cancel.handle_timeout(now);
+        }
+        for (_, bye) in &mut call.byes {
+            bye.handle_timeout(now);
+        }
+        if invite_timed_out {
+            let outcome = match call.cancel_reason {
+                Some(CancelReason::Hangup) => call.cancel_outcome(None),
+                _ => Outcome {
+                    disposition: Disposition::Failed,
+                    sip_status: None,
+                    reason: format!("no response from {} (Timer B)", call.destination),
+                },
+            };
+            self.end(id, outcome);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.ring_deadline.is_some_and(|deadline| deadline <= now) {
+            call.ring_deadline = None;
+            if !call.ended && call.dialog.is_none() {
+                self.request_cancel(now, id, CancelReason::RingTimeout);
+            }
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.max_deadline.is_some_and(|deadline| deadline <= now) {
+            call.max_deadline = None;
+            if call.is_answered() && !call.ended {
+                let status = call.final_status;
+                self.send_bye(now, id);
+                self.end(
+                    id,
+                    Outcome {
+                        disposition: Disposition::Completed,
+                        sip_status: status,
+                        reason: "max duration reached".to_owned(),
+                    },
+                );
+            }
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.cancel_guard.is_some_and(|deadline| deadline <= now) {
+            call.cancel_guard = None;
+            if call.invite.state() == crate::sip::transaction::InviteClientState::Proceeding {
+                // RFC 3261 §9.1: no final response 64*T1 after CANCEL; destroy the INVITE
+                // transaction and consider the call cancelled.
+                call.invite.terminate();
+            }
+            if !call.ended {
+                let outcome = call.cancel_outcome(None);
+                self.end(id, outcome);
+            }
+        }
+        self.touch(Owner::Call(id));
+    }
+
+    fn end(&mut self, id: CallId, outcome: Outcome) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.ended {
+            return;
+        }
+        call.ended = true;
+        call.ring_deadline = None;
+        call.max_deadline = None;
+        call.cancel_guard = None;
+        self.live_calls = self.live_calls.saturating_sub(1);
+        self.events.push_back(SipEvent::Ended { call: id, outcome });
+    }
+
+    // ----- requests we receive (UAS) -----
+
+    fn handle_request(&mut self, now: Instant, from: SocketAddr, request: &Message<'_>) {
+        let Some(method) = request.method() else {
+            return;
+        };
+        if let Err(error) = request.check_request() {
+            if let (true, Some(recovered)) =
+                (method != Method::Ack, Recovered::from_message(request))
+            {
+                self.respond_stateless(from, &recovered, error.status());
+            }
+            return;
+        }
+        let key = server_key(request, method);
+        if method == Method::Ack {
+            let ack_key = invite_ack_key(request);
+            let found = self
+                .server_keys
+                .get(&server_key(request, Method::Invite))
+                .or_else(|| self.server_keys.get(&ack_key));
+            if let Some(&id) = found {
+                if let Some(entry) = self.servers.get_mut(&id) {
+                    entry.transaction.handle_ack(now);
+                }
+                self.touch(Owner::Server(id));
+            }
+            return;
+        }
+        if let Some(&id) = self.server_keys.get(&key) {
+            if let Some(entry) = self.servers.get_mut(&id) {
+                entry.transaction.handle_retransmission();
+            }
+            self.touch(Owner::Server(id));
+            return;
+        }
+        let Some(recovered) = Recovered::from_message(request) else {
+            return;
+        };
+        let (status, body) = self.answer(request, method);
+        let to_tag = if recovered.to_has_tag() {
+            String::new()
+        } else {
+            self.random_token()
+        };
+        let mut response = Vec::new();
+        let mut writer = recovered.response(&mut response, status, reason_phrase(status), &to_tag);
+        if matches!(status, 200 | 405) {
+            writer.header("Allow", ALLOW);
+        }
+        if method == Method::Options && status == 200 {
+            writer.header("Accept", "application/sdp");
+        }
+        if status == 420 {
+            writer.header(
+                "Unsupported",
+                request.header(HeaderName::Require).unwrap_or(""),
+            );
+        }
+        if method == Method::Invite && status == 200 {
+            writer.header_fmt(
+                "Contact",
+                format_args!("<sip:outdial@{}>", self.config.local),
+            );
+        }
+        writer.header("User-Agent", &self.config.user_agent);
+        writer.finish(Some("application/sdp"), &body);
+
+        let mut transaction = ServerTransaction::new(self.timing, method == Method::Invite, from);
+        transaction.respond(now, response, true);
+        let id = self.next_server;
+        self.next_server += 1;
+        let ack_key = (method == Method::Invite).then(|| invite_ack_key(request));
+        for key in [Some(&key), ack_key.as_ref()].into_iter().flatten() {
+            self.server_keys.insert(key.clone(), id);
+        }
+        self.servers.insert(
+            id,
+            ServerEntry {
+                keys: [Some(key), ack_key],
+                transaction,
+            },
+        );
+        self.touch(Owner::Server(id));
+    }
+
+    /// The status (and body) for a new request (RFC 3261 §8.2, §12.2.2, §15.1.2).
+    fn answer(&mut self, request: &Message<'_>, method: Method<'_>) -> (u16, Vec<u8>) {
+        if method != Method::Cancel && request.header(HeaderName::Require).is_some() {
+            return (420, Vec::new());
+        }
+        let in_dialog = request.to().and_then(|to| to.tag()).is_some();
+        let dialog_call = request
+            .call_id()
+            .and_then(|call_id| self.by_call_id.get(call_id).copied())
+            .filter(|id| {
+                self.calls
+                    .get(id)
+                    .and_then(|c| c.dialog.as_ref())
+                    .is_some_and(|dialog| dialog.matches(request))
+            });
+        match method {
+            Method::Options => (200, Vec::new()),
+            Method::Invite if !in_dialog => (404, Vec::new()),
+            Method::Invite => match dialog_call.and_then(|id| self.calls.get(&id)) {
+                Some(call) => (200, call.sdp_offer.clone()),
+                None => (481, Vec::new()),
+            },
+            Method::Bye => match dialog_call {
+                Some(id) => {
+                    if let Some(dialog) = self.calls.get_mut(&id).and_then(|c| c.dialog.as_mut()) {
+                        dialog.accept_remote_cseq(request.cseq().map_or(0, |c| c.number));
+                    }
+                    let status = self.calls.get(&id).and_then(|c| c.final_status);
+                    self.end(
+                        id,
+                        Outcome {
+                            disposition: Disposition::Completed,
+                            sip_status: status,
+                            reason: "callee hung up".to_owned(),
+                        },
+                    );
+                    self.touch(Owner::Call(id));
+                    (200, Vec::new())
+                }
+                None => (481, Vec::new()),
+            },
+            Method::Cancel => {
+                if self
+                    .server_keys
+                    .contains_key(&server_key(request, Method::Invite))
+                {
+                    (200, Vec::new())
+                } else {
+                    (481, Vec::new())
+                }
+            }
+            other if other.is_known() => (405, Vec::new()),
+            _ => (501, Vec::new()),
+        }
+    }
+
+    fn respond_stateless(&mut self, to: SocketAddr, recovered: &Recovered<'_>, status: u16) {
+        let tag = self.random_token();
+        let mut response = Vec::new();
+        let mut writer = recovered.response(&mut response, status, reason_phrase(status), &tag);
+        writer.header("User-Agent", &self.config.user_agent);
+        writer.finish(None, b"");
+        self.stateless.push_back((to, response));
+    }
+
+    // ----- bookkeeping -----
+
+    fn owner_exists(&self, owner: Owner) -> bool {
+        match owner {
+            Owner::Call(id) => self.calls.contains_key(&id),
+            Owner::Server(id) => self.servers.contains_key(&id),
+        }
+    }
+
+    /// After an owner changed: queue it for transmission and re-arm its timer.
+    fn touch(&mut self, owner: Owner) {
+        // Entries go stale when deadlines move; prune when they outnumber the live owners.
+        if self.timers.len() > 64 + 4 * (self.calls.len() + self.servers.len()) {
+            let (calls, servers) = (&self.calls, &self.servers);
+            self.timers.retain(|Reverse((_, owner))| match owner {
+                Owner::Call(id) => calls.contains_key(id),
+                Owner::Server(id) => servers.contains_key(id),
+            });
+        }
+        let deadline = match owner {
+            Owner::Call(id) => self.calls.get(&id).and_then(Call::next_timeout),
+            Owner::Server(id) => self
+                .servers
+                .get(&id)
+                .and_then(|e| e.transaction.poll_timeout()),
+        };
+        if let Some(deadline) = deadline {
+            self.timers.push(Reverse((deadline, owner)));
+        }
+        if self.ready.back() != Some(&owner) {
+            self.ready.push_back(owner);
+        }
+    }
+
+    /// Drops a call whose transactions are all done, or a terminated server transaction.
+    fn forget_if_finished(&mut self, owner: Owner) {
+        match owner {
+            Owner::Call(id) => {
+                if !self.calls.get(&id).is_some_and(Call::is_finished) {
+                    return;
+                }
+                if let Some(call) = self.calls.remove(&id) {
+                    self.by_branch.remove(&call.invite_branch);
+                    for (branch, _) in &call.byes {
+                        self.by_branch.remove(branch);
+                    }
+                    self.by_call_id.remove(&call.call_id);
+                }
+            }
+            Owner::Server(id) => {
+                let terminated = self.servers.get(&id).is_some_and(|e| {
+                    e.transaction.state() == crate::sip::transaction::ServerState::Terminated
+                });
+                if !terminated {
+                    return;
+                }
+                if let Some(entry) = self.servers.remove(&id) {
+                    for key in entry.keys.iter().flatten() {
+                        if self.server_keys.get(key) == Some(&id) {
+                            self.server_keys.remove(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn random_token(&mut self) -> String {
+        random_token(&mut self.rng)
+    }
+}
+
+fn random_token(rng: &mut SmallRng) -> String {
+    format!("{:016x}", rng.random::<u64>())
+}
+
+fn state_status(call: Option<&Call>) -> Option<u16> {
+    call.and_then(|call| call.final_status)
+}
+
+/// Server transaction key (RFC 3261 §17.2.3): branch and method, or for RFC 2543 peers
+/// without the magic cookie, Call-ID, CSeq number, From tag and method.
+fn server_key(request: &Message<'_>, method: Method<'_>) -> String {
+    let method = if method == Method::Ack {
+        Method::Invite
+    } else {
+        method
+    };
+    match request
+        .via()
+        .and_then(|via| via.branch())
+        .filter(|b| b.starts_with("z9hG4bK"))
+    {
+        Some(branch) => format!("{branch}|{method}"),
+        None => format!(
+            "2543|{}|{}|{}|{method}",
+            request.call_id().unwrap_or(""),
+            request.cseq().map_or(0, |c| c.number),
+            request.from().and_then(|f| f.tag()).unwrap_or("")
+        ),
+    }
+}
+
+/// Finds the INVITE server transaction an ACK for a 2xx belongs to (the ACK has a new
+/// branch, RFC 3261 §13.2.2.4): Call-ID and CSeq number.
+fn invite_ack_key(request: &Message<'_>) -> String {
+    format!(
+        "ack|{}|{}",
+        request.call_id().unwrap_or(""),
+        request.cseq().map_or(0, |c| c.number)
+    )
+}

@@ -1,0 +1,176 @@
+//! The non-INVITE client transaction (RFC 3261 §17.1.2), used for BYE and CANCEL.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{ResponseAction, Timer, TimerTable, Timing};
+use crate::sip::message::Message;
+
+/// States of RFC 3261 Figure 6.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum NonInviteClientState {
+    /// Request sent; retransmitting on Timer E.
+    Trying,
+    /// A provisional response arrived; retransmitting every T2.
+    Proceeding,
+    /// A final response arrived; absorbing retransmissions until Timer K.
+    Completed,
+    /// Done.
+    Terminated,
+}
+
+/// A non-INVITE client transaction over UDP.
+#[derive(Clone, Debug)]
+pub struct ClientNonInvite {
+    state: NonInviteClientState,
+    timers: TimerTable,
+    timing: Timing,
+    destination: SocketAddr,
+    request: Vec<u8>,
+    interval: Duration,
+    pending: bool,
+}
+
+impl ClientNonInvite {
+    /// Starts in Trying with the request queued; arms Timers E and F.
+    pub fn new(now: Instant, timing: Timing, destination: SocketAddr, request: Vec<u8>) -> Self {
+        let mut timers = TimerTable::default();
+        timers.set(Timer::E, now + timing.t1);
+        timers.set(Timer::F, now + timing.timeout());
+        Self {
+            state: NonInviteClientState::Trying,
+            timers,
+            timing,
+            destination,
+            request,
+            interval: timing.t1,
+            pending: true,
+        }
+    }
+
+    /// Feeds a response that matched this transaction.
+    pub fn handle_response(&mut self, now: Instant, response: &Message<'_>) -> ResponseAction {
+        use NonInviteClientState::*;
+        match (self.state, response.status()) {
+            (Trying | Proceeding, Some(100..=199)) => {
+                self.state = Proceeding;
+                ResponseAction::Deliver
+            }
+            (Trying | Proceeding, Some(_)) => {
+                self.state = Completed;
+                self.timers.stop_all();
+                self.timers.set(Timer::K, now + self.timing.t4);
+                ResponseAction::Deliver
+            }
+            _ => ResponseAction::Absorb,
+        }
+    }
+
+    /// Runs expired timers. Returns true when Timer F fired (RFC 3261 §17.1.2.2: timeout).
+    pub fn handle_timeout(&mut self, now: Instant) -> bool {
+        let mut timed_out = false;
+        while let Some(timer) = self.timers.take_expired(now) {
+            match (timer, self.state) {
+                (Timer::E, NonInviteClientState::Trying) => {
+                    self.pending = true;
+                    self.interval = self.interval.saturating_mul(2).min(self.timing.t2);
+                    self.timers.set(Timer::E, now + self.interval);
+                }
+                (Timer::E, NonInviteClientState::Proceeding) => {
+                    self.pending = true;
+                    self.timers.set(Timer::E, now + self.timing.t2);
+                }
+                (Timer::F, NonInviteClientState::Trying | NonInviteClientState::Proceeding) => {
+                    timed_out = true;
+                    self.terminate();
+                }
+                (Timer::K, _) => self.terminate(),
+                _ => {}
+            }
+        }
+        timed_out
+    }
+
+    /// Writes the request (or its retransmission) into `buf` when one is due.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if !std::mem::take(&mut self.pending) {
+            return None;
+        }
+        buf.clear();
+        buf.extend_from_slice(&self.request);
+        Some(self.destination)
+    }
+
+    /// The next timer deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_timeout()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> NonInviteClientState {
+        self.state
+    }
+
+    fn terminate(&mut self) {
+        self.state = NonInviteClientState::Terminated;
+        self.timers.stop_all();
+        self.pending = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::parse_message;
+
+    fn transaction(t0: Instant) -> ClientNonInvite {
+        ClientNonInvite::new(
+            t0,
+            Timing::default(),
+            "192.0.2.4:5060".parse().unwrap(),
+            b"BYE".to_vec(),
+        )
+    }
+
+    fn drain(tx: &mut ClientNonInvite) -> bool {
+        tx.poll_transmit(&mut Vec::new()).is_some()
+    }
+
+    #[test]
+    fn timer_e_doubles_to_t2_then_timer_f() {
+        let t0 = Instant::now();
+        let mut tx = transaction(t0);
+        assert!(drain(&mut tx));
+        let mut retransmits = Vec::new();
+        while let Some(deadline) = tx.poll_timeout() {
+            if tx.handle_timeout(deadline) {
+                assert_eq!(deadline - t0, Duration::from_secs(32));
+                break;
+            }
+            if drain(&mut tx) {
+                retransmits.push((deadline - t0).as_millis());
+            }
+        }
+        assert_eq!(&retransmits[..6], [500, 1500, 3500, 7500, 11500, 15500]);
+        assert_eq!(tx.state(), NonInviteClientState::Terminated);
+    }
+
+    #[test]
+    fn proceeding_retransmits_every_t2_and_final_waits_timer_k() {
+        let t0 = Instant::now();
+        let mut tx = transaction(t0);
+        drain(&mut tx);
+        let trying = parse_message(b"SIP/2.0 100 Trying\r\nCSeq: 2 BYE\r\n\r\n").unwrap();
+        assert_eq!(tx.handle_response(t0, &trying), ResponseAction::Deliver);
+        tx.handle_timeout(t0 + Duration::from_millis(500));
+        assert!(drain(&mut tx));
+        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(4500)));
+        let ok = parse_message(b"SIP/2.0 200 OK\r\nCSeq: 2 BYE\r\n\r\n").unwrap();
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(tx.handle_response(t1, &ok), ResponseAction::Deliver);
+        assert_eq!(tx.handle_response(t1, &ok), ResponseAction::Absorb);
+        assert_eq!(tx.poll_timeout(), Some(t1 + Duration::from_secs(5)));
+        assert!(!tx.handle_timeout(t1 + Duration::from_secs(5)));
+        assert_eq!(tx.state(), NonInviteClientState::Terminated);
+    }
+}

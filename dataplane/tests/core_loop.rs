@@ -1,0 +1,831 @@
+//! The per-core loop on real sockets, for both backends: echo, large datagrams, sockets
+//! bound and closed mid-run, wake-ups from other threads, timers, many sockets at once.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use outdial_dataplane::core::{
+    self, Backend, BackendUsed, Driver, Io, LoopConfig, LoopError, SocketId, WakeFd,
+};
+
+/// Both backends, each test runs on each.
+const BACKENDS: [Backend; 2] = [Backend::IoUring, Backend::Epoll];
+/// How long a test waits for anything before it fails (never a bound on speed).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn config(backend: Backend) -> LoopConfig {
+    LoopConfig {
+        backend,
+        ..LoopConfig::default()
+    }
+}
+
+/// Wraps a test driver so the test thread can stop the loop through the [`WakeFd`].
+struct Stoppable<D> {
+    inner: D,
+    stop: Arc<AtomicBool>,
+    stopped: bool,
+}
+
+impl<D: Driver> Driver for Stoppable<D> {
+    fn start(&mut self, io: &mut impl Io, now: Instant) -> std::io::Result<()> {
+        self.inner.start(io, now)
+    }
+    fn handle_datagram(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        self.inner.handle_datagram(io, now, socket, from, data);
+    }
+    fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
+        self.inner.handle_timeout(io, now);
+    }
+    fn handle_wake(&mut self, io: &mut impl Io, now: Instant) {
+        self.stopped |= self.stop.load(Ordering::Acquire);
+        self.inner.handle_wake(io, now);
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+    fn should_stop(&self) -> bool {
+        self.stopped || self.inner.should_stop()
+    }
+}
+
+/// A loop running on its own thread.
+struct Running<D> {
+    wake: Arc<WakeFd>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<(Result<BackendUsed, LoopError>, D)>,
+}
+
+impl<D: Driver + Send + 'static> Running<D> {
+    fn spawn(config: LoopConfig, driver: D) -> Self {
+        let wake = Arc::new(WakeFd::new().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (loop_wake, loop_stop) = (Arc::clone(&wake), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut driver = Stoppable {
+                inner: driver,
+                stop: loop_stop,
+                stopped: false,
+            };
+            let result = core::run(&config, &loop_wake, &mut driver);
+            (result, driver.inner)
+        });
+        Self { wake, stop, thread }
+    }
+
+    /// Ask the loop to stop and return what it ran on and the driver.
+    fn stop(self) -> (BackendUsed, D) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.notify();
+        self.join()
+    }
+
+    /// Wait for the loop to stop by itself; after [`PATIENCE`], stop it (the test's
+    /// assertions on the driver then fail).
+    fn join(self) -> (BackendUsed, D) {
+        let Self { wake, stop, thread } = self;
+        let deadline = Instant::now() + PATIENCE;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Release);
+        wake.notify();
+        let (result, driver) = thread.join().expect("the loop thread panicked");
+        (result.expect("the loop failed"), driver)
+    }
+}
+
+fn expect_backend(backend: Backend, used: BackendUsed) {
+    let expected = match backend {
+        Backend::Epoll => BackendUsed::Epoll,
+        Backend::IoUring | Backend::Auto => BackendUsed::IoUring,
+    };
+    assert_eq!(used, expected);
+}
+
+/// Echoes every datagram back to its sender from the socket it arrived on.
+struct Echo {
+    bind: SocketAddr,
+    bound: mpsc::Sender<SocketAddr>,
+    echoed: usize,
+}
+
+impl Echo {
+    fn new(bind: &str) -> (Self, mpsc::Receiver<SocketAddr>) {
+        let (bound, rx) = mpsc::channel();
+        (
+            Self {
+                bind: bind.parse().unwrap(),
+                bound,
+                echoed: 0,
+            },
+            rx,
+        )
+    }
+}
+
+impl Driver for Echo {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let (_, local) = io.bind(self.bind)?;
+        self.bound.send(local).unwrap();
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        io: &mut impl Io,
+        _now: Instant,
+        socket: SocketId,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        self.echoed += 1;
+        io.send(socket, from, data);
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// A client socket on the loopback of `server`'s family.
+fn client_for(server: SocketAddr) -> UdpSocket {
+    let any = if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let socket = UdpSocket::bind(any).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket
+}
+
+/// The payload for sequence number `seq`: the number, then bytes derived from it.
+fn payload(seq: u32, len: usize) -> Vec<u8> {
+    let mut data = seq.to_be_bytes().to_vec();
+    data.extend(
+        (0..len.saturating_sub(4)).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seq) as u8),
+    );
+    data
+}
+
+#[test]
+fn echoes_ten_thousand_datagrams_intact() {
+    const COUNT: u32 = 10_000;
+    const WINDOW: u32 = 64;
+    for backend in BACKENDS {
+        let (driver, bound) = Echo::new("127.0.0.1:0");
+        let running = Running::spawn(config(backend), driver);
+        let server = bound.recv_timeout(PATIENCE).unwrap();
+        let client = client_for(server);
+        let mut seen = vec![false; COUNT as usize];
+        let (mut sent, mut received) = (0u32, 0u32);
+        let mut buf = [0u8; 2048];
+        while received < COUNT {
+            while sent < COUNT && sent - received < WINDOW {
+                client
+                    .send_to(&payload(sent, 4 + (sent as usize % 200)), server)
+                    .unwrap();
+                sent += 1;
+            }
+            let (len, from) = client
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("{backend:?}: {received} of {COUNT} echoed: {e}"));
+            assert_eq!(from, server);
+            let seq = u32::from_be_bytes(buf[..4].try_into().unwrap());
+            assert!(seq < COUNT, "{backend:?}: bogus sequence {seq}");
+            assert_eq!(
+                &buf[..len],
+                payload(seq, 4 + (seq as usize % 200)),
+                "{backend:?}: datagram {seq} damaged"
+            );
+            assert!(
+                !seen[seq as usize],
+                "{backend:?}: datagram {seq} echoed twice"
+            );
+            seen[seq as usize] = true;
+            received += 1;
+        }
+        let (used, driver) = running.stop();
+        expect_backend(backend, used);
+        assert_eq!(driver.echoed, COUNT as usize);
+    }
+}
+
+#[test]
+fn echoes_datagrams_up_to_nine_thousand_bytes_and_beyond() {
+    for backend in BACKENDS {
+        let (driver, bound) = Echo::new("127.0.0.1:0");
+        let running = Running::spawn(config(backend), driver);
+        let server = bound.recv_timeout(PATIENCE).unwrap();
+        let client = client_for(server);
+        let mut buf = vec![0u8; 70_000];
+        for (seq, len) in [1usize, 4, 512, 1500, 4096, 8999, 9000, 30_000, 65_507]
+            .into_iter()
+            .enumerate()
+        {
+            let data = payload(seq as u32, len.max(4))[..len].to_vec();
+            client.send_to(&data, server).unwrap();
+            let (got, _) = client
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("{backend:?}: {len} bytes: {e}"));
+            assert_eq!(
+                &buf[..got],
+                &data[..],
+                "{backend:?}: {len}-byte datagram damaged"
+            );
+        }
+        running.stop();
+    }
+}
+
+#[test]
+fn drops_datagrams_longer_than_max_datagram() {
+    for backend in BACKENDS {
+        let (driver, bound) = Echo::new("127.0.0.1:0");
+        let config = LoopConfig {
+            max_datagram: 9000,
+            ..config(backend)
+        };
+        let running = Running::spawn(config, driver);
+        let server = bound.recv_timeout(PATIENCE).unwrap();
+        let client = client_for(server);
+        let mut buf = vec![0u8; 16_000];
+        // The too-long one is sent first; the next echo must be the 9000-byte one.
+        client.send_to(&payload(1, 9001), server).unwrap();
+        client.send_to(&payload(2, 9000), server).unwrap();
+        let (got, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..got], &payload(2, 9000)[..], "{backend:?}");
+        let (_, driver) = running.stop();
+        assert_eq!(
+            driver.echoed, 1,
+            "{backend:?}: the oversized datagram reached the driver"
+        );
+    }
+}
+
+#[test]
+fn echoes_over_ipv6() {
+    for backend in BACKENDS {
+        let (driver, bound) = Echo::new("[::1]:0");
+        let running = Running::spawn(config(backend), driver);
+        let server = bound.recv_timeout(PATIENCE).unwrap();
+        assert!(server.is_ipv6());
+        let client = client_for(server);
+        let mut buf = [0u8; 256];
+        for seq in 0..100 {
+            client.send_to(&payload(seq, 100), server).unwrap();
+            let (got, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, server);
+            assert_eq!(&buf[..got], &payload(seq, 100)[..], "{backend:?}");
+        }
+        running.stop();
+    }
+}
+
+/// On "open" binds a second socket and replies with its port; echoes on it; on "close"
+/// closes it and replies "closed".
+struct SecondSocket {
+    first: Option<SocketId>,
+    second: Option<SocketId>,
+    bound: mpsc::Sender<SocketAddr>,
+}
+
+impl Driver for SecondSocket {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let (id, local) = io.bind("127.0.0.1:0".parse().unwrap())?;
+        self.first = Some(id);
+        self.bound.send(local).unwrap();
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        io: &mut impl Io,
+        _now: Instant,
+        socket: SocketId,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        if Some(socket) == self.second {
+            io.send(socket, from, data);
+            return;
+        }
+        match data {
+            b"open" => {
+                let (id, local) = io.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                self.second = Some(id);
+                io.send(socket, from, local.port().to_string().as_bytes());
+            }
+            b"close" => {
+                if let Some(second) = self.second.take() {
+                    io.close(second);
+                    // Closing twice, and sending on the closed socket, are harmless.
+                    io.close(second);
+                    io.send(second, from, b"lost");
+                }
+                io.send(socket, from, b"closed");
+            }
+            _ => io.send(socket, from, data),
+        }
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn binds_and_closes_a_socket_mid_run() {
+    for backend in BACKENDS {
+        let (bound, bound_rx) = mpsc::channel();
+        let driver = SecondSocket {
+            first: None,
+            second: None,
+            bound,
+        };
+        let running = Running::spawn(config(backend), driver);
+        let first = bound_rx.recv_timeout(PATIENCE).unwrap();
+        let client = client_for(first);
+        let mut buf = [0u8; 64];
+
+        client.send_to(b"open", first).unwrap();
+        let (len, _) = client.recv_from(&mut buf).unwrap();
+        let port: u16 = std::str::from_utf8(&buf[..len]).unwrap().parse().unwrap();
+        let second = SocketAddr::from(([127, 0, 0, 1], port));
+        assert_ne!(second, first);
+        client.send_to(b"via second", second).unwrap();
+        let (len, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (&buf[..len], from),
+            (&b"via second"[..], second),
+            "{backend:?}"
+        );
+
+        client.send_to(b"close", first).unwrap();
+        let (len, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"closed", "{backend:?}");
+        // The port is free once the loop has closed the fd.
+        let deadline = Instant::now() + PATIENCE;
+        let rebound = loop {
+            match UdpSocket::bind(second) {
+                Ok(socket) => break socket,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("{backend:?}: port {port} still bound after close: {e}"),
+            }
+        };
+        drop(rebound);
+        // The first socket still works.
+        client.send_to(b"still here", first).unwrap();
+        let (len, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"still here", "{backend:?}");
+        running.stop();
+    }
+}
+
+/// Takes commands from a queue other threads fill, when woken.
+struct Commands {
+    queue: Arc<Mutex<VecDeque<u32>>>,
+    seen: Vec<u32>,
+    wakes: usize,
+    done: bool,
+}
+
+impl Driver for Commands {
+    fn start(&mut self, _io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        _: SocketId,
+        _: SocketAddr,
+        _: &[u8],
+    ) {
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {
+        self.wakes += 1;
+        while let Some(command) = self.queue.lock().unwrap().pop_front() {
+            self.done |= command == u32::MAX;
+            self.seen.push(command);
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        self.done
+    }
+}
+
+#[test]
+fn wake_from_another_thread_runs_handle_wake_and_stops_the_loop() {
+    for backend in BACKENDS {
+        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let driver = Commands {
+            queue: Arc::clone(&queue),
+            seen: Vec::new(),
+            wakes: 0,
+            done: false,
+        };
+        let running = Running::spawn(config(backend), driver);
+        let wake = Arc::clone(&running.wake);
+        let producer = std::thread::spawn(move || {
+            for command in (1..=100).chain([u32::MAX]) {
+                queue.lock().unwrap().push_back(command);
+                wake.notify();
+                if command % 10 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        producer.join().unwrap();
+        let (_, driver) = running.join();
+        let expected: Vec<u32> = (1..=100).chain([u32::MAX]).collect();
+        assert_eq!(driver.seen, expected, "{backend:?}");
+        assert!(driver.wakes >= 1);
+    }
+}
+
+/// Asks for five timeouts, 10 ms apart, and stops after the last.
+struct Timers {
+    deadlines: Vec<Instant>,
+    fired: Vec<(Instant, Instant)>,
+    calls: usize,
+}
+
+impl Driver for Timers {
+    fn start(&mut self, _io: &mut impl Io, now: Instant) -> std::io::Result<()> {
+        self.deadlines = (1..=5)
+            .map(|n| now + Duration::from_millis(10 * n))
+            .collect();
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        _: SocketId,
+        _: SocketAddr,
+        _: &[u8],
+    ) {
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, now: Instant) {
+        self.calls += 1;
+        while let Some(&deadline) = self.deadlines.get(self.fired.len()) {
+            if deadline > now {
+                break;
+            }
+            self.fired.push((deadline, now));
+        }
+    }
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.get(self.fired.len()).copied()
+    }
+    fn should_stop(&self) -> bool {
+        !self.deadlines.is_empty() && self.fired.len() == self.deadlines.len()
+    }
+}
+
+#[test]
+fn timeouts_fire_in_order_and_never_early() {
+    for backend in BACKENDS {
+        let driver = Timers {
+            deadlines: Vec::new(),
+            fired: Vec::new(),
+            calls: 0,
+        };
+        let (_, driver) = Running::spawn(config(backend), driver).join();
+        assert_eq!(
+            driver.fired.len(),
+            5,
+            "{backend:?}: timeouts fired: {:?}",
+            driver.fired
+        );
+        for (&(deadline, now), expected) in driver.fired.iter().zip(&driver.deadlines) {
+            assert_eq!(deadline, *expected);
+            assert!(
+                now >= deadline,
+                "{backend:?}: timeout handled before its deadline"
+            );
+        }
+        assert!(driver.fired.windows(2).all(|pair| pair[0].1 <= pair[1].1));
+        assert!(driver.calls >= 1);
+    }
+}
+
+/// Binds `count` sockets and stops once each has received `per_socket` datagrams. Its
+/// first wake-up blocks the loop until `gate` opens, so datagrams pile up meanwhile.
+struct ManySockets {
+    gate: Option<mpsc::Receiver<()>>,
+    count: usize,
+    per_socket: usize,
+    bound: mpsc::Sender<Vec<SocketAddr>>,
+    ids: Vec<SocketId>,
+    received: Vec<usize>,
+    total: usize,
+}
+
+impl Driver for ManySockets {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let mut addrs = Vec::new();
+        for _ in 0..self.count {
+            let (id, local) = io.bind("127.0.0.1:0".parse().unwrap())?;
+            self.ids.push(id);
+            addrs.push(local);
+        }
+        self.received = vec![0; self.count];
+        self.bound.send(addrs).unwrap();
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        socket: SocketId,
+        _: SocketAddr,
+        data: &[u8],
+    ) {
+        let index = self
+            .ids
+            .iter()
+            .position(|&id| id == socket)
+            .expect("datagram on an unknown socket");
+        assert_eq!(
+            data,
+            &payload(index as u32, 64)[..],
+            "datagram on the wrong socket"
+        );
+        self.received[index] += 1;
+        self.total += 1;
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {
+        if let Some(gate) = self.gate.take() {
+            gate.recv_timeout(PATIENCE).unwrap();
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        self.count > 0 && self.total == self.count * self.per_socket
+    }
+}
+
+#[test]
+fn five_hundred_sockets_receive_at_once() {
+    // 4,000 datagrams wait when the loop looks: more than the io_uring receive buffers, so
+    // receives end with ENOBUFS and must be re-armed.
+    const SOCKETS: usize = 500;
+    const PER_SOCKET: usize = 8;
+    for backend in BACKENDS {
+        let (bound, bound_rx) = mpsc::channel();
+        let (open_gate, gate) = mpsc::channel();
+        let driver = ManySockets {
+            gate: Some(gate),
+            count: SOCKETS,
+            per_socket: PER_SOCKET,
+            bound,
+            ids: Vec::new(),
+            received: Vec::new(),
+            total: 0,
+        };
+        let running = Running::spawn(config(backend), driver);
+        let addrs = bound_rx.recv_timeout(PATIENCE).unwrap();
+        running.wake.notify(); // The loop now waits for the gate.
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..PER_SOCKET {
+            for (index, addr) in addrs.iter().enumerate() {
+                client.send_to(&payload(index as u32, 64), addr).unwrap();
+            }
+        }
+        open_gate.send(()).unwrap();
+        let (_, driver) = running.join();
+        assert_eq!(driver.total, SOCKETS * PER_SOCKET, "{backend:?}");
+        assert!(
+            driver.received.iter().all(|&n| n == PER_SOCKET),
+            "{backend:?}: {:?}",
+            driver.received
+        );
+    }
+}
+
+/// On start, sends `count` datagrams from one of its sockets to another in a single call
+/// (more than the io_uring send slab holds, and more than its receive buffers), and stops
+/// once all have arrived.
+struct Burst {
+    count: usize,
+    receiver: Option<SocketId>,
+    received: usize,
+    in_order: bool,
+}
+
+impl Driver for Burst {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let (sender, _) = io.bind("127.0.0.1:0".parse().unwrap())?;
+        let (receiver, target) = io.bind("127.0.0.1:0".parse().unwrap())?;
+        self.receiver = Some(receiver);
+        for seq in 0..self.count {
+            io.send(sender, target, &payload(seq as u32, 100));
+        }
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        socket: SocketId,
+        _: SocketAddr,
+        data: &[u8],
+    ) {
+        assert_eq!(Some(socket), self.receiver);
+        self.in_order &= data == &payload(self.received as u32, 100)[..];
+        self.received += 1;
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        self.received == self.count
+    }
+}
+
+#[test]
+fn a_burst_larger_than_the_send_slab_and_receive_ring_arrives_whole() {
+    for backend in BACKENDS {
+        let driver = Burst {
+            count: 3000,
+            receiver: None,
+            received: 0,
+            in_order: true,
+        };
+        let (_, driver) = Running::spawn(config(backend), driver).join();
+        assert_eq!(driver.received, 3000, "{backend:?}");
+        // One socket to one socket over loopback keeps order.
+        assert!(
+            driver.in_order,
+            "{backend:?}: datagrams reordered or damaged"
+        );
+    }
+}
+
+/// Stops as soon as it starts.
+struct StopAtOnce;
+
+impl Driver for StopAtOnce {
+    fn start(&mut self, _io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        _: SocketId,
+        _: SocketAddr,
+        _: &[u8],
+    ) {
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn auto_picks_io_uring_on_this_machine() {
+    core::probe_io_uring().expect("io_uring should be usable on the test machine");
+    let wake = WakeFd::new().unwrap();
+    let used = core::run(&config(Backend::Auto), &wake, &mut StopAtOnce).unwrap();
+    assert_eq!(used, BackendUsed::IoUring);
+    let used = core::run(&config(Backend::Epoll), &wake, &mut StopAtOnce).unwrap();
+    assert_eq!(used, BackendUsed::Epoll);
+}
+
+#[test]
+fn pinning_to_a_cpu_works_and_a_missing_cpu_is_an_error() {
+    let wake = WakeFd::new().unwrap();
+    let pinned = LoopConfig {
+        pin_to_cpu: Some(0),
+        ..config(Backend::Epoll)
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| core::run(&pinned, &wake, &mut StopAtOnce).unwrap());
+    });
+    // 1023 fits a cpu_set_t but is not on this machine; 100,000 does not fit at all.
+    for cpu in [1023, 100_000] {
+        let missing = LoopConfig {
+            pin_to_cpu: Some(cpu),
+            ..config(Backend::Epoll)
+        };
+        let error = core::run(&missing, &wake, &mut StopAtOnce).unwrap_err();
+        assert!(
+            matches!(error, LoopError::Pin { cpu: c } if c == cpu),
+            "{error}"
+        );
+        assert!(error.to_string().contains("pin = false"), "{error}");
+    }
+}
+
+#[test]
+fn a_driver_that_cannot_bind_fails_the_loop_with_advice() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    for backend in BACKENDS {
+        let (mut driver, _bound) = Echo::new("127.0.0.1:0");
+        driver.bind = addr;
+        let wake = WakeFd::new().unwrap();
+        let error = core::run(&config(backend), &wake, &mut driver).unwrap_err();
+        assert!(
+            matches!(error, LoopError::DriverStart(_)),
+            "{backend:?}: {error}"
+        );
+        assert!(error.to_string().contains("address"), "{error}");
+    }
+}
+
+/// Answers any datagram with one reply of each of `sizes` bytes.
+struct Replies {
+    sizes: Vec<usize>,
+    bound: mpsc::Sender<SocketAddr>,
+}
+
+impl Driver for Replies {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let (_, local) = io.bind("127.0.0.1:0".parse().unwrap())?;
+        self.bound.send(local).unwrap();
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        io: &mut impl Io,
+        _: Instant,
+        socket: SocketId,
+        from: SocketAddr,
+        _: &[u8],
+    ) {
+        for &size in &self.sizes {
+            io.send(socket, from, &payload(size as u32, size));
+        }
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn sends_longer_than_max_datagram_are_dropped() {
+    for backend in BACKENDS {
+        let (bound, bound_rx) = mpsc::channel();
+        let driver = Replies {
+            sizes: vec![1001, 1000],
+            bound,
+        };
+        let config = LoopConfig {
+            max_datagram: 1000,
+            ..config(backend)
+        };
+        let running = Running::spawn(config, driver);
+        let server = bound_rx.recv_timeout(PATIENCE).unwrap();
+        let client = client_for(server);
+        client.send_to(b"go", server).unwrap();
+        let mut buf = [0u8; 2048];
+        let (got, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..got], &payload(1000, 1000)[..], "{backend:?}");
+        running.stop();
+    }
+}

@@ -1,0 +1,862 @@
+//! The SIP endpoint in virtual time against a UAS scripted here (built on the same parser):
+//! every call flow the dataplane relies on, retransmission timers, out-of-call requests from
+//! `tests/vectors/sip/uas-requests/`, and a 1,000-call leak check.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use outdial_dataplane::api::{CallId, Disposition};
+use outdial_dataplane::sip::message::{HeaderName, Method};
+use outdial_dataplane::sip::{DialParams, Endpoint, SipConfig, SipError, SipEvent, parse_message};
+
+const LOCAL: &str = "192.0.2.1:5060";
+const UAS: &str = "192.0.2.4:5070";
+const SDP_OFFER: &[u8] = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\n";
+const SDP_ANSWER: &str = "v=0\r\no=- 2 2 IN IP4 192.0.2.4\r\ns=-\r\nc=IN IP4 192.0.2.4\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n";
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("test address")
+}
+
+/// The endpoint plus a virtual clock and a log of what it sent.
+struct Harness {
+    endpoint: Endpoint,
+    t0: Instant,
+    now: Instant,
+    sent: Vec<(Duration, SocketAddr, Vec<u8>)>,
+    events: Vec<SipEvent>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let config = SipConfig {
+            local: addr(LOCAL),
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            user_agent: "outdial-test".into(),
+        };
+        let t0 = Instant::now();
+        Self {
+            endpoint: Endpoint::new(config, 7),
+            t0,
+            now: t0,
+            sent: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn dial(&mut self, call: u64, ring_timeout: u64) -> Result<(), SipError> {
+        let params = DialParams {
+            target: "sip:+15550001@192.0.2.4:5070",
+            from: "sip:outdial@192.0.2.1",
+            sdp_offer: SDP_OFFER,
+            ring_timeout: Duration::from_secs(ring_timeout),
+            max_duration: Duration::from_secs(3600),
+        };
+        let result = self.endpoint.dial(self.now, CallId(call), &params);
+        self.drain();
+        result
+    }
+
+    fn drain(&mut self) {
+        let mut buf = Vec::new();
+        while let Some(to) = self.endpoint.poll_transmit(&mut buf) {
+            self.sent.push((self.now - self.t0, to, buf.clone()));
+        }
+        while let Some(event) = self.endpoint.poll_event() {
+            self.events.push(event);
+        }
+    }
+
+    /// Runs every timer up to `at` (virtual), draining after each.
+    fn advance_to(&mut self, at: Duration) {
+        let end = self.t0 + at;
+        while let Some(deadline) = self.endpoint.poll_timeout().filter(|&d| d <= end) {
+            self.now = self.now.max(deadline);
+            self.endpoint.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn deliver(&mut self, data: &[u8]) {
+        self.endpoint.handle_datagram(self.now, addr(UAS), data);
+        self.drain();
+    }
+
+    fn take_sent(&mut self) -> Vec<(Duration, SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn take_events(&mut self) -> Vec<SipEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The last INVITE sent (the UAS answers it).
+    fn last_request(&self, method: Method<'_>) -> Vec<u8> {
+        self.sent
+            .iter()
+            .rev()
+            .find(|(_, _, bytes)| {
+                parse_message(bytes).ok().and_then(|m| m.method()) == Some(method)
+            })
+            .map(|(_, _, bytes)| bytes.clone())
+            .expect("request was sent")
+    }
+}
+
+/// The scripted UAS: a response to `request` (RFC 3261 §8.2.6).
+fn reply(
+    request: &[u8],
+    status: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> Vec<u8> {
+    let request = parse_message(request).expect("our request parses");
+    let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+    for via in request.header_values(HeaderName::Via) {
+        out += &format!("Via: {via}\r\n");
+    }
+    let to = request.header(HeaderName::To).expect("To");
+    let to = match to_tag {
+        Some(tag) if !to.contains("tag=") => format!("{to};tag={tag}"),
+        _ => to.to_owned(),
+    };
+    out += &format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}",
+        request.header(HeaderName::From).expect("From"),
+        request.call_id().expect("Call-ID"),
+        request.header(HeaderName::CSeq).expect("CSeq"),
+    );
+    if !body.is_empty() {
+        out += "Content-Type: application/sdp\r\n";
+    }
+    out += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    out.into_bytes()
+}
+
+const CONTACT: &str =
+    "Contact: <sip:callee@192.0.2.4:5070>\r\nRecord-Route: <sip:192.0.2.50:5090;lr>\r\n";
+
+fn methods(sent: &[(Duration, SocketAddr, Vec<u8>)]) -> Vec<String> {
+    sent.iter()
+        .map(|(_, _, bytes)| {
+            let message = parse_message(bytes).unwrap_or_else(|e| {
+                panic!(
+                    "we send parseable SIP: {e}\n{}",
+                    String::from_utf8_lossy(bytes)
+                )
+            });
+            match message.method() {
+                Some(method) => method.to_string(),
+                None => message.status().map(|s| s.to_string()).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+fn ended(events: &[SipEvent]) -> Vec<(CallId, Disposition, Option<u16>, String)> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            SipEvent::Ended { call, outcome } => Some((
+                *call,
+                outcome.disposition,
+                outcome.sip_status,
+                outcome.reason.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Answers the INVITE with 180 then 200 (SDP, Contact, Record-Route).
+fn answer(h: &mut Harness) -> Vec<u8> {
+    let invite = h.last_request(Method::Invite);
+    h.deliver(&reply(&invite, 180, "Ringing", Some("uas1"), "", ""));
+    let ok = reply(&invite, 200, "OK", Some("uas1"), CONTACT, SDP_ANSWER);
+    h.deliver(&ok);
+    ok
+}
+
+#[test]
+fn invite_is_well_formed() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1);
+    let (_, to, bytes) = &sent[0];
+    assert_eq!(*to, addr(UAS));
+    let invite = parse_message(bytes).expect("INVITE parses");
+    assert_eq!(invite.method(), Some(Method::Invite));
+    assert_eq!(
+        invite.request_uri().map(|u| u.as_str()),
+        Some("sip:+15550001@192.0.2.4:5070")
+    );
+    let via = invite.via().expect("Via");
+    assert!(via.branch().expect("branch").starts_with("z9hG4bK"));
+    assert_eq!(via.rport(), Some(None));
+    assert_eq!((via.transport, via.port), ("UDP", Some(5060)));
+    assert!(invite.from().and_then(|f| f.tag()).is_some());
+    assert_eq!(invite.to().and_then(|t| t.tag()), None);
+    assert!(invite.call_id().expect("Call-ID").ends_with("@192.0.2.1"));
+    let cseq = invite.cseq().expect("CSeq");
+    assert_eq!((cseq.number, cseq.method), (1, Method::Invite));
+    assert_eq!(
+        invite.contact().map(|c| c.uri.as_str()),
+        Some("sip:outdial@192.0.2.1:5060")
+    );
+    assert_eq!(invite.max_forwards(), Some(70));
+    assert_eq!(
+        invite.header(HeaderName::Other("User-Agent")),
+        Some("outdial-test")
+    );
+    assert!(
+        invite
+            .header(HeaderName::Allow)
+            .expect("Allow")
+            .contains("BYE")
+    );
+    assert_eq!(invite.content_type(), Some("application/sdp"));
+    assert_eq!(invite.body(), SDP_OFFER);
+    assert_eq!(h.endpoint.active_calls(), 1);
+}
+
+#[test]
+fn timer_a_doubles_and_timer_b_fails_the_call() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    h.advance_to(Duration::from_secs(40));
+    let times: Vec<u128> = h
+        .take_sent()
+        .iter()
+        .map(|(at, _, _)| at.as_millis())
+        .collect();
+    assert_eq!(times, [0, 500, 1500, 3500, 7500, 15500, 31500]);
+    assert_eq!(
+        ended(&h.take_events()),
+        [(
+            CallId(1),
+            Disposition::Failed,
+            None,
+            "no response from 192.0.2.4:5070 (Timer B)".to_owned()
+        )]
+    );
+    assert_eq!(h.endpoint.active_calls(), 0);
+    assert!(h.endpoint.is_idle());
+}
+
+#[test]
+fn answered_call_acks_every_2xx_and_hangs_up_with_bye() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let ok = answer(&mut h);
+    let events = h.take_events();
+    assert_eq!(events[0], SipEvent::Ringing { call: CallId(1) });
+    assert_eq!(
+        events[1],
+        SipEvent::Answered {
+            call: CallId(1),
+            sdp: SDP_ANSWER.as_bytes().to_vec()
+        }
+    );
+    assert_eq!(events.len(), 2);
+    // The ACK goes to the first (loose) route, addressed to the Contact.
+    let sent = h.take_sent();
+    let (_, to, ack) = sent.last().expect("ACK");
+    assert_eq!(*to, addr("192.0.2.50:5090"));
+    let ack = parse_message(ack).expect("ACK parses");
+    assert_eq!(ack.method(), Some(Method::Ack));
+    assert_eq!(
+        ack.request_uri().map(|u| u.as_str()),
+        Some("sip:callee@192.0.2.4:5070")
+    );
+    assert_eq!(ack.cseq().map(|c| c.number), Some(1));
+    assert_eq!(ack.to().and_then(|t| t.tag()), Some("uas1"));
+    assert_eq!(
+        ack.header(HeaderName::Route),
+        Some("<sip:192.0.2.50:5090;lr>")
+    );
+    // A retransmitted 200 is ACKed again, with no new event.
+    h.now += Duration::from_millis(500);
+    h.deliver(&ok);
+    assert_eq!(methods(&h.take_sent()), ["ACK"]);
+    assert!(h.take_events().is_empty());
+    // Hang up: BYE with the next CSeq.
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    let bye = h.last_request(Method::Bye);
+    let parsed = parse_message(&bye).expect("BYE parses");
+    assert_eq!(parsed.cseq().map(|c| c.number), Some(2));
+    assert_eq!(
+        ended(&h.take_events()),
+        [(
+            CallId(1),
+            Disposition::Completed,
+            Some(200),
+            "caller hung up".to_owned()
+        )]
+    );
+    h.deliver(&reply(&bye, 200, "OK", None, "", ""));
+    h.advance_to(Duration::from_secs(100));
+    assert!(h.take_events().is_empty(), "Ended is emitted once");
+    assert!(h.endpoint.is_idle());
+}
+
+#[test]
+fn busy_is_acked_by_the_transaction() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.deliver(&reply(&invite, 100, "Trying", None, "", ""));
+    let busy = reply(&invite, 486, "Busy Here", Some("b"), "", "");
+    h.deliver(&busy);
+    h.deliver(&busy);
+    let sent = h.take_sent();
+    assert_eq!(methods(&sent), ["INVITE", "ACK", "ACK"]);
+    let ack = parse_message(&sent[1].2).expect("ACK parses");
+    let invite = parse_message(&invite).expect("INVITE parses");
+    assert_eq!(
+        ack.via().and_then(|v| v.branch()),
+        invite.via().and_then(|v| v.branch())
+    );
+    assert_eq!(ack.to().and_then(|t| t.tag()), Some("b"));
+    assert_eq!(
+        ended(&h.take_events()),
+        [(
+            CallId(1),
+            Disposition::Busy,
+            Some(486),
+            "486 Busy Here".to_owned()
+        )]
+    );
+    h.advance_to(Duration::from_secs(40));
+    assert!(h.endpoint.is_idle());
+}
+
+#[test]
+fn final_failures_are_classified() {
+    let cases = [
+        (600, "Busy Everywhere", Disposition::Busy),
+        (480, "Temporarily Unavailable", Disposition::NoAnswer),
+        (408, "Request Timeout", Disposition::NoAnswer),
+        (302, "Moved Temporarily", Disposition::Failed),
+        (404, "Not Found", Disposition::Failed),
+        (503, "Service Unavailable", Disposition::Failed),
+    ];
+    for (status, reason, disposition) in cases {
+        let mut h = Harness::new();
+        h.dial(1, 60).expect("dial");
+        let invite = h.last_request(Method::Invite);
+        h.deliver(&reply(
+            &invite,
+            status,
+            reason,
+            Some("x"),
+            "Contact: <sip:elsewhere@192.0.2.66>\r\n",
+            "",
+        ));
+        let ended = ended(&h.take_events());
+        assert_eq!(
+            (ended[0].1, ended[0].2),
+            (disposition, Some(status)),
+            "{status}"
+        );
+        // A 3xx is never followed: nothing but the ACK goes out.
+        assert_eq!(methods(&h.take_sent()), ["INVITE", "ACK"]);
+    }
+}
+
+#[test]
+fn ring_timeout_cancels_and_487_ends_as_no_answer() {
+    let mut h = Harness::new();
+    h.dial(1, 10).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.now += Duration::from_secs(1);
+    h.deliver(&reply(&invite, 180, "Ringing", Some("r"), "", ""));
+    h.advance_to(Duration::from_secs(10));
+    let sent = h.take_sent();
+    assert_eq!(methods(&sent), ["INVITE", "CANCEL"]);
+    assert_eq!(sent[1].0, Duration::from_secs(10));
+    let cancel = parse_message(&sent[1].2).expect("CANCEL parses");
+    let parsed_invite = parse_message(&invite).expect("INVITE parses");
+    assert_eq!(
+        cancel.via().and_then(|v| v.branch()),
+        parsed_invite.via().and_then(|v| v.branch())
+    );
+    assert_eq!(
+        cancel.cseq().map(|c| (c.number, c.method)),
+        Some((1, Method::Cancel))
+    );
+    assert_eq!(cancel.request_uri(), parsed_invite.request_uri());
+    assert_eq!(cancel.to().and_then(|t| t.tag()), None);
+    h.deliver(&reply(&sent[1].2, 200, "OK", Some("r"), "", ""));
+    h.deliver(&reply(
+        &invite,
+        487,
+        "Request Terminated",
+        Some("r"),
+        "",
+        "",
+    ));
+    assert_eq!(methods(&h.take_sent()), ["ACK"]);
+    assert_eq!(
+        ended(&h.take_events()),
+        [(
+            CallId(1),
+            Disposition::NoAnswer,
+            Some(487),
+            "no answer within 10s".to_owned()
+        )]
+    );
+    h.advance_to(Duration::from_secs(60));
+    assert!(h.endpoint.is_idle());
+}
+
+#[test]
+fn ok_after_cancel_is_acked_then_byed_and_stays_no_answer() {
+    let mut h = Harness::new();
+    h.dial(1, 5).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.deliver(&reply(&invite, 180, "Ringing", Some("r"), "", ""));
+    h.advance_to(Duration::from_secs(5));
+    h.deliver(&reply(&invite, 200, "OK", Some("r"), CONTACT, SDP_ANSWER));
+    assert_eq!(methods(&h.take_sent()), ["INVITE", "CANCEL", "ACK", "BYE"]);
+    let events = h.take_events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, SipEvent::Answered { .. }))
+    );
+    assert_eq!(ended(&events)[0].1, Disposition::NoAnswer);
+}
+
+#[test]
+fn hangup_before_any_provisional_waits_to_cancel() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.invite_bytes();
+    h.now += Duration::from_millis(100);
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    assert_eq!(
+        methods(&h.take_sent()),
+        ["INVITE"],
+        "no CANCEL before a provisional (RFC 3261 §9.1)"
+    );
+    h.deliver(&reply(&invite, 100, "Trying", None, "", ""));
+    assert_eq!(methods(&h.take_sent()), ["CANCEL"]);
+    h.deliver(&reply(
+        &invite,
+        487,
+        "Request Terminated",
+        Some("t"),
+        "",
+        "",
+    ));
+    let ended = ended(&h.take_events());
+    assert_eq!((ended[0].1, ended[0].2), (Disposition::Canceled, Some(487)));
+}
+
+#[test]
+fn remote_bye_ends_the_call_and_its_retransmission_is_absorbed() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    answer(&mut h);
+    h.take_events();
+    let ack = h.last_request(Method::Ack);
+    let ack = parse_message(&ack).expect("ACK");
+    let bye = format!(
+        "BYE sip:outdial@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.4:5070;branch=z9hG4bKbye1\r\nFrom: <sip:+15550001@192.0.2.4:5070>;tag=uas1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 10 BYE\r\nContent-Length: 0\r\n\r\n",
+        ack.header(HeaderName::From).expect("From"),
+        ack.call_id().expect("Call-ID"),
+    );
+    h.take_sent();
+    h.deliver(bye.as_bytes());
+    h.deliver(bye.as_bytes());
+    let sent = h.take_sent();
+    assert_eq!(methods(&sent), ["200", "200"]);
+    assert_eq!(
+        sent[0].2, sent[1].2,
+        "the retransmission gets the same response"
+    );
+    assert_eq!(sent[0].1, addr(UAS));
+    assert_eq!(
+        ended(&h.take_events()),
+        [(
+            CallId(1),
+            Disposition::Completed,
+            Some(200),
+            "callee hung up".to_owned()
+        )]
+    );
+    h.advance_to(Duration::from_secs(100));
+    assert!(h.endpoint.is_idle());
+}
+
+#[test]
+fn re_invite_gets_our_offer_again() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    answer(&mut h);
+    let ack = h.last_request(Method::Ack);
+    let ack = parse_message(&ack).expect("ACK");
+    let reinvite = format!(
+        "INVITE sip:outdial@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.4:5070;branch=z9hG4bKre1\r\nFrom: <sip:+15550001@192.0.2.4:5070>;tag=uas1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 11 INVITE\r\nContact: <sip:callee@192.0.2.4:5070>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP_ANSWER}",
+        ack.header(HeaderName::From).expect("From"),
+        ack.call_id().expect("Call-ID"),
+        SDP_ANSWER.len(),
+    );
+    h.take_sent();
+    h.deliver(reinvite.as_bytes());
+    let sent = h.take_sent();
+    let ok = parse_message(&sent[0].2).expect("200 parses");
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(ok.body(), SDP_OFFER);
+    assert!(ok.contact().is_some());
+    // The ACK (new branch) stops the 200's retransmission.
+    let ack2 = reinvite
+        .replace("INVITE sip", "ACK sip")
+        .replace("11 INVITE", "11 ACK")
+        .replace("z9hG4bKre1", "z9hG4bKre2");
+    h.deliver(ack2.as_bytes());
+    h.advance_to(Duration::from_secs(10));
+    assert!(
+        methods(&h.take_sent()).iter().all(|m| m != "200"),
+        "no 200 retransmission after ACK"
+    );
+}
+
+#[test]
+fn max_duration_sends_bye() {
+    let mut h = Harness::new();
+    let params = DialParams {
+        target: "sip:+15550001@192.0.2.4:5070",
+        from: "sip:outdial@192.0.2.1",
+        sdp_offer: SDP_OFFER,
+        ring_timeout: Duration::from_secs(30),
+        max_duration: Duration::from_secs(20),
+    };
+    h.endpoint.dial(h.now, CallId(9), &params).expect("dial");
+    h.drain();
+    h.now += Duration::from_secs(2);
+    answer(&mut h);
+    h.take_events();
+    h.take_sent();
+    h.advance_to(Duration::from_secs(21));
+    assert!(h.take_sent().is_empty(), "20 s run from the answer at 2 s");
+    h.advance_to(Duration::from_secs(23));
+    let sent = h.take_sent();
+    assert_eq!(methods(&sent)[0], "BYE");
+    assert_eq!(sent[0].0, Duration::from_secs(22));
+    assert_eq!(
+        ended(&h.take_events()),
+        [(
+            CallId(9),
+            Disposition::Completed,
+            Some(200),
+            "max duration reached".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn dial_errors_send_nothing() {
+    let mut h = Harness::new();
+    let mut params = DialParams {
+        target: "sip:bob@example.com",
+        from: "sip:outdial@192.0.2.1",
+        sdp_offer: SDP_OFFER,
+        ring_timeout: Duration::from_secs(30),
+        max_duration: Duration::from_secs(20),
+    };
+    assert_eq!(
+        h.endpoint.dial(h.now, CallId(1), &params),
+        Err(SipError::NeedsDns("example.com".into()))
+    );
+    params.target = "tel:+15550001";
+    assert!(matches!(
+        h.endpoint.dial(h.now, CallId(1), &params),
+        Err(SipError::BadTarget(_))
+    ));
+    params.target = "sip:bob@[::1";
+    assert!(matches!(
+        h.endpoint.dial(h.now, CallId(1), &params),
+        Err(SipError::BadTarget(_))
+    ));
+    params.target = "sip:bob@localhost";
+    params.from = "not a uri";
+    assert!(matches!(
+        h.endpoint.dial(h.now, CallId(1), &params),
+        Err(SipError::BadFrom(_))
+    ));
+    params.from = "sip:outdial@192.0.2.1";
+    h.endpoint
+        .dial(h.now, CallId(1), &params)
+        .expect("localhost needs no DNS");
+    assert_eq!(
+        h.endpoint.dial(h.now, CallId(1), &params),
+        Err(SipError::DuplicateCall(CallId(1)))
+    );
+    h.drain();
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, addr("127.0.0.1:5060"));
+}
+
+#[test]
+fn forked_second_2xx_is_acked_and_byed() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    answer(&mut h);
+    let invite = h.invite_bytes();
+    h.take_sent();
+    h.take_events();
+    h.deliver(&reply(
+        &invite,
+        200,
+        "OK",
+        Some("fork2"),
+        "Contact: <sip:other@192.0.2.5>\r\n",
+        SDP_ANSWER,
+    ));
+    let sent = h.take_sent();
+    assert_eq!(methods(&sent), ["ACK", "BYE"]);
+    assert!(sent.iter().all(|(_, to, _)| *to == addr("192.0.2.5:5060")));
+    assert!(h.take_events().is_empty());
+}
+
+#[test]
+fn out_of_call_requests_get_the_vector_statuses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/sip/uas-requests");
+    let mut checked = 0;
+    for entry in fs::read_dir(&dir).expect("vector dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "sip") {
+            continue;
+        }
+        let data = fs::read(&path).expect("vector");
+        let expected =
+            fs::read_to_string(path.with_extension("expected")).expect("expected status");
+        let mut h = Harness::new();
+        h.deliver(&data);
+        // Status lines only: a response echoes a malformed header verbatim (RFC 3261 §8.2.6.2).
+        let statuses: Vec<String> = h
+            .take_sent()
+            .iter()
+            .map(|(_, _, bytes)| String::from_utf8_lossy(&bytes[8..11]).into_owned())
+            .collect();
+        match expected.trim() {
+            "none" => assert!(statuses.is_empty(), "{}: {statuses:?}", path.display()),
+            status => assert_eq!(statuses, [status], "{}", path.display()),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 14, "vectors missing");
+}
+
+#[test]
+fn error_responses_echo_the_request_and_carry_allow() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/sip/uas-requests");
+    let mut h = Harness::new();
+    h.deliver(&fs::read(dir.join("register-not-allowed.sip")).expect("vector"));
+    let sent = h.take_sent();
+    let response = parse_message(&sent[0].2).expect("405 parses");
+    assert_eq!(response.status(), Some(405));
+    assert!(response.header(HeaderName::Allow).is_some());
+    assert_eq!(response.via().and_then(|v| v.branch()), Some("z9hG4bKvec1"));
+    assert_eq!(response.call_id(), Some("vec1@192.0.2.9"));
+    assert!(response.to().and_then(|t| t.tag()).is_some());
+    // The same request again is a retransmission: same response from the transaction.
+    h.deliver(&fs::read(dir.join("register-not-allowed.sip")).expect("vector"));
+    assert_eq!(h.take_sent()[0].2, sent[0].2);
+}
+
+#[test]
+fn thousand_calls_release_everything() {
+    let mut h = Harness::new();
+    for call in 0..1000u64 {
+        h.dial(call, 20).expect("dial");
+        let invite = h.invite_bytes();
+        let tag = format!("t{call}");
+        match call % 5 {
+            0 => {
+                h.deliver(&reply(&invite, 180, "Ringing", Some(&tag), "", ""));
+                h.deliver(&reply(&invite, 200, "OK", Some(&tag), CONTACT, SDP_ANSWER));
+                h.endpoint.hangup(h.now, CallId(call));
+                h.drain();
+                let bye = h.last_request(Method::Bye);
+                h.deliver(&reply(&bye, 200, "OK", None, "", ""));
+            }
+            1 => h.deliver(&reply(&invite, 486, "Busy Here", Some(&tag), "", "")),
+            2 => h.deliver(&reply(&invite, 180, "Ringing", Some(&tag), "", "")),
+            3 => {}
+            _ => {
+                h.deliver(&reply(&invite, 100, "Trying", None, "", ""));
+                h.endpoint.hangup(h.now, CallId(call));
+                h.drain();
+            }
+        }
+        h.sent.clear();
+        h.now += Duration::from_millis(10);
+    }
+    // Ring timeouts CANCEL call%5==2 (no 487 comes: the §9.1 guard ends them), Timer B
+    // ends call%5==3, the guard ends the hung-up ones.
+    h.advance_to(Duration::from_secs(300));
+    let ended = ended(&h.take_events());
+    assert_eq!(ended.len(), 1000);
+    let mut ids: Vec<u64> = ended.iter().map(|(c, ..)| c.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000, "exactly one Ended per call");
+    assert_eq!(h.endpoint.active_calls(), 0);
+    assert!(h.endpoint.is_idle(), "everything released");
+}
+
+impl Harness {
+    fn invite_bytes(&self) -> Vec<u8> {
+        self.last_request(Method::Invite)
+    }
+}
+
+fn corpus(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/corpus")
+        .join(name);
+    assert!(dir.is_dir(), "corpus {} is missing", dir.display());
+    dir
+}
+
+/// The status line codes the endpoint sends for one datagram.
+fn statuses_for(data: &[u8]) -> Vec<String> {
+    let mut h = Harness::new();
+    h.deliver(data);
+    h.take_sent()
+        .iter()
+        .map(|(_, _, bytes)| String::from_utf8_lossy(&bytes[8..11]).into_owned())
+        .collect()
+}
+
+#[test]
+fn rfc4475_torture_end_to_end() {
+    let dir = corpus("sip-rfc4475-torture");
+    let cases: &[(&str, &[&str])] = &[
+        ("badvers.dat", &["505"]),
+        ("unkscm.dat", &["416"]),
+        ("novelsc.dat", &["416"]),
+        ("bext01.dat", &["420"]),
+        ("zeromf.dat", &["200"]),
+        ("multi01.dat", &["400"]),
+        ("mismatch01.dat", &["400"]),
+        ("mismatch02.dat", &["501"]),
+        ("badinv01.dat", &["400"]),
+        ("clerr.dat", &["400"]),
+        ("ncl.dat", &["400"]),
+        ("scalar02.dat", &["400"]),
+        ("quotbal.dat", &["400"]),
+        ("esc02.dat", &["501"]),
+        ("intmeth.dat", &["501"]),
+        ("dblreq.dat", &["405"]),
+        ("insuf.dat", &[]),
+        ("scalarlg.dat", &[]),
+        ("bigcode.dat", &[]),
+        ("bcast.dat", &[]),
+        ("unreason.dat", &[]),
+    ];
+    for (file, expected) in cases {
+        let data = fs::read(dir.join(file)).expect("torture file");
+        assert_eq!(statuses_for(&data), *expected, "{file}");
+    }
+    for entry in fs::read_dir(&dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        let data = fs::read(&path).expect("file");
+        let sent = std::panic::catch_unwind(|| statuses_for(&data));
+        let sent = sent.unwrap_or_else(|_| panic!("{} panicked the endpoint", path.display()));
+        assert!(sent.len() <= 1, "{}: one response at most", path.display());
+    }
+}
+
+/// Fills a PROTOS template's placeholders (see the corpus README); `case` makes the branch
+/// and Call-ID unique.
+fn fill_protos(template: &[u8], case: usize) -> Vec<u8> {
+    let branch = format!("z9hG4bKprotos{case}");
+    let call_id = format!("protos{case}");
+    let replacements: [(&[u8], &[u8]); 9] = [
+        (b"<To>", b"sip:callee@192.0.2.1"),
+        (b"<From>", b"sip:protos@192.0.2.4"),
+        (b"<From-Address>", b"192.0.2.4"),
+        (b"<From-IP>", b"192.0.2.4"),
+        (b"<Local-Port>", b"5070"),
+        (b"<Branch-ID>", branch.as_bytes()),
+        (b"<Call-ID>", call_id.as_bytes()),
+        (b"<CSeq>", b"1"),
+        (b"<Teardown-Method>", b"CANCEL"),
+    ];
+    let mut out = Vec::with_capacity(template.len());
+    let mut at = 0;
+    'scan: while at < template.len() {
+        for (from, to) in &replacements {
+            if template[at..].starts_with(from) {
+                out.extend_from_slice(to);
+                at += from.len();
+                continue 'scan;
+            }
+        }
+        out.push(template[at]);
+        at += 1;
+    }
+    if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+        let length = (out.len() - end - 4).to_string();
+        if let Some(marker) = out.windows(16).position(|w| w == b"<Content-Length>") {
+            out.splice(marker..marker + 16, length.bytes());
+        }
+    }
+    out
+}
+
+/// The INVITE template of a PROTOS case file (`<len> <INVITE><len> <teardown>`).
+fn protos_invite(data: &[u8], case: usize) -> Vec<u8> {
+    let space = data.iter().position(|&b| b == b' ').unwrap_or(0);
+    let length: usize = std::str::from_utf8(&data[..space])
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    fill_protos(
+        &data[(space + 1).min(data.len())..(space + 1 + length).min(data.len())],
+        case,
+    )
+}
+
+#[test]
+fn protos_c07_through_the_endpoint() {
+    let dir = corpus("sip-protos-c07").join("cases");
+    let mut h = Harness::new();
+    h.dial(1, 3600).expect("dial");
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .expect("cases")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4527);
+    for (case, path) in files.iter().enumerate() {
+        let invite = protos_invite(&fs::read(path).expect("case"), case);
+        h.deliver(&invite[..invite.len().min(65_507)]);
+        h.sent.clear();
+    }
+    // Still alive and answering: case 0 is a well-formed INVITE (no incoming calls: 404).
+    let invite = protos_invite(&fs::read(dir.join("0000000")).expect("case 0"), 99_999);
+    h.deliver(&invite);
+    let statuses: Vec<String> = h
+        .take_sent()
+        .iter()
+        .map(|(_, _, bytes)| String::from_utf8_lossy(&bytes[8..11]).into_owned())
+        .collect();
+    assert_eq!(statuses, ["404"]);
+    // The outbound call is unaffected.
+    assert_eq!(h.endpoint.active_calls(), 1);
+}
