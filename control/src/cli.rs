@@ -140,6 +140,7 @@ pub fn init_tracing(log: &LogConfig) -> Result<(), Error> {
     .map_err(|e| Error::Config(format!("`log.level` (or RUST_LOG): {e}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let installed = if log.format == "json" {
         builder.json().try_init()

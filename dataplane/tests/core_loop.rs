@@ -256,6 +256,33 @@ fn echoes_datagrams_up_to_nine_thousand_bytes_and_beyond() {
     }
 }
 
+/// A zero-length UDP datagram is legal; it must reach the driver as an empty payload and
+/// must not stop the socket from receiving what follows.
+#[test]
+fn an_empty_datagram_is_delivered_and_receiving_goes_on() {
+    for backend in BACKENDS {
+        let (driver, bound) = Echo::new("127.0.0.1:0");
+        let running = Running::spawn(config(backend), driver);
+        let server = bound.recv_timeout(PATIENCE).unwrap();
+        let client = client_for(server);
+        let mut buf = vec![0u8; 2048];
+        for round in 0..3u32 {
+            client.send_to(&[], server).unwrap();
+            let (got, _) = client
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("{backend:?}: empty datagram {round} not echoed: {e}"));
+            assert_eq!(got, 0, "{backend:?}: the echo of an empty datagram is empty");
+            let data = payload(round, 64);
+            client.send_to(&data, server).unwrap();
+            let (got, _) = client
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("{backend:?}: receiving stopped after an empty datagram: {e}"));
+            assert_eq!(&buf[..got], &data[..], "{backend:?}");
+        }
+        running.stop();
+    }
+}
+
 #[test]
 fn drops_datagrams_longer_than_max_datagram() {
     for backend in BACKENDS {

@@ -1,0 +1,45 @@
+//! `document::Document::parse` on arbitrary bytes under each kind of Content-Type: `Ok` or
+//! `Err`, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use outdial_vxml::document::Document;
+use url::Url;
+
+/// Content-Types a fetch may report; the first input byte picks one.
+const CONTENT_TYPES: [Option<&str>; 5] = [
+    None,
+    Some("application/voicexml+xml"),
+    Some("application/voicexml+xml; charset=utf-8"),
+    Some("text/xml; charset=iso-8859-1"),
+    Some("application/xml; charset=utf-16"),
+];
+
+/// Bytes VoiceXML is made of. Mapping random input onto this set reaches deeper parser states
+/// than raw bytes, as mail-parser's fuzzers do.
+const ALPHABET: &[u8] = b"<>/=\"' \n?!-#.:;&abcdefgilmnoprstuvxy0123456789";
+
+/// Largest document the fuzzer lets through (the session default is 1 MiB).
+const MAX_BYTES: usize = 64 * 1024;
+
+fn exercise(content_type: Option<&str>, body: &[u8]) {
+    let url = Url::parse("https://fuzz.invalid/app/start.vxml").expect("fixed URL");
+    if let Ok(document) = Document::parse(url, content_type, body, MAX_BYTES) {
+        for form in &document.forms {
+            assert!(document.form_index(&form.id).is_some());
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let content_type = CONTENT_TYPES[usize::from(selector) % CONTENT_TYPES.len()];
+    exercise(content_type, body);
+    let restricted: Vec<u8> = body
+        .iter()
+        .map(|&byte| ALPHABET[usize::from(byte) % ALPHABET.len()])
+        .collect();
+    exercise(content_type, &restricted);
+});

@@ -1,0 +1,114 @@
+//! A `Session` fed the input as its initial document (and as every later fetch, up to a few),
+//! then playback completions, a few DTMF keys, its timeouts and a hangup. It must never panic,
+//! and it must end exactly once with nothing after `End`.
+//!
+//! The first input byte picks the keys pressed; the rest is the document.
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use outdial_vxml::{Action, FetchFailure, Fetched, Input, Limits, Session, SessionConfig};
+
+/// Fetches answered with the input; later ones fail with 404.
+const MAX_DOCUMENT_FETCHES: usize = 4;
+/// Upper bound on driver steps, far above what the scripted caller needs.
+const MAX_STEPS: usize = 200;
+/// Key sequences the caller may press.
+const KEYS: [&str; 4] = ["1", "12#", "*9", "0000000000#"];
+
+struct Driver {
+    session: Session,
+    now: Instant,
+    body: Vec<u8>,
+    fetches: usize,
+    ended: bool,
+}
+
+impl Driver {
+    /// Drains actions, answering fetches and completing playback at once.
+    fn drain(&mut self) {
+        for _ in 0..MAX_STEPS {
+            let Some(action) = self.session.poll_action() else {
+                return;
+            };
+            assert!(!self.ended, "action after End: {action:?}");
+            let input = match action {
+                Action::Fetch { id, url, .. } => {
+                    self.fetches += 1;
+                    let result = if self.fetches <= MAX_DOCUMENT_FETCHES {
+                        Ok(Fetched {
+                            url,
+                            content_type: Some("application/voicexml+xml".to_owned()),
+                            body: self.body.clone(),
+                        })
+                    } else {
+                        Err(FetchFailure {
+                            status: Some(404),
+                            message: "not found".to_owned(),
+                        })
+                    };
+                    Input::Fetched { id, result }
+                }
+                Action::Play { id, .. } => Input::PlaybackDone {
+                    id,
+                    interrupted: false,
+                },
+                Action::Log { .. } => continue,
+                Action::End(_) => {
+                    self.ended = true;
+                    continue;
+                }
+            };
+            self.session.handle_input(self.now, input);
+        }
+    }
+
+    fn run_timers(&mut self) {
+        for _ in 0..MAX_STEPS {
+            let Some(deadline) = self.session.poll_timeout() else {
+                return;
+            };
+            self.now = self.now.max(deadline);
+            self.session.handle_timeout(self.now);
+            self.drain();
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let config = SessionConfig {
+        url: "https://fuzz.invalid/app/start.vxml".to_owned(),
+        vars: vec![("caller".to_owned(), "\"+15550001\"".to_owned())],
+        local_uri: "sip:outdial@192.0.2.1".to_owned(),
+        remote_uri: "sip:+15550001@192.0.2.4".to_owned(),
+        limits: Limits {
+            script_budget: 10,
+            script_memory_bytes: 1 << 20,
+            max_document_bytes: 64 * 1024,
+            max_goto_chain: 100,
+        },
+    };
+    let now = Instant::now();
+    let session = Session::new(config, now).expect("fixed configuration starts");
+    let mut driver = Driver {
+        session,
+        now,
+        body: body.to_vec(),
+        fetches: 0,
+        ended: false,
+    };
+    driver.drain();
+    for key in KEYS[usize::from(selector) % KEYS.len()].chars() {
+        driver.now += Duration::from_millis(300);
+        driver.session.handle_input(driver.now, Input::Dtmf(key));
+        driver.drain();
+    }
+    driver.run_timers();
+    driver.session.handle_input(driver.now, Input::Hangup);
+    driver.drain();
+    assert!(driver.ended, "no End after hangup");
+});
