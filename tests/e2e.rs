@@ -36,11 +36,16 @@ fn dtmf_pcap(key: &str) -> String {
     let path = shared_dir().join(format!("corpus/rtp-dtmf-sipp-pcaps/dtmf_2833_{key}.pcap"));
     assert!(path.exists(), "missing test corpus file {}", path.display());
     // invariant: the corpus path is valid UTF-8 (it is built from ASCII names).
-    path.canonicalize().expect("canonical path").to_str().expect("utf-8").to_owned()
+    path.canonicalize()
+        .expect("canonical path")
+        .to_str()
+        .expect("utf-8")
+        .to_owned()
 }
 
 fn is_rfc3339(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| s.len() >= 20 && s.as_bytes().get(10) == Some(&b'T'))
+    v.as_str()
+        .is_some_and(|s| s.len() >= 20 && s.as_bytes().get(10) == Some(&b'T'))
 }
 
 /// (a) SIPp answers, presses 1 as RFC 4733 events while the prompt plays (barge-in); the
@@ -52,7 +57,10 @@ async fn answered_call_runs_the_application_and_submits_the_key() {
     app.vxml("/submit", GOODBYE);
     let sipp = Sipp::uas(
         "answer_dtmf.xml",
-        &[("DTMF_PCAP", dtmf_pcap("1")), ("DTMF_DELAY_MS", "2500".into())],
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "2500".into()),
+        ],
     );
     let outdial = Outdial::start("");
     let (status, created) = outdial
@@ -73,15 +81,31 @@ async fn answered_call_runs_the_application_and_submits_the_key() {
     for stamp in ["created_at", "dialed_at", "answered_at", "ended_at"] {
         assert!(is_rfc3339(&call[stamp]), "{stamp} missing: {call}");
     }
-    assert!(call["answered_at"].as_str() <= call["ended_at"].as_str(), "{call}");
+    assert!(
+        call["answered_at"].as_str() <= call["ended_at"].as_str(),
+        "{call}"
+    );
     assert_eq!(call["result"], json!({ "confirm": "true" }), "{call}");
 
-    let submits: Vec<_> = app.received().into_iter().filter(|r| r.path == "/submit").collect();
+    let submits: Vec<_> = app
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/submit")
+        .collect();
     assert_eq!(submits.len(), 1, "{submits:?}");
     assert_eq!(submits[0].method, "POST");
-    assert_eq!(form_pairs(&submits[0].body), vec![("confirm".to_owned(), "true".to_owned())]);
-    assert!(sipp_status.success(), "SIPp did not complete its scenario (BYE expected):\n{trace}");
-    assert!(trace.contains("BYE sip:"), "no BYE in SIPp's trace:\n{trace}");
+    assert_eq!(
+        form_pairs(&submits[0].body),
+        vec![("confirm".to_owned(), "true".to_owned())]
+    );
+    assert!(
+        sipp_status.success(),
+        "SIPp did not complete its scenario (BYE expected):\n{trace}"
+    );
+    assert!(
+        trace.contains("BYE sip:"),
+        "no BYE in SIPp's trace:\n{trace}"
+    );
 }
 
 /// (b) SIPp answers 486: the call is `busy` and was never answered.
@@ -90,16 +114,23 @@ async fn busy_callee_gives_status_busy() {
     let sipp = Sipp::uas("busy.xml", &[]);
     let outdial = Outdial::start("");
     let (status, created) = outdial
-        .create_call(&json!({ "to": sipp.uri("+15550002"), "url": "http://127.0.0.1:9/never-fetched.vxml" }))
+        .create_call(
+            &json!({ "to": sipp.uri("+15550002"), "url": "http://127.0.0.1:9/never-fetched.vxml" }),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
-    let call = outdial.wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT).await;
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
     let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
     assert_eq!(call["status"], "busy", "{call}");
     assert_eq!(call["sip_status"], 486, "{call}");
     assert!(call["answered_at"].is_null(), "{call}");
     assert!(is_rfc3339(&call["ended_at"]), "{call}");
-    assert!(sipp_status.success(), "SIPp expected the ACK for 486:\n{trace}");
+    assert!(
+        sipp_status.success(),
+        "SIPp expected the ACK for 486:\n{trace}"
+    );
 }
 
 /// (c) SIPp rings and never answers: after the ring timeout Outdial sends CANCEL, SIPp ends
@@ -116,12 +147,20 @@ async fn unanswered_call_is_canceled_after_the_ring_timeout() {
         }))
         .await;
     assert_eq!(status, 201, "{created}");
-    let call = outdial.wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT).await;
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
     let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
     assert_eq!(call["status"], "no-answer", "{call}");
     assert!(call["answered_at"].is_null(), "{call}");
-    assert!(sipp_status.success(), "SIPp expected CANCEL then ACK for 487:\n{trace}");
-    assert!(trace.contains("CANCEL sip:"), "no CANCEL in SIPp's trace:\n{trace}");
+    assert!(
+        sipp_status.success(),
+        "SIPp expected CANCEL then ACK for 487:\n{trace}"
+    );
+    assert!(
+        trace.contains("CANCEL sip:"),
+        "no CANCEL in SIPp's trace:\n{trace}"
+    );
 }
 
 /// (d) The application cannot be fetched (404) or parsed (malformed XML): the answered call
@@ -129,7 +168,10 @@ async fn unanswered_call_is_canceled_after_the_ring_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfetchable_or_malformed_application_fails_the_call_with_a_reason() {
     let app = AppServer::start().await;
-    app.vxml("/broken.vxml", "<vxml version=\"2.1\"><form><block><prompt>unclosed</block></form></vxml>");
+    app.vxml(
+        "/broken.vxml",
+        "<vxml version=\"2.1\"><form><block><prompt>unclosed</block></form></vxml>",
+    );
     let outdial = Outdial::start("");
     for (path, expected) in [("/missing.vxml", "404"), ("/broken.vxml", "broken.vxml")] {
         let sipp = Sipp::uas("answer_wait_bye.xml", &[]);
@@ -137,14 +179,25 @@ async fn unfetchable_or_malformed_application_fails_the_call_with_a_reason() {
             .create_call(&json!({ "to": sipp.uri("+15550004"), "url": app.url(path) }))
             .await;
         assert_eq!(status, 201, "{created}");
-        let call = outdial.wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT).await;
+        let call = outdial
+            .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+            .await;
         let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
         assert_eq!(call["status"], "failed", "{path}: {call}");
         let reason = call["reason"].as_str().unwrap_or_default();
-        assert!(reason.contains("error.badfetch"), "{path}: reason {reason:?}");
-        assert!(reason.contains(expected), "{path}: reason {reason:?} should name {expected}");
+        assert!(
+            reason.contains("error.badfetch"),
+            "{path}: reason {reason:?}"
+        );
+        assert!(
+            reason.contains(expected),
+            "{path}: reason {reason:?} should name {expected}"
+        );
         assert!(is_rfc3339(&call["answered_at"]), "{path}: {call}");
-        assert!(sipp_status.success(), "{path}: SIPp expected our BYE:\n{trace}");
+        assert!(
+            sipp_status.success(),
+            "{path}: SIPp expected our BYE:\n{trace}"
+        );
     }
 }
 
@@ -156,7 +209,10 @@ fn curl(args: &[&str]) -> (u16, Value) {
         .expect("run curl");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
 }
 
 /// (e) Bad API requests get 400/401 JSON errors with stable codes and create nothing.
@@ -167,20 +223,76 @@ async fn bad_api_requests_are_refused_and_create_nothing() {
     let auth = format!("Authorization: Bearer {}", outdial.api_key);
     let json_type = "Content-Type: application/json";
     let cases: [(&[&str], u16, &str); 6] = [
-        (&["-H", &auth, "-H", json_type, "-d", r#"{"url":"http://127.0.0.1/a.vxml"}"#], 400, "missing_field"),
-        (&["-H", &auth, "-H", json_type, "-d", r#"{"to": "sip:a@127.0.0.1", "url":"#], 400, "malformed_json"),
         (
-            &["-H", &auth, "-H", json_type, "-d", r#"{"to":"sip:a@127.0.0.1","url":"http://127.0.0.1/a.vxml","colour":"red"}"#],
+            &[
+                "-H",
+                &auth,
+                "-H",
+                json_type,
+                "-d",
+                r#"{"url":"http://127.0.0.1/a.vxml"}"#,
+            ],
+            400,
+            "missing_field",
+        ),
+        (
+            &[
+                "-H",
+                &auth,
+                "-H",
+                json_type,
+                "-d",
+                r#"{"to": "sip:a@127.0.0.1", "url":"#,
+            ],
+            400,
+            "malformed_json",
+        ),
+        (
+            &[
+                "-H",
+                &auth,
+                "-H",
+                json_type,
+                "-d",
+                r#"{"to":"sip:a@127.0.0.1","url":"http://127.0.0.1/a.vxml","colour":"red"}"#,
+            ],
             400,
             "unknown_field",
         ),
-        (&["-H", json_type, "-d", r#"{"to":"sip:a@127.0.0.1","url":"http://127.0.0.1/a.vxml"}"#], 401, "missing_api_key"),
         (
-            &["-H", "Authorization: Bearer od_wrong", "-H", json_type, "-d", r#"{"to":"sip:a@127.0.0.1","url":"http://127.0.0.1/a.vxml"}"#],
+            &[
+                "-H",
+                json_type,
+                "-d",
+                r#"{"to":"sip:a@127.0.0.1","url":"http://127.0.0.1/a.vxml"}"#,
+            ],
+            401,
+            "missing_api_key",
+        ),
+        (
+            &[
+                "-H",
+                "Authorization: Bearer od_wrong",
+                "-H",
+                json_type,
+                "-d",
+                r#"{"to":"sip:a@127.0.0.1","url":"http://127.0.0.1/a.vxml"}"#,
+            ],
             401,
             "invalid_api_key",
         ),
-        (&["-H", &auth, "-H", json_type, "-d", r#"{"to":"+15550001","url":"http://127.0.0.1/a.vxml"}"#], 400, "no_trunk"),
+        (
+            &[
+                "-H",
+                &auth,
+                "-H",
+                json_type,
+                "-d",
+                r#"{"to":"+15550001","url":"http://127.0.0.1/a.vxml"}"#,
+            ],
+            400,
+            "no_trunk",
+        ),
     ];
     for (args, status, code) in cases {
         let mut full: Vec<&str> = args.to_vec();
@@ -188,11 +300,20 @@ async fn bad_api_requests_are_refused_and_create_nothing() {
         let (got_status, body) = curl(&full);
         assert_eq!(got_status, status, "{args:?}: {body}");
         assert_eq!(body["error"]["code"], code, "{args:?}: {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
     }
     let (status, list) = curl(&["-H", &auth, &url]);
     assert_eq!(status, 200, "{list}");
-    assert_eq!(list["calls"], json!([]), "bad requests must create nothing: {list}");
+    assert_eq!(
+        list["calls"],
+        json!([]),
+        "bad requests must create nothing: {list}"
+    );
 }
 
 /// Malformed or unexpected SIP sent to Outdial's SIP port is answered or dropped, never fatal.
@@ -200,7 +321,9 @@ async fn bad_api_requests_are_refused_and_create_nothing() {
 async fn malformed_sip_is_answered_or_dropped_and_the_server_stays_up() {
     let outdial = Outdial::start("");
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
     let local = socket.local_addr().expect("addr");
     let branch = std::sync::atomic::AtomicU32::new(0);
     let request = |method: &str, version: &str, extra: &str| {
@@ -215,18 +338,27 @@ async fn malformed_sip_is_answered_or_dropped_and_the_server_stays_up() {
     let exchange = |bytes: &[u8]| -> Option<String> {
         socket.send_to(bytes, outdial.sip).expect("send");
         let mut buf = [0u8; 4096];
-        socket.recv(&mut buf).ok().map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        socket
+            .recv(&mut buf)
+            .ok()
+            .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
     };
     let first = request("OPTIONS", "SIP/2.0", "");
     let options = exchange(first.as_bytes()).expect("OPTIONS answered");
     assert!(options.starts_with("SIP/2.0 200"), "{options}");
     let again = exchange(first.as_bytes()).expect("a retransmitted OPTIONS gets its 200 again");
-    assert_eq!(again, options, "the server transaction resends the same final response");
+    assert_eq!(
+        again, options,
+        "the server transaction resends the same final response"
+    );
     let bad_version = exchange(request("OPTIONS", "SIP/7.0", "").as_bytes()).expect("answered");
     assert!(bad_version.starts_with("SIP/2.0 505"), "{bad_version}");
     let invite = request("INVITE", "SIP/2.0", "");
     let incoming = exchange(invite.as_bytes()).expect("INVITE answered");
-    assert!(incoming.starts_with("SIP/2.0 404"), "no application for incoming calls: {incoming}");
+    assert!(
+        incoming.starts_with("SIP/2.0 404"),
+        "no application for incoming calls: {incoming}"
+    );
     // The 404 is retransmitted (Timer G) until it is acknowledged, as RFC 3261 §17.2.1 says.
     let to_header = incoming
         .lines()
@@ -236,11 +368,21 @@ async fn malformed_sip_is_answered_or_dropped_and_the_server_stays_up() {
         .replacen("INVITE sip:", "ACK sip:", 1)
         .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
         .replace(&format!("To: <sip:probe@{}>", outdial.sip), to_header);
-    assert_eq!(exchange(ack.as_bytes()), None, "the ACK ends the exchange; nothing more is sent");
-    let bad_cseq = request("OPTIONS", "SIP/2.0", "").replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS");
+    assert_eq!(
+        exchange(ack.as_bytes()),
+        None,
+        "the ACK ends the exchange; nothing more is sent"
+    );
+    let bad_cseq =
+        request("OPTIONS", "SIP/2.0", "").replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS");
     let reply = exchange(bad_cseq.as_bytes()).expect("malformed CSeq answered");
     assert!(reply.starts_with("SIP/2.0 400"), "{reply}");
-    for garbage in [&b"\x00\x01\x02garbage"[..], b"", b"INVITE\r\n\r\n", &[0xff; 1400]] {
+    for garbage in [
+        &b"\x00\x01\x02garbage"[..],
+        b"",
+        b"INVITE\r\n\r\n",
+        &[0xff; 1400],
+    ] {
         assert_eq!(exchange(garbage), None, "garbage must be dropped silently");
     }
     let still_up = exchange(request("OPTIONS", "SIP/2.0", "").as_bytes()).expect("still answering");
@@ -257,13 +399,26 @@ async fn outdial_call_command_follows_a_call_to_completion() {
     app.vxml("/submit", GOODBYE);
     let sipp = Sipp::uas(
         "answer_dtmf.xml",
-        &[("DTMF_PCAP", dtmf_pcap("2")), ("DTMF_DELAY_MS", "1000".into())],
+        &[
+            ("DTMF_PCAP", dtmf_pcap("2")),
+            ("DTMF_DELAY_MS", "1000".into()),
+        ],
     );
     let outdial = Outdial::start("");
     let to = sipp.uri("+15550005");
     let url = app.url("/app.vxml");
     let args: Vec<String> = [
-        "call", "--api", &outdial.api, "--api-key", &outdial.api_key, "--to", &to, "--url", &url, "--var", "patient=Grace",
+        "call",
+        "--api",
+        &outdial.api,
+        "--api-key",
+        &outdial.api_key,
+        "--to",
+        &to,
+        "--url",
+        &url,
+        "--var",
+        "patient=Grace",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -274,11 +429,22 @@ async fn outdial_call_command_follows_a_call_to_completion() {
         .expect("join")
         .expect("run outdial call");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "outdial call failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "outdial call failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("completed"), "{stdout}");
-    let submits: Vec<_> = app.received().into_iter().filter(|r| r.path == "/submit").collect();
+    let submits: Vec<_> = app
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/submit")
+        .collect();
     assert_eq!(submits.len(), 1);
-    assert_eq!(form_pairs(&submits[0].body), vec![("confirm".to_owned(), "false".to_owned())]);
+    assert_eq!(
+        form_pairs(&submits[0].body),
+        vec![("confirm".to_owned(), "false".to_owned())]
+    );
     let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
     assert!(sipp_status.success(), "{trace}");
 }

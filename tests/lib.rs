@@ -53,7 +53,8 @@ impl TempDir {
     pub fn new(label: &str) -> Self {
         static COUNTER: AtomicU16 = AtomicU16::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("outdial-e2e-{}-{label}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("outdial-e2e-{}-{label}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         Self(dir)
@@ -78,7 +79,7 @@ pub fn free_udp_port() -> u16 {
     loop {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
         let port = socket.local_addr().expect("local addr").port();
-        if port % 2 == 0 && port < 65534 && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+        if port.is_multiple_of(2) && port < 65534 && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
             return port;
         }
     }
@@ -134,7 +135,10 @@ impl Outdial {
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .env("RUST_LOG", "info,outdial_control=debug,outdial_dataplane=debug")
+            .env(
+                "RUST_LOG",
+                "info,outdial_control=debug,outdial_dataplane=debug",
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
@@ -156,10 +160,17 @@ impl Outdial {
         let key_file = data_dir.join("dev-api-key");
         loop {
             if let Some(status) = self.child.try_wait().expect("poll child") {
-                panic!("outdial serve exited early ({status}); log:\n{}", self.log());
+                panic!(
+                    "outdial serve exited early ({status}); log:\n{}",
+                    self.log()
+                );
             }
             let healthy = std::net::TcpStream::connect_timeout(
-                &self.api.trim_start_matches("http://").parse().expect("addr"),
+                &self
+                    .api
+                    .trim_start_matches("http://")
+                    .parse()
+                    .expect("addr"),
                 Duration::from_millis(200),
             )
             .is_ok();
@@ -169,7 +180,11 @@ impl Outdial {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "outdial serve not ready after 30 s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "outdial serve not ready after 30 s; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -244,8 +259,9 @@ impl Sipp {
     /// `@KEY@` in the scenario with its value.
     pub fn uas(scenario: &str, replacements: &[(&str, String)]) -> Self {
         let dir = TempDir::new("sipp");
-        let mut text = std::fs::read_to_string(project_root().join("tests/scenarios").join(scenario))
-            .expect("read scenario");
+        let mut text =
+            std::fs::read_to_string(project_root().join("tests/scenarios").join(scenario))
+                .expect("read scenario");
         for (key, value) in replacements {
             text = text.replace(&format!("@{key}@"), value);
         }
@@ -354,8 +370,12 @@ impl AppServer {
     /// Starts on 127.0.0.1 with an ephemeral port.
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(AppState::default()));
-        let app = Router::new().fallback(serve_route).with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app server");
+        let app = Router::new()
+            .fallback(serve_route)
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind app server");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -367,9 +387,17 @@ impl AppServer {
     }
 
     /// Serves `body` at `path` with `status` and content type.
-    pub fn route(&self, path: &str, status: u16, content_type: &'static str, body: impl Into<String>) {
+    pub fn route(
+        &self,
+        path: &str,
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<String>,
+    ) {
         let mut state = self.state.lock().expect("app state");
-        state.routes.insert(path.to_owned(), (status, content_type, body.into()));
+        state
+            .routes
+            .insert(path.to_owned(), (status, content_type, body.into()));
     }
 
     /// Serves a VoiceXML document at `path`.
@@ -395,11 +423,13 @@ async fn serve_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
     let mut state = state.lock().expect("app state");
     state.received.push(Received {
         method: method.to_string(),
-        path: path.clone(),
+        path,
         content_type: headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())

@@ -62,16 +62,27 @@ impl Dispatcher {
             return Some(0);
         }
         let (a, b) = {
-            let mut rng = self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut rng = self
+                .rng
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let a = rng.random_range(0..n);
             let b = (a + rng.random_range(1..n)) % n;
             (a, b)
         };
-        Some(if self.dataplane.load(b) < self.dataplane.load(a) { b } else { a })
+        Some(if self.dataplane.load(b) < self.dataplane.load(a) {
+            b
+        } else {
+            a
+        })
     }
 
     /// Records where `call`'s events go and picks its core.
-    pub fn register(&self, call: CallId, events: mpsc::UnboundedSender<CallSignal>) -> Option<usize> {
+    pub fn register(
+        &self,
+        call: CallId,
+        events: mpsc::UnboundedSender<CallSignal>,
+    ) -> Option<usize> {
         let core = self.pick_core()?;
         self.table().insert(call, events);
         Some(core)
@@ -92,8 +103,12 @@ impl Dispatcher {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<CallId, mpsc::UnboundedSender<CallSignal>>> {
-        self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn table(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<CallId, mpsc::UnboundedSender<CallSignal>>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Forwards every dataplane event to its call's task, for as long as the process runs.

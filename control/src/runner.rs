@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use outdial_dataplane::api::{CallId, Command, Dial, Disposition, Event, Outcome};
-use outdial_vxml::{Action, FetchFailure, Fetched, Input, Method, Session, SessionConfig, SessionEnd};
+use outdial_vxml::{
+    Action, FetchFailure, Fetched, Input, Method, Session, SessionConfig, SessionEnd,
+};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -72,7 +74,13 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
     let call = CallId(record.rowid as u64);
     let (tx, rx) = mpsc::unbounded_channel();
     let Some(core) = context.dispatcher.register(call, tx.clone()) else {
-        finish(&context, &record, Final::failed("no dataplane core is running"), None).await;
+        finish(
+            &context,
+            &record,
+            Final::failed("no dataplane core is running"),
+            None,
+        )
+        .await;
         return;
     };
     let ring_timeout = record
@@ -87,9 +95,19 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
     };
     tracing::info!(call = %record.id, core, target = %record.target_uri, "dialing");
     metrics::counter!("outdial_calls_dialed_total").increment(1);
-    if context.dispatcher.send(core, Command::Dial(Box::new(dial))).is_err() {
+    if context
+        .dispatcher
+        .send(core, Command::Dial(Box::new(dial)))
+        .is_err()
+    {
         context.dispatcher.unregister(call);
-        finish(&context, &record, Final::failed("dataplane core queue is full"), None).await;
+        finish(
+            &context,
+            &record,
+            Final::failed("dataplane core queue is full"),
+            None,
+        )
+        .await;
         return;
     }
     notify(&context, &record).await;
@@ -113,7 +131,13 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
     let outcome = call_task.run().await;
     context.dispatcher.unregister(call);
     let final_state = call_task.final_state(outcome);
-    finish(&context, &call_task.record, final_state, call_task.result.take()).await;
+    finish(
+        &context,
+        &call_task.record,
+        final_state,
+        call_task.result.take(),
+    )
+    .await;
 }
 
 /// The final state of a call, as stored.
@@ -229,7 +253,10 @@ impl CallTask {
                 })
                 .await;
                 if self.canceled {
-                    let _ = self.context.dispatcher.send(self.core, Command::Hangup { call: self.call });
+                    let _ = self
+                        .context
+                        .dispatcher
+                        .send(self.core, Command::Hangup { call: self.call });
                 } else {
                     self.start_session().await;
                 }
@@ -239,9 +266,12 @@ impl CallTask {
                 self.input(Input::Dtmf(digit));
                 self.perform_actions().await;
             }
-            Event::PlaybackDone { id, interrupted, .. } => {
+            Event::PlaybackDone {
+                id, interrupted, ..
+            } => {
                 if interrupted {
-                    self.flush_below.fetch_max(self.next_prompt_id, Ordering::AcqRel);
+                    self.flush_below
+                        .fetch_max(self.next_prompt_id, Ordering::AcqRel);
                 }
                 self.input(Input::PlaybackDone { id, interrupted });
                 self.perform_actions().await;
@@ -270,7 +300,10 @@ impl CallTask {
         let config = SessionConfig {
             url: self.record.url.clone(),
             vars,
-            local_uri: from_uri(self.record.from.as_deref(), &self.context.settings.default_from),
+            local_uri: from_uri(
+                self.record.from.as_deref(),
+                &self.context.settings.default_from,
+            ),
             remote_uri: self.record.target_uri.clone(),
             limits: outdial_vxml::Limits::default(),
         };
@@ -292,7 +325,10 @@ impl CallTask {
                     event: "error.semantic".into(),
                     message: format!("cannot start the VoiceXML session: {e}"),
                 });
-                let _ = self.context.dispatcher.send(self.core, Command::Hangup { call: self.call });
+                let _ = self
+                    .context
+                    .dispatcher
+                    .send(self.core, Command::Hangup { call: self.call });
             }
         }
     }
@@ -347,7 +383,10 @@ impl CallTask {
                         self.next_prompt_id = self.next_prompt_id.max(id + 1);
                         let _ = player.send((id, prompt));
                     }
-                    _ => self.input(Input::PlaybackDone { id, interrupted: true }),
+                    _ => self.input(Input::PlaybackDone {
+                        id,
+                        interrupted: true,
+                    }),
                 },
                 Action::Log { label, text } => {
                     tracing::info!(call = %self.record.id, label = label.as_deref().unwrap_or(""), "vxml log: {text}");
@@ -355,7 +394,10 @@ impl CallTask {
                 Action::End(end) => {
                     tracing::info!(call = %self.record.id, ?end, "session ended");
                     if self.hung_up_at.is_none() {
-                        let _ = self.context.dispatcher.send(self.core, Command::Hangup { call: self.call });
+                        let _ = self
+                            .context
+                            .dispatcher
+                            .send(self.core, Command::Hangup { call: self.call });
                     }
                     self.session_end = Some(end);
                 }
@@ -378,14 +420,21 @@ impl CallTask {
 
     async fn update(&mut self, update: CallUpdate) {
         let status_changed = update.status.is_some();
-        match self.context.store.update_call(self.record.rowid, update).await {
+        match self
+            .context
+            .store
+            .update_call(self.record.rowid, update)
+            .await
+        {
             Ok(record) => {
                 self.record = record;
                 if status_changed {
                     notify(&self.context, &self.record).await;
                 }
             }
-            Err(e) => tracing::error!(call = %self.record.id, error = %e, "cannot update call record"),
+            Err(e) => {
+                tracing::error!(call = %self.record.id, error = %e, "cannot update call record")
+            }
         }
     }
 
@@ -409,7 +458,8 @@ impl CallTask {
         } else if let Some(SessionEnd::Error { event, message }) = &self.session_end {
             state.status = CallStatus::Failed;
             state.reason = format!("{event}: {message}");
-        } else if self.session.is_some() && self.session_end.is_none() && self.hung_up_at.is_some() {
+        } else if self.session.is_some() && self.session_end.is_none() && self.hung_up_at.is_some()
+        {
             state.reason = format!("{} (the application was still running)", state.reason);
         }
         state
@@ -433,7 +483,11 @@ fn spawn_player(
         while let Some((id, prompt)) = rx.recv().await {
             let audio = render(&context.prompts, &prompt, &public_id).await;
             if id < flush_below.load(Ordering::Acquire) {
-                let done = Event::PlaybackDone { call, id, interrupted: true };
+                let done = Event::PlaybackDone {
+                    call,
+                    id,
+                    interrupted: true,
+                };
                 let _ = events.send(CallSignal::Dataplane(done));
                 continue;
             }
@@ -453,7 +507,11 @@ fn spawn_player(
 
 /// Turns one prompt into one piece of 8 kHz audio; a part that cannot be rendered is
 /// replaced by its fallback text or skipped, with a warning.
-async fn render(prompts: &PromptRenderer, prompt: &outdial_vxml::Prompt, call: &str) -> outdial_dataplane::api::Pcm8k {
+async fn render(
+    prompts: &PromptRenderer,
+    prompt: &outdial_vxml::Prompt,
+    call: &str,
+) -> outdial_dataplane::api::Pcm8k {
     let mut pieces: VecDeque<outdial_dataplane::api::Pcm8k> = VecDeque::new();
     for item in &prompt.items {
         let piece = match item {
@@ -548,14 +606,26 @@ mod tests {
 
     #[test]
     fn from_uri_completes_bare_numbers_with_the_default_host() {
-        assert_eq!(from_uri(None, "sip:outdial@10.0.0.1"), "sip:outdial@10.0.0.1");
-        assert_eq!(from_uri(Some("+15550100"), "sip:outdial@10.0.0.1:5060"), "sip:+15550100@10.0.0.1:5060");
+        assert_eq!(
+            from_uri(None, "sip:outdial@10.0.0.1"),
+            "sip:outdial@10.0.0.1"
+        );
+        assert_eq!(
+            from_uri(Some("+15550100"), "sip:outdial@10.0.0.1:5060"),
+            "sip:+15550100@10.0.0.1:5060"
+        );
         assert_eq!(from_uri(Some("sip:a@b"), "sip:outdial@x"), "sip:a@b");
     }
 
     #[test]
     fn get_submits_carry_the_values_in_the_query() {
-        let url = with_query("http://h/s?x=1", &[("confirm".into(), "true".into()), ("n".into(), "a b".into())]);
+        let url = with_query(
+            "http://h/s?x=1",
+            &[
+                ("confirm".into(), "true".into()),
+                ("n".into(), "a b".into()),
+            ],
+        );
         assert_eq!(url, "http://h/s?x=1&confirm=true&n=a+b");
         assert_eq!(with_query("http://h/s", &[]), "http://h/s");
     }

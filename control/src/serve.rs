@@ -36,7 +36,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let store = Store::open(&config.store.data_dir.join("outdial.sqlite"))?;
     let recovered = store.recover_interrupted().await?;
     if recovered > 0 {
-        tracing::warn!(recovered, "calls interrupted by the last stop were marked failed");
+        tracing::warn!(
+            recovered,
+            "calls interrupted by the last stop were marked failed"
+        );
     }
     let dev_key = store.ensure_dev_tenant(&config.store.data_dir).await?;
 
@@ -79,7 +82,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
         }),
     };
     let pump = tokio::spawn(Arc::clone(&dispatcher).pump_events());
-    let scheduler = tokio::spawn(Arc::clone(&dispatcher).schedule(context, config.calls.max_concurrent));
+    let scheduler =
+        tokio::spawn(Arc::clone(&dispatcher).schedule(context, config.calls.max_concurrent));
 
     let control: Arc<dyn CallControl> = dispatcher.clone();
     let app = router(AppState {
@@ -88,19 +92,26 @@ pub async fn run(config: Config) -> Result<(), Error> {
         config: Arc::clone(&config),
         metrics: Some(metrics),
     });
-    let listener = tokio::net::TcpListener::bind(config.http.listen).await.map_err(|e| {
-        Error::Config(format!(
-            "cannot listen for HTTP on {}: {e} (set [http] listen to a free address)",
-            config.http.listen
-        ))
-    })?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot listen for HTTP on {}: {e} (set [http] listen to a free address)",
+                config.http.listen
+            ))
+        })?;
     let api: SocketAddr = listener.local_addr()?;
     println!("Outdial is running.");
     println!("  HTTP API     http://{api}/v1/calls");
     println!("  SIP          udp:{}", config.sip.listen);
     println!("  data         {}", config.store.data_dir.display());
-    println!("  API key      {dev_key}   (also in {})", config.store.data_dir.join("dev-api-key").display());
-    println!("Place a call:  outdial call --to sip:+15550001@127.0.0.1:5070 --url http://…/app.vxml");
+    println!(
+        "  API key      {dev_key}   (also in {})",
+        config.store.data_dir.join("dev-api-key").display()
+    );
+    println!(
+        "Place a call:  outdial call --to sip:+15550001@127.0.0.1:5070 --url http://…/app.vxml"
+    );
     tracing::info!(%api, "HTTP API listening");
 
     axum::serve(listener, app)

@@ -187,7 +187,12 @@ impl Agent {
                 return;
             }
         };
-        let offer = sdp::build_offer(self.rng.random(), 1, advertised_ip(rtp_local.ip()), rtp_local.port());
+        let offer = sdp::build_offer(
+            self.rng.random(),
+            1,
+            advertised_ip(rtp_local.ip()),
+            rtp_local.port(),
+        );
         let params = DialParams {
             target: &dial.target,
             from: &dial.from,
@@ -197,7 +202,10 @@ impl Agent {
         };
         if let Err(e) = self.sip.dial(now, dial.call, &params) {
             io.close(rtp_socket);
-            self.emit(failed(dial.call, format!("cannot dial {}: {e}", dial.target)));
+            self.emit(failed(
+                dial.call,
+                format!("cannot dial {}: {e}", dial.target),
+            ));
             return;
         }
         self.calls.insert(
@@ -220,7 +228,11 @@ impl Agent {
                 id,
                 audio,
                 bargein,
-            } => match self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut()) {
+            } => match self
+                .calls
+                .get_mut(&call)
+                .and_then(|slot| slot.media.as_mut())
+            {
                 Some(media) => {
                     media.play(now, id, audio, bargein);
                     self.drain_media(io, call);
@@ -232,7 +244,11 @@ impl Agent {
                 }),
             },
             Command::StopPlayback { call } => {
-                if let Some(media) = self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut()) {
+                if let Some(media) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|slot| slot.media.as_mut())
+                {
                     media.stop_playback();
                     self.drain_media(io, call);
                 }
@@ -386,7 +402,10 @@ impl Driver for Agent {
             self.sip.handle_datagram(now, from, data);
             self.drain_sip(io, now);
         } else if let Some(&call) = self.by_socket.get(&socket)
-            && let Some(media) = self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut())
+            && let Some(media) = self
+                .calls
+                .get_mut(&call)
+                .and_then(|slot| slot.media.as_mut())
         {
             media.handle_datagram(now, from, data);
             self.drain_media(io, call);
@@ -402,7 +421,11 @@ impl Driver for Agent {
                 break;
             }
             self.media_timers.pop();
-            let Some(media) = self.calls.get_mut(&call).and_then(|slot| slot.media.as_mut()) else {
+            let Some(media) = self
+                .calls
+                .get_mut(&call)
+                .and_then(|slot| slot.media.as_mut())
+            else {
                 continue;
             };
             // A stale entry: the session's real deadline moved; it is in the heap too.
@@ -428,7 +451,10 @@ impl Driver for Agent {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let media = self.media_timers.peek().map(|Reverse((deadline, _))| *deadline);
+        let media = self
+            .media_timers
+            .peek()
+            .map(|Reverse((deadline, _))| *deadline);
         match (self.sip.poll_timeout(), media) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -110,7 +110,9 @@ impl Dataplane {
                 t2: config.t2,
                 t4: config.t4,
                 user_agent: config.user_agent.clone(),
-                seed: config.seed.wrapping_add(index as u64 * 0x9e37_79b9_7f4a_7c15),
+                seed: config
+                    .seed
+                    .wrapping_add(index as u64 * 0x9e37_79b9_7f4a_7c15),
             };
             let loop_config = LoopConfig {
                 backend: config.backend,
@@ -126,7 +128,9 @@ impl Dataplane {
                     let mut agent = Agent::new(agent_config, thread_link);
                     agent.notify_when_ready(ready_tx.clone());
                     match core::run(&loop_config, &thread_wake, &mut agent) {
-                        Ok(backend) => tracing::info!(core = index, ?backend, "dataplane core stopped"),
+                        Ok(backend) => {
+                            tracing::info!(core = index, ?backend, "dataplane core stopped")
+                        }
                         Err(e) => {
                             tracing::error!(core = index, error = %e, "dataplane core failed");
                             let _ = ready_tx.send(Err(e.to_string()));
@@ -139,7 +143,12 @@ impl Dataplane {
                 })?;
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
-                Ok(Err(message)) => return Err(StartError::Core { core: index, message }),
+                Ok(Err(message)) => {
+                    return Err(StartError::Core {
+                        core: index,
+                        message,
+                    });
+                }
                 Err(_) => {
                     return Err(StartError::Core {
                         core: index,
@@ -279,6 +288,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::reversed_empty_ranges, reason = "an empty range is what is being refused")]
     fn too_small_a_range_is_refused_with_advice() {
         let err = split_ports(&(20000..=20002), 2).unwrap_err().to_string();
         assert!(err.contains("at least 2 ports"), "{err}");

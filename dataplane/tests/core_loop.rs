@@ -271,12 +271,15 @@ fn an_empty_datagram_is_delivered_and_receiving_goes_on() {
             let (got, _) = client
                 .recv_from(&mut buf)
                 .unwrap_or_else(|e| panic!("{backend:?}: empty datagram {round} not echoed: {e}"));
-            assert_eq!(got, 0, "{backend:?}: the echo of an empty datagram is empty");
+            assert_eq!(
+                got, 0,
+                "{backend:?}: the echo of an empty datagram is empty"
+            );
             let data = payload(round, 64);
             client.send_to(&data, server).unwrap();
-            let (got, _) = client
-                .recv_from(&mut buf)
-                .unwrap_or_else(|e| panic!("{backend:?}: receiving stopped after an empty datagram: {e}"));
+            let (got, _) = client.recv_from(&mut buf).unwrap_or_else(|e| {
+                panic!("{backend:?}: receiving stopped after an empty datagram: {e}")
+            });
             assert_eq!(&buf[..got], &data[..], "{backend:?}");
         }
         running.stop();
