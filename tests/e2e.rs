@@ -78,6 +78,7 @@ async fn answered_call_runs_the_application_and_submits_the_key() {
     let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
     assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
     assert_eq!(call["sip_status"], 200, "{call}");
+    assert_eq!(call["disposition"], "completed", "{call}");
     for stamp in ["created_at", "dialed_at", "answered_at", "ended_at"] {
         assert!(is_rfc3339(&call[stamp]), "{stamp} missing: {call}");
     }
@@ -125,6 +126,7 @@ async fn busy_callee_gives_status_busy() {
     let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
     assert_eq!(call["status"], "busy", "{call}");
     assert_eq!(call["sip_status"], 486, "{call}");
+    assert_eq!(call["disposition"], "busy", "{call}");
     assert!(call["answered_at"].is_null(), "{call}");
     assert!(is_rfc3339(&call["ended_at"]), "{call}");
     assert!(
@@ -152,6 +154,8 @@ async fn unanswered_call_is_canceled_after_the_ring_timeout() {
         .await;
     let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
     assert_eq!(call["status"], "no-answer", "{call}");
+    assert_eq!(call["disposition"], "no-answer", "{call}");
+    assert_eq!(call["sip_status"], 487, "{call}");
     assert!(call["answered_at"].is_null(), "{call}");
     assert!(
         sipp_status.success(),
@@ -184,6 +188,8 @@ async fn unfetchable_or_malformed_application_fails_the_call_with_a_reason() {
             .await;
         let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
         assert_eq!(call["status"], "failed", "{path}: {call}");
+        // The SIP leg itself completed; it is the application that failed.
+        assert_eq!(call["disposition"], "completed", "{path}: {call}");
         let reason = call["reason"].as_str().unwrap_or_default();
         assert!(
             reason.contains("error.badfetch"),

@@ -79,7 +79,10 @@ pub fn free_udp_port() -> u16 {
     loop {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
         let port = socket.local_addr().expect("local addr").port();
-        if port.is_multiple_of(2) && port < 65534 && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+        if port.is_multiple_of(2)
+            && port < 65534
+            && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok()
+        {
             return port;
         }
     }

@@ -547,13 +547,12 @@ async fn render(
 }
 
 async fn finish(context: &RunnerContext, record: &CallRecord, state: Final, result: Option<Value>) {
-    let status_label = format!("{:?}", state.status);
-    metrics::counter!("outdial_calls_ended_total", "status" => status_label).increment(1);
+    metrics::counter!("outdial_calls_ended_total", "status" => state.status.as_str()).increment(1);
     let update = CallUpdate {
         status: Some(state.status),
         ended_at: Some(OffsetDateTime::now_utc()),
         sip_status: state.sip_status,
-        disposition: state.disposition.map(|d| format!("{d:?}").to_lowercase()),
+        disposition: state.disposition.map(|d| disposition_label(d).to_owned()),
         reason: Some(state.reason),
         result,
         ..CallUpdate::default()
@@ -569,6 +568,17 @@ async fn finish(context: &RunnerContext, record: &CallRecord, state: Final, resu
 
 async fn notify(context: &RunnerContext, record: &CallRecord) {
     context.webhooks.notify(record);
+}
+
+/// The stored name of a SIP-level disposition (the same words as the statuses).
+fn disposition_label(disposition: Disposition) -> &'static str {
+    match disposition {
+        Disposition::Completed => "completed",
+        Disposition::Busy => "busy",
+        Disposition::NoAnswer => "no-answer",
+        Disposition::Failed => "failed",
+        Disposition::Canceled => "canceled",
+    }
 }
 
 /// A From URI: the request's (a bare number or user becomes `sip:<it>@<default host>`), or the default.

@@ -288,7 +288,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::reversed_empty_ranges, reason = "an empty range is what is being refused")]
+    #[allow(
+        clippy::reversed_empty_ranges,
+        reason = "an empty range is what is being refused"
+    )]
     fn too_small_a_range_is_refused_with_advice() {
         let err = split_ports(&(20000..=20002), 2).unwrap_err().to_string();
         assert!(err.contains("at least 2 ports"), "{err}");
