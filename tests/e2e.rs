@@ -454,3 +454,134 @@ async fn outdial_call_command_follows_a_call_to_completion() {
     let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
     assert!(sipp_status.success(), "{trace}");
 }
+
+/// The callee hangs up (sends BYE) while the application is waiting for a key: Outdial
+/// answers 200, the session ends with `connection.disconnect.hangup`, and the call is
+/// `completed` with the callee named as the one who hung up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callee_hanging_up_mid_application_completes_the_call() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    let sipp = Sipp::uas("callee_hangs_up.xml", &[("HANGUP_AFTER_MS", "1500".into())]);
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550006"), "url": app.url("/app.vxml"), "vars": {"patient": "Ada"} }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(call["status"], "completed", "{call}");
+    assert!(
+        call["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("callee hung up")),
+        "{call}"
+    );
+    assert!(call["result"].is_null(), "nothing was submitted: {call}");
+    assert!(
+        sipp_status.success(),
+        "SIPp expected our 200 OK to its BYE:\n{trace}"
+    );
+    assert!(app.received().iter().all(|r| r.path != "/submit"));
+}
+
+/// DELETE on a ringing call: Outdial sends CANCEL at once (not at the ring timeout) and the
+/// call ends `canceled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_ringing_call_cancels_it() {
+    let sipp = Sipp::uas("ring_forever.xml", &[]);
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({
+            "to": sipp.uri("+15550007"),
+            "url": "http://127.0.0.1:9/never-fetched.vxml",
+            "ring_timeout": 60,
+        }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let ringing = outdial.wait_status(id, "ringing", CALL_TIMEOUT).await;
+    assert_eq!(ringing["status"], "ringing", "{ringing}");
+    let (status, body) = outdial.cancel_call(id).await;
+    assert_eq!(status, 202, "{body}");
+    let call = outdial.wait_final(id, Duration::from_secs(20)).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(call["status"], "canceled", "{call}");
+    assert!(call["answered_at"].is_null(), "{call}");
+    assert!(
+        sipp_status.success(),
+        "SIPp expected CANCEL then ACK:\n{trace}"
+    );
+    let (status, body) = outdial.cancel_call(id).await;
+    assert_eq!(
+        status, 409,
+        "an ended call cannot be canceled again: {body}"
+    );
+    assert_eq!(body["error"]["code"], "already_ended", "{body}");
+}
+
+/// Two dataplane cores: simultaneous calls are spread over both by power-of-two-choices
+/// and each completes on its own core's SIP port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cores_share_simultaneous_calls() {
+    const CALLS: usize = 4;
+    let app = AppServer::start().await;
+    app.vxml(
+        "/hello.vxml",
+        r#"<vxml version="2.1"><form><block><prompt>Hello.</prompt><exit/></block></form></vxml>"#,
+    );
+    let sipp = Sipp::uas_calls("answer_wait_bye.xml", &[], CALLS as u32);
+    let outdial = Outdial::start("[dataplane]\ncores = 2\n");
+    let mut ids = Vec::new();
+    for n in 0..CALLS {
+        let (status, created) = outdial
+            .create_call(
+                &json!({ "to": sipp.uri(&format!("+1555001{n}")), "url": app.url("/hello.vxml") }),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().expect("id").to_owned());
+    }
+    for id in &ids {
+        let call = outdial.wait_final(id, CALL_TIMEOUT).await;
+        assert_eq!(call["status"], "completed", "{call}");
+        assert!(
+            call["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("<exit>")),
+            "{call}"
+        );
+    }
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+    let log = outdial.log();
+    for core in 0..2 {
+        let dialed_here = log
+            .lines()
+            .filter(|l| l.contains("dialing") && l.contains(&format!("core={core}")))
+            .count();
+        assert_eq!(
+            dialed_here,
+            CALLS / 2,
+            "calls per core should be balanced; log:\n{log}"
+        );
+    }
+    // Core 1 listens on the configured SIP port + 1, so its responses come back to it.
+    let via_ports: std::collections::HashSet<_> = trace
+        .lines()
+        .filter(|l| l.starts_with("Via: SIP/2.0/UDP 127.0.0.1:"))
+        .filter_map(|l| {
+            l.split(':')
+                .nth(2)
+                .and_then(|p| p.split(';').next())
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        via_ports.len(),
+        2,
+        "INVITEs should come from both cores' SIP ports: {via_ports:?}"
+    );
+}

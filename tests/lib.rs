@@ -223,6 +223,34 @@ impl Outdial {
             .expect("JSON body")
     }
 
+    /// DELETE /v1/calls/{id}; returns (status, JSON).
+    pub async fn cancel_call(&self, id: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .delete(format!("{}/v1/calls/{id}", self.api))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .expect("DELETE /v1/calls/{id}");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Polls until the call has status `wanted` (or any final status); returns the record.
+    pub async fn wait_status(&self, id: &str, wanted: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let call = self.get_call(id).await;
+            if call["status"] == wanted || call["ended_at"].is_string() {
+                return call;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "call {id} never reached {wanted}: {call}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls the call until its status is final; panics with the server log after `timeout`.
     pub async fn wait_final(&self, id: &str, timeout: Duration) -> Value {
         const FINAL: [&str; 5] = ["completed", "busy", "no-answer", "failed", "canceled"];
@@ -261,6 +289,11 @@ impl Sipp {
     /// Starts `sipp` as a UAS with `tests/scenarios/<scenario>`, after replacing each
     /// `@KEY@` in the scenario with its value.
     pub fn uas(scenario: &str, replacements: &[(&str, String)]) -> Self {
+        Self::uas_calls(scenario, replacements, 1)
+    }
+
+    /// Like [`Sipp::uas`], for `calls` calls (which may overlap).
+    pub fn uas_calls(scenario: &str, replacements: &[(&str, String)], calls: u32) -> Self {
         let dir = TempDir::new("sipp");
         let mut text =
             std::fs::read_to_string(project_root().join("tests/scenarios").join(scenario))
@@ -279,7 +312,14 @@ impl Sipp {
             .arg(&scenario_path)
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
-            .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
+            .args([
+                "-m",
+                &calls.to_string(),
+                "-nostdin",
+                "-timeout",
+                "60s",
+                "-timeout_error",
+            ])
             .args(["-trace_err", "-trace_msg"])
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone"))

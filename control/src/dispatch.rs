@@ -29,7 +29,11 @@ pub trait CallControl: Send + Sync + 'static {
 /// Owns the dataplane and the table of live calls.
 pub struct Dispatcher {
     dataplane: Dataplane,
-    calls: Mutex<HashMap<CallId, mpsc::UnboundedSender<CallSignal>>>,
+    /// Live calls: where their events go, and the core each runs on.
+    calls: Mutex<HashMap<CallId, (mpsc::UnboundedSender<CallSignal>, usize)>>,
+    /// Calls assigned to each core and not yet finished. Counted here, at assignment, rather
+    /// than read from the cores, so a burst of new calls spreads before any core has seen one.
+    assigned: Vec<AtomicUsize>,
     rng: Mutex<SmallRng>,
     wake: Notify,
     in_flight: AtomicUsize,
@@ -38,9 +42,13 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Wraps a started dataplane.
     pub fn new(dataplane: Dataplane, seed: u64) -> Self {
+        let assigned = (0..dataplane.core_count())
+            .map(|_| AtomicUsize::new(0))
+            .collect();
         Self {
             dataplane,
             calls: Mutex::new(HashMap::new()),
+            assigned,
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
             wake: Notify::new(),
             in_flight: AtomicUsize::new(0),
@@ -77,20 +85,36 @@ impl Dispatcher {
         })
     }
 
+    /// Calls assigned to `core` and not finished.
+    pub fn load(&self, core: usize) -> usize {
+        self.assigned
+            .get(core)
+            .map_or(usize::MAX, |n| n.load(Ordering::Relaxed))
+    }
+
     /// Records where `call`'s events go and picks its core.
     pub fn register(
         &self,
         call: CallId,
         events: mpsc::UnboundedSender<CallSignal>,
     ) -> Option<usize> {
+        // Pick and count under the table lock, so simultaneous registrations see each other.
+        let mut table = self.table();
         let core = self.pick_core()?;
-        self.table().insert(call, events);
+        if let Some(count) = self.assigned.get(core) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        table.insert(call, (events, core));
         Some(core)
     }
 
     /// Forgets a finished call.
     pub fn unregister(&self, call: CallId) {
-        self.table().remove(&call);
+        if let Some((_, core)) = self.table().remove(&call)
+            && let Some(count) = self.assigned.get(core)
+        {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Sends a command to a core.
@@ -105,7 +129,8 @@ impl Dispatcher {
 
     fn table(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<CallId, mpsc::UnboundedSender<CallSignal>>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<CallId, (mpsc::UnboundedSender<CallSignal>, usize)>>
+    {
         self.calls
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -125,7 +150,7 @@ impl Dispatcher {
             let mut orphans = 0usize;
             self.dataplane.drain_events(|event| {
                 let call = event_call(&event);
-                let sender = self.table().get(&call).cloned();
+                let sender = self.table().get(&call).map(|(tx, _)| tx.clone());
                 match sender {
                     Some(tx) => {
                         let _ = tx.send(CallSignal::Dataplane(event));
@@ -180,7 +205,10 @@ impl CallControl for Dispatcher {
     }
 
     fn cancel(&self, id: i64) -> bool {
-        let sender = self.table().get(&CallId(id as u64)).cloned();
+        let sender = self
+            .table()
+            .get(&CallId(id as u64))
+            .map(|(tx, _)| tx.clone());
         sender.is_some_and(|tx| tx.send(CallSignal::Cancel).is_ok())
     }
 }

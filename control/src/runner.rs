@@ -458,6 +458,19 @@ impl CallTask {
         } else if let Some(SessionEnd::Error { event, message }) = &self.session_end {
             state.status = CallStatus::Failed;
             state.reason = format!("{event}: {message}");
+        } else if let Some(end) = &self.session_end
+            && self.hung_up_at.is_none()
+        {
+            state.reason = match end {
+                SessionEnd::Exit { value: Some(value) } => {
+                    format!("the application ended the call (<exit> {value})")
+                }
+                SessionEnd::Exit { value: None } => {
+                    "the application ended the call (<exit>)".into()
+                }
+                SessionEnd::Disconnect => "the application ended the call (<disconnect>)".into(),
+                SessionEnd::Hangup | SessionEnd::Error { .. } => state.reason,
+            };
         } else if self.session.is_some() && self.session_end.is_none() && self.hung_up_at.is_some()
         {
             state.reason = format!("{} (the application was still running)", state.reason);

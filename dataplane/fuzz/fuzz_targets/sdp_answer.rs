@@ -12,8 +12,15 @@ fn exercise(data: &[u8]) {
         return;
     };
     assert!((1..=1000).contains(&negotiated.ptime_ms), "{negotiated:?}");
-    assert!(negotiated.dtmf_payload_type.is_none_or(|pt| pt < 128), "{negotiated:?}");
-    assert_ne!(negotiated.remote_rtp.port(), 0, "a rejected stream was accepted");
+    assert!(
+        negotiated.dtmf_payload_type.is_none_or(|pt| pt < 128),
+        "{negotiated:?}"
+    );
+    assert_ne!(
+        negotiated.remote_rtp.port(),
+        0,
+        "a rejected stream was accepted"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -72,18 +72,35 @@ fn dial() -> (Harness, Invite) {
         ring_timeout: Duration::from_secs(30),
         max_duration: Duration::from_secs(60),
     };
-    endpoint.dial(now, CALL, &params).expect("fixed dial parameters");
+    endpoint
+        .dial(now, CALL, &params)
+        .expect("fixed dial parameters");
     let mut buf = Vec::new();
-    endpoint.poll_transmit(&mut buf).expect("dial sends an INVITE");
+    endpoint
+        .poll_transmit(&mut buf)
+        .expect("dial sends an INVITE");
     let ids = {
         let invite = parse_message(&buf).expect("our INVITE parses");
         Invite {
-            branch: invite.via().and_then(|v| v.branch()).expect("INVITE has a branch").into(),
+            branch: invite
+                .via()
+                .and_then(|v| v.branch())
+                .expect("INVITE has a branch")
+                .into(),
             call_id: invite.call_id().expect("INVITE has a Call-ID").into(),
-            from_tag: invite.from().and_then(|f| f.tag()).expect("INVITE has a From tag").into(),
+            from_tag: invite
+                .from()
+                .and_then(|f| f.tag())
+                .expect("INVITE has a From tag")
+                .into(),
         }
     };
-    let mut harness = Harness { endpoint, now, buf, ended: 0 };
+    let mut harness = Harness {
+        endpoint,
+        now,
+        buf,
+        ended: 0,
+    };
     harness.drain();
     (harness, ids)
 }
@@ -135,7 +152,9 @@ fn exercise(data: &[u8]) {
     let callee: SocketAddr = CALLEE.parse().expect("fixed address");
     for datagram in split_datagrams(data) {
         let datagram = substitute(datagram, &invite);
-        harness.endpoint.handle_datagram(harness.now, callee, &datagram);
+        harness
+            .endpoint
+            .handle_datagram(harness.now, callee, &datagram);
         harness.drain();
         harness.now += Duration::from_millis(100);
         harness.endpoint.handle_timeout(harness.now);

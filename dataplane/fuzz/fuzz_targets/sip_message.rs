@@ -14,7 +14,12 @@ fn exercise(data: &[u8]) {
     };
     let _ = message.check_request();
     let _ = (message.method(), message.request_uri(), message.status());
-    let _ = (message.via(), message.from(), message.to(), message.call_id());
+    let _ = (
+        message.via(),
+        message.from(),
+        message.to(),
+        message.call_id(),
+    );
     let _ = (message.cseq(), message.contact(), message.max_forwards());
     let _ = (message.content_length(), message.content_type());
     let _ = message.record_route();
