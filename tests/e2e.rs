@@ -68,6 +68,7 @@ async fn answered_call_runs_the_application_and_submits_the_key() {
             "to": sipp.uri("+15550001"),
             "url": app.url("/app.vxml"),
             "vars": { "patient": "Ada" },
+            "status_callback": app.url("/status"),
         }))
         .await;
     assert_eq!(status, 201, "{created}");
@@ -583,5 +584,42 @@ async fn two_cores_share_simultaneous_calls() {
         via_ports.len(),
         2,
         "INVITEs should come from both cores' SIP ports: {via_ports:?}"
+    );
+}
+
+/// On a wildcard listen address, `[sip] public_ip` is what goes into Via, Contact and SDP;
+/// without it the server refuses to start and says which key to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_listen_address_needs_and_uses_public_ip() {
+    let (status, output) = Outdial::refused("0.0.0.0", "");
+    assert!(!status.success(), "must refuse to start: {output}");
+    assert!(
+        output.contains("sip.public_ip"),
+        "the error must name the key: {output}"
+    );
+
+    let sipp = Sipp::uas("busy.xml", &[]);
+    let outdial = Outdial::start_with_sip("0.0.0.0", "public_ip = \"127.0.0.1\"", "");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550020"), "url": "http://127.0.0.1:9/x.vxml" }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(call["status"], "busy", "{call}");
+    assert!(sipp_status.success(), "{trace}");
+    let via = trace
+        .lines()
+        .find(|l| l.starts_with("Via: SIP/2.0/UDP"))
+        .unwrap_or_default();
+    assert!(
+        via.starts_with("Via: SIP/2.0/UDP 127.0.0.1:"),
+        "Via must carry public_ip: {via}"
+    );
+    assert!(
+        !trace.contains("0.0.0.0"),
+        "a wildcard address leaked into SIP:\n{trace}"
     );
 }

@@ -119,6 +119,42 @@ impl Outdial {
     /// Starts the binary with a config on free ports; `extra` is appended to the TOML
     /// (e.g. `[calls]\nring_timeout_secs = 2`).
     pub fn start(extra_sections: &str) -> Self {
+        let (dir, config_path, data_dir) = Self::write_config_on("127.0.0.1", "", extra_sections);
+        Self::spawn(dir, &config_path, &data_dir)
+    }
+
+    /// Like [`Outdial::start`], with `sip_lines` added to the `[sip]` section and
+    /// `sip_listen_ip` instead of 127.0.0.1.
+    pub fn start_with_sip(sip_listen_ip: &str, sip_lines: &str, extra_sections: &str) -> Self {
+        let (dir, config_path, data_dir) =
+            Self::write_config_on(sip_listen_ip, sip_lines, extra_sections);
+        Self::spawn(dir, &config_path, &data_dir)
+    }
+
+    /// Runs `outdial serve` on a config expected to be refused; returns its exit status and output.
+    pub fn refused(sip_listen_ip: &str, sip_lines: &str) -> (std::process::ExitStatus, String) {
+        let (dir, config_path, _) = Self::write_config_on(sip_listen_ip, sip_lines, "");
+        let output = Command::new(outdial_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run outdial serve");
+        drop(dir);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status, text)
+    }
+
+    fn write_config_on(
+        sip_listen_ip: &str,
+        sip_lines: &str,
+        extra_sections: &str,
+    ) -> (TempDir, PathBuf, PathBuf) {
         let dir = TempDir::new("outdial");
         let http_port = free_tcp_port();
         let sip_port = free_udp_port();
@@ -126,13 +162,31 @@ impl Outdial {
         let data_dir = dir.path().join("data");
         let config = format!(
             "[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
-             [sip]\nlisten = \"127.0.0.1:{sip_port}\"\n\n\
+             [sip]\nlisten = \"{sip_listen_ip}:{sip_port}\"\n{sip_lines}\n\n\
              [rtp]\nport_min = {rtp_min}\nport_max = {rtp_max}\n\n\
              [store]\ndata_dir = \"{}\"\n\n{extra_sections}\n",
             data_dir.display()
         );
         let config_path = dir.path().join("outdial.toml");
         std::fs::write(&config_path, config).expect("write config");
+        (dir, config_path, data_dir)
+    }
+
+    fn spawn(dir: TempDir, config_path: &Path, data_dir: &Path) -> Self {
+        let config = std::fs::read_to_string(config_path).expect("read config");
+        let port = |section: &str| -> u16 {
+            let start = config.find(section).expect("section");
+            let line = config[start..]
+                .lines()
+                .find(|l| l.starts_with("listen"))
+                .expect("listen");
+            line.trim_end_matches('"')
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port")
+        };
+        let (http_port, sip_port) = (port("[http]"), port("[sip]"));
         let log = std::fs::File::create(dir.path().join("outdial.log")).expect("log file");
         let child = Command::new(outdial_bin())
             .arg("serve")
@@ -154,7 +208,7 @@ impl Outdial {
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
             dir,
         };
-        server.wait_ready(&data_dir);
+        server.wait_ready(data_dir);
         server
     }
 
@@ -393,6 +447,8 @@ pub struct Received {
     pub content_type: Option<String>,
     /// Body as text.
     pub body: String,
+    /// The `webhook-signature` header, if any.
+    pub webhook_signature: Option<String>,
 }
 
 #[derive(Default)]
@@ -478,6 +534,10 @@ async fn serve_route(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         body: String::from_utf8_lossy(&body).into_owned(),
+        webhook_signature: headers
+            .get("webhook-signature")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     });
     match state.routes.get(uri.path()) {
         Some((status, content_type, body)) => (

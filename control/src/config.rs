@@ -4,7 +4,7 @@
 //! documented in `docs/configuration.md`; `docs/outdial.example.toml` lists them all with their
 //! defaults.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,9 @@ pub struct HttpConfig {
 pub struct SipConfig {
     /// UDP address of dataplane core 0; core `i` listens on `port + i`.
     pub listen: SocketAddr,
+    /// The IP address written into Via, Contact and SDP: where callees send SIP and RTP.
+    /// `None` = the `listen` address, which then must not be a wildcard (0.0.0.0 or ::).
+    pub public_ip: Option<IpAddr>,
     /// `sip:host:port` of the trunk that E.164 numbers are sent to; `None` = only SIP URIs.
     pub trunk: Option<String>,
     /// The From URI of calls whose request gives no `from`.
@@ -149,6 +152,7 @@ impl Default for SipConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            public_ip: None,
             trunk: None,
             from: "sip:outdial@127.0.0.1".to_owned(),
             t1_ms: 500,
@@ -259,6 +263,19 @@ impl Config {
                 "sip.from",
                 format!("must be a sip: URI, not {:?}", sip.from),
             );
+        }
+        if sip.listen.ip().is_unspecified() && sip.public_ip.is_none() {
+            return bad(
+                "sip.public_ip",
+                format!(
+                    "must be set when sip.listen is a wildcard ({}): callees need a real \
+                     address in Via, Contact and SDP",
+                    sip.listen
+                ),
+            );
+        }
+        if sip.public_ip.is_some_and(|ip| ip.is_unspecified()) {
+            return bad("sip.public_ip", "must not be a wildcard address".to_owned());
         }
         if sip.t1_ms == 0 || sip.t2_ms < sip.t1_ms || sip.t4_ms == 0 {
             return bad(
@@ -395,6 +412,8 @@ mod tests {
         let mut parsed = Config::parse(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parsed.sip.trunk.as_deref(), Some("sip:192.0.2.10:5060"));
         parsed.sip.trunk = None;
+        assert_eq!(parsed.sip.public_ip, Some(std::net::IpAddr::from([127, 0, 0, 1])));
+        parsed.sip.public_ip = None;
         // The example spells out today's version; the default follows the crate version.
         assert!(parsed.sip.user_agent.starts_with("Outdial/"));
         parsed.sip.user_agent = Config::default().sip.user_agent;
@@ -454,7 +473,12 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_key() {
-        let cases: [(&str, &str); 8] = [
+        let cases: [(&str, &str); 10] = [
+            ("[sip]\nlisten = \"0.0.0.0:5060\"", "sip.public_ip"),
+            (
+                "[sip]\nlisten = \"0.0.0.0:5060\"\npublic_ip = \"::\"",
+                "sip.public_ip",
+            ),
             ("[sip]\ntrunk = \"10.0.0.1:5060\"", "sip.trunk"),
             ("[sip]\ntrunk = \"sip:user@10.0.0.1\"", "sip.trunk"),
             ("[sip]\nfrom = \"tel:+15550001\"", "sip.from"),

@@ -141,6 +141,7 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
     Ok(DataplaneConfig {
         cores,
         sip_listen: config.sip.listen,
+        public_ip: config.sip.public_ip,
         rtp_ports: config.rtp.port_min..=config.rtp.port_max,
         t1: Duration::from_millis(config.sip.t1_ms),
         t2: Duration::from_millis(config.sip.t2_ms),

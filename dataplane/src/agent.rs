@@ -44,8 +44,10 @@ pub struct CoreLink {
 /// Settings of one core's agent.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// SIP over UDP is received and sent here; it goes in Via and Contact.
+    /// SIP over UDP is received and sent here.
     pub sip_listen: SocketAddr,
+    /// The address callees reach us at: written into Via, Contact and SDP.
+    pub public_ip: IpAddr,
     /// RTP ports this core may bind (even ports are used; RTCP is not sent yet).
     pub rtp_ports: RangeInclusive<u16>,
     /// RFC 3261 timer T1.
@@ -94,7 +96,7 @@ impl Agent {
     pub fn new(config: AgentConfig, link: CoreLink) -> Self {
         let sip = Endpoint::new(
             SipConfig {
-                local: config.sip_listen,
+                local: SocketAddr::new(config.public_ip, config.sip_listen.port()),
                 t1: config.t1,
                 t2: config.t2,
                 t4: config.t4,
@@ -190,7 +192,7 @@ impl Agent {
         let offer = sdp::build_offer(
             self.rng.random(),
             1,
-            advertised_ip(rtp_local.ip()),
+            self.config.public_ip,
             rtp_local.port(),
         );
         let params = DialParams {
@@ -463,15 +465,6 @@ impl Driver for Agent {
 
     fn should_stop(&self) -> bool {
         self.link.stop.load(Ordering::Acquire)
-    }
-}
-
-/// The address to put in SDP: an unspecified bind address cannot be advertised.
-fn advertised_ip(ip: IpAddr) -> IpAddr {
-    if ip.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        ip
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`Dataplane`]: starts one pinned loop per core and gives control its queues.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,6 +24,8 @@ pub struct DataplaneConfig {
     pub cores: usize,
     /// SIP address of core 0; core `i` listens on port + `i`.
     pub sip_listen: SocketAddr,
+    /// The address written into Via, Contact and SDP; `None` = `sip_listen`'s address.
+    pub public_ip: Option<IpAddr>,
     /// RTP port range, split evenly between the cores.
     pub rtp_ports: RangeInclusive<u16>,
     /// RFC 3261 timer T1.
@@ -105,6 +107,7 @@ impl Dataplane {
             };
             let agent_config = AgentConfig {
                 sip_listen: sip_addr,
+                public_ip: config.public_ip.unwrap_or_else(|| sip_addr.ip()),
                 rtp_ports,
                 t1: config.t1,
                 t2: config.t2,
