@@ -132,7 +132,7 @@ impl Outdial {
     }
 
     /// Runs `outdial serve` on a config expected to be refused; returns its exit status and output.
-    pub fn refused(sip_listen_ip: &str, sip_lines: &str) -> (std::process::ExitStatus, String) {
+    pub fn refused(sip_listen_ip: &str, sip_lines: &str) -> (ExitStatus, String) {
         let (dir, config_path, _) = Self::write_config_on(sip_listen_ip, sip_lines, "");
         let output = Command::new(outdial_bin())
             .arg("serve")
@@ -191,7 +191,7 @@ impl Outdial {
         let child = Command::new(outdial_bin())
             .arg("serve")
             .arg("--config")
-            .arg(&config_path)
+            .arg(config_path)
             .env(
                 "RUST_LOG",
                 "info,outdial_control=debug,outdial_dataplane=debug",

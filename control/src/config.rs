@@ -412,7 +412,7 @@ mod tests {
         let mut parsed = Config::parse(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parsed.sip.trunk.as_deref(), Some("sip:192.0.2.10:5060"));
         parsed.sip.trunk = None;
-        assert_eq!(parsed.sip.public_ip, Some(std::net::IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(parsed.sip.public_ip, Some(IpAddr::from([127, 0, 0, 1])));
         parsed.sip.public_ip = None;
         // The example spells out today's version; the default follows the crate version.
         assert!(parsed.sip.user_agent.starts_with("Outdial/"));
