@@ -66,6 +66,9 @@ pub struct AgentConfig {
 struct CallSlot {
     rtp_socket: SocketId,
     media: Option<MediaSession>,
+    /// The media deadline this call has in the timer heap, so a packet that does not move
+    /// it adds no heap entry.
+    armed: Option<Instant>,
     /// Set when we end the call for a reason SIP does not know (e.g. unusable SDP answer).
     failure: Option<String>,
 }
@@ -215,6 +218,7 @@ impl Agent {
             CallSlot {
                 rtp_socket,
                 media: None,
+                armed: None,
                 failure: None,
             },
         );
@@ -344,8 +348,12 @@ impl Agent {
         while let Some(event) = media.poll_event() {
             events.push(event);
         }
-        if let Some(deadline) = media.poll_timeout() {
-            self.media_timers.push(Reverse((deadline, call)));
+        let deadline = media.poll_timeout();
+        if deadline != slot.armed {
+            slot.armed = deadline;
+            if let Some(deadline) = deadline {
+                self.media_timers.push(Reverse((deadline, call)));
+            }
         }
         for event in events {
             match event {
@@ -423,17 +431,18 @@ impl Driver for Agent {
                 break;
             }
             self.media_timers.pop();
-            let Some(media) = self
-                .calls
-                .get_mut(&call)
-                .and_then(|slot| slot.media.as_mut())
-            else {
+            let Some(slot) = self.calls.get_mut(&call) else {
                 continue;
             };
-            // A stale entry: the session's real deadline moved; it is in the heap too.
-            if media.poll_timeout().is_some_and(|d| d > now) {
+            // Entries whose deadline is no longer the armed one are stale: the live one is
+            // also in the heap.
+            if slot.armed != Some(deadline) {
                 continue;
             }
+            slot.armed = None;
+            let Some(media) = slot.media.as_mut() else {
+                continue;
+            };
             media.handle_timeout(now);
             self.drain_media(io, call);
         }
@@ -476,5 +485,352 @@ fn failed(call: CallId, reason: String) -> Event {
             sip_status: None,
             reason,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Codec;
+    use crate::rtp::packet::Header;
+
+    /// An `Io` that binds nothing real: it hands out ids and records every datagram.
+    #[derive(Default)]
+    struct FakeIo {
+        next: u32,
+        bound: Vec<(SocketId, SocketAddr)>,
+        closed: Vec<SocketId>,
+        sent: Vec<(SocketId, SocketAddr, Vec<u8>)>,
+    }
+
+    impl Io for FakeIo {
+        fn bind(&mut self, addr: SocketAddr) -> std::io::Result<(SocketId, SocketAddr)> {
+            let id = SocketId(self.next);
+            self.next += 1;
+            self.bound.push((id, addr));
+            Ok((id, addr))
+        }
+        fn close(&mut self, socket: SocketId) {
+            self.closed.push(socket);
+        }
+        fn send(&mut self, socket: SocketId, to: SocketAddr, data: &[u8]) {
+            self.sent.push((socket, to, data.to_vec()));
+        }
+    }
+
+    const CALLEE: &str = "127.0.0.1:5070";
+    const CALLEE_RTP: &str = "127.0.0.1:6000";
+
+    fn agent() -> (Agent, CoreLink) {
+        let link = CoreLink {
+            commands: Arc::new(ArrayQueue::new(16)),
+            events: Arc::new(ArrayQueue::new(64)),
+            event_wake: Arc::new(WakeFd::new().expect("eventfd")),
+            load: Arc::new(AtomicUsize::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let config = AgentConfig {
+            sip_listen: "127.0.0.1:5060".parse().expect("addr"),
+            public_ip: IpAddr::from([127, 0, 0, 1]),
+            rtp_ports: 20000..=20009,
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            user_agent: "test".into(),
+            seed: 7,
+        };
+        (Agent::new(config, link.clone()), link)
+    }
+
+    /// The SIP datagrams sent so far, as text, in order.
+    fn sip_sent(io: &FakeIo) -> Vec<String> {
+        io.sent
+            .iter()
+            .filter(|(socket, _, _)| *socket == SocketId(0))
+            .map(|(_, _, data)| String::from_utf8_lossy(data).into_owned())
+            .collect()
+    }
+
+    /// A response to `request` from the callee, with its tag and optional SDP.
+    fn respond(request: &str, status: &str, body: &str) -> Vec<u8> {
+        let copy = |name: &str| {
+            request
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {request}"))
+                .to_owned()
+        };
+        let to = copy("To:");
+        let to = if to.contains("tag=") {
+            to
+        } else {
+            format!("{to};tag=callee1")
+        };
+        let content_type = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "SIP/2.0 {status}\r\n{}\r\n{}\r\n{to}\r\n{}\r\n{}\r\nContact: <sip:callee@{CALLEE}>\r\n\
+             {content_type}Content-Length: {}\r\n\r\n{body}",
+            copy("Via:"),
+            copy("From:"),
+            copy("Call-ID:"),
+            copy("CSeq:"),
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn events(link: &CoreLink) -> Vec<Event> {
+        std::iter::from_fn(|| link.events.pop()).collect()
+    }
+
+    #[test]
+    fn a_call_runs_from_dial_through_media_and_dtmf_to_bye() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let mut now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        assert_eq!(agent.sip_socket, Some(SocketId(0)));
+
+        let call = CallId(42);
+        let dial = Dial {
+            call,
+            target: format!("sip:+15550001@{CALLEE}"),
+            from: "sip:outdial@127.0.0.1".into(),
+            ring_timeout: Duration::from_secs(30),
+            max_duration: Duration::from_secs(3600),
+        };
+        link.commands
+            .push(Command::Dial(Box::new(dial)))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        assert_eq!(link.load.load(Ordering::Relaxed), 1);
+        let (rtp_socket, rtp_addr) = io.bound[1];
+        assert!(rtp_addr.port() % 2 == 0 && (20000..=20009).contains(&rtp_addr.port()));
+        let invite = sip_sent(&io).pop().expect("INVITE sent");
+        assert!(
+            invite.starts_with(&format!("INVITE sip:+15550001@{CALLEE} SIP/2.0")),
+            "{invite}"
+        );
+        assert!(
+            invite.contains(&format!("m=audio {} RTP/AVP 0 8 101", rtp_addr.port())),
+            "{invite}"
+        );
+
+        let answer = format!(
+            "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+        );
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&invite, "180 Ringing", ""),
+        );
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&invite, "200 OK", &answer),
+        );
+        assert!(
+            sip_sent(&io).last().is_some_and(|m| m.starts_with("ACK ")),
+            "ACK after 200"
+        );
+        let got = events(&link);
+        assert!(
+            matches!(got[0], Event::Ringing { call: c } if c == call),
+            "{got:?}"
+        );
+        assert!(
+            matches!(
+                got[1],
+                Event::Answered {
+                    codec: Codec::Pcma,
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
+
+        // Media: one packet per 20 ms to the answer's address, from the call's RTP socket.
+        let audio: crate::api::Pcm8k = vec![1000i16; 800].into();
+        link.commands
+            .push(Command::Play {
+                call,
+                id: 9,
+                audio,
+                bargein: true,
+            })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let before = io.sent.len();
+        for _ in 0..10 {
+            now += Duration::from_millis(20);
+            if agent.poll_timeout().is_some_and(|t| t <= now) {
+                agent.handle_timeout(&mut io, now);
+            }
+        }
+        let rtp: Vec<_> = io.sent[before..]
+            .iter()
+            .filter(|(s, _, _)| *s == rtp_socket)
+            .collect();
+        assert!(
+            (9..=11).contains(&rtp.len()),
+            "about one packet per 20 ms: {}",
+            rtp.len()
+        );
+        assert!(
+            rtp.iter()
+                .all(|(_, to, _)| *to == CALLEE_RTP.parse::<SocketAddr>().expect("addr"))
+        );
+        let done: Vec<_> = events(&link);
+        assert!(
+            done.iter().any(|e| matches!(
+                e,
+                Event::PlaybackDone {
+                    id: 9,
+                    interrupted: false,
+                    ..
+                }
+            )),
+            "800 samples = 5 packets, done within 200 ms: {done:?}"
+        );
+
+        // An RFC 4733 event from the callee becomes one Dtmf event.
+        let mut packet = [0u8; 16];
+        let header = Header {
+            marker: true,
+            payload_type: 101,
+            sequence_number: 1,
+            timestamp: 160,
+            ssrc: 5,
+        };
+        let len = header.write(&mut packet).expect("header");
+        packet[len..len + 4].copy_from_slice(&[5, 0x0a, 0x00, 0xa0]);
+        let from: SocketAddr = CALLEE_RTP.parse().expect("addr");
+        agent.handle_datagram(&mut io, now, rtp_socket, from, &packet[..len + 4]);
+        agent.handle_datagram(&mut io, now, rtp_socket, from, &packet[..len + 4]);
+        let dtmf: Vec<_> = events(&link)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Dtmf { digit, .. } => Some(digit),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dtmf, vec!['5'], "a repeated event packet is one key");
+
+        // Hangup: BYE, then Ended with the RTP socket closed and the load released.
+        link.commands.push(Command::Hangup { call }).expect("queue");
+        agent.handle_wake(&mut io, now);
+        let bye = sip_sent(&io).pop().expect("BYE");
+        assert!(
+            bye.starts_with("BYE sip:callee@127.0.0.1:5070"),
+            "BYE to the Contact: {bye}"
+        );
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&bye, "200 OK", ""),
+        );
+        let ended: Vec<_> = events(&link)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Ended { call: c, outcome } if c == call => Some(outcome),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ended.len(), 1, "exactly one Ended");
+        assert_eq!(ended[0].disposition, Disposition::Completed);
+        assert_eq!(ended[0].sip_status, Some(200));
+        assert_eq!(io.closed, vec![rtp_socket]);
+        assert_eq!(link.load.load(Ordering::Relaxed), 0);
+        assert!(agent.calls.is_empty() && agent.by_socket.is_empty());
+    }
+
+    #[test]
+    fn an_unusable_sdp_answer_hangs_up_and_fails_the_call_with_the_reason() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let call = CallId(1);
+        let dial = Dial {
+            call,
+            target: format!("sip:callee@{CALLEE}"),
+            from: "sip:outdial@127.0.0.1".into(),
+            ring_timeout: Duration::from_secs(30),
+            max_duration: Duration::from_secs(3600),
+        };
+        link.commands
+            .push(Command::Dial(Box::new(dial)))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let invite = sip_sent(&io).pop().expect("INVITE");
+        let video_only = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 6000 RTP/AVP 96\r\n";
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&invite, "200 OK", video_only),
+        );
+        let bye = sip_sent(&io).pop().expect("BYE after the unusable answer");
+        assert!(bye.starts_with("BYE "), "{bye}");
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&bye, "200 OK", ""),
+        );
+        let outcome = events(&link)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Ended { outcome, .. } => Some(outcome),
+                _ => None,
+            })
+            .expect("Ended");
+        assert_eq!(outcome.disposition, Disposition::Failed);
+        assert!(outcome.reason.contains("SDP answer"), "{}", outcome.reason);
+    }
+
+    #[test]
+    fn a_dial_to_a_hostname_fails_at_once_and_frees_its_port() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let dial = Dial {
+            call: CallId(3),
+            target: "sip:someone@example.invalid".into(),
+            from: "sip:outdial@127.0.0.1".into(),
+            ring_timeout: Duration::from_secs(30),
+            max_duration: Duration::from_secs(3600),
+        };
+        link.commands
+            .push(Command::Dial(Box::new(dial)))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let event = link.events.pop().expect("Ended");
+        assert!(
+            matches!(&event, Event::Ended { outcome, .. } if outcome.disposition == Disposition::Failed && outcome.reason.contains("example.invalid")),
+            "{event:?}"
+        );
+        assert_eq!(
+            io.closed,
+            vec![io.bound[1].0],
+            "the RTP socket is closed again"
+        );
+        assert_eq!(link.load.load(Ordering::Relaxed), 0);
     }
 }
