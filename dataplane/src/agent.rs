@@ -620,10 +620,8 @@ mod tests {
             "{invite}"
         );
 
-        let answer = format!(
-            "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-        );
+        let answer = "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
         let callee: SocketAddr = CALLEE.parse().expect("addr");
         agent.handle_datagram(
             &mut io,
@@ -637,7 +635,7 @@ mod tests {
             now,
             SocketId(0),
             callee,
-            &respond(&invite, "200 OK", &answer),
+            &respond(&invite, "200 OK", answer),
         );
         assert!(
             sip_sent(&io).last().is_some_and(|m| m.starts_with("ACK ")),
