@@ -583,6 +583,28 @@ mod tests {
         .into_bytes()
     }
 
+    /// Queues a dial of `target` and lets the agent act on it.
+    fn dial(
+        agent: &mut Agent,
+        link: &CoreLink,
+        io: &mut FakeIo,
+        now: Instant,
+        call: CallId,
+        target: &str,
+    ) {
+        let dial = Dial {
+            call,
+            target: target.to_owned(),
+            from: "sip:outdial@127.0.0.1".into(),
+            ring_timeout: Duration::from_secs(30),
+            max_duration: Duration::from_secs(3600),
+        };
+        link.commands
+            .push(Command::Dial(Box::new(dial)))
+            .expect("queue");
+        agent.handle_wake(io, now);
+    }
+
     fn events(link: &CoreLink) -> Vec<Event> {
         std::iter::from_fn(|| link.events.pop()).collect()
     }
@@ -596,17 +618,14 @@ mod tests {
         assert_eq!(agent.sip_socket, Some(SocketId(0)));
 
         let call = CallId(42);
-        let dial = Dial {
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            now,
             call,
-            target: format!("sip:+15550001@{CALLEE}"),
-            from: "sip:outdial@127.0.0.1".into(),
-            ring_timeout: Duration::from_secs(30),
-            max_duration: Duration::from_secs(3600),
-        };
-        link.commands
-            .push(Command::Dial(Box::new(dial)))
-            .expect("queue");
-        agent.handle_wake(&mut io, now);
+            &format!("sip:+15550001@{CALLEE}"),
+        );
         assert_eq!(link.load.load(Ordering::Relaxed), 1);
         let (rtp_socket, rtp_addr) = io.bound[1];
         assert!(rtp_addr.port() % 2 == 0 && (20000..=20009).contains(&rtp_addr.port()));
@@ -761,17 +780,14 @@ mod tests {
         let now = Instant::now();
         agent.start(&mut io, now).expect("start");
         let call = CallId(1);
-        let dial = Dial {
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            now,
             call,
-            target: format!("sip:callee@{CALLEE}"),
-            from: "sip:outdial@127.0.0.1".into(),
-            ring_timeout: Duration::from_secs(30),
-            max_duration: Duration::from_secs(3600),
-        };
-        link.commands
-            .push(Command::Dial(Box::new(dial)))
-            .expect("queue");
-        agent.handle_wake(&mut io, now);
+            &format!("sip:callee@{CALLEE}"),
+        );
         let invite = sip_sent(&io).pop().expect("INVITE");
         let video_only = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 6000 RTP/AVP 96\r\n";
         let callee: SocketAddr = CALLEE.parse().expect("addr");
@@ -808,17 +824,14 @@ mod tests {
         let mut io = FakeIo::default();
         let now = Instant::now();
         agent.start(&mut io, now).expect("start");
-        let dial = Dial {
-            call: CallId(3),
-            target: "sip:someone@example.invalid".into(),
-            from: "sip:outdial@127.0.0.1".into(),
-            ring_timeout: Duration::from_secs(30),
-            max_duration: Duration::from_secs(3600),
-        };
-        link.commands
-            .push(Command::Dial(Box::new(dial)))
-            .expect("queue");
-        agent.handle_wake(&mut io, now);
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            now,
+            CallId(3),
+            "sip:someone@example.invalid",
+        );
         let event = link.events.pop().expect("Ended");
         assert!(
             matches!(&event, Event::Ended { outcome, .. } if outcome.disposition == Disposition::Failed && outcome.reason.contains("example.invalid")),
