@@ -623,3 +623,46 @@ async fn wildcard_listen_address_needs_and_uses_public_ip() {
         "a wildcard address leaked into SIP:\n{trace}"
     );
 }
+
+/// SIGTERM with a call in progress: the server hangs the call up (BYE) before it exits, and
+/// after a restart the record says why, instead of "interrupted".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hangs_up_live_calls_and_records_why() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    let sipp = Sipp::uas("answer_wait_bye.xml", &[]);
+    let mut outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550030"), "url": app.url("/app.vxml"), "vars": {"patient": "Ada"} }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let live = outdial.wait_status(&id, "in-progress", CALL_TIMEOUT).await;
+    assert_eq!(live["status"], "in-progress", "{live}");
+
+    let exit = tokio::task::block_in_place(|| outdial.terminate());
+    assert!(
+        exit.success(),
+        "a clean shutdown exits 0: {exit}\n{}",
+        outdial.log()
+    );
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(
+        sipp_status.success(),
+        "the callee must get our BYE before we exit:\n{trace}"
+    );
+
+    tokio::task::block_in_place(|| outdial.restart());
+    let call = outdial.get_call(&id).await;
+    assert_eq!(call["status"], "canceled", "{call}");
+    assert!(
+        call["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("shutting down")),
+        "{call}"
+    );
+    assert_eq!(
+        call["disposition"], "completed",
+        "the SIP leg ended normally: {call}"
+    );
+}

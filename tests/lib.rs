@@ -102,6 +102,28 @@ pub fn rtp_block() -> (u16, u16) {
     (base, base + 9)
 }
 
+/// Spawns `outdial serve --config config_path`, appending its output to `dir/outdial.log`.
+fn launch(dir: &TempDir, config_path: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("outdial.log"))
+        .expect("log file");
+    Command::new(outdial_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .env(
+            "RUST_LOG",
+            "info,outdial_control=debug,outdial_dataplane=debug",
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn outdial serve")
+}
+
 /// A running `outdial serve`, killed on drop.
 pub struct Outdial {
     child: Child,
@@ -187,20 +209,7 @@ impl Outdial {
                 .expect("port")
         };
         let (http_port, sip_port) = (port("[http]"), port("[sip]"));
-        let log = std::fs::File::create(dir.path().join("outdial.log")).expect("log file");
-        let child = Command::new(outdial_bin())
-            .arg("serve")
-            .arg("--config")
-            .arg(config_path)
-            .env(
-                "RUST_LOG",
-                "info,outdial_control=debug,outdial_dataplane=debug",
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn outdial serve");
+        let child = launch(&dir, config_path);
         let mut server = Self {
             child,
             api: format!("http://127.0.0.1:{http_port}"),
@@ -210,6 +219,34 @@ impl Outdial {
         };
         server.wait_ready(data_dir);
         server
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for the server to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll child") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "outdial serve ignored SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same configuration and data.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let config_path = self.dir.path().join("outdial.toml");
+        self.child = launch(&self.dir, &config_path);
+        let data_dir = self.dir.path().join("data");
+        self.wait_ready(&data_dir);
     }
 
     fn wait_ready(&mut self, data_dir: &Path) {

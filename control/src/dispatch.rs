@@ -15,7 +15,9 @@ use rand::{Rng, SeedableRng};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Notify, mpsc};
 
+use crate::model::{CallStatus, CallUpdate};
 use crate::runner::{CallSignal, RunnerContext, run_call};
+use time::OffsetDateTime;
 
 /// What the HTTP API needs from the part of the control plane that runs calls.
 pub trait CallControl: Send + Sync + 'static {
@@ -63,26 +65,27 @@ impl Dispatcher {
     /// Power of two choices: two distinct random cores, the one with fewer live calls.
     pub fn pick_core(&self) -> Option<usize> {
         let n = self.dataplane.core_count();
-        if n == 0 {
-            return None;
-        }
-        if n == 1 {
-            return Some(0);
-        }
-        let (a, b) = {
-            let mut rng = self
-                .rng
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let a = rng.random_range(0..n);
-            let b = (a + rng.random_range(1..n)) % n;
-            (a, b)
+        let alive = |core: usize| self.dataplane.is_alive(core);
+        let (a, b) = match n {
+            0 => return None,
+            1 => (0, 0),
+            _ => {
+                let mut rng = self
+                    .rng
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let a = rng.random_range(0..n);
+                let b = (a + rng.random_range(1..n)) % n;
+                (a, b)
+            }
         };
-        Some(if self.dataplane.load(b) < self.dataplane.load(a) {
-            b
-        } else {
-            a
-        })
+        match (alive(a), alive(b)) {
+            (true, true) => Some(if self.load(b) < self.load(a) { b } else { a }),
+            (true, false) => Some(a),
+            (false, true) => Some(b),
+            // Both draws hit dead cores: take the least loaded live one, if any.
+            (false, false) => (0..n).filter(|&c| alive(c)).min_by_key(|&c| self.load(c)),
+        }
     }
 
     /// Calls assigned to `core` and not finished.
@@ -179,7 +182,27 @@ impl Dispatcher {
                             let me = Arc::clone(&self);
                             let context = context.clone();
                             tokio::spawn(async move {
-                                run_call(context, record).await;
+                                let rowid = record.rowid;
+                                let public_id = record.id.clone();
+                                let store = context.store.clone();
+                                // The call runs in its own task so that a panic in it is
+                                // caught here: the call is released and recorded as failed.
+                                let outcome = tokio::spawn(run_call(context, record)).await;
+                                if let Err(e) = outcome {
+                                    tracing::error!(call = %public_id, error = %e, "call task failed");
+                                    me.unregister(CallId(rowid as u64));
+                                    let update = CallUpdate {
+                                        status: Some(CallStatus::Failed),
+                                        ended_at: Some(OffsetDateTime::now_utc()),
+                                        reason: Some(format!(
+                                            "internal error in the call runner: {e}"
+                                        )),
+                                        ..CallUpdate::default()
+                                    };
+                                    if let Err(e) = store.update_call(rowid, update).await {
+                                        tracing::error!(call = %public_id, error = %e, "cannot record the failure");
+                                    }
+                                }
                                 me.in_flight.fetch_sub(1, Ordering::Relaxed);
                                 me.wake.notify_one();
                             });
@@ -199,6 +222,20 @@ impl Dispatcher {
     }
 }
 
+impl Dispatcher {
+    /// Asks every live call to end as canceled; returns how many were asked.
+    pub fn cancel_all(&self) -> usize {
+        let senders: Vec<_> = self.table().values().map(|(tx, _)| tx.clone()).collect();
+        senders
+            .iter()
+            .filter(|tx| {
+                tx.send(CallSignal::Cancel("canceled: the server is shutting down"))
+                    .is_ok()
+            })
+            .count()
+    }
+}
+
 impl CallControl for Dispatcher {
     fn wake(&self) {
         self.wake.notify_one();
@@ -209,7 +246,10 @@ impl CallControl for Dispatcher {
             .table()
             .get(&CallId(id as u64))
             .map(|(tx, _)| tx.clone());
-        sender.is_some_and(|tx| tx.send(CallSignal::Cancel).is_ok())
+        sender.is_some_and(|tx| {
+            tx.send(CallSignal::Cancel("canceled by API request"))
+                .is_ok()
+        })
     }
 }
 

@@ -30,13 +30,20 @@ use crate::webhook::Webhooks;
 /// that submits), before the runner gives up on it.
 const AFTER_HANGUP_GRACE: Duration = Duration::from_secs(10);
 
+/// Beyond ring timeout plus maximum duration, the time allowed for SIP to finish (Timer B,
+/// BYE retransmissions) before a call's end is given up on.
+const BACKSTOP_SLACK: Duration = Duration::from_secs(90);
+
 /// What a call task receives besides dataplane events.
 #[derive(Debug)]
 pub enum CallSignal {
     /// An event from the call's dataplane core.
     Dataplane(Event),
-    /// The API asked to cancel the call.
-    Cancel,
+    /// End the call as canceled, for the reason given (an API request, a shutdown).
+    Cancel(&'static str),
+    /// The prompt player dropped a prompt without playing it (overtaken by barge-in, or the
+    /// core's queue was full). Unlike a core's interruption, it moves no barge-in watermark.
+    PromptSkipped(u32),
 }
 
 /// Shared by every call task.
@@ -120,13 +127,14 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
         session: None,
         session_end: None,
         result: None,
-        canceled: false,
+        canceled: None,
         hung_up_at: None,
         fetches: JoinSet::new(),
         player: None,
         next_prompt_id: 0,
         flush_below: Arc::new(AtomicU32::new(0)),
         self_tx: tx,
+        backstop: Instant::now() + ring_timeout + context.settings.max_duration + BACKSTOP_SLACK,
     };
     let outcome = call_task.run().await;
     context.dispatcher.unregister(call);
@@ -168,16 +176,19 @@ struct CallTask {
     session: Option<Session>,
     session_end: Option<SessionEnd>,
     result: Option<Value>,
-    canceled: bool,
+    /// Why the call is being canceled, once it is.
+    canceled: Option<&'static str>,
     hung_up_at: Option<Instant>,
     fetches: JoinSet<(u32, Result<Fetched, FetchFailure>)>,
-    player: Option<mpsc::UnboundedSender<(u32, outdial_vxml::Prompt)>>,
+    player: Option<Player>,
     /// One past the highest prompt id handed to the player.
     next_prompt_id: u32,
     /// Shared with the player: prompts below this id are not played.
     flush_below: Arc<AtomicU32>,
     /// This call's own signal channel, for the player's synthetic events.
     self_tx: mpsc::UnboundedSender<CallSignal>,
+    /// Past this, a call whose end the dataplane never reported is given up as failed.
+    backstop: Instant,
 }
 
 impl CallTask {
@@ -209,9 +220,16 @@ impl CallTask {
                             outcome = Some(ended);
                         }
                     }
-                    Some(CallSignal::Cancel) => {
-                        self.canceled = true;
-                        let _ = self.context.dispatcher.send(self.core, Command::Hangup { call: self.call });
+                    Some(CallSignal::Cancel(reason)) => {
+                        // A call already ending keeps its real outcome.
+                        if outcome.is_none() && self.session_end.is_none() {
+                            self.canceled = Some(reason);
+                            self.hangup();
+                        }
+                    }
+                    Some(CallSignal::PromptSkipped(id)) => {
+                        self.input(Input::PlaybackDone { id, interrupted: true });
+                        self.perform_actions().await;
                     }
                     None => return Outcome {
                         disposition: Disposition::Failed,
@@ -225,6 +243,14 @@ impl CallTask {
                         self.perform_actions().await;
                     }
                 }
+                () = tokio::time::sleep_until(self.backstop.into()), if outcome.is_none() => {
+                    tracing::error!(call = %self.record.id, "no end reported by the dataplane in time");
+                    return Outcome {
+                        disposition: Disposition::Failed,
+                        sip_status: None,
+                        reason: "the telephony core never reported the call's end (did it stop?)".into(),
+                    };
+                }
                 () = sleep => {
                     if let Some(session) = self.session.as_mut() {
                         session.handle_timeout(Instant::now());
@@ -232,6 +258,26 @@ impl CallTask {
                     self.perform_actions().await;
                 }
             }
+        }
+    }
+
+    /// Asks the core to end the call. A full command queue is retried, never given up on:
+    /// a hangup the application or the API asked for must happen.
+    fn hangup(&self) {
+        let command = Command::Hangup { call: self.call };
+        if let Err(command) = self.context.dispatcher.send(self.core, command) {
+            let dispatcher = Arc::clone(&self.context.dispatcher);
+            let core = self.core;
+            tokio::spawn(async move {
+                let mut command = command;
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    match dispatcher.send(core, command) {
+                        Ok(()) => break,
+                        Err(back) => command = back,
+                    }
+                }
+            });
         }
     }
 
@@ -252,11 +298,8 @@ impl CallTask {
                     ..CallUpdate::default()
                 })
                 .await;
-                if self.canceled {
-                    let _ = self
-                        .context
-                        .dispatcher
-                        .send(self.core, Command::Hangup { call: self.call });
+                if self.canceled.is_some() {
+                    self.hangup();
                 } else {
                     self.start_session().await;
                 }
@@ -325,10 +368,7 @@ impl CallTask {
                     event: "error.semantic".into(),
                     message: format!("cannot start the VoiceXML session: {e}"),
                 });
-                let _ = self
-                    .context
-                    .dispatcher
-                    .send(self.core, Command::Hangup { call: self.call });
+                self.hangup();
             }
         }
     }
@@ -381,7 +421,7 @@ impl CallTask {
                 Action::Play { id, prompt } => match &self.player {
                     Some(player) if self.hung_up_at.is_none() => {
                         self.next_prompt_id = self.next_prompt_id.max(id + 1);
-                        let _ = player.send((id, prompt));
+                        let _ = player.prompts.send((id, prompt));
                     }
                     _ => self.input(Input::PlaybackDone {
                         id,
@@ -394,10 +434,7 @@ impl CallTask {
                 Action::End(end) => {
                     tracing::info!(call = %self.record.id, ?end, "session ended");
                     if self.hung_up_at.is_none() {
-                        let _ = self
-                            .context
-                            .dispatcher
-                            .send(self.core, Command::Hangup { call: self.call });
+                        self.hangup();
                     }
                     self.session_end = Some(end);
                 }
@@ -452,9 +489,9 @@ impl CallTask {
             sip_status: outcome.sip_status,
             reason: outcome.reason,
         };
-        if self.canceled {
+        if let Some(reason) = self.canceled {
             state.status = CallStatus::Canceled;
-            state.reason = "canceled by API request".into();
+            state.reason = reason.into();
         } else if let Some(SessionEnd::Error { event, message }) = &self.session_end {
             state.status = CallStatus::Failed;
             state.reason = format!("{event}: {message}");
@@ -490,18 +527,13 @@ fn spawn_player(
     public_id: String,
     flush_below: Arc<AtomicU32>,
     events: mpsc::UnboundedSender<CallSignal>,
-) -> mpsc::UnboundedSender<(u32, outdial_vxml::Prompt)> {
+) -> Player {
     let (tx, mut rx) = mpsc::unbounded_channel::<(u32, outdial_vxml::Prompt)>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Some((id, prompt)) = rx.recv().await {
             let audio = render(&context.prompts, &prompt, &public_id).await;
             if id < flush_below.load(Ordering::Acquire) {
-                let done = Event::PlaybackDone {
-                    call,
-                    id,
-                    interrupted: true,
-                };
-                let _ = events.send(CallSignal::Dataplane(done));
+                let _ = events.send(CallSignal::PromptSkipped(id));
                 continue;
             }
             let command = Command::Play {
@@ -511,11 +543,28 @@ fn spawn_player(
                 bargein: prompt.bargein,
             };
             if context.dispatcher.send(core, command).is_err() {
-                tracing::warn!(call = %public_id, "core queue full: prompt dropped");
+                tracing::warn!(call = %public_id, "core queue full: prompt skipped");
+                let _ = events.send(CallSignal::PromptSkipped(id));
             }
         }
     });
-    tx
+    Player {
+        prompts: tx,
+        task: task.abort_handle(),
+    }
+}
+
+/// A call's prompt player: where prompts go, and how to stop it when the call ends.
+struct Player {
+    prompts: mpsc::UnboundedSender<(u32, outdial_vxml::Prompt)>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        // Renders for a call that is over are wasted work: stop at once.
+        self.task.abort();
+    }
 }
 
 /// Turns one prompt into one piece of 8 kHz audio; a part that cannot be rendered is

@@ -56,7 +56,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
         tracing::warn!(error = %e, "text-to-speech is unavailable: <prompt> text will be skipped");
     }
 
-    let dataplane = Dataplane::start(dataplane_config(&config)?)
+    let dataplane_config = dataplane_config(&config)?;
+    // Starting waits for each core's thread to bind its socket: not work for an async thread.
+    let dataplane = tokio::task::spawn_blocking(move || Dataplane::start(dataplane_config))
+        .await
+        .map_err(|e| Error::Dataplane(format!("dataplane start-up panicked: {e}")))?
         .map_err(|e| Error::Dataplane(e.to_string()))?;
     for core in 0..dataplane.core_count() {
         tracing::info!(
@@ -114,13 +118,41 @@ pub async fn run(config: Config) -> Result<(), Error> {
     );
     tracing::info!(%api, "HTTP API listening");
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let result = tokio::select! {
+        served = server => served.map_err(Error::from),
+        pumped = pump => Err(Error::Dataplane(match pumped {
+            Ok(Ok(())) => "the dataplane event pump stopped".to_owned(),
+            Ok(Err(e)) => format!("the dataplane event pump failed: {e}"),
+            Err(e) => format!("the dataplane event pump panicked: {e}"),
+        })),
+    };
     tracing::info!("shutting down");
-    pump.abort();
     scheduler.abort();
-    Ok(())
+    hang_up_live_calls(&dispatcher).await;
+    result
+}
+
+/// Asks every live call to end (CANCEL or BYE) and waits, bounded, for them to finish, so
+/// that callees are not left connected to a server that is gone.
+async fn hang_up_live_calls(dispatcher: &Dispatcher) {
+    const PATIENCE: Duration = Duration::from_secs(10);
+    let live = dispatcher.cancel_all();
+    if live == 0 {
+        return;
+    }
+    tracing::info!(live, "hanging up live calls before stopping");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while dispatcher.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = dispatcher.in_flight();
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "calls still ending; they will be marked interrupted at the next start"
+        );
+    }
 }
 
 fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {

@@ -39,6 +39,8 @@ pub struct CoreLink {
     pub load: Arc<AtomicUsize>,
     /// Set by control to stop the core's loop.
     pub stop: Arc<AtomicBool>,
+    /// True while the core's loop runs; cleared when its thread exits for any reason.
+    pub alive: Arc<AtomicBool>,
 }
 
 /// Settings of one core's agent.
@@ -86,6 +88,8 @@ pub struct Agent {
     media_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
     /// Events that did not fit in the event queue; retried every turn, never dropped.
     overflow: VecDeque<Event>,
+    /// When to retry `overflow` if nothing else wakes the core first.
+    overflow_retry: Option<Instant>,
     next_port: u16,
     rng: SmallRng,
     sip_buf: Vec<u8>,
@@ -119,6 +123,7 @@ impl Agent {
             by_socket: HashMap::new(),
             media_timers: BinaryHeap::new(),
             overflow: VecDeque::new(),
+            overflow_retry: None,
             next_port,
             rng,
             sip_buf: Vec::with_capacity(4096),
@@ -367,8 +372,12 @@ impl Agent {
         }
     }
 
-    fn finish_turn(&mut self) {
+    /// How soon a full event queue is tried again.
+    const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
+
+    fn finish_turn(&mut self, now: Instant) {
         self.flush_overflow();
+        self.overflow_retry = (!self.overflow.is_empty()).then(|| now + Self::OVERFLOW_RETRY);
         if self.woke_control {
             self.woke_control = false;
             self.link.event_wake.notify();
@@ -420,7 +429,7 @@ impl Driver for Agent {
             media.handle_datagram(now, from, data);
             self.drain_media(io, call);
         }
-        self.finish_turn();
+        self.finish_turn(now);
     }
 
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
@@ -446,7 +455,7 @@ impl Driver for Agent {
             media.handle_timeout(now);
             self.drain_media(io, call);
         }
-        self.finish_turn();
+        self.finish_turn(now);
     }
 
     fn handle_wake(&mut self, io: &mut impl Io, now: Instant) {
@@ -458,7 +467,7 @@ impl Driver for Agent {
             self.handle_command(io, now, command);
             self.drain_sip(io, now);
         }
-        self.finish_turn();
+        self.finish_turn(now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -466,10 +475,10 @@ impl Driver for Agent {
             .media_timers
             .peek()
             .map(|Reverse((deadline, _))| *deadline);
-        match (self.sip.poll_timeout(), media) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.sip.poll_timeout(), media, self.overflow_retry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn should_stop(&self) -> bool {
@@ -522,12 +531,17 @@ mod tests {
     const CALLEE_RTP: &str = "127.0.0.1:6000";
 
     fn agent() -> (Agent, CoreLink) {
+        agent_with_event_queue(64)
+    }
+
+    fn agent_with_event_queue(capacity: usize) -> (Agent, CoreLink) {
         let link = CoreLink {
             commands: Arc::new(ArrayQueue::new(16)),
-            events: Arc::new(ArrayQueue::new(64)),
+            events: Arc::new(ArrayQueue::new(capacity)),
             event_wake: Arc::new(WakeFd::new().expect("eventfd")),
             load: Arc::new(AtomicUsize::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
+            alive: Arc::new(AtomicBool::new(true)),
         };
         let config = AgentConfig {
             sip_listen: "127.0.0.1:5060".parse().expect("addr"),
@@ -843,5 +857,36 @@ mod tests {
             "the RTP socket is closed again"
         );
         assert_eq!(link.load.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn events_that_do_not_fit_wait_and_are_delivered_in_order_never_dropped() {
+        let (mut agent, link) = agent_with_event_queue(1);
+        let mut io = FakeIo::default();
+        let mut now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        for n in 0..3 {
+            dial(
+                &mut agent,
+                &link,
+                &mut io,
+                now,
+                CallId(n),
+                "sip:x@unresolvable.invalid",
+            );
+        }
+        let mut delivered = Vec::new();
+        for _ in 0..10 {
+            if let Some(Event::Ended { call, .. }) = link.events.pop() {
+                delivered.push(call.0);
+            }
+            let Some(retry) = agent.poll_timeout() else {
+                break;
+            };
+            now = now.max(retry);
+            agent.handle_timeout(&mut io, now);
+        }
+        assert_eq!(delivered, vec![0, 1, 2]);
+        assert_eq!(agent.poll_timeout(), None, "nothing left to retry");
     }
 }

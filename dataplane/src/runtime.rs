@@ -86,7 +86,11 @@ impl Dataplane {
             message: format!("cannot create an eventfd: {e}"),
         })?);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut cores = Vec::with_capacity(config.cores);
+        // Built as cores start: if one fails, dropping this stops the ones already running.
+        let mut dataplane = Self {
+            cores: Vec::with_capacity(config.cores),
+            event_wake: Arc::clone(&event_wake),
+        };
         for (index, rtp_ports) in ranges.into_iter().enumerate() {
             let port = config
                 .sip_listen
@@ -104,6 +108,7 @@ impl Dataplane {
                 event_wake: Arc::clone(&event_wake),
                 load: Arc::new(AtomicUsize::new(0)),
                 stop: Arc::new(AtomicBool::new(false)),
+                alive: Arc::new(AtomicBool::new(true)),
             };
             let agent_config = AgentConfig {
                 sip_listen: sip_addr,
@@ -128,6 +133,8 @@ impl Dataplane {
             let thread = std::thread::Builder::new()
                 .name(format!("outdial-core-{index}"))
                 .spawn(move || {
+                    // Cleared however the thread ends, panics included.
+                    let _alive = AliveGuard(Arc::clone(&thread_link.alive));
                     let mut agent = Agent::new(agent_config, thread_link);
                     agent.notify_when_ready(ready_tx.clone());
                     match core::run(&loop_config, &thread_wake, &mut agent) {
@@ -161,7 +168,7 @@ impl Dataplane {
             }
             let backend = resolved_backend(config.backend);
             tracing::info!(core = index, sip = %sip_addr, ?backend, "dataplane core ready");
-            cores.push(CoreHandle {
+            dataplane.cores.push(CoreHandle {
                 link,
                 wake,
                 sip_addr,
@@ -169,7 +176,7 @@ impl Dataplane {
                 thread: Some(thread),
             });
         }
-        Ok(Self { cores, event_wake })
+        Ok(dataplane)
     }
 
     /// Number of running cores.
@@ -187,6 +194,13 @@ impl Dataplane {
     /// Where `core` receives SIP.
     pub fn sip_addr(&self, core: usize) -> Option<SocketAddr> {
         self.cores.get(core).map(|c| c.sip_addr)
+    }
+
+    /// False once `core`'s loop has exited (an I/O error or a bug); it takes no more calls.
+    pub fn is_alive(&self, core: usize) -> bool {
+        self.cores
+            .get(core)
+            .is_some_and(|c| c.link.alive.load(Ordering::Acquire))
     }
 
     /// Which I/O backend `core` runs on.
@@ -237,6 +251,15 @@ impl Dataplane {
 impl Drop for Dataplane {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Clears a core's `alive` flag when its thread ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
