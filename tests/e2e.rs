@@ -666,3 +666,30 @@ async fn shutdown_hangs_up_live_calls_and_records_why() {
         "the SIP leg ended normally: {call}"
     );
 }
+
+/// A plain E.164 number goes to `[sip] trunk` as `sip:<number>@<trunk host:port>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e164_numbers_are_sent_to_the_trunk() {
+    let sipp = Sipp::uas("busy.xml", &[]);
+    let trunk_addr = sipp.addr;
+    let trunk = format!("trunk = \"sip:{trunk_addr}\"");
+    let outdial = Outdial::start_with_sip("127.0.0.1", &trunk, "");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": "+15550040", "url": "http://127.0.0.1:9/x.vxml" }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["to"], "+15550040",
+        "the request is kept as given: {created}"
+    );
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(call["status"], "busy", "{call}");
+    assert!(sipp_status.success(), "{trace}");
+    assert!(
+        trace.contains(&format!("INVITE sip:+15550040@{trunk_addr} SIP/2.0")),
+        "Request-URI must be the number at the trunk:\n{trace}"
+    );
+}
