@@ -6,6 +6,7 @@
 //! The session itself is sans-IO; this task is its I/O.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -93,9 +94,18 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
     let ring_timeout = record
         .ring_timeout_secs
         .map_or(context.settings.ring_timeout, Duration::from_secs);
+    let destination = match resolve_destination(&record.target_uri).await {
+        Ok(destination) => destination,
+        Err(reason) => {
+            context.dispatcher.unregister(call);
+            finish(&context, &record, Final::failed(&reason), None).await;
+            return;
+        }
+    };
     let dial = Dial {
         call,
         target: record.target_uri.clone(),
+        destination,
         from: from_uri(record.from.as_deref(), &context.settings.default_from),
         ring_timeout,
         max_duration: context.settings.max_duration,
@@ -632,6 +642,39 @@ async fn notify(context: &RunnerContext, record: &CallRecord) {
     context.webhooks.notify(record);
 }
 
+/// How long a DNS lookup for a callee's host may take.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where to send the INVITE for `target`: `None` when its host is an IP address (or
+/// `localhost`) the core uses as it is; otherwise the first address DNS gives for the name
+/// (A/AAAA records; SRV and NAPTR, RFC 3263, are not consulted yet).
+async fn resolve_destination(target: &str) -> Result<Option<SocketAddr>, String> {
+    use outdial_dataplane::sip::message::{Host, Uri};
+    let uri =
+        Uri::parse(target).map_err(|e| format!("cannot parse the callee URI {target}: {e}"))?;
+    let Some(sip) = uri.sip() else {
+        return Err(format!("{target} is not a sip: URI"));
+    };
+    if sip.socket_addr().is_some() {
+        return Ok(None);
+    }
+    let Host::Name(name) = sip.host else {
+        return Err(format!("{target} has no usable host"));
+    };
+    let port = sip.port.unwrap_or(5060);
+    let lookup = tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((name, port)));
+    match lookup.await {
+        Ok(Ok(mut addrs)) => addrs
+            .next()
+            .map(Some)
+            .ok_or_else(|| format!("DNS has no address for {name}, the callee's host")),
+        Ok(Err(e)) => Err(format!("cannot resolve {name}, the callee's host: {e}")),
+        Err(_) => Err(format!(
+            "DNS lookup of {name}, the callee's host, timed out after {DNS_TIMEOUT:?}"
+        )),
+    }
+}
+
 /// The stored name of a SIP-level disposition (the same words as the statuses).
 fn disposition_label(disposition: Disposition) -> &'static str {
     match disposition {
@@ -687,6 +730,21 @@ mod tests {
             "sip:+15550100@10.0.0.1:5060"
         );
         assert_eq!(from_uri(Some("sip:a@b"), "sip:outdial@x"), "sip:a@b");
+    }
+
+    #[tokio::test]
+    async fn callee_hosts_are_resolved_only_when_they_are_names() {
+        assert_eq!(resolve_destination("sip:a@127.0.0.1:5070").await, Ok(None));
+        assert_eq!(resolve_destination("sip:a@localhost").await, Ok(None));
+        // `127.1` is name-shaped for SIP (not the four-part form its ABNF needs), so it goes
+        // through the resolver, which answers it on any machine without a DNS server.
+        let resolved = resolve_destination("sip:a@127.1:5080").await;
+        assert_eq!(resolved, Ok(Some(SocketAddr::from(([127, 0, 0, 1], 5080)))));
+        let missing = resolve_destination("sip:a@no-such-host.invalid").await;
+        assert!(
+            matches!(&missing, Err(reason) if reason.contains("no-such-host.invalid")),
+            "{missing:?}"
+        );
     }
 
     #[test]

@@ -205,6 +205,7 @@ impl Agent {
         );
         let params = DialParams {
             target: &dial.target,
+            destination: dial.destination,
             from: &dial.from,
             sdp_offer: &offer,
             ring_timeout: dial.ring_timeout,
@@ -609,6 +610,7 @@ mod tests {
         let dial = Dial {
             call,
             target: target.to_owned(),
+            destination: None,
             from: "sip:outdial@127.0.0.1".into(),
             ring_timeout: Duration::from_secs(30),
             max_duration: Duration::from_secs(3600),

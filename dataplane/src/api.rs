@@ -3,6 +3,7 @@
 //! Control sends [`Command`]s to a core; the core answers with [`Event`]s. Both travel
 //! through bounded lock-free queues (see [`crate::Dataplane`]); nothing here locks.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub struct Dial {
     pub call: CallId,
     /// Request-URI to dial, e.g. `sip:+15550001@127.0.0.1:5070`.
     pub target: String,
+    /// Where to send the INVITE when the target's host is a name that control resolved
+    /// (the core does no DNS); `None` = the target's IP address and port.
+    pub destination: Option<SocketAddr>,
     /// From URI, e.g. `sip:outdial@127.0.0.1`.
     pub from: String,
     /// Time from sending the INVITE to giving up with CANCEL (status `no-answer`).

@@ -51,6 +51,7 @@ impl Harness {
     fn dial(&mut self, call: u64, ring_timeout: u64) -> Result<(), SipError> {
         let params = DialParams {
             target: "sip:+15550001@192.0.2.4:5070",
+            destination: None,
             from: "sip:outdial@192.0.2.1",
             sdp_offer: SDP_OFFER,
             ring_timeout: Duration::from_secs(ring_timeout),
@@ -537,6 +538,7 @@ fn max_duration_sends_bye() {
     let mut h = Harness::new();
     let params = DialParams {
         target: "sip:+15550001@192.0.2.4:5070",
+        destination: None,
         from: "sip:outdial@192.0.2.1",
         sdp_offer: SDP_OFFER,
         ring_timeout: Duration::from_secs(30),
@@ -570,6 +572,7 @@ fn dial_errors_send_nothing() {
     let mut h = Harness::new();
     let mut params = DialParams {
         target: "sip:bob@example.com",
+        destination: None,
         from: "sip:outdial@192.0.2.1",
         sdp_offer: SDP_OFFER,
         ring_timeout: Duration::from_secs(30),
@@ -859,4 +862,26 @@ fn protos_c07_through_the_endpoint() {
     assert_eq!(statuses, ["404"]);
     // The outbound call is unaffected.
     assert_eq!(h.endpoint.active_calls(), 1);
+}
+
+#[test]
+fn a_hostname_target_is_sent_to_the_destination_resolved_for_it() {
+    let mut h = Harness::new();
+    let params = DialParams {
+        target: "sip:bob@pbx.example.com",
+        destination: Some(addr("192.0.2.77:5080")),
+        from: "sip:outdial@192.0.2.1",
+        sdp_offer: SDP_OFFER,
+        ring_timeout: Duration::from_secs(30),
+        max_duration: Duration::from_secs(20),
+    };
+    h.endpoint.dial(h.now, CallId(1), &params).expect("dial");
+    h.drain();
+    let (_, to, invite) = h.sent.first().expect("INVITE sent");
+    assert_eq!(*to, addr("192.0.2.77:5080"));
+    let text = String::from_utf8_lossy(invite);
+    assert!(
+        text.starts_with("INVITE sip:bob@pbx.example.com SIP/2.0\r\n"),
+        "the Request-URI keeps the name: {text}"
+    );
 }

@@ -67,6 +67,7 @@ fn dial() -> (Harness, Invite) {
     let mut endpoint = Endpoint::new(config, 7);
     let params = DialParams {
         target: "sip:+15550001@192.0.2.4:5070",
+        destination: None,
         from: "sip:outdial@192.0.2.1",
         sdp_offer: OFFER,
         ring_timeout: Duration::from_secs(30),

@@ -48,6 +48,9 @@ pub struct SipConfig {
 pub struct DialParams<'a> {
     /// Request-URI, e.g. `sip:+15550001@127.0.0.1:5070`.
     pub target: &'a str,
+    /// Where to send the INVITE, when the target's host is a name resolved by the caller;
+    /// `None` = the target's own IP literal (or `localhost`) and port.
+    pub destination: Option<SocketAddr>,
     /// From URI, e.g. `sip:outdial@127.0.0.1`.
     pub from: &'a str,
     /// SDP offer for the INVITE body.
@@ -161,8 +164,9 @@ impl Endpoint {
         }
     }
 
-    /// Sends an INVITE to the host:port of `target` (IP literal or `localhost`; default port 5060).
-    /// Errors (bad URI, hostname needing DNS, duplicate call id) are returned, nothing is sent.
+    /// Sends an INVITE to `params.destination`, or else to the host:port of `target` (IP
+    /// literal or `localhost`; default port 5060). Errors (bad URI, a hostname with no
+    /// destination given, duplicate call id) are returned, nothing is sent.
     pub fn dial(
         &mut self,
         now: Instant,
@@ -178,7 +182,7 @@ impl Endpoint {
             .sip()
             .filter(|sip| sip.headers.is_empty())
             .ok_or_else(bad_target)?;
-        let Some(destination) = target.socket_addr() else {
+        let Some(destination) = params.destination.or_else(|| target.socket_addr()) else {
             return Err(match target.host {
                 Host::Name(name) => SipError::NeedsDns(name.to_owned()),
                 _ => bad_target(),
