@@ -86,6 +86,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
         }),
     };
     let pump = tokio::spawn(Arc::clone(&dispatcher).pump_events());
+    let gauges = tokio::spawn(publish_gauges(Arc::clone(&dispatcher)));
     let scheduler =
         tokio::spawn(Arc::clone(&dispatcher).schedule(context, config.calls.max_concurrent));
 
@@ -129,8 +130,27 @@ pub async fn run(config: Config) -> Result<(), Error> {
     };
     tracing::info!("shutting down");
     scheduler.abort();
+    gauges.abort();
     hang_up_live_calls(&dispatcher).await;
     result
+}
+
+/// Publishes the dispatcher's and the cores' load as Prometheus gauges once a second (the
+/// cores keep plain counters; nothing per packet touches the metrics registry).
+async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        metrics::gauge!("outdial_calls_in_flight").set(dispatcher.in_flight() as f64);
+        let dataplane = dispatcher.dataplane();
+        for core in 0..dataplane.core_count() {
+            let label = core.to_string();
+            metrics::gauge!("outdial_core_live_calls", "core" => label.clone())
+                .set(dataplane.load(core) as f64);
+            let alive = if dataplane.is_alive(core) { 1.0 } else { 0.0 };
+            metrics::gauge!("outdial_core_alive", "core" => label).set(alive);
+        }
+    }
 }
 
 /// Asks every live call to end (CANCEL or BYE) and waits, bounded, for them to finish, so

@@ -85,7 +85,14 @@ impl Dataplane {
             core: 0,
             message: format!("cannot create an eventfd: {e}"),
         })?);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // The CPUs this process may run on (its affinity mask: a container's cpuset, a
+        // taskset), in order; core `i` is pinned to the `i`-th of them.
+        let cpus: Vec<usize> = core_affinity::get_core_ids()
+            .map(|ids| ids.into_iter().map(|id| id.id).collect())
+            .unwrap_or_default();
+        if config.pin && cpus.is_empty() {
+            tracing::warn!("cannot read this process's CPU affinity: cores run unpinned");
+        }
         // Built as cores start: if one fails, dropping this stops the ones already running.
         let mut dataplane = Self {
             cores: Vec::with_capacity(config.cores),
@@ -124,7 +131,10 @@ impl Dataplane {
             };
             let loop_config = LoopConfig {
                 backend: config.backend,
-                pin_to_cpu: config.pin.then_some(index % cpus),
+                pin_to_cpu: config
+                    .pin
+                    .then(|| cpus.get(index % cpus.len().max(1)).copied())
+                    .flatten(),
                 ..LoopConfig::default()
             };
             let (ready_tx, ready_rx) = mpsc::channel();
