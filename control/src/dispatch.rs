@@ -257,6 +257,7 @@ fn event_call(event: &Event) -> CallId {
     match event {
         Event::Ringing { call }
         | Event::Answered { call, .. }
+        | Event::BargeIn { call, .. }
         | Event::Dtmf { call, .. }
         | Event::PlaybackDone { call, .. }
         | Event::Ended { call, .. } => *call,

@@ -141,8 +141,7 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
         hung_up_at: None,
         fetches: JoinSet::new(),
         player: None,
-        next_prompt_id: 0,
-        flush_below: Arc::new(AtomicU32::new(0)),
+        epoch: Arc::new(AtomicU32::new(0)),
         self_tx: tx,
         backstop: Instant::now() + ring_timeout + context.settings.max_duration + BACKSTOP_SLACK,
     };
@@ -191,10 +190,9 @@ struct CallTask {
     hung_up_at: Option<Instant>,
     fetches: JoinSet<(u32, Result<Fetched, FetchFailure>)>,
     player: Option<Player>,
-    /// One past the highest prompt id handed to the player.
-    next_prompt_id: u32,
-    /// Shared with the player: prompts below this id are not played.
-    flush_below: Arc<AtomicU32>,
+    /// The call's barge-in count as last reported by its core (`Event::BargeIn`); shared
+    /// with the player, which skips prompts issued in an earlier epoch.
+    epoch: Arc<AtomicU32>,
     /// This call's own signal channel, for the player's synthetic events.
     self_tx: mpsc::UnboundedSender<CallSignal>,
     /// Past this, a call whose end the dataplane never reported is given up as failed.
@@ -319,13 +317,14 @@ impl CallTask {
                 self.input(Input::Dtmf(digit));
                 self.perform_actions().await;
             }
+            Event::BargeIn { epoch, .. } => {
+                // Comes before the key that caused it, so prompts the session issues in
+                // answer to that key already carry the new epoch.
+                self.epoch.fetch_max(epoch, Ordering::AcqRel);
+            }
             Event::PlaybackDone {
                 id, interrupted, ..
             } => {
-                if interrupted {
-                    self.flush_below
-                        .fetch_max(self.next_prompt_id, Ordering::AcqRel);
-                }
                 self.input(Input::PlaybackDone { id, interrupted });
                 self.perform_actions().await;
             }
@@ -368,7 +367,7 @@ impl CallTask {
                     self.core,
                     self.call,
                     self.record.id.clone(),
-                    Arc::clone(&self.flush_below),
+                    Arc::clone(&self.epoch),
                     self.self_tx.clone(),
                 ));
                 self.perform_actions().await;
@@ -430,8 +429,8 @@ impl CallTask {
                 }
                 Action::Play { id, prompt } => match &self.player {
                     Some(player) if self.hung_up_at.is_none() => {
-                        self.next_prompt_id = self.next_prompt_id.max(id + 1);
-                        let _ = player.prompts.send((id, prompt));
+                        let epoch = self.epoch.load(Ordering::Acquire);
+                        let _ = player.prompts.send(QueuedPrompt { id, prompt, epoch });
                     }
                     _ => self.input(Input::PlaybackDone {
                         id,
@@ -526,31 +525,44 @@ impl CallTask {
     }
 }
 
+/// A prompt on its way to the core, with the barge-in epoch it was issued in.
+struct QueuedPrompt {
+    id: u32,
+    prompt: outdial_vxml::Prompt,
+    epoch: u32,
+}
+
 /// Renders prompts in order and queues them on the core in that same order.
 ///
-/// Prompts with an id below `flush_below` were overtaken by a barge-in while they were being
-/// rendered: they are reported as interrupted instead of being played late.
+/// A prompt issued before a barge-in (an older epoch than the call's) is reported as
+/// interrupted instead of played; the core applies the same rule to one already on its way.
 fn spawn_player(
     context: RunnerContext,
     core: usize,
     call: CallId,
     public_id: String,
-    flush_below: Arc<AtomicU32>,
+    epoch: Arc<AtomicU32>,
     events: mpsc::UnboundedSender<CallSignal>,
 ) -> Player {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(u32, outdial_vxml::Prompt)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<QueuedPrompt>();
     let task = tokio::spawn(async move {
-        while let Some((id, prompt)) = rx.recv().await {
-            let audio = render(&context.prompts, &prompt, &public_id).await;
-            if id < flush_below.load(Ordering::Acquire) {
+        while let Some(queued) = rx.recv().await {
+            let QueuedPrompt {
+                id,
+                prompt,
+                epoch: issued_in,
+            } = queued;
+            if issued_in < epoch.load(Ordering::Acquire) {
                 let _ = events.send(CallSignal::PromptSkipped(id));
                 continue;
             }
+            let audio = render(&context.prompts, &prompt, &public_id).await;
             let command = Command::Play {
                 call,
                 id,
                 audio,
                 bargein: prompt.bargein,
+                epoch: issued_in,
             };
             if context.dispatcher.send(core, command).is_err() {
                 tracing::warn!(call = %public_id, "core queue full: prompt skipped");
@@ -566,7 +578,7 @@ fn spawn_player(
 
 /// A call's prompt player: where prompts go, and how to stop it when the call ends.
 struct Player {
-    prompts: mpsc::UnboundedSender<(u32, outdial_vxml::Prompt)>,
+    prompts: mpsc::UnboundedSender<QueuedPrompt>,
     task: tokio::task::AbortHandle,
 }
 

@@ -68,6 +68,8 @@ pub struct AgentConfig {
 struct CallSlot {
     rtp_socket: SocketId,
     media: Option<MediaSession>,
+    /// Barge-ins on this call so far; a `Play` from an older epoch is dropped.
+    epoch: u32,
     /// The media deadline this call has in the timer heap, so a packet that does not move
     /// it adds no heap entry.
     armed: Option<Instant>,
@@ -224,6 +226,7 @@ impl Agent {
             CallSlot {
                 rtp_socket,
                 media: None,
+                epoch: 0,
                 armed: None,
                 failure: None,
             },
@@ -240,16 +243,18 @@ impl Agent {
                 id,
                 audio,
                 bargein,
-            } => match self
-                .calls
-                .get_mut(&call)
-                .and_then(|slot| slot.media.as_mut())
-            {
-                Some(media) => {
+                epoch,
+            } => match self.calls.get_mut(&call) {
+                Some(CallSlot {
+                    media: Some(media),
+                    epoch: current,
+                    ..
+                }) if epoch >= *current => {
                     media.play(now, id, audio, bargein);
-                    self.drain_media(io, call);
+                    self.drain_media(io, call, Origin::Control);
                 }
-                None => self.emit(Event::PlaybackDone {
+                // Not answered (yet or any more), or overtaken by a barge-in on its way here.
+                _ => self.emit(Event::PlaybackDone {
                     call,
                     id,
                     interrupted: true,
@@ -262,7 +267,7 @@ impl Agent {
                     .and_then(|slot| slot.media.as_mut())
                 {
                     media.stop_playback();
-                    self.drain_media(io, call);
+                    self.drain_media(io, call, Origin::Control);
                 }
             }
             Command::Hangup { call } => self.sip.hangup(now, call),
@@ -314,7 +319,7 @@ impl Agent {
                             call,
                             codec: negotiated.codec,
                         });
-                        self.drain_media(io, call);
+                        self.drain_media(io, call, Origin::Control);
                     }
                     Err(e) => {
                         slot.failure = Some(format!("callee's SDP answer is unusable: {e}"));
@@ -338,7 +343,7 @@ impl Agent {
     }
 
     /// Sends a call's pending RTP, reports its media events and re-arms its timer.
-    fn drain_media(&mut self, io: &mut impl Io, call: CallId) {
+    fn drain_media(&mut self, io: &mut impl Io, call: CallId, origin: Origin) {
         let Some(slot) = self.calls.get_mut(&call) else {
             return;
         };
@@ -354,12 +359,30 @@ impl Agent {
         while let Some(event) = media.poll_event() {
             events.push(event);
         }
+        // Only a received packet (a key) interrupts playback on its own: that is a barge-in.
+        let barged_in = origin == Origin::Packet
+            && events.iter().any(|e| {
+                matches!(
+                    e,
+                    MediaEvent::PlaybackDone {
+                        interrupted: true,
+                        ..
+                    }
+                )
+            });
+        if barged_in {
+            slot.epoch = slot.epoch.wrapping_add(1);
+        }
+        let epoch = slot.epoch;
         let deadline = media.poll_timeout();
         if deadline != slot.armed {
             slot.armed = deadline;
             if let Some(deadline) = deadline {
                 self.media_timers.push(Reverse((deadline, call)));
             }
+        }
+        if barged_in {
+            self.emit(Event::BargeIn { call, epoch });
         }
         for event in events {
             match event {
@@ -428,7 +451,7 @@ impl Driver for Agent {
                 .and_then(|slot| slot.media.as_mut())
         {
             media.handle_datagram(now, from, data);
-            self.drain_media(io, call);
+            self.drain_media(io, call, Origin::Packet);
         }
         self.finish_turn(now);
     }
@@ -454,7 +477,7 @@ impl Driver for Agent {
                 continue;
             };
             media.handle_timeout(now);
-            self.drain_media(io, call);
+            self.drain_media(io, call, Origin::Timer);
         }
         self.finish_turn(now);
     }
@@ -485,6 +508,17 @@ impl Driver for Agent {
     fn should_stop(&self) -> bool {
         self.link.stop.load(Ordering::Acquire)
     }
+}
+
+/// What made the agent look at a call's media session.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Origin {
+    /// A command from control.
+    Control,
+    /// A datagram from the callee.
+    Packet,
+    /// The session's timer.
+    Timer,
 }
 
 fn failed(call: CallId, reason: String) -> Event {
@@ -700,6 +734,7 @@ mod tests {
                 id: 9,
                 audio,
                 bargein: true,
+                epoch: 0,
             })
             .expect("queue");
         agent.handle_wake(&mut io, now);
@@ -890,5 +925,148 @@ mod tests {
         }
         assert_eq!(delivered, vec![0, 1, 2]);
         assert_eq!(agent.poll_timeout(), None, "nothing left to retry");
+    }
+
+    /// Dials and answers a call (PCMA, telephone-event 101); returns its RTP socket.
+    fn answered(
+        agent: &mut Agent,
+        link: &CoreLink,
+        io: &mut FakeIo,
+        now: Instant,
+        call: CallId,
+    ) -> SocketId {
+        dial(
+            agent,
+            link,
+            io,
+            now,
+            call,
+            &format!("sip:+15550001@{CALLEE}"),
+        );
+        let (rtp_socket, _) = *io.bound.last().expect("RTP socket");
+        let invite = sip_sent(io).pop().expect("INVITE");
+        let answer = "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                      m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&invite, "200 OK", answer),
+        );
+        events(link);
+        rtp_socket
+    }
+
+    fn key_packet(event: u8, timestamp: u32) -> Vec<u8> {
+        let mut packet = [0u8; 16];
+        let header = Header {
+            marker: true,
+            payload_type: 101,
+            sequence_number: 1,
+            timestamp,
+            ssrc: 5,
+        };
+        let len = header.write(&mut packet).expect("header");
+        packet[len..len + 4].copy_from_slice(&[event, 0x0a, 0x00, 0xa0]);
+        packet[..len + 4].to_vec()
+    }
+
+    #[test]
+    fn a_barge_in_starts_a_new_epoch_and_prompts_from_the_old_one_are_refused() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let call = CallId(7);
+        let rtp_socket = answered(&mut agent, &link, &mut io, now, call);
+        let play = |id: u32, epoch: u32| Command::Play {
+            call,
+            id,
+            audio: vec![0i16; 8000].into(),
+            bargein: true,
+            epoch,
+        };
+        link.commands.push(play(1, 0)).expect("queue");
+        link.commands.push(play(2, 0)).expect("queue");
+        agent.handle_wake(&mut io, now);
+
+        let from: SocketAddr = CALLEE_RTP.parse().expect("addr");
+        agent.handle_datagram(&mut io, now, rtp_socket, from, &key_packet(3, 800));
+        let got = events(&link);
+        assert!(
+            matches!(got.first(), Some(Event::BargeIn { epoch: 1, .. })),
+            "BargeIn comes first: {got:?}"
+        );
+        let interrupted: Vec<u32> = got
+            .iter()
+            .filter_map(|e| match e {
+                Event::PlaybackDone {
+                    id,
+                    interrupted: true,
+                    ..
+                } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(interrupted, vec![1, 2], "{got:?}");
+        assert!(
+            matches!(got.last(), Some(Event::Dtmf { digit: '3', .. })),
+            "{got:?}"
+        );
+
+        // Issued before the barge-in, arriving after it: refused, reported interrupted.
+        link.commands.push(play(3, 0)).expect("queue");
+        // Issued in answer to the key: played.
+        link.commands.push(play(4, 1)).expect("queue");
+        agent.handle_wake(&mut io, now);
+        let got = events(&link);
+        assert_eq!(
+            got.len(),
+            1,
+            "only the stale prompt is answered at once: {got:?}"
+        );
+        assert!(
+            matches!(
+                got[0],
+                Event::PlaybackDone {
+                    id: 3,
+                    interrupted: true,
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
+
+        // A key during a prompt that is already over is not a barge-in.
+        let mut later = now;
+        for _ in 0..60 {
+            later += Duration::from_millis(20);
+            agent.handle_timeout(&mut io, later);
+        }
+        let got = events(&link);
+        assert!(
+            got.iter().any(|e| matches!(
+                e,
+                Event::PlaybackDone {
+                    id: 4,
+                    interrupted: false,
+                    ..
+                }
+            )),
+            "{got:?}"
+        );
+        agent.handle_datagram(&mut io, later, rtp_socket, from, &key_packet(5, 4000));
+        let got = events(&link);
+        assert!(
+            !got.iter().any(|e| matches!(e, Event::BargeIn { .. })),
+            "{got:?}"
+        );
+        assert!(
+            got.iter()
+                .any(|e| matches!(e, Event::Dtmf { digit: '5', .. })),
+            "{got:?}"
+        );
     }
 }

@@ -48,6 +48,10 @@ pub enum Command {
         audio: Pcm8k,
         /// Whether a DTMF key pressed during this item stops it and flushes the rest of the queue.
         bargein: bool,
+        /// The call's barge-in count when the application issued this prompt (see
+        /// [`Event::BargeIn`]). A prompt older than the core's count was overtaken by a
+        /// barge-in on its way here: the core drops it and reports it interrupted.
+        epoch: u32,
     },
     /// Stop what is playing and drop everything queued.
     StopPlayback {
@@ -75,6 +79,14 @@ pub enum Event {
         call: CallId,
         /// Codec chosen from the answer.
         codec: Codec,
+    },
+    /// A key stopped a barge-in prompt and flushed the queue; `epoch` is the call's barge-in
+    /// count after it. Sent before the `PlaybackDone` and `Dtmf` events the key caused.
+    BargeIn {
+        /// The call.
+        call: CallId,
+        /// Barge-ins on this call so far.
+        epoch: u32,
     },
     /// A DTMF key: `0-9 * # A-D`.
     Dtmf {
