@@ -772,19 +772,10 @@ mod tests {
         );
 
         // An RFC 4733 event from the callee becomes one Dtmf event.
-        let mut packet = [0u8; 16];
-        let header = Header {
-            marker: true,
-            payload_type: 101,
-            sequence_number: 1,
-            timestamp: 160,
-            ssrc: 5,
-        };
-        let len = header.write(&mut packet).expect("header");
-        packet[len..len + 4].copy_from_slice(&[5, 0x0a, 0x00, 0xa0]);
+        let packet = key_packet(5, 160);
         let from: SocketAddr = CALLEE_RTP.parse().expect("addr");
-        agent.handle_datagram(&mut io, now, rtp_socket, from, &packet[..len + 4]);
-        agent.handle_datagram(&mut io, now, rtp_socket, from, &packet[..len + 4]);
+        agent.handle_datagram(&mut io, now, rtp_socket, from, &packet);
+        agent.handle_datagram(&mut io, now, rtp_socket, from, &packet);
         let dtmf: Vec<_> = events(&link)
             .into_iter()
             .filter_map(|e| match e {
