@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use outdial_dataplane::api::{CallId, Command, Dial, Disposition, Event, Outcome};
 use outdial_vxml::{
-    Action, FetchFailure, Fetched, Input, Method, Session, SessionConfig, SessionEnd,
+    Action, Fetch, FetchFailure, FetchPurpose, Fetched, Input, Method, Session, SessionConfig,
+    SessionEnd,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -393,13 +394,15 @@ impl CallTask {
         let mut submitted = false;
         while let Some(action) = self.session.as_mut().and_then(Session::poll_action) {
             match action {
-                Action::Fetch {
+                Action::Fetch(Fetch {
                     id,
                     url,
                     method,
                     form,
-                    submit,
-                } => {
+                    purpose,
+                    ..
+                }) => {
+                    let submit = purpose == FetchPurpose::Submit;
                     if submit {
                         submitted = true;
                     }
@@ -437,6 +440,23 @@ impl CallTask {
                         interrupted: true,
                     }),
                 },
+                Action::Listen(_) => {}
+                Action::Record(request) => self.input(Input::Recorded {
+                    id: request.id,
+                    result: Err("this platform does not record yet".to_owned()),
+                }),
+                Action::Transfer(request) => self.input(Input::TransferDone {
+                    id: request.id,
+                    result: Err(outdial_vxml::TransferFailure {
+                        event: "error.unsupported.transfer".to_owned(),
+                        message: "this platform does not transfer calls".to_owned(),
+                    }),
+                }),
+                Action::Disconnect { .. } => {
+                    if self.hung_up_at.is_none() {
+                        self.hangup();
+                    }
+                }
                 Action::Log { label, text } => {
                     tracing::info!(call = %self.record.id, label = label.as_deref().unwrap_or(""), "vxml log: {text}");
                 }

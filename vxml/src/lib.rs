@@ -25,6 +25,7 @@ pub mod session;
 
 pub use prompt::{Prompt, PromptItem};
 pub use session::{
-    Action, Error, FetchFailure, FetchId, Fetched, Input, Limits, Method, Session, SessionConfig,
-    SessionEnd,
+    Action, Enctype, Error, Fetch, FetchFailure, FetchId, FetchPurpose, Fetched, FormFile, Input,
+    Limits, Listen, Method, RecordRequest, Recording, Session, SessionConfig, SessionEnd,
+    TransferFailure, TransferKind, TransferOutcome, TransferRequest,
 };

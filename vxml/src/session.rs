@@ -91,26 +91,29 @@ pub enum Method {
 /// What the session asks the platform to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Fetch a document (initial, `<goto>`, `<submit>`). For `<submit>`, `form` holds the
-    /// namelist values (urlencoded by the platform) and `submit` is true.
-    Fetch {
-        /// Echoed in [`Input::Fetched`].
-        id: FetchId,
-        /// Absolute URL.
-        url: String,
-        /// HTTP method.
-        method: Method,
-        /// Submitted values.
-        form: Vec<(String, String)>,
-        /// Whether this is a `<submit>`.
-        submit: bool,
-    },
+    /// Fetch a resource: a document (initial, `<goto>`, `<subdialog>`), a `<submit>`, a
+    /// `<script src>`, a `<data src>` or an external grammar.
+    Fetch(Fetch),
     /// Play one prompt (queued; the platform plays Play actions in order).
     Play {
         /// Echoed in [`Input::PlaybackDone`].
         id: u32,
         /// The prompt.
         prompt: Prompt,
+    },
+    /// The session now waits for caller input (informational: the session owns the timers).
+    /// A scripted caller answers this; a telephony platform may ignore it.
+    Listen(Listen),
+    /// Record the caller (`<record>`). Emitted once every queued Play has been reported done;
+    /// answered with [`Input::Recorded`].
+    Record(RecordRequest),
+    /// Transfer the caller (`<transfer>`); answered with [`Input::TransferDone`].
+    Transfer(TransferRequest),
+    /// `<disconnect>`: hang up the call now. The session goes on (it handles
+    /// `connection.disconnect.hangup`, may still submit) and ends later with `End`.
+    Disconnect {
+        /// `<disconnect namelist>` values (VoiceXML 2.1) for the platform.
+        values: Vec<(String, String)>,
     },
     /// Log from `<log>` (label, text), or an interpreter warning (label `vxml.warning`).
     Log {
@@ -122,6 +125,176 @@ pub enum Action {
     /// The session is over; nothing follows. Emitted only after every Play has been reported
     /// done (at once after a hangup).
     End(SessionEnd),
+}
+
+/// What a fetch is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchPurpose {
+    /// A VoiceXML document (initial, `<goto>`, `<subdialog>`, application root).
+    Document,
+    /// A `<submit>`: the response is the next document; an empty 2xx body ends the session.
+    Submit,
+    /// A `<script src>`.
+    Script,
+    /// A `<data src>` (XML).
+    Data,
+    /// An external grammar.
+    Grammar,
+}
+
+/// How `<submit>`/`<subdialog>` values are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enctype {
+    /// `application/x-www-form-urlencoded` (the default).
+    UrlEncoded,
+    /// `multipart/form-data` (required to submit recordings).
+    Multipart,
+}
+
+/// One fetch the session asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetch {
+    /// Echoed in [`Input::Fetched`].
+    pub id: FetchId,
+    /// Absolute URL (for GET, without the submitted values: the platform appends them).
+    pub url: String,
+    /// HTTP method.
+    pub method: Method,
+    /// What is fetched.
+    pub purpose: FetchPurpose,
+    /// Submitted text values (`namelist`, subdialog params), in order.
+    pub form: Vec<(String, String)>,
+    /// Submitted recordings (sent as files; they force multipart).
+    pub files: Vec<FormFile>,
+    /// How the values are encoded.
+    pub enctype: Enctype,
+    /// `fetchtimeout`: give up (and answer with a failure) after this long.
+    pub timeout: Option<std::time::Duration>,
+    /// `maxage`: a cached copy older than this must be revalidated.
+    pub maxage: Option<std::time::Duration>,
+    /// `maxstale`: a cached copy stale by up to this long may be used.
+    pub maxstale: Option<std::time::Duration>,
+    /// `fetchaudio`: audio to play while the fetch is outstanding, absolute URL.
+    pub fetchaudio: Option<String>,
+}
+
+/// A recording submitted as a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormFile {
+    /// Form field name (the `<record>` variable name).
+    pub name: String,
+    /// Content type, e.g. `audio/wav`.
+    pub content_type: String,
+    /// The file's bytes.
+    pub data: Vec<u8>,
+}
+
+/// The session waits for input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// DTMF grammars are active.
+    pub dtmf: bool,
+    /// Voice grammars are active.
+    pub voice: bool,
+    /// The noinput timeout.
+    pub timeout: std::time::Duration,
+}
+
+/// A `<record>` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRequest {
+    /// Echoed in [`Input::Recorded`].
+    pub id: u32,
+    /// Play a beep before recording.
+    pub beep: bool,
+    /// Longest recording.
+    pub max_time: std::time::Duration,
+    /// Silence after speech that ends the recording.
+    pub final_silence: std::time::Duration,
+    /// Any DTMF key ends the recording.
+    pub dtmfterm: bool,
+    /// No sound at all for this long raises `noinput`.
+    pub timeout: std::time::Duration,
+    /// Wanted media type, e.g. `audio/wav`.
+    pub media_type: String,
+}
+
+/// What a recording produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    /// Media type of `audio`, e.g. `audio/wav`.
+    pub content_type: String,
+    /// The recording as a file.
+    pub audio: Vec<u8>,
+    /// Length of the recording.
+    pub duration: std::time::Duration,
+    /// The key that ended it, if one did.
+    pub termchar: Option<char>,
+    /// Whether it ended because `max_time` passed.
+    pub maxtime: bool,
+    /// Whether the caller said nothing (no sound above the silence threshold).
+    pub silent: bool,
+}
+
+/// How a transfer connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    /// Hand the call over; the session ends (`connection.disconnect.transfer`).
+    Blind,
+    /// Bridge caller and callee; the session resumes when the far leg ends.
+    Bridge,
+    /// Consult the callee first, then complete as blind.
+    Consultation,
+}
+
+/// A `<transfer>` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRequest {
+    /// Echoed in [`Input::TransferDone`].
+    pub id: u32,
+    /// Destination URI (`sip:`, `tel:`).
+    pub dest: String,
+    /// How it connects.
+    pub kind: TransferKind,
+    /// Give up ringing after this long (`noanswer`).
+    pub connect_timeout: std::time::Duration,
+    /// Longest bridged call, if limited (`maxtime_disconnect`).
+    pub max_time: Option<std::time::Duration>,
+    /// Application-to-application information (`aai`).
+    pub aai: Option<String>,
+}
+
+/// How a transfer ended (VoiceXML 2.0 §2.3.7, the form item variable's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// Blind or consultation transfer handed over.
+    Transferred,
+    /// The callee was busy.
+    Busy,
+    /// The callee did not answer within `connect_timeout`.
+    NoAnswer,
+    /// The network refused the call.
+    NetworkBusy,
+    /// The caller hung up during the bridge.
+    NearPartyDisconnect,
+    /// The callee hung up during the bridge.
+    FarEndDisconnect,
+    /// The network ended the bridge.
+    NetworkDisconnect,
+    /// The bridge reached `max_time`.
+    MaxTimeDisconnect,
+    /// Anything else.
+    Unknown,
+}
+
+/// Why a transfer could not be tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferFailure {
+    /// The event to throw, e.g. `error.unsupported.transfer.bridge`,
+    /// `error.connection.baddestination`, `error.connection.noauthorization`.
+    pub event: String,
+    /// What went wrong.
+    pub message: String,
 }
 
 /// What the platform tells the session.
@@ -143,6 +316,28 @@ pub enum Input {
     },
     /// The caller pressed a key (`0-9`, `*`, `#`, `A-D`).
     Dtmf(char),
+    /// A recognizer's result for speech input (or a scripted caller's utterance): matched
+    /// against the active voice grammars. A DTMF-only platform never sends it.
+    Recognition {
+        /// The words recognised.
+        utterance: String,
+        /// Confidence, 0.0 to 1.0.
+        confidence: f32,
+    },
+    /// A `<record>` finished.
+    Recorded {
+        /// The Record action's id.
+        id: u32,
+        /// The recording, or why there is none.
+        result: Result<Recording, String>,
+    },
+    /// A `<transfer>` finished.
+    TransferDone {
+        /// The Transfer action's id.
+        id: u32,
+        /// How it ended, or the error event to throw.
+        result: Result<TransferOutcome, TransferFailure>,
+    },
     /// The caller hung up (raises `connection.disconnect.hangup`).
     Hangup,
 }
@@ -350,6 +545,8 @@ impl Session {
             Input::PlaybackDone { id, .. } => self.on_playback_done(now, id),
             Input::Dtmf(key) => self.on_key(now, key),
             Input::Hangup => self.on_hangup(now),
+            // Not produced by this slice's actions.
+            Input::Recognition { .. } | Input::Recorded { .. } | Input::TransferDone { .. } => {}
         }
     }
 
@@ -604,7 +801,7 @@ impl Session {
                     self.submitted = Some(request.form.clone());
                 }
                 self.last_fetch_url = Some(request.url.to_string());
-                self.actions.push_back(Action::Fetch {
+                self.actions.push_back(Action::Fetch(Fetch {
                     id,
                     url: request.url.to_string(),
                     method: if request.post {
@@ -612,9 +809,19 @@ impl Session {
                     } else {
                         Method::Get
                     },
+                    purpose: if request.submit {
+                        FetchPurpose::Submit
+                    } else {
+                        FetchPurpose::Document
+                    },
                     form: request.form,
-                    submit: request.submit,
-                });
+                    files: Vec::new(),
+                    enctype: Enctype::UrlEncoded,
+                    timeout: None,
+                    maxage: None,
+                    maxstale: None,
+                    fetchaudio: None,
+                }));
                 self.state = State::Fetching {
                     id,
                     submit: request.submit,
@@ -710,13 +917,19 @@ mod tests {
         let mut session = Session::new(config, Instant::now()).unwrap();
         assert_eq!(
             session.poll_action(),
-            Some(Action::Fetch {
+            Some(Action::Fetch(Fetch {
                 id: FetchId(0),
                 url: "http://x.test/a.vxml".into(),
                 method: Method::Get,
+                purpose: FetchPurpose::Document,
                 form: vec![],
-                submit: false,
-            })
+                files: vec![],
+                enctype: Enctype::UrlEncoded,
+                timeout: None,
+                maxage: None,
+                maxstale: None,
+                fetchaudio: None,
+            }))
         );
         assert_eq!(session.poll_action(), None);
         assert_eq!(session.poll_timeout(), None);

@@ -72,9 +72,13 @@ fn drain(
         assert!(!*ended, "action after End: {action:?}");
         match action {
             Action::End(_) => *ended = true,
-            Action::Fetch { id, .. } => fetches.push(id),
+            Action::Fetch(fetch) => fetches.push(fetch.id),
             Action::Play { id, .. } => plays.push(id),
-            Action::Log { .. } => {}
+            Action::Log { .. }
+            | Action::Listen(_)
+            | Action::Record(_)
+            | Action::Transfer(_)
+            | Action::Disconnect { .. } => {}
         }
     }
 }

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use outdial_vxml::{
-    Action, FetchFailure, FetchId, Fetched, Input, Limits, PromptItem, Session, SessionConfig,
+    Action, Fetch, FetchFailure, FetchId, FetchPurpose, Fetched, Input, Limits, PromptItem,
+    Session, SessionConfig,
 };
 
 const BASE: &str = "http://vectors.test/";
@@ -52,13 +53,15 @@ impl Platform {
     fn drain(&mut self) {
         while let Some(action) = self.session.poll_action() {
             match action {
-                Action::Fetch {
+                Action::Fetch(Fetch {
                     id,
                     url,
                     method,
                     form,
-                    submit,
-                } => {
+                    purpose,
+                    ..
+                }) => {
+                    let submit = purpose == FetchPurpose::Submit;
                     let form: Vec<String> =
                         form.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
                     self.record(&format!(
@@ -102,6 +105,10 @@ impl Platform {
                     Some(label) => self.record(&format!("log [{label}] {text}")),
                     None => self.record(&format!("log {text}")),
                 },
+                Action::Listen(_)
+                | Action::Record(_)
+                | Action::Transfer(_)
+                | Action::Disconnect { .. } => {}
                 Action::End(end) => {
                     self.record(&format!("end {end:?}"));
                     if let Some(submitted) = self.session.submitted() {
