@@ -5,7 +5,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
-use outdial_tests::{AppServer, Outdial, Sipp, form_pairs, shared_dir};
+use outdial_tests::{AppServer, Outdial, Sipp, form_pairs, multipart_parts, shared_dir};
 use serde_json::{Value, json};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -730,5 +730,195 @@ async fn callee_host_names_are_resolved() {
             .as_str()
             .is_some_and(|r| r.contains("no-such-host.invalid")),
         "{call}"
+    );
+}
+
+/// The application root: a variable every leaf sees, and a catch for what this platform
+/// cannot do.
+const RECORD_ROOT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <var name="company" expr="'Acme'"/>
+  <catch event="error.unsupported">
+    <log>unsupported: <value expr="_message"/></log>
+    <exit/>
+  </catch>
+</vxml>
+"#;
+
+/// A menu chosen by DTMF; the chosen form calls a subdialog, reads XML with `<data>`, and
+/// records a message it submits as multipart/form-data with the values gathered.
+const RECORD_APP: &str = r##"<?xml version="1.0" encoding="UTF-8"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml" application="root.vxml">
+  <menu id="main" dtmf="true">
+    <prompt>For sales press 1. For support press 2.</prompt>
+    <choice dtmf="1" next="#sales"/>
+    <choice dtmf="2" next="#support"/>
+  </menu>
+  <form id="sales">
+    <var name="menu" expr="'sales'"/>
+    <var name="ticket"/>
+    <var name="code"/>
+    <subdialog name="who" src="sub.vxml">
+      <param name="dept" expr="menu"/>
+      <filled><assign name="ticket" expr="who.ticket"/></filled>
+    </subdialog>
+    <block name="lookup">
+      <data name="info" src="info.xml"/>
+      <assign name="code" expr="info.documentElement.getAttribute('code')"/>
+    </block>
+    <record name="msg" beep="true" maxtime="12s" finalsilence="1500ms" dtmfterm="true"
+            type="audio/wav">
+      <filled>
+        <submit next="upload" method="post" enctype="multipart/form-data"
+                namelist="msg menu ticket code company"/>
+      </filled>
+    </record>
+  </form>
+  <form id="support">
+    <block><submit next="upload" method="post" namelist="company"/></block>
+  </form>
+</vxml>
+"##;
+
+const RECORD_SUB: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form>
+    <var name="dept"/>
+    <block>
+      <var name="ticket" expr="'T-' + dept"/>
+      <return namelist="ticket"/>
+    </block>
+  </form>
+</vxml>
+"#;
+
+const RECORD_INFO: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<account code="A42"><owner>Ada</owner></account>
+"#;
+
+const RECORD_DONE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form><block><exit/></block></form>
+</vxml>
+"#;
+
+/// Reads a RIFF WAVE of PCM16 mono 8 kHz; `None` when it is anything else.
+fn wav_samples(wav: &[u8]) -> Option<Vec<i16>> {
+    let u16_at = |at: usize| {
+        wav.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        wav.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if wav.get(..4)? != b"RIFF" || wav.get(8..16)? != b"WAVEfmt " {
+        return None;
+    }
+    if (u16_at(20)?, u16_at(22)?, u32_at(24)?, u16_at(34)?) != (1, 1, 8000, 16) {
+        return None;
+    }
+    if wav.get(36..40)? != b"data" {
+        return None;
+    }
+    let len = u32_at(40)? as usize;
+    let data = wav.get(44..44 + len)?;
+    Some(
+        data.chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect(),
+    )
+}
+
+/// The whole language on a real call: SIPp answers, presses 1 for a `<menu>`, then speaks
+/// (SIPp's G.711 speech capture) into a `<record>` that the application root, a
+/// `<subdialog>` and a `<data>` fetch lead up to; the recording reaches the application
+/// server as a WAV file in a multipart/form-data POST, with the values gathered on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_message_is_submitted_as_multipart_with_the_values_gathered() {
+    let app = AppServer::start().await;
+    app.vxml("/root.vxml", RECORD_ROOT);
+    app.vxml("/app.vxml", RECORD_APP);
+    app.vxml("/sub.vxml", RECORD_SUB);
+    app.route("/info.xml", 200, "application/xml", RECORD_INFO);
+    app.vxml("/upload", RECORD_DONE);
+    let speech = shared_dir().join("corpus/rtp-dtmf-sipp-pcaps/g711a.pcap");
+    assert!(
+        speech.exists(),
+        "missing test corpus file {}",
+        speech.display()
+    );
+    let sipp = Sipp::uas(
+        "answer_dtmf_speak.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "2000".into()),
+            ("SPEAK_DELAY_MS", "1500".into()),
+            (
+                "SPEECH_PCAP",
+                speech
+                    .canonicalize()
+                    .expect("canonical path")
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+        ],
+    );
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550060"), "url": app.url("/app.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    let received = app.received();
+    let fetched = |path: &str| received.iter().any(|r| r.path.starts_with(path));
+    for path in ["/root.vxml", "/sub.vxml", "/info.xml"] {
+        assert!(
+            fetched(path),
+            "{path} was never fetched: {received:?}\n{}",
+            outdial.log()
+        );
+    }
+    let uploads: Vec<_> = received.iter().filter(|r| r.path == "/upload").collect();
+    assert_eq!(uploads.len(), 1, "{call}\n{received:?}\n{}", outdial.log());
+    let upload = uploads[0];
+    assert_eq!(upload.method, "POST");
+    let content_type = upload.content_type.clone().unwrap_or_default();
+    assert!(
+        content_type.starts_with("multipart/form-data"),
+        "{content_type}"
+    );
+    let parts = multipart_parts(&content_type, &upload.body_bytes).expect("a multipart body");
+    let value = |name: &str| {
+        parts
+            .iter()
+            .find(|p| p.name == name && p.filename.is_none())
+            .map(|p| String::from_utf8_lossy(&p.data).into_owned())
+    };
+    assert_eq!(value("menu").as_deref(), Some("sales"), "{parts:?}");
+    assert_eq!(value("ticket").as_deref(), Some("T-sales"), "{parts:?}");
+    assert_eq!(value("code").as_deref(), Some("A42"), "{parts:?}");
+    assert_eq!(value("company").as_deref(), Some("Acme"), "{parts:?}");
+    let message = parts
+        .iter()
+        .find(|p| p.name == "msg")
+        .unwrap_or_else(|| panic!("no recording in the upload: {parts:?}"));
+    assert!(message.filename.is_some(), "sent as a file: {message:?}");
+    assert_eq!(message.content_type.as_deref(), Some("audio/wav"));
+    let samples = wav_samples(&message.data).expect("PCM16 8 kHz mono WAV");
+    let seconds = samples.len() as f64 / 8000.0;
+    // The capture is about 7 s, sent from 1.5 s after the key; the recording ends 1.5 s
+    // after the last sound, or at 12 s.
+    assert!((4.0..=12.5).contains(&seconds), "{seconds} s recorded");
+    let loud = samples.iter().filter(|s| s.unsigned_abs() > 1000).count();
+    assert!(loud > 8000, "the speech was recorded: {loud} loud samples");
+
+    assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+    assert!(
+        sipp_status.success(),
+        "SIPp expected our BYE after the upload:\n{trace}"
     );
 }

@@ -482,8 +482,10 @@ pub struct Received {
     pub path: String,
     /// Content-Type header.
     pub content_type: Option<String>,
-    /// Body as text.
+    /// Body as text (binary parts replaced, see [`String::from_utf8_lossy`]).
     pub body: String,
+    /// Body as sent.
+    pub body_bytes: Vec<u8>,
     /// The `webhook-signature` header, if any.
     pub webhook_signature: Option<String>,
 }
@@ -571,6 +573,7 @@ async fn serve_route(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         body: String::from_utf8_lossy(&body).into_owned(),
+        body_bytes: body.to_vec(),
         webhook_signature: headers
             .get("webhook-signature")
             .and_then(|v| v.to_str().ok())
@@ -585,6 +588,62 @@ async fn serve_route(
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such document").into_response(),
     }
+}
+
+/// One part of a `multipart/form-data` body.
+#[derive(Clone, Debug)]
+pub struct Part {
+    /// The `name` of its Content-Disposition.
+    pub name: String,
+    /// The `filename` of its Content-Disposition, for files.
+    pub filename: Option<String>,
+    /// Its Content-Type, for files.
+    pub content_type: Option<String>,
+    /// Its content.
+    pub data: Vec<u8>,
+}
+
+/// Splits a `multipart/form-data` body (RFC 7578) sent with `content_type`; `None` when it
+/// is not one, or is malformed.
+pub fn multipart_parts(content_type: &str, body: &[u8]) -> Option<Vec<Part>> {
+    let boundary = content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))?
+        .trim_matches('"');
+    let delimiter = format!("\r\n--{boundary}");
+    // The first delimiter may start the body without the CRLF before it.
+    let mut text = Vec::with_capacity(body.len() + 2);
+    text.extend_from_slice(b"\r\n");
+    text.extend_from_slice(body);
+    let at: Vec<usize> = text
+        .windows(delimiter.len())
+        .enumerate()
+        .filter(|(_, w)| *w == delimiter.as_bytes())
+        .map(|(i, _)| i)
+        .collect();
+    let mut parts = Vec::new();
+    for pair in at.windows(2) {
+        let part = text.get(pair[0] + delimiter.len() + 2..pair[1])?;
+        let split = part.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(part.get(..split)?).into_owned();
+        let param = |key: &str| {
+            head.split(';').map(str::trim).find_map(|p| {
+                p.strip_prefix(&format!("{key}=\""))
+                    .and_then(|v| v.split('"').next())
+                    .map(str::to_owned)
+            })
+        };
+        parts.push(Part {
+            name: param("name")?,
+            filename: param("filename"),
+            content_type: head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Type:").map(|v| v.trim().to_owned())),
+            data: part.get(split + 4..)?.to_vec(),
+        });
+    }
+    Some(parts)
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body into pairs.
@@ -615,4 +674,27 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_bodies_split_into_fields_and_files() {
+        let body = b"--xyz\r\nContent-Disposition: form-data; name=\"menu\"\r\n\r\nsales\r\n\
+            --xyz\r\nContent-Disposition: form-data; name=\"msg\"; filename=\"msg.wav\"\r\n\
+            Content-Type: audio/wav\r\n\r\nRIFF\r\n--xy\0\r\n--xyz--\r\n";
+        let parts = multipart_parts("multipart/form-data; boundary=xyz", body).expect("parts");
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert_eq!(
+            (parts[0].name.as_str(), parts[0].data.as_slice()),
+            ("menu", &b"sales"[..])
+        );
+        assert_eq!(parts[0].filename, None);
+        assert_eq!(parts[1].filename.as_deref(), Some("msg.wav"));
+        assert_eq!(parts[1].content_type.as_deref(), Some("audio/wav"));
+        assert_eq!(parts[1].data, b"RIFF\r\n--xy\0");
+        assert!(multipart_parts("text/plain", body).is_none());
+    }
 }

@@ -260,6 +260,7 @@ fn event_call(event: &Event) -> CallId {
         | Event::BargeIn { call, .. }
         | Event::Dtmf { call, .. }
         | Event::PlaybackDone { call, .. }
+        | Event::Recorded { call, .. }
         | Event::Ended { call, .. } => *call,
     }
 }

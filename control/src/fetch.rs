@@ -1,15 +1,36 @@
 //! HTTP fetching for VoiceXML documents, audio files and `<submit>`s.
 //!
 //! One [`Fetcher`] wraps one `reqwest::Client`, so every call runner shares its connection
-//! pool. Each fetch is bounded three ways: a total timeout (connect, headers and body),
-//! a body size limit enforced while streaming (the body is never read past the limit), and a
-//! redirect limit. Only `http` and `https` URLs are fetched (VoiceXML 2.1 §5.1 leaves the
-//! scheme set to the platform).
+//! pool. Each fetch is bounded three ways: a total timeout (connect, headers and body; a
+//! fetch may ask for a shorter or longer one, VoiceXML `fetchtimeout`), a body size limit
+//! enforced while streaming (the body is never read past the limit), and a redirect limit.
+//! Only `http` and `https` URLs are fetched (VoiceXML 2.1 §5.1 leaves the scheme set to the
+//! platform).
+//!
+//! [`Fetcher::get_cached`] goes through an HTTP cache shared by every clone, hence by every
+//! call (VoiceXML 2.0 §6.1.2; RFC 9111). Only `GET` 200 responses are stored, and not those
+//! marked `no-store` or `private` (the cache serves every tenant). A response's freshness
+//! lifetime is its `max-age`, else `Expires` minus `Date`; with neither it is zero (no
+//! heuristic freshness), so it is revalidated on every use. A stored response is used as it
+//! is when its age is within the fetch's `maxage` and within its freshness lifetime plus the
+//! fetch's `maxstale`, and it is not `no-cache`; otherwise it is revalidated with
+//! `If-None-Match` / `If-Modified-Since` when it has an `ETag` / `Last-Modified` (a 304
+//! refreshes it), or fetched again. The cache is bounded in bytes and entries, evicting the
+//! least recently used. `Vary` is not consulted: every request this fetcher makes carries
+//! the same headers.
+//!
+//! [`Fetcher::post_multipart`] sends `multipart/form-data` (RFC 7578), how `<submit>` sends
+//! recordings.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use reqwest::{Client, Response, redirect};
+use reqwest::header::{
+    AGE, CACHE_CONTROL, CONTENT_TYPE, DATE, ETAG, EXPIRES, HeaderMap, HeaderValue,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+};
+use reqwest::{Client, Response, StatusCode, redirect};
 use url::Url;
 
 /// Bounds applied to every fetch made by one [`Fetcher`].
@@ -131,11 +152,38 @@ pub enum FetchError {
     },
 }
 
-/// Fetches resources over HTTP(S). Cheap to clone: clones share one connection pool.
+/// How one cached fetch may use a stored response (VoiceXML `maxage` / `maxstale`, the
+/// request directives of RFC 9111 §5.2.1.1 and §5.2.1.2), and how long it may take.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct FetchOptions {
+    /// Total time for this fetch instead of the fetcher's (`fetchtimeout`).
+    pub timeout: Option<Duration>,
+    /// A stored response older than this is not used without revalidation.
+    pub maxage: Option<Duration>,
+    /// A stored response stale by up to this long may still be used.
+    pub maxstale: Option<Duration>,
+}
+
+/// One file of a `multipart/form-data` body.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct FilePart<'a> {
+    /// Form field name.
+    pub name: &'a str,
+    /// File name sent with it.
+    pub filename: &'a str,
+    /// Its media type, e.g. `audio/wav`.
+    pub content_type: &'a str,
+    /// Its bytes.
+    pub data: &'a [u8],
+}
+
+/// Fetches resources over HTTP(S). Cheap to clone: clones share one connection pool and
+/// one HTTP cache.
 #[derive(Clone, Debug)]
 pub struct Fetcher {
     client: Client,
     limits: FetchLimits,
+    cache: Arc<Mutex<HttpCache>>,
 }
 
 impl Fetcher {
@@ -155,7 +203,21 @@ impl Fetcher {
             .map_err(|e| FetchError::Client {
                 reason: root_cause(&e),
             })?;
-        Ok(Self { client, limits })
+        Ok(Self {
+            client,
+            limits,
+            cache: Arc::new(Mutex::new(HttpCache::new(
+                DEFAULT_CACHE_BYTES,
+                DEFAULT_CACHE_ENTRIES,
+            ))),
+        })
+    }
+
+    /// This fetcher with a fresh shared cache of at most `bytes` of bodies in at most
+    /// `entries` responses (0 disables caching).
+    pub fn with_cache(mut self, bytes: usize, entries: usize) -> Self {
+        self.cache = Arc::new(Mutex::new(HttpCache::new(bytes, entries)));
+        self
     }
 
     /// The limits this fetcher applies.
@@ -167,7 +229,83 @@ impl Fetcher {
     pub async fn get(&self, url: &str, max_bytes: usize) -> Result<Fetched, FetchError> {
         let target = checked_url(url)?;
         let request = self.client.get(target);
-        self.send(url, request, max_bytes).await
+        self.send(url, request, max_bytes, None)
+            .await
+            .map(|(fetched, _)| fetched)
+    }
+
+    /// Like [`Fetcher::get`], taking `timeout` instead of the fetcher's when given.
+    pub async fn get_within(
+        &self,
+        url: &str,
+        max_bytes: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Fetched, FetchError> {
+        let target = checked_url(url)?;
+        let request = self.client.get(target);
+        self.send(url, request, max_bytes, timeout)
+            .await
+            .map(|(fetched, _)| fetched)
+    }
+
+    /// `GET url` through the shared HTTP cache (see the module docs), reading at most
+    /// `max_bytes` of body.
+    pub async fn get_cached(
+        &self,
+        url: &str,
+        max_bytes: usize,
+        options: FetchOptions,
+    ) -> Result<Fetched, FetchError> {
+        let target = checked_url(url)?;
+        let key = target.as_str().to_owned();
+        let now = Instant::now();
+        let stored = self.cache().lookup(&key);
+        let mut request = self.client.get(target);
+        let mut revalidating = None;
+        if let Some(entry) = stored {
+            if entry.usable(now, options) && entry.body.len() <= max_bytes {
+                return Ok(entry.fetched());
+            }
+            if entry.etag.is_some() || entry.last_modified.is_some() {
+                if let Some(etag) = &entry.etag {
+                    request = request.header(IF_NONE_MATCH, etag.as_str());
+                }
+                if let Some(modified) = &entry.last_modified {
+                    request = request.header(IF_MODIFIED_SINCE, modified.as_str());
+                }
+                revalidating = Some(entry);
+            }
+        }
+        let (fetched, headers) = self
+            .send_accepting_304(
+                url,
+                request,
+                max_bytes,
+                options.timeout,
+                revalidating.is_some(),
+            )
+            .await?;
+        if fetched.status == 304
+            && let Some(entry) = revalidating
+        {
+            let refreshed = entry.refreshed(&headers, Instant::now());
+            let fetched = refreshed.fetched();
+            if fetched.body.len() > max_bytes {
+                return Err(FetchError::TooLarge {
+                    url: fetched.url,
+                    limit: max_bytes,
+                });
+            }
+            self.cache().store(key, refreshed);
+            return Ok(fetched);
+        }
+        if fetched.url == key
+            && fetched.status == 200
+            && let Some(entry) = CacheEntry::from_response(&fetched, &headers, Instant::now())
+        {
+            self.cache().store(key, entry);
+        }
+        Ok(fetched)
     }
 
     /// `POST url` with `form` as an `application/x-www-form-urlencoded` body
@@ -191,7 +329,63 @@ impl Fetcher {
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
             )
             .body(body);
-        self.send(url, request, max_bytes).await
+        self.send(url, request, max_bytes, None)
+            .await
+            .map(|(fetched, _)| fetched)
+    }
+
+    /// Like [`Fetcher::post_form`], taking `timeout` instead of the fetcher's when given.
+    pub async fn post_form_within(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        max_bytes: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Fetched, FetchError> {
+        let target = checked_url(url)?;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let request = self
+            .client
+            .post(target)
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            )
+            .body(body);
+        self.send(url, request, max_bytes, timeout)
+            .await
+            .map(|(fetched, _)| fetched)
+    }
+
+    /// `POST url` with `form` and `files` as a `multipart/form-data` body (RFC 7578; how
+    /// VoiceXML `<submit enctype="multipart/form-data">` sends recordings), reading at most
+    /// `max_bytes` of the response body, within `timeout` when given.
+    pub async fn post_multipart(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        files: &[FilePart<'_>],
+        max_bytes: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Fetched, FetchError> {
+        let target = checked_url(url)?;
+        let (content_type, body) = multipart_body(form, files, &mut boundary_source());
+        let request = self
+            .client
+            .post(target)
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(url, request, max_bytes, timeout)
+            .await
+            .map(|(fetched, _)| fetched)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HttpCache> {
+        // A panic while the lock was held cannot leave the map inconsistent in a way that
+        // matters more than losing the cache: keep using it.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn send(
@@ -199,29 +393,68 @@ impl Fetcher {
         url: &str,
         request: reqwest::RequestBuilder,
         max_bytes: usize,
-    ) -> Result<Fetched, FetchError> {
+        timeout: Option<Duration>,
+    ) -> Result<(Fetched, HeaderMap), FetchError> {
+        self.send_accepting_304(url, request, max_bytes, timeout, false)
+            .await
+    }
+
+    /// Sends `request`; a 2xx (or a 304 when `not_modified_ok`, with an empty body) is read
+    /// in full and returned with its headers.
+    async fn send_accepting_304(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+        max_bytes: usize,
+        timeout: Option<Duration>,
+        not_modified_ok: bool,
+    ) -> Result<(Fetched, HeaderMap), FetchError> {
         let limit = max_bytes.min(self.limits.max_bytes);
-        let mut response = request.send().await.map_err(|e| self.classify(url, &e))?;
+        let after = timeout.unwrap_or(self.limits.timeout);
+        let request = match timeout {
+            Some(timeout) => request.timeout(timeout),
+            None => request,
+        };
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.classify(url, &e, after))?;
         let final_url = response.url().to_string();
         let status = response.status();
+        let headers = response.headers().clone();
+        if status == StatusCode::NOT_MODIFIED && not_modified_ok {
+            return Ok((
+                Fetched {
+                    url: final_url,
+                    status: status.as_u16(),
+                    content_type: None,
+                    body: Vec::new(),
+                },
+                headers,
+            ));
+        }
         if !status.is_success() {
             return Err(FetchError::Status {
                 url: final_url,
                 status: status.as_u16(),
             });
         }
-        let content_type = response
-            .headers()
+        let content_type = headers
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let body = self.read_body(&mut response, &final_url, limit).await?;
-        Ok(Fetched {
-            url: final_url,
-            status: status.as_u16(),
-            content_type,
-            body,
-        })
+        let body = self
+            .read_body(&mut response, &final_url, limit, after)
+            .await?;
+        Ok((
+            Fetched {
+                url: final_url,
+                status: status.as_u16(),
+                content_type,
+                body,
+            },
+            headers,
+        ))
     }
 
     /// Streams the body chunk by chunk, stopping as soon as it would pass `limit`.
@@ -230,6 +463,7 @@ impl Fetcher {
         response: &mut Response,
         url: &str,
         limit: usize,
+        after: Duration,
     ) -> Result<Vec<u8>, FetchError> {
         let too_large = || FetchError::TooLarge {
             url: url.to_owned(),
@@ -241,7 +475,11 @@ impl Fetcher {
         }
         let capacity = declared.map_or(0, |length| length as usize).min(limit);
         let mut body = Vec::with_capacity(capacity);
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(url, &e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.classify(url, &e, after))?
+        {
             if chunk.len() > limit - body.len() {
                 return Err(too_large());
             }
@@ -250,13 +488,10 @@ impl Fetcher {
         Ok(body)
     }
 
-    fn classify(&self, url: &str, error: &reqwest::Error) -> FetchError {
+    fn classify(&self, url: &str, error: &reqwest::Error, after: Duration) -> FetchError {
         let url = url.to_owned();
         if error.is_timeout() {
-            FetchError::Timeout {
-                url,
-                after: self.limits.timeout,
-            }
+            FetchError::Timeout { url, after }
         } else if error.is_redirect() {
             FetchError::TooManyRedirects {
                 url,
@@ -279,6 +514,305 @@ impl Fetcher {
             }
         }
     }
+}
+
+/// Default bound on the bytes of bodies the shared cache holds.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+
+/// Default bound on the number of responses the shared cache holds.
+pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
+
+/// One stored response.
+#[derive(Clone, Debug)]
+struct CacheEntry {
+    url: String,
+    content_type: Option<String>,
+    body: Arc<[u8]>,
+    /// When it was received (or last revalidated), less its `Age` on arrival.
+    born: Instant,
+    /// Its freshness lifetime (RFC 9111 §4.2.1).
+    lifetime: Duration,
+    /// `no-cache`: revalidate before every use.
+    no_cache: bool,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    /// Recency for eviction.
+    used: u64,
+}
+
+/// A response's caching directives (RFC 9111 §5.2.2).
+#[derive(Debug, Default)]
+struct Directives {
+    max_age: Option<Duration>,
+    no_cache: bool,
+    no_store: bool,
+    private: bool,
+}
+
+impl Directives {
+    fn parse(headers: &HeaderMap) -> Self {
+        let mut directives = Self::default();
+        for value in headers.get_all(CACHE_CONTROL) {
+            let Ok(value) = value.to_str() else { continue };
+            for directive in value.split(',') {
+                let (name, argument) = match directive.split_once('=') {
+                    Some((name, argument)) => {
+                        (name.trim(), Some(argument.trim().trim_matches('"')))
+                    }
+                    None => (directive.trim(), None),
+                };
+                match name.to_ascii_lowercase().as_str() {
+                    "max-age" => {
+                        directives.max_age = argument
+                            .and_then(|a| a.parse::<u64>().ok())
+                            .map(Duration::from_secs);
+                    }
+                    "no-cache" => directives.no_cache = true,
+                    "no-store" => directives.no_store = true,
+                    "private" => directives.private = true,
+                    _ => {}
+                }
+            }
+        }
+        directives
+    }
+}
+
+impl CacheEntry {
+    /// The entry for a fresh 200 response, or `None` when it must not be stored.
+    fn from_response(fetched: &Fetched, headers: &HeaderMap, now: Instant) -> Option<Self> {
+        let directives = Directives::parse(headers);
+        if directives.no_store || directives.private {
+            return None;
+        }
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Some(Self {
+            url: fetched.url.clone(),
+            content_type: fetched.content_type.clone(),
+            body: Arc::from(fetched.body.as_slice()),
+            born: born(headers, now),
+            lifetime: lifetime(&directives, headers),
+            no_cache: directives.no_cache,
+            etag: text(ETAG),
+            last_modified: text(LAST_MODIFIED),
+            used: 0,
+        })
+    }
+
+    /// The entry after a 304: fresh again, with the validators and lifetime it carries.
+    fn refreshed(mut self, headers: &HeaderMap, now: Instant) -> Self {
+        let directives = Directives::parse(headers);
+        self.born = born(headers, now);
+        if directives.max_age.is_some() || headers.contains_key(EXPIRES) {
+            self.lifetime = lifetime(&directives, headers);
+            self.no_cache = directives.no_cache;
+        }
+        if let Some(etag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) {
+            self.etag = Some(etag.to_owned());
+        }
+        if let Some(modified) = headers.get(LAST_MODIFIED).and_then(|v| v.to_str().ok()) {
+            self.last_modified = Some(modified.to_owned());
+        }
+        self
+    }
+
+    /// Whether this fetch may use the entry without asking the server.
+    fn usable(&self, now: Instant, options: FetchOptions) -> bool {
+        let age = now.saturating_duration_since(self.born);
+        // `maxage` 0 always revalidates, however quick the clock.
+        let young_enough = options
+            .maxage
+            .is_none_or(|maxage| !maxage.is_zero() && age <= maxage);
+        // Fresh while the lifetime exceeds the age (RFC 9111 §4.2); `maxstale` stretches it.
+        let fresh_enough = self.lifetime > age
+            || options.maxstale.is_some_and(|stale| {
+                !stale.is_zero() && age <= self.lifetime.saturating_add(stale)
+            });
+        !self.no_cache && young_enough && fresh_enough
+    }
+
+    fn fetched(&self) -> Fetched {
+        Fetched {
+            url: self.url.clone(),
+            status: 200,
+            content_type: self.content_type.clone(),
+            body: self.body.to_vec(),
+        }
+    }
+}
+
+/// When a response was generated, by our clock: `now` less its `Age` header.
+fn born(headers: &HeaderMap, now: Instant) -> Instant {
+    let age = headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs);
+    now.checked_sub(age).unwrap_or(now)
+}
+
+/// The freshness lifetime: `max-age`, else `Expires` − `Date` (an unreadable `Expires`
+/// means already expired, RFC 9111 §5.3), else zero.
+fn lifetime(directives: &Directives, headers: &HeaderMap) -> Duration {
+    if let Some(max_age) = directives.max_age {
+        return max_age;
+    }
+    let Some(expires) = headers.get(EXPIRES) else {
+        return Duration::ZERO;
+    };
+    let Some(expires) = expires.to_str().ok().and_then(parse_http_date) else {
+        return Duration::ZERO;
+    };
+    let date = headers
+        .get(DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_http_date)
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    let seconds = (expires - date).whole_seconds();
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+/// An HTTP-date in its preferred form, IMF-fixdate (RFC 9110 §5.6.7):
+/// `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn parse_http_date(text: &str) -> Option<time::OffsetDateTime> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(text.trim(), format)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
+}
+
+/// Stored responses by URL, bounded in bytes and entries, least recently used out first.
+#[derive(Debug)]
+struct HttpCache {
+    entries: HashMap<String, CacheEntry>,
+    bytes: usize,
+    max_bytes: usize,
+    max_entries: usize,
+    clock: u64,
+}
+
+impl HttpCache {
+    fn new(max_bytes: usize, max_entries: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            bytes: 0,
+            max_bytes,
+            max_entries,
+            clock: 0,
+        }
+    }
+
+    fn lookup(&mut self, url: &str) -> Option<CacheEntry> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(url).map(|entry| {
+            entry.used = clock;
+            entry.clone()
+        })
+    }
+
+    fn store(&mut self, url: String, mut entry: CacheEntry) {
+        if let Some(old) = self.entries.remove(&url) {
+            self.bytes -= old.body.len();
+        }
+        let size = entry.body.len();
+        if size > self.max_bytes || self.max_entries == 0 {
+            return;
+        }
+        while self.bytes + size > self.max_bytes || self.entries.len() >= self.max_entries {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(url, _)| url.clone())
+            else {
+                break;
+            };
+            if let Some(evicted) = self.entries.remove(&oldest) {
+                self.bytes -= evicted.body.len();
+            }
+        }
+        self.clock += 1;
+        entry.used = self.clock;
+        self.bytes += size;
+        self.entries.insert(url, entry);
+    }
+}
+
+/// Random multipart boundaries; a counter stands in if the OS has no randomness to give.
+fn boundary_source() -> impl FnMut() -> String {
+    let mut fallback = 0u64;
+    move || {
+        let mut bytes = [0u8; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            fallback += 1;
+            bytes[..8].copy_from_slice(&fallback.to_le_bytes());
+        }
+        format!("outdial-{}", hex::encode(bytes))
+    }
+}
+
+/// A `multipart/form-data` body (RFC 7578) of `form` then `files`, with a boundary from
+/// `boundary` that occurs in none of the parts; returns (Content-Type, body).
+fn multipart_body(
+    form: &[(String, String)],
+    files: &[FilePart<'_>],
+    boundary: &mut impl FnMut() -> String,
+) -> (String, Vec<u8>) {
+    let clashes = |candidate: &str| {
+        let needle = candidate.as_bytes();
+        let contains = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        form.iter()
+            .any(|(k, v)| contains(k.as_bytes()) || contains(v.as_bytes()))
+            || files.iter().any(|f| contains(f.data))
+    };
+    let mut chosen = boundary();
+    while clashes(&chosen) {
+        chosen = boundary();
+    }
+    let mut body = Vec::new();
+    for (name, value) in form {
+        body.extend_from_slice(
+            format!(
+                "--{chosen}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n",
+                quoted(name)
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(value.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    for file in files {
+        body.extend_from_slice(
+            format!(
+                "--{chosen}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n\
+                 Content-Type: {}\r\n\r\n",
+                quoted(file.name),
+                quoted(file.filename),
+                file.content_type.replace(['\r', '\n'], "")
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(file.data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{chosen}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={chosen}"), body)
+}
+
+/// A name for a quoted-string in Content-Disposition, escaped as HTML's form submission
+/// does: `"` as `%22`, CR as `%0D`, LF as `%0A`.
+fn quoted(name: &str) -> String {
+    name.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Parses `url` and accepts only `http` and `https`.
@@ -523,7 +1057,7 @@ mod tests {
         let addr = serve().await;
         let url = format!("http://{addr}/slow");
         let timeout = Duration::from_millis(200);
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let err = fetcher(timeout).get(&url, 1024).await.unwrap_err();
         assert_eq!(
             err,
@@ -589,6 +1123,355 @@ mod tests {
             .into_owned()
             .collect();
         assert_eq!(decoded, form);
+    }
+
+    /// Requests per path, and how many of them were answered 304.
+    #[derive(Default)]
+    struct Counts {
+        requests: Mutex<HashMap<String, usize>>,
+        not_modified: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Counts {
+        fn of(&self, path: &str) -> usize {
+            self.requests
+                .lock()
+                .unwrap()
+                .get(path)
+                .copied()
+                .unwrap_or(0)
+        }
+    }
+
+    /// A server whose responses carry caching headers, counting what it is asked.
+    async fn serve_cacheable() -> (SocketAddr, Arc<Counts>) {
+        use axum::extract::State;
+        use axum::http::Uri;
+        let counts = Arc::new(Counts::default());
+        let handler = |State(counts): State<Arc<Counts>>, uri: Uri, headers: HeaderMap| async move {
+            let path = uri.path().to_owned();
+            *counts
+                .requests
+                .lock()
+                .unwrap()
+                .entry(path.clone())
+                .or_default() += 1;
+            let n = counts.of(&path);
+            let request_header = |name| {
+                headers
+                    .get(name)
+                    .and_then(|v: &HeaderValue| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let fixed = |cache_control: &'static str| {
+                ([(CACHE_CONTROL, cache_control)], format!("{path} #{n}")).into_response()
+            };
+            match path.as_str() {
+                "/fresh" => fixed("max-age=60"),
+                "/no-store" => fixed("no-store, max-age=60"),
+                "/private" => fixed("private, max-age=60"),
+                "/aged" => (
+                    [(CACHE_CONTROL, "max-age=10"), (AGE, "15")],
+                    format!("aged #{n}"),
+                )
+                    .into_response(),
+                "/expires" => (
+                    [
+                        (DATE, "Sun, 06 Nov 1994 08:49:37 GMT"),
+                        (EXPIRES, "Sun, 06 Nov 1994 08:50:37 GMT"),
+                    ],
+                    format!("expires #{n}"),
+                )
+                    .into_response(),
+                "/expired" => ([(EXPIRES, "0")], format!("expired #{n}")).into_response(),
+                "/etag" if request_header(IF_NONE_MATCH).as_deref() == Some("\"v1\"") => {
+                    counts
+                        .not_modified
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    (StatusCode::NOT_MODIFIED, [(ETAG, "\"v1\"")]).into_response()
+                }
+                "/etag" => (
+                    [(ETAG, "\"v1\""), (CACHE_CONTROL, "no-cache")],
+                    format!("etag #{n}"),
+                )
+                    .into_response(),
+                "/modified"
+                    if request_header(IF_MODIFIED_SINCE).as_deref()
+                        == Some("Tue, 01 Jan 2030 00:00:00 GMT") =>
+                {
+                    counts
+                        .not_modified
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    StatusCode::NOT_MODIFIED.into_response()
+                }
+                "/modified" => (
+                    [(LAST_MODIFIED, "Tue, 01 Jan 2030 00:00:00 GMT")],
+                    format!("modified #{n}"),
+                )
+                    .into_response(),
+                _ => fixed("max-age=60"),
+            }
+        };
+        let app = Router::new()
+            .fallback(handler)
+            .with_state(Arc::clone(&counts));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, counts)
+    }
+
+    async fn body_of(fetcher: &Fetcher, url: &str, options: FetchOptions) -> String {
+        let got = fetcher.get_cached(url, 1 << 20, options).await.unwrap();
+        String::from_utf8(got.body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_fresh_response_is_served_from_the_cache_until_maxage_forbids_it() {
+        let (addr, counts) = serve_cacheable().await;
+        let fetcher = fetcher(Duration::from_secs(5));
+        let url = format!("http://{addr}/fresh");
+        let any = FetchOptions::default();
+        assert_eq!(body_of(&fetcher, &url, any).await, "/fresh #1");
+        assert_eq!(body_of(&fetcher.clone(), &url, any).await, "/fresh #1");
+        assert_eq!(counts.of("/fresh"), 1, "clones share the cache");
+        let strict = FetchOptions {
+            maxage: Some(Duration::ZERO),
+            ..any
+        };
+        assert_eq!(body_of(&fetcher, &url, strict).await, "/fresh #2");
+        assert_eq!(counts.of("/fresh"), 2);
+        // A plain `get` never uses the cache.
+        fetcher.get(&url, 1024).await.unwrap();
+        assert_eq!(counts.of("/fresh"), 3);
+    }
+
+    #[tokio::test]
+    async fn no_store_and_private_responses_are_not_kept() {
+        let (addr, counts) = serve_cacheable().await;
+        let fetcher = fetcher(Duration::from_secs(5));
+        for path in ["/no-store", "/private"] {
+            let url = format!("http://{addr}{path}");
+            body_of(&fetcher, &url, FetchOptions::default()).await;
+            body_of(&fetcher, &url, FetchOptions::default()).await;
+            assert_eq!(counts.of(path), 2, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_response_is_used_only_within_maxstale() {
+        let (addr, counts) = serve_cacheable().await;
+        let fetcher = fetcher(Duration::from_secs(5));
+        let url = format!("http://{addr}/aged");
+        // max-age 10 s, Age 15 s: five seconds stale on arrival.
+        body_of(&fetcher, &url, FetchOptions::default()).await;
+        assert_eq!(
+            body_of(&fetcher, &url, FetchOptions::default()).await,
+            "aged #2"
+        );
+        let lenient = FetchOptions {
+            maxstale: Some(Duration::from_secs(60)),
+            ..FetchOptions::default()
+        };
+        assert_eq!(body_of(&fetcher, &url, lenient).await, "aged #2");
+        let too_little = FetchOptions {
+            maxstale: Some(Duration::from_secs(2)),
+            ..FetchOptions::default()
+        };
+        assert_eq!(body_of(&fetcher, &url, too_little).await, "aged #3");
+        assert_eq!(counts.of("/aged"), 3);
+    }
+
+    #[tokio::test]
+    async fn expires_counts_from_the_date_header_and_a_bad_one_is_expired() {
+        let (addr, counts) = serve_cacheable().await;
+        let fetcher = fetcher(Duration::from_secs(5));
+        let url = format!("http://{addr}/expires");
+        body_of(&fetcher, &url, FetchOptions::default()).await;
+        assert_eq!(
+            body_of(&fetcher, &url, FetchOptions::default()).await,
+            "expires #1"
+        );
+        let url = format!("http://{addr}/expired");
+        body_of(&fetcher, &url, FetchOptions::default()).await;
+        assert_eq!(
+            body_of(&fetcher, &url, FetchOptions::default()).await,
+            "expired #2"
+        );
+        assert_eq!((counts.of("/expires"), counts.of("/expired")), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn validators_revalidate_and_a_304_serves_the_stored_body() {
+        let (addr, counts) = serve_cacheable().await;
+        let fetcher = fetcher(Duration::from_secs(5));
+        for path in ["/etag", "/modified"] {
+            let url = format!("http://{addr}{path}");
+            let first = body_of(&fetcher, &url, FetchOptions::default()).await;
+            assert!(first.ends_with("#1"), "{first}");
+            for _ in 0..2 {
+                let again = fetcher
+                    .get_cached(&url, 1 << 20, FetchOptions::default())
+                    .await
+                    .unwrap();
+                assert_eq!(String::from_utf8(again.body).unwrap(), first);
+                assert_eq!(again.status, 200);
+            }
+            assert_eq!(counts.of(path), 3, "{path}: every use asks the server");
+        }
+        let not_modified = counts
+            .not_modified
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(not_modified, 4);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_evicts_the_least_recently_used() {
+        let (addr, counts) = serve_cacheable().await;
+        let fetcher = fetcher(Duration::from_secs(5)).with_cache(1 << 20, 2);
+        let url = |p: &str| format!("http://{addr}{p}");
+        let any = FetchOptions::default();
+        body_of(&fetcher, &url("/a"), any).await;
+        body_of(&fetcher, &url("/b"), any).await;
+        body_of(&fetcher, &url("/a"), any).await; // /a is now the most recent
+        body_of(&fetcher, &url("/c"), any).await; // evicts /b
+        body_of(&fetcher, &url("/a"), any).await;
+        body_of(&fetcher, &url("/b"), any).await;
+        assert_eq!(
+            (counts.of("/a"), counts.of("/b"), counts.of("/c")),
+            (1, 2, 1)
+        );
+
+        let tiny = fetcher.with_cache(4, 100);
+        body_of(&tiny, &url("/d"), any).await;
+        body_of(&tiny, &url("/d"), any).await;
+        assert_eq!(
+            counts.of("/d"),
+            2,
+            "a body over the byte bound is not stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_per_fetch_timeout_overrides_the_fetchers() {
+        let addr = serve().await;
+        let url = format!("http://{addr}/slow");
+        let timeout = Duration::from_millis(200);
+        let started = Instant::now();
+        let err = fetcher(Duration::from_secs(30))
+            .get_within(&url, 1024, Some(timeout))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            FetchError::Timeout {
+                url,
+                after: timeout
+            }
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    /// Splits a multipart body into (headers, content) per part.
+    fn parts(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let boundary = content_type
+            .strip_prefix("multipart/form-data; boundary=")
+            .expect("multipart content type");
+        let delimiter = format!("--{boundary}");
+        let text = body;
+        let mut found = Vec::new();
+        let positions: Vec<usize> = text
+            .windows(delimiter.len())
+            .enumerate()
+            .filter(|(_, w)| *w == delimiter.as_bytes())
+            .map(|(i, _)| i)
+            .collect();
+        for pair in positions.windows(2) {
+            let part = &text[pair[0] + delimiter.len() + 2..pair[1] - 2];
+            let split = part
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("part headers");
+            found.push((
+                String::from_utf8(part[..split].to_vec()).unwrap(),
+                part[split + 4..].to_vec(),
+            ));
+        }
+        let last = *positions.last().expect("closing delimiter");
+        assert_eq!(&text[last..], format!("{delimiter}--\r\n").as_bytes());
+        found
+    }
+
+    #[tokio::test]
+    async fn post_multipart_sends_fields_then_files() {
+        let app = Router::new().route(
+            "/upload",
+            post(|headers: HeaderMap, body: axum::body::Bytes| async move {
+                let kind = headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned();
+                let mut out = kind.into_bytes();
+                out.push(b'\n');
+                out.extend_from_slice(&body);
+                out
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let wav = [b'R', b'I', b'F', b'F', 0, 1, 2, 255, b'\r', b'\n'];
+        let files = [FilePart {
+            name: "msg",
+            filename: "msg.wav",
+            content_type: "audio/wav",
+            data: &wav,
+        }];
+        let form = [("caller".to_owned(), "Ada \"L\"".to_owned())];
+        let got = fetcher(Duration::from_secs(5))
+            .post_multipart(&format!("http://{addr}/upload"), &form, &files, 4096, None)
+            .await
+            .unwrap();
+        let split = got.body.iter().position(|&b| b == b'\n').unwrap();
+        let content_type = String::from_utf8(got.body[..split].to_vec()).unwrap();
+        let found = parts(&content_type, &got.body[split + 1..]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(
+            found[0].0,
+            "Content-Disposition: form-data; name=\"caller\""
+        );
+        assert_eq!(found[0].1, b"Ada \"L\"");
+        assert_eq!(
+            found[1].0,
+            "Content-Disposition: form-data; name=\"msg\"; filename=\"msg.wav\"\r\nContent-Type: audio/wav"
+        );
+        assert_eq!(found[1].1, wav);
+    }
+
+    #[test]
+    fn a_boundary_found_in_the_data_is_replaced_and_names_are_escaped() {
+        let mut candidates = ["clash".to_owned(), "fresh".to_owned()].into_iter();
+        let files = [FilePart {
+            name: "a\"b\r\n",
+            filename: "x.wav",
+            content_type: "audio/wav",
+            data: b"--clash--",
+        }];
+        let (content_type, body) =
+            multipart_body(&[], &files, &mut || candidates.next().unwrap_or_default());
+        assert_eq!(content_type, "multipart/form-data; boundary=fresh");
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("name=\"a%22b%0D%0A\""), "{text}");
+        assert!(text.ends_with("\r\n--fresh--\r\n"), "{text}");
+    }
+
+    #[test]
+    fn http_dates_parse_in_imf_fixdate_form_only() {
+        let date = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(date.unix_timestamp(), 784_111_777);
+        assert_eq!(parse_http_date("0"), None);
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
     }
 
     #[test]

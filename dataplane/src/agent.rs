@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome};
 use crate::core::{Driver, Io, SocketId, WakeFd};
-use crate::rtp::{MediaConfig, MediaEvent, MediaSession};
+use crate::rtp::{MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded};
 use crate::sdp;
 use crate::sip::{DialParams, Endpoint, SipConfig, SipEvent};
 
@@ -271,6 +271,51 @@ impl Agent {
                 }
             }
             Command::Hangup { call } => self.sip.hangup(now, call),
+            Command::Record {
+                call,
+                id,
+                max_time,
+                final_silence,
+                no_input,
+                dtmfterm,
+                beep,
+            } => {
+                let params = RecordParams {
+                    max_time,
+                    final_silence,
+                    no_input,
+                    dtmfterm,
+                };
+                match self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|slot| slot.media.as_mut())
+                {
+                    Some(media) => {
+                        media.record(now, id, params, beep);
+                        self.drain_media(io, call, Origin::Control);
+                    }
+                    // Not answered (yet or any more): nothing to record.
+                    None => self.emit(Event::Recorded {
+                        call,
+                        id,
+                        pcm: Vec::new(),
+                        termchar: None,
+                        maxtime: false,
+                        silent: true,
+                    }),
+                }
+            }
+            Command::StopRecording { call, id } => {
+                if let Some(media) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|slot| slot.media.as_mut())
+                {
+                    media.stop_recording(Some(id));
+                    self.drain_media(io, call, Origin::Control);
+                }
+            }
         }
     }
 
@@ -328,7 +373,16 @@ impl Agent {
                 }
             }
             SipEvent::Ended { call, mut outcome } => {
-                if let Some(slot) = self.calls.remove(&call) {
+                if let Some(mut slot) = self.calls.remove(&call) {
+                    // A recording cut short by the hangup keeps what it captured.
+                    if let Some(media) = slot.media.as_mut() {
+                        media.stop_recording(None);
+                        while let Some(event) = media.poll_event() {
+                            if let MediaEvent::Recorded(recorded) = event {
+                                self.emit(recorded_event(call, recorded));
+                            }
+                        }
+                    }
                     self.by_socket.remove(&slot.rtp_socket);
                     io.close(slot.rtp_socket);
                     if let Some(reason) = slot.failure {
@@ -392,6 +446,7 @@ impl Agent {
                     id,
                     interrupted,
                 }),
+                MediaEvent::Recorded(recorded) => self.emit(recorded_event(call, recorded)),
             }
         }
     }
@@ -519,6 +574,17 @@ enum Origin {
     Packet,
     /// The session's timer.
     Timer,
+}
+
+fn recorded_event(call: CallId, recorded: Recorded) -> Event {
+    Event::Recorded {
+        call,
+        id: recorded.id,
+        pcm: recorded.pcm,
+        termchar: recorded.termchar,
+        maxtime: recorded.maxtime,
+        silent: recorded.silent,
+    }
 }
 
 fn failed(call: CallId, reason: String) -> Event {
@@ -962,6 +1028,272 @@ mod tests {
         let len = header.write(&mut packet).expect("header");
         packet[len..len + 4].copy_from_slice(&[event, 0x0a, 0x00, 0xa0]);
         packet[..len + 4].to_vec()
+    }
+
+    /// One 20 ms PCMA packet: a 500 Hz square wave at `level`, or silence at 0.
+    fn audio_packet(seq: u16, level: i16) -> Vec<u8> {
+        let mut packet = vec![0u8; 12 + 160];
+        let header = Header {
+            marker: false,
+            payload_type: 8,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 5,
+        };
+        let len = header.write(&mut packet).expect("header");
+        let pcm: Vec<i16> = (0..160)
+            .map(|n| if (n / 8) % 2 == 0 { level } else { -level })
+            .collect();
+        crate::rtp::g711::encode(Codec::Pcma, &pcm, &mut packet[len..]);
+        packet
+    }
+
+    fn record(call: CallId, id: u32, dtmfterm: bool, beep: bool) -> Command {
+        Command::Record {
+            call,
+            id,
+            max_time: Duration::from_secs(3),
+            final_silence: Duration::from_millis(400),
+            no_input: Duration::from_secs(2),
+            dtmfterm,
+            beep,
+        }
+    }
+
+    /// Runs the agent in 20 ms steps from `*now` for `steps` steps, feeding one packet of
+    /// `level` per step; returns the events.
+    #[allow(clippy::too_many_arguments)]
+    fn talk(
+        agent: &mut Agent,
+        link: &CoreLink,
+        io: &mut FakeIo,
+        rtp_socket: SocketId,
+        now: &mut Instant,
+        seq: &mut u16,
+        steps: usize,
+        level: i16,
+    ) -> Vec<Event> {
+        let from: SocketAddr = CALLEE_RTP.parse().expect("addr");
+        let mut got = Vec::new();
+        for _ in 0..steps {
+            *now += Duration::from_millis(20);
+            if agent.poll_timeout().is_some_and(|t| t <= *now) {
+                agent.handle_timeout(io, *now);
+            }
+            *seq += 1;
+            agent.handle_datagram(io, *now, rtp_socket, from, &audio_packet(*seq, level));
+            got.extend(events(link));
+        }
+        got
+    }
+
+    fn recorded(events: &[Event]) -> Vec<(u32, usize, Option<char>, bool, bool)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Recorded {
+                    id,
+                    pcm,
+                    termchar,
+                    maxtime,
+                    silent,
+                    ..
+                } => Some((*id, pcm.len(), *termchar, *maxtime, *silent)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_recording_after_the_beep_ends_on_final_silence_after_speech() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let mut now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let call = CallId(11);
+        let rtp_socket = answered(&mut agent, &link, &mut io, now, call);
+        link.commands
+            .push(record(call, 4, true, true))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let sent_before = io.sent.len();
+        let mut seq = 0;
+        // 200 ms of beep: what arrives meanwhile is not recorded.
+        let got = talk(
+            &mut agent, &link, &mut io, rtp_socket, &mut now, &mut seq, 10, 6000,
+        );
+        assert!(recorded(&got).is_empty(), "{got:?}");
+        let beep_frames = io.sent[sent_before..]
+            .iter()
+            .filter(|(s, _, p)| *s == rtp_socket && p[12..].iter().any(|&b| b != 0xd5))
+            .count();
+        assert!(
+            (9..=11).contains(&beep_frames),
+            "the beep is sent: {beep_frames}"
+        );
+        // One second of speech, then silence: the recording ends 400 ms after the speech.
+        let got = talk(
+            &mut agent, &link, &mut io, rtp_socket, &mut now, &mut seq, 50, 6000,
+        );
+        assert!(recorded(&got).is_empty(), "{got:?}");
+        let got = talk(
+            &mut agent, &link, &mut io, rtp_socket, &mut now, &mut seq, 19, 0,
+        );
+        assert!(
+            recorded(&got).is_empty(),
+            "not before 400 ms of silence: {got:?}"
+        );
+        let got = talk(
+            &mut agent, &link, &mut io, rtp_socket, &mut now, &mut seq, 2, 0,
+        );
+        let done = recorded(&got);
+        assert_eq!(done.len(), 1, "{got:?}");
+        let (id, samples, termchar, maxtime, silent) = done[0];
+        assert_eq!((id, termchar, maxtime, silent), (4, None, false, false));
+        assert!(
+            (69 * 160..=71 * 160).contains(&samples),
+            "speech and the silence after it: {samples}"
+        );
+        assert!(
+            !got.iter().any(|e| matches!(e, Event::PlaybackDone { .. })),
+            "the beep is not a prompt: {got:?}"
+        );
+        // Once over, packets are not recorded any more.
+        let got = talk(
+            &mut agent, &link, &mut io, rtp_socket, &mut now, &mut seq, 150, 6000,
+        );
+        assert!(recorded(&got).is_empty(), "{got:?}");
+    }
+
+    #[test]
+    fn a_recording_ends_at_max_time_and_a_silent_one_at_the_noinput_timeout() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let mut now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let call = CallId(12);
+        let rtp_socket = answered(&mut agent, &link, &mut io, now, call);
+        let mut seq = 0;
+        link.commands
+            .push(record(call, 1, false, false))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let got = talk(
+            &mut agent, &link, &mut io, rtp_socket, &mut now, &mut seq, 160, 6000,
+        );
+        let done = recorded(&got);
+        assert_eq!(done.len(), 1, "{got:?}");
+        let (id, samples, _, maxtime, silent) = done[0];
+        assert_eq!((id, maxtime, silent), (1, true, false));
+        assert!((149 * 160..=150 * 160).contains(&samples), "3 s: {samples}");
+
+        link.commands
+            .push(record(call, 2, false, false))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let got = talk(
+            &mut agent, &link, &mut io, rtp_socket, &mut now, &mut seq, 105, 30,
+        );
+        let done = recorded(&got);
+        assert_eq!(done.len(), 1, "{got:?}");
+        let (id, _, _, maxtime, silent) = done[0];
+        assert_eq!(
+            (id, maxtime, silent),
+            (2, false, true),
+            "2 s of hiss is no input"
+        );
+    }
+
+    #[test]
+    fn a_key_ends_a_dtmfterm_recording_as_its_termchar_and_is_no_input() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let mut now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let call = CallId(13);
+        let rtp_socket = answered(&mut agent, &link, &mut io, now, call);
+        let mut seq = 0;
+        link.commands
+            .push(record(call, 7, true, false))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        talk(
+            &mut agent, &link, &mut io, rtp_socket, &mut now, &mut seq, 25, 6000,
+        );
+        let from: SocketAddr = CALLEE_RTP.parse().expect("addr");
+        agent.handle_datagram(&mut io, now, rtp_socket, from, &key_packet(11, 9000));
+        let got = events(&link);
+        assert_eq!(recorded(&got), vec![(7, 25 * 160, Some('#'), false, false)]);
+        assert!(
+            !got.iter().any(|e| matches!(e, Event::Dtmf { .. })),
+            "{got:?}"
+        );
+
+        // Without dtmfterm a key is a key and the recording goes on.
+        link.commands
+            .push(record(call, 8, false, false))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        agent.handle_datagram(&mut io, now, rtp_socket, from, &key_packet(1, 20000));
+        let got = events(&link);
+        assert!(recorded(&got).is_empty(), "{got:?}");
+        assert!(
+            got.iter()
+                .any(|e| matches!(e, Event::Dtmf { digit: '1', .. })),
+            "{got:?}"
+        );
+        // StopRecording ends it with what it has; a stale id does nothing.
+        link.commands
+            .push(Command::StopRecording { call, id: 7 })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        assert!(recorded(&events(&link)).is_empty());
+        link.commands
+            .push(Command::StopRecording { call, id: 8 })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        assert_eq!(recorded(&events(&link)), vec![(8, 0, None, false, true)]);
+    }
+
+    #[test]
+    fn a_hangup_ends_the_recording_before_the_call_and_an_unanswered_call_records_nothing() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let mut now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let call = CallId(14);
+        let rtp_socket = answered(&mut agent, &link, &mut io, now, call);
+        let mut seq = 0;
+        link.commands
+            .push(record(call, 3, true, false))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        talk(
+            &mut agent, &link, &mut io, rtp_socket, &mut now, &mut seq, 10, 6000,
+        );
+        link.commands.push(Command::Hangup { call }).expect("queue");
+        agent.handle_wake(&mut io, now);
+        let bye = sip_sent(&io).pop().expect("BYE");
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&bye, "200 OK", ""),
+        );
+        let got = events(&link);
+        assert_eq!(recorded(&got), vec![(3, 1600, None, false, false)]);
+        assert!(
+            matches!(got.last(), Some(Event::Ended { .. })),
+            "Recorded comes before Ended: {got:?}"
+        );
+
+        link.commands
+            .push(record(CallId(99), 5, true, true))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        assert_eq!(recorded(&events(&link)), vec![(5, 0, None, false, true)]);
     }
 
     #[test]

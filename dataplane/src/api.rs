@@ -63,6 +63,33 @@ pub enum Command {
         /// The call.
         call: CallId,
     },
+    /// Record the callee (VoiceXML `<record>`): optionally a beep, then received audio until
+    /// one of the bounds ends it (see [`crate::rtp::record`]). Ends with [`Event::Recorded`],
+    /// sent before [`Event::Ended`] when the call ends first. A recording in progress ends
+    /// (as stopped) before a new one starts.
+    Record {
+        /// The call.
+        call: CallId,
+        /// Chosen by control; echoed in [`Event::Recorded`].
+        id: u32,
+        /// Longest recording (at most [`crate::rtp::record::MAX_RECORD_TIME`]).
+        max_time: Duration,
+        /// Silence after sound that ends the recording.
+        final_silence: Duration,
+        /// No sound at all for this long ends the recording as silent.
+        no_input: Duration,
+        /// Any DTMF key ends the recording, as its `termchar` (it is not reported as a key).
+        dtmfterm: bool,
+        /// Play a short beep (1 kHz, 200 ms) first; capture starts when it ends.
+        beep: bool,
+    },
+    /// End the recording `id` now, keeping what it captured.
+    StopRecording {
+        /// The call.
+        call: CallId,
+        /// The recording's id.
+        id: u32,
+    },
 }
 
 /// Core → control.
@@ -103,6 +130,22 @@ pub enum Event {
         id: u32,
         /// True when barge-in, [`Command::StopPlayback`] or hangup cut it short.
         interrupted: bool,
+    },
+    /// A [`Command::Record`] recording ended. A call that is not answered (or no longer
+    /// is) answers at once with an empty, silent recording.
+    Recorded {
+        /// The call.
+        call: CallId,
+        /// The id given in [`Command::Record`].
+        id: u32,
+        /// The recording: linear PCM16, 8 kHz, mono.
+        pcm: Vec<i16>,
+        /// The key that ended it (`dtmfterm`).
+        termchar: Option<char>,
+        /// Whether `max_time` ended it.
+        maxtime: bool,
+        /// Whether the callee made no sound (nothing above the sound level).
+        silent: bool,
     },
     /// The call is over; the last event for this call.
     Ended {

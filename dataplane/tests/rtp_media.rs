@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outdial_dataplane::api::Codec;
-use outdial_dataplane::rtp::{MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession};
+use outdial_dataplane::rtp::{MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, RecordParams};
 
 const PCAPS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -125,7 +125,7 @@ fn keys(events: &[MediaEvent]) -> String {
         .iter()
         .filter_map(|e| match e {
             MediaEvent::Dtmf(key) => Some(*key),
-            MediaEvent::PlaybackDone { .. } => None,
+            MediaEvent::PlaybackDone { .. } | MediaEvent::Recorded(_) => None,
         })
         .collect()
 }
@@ -321,4 +321,53 @@ fn garbage_datagrams_are_dropped_and_counted() {
     assert_eq!(session.poll_event(), None);
     assert_eq!(session.stats().dropped_malformed, garbage.len() as u64);
     assert_eq!(session.stats().packets_received, 0);
+}
+
+/// SIPp's speech capture recorded on a PCMU call (the callee sends the other law, PCMA):
+/// 236 packets of 30 ms are captured whole, the recording is not silent, and it ends by
+/// final silence once the capture stops arriving.
+#[test]
+fn the_speech_capture_is_recorded_in_full_and_ends_on_final_silence() {
+    let packets = capture("g711a.pcap");
+    let t0 = Instant::now();
+    let first = packets.first().expect("capture has packets");
+    let mut session = MediaSession::new(config(first.from, Codec::Pcmu, None), t0);
+    let params = RecordParams {
+        max_time: Duration::from_secs(30),
+        final_silence: Duration::from_secs(1),
+        no_input: Duration::from_secs(5),
+        dtmfterm: true,
+    };
+    session.record(t0, 1, params, false);
+    let mut events = replay(&mut session, t0, &packets);
+    assert!(events.is_empty(), "{events:?}");
+    let last = t0 + packets.last().expect("packets").at;
+    let mut now = last;
+    let mut buf = [0u8; MAX_PACKET_LEN];
+    while now < last + Duration::from_secs(2) && events.is_empty() {
+        now = session.poll_timeout().expect("timer").max(now);
+        session.handle_timeout(now);
+        while session.poll_transmit(&mut buf).is_some() {}
+        events.extend(std::iter::from_fn(|| session.poll_event()));
+    }
+    let [MediaEvent::Recorded(recorded)] = events.as_slice() else {
+        panic!("one recording: {events:?}");
+    };
+    assert_eq!(
+        recorded.pcm.len(),
+        236 * 240,
+        "every sample, decoded as A-law"
+    );
+    assert!(!recorded.silent && !recorded.maxtime && recorded.termchar.is_none());
+    assert!(
+        now < last + Duration::from_secs(1) + Duration::from_millis(40),
+        "ended on final silence"
+    );
+    let loud = recorded
+        .pcm
+        .iter()
+        .filter(|s| s.unsigned_abs() > 1000)
+        .count();
+    assert!(loud > 10_000, "the speech is there: {loud} loud samples");
+    assert!(!session.is_recording());
 }

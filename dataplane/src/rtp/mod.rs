@@ -2,7 +2,8 @@
 //!
 //! [`MediaSession`] is a call's media: it paces a continuous G.711 stream (queued prompts,
 //! else silence) and turns received telephone-events, or in-band tones when no event
-//! payload type was negotiated, into DTMF keys with barge-in. It reads no clock and opens
+//! payload type was negotiated, into DTMF keys with barge-in, and records received audio
+//! for `<record>` ([`record`]). It reads no clock and opens
 //! no socket: the core feeds it datagrams and `now`, and sends what it hands back.
 //!
 //! ```
@@ -39,9 +40,11 @@ pub mod dtmf;
 pub mod g711;
 pub mod inband;
 pub mod packet;
+pub mod record;
 mod session;
 
 pub use dtmf::{DtmfReceiver, TelephoneEvent, parse_telephone_event};
+pub use record::{RecordEnd, RecordParams, Recorded, Recorder};
 pub use session::{
     MAX_CATCH_UP, MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, MediaStats,
     PACKET_INTERVAL, SAMPLES_PER_PACKET,

@@ -8,6 +8,10 @@
 //!
 //! Receiving accepts RTP only from the negotiated remote IP (the RTP-bleed guard); its port
 //! is learnt from the first valid packet (NAT may rewrite it) and required after that.
+//!
+//! Recording ([`MediaSession::record`]): after an optional beep, received G.711 audio (either
+//! law, by its payload type) is captured by a [`Recorder`] until it ends; the result is a
+//! [`MediaEvent::Recorded`]. A key ends a `dtmfterm` recording and is not reported as a key.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,6 +21,7 @@ use super::dtmf::{DtmfReceiver, parse_telephone_event};
 use super::g711;
 use super::inband::InbandDetector;
 use super::packet::{HEADER_LEN, Header, Packet};
+use super::record::{RecordEnd, RecordParams, Recorded, Recorder, beep};
 use crate::api::{Codec, Pcm8k};
 
 /// Time between packets: the `a=ptime:20` we offer.
@@ -50,7 +55,7 @@ pub struct MediaConfig {
 }
 
 /// What a media session reports to its call.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[derive(Clone, Debug, Eq, PartialEq)]
 pub enum MediaEvent {
     /// A DTMF key arrived (RFC 4733 event, or in-band tone when no event payload type).
     Dtmf(char),
@@ -61,6 +66,8 @@ pub enum MediaEvent {
         /// True when barge-in or [`MediaSession::stop_playback`] cut it short.
         interrupted: bool,
     },
+    /// A [`MediaSession::record`] recording ended.
+    Recorded(Recorded),
 }
 
 /// Plain counters; read with [`MediaSession::stats`].
@@ -95,6 +102,8 @@ struct QueuedAudio {
     id: u32,
     audio: Pcm8k,
     bargein: bool,
+    /// The beep before a recording: not reported; the recording starts when it ends.
+    beep: bool,
     /// Samples already sent.
     position: usize,
 }
@@ -117,12 +126,16 @@ pub struct MediaSession {
     marker_pending: bool,
     /// Whether the last slot carried queued audio (so the next audio slot is no new talkspurt).
     was_playing: bool,
+    /// When the frame being filled finishes playing (a beep ending in it ends then).
+    frame_end: Instant,
     queue: VecDeque<QueuedAudio>,
     events: VecDeque<MediaEvent>,
     /// The remote's RTP source port, learnt from its first valid packet.
     remote_port: Option<u16>,
     dtmf: DtmfReceiver,
     inband: InbandDetector,
+    /// The recording in progress, if any.
+    recorder: Option<Recorder>,
     stats: MediaStats,
 }
 
@@ -137,11 +150,13 @@ impl MediaSession {
             sequence_number: config.initial_seq,
             marker_pending: true,
             was_playing: false,
+            frame_end: now,
             queue: VecDeque::new(),
             events: VecDeque::new(),
             remote_port: None,
             dtmf: DtmfReceiver::new(),
             inband: InbandDetector::new(),
+            recorder: None,
             stats: MediaStats::default(),
         }
     }
@@ -154,14 +169,58 @@ impl MediaSession {
             id,
             audio,
             bargein,
+            beep: false,
             position: 0,
         });
+    }
+
+    /// Starts recording the callee as `id`, after a beep (queued after whatever plays) when
+    /// `with_beep`. A recording already in progress ends first (`Stopped`). Allocates the
+    /// recording's buffer now; capturing allocates nothing.
+    pub fn record(&mut self, now: Instant, id: u32, params: RecordParams, with_beep: bool) {
+        self.advance(now);
+        self.stop_recording(None);
+        if with_beep {
+            self.recorder = Some(Recorder::new(id, params, None));
+            self.queue.push_back(QueuedAudio {
+                id,
+                audio: beep(),
+                bargein: false,
+                beep: true,
+                position: 0,
+            });
+        } else {
+            self.recorder = Some(Recorder::new(id, params, Some(now)));
+        }
+    }
+
+    /// Ends the recording in progress with what it has (`Stopped`): any one when `id` is
+    /// `None`, else only the one started as `id`.
+    pub fn stop_recording(&mut self, id: Option<u32>) {
+        if self
+            .recorder
+            .as_ref()
+            .is_some_and(|r| id.is_none_or(|id| r.id() == id))
+        {
+            self.end_recording(RecordEnd::Stopped);
+        }
+    }
+
+    /// Whether a recording is in progress.
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
     }
 
     /// Stops the current item and drops the queue: `PlaybackDone { interrupted: true }` for
     /// each, in queue order. Silence follows.
     pub fn stop_playback(&mut self) {
         for item in self.queue.drain(..) {
+            if item.beep {
+                if let Some(recorder) = self.recorder.as_mut() {
+                    recorder.begin(self.now);
+                }
+                continue;
+            }
             self.events.push_back(MediaEvent::PlaybackDone {
                 id: item.id,
                 interrupted: true,
@@ -190,6 +249,12 @@ impl MediaSession {
         self.stats.bytes_received += data.len() as u64;
 
         let payload_type = packet.header.payload_type;
+        if let Some(law) = g711_law(payload_type)
+            && let Some(recorder) = self.recorder.as_mut()
+            && let Some(end) = recorder.capture(now, law, packet.payload)
+        {
+            self.end_recording(end);
+        }
         let key = if Some(payload_type) == self.config.dtmf_payload_type {
             let Some(event) = parse_telephone_event(packet.payload) else {
                 self.stats.dropped_malformed += 1;
@@ -208,12 +273,14 @@ impl MediaSession {
         if let Some(key) = key {
             self.on_key(key);
         }
+        self.check_recording();
     }
 
     /// Advances the clock; sends become due through [`poll_transmit`](Self::poll_transmit).
     /// Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
+        self.check_recording();
     }
 
     /// Writes the next due RTP packet into `buf` and returns (destination, length), or `None`
@@ -235,6 +302,7 @@ impl MediaSession {
             let (header, frame) = packet.split_at_mut(HEADER_LEN);
             let slot = self.next_slot;
             self.next_slot += 1;
+            self.frame_end = self.slot_time(self.next_slot).unwrap_or(self.now);
             let playing = self.fill_frame(frame);
             let talkspurt_starts = playing && !self.was_playing;
             self.was_playing = playing;
@@ -267,10 +335,15 @@ impl MediaSession {
         self.events.pop_front()
     }
 
-    /// When the next packet is due (in the past when one is due already).
+    /// When the next packet is due (in the past when one is due already), or the recording
+    /// may end, whichever is sooner.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let offset = Duration::from_millis(self.next_slot.saturating_mul(20));
-        self.start.checked_add(offset)
+        let send = self.slot_time(self.next_slot);
+        let recording = self.recorder.as_ref().and_then(Recorder::deadline);
+        match (send, recording) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The counters so far.
@@ -281,6 +354,12 @@ impl MediaSession {
     /// The configuration the session was built with.
     pub fn config(&self) -> &MediaConfig {
         &self.config
+    }
+
+    /// When send slot `slot` is due.
+    fn slot_time(&self, slot: u64) -> Option<Instant> {
+        let offset = Duration::from_millis(slot.saturating_mul(20));
+        self.start.checked_add(offset)
     }
 
     fn advance(&mut self, now: Instant) {
@@ -322,6 +401,12 @@ impl MediaSession {
 
     fn finish_front(&mut self) {
         if let Some(item) = self.queue.pop_front() {
+            if item.beep {
+                if let Some(recorder) = self.recorder.as_mut() {
+                    recorder.begin(self.frame_end);
+                }
+                return;
+            }
             self.events.push_back(MediaEvent::PlaybackDone {
                 id: item.id,
                 interrupted: false,
@@ -330,10 +415,41 @@ impl MediaSession {
     }
 
     fn on_key(&mut self, key: char) {
+        if self.recorder.as_ref().is_some_and(Recorder::ends_on_key) {
+            // The key ends the recording (its `termchar`); it is no input of its own.
+            self.end_recording(RecordEnd::Key(key));
+            return;
+        }
         if self.queue.front().is_some_and(|item| item.bargein) {
             self.stop_playback();
         }
         self.events.push_back(MediaEvent::Dtmf(key));
+    }
+
+    /// Ends the recording if time has ended it.
+    fn check_recording(&mut self) {
+        if let Some(end) = self.recorder.as_ref().and_then(|r| r.check(self.now)) {
+            self.end_recording(end);
+        }
+    }
+
+    fn end_recording(&mut self, end: RecordEnd) {
+        if let Some(recorder) = self.recorder.take() {
+            // The beep is moot once the recording is over.
+            self.queue.retain(|item| !item.beep);
+            self.events
+                .push_back(MediaEvent::Recorded(recorder.finish(end)));
+        }
+    }
+}
+
+/// The G.711 law of a static payload type (RFC 3551 Table 4), whichever was negotiated:
+/// a callee that sends the other law is still recorded.
+fn g711_law(payload_type: u8) -> Option<Codec> {
+    match payload_type {
+        0 => Some(Codec::Pcmu),
+        8 => Some(Codec::Pcma),
+        _ => None,
     }
 }
 
@@ -635,6 +751,99 @@ mod tests {
             }]
         );
         assert_eq!(s.stats().packets_sent, 0);
+    }
+
+    fn audio_packet(seq: u16, level: i16) -> Vec<u8> {
+        let mut p = vec![0u8; HEADER_LEN + 160];
+        Header {
+            marker: false,
+            payload_type: 0,
+            sequence_number: seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 77,
+        }
+        .write(&mut p)
+        .unwrap();
+        let pcm: Vec<i16> = (0..160)
+            .map(|n| if n % 4 < 2 { level } else { -level })
+            .collect();
+        g711::encode(Codec::Pcmu, &pcm, &mut p[HEADER_LEN..]);
+        p
+    }
+
+    const RECORD: RecordParams = RecordParams {
+        max_time: Duration::from_secs(5),
+        final_silence: Duration::from_secs(1),
+        no_input: Duration::from_secs(3),
+        dtmfterm: false,
+    };
+
+    #[test]
+    fn a_new_recording_ends_the_one_in_progress_and_stopping_the_beep_starts_capture() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        s.record(t0, 1, RECORD, true);
+        assert!(s.is_recording());
+        s.handle_datagram(t0, REMOTE, &audio_packet(1, 5000));
+        s.stop_playback();
+        assert_eq!(events(&mut s), [], "the beep is no prompt");
+        s.handle_datagram(t0, REMOTE, &audio_packet(2, 5000));
+        s.record(t0, 2, RECORD, false);
+        let got = events(&mut s);
+        let [MediaEvent::Recorded(first)] = got.as_slice() else {
+            panic!("{got:?}");
+        };
+        assert_eq!((first.id, first.pcm.len(), first.silent), (1, 160, false));
+        assert_eq!(
+            s.poll_timeout(),
+            Some(t0),
+            "the send slot is sooner than the noinput deadline"
+        );
+        let later = t0 + RECORD.no_input;
+        s.handle_timeout(later);
+        let got = events(&mut s);
+        let [MediaEvent::Recorded(second)] = got.as_slice() else {
+            panic!("{got:?}");
+        };
+        assert!(second.id == 2 && second.silent && second.pcm.is_empty());
+        assert!(!s.is_recording());
+    }
+
+    #[test]
+    fn the_beep_is_sent_before_capture_begins() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        s.record(t0, 1, RECORD, true);
+        let sent = run(&mut s, t0, t0 + Duration::from_millis(199));
+        assert_eq!(sent.len(), 10);
+        let beep = sent
+            .iter()
+            .filter(|(_, p)| p[HEADER_LEN..].iter().any(|&b| b != 0xff))
+            .count();
+        assert_eq!(beep, 10, "200 ms of beep");
+        s.handle_datagram(
+            t0 + Duration::from_millis(199),
+            REMOTE,
+            &audio_packet(1, 5000),
+        );
+        run(
+            &mut s,
+            t0 + Duration::from_millis(200),
+            t0 + Duration::from_millis(200),
+        );
+        s.handle_datagram(
+            t0 + Duration::from_millis(201),
+            REMOTE,
+            &audio_packet(2, 5000),
+        );
+        s.stop_recording(Some(9));
+        assert!(s.is_recording(), "another id stops nothing");
+        s.stop_recording(None);
+        let got = events(&mut s);
+        let [MediaEvent::Recorded(done)] = got.as_slice() else {
+            panic!("{got:?}");
+        };
+        assert_eq!(done.pcm.len(), 160, "only the packet after the beep");
     }
 
     #[test]
