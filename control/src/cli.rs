@@ -1,4 +1,4 @@
-//! The `outdial` command line: `serve`, `call` and `config check`.
+//! The `outdial` command line: `serve`, `call`, `vxml run` and `config check`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +38,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Place a call through a running server and follow it to the end.
     Call(CallArgs),
+    /// Work with VoiceXML applications without placing a call.
+    Vxml {
+        /// What to do with the application.
+        #[command(subcommand)]
+        command: VxmlCommand,
+    },
     /// Work with configuration files.
     Config {
         /// What to do with the configuration.
@@ -94,6 +100,52 @@ pub struct CallArgs {
     pub json: bool,
 }
 
+/// `outdial vxml ...`.
+#[derive(Debug, Subcommand)]
+pub enum VxmlCommand {
+    /// Run an application against a scripted caller in virtual time and print the transcript.
+    #[command(after_help = VXML_RUN_HELP)]
+    Run(VxmlRunArgs),
+}
+
+const VXML_RUN_HELP: &str = "\
+Input script (comma-separated, answered in order whenever the application waits):
+  1, 2#, *9       press these keys once the prompts have played
+  !1              press keys at once (barge-in)
+  noinput         stay silent until the noinput timeout
+  say:new york    say these words (matched against voice grammars as text)
+  hangup          hang up
+  transfer:busy   how the next <transfer> goes (busy, noanswer, far_end_disconnect, ...)
+When the script runs out the caller hangs up. Prompts take virtual time; nothing waits.
+
+Exit status: 0 when the session ends normally (exit, disconnect, hangup), 1 when the
+arguments are unusable, 2 when it ends with an error event or hits a limit.
+
+Examples:
+  outdial vxml run app.vxml --input \"1,noinput,2#,hangup\"
+  outdial vxml run https://example.com/ivr.vxml --input \"say:yes\" --var name=Alice --json";
+
+/// `outdial vxml run`.
+#[derive(Debug, Args)]
+pub struct VxmlRunArgs {
+    /// The application: a VoiceXML file, or an http:// or https:// URL.
+    #[arg(value_name = "URL_OR_FILE")]
+    pub target: String,
+    /// What the caller does, e.g. "1,noinput,2#,say:new york,hangup".
+    #[arg(long, value_name = "SCRIPT", default_value = "")]
+    pub input: String,
+    /// A variable for the application, readable as session.NAME; VALUE is JSON if it parses,
+    /// else a string (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Print the transcript as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop the run after this many seconds of virtual time.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub max_time: u64,
+}
+
 /// `outdial config ...`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -113,6 +165,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             let mut stderr = std::io::stderr();
             call(&args, POLL_INTERVAL, &mut stdout, &mut stderr).await
         }
+        Command::Vxml {
+            command: VxmlCommand::Run(args),
+        } => vxml_run(args).await,
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
@@ -148,6 +203,27 @@ pub fn init_tracing(log: &LogConfig) -> Result<(), Error> {
         builder.try_init()
     };
     installed.map_err(|e| Error::Config(format!("cannot install the logger: {e}")))
+}
+
+/// `outdial vxml run`: the run blocks (fetches go through its own runtime), so it runs on a
+/// blocking thread.
+async fn vxml_run(args: VxmlRunArgs) -> u8 {
+    let options = crate::vxml_run::RunOptions {
+        target: args.target,
+        inputs: args.input,
+        vars: args.vars,
+        json: args.json,
+        max_time: Duration::from_secs(args.max_time),
+    };
+    let run = tokio::task::spawn_blocking(move || {
+        let mut stdout = std::io::stdout().lock();
+        let mut stderr = std::io::stderr();
+        crate::vxml_run::command(&options, &mut stdout, &mut stderr)
+    });
+    run.await.unwrap_or_else(|e| {
+        eprintln!("error: the VoiceXML run failed: {e}");
+        EXIT_ERROR
+    })
 }
 
 async fn serve(args: ServeArgs) -> u8 {
@@ -334,6 +410,35 @@ mod tests {
             .is_err()
         );
         assert!(Cli::try_parse_from(["outdial", "call", "--url", "y"]).is_err());
+    }
+
+    #[test]
+    fn vxml_run_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "outdial",
+            "vxml",
+            "run",
+            "app.vxml",
+            "--input",
+            "1,noinput,2#",
+            "--var",
+            "n=5",
+            "--json",
+        ]);
+        let Ok(Cli {
+            command: Command::Vxml {
+                command: VxmlCommand::Run(args),
+            },
+        }) = cli
+        else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(args.target, "app.vxml");
+        assert_eq!(args.input, "1,noinput,2#");
+        assert_eq!(args.vars, vec![("n".into(), "5".into())]);
+        assert!(args.json);
+        assert_eq!(args.max_time, 3600);
+        assert!(Cli::try_parse_from(["outdial", "vxml", "run"]).is_err());
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod prompts;
 pub mod runner;
 pub mod serve;
 pub mod store;
+pub mod vxml_run;
 pub mod webhook;

@@ -8,20 +8,21 @@
 //!
 //! Modules, in the order a document flows through them:
 //! - [`document`]: fetched bytes → owned document model (roxmltree, encoding_rs).
-//! - [`grammar`]: DTMF grammars (builtins, SRGS XML) and matching.
+//! - [`srgs`]: SRGS grammars (XML, ABNF), SISR and the builtin grammars.
 //! - [`script`]: the ECMAScript data model and its five scopes (rquickjs).
 //! - [`event`]: event names and catch selection.
 //! - [`prompt`]: prompts handed to the platform.
 //! - `fia`: the Form Interpretation Algorithm and executable content.
 //! - [`session`]: the sans-IO boundary: inputs, actions, timers, prompt playback, collection.
 
+pub mod caller;
 pub mod document;
 pub mod event;
 mod fia;
-pub mod grammar;
 pub mod prompt;
 pub mod script;
 pub mod session;
+pub mod srgs;
 
 pub use prompt::{Prompt, PromptItem};
 pub use session::{

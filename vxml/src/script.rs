@@ -16,22 +16,32 @@
 //! rewritten to read through a guard (`guard_typeof`) and stays `"undefined"`. The price:
 //! reading a missing property of the global object itself (`globalThis.nope`) throws too.
 //!
-//! The session scope is deep-frozen once set up ([`DataModel::seal_scope`]): writes to
-//! `session.*` are silently ignored, as sloppy-mode writes to frozen objects are.
+//! Read-only values: the session scope once sealed ([`DataModel::seal_scope`]), and every
+//! variable whose name ends in `$` (shadow variables `name$`, `application.lastresult$`) when
+//! the host declares or assigns it. They are wrapped in `Proxy`s whose write traps throw, so an
+//! application's `<assign>` or `<script>` writing them raises `error.semantic`.
 //!
-//! `<script>` (§5.3.12) runs as a direct `eval` inside the scope chain; the global variables and
-//! functions it declares (eval declarations are deletable) are then moved onto the current
-//! scope object.
+//! `<script>` (§5.3.12) runs as a direct `eval` inside the scope chain. Its `var` and `function`
+//! declarations are created on the global object before its first statement runs; that first
+//! statement (`__vxml.hoist`) moves them onto the innermost scope, so a script declaring a name
+//! an outer scope also has gets a NEW inner variable, and its initialisers then assign that one.
+//!
+//! `<data>` (VoiceXML 2.1 §5.1) documents become a read-only DOM Level 2 Core subset
+//! ([`DataModel::declare_dom`]); `dom.js` defines its prototypes once per context, on first use.
 //!
 //! Runaway scripts are stopped by the engine's interrupt handler after a budget of calls
-//! (quickjs-ng calls it about every 10,000 operations) and the runtime has a hard memory limit.
-//! No wall clock is read: the budget counts work, not time.
+//! (quickjs-ng calls it about every 10,000 operations), deep recursion by a stack limit and
+//! unbounded allocation by a memory limit ([`engine`]). No wall clock is read: the budget counts
+//! work, not time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+mod dom;
+pub mod engine;
+
+pub use dom::DataError;
+pub use engine::{EngineMemory, ScriptEngine};
 
 use rquickjs::context::EvalOptions;
-use rquickjs::{Coerced, Context, Ctx, Function, Object, Runtime};
+use rquickjs::{Coerced, Context, Ctx, Function, Object};
 
 /// One of the five VoiceXML variable scopes (VoiceXML 2.0 §5.1.2), outermost first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -163,6 +173,20 @@ pub enum ScriptError {
         /// The budget that was exhausted.
         budget: u32,
     },
+    /// The code allocated more than the engine allows (data that grows without bound?).
+    #[error(
+        "{code:?}: script ran out of memory (limit {limit} bytes per session); look for data that grows without bound"
+    )]
+    MemoryExceeded {
+        /// The expression or script that was stopped (shortened).
+        code: String,
+        /// The session's allowance.
+        limit: usize,
+    },
+    /// A `<data>` document could not be made into a DOM; the interpreter throws
+    /// `error.badfetch` for it.
+    #[error(transparent)]
+    Data(#[from] DataError),
     /// A variable name is not an ECMAScript identifier path.
     #[error("{name:?} is not a valid variable name; use letters, digits, '_' and '$'")]
     BadName {
@@ -201,115 +225,91 @@ pub trait DataModel {
     fn run_script(&mut self, source: &str) -> Result<(), ScriptError>;
     /// Makes the innermost scope of kind `scope` and everything in it read-only.
     fn seal_scope(&mut self, scope: Scope) -> Result<(), ScriptError>;
+    /// Declares `name` in the innermost scope as a read-only DOM of the XML document `xml`
+    /// (`<data name>`, VoiceXML 2.1 §5.1); malformed XML is [`ScriptError::Data`].
+    fn declare_dom(&mut self, name: &str, xml: &str) -> Result<(), ScriptError>;
+    /// Assigns a read-only DOM of `xml` to the declared variable `name`.
+    fn assign_dom(&mut self, name: &str, xml: &str) -> Result<(), ScriptError>;
 }
 
 /// Limits of one [`QuickJs`] instance.
+///
+/// The stack limit is fixed ([`engine::STACK_BYTES`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ScriptLimits {
     /// Interrupt-handler calls allowed per evaluation (about 10,000 operations each).
     pub budget: u32,
-    /// Bytes the runtime may allocate.
+    /// Bytes the session's scripts may allocate: added to its runtime's limit while it lives
+    /// (see [`engine`] for what sharing a runtime means for it).
     pub memory_bytes: usize,
 }
 
-/// The engine's bootstrap: scope stack helpers and the undeclared-assignment trap.
-const BOOTSTRAP: &str = r#"(function () {
-  'use strict';
-  const G = globalThis;
-  const stack = [];
-  const kinds = [];
-  const api = Object.create(null);
-  api.s = stack;
-  api.push = function (kind, name) {
-    const o = Object.create(null);
-    if (name) Object.defineProperty(o, name, { value: o, writable: false, enumerable: false, configurable: true });
-    stack.push(o);
-    kinds.push(kind);
-  };
-  api.pop = function (kind) {
-    const i = kinds.lastIndexOf(kind);
-    if (i >= 0) { stack.length = i; kinds.length = i; }
-  };
-  api.declareIn = function (kind, name, value) {
-    const i = kinds.lastIndexOf(kind);
-    if (i < 0) throw new Error('no ' + kind + ' scope is open');
-    stack[i][name] = value;
-  };
-  api.snapshot = function () { return Object.getOwnPropertyNames(G); };
-  api.adopt = function (before) {
-    const seen = new Set(before);
-    const top = stack[stack.length - 1];
-    for (const k of Object.getOwnPropertyNames(G)) {
-      if (seen.has(k)) continue;
-      const v = G[k];
-      delete G[k];
-      if (top) top[k] = v;
-    }
-  };
-  Object.defineProperty(G, '__vxml', { value: api, enumerable: false });
-  api.probe = function (read) {
-    try { return read(); } catch (e) { if (e instanceof ReferenceError) return undefined; throw e; }
-  };
-  api.freeze = function (kind) {
-    const seen = new Set();
-    const deep = function (o) {
-      if (o === null || (typeof o !== 'object' && typeof o !== 'function') || seen.has(o)) return;
-      seen.add(o);
-      for (const k of Object.getOwnPropertyNames(o)) deep(o[k]);
-      Object.freeze(o);
-    };
-    const i = kinds.lastIndexOf(kind);
-    if (i >= 0) deep(stack[i]);
-  };
-  const trap = new Proxy(Object.create(Object.getPrototypeOf(G)), {
-    get(target, key, receiver) {
-      if (typeof key !== 'string' || key in target) return Reflect.get(target, key, receiver);
-      throw new ReferenceError("'" + key + "' is not defined; declare it with <var>");
-    },
-    set(target, key) {
-      throw new ReferenceError("assignment to undeclared variable '" + String(key) + "'; declare it with <var>");
-    },
-  });
-  Object.setPrototypeOf(G, trap);
-})();"#;
+/// The engine's bootstrap: scope stack helpers, read-only values and the undeclared trap.
+static BOOTSTRAP: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| compact_js(include_str!("script/bootstrap.js")));
 
-/// The rquickjs data model: one runtime and context per session.
+/// The `<data>` DOM prototypes, evaluated on a context's first `<data>`.
+static DOM: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| compact_js(include_str!("script/dom.js")));
+
+/// Drops comment lines and indentation from our own JS sources: QuickJS keeps every
+/// function's source text (for `Function.prototype.toString`) in each context, so this is
+/// memory per session. Only for sources without multi-line string or template literals.
+fn compact_js(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    for line in source.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with("//") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The rquickjs data model: one context per session, in a runtime shared with up to
+/// [`engine::CONTEXTS_PER_RUNTIME`] sessions of its thread (see [`engine`]).
 pub struct QuickJs {
     context: Context,
+    engine: ScriptEngine,
     kinds: Vec<Scope>,
-    budget_left: Arc<AtomicU32>,
     limits: ScriptLimits,
+    /// Whether `dom.js` has run in this context.
+    dom_ready: bool,
 }
 
 impl std::fmt::Debug for QuickJs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QuickJs")
             .field("scopes", &self.kinds)
-            .finish()
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for QuickJs {
+    fn drop(&mut self) {
+        self.engine.release(self.limits.memory_bytes);
     }
 }
 
 impl QuickJs {
-    /// Starts an engine with an empty scope stack.
+    /// Starts a context with an empty scope stack in a runtime of this thread's pool.
     pub fn new(limits: ScriptLimits) -> Result<Self, ScriptError> {
-        let runtime = Runtime::new().map_err(|e| ScriptError::Engine(e.to_string()))?;
-        runtime.set_memory_limit(limits.memory_bytes);
-        let budget_left = Arc::new(AtomicU32::new(limits.budget));
-        let counter = Arc::clone(&budget_left);
-        runtime.set_interrupt_handler(Some(Box::new(move || {
-            // Decrement and stop once the budget is spent; never wraps below zero.
-            counter
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_err()
-        })));
-        let context = Context::full(&runtime).map_err(|e| ScriptError::Engine(e.to_string()))?;
+        Self::in_engine(&ScriptEngine::for_this_thread()?, limits)
+    }
+
+    /// Starts a context with an empty scope stack in `engine`'s runtime.
+    pub fn in_engine(engine: &ScriptEngine, limits: ScriptLimits) -> Result<Self, ScriptError> {
+        let context = engine.context(limits.memory_bytes)?;
         let mut model = Self {
             context,
+            engine: engine.clone(),
             kinds: Vec::new(),
-            budget_left,
             limits,
+            dom_ready: false,
         };
-        model.exec(BOOTSTRAP, "bootstrap")?;
+        model.exec(&BOOTSTRAP, "bootstrap")?;
         Ok(model)
     }
 
@@ -353,31 +353,11 @@ impl QuickJs {
         label: &str,
         convert: impl for<'js> FnOnce(rquickjs::Value<'js>) -> rquickjs::Result<T>,
     ) -> Result<T, ScriptError> {
-        self.budget_left
-            .store(self.limits.budget, Ordering::Relaxed);
-        let budget_left = &self.budget_left;
-        let budget = self.limits.budget;
-        self.context.with(|ctx| {
+        self.with_api(label, |ctx, _| {
             let mut options = EvalOptions::default();
             options.strict = false;
-            let result = ctx
-                .eval_with_options::<rquickjs::Value<'_>, _>(source, options)
-                .and_then(convert);
-            result.map_err(|error| {
-                if budget_left.load(Ordering::Relaxed) == 0 {
-                    // Clear the pending uncatchable exception before reporting.
-                    let _ = ctx.catch();
-                    ScriptError::BudgetExceeded {
-                        code: shorten(label),
-                        budget,
-                    }
-                } else {
-                    ScriptError::Exception {
-                        code: shorten(label),
-                        message: exception_message(&ctx, error),
-                    }
-                }
-            })
+            ctx.eval_with_options::<rquickjs::Value<'_>, _>(source, options)
+                .and_then(convert)
         })
     }
 
@@ -386,19 +366,80 @@ impl QuickJs {
     where
         A: for<'js> rquickjs::function::IntoArgs<'js>,
     {
-        self.budget_left
-            .store(self.limits.budget, Ordering::Relaxed);
+        self.with_api(label, |_, api| {
+            api.get::<_, Function<'_>>(name)
+                .and_then(|f| f.call::<_, ()>(args))
+        })
+    }
+
+    /// Runs `f` with the runtime locked, the budget armed and the `__vxml` object at hand;
+    /// maps a failure to the [`ScriptError`] that explains it.
+    fn with_api<T>(
+        &mut self,
+        label: &str,
+        f: impl for<'js> FnOnce(&Ctx<'js>, Object<'js>) -> rquickjs::Result<T>,
+    ) -> Result<T, ScriptError> {
+        let engine = &self.engine;
+        let limits = self.limits;
         self.context.with(|ctx| {
+            engine.arm(limits.budget);
             let result = ctx
                 .globals()
                 .get::<_, Object<'_>>("__vxml")
-                .and_then(|api| api.get::<_, Function<'_>>(name))
-                .and_then(|f| f.call::<_, ()>(args));
-            result.map_err(|error| ScriptError::Exception {
-                code: shorten(label),
-                message: exception_message(&ctx, error),
+                .or_else(|_| Object::new(ctx.clone()))
+                .and_then(|api| f(&ctx, api));
+            result.map_err(|error| {
+                if engine.budget_spent() {
+                    // Clear the pending uncatchable exception before reporting.
+                    let _ = ctx.catch();
+                    return ScriptError::BudgetExceeded {
+                        code: shorten(label),
+                        budget: limits.budget,
+                    };
+                }
+                let message = exception_message(&ctx, error);
+                if message.contains("out of memory") {
+                    ScriptError::MemoryExceeded {
+                        code: shorten(label),
+                        limit: limits.memory_bytes,
+                    }
+                } else {
+                    ScriptError::Exception {
+                        code: shorten(label),
+                        message,
+                    }
+                }
             })
         })
+    }
+
+    /// Builds the DOM of `xml` and leaves it in `__vxml.pending` for an assignment to pick up.
+    fn stage_dom(&mut self, xml: &str) -> Result<(), ScriptError> {
+        if !self.dom_ready {
+            self.exec(&DOM, "<data> DOM")?;
+            self.dom_ready = true;
+        }
+        dom::parse(xml, |nodes| {
+            self.with_api("<data>", |ctx, api| {
+                let flat = rquickjs::Array::new(ctx.clone())?;
+                let mut slot = 0usize;
+                for node in nodes {
+                    let parent = node.parent.map_or(-1.0, f64::from);
+                    flat.set(slot, node.kind as i32)?;
+                    for (i, text) in [node.name, node.namespace, node.local, node.value]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        flat.set(slot + 1 + i, text)?;
+                    }
+                    flat.set(slot + 5, parent)?;
+                    slot += 6;
+                }
+                let document: rquickjs::Value<'_> =
+                    api.get::<_, Function<'_>>("dom")?.call((flat,))?;
+                api.set("pending", document)
+            })
+        })?
     }
 }
 
@@ -603,6 +644,15 @@ impl DataModel for QuickJs {
     }
 
     fn assign_value(&mut self, name: &str, value: &Value) -> Result<(), ScriptError> {
+        if is_identifier(name) && name.ends_with('$') {
+            // A platform-owned variable: replaced, not assigned through its read-only guard.
+            let mut source = String::from("__vxml.hostAssign(\"");
+            source.push_str(name);
+            source.push_str("\", ");
+            value.to_source(&mut source);
+            source.push(')');
+            return self.run(&source, name, |_| Ok(()));
+        }
         let mut expr = String::new();
         value.to_source(&mut expr);
         self.assign(name, &expr)
@@ -629,24 +679,135 @@ impl DataModel for QuickJs {
     }
 
     fn seal_scope(&mut self, scope: Scope) -> Result<(), ScriptError> {
-        self.call_api("freeze", (scope as u32,), "seal scope")
+        self.call_api("seal", (scope as u32,), "seal scope")
+    }
+
+    fn declare_dom(&mut self, name: &str, xml: &str) -> Result<(), ScriptError> {
+        if !is_identifier(name) {
+            return Err(ScriptError::BadName {
+                name: name.to_owned(),
+            });
+        }
+        self.stage_dom(xml)?;
+        let result = self.declare(name, Some("__vxml.pending"));
+        let _ = self.exec("__vxml.pending = undefined", "<data>");
+        result
+    }
+
+    fn assign_dom(&mut self, name: &str, xml: &str) -> Result<(), ScriptError> {
+        if !is_name_path(name) {
+            return Err(ScriptError::BadName {
+                name: name.to_owned(),
+            });
+        }
+        self.stage_dom(xml)?;
+        let result = self.assign(name, "__vxml.pending");
+        let _ = self.exec("__vxml.pending = undefined", "<data>");
+        result
     }
 
     fn run_script(&mut self, source: &str) -> Result<(), ScriptError> {
-        // A direct, sloppy `eval` at global level: the script sees the scope chain, and its
-        // `var`/`function` declarations become deletable globals that `adopt` moves onto the
-        // innermost scope object.
+        // A direct, sloppy `eval` at global level: the script sees the scope chain. Its
+        // `var`/`function` declarations exist as (deletable) globals before its first statement,
+        // which is `hoist`: it moves them onto the innermost scope object, so the script's own
+        // statements then read and assign them there.
         let mut code = String::from("__vxml.before=__vxml.snapshot();");
         code.push_str(&self.with_prefix());
         code.push_str("{eval(");
-        push_string_literal(&mut code, &guard_typeof(source));
-        code.push_str(")}__vxml.adopt(__vxml.before);");
+        let mut body = String::from("__vxml.hoist(__vxml.before);");
+        body.push_str(&guard_typeof(source));
+        push_string_literal(&mut code, &body);
+        code.push_str(")}__vxml.hoist(__vxml.before);");
         let result = self.run(&code, source, |_| Ok(()));
         if result.is_err() {
-            // Declarations made before the failure still move off the global object.
-            let _ = self.exec("__vxml.adopt(__vxml.before);", "adopt");
+            // Globals a failed script created (a nested `eval`, say) still move off the global object.
+            let _ = self.exec("__vxml.hoist(__vxml.before);", "hoist");
         }
         result
+    }
+}
+
+// --- added for the FIA ---
+
+impl QuickJs {
+    /// Starts a new execution context (a `<subdialog>`, VoiceXML 2.0 §2.3.4): every scope but
+    /// the outermost (`session`) is set aside until [`QuickJs::leave_context`].
+    pub(crate) fn enter_context(&mut self) -> Result<(), ScriptError> {
+        let kinds: Vec<String> = self
+            .kinds
+            .iter()
+            .skip(1)
+            .map(|k| (*k as u32).to_string())
+            .collect();
+        let source = format!(
+            "(__vxml.saved = __vxml.saved || []).push({{o: __vxml.s.slice(1), k: \"{}\"}});",
+            kinds.join(",")
+        );
+        self.exec(&source, "enter context")?;
+        self.truncate_to_outermost();
+        Ok(())
+    }
+
+    /// Ends the innermost execution context and restores the caller's scopes.
+    pub(crate) fn leave_context(&mut self) {
+        self.truncate_to_outermost();
+        let kinds = self
+            .run(
+                "(__vxml.saved && __vxml.saved.length) ? __vxml.saved[__vxml.saved.length-1].k : ''",
+                "leave context",
+                |v| v.get::<Coerced<String>>().map(|s| s.0),
+            )
+            .unwrap_or_default();
+        let all = [
+            Scope::Session,
+            Scope::Application,
+            Scope::Document,
+            Scope::Dialog,
+            Scope::Anonymous,
+        ];
+        for (i, code) in kinds.split(',').filter(|k| !k.is_empty()).enumerate() {
+            let Some(kind) = code.parse::<usize>().ok().and_then(|n| all.get(n).copied()) else {
+                break;
+            };
+            if self.push_scope(kind).is_err() {
+                break;
+            }
+            let source = format!(
+                "__vxml.s[__vxml.s.length-1] = __vxml.saved[__vxml.saved.length-1].o[{i}];"
+            );
+            let _ = self.exec(&source, "restore scope");
+        }
+        let _ = self.exec("if (__vxml.saved) __vxml.saved.pop();", "leave context");
+    }
+
+    /// Evaluates `program` (an expression, e.g. an SISR program) at global level, outside
+    /// every variable scope, and returns its value as JSON text (`None` for `undefined` or a
+    /// value JSON cannot express).
+    pub(crate) fn eval_isolated_json(
+        &mut self,
+        program: &str,
+    ) -> Result<Option<String>, ScriptError> {
+        let source = format!("JSON.stringify((\n{}\n))", guard_typeof(program));
+        self.run(&source, program, |v| {
+            if v.is_undefined() {
+                Ok(None)
+            } else {
+                v.get::<Coerced<String>>().map(|s| Some(s.0))
+            }
+        })
+    }
+
+    /// Closes every scope but the outermost.
+    fn truncate_to_outermost(&mut self) {
+        while self.kinds.len() > 1 {
+            let before = self.kinds.len();
+            if let Some(&kind) = self.kinds.last() {
+                self.pop_scope(kind);
+            }
+            if self.kinds.len() == before {
+                break;
+            }
+        }
     }
 }
 
@@ -747,17 +908,26 @@ mod tests {
     }
 
     #[test]
-    fn memory_limit_turns_into_an_error() {
+    fn unbounded_allocation_and_recursion_are_errors_and_the_engine_stays_usable() {
         let mut js = model();
         let error = js
-            .eval_string(
-                "(function(){let a=[];for(let i=0;i<1e7;i++)a.push('x'+i);return a.length})()",
+            .run_script(
+                "var big = []; while (true) big.push(new Array(10000).join('x') + big.length);",
             )
             .unwrap_err();
-        assert!(matches!(
-            error,
-            ScriptError::Exception { .. } | ScriptError::BudgetExceeded { .. }
-        ));
+        assert!(
+            matches!(error, ScriptError::MemoryExceeded { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("grows without bound"), "{error}");
+        js.assign("big", "null").unwrap();
+        let error = js
+            .eval_string("(function deep(n) { return deep(n + 1) + 1; })(0)")
+            .unwrap_err();
+        assert!(
+            matches!(&error, ScriptError::Exception { message, .. } if message.contains("stack")),
+            "{error}"
+        );
         assert_eq!(js.eval_string("'ok'").unwrap(), "ok");
     }
 
@@ -814,20 +984,102 @@ mod tests {
     }
 
     #[test]
-    fn sealed_session_scope_ignores_writes() {
+    fn sealed_session_scope_is_read_only() {
         let mut js = model();
         js.pop_scope(Scope::Application);
         js.declare_value(
             Scope::Session,
             "connection",
-            &Value::Json(r#"{"protocol":{"name":"sip"}}"#.to_owned()),
+            &Value::Json(r#"{"protocol":{"name":"sip"},"aai":[1]}"#.to_owned()),
         )
         .unwrap();
         js.seal_scope(Scope::Session).unwrap();
         js.push_scope(Scope::Application).unwrap();
-        js.assign("session.connection.protocol.name", "'x'")
-            .unwrap();
+        for (name, expr) in [
+            ("session.connection.protocol.name", "'x'"),
+            ("connection.protocol", "1"),
+            ("connection", "1"),
+            ("session.extra", "1"),
+            ("session.session.connection.aai", "[]"),
+        ] {
+            let error = js
+                .assign(name, expr)
+                .map(|()| js.eval_string(name))
+                .expect_err(name);
+            assert!(error.to_string().contains("read-only"), "{name}: {error}");
+        }
+        for script in [
+            "delete session.connection",
+            "session.connection.aai.push(2)",
+            "Object.defineProperty(session.connection, 'p', {value: 1})",
+        ] {
+            assert!(js.run_script(script).is_err(), "{script} must fail");
+        }
         assert_eq!(js.eval_string("connection.protocol.name").unwrap(), "sip");
+        assert_eq!(
+            js.eval_string("session.connection.aai.length").unwrap(),
+            "1"
+        );
+        assert!(
+            js.eval_bool("Array.isArray(session.connection.aai)")
+                .unwrap()
+        );
+        assert_eq!(
+            js.eval_string("JSON.stringify(session.connection)")
+                .unwrap(),
+            r#"{"protocol":{"name":"sip"},"aai":[1]}"#
+        );
+    }
+
+    #[test]
+    fn shadow_variables_and_lastresult_are_set_by_the_host_only() {
+        let mut js = model();
+        js.declare("pin", None).unwrap();
+        js.declare("pin$", None).unwrap();
+        let result = || {
+            Value::Object(vec![
+                ("utterance".to_owned(), Value::String("1 2".to_owned())),
+                ("confidence".to_owned(), Value::Number(0.5)),
+            ])
+        };
+        js.assign_value("pin", &Value::String("12".to_owned()))
+            .unwrap();
+        js.assign_value("pin$", &result()).unwrap();
+        js.declare_value(
+            Scope::Application,
+            "lastresult$",
+            &Value::Array(vec![result()]),
+        )
+        .unwrap();
+        assert_eq!(js.eval_string("pin$.utterance").unwrap(), "1 2");
+        assert_eq!(
+            js.eval_string("application.lastresult$.confidence")
+                .unwrap(),
+            "0.5",
+            "lastresult$ carries the properties of lastresult$[0]"
+        );
+        for (name, expr) in [
+            ("pin$", "1"),
+            ("pin$.utterance", "'9'"),
+            ("application.lastresult$", "[]"),
+            ("lastresult$[0].confidence", "1"),
+        ] {
+            assert!(js.assign(name, expr).is_err(), "{name} must be read-only");
+        }
+        assert!(js.run_script("lastresult$.utterance = 'x'").is_err());
+        // Writing the value already held is allowed (as defineProperty allows it).
+        js.run_script("lastresult$.utterance = lastresult$[0].utterance")
+            .unwrap();
+        js.assign("pin", "'34'").unwrap();
+        js.assign_value("pin$", &Value::Object(vec![])).unwrap();
+        assert_eq!(
+            js.eval_string("typeof pin$.utterance + pin").unwrap(),
+            "undefined34"
+        );
+        assert!(
+            js.assign_value("nope$", &Value::Null).is_err(),
+            "the host too assigns only declared names"
+        );
     }
 
     #[test]
@@ -843,5 +1095,246 @@ mod tests {
         ));
         let error = js.eval_bool("1 +").unwrap_err();
         assert!(error.to_string().contains("SyntaxError"), "{error}");
+    }
+    #[test]
+    fn script_declaring_an_outer_name_creates_an_inner_variable() {
+        let mut js = model();
+        js.pop_scope(Scope::Dialog);
+        js.declare("x", Some("1")).unwrap(); // document scope
+        js.push_scope(Scope::Dialog).unwrap();
+        js.run_script("var x = 5; x = x + 1; function get() { return x; }")
+            .unwrap();
+        assert_eq!(
+            js.eval_string("dialog.x + ',' + document.x").unwrap(),
+            "6,1"
+        );
+        js.pop_scope(Scope::Dialog);
+        assert_eq!(js.eval_string("x").unwrap(), "1");
+    }
+
+    #[test]
+    fn script_functions_see_later_changes_and_redeclaration_keeps_values() {
+        let mut js = model();
+        js.run_script("var count = 0; function inc() { count++; return count; }")
+            .unwrap();
+        js.assign("count", "10").unwrap();
+        js.run_script("inc();").unwrap();
+        assert_eq!(js.eval_string("dialog.count").unwrap(), "11");
+        js.run_script("var count; if (true) { function inner() { return count; } }")
+            .unwrap();
+        assert_eq!(js.eval_string("inner()").unwrap(), "11");
+        js.push_scope(Scope::Anonymous).unwrap();
+        js.run_script("inc();").unwrap();
+        assert_eq!(js.eval_string("count").unwrap(), "12");
+    }
+
+    #[test]
+    fn reads_of_undeclared_names_fail_and_qualified_names_resolve() {
+        let mut js = model();
+        js.pop_scope(Scope::Dialog);
+        js.pop_scope(Scope::Document);
+        js.declare("a", Some("'app'")).unwrap();
+        js.push_scope(Scope::Document).unwrap();
+        js.declare("a", Some("'doc'")).unwrap();
+        js.push_scope(Scope::Dialog).unwrap();
+        assert_eq!(
+            js.eval_string("a + application.a + document.a").unwrap(),
+            "docappdoc"
+        );
+        js.assign("application.a", "'APP'").unwrap();
+        assert_eq!(js.eval_string("application.a + a").unwrap(), "APPdoc");
+        let error = js.eval_string("missing + 1").unwrap_err();
+        assert!(error.to_string().contains("not defined"), "{error}");
+        assert!(js.eval_string("dialog.missing").unwrap() == "undefined");
+    }
+
+    #[test]
+    fn contexts_sharing_a_runtime_are_isolated() {
+        let engine = ScriptEngine::new().unwrap();
+        let limits = ScriptLimits {
+            budget: 50,
+            memory_bytes: 1 << 20,
+        };
+        let mut a = QuickJs::in_engine(&engine, limits).unwrap();
+        let mut b = QuickJs::in_engine(&engine, limits).unwrap();
+        for js in [&mut a, &mut b] {
+            js.push_scope(Scope::Application).unwrap();
+        }
+        a.declare("secret", Some("42")).unwrap();
+        a.run_script("Object.prototype.leak = 1; Array.prototype.push = null;")
+            .unwrap();
+        assert!(b.eval_string("secret").is_err());
+        assert_eq!(b.eval_string("typeof ({}).leak").unwrap(), "undefined");
+        assert_eq!(b.eval_string("[1].concat([2]).push(3)").unwrap(), "3");
+        let error = a.eval_string("(function(){while(true){}})()").unwrap_err();
+        assert!(matches!(error, ScriptError::BudgetExceeded { .. }));
+        let error = b.assign("secret", "1").unwrap_err();
+        assert!(error.to_string().contains("undeclared"), "{error}");
+        drop(a);
+        assert_eq!(b.eval_string("6 * 7").unwrap(), "42");
+    }
+
+    const DATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE quote [<!ENTITY co "Example Co.">]>
+<quote xmlns:q="urn:example:quote" source="&co;">
+  <!-- prices in USD -->
+  <q:ticker q:exchange="NYSE">ABC</q:ticker>
+  <price>10.5</price>
+  <price currency="EUR"><![CDATA[9 < 10]]></price>
+</quote>"#;
+
+    fn dom_model() -> QuickJs {
+        let mut js = model();
+        js.declare_dom("quote", DATA).unwrap();
+        js
+    }
+
+    #[test]
+    fn data_dom_navigates_elements_attributes_and_text() {
+        let mut js = dom_model();
+        let cases = [
+            ("quote.nodeType + ' ' + quote.nodeName", "9 #document"),
+            ("quote.documentElement.tagName", "quote"),
+            (
+                "quote.documentElement.getAttribute('source')",
+                "Example Co.",
+            ),
+            ("quote.documentElement.getAttribute('none')", ""),
+            ("quote.documentElement.hasAttribute('source')", "true"),
+            ("quote.getElementsByTagName('price').length", "2"),
+            (
+                "quote.getElementsByTagName('price').item(1).firstChild.data",
+                "9 < 10",
+            ),
+            (
+                "quote.getElementsByTagName('price')[0].firstChild.nodeValue",
+                "10.5",
+            ),
+            ("quote.getElementsByTagName('*').length", "4"),
+            ("quote.getElementsByTagName('price').item(7)", "null"),
+            ("quote.documentElement.childNodes.length", "9"),
+            ("quote.documentElement.childNodes.item(1).nodeType", "8"),
+            (
+                "quote.documentElement.firstChild.nextSibling.data",
+                " prices in USD ",
+            ),
+            (
+                "quote.documentElement.lastChild.previousSibling.tagName",
+                "price",
+            ),
+            ("quote.documentElement.firstChild.previousSibling", "null"),
+            ("quote.documentElement.parentNode === quote", "true"),
+            ("quote.documentElement.ownerDocument === quote", "true"),
+            ("quote.ownerDocument", "null"),
+            ("quote.documentElement.attributes.length", "1"),
+            (
+                "quote.documentElement.attributes.getNamedItem('source').value",
+                "Example Co.",
+            ),
+            (
+                "quote.documentElement.getAttributeNode('source').ownerElement.tagName",
+                "quote",
+            ),
+            (
+                "quote.documentElement.getAttributeNode('source').specified",
+                "true",
+            ),
+            (
+                "quote.documentElement.getAttributeNode('source').nodeType",
+                "2",
+            ),
+            (
+                "quote.getElementsByTagName('price')[1].firstChild.length",
+                "6",
+            ),
+            (
+                "quote.getElementsByTagName('price')[0].hasChildNodes()",
+                "true",
+            ),
+            (
+                "quote.getElementsByTagName('price')[0].hasAttributes()",
+                "false",
+            ),
+            ("quote.documentElement.nodeValue", "null"),
+        ];
+        for (expr, expected) in cases {
+            assert_eq!(js.eval_string(expr).unwrap(), expected, "{expr}");
+        }
+    }
+
+    #[test]
+    fn data_dom_reports_namespaces_as_written() {
+        let mut js = dom_model();
+        let cases = [
+            ("quote.getElementsByTagName('q:ticker').length", "1"),
+            (
+                "quote.getElementsByTagNameNS('urn:example:quote', 'ticker')[0].nodeName",
+                "q:ticker",
+            ),
+            (
+                "quote.getElementsByTagNameNS('*', 'ticker')[0].localName",
+                "ticker",
+            ),
+            ("quote.getElementsByTagName('q:ticker')[0].prefix", "q"),
+            (
+                "quote.getElementsByTagName('q:ticker')[0].namespaceURI",
+                "urn:example:quote",
+            ),
+            (
+                "quote.getElementsByTagName('price')[0].namespaceURI",
+                "null",
+            ),
+            ("quote.getElementsByTagName('price')[0].prefix", "null"),
+            (
+                "quote.getElementsByTagName('q:ticker')[0].getAttributeNS('urn:example:quote', 'exchange')",
+                "NYSE",
+            ),
+            (
+                "quote.getElementsByTagName('q:ticker')[0].attributes.item(0).name",
+                "q:exchange",
+            ),
+        ];
+        for (expr, expected) in cases {
+            assert_eq!(js.eval_string(expr).unwrap(), expected, "{expr}");
+        }
+    }
+
+    #[test]
+    fn data_dom_is_read_only_and_reassignable() {
+        let mut js = dom_model();
+        js.run_script(
+            "quote.documentElement.tagName = 'x'; \
+             try { quote.getElementsByTagName('price').push(1); } catch (e) {}",
+        )
+        .unwrap();
+        assert_eq!(
+            js.eval_string(
+                "quote.documentElement.tagName + quote.getElementsByTagName('price').length"
+            )
+            .unwrap(),
+            "quote2"
+        );
+        js.assign_dom("quote", "<other/>").unwrap();
+        assert_eq!(
+            js.eval_string("quote.documentElement.tagName").unwrap(),
+            "other"
+        );
+        assert_eq!(
+            js.eval_string("typeof __vxml.pending").unwrap(),
+            "undefined"
+        );
+    }
+
+    #[test]
+    fn malformed_data_is_a_data_error_and_declares_nothing() {
+        let mut js = model();
+        let error = js.declare_dom("d", "<a><b></a>").unwrap_err();
+        assert!(matches!(error, ScriptError::Data(_)), "{error}");
+        assert!(error.to_string().contains("not well-formed"), "{error}");
+        assert_eq!(js.eval_string("typeof d").unwrap(), "undefined");
+        assert!(matches!(
+            js.assign_dom("undeclared", "<a/>"),
+            Err(ScriptError::Exception { .. })
+        ));
     }
 }

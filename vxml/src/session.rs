@@ -20,14 +20,19 @@
 //! to say, and treating that as `error.badfetch` would report a failure for a finished call.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use url::Url;
 
-use crate::document::Document;
-use crate::event::{Event, names};
-use crate::fia::{Collect, FetchRequest, Interpreter, Output, StepLimit, Suspend};
-use crate::grammar::{Interpretation, Match, best_match};
+use crate::document::DocumentCache;
+use crate::event::names;
+use crate::fia::Interp;
+use crate::fia::grammars::{self, DtmfOutcome, Mode, SemValue};
+use crate::fia::platform::{Collect, Collected, Output, Platform, Request, Response};
 use crate::prompt::Prompt;
 use crate::script::{DataModel, QuickJs, Scope, ScriptError, ScriptLimits, Value};
 
@@ -414,23 +419,40 @@ pub enum Error {
 /// What the session is doing.
 #[derive(Debug)]
 enum State {
+    /// The interpreter is running (between polls).
+    Running,
     /// Waiting for a fetch.
     Fetching {
         /// The outstanding fetch.
         id: FetchId,
-        /// Whether it is a `<submit>` (an empty body then ends the session).
-        submit: bool,
-        /// Dialog to start in the fetched document.
-        fragment: Option<String>,
-        /// When fetching an application root: the leaf document waiting for it.
-        root_for: Option<Box<Document>>,
     },
-    /// Collecting caller input for a field.
+    /// Collecting caller input.
     Collecting(Collector),
+    /// Waiting for the prompt queue to drain before recording or transferring.
+    Draining(PendingAction),
+    /// Waiting for a recording.
+    Recording {
+        /// The Record action's id.
+        id: u32,
+    },
+    /// Waiting for a transfer.
+    Transferring {
+        /// The Transfer action's id.
+        id: u32,
+    },
     /// Over; waiting for queued prompts before emitting `End`.
     Ending(SessionEnd),
     /// `End` has been emitted.
     Ended,
+}
+
+/// A Record or Transfer waiting for the prompts before it.
+#[derive(Debug)]
+enum PendingAction {
+    /// `<record>`.
+    Record(RecordRequest),
+    /// `<transfer>`.
+    Transfer(TransferRequest),
 }
 
 /// How a collection step ended.
@@ -438,42 +460,84 @@ enum State {
 enum Outcome {
     /// Still collecting.
     Pending,
-    /// The keys matched with this interpretation.
-    Filled(String, Interpretation),
-    /// The keys cannot match.
-    NoMatch,
-    /// The timeout passed without a key.
-    NoInput,
+    /// Collection is over.
+    Done(Collected),
 }
 
-/// Key collection for one field.
+/// Input collection for one field.
 #[derive(Debug)]
 struct Collector {
     spec: Collect,
     keys: String,
     noinput_at: Option<Instant>,
+    /// When the keys so far are judged: `interdigittimeout` after a key, or `termtimeout`
+    /// after a complete match that waits for its `termchar`.
     interdigit_at: Option<Instant>,
+    /// The keys are a complete match waiting `termtimeout` for the `termchar`.
+    awaiting_termchar: bool,
 }
 
+/// How caller input may interrupt a playing prompt (VoiceXML 2.0 §4.1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Barge {
+    /// `bargein="false"`: input is discarded while it plays.
+    Off,
+    /// `bargeintype="speech"`: any input interrupts it (the platform stops it).
+    Speech,
+    /// `bargeintype="hotword"`: only input that matches a grammar counts; the rest is
+    /// ignored. The platform is told the prompt has no barge-in (it cannot tell a match
+    /// from other input), so the prompt plays to its end.
+    Hotword,
+}
+
+/// The interpreter, as the future the session polls.
+type Interpreter = Pin<Box<dyn Future<Output = SessionEnd> + Send>>;
+
 /// A running VoiceXML session.
-#[derive(Debug)]
 pub struct Session {
     interpreter: Interpreter,
+    io: Platform,
     state: State,
     actions: VecDeque<Action>,
-    playing: VecDeque<(u32, bool)>,
+    /// Prompts queued by the interpreter, not yet handed to the platform (§4.1.8).
+    held: Vec<(Prompt, Barge)>,
+    playing: VecDeque<(u32, Barge)>,
     typeahead: String,
     next_fetch: u32,
     next_play: u32,
+    next_request: u32,
     submitted: Option<Vec<(String, String)>>,
-    last_fetch_url: Option<String>,
     caller_gone: bool,
-    max_document_bytes: usize,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("state", &self.state)
+            .field("playing", &self.playing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The document cache of sessions started with [`Session::new`].
+fn shared_documents() -> Arc<DocumentCache> {
+    static SHARED: OnceLock<Arc<DocumentCache>> = OnceLock::new();
+    Arc::clone(SHARED.get_or_init(|| Arc::new(DocumentCache::default())))
 }
 
 impl Session {
-    /// Starts a session; queues the initial Fetch.
+    /// Starts a session; queues the initial Fetch. Parsed documents are shared with every
+    /// other session of the process.
     pub fn new(config: SessionConfig, now: Instant) -> Result<Self, Error> {
+        Self::with_cache(config, shared_documents(), now)
+    }
+
+    /// Starts a session whose parsed documents come from (and go to) `documents`.
+    pub fn with_cache(
+        config: SessionConfig,
+        documents: Arc<DocumentCache>,
+        now: Instant,
+    ) -> Result<Self, Error> {
         let url = Url::parse(&config.url).map_err(|source| Error::InvalidUrl {
             url: config.url.clone(),
             source,
@@ -511,42 +575,51 @@ impl Session {
                 })?;
         }
         model.seal_scope(Scope::Session)?;
+        let io = Platform::default();
+        let interp = Interp::new(model, io.clone(), config.limits, documents);
         let mut session = Self {
-            interpreter: Interpreter::new(model, StepLimit(config.limits.max_goto_chain)),
-            state: State::Ended,
+            interpreter: Box::pin(interp.run(url)),
+            io,
+            state: State::Running,
             actions: VecDeque::new(),
+            held: Vec::new(),
             playing: VecDeque::new(),
             typeahead: String::new(),
             next_fetch: 0,
             next_play: 0,
+            next_request: 0,
             submitted: None,
-            last_fetch_url: None,
             caller_gone: false,
-            max_document_bytes: config.limits.max_document_bytes,
         };
-        session.resume(
-            now,
-            Suspend::Fetch(FetchRequest {
-                url,
-                post: false,
-                form: Vec::new(),
-                submit: false,
-                fragment: None,
-                root_for: None,
-            }),
-        );
+        session.pump(now);
         Ok(session)
     }
 
     /// Feeds one input.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Fetched { id, result } => self.on_fetched(now, id, result),
+            Input::Fetched { id, result } => {
+                if matches!(self.state, State::Fetching { id: expected } if expected == id) {
+                    self.respond(now, Response::Fetched(result));
+                }
+            }
             Input::PlaybackDone { id, .. } => self.on_playback_done(now, id),
             Input::Dtmf(key) => self.on_key(now, key),
+            Input::Recognition {
+                utterance,
+                confidence,
+            } => self.on_recognition(now, &utterance, confidence),
+            Input::Recorded { id, result } => {
+                if matches!(self.state, State::Recording { id: expected } if expected == id) {
+                    self.respond(now, Response::Recorded(result));
+                }
+            }
+            Input::TransferDone { id, result } => {
+                if matches!(self.state, State::Transferring { id: expected } if expected == id) {
+                    self.respond(now, Response::Transferred(result));
+                }
+            }
             Input::Hangup => self.on_hangup(now),
-            // Not produced by this slice's actions.
-            Input::Recognition { .. } | Input::Recorded { .. } | Input::TransferDone { .. } => {}
         }
     }
 
@@ -557,36 +630,26 @@ impl Session {
         };
         let outcome = if collector.interdigit_at.is_some_and(|at| at <= now) {
             collector.interdigit_at = None;
-            match best_match(&collector.spec.grammars, &collector.keys) {
-                Match::Complete(value) | Match::Extendable(value) => {
-                    Outcome::Filled(std::mem::take(&mut collector.keys), value)
-                }
-                Match::Prefix | Match::NoMatch => Outcome::NoMatch,
-            }
+            let keys = std::mem::take(&mut collector.keys);
+            Outcome::Done(
+                match grammars::match_dtmf(&collector.spec.grammars, &keys) {
+                    DtmfOutcome::Complete(grammar, value)
+                    | DtmfOutcome::Extendable(grammar, value) => dtmf_match(grammar, keys, value),
+                    DtmfOutcome::Prefix | DtmfOutcome::NoMatch => Collected::NoMatch {
+                        utterance: keys,
+                        mode: Mode::Dtmf,
+                    },
+                },
+            )
         } else if collector.noinput_at.is_some_and(|at| at <= now) {
             collector.noinput_at = None;
-            Outcome::NoInput
+            Outcome::Done(Collected::NoInput)
         } else {
             Outcome::Pending
         };
-        if let Some(suspend) = self.conclude(outcome) {
-            self.resume(now, suspend);
+        if let Outcome::Done(collected) = outcome {
+            self.deliver(now, collected);
         }
-    }
-
-    /// Hands a finished collection to the interpreter.
-    fn conclude(&mut self, outcome: Outcome) -> Option<Suspend> {
-        Some(match outcome {
-            Outcome::Pending => return None,
-            Outcome::Filled(keys, value) => self.interpreter.filled(&keys, &value),
-            Outcome::NoMatch => self.interpreter.throw(Event::new(
-                names::NOMATCH,
-                "the input matched no active grammar",
-            )),
-            Outcome::NoInput => self
-                .interpreter
-                .throw(Event::new(names::NOINPUT, "no input before the timeout")),
-        })
     }
 
     /// The next action, if any.
@@ -610,255 +673,415 @@ impl Session {
         self.submitted.as_deref()
     }
 
-    /// A fetch result: start the document, or throw `error.badfetch` where the fetch began.
-    fn on_fetched(&mut self, now: Instant, id: FetchId, result: Result<Fetched, FetchFailure>) {
-        let State::Fetching {
-            id: expected,
-            submit,
-            ..
-        } = &self.state
-        else {
-            return;
-        };
-        if *expected != id {
-            return;
-        }
-        let submit = *submit;
-        let State::Fetching {
-            fragment, root_for, ..
-        } = std::mem::replace(&mut self.state, State::Ended)
-        else {
-            return;
-        };
-        let suspend = match result {
-            Err(failure) => {
-                let status = failure
-                    .status
-                    .map_or_else(|| "no HTTP status".to_owned(), |s| format!("HTTP {s}"));
-                let url = self.last_fetch_url().unwrap_or_default();
-                self.interpreter.throw(Event::new(
-                    names::BADFETCH,
-                    format!("fetching {url} failed: {status}: {}", failure.message),
-                ))
-            }
-            Ok(fetched) if submit && fetched.body.iter().all(u8::is_ascii_whitespace) => {
-                Suspend::End(SessionEnd::Exit { value: None })
-            }
-            Ok(fetched) => match Url::parse(&fetched.url) {
-                Err(e) => self.interpreter.throw(Event::new(
-                    names::BADFETCH,
-                    format!(
-                        "the fetched document's URL {:?} is not absolute: {e}",
-                        fetched.url
-                    ),
-                )),
-                Ok(url) => match Document::parse(
-                    url,
-                    fetched.content_type.as_deref(),
-                    &fetched.body,
-                    self.max_document_bytes,
-                ) {
-                    Ok(document) => match root_for {
-                        Some(leaf) => self.interpreter.load_root(document, *leaf, fragment),
-                        None => self.interpreter.load(document, fragment),
-                    },
-                    Err(e) => self
-                        .interpreter
-                        .throw(Event::new(names::BADFETCH, e.to_string())),
-                },
-            },
-        };
-        self.resume(now, suspend);
+    /// Answers the interpreter's outstanding request and runs it on.
+    fn respond(&mut self, now: Instant, response: Response) {
+        self.io.lock().response = Some(response);
+        self.state = State::Running;
+        self.pump(now);
     }
 
-    /// The URL of the most recent Fetch action (for failure messages).
-    fn last_fetch_url(&self) -> Option<String> {
-        self.last_fetch_url.clone()
-    }
-
-    /// A Play finished: start the noinput timer or emit the pending End when the queue empties.
-    fn on_playback_done(&mut self, now: Instant, id: u32) {
-        self.playing.retain(|(play, _)| *play != id);
-        if !self.playing.is_empty() {
-            return;
-        }
-        match &mut self.state {
-            State::Collecting(c)
-                if c.keys.is_empty() && c.interdigit_at.is_none() && c.noinput_at.is_none() =>
-            {
-                c.noinput_at = Some(now + c.spec.timeout);
+    /// Polls the interpreter until it waits for the platform or ends; turns its output and
+    /// request into actions.
+    fn pump(&mut self, now: Instant) {
+        let mut context = Context::from_waker(Waker::noop());
+        loop {
+            if !matches!(self.state, State::Running) {
+                return;
             }
-            State::Ending(_) => {
-                if let State::Ending(end) = std::mem::replace(&mut self.state, State::Ended) {
-                    self.actions.push_back(Action::End(end));
+            let poll = self.interpreter.as_mut().poll(&mut context);
+            self.drain_outbox();
+            match poll {
+                Poll::Ready(end) => {
+                    self.flush_prompts(false);
+                    self.finish(end);
+                    return;
+                }
+                Poll::Pending => {
+                    let request = self.io.lock().request.take();
+                    let Some(request) = request else {
+                        // The interpreter waits on nothing: a bug, but never a hang.
+                        self.finish(SessionEnd::Error {
+                            event: names::SEMANTIC.to_owned(),
+                            message: "the interpreter stopped without a request".to_owned(),
+                        });
+                        return;
+                    };
+                    if let Some(response) = self.enter(now, request) {
+                        self.io.lock().response = Some(response);
+                        self.state = State::Running;
+                    }
                 }
             }
-            _ => {}
         }
     }
 
-    /// A key: input for the collecting field, typeahead, or discarded under a no-barge-in
-    /// prompt.
-    fn on_key(&mut self, now: Instant, key: char) {
-        if matches!(self.state, State::Ending(_) | State::Ended) {
-            return;
-        }
-        if self.playing.front().is_some_and(|(_, bargein)| !bargein) {
-            return;
-        }
-        if matches!(self.state, State::Collecting(_)) {
-            if let Some(suspend) = self.feed(now, key) {
-                self.resume(now, suspend);
-            }
-        } else if self.typeahead.len() < MAX_KEYS {
-            self.typeahead.push(key);
-        }
-    }
-
-    /// The caller hung up.
-    fn on_hangup(&mut self, now: Instant) {
-        self.caller_gone = true;
-        self.playing.clear();
-        match std::mem::replace(&mut self.state, State::Ended) {
-            State::Ended => {}
-            State::Ending(end) => self.actions.push_back(Action::End(end)),
-            State::Fetching { .. } | State::Collecting(_) => {
-                let suspend = self
-                    .interpreter
-                    .throw(Event::new(names::HANGUP, "the caller hung up"));
-                self.resume(now, suspend);
-            }
-        }
-    }
-
-    /// Adds a key to the collector; `Some` when the field's input is complete.
-    fn feed(&mut self, now: Instant, key: char) -> Option<Suspend> {
-        let State::Collecting(collector) = &mut self.state else {
-            return None;
-        };
-        collector.noinput_at = None;
-        let outcome = if collector.spec.termchar == Some(key) {
-            collector.interdigit_at = None;
-            match best_match(&collector.spec.grammars, &collector.keys) {
-                Match::Complete(value) | Match::Extendable(value) => {
-                    Outcome::Filled(std::mem::take(&mut collector.keys), value)
-                }
-                Match::Prefix | Match::NoMatch => Outcome::NoMatch,
-            }
-        } else {
-            collector.keys.push(key);
-            match best_match(&collector.spec.grammars, &collector.keys) {
-                _ if collector.keys.len() > MAX_KEYS => Outcome::NoMatch,
-                Match::Complete(value) => {
-                    collector.interdigit_at = None;
-                    Outcome::Filled(std::mem::take(&mut collector.keys), value)
-                }
-                Match::NoMatch => Outcome::NoMatch,
-                Match::Extendable(_) | Match::Prefix => {
-                    collector.interdigit_at = Some(now + collector.spec.interdigit);
-                    Outcome::Pending
-                }
-            }
-        };
-        self.conclude(outcome)
-    }
-
-    /// Emits the interpreter's output and enters the state `suspend` asks for.
-    fn resume(&mut self, now: Instant, suspend: Suspend) {
-        let mut next = Some(suspend);
-        while let Some(suspend) = next.take() {
-            // Typeahead barges in on barge-in prompts before they start (§4.1.5), so a field
-            // that typeahead is about to fill does not play them.
-            let skip_bargein = matches!(suspend, Suspend::Collect(_)) && !self.typeahead.is_empty();
-            self.flush_outbox(skip_bargein);
-            next = self.enter(now, suspend);
-        }
-    }
-
-    /// Logs go out at once; prompts become Play actions unless the caller is gone.
-    fn flush_outbox(&mut self, skip_bargein: bool) {
-        for output in self.interpreter.drain_outbox() {
+    /// Logs and disconnects go out at once; prompts are held until the next wait.
+    fn drain_outbox(&mut self) {
+        let outputs = std::mem::take(&mut self.io.lock().outbox);
+        for output in outputs {
             match output {
                 Output::Log { label, text } => self.actions.push_back(Action::Log { label, text }),
-                Output::Prompt(prompt) if !(self.caller_gone || skip_bargein && prompt.bargein) => {
-                    let id = self.next_play;
-                    self.next_play = self.next_play.wrapping_add(1);
-                    self.playing.push_back((id, prompt.bargein));
-                    self.actions.push_back(Action::Play { id, prompt });
+                Output::Prompt { prompt, hotword } => {
+                    let barge = match (prompt.bargein, hotword) {
+                        (false, _) => Barge::Off,
+                        (true, false) => Barge::Speech,
+                        (true, true) => Barge::Hotword,
+                    };
+                    if !self.caller_gone {
+                        self.held.push((prompt, barge));
+                    }
                 }
-                Output::Prompt(_) => {}
+                Output::Disconnect { values } => {
+                    self.flush_prompts(false);
+                    self.actions.push_back(Action::Disconnect { values });
+                }
             }
         }
     }
 
-    /// Enters a wait state; returns the next suspension if typeahead completed a field at once.
-    fn enter(&mut self, now: Instant, suspend: Suspend) -> Option<Suspend> {
-        match suspend {
-            Suspend::Fetch(request) => {
+    /// Hands held prompts to the platform. With `skip_bargein` (typeahead about to fill the
+    /// field), barge-in prompts are dropped: the keys already barged in (§4.1.5).
+    fn flush_prompts(&mut self, skip_bargein: bool) {
+        for (mut prompt, barge) in std::mem::take(&mut self.held) {
+            if self.caller_gone || skip_bargein && barge != Barge::Off {
+                continue;
+            }
+            let id = self.next_play;
+            self.next_play = self.next_play.wrapping_add(1);
+            self.playing.push_back((id, barge));
+            prompt.bargein = barge == Barge::Speech;
+            self.actions.push_back(Action::Play { id, prompt });
+        }
+    }
+
+    /// Ends the session now, or once the prompts playing are done.
+    fn finish(&mut self, end: SessionEnd) {
+        if self.playing.is_empty() || self.caller_gone {
+            self.playing.clear();
+            self.actions.push_back(Action::End(end));
+            self.state = State::Ended;
+        } else {
+            self.state = State::Ending(end);
+        }
+    }
+
+    /// Enters the wait `request` asks for; an immediate answer (typeahead) is returned.
+    fn enter(&mut self, now: Instant, request: Request) -> Option<Response> {
+        match request {
+            Request::Fetch(spec) => {
+                if spec.fetchaudio.is_some() {
+                    self.flush_prompts(false);
+                }
                 let id = FetchId(self.next_fetch);
                 self.next_fetch = self.next_fetch.wrapping_add(1);
-                if request.submit {
-                    self.submitted = Some(request.form.clone());
+                if spec.purpose == FetchPurpose::Submit {
+                    self.submitted = Some(spec.form.clone());
                 }
-                self.last_fetch_url = Some(request.url.to_string());
                 self.actions.push_back(Action::Fetch(Fetch {
                     id,
-                    url: request.url.to_string(),
-                    method: if request.post {
-                        Method::Post
-                    } else {
-                        Method::Get
-                    },
-                    purpose: if request.submit {
-                        FetchPurpose::Submit
-                    } else {
-                        FetchPurpose::Document
-                    },
-                    form: request.form,
-                    files: Vec::new(),
-                    enctype: Enctype::UrlEncoded,
-                    timeout: None,
-                    maxage: None,
-                    maxstale: None,
-                    fetchaudio: None,
+                    url: spec.url.to_string(),
+                    method: spec.method,
+                    purpose: spec.purpose,
+                    form: spec.form,
+                    files: spec.files,
+                    enctype: spec.enctype,
+                    timeout: spec.timeout,
+                    maxage: spec.maxage,
+                    maxstale: spec.maxstale,
+                    fetchaudio: spec.fetchaudio,
                 }));
-                self.state = State::Fetching {
-                    id,
-                    submit: request.submit,
-                    fragment: request.fragment,
-                    root_for: request.root_for,
-                };
+                self.state = State::Fetching { id };
                 None
             }
-            Suspend::End(end) => {
-                if self.playing.is_empty() || self.caller_gone {
-                    self.playing.clear();
-                    self.actions.push_back(Action::End(end));
-                    self.state = State::Ended;
-                } else {
-                    self.state = State::Ending(end);
+            Request::Collect(spec) => {
+                if self.caller_gone {
+                    return Some(Response::Hangup);
                 }
-                None
-            }
-            Suspend::Collect(spec) => {
+                self.flush_prompts(!self.typeahead.is_empty());
+                self.actions.push_back(Action::Listen(Listen {
+                    dtmf: spec.dtmf,
+                    voice: spec.voice,
+                    timeout: spec.timeout,
+                }));
                 let noinput_at = self.playing.is_empty().then(|| now + spec.timeout);
                 self.state = State::Collecting(Collector {
                     spec,
                     keys: String::new(),
                     noinput_at,
                     interdigit_at: None,
+                    awaiting_termchar: false,
                 });
                 let typeahead = std::mem::take(&mut self.typeahead);
                 let mut keys = typeahead.chars();
                 for key in keys.by_ref() {
-                    if let Some(next) = self.feed(now, key) {
-                        self.typeahead = keys.collect();
-                        return Some(next);
+                    if let Outcome::Done(collected) = self.feed(now, key) {
+                        // `feed` may have put back a key that followed a complete match.
+                        self.typeahead.extend(keys);
+                        return Some(Response::Collected(collected));
                     }
                 }
                 None
             }
+            Request::Record(spec) => {
+                if self.caller_gone {
+                    return Some(Response::Hangup);
+                }
+                self.flush_prompts(false);
+                let id = self.next_request;
+                self.next_request = self.next_request.wrapping_add(1);
+                let request = RecordRequest {
+                    id,
+                    beep: spec.beep,
+                    max_time: spec.max_time,
+                    final_silence: spec.final_silence,
+                    dtmfterm: spec.dtmfterm,
+                    timeout: spec.timeout,
+                    media_type: spec.media_type,
+                };
+                self.start_or_drain(PendingAction::Record(request));
+                None
+            }
+            Request::Transfer(spec) => {
+                if self.caller_gone {
+                    return Some(Response::Hangup);
+                }
+                self.flush_prompts(false);
+                let id = self.next_request;
+                self.next_request = self.next_request.wrapping_add(1);
+                let request = TransferRequest {
+                    id,
+                    dest: spec.dest,
+                    kind: spec.kind,
+                    connect_timeout: spec.connect_timeout,
+                    max_time: spec.max_time,
+                    aai: spec.aai,
+                };
+                self.start_or_drain(PendingAction::Transfer(request));
+                None
+            }
         }
+    }
+
+    /// Emits a Record/Transfer now if nothing is playing, else after the queue drains.
+    fn start_or_drain(&mut self, pending: PendingAction) {
+        if !self.playing.is_empty() {
+            self.state = State::Draining(pending);
+            return;
+        }
+        match pending {
+            PendingAction::Record(request) => {
+                self.state = State::Recording { id: request.id };
+                self.actions.push_back(Action::Record(request));
+            }
+            PendingAction::Transfer(request) => {
+                self.state = State::Transferring { id: request.id };
+                self.actions.push_back(Action::Transfer(request));
+            }
+        }
+    }
+
+    /// A Play finished: start the noinput timer, a pending Record/Transfer, or the pending
+    /// End when the queue empties.
+    fn on_playback_done(&mut self, now: Instant, id: u32) {
+        self.playing.retain(|(play, _)| *play != id);
+        if !self.playing.is_empty() {
+            return;
+        }
+        match std::mem::replace(&mut self.state, State::Running) {
+            State::Collecting(mut c) => {
+                if c.keys.is_empty() && c.interdigit_at.is_none() && c.noinput_at.is_none() {
+                    c.noinput_at = Some(now + c.spec.timeout);
+                }
+                self.state = State::Collecting(c);
+            }
+            State::Draining(pending) => self.start_or_drain(pending),
+            State::Ending(end) => {
+                self.actions.push_back(Action::End(end));
+                self.state = State::Ended;
+            }
+            other => self.state = other,
+        }
+    }
+
+    /// A key: input for the collecting field, typeahead, or discarded under a no-barge-in
+    /// prompt.
+    fn on_key(&mut self, now: Instant, key: char) {
+        if matches!(
+            self.state,
+            State::Ending(_) | State::Ended | State::Recording { .. } | State::Transferring { .. }
+        ) {
+            return;
+        }
+        if self
+            .playing
+            .front()
+            .is_some_and(|(_, barge)| *barge == Barge::Off)
+        {
+            return;
+        }
+        if let State::Collecting(c) = &self.state {
+            if !c.spec.dtmf {
+                return;
+            }
+            if let Outcome::Done(collected) = self.feed(now, key) {
+                self.deliver(now, collected);
+            }
+        } else if self.typeahead.chars().count() < MAX_KEYS {
+            self.typeahead.push(key);
+        }
+    }
+
+    /// Answers the collection with `collected`, unless a hotword prompt is playing and the
+    /// input matched nothing: then it is ignored and collection goes on (§4.1.5.1).
+    fn deliver(&mut self, now: Instant, collected: Collected) {
+        let hotword = self
+            .playing
+            .front()
+            .is_some_and(|(_, barge)| *barge == Barge::Hotword);
+        if hotword && matches!(collected, Collected::NoMatch { .. }) {
+            return;
+        }
+        self.respond(now, Response::Collected(collected));
+    }
+
+    /// A recognition result: matched against the active voice grammars.
+    fn on_recognition(&mut self, now: Instant, utterance: &str, confidence: f32) {
+        if self
+            .playing
+            .front()
+            .is_some_and(|(_, barge)| *barge == Barge::Off)
+        {
+            return;
+        }
+        let State::Collecting(collector) = &self.state else {
+            return;
+        };
+        if !collector.spec.voice {
+            return;
+        }
+        // `confidencelevel` (§6.3.2): a result below it is a nomatch.
+        let confident = confidence.is_nan() || confidence >= collector.spec.confidence_level;
+        let matched =
+            grammars::match_voice(&collector.spec.grammars, utterance).filter(|_| confident);
+        let collected = match matched {
+            Some((grammar, value)) => Collected::Matched {
+                grammar,
+                utterance: utterance.to_owned(),
+                mode: Mode::Voice,
+                confidence,
+                value,
+            },
+            None => Collected::NoMatch {
+                utterance: utterance.to_owned(),
+                mode: Mode::Voice,
+            },
+        };
+        self.deliver(now, collected);
+    }
+
+    /// The caller hung up.
+    fn on_hangup(&mut self, now: Instant) {
+        if self.caller_gone {
+            return;
+        }
+        self.caller_gone = true;
+        self.io.lock().hung_up = true;
+        self.playing.clear();
+        self.held.clear();
+        match std::mem::replace(&mut self.state, State::Running) {
+            State::Ended => self.state = State::Ended,
+            State::Ending(end) => {
+                self.actions.push_back(Action::End(end));
+                self.state = State::Ended;
+            }
+            State::Running => {}
+            // A fetch in flight is abandoned: its result no longer matters to the caller.
+            State::Fetching { .. }
+            | State::Collecting(_)
+            | State::Draining(_)
+            | State::Recording { .. }
+            | State::Transferring { .. } => self.respond(now, Response::Hangup),
+        }
+    }
+
+    /// Adds a key to the collector.
+    fn feed(&mut self, now: Instant, key: char) -> Outcome {
+        let State::Collecting(collector) = &mut self.state else {
+            return Outcome::Pending;
+        };
+        collector.noinput_at = None;
+        let awaiting_termchar = std::mem::take(&mut collector.awaiting_termchar);
+        if awaiting_termchar && collector.spec.termchar != Some(key) {
+            // A complete match waited `termtimeout` for its termchar and got another key:
+            // the match stands and the key is typeahead for what comes next.
+            collector.interdigit_at = None;
+            let keys = std::mem::take(&mut collector.keys);
+            if let DtmfOutcome::Complete(grammar, value) =
+                grammars::match_dtmf(&collector.spec.grammars, &keys)
+            {
+                self.typeahead.push(key);
+                return Outcome::Done(dtmf_match(grammar, keys, value));
+            }
+        }
+        if collector.spec.termchar == Some(key) && !collector.keys.is_empty() {
+            collector.interdigit_at = None;
+            let keys = std::mem::take(&mut collector.keys);
+            return Outcome::Done(
+                match grammars::match_dtmf(&collector.spec.grammars, &keys) {
+                    DtmfOutcome::Complete(grammar, value)
+                    | DtmfOutcome::Extendable(grammar, value) => dtmf_match(grammar, keys, value),
+                    DtmfOutcome::Prefix | DtmfOutcome::NoMatch => Collected::NoMatch {
+                        utterance: keys,
+                        mode: Mode::Dtmf,
+                    },
+                },
+            );
+        }
+        collector.keys.push(key);
+        if collector.keys.len() > MAX_KEYS {
+            let keys = std::mem::take(&mut collector.keys);
+            return Outcome::Done(Collected::NoMatch {
+                utterance: keys,
+                mode: Mode::Dtmf,
+            });
+        }
+        match grammars::match_dtmf(&collector.spec.grammars, &collector.keys) {
+            DtmfOutcome::Complete(..)
+                if collector.spec.termchar.is_some() && !collector.spec.termtimeout.is_zero() =>
+            {
+                // §6.3.3: wait `termtimeout` for the termchar before the match is final.
+                collector.interdigit_at = Some(now + collector.spec.termtimeout);
+                collector.awaiting_termchar = true;
+                Outcome::Pending
+            }
+            DtmfOutcome::Complete(grammar, value) => {
+                collector.interdigit_at = None;
+                let keys = std::mem::take(&mut collector.keys);
+                Outcome::Done(dtmf_match(grammar, keys, value))
+            }
+            DtmfOutcome::NoMatch => {
+                let keys = std::mem::take(&mut collector.keys);
+                Outcome::Done(Collected::NoMatch {
+                    utterance: keys,
+                    mode: Mode::Dtmf,
+                })
+            }
+            DtmfOutcome::Extendable(..) | DtmfOutcome::Prefix => {
+                collector.interdigit_at = Some(now + collector.spec.interdigit);
+                Outcome::Pending
+            }
+        }
+    }
+}
+
+/// A DTMF match as a collection result.
+fn dtmf_match(grammar: usize, keys: String, value: SemValue) -> Collected {
+    Collected::Matched {
+        grammar,
+        utterance: keys,
+        mode: Mode::Dtmf,
+        confidence: 1.0,
+        value,
     }
 }
 

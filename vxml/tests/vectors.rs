@@ -10,8 +10,10 @@
 //!   barge-in prompt (reported `interrupted`).
 //!
 //! Script lines: `start FILE` (default `NAME.vxml`), `var NAME JSON`, `fetch-delay DURATION`,
-//! `wait DURATION`, `dtmf KEYS`, `hangup`. After the last line the runner waits up to 300 s
-//! for the session to end.
+//! `wait DURATION`, `dtmf KEYS`, `say WORDS` (a recognition, confidence 0.9), `hangup`,
+//! `transfer-outcome NAME` (how transfers end; default busy). A Record is answered at once
+//! with a 1.5 s, 800-byte recording ended by `#`. After the last line the runner waits up to
+//! 300 s for the session to end.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use outdial_vxml::{
     Action, Fetch, FetchFailure, FetchId, FetchPurpose, Fetched, Input, Limits, PromptItem,
-    Session, SessionConfig,
+    Recording, Session, SessionConfig, TransferOutcome,
 };
 
 const BASE: &str = "http://vectors.test/";
@@ -37,6 +39,10 @@ struct Platform {
     play_ends: Option<Instant>,
     ended: bool,
     transcript: String,
+    /// Answers to Record and Transfer actions, given at once.
+    answers: VecDeque<Input>,
+    /// What a transfer ends with (`transfer-outcome NAME`).
+    transfer_outcome: TransferOutcome,
 }
 
 impl Platform {
@@ -51,6 +57,16 @@ impl Platform {
     }
 
     fn drain(&mut self) {
+        loop {
+            self.drain_actions();
+            let Some(input) = self.answers.pop_front() else {
+                return;
+            };
+            self.session.handle_input(self.now, input);
+        }
+    }
+
+    fn drain_actions(&mut self) {
         while let Some(action) = self.session.poll_action() {
             match action {
                 Action::Fetch(Fetch {
@@ -59,19 +75,29 @@ impl Platform {
                     method,
                     form,
                     purpose,
+                    files,
                     ..
                 }) => {
                     let submit = purpose == FetchPurpose::Submit;
                     let form: Vec<String> =
                         form.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                    let files: Vec<String> = files
+                        .iter()
+                        .map(|f| format!("{}:{}:{} bytes", f.name, f.content_type, f.data.len()))
+                        .collect();
                     self.record(&format!(
-                        "fetch #{} {method:?} {url}{}{}",
+                        "fetch #{} {method:?} {url}{}{}{}",
                         id.0,
                         if submit { " submit" } else { "" },
                         if form.is_empty() {
                             String::new()
                         } else {
                             format!(" [{}]", form.join(", "))
+                        },
+                        if files.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" files [{}]", files.join(", "))
                         }
                     ));
                     let result = self.serve(&url);
@@ -105,10 +131,36 @@ impl Platform {
                     Some(label) => self.record(&format!("log [{label}] {text}")),
                     None => self.record(&format!("log {text}")),
                 },
-                Action::Listen(_)
-                | Action::Record(_)
-                | Action::Transfer(_)
-                | Action::Disconnect { .. } => {}
+                Action::Record(request) => {
+                    self.record(&format!(
+                        "record #{} beep={} max={}ms",
+                        request.id,
+                        request.beep,
+                        request.max_time.as_millis()
+                    ));
+                    self.answers.push_back(Input::Recorded {
+                        id: request.id,
+                        result: Ok(Recording {
+                            content_type: "audio/wav".into(),
+                            audio: vec![0; 800],
+                            duration: Duration::from_millis(1500),
+                            termchar: Some('#'),
+                            maxtime: false,
+                            silent: false,
+                        }),
+                    });
+                }
+                Action::Transfer(request) => {
+                    self.record(&format!(
+                        "transfer #{} {:?} {}",
+                        request.id, request.kind, request.dest
+                    ));
+                    self.answers.push_back(Input::TransferDone {
+                        id: request.id,
+                        result: Ok(self.transfer_outcome),
+                    });
+                }
+                Action::Listen(_) | Action::Disconnect { .. } => {}
                 Action::End(end) => {
                     self.record(&format!("end {end:?}"));
                     if let Some(submitted) = self.session.submitted() {
@@ -190,6 +242,11 @@ impl Platform {
 
     fn dtmf(&mut self, key: char) {
         self.record(&format!("dtmf {key}"));
+        self.barge_in(Input::Dtmf(key));
+    }
+
+    /// Delivers caller input; a barge-in prompt playing is stopped with every queued one.
+    fn barge_in(&mut self, input: Input) {
         let barged = self.plays.front().is_some_and(|(_, bargein)| *bargein);
         let stopped: Vec<u32> = if barged {
             self.plays
@@ -200,7 +257,7 @@ impl Platform {
         } else {
             Vec::new()
         };
-        self.session.handle_input(self.now, Input::Dtmf(key));
+        self.session.handle_input(self.now, input);
         for id in &stopped {
             self.session.handle_input(
                 self.now,
@@ -271,6 +328,8 @@ fn run_case(dir: &Path, name: &str, script: &str) -> String {
         play_ends: None,
         ended: false,
         transcript: String::new(),
+        answers: VecDeque::new(),
+        transfer_outcome: TransferOutcome::Busy,
     };
     for (command, rest) in steps {
         match command.as_str() {
@@ -285,6 +344,24 @@ fn run_case(dir: &Path, name: &str, script: &str) -> String {
                 platform.advance(platform.now);
                 for key in rest.chars() {
                     platform.dtmf(key);
+                }
+            }
+            "say" => {
+                platform.drain();
+                platform.advance(platform.now);
+                platform.record(&format!("say {rest:?}"));
+                platform.barge_in(Input::Recognition {
+                    utterance: rest.clone(),
+                    confidence: 0.9,
+                });
+            }
+            "transfer-outcome" => {
+                platform.transfer_outcome = match rest.as_str() {
+                    "busy" => TransferOutcome::Busy,
+                    "noanswer" => TransferOutcome::NoAnswer,
+                    "transferred" => TransferOutcome::Transferred,
+                    "far_end_disconnect" => TransferOutcome::FarEndDisconnect,
+                    other => panic!("{name}.script: unknown transfer outcome {other:?}"),
                 }
             }
             "hangup" => {

@@ -1,9 +1,11 @@
-//! `document::Document::parse` on arbitrary bytes under each kind of Content-Type: `Ok` or
-//! `Err`, never a panic.
+//! `document::Document::parse` and the shared `DocumentCache` (which also reports what the
+//! lenient decoder repaired) on arbitrary bytes under each kind of Content-Type: `Ok` or
+//! `Err`, never a panic, and both agree on which.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use outdial_vxml::document::Document;
+use outdial_vxml::document::cache::DocumentCache;
 use url::Url;
 
 /// Content-Types a fetch may report; the first input byte picks one.
@@ -24,7 +26,10 @@ const MAX_BYTES: usize = 64 * 1024;
 
 fn exercise(content_type: Option<&str>, body: &[u8]) {
     let url = Url::parse("https://fuzz.invalid/app/start.vxml").expect("fixed URL");
-    if let Ok(document) = Document::parse(url, content_type, body, MAX_BYTES) {
+    let cached = DocumentCache::default().get_or_parse(&url, content_type, body, MAX_BYTES);
+    let direct = Document::parse(url, content_type, body, MAX_BYTES);
+    assert_eq!(direct.is_ok(), cached.is_ok(), "{direct:?} {cached:?}");
+    if let Ok(document) = direct {
         for form in &document.forms {
             assert!(document.form_index(&form.id).is_some());
         }

@@ -2,13 +2,17 @@
 //! then playback completions, a few DTMF keys, its timeouts and a hangup. It must never panic,
 //! and it must end exactly once with nothing after `End`.
 //!
-//! The first input byte picks the keys pressed; the rest is the document.
+//! The first input byte picks the keys pressed (and an utterance recognised); the rest is the
+//! document. Records and transfers are answered at once.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use outdial_vxml::{Action, FetchFailure, Fetched, Input, Limits, Session, SessionConfig};
+use outdial_vxml::{
+    Action, Fetch, FetchFailure, Fetched, Input, Limits, Recording, Session, SessionConfig,
+    TransferOutcome,
+};
 
 /// Fetches answered with the input; later ones fail with 404.
 const MAX_DOCUMENT_FETCHES: usize = 4;
@@ -16,6 +20,8 @@ const MAX_DOCUMENT_FETCHES: usize = 4;
 const MAX_STEPS: usize = 200;
 /// Key sequences the caller may press.
 const KEYS: [&str; 4] = ["1", "12#", "*9", "0000000000#"];
+/// Utterances the caller may say.
+const UTTERANCES: [&str; 4] = ["yes", "chicago", "order three pizzas", "help"];
 
 struct Driver {
     session: Session,
@@ -34,7 +40,7 @@ impl Driver {
             };
             assert!(!self.ended, "action after End: {action:?}");
             let input = match action {
-                Action::Fetch { id, url, .. } => {
+                Action::Fetch(Fetch { id, url, .. }) => {
                     self.fetches += 1;
                     let result = if self.fetches <= MAX_DOCUMENT_FETCHES {
                         Ok(Fetched {
@@ -54,7 +60,22 @@ impl Driver {
                     id,
                     interrupted: false,
                 },
-                Action::Log { .. } => continue,
+                Action::Record(request) => Input::Recorded {
+                    id: request.id,
+                    result: Ok(Recording {
+                        content_type: "audio/wav".to_owned(),
+                        audio: vec![0; 64],
+                        duration: Duration::from_millis(800),
+                        termchar: Some('#'),
+                        maxtime: false,
+                        silent: false,
+                    }),
+                },
+                Action::Transfer(request) => Input::TransferDone {
+                    id: request.id,
+                    result: Ok(TransferOutcome::Busy),
+                },
+                Action::Log { .. } | Action::Listen(_) | Action::Disconnect { .. } => continue,
                 Action::End(_) => {
                     self.ended = true;
                     continue;
@@ -107,6 +128,16 @@ fuzz_target!(|data: &[u8]| {
         driver.session.handle_input(driver.now, Input::Dtmf(key));
         driver.drain();
     }
+    driver.now += Duration::from_millis(300);
+    let utterance = UTTERANCES[usize::from(selector / 4) % UTTERANCES.len()];
+    driver.session.handle_input(
+        driver.now,
+        Input::Recognition {
+            utterance: utterance.to_owned(),
+            confidence: 0.8,
+        },
+    );
+    driver.drain();
     driver.run_timers();
     driver.session.handle_input(driver.now, Input::Hangup);
     driver.drain();

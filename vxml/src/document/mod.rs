@@ -1,54 +1,51 @@
-//! The document model: an owned tree of the VoiceXML elements this interpreter understands.
+//! The document model: an owned tree of the VoiceXML 2.0/2.1 elements this interpreter runs.
 //!
 //! [`Document::parse`] decodes the fetched bytes ([`decode`]), checks well-formedness with
-//! roxmltree and converts the tree (`parse`). Everything is owned so a session can keep
-//! documents without borrowing the fetched bytes. Unknown elements are skipped and reported in
-//! [`Document::warnings`]; malformed XML is an error naming the line and column.
+//! roxmltree and converts the tree (`parse`). Everything is owned so a session (or a cache
+//! shared by many sessions) can keep documents without borrowing the fetched bytes. Unknown
+//! elements are skipped and reported in [`Document::warnings`]; malformed XML is an error
+//! naming the line and column.
+//!
+//! A `<menu>` is modelled as the form it is equivalent to (VoiceXML 2.0 §2.2): a [`Form`]
+//! whose only item is an [`ItemKind::Menu`].
 
+pub mod cache;
 mod decode;
 mod parse;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
 
-use crate::grammar::Grammar;
+use crate::fia::grammars::Compiled;
 
+pub use cache::{CacheLimits, CacheStats, DocumentCache};
 pub use decode::decode;
 
 /// A parsed `<vxml>` document (VoiceXML 2.0 §1.5).
 #[derive(Debug, Clone)]
 pub struct Document {
-    /// Where the document came from (after redirects); base for relative URIs.
+    /// Where the document came from (after redirects).
     pub url: Url,
+    /// Base for relative URIs: `xml:base` resolved against `url`, else `url`.
+    pub base: Url,
     /// The `version` attribute.
     pub version: String,
     /// The `application` attribute: URI of the application root document.
     pub application: Option<String>,
-    /// Document-level `<var>` and `<script>`, in document order.
-    pub declarations: Vec<Declaration>,
-    /// The dialogs.
+    /// Document-level `<var>`, `<script>` and `<data>`, in document order.
+    pub declarations: Vec<Stmt>,
+    /// The dialogs (`<form>` and `<menu>`).
     pub forms: Vec<Form>,
     /// Document-level catch elements.
     pub catches: Vec<Catch>,
     /// Document-level `<property>` settings.
     pub properties: Vec<Property>,
+    /// Document-level `<link>`s.
+    pub links: Vec<Link>,
     /// Elements skipped because this interpreter does not know them.
     pub warnings: Vec<String>,
-}
-
-/// `<var>` or `<script>` outside executable content (document or form level).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Declaration {
-    /// `<var name expr>`.
-    Var {
-        /// Variable name.
-        name: String,
-        /// Initial value expression.
-        expr: Option<String>,
-    },
-    /// Inline `<script>` body.
-    Script(String),
 }
 
 /// A `<property name value>` (VoiceXML 2.0 §6.3).
@@ -60,13 +57,15 @@ pub struct Property {
     pub value: String,
 }
 
-/// A `<form>` dialog (VoiceXML 2.0 §2.1).
+/// A `<form>` or `<menu>` dialog (VoiceXML 2.0 §2.1, §2.2).
 #[derive(Debug, Clone)]
 pub struct Form {
     /// The `id` (generated if absent).
     pub id: String,
-    /// Form-level `<var>` and `<script>`.
-    pub declarations: Vec<Declaration>,
+    /// `scope="document"`: the dialog's grammars are active in the whole document.
+    pub document_scope: bool,
+    /// Form-level `<var>`, `<script>` and `<data>`.
+    pub declarations: Vec<Stmt>,
     /// Form items in document order.
     pub items: Vec<FormItem>,
     /// Form-level `<filled>` elements.
@@ -75,9 +74,13 @@ pub struct Form {
     pub catches: Vec<Catch>,
     /// Form-level properties.
     pub properties: Vec<Property>,
+    /// Form-level `<link>`s.
+    pub links: Vec<Link>,
+    /// Form-level grammars (mixed initiative, §2.1.4).
+    pub grammars: Vec<GrammarElement>,
 }
 
-/// A form item: its guard variable, guard condition and kind (VoiceXML 2.0 §2.1.2).
+/// A form item: its variable, guard condition and kind (VoiceXML 2.0 §2.1.2).
 #[derive(Debug, Clone)]
 pub struct FormItem {
     /// The form item variable (generated for anonymous items).
@@ -90,28 +93,181 @@ pub struct FormItem {
     pub catches: Vec<Catch>,
     /// Item-level properties.
     pub properties: Vec<Property>,
+    /// `<prompt>` elements (and bare prompt content), in order.
+    pub prompts: Vec<PromptElement>,
+    /// Grammars of an input item.
+    pub grammars: Vec<GrammarElement>,
+    /// `<filled>` elements of an input item.
+    pub filled: Vec<Filled>,
+    /// Item-level `<link>`s.
+    pub links: Vec<Link>,
     /// What the item does.
     pub kind: ItemKind,
 }
 
-/// The form item kinds of this slice.
+/// The form item kinds (VoiceXML 2.0 §2.3).
 #[derive(Debug, Clone)]
 pub enum ItemKind {
     /// `<block>`: executable content run once.
     Block(Vec<Stmt>),
     /// `<field>`: prompts, then collects input matching its grammars.
     Field(Field),
+    /// `<initial>`: prompts for a mixed-initiative form; filled by form-level grammars.
+    Initial,
+    /// `<subdialog>`: runs another dialog as a subroutine.
+    Subdialog(Subdialog),
+    /// `<record>`: records the caller.
+    Record(Record),
+    /// `<transfer>`: connects the caller to a third party.
+    Transfer(Transfer),
+    /// `<object>`: platform objects; none are supported.
+    Object {
+        /// `classid`.
+        classid: String,
+    },
+    /// The single item of a `<menu>`.
+    Menu(Menu),
 }
 
-/// A `<field>` (VoiceXML 2.0 §2.3.1).
+/// `<field>` specifics (VoiceXML 2.0 §2.3.1).
 #[derive(Debug, Clone)]
 pub struct Field {
-    /// `<prompt>` elements (and bare prompt content), in order.
-    pub prompts: Vec<PromptElement>,
-    /// Grammars: from `type` and from `<grammar>` children.
-    pub grammars: Vec<Grammar>,
-    /// `<filled>` elements.
-    pub filled: Vec<Filled>,
+    /// The slot of form-level grammar results that fills this field (default: its name).
+    pub slot: String,
+    /// `modal="true"`: only the field's own grammars are active.
+    pub modal: bool,
+    /// `<option>`s, for `<enumerate>`.
+    pub options: Vec<Choice>,
+}
+
+/// `<subdialog>` specifics (VoiceXML 2.0 §2.3.4).
+#[derive(Debug, Clone)]
+pub struct Subdialog {
+    /// `src`/`srcexpr`.
+    pub src: UriSource,
+    /// `namelist` (sent with the request).
+    pub namelist: Vec<String>,
+    /// `method="post"`.
+    pub post: bool,
+    /// `enctype="multipart/form-data"`.
+    pub multipart: bool,
+    /// `<param>`s: declared in the subdialog's dialog scope.
+    pub params: Vec<Param>,
+    /// Fetch attributes.
+    pub fetch: FetchAttrs,
+}
+
+/// A `<param name expr|value>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// Name.
+    pub name: String,
+    /// Value expression (`value` is stored quoted).
+    pub expr: String,
+}
+
+/// `<record>` specifics (VoiceXML 2.0 §2.3.6).
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// `beep`.
+    pub beep: bool,
+    /// `maxtime`.
+    pub maxtime: Option<String>,
+    /// `finalsilence`.
+    pub finalsilence: Option<String>,
+    /// `dtmfterm` (default true).
+    pub dtmfterm: bool,
+    /// `type` (media type).
+    pub media_type: Option<String>,
+}
+
+/// `<transfer>` specifics (VoiceXML 2.0 §2.3.7, 2.1 §6).
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    /// `dest`/`destexpr`.
+    pub dest: Option<UriSource>,
+    /// `bridge="true"` (2.0), or `type` (2.1): `blind`, `bridge`, `consultation`.
+    pub kind: String,
+    /// `connecttimeout`.
+    pub connecttimeout: Option<String>,
+    /// `maxtime`.
+    pub maxtime: Option<String>,
+    /// `aai`/`aaiexpr`.
+    pub aai: Option<UriSource>,
+}
+
+/// `<menu>` (VoiceXML 2.0 §2.2).
+#[derive(Debug, Clone)]
+pub struct Menu {
+    /// The choices.
+    pub choices: Vec<Choice>,
+}
+
+/// A `<choice>` of a menu or an `<option>` of a field.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// The DTMF sequence (explicit, or assigned by `dtmf="true"`).
+    pub dtmf: Option<String>,
+    /// The text content (what `<enumerate>` says; the voice grammar when none is given).
+    pub text: String,
+    /// `<option value>` (the field's value), or the text.
+    pub value: String,
+    /// Where a menu choice goes.
+    pub target: Option<Target>,
+    /// Explicit grammars of the choice.
+    pub grammars: Vec<GrammarElement>,
+    /// Fetch attributes.
+    pub fetch: FetchAttrs,
+    /// `accept="approximate"` (on the choice or its menu, VoiceXML 2.0 §2.2.5): a subset of
+    /// the text's words is enough to match.
+    pub approximate: bool,
+}
+
+/// Where a `<choice>` or `<link>` leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `next`/`expr`.
+    Uri(UriSource),
+    /// `event`/`eventexpr` with `message`/`messageexpr` (as an expression).
+    Event {
+        /// The event name.
+        event: UriSource,
+        /// The message expression.
+        message: Option<String>,
+    },
+}
+
+/// A `<link>` (VoiceXML 2.0 §2.5).
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// What matching it does.
+    pub target: Target,
+    /// Its grammars (a `dtmf` attribute adds one).
+    pub grammars: Vec<GrammarElement>,
+    /// Fetch attributes.
+    pub fetch: FetchAttrs,
+}
+
+/// A grammar element or an equivalent (`type`, `dtmf`, `<option>`, `<choice>`).
+#[derive(Debug, Clone)]
+pub struct GrammarElement {
+    /// Where it comes from, as written (for messages).
+    pub origin: String,
+    /// The compiled grammar (engine-specific).
+    pub(crate) compiled: Arc<Compiled>,
+}
+
+/// Fetch attributes of an element (VoiceXML 2.0 §6.1.1); `None` means "use the property".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchAttrs {
+    /// `fetchtimeout`.
+    pub timeout: Option<String>,
+    /// `maxage`.
+    pub maxage: Option<String>,
+    /// `maxstale`.
+    pub maxstale: Option<String>,
+    /// `fetchaudio` (a URI).
+    pub fetchaudio: Option<String>,
 }
 
 /// A `<filled>` element (VoiceXML 2.0 §2.4).
@@ -144,10 +300,14 @@ pub struct Catch {
 pub struct PromptElement {
     /// `bargein`, when given.
     pub bargein: Option<bool>,
+    /// `bargeintype`, when given: `Some(true)` for `hotword`, `Some(false)` for `speech`.
+    pub hotword: Option<bool>,
     /// Guard condition.
     pub cond: Option<String>,
     /// Minimum prompt count (§4.1.6), default 1.
     pub count: u32,
+    /// `timeout`: the noinput timeout of the next collection.
+    pub timeout: Option<Duration>,
     /// Content.
     pub content: Vec<PromptNode>,
 }
@@ -170,6 +330,17 @@ pub enum PromptNode {
     },
     /// `<break time|strength>`.
     Break(Duration),
+    /// `<enumerate>` with its content (empty: the platform's default phrasing).
+    Enumerate(Vec<Self>),
+    /// `<foreach array item>` (VoiceXML 2.1) inside a prompt.
+    Foreach {
+        /// The array expression.
+        array: String,
+        /// The item variable.
+        item: String,
+        /// Content repeated per element.
+        content: Vec<Self>,
+    },
 }
 
 /// Executable content (VoiceXML 2.0 §5.3).
@@ -194,22 +365,45 @@ pub enum Stmt {
     /// `<if>`/`<elseif>`/`<else>`: the first branch whose condition holds (`None` = else).
     If(Vec<(Option<String>, Vec<Self>)>),
     /// `<goto>`.
-    Goto(GotoTarget),
-    /// `<submit next|expr namelist method>`.
+    Goto {
+        /// Where to.
+        target: GotoTarget,
+        /// Fetch attributes.
+        fetch: FetchAttrs,
+    },
+    /// `<submit next|expr namelist method enctype>`.
     Submit {
         /// Where to submit.
         next: UriSource,
-        /// Variables to send.
+        /// Variables to send (empty: every input item variable of the form).
         namelist: Vec<String>,
         /// `method="post"`.
         post: bool,
+        /// `enctype="multipart/form-data"`.
+        multipart: bool,
+        /// Fetch attributes.
+        fetch: FetchAttrs,
     },
-    /// `<disconnect>`.
-    Disconnect,
-    /// `<exit expr>`.
+    /// `<disconnect namelist>`.
+    Disconnect {
+        /// Values handed to the platform.
+        namelist: Vec<String>,
+    },
+    /// `<exit expr namelist>`.
     Exit {
         /// Value returned to the platform.
         expr: Option<String>,
+        /// Variables returned to the platform.
+        namelist: Vec<String>,
+    },
+    /// `<return namelist event eventexpr message messageexpr>` (§2.3.4).
+    Return {
+        /// Variables returned to the caller.
+        namelist: Vec<String>,
+        /// Event thrown in the caller instead.
+        event: Option<UriSource>,
+        /// Message expression of that event.
+        message: Option<String>,
     },
     /// `<clear namelist>` (empty = every form item).
     Clear(Vec<String>),
@@ -229,8 +423,39 @@ pub enum Stmt {
         /// Message expression, if any (`message` is stored quoted).
         message: Option<String>,
     },
-    /// Inline `<script>`.
-    Script(String),
+    /// `<script>`: inline source, or fetched from `src`/`srcexpr`.
+    Script {
+        /// Inline source.
+        source: String,
+        /// External source.
+        src: Option<UriSource>,
+        /// Fetch attributes.
+        fetch: FetchAttrs,
+    },
+    /// `<data src|srcexpr name namelist method>` (VoiceXML 2.1 §5).
+    Data {
+        /// Where to fetch.
+        src: UriSource,
+        /// The variable receiving the DOM (none: fetched and discarded).
+        name: Option<String>,
+        /// Variables sent.
+        namelist: Vec<String>,
+        /// `method="post"`.
+        post: bool,
+        /// `enctype="multipart/form-data"`.
+        multipart: bool,
+        /// Fetch attributes.
+        fetch: FetchAttrs,
+    },
+    /// `<foreach array item>` (VoiceXML 2.1 §4).
+    Foreach {
+        /// The array expression.
+        array: String,
+        /// The item variable.
+        item: String,
+        /// Content run per element.
+        body: Vec<Self>,
+    },
 }
 
 /// A URI given literally or as an expression.
@@ -301,28 +526,18 @@ pub enum DocumentError {
 }
 
 impl Document {
-    /// Decodes and parses a fetched document.
+    /// Decodes (leniently) and parses a fetched document; the decoder's warnings come
+    /// first in [`Document::warnings`]. [`DocumentCache`] shares the result between sessions.
     pub fn parse(
         url: Url,
         content_type: Option<&str>,
         body: &[u8],
         max_bytes: usize,
     ) -> Result<Self, DocumentError> {
-        if body.len() > max_bytes {
-            return Err(DocumentError::TooLarge {
-                url: url.to_string(),
-                size: body.len(),
-                limit: max_bytes,
-            });
-        }
-        let text = decode(body, content_type).map_err(|encoding| DocumentError::Encoding {
-            url: url.to_string(),
-            encoding,
-        })?;
-        parse::parse(url, &text)
+        cache::parse_fetched(url, content_type, body, max_bytes)
     }
 
-    /// The form with this `id`.
+    /// The dialog with this `id`.
     pub fn form_index(&self, id: &str) -> Option<usize> {
         self.forms.iter().position(|f| f.id == id)
     }
@@ -349,5 +564,12 @@ impl Form {
     /// The item whose form item variable is `name`.
     pub fn item_index(&self, name: &str) -> Option<usize> {
         self.items.iter().position(|i| i.name == name)
+    }
+}
+
+impl FormItem {
+    /// Whether this is an input item (it collects, records or transfers; §2.3).
+    pub fn is_input(&self) -> bool {
+        !matches!(self.kind, ItemKind::Block(_) | ItemKind::Initial)
     }
 }

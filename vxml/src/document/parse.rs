@@ -4,23 +4,28 @@
 //! namespace is optional in the wild). Unknown elements are skipped with a warning; SSML
 //! containers inside prompts (`<s>`, `<p>`, `<emphasis>`, ...) contribute their text. Missing
 //! required attributes and malformed numbers are errors (`error.badfetch`), with position.
+//! Grammars are compiled here, once per document, through [`crate::fia::grammars`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use roxmltree::Node;
 use url::Url;
 
 use super::{
-    Catch, Declaration, Document, DocumentError, Field, Filled, Form, FormItem, GotoTarget,
-    ItemKind, PromptElement, PromptNode, Property, Stmt, UriSource,
+    Catch, Choice, Document, DocumentError, FetchAttrs, Field, Filled, Form, FormItem, GotoTarget,
+    GrammarElement, ItemKind, Link, Menu, Param, PromptElement, PromptNode, Property, Record, Stmt,
+    Subdialog, Target, Transfer, UriSource,
 };
-use crate::grammar::{Grammar, GrammarError, SrgsGrammar};
+use crate::fia::grammars::{self, Compiled};
 use crate::script::push_string_literal;
 
 /// The VoiceXML 2.x namespace.
 const VXML_NS: &str = "http://www.w3.org/2001/vxml";
 /// The SRGS 1.0 namespace.
 const SRGS_NS: &str = "http://www.w3.org/2001/06/grammar";
+/// Most choices a menu numbers with `dtmf="true"` (1 to 9).
+const AUTO_DTMF: usize = 9;
 
 /// Parses document text fetched from `url`.
 pub(super) fn parse(url: Url, text: &str) -> Result<Document, DocumentError> {
@@ -30,31 +35,46 @@ pub(super) fn parse(url: Url, text: &str) -> Result<Document, DocumentError> {
         ..roxmltree::ParsingOptions::default()
     };
     let xml = roxmltree::Document::parse_with_options(text, options).map_err(|error| {
-        let pos = error.pos();
+        let (line, column) = match error {
+            // Reported at 1:1; the problem is where the text stops.
+            roxmltree::Error::UnclosedRootNode => end_position(text),
+            _ => {
+                let pos = error.pos();
+                (pos.row, pos.col)
+            }
+        };
         DocumentError::Xml {
             url: url.to_string(),
-            line: pos.row,
-            column: pos.col,
+            line,
+            column,
             message: strip_position(&error.to_string()),
         }
     })?;
+    let root = xml.root_element();
+    let base = root
+        .attribute(("http://www.w3.org/XML/1998/namespace", "base"))
+        .and_then(|b| url.join(b).ok())
+        .unwrap_or_else(|| url.clone());
     let mut parser = Parser {
         xml: &xml,
         url: &url,
+        base: &base,
         warnings: Vec::new(),
+        vendor_properties: Vec::new(),
     };
-    let root = xml.root_element();
     if !is_vxml(&root) || root.tag_name().name() != "vxml" {
         return Err(parser.invalid(&root, "the root element must be <vxml>"));
     }
     let mut document = Document {
         url: url.clone(),
+        base: base.clone(),
         version: root.attribute("version").unwrap_or("2.1").to_owned(),
         application: root.attribute("application").map(str::to_owned),
         declarations: Vec::new(),
         forms: Vec::new(),
         catches: Vec::new(),
         properties: Vec::new(),
+        links: Vec::new(),
         warnings: Vec::new(),
     };
     for child in root.children().filter(Node::is_element) {
@@ -63,12 +83,17 @@ pub(super) fn parse(url: Url, text: &str) -> Result<Document, DocumentError> {
                 let index = document.forms.len();
                 document.forms.push(parser.form(child, index)?);
             }
-            Some("var" | "script") => {
-                if let Some(declaration) = parser.declaration(child)? {
-                    document.declarations.push(declaration);
+            Some("menu") => {
+                let index = document.forms.len();
+                document.forms.push(parser.menu(child, index)?);
+            }
+            Some("var" | "script" | "data") => {
+                if let Some(stmt) = parser.stmt_element(child)? {
+                    document.declarations.push(stmt);
                 }
             }
             Some("property") => document.properties.push(parser.property(child)?),
+            Some("link") => document.links.push(parser.link(child)?),
             Some("meta" | "metadata") => {}
             Some(name) if catch_events(name).is_some() => {
                 document.catches.push(parser.catch(child, name)?);
@@ -76,19 +101,79 @@ pub(super) fn parse(url: Url, text: &str) -> Result<Document, DocumentError> {
             _ => parser.unknown(&child),
         }
     }
+    parser.foreign_attributes(root);
     document.warnings = parser.warnings;
     Ok(document)
 }
+
+/// The 1-based line and column just past the end of `text`.
+fn end_position(text: &str) -> (u32, u32) {
+    let line = text.matches('\n').count().saturating_add(1);
+    let last = text.rsplit('\n').next().unwrap_or_default();
+    let column = last.chars().count().saturating_add(1);
+    (
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(column).unwrap_or(u32::MAX),
+    )
+}
+
+/// The XML Schema instance namespace (`xsi:schemaLocation` is part of ordinary documents).
+const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
+/// The XML namespace (`xml:lang`, `xml:base`).
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// The properties VoiceXML 2.0 §6.3 and 2.1 define; others are vendor properties.
+const KNOWN_PROPERTIES: &[&str] = &[
+    "audiofetchhint",
+    "audiomaxage",
+    "audiomaxstale",
+    "bargein",
+    "bargeintype",
+    "completetimeout",
+    "confidencelevel",
+    "datafetchhint",
+    "datamaxage",
+    "datamaxstale",
+    "documentfetchhint",
+    "documentmaxage",
+    "documentmaxstale",
+    "fetchaudio",
+    "fetchaudiodelay",
+    "fetchaudiominimum",
+    "fetchtimeout",
+    "grammarfetchhint",
+    "grammarmaxage",
+    "grammarmaxstale",
+    "incompletetimeout",
+    "inputmodes",
+    "interdigittimeout",
+    "maxnbest",
+    "maxspeechtimeout",
+    "objectfetchhint",
+    "objectmaxage",
+    "objectmaxstale",
+    "recordutterance",
+    "recordutterancetype",
+    "scriptfetchhint",
+    "scriptmaxage",
+    "scriptmaxstale",
+    "sensitivity",
+    "speedvsaccuracy",
+    "termchar",
+    "termtimeout",
+    "timeout",
+    "universals",
+];
 
 /// roxmltree's message without its trailing " at L:C" (the position is reported separately).
 fn strip_position(message: &str) -> String {
     match message.rfind(" at ") {
         Some(at)
-            if message[at + 4..]
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == ':') =>
+            if message
+                .get(at + 4..)
+                .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit() || c == ':')) =>
         {
-            message[..at].to_owned()
+            message.get(..at).unwrap_or(message).to_owned()
         }
         _ => message.to_owned(),
     }
@@ -123,7 +208,23 @@ fn catch_events(name: &str) -> Option<Option<&'static str>> {
 struct Parser<'a, 'input> {
     xml: &'a roxmltree::Document<'input>,
     url: &'a Url,
+    base: &'a Url,
     warnings: Vec<String>,
+    /// Vendor property names already warned about.
+    vendor_properties: Vec<String>,
+}
+
+/// The parts of an input item collected from its children.
+#[derive(Default)]
+struct ItemParts {
+    catches: Vec<Catch>,
+    properties: Vec<Property>,
+    prompts: Vec<PromptElement>,
+    grammars: Vec<GrammarElement>,
+    filled: Vec<Filled>,
+    links: Vec<Link>,
+    options: Vec<Choice>,
+    params: Vec<Param>,
 }
 
 impl Parser<'_, '_> {
@@ -138,16 +239,17 @@ impl Parser<'_, '_> {
         }
     }
 
+    /// `line:column` of `node`.
+    fn position(&self, node: &Node<'_, '_>) -> String {
+        let pos = self.xml.text_pos_at(node.range().start);
+        format!("{}:{}", pos.row, pos.col)
+    }
+
     /// Records a warning at `node`.
     fn warn(&mut self, node: &Node<'_, '_>, message: impl AsRef<str>) {
-        let pos = self.xml.text_pos_at(node.range().start);
-        self.warnings.push(format!(
-            "{}:{}:{}: {}",
-            self.url,
-            pos.row,
-            pos.col,
-            message.as_ref()
-        ));
+        let position = self.position(node);
+        self.warnings
+            .push(format!("{}:{position}: {}", self.url, message.as_ref()));
     }
 
     /// Warns that `node` is skipped.
@@ -156,10 +258,16 @@ impl Parser<'_, '_> {
         let parent = node
             .parent_element()
             .map_or("document", |p| p.tag_name().name());
-        self.warn(
-            node,
-            format!("ignored unsupported element <{name}> in <{parent}>"),
-        );
+        let message = match node.tag_name().namespace().filter(|ns| *ns != VXML_NS) {
+            Some(namespace) => {
+                let prefix = node.lookup_prefix(namespace).unwrap_or("(default)");
+                format!(
+                    "ignored vendor element <{name}> of prefix {prefix} (namespace {namespace}) in <{parent}>"
+                )
+            }
+            None => format!("ignored unsupported element <{name}> in <{parent}>"),
+        };
+        self.warn(node, message);
     }
 
     /// A required attribute.
@@ -205,21 +313,61 @@ impl Parser<'_, '_> {
         }
     }
 
-    /// `<var>` or `<script>` at document or form level.
-    fn declaration(&mut self, node: Node<'_, '_>) -> Result<Option<Declaration>, DocumentError> {
-        Ok(match self.stmt_element(node)? {
-            Some(Stmt::Var { name, expr }) => Some(Declaration::Var { name, expr }),
-            Some(Stmt::Script(source)) => Some(Declaration::Script(source)),
-            _ => None,
-        })
+    /// `<property>`.
+    /// A `<property>`; a name outside the VoiceXML list is kept (a vendor's platform may
+    /// want it) and logged once per document.
+    fn property(&mut self, node: Node<'_, '_>) -> Result<Property, DocumentError> {
+        let name = self.required(&node, "name")?.trim().to_owned();
+        let value = self.required(&node, "value")?.to_owned();
+        if !KNOWN_PROPERTIES.contains(&name.as_str()) && !self.vendor_properties.contains(&name) {
+            self.warn(
+                &node,
+                format!("property {name:?} is not a VoiceXML property; kept, but this platform ignores it"),
+            );
+            self.vendor_properties.push(name.clone());
+        }
+        Ok(Property { name, value })
     }
 
-    /// `<property>`.
-    fn property(&self, node: Node<'_, '_>) -> Result<Property, DocumentError> {
-        Ok(Property {
-            name: self.required(&node, "name")?.to_owned(),
-            value: self.required(&node, "value")?.to_owned(),
-        })
+    /// Warns once for each attribute in a foreign namespace (`voxeo:voice`) on the VoiceXML
+    /// elements under `root` (elements of other namespaces are skipped as a whole).
+    fn foreign_attributes(&mut self, root: Node<'_, '_>) {
+        let mut stack = vec![root];
+        while let Some(node) = stack.pop() {
+            for attribute in node.attributes() {
+                let Some(namespace) = attribute.namespace() else {
+                    continue;
+                };
+                if [VXML_NS, SRGS_NS, XML_NS, XSI_NS].contains(&namespace) {
+                    continue;
+                }
+                let prefix = node.lookup_prefix(namespace).unwrap_or("?");
+                self.warn(
+                    &node,
+                    format!(
+                        "ignored attribute {prefix}:{} (namespace {namespace}) on <{}>",
+                        attribute.name(),
+                        node.tag_name().name()
+                    ),
+                );
+            }
+            stack.extend(
+                node.children()
+                    .rev()
+                    .filter(|c| c.is_element() && vxml_name(c).is_some()),
+            );
+        }
+    }
+
+    /// Fetch attributes of `node`.
+    fn fetch_attrs(node: &Node<'_, '_>) -> FetchAttrs {
+        let attr = |name: &str| node.attribute(name).map(str::to_owned);
+        FetchAttrs {
+            timeout: attr("fetchtimeout"),
+            maxage: attr("maxage"),
+            maxstale: attr("maxstale"),
+            fetchaudio: attr("fetchaudio"),
+        }
     }
 
     /// A catch element or one of its shorthands.
@@ -247,31 +395,32 @@ impl Parser<'_, '_> {
             id: node
                 .attribute("id")
                 .map_or_else(|| format!("__form{index}"), str::to_owned),
+            document_scope: node.attribute("scope") == Some("document"),
             declarations: Vec::new(),
             items: Vec::new(),
             filled: Vec::new(),
             catches: Vec::new(),
             properties: Vec::new(),
+            links: Vec::new(),
+            grammars: Vec::new(),
         };
         for child in node.children().filter(Node::is_element) {
-            match vxml_name(&child) {
-                Some("block") => {
-                    let content = self.stmts(child)?;
-                    let item = self.item(child, form.items.len(), ItemKind::Block(content))?;
-                    form.items.push(item);
-                }
-                Some("field") => {
-                    let field = self.field(child)?;
-                    let item = self.item(child, form.items.len(), ItemKind::Field(field))?;
-                    form.items.push(item);
-                }
-                Some("var" | "script") => {
-                    if let Some(declaration) = self.declaration(child)? {
-                        form.declarations.push(declaration);
+            let name = vxml_name(&child);
+            if let Some(kind) = name.filter(|n| is_item(n)) {
+                let item = self.item(child, kind, form.items.len())?;
+                form.items.push(item);
+                continue;
+            }
+            match name {
+                Some("var" | "script" | "data") => {
+                    if let Some(stmt) = self.stmt_element(child)? {
+                        form.declarations.push(stmt);
                     }
                 }
                 Some("filled") => form.filled.push(self.filled(child)?),
                 Some("property") => form.properties.push(self.property(child)?),
+                Some("link") => form.links.push(self.link(child)?),
+                Some("grammar") => form.grammars.extend(self.grammar(child)?),
                 Some(name) if catch_events(name).is_some() => {
                     form.catches.push(self.catch(child, name)?);
                 }
@@ -281,64 +430,14 @@ impl Parser<'_, '_> {
         Ok(form)
     }
 
-    /// The common part of a form item; catches and properties are collected from children.
-    fn item(
-        &mut self,
-        node: Node<'_, '_>,
-        index: usize,
-        kind: ItemKind,
-    ) -> Result<FormItem, DocumentError> {
-        let name = node
-            .attribute("name")
-            .map_or_else(|| format!("__item{index}"), str::to_owned);
-        if !crate::script::is_identifier(&name) {
-            return Err(self.invalid(&node, format!("name={name:?} is not a valid variable name")));
-        }
+    /// `<menu>` as the form it stands for (VoiceXML 2.0 §2.2).
+    fn menu(&mut self, node: Node<'_, '_>, index: usize) -> Result<Form, DocumentError> {
+        let auto_dtmf = node.attribute("dtmf") == Some("true");
+        let menu_approximate = node.attribute("accept").map(str::trim) == Some("approximate");
         let mut catches = Vec::new();
         let mut properties = Vec::new();
-        for child in node.children().filter(Node::is_element) {
-            match vxml_name(&child) {
-                Some("property") => properties.push(self.property(child)?),
-                Some(name) if catch_events(name).is_some() => {
-                    catches.push(self.catch(child, name)?);
-                }
-                _ => {}
-            }
-        }
-        Ok(FormItem {
-            name,
-            expr: node.attribute("expr").map(str::to_owned),
-            cond: node.attribute("cond").map(str::to_owned),
-            catches,
-            properties,
-            kind,
-        })
-    }
-
-    /// `<field>` content other than catches and properties.
-    fn field(&mut self, node: Node<'_, '_>) -> Result<Field, DocumentError> {
-        let mut field = Field {
-            prompts: Vec::new(),
-            grammars: Vec::new(),
-            filled: Vec::new(),
-        };
-        if let Some(builtin) = node.attribute("type") {
-            field.grammars.push(match Grammar::builtin(builtin) {
-                Ok(grammar) => grammar,
-                Err(GrammarError::UnknownBuiltin(_)) => {
-                    self.warn(
-                        &node,
-                        format!(
-                            "type={builtin:?} is not supported; the field only reports nomatch"
-                        ),
-                    );
-                    Grammar::Inactive {
-                        reason: format!("builtin {builtin}"),
-                    }
-                }
-                Err(error) => return Err(self.invalid(&node, error.to_string())),
-            });
-        }
+        let mut prompts = Vec::new();
+        let mut choices = Vec::new();
         let mut bare = Vec::new();
         for child in node.children() {
             if child.is_text() {
@@ -350,64 +449,371 @@ impl Parser<'_, '_> {
             }
             match vxml_name(&child) {
                 Some("prompt") => {
-                    flush_bare(&mut bare, &mut field.prompts);
-                    field.prompts.push(self.prompt(child)?);
+                    flush_bare(&mut bare, &mut prompts);
+                    prompts.push(self.prompt(child)?);
                 }
                 Some("audio" | "value" | "break" | "enumerate") => {
                     self.prompt_node(child, &mut bare)?;
                 }
-                Some("grammar") => field.grammars.push(self.grammar(child)?),
-                Some("filled") => field.filled.push(self.filled(child)?),
-                Some("property") => {}
-                Some(name) if catch_events(name).is_some() => {}
+                Some("choice") => {
+                    let mut choice = self.choice(child)?;
+                    if !child.has_attribute("accept") {
+                        choice.approximate = menu_approximate;
+                    }
+                    choices.push(choice);
+                }
+                Some("property") => properties.push(self.property(child)?),
+                Some(name) if catch_events(name).is_some() => {
+                    catches.push(self.catch(child, name)?);
+                }
                 _ => self.unknown(&child),
             }
         }
-        flush_bare(&mut bare, &mut field.prompts);
-        Ok(field)
+        flush_bare(&mut bare, &mut prompts);
+        if auto_dtmf {
+            let unnumbered = choices.iter_mut().filter(|c| c.dtmf.is_none());
+            for (key, choice) in (1..=AUTO_DTMF).zip(unnumbered) {
+                choice.dtmf = Some(key.to_string());
+            }
+        }
+        for choice in &mut choices {
+            if choice.grammars.is_empty() {
+                let compiled = grammars::phrase_grammars(
+                    choice.dtmf.as_deref(),
+                    &choice.text,
+                    &choice.value,
+                    choice.approximate,
+                );
+                choice.grammars = self.wrap(&node, compiled);
+            } else if let Some(keys) = &choice.dtmf {
+                let compiled = grammars::phrase_grammars(Some(keys), "", &choice.value, false);
+                let extra = self.wrap(&node, compiled);
+                choice.grammars.extend(extra);
+            }
+        }
+        let grammars = choices.iter().flat_map(|c| c.grammars.clone()).collect();
+        Ok(Form {
+            id: node
+                .attribute("id")
+                .map_or_else(|| format!("__menu{index}"), str::to_owned),
+            document_scope: node.attribute("scope") == Some("document"),
+            declarations: Vec::new(),
+            items: vec![FormItem {
+                name: format!("__menu{index}"),
+                expr: None,
+                cond: None,
+                catches: Vec::new(),
+                properties: Vec::new(),
+                prompts,
+                grammars,
+                filled: Vec::new(),
+                links: Vec::new(),
+                kind: ItemKind::Menu(Menu { choices }),
+            }],
+            filled: Vec::new(),
+            catches,
+            properties,
+            links: Vec::new(),
+            grammars: Vec::new(),
+        })
     }
 
-    /// `<grammar>`: builtin URI, inline SRGS in DTMF mode, or inactive.
-    fn grammar(&mut self, node: Node<'_, '_>) -> Result<Grammar, DocumentError> {
-        self.at_most_one(&node, &["src", "srcexpr"])?;
-        if let Some(expr) = node.attribute("srcexpr") {
-            self.warn(
-                &node,
-                format!("grammar srcexpr={expr:?} is not supported yet"),
-            );
-            return Ok(Grammar::Inactive {
-                reason: expr.to_owned(),
-            });
-        }
-        if let Some(src) = node.attribute("src") {
-            if src.starts_with("builtin:") {
-                return match Grammar::builtin_uri(src) {
-                    Ok(grammar) => Ok(grammar),
-                    Err(GrammarError::UnknownBuiltin(_)) => {
-                        self.warn(&node, format!("grammar {src:?} is not supported"));
-                        Ok(Grammar::Inactive {
-                            reason: src.to_owned(),
-                        })
-                    }
-                    Err(error) => Err(self.invalid(&node, error.to_string())),
-                };
+    /// Wraps compiled grammars as elements originating at `node`.
+    fn wrap(&self, node: &Node<'_, '_>, compiled: Vec<Compiled>) -> Vec<GrammarElement> {
+        let origin = format!("<{}> at {}", node.tag_name().name(), self.position(node));
+        compiled
+            .into_iter()
+            .map(|c| GrammarElement {
+                origin: origin.clone(),
+                compiled: Arc::new(c),
+            })
+            .collect()
+    }
+
+    /// `<choice>` (menu) or `<option>` (field).
+    fn choice(&mut self, node: Node<'_, '_>) -> Result<Choice, DocumentError> {
+        let mut text = String::new();
+        let mut grammars = Vec::new();
+        for child in node.children() {
+            if child.is_text() {
+                text.push_str(child.text().unwrap_or_default());
+            } else if child.is_element() {
+                match vxml_name(&child) {
+                    Some("grammar") => grammars.extend(self.grammar(child)?),
+                    _ => text.push_str(&descendant_text(child)),
+                }
             }
-            self.warn(
+        }
+        let text = crate::prompt::normalise_space(&text);
+        let target = if node.tag_name().name() == "choice" {
+            Some(self.target(&node)?)
+        } else {
+            None
+        };
+        Ok(Choice {
+            dtmf: node.attribute("dtmf").map(str::to_owned),
+            value: node
+                .attribute("value")
+                .map_or_else(|| text.clone(), str::to_owned),
+            text,
+            target,
+            grammars,
+            fetch: Self::fetch_attrs(&node),
+            approximate: node.attribute("accept").map(str::trim) == Some("approximate"),
+        })
+    }
+
+    /// `next|expr|event|eventexpr` with `message|messageexpr` of a choice or link.
+    fn target(&self, node: &Node<'_, '_>) -> Result<Target, DocumentError> {
+        self.at_most_one(node, &["next", "expr", "event", "eventexpr"])?;
+        if node.has_attribute("event") || node.has_attribute("eventexpr") {
+            return Ok(Target::Event {
+                event: self.uri_source(node, "event", "eventexpr")?,
+                message: message_expr(node),
+            });
+        }
+        self.uri_source(node, "next", "expr").map(Target::Uri)
+    }
+
+    /// `<link>`.
+    fn link(&mut self, node: Node<'_, '_>) -> Result<Link, DocumentError> {
+        let target = self.target(&node)?;
+        let mut grammars = Vec::new();
+        for child in node.children().filter(Node::is_element) {
+            match vxml_name(&child) {
+                Some("grammar") => grammars.extend(self.grammar(child)?),
+                _ => self.unknown(&child),
+            }
+        }
+        if let Some(keys) = node.attribute("dtmf") {
+            let compiled = grammars::phrase_grammars(Some(keys), "", keys, false);
+            grammars.extend(self.wrap(&node, compiled));
+        }
+        Ok(Link {
+            target,
+            grammars,
+            fetch: Self::fetch_attrs(&node),
+        })
+    }
+
+    /// A form item of kind `kind`.
+    fn item(
+        &mut self,
+        node: Node<'_, '_>,
+        kind: &str,
+        index: usize,
+    ) -> Result<FormItem, DocumentError> {
+        let name = node
+            .attribute("name")
+            .map_or_else(|| format!("__item{index}"), str::to_owned);
+        if !crate::script::is_identifier(&name) {
+            return Err(self.invalid(&node, format!("name={name:?} is not a valid variable name")));
+        }
+        let mut parts = ItemParts::default();
+        let kind = match kind {
+            "block" => {
+                self.item_parts(node, &mut parts, false)?;
+                ItemKind::Block(self.stmts(node)?)
+            }
+            "initial" => {
+                self.item_parts(node, &mut parts, true)?;
+                ItemKind::Initial
+            }
+            "field" => {
+                if let Some(builtin) = node.attribute("type") {
+                    match grammars::builtin_type(builtin) {
+                        Ok(compiled) => parts.grammars.extend(self.wrap(&node, compiled)),
+                        Err(reason) => self.warn(
+                            &node,
+                            format!("type={builtin:?}: {reason}; the field only reports nomatch"),
+                        ),
+                    }
+                }
+                self.item_parts(node, &mut parts, true)?;
+                let options = std::mem::take(&mut parts.options);
+                for option in &options {
+                    let compiled = grammars::phrase_grammars(
+                        option.dtmf.as_deref(),
+                        &option.text,
+                        &option.value,
+                        option.approximate,
+                    );
+                    parts.grammars.extend(self.wrap(&node, compiled));
+                }
+                ItemKind::Field(Field {
+                    slot: node.attribute("slot").unwrap_or(&name).to_owned(),
+                    modal: node.attribute("modal") == Some("true"),
+                    options,
+                })
+            }
+            "subdialog" => {
+                self.item_parts(node, &mut parts, true)?;
+                self.at_most_one(&node, &["src", "srcexpr"])?;
+                ItemKind::Subdialog(Subdialog {
+                    src: self.uri_source(&node, "src", "srcexpr")?,
+                    namelist: names(node.attribute("namelist")),
+                    post: is_post(&node),
+                    multipart: is_multipart(&node),
+                    params: std::mem::take(&mut parts.params),
+                    fetch: Self::fetch_attrs(&node),
+                })
+            }
+            "record" => {
+                self.item_parts(node, &mut parts, true)?;
+                ItemKind::Record(Record {
+                    beep: node.attribute("beep") == Some("true"),
+                    maxtime: node.attribute("maxtime").map(str::to_owned),
+                    finalsilence: node.attribute("finalsilence").map(str::to_owned),
+                    dtmfterm: node.attribute("dtmfterm") != Some("false"),
+                    media_type: node.attribute("type").map(str::to_owned),
+                })
+            }
+            "transfer" => {
+                self.item_parts(node, &mut parts, true)?;
+                self.at_most_one(&node, &["dest", "destexpr"])?;
+                self.at_most_one(&node, &["aai", "aaiexpr"])?;
+                let dest = match (node.attribute("dest"), node.attribute("destexpr")) {
+                    (Some(d), _) => Some(UriSource::Literal(d.to_owned())),
+                    (None, Some(e)) => Some(UriSource::Expr(e.to_owned())),
+                    (None, None) => None,
+                };
+                let aai = match (node.attribute("aai"), node.attribute("aaiexpr")) {
+                    (Some(d), _) => Some(UriSource::Literal(d.to_owned())),
+                    (None, Some(e)) => Some(UriSource::Expr(e.to_owned())),
+                    (None, None) => None,
+                };
+                let kind = match (node.attribute("type"), node.attribute("bridge")) {
+                    (Some(t), _) => t.to_ascii_lowercase(),
+                    (None, Some("true")) => "bridge".to_owned(),
+                    _ => "blind".to_owned(),
+                };
+                ItemKind::Transfer(Transfer {
+                    dest,
+                    kind,
+                    connecttimeout: node.attribute("connecttimeout").map(str::to_owned),
+                    maxtime: node.attribute("maxtime").map(str::to_owned),
+                    aai,
+                })
+            }
+            _ => {
+                self.item_parts(node, &mut parts, true)?;
+                ItemKind::Object {
+                    classid: node.attribute("classid").unwrap_or_default().to_owned(),
+                }
+            }
+        };
+        Ok(FormItem {
+            name,
+            expr: node.attribute("expr").map(str::to_owned),
+            cond: node.attribute("cond").map(str::to_owned),
+            catches: parts.catches,
+            properties: parts.properties,
+            prompts: parts.prompts,
+            grammars: parts.grammars,
+            filled: parts.filled,
+            links: parts.links,
+            kind,
+        })
+    }
+
+    /// Collects an item's catches, properties, prompts, grammars, filled, links, options and
+    /// params. Executable content (for a `<block>`) is read separately; `prompts` says whether
+    /// bare prompt content belongs to the item's prompts.
+    fn item_parts(
+        &mut self,
+        node: Node<'_, '_>,
+        parts: &mut ItemParts,
+        prompts: bool,
+    ) -> Result<(), DocumentError> {
+        let mut bare = Vec::new();
+        for child in node.children() {
+            if child.is_text() {
+                if prompts {
+                    self.prompt_node(child, &mut bare)?;
+                }
+                continue;
+            }
+            if !child.is_element() {
+                continue;
+            }
+            match vxml_name(&child) {
+                Some("property") => parts.properties.push(self.property(child)?),
+                Some(name) if catch_events(name).is_some() => {
+                    parts.catches.push(self.catch(child, name)?);
+                }
+                _ if !prompts => {}
+                Some("prompt") => {
+                    flush_bare(&mut bare, &mut parts.prompts);
+                    parts.prompts.push(self.prompt(child)?);
+                }
+                Some("audio" | "value" | "break" | "enumerate") => {
+                    self.prompt_node(child, &mut bare)?;
+                }
+                Some("grammar") => {
+                    let grammars = self.grammar(child)?;
+                    parts.grammars.extend(grammars);
+                }
+                Some("filled") => parts.filled.push(self.filled(child)?),
+                Some("link") => parts.links.push(self.link(child)?),
+                Some("option") => parts.options.push(self.choice(child)?),
+                Some("param") => parts.params.push(self.param(child)?),
+                _ => self.unknown(&child),
+            }
+        }
+        flush_bare(&mut bare, &mut parts.prompts);
+        Ok(())
+    }
+
+    /// `<param name expr|value>`.
+    fn param(&self, node: Node<'_, '_>) -> Result<Param, DocumentError> {
+        let name = self.required(&node, "name")?.to_owned();
+        let expr = match (node.attribute("expr"), node.attribute("value")) {
+            (Some(expr), _) => expr.to_owned(),
+            (None, Some(value)) => {
+                let mut literal = String::new();
+                push_string_literal(&mut literal, value);
+                literal
+            }
+            (None, None) => "undefined".to_owned(),
+        };
+        Ok(Param { name, expr })
+    }
+
+    /// `<grammar>`: compiled now; a grammar that cannot be used is kept inactive with a
+    /// warning, so the rest of the dialog still runs.
+    fn grammar(&mut self, node: Node<'_, '_>) -> Result<Vec<GrammarElement>, DocumentError> {
+        self.at_most_one(&node, &["src", "srcexpr"])?;
+        let external = node.has_attribute("src") || node.has_attribute("srcexpr");
+        let inline = node
+            .children()
+            .any(|c| c.is_element() || c.text().is_some_and(|t| !t.trim().is_empty()));
+        if external && inline {
+            return Err(self.invalid(
                 &node,
-                format!("external grammar {src:?} is not supported yet"),
-            );
-            return Ok(Grammar::Inactive {
-                reason: src.to_owned(),
-            });
+                "<grammar> has both a src/srcexpr and inline content; keep one",
+            ));
         }
-        if node.attribute("mode") != Some("dtmf") {
-            return Ok(Grammar::Inactive {
-                reason: "voice grammar".to_owned(),
-            });
+        if !external && !inline {
+            // VoiceXML 2.1 §2: exactly one of src, srcexpr or inline content.
+            return Err(self.invalid(
+                &node,
+                "<grammar> is empty; give it a src, a srcexpr or inline rules",
+            ));
         }
-        SrgsGrammar::from_xml(node)
-            .map(Grammar::Srgs)
-            .map_err(|error| self.invalid(&node, error.to_string()))
+        let compiled = match grammars::from_element(node, self.base) {
+            Ok(compiled) => compiled,
+            Err(reason) => {
+                self.warn(&node, format!("grammar not usable: {reason}"));
+                vec![Compiled::Inactive(reason)]
+            }
+        };
+        for grammar in &compiled {
+            if let Compiled::Inactive(reason) = grammar {
+                let reason = reason.clone();
+                self.warn(&node, format!("grammar inactive: {reason}"));
+            }
+        }
+        Ok(self.wrap(&node, compiled))
     }
 
     /// `<filled mode namelist>`.
@@ -429,14 +835,39 @@ impl Parser<'_, '_> {
                 return Err(self.invalid(&node, format!("bargein={other:?} must be true or false")));
             }
         };
+        let timeout = match node.attribute("timeout") {
+            None => None,
+            Some(text) => Some(super::parse_duration(text).ok_or_else(|| {
+                self.invalid(
+                    &node,
+                    format!("timeout={text:?} is not a duration such as 500ms or 5s"),
+                )
+            })?),
+        };
         let mut content = Vec::new();
         for child in node.children() {
             self.prompt_node(child, &mut content)?;
         }
+        let hotword = match node.attribute("bargeintype").map(str::trim) {
+            None => None,
+            Some(t) if t.eq_ignore_ascii_case("hotword") => Some(true),
+            Some(t) if t.eq_ignore_ascii_case("speech") => Some(false),
+            Some(other) => {
+                self.warn(
+                    &node,
+                    format!(
+                        "bargeintype={other:?} is neither speech nor hotword; using the property"
+                    ),
+                );
+                None
+            }
+        };
         Ok(PromptElement {
             bargein,
+            hotword,
             cond: node.attribute("cond").map(str::to_owned),
             count: self.count(&node)?,
+            timeout,
             content,
         })
     }
@@ -473,13 +904,33 @@ impl Parser<'_, '_> {
                 });
             }
             "break" => out.push(PromptNode::Break(self.break_duration(&node)?)),
-            "mark" | "metadata" | "desc" => {}
+            "enumerate" => {
+                let mut content = Vec::new();
+                for child in node.children() {
+                    self.prompt_node(child, &mut content)?;
+                }
+                out.push(PromptNode::Enumerate(content));
+            }
+            "foreach" => {
+                let array = self.required(&node, "array")?.to_owned();
+                let item = self.required(&node, "item")?.to_owned();
+                let mut content = Vec::new();
+                for child in node.children() {
+                    self.prompt_node(child, &mut content)?;
+                }
+                out.push(PromptNode::Foreach {
+                    array,
+                    item,
+                    content,
+                });
+            }
+            "mark" | "metadata" | "desc" | "meta" | "lexicon" => {}
             "sub" => {
                 let alias = node.attribute("alias").unwrap_or_default();
                 out.push(PromptNode::Text(format!(" {alias} ")));
             }
-            "p" | "s" | "emphasis" | "prosody" | "say-as" | "voice" | "phoneme" | "lang"
-            | "speak" => {
+            "p" | "s" | "paragraph" | "sentence" | "emphasis" | "prosody" | "say-as" | "voice"
+            | "phoneme" | "lang" | "speak" | "prompt" => {
                 out.push(PromptNode::Text(" ".to_owned()));
                 for child in node.children() {
                     self.prompt_node(child, out)?;
@@ -501,13 +952,17 @@ impl Parser<'_, '_> {
                 )
             });
         }
-        let millis = match node.attribute("strength").unwrap_or("medium") {
+        let millis = match node
+            .attribute("strength")
+            .or_else(|| node.attribute("size"))
+            .unwrap_or("medium")
+        {
             "none" => 0,
-            "x-weak" => 100,
-            "weak" => 250,
+            "x-weak" | "x-small" => 100,
+            "weak" | "small" => 250,
             "medium" => 500,
-            "strong" => 1000,
-            "x-strong" => 1500,
+            "strong" | "large" => 1000,
+            "x-strong" | "x-large" => 1500,
             other => {
                 return Err(self.invalid(
                     node,
@@ -546,16 +1001,36 @@ impl Parser<'_, '_> {
                 expr: self.required(&node, "expr")?.to_owned(),
             },
             "if" => self.if_stmt(node)?,
-            "goto" => Stmt::Goto(self.goto(&node)?),
+            "goto" => Stmt::Goto {
+                target: self.goto(&node)?,
+                fetch: Self::fetch_attrs(&node),
+            },
             "submit" => Stmt::Submit {
                 next: self.uri_source(&node, "next", "expr")?,
                 namelist: names(node.attribute("namelist")),
-                post: node
-                    .attribute("method")
-                    .is_some_and(|m| m.eq_ignore_ascii_case("post")),
+                post: is_post(&node),
+                multipart: is_multipart(&node),
+                fetch: Self::fetch_attrs(&node),
             },
-            "disconnect" => Stmt::Disconnect,
-            "exit" => Stmt::Exit { expr: attr("expr") },
+            "disconnect" => Stmt::Disconnect {
+                namelist: names(node.attribute("namelist")),
+            },
+            "exit" => {
+                self.at_most_one(&node, &["expr", "namelist"])?;
+                Stmt::Exit {
+                    expr: attr("expr"),
+                    namelist: names(node.attribute("namelist")),
+                }
+            }
+            "return" => Stmt::Return {
+                namelist: names(node.attribute("namelist")),
+                event: match (node.attribute("event"), node.attribute("eventexpr")) {
+                    (Some(e), _) => Some(UriSource::Literal(e.to_owned())),
+                    (None, Some(e)) => Some(UriSource::Expr(e.to_owned())),
+                    (None, None) => None,
+                },
+                message: message_expr(&node),
+            },
             "clear" => Stmt::Clear(names(node.attribute("namelist"))),
             "reprompt" => Stmt::Reprompt,
             "log" => {
@@ -578,30 +1053,54 @@ impl Parser<'_, '_> {
                     content,
                 }
             }
-            "throw" => {
-                let message = match (node.attribute("message"), node.attribute("messageexpr")) {
-                    (Some(text), _) => {
-                        let mut literal = String::new();
-                        push_string_literal(&mut literal, text);
-                        Some(literal)
-                    }
-                    (None, expr) => expr.map(str::to_owned),
-                };
-                Stmt::Throw {
-                    event: self.uri_source(&node, "event", "eventexpr")?,
-                    message,
-                }
-            }
+            "throw" => Stmt::Throw {
+                event: self.uri_source(&node, "event", "eventexpr")?,
+                message: message_expr(&node),
+            },
             "script" => {
                 self.at_most_one(&node, &["src", "srcexpr"])?;
-                if let Some(src) = node.attribute("src").or_else(|| node.attribute("srcexpr")) {
-                    self.warn(
-                        &node,
-                        format!("external <script> ({src:?}) is not supported yet; skipped"),
-                    );
-                    return Ok(None);
+                let src = match (node.attribute("src"), node.attribute("srcexpr")) {
+                    (Some(s), _) => Some(UriSource::Literal(s.to_owned())),
+                    (None, Some(e)) => Some(UriSource::Expr(e.to_owned())),
+                    (None, None) => None,
+                };
+                Stmt::Script {
+                    source: node.children().filter_map(|c| c.text()).collect::<String>(),
+                    src,
+                    fetch: Self::fetch_attrs(&node),
                 }
-                Stmt::Script(node.children().filter_map(|c| c.text()).collect::<String>())
+            }
+            "data" => {
+                self.at_most_one(&node, &["src", "srcexpr"])?;
+                let name = attr("name");
+                if let Some(name) = &name
+                    && !crate::script::is_identifier(name)
+                {
+                    return Err(
+                        self.invalid(&node, format!("name={name:?} is not a valid variable name"))
+                    );
+                }
+                Stmt::Data {
+                    src: self.uri_source(&node, "src", "srcexpr")?,
+                    name,
+                    namelist: names(node.attribute("namelist")),
+                    post: is_post(&node),
+                    multipart: is_multipart(&node),
+                    fetch: Self::fetch_attrs(&node),
+                }
+            }
+            "foreach" => {
+                let item = self.required(&node, "item")?;
+                if !crate::script::is_identifier(item) {
+                    return Err(
+                        self.invalid(&node, format!("item={item:?} is not a valid variable name"))
+                    );
+                }
+                Stmt::Foreach {
+                    array: self.required(&node, "array")?.to_owned(),
+                    item: item.to_owned(),
+                    body: self.stmts(node)?,
+                }
             }
             _ => {
                 self.unknown(&node);
@@ -648,7 +1147,9 @@ impl Parser<'_, '_> {
                 continue;
             }
             match vxml_name(&child) {
-                Some("audio" | "value" | "break") => self.prompt_node(child, &mut bare)?,
+                Some("audio" | "value" | "break" | "enumerate") => {
+                    self.prompt_node(child, &mut bare)?;
+                }
                 // Catch elements and properties belong to the enclosing item, not its content.
                 Some("property") => {}
                 Some(name) if catch_events(name).is_some() => {}
@@ -671,6 +1172,7 @@ impl Parser<'_, '_> {
 
     /// `<goto next|expr|nextitem|expritem>`.
     fn goto(&self, node: &Node<'_, '_>) -> Result<GotoTarget, DocumentError> {
+        self.at_most_one(node, &["next", "expr", "nextitem", "expritem"])?;
         if node.has_attribute("nextitem") || node.has_attribute("expritem") {
             return self
                 .uri_source(node, "nextitem", "expritem")
@@ -700,6 +1202,47 @@ impl Parser<'_, '_> {
     }
 }
 
+/// Whether `name` is a form item element.
+fn is_item(name: &str) -> bool {
+    matches!(
+        name,
+        "block" | "field" | "initial" | "subdialog" | "record" | "transfer" | "object"
+    )
+}
+
+/// `method="post"`.
+fn is_post(node: &Node<'_, '_>) -> bool {
+    node.attribute("method")
+        .is_some_and(|m| m.eq_ignore_ascii_case("post"))
+}
+
+/// `enctype="multipart/form-data"`.
+fn is_multipart(node: &Node<'_, '_>) -> bool {
+    node.attribute("enctype")
+        .is_some_and(|m| m.eq_ignore_ascii_case("multipart/form-data"))
+}
+
+/// `message` (quoted) or `messageexpr` as an expression.
+fn message_expr(node: &Node<'_, '_>) -> Option<String> {
+    match (node.attribute("message"), node.attribute("messageexpr")) {
+        (Some(text), _) => {
+            let mut literal = String::new();
+            push_string_literal(&mut literal, text);
+            Some(literal)
+        }
+        (None, expr) => expr.map(str::to_owned),
+    }
+}
+
+/// All text below `node`.
+fn descendant_text(node: Node<'_, '_>) -> String {
+    node.descendants()
+        .filter(Node::is_text)
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Turns collected bare prompt content into a prompt, if it says anything.
 fn flush_bare(bare: &mut Vec<PromptNode>, out: &mut Vec<PromptElement>) {
     let speaks = bare.iter().any(|node| match node {
@@ -709,8 +1252,10 @@ fn flush_bare(bare: &mut Vec<PromptNode>, out: &mut Vec<PromptElement>) {
     if speaks {
         out.push(PromptElement {
             bargein: None,
+            hotword: None,
             cond: None,
             count: 1,
+            timeout: None,
             content: std::mem::take(bare),
         });
     }
@@ -787,15 +1332,73 @@ mod tests {
         )
         .unwrap();
         let item = &doc.forms[0].items[0];
-        let ItemKind::Field(field) = &item.kind else {
-            panic!("expected a field");
-        };
-        assert_eq!(field.prompts.len(), 1);
-        assert_eq!(field.grammars, [Grammar::Boolean]);
+        assert_eq!(item.prompts.len(), 1);
+        assert_eq!(item.grammars.len(), 2, "DTMF and voice boolean");
         assert_eq!(item.catches.len(), 1);
         assert_eq!(item.catches[0].events, ["nomatch"]);
         assert_eq!(item.catches[0].count, 2);
         assert_eq!(item.properties[0].value, "2s");
+    }
+
+    #[test]
+    fn menus_become_one_item_forms_with_numbered_choices() {
+        let doc = parse_str(
+            r##"<vxml><menu id="m" dtmf="true" scope="document"><prompt>Say one of <enumerate/></prompt>
+                 <choice next="#a">Sports</choice><choice dtmf="0" event="help">Help</choice>
+                 <choice expr="'#b'">Weather report</choice></menu></vxml>"##,
+        )
+        .unwrap();
+        let form = &doc.forms[0];
+        assert!(form.document_scope);
+        let ItemKind::Menu(menu) = &form.items[0].kind else {
+            panic!("expected a menu item");
+        };
+        let keys: Vec<Option<&str>> = menu.choices.iter().map(|c| c.dtmf.as_deref()).collect();
+        assert_eq!(keys, [Some("1"), Some("0"), Some("2")]);
+        assert_eq!(menu.choices[2].text, "Weather report");
+        assert!(matches!(menu.choices[1].target, Some(Target::Event { .. })));
+        assert_eq!(form.items[0].grammars.len(), 6);
+    }
+
+    #[test]
+    fn every_form_item_kind_is_read() {
+        let doc = parse_str(
+            r#"<vxml><form><initial name="i"/><subdialog name="s" src="sub.vxml" namelist="a b">
+                 <param name="p" value="v"/></subdialog>
+                 <record name="r" beep="true" maxtime="10s"/><transfer name="t" dest="tel:+1" bridge="true"/>
+                 <object name="o" classid="x"/><field name="f"><option dtmf="1" value="v">red</option></field>
+                 <block><foreach item="x" array="[1]"><log expr="x"/></foreach><data name="d" src="d.xml"/>
+                   <return namelist="a"/></block></form></vxml>"#,
+        )
+        .unwrap();
+        let kinds: Vec<&str> = doc.forms[0]
+            .items
+            .iter()
+            .map(|i| match &i.kind {
+                ItemKind::Initial => "initial",
+                ItemKind::Subdialog(s) if s.params.len() == 1 && s.namelist.len() == 2 => {
+                    "subdialog"
+                }
+                ItemKind::Record(r) if r.beep => "record",
+                ItemKind::Transfer(t) if t.kind == "bridge" => "transfer",
+                ItemKind::Object { .. } => "object",
+                ItemKind::Field(f) if f.options.len() == 1 => "field",
+                ItemKind::Block(b) if b.len() == 3 => "block",
+                _ => "?",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "initial",
+                "subdialog",
+                "record",
+                "transfer",
+                "object",
+                "field",
+                "block"
+            ]
+        );
     }
 
     #[test]

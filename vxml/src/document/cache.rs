@@ -1,0 +1,465 @@
+//! The parsed-document cache shared by every session.
+//!
+//! A thousand calls running the same application fetch the same documents. Each body is
+//! decoded and parsed once; every session then reads the same [`Arc<Document>`] (documents are
+//! immutable once parsed, so sharing needs no lock).
+//!
+//! The key is everything the parse depends on: the final URL (the base of relative URIs, and
+//! part of every warning), the body (by a keyed 128-bit hash and its length) and the
+//! Content-Type (its charset decides the decoding). Freshness (`maxage`, `maxstale`) is the
+//! fetcher's business: this cache only avoids parsing bytes it has parsed before, so it can
+//! never serve a stale document — a changed body is a different key.
+//!
+//! Bounds: a number of entries and a total of body bytes; the least recently used entry goes
+//! first. Concurrent requests for the same key wait for one parse rather than each parsing.
+//! Parse failures are not kept: the next request parses again.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use url::Url;
+
+use super::{Document, DocumentError, decode, parse};
+
+/// Decodes (leniently, see [`decode`](super::decode())) and parses a fetched body: the whole
+/// path from bytes to [`Document`], with the decoder's warnings ahead of the parser's.
+/// [`DocumentCache::get_or_parse`] calls this once per distinct body.
+pub(super) fn parse_fetched(
+    url: Url,
+    content_type: Option<&str>,
+    body: &[u8],
+    max_bytes: usize,
+) -> Result<Document, DocumentError> {
+    if body.len() > max_bytes {
+        return Err(DocumentError::TooLarge {
+            url: url.to_string(),
+            size: body.len(),
+            limit: max_bytes,
+        });
+    }
+    let decoded = decode::decode_document(&url, body, content_type)?;
+    let mut document = parse::parse(url, &decoded.text)?;
+    if !decoded.warnings.is_empty() {
+        let mut warnings = decoded.warnings;
+        warnings.append(&mut document.warnings);
+        document.warnings = warnings;
+    }
+    Ok(document)
+}
+
+/// How much a [`DocumentCache`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Most documents kept.
+    pub entries: usize,
+    /// Most body bytes kept, summed over the documents (a proxy for their memory: the parsed
+    /// model is a small multiple of the body). A body larger than this is parsed, not kept.
+    pub bytes: usize,
+}
+
+impl Default for CacheLimits {
+    /// 512 documents, 64 MiB of bodies.
+    fn default() -> Self {
+        Self {
+            entries: 512,
+            bytes: 64 << 20,
+        }
+    }
+}
+
+/// Counters of a [`DocumentCache`], for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Requests served by a document already parsed (or being parsed) for the same key.
+    pub hits: u64,
+    /// Requests that had to parse.
+    pub misses: u64,
+    /// Entries dropped to stay within the limits.
+    pub evictions: u64,
+    /// Documents kept now.
+    pub entries: usize,
+    /// Body bytes kept now.
+    pub bytes: usize,
+}
+
+/// Parsed documents shared by every session (`Send + Sync`; wrap it in an [`Arc`]).
+#[derive(Debug)]
+pub struct DocumentCache {
+    limits: CacheLimits,
+    /// Two independently keyed hashers: a 128-bit digest an adversary cannot aim at.
+    hashers: [RandomState; 2],
+    state: Mutex<State>,
+}
+
+/// The map and its accounting, behind the mutex.
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<Key, Entry>,
+    bytes: usize,
+    /// Ticks on every request; an entry's `last_used` orders eviction.
+    clock: u64,
+    stats: CacheStats,
+}
+
+/// What a parse depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    url: String,
+    /// Trimmed and lower-cased (media types and charset names are case-insensitive).
+    content_type: Option<String>,
+    digest: u128,
+    length: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    slot: Arc<Slot>,
+    bytes: usize,
+    last_used: u64,
+}
+
+/// One parse, which concurrent requesters wait for.
+#[derive(Debug, Default)]
+struct Slot {
+    result: OnceLock<Result<Arc<Document>, DocumentError>>,
+}
+
+impl Default for DocumentCache {
+    fn default() -> Self {
+        Self::new(CacheLimits::default())
+    }
+}
+
+impl DocumentCache {
+    /// An empty cache holding at most `limits`.
+    pub fn new(limits: CacheLimits) -> Self {
+        Self {
+            limits,
+            hashers: [RandomState::new(), RandomState::new()],
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The document for `body` fetched from `url` (after redirects) with `content_type`:
+    /// parsed by the first request, shared by the rest. `max_bytes` is the requester's size
+    /// limit ([`DocumentError::TooLarge`] above it, whether cached or not).
+    ///
+    /// Parsing is CPU work done on the calling thread, outside the lock; a concurrent request
+    /// for the same key blocks until that parse ends.
+    pub fn get_or_parse(
+        &self,
+        url: &Url,
+        content_type: Option<&str>,
+        body: &[u8],
+        max_bytes: usize,
+    ) -> Result<Arc<Document>, DocumentError> {
+        if body.len() > max_bytes || body.len() > self.limits.bytes || self.limits.entries == 0 {
+            return parse_fetched(url.clone(), content_type, body, max_bytes).map(Arc::new);
+        }
+        let key = Key {
+            url: url.as_str().to_owned(),
+            content_type: content_type.map(|c| c.trim().to_ascii_lowercase()),
+            digest: self.digest(body),
+            length: body.len(),
+        };
+        let slot = self.slot(&key);
+        let mut parsed_here = false;
+        let result = slot.result.get_or_init(|| {
+            parsed_here = true;
+            parse_fetched(url.clone(), content_type, body, max_bytes).map(Arc::new)
+        });
+        if parsed_here && result.is_err() {
+            let mut state = self.lock();
+            if state
+                .entries
+                .get(&key)
+                .is_some_and(|entry| Arc::ptr_eq(&entry.slot, &slot))
+            {
+                state.remove(&key);
+            }
+        }
+        result.clone()
+    }
+
+    /// Counters and current size.
+    pub fn stats(&self) -> CacheStats {
+        let state = self.lock();
+        CacheStats {
+            entries: state.entries.len(),
+            bytes: state.bytes,
+            ..state.stats
+        }
+    }
+
+    /// Drops every entry (documents still held by sessions live on).
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.entries.clear();
+        state.bytes = 0;
+    }
+
+    /// The slot for `key`, made (after evicting what must go) if absent.
+    fn slot(&self, key: &Key) -> Arc<Slot> {
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        if let Some(entry) = state.entries.get_mut(key) {
+            entry.last_used = now;
+            let slot = Arc::clone(&entry.slot);
+            state.stats.hits += 1;
+            return slot;
+        }
+        state.stats.misses += 1;
+        while !state.entries.is_empty()
+            && (state.entries.len() >= self.limits.entries
+                || state.bytes + key.length > self.limits.bytes)
+        {
+            state.evict_least_recently_used();
+        }
+        let slot = Arc::new(Slot::default());
+        state.bytes += key.length;
+        state.entries.insert(
+            key.clone(),
+            Entry {
+                slot: Arc::clone(&slot),
+                bytes: key.length,
+                last_used: now,
+            },
+        );
+        slot
+    }
+
+    fn digest(&self, body: &[u8]) -> u128 {
+        let [first, second] = &self.hashers;
+        (u128::from(first.hash_one(body)) << 64) | u128::from(second.hash_one(body))
+    }
+
+    /// The state; a panic elsewhere while it was held leaves it consistent, so poison is
+    /// ignored.
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn remove(&mut self, key: &Key) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.bytes = self.bytes.saturating_sub(entry.bytes);
+        }
+    }
+
+    /// Drops the entry used longest ago (a scan: eviction follows a parse, which costs far
+    /// more than visiting a few hundred entries).
+    fn evict_least_recently_used(&mut self) {
+        let oldest = self
+            .entries
+            .iter()
+            .min_by_key(|(_, entry)| entry.last_used)
+            .map(|(key, _)| key.clone());
+        if let Some(key) = oldest {
+            self.remove(&key);
+            self.stats.evictions += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: usize = 1 << 20;
+
+    fn url(path: &str) -> Url {
+        Url::parse("http://example.test/app/")
+            .unwrap()
+            .join(path)
+            .unwrap()
+    }
+
+    fn body(form: &str) -> Vec<u8> {
+        format!(r#"<vxml version="2.1"><form id="{form}"><block>hello</block></form></vxml>"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn the_cache_and_its_documents_are_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<DocumentCache>();
+        assert_send_sync::<Arc<Document>>();
+    }
+
+    #[test]
+    fn one_parse_serves_a_thousand_lookups() {
+        let cache = DocumentCache::default();
+        let bytes = body("main");
+        let first = cache
+            .get_or_parse(&url("start.vxml"), None, &bytes, LIMIT)
+            .unwrap();
+        for _ in 0..999 {
+            let again = cache
+                .get_or_parse(&url("start.vxml"), None, &bytes.clone(), LIMIT)
+                .unwrap();
+            assert!(Arc::ptr_eq(&first, &again));
+        }
+        let stats = cache.stats();
+        assert_eq!((stats.misses, stats.hits), (1, 999));
+        assert_eq!((stats.entries, stats.bytes), (1, bytes.len()));
+    }
+
+    #[test]
+    fn concurrent_requests_share_one_parse() {
+        let cache = DocumentCache::default();
+        let bytes = body("main");
+        let documents: Vec<Arc<Document>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        cache
+                            .get_or_parse(&url("a.vxml"), None, &bytes, LIMIT)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(documents.iter().all(|d| Arc::ptr_eq(d, &documents[0])));
+        assert_eq!(cache.stats().misses, 1);
+    }
+
+    #[test]
+    fn a_new_body_url_or_charset_is_a_new_parse() {
+        let cache = DocumentCache::default();
+        let a = cache
+            .get_or_parse(&url("a.vxml"), None, &body("one"), LIMIT)
+            .unwrap();
+        let b = cache
+            .get_or_parse(&url("a.vxml"), None, &body("two"), LIMIT)
+            .unwrap();
+        assert_eq!(
+            (a.forms[0].id.as_str(), b.forms[0].id.as_str()),
+            ("one", "two")
+        );
+        let c = cache
+            .get_or_parse(&url("b.vxml"), None, &body("one"), LIMIT)
+            .unwrap();
+        assert_eq!(c.url.as_str(), "http://example.test/app/b.vxml");
+        let latin = b"<vxml><form id='caf\xe9'/></vxml>";
+        let as_latin1 = cache
+            .get_or_parse(
+                &url("c.vxml"),
+                Some("text/xml; charset=ISO-8859-1"),
+                latin,
+                LIMIT,
+            )
+            .unwrap();
+        let as_greek = cache
+            .get_or_parse(
+                &url("c.vxml"),
+                Some("text/xml; charset=ISO-8859-7"),
+                latin,
+                LIMIT,
+            )
+            .unwrap();
+        assert_eq!(as_latin1.forms[0].id, "caf\u{e9}");
+        assert_eq!(as_greek.forms[0].id, "caf\u{3b9}");
+        // Media type case does not make a new key.
+        cache
+            .get_or_parse(
+                &url("c.vxml"),
+                Some("TEXT/XML; charset=iso-8859-1 "),
+                latin,
+                LIMIT,
+            )
+            .unwrap();
+        let stats = cache.stats();
+        assert_eq!((stats.misses, stats.hits), (5, 1));
+    }
+
+    #[test]
+    fn entry_and_byte_bounds_hold_and_the_least_recently_used_goes() {
+        let cache = DocumentCache::new(CacheLimits {
+            entries: 3,
+            bytes: 1 << 20,
+        });
+        for name in ["a", "b", "c"] {
+            cache
+                .get_or_parse(&url(name), None, &body(name), LIMIT)
+                .unwrap();
+        }
+        cache
+            .get_or_parse(&url("a"), None, &body("a"), LIMIT)
+            .unwrap();
+        cache
+            .get_or_parse(&url("d"), None, &body("d"), LIMIT)
+            .unwrap();
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.evictions), (3, 1));
+        // "b" was least recently used: asking again parses; "a" is still there.
+        cache
+            .get_or_parse(&url("a"), None, &body("a"), LIMIT)
+            .unwrap();
+        assert_eq!(cache.stats().misses, 4);
+        cache
+            .get_or_parse(&url("b"), None, &body("b"), LIMIT)
+            .unwrap();
+        assert_eq!(cache.stats().misses, 5);
+
+        let size = body("x").len();
+        let cache = DocumentCache::new(CacheLimits {
+            entries: 100,
+            bytes: 2 * size + 1,
+        });
+        for (i, name) in ["p", "q", "r", "s"].into_iter().enumerate() {
+            cache
+                .get_or_parse(&url(name), None, &body(name), LIMIT)
+                .unwrap();
+            assert!(cache.stats().bytes <= 2 * size + 1, "after {i}");
+        }
+        assert_eq!(cache.stats().entries, 2);
+        // A body over the whole budget is parsed but not kept.
+        let big = format!("<vxml>{}<form id='big'/></vxml>", " ".repeat(3 * size));
+        let doc = cache
+            .get_or_parse(&url("big"), None, big.as_bytes(), LIMIT)
+            .unwrap();
+        assert_eq!(doc.forms[0].id, "big");
+        assert_eq!(cache.stats().entries, 2);
+    }
+
+    #[test]
+    fn failures_are_returned_but_not_kept() {
+        let cache = DocumentCache::default();
+        for _ in 0..2 {
+            let error = cache
+                .get_or_parse(&url("bad"), None, b"<vxml><form>", LIMIT)
+                .unwrap_err();
+            assert!(matches!(error, DocumentError::Xml { .. }), "{error:?}");
+        }
+        let stats = cache.stats();
+        assert_eq!((stats.misses, stats.entries, stats.bytes), (2, 0, 0));
+        let error = cache
+            .get_or_parse(&url("a"), None, &body("a"), 10)
+            .unwrap_err();
+        assert!(matches!(error, DocumentError::TooLarge { limit: 10, .. }));
+    }
+
+    #[test]
+    fn decoder_warnings_come_first() {
+        let cache = DocumentCache::default();
+        let doc = cache
+            .get_or_parse(
+                &url("w"),
+                None,
+                b"<vxml><form id='f'><block>\xe9<foo/></block></form></vxml>",
+                LIMIT,
+            )
+            .unwrap();
+        assert_eq!(doc.warnings.len(), 2, "{:?}", doc.warnings);
+        assert!(
+            doc.warnings[0].contains("windows-1252"),
+            "{:?}",
+            doc.warnings
+        );
+        assert!(doc.warnings[1].contains("<foo>"), "{:?}", doc.warnings);
+    }
+}

@@ -1,0 +1,817 @@
+//! The W3C VoiceXML 2.0/2.1 Implementation Report (IR) tests, run in virtual time.
+//!
+//! For each row of `shared/conformance/vxml-ir/INDEX.tsv` the harness starts a [`Session`] on
+//! `http://ir.test/<dir>/<entry>` and runs it with [`caller::run`]:
+//! - the fetcher serves `http://ir.test/PATH` from `converted/PATH`; like W3C's server, a
+//!   request for `X.vxml` gets `X.txml`, and a path that names a folder the flat copy does not
+//!   have (`w3c/a74-var-root.txml` from inside `w3c/`, a cudl edit) gets the file of that name in
+//!   the test's folder, answered like a redirect to its real URL; `http://localhost/vxml/NAME` (the W3C operator's server, named by a few tests) is
+//!   served from the test's folder too. Anything else is a 404; other hosts are unreachable.
+//! - the IR caller reads the prompts it heard since its last input and does what they say:
+//!   "Press 'D'" → DTMF D; "Say 'X'" → the utterance x; "No input expected" → silence; "Say
+//!   something unrecognizable" → an utterance no grammar holds; "Hang up now" → hang up;
+//!   "Recite ..." → a recording.
+//! - `tests/ir/entries.tsv` corrects INDEX.tsv's guessed entry document where it picked a
+//!   cudl-authored variant over the W3C original. `tests/ir/transfers.tsv` says how each `<transfer>` test's
+//!   far end behaves (busy, noanswer, ...), which W3C left to the test operator.
+//! - the verdict is the first of `pass`/`fail` among the prompt texts; a run that ends without
+//!   either, passes 300 virtual seconds or 10,000 actions fails.
+//!
+//! `tests/ir/not-applicable.tsv` lists the tests a DTMF+text platform cannot judge, with the
+//! reason; `tests/ir/expected-failures.tsv` the applicable tests that fail today, with the
+//! reason. A failure not listed fails this test; a listed test that passes is reported so it
+//! can be removed from the list.
+//!
+//! Environment:
+//! - `OUTDIAL_IR_REPORT=1` rewrites `docs/conformance.md` (keeping its SRGS section);
+//! - `OUTDIAL_IR_BLESS=1` rewrites `tests/ir/expected-failures.tsv` to today's failures;
+//! - `OUTDIAL_IR_ONLY=ID[,ID]` runs only those tests and prints their transcripts.
+//!
+//! Run: `cargo test -p outdial-vxml --test ir -- --nocapture`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use outdial_vxml::caller::{
+    self, Caller, CallerInput, Entry, Fetcher, RunLimits, Transcript, TransferAnswer,
+    default_transfer_outcome, parse_transfer_answer,
+};
+use outdial_vxml::{
+    Fetch, FetchFailure, Fetched, Limits, Session, SessionConfig, SessionEnd, TransferRequest,
+};
+
+const IR_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/conformance/vxml-ir"
+);
+const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ir");
+const REPORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/conformance.md");
+const BASE: &str = "http://ir.test/";
+/// The W3C operator's own server, which some tests name in absolute URLs; served from the
+/// test's folder.
+const OPERATOR_BASE: &str = "http://localhost/vxml/";
+/// Where the cudl authors' later, well-formed versions of some files live.
+const EDITED_DIR: &str = "cudl/w3c-cudl-edited";
+const LIMITS: RunLimits = RunLimits {
+    max_virtual_time: Duration::from_secs(300),
+    max_actions: 10_000,
+};
+/// What the IR caller says when asked for something unrecognizable.
+const GIBBERISH: &str = "xylophone quagmire zeppelin";
+/// What the IR caller says into a recording.
+const RECITAL: &str = "little miss muffet sat on a tuffet eating her curds and whey";
+const SRGS_BEGIN: &str = "<!-- srgs:begin -->";
+const SRGS_END: &str = "<!-- srgs:end -->";
+
+/// How a test's outcome is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judging {
+    /// The first of `pass`/`fail` among the prompts (the W3C rule).
+    Prompt,
+    /// Tests whose pass cannot be heard (no `conf:pass`, or the caller has hung up before
+    /// it): pass when the session ends by `<exit>` (or runs out of dialogs) without saying
+    /// `fail` or logging a `failure ...` (every `conf:fail` logs one).
+    CleanExit,
+}
+
+/// One INDEX.tsv row.
+#[derive(Debug, Clone)]
+struct Test {
+    /// `vxml20/2`.
+    id: String,
+    suite: String,
+    dir: String,
+    entry: String,
+    input: String,
+    has_pass: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Fail,
+    NotApplicable,
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Fail => "FAIL",
+            Self::NotApplicable => "N/A",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Outcome {
+    test: Test,
+    verdict: Verdict,
+    reason: String,
+    transcript: Option<Transcript>,
+}
+
+fn read_index() -> Vec<Test> {
+    let path = Path::new(IR_DIR).join("INDEX.tsv");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the IR corpus is missing ({}: {e}); it lives in shared/conformance/vxml-ir beside the repository",
+            path.display()
+        )
+    });
+    text.lines()
+        .skip(1)
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            assert!(cols.len() >= 6, "INDEX.tsv: short row {line:?}");
+            Test {
+                id: format!("{}/{}", cols[0], cols[1]),
+                suite: cols[0].to_owned(),
+                dir: cols[2].to_owned(),
+                entry: cols[3].to_owned(),
+                input: cols[4].to_owned(),
+                has_pass: cols[5] == "yes",
+            }
+        })
+        .collect()
+}
+
+/// Reads `id<TAB>text` lines (blank lines and `#` comments skipped).
+fn read_table(name: &str) -> BTreeMap<String, String> {
+    let path = Path::new(DATA_DIR).join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} is missing: {e}", path.display()));
+    let mut table = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (id, rest) = line.split_once('\t').unwrap_or((line, ""));
+        let previous = table.insert(id.trim().to_owned(), rest.trim().to_owned());
+        assert!(previous.is_none(), "{name}: {id} is listed twice");
+    }
+    table
+}
+
+/// Serves `http://ir.test/PATH` from `converted/PATH`, as W3C's server did.
+struct IrFetcher {
+    converted: PathBuf,
+    /// Folders (relative to `converted/`) searched by file name when a path does not exist.
+    folders: Vec<String>,
+}
+
+impl IrFetcher {
+    /// The file for `path`, and the URL it is served from when that differs from the request
+    /// (a folder the flat copy lacks: answered like a redirect, so that every document of a
+    /// test has one URL and relative references agree).
+    fn find(&self, path: &str) -> Option<(PathBuf, Option<String>)> {
+        if path.split('/').any(|segment| segment == "..") {
+            return None;
+        }
+        let mut names = vec![path.to_owned()];
+        if let Some(stem) = path.strip_suffix(".vxml") {
+            names.push(format!("{stem}.txml"));
+        }
+        for name in names.iter().filter(|name| !name.contains(':')) {
+            let candidate = self.converted.join(name);
+            if candidate.is_file() {
+                return Some((candidate, None));
+            }
+        }
+        for name in &names {
+            let file = name.rsplit('/').next().unwrap_or(name);
+            for folder in &self.folders {
+                let candidate = self.converted.join(folder).join(file);
+                if candidate.is_file() {
+                    let moved = (!name.contains(':')).then(|| format!("{BASE}{folder}/{file}"));
+                    return Some((candidate, moved));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("txml" | "vxml") => "application/voicexml+xml",
+        Some("grxml") => "application/srgs+xml",
+        Some("js") => "application/javascript",
+        Some("wav") => "audio/wav",
+        Some("xml") => "application/xml",
+        _ => "application/octet-stream",
+    }
+}
+
+impl Fetcher for IrFetcher {
+    fn fetch(&mut self, request: &Fetch) -> Result<Fetched, FetchFailure> {
+        let (rest, operator) = if let Some(rest) = request.url.strip_prefix(BASE) {
+            (rest, false)
+        } else if let Some(rest) = request.url.strip_prefix(OPERATOR_BASE) {
+            (rest, true)
+        } else {
+            return Err(FetchFailure {
+                status: None,
+                message: format!(
+                    "host not found (the IR harness serves only {BASE} and {OPERATOR_BASE})"
+                ),
+            });
+        };
+        let path = rest.split(['?', '#']).next().unwrap_or_default();
+        let path = if operator {
+            // A bare name: looked up in the test's folders.
+            format!("{OPERATOR_BASE}{path}")
+        } else {
+            path.to_owned()
+        };
+        let Some((file, moved)) = self.find(&path) else {
+            return Err(FetchFailure {
+                status: Some(404),
+                message: "Not Found".into(),
+            });
+        };
+        let body = std::fs::read(&file).map_err(|e| FetchFailure {
+            status: Some(500),
+            message: e.to_string(),
+        })?;
+        let url =
+            moved.unwrap_or_else(|| request.url.split('#').next().unwrap_or_default().to_owned());
+        Ok(Fetched {
+            url,
+            content_type: Some(content_type(&file).to_owned()),
+            body,
+        })
+    }
+}
+
+/// Does what the prompts say.
+struct IrCaller {
+    transfer: Option<TransferAnswer>,
+}
+
+/// The caller action a prompt asks for, if it is an instruction.
+fn instruction(text: &str, voice: bool) -> Option<CallerInput> {
+    let quoted = |after: &str| {
+        let start = text.find(after)? + after.len();
+        let rest = text.get(start..)?;
+        Some(rest.get(..rest.find('\'')?)?.to_owned())
+    };
+    if let Some(keys) = quoted("Press '") {
+        return Some(CallerInput::Dtmf(keys));
+    }
+    if let Some(words) = quoted("Say '") {
+        return Some(CallerInput::Say(words.to_lowercase()));
+    }
+    if text.contains("No input expected") || text.contains("Say nothing") {
+        return Some(CallerInput::NoInput);
+    }
+    if text.contains("Say something unrecognizable") {
+        return Some(if voice {
+            CallerInput::Say(GIBBERISH.to_owned())
+        } else {
+            CallerInput::Dtmf("*#*#".to_owned())
+        });
+    }
+    // A few tests write the instruction by hand: "Say New York."
+    if let Some(start) = text.find("Say ") {
+        let rest = text.get(start + "Say ".len()..).unwrap_or_default();
+        let words = rest.split('.').next().unwrap_or_default().trim();
+        if !words.is_empty() && words.chars().all(|c| c.is_alphabetic() || c == ' ') {
+            return Some(CallerInput::Say(words.to_lowercase()));
+        }
+    }
+    if text.contains("Hang up now") {
+        return Some(CallerInput::Hangup);
+    }
+    if text.contains("Recite") {
+        return Some(CallerInput::Say(RECITAL.to_owned()));
+    }
+    None
+}
+
+impl Caller for IrCaller {
+    fn respond(&mut self, transcript: &Transcript) -> CallerInput {
+        let voice = transcript
+            .entries
+            .iter()
+            .rev()
+            .find_map(|e| match e.entry {
+                Entry::Listen { voice, .. } => Some(voice),
+                _ => None,
+            })
+            .unwrap_or(true);
+        let heard = transcript.prompts_since_input();
+        if let Some(input) = heard.iter().rev().find_map(|t| instruction(t, voice)) {
+            return input;
+        }
+        // Re-entered without a new prompt: do again what was last asked.
+        let all: Vec<&str> = transcript.prompt_texts().collect();
+        all.iter()
+            .rev()
+            .find_map(|t| instruction(t, voice))
+            .unwrap_or(CallerInput::NoInput)
+    }
+
+    fn transfer(&mut self, request: &TransferRequest, _transcript: &Transcript) -> TransferAnswer {
+        self.transfer
+            .clone()
+            .unwrap_or_else(|| TransferAnswer::Outcome(default_transfer_outcome(request.kind)))
+    }
+}
+
+fn normalized(text: &str) -> String {
+    text.trim().trim_end_matches('.').trim().to_lowercase()
+}
+
+/// The first of `pass`/`fail` among the prompts, with the reason for a failure.
+fn verdict(transcript: &Transcript, judging: Judging) -> (Verdict, String) {
+    let prompts: Vec<&str> = transcript.prompt_texts().collect();
+    let failure_logged = transcript.entries.iter().any(
+        |e| matches!(&e.entry, Entry::Log { text, .. } if text.trim_start().starts_with("failure")),
+    );
+    if judging == Judging::CleanExit
+        && !failure_logged
+        && !prompts.iter().any(|t| normalized(t) == "fail")
+        && matches!(transcript.end(), Some(SessionEnd::Exit { .. }))
+    {
+        return (Verdict::Pass, String::new());
+    }
+    for (i, text) in prompts.iter().enumerate() {
+        match normalized(text).as_str() {
+            "pass" => return (Verdict::Pass, String::new()),
+            "fail" => {
+                let why = prompts.get(i + 1).map_or("(no reason given)", |t| t.trim());
+                return (Verdict::Fail, format!("fail: {why}"));
+            }
+            _ => {}
+        }
+    }
+    if let Some(stop) = transcript.stopped() {
+        return (Verdict::Fail, format!("no pass/fail: {stop}"));
+    }
+    let end = transcript
+        .entries
+        .iter()
+        .rev()
+        .find(|e| matches!(e.entry, Entry::End(_)))
+        .map_or_else(|| "no end".to_owned(), |e| e.entry.to_string());
+    (Verdict::Fail, format!("no pass/fail before {end}"))
+}
+
+/// Keeps a reason on one table row.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+fn run_test(
+    test: &Test,
+    transfers: &BTreeMap<String, String>,
+    judging: Judging,
+) -> (Verdict, String, Transcript) {
+    let converted = Path::new(IR_DIR).join("converted");
+    let mut folders = vec![test.dir.clone()];
+    let mut dir = test.dir.clone();
+    let mut note = String::new();
+    if !converted.join(&test.dir).join(&test.entry).is_file()
+        && converted.join(EDITED_DIR).join(&test.entry).is_file()
+    {
+        dir = EDITED_DIR.to_owned();
+        folders.insert(0, EDITED_DIR.to_owned());
+        note = format!(" (entry from {EDITED_DIR})");
+    }
+    let url = format!("{BASE}{dir}/{}", test.entry);
+    let start = Instant::now();
+    let session = match Session::new(
+        SessionConfig {
+            url,
+            vars: vec![],
+            local_uri: "sip:outdial@ir.test".into(),
+            remote_uri: "sip:caller@ir.test".into(),
+            limits: Limits::default(),
+        },
+        start,
+    ) {
+        Ok(session) => session,
+        Err(e) => {
+            return (
+                Verdict::Fail,
+                format!("session refused: {e}"),
+                Transcript::default(),
+            );
+        }
+    };
+    let transfer = transfers.get(&test.id).map(|row| {
+        let answer = row.split('\t').next().unwrap_or_default().trim();
+        parse_transfer_answer(answer)
+            .unwrap_or_else(|| panic!("transfers.tsv: {}: bad answer {answer:?}", test.id))
+    });
+    let mut fetcher = IrFetcher { converted, folders };
+    let mut caller = IrCaller { transfer };
+    let transcript = caller::run(session, start, &mut fetcher, &mut caller, LIMITS);
+    let (verdict, reason) = verdict(&transcript, judging);
+    (verdict, format!("{reason}{note}"), transcript)
+}
+
+fn run_all(
+    tests: &[Test],
+    not_applicable: &BTreeMap<String, String>,
+    judged: &BTreeMap<String, String>,
+) -> Vec<Outcome> {
+    let transfers = read_table("transfers.tsv");
+    tests
+        .iter()
+        .map(|test| {
+            if let Some(reason) = not_applicable.get(&test.id) {
+                return Outcome {
+                    test: test.clone(),
+                    verdict: Verdict::NotApplicable,
+                    reason: reason.clone(),
+                    transcript: None,
+                };
+            }
+            let judging = match judged.get(&test.id).map(|row| row.split('\t').next()) {
+                Some(Some("clean-exit")) => Judging::CleanExit,
+                _ => Judging::Prompt,
+            };
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_test(test, &transfers, judging)
+            }));
+            let (verdict, reason, transcript) = match run {
+                Ok((verdict, reason, transcript)) => (verdict, reason, Some(transcript)),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    (Verdict::Fail, format!("PANIC: {message}"), None)
+                }
+            };
+            Outcome {
+                test: test.clone(),
+                verdict,
+                reason,
+                transcript,
+            }
+        })
+        .collect()
+}
+
+struct Figures {
+    passed: usize,
+    failed: usize,
+    not_applicable: usize,
+}
+
+impl Figures {
+    fn of(outcomes: &[Outcome]) -> Self {
+        let count = |v| outcomes.iter().filter(|o| o.verdict == v).count();
+        Self {
+            passed: count(Verdict::Pass),
+            failed: count(Verdict::Fail),
+            not_applicable: count(Verdict::NotApplicable),
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        let applicable = self.passed + self.failed;
+        if applicable == 0 {
+            0.0
+        } else {
+            100.0 * self.passed as f64 / applicable as f64
+        }
+    }
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} passed, {} failed, {} not applicable (pass rate {:.1}% of applicable)",
+            self.passed,
+            self.failed,
+            self.not_applicable,
+            self.rate()
+        )
+    }
+}
+
+fn suite_name(suite: &str) -> &str {
+    match suite {
+        "vxml20" => "VoiceXML 2.0",
+        "vxml21" => "VoiceXML 2.1",
+        other => other,
+    }
+}
+
+/// Escapes Markdown table cell or list text (`|` splits cells, `<` starts HTML).
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('<', "&lt;")
+}
+
+fn write_report(outcomes: &[Outcome], elapsed: Duration) {
+    let existing = std::fs::read_to_string(REPORT).unwrap_or_default();
+    let srgs = match (existing.find(SRGS_BEGIN), existing.find(SRGS_END)) {
+        (Some(begin), Some(end)) if begin < end => existing
+            .get(begin..end + SRGS_END.len())
+            .unwrap_or_default()
+            .to_owned(),
+        _ => format!(
+            "{SRGS_BEGIN}\n_To be filled: SRGS 1.0 XML/ABNF + SISR figures from \
+             `cargo test -p outdial-vxml --test srgs_conformance` against \
+             `shared/conformance/srgs/` (passed / failed / not applicable, per-suite table). This \
+             section, between the `srgs:begin`/`srgs:end` markers, is kept when the IR part is \
+             regenerated._\n{SRGS_END}"
+        ),
+    };
+    let figures = Figures::of(outcomes);
+    let by_suite = |suite: &str| {
+        let subset: Vec<Outcome> = outcomes
+            .iter()
+            .filter(|o| o.test.suite == suite)
+            .cloned()
+            .collect();
+        Figures::of(&subset)
+    };
+    let mut md = String::new();
+    let _ = writeln!(md, "# Conformance\n");
+    let _ = writeln!(
+        md,
+        "<!-- Generated by `OUTDIAL_IR_REPORT=1 cargo test -p outdial-vxml --test ir`; edit \
+         vxml/tests/ir.rs or vxml/tests/ir/*.tsv, not this file (except the SRGS section). -->\n"
+    );
+    let _ = writeln!(md, "## VoiceXML: the W3C Implementation Report tests\n");
+    let _ = writeln!(
+        md,
+        "The corpus is the public part of the W3C VoiceXML 2.0 (2004) and 2.1 (2007) IR suites: \
+         168 assertions, stored in `shared/conformance/vxml-ir/` (see its README for where each \
+         file came from). Each test runs in virtual time against the interpreter with a scripted \
+         caller that does what the test's prompts ask (press a key, say a city, stay silent, \
+         hang up, recite a sentence). A test passes when the first of `pass`/`fail` it speaks \
+         is `pass`.\n"
+    );
+    let _ = writeln!(md, "**{figures}.**\n");
+    let _ = writeln!(
+        md,
+        "| suite | passed | failed | not applicable | pass rate |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for suite in ["vxml20", "vxml21"] {
+        let f = by_suite(suite);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.1}% |",
+            suite_name(suite),
+            f.passed,
+            f.failed,
+            f.not_applicable,
+            f.rate()
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nThe whole suite runs in under {} s of wall time (debug build).\n",
+        elapsed.as_secs() + 1
+    );
+    let _ = writeln!(md, "### How to run\n");
+    let _ = writeln!(md, "```sh");
+    let _ = writeln!(
+        md,
+        "cargo test -p outdial-vxml --test ir -- --nocapture           # one line per test + totals"
+    );
+    let _ = writeln!(
+        md,
+        "OUTDIAL_IR_ONLY=vxml20/2 cargo test -p outdial-vxml --test ir -- --nocapture  # with transcripts"
+    );
+    let _ = writeln!(
+        md,
+        "OUTDIAL_IR_REPORT=1 cargo test -p outdial-vxml --test ir       # regenerate this file"
+    );
+    let _ = writeln!(
+        md,
+        "OUTDIAL_IR_BLESS=1 cargo test -p outdial-vxml --test ir        # rewrite expected-failures.tsv"
+    );
+    let _ = writeln!(md, "```\n");
+    let _ = writeln!(
+        md,
+        "The test fails when an applicable test fails that `vxml/tests/ir/expected-failures.tsv` \
+         does not list; a listed test that passes is reported, to be removed from the list. Not \
+         applicable tests and their reasons are in `vxml/tests/ir/not-applicable.tsv`; how the \
+         far end of each `<transfer>` test behaves (the W3C operator's set-up) is in \
+         `vxml/tests/ir/transfers.tsv`.\n"
+    );
+    let _ = writeln!(
+        md,
+        "How the harness plays the W3C test server and caller:\n"
+    );
+    let _ = writeln!(
+        md,
+        "- documents are served from `converted/` at `http://ir.test/<folder>/`; a request for \
+         `X.vxml` gets `X.txml` (as W3C's and JVoiceXML's servers did), and a path naming a \
+         folder the flat copy lacks (the cudl authors prefixed some links with `w3c/`) gets \
+         the file of that name in the test's folder, answered like a redirect to its real URL \
+         so that every document of a test has one URL;"
+    );
+    let _ = writeln!(
+        md,
+        "- `http://localhost/vxml/NAME`, the W3C operator's own server named by a few tests \
+         (526, 528, 530, 1003), is served from the test's folder;"
+    );
+    let _ = writeln!(
+        md,
+        "- `assert143.txml` is not well-formed in its first committed version, so test 143 \
+         runs the cudl authors' corrected copy from `cudl/w3c-cudl-edited/`; \
+         `vxml/tests/ir/entries.tsv` names the W3C original where INDEX.tsv guessed a cudl \
+         variant as the entry document;"
+    );
+    let _ = writeln!(
+        md,
+        "- `vxml/tests/ir/judged.tsv` says how tests whose `pass` cannot be heard are judged: \
+         113 and 165 (no `conf:pass`) and 300 (the caller has hung up, so its `pass` prompt \
+         is not played) pass when the session exits without saying `fail` or logging a \
+         `failure`; 526 and 1162 (no `conf:pass`) speak `pass` themselves;"
+    );
+    let _ = writeln!(
+        md,
+        "- prompts play in virtual time (60 ms a character, 1 s an audio clip, which is never \
+         fetched); the caller answers once the prompt queue has drained; utterances reach the \
+         interpreter as text (a recognition result with confidence 1.0);"
+    );
+    let _ = writeln!(
+        md,
+        "- a run fails if it ends without `pass`/`fail`, or passes 300 virtual seconds or \
+         10,000 actions (several tests loop on purpose when broken).\n"
+    );
+    let _ = writeln!(md, "### Results\n");
+    let _ = writeln!(md, "| test | spec | entry document | result | reason |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for o in outcomes {
+        let _ = writeln!(
+            md,
+            "| {} | {} | `{}/{}` | {} | {} |",
+            o.test.id,
+            suite_name(&o.test.suite),
+            o.test.dir,
+            o.test.entry,
+            o.verdict.label(),
+            cell(&one_line(&o.reason, 160))
+        );
+    }
+    let _ = writeln!(md, "\n### Not applicable\n");
+    for o in outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::NotApplicable)
+    {
+        let _ = writeln!(md, "- **{}**: {}", o.test.id, cell(&o.reason));
+    }
+    let _ = writeln!(md, "\n## SRGS and SISR\n");
+    let _ = writeln!(md, "{srgs}");
+    std::fs::write(REPORT, md).unwrap_or_else(|e| panic!("cannot write {REPORT}: {e}"));
+    println!("wrote {REPORT}");
+}
+
+fn bless(outcomes: &[Outcome]) {
+    let path = Path::new(DATA_DIR).join("expected-failures.tsv");
+    let mut text = String::from(
+        "# Applicable IR tests that fail today: id<TAB>reason. A failing test not listed here\n\
+         # fails `cargo test --test ir`; remove a line when its test passes.\n\
+         # Regenerated with OUTDIAL_IR_BLESS=1 from the harness's own reasons.\n",
+    );
+    for o in outcomes.iter().filter(|o| o.verdict == Verdict::Fail) {
+        let _ = writeln!(text, "{}\t{}", o.test.id, one_line(&o.reason, 200));
+    }
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    println!("wrote {}", path.display());
+}
+
+#[test]
+fn w3c_ir_tests() {
+    let mut tests = read_index();
+    assert_eq!(tests.len(), 168, "INDEX.tsv should list 168 assertions");
+    let not_applicable = read_table("not-applicable.tsv");
+    let blessing = std::env::var_os("OUTDIAL_IR_BLESS").is_some();
+    // When blessing, the old list is about to be replaced: do not judge it.
+    let expected = if blessing {
+        BTreeMap::new()
+    } else {
+        read_table("expected-failures.tsv")
+    };
+    let judged = read_table("judged.tsv");
+    let transfers = read_table("transfers.tsv");
+    let entries = read_table("entries.tsv");
+    for test in &mut tests {
+        if let Some(row) = entries.get(&test.id) {
+            row.split('\t')
+                .next()
+                .unwrap_or_default()
+                .clone_into(&mut test.entry);
+        }
+    }
+    for (id, row) in &judged {
+        let mode = row.split('\t').next().unwrap_or_default();
+        assert!(
+            matches!(mode, "clean-exit" | "prompt"),
+            "judged.tsv: {id}: unknown mode {mode:?}; use clean-exit or prompt"
+        );
+    }
+    for id in not_applicable
+        .keys()
+        .chain(expected.keys())
+        .chain(judged.keys())
+        .chain(transfers.keys())
+        .chain(entries.keys())
+    {
+        assert!(
+            tests.iter().any(|t| &t.id == id),
+            "{id} is listed in tests/ir but is not in INDEX.tsv"
+        );
+    }
+    for id in expected.keys() {
+        assert!(
+            !not_applicable.contains_key(id),
+            "{id} is both not applicable and an expected failure; keep it in one list"
+        );
+    }
+    for test in &tests {
+        assert!(
+            test.has_pass || not_applicable.contains_key(&test.id) || judged.contains_key(&test.id),
+            "{} has no conf:pass: list it in not-applicable.tsv, or say in judged.tsv how it is judged",
+            test.id
+        );
+    }
+    let only: Option<Vec<String>> = std::env::var("OUTDIAL_IR_ONLY")
+        .ok()
+        .map(|ids| ids.split(',').map(|s| s.trim().to_owned()).collect());
+    if let Some(only) = &only {
+        tests.retain(|t| only.contains(&t.id));
+    }
+
+    let started = Instant::now();
+    let outcomes = run_all(&tests, &not_applicable, &judged);
+    let elapsed = started.elapsed();
+
+    let mut unexpected = Vec::new();
+    let mut fixed = Vec::new();
+    for o in &outcomes {
+        println!(
+            "{:<12} {:<4} {}",
+            o.test.id,
+            o.verdict.label(),
+            one_line(&o.reason, 200)
+        );
+        if only.is_some()
+            && let Some(transcript) = &o.transcript
+        {
+            println!("  input column of INDEX.tsv: {}", o.test.input);
+            for line in transcript.to_string().lines() {
+                println!("    {line}");
+            }
+        }
+        match o.verdict {
+            Verdict::Fail if !expected.contains_key(&o.test.id) => {
+                unexpected.push(format!("{}: {}", o.test.id, one_line(&o.reason, 200)));
+            }
+            Verdict::Pass if expected.contains_key(&o.test.id) => fixed.push(o.test.id.clone()),
+            _ => {}
+        }
+    }
+    let figures = Figures::of(&outcomes);
+    println!("{figures} in {:.1} s", elapsed.as_secs_f64());
+    if !fixed.is_empty() {
+        println!(
+            "now passing, remove from tests/ir/expected-failures.tsv: {}",
+            fixed.join(" ")
+        );
+    }
+    if only.is_some() {
+        return;
+    }
+    if std::env::var_os("OUTDIAL_IR_REPORT").is_some() {
+        write_report(&outcomes, elapsed);
+    }
+    if blessing {
+        bless(&outcomes);
+        return;
+    }
+    assert!(
+        unexpected.is_empty(),
+        "{} IR test(s) fail that tests/ir/expected-failures.tsv does not list (fix them, or \
+         list them with the reason; OUTDIAL_IR_BLESS=1 lists all of today's):\n{}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
+}

@@ -1,0 +1,1 @@
+function fromScript(n) { return 'x' + n * 21; }
