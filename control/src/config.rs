@@ -128,6 +128,10 @@ pub struct FetchConfig {
     pub max_document_bytes: usize,
     /// Largest audio file accepted, bytes.
     pub max_audio_bytes: usize,
+    /// Bytes of response bodies the HTTP cache shared by all calls may hold (0: no cache).
+    pub cache_bytes: usize,
+    /// Responses the HTTP cache may hold (0: no cache).
+    pub cache_entries: usize,
 }
 
 /// `[log]`: diagnostics on standard error.
@@ -215,6 +219,8 @@ impl Default for FetchConfig {
             timeout_ms: 10_000,
             max_document_bytes: 1 << 20,
             max_audio_bytes: 10 << 20,
+            cache_bytes: crate::fetch::DEFAULT_CACHE_BYTES,
+            cache_entries: crate::fetch::DEFAULT_CACHE_ENTRIES,
         }
     }
 }

@@ -45,7 +45,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
 
     let fetch_timeout = Duration::from_millis(config.fetch.timeout_ms);
     let fetcher = Fetcher::new(&config.sip.user_agent, fetch_timeout)
-        .map_err(|e| Error::Fetch(e.to_string()))?;
+        .map_err(|e| Error::Fetch(e.to_string()))?
+        .with_cache(config.fetch.cache_bytes, config.fetch.cache_entries);
     let prompts = PromptRenderer::new(
         &config.tts.command,
         &config.tts.voice,
@@ -142,6 +143,11 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
     loop {
         tick.tick().await;
         metrics::gauge!("outdial_calls_in_flight").set(dispatcher.in_flight() as f64);
+        let documents = outdial_vxml::Session::shared_documents().stats();
+        metrics::gauge!("outdial_vxml_documents_cached").set(documents.entries as f64);
+        metrics::gauge!("outdial_vxml_document_cache_bytes").set(documents.bytes as f64);
+        metrics::gauge!("outdial_vxml_document_parses_total").set(documents.misses as f64);
+        metrics::gauge!("outdial_vxml_document_cache_hits_total").set(documents.hits as f64);
         let dataplane = dispatcher.dataplane();
         for core in 0..dataplane.core_count() {
             let label = core.to_string();

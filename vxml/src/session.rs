@@ -526,6 +526,12 @@ fn shared_documents() -> Arc<DocumentCache> {
 }
 
 impl Session {
+    /// The parsed-document cache every session started with [`Session::new`] shares (for its
+    /// statistics, or to clear it).
+    pub fn shared_documents() -> Arc<DocumentCache> {
+        shared_documents()
+    }
+
     /// Starts a session; queues the initial Fetch. Parsed documents are shared with every
     /// other session of the process.
     pub fn new(config: SessionConfig, now: Instant) -> Result<Self, Error> {
