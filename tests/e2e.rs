@@ -922,3 +922,132 @@ async fn a_recorded_message_is_submitted_as_multipart_with_the_values_gathered()
         "SIPp expected our BYE after the upload:\n{trace}"
     );
 }
+
+/// A blind `<transfer>`: the session throws `connection.disconnect.transfer` once the callee
+/// reports the target answered; its handler still submits.
+const TRANSFER_APP: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <var name="why" expr="'none'"/>
+  <catch event="connection.disconnect.transfer">
+    <assign name="why" expr="_event"/>
+    <submit next="after" namelist="why" method="post"/>
+  </catch>
+  <form id="handoff">
+    <transfer name="t" dest="sip:agent@127.0.0.1:5999" bridge="false" connecttimeout="10s">
+      <prompt>Transferring.</prompt>
+      <filled>
+        <if cond="t == 'busy'">
+          <submit next="busy" namelist="t" method="post"/>
+        </if>
+        <submit next="other" namelist="t" method="post"/>
+      </filled>
+    </transfer>
+  </form>
+</vxml>
+"#;
+
+const EXIT: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml"><form><block><exit/></block></form></vxml>
+"#;
+
+/// Runs [`TRANSFER_APP`] against `refer_notify.xml` whose final NOTIFY sipfrag is
+/// `final_sipfrag`; returns the call record, the app server's requests, SIPp's trace and
+/// whether SIPp completed its scenario.
+async fn transfer_call(
+    final_sipfrag: &str,
+    number: &str,
+) -> (Value, Vec<outdial_tests::Received>, String, bool, String) {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", TRANSFER_APP);
+    app.vxml("/after", EXIT);
+    app.vxml("/busy", GOODBYE);
+    app.vxml("/other", GOODBYE);
+    let sipp = Sipp::uas(
+        "refer_notify.xml",
+        &[
+            ("REFER_TO_USER", "agent".into()),
+            ("FINAL_SIPFRAG", final_sipfrag.into()),
+        ],
+    );
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri(number), "url": app.url("/app.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    (
+        call,
+        app.received(),
+        trace,
+        sipp_status.success(),
+        outdial.log(),
+    )
+}
+
+/// SIPp accepts our REFER and reports `SIP/2.0 200 OK`: we hang up our leg, the application's
+/// `connection.disconnect.transfer` handler submits, and the call is `completed` as a transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blind_transfer_refers_the_callee_and_ends_the_call_as_transferred() {
+    let (call, received, trace, sipp_ok, log) = transfer_call("200 OK", "+15550070").await;
+    assert!(
+        sipp_ok,
+        "SIPp expected REFER, our 200s to its NOTIFYs and our BYE:\n{trace}\n{log}"
+    );
+    assert!(
+        trace.contains("Refer-To: <sip:agent@127.0.0.1:5999>"),
+        "REFER names the target:\n{trace}"
+    );
+    assert!(trace.contains("Referred-By: <sip:"), "{trace}");
+    let submits: Vec<_> = received.iter().filter(|r| r.path == "/after").collect();
+    assert_eq!(submits.len(), 1, "{received:?}\n{log}");
+    assert_eq!(
+        form_pairs(&submits[0].body),
+        vec![(
+            "why".to_owned(),
+            "connection.disconnect.transfer".to_owned()
+        )]
+    );
+    assert_eq!(call["status"], "completed", "{call}\n{log}");
+    assert!(
+        call["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("transferred to sip:agent@127.0.0.1:5999")),
+        "{call}"
+    );
+    assert_eq!(
+        call["result"],
+        json!({ "why": "connection.disconnect.transfer" })
+    );
+    assert!(
+        received
+            .iter()
+            .all(|r| r.path != "/other" && r.path != "/busy")
+    );
+}
+
+/// SIPp reports `SIP/2.0 486 Busy Here`: the caller stays with us, `<filled>` sees
+/// `t == 'busy'` and submits it, then the application hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_transfer_target_is_the_form_item_value_busy() {
+    let (call, received, trace, sipp_ok, log) = transfer_call("486 Busy Here", "+15550071").await;
+    let submits: Vec<_> = received.iter().filter(|r| r.path == "/busy").collect();
+    assert_eq!(submits.len(), 1, "{received:?}\n{log}");
+    assert_eq!(
+        form_pairs(&submits[0].body),
+        vec![("t".to_owned(), "busy".to_owned())]
+    );
+    assert!(
+        sipp_ok,
+        "SIPp expected our BYE after the application's <disconnect>:\n{trace}"
+    );
+    assert_eq!(call["status"], "completed", "{call}");
+    assert!(
+        call["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("<disconnect>")),
+        "{call}"
+    );
+}

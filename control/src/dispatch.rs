@@ -261,6 +261,7 @@ fn event_call(event: &Event) -> CallId {
         | Event::Dtmf { call, .. }
         | Event::PlaybackDone { call, .. }
         | Event::Recorded { call, .. }
+        | Event::TransferDone { call, .. }
         | Event::Ended { call, .. } => *call,
     }
 }

@@ -2,10 +2,12 @@
 //! [`Pcm8k`] (linear PCM, 8,000 Hz, mono), the one format a dataplane core plays.
 //!
 //! Speech comes from `espeak-ng` run as a subprocess (a process boundary keeps its GPL-3.0
-//! code out of our binary and contains its crashes). Audio files are fetched over HTTP and
-//! decoded from WAV. Both are converted to 8 kHz by a Kaiser-windowed sinc low-pass
-//! resampler, so nothing above 4 kHz folds into the telephone band, and kept in one bounded
-//! LRU cache; concurrent requests for the same prompt render it once.
+//! code out of our binary and contains its crashes): plain text as text, and SSML prompts
+//! with `-m` after rewriting them into the SSML subset espeak-ng 1.51 renders. Audio files
+//! are fetched over HTTP and decoded from WAV. Both are converted to 8 kHz by a
+//! Kaiser-windowed sinc low-pass resampler, so nothing above 4 kHz folds into the telephone
+//! band, and kept in one bounded LRU cache; concurrent requests for the same prompt render it
+//! once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::f64::consts::PI;
@@ -150,6 +152,12 @@ pub enum RenderError {
     /// An audio file could not be fetched.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// An SSML prompt is not an SSML document.
+    #[error("SSML prompt cannot be read: {reason}; send a well-formed <speak> document")]
+    BadSsml {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A fetched audio file could not be decoded.
     #[error("audio `{url}` cannot be played: {source}")]
     BadAudio {
@@ -230,8 +238,8 @@ impl PromptRenderer {
         }
     }
 
-    /// Text → speech with the TTS command (`-v VOICE --stdout`, text on stdin; SSML with `-m`
-    /// when the text starts with `<speak`), converted to 8 kHz mono. Rendered once and cached
+    /// Text → speech with the TTS command (`-v VOICE --stdout`, text on stdin, read as plain
+    /// text even if it looks like markup), converted to 8 kHz mono. Rendered once and cached
     /// by (voice, text); concurrent requests for the same text render once. Blank text gives
     /// no audio without running the command.
     pub async fn speak(&self, text: &str) -> Result<Pcm8k, RenderError> {
@@ -242,7 +250,24 @@ impl PromptRenderer {
             voice: self.inner.voice.clone(),
             text: text.to_owned(),
         };
-        self.cached(key, || self.synthesize(text)).await
+        self.cached(key, || self.synthesize(text, Markup::Text))
+            .await
+    }
+
+    /// An SSML 1.0 document → speech, as [`PromptRenderer::speak`] but read as SSML (`-m`)
+    /// once rewritten into the SSML espeak-ng 1.51 renders (say-as, sub: see
+    /// `espeak_ssml`). Cached by (voice, rewritten document). A document without words gives
+    /// no audio without running the command.
+    pub async fn speak_ssml(&self, ssml: &str) -> Result<Pcm8k, RenderError> {
+        let Some(ssml) = espeak_ssml(ssml)? else {
+            return Ok(Pcm8k::from([]));
+        };
+        let key = CacheKey::Ssml {
+            voice: self.inner.voice.clone(),
+            ssml: ssml.clone(),
+        };
+        self.cached(key, || self.synthesize(&ssml, Markup::Ssml))
+            .await
     }
 
     /// Fetches a WAV file (PCM 8/16/24/32-bit, float, µ-law or A-law; any supported rate;
@@ -277,7 +302,7 @@ impl PromptRenderer {
 
     /// Checks that the TTS command runs and speaks in the configured voice (for start-up).
     pub async fn check_tts(&self) -> Result<(), RenderError> {
-        self.synthesize("ready").await.map(drop)
+        self.synthesize("ready", Markup::Text).await.map(drop)
     }
 
     /// Returns the cached prompt for `key`, rendering it with `render` if it is not cached.
@@ -310,9 +335,9 @@ impl PromptRenderer {
     }
 
     /// Runs the TTS command once and converts its output.
-    async fn synthesize(&self, text: &str) -> Result<Pcm8k, RenderError> {
+    async fn synthesize(&self, text: &str, markup: Markup) -> Result<Pcm8k, RenderError> {
         let inner = &self.inner;
-        let wav = tokio::time::timeout(inner.tts_timeout, self.run_tts(text))
+        let wav = tokio::time::timeout(inner.tts_timeout, self.run_tts(text, markup))
             .await
             .map_err(|_| RenderError::TtsTimeout {
                 command: inner.tts_command.clone(),
@@ -336,11 +361,11 @@ impl PromptRenderer {
 
     /// Runs the TTS command with `text` on stdin and returns its stdout. The child is killed
     /// if this future is dropped (on timeout).
-    async fn run_tts(&self, text: &str) -> Result<Vec<u8>, RenderError> {
+    async fn run_tts(&self, text: &str, markup: Markup) -> Result<Vec<u8>, RenderError> {
         let inner = &self.inner;
         let mut command = Command::new(&inner.tts_command);
         command.arg("-v").arg(&inner.voice);
-        if is_ssml(text) {
+        if markup == Markup::Ssml {
             command.arg("-m");
         }
         command
@@ -396,16 +421,186 @@ impl PromptRenderer {
     }
 }
 
-/// Whether `text` is an SSML document (SSML 1.1 §2.1: a `<speak>` root, perhaps after an XML
-/// declaration), which the TTS command must be told to parse rather than read aloud.
-fn is_ssml(text: &str) -> bool {
-    let mut rest = text.trim_start();
-    if rest.starts_with("<?xml") {
-        rest = rest
-            .split_once("?>")
-            .map_or("", |(_, after)| after.trim_start());
+/// How the TTS command is to read its input.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Markup {
+    /// Plain text: whatever looks like a tag is read as text.
+    Text,
+    /// An SSML document (`-m`).
+    Ssml,
+}
+
+/// The XML namespace (`xml:lang`).
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// Rewrites an SSML 1.0 document into the SSML espeak-ng 1.51 renders, reducing the rest to
+/// text. `<p>`, `<s>`, `<emphasis>`, `<prosody>`, `<voice>`, `<break>` and `xml:lang` stay.
+/// `<sub>` becomes its alias. `<say-as>` becomes espeak-ng's `characters` for `characters`,
+/// `spell-out`, `letters` and `digits` (and `number` in `format="digits"`), digits read one by
+/// one for `telephone`, and its text otherwise (espeak-ng has no `date`, `time` or `currency`).
+/// Other elements (`<mark>`, `<phoneme>`, `<audio>`, vendor elements) give their text.
+/// espeak-ng does not decode references in attribute values, so `&`, `<`, `>` and `"` are
+/// left out of them. `None` when the document has no words.
+fn espeak_ssml(ssml: &str) -> Result<Option<String>, RenderError> {
+    let document = roxmltree::Document::parse(ssml).map_err(|e| RenderError::BadSsml {
+        reason: e.to_string(),
+    })?;
+    let root = document.root_element();
+    if root.tag_name().name() != "speak" {
+        return Err(RenderError::BadSsml {
+            reason: format!(
+                "its root element is <{}>, not <speak>",
+                root.tag_name().name()
+            ),
+        });
     }
-    rest.starts_with("<speak")
+    let mut out = EspeakSsml::default();
+    out.start("speak", root, &["xml:lang"]);
+    out.children(root);
+    out.end("speak");
+    Ok(out.has_words.then_some(out.ssml))
+}
+
+/// The document [`espeak_ssml`] writes.
+#[derive(Default)]
+struct EspeakSsml {
+    ssml: String,
+    has_words: bool,
+}
+
+impl EspeakSsml {
+    fn children(&mut self, node: roxmltree::Node<'_, '_>) {
+        for child in node.children() {
+            if child.is_text() {
+                self.text(child.text().unwrap_or_default());
+            } else if child.is_element() {
+                self.element(child);
+            }
+        }
+    }
+
+    fn element(&mut self, node: roxmltree::Node<'_, '_>) {
+        let name = node.tag_name().name();
+        let attributes: &[&str] = match name {
+            "p" | "s" => &["xml:lang"],
+            "emphasis" => &["level"],
+            "prosody" => &["pitch", "range", "rate", "volume"],
+            "voice" => &["xml:lang", "gender", "age", "variant", "name"],
+            "break" => {
+                self.start("break", node, &["time", "strength"]);
+                self.end("break");
+                return;
+            }
+            "sub" => {
+                match node.attribute("alias") {
+                    Some(alias) => self.text(alias),
+                    None => self.children(node),
+                }
+                return;
+            }
+            "say-as" => {
+                self.say_as(node);
+                return;
+            }
+            _ => {
+                self.children(node);
+                return;
+            }
+        };
+        self.start(name, node, attributes);
+        self.children(node);
+        self.end(name);
+    }
+
+    /// `<say-as>` (SSML 1.0 §3.1.8) as far as espeak-ng can say it.
+    fn say_as(&mut self, node: roxmltree::Node<'_, '_>) {
+        let text: String = node
+            .descendants()
+            .filter(|n| n.is_text())
+            .filter_map(|n| n.text())
+            .collect();
+        let interpret_as = node
+            .attribute("interpret-as")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let format = node.attribute("format").unwrap_or_default();
+        match interpret_as.as_str() {
+            "characters" | "spell-out" | "letters" => self.characters(&text),
+            "digits" => self.characters(&text.split_whitespace().collect::<String>()),
+            "number" if format.eq_ignore_ascii_case("digits") => {
+                self.characters(&text.split_whitespace().collect::<String>());
+            }
+            "telephone" | "phone" => self.text(&one_by_one(&text)),
+            _ => self.text(&text),
+        }
+    }
+
+    /// espeak-ng's own spelling: `<say-as interpret-as="characters">`.
+    fn characters(&mut self, text: &str) {
+        self.ssml.push_str(r#"<say-as interpret-as="characters">"#);
+        self.text(text);
+        self.ssml.push_str("</say-as>");
+    }
+
+    fn start(&mut self, name: &str, node: roxmltree::Node<'_, '_>, attributes: &[&str]) {
+        self.ssml.push('<');
+        self.ssml.push_str(name);
+        for &attribute in attributes {
+            let value = match attribute {
+                "xml:lang" => node.attribute((XML_NS, "lang")),
+                _ => node.attribute(attribute),
+            };
+            if let Some(value) = value {
+                self.ssml.push(' ');
+                self.ssml.push_str(attribute);
+                self.ssml.push_str("=\"");
+                let value = value.replace(['&', '<', '>', '"'], "");
+                self.ssml.push_str(value.trim());
+                self.ssml.push('"');
+            }
+        }
+        self.ssml.push('>');
+    }
+
+    fn end(&mut self, name: &str) {
+        self.ssml.push_str("</");
+        self.ssml.push_str(name);
+        self.ssml.push('>');
+    }
+
+    fn text(&mut self, text: &str) {
+        self.has_words |= !text.trim().is_empty();
+        for c in text.chars() {
+            match c {
+                '&' => self.ssml.push_str("&amp;"),
+                '<' => self.ssml.push_str("&lt;"),
+                '>' => self.ssml.push_str("&gt;"),
+                c => self.ssml.push(c),
+            }
+        }
+    }
+}
+
+/// A telephone number as keys read one by one: "+1 (555) 010-9999" → "plus 1, 5 5 5, 0 1 0,
+/// 9 9 9 9".
+fn one_by_one(number: &str) -> String {
+    let mut spoken = String::new();
+    for c in number.chars() {
+        match c {
+            '+' => spoken.push_str("plus "),
+            c if c.is_alphanumeric() || c == '*' || c == '#' => {
+                spoken.push(c);
+                spoken.push(' ');
+            }
+            _ => {
+                if !spoken.is_empty() && !spoken.ends_with(", ") {
+                    spoken.truncate(spoken.trim_end().len());
+                    spoken.push_str(", ");
+                }
+            }
+        }
+    }
+    spoken.trim_end_matches([' ', ',']).to_owned()
 }
 
 /// Reads `pipe` to its end, keeping at most `limit + 1` bytes (one more than allowed, so the
@@ -439,6 +634,7 @@ async fn convert(
 #[derive(Clone, Debug, Eq, Hash, PartialEq)]
 enum CacheKey {
     Speech { voice: String, text: String },
+    Ssml { voice: String, ssml: String },
     Audio { url: String },
 }
 
@@ -446,6 +642,7 @@ impl CacheKey {
     fn heap_bytes(&self) -> usize {
         match self {
             Self::Speech { voice, text } => voice.len() + text.len(),
+            Self::Ssml { voice, ssml } => voice.len() + ssml.len(),
             Self::Audio { url } => url.len(),
         }
     }
@@ -1363,14 +1560,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ssml_is_interpreted_not_read_aloud() {
+    async fn ssml_is_interpreted_not_read_aloud_and_text_never_is() {
         let renderer = espeak();
         let plain = renderer.speak("Hello").await.unwrap();
-        let ssml = renderer.speak("<speak>Hello</speak>").await.unwrap();
+        let ssml = renderer.speak_ssml("<speak>Hello</speak>").await.unwrap();
         let paused = renderer
-            .speak(r#"<speak>Hello <break time="1000ms"/> Hello</speak>"#)
+            .speak_ssml(r#"<speak>Hello <break time="1000ms"/> Hello</speak>"#)
             .await
             .unwrap();
+        let literal = renderer.speak("<speak>Hello</speak>").await.unwrap();
         // Read as text, the tags would add several seconds of "less than speak...".
         assert!(
             ssml.len().abs_diff(plain.len()) < 2_000,
@@ -1384,16 +1582,144 @@ mod tests {
             paused.len(),
             plain.len()
         );
+        assert!(
+            literal.len() > plain.len() + 4_000,
+            "plain text that looks like SSML must be read as text: {} vs {}",
+            literal.len(),
+            plain.len()
+        );
+    }
+
+    const SENTENCE: &str = "Your appointment is on Tuesday morning at the dental clinic.";
+
+    #[tokio::test]
+    async fn slow_prosody_is_measurably_longer() {
+        let renderer = espeak();
+        let normal = renderer
+            .speak_ssml(&format!("<speak>{SENTENCE}</speak>"))
+            .await
+            .unwrap();
+        let slow = renderer
+            .speak_ssml(&format!(
+                r#"<speak><prosody rate="slow">{SENTENCE}</prosody></speak>"#
+            ))
+            .await
+            .unwrap();
+        assert!(
+            slow.len() as f64 > normal.len() as f64 * 1.1,
+            "slow {} vs normal {} samples",
+            slow.len(),
+            normal.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn emphasis_say_as_and_sub_are_spoken() {
+        let renderer = espeak();
+        let emphasis = renderer
+            .speak_ssml(r#"<speak>This is <emphasis level="strong">important</emphasis>.</speak>"#)
+            .await
+            .unwrap();
+        assert!(rms(&emphasis) > 500.0, "RMS {}", rms(&emphasis));
+        let number = renderer
+            .speak_ssml("<speak>Code 12345.</speak>")
+            .await
+            .unwrap();
+        let digits = renderer
+            .speak_ssml(r#"<speak>Code <say-as interpret-as="digits">12345</say-as>.</speak>"#)
+            .await
+            .unwrap();
+        let telephone = renderer
+            .speak_ssml(
+                r#"<speak>Call <say-as interpret-as="telephone">555-0199</say-as>.</speak>"#,
+            )
+            .await
+            .unwrap();
+        let date = renderer
+            .speak_ssml(r#"<speak><say-as interpret-as="date">12/25/2024</say-as></speak>"#)
+            .await
+            .unwrap();
+        for pcm in [&digits, &telephone, &date] {
+            assert!(rms(pcm) > 500.0, "RMS {}", rms(pcm));
+        }
+        // "one two three four five" is not "twelve thousand three hundred and forty five".
+        assert!(
+            digits.len().abs_diff(number.len()) > 1_600,
+            "digits {} vs number {}",
+            digits.len(),
+            number.len()
+        );
+        let abbreviation = renderer.speak_ssml("<speak>W3C</speak>").await.unwrap();
+        let alias = renderer
+            .speak_ssml(r#"<speak><sub alias="World Wide Web Consortium">W3C</sub></speak>"#)
+            .await
+            .unwrap();
+        assert!(
+            alias.len() > abbreviation.len() + 2_000,
+            "alias {} vs abbreviation {}",
+            alias.len(),
+            abbreviation.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn markup_characters_from_values_are_spoken_not_parsed() {
+        let renderer = espeak();
+        // What the interpreter writes for `<emphasis><value expr="'Tom <&> Jerry </speak>'"/>`.
+        let escaped = renderer
+            .speak_ssml(
+                r#"<speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis"><emphasis>Tom &lt;&amp;&gt; Jerry &lt;/speak&gt;</emphasis></speak>"#,
+            )
+            .await
+            .unwrap();
+        let names = renderer
+            .speak_ssml("<speak><emphasis>Tom Jerry</emphasis></speak>")
+            .await
+            .unwrap();
+        // "less than ampersand greater than ... less than slash speak greater than".
+        assert!(
+            escaped.len() > names.len() + 8_000,
+            "{} vs {}",
+            escaped.len(),
+            names.len()
+        );
+        assert!(rms(&escaped) > 500.0);
     }
 
     #[test]
-    fn ssml_is_recognised_by_its_root_element() {
-        assert!(is_ssml("<speak>Hi</speak>"));
-        assert!(is_ssml("\n  <speak version=\"1.1\">Hi</speak>"));
-        assert!(is_ssml("<?xml version=\"1.0\"?>\n<speak>Hi</speak>"));
-        assert!(!is_ssml("Hi <speak>"));
-        assert!(!is_ssml("<?xml version=\"1.0\"?><p>Hi</p>"));
-        assert!(!is_ssml("<?xml unterminated <speak>"));
+    fn ssml_is_rewritten_into_what_espeak_renders() {
+        let rewritten = |ssml: &str| espeak_ssml(ssml).unwrap().unwrap();
+        assert_eq!(
+            rewritten(
+                r#"<speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis" xml:lang="fr-FR"><p><s>Un <emphasis level="strong">deux</emphasis></s></p></speak>"#
+            ),
+            r#"<speak xml:lang="fr-FR"><p><s>Un <emphasis level="strong">deux</emphasis></s></p></speak>"#
+        );
+        assert_eq!(
+            rewritten(
+                r#"<speak><sub alias="A &amp; B">AB</sub> <say-as interpret-as="digits">4 2 7</say-as></speak>"#
+            ),
+            r#"<speak>A &amp; B <say-as interpret-as="characters">427</say-as></speak>"#
+        );
+        assert_eq!(
+            rewritten(
+                r#"<speak><say-as interpret-as="telephone">+1 (555) 010-9999</say-as>; <say-as interpret-as="currency">$5</say-as></speak>"#
+            ),
+            "<speak>plus 1, 5 5 5, 0 1 0, 9 9 9 9; $5</speak>"
+        );
+        assert_eq!(
+            rewritten(
+                r#"<speak><voice name="x&amp;&quot;y" gender="female" foo="bar">Hi <mark name="m"/><phoneme ph="x">there</phoneme></voice><break time="300ms"/></speak>"#
+            ),
+            r#"<speak><voice gender="female" name="xy">Hi there</voice><break time="300ms"></break></speak>"#
+        );
+        assert_eq!(espeak_ssml("<speak> <mark name=\"m\"/> </speak>"), Ok(None));
+        for bad in ["<speak>unclosed", "<p>Hi</p>", "plain text"] {
+            assert!(
+                matches!(espeak_ssml(bad), Err(RenderError::BadSsml { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[tokio::test]

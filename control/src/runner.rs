@@ -11,10 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use outdial_dataplane::api::{CallId, Command, Dial, Disposition, Event, Outcome};
+use outdial_dataplane::api::{
+    CallId, Command, Dial, Disposition, Event, Outcome, TransferError as CoreTransferError,
+    TransferKind as CoreTransferKind, TransferOutcome as CoreTransferOutcome,
+};
 use outdial_vxml::{
     Action, Enctype, Fetch, FetchFailure, FetchPurpose, Fetched, FormFile, Input, Method,
     RecordRequest, Recording, Session, SessionConfig, SessionEnd, TransferFailure, TransferKind,
+    TransferOutcome, TransferRequest,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -146,6 +150,8 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
         epoch: Arc::new(AtomicU32::new(0)),
         self_tx: tx,
         backstop: Instant::now() + ring_timeout + context.settings.max_duration + BACKSTOP_SLACK,
+        transfer: None,
+        transferred_to: None,
     };
     let outcome = call_task.run().await;
     context.dispatcher.unregister(call);
@@ -202,6 +208,10 @@ struct CallTask {
     self_tx: mpsc::UnboundedSender<CallSignal>,
     /// Past this, a call whose end the dataplane never reported is given up as failed.
     backstop: Instant,
+    /// The blind transfer the core is carrying out: its id and destination.
+    transfer: Option<(u32, String)>,
+    /// Where the caller was transferred (blind transfer succeeded; the core hangs up our leg).
+    transferred_to: Option<String>,
 }
 
 impl CallTask {
@@ -357,12 +367,20 @@ impl CallTask {
                 });
                 self.perform_actions().await;
             }
+            Event::TransferDone {
+                id, result, detail, ..
+            } => {
+                self.transfer_done(id, result, &detail);
+                self.perform_actions().await;
+            }
             Event::Ended { outcome, .. } => {
                 tracing::info!(call = %self.record.id, ?outcome, "call ended");
                 self.player = None;
                 if self.session.is_some() && self.session_end.is_none() {
                     self.hung_up_at = Some(Instant::now());
-                    if !self.disconnected {
+                    // After a blind transfer the session already threw
+                    // `connection.disconnect.transfer`: our leg's end is no news to it.
+                    if !self.disconnected && self.transferred_to.is_none() {
                         self.input(Input::Hangup);
                     }
                     self.perform_actions().await;
@@ -445,6 +463,87 @@ impl CallTask {
         }
     }
 
+    /// Starts a `<transfer>`: a blind one is a REFER from the core (answered later by
+    /// `Event::TransferDone`); bridge and consultation transfers are refused at once.
+    fn start_transfer(&mut self, request: TransferRequest) {
+        let unsupported = match request.kind {
+            TransferKind::Blind => None,
+            TransferKind::Bridge => Some("bridge"),
+            TransferKind::Consultation => Some("consultation"),
+        };
+        let failure = if let Some(kind) = unsupported {
+            tracing::info!(call = %self.record.id, dest = %request.dest, kind, "transfer refused: not supported");
+            Some(TransferFailure {
+                event: format!("error.unsupported.transfer.{kind}"),
+                message: format!(
+                    "this platform only does blind transfers ({kind} transfer to {} asked); use type=\"blind\" (or bridge=\"false\")",
+                    request.dest
+                ),
+            })
+        } else if self.hung_up_at.is_some() || self.disconnected {
+            Some(TransferFailure {
+                event: "error.connection".into(),
+                message: "the call has ended: nobody to transfer".into(),
+            })
+        } else {
+            if request.aai.is_some() {
+                tracing::debug!(call = %self.record.id, "aai is not sent with a blind transfer");
+            }
+            let command = Command::Transfer {
+                call: self.call,
+                id: request.id,
+                target: request.dest.clone(),
+                kind: CoreTransferKind::Blind,
+                connect_timeout: request.connect_timeout,
+            };
+            match self.context.dispatcher.send(self.core, command) {
+                Ok(()) => {
+                    tracing::info!(call = %self.record.id, dest = %request.dest, "blind transfer: REFER sent");
+                    self.transfer = Some((request.id, request.dest));
+                    None
+                }
+                Err(_) => Some(TransferFailure {
+                    event: "error.connection".into(),
+                    message: "the telephony core's queue is full: cannot transfer now".into(),
+                }),
+            }
+        };
+        if let Some(failure) = failure {
+            self.input(Input::TransferDone {
+                id: request.id,
+                result: Err(failure),
+            });
+        }
+    }
+
+    /// The core's answer to a blind transfer, in VoiceXML terms.
+    fn transfer_done(
+        &mut self,
+        id: u32,
+        result: Result<CoreTransferOutcome, CoreTransferError>,
+        detail: &str,
+    ) {
+        let dest = match self.transfer.take() {
+            Some((pending, dest)) if pending == id => dest,
+            other => {
+                self.transfer = other;
+                return;
+            }
+        };
+        tracing::info!(call = %self.record.id, %dest, ?result, detail, "transfer ended");
+        let result = match result {
+            Ok(outcome) => Ok(transfer_outcome(outcome)),
+            Err(error) => Err(TransferFailure {
+                event: transfer_error_event(error).to_owned(),
+                message: format!("transfer to {dest}: {error} ({detail})"),
+            }),
+        };
+        if result == Ok(TransferOutcome::Transferred) {
+            self.transferred_to = Some(dest);
+        }
+        self.input(Input::TransferDone { id, result });
+    }
+
     fn input(&mut self, input: Input) {
         if let Some(session) = self.session.as_mut() {
             session.handle_input(Instant::now(), input);
@@ -492,24 +591,7 @@ impl CallTask {
                     tracing::trace!(call = %self.record.id, ?listen, "listening");
                 }
                 Action::Record(request) => self.start_recording(&request),
-                Action::Transfer(request) => {
-                    let kind = match request.kind {
-                        TransferKind::Blind => "blind",
-                        TransferKind::Bridge => "bridge",
-                        TransferKind::Consultation => "consultation",
-                    };
-                    tracing::info!(call = %self.record.id, dest = %request.dest, kind, "transfer refused: not supported");
-                    self.input(Input::TransferDone {
-                        id: request.id,
-                        result: Err(TransferFailure {
-                            event: format!("error.unsupported.transfer.{kind}"),
-                            message: format!(
-                                "this platform does not transfer calls ({kind} transfer to {} asked)",
-                                request.dest
-                            ),
-                        }),
-                    });
-                }
+                Action::Transfer(request) => self.start_transfer(request),
                 Action::Disconnect { values } => {
                     tracing::info!(call = %self.record.id, ?values, "<disconnect>: hanging up; the session goes on");
                     if self.hung_up_at.is_none() && !self.disconnected {
@@ -581,6 +663,10 @@ impl CallTask {
         if let Some(reason) = self.canceled {
             state.status = CallStatus::Canceled;
             state.reason = reason.into();
+        } else if let Some(dest) = &self.transferred_to {
+            // The call did what it was for: the caller is with `dest` now.
+            state.status = CallStatus::Completed;
+            state.reason = format!("the caller was transferred to {dest} (blind transfer)");
         } else if let Some(SessionEnd::Error { event, message }) = &self.session_end {
             state.status = CallStatus::Failed;
             state.reason = format!("{event}: {message}");
@@ -693,7 +779,11 @@ async fn render(
                     }
                 }
             },
+            outdial_vxml::PromptItem::Ssml(ssml) => prompts.speak_ssml(ssml).await,
             outdial_vxml::PromptItem::Break(duration) => Ok(PromptRenderer::silence(*duration)),
+            // Marks play nothing. `lastresult$.markname` (VoiceXML 2.1 §4) would need the
+            // core to report how far a prompt had played when it was barged in on.
+            outdial_vxml::PromptItem::Mark(_) => continue,
         };
         match piece {
             Ok(audio) => pieces.push_back(audio),
@@ -796,6 +886,39 @@ fn wav_bytes(pcm: &[i16]) -> Vec<u8> {
 }
 
 /// The stored name of a SIP-level disposition (the same words as the statuses).
+/// A blind transfer's outcome as the `<transfer>` form item sees it (VoiceXML 2.0 §2.3.7.2.2).
+fn transfer_outcome(outcome: CoreTransferOutcome) -> TransferOutcome {
+    match outcome {
+        CoreTransferOutcome::Transferred => TransferOutcome::Transferred,
+        CoreTransferOutcome::Busy => TransferOutcome::Busy,
+        CoreTransferOutcome::NoAnswer => TransferOutcome::NoAnswer,
+        CoreTransferOutcome::NetworkBusy => TransferOutcome::NetworkBusy,
+        CoreTransferOutcome::Unknown => TransferOutcome::Unknown,
+    }
+}
+
+/// The event a transfer that could not be tried throws (VoiceXML 2.0 §5.2.6): a REFER the
+/// callee forbids is `noauthorization`, one it does not implement is unsupported, a target
+/// it cannot use is `baddestination`.
+fn transfer_error_event(error: CoreTransferError) -> &'static str {
+    match error {
+        CoreTransferError::Refused {
+            status: 401 | 403 | 407 | 603,
+        } => "error.connection.noauthorization",
+        CoreTransferError::Refused {
+            status: 404 | 410 | 416 | 484 | 485 | 604,
+        }
+        | CoreTransferError::BadDestination => "error.connection.baddestination",
+        CoreTransferError::Refused {
+            status: 405 | 420 | 501,
+        } => "error.unsupported.transfer.blind",
+        CoreTransferError::Refused { .. }
+        | CoreTransferError::NoResponse
+        | CoreTransferError::NotConnected
+        | CoreTransferError::InProgress => "error.connection",
+    }
+}
+
 fn disposition_label(disposition: Disposition) -> &'static str {
     match disposition {
         Disposition::Completed => "completed",
@@ -1108,6 +1231,35 @@ mod tests {
         let failure = perform_fetch(&fetcher, missing, 1024).await.unwrap_err();
         assert_eq!(failure.status, None);
         assert!(failure.message.contains("ftp"), "{}", failure.message);
+    }
+
+    #[test]
+    fn refused_transfers_throw_the_event_that_names_why() {
+        let refused = |status| transfer_error_event(CoreTransferError::Refused { status });
+        for status in [403, 603, 401] {
+            assert_eq!(refused(status), "error.connection.noauthorization");
+        }
+        for status in [405, 501] {
+            assert_eq!(refused(status), "error.unsupported.transfer.blind");
+        }
+        assert_eq!(refused(404), "error.connection.baddestination");
+        assert_eq!(refused(500), "error.connection");
+        assert_eq!(
+            transfer_error_event(CoreTransferError::NoResponse),
+            "error.connection"
+        );
+        assert_eq!(
+            transfer_error_event(CoreTransferError::BadDestination),
+            "error.connection.baddestination"
+        );
+        assert_eq!(
+            transfer_outcome(CoreTransferOutcome::Busy),
+            TransferOutcome::Busy
+        );
+        assert_eq!(
+            transfer_outcome(CoreTransferOutcome::NetworkBusy),
+            TransferOutcome::NetworkBusy
+        );
     }
 
     #[test]

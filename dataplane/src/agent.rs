@@ -17,7 +17,7 @@ use crossbeam_queue::ArrayQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome};
+use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome, TransferKind};
 use crate::core::{Driver, Io, SocketId, WakeFd};
 use crate::rtp::{MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded};
 use crate::sdp;
@@ -316,6 +316,22 @@ impl Agent {
                     self.drain_media(io, call, Origin::Control);
                 }
             }
+            Command::Transfer {
+                call,
+                id,
+                target,
+                kind: TransferKind::Blind,
+                connect_timeout,
+            } => {
+                if let Err(error) = self.sip.refer(now, call, id, &target, connect_timeout) {
+                    self.emit(Event::TransferDone {
+                        call,
+                        id,
+                        result: Err(error),
+                        detail: format!("cannot transfer to {target}: {error}"),
+                    });
+                }
+            }
         }
     }
 
@@ -342,6 +358,17 @@ impl Agent {
     fn handle_sip_event(&mut self, io: &mut impl Io, now: Instant, event: SipEvent) {
         match event {
             SipEvent::Ringing { call } => self.emit(Event::Ringing { call }),
+            SipEvent::TransferDone {
+                call,
+                id,
+                result,
+                detail,
+            } => self.emit(Event::TransferDone {
+                call,
+                id,
+                result,
+                detail,
+            }),
             SipEvent::Answered { call, sdp } => {
                 let Some(slot) = self.calls.get_mut(&call) else {
                     return;
@@ -601,7 +628,7 @@ fn failed(call: CallId, reason: String) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Codec;
+    use crate::api::{Codec, TransferError, TransferOutcome};
     use crate::rtp::packet::Header;
 
     /// An `Io` that binds nothing real: it hands out ids and records every datagram.
@@ -1391,5 +1418,111 @@ mod tests {
                 .any(|e| matches!(e, Event::Dtmf { digit: '5', .. })),
             "{got:?}"
         );
+    }
+
+    /// A NOTIFY from the callee in the dialog the REFER was sent in.
+    fn notify(refer: &str, cseq: u32, sipfrag: &str) -> Vec<u8> {
+        let line = |name: &str| {
+            refer
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {refer}"))
+                .to_owned()
+        };
+        let to = line("From:").replacen("From:", "To:", 1);
+        let from = line("To:").replacen("To:", "From:", 1);
+        format!(
+            "NOTIFY sip:outdial@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLEE};branch=z9hG4bKn{cseq}\r\n\
+             {from}\r\n{to}\r\n{}\r\nCSeq: {cseq} NOTIFY\r\nEvent: refer\r\n\
+             Subscription-State: active\r\nContent-Type: message/sipfrag\r\nContent-Length: {}\r\n\r\n{sipfrag}",
+            line("Call-ID:"),
+            sipfrag.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_blind_transfer_refers_the_callee_then_hangs_up_when_the_target_answers() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let call = CallId(5);
+        let rtp_socket = answered(&mut agent, &link, &mut io, now, call);
+        let transfer = |id: u32, target: &str| Command::Transfer {
+            call,
+            id,
+            target: target.to_owned(),
+            kind: TransferKind::Blind,
+            connect_timeout: Duration::from_secs(30),
+        };
+        link.commands.push(transfer(3, "not a uri")).expect("queue");
+        agent.handle_wake(&mut io, now);
+        assert!(
+            matches!(
+                events(&link).as_slice(),
+                [Event::TransferDone { id: 3, result: Err(TransferError::BadDestination), detail, .. }]
+                    if detail.contains("not a uri")
+            ),
+            "a bad target is refused at once"
+        );
+
+        link.commands
+            .push(transfer(4, "sip:agent@127.0.0.1:5090"))
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let refer = sip_sent(&io).pop().expect("REFER sent");
+        assert!(refer.starts_with("REFER sip:callee@"), "{refer}");
+        assert!(
+            refer.contains("Refer-To: <sip:agent@127.0.0.1:5090>\r\n"),
+            "{refer}"
+        );
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&refer, "202 Accepted", ""),
+        );
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &notify(&refer, 1, "SIP/2.0 180 Ringing\r\n"),
+        );
+        assert!(events(&link).is_empty(), "progress is not an outcome");
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &notify(&refer, 2, "SIP/2.0 200 OK\r\n"),
+        );
+        let got = events(&link);
+        assert!(
+            matches!(
+                got.as_slice(),
+                [
+                    Event::TransferDone { id: 4, result: Ok(TransferOutcome::Transferred), .. },
+                    Event::Ended { outcome, .. },
+                ] if outcome.disposition == Disposition::Completed
+                    && outcome.reason.contains("transferred to sip:agent@127.0.0.1:5090")
+            ),
+            "{got:?}"
+        );
+        let sent = sip_sent(&io);
+        let tail: Vec<&str> = sent
+            .iter()
+            .rev()
+            .take(2)
+            .rev()
+            .map(|m| m.lines().next().unwrap_or(""))
+            .collect();
+        assert_eq!(tail[0], "SIP/2.0 200 OK", "{tail:?}");
+        assert!(tail[1].starts_with("BYE "), "{tail:?}");
+        assert!(io.closed.contains(&rtp_socket), "media is released");
+        assert_eq!(link.load.load(Ordering::Relaxed), 0);
     }
 }

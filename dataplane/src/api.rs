@@ -90,6 +90,67 @@ pub enum Command {
         /// The recording's id.
         id: u32,
     },
+    /// Transfer the callee elsewhere (VoiceXML `<transfer>`). Ends with
+    /// [`Event::TransferDone`]; when the call ends first, [`Event::Ended`] is the answer.
+    Transfer {
+        /// The call (answered).
+        call: CallId,
+        /// Chosen by control; echoed in [`Event::TransferDone`].
+        id: u32,
+        /// Where to send the callee: a `sip:`, `sips:` or `tel:` URI.
+        target: String,
+        /// How the transfer connects.
+        kind: TransferKind,
+        /// How long the target may take to answer before the outcome is `NoAnswer`.
+        connect_timeout: Duration,
+    },
+}
+
+/// How a [`Command::Transfer`] connects the callee to its target.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum TransferKind {
+    /// Blind transfer (RFC 3515 REFER in the call's dialog): the callee calls the target
+    /// itself and reports progress in NOTIFYs; once the target answers, our leg ends with
+    /// BYE. Bridged transfers are not offered by the core yet.
+    Blind,
+}
+
+/// How a transfer attempt ended (the target's answer, as reported by the callee).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum TransferOutcome {
+    /// The target answered: the callee is with it now and our leg is being ended.
+    Transferred,
+    /// The target was busy (486, 600).
+    Busy,
+    /// The target did not answer (408, 480, 487, or no final report within the connect timeout).
+    NoAnswer,
+    /// The network could not reach the target (503).
+    NetworkBusy,
+    /// Any other failure the callee reported, or none at all.
+    Unknown,
+}
+
+/// Why a transfer could not be attempted: the callee (or the core) refused it.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum TransferError {
+    /// The callee answered the REFER with this failure status (e.g. 403, 405, 501).
+    #[error("the callee refused the transfer (REFER answered {status})")]
+    Refused {
+        /// The REFER's final status.
+        status: u16,
+    },
+    /// The REFER got no final response (RFC 3261 Timer F).
+    #[error("the callee never answered the REFER (Timer F); check that it supports REFER")]
+    NoResponse,
+    /// The target is not a usable URI.
+    #[error("the transfer target is not a URI; write it as sip:user@host or tel:+number")]
+    BadDestination,
+    /// The call is not answered, or is already ending.
+    #[error("the call is not answered or is already ending: nothing to transfer")]
+    NotConnected,
+    /// A transfer is already in progress on this call.
+    #[error("a transfer is already in progress on this call; wait for its outcome")]
+    InProgress,
 }
 
 /// Core → control.
@@ -146,6 +207,18 @@ pub enum Event {
         maxtime: bool,
         /// Whether the callee made no sound (nothing above the sound level).
         silent: bool,
+    },
+    /// A [`Command::Transfer`] ended. A successful blind transfer is followed by
+    /// [`Event::Ended`] (we hang up our leg).
+    TransferDone {
+        /// The call.
+        call: CallId,
+        /// The id given in [`Command::Transfer`].
+        id: u32,
+        /// The outcome, or why no transfer was attempted.
+        result: Result<TransferOutcome, TransferError>,
+        /// What happened, for logs and error messages, e.g. `NOTIFY sipfrag 486 Busy Here`.
+        detail: String,
     },
     /// The call is over; the last event for this call.
     Ended {

@@ -682,11 +682,13 @@ pub fn play_duration(prompt: &Prompt) -> Duration {
     let mut total = Duration::ZERO;
     for item in &prompt.items {
         total = total.saturating_add(match item {
-            PromptItem::Text(text) => {
-                TIME_PER_CHAR.saturating_mul(u32::try_from(text.len()).unwrap_or(u32::MAX))
+            PromptItem::Text(_) | PromptItem::Ssml(_) => {
+                let chars = item.spoken_text().map_or(0, |text| text.len());
+                TIME_PER_CHAR.saturating_mul(u32::try_from(chars).unwrap_or(u32::MAX))
             }
             PromptItem::Audio { .. } => TIME_PER_AUDIO,
             PromptItem::Break(pause) => *pause,
+            PromptItem::Mark(_) => Duration::ZERO,
         });
     }
     total.max(MIN_PLAY_TIME)
@@ -879,9 +881,11 @@ impl Driver<'_> {
                 let mut audio = Vec::new();
                 for item in &prompt.items {
                     match item {
-                        PromptItem::Text(text) => texts.push(text.as_str()),
+                        PromptItem::Text(_) | PromptItem::Ssml(_) => {
+                            texts.extend(item.spoken_text());
+                        }
                         PromptItem::Audio { url, .. } => audio.push(url.clone()),
-                        PromptItem::Break(_) => {}
+                        PromptItem::Break(_) | PromptItem::Mark(_) => {}
                     }
                 }
                 self.note(Entry::Prompt {
@@ -1512,6 +1516,15 @@ mod tests {
             PromptItem::Break(Duration::from_secs(2)),
         ]));
         assert_eq!(with_break, long + Duration::from_secs(2));
+        // SSML plays for its words, not its markup; marks take no time.
+        let marked = play_duration(&prompt(vec![
+            PromptItem::Ssml(
+                r#"<speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis"><emphasis level="strong">hello there,</emphasis> caller</speak>"#
+                    .into(),
+            ),
+            PromptItem::Mark("m".into()),
+        ]));
+        assert_eq!(marked, long);
     }
 
     #[test]

@@ -115,6 +115,8 @@ impl Platform {
                                 None => format!("audio({url})"),
                             },
                             PromptItem::Break(d) => format!("break({}ms)", d.as_millis()),
+                            PromptItem::Ssml(ssml) => format!("ssml({ssml})"),
+                            PromptItem::Mark(name) => format!("mark({name:?})"),
                         })
                         .collect();
                     self.record(&format!(

@@ -125,7 +125,7 @@ impl Dialog {
 
     /// The ACK for the 2xx: CSeq number of the INVITE (RFC 3261 §13.2.2.4), a new branch.
     pub fn write_ack(&self, buf: &mut Vec<u8>, sent_by: SocketAddr, branch: &str) {
-        self.write(buf, "ACK", self.invite_cseq, sent_by, branch, None);
+        self.write(buf, "ACK", self.invite_cseq, sent_by, branch, &[]);
     }
 
     /// A new in-dialog request (BYE): next local CSeq (RFC 3261 §12.2.1.1).
@@ -137,15 +137,24 @@ impl Dialog {
         branch: &str,
         user_agent: &str,
     ) {
+        self.write_request_with(buf, method, sent_by, branch, user_agent, &[]);
+    }
+
+    /// Like [`Dialog::write_request`], with `extra` headers after CSeq (e.g. REFER's
+    /// Refer-To, Referred-By and Contact, RFC 3515 §2.4.1).
+    pub fn write_request_with(
+        &mut self,
+        buf: &mut Vec<u8>,
+        method: &str,
+        sent_by: SocketAddr,
+        branch: &str,
+        user_agent: &str,
+        extra: &[(&str, &str)],
+    ) {
         self.local_cseq = self.local_cseq.saturating_add(1);
-        self.write(
-            buf,
-            method,
-            self.local_cseq,
-            sent_by,
-            branch,
-            Some(user_agent),
-        );
+        let mut headers: smallvec::SmallVec<[(&str, &str); 4]> = extra.iter().copied().collect();
+        headers.push(("User-Agent", user_agent));
+        self.write(buf, method, self.local_cseq, sent_by, branch, &headers);
     }
 
     fn write(
@@ -155,7 +164,7 @@ impl Dialog {
         cseq: u32,
         sent_by: SocketAddr,
         branch: &str,
-        user_agent: Option<&str>,
+        headers: &[(&str, &str)],
     ) {
         // RFC 3261 §12.2.1.1: loose routing when the first route has `lr`, strict otherwise.
         let strict = self.route_set.first().is_some_and(|first| {
@@ -193,8 +202,8 @@ impl Dialog {
             )
             .header("Call-ID", &self.call_id)
             .header_fmt("CSeq", format_args!("{cseq} {method}"));
-        if let Some(user_agent) = user_agent {
-            writer.header("User-Agent", user_agent);
+        for (name, value) in headers {
+            writer.header(name, value);
         }
         writer.finish(None, b"");
     }

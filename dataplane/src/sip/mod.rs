@@ -5,10 +5,12 @@
 //! - [`transaction`]: client INVITE / non-INVITE and server machines with their timers (§17).
 //! - [`dialog`]: UAC dialog state and in-dialog requests (§12).
 //! - [`endpoint`]: the user agent for all calls on one core.
+//! - [`refer`]: blind transfer with REFER and its NOTIFYs (RFC 3515).
 
 pub mod dialog;
 pub mod endpoint;
 pub mod message;
+pub mod refer;
 pub mod transaction;
 
 pub use endpoint::{DialParams, Endpoint, SipConfig, SipError, SipEvent};

@@ -181,7 +181,7 @@ pub struct Record {
     pub media_type: Option<String>,
 }
 
-/// `<transfer>` specifics (VoiceXML 2.0 §2.3.7, 2.1 §6).
+/// `<transfer>` specifics (VoiceXML 2.0 §2.3.7, 2.1 §9).
 #[derive(Debug, Clone)]
 pub struct Transfer {
     /// `dest`/`destexpr`.
@@ -308,6 +308,8 @@ pub struct PromptElement {
     pub count: u32,
     /// `timeout`: the noinput timeout of the next collection.
     pub timeout: Option<Duration>,
+    /// `xml:lang` given on the prompt itself: the language of all its speech (§4.1).
+    pub lang: Option<String>,
     /// Content.
     pub content: Vec<PromptNode>,
 }
@@ -341,6 +343,96 @@ pub enum PromptNode {
         /// Content repeated per element.
         content: Vec<Self>,
     },
+    /// An SSML element that shapes how its content is spoken (SSML 1.0 §3.1, §3.2).
+    Ssml {
+        /// The element and its attributes.
+        element: SsmlElement,
+        /// Its content.
+        content: Vec<Self>,
+    },
+    /// `<mark name|nameexpr>` (SSML 1.0 §3.3.2; `nameexpr` is VoiceXML 2.1 §4).
+    Mark(UriSource),
+}
+
+/// An SSML 1.0 element kept in a prompt, with the attributes SSML defines for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsmlElement {
+    /// Which element.
+    pub kind: SsmlKind,
+    /// Its SSML attributes as written (names from [`SsmlKind::attributes`]), in that order.
+    pub attributes: Vec<(&'static str, String)>,
+}
+
+impl SsmlElement {
+    /// The value of attribute `name`, if given.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The SSML 1.0 elements a prompt keeps (SSML 1.0 §3.1.7–§3.2.4); others are read for
+/// their text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SsmlKind {
+    /// `<p>` (§3.1.7).
+    Paragraph,
+    /// `<s>` (§3.1.7).
+    Sentence,
+    /// `<say-as interpret-as format detail>` (§3.1.8).
+    SayAs,
+    /// `<sub alias>` (§3.1.10): `alias` is spoken instead of the content.
+    Sub,
+    /// `<voice gender age variant name xml:lang>` (§3.2.1).
+    Voice,
+    /// `<emphasis level>` (§3.2.2).
+    Emphasis,
+    /// `<prosody pitch contour range rate duration volume>` (§3.2.4).
+    Prosody,
+}
+
+impl SsmlKind {
+    /// The element for an SSML tag name (`paragraph` and `sentence` are VoiceXML 2.0
+    /// spellings of `p` and `s`).
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        Some(match tag {
+            "p" | "paragraph" => Self::Paragraph,
+            "s" | "sentence" => Self::Sentence,
+            "say-as" => Self::SayAs,
+            "sub" => Self::Sub,
+            "voice" => Self::Voice,
+            "emphasis" => Self::Emphasis,
+            "prosody" => Self::Prosody,
+            _ => return None,
+        })
+    }
+
+    /// The SSML tag name.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::Paragraph => "p",
+            Self::Sentence => "s",
+            Self::SayAs => "say-as",
+            Self::Sub => "sub",
+            Self::Voice => "voice",
+            Self::Emphasis => "emphasis",
+            Self::Prosody => "prosody",
+        }
+    }
+
+    /// The attributes SSML 1.0 defines for the element.
+    pub fn attributes(self) -> &'static [&'static str] {
+        match self {
+            Self::Paragraph | Self::Sentence => &["xml:lang"],
+            Self::SayAs => &["interpret-as", "format", "detail"],
+            Self::Sub => &["alias"],
+            Self::Voice => &["xml:lang", "gender", "age", "variant", "name"],
+            Self::Emphasis => &["level"],
+            Self::Prosody => &["pitch", "contour", "range", "rate", "duration", "volume"],
+        }
+    }
 }
 
 /// Executable content (VoiceXML 2.0 §5.3).
@@ -447,7 +539,7 @@ pub enum Stmt {
         /// Fetch attributes.
         fetch: FetchAttrs,
     },
-    /// `<foreach array item>` (VoiceXML 2.1 §4).
+    /// `<foreach array item>` (VoiceXML 2.1 §6).
     Foreach {
         /// The array expression.
         array: String,

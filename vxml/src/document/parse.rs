@@ -2,7 +2,9 @@
 //!
 //! Elements are recognised by local name in the VoiceXML namespace or in no namespace (the
 //! namespace is optional in the wild). Unknown elements are skipped with a warning; SSML
-//! containers inside prompts (`<s>`, `<p>`, `<emphasis>`, ...) contribute their text. Missing
+//! elements inside prompts (`<s>`, `<emphasis>`, `<say-as>`, `<mark>`, ...) are kept as
+//! [`PromptNode::Ssml`] and [`PromptNode::Mark`], and other SSML containers
+//! (`<phoneme>`, `<lang>`) contribute their text. Missing
 //! required attributes and malformed numbers are errors (`error.badfetch`), with position.
 //! Grammars are compiled here, once per document, through [`crate::fia::grammars`].
 
@@ -14,8 +16,8 @@ use url::Url;
 
 use super::{
     Catch, Choice, Document, DocumentError, FetchAttrs, Field, Filled, Form, FormItem, GotoTarget,
-    GrammarElement, ItemKind, Link, Menu, Param, PromptElement, PromptNode, Property, Record, Stmt,
-    Subdialog, Target, Transfer, UriSource,
+    GrammarElement, ItemKind, Link, Menu, Param, PromptElement, PromptNode, Property, Record,
+    SsmlElement, SsmlKind, Stmt, Subdialog, Target, Transfer, UriSource,
 };
 use crate::fia::grammars::{self, Compiled};
 use crate::script::push_string_literal;
@@ -868,6 +870,7 @@ impl Parser<'_, '_> {
             cond: node.attribute("cond").map(str::to_owned),
             count: self.count(&node)?,
             timeout,
+            lang: node.attribute((XML_NS, "lang")).map(str::to_owned),
             content,
         })
     }
@@ -924,22 +927,58 @@ impl Parser<'_, '_> {
                     content,
                 });
             }
-            "mark" | "metadata" | "desc" | "meta" | "lexicon" => {}
-            "sub" => {
-                let alias = node.attribute("alias").unwrap_or_default();
-                out.push(PromptNode::Text(format!(" {alias} ")));
+            "mark" => match (node.attribute("name"), node.attribute("nameexpr")) {
+                (Some(name), _) => out.push(PromptNode::Mark(UriSource::Literal(name.to_owned()))),
+                (None, Some(expr)) => out.push(PromptNode::Mark(UriSource::Expr(expr.to_owned()))),
+                (None, None) => self.warn(&node, "ignored <mark> without name or nameexpr"),
+            },
+            "metadata" | "desc" | "meta" | "lexicon" => {}
+            "sub" if node.attribute("alias").is_none() => {
+                self.warn(&node, "<sub> has no alias; its content is spoken");
+                for child in node.children() {
+                    self.prompt_node(child, out)?;
+                }
             }
-            "p" | "s" | "paragraph" | "sentence" | "emphasis" | "prosody" | "say-as" | "voice"
-            | "phoneme" | "lang" | "speak" | "prompt" => {
+            "phoneme" | "lang" | "speak" | "prompt" => {
                 out.push(PromptNode::Text(" ".to_owned()));
                 for child in node.children() {
                     self.prompt_node(child, out)?;
                 }
                 out.push(PromptNode::Text(" ".to_owned()));
             }
-            _ => self.unknown(&node),
+            tag => match SsmlKind::from_tag(tag) {
+                Some(kind) => out.push(self.ssml_element(node, kind)?),
+                None => self.unknown(&node),
+            },
         }
         Ok(())
+    }
+
+    /// An SSML element kept with its SSML attributes and content (SSML 1.0 §3.1, §3.2).
+    fn ssml_element(
+        &mut self,
+        node: Node<'_, '_>,
+        kind: SsmlKind,
+    ) -> Result<PromptNode, DocumentError> {
+        let attributes = kind
+            .attributes()
+            .iter()
+            .filter_map(|&name| {
+                let value = match name {
+                    "xml:lang" => node.attribute((XML_NS, "lang")),
+                    _ => node.attribute(name),
+                };
+                value.map(|value| (name, value.to_owned()))
+            })
+            .collect();
+        let mut content = Vec::new();
+        for child in node.children() {
+            self.prompt_node(child, &mut content)?;
+        }
+        Ok(PromptNode::Ssml {
+            element: SsmlElement { kind, attributes },
+            content,
+        })
     }
 
     /// `<break time|strength>` (SSML 1.0 §3.2.3).
@@ -1256,6 +1295,7 @@ fn flush_bare(bare: &mut Vec<PromptNode>, out: &mut Vec<PromptElement>) {
             cond: None,
             count: 1,
             timeout: None,
+            lang: None,
             content: std::mem::take(bare),
         });
     }
@@ -1429,6 +1469,55 @@ mod tests {
             parse_str(r#"<vxml><form><block><prompt count="x">a</prompt></block></form></vxml>"#),
             Err(DocumentError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn ssml_in_prompts_keeps_its_elements_and_defined_attributes() {
+        let doc = parse_str(
+            r#"<vxml xmlns="http://www.w3.org/2001/vxml" xml:lang="en-US"><form><block>
+                 <prompt xml:lang="de-DE"><emphasis level="strong" x="1">Hallo</emphasis>
+                   <mark nameexpr="'m' + 1"/><sub>no alias</sub>
+                   <voice xml:lang="fr" gender="female">Salut</voice></prompt>
+                 <prompt>plain</prompt></block></form></vxml>"#,
+        )
+        .unwrap();
+        let ItemKind::Block(stmts) = &doc.forms[0].items[0].kind else {
+            panic!("expected a block");
+        };
+        let [Stmt::Prompt(ssml), Stmt::Prompt(plain)] = stmts.as_slice() else {
+            panic!("expected two prompts: {stmts:?}");
+        };
+        assert_eq!(ssml.lang.as_deref(), Some("de-DE"));
+        assert_eq!(plain.lang, None, "only the prompt's own xml:lang");
+        let elements: Vec<&SsmlElement> = ssml
+            .content
+            .iter()
+            .filter_map(|node| match node {
+                PromptNode::Ssml { element, .. } => Some(element),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(elements.len(), 2, "{:?}", ssml.content);
+        assert_eq!(elements[0].kind, SsmlKind::Emphasis);
+        assert_eq!(elements[0].attributes, [("level", "strong".to_owned())]);
+        assert_eq!(elements[1].kind, SsmlKind::Voice);
+        assert_eq!(elements[1].attribute("xml:lang"), Some("fr"));
+        assert_eq!(elements[1].attribute("gender"), Some("female"));
+        assert!(
+            ssml.content
+                .contains(&PromptNode::Mark(UriSource::Expr("'m' + 1".into())))
+        );
+        assert!(
+            ssml.content
+                .iter()
+                .any(|node| matches!(node, PromptNode::Text(t) if t == "no alias")),
+            "a <sub> without alias speaks its content"
+        );
+        assert!(
+            doc.warnings
+                .iter()
+                .any(|w| w.contains("<sub> has no alias"))
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Executable content (VoiceXML 2.0 §5.3, 2.1 §4-5) and the transitions it makes: `<goto>`,
+//! Executable content (VoiceXML 2.0 §5.3, 2.1 §5-6) and the transitions it makes: `<goto>`,
 //! `<submit>`, `<return>`, fetches of documents, scripts and data.
 
 use std::future::Future;
@@ -485,7 +485,7 @@ impl Interp {
                 let status = failure
                     .status
                     .map_or_else(|| "no HTTP status".to_owned(), |s| format!("HTTP {s}"));
-                // VoiceXML 2.1 §5.2.6 names the HTTP status in the event.
+                // VoiceXML 2.0 §5.2.6 names the HTTP status in the event.
                 let name = match failure.status {
                     Some(code) => format!("{}.http.{code}", names::BADFETCH),
                     None => names::BADFETCH.to_owned(),

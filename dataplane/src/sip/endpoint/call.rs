@@ -1,4 +1,4 @@
-//! One outbound call's SIP state: its INVITE, CANCEL and BYE transactions, its dialog, and
+//! One outbound call's SIP state: its INVITE, CANCEL, BYE and REFER transactions, its dialog, and
 //! the call-level timers (ring timeout, maximum duration, the CANCEL guard of RFC 3261 §9.1).
 
 use std::net::SocketAddr;
@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::{Disposition, Outcome};
 use crate::sip::dialog::Dialog;
+use crate::sip::refer::ReferClient;
 use crate::sip::transaction::{
     ClientInvite, ClientNonInvite, InviteClientState, NonInviteClientState,
 };
@@ -34,6 +35,8 @@ pub(super) struct Call {
     /// BYE transactions by branch.
     pub(super) byes: Vec<(String, ClientNonInvite)>,
     pub(super) dialog: Option<Dialog>,
+    /// The blind transfer (REFER) in progress or running out its transaction.
+    pub(super) transfer: Option<ReferClient>,
     /// The ACK for the 2xx, re-sent for every 2xx retransmission (RFC 3261 §13.2.2.4).
     pub(super) ack: Vec<u8>,
     pub(super) ack_destination: SocketAddr,
@@ -78,7 +81,12 @@ impl Call {
             self.cancel.as_ref().and_then(ClientNonInvite::poll_timeout),
         ];
         let byes = self.byes.iter().filter_map(|(_, bye)| bye.poll_timeout());
-        let call_timers = [self.ring_deadline, self.max_deadline, self.cancel_guard];
+        let call_timers = [
+            self.ring_deadline,
+            self.max_deadline,
+            self.cancel_guard,
+            self.transfer.as_ref().and_then(ReferClient::poll_timeout),
+        ];
         transactions
             .into_iter()
             .flatten()
@@ -104,6 +112,13 @@ impl Call {
         {
             return Some(destination);
         }
+        if let Some(destination) = self
+            .transfer
+            .as_mut()
+            .and_then(|transfer| transfer.poll_transmit(buf))
+        {
+            return Some(destination);
+        }
         self.byes
             .iter_mut()
             .find_map(|(_, bye)| bye.poll_transmit(buf))
@@ -118,6 +133,7 @@ impl Call {
                 .cancel
                 .as_ref()
                 .is_none_or(|c| c.state() == NonInviteClientState::Terminated)
+            && self.transfer.as_ref().is_none_or(ReferClient::is_finished)
             && self
                 .byes
                 .iter()

@@ -7,6 +7,7 @@
 //! (symmetric response routing, RFC 3581), which is also what `rport` asks for.
 
 mod call;
+mod transfer;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -17,16 +18,18 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use self::call::{Call, CancelReason, failure_outcome};
-use crate::api::{CallId, Disposition, Outcome};
+use crate::api::{CallId, Disposition, Outcome, TransferError, TransferOutcome};
 use crate::sip::dialog::{Dialog, LocalParty};
 use crate::sip::message::print::{Writer, reason_phrase};
 use crate::sip::message::{HeaderName, Host, Message, Method, Recovered, Uri};
+use crate::sip::refer::TransferReport;
 use crate::sip::transaction::{
     AckTemplate, ClientInvite, ClientNonInvite, ResponseAction, ServerTransaction, Timing,
 };
 
-/// Methods this user agent implements (sent in Allow).
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+/// Methods this user agent implements (sent in Allow). NOTIFY only inside a call whose
+/// transfer (REFER) we started.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
 
 /// Per-core SIP settings.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -75,6 +78,18 @@ pub enum SipEvent {
         call: CallId,
         /// The SDP answer.
         sdp: Vec<u8>,
+    },
+    /// A transfer started with [`Endpoint::refer`] ended; `Ended` follows when it
+    /// succeeded (our leg is hung up). Not emitted when the call ends first.
+    TransferDone {
+        /// The call.
+        call: CallId,
+        /// The id given to `refer`.
+        id: u32,
+        /// The outcome, or why the transfer could not be tried.
+        result: Result<TransferOutcome, TransferError>,
+        /// What happened, in words.
+        detail: String,
     },
     /// The call is over (emitted exactly once per dialed call).
     Ended {
@@ -136,6 +151,9 @@ pub struct Endpoint {
     /// Stateless datagrams (error responses, ACKs for stray 2xx).
     stateless: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<SipEvent>,
+    /// A transfer outcome carried by the NOTIFY being answered; acted on once the answer
+    /// is queued.
+    notified: Option<(CallId, TransferReport)>,
 }
 
 impl Endpoint {
@@ -161,6 +179,7 @@ impl Endpoint {
             ready: VecDeque::new(),
             stateless: VecDeque::new(),
             events: VecDeque::new(),
+            notified: None,
         }
     }
 
@@ -242,6 +261,7 @@ impl Endpoint {
                 cancel: None,
                 byes: Vec::new(),
                 dialog: None,
+                transfer: None,
                 ack: Vec::new(),
                 ack_destination: destination,
                 ack_pending: false,
@@ -385,6 +405,7 @@ impl Endpoint {
             && self.ready.is_empty()
             && self.stateless.is_empty()
             && self.events.is_empty()
+            && self.notified.is_none()
     }
 
     // ----- responses to our requests (UAC) -----
@@ -418,6 +439,7 @@ impl Endpoint {
                     bye.handle_response(now, response);
                 }
             }
+            Method::Other("REFER") => self.on_refer_response(now, id, branch, response),
             _ => {}
         }
         self.touch(Owner::Call(id));
@@ -607,6 +629,16 @@ impl Endpoint {
         for (_, bye) in &mut call.byes {
             bye.handle_timeout(now);
         }
+        let transfer_report = call
+            .transfer
+            .as_mut()
+            .and_then(|transfer| transfer.handle_timeout(now));
+        if let Some(report) = transfer_report {
+            self.transfer_done(now, id, report);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if invite_timed_out {
             let outcome = match call.cancel_reason {
                 Some(CancelReason::Hangup) => call.cancel_outcome(None),
@@ -671,6 +703,9 @@ impl Endpoint {
             return;
         }
         call.ended = true;
+        if let Some(transfer) = call.transfer.as_mut() {
+            transfer.abandon();
+        }
         call.ring_deadline = None;
         call.max_deadline = None;
         call.cancel_guard = None;
@@ -717,7 +752,7 @@ impl Endpoint {
         let Some(recovered) = Recovered::from_message(request) else {
             return;
         };
-        let (status, body) = self.answer(request, method);
+        let (status, body) = self.answer(now, request, method);
         let to_tag = if recovered.to_has_tag() {
             String::new()
         } else {
@@ -762,10 +797,16 @@ impl Endpoint {
             },
         );
         self.touch(Owner::Server(id));
+        self.after_notify(now);
     }
 
     /// The status (and body) for a new request (RFC 3261 §8.2, §12.2.2, §15.1.2).
-    fn answer(&mut self, request: &Message<'_>, method: Method<'_>) -> (u16, Vec<u8>) {
+    fn answer(
+        &mut self,
+        now: Instant,
+        request: &Message<'_>,
+        method: Method<'_>,
+    ) -> (u16, Vec<u8>) {
         if method != Method::Cancel && request.header(HeaderName::Require).is_some() {
             return (420, Vec::new());
         }
@@ -803,6 +844,10 @@ impl Endpoint {
                     self.touch(Owner::Call(id));
                     (200, Vec::new())
                 }
+                None => (481, Vec::new()),
+            },
+            Method::Other("NOTIFY") => match dialog_call {
+                Some(id) => (self.on_notify(now, id, request), Vec::new()),
                 None => (481, Vec::new()),
             },
             Method::Cancel => {
@@ -874,6 +919,9 @@ impl Endpoint {
                     self.by_branch.remove(&call.invite_branch);
                     for (branch, _) in &call.byes {
                         self.by_branch.remove(branch);
+                    }
+                    if let Some(transfer) = &call.transfer {
+                        self.by_branch.remove(transfer.branch());
                     }
                     self.by_call_id.remove(&call.call_id);
                 }
