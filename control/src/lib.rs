@@ -14,5 +14,6 @@ pub mod prompts;
 pub mod runner;
 pub mod serve;
 pub mod store;
+pub mod vxml_fetch;
 pub mod vxml_run;
 pub mod webhook;

@@ -16,9 +16,8 @@ use outdial_dataplane::api::{
     TransferKind as CoreTransferKind, TransferOutcome as CoreTransferOutcome,
 };
 use outdial_vxml::{
-    Action, Enctype, Fetch, FetchFailure, FetchPurpose, Fetched, FormFile, Input, Method,
-    RecordRequest, Recording, Session, SessionConfig, SessionEnd, TransferFailure, TransferKind,
-    TransferOutcome, TransferRequest,
+    Action, FetchFailure, FetchPurpose, Fetched, Input, RecordRequest, Recording, Session,
+    SessionConfig, SessionEnd, TransferFailure, TransferKind, TransferOutcome, TransferRequest,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -26,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::dispatch::Dispatcher;
-use crate::fetch::{FetchError, FetchOptions, Fetcher, FilePart};
+use crate::fetch::Fetcher;
 use crate::model::{CallRecord, CallStatus, CallUpdate};
 use crate::prompts::PromptRenderer;
 use crate::store::Store;
@@ -355,7 +354,7 @@ impl CallTask {
                 tracing::info!(call = %self.record.id, id, ?duration, ?termchar, maxtime, silent, "recorded");
                 let recording = Recording {
                     content_type: WAV_MEDIA_TYPE.to_owned(),
-                    audio: wav_bytes(&pcm),
+                    audio: Recording::wav_file(&pcm, 8000),
                     duration,
                     termchar,
                     maxtime,
@@ -574,7 +573,10 @@ impl CallTask {
                     }
                     self.fetches.spawn(async move {
                         let id = request.id.0;
-                        (id, perform_fetch(&fetcher, request, max).await)
+                        (
+                            id,
+                            crate::vxml_fetch::perform(&fetcher, &request, max).await,
+                        )
                     });
                 }
                 Action::Play { id, prompt } => match &self.player {
@@ -862,29 +864,6 @@ async fn resolve_destination(target: &str) -> Result<Option<SocketAddr>, String>
 /// The media type of recordings.
 const WAV_MEDIA_TYPE: &str = "audio/wav";
 
-/// A RIFF WAVE file of 16-bit linear PCM, 8 kHz, mono (the recording as `<submit>` sends it).
-fn wav_bytes(pcm: &[i16]) -> Vec<u8> {
-    const RATE: u32 = 8000;
-    let data_len = u32::try_from(pcm.len() * 2).unwrap_or(u32::MAX - 36);
-    let mut wav = Vec::with_capacity(44 + pcm.len() * 2);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
-    wav.extend_from_slice(&RATE.to_le_bytes());
-    wav.extend_from_slice(&(RATE * 2).to_le_bytes()); // byte rate
-    wav.extend_from_slice(&2u16.to_le_bytes()); // block align
-    wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_len.to_le_bytes());
-    for sample in pcm.iter().take(data_len as usize / 2) {
-        wav.extend_from_slice(&sample.to_le_bytes());
-    }
-    wav
-}
-
 /// The stored name of a SIP-level disposition (the same words as the statuses).
 /// A blind transfer's outcome as the `<transfer>` form item sees it (VoiceXML 2.0 §2.3.7.2.2).
 fn transfer_outcome(outcome: CoreTransferOutcome) -> TransferOutcome {
@@ -944,117 +923,6 @@ fn from_uri(from: Option<&str>, default: &str) -> String {
     }
 }
 
-/// Performs one fetch the session asked for, reading at most `max_bytes`:
-///
-/// - with files, or `multipart/form-data` on a POST: a multipart POST (files force it);
-/// - other POSTs: an `application/x-www-form-urlencoded` POST;
-/// - a GET `<submit>`: the values in the query, never from the cache;
-/// - other GETs (documents, scripts, data, grammars): the values in the query, through the
-///   shared HTTP cache under the fetch's `maxage` / `maxstale`.
-///
-/// Every kind honours the fetch's `timeout`.
-async fn perform_fetch(
-    fetcher: &Fetcher,
-    request: Fetch,
-    max_bytes: usize,
-) -> Result<Fetched, FetchFailure> {
-    let Fetch {
-        url,
-        method,
-        purpose,
-        form,
-        files,
-        enctype,
-        timeout,
-        maxage,
-        maxstale,
-        ..
-    } = request;
-    let multipart = !files.is_empty() || (enctype == Enctype::Multipart && method == Method::Post);
-    let result = if multipart {
-        let names: Vec<String> = files.iter().map(recording_file_name).collect();
-        let parts: Vec<FilePart<'_>> = files
-            .iter()
-            .zip(&names)
-            .map(|(file, filename)| FilePart {
-                name: &file.name,
-                filename,
-                content_type: &file.content_type,
-                data: &file.data,
-            })
-            .collect();
-        fetcher
-            .post_multipart(&url, &form, &parts, max_bytes, timeout)
-            .await
-    } else if method == Method::Post {
-        fetcher
-            .post_form_within(&url, &form, max_bytes, timeout)
-            .await
-    } else if purpose == FetchPurpose::Submit {
-        fetcher
-            .get_within(&with_query(&url, &form), max_bytes, timeout)
-            .await
-    } else {
-        let options = FetchOptions {
-            timeout,
-            maxage,
-            maxstale,
-        };
-        fetcher
-            .get_cached(&with_query(&url, &form), max_bytes, options)
-            .await
-    };
-    result
-        .map(|f| Fetched {
-            url: f.url,
-            content_type: f.content_type,
-            body: f.body,
-        })
-        .map_err(|e| FetchFailure {
-            status: match &e {
-                FetchError::Status { status, .. } => Some(*status),
-                _ => None,
-            },
-            message: e.to_string(),
-        })
-}
-
-/// The file name a recording is submitted with: its field name and an extension for its
-/// media type, e.g. `message.wav`.
-fn recording_file_name(file: &FormFile) -> String {
-    let extension = match file.content_type.as_str() {
-        "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
-        "audio/basic" => "au",
-        _ => "bin",
-    };
-    let stem: String = file
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{stem}.{extension}")
-}
-
-/// `url` with `form` appended as a query string (for `<submit method="get">`).
-fn with_query(url: &str, form: &[(String, String)]) -> String {
-    if form.is_empty() {
-        return url.to_owned();
-    }
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            parsed.query_pairs_mut().extend_pairs(form);
-            parsed.into()
-        }
-        Err(_) => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1088,152 +956,6 @@ mod tests {
     }
 
     #[test]
-    fn recordings_become_pcm16_8khz_mono_wav_files() {
-        let pcm: Vec<i16> = (0..4000).map(|n| (n * 7 % 2000 - 1000) as i16).collect();
-        let wav = wav_bytes(&pcm);
-        assert_eq!(wav.len(), 44 + 8000);
-        let reader = hound::WavReader::new(std::io::Cursor::new(wav)).expect("valid WAV");
-        let spec = reader.spec();
-        assert_eq!(
-            (spec.channels, spec.sample_rate, spec.bits_per_sample),
-            (1, 8000, 16)
-        );
-        assert_eq!(spec.sample_format, hound::SampleFormat::Int);
-        let back: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
-        assert_eq!(back, pcm);
-        assert_eq!(wav_bytes(&[]).len(), 44);
-    }
-
-    #[test]
-    fn recordings_are_named_for_their_field_and_type() {
-        let file = |name: &str, content_type: &str| FormFile {
-            name: name.into(),
-            content_type: content_type.into(),
-            data: vec![],
-        };
-        assert_eq!(recording_file_name(&file("msg", "audio/wav")), "msg.wav");
-        assert_eq!(
-            recording_file_name(&file("a b/../c", "audio/basic")),
-            "a_b____c.au"
-        );
-        assert_eq!(recording_file_name(&file("x", "video/mp4")), "x.bin");
-    }
-
-    /// Echoes each request as `METHOD path content-type` and the body's length, counting
-    /// requests per path.
-    async fn echo_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-        use axum::http::{HeaderMap, Uri};
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        let app = axum::Router::new().fallback(
-            move |method: axum::http::Method,
-                  uri: Uri,
-                  headers: HeaderMap,
-                  body: axum::body::Bytes| {
-                let log = Arc::clone(&log);
-                async move {
-                    let kind = headers
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-")
-                        .split(';')
-                        .next()
-                        .unwrap_or("-")
-                        .to_owned();
-                    let line = format!("{method} {uri} {kind} {}", body.len());
-                    log.lock().unwrap().push(line.clone());
-                    ([("cache-control", "max-age=60")], line)
-                }
-            },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}"), seen)
-    }
-
-    fn fetch(url: String, method: Method, purpose: FetchPurpose) -> Fetch {
-        Fetch {
-            id: outdial_vxml::FetchId(1),
-            url,
-            method,
-            purpose,
-            form: vec![("n".into(), "1".into())],
-            files: vec![],
-            enctype: Enctype::UrlEncoded,
-            timeout: None,
-            maxage: None,
-            maxstale: None,
-            fetchaudio: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn each_kind_of_fetch_is_sent_its_own_way() {
-        let (base, seen) = echo_server().await;
-        let fetcher = Fetcher::new("test", Duration::from_secs(5)).unwrap();
-        let body = |r: Result<Fetched, FetchFailure>| String::from_utf8(r.unwrap().body).unwrap();
-
-        let document = fetch(format!("{base}/doc"), Method::Get, FetchPurpose::Document);
-        assert_eq!(
-            body(perform_fetch(&fetcher, document.clone(), 1 << 20).await),
-            "GET /doc?n=1 - 0"
-        );
-        perform_fetch(&fetcher, document, 1 << 20).await.unwrap();
-        let data = fetch(format!("{base}/doc"), Method::Get, FetchPurpose::Data);
-        perform_fetch(&fetcher, data, 1 << 20).await.unwrap();
-        assert_eq!(
-            seen.lock().unwrap().len(),
-            1,
-            "GETs of documents and data are cached"
-        );
-
-        let submit = fetch(format!("{base}/doc"), Method::Get, FetchPurpose::Submit);
-        perform_fetch(&fetcher, submit, 1 << 20).await.unwrap();
-        assert_eq!(
-            seen.lock().unwrap().len(),
-            2,
-            "a GET submit is never cached"
-        );
-
-        let post = fetch(format!("{base}/s"), Method::Post, FetchPurpose::Submit);
-        assert_eq!(
-            body(perform_fetch(&fetcher, post, 1 << 20).await),
-            "POST /s application/x-www-form-urlencoded 3"
-        );
-
-        let mut recording = fetch(format!("{base}/r"), Method::Get, FetchPurpose::Submit);
-        recording.files = vec![FormFile {
-            name: "msg".into(),
-            content_type: "audio/wav".into(),
-            data: wav_bytes(&[0; 800]),
-        }];
-        let answer = body(perform_fetch(&fetcher, recording, 1 << 20).await);
-        let length: usize = answer
-            .strip_prefix("POST /r multipart/form-data ")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("files force a multipart POST: {answer}"));
-        assert!(length > 44 + 1600, "{answer}");
-
-        let mut multipart = fetch(format!("{base}/m"), Method::Post, FetchPurpose::Submit);
-        multipart.enctype = Enctype::Multipart;
-        let answer = body(perform_fetch(&fetcher, multipart, 1 << 20).await);
-        assert!(
-            answer.starts_with("POST /m multipart/form-data "),
-            "{answer}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_failed_fetch_reports_its_status() {
-        let fetcher = Fetcher::new("test", Duration::from_secs(5)).unwrap();
-        let missing = fetch("ftp://x/y".into(), Method::Get, FetchPurpose::Script);
-        let failure = perform_fetch(&fetcher, missing, 1024).await.unwrap_err();
-        assert_eq!(failure.status, None);
-        assert!(failure.message.contains("ftp"), "{}", failure.message);
-    }
-
-    #[test]
     fn refused_transfers_throw_the_event_that_names_why() {
         let refused = |status| transfer_error_event(CoreTransferError::Refused { status });
         for status in [403, 603, 401] {
@@ -1260,18 +982,5 @@ mod tests {
             transfer_outcome(CoreTransferOutcome::NetworkBusy),
             TransferOutcome::NetworkBusy
         );
-    }
-
-    #[test]
-    fn get_submits_carry_the_values_in_the_query() {
-        let url = with_query(
-            "http://h/s?x=1",
-            &[
-                ("confirm".into(), "true".into()),
-                ("n".into(), "a b".into()),
-            ],
-        );
-        assert_eq!(url, "http://h/s?x=1&confirm=true&n=a+b");
-        assert_eq!(with_query("http://h/s", &[]), "http://h/s");
     }
 }

@@ -20,14 +20,11 @@ use outdial_vxml::caller::{
     self, Entry, FileSummary, InputScriptError, RunLimits, ScriptedInputs, Stop, Transcript,
     method_name, purpose_name, transfer_kind_name,
 };
-use outdial_vxml::{
-    Enctype, Fetch, FetchFailure, FetchPurpose, Fetched, Limits, Method, Session, SessionConfig,
-    SessionEnd,
-};
+use outdial_vxml::{Fetch, FetchFailure, Fetched, Limits, Session, SessionConfig, SessionEnd};
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::fetch::{FetchError, FetchOptions, Fetcher, FilePart};
+use crate::fetch::Fetcher;
 
 /// Exit status: the session ended normally.
 pub const EXIT_OK: u8 = 0;
@@ -165,49 +162,6 @@ impl CliFetcher {
             body,
         })
     }
-
-    async fn http(&self, request: &Fetch) -> Result<crate::fetch::Fetched, FetchError> {
-        let max = self.max_bytes;
-        let multipart = !request.files.is_empty()
-            || (request.enctype == Enctype::Multipart && request.method == Method::Post);
-        if multipart {
-            let names: Vec<String> = request
-                .files
-                .iter()
-                .map(|file| format!("{}.wav", file.name))
-                .collect();
-            let parts: Vec<FilePart<'_>> = request
-                .files
-                .iter()
-                .zip(&names)
-                .map(|(file, filename)| FilePart {
-                    name: &file.name,
-                    filename,
-                    content_type: &file.content_type,
-                    data: &file.data,
-                })
-                .collect();
-            self.http
-                .post_multipart(&request.url, &request.form, &parts, max, request.timeout)
-                .await
-        } else if request.method == Method::Post {
-            self.http
-                .post_form_within(&request.url, &request.form, max, request.timeout)
-                .await
-        } else {
-            let url = with_query(&request.url, &request.form);
-            if request.purpose == FetchPurpose::Submit {
-                self.http.get_within(&url, max, request.timeout).await
-            } else {
-                let options = FetchOptions {
-                    timeout: request.timeout,
-                    maxage: request.maxage,
-                    maxstale: request.maxstale,
-                };
-                self.http.get_cached(&url, max, options).await
-            }
-        }
-    }
 }
 
 impl caller::Fetcher for CliFetcher {
@@ -215,34 +169,11 @@ impl caller::Fetcher for CliFetcher {
         if request.url.starts_with("file:") {
             return self.file(request);
         }
-        self.runtime
-            .block_on(self.http(request))
-            .map(|f| Fetched {
-                url: f.url,
-                content_type: f.content_type,
-                body: f.body,
-            })
-            .map_err(|e| FetchFailure {
-                status: match &e {
-                    FetchError::Status { status, .. } => Some(*status),
-                    _ => None,
-                },
-                message: e.to_string(),
-            })
-    }
-}
-
-/// `url` with `form` appended as a query string (for `method="get"`).
-fn with_query(url: &str, form: &[(String, String)]) -> String {
-    if form.is_empty() {
-        return url.to_owned();
-    }
-    match Url::parse(url) {
-        Ok(mut parsed) => {
-            parsed.query_pairs_mut().extend_pairs(form);
-            parsed.into()
-        }
-        Err(_) => url.to_owned(),
+        self.runtime.block_on(crate::vxml_fetch::perform(
+            &self.http,
+            request,
+            self.max_bytes,
+        ))
     }
 }
 

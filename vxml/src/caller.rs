@@ -699,30 +699,17 @@ pub fn synthetic_wav(duration: Duration, tone: bool) -> Vec<u8> {
     let duration = duration.min(MAX_RECORDING);
     // invariant: MAX_RECORDING * WAV_RATE fits in u32 many times over.
     let samples = (duration.as_secs_f64() * f64::from(WAV_RATE)) as u32;
-    let data_len = samples * 2;
-    let mut wav = Vec::with_capacity(44 + data_len as usize);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
-    wav.extend_from_slice(&WAV_RATE.to_le_bytes());
-    wav.extend_from_slice(&(WAV_RATE * 2).to_le_bytes()); // byte rate
-    wav.extend_from_slice(&2u16.to_le_bytes()); // block align
-    wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_len.to_le_bytes());
-    for n in 0..samples {
-        let sample = if tone {
-            let phase = f64::from(n) * 440.0 * std::f64::consts::TAU / f64::from(WAV_RATE);
-            (phase.sin() * 8000.0) as i16
-        } else {
-            0
-        };
-        wav.extend_from_slice(&sample.to_le_bytes());
-    }
-    wav
+    let pcm: Vec<i16> = (0..samples)
+        .map(|n| {
+            if tone {
+                let phase = f64::from(n) * 440.0 * std::f64::consts::TAU / f64::from(WAV_RATE);
+                (phase.sin() * 8000.0) as i16
+            } else {
+                0
+            }
+        })
+        .collect();
+    Recording::wav_file(&pcm, WAV_RATE)
 }
 
 /// Runs `session` to its end (or to `limits`) against `fetcher` and `caller`. `start` is the

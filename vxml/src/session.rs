@@ -241,6 +241,33 @@ pub struct Recording {
     pub silent: bool,
 }
 
+impl Recording {
+    /// A RIFF WAVE file of 16-bit linear PCM, mono, at `sample_rate`: the form recordings are
+    /// submitted in. Samples beyond what a RIFF size field can hold are dropped.
+    pub fn wav_file(pcm: &[i16], sample_rate: u32) -> Vec<u8> {
+        let samples = pcm.len().min((u32::MAX as usize - 36) / 2);
+        // invariant: `samples` was bounded so the sizes fit in u32.
+        let data_len = u32::try_from(samples * 2).unwrap_or(0);
+        let mut wav = Vec::with_capacity(44 + samples * 2);
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+        wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+        wav.extend_from_slice(&sample_rate.to_le_bytes());
+        wav.extend_from_slice(&sample_rate.saturating_mul(2).to_le_bytes()); // byte rate
+        wav.extend_from_slice(&2u16.to_le_bytes()); // block align
+        wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&data_len.to_le_bytes());
+        for sample in &pcm[..samples] {
+            wav.extend_from_slice(&sample.to_le_bytes());
+        }
+        wav
+    }
+}
+
 /// How a transfer connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferKind {
@@ -1096,6 +1123,31 @@ mod tests {
     use super::*;
 
     fn assert_send<T: Send>() {}
+
+    #[test]
+    fn recordings_are_pcm16_mono_wav_files() {
+        let pcm = [0i16, 1, -1, i16::MAX, i16::MIN];
+        let wav = Recording::wav_file(&pcm, 8000);
+        assert_eq!(wav.len(), 44 + 10);
+        let word = |at: usize| u32::from_le_bytes([wav[at], wav[at + 1], wav[at + 2], wav[at + 3]]);
+        let half = |at: usize| u16::from_le_bytes([wav[at], wav[at + 1]]);
+        assert_eq!(&wav[0..4], b"RIFF");
+        assert_eq!(word(4), 36 + 10);
+        assert_eq!(&wav[8..16], b"WAVEfmt ");
+        assert_eq!(
+            (half(20), half(22), word(24)),
+            (1, 1, 8000),
+            "PCM, mono, 8 kHz"
+        );
+        assert_eq!((word(28), half(32), half(34)), (16000, 2, 16));
+        assert_eq!((&wav[36..40], word(40)), (&b"data"[..], 10));
+        let back: Vec<i16> = wav[44..]
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(back, pcm);
+        assert_eq!(Recording::wav_file(&[], 16000).len(), 44);
+    }
 
     #[test]
     fn session_is_send() {
