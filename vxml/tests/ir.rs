@@ -16,6 +16,10 @@
 //!   far end behaves (busy, noanswer, ...), which W3C left to the test operator.
 //! - the verdict is the first of `pass`/`fail` among the prompt texts; a run that ends without
 //!   either, passes 300 virtual seconds or 10,000 actions fails.
+//! - `tests/ir/judged.tsv` says how a test without a `conf:pass` is judged ([`Judging`]):
+//!   `clean-exit` (it exits without saying `fail`), `prompt` (it says `pass` itself), or what
+//!   the W3C listener checked by ear, read from what the interpreter asks the platform to
+//!   play: `hears` (phrases in the prompt texts, in order) and `plays` (an audio clip's URL).
 //!
 //! `tests/ir/not-applicable.tsv` lists the tests a DTMF+text platform cannot judge, with the
 //! reason; `tests/ir/expected-failures.tsv` the applicable tests that fail today, with the
@@ -65,8 +69,8 @@ const RECITAL: &str = "little miss muffet sat on a tuffet eating her curds and w
 const SRGS_BEGIN: &str = "<!-- srgs:begin -->";
 const SRGS_END: &str = "<!-- srgs:end -->";
 
-/// How a test's outcome is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a test's outcome is read (`tests/ir/judged.tsv`; the W3C rule otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Judging {
     /// The first of `pass`/`fail` among the prompts (the W3C rule).
     Prompt,
@@ -74,6 +78,60 @@ enum Judging {
     /// it): pass when the session ends by `<exit>` (or runs out of dialogs) without saying
     /// `fail` or logging a `failure ...` (every `conf:fail` logs one).
     CleanExit,
+    /// Tests a W3C listener judged by ear (`<enumerate>`): pass when the prompt texts, read
+    /// as one stream of words ([`words`]), hold each phrase, in this order, each after the
+    /// one before, and the session ends cleanly as for [`Judging::CleanExit`].
+    Hears(Vec<String>),
+    /// Tests a W3C listener judged by ear (an audio clip): pass when a prompt plays the clip
+    /// at this URL (the file named in `judged.tsv`, resolved against the entry document),
+    /// and the session ends cleanly as for [`Judging::CleanExit`].
+    Plays(String),
+}
+
+impl Judging {
+    /// Reads a `judged.tsv` row after the id: `clean-exit<TAB>why`, `prompt<TAB>why`,
+    /// `hears<TAB>PHRASE|PHRASE|...<TAB>why` or `plays<TAB>FILE<TAB>why`. `entry_url` is the
+    /// test's entry document, against which a `plays` file is resolved.
+    fn parse(row: &str, entry_url: &str) -> Result<Self, String> {
+        let mut cols = row.split('\t').map(str::trim);
+        let mode = cols.next().unwrap_or_default();
+        let mut argument = || {
+            cols.next()
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| format!("{mode} needs an argument: {mode}<TAB>...<TAB>why"))
+        };
+        match mode {
+            "prompt" => Ok(Self::Prompt),
+            "clean-exit" => Ok(Self::CleanExit),
+            "hears" => {
+                let phrases: Vec<String> = argument()?.split('|').map(words).collect();
+                if phrases.iter().any(String::is_empty) {
+                    return Err("hears: a phrase has no words".to_owned());
+                }
+                Ok(Self::Hears(phrases))
+            }
+            "plays" => {
+                let file = argument()?;
+                let url = url::Url::parse(entry_url)
+                    .and_then(|base| base.join(file))
+                    .map_err(|e| format!("plays: {file:?} against {entry_url}: {e}"))?;
+                Ok(Self::Plays(url.into()))
+            }
+            other => Err(format!(
+                "unknown mode {other:?}; use clean-exit, prompt, hears or plays"
+            )),
+        }
+    }
+}
+
+/// Text as a listener compares it: lower case, every run of punctuation and white space one
+/// space (`"For alpha, press 1."` → `"for alpha press 1"`).
+fn words(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One INDEX.tsv row.
@@ -327,19 +385,105 @@ fn normalized(text: &str) -> String {
     text.trim().trim_end_matches('.').trim().to_lowercase()
 }
 
-/// The first of `pass`/`fail` among the prompts, with the reason for a failure.
-fn verdict(transcript: &Transcript, judging: Judging) -> (Verdict, String) {
+/// The outcome of `transcript` judged as `judging` says, with the reason for a failure.
+fn verdict(transcript: &Transcript, judging: &Judging) -> (Verdict, String) {
     let prompts: Vec<&str> = transcript.prompt_texts().collect();
-    let failure_logged = transcript.entries.iter().any(
-        |e| matches!(&e.entry, Entry::Log { text, .. } if text.trim_start().starts_with("failure")),
-    );
-    if judging == Judging::CleanExit
-        && !failure_logged
-        && !prompts.iter().any(|t| normalized(t) == "fail")
-        && matches!(transcript.end(), Some(SessionEnd::Exit { .. }))
-    {
-        return (Verdict::Pass, String::new());
+    let unclean = unclean_end(transcript, &prompts);
+    match judging {
+        Judging::Prompt => first_pass_or_fail(transcript, &prompts),
+        Judging::CleanExit if unclean.is_none() => (Verdict::Pass, String::new()),
+        Judging::CleanExit => first_pass_or_fail(transcript, &prompts),
+        Judging::Hears(phrases) => match (heard_in_order(&prompts, phrases), unclean) {
+            (Ok(()), None) => (Verdict::Pass, String::new()),
+            (Err(why), _) | (Ok(()), Some(why)) => (Verdict::Fail, why),
+        },
+        Judging::Plays(url) => {
+            let played = transcript
+                .entries
+                .iter()
+                .any(|e| matches!(&e.entry, Entry::Prompt { audio, .. } if audio.contains(url)));
+            match (played, unclean) {
+                (true, None) => (Verdict::Pass, String::new()),
+                (true, Some(why)) => (Verdict::Fail, why),
+                (false, _) => {
+                    let clips: Vec<&str> = transcript
+                        .entries
+                        .iter()
+                        .filter_map(|e| match &e.entry {
+                            Entry::Prompt { audio, .. } => Some(audio),
+                            _ => None,
+                        })
+                        .flatten()
+                        .map(String::as_str)
+                        .collect();
+                    (
+                        Verdict::Fail,
+                        format!("no prompt played {url}; clips played: {clips:?}"),
+                    )
+                }
+            }
+        }
     }
+}
+
+/// Why the session did not end cleanly (by `<exit>` or out of dialogs, never saying `fail`
+/// nor logging a `failure ...`, which every `conf:fail` does); `None` when it did.
+fn unclean_end(transcript: &Transcript, prompts: &[&str]) -> Option<String> {
+    if let Some(i) = prompts.iter().position(|t| normalized(t) == "fail") {
+        let why = prompts.get(i + 1).map_or("(no reason given)", |t| t.trim());
+        return Some(format!("fail: {why}"));
+    }
+    let failure = transcript.entries.iter().find_map(|e| match &e.entry {
+        Entry::Log { text, .. } if text.trim_start().starts_with("failure") => Some(text),
+        _ => None,
+    });
+    if let Some(text) = failure {
+        return Some(format!("logged {}", text.trim()));
+    }
+    if let Some(stop) = transcript.stopped() {
+        return Some(format!("no end: {stop}"));
+    }
+    match transcript.end() {
+        Some(SessionEnd::Exit { .. }) => None,
+        Some(other) => Some(format!("{} instead of <exit>", Entry::End(other.clone()))),
+        None => Some("no end".to_owned()),
+    }
+}
+
+/// Whether the prompts, read as one stream of [`words`], hold every phrase (already in
+/// [`words`] form) in order, each starting after the one before ends; else what is missing.
+fn heard_in_order(prompts: &[&str], phrases: &[String]) -> Result<(), String> {
+    let heard = prompts
+        .iter()
+        .map(|t| words(t))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let stream: Vec<&str> = heard.split(' ').filter(|w| !w.is_empty()).collect();
+    let mut from = 0;
+    let mut previous: Option<&str> = None;
+    for phrase in phrases {
+        let wanted: Vec<&str> = phrase.split(' ').collect();
+        let found = stream
+            .get(from..)
+            .unwrap_or_default()
+            .windows(wanted.len())
+            .position(|window| window == wanted.as_slice());
+        let Some(at) = found else {
+            let after = previous.map_or_else(String::new, |p| format!(" after {p:?}"));
+            return Err(format!(
+                "did not hear {phrase:?}{after}; heard {:?}",
+                one_line(&heard, 120)
+            ));
+        };
+        from += at + wanted.len();
+        previous = Some(phrase);
+    }
+    Ok(())
+}
+
+/// The first of `pass`/`fail` among the prompts (the W3C rule), with the reason for a
+/// failure.
+fn first_pass_or_fail(transcript: &Transcript, prompts: &[&str]) -> (Verdict, String) {
     for (i, text) in prompts.iter().enumerate() {
         match normalized(text).as_str() {
             "pass" => return (Verdict::Pass, String::new()),
@@ -377,11 +521,17 @@ fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-fn run_test(
-    test: &Test,
-    transfers: &BTreeMap<String, String>,
-    judging: Judging,
-) -> (Verdict, String, Transcript) {
+/// Where a test starts.
+struct Location {
+    /// The entry document's URL.
+    url: String,
+    /// Folders (relative to `converted/`) searched for the files the test names.
+    folders: Vec<String>,
+    /// Said after the reason when the entry is not the test's own.
+    note: String,
+}
+
+fn locate(test: &Test) -> Location {
     let converted = Path::new(IR_DIR).join("converted");
     let mut folders = vec![test.dir.clone()];
     let mut dir = test.dir.clone();
@@ -393,7 +543,27 @@ fn run_test(
         folders.insert(0, EDITED_DIR.to_owned());
         note = format!(" (entry from {EDITED_DIR})");
     }
-    let url = format!("{BASE}{dir}/{}", test.entry);
+    Location {
+        url: format!("{BASE}{dir}/{}", test.entry),
+        folders,
+        note,
+    }
+}
+
+/// How `judged.tsv`'s row (if any) says `test` is judged.
+fn judging_of(test: &Test, judged: &BTreeMap<String, String>) -> Result<Judging, String> {
+    judged.get(&test.id).map_or(Ok(Judging::Prompt), |row| {
+        Judging::parse(row, &locate(test).url)
+    })
+}
+
+fn run_test(
+    test: &Test,
+    transfers: &BTreeMap<String, String>,
+    judging: &Judging,
+) -> (Verdict, String, Transcript) {
+    let converted = Path::new(IR_DIR).join("converted");
+    let Location { url, folders, note } = locate(test);
     let start = Instant::now();
     let session = match Session::new(
         SessionConfig {
@@ -443,12 +613,10 @@ fn run_all(
                     transcript: None,
                 };
             }
-            let judging = match judged.get(&test.id).map(|row| row.split('\t').next()) {
-                Some(Some("clean-exit")) => Judging::CleanExit,
-                _ => Judging::Prompt,
-            };
+            let judging =
+                judging_of(test, judged).unwrap_or_else(|e| panic!("judged.tsv: {}: {e}", test.id));
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_test(test, &transfers, judging)
+                run_test(test, &transfers, &judging)
             }));
             let (verdict, reason, transcript) = match run {
                 Ok((verdict, reason, transcript)) => (verdict, reason, Some(transcript)),
@@ -523,7 +691,7 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('<', "&lt;")
 }
 
-fn write_report(outcomes: &[Outcome], elapsed: Duration) {
+fn write_report(outcomes: &[Outcome], judged: &BTreeMap<String, String>, elapsed: Duration) {
     let existing = std::fs::read_to_string(REPORT).unwrap_or_default();
     let srgs = match (existing.find(SRGS_BEGIN), existing.find(SRGS_END)) {
         (Some(begin), Some(end)) if begin < end => existing
@@ -640,10 +808,16 @@ fn write_report(outcomes: &[Outcome], elapsed: Duration) {
     );
     let _ = writeln!(
         md,
-        "- `vxml/tests/ir/judged.tsv` says how tests whose `pass` cannot be heard are judged: \
-         113 and 165 (no `conf:pass`) and 300 (the caller has hung up, so its `pass` prompt \
-         is not played) pass when the session exits without saying `fail` or logging a \
-         `failure`; 526 and 1162 (no `conf:pass`) speak `pass` themselves;"
+        "- `vxml/tests/ir/judged.tsv` says how tests without a `conf:pass` are judged (listed \
+         below): `clean-exit` passes when the session exits without saying `fail` or logging a \
+         `failure`; `prompt` is the W3C rule, for tests that speak `pass` themselves; `hears` \
+         and `plays` judge by machine what W3C left to a listener, from what the interpreter \
+         asks the platform to play. `hears P1|P2|...` passes when the prompt texts, read as one \
+         stream of whole words (case and punctuation ignored), hold P1, then P2 after it, and \
+         so on, and the session ends as for `clean-exit`: a missing or reordered phrase \
+         (choice, or key in a template) fails. `plays FILE` passes when a prompt plays the audio clip at \
+         FILE resolved against the entry document (the exact URL; audio is never fetched, so \
+         what the clip says is not checked) and the session ends as for `clean-exit`;"
     );
     let _ = writeln!(
         md,
@@ -670,6 +844,30 @@ fn write_report(outcomes: &[Outcome], elapsed: Duration) {
             o.verdict.label(),
             cell(&one_line(&o.reason, 160))
         );
+    }
+    let _ = writeln!(md, "\n### Judged by machine\n");
+    let _ = writeln!(
+        md,
+        "Tests without a `conf:pass`, judged as `vxml/tests/ir/judged.tsv` says (mode, its \
+         argument, why):\n"
+    );
+    for o in outcomes {
+        if let Some(row) = judged.get(&o.test.id) {
+            let cols: Vec<&str> = row.split('\t').map(str::trim).collect();
+            let (mode, why) = match cols.as_slice() {
+                [mode, argument, why, ..] => (format!("`{mode} {argument}`"), *why),
+                [mode, why] => (format!("`{mode}`"), *why),
+                _ => (format!("`{row}`"), ""),
+            };
+            let _ = writeln!(
+                md,
+                "- **{}** ({}): {}: {}",
+                o.test.id,
+                o.verdict.label(),
+                mode,
+                why.replace('<', "&lt;")
+            );
+        }
     }
     let _ = writeln!(md, "\n### Not applicable\n");
     for o in outcomes
@@ -698,9 +896,24 @@ fn bless(outcomes: &[Outcome]) {
     println!("wrote {}", path.display());
 }
 
+/// INDEX.tsv's tests, with `entries.tsv`'s corrections to their entry documents.
+fn load_tests() -> Vec<Test> {
+    let mut tests = read_index();
+    let entries = read_table("entries.tsv");
+    for test in &mut tests {
+        if let Some(row) = entries.get(&test.id) {
+            row.split('\t')
+                .next()
+                .unwrap_or_default()
+                .clone_into(&mut test.entry);
+        }
+    }
+    tests
+}
+
 #[test]
 fn w3c_ir_tests() {
-    let mut tests = read_index();
+    let mut tests = load_tests();
     assert_eq!(tests.len(), 168, "INDEX.tsv should list 168 assertions");
     let not_applicable = read_table("not-applicable.tsv");
     let blessing = std::env::var_os("OUTDIAL_IR_BLESS").is_some();
@@ -713,20 +926,10 @@ fn w3c_ir_tests() {
     let judged = read_table("judged.tsv");
     let transfers = read_table("transfers.tsv");
     let entries = read_table("entries.tsv");
-    for test in &mut tests {
-        if let Some(row) = entries.get(&test.id) {
-            row.split('\t')
-                .next()
-                .unwrap_or_default()
-                .clone_into(&mut test.entry);
+    for test in tests.iter().filter(|t| judged.contains_key(&t.id)) {
+        if let Err(e) = judging_of(test, &judged) {
+            panic!("judged.tsv: {}: {e}", test.id);
         }
-    }
-    for (id, row) in &judged {
-        let mode = row.split('\t').next().unwrap_or_default();
-        assert!(
-            matches!(mode, "clean-exit" | "prompt"),
-            "judged.tsv: {id}: unknown mode {mode:?}; use clean-exit or prompt"
-        );
     }
     for id in not_applicable
         .keys()
@@ -801,7 +1004,7 @@ fn w3c_ir_tests() {
         return;
     }
     if std::env::var_os("OUTDIAL_IR_REPORT").is_some() {
-        write_report(&outcomes, elapsed);
+        write_report(&outcomes, &judged, elapsed);
     }
     if blessing {
         bless(&outcomes);
@@ -814,4 +1017,218 @@ fn w3c_ir_tests() {
         unexpected.len(),
         unexpected.join("\n")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outdial_vxml::caller::Stamped;
+
+    const ENTRY: &str = "http://ir.test/cudl/w3c/369.txml";
+
+    fn judging(row: &str) -> Judging {
+        Judging::parse(row, ENTRY).unwrap_or_else(|e| panic!("{row:?}: {e}"))
+    }
+
+    /// A transcript of these prompts (text, audio URLs), then `end`.
+    fn transcript(prompts: &[(&str, &[&str])], end: SessionEnd) -> Transcript {
+        let mut entries: Vec<Stamped> = prompts
+            .iter()
+            .map(|(text, audio)| Stamped {
+                at: Duration::ZERO,
+                entry: Entry::Prompt {
+                    text: (*text).to_owned(),
+                    audio: audio.iter().map(|a| (*a).to_owned()).collect(),
+                    bargein: true,
+                },
+            })
+            .collect();
+        entries.push(Stamped {
+            at: Duration::from_secs(1),
+            entry: Entry::End(end),
+        });
+        Transcript { entries }
+    }
+
+    fn exit() -> SessionEnd {
+        SessionEnd::Exit { value: None }
+    }
+
+    fn judge(prompts: &[(&str, &[&str])], end: SessionEnd, row: &str) -> Verdict {
+        verdict(&transcript(prompts, end), &judging(row)).0
+    }
+
+    const TEMPLATE: &str =
+        "hears\tfor alpha press 1|for bravo press 2|for charlie press 3|for delta press 4\twhy";
+
+    #[test]
+    fn hears_passes_the_phrases_in_order_whatever_the_case_and_punctuation() {
+        let heard = [(
+            "For ALPHA, press 1. For bravo; press 2 — For charlie, press 3! For delta, press 4?",
+            &[][..],
+        )];
+        assert_eq!(judge(&heard, exit(), TEMPLATE), Verdict::Pass);
+        // Spread over several prompts, with other words around them.
+        let spread = [
+            ("No input expected. Say nothing.", &[][..]),
+            ("alpha", &[][..]),
+            ("then bravo and charlie", &[][..]),
+            ("delta.", &[][..]),
+        ];
+        let row = "hears\tno input expected|alpha|bravo|charlie|delta\twhy";
+        assert_eq!(judge(&spread, exit(), row), Verdict::Pass);
+    }
+
+    #[test]
+    fn hears_fails_a_missing_reordered_or_misnumbered_choice() {
+        let row = "hears\talpha|bravo|charlie|delta\twhy";
+        let missing = [("alpha bravo delta", &[][..])];
+        let (v, why) = verdict(&transcript(&missing, exit()), &judging(row));
+        assert_eq!(v, Verdict::Fail);
+        assert!(why.contains("\"charlie\" after \"bravo\""), "{why}");
+        let reordered = [("alpha charlie bravo delta", &[][..])];
+        assert_eq!(judge(&reordered, exit(), row), Verdict::Fail);
+        // The choices before the prompt that must come first (219: heard in the noinput catch).
+        let early = [
+            ("alpha bravo charlie delta", &[][..]),
+            ("No input expected. Say nothing.", &[][..]),
+        ];
+        let after = "hears\tno input expected|alpha|bravo|charlie|delta\twhy";
+        assert_eq!(judge(&early, exit(), after), Verdict::Fail);
+        let swapped_keys = [(
+            "For alpha, press 2. For bravo, press 1. For charlie, press 3. For delta, press 4.",
+            &[][..],
+        )];
+        assert_eq!(judge(&swapped_keys, exit(), TEMPLATE), Verdict::Fail);
+        // Whole words only: "press 10" is not "press 1", "alphabet" is not "alpha".
+        let longer = [(
+            "For alpha, press 10. For bravo, press 2. For charlie, press 3. For delta, press 4.",
+            &[][..],
+        )];
+        assert_eq!(judge(&longer, exit(), TEMPLATE), Verdict::Fail);
+        let alphabet = [("alphabet bravo charlie delta", &[][..])];
+        assert_eq!(judge(&alphabet, exit(), row), Verdict::Fail);
+        // Without the carrier phrase the template was not used.
+        let bare = [("alpha 1 bravo 2 charlie 3 delta 4", &[][..])];
+        assert_eq!(judge(&bare, exit(), TEMPLATE), Verdict::Fail);
+    }
+
+    #[test]
+    fn hears_fails_when_the_session_says_fail_or_ends_otherwise() {
+        let row = "hears\talpha|bravo|charlie|delta\twhy";
+        let heard = ("alpha bravo charlie delta", &[][..]);
+        let failed = [
+            heard,
+            ("fail", &[][..]),
+            ("caught unexpected event", &[][..]),
+        ];
+        let (v, why) = verdict(&transcript(&failed, exit()), &judging(row));
+        assert_eq!(
+            (v, why.as_str()),
+            (Verdict::Fail, "fail: caught unexpected event")
+        );
+        assert_eq!(judge(&[heard], SessionEnd::Hangup, row), Verdict::Fail);
+        let error = SessionEnd::Error {
+            event: "error.semantic".into(),
+            message: "x".into(),
+        };
+        assert_eq!(judge(&[heard], error, row), Verdict::Fail);
+        let mut logged = transcript(&[heard], exit());
+        logged.entries.insert(
+            0,
+            Stamped {
+                at: Duration::ZERO,
+                entry: Entry::Log {
+                    label: None,
+                    text: "failure expression: x".into(),
+                },
+            },
+        );
+        assert_eq!(verdict(&logged, &judging(row)).0, Verdict::Fail);
+    }
+
+    #[test]
+    fn plays_passes_only_the_clip_resolved_against_the_entry_document() {
+        let row = "plays\t369.wav\twhy";
+        assert_eq!(
+            judging(row),
+            Judging::Plays("http://ir.test/cudl/w3c/369.wav".into())
+        );
+        let right = [("", &["http://ir.test/cudl/w3c/369.wav"][..])];
+        assert_eq!(judge(&right, exit(), row), Verdict::Pass);
+        let wrong_file = [("", &["http://ir.test/cudl/w3c/371.wav"][..])];
+        assert_eq!(judge(&wrong_file, exit(), row), Verdict::Fail);
+        let wrong_folder = [("", &["http://ir.test/cudl/369.wav"][..])];
+        assert_eq!(judge(&wrong_folder, exit(), row), Verdict::Fail);
+        let longer_name = [("", &["http://ir.test/cudl/w3c/x369.wav"][..])];
+        assert_eq!(judge(&longer_name, exit(), row), Verdict::Fail);
+        // Saying the file name is not playing it.
+        let spoken = [("http://ir.test/cudl/w3c/369.wav", &[][..])];
+        assert_eq!(judge(&spoken, exit(), row), Verdict::Fail);
+        let then_fail = [right[0], ("fail", &[][..])];
+        assert_eq!(judge(&then_fail, exit(), row), Verdict::Fail);
+        assert_eq!(judge(&right, SessionEnd::Disconnect, row), Verdict::Fail);
+    }
+
+    #[test]
+    fn judged_rows_are_checked() {
+        for bad in [
+            "hears",
+            "hears\t\twhy",
+            "hears\talpha||delta\twhy",
+            "plays",
+            "heard\tx",
+        ] {
+            assert!(Judging::parse(bad, ENTRY).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(judging("clean-exit\twhy"), Judging::CleanExit);
+        assert_eq!(judging("prompt\twhy"), Judging::Prompt);
+    }
+
+    /// The real runs, judged against a wrong expectation, fail: the modes read what the
+    /// interpreter did, not what `judged.tsv` says.
+    #[test]
+    fn real_runs_fail_a_wrong_expectation() {
+        let tests = load_tests();
+        let transfers = BTreeMap::new();
+        let run = |id: &str, row: &str| {
+            let test = tests
+                .iter()
+                .find(|t| t.id == id)
+                .unwrap_or_else(|| panic!("{id} is not in INDEX.tsv"));
+            let judging =
+                Judging::parse(row, &locate(test).url).unwrap_or_else(|e| panic!("{row:?}: {e}"));
+            run_test(test, &transfers, &judging).0
+        };
+        let judged = read_table("judged.tsv");
+        for id in [
+            "vxml20/216",
+            "vxml20/217",
+            "vxml20/219",
+            "vxml20/369",
+            "vxml20/371",
+        ] {
+            let row = judged.get(id).map_or("", String::as_str);
+            assert_eq!(run(id, row), Verdict::Pass, "{id} as judged.tsv says");
+        }
+        let wrong = [
+            ("vxml20/216", "hears\talpha|charlie|bravo|delta\tx"),
+            ("vxml20/216", "hears\talpha|bravo|charlie|delta|echo\tx"),
+            (
+                "vxml20/217",
+                "hears\tfor alpha press 1|for bravo press 3\tx",
+            ),
+            (
+                "vxml20/217",
+                "hears\tfor bravo press 2|for alpha press 1\tx",
+            ),
+            // 219's choices come after the menu prompt, not before it.
+            ("vxml20/219", "hears\talpha|delta|no input expected\tx"),
+            ("vxml20/369", "plays\t371.wav\tx"),
+            ("vxml20/371", "plays\t369.wav\tx"),
+        ];
+        for (id, row) in wrong {
+            assert_eq!(run(id, row), Verdict::Fail, "{id} judged as {row:?}");
+        }
+    }
 }
