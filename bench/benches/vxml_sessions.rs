@@ -5,11 +5,13 @@
 //! (four keys → `<filled>` → `<submit>`).
 //!
 //! Reports, for the live sessions: Rust heap per session (a counting global allocator) and
-//! QuickJS heap per session (the runtime's own accounting; QuickJS allocates with libc malloc,
-//! which the Rust allocator does not see), the parsed documents each session holds, the time
-//! per session start and per FIA step, and a full cycle collection over all contexts. Then the
-//! script engine alone, one runtime per session against one shared runtime, which is the
-//! measurement behind `script::engine`'s design.
+//! QuickJS heap per session (the runtime's own accounting; QuickJS allocates from the system
+//! allocator through `script::ledger`, which the Rust global allocator does not see), what the
+//! ledger charges each session (the system blocks QuickJS holds, with their headers), the parsed
+//! documents each session holds, the time per session start and per FIA step, and a full cycle
+//! collection over all contexts. Then the script engine alone, one runtime per session against
+//! one shared runtime, which is the measurement behind `script::engine`'s design, and the cost
+//! of one evaluation.
 //!
 //! Run: `cargo bench -p outdial-bench --bench vxml_sessions` (figures: `docs/benchmarks.md`).
 //! `OUTDIAL_BENCH_SESSIONS=N` changes the session count (e.g. 10 under callgrind).
@@ -23,7 +25,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use outdial_vxml::document::Document;
-use outdial_vxml::script::{DataModel, QuickJs, Scope, ScriptEngine, ScriptLimits};
+use outdial_vxml::script::ledger::HEADER_BYTES;
+use outdial_vxml::script::{DataModel, LedgerSummary, QuickJs, Scope, ScriptEngine, ScriptLimits};
 use outdial_vxml::{Action, FetchPurpose, Fetched, Input, Session, SessionConfig};
 
 /// The Rust global allocator, counting live bytes.
@@ -185,6 +188,37 @@ fn pool_bytes() -> i64 {
     ScriptEngine::thread_pool().iter().map(quickjs_bytes).sum()
 }
 
+/// The ledgers of all this thread's runtimes, summed (call after [`pool_bytes`] collected).
+fn pool_ledger() -> LedgerSummary {
+    let mut total = LedgerSummary::default();
+    for engine in ScriptEngine::thread_pool() {
+        let l = engine.ledger();
+        total.session_bytes += l.session_bytes;
+        total.runtime_bytes += l.runtime_bytes;
+        total.orphan_bytes += l.orphan_bytes;
+        total.blocks += l.blocks;
+        total.sessions += l.sessions;
+    }
+    total
+}
+
+/// The first FIA step of every session: four keys → `<filled>` → the next field listening.
+/// A function of its own so that callgrind can count it alone
+/// (`--collect-atstart=no --toggle-collect='*fia_step*'`).
+#[inline(never)]
+fn fia_step(sessions: &mut [Session], now: Instant) {
+    for session in sessions {
+        for key in ['1', '2', '3', '4'] {
+            session.handle_input(now, Input::Dtmf(key));
+        }
+        assert_eq!(
+            drive(session, now),
+            Stop::Listening,
+            "the PIN field listens"
+        );
+    }
+}
+
 fn per(total: Duration, n: usize) -> String {
     format!("{:.1} µs", total.as_secs_f64() * 1e6 / n as f64)
 }
@@ -239,19 +273,13 @@ fn main() {
     let start_time = started.elapsed();
     let rust_per_session = (live_bytes() - rust_before) as f64 / n as f64;
     let js_per_session = (pool_bytes() - js_before) as f64 / n as f64;
+    let ledger = pool_ledger();
+    let charged_per_session = ledger.session_bytes as f64 / ledger.sessions.max(1) as f64;
+    let blocks_per_session = ledger.blocks as f64 / ledger.sessions.max(1) as f64;
 
     // One FIA step each: four keys → <filled> → next field's prompt → listening.
     let started = Instant::now();
-    for session in &mut sessions {
-        for key in ['1', '2', '3', '4'] {
-            session.handle_input(now, Input::Dtmf(key));
-        }
-        assert_eq!(
-            drive(session, now),
-            Stop::Listening,
-            "the PIN field listens"
-        );
-    }
+    fia_step(&mut sessions, now);
     let step_time = started.elapsed();
     // The pause a cycle collection causes: one runtime's worth of contexts at a time.
     let pool = ScriptEngine::thread_pool();
@@ -292,6 +320,13 @@ fn main() {
     println!(
         "  per session after one step: {:.0} B Rust + {:.0} B QuickJS",
         rust_after_step, js_after_step
+    );
+    println!(
+        "  charged to each session by the ledger: {charged_per_session:.0} B in \
+         {blocks_per_session:.1} system blocks, of which {:.0} B block headers \
+         ({HEADER_BYTES} B each); runtimes' own: {} B in all",
+        blocks_per_session * HEADER_BYTES as f64,
+        ledger.runtime_bytes
     );
     println!(
         "  start to first listen: {} per session; FIA step (4 keys → filled → next field): {}; \
@@ -339,23 +374,35 @@ fn engine_only(n: usize) {
         models.push(js);
     }
     let shared_js = (quickjs_bytes(&shared) - base) as f64 / n as f64;
+    let shared_charged = shared.ledger().session_bytes as f64 / n as f64;
     let shared_rust = (live_bytes() - rust_before) as f64 / n as f64;
     let model = models.first_mut().expect("n > 0");
     let evals = 20_000;
     let started = Instant::now();
     for i in 0..evals {
-        let expr = if i % 2 == 0 {
-            "total = total + 1"
-        } else {
-            "account == '1234' && total > 5"
-        };
         if i % 2 == 0 {
             model.assign("total", "total + 1").expect("assign");
         } else {
-            black_box(model.eval_bool(expr).expect("eval"));
+            black_box(
+                model
+                    .eval_bool("account == '1234' && total > 5")
+                    .expect("eval"),
+            );
         }
     }
     let eval_time = started.elapsed();
+    let started = Instant::now();
+    for _ in 0..evals {
+        black_box(model.eval_bool("total > 5").expect("eval"));
+    }
+    let simple_time = started.elapsed();
+    // Every expression new: what an evaluation costs before its compiled form is cached.
+    let fresh = 2_000;
+    let started = Instant::now();
+    for i in 0..fresh {
+        black_box(model.eval_bool(&format!("total > {i}")).expect("eval"));
+    }
+    let fresh_time = started.elapsed();
     let gc_started = Instant::now();
     shared.collect_garbage();
     let shared_gc = gc_started.elapsed();
@@ -380,9 +427,13 @@ fn engine_only(n: usize) {
          runtime per session: {:.0} B QuickJS + {own_rust:.0} B Rust",
         own_js as f64 / n as f64
     );
+    println!("  shared runtime, charged per context by the ledger: {shared_charged:.0} B");
     println!("  cycle collection of one runtime holding all {n}: {shared_gc:.2?}");
     println!(
-        "  one <assign> or cond evaluation in the scope chain: {}",
-        per(eval_time, evals)
+        "  one <assign> or cond evaluation in the scope chain: {}; a simple cond (`total > 5`): \
+         {}; a cond never seen before (compiled, then cached): {}",
+        per(eval_time, evals),
+        per(simple_time, evals),
+        per(fresh_time, fresh)
     );
 }

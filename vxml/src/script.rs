@@ -8,6 +8,11 @@
 //! `with` statements over that stack, so reading `x` finds the innermost declaration and
 //! assigning `x` updates the scope that declared it. Each named scope object also holds itself
 //! under its own name (non-enumerable), so `dialog.x` and `application.lastresult$` resolve.
+//! An expression is compiled once per context into a function holding that `with` chain
+//! (`__vxml.fns`, the [`CACHED_FUNCTIONS`] most recently used), so a repeated `cond` or `expr`
+//! is a call, not a parse. What needs no compiling is not compiled: a plain name path (`x`,
+//! `dialog.x`) is read, an `<assign>`'s target and host values are assigned, by bootstrap
+//! helpers that resolve the name as the `with` chain would (`__vxml.read`, `__vxml.assignIn`).
 //!
 //! Assignment to an undeclared variable must raise `error.semantic` (§5.1.1). Sloppy JS would
 //! create a global instead; the global object's prototype is therefore a `Proxy` whose `set`
@@ -31,14 +36,18 @@
 //!
 //! Runaway scripts are stopped by the engine's interrupt handler after a budget of calls
 //! (quickjs-ng calls it about every 10,000 operations), deep recursion by a stack limit and
-//! unbounded allocation by a memory limit ([`engine`]). No wall clock is read: the budget counts
-//! work, not time.
+//! unbounded allocation by a memory limit of the session's own, exact even in a shared runtime
+//! ([`ledger`]). No wall clock is read: the budget counts work, not time.
 
 mod dom;
 pub mod engine;
+pub mod ledger;
 
 pub use dom::DataError;
 pub use engine::{EngineMemory, ScriptEngine};
+pub use ledger::{LedgerSummary, SessionMemory};
+
+use ledger::Owner;
 
 use rquickjs::context::EvalOptions;
 use rquickjs::{Coerced, Context, Ctx, Function, Object};
@@ -93,44 +102,30 @@ pub enum Value {
 }
 
 impl Value {
-    /// This value as ECMAScript source text that evaluates to it.
-    fn to_source(&self, out: &mut String) {
-        match self {
-            Self::Undefined => out.push_str("undefined"),
-            Self::Null => out.push_str("null"),
-            Self::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Self::Number(n) if n.is_finite() => out.push_str(&n.to_string()),
-            Self::Number(n) if n.is_nan() => out.push_str("NaN"),
-            Self::Number(n) => out.push_str(if *n > 0.0 { "Infinity" } else { "-Infinity" }),
-            Self::String(s) => push_string_literal(out, s),
+    /// This value as an ECMAScript value of `ctx`.
+    fn to_js<'js>(&self, ctx: &Ctx<'js>) -> rquickjs::Result<rquickjs::Value<'js>> {
+        Ok(match self {
+            Self::Undefined => rquickjs::Value::new_undefined(ctx.clone()),
+            Self::Null => rquickjs::Value::new_null(ctx.clone()),
+            Self::Bool(b) => rquickjs::Value::new_bool(ctx.clone(), *b),
+            Self::Number(n) => rquickjs::Value::new_number(ctx.clone(), *n),
+            Self::String(s) => rquickjs::String::from_str(ctx.clone(), s)?.into_value(),
             Self::Object(fields) => {
-                out.push('{');
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_string_literal(out, k);
-                    out.push(':');
-                    v.to_source(out);
+                let object = Object::new(ctx.clone())?;
+                for (key, value) in fields {
+                    object.set(key.as_str(), value.to_js(ctx)?)?;
                 }
-                out.push('}');
+                object.into_value()
             }
             Self::Array(items) => {
-                out.push('[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    v.to_source(out);
+                let array = rquickjs::Array::new(ctx.clone())?;
+                for (i, value) in items.iter().enumerate() {
+                    array.set(i, value.to_js(ctx)?)?;
                 }
-                out.push(']');
+                array.into_value()
             }
-            Self::Json(text) => {
-                out.push_str("JSON.parse(");
-                push_string_literal(out, text);
-                out.push(')');
-            }
-        }
+            Self::Json(text) => ctx.json_parse(text.as_str())?,
+        })
     }
 }
 
@@ -239,8 +234,8 @@ pub trait DataModel {
 pub struct ScriptLimits {
     /// Interrupt-handler calls allowed per evaluation (about 10,000 operations each).
     pub budget: u32,
-    /// Bytes the session's scripts may allocate: added to its runtime's limit while it lives
-    /// (see [`engine`] for what sharing a runtime means for it).
+    /// Bytes the session's script context may hold, its intrinsics and bootstrap included
+    /// (about 48 KiB); exact even when the runtime is shared ([`ledger`]).
     pub memory_bytes: usize,
 }
 
@@ -268,15 +263,188 @@ fn compact_js(source: &str) -> String {
     out
 }
 
+/// Compiled expressions a context keeps; the least recently used makes way. Each costs about
+/// 0.8 KiB of the session's memory (bytecode, source text, function object), so few are kept:
+/// enough for the conditions the FIA re-evaluates on every pass (`docs/benchmarks.md`).
+pub const CACHED_FUNCTIONS: usize = 4;
+
+/// What a compiled evaluation does with its expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// `!!(expr)`.
+    Bool,
+    /// `String((expr))`.
+    String,
+    /// The value itself.
+    Value,
+}
+
+/// One compiled evaluation: its key and when it was last used.
+#[derive(Debug)]
+struct Compiled {
+    form: Form,
+    depth: usize,
+    expr: Box<str>,
+    last_used: u64,
+}
+
+/// Which compiled evaluation each index of the context's `__vxml.fns` holds.
+#[derive(Debug, Default)]
+struct FunctionCache {
+    entries: Vec<Compiled>,
+    clock: u64,
+}
+
+impl FunctionCache {
+    /// The index of the function for this key, if compiled; marks it used.
+    fn find(&mut self, form: Form, depth: usize, expr: &str) -> Option<usize> {
+        let i = self
+            .entries
+            .iter()
+            .position(|c| c.form == form && c.depth == depth && *c.expr == *expr)?;
+        self.clock += 1;
+        if let Some(entry) = self.entries.get_mut(i) {
+            entry.last_used = self.clock;
+        }
+        Some(i)
+    }
+
+    /// The index a new function goes to: a free one, else the least recently used.
+    fn vacancy(&self) -> usize {
+        if self.entries.len() < CACHED_FUNCTIONS {
+            return self.entries.len();
+        }
+        self.entries
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| c.last_used)
+            .map_or(0, |(i, _)| i)
+    }
+
+    /// Records that index `i` (from [`Self::vacancy`]) now holds this key's function.
+    fn store(&mut self, i: usize, form: Form, depth: usize, expr: &str) {
+        self.clock += 1;
+        let entry = Compiled {
+            form,
+            depth,
+            expr: expr.into(),
+            last_used: self.clock,
+        };
+        match self.entries.get_mut(i) {
+            Some(slot) => *slot = entry,
+            None => self.entries.push(entry),
+        }
+    }
+}
+
+/// The source of a function evaluating `expr` in `form` inside the first `depth` scopes.
+fn function_source(form: Form, depth: usize, expr: &str) -> String {
+    let expr = guard_typeof(expr);
+    let mut source = String::with_capacity(48 + 16 * depth + expr.len());
+    source.push_str("(function(){");
+    for i in 0..depth {
+        source.push_str("with(__vxml.s[");
+        source.push_str(&i.to_string());
+        source.push_str("])");
+    }
+    source.push_str(match form {
+        Form::Bool => "{return !!(",
+        Form::String => "{return String((",
+        Form::Value => "{return (",
+    });
+    source.push_str(&expr);
+    // A newline first, so that a trailing `//` comment in the expression ends there.
+    source.push_str(if form == Form::String {
+        "\n))}})"
+    } else {
+        "\n)}})"
+    });
+    source
+}
+
+/// Evaluates `expr` in `form` inside the first `depth` scopes, compiling it on first use; a
+/// plain name path (`x`, `dialog.x`) is read without compiling anything.
+fn evaluate<'js>(
+    ctx: &Ctx<'js>,
+    api: &Object<'js>,
+    cache: &mut FunctionCache,
+    form: Form,
+    depth: usize,
+    expr: &str,
+) -> rquickjs::Result<rquickjs::Value<'js>> {
+    let path = expr.trim();
+    if is_readable_path(path) {
+        let value: rquickjs::Value<'js> = api.get::<_, Function<'js>>("read")?.call((path,))?;
+        return match form {
+            Form::Value => Ok(value),
+            Form::Bool => {
+                let truth = value.get::<Coerced<bool>>()?.0;
+                Ok(rquickjs::Value::new_bool(ctx.clone(), truth))
+            }
+            Form::String => Ok(value
+                .get::<Coerced<rquickjs::String<'js>>>()?
+                .0
+                .into_value()),
+        };
+    }
+    let functions: rquickjs::Array<'js> = api.get("fns")?;
+    let index = match cache.find(form, depth, expr) {
+        Some(index) => index,
+        None => {
+            let mut options = EvalOptions::default();
+            options.strict = false;
+            let function: Function<'js> =
+                ctx.eval_with_options(function_source(form, depth, expr), options)?;
+            let index = cache.vacancy();
+            functions.set(index, function)?;
+            cache.store(index, form, depth, expr);
+            index
+        }
+    };
+    functions.get::<Function<'js>>(index)?.call(())
+}
+
+/// Words that are not variable names though shaped like one.
+#[rustfmt::skip]
+const RESERVED: &[&str] = &[
+    "await", "break", "case", "catch", "class", "const", "continue", "debugger", "default",
+    "delete", "do", "else", "enum", "export", "extends", "false", "finally", "for", "function",
+    "if", "import", "in", "instanceof", "let", "new", "null", "return", "super", "switch",
+    "this", "throw", "true", "try", "typeof", "var", "void", "while", "with", "yield",
+];
+
+/// Whether `expr` is a name path `__vxml.read` can resolve as the expression would.
+fn is_readable_path(expr: &str) -> bool {
+    is_name_path(expr)
+        && expr
+            .split('.')
+            .next()
+            .is_some_and(|head| !RESERVED.contains(&head) && head != "arguments")
+}
+
+/// A session's account in its runtime, closed when dropped (after the context it outlives).
+struct Lease {
+    engine: ScriptEngine,
+    owner: Owner,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.engine.release(self.owner);
+    }
+}
+
 /// The rquickjs data model: one context per session, in a runtime shared with up to
 /// [`engine::CONTEXTS_PER_RUNTIME`] sessions of its thread (see [`engine`]).
 pub struct QuickJs {
+    /// Dropped before `lease`, so the context's frees are credited to the session.
     context: Context,
-    engine: ScriptEngine,
+    lease: Lease,
     kinds: Vec<Scope>,
     limits: ScriptLimits,
     /// Whether `dom.js` has run in this context.
     dom_ready: bool,
+    compiled: FunctionCache,
 }
 
 impl std::fmt::Debug for QuickJs {
@@ -284,12 +452,6 @@ impl std::fmt::Debug for QuickJs {
         f.debug_struct("QuickJs")
             .field("scopes", &self.kinds)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for QuickJs {
-    fn drop(&mut self) {
-        self.engine.release(self.limits.memory_bytes);
     }
 }
 
@@ -301,16 +463,25 @@ impl QuickJs {
 
     /// Starts a context with an empty scope stack in `engine`'s runtime.
     pub fn in_engine(engine: &ScriptEngine, limits: ScriptLimits) -> Result<Self, ScriptError> {
-        let context = engine.context(limits.memory_bytes)?;
+        let (context, owner) = engine.context(limits.memory_bytes)?;
         let mut model = Self {
             context,
-            engine: engine.clone(),
+            lease: Lease {
+                engine: engine.clone(),
+                owner,
+            },
             kinds: Vec::new(),
             limits,
             dom_ready: false,
+            compiled: FunctionCache::default(),
         };
         model.exec(&BOOTSTRAP, "bootstrap")?;
         Ok(model)
+    }
+
+    /// What this session's scripts hold in its runtime now.
+    pub fn memory(&self) -> SessionMemory {
+        self.lease.engine.session_memory(self.lease.owner)
     }
 
     /// The `with(...)` prefix opening every scope on the stack.
@@ -324,21 +495,17 @@ impl QuickJs {
         prefix
     }
 
-    /// Evaluates `body` (an expression) inside the scope chain, converting with `convert`.
+    /// Evaluates `expr` in `form` inside the scope chain, converting with `convert`.
     fn eval_in_scope<T>(
         &mut self,
         expr: &str,
-        wrap: (&str, &str),
+        form: Form,
         convert: impl for<'js> FnOnce(rquickjs::Value<'js>) -> rquickjs::Result<T>,
     ) -> Result<T, ScriptError> {
-        let source = format!(
-            "{}{{{}({}\n){}}}",
-            self.with_prefix(),
-            wrap.0,
-            guard_typeof(expr),
-            wrap.1
-        );
-        self.run(&source, expr, convert)
+        let depth = self.kinds.len();
+        self.with_api(expr, |ctx, api, cache| {
+            evaluate(ctx, api, cache, form, depth, expr).and_then(convert)
+        })
     }
 
     /// Runs source with no scope chain, discarding the result.
@@ -353,7 +520,7 @@ impl QuickJs {
         label: &str,
         convert: impl for<'js> FnOnce(rquickjs::Value<'js>) -> rquickjs::Result<T>,
     ) -> Result<T, ScriptError> {
-        self.with_api(label, |ctx, _| {
+        self.with_api(label, |ctx, _, _| {
             let mut options = EvalOptions::default();
             options.strict = false;
             ctx.eval_with_options::<rquickjs::Value<'_>, _>(source, options)
@@ -366,28 +533,36 @@ impl QuickJs {
     where
         A: for<'js> rquickjs::function::IntoArgs<'js>,
     {
-        self.with_api(label, |_, api| {
+        self.with_api(label, |_, api, _| {
             api.get::<_, Function<'_>>(name)
                 .and_then(|f| f.call::<_, ()>(args))
         })
     }
 
-    /// Runs `f` with the runtime locked, the budget armed and the `__vxml` object at hand;
-    /// maps a failure to the [`ScriptError`] that explains it.
+    /// Runs `f` with the runtime locked, the session charged for what it allocates, the budget
+    /// armed and the `__vxml` object at hand; maps a failure to the [`ScriptError`] that
+    /// explains it.
     fn with_api<T>(
         &mut self,
         label: &str,
-        f: impl for<'js> FnOnce(&Ctx<'js>, Object<'js>) -> rquickjs::Result<T>,
+        f: impl for<'js> FnOnce(&Ctx<'js>, &Object<'js>, &mut FunctionCache) -> rquickjs::Result<T>,
     ) -> Result<T, ScriptError> {
-        let engine = &self.engine;
-        let limits = self.limits;
-        self.context.with(|ctx| {
+        let Self {
+            context,
+            lease,
+            limits,
+            compiled,
+            ..
+        } = self;
+        let (engine, owner, limits) = (&lease.engine, lease.owner, *limits);
+        context.with(|ctx| {
+            let _charge = engine.charge_to(owner);
             engine.arm(limits.budget);
             let result = ctx
                 .globals()
                 .get::<_, Object<'_>>("__vxml")
                 .or_else(|_| Object::new(ctx.clone()))
-                .and_then(|api| f(&ctx, api));
+                .and_then(|api| f(&ctx, &api, compiled));
             result.map_err(|error| {
                 if engine.budget_spent() {
                     // Clear the pending uncatchable exception before reporting.
@@ -397,17 +572,18 @@ impl QuickJs {
                         budget: limits.budget,
                     };
                 }
-                let message = exception_message(&ctx, error);
-                if message.contains("out of memory") {
-                    ScriptError::MemoryExceeded {
+                // From the accounting, not the message: QuickJS may fail to build its
+                // out-of-memory error, or the script may catch it and throw something else.
+                if engine.refused(owner) {
+                    let _ = ctx.catch();
+                    return ScriptError::MemoryExceeded {
                         code: shorten(label),
                         limit: limits.memory_bytes,
-                    }
-                } else {
-                    ScriptError::Exception {
-                        code: shorten(label),
-                        message,
-                    }
+                    };
+                }
+                ScriptError::Exception {
+                    code: shorten(label),
+                    message: exception_message(&ctx, error),
                 }
             })
         })
@@ -420,7 +596,7 @@ impl QuickJs {
             self.dom_ready = true;
         }
         dom::parse(xml, |nodes| {
-            self.with_api("<data>", |ctx, api| {
+            self.with_api("<data>", |ctx, api, _| {
                 let flat = rquickjs::Array::new(ctx.clone())?;
                 let mut slot = 0usize;
                 for node in nodes {
@@ -601,14 +777,12 @@ impl DataModel for QuickJs {
             return Err(ScriptError::Engine("no scope is open".to_owned()));
         };
         let expr = expr.unwrap_or("undefined");
-        let source = format!(
-            "{}{{__vxml.declareIn({}, \"{}\", ({}\n))}}",
-            self.with_prefix(),
-            top as u32,
-            name,
-            guard_typeof(expr)
-        );
-        self.run(&source, expr, |_| Ok(()))
+        let depth = self.kinds.len();
+        self.with_api(expr, |ctx, api, cache| {
+            let value = evaluate(ctx, api, cache, Form::Value, depth, expr)?;
+            api.get::<_, Function<'_>>("declareIn")?
+                .call::<_, ()>((top as u32, name, value))
+        })
     }
 
     fn declare_value(
@@ -622,10 +796,13 @@ impl DataModel for QuickJs {
                 name: name.to_owned(),
             });
         }
-        let mut source = format!("__vxml.declareIn({}, \"{}\", ", scope as u32, name);
-        value.to_source(&mut source);
-        source.push(')');
-        self.run(&source, name, |_| Ok(()))
+        self.with_api(name, |ctx, api, _| {
+            api.get::<_, Function<'_>>("declareIn")?.call::<_, ()>((
+                scope as u32,
+                name,
+                value.to_js(ctx)?,
+            ))
+        })
     }
 
     fn assign(&mut self, name: &str, expr: &str) -> Result<(), ScriptError> {
@@ -634,42 +811,45 @@ impl DataModel for QuickJs {
                 name: name.to_owned(),
             });
         }
-        let source = format!(
-            "{}{{{} = ({}\n)}}",
-            self.with_prefix(),
-            name,
-            guard_typeof(expr)
-        );
-        self.run(&source, expr, |_| Ok(()))
+        let depth = self.kinds.len();
+        self.with_api(expr, |ctx, api, cache| {
+            let value = evaluate(ctx, api, cache, Form::Value, depth, expr)?;
+            api.get::<_, Function<'_>>("assignIn")?
+                .call::<_, ()>((name, value))
+        })
     }
 
     fn assign_value(&mut self, name: &str, value: &Value) -> Result<(), ScriptError> {
         if is_identifier(name) && name.ends_with('$') {
             // A platform-owned variable: replaced, not assigned through its read-only guard.
-            let mut source = String::from("__vxml.hostAssign(\"");
-            source.push_str(name);
-            source.push_str("\", ");
-            value.to_source(&mut source);
-            source.push(')');
-            return self.run(&source, name, |_| Ok(()));
+            return self.with_api(name, |ctx, api, _| {
+                api.get::<_, Function<'_>>("hostAssign")?
+                    .call::<_, ()>((name, value.to_js(ctx)?))
+            });
         }
-        let mut expr = String::new();
-        value.to_source(&mut expr);
-        self.assign(name, &expr)
+        if !is_name_path(name) {
+            return Err(ScriptError::BadName {
+                name: name.to_owned(),
+            });
+        }
+        self.with_api(name, |ctx, api, _| {
+            api.get::<_, Function<'_>>("assignIn")?
+                .call::<_, ()>((name, value.to_js(ctx)?))
+        })
     }
 
     fn eval_bool(&mut self, expr: &str) -> Result<bool, ScriptError> {
-        self.eval_in_scope(expr, ("!!", ""), |v| Ok(v.as_bool().unwrap_or(false)))
+        self.eval_in_scope(expr, Form::Bool, |v| Ok(v.as_bool().unwrap_or(false)))
     }
 
     fn eval_string(&mut self, expr: &str) -> Result<String, ScriptError> {
-        self.eval_in_scope(expr, ("String", ""), |v| {
+        self.eval_in_scope(expr, Form::String, |v| {
             v.get::<Coerced<String>>().map(|s| s.0)
         })
     }
 
     fn eval_optional_string(&mut self, expr: &str) -> Result<Option<String>, ScriptError> {
-        self.eval_in_scope(expr, ("", ""), |v| {
+        self.eval_in_scope(expr, Form::Value, |v| {
             if v.is_undefined() {
                 Ok(None)
             } else {
@@ -929,6 +1109,88 @@ mod tests {
             "{error}"
         );
         assert_eq!(js.eval_string("'ok'").unwrap(), "ok");
+    }
+
+    #[test]
+    fn running_out_of_memory_is_told_by_the_accounting_even_when_the_script_masks_it() {
+        let mut js = model();
+        let grow =
+            "var a = []; try { while (true) a.push(new Array(10000).join('x') + a.length); }";
+        let error = js
+            .run_script(&format!(
+                "{grow} catch (e) {{ a = null; throw new Error('masked'); }}"
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(error, ScriptError::MemoryExceeded { .. }),
+            "{error}"
+        );
+        // A later failure of another kind is not blamed on memory.
+        let error = js.eval_string("missing").unwrap_err();
+        assert!(matches!(error, ScriptError::Exception { .. }), "{error}");
+        // A script that handles running out itself carries on.
+        js.run_script(&format!("{grow} catch (e) {{ a = 'recovered'; }}"))
+            .unwrap();
+        assert_eq!(js.eval_string("a").unwrap(), "recovered");
+    }
+
+    #[test]
+    fn compiled_expressions_are_reused_follow_the_scope_stack_and_make_way() {
+        let mut js = model();
+        js.declare("x", Some("1")).unwrap();
+        assert_eq!(js.eval_string("x + 1").unwrap(), "2");
+        js.assign("x", "x + 1").unwrap();
+        let compiled = js.compiled.entries.len();
+        assert_eq!(js.eval_string("x + 1").unwrap(), "3");
+        assert_eq!(js.compiled.entries.len(), compiled, "compiled once");
+        // The same depth with new scope objects: the function reads the current ones.
+        js.pop_scope(Scope::Dialog);
+        js.push_scope(Scope::Dialog).unwrap();
+        js.declare("x", Some("10")).unwrap();
+        assert_eq!(js.eval_string("x + 1").unwrap(), "11");
+        js.push_scope(Scope::Anonymous).unwrap();
+        js.declare("x", Some("100")).unwrap();
+        assert_eq!(js.eval_string("x + 1").unwrap(), "101");
+        js.pop_scope(Scope::Anonymous);
+        assert_eq!(js.eval_string("x + 1").unwrap(), "11");
+        // More distinct expressions than the cache holds: the least recently used make way.
+        for i in 0..2 * CACHED_FUNCTIONS {
+            let expr = format!("x + {i}");
+            assert_eq!(js.eval_string(&expr).unwrap(), (10 + i).to_string());
+            if i % 2 == 0 {
+                assert_eq!(js.eval_string("x * 2").unwrap(), "20");
+            }
+        }
+        assert_eq!(js.compiled.entries.len(), CACHED_FUNCTIONS);
+        assert!(
+            js.compiled.entries.iter().any(|c| &*c.expr == "x * 2"),
+            "a frequently used expression stays"
+        );
+        assert_eq!(js.eval_string("x + 1").unwrap(), "11");
+        js.assign_value("x", &Value::String("s".to_owned()))
+            .unwrap();
+        js.assign_value("x", &Value::Number(5.0)).unwrap();
+        assert_eq!(js.eval_string("x + 1").unwrap(), "6");
+    }
+
+    #[test]
+    fn assignments_by_name_path_behave_as_sloppy_code_would() {
+        let mut js = model();
+        js.declare("s", Some("'abc'")).unwrap();
+        js.declare("o", Some("Object.freeze({a: 1})")).unwrap();
+        js.declare("u", None).unwrap();
+        // Writes sloppy code drops silently are dropped, not thrown.
+        js.assign("s.length", "5").unwrap();
+        js.assign("o.a", "2").unwrap();
+        assert_eq!(js.eval_string("s.length + ',' + o.a").unwrap(), "3,1");
+        let error = js.assign("u.x", "1").unwrap_err();
+        assert!(error.to_string().contains("cannot set"), "{error}");
+        // A global the application did not declare is assignable as in a `with` chain.
+        js.assign("NaN", "1").unwrap();
+        assert!(js.eval_bool("isNaN(NaN)").unwrap());
+        js.assign_value("dialog.s", &Value::String("d".to_owned()))
+            .unwrap();
+        assert_eq!(js.eval_string("s").unwrap(), "d");
     }
 
     #[test]

@@ -10,6 +10,8 @@
   const kinds = [];
   const api = Object.create(null);
   api.s = stack;
+  // Compiled evaluations, by the index the Rust side keeps (`FunctionCache`).
+  api.fns = [];
 
   // Read-only values (session.*, shadow variables, lastresult$): writes and deletes throw,
   // except a write of the value already held (Object.defineProperty allows that too).
@@ -103,6 +105,36 @@
       const v = G[k];
       delete G[k];
       if (top && (typeof v === 'function' || !hasOwn.call(top, k))) top[k] = v;
+    }
+  };
+  // Reads and assignments of a declared name path (`x`, `dialog.x`, `pin$.utterance`)
+  // without compiling anything: the variable is found as the `with` chain finds it, and a
+  // write that sloppy code would silently drop (a non-writable property, a primitive's) is
+  // dropped; read-only values still throw from their own traps and setters.
+  const holder = function (name, writing) {
+    for (let i = stack.length - 1; i >= 0; i--) if (name in stack[i]) return stack[i];
+    if (name in G) return G;
+    if (writing) {
+      throw new ReferenceError("assignment to undeclared variable '" + name + "'; declare it with <var>");
+    }
+    throw new ReferenceError("'" + name + "' is not defined; declare it with <var>");
+  };
+  api.read = function (path) {
+    const names = path.split('.');
+    let value = holder(names[0], false)[names[0]];
+    for (let i = 1; i < names.length; i++) value = value[names[i]];
+    return value;
+  };
+  api.assignIn = function (path, value) {
+    const names = path.split('.');
+    const last = names.length - 1;
+    let target = holder(names[0], true);
+    for (let i = 0; i < last; i++) target = target[names[i]];
+    if (target === null || target === undefined) {
+      throw new TypeError("cannot set '" + names[last] + "' of " + target);
+    }
+    if (typeof target === 'object' || typeof target === 'function') {
+      Reflect.set(target, names[last], value);
     }
   };
   api.probe = function (read) {

@@ -1,8 +1,8 @@
 //! The QuickJS runtimes that sessions' script contexts live in.
 //!
 //! A runtime costs about 28 KiB before any context; a context with the intrinsics VoiceXML
-//! needs about 30 KiB more, and the data model's bootstrap and scopes about 17 KiB. One runtime
-//! per session (95 KiB) would alone exceed the 64 KiB a live session may cost, so sessions
+//! needs about 30 KiB more, and the data model's bootstrap, scopes and compiled expressions
+//! about 20 KiB. One runtime per session (97 KiB) would alone exceed the 64 KiB a live session may cost, so sessions
 //! share runtimes: each thread keeps a pool of runtimes of at most [`CONTEXTS_PER_RUNTIME`]
 //! contexts ([`ScriptEngine::for_this_thread`]). Contexts in one runtime share atoms (property
 //! names), shapes and the class table but each has its own global object and intrinsics, so
@@ -11,20 +11,20 @@
 //! Why a pool of small runtimes rather than one per thread: QuickJS's cycle collector walks
 //! every object of a runtime. With 1,000 contexts in one runtime a collection stalls every
 //! session on the thread for about 110 ms; with 32 it is a few milliseconds, for an extra
-//! ~0.9 KiB per session (the runtime's own tables shared by fewer sessions). It also bounds
-//! how many sessions one memory hog can affect.
+//! ~0.9 KiB per session (the runtime's own tables shared by fewer sessions).
 //!
 //! What becomes per-runtime, and how each per-session guarantee is kept:
 //! - **Execution** is serialised by the runtime's lock (rquickjs `parallel`); on a
 //!   thread-per-core host all users of a runtime run on its thread, so the lock is uncontended.
 //! - **Interrupt budget**: one counter per runtime, re-armed by every evaluation after it takes
 //!   the lock, so each evaluation has its own budget.
-//! - **Memory limit**: the runtime's limit is the sum of its live sessions' allowances plus
-//!   [`HEADROOM_BYTES`]. One session can borrow what others do not use; unbounded allocation still
-//!   ends in an out-of-memory exception (`error.semantic`), and garbage is freed at once by
-//!   reference counting. A session that *keeps* a huge heap reachable can starve the other
-//!   sessions of its runtime until it ends: use [`ScriptEngine::new`] per session where that
-//!   matters.
+//! - **Memory limit**: exact per session ([`super::ledger`]). The runtime allocates through an
+//!   allocator whose block headers name the session each block is charged to; an evaluation
+//!   charges its session, and an allocation past the session's own limit fails in that session
+//!   only (`error.semantic` there), whatever the other sessions of the runtime hold. The runtime
+//!   itself (its tables, work outside any session) may hold [`HEADROOM_BYTES`], so a runtime
+//!   holds at most that plus its live sessions' limits, plus what ended sessions left for the
+//!   cycle collector.
 //! - **Stack**: [`STACK_BYTES`] of native stack per evaluation, measured from where each
 //!   evaluation enters the engine (rquickjs updates the stack top on every entry).
 
@@ -36,13 +36,15 @@ use rquickjs::context::intrinsic::{Date, Eval, Json, Proxy, RegExp, RegExpCompil
 use rquickjs::{Context, Runtime};
 
 use super::ScriptError;
+use super::ledger::{ChargeGuard, Ledger, LedgerSummary, Owner, SessionAllocator, SessionMemory};
 
 /// Native stack one evaluation may use; deeper recursion throws `InternalError: stack
 /// overflow`. Host threads need this much stack above the caller (tokio and test threads have
 /// 2 MiB).
 pub const STACK_BYTES: usize = 256 * 1024;
 
-/// Memory a runtime may use beyond its sessions' allowances (its own tables).
+/// Memory a runtime's own account may hold beyond its sessions' (its tables, and work done
+/// outside any session).
 pub const HEADROOM_BYTES: usize = 1 << 20;
 
 /// Most contexts [`ScriptEngine::for_this_thread`] puts in one runtime.
@@ -56,15 +58,15 @@ thread_local! {
 #[derive(Clone)]
 pub struct ScriptEngine {
     runtime: Runtime,
+    ledger: Arc<Ledger>,
     budget_left: Arc<AtomicU32>,
-    reserved: Arc<AtomicUsize>,
     contexts: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for ScriptEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScriptEngine")
-            .field("reserved", &self.reserved.load(Ordering::Relaxed))
+            .field("ledger", &self.ledger.summary())
             .field("contexts", &self.contexts.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -84,11 +86,12 @@ pub struct EngineMemory {
 }
 
 impl ScriptEngine {
-    /// A new runtime of its own (isolated memory limit), with no contexts yet.
+    /// A new runtime of its own, with no contexts yet.
     pub fn new() -> Result<Self, ScriptError> {
-        let runtime = Runtime::new().map_err(|e| ScriptError::Engine(e.to_string()))?;
+        let ledger = Ledger::new(HEADROOM_BYTES);
+        let runtime = Runtime::new_with_alloc(SessionAllocator::new(Arc::clone(&ledger)))
+            .map_err(|e| ScriptError::Engine(e.to_string()))?;
         runtime.set_max_stack_size(STACK_BYTES);
-        runtime.set_memory_limit(HEADROOM_BYTES);
         let budget_left = Arc::new(AtomicU32::new(0));
         let counter = Arc::clone(&budget_left);
         runtime.set_interrupt_handler(Some(Box::new(move || {
@@ -99,8 +102,8 @@ impl ScriptEngine {
         })));
         Ok(Self {
             runtime,
+            ledger,
             budget_left,
-            reserved: Arc::new(AtomicUsize::new(0)),
             contexts: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -156,34 +159,60 @@ impl ScriptEngine {
         self.runtime.run_gc();
     }
 
-    /// A context with the intrinsics ES5 code needs (no Promise, typed arrays, Map/Set,
-    /// WeakRef), and `bytes` added to the runtime's memory limit until [`Self::release`].
-    pub(crate) fn context(&self, bytes: usize) -> Result<Context, ScriptError> {
-        self.contexts.fetch_add(1, Ordering::Relaxed);
-        let total = self.reserved.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.runtime
-            .set_memory_limit(total.saturating_add(HEADROOM_BYTES));
-        Context::custom::<(Eval, Json, Proxy, RegExp, RegExpCompiler, Date)>(&self.runtime).map_err(
-            |e| {
-                self.release(bytes);
-                ScriptError::Engine(e.to_string())
-            },
-        )
+    /// Memory charged to each account of this runtime (cheap: no heap walk).
+    pub fn ledger(&self) -> LedgerSummary {
+        self.ledger.summary()
     }
 
-    /// Returns a context's allowance.
-    pub(crate) fn release(&self, bytes: usize) {
+    /// A context with the intrinsics ES5 code needs (no Promise, typed arrays, Map/Set,
+    /// WeakRef), charged with its session's allocations up to `limit` bytes until
+    /// [`Self::release`].
+    pub(crate) fn context(&self, limit: usize) -> Result<(Context, Owner), ScriptError> {
+        let owner = self.ledger.open(limit);
+        self.contexts.fetch_add(1, Ordering::Relaxed);
+        let created = {
+            let _charge = self.ledger.charge_to(owner);
+            Context::custom::<(Eval, Json, Proxy, RegExp, RegExpCompiler, Date)>(&self.runtime)
+        };
+        match created {
+            Ok(context) => Ok((context, owner)),
+            Err(e) => {
+                let exceeded = self.ledger.refused(owner);
+                self.release(owner);
+                Err(if exceeded {
+                    ScriptError::Engine(format!(
+                        "a script context needs more than the session's {limit} bytes; raise the script memory limit"
+                    ))
+                } else {
+                    ScriptError::Engine(e.to_string())
+                })
+            }
+        }
+    }
+
+    /// Ends a context's account; call after its context is dropped.
+    pub(crate) fn release(&self, owner: Owner) {
         let _ = self
             .contexts
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        let before = self
-            .reserved
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(bytes))
-            })
-            .unwrap_or(0);
-        self.runtime
-            .set_memory_limit(before.saturating_sub(bytes).saturating_add(HEADROOM_BYTES));
+        self.ledger.close(owner);
+    }
+
+    /// Charges this thread's work in the runtime to `owner` until the guard drops, with no
+    /// refusal on record yet. Call with the runtime locked (inside `Context::with`).
+    pub(crate) fn charge_to(&self, owner: Owner) -> ChargeGuard {
+        self.ledger.clear_refused(owner);
+        self.ledger.charge_to(owner)
+    }
+
+    /// Whether one of `owner`'s allocations was refused since [`Self::charge_to`].
+    pub(crate) fn refused(&self, owner: Owner) -> bool {
+        self.ledger.refused(owner)
+    }
+
+    /// What `owner` holds now.
+    pub(crate) fn session_memory(&self, owner: Owner) -> SessionMemory {
+        self.ledger.session(owner)
     }
 
     /// Gives the evaluation about to run `budget` interrupt checks. Call with the runtime
@@ -234,8 +263,55 @@ mod tests {
         .unwrap();
     }
 
+    /// Two sessions of one runtime, each allowed 1 MiB.
+    fn two_sessions() -> (ScriptEngine, QuickJs, QuickJs) {
+        let engine = ScriptEngine::new().unwrap();
+        let mut a = QuickJs::in_engine(&engine, LIMITS).unwrap();
+        let mut b = QuickJs::in_engine(&engine, LIMITS).unwrap();
+        for js in [&mut a, &mut b] {
+            js.push_scope(Scope::Application).unwrap();
+        }
+        (engine, a, b)
+    }
+
     #[test]
-    fn a_runtimes_memory_is_its_sessions_allowances() {
+    fn a_runaway_session_runs_out_of_its_own_memory_only() {
+        let (engine, mut runaway, mut other) = two_sessions();
+        let baseline = runaway.memory().bytes;
+        let error = runaway
+            .run_script("var big = []; while (true) big.push(new Array(10000).join('x'));")
+            .unwrap_err();
+        assert!(
+            matches!(error, ScriptError::MemoryExceeded { .. }),
+            "{error}"
+        );
+        let held = runaway.memory();
+        assert!(held.bytes <= held.limit, "{held:?}");
+        assert!(
+            held.bytes > held.limit - 64 * 1024,
+            "it ran up to its limit: {held:?}"
+        );
+        // The other session of the runtime still has all of its own allowance.
+        other
+            .run_script("var s = new Array(500 * 1024 + 1).join('y');")
+            .unwrap();
+        assert!(other.memory().bytes > 500 * 1024);
+        assert_eq!(other.eval_string("s.length").unwrap(), "512000");
+        assert_eq!(other.eval_string("s.charAt(9) + 6 * 7").unwrap(), "y42");
+        other.assign("s", "null").unwrap();
+        // Clearing the runaway's variable gives its memory back.
+        runaway.assign("big", "null").unwrap();
+        engine.collect_garbage();
+        let after = runaway.memory().bytes;
+        assert!(
+            after < baseline + 16 * 1024,
+            "baseline {baseline} B, after {after} B"
+        );
+        assert_eq!(runaway.eval_string("'ok'").unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_session_cannot_borrow_what_others_leave_unused() {
         let engine = ScriptEngine::new().unwrap();
         let small = ScriptLimits {
             budget: 50,
@@ -243,21 +319,56 @@ mod tests {
         };
         let mut a = QuickJs::in_engine(&engine, small).unwrap();
         a.push_scope(Scope::Application).unwrap();
-        // 2 MiB of values (16 bytes each) exceed one allowance plus the headroom.
-        let grow = "new Array(1 << 17).fill(1.5).length";
-        let error = a.eval_string(grow).unwrap_err();
-        assert!(
-            matches!(error, ScriptError::MemoryExceeded { .. }),
-            "{error}"
-        );
-        let others: Vec<QuickJs> = (0..8)
+        let _idle: Vec<QuickJs> = (0..8)
             .map(|_| QuickJs::in_engine(&engine, small).unwrap())
             .collect();
         assert_eq!(engine.contexts(), 9);
-        // Eight more allowances make room for it; their release takes it away again.
-        assert_eq!(a.eval_string(grow).unwrap(), "131072");
-        drop(others);
-        assert_eq!(engine.contexts(), 1);
-        assert!(a.eval_string(grow).is_err());
+        // 2 MiB of values (16 bytes each) exceed the 256 KiB allowance, idle neighbours or not.
+        let error = a
+            .eval_string("new Array(1 << 17).fill(1.5).length")
+            .unwrap_err();
+        assert!(
+            matches!(error, ScriptError::MemoryExceeded { limit, .. } if limit == 256 * 1024),
+            "{error}"
+        );
+        assert_eq!(
+            a.eval_string("new Array(1 << 12).fill(1.5).length")
+                .unwrap(),
+            "4096"
+        );
+    }
+
+    #[test]
+    fn dropping_a_session_returns_its_bytes() {
+        let engine = ScriptEngine::new().unwrap();
+        let empty = engine.ledger();
+        let mut js = QuickJs::in_engine(&engine, LIMITS).unwrap();
+        js.push_scope(Scope::Application).unwrap();
+        js.run_script("var text = new Array(5000).join('z'); var o = {a: [1, 2]}; o.self = o;")
+            .unwrap();
+        let live = engine.ledger();
+        assert_eq!(live.sessions, 1);
+        assert_eq!(live.session_bytes, js.memory().bytes);
+        assert!(live.session_bytes > 30 * 1024, "{live:?}");
+        drop(js);
+        engine.collect_garbage();
+        let after = engine.ledger();
+        assert_eq!((after.sessions, after.session_bytes), (0, 0));
+        let left = after.runtime_bytes + after.orphan_bytes;
+        assert!(
+            left < empty.runtime_bytes + 8 * 1024,
+            "empty runtime {empty:?}; after the session {after:?}"
+        );
+    }
+
+    #[test]
+    fn the_runtime_is_charged_for_its_own_tables_only() {
+        let engine = ScriptEngine::new().unwrap();
+        let before = engine.ledger();
+        assert!(before.runtime_bytes > 0 && before.runtime_bytes < HEADROOM_BYTES);
+        let a = QuickJs::in_engine(&engine, LIMITS).unwrap();
+        // A context's intrinsics and bootstrap are its session's, not the runtime's.
+        assert!(a.memory().bytes > 30 * 1024, "{:?}", a.memory());
+        assert!(engine.ledger().runtime_bytes < before.runtime_bytes + 8 * 1024);
     }
 }
