@@ -39,6 +39,7 @@
 //! unbounded allocation by a memory limit of the session's own, exact even in a shared runtime
 //! ([`ledger`]). No wall clock is read: the budget counts work, not time.
 
+mod bytecode;
 mod dom;
 pub mod engine;
 pub mod ledger;
@@ -47,6 +48,7 @@ pub use dom::DataError;
 pub use engine::{EngineMemory, ScriptEngine};
 pub use ledger::{LedgerSummary, SessionMemory};
 
+use bytecode::Bytecode;
 use ledger::Owner;
 
 use rquickjs::context::EvalOptions;
@@ -235,21 +237,45 @@ pub struct ScriptLimits {
     /// Interrupt-handler calls allowed per evaluation (about 10,000 operations each).
     pub budget: u32,
     /// Bytes the session's script context may hold, its intrinsics and bootstrap included
-    /// (about 48 KiB); exact even when the runtime is shared ([`ledger`]).
+    /// (about 43 KiB); exact even when the runtime is shared ([`ledger`]).
     pub memory_bytes: usize,
 }
 
 /// The engine's bootstrap: scope stack helpers, read-only values and the undeclared trap.
-static BOOTSTRAP: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| compact_js(include_str!("script/bootstrap.js")));
+static BOOTSTRAP: OwnScript = OwnScript::new(include_str!("script/bootstrap.js"));
 
 /// The `<data>` DOM prototypes, evaluated on a context's first `<data>`.
-static DOM: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| compact_js(include_str!("script/dom.js")));
+static DOM: OwnScript = OwnScript::new(include_str!("script/dom.js"));
 
-/// Drops comment lines and indentation from our own JS sources: QuickJS keeps every
-/// function's source text (for `Function.prototype.toString`) in each context, so this is
-/// memory per session. Only for sources without multi-line string or template literals.
+/// One of the engine's own scripts, compiled once per process (by the first context that runs
+/// it) and run in each context from its bytecode, which keeps no source text or line tables
+/// (see [`bytecode`]).
+struct OwnScript {
+    source: &'static str,
+    code: std::sync::OnceLock<Bytecode>,
+}
+
+impl OwnScript {
+    const fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            code: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs the script in `ctx`, compiling it first if no context has yet.
+    fn run(&self, ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+        if let Some(code) = self.code.get() {
+            return code.run(ctx);
+        }
+        // A compilation that fails (a session's memory limit) is not kept: the next tries again.
+        let code = Bytecode::compile(ctx, &compact_js(self.source))?;
+        self.code.get_or_init(|| code).run(ctx)
+    }
+}
+
+/// Drops comment lines and indentation from our own JS sources before they are compiled (less
+/// to parse). Only for sources without multi-line string or template literals.
 fn compact_js(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
     for line in source.lines() {
@@ -373,6 +399,21 @@ fn evaluate<'js>(
     expr: &str,
 ) -> rquickjs::Result<rquickjs::Value<'js>> {
     let path = expr.trim();
+    // The keyword literals need no function (and no memory: `x = null` still works in a
+    // session that has run out of it).
+    let literal = match path {
+        "null" => Some(rquickjs::Value::new_null(ctx.clone())),
+        "true" => Some(rquickjs::Value::new_bool(ctx.clone(), true)),
+        "false" => Some(rquickjs::Value::new_bool(ctx.clone(), false)),
+        _ => None,
+    };
+    if let Some(value) = literal {
+        return match form {
+            Form::Value => Ok(value),
+            Form::Bool => Ok(rquickjs::Value::new_bool(ctx.clone(), path == "true")),
+            Form::String => Ok(rquickjs::String::from_str(ctx.clone(), path)?.into_value()),
+        };
+    }
     if is_readable_path(path) {
         let value: rquickjs::Value<'js> = api.get::<_, Function<'js>>("read")?.call((path,))?;
         return match form {
@@ -475,7 +516,7 @@ impl QuickJs {
             dom_ready: false,
             compiled: FunctionCache::default(),
         };
-        model.exec(&BOOTSTRAP, "bootstrap")?;
+        model.with_api("bootstrap", |ctx, _, _| BOOTSTRAP.run(ctx))?;
         Ok(model)
     }
 
@@ -592,7 +633,7 @@ impl QuickJs {
     /// Builds the DOM of `xml` and leaves it in `__vxml.pending` for an assignment to pick up.
     fn stage_dom(&mut self, xml: &str) -> Result<(), ScriptError> {
         if !self.dom_ready {
-            self.exec(&DOM, "<data> DOM")?;
+            self.with_api("<data> DOM", |ctx, _, _| DOM.run(ctx))?;
             self.dom_ready = true;
         }
         dom::parse(xml, |nodes| {

@@ -196,7 +196,9 @@ impl Interp {
     /// Runs the application at `url` to its end.
     pub(crate) async fn run(mut self, url: Url) -> SessionEnd {
         let spec = self.fetch_spec(url, FetchPurpose::Document, &Default::default());
-        let first = match self.fetch_document(spec, None, true).await {
+        // Boxed: the fetch's state would otherwise take room in this future (which lives as
+        // long as the session) long after the fetch is over.
+        let first = match Box::pin(self.fetch_document(spec, None, true)).await {
             Ok(jump) => jump,
             Err(event) => return error_end(&event),
         };

@@ -2,8 +2,8 @@
 //!
 //! A runtime costs about 28 KiB before any context; a context with the intrinsics VoiceXML
 //! needs about 30 KiB more, and the data model's bootstrap, scopes and compiled expressions
-//! about 20 KiB. One runtime per session (97 KiB) would alone exceed the 64 KiB a live session may cost, so sessions
-//! share runtimes: each thread keeps a pool of runtimes of at most [`CONTEXTS_PER_RUNTIME`]
+//! about 15 KiB. One runtime per session (91 KiB) would alone exceed the 64 KiB a live session
+//! may cost, so sessions share runtimes: each thread keeps a pool of runtimes of at most [`CONTEXTS_PER_RUNTIME`]
 //! contexts ([`ScriptEngine::for_this_thread`]). Contexts in one runtime share atoms (property
 //! names), shapes and the class table but each has its own global object and intrinsics, so
 //! one session's scripts cannot see or change another's.
