@@ -1051,3 +1051,160 @@ async fn a_busy_transfer_target_is_the_form_item_value_busy() {
         "{call}"
     );
 }
+
+/// Waits on hold: no prompt, then a `<submit>` whose answer the server delays; its
+/// `fetchaudio` starts after `fetchaudiodelay` and must play at least `fetchaudiominimum`.
+const HOLD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <property name="fetchaudiodelay" value="500ms"/>
+  <property name="fetchaudiominimum" value="1s"/>
+  <form>
+    <var name="order" expr="'A7'"/>
+    <block><submit next="slow" namelist="order" method="post" fetchaudio="hold.wav"/></block>
+  </form>
+</vxml>
+"#;
+
+/// The submit's answer: its prompt must play in full after the hold music.
+const HELD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form><block><prompt>Thank you for holding.</prompt><exit/></block></form>
+</vxml>
+"#;
+
+/// How long the application server takes to answer the submit.
+const SLOW_SUBMIT: Duration = Duration::from_secs(3);
+
+/// A RIFF WAVE (PCM16 mono 8 kHz) of a 440 Hz tone, `seconds` long.
+fn tone_wav(seconds: u32) -> Vec<u8> {
+    let samples: Vec<i16> = (0..8000 * seconds)
+        .map(|n| {
+            let phase = f64::from(n) * 440.0 * std::f64::consts::TAU / 8000.0;
+            (phase.sin() * 8000.0) as i16
+        })
+        .collect();
+    let data_len = samples.len() as u32 * 2;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes()); // bytes per second
+    wav.extend_from_slice(&2u16.to_le_bytes()); // block align
+    wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for sample in samples {
+        wav.extend_from_slice(&sample.to_le_bytes());
+    }
+    wav
+}
+
+/// Serves [`HOLD`], a 10 s `hold.wav` and a submit that answers [`HELD`] after
+/// [`SLOW_SUBMIT`]; returns its base URL and the paths requested, in order.
+async fn hold_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::{get, post};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = |path: &'static str| {
+        let seen = std::sync::Arc::clone(&seen);
+        move || {
+            seen.lock().expect("seen").push(path.to_owned());
+        }
+    };
+    let (app_seen, wav_seen, slow_seen) = (log("/app.vxml"), log("/hold.wav"), log("/slow"));
+    let wav = tone_wav(10);
+    let app = axum::Router::new()
+        .route(
+            "/app.vxml",
+            get(move || async move {
+                app_seen();
+                ([(CONTENT_TYPE, "application/voicexml+xml")], HOLD)
+            }),
+        )
+        .route(
+            "/hold.wav",
+            get(move || async move {
+                wav_seen();
+                ([(CONTENT_TYPE, "audio/wav")], wav)
+            }),
+        )
+        .route(
+            "/slow",
+            post(move || async move {
+                slow_seen();
+                tokio::time::sleep(SLOW_SUBMIT).await;
+                ([(CONTENT_TYPE, "application/voicexml+xml")], HELD)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind app server");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// `fetchaudio` on a real call (VoiceXML 2.0 §6.1.1): during a slow `<submit>` the hold
+/// music is fetched and played after `fetchaudiodelay`, stopped when the answer arrives,
+/// and only then does the next document's prompt play; the call completes normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetchaudio_plays_while_a_slow_submit_is_outstanding() {
+    let (base, seen) = hold_server().await;
+    let sipp = Sipp::uas("answer_wait_bye.xml", &[]);
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({
+            "to": sipp.uri("+15550090"),
+            "url": format!("{base}/app.vxml"),
+        }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    let log = outdial.log();
+    assert_eq!(call["status"], "completed", "{call}\n{log}");
+    assert!(
+        call["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("<exit>")),
+        "{call}\n{log}"
+    );
+    assert_eq!(call["result"], json!({ "order": "A7" }), "{call}");
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen, ["/app.vxml", "/slow", "/hold.wav"], "{log}");
+    // Started, then stopped by the submit's answer (the 10 s clip was cut short by the
+    // core: it was really playing), and only then the goodbye.
+    let at = |needle: &str| log.find(needle);
+    let (started, stopped, ended, session_ended) = (
+        at("fetchaudio started"),
+        at("fetchaudio stopped"),
+        at("fetchaudio ended"),
+        at("session ended"),
+    );
+    assert!(
+        started.is_some() && started < stopped && stopped < ended && ended < session_ended,
+        "{log}"
+    );
+    assert!(
+        ended
+            .and_then(|from| log.get(from..))
+            .and_then(|rest| rest.lines().next())
+            .is_some_and(|line| line.contains("interrupted=true")),
+        "{log}"
+    );
+    let answered = call["answered_at"].as_str().unwrap_or_default();
+    let ended_at = call["ended_at"].as_str().unwrap_or_default();
+    assert!(answered < ended_at, "{call}");
+    assert!(
+        sipp_status.success(),
+        "SIPp expected our BYE after the last prompt:\n{trace}"
+    );
+}

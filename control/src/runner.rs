@@ -5,7 +5,9 @@
 //!
 //! The session itself is sans-IO; this task is its I/O.
 
-use std::collections::VecDeque;
+mod fetch_audio;
+
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,6 +32,7 @@ use crate::model::{CallRecord, CallStatus, CallUpdate};
 use crate::prompts::PromptRenderer;
 use crate::store::Store;
 use crate::webhook::Webhooks;
+use fetch_audio::{FetchAudio, Step};
 
 /// How long a session may keep running after the callee hung up (e.g. a hangup handler
 /// that submits), before the runner gives up on it.
@@ -38,6 +41,10 @@ const AFTER_HANGUP_GRACE: Duration = Duration::from_secs(10);
 /// Beyond ring timeout plus maximum duration, the time allowed for SIP to finish (Timer B,
 /// BYE retransmissions) before a call's end is given up on.
 const BACKSTOP_SLACK: Duration = Duration::from_secs(90);
+
+/// Playback ids from here up are the runner's own `fetchaudio` clips; the session numbers its
+/// prompts from 0 and would need 2^31 prompts in one call to get here.
+const FETCHAUDIO_IDS: u32 = 0x8000_0000;
 
 /// What a call task receives besides dataplane events.
 #[derive(Debug)]
@@ -151,6 +158,9 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
         backstop: Instant::now() + ring_timeout + context.settings.max_duration + BACKSTOP_SLACK,
         transfer: None,
         transferred_to: None,
+        prompts_in_flight: HashSet::new(),
+        fetch_audio: None,
+        next_fetch_audio: FETCHAUDIO_IDS,
     };
     let outcome = call_task.run().await;
     context.dispatcher.unregister(call);
@@ -211,6 +221,23 @@ struct CallTask {
     transfer: Option<(u32, String)>,
     /// Where the caller was transferred (blind transfer succeeded; the core hangs up our leg).
     transferred_to: Option<String>,
+    /// The session's prompts handed to the player and not yet reported done.
+    prompts_in_flight: HashSet<u32>,
+    /// The outstanding document or submit fetch that carries `fetchaudio`.
+    fetch_audio: Option<PendingFetchAudio>,
+    /// The playback id of the next `fetchaudio` clip (at least [`FETCHAUDIO_IDS`]).
+    next_fetch_audio: u32,
+}
+
+/// A fetch with `fetchaudio` (VoiceXML 2.0 §6.1.1): its schedule, and its result while the
+/// audio's minimum play time holds it back from the session.
+struct PendingFetchAudio {
+    fetch: u32,
+    url: String,
+    /// The clip's playback id.
+    play: u32,
+    schedule: FetchAudio,
+    held: Option<Result<Fetched, FetchFailure>>,
 }
 
 impl CallTask {
@@ -228,6 +255,10 @@ impl CallTask {
                 }
             }
             let deadline = self.session.as_ref().and_then(Session::poll_timeout);
+            let fetch_audio_at = self
+                .fetch_audio
+                .as_ref()
+                .and_then(|pending| pending.schedule.poll_timeout());
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -250,7 +281,7 @@ impl CallTask {
                         }
                     }
                     Some(CallSignal::PromptSkipped(id)) => {
-                        self.input(Input::PlaybackDone { id, interrupted: true });
+                        self.playback_done(id, true);
                         self.perform_actions().await;
                     }
                     None => return Outcome {
@@ -261,9 +292,18 @@ impl CallTask {
                 },
                 Some(joined) = self.fetches.join_next(), if !self.fetches.is_empty() => {
                     if let Ok((id, result)) = joined {
-                        self.input(Input::Fetched { id: outdial_vxml::FetchId(id), result });
+                        self.fetched(id, result);
                         self.perform_actions().await;
                     }
+                }
+                () = tokio::time::sleep_until(fetch_audio_at.unwrap_or(self.backstop).into()),
+                    if fetch_audio_at.is_some() =>
+                {
+                    if let Some(pending) = self.fetch_audio.as_mut() {
+                        let step = pending.schedule.handle_timeout(Instant::now());
+                        self.fetch_audio_step(step);
+                    }
+                    self.perform_actions().await;
                 }
                 () = tokio::time::sleep_until(self.backstop.into()), if outcome.is_none() => {
                     tracing::error!(call = %self.record.id, "no end reported by the dataplane in time");
@@ -339,7 +379,7 @@ impl CallTask {
             Event::PlaybackDone {
                 id, interrupted, ..
             } => {
-                self.input(Input::PlaybackDone { id, interrupted });
+                self.playback_done(id, interrupted);
                 self.perform_actions().await;
             }
             Event::Recorded {
@@ -375,6 +415,13 @@ impl CallTask {
             Event::Ended { outcome, .. } => {
                 tracing::info!(call = %self.record.id, ?outcome, "call ended");
                 self.player = None;
+                self.prompts_in_flight.clear();
+                if let Some(pending) = self.fetch_audio.as_mut()
+                    && pending.schedule.playing()
+                {
+                    let step = pending.schedule.audio_ended();
+                    self.fetch_audio_step(step);
+                }
                 if self.session.is_some() && self.session_end.is_none() {
                     self.hung_up_at = Some(Instant::now());
                     // After a blind transfer the session already threw
@@ -549,6 +596,93 @@ impl CallTask {
         }
     }
 
+    /// The core (or the player) is done with playback `id`: a session prompt, or a
+    /// `fetchaudio` clip the session knows nothing of.
+    fn playback_done(&mut self, id: u32, interrupted: bool) {
+        if id >= FETCHAUDIO_IDS {
+            tracing::info!(call = %self.record.id, id, interrupted, "fetchaudio ended");
+            if let Some(pending) = self.fetch_audio.as_mut()
+                && pending.play == id
+            {
+                let step = pending.schedule.audio_ended();
+                self.fetch_audio_step(step);
+            }
+            return;
+        }
+        if self.prompts_in_flight.remove(&id)
+            && self.prompts_in_flight.is_empty()
+            && let Some(pending) = self.fetch_audio.as_mut()
+        {
+            let step = pending.schedule.prompts_idle(Instant::now());
+            self.fetch_audio_step(step);
+        }
+        self.input(Input::PlaybackDone { id, interrupted });
+    }
+
+    /// Fetch `id` completed: its result goes to the session, unless its `fetchaudio` holds
+    /// it back for a while.
+    fn fetched(&mut self, id: u32, result: Result<Fetched, FetchFailure>) {
+        match self.fetch_audio.as_mut() {
+            Some(pending) if pending.fetch == id => {
+                pending.held = Some(result);
+                let step = pending.schedule.fetch_done(Instant::now());
+                self.fetch_audio_step(step);
+            }
+            _ => self.input(Input::Fetched {
+                id: outdial_vxml::FetchId(id),
+                result,
+            }),
+        }
+    }
+
+    /// Carries out what the `fetchaudio` schedule decided.
+    fn fetch_audio_step(&mut self, step: Option<Step>) {
+        let Some(pending) = self.fetch_audio.as_mut() else {
+            return;
+        };
+        match step {
+            None => {}
+            Some(Step::Start) => match &self.player {
+                Some(player) if self.hung_up_at.is_none() => {
+                    tracing::info!(call = %self.record.id, url = %pending.url, id = pending.play, "fetchaudio started");
+                    let job = PlayerJob::FetchAudio {
+                        id: pending.play,
+                        url: pending.url.clone(),
+                        epoch: self.epoch.load(Ordering::Acquire),
+                    };
+                    let _ = player.jobs.send(job);
+                }
+                _ => {
+                    let step = pending.schedule.audio_ended();
+                    self.fetch_audio_step(step);
+                }
+            },
+            Some(Step::StopAndRelease) => {
+                tracing::info!(call = %self.record.id, url = %pending.url, "fetchaudio stopped: the fetch completed");
+                if let Some(player) = &self.player {
+                    let _ = player.jobs.send(PlayerJob::Stop);
+                }
+                self.release_fetch();
+            }
+            Some(Step::Release) => self.release_fetch(),
+        }
+    }
+
+    /// Hands the held fetch result to the session; the `fetchaudio` is over.
+    fn release_fetch(&mut self) {
+        if let Some(PendingFetchAudio {
+            fetch,
+            held: Some(result),
+            ..
+        }) = self.fetch_audio.take()
+        {
+            self.input(Input::Fetched {
+                id: outdial_vxml::FetchId(fetch),
+                result,
+            });
+        }
+    }
+
     /// Carries out everything the session asks for now.
     async fn perform_actions(&mut self) {
         let mut submitted = false;
@@ -568,8 +702,34 @@ impl CallTask {
                         files = request.files.len(),
                         "fetch"
                     );
-                    if let Some(audio) = &request.fetchaudio {
-                        tracing::debug!(call = %self.record.id, %audio, "fetchaudio is not played");
+                    if let Some(url) = &request.fetchaudio
+                        && self.player.is_some()
+                        && self.hung_up_at.is_none()
+                    {
+                        let play = self.next_fetch_audio;
+                        self.next_fetch_audio = self
+                            .next_fetch_audio
+                            .checked_add(1)
+                            .unwrap_or(FETCHAUDIO_IDS);
+                        tracing::debug!(
+                            call = %self.record.id,
+                            %url,
+                            delay = ?request.fetchaudio_delay,
+                            minimum = ?request.fetchaudio_minimum,
+                            "fetchaudio scheduled"
+                        );
+                        self.fetch_audio = Some(PendingFetchAudio {
+                            fetch: request.id.0,
+                            url: url.clone(),
+                            play,
+                            schedule: FetchAudio::new(
+                                Instant::now(),
+                                request.fetchaudio_delay,
+                                request.fetchaudio_minimum,
+                                !self.prompts_in_flight.is_empty(),
+                            ),
+                            held: None,
+                        });
                     }
                     self.fetches.spawn(async move {
                         let id = request.id.0;
@@ -582,7 +742,8 @@ impl CallTask {
                 Action::Play { id, prompt } => match &self.player {
                     Some(player) if self.hung_up_at.is_none() => {
                         let epoch = self.epoch.load(Ordering::Acquire);
-                        let _ = player.prompts.send(QueuedPrompt { id, prompt, epoch });
+                        self.prompts_in_flight.insert(id);
+                        let _ = player.jobs.send(PlayerJob::Prompt { id, prompt, epoch });
                     }
                     _ => self.input(Input::PlaybackDone {
                         id,
@@ -695,11 +856,18 @@ impl CallTask {
     }
 }
 
-/// A prompt on its way to the core, with the barge-in epoch it was issued in.
-struct QueuedPrompt {
-    id: u32,
-    prompt: outdial_vxml::Prompt,
-    epoch: u32,
+/// Work for the player, done in the order given.
+enum PlayerJob {
+    /// A prompt on its way to the core, with the barge-in epoch it was issued in.
+    Prompt {
+        id: u32,
+        prompt: outdial_vxml::Prompt,
+        epoch: u32,
+    },
+    /// A `fetchaudio` clip: played without barge-in; one that cannot be loaded is skipped.
+    FetchAudio { id: u32, url: String, epoch: u32 },
+    /// Stop what the core plays (the `fetchaudio`) before anything queued after this job.
+    Stop,
 }
 
 /// Renders prompts in order and queues them on the core in that same order.
@@ -714,24 +882,59 @@ fn spawn_player(
     epoch: Arc<AtomicU32>,
     events: mpsc::UnboundedSender<CallSignal>,
 ) -> Player {
-    let (tx, mut rx) = mpsc::unbounded_channel::<QueuedPrompt>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<PlayerJob>();
     let task = tokio::spawn(async move {
-        while let Some(queued) = rx.recv().await {
-            let QueuedPrompt {
-                id,
-                prompt,
-                epoch: issued_in,
-            } = queued;
-            if issued_in < epoch.load(Ordering::Acquire) {
-                let _ = events.send(CallSignal::PromptSkipped(id));
-                continue;
-            }
-            let audio = render(&context.prompts, &prompt, &public_id).await;
+        while let Some(job) = rx.recv().await {
+            let (id, issued_in, audio, bargein) = match job {
+                PlayerJob::Stop => {
+                    if context
+                        .dispatcher
+                        .send(core, Command::StopPlayback { call })
+                        .is_err()
+                    {
+                        tracing::warn!(call = %public_id, "core queue full: fetchaudio not stopped");
+                    }
+                    continue;
+                }
+                PlayerJob::Prompt {
+                    id,
+                    epoch: issued_in,
+                    ..
+                }
+                | PlayerJob::FetchAudio {
+                    id,
+                    epoch: issued_in,
+                    ..
+                } if issued_in < epoch.load(Ordering::Acquire) => {
+                    let _ = events.send(CallSignal::PromptSkipped(id));
+                    continue;
+                }
+                PlayerJob::Prompt {
+                    id,
+                    prompt,
+                    epoch: issued_in,
+                } => {
+                    let audio = render(&context.prompts, &prompt, &public_id).await;
+                    (id, issued_in, audio, prompt.bargein)
+                }
+                PlayerJob::FetchAudio {
+                    id,
+                    url,
+                    epoch: issued_in,
+                } => match context.prompts.audio(&url).await {
+                    Ok(audio) => (id, issued_in, audio, false),
+                    Err(e) => {
+                        tracing::warn!(call = %public_id, %url, error = %e, "fetchaudio unavailable: the fetch goes on in silence");
+                        let _ = events.send(CallSignal::PromptSkipped(id));
+                        continue;
+                    }
+                },
+            };
             let command = Command::Play {
                 call,
                 id,
                 audio,
-                bargein: prompt.bargein,
+                bargein,
                 epoch: issued_in,
             };
             if context.dispatcher.send(core, command).is_err() {
@@ -741,14 +944,14 @@ fn spawn_player(
         }
     });
     Player {
-        prompts: tx,
+        jobs: tx,
         task: task.abort_handle(),
     }
 }
 
 /// A call's prompt player: where prompts go, and how to stop it when the call ends.
 struct Player {
-    prompts: mpsc::UnboundedSender<QueuedPrompt>,
+    jobs: mpsc::UnboundedSender<PlayerJob>,
     task: tokio::task::AbortHandle,
 }
 

@@ -148,6 +148,11 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
         metrics::gauge!("outdial_vxml_document_cache_bytes").set(documents.bytes as f64);
         metrics::gauge!("outdial_vxml_document_parses_total").set(documents.misses as f64);
         metrics::gauge!("outdial_vxml_document_cache_hits_total").set(documents.hits as f64);
+        let grammars = outdial_vxml::Session::shared_grammars().stats();
+        metrics::gauge!("outdial_vxml_grammars_cached").set(grammars.entries as f64);
+        metrics::gauge!("outdial_vxml_grammar_cache_bytes").set(grammars.bytes as f64);
+        metrics::gauge!("outdial_vxml_grammar_parses_total").set(grammars.misses as f64);
+        metrics::gauge!("outdial_vxml_grammar_cache_hits_total").set(grammars.hits as f64);
         let dataplane = dispatcher.dataplane();
         for core in 0..dataplane.core_count() {
             let label = core.to_string();

@@ -205,6 +205,8 @@ mod tests {
             maxage: None,
             maxstale: None,
             fetchaudio: None,
+            fetchaudio_delay: outdial_vxml::session::DEFAULT_FETCHAUDIO_DELAY,
+            fetchaudio_minimum: outdial_vxml::session::DEFAULT_FETCHAUDIO_MINIMUM,
         }
     }
 

@@ -306,6 +306,14 @@ fn entry_json(entry: &Entry) -> Value {
             json!({ "type": "listen", "dtmf": dtmf, "voice": voice, "timeout": seconds(*timeout) })
         }
         Entry::Input(text) => json!({ "type": "input", "input": text }),
+        Entry::FetchAudio {
+            url,
+            delay,
+            minimum,
+        } => json!({
+            "type": "fetchaudio", "url": url,
+            "delay": seconds(*delay), "minimum": seconds(*minimum),
+        }),
         Entry::Fetch {
             url,
             method,

@@ -388,6 +388,16 @@ pub enum Entry {
     },
     /// What the caller did when asked.
     Input(String),
+    /// The fetch that follows carries `fetchaudio` (VoiceXML 2.0 §6.1.1): a platform plays
+    /// `url` once the fetch has taken `delay`, for at least `minimum` once started.
+    FetchAudio {
+        /// The audio, absolute URL.
+        url: String,
+        /// `fetchaudiodelay` in effect.
+        delay: Duration,
+        /// `fetchaudiominimum` in effect.
+        minimum: Duration,
+    },
     /// A document, script, data or grammar fetch.
     Fetch {
         /// Absolute URL (without GET form values).
@@ -600,6 +610,11 @@ impl fmt::Display for Entry {
                 write!(f, "listen {modes}, timeout {timeout:?}")
             }
             Self::Input(text) => write!(f, "input {text}"),
+            Self::FetchAudio {
+                url,
+                delay,
+                minimum,
+            } => write!(f, "fetchaudio {url} after {delay:?}, at least {minimum:?}"),
             Self::Fetch {
                 url,
                 method,
@@ -910,6 +925,13 @@ impl Driver<'_> {
     }
 
     fn fetch(&mut self, fetch: Fetch) {
+        if let Some(url) = &fetch.fetchaudio {
+            self.note(Entry::FetchAudio {
+                url: url.clone(),
+                delay: fetch.fetchaudio_delay,
+                minimum: fetch.fetchaudio_minimum,
+            });
+        }
         let result = self.fetcher.fetch(&fetch);
         let error = result.as_ref().err().map(|failure| match failure.status {
             Some(status) => format!("HTTP {status}: {}", failure.message),
@@ -1330,6 +1352,76 @@ mod tests {
             .find(|e| matches!(e.entry, Entry::Input(_)))
             .map(|e| e.at);
         assert!(input_at.is_some_and(|at| at >= MIN_PLAY_TIME), "{text}");
+    }
+
+    #[test]
+    fn a_fetch_carries_fetchaudio_with_the_timing_properties_in_scope() {
+        const SUBMITS: &str = r#"<vxml version="2.1">
+          <property name="fetchaudiodelay" value="500ms"/>
+          <form>
+            <property name="fetchaudiominimum" value="3s"/>
+            <block>
+              <prompt>Wait.</prompt>
+              <submit next="http://app.test/slow" fetchaudio="hold.wav"/>
+            </block>
+          </form>
+        </vxml>"#;
+        const FALLS_BACK: &str = r#"<vxml version="2.1">
+          <property name="fetchaudio" value="music/hold.wav"/>
+          <form><block><goto next="http://app.test/gone.vxml"/></block></form>
+        </vxml>"#;
+        let t = run_app(
+            vec![
+                ("http://app.test/first.vxml", SUBMITS),
+                ("http://app.test/slow", FALLS_BACK),
+            ],
+            "",
+            RunLimits::default(),
+        );
+        let audio: Vec<_> = t
+            .entries
+            .iter()
+            .filter_map(|e| match &e.entry {
+                Entry::FetchAudio {
+                    url,
+                    delay,
+                    minimum,
+                } => Some((url.as_str(), *delay, *minimum)),
+                _ => None,
+            })
+            .collect();
+        let text = t.to_string();
+        assert_eq!(
+            audio,
+            [
+                (
+                    "http://app.test/hold.wav",
+                    Duration::from_millis(500),
+                    Duration::from_secs(3)
+                ),
+                (
+                    "http://app.test/music/hold.wav",
+                    crate::session::DEFAULT_FETCHAUDIO_DELAY,
+                    crate::session::DEFAULT_FETCHAUDIO_MINIMUM
+                ),
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("fetchaudio http://app.test/hold.wav after 500ms, at least 3s"),
+            "{text}"
+        );
+        // The prompt queued before the fetch is handed over first (§4.1.8), and the
+        // fetchaudio is noted just before the fetch it belongs to.
+        let position =
+            |wanted: &dyn Fn(&Entry) -> bool| t.entries.iter().position(|e| wanted(&e.entry));
+        let prompt = position(&|e| matches!(e, Entry::Prompt { text, .. } if text == "Wait."));
+        let fetchaudio = position(&|e| matches!(e, Entry::FetchAudio { .. }));
+        let submit = position(&|e| matches!(e, Entry::Submit { .. }));
+        assert!(
+            prompt < fetchaudio && fetchaudio.map(|i| i + 1) == submit,
+            "{text}"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ use std::time::Instant;
 use url::Url;
 
 use crate::document::DocumentCache;
+use crate::document::cache::GrammarCache;
 use crate::event::names;
 use crate::fia::Interp;
 use crate::fia::grammars::{self, DtmfOutcome, Mode, SemValue};
@@ -114,8 +115,10 @@ pub enum Action {
     Record(RecordRequest),
     /// Transfer the caller (`<transfer>`); answered with [`Input::TransferDone`].
     Transfer(TransferRequest),
-    /// `<disconnect>`: hang up the call now. The session goes on (it handles
-    /// `connection.disconnect.hangup`, may still submit) and ends later with `End`.
+    /// `<disconnect>`: hang up the call now. Emitted once every Play queued before the
+    /// `<disconnect>` has been reported done, so the caller hears the goodbye. The session goes
+    /// on (it handles `connection.disconnect.hangup`, may still submit) and ends later with
+    /// `End`.
     Disconnect {
         /// `<disconnect namelist>` values (VoiceXML 2.1) for the platform.
         values: Vec<(String, String)>,
@@ -179,9 +182,23 @@ pub struct Fetch {
     pub maxage: Option<std::time::Duration>,
     /// `maxstale`: a cached copy stale by up to this long may be used.
     pub maxstale: Option<std::time::Duration>,
-    /// `fetchaudio`: audio to play while the fetch is outstanding, absolute URL.
+    /// `fetchaudio`: audio to play while the fetch is outstanding, absolute URL
+    /// (VoiceXML 2.0 §6.1.1). Played once, after the prompts queued before the fetch, and
+    /// interrupted when the fetch completes.
     pub fetchaudio: Option<String>,
+    /// `fetchaudiodelay` (§6.3.5): silence allowed at the start of the fetch before
+    /// `fetchaudio` starts ([`DEFAULT_FETCHAUDIO_DELAY`] unless the application sets it).
+    pub fetchaudio_delay: std::time::Duration,
+    /// `fetchaudiominimum` (§6.3.5): once started, `fetchaudio` plays at least this long,
+    /// even when the fetch completes sooner ([`DEFAULT_FETCHAUDIO_MINIMUM`] unless set).
+    pub fetchaudio_minimum: std::time::Duration,
 }
+
+/// This platform's `fetchaudiodelay` (VoiceXML 2.0 §6.3.5 leaves it to the platform).
+pub const DEFAULT_FETCHAUDIO_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// This platform's `fetchaudiominimum` (VoiceXML 2.0 §6.3.5 leaves it to the platform).
+pub const DEFAULT_FETCHAUDIO_MINIMUM: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A recording submitted as a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -535,6 +552,8 @@ pub struct Session {
     next_request: u32,
     submitted: Option<Vec<(String, String)>>,
     caller_gone: bool,
+    /// A `<disconnect>` waiting for the prompts queued before it.
+    pending_disconnect: Option<Vec<(String, String)>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -557,6 +576,14 @@ impl Session {
     /// statistics, or to clear it).
     pub fn shared_documents() -> Arc<DocumentCache> {
         shared_documents()
+    }
+
+    /// The parsed-grammar cache every session started with [`Session::new`] shares: external
+    /// grammars parsed once per body, linked per session (for its statistics, or to clear
+    /// it). A session started with [`Session::with_cache`] uses its cache's
+    /// [`DocumentCache::grammars`].
+    pub fn shared_grammars() -> Arc<GrammarCache> {
+        Arc::clone(shared_documents().grammars())
     }
 
     /// Starts a session; queues the initial Fetch. Parsed documents are shared with every
@@ -623,6 +650,7 @@ impl Session {
             next_request: 0,
             submitted: None,
             caller_gone: false,
+            pending_disconnect: None,
         };
         session.pump(now);
         Ok(session)
@@ -766,7 +794,11 @@ impl Session {
                 }
                 Output::Disconnect { values } => {
                     self.flush_prompts(false);
-                    self.actions.push_back(Action::Disconnect { values });
+                    if self.playing.is_empty() {
+                        self.actions.push_back(Action::Disconnect { values });
+                    } else {
+                        self.pending_disconnect = Some(values);
+                    }
                 }
             }
         }
@@ -822,6 +854,8 @@ impl Session {
                     maxage: spec.maxage,
                     maxstale: spec.maxstale,
                     fetchaudio: spec.fetchaudio,
+                    fetchaudio_delay: spec.fetchaudio_delay,
+                    fetchaudio_minimum: spec.fetchaudio_minimum,
                 }));
                 self.state = State::Fetching { id };
                 None
@@ -919,6 +953,9 @@ impl Session {
         self.playing.retain(|(play, _)| *play != id);
         if !self.playing.is_empty() {
             return;
+        }
+        if let Some(values) = self.pending_disconnect.take() {
+            self.actions.push_back(Action::Disconnect { values });
         }
         match std::mem::replace(&mut self.state, State::Running) {
             State::Collecting(mut c) => {
@@ -1020,6 +1057,8 @@ impl Session {
         self.caller_gone = true;
         self.io.lock().hung_up = true;
         self.playing.clear();
+        // The caller is gone already: there is nothing left to disconnect.
+        self.pending_disconnect = None;
         self.held.clear();
         match std::mem::replace(&mut self.state, State::Running) {
             State::Ended => self.state = State::Ended,
@@ -1187,6 +1226,67 @@ mod tests {
     }
 
     #[test]
+    fn disconnect_waits_for_the_goodbye_prompt() {
+        let config = SessionConfig {
+            url: "http://x.test/a.vxml".into(),
+            vars: vec![],
+            local_uri: "sip:a@b".into(),
+            remote_uri: "sip:c@d".into(),
+            limits: Limits::default(),
+        };
+        let now = Instant::now();
+        let mut session = Session::new(config, now).unwrap();
+        let Some(Action::Fetch(fetch)) = session.poll_action() else {
+            panic!("the initial fetch comes first");
+        };
+        let document = r#"<vxml version="2.1"><form><block>
+            <prompt>Goodbye.</prompt><disconnect/>
+            <catch event="connection.disconnect.hangup"><log>after</log></catch>
+        </block></form></vxml>"#;
+        session.handle_input(
+            now,
+            Input::Fetched {
+                id: fetch.id,
+                result: Ok(Fetched {
+                    url: fetch.url,
+                    content_type: Some("application/voicexml+xml".into()),
+                    body: document.as_bytes().to_vec(),
+                }),
+            },
+        );
+        let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
+        let play = actions.iter().find_map(|a| match a {
+            Action::Play { id, .. } => Some(*id),
+            _ => None,
+        });
+        let Some(play) = play else {
+            panic!("the goodbye is played: {actions:?}");
+        };
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Disconnect { .. })),
+            "no hang-up while the goodbye is still playing: {actions:?}"
+        );
+        session.handle_input(
+            now,
+            Input::PlaybackDone {
+                id: play,
+                interrupted: false,
+            },
+        );
+        let after: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
+        let disconnect = after
+            .iter()
+            .position(|a| matches!(a, Action::Disconnect { .. }));
+        let end = after.iter().position(|a| matches!(a, Action::End(_)));
+        assert!(
+            matches!((disconnect, end), (Some(d), Some(e)) if d < e),
+            "the goodbye done, the call is hung up, then the session ends: {after:?}"
+        );
+    }
+
+    #[test]
     fn the_first_action_is_the_initial_fetch() {
         let config = SessionConfig {
             url: "http://x.test/a.vxml".into(),
@@ -1210,6 +1310,8 @@ mod tests {
                 maxage: None,
                 maxstale: None,
                 fetchaudio: None,
+                fetchaudio_delay: DEFAULT_FETCHAUDIO_DELAY,
+                fetchaudio_minimum: DEFAULT_FETCHAUDIO_MINIMUM,
             }))
         );
         assert_eq!(session.poll_action(), None);

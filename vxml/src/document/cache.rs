@@ -1,12 +1,13 @@
-//! The parsed-document cache shared by every session.
+//! The parsed-document and parsed-grammar caches shared by every session.
 //!
-//! A thousand calls running the same application fetch the same documents. Each body is
-//! decoded and parsed once; every session then reads the same [`Arc<Document>`] (documents are
-//! immutable once parsed, so sharing needs no lock).
+//! A thousand calls running the same application fetch the same documents and the same
+//! external grammars. Each body is decoded and parsed once; every session then reads the same
+//! [`Arc<Document>`] or a clone of the same [`Grammar`] (whose rules sit behind an `Arc`).
+//! Both are immutable once parsed, so sharing needs no lock.
 //!
 //! The key is everything the parse depends on: the final URL (the base of relative URIs, and
 //! part of every warning), the body (by a keyed 128-bit hash and its length) and the
-//! Content-Type (its charset decides the decoding). Freshness (`maxage`, `maxstale`) is the
+//! Content-Type (its charset decides the decoding; for a grammar, its form too). Freshness (`maxage`, `maxstale`) is the
 //! fetcher's business: this cache only avoids parsing bytes it has parsed before, so it can
 //! never serve a stale document — a changed body is a different key.
 //!
@@ -16,11 +17,12 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use url::Url;
 
 use super::{Document, DocumentError, decode, parse};
+use crate::srgs::{self, Grammar, GrammarError};
 
 /// Decodes (leniently, see [`decode`](super::decode())) and parses a fetched body: the whole
 /// path from bytes to [`Document`], with the decoder's warnings ahead of the parser's.
@@ -48,18 +50,39 @@ pub(super) fn parse_fetched(
     Ok(document)
 }
 
-/// How much a [`DocumentCache`] keeps.
+/// Reads a fetched external grammar: SRGS XML or ABNF by its content when that is plain
+/// (servers often label ABNF `text/plain` or grammars `application/xml`), else by content
+/// type (SRGS 1.0 Appendix G). [`GrammarCache::get_or_parse`] calls this once per distinct
+/// body.
+pub(crate) fn parse_fetched_grammar(
+    url: &Url,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Grammar, GrammarError> {
+    let text = srgs::decode(body, content_type);
+    let start = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
+    let form = if start.starts_with("#ABNF") {
+        Some("application/srgs")
+    } else if start.starts_with('<') {
+        Some("application/srgs+xml")
+    } else {
+        content_type
+    };
+    Grammar::parse(&text, form, Some(url))
+}
+
+/// How much a [`DocumentCache`] or a [`GrammarCache`] keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheLimits {
-    /// Most documents kept.
+    /// Most entries kept.
     pub entries: usize,
-    /// Most body bytes kept, summed over the documents (a proxy for their memory: the parsed
+    /// Most body bytes kept, summed over the entries (a proxy for their memory: the parsed
     /// model is a small multiple of the body). A body larger than this is parsed, not kept.
     pub bytes: usize,
 }
 
 impl Default for CacheLimits {
-    /// 512 documents, 64 MiB of bodies.
+    /// 512 entries, 64 MiB of bodies.
     fn default() -> Self {
         Self {
             entries: 512,
@@ -68,34 +91,161 @@ impl Default for CacheLimits {
     }
 }
 
-/// Counters of a [`DocumentCache`], for metrics and tests.
+/// Counters of a [`DocumentCache`] or a [`GrammarCache`], for metrics and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheStats {
-    /// Requests served by a document already parsed (or being parsed) for the same key.
+    /// Requests served by a value already parsed (or being parsed) for the same key.
     pub hits: u64,
-    /// Requests that had to parse.
+    /// Requests that had to parse (kept or not).
     pub misses: u64,
     /// Entries dropped to stay within the limits.
     pub evictions: u64,
-    /// Documents kept now.
+    /// Entries kept now.
     pub entries: usize,
     /// Body bytes kept now.
     pub bytes: usize,
 }
 
-/// Parsed documents shared by every session (`Send + Sync`; wrap it in an [`Arc`]).
+/// Parsed documents shared by every session (`Send + Sync`; wrap it in an [`Arc`]). It
+/// carries the process's [`GrammarCache`] too, so that whatever shares documents shares
+/// external grammars.
 #[derive(Debug)]
 pub struct DocumentCache {
+    parses: Parses<Arc<Document>, DocumentError>,
+    grammars: Arc<GrammarCache>,
+}
+
+impl Default for DocumentCache {
+    fn default() -> Self {
+        Self::new(CacheLimits::default())
+    }
+}
+
+impl DocumentCache {
+    /// An empty cache holding at most `limits`, with an empty [`GrammarCache`] of default
+    /// limits.
+    pub fn new(limits: CacheLimits) -> Self {
+        Self::with_grammars(limits, Arc::new(GrammarCache::default()))
+    }
+
+    /// An empty cache holding at most `limits` whose sessions share `grammars`.
+    pub fn with_grammars(limits: CacheLimits, grammars: Arc<GrammarCache>) -> Self {
+        Self {
+            parses: Parses::new(limits),
+            grammars,
+        }
+    }
+
+    /// The external grammars shared with these documents.
+    pub fn grammars(&self) -> &Arc<GrammarCache> {
+        &self.grammars
+    }
+
+    /// The document for `body` fetched from `url` (after redirects) with `content_type`:
+    /// parsed by the first request, shared by the rest. `max_bytes` is the requester's size
+    /// limit ([`DocumentError::TooLarge`] above it, whether cached or not).
+    ///
+    /// Parsing is CPU work done on the calling thread, outside the lock; a concurrent request
+    /// for the same key blocks until that parse ends.
+    pub fn get_or_parse(
+        &self,
+        url: &Url,
+        content_type: Option<&str>,
+        body: &[u8],
+        max_bytes: usize,
+    ) -> Result<Arc<Document>, DocumentError> {
+        if body.len() > max_bytes {
+            return parse_fetched(url.clone(), content_type, body, max_bytes).map(Arc::new);
+        }
+        self.parses.get_or_parse(url, content_type, body, || {
+            parse_fetched(url.clone(), content_type, body, max_bytes).map(Arc::new)
+        })
+    }
+
+    /// Counters and current size (of the documents; [`GrammarCache::stats`] for grammars).
+    pub fn stats(&self) -> CacheStats {
+        self.parses.stats()
+    }
+
+    /// Drops every document (documents still held by sessions live on). The grammars stay:
+    /// [`GrammarCache::clear`].
+    pub fn clear(&self) {
+        self.parses.clear();
+    }
+}
+
+/// Fetched external grammars (`<grammar src>` and the grammars their rule references name),
+/// parsed once and shared by every session (`Send + Sync`; wrap it in an [`Arc`]).
+///
+/// The cached [`Grammar`] is unlinked: each session still fetches the grammars its rule
+/// references name and links them ([`Grammar::link_external`]), which costs a few pointer
+/// copies, since every grammar linked in comes from this cache too. Linking per session keeps
+/// a session's view exact when a referenced grammar's body changes while the top one's does
+/// not.
+#[derive(Debug)]
+pub struct GrammarCache {
+    parses: Parses<Grammar, GrammarError>,
+}
+
+impl Default for GrammarCache {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_LIMITS)
+    }
+}
+
+impl GrammarCache {
+    /// 256 grammars, 32 MiB of bodies.
+    pub const DEFAULT_LIMITS: CacheLimits = CacheLimits {
+        entries: 256,
+        bytes: 32 << 20,
+    };
+
+    /// An empty cache holding at most `limits`.
+    pub fn new(limits: CacheLimits) -> Self {
+        Self {
+            parses: Parses::new(limits),
+        }
+    }
+
+    /// The grammar for `body` fetched from `url` (after redirects) with `content_type`,
+    /// unlinked: parsed by the first request, shared (cheaply cloned) by the rest. Parsing
+    /// runs on the calling thread, outside the lock.
+    pub fn get_or_parse(
+        &self,
+        url: &Url,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Grammar, GrammarError> {
+        self.parses.get_or_parse(url, content_type, body, || {
+            parse_fetched_grammar(url, content_type, body)
+        })
+    }
+
+    /// Counters and current size.
+    pub fn stats(&self) -> CacheStats {
+        self.parses.stats()
+    }
+
+    /// Drops every grammar (grammars still held by sessions live on).
+    pub fn clear(&self) {
+        self.parses.clear();
+    }
+}
+
+/// A bounded, least-recently-used map from what a parse depends on to its result, with one
+/// parse per key however many ask at once: the machinery of both caches.
+#[derive(Debug)]
+struct Parses<T, E> {
     limits: CacheLimits,
     /// Two independently keyed hashers: a 128-bit digest an adversary cannot aim at.
     hashers: [RandomState; 2],
-    state: Mutex<State>,
+    state: Mutex<State<T, E>>,
 }
 
 /// The map and its accounting, behind the mutex.
-#[derive(Debug, Default)]
-struct State {
-    entries: HashMap<Key, Entry>,
+#[derive(Debug)]
+struct State<T, E> {
+    entries: HashMap<Key, Entry<T, E>>,
     bytes: usize,
     /// Ticks on every request; an entry's `last_used` orders eviction.
     clock: u64,
@@ -113,49 +263,45 @@ struct Key {
 }
 
 #[derive(Debug)]
-struct Entry {
-    slot: Arc<Slot>,
+struct Entry<T, E> {
+    slot: Arc<Slot<T, E>>,
     bytes: usize,
     last_used: u64,
 }
 
 /// One parse, which concurrent requesters wait for.
-#[derive(Debug, Default)]
-struct Slot {
-    result: OnceLock<Result<Arc<Document>, DocumentError>>,
+#[derive(Debug)]
+struct Slot<T, E> {
+    result: OnceLock<Result<T, E>>,
 }
 
-impl Default for DocumentCache {
-    fn default() -> Self {
-        Self::new(CacheLimits::default())
-    }
-}
-
-impl DocumentCache {
-    /// An empty cache holding at most `limits`.
-    pub fn new(limits: CacheLimits) -> Self {
+impl<T: Clone, E: Clone> Parses<T, E> {
+    fn new(limits: CacheLimits) -> Self {
         Self {
             limits,
             hashers: [RandomState::new(), RandomState::new()],
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                bytes: 0,
+                clock: 0,
+                stats: CacheStats::default(),
+            }),
         }
     }
 
-    /// The document for `body` fetched from `url` (after redirects) with `content_type`:
-    /// parsed by the first request, shared by the rest. `max_bytes` is the requester's size
-    /// limit ([`DocumentError::TooLarge`] above it, whether cached or not).
-    ///
-    /// Parsing is CPU work done on the calling thread, outside the lock; a concurrent request
-    /// for the same key blocks until that parse ends.
-    pub fn get_or_parse(
+    /// The value `parse` makes of `body` from `url` with `content_type`: `parse` runs for the
+    /// first request of a key (or for every request of a body too large to keep); failures
+    /// are returned, not kept.
+    fn get_or_parse(
         &self,
         url: &Url,
         content_type: Option<&str>,
         body: &[u8],
-        max_bytes: usize,
-    ) -> Result<Arc<Document>, DocumentError> {
-        if body.len() > max_bytes || body.len() > self.limits.bytes || self.limits.entries == 0 {
-            return parse_fetched(url.clone(), content_type, body, max_bytes).map(Arc::new);
+        parse: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        if body.len() > self.limits.bytes || self.limits.entries == 0 {
+            self.lock().stats.misses += 1;
+            return parse();
         }
         let key = Key {
             url: url.as_str().to_owned(),
@@ -167,7 +313,7 @@ impl DocumentCache {
         let mut parsed_here = false;
         let result = slot.result.get_or_init(|| {
             parsed_here = true;
-            parse_fetched(url.clone(), content_type, body, max_bytes).map(Arc::new)
+            parse()
         });
         if parsed_here && result.is_err() {
             let mut state = self.lock();
@@ -182,8 +328,7 @@ impl DocumentCache {
         result.clone()
     }
 
-    /// Counters and current size.
-    pub fn stats(&self) -> CacheStats {
+    fn stats(&self) -> CacheStats {
         let state = self.lock();
         CacheStats {
             entries: state.entries.len(),
@@ -192,15 +337,14 @@ impl DocumentCache {
         }
     }
 
-    /// Drops every entry (documents still held by sessions live on).
-    pub fn clear(&self) {
+    fn clear(&self) {
         let mut state = self.lock();
         state.entries.clear();
         state.bytes = 0;
     }
 
     /// The slot for `key`, made (after evicting what must go) if absent.
-    fn slot(&self, key: &Key) -> Arc<Slot> {
+    fn slot(&self, key: &Key) -> Arc<Slot<T, E>> {
         let mut state = self.lock();
         state.clock += 1;
         let now = state.clock;
@@ -217,7 +361,9 @@ impl DocumentCache {
         {
             state.evict_least_recently_used();
         }
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(Slot {
+            result: OnceLock::new(),
+        });
         state.bytes += key.length;
         state.entries.insert(
             key.clone(),
@@ -237,12 +383,12 @@ impl DocumentCache {
 
     /// The state; a panic elsewhere while it was held leaves it consistent, so poison is
     /// ignored.
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<T, E>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl State {
+impl<T, E> State<T, E> {
     fn remove(&mut self, key: &Key) {
         if let Some(entry) = self.entries.remove(key) {
             self.bytes = self.bytes.saturating_sub(entry.bytes);
@@ -287,6 +433,8 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<DocumentCache>();
         assert_send_sync::<Arc<Document>>();
+        assert_send_sync::<GrammarCache>();
+        assert_send_sync::<Grammar>();
     }
 
     #[test]
@@ -461,5 +609,160 @@ mod tests {
             doc.warnings
         );
         assert!(doc.warnings[1].contains("<foo>"), "{:?}", doc.warnings);
+    }
+
+    mod grammars {
+        use super::*;
+        use crate::srgs::Match;
+
+        fn dtmf(keys: &str) -> Vec<u8> {
+            format!("#ABNF 1.0;\nmode dtmf;\nroot $r;\npublic $r = {keys};").into_bytes()
+        }
+
+        fn matches(grammar: &Grammar, keys: &[&str]) -> bool {
+            matches!(grammar.match_tokens(keys), Match::Complete(_))
+        }
+
+        #[test]
+        fn one_parse_serves_every_session_and_clones_link_independently() {
+            let cache = GrammarCache::default();
+            let bytes = dtmf("1 $<other.gram#x>");
+            let first = cache
+                .get_or_parse(&url("g.gram"), Some("application/srgs"), &bytes)
+                .unwrap();
+            let other = Url::parse("http://example.test/app/other.gram").unwrap();
+            assert_eq!(first.external_uris(), vec![other.clone()]);
+            for _ in 0..999 {
+                // A session links its own copy; the cached grammar stays unlinked.
+                let mut mine = cache
+                    .get_or_parse(&url("g.gram"), Some("application/srgs"), &bytes)
+                    .unwrap();
+                assert_eq!(mine.external_uris(), vec![other.clone()]);
+                let x = Grammar::parse(
+                    "#ABNF 1.0;\nmode dtmf;\npublic $x = 2;",
+                    Some("application/srgs"),
+                    Some(&other),
+                )
+                .unwrap();
+                mine.link_external(&other, x);
+                assert!(mine.external_uris().is_empty());
+                assert!(matches(&mine, &["1", "2"]));
+            }
+            let stats = cache.stats();
+            assert_eq!((stats.misses, stats.hits), (1, 999));
+            assert_eq!((stats.entries, stats.bytes), (1, bytes.len()));
+        }
+
+        #[test]
+        fn concurrent_sessions_share_one_parse() {
+            let cache = GrammarCache::default();
+            let bytes = dtmf("1 2");
+            std::thread::scope(|scope| {
+                for _ in 0..8 {
+                    scope.spawn(|| cache.get_or_parse(&url("g.gram"), None, &bytes).unwrap());
+                }
+            });
+            assert_eq!((cache.stats().misses, cache.stats().hits), (1, 7));
+        }
+
+        #[test]
+        fn a_new_body_url_or_content_type_is_a_new_parse() {
+            let cache = GrammarCache::default();
+            let one = cache
+                .get_or_parse(&url("g.gram"), None, &dtmf("1"))
+                .unwrap();
+            let two = cache
+                .get_or_parse(&url("g.gram"), None, &dtmf("2"))
+                .unwrap();
+            assert!(matches(&one, &["1"]) && !matches(&one, &["2"]));
+            assert!(matches(&two, &["2"]) && !matches(&two, &["1"]));
+            // The URL is the base of the grammar's rule references.
+            let relative = dtmf("$<keys.gram>");
+            let here = cache.get_or_parse(&url("g.gram"), None, &relative).unwrap();
+            let there = cache
+                .get_or_parse(&url("sub/g.gram"), None, &relative)
+                .unwrap();
+            assert_eq!(
+                (here.external_uris(), there.external_uris()),
+                (vec![url("keys.gram")], vec![url("sub/keys.gram")])
+            );
+            // The charset decides what the words are.
+            let word = b"<grammar root='r'><rule id='r'>caf\xe9</rule></grammar>";
+            let latin1 = cache
+                .get_or_parse(
+                    &url("w.grxml"),
+                    Some("application/srgs+xml; charset=ISO-8859-1"),
+                    word,
+                )
+                .unwrap();
+            let greek = cache
+                .get_or_parse(
+                    &url("w.grxml"),
+                    Some("application/srgs+xml; charset=ISO-8859-7"),
+                    word,
+                )
+                .unwrap();
+            assert!(matches(&latin1, &["caf\u{e9}"]) && !matches(&latin1, &["caf\u{3b9}"]));
+            assert!(matches(&greek, &["caf\u{3b9}"]));
+            let stats = cache.stats();
+            assert_eq!((stats.misses, stats.hits, stats.entries), (6, 0, 6));
+        }
+
+        #[test]
+        fn bounds_hold_and_failures_are_not_kept() {
+            let size = dtmf("1").len();
+            let cache = GrammarCache::new(CacheLimits {
+                entries: 2,
+                bytes: 1 << 20,
+            });
+            for keys in ["1", "2", "3", "1", "4"] {
+                cache.get_or_parse(&url(keys), None, &dtmf(keys)).unwrap();
+                assert!(cache.stats().entries <= 2);
+            }
+            let stats = cache.stats();
+            assert_eq!((stats.misses, stats.evictions), (5, 3));
+            let cache = GrammarCache::new(CacheLimits {
+                entries: 100,
+                bytes: 2 * size,
+            });
+            for keys in ["5", "6", "7"] {
+                cache.get_or_parse(&url(keys), None, &dtmf(keys)).unwrap();
+                assert!(cache.stats().bytes <= 2 * size);
+            }
+            // Larger than the whole budget: parsed (and counted) every time, never kept.
+            let big = dtmf(&"1 ".repeat(size));
+            for _ in 0..2 {
+                assert!(cache.get_or_parse(&url("big"), None, &big).is_ok());
+            }
+            let stats = cache.stats();
+            assert_eq!((stats.entries, stats.misses), (2, 5));
+            for _ in 0..2 {
+                let error = cache
+                    .get_or_parse(
+                        &url("bad"),
+                        Some("application/srgs"),
+                        b"#ABNF 1.0;\n$r = (1;",
+                    )
+                    .unwrap_err();
+                assert!(!error.to_string().is_empty());
+            }
+            // Failures are parsed each time and leave nothing behind (making room for them
+            // may have evicted a grammar).
+            let stats = cache.stats();
+            assert_eq!(stats.misses, 7);
+            assert!(stats.entries <= 2 && stats.bytes <= 2 * size);
+            cache.clear();
+            assert_eq!((cache.stats().entries, cache.stats().bytes), (0, 0));
+        }
+
+        #[test]
+        fn documents_carry_their_grammar_cache() {
+            let grammars = Arc::new(GrammarCache::default());
+            let documents =
+                DocumentCache::with_grammars(CacheLimits::default(), Arc::clone(&grammars));
+            assert!(Arc::ptr_eq(documents.grammars(), &grammars));
+            let other = DocumentCache::default();
+            assert!(!Arc::ptr_eq(other.grammars(), &grammars));
+        }
     }
 }

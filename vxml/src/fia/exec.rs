@@ -546,6 +546,15 @@ impl Interp {
             } else {
                 None
             },
+            // §6.3.5: properties only (no attribute form); the defaults are the platform's.
+            fetchaudio_delay: self
+                .property("fetchaudiodelay")
+                .and_then(|text| crate::document::parse_duration(&text))
+                .unwrap_or(crate::session::DEFAULT_FETCHAUDIO_DELAY),
+            fetchaudio_minimum: self
+                .property("fetchaudiominimum")
+                .and_then(|text| crate::document::parse_duration(&text))
+                .unwrap_or(crate::session::DEFAULT_FETCHAUDIO_MINIMUM),
         }
     }
 

@@ -12,8 +12,9 @@ use roxmltree::Node;
 use url::Url;
 
 use crate::document::UriSource;
+use crate::document::cache::GrammarCache;
 use crate::script::push_string_literal;
-use crate::srgs::{self, Grammar, Match, SemanticValue};
+use crate::srgs::{Grammar, Match, SemanticValue};
 
 pub(crate) use crate::srgs::Mode;
 
@@ -208,23 +209,18 @@ pub(crate) fn from_element(node: Node<'_, '_>, base: &Url) -> Result<Vec<Compile
     Ok(vec![Compiled::Ready(grammar)])
 }
 
-/// A fetched external grammar: XML or ABNF by its content when that is plain (servers often
-/// label ABNF `text/plain` or grammars `application/xml`), else by content type.
+/// A fetched external grammar, from `cache` (shared by every session) or parsed into it
+/// there: XML or ABNF by its content when that is plain, else by content type. The result is
+/// unlinked; the caller links what its rule references name.
 pub(crate) fn from_fetched(
+    cache: &GrammarCache,
     bytes: &[u8],
     content_type: Option<&str>,
     url: &Url,
 ) -> Result<Grammar, String> {
-    let text = srgs::decode(bytes, content_type);
-    let start = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
-    let form = if start.starts_with("#ABNF") {
-        Some("application/srgs")
-    } else if start.starts_with('<') {
-        Some("application/srgs+xml")
-    } else {
-        content_type
-    };
-    Grammar::parse(&text, form, Some(url)).map_err(|e| e.to_string())
+    cache
+        .get_or_parse(url, content_type, bytes)
+        .map_err(|e| e.to_string())
 }
 
 /// A grammar whose root is the public rule `rule` of `grammar` (fetched from `url`).
@@ -532,6 +528,7 @@ mod tests {
     fn a_fragment_picks_the_public_rule_of_a_fetched_grammar() {
         let url = Url::parse("http://example.test/g.gram").unwrap();
         let fetched = from_fetched(
+            &GrammarCache::default(),
             b"#ABNF 1.0;\nmode dtmf;\nroot $a;\npublic $a = 1;\npublic $b = 2 {two};\n$c = 3;",
             Some("text/plain"),
             &url,
@@ -603,6 +600,123 @@ mod tests {
         ));
         assert!(builtin_type("colour").is_err());
         assert!(builtin_uri("builtin:voice/number").unwrap().is_empty());
+    }
+
+    /// Sessions sharing one [`DocumentCache`](crate::document::DocumentCache) (so one
+    /// [`GrammarCache`]), served by a fetcher whose bodies a test can change between calls.
+    mod shared_across_sessions {
+        use std::time::Instant;
+
+        use crate::caller::{self, Fetcher, RunLimits, ScriptedInputs};
+        use crate::document::DocumentCache;
+        use crate::session::{
+            Fetch, FetchFailure, FetchPurpose, Fetched, Limits, Session, SessionConfig,
+        };
+
+        const APP: &str = "http://app.test/main.vxml";
+        const TOP: &str = "http://app.test/top.gram";
+        const KEYS: &str = "http://app.test/keys.gram";
+
+        const DOCUMENT: &str = r#"<vxml version="2.1"><form><field name="k">
+            <grammar src="top.gram"/><prompt>Keys?</prompt>
+            <nomatch><prompt>No match.</prompt><exit/></nomatch>
+            <filled><prompt>Got <value expr="k"/>.</prompt></filled>
+          </field></form></vxml>"#;
+        /// The top grammar: its only rule refers to a public rule of another grammar.
+        const TOP_GRAMMAR: &str =
+            "#ABNF 1.0;\nmode dtmf;\nroot $top;\npublic $top = $<keys.gram#pair> {matched};";
+
+        fn keys_grammar(keys: &str) -> String {
+            format!("#ABNF 1.0;\nmode dtmf;\npublic $pair = {keys};")
+        }
+
+        /// Serves the app; counts grammar fetches.
+        struct App {
+            keys: String,
+            grammar_fetches: usize,
+        }
+
+        impl Fetcher for App {
+            fn fetch(&mut self, request: &Fetch) -> Result<Fetched, FetchFailure> {
+                if request.purpose == FetchPurpose::Grammar {
+                    self.grammar_fetches += 1;
+                }
+                let (content_type, body) = match request.url.as_str() {
+                    APP => ("application/voicexml+xml", DOCUMENT.to_owned()),
+                    TOP => ("application/srgs", TOP_GRAMMAR.to_owned()),
+                    KEYS => ("text/plain", self.keys.clone()),
+                    _ => {
+                        return Err(FetchFailure {
+                            status: Some(404),
+                            message: "Not Found".to_owned(),
+                        });
+                    }
+                };
+                Ok(Fetched {
+                    url: request.url.clone(),
+                    content_type: Some(content_type.to_owned()),
+                    body: body.into_bytes(),
+                })
+            }
+        }
+
+        /// Runs one call pressing `keys`; what it said.
+        fn call(cache: &std::sync::Arc<DocumentCache>, app: &mut App, keys: &str) -> String {
+            let start = Instant::now();
+            let config = SessionConfig {
+                url: APP.to_owned(),
+                vars: vec![],
+                local_uri: "sip:a@b".to_owned(),
+                remote_uri: "sip:c@d".to_owned(),
+                limits: Limits::default(),
+            };
+            let session = Session::with_cache(config, std::sync::Arc::clone(cache), start)
+                .expect("the session starts");
+            let mut caller = ScriptedInputs::parse(keys).expect("keys");
+            let transcript = caller::run(session, start, app, &mut caller, RunLimits::default());
+            transcript.prompt_texts().collect::<Vec<_>>().join(" | ")
+        }
+
+        #[test]
+        fn many_sessions_fetch_an_external_grammar_but_parse_it_once() {
+            let cache = std::sync::Arc::new(DocumentCache::default());
+            let mut app = App {
+                keys: keys_grammar("1 2"),
+                grammar_fetches: 0,
+            };
+            let sessions = 20;
+            for _ in 0..sessions {
+                let said = call(&cache, &mut app, "12");
+                assert!(said.contains("Got matched."), "{said}");
+            }
+            // Each session still fetches both grammars (HTTP caching is the platform's job)...
+            assert_eq!(app.grammar_fetches, 2 * sessions);
+            // ...but only the first parses them.
+            let stats = cache.grammars().stats();
+            assert_eq!((stats.misses, stats.entries), (2, 2));
+            assert_eq!(stats.hits, 2 * (sessions as u64 - 1));
+            assert_eq!(cache.stats().misses, 1, "one document parse too");
+        }
+
+        #[test]
+        fn a_changed_referenced_grammar_is_parsed_again_and_linked_per_session() {
+            let cache = std::sync::Arc::new(DocumentCache::default());
+            let mut app = App {
+                keys: keys_grammar("1 2"),
+                grammar_fetches: 0,
+            };
+            assert!(call(&cache, &mut app, "12").contains("Got matched."));
+            // The top grammar's body is unchanged (a cache hit); the one its rule reference
+            // names now has other keys: the session must see the new rule, not the old link.
+            app.keys = keys_grammar("3 4");
+            let said = call(&cache, &mut app, "12");
+            assert!(said.contains("No match."), "{said}");
+            let said = call(&cache, &mut app, "34");
+            assert!(said.contains("Got matched."), "{said}");
+            let stats = cache.grammars().stats();
+            assert_eq!(stats.misses, 3, "top once, each keys body once");
+            assert_eq!(stats.hits, 3);
+        }
     }
 
     #[test]

@@ -456,8 +456,13 @@ impl Interp {
         let spec = self.fetch_spec(url.clone(), FetchPurpose::Grammar, &FetchAttrs::default());
         let fetched = self.fetch(spec).await?;
         let final_url = url::Url::parse(&fetched.url).unwrap_or_else(|_| url.clone());
-        grammars::from_fetched(&fetched.body, fetched.content_type.as_deref(), &final_url)
-            .map_err(|e| Event::new(names::BADFETCH, format!("grammar {url}: {e}")))
+        grammars::from_fetched(
+            self.documents.grammars(),
+            &fetched.body,
+            fetched.content_type.as_deref(),
+            &final_url,
+        )
+        .map_err(|e| Event::new(names::BADFETCH, format!("grammar {url}: {e}")))
     }
 
     /// Fetches and links every external grammar `grammar`'s rule references need, and

@@ -44,6 +44,10 @@ pub(crate) struct FetchSpec {
     pub(crate) maxstale: Option<Duration>,
     /// `fetchaudio`, absolute.
     pub(crate) fetchaudio: Option<String>,
+    /// `fetchaudiodelay` in effect at the time of the fetch.
+    pub(crate) fetchaudio_delay: Duration,
+    /// `fetchaudiominimum` in effect at the time of the fetch.
+    pub(crate) fetchaudio_minimum: Duration,
 }
 
 /// Input collection for the current item.
