@@ -7,7 +7,7 @@
 
 mod fetch_audio;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -56,6 +56,14 @@ pub enum CallSignal {
     /// The prompt player dropped a prompt without playing it (overtaken by barge-in, or the
     /// core's queue was full). Unlike a core's interruption, it moves no barge-in watermark.
     PromptSkipped(u32),
+    /// The player rendered prompt `id`: where its `<mark>`s fall in its audio, as sample
+    /// offsets (sent before the prompt goes to the core, so before its `PlaybackDone`).
+    PromptMarks {
+        /// The Play's id.
+        id: u32,
+        /// Each mark's name and sample offset, in order.
+        marks: Vec<(String, usize)>,
+    },
 }
 
 /// Shared by every call task.
@@ -159,6 +167,7 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
         transfer: None,
         transferred_to: None,
         prompts_in_flight: HashSet::new(),
+        prompt_marks: HashMap::new(),
         fetch_audio: None,
         next_fetch_audio: FETCHAUDIO_IDS,
     };
@@ -223,6 +232,8 @@ struct CallTask {
     transferred_to: Option<String>,
     /// The session's prompts handed to the player and not yet reported done.
     prompts_in_flight: HashSet<u32>,
+    /// Where the `<mark>`s of rendered prompts fall, by Play id (samples), until done.
+    prompt_marks: HashMap<u32, Vec<(String, usize)>>,
     /// The outstanding document or submit fetch that carries `fetchaudio`.
     fetch_audio: Option<PendingFetchAudio>,
     /// The playback id of the next `fetchaudio` clip (at least [`FETCHAUDIO_IDS`]).
@@ -280,8 +291,11 @@ impl CallTask {
                             self.hangup();
                         }
                     }
+                    Some(CallSignal::PromptMarks { id, marks }) => {
+                        self.prompt_marks.insert(id, marks);
+                    }
                     Some(CallSignal::PromptSkipped(id)) => {
-                        self.playback_done(id, true);
+                        self.playback_done(id, true, 0);
                         self.perform_actions().await;
                     }
                     None => return Outcome {
@@ -377,9 +391,12 @@ impl CallTask {
                 self.epoch.fetch_max(epoch, Ordering::AcqRel);
             }
             Event::PlaybackDone {
-                id, interrupted, ..
+                id,
+                interrupted,
+                played,
+                ..
             } => {
-                self.playback_done(id, interrupted);
+                self.playback_done(id, interrupted, played);
                 self.perform_actions().await;
             }
             Event::Recorded {
@@ -416,6 +433,7 @@ impl CallTask {
                 tracing::info!(call = %self.record.id, ?outcome, "call ended");
                 self.player = None;
                 self.prompts_in_flight.clear();
+                self.prompt_marks.clear();
                 if let Some(pending) = self.fetch_audio.as_mut()
                     && pending.schedule.playing()
                 {
@@ -598,7 +616,8 @@ impl CallTask {
 
     /// The core (or the player) is done with playback `id`: a session prompt, or a
     /// `fetchaudio` clip the session knows nothing of.
-    fn playback_done(&mut self, id: u32, interrupted: bool) {
+    /// `played` samples of it went out: the last `<mark>` passed is reported first.
+    fn playback_done(&mut self, id: u32, interrupted: bool, played: usize) {
         if id >= FETCHAUDIO_IDS {
             tracing::info!(call = %self.record.id, id, interrupted, "fetchaudio ended");
             if let Some(pending) = self.fetch_audio.as_mut()
@@ -615,6 +634,15 @@ impl CallTask {
         {
             let step = pending.schedule.prompts_idle(Instant::now());
             self.fetch_audio_step(step);
+        }
+        if let Some(marks) = self.prompt_marks.remove(&id)
+            && let Some((name, since)) = mark_at(&marks, played)
+        {
+            self.input(Input::MarkReached {
+                id,
+                name: name.to_owned(),
+                since,
+            });
         }
         self.input(Input::PlaybackDone { id, interrupted });
     }
@@ -750,6 +778,13 @@ impl CallTask {
                         interrupted: true,
                     }),
                 },
+                Action::StopPlayback => {
+                    tracing::debug!(call = %self.record.id, "hotword matched: stopping playback");
+                    // Through the player, so it follows every prompt already handed to it.
+                    if let Some(player) = &self.player {
+                        let _ = player.jobs.send(PlayerJob::Stop);
+                    }
+                }
                 Action::Listen(listen) => {
                     tracing::trace!(call = %self.record.id, ?listen, "listening");
                 }
@@ -914,7 +949,10 @@ fn spawn_player(
                     prompt,
                     epoch: issued_in,
                 } => {
-                    let audio = render(&context.prompts, &prompt, &public_id).await;
+                    let (audio, marks) = render(&context.prompts, &prompt, &public_id).await;
+                    if !marks.is_empty() {
+                        let _ = events.send(CallSignal::PromptMarks { id, marks });
+                    }
                     (id, issued_in, audio, prompt.bargein)
                 }
                 PlayerJob::FetchAudio {
@@ -962,14 +1000,17 @@ impl Drop for Player {
     }
 }
 
-/// Turns one prompt into one piece of 8 kHz audio; a part that cannot be rendered is
-/// replaced by its fallback text or skipped, with a warning.
+/// Turns one prompt into one piece of 8 kHz audio, with the sample offset of each `<mark>`
+/// in it; a part that cannot be rendered is replaced by its fallback text or skipped, with a
+/// warning.
 async fn render(
     prompts: &PromptRenderer,
     prompt: &outdial_vxml::Prompt,
     call: &str,
-) -> outdial_dataplane::api::Pcm8k {
+) -> (outdial_dataplane::api::Pcm8k, Vec<(String, usize)>) {
     let mut pieces: VecDeque<outdial_dataplane::api::Pcm8k> = VecDeque::new();
+    let mut rendered = 0usize;
+    let mut marks = Vec::new();
     for item in &prompt.items {
         let piece = match item {
             outdial_vxml::PromptItem::Text(text) if text.trim().is_empty() => continue,
@@ -986,25 +1027,40 @@ async fn render(
             },
             outdial_vxml::PromptItem::Ssml(ssml) => prompts.speak_ssml(ssml).await,
             outdial_vxml::PromptItem::Break(duration) => Ok(PromptRenderer::silence(*duration)),
-            // Marks play nothing. `lastresult$.markname` (VoiceXML 2.1 §4) would need the
-            // core to report how far a prompt had played when it was barged in on.
-            outdial_vxml::PromptItem::Mark(_) => continue,
+            // Marks play nothing: they note where they fall (VoiceXML 2.1 §4).
+            outdial_vxml::PromptItem::Mark(name) => {
+                marks.push((name.clone(), rendered));
+                continue;
+            }
         };
         match piece {
-            Ok(audio) => pieces.push_back(audio),
+            Ok(audio) => {
+                rendered += audio.len();
+                pieces.push_back(audio);
+            }
             Err(e) => tracing::warn!(%call, error = %e, "prompt part could not be rendered"),
         }
     }
     if pieces.len() == 1 {
         // invariant: len() == 1 was just checked.
-        return pieces.pop_front().expect("one piece");
+        return (pieces.pop_front().expect("one piece"), marks);
     }
-    let total: usize = pieces.iter().map(|p| p.len()).sum();
-    let mut audio = Vec::with_capacity(total);
+    let mut audio = Vec::with_capacity(rendered);
     for piece in pieces {
         audio.extend_from_slice(&piece);
     }
-    audio.into()
+    (audio.into(), marks)
+}
+
+/// The last mark at or before `played` samples into a prompt, and the audio played since it
+/// (8,000 samples a second): what `markname`/`marktime` report (VoiceXML 2.1 §4).
+fn mark_at(marks: &[(String, usize)], played: usize) -> Option<(&str, Duration)> {
+    let (name, offset) = marks.iter().rev().find(|(_, offset)| *offset <= played)?;
+    let since = u64::try_from(played - offset).unwrap_or(u64::MAX);
+    Some((
+        name.as_str(),
+        Duration::from_micros(since.saturating_mul(125)),
+    ))
 }
 
 async fn finish(context: &RunnerContext, record: &CallRecord, state: Final, result: Option<Value>) {
@@ -1156,6 +1212,25 @@ mod tests {
             matches!(&missing, Err(reason) if reason.contains("no-such-host.invalid")),
             "{missing:?}"
         );
+    }
+
+    #[test]
+    fn samples_played_map_to_the_last_mark_passed_and_the_time_since() {
+        let marks = vec![("intro".to_owned(), 0), ("menu".to_owned(), 16_000)];
+        assert_eq!(mark_at(&marks, 0), Some(("intro", Duration::ZERO)));
+        assert_eq!(
+            mark_at(&marks, 8_000),
+            Some(("intro", Duration::from_secs(1)))
+        );
+        assert_eq!(mark_at(&marks, 16_000), Some(("menu", Duration::ZERO)));
+        assert_eq!(
+            mark_at(&marks, 16_160),
+            Some(("menu", Duration::from_millis(20))),
+            "one 20 ms frame past the mark"
+        );
+        let late = vec![("late".to_owned(), 4_000)];
+        assert_eq!(mark_at(&late, 3_999), None, "stopped before its only mark");
+        assert_eq!(mark_at(&[], 8_000), None);
     }
 
     #[test]

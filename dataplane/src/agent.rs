@@ -258,6 +258,7 @@ impl Agent {
                     call,
                     id,
                     interrupted: true,
+                    played: 0,
                 }),
             },
             Command::StopPlayback { call } => {
@@ -468,10 +469,15 @@ impl Agent {
         for event in events {
             match event {
                 MediaEvent::Dtmf(digit) => self.emit(Event::Dtmf { call, digit }),
-                MediaEvent::PlaybackDone { id, interrupted } => self.emit(Event::PlaybackDone {
+                MediaEvent::PlaybackDone {
+                    id,
+                    interrupted,
+                    played,
+                } => self.emit(Event::PlaybackDone {
                     call,
                     id,
                     interrupted,
+                    played,
                 }),
                 MediaEvent::Recorded(recorded) => self.emit(recorded_event(call, recorded)),
             }

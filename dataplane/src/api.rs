@@ -191,6 +191,10 @@ pub enum Event {
         id: u32,
         /// True when barge-in, [`Command::StopPlayback`] or hangup cut it short.
         interrupted: bool,
+        /// Samples of the audio sent before it ended (all of them when it played out; 0 when
+        /// it was dropped unplayed): where an interrupted prompt stopped, for VoiceXML 2.1
+        /// `<mark>` reporting.
+        played: usize,
     },
     /// A [`Command::Record`] recording ended. A call that is not answered (or no longer
     /// is) answers at once with an empty, silent recording.

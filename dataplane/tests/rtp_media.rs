@@ -252,7 +252,8 @@ fn one_second_of_audio_is_fifty_packets_twenty_ms_apart() {
                 event,
                 MediaEvent::PlaybackDone {
                     id: 42,
-                    interrupted: false
+                    interrupted: false,
+                    played: 50 * 160,
                 }
             );
             assert!(done_after.is_none(), "PlaybackDone once");
@@ -290,16 +291,23 @@ fn a_captured_key_barges_in_on_a_bargein_prompt() {
     session.play(t0, 1, prompt.clone(), true);
     session.play(t0, 2, prompt, false);
     let events = replay(&mut session, t0, &packets);
+    // The key arrives at its captured time: the first prompt played until then, in whole
+    // 20 ms frames; the second never started.
+    let key_at = packets[0].at;
+    let frames_due = key_at.as_millis() / 20 + 1;
+    let played = usize::try_from(frames_due).unwrap() * 160;
     assert_eq!(
         events,
         [
             MediaEvent::PlaybackDone {
                 id: 1,
-                interrupted: true
+                interrupted: true,
+                played,
             },
             MediaEvent::PlaybackDone {
                 id: 2,
-                interrupted: true
+                interrupted: true,
+                played: 0,
             },
             MediaEvent::Dtmf('#'),
         ]

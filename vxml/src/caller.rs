@@ -694,19 +694,47 @@ impl fmt::Display for Entry {
 /// How long a prompt plays in virtual time: its text at a steady speaking rate, one second
 /// per audio clip, its breaks; at least 200 ms.
 pub fn play_duration(prompt: &Prompt) -> Duration {
-    let mut total = Duration::ZERO;
+    prompt
+        .items
+        .iter()
+        .map(item_duration)
+        .fold(Duration::ZERO, Duration::saturating_add)
+        .max(MIN_PLAY_TIME)
+}
+
+/// Where each `<mark>` of a prompt falls in its virtual play time, in order.
+pub fn mark_offsets(prompt: &Prompt) -> Vec<(String, Duration)> {
+    let mut offset = Duration::ZERO;
+    let mut marks = Vec::new();
     for item in &prompt.items {
-        total = total.saturating_add(match item {
-            PromptItem::Text(_) | PromptItem::Ssml(_) => {
-                let chars = item.spoken_text().map_or(0, |text| text.len());
-                TIME_PER_CHAR.saturating_mul(u32::try_from(chars).unwrap_or(u32::MAX))
-            }
-            PromptItem::Audio { .. } => TIME_PER_AUDIO,
-            PromptItem::Break(pause) => *pause,
-            PromptItem::Mark(_) => Duration::ZERO,
-        });
+        if let PromptItem::Mark(name) = item {
+            marks.push((name.clone(), offset));
+        }
+        offset = offset.saturating_add(item_duration(item));
     }
-    total.max(MIN_PLAY_TIME)
+    marks
+}
+
+/// The last mark at or before `played` into a prompt, and the time since it.
+fn mark_at(marks: &[(String, Duration)], played: Duration) -> Option<(&str, Duration)> {
+    marks
+        .iter()
+        .rev()
+        .find(|(_, offset)| *offset <= played)
+        .map(|(name, offset)| (name.as_str(), played.saturating_sub(*offset)))
+}
+
+/// Virtual play time of one prompt item.
+fn item_duration(item: &PromptItem) -> Duration {
+    match item {
+        PromptItem::Text(_) | PromptItem::Ssml(_) => {
+            let chars = item.spoken_text().map_or(0, |text| text.len());
+            TIME_PER_CHAR.saturating_mul(u32::try_from(chars).unwrap_or(u32::MAX))
+        }
+        PromptItem::Audio { .. } => TIME_PER_AUDIO,
+        PromptItem::Break(pause) => *pause,
+        PromptItem::Mark(_) => Duration::ZERO,
+    }
 }
 
 /// A mono 16-bit PCM WAV file at 8 kHz: a 440 Hz tone, or silence.
@@ -765,6 +793,8 @@ struct Play {
     id: u32,
     bargein: bool,
     duration: Duration,
+    /// Its marks and where they fall ([`mark_offsets`]).
+    marks: Vec<(String, Duration)>,
 }
 
 /// The virtual platform.
@@ -854,6 +884,14 @@ impl Driver<'_> {
     /// Plays out the prompt at the head of the queue.
     fn finish_play(&mut self) {
         if let Some(play) = self.plays.pop_front() {
+            if let Some((name, since)) = mark_at(&play.marks, play.duration) {
+                let mark = Input::MarkReached {
+                    id: play.id,
+                    name: name.to_owned(),
+                    since,
+                };
+                self.session.handle_input(self.now, mark);
+            }
             self.session.handle_input(
                 self.now,
                 Input::PlaybackDone {
@@ -902,8 +940,10 @@ impl Driver<'_> {
                     id,
                     bargein: prompt.bargein,
                     duration,
+                    marks: mark_offsets(&prompt),
                 });
             }
+            Action::StopPlayback => self.stop_playback(),
             Action::Listen(listen) => {
                 self.note(Entry::Listen {
                     dtmf: listen.dtmf,
@@ -1033,6 +1073,9 @@ impl Driver<'_> {
 
     /// Delivers one key, stopping queued barge-in prompts if the one playing allows it.
     fn key(&mut self, key: char) {
+        if self.plays.front().is_some_and(|p| p.bargein) {
+            self.report_head_mark();
+        }
         let stopped = self.barge_in_ids();
         self.session.handle_input(self.now, Input::Dtmf(key));
         self.report_interrupted(&stopped);
@@ -1040,6 +1083,9 @@ impl Driver<'_> {
 
     /// Stops queued barge-in prompts before delivering an utterance.
     fn barge_in(&mut self) {
+        if self.plays.front().is_some_and(|p| p.bargein) {
+            self.report_head_mark();
+        }
         let stopped = self.barge_in_ids();
         self.report_interrupted(&stopped);
     }
@@ -1058,6 +1104,32 @@ impl Driver<'_> {
         self.plays.retain(|p| !p.bargein);
         self.play_ends = self.plays.front().map(|p| self.now + p.duration);
         stopped
+    }
+
+    /// Reports the last mark the playing prompt has passed by now (VoiceXML 2.1 §4).
+    fn report_head_mark(&mut self) {
+        let (Some(play), Some(ends)) = (self.plays.front(), self.play_ends) else {
+            return;
+        };
+        let played = play
+            .duration
+            .saturating_sub(ends.saturating_duration_since(self.now));
+        if let Some((name, since)) = mark_at(&play.marks, played) {
+            let mark = Input::MarkReached {
+                id: play.id,
+                name: name.to_owned(),
+                since,
+            };
+            self.session.handle_input(self.now, mark);
+        }
+    }
+
+    /// `StopPlayback` (a hotword match): every queued prompt stops now, as interrupted.
+    fn stop_playback(&mut self) {
+        self.report_head_mark();
+        let stopped: Vec<u32> = self.plays.drain(..).map(|p| p.id).collect();
+        self.play_ends = None;
+        self.report_interrupted(&stopped);
     }
 
     fn report_interrupted(&mut self, stopped: &[u32]) {
@@ -1576,6 +1648,32 @@ mod tests {
                 .last()
                 .is_some_and(|e| e.at == Duration::from_secs(30))
         );
+    }
+
+    #[test]
+    fn marks_fall_after_the_items_before_them_and_report_the_time_since() {
+        let prompt = Prompt {
+            bargein: true,
+            items: vec![
+                PromptItem::Mark("start".into()),
+                PromptItem::Text("abcde".into()),
+                PromptItem::Mark("mid".into()),
+                PromptItem::Break(Duration::from_millis(700)),
+            ],
+        };
+        let marks = mark_offsets(&prompt);
+        let five_chars = TIME_PER_CHAR * 5;
+        assert_eq!(
+            marks,
+            [
+                ("start".to_owned(), Duration::ZERO),
+                ("mid".to_owned(), five_chars)
+            ]
+        );
+        let ms = Duration::from_millis;
+        assert_eq!(mark_at(&marks, ms(100)), Some(("start", ms(100))));
+        assert_eq!(mark_at(&marks, five_chars + ms(50)), Some(("mid", ms(50))));
+        assert_eq!(mark_at(&marks[1..], ms(10)), None, "before its only mark");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::document::cache::GrammarCache;
 use crate::event::names;
 use crate::fia::Interp;
 use crate::fia::grammars::{self, DtmfOutcome, Mode, SemValue};
-use crate::fia::platform::{Collect, Collected, Output, Platform, Request, Response};
+use crate::fia::platform::{Collect, Collected, MarkPosition, Output, Platform, Request, Response};
 use crate::prompt::Prompt;
 use crate::script::{DataModel, QuickJs, Scope, ScriptError, ScriptLimits, Value};
 
@@ -123,6 +123,12 @@ pub enum Action {
         /// `<disconnect namelist>` values (VoiceXML 2.1) for the platform.
         values: Vec<(String, String)>,
     },
+    /// Stop what is playing and drop every queued Play, reporting each with
+    /// [`Input::PlaybackDone`] `interrupted` (preceded by [`Input::MarkReached`] where a mark
+    /// was passed). Emitted when input matched a grammar during a `bargeintype="hotword"`
+    /// prompt (VoiceXML 2.0 §4.1.5.1): such a prompt is sent without barge-in because only the
+    /// interpreter can tell a match from other input.
+    StopPlayback,
     /// Log from `<log>` (label, text), or an interpreter warning (label `vxml.warning`).
     Log {
         /// `label`.
@@ -363,6 +369,17 @@ pub enum Input {
         /// Whether it was cut short.
         interrupted: bool,
     },
+    /// The last `<mark>` a Play passed (VoiceXML 2.1 §4), sent just before its
+    /// `PlaybackDone`, whether it played out or was cut short; not sent when the Play passed
+    /// no mark. Sets `markname`/`marktime` of the next recognition result.
+    MarkReached {
+        /// The Play's id.
+        id: u32,
+        /// The mark's `name`.
+        name: String,
+        /// Audio played after the mark until the barge-in or the end of the Play.
+        since: std::time::Duration,
+    },
     /// The caller pressed a key (`0-9`, `*`, `#`, `A-D`).
     Dtmf(char),
     /// A recognizer's result for speech input (or a scripted caller's utterance): matched
@@ -530,7 +547,7 @@ enum Barge {
     Speech,
     /// `bargeintype="hotword"`: only input that matches a grammar counts; the rest is
     /// ignored. The platform is told the prompt has no barge-in (it cannot tell a match
-    /// from other input), so the prompt plays to its end.
+    /// from other input); a match stops it with [`Action::StopPlayback`].
     Hotword,
 }
 
@@ -554,6 +571,10 @@ pub struct Session {
     caller_gone: bool,
     /// A `<disconnect>` waiting for the prompts queued before it.
     pending_disconnect: Option<Vec<(String, String)>>,
+    /// The last `<mark>` the platform reported passed since the last recognition result.
+    mark: Option<MarkPosition>,
+    /// A hotword match stopped playback; the stopped prompts are not all reported yet.
+    hotword_stopped: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -651,6 +672,8 @@ impl Session {
             submitted: None,
             caller_gone: false,
             pending_disconnect: None,
+            mark: None,
+            hotword_stopped: false,
         };
         session.pump(now);
         Ok(session)
@@ -665,6 +688,12 @@ impl Session {
                 }
             }
             Input::PlaybackDone { id, .. } => self.on_playback_done(now, id),
+            Input::MarkReached { id, name, since } => {
+                // Marks of a hotword prompt stopped by a match arrive after its result.
+                if !self.hotword_stopped && self.playing.iter().any(|(play, _)| *play == id) {
+                    self.mark = Some(MarkPosition { name, since });
+                }
+            }
             Input::Dtmf(key) => self.on_key(now, key),
             Input::Recognition {
                 utterance,
@@ -884,6 +913,7 @@ impl Session {
                     if let Outcome::Done(collected) = self.feed(now, key) {
                         // `feed` may have put back a key that followed a complete match.
                         self.typeahead.extend(keys);
+                        self.publish_mark();
                         return Some(Response::Collected(collected));
                     }
                 }
@@ -954,6 +984,7 @@ impl Session {
         if !self.playing.is_empty() {
             return;
         }
+        self.hotword_stopped = false;
         if let Some(values) = self.pending_disconnect.take() {
             self.actions.push_back(Action::Disconnect { values });
         }
@@ -1011,7 +1042,19 @@ impl Session {
         if hotword && matches!(collected, Collected::NoMatch { .. }) {
             return;
         }
+        if hotword && matches!(collected, Collected::Matched { .. }) {
+            // The match is the barge-in: the hotword prompt (and what is queued) stops now.
+            self.actions.push_back(Action::StopPlayback);
+            self.hotword_stopped = true;
+        }
+        self.publish_mark();
         self.respond(now, Response::Collected(collected));
+    }
+
+    /// Hands the last mark passed to the interpreter for the result about to be delivered
+    /// (its `markname`/`marktime`, VoiceXML 2.1 §4); the next result starts without one.
+    fn publish_mark(&mut self) {
+        self.io.lock().mark = self.mark.take();
     }
 
     /// A recognition result: matched against the active voice grammars.

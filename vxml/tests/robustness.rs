@@ -75,6 +75,7 @@ fn drain(
             Action::Fetch(fetch) => fetches.push(fetch.id),
             Action::Play { id, .. } => plays.push(id),
             Action::Log { .. }
+            | Action::StopPlayback
             | Action::Listen(_)
             | Action::Record(_)
             | Action::Transfer(_)

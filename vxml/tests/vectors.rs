@@ -7,7 +7,10 @@
 //!   `http://vectors.test/empty/...` as an empty 200 response; fetches take `fetch-delay`
 //!   (default 0);
 //! - plays each prompt for 2 s, in order; a key during a barge-in prompt stops every queued
-//!   barge-in prompt (reported `interrupted`).
+//!   barge-in prompt (reported `interrupted`); `StopPlayback` stops every queued prompt;
+//! - a prompt's items other than marks share its 2 s equally, and a `<mark>` falls where the
+//!   items before it end: when a prompt ends or is stopped, the last mark it passed is
+//!   reported (`MarkReached`, transcribed `mark #ID NAME +MSms`) before its `PlaybackDone`.
 //!
 //! Script lines: `start FILE` (default `NAME.vxml`), `var NAME JSON`, `fetch-delay DURATION`,
 //! `wait DURATION`, `dtmf KEYS`, `say WORDS` (a recognition, confidence 0.9), `hangup`,
@@ -28,6 +31,9 @@ use outdial_vxml::{
 const BASE: &str = "http://vectors.test/";
 const PLAY_TIME: Duration = Duration::from_secs(2);
 
+/// A prompt's marks and where each falls in its play time.
+type Marks = Vec<(String, Duration)>;
+
 struct Platform {
     session: Session,
     dir: PathBuf,
@@ -35,7 +41,8 @@ struct Platform {
     now: Instant,
     fetch_delay: Duration,
     fetches: VecDeque<(Instant, FetchId, Result<Fetched, FetchFailure>)>,
-    plays: VecDeque<(u32, bool)>,
+    /// Queued plays: id, barge-in, marks and where they fall.
+    plays: VecDeque<(u32, bool, Marks)>,
     play_ends: Option<Instant>,
     ended: bool,
     transcript: String,
@@ -124,7 +131,8 @@ impl Platform {
                         if prompt.bargein { "" } else { "(no bargein) " },
                         items.join(" ")
                     ));
-                    self.plays.push_back((id, prompt.bargein));
+                    let marks = mark_offsets(&prompt.items);
+                    self.plays.push_back((id, prompt.bargein, marks));
                     if self.play_ends.is_none() {
                         self.play_ends = Some(self.now + PLAY_TIME);
                     }
@@ -161,6 +169,21 @@ impl Platform {
                         id: request.id,
                         result: Ok(self.transfer_outcome),
                     });
+                }
+                Action::StopPlayback => {
+                    self.record("stop playback");
+                    self.report_head_mark();
+                    let stopped: Vec<u32> = self.plays.drain(..).map(|(id, ..)| id).collect();
+                    self.play_ends = None;
+                    for id in stopped {
+                        self.session.handle_input(
+                            self.now,
+                            Input::PlaybackDone {
+                                id,
+                                interrupted: true,
+                            },
+                        );
+                    }
                 }
                 Action::Listen(_) | Action::Disconnect { .. } => {}
                 Action::End(end) => {
@@ -221,7 +244,8 @@ impl Platform {
                         .handle_input(self.now, Input::Fetched { id, result });
                 }
             } else if self.play_ends == Some(next) {
-                if let Some((id, _)) = self.plays.pop_front() {
+                if let Some((id, _, marks)) = self.plays.pop_front() {
+                    self.report_mark(id, &marks, PLAY_TIME);
                     self.record(&format!("done #{id}"));
                     self.session.handle_input(
                         self.now,
@@ -249,12 +273,13 @@ impl Platform {
 
     /// Delivers caller input; a barge-in prompt playing is stopped with every queued one.
     fn barge_in(&mut self, input: Input) {
-        let barged = self.plays.front().is_some_and(|(_, bargein)| *bargein);
+        let barged = self.plays.front().is_some_and(|(_, bargein, _)| *bargein);
         let stopped: Vec<u32> = if barged {
+            self.report_head_mark();
             self.plays
                 .iter()
-                .filter(|(_, b)| *b)
-                .map(|(id, _)| *id)
+                .filter(|(_, b, _)| *b)
+                .map(|(id, ..)| *id)
                 .collect()
         } else {
             Vec::new()
@@ -270,13 +295,58 @@ impl Platform {
             );
         }
         if !stopped.is_empty() {
-            self.plays.retain(|(id, _)| !stopped.contains(id));
+            self.plays.retain(|(id, ..)| !stopped.contains(id));
             let ids: Vec<String> = stopped.iter().map(|id| format!("#{id}")).collect();
             self.record(&format!("interrupted {}", ids.join(" ")));
             self.play_ends = (!self.plays.is_empty()).then(|| self.now + PLAY_TIME);
         }
         self.drain();
     }
+}
+
+impl Platform {
+    /// Reports the last mark the playing prompt has passed by now.
+    fn report_head_mark(&mut self) {
+        let (Some((id, _, marks)), Some(ends)) = (self.plays.front(), self.play_ends) else {
+            return;
+        };
+        let played = PLAY_TIME.saturating_sub(ends.saturating_duration_since(self.now));
+        let (id, marks) = (*id, marks.clone());
+        self.report_mark(id, &marks, played);
+    }
+
+    /// Reports the last of `marks` at or before `played` into play `id`.
+    fn report_mark(&mut self, id: u32, marks: &[(String, Duration)], played: Duration) {
+        let Some((name, offset)) = marks.iter().rev().find(|(_, at)| *at <= played) else {
+            return;
+        };
+        let since = played.saturating_sub(*offset);
+        self.record(&format!("mark #{id} {name} +{}ms", since.as_millis()));
+        let mark = Input::MarkReached {
+            id,
+            name: name.clone(),
+            since,
+        };
+        self.session.handle_input(self.now, mark);
+    }
+}
+
+/// Where each mark falls in a prompt's [`PLAY_TIME`]: the other items share it equally.
+fn mark_offsets(items: &[PromptItem]) -> Vec<(String, Duration)> {
+    let spoken = items
+        .iter()
+        .filter(|item| !matches!(item, PromptItem::Mark(_)))
+        .count();
+    let share = PLAY_TIME / u32::try_from(spoken.max(1)).expect("few items");
+    let mut passed = 0u32;
+    let mut marks = Vec::new();
+    for item in items {
+        match item {
+            PromptItem::Mark(name) => marks.push((name.clone(), share * passed)),
+            _ => passed += 1,
+        }
+    }
+    marks
 }
 
 fn parse_duration(text: &str) -> Duration {

@@ -33,7 +33,7 @@
 //!     now = media.poll_timeout().unwrap();
 //! }
 //! assert_eq!(now, t0 + Duration::from_millis(40));
-//! assert_eq!(media.poll_event(), Some(MediaEvent::PlaybackDone { id: 7, interrupted: false }));
+//! assert_eq!(media.poll_event(), Some(MediaEvent::PlaybackDone { id: 7, interrupted: false, played: 160 }));
 //! ```
 
 pub mod dtmf;

@@ -65,6 +65,9 @@ pub enum MediaEvent {
         id: u32,
         /// True when barge-in or [`MediaSession::stop_playback`] cut it short.
         interrupted: bool,
+        /// Samples of the item sent before it ended: all of them when it played out, fewer
+        /// when it was cut short (what a VoiceXML 2.1 `<mark>` report is measured from).
+        played: usize,
     },
     /// A [`MediaSession::record`] recording ended.
     Recorded(Recorded),
@@ -224,6 +227,7 @@ impl MediaSession {
             self.events.push_back(MediaEvent::PlaybackDone {
                 id: item.id,
                 interrupted: true,
+                played: item.position.min(item.audio.len()),
             });
         }
     }
@@ -410,6 +414,7 @@ impl MediaSession {
             self.events.push_back(MediaEvent::PlaybackDone {
                 id: item.id,
                 interrupted: false,
+                played: item.position.min(item.audio.len()),
             });
         }
     }
@@ -602,11 +607,12 @@ mod tests {
             "item 3 starts on a fresh frame"
         );
         assert!(frames[3].iter().all(|&b| b == 0xff));
-        let done = |id| MediaEvent::PlaybackDone {
+        let done = |id, played| MediaEvent::PlaybackDone {
             id,
             interrupted: false,
+            played,
         };
-        assert_eq!(events(&mut s), [done(1), done(2), done(3)]);
+        assert_eq!(events(&mut s), [done(1, 200), done(2, 0), done(3, 160)]);
         assert!(!header(&sent[1].1).marker && !header(&sent[2].1).marker);
     }
 
@@ -628,13 +634,19 @@ mod tests {
         let mut s = MediaSession::new(config(Codec::Pcma), t0);
         s.play(t0, 1, tone(800), true);
         s.play(t0, 2, tone(800), false);
-        run(&mut s, t0, t0 + Duration::from_millis(20));
+        let frames = run(&mut s, t0, t0 + Duration::from_millis(20)).len();
+        assert!(frames > 0, "some of item 1 went out before the stop");
         s.stop_playback();
-        let interrupted = |id| MediaEvent::PlaybackDone {
+        let interrupted = |id, played| MediaEvent::PlaybackDone {
             id,
             interrupted: true,
+            played,
         };
-        assert_eq!(events(&mut s), [interrupted(1), interrupted(2)]);
+        assert_eq!(
+            events(&mut s),
+            [interrupted(1, frames * 160), interrupted(2, 0)],
+            "item 1 reports the samples that were sent, item 2 none"
+        );
         let sent = run(
             &mut s,
             t0 + Duration::from_millis(40),
@@ -670,11 +682,13 @@ mod tests {
             [
                 MediaEvent::PlaybackDone {
                     id: 1,
-                    interrupted: true
+                    interrupted: true,
+                    played: 0,
                 },
                 MediaEvent::PlaybackDone {
                     id: 2,
-                    interrupted: true
+                    interrupted: true,
+                    played: 0,
                 },
                 MediaEvent::Dtmf('5'),
             ]
@@ -747,7 +761,8 @@ mod tests {
             events(&mut s),
             [MediaEvent::PlaybackDone {
                 id: 4,
-                interrupted: false
+                interrupted: false,
+                played: 160,
             }]
         );
         assert_eq!(s.stats().packets_sent, 0);

@@ -75,7 +75,10 @@ impl Driver {
                     id: request.id,
                     result: Ok(TransferOutcome::Busy),
                 },
-                Action::Log { .. } | Action::Listen(_) | Action::Disconnect { .. } => continue,
+                Action::Log { .. }
+                | Action::Listen(_)
+                | Action::Disconnect { .. }
+                | Action::StopPlayback => continue,
                 Action::End(_) => {
                     self.ended = true;
                     continue;

@@ -527,7 +527,8 @@ impl Interp {
             .map_err(|e| semantic(&e))
     }
 
-    /// A result object `{utterance, inputmode, confidence, interpretation}` (§2.3.1).
+    /// A result object `{utterance, inputmode, confidence, interpretation}` (§2.3.1), with
+    /// `markname` and `marktime` when a mark was played before the input (VoiceXML 2.1 §4).
     fn result_value(
         &mut self,
         utterance: &str,
@@ -545,12 +546,19 @@ impl Interp {
             Mode::Dtmf => "dtmf",
             Mode::Voice => "voice",
         };
-        Ok(Value::Object(vec![
+        let mut result = vec![
             ("utterance".to_owned(), Value::String(utterance.to_owned())),
             ("inputmode".to_owned(), Value::String(mode.to_owned())),
             ("confidence".to_owned(), Value::Number(confidence)),
             ("interpretation".to_owned(), interpretation),
-        ]))
+        ];
+        // VoiceXML 2.1 §4: the last mark played before the input; undefined when none was.
+        if let Some(mark) = self.io.lock().mark.clone() {
+            let millis = u32::try_from(mark.since.as_millis()).unwrap_or(u32::MAX);
+            result.push(("markname".to_owned(), Value::String(mark.name)));
+            result.push(("marktime".to_owned(), Value::Number(f64::from(millis))));
+        }
+        Ok(Value::Object(result))
     }
 
     /// The process phase for a match of an active grammar.

@@ -182,6 +182,15 @@ pub(crate) enum Output {
     },
 }
 
+/// The last `<mark>` played before a recognition result (VoiceXML 2.1 §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MarkPosition {
+    /// The mark's name (`markname`).
+    pub(crate) name: String,
+    /// Audio played after it until the barge-in or the end of the prompt (`marktime`).
+    pub(crate) since: Duration,
+}
+
 /// State shared by the session and the interpreter future.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
@@ -193,6 +202,8 @@ pub(crate) struct Shared {
     pub(crate) response: Option<Response>,
     /// The caller has hung up.
     pub(crate) hung_up: bool,
+    /// The mark for the recognition result being delivered, put by the session.
+    pub(crate) mark: Option<MarkPosition>,
 }
 
 /// A handle on the shared state.
