@@ -227,11 +227,7 @@ impl Fetcher {
 
     /// `GET url`, reading at most `max_bytes` of body.
     pub async fn get(&self, url: &str, max_bytes: usize) -> Result<Fetched, FetchError> {
-        let target = checked_url(url)?;
-        let request = self.client.get(target);
-        self.send(url, request, max_bytes, None)
-            .await
-            .map(|(fetched, _)| fetched)
+        self.get_within(url, max_bytes, None).await
     }
 
     /// Like [`Fetcher::get`], taking `timeout` instead of the fetcher's when given.
@@ -317,21 +313,7 @@ impl Fetcher {
         form: &[(String, String)],
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
-        let target = checked_url(url)?;
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let request = self
-            .client
-            .post(target)
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded"),
-            )
-            .body(body);
-        self.send(url, request, max_bytes, None)
-            .await
-            .map(|(fetched, _)| fetched)
+        self.post_form_within(url, form, max_bytes, None).await
     }
 
     /// Like [`Fetcher::post_form`], taking `timeout` instead of the fetcher's when given.
