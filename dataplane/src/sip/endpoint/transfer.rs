@@ -220,6 +220,14 @@ mod tests {
             h
         }
 
+        /// Starts transfer `id` of call 1 to `target` and sends the REFER.
+        fn refer(&mut self, id: u32, target: &str, connect_timeout: Duration) {
+            self.endpoint
+                .refer(self.now, CallId(1), id, target, connect_timeout)
+                .unwrap();
+            self.drain();
+        }
+
         fn drain(&mut self) {
             let mut buf = Vec::new();
             while let Some(to) = self.endpoint.poll_transmit(&mut buf) {
@@ -330,16 +338,7 @@ mod tests {
     #[test]
     fn refer_is_sent_in_the_dialog_with_refer_to_referred_by_and_contact() {
         let mut h = Harness::answered();
-        h.endpoint
-            .refer(
-                h.now,
-                CallId(1),
-                4,
-                "sip:agent@192.0.2.9",
-                Duration::from_secs(20),
-            )
-            .unwrap();
-        h.drain();
+        h.refer(4, "sip:agent@192.0.2.9", Duration::from_secs(20));
         let bytes = h.request("REFER");
         let refer = parse_message(&bytes).unwrap();
         assert_eq!(refer.method(), Some(Method::Other("REFER")));
@@ -370,16 +369,7 @@ mod tests {
     #[test]
     fn a_final_ok_sipfrag_transfers_answers_the_notify_then_hangs_up() {
         let mut h = Harness::answered();
-        h.endpoint
-            .refer(
-                h.now,
-                CallId(1),
-                4,
-                "sip:agent@192.0.2.9",
-                Duration::from_secs(20),
-            )
-            .unwrap();
-        h.drain();
+        h.refer(4, "sip:agent@192.0.2.9", Duration::from_secs(20));
         let accepted = h.reply(&h.request("REFER"), "202 Accepted", "");
         h.deliver(&accepted);
         let trying = h.notify("active;expires=60", "SIP/2.0 100 Trying\r\n");
@@ -419,16 +409,7 @@ mod tests {
     #[test]
     fn a_busy_target_leaves_the_call_up_and_a_second_transfer_may_follow() {
         let mut h = Harness::answered();
-        h.endpoint
-            .refer(
-                h.now,
-                CallId(1),
-                4,
-                "sip:agent@192.0.2.9",
-                Duration::from_secs(20),
-            )
-            .unwrap();
-        h.drain();
+        h.refer(4, "sip:agent@192.0.2.9", Duration::from_secs(20));
         assert_eq!(
             h.endpoint.refer(
                 h.now,
@@ -447,16 +428,7 @@ mod tests {
         assert_eq!(h.sent_lines(), ["SIP/2.0 200 OK"]);
         assert_eq!(h.transfers(), [(4, Ok(TransferOutcome::Busy))]);
         assert!(h.ended().is_empty(), "the caller is still with us");
-        h.endpoint
-            .refer(
-                h.now,
-                CallId(1),
-                5,
-                "tel:+15550100",
-                Duration::from_secs(20),
-            )
-            .unwrap();
-        h.drain();
+        h.refer(5, "tel:+15550100", Duration::from_secs(20));
         let second = parse_message(&h.request("REFER"))
             .unwrap()
             .cseq()
@@ -468,16 +440,7 @@ mod tests {
     #[test]
     fn a_refused_refer_and_a_silent_callee_are_reported() {
         let mut h = Harness::answered();
-        h.endpoint
-            .refer(
-                h.now,
-                CallId(1),
-                4,
-                "sip:agent@192.0.2.9",
-                Duration::from_secs(20),
-            )
-            .unwrap();
-        h.drain();
+        h.refer(4, "sip:agent@192.0.2.9", Duration::from_secs(20));
         let refused = h.reply(&h.request("REFER"), "403 Forbidden", "");
         h.deliver(&refused);
         assert_eq!(
@@ -485,16 +448,7 @@ mod tests {
             [(4, Err(TransferError::Refused { status: 403 }))]
         );
         h.events.clear();
-        h.endpoint
-            .refer(
-                h.now,
-                CallId(1),
-                5,
-                "sip:agent@192.0.2.9",
-                Duration::from_secs(20),
-            )
-            .unwrap();
-        h.drain();
+        h.refer(5, "sip:agent@192.0.2.9", Duration::from_secs(20));
         let accepted = h.reply(&h.request("REFER"), "202 Accepted", "");
         h.deliver(&accepted);
         h.advance(Duration::from_secs(19));
@@ -507,16 +461,7 @@ mod tests {
     #[test]
     fn an_unanswered_refer_is_a_connection_error_after_timer_f() {
         let mut h = Harness::answered();
-        h.endpoint
-            .refer(
-                h.now,
-                CallId(1),
-                4,
-                "sip:agent@192.0.2.9",
-                Duration::from_secs(60),
-            )
-            .unwrap();
-        h.drain();
+        h.refer(4, "sip:agent@192.0.2.9", Duration::from_secs(60));
         h.advance(Duration::from_millis(31_999));
         assert!(h.transfers().is_empty());
         h.advance(Duration::from_millis(1));
@@ -562,16 +507,7 @@ mod tests {
     fn a_notify_without_our_refer_is_481_and_the_callee_hanging_up_ends_the_transfer_silently() {
         // The callee hangs up while the transfer is pending.
         let mut h = Harness::answered();
-        h.endpoint
-            .refer(
-                h.now,
-                CallId(1),
-                4,
-                "sip:agent@192.0.2.9",
-                Duration::from_secs(20),
-            )
-            .unwrap();
-        h.drain();
+        h.refer(4, "sip:agent@192.0.2.9", Duration::from_secs(20));
         let refer = h.request("REFER");
         let parsed = parse_message(&refer).unwrap();
         let bye = format!(
@@ -587,16 +523,7 @@ mod tests {
         assert_eq!(h.ended().len(), 1);
 
         let mut h = Harness::answered();
-        h.endpoint
-            .refer(
-                h.now,
-                CallId(1),
-                4,
-                "sip:agent@192.0.2.9",
-                Duration::from_secs(20),
-            )
-            .unwrap();
-        h.drain();
+        h.refer(4, "sip:agent@192.0.2.9", Duration::from_secs(20));
         // A NOTIFY in the dialog when no REFER of ours is known (built from the REFER's
         // headers, then the transfer is forgotten).
         let notify = h.notify("active", "SIP/2.0 100 Trying");
