@@ -82,7 +82,7 @@ pub enum TransferAnswer {
 impl fmt::Display for TransferAnswer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Outcome(outcome) => f.write_str(transfer_outcome_name(*outcome)),
+            Self::Outcome(outcome) => f.write_str(outcome.name()),
             Self::Failed(failure) => write!(f, "{}: {}", failure.event, failure.message),
             Self::Hangup => f.write_str("the caller hung up"),
         }
@@ -267,7 +267,7 @@ fn is_dtmf_key(key: char) -> bool {
     matches!(key, '0'..='9' | '*' | '#' | 'A'..='D')
 }
 
-/// A transfer answer as scripts write it: an outcome ([`parse_transfer_outcome`]), `hangup`,
+/// A transfer answer as scripts write it: an outcome ([`TransferOutcome::from_name`]), `hangup`,
 /// or an `error.*` event.
 pub fn parse_transfer_answer(text: &str) -> Option<TransferAnswer> {
     if text == "hangup" {
@@ -279,39 +279,7 @@ pub fn parse_transfer_answer(text: &str) -> Option<TransferAnswer> {
             message: "scripted transfer failure".to_owned(),
         }));
     }
-    parse_transfer_outcome(text).map(TransferAnswer::Outcome)
-}
-
-/// The outcome named as VoiceXML 2.0 §2.3.7.2.2 spells it (`transferred` for a handed-over
-/// call).
-pub fn parse_transfer_outcome(name: &str) -> Option<TransferOutcome> {
-    Some(match name {
-        "transferred" => TransferOutcome::Transferred,
-        "busy" => TransferOutcome::Busy,
-        "noanswer" => TransferOutcome::NoAnswer,
-        "network_busy" => TransferOutcome::NetworkBusy,
-        "near_end_disconnect" => TransferOutcome::NearPartyDisconnect,
-        "far_end_disconnect" => TransferOutcome::FarEndDisconnect,
-        "network_disconnect" => TransferOutcome::NetworkDisconnect,
-        "maxtime_disconnect" => TransferOutcome::MaxTimeDisconnect,
-        "unknown" => TransferOutcome::Unknown,
-        _ => return None,
-    })
-}
-
-/// The VoiceXML name of a transfer outcome (the inverse of [`parse_transfer_outcome`]).
-pub fn transfer_outcome_name(outcome: TransferOutcome) -> &'static str {
-    match outcome {
-        TransferOutcome::Transferred => "transferred",
-        TransferOutcome::Busy => "busy",
-        TransferOutcome::NoAnswer => "noanswer",
-        TransferOutcome::NetworkBusy => "network_busy",
-        TransferOutcome::NearPartyDisconnect => "near_end_disconnect",
-        TransferOutcome::FarEndDisconnect => "far_end_disconnect",
-        TransferOutcome::NetworkDisconnect => "network_disconnect",
-        TransferOutcome::MaxTimeDisconnect => "maxtime_disconnect",
-        TransferOutcome::Unknown => "unknown",
-    }
+    TransferOutcome::from_name(text).map(TransferAnswer::Outcome)
 }
 
 /// Bounds on one run.
@@ -1391,10 +1359,7 @@ mod tests {
             TransferOutcome::MaxTimeDisconnect,
             TransferOutcome::Unknown,
         ] {
-            assert_eq!(
-                parse_transfer_outcome(transfer_outcome_name(outcome)),
-                Some(outcome)
-            );
+            assert_eq!(TransferOutcome::from_name(outcome.name()), Some(outcome));
         }
     }
 

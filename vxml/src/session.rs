@@ -342,6 +342,43 @@ pub enum TransferOutcome {
     Unknown,
 }
 
+impl TransferOutcome {
+    /// Every outcome.
+    pub const ALL: [Self; 9] = [
+        Self::Transferred,
+        Self::Busy,
+        Self::NoAnswer,
+        Self::NetworkBusy,
+        Self::NearPartyDisconnect,
+        Self::FarEndDisconnect,
+        Self::NetworkDisconnect,
+        Self::MaxTimeDisconnect,
+        Self::Unknown,
+    ];
+
+    /// The outcome as the `<transfer>` form item variable holds it (VoiceXML 2.0
+    /// §2.3.7.2.1 spells the caller's hang-up `near_end_disconnect`); `transferred` for a
+    /// handed-over call, which the variable never holds.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transferred => "transferred",
+            Self::Busy => "busy",
+            Self::NoAnswer => "noanswer",
+            Self::NetworkBusy => "network_busy",
+            Self::NearPartyDisconnect => "near_end_disconnect",
+            Self::FarEndDisconnect => "far_end_disconnect",
+            Self::NetworkDisconnect => "network_disconnect",
+            Self::MaxTimeDisconnect => "maxtime_disconnect",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The outcome [`TransferOutcome::name`] spells `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|outcome| outcome.name() == name)
+    }
+}
+
 /// Why a transfer could not be tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferFailure {

@@ -1041,15 +1041,7 @@ impl Interp {
                     "the call was transferred",
                 ));
             }
-            TransferOutcome::Busy => "busy",
-            TransferOutcome::NoAnswer => "noanswer",
-            TransferOutcome::NetworkBusy => "network_busy",
-            // VoiceXML 2.0 §2.3.7.2.1 spells it near_end_disconnect.
-            TransferOutcome::NearPartyDisconnect => "near_end_disconnect",
-            TransferOutcome::FarEndDisconnect => "far_end_disconnect",
-            TransferOutcome::NetworkDisconnect => "network_disconnect",
-            TransferOutcome::MaxTimeDisconnect => "maxtime_disconnect",
-            TransferOutcome::Unknown => "unknown",
+            other => other.name(),
         };
         let name = &item_el.name;
         self.model
