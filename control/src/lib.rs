@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod model;
 pub mod prompts;
 pub mod runner;
+pub mod scheduler;
 pub mod serve;
 pub mod store;
 pub mod vxml_fetch;
