@@ -6,11 +6,13 @@
 //! - [`dialog`]: UAC dialog state and in-dialog requests (§12).
 //! - [`endpoint`]: the user agent for all calls on one core.
 //! - [`refer`]: blind transfer with REFER and its NOTIFYs (RFC 3515).
+//! - [`target`]: what may be dialled, checked alike by the endpoint and the API.
 
 pub mod dialog;
 pub mod endpoint;
 pub mod message;
 pub mod refer;
+pub mod target;
 pub mod transaction;
 
 pub use endpoint::{DialParams, Endpoint, SipConfig, SipError, SipEvent};

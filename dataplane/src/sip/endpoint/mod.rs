@@ -21,7 +21,7 @@ use self::call::{Call, CancelReason, failure_outcome};
 use crate::api::{CallId, Disposition, Outcome, TransferError, TransferOutcome};
 use crate::sip::dialog::{Dialog, LocalParty};
 use crate::sip::message::print::{Writer, reason_phrase};
-use crate::sip::message::{HeaderName, Host, Message, Method, Recovered, Uri};
+use crate::sip::message::{HeaderName, Host, Message, Method, Recovered};
 use crate::sip::refer::TransferReport;
 use crate::sip::transaction::{
     AckTemplate, ClientInvite, ClientNonInvite, ResponseAction, ServerTransaction, Timing,
@@ -196,18 +196,14 @@ impl Endpoint {
             return Err(SipError::DuplicateCall(call));
         }
         let bad_target = || SipError::BadTarget(params.target.to_owned());
-        let target = Uri::parse(params.target).map_err(|_| bad_target())?;
-        let target = target
-            .sip()
-            .filter(|sip| sip.headers.is_empty())
-            .ok_or_else(bad_target)?;
+        let target = super::target::dial_target(params.target).map_err(|_| bad_target())?;
         let Some(destination) = params.destination.or_else(|| target.socket_addr()) else {
             return Err(match target.host {
                 Host::Name(name) => SipError::NeedsDns(name.to_owned()),
                 _ => bad_target(),
             });
         };
-        if !matches!(Uri::parse(params.from), Ok(Uri::Sip(_))) {
+        if super::target::from_uri(params.from).is_err() {
             return Err(SipError::BadFrom(params.from.to_owned()));
         }
 

@@ -1,0 +1,121 @@
+//! What the endpoint can dial: the one rule the SIP endpoint applies at dial time and the
+//! control plane applies when a request arrives, so nothing accepted is refused later.
+
+use super::message::{Host, SipUri, Uri};
+
+/// Why a URI cannot be dialled (or used as From).
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum TargetError {
+    /// Not a URI at all, or one that does not parse.
+    #[error("is not a valid URI; write it as sip:user@host[:port]")]
+    Malformed,
+    /// A URI of another scheme (`tel:`, `http:`, ...).
+    #[error("is not a sip: URI; write it as sip:user@host[:port]")]
+    NotSip,
+    /// `sips:` needs SIP over TLS, which this endpoint does not carry.
+    #[error("is a sips: URI, but SIP over TLS is not supported; use sip:")]
+    Secure,
+    /// `?headers` would be copied into the request (RFC 3261 §19.1.5); the endpoint refuses.
+    #[error("carries URI headers (`?...`), which are not sent; remove them")]
+    Headers,
+    /// Port 0 cannot be sent to.
+    #[error("has port 0; give a port from 1 to 65535 or none (5060)")]
+    PortZero,
+    /// `;transport=` other than UDP.
+    #[error("asks for a transport other than UDP; remove `;transport=` or use udp")]
+    Transport,
+    /// Longer than any request line should carry.
+    #[error("is longer than 2048 characters")]
+    TooLong,
+}
+
+/// Longest target accepted, bytes.
+pub const MAX_TARGET_LEN: usize = 2048;
+
+/// Checks that `text` is a SIP URI the endpoint sends an INVITE to.
+pub fn dial_target(text: &str) -> Result<SipUri<'_>, TargetError> {
+    if text.len() > MAX_TARGET_LEN {
+        return Err(TargetError::TooLong);
+    }
+    let uri = Uri::parse(text).map_err(|_| TargetError::Malformed)?;
+    let sip = *uri.sip().ok_or(TargetError::NotSip)?;
+    if sip.secure {
+        return Err(TargetError::Secure);
+    }
+    if !sip.headers.is_empty() || text.contains('?') {
+        return Err(TargetError::Headers);
+    }
+    if sip.port == Some(0) {
+        return Err(TargetError::PortZero);
+    }
+    if let Some(transport) = sip.param("transport")
+        && !transport.is_some_and(|t| t.eq_ignore_ascii_case("udp"))
+    {
+        return Err(TargetError::Transport);
+    }
+    if let Host::Name(name) = sip.host
+        && name.is_empty()
+    {
+        return Err(TargetError::Malformed);
+    }
+    Ok(sip)
+}
+
+/// Checks that `text` is a SIP URI usable as the From of a request.
+pub fn from_uri(text: &str) -> Result<SipUri<'_>, TargetError> {
+    if text.len() > MAX_TARGET_LEN {
+        return Err(TargetError::TooLong);
+    }
+    let uri = Uri::parse(text).map_err(|_| TargetError::Malformed)?;
+    let sip = *uri.sip().ok_or(TargetError::NotSip)?;
+    if !sip.headers.is_empty() || text.contains('?') {
+        return Err(TargetError::Headers);
+    }
+    Ok(sip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialable_targets() {
+        for ok in [
+            "sip:+15550001@127.0.0.1:5070",
+            "sip:alice@example.com",
+            "sip:127.0.0.1",
+            "sip:bob@[2001:db8::1]:5080;transport=UDP",
+            "sip:carol@example.com;user=phone",
+        ] {
+            assert!(dial_target(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_rule() {
+        let cases = [
+            ("sip:a@b?Subject=hi", TargetError::Headers),
+            ("sip:a@b?", TargetError::Headers),
+            ("sips:a@example.com", TargetError::Secure),
+            ("tel:+15550001", TargetError::NotSip),
+            ("sip:a@b:0", TargetError::PortZero),
+            ("sip:a@b:99999", TargetError::Malformed),
+            ("sip:a@b;transport=tcp", TargetError::Transport),
+            ("sip:a@b;transport", TargetError::Transport),
+            ("sip:@b", TargetError::Malformed),
+            ("sip:a b@c", TargetError::Malformed),
+            ("alice", TargetError::Malformed),
+        ];
+        for (text, want) in cases {
+            assert_eq!(dial_target(text).err(), Some(want), "{text}");
+        }
+        let long = format!("sip:{}@example.com", "a".repeat(3000));
+        assert_eq!(dial_target(&long).err(), Some(TargetError::TooLong));
+    }
+
+    #[test]
+    fn from_allows_sips_but_not_headers() {
+        assert!(from_uri("sips:me@example.com").is_ok());
+        assert_eq!(from_uri("sip:me@x?h=1").err(), Some(TargetError::Headers));
+    }
+}
