@@ -22,6 +22,7 @@ mod fia;
 pub mod prompt;
 pub mod script;
 pub mod session;
+mod session_var;
 pub mod srgs;
 
 pub use prompt::{Prompt, PromptItem};
@@ -30,3 +31,4 @@ pub use session::{
     Limits, Listen, Method, RecordRequest, Recording, Session, SessionConfig, SessionEnd,
     TransferFailure, TransferKind, TransferOutcome, TransferRequest,
 };
+pub use session_var::session_var_problem;

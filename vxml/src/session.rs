@@ -685,6 +685,12 @@ impl Session {
         ]);
         model.declare_value(Scope::Session, "connection", &connection)?;
         for (name, json) in &config.vars {
+            if let Some(problem) = crate::session_var_problem(name) {
+                return Err(Error::SessionVar {
+                    name: name.clone(),
+                    reason: format!("the name {problem}"),
+                });
+            }
             model
                 .declare_value(Scope::Session, name, &Value::Json(json.clone()))
                 .map_err(|e| Error::SessionVar {
