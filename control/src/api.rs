@@ -15,12 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::auth;
-use crate::config::{Config, has_scheme, trunk_host_port};
+use crate::config::Config;
 use crate::dispatch::CallControl;
 use crate::error::{AuthError, Error, RequestError};
+use crate::intake::{self, FieldError, Rule, Validator};
 use crate::model::{CallRecord, CallStatus, NewCall};
 use crate::store::Store;
 
@@ -33,18 +34,7 @@ pub const DEFAULT_PAGE: u32 = 20;
 /// Largest `limit` of `GET /v1/calls`.
 pub const MAX_PAGE: u32 = 100;
 
-/// Longest `ring_timeout` a request may ask for, seconds.
-pub const MAX_RING_TIMEOUT_SECS: u64 = 600;
-
-/// The fields `POST /v1/calls` accepts.
-pub const CALL_FIELDS: [&str; 6] = [
-    "to",
-    "url",
-    "from",
-    "vars",
-    "status_callback",
-    "ring_timeout",
-];
+pub use crate::intake::MAX_RING_TIMEOUT_SECS;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -117,7 +107,11 @@ async fn create_call(
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             RequestError::BodyTooLarge(MAX_BODY_BYTES)
         } else {
-            RequestError::MalformedJson(rejection.body_text())
+            RequestError::Field(FieldError::new(
+                "",
+                Rule::Object,
+                format!("the body could not be read: {}", rejection.body_text()),
+            ))
         }
     })?;
     let new = parse_call_request(&body, &tenant, &state.config)?;
@@ -277,232 +271,15 @@ impl ListQuery {
     }
 }
 
-/// Validates a `POST /v1/calls` body into a call to store. Nothing is stored on error.
+/// Validates a `POST /v1/calls` body into a call to store, at the current time. Nothing is
+/// stored on error.
 pub fn parse_call_request(
     body: &[u8],
     tenant: &str,
     config: &Config,
 ) -> Result<NewCall, RequestError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))?;
-    let Value::Object(mut fields) = value else {
-        return Err(RequestError::MalformedJson(format!(
-            "expected an object, got {}",
-            kind(&value)
-        )));
-    };
-    if let Some(unknown) = fields.keys().find(|k| !CALL_FIELDS.contains(&k.as_str())) {
-        return Err(RequestError::UnknownField(unknown.clone()));
-    }
-    let to = required_string(&mut fields, "to")?;
-    let url = required_string(&mut fields, "url")?;
-    let target_uri = route_to(&to, config)?;
-    check_http_url("url", &url)?;
-    let from = optional_string(&mut fields, "from")?
-        .map(|from| from_uri(&from, config))
-        .transpose()?;
-    let vars = match fields.remove("vars") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(vars)) => check_vars(vars)?,
-        Some(other) => {
-            return Err(invalid(
-                "vars",
-                format!("must be an object, not {}", kind(&other)),
-            ));
-        }
-    };
-    let status_callback = optional_string(&mut fields, "status_callback")?;
-    if let Some(callback) = &status_callback {
-        check_http_url("status_callback", callback)?;
-    }
-    let ring_timeout_secs = match fields.remove("ring_timeout") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(
-            value
-                .as_u64()
-                .filter(|s| (1..=MAX_RING_TIMEOUT_SECS).contains(s))
-                .ok_or_else(|| {
-                    invalid(
-                        "ring_timeout",
-                        format!(
-                            "must be whole seconds from 1 to {MAX_RING_TIMEOUT_SECS}, not {value}"
-                        ),
-                    )
-                })?,
-        ),
-    };
-    Ok(NewCall {
-        tenant: tenant.to_owned(),
-        to,
-        target_uri,
-        from,
-        url,
-        vars,
-        status_callback,
-        ring_timeout_secs,
-    })
-}
-
-/// The SIP URI to dial for `to`: a `sip:` URI as given, or an E.164 number via the trunk.
-fn route_to(to: &str, config: &Config) -> Result<String, RequestError> {
-    if to.starts_with('+') {
-        if !is_e164(to) {
-            return Err(invalid(
-                "to",
-                format!("{to:?} is not an E.164 number like +15551234567"),
-            ));
-        }
-        let trunk = config.sip.trunk.as_deref().ok_or(RequestError::NoTrunk)?;
-        // The configuration was validated at start; an unusable trunk is still a clear error.
-        let host = trunk_host_port(trunk).map_err(|_| RequestError::NoTrunk)?;
-        return Ok(format!("sip:{to}@{host}"));
-    }
-    check_sip_uri("to", to)?;
-    Ok(to.to_owned())
-}
-
-/// A `from` as a SIP URI: E.164 numbers take the host of `sip.from`.
-fn from_uri(from: &str, config: &Config) -> Result<String, RequestError> {
-    if from.starts_with('+') {
-        if !is_e164(from) {
-            return Err(invalid(
-                "from",
-                format!("{from:?} is not an E.164 number like +15551234567"),
-            ));
-        }
-        let default = config.sip.from.get(4..).unwrap_or_default();
-        let host = default.rsplit_once('@').map_or(default, |(_, host)| host);
-        return Ok(format!("sip:{from}@{host}"));
-    }
-    check_sip_uri("from", from)?;
-    Ok(from.to_owned())
-}
-
-/// `+` then 2 to 15 digits, the first not 0 (ITU-T E.164).
-fn is_e164(number: &str) -> bool {
-    let Some(digits) = number.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-}
-
-/// A `sip:` URI with a host, in printable ASCII (RFC 3261 §19.1); other schemes are refused.
-fn check_sip_uri(field: &'static str, uri: &str) -> Result<(), RequestError> {
-    if !has_scheme(uri, "sip") {
-        let scheme = uri.split_once(':').map(|(s, _)| s).filter(|s| {
-            s.starts_with(|c: char| c.is_ascii_alphabetic())
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        });
-        return Err(match scheme {
-            Some(scheme) => RequestError::UnsupportedScheme {
-                field,
-                scheme: scheme.to_owned(),
-            },
-            None => invalid(
-                field,
-                format!("{uri:?} is not a sip: URI or an E.164 number like +15551234567"),
-            ),
-        });
-    }
-    let rest = uri.get(4..).unwrap_or_default();
-    let printable = rest
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && !b"<>\"".contains(&b));
-    let hostport = rest.split([';', '?']).next().unwrap_or_default();
-    let (user, host) = hostport
-        .rsplit_once('@')
-        .map_or(("x", hostport), |(u, h)| (u, h));
-    if uri.len() > 2048 || !printable || user.is_empty() || host.is_empty() {
-        return Err(invalid(
-            field,
-            format!("{uri:?} is not a valid sip: URI (sip:user@host[:port])"),
-        ));
-    }
-    Ok(())
-}
-
-/// An absolute `http://` or `https://` URL with a host.
-fn check_http_url(field: &'static str, text: &str) -> Result<(), RequestError> {
-    let parsed = url::Url::parse(text).ok();
-    let ok =
-        parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-    if ok && text.len() <= 8192 {
-        Ok(())
-    } else {
-        Err(invalid(
-            field,
-            format!("must be an absolute http:// or https:// URL, not {text:?}"),
-        ))
-    }
-}
-
-/// Application variables: identifier names (not `connection`), scalar values.
-fn check_vars(vars: Map<String, Value>) -> Result<Map<String, Value>, RequestError> {
-    for (name, value) in &vars {
-        let mut chars = name.chars();
-        let identifier = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !identifier || name == "connection" {
-            return Err(invalid(
-                "vars",
-                format!(
-                    "name {name:?} must be an identifier ([A-Za-z_][A-Za-z0-9_]*) other than `connection`"
-                ),
-            ));
-        }
-        if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
-            return Err(invalid(
-                "vars",
-                format!(
-                    "`{name}` must be a string, number or boolean, not {}",
-                    kind(value)
-                ),
-            ));
-        }
-    }
-    Ok(vars)
-}
-
-fn required_string(
-    fields: &mut Map<String, Value>,
-    name: &'static str,
-) -> Result<String, RequestError> {
-    optional_string(fields, name)?.ok_or(RequestError::MissingField(name))
-}
-
-fn optional_string(
-    fields: &mut Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<String>, RequestError> {
-    match fields.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(invalid(
-            name,
-            format!("must be a string, not {}", kind(&other)),
-        )),
-    }
-}
-
-fn invalid(field: &'static str, problem: String) -> RequestError {
-    RequestError::InvalidField { field, problem }
-}
-
-/// The JSON type of `value`, for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    let request = intake::json::parse_body(body)?;
+    Ok(Validator::new(config).validate(tenant, request, time::OffsetDateTime::now_utc())?)
 }
 
 #[cfg(test)]
@@ -1017,9 +794,10 @@ mod tests {
                 target_uri: "sip:x@127.0.0.1".to_owned(),
                 from: None,
                 url: APP.to_owned(),
-                vars: Map::new(),
+                vars: serde_json::Map::new(),
                 status_callback: None,
                 ring_timeout_secs: None,
+                ..NewCall::default()
             })
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -1177,22 +955,5 @@ mod tests {
                 before: Some("call_ab".to_owned())
             })
         );
-    }
-
-    #[test]
-    fn e164_shape() {
-        for good in ["+15551234567", "+44", "+123456789012345"] {
-            assert!(is_e164(good), "{good}");
-        }
-        for bad in [
-            "+1",
-            "+0123",
-            "15551234567",
-            "+1234567890123456",
-            "+1-555",
-            "+",
-        ] {
-            assert!(!is_e164(bad), "{bad}");
-        }
     }
 }

@@ -7,6 +7,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::intake::{FieldError, Rule};
+
 /// Everything that can go wrong in the control plane.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -60,36 +62,17 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
-    /// The body is not JSON, or not a JSON object.
-    #[error("the body is not a JSON object: {0}")]
-    MalformedJson(String),
-    /// A required field is absent.
-    #[error("`{0}` is required")]
-    MissingField(&'static str),
-    /// The body has a field this API does not know.
-    #[error("unknown field `{0}`; allowed: to, url, from, vars, status_callback, ring_timeout")]
-    UnknownField(String),
-    /// A field has the wrong JSON type or an out-of-range value.
-    #[error("`{field}` {problem}")]
-    InvalidField {
-        /// The offending field.
-        field: &'static str,
-        /// What is wrong with it, phrased to follow the field name.
-        problem: String,
-    },
-    /// `to` or `from` uses a URI scheme Outdial does not dial.
-    #[error("`{field}` uses the unsupported scheme `{scheme}:`; use a sip: URI or an E.164 number")]
-    UnsupportedScheme {
-        /// The offending field.
-        field: &'static str,
-        /// The scheme as written.
-        scheme: String,
-    },
-    /// `to` is an E.164 number but no SIP trunk is configured to route it.
+    /// A call request broke a rule; the field, the rule and what to do are in the error.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The same `Idempotency-Key` came with a different request.
     #[error(
-        "`to` is a telephone number but no trunk is configured; set `sip.trunk` (e.g. \"sip:192.0.2.10:5060\") in the configuration, or give a sip: URI"
+        "the Idempotency-Key `{0}` was used within the last 24 hours for a different request; use a new key for a new request"
     )]
-    NoTrunk,
+    IdempotencyConflict(String),
+    /// The `Idempotency-Key` header is unusable.
+    #[error("the Idempotency-Key header must be 1 to 255 printable ASCII characters")]
+    BadIdempotencyKey,
     /// A query-string parameter is unknown or has a bad value.
     #[error("query parameter {0}")]
     InvalidQuery(String),
@@ -165,12 +148,16 @@ impl RequestError {
     /// The stable machine-readable code for this refusal.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::MalformedJson(_) => "malformed_json",
-            Self::MissingField(_) => "missing_field",
-            Self::UnknownField(_) => "unknown_field",
-            Self::InvalidField { .. } => "invalid_field",
-            Self::UnsupportedScheme { .. } => "unsupported_scheme",
-            Self::NoTrunk => "no_trunk",
+            Self::Field(e) => match e.rule {
+                Rule::Object => "malformed_json",
+                Rule::Required => "missing_field",
+                Rule::Unknown => "unknown_field",
+                Rule::Scheme => "unsupported_scheme",
+                Rule::Trunk => "no_trunk",
+                _ => "invalid_field",
+            },
+            Self::IdempotencyConflict(_) => "idempotency_conflict",
+            Self::BadIdempotencyKey => "invalid_idempotency_key",
             Self::InvalidQuery(_) => "invalid_query",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::BodyTooLarge(_) => "body_too_large",
@@ -186,6 +173,7 @@ impl RequestError {
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::IdempotencyConflict(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -203,9 +191,12 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::warn!(error = %self, "API request failed");
         }
-        let body = serde_json::json!({
-            "error": { "code": self.code(), "message": self.to_string() }
-        });
+        let mut error = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        if let Self::Request(RequestError::Field(field)) = &self {
+            error["field"] = field.field.clone().into();
+            error["rule"] = field.rule.as_str().into();
+        }
+        let body = serde_json::json!({ "error": error });
         let mut response = (status, Json(body)).into_response();
         if let Self::Auth(_) = self {
             // RFC 6750 §3: a 401 names the scheme the client should use.
@@ -233,10 +224,13 @@ mod tests {
 
     #[tokio::test]
     async fn error_body_carries_code_and_message() {
-        let (status, body) = body_of(RequestError::MissingField("url").into()).await;
+        let missing = FieldError::new("url", Rule::Required, "is required");
+        let (status, body) = body_of(RequestError::from(missing).into()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], "missing_field");
         assert_eq!(body["error"]["message"], "`url` is required");
+        assert_eq!(body["error"]["field"], "url");
+        assert_eq!(body["error"]["rule"], "required");
     }
 
     #[tokio::test]
@@ -255,7 +249,11 @@ mod tests {
 
     #[test]
     fn no_trunk_message_names_the_config_key() {
-        let e = Error::from(RequestError::NoTrunk);
+        let e = Error::from(RequestError::from(FieldError::new(
+            "to",
+            Rule::Trunk,
+            "is a telephone number but no trunk is configured; set `sip.trunk`",
+        )));
         assert!(e.to_string().contains("sip.trunk"));
         assert_eq!(e.code(), "no_trunk");
     }
@@ -266,20 +264,14 @@ mod tests {
         let openapi = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"));
         let field = "to";
         let errors: Vec<Error> = vec![
-            RequestError::MalformedJson(String::new()).into(),
-            RequestError::MissingField(field).into(),
-            RequestError::UnknownField(String::new()).into(),
-            RequestError::InvalidField {
-                field,
-                problem: String::new(),
-            }
-            .into(),
-            RequestError::UnsupportedScheme {
-                field,
-                scheme: "tel".into(),
-            }
-            .into(),
-            RequestError::NoTrunk.into(),
+            RequestError::from(FieldError::new(field, Rule::Object, "")).into(),
+            RequestError::from(FieldError::new(field, Rule::Required, "")).into(),
+            RequestError::from(FieldError::new(field, Rule::Unknown, "")).into(),
+            RequestError::from(FieldError::new(field, Rule::Range, "")).into(),
+            RequestError::from(FieldError::new(field, Rule::Scheme, "")).into(),
+            RequestError::from(FieldError::new(field, Rule::Trunk, "")).into(),
+            RequestError::IdempotencyConflict(String::new()).into(),
+            RequestError::BadIdempotencyKey.into(),
             RequestError::InvalidQuery(String::new()).into(),
             RequestError::UnsupportedMediaType.into(),
             RequestError::BodyTooLarge(1).into(),

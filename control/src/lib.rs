@@ -9,6 +9,7 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod fetch;
+pub mod intake;
 pub mod model;
 pub mod prompts;
 pub mod runner;

@@ -107,8 +107,64 @@ pub struct CallRequest {
     pub ring_timeout: Option<u64>,
 }
 
+/// Outcomes of an attempt that may be retried (`retry.on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    /// The callee was busy.
+    Busy,
+    /// Nobody answered.
+    NoAnswer,
+    /// The attempt failed (unreachable, refused, broke off).
+    Failed,
+}
+
+impl RetryOn {
+    /// Every outcome, in wire order.
+    pub const ALL: [Self; 3] = [Self::Busy, Self::NoAnswer, Self::Failed];
+
+    /// The wire name: `busy`, `no-answer`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Busy => "busy",
+            Self::NoAnswer => "no-answer",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// How a call is retried: up to `max_attempts` attempts in all, `delay_secs` apart, when an
+/// attempt ends in one of `on`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 = never retried.
+    pub max_attempts: u32,
+    /// Seconds between the end of an attempt and the next.
+    pub delay_secs: u64,
+    /// Outcomes that are retried.
+    pub on: Vec<RetryOn>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            delay_secs: 60,
+            on: Vec::new(),
+        }
+    }
+}
+
+/// Priority of a request that gives none (0–9, 9 leaves first).
+pub const DEFAULT_PRIORITY: u8 = 5;
+
 /// A validated request, ready to store.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NewCall {
     /// The tenant whose API key created the call.
     pub tenant: String,
@@ -126,6 +182,14 @@ pub struct NewCall {
     pub status_callback: Option<String>,
     /// Ring timeout requested for this call, seconds.
     pub ring_timeout_secs: Option<u64>,
+    /// When to place the call; `None` = as soon as possible.
+    pub at: Option<OffsetDateTime>,
+    /// Past this time a call not yet placed ends `expired`.
+    pub not_after: Option<OffsetDateTime>,
+    /// 0–9; due calls leave highest priority first.
+    pub priority: u8,
+    /// Retries by outcome.
+    pub retry: RetryPolicy,
 }
 
 /// A stored call: the request plus everything that happened to it.

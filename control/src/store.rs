@@ -680,6 +680,7 @@ mod tests {
             vars,
             status_callback: None,
             ring_timeout_secs: Some(15),
+            ..NewCall::default()
         }
     }
 

@@ -280,6 +280,7 @@ mod tests {
             vars: serde_json::Map::new(),
             status_callback: Some(callback.to_owned()),
             ring_timeout_secs: None,
+            ..NewCall::default()
         };
         store
             .insert_call(new)

@@ -59,7 +59,7 @@ const RESERVED: &[&str] = &[
 const PLATFORM: &[&str] = &["session", "connection", "__proto__"];
 
 /// Longest variable name, characters.
-pub const MAX_NAME_LEN: usize = 64;
+pub(crate) const MAX_NAME_LEN: usize = 64;
 
 /// Why `name` cannot be a session variable, or `None` when it can.
 pub fn session_var_problem(name: &str) -> Option<&'static str> {

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outdial_control::api::{MAX_RING_TIMEOUT_SECS, parse_call_request};
+use outdial_control::api::parse_call_request;
+use outdial_control::intake::MAX_RING_TIMEOUT_SECS;
 use outdial_control::config::Config;
 
 /// Bytes a call request is made of. Mapping random input onto this set reaches deeper

@@ -273,8 +273,8 @@ mod tests {
         queue.insert(call("low-early", 0, 1));
         queue.insert(call("high-late", 5 * SEC, 9));
         queue.insert(call("high-early", 2 * SEC, 9));
-        queue.insert(call("mid-a", 1 * SEC, 5));
-        queue.insert(call("mid-b", 1 * SEC, 5));
+        queue.insert(call("mid-a", SEC, 5));
+        queue.insert(call("mid-b", SEC, 5));
         let out = queue.poll(10 * SEC, 10, always);
         assert_eq!(
             ids(&out.start),
