@@ -16,6 +16,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+pub mod telephony;
 pub mod vxml_fetch;
 pub mod vxml_run;
 pub mod webhook;
