@@ -283,6 +283,37 @@ impl Outdial {
         }
     }
 
+    /// Runs a second `outdial serve` on this server's data directory (with its own HTTP and
+    /// SIP ports) and waits for it to exit; returns its exit status and output.
+    pub fn second_on_same_data(&self) -> (ExitStatus, String) {
+        let (dir, config_path, _) = Self::write_config_on("127.0.0.1", "", "");
+        let config = std::fs::read_to_string(&config_path).expect("read config");
+        let mine = self.dir.path().join("data");
+        let config = config.replace(
+            &dir.path().join("data").display().to_string(),
+            &mine.display().to_string(),
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let output = Command::new(outdial_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run outdial serve");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status, text)
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("outdial.log")).unwrap_or_default()

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod data_lock;
 pub mod dispatch;
 pub mod error;
 pub mod fetch;

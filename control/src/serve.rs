@@ -11,6 +11,7 @@ use outdial_dataplane::runtime::{Dataplane, DataplaneConfig};
 
 use crate::api::{AppState, router};
 use crate::config::Config;
+use crate::data_lock::DataDirLock;
 use crate::dispatch::{CallControl, Dispatcher};
 use crate::error::Error;
 use crate::fetch::Fetcher;
@@ -33,6 +34,9 @@ pub async fn run(config: Config) -> Result<(), Error> {
             config.store.data_dir.display()
         ))
     })?;
+    // Before the store is touched: a second server must not mark the first one's calls failed.
+    let _data_lock =
+        DataDirLock::acquire(&config.store.data_dir).map_err(|e| Error::Config(e.to_string()))?;
     let store = Store::open(&config.store.data_dir.join("outdial.sqlite"))?;
     let recovered = store.recover_interrupted().await?;
     if recovered > 0 {
