@@ -288,3 +288,85 @@ async fn sigterm_drains_live_calls_and_places_no_new_ones() {
     let reason = first["reason"].as_str().unwrap_or_default();
     assert!(!reason.contains("shutting down"), "{first}");
 }
+
+/// The metrics of a real server, scraped right after start: every sample belongs to a family
+/// with `# HELP` and `# TYPE`, counters (and only counters) end in `_total`, and the series
+/// operators alert on are there before any call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_has_help_and_type_from_start() {
+    let outdial = Outdial::start("");
+    let text = reqwest::get(format!("{}/metrics", outdial.api))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    let mut help = std::collections::HashSet::new();
+    let mut types = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').expect("help text");
+            assert!(!text.trim().is_empty(), "{line}");
+            help.insert(name.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("type");
+            types.insert(name.to_owned(), kind.to_owned());
+        }
+    }
+    let mut samples = 0;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        samples += 1;
+        let name = line.split(['{', ' ']).next().expect("name");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|f| types.get(*f).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(help.contains(family), "no # HELP for {family}:\n{text}");
+        let kind = types
+            .get(family)
+            .unwrap_or_else(|| panic!("no # TYPE for {family}:\n{text}"));
+        assert_eq!(
+            family.ends_with("_total"),
+            kind == "counter",
+            "{family} is a {kind}"
+        );
+    }
+    assert!(samples > 20, "{text}");
+    for family in [
+        "outdial_calls_ended_total",
+        "outdial_calls_in_flight",
+        "outdial_webhook_failures_total",
+        "outdial_http_connections_refused_total",
+        "outdial_core_alive",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(family)),
+            "{family} missing at start:\n{text}"
+        );
+    }
+    for histogram in [
+        "outdial_call_setup_seconds",
+        "outdial_post_dial_delay_seconds",
+        "outdial_answer_to_prompt_seconds",
+    ] {
+        assert_eq!(
+            types.get(histogram).map(String::as_str),
+            Some("histogram"),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("outdial_build_info{") && text.contains("version=\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("outdial_calls_ended_total{status=\"busy\"} 0"),
+        "{text}"
+    );
+}

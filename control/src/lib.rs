@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod call_timing;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod readiness;
 pub mod runner;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod vxml_fetch;
 pub mod vxml_run;
 pub mod webhook;

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
 use outdial_dataplane::core::Backend;
 use outdial_dataplane::runtime::{Dataplane, DataplaneConfig};
 
@@ -26,8 +25,7 @@ use crate::webhook::Webhooks;
 pub async fn run(config: Config) -> Result<(), Error> {
     config.validate()?;
     let config = Arc::new(config);
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
+    let metrics = crate::telemetry::install()
         .map_err(|e| Error::Config(format!("cannot install the metrics recorder: {e}")))?;
 
     std::fs::create_dir_all(&config.store.data_dir).map_err(|e| {
@@ -209,13 +207,13 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
         let documents = outdial_vxml::Session::shared_documents().stats();
         metrics::gauge!("outdial_vxml_documents_cached").set(documents.entries as f64);
         metrics::gauge!("outdial_vxml_document_cache_bytes").set(documents.bytes as f64);
-        metrics::gauge!("outdial_vxml_document_parses_total").set(documents.misses as f64);
-        metrics::gauge!("outdial_vxml_document_cache_hits_total").set(documents.hits as f64);
+        metrics::counter!("outdial_vxml_document_parses_total").absolute(documents.misses);
+        metrics::counter!("outdial_vxml_document_cache_hits_total").absolute(documents.hits);
         let grammars = outdial_vxml::Session::shared_grammars().stats();
         metrics::gauge!("outdial_vxml_grammars_cached").set(grammars.entries as f64);
         metrics::gauge!("outdial_vxml_grammar_cache_bytes").set(grammars.bytes as f64);
-        metrics::gauge!("outdial_vxml_grammar_parses_total").set(grammars.misses as f64);
-        metrics::gauge!("outdial_vxml_grammar_cache_hits_total").set(grammars.hits as f64);
+        metrics::counter!("outdial_vxml_grammar_parses_total").absolute(grammars.misses);
+        metrics::counter!("outdial_vxml_grammar_cache_hits_total").absolute(grammars.hits);
         let dataplane = dispatcher.dataplane();
         for core in 0..dataplane.core_count() {
             let label = core.to_string();
