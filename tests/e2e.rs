@@ -624,14 +624,16 @@ async fn wildcard_listen_address_needs_and_uses_public_ip() {
     );
 }
 
-/// SIGTERM with a call in progress: the server hangs the call up (BYE) before it exits, and
-/// after a restart the record says why, instead of "interrupted".
+/// SIGTERM with a call in progress that outlives the drain's grace: the server hangs the call
+/// up (BYE) before it exits, and after a restart the record says why, instead of
+/// "interrupted".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_hangs_up_live_calls_and_records_why() {
     let app = AppServer::start().await;
     app.vxml("/app.vxml", REMINDER);
     let sipp = Sipp::uas("answer_wait_bye.xml", &[]);
-    let mut outdial = Outdial::start("");
+    // The application never ends on its own: the drain's grace runs out and the call is hung up.
+    let mut outdial = Outdial::start("[calls]\ndrain_grace_secs = 1\n");
     let (status, created) = outdial
         .create_call(&json!({ "to": sipp.uri("+15550030"), "url": app.url("/app.vxml"), "vars": {"patient": "Ada"} }))
         .await;

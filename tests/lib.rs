@@ -104,12 +104,27 @@ pub fn rtp_block() -> (u16, u16) {
 
 /// Spawns `outdial serve --config config_path`, appending its output to `dir/outdial.log`.
 fn launch(dir: &TempDir, config_path: &Path) -> Child {
+    launch_limited(dir, config_path, None)
+}
+
+/// Like [`launch`], with the file descriptor limit (soft and hard) set to `fd_limit`.
+fn launch_limited(dir: &TempDir, config_path: &Path, fd_limit: Option<u32>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.path().join("outdial.log"))
         .expect("log file");
-    Command::new(outdial_bin())
+    let mut command = match fd_limit {
+        Some(limit) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                .arg(outdial_bin());
+            sh
+        }
+        None => Command::new(outdial_bin()),
+    };
+    command
         .arg("serve")
         .arg("--config")
         .arg(config_path)
@@ -143,6 +158,16 @@ impl Outdial {
     pub fn start(extra_sections: &str) -> Self {
         let (dir, config_path, data_dir) = Self::write_config_on("127.0.0.1", "", extra_sections);
         Self::spawn(dir, &config_path, &data_dir)
+    }
+
+    /// Like [`Outdial::start`], with `http_lines` added to the `[http]` section and the file
+    /// descriptor limit set to `fd_limit` (with `ulimit -n`) when given.
+    pub fn start_with_http(http_lines: &str, extra_sections: &str, fd_limit: Option<u32>) -> Self {
+        let (dir, config_path, data_dir) = Self::write_config_on("127.0.0.1", "", extra_sections);
+        let config = std::fs::read_to_string(&config_path).expect("read config");
+        let config = config.replacen("[http]\n", &format!("[http]\n{http_lines}\n"), 1);
+        std::fs::write(&config_path, config).expect("write config");
+        Self::spawn_limited(dir, &config_path, &data_dir, fd_limit)
     }
 
     /// Like [`Outdial::start`], with `sip_lines` added to the `[sip]` section and
@@ -195,6 +220,15 @@ impl Outdial {
     }
 
     fn spawn(dir: TempDir, config_path: &Path, data_dir: &Path) -> Self {
+        Self::spawn_limited(dir, config_path, data_dir, None)
+    }
+
+    fn spawn_limited(
+        dir: TempDir,
+        config_path: &Path,
+        data_dir: &Path,
+        fd_limit: Option<u32>,
+    ) -> Self {
         let config = std::fs::read_to_string(config_path).expect("read config");
         let port = |section: &str| -> u16 {
             let start = config.find(section).expect("section");
@@ -209,7 +243,7 @@ impl Outdial {
                 .expect("port")
         };
         let (http_port, sip_port) = (port("[http]"), port("[sip]"));
-        let child = launch(&dir, config_path);
+        let child = launch_limited(&dir, config_path, fd_limit);
         let mut server = Self {
             child,
             api: format!("http://127.0.0.1:{http_port}"),
@@ -237,6 +271,17 @@ impl Outdial {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends SIGTERM and returns at once (see [`Outdial::wait_exit`]).
+    pub fn signal_terminate(&self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    }
+
+    /// The exit status, once the server has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("poll child")
     }
 
     /// Starts the server again on the same configuration and data.
@@ -281,6 +326,37 @@ impl Outdial {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Runs a second `outdial serve` on this server's data directory (with its own HTTP and
+    /// SIP ports) and waits for it to exit; returns its exit status and output.
+    pub fn second_on_same_data(&self) -> (ExitStatus, String) {
+        let (dir, config_path, _) = Self::write_config_on("127.0.0.1", "", "");
+        let config = std::fs::read_to_string(&config_path).expect("read config");
+        let mine = self.dir.path().join("data");
+        let config = config.replace(
+            &dir.path().join("data").display().to_string(),
+            &mine.display().to_string(),
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let output = Command::new(outdial_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run outdial serve");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status, text)
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The server's log so far.

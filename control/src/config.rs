@@ -41,6 +41,15 @@ pub struct Config {
 pub struct HttpConfig {
     /// Address the API listens on.
     pub listen: SocketAddr,
+    /// Seconds a client has to send a request's headers (also how long a connection may stay
+    /// silent before or between requests).
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body.
+    pub body_timeout_secs: u64,
+    /// Seconds without a byte moving either way after which a connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; 0 = what the file descriptor limit leaves after calls.
+    pub max_connections: usize,
 }
 
 /// `[sip]`: SIP signalling (RFC 3261).
@@ -106,6 +115,8 @@ pub struct CallsConfig {
     pub max_duration_secs: u64,
     /// Calls dialing, ringing or in progress at once; the rest wait `queued`.
     pub max_concurrent: usize,
+    /// On SIGTERM, seconds live calls may run on before they are hung up.
+    pub drain_grace_secs: u64,
 }
 
 /// `[tts]`: text to speech.
@@ -148,6 +159,10 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 0,
         }
     }
 }
@@ -200,6 +215,7 @@ impl Default for CallsConfig {
             ring_timeout_secs: 30,
             max_duration_secs: 3600,
             max_concurrent: 1000,
+            drain_grace_secs: 30,
         }
     }
 }
@@ -260,6 +276,17 @@ impl Config {
     /// Checks values that parse but cannot work; the message names the key to fix.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |key: &str, problem: String| Err(Error::Config(format!("`{key}` {problem}")));
+        let http = &self.http;
+        if http.header_timeout_secs == 0
+            || http.body_timeout_secs == 0
+            || http.idle_timeout_secs == 0
+        {
+            return bad(
+                "http",
+                "header_timeout_secs, body_timeout_secs and idle_timeout_secs must be > 0"
+                    .to_owned(),
+            );
+        }
         let sip = &self.sip;
         if let Some(trunk) = &sip.trunk {
             trunk_host_port(trunk).map_err(|p| Error::Config(format!("`sip.trunk` {p}")))?;

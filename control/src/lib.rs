@@ -3,20 +3,25 @@
 
 pub mod api;
 pub mod auth;
+pub mod call_timing;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod data_lock;
 pub mod dispatch;
 pub mod error;
 pub mod fetch;
 pub mod intake;
+pub mod http_server;
 pub mod model;
 pub mod prompts;
+pub mod readiness;
 pub mod runner;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
 pub mod telephony;
+pub mod telemetry;
 pub mod vxml_fetch;
 pub mod vxml_run;
 pub mod webhook;

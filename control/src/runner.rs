@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::call_timing::{CallTiming, FirstPrompt};
 use crate::dispatch::Dispatcher;
 use crate::fetch::Fetcher;
 use crate::model::{CallRecord, CallStatus, CallUpdate};
@@ -146,8 +147,11 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
         .await;
         return;
     }
+    crate::call_timing::dialed(record.created_at);
+    let timing = CallTiming::new(Instant::now());
     notify(&context, &record).await;
     let mut call_task = CallTask {
+        timing,
         context: context.clone(),
         record,
         call,
@@ -203,6 +207,8 @@ impl Final {
 }
 
 struct CallTask {
+    /// Setup delays for the histograms.
+    timing: CallTiming,
     context: RunnerContext,
     record: CallRecord,
     call: CallId,
@@ -360,6 +366,7 @@ impl CallTask {
     async fn handle_event(&mut self, event: Event) -> Option<Outcome> {
         match event {
             Event::Ringing { .. } => {
+                self.timing.progress(Instant::now());
                 self.update(CallUpdate {
                     status: Some(CallStatus::Ringing),
                     ..CallUpdate::default()
@@ -367,6 +374,7 @@ impl CallTask {
                 .await;
             }
             Event::Answered { codec, .. } => {
+                self.timing.answer(Instant::now());
                 tracing::info!(call = %self.record.id, ?codec, "answered");
                 self.update(CallUpdate {
                     status: Some(CallStatus::InProgress),
@@ -482,6 +490,7 @@ impl CallTask {
                     self.record.id.clone(),
                     Arc::clone(&self.epoch),
                     self.self_tx.clone(),
+                    FirstPrompt::new(self.timing.answered()),
                 ));
                 self.perform_actions().await;
             }
@@ -916,6 +925,7 @@ fn spawn_player(
     public_id: String,
     epoch: Arc<AtomicU32>,
     events: mpsc::UnboundedSender<CallSignal>,
+    mut first_prompt: FirstPrompt,
 ) -> Player {
     let (tx, mut rx) = mpsc::unbounded_channel::<PlayerJob>();
     let task = tokio::spawn(async move {
@@ -978,6 +988,8 @@ fn spawn_player(
             if context.dispatcher.send(core, command).is_err() {
                 tracing::warn!(call = %public_id, "core queue full: prompt skipped");
                 let _ = events.send(CallSignal::PromptSkipped(id));
+            } else {
+                first_prompt.sent(Instant::now());
             }
         }
     });

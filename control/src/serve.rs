@@ -5,26 +5,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
 use outdial_dataplane::core::Backend;
 use outdial_dataplane::runtime::{Dataplane, DataplaneConfig};
 
 use crate::api::{AppState, router};
 use crate::config::Config;
+use crate::data_lock::DataDirLock;
 use crate::dispatch::{CallControl, Dispatcher};
 use crate::error::Error;
 use crate::fetch::Fetcher;
+use crate::http_server::{self, HttpLimits};
 use crate::prompts::PromptRenderer;
+use crate::readiness::Readiness;
 use crate::runner::{RunnerContext, RunnerSettings};
 use crate::store::Store;
 use crate::webhook::Webhooks;
 
-/// Runs the whole platform until Ctrl-C or SIGTERM.
+/// Runs the whole platform until Ctrl-C or SIGTERM, then drains (see [`drain`]).
 pub async fn run(config: Config) -> Result<(), Error> {
     config.validate()?;
     let config = Arc::new(config);
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
+    let metrics = crate::telemetry::install()
         .map_err(|e| Error::Config(format!("cannot install the metrics recorder: {e}")))?;
 
     std::fs::create_dir_all(&config.store.data_dir).map_err(|e| {
@@ -33,6 +34,22 @@ pub async fn run(config: Config) -> Result<(), Error> {
             config.store.data_dir.display()
         ))
     })?;
+    let fd_limit = http_server::raise_fd_limit();
+    let max_connections = http_server::connection_cap(
+        fd_limit,
+        config.calls.max_concurrent,
+        config.http.max_connections,
+    )
+    .map_err(Error::Config)?;
+    let limits = HttpLimits {
+        header_timeout: Duration::from_secs(config.http.header_timeout_secs),
+        body_timeout: Duration::from_secs(config.http.body_timeout_secs),
+        idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),
+        max_connections,
+    };
+    // Before the store is touched: a second server must not mark the first one's calls failed.
+    let _data_lock =
+        DataDirLock::acquire(&config.store.data_dir).map_err(|e| Error::Config(e.to_string()))?;
     let store = Store::open(&config.store.data_dir.join("outdial.sqlite"))?;
     let recovered = store.recover_interrupted().await?;
     if recovered > 0 {
@@ -92,12 +109,22 @@ pub async fn run(config: Config) -> Result<(), Error> {
         tokio::spawn(Arc::clone(&dispatcher).schedule(context, config.calls.max_concurrent));
 
     let control: Arc<dyn CallControl> = dispatcher.clone();
+    let cores = {
+        let dispatcher = Arc::clone(&dispatcher);
+        move || {
+            let dataplane = dispatcher.dataplane();
+            let all = dataplane.core_count();
+            ((0..all).filter(|&c| dataplane.is_alive(c)).count(), all)
+        }
+    };
+    let readiness = Readiness::new(store.clone(), Arc::new(cores));
     let app = router(AppState {
         store,
         control,
         config: Arc::clone(&config),
         metrics: Some(metrics),
-    });
+    })
+    .merge(readiness.clone().router());
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| {
@@ -108,7 +135,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
         })?;
     let api: SocketAddr = listener.local_addr()?;
     println!("Outdial is running.");
-    println!("  HTTP API     http://{api}/v1/calls");
+    println!(
+        "  HTTP API     http://{api}/v1/calls   (up to {} connections; fd limit {fd_limit})",
+        limits.max_connections
+    );
     println!("  SIP          udp:{}", config.sip.listen);
     println!("  data         {}", config.store.data_dir.display());
     println!(
@@ -118,22 +148,53 @@ pub async fn run(config: Config) -> Result<(), Error> {
     println!(
         "Place a call:  outdial call --to sip:+15550001@127.0.0.1:5070 --url http://…/app.vxml"
     );
-    tracing::info!(%api, "HTTP API listening");
+    tracing::info!(
+        %api,
+        max_connections = limits.max_connections,
+        fd_limit,
+        "HTTP API listening"
+    );
 
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+    let mut server = tokio::spawn(http_server::serve(listener, app, limits, http_stopped));
+    readiness.set_listening();
     let result = tokio::select! {
-        served = server => served.map_err(Error::from),
+        () = shutdown_signal() => Ok(()),
+        _ = &mut server => Err(Error::Dataplane("the HTTP server stopped unexpectedly".to_owned())),
         pumped = pump => Err(Error::Dataplane(match pumped {
             Ok(Ok(())) => "the dataplane event pump stopped".to_owned(),
             Ok(Err(e)) => format!("the dataplane event pump failed: {e}"),
             Err(e) => format!("the dataplane event pump panicked: {e}"),
         })),
     };
-    tracing::info!("shutting down");
+    // Drain: not ready, no new call placed; live calls get the grace, then are hung up. The
+    // API keeps answering meanwhile (status reads, new calls queued for the next start).
+    readiness.set_draining();
     scheduler.abort();
+    let grace = Duration::from_secs(config.calls.drain_grace_secs);
+    if result.is_ok() {
+        drain(&dispatcher, grace).await;
+    }
     gauges.abort();
     hang_up_live_calls(&dispatcher).await;
+    let _ = stop_http.send(true);
+    let _ = server.await;
+    tracing::info!("stopped");
     result
+}
+
+/// Waits, up to `grace`, for live calls to end on their own.
+async fn drain(dispatcher: &Dispatcher, grace: Duration) {
+    let live = dispatcher.in_flight();
+    tracing::info!(
+        live,
+        grace_secs = grace.as_secs(),
+        "draining: no new calls; live calls may finish"
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    while dispatcher.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Publishes the dispatcher's and the cores' load as Prometheus gauges once a second (the
@@ -146,13 +207,13 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
         let documents = outdial_vxml::Session::shared_documents().stats();
         metrics::gauge!("outdial_vxml_documents_cached").set(documents.entries as f64);
         metrics::gauge!("outdial_vxml_document_cache_bytes").set(documents.bytes as f64);
-        metrics::gauge!("outdial_vxml_document_parses_total").set(documents.misses as f64);
-        metrics::gauge!("outdial_vxml_document_cache_hits_total").set(documents.hits as f64);
+        metrics::counter!("outdial_vxml_document_parses_total").absolute(documents.misses);
+        metrics::counter!("outdial_vxml_document_cache_hits_total").absolute(documents.hits);
         let grammars = outdial_vxml::Session::shared_grammars().stats();
         metrics::gauge!("outdial_vxml_grammars_cached").set(grammars.entries as f64);
         metrics::gauge!("outdial_vxml_grammar_cache_bytes").set(grammars.bytes as f64);
-        metrics::gauge!("outdial_vxml_grammar_parses_total").set(grammars.misses as f64);
-        metrics::gauge!("outdial_vxml_grammar_cache_hits_total").set(grammars.hits as f64);
+        metrics::counter!("outdial_vxml_grammar_parses_total").absolute(grammars.misses);
+        metrics::counter!("outdial_vxml_grammar_cache_hits_total").absolute(grammars.hits);
         let dataplane = dispatcher.dataplane();
         for core in 0..dataplane.core_count() {
             let label = core.to_string();

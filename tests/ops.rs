@@ -1,0 +1,372 @@
+//! End-to-end operability: the real `outdial serve` as an operator runs it — one server per
+//! data directory, bounded HTTP connections with file descriptors kept for calls, readiness,
+//! draining on SIGTERM, and metrics.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use outdial_tests::{AppServer, Outdial, Sipp};
+use serde_json::{Value, json};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Answered, the application waits four seconds for a key, then hangs up: the call ends on
+/// its own, `completed`.
+const SHORT_APP: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form>
+    <property name="timeout" value="4s"/>
+    <field name="key" type="digits"><noinput><disconnect/></noinput></field>
+  </form>
+</vxml>
+"#;
+
+/// A second server on the same data directory refuses to start, names the first one, and
+/// leaves the first one's live call alone (it used to mark it `failed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let sipp = Sipp::uas("ring_forever.xml", &[]);
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({
+            "to": sipp.uri("+15550101"),
+            "url": "http://127.0.0.1:9/never-fetched.vxml",
+            "ring_timeout": 60,
+        }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let ringing = outdial.wait_status(id, "ringing", CALL_TIMEOUT).await;
+    assert_eq!(ringing["status"], "ringing", "{ringing}");
+
+    let (exit, output) = tokio::task::block_in_place(|| outdial.second_on_same_data());
+    assert_eq!(exit.code(), Some(1), "{output}");
+    assert!(
+        output.contains("is in use by another `outdial serve`")
+            && output.contains(&format!("pid {}", outdial.pid())),
+        "{output}"
+    );
+    let still = outdial.get_call(id).await;
+    assert_eq!(
+        still["status"], "ringing",
+        "the first server's call is untouched: {still}"
+    );
+
+    let (status, body) = outdial.cancel_call(id).await;
+    assert_eq!(status, 202, "{body}");
+    let call = outdial.wait_final(id, Duration::from_secs(20)).await;
+    assert_eq!(call["status"], "canceled", "{call}");
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+}
+
+/// Sends `request` on `stream` and reads one HTTP/1.1 answer; returns (status, body).
+fn exchange(stream: &mut TcpStream, request: &str) -> (u16, String) {
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {line:?}"));
+    let mut length = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header line");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().expect("content-length");
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// More idle connections than the server has file descriptors: the server serves what its
+/// cap allows (its descriptor limit minus the reserve for calls), answers the rest 503 or
+/// closes them, and a call placed over one of the held connections still gets its RTP port
+/// and completes. (Before the cap, 1,100 idle connections made calls fail with "cannot bind
+/// an RTP port: Too many open files".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_cap_are_refused_and_calls_still_get_descriptors() {
+    const FD_LIMIT: u32 = 600;
+    const MAX_CALLS: u64 = 50;
+    const CONNECTIONS: usize = 800;
+    // The server's own arithmetic: limit - 256 - 4 per call.
+    let cap = (u64::from(FD_LIMIT) - 256 - 4 * MAX_CALLS) as usize;
+
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", SHORT_APP);
+    let sipp = Sipp::uas("answer_wait_bye.xml", &[]);
+    let outdial = Outdial::start_with_http(
+        "header_timeout_secs = 300\nidle_timeout_secs = 300",
+        &format!("[calls]\nmax_concurrent = {MAX_CALLS}\n"),
+        Some(FD_LIMIT),
+    );
+    assert!(
+        outdial.log().contains(&format!("up to {cap} connections")),
+        "{}",
+        outdial.log()
+    );
+    let addr = outdial.api.trim_start_matches("http://").to_owned();
+
+    let (mut held, refused) = tokio::task::block_in_place(|| {
+        let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
+            .map(|_| TcpStream::connect(&addr).expect("connect"))
+            .collect();
+        // Let the server accept them all, then see which it closed.
+        std::thread::sleep(Duration::from_secs(2));
+        let (mut held, mut refused, mut answered_503) = (Vec::new(), 0, 0);
+        for mut stream in streams.drain(..) {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            let mut answer = Vec::new();
+            match stream.read_to_end(&mut answer) {
+                Ok(_) => {
+                    refused += 1;
+                    let text = String::from_utf8_lossy(&answer);
+                    if !text.is_empty() {
+                        assert!(
+                            text.starts_with("HTTP/1.1 503")
+                                && text.contains("too_many_connections"),
+                            "{text}"
+                        );
+                        answered_503 += 1;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => held.push(stream),
+                Err(e) => panic!("unexpected error on an idle connection: {e}"),
+            }
+        }
+        assert!(answered_503 > 0, "refused connections are told why");
+        (held, refused)
+    });
+    assert_eq!(held.len(), cap, "{}", outdial.log());
+    assert_eq!(refused, CONNECTIONS - cap);
+
+    // A call over one of the held connections: created, placed, completed.
+    let mut stream = held.pop().expect("a held connection");
+    let key = outdial.api_key.clone();
+    let body = json!({ "to": sipp.uri("+15550102"), "url": app.url("/app.vxml") }).to_string();
+    let (status, created) = tokio::task::block_in_place(|| {
+        exchange(
+            &mut stream,
+            &format!(
+                "POST /v1/calls HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+                 content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    });
+    assert_eq!(status, 201, "{created}");
+    let created: Value = serde_json::from_str(&created).expect("JSON");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let call = loop {
+        let (status, call) = tokio::task::block_in_place(|| {
+            exchange(
+                &mut stream,
+                &format!(
+                    "GET /v1/calls/{id} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\r\n"
+                ),
+            )
+        });
+        assert_eq!(status, 200, "{call}");
+        let call: Value = serde_json::from_str(&call).expect("JSON");
+        if call["ended_at"].is_string() {
+            break call;
+        }
+        assert!(Instant::now() < deadline, "{call}\n{}", outdial.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+    assert!(
+        !outdial.log().contains("Too many open files"),
+        "{}",
+        outdial.log()
+    );
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+}
+
+/// SIGTERM drains: `/readyz` turns 503 `draining`, the API still answers and queues new
+/// calls without placing them, the live call runs on to its own end (`completed`, not hung
+/// up), and then the server exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_live_calls_and_places_no_new_ones() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", SHORT_APP);
+    let sipp = Sipp::uas("answer_wait_bye.xml", &[]);
+    let mut outdial = Outdial::start("[calls]\ndrain_grace_secs = 60\n");
+    let client = reqwest::Client::new();
+    let readyz = |client: reqwest::Client, api: String| async move {
+        let response = client
+            .get(format!("{api}/readyz"))
+            .send()
+            .await
+            .expect("GET /readyz");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("JSON"))
+    };
+    let (status, ready) = readyz(client.clone(), outdial.api.clone()).await;
+    assert_eq!(
+        (status, &ready["status"]),
+        (200, &json!("ready")),
+        "{ready}"
+    );
+
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550103"), "url": app.url("/app.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let live = created["id"].as_str().expect("id").to_owned();
+    let call = outdial
+        .wait_status(&live, "in-progress", CALL_TIMEOUT)
+        .await;
+    assert_eq!(call["status"], "in-progress", "{call}");
+
+    outdial.signal_terminate();
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let (status, ready) = readyz(client.clone(), outdial.api.clone()).await;
+        if status == 503 {
+            assert_eq!(ready["status"], "draining", "{ready}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never draining: {ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, queued) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550104"), "url": app.url("/app.vxml") }))
+        .await;
+    assert_eq!(
+        status, 201,
+        "calls are still accepted while draining: {queued}"
+    );
+    let queued = queued["id"].as_str().expect("id").to_owned();
+    let (first, second) = (
+        outdial.get_call(&live).await,
+        outdial.get_call(&queued).await,
+    );
+    assert_eq!(first["status"], "in-progress", "{first}");
+    assert_eq!(second["status"], "queued", "{second}");
+
+    let exit = loop {
+        if let Some(exit) = outdial.exited() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "{}", outdial.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit}\n{}", outdial.log());
+    let log = outdial.log();
+    assert!(log.contains("draining"), "{log}");
+    assert!(
+        !log.contains("hanging up live calls"),
+        "the call ended within the grace: {log}"
+    );
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+    assert_eq!(
+        trace.matches("INVITE sip:").count(),
+        1,
+        "one call placed, not two:\n{trace}"
+    );
+
+    tokio::task::block_in_place(|| outdial.restart());
+    let first = outdial.get_call(&live).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let reason = first["reason"].as_str().unwrap_or_default();
+    assert!(!reason.contains("shutting down"), "{first}");
+}
+
+/// The metrics of a real server, scraped right after start: every sample belongs to a family
+/// with `# HELP` and `# TYPE`, counters (and only counters) end in `_total`, and the series
+/// operators alert on are there before any call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_has_help_and_type_from_start() {
+    let outdial = Outdial::start("");
+    let text = reqwest::get(format!("{}/metrics", outdial.api))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    let mut help = std::collections::HashSet::new();
+    let mut types = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').expect("help text");
+            assert!(!text.trim().is_empty(), "{line}");
+            help.insert(name.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("type");
+            types.insert(name.to_owned(), kind.to_owned());
+        }
+    }
+    let mut samples = 0;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        samples += 1;
+        let name = line.split(['{', ' ']).next().expect("name");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|f| types.get(*f).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(help.contains(family), "no # HELP for {family}:\n{text}");
+        let kind = types
+            .get(family)
+            .unwrap_or_else(|| panic!("no # TYPE for {family}:\n{text}"));
+        assert_eq!(
+            family.ends_with("_total"),
+            kind == "counter",
+            "{family} is a {kind}"
+        );
+    }
+    assert!(samples > 20, "{text}");
+    for family in [
+        "outdial_calls_ended_total",
+        "outdial_calls_in_flight",
+        "outdial_webhook_failures_total",
+        "outdial_http_connections_refused_total",
+        "outdial_core_alive",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(family)),
+            "{family} missing at start:\n{text}"
+        );
+    }
+    for histogram in [
+        "outdial_call_setup_seconds",
+        "outdial_post_dial_delay_seconds",
+        "outdial_answer_to_prompt_seconds",
+    ] {
+        assert_eq!(
+            types.get(histogram).map(String::as_str),
+            Some("histogram"),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("outdial_build_info{") && text.contains("version=\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("outdial_calls_ended_total{status=\"busy\"} 0"),
+        "{text}"
+    );
+}
