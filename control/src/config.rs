@@ -33,6 +33,8 @@ pub struct Config {
     pub fetch: FetchConfig,
     /// Log level and format.
     pub log: LogConfig,
+    /// Limits on each call's VoiceXML application.
+    pub vxml: VxmlConfig,
 }
 
 /// `[http]`: the HTTP API.
@@ -145,6 +147,15 @@ pub struct FetchConfig {
     pub cache_entries: usize,
 }
 
+/// `[vxml]`: limits on each call's VoiceXML application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VxmlConfig {
+    /// Interrupt checks (about 10,000 ECMAScript operations each) all of one call's scripts
+    /// may use together; past it the session ends with `error.semantic`.
+    pub call_script_budget: u32,
+}
+
 /// `[log]`: diagnostics on standard error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -237,6 +248,24 @@ impl Default for FetchConfig {
             max_audio_bytes: 10 << 20,
             cache_bytes: crate::fetch::DEFAULT_CACHE_BYTES,
             cache_entries: crate::fetch::DEFAULT_CACHE_ENTRIES,
+        }
+    }
+}
+
+impl Default for VxmlConfig {
+    fn default() -> Self {
+        Self {
+            call_script_budget: outdial_vxml::DEFAULT_CALL_SCRIPT_BUDGET,
+        }
+    }
+}
+
+impl VxmlConfig {
+    /// The interpreter's limits for one call.
+    pub fn limits(&self) -> outdial_vxml::Limits {
+        outdial_vxml::Limits {
+            call_script_budget: self.call_script_budget,
+            ..outdial_vxml::Limits::default()
         }
     }
 }
@@ -361,6 +390,12 @@ impl Config {
             return bad(
                 "fetch",
                 "timeout_ms, max_document_bytes and max_audio_bytes must be > 0".to_owned(),
+            );
+        }
+        if self.vxml.call_script_budget == 0 {
+            return bad(
+                "vxml.call_script_budget",
+                "must be > 0 (interrupt checks a call's scripts may use)".to_owned(),
             );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
@@ -506,7 +541,7 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_key() {
-        let cases: [(&str, &str); 10] = [
+        let cases: [(&str, &str); 11] = [
             ("[sip]\nlisten = \"0.0.0.0:5060\"", "sip.public_ip"),
             (
                 "[sip]\nlisten = \"0.0.0.0:5060\"\npublic_ip = \"::\"",
@@ -520,6 +555,7 @@ mod tests {
             ("[dataplane]\nbackend = \"dpdk\"", "dataplane.backend"),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[calls]\nmax_concurrent = 0", "calls.max_concurrent"),
+            ("[vxml]\ncall_script_budget = 0", "vxml.call_script_budget"),
         ];
         for (text, key) in cases {
             let config = Config::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));

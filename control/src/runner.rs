@@ -6,6 +6,7 @@
 //! The session itself is sans-IO; this task is its I/O.
 
 mod fetch_audio;
+mod interp;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -95,12 +96,16 @@ pub struct RunnerSettings {
     pub max_duration: Duration,
     /// Largest VoiceXML document fetched.
     pub max_document_bytes: usize,
+    /// Limits of each call's VoiceXML session (`[vxml]`).
+    pub vxml_limits: outdial_vxml::Limits,
 }
 
 /// Runs one claimed call (status `dialing`) to its end.
 pub async fn run_call(context: RunnerContext, record: CallRecord) {
     let call = CallId(record.rowid as u64);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (task_tx, rx) = mpsc::unbounded_channel();
+    // Signals reach the task through a relay that stops a running session on a cancel.
+    let (tx, session_meter) = interp::relay(task_tx);
     let Some(core) = context.dispatcher.register(call, tx.clone()) else {
         finish(
             &context,
@@ -174,6 +179,7 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
         prompt_marks: HashMap::new(),
         fetch_audio: None,
         next_fetch_audio: FETCHAUDIO_IDS,
+        session_meter,
     };
     let outcome = call_task.run().await;
     context.dispatcher.unregister(call);
@@ -244,6 +250,8 @@ struct CallTask {
     fetch_audio: Option<PendingFetchAudio>,
     /// The playback id of the next `fetchaudio` clip (at least [`FETCHAUDIO_IDS`]).
     next_fetch_audio: u32,
+    /// The session's script meter, which a cancel stops even while the session runs.
+    session_meter: interp::SessionMeter,
 }
 
 /// A fetch with `fetchaudio` (VoiceXML 2.0 §6.1.1): its schedule, and its result while the
@@ -291,8 +299,11 @@ impl CallTask {
                         }
                     }
                     Some(CallSignal::Cancel(reason)) => {
-                        // A call already ending keeps its real outcome.
-                        if outcome.is_none() && self.session_end.is_none() {
+                        // A call already ending keeps its real outcome; a session the cancel
+                        // stopped ends because of it.
+                        if outcome.is_none()
+                            && (self.session_end.is_none() || interp::stopped(&self.session_meter))
+                        {
                             self.canceled = Some(reason);
                             self.hangup();
                         }
@@ -335,7 +346,7 @@ impl CallTask {
                 }
                 () = sleep => {
                     if let Some(session) = self.session.as_mut() {
-                        session.handle_timeout(Instant::now());
+                        interp::off_runtime(|| session.handle_timeout(Instant::now()));
                     }
                     self.perform_actions().await;
                 }
@@ -478,10 +489,11 @@ impl CallTask {
                 &self.context.settings.default_from,
             ),
             remote_uri: self.record.target_uri.clone(),
-            limits: outdial_vxml::Limits::default(),
+            limits: self.context.settings.vxml_limits,
         };
         match Session::new(config, Instant::now()) {
             Ok(session) => {
+                let _ = self.session_meter.set(session.meter());
                 self.session = Some(session);
                 self.player = Some(spawn_player(
                     self.context.clone(),
@@ -619,7 +631,7 @@ impl CallTask {
 
     fn input(&mut self, input: Input) {
         if let Some(session) = self.session.as_mut() {
-            session.handle_input(Instant::now(), input);
+            interp::off_runtime(|| session.handle_input(Instant::now(), input));
         }
     }
 

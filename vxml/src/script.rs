@@ -43,10 +43,12 @@ mod bytecode;
 mod dom;
 pub mod engine;
 pub mod ledger;
+pub mod meter;
 
 pub use dom::DataError;
 pub use engine::{EngineMemory, ScriptEngine};
 pub use ledger::{LedgerSummary, SessionMemory};
+pub use meter::Meter;
 
 use bytecode::Bytecode;
 use ledger::Owner;
@@ -169,6 +171,23 @@ pub enum ScriptError {
         code: String,
         /// The budget that was exhausted.
         budget: u32,
+    },
+    /// The session spent its script budget for the whole call (a runaway script restarted
+    /// again and again?). The interpreter ends the session.
+    #[error(
+        "{code:?}: the session spent its script budget of {budget} interrupt checks for the whole call (vxml.call_script_budget); look for a script that never ends and a <catch> that starts it again"
+    )]
+    CallBudgetExceeded {
+        /// The expression or script that was stopped (shortened).
+        code: String,
+        /// The session's budget.
+        budget: u32,
+    },
+    /// The platform stopped the session (the call was canceled or hung up).
+    #[error("{code:?}: stopped: the call is being ended")]
+    Stopped {
+        /// The expression or script that was stopped (shortened).
+        code: String,
     },
     /// The code allocated more than the engine allows (data that grows without bound?).
     #[error(
@@ -486,6 +505,8 @@ pub struct QuickJs {
     /// Whether `dom.js` has run in this context.
     dom_ready: bool,
     compiled: FunctionCache,
+    /// The session's script work across the call, and its stop flag.
+    meter: Meter,
 }
 
 impl std::fmt::Debug for QuickJs {
@@ -515,9 +536,21 @@ impl QuickJs {
             limits,
             dom_ready: false,
             compiled: FunctionCache::default(),
+            meter: Meter::unlimited(),
         };
         model.with_api("bootstrap", |ctx, _, _| BOOTSTRAP.run(ctx))?;
         Ok(model)
+    }
+
+    /// Draws this context's script work from `meter` from now on (a session's budget for the
+    /// whole call; see [`meter`]).
+    pub fn set_meter(&mut self, meter: Meter) {
+        self.meter = meter;
+    }
+
+    /// The meter this context's script work is drawn from.
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 
     /// What this session's scripts hold in its runtime now.
@@ -593,18 +626,43 @@ impl QuickJs {
             lease,
             limits,
             compiled,
+            meter,
             ..
         } = self;
         let (engine, owner, limits) = (&lease.engine, lease.owner, *limits);
+        if meter.stopped() {
+            return Err(ScriptError::Stopped {
+                code: shorten(label),
+            });
+        }
+        if meter.exhausted() {
+            return Err(ScriptError::CallBudgetExceeded {
+                code: shorten(label),
+                budget: meter.budget(),
+            });
+        }
         context.with(|ctx| {
             let _charge = engine.charge_to(owner);
-            engine.arm(limits.budget);
+            engine.arm(limits.budget, meter);
             let result = ctx
                 .globals()
                 .get::<_, Object<'_>>("__vxml")
                 .or_else(|_| Object::new(ctx.clone()))
                 .and_then(|api| f(&ctx, &api, compiled));
             result.map_err(|error| {
+                if meter.stopped() {
+                    let _ = ctx.catch();
+                    return ScriptError::Stopped {
+                        code: shorten(label),
+                    };
+                }
+                if meter.exhausted() {
+                    let _ = ctx.catch();
+                    return ScriptError::CallBudgetExceeded {
+                        code: shorten(label),
+                        budget: meter.budget(),
+                    };
+                }
                 if engine.budget_spent() {
                     // Clear the pending uncatchable exception before reporting.
                     let _ = ctx.catch();

@@ -35,7 +35,7 @@ use crate::fia::Interp;
 use crate::fia::grammars::{self, DtmfOutcome, Mode, SemValue};
 use crate::fia::platform::{Collect, Collected, MarkPosition, Output, Platform, Request, Response};
 use crate::prompt::Prompt;
-use crate::script::{DataModel, QuickJs, Scope, ScriptError, ScriptLimits, Value};
+use crate::script::{DataModel, Meter, QuickJs, Scope, ScriptError, ScriptLimits, Value};
 
 /// Most keys kept as typeahead or collected for one field.
 const MAX_KEYS: usize = 128;
@@ -62,6 +62,10 @@ pub struct Limits {
     /// Interrupt checks one expression or script may use (each about 10,000 ECMAScript
     /// operations) before it is stopped with `error.semantic`.
     pub script_budget: u32,
+    /// Interrupt checks all the session's scripts together may use over the whole call; past
+    /// it the session ends with `error.semantic` naming this budget (a runaway script that a
+    /// `<catch>` restarts again and again).
+    pub call_script_budget: u32,
     /// Bytes the ECMAScript heap may use.
     pub script_memory_bytes: usize,
     /// Largest document accepted, in bytes.
@@ -74,12 +78,18 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             script_budget: 200,
+            call_script_budget: DEFAULT_CALL_SCRIPT_BUDGET,
             script_memory_bytes: 1 << 20,
             max_document_bytes: 1 << 20,
             max_goto_chain: 1000,
         }
     }
 }
+
+/// The default [`Limits::call_script_budget`]: 2,000 interrupt checks, about 2 s of one
+/// CPU for a tight loop (a release build on the 2-core reference machine); ten times what one
+/// script may use.
+pub const DEFAULT_CALL_SCRIPT_BUDGET: u32 = 2_000;
 
 /// Identifies a fetch so its result can be matched to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -612,6 +622,8 @@ pub struct Session {
     mark: Option<MarkPosition>,
     /// A hotword match stopped playback; the stopped prompts are not all reported yet.
     hotword_stopped: bool,
+    /// The session's script work over the call, and its stop flag.
+    meter: Meter,
 }
 
 impl std::fmt::Debug for Session {
@@ -699,6 +711,8 @@ impl Session {
                 })?;
         }
         model.seal_scope(Scope::Session)?;
+        let meter = Meter::new(config.limits.call_script_budget);
+        model.set_meter(meter.clone());
         let io = Platform::default();
         let interp = Interp::new(model, io.clone(), config.limits, documents);
         let mut session = Self {
@@ -717,9 +731,18 @@ impl Session {
             pending_disconnect: None,
             mark: None,
             hotword_stopped: false,
+            meter,
         };
         session.pump(now);
         Ok(session)
+    }
+
+    /// The session's script meter: what its scripts have spent of
+    /// [`Limits::call_script_budget`], and [`Meter::stop`], which any thread may call to end a
+    /// session that is running (a canceled call): its script stops at the engine's next
+    /// interrupt check and the session ends with `error.semantic` at its next step.
+    pub fn meter(&self) -> Meter {
+        self.meter.clone()
     }
 
     /// Feeds one input.

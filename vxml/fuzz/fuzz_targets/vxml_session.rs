@@ -111,6 +111,7 @@ fuzz_target!(|data: &[u8]| {
         remote_uri: "sip:+15550001@192.0.2.4".to_owned(),
         limits: Limits {
             script_budget: 10,
+            call_script_budget: 100,
             script_memory_bytes: 1 << 20,
             max_document_bytes: 64 * 1024,
             max_goto_chain: 100,

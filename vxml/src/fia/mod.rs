@@ -11,7 +11,9 @@
 //! form item kind).
 //!
 //! Every dialog step since the last wait for the caller counts against `max_goto_chain`, so a
-//! `<goto>` or `<catch>` loop ends the session with `error.semantic` instead of spinning.
+//! `<goto>` or `<catch>` loop ends the session with `error.semantic` instead of spinning. Every
+//! step also ends the session once its scripts spent their budget for the whole call
+//! ([`crate::Limits::call_script_budget`]) or the platform stopped it ([`crate::Session::meter`]).
 
 mod exec;
 pub(crate) mod grammars;
@@ -245,8 +247,25 @@ impl Interp {
         }
     }
 
-    /// Counts a dialog step; the session end when there were too many without a wait.
+    /// Counts a dialog step; the session end when there were too many without a wait, when
+    /// the session's scripts spent their budget for the call, or when the platform stopped it.
     fn step(&mut self) -> Option<SessionEnd> {
+        let meter = self.model.meter();
+        if meter.stopped() {
+            return Some(SessionEnd::Error {
+                event: names::SEMANTIC.to_owned(),
+                message: "the platform stopped the session: the call is being ended".to_owned(),
+            });
+        }
+        if meter.exhausted() {
+            return Some(SessionEnd::Error {
+                event: names::SEMANTIC.to_owned(),
+                message: format!(
+                    "the session's scripts spent its script budget for the whole call ({} interrupt checks, vxml.call_script_budget); look for a script that never ends and a <catch> that starts it again",
+                    meter.budget()
+                ),
+            });
+        }
         self.steps = self.steps.saturating_add(1);
         if self.steps <= self.limits.max_goto_chain {
             return None;

@@ -17,7 +17,9 @@
 //! - **Execution** is serialised by the runtime's lock (rquickjs `parallel`); on a
 //!   thread-per-core host all users of a runtime run on its thread, so the lock is uncontended.
 //! - **Interrupt budget**: one counter per runtime, re-armed by every evaluation after it takes
-//!   the lock, so each evaluation has its own budget.
+//!   the lock, so each evaluation has its own budget; with it the evaluation's session's
+//!   [`Meter`] (its budget for the whole call, and its stop flag), which every check also
+//!   draws from.
 //! - **Memory limit**: exact per session ([`super::ledger`]). The runtime allocates through an
 //!   allocator whose block headers name the session each block is charged to; an evaluation
 //!   charges its session, and an allocation past the session's own limit fails in that session
@@ -29,14 +31,15 @@
 //!   evaluation enters the engine (rquickjs updates the stack top on every entry).
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rquickjs::context::intrinsic::{Date, Eval, Json, Proxy, RegExp, RegExpCompiler};
 use rquickjs::{Context, Runtime};
 
 use super::ScriptError;
 use super::ledger::{ChargeGuard, Ledger, LedgerSummary, Owner, SessionAllocator, SessionMemory};
+use super::meter::Meter;
 
 /// Native stack one evaluation may use; deeper recursion throws `InternalError: stack
 /// overflow`. Host threads need this much stack above the caller (tokio and test threads have
@@ -60,6 +63,8 @@ pub struct ScriptEngine {
     runtime: Runtime,
     ledger: Arc<Ledger>,
     budget_left: Arc<AtomicU32>,
+    /// The meter of the session whose evaluation holds the runtime.
+    meter: Arc<Mutex<Option<Meter>>>,
     contexts: Arc<AtomicUsize>,
 }
 
@@ -94,16 +99,25 @@ impl ScriptEngine {
         runtime.set_max_stack_size(STACK_BYTES);
         let budget_left = Arc::new(AtomicU32::new(0));
         let counter = Arc::clone(&budget_left);
+        let meter: Arc<Mutex<Option<Meter>>> = Arc::new(Mutex::new(None));
+        let current = Arc::clone(&meter);
         runtime.set_interrupt_handler(Some(Box::new(move || {
             // Decrement and stop once the budget is spent; never wraps below zero.
-            counter
+            let spent = counter
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_err()
+                .is_err();
+            spent
+                || current
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .is_some_and(|meter| !meter.take())
         })));
         Ok(Self {
             runtime,
             ledger,
             budget_left,
+            meter,
             contexts: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -215,10 +229,12 @@ impl ScriptEngine {
         self.ledger.session(owner)
     }
 
-    /// Gives the evaluation about to run `budget` interrupt checks. Call with the runtime
-    /// locked (inside `Context::with`), so no other evaluation can re-arm it meanwhile.
-    pub(crate) fn arm(&self, budget: u32) {
+    /// Gives the evaluation about to run `budget` interrupt checks, each also drawn from its
+    /// session's `meter`. Call with the runtime locked (inside `Context::with`), so no other
+    /// evaluation can re-arm it meanwhile.
+    pub(crate) fn arm(&self, budget: u32, meter: &Meter) {
         self.budget_left.store(budget, Ordering::Relaxed);
+        *self.meter.lock().unwrap_or_else(PoisonError::into_inner) = Some(meter.clone());
     }
 
     /// Whether the running evaluation spent its budget.
