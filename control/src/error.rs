@@ -144,6 +144,19 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The inside of the error body: `code`, `message`, and for a refused field its `field`
+    /// and `rule`.
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        if let Self::Request(RequestError::Field(field)) = self {
+            error["field"] = field.field.clone().into();
+            error["rule"] = field.rule.as_str().into();
+        }
+        error
+    }
+}
+
 impl RequestError {
     /// The stable machine-readable code for this refusal.
     pub fn code(&self) -> &'static str {
@@ -191,12 +204,7 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::warn!(error = %self, "API request failed");
         }
-        let mut error = serde_json::json!({ "code": self.code(), "message": self.to_string() });
-        if let Self::Request(RequestError::Field(field)) = &self {
-            error["field"] = field.field.clone().into();
-            error["rule"] = field.rule.as_str().into();
-        }
-        let body = serde_json::json!({ "error": error });
+        let body = serde_json::json!({ "error": self.body() });
         let mut response = (status, Json(body)).into_response();
         if let Self::Auth(_) = self {
             // RFC 6750 §3: a 401 names the scheme the client should use.
