@@ -735,6 +735,27 @@ async fn callee_host_names_are_resolved() {
     );
 }
 
+/// With `[sip] outbound_proxy`, every INVITE goes to the proxy, whatever the callee's host,
+/// and the Request-URI is kept: a host name that no DNS knows is not looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_proxy_receives_every_invite() {
+    let sipp = Sipp::uas("busy.xml", &[]);
+    let proxy = format!("outbound_proxy = \"{}\"", sipp.addr);
+    let outdial = Outdial::start_with_sip("127.0.0.1", &proxy, "");
+    let to = "sip:+15550060@carrier.example.invalid";
+    let (status, created) = outdial
+        .create_call(&json!({ "to": to, "url": "http://127.0.0.1:9/x.vxml" }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(call["status"], "busy", "{call}");
+    assert!(sipp_status.success(), "{trace}");
+    assert!(trace.contains(&format!("INVITE {to} SIP/2.0")), "{trace}");
+}
+
 /// The application root: a variable every leaf sees, and a catch for what this platform
 /// cannot do.
 const RECORD_ROOT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>

@@ -65,6 +65,9 @@ pub struct SipConfig {
     pub public_ip: Option<IpAddr>,
     /// `sip:host:port` of the trunk that E.164 numbers are sent to; `None` = only SIP URIs.
     pub trunk: Option<String>,
+    /// Where every INVITE is sent, whatever the host of its Request-URI (an outbound proxy,
+    /// RFC 3261 §8.1.2, such as a session border controller); `None` = the URI's own host.
+    pub outbound_proxy: Option<SocketAddr>,
     /// The From URI of calls whose request gives no `from`.
     pub from: String,
     /// RFC 3261 timer T1 (round-trip estimate), milliseconds.
@@ -184,6 +187,7 @@ impl Default for SipConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
             public_ip: None,
             trunk: None,
+            outbound_proxy: None,
             from: "sip:outdial@127.0.0.1".to_owned(),
             t1_ms: 500,
             t2_ms: 4000,

@@ -98,6 +98,8 @@ pub struct RunnerSettings {
     pub max_document_bytes: usize,
     /// Limits of each call's VoiceXML session (`[vxml]`).
     pub vxml_limits: outdial_vxml::Limits,
+    /// Where every INVITE goes, whatever its URI's host (`[sip] outbound_proxy`).
+    pub outbound_proxy: Option<SocketAddr>,
 }
 
 /// Runs one claimed call (status `dialing`) to its end.
@@ -119,7 +121,11 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
     let ring_timeout = record
         .ring_timeout_secs
         .map_or(context.settings.ring_timeout, Duration::from_secs);
-    let destination = match resolve_destination(&record.target_uri).await {
+    let resolved = match context.settings.outbound_proxy {
+        Some(proxy) => Ok(Some(proxy)),
+        None => resolve_destination(&record.target_uri).await,
+    };
+    let destination = match resolved {
         Ok(destination) => destination,
         Err(reason) => {
             context.dispatcher.unregister(call);

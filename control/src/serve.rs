@@ -101,6 +101,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
             max_duration: Duration::from_secs(config.calls.max_duration_secs),
             max_document_bytes: config.fetch.max_document_bytes,
+            outbound_proxy: config.sip.outbound_proxy,
             vxml_limits: config.vxml.limits(),
         }),
     };
