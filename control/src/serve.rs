@@ -16,7 +16,8 @@ use crate::error::Error;
 use crate::fetch::Fetcher;
 use crate::prompts::PromptRenderer;
 use crate::runner::{RunnerContext, RunnerSettings};
-use crate::store::Store;
+use crate::store::DataStore;
+use crate::store::sqlite::SqliteStore;
 use crate::webhook::Webhooks;
 
 /// Runs the whole platform until Ctrl-C or SIGTERM.
@@ -33,12 +34,16 @@ pub async fn run(config: Config) -> Result<(), Error> {
             config.store.data_dir.display()
         ))
     })?;
-    let store = Store::open(&config.store.data_dir.join("outdial.sqlite"))?;
-    let recovered = store.recover_interrupted().await?;
+    let store: Arc<dyn DataStore> = Arc::new(SqliteStore::open(&config.database_path())?);
+    let node: Arc<str> = config.node_id().into();
+    let recovered = store
+        .recover_node(&node, time::OffsetDateTime::now_utc())
+        .await?;
     if recovered > 0 {
         tracing::warn!(
             recovered,
-            "calls interrupted by the last stop were marked failed"
+            node = %node,
+            "calls this node left live at its last stop were marked failed"
         );
     }
     let dev_key = store.ensure_dev_tenant(&config.store.data_dir).await?;
@@ -72,9 +77,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
         );
     }
     let dispatcher = Arc::new(Dispatcher::new(dataplane, seed()));
-    let webhooks = Webhooks::new(store.clone())?;
+    let webhooks = Webhooks::new(Arc::clone(&store))?;
+    let outbox = tokio::spawn(webhooks.clone().run());
     let context = RunnerContext {
-        store: store.clone(),
+        store: Arc::clone(&store),
+        node: Arc::clone(&node),
         fetcher,
         prompts,
         webhooks,
@@ -133,6 +140,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     scheduler.abort();
     gauges.abort();
     hang_up_live_calls(&dispatcher).await;
+    outbox.abort();
     result
 }
 
