@@ -23,7 +23,7 @@ use crate::dispatch::CallControl;
 use crate::error::{AuthError, Error, RequestError};
 use crate::intake::{self, FieldError, Rule, Validator};
 use crate::model::{CallRecord, CallStatus, NewCall};
-use crate::store::Store;
+use crate::store::{self, DataStore, Principal, Scope};
 
 /// Largest request body accepted, bytes (1 MiB); larger bodies get 413 `body_too_large`.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -40,7 +40,7 @@ pub use crate::intake::MAX_RING_TIMEOUT_SECS;
 #[derive(Clone)]
 pub struct AppState {
     /// The durable store.
-    pub store: Store,
+    pub store: Arc<dyn DataStore>,
     /// The part of the control plane that runs calls.
     pub control: Arc<dyn CallControl>,
     /// The running configuration.
@@ -51,7 +51,7 @@ pub struct AppState {
 
 /// The tenant that the request's API key belongs to.
 #[derive(Debug, Clone)]
-struct Tenant(String);
+pub struct Tenant(pub String);
 
 /// The API: `/v1/calls...` behind API-key auth, `/healthz` and `/metrics` open.
 pub fn router(state: AppState) -> Router {
@@ -73,23 +73,54 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Resolves `Authorization: Bearer <key>` to a tenant, or answers 401.
-async fn require_api_key(
+/// Resolves `Authorization: Bearer <key>` to a tenant, or answers 401; then requires the
+/// scope the method needs (reads `calls:read`, writes `calls:create`), or answers 403. The key
+/// is looked up in the store on every request: a revoked key fails at once.
+pub async fn require_api_key(
     State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Error> {
+    let scope = if request.method().is_safe() {
+        Scope::CallsRead
+    } else {
+        Scope::CallsCreate
+    };
+    authorize(&state, request, next, scope).await
+}
+
+/// Like [`require_api_key`], for the admin API: the key needs the `admin` scope.
+pub async fn require_admin_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Error> {
+    authorize(&state, request, next, Scope::Admin).await
+}
+
+async fn authorize(
+    state: &AppState,
     mut request: Request,
     next: Next,
+    scope: Scope,
 ) -> Result<Response, Error> {
     let header = request.headers().get(header::AUTHORIZATION);
     let header = header
         .map(|v| v.to_str().map_err(|_| AuthError::InvalidApiKey))
         .transpose()?;
     let key = auth::bearer_key(header)?;
-    let tenant = state
+    let principal: Principal = state
         .store
-        .api_key_tenant(key)
+        .authenticate(key)
         .await?
         .ok_or(AuthError::InvalidApiKey)?;
-    request.extensions_mut().insert(Tenant(tenant));
+    if !principal.has(scope) {
+        return Err(Error::Forbidden(scope.as_str()));
+    }
+    request
+        .extensions_mut()
+        .insert(Tenant(principal.tenant.clone()));
+    request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 
@@ -115,7 +146,15 @@ async fn create_call(
         }
     })?;
     let new = parse_call_request(&body, &tenant, &state.config)?;
-    let record = state.store.insert_call(new).await?;
+    let created = state
+        .store
+        .create_calls(&tenant, vec![new], None, time::OffsetDateTime::now_utc())
+        .await?;
+    let record = created
+        .records
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Store("the store created no call".to_owned()))?;
     state.control.wake();
     metrics::counter!("outdial_api_calls_created_total").increment(1);
     let location = format!("/v1/calls/{}", record.id);
@@ -144,10 +183,12 @@ async fn list_calls(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, Error> {
     let query = ListQuery::parse(query.as_deref().unwrap_or_default())?;
-    let mut calls = state
-        .store
-        .list_calls(&tenant, query.status, query.limit + 1, query.before)
-        .await?;
+    let store_query = store::ListQuery {
+        status: query.status,
+        limit: query.limit + 1,
+        before: query.before,
+    };
+    let mut calls = state.store.list_calls(&tenant, store_query).await?;
     let more = calls.len() > query.limit as usize;
     calls.truncate(query.limit as usize);
     let next = if more {
@@ -171,7 +212,8 @@ async fn cancel_call(
         .await?
         .ok_or_else(|| Error::NotFound(id.clone()))?;
     if record.status == CallStatus::Queued {
-        match state.store.cancel_if_queued(&tenant, &id).await? {
+        let now = time::OffsetDateTime::now_utc();
+        match state.store.cancel_queued(&tenant, &id, now).await? {
             Some(after) if after.status == CallStatus::Canceled => {
                 return Ok((StatusCode::OK, Json(after)));
             }
@@ -183,7 +225,7 @@ async fn cancel_call(
     if record.status.is_final() {
         return Err(Error::AlreadyEnded(id));
     }
-    if state.control.cancel(record.rowid) {
+    if state.control.cancel(&record.id) {
         return Ok((StatusCode::ACCEPTED, Json(record)));
     }
     // Not live in this process: it either just ended, or is between the queue and a core.
@@ -293,13 +335,14 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    use crate::model::CallUpdate;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{CallStore as _, TenantStore as _, Transition, testing};
 
     /// Records what the API asked of the call runner.
     #[derive(Default)]
     struct TestControl {
         wakes: AtomicUsize,
-        cancels: Mutex<Vec<i64>>,
+        cancels: Mutex<Vec<String>>,
         refuse_cancel: AtomicBool,
     }
 
@@ -307,9 +350,9 @@ mod tests {
         fn wake(&self) {
             self.wakes.fetch_add(1, Ordering::SeqCst);
         }
-        fn cancel(&self, id: i64) -> bool {
+        fn cancel(&self, id: &str) -> bool {
             if let Ok(mut cancels) = self.cancels.lock() {
-                cancels.push(id);
+                cancels.push(id.to_owned());
             }
             !self.refuse_cancel.load(Ordering::SeqCst)
         }
@@ -318,7 +361,7 @@ mod tests {
     struct Harness {
         _dir: tempfile::TempDir,
         app: Router,
-        store: Store,
+        store: Arc<SqliteStore>,
         control: Arc<TestControl>,
         key: String,
     }
@@ -326,9 +369,7 @@ mod tests {
     const APP: &str = "http://127.0.0.1:8000/app.vxml";
 
     async fn harness(trunk: Option<&str>) -> Harness {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Store::open(&dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+        let (dir, store) = testing::open_temp();
         let key = store
             .ensure_dev_tenant(dir.path())
             .await
@@ -415,7 +456,13 @@ mod tests {
 
         async fn stored(&self) -> usize {
             self.store
-                .list_calls("dev", None, 1000, None)
+                .list_calls(
+                    "dev",
+                    store::ListQuery {
+                        limit: 1000,
+                        ..store::ListQuery::default()
+                    },
+                )
                 .await
                 .map(|v| v.len())
                 .unwrap_or(0)
@@ -786,21 +833,7 @@ mod tests {
     #[tokio::test]
     async fn calls_of_another_tenant_are_invisible() {
         let h = harness(None).await;
-        let other = h
-            .store
-            .insert_call(NewCall {
-                tenant: "other".to_owned(),
-                to: "sip:x@127.0.0.1".to_owned(),
-                target_uri: "sip:x@127.0.0.1".to_owned(),
-                from: None,
-                url: APP.to_owned(),
-                vars: serde_json::Map::new(),
-                status_callback: None,
-                ring_timeout_secs: None,
-                ..NewCall::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let other = testing::insert(h.store.as_ref(), testing::new_call("other", 1)).await;
         let uri = format!("/v1/calls/{}", other.id);
         assert_eq!(
             h.call(Method::GET, &uri, None).await.0,
@@ -902,17 +935,21 @@ mod tests {
 
         // A live call is handed to the call runner.
         h.create(new(2)).await;
-        let claimed = h.store.claim_queued(1).await.unwrap_or_default();
-        let live = claimed
-            .first()
-            .cloned()
-            .unwrap_or_else(|| panic!("nothing claimed"));
-        let ringing = CallUpdate {
-            status: Some(CallStatus::Ringing),
-            ..CallUpdate::default()
+        let (_, listed) = h.call(Method::GET, "/v1/calls?status=queued", None).await;
+        let queued_id = listed["calls"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let claimed = testing::claim(h.store.as_ref(), "node-a", &queued_id).await;
+        let live = claimed.record.clone();
+        let ringing = Transition {
+            status: CallStatus::Ringing,
+            at: time::OffsetDateTime::now_utc(),
+            cause: None,
+            sip_status: Some(180),
         };
         h.store
-            .update_call(live.rowid, ringing)
+            .record_transition(&live.id, claimed.attempt, ringing)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let uri = format!("/v1/calls/{}", live.id);
@@ -925,7 +962,7 @@ mod tests {
                 .lock()
                 .map(|c| c.clone())
                 .unwrap_or_default(),
-            vec![live.rowid]
+            vec![live.id.clone()]
         );
 
         // Not live in this process and not final: the client should retry.

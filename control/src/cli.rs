@@ -357,14 +357,15 @@ mod tests {
 
     use crate::api::{AppState, router};
     use crate::dispatch::CallControl;
-    use crate::model::CallUpdate;
-    use crate::store::Store;
+    use crate::model::Next;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{AttemptEnd, CallStore as _, TenantStore as _, Transition, testing};
 
     struct NoControl;
 
     impl CallControl for NoControl {
         fn wake(&self) {}
-        fn cancel(&self, _id: i64) -> bool {
+        fn cancel(&self, _id: &str) -> bool {
             false
         }
     }
@@ -460,10 +461,8 @@ mod tests {
     }
 
     /// A real server on 127.0.0.1:0 whose calls a background task moves through `statuses`.
-    async fn server() -> (tempfile::TempDir, Store, String, String) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Store::open(&dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+    async fn server() -> (tempfile::TempDir, Arc<SqliteStore>, String, String) {
+        let (dir, store) = testing::open_temp();
         let key = store
             .ensure_dev_tenant(dir.path())
             .await
@@ -483,25 +482,44 @@ mod tests {
     }
 
     /// Plays the call runner: claims the call and moves it through `statuses`.
-    fn drive(store: Store, statuses: Vec<(CallStatus, Option<u16>)>) {
+    fn drive(store: Arc<SqliteStore>, statuses: Vec<(CallStatus, Option<u16>)>) {
         tokio::spawn(async move {
             let claimed = loop {
-                let claimed = store.claim_queued(1).await.unwrap_or_default();
-                if let Some(record) = claimed.into_iter().next() {
-                    break record;
+                let pending = store.pending_calls("test").await.unwrap_or_default();
+                if let Some(call) = pending.first() {
+                    break testing::claim(store.as_ref(), "test", &call.id).await;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             };
+            let id = claimed.record.id.clone();
             for (status, sip_status) in statuses {
                 tokio::time::sleep(Duration::from_millis(30)).await;
-                let update = CallUpdate {
-                    status: Some(status),
-                    sip_status,
-                    result: (status == CallStatus::Completed)
-                        .then(|| serde_json::json!({"pin": "1234"})),
-                    ..CallUpdate::default()
-                };
-                let _ = store.update_call(claimed.rowid, update).await;
+                let now = time::OffsetDateTime::now_utc();
+                if status.is_final() {
+                    let end = AttemptEnd {
+                        status,
+                        ended_at: now,
+                        sip_status,
+                        disposition: Some(status.as_str().to_owned()),
+                        reason: status.as_str().to_owned(),
+                        core: Some(0),
+                        sip_call_id: None,
+                        result: (status == CallStatus::Completed)
+                            .then(|| serde_json::json!({"pin": "1234"})),
+                    };
+                    let next = Next::Final { status };
+                    let _ = store.finish_attempt(&id, claimed.attempt, end, next).await;
+                } else {
+                    let transition = Transition {
+                        status,
+                        at: now,
+                        cause: None,
+                        sip_status,
+                    };
+                    let _ = store
+                        .record_transition(&id, claimed.attempt, transition)
+                        .await;
+                }
             }
         });
     }

@@ -35,6 +35,17 @@ pub struct Config {
     pub log: LogConfig,
     /// Limits on each call's VoiceXML application.
     pub vxml: VxmlConfig,
+    /// This node's identity among control nodes.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: this control node among others sharing a store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The id this node claims calls under; empty = the machine's host name. A restarting
+    /// node recovers only the calls claimed under its own id.
+    pub node_id: String,
 }
 
 /// `[http]`: the HTTP API.
@@ -402,6 +413,13 @@ impl Config {
                 "must be > 0 (interrupt checks a call's scripts may use)".to_owned(),
             );
         }
+        let node = &self.cluster.node_id;
+        if node.len() > 64 || node.chars().any(|c| !c.is_ascii_graphic()) {
+            return bad(
+                "cluster.node_id",
+                format!("must be up to 64 printable ASCII characters without spaces, not {node:?}"),
+            );
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return bad(
                 "log.level",
@@ -415,6 +433,18 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// This node's id: `cluster.node_id`, or the host name when that is empty.
+    pub fn node_id(&self) -> String {
+        if !self.cluster.node_id.is_empty() {
+            return self.cluster.node_id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
     }
 
     /// The SQLite database file: `store.data_dir/outdial.sqlite`.
@@ -513,6 +543,21 @@ mod tests {
                 "configuration.md lacks `{key}`"
             );
         }
+    }
+
+    #[test]
+    fn node_id_defaults_to_the_host_name_and_is_checked() {
+        let mut config = Config::default();
+        assert!(!config.node_id().is_empty());
+        config.cluster.node_id = "node-a".to_owned();
+        assert_eq!(config.node_id(), "node-a");
+        config.cluster.node_id = "node a".to_owned();
+        let err = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("cluster.node_id"), "{err}");
     }
 
     #[test]

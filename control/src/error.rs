@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::intake::{FieldError, Rule};
+use crate::store::StoreError;
 
 /// Everything that can go wrong in the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,12 @@ pub enum Error {
     /// The call is between the queue and a dataplane core and cannot be canceled this instant.
     #[error("call `{0}` is being handed to the dataplane; retry the DELETE in a second")]
     CancelPending(String),
+    /// The store refused the operation (a conflict, an unknown id, a bad cursor).
+    #[error(transparent)]
+    Refused(StoreError),
+    /// The API key is valid but lacks the scope this endpoint needs.
+    #[error("this API key lacks the `{0}` scope; use a key that has it (see `outdial key create`)")]
+    Forbidden(&'static str),
     /// An Outdial server answered the command-line client with an error.
     #[error("{code}: {message} (HTTP {status})")]
     Api {
@@ -119,6 +126,15 @@ impl Error {
             Self::NotFound(_) => "not_found",
             Self::AlreadyEnded(_) => "already_ended",
             Self::CancelPending(_) => "cancel_pending",
+            Self::Refused(e) => match e {
+                StoreError::IdempotencyConflict(_) => "idempotency_conflict",
+                StoreError::NotFound { .. } => "not_found",
+                StoreError::AlreadyExists { .. } => "already_exists",
+                StoreError::InvalidCursor(_) => "invalid_query",
+                StoreError::Invalid(_) => "invalid_value",
+                StoreError::Unavailable(_) | StoreError::NewerSchema { .. } => "store_unavailable",
+            },
+            Self::Forbidden(_) => "insufficient_scope",
             Self::Api { .. } => "api",
             Self::Client(_) => "client",
         }
@@ -131,6 +147,16 @@ impl Error {
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AlreadyEnded(_) | Self::CancelPending(_) => StatusCode::CONFLICT,
+            Self::Refused(e) => match e {
+                StoreError::IdempotencyConflict(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+                StoreError::AlreadyExists { .. } => StatusCode::CONFLICT,
+                StoreError::InvalidCursor(_) | StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+                StoreError::Unavailable(_) | StoreError::NewerSchema { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            },
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Api { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -192,9 +218,13 @@ impl RequestError {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Store(e.to_string())
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(message) => Self::Store(message),
+            newer @ StoreError::NewerSchema { .. } => Self::Store(newer.to_string()),
+            other => Self::Refused(other),
+        }
     }
 }
 
@@ -291,6 +321,14 @@ mod tests {
             Error::AlreadyEnded(String::new()),
             Error::CancelPending(String::new()),
             Error::Store(String::new()),
+            StoreError::IdempotencyConflict(String::new()).into(),
+            StoreError::AlreadyExists {
+                what: "tenant",
+                id: String::new(),
+            }
+            .into(),
+            StoreError::Invalid(String::new()).into(),
+            Error::Forbidden("admin"),
         ];
         for e in errors {
             let (code, status) = (e.code(), e.http_status().as_u16());

@@ -29,11 +29,13 @@ pub enum CallStatus {
     Failed,
     /// Canceled through `DELETE /v1/calls/{id}`.
     Canceled,
+    /// Not placed before its `not_after` time.
+    Expired,
 }
 
 impl CallStatus {
     /// Every status, in life-cycle order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Queued,
         Self::Dialing,
         Self::Ringing,
@@ -43,13 +45,19 @@ impl CallStatus {
         Self::NoAnswer,
         Self::Failed,
         Self::Canceled,
+        Self::Expired,
     ];
 
     /// True for statuses a call never leaves.
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Completed | Self::Busy | Self::NoAnswer | Self::Failed | Self::Canceled
+            Self::Completed
+                | Self::Busy
+                | Self::NoAnswer
+                | Self::Failed
+                | Self::Canceled
+                | Self::Expired
         )
     }
 
@@ -70,6 +78,7 @@ impl CallStatus {
             Self::NoAnswer => "no-answer",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
+            Self::Expired => "expired",
         }
     }
 
@@ -107,62 +116,6 @@ pub struct CallRequest {
     pub ring_timeout: Option<u64>,
 }
 
-/// Outcomes of an attempt that may be retried (`retry.on`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RetryOn {
-    /// The callee was busy.
-    Busy,
-    /// Nobody answered.
-    NoAnswer,
-    /// The attempt failed (unreachable, refused, broke off).
-    Failed,
-}
-
-impl RetryOn {
-    /// Every outcome, in wire order.
-    pub const ALL: [Self; 3] = [Self::Busy, Self::NoAnswer, Self::Failed];
-
-    /// The wire name: `busy`, `no-answer`, `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Busy => "busy",
-            Self::NoAnswer => "no-answer",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
-
-/// How a call is retried: up to `max_attempts` attempts in all, `delay_secs` apart, when an
-/// attempt ends in one of `on`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included; 1 = never retried.
-    pub max_attempts: u32,
-    /// Seconds between the end of an attempt and the next.
-    pub delay_secs: u64,
-    /// Outcomes that are retried.
-    pub on: Vec<RetryOn>,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 1,
-            delay_secs: 60,
-            on: Vec::new(),
-        }
-    }
-}
-
-/// Priority of a request that gives none (0–9, 9 leaves first).
-pub const DEFAULT_PRIORITY: u8 = 5;
-
 /// A validated request, ready to store.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NewCall {
@@ -182,22 +135,127 @@ pub struct NewCall {
     pub status_callback: Option<String>,
     /// Ring timeout requested for this call, seconds.
     pub ring_timeout_secs: Option<u64>,
-    /// When to place the call; `None` = as soon as possible.
+    /// When to place the call; `None` = now.
     pub at: Option<OffsetDateTime>,
-    /// Past this time a call not yet placed ends `expired`.
+    /// Past this, a call not yet placed ends `expired`.
     pub not_after: Option<OffsetDateTime>,
-    /// 0–9; due calls leave highest priority first.
+    /// 0–9; due calls with a higher priority leave first ([`DEFAULT_PRIORITY`] by default).
     pub priority: u8,
-    /// Retries by outcome.
+    /// When to try again after an unsuccessful attempt.
     pub retry: RetryPolicy,
+}
+
+/// Priority of a call whose request gives none.
+pub const DEFAULT_PRIORITY: u8 = 5;
+
+/// Which outcomes of an attempt are worth another attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    /// The callee was busy.
+    Busy,
+    /// Nobody answered.
+    NoAnswer,
+    /// The call could not be placed.
+    Failed,
+}
+
+impl RetryOn {
+    /// Every outcome, in wire order.
+    pub const ALL: [Self; 3] = [Self::Busy, Self::NoAnswer, Self::Failed];
+
+    /// The wire name: `busy`, `no-answer`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Busy => "busy",
+            Self::NoAnswer => "no-answer",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// The outcome an attempt that ended in `status` counts as, if any.
+    pub fn of(status: CallStatus) -> Option<Self> {
+        match status {
+            CallStatus::Busy => Some(Self::Busy),
+            CallStatus::NoAnswer => Some(Self::NoAnswer),
+            CallStatus::Failed => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// `retry` of a request: up to `max_attempts` attempts, `delay_secs` apart, after the
+/// outcomes listed in `on`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all; 1 = no retry.
+    pub max_attempts: u32,
+    /// Seconds between the end of an attempt and the next.
+    pub delay_secs: u64,
+    /// Outcomes that lead to another attempt.
+    pub on: Vec<RetryOn>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            delay_secs: 60,
+            on: Vec::new(),
+        }
+    }
+}
+
+/// What happens to a call after an attempt: it ends, or it waits for another attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The call ends with this status.
+    Final {
+        /// The call's final status.
+        status: CallStatus,
+    },
+    /// The call goes back to `queued`, due at `at`.
+    Retry {
+        /// When the next attempt is due.
+        at: OffsetDateTime,
+    },
+}
+
+impl RetryPolicy {
+    /// The retry rule: another attempt when `on` lists the attempt's outcome and fewer than
+    /// `max_attempts` attempts were made (and the retry would not fall after `not_after`).
+    pub fn next(
+        &self,
+        outcome: CallStatus,
+        attempts: u32,
+        ended_at: OffsetDateTime,
+        not_after: Option<OffsetDateTime>,
+    ) -> Next {
+        let listed = RetryOn::of(outcome).is_some_and(|o| self.on.contains(&o));
+        let delay = time::Duration::seconds(i64::try_from(self.delay_secs).unwrap_or(i64::MAX));
+        let at = ended_at.checked_add(delay);
+        match at {
+            Some(at)
+                if listed
+                    && attempts < self.max_attempts
+                    && not_after.is_none_or(|limit| at <= limit) =>
+            {
+                Next::Retry { at }
+            }
+            _ => Next::Final { status: outcome },
+        }
+    }
 }
 
 /// A stored call: the request plus everything that happened to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
-    /// Internal row id; the dataplane's call id. Not published.
-    #[serde(skip)]
-    pub rowid: i64,
     /// Public id: `call_` + 26 base32 characters.
     pub id: String,
     /// Owning tenant. Not published.
@@ -240,27 +298,20 @@ pub struct CallRecord {
     pub reason: Option<String>,
     /// Values the application submitted: `{"name": "value"}`.
     pub result: Option<Value>,
-}
-
-/// A change to a stored call; `None` fields are left as they are.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CallUpdate {
-    /// New status.
-    pub status: Option<CallStatus>,
-    /// When the INVITE was sent.
-    pub dialed_at: Option<OffsetDateTime>,
-    /// When the callee answered.
-    pub answered_at: Option<OffsetDateTime>,
-    /// When the call ended.
-    pub ended_at: Option<OffsetDateTime>,
-    /// Final SIP response code.
-    pub sip_status: Option<u16>,
-    /// How the call ended.
-    pub disposition: Option<String>,
-    /// Why, in words.
-    pub reason: Option<String>,
-    /// Values the application submitted.
-    pub result: Option<Value>,
+    /// When the call is (next) due to be placed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub due_at: OffsetDateTime,
+    /// Past this, a call not yet placed ends `expired`.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<OffsetDateTime>,
+    /// 0–9, higher leaves first.
+    pub priority: u8,
+    /// The retry policy.
+    pub retry: RetryPolicy,
+    /// Attempts made so far (each has its own CDR).
+    pub attempts: u32,
+    /// SIP Call-ID of the latest attempt, when the dataplane reported one.
+    pub sip_call_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -281,6 +332,71 @@ mod tests {
     }
 
     #[test]
+    fn retry_rule_needs_a_listed_outcome_and_attempts_left() {
+        let t0 = time::macros::datetime!(2026-11-24 12:00:00 UTC);
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            delay_secs: 30,
+            on: vec![RetryOn::Busy, RetryOn::NoAnswer],
+        };
+        let later = t0 + time::Duration::seconds(30);
+        assert_eq!(
+            policy.next(CallStatus::Busy, 1, t0, None),
+            Next::Retry { at: later }
+        );
+        assert_eq!(
+            policy.next(CallStatus::NoAnswer, 2, t0, None),
+            Next::Retry { at: later }
+        );
+        let last = policy.next(CallStatus::Busy, 3, t0, None);
+        assert_eq!(
+            last,
+            Next::Final {
+                status: CallStatus::Busy
+            }
+        );
+        let unlisted = policy.next(CallStatus::Failed, 1, t0, None);
+        assert_eq!(
+            unlisted,
+            Next::Final {
+                status: CallStatus::Failed
+            }
+        );
+        let done = policy.next(CallStatus::Completed, 1, t0, None);
+        assert_eq!(
+            done,
+            Next::Final {
+                status: CallStatus::Completed
+            }
+        );
+        let too_late = policy.next(
+            CallStatus::Busy,
+            1,
+            t0,
+            Some(t0 + time::Duration::seconds(10)),
+        );
+        assert_eq!(
+            too_late,
+            Next::Final {
+                status: CallStatus::Busy
+            }
+        );
+        let none = RetryPolicy::default().next(CallStatus::Busy, 1, t0, None);
+        assert_eq!(
+            none,
+            Next::Final {
+                status: CallStatus::Busy
+            }
+        );
+        let wire: Vec<_> = RetryOn::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(wire, ["busy", "no-answer", "failed"]);
+        assert_eq!(
+            serde_json::to_value(RetryOn::NoAnswer).ok(),
+            Some(Value::from("no-answer"))
+        );
+    }
+
+    #[test]
     fn final_and_live_partition_the_non_queued_statuses() {
         for status in CallStatus::ALL {
             let classes = [
@@ -295,7 +411,6 @@ mod tests {
     #[test]
     fn record_json_hides_internal_fields_and_uses_rfc3339() {
         let record = CallRecord {
-            rowid: 7,
             id: "call_x".into(),
             tenant: "acme".into(),
             status: CallStatus::InProgress,
@@ -314,12 +429,19 @@ mod tests {
             disposition: None,
             reason: None,
             result: None,
+            due_at: time::macros::datetime!(2026-11-24 12:00:00.5 UTC),
+            not_after: None,
+            priority: 5,
+            retry: RetryPolicy::default(),
+            attempts: 0,
+            sip_call_id: None,
         };
         let json = serde_json::to_value(&record).unwrap_or_default();
         assert_eq!(json["status"], "in-progress");
         assert_eq!(json["created_at"], "2026-11-24T12:00:00.5Z");
         assert_eq!(json["ring_timeout"], 20);
-        assert!(json.get("rowid").is_none() && json.get("tenant").is_none());
+        assert!(json.get("tenant").is_none());
+        assert_eq!(json["retry"]["max_attempts"], 1);
         assert!(json["answered_at"].is_null());
         let back: Option<CallRecord> = serde_json::from_value(json).ok();
         assert_eq!(

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::store::Store;
+use crate::store::DataStore;
 
 /// The live cores and all cores, as reported by the dataplane.
 pub type CoreCount = dyn Fn() -> (usize, usize) + Send + Sync;
@@ -19,7 +19,7 @@ pub type CoreCount = dyn Fn() -> (usize, usize) + Send + Sync;
 /// What `/readyz` checks; cheap to clone.
 #[derive(Clone)]
 pub struct Readiness {
-    store: Store,
+    store: Arc<dyn DataStore>,
     cores: Arc<CoreCount>,
     listening: Arc<AtomicBool>,
     draining: Arc<AtomicBool>,
@@ -27,7 +27,7 @@ pub struct Readiness {
 
 impl Readiness {
     /// Readiness over `store` and the cores `cores` reports; not listening, not draining.
-    pub fn new(store: Store, cores: Arc<CoreCount>) -> Self {
+    pub fn new(store: Arc<dyn DataStore>, cores: Arc<CoreCount>) -> Self {
         Self {
             store,
             cores,
@@ -118,8 +118,10 @@ mod tests {
     #[tokio::test]
     async fn ready_only_when_listening_with_every_core_alive_and_not_draining() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Store::open(&dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+        let store: Arc<dyn DataStore> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(&dir.path().join("outdial.sqlite"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
         let alive = Arc::new(AtomicUsize::new(2));
         let seen = Arc::clone(&alive);
         let ready = Readiness::new(store, Arc::new(move || (seen.load(Ordering::Relaxed), 2)));

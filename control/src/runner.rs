@@ -30,9 +30,9 @@ use tokio::task::JoinSet;
 use crate::call_timing::{CallTiming, FirstPrompt};
 use crate::dispatch::Dispatcher;
 use crate::fetch::Fetcher;
-use crate::model::{CallRecord, CallStatus, CallUpdate};
+use crate::model::{CallRecord, CallStatus};
 use crate::prompts::PromptRenderer;
-use crate::store::Store;
+use crate::store::{AttemptEnd, Claimed, DataStore, Transition};
 use crate::webhook::Webhooks;
 use fetch_audio::{FetchAudio, Step};
 
@@ -72,7 +72,9 @@ pub enum CallSignal {
 #[derive(Clone)]
 pub struct RunnerContext {
     /// The durable store.
-    pub store: Store,
+    pub store: Arc<dyn DataStore>,
+    /// This control node's id (`cluster.node_id`): whose claims these calls are.
+    pub node: Arc<str>,
     /// Documents and submits.
     pub fetcher: Fetcher,
     /// Prompt audio.
@@ -102,22 +104,25 @@ pub struct RunnerSettings {
     pub outbound_proxy: Option<SocketAddr>,
 }
 
-/// Runs one claimed call (status `dialing`) to its end.
-pub async fn run_call(context: RunnerContext, record: CallRecord) {
-    let call = CallId(record.rowid as u64);
+/// Runs one attempt of a claimed call (status `dialing`) to its end.
+pub async fn run_call(context: RunnerContext, claimed: Claimed) {
+    let Claimed { record, attempt } = claimed;
     let (task_tx, rx) = mpsc::unbounded_channel();
     // Signals reach the task through a relay that stops a running session on a cancel.
     let (tx, session_meter) = interp::relay(task_tx);
-    let Some(core) = context.dispatcher.register(call, tx.clone()) else {
+    let Some((call, core)) = context.dispatcher.register(&record.id, tx.clone()) else {
+        let end = Ended::new(attempt, None);
         finish(
             &context,
             &record,
+            end,
             Final::failed("no dataplane core is running"),
             None,
         )
         .await;
         return;
     };
+    let ended = Ended::new(attempt, Some(core));
     let ring_timeout = record
         .ring_timeout_secs
         .map_or(context.settings.ring_timeout, Duration::from_secs);
@@ -129,7 +134,7 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
         Ok(destination) => destination,
         Err(reason) => {
             context.dispatcher.unregister(call);
-            finish(&context, &record, Final::failed(&reason), None).await;
+            finish(&context, &record, ended, Final::failed(&reason), None).await;
             return;
         }
     };
@@ -152,19 +157,22 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
         finish(
             &context,
             &record,
+            ended,
             Final::failed("dataplane core queue is full"),
             None,
         )
         .await;
         return;
     }
-    crate::call_timing::dialed(record.created_at);
+    // Request → INVITE counts from when the call was due (its `at`, or a retry's time).
+    crate::call_timing::dialed(record.due_at.max(record.created_at));
     let timing = CallTiming::new(Instant::now());
-    notify(&context, &record).await;
+    notify(&context);
     let mut call_task = CallTask {
         timing,
         context: context.clone(),
         record,
+        attempt,
         call,
         core,
         rx,
@@ -193,10 +201,24 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
     finish(
         &context,
         &call_task.record,
+        ended,
         final_state,
         call_task.result.take(),
     )
     .await;
+}
+
+/// Which attempt ended, and where it ran.
+#[derive(Clone, Copy)]
+struct Ended {
+    attempt: u32,
+    core: Option<usize>,
+}
+
+impl Ended {
+    fn new(attempt: u32, core: Option<usize>) -> Self {
+        Self { attempt, core }
+    }
 }
 
 /// The final state of a call, as stored.
@@ -223,6 +245,8 @@ struct CallTask {
     timing: CallTiming,
     context: RunnerContext,
     record: CallRecord,
+    /// This attempt's number.
+    attempt: u32,
     call: CallId,
     core: usize,
     rx: mpsc::UnboundedReceiver<CallSignal>,
@@ -384,21 +408,14 @@ impl CallTask {
         match event {
             Event::Ringing { .. } => {
                 self.timing.progress(Instant::now());
-                self.update(CallUpdate {
-                    status: Some(CallStatus::Ringing),
-                    ..CallUpdate::default()
-                })
-                .await;
+                self.transition(CallStatus::Ringing, "the callee is ringing")
+                    .await;
             }
             Event::Answered { codec, .. } => {
                 self.timing.answer(Instant::now());
                 tracing::info!(call = %self.record.id, ?codec, "answered");
-                self.update(CallUpdate {
-                    status: Some(CallStatus::InProgress),
-                    answered_at: Some(OffsetDateTime::now_utc()),
-                    ..CallUpdate::default()
-                })
-                .await;
+                self.transition(CallStatus::InProgress, "the callee answered")
+                    .await;
                 if self.canceled.is_some() {
                     self.hangup();
                 } else {
@@ -843,27 +860,36 @@ impl CallTask {
                 .collect();
             let result = Value::Object(result);
             self.result = Some(result.clone());
-            self.update(CallUpdate {
-                result: Some(result),
-                ..CallUpdate::default()
-            })
-            .await;
+            let stored = self
+                .context
+                .store
+                .store_result(&self.record.id, result)
+                .await;
+            if let Err(e) = stored {
+                tracing::error!(call = %self.record.id, error = %e, "cannot store the submitted values");
+            } else {
+                self.record.result = self.result.clone();
+            }
         }
     }
 
-    async fn update(&mut self, update: CallUpdate) {
-        let status_changed = update.status.is_some();
-        match self
+    /// Records a live status change (with its event and webhook, in one transaction).
+    async fn transition(&mut self, status: CallStatus, cause: &str) {
+        let transition = Transition {
+            status,
+            at: OffsetDateTime::now_utc(),
+            cause: Some(cause.to_owned()),
+            sip_status: None,
+        };
+        let stored = self
             .context
             .store
-            .update_call(self.record.rowid, update)
-            .await
-        {
+            .record_transition(&self.record.id, self.attempt, transition)
+            .await;
+        match stored {
             Ok(record) => {
                 self.record = record;
-                if status_changed {
-                    notify(&self.context, &self.record).await;
-                }
+                notify(&self.context);
             }
             Err(e) => {
                 tracing::error!(call = %self.record.id, error = %e, "cannot update call record")
@@ -1093,28 +1119,53 @@ fn mark_at(marks: &[(String, usize)], played: usize) -> Option<(&str, Duration)>
     ))
 }
 
-async fn finish(context: &RunnerContext, record: &CallRecord, state: Final, result: Option<Value>) {
-    metrics::counter!("outdial_calls_ended_total", "status" => state.status.as_str()).increment(1);
-    let update = CallUpdate {
-        status: Some(state.status),
-        ended_at: Some(OffsetDateTime::now_utc()),
+/// Closes the attempt: its CDR, and the call final or queued again for a retry (the rule of
+/// [`crate::model::RetryPolicy::next`]), in one store transaction.
+async fn finish(
+    context: &RunnerContext,
+    record: &CallRecord,
+    ended: Ended,
+    state: Final,
+    result: Option<Value>,
+) {
+    let ended_at = OffsetDateTime::now_utc();
+    let next = record
+        .retry
+        .next(state.status, ended.attempt, ended_at, record.not_after);
+    let end = AttemptEnd {
+        status: state.status,
+        ended_at,
         sip_status: state.sip_status,
         disposition: state.disposition.map(|d| disposition_label(d).to_owned()),
-        reason: Some(state.reason),
+        reason: state.reason,
+        core: ended.core.and_then(|c| u32::try_from(c).ok()),
+        sip_call_id: None,
         result,
-        ..CallUpdate::default()
     };
-    match context.store.update_call(record.rowid, update).await {
+    match context
+        .store
+        .finish_attempt(&record.id, ended.attempt, end, next)
+        .await
+    {
         Ok(record) => {
-            tracing::info!(call = %record.id, status = ?record.status, reason = ?record.reason, "call finished");
-            notify(context, &record).await;
+            metrics::counter!("outdial_calls_ended_total", "status" => record.status.as_str())
+                .increment(1);
+            tracing::info!(
+                call = %record.id,
+                attempt = ended.attempt,
+                status = %record.status,
+                reason = record.reason.as_deref().unwrap_or(""),
+                "attempt finished"
+            );
+            notify(context);
         }
         Err(e) => tracing::error!(call = %record.id, error = %e, "cannot store the call's end"),
     }
 }
 
-async fn notify(context: &RunnerContext, record: &CallRecord) {
-    context.webhooks.notify(record);
+/// A status change is in the outbox: let the webhook worker look now.
+fn notify(context: &RunnerContext) {
+    context.webhooks.wake();
 }
 
 /// How long a DNS lookup for a callee's host may take.

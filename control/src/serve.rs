@@ -18,7 +18,8 @@ use crate::http_server::{self, HttpLimits};
 use crate::prompts::PromptRenderer;
 use crate::readiness::Readiness;
 use crate::runner::{RunnerContext, RunnerSettings};
-use crate::store::Store;
+use crate::store::DataStore;
+use crate::store::sqlite::SqliteStore;
 use crate::webhook::Webhooks;
 
 /// Runs the whole platform until Ctrl-C or SIGTERM, then drains (see [`drain`]).
@@ -50,12 +51,16 @@ pub async fn run(config: Config) -> Result<(), Error> {
     // Before the store is touched: a second server must not mark the first one's calls failed.
     let _data_lock =
         DataDirLock::acquire(&config.store.data_dir).map_err(|e| Error::Config(e.to_string()))?;
-    let store = Store::open(&config.store.data_dir.join("outdial.sqlite"))?;
-    let recovered = store.recover_interrupted().await?;
+    let store: Arc<dyn DataStore> = Arc::new(SqliteStore::open(&config.database_path())?);
+    let node: Arc<str> = config.node_id().into();
+    let recovered = store
+        .recover_node(&node, time::OffsetDateTime::now_utc())
+        .await?;
     if recovered > 0 {
         tracing::warn!(
             recovered,
-            "calls interrupted by the last stop were marked failed"
+            node = %node,
+            "calls this node left live at its last stop were marked failed"
         );
     }
     let dev_key = store.ensure_dev_tenant(&config.store.data_dir).await?;
@@ -89,9 +94,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
         );
     }
     let dispatcher = Arc::new(Dispatcher::new(dataplane, seed()));
-    let webhooks = Webhooks::new(store.clone())?;
+    let webhooks = Webhooks::new(Arc::clone(&store))?;
+    let outbox = tokio::spawn(webhooks.clone().run());
     let context = RunnerContext {
-        store: store.clone(),
+        store: Arc::clone(&store),
+        node: Arc::clone(&node),
         fetcher,
         prompts,
         webhooks,
@@ -179,6 +186,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     }
     gauges.abort();
     hang_up_live_calls(&dispatcher).await;
+    outbox.abort();
     let _ = stop_http.send(true);
     let _ = server.await;
     tracing::info!("stopped");

@@ -56,6 +56,16 @@ pub const SERIES: &[Series] = &[
         "Calls that reached a final status, by status.",
     ),
     series(
+        "outdial_scheduler_queued_calls",
+        Kind::Gauge,
+        "Accepted calls waiting in the scheduler (not yet due, or due and waiting for a slot or the release rate).",
+    ),
+    series(
+        "outdial_scheduler_expired_total",
+        Kind::Counter,
+        "Calls not placed before their not_after, ended expired.",
+    ),
+    series(
         "outdial_calls_in_flight",
         Kind::Gauge,
         "Calls dialing, ringing or in progress (at most calls.max_concurrent).",

@@ -1,52 +1,79 @@
-//! Status webhooks: the call record POSTed to `status_callback`, signed per Standard Webhooks.
+//! Status webhooks: the call record POSTed to `status_callback`, signed per Standard Webhooks,
+//! delivered from the store's outbox.
 //!
-//! Each delivery carries `webhook-id` (the same on every retry), `webhook-timestamp` (Unix
-//! seconds at that attempt) and `webhook-signature: v1,<base64 HMAC-SHA256>` over
-//! `id.timestamp.body`, keyed with the tenant's secret (`whsec_` + base64 key). A delivery that
-//! gets no 2xx (redirects included) is retried after 1 s, 5 s and 30 s, then given up.
-//! Deliveries are independent: a receiver orders them by the record's `status` and times.
+//! The store writes an outbox row in the same transaction as each status change; this worker
+//! posts due rows, deletes them on a 2xx, and otherwise reschedules them after 1 s, 5 s, 30 s,
+//! 2 min, 10 min and 1 h (the schedule lives in the store, so it survives restarts); after the
+//! last try the row is a dead letter, listed by `GET /v1/webhooks/dead-letters`. Each delivery
+//! carries `webhook-id` (the same on every try), `webhook-timestamp` (Unix seconds at that try)
+//! and `webhook-signature: v1,<base64 HMAC-SHA256>` over `id.timestamp.body`, keyed with the
+//! tenant's secret (`whsec_` + base64 key). Deliveries are independent and at least once: a
+//! receiver orders them by the record's `status` and times, and drops repeated ids.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
 
 use crate::auth;
 use crate::error::Error;
-use crate::model::CallRecord;
-use crate::store::Store;
+use crate::store::{DataStore, OutboxItem};
 
-/// Waits before the retries that follow a failed first attempt.
-pub const RETRY_DELAYS: [Duration; 3] = [
+/// Waits before the tries that follow a failed first try; after the last, a dead letter.
+pub const RETRY_DELAYS: [Duration; 6] = [
     Duration::from_secs(1),
     Duration::from_secs(5),
     Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+    Duration::from_secs(3600),
 ];
 
 /// Time limit for one delivery attempt.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Sends status webhooks in background tasks; cheap to clone.
+/// Deliveries in flight at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// The outbox worker's handle; cheap to clone.
 #[derive(Clone)]
 pub struct Webhooks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: reqwest::Client,
-    store: Store,
-    retry_delays: Arc<[Duration]>,
+    store: Arc<dyn DataStore>,
+    retry_delays: Vec<Duration>,
+    wake: Notify,
+    /// Outbox rows being delivered now.
+    busy: Mutex<HashSet<i64>>,
 }
 
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Webhooks")
-            .field("retry_delays", &self.retry_delays)
+            .field("retry_delays", &self.inner.retry_delays)
             .finish_non_exhaustive()
     }
 }
 
 impl Webhooks {
-    /// A sender that signs with each tenant's secret from `store`.
-    pub fn new(store: Store) -> Result<Self, Error> {
+    /// A worker over `store`'s outbox with the standard retry schedule.
+    pub fn new(store: Arc<dyn DataStore>) -> Result<Self, Error> {
+        Self::with_retry_delays(store, &RETRY_DELAYS)
+    }
+
+    /// A worker with another retry schedule (tests use short ones).
+    pub fn with_retry_delays(
+        store: Arc<dyn DataStore>,
+        retry_delays: &[Duration],
+    ) -> Result<Self, Error> {
         let client = reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -54,60 +81,112 @@ impl Webhooks {
             .build()
             .map_err(|e| Error::Client(format!("cannot build the webhook HTTP client: {e}")))?;
         Ok(Self {
-            client,
-            store,
-            retry_delays: Arc::new(RETRY_DELAYS),
+            inner: Arc::new(Inner {
+                client,
+                store,
+                retry_delays: retry_delays.to_vec(),
+                wake: Notify::new(),
+                busy: Mutex::default(),
+            }),
         })
     }
 
-    /// The same sender with other retry delays (tests use short ones).
-    pub fn with_retry_delays(mut self, delays: &[Duration]) -> Self {
-        self.retry_delays = delays.into();
-        self
+    /// Something was written to the outbox: look now rather than at the next poll.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
     }
 
-    /// Posts `record` to its `status_callback`, if it has one, in a background task.
-    /// Outside a tokio runtime the notification is dropped with a warning.
-    pub fn notify(&self, record: &CallRecord) {
-        if record.status_callback.is_none() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(call = %record.id, "webhook dropped: no async runtime");
-            return;
-        };
-        let webhooks = self.clone();
-        let record = record.clone();
-        runtime.spawn(async move {
-            if let Err(e) = webhooks.deliver(&record).await {
-                metrics::counter!("outdial_webhook_failures_total").increment(1);
-                tracing::warn!(call = %record.id, status = %record.status, error = %e, "webhook not delivered");
-            }
-        });
-    }
-
-    /// Delivers one notification now, with retries; returns the last failure if all fail.
-    pub async fn deliver(&self, record: &CallRecord) -> Result<(), Error> {
-        let Some(url) = &record.status_callback else {
-            return Ok(());
-        };
-        let body = serde_json::to_vec(record)
-            .map_err(|e| Error::Client(format!("cannot encode the record: {e}")))?;
-        let secret = self.store.tenant_webhook_secret(&record.tenant).await?;
-        let msg_id = format!("msg_{}", auth::random_base32(26)?);
-        let mut delays = self.retry_delays.iter();
+    /// Delivers due rows for as long as the process runs: when woken, when the next row is
+    /// due, and at least once a second.
+    pub async fn run(self) {
         loop {
-            let outcome = self.attempt(url, &secret, &msg_id, &body).await;
-            let error = match outcome {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
+            if let Err(e) = self.deliver_due().await {
+                tracing::error!(error = %e, "cannot read the webhook outbox");
+            }
+            let wait = match self.inner.store.next_webhook_at().await {
+                Ok(Some(next)) => {
+                    let until = next - OffsetDateTime::now_utc();
+                    Duration::try_from(until)
+                        .unwrap_or(Duration::ZERO)
+                        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+                }
+                _ => Duration::from_secs(1),
             };
-            let Some(delay) = delays.next() else {
-                return Err(error);
-            };
-            tracing::debug!(call = %record.id, error = %error, retry_in = ?delay, "webhook attempt failed");
-            tokio::time::sleep(*delay).await;
+            tokio::select! {
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
         }
+    }
+
+    /// Starts a delivery task for each due row not already in flight; returns how many.
+    pub async fn deliver_due(&self) -> Result<usize, Error> {
+        let busy: Vec<i64> = self.busy().iter().copied().collect();
+        let room = MAX_IN_FLIGHT.saturating_sub(busy.len());
+        if room == 0 {
+            return Ok(0);
+        }
+        let now = OffsetDateTime::now_utc();
+        let due = self
+            .inner
+            .store
+            .due_webhooks(now, u32::try_from(room).unwrap_or(u32::MAX), busy)
+            .await?;
+        let started = due.len();
+        for item in due {
+            if !self.busy().insert(item.seq) {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                let seq = item.seq;
+                me.deliver(item).await;
+                me.busy().remove(&seq);
+                me.wake();
+            });
+        }
+        Ok(started)
+    }
+
+    /// One try of one row, and its outcome written back to the outbox.
+    async fn deliver(&self, item: OutboxItem) {
+        let outcome = self
+            .attempt(&item.url, &item.secret, &item.msg_id, item.body.as_bytes())
+            .await;
+        let store = &self.inner.store;
+        let written = match outcome {
+            Ok(()) => {
+                metrics::counter!("outdial_webhooks_delivered_total").increment(1);
+                store.webhook_delivered(item.seq).await
+            }
+            Err(e) => {
+                let now = OffsetDateTime::now_utc();
+                let delay = usize::try_from(item.tries)
+                    .ok()
+                    .and_then(|tries| self.inner.retry_delays.get(tries));
+                let retry_at = delay.map(|d| now + *d);
+                metrics::counter!("outdial_webhook_failures_total").increment(1);
+                if retry_at.is_none() {
+                    metrics::counter!("outdial_webhook_dead_letters_total").increment(1);
+                    tracing::warn!(call = %item.call_id, webhook = %item.msg_id, error = %e, "webhook given up: now a dead letter");
+                } else {
+                    tracing::debug!(call = %item.call_id, webhook = %item.msg_id, error = %e, "webhook try failed");
+                }
+                store
+                    .webhook_failed(item.seq, e.to_string(), retry_at, now)
+                    .await
+            }
+        };
+        if let Err(e) = written {
+            tracing::error!(call = %item.call_id, error = %e, "cannot record a webhook delivery");
+        }
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn attempt(
@@ -117,9 +196,10 @@ impl Webhooks {
         msg_id: &str,
         body: &[u8],
     ) -> Result<(), Error> {
-        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let signature = sign(secret, msg_id, timestamp, body)?;
         let response = self
+            .inner
             .client
             .post(url)
             .header("content-type", "application/json")
@@ -192,7 +272,9 @@ mod tests {
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
 
-    use crate::model::NewCall;
+    use crate::model::CallRecord;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{OutboxStore as _, TenantStore as _, testing};
 
     /// From the Standard Webhooks specification's reference vector.
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -270,22 +352,12 @@ mod tests {
         (format!("http://{addr}/hook"), received)
     }
 
-    async fn stored_call(store: &Store, callback: &str) -> CallRecord {
-        let new = NewCall {
-            tenant: "acme".to_owned(),
-            to: "sip:bob@127.0.0.1".to_owned(),
-            target_uri: "sip:bob@127.0.0.1".to_owned(),
-            from: None,
-            url: "http://127.0.0.1/app.vxml".to_owned(),
-            vars: serde_json::Map::new(),
-            status_callback: Some(callback.to_owned()),
-            ring_timeout_secs: None,
-            ..NewCall::default()
-        };
-        store
-            .insert_call(new)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+    /// A call with `callback` claimed by `node-a`: its `dialing` webhook is in the outbox.
+    async fn claimed_call(store: &SqliteStore, callback: &str) -> CallRecord {
+        let mut new = testing::new_call("acme", 1);
+        new.status_callback = Some(callback.to_owned());
+        let record = testing::insert(store, new).await;
+        testing::claim(store, "node-a", &record.id).await.record
     }
 
     fn header<'a>(received: &'a Received, name: &str) -> &'a str {
@@ -296,20 +368,34 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// Waits (up to 10 s, polling) for `done`; panics with `what` if it never holds.
+    async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+        for _ in 0..1000 {
+            if done().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what} did not happen within 10 s");
+    }
+
+    fn count(received: &Mutex<Vec<Received>>) -> usize {
+        received.lock().map(|r| r.len()).unwrap_or_default()
+    }
+
     #[tokio::test]
     async fn delivery_is_signed_and_retried_with_the_same_id() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Store::open(&dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+        let (_dir, store) = testing::open_temp();
         let (url, received) = receiver(2).await;
-        let record = stored_call(&store, &url).await;
-        let webhooks = Webhooks::new(store.clone())
-            .unwrap_or_else(|e| panic!("{e}"))
-            .with_retry_delays(&[Duration::from_millis(10); 3]);
-        webhooks
-            .deliver(&record)
-            .await
+        let record = claimed_call(&store, &url).await;
+        let webhooks = Webhooks::with_retry_delays(store.clone(), &[Duration::from_millis(10); 3])
             .unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(webhooks.clone().run());
+        until("three tries", async || count(&received) == 3).await;
+        until("the outbox to empty", async || {
+            store.next_webhook_at().await.ok() == Some(None)
+        })
+        .await;
 
         let received = received.lock().map(|r| r.clone()).unwrap_or_default();
         assert_eq!(received.len(), 3, "two failures, then success");
@@ -327,7 +413,7 @@ mod tests {
             );
             assert_eq!(header(delivery, "content-type"), "application/json");
             let timestamp: i64 = header(delivery, "webhook-timestamp").parse().unwrap_or(0);
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let now = OffsetDateTime::now_utc().unix_timestamp();
             assert!(
                 (now - timestamp).abs() < 300,
                 "timestamp {timestamp} vs now {now}"
@@ -350,45 +436,113 @@ mod tests {
             let body: serde_json::Value =
                 serde_json::from_slice(&delivery.body).unwrap_or_default();
             assert_eq!(body, serde_json::to_value(&record).unwrap_or_default());
+            assert_eq!(body["status"], "dialing");
         }
     }
 
     #[tokio::test]
-    async fn gives_up_after_the_last_retry() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Store::open(&dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
-        let (url, received) = receiver(usize::MAX).await;
-        let record = stored_call(&store, &url).await;
-        let webhooks = Webhooks::new(store)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .with_retry_delays(&[Duration::from_millis(5); 3]);
-        let result = webhooks.deliver(&record).await;
-        assert!(result.is_err_and(|e| e.to_string().contains("500")));
+    async fn the_last_failure_makes_a_dead_letter_that_can_be_redriven() {
+        let (_dir, store) = testing::open_temp();
+        let (url, received) = receiver(4).await;
+        let record = claimed_call(&store, &url).await;
+        let webhooks = Webhooks::with_retry_delays(store.clone(), &[Duration::from_millis(5); 3])
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(webhooks.clone().run());
+        until("a dead letter", async || {
+            store
+                .dead_letters("acme", 10, None)
+                .await
+                .is_ok_and(|d| d.len() == 1)
+        })
+        .await;
+        assert_eq!(count(&received), 4, "1 try + 3 retries");
+        let dead = store
+            .dead_letters("acme", 10, None)
+            .await
+            .unwrap_or_default();
+        assert_eq!(dead[0].call_id, record.id);
+        assert_eq!(dead[0].tries, 4);
+        assert!(
+            dead[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("500"))
+        );
+        assert_eq!(dead[0].body["status"], "dialing");
         assert_eq!(
-            received.lock().map(|r| r.len()).unwrap_or_default(),
-            4,
-            "1 try + 3 retries"
+            store.next_webhook_at().await.ok(),
+            Some(None),
+            "nothing pending"
+        );
+        // Other tenants do not see it, nor can they redrive it.
+        assert_eq!(
+            store
+                .dead_letters("other", 10, None)
+                .await
+                .map(|d| d.len())
+                .ok(),
+            Some(0)
+        );
+        let now = OffsetDateTime::now_utc();
+        assert!(store.redrive("other", &dead[0].id, now).await.is_err());
+
+        store
+            .redrive("acme", &dead[0].id, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        webhooks.wake();
+        until("the redriven delivery", async || count(&received) == 5).await;
+        until("the outbox to empty", async || {
+            store.next_webhook_at().await.ok() == Some(None)
+        })
+        .await;
+        assert_eq!(
+            store
+                .dead_letters("acme", 10, None)
+                .await
+                .map(|d| d.len())
+                .ok(),
+            Some(0)
         );
     }
 
     #[tokio::test]
-    async fn notify_posts_in_the_background() {
+    async fn pending_retries_survive_a_store_reopen() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Store::open(&dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
-        let (url, received) = receiver(0).await;
-        let record = stored_call(&store, &url).await;
-        let webhooks = Webhooks::new(store).unwrap_or_else(|e| panic!("{e}"));
-        webhooks.notify(&record);
-        let mut waited = 0;
-        while received.lock().map(|r| r.is_empty()).unwrap_or(true) {
-            assert!(waited < 500, "no webhook within 5 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            waited += 1;
+        let path = dir.path().join("outdial.sqlite");
+        let (url, received) = receiver(1).await;
+        {
+            let store = Arc::new(SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}")));
+            store
+                .tenant_webhook_secret("acme")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            claimed_call(&store, &url).await;
+            let webhooks =
+                Webhooks::with_retry_delays(store.clone(), &[Duration::from_millis(300)])
+                    .unwrap_or_else(|e| panic!("{e}"));
+            // One try (it fails); the retry is written to the store, then the process "stops".
+            assert_eq!(webhooks.deliver_due().await.ok(), Some(1));
+            until("the failed try to be recorded", async || {
+                webhooks.busy().is_empty()
+            })
+            .await;
+            assert_eq!(count(&received), 1);
+            assert!(store.next_webhook_at().await.ok().flatten().is_some());
         }
-        let mut no_callback = record.clone();
-        no_callback.status_callback = None;
-        webhooks.notify(&no_callback); // nothing to send, nothing spawned
+        let store = Arc::new(SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}")));
+        let webhooks = Webhooks::new(store.clone()).unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(webhooks.run());
+        until("the retry after reopening", async || count(&received) == 2).await;
+        let received = received.lock().map(|r| r.clone()).unwrap_or_default();
+        assert_eq!(
+            header(&received[0], "webhook-id"),
+            header(&received[1], "webhook-id"),
+            "the same delivery, not a new one"
+        );
+        until("the outbox to empty", async || {
+            store.next_webhook_at().await.ok() == Some(None)
+        })
+        .await;
     }
 }

@@ -1,0 +1,118 @@
+//! `POST /v1/calls/batch`: up to 10,000 call requests stored in one transaction.
+//!
+//! `all_or_nothing` (the default) refuses the whole batch on the first refused item, naming
+//! it (`calls[3].to`), and stores nothing; `per_item` stores every valid item and answers each
+//! item's result by index. Either way the valid calls are committed together before the
+//! answer, so an answered batch survives a crash whole.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{Value, json};
+
+use super::idempotency::{REPLAYED_HEADER, idempotency_key};
+use super::{AppState, Tenant, is_json};
+use crate::error::{Error, RequestError};
+use crate::intake::batch::{self, BatchMode, MAX_BATCH_BODY_BYTES};
+use crate::intake::{FieldError, Rule, Validator};
+
+/// The batch route's path (also part of the idempotency hash).
+pub const PATH: &str = "/v1/calls/batch";
+
+/// `POST /v1/calls/batch`.
+pub async fn create_batch(
+    State(state): State<AppState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    if !is_json(&headers) {
+        return Err(RequestError::UnsupportedMediaType.into());
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            RequestError::BodyTooLarge(MAX_BATCH_BODY_BYTES)
+        } else {
+            RequestError::Field(FieldError::new(
+                "",
+                Rule::Object,
+                format!("the body could not be read: {}", rejection.body_text()),
+            ))
+        }
+    })?;
+    let idempotency = idempotency_key(&headers, PATH, &body)?;
+    let parsed = batch::parse_body(&body).map_err(RequestError::from)?;
+    let now = time::OffsetDateTime::now_utc();
+    let validator = Validator::new(&state.config);
+    let mut calls = Vec::with_capacity(parsed.items.len());
+    let mut outcomes: Vec<Result<usize, FieldError>> = Vec::with_capacity(parsed.items.len());
+    for (index, item) in parsed.items.into_iter().enumerate() {
+        let checked = item.and_then(|request| {
+            validator
+                .validate(&tenant, request, now)
+                .map_err(|e| e.in_item(index))
+        });
+        match checked {
+            Ok(call) => {
+                outcomes.push(Ok(calls.len()));
+                calls.push(call);
+            }
+            Err(refusal) if parsed.mode == BatchMode::AllOrNothing => {
+                return Err(RequestError::from(refusal).into());
+            }
+            Err(refusal) => outcomes.push(Err(refusal)),
+        }
+    }
+    let created = if calls.is_empty() {
+        None
+    } else {
+        Some(
+            state
+                .store
+                .create_calls(&tenant, calls, idempotency, now)
+                .await?,
+        )
+    };
+    let replayed = created.as_ref().is_some_and(|c| c.replayed);
+    let records = created.map(|c| c.records).unwrap_or_default();
+    if !replayed {
+        for record in &records {
+            state.control.queued(record);
+        }
+        metrics::counter!("outdial_api_calls_created_total").increment(records.len() as u64);
+    }
+    let mut response = match parsed.mode {
+        BatchMode::AllOrNothing => {
+            (StatusCode::CREATED, Json(json!({ "calls": records }))).into_response()
+        }
+        BatchMode::PerItem => {
+            let refused = outcomes.iter().filter(|o| o.is_err()).count();
+            let results: Vec<Value> = outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(index, outcome)| match outcome {
+                    Ok(i) => json!({ "index": index, "call": records.get(i) }),
+                    Err(refusal) => {
+                        let error = Error::from(RequestError::from(refusal));
+                        json!({ "index": index, "error": error.body() })
+                    }
+                })
+                .collect();
+            let body = json!({
+                "created": records.len(),
+                "refused": refused,
+                "results": results,
+            });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+    };
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, axum::http::HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}

@@ -1,0 +1,236 @@
+//! The tokio shell around [`Scheduler`]: owns the clock and talks to the store.
+//!
+//! At start it loads every queued call of this node from the store into memory once; after
+//! that the store is read only to claim the calls the scheduler releases (one transaction per
+//! release, however many calls it holds). New calls, retries, cancels and finished calls
+//! arrive over a channel ([`SchedulerHandle`]), so nothing scans the store on a timer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use super::{Micros, PendingCall, Scheduler};
+use crate::model::CallRecord;
+use crate::store::{Claimed, DataStore};
+
+/// How long a claim holds a call for this node; renewed every third of it while it runs.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// Most calls claimed in one store transaction.
+const MAX_CLAIM: usize = 512;
+
+/// What the scheduler is told.
+#[derive(Debug)]
+enum Input {
+    /// A call to queue: new, a retry, or back from a failed claim.
+    Queued(PendingCall),
+    /// A queued call was canceled.
+    Removed(String),
+    /// A released call of this tenant is over.
+    Finished(String),
+    /// A tenant's concurrency cap changed.
+    Cap(String, Option<usize>),
+}
+
+/// How the API and the call runners reach the scheduler; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SchedulerHandle {
+    tx: mpsc::UnboundedSender<Input>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl SchedulerHandle {
+    /// A committed call (new or a retry) waits in `record`'s state: queue it.
+    pub fn queued(&self, record: &CallRecord) {
+        let _ = self.tx.send(Input::Queued(pending(record)));
+    }
+
+    /// A queued call was canceled: forget it.
+    pub fn removed(&self, id: &str) {
+        let _ = self.tx.send(Input::Removed(id.to_owned()));
+    }
+
+    /// A call released by the scheduler is over (or went back to the queue).
+    pub fn finished(&self, tenant: &str) {
+        let _ = self.tx.send(Input::Finished(tenant.to_owned()));
+    }
+
+    /// Sets or lifts a tenant's concurrency cap.
+    pub fn set_tenant_cap(&self, tenant: &str, cap: Option<usize>) {
+        let _ = self.tx.send(Input::Cap(tenant.to_owned(), cap));
+    }
+
+    /// Calls waiting in the scheduler (a gauge).
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// A channel to a scheduler not yet running, and its receiving end for [`run`].
+pub fn channel() -> (SchedulerHandle, SchedulerInputs) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        SchedulerHandle {
+            tx,
+            queued: Arc::clone(&queued),
+        },
+        SchedulerInputs { rx, queued },
+    )
+}
+
+/// The receiving end of a [`SchedulerHandle`].
+#[derive(Debug)]
+pub struct SchedulerInputs {
+    rx: mpsc::UnboundedReceiver<Input>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// What the scheduler needs from the rest of the control plane.
+pub trait Placer: Send + Sync + 'static {
+    /// Calls the telephony nodes take now.
+    fn budget(&self, now: Micros) -> usize;
+    /// When a node's rate next allows a call.
+    fn next_token_at(&self, now: Micros) -> Micros;
+    /// Runs a claimed call to its end; must report [`SchedulerHandle::finished`] when done.
+    fn start(&self, claimed: Claimed);
+}
+
+/// Runs the scheduler until the task is aborted (at drain): loads this node's queue, then
+/// releases calls as they fall due and the limits allow.
+pub async fn run(
+    mut scheduler: Scheduler,
+    mut inputs: SchedulerInputs,
+    store: Arc<dyn DataStore>,
+    node: String,
+    placer: Arc<dyn Placer>,
+) {
+    match store.pending_calls(&node).await {
+        Ok(pending) => {
+            tracing::info!(queued = pending.len(), "scheduler loaded the queue");
+            for call in pending {
+                scheduler.insert(PendingCall {
+                    tenant: Arc::from(call.tenant.as_str()),
+                    id: call.id,
+                    due_at: micros(call.due_at),
+                    priority: call.priority,
+                    not_after: call.not_after.map(micros),
+                });
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot load queued calls; only new calls will be placed"),
+    }
+    let mut renew = tokio::time::interval(LEASE / 3);
+    loop {
+        while let Ok(input) = inputs.rx.try_recv() {
+            apply(&mut scheduler, input);
+        }
+        let now_time = OffsetDateTime::now_utc();
+        let now = micros(now_time);
+        let released = scheduler.poll(now, placer.budget(now));
+        for call in released.expired {
+            match store.expire_call(&call.id, now_time).await {
+                Ok(_) => {
+                    metrics::counter!("outdial_scheduler_expired_total").increment(1);
+                    tracing::info!(call = %call.id, "expired: not placed before not_after");
+                }
+                Err(e) => tracing::error!(call = %call.id, error = %e, "cannot expire the call"),
+            }
+        }
+        let mut to_claim = released.start;
+        while !to_claim.is_empty() {
+            let rest = to_claim.split_off(to_claim.len().min(MAX_CLAIM));
+            claim(&store, &node, &mut scheduler, &*placer, to_claim, now_time).await;
+            to_claim = rest;
+        }
+        inputs.queued.store(scheduler.queued(), Ordering::Relaxed);
+        metrics::gauge!("outdial_scheduler_queued_calls").set(scheduler.queued() as f64);
+        let mut wake = scheduler.next_wakeup(now);
+        if scheduler.in_flight() > 0 || scheduler.queued() > 0 {
+            // Due calls may be waiting for a node's rate token.
+            let token = placer.next_token_at(now);
+            if token > now {
+                wake = Some(wake.map_or(token, |w| w.min(token)));
+            }
+        }
+        let sleep = wake.map_or(Duration::from_secs(3600), |at| {
+            Duration::from_micros(u64::try_from(at.saturating_sub(now)).unwrap_or(0))
+        });
+        tokio::select! {
+            input = inputs.rx.recv() => match input {
+                Some(input) => apply(&mut scheduler, input),
+                None => return,
+            },
+            () = tokio::time::sleep(sleep.max(Duration::from_millis(1))) => {}
+            _ = renew.tick() => {
+                let until = OffsetDateTime::now_utc() + LEASE;
+                if let Err(e) = store.renew_lease(&node, until).await {
+                    tracing::error!(error = %e, "cannot renew the leases of live calls");
+                }
+            }
+        }
+    }
+}
+
+async fn claim(
+    store: &Arc<dyn DataStore>,
+    node: &str,
+    scheduler: &mut Scheduler,
+    placer: &dyn Placer,
+    calls: Vec<PendingCall>,
+    now: OffsetDateTime,
+) {
+    let ids = calls.iter().map(|c| c.id.clone()).collect();
+    match store.claim_calls(node, ids, now + LEASE, now).await {
+        Ok(claimed) => {
+            for call in &calls {
+                if !claimed.iter().any(|c| c.record.id == call.id) {
+                    // Canceled or expired in between: its slot is free again.
+                    scheduler.finished(&call.tenant);
+                }
+            }
+            for claimed in claimed {
+                placer.start(claimed);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, calls = calls.len(), "cannot claim calls; they wait");
+            for call in calls {
+                scheduler.finished(&call.tenant);
+                let mut later = call;
+                later.due_at = micros(now) + 1_000_000;
+                scheduler.insert(later);
+            }
+        }
+    }
+}
+
+fn apply(scheduler: &mut Scheduler, input: Input) {
+    match input {
+        Input::Queued(call) => scheduler.insert(call),
+        Input::Removed(id) => {
+            scheduler.remove(&id);
+        }
+        Input::Finished(tenant) => scheduler.finished(&tenant),
+        Input::Cap(tenant, cap) => scheduler.set_tenant_cap(&tenant, cap),
+    }
+}
+
+/// The scheduler's view of a queued call record.
+fn pending(record: &CallRecord) -> PendingCall {
+    PendingCall {
+        id: record.id.clone(),
+        tenant: Arc::from(record.tenant.as_str()),
+        due_at: micros(record.due_at),
+        priority: record.priority,
+        not_after: record.not_after.map(micros),
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn micros(t: OffsetDateTime) -> Micros {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}

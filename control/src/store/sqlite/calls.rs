@@ -1,0 +1,714 @@
+//! Calls, attempts, status events, and the outbox rows and CDRs written with them.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::{bad_column, time_from};
+use crate::model::{CallRecord, CallStatus, NewCall, Next, RetryOn, RetryPolicy};
+use crate::store::{
+    AttemptEnd, CallEvent, Claimed, Created, IDEMPOTENCY_TTL, INTERRUPTED_REASON, IdempotencyKey,
+    ListQuery, PendingCall, StoreError, Transition, transition_allowed,
+};
+
+/// The columns [`record_from_row`] reads, in order.
+pub(super) const CALL_COLUMNS: &str = "id, tenant, status, to_addr, target_uri, from_addr, url, \
+    vars, status_callback, ring_timeout_secs, created_at, dialed_at, answered_at, ended_at, \
+    sip_status, disposition, reason, result, due_at, not_after, priority, max_attempts, \
+    retry_delay_secs, retry_on, attempts, sip_call_id";
+
+/// Timestamps are stored as integer microseconds since the Unix epoch (UTC).
+pub(crate) fn micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// `t` at the microsecond precision the store keeps.
+pub(crate) fn truncate(t: OffsetDateTime) -> OffsetDateTime {
+    // invariant: a whole number of microseconds is always a valid nanosecond value.
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
+}
+
+/// A random public id: `prefix` + 26 base32 characters (130 bits).
+pub(super) fn random_id(prefix: &str) -> Result<String, StoreError> {
+    let tail = crate::auth::random_base32(26)
+        .map_err(|e| StoreError::Unavailable(format!("no randomness for an id: {e}")))?;
+    Ok(format!("{prefix}{tail}"))
+}
+
+fn retry_on_text(on: &[RetryOn]) -> String {
+    on.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+pub(super) fn create(
+    conn: &Connection,
+    tenant: &str,
+    calls: Vec<NewCall>,
+    idempotency: Option<IdempotencyKey>,
+    now: OffsetDateTime,
+) -> Result<Created, StoreError> {
+    let now = truncate(now);
+    let known: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?
+        .query_row([tenant], |row| row.get(0))
+        .optional()?;
+    if known.is_none() {
+        return Err(StoreError::NotFound {
+            what: "tenant",
+            id: tenant.to_owned(),
+        });
+    }
+    if let Some(idem) = &idempotency {
+        conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+            .execute([micros(now - IDEMPOTENCY_TTL)])?;
+        let earlier: Option<(String, String)> = conn
+            .prepare_cached(
+                "SELECT request_sha256, call_ids FROM idempotency_keys \
+                 WHERE tenant = ?1 AND key = ?2",
+            )?
+            .query_row(params![tenant, idem.key], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        if let Some((hash, ids)) = earlier {
+            if hash != idem.request_sha256 {
+                return Err(StoreError::IdempotencyConflict(idem.key.clone()));
+            }
+            let ids: Vec<String> = serde_json::from_str(&ids).map_err(|e| {
+                StoreError::Unavailable(format!("stored idempotency answer is not valid: {e}"))
+            })?;
+            let records = ids
+                .iter()
+                .map(|id| {
+                    select(conn, Some(tenant), id)?.ok_or_else(|| StoreError::NotFound {
+                        what: "call",
+                        id: id.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Created {
+                records,
+                replayed: true,
+            });
+        }
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO calls (id, tenant, status, to_addr, target_uri, from_addr, url, vars, \
+         status_callback, ring_timeout_secs, created_at, due_at, not_after, priority, \
+         max_attempts, retry_delay_secs, retry_on) \
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    let mut event = conn.prepare_cached(
+        "INSERT INTO events (call_id, attempt, status, at, cause) \
+         VALUES (?1, NULL, 'queued', ?2, 'created')",
+    )?;
+    let mut records = Vec::with_capacity(calls.len());
+    for new in calls {
+        let id = random_id("call_")?;
+        let vars = Value::Object(new.vars.clone()).to_string();
+        let ring_timeout = new
+            .ring_timeout_secs
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| StoreError::Invalid("ring timeout does not fit in the store".into()))?;
+        let delay = i64::try_from(new.retry.delay_secs)
+            .map_err(|_| StoreError::Invalid("retry delay does not fit in the store".into()))?;
+        let due_at = truncate(new.at.unwrap_or(now));
+        let not_after = new.not_after.map(truncate);
+        insert.execute(params![
+            id,
+            tenant,
+            new.to,
+            new.target_uri,
+            new.from,
+            new.url,
+            vars,
+            new.status_callback,
+            ring_timeout,
+            micros(now),
+            micros(due_at),
+            not_after.map(micros),
+            new.priority,
+            new.retry.max_attempts,
+            delay,
+            retry_on_text(&new.retry.on),
+        ])?;
+        event.execute(params![id, micros(now)])?;
+        records.push(CallRecord {
+            id,
+            tenant: tenant.to_owned(),
+            status: CallStatus::Queued,
+            to: new.to,
+            target_uri: new.target_uri,
+            from: new.from,
+            url: new.url,
+            vars: new.vars,
+            status_callback: new.status_callback,
+            ring_timeout_secs: new.ring_timeout_secs,
+            created_at: now,
+            dialed_at: None,
+            answered_at: None,
+            ended_at: None,
+            sip_status: None,
+            disposition: None,
+            reason: None,
+            result: None,
+            due_at,
+            not_after,
+            priority: new.priority,
+            retry: new.retry,
+            attempts: 0,
+            sip_call_id: None,
+        });
+    }
+    if let Some(idem) = idempotency {
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        let ids = serde_json::to_string(&ids)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode call ids: {e}")))?;
+        conn.prepare_cached(
+            "INSERT INTO idempotency_keys (tenant, key, request_sha256, call_ids, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            tenant,
+            idem.key,
+            idem.request_sha256,
+            ids,
+            micros(now)
+        ])?;
+    }
+    Ok(Created {
+        records,
+        replayed: false,
+    })
+}
+
+/// The call `id` (of `tenant`, when given).
+pub(super) fn select(
+    conn: &Connection,
+    tenant: Option<&str>,
+    id: &str,
+) -> Result<Option<CallRecord>, StoreError> {
+    let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1");
+    let record = conn
+        .prepare_cached(&sql)?
+        .query_row([id], record_from_row)
+        .optional()?;
+    Ok(record.filter(|r| tenant.is_none_or(|t| t == r.tenant)))
+}
+
+fn require(conn: &Connection, id: &str) -> Result<CallRecord, StoreError> {
+    select(conn, None, id)?.ok_or_else(|| StoreError::NotFound {
+        what: "call",
+        id: id.to_owned(),
+    })
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    tenant: &str,
+    query: &ListQuery,
+) -> Result<Vec<CallRecord>, StoreError> {
+    let below = match &query.before {
+        None => i64::MAX,
+        Some(cursor) => conn
+            .prepare_cached("SELECT seq FROM calls WHERE tenant = ?1 AND id = ?2")?
+            .query_row(params![tenant, cursor], |row| row.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::InvalidCursor(cursor.clone()))?,
+    };
+    let records = match query.status {
+        None => {
+            let sql = format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND seq < ?2 \
+                 ORDER BY seq DESC LIMIT ?3"
+            );
+            conn.prepare_cached(&sql)?
+                .query_map(params![tenant, below, query.limit], record_from_row)?
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        Some(status) => {
+            let sql = format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND status = ?2 \
+                 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
+            );
+            conn.prepare_cached(&sql)?
+                .query_map(
+                    params![tenant, status.as_str(), below, query.limit],
+                    record_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    Ok(records)
+}
+
+pub(super) fn pending(conn: &Connection) -> Result<Vec<PendingCall>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, due_at, priority, not_after FROM calls \
+         WHERE status = 'queued' AND claimed_by IS NULL ORDER BY due_at",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok(PendingCall {
+            id: row.get(0)?,
+            due_at: time_from(row, 1)?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            priority: row.get(2)?,
+            not_after: time_from(row, 3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub(super) fn claim(
+    conn: &Connection,
+    node: &str,
+    ids: &[String],
+    lease_until: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<Vec<Claimed>, StoreError> {
+    let now = truncate(now);
+    let sql = format!(
+        "UPDATE calls SET status = 'dialing', claimed_by = ?2, lease_until = ?3, \
+         attempts = attempts + 1, dialed_at = ?4, answered_at = NULL, sip_call_id = NULL \
+         WHERE id = ?1 AND status = 'queued' AND claimed_by IS NULL \
+         AND (not_after IS NULL OR not_after >= ?4) RETURNING {CALL_COLUMNS}"
+    );
+    let mut update = conn.prepare_cached(&sql)?;
+    let mut attempt_row = conn.prepare_cached(
+        "INSERT OR REPLACE INTO attempts (call_id, attempt, node, dialed_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut claimed = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(record) = update
+            .query_row(
+                params![id, node, micros(lease_until), micros(now)],
+                record_from_row,
+            )
+            .optional()?
+        else {
+            continue;
+        };
+        let attempt = record.attempts;
+        attempt_row.execute(params![id, attempt, node, micros(now)])?;
+        add_event(conn, id, Some(attempt), CallStatus::Dialing, now, None)?;
+        enqueue_webhook(conn, &record, now)?;
+        claimed.push(Claimed { record, attempt });
+    }
+    Ok(claimed)
+}
+
+pub(super) fn renew_lease(
+    conn: &Connection,
+    node: &str,
+    until: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE calls SET lease_until = ?2 WHERE claimed_by = ?1 \
+             AND status IN ('dialing', 'ringing', 'in-progress')",
+        )?
+        .execute(params![node, micros(until)])?;
+    Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+}
+
+/// Ends a queued, unclaimed call with `status` (`expired` or `canceled`) and `reason`.
+fn end_queued(
+    conn: &Connection,
+    id: &str,
+    status: CallStatus,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<Option<CallRecord>, StoreError> {
+    let sql = format!(
+        "UPDATE calls SET status = ?2, ended_at = ?3, reason = ?4 \
+         WHERE id = ?1 AND status = 'queued' AND claimed_by IS NULL RETURNING {CALL_COLUMNS}"
+    );
+    let ended = conn
+        .prepare_cached(&sql)?
+        .query_row(
+            params![id, status.as_str(), micros(now), reason],
+            record_from_row,
+        )
+        .optional()?;
+    match ended {
+        Some(record) => {
+            add_event(conn, id, None, status, now, Some(reason))?;
+            enqueue_webhook(conn, &record, now)?;
+            Ok(Some(record))
+        }
+        None => select(conn, None, id),
+    }
+}
+
+pub(super) fn expire(
+    conn: &Connection,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<Option<CallRecord>, StoreError> {
+    let now = truncate(now);
+    let past: Option<bool> = conn
+        .prepare_cached("SELECT not_after IS NOT NULL AND not_after < ?2 FROM calls WHERE id = ?1")?
+        .query_row(params![id, micros(now)], |row| row.get(0))
+        .optional()?;
+    match past {
+        None => Ok(None),
+        Some(false) => select(conn, None, id),
+        Some(true) => end_queued(
+            conn,
+            id,
+            CallStatus::Expired,
+            "expired: not placed before not_after",
+            now,
+        ),
+    }
+}
+
+pub(super) fn cancel_queued(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<Option<CallRecord>, StoreError> {
+    if select(conn, Some(tenant), id)?.is_none() {
+        return Ok(None);
+    }
+    end_queued(
+        conn,
+        id,
+        CallStatus::Canceled,
+        "canceled through the API before dialing",
+        truncate(now),
+    )
+}
+
+pub(super) fn transition(
+    conn: &Connection,
+    id: &str,
+    attempt: u32,
+    transition: &Transition,
+) -> Result<CallRecord, StoreError> {
+    let current = require(conn, id)?;
+    if current.attempts != attempt || !transition_allowed(current.status, transition.status) {
+        // A late or repeated report (e.g. 180 after 200): nothing changes.
+        return Ok(current);
+    }
+    let at = truncate(transition.at);
+    let answered = (transition.status == CallStatus::InProgress).then(|| micros(at));
+    let sql = format!(
+        "UPDATE calls SET status = ?2, answered_at = COALESCE(?3, answered_at), \
+         sip_status = COALESCE(?4, sip_status) WHERE id = ?1 RETURNING {CALL_COLUMNS}"
+    );
+    let record = conn.prepare_cached(&sql)?.query_row(
+        params![
+            id,
+            transition.status.as_str(),
+            answered,
+            transition.sip_status
+        ],
+        record_from_row,
+    )?;
+    let column = match transition.status {
+        CallStatus::Ringing => "ringing_at",
+        _ => "answered_at",
+    };
+    conn.prepare_cached(&format!(
+        "UPDATE attempts SET {column} = COALESCE({column}, ?3) WHERE call_id = ?1 AND attempt = ?2"
+    ))?
+    .execute(params![id, attempt, micros(at)])?;
+    add_event(
+        conn,
+        id,
+        Some(attempt),
+        transition.status,
+        at,
+        transition.cause.as_deref(),
+    )?;
+    enqueue_webhook(conn, &record, at)?;
+    Ok(record)
+}
+
+pub(super) fn store_result(conn: &Connection, id: &str, result: &Value) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached("UPDATE calls SET result = ?2 WHERE id = ?1")?
+        .execute(params![id, result.to_string()])?;
+    if changed == 0 {
+        return Err(StoreError::NotFound {
+            what: "call",
+            id: id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn finish_attempt(
+    conn: &Connection,
+    id: &str,
+    attempt: u32,
+    end: AttemptEnd,
+    next: Next,
+) -> Result<CallRecord, StoreError> {
+    let current = require(conn, id)?;
+    if current.status.is_final() || current.attempts != attempt {
+        // Already ended (e.g. recovered by a restart): the first end stands.
+        return Ok(current);
+    }
+    let ended_at = truncate(end.ended_at);
+    // The attempt row exists since the claim; an older call (schema v1) may lack it.
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO attempts (call_id, attempt, dialed_at) \
+         SELECT id, ?2, dialed_at FROM calls WHERE id = ?1",
+    )?
+    .execute(params![id, attempt])?;
+    conn.prepare_cached(
+        "UPDATE attempts SET ended_at = ?3, sip_status = ?4, disposition = ?5, reason = ?6, \
+         core = COALESCE(?7, core), sip_call_id = COALESCE(?8, sip_call_id) \
+         WHERE call_id = ?1 AND attempt = ?2",
+    )?
+    .execute(params![
+        id,
+        attempt,
+        micros(ended_at),
+        end.sip_status,
+        end.status.as_str(),
+        end.reason,
+        end.core,
+        end.sip_call_id,
+    ])?;
+    write_cdr(conn, id, attempt)?;
+    let result = end.result.as_ref().map(Value::to_string);
+    let record = match next {
+        Next::Final { status } => {
+            let sql = format!(
+                "UPDATE calls SET status = ?2, ended_at = ?3, sip_status = COALESCE(?4, sip_status), \
+                 disposition = ?5, reason = ?6, result = COALESCE(?7, result), \
+                 sip_call_id = COALESCE(?8, sip_call_id), claimed_by = NULL, lease_until = NULL \
+                 WHERE id = ?1 RETURNING {CALL_COLUMNS}"
+            );
+            let record = conn.prepare_cached(&sql)?.query_row(
+                params![
+                    id,
+                    status.as_str(),
+                    micros(ended_at),
+                    end.sip_status,
+                    end.disposition,
+                    end.reason,
+                    result,
+                    end.sip_call_id,
+                ],
+                record_from_row,
+            )?;
+            add_event(conn, id, Some(attempt), status, ended_at, Some(&end.reason))?;
+            record
+        }
+        Next::Retry { at } => {
+            let at = truncate(at);
+            let sql = format!(
+                "UPDATE calls SET status = 'queued', due_at = ?2, sip_status = ?3, \
+                 disposition = ?4, reason = ?5, result = COALESCE(?6, result), \
+                 sip_call_id = COALESCE(?7, sip_call_id), claimed_by = NULL, lease_until = NULL \
+                 WHERE id = ?1 RETURNING {CALL_COLUMNS}"
+            );
+            let record = conn.prepare_cached(&sql)?.query_row(
+                params![
+                    id,
+                    micros(at),
+                    end.sip_status,
+                    end.disposition,
+                    end.reason,
+                    result,
+                    end.sip_call_id,
+                ],
+                record_from_row,
+            )?;
+            add_event(
+                conn,
+                id,
+                Some(attempt),
+                end.status,
+                ended_at,
+                Some(&end.reason),
+            )?;
+            let cause = format!("attempt {} due at {}", attempt + 1, rfc3339(at));
+            add_event(conn, id, None, CallStatus::Queued, ended_at, Some(&cause))?;
+            record
+        }
+    };
+    enqueue_webhook(conn, &record, ended_at)?;
+    Ok(record)
+}
+
+pub(super) fn recover_node(
+    conn: &Connection,
+    node: &str,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    // Calls of schema version 1 have no owner: the first node to start takes them.
+    let ids: Vec<(String, u32)> = conn
+        .prepare_cached(
+            "SELECT id, attempts FROM calls WHERE status IN ('dialing', 'ringing', 'in-progress') \
+             AND (claimed_by = ?1 OR claimed_by IS NULL)",
+        )?
+        .query_map([node], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (id, attempts) in &ids {
+        let attempt = (*attempts).max(1);
+        if *attempts == 0 {
+            conn.prepare_cached("UPDATE calls SET attempts = 1 WHERE id = ?1")?
+                .execute([id])?;
+        }
+        let end = AttemptEnd {
+            status: CallStatus::Failed,
+            ended_at: now,
+            sip_status: None,
+            disposition: None,
+            reason: INTERRUPTED_REASON.to_owned(),
+            core: None,
+            sip_call_id: None,
+            result: None,
+        };
+        let next = Next::Final {
+            status: CallStatus::Failed,
+        };
+        finish_attempt(conn, id, attempt, end, next)?;
+    }
+    Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))
+}
+
+pub(super) fn events(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Vec<CallEvent>>, StoreError> {
+    if select(conn, Some(tenant), id)?.is_none() {
+        return Ok(None);
+    }
+    let mut statement = conn.prepare_cached(
+        "SELECT status, at, attempt, cause FROM events WHERE call_id = ?1 ORDER BY seq",
+    )?;
+    let rows = statement.query_map([id], |row| {
+        let status: String = row.get(0)?;
+        Ok(CallEvent {
+            status: CallStatus::parse(&status)
+                .ok_or_else(|| bad_column(0, "event status", &status))?,
+            at: time_from(row, 1)?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            attempt: row.get(2)?,
+            cause: row.get(3)?,
+        })
+    })?;
+    Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
+}
+
+fn add_event(
+    conn: &Connection,
+    id: &str,
+    attempt: Option<u32>,
+    status: CallStatus,
+    at: OffsetDateTime,
+    cause: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO events (call_id, attempt, status, at, cause) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, attempt, status.as_str(), micros(at), cause])?;
+    Ok(())
+}
+
+/// Puts the webhook for `record`'s current state in the outbox, due at once, if the call has
+/// a `status_callback`.
+fn enqueue_webhook(
+    conn: &Connection,
+    record: &CallRecord,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let Some(url) = &record.status_callback else {
+        return Ok(());
+    };
+    let body = serde_json::to_string(record)
+        .map_err(|e| StoreError::Unavailable(format!("cannot encode the call record: {e}")))?;
+    conn.prepare_cached(
+        "INSERT INTO outbox (msg_id, tenant, call_id, url, body, created_at, next_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?
+    .execute(params![
+        random_id("msg_")?,
+        record.tenant,
+        record.id,
+        url,
+        body,
+        micros(at),
+    ])?;
+    Ok(())
+}
+
+/// The CDR of a closed attempt, from the call and the attempt rows.
+fn write_cdr(conn: &Connection, id: &str, attempt: u32) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO cdrs (call_id, attempt, tenant, from_addr, to_addr, target_uri, \
+         node, core, sip_call_id, created_at, dialed_at, ringing_at, answered_at, ended_at, \
+         billable_secs, disposition, sip_status, reason) \
+         SELECT c.id, a.attempt, c.tenant, c.from_addr, c.to_addr, c.target_uri, a.node, a.core, \
+         a.sip_call_id, c.created_at, a.dialed_at, a.ringing_at, a.answered_at, a.ended_at, \
+         CASE WHEN a.answered_at IS NULL OR a.ended_at <= a.answered_at THEN 0 \
+              ELSE (a.ended_at - a.answered_at + 999999) / 1000000 END, \
+         a.disposition, a.sip_status, a.reason \
+         FROM calls c JOIN attempts a ON a.call_id = c.id WHERE c.id = ?1 AND a.attempt = ?2",
+    )?
+    .execute(params![id, attempt])?;
+    Ok(())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
+    let status: String = row.get(2)?;
+    let status = CallStatus::parse(&status).ok_or_else(|| bad_column(2, "call status", &status))?;
+    let vars: String = row.get(7)?;
+    let vars: Map<String, Value> =
+        serde_json::from_str(&vars).map_err(|_| bad_column(7, "vars object", &vars))?;
+    let result: Option<String> = row.get(17)?;
+    let result = result
+        .map(|text| serde_json::from_str(&text).map_err(|_| bad_column(17, "result", &text)))
+        .transpose()?;
+    let ring_timeout: Option<i64> = row.get(9)?;
+    let retry_on: String = row.get(23)?;
+    let on = retry_on
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| RetryOn::parse(s).ok_or_else(|| bad_column(23, "retry outcome", s)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let delay: i64 = row.get(22)?;
+    Ok(CallRecord {
+        id: row.get(0)?,
+        tenant: row.get(1)?,
+        status,
+        to: row.get(3)?,
+        target_uri: row.get(4)?,
+        from: row.get(5)?,
+        url: row.get(6)?,
+        vars,
+        status_callback: row.get(8)?,
+        ring_timeout_secs: ring_timeout.and_then(|t| u64::try_from(t).ok()),
+        created_at: time_from(row, 10)?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        dialed_at: time_from(row, 11)?,
+        answered_at: time_from(row, 12)?,
+        ended_at: time_from(row, 13)?,
+        sip_status: row.get(14)?,
+        disposition: row.get(15)?,
+        reason: row.get(16)?,
+        result,
+        due_at: time_from(row, 18)?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        not_after: time_from(row, 19)?,
+        priority: row.get(20)?,
+        retry: RetryPolicy {
+            max_attempts: row.get(21)?,
+            delay_secs: u64::try_from(delay).unwrap_or(0),
+            on,
+        },
+        attempts: row.get(24)?,
+        sip_call_id: row.get(25)?,
+    })
+}

@@ -1,0 +1,212 @@
+//! The schema, as a list of versioned migrations. The version is kept in the `schema_version`
+//! table (as since version 1); each migration runs in its own transaction, so a database of any
+//! older version is brought up to date in place at open.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// Version 1: calls, tenants, keys (the first release).
+pub const V1_SCHEMA: &str = r"
+CREATE TABLE tenants (
+    id             TEXT PRIMARY KEY,
+    webhook_secret TEXT NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    key_sha256 TEXT PRIMARY KEY,
+    tenant     TEXT NOT NULL REFERENCES tenants(id),
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE calls (
+    seq               INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL UNIQUE,
+    tenant            TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    to_addr           TEXT NOT NULL,
+    target_uri        TEXT NOT NULL,
+    from_addr         TEXT,
+    url               TEXT NOT NULL,
+    vars              TEXT NOT NULL,
+    status_callback   TEXT,
+    ring_timeout_secs INTEGER,
+    created_at        INTEGER NOT NULL,
+    dialed_at         INTEGER,
+    answered_at       INTEGER,
+    ended_at          INTEGER,
+    sip_status        INTEGER,
+    disposition       TEXT,
+    reason            TEXT,
+    result            TEXT
+);
+CREATE INDEX calls_by_tenant ON calls (tenant, seq);
+CREATE INDEX calls_by_tenant_status ON calls (tenant, status, seq);
+CREATE INDEX calls_queued ON calls (seq) WHERE status = 'queued';
+CREATE INDEX calls_live ON calls (seq) WHERE status IN ('dialing', 'ringing', 'in-progress');
+";
+
+/// Version 2: scheduling and retry fields, claims with leases, attempts, status events, the
+/// webhook outbox, CDRs, idempotency keys, tenant settings, key ids, scopes and revocation.
+/// Keys of version 1 (the development key) get every scope; live calls of version 1 have no
+/// owner and are recovered by the first node that starts.
+const V2: &str = r"
+ALTER TABLE tenants ADD COLUMN trunk TEXT;
+ALTER TABLE tenants ADD COLUMN caller_id TEXT;
+ALTER TABLE tenants ADD COLUMN max_concurrent INTEGER;
+ALTER TABLE tenants ADD COLUMN disabled_at INTEGER;
+
+ALTER TABLE api_keys ADD COLUMN id TEXT;
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN label TEXT;
+ALTER TABLE api_keys ADD COLUMN revoked_at INTEGER;
+UPDATE api_keys SET id = 'key_' || substr(key_sha256, 1, 16),
+                    scopes = 'calls:create calls:read admin';
+CREATE UNIQUE INDEX api_keys_by_id ON api_keys (id);
+
+ALTER TABLE calls ADD COLUMN due_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN not_after INTEGER;
+ALTER TABLE calls ADD COLUMN priority INTEGER NOT NULL DEFAULT 5;
+ALTER TABLE calls ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE calls ADD COLUMN retry_delay_secs INTEGER NOT NULL DEFAULT 60;
+ALTER TABLE calls ADD COLUMN retry_on TEXT NOT NULL DEFAULT '';
+ALTER TABLE calls ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN sip_call_id TEXT;
+ALTER TABLE calls ADD COLUMN claimed_by TEXT;
+ALTER TABLE calls ADD COLUMN lease_until INTEGER;
+UPDATE calls SET due_at = created_at;
+UPDATE calls SET attempts = 1 WHERE dialed_at IS NOT NULL;
+DROP INDEX calls_queued;
+DROP INDEX calls_live;
+CREATE INDEX calls_queued ON calls (due_at) WHERE status = 'queued';
+CREATE INDEX calls_live ON calls (claimed_by) WHERE status IN ('dialing', 'ringing', 'in-progress');
+
+CREATE TABLE attempts (
+    call_id     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    node        TEXT,
+    core        INTEGER,
+    sip_call_id TEXT,
+    dialed_at   INTEGER,
+    ringing_at  INTEGER,
+    answered_at INTEGER,
+    ended_at    INTEGER,
+    sip_status  INTEGER,
+    disposition TEXT,
+    reason      TEXT,
+    PRIMARY KEY (call_id, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+    seq     INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    attempt INTEGER,
+    status  TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    cause   TEXT
+);
+CREATE INDEX events_by_call ON events (call_id, seq);
+
+CREATE TABLE outbox (
+    seq        INTEGER PRIMARY KEY,
+    msg_id     TEXT NOT NULL UNIQUE,
+    tenant     TEXT NOT NULL,
+    call_id    TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_at    INTEGER,
+    tries      INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    dead_at    INTEGER
+);
+CREATE INDEX outbox_due ON outbox (next_at) WHERE dead_at IS NULL;
+CREATE INDEX outbox_dead ON outbox (tenant, seq) WHERE dead_at IS NOT NULL;
+
+CREATE TABLE cdrs (
+    seq           INTEGER PRIMARY KEY,
+    call_id       TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    tenant        TEXT NOT NULL,
+    from_addr     TEXT,
+    to_addr       TEXT NOT NULL,
+    target_uri    TEXT NOT NULL,
+    node          TEXT,
+    core          INTEGER,
+    sip_call_id   TEXT,
+    created_at    INTEGER NOT NULL,
+    dialed_at     INTEGER,
+    ringing_at    INTEGER,
+    answered_at   INTEGER,
+    ended_at      INTEGER NOT NULL,
+    billable_secs INTEGER NOT NULL,
+    disposition   TEXT NOT NULL,
+    sip_status    INTEGER,
+    reason        TEXT,
+    UNIQUE (call_id, attempt)
+);
+CREATE INDEX cdrs_by_end ON cdrs (ended_at, seq);
+CREATE INDEX cdrs_by_tenant_end ON cdrs (tenant, ended_at, seq);
+
+CREATE TABLE idempotency_keys (
+    tenant         TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    call_ids       TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);
+";
+
+/// Entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2];
+
+/// The version this build writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
+pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |row| row.get(0),
+    )?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    let current = usize::try_from(current).unwrap_or(0);
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let applied = conn.execute_batch(sql).and_then(|()| {
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i64::try_from(version + 1).unwrap_or(i64::MAX)],
+            )
+        });
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(StoreError::Unavailable(format!(
+                    "migration to schema version {}: {e}",
+                    version + 1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_the_number_of_migrations() {
+        assert_eq!(usize::try_from(SCHEMA_VERSION).ok(), Some(MIGRATIONS.len()));
+    }
+}

@@ -1,0 +1,381 @@
+//! The values the store's traits take and return.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::model::{CallRecord, CallStatus};
+
+/// An `Idempotency-Key` header and the SHA-256 (hex) of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The header's value.
+    pub key: String,
+    /// Lowercase hex SHA-256 of the request body (or of its canonical form).
+    pub request_sha256: String,
+}
+
+/// The answer of [`super::CallStore::create_calls`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    /// The stored calls, in request order.
+    pub records: Vec<CallRecord>,
+    /// True when these are the records of an earlier request with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// `GET /v1/calls` as the store sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only calls in this status.
+    pub status: Option<CallStatus>,
+    /// At most this many.
+    pub limit: u32,
+    /// Only calls older than this call id (the cursor).
+    pub before: Option<String>,
+}
+
+/// A queued call, as the scheduler needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCall {
+    /// Public call id.
+    pub id: String,
+    /// When it is due.
+    pub due_at: OffsetDateTime,
+    /// 0–9, higher first.
+    pub priority: u8,
+    /// Past this it expires instead of being placed.
+    pub not_after: Option<OffsetDateTime>,
+}
+
+/// A call claimed for an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The call, now `dialing`.
+    pub record: CallRecord,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+}
+
+/// A live status change reported by the dataplane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// `ringing` or `in-progress`.
+    pub status: CallStatus,
+    /// When it happened.
+    pub at: OffsetDateTime,
+    /// Why, in words (kept with the event).
+    pub cause: Option<String>,
+    /// The SIP response that caused it.
+    pub sip_status: Option<u16>,
+}
+
+/// How an attempt ended: what its CDR records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptEnd {
+    /// The attempt's own outcome (`completed`, `busy`, `no-answer`, `failed`, `canceled`).
+    pub status: CallStatus,
+    /// When it ended.
+    pub ended_at: OffsetDateTime,
+    /// Final SIP status of the INVITE, if one arrived.
+    pub sip_status: Option<u16>,
+    /// The dataplane's classification.
+    pub disposition: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// The dataplane core that carried it.
+    pub core: Option<u32>,
+    /// The SIP Call-ID of the INVITE dialog, when known.
+    pub sip_call_id: Option<String>,
+    /// Values the application submitted.
+    pub result: Option<Value>,
+}
+
+/// One status change of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallEvent {
+    /// The status entered.
+    pub status: CallStatus,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The attempt it belongs to (none for `queued` at creation, `canceled` or `expired`
+    /// before any attempt).
+    pub attempt: Option<u32>,
+    /// Why, in words.
+    pub cause: Option<String>,
+}
+
+/// What an API key allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    /// Create and cancel calls.
+    #[serde(rename = "calls:create")]
+    CallsCreate,
+    /// Read calls, their events, CDRs and dead letters.
+    #[serde(rename = "calls:read")]
+    CallsRead,
+    /// Manage tenants and keys (every tenant).
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Self; 3] = [Self::CallsCreate, Self::CallsRead, Self::Admin];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallsCreate => "calls:create",
+            Self::CallsRead => "calls:read",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// Who an API key belongs to and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The tenant.
+    pub tenant: String,
+    /// The key's public id.
+    pub key_id: String,
+    /// Its scopes.
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// True if the key has `scope`.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// A tenant to create.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// Its id: 1–64 of `[a-z0-9_-]`.
+    pub id: String,
+    /// `sip:host:port` its E.164 numbers are sent to (default: `sip.trunk`).
+    #[serde(default)]
+    pub trunk: Option<String>,
+    /// Its default caller ID (default: `sip.from`).
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// Most calls it may have live at once (default: no cap beyond `calls.max_concurrent`).
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    /// Its id.
+    pub id: String,
+    /// Its trunk, if it has its own.
+    pub trunk: Option<String>,
+    /// Its default caller ID.
+    pub caller_id: Option<String>,
+    /// Its cap on live calls.
+    pub max_concurrent: Option<u32>,
+    /// Disabled tenants' keys do not work.
+    pub disabled: bool,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// An API key to create.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// The tenant it acts for.
+    pub tenant: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// A note for people (e.g. which system uses it).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// An API key as listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyInfo {
+    /// Public id: `key_` + 16 hex characters.
+    pub id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its scopes.
+    pub scopes: Vec<Scope>,
+    /// Its note.
+    pub label: Option<String>,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was revoked, if it was.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A webhook delivery waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Its row, for [`super::OutboxStore::webhook_delivered`] and `webhook_failed`.
+    pub seq: i64,
+    /// The `webhook-id`: the same on every try.
+    pub msg_id: String,
+    /// The call it is about.
+    pub call_id: String,
+    /// Where to POST.
+    pub url: String,
+    /// The JSON body: the call record as it was at the status change.
+    pub body: String,
+    /// The tenant's signing secret.
+    pub secret: String,
+    /// Tries made before this one.
+    pub tries: u32,
+}
+
+/// A webhook that was given up on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// Its id (the `webhook-id` it was sent with).
+    pub id: String,
+    /// The call it is about.
+    pub call_id: String,
+    /// Where it was posted.
+    pub url: String,
+    /// Tries made.
+    pub tries: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When the status change happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was given up.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub dead_at: Option<OffsetDateTime>,
+    /// The body that was posted.
+    pub body: Value,
+}
+
+/// A call detail record: one attempt of one call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cdr {
+    /// The call.
+    pub call_id: String,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The tenant.
+    pub tenant: String,
+    /// The From URI requested (none = the server's default).
+    pub from: Option<String>,
+    /// `to` as requested.
+    pub to: String,
+    /// The SIP URI dialled.
+    pub target_uri: String,
+    /// The control node that placed it.
+    pub node: Option<String>,
+    /// The dataplane core.
+    pub core: Option<u32>,
+    /// The INVITE's Call-ID, when known.
+    pub sip_call_id: Option<String>,
+    /// When the call was requested.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When this attempt's INVITE left.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub dialed_at: Option<OffsetDateTime>,
+    /// When the callee started ringing.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ringing_at: Option<OffsetDateTime>,
+    /// When the callee answered.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub answered_at: Option<OffsetDateTime>,
+    /// When the attempt ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ended_at: OffsetDateTime,
+    /// Answered seconds, rounded up to whole seconds; 0 if not answered.
+    pub billable_secs: u64,
+    /// The attempt's outcome (the status words).
+    pub disposition: String,
+    /// The INVITE's final SIP status.
+    pub sip_status: Option<u16>,
+    /// Why, in words.
+    pub reason: Option<String>,
+}
+
+impl Cdr {
+    /// The CSV header line matching [`Cdr::csv_row`].
+    pub const CSV_HEADER: &'static str = "call_id,attempt,tenant,from,to,target_uri,node,core,\
+        sip_call_id,created_at,dialed_at,ringing_at,answered_at,ended_at,billable_secs,\
+        disposition,sip_status,reason";
+
+    /// One CSV line (RFC 4180 quoting, no line break).
+    pub fn csv_row(&self) -> String {
+        fn time(t: Option<OffsetDateTime>) -> String {
+            t.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+        }
+        fn field(text: &str) -> String {
+            if text.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", text.replace('"', "\"\""))
+            } else {
+                text.to_owned()
+            }
+        }
+        [
+            field(&self.call_id),
+            self.attempt.to_string(),
+            field(&self.tenant),
+            field(self.from.as_deref().unwrap_or_default()),
+            field(&self.to),
+            field(&self.target_uri),
+            field(self.node.as_deref().unwrap_or_default()),
+            self.core.map(|c| c.to_string()).unwrap_or_default(),
+            field(self.sip_call_id.as_deref().unwrap_or_default()),
+            time(Some(self.created_at)),
+            time(self.dialed_at),
+            time(self.ringing_at),
+            time(self.answered_at),
+            time(Some(self.ended_at)),
+            self.billable_secs.to_string(),
+            field(&self.disposition),
+            self.sip_status.map(|s| s.to_string()).unwrap_or_default(),
+            field(self.reason.as_deref().unwrap_or_default()),
+        ]
+        .join(",")
+    }
+}
+
+/// A range of CDRs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdrQuery {
+    /// Attempts that ended at or after this.
+    pub from: Option<OffsetDateTime>,
+    /// Attempts that ended before this.
+    pub to: Option<OffsetDateTime>,
+    /// The `next` cursor of the previous page.
+    pub cursor: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// One page of CDRs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdrPage {
+    /// The records, oldest first.
+    pub cdrs: Vec<Cdr>,
+    /// The cursor of the next page, if there may be more.
+    pub next: Option<String>,
+}
