@@ -17,6 +17,9 @@ use axum::{Extension, Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 
+pub mod batch;
+pub mod idempotency;
+
 use crate::auth;
 use crate::config::Config;
 use crate::dispatch::CallControl;
@@ -57,6 +60,11 @@ pub struct Tenant(pub String);
 pub fn router(state: AppState) -> Router {
     let calls = Router::new()
         .route("/v1/calls", get(list_calls).post(create_call))
+        .route(
+            batch::PATH,
+            axum::routing::post(batch::create_batch)
+                .layer(DefaultBodyLimit::max(intake::batch::MAX_BATCH_BODY_BYTES)),
+        )
         .route("/v1/calls/{id}", get(get_call).delete(cancel_call))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -124,7 +132,9 @@ async fn authorize(
     Ok(next.run(request).await)
 }
 
-/// `POST /v1/calls`: validate, store as `queued`, answer 201 after the commit, wake dispatch.
+/// `POST /v1/calls`: validate, store as `queued`, answer 201 after the commit, hand the call
+/// to the scheduler. With an `Idempotency-Key`, a repeat of the same request answers the first
+/// call again (`Idempotent-Replayed: true`) and places nothing.
 async fn create_call(
     State(state): State<AppState>,
     Extension(Tenant(tenant)): Extension<Tenant>,
@@ -145,25 +155,41 @@ async fn create_call(
             ))
         }
     })?;
+    let idempotency = idempotency::idempotency_key(&headers, "/v1/calls", &body)?;
     let new = parse_call_request(&body, &tenant, &state.config)?;
     let created = state
         .store
-        .create_calls(&tenant, vec![new], None, time::OffsetDateTime::now_utc())
+        .create_calls(
+            &tenant,
+            vec![new],
+            idempotency,
+            time::OffsetDateTime::now_utc(),
+        )
         .await?;
+    let replayed = created.replayed;
     let record = created
         .records
         .into_iter()
         .next()
         .ok_or_else(|| Error::Store("the store created no call".to_owned()))?;
-    state.control.wake();
-    metrics::counter!("outdial_api_calls_created_total").increment(1);
+    if !replayed {
+        state.control.queued(&record);
+        metrics::counter!("outdial_api_calls_created_total").increment(1);
+    }
     let location = format!("/v1/calls/{}", record.id);
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(record),
     )
-        .into_response())
+        .into_response();
+    if replayed {
+        response.headers_mut().insert(
+            idempotency::REPLAYED_HEADER,
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }
 
 /// `GET /v1/calls/{id}`.
@@ -215,6 +241,7 @@ async fn cancel_call(
         let now = time::OffsetDateTime::now_utc();
         match state.store.cancel_queued(&tenant, &id, now).await? {
             Some(after) if after.status == CallStatus::Canceled => {
+                state.control.removed(&id);
                 return Ok((StatusCode::OK, Json(after)));
             }
             // Claimed by the dispatcher in between: cancel it as a live call.
@@ -251,7 +278,7 @@ async fn render_metrics(State(state): State<AppState>) -> Result<Response, Error
     Ok((content_type, handle.render()).into_response())
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -342,13 +369,19 @@ mod tests {
     #[derive(Default)]
     struct TestControl {
         wakes: AtomicUsize,
+        removed: Mutex<Vec<String>>,
         cancels: Mutex<Vec<String>>,
         refuse_cancel: AtomicBool,
     }
 
     impl CallControl for TestControl {
-        fn wake(&self) {
+        fn queued(&self, _record: &CallRecord) {
             self.wakes.fetch_add(1, Ordering::SeqCst);
+        }
+        fn removed(&self, id: &str) {
+            if let Ok(mut removed) = self.removed.lock() {
+                removed.push(id.to_owned());
+            }
         }
         fn cancel(&self, id: &str) -> bool {
             if let Ok(mut cancels) = self.cancels.lock() {
@@ -920,6 +953,17 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{canceled}");
         assert_eq!(canceled["status"], "canceled");
         assert!(canceled["ended_at"].is_string());
+        let removed = h
+            .control
+            .removed
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            removed,
+            [canceled["id"].as_str().unwrap_or("?")],
+            "the scheduler forgets it"
+        );
         let (status, again) = h.call(Method::DELETE, &uri, None).await;
         assert_eq!(
             (status, code(&again)),

@@ -364,7 +364,8 @@ mod tests {
     struct NoControl;
 
     impl CallControl for NoControl {
-        fn wake(&self) {}
+        fn queued(&self, _record: &CallRecord) {}
+        fn removed(&self, _id: &str) {}
         fn cancel(&self, _id: &str) -> bool {
             false
         }

@@ -27,6 +27,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Limits applied to every call.
     pub calls: CallsConfig,
+    /// How fast accepted calls are released to the telephony nodes.
+    pub scheduler: SchedulerConfig,
     /// The text-to-speech engine for `<prompt>` text.
     pub tts: TtsConfig,
     /// Limits on fetching VoiceXML documents and audio.
@@ -235,6 +237,31 @@ impl Default for StoreConfig {
     }
 }
 
+/// `[scheduler]`: the release rate of accepted calls (token buckets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Calls this control node releases per second, over all telephony nodes; 0 = no limit.
+    pub calls_per_second: u32,
+    /// Calls released at once after an idle period, over all nodes.
+    pub burst: u32,
+    /// Calls one telephony node is handed per second; 0 = no limit.
+    pub node_calls_per_second: u32,
+    /// Calls one telephony node is handed at once after an idle period.
+    pub node_burst: u32,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            calls_per_second: 200,
+            burst: 20,
+            node_calls_per_second: 200,
+            node_burst: 20,
+        }
+    }
+}
+
 impl Default for CallsConfig {
     fn default() -> Self {
         Self {
@@ -396,6 +423,13 @@ impl Config {
         }
         if calls.max_concurrent == 0 {
             return bad("calls.max_concurrent", "must be > 0".to_owned());
+        }
+        let scheduler = &self.scheduler;
+        if scheduler.burst == 0 || scheduler.node_burst == 0 {
+            return bad(
+                "scheduler.burst",
+                "scheduler.burst and scheduler.node_burst must be > 0".to_owned(),
+            );
         }
         if self.tts.command.trim().is_empty() {
             return bad("tts.command", "must name a program".to_owned());

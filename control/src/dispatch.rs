@@ -1,37 +1,37 @@
-//! Dispatch: claims due calls from the store, picks a dataplane core for each by
-//! power-of-two-choices (two random cores, the less loaded wins), and routes each core's
-//! events to the task running the call. The dataplane's [`CallId`] is a process-local counter
+//! Dispatch: runs the calls the scheduler releases on a telephony node, picks a dataplane
+//! core for each by power-of-two-choices (two random cores, the less loaded wins), and routes
+//! each core's events to the task running the call. The dataplane's [`CallId`] is a process-local counter
 //! allocated here at dial time; the store knows calls only by their public id.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use outdial_dataplane::api::{CallId, Command, Event};
 use outdial_dataplane::runtime::Dataplane;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
-use crate::model::{CallStatus, Next};
+use crate::model::{CallRecord, CallStatus, Next};
 use crate::runner::{CallSignal, RunnerContext, run_call};
-use crate::store::{AttemptEnd, PendingCall};
+use crate::scheduler::Micros;
+use crate::scheduler::task::{Placer, SchedulerHandle};
+use crate::store::{AttemptEnd, Claimed};
+use crate::telephony::{CoreLoad, NodeLoad, Nodes, Placement, TelephonyNode};
 use time::OffsetDateTime;
-
-/// How long a claim holds a call before another node may take it over (a later issue; here
-/// the lease records the claim and is renewed while the node runs).
-pub const LEASE: Duration = Duration::from_secs(60);
 
 /// Live calls: where their events go, their core and their public id.
 type CallTable = HashMap<CallId, (mpsc::UnboundedSender<CallSignal>, usize, String)>;
 
 /// What the HTTP API needs from the part of the control plane that runs calls.
 pub trait CallControl: Send + Sync + 'static {
-    /// A call was stored as `queued`: look at the queue now rather than at the next tick.
-    fn wake(&self);
+    /// A call was committed as `queued`: hand it to the scheduler.
+    fn queued(&self, record: &CallRecord);
+    /// A queued call was canceled: the scheduler forgets it.
+    fn removed(&self, id: &str);
     /// Ask a live call (dialing, ringing or in progress) to end as `canceled`.
     /// Returns false when the call is not live in this process.
     fn cancel(&self, id: &str) -> bool;
@@ -50,7 +50,6 @@ pub struct Dispatcher {
     /// than read from the cores, so a burst of new calls spreads before any core has seen one.
     assigned: Vec<AtomicUsize>,
     rng: Mutex<SmallRng>,
-    wake: Notify,
     in_flight: AtomicUsize,
 }
 
@@ -67,7 +66,6 @@ impl Dispatcher {
             next_call: AtomicU64::new(1),
             assigned,
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
-            wake: Notify::new(),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -195,105 +193,154 @@ impl Dispatcher {
         }
     }
 
-    /// Claims due calls whenever woken (or every second) and runs each, up to
-    /// `max_concurrent` at once: highest priority first, then earliest due. Queued calls past
-    /// their `not_after` are expired. Also renews this node's leases.
-    ///
-    /// This reads the queue from the store on each pass; the scheduler with an in-memory heap
-    /// and a release rate replaces it.
-    pub async fn schedule(self: Arc<Self>, context: RunnerContext, max_concurrent: usize) {
-        let mut renewed = tokio::time::Instant::now();
-        loop {
-            if renewed.elapsed() >= LEASE / 3 {
-                renewed = tokio::time::Instant::now();
-                let until = OffsetDateTime::now_utc() + LEASE;
-                if let Err(e) = context.store.renew_lease(&context.node, until).await {
-                    tracing::error!(error = %e, "cannot renew the leases of live calls");
+    /// Runs a claimed call in its own task, counted in flight until it ends. A panic in the
+    /// call's task is caught here: the call is released and its attempt recorded as failed.
+    /// When it is over, the scheduler is told (its slot, and its tenant's, are free again).
+    pub fn start(self: &Arc<Self>, context: RunnerContext, claimed: Claimed) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let public_id = claimed.record.id.clone();
+            let tenant = claimed.record.tenant.clone();
+            let attempt = claimed.attempt;
+            let store = Arc::clone(&context.store);
+            let scheduler = context.scheduler.clone();
+            let outcome = tokio::spawn(run_call(context, claimed)).await;
+            if let Err(e) = outcome {
+                tracing::error!(call = %public_id, error = %e, "call task failed");
+                if let Some(call) = me.call_id(&public_id) {
+                    me.unregister(call);
+                }
+                let end = AttemptEnd {
+                    status: CallStatus::Failed,
+                    ended_at: OffsetDateTime::now_utc(),
+                    sip_status: None,
+                    disposition: None,
+                    reason: format!("internal error in the call runner: {e}"),
+                    core: None,
+                    sip_call_id: None,
+                    result: None,
+                };
+                let next = Next::Final {
+                    status: CallStatus::Failed,
+                };
+                if let Err(e) = store.finish_attempt(&public_id, attempt, end, next).await {
+                    tracing::error!(call = %public_id, error = %e, "cannot record the failure");
                 }
             }
-            let mut again = false;
-            let free = max_concurrent.saturating_sub(self.in_flight());
-            if free > 0 {
-                match self.claim_due(&context, free.min(256)).await {
-                    Ok(full) => again = full,
-                    Err(e) => tracing::error!(error = %e, "cannot claim queued calls"),
-                }
-            }
-            if again {
-                continue;
-            }
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
+            me.in_flight.fetch_sub(1, Ordering::Relaxed);
+            scheduler.finished(&tenant);
+        });
     }
 
-    /// One pass: expire, claim up to `limit` due calls and start them. True if `limit` were
-    /// claimed (there may be more).
-    async fn claim_due(
-        self: &Arc<Self>,
-        context: &RunnerContext,
-        limit: usize,
-    ) -> Result<bool, crate::store::StoreError> {
-        let now = OffsetDateTime::now_utc();
-        let pending = context.store.pending_calls(&context.node).await?;
-        let (expired, mut due): (Vec<PendingCall>, Vec<PendingCall>) = pending
-            .into_iter()
-            .filter(|p| p.due_at <= now)
-            .partition(|p| p.not_after.is_some_and(|limit| limit < now));
-        for call in expired {
-            context.store.expire_call(&call.id, now).await?;
+    /// Load of this node, for the scheduler and `GET /v1/nodes`.
+    pub fn node_load(&self, capacity: usize) -> NodeLoad {
+        let cores = (0..self.dataplane.core_count())
+            .map(|core| CoreLoad {
+                core,
+                live_calls: self.load(core),
+                alive: self.dataplane.is_alive(core),
+            })
+            .collect();
+        NodeLoad {
+            node: EMBEDDED_NODE.to_owned(),
+            kind: "embedded",
+            live_calls: self.in_flight(),
+            capacity,
+            cores,
         }
-        due.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.due_at.cmp(&b.due_at)));
-        due.truncate(limit);
-        if due.is_empty() {
-            return Ok(false);
+    }
+}
+
+/// Name of the in-process telephony node.
+pub const EMBEDDED_NODE: &str = "embedded";
+
+/// The in-process dataplane as a [`TelephonyNode`]: its capacity is `calls.max_concurrent`.
+pub struct EmbeddedNode {
+    /// The dataplane and its call table.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Calls it takes at once.
+    pub capacity: usize,
+}
+
+impl TelephonyNode for EmbeddedNode {
+    fn name(&self) -> &str {
+        EMBEDDED_NODE
+    }
+
+    fn load(&self) -> NodeLoad {
+        self.dispatcher.node_load(self.capacity)
+    }
+
+    fn attach(
+        &self,
+        call_id: &str,
+        events: mpsc::UnboundedSender<CallSignal>,
+    ) -> Option<Placement> {
+        self.dispatcher
+            .register(call_id, events)
+            .map(|(call, core)| Placement { call, core })
+    }
+
+    fn send(&self, placement: Placement, command: Command) -> Result<(), Command> {
+        self.dispatcher.send(placement.core, command)
+    }
+
+    fn detach(&self, placement: Placement) {
+        self.dispatcher.unregister(placement.call);
+    }
+}
+
+/// What the scheduler places calls with: the telephony nodes (power-of-two-choices and a
+/// release rate each) and the call runner.
+pub struct Dispatch {
+    /// The telephony nodes.
+    pub nodes: Nodes,
+    /// The in-process node's call table (the only kind of node today).
+    pub dispatcher: Arc<Dispatcher>,
+    /// What every call runner shares.
+    pub context: RunnerContext,
+}
+
+impl Placer for Dispatch {
+    fn budget(&self, now: Micros) -> usize {
+        self.nodes.budget(now)
+    }
+
+    fn next_token_at(&self, now: Micros) -> Micros {
+        self.nodes.next_token_at(now)
+    }
+
+    fn start(&self, claimed: Claimed) {
+        // Takes the chosen node's rate token. Every node is the embedded one today; a remote
+        // node would get the call over its own connection here.
+        let now = crate::scheduler::task::micros(OffsetDateTime::now_utc());
+        if self.nodes.pick(now).is_none() {
+            tracing::debug!(call = %claimed.record.id, "no node had a rate token; placing anyway");
         }
-        let ids = due.into_iter().map(|p| p.id).collect();
-        let claimed = context
-            .store
-            .claim_calls(&context.node, ids, now + LEASE, now)
-            .await?;
-        let full = claimed.len() == limit;
-        for claimed in claimed {
-            self.in_flight.fetch_add(1, Ordering::Relaxed);
-            let me = Arc::clone(self);
-            let context = context.clone();
-            tokio::spawn(async move {
-                let public_id = claimed.record.id.clone();
-                let attempt = claimed.attempt;
-                let store = Arc::clone(&context.store);
-                // The call runs in its own task so that a panic in it is caught here: the
-                // call is released and recorded as failed.
-                let outcome = tokio::spawn(run_call(context, claimed)).await;
-                if let Err(e) = outcome {
-                    tracing::error!(call = %public_id, error = %e, "call task failed");
-                    if let Some(call) = me.call_id(&public_id) {
-                        me.unregister(call);
-                    }
-                    let end = AttemptEnd {
-                        status: CallStatus::Failed,
-                        ended_at: OffsetDateTime::now_utc(),
-                        sip_status: None,
-                        disposition: None,
-                        reason: format!("internal error in the call runner: {e}"),
-                        core: None,
-                        sip_call_id: None,
-                        result: None,
-                    };
-                    let next = Next::Final {
-                        status: CallStatus::Failed,
-                    };
-                    if let Err(e) = store.finish_attempt(&public_id, attempt, end, next).await {
-                        tracing::error!(call = %public_id, error = %e, "cannot record the failure");
-                    }
-                }
-                me.in_flight.fetch_sub(1, Ordering::Relaxed);
-                me.wake.notify_one();
-            });
-        }
-        Ok(full)
+        self.dispatcher.start(self.context.clone(), claimed);
+    }
+}
+
+/// The control plane as the HTTP API sees it: the scheduler's queue and the live calls.
+pub struct Control {
+    /// Live calls.
+    pub dispatcher: Arc<Dispatcher>,
+    /// The queue.
+    pub scheduler: SchedulerHandle,
+}
+
+impl CallControl for Control {
+    fn queued(&self, record: &CallRecord) {
+        self.scheduler.queued(record);
+    }
+
+    fn removed(&self, id: &str) {
+        self.scheduler.removed(id);
+    }
+
+    fn cancel(&self, id: &str) -> bool {
+        self.dispatcher.cancel(id)
     }
 }
 
@@ -311,12 +358,9 @@ impl Dispatcher {
     }
 }
 
-impl CallControl for Dispatcher {
-    fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    fn cancel(&self, id: &str) -> bool {
+impl Dispatcher {
+    /// Asks the live call `id` to end as canceled; false when it is not live here.
+    pub fn cancel(&self, id: &str) -> bool {
         let Some(call) = self.call_id(id) else {
             return false;
         };

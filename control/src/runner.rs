@@ -32,6 +32,7 @@ use crate::dispatch::Dispatcher;
 use crate::fetch::Fetcher;
 use crate::model::{CallRecord, CallStatus};
 use crate::prompts::PromptRenderer;
+use crate::scheduler::task::SchedulerHandle;
 use crate::store::{AttemptEnd, Claimed, DataStore, Transition};
 use crate::webhook::Webhooks;
 use fetch_audio::{FetchAudio, Step};
@@ -85,6 +86,8 @@ pub struct RunnerContext {
     pub dispatcher: Arc<Dispatcher>,
     /// Settings the runner needs.
     pub settings: Arc<RunnerSettings>,
+    /// The scheduler: a call queued again for a retry goes back to it.
+    pub scheduler: SchedulerHandle,
 }
 
 /// Runner settings taken from the configuration.
@@ -1158,6 +1161,9 @@ async fn finish(
                 "attempt finished"
             );
             notify(context);
+            if record.status == CallStatus::Queued {
+                context.scheduler.queued(&record);
+            }
         }
         Err(e) => tracing::error!(call = %record.id, error = %e, "cannot store the call's end"),
     }

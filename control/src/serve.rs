@@ -11,15 +11,18 @@ use outdial_dataplane::runtime::{Dataplane, DataplaneConfig};
 use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::data_lock::DataDirLock;
-use crate::dispatch::{CallControl, Dispatcher};
+use crate::dispatch::{CallControl, Control, Dispatch, Dispatcher, EmbeddedNode};
 use crate::error::Error;
 use crate::fetch::Fetcher;
 use crate::http_server::{self, HttpLimits};
 use crate::prompts::PromptRenderer;
 use crate::readiness::Readiness;
 use crate::runner::{RunnerContext, RunnerSettings};
+use crate::scheduler::task::Placer;
+use crate::scheduler::{self, Scheduler, SchedulerLimits};
 use crate::store::DataStore;
 use crate::store::sqlite::SqliteStore;
+use crate::telephony::{Nodes, TelephonyNode};
 use crate::webhook::Webhooks;
 
 /// Runs the whole platform until Ctrl-C or SIGTERM, then drains (see [`drain`]).
@@ -96,6 +99,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let dispatcher = Arc::new(Dispatcher::new(dataplane, seed()));
     let webhooks = Webhooks::new(Arc::clone(&store))?;
     let outbox = tokio::spawn(webhooks.clone().run());
+    let (scheduler_handle, scheduler_inputs) = scheduler::task::channel();
     let context = RunnerContext {
         store: Arc::clone(&store),
         node: Arc::clone(&node),
@@ -111,13 +115,49 @@ pub async fn run(config: Config) -> Result<(), Error> {
             outbound_proxy: config.sip.outbound_proxy,
             vxml_limits: config.vxml.limits(),
         }),
+        scheduler: scheduler_handle.clone(),
     };
     let pump = tokio::spawn(Arc::clone(&dispatcher).pump_events());
     let gauges = tokio::spawn(publish_gauges(Arc::clone(&dispatcher)));
-    let scheduler =
-        tokio::spawn(Arc::clone(&dispatcher).schedule(context, config.calls.max_concurrent));
+    let now = scheduler::task::micros(time::OffsetDateTime::now_utc());
+    let embedded: Arc<dyn TelephonyNode> = Arc::new(EmbeddedNode {
+        dispatcher: Arc::clone(&dispatcher),
+        capacity: config.calls.max_concurrent,
+    });
+    let nodes = Nodes::new(
+        vec![embedded],
+        config.scheduler.node_calls_per_second,
+        config.scheduler.node_burst,
+        seed(),
+        now,
+    );
+    let release = SchedulerLimits {
+        max_in_flight: config.calls.max_concurrent,
+        calls_per_second: config.scheduler.calls_per_second,
+        burst: config.scheduler.burst,
+    };
+    let mut core_scheduler = Scheduler::new(release, now);
+    for tenant in store.list_tenants().await? {
+        let cap = tenant.max_concurrent.and_then(|c| usize::try_from(c).ok());
+        core_scheduler.set_tenant_cap(&tenant.id, cap);
+    }
+    let placer: Arc<dyn Placer> = Arc::new(Dispatch {
+        nodes,
+        dispatcher: Arc::clone(&dispatcher),
+        context,
+    });
+    let scheduler = tokio::spawn(scheduler::task::run(
+        core_scheduler,
+        scheduler_inputs,
+        Arc::clone(&store),
+        node.to_string(),
+        placer,
+    ));
 
-    let control: Arc<dyn CallControl> = dispatcher.clone();
+    let control: Arc<dyn CallControl> = Arc::new(Control {
+        dispatcher: Arc::clone(&dispatcher),
+        scheduler: scheduler_handle,
+    });
     let cores = {
         let dispatcher = Arc::clone(&dispatcher);
         move || {

@@ -71,7 +71,8 @@ pub trait TelephonyNode: Send + Sync + 'static {
     fn load(&self) -> NodeLoad;
     /// Takes a new call: picks its core (power-of-two-choices) and routes its events to
     /// `events`. `None` when no core is running.
-    fn attach(&self, events: mpsc::UnboundedSender<CallSignal>) -> Option<Placement>;
+    fn attach(&self, call_id: &str, events: mpsc::UnboundedSender<CallSignal>)
+    -> Option<Placement>;
     /// Sends a command to the call's core; gives it back when the core's queue is full.
     fn send(&self, placement: Placement, command: Command) -> Result<(), Command>;
     /// The call is over: forget it.
@@ -207,7 +208,7 @@ mod tests {
                 }],
             }
         }
-        fn attach(&self, _: mpsc::UnboundedSender<CallSignal>) -> Option<Placement> {
+        fn attach(&self, _: &str, _: mpsc::UnboundedSender<CallSignal>) -> Option<Placement> {
             let n = self.live.fetch_add(1, Ordering::Relaxed);
             Some(Placement {
                 call: CallId(n as u64),
@@ -242,7 +243,7 @@ mod tests {
             } else {
                 &small
             };
-            target.attach(mpsc::unbounded_channel().0);
+            target.attach("c", mpsc::unbounded_channel().0);
         }
         let (b, s) = (
             big.live.load(Ordering::Relaxed),
@@ -260,7 +261,7 @@ mod tests {
             node("full", 1, true),
             node("ok", 10, true),
         );
-        full.attach(mpsc::unbounded_channel().0);
+        full.attach("c", mpsc::unbounded_channel().0);
         let nodes = Nodes::new(vec![dead, full, ok], 0, 1, 1, 0);
         for _ in 0..50 {
             assert_eq!(

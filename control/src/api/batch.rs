@@ -6,8 +6,8 @@
 //! answer, so an answered batch survives a crash whole.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -110,9 +110,10 @@ pub async fn create_batch(
         }
     };
     if replayed {
-        response
-            .headers_mut()
-            .insert(REPLAYED_HEADER, axum::http::HeaderValue::from_static("true"));
+        response.headers_mut().insert(
+            REPLAYED_HEADER,
+            axum::http::HeaderValue::from_static("true"),
+        );
     }
     Ok(response)
 }

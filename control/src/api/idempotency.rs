@@ -61,12 +61,22 @@ mod tests {
     fn the_hash_covers_route_and_body() {
         let headers = with_key("order-42");
         let a = idempotency_key(&headers, "/v1/calls", b"{}").ok().flatten();
-        let b = idempotency_key(&headers, "/v1/calls", b"{} ").ok().flatten();
-        let c = idempotency_key(&headers, "/v1/calls/batch", b"{}").ok().flatten();
+        let b = idempotency_key(&headers, "/v1/calls", b"{} ")
+            .ok()
+            .flatten();
+        let c = idempotency_key(&headers, "/v1/calls/batch", b"{}")
+            .ok()
+            .flatten();
         let again = idempotency_key(&headers, "/v1/calls", b"{}").ok().flatten();
         assert_eq!(a, again);
-        assert_ne!(a.as_ref().map(|k| &k.request_sha256), b.as_ref().map(|k| &k.request_sha256));
-        assert_ne!(a.as_ref().map(|k| &k.request_sha256), c.as_ref().map(|k| &k.request_sha256));
+        assert_ne!(
+            a.as_ref().map(|k| &k.request_sha256),
+            b.as_ref().map(|k| &k.request_sha256)
+        );
+        assert_ne!(
+            a.as_ref().map(|k| &k.request_sha256),
+            c.as_ref().map(|k| &k.request_sha256)
+        );
         assert_eq!(a.map(|k| k.key), Some("order-42".to_owned()));
     }
 

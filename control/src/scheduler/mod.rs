@@ -15,6 +15,7 @@
 
 mod queue;
 mod rate;
+pub mod task;
 
 use std::collections::HashMap;
 use std::sync::Arc;

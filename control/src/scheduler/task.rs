@@ -121,7 +121,9 @@ pub async fn run(
                 });
             }
         }
-        Err(e) => tracing::error!(error = %e, "cannot load queued calls; only new calls will be placed"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load queued calls; only new calls will be placed")
+        }
     }
     let mut renew = tokio::time::interval(LEASE / 3);
     loop {

@@ -40,6 +40,8 @@ pub struct ListQuery {
 pub struct PendingCall {
     /// Public call id.
     pub id: String,
+    /// Its tenant (for per-tenant concurrency caps).
+    pub tenant: String,
     /// When it is due.
     pub due_at: OffsetDateTime,
     /// 0–9, higher first.

@@ -245,15 +245,16 @@ pub(super) fn list(
 
 pub(super) fn pending(conn: &Connection) -> Result<Vec<PendingCall>, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT id, due_at, priority, not_after FROM calls \
+        "SELECT id, tenant, due_at, priority, not_after FROM calls \
          WHERE status = 'queued' AND claimed_by IS NULL ORDER BY due_at",
     )?;
     let rows = statement.query_map([], |row| {
         Ok(PendingCall {
             id: row.get(0)?,
-            due_at: time_from(row, 1)?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            priority: row.get(2)?,
-            not_after: time_from(row, 3)?,
+            tenant: row.get(1)?,
+            due_at: time_from(row, 2)?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            priority: row.get(3)?,
+            not_after: time_from(row, 4)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
