@@ -420,7 +420,14 @@ impl Outdial {
 
     /// Polls the call until its status is final; panics with the server log after `timeout`.
     pub async fn wait_final(&self, id: &str, timeout: Duration) -> Value {
-        const FINAL: [&str; 5] = ["completed", "busy", "no-answer", "failed", "canceled"];
+        const FINAL: [&str; 6] = [
+            "completed",
+            "busy",
+            "no-answer",
+            "failed",
+            "canceled",
+            "expired",
+        ];
         let deadline = Instant::now() + timeout;
         loop {
             let call = self.get_call(id).await;
