@@ -207,6 +207,29 @@ async fn an_idempotency_key_returns_the_first_answer_and_refuses_another_body() 
     let (s4, _, replayed4) = post(&outdial, "/v1/calls", &body, Some("order-78")).await;
     assert_eq!(s4, 201);
     assert!(!replayed4, "a new key is a new call");
+
+    // The operator's view: the embedded node, its cores and capacity, two calls waiting.
+    let nodes: Value = reqwest::Client::new()
+        .get(format!("{}/v1/nodes", outdial.api))
+        .bearer_auth(&outdial.api_key)
+        .send()
+        .await
+        .expect("GET /v1/nodes")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(nodes["nodes"][0]["node"], "embedded", "{nodes}");
+    assert_eq!(nodes["nodes"][0]["capacity"], 1, "{nodes}");
+    assert!(
+        nodes["nodes"][0]["cores"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "{nodes}"
+    );
+    assert_eq!(
+        nodes["queued"], 2,
+        "the two calls due in an hour wait: {nodes}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,10 +70,17 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             require_api_key,
         ));
+    let operator = Router::new()
+        .route("/v1/nodes", get(list_nodes))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_admin_key,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .merge(calls)
+        .merge(operator)
         .fallback(|| async { Error::from(RequestError::NoRoute) })
         .method_not_allowed_fallback(|| async { Error::from(RequestError::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -192,6 +199,15 @@ async fn create_call(
     Ok(response)
 }
 
+/// `GET /v1/nodes` (admin): the telephony nodes with their cores, live calls and capacity,
+/// and the calls waiting in the scheduler.
+async fn list_nodes(State(state): State<AppState>) -> Json<Value> {
+    Json(serde_json::json!({
+        "nodes": state.control.nodes(),
+        "queued": state.control.queued_calls(),
+    }))
+}
+
 /// `GET /v1/calls/{id}`.
 async fn get_call(
     State(state): State<AppState>,
@@ -213,6 +229,9 @@ async fn list_calls(
         status: query.status,
         limit: query.limit + 1,
         before: query.before,
+        to: query.to,
+        created_after: query.created_after,
+        created_before: query.created_before,
     };
     let mut calls = state.store.list_calls(&tenant, store_query).await?;
     let more = calls.len() > query.limit as usize;
@@ -290,19 +309,29 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Parsed query string of `GET /v1/calls`.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Default)]
 struct ListQuery {
     status: Option<CallStatus>,
     limit: u32,
     before: Option<String>,
+    to: Option<String>,
+    created_after: Option<time::OffsetDateTime>,
+    created_before: Option<time::OffsetDateTime>,
 }
 
 impl ListQuery {
     fn parse(query: &str) -> Result<Self, RequestError> {
         let mut parsed = Self {
-            status: None,
             limit: DEFAULT_PAGE,
-            before: None,
+            ..Self::default()
+        };
+        let time = |name: &str, value: &str| {
+            time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    RequestError::InvalidQuery(format!(
+                        "`{name}` must be an RFC 3339 date-time with a zone, like 2026-12-24T09:30:00Z, not {value:?}"
+                    ))
+                })
         };
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match &*name {
@@ -329,9 +358,12 @@ impl ListQuery {
                 }
                 "before" if !value.is_empty() => parsed.before = Some(value.into_owned()),
                 "before" => {}
+                "to" if !value.is_empty() => parsed.to = Some(value.into_owned()),
+                "created_after" => parsed.created_after = Some(time("created_after", &value)?),
+                "created_before" => parsed.created_before = Some(time("created_before", &value)?),
                 other => {
                     return Err(RequestError::InvalidQuery(format!(
-                        "`{other}` is unknown; use status, limit and before"
+                        "`{other}` is unknown; use status, to, created_after, created_before, limit and before"
                     )));
                 }
             }
@@ -382,6 +414,12 @@ mod tests {
             if let Ok(mut removed) = self.removed.lock() {
                 removed.push(id.to_owned());
             }
+        }
+        fn nodes(&self) -> Vec<crate::telephony::NodeLoad> {
+            Vec::new()
+        }
+        fn queued_calls(&self) -> usize {
+            0
         }
         fn cancel(&self, id: &str) -> bool {
             if let Ok(mut cancels) = self.cancels.lock() {
@@ -1025,7 +1063,7 @@ mod tests {
             Ok(ListQuery {
                 status: None,
                 limit: DEFAULT_PAGE,
-                before: None
+                ..ListQuery::default()
             })
         );
         assert_eq!(
@@ -1033,8 +1071,23 @@ mod tests {
             Ok(ListQuery {
                 status: Some(CallStatus::InProgress),
                 limit: 100,
-                before: Some("call_ab".to_owned())
+                before: Some("call_ab".to_owned()),
+                ..ListQuery::default()
             })
         );
+        let filtered = ListQuery::parse(
+            "to=%2B15550001&created_after=2026-12-01T00:00:00Z&created_before=2026-12-02T00:00:00%2B01:00",
+        );
+        let filtered = filtered.unwrap_or_default();
+        assert_eq!(filtered.to.as_deref(), Some("+15550001"));
+        assert_eq!(
+            filtered.created_after.map(|t| t.unix_timestamp()),
+            Some(1_796_083_200)
+        );
+        assert_eq!(
+            filtered.created_before.map(|t| t.unix_timestamp()),
+            Some(1_796_166_000)
+        );
+        assert!(ListQuery::parse("created_after=yesterday").is_err());
     }
 }

@@ -366,6 +366,12 @@ mod tests {
     impl CallControl for NoControl {
         fn queued(&self, _record: &CallRecord) {}
         fn removed(&self, _id: &str) {}
+        fn nodes(&self) -> Vec<crate::telephony::NodeLoad> {
+            Vec::new()
+        }
+        fn queued_calls(&self) -> usize {
+            0
+        }
         fn cancel(&self, _id: &str) -> bool {
             false
         }

@@ -32,6 +32,10 @@ pub trait CallControl: Send + Sync + 'static {
     fn queued(&self, record: &CallRecord);
     /// A queued call was canceled: the scheduler forgets it.
     fn removed(&self, id: &str);
+    /// Load of every telephony node (`GET /v1/nodes`).
+    fn nodes(&self) -> Vec<NodeLoad>;
+    /// Calls waiting in the scheduler.
+    fn queued_calls(&self) -> usize;
     /// Ask a live call (dialing, ringing or in progress) to end as `canceled`.
     /// Returns false when the call is not live in this process.
     fn cancel(&self, id: &str) -> bool;
@@ -328,6 +332,8 @@ pub struct Control {
     pub dispatcher: Arc<Dispatcher>,
     /// The queue.
     pub scheduler: SchedulerHandle,
+    /// Calls the embedded node takes at once (`calls.max_concurrent`).
+    pub capacity: usize,
 }
 
 impl CallControl for Control {
@@ -337,6 +343,14 @@ impl CallControl for Control {
 
     fn removed(&self, id: &str) {
         self.scheduler.removed(id);
+    }
+
+    fn nodes(&self) -> Vec<NodeLoad> {
+        vec![self.dispatcher.node_load(self.capacity)]
+    }
+
+    fn queued_calls(&self) -> usize {
+        self.scheduler.queue_depth()
     }
 
     fn cancel(&self, id: &str) -> bool {

@@ -157,6 +157,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let control: Arc<dyn CallControl> = Arc::new(Control {
         dispatcher: Arc::clone(&dispatcher),
         scheduler: scheduler_handle,
+        capacity: config.calls.max_concurrent,
     });
     let cores = {
         let dispatcher = Arc::clone(&dispatcher);

@@ -114,6 +114,7 @@ async fn list_is_newest_first_with_pagination_and_filter() {
         status: None,
         limit,
         before: before.cloned(),
+        ..ListQuery::default()
     };
     let ids_of = |v: Vec<CallRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
     let page1 = store
@@ -131,6 +132,7 @@ async fn list_is_newest_first_with_pagination_and_filter() {
         status: Some(CallStatus::Dialing),
         limit: 10,
         before: None,
+        ..ListQuery::default()
     };
     let dialing = store.list_calls("acme", dialing).await.unwrap_or_default();
     assert_eq!(ids_of(dialing), vec![ids[0].clone()]);
@@ -140,6 +142,30 @@ async fn list_is_newest_first_with_pagination_and_filter() {
     assert!(matches!(bad, Err(StoreError::InvalidCursor(_))), "{bad:?}");
     let foreign = store.list_calls("other", page(2, Some(&ids[0]))).await;
     assert!(foreign.is_err(), "a cursor of another tenant is refused");
+    let wanted = store.get_call("acme", &ids[2]).await.ok().flatten();
+    let wanted = wanted.unwrap_or_else(|| panic!("call {} exists", ids[2]));
+    let to = ListQuery {
+        to: Some(wanted.to.clone()),
+        limit: 10,
+        ..ListQuery::default()
+    };
+    let by_to = store.list_calls("acme", to).await.unwrap_or_default();
+    assert_eq!(ids_of(by_to), vec![ids[2].clone()], "filter by to");
+    let window = ListQuery {
+        created_after: Some(wanted.created_at),
+        created_before: Some(wanted.created_at + Duration::microseconds(1)),
+        limit: 10,
+        ..ListQuery::default()
+    };
+    let in_window = store.list_calls("acme", window).await.unwrap_or_default();
+    assert!(
+        in_window.iter().any(|r| r.id == ids[2]),
+        "created window includes its call"
+    );
+    assert!(
+        in_window.iter().all(|r| r.created_at == wanted.created_at),
+        "and only calls created then"
+    );
 }
 
 #[tokio::test]
@@ -545,6 +571,7 @@ async fn idempotency_replays_the_same_request_and_refuses_another() {
                 status: None,
                 limit: 100,
                 before: None,
+                ..ListQuery::default()
             },
         )
         .await;

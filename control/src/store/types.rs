@@ -33,6 +33,12 @@ pub struct ListQuery {
     pub limit: u32,
     /// Only calls older than this call id (the cursor).
     pub before: Option<String>,
+    /// Only calls to exactly this `to`.
+    pub to: Option<String>,
+    /// Only calls created at or after this time.
+    pub created_after: Option<OffsetDateTime>,
+    /// Only calls created before this time.
+    pub created_before: Option<OffsetDateTime>,
 }
 
 /// A queued call, as the scheduler needs it.

@@ -217,29 +217,27 @@ pub(super) fn list(
             .optional()?
             .ok_or_else(|| StoreError::InvalidCursor(cursor.clone()))?,
     };
-    let records = match query.status {
-        None => {
-            let sql = format!(
-                "SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND seq < ?2 \
-                 ORDER BY seq DESC LIMIT ?3"
-            );
-            conn.prepare_cached(&sql)?
-                .query_map(params![tenant, below, query.limit], record_from_row)?
-                .collect::<Result<Vec<_>, _>>()?
-        }
-        Some(status) => {
-            let sql = format!(
-                "SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND status = ?2 \
-                 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
-            );
-            conn.prepare_cached(&sql)?
-                .query_map(
-                    params![tenant, status.as_str(), below, query.limit],
-                    record_from_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?
-        }
-    };
+    let sql = format!(
+        "SELECT {CALL_COLUMNS} FROM calls WHERE tenant = ?1 AND seq < ?2 \
+         AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR to_addr = ?4) \
+         AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at < ?6) \
+         ORDER BY seq DESC LIMIT ?7"
+    );
+    let records = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![
+                tenant,
+                below,
+                query.status.map(CallStatus::as_str),
+                query.to,
+                query.created_after.map(micros),
+                query.created_before.map(micros),
+                query.limit
+            ],
+            record_from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(records)
 }
 

@@ -194,6 +194,7 @@ async fn concurrent_creates_share_commits_and_all_survive_reopen() {
         status: None,
         limit: 1000,
         before: None,
+        ..ListQuery::default()
     };
     let all = reopened.list_calls("acme", query).await.unwrap_or_default();
     let mut stored: Vec<_> = all.into_iter().map(|r| r.id).collect();
