@@ -180,6 +180,9 @@ pub async fn run_call(context: RunnerContext, record: CallRecord) {
     let outcome = call_task.run().await;
     context.dispatcher.unregister(call);
     let final_state = call_task.final_state(outcome);
+    // Freeing the session's script context waits for its turn at a shared runtime.
+    let session = call_task.session.take();
+    interp::off_runtime(|| drop(session));
     finish(
         &context,
         &call_task.record,
@@ -483,7 +486,7 @@ impl CallTask {
             remote_uri: self.record.target_uri.clone(),
             limits: self.context.settings.vxml_limits,
         };
-        match Session::new(config, Instant::now()) {
+        match interp::off_runtime(|| Session::new(config, Instant::now())) {
             Ok(session) => {
                 let _ = self.session_meter.set(session.meter());
                 self.session = Some(session);
