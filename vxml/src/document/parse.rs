@@ -78,6 +78,7 @@ pub(super) fn parse(url: Url, text: &str) -> Result<Document, DocumentError> {
         properties: Vec::new(),
         links: Vec::new(),
         warnings: Vec::new(),
+        text_bytes: text.len(),
     };
     for child in root.children().filter(Node::is_element) {
         match vxml_name(&child) {
