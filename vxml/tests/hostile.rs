@@ -147,9 +147,9 @@ fn the_call_budget_is_spent_only_by_work_so_a_normal_script_leaves_it_whole() {
 
 #[test]
 fn entity_bombs_end_the_session_with_error_badfetch_naming_the_limit() {
-    for file in ["entity_bomb.vxml", "billion_laughs.vxml"] {
-        let mut session = Session::new(config(file, Limits::default()), Instant::now())
-            .expect("session starts");
+    for file in ["entity_bomb.vxml", "billion_laughs.vxml", "data_bomb.vxml"] {
+        let mut session =
+            Session::new(config(file, Limits::default()), Instant::now()).expect("session starts");
         let (end, _) = run(&mut session, 100);
         let Some(SessionEnd::Error { event, message }) = end else {
             panic!("{file}: must end with an error, not {end:?}");

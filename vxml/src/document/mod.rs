@@ -11,7 +11,7 @@
 
 pub mod cache;
 mod decode;
-mod expansion;
+pub(crate) mod expansion;
 mod parse;
 
 use std::sync::Arc;

@@ -232,6 +232,16 @@ impl Interp {
                             format!("data {} is not valid {encoding} text", fetched.url),
                         )
                     })?;
+                let limit = self.limits.max_document_bytes;
+                if crate::document::expansion::expanded_len(&text, limit as u64).is_err() {
+                    return Err(Event::new(
+                        names::BADFETCH,
+                        format!(
+                            "data {} would grow past {limit} bytes by expanding its entity references (fetch.max_document_bytes); declare smaller entities or reference them fewer times",
+                            fetched.url
+                        ),
+                    ));
+                }
                 if let Err(e) = roxmltree::Document::parse_with_options(
                     &text,
                     roxmltree::ParsingOptions {
