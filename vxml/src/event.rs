@@ -20,6 +20,9 @@ pub mod names {
     pub const BADFETCH: &str = "error.badfetch";
     /// A run-time error in an expression, script or element.
     pub const SEMANTIC: &str = "error.semantic";
+    /// A platform resource the application asked for is beyond what it may have (a prompt too
+    /// long to speak).
+    pub const NORESOURCE: &str = "error.noresource";
 }
 
 /// A thrown event.

@@ -72,6 +72,12 @@ pub struct Limits {
     pub max_document_bytes: usize,
     /// Most dialog steps (transitions, events, form items) between two waits for the caller.
     pub max_goto_chain: u32,
+    /// Most fetches (documents, submits, scripts, data, grammars) in the whole session; later
+    /// ones fail with `error.badfetch` naming this limit.
+    pub max_fetches: u32,
+    /// Most characters of text one prompt may speak (its text, SSML words and audio fallback
+    /// text); a longer prompt throws `error.noresource` naming this limit.
+    pub max_prompt_chars: usize,
 }
 
 impl Default for Limits {
@@ -82,6 +88,8 @@ impl Default for Limits {
             script_memory_bytes: 1 << 20,
             max_document_bytes: 1 << 20,
             max_goto_chain: 1000,
+            max_fetches: DEFAULT_MAX_FETCHES,
+            max_prompt_chars: DEFAULT_MAX_PROMPT_CHARS,
         }
     }
 }
@@ -90,6 +98,13 @@ impl Default for Limits {
 /// CPU for a tight loop (a release build on the 2-core reference machine); ten times what one
 /// script may use.
 pub const DEFAULT_CALL_SCRIPT_BUDGET: u32 = 2_000;
+
+/// The default [`Limits::max_fetches`]: an hour-long call fetching every ten seconds.
+pub const DEFAULT_MAX_FETCHES: u32 = 360;
+
+/// The default [`Limits::max_prompt_chars`]: about twenty minutes of speech, far beyond any
+/// prompt written to be heard, and what text-to-speech renders within its time limit.
+pub const DEFAULT_MAX_PROMPT_CHARS: usize = 20_000;
 
 /// Identifies a fetch so its result can be matched to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -624,6 +639,8 @@ pub struct Session {
     hotword_stopped: bool,
     /// The session's script work over the call, and its stop flag.
     meter: Meter,
+    /// Fetches asked for so far, and the most allowed.
+    fetches: (u32, u32),
 }
 
 impl std::fmt::Debug for Session {
@@ -726,6 +743,7 @@ impl Session {
             mark: None,
             hotword_stopped: false,
             meter,
+            fetches: (0, config.limits.max_fetches),
         };
         session.pump(now);
         Ok(session)
@@ -923,6 +941,17 @@ impl Session {
     fn enter(&mut self, now: Instant, request: Request) -> Option<Response> {
         match request {
             Request::Fetch(spec) => {
+                let (made, most) = self.fetches;
+                if made >= most {
+                    return Some(Response::Fetched(Err(FetchFailure {
+                        status: None,
+                        message: format!(
+                            "{} not fetched: this call already made {most} fetches, its limit (vxml.max_fetches_per_call); look for a <goto> or <submit> loop",
+                            spec.url
+                        ),
+                    })));
+                }
+                self.fetches.0 = made + 1;
                 if spec.fetchaudio.is_some() {
                     self.flush_prompts(false);
                 }

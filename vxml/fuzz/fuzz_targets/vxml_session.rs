@@ -115,6 +115,8 @@ fuzz_target!(|data: &[u8]| {
             script_memory_bytes: 1 << 20,
             max_document_bytes: 64 * 1024,
             max_goto_chain: 100,
+            max_fetches: 16,
+            max_prompt_chars: 4096,
         },
     };
     let now = Instant::now();

@@ -317,6 +317,26 @@ impl Interp {
         let choices = self.enumerated();
         match render(prompt, &mut self.model, &document.base, bargein, &choices) {
             Ok(rendered) => {
+                let chars: usize = rendered
+                    .items
+                    .iter()
+                    .map(|item| match item {
+                        crate::prompt::PromptItem::Audio {
+                            fallback: Some(text),
+                            ..
+                        } => text.chars().count(),
+                        other => other.spoken_text().map_or(0, |text| text.chars().count()),
+                    })
+                    .sum();
+                if chars > self.limits.max_prompt_chars {
+                    return Err(Event::new(
+                        names::NORESOURCE,
+                        format!(
+                            "a prompt of {chars} characters is longer than text-to-speech may speak at once ({} characters, vxml.max_prompt_chars); split it or shorten it",
+                            self.limits.max_prompt_chars
+                        ),
+                    ));
+                }
                 if let Some(timeout) = prompt.timeout {
                     self.prompt_timeout = Some(timeout);
                 }
