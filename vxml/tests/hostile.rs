@@ -242,3 +242,43 @@ fn a_prompt_too_long_to_speak_throws_error_noresource_naming_the_limit() {
         "{message}"
     );
 }
+
+#[test]
+fn a_grammar_of_many_alternatives_on_one_line_loads_and_matches() {
+    let mut session = Session::new(
+        config("many_alternatives.vxml", Limits::default()),
+        Instant::now(),
+    )
+    .expect("session starts");
+    let now = Instant::now();
+    let end = loop {
+        match session.poll_action() {
+            Some(Action::Fetch(fetch)) => session.handle_input(
+                now,
+                Input::Fetched {
+                    id: fetch.id,
+                    result: serve(&fetch.url),
+                },
+            ),
+            Some(Action::Play { id, .. }) => session.handle_input(
+                now,
+                Input::PlaybackDone {
+                    id,
+                    interrupted: false,
+                },
+            ),
+            Some(Action::Listen(_)) => {
+                for key in "11999#".chars() {
+                    session.handle_input(now, Input::Dtmf(key));
+                }
+            }
+            Some(Action::End(end)) => break end,
+            Some(_) => {}
+            None => panic!("the session waits for nothing"),
+        }
+    };
+    assert!(
+        matches!(&end, SessionEnd::Exit { value: Some(v) } if v.contains('1') && v.contains('9')),
+        "the keys match the grammar: {end:?}"
+    );
+}

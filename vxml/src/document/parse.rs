@@ -63,6 +63,7 @@ pub(super) fn parse(url: Url, text: &str) -> Result<Document, DocumentError> {
         base: &base,
         warnings: Vec::new(),
         vendor_properties: Vec::new(),
+        line_starts: std::cell::OnceCell::new(),
     };
     if !is_vxml(&root) || root.tag_name().name() != "vxml" {
         return Err(parser.invalid(&root, "the root element must be <vxml>"));
@@ -215,6 +216,10 @@ struct Parser<'a, 'input> {
     warnings: Vec<String>,
     /// Vendor property names already warned about.
     vendor_properties: Vec<String>,
+    /// Where each line of the text starts, found on first use (roxmltree's `text_pos_at`
+    /// scans from the start of the text on every call: quadratic for a document of many
+    /// grammars on few lines).
+    line_starts: std::cell::OnceCell<Vec<usize>>,
 }
 
 /// The parts of an input item collected from its children.
@@ -233,19 +238,37 @@ struct ItemParts {
 impl Parser<'_, '_> {
     /// An [`DocumentError::Invalid`] at `node`.
     fn invalid(&self, node: &Node<'_, '_>, message: impl Into<String>) -> DocumentError {
-        let pos = self.xml.text_pos_at(node.range().start);
+        let (line, column) = self.line_column(node);
         DocumentError::Invalid {
             url: self.url.to_string(),
-            line: pos.row,
-            column: pos.col,
+            line,
+            column,
             message: message.into(),
         }
     }
 
     /// `line:column` of `node`.
     fn position(&self, node: &Node<'_, '_>) -> String {
-        let pos = self.xml.text_pos_at(node.range().start);
-        format!("{}:{}", pos.row, pos.col)
+        let (line, column) = self.line_column(node);
+        format!("{line}:{column}")
+    }
+
+    /// The 1-based line and column (in characters) where `node` starts.
+    fn line_column(&self, node: &Node<'_, '_>) -> (u32, u32) {
+        let text = self.xml.input_text();
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+                .collect()
+        });
+        let at = node.range().start.min(text.len());
+        let line = starts.partition_point(|start| *start <= at);
+        let start = starts.get(line.saturating_sub(1)).copied().unwrap_or(0);
+        let column = text.get(start..at).map_or(0, |s| s.chars().count()) + 1;
+        (
+            u32::try_from(line).unwrap_or(u32::MAX),
+            u32::try_from(column).unwrap_or(u32::MAX),
+        )
     }
 
     /// Records a warning at `node`.
