@@ -22,7 +22,7 @@ use url::Url;
 use crate::fia::grammars::Compiled;
 
 pub use cache::{CacheLimits, CacheStats, DocumentCache};
-pub use decode::decode;
+pub use decode::{decode, decode_text};
 
 /// A parsed `<vxml>` document (VoiceXML 2.0 §1.5).
 #[derive(Debug, Clone)]

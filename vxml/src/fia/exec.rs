@@ -60,14 +60,11 @@ impl Interp {
                     let url = self.resolve(&uri)?.0;
                     let spec = self.fetch_spec(url, FetchPurpose::Script, fetch);
                     let fetched = self.fetch(spec).await?;
-                    let text =
-                        crate::document::decode(&fetched.body, fetched.content_type.as_deref())
-                            .map_err(|encoding| {
-                                Event::new(
-                                    names::BADFETCH,
-                                    format!("script {} is not valid {encoding} text", fetched.url),
-                                )
-                            })?;
+                    // ECMAScript as fetched, decoded by its charset: not XML, so never repaired.
+                    let text = crate::document::decode_text(
+                        &fetched.body,
+                        fetched.content_type.as_deref(),
+                    );
                     self.model.run_script(&text).map_err(sem)?;
                 }
             },
