@@ -196,6 +196,26 @@ fn vxml_name<'a>(node: &Node<'a, '_>) -> Option<&'a str> {
     (is_vxml(node) || srgs_grammar).then_some(name)
 }
 
+/// Whether `name` is prompt content (VoiceXML 2.x §4.1, SSML 1.0, VoiceXML 1.0 §4.1) that
+/// may also stand outside a `<prompt>` as an implicit one.
+fn is_prompt_content(name: &str) -> bool {
+    SsmlKind::from_tag(name).is_some()
+        || matches!(
+            name,
+            "audio"
+                | "value"
+                | "break"
+                | "enumerate"
+                | "mark"
+                | "phoneme"
+                | "lang"
+                | "emp"
+                | "pros"
+                | "sayas"
+                | "div"
+        )
+}
+
 /// The events a catch element (or shorthand) handles, `None` if `name` is not one.
 fn catch_events(name: &str) -> Option<Option<&'static str>> {
     match name {
@@ -963,7 +983,14 @@ impl Parser<'_, '_> {
                     self.prompt_node(child, out)?;
                 }
             }
-            "phoneme" | "lang" | "speak" | "prompt" => {
+            // VoiceXML 1.0 prompt elements (VoiceXML 1.0 §4.1): their SSML successors.
+            "emp" => out.push(self.ssml_element(node, SsmlKind::Emphasis)?),
+            "pros" => out.push(self.ssml_element(node, SsmlKind::Prosody)?),
+            "sayas" if node.attribute("sub").is_some() => {
+                let sub = node.attribute("sub").unwrap_or_default();
+                out.push(PromptNode::Text(format!(" {sub} ")));
+            }
+            "phoneme" | "lang" | "speak" | "prompt" | "sayas" | "div" => {
                 out.push(PromptNode::Text(" ".to_owned()));
                 for child in node.children() {
                     self.prompt_node(child, out)?;
@@ -1210,7 +1237,9 @@ impl Parser<'_, '_> {
                 continue;
             }
             match vxml_name(&child) {
-                Some("audio" | "value" | "break" | "enumerate") => {
+                // Prompt content outside a <prompt> is an implicit prompt, SSML and VoiceXML
+                // 1.0 elements included (authors put <emphasis> straight in a <block>).
+                Some(name) if is_prompt_content(name) => {
                     self.prompt_node(child, &mut bare)?;
                 }
                 // Catch elements and properties belong to the enclosing item, not its content.
