@@ -800,6 +800,10 @@ impl CallTask {
                         let _ = player.jobs.send(PlayerJob::Stop);
                     }
                 }
+                Action::Heard(heard) => {
+                    // Keys may be a PIN: never at info.
+                    tracing::trace!(call = %self.record.id, ?heard, "input consumed");
+                }
                 Action::Listen(listen) => {
                     tracing::trace!(call = %self.record.id, ?listen, "listening");
                 }

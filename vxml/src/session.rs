@@ -154,6 +154,10 @@ pub enum Action {
     /// prompt (VoiceXML 2.0 §4.1.5.1): such a prompt is sent without barge-in because only the
     /// interpreter can tell a match from other input.
     StopPlayback,
+    /// Caller input the session consumed, and what it matched: keys collected for a field
+    /// (typed ahead ones too) or an utterance. Informational (a transcript shows it); the
+    /// input may be private (a PIN), so a platform should not log it at info level.
+    Heard(Heard),
     /// Log from `<log>` (label, text), or an interpreter warning (label `vxml.warning`).
     Log {
         /// `label`.
@@ -164,6 +168,19 @@ pub enum Action {
     /// The session is over; nothing follows. Emitted only after every Play has been reported
     /// done (at once after a hangup).
     End(SessionEnd),
+}
+
+/// Input consumed by the session ([`Action::Heard`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    /// `dtmf` or `voice`.
+    pub mode: &'static str,
+    /// The keys or words.
+    pub input: String,
+    /// The keys were pressed before the field asked (typeahead, VoiceXML 2.0 §4.1.8).
+    pub typeahead: bool,
+    /// What they matched (the interpretation as text), or `None`: no match.
+    pub matched: Option<String>,
 }
 
 /// What a fetch is for.
@@ -1002,6 +1019,7 @@ impl Session {
                     if let Outcome::Done(collected) = self.feed(now, key) {
                         // `feed` may have put back a key that followed a complete match.
                         self.typeahead.extend(keys);
+                        self.heard(&collected, true);
                         self.publish_mark();
                         return Some(Response::Collected(collected));
                     }
@@ -1136,8 +1154,32 @@ impl Session {
             self.actions.push_back(Action::StopPlayback);
             self.hotword_stopped = true;
         }
+        self.heard(&collected, false);
         self.publish_mark();
         self.respond(now, Response::Collected(collected));
+    }
+
+    /// Reports input about to be handed to the interpreter ([`Action::Heard`]).
+    fn heard(&mut self, collected: &Collected, typeahead: bool) {
+        let (mode, input, matched) = match collected {
+            Collected::Matched {
+                utterance,
+                mode,
+                value,
+                ..
+            } => (*mode, utterance, Some(value.to_text())),
+            Collected::NoMatch { utterance, mode } => (*mode, utterance, None),
+            Collected::NoInput => return,
+        };
+        self.actions.push_back(Action::Heard(Heard {
+            mode: match mode {
+                Mode::Dtmf => "dtmf",
+                Mode::Voice => "voice",
+            },
+            input: input.clone(),
+            typeahead,
+            matched,
+        }));
     }
 
     /// Hands the last mark passed to the interpreter for the result about to be delivered

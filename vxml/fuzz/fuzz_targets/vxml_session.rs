@@ -76,6 +76,7 @@ impl Driver {
                     result: Ok(TransferOutcome::Busy),
                 },
                 Action::Log { .. }
+                | Action::Heard(_)
                 | Action::Listen(_)
                 | Action::Disconnect { .. }
                 | Action::StopPlayback => continue,

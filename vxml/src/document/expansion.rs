@@ -125,7 +125,9 @@ fn internal_entities(text: &str) -> Option<(HashMap<&str, &str>, usize)> {
                 at = text.len() - after.len();
                 if let Some(quote) = after.chars().next().filter(|c| matches!(c, '"' | '\'')) {
                     let value_end = after[1..].find(quote)?;
-                    entities.entry(name).or_insert(&after[1..1 + value_end]);
+                    entities
+                        .entry(name)
+                        .or_insert_with(|| &after[1..1 + value_end]);
                     at += 1 + value_end + 1;
                 }
             }

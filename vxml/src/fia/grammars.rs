@@ -50,6 +50,15 @@ pub(crate) enum SemValue {
 }
 
 impl SemValue {
+    /// The value as a transcript shows it: a string as it is, anything else as written.
+    pub(crate) fn to_text(&self) -> String {
+        match self {
+            Self::String(text) | Self::Script(text) | Self::Json(text) => text.clone(),
+            Self::Bool(b) => b.to_string(),
+            Self::Number(n) => n.to_string(),
+        }
+    }
+
     /// ECMAScript source that evaluates to this value.
     pub(crate) fn to_js(&self) -> String {
         match self {
