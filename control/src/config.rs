@@ -170,6 +170,11 @@ pub struct VxmlConfig {
     /// Interrupt checks (about 10,000 ECMAScript operations each) all of one call's scripts
     /// may use together; past it the session ends with `error.semantic`.
     pub call_script_budget: u32,
+    /// Most fetches (documents, submits, scripts, data, grammars) one call's application may
+    /// make; later ones fail with `error.badfetch`.
+    pub max_fetches_per_call: u32,
+    /// Most characters one prompt may speak; a longer one throws `error.noresource`.
+    pub max_prompt_chars: usize,
 }
 
 /// `[log]`: diagnostics on standard error.
@@ -298,6 +303,8 @@ impl Default for VxmlConfig {
     fn default() -> Self {
         Self {
             call_script_budget: outdial_vxml::DEFAULT_CALL_SCRIPT_BUDGET,
+            max_fetches_per_call: outdial_vxml::DEFAULT_MAX_FETCHES,
+            max_prompt_chars: outdial_vxml::DEFAULT_MAX_PROMPT_CHARS,
         }
     }
 }
@@ -307,6 +314,8 @@ impl VxmlConfig {
     pub fn limits(&self) -> outdial_vxml::Limits {
         outdial_vxml::Limits {
             call_script_budget: self.call_script_budget,
+            max_fetches: self.max_fetches_per_call,
+            max_prompt_chars: self.max_prompt_chars,
             ..outdial_vxml::Limits::default()
         }
     }
@@ -453,6 +462,15 @@ impl Config {
                 "cluster.node_id",
                 format!("must be up to 64 printable ASCII characters without spaces, not {node:?}"),
             );
+        }
+        if self.vxml.max_fetches_per_call == 0 {
+            return bad(
+                "vxml.max_fetches_per_call",
+                "must be > 0 (the first document is a fetch)".to_owned(),
+            );
+        }
+        if self.vxml.max_prompt_chars == 0 {
+            return bad("vxml.max_prompt_chars", "must be > 0".to_owned());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return bad(
@@ -624,7 +642,7 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_key() {
-        let cases: [(&str, &str); 11] = [
+        let cases: [(&str, &str); 13] = [
             ("[sip]\nlisten = \"0.0.0.0:5060\"", "sip.public_ip"),
             (
                 "[sip]\nlisten = \"0.0.0.0:5060\"\npublic_ip = \"::\"",
@@ -639,6 +657,11 @@ mod tests {
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[calls]\nmax_concurrent = 0", "calls.max_concurrent"),
             ("[vxml]\ncall_script_budget = 0", "vxml.call_script_budget"),
+            (
+                "[vxml]\nmax_fetches_per_call = 0",
+                "vxml.max_fetches_per_call",
+            ),
+            ("[vxml]\nmax_prompt_chars = 0", "vxml.max_prompt_chars"),
         ];
         for (text, key) in cases {
             let config = Config::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));

@@ -201,6 +201,9 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
     let outcome = call_task.run().await;
     context.dispatcher.unregister(call);
     let final_state = call_task.final_state(outcome);
+    // Freeing the session's script context waits for its turn at a shared runtime.
+    let session = call_task.session.take();
+    interp::off_runtime(|| drop(session));
     finish(
         &context,
         &call_task.record,
@@ -517,7 +520,7 @@ impl CallTask {
             remote_uri: self.record.target_uri.clone(),
             limits: self.context.settings.vxml_limits,
         };
-        match Session::new(config, Instant::now()) {
+        match interp::off_runtime(|| Session::new(config, Instant::now())) {
             Ok(session) => {
                 let _ = self.session_meter.set(session.meter());
                 self.session = Some(session);
@@ -831,6 +834,10 @@ impl CallTask {
                     if let Some(player) = &self.player {
                         let _ = player.jobs.send(PlayerJob::Stop);
                     }
+                }
+                Action::Heard(heard) => {
+                    // Keys may be a PIN: never at info.
+                    tracing::trace!(call = %self.record.id, ?heard, "input consumed");
                 }
                 Action::Listen(listen) => {
                     tracing::trace!(call = %self.record.id, ?listen, "listening");

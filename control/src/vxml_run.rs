@@ -306,6 +306,13 @@ fn entry_json(entry: &Entry) -> Value {
             json!({ "type": "listen", "dtmf": dtmf, "voice": voice, "timeout": seconds(*timeout) })
         }
         Entry::Input(text) => json!({ "type": "input", "input": text }),
+        Entry::Heard(heard) => json!({
+            "type": "heard",
+            "mode": heard.mode,
+            "input": heard.input,
+            "typeahead": heard.typeahead,
+            "matched": heard.matched,
+        }),
         Entry::FetchAudio {
             url,
             delay,

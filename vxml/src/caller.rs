@@ -356,6 +356,8 @@ pub enum Entry {
     },
     /// What the caller did when asked.
     Input(String),
+    /// Input the session consumed and what it matched (typed-ahead keys included).
+    Heard(crate::Heard),
     /// The fetch that follows carries `fetchaudio` (VoiceXML 2.0 §6.1.1): a platform plays
     /// `url` once the fetch has taken `delay`, for at least `minimum` once started.
     FetchAudio {
@@ -578,6 +580,16 @@ impl fmt::Display for Entry {
                 write!(f, "listen {modes}, timeout {timeout:?}")
             }
             Self::Input(text) => write!(f, "input {text}"),
+            Self::Heard(heard) => {
+                write!(f, "heard {} {}", heard.mode, heard.input)?;
+                if heard.typeahead {
+                    f.write_str(" (typed ahead)")?;
+                }
+                match &heard.matched {
+                    Some(value) => write!(f, ": matched {value:?}"),
+                    None => f.write_str(": no match"),
+                }
+            }
             Self::FetchAudio {
                 url,
                 delay,
@@ -925,6 +937,7 @@ impl Driver<'_> {
             Action::Transfer(request) => self.transfer = Some(request),
             Action::Disconnect { values } => self.note(Entry::Disconnect { values }),
             Action::Log { label, text } => self.note(Entry::Log { label, text }),
+            Action::Heard(heard) => self.note(Entry::Heard(heard)),
             Action::End(end) => {
                 self.note(Entry::End(end));
                 self.ended = true;
@@ -1361,6 +1374,33 @@ mod tests {
         ] {
             assert_eq!(TransferOutcome::from_name(outcome.name()), Some(outcome));
         }
+    }
+
+    #[test]
+    fn typed_ahead_keys_are_transcribed_as_heard_with_what_they_matched() {
+        // The second key arrives while the next document is fetched: typeahead for its field.
+        const ONE: &str = r#"<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml"><form>
+            <field name="a" type="digits?length=1"><prompt>First.</prompt>
+            <filled><log>a <value expr="a"/></log><goto next="two.vxml"/></filled></field>
+            </form></vxml>"#;
+        const TWO: &str = r#"<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml"><form>
+            <field name="b" type="digits?length=1"><prompt>Second.</prompt></field>
+            <block><log>b <value expr="b"/></log><exit/></block></form></vxml>"#;
+        let t = run_app(
+            vec![
+                ("http://app.test/menu.vxml", ONE),
+                ("http://app.test/two.vxml", TWO),
+            ],
+            "12",
+            RunLimits::default(),
+        );
+        let text = t.to_string();
+        assert!(text.contains("heard dtmf 1: matched \"1\""), "{text}");
+        assert!(
+            text.contains("heard dtmf 2 (typed ahead): matched \"2\""),
+            "{text}"
+        );
+        assert!(text.contains("log b 2"), "{text}");
     }
 
     #[test]

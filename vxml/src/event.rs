@@ -20,6 +20,11 @@ pub mod names {
     pub const BADFETCH: &str = "error.badfetch";
     /// A run-time error in an expression, script or element.
     pub const SEMANTIC: &str = "error.semantic";
+    /// A platform resource the application asked for is beyond what it may have (a prompt too
+    /// long to speak).
+    pub const NORESOURCE: &str = "error.noresource";
+    /// A field has grammars, but none in a format this platform reads (§5.2.6).
+    pub const UNSUPPORTED_FORMAT: &str = "error.unsupported.format";
 }
 
 /// A thrown event.

@@ -27,8 +27,9 @@ pub mod srgs;
 
 pub use prompt::{Prompt, PromptItem};
 pub use session::{
-    Action, DEFAULT_CALL_SCRIPT_BUDGET, Enctype, Error, Fetch, FetchFailure, FetchId, FetchPurpose,
-    Fetched, FormFile, Input, Limits, Listen, Method, RecordRequest, Recording, Session,
-    SessionConfig, SessionEnd, TransferFailure, TransferKind, TransferOutcome, TransferRequest,
+    Action, DEFAULT_CALL_SCRIPT_BUDGET, DEFAULT_MAX_FETCHES, DEFAULT_MAX_PROMPT_CHARS, Enctype,
+    Error, Fetch, FetchFailure, FetchId, FetchPurpose, Fetched, FormFile, Heard, Input, Limits,
+    Listen, Method, RecordRequest, Recording, Session, SessionConfig, SessionEnd, TransferFailure,
+    TransferKind, TransferOutcome, TransferRequest,
 };
 pub use session_var::session_var_problem;

@@ -497,8 +497,9 @@ impl Drop for Lease {
 /// The rquickjs data model: one context per session, in a runtime shared with up to
 /// [`engine::CONTEXTS_PER_RUNTIME`] sessions of its thread (see [`engine`]).
 pub struct QuickJs {
-    /// Dropped before `lease`, so the context's frees are credited to the session.
-    context: Context,
+    /// Dropped (in [`Drop`], in its turn at the runtime) before `lease`, so the context's
+    /// frees are credited to the session. `None` only while being dropped.
+    context: Option<Context>,
     lease: Lease,
     kinds: Vec<Scope>,
     limits: ScriptLimits,
@@ -507,6 +508,14 @@ pub struct QuickJs {
     compiled: FunctionCache,
     /// The session's script work across the call, and its stop flag.
     meter: Meter,
+}
+
+impl Drop for QuickJs {
+    fn drop(&mut self) {
+        // Freeing a context locks the runtime: wait for our turn like an evaluation.
+        let _turn = self.lease.engine.turn(false);
+        self.context.take();
+    }
 }
 
 impl std::fmt::Debug for QuickJs {
@@ -527,7 +536,7 @@ impl QuickJs {
     pub fn in_engine(engine: &ScriptEngine, limits: ScriptLimits) -> Result<Self, ScriptError> {
         let (context, owner) = engine.context(limits.memory_bytes)?;
         let mut model = Self {
-            context,
+            context: Some(context),
             lease: Lease {
                 engine: engine.clone(),
                 owner,
@@ -641,6 +650,12 @@ impl QuickJs {
                 budget: meter.budget(),
             });
         }
+        let Some(context) = context.as_ref() else {
+            return Err(ScriptError::Engine("the script context is gone".to_owned()));
+        };
+        // Our turn at the runtime first (a session that spent a whole evaluation's budget
+        // already waits for the others), then its lock.
+        let _turn = engine.turn(meter.spent() >= limits.budget);
         context.with(|ctx| {
             let _charge = engine.charge_to(owner);
             engine.arm(limits.budget, meter);

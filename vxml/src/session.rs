@@ -72,6 +72,12 @@ pub struct Limits {
     pub max_document_bytes: usize,
     /// Most dialog steps (transitions, events, form items) between two waits for the caller.
     pub max_goto_chain: u32,
+    /// Most fetches (documents, submits, scripts, data, grammars) in the whole session; later
+    /// ones fail with `error.badfetch` naming this limit.
+    pub max_fetches: u32,
+    /// Most characters of text one prompt may speak (its text, SSML words and audio fallback
+    /// text); a longer prompt throws `error.noresource` naming this limit.
+    pub max_prompt_chars: usize,
 }
 
 impl Default for Limits {
@@ -82,6 +88,8 @@ impl Default for Limits {
             script_memory_bytes: 1 << 20,
             max_document_bytes: 1 << 20,
             max_goto_chain: 1000,
+            max_fetches: DEFAULT_MAX_FETCHES,
+            max_prompt_chars: DEFAULT_MAX_PROMPT_CHARS,
         }
     }
 }
@@ -90,6 +98,13 @@ impl Default for Limits {
 /// CPU for a tight loop (a release build on the 2-core reference machine); ten times what one
 /// script may use.
 pub const DEFAULT_CALL_SCRIPT_BUDGET: u32 = 2_000;
+
+/// The default [`Limits::max_fetches`]: an hour-long call fetching every ten seconds.
+pub const DEFAULT_MAX_FETCHES: u32 = 360;
+
+/// The default [`Limits::max_prompt_chars`]: about twenty minutes of speech, far beyond any
+/// prompt written to be heard, and what text-to-speech renders within its time limit.
+pub const DEFAULT_MAX_PROMPT_CHARS: usize = 20_000;
 
 /// Identifies a fetch so its result can be matched to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,6 +154,10 @@ pub enum Action {
     /// prompt (VoiceXML 2.0 §4.1.5.1): such a prompt is sent without barge-in because only the
     /// interpreter can tell a match from other input.
     StopPlayback,
+    /// Caller input the session consumed, and what it matched: keys collected for a field
+    /// (typed ahead ones too) or an utterance. Informational (a transcript shows it); the
+    /// input may be private (a PIN), so a platform should not log it at info level.
+    Heard(Heard),
     /// Log from `<log>` (label, text), or an interpreter warning (label `vxml.warning`).
     Log {
         /// `label`.
@@ -149,6 +168,19 @@ pub enum Action {
     /// The session is over; nothing follows. Emitted only after every Play has been reported
     /// done (at once after a hangup).
     End(SessionEnd),
+}
+
+/// Input consumed by the session ([`Action::Heard`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    /// `dtmf` or `voice`.
+    pub mode: &'static str,
+    /// The keys or words.
+    pub input: String,
+    /// The keys were pressed before the field asked (typeahead, VoiceXML 2.0 §4.1.8).
+    pub typeahead: bool,
+    /// What they matched (the interpretation as text), or `None`: no match.
+    pub matched: Option<String>,
 }
 
 /// What a fetch is for.
@@ -624,6 +656,8 @@ pub struct Session {
     hotword_stopped: bool,
     /// The session's script work over the call, and its stop flag.
     meter: Meter,
+    /// Fetches asked for so far, and the most allowed.
+    fetches: (u32, u32),
 }
 
 impl std::fmt::Debug for Session {
@@ -732,6 +766,7 @@ impl Session {
             mark: None,
             hotword_stopped: false,
             meter,
+            fetches: (0, config.limits.max_fetches),
         };
         session.pump(now);
         Ok(session)
@@ -929,6 +964,17 @@ impl Session {
     fn enter(&mut self, now: Instant, request: Request) -> Option<Response> {
         match request {
             Request::Fetch(spec) => {
+                let (made, most) = self.fetches;
+                if made >= most {
+                    return Some(Response::Fetched(Err(FetchFailure {
+                        status: None,
+                        message: format!(
+                            "{} not fetched: this call already made {most} fetches, its limit (vxml.max_fetches_per_call); look for a <goto> or <submit> loop",
+                            spec.url
+                        ),
+                    })));
+                }
+                self.fetches.0 = made + 1;
                 if spec.fetchaudio.is_some() {
                     self.flush_prompts(false);
                 }
@@ -979,6 +1025,7 @@ impl Session {
                     if let Outcome::Done(collected) = self.feed(now, key) {
                         // `feed` may have put back a key that followed a complete match.
                         self.typeahead.extend(keys);
+                        self.heard(&collected, true);
                         self.publish_mark();
                         return Some(Response::Collected(collected));
                     }
@@ -1113,8 +1160,32 @@ impl Session {
             self.actions.push_back(Action::StopPlayback);
             self.hotword_stopped = true;
         }
+        self.heard(&collected, false);
         self.publish_mark();
         self.respond(now, Response::Collected(collected));
+    }
+
+    /// Reports input about to be handed to the interpreter ([`Action::Heard`]).
+    fn heard(&mut self, collected: &Collected, typeahead: bool) {
+        let (mode, input, matched) = match collected {
+            Collected::Matched {
+                utterance,
+                mode,
+                value,
+                ..
+            } => (*mode, utterance, Some(value.to_text())),
+            Collected::NoMatch { utterance, mode } => (*mode, utterance, None),
+            Collected::NoInput => return,
+        };
+        self.actions.push_back(Action::Heard(Heard {
+            mode: match mode {
+                Mode::Dtmf => "dtmf",
+                Mode::Voice => "voice",
+            },
+            input: input.clone(),
+            typeahead,
+            matched,
+        }));
     }
 
     /// Hands the last mark passed to the interpreter for the result about to be delivered

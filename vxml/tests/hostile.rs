@@ -26,6 +26,7 @@ fn config(file: &str, limits: Limits) -> SessionConfig {
 
 fn serve(url: &str) -> Result<Fetched, FetchFailure> {
     let path = url.strip_prefix(BASE).unwrap_or("");
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile");
     match std::fs::read(dir.join(path)) {
         Ok(body) if !path.is_empty() && !path.contains("..") => Ok(Fetched {
@@ -142,5 +143,142 @@ fn the_call_budget_is_spent_only_by_work_so_a_normal_script_leaves_it_whole() {
         (200..=201).contains(&session.meter().spent()),
         "it spent its own budget from the call's: {}",
         session.meter().spent()
+    );
+}
+
+#[test]
+fn entity_bombs_end_the_session_with_error_badfetch_naming_the_limit() {
+    for file in ["entity_bomb.vxml", "billion_laughs.vxml", "data_bomb.vxml"] {
+        let mut session =
+            Session::new(config(file, Limits::default()), Instant::now()).expect("session starts");
+        let (end, _) = run(&mut session, 100);
+        let Some(SessionEnd::Error { event, message }) = end else {
+            panic!("{file}: must end with an error, not {end:?}");
+        };
+        assert_eq!(event, "error.badfetch", "{file}: {message}");
+        assert!(
+            message.contains("fetch.max_document_bytes") && message.contains("entity"),
+            "{file}: the reason names the limit: {message}"
+        );
+    }
+}
+
+#[test]
+fn fetches_past_the_call_limit_fail_with_error_badfetch_naming_it() {
+    let limits = Limits {
+        max_fetches: 20,
+        ..Limits::default()
+    };
+    let mut session =
+        Session::new(config("fetch_loop.vxml", limits), Instant::now()).expect("session starts");
+    let mut fetches = 0;
+    let now = Instant::now();
+    let end = loop {
+        match session.poll_action() {
+            Some(Action::Fetch(fetch)) => {
+                fetches += 1;
+                assert!(fetches <= 20, "a fetch past the limit was asked for");
+                session.handle_input(
+                    now,
+                    Input::Fetched {
+                        id: fetch.id,
+                        result: serve(&fetch.url),
+                    },
+                );
+            }
+            Some(Action::End(end)) => break end,
+            Some(_) => {}
+            None => panic!("the session waits for nothing"),
+        }
+    };
+    assert_eq!(fetches, 20);
+    let SessionEnd::Error { event, message } = end else {
+        panic!("must end with an error, not {end:?}");
+    };
+    assert_eq!(event, "error.badfetch");
+    assert!(message.contains("vxml.max_fetches_per_call"), "{message}");
+}
+
+#[test]
+fn a_prompt_too_long_to_speak_throws_error_noresource_naming_the_limit() {
+    let mut session = Session::new(
+        config("long_prompt.vxml", Limits::default()),
+        Instant::now(),
+    )
+    .expect("session starts");
+    let mut played = 0;
+    let now = Instant::now();
+    let end = loop {
+        match session.poll_action() {
+            Some(Action::Fetch(fetch)) => session.handle_input(
+                now,
+                Input::Fetched {
+                    id: fetch.id,
+                    result: serve(&fetch.url),
+                },
+            ),
+            Some(Action::Play { id, .. }) => {
+                played += 1;
+                session.handle_input(
+                    now,
+                    Input::PlaybackDone {
+                        id,
+                        interrupted: false,
+                    },
+                );
+            }
+            Some(Action::End(end)) => break end,
+            Some(_) => {}
+            None => panic!("the session waits for nothing"),
+        }
+    };
+    assert_eq!(played, 0, "no part of the prompt is spoken");
+    let SessionEnd::Error { event, message } = end else {
+        panic!("must end with an error, not {end:?}");
+    };
+    assert_eq!(event, "error.noresource");
+    assert!(
+        message.contains("60019 characters") && message.contains("vxml.max_prompt_chars"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_grammar_of_many_alternatives_on_one_line_loads_and_matches() {
+    let mut session = Session::new(
+        config("many_alternatives.vxml", Limits::default()),
+        Instant::now(),
+    )
+    .expect("session starts");
+    let now = Instant::now();
+    let end = loop {
+        match session.poll_action() {
+            Some(Action::Fetch(fetch)) => session.handle_input(
+                now,
+                Input::Fetched {
+                    id: fetch.id,
+                    result: serve(&fetch.url),
+                },
+            ),
+            Some(Action::Play { id, .. }) => session.handle_input(
+                now,
+                Input::PlaybackDone {
+                    id,
+                    interrupted: false,
+                },
+            ),
+            Some(Action::Listen(_)) => {
+                for key in "11999#".chars() {
+                    session.handle_input(now, Input::Dtmf(key));
+                }
+            }
+            Some(Action::End(end)) => break end,
+            Some(_) => {}
+            None => panic!("the session waits for nothing"),
+        }
+    };
+    assert!(
+        matches!(&end, SessionEnd::Exit { value: Some(v) } if v.contains('1') && v.contains('9')),
+        "the keys match the grammar: {end:?}"
     );
 }

@@ -75,6 +75,7 @@ fn drain(
             Action::Fetch(fetch) => fetches.push(fetch.id),
             Action::Play { id, .. } => plays.push(id),
             Action::Log { .. }
+            | Action::Heard(_)
             | Action::StopPlayback
             | Action::Listen(_)
             | Action::Record(_)

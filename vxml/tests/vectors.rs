@@ -170,6 +170,8 @@ impl Platform {
                         result: Ok(self.transfer_outcome),
                     });
                 }
+                // Consumed input is already in the transcript as the script's keys.
+                Action::Heard(_) => {}
                 Action::StopPlayback => {
                     self.record("stop playback");
                     self.report_head_mark();

@@ -76,6 +76,7 @@ impl Driver {
                     result: Ok(TransferOutcome::Busy),
                 },
                 Action::Log { .. }
+                | Action::Heard(_)
                 | Action::Listen(_)
                 | Action::Disconnect { .. }
                 | Action::StopPlayback => continue,
@@ -115,6 +116,8 @@ fuzz_target!(|data: &[u8]| {
             script_memory_bytes: 1 << 20,
             max_document_bytes: 64 * 1024,
             max_goto_chain: 100,
+            max_fetches: 16,
+            max_prompt_chars: 4096,
         },
     };
     let now = Instant::now();

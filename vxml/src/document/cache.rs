@@ -11,8 +11,11 @@
 //! fetcher's business: this cache only avoids parsing bytes it has parsed before, so it can
 //! never serve a stale document — a changed body is a different key.
 //!
-//! Bounds: a number of entries and a total of body bytes; the least recently used entry goes
-//! first. Concurrent requests for the same key wait for one parse rather than each parsing.
+//! Bounds: a number of entries and a total of bytes held, the least recently used entry going
+//! first. An entry is charged what its parsed value holds, not what was fetched: a document's
+//! text once its entities are expanded ([`Document::text_bytes`]), a grammar's likewise. A
+//! body of 62 KB whose entities expand to 1 MB is charged 1 MB (larger ones are refused before
+//! they are parsed: [`DocumentError::ExpansionTooLarge`]). Concurrent requests for the same key wait for one parse rather than each parsing.
 //! Parse failures are not kept: the next request parses again.
 
 use std::collections::HashMap;
@@ -41,7 +44,15 @@ pub(super) fn parse_fetched(
         });
     }
     let decoded = decode::decode_document(&url, body, content_type)?;
+    let expanded =
+        super::expansion::expanded_len(&decoded.text, max_bytes as u64).map_err(|_| {
+            DocumentError::ExpansionTooLarge {
+                url: url.to_string(),
+                limit: max_bytes,
+            }
+        })?;
     let mut document = parse::parse(url, &decoded.text)?;
+    document.text_bytes = usize::try_from(expanded).unwrap_or(usize::MAX);
     if !decoded.warnings.is_empty() {
         let mut warnings = decoded.warnings;
         warnings.append(&mut document.warnings);
@@ -50,16 +61,26 @@ pub(super) fn parse_fetched(
     Ok(document)
 }
 
+/// Most bytes a grammar's text may grow to by expanding its entity references.
+pub const GRAMMAR_MAX_EXPANDED_BYTES: usize = 1 << 20;
+
 /// Reads a fetched external grammar: SRGS XML or ABNF by its content when that is plain
 /// (servers often label ABNF `text/plain` or grammars `application/xml`), else by content
 /// type (SRGS 1.0 Appendix G). [`GrammarCache::get_or_parse`] calls this once per distinct
-/// body.
+/// body. Returns the grammar with the bytes of text it was made from (its entities expanded): what
+/// the grammar cache charges for it.
 pub(crate) fn parse_fetched_grammar(
     url: &Url,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<Grammar, GrammarError> {
+) -> Result<(Grammar, usize), GrammarError> {
     let text = srgs::decode(body, content_type);
+    let expanded = super::expansion::expanded_len(&text, GRAMMAR_MAX_EXPANDED_BYTES as u64)
+        .map_err(|_| {
+            GrammarError::Invalid(format!(
+                "{url} would grow past {GRAMMAR_MAX_EXPANDED_BYTES} bytes by expanding its entity references; declare smaller entities or reference them fewer times"
+            ))
+        })?;
     let start = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
     let form = if start.starts_with("#ABNF") {
         Some("application/srgs")
@@ -68,7 +89,8 @@ pub(crate) fn parse_fetched_grammar(
     } else {
         content_type
     };
-    Grammar::parse(&text, form, Some(url))
+    let grammar = Grammar::parse(&text, form, Some(url))?;
+    Ok((grammar, usize::try_from(expanded).unwrap_or(usize::MAX)))
 }
 
 /// How much a [`DocumentCache`] or a [`GrammarCache`] keeps.
@@ -76,8 +98,9 @@ pub(crate) fn parse_fetched_grammar(
 pub struct CacheLimits {
     /// Most entries kept.
     pub entries: usize,
-    /// Most body bytes kept, summed over the entries (a proxy for their memory: the parsed
-    /// model is a small multiple of the body). A body larger than this is parsed, not kept.
+    /// Most bytes held, summed over the entries: each is charged the text its parsed value
+    /// was made from, entities expanded (a proxy for its memory). A value larger than this is
+    /// parsed, not kept.
     pub bytes: usize,
 }
 
@@ -102,7 +125,7 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Entries kept now.
     pub entries: usize,
-    /// Body bytes kept now.
+    /// Bytes held now (each entry charged its expanded text).
     pub bytes: usize,
 }
 
@@ -158,7 +181,10 @@ impl DocumentCache {
             return parse_fetched(url.clone(), content_type, body, max_bytes).map(Arc::new);
         }
         self.parses.get_or_parse(url, content_type, body, || {
-            parse_fetched(url.clone(), content_type, body, max_bytes).map(Arc::new)
+            parse_fetched(url.clone(), content_type, body, max_bytes).map(|document| {
+                let held = document.text_bytes;
+                (Arc::new(document), held)
+            })
         })
     }
 
@@ -290,18 +316,18 @@ impl<T: Clone, E: Clone> Parses<T, E> {
     }
 
     /// The value `parse` makes of `body` from `url` with `content_type`: `parse` runs for the
-    /// first request of a key (or for every request of a body too large to keep); failures
-    /// are returned, not kept.
+    /// first request of a key (or for every request of a body too large to keep) and returns
+    /// the value with the bytes it holds; failures are returned, not kept.
     fn get_or_parse(
         &self,
         url: &Url,
         content_type: Option<&str>,
         body: &[u8],
-        parse: impl FnOnce() -> Result<T, E>,
+        parse: impl FnOnce() -> Result<(T, usize), E>,
     ) -> Result<T, E> {
         if body.len() > self.limits.bytes || self.limits.entries == 0 {
             self.lock().stats.misses += 1;
-            return parse();
+            return parse().map(|(value, _)| value);
         }
         let key = Key {
             url: url.as_str().to_owned(),
@@ -310,19 +336,23 @@ impl<T: Clone, E: Clone> Parses<T, E> {
             length: body.len(),
         };
         let slot = self.slot(&key);
-        let mut parsed_here = false;
+        let mut parsed_here = None;
         let result = slot.result.get_or_init(|| {
-            parsed_here = true;
-            parse()
+            parse().map(|(value, held)| {
+                parsed_here = Some(held);
+                value
+            })
         });
-        if parsed_here && result.is_err() {
+        if parsed_here.is_some() || result.is_err() {
             let mut state = self.lock();
-            if state
+            let ours = state
                 .entries
                 .get(&key)
-                .is_some_and(|entry| Arc::ptr_eq(&entry.slot, &slot))
-            {
-                state.remove(&key);
+                .is_some_and(|entry| Arc::ptr_eq(&entry.slot, &slot));
+            match parsed_here {
+                Some(held) if ours => state.charge(&key, held, self.limits.bytes),
+                None if ours => state.remove(&key),
+                _ => {}
             }
         }
         result.clone()
@@ -389,6 +419,32 @@ impl<T: Clone, E: Clone> Parses<T, E> {
 }
 
 impl<T, E> State<T, E> {
+    /// Charges `key`'s entry what its value holds (it was charged its body until parsed), then
+    /// evicts the least recently used others until the total fits `limit`; an entry that alone
+    /// passes it is not kept.
+    fn charge(&mut self, key: &Key, held: usize, limit: usize) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        let was = std::mem::replace(&mut entry.bytes, held);
+        self.bytes = self.bytes.saturating_sub(was).saturating_add(held);
+        if held > limit {
+            self.remove(key);
+            return;
+        }
+        while self.bytes > limit && self.entries.len() > 1 {
+            let oldest = self
+                .entries
+                .iter()
+                .filter(|(other, _)| *other != key)
+                .min_by_key(|(_, entry)| entry.last_used)
+                .map(|(other, _)| other.clone());
+            let Some(oldest) = oldest else { break };
+            self.remove(&oldest);
+            self.stats.evictions += 1;
+        }
+    }
+
     fn remove(&mut self, key: &Key) {
         if let Some(entry) = self.entries.remove(key) {
             self.bytes = self.bytes.saturating_sub(entry.bytes);
@@ -453,6 +509,57 @@ mod tests {
         let stats = cache.stats();
         assert_eq!((stats.misses, stats.hits), (1, 999));
         assert_eq!((stats.entries, stats.bytes), (1, bytes.len()));
+    }
+
+    #[test]
+    fn entries_are_charged_what_they_hold_not_what_was_fetched() {
+        let expanding = |form: &str| {
+            format!(
+                "<!DOCTYPE vxml [<!ENTITY e \"{}\">]><vxml version=\"2.1\"><form id=\"{form}\"><block>{}</block></form></vxml>",
+                "la ".repeat(1_000),
+                "&e;".repeat(20)
+            )
+            .into_bytes()
+        };
+        let cache = DocumentCache::new(CacheLimits {
+            entries: 10,
+            bytes: 100_000,
+        });
+        let one = expanding("one");
+        let document = cache
+            .get_or_parse(&url("one.vxml"), None, &one, LIMIT)
+            .unwrap();
+        assert!(document.text_bytes > 60_000, "{}", document.text_bytes);
+        assert!(one.len() < 4_000);
+        assert_eq!(
+            cache.stats().bytes,
+            document.text_bytes,
+            "charged the expanded text"
+        );
+        // A second one does not fit beside the first: the first goes.
+        cache
+            .get_or_parse(&url("two.vxml"), None, &expanding("two"), LIMIT)
+            .unwrap();
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.evictions), (1, 1), "{stats:?}");
+        // One that alone holds more than the cache may is parsed, not kept.
+        let small = DocumentCache::new(CacheLimits {
+            entries: 10,
+            bytes: 10_000,
+        });
+        small
+            .get_or_parse(&url("one.vxml"), None, &one, LIMIT)
+            .unwrap();
+        assert_eq!((small.stats().entries, small.stats().bytes), (0, 0));
+        // Past the document limit, the expansion is refused before parsing.
+        let refused = cache.get_or_parse(&url("three.vxml"), None, &expanding("three"), 50_000);
+        assert!(
+            matches!(
+                &refused,
+                Err(DocumentError::ExpansionTooLarge { limit: 50_000, .. })
+            ),
+            "{refused:?}"
+        );
     }
 
     #[test]

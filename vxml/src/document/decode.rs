@@ -52,6 +52,14 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<String, String>
     })
 }
 
+/// Decodes `body` by its charset (the Content-Type's, a byte-order mark, else UTF-8 with a
+/// Windows-1252 fallback) and nothing more: for text that is not XML, such as an external
+/// `<script src>` (VoiceXML 2.0 §5.3.12: ECMAScript as it is), where a `<` or `&` is code.
+pub fn decode_text(body: &[u8], content_type: Option<&str>) -> String {
+    let mut notes = Vec::new();
+    read(body, content_type, &mut notes).0
+}
+
 /// Text decoded from a fetched body, and how it was read.
 #[derive(Debug)]
 pub(super) struct Decoded {

@@ -11,6 +11,7 @@
 
 pub mod cache;
 mod decode;
+pub(crate) mod expansion;
 mod parse;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use url::Url;
 use crate::fia::grammars::Compiled;
 
 pub use cache::{CacheLimits, CacheStats, DocumentCache};
-pub use decode::decode;
+pub use decode::{decode, decode_text};
 
 /// A parsed `<vxml>` document (VoiceXML 2.0 §1.5).
 #[derive(Debug, Clone)]
@@ -46,6 +47,9 @@ pub struct Document {
     pub links: Vec<Link>,
     /// Elements skipped because this interpreter does not know them.
     pub warnings: Vec<String>,
+    /// Bytes of the document's text once its entities are expanded: what the parsed model
+    /// holds copies of, and what the document cache charges for it.
+    pub text_bytes: usize,
 }
 
 /// A `<property name value>` (VoiceXML 2.0 §6.3).
@@ -590,6 +594,16 @@ pub enum DocumentError {
         url: String,
         /// Encoding used to decode.
         encoding: String,
+    },
+    /// Its entity references would expand past the limit (an entity-expansion bomb?).
+    #[error(
+        "document {url} would grow past {limit} bytes by expanding its entity references (fetch.max_document_bytes); declare smaller entities or reference them fewer times"
+    )]
+    ExpansionTooLarge {
+        /// Document URL.
+        url: String,
+        /// The limit: the largest document accepted.
+        limit: usize,
     },
     /// Not well-formed XML.
     #[error("document {url} is not well-formed XML: {message} (line {line}, column {column})")]

@@ -63,6 +63,7 @@ pub(super) fn parse(url: Url, text: &str) -> Result<Document, DocumentError> {
         base: &base,
         warnings: Vec::new(),
         vendor_properties: Vec::new(),
+        line_starts: std::cell::OnceCell::new(),
     };
     if !is_vxml(&root) || root.tag_name().name() != "vxml" {
         return Err(parser.invalid(&root, "the root element must be <vxml>"));
@@ -78,6 +79,7 @@ pub(super) fn parse(url: Url, text: &str) -> Result<Document, DocumentError> {
         properties: Vec::new(),
         links: Vec::new(),
         warnings: Vec::new(),
+        text_bytes: text.len(),
     };
     for child in root.children().filter(Node::is_element) {
         match vxml_name(&child) {
@@ -194,6 +196,26 @@ fn vxml_name<'a>(node: &Node<'a, '_>) -> Option<&'a str> {
     (is_vxml(node) || srgs_grammar).then_some(name)
 }
 
+/// Whether `name` is prompt content (VoiceXML 2.x §4.1, SSML 1.0, VoiceXML 1.0 §4.1) that
+/// may also stand outside a `<prompt>` as an implicit one.
+fn is_prompt_content(name: &str) -> bool {
+    SsmlKind::from_tag(name).is_some()
+        || matches!(
+            name,
+            "audio"
+                | "value"
+                | "break"
+                | "enumerate"
+                | "mark"
+                | "phoneme"
+                | "lang"
+                | "emp"
+                | "pros"
+                | "sayas"
+                | "div"
+        )
+}
+
 /// The events a catch element (or shorthand) handles, `None` if `name` is not one.
 fn catch_events(name: &str) -> Option<Option<&'static str>> {
     match name {
@@ -214,6 +236,10 @@ struct Parser<'a, 'input> {
     warnings: Vec<String>,
     /// Vendor property names already warned about.
     vendor_properties: Vec<String>,
+    /// Where each line of the text starts, found on first use (roxmltree's `text_pos_at`
+    /// scans from the start of the text on every call: quadratic for a document of many
+    /// grammars on few lines).
+    line_starts: std::cell::OnceCell<Vec<usize>>,
 }
 
 /// The parts of an input item collected from its children.
@@ -232,19 +258,37 @@ struct ItemParts {
 impl Parser<'_, '_> {
     /// An [`DocumentError::Invalid`] at `node`.
     fn invalid(&self, node: &Node<'_, '_>, message: impl Into<String>) -> DocumentError {
-        let pos = self.xml.text_pos_at(node.range().start);
+        let (line, column) = self.line_column(node);
         DocumentError::Invalid {
             url: self.url.to_string(),
-            line: pos.row,
-            column: pos.col,
+            line,
+            column,
             message: message.into(),
         }
     }
 
     /// `line:column` of `node`.
     fn position(&self, node: &Node<'_, '_>) -> String {
-        let pos = self.xml.text_pos_at(node.range().start);
-        format!("{}:{}", pos.row, pos.col)
+        let (line, column) = self.line_column(node);
+        format!("{line}:{column}")
+    }
+
+    /// The 1-based line and column (in characters) where `node` starts.
+    fn line_column(&self, node: &Node<'_, '_>) -> (u32, u32) {
+        let text = self.xml.input_text();
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+                .collect()
+        });
+        let at = node.range().start.min(text.len());
+        let line = starts.partition_point(|start| *start <= at);
+        let start = starts.get(line.saturating_sub(1)).copied().unwrap_or(0);
+        let column = text.get(start..at).map_or(0, |s| s.chars().count()) + 1;
+        (
+            u32::try_from(line).unwrap_or(u32::MAX),
+            u32::try_from(column).unwrap_or(u32::MAX),
+        )
     }
 
     /// Records a warning at `node`.
@@ -939,7 +983,14 @@ impl Parser<'_, '_> {
                     self.prompt_node(child, out)?;
                 }
             }
-            "phoneme" | "lang" | "speak" | "prompt" => {
+            // VoiceXML 1.0 prompt elements (VoiceXML 1.0 §4.1): their SSML successors.
+            "emp" => out.push(self.ssml_element(node, SsmlKind::Emphasis)?),
+            "pros" => out.push(self.ssml_element(node, SsmlKind::Prosody)?),
+            "sayas" if node.attribute("sub").is_some() => {
+                let sub = node.attribute("sub").unwrap_or_default();
+                out.push(PromptNode::Text(format!(" {sub} ")));
+            }
+            "phoneme" | "lang" | "speak" | "prompt" | "sayas" | "div" => {
                 out.push(PromptNode::Text(" ".to_owned()));
                 for child in node.children() {
                     self.prompt_node(child, out)?;
@@ -1186,7 +1237,9 @@ impl Parser<'_, '_> {
                 continue;
             }
             match vxml_name(&child) {
-                Some("audio" | "value" | "break" | "enumerate") => {
+                // Prompt content outside a <prompt> is an implicit prompt, SSML and VoiceXML
+                // 1.0 elements included (authors put <emphasis> straight in a <block>).
+                Some(name) if is_prompt_content(name) => {
                     self.prompt_node(child, &mut bare)?;
                 }
                 // Catch elements and properties belong to the enclosing item, not its content.

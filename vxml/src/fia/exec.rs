@@ -60,14 +60,11 @@ impl Interp {
                     let url = self.resolve(&uri)?.0;
                     let spec = self.fetch_spec(url, FetchPurpose::Script, fetch);
                     let fetched = self.fetch(spec).await?;
-                    let text =
-                        crate::document::decode(&fetched.body, fetched.content_type.as_deref())
-                            .map_err(|encoding| {
-                                Event::new(
-                                    names::BADFETCH,
-                                    format!("script {} is not valid {encoding} text", fetched.url),
-                                )
-                            })?;
+                    // ECMAScript as fetched, decoded by its charset: not XML, so never repaired.
+                    let text = crate::document::decode_text(
+                        &fetched.body,
+                        fetched.content_type.as_deref(),
+                    );
                     self.model.run_script(&text).map_err(sem)?;
                 }
             },
@@ -232,6 +229,16 @@ impl Interp {
                             format!("data {} is not valid {encoding} text", fetched.url),
                         )
                     })?;
+                let limit = self.limits.max_document_bytes;
+                if crate::document::expansion::expanded_len(&text, limit as u64).is_err() {
+                    return Err(Event::new(
+                        names::BADFETCH,
+                        format!(
+                            "data {} would grow past {limit} bytes by expanding its entity references (fetch.max_document_bytes); declare smaller entities or reference them fewer times",
+                            fetched.url
+                        ),
+                    ));
+                }
                 if let Err(e) = roxmltree::Document::parse_with_options(
                     &text,
                     roxmltree::ParsingOptions {
@@ -307,6 +314,26 @@ impl Interp {
         let choices = self.enumerated();
         match render(prompt, &mut self.model, &document.base, bargein, &choices) {
             Ok(rendered) => {
+                let chars: usize = rendered
+                    .items
+                    .iter()
+                    .map(|item| match item {
+                        crate::prompt::PromptItem::Audio {
+                            fallback: Some(text),
+                            ..
+                        } => text.chars().count(),
+                        other => other.spoken_text().map_or(0, |text| text.chars().count()),
+                    })
+                    .sum();
+                if chars > self.limits.max_prompt_chars {
+                    return Err(Event::new(
+                        names::NORESOURCE,
+                        format!(
+                            "a prompt of {chars} characters is longer than text-to-speech may speak at once ({} characters, vxml.max_prompt_chars); split it or shorten it",
+                            self.limits.max_prompt_chars
+                        ),
+                    ));
+                }
                 if let Some(timeout) = prompt.timeout {
                     self.prompt_timeout = Some(timeout);
                 }

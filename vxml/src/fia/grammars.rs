@@ -50,6 +50,15 @@ pub(crate) enum SemValue {
 }
 
 impl SemValue {
+    /// The value as a transcript shows it: a string as it is, anything else as written.
+    pub(crate) fn to_text(&self) -> String {
+        match self {
+            Self::String(text) | Self::Script(text) | Self::Json(text) => text.clone(),
+            Self::Bool(b) => b.to_string(),
+            Self::Number(n) => n.to_string(),
+        }
+    }
+
     /// ECMAScript source that evaluates to this value.
     pub(crate) fn to_js(&self) -> String {
         match self {
@@ -157,6 +166,40 @@ pub(crate) fn builtin_uri(uri: &str) -> Result<Vec<Compiled>, String> {
 
 /// A `<grammar>` element of a document: `src`/`srcexpr` (external or builtin), inline SRGS
 /// XML, or inline ABNF text.
+/// Why a grammar in a format this platform does not read (JSGF, GSL, …) is ignored, naming the
+/// format; `None` for SRGS (XML or ABNF) or a type that does not say. `media_type` is the
+/// `type` attribute or Content-Type; `text` the grammar's text (its first characters decide
+/// for JSGF, whatever the type says).
+pub(crate) fn unsupported_format(media_type: Option<&str>, text: &str) -> Option<String> {
+    let media = media_type
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|m| !m.is_empty());
+    let start = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
+    let readable = "this platform reads SRGS 1.0 grammars (XML or ABNF)";
+    if start.starts_with("#JSGF") || media.as_deref().is_some_and(|m| m.contains("jsgf")) {
+        let named = media
+            .as_deref()
+            .filter(|m| m.contains("jsgf"))
+            .unwrap_or("#JSGF header");
+        return Some(format!(
+            "a JSGF grammar ({named}) is not supported and is ignored: {readable}"
+        ));
+    }
+    let media = media?;
+    let srgs = media == "application/srgs"
+        || media.ends_with("xml")
+        || media.starts_with("text/")
+        || media == "application/octet-stream";
+    (!srgs && !start.starts_with('<') && !start.starts_with("#ABNF"))
+        .then(|| format!("a grammar of type {media} is not supported and is ignored: {readable}"))
+}
+
 pub(crate) fn from_element(node: Node<'_, '_>, base: &Url) -> Result<Vec<Compiled>, String> {
     if let Some(expr) = node.attribute("srcexpr") {
         return Ok(vec![Compiled::External {
@@ -185,6 +228,9 @@ pub(crate) fn from_element(node: Node<'_, '_>, base: &Url) -> Result<Vec<Compile
     }
     let text: String = node.children().filter_map(|c| c.text()).collect();
     let text = text.trim();
+    if let Some(reason) = unsupported_format(node.attribute("type"), text) {
+        return Ok(vec![Compiled::Inactive(reason)]);
+    }
     if text.is_empty() {
         return Err("the <grammar> has no rules, no ABNF text and no src".to_owned());
     }
@@ -217,10 +263,8 @@ pub(crate) fn from_fetched(
     bytes: &[u8],
     content_type: Option<&str>,
     url: &Url,
-) -> Result<Grammar, String> {
-    cache
-        .get_or_parse(url, content_type, bytes)
-        .map_err(|e| e.to_string())
+) -> Result<Grammar, crate::srgs::GrammarError> {
+    cache.get_or_parse(url, content_type, bytes)
 }
 
 /// A grammar whose root is the public rule `rule` of `grammar` (fetched from `url`).

@@ -239,6 +239,24 @@ impl Interp {
         item_el: &FormItem,
     ) -> Result<Flow, Event> {
         let active = self.active_grammars(doc, form, form_el, item_el).await?;
+        if !active.is_empty()
+            && active
+                .iter()
+                .all(|(grammar, _)| matches!(grammar.as_ref(), Compiled::Inactive(_)))
+        {
+            // §5.2.6: grammars, but none this platform can use.
+            let reasons: Vec<&str> = active
+                .iter()
+                .filter_map(|(grammar, _)| match grammar.as_ref() {
+                    Compiled::Inactive(reason) => Some(reason.as_str()),
+                    _ => None,
+                })
+                .collect();
+            return Err(Event::new(
+                names::UNSUPPORTED_FORMAT,
+                format!("no usable grammar is active: {}", reasons.join("; ")),
+            ));
+        }
         let inputmodes = self
             .property("inputmodes")
             .unwrap_or_else(|| "dtmf voice".to_owned());
@@ -419,7 +437,21 @@ impl Interp {
                 })?;
                 let rule = url.fragment().filter(|f| !f.is_empty()).map(str::to_owned);
                 url.set_fragment(None);
-                let mut fetched = self.fetch_grammar(&url).await?;
+                let mut fetched = match self.fetch_grammar(&url).await? {
+                    Ok(grammar) => grammar,
+                    Err(reason) => {
+                        // A format this platform does not read: ignored, like an inline one.
+                        self.io.emit(super::platform::Output::Log {
+                            label: Some("vxml.warning".to_owned()),
+                            text: format!("grammar {uri}: {reason}"),
+                        });
+                        let inactive = Arc::new(Compiled::Inactive(reason));
+                        if self.grammar_cache.len() < MAX_CACHED_GRAMMARS {
+                            self.grammar_cache.insert(uri, Arc::clone(&inactive));
+                        }
+                        return Ok(inactive);
+                    }
+                };
                 if let Some(rule) = rule {
                     // `src="g.grxml#rule"`: that public rule is the root (VoiceXML 2.0 §3.1.1.2).
                     fetched = grammars::rule_of(fetched, &url, &rule)
@@ -451,18 +483,35 @@ impl Interp {
         }
     }
 
-    /// Fetches and parses the grammar at `url`; a failure is `error.badfetch` naming it.
-    async fn fetch_grammar(&mut self, url: &url::Url) -> Result<srgs::Grammar, Event> {
+    /// Fetches and parses the grammar at `url`; a failed fetch or a malformed grammar is
+    /// `error.badfetch` naming it. A grammar in a format this platform does not read (JSGF,
+    /// or no known form at all) is `Ok(Err(why))`: the fetch succeeded, the grammar is
+    /// ignored.
+    async fn fetch_grammar(
+        &mut self,
+        url: &url::Url,
+    ) -> Result<Result<srgs::Grammar, String>, Event> {
         let spec = self.fetch_spec(url.clone(), FetchPurpose::Grammar, &FetchAttrs::default());
         let fetched = self.fetch(spec).await?;
         let final_url = url::Url::parse(&fetched.url).unwrap_or_else(|_| url.clone());
-        grammars::from_fetched(
+        let content_type = fetched.content_type.as_deref();
+        let head = String::from_utf8_lossy(&fetched.body[..fetched.body.len().min(64)]);
+        if let Some(reason) = grammars::unsupported_format(content_type, &head) {
+            return Ok(Err(reason));
+        }
+        match grammars::from_fetched(
             self.documents.grammars(),
             &fetched.body,
-            fetched.content_type.as_deref(),
+            content_type,
             &final_url,
-        )
-        .map_err(|e| Event::new(names::BADFETCH, format!("grammar {url}: {e}")))
+        ) {
+            Ok(grammar) => Ok(Ok(grammar)),
+            Err(srgs::GrammarError::UnknownFormat) => Ok(Err(format!(
+                "the grammar ({}) is neither SRGS XML nor ABNF and is ignored: this platform reads SRGS 1.0 grammars",
+                content_type.unwrap_or("no content type")
+            ))),
+            Err(e) => Err(Event::new(names::BADFETCH, format!("grammar {url}: {e}"))),
+        }
     }
 
     /// Fetches and links every external grammar `grammar`'s rule references need, and
@@ -484,7 +533,12 @@ impl Interp {
                         ),
                     ));
                 }
-                let external = self.fetch_grammar(&uri).await?;
+                let external = self.fetch_grammar(&uri).await?.map_err(|reason| {
+                    Event::new(
+                        names::UNSUPPORTED_FORMAT,
+                        format!("grammar {uri}: {reason}"),
+                    )
+                })?;
                 grammar.link_external(&uri, external);
             }
         }

@@ -16,6 +16,11 @@
 //! What becomes per-runtime, and how each per-session guarantee is kept:
 //! - **Execution** is serialised by the runtime's lock (rquickjs `parallel`); on a
 //!   thread-per-core host all users of a runtime run on its thread, so the lock is uncontended.
+//!   Where sessions of one runtime run on several threads, that lock (a `std` mutex) is not
+//!   fair: a runaway session that takes it again microseconds after each evaluation kept a
+//!   session waiting for a new context for six seconds. So every user takes a turn first
+//!   ([`ScriptEngine::turn`]), and sessions that already spent a whole evaluation's budget go
+//!   last: a normal session waits at most for the one evaluation running when it asks.
 //! - **Interrupt budget**: one counter per runtime, re-armed by every evaluation after it takes
 //!   the lock, so each evaluation has its own budget; with it the evaluation's session's
 //!   [`Meter`] (its budget for the whole call, and its stop flag), which every check also
@@ -32,7 +37,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use rquickjs::context::intrinsic::{Date, Eval, Json, Proxy, RegExp, RegExpCompiler};
 use rquickjs::{Context, Runtime};
@@ -65,6 +70,8 @@ pub struct ScriptEngine {
     budget_left: Arc<AtomicU32>,
     /// The meter of the session whose evaluation holds the runtime.
     meter: Arc<Mutex<Option<Meter>>>,
+    /// Turns at the runtime, in arrival order.
+    turns: Arc<Turns>,
     contexts: Arc<AtomicUsize>,
 }
 
@@ -118,6 +125,7 @@ impl ScriptEngine {
             ledger,
             budget_left,
             meter,
+            turns: Arc::new(Turns::default()),
             contexts: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -185,6 +193,7 @@ impl ScriptEngine {
         let owner = self.ledger.open(limit);
         self.contexts.fetch_add(1, Ordering::Relaxed);
         let created = {
+            let _turn = self.turn(false);
             let _charge = self.ledger.charge_to(owner);
             Context::custom::<(Eval, Json, Proxy, RegExp, RegExpCompiler, Date)>(&self.runtime)
         };
@@ -229,6 +238,14 @@ impl ScriptEngine {
         self.ledger.session(owner)
     }
 
+    /// Waits for this thread's turn at the runtime; the next user's turn comes when the
+    /// returned guard drops. A `hot` user (a session that already spent a whole evaluation's
+    /// budget) waits until no other user waits. Take it before the runtime's lock, never while
+    /// holding a turn already.
+    pub(crate) fn turn(&self, hot: bool) -> Turn {
+        self.turns.take(hot)
+    }
+
     /// Gives the evaluation about to run `budget` interrupt checks, each also drawn from its
     /// session's `meter`. Call with the runtime locked (inside `Context::with`), so no other
     /// evaluation can re-arm it meanwhile.
@@ -243,6 +260,64 @@ impl ScriptEngine {
     }
 }
 
+/// Turns at a runtime: one user at a time, and "hot" users (sessions that have already spent
+/// at least a whole evaluation's budget: runaways, or nearly) only when no other user waits.
+/// A session sharing a runtime with a runaway thus waits for at most the evaluation running
+/// when it asks, not for one after each of its own evaluations.
+#[derive(Debug, Default)]
+pub(crate) struct Turns {
+    state: Mutex<TurnState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct TurnState {
+    held: bool,
+    /// Users other than hot ones waiting for a turn.
+    waiting: usize,
+}
+
+impl Turns {
+    fn take(self: &Arc<Self>, hot: bool) -> Turn {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !hot {
+            state.waiting += 1;
+        }
+        while state.held || (hot && state.waiting > 0) {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if !hot {
+            state.waiting -= 1;
+        }
+        state.held = true;
+        Turn {
+            turns: Arc::clone(self),
+        }
+    }
+}
+
+/// A turn at a runtime; the next user is served when it drops.
+#[derive(Debug)]
+pub(crate) struct Turn {
+    turns: Arc<Turns>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut state = self
+            .turns
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.held = false;
+        drop(state);
+        self.turns.changed.notify_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +327,43 @@ mod tests {
         budget: 50,
         memory_bytes: 1 << 20,
     };
+
+    #[test]
+    fn turns_are_served_one_at_a_time_and_hot_users_last() {
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        let engine = ScriptEngine::new().expect("engine");
+        let first = engine.turn(false);
+        let (tx, rx) = channel();
+        let spawn = |name: &'static str, hot: bool, hold: Duration| {
+            let (engine, tx) = (engine.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let _turn = engine.turn(hot);
+                let _ = tx.send(name);
+                std::thread::sleep(hold);
+            })
+        };
+        let hot = spawn("hot", true, Duration::ZERO);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(50)).is_err(),
+            "no second turn while the first is held"
+        );
+        let cool = spawn("cool", false, Duration::from_millis(50));
+        // Wait until the cool user is queued, then end the first turn.
+        while engine.turns.state.lock().map_or(0, |s| s.waiting) == 0 {
+            std::thread::yield_now();
+        }
+        drop(first);
+        assert_eq!(
+            rx.recv().ok(),
+            Some("cool"),
+            "the waiting normal user goes first"
+        );
+        assert_eq!(rx.recv().ok(), Some("hot"));
+        hot.join().expect("hot");
+        cool.join().expect("cool");
+        drop(engine.turn(true));
+    }
 
     #[test]
     fn the_thread_pool_fills_runtimes_up_to_the_cap_and_reuses_them() {

@@ -101,9 +101,10 @@ pub(crate) fn parse_element(
     let reader = Reader {
         mode,
         base: base.as_ref(),
+        lines: Lines::default(),
     };
     for rule in grammar.children().filter(|n| is_grammar_element(n, "rule")) {
-        let rule_line = line_of(rule);
+        let rule_line = reader.lines.of(rule);
         let Some(id) = rule.attribute("id") else {
             return Err(GrammarError::Xml {
                 line: rule_line,
@@ -132,7 +133,29 @@ pub(crate) fn parse_element(
 
 /// The 1-based line of `node` in its document.
 fn line_of(node: roxmltree::Node<'_, '_>) -> u32 {
-    node.document().text_pos_at(node.range().start).row
+    Lines::default().of(node)
+}
+
+/// Where the lines of a grammar's document start, found once on first use: roxmltree's
+/// `text_pos_at` scans from the start of the text on every call, which made a grammar of
+/// 40,000 items on one line cost minutes (issue 9).
+#[derive(Default)]
+struct Lines {
+    starts: std::cell::OnceCell<Vec<usize>>,
+}
+
+impl Lines {
+    /// The 1-based line `node` starts on.
+    fn of(&self, node: roxmltree::Node<'_, '_>) -> u32 {
+        let starts = self.starts.get_or_init(|| {
+            let text = node.document().input_text();
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+                .collect()
+        });
+        let at = node.range().start;
+        u32::try_from(starts.partition_point(|start| *start <= at)).unwrap_or(u32::MAX)
+    }
 }
 
 /// Whether `node` is the grammar-language element `name` (SRGS, VoiceXML or no namespace).
@@ -158,6 +181,8 @@ fn resolve(base: Option<&url::Url>, reference: &str) -> Result<url::Url, String>
 struct Reader<'u> {
     mode: Mode,
     base: Option<&'u url::Url>,
+    /// Line numbers for errors and rule references.
+    lines: Lines,
 }
 
 impl Reader<'_> {
@@ -170,7 +195,7 @@ impl Reader<'_> {
     ) -> Result<Vec<NodeId>, GrammarError> {
         if depth > MAX_DEPTH {
             return Err(GrammarError::Xml {
-                line: line_of(node),
+                line: self.lines.of(node),
                 message: format!("elements nest deeper than {MAX_DEPTH}"),
             });
         }
@@ -214,7 +239,7 @@ impl Reader<'_> {
         b: &mut Builder,
         depth: usize,
     ) -> Result<Option<NodeId>, GrammarError> {
-        let line = line_of(node);
+        let line = self.lines.of(node);
         let id = match node.tag_name().name() {
             "item" => {
                 let parts = self.content(node, b, depth)?;
@@ -358,6 +383,22 @@ mod tests {
             url::Url::parse("file:///g/x.grxml").ok().as_ref(),
             strict,
         )
+    }
+
+    #[test]
+    fn errors_name_the_line_they_are_on() {
+        let text = "<grammar xmlns=\"http://www.w3.org/2001/06/grammar\" version=\"1.0\" root=\"a\">\n<rule id=\"a\">one</rule>\n\n<rule id=\"b\"><item repeat=\"x\">two</item></rule></grammar>";
+        let error = parse(text, false).expect_err("a malformed repeat");
+        assert!(
+            matches!(&error, GrammarError::Xml { line: 4, .. }),
+            "{error:?}"
+        );
+        let one_line = text.replace('\n', " ");
+        let error = parse(&one_line, false).expect_err("a malformed repeat");
+        assert!(
+            matches!(&error, GrammarError::Xml { line: 1, .. }),
+            "{error:?}"
+        );
     }
 
     #[test]

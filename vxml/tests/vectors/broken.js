@@ -1,0 +1,1 @@
+if (hour < ) { say("x & y"); }
