@@ -370,3 +370,71 @@ async fn every_metric_has_help_and_type_from_start() {
         "{text}"
     );
 }
+
+/// Info-level logs carry the call id on every per-call line, no Rust `Debug` dumps, status
+/// words as the API spells them, and no personal data: the callee number and the
+/// application's `<log>` text are masked (`[log] redact` defaults to true). Each API request
+/// has a debug access line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_logs_are_redacted_and_free_of_debug_dumps() {
+    const APP: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form><block><log>the PIN is 4321</log><disconnect/></block></form>
+</vxml>
+"#;
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", APP);
+    let sipp = Sipp::uas("answer_wait_bye.xml", &[]);
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550109876"), "url": app.url("/app.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(call["status"], "completed", "{call}");
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+
+    let log = outdial.log();
+    let info: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" INFO ") && l.contains("outdial_control"))
+        .collect();
+    let per_call: Vec<&&str> = info.iter().filter(|l| l.contains(&id)).collect();
+    for needle in ["dialing", "answered", "vxml log", "call finished"] {
+        assert!(
+            per_call.iter().any(|l| l.contains(needle)),
+            "no `{needle}` line with the call id:\n{log}"
+        );
+    }
+    assert!(
+        per_call.iter().any(|l| l.contains("status=completed")),
+        "{log}"
+    );
+    assert!(
+        per_call
+            .iter()
+            .any(|l| l.contains("[redacted: 15 characters]")),
+        "{log}"
+    );
+    for line in &info {
+        assert!(
+            !line.contains("15550109876"),
+            "callee number at info: {line}"
+        );
+        assert!(!line.contains("4321"), "<log> text at info: {line}");
+        assert!(
+            !line.contains("Some(") && !line.contains(" { "),
+            "Debug formatting: {line}"
+        );
+    }
+    assert!(
+        log.lines().any(|l| l.contains(" DEBUG ")
+            && l.contains("outdial_control::access")
+            && l.contains("method=\"POST\"")
+            && l.contains("path=\"/v1/calls\"")
+            && l.contains("status=201")),
+        "no access line for the POST:\n{log}"
+    );
+}

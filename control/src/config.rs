@@ -153,6 +153,8 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// Mask callee numbers and the application's `<log>` text in info-level lines.
+    pub redact: bool,
 }
 
 impl Default for HttpConfig {
@@ -246,6 +248,7 @@ impl Default for LogConfig {
         Self {
             level: "info".to_owned(),
             format: "text".to_owned(),
+            redact: true,
         }
     }
 }

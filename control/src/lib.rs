@@ -15,6 +15,7 @@ pub mod http_server;
 pub mod model;
 pub mod prompts;
 pub mod readiness;
+pub mod redact;
 pub mod runner;
 pub mod serve;
 pub mod store;

@@ -24,6 +24,7 @@ use crate::webhook::Webhooks;
 /// Runs the whole platform until Ctrl-C or SIGTERM, then drains (see [`drain`]).
 pub async fn run(config: Config) -> Result<(), Error> {
     config.validate()?;
+    crate::redact::set(config.log.redact);
     let config = Arc::new(config);
     let metrics = crate::telemetry::install()
         .map_err(|e| Error::Config(format!("cannot install the metrics recorder: {e}")))?;
@@ -83,8 +84,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
     for core in 0..dataplane.core_count() {
         tracing::info!(
             core,
-            sip = ?dataplane.sip_addr(core),
-            backend = ?dataplane.backend(core),
+            sip = %dataplane.sip_addr(core).map(|a| a.to_string()).unwrap_or_default(),
+            backend = dataplane.backend(core).map_or("", |b| match b {
+                outdial_dataplane::core::BackendUsed::IoUring => "io-uring",
+                outdial_dataplane::core::BackendUsed::Epoll => "epoll",
+            }),
             "telephony core running"
         );
     }
@@ -124,7 +128,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
         config: Arc::clone(&config),
         metrics: Some(metrics),
     })
-    .merge(readiness.clone().router());
+    .merge(readiness.clone().router())
+    .layer(axum::middleware::from_fn(http_server::access_log));
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| {

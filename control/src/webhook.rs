@@ -105,7 +105,7 @@ impl Webhooks {
             let Some(delay) = delays.next() else {
                 return Err(error);
             };
-            tracing::debug!(call = %record.id, error = %error, retry_in = ?delay, "webhook attempt failed");
+            tracing::debug!(call = %record.id, error = %error, retry_in_ms = delay.as_millis() as u64, "webhook attempt failed");
             tokio::time::sleep(*delay).await;
         }
     }
