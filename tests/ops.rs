@@ -438,3 +438,93 @@ async fn info_logs_are_redacted_and_free_of_debug_dumps() {
         "no access line for the POST:\n{log}"
     );
 }
+
+/// `outdial call --config FILE` finds the server and its key from the server's own
+/// configuration; Ctrl-C (SIGINT) without a terminal to ask on cancels the call through the
+/// API instead of leaving it ringing, and the command reports the canceled call (exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupting_outdial_call_cancels_the_call() {
+    let sipp = Sipp::uas("ring_forever.xml", &[]);
+    let outdial = Outdial::start("");
+    let config = outdial.dir.path().join("outdial.toml");
+    let child = std::process::Command::new(outdial_tests::outdial_bin())
+        .arg("call")
+        .arg("--config")
+        .arg(&config)
+        .args(["--to", &sipp.uri("+15550107")])
+        .args(["--url", "http://127.0.0.1:9/never-fetched.vxml"])
+        .args(["--ring-timeout", "60", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn outdial call");
+    // Wait until the server has a ringing call, then interrupt the command.
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let id = loop {
+        let list: Value = reqwest::Client::new()
+            .get(format!("{}/v1/calls", outdial.api))
+            .bearer_auth(&outdial.api_key)
+            .send()
+            .await
+            .expect("GET /v1/calls")
+            .json()
+            .await
+            .expect("JSON");
+        let ringing = list["calls"]
+            .as_array()
+            .and_then(|calls| calls.iter().find(|c| c["status"] == "ringing"));
+        if let Some(call) = ringing {
+            break call["id"].as_str().expect("id").to_owned();
+        }
+        assert!(Instant::now() < deadline, "{list}\n{}", outdial.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pid = child.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    let output = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("canceling {id}")), "{stderr}");
+    let record: Value = serde_json::from_str(&stdout).expect("the final record as JSON");
+    assert_eq!(record["status"], "canceled", "{record}");
+    let call = outdial.get_call(&id).await;
+    assert_eq!(call["status"], "canceled", "{call}");
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "SIPp expected our CANCEL:\n{trace}");
+}
+
+/// `outdial config check` refuses what `serve` would only warn about or misread: a log level
+/// that is not one, and a text-to-speech program that does not exist.
+#[test]
+fn config_check_refuses_unknown_log_levels_and_missing_tts() {
+    let dir = std::env::temp_dir().join(format!("outdial-ops-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let check = |text: &str| {
+        let path = dir.join("o.toml");
+        std::fs::write(&path, text).expect("write");
+        let output = std::process::Command::new(outdial_tests::outdial_bin())
+            .args(["config", "check"])
+            .arg(&path)
+            .output()
+            .expect("run config check");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert_eq!(check("[tts]\ncommand = \"sh\"\n").0, Some(0));
+    let (code, message) = check("[log]\nlevel = \"verbose\"\n[tts]\ncommand = \"sh\"\n");
+    assert_eq!(code, Some(1), "{message}");
+    assert!(
+        message.contains("log.level") && message.contains("verbose"),
+        "{message}"
+    );
+    let (code, message) = check("[tts]\ncommand = \"no-such-speaker\"\n");
+    assert_eq!(code, Some(1), "{message}");
+    assert!(message.contains("tts.command"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -59,7 +59,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             "calls interrupted by the last stop were marked failed"
         );
     }
-    let dev_key = store.ensure_dev_tenant(&config.store.data_dir).await?;
+    let _dev_key = store.ensure_dev_tenant(&config.store.data_dir).await?;
 
     let fetch_timeout = Duration::from_millis(config.fetch.timeout_ms);
     let fetcher = Fetcher::new(&config.sip.user_agent, fetch_timeout)
@@ -144,14 +144,23 @@ pub async fn run(config: Config) -> Result<(), Error> {
         "  HTTP API     http://{api}/v1/calls   (up to {} connections; fd limit {fd_limit})",
         limits.max_connections
     );
-    println!("  SIP          udp:{}", config.sip.listen);
+    let cores = dispatcher.dataplane().core_count();
+    println!(
+        "  SIP          udp:{} ({cores} core{}, core i on port + i)",
+        config.sip.listen,
+        if cores == 1 { "" } else { "s" }
+    );
+    if let Some(trunk) = &config.sip.trunk {
+        println!("  trunk        {trunk}");
+    }
+    println!("  metrics      http://{api}/metrics   ready: http://{api}/readyz");
     println!("  data         {}", config.store.data_dir.display());
     println!(
-        "  API key      {dev_key}   (also in {})",
+        "  API key      in {}",
         config.store.data_dir.join("dev-api-key").display()
     );
     println!(
-        "Place a call:  outdial call --to sip:+15550001@127.0.0.1:5070 --url http://…/app.vxml"
+        "Place a call:  outdial call --config FILE --to sip:+15550001@127.0.0.1:5070 --url http://…/app.vxml"
     );
     tracing::info!(
         %api,
