@@ -119,35 +119,55 @@ async fn idle_connections_beyond_the_cap_are_refused_and_calls_still_get_descrip
     let addr = outdial.api.trim_start_matches("http://").to_owned();
 
     let (mut held, refused) = tokio::task::block_in_place(|| {
-        let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
-            .map(|_| TcpStream::connect(&addr).expect("connect"))
+        let mut open: Vec<(TcpStream, Vec<u8>)> = (0..CONNECTIONS)
+            .map(|_| {
+                let stream = TcpStream::connect(&addr).expect("connect");
+                stream.set_nonblocking(true).expect("nonblocking");
+                (stream, Vec::new())
+            })
             .collect();
-        // Let the server accept them all, then see which it closed.
-        std::thread::sleep(Duration::from_secs(2));
-        let (mut held, mut refused, mut answered_503) = (Vec::new(), 0, 0);
-        for mut stream in streams.drain(..) {
-            stream
-                .set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            let mut answer = Vec::new();
-            match stream.read_to_end(&mut answer) {
-                Ok(_) => {
-                    refused += 1;
-                    let text = String::from_utf8_lossy(&answer);
-                    if !text.is_empty() {
-                        assert!(
-                            text.starts_with("HTTP/1.1 503")
-                                && text.contains("too_many_connections"),
-                            "{text}"
-                        );
-                        answered_503 += 1;
+        // The server accepts them in its own time: watch until only the cap's worth is open
+        // (each refused one is answered and closed; the held ones stay silent).
+        let (mut refused, mut answered_503) = (0, 0);
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        while open.len() > cap && Instant::now() < deadline {
+            open.retain_mut(|(stream, answer)| {
+                let mut chunk = [0u8; 512];
+                loop {
+                    match stream.read(&mut chunk) {
+                        Ok(0) => {
+                            refused += 1;
+                            let text = String::from_utf8_lossy(answer);
+                            if !text.is_empty() {
+                                assert!(
+                                    text.starts_with("HTTP/1.1 503")
+                                        && text.contains("too_many_connections"),
+                                    "{text}"
+                                );
+                                answered_503 += 1;
+                            }
+                            return false;
+                        }
+                        Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                        Err(e) => panic!("unexpected error on an idle connection: {e}"),
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => held.push(stream),
-                Err(e) => panic!("unexpected error on an idle connection: {e}"),
-            }
+            });
+            std::thread::sleep(Duration::from_millis(50));
         }
         assert!(answered_503 > 0, "refused connections are told why");
+        let held: Vec<TcpStream> = open
+            .into_iter()
+            .map(|(stream, answer)| {
+                assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+                stream.set_nonblocking(false).expect("blocking");
+                stream
+                    .set_read_timeout(Some(CALL_TIMEOUT))
+                    .expect("timeout");
+                stream
+            })
+            .collect();
         (held, refused)
     });
     assert_eq!(held.len(), cap, "{}", outdial.log());
