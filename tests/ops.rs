@@ -119,35 +119,55 @@ async fn idle_connections_beyond_the_cap_are_refused_and_calls_still_get_descrip
     let addr = outdial.api.trim_start_matches("http://").to_owned();
 
     let (mut held, refused) = tokio::task::block_in_place(|| {
-        let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
-            .map(|_| TcpStream::connect(&addr).expect("connect"))
+        let mut open: Vec<(TcpStream, Vec<u8>)> = (0..CONNECTIONS)
+            .map(|_| {
+                let stream = TcpStream::connect(&addr).expect("connect");
+                stream.set_nonblocking(true).expect("nonblocking");
+                (stream, Vec::new())
+            })
             .collect();
-        // Let the server accept them all, then see which it closed.
-        std::thread::sleep(Duration::from_secs(2));
-        let (mut held, mut refused, mut answered_503) = (Vec::new(), 0, 0);
-        for mut stream in streams.drain(..) {
-            stream
-                .set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("timeout");
-            let mut answer = Vec::new();
-            match stream.read_to_end(&mut answer) {
-                Ok(_) => {
-                    refused += 1;
-                    let text = String::from_utf8_lossy(&answer);
-                    if !text.is_empty() {
-                        assert!(
-                            text.starts_with("HTTP/1.1 503")
-                                && text.contains("too_many_connections"),
-                            "{text}"
-                        );
-                        answered_503 += 1;
+        // The server accepts them in its own time: watch until only the cap's worth is open
+        // (each refused one is answered and closed; the held ones stay silent).
+        let (mut refused, mut answered_503) = (0, 0);
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        while open.len() > cap && Instant::now() < deadline {
+            open.retain_mut(|(stream, answer)| {
+                let mut chunk = [0u8; 512];
+                loop {
+                    match stream.read(&mut chunk) {
+                        Ok(0) => {
+                            refused += 1;
+                            let text = String::from_utf8_lossy(answer);
+                            if !text.is_empty() {
+                                assert!(
+                                    text.starts_with("HTTP/1.1 503")
+                                        && text.contains("too_many_connections"),
+                                    "{text}"
+                                );
+                                answered_503 += 1;
+                            }
+                            return false;
+                        }
+                        Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                        Err(e) => panic!("unexpected error on an idle connection: {e}"),
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => held.push(stream),
-                Err(e) => panic!("unexpected error on an idle connection: {e}"),
-            }
+            });
+            std::thread::sleep(Duration::from_millis(50));
         }
         assert!(answered_503 > 0, "refused connections are told why");
+        let held: Vec<TcpStream> = open
+            .into_iter()
+            .map(|(stream, answer)| {
+                assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+                stream.set_nonblocking(false).expect("blocking");
+                stream
+                    .set_read_timeout(Some(CALL_TIMEOUT))
+                    .expect("timeout");
+                stream
+            })
+            .collect();
         (held, refused)
     });
     assert_eq!(held.len(), cap, "{}", outdial.log());
@@ -369,4 +389,162 @@ async fn every_metric_has_help_and_type_from_start() {
         text.contains("outdial_calls_ended_total{status=\"busy\"} 0"),
         "{text}"
     );
+}
+
+/// Info-level logs carry the call id on every per-call line, no Rust `Debug` dumps, status
+/// words as the API spells them, and no personal data: the callee number and the
+/// application's `<log>` text are masked (`[log] redact` defaults to true). Each API request
+/// has a debug access line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_logs_are_redacted_and_free_of_debug_dumps() {
+    const APP: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form><block><log>the PIN is 4321</log><disconnect/></block></form>
+</vxml>
+"#;
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", APP);
+    let sipp = Sipp::uas("answer_wait_bye.xml", &[]);
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550109876"), "url": app.url("/app.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(call["status"], "completed", "{call}");
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+
+    let log = outdial.log();
+    let info: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" INFO ") && l.contains("outdial_control"))
+        .collect();
+    let per_call: Vec<&&str> = info.iter().filter(|l| l.contains(&id)).collect();
+    for needle in ["dialing", "answered", "vxml log", "call finished"] {
+        assert!(
+            per_call.iter().any(|l| l.contains(needle)),
+            "no `{needle}` line with the call id:\n{log}"
+        );
+    }
+    assert!(
+        per_call.iter().any(|l| l.contains("status=completed")),
+        "{log}"
+    );
+    assert!(
+        per_call
+            .iter()
+            .any(|l| l.contains("[redacted: 15 characters]")),
+        "{log}"
+    );
+    for line in &info {
+        assert!(
+            !line.contains("15550109876"),
+            "callee number at info: {line}"
+        );
+        assert!(!line.contains("4321"), "<log> text at info: {line}");
+        assert!(
+            !line.contains("Some(") && !line.contains(" { "),
+            "Debug formatting: {line}"
+        );
+    }
+    assert!(
+        log.lines().any(|l| l.contains(" DEBUG ")
+            && l.contains("outdial_control::access")
+            && l.contains("method=\"POST\"")
+            && l.contains("path=\"/v1/calls\"")
+            && l.contains("status=201")),
+        "no access line for the POST:\n{log}"
+    );
+}
+
+/// `outdial call --config FILE` finds the server and its key from the server's own
+/// configuration; Ctrl-C (SIGINT) without a terminal to ask on cancels the call through the
+/// API instead of leaving it ringing, and the command reports the canceled call (exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupting_outdial_call_cancels_the_call() {
+    let sipp = Sipp::uas("ring_forever.xml", &[]);
+    let outdial = Outdial::start("");
+    let config = outdial.dir.path().join("outdial.toml");
+    let child = std::process::Command::new(outdial_tests::outdial_bin())
+        .arg("call")
+        .arg("--config")
+        .arg(&config)
+        .args(["--to", &sipp.uri("+15550107")])
+        .args(["--url", "http://127.0.0.1:9/never-fetched.vxml"])
+        .args(["--ring-timeout", "60", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn outdial call");
+    // Wait until the server has a ringing call, then interrupt the command.
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let id = loop {
+        let list: Value = reqwest::Client::new()
+            .get(format!("{}/v1/calls", outdial.api))
+            .bearer_auth(&outdial.api_key)
+            .send()
+            .await
+            .expect("GET /v1/calls")
+            .json()
+            .await
+            .expect("JSON");
+        let ringing = list["calls"]
+            .as_array()
+            .and_then(|calls| calls.iter().find(|c| c["status"] == "ringing"));
+        if let Some(call) = ringing {
+            break call["id"].as_str().expect("id").to_owned();
+        }
+        assert!(Instant::now() < deadline, "{list}\n{}", outdial.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pid = child.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    let output = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("canceling {id}")), "{stderr}");
+    let record: Value = serde_json::from_str(&stdout).expect("the final record as JSON");
+    assert_eq!(record["status"], "canceled", "{record}");
+    let call = outdial.get_call(&id).await;
+    assert_eq!(call["status"], "canceled", "{call}");
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "SIPp expected our CANCEL:\n{trace}");
+}
+
+/// `outdial config check` refuses what `serve` would only warn about or misread: a log level
+/// that is not one, and a text-to-speech program that does not exist.
+#[test]
+fn config_check_refuses_unknown_log_levels_and_missing_tts() {
+    let dir = std::env::temp_dir().join(format!("outdial-ops-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let check = |text: &str| {
+        let path = dir.join("o.toml");
+        std::fs::write(&path, text).expect("write");
+        let output = std::process::Command::new(outdial_tests::outdial_bin())
+            .args(["config", "check"])
+            .arg(&path)
+            .output()
+            .expect("run config check");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert_eq!(check("[tts]\ncommand = \"sh\"\n").0, Some(0));
+    let (code, message) = check("[log]\nlevel = \"verbose\"\n[tts]\ncommand = \"sh\"\n");
+    assert_eq!(code, Some(1), "{message}");
+    assert!(
+        message.contains("log.level") && message.contains("verbose"),
+        "{message}"
+    );
+    let (code, message) = check("[tts]\ncommand = \"no-such-speaker\"\n");
+    assert_eq!(code, Some(1), "{message}");
+    assert!(message.contains("tts.command"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

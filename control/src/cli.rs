@@ -72,7 +72,8 @@ pub struct CallArgs {
     /// The caller: a sip: URI or an E.164 number (default: the server's sip.from).
     #[arg(long, value_name = "URI|NUMBER")]
     pub from: Option<String>,
-    /// A variable for the application, readable as session.NAME (repeatable).
+    /// A variable for the application, readable as session.NAME; VALUE is JSON if it parses
+    /// (a number, true, false), else a string (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
     /// Seconds to let the phone ring before giving up (default: the server's setting).
@@ -84,7 +85,12 @@ pub struct CallArgs {
     /// Base URL of the Outdial API.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     pub api: String,
-    /// API key [default: $OUTDIAL_API_KEY, else the key in ./outdial-data/dev-api-key].
+    /// The server's configuration file: the API address is its http.listen and the key
+    /// defaults to the development key in its store.data_dir.
+    #[arg(long, short, value_name = "FILE", conflicts_with = "api")]
+    pub config: Option<PathBuf>,
+    /// API key [default: $OUTDIAL_API_KEY, else the development key in the data directory,
+    /// ./outdial-data/dev-api-key unless --config names another].
     #[arg(
         long,
         value_name = "KEY",
@@ -170,8 +176,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => vxml_run(args).await,
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => match Config::load(&file) {
-            Ok(_) => {
+        } => match Config::load(&file).and_then(|config| config.check_environment()) {
+            Ok(()) => {
                 println!("{}: ok", file.display());
                 EXIT_OK
             }
@@ -276,8 +282,18 @@ async fn follow_call(
     out: &mut dyn Write,
     progress: &mut dyn Write,
 ) -> Result<CallRecord, Error> {
-    let key = client::resolve_api_key(args.api_key.clone(), client::DEFAULT_DEV_KEY_FILE.as_ref())?;
-    let api = ApiClient::new(&args.api, key)?;
+    let (base, key_file) = match &args.config {
+        Some(path) => {
+            let config = Config::load(path)?;
+            (api_url(&config), config.store.data_dir.join("dev-api-key"))
+        }
+        None => (
+            args.api.clone(),
+            PathBuf::from(client::DEFAULT_DEV_KEY_FILE),
+        ),
+    };
+    let key = client::resolve_api_key(args.api_key.clone(), &key_file)?;
+    let api = ApiClient::new(&base, key)?;
     let request = CallRequest {
         to: args.to.clone(),
         url: args.url.clone(),
@@ -285,7 +301,7 @@ async fn follow_call(
         vars: args
             .vars
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .map(|(k, v)| (k.clone(), crate::vxml_run::var_value(v)))
             .collect(),
         status_callback: args.status_callback.clone(),
         ring_timeout: args.ring_timeout,
@@ -297,15 +313,33 @@ async fn follow_call(
     } else {
         let log: &mut dyn Write = if args.json { progress } else { &mut *out };
         let _ = writeln!(log, "{} → {}", created.id, created.target_uri);
-        api.wait_for_final(&created.id, poll, |record| {
+        let mut show = |record: &CallRecord| {
             let _ = writeln!(
                 log,
                 "{:>6.1}s  {}",
                 started.elapsed().as_secs_f64(),
                 record.status
             );
-        })
-        .await?
+        };
+        let followed = tokio::select! {
+            record = api.wait_for_final(&created.id, poll, &mut show) => Some(record?),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        match followed {
+            Some(record) => record,
+            None => {
+                if !confirm_cancel(&created.id).await {
+                    eprintln!("{} keeps running", created.id);
+                    return Ok(created);
+                }
+                eprintln!("canceling {}", created.id);
+                match api.cancel_call(&created.id).await {
+                    Ok(_) | Err(Error::Api { status: 409, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                api.wait_for_final(&created.id, poll, &mut show).await?
+            }
+        }
     };
     print_record(&record, args.json, out)?;
     Ok(record)
@@ -338,6 +372,43 @@ fn print_record(record: &CallRecord, json: bool, out: &mut dyn Write) -> Result<
         or_dash(record.result.as_ref().map(|r| r.to_string()))
     )?;
     Ok(())
+}
+
+/// Asks on the terminal whether to cancel call `id` after Ctrl-C; without a terminal (a script,
+/// a pipe) there is nobody to ask and the call is canceled.
+async fn confirm_cancel(id: &str) -> bool {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        return true;
+    }
+    eprint!("\ncancel call {id}? [Y/n] ");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    match answer {
+        Ok(Ok(line)) => wants_cancel(&line),
+        _ => true,
+    }
+}
+
+/// The answer to "cancel call …? [Y/n]": yes unless it starts with n.
+fn wants_cancel(answer: &str) -> bool {
+    !answer.trim_start().to_ascii_lowercase().starts_with('n')
+}
+
+/// The API's base URL from a server configuration: its `http.listen`, with a wildcard
+/// address replaced by loopback.
+pub fn api_url(config: &Config) -> String {
+    let mut listen = config.http.listen;
+    if listen.ip().is_unspecified() {
+        listen.set_ip(match listen {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{listen}")
 }
 
 /// Parses `--var NAME=VALUE`.
@@ -418,6 +489,71 @@ mod tests {
             .is_err()
         );
         assert!(Cli::try_parse_from(["outdial", "call", "--url", "y"]).is_err());
+    }
+
+    #[test]
+    fn call_takes_a_config_file_instead_of_an_api_url() {
+        let cli = Cli::try_parse_from([
+            "outdial", "call", "--to", "x", "--url", "y", "--config", "o.toml",
+        ]);
+        let Ok(Cli {
+            command: Command::Call(args),
+        }) = cli
+        else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(args.config, Some(PathBuf::from("o.toml")));
+        let both = Cli::try_parse_from([
+            "outdial", "call", "--to", "x", "--url", "y", "--config", "o.toml", "--api", "http://h",
+        ]);
+        assert!(both.is_err(), "--config and --api conflict");
+        let mut config = Config::default();
+        assert_eq!(api_url(&config), "http://127.0.0.1:8080");
+        config.http.listen = "0.0.0.0:9000".parse().unwrap_or(config.http.listen);
+        assert_eq!(api_url(&config), "http://127.0.0.1:9000");
+        config.http.listen = "[::]:9000".parse().unwrap_or(config.http.listen);
+        assert_eq!(api_url(&config), "http://[::1]:9000");
+    }
+
+    #[test]
+    fn an_interrupt_cancels_unless_the_answer_is_no() {
+        for yes in ["", "\n", "y\n", "Yes", "  y"] {
+            assert!(wants_cancel(yes), "{yes:?}");
+        }
+        for no in ["n\n", "No", " N"] {
+            assert!(!wants_cancel(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        let mut command = Cli::command();
+        command.build();
+        let mut stack = vec![command];
+        let mut seen = 0;
+        while let Some(command) = stack.pop() {
+            seen += 1;
+            assert!(
+                command.get_about().is_some() || command.get_name() == "outdial",
+                "{} has no help text",
+                command.get_name()
+            );
+            for arg in command.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{} has no help text",
+                    command.get_name(),
+                    arg.get_id()
+                );
+            }
+            stack.extend(
+                command
+                    .get_subcommands()
+                    .filter(|c| c.get_name() != "help")
+                    .cloned(),
+            );
+        }
+        assert!(seen >= 6, "{seen}");
     }
 
     #[test]
@@ -540,6 +676,7 @@ mod tests {
             ring_timeout: None,
             status_callback: None,
             api: api.to_owned(),
+            config: None,
             api_key: Some(key.to_owned()),
             no_wait: false,
             json: false,

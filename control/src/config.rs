@@ -185,6 +185,8 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// Mask callee numbers and the application's `<log>` text in info-level lines.
+    pub redact: bool,
 }
 
 impl Default for HttpConfig {
@@ -326,6 +328,7 @@ impl Default for LogConfig {
         Self {
             level: "info".to_owned(),
             format: "text".to_owned(),
+            redact: true,
         }
     }
 }
@@ -472,11 +475,8 @@ impl Config {
         if self.vxml.max_prompt_chars == 0 {
             return bad("vxml.max_prompt_chars", "must be > 0".to_owned());
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return bad(
-                "log.level",
-                format!("is not a level or tracing filter: {e}"),
-            );
+        if let Err(problem) = check_log_level(&self.log.level) {
+            return bad("log.level", problem);
         }
         if !LOG_FORMATS.contains(&self.log.format.as_str()) {
             return bad(
@@ -499,10 +499,68 @@ impl Config {
             .unwrap_or_else(|| "localhost".to_owned())
     }
 
+    /// Checks what the configuration needs from this machine and `serve` would only warn
+    /// about: the text-to-speech program exists. Used by `outdial config check`.
+    pub fn check_environment(&self) -> Result<(), Error> {
+        let program = self.tts.command.trim();
+        if find_program(program).is_none() {
+            return Err(Error::Config(format!(
+                "`tts.command` {program:?} is not an executable file{}: install it (apt-get \
+                 install espeak-ng) or set tts.command to the program's path",
+                if program.contains('/') {
+                    ""
+                } else {
+                    " on the PATH"
+                }
+            )));
+        }
+        Ok(())
+    }
+
     /// The SQLite database file: `store.data_dir/outdial.sqlite`.
     pub fn database_path(&self) -> PathBuf {
         self.store.data_dir.join("outdial.sqlite")
     }
+}
+
+/// The levels `log.level` accepts, alone or as `target=level`.
+pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks `log.level`: comma-separated directives, each a level or `target=level`.
+/// (`tracing` would read a lone unknown word such as "verbose" as a target to trace.)
+fn check_log_level(level: &str) -> Result<(), String> {
+    let known = |word: &str| LOG_LEVELS.contains(&word.trim().to_ascii_lowercase().as_str());
+    for directive in level.split(',') {
+        let level_word = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !known(level_word) {
+            return Err(format!(
+                "{level:?} is not a level: use one of {LOG_LEVELS:?}, or target=level \
+                 directives such as \"info,outdial_control=debug\""
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| format!("is not a tracing filter: {e}"))
+}
+
+/// The executable file `program` names: a path, or a name looked up on `PATH`.
+fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.is_empty() {
+        return None;
+    }
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return executable(&path).then_some(path);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| executable(path))
 }
 
 /// True when `uri` starts with `scheme:` (schemes compare case-insensitively, RFC 3261 §19.1.1).
@@ -554,6 +612,46 @@ mod tests {
             }
         }
         keys
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_target_directives() {
+        for good in [
+            "info",
+            "WARN",
+            "off",
+            "info,outdial_control=debug",
+            "outdial_dataplane=trace",
+        ] {
+            assert!(check_log_level(good).is_ok(), "{good}");
+        }
+        for bad in ["verbose", "info,chatty", "outdial_control=loud", ""] {
+            let problem = check_log_level(bad).err().unwrap_or_default();
+            assert!(problem.contains("is not a level"), "{bad}: {problem}");
+        }
+        let mut config = Config::default();
+        config.log.level = "verbose".to_owned();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_missing_tts_program_is_refused_by_the_environment_check() {
+        let mut config = Config::default();
+        config.tts.command = "sh".to_owned(); // on every PATH
+        assert!(config.check_environment().is_ok());
+        config.tts.command = "outdial-no-such-tts".to_owned();
+        let message = config
+            .check_environment()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("tts.command") && message.contains("PATH"),
+            "{message}"
+        );
+        config.tts.command = "/nonexistent/espeak-ng".to_owned();
+        assert!(config.check_environment().is_err());
+        assert!(config.validate().is_ok(), "serve itself only warns");
     }
 
     #[test]

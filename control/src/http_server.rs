@@ -158,6 +158,27 @@ pub async fn serve(
     let _ = tokio::time::timeout(limits.header_timeout, slots.acquire_many(all)).await;
 }
 
+/// The access log: one debug line per API request, after its answer (method, path without
+/// the query, which may carry numbers, status and time taken).
+pub async fn access_log(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::debug!(
+        target: "outdial_control::access",
+        method,
+        path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
 async fn serve_connection(
     conn: Conn,
     peer: SocketAddr,

@@ -16,6 +16,7 @@ pub mod intake;
 pub mod model;
 pub mod prompts;
 pub mod readiness;
+pub mod redact;
 pub mod runner;
 pub mod scheduler;
 pub mod serve;

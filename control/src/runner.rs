@@ -15,12 +15,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use outdial_dataplane::api::{
-    CallId, Command, Dial, Disposition, Event, Outcome, TransferError as CoreTransferError,
+    CallId, Codec, Command, Dial, Disposition, Event, Outcome, TransferError as CoreTransferError,
     TransferKind as CoreTransferKind, TransferOutcome as CoreTransferOutcome,
 };
 use outdial_vxml::{
-    Action, FetchFailure, FetchPurpose, Fetched, Input, RecordRequest, Recording, Session,
-    SessionConfig, SessionEnd, TransferFailure, TransferKind, TransferOutcome, TransferRequest,
+    Action, FetchFailure, FetchPurpose, Fetched, Input, Method as FetchMethod, RecordRequest,
+    Recording, Session, SessionConfig, SessionEnd, TransferFailure, TransferKind, TransferOutcome,
+    TransferRequest,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -149,7 +150,7 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
         ring_timeout,
         max_duration: context.settings.max_duration,
     };
-    tracing::info!(call = %record.id, core, target = %record.target_uri, "dialing");
+    tracing::info!(call = %record.id, core, target = %crate::redact::callee(&record.target_uri), "dialing");
     metrics::counter!("outdial_calls_dialed_total").increment(1);
     if context
         .dispatcher
@@ -419,7 +420,11 @@ impl CallTask {
             }
             Event::Answered { codec, .. } => {
                 self.timing.answer(Instant::now());
-                tracing::info!(call = %self.record.id, ?codec, "answered");
+                let codec = match codec {
+                    Codec::Pcmu => "PCMU",
+                    Codec::Pcma => "PCMA",
+                };
+                tracing::info!(call = %self.record.id, codec, "answered");
                 self.transition(CallStatus::InProgress, "the callee answered")
                     .await;
                 if self.canceled.is_some() {
@@ -456,7 +461,15 @@ impl CallTask {
                 ..
             } => {
                 let duration = Duration::from_millis(pcm.len() as u64 / 8);
-                tracing::info!(call = %self.record.id, id, ?duration, ?termchar, maxtime, silent, "recorded");
+                tracing::info!(
+                    call = %self.record.id,
+                    id,
+                    duration_ms = duration.as_millis() as u64,
+                    termchar = %termchar.map(String::from).unwrap_or_default(),
+                    maxtime,
+                    silent,
+                    "recorded"
+                );
                 let recording = Recording {
                     content_type: WAV_MEDIA_TYPE.to_owned(),
                     audio: Recording::wav_file(&pcm, 8000),
@@ -478,7 +491,13 @@ impl CallTask {
                 self.perform_actions().await;
             }
             Event::Ended { outcome, .. } => {
-                tracing::info!(call = %self.record.id, ?outcome, "call ended");
+                tracing::info!(
+                    call = %self.record.id,
+                    disposition = disposition_label(outcome.disposition),
+                    sip_status = outcome.sip_status.unwrap_or(0),
+                    reason = %outcome.reason,
+                    "call ended"
+                );
                 self.player = None;
                 self.prompts_in_flight.clear();
                 self.prompt_marks.clear();
@@ -586,7 +605,7 @@ impl CallTask {
             TransferKind::Consultation => Some("consultation"),
         };
         let failure = if let Some(kind) = unsupported {
-            tracing::info!(call = %self.record.id, dest = %request.dest, kind, "transfer refused: not supported");
+            tracing::info!(call = %self.record.id, dest = %crate::redact::callee(&request.dest), kind, "transfer refused: not supported");
             Some(TransferFailure {
                 event: format!("error.unsupported.transfer.{kind}"),
                 message: format!(
@@ -612,7 +631,7 @@ impl CallTask {
             };
             match self.context.dispatcher.send(self.core, command) {
                 Ok(()) => {
-                    tracing::info!(call = %self.record.id, dest = %request.dest, "blind transfer: REFER sent");
+                    tracing::info!(call = %self.record.id, dest = %crate::redact::callee(&request.dest), "blind transfer: REFER sent");
                     self.transfer = Some((request.id, request.dest));
                     None
                 }
@@ -644,7 +663,11 @@ impl CallTask {
                 return;
             }
         };
-        tracing::info!(call = %self.record.id, %dest, ?result, detail, "transfer ended");
+        let outcome = match &result {
+            Ok(outcome) => transfer_outcome(*outcome).name().to_owned(),
+            Err(error) => error.to_string(),
+        };
+        tracing::info!(call = %self.record.id, dest = %crate::redact::callee(&dest), %outcome, detail, "transfer ended");
         let result = match result {
             Ok(outcome) => Ok(transfer_outcome(outcome)),
             Err(error) => Err(TransferFailure {
@@ -775,8 +798,14 @@ impl CallTask {
                     tracing::debug!(
                         call = %self.record.id,
                         url = %request.url,
-                        method = ?request.method,
-                        purpose = ?request.purpose,
+                        method = if request.method == FetchMethod::Post { "POST" } else { "GET" },
+                        purpose = match request.purpose {
+                            FetchPurpose::Document => "document",
+                            FetchPurpose::Submit => "submit",
+                            FetchPurpose::Script => "script",
+                            FetchPurpose::Data => "data",
+                            FetchPurpose::Grammar => "grammar",
+                        },
                         files = request.files.len(),
                         "fetch"
                     );
@@ -792,8 +821,8 @@ impl CallTask {
                         tracing::debug!(
                             call = %self.record.id,
                             %url,
-                            delay = ?request.fetchaudio_delay,
-                            minimum = ?request.fetchaudio_minimum,
+                            delay_ms = request.fetchaudio_delay.as_millis() as u64,
+                            minimum_ms = request.fetchaudio_minimum.as_millis() as u64,
                             "fetchaudio scheduled"
                         );
                         self.fetch_audio = Some(PendingFetchAudio {
@@ -840,22 +869,36 @@ impl CallTask {
                     tracing::trace!(call = %self.record.id, ?heard, "input consumed");
                 }
                 Action::Listen(listen) => {
-                    tracing::trace!(call = %self.record.id, ?listen, "listening");
+                    tracing::trace!(
+                        call = %self.record.id,
+                        dtmf = listen.dtmf,
+                        voice = listen.voice,
+                        timeout_ms = listen.timeout.as_millis() as u64,
+                        "listening"
+                    );
                 }
                 Action::Record(request) => self.start_recording(&request),
                 Action::Transfer(request) => self.start_transfer(request),
                 Action::Disconnect { values } => {
-                    tracing::info!(call = %self.record.id, ?values, "<disconnect>: hanging up; the session goes on");
+                    tracing::info!(call = %self.record.id, values = values.len(), "<disconnect>: hanging up; the session goes on");
                     if self.hung_up_at.is_none() && !self.disconnected {
                         self.hangup();
                     }
                     self.disconnected = true;
                 }
                 Action::Log { label, text } => {
-                    tracing::info!(call = %self.record.id, label = label.as_deref().unwrap_or(""), "vxml log: {text}");
+                    tracing::info!(call = %self.record.id, label = label.as_deref().unwrap_or(""), "vxml log: {}", crate::redact::text(&text));
                 }
                 Action::End(end) => {
-                    tracing::info!(call = %self.record.id, ?end, "session ended");
+                    let (how, detail) = match &end {
+                        SessionEnd::Exit { .. } => ("exit", String::new()),
+                        SessionEnd::Disconnect => ("disconnect", String::new()),
+                        SessionEnd::Hangup => ("hangup", String::new()),
+                        SessionEnd::Error { event, message } => {
+                            ("error", format!("{event}: {message}"))
+                        }
+                    };
+                    tracing::info!(call = %self.record.id, end = how, detail, "session ended");
                     if self.hung_up_at.is_none() && !self.disconnected {
                         self.hangup();
                     }

@@ -28,6 +28,7 @@ use crate::webhook::Webhooks;
 /// Runs the whole platform until Ctrl-C or SIGTERM, then drains (see [`drain`]).
 pub async fn run(config: Config) -> Result<(), Error> {
     config.validate()?;
+    crate::redact::set(config.log.redact);
     let config = Arc::new(config);
     let metrics = crate::telemetry::install()
         .map_err(|e| Error::Config(format!("cannot install the metrics recorder: {e}")))?;
@@ -66,7 +67,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             "calls this node left live at its last stop were marked failed"
         );
     }
-    let dev_key = store.ensure_dev_tenant(&config.store.data_dir).await?;
+    let _dev_key = store.ensure_dev_tenant(&config.store.data_dir).await?;
 
     let fetch_timeout = Duration::from_millis(config.fetch.timeout_ms);
     let fetcher = Fetcher::new(&config.sip.user_agent, fetch_timeout)
@@ -91,8 +92,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
     for core in 0..dataplane.core_count() {
         tracing::info!(
             core,
-            sip = ?dataplane.sip_addr(core),
-            backend = ?dataplane.backend(core),
+            sip = %dataplane.sip_addr(core).map(|a| a.to_string()).unwrap_or_default(),
+            backend = dataplane.backend(core).map_or("", |b| match b {
+                outdial_dataplane::core::BackendUsed::IoUring => "io-uring",
+                outdial_dataplane::core::BackendUsed::Epoll => "epoll",
+            }),
             "telephony core running"
         );
     }
@@ -174,7 +178,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
         config: Arc::clone(&config),
         metrics: Some(metrics),
     })
-    .merge(readiness.clone().router());
+    .merge(readiness.clone().router())
+    .layer(axum::middleware::from_fn(http_server::access_log));
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| {
@@ -189,14 +194,23 @@ pub async fn run(config: Config) -> Result<(), Error> {
         "  HTTP API     http://{api}/v1/calls   (up to {} connections; fd limit {fd_limit})",
         limits.max_connections
     );
-    println!("  SIP          udp:{}", config.sip.listen);
+    let cores = dispatcher.dataplane().core_count();
+    println!(
+        "  SIP          udp:{} ({cores} core{}, core i on port + i)",
+        config.sip.listen,
+        if cores == 1 { "" } else { "s" }
+    );
+    if let Some(trunk) = &config.sip.trunk {
+        println!("  trunk        {trunk}");
+    }
+    println!("  metrics      http://{api}/metrics   ready: http://{api}/readyz");
     println!("  data         {}", config.store.data_dir.display());
     println!(
-        "  API key      {dev_key}   (also in {})",
+        "  API key      in {}",
         config.store.data_dir.join("dev-api-key").display()
     );
     println!(
-        "Place a call:  outdial call --to sip:+15550001@127.0.0.1:5070 --url http://…/app.vxml"
+        "Place a call:  outdial call --config FILE --to sip:+15550001@127.0.0.1:5070 --url http://…/app.vxml"
     );
     tracing::info!(
         %api,

@@ -102,6 +102,12 @@ pub fn app_url(target: &str, cwd: &Path) -> Result<Url, RunError> {
     Url::from_file_path(&path).map_err(|()| fail(format!("{} has no file URL", path.display())))
 }
 
+/// A `--var` value: the JSON value if the text parses as JSON, else the text as a string.
+/// `outdial call` and `outdial vxml run` read `--var` the same way.
+pub fn var_value(value: &str) -> Value {
+    serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()))
+}
+
 /// A `--var` value as JSON text: the value itself if it is JSON, else a JSON string.
 pub fn var_json(value: &str) -> String {
     match serde_json::from_str::<Value>(value) {
