@@ -4,6 +4,12 @@
 //! A create request is answered `201` only after the store has committed it, so an accepted
 //! call survives a crash. Every error is `{"error": {"code", "message"}}` (see [`Error`]).
 
+pub mod admin;
+pub mod cdrs;
+pub mod status;
+#[cfg(test)]
+mod store_routes_tests;
+
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -81,6 +87,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(render_metrics))
         .merge(calls)
         .merge(operator)
+        .merge(status::router(state.clone()))
+        .merge(cdrs::router(state.clone()))
+        .merge(admin::router(state.clone()))
         .fallback(|| async { Error::from(RequestError::NoRoute) })
         .method_not_allowed_fallback(|| async { Error::from(RequestError::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

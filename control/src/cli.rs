@@ -44,6 +44,33 @@ pub enum Command {
         #[command(subcommand)]
         command: VxmlCommand,
     },
+    /// Manage tenants in the store of the data directory.
+    Tenant {
+        /// Where the store is.
+        #[command(flatten)]
+        store: crate::admin_cli::StoreArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::admin_cli::TenantCommand,
+    },
+    /// Manage API keys in the store of the data directory.
+    Key {
+        /// Where the store is.
+        #[command(flatten)]
+        store: crate::admin_cli::StoreArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::admin_cli::KeyCommand,
+    },
+    /// Export call detail records from the store of the data directory.
+    Cdr {
+        /// Where the store is.
+        #[command(flatten)]
+        store: crate::admin_cli::StoreArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::admin_cli::CdrCommand,
+    },
     /// Work with configuration files.
     Config {
         /// What to do with the configuration.
@@ -174,6 +201,24 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Vxml {
             command: VxmlCommand::Run(args),
         } => vxml_run(args).await,
+        Command::Tenant { store, command } => {
+            admin(&store, async |s, out| {
+                crate::admin_cli::tenant(s, command, out).await
+            })
+            .await
+        }
+        Command::Key { store, command } => {
+            admin(&store, async |s, out| {
+                crate::admin_cli::key(s, command, out).await
+            })
+            .await
+        }
+        Command::Cdr { store, command } => {
+            admin(&store, async |s, out| {
+                crate::admin_cli::cdr(s, command, out).await
+            })
+            .await
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file).and_then(|config| config.check_environment()) {
@@ -188,6 +233,28 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
     };
     ExitCode::from(code)
+}
+
+/// Opens the store and runs one operator command on it, writing to standard output.
+async fn admin(
+    args: &crate::admin_cli::StoreArgs,
+    command: impl AsyncFnOnce(&crate::store::sqlite::SqliteStore, &mut dyn Write) -> Result<(), Error>,
+) -> u8 {
+    let store = match crate::admin_cli::open_store(args) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match command(&store, &mut stdout).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_ERROR
+        }
+    }
 }
 
 /// Sets up logging to standard error per `[log]`; `RUST_LOG`, when set, takes precedence.

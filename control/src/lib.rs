@@ -1,6 +1,7 @@
 //! Outdial's control plane: the HTTP API, the store, the scheduler and dispatcher, and the
 //! call runner that drives a VoiceXML session for each call on a dataplane core.
 
+pub mod admin_cli;
 pub mod api;
 pub mod auth;
 pub mod call_timing;

@@ -101,9 +101,19 @@ pub const SERIES: &[Series] = &[
         "Store jobs committed per SQLite transaction (group commit).",
     ),
     series(
+        "outdial_webhooks_delivered_total",
+        Kind::Counter,
+        "Status webhook deliveries answered 2xx.",
+    ),
+    series(
         "outdial_webhook_failures_total",
         Kind::Counter,
-        "Status webhooks that could not be delivered.",
+        "Status webhook tries that failed; each is retried from the outbox.",
+    ),
+    series(
+        "outdial_webhook_dead_letters_total",
+        Kind::Counter,
+        "Status webhooks given up after the last try (dead letters).",
     ),
     series(
         "outdial_http_connections",

@@ -97,13 +97,21 @@ impl Webhooks {
     }
 
     /// Delivers due rows for as long as the process runs: when woken, when the next row is
-    /// due, and at least once a second.
+    /// due, and at least once a second. Rows due but already in flight do not make it poll:
+    /// a finished delivery wakes it.
     pub async fn run(self) {
         loop {
-            if let Err(e) = self.deliver_due().await {
-                tracing::error!(error = %e, "cannot read the webhook outbox");
-            }
+            let started = match self.deliver_due().await {
+                Ok(started) => started,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the webhook outbox");
+                    0
+                }
+            };
             let wait = match self.inner.store.next_webhook_at().await {
+                Ok(Some(next)) if started == 0 && next <= OffsetDateTime::now_utc() => {
+                    Duration::from_secs(1)
+                }
                 Ok(Some(next)) => {
                     let until = next - OffsetDateTime::now_utc();
                     Duration::try_from(until)

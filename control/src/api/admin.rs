@@ -1,0 +1,174 @@
+//! The admin API (`/v1/admin/...`): tenants and API keys, behind a key with the `admin` scope.
+//! The same operations as `outdial tenant ...` and `outdial key ...`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::{AppState, require_admin_key};
+use crate::config::trunk_host_port;
+use crate::error::{Error, RequestError};
+use crate::intake::{FieldError, Rule};
+use crate::store::{NewApiKey, NewTenant};
+
+/// The admin routes, each requiring the `admin` scope.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tenants", get(list_tenants).post(add_tenant))
+        .route("/v1/admin/tenants/{id}", get(get_tenant))
+        .route("/v1/admin/tenants/{id}/disable", post(disable_tenant))
+        .route("/v1/admin/tenants/{id}/enable", post(enable_tenant))
+        .route("/v1/admin/keys", get(list_keys).post(create_key))
+        .route("/v1/admin/keys/{id}", delete(revoke_key))
+        .route_layer(middleware::from_fn_with_state(state, require_admin_key))
+}
+
+/// Parses a JSON body into `T`, refusing unknown fields with the field's name.
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, RequestError> {
+    serde_json::from_slice(body).map_err(|e| {
+        RequestError::Field(FieldError::new(
+            "",
+            Rule::Object,
+            format!("the body is not JSON of the expected shape: {e}"),
+        ))
+    })
+}
+
+/// Checks a new tenant's settings the way the configuration checks `sip.trunk`.
+pub fn check_new_tenant(tenant: &NewTenant) -> Result<(), RequestError> {
+    if let Some(trunk) = &tenant.trunk {
+        trunk_host_port(trunk).map_err(|problem| {
+            RequestError::Field(FieldError::new("trunk", Rule::SipUri, problem))
+        })?;
+    }
+    if let Some(caller) = &tenant.caller_id {
+        let e164 = caller
+            .strip_prefix('+')
+            .is_some_and(|d| (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
+        let sip = crate::config::has_scheme(caller, "sip") && caller.len() > 4;
+        if !(e164 || sip) || caller.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(RequestError::Field(FieldError::new(
+                "caller_id",
+                Rule::SipUri,
+                format!("must be a sip: URI or an E.164 number, not {caller:?}"),
+            )));
+        }
+    }
+    if tenant.max_concurrent == Some(0) {
+        return Err(RequestError::Field(FieldError::new(
+            "max_concurrent",
+            Rule::Range,
+            "must be at least 1 (leave it out for no cap)".to_owned(),
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/admin/tenants`: 201 with the tenant and its webhook secret (shown once here).
+async fn add_tenant(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Error> {
+    let new: NewTenant = json_body(&body)?;
+    check_new_tenant(&new)?;
+    let (tenant, secret) = state
+        .store
+        .add_tenant(new, OffsetDateTime::now_utc())
+        .await?;
+    let mut answer = serde_json::to_value(&tenant).unwrap_or_default();
+    answer["webhook_secret"] = Value::String(secret);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// `GET /v1/admin/tenants`.
+async fn list_tenants(State(state): State<AppState>) -> Result<Json<Value>, Error> {
+    let tenants = state.store.list_tenants().await?;
+    Ok(Json(serde_json::json!({ "tenants": tenants })))
+}
+
+/// `GET /v1/admin/tenants/{id}`.
+async fn get_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let tenant = state.store.get_tenant(&id).await?;
+    let tenant = tenant.ok_or(crate::store::StoreError::NotFound { what: "tenant", id })?;
+    Ok(Json(serde_json::to_value(tenant).unwrap_or_default()))
+}
+
+async fn set_disabled(state: &AppState, id: &str, disabled: bool) -> Result<Json<Value>, Error> {
+    let tenant = state
+        .store
+        .set_tenant_disabled(id, disabled, OffsetDateTime::now_utc())
+        .await?;
+    Ok(Json(serde_json::to_value(tenant).unwrap_or_default()))
+}
+
+/// `POST /v1/admin/tenants/{id}/disable`: its keys stop working at once.
+async fn disable_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    set_disabled(&state, &id, true).await
+}
+
+/// `POST /v1/admin/tenants/{id}/enable`.
+async fn enable_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    set_disabled(&state, &id, false).await
+}
+
+/// `POST /v1/admin/keys`: 201 with the key itself (shown once) and its id.
+async fn create_key(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Error> {
+    let new: NewApiKey = json_body(&body)?;
+    let (info, key) = state
+        .store
+        .create_key(new, OffsetDateTime::now_utc())
+        .await?;
+    let mut answer = serde_json::to_value(&info).unwrap_or_default();
+    answer["key"] = Value::String(key);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// `GET /v1/admin/keys?tenant=`.
+async fn list_keys(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, Error> {
+    let mut tenant = None;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*name {
+            "tenant" => tenant = Some(value.into_owned()),
+            other => {
+                return Err(RequestError::InvalidQuery(format!(
+                    "`{other}` is unknown; use tenant"
+                ))
+                .into());
+            }
+        }
+    }
+    let keys = state.store.list_keys(tenant).await?;
+    Ok(Json(serde_json::json!({ "keys": keys })))
+}
+
+/// `DELETE /v1/admin/keys/{id}`: revoked at once; answers the key's record.
+async fn revoke_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let info = state
+        .store
+        .revoke_key(&id, OffsetDateTime::now_utc())
+        .await?;
+    Ok(Json(serde_json::to_value(info).unwrap_or_default()))
+}
