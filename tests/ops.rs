@@ -422,7 +422,7 @@ async fn info_logs_are_redacted_and_free_of_debug_dumps() {
         .filter(|l| l.contains(" INFO ") && l.contains("outdial_control"))
         .collect();
     let per_call: Vec<&&str> = info.iter().filter(|l| l.contains(&id)).collect();
-    for needle in ["dialing", "answered", "vxml log", "call finished"] {
+    for needle in ["dialing", "answered", "vxml log", "attempt finished"] {
         assert!(
             per_call.iter().any(|l| l.contains(needle)),
             "no `{needle}` line with the call id:\n{log}"
