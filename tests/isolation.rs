@@ -6,7 +6,8 @@
 //! runaway that is left alone ends with `error.semantic` naming `vxml.call_script_budget`, and
 //! the one that is deleted ends `canceled` because the cancel stopped its running session.
 //! Measured and printed (not asserted: timing belongs in `bench/`): the normal call's time
-//! beside the runaways over its time alone, and the API's latency percentiles.
+//! beside the runaways over its time alone, and the API's latency percentiles (run with
+//! `-- --nocapture`; `OUTDIAL_TEST_LOG=1` prints the server's log too).
 
 use std::time::{Duration, Instant};
 
