@@ -429,6 +429,7 @@ mod tests {
         fn queued_calls(&self) -> usize {
             0
         }
+        fn tenant_cap(&self, _tenant: &str, _cap: Option<usize>) {}
         fn cancel(&self, id: &str) -> bool {
             if let Ok(mut cancels) = self.cancels.lock() {
                 cancels.push(id.to_owned());

@@ -510,6 +510,7 @@ mod tests {
         fn queued_calls(&self) -> usize {
             0
         }
+        fn tenant_cap(&self, _tenant: &str, _cap: Option<usize>) {}
         fn cancel(&self, _id: &str) -> bool {
             false
         }

@@ -36,6 +36,8 @@ pub trait CallControl: Send + Sync + 'static {
     fn nodes(&self) -> Vec<NodeLoad>;
     /// Calls waiting in the scheduler.
     fn queued_calls(&self) -> usize;
+    /// A tenant's concurrency cap was set (`None`: no cap).
+    fn tenant_cap(&self, tenant: &str, cap: Option<usize>);
     /// Ask a live call (dialing, ringing or in progress) to end as `canceled`.
     /// Returns false when the call is not live in this process.
     fn cancel(&self, id: &str) -> bool;
@@ -351,6 +353,10 @@ impl CallControl for Control {
 
     fn queued_calls(&self) -> usize {
         self.scheduler.queue_depth()
+    }
+
+    fn tenant_cap(&self, tenant: &str, cap: Option<usize>) {
+        self.scheduler.set_tenant_cap(tenant, cap);
     }
 
     fn cancel(&self, id: &str) -> bool {

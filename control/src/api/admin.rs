@@ -80,6 +80,8 @@ async fn add_tenant(
         .store
         .add_tenant(new, OffsetDateTime::now_utc())
         .await?;
+    let cap = tenant.max_concurrent.and_then(|c| usize::try_from(c).ok());
+    state.control.tenant_cap(&tenant.id, cap);
     let mut answer = serde_json::to_value(&tenant).unwrap_or_default();
     answer["webhook_secret"] = Value::String(secret);
     Ok((StatusCode::CREATED, Json(answer)))
