@@ -60,6 +60,8 @@ echo "== GET /healthz, $connections connections, ${seconds}s" >&2
 read -r health health_p99 < <(measure "$api/healthz")
 echo "== POST /v1/calls, $connections connections, ${seconds}s" >&2
 read -r creates creates_p99 < <(measure -s bench/api/create_call.lua "$api/v1/calls")
+echo "== POST /v1/calls/batch (10,000 calls each), 2 clients, ${seconds}s" >&2
+read -r batch batch_p99 < <(python3 bench/api/batch_creates.py "$api" "$OUTDIAL_KEY" "$seconds" 2)
 echo "== SQLite, one commit per insert, ${seconds}s, same disk" >&2
 read -r sqlite sqlite_p99 < <(python3 bench/api/sqlite_commits.py "$dir/commits.sqlite" "$seconds")
 
@@ -67,6 +69,7 @@ stored=$(curl -fs -H "Authorization: Bearer $OUTDIAL_KEY" "$api/metrics" | awk '
 printf '\n%-34s %12s %10s\n' "" "per second" "p99 ms"
 printf '%-34s %12.0f %10.2f\n' "GET /healthz (HTTP ceiling)" "$health" "$health_p99"
 printf '%-34s %12.0f %10.2f\n' "POST /v1/calls (durable creates)" "$creates" "$creates_p99"
+printf '%-34s %12.0f %10.2f\n' "POST /v1/calls/batch (calls)" "$batch" "$batch_p99"
 printf '%-34s %12.0f %10.2f\n' "SQLite, one commit per insert" "$sqlite" "$sqlite_p99"
 awk -v c="$creates" -v h="$health" -v s="$sqlite" 'BEGIN {
     printf "\ncreates / HTTP ceiling = %.2f×   creates / one-commit SQLite = %.1f×\n", c / h, c / s }'
