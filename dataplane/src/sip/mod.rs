@@ -6,10 +6,12 @@
 //! - [`dialog`]: UAC dialog state and in-dialog requests (§12).
 //! - [`endpoint`]: the user agent for all calls on one core.
 //! - [`refer`]: blind transfer with REFER and its NOTIFYs (RFC 3515).
+//! - [`pike`]: per-source rate limit for requests from strangers.
 
 pub mod dialog;
 pub mod endpoint;
 pub mod message;
+pub mod pike;
 pub mod refer;
 pub mod transaction;
 
