@@ -406,6 +406,11 @@ impl Endpoint {
         self.timers.peek().map(|Reverse((deadline, _))| *deadline)
     }
 
+    /// The SIP Call-ID of a dialed call (kept until its transactions finish, after Ended).
+    pub fn sip_call_id(&self, call: CallId) -> Option<&str> {
+        self.calls.get(&call).map(|c| c.call_id.as_str())
+    }
+
     /// Calls dialed and not yet Ended.
     pub fn active_calls(&self) -> usize {
         self.live_calls
