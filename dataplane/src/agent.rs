@@ -75,6 +75,8 @@ struct CallSlot {
     armed: Option<Instant>,
     /// Set when we end the call for a reason SIP does not know (e.g. unusable SDP answer).
     failure: Option<String>,
+    /// The SIP Call-ID of the call's INVITE.
+    sip_call_id: Option<String>,
 }
 
 /// The [`Driver`] run by each core.
@@ -221,9 +223,11 @@ impl Agent {
             ));
             return;
         }
+        let sip_call_id = self.sip.sip_call_id(dial.call).map(str::to_owned);
         self.calls.insert(
             dial.call,
             CallSlot {
+                sip_call_id,
                 rtp_socket,
                 media: None,
                 epoch: 0,
@@ -388,9 +392,11 @@ impl Agent {
                             now,
                         );
                         slot.media = Some(media);
+                        let sip_call_id = slot.sip_call_id.clone();
                         self.emit(Event::Answered {
                             call,
                             codec: negotiated.codec,
+                            sip_call_id,
                         });
                         self.drain_media(io, call, Origin::Control);
                     }
@@ -401,7 +407,9 @@ impl Agent {
                 }
             }
             SipEvent::Ended { call, mut outcome } => {
+                let mut sip_call_id = None;
                 if let Some(mut slot) = self.calls.remove(&call) {
+                    sip_call_id = slot.sip_call_id.take();
                     // A recording cut short by the hangup keeps what it captured.
                     if let Some(media) = slot.media.as_mut() {
                         media.stop_recording(None);
@@ -419,7 +427,11 @@ impl Agent {
                     }
                     self.link.load.fetch_sub(1, Ordering::Relaxed);
                 }
-                self.emit(Event::Ended { call, outcome });
+                self.emit(Event::Ended {
+                    call,
+                    outcome,
+                    sip_call_id,
+                });
             }
         }
     }
@@ -628,6 +640,7 @@ fn failed(call: CallId, reason: String) -> Event {
             sip_status: None,
             reason,
         },
+        sip_call_id: None,
     }
 }
 
@@ -814,13 +827,19 @@ mod tests {
             matches!(got[0], Event::Ringing { call: c } if c == call),
             "{got:?}"
         );
+        let invite_call_id = invite
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .expect("Call-ID in the INVITE")
+            .to_owned();
         assert!(
             matches!(
-                got[1],
+                &got[1],
                 Event::Answered {
                     codec: Codec::Pcma,
+                    sip_call_id: Some(id),
                     ..
-                }
+                } if *id == invite_call_id
             ),
             "{got:?}"
         );
@@ -902,11 +921,21 @@ mod tests {
         let ended: Vec<_> = events(&link)
             .into_iter()
             .filter_map(|e| match e {
-                Event::Ended { call: c, outcome } if c == call => Some(outcome),
+                Event::Ended {
+                    call: c,
+                    outcome,
+                    sip_call_id,
+                } if c == call => Some((outcome, sip_call_id)),
                 _ => None,
             })
             .collect();
         assert_eq!(ended.len(), 1, "exactly one Ended");
+        let (ended, ended_call_id) = (vec![ended[0].0.clone()], ended[0].1.clone());
+        assert_eq!(
+            ended_call_id,
+            Some(invite_call_id),
+            "Ended names the Call-ID"
+        );
         assert_eq!(ended[0].disposition, Disposition::Completed);
         assert_eq!(ended[0].sip_status, Some(200));
         assert_eq!(io.closed, vec![rtp_socket]);

@@ -167,6 +167,8 @@ pub enum Event {
         call: CallId,
         /// Codec chosen from the answer.
         codec: Codec,
+        /// The call's SIP Call-ID (for records and logs).
+        sip_call_id: Option<String>,
     },
     /// A key stopped a barge-in prompt and flushed the queue; `epoch` is the call's barge-in
     /// count after it. Sent before the `PlaybackDone` and `Dtmf` events the key caused.
@@ -230,6 +232,8 @@ pub enum Event {
         call: CallId,
         /// How it ended.
         outcome: Outcome,
+        /// The call's SIP Call-ID; `None` when no INVITE was ever sent.
+        sip_call_id: Option<String>,
     },
 }
 

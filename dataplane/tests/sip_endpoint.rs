@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use outdial_dataplane::api::{CallId, Disposition};
+use outdial_dataplane::sip::endpoint::{MAX_MESSAGE_BYTES, STRANGER_LIMIT, STRANGER_WINDOW};
 use outdial_dataplane::sip::message::{HeaderName, Method};
 use outdial_dataplane::sip::{DialParams, Endpoint, SipConfig, SipError, SipEvent, parse_message};
 
@@ -846,11 +847,22 @@ fn protos_c07_through_the_endpoint() {
         .collect();
     files.sort();
     assert_eq!(files.len(), 4527);
+    h.sent.clear();
+    let mut answers = 0;
     for (case, path) in files.iter().enumerate() {
         let invite = protos_invite(&fs::read(path).expect("case"), case);
         h.deliver(&invite[..invite.len().min(65_507)]);
+        answers += h.sent.len();
         h.sent.clear();
     }
+    // One source, all at one instant: the stranger limit answers at most its quota.
+    assert!(
+        (1..=STRANGER_LIMIT as usize).contains(&answers),
+        "{answers} answers"
+    );
+    // After two quiet windows the source is answered again.
+    h.advance_to(STRANGER_WINDOW * 2);
+    h.sent.clear();
     // Still alive and answering: case 0 is a well-formed INVITE (no incoming calls: 404).
     let invite = protos_invite(&fs::read(dir.join("0000000")).expect("case 0"), 99_999);
     h.deliver(&invite);
@@ -884,4 +896,89 @@ fn a_hostname_target_is_sent_to_the_destination_resolved_for_it() {
         text.starts_with("INVITE sip:bob@pbx.example.com SIP/2.0\r\n"),
         "the Request-URI keeps the name: {text}"
     );
+}
+
+/// The border: a stranger's out-of-dialog request is answered once, statelessly. Nothing
+/// is retransmitted to its claimed source (no reflection), no state is kept, and a
+/// retransmission of the request gets the identical answer.
+#[test]
+fn a_strangers_requests_are_answered_once_and_never_retransmitted() {
+    let mut h = Harness::new();
+    let invite = "INVITE sip:probe@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-stranger\r\nMax-Forwards: 70\r\nFrom: <sip:x@198.51.100.9>;tag=s1\r\nTo: <sip:probe@192.0.2.1>\r\nCall-ID: stranger-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    h.deliver(invite.as_bytes());
+    let first = h.take_sent();
+    assert_eq!(methods(&first), ["404"]);
+    assert!(h.endpoint.is_idle(), "no transaction kept for a stranger");
+    h.advance_to(Duration::from_secs(64));
+    assert!(h.take_sent().is_empty(), "no Timer G retransmission");
+    h.deliver(invite.as_bytes());
+    let again = h.take_sent();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].2, first[0].2,
+        "a retransmission gets the same answer"
+    );
+    let options = invite
+        .replace("INVITE sip:", "OPTIONS sip:")
+        .replace("1 INVITE", "1 OPTIONS")
+        .replace("stranger-1", "stranger-2");
+    h.deliver(options.as_bytes());
+    h.advance_to(Duration::from_secs(200));
+    assert_eq!(methods(&h.take_sent()), ["200"]);
+    assert!(h.endpoint.is_idle());
+    // A different request gets a different To-tag: tags are per request, not constant.
+    let other = invite.replace("branch=z9hG4bK-stranger", "branch=z9hG4bK-other");
+    h.deliver(other.as_bytes());
+    let other = h.take_sent();
+    assert_ne!(other[0].2, first[0].2);
+    // Over the size cap: dropped unread, though well formed.
+    let padding = "x".repeat(MAX_MESSAGE_BYTES);
+    let big = options.replace("stranger-2", "stranger-3").replace(
+        "Content-Length",
+        &format!("X-Pad: {padding}\r\nContent-Length"),
+    );
+    h.deliver(big.as_bytes());
+    assert!(h.take_sent().is_empty(), "oversized message dropped");
+}
+
+/// A flood of stranger OPTIONS from one source is answered up to the per-source limit,
+/// while a call in progress keeps working and another source is still answered.
+#[test]
+fn a_stranger_flood_is_limited_per_source_and_the_call_goes_on() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    answer(&mut h);
+    h.take_events();
+    let ack = h.last_request(Method::Ack);
+    h.take_sent();
+    let options = |n: usize| {
+        format!(
+            "OPTIONS sip:probe@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-f{n}\r\nMax-Forwards: 70\r\nFrom: <sip:x@198.51.100.9>;tag=s1\r\nTo: <sip:probe@192.0.2.1>\r\nCall-ID: flood-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let flooder = addr("198.51.100.9:5060");
+    for n in 0..1000 {
+        h.endpoint
+            .handle_datagram(h.now, flooder, options(n).as_bytes());
+    }
+    h.drain();
+    let answered = h.take_sent();
+    assert_eq!(answered.len(), STRANGER_LIMIT as usize);
+    assert!(answered.iter().all(|(_, to, _)| *to == flooder));
+    // Another source is answered.
+    h.endpoint
+        .handle_datagram(h.now, addr("198.51.100.10:5060"), options(5000).as_bytes());
+    h.drain();
+    assert_eq!(methods(&h.take_sent()), ["200"]);
+    // The callee's BYE, in our dialog, is not limited even from the flooded address.
+    let ack = parse_message(&ack).expect("ACK");
+    let bye = format!(
+        "BYE sip:outdial@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKbye1\r\nFrom: <sip:+15550001@192.0.2.4:5070>;tag=uas1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 10 BYE\r\nContent-Length: 0\r\n\r\n",
+        ack.header(HeaderName::From).expect("From"),
+        ack.call_id().expect("Call-ID"),
+    );
+    h.endpoint.handle_datagram(h.now, flooder, bye.as_bytes());
+    h.drain();
+    assert_eq!(methods(&h.take_sent()), ["200"]);
+    assert_eq!(ended(&h.take_events())[0].2, Some(200));
 }

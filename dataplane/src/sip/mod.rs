@@ -7,10 +7,12 @@
 //! - [`endpoint`]: the user agent for all calls on one core.
 //! - [`refer`]: blind transfer with REFER and its NOTIFYs (RFC 3515).
 //! - [`target`]: what may be dialled, checked alike by the endpoint and the API.
+//! - [`pike`]: per-source rate limit for requests from strangers.
 
 pub mod dialog;
 pub mod endpoint;
 pub mod message;
+pub mod pike;
 pub mod refer;
 pub mod target;
 pub mod transaction;

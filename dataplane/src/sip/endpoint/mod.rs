@@ -11,6 +11,7 @@ mod transfer;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use crate::api::{CallId, Disposition, Outcome, TransferError, TransferOutcome};
 use crate::sip::dialog::{Dialog, LocalParty};
 use crate::sip::message::print::{Writer, reason_phrase};
 use crate::sip::message::{HeaderName, Host, Message, Method, Recovered};
+use crate::sip::pike::Pike;
 use crate::sip::refer::TransferReport;
 use crate::sip::transaction::{
     AckTemplate, ClientInvite, ClientNonInvite, ResponseAction, ServerTransaction, Timing,
@@ -29,6 +31,16 @@ use crate::sip::transaction::{
 
 /// Methods this user agent implements (sent in Allow). NOTIFY only inside a call whose
 /// transfer (REFER) we started.
+/// Datagrams longer than this are dropped unread (a SIP message over UDP should fit the
+/// path MTU, RFC 3261 §18.1.1; 8 KiB leaves room for large SDP and many headers).
+pub const MAX_MESSAGE_BYTES: usize = 8192;
+/// Requests from strangers (outside our dialogs) answered per source IP per window.
+pub const STRANGER_LIMIT: u32 = 20;
+/// The window of [`STRANGER_LIMIT`].
+pub const STRANGER_WINDOW: Duration = Duration::from_secs(2);
+/// Source IPs the stranger limit remembers at once.
+pub const STRANGER_SOURCES: usize = 4096;
+
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
 
 /// Per-core SIP settings.
@@ -154,6 +166,10 @@ pub struct Endpoint {
     /// A transfer outcome carried by the NOTIFY being answered; acted on once the answer
     /// is queued.
     notified: Option<(CallId, TransferReport)>,
+    /// Keys the To-tags of stateless answers.
+    tag_secret: u64,
+    /// Rate limit on answers to strangers.
+    pike: Pike,
 }
 
 impl Endpoint {
@@ -180,6 +196,8 @@ impl Endpoint {
             stateless: VecDeque::new(),
             events: VecDeque::new(),
             notified: None,
+            tag_secret: SmallRng::seed_from_u64(!seed).random(),
+            pike: Pike::new(STRANGER_LIMIT, STRANGER_WINDOW, STRANGER_SOURCES),
         }
     }
 
@@ -308,13 +326,16 @@ impl Endpoint {
     /// Feeds one received datagram. Malformed input is answered (requests whose Via, From,
     /// To, Call-ID and CSeq are recoverable) or dropped; it never panics.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if data.len() > MAX_MESSAGE_BYTES {
+            return;
+        }
         match Message::parse(data) {
             Ok(message) if message.status().is_some() => self.handle_response(now, &message),
             Ok(message) => self.handle_request(now, from, &message),
             Err(error) => {
                 if let Some(recovered) = Recovered::scan(data) {
                     let is_ack = data.starts_with(b"ACK ");
-                    if !is_ack {
+                    if !is_ack && self.pike.allow(now, from.ip()) {
                         self.respond_stateless(from, &recovered, error.status());
                     }
                 }
@@ -379,6 +400,11 @@ impl Endpoint {
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((deadline, _))| *deadline)
+    }
+
+    /// The SIP Call-ID of a dialed call (kept until its transactions finish, after Ended).
+    pub fn sip_call_id(&self, call: CallId) -> Option<&str> {
+        self.calls.get(&call).map(|c| c.call_id.as_str())
     }
 
     /// Calls dialed and not yet Ended.
@@ -718,6 +744,7 @@ impl Endpoint {
         if let Err(error) = request.check_request() {
             if let (true, Some(recovered)) =
                 (method != Method::Ack, Recovered::from_message(request))
+                && self.pike.allow(now, from.ip())
             {
                 self.respond_stateless(from, &recovered, error.status());
             }
@@ -748,11 +775,21 @@ impl Endpoint {
         let Some(recovered) = Recovered::from_message(request) else {
             return;
         };
+        // The border: only a peer in one of our dialogs has shown it receives what we send
+        // it. Anyone else is answered once per request, statelessly, and never again.
+        let verified = self.in_our_dialog(request, method);
+        if !verified && !self.pike.allow(now, from.ip()) {
+            return;
+        }
         let (status, body) = self.answer(now, request, method);
         let to_tag = if recovered.to_has_tag() {
             String::new()
-        } else {
+        } else if verified {
             self.random_token()
+        } else {
+            // Same request, same tag: a retransmission gets the identical answer without
+            // any state kept for the stranger (RFC 3261 §8.2.6.2).
+            self.stateless_tag(request)
         };
         let mut response = Vec::new();
         let mut writer = recovered.response(&mut response, status, reason_phrase(status), &to_tag);
@@ -776,6 +813,10 @@ impl Endpoint {
         }
         writer.header("User-Agent", &self.config.user_agent);
         writer.finish(Some("application/sdp"), &body);
+        if !verified {
+            self.stateless.push_back((from, response));
+            return;
+        }
 
         let mut transaction = ServerTransaction::new(self.timing, method == Method::Invite, from);
         transaction.respond(now, response, true);
@@ -859,6 +900,34 @@ impl Endpoint {
             other if other.is_known() => (405, Vec::new()),
             _ => (501, Vec::new()),
         }
+    }
+
+    /// True when `request` belongs to a dialog of one of our calls (or CANCELs a request
+    /// that did): its source has shown it can receive what we send it.
+    fn in_our_dialog(&self, request: &Message<'_>, method: Method<'_>) -> bool {
+        if method == Method::Cancel {
+            return self
+                .server_keys
+                .contains_key(&server_key(request, Method::Invite));
+        }
+        request
+            .call_id()
+            .and_then(|call_id| self.by_call_id.get(call_id))
+            .and_then(|id| self.calls.get(id))
+            .and_then(|call| call.dialog.as_ref())
+            .is_some_and(|dialog| dialog.matches(request))
+    }
+
+    /// A To-tag derived from the request's transaction identity and this endpoint's
+    /// secret, so a stateless answer is identical for every retransmission.
+    fn stateless_tag(&self, request: &Message<'_>) -> String {
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.tag_secret.hash(&mut hasher);
+        request.via().and_then(|via| via.branch()).hash(&mut hasher);
+        request.call_id().hash(&mut hasher);
+        request.from().and_then(|from| from.tag()).hash(&mut hasher);
+        request.cseq().map(|cseq| cseq.number).hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
     }
 
     fn respond_stateless(&mut self, to: SocketAddr, recovered: &Recovered<'_>, status: u16) {
