@@ -241,7 +241,11 @@ async fn list_calls(
         created_after: query.created_after,
         created_before: query.created_before,
     };
-    let mut calls = state.store.list_calls(&tenant, store_query).await?;
+    // A well-formed cursor naming no call of this tenant is a resource not found.
+    let mut calls = match state.store.list_calls(&tenant, store_query).await {
+        Err(store::StoreError::InvalidCursor(cursor)) => return Err(Error::NotFound(cursor)),
+        other => other?,
+    };
     let more = calls.len() > query.limit as usize;
     calls.truncate(query.limit as usize);
     let next = if more {
@@ -316,6 +320,16 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
+/// `call_` and 26 lowercase base-36 characters: the shape of every call id.
+fn is_call_id(text: &str) -> bool {
+    text.strip_prefix("call_").is_some_and(|rest| {
+        rest.len() == 26
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    })
+}
+
 /// Parsed query string of `GET /v1/calls`.
 #[derive(Debug, PartialEq, Default)]
 struct ListQuery {
@@ -364,8 +378,12 @@ impl ListQuery {
                             ))
                         })?;
                 }
-                "before" if !value.is_empty() => parsed.before = Some(value.into_owned()),
-                "before" => {}
+                "before" if is_call_id(&value) => parsed.before = Some(value.into_owned()),
+                "before" => {
+                    return Err(RequestError::InvalidQuery(format!(
+                        "`before` must be a call id (the `next` value of the previous page), not {value:?}"
+                    )));
+                }
                 "to" if !value.is_empty() => parsed.to = Some(value.into_owned()),
                 "created_after" => parsed.created_after = Some(time("created_after", &value)?),
                 "created_before" => parsed.created_before = Some(time("created_before", &value)?),
@@ -980,6 +998,7 @@ mod tests {
             "/v1/calls?status=ended",
             "/v1/calls?page=2",
             "/v1/calls?before=call_unknown",
+            "/v1/calls?before=call_0000000000000000000000000A",
         ] {
             let (status, answer) = h.call(Method::GET, bad, None).await;
             assert_eq!(
@@ -988,6 +1007,12 @@ mod tests {
                 "{bad}"
             );
         }
+        let unknown = "/v1/calls?before=call_00000000000000000000000000";
+        let (status, answer) = h.call(Method::GET, unknown, None).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
     }
 
     #[tokio::test]
@@ -1076,11 +1101,13 @@ mod tests {
             })
         );
         assert_eq!(
-            ListQuery::parse("status=in-progress&limit=100&before=call_a%62"),
+            ListQuery::parse(
+                "status=in-progress&limit=100&before=call_a%62000000000000000000000000"
+            ),
             Ok(ListQuery {
                 status: Some(CallStatus::InProgress),
                 limit: 100,
-                before: Some("call_ab".to_owned()),
+                before: Some("call_ab000000000000000000000000".to_owned()),
                 ..ListQuery::default()
             })
         );

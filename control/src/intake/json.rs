@@ -126,7 +126,8 @@ fn optional_string(
     }
 }
 
-/// A whole number ≥ 0 (ranges are the validator's).
+/// A whole number ≥ 0 (ranges are the validator's). As in JSON Schema, `166.0` is the whole
+/// number 166; `166.5` and numbers past 2^53 written with a fraction are refused.
 fn optional_count(
     fields: &mut Map<String, Value>,
     name: &str,
@@ -134,7 +135,7 @@ fn optional_count(
 ) -> Result<Option<u64>, FieldError> {
     match fields.remove(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+        Some(Value::Number(n)) => whole(&n).map(Some).ok_or_else(|| {
             FieldError::new(
                 path,
                 Rule::Type,
@@ -143,6 +144,17 @@ fn optional_count(
         }),
         Some(other) => Err(wrong_type(path, "a whole number", &other)),
     }
+}
+
+/// `n` as a whole number ≥ 0: an integer, or a float with no fraction that is exactly
+/// representable (below 2^53).
+fn whole(n: &serde_json::Number) -> Option<u64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..EXACT).contains(f))
+            .map(|f| f as u64)
+    })
 }
 
 fn optional_time(
@@ -211,6 +223,31 @@ mod tests {
         let retry = request.retry.unwrap_or_default();
         assert_eq!(retry.on, Some(vec![RetryOn::Busy, RetryOn::NoAnswer]));
         assert_eq!((retry.max_attempts, retry.delay_secs), (Some(3), Some(120)));
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_whole_numbers() {
+        let request = from_value(json!({
+            "to": "sip:a@b", "url": "http://x/", "ring_timeout": 166.0, "priority": 7.0,
+            "retry": {"max_attempts": 2.0, "delay_secs": 2504.0}
+        }))
+        .unwrap_or_default();
+        assert_eq!(request.ring_timeout_secs, Some(166));
+        assert_eq!(request.priority, Some(7));
+        let retry = request.retry.unwrap_or_default();
+        assert_eq!(
+            (retry.max_attempts, retry.delay_secs),
+            (Some(2), Some(2504))
+        );
+        for bad in [json!(166.5), json!(-1.0), json!(1e300)] {
+            let refused =
+                from_value(json!({"to": "sip:a@b", "url": "http://x/", "ring_timeout": bad}));
+            assert_eq!(
+                refused.err().map(|e| (e.field, e.rule)),
+                Some(("ring_timeout".to_owned(), Rule::Type)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
