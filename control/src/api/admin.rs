@@ -30,13 +30,39 @@ pub fn router(state: AppState) -> Router<AppState> {
 
 /// Parses a JSON body into `T`, refusing unknown fields with the field's name.
 pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, RequestError> {
-    serde_json::from_slice(body).map_err(|e| {
+    // JSON Schema counts 5.0 as an integer: read whole numbers written with a fraction as such.
+    let mut value: Value = serde_json::from_slice(body).map_err(|e| {
+        RequestError::Field(FieldError::new(
+            "",
+            Rule::Object,
+            format!("the body is not JSON: {e}"),
+        ))
+    })?;
+    whole_numbers(&mut value);
+    serde_json::from_value(value).map_err(|e| {
         RequestError::Field(FieldError::new(
             "",
             Rule::Object,
             format!("the body is not JSON of the expected shape: {e}"),
         ))
     })
+}
+
+/// Rewrites every number with a zero fraction (below 2^53) as an integer.
+fn whole_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n
+                .as_f64()
+                .filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() < 9e15)
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
 }
 
 /// Checks a new tenant's settings the way the configuration checks `sip.trunk`.

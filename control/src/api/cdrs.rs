@@ -47,7 +47,11 @@ pub fn parse_query(query: &str) -> Result<CdrQuery, RequestError> {
             "from" => parsed.from = Some(time("from", &value)?),
             "to" => parsed.to = Some(time("to", &value)?),
             "cursor" if !value.is_empty() => parsed.cursor = Some(value.into_owned()),
-            "cursor" => {}
+            "cursor" => {
+                return Err(RequestError::InvalidQuery(
+                    "`cursor` must be the `next` value of the previous page".to_owned(),
+                ));
+            }
             "limit" => {
                 parsed.limit = value
                     .parse()

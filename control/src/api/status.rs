@@ -55,7 +55,13 @@ async fn dead_letters(
                     })?;
             }
             "before" if !value.is_empty() => before = Some(value.into_owned()),
-            "before" => {}
+            "before" => {
+                return Err(RequestError::InvalidQuery(
+                    "`before` must be a dead letter id (the `next` value of the previous page)"
+                        .to_owned(),
+                )
+                .into());
+            }
             other => {
                 return Err(RequestError::InvalidQuery(format!(
                     "`{other}` is unknown; use limit and before"
@@ -64,7 +70,13 @@ async fn dead_letters(
             }
         }
     }
-    let mut dead = state.store.dead_letters(&tenant, limit + 1, before).await?;
+    // A well-formed cursor this tenant does not have is a missing resource, as for calls.
+    let mut dead = match state.store.dead_letters(&tenant, limit + 1, before).await {
+        Err(crate::store::StoreError::InvalidCursor(cursor)) => {
+            return Err(Error::NotFound(cursor));
+        }
+        other => other?,
+    };
     let more = dead.len() > limit as usize;
     dead.truncate(limit as usize);
     let next = more.then(|| dead.last().map(|d| d.id.clone())).flatten();
