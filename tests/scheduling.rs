@@ -100,6 +100,11 @@ async fn a_busy_callee_is_redialled_by_the_retry_policy_each_attempt_its_own() {
     assert_eq!(dials.len(), 2, "two attempts, two INVITEs: {dials:?}");
     assert!(dials.iter().all(|(uri, _)| *uri == to), "{dials:?}");
     assert_ne!(dials[0].1, dials[1].1, "each attempt is its own SIP call");
+    assert_eq!(
+        call["sip_call_id"].as_str(),
+        Some(dials[1].1.as_str()),
+        "the record carries the last attempt's Call-ID: {call}"
+    );
     let statuses = events(&outdial, id).await;
     assert_eq!(
         statuses.iter().filter(|s| *s == "dialing").count(),

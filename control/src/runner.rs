@@ -193,6 +193,7 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
         backstop: Instant::now() + ring_timeout + context.settings.max_duration + BACKSTOP_SLACK,
         transfer: None,
         transferred_to: None,
+        sip_call_id: None,
         prompts_in_flight: HashSet::new(),
         prompt_marks: HashMap::new(),
         fetch_audio: None,
@@ -202,6 +203,8 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
     let outcome = call_task.run().await;
     context.dispatcher.unregister(call);
     let final_state = call_task.final_state(outcome);
+    let mut ended = ended;
+    ended.sip_call_id = call_task.sip_call_id.take();
     // Freeing the session's script context waits for its turn at a shared runtime.
     let session = call_task.session.take();
     interp::off_runtime(|| drop(session));
@@ -216,15 +219,21 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
 }
 
 /// Which attempt ended, and where it ran.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Ended {
     attempt: u32,
     core: Option<usize>,
+    /// The attempt's SIP Call-ID, once the core reported it.
+    sip_call_id: Option<String>,
 }
 
 impl Ended {
     fn new(attempt: u32, core: Option<usize>) -> Self {
-        Self { attempt, core }
+        Self {
+            attempt,
+            core,
+            sip_call_id: None,
+        }
     }
 }
 
@@ -250,6 +259,8 @@ impl Final {
 struct CallTask {
     /// Setup delays for the histograms.
     timing: CallTiming,
+    /// The SIP Call-ID of this attempt, from the core's events.
+    sip_call_id: Option<String>,
     context: RunnerContext,
     record: CallRecord,
     /// This attempt's number.
@@ -418,7 +429,12 @@ impl CallTask {
                 self.transition(CallStatus::Ringing, "the callee is ringing")
                     .await;
             }
-            Event::Answered { codec, .. } => {
+            Event::Answered {
+                codec, sip_call_id, ..
+            } => {
+                if self.sip_call_id.is_none() {
+                    self.sip_call_id = sip_call_id;
+                }
                 self.timing.answer(Instant::now());
                 let codec = match codec {
                     Codec::Pcmu => "PCMU",
@@ -490,7 +506,14 @@ impl CallTask {
                 self.transfer_done(id, result, &detail);
                 self.perform_actions().await;
             }
-            Event::Ended { outcome, .. } => {
+            Event::Ended {
+                outcome,
+                sip_call_id,
+                ..
+            } => {
+                if self.sip_call_id.is_none() {
+                    self.sip_call_id = sip_call_id;
+                }
                 tracing::info!(
                     call = %self.record.id,
                     disposition = disposition_label(outcome.disposition),
@@ -1192,7 +1215,7 @@ async fn finish(
         disposition: state.disposition.map(|d| disposition_label(d).to_owned()),
         reason: state.reason,
         core: ended.core.and_then(|c| u32::try_from(c).ok()),
-        sip_call_id: None,
+        sip_call_id: ended.sip_call_id,
         result,
     };
     match context
