@@ -156,20 +156,7 @@ async fn create_call(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    if !is_json(&headers) {
-        return Err(RequestError::UnsupportedMediaType.into());
-    }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            RequestError::BodyTooLarge(MAX_BODY_BYTES)
-        } else {
-            RequestError::Field(FieldError::new(
-                "",
-                Rule::Object,
-                format!("the body could not be read: {}", rejection.body_text()),
-            ))
-        }
-    })?;
+    let body = create_body(&headers, body, MAX_BODY_BYTES)?;
     let idempotency = idempotency::idempotency_key(&headers, "/v1/calls", &body)?;
     let new = parse_call_request(&body, &tenant, &state.config)?;
     let created = state
@@ -199,10 +186,7 @@ async fn create_call(
     )
         .into_response();
     if replayed {
-        response.headers_mut().insert(
-            idempotency::REPLAYED_HEADER,
-            axum::http::HeaderValue::from_static("true"),
-        );
+        idempotency::mark_replayed(&mut response);
     }
     Ok(response)
 }
@@ -309,7 +293,29 @@ async fn render_metrics(State(state): State<AppState>) -> Result<Response, Error
     Ok((content_type, handle.render()).into_response())
 }
 
-pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+/// A create's body: declared as JSON and read whole within `limit` bytes, or the refusal.
+pub(crate) fn create_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, RequestError> {
+    if !is_json(headers) {
+        return Err(RequestError::UnsupportedMediaType);
+    }
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            RequestError::BodyTooLarge(limit)
+        } else {
+            RequestError::Field(FieldError::new(
+                "",
+                Rule::Object,
+                format!("the body could not be read: {}", rejection.body_text()),
+            ))
+        }
+    })
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

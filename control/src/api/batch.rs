@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use super::idempotency::{REPLAYED_HEADER, idempotency_key};
-use super::{AppState, Tenant, is_json};
+use super::idempotency::{idempotency_key, mark_replayed};
+use super::{AppState, Tenant, create_body};
 use crate::error::{Error, RequestError};
 use crate::intake::batch::{self, BatchMode, MAX_BATCH_BODY_BYTES};
-use crate::intake::{FieldError, Rule, Validator};
+use crate::intake::{FieldError, Validator};
 
 /// The batch route's path (also part of the idempotency hash).
 pub const PATH: &str = "/v1/calls/batch";
@@ -29,20 +29,7 @@ pub async fn create_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    if !is_json(&headers) {
-        return Err(RequestError::UnsupportedMediaType.into());
-    }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            RequestError::BodyTooLarge(MAX_BATCH_BODY_BYTES)
-        } else {
-            RequestError::Field(FieldError::new(
-                "",
-                Rule::Object,
-                format!("the body could not be read: {}", rejection.body_text()),
-            ))
-        }
-    })?;
+    let body = create_body(&headers, body, MAX_BATCH_BODY_BYTES)?;
     let idempotency = idempotency_key(&headers, PATH, &body)?;
     let parsed = batch::parse_body(&body).map_err(RequestError::from)?;
     let now = time::OffsetDateTime::now_utc();
@@ -110,10 +97,7 @@ pub async fn create_batch(
         }
     };
     if replayed {
-        response.headers_mut().insert(
-            REPLAYED_HEADER,
-            axum::http::HeaderValue::from_static("true"),
-        );
+        mark_replayed(&mut response);
     }
     Ok(response)
 }

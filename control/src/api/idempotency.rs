@@ -21,6 +21,14 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Longest key, characters.
 pub const MAX_KEY_LEN: usize = 255;
 
+/// Marks `response` as the replay of an earlier answer.
+pub fn mark_replayed(response: &mut axum::response::Response) {
+    response.headers_mut().insert(
+        REPLAYED_HEADER,
+        axum::http::HeaderValue::from_static("true"),
+    );
+}
+
 /// The request's idempotency key and request hash, if it sent one.
 pub fn idempotency_key(
     headers: &HeaderMap,
