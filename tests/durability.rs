@@ -9,17 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use outdial_tests::{AppServer, Outdial, Sipp};
+use outdial_tests::{AppServer, FINAL_STATUSES, Outdial, Sipp, is_final, sip_invites};
 use serde_json::{Value, json};
-
-const FINAL: [&str; 6] = [
-    "completed",
-    "busy",
-    "no-answer",
-    "failed",
-    "canceled",
-    "expired",
-];
 
 /// Requests sent in all.
 const REQUESTS: usize = 2000;
@@ -30,37 +21,12 @@ const CLIENTS: usize = 32;
 /// The server is killed once this many requests were acknowledged.
 const KILL_AFTER: usize = 700;
 
-/// (Request-URI, Call-ID) of every INVITE in a SIPp message trace.
-fn invites(trace: &str) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    for (at, _) in trace.match_indices("\nINVITE sip:") {
-        let message = &trace[at + 1..];
-        let end = message.find("\n\n").unwrap_or(message.len());
-        let message = &message[..end];
-        let uri = message
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let call_id = message
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                (name.eq_ignore_ascii_case("call-id") || name == "i").then(|| value.trim())
-            })
-            .unwrap_or_default()
-            .to_owned();
-        found.push((uri, call_id));
-    }
-    found
-}
-
 #[test]
 fn the_invite_parser_reads_uri_and_call_id() {
     let trace =
         "x\nINVITE sip:+1@h:5 SIP/2.0\r\nVia: v\r\nCall-ID: abc@h\r\n\nSIP/2.0 486\nCall-ID: zzz\n";
     assert_eq!(
-        invites(&trace.replace('\r', "")),
+        sip_invites(trace),
         [("sip:+1@h:5".to_owned(), "abc@h".to_owned())]
     );
 }
@@ -134,7 +100,7 @@ async fn kill_9_with_requests_in_flight_loses_nothing_and_dials_nobody_twice() {
     for id in &acknowledged {
         let call = loop {
             let call = outdial.get_call(id).await;
-            if call["status"].as_str().is_some_and(|s| FINAL.contains(&s)) {
+            if is_final(&call) {
                 break call;
             }
             assert!(
@@ -161,7 +127,11 @@ async fn kill_9_with_requests_in_flight_loses_nothing_and_dials_nobody_twice() {
             .as_array()
             .map(|all| {
                 all.iter()
-                    .filter(|e| e["status"].as_str().is_some_and(|s| FINAL.contains(&s)))
+                    .filter(|e| {
+                        e["status"]
+                            .as_str()
+                            .is_some_and(|s| FINAL_STATUSES.contains(&s))
+                    })
                     .count()
             })
             .unwrap_or(0);
@@ -180,7 +150,7 @@ async fn kill_9_with_requests_in_flight_loses_nothing_and_dials_nobody_twice() {
             };
             if record["status"]
                 .as_str()
-                .is_some_and(|s| FINAL.contains(&s))
+                .is_some_and(|s| FINAL_STATUSES.contains(&s))
                 && let Some(id) = record["id"].as_str()
             {
                 finals.insert(id.to_owned());
@@ -202,7 +172,7 @@ async fn kill_9_with_requests_in_flight_loses_nothing_and_dials_nobody_twice() {
     // Nobody dialled twice: one Call-ID per callee URI.
     let trace = sipp.trace().replace('\r', "");
     let mut dials: HashMap<String, HashSet<String>> = HashMap::new();
-    for (uri, call_id) in invites(&trace) {
+    for (uri, call_id) in sip_invites(&trace) {
         dials.entry(uri).or_default().insert(call_id);
     }
     assert!(

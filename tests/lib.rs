@@ -74,6 +74,49 @@ impl Drop for TempDir {
     }
 }
 
+/// The statuses a call never leaves.
+pub const FINAL_STATUSES: [&str; 6] = [
+    "completed",
+    "busy",
+    "no-answer",
+    "failed",
+    "canceled",
+    "expired",
+];
+
+/// True when the call record's status is final.
+pub fn is_final(call: &Value) -> bool {
+    call["status"]
+        .as_str()
+        .is_some_and(|s| FINAL_STATUSES.contains(&s))
+}
+
+/// (Request-URI, Call-ID) of every INVITE in a SIPp message trace (retransmissions included).
+pub fn sip_invites(trace: &str) -> Vec<(String, String)> {
+    let trace = trace.replace('\r', "");
+    let mut found = Vec::new();
+    for (at, _) in trace.match_indices("\nINVITE sip:") {
+        let message = &trace[at + 1..];
+        let end = message.find("\n\n").unwrap_or(message.len());
+        let message = &message[..end];
+        let uri = message
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let call_id = message
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                (name.eq_ignore_ascii_case("call-id") || name == "i").then(|| value.trim())
+            })
+            .unwrap_or_default()
+            .to_owned();
+        found.push((uri, call_id));
+    }
+    found
+}
+
 /// A UDP port free right now on 127.0.0.1 (even, with the next one free too: RTP convention).
 pub fn free_udp_port() -> u16 {
     loop {
@@ -420,18 +463,10 @@ impl Outdial {
 
     /// Polls the call until its status is final; panics with the server log after `timeout`.
     pub async fn wait_final(&self, id: &str, timeout: Duration) -> Value {
-        const FINAL: [&str; 6] = [
-            "completed",
-            "busy",
-            "no-answer",
-            "failed",
-            "canceled",
-            "expired",
-        ];
         let deadline = Instant::now() + timeout;
         loop {
             let call = self.get_call(id).await;
-            if call["status"].as_str().is_some_and(|s| FINAL.contains(&s)) {
+            if is_final(&call) {
                 return call;
             }
             assert!(

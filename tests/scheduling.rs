@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use outdial_tests::{Outdial, Sipp};
+use outdial_tests::{Outdial, Sipp, sip_invites};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -18,25 +18,6 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 fn time_of(v: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(v.as_str().expect("a time"), &Rfc3339).expect("RFC 3339")
-}
-
-/// (Request-URI, Call-ID) of every INVITE SIPp received.
-fn invites(trace: &str) -> Vec<(String, String)> {
-    let trace = trace.replace('\r', "");
-    trace
-        .match_indices("\nINVITE sip:")
-        .map(|(at, _)| {
-            let message = &trace[at + 1..];
-            let message = &message[..message.find("\n\n").unwrap_or(message.len())];
-            let uri = message.split_whitespace().nth(1).unwrap_or_default();
-            let call_id = message
-                .lines()
-                .find_map(|l| l.strip_prefix("Call-ID:"))
-                .unwrap_or_default()
-                .trim();
-            (uri.to_owned(), call_id.to_owned())
-        })
-        .collect()
 }
 
 async fn post(
@@ -96,7 +77,7 @@ async fn a_busy_callee_is_redialled_by_the_retry_policy_each_attempt_its_own() {
     assert_eq!(call["status"], "busy", "{call}");
     assert_eq!(call["attempts"], 2, "{call}");
     let (_, trace) = sipp.finish(Duration::from_secs(10)).await;
-    let dials = invites(&trace);
+    let dials = sip_invites(&trace);
     assert_eq!(dials.len(), 2, "two attempts, two INVITEs: {dials:?}");
     assert!(dials.iter().all(|(uri, _)| *uri == to), "{dials:?}");
     assert_ne!(dials[0].1, dials[1].1, "each attempt is its own SIP call");
@@ -184,7 +165,7 @@ async fn a_call_still_waiting_at_not_after_expires_undialled_and_priority_orders
     );
     let (_, trace) = busy.finish(Duration::from_secs(10)).await;
     assert!(
-        !invites(&trace)
+        !sip_invites(&trace)
             .iter()
             .any(|(uri, _)| uri.contains("+15550104")),
         "the expired call was dialled"
