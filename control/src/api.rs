@@ -216,22 +216,17 @@ async fn list_calls(
     Extension(Tenant(tenant)): Extension<Tenant>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, Error> {
-    let query = ListQuery::parse(query.as_deref().unwrap_or_default())?;
-    let store_query = store::ListQuery {
-        status: query.status,
-        limit: query.limit + 1,
-        before: query.before,
-        to: query.to,
-        created_after: query.created_after,
-        created_before: query.created_before,
-    };
+    let mut query = parse_list_query(query.as_deref().unwrap_or_default())?;
+    let page = query.limit;
+    // One more than the page, to know whether another page follows.
+    query.limit += 1;
     // A well-formed cursor naming no call of this tenant is a resource not found.
-    let mut calls = match state.store.list_calls(&tenant, store_query).await {
+    let mut calls = match state.store.list_calls(&tenant, query).await {
         Err(store::StoreError::InvalidCursor(cursor)) => return Err(Error::NotFound(cursor)),
         other => other?,
     };
-    let more = calls.len() > query.limit as usize;
-    calls.truncate(query.limit as usize);
+    let more = calls.len() > page as usize;
+    calls.truncate(page as usize);
     let next = if more {
         calls.last().map(|c| c.id.clone())
     } else {
@@ -336,72 +331,60 @@ fn is_call_id(text: &str) -> bool {
     })
 }
 
-/// Parsed query string of `GET /v1/calls`.
-#[derive(Debug, PartialEq, Default)]
-struct ListQuery {
-    status: Option<CallStatus>,
-    limit: u32,
-    before: Option<String>,
-    to: Option<String>,
-    created_after: Option<time::OffsetDateTime>,
-    created_before: Option<time::OffsetDateTime>,
-}
-
-impl ListQuery {
-    fn parse(query: &str) -> Result<Self, RequestError> {
-        let mut parsed = Self {
-            limit: DEFAULT_PAGE,
-            ..Self::default()
-        };
-        let time = |name: &str, value: &str| {
-            time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+/// The query string of `GET /v1/calls`, as the store's query (`limit` is the page size).
+fn parse_list_query(query: &str) -> Result<store::ListQuery, RequestError> {
+    let mut parsed = store::ListQuery {
+        limit: DEFAULT_PAGE,
+        ..store::ListQuery::default()
+    };
+    let time = |name: &str, value: &str| {
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
                 .map_err(|_| {
                     RequestError::InvalidQuery(format!(
                         "`{name}` must be an RFC 3339 date-time with a zone, like 2026-12-24T09:30:00Z, not {value:?}"
                     ))
                 })
-        };
-        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match &*name {
-                "status" => {
-                    let status = CallStatus::parse(&value).ok_or_else(|| {
-                        let names: Vec<_> = CallStatus::ALL.iter().map(|s| s.as_str()).collect();
+    };
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*name {
+            "status" => {
+                let status = CallStatus::parse(&value).ok_or_else(|| {
+                    let names: Vec<_> = CallStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    RequestError::InvalidQuery(format!(
+                        "`status` must be one of {}, not {value:?}",
+                        names.join(", ")
+                    ))
+                })?;
+                parsed.status = Some(status);
+            }
+            "limit" => {
+                parsed.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
                         RequestError::InvalidQuery(format!(
-                            "`status` must be one of {}, not {value:?}",
-                            names.join(", ")
+                            "`limit` must be a whole number from 1 to {MAX_PAGE}, not {value:?}"
                         ))
                     })?;
-                    parsed.status = Some(status);
-                }
-                "limit" => {
-                    parsed.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_PAGE).contains(n))
-                        .ok_or_else(|| {
-                            RequestError::InvalidQuery(format!(
-                                "`limit` must be a whole number from 1 to {MAX_PAGE}, not {value:?}"
-                            ))
-                        })?;
-                }
-                "before" if is_call_id(&value) => parsed.before = Some(value.into_owned()),
-                "before" => {
-                    return Err(RequestError::InvalidQuery(format!(
-                        "`before` must be a call id (the `next` value of the previous page), not {value:?}"
-                    )));
-                }
-                "to" if !value.is_empty() => parsed.to = Some(value.into_owned()),
-                "created_after" => parsed.created_after = Some(time("created_after", &value)?),
-                "created_before" => parsed.created_before = Some(time("created_before", &value)?),
-                other => {
-                    return Err(RequestError::InvalidQuery(format!(
-                        "`{other}` is unknown; use status, to, created_after, created_before, limit and before"
-                    )));
-                }
+            }
+            "before" if is_call_id(&value) => parsed.before = Some(value.into_owned()),
+            "before" => {
+                return Err(RequestError::InvalidQuery(format!(
+                    "`before` must be a call id (the `next` value of the previous page), not {value:?}"
+                )));
+            }
+            "to" if !value.is_empty() => parsed.to = Some(value.into_owned()),
+            "created_after" => parsed.created_after = Some(time("created_after", &value)?),
+            "created_before" => parsed.created_before = Some(time("created_before", &value)?),
+            other => {
+                return Err(RequestError::InvalidQuery(format!(
+                    "`{other}` is unknown; use status, to, created_after, created_before, limit and before"
+                )));
             }
         }
-        Ok(parsed)
     }
+    Ok(parsed)
 }
 
 /// Validates a `POST /v1/calls` body into a call to store, at the current time. Nothing is
@@ -1099,25 +1082,25 @@ mod tests {
     #[test]
     fn list_query_defaults_and_decoding() {
         assert_eq!(
-            ListQuery::parse(""),
-            Ok(ListQuery {
+            parse_list_query(""),
+            Ok(store::ListQuery {
                 status: None,
                 limit: DEFAULT_PAGE,
-                ..ListQuery::default()
+                ..store::ListQuery::default()
             })
         );
         assert_eq!(
-            ListQuery::parse(
+            parse_list_query(
                 "status=in-progress&limit=100&before=call_a%62000000000000000000000000"
             ),
-            Ok(ListQuery {
+            Ok(store::ListQuery {
                 status: Some(CallStatus::InProgress),
                 limit: 100,
                 before: Some("call_ab000000000000000000000000".to_owned()),
-                ..ListQuery::default()
+                ..store::ListQuery::default()
             })
         );
-        let filtered = ListQuery::parse(
+        let filtered = parse_list_query(
             "to=%2B15550001&created_after=2026-12-01T00:00:00Z&created_before=2026-12-02T00:00:00%2B01:00",
         );
         let filtered = filtered.unwrap_or_default();
@@ -1130,6 +1113,6 @@ mod tests {
             filtered.created_before.map(|t| t.unix_timestamp()),
             Some(1_796_166_000)
         );
-        assert!(ListQuery::parse("created_after=yesterday").is_err());
+        assert!(parse_list_query("created_after=yesterday").is_err());
     }
 }
