@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -11,6 +11,7 @@ use crate::client::{self, ApiClient};
 use crate::config::{Config, LogConfig};
 use crate::error::Error;
 use crate::model::{CallRecord, CallRequest, CallStatus};
+use crate::store::CallEvent;
 
 /// Exit status: the call completed (or the command succeeded).
 pub const EXIT_OK: u8 = 0;
@@ -374,19 +375,15 @@ async fn follow_call(
         ring_timeout: args.ring_timeout,
     };
     let created = api.create_call(&request).await?;
-    let started = Instant::now();
     let record = if args.no_wait {
         created
     } else {
         let log: &mut dyn Write = if args.json { progress } else { &mut *out };
         let _ = writeln!(log, "{} → {}", created.id, created.target_uri);
-        let mut show = |record: &CallRecord| {
-            let _ = writeln!(
-                log,
-                "{:>6.1}s  {}",
-                started.elapsed().as_secs_f64(),
-                record.status
-            );
+        // Each change at its recorded time, from the call's creation.
+        let mut show = |event: &CallEvent| {
+            let since = (event.at - created.created_at).max(time::Duration::ZERO);
+            let _ = writeln!(log, "{:>6.1}s  {}", since.as_seconds_f64(), event.status);
         };
         let followed = tokio::select! {
             record = api.wait_for_final(&created.id, poll, &mut show) => Some(record?),
@@ -763,9 +760,10 @@ mod tests {
             ],
         );
         let (mut out, mut progress) = (Vec::new(), Vec::new());
+        // Polls slower than the statuses change: every change is still shown, from the history.
         let code = call(
             &args(&api, &key),
-            Duration::from_millis(5),
+            Duration::from_millis(200),
             &mut out,
             &mut progress,
         )

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::model::{CallRecord, CallRequest};
+use crate::store::CallEvent;
 
 /// Where `outdial call` looks for a key when none is given: the development key that
 /// `outdial serve` writes with the default `store.data_dir`.
@@ -67,21 +68,45 @@ impl ApiClient {
 
     /// Polls call `id` every `interval` until it reaches a final status; `on_change` sees the
     /// record each time its status differs from the last one seen (the first poll included).
+    /// `GET /v1/calls/{id}/events`: the call's status history, oldest first.
+    pub async fn call_events(&self, id: &str) -> Result<Vec<CallEvent>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Events {
+            events: Vec<CallEvent>,
+        }
+        let events: Events = self
+            .send(Method::GET, &format!("v1/calls/{id}/events"), None::<&()>)
+            .await?;
+        Ok(events.events)
+    }
+
+    /// Polls the call every `interval` until its status is final, handing `on_event` every
+    /// status change of its history once, in order: read from the recorded history, so a
+    /// change between two polls is never missed.
     pub async fn wait_for_final(
         &self,
         id: &str,
         interval: Duration,
-        mut on_change: impl FnMut(&CallRecord),
+        mut on_event: impl FnMut(&CallEvent),
     ) -> Result<CallRecord, Error> {
-        let mut last = None;
-        let mut failures = 0;
+        let (mut last, mut shown, mut failures) = (None, 0, 0);
         loop {
-            match self.get_call(id).await {
-                Ok(record) => {
+            let polled = async {
+                let record = self.get_call(id).await?;
+                let events = if last == Some(record.status) {
+                    None
+                } else {
+                    Some(self.call_events(id).await?)
+                };
+                Ok::<_, Error>((record, events))
+            };
+            match polled.await {
+                Ok((record, events)) => {
                     failures = 0;
-                    if last != Some(record.status) {
-                        last = Some(record.status);
-                        on_change(&record);
+                    last = Some(record.status);
+                    for event in events.iter().flatten().skip(shown) {
+                        on_event(event);
+                        shown += 1;
                     }
                     if record.status.is_final() {
                         return Ok(record);
