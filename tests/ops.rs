@@ -432,6 +432,16 @@ async fn info_logs_are_redacted_and_free_of_debug_dumps() {
         per_call.iter().any(|l| l.contains("status=completed")),
         "{log}"
     );
+    // From the answer on, every line of the call names its SIP Call-ID, as stored.
+    let sip_call_id = call["sip_call_id"].as_str().expect("sip_call_id");
+    for needle in ["answered", "vxml log", "attempt finished"] {
+        assert!(
+            per_call
+                .iter()
+                .any(|l| l.contains(needle) && l.contains(&format!("sip_call_id={sip_call_id}"))),
+            "no `{needle}` line with the SIP Call-ID {sip_call_id}:\n{log}"
+        );
+    }
     assert!(
         per_call
             .iter()

@@ -14,6 +14,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::model::{CallRecord, CallStatus, Next};
 use crate::runner::{CallSignal, RunnerContext, run_call};
@@ -211,7 +212,14 @@ impl Dispatcher {
             let attempt = claimed.attempt;
             let store = Arc::clone(&context.store);
             let scheduler = context.scheduler.clone();
-            let outcome = tokio::spawn(run_call(context, claimed)).await;
+            // Every log line of the call carries its id, attempt and (once known) SIP Call-ID.
+            let span = tracing::info_span!(
+                "call",
+                id = %public_id,
+                attempt,
+                sip_call_id = tracing::field::Empty
+            );
+            let outcome = tokio::spawn(run_call(context, claimed).instrument(span)).await;
             if let Err(e) = outcome {
                 tracing::error!(call = %public_id, error = %e, "call task failed");
                 if let Some(call) = me.call_id(&public_id) {

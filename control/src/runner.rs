@@ -422,6 +422,17 @@ impl CallTask {
         }
     }
 
+    /// Keeps the call's SIP Call-ID the first time the core reports it, and adds it to the
+    /// call's log span so every later line carries it.
+    fn learn_sip_call_id(&mut self, sip_call_id: Option<String>) {
+        if self.sip_call_id.is_none() {
+            if let Some(id) = &sip_call_id {
+                tracing::Span::current().record("sip_call_id", tracing::field::display(id));
+            }
+            self.sip_call_id = sip_call_id;
+        }
+    }
+
     async fn handle_event(&mut self, event: Event) -> Option<Outcome> {
         match event {
             Event::Ringing { .. } => {
@@ -432,9 +443,7 @@ impl CallTask {
             Event::Answered {
                 codec, sip_call_id, ..
             } => {
-                if self.sip_call_id.is_none() {
-                    self.sip_call_id = sip_call_id;
-                }
+                self.learn_sip_call_id(sip_call_id);
                 self.timing.answer(Instant::now());
                 let codec = match codec {
                     Codec::Pcmu => "PCMU",
@@ -511,9 +520,7 @@ impl CallTask {
                 sip_call_id,
                 ..
             } => {
-                if self.sip_call_id.is_none() {
-                    self.sip_call_id = sip_call_id;
-                }
+                self.learn_sip_call_id(sip_call_id);
                 tracing::info!(
                     call = %self.record.id,
                     disposition = disposition_label(outcome.disposition),
