@@ -141,10 +141,16 @@ pub async fn run(config: Config) -> Result<(), Error> {
         burst: config.scheduler.burst,
     };
     let mut core_scheduler = Scheduler::new(release, now);
-    for tenant in store.list_tenants().await? {
-        let cap = tenant.max_concurrent.and_then(|c| usize::try_from(c).ok());
-        core_scheduler.set_tenant_cap(&tenant.id, cap);
+    let mut caps = scheduler::task::TenantCaps::default();
+    for (tenant, cap) in caps.changes(&store.list_tenants().await?) {
+        core_scheduler.set_tenant_cap(&tenant, cap);
     }
+    tokio::spawn(scheduler::task::follow_tenant_caps(
+        Arc::clone(&store),
+        scheduler_handle.clone(),
+        caps,
+        scheduler::task::TENANT_CAPS_EVERY,
+    ));
     let placer: Arc<dyn Placer> = Arc::new(Dispatch {
         nodes,
         dispatcher: Arc::clone(&dispatcher),

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{Micros, PendingCall, Scheduler};
 use crate::model::CallRecord;
-use crate::store::{Claimed, DataStore};
+use crate::store::{Claimed, DataStore, Tenant};
 
 /// How long a claim holds a call for this node; renewed every third of it while it runs.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -221,6 +221,57 @@ fn apply(scheduler: &mut Scheduler, input: Input) {
     }
 }
 
+/// How often [`follow_tenant_caps`] reads the tenants again.
+pub const TENANT_CAPS_EVERY: Duration = Duration::from_secs(5);
+
+/// Tenants' concurrency caps as the scheduler last heard them.
+#[derive(Debug, Default)]
+pub struct TenantCaps {
+    known: std::collections::HashMap<String, Option<usize>>,
+}
+
+impl TenantCaps {
+    /// The caps of `tenants` that differ from what was last seen (every one, the first time).
+    pub fn changes(&mut self, tenants: &[Tenant]) -> Vec<(String, Option<usize>)> {
+        let mut changed = Vec::new();
+        for tenant in tenants {
+            let cap = tenant.max_concurrent.and_then(|c| usize::try_from(c).ok());
+            if self.known.get(&tenant.id) != Some(&cap) {
+                self.known.insert(tenant.id.clone(), cap);
+                changed.push((tenant.id.clone(), cap));
+            }
+        }
+        changed
+    }
+}
+
+/// Keeps the scheduler's tenant caps in step with the store, whoever wrote them: the admin
+/// API tells the scheduler at once, but `outdial tenant add` (and, later, another control
+/// node) writes only to the store. `caps` holds what the scheduler was given at start.
+pub async fn follow_tenant_caps(
+    store: Arc<dyn DataStore>,
+    handle: SchedulerHandle,
+    mut caps: TenantCaps,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.list_tenants().await {
+            Ok(tenants) => {
+                for (tenant, cap) in caps.changes(&tenants) {
+                    tracing::info!(%tenant, cap = cap.map_or(-1, |c| c as i64), "tenant cap changed");
+                    handle.set_tenant_cap(&tenant, cap);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read tenants; their caps stay as they were")
+            }
+        }
+    }
+}
+
 /// The scheduler's view of a queued call record.
 fn pending(record: &CallRecord) -> PendingCall {
     PendingCall {
@@ -235,4 +286,77 @@ fn pending(record: &CallRecord) -> PendingCall {
 /// Microseconds since the Unix epoch.
 pub fn micros(t: OffsetDateTime) -> Micros {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewTenant, testing};
+
+    fn tenant(id: &str, cap: Option<u32>) -> Tenant {
+        Tenant {
+            id: id.to_owned(),
+            trunk: None,
+            caller_id: None,
+            max_concurrent: cap,
+            disabled: false,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn caps_are_reported_once_and_again_only_when_they_change() {
+        let mut caps = TenantCaps::default();
+        let first = caps.changes(&[tenant("a", Some(2)), tenant("b", None)]);
+        assert_eq!(
+            first,
+            vec![("a".to_owned(), Some(2)), ("b".to_owned(), None)]
+        );
+        assert!(
+            caps.changes(&[tenant("a", Some(2)), tenant("b", None)])
+                .is_empty()
+        );
+        assert_eq!(
+            caps.changes(&[tenant("a", None), tenant("b", None), tenant("c", Some(1))]),
+            vec![("a".to_owned(), None), ("c".to_owned(), Some(1))]
+        );
+    }
+
+    /// A tenant written straight to the store (as `outdial tenant add` does while the server
+    /// runs) reaches the scheduler with its cap.
+    #[tokio::test]
+    async fn a_tenant_added_to_the_store_reaches_the_scheduler() {
+        let (_dir, store) = testing::open_temp();
+        let store: Arc<dyn DataStore> = store;
+        let (handle, mut inputs) = channel();
+        let follower = tokio::spawn(follow_tenant_caps(
+            Arc::clone(&store),
+            handle,
+            TenantCaps::default(),
+            Duration::from_millis(10),
+        ));
+        let new = NewTenant {
+            id: "clinic".to_owned(),
+            trunk: None,
+            caller_id: None,
+            max_concurrent: Some(3),
+        };
+        store
+            .add_tenant(new, OffsetDateTime::now_utc())
+            .await
+            .expect("tenant added");
+        let heard = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match inputs.rx.recv().await {
+                    Some(Input::Cap(tenant, cap)) if tenant == "clinic" => break cap,
+                    Some(_) => {}
+                    None => panic!("the follower stopped"),
+                }
+            }
+        })
+        .await
+        .expect("the cap reached the scheduler");
+        assert_eq!(heard, Some(3));
+        follower.abort();
+    }
 }
