@@ -203,7 +203,12 @@ impl Dispatcher {
     /// Runs a claimed call in its own task, counted in flight until it ends. A panic in the
     /// call's task is caught here: the call is released and its attempt recorded as failed.
     /// When it is over, the scheduler is told (its slot, and its tenant's, are free again).
-    pub fn start(self: &Arc<Self>, context: RunnerContext, claimed: Claimed) {
+    pub fn start(
+        self: &Arc<Self>,
+        context: RunnerContext,
+        node: Arc<dyn TelephonyNode>,
+        claimed: Claimed,
+    ) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let me = Arc::clone(self);
         tokio::spawn(async move {
@@ -219,12 +224,12 @@ impl Dispatcher {
                 attempt,
                 sip_call_id = tracing::field::Empty
             );
-            let outcome = tokio::spawn(run_call(context, claimed).instrument(span)).await;
+            let call_node = Arc::clone(&node);
+            let outcome =
+                tokio::spawn(run_call(context, call_node, claimed).instrument(span)).await;
             if let Err(e) = outcome {
                 tracing::error!(call = %public_id, error = %e, "call task failed");
-                if let Some(call) = me.call_id(&public_id) {
-                    me.unregister(call);
-                }
+                node.detach_by_id(&public_id);
                 let end = AttemptEnd {
                     status: CallStatus::Failed,
                     ended_at: OffsetDateTime::now_utc(),
@@ -303,6 +308,12 @@ impl TelephonyNode for EmbeddedNode {
     fn detach(&self, placement: Placement) {
         self.dispatcher.unregister(placement.call);
     }
+
+    fn detach_by_id(&self, call_id: &str) {
+        if let Some(call) = self.dispatcher.call_id(call_id) {
+            self.dispatcher.unregister(call);
+        }
+    }
 }
 
 /// What the scheduler places calls with: the telephony nodes (power-of-two-choices and a
@@ -326,13 +337,22 @@ impl Placer for Dispatch {
     }
 
     fn start(&self, claimed: Claimed) {
-        // Takes the chosen node's rate token. Every node is the embedded one today; a remote
-        // node would get the call over its own connection here.
+        // The chosen node takes the call (and one of its rate tokens). The scheduler's budget
+        // said some node had room; should none have a token left by now, the least loaded
+        // node takes it rather than the call waiting a claim's lease out.
         let now = crate::scheduler::task::micros(OffsetDateTime::now_utc());
-        if self.nodes.pick(now).is_none() {
-            tracing::debug!(call = %claimed.record.id, "no node had a rate token; placing anyway");
+        let node = self.nodes.pick(now).or_else(|| {
+            tracing::debug!(call = %claimed.record.id, "no node had a rate token; placing on the least loaded");
+            self.nodes.least_loaded()
+        });
+        match node {
+            Some(node) => self.dispatcher.start(self.context.clone(), node, claimed),
+            // Not reachable while serve always has its embedded node: the claim's lease runs
+            // out and recovery queues the call again.
+            None => {
+                tracing::error!(call = %claimed.record.id, "no telephony node to place the call on")
+            }
         }
-        self.dispatcher.start(self.context.clone(), claimed);
     }
 }
 

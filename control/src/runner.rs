@@ -7,6 +7,7 @@
 
 mod fetch_audio;
 mod interp;
+mod line;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -29,14 +30,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::call_timing::{CallTiming, FirstPrompt};
-use crate::dispatch::Dispatcher;
 use crate::fetch::Fetcher;
 use crate::model::{CallRecord, CallStatus};
 use crate::prompts::PromptRenderer;
 use crate::scheduler::task::SchedulerHandle;
 use crate::store::{AttemptEnd, Claimed, DataStore, Transition};
+use crate::telephony::TelephonyNode;
 use crate::webhook::Webhooks;
 use fetch_audio::{FetchAudio, Step};
+use line::Line;
 
 /// How long a session may keep running after the callee hung up (e.g. a hangup handler
 /// that submits), before the runner gives up on it.
@@ -83,8 +85,6 @@ pub struct RunnerContext {
     pub prompts: PromptRenderer,
     /// Status callbacks.
     pub webhooks: Webhooks,
-    /// The dataplane and the call table.
-    pub dispatcher: Arc<Dispatcher>,
     /// Settings the runner needs.
     pub settings: Arc<RunnerSettings>,
     /// The scheduler: a call queued again for a retry goes back to it.
@@ -109,12 +109,12 @@ pub struct RunnerSettings {
 }
 
 /// Runs one attempt of a claimed call (status `dialing`) to its end.
-pub async fn run_call(context: RunnerContext, claimed: Claimed) {
+pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, claimed: Claimed) {
     let Claimed { record, attempt } = claimed;
     let (task_tx, rx) = mpsc::unbounded_channel();
     // Signals reach the task through a relay that stops a running session on a cancel.
     let (tx, session_meter) = interp::relay(task_tx);
-    let Some((call, core)) = context.dispatcher.register(&record.id, tx.clone()) else {
+    let Some(line) = Line::attach(node, &record.id, tx.clone()) else {
         let end = Ended::new(attempt, None);
         finish(
             &context,
@@ -126,6 +126,7 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
         .await;
         return;
     };
+    let (call, core) = (line.placement.call, line.placement.core);
     let ended = Ended::new(attempt, Some(core));
     let ring_timeout = record
         .ring_timeout_secs
@@ -137,7 +138,7 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
     let destination = match resolved {
         Ok(destination) => destination,
         Err(reason) => {
-            context.dispatcher.unregister(call);
+            line.detach();
             finish(&context, &record, ended, Final::failed(&reason), None).await;
             return;
         }
@@ -152,12 +153,8 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
     };
     tracing::info!(call = %record.id, core, target = %crate::redact::callee(&record.target_uri), "dialing");
     metrics::counter!("outdial_calls_dialed_total").increment(1);
-    if context
-        .dispatcher
-        .send(core, Command::Dial(Box::new(dial)))
-        .is_err()
-    {
-        context.dispatcher.unregister(call);
+    if line.send(Command::Dial(Box::new(dial))).is_err() {
+        line.detach();
         finish(
             &context,
             &record,
@@ -178,7 +175,7 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
         record,
         attempt,
         call,
-        core,
+        line,
         rx,
         session: None,
         session_end: None,
@@ -201,7 +198,7 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
         session_meter,
     };
     let outcome = call_task.run().await;
-    context.dispatcher.unregister(call);
+    call_task.line.detach();
     let final_state = call_task.final_state(outcome);
     let mut ended = ended;
     ended.sip_call_id = call_task.sip_call_id.take();
@@ -266,7 +263,8 @@ struct CallTask {
     /// This attempt's number.
     attempt: u32,
     call: CallId,
-    core: usize,
+    /// Where the call runs: its telephony node and its place there.
+    line: Line,
     rx: mpsc::UnboundedReceiver<CallSignal>,
     session: Option<Session>,
     session_end: Option<SessionEnd>,
@@ -406,14 +404,13 @@ impl CallTask {
     /// a hangup the application or the API asked for must happen.
     fn hangup(&self) {
         let command = Command::Hangup { call: self.call };
-        if let Err(command) = self.context.dispatcher.send(self.core, command) {
-            let dispatcher = Arc::clone(&self.context.dispatcher);
-            let core = self.core;
+        if let Err(command) = self.line.send(command) {
+            let line = self.line.clone();
             tokio::spawn(async move {
                 let mut command = command;
                 loop {
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    match dispatcher.send(core, command) {
+                    match line.send(command) {
                         Ok(()) => break,
                         Err(back) => command = back,
                     }
@@ -575,7 +572,7 @@ impl CallTask {
                 self.session = Some(session);
                 self.player = Some(spawn_player(
                     self.context.clone(),
-                    self.core,
+                    self.line.clone(),
                     self.call,
                     self.record.id.clone(),
                     Arc::clone(&self.epoch),
@@ -612,9 +609,8 @@ impl CallTask {
                 dtmfterm: request.dtmfterm,
                 beep: request.beep,
             };
-            self.context
-                .dispatcher
-                .send(self.core, command)
+            self.line
+                .send(command)
                 .err()
                 .map(|_| "the telephony core's queue is full: cannot record now")
         };
@@ -659,7 +655,7 @@ impl CallTask {
                 kind: CoreTransferKind::Blind,
                 connect_timeout: request.connect_timeout,
             };
-            match self.context.dispatcher.send(self.core, command) {
+            match self.line.send(command) {
                 Ok(()) => {
                     tracing::info!(call = %self.record.id, dest = %crate::redact::callee(&request.dest), "blind transfer: REFER sent");
                     self.transfer = Some((request.id, request.dest));
@@ -1047,7 +1043,7 @@ enum PlayerJob {
 /// interrupted instead of played; the core applies the same rule to one already on its way.
 fn spawn_player(
     context: RunnerContext,
-    core: usize,
+    line: Line,
     call: CallId,
     public_id: String,
     epoch: Arc<AtomicU32>,
@@ -1059,11 +1055,7 @@ fn spawn_player(
         while let Some(job) = rx.recv().await {
             let (id, issued_in, audio, bargein) = match job {
                 PlayerJob::Stop => {
-                    if context
-                        .dispatcher
-                        .send(core, Command::StopPlayback { call })
-                        .is_err()
-                    {
+                    if line.send(Command::StopPlayback { call }).is_err() {
                         tracing::warn!(call = %public_id, "core queue full: fetchaudio not stopped");
                     }
                     continue;
@@ -1112,7 +1104,7 @@ fn spawn_player(
                 bargein,
                 epoch: issued_in,
             };
-            if context.dispatcher.send(core, command).is_err() {
+            if line.send(command).is_err() {
                 tracing::warn!(call = %public_id, "core queue full: prompt skipped");
                 let _ = events.send(CallSignal::PromptSkipped(id));
             } else {

@@ -110,7 +110,6 @@ pub async fn run(config: Config) -> Result<(), Error> {
         fetcher,
         prompts,
         webhooks,
-        dispatcher: Arc::clone(&dispatcher),
         settings: Arc::new(RunnerSettings {
             default_from: config.sip.from.clone(),
             ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),

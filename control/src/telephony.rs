@@ -75,8 +75,11 @@ pub trait TelephonyNode: Send + Sync + 'static {
     -> Option<Placement>;
     /// Sends a command to the call's core; gives it back when the core's queue is full.
     fn send(&self, placement: Placement, command: Command) -> Result<(), Command>;
-    /// The call is over: forget it.
+    /// The call is over: forget it. Detaching twice is harmless.
     fn detach(&self, placement: Placement);
+    /// Forgets call `call_id` whose placement was lost (its task failed). Harmless when the
+    /// call is not attached.
+    fn detach_by_id(&self, call_id: &str);
 }
 
 struct Member {
@@ -110,6 +113,15 @@ impl Nodes {
             members: Mutex::new(members),
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
         }
+    }
+
+    /// The node with the lowest utilisation, whatever its rate; `None` only without nodes.
+    pub fn least_loaded(&self) -> Option<Arc<dyn TelephonyNode>> {
+        self.lock()
+            .iter()
+            .map(|m| (m.node.load().utilisation(), &m.node))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, node)| Arc::clone(node))
     }
 
     /// Loads of every node.
@@ -218,6 +230,7 @@ mod tests {
         fn send(&self, _: Placement, _: Command) -> Result<(), Command> {
             Ok(())
         }
+        fn detach_by_id(&self, _: &str) {}
         fn detach(&self, _: Placement) {
             self.live.fetch_sub(1, Ordering::Relaxed);
         }
@@ -281,5 +294,22 @@ mod tests {
         assert!(nodes.pick(0).is_none(), "burst spent");
         assert_eq!(nodes.next_token_at(0), 100_000);
         assert!(nodes.pick(100_000).is_some());
+    }
+
+    #[test]
+    fn out_of_tokens_the_least_utilised_live_node_takes_the_call() {
+        let (dead, busy, calm) = (
+            node("dead", 10, false),
+            node("busy", 10, true),
+            node("calm", 10, true),
+        );
+        for _ in 0..5 {
+            busy.attach("c", mpsc::unbounded_channel().0);
+        }
+        calm.attach("c", mpsc::unbounded_channel().0);
+        let nodes = Nodes::new(vec![dead, busy, calm], 1, 1, 1, 0);
+        while nodes.pick(0).is_some() {}
+        let chosen = nodes.least_loaded().map(|n| n.name().to_owned());
+        assert_eq!(chosen.as_deref(), Some("calm"));
     }
 }
