@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use super::{AppState, require_admin_key};
 use crate::config::trunk_host_port;
 use crate::error::{Error, RequestError};
+use crate::intake::json::whole_number;
 use crate::intake::{FieldError, Rule};
 use crate::store::{NewApiKey, NewTenant};
 
@@ -52,11 +53,8 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<
 fn whole_numbers(value: &mut Value) {
     match value {
         Value::Number(n) => {
-            if let Some(f) = n
-                .as_f64()
-                .filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() < 9e15)
-            {
-                *value = Value::from(f as i64);
+            if let Some(whole) = n.is_f64().then(|| whole_number(n)).flatten() {
+                *value = Value::from(whole);
             }
         }
         Value::Array(items) => items.iter_mut().for_each(whole_numbers),

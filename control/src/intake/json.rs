@@ -146,14 +146,19 @@ fn optional_count(
     }
 }
 
-/// `n` as a whole number ≥ 0: an integer, or a float with no fraction that is exactly
-/// representable (below 2^53).
+/// `n` as a whole number ≥ 0 (see [`whole_number`]).
 fn whole(n: &serde_json::Number) -> Option<u64> {
+    whole_number(n).and_then(|n| u64::try_from(n).ok())
+}
+
+/// `n` as a whole number: an integer, or a float with no fraction that is exactly
+/// representable (magnitude below 2^53), as JSON writers that know only doubles send them.
+pub fn whole_number(n: &serde_json::Number) -> Option<i64> {
     const EXACT: f64 = 9_007_199_254_740_992.0;
-    n.as_u64().or_else(|| {
+    n.as_i64().or_else(|| {
         n.as_f64()
-            .filter(|f| f.fract() == 0.0 && (0.0..EXACT).contains(f))
-            .map(|f| f as u64)
+            .filter(|f| f.fract() == 0.0 && f.abs() < EXACT)
+            .map(|f| f as i64)
     })
 }
 

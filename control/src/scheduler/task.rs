@@ -283,10 +283,8 @@ fn pending(record: &CallRecord) -> PendingCall {
     }
 }
 
-/// Microseconds since the Unix epoch.
-pub fn micros(t: OffsetDateTime) -> Micros {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
+/// Microseconds since the Unix epoch, the scheduler's clock (and the store's timestamps).
+pub use crate::store::unix_micros as micros;
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,11 @@ pub const INTERRUPTED_REASON: &str = "interrupted: the server stopped during the
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 
+/// Microseconds since the Unix epoch (UTC): how timestamps are kept and compared.
+pub fn unix_micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
 /// What every store operation returns: a boxed future, so the traits stay object-safe.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 

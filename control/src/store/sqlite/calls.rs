@@ -18,9 +18,7 @@ pub(super) const CALL_COLUMNS: &str = "id, tenant, status, to_addr, target_uri, 
     retry_delay_secs, retry_on, attempts, sip_call_id";
 
 /// Timestamps are stored as integer microseconds since the Unix epoch (UTC).
-pub(crate) fn micros(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::store::unix_micros as micros;
 
 /// `t` at the microsecond precision the store keeps.
 pub(crate) fn truncate(t: OffsetDateTime) -> OffsetDateTime {
