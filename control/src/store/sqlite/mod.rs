@@ -38,8 +38,13 @@ const MAX_BATCH: usize = 512;
 /// Jobs that may wait for the writer thread before senders wait too.
 const QUEUE_DEPTH: usize = 8192;
 
-/// Read-only connections kept open between reads.
-const MAX_IDLE_READERS: usize = 8;
+/// Reads that run at once, each on its own read-only connection; more wait their turn, so
+/// connections (and the statements each has prepared) are kept instead of opened per read.
+const MAX_READERS: usize = 8;
+
+/// Prepared statements each connection keeps (rusqlite keeps 16 by default: fewer than the
+/// store's statements, so they would be parsed again and again).
+const STATEMENT_CACHE: usize = 128;
 
 /// Work for the writer thread: runs inside the batch transaction (or gets `None` when the
 /// transaction could not begin) and returns what to do once the commit outcome is known.
@@ -69,6 +74,8 @@ impl std::fmt::Debug for SqliteStore {
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// One permit per connection that may be in use.
+    permits: tokio::sync::Semaphore,
 }
 
 impl Readers {
@@ -89,7 +96,7 @@ impl Readers {
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if idle.len() < MAX_IDLE_READERS {
+        if idle.len() < MAX_READERS {
             idle.push(conn);
         }
     }
@@ -118,6 +125,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&conn)?;
         // The -wal and -shm files exist now; SQLite gives them the database's mode, but a file
         // left by an older version may not have it.
@@ -138,6 +146,7 @@ impl SqliteStore {
             readers: Arc::new(Readers {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
+                permits: tokio::sync::Semaphore::new(MAX_READERS),
             }),
             commits,
         })
@@ -182,6 +191,12 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".to_owned()))?;
         let readers = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
             let conn = readers.take()?;
@@ -425,6 +440,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         StoreError::Unavailable(format!("cannot open {} for reading: {e}", path.display()))
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -434,12 +450,18 @@ fn run_writer_thread(conn: &Connection, mut jobs: mpsc::Receiver<Job>, commits: 
     let mut replies = Vec::with_capacity(MAX_BATCH);
     while jobs.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         let begun = conn
-            .execute_batch("BEGIN IMMEDIATE")
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut begin| begin.execute([]))
+            .map(|_| ())
             .map_err(|e| e.to_string());
         let outcome = match begun {
             Ok(()) => {
                 replies.extend(batch.drain(..).map(|job| job(Some(conn))));
-                let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+                let committed = conn
+                    .prepare_cached("COMMIT")
+                    .and_then(|mut commit| commit.execute([]))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
                 if committed.is_err() {
                     let _ = conn.execute_batch("ROLLBACK");
                 } else {
@@ -467,14 +489,12 @@ fn in_savepoint<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     let result = work(conn);
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
-    conn.execute_batch(end)?;
+    if result.is_err() {
+        conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE job")?.execute([])?;
     result
 }
 
