@@ -91,6 +91,10 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// The `User-Agent` header value.
     pub user_agent: String,
+    /// Symmetric RTP latching for callees behind NAT (`docs/sip.md`, "Media source"):
+    /// hear the first source on the signalling peer's IP that sends RTP, not only the
+    /// address the callee's SDP named. Off by default.
+    pub media_latching: bool,
 }
 
 /// `[rtp]`: the UDP port range for media.
@@ -213,6 +217,7 @@ impl Default for SipConfig {
             t2_ms: 4000,
             t4_ms: 5000,
             user_agent: concat!("Outdial/", env!("CARGO_PKG_VERSION")).to_owned(),
+            media_latching: false,
         }
     }
 }

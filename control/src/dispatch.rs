@@ -401,6 +401,7 @@ fn event_call(event: &Event) -> CallId {
         | Event::PlaybackDone { call, .. }
         | Event::Recorded { call, .. }
         | Event::TransferDone { call, .. }
+        | Event::MediaSourceRefused { call, .. }
         | Event::Ended { call, .. } => *call,
     }
 }

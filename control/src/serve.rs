@@ -117,6 +117,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             max_duration: Duration::from_secs(config.calls.max_duration_secs),
             max_document_bytes: config.fetch.max_document_bytes,
             outbound_proxy: config.sip.outbound_proxy,
+            media_latching: config.sip.media_latching,
             vxml_limits: config.vxml.limits(),
         }),
         scheduler: scheduler_handle.clone(),

@@ -264,7 +264,8 @@ fn answered_call_acks_every_2xx_and_hangs_up_with_bye() {
         events[1],
         SipEvent::Answered {
             call: CallId(1),
-            sdp: SDP_ANSWER.as_bytes().to_vec()
+            sdp: SDP_ANSWER.as_bytes().to_vec(),
+            peer: addr(UAS),
         }
     );
     assert_eq!(events.len(), 2);

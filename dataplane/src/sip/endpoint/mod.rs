@@ -90,6 +90,8 @@ pub enum SipEvent {
         call: CallId,
         /// The SDP answer.
         sdp: Vec<u8>,
+        /// Where the 2xx came from: the signalling peer (what media latching trusts).
+        peer: SocketAddr,
     },
     /// A transfer started with [`Endpoint::refer`] ended; `Ended` follows when it
     /// succeeded (our leg is hung up). Not emitted when the call ends first.
@@ -330,7 +332,7 @@ impl Endpoint {
             return;
         }
         match Message::parse(data) {
-            Ok(message) if message.status().is_some() => self.handle_response(now, &message),
+            Ok(message) if message.status().is_some() => self.handle_response(now, from, &message),
             Ok(message) => self.handle_request(now, from, &message),
             Err(error) => {
                 if let Some(recovered) = Recovered::scan(data) {
@@ -432,7 +434,7 @@ impl Endpoint {
 
     // ----- responses to our requests (UAC) -----
 
-    fn handle_response(&mut self, now: Instant, response: &Message<'_>) {
+    fn handle_response(&mut self, now: Instant, from: SocketAddr, response: &Message<'_>) {
         let (Some(branch), Some(cseq)) =
             (response.via().and_then(|via| via.branch()), response.cseq())
         else {
@@ -449,7 +451,7 @@ impl Endpoint {
                 if branch == call.invite_branch
                     && call.invite.handle_response(now, response) == ResponseAction::Deliver =>
             {
-                self.on_invite_response(now, id, response);
+                self.on_invite_response(now, id, from, response);
             }
             Method::Cancel => {
                 if let Some(cancel) = call.cancel.as_mut() {
@@ -467,7 +469,13 @@ impl Endpoint {
         self.touch(Owner::Call(id));
     }
 
-    fn on_invite_response(&mut self, now: Instant, id: CallId, response: &Message<'_>) {
+    fn on_invite_response(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        from: SocketAddr,
+        response: &Message<'_>,
+    ) {
         let Some(status) = response.status() else {
             return;
         };
@@ -483,7 +491,7 @@ impl Endpoint {
                     self.events.push_back(SipEvent::Ringing { call: id });
                 }
             }
-            200..=299 => self.on_2xx(now, id, response),
+            200..=299 => self.on_2xx(now, id, from, response),
             _ => {
                 call.final_status.get_or_insert(status);
                 let outcome = if call.cancel_reason.is_some() && status == 487 {
@@ -496,7 +504,7 @@ impl Endpoint {
         }
     }
 
-    fn on_2xx(&mut self, now: Instant, id: CallId, response: &Message<'_>) {
+    fn on_2xx(&mut self, now: Instant, id: CallId, from: SocketAddr, response: &Message<'_>) {
         let local = self.config.local;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -542,6 +550,7 @@ impl Endpoint {
             self.events.push_back(SipEvent::Answered {
                 call: id,
                 sdp: response.body().to_vec(),
+                peer: from,
             });
         }
     }
