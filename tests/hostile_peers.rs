@@ -235,3 +235,30 @@ async fn a_natted_callee_is_heard_with_latching() {
         outdial.log()
     );
 }
+
+/// A callee address where nothing listens: the kernel's ICMP port unreachable fails the
+/// INVITE at once, and the call's reason says the host refused it (not Timer B's timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_callee_host_fails_the_call_with_a_reason_that_says_so() {
+    let outdial = Outdial::start("");
+    let dead = free_udp_port();
+    let id = create(
+        &outdial,
+        &json!({
+            "to": format!("sip:+15550103@127.0.0.1:{dead}"),
+            "url": "http://127.0.0.1:9/never-fetched.vxml",
+        }),
+    )
+    .await;
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(call["status"], "failed", "{call}");
+    assert_eq!(call["disposition"], "failed", "{call}");
+    assert!(call["sip_status"].is_null(), "{call}");
+    let reason = call["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("127.0.0.1:{dead} refused the INVITE"))
+            && reason.contains("ICMP port unreachable"),
+        "{call}"
+    );
+    assert!(call["answered_at"].is_null(), "{call}");
+}

@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome, TransferKind};
 use crate::core::{Driver, Io, SocketId, WakeFd};
+use crate::icmp::IcmpError;
 use crate::rtp::{MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, SourcePolicy};
 use crate::sdp;
 use crate::sip::{DialParams, Endpoint, SipConfig, SipEvent};
@@ -568,6 +569,23 @@ impl Driver for Agent {
         {
             media.handle_datagram(now, from, data);
             self.drain_media(io, call, Origin::Packet);
+        }
+        self.finish_turn(now);
+    }
+
+    fn handle_icmp_error(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        socket: SocketId,
+        error: IcmpError,
+        quoted: &[u8],
+    ) {
+        // Only SIP acts on it (a dead callee host). An RTP peer that stopped listening is
+        // the callee's business; its BYE or our timers end the call.
+        if Some(socket) == self.sip_socket {
+            self.sip.handle_icmp_error(&error, quoted);
+            self.drain_sip(io, now);
         }
         self.finish_turn(now);
     }

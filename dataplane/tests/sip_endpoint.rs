@@ -983,3 +983,62 @@ fn a_stranger_flood_is_limited_per_source_and_the_call_goes_on() {
     assert_eq!(methods(&h.take_sent()), ["200"]);
     assert_eq!(ended(&h.take_events())[0].2, Some(200));
 }
+
+/// An ICMP port unreachable quoting the start of `datagram` (as far as the kernel quotes).
+fn port_unreachable(to: &str) -> outdial_dataplane::icmp::IcmpError {
+    outdial_dataplane::icmp::IcmpError::classify(addr(to), 2, 3, 3, None).expect("port unreachable")
+}
+
+#[test]
+fn an_icmp_error_for_our_invite_fails_the_call_at_once_and_stops_retransmissions() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    let error = port_unreachable(UAS);
+    // Forged: another branch, or no Via at all, matches nothing.
+    let forged = String::from_utf8_lossy(&invite).replace("branch=z9hG4bK", "branch=z9hG4bKx");
+    h.endpoint.handle_icmp_error(&error, forged.as_bytes());
+    h.endpoint.handle_icmp_error(&error, b"garbage");
+    h.drain();
+    assert!(h.take_events().is_empty());
+    // The real one, quoted only in part.
+    h.endpoint
+        .handle_icmp_error(&error, &invite[..160.min(invite.len())]);
+    h.drain();
+    let events = h.take_events();
+    assert_eq!(
+        ended(&events),
+        vec![(
+            CallId(1),
+            Disposition::Failed,
+            None,
+            format!("{UAS} refused the INVITE: ICMP port unreachable (nothing listens there)")
+        )]
+    );
+    h.take_sent();
+    h.advance_to(Duration::from_secs(40));
+    assert!(
+        methods(&h.take_sent()).is_empty(),
+        "no retransmission after it"
+    );
+    assert!(
+        h.take_events().is_empty(),
+        "Ended once, not again at Timer B"
+    );
+    assert!(h.endpoint.is_idle(), "nothing kept");
+}
+
+#[test]
+fn an_icmp_error_after_the_callee_answered_anything_is_ignored() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.deliver(&reply(&invite, 100, "Trying", None, "", ""));
+    h.endpoint
+        .handle_icmp_error(&port_unreachable(UAS), &invite);
+    h.drain();
+    assert!(
+        ended(&h.take_events()).is_empty(),
+        "alive: it sent 100 Trying"
+    );
+}

@@ -8,6 +8,7 @@
 
 mod call;
 mod transfer;
+mod unreachable;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
