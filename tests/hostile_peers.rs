@@ -262,3 +262,147 @@ async fn a_dead_callee_host_fails_the_call_with_a_reason_that_says_so() {
     );
     assert!(call["answered_at"].is_null(), "{call}");
 }
+
+/// The border (docs/sip.md): while a stranger on the callee's own IP floods Outdial's SIP
+/// port with OPTIONS, stranger INVITEs, garbage and oversized datagrams, two live calls run
+/// their application and submit the callee's key. The stranger's INVITEs are never answered
+/// and its OPTIONS only up to its per-source limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_strangers_does_not_disturb_live_calls() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const CALLS: usize = 2;
+    const LIMIT: usize = 20; // sip.stranger_limit's default
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas_calls(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "2500".into()),
+        ],
+        CALLS as u32,
+    );
+    let outdial = Outdial::start("");
+    let target = outdial.sip;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("bind flooder");
+            socket.set_nonblocking(true).expect("nonblocking");
+            let local = socket.local_addr().expect("addr");
+            let (mut sent, mut answers) = (0u64, Vec::<String>::new());
+            let mut buf = [0u8; 4096];
+            let mut n = 0u64;
+            let oversized = vec![b'A'; 9000];
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let request = |method: &str| {
+                    format!(
+                        "{method} sip:x@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-f{n}\r\n\
+                         Max-Forwards: 70\r\nFrom: <sip:f@{local}>;tag=f{n}\r\nTo: <sip:x@{target}>\r\n\
+                         Call-ID: flood{n}-{method}@{local}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+                    )
+                    .into_bytes()
+                };
+                for datagram in [
+                    request("OPTIONS"),
+                    request("INVITE"),
+                    b"\x00garbage, not SIP\r\n\r\n".to_vec(),
+                    oversized.clone(),
+                ] {
+                    if socket.send_to(&datagram, target).is_ok() {
+                        sent += 1;
+                    }
+                }
+                while let Ok(len) = socket.recv(&mut buf) {
+                    answers.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+                }
+                // Up to ~4,000 datagrams a second: far above the per-source limit, below
+                // what fills the kernel's socket buffer (a volume flood is the network's
+                // problem, not the border's).
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            while let Ok(len) = socket.recv(&mut buf) {
+                answers.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+            }
+            (sent, answers)
+        })
+    };
+
+    let mut ids = Vec::new();
+    for n in 0..CALLS {
+        let id = create(
+            &outdial,
+            &json!({
+                "to": sipp.uri(&format!("+1555002{n}")),
+                "url": app.url("/app.vxml"),
+                "vars": { "patient": "Ada" },
+            }),
+        )
+        .await;
+        ids.push(id);
+    }
+    let mut calls = Vec::new();
+    for id in &ids {
+        calls.push(outdial.wait_final(id, CALL_TIMEOUT).await);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (sent, answers) = flooder.join().expect("flooder");
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    for call in &calls {
+        assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+        assert_eq!(call["result"], json!({ "confirm": "true" }), "{call}");
+    }
+    assert!(sipp_status.success(), "{trace}");
+    assert!(
+        answers.iter().all(|a| a.starts_with("SIP/2.0 200")),
+        "only OPTIONS may be answered, never a stranger's INVITE: {:?}",
+        answers.iter().find(|a| !a.starts_with("SIP/2.0 200"))
+    );
+    assert!(
+        (1..=LIMIT).contains(&answers.len()),
+        "{} answers to {sent} datagrams: the flooding source is held to its limit",
+        answers.len()
+    );
+    assert!(
+        sent > 4 * LIMIT as u64,
+        "the flood was too thin to test the limit: {sent} datagrams"
+    );
+}
+
+/// With `answer_stranger_invite = true` a stranger's INVITE gets one `404`, never
+/// retransmitted (the read timeout is four times T1, when Timer G would have resent it);
+/// the same INVITE again gets the identical answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_stranger_invite_gets_one_404_never_retransmitted() {
+    let outdial = Outdial::start_with_sip("127.0.0.1", "answer_stranger_invite = true", "");
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let local = socket.local_addr().expect("addr");
+    let sip = outdial.sip;
+    let invite = format!(
+        "INVITE sip:probe@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-s1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:t@{local}>;tag=t1\r\nTo: <sip:probe@{sip}>\r\n\
+         Call-ID: stranger@{local}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut buf = [0u8; 4096];
+    socket.send_to(invite.as_bytes(), sip).expect("send");
+    let len = socket.recv(&mut buf).expect("one answer");
+    let first = buf[..len].to_vec();
+    assert!(
+        first.starts_with(b"SIP/2.0 404"),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    assert!(socket.recv(&mut buf).is_err(), "no retransmission");
+    socket.send_to(invite.as_bytes(), sip).expect("send");
+    let len = socket.recv(&mut buf).expect("answered again");
+    assert_eq!(&buf[..len], &first[..], "the same answer, no state kept");
+}

@@ -22,7 +22,7 @@ use crate::core::{Driver, Io, SocketId, WakeFd};
 use crate::icmp::IcmpError;
 use crate::rtp::{MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, SourcePolicy};
 use crate::sdp;
-use crate::sip::{DialParams, Endpoint, SipConfig, SipEvent};
+use crate::sip::{BorderConfig, DialParams, Endpoint, SipConfig, SipEvent};
 
 /// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
 const RTP_BUFFER: usize = 1500;
@@ -61,6 +61,8 @@ pub struct AgentConfig {
     pub t4: Duration,
     /// User-Agent header value.
     pub user_agent: String,
+    /// What strangers may make this core's SIP endpoint send.
+    pub border: BorderConfig,
     /// Seed for tags, branches, SSRCs and ports.
     pub seed: u64,
 }
@@ -115,6 +117,7 @@ impl Agent {
                 t2: config.t2,
                 t4: config.t4,
                 user_agent: config.user_agent.clone(),
+                border: config.border,
             },
             config.seed,
         );
@@ -733,6 +736,7 @@ mod tests {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             user_agent: "test".into(),
+            border: BorderConfig::default(),
             seed: 7,
         };
         (Agent::new(config, link.clone()), link)

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use outdial_dataplane::api::CallId;
-use outdial_dataplane::sip::{DialParams, Endpoint, SipConfig, SipEvent, parse_message};
+use outdial_dataplane::sip::{
+    BorderConfig, DialParams, Endpoint, SipConfig, SipEvent, parse_message,
+};
 
 const LOCAL: &str = "192.0.2.1:5060";
 const CALLEE: &str = "192.0.2.4:5070";
@@ -62,6 +64,11 @@ fn dial() -> (Harness, Invite) {
         t2: Duration::from_secs(4),
         t4: Duration::from_secs(5),
         user_agent: "outdial-fuzz".to_owned(),
+        // Answered, so the stateless 404 path is fuzzed too.
+        border: BorderConfig {
+            answer_stranger_invite: true,
+            ..BorderConfig::default()
+        },
     };
     let now = Instant::now();
     let mut endpoint = Endpoint::new(config, 7);

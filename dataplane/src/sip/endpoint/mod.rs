@@ -30,8 +30,6 @@ use crate::sip::transaction::{
     AckTemplate, ClientInvite, ClientNonInvite, ResponseAction, ServerTransaction, Timing,
 };
 
-/// Methods this user agent implements (sent in Allow). NOTIFY only inside a call whose
-/// transfer (REFER) we started.
 /// Datagrams longer than this are dropped unread (a SIP message over UDP should fit the
 /// path MTU, RFC 3261 §18.1.1; 8 KiB leaves room for large SDP and many headers).
 pub const MAX_MESSAGE_BYTES: usize = 8192;
@@ -42,7 +40,39 @@ pub const STRANGER_WINDOW: Duration = Duration::from_secs(2);
 /// Source IPs the stranger limit remembers at once.
 pub const STRANGER_SOURCES: usize = 4096;
 
+/// Methods this user agent implements (sent in Allow). NOTIFY only inside a call whose
+/// transfer (REFER) we started.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
+
+/// What strangers (requests outside our dialogs) may make an endpoint send
+/// (`docs/sip.md`, "What a stranger gets"). The defaults are the constants above, and a
+/// stranger's INVITE unanswered.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct BorderConfig {
+    /// Datagrams longer than this are dropped unread.
+    pub max_message_bytes: usize,
+    /// Requests from strangers answered per source IP per `stranger_window`.
+    pub stranger_limit: u32,
+    /// The window of `stranger_limit`.
+    pub stranger_window: Duration,
+    /// Source IPs the limit remembers at once.
+    pub stranger_sources: usize,
+    /// Answer an INVITE outside our dialogs with one `404` (never retransmitted) instead
+    /// of nothing.
+    pub answer_stranger_invite: bool,
+}
+
+impl Default for BorderConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            stranger_limit: STRANGER_LIMIT,
+            stranger_window: STRANGER_WINDOW,
+            stranger_sources: STRANGER_SOURCES,
+            answer_stranger_invite: false,
+        }
+    }
+}
 
 /// Per-core SIP settings.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -57,6 +87,8 @@ pub struct SipConfig {
     pub t4: Duration,
     /// User-Agent header value.
     pub user_agent: String,
+    /// What strangers may make this endpoint send.
+    pub border: BorderConfig,
 }
 
 /// What to dial.
@@ -183,6 +215,11 @@ impl Endpoint {
             t2: config.t2,
             t4: config.t4,
         };
+        let pike = Pike::new(
+            config.border.stranger_limit,
+            config.border.stranger_window,
+            config.border.stranger_sources,
+        );
         Self {
             config,
             timing,
@@ -200,7 +237,7 @@ impl Endpoint {
             events: VecDeque::new(),
             notified: None,
             tag_secret: SmallRng::seed_from_u64(!seed).random(),
-            pike: Pike::new(STRANGER_LIMIT, STRANGER_WINDOW, STRANGER_SOURCES),
+            pike,
         }
     }
 
@@ -329,7 +366,7 @@ impl Endpoint {
     /// Feeds one received datagram. Malformed input is answered (requests whose Via, From,
     /// To, Call-ID and CSeq are recoverable) or dropped; it never panics.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if data.len() > MAX_MESSAGE_BYTES {
+        if data.len() > self.config.border.max_message_bytes {
             return;
         }
         match Message::parse(data) {
@@ -788,6 +825,15 @@ impl Endpoint {
         // The border: only a peer in one of our dialogs has shown it receives what we send
         // it. Anyone else is answered once per request, statelessly, and never again.
         let verified = self.in_our_dialog(request, method);
+        if !verified
+            && method == Method::Invite
+            && !recovered.to_has_tag()
+            && !self.config.border.answer_stranger_invite
+        {
+            // No incoming calls: a stranger's INVITE gets nothing at all, not even counted
+            // against its limit (nothing is sent, nothing is kept).
+            return;
+        }
         if !verified && !self.pike.allow(now, from.ip()) {
             return;
         }
