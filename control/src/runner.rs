@@ -515,8 +515,9 @@ impl CallTask {
                 tracing::warn!(
                     call = %self.record.id,
                     %from,
-                    "RTP from an address the callee's SDP did not name was dropped; if the \
-                     callee is behind NAT, set [sip] media_latching = true"
+                    "RTP dropped for its source (not the address and port the callee's SDP \
+                     named, or not the source the call latched to); a callee behind NAT needs \
+                     [sip] media_latching = true"
                 );
             }
             Event::Ended {
