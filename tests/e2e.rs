@@ -360,28 +360,17 @@ async fn malformed_sip_is_answered_or_dropped_and_the_server_stays_up() {
     );
     let bad_version = exchange(request("OPTIONS", "SIP/7.0", "").as_bytes()).expect("answered");
     assert!(bad_version.starts_with("SIP/2.0 505"), "{bad_version}");
+    // The border (docs/sip.md): by default a stranger's INVITE draws no answer at all,
+    // nothing to reflect at a spoofed source (`tests/hostile_peers.rs` has the 404 variant).
     let invite = request("INVITE", "SIP/2.0", "");
-    let incoming = exchange(invite.as_bytes()).expect("INVITE answered");
-    assert!(
-        incoming.starts_with("SIP/2.0 404"),
-        "no application for incoming calls: {incoming}"
+    assert_eq!(
+        exchange(invite.as_bytes()),
+        None,
+        "a stranger's INVITE is unanswered"
     );
-    // The border: a stranger's INVITE is answered once and the 404 is never retransmitted
-    // (the claimed source has not shown it receives what we send: no reflection). The
-    // read timeout (2 s) is four times T1, when Timer G would have resent it.
-    let mut buf = [0u8; 4096];
-    assert!(
-        socket.recv(&mut buf).is_err(),
-        "no retransmission of a response to an unverified source"
-    );
-    let to_header = incoming
-        .lines()
-        .find(|l| l.starts_with("To:"))
-        .expect("To header in the 404");
     let ack = invite
         .replacen("INVITE sip:", "ACK sip:", 1)
-        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
-        .replace(&format!("To: <sip:probe@{}>", outdial.sip), to_header);
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
     assert_eq!(exchange(ack.as_bytes()), None, "an ACK is never answered");
     let bad_cseq =
         request("OPTIONS", "SIP/2.0", "").replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS");

@@ -402,6 +402,43 @@ impl Outdial {
         self.child.id()
     }
 
+    /// The RTP ports the server binds (`[rtp] port_min..=port_max` of its config).
+    pub fn rtp_ports(&self) -> std::ops::RangeInclusive<u16> {
+        let config =
+            std::fs::read_to_string(self.dir.path().join("outdial.toml")).expect("read config");
+        let key = |name: &str| -> u16 {
+            config
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(name)?
+                        .trim()
+                        .strip_prefix('=')?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("{name} in {config}"))
+        };
+        key("port_min")..=key("port_max")
+    }
+
+    /// The sum of a Prometheus series (all its label sets) from `GET /metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("outdial.log")).unwrap_or_default()

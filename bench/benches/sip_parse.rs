@@ -11,7 +11,7 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use outdial_dataplane::rtp::packet::{HEADER_LEN, Header};
 use outdial_dataplane::rtp::{
-    MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, PACKET_INTERVAL,
+    MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, PACKET_INTERVAL, SourcePolicy,
 };
 use outdial_dataplane::sdp::{TELEPHONE_EVENT_PAYLOAD_TYPE, build_offer, negotiate};
 use outdial_dataplane::sip::parse_message;
@@ -110,6 +110,7 @@ fn media_session(t0: Instant) -> (MediaSession, SocketAddr) {
         codec: negotiated.codec,
         remote: negotiated.remote_rtp,
         dtmf_payload_type: negotiated.dtmf_payload_type,
+        source: SourcePolicy::Sdp,
     };
     (MediaSession::new(config, t0), negotiated.remote_rtp)
 }

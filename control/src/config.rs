@@ -91,6 +91,18 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// The `User-Agent` header value.
     pub user_agent: String,
+    /// Symmetric RTP latching for callees behind NAT (`docs/sip.md`, "Media source"):
+    /// hear the first source on the signalling peer's IP that sends RTP, not only the
+    /// address the callee's SDP named. Off by default.
+    pub media_latching: bool,
+    /// Longest SIP datagram read; longer ones are dropped unread.
+    pub max_message_bytes: usize,
+    /// Requests from strangers (outside our dialogs) answered per source IP per window.
+    pub stranger_limit: u32,
+    /// The window of `stranger_limit`, milliseconds.
+    pub stranger_window_ms: u64,
+    /// Answer an INVITE outside our dialogs with one `404` instead of nothing.
+    pub answer_stranger_invite: bool,
 }
 
 /// `[rtp]`: the UDP port range for media.
@@ -201,6 +213,12 @@ impl Default for HttpConfig {
     }
 }
 
+/// The smallest `sip.max_message_bytes`: RFC 3261 §18.1.1's 1,300-byte path MTU guess, less
+/// headroom; a smaller cap would refuse ordinary INVITEs.
+const MIN_SIP_MESSAGE: usize = 1024;
+/// The largest UDP payload over IPv4 (65,535 − 8 − 20).
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
 impl Default for SipConfig {
     fn default() -> Self {
         Self {
@@ -213,6 +231,11 @@ impl Default for SipConfig {
             t2_ms: 4000,
             t4_ms: 5000,
             user_agent: concat!("Outdial/", env!("CARGO_PKG_VERSION")).to_owned(),
+            media_latching: false,
+            max_message_bytes: 8192,
+            stranger_limit: 20,
+            stranger_window_ms: 2000,
+            answer_stranger_invite: false,
         }
     }
 }
@@ -403,6 +426,30 @@ impl Config {
             return bad(
                 "sip.user_agent",
                 "must be non-empty text on one line".to_owned(),
+            );
+        }
+        if !(MIN_SIP_MESSAGE..=MAX_UDP_PAYLOAD).contains(&sip.max_message_bytes) {
+            return bad(
+                "sip.max_message_bytes",
+                format!(
+                    "must be between {MIN_SIP_MESSAGE} and {MAX_UDP_PAYLOAD} (a UDP payload), not {}",
+                    sip.max_message_bytes
+                ),
+            );
+        }
+        if sip.stranger_limit == 0 {
+            return bad(
+                "sip.stranger_limit",
+                "must be > 0 (a source is blocked after this many requests in a window)".to_owned(),
+            );
+        }
+        if !(100..=3_600_000).contains(&sip.stranger_window_ms) {
+            return bad(
+                "sip.stranger_window_ms",
+                format!(
+                    "must be between 100 and 3600000 milliseconds, not {}",
+                    sip.stranger_window_ms
+                ),
             );
         }
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
@@ -770,6 +817,28 @@ mod tests {
                 .unwrap_or_default();
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn border_keys_are_validated() {
+        for (text, key) in [
+            ("[sip]\nmax_message_bytes = 512", "sip.max_message_bytes"),
+            ("[sip]\nmax_message_bytes = 65508", "sip.max_message_bytes"),
+            ("[sip]\nstranger_limit = 0", "sip.stranger_limit"),
+            ("[sip]\nstranger_window_ms = 10", "sip.stranger_window_ms"),
+        ] {
+            let config = Config::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let err = config
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let edge = "[sip]\nmax_message_bytes = 65507\nstranger_limit = 1\nstranger_window_ms = 100\nanswer_stranger_invite = true\nmedia_latching = true";
+        let config = Config::parse(edge).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.validate().is_ok());
+        assert!(config.sip.answer_stranger_invite && config.sip.media_latching);
     }
 
     #[test]

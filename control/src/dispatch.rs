@@ -429,6 +429,7 @@ fn event_call(event: &Event) -> CallId {
         | Event::PlaybackDone { call, .. }
         | Event::Recorded { call, .. }
         | Event::TransferDone { call, .. }
+        | Event::MediaSourceRefused { call, .. }
         | Event::Ended { call, .. } => *call,
     }
 }

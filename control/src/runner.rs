@@ -106,6 +106,9 @@ pub struct RunnerSettings {
     pub vxml_limits: outdial_vxml::Limits,
     /// Where every INVITE goes, whatever its URI's host (`[sip] outbound_proxy`).
     pub outbound_proxy: Option<SocketAddr>,
+    /// Latch each call's media to the callee's RTP source (`[sip] media_latching`; the
+    /// dial command carries it per call).
+    pub media_latching: bool,
 }
 
 /// Runs one attempt of a claimed call (status `dialing`) to its end.
@@ -150,6 +153,7 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
         from: from_uri(record.from.as_deref(), &context.settings.default_from),
         ring_timeout,
         max_duration: context.settings.max_duration,
+        media_latching: context.settings.media_latching,
     };
     tracing::info!(call = %record.id, core, target = %crate::redact::callee(&record.target_uri), "dialing");
     metrics::counter!("outdial_calls_dialed_total").increment(1);
@@ -512,12 +516,34 @@ impl CallTask {
                 self.transfer_done(id, result, &detail);
                 self.perform_actions().await;
             }
+            Event::MediaSourceRefused { from, .. } => {
+                // Once per call: the rest are counted and reported when the call ends.
+                tracing::warn!(
+                    call = %self.record.id,
+                    %from,
+                    "RTP dropped for its source (not the address and port the callee's SDP \
+                     named, or not the source the call latched to); a callee behind NAT needs \
+                     [sip] media_latching = true"
+                );
+            }
             Event::Ended {
                 outcome,
                 sip_call_id,
+                media,
                 ..
             } => {
                 self.learn_sip_call_id(sip_call_id);
+                if let Some(media) = media {
+                    crate::telemetry::media_ended(&media);
+                    tracing::debug!(
+                        call = %self.record.id,
+                        packets_sent = media.packets_sent,
+                        packets_received = media.packets_received,
+                        dropped_source = media.dropped_foreign,
+                        dropped_malformed = media.dropped_malformed,
+                        "media"
+                    );
+                }
                 tracing::info!(
                     call = %self.record.id,
                     disposition = disposition_label(outcome.disposition),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use outdial_dataplane::core::Backend;
 use outdial_dataplane::runtime::{Dataplane, DataplaneConfig};
+use outdial_dataplane::sip::BorderConfig;
 
 use crate::api::{AppState, router};
 use crate::config::Config;
@@ -116,6 +117,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             max_duration: Duration::from_secs(config.calls.max_duration_secs),
             max_document_bytes: config.fetch.max_document_bytes,
             outbound_proxy: config.sip.outbound_proxy,
+            media_latching: config.sip.media_latching,
             vxml_limits: config.vxml.limits(),
         }),
         scheduler: scheduler_handle.clone(),
@@ -341,6 +343,13 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
         t2: Duration::from_millis(config.sip.t2_ms),
         t4: Duration::from_millis(config.sip.t4_ms),
         user_agent: config.sip.user_agent.clone(),
+        border: BorderConfig {
+            max_message_bytes: config.sip.max_message_bytes,
+            stranger_limit: config.sip.stranger_limit,
+            stranger_window: Duration::from_millis(config.sip.stranger_window_ms),
+            answer_stranger_invite: config.sip.answer_stranger_invite,
+            ..BorderConfig::default()
+        },
         backend,
         pin: config.dataplane.pin,
         seed: seed(),

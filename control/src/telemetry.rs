@@ -96,6 +96,16 @@ pub const SERIES: &[Series] = &[
         "1 while a dataplane core's thread runs, 0 once it has stopped.",
     ),
     series(
+        "outdial_rtp_dropped_source_total",
+        Kind::Counter,
+        "RTP datagrams dropped for their source (not the address the callee's SDP named, or not the latched source), counted when each call ends.",
+    ),
+    series(
+        "outdial_rtp_dropped_malformed_total",
+        Kind::Counter,
+        "RTP datagrams from the callee's address that were not usable RTP, counted when each call ends.",
+    ),
+    series(
         "outdial_store_batch_jobs",
         Kind::Histogram,
         "Store jobs committed per SQLite transaction (group commit).",
@@ -171,6 +181,12 @@ pub const SERIES: &[Series] = &[
         "External grammars served from the grammar cache.",
     ),
 ];
+
+/// Adds an ended call's dropped RTP datagrams to the counters.
+pub fn media_ended(media: &outdial_dataplane::api::MediaStats) {
+    metrics::counter!("outdial_rtp_dropped_source_total").increment(media.dropped_foreign);
+    metrics::counter!("outdial_rtp_dropped_malformed_total").increment(media.dropped_malformed);
+}
 
 /// Buckets for the `_seconds` histograms: 5 ms to 1 min.
 const SECONDS: [f64; 14] = [

@@ -19,9 +19,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome, TransferKind};
 use crate::core::{Driver, Io, SocketId, WakeFd};
-use crate::rtp::{MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded};
+use crate::icmp::IcmpError;
+use crate::rtp::{MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, SourcePolicy};
 use crate::sdp;
-use crate::sip::{DialParams, Endpoint, SipConfig, SipEvent};
+use crate::sip::{BorderConfig, DialParams, Endpoint, SipConfig, SipEvent};
 
 /// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
 const RTP_BUFFER: usize = 1500;
@@ -60,6 +61,8 @@ pub struct AgentConfig {
     pub t4: Duration,
     /// User-Agent header value.
     pub user_agent: String,
+    /// What strangers may make this core's SIP endpoint send.
+    pub border: BorderConfig,
     /// Seed for tags, branches, SSRCs and ports.
     pub seed: u64,
 }
@@ -77,6 +80,8 @@ struct CallSlot {
     failure: Option<String>,
     /// The SIP Call-ID of the call's INVITE.
     sip_call_id: Option<String>,
+    /// Latch media to the signalling peer's source (the dial command's `media_latching`).
+    media_latching: bool,
 }
 
 /// The [`Driver`] run by each core.
@@ -112,6 +117,7 @@ impl Agent {
                 t2: config.t2,
                 t4: config.t4,
                 user_agent: config.user_agent.clone(),
+                border: config.border,
             },
             config.seed,
         );
@@ -228,6 +234,7 @@ impl Agent {
             dial.call,
             CallSlot {
                 sip_call_id,
+                media_latching: dial.media_latching,
                 rtp_socket,
                 media: None,
                 epoch: 0,
@@ -374,7 +381,7 @@ impl Agent {
                 result,
                 detail,
             }),
-            SipEvent::Answered { call, sdp } => {
+            SipEvent::Answered { call, sdp, peer } => {
                 let Some(slot) = self.calls.get_mut(&call) else {
                     return;
                 };
@@ -388,6 +395,13 @@ impl Agent {
                                 codec: negotiated.codec,
                                 remote: negotiated.remote_rtp,
                                 dtmf_payload_type: negotiated.dtmf_payload_type,
+                                source: if slot.media_latching {
+                                    SourcePolicy::Latch {
+                                        signalling_ip: peer.ip(),
+                                    }
+                                } else {
+                                    SourcePolicy::Sdp
+                                },
                             },
                             now,
                         );
@@ -408,8 +422,10 @@ impl Agent {
             }
             SipEvent::Ended { call, mut outcome } => {
                 let mut sip_call_id = None;
+                let mut media_stats = None;
                 if let Some(mut slot) = self.calls.remove(&call) {
                     sip_call_id = slot.sip_call_id.take();
+                    media_stats = slot.media.as_ref().map(MediaSession::stats);
                     // A recording cut short by the hangup keeps what it captured.
                     if let Some(media) = slot.media.as_mut() {
                         media.stop_recording(None);
@@ -431,6 +447,7 @@ impl Agent {
                     call,
                     outcome,
                     sip_call_id,
+                    media: media_stats,
                 });
             }
         }
@@ -492,6 +509,9 @@ impl Agent {
                     played,
                 }),
                 MediaEvent::Recorded(recorded) => self.emit(recorded_event(call, recorded)),
+                MediaEvent::SourceRefused(from) => {
+                    self.emit(Event::MediaSourceRefused { call, from });
+                }
             }
         }
     }
@@ -552,6 +572,23 @@ impl Driver for Agent {
         {
             media.handle_datagram(now, from, data);
             self.drain_media(io, call, Origin::Packet);
+        }
+        self.finish_turn(now);
+    }
+
+    fn handle_icmp_error(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        socket: SocketId,
+        error: IcmpError,
+        quoted: &[u8],
+    ) {
+        // Only SIP acts on it (a dead callee host). An RTP peer that stopped listening is
+        // the callee's business; its BYE or our timers end the call.
+        if Some(socket) == self.sip_socket {
+            self.sip.handle_icmp_error(&error, quoted);
+            self.drain_sip(io, now);
         }
         self.finish_turn(now);
     }
@@ -641,6 +678,7 @@ fn failed(call: CallId, reason: String) -> Event {
             reason,
         },
         sip_call_id: None,
+        media: None,
     }
 }
 
@@ -698,6 +736,7 @@ mod tests {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             user_agent: "test".into(),
+            border: BorderConfig::default(),
             seed: 7,
         };
         (Agent::new(config, link.clone()), link)
@@ -760,6 +799,7 @@ mod tests {
             from: "sip:outdial@127.0.0.1".into(),
             ring_timeout: Duration::from_secs(30),
             max_duration: Duration::from_secs(3600),
+            media_latching: false,
         };
         link.commands
             .push(Command::Dial(Box::new(dial)))
@@ -925,11 +965,16 @@ mod tests {
                     call: c,
                     outcome,
                     sip_call_id,
-                } if c == call => Some((outcome, sip_call_id)),
+                    media,
+                } if c == call => Some((outcome, sip_call_id, media)),
                 _ => None,
             })
             .collect();
         assert_eq!(ended.len(), 1, "exactly one Ended");
+        let media = ended[0]
+            .2
+            .expect("an answered call reports its media counters");
+        assert!(media.packets_sent > 0, "{media:?}");
         let (ended, ended_call_id) = (vec![ended[0].0.clone()], ended[0].1.clone());
         assert_eq!(
             ended_call_id,
@@ -1076,6 +1121,86 @@ mod tests {
         );
         events(link);
         rtp_socket
+    }
+
+    /// A telephone-event packet for `event` with sequence number `seq`, SSRC 5.
+    fn key_packet_seq(event: u8, seq: u16) -> Vec<u8> {
+        let mut packet = key_packet(event, 777);
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        packet
+    }
+
+    #[test]
+    fn a_natted_callee_is_heard_and_answered_only_when_the_dial_asks_for_latching() {
+        let nat: SocketAddr = "127.0.0.1:7000".parse().expect("addr");
+        for latching in [false, true] {
+            let (mut agent, link) = agent();
+            let mut io = FakeIo::default();
+            let now = Instant::now();
+            agent.start(&mut io, now).expect("start");
+            let call = CallId(21);
+            let dial = Dial {
+                call,
+                target: format!("sip:+15550001@{CALLEE}"),
+                destination: None,
+                from: "sip:outdial@127.0.0.1".into(),
+                ring_timeout: Duration::from_secs(30),
+                max_duration: Duration::from_secs(3600),
+                media_latching: latching,
+            };
+            link.commands
+                .push(Command::Dial(Box::new(dial)))
+                .expect("queue");
+            agent.handle_wake(&mut io, now);
+            let (rtp_socket, _) = *io.bound.last().expect("RTP socket");
+            let invite = sip_sent(&io).pop().expect("INVITE");
+            // The SDP names port 6000; the callee's packets come from port 7000 (NAT).
+            let answer = "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                          m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+            let callee: SocketAddr = CALLEE.parse().expect("addr");
+            agent.handle_datagram(
+                &mut io,
+                now,
+                SocketId(0),
+                callee,
+                &respond(&invite, "200 OK", answer),
+            );
+            events(&link);
+            for seq in 1..=3 {
+                agent.handle_datagram(&mut io, now, rtp_socket, nat, &key_packet_seq(4, seq));
+            }
+            let got = events(&link);
+            let later = now + Duration::from_millis(20);
+            agent.handle_timeout(&mut io, later);
+            let rtp_to = io
+                .sent
+                .iter()
+                .rev()
+                .find(|(s, _, _)| *s == rtp_socket)
+                .map(|(_, to, _)| *to);
+            link.commands.push(Command::Hangup { call }).expect("queue");
+            agent.handle_wake(&mut io, later);
+            let media = events(&link).into_iter().find_map(|e| match e {
+                Event::Ended { media, .. } => media,
+                _ => None,
+            });
+            let media = media.expect("the answered call's counters");
+            if latching {
+                assert!(
+                    matches!(got.as_slice(), [Event::Dtmf { digit: '4', .. }]),
+                    "{got:?}"
+                );
+                assert_eq!(rtp_to, Some(nat), "our RTP follows the latched source");
+                assert_eq!(media.dropped_foreign, 0, "{media:?}");
+            } else {
+                assert!(
+                    matches!(got.as_slice(), [Event::MediaSourceRefused { from, .. }] if *from == nat),
+                    "reported once, never heard: {got:?}"
+                );
+                assert_eq!(rtp_to, Some("127.0.0.1:6000".parse().expect("addr")));
+                assert_eq!(media.dropped_foreign, 3, "{media:?}");
+            }
+        }
     }
 
     fn key_packet(event: u8, timestamp: u32) -> Vec<u8> {

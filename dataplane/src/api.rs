@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::rtp::MediaStats;
+
 /// Identifies one call across control and dataplane. Control assigns it (the store's row id).
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct CallId(pub u64);
@@ -31,6 +33,10 @@ pub struct Dial {
     pub ring_timeout: Duration,
     /// Hard limit on an answered call's length; the core sends BYE when it passes.
     pub max_duration: Duration,
+    /// Symmetric RTP latching for a callee behind NAT (`docs/sip.md`, "Media source"):
+    /// hear (and send to) the first source on the signalling peer's IP that sends
+    /// well-formed RTP of a negotiated payload type. Off: only the SDP's address and port.
+    pub media_latching: bool,
 }
 
 /// Control → core.
@@ -226,6 +232,15 @@ pub enum Event {
         /// What happened, for logs and error messages, e.g. `NOTIFY sipfrag 486 Busy Here`.
         detail: String,
     },
+    /// The first RTP datagram of an answered call dropped for its source (another address
+    /// than the callee's SDP named, or than the source the call latched to). Sent once per
+    /// call; the rest are counted in [`Event::Ended`]'s `media`.
+    MediaSourceRefused {
+        /// The call.
+        call: CallId,
+        /// Where the datagram came from.
+        from: SocketAddr,
+    },
     /// The call is over; the last event for this call.
     Ended {
         /// The call.
@@ -234,6 +249,8 @@ pub enum Event {
         outcome: Outcome,
         /// The call's SIP Call-ID; `None` when no INVITE was ever sent.
         sip_call_id: Option<String>,
+        /// The call's RTP counters; `None` when it was never answered.
+        media: Option<MediaStats>,
     },
 }
 

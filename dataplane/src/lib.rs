@@ -14,6 +14,7 @@
 pub mod agent;
 pub mod api;
 pub mod core;
+pub mod icmp;
 pub mod rtp;
 pub mod runtime;
 pub mod sdp;

@@ -13,6 +13,7 @@ use crossbeam_queue::ArrayQueue;
 use crate::agent::{Agent, AgentConfig, CoreLink};
 use crate::api::{Command, Event};
 use crate::core::{self, Backend, BackendUsed, LoopConfig, WakeFd};
+use crate::sip::BorderConfig;
 
 /// Capacity of each core's command queue and event queue.
 const QUEUE_CAPACITY: usize = 8192;
@@ -36,6 +37,8 @@ pub struct DataplaneConfig {
     pub t4: Duration,
     /// User-Agent header value.
     pub user_agent: String,
+    /// What strangers may make a core send (`docs/sip.md`, "What a stranger gets").
+    pub border: BorderConfig,
     /// io_uring, epoll, or whichever works here.
     pub backend: Backend,
     /// Pin core `i`'s loop to CPU `i` (modulo the CPU count).
@@ -125,6 +128,7 @@ impl Dataplane {
                 t2: config.t2,
                 t4: config.t4,
                 user_agent: config.user_agent.clone(),
+                border: config.border,
                 seed: config
                     .seed
                     .wrapping_add(index as u64 * 0x9e37_79b9_7f4a_7c15),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use outdial_dataplane::core::{
     self, Backend, BackendUsed, Driver, Io, LoopConfig, LoopError, SocketId, WakeFd,
 };
+use outdial_dataplane::icmp::{IcmpError, Unreachable};
 
 /// Both backends, each test runs on each.
 const BACKENDS: [Backend; 2] = [Backend::IoUring, Backend::Epoll];
@@ -45,6 +46,16 @@ impl<D: Driver> Driver for Stoppable<D> {
         data: &[u8],
     ) {
         self.inner.handle_datagram(io, now, socket, from, data);
+    }
+    fn handle_icmp_error(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        socket: SocketId,
+        error: IcmpError,
+        quoted: &[u8],
+    ) {
+        self.inner.handle_icmp_error(io, now, socket, error, quoted);
     }
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
         self.inner.handle_timeout(io, now);
@@ -857,5 +868,86 @@ fn sends_longer_than_max_datagram_are_dropped() {
         let (got, _) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..got], &payload(1000, 1000)[..], "{backend:?}");
         running.stop();
+    }
+}
+
+/// Sends to a port nobody listens on; records the ICMP error the loop reports, then checks
+/// that the socket still receives.
+struct DeadPeer {
+    dead: SocketAddr,
+    socket: Option<(SocketId, SocketAddr)>,
+    errors: Vec<(SocketId, IcmpError, Vec<u8>)>,
+    alive: bool,
+}
+
+impl Driver for DeadPeer {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let (id, local) = io.bind("127.0.0.1:0".parse().unwrap())?;
+        self.socket = Some((id, local));
+        io.send(
+            id,
+            self.dead,
+            b"INVITE sip:dead SIP/2.0\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKdead\r\n",
+        );
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        _socket: SocketId,
+        _from: SocketAddr,
+        data: &[u8],
+    ) {
+        self.alive |= data == b"alive";
+    }
+    fn handle_icmp_error(
+        &mut self,
+        io: &mut impl Io,
+        _now: Instant,
+        socket: SocketId,
+        error: IcmpError,
+        quoted: &[u8],
+    ) {
+        self.errors.push((socket, error, quoted.to_vec()));
+        if let Some((id, local)) = self.socket {
+            io.send(id, local, b"alive");
+        }
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        !self.errors.is_empty() && self.alive
+    }
+}
+
+#[test]
+fn an_icmp_port_unreachable_reaches_the_driver_and_receiving_goes_on() {
+    for backend in BACKENDS {
+        let dead = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let driver = DeadPeer {
+            dead,
+            socket: None,
+            errors: Vec::new(),
+            alive: false,
+        };
+        let (used, driver) = Running::spawn(config(backend), driver).join();
+        expect_backend(backend, used);
+        let (socket, _) = driver.socket.expect("bound");
+        assert_eq!(driver.errors.len(), 1, "{backend:?}: {:?}", driver.errors);
+        let (from, error, quoted) = &driver.errors[0];
+        assert_eq!(*from, socket);
+        assert_eq!((error.destination, error.reason), (dead, Unreachable::Port));
+        assert!(
+            quoted.ends_with(b"branch=z9hG4bKdead\r\n"),
+            "{backend:?}: {quoted:?}"
+        );
+        assert!(driver.alive, "{backend:?}: the socket still receives");
     }
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outdial_dataplane::api::Codec;
-use outdial_dataplane::rtp::{MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, RecordParams};
+use outdial_dataplane::rtp::{
+    MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, RecordParams, SourcePolicy,
+};
 
 const PCAPS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -100,9 +102,9 @@ fn config(remote: SocketAddr, codec: Codec, dtmf_payload_type: Option<u8>) -> Me
         initial_seq: 1000,
         initial_timestamp: 160_000,
         codec,
-        // The SDP's port need not be the source port (NAT): the session learns it.
-        remote: SocketAddr::new(remote.ip(), 40_000),
+        remote,
         dtmf_payload_type,
+        source: SourcePolicy::Sdp,
     }
 }
 
@@ -125,7 +127,9 @@ fn keys(events: &[MediaEvent]) -> String {
         .iter()
         .filter_map(|e| match e {
             MediaEvent::Dtmf(key) => Some(*key),
-            MediaEvent::PlaybackDone { .. } | MediaEvent::Recorded(_) => None,
+            MediaEvent::PlaybackDone { .. }
+            | MediaEvent::Recorded(_)
+            | MediaEvent::SourceRefused(_) => None,
         })
         .collect()
 }
@@ -236,10 +240,7 @@ fn one_second_of_audio_is_fifty_packets_twenty_ms_apart() {
     while now < t0 + Duration::from_secs(2) {
         session.handle_timeout(now);
         while let Some((to, len)) = session.poll_transmit(&mut buf) {
-            assert_eq!(
-                (to, len),
-                (SocketAddr::new(remote.ip(), 40_000), MAX_PACKET_LEN)
-            );
+            assert_eq!((to, len), (remote, MAX_PACKET_LEN));
             let is_silence = buf[12..len].iter().all(|&b| b == 0xd5);
             if !is_silence && done_after.is_none() {
                 let seq = u16::from_be_bytes([buf[2], buf[3]]);

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use outdial_dataplane::api::{CallId, Disposition};
 use outdial_dataplane::sip::endpoint::{MAX_MESSAGE_BYTES, STRANGER_LIMIT, STRANGER_WINDOW};
 use outdial_dataplane::sip::message::{HeaderName, Method};
-use outdial_dataplane::sip::{DialParams, Endpoint, SipConfig, SipError, SipEvent, parse_message};
+use outdial_dataplane::sip::{
+    BorderConfig, DialParams, Endpoint, SipConfig, SipError, SipEvent, parse_message,
+};
 
 const LOCAL: &str = "192.0.2.1:5060";
 const UAS: &str = "192.0.2.4:5070";
@@ -32,12 +34,17 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_border(BorderConfig::default())
+    }
+
+    fn with_border(border: BorderConfig) -> Self {
         let config = SipConfig {
             local: addr(LOCAL),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             user_agent: "outdial-test".into(),
+            border,
         };
         let t0 = Instant::now();
         Self {
@@ -264,7 +271,8 @@ fn answered_call_acks_every_2xx_and_hangs_up_with_bye() {
         events[1],
         SipEvent::Answered {
             call: CallId(1),
-            sdp: SDP_ANSWER.as_bytes().to_vec()
+            sdp: SDP_ANSWER.as_bytes().to_vec(),
+            peer: addr(UAS),
         }
     );
     assert_eq!(events.len(), 2);
@@ -839,7 +847,7 @@ fn protos_invite(data: &[u8], case: usize) -> Vec<u8> {
 #[test]
 fn protos_c07_through_the_endpoint() {
     let dir = corpus("sip-protos-c07").join("cases");
-    let mut h = Harness::new();
+    let mut h = Harness::with_border(ANSWER_INVITES);
     h.dial(1, 3600).expect("dial");
     let mut files: Vec<_> = fs::read_dir(&dir)
         .expect("cases")
@@ -903,7 +911,7 @@ fn a_hostname_target_is_sent_to_the_destination_resolved_for_it() {
 /// retransmission of the request gets the identical answer.
 #[test]
 fn a_strangers_requests_are_answered_once_and_never_retransmitted() {
-    let mut h = Harness::new();
+    let mut h = Harness::with_border(ANSWER_INVITES);
     let invite = "INVITE sip:probe@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-stranger\r\nMax-Forwards: 70\r\nFrom: <sip:x@198.51.100.9>;tag=s1\r\nTo: <sip:probe@192.0.2.1>\r\nCall-ID: stranger-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
     h.deliver(invite.as_bytes());
     let first = h.take_sent();
@@ -939,6 +947,49 @@ fn a_strangers_requests_are_answered_once_and_never_retransmitted() {
     );
     h.deliver(big.as_bytes());
     assert!(h.take_sent().is_empty(), "oversized message dropped");
+}
+
+/// By default a stranger's INVITE gets nothing at all (nothing to reflect at a spoofed
+/// source) and keeps nothing; the configured size cap and per-source limit apply.
+#[test]
+fn by_default_a_strangers_invite_is_unanswered_and_the_border_follows_its_config() {
+    let mut h = Harness::with_border(BorderConfig {
+        max_message_bytes: 1200,
+        stranger_limit: 3,
+        stranger_window: Duration::from_secs(1),
+        ..BorderConfig::default()
+    });
+    let request = |method: &str, n: usize| {
+        format!(
+            "{method} sip:probe@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK-s{n}\r\nMax-Forwards: 70\r\nFrom: <sip:x@198.51.100.9>;tag=s1\r\nTo: <sip:probe@192.0.2.1>\r\nCall-ID: stranger-{n}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    for n in 0..50 {
+        h.deliver(request("INVITE", n).as_bytes());
+    }
+    h.advance_to(Duration::from_secs(64));
+    assert!(h.take_sent().is_empty(), "no answer to a stranger's INVITE");
+    assert!(h.endpoint.is_idle(), "and nothing kept");
+    // Unanswered INVITEs do not use up the source's quota; OPTIONS get 3 per window.
+    for n in 100..110 {
+        h.deliver(request("OPTIONS", n).as_bytes());
+    }
+    assert_eq!(methods(&h.take_sent()), ["200", "200", "200"]);
+    // The size cap is the configured one.
+    let mut other = Harness::new();
+    let big = request("OPTIONS", 7).replace(
+        "Content-Length",
+        &format!("X-Pad: {}\r\nContent-Length", "x".repeat(1000)),
+    );
+    other.deliver(big.as_bytes());
+    assert_eq!(
+        methods(&other.take_sent()),
+        ["200"],
+        "under the default 8 KiB"
+    );
+    h.advance_to(Duration::from_secs(70));
+    h.deliver(big.as_bytes());
+    assert!(h.take_sent().is_empty(), "over the configured 1,200 bytes");
 }
 
 /// A flood of stranger OPTIONS from one source is answered up to the per-source limit,
@@ -981,4 +1032,73 @@ fn a_stranger_flood_is_limited_per_source_and_the_call_goes_on() {
     h.drain();
     assert_eq!(methods(&h.take_sent()), ["200"]);
     assert_eq!(ended(&h.take_events())[0].2, Some(200));
+}
+
+/// The border with stranger INVITEs answered (one stateless 404), as before it was
+/// configurable.
+const ANSWER_INVITES: BorderConfig = BorderConfig {
+    max_message_bytes: MAX_MESSAGE_BYTES,
+    stranger_limit: STRANGER_LIMIT,
+    stranger_window: STRANGER_WINDOW,
+    stranger_sources: outdial_dataplane::sip::endpoint::STRANGER_SOURCES,
+    answer_stranger_invite: true,
+};
+
+/// An ICMP port unreachable quoting the start of `datagram` (as far as the kernel quotes).
+fn port_unreachable(to: &str) -> outdial_dataplane::icmp::IcmpError {
+    outdial_dataplane::icmp::IcmpError::classify(addr(to), 2, 3, 3, None).expect("port unreachable")
+}
+
+#[test]
+fn an_icmp_error_for_our_invite_fails_the_call_at_once_and_stops_retransmissions() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    let error = port_unreachable(UAS);
+    // Forged: another branch, or no Via at all, matches nothing.
+    let forged = String::from_utf8_lossy(&invite).replace("branch=z9hG4bK", "branch=z9hG4bKx");
+    h.endpoint.handle_icmp_error(&error, forged.as_bytes());
+    h.endpoint.handle_icmp_error(&error, b"garbage");
+    h.drain();
+    assert!(h.take_events().is_empty());
+    // The real one, quoted only in part.
+    h.endpoint
+        .handle_icmp_error(&error, &invite[..160.min(invite.len())]);
+    h.drain();
+    let events = h.take_events();
+    assert_eq!(
+        ended(&events),
+        vec![(
+            CallId(1),
+            Disposition::Failed,
+            None,
+            format!("{UAS} refused the INVITE: ICMP port unreachable (nothing listens there)")
+        )]
+    );
+    h.take_sent();
+    h.advance_to(Duration::from_secs(40));
+    assert!(
+        methods(&h.take_sent()).is_empty(),
+        "no retransmission after it"
+    );
+    assert!(
+        h.take_events().is_empty(),
+        "Ended once, not again at Timer B"
+    );
+    assert!(h.endpoint.is_idle(), "nothing kept");
+}
+
+#[test]
+fn an_icmp_error_after_the_callee_answered_anything_is_ignored() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.deliver(&reply(&invite, 100, "Trying", None, "", ""));
+    h.endpoint
+        .handle_icmp_error(&port_unreachable(UAS), &invite);
+    h.drain();
+    assert!(
+        ended(&h.take_events()).is_empty(),
+        "alive: it sent 100 Trying"
+    );
 }

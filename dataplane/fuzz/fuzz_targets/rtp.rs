@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use outdial_dataplane::rtp::packet::Packet;
-use outdial_dataplane::rtp::{MAX_PACKET_LEN, MediaConfig, MediaSession, parse_telephone_event};
+use outdial_dataplane::rtp::{
+    MAX_PACKET_LEN, MediaConfig, MediaSession, SourcePolicy, parse_telephone_event,
+};
 use outdial_dataplane::sdp::negotiate;
 
 const ANSWER: &[u8] = b"v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 17890 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -22,6 +24,7 @@ fn session(dtmf_payload_type: Option<u8>, now: Instant) -> (MediaSession, Socket
         codec: negotiated.codec,
         remote: negotiated.remote_rtp,
         dtmf_payload_type,
+        source: SourcePolicy::Sdp,
     };
     (MediaSession::new(config, now), negotiated.remote_rtp)
 }

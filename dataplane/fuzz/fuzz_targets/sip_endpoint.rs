@@ -4,7 +4,8 @@
 //!
 //! Input format: datagrams separated by `@@@@`. Before feeding, `@@b`, `@@c` and `@@f` are
 //! replaced by the INVITE's branch, Call-ID and From tag, so seeds can answer the call
-//! however the endpoint's random identifiers come out.
+//! however the endpoint's random identifiers come out. A datagram starting with `ICMP` is
+//! instead an ICMP port unreachable quoting the rest (`Endpoint::handle_icmp_error`).
 #![no_main]
 
 mod common;
@@ -14,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use outdial_dataplane::api::CallId;
-use outdial_dataplane::sip::{DialParams, Endpoint, SipConfig, SipEvent, parse_message};
+use outdial_dataplane::icmp::IcmpError;
+use outdial_dataplane::sip::{
+    BorderConfig, DialParams, Endpoint, SipConfig, SipEvent, parse_message,
+};
 
 const LOCAL: &str = "192.0.2.1:5060";
 const CALLEE: &str = "192.0.2.4:5070";
@@ -47,7 +51,9 @@ impl Harness {
                     self.ended += 1;
                     assert_eq!(self.ended, 1, "Ended reported more than once");
                 }
-                SipEvent::Ringing { call } | SipEvent::Answered { call, .. } => {
+                SipEvent::Ringing { call }
+                | SipEvent::Answered { call, .. }
+                | SipEvent::TransferDone { call, .. } => {
                     assert_eq!(call, CALL, "event for a call never dialed");
                 }
             }
@@ -62,6 +68,11 @@ fn dial() -> (Harness, Invite) {
         t2: Duration::from_secs(4),
         t4: Duration::from_secs(5),
         user_agent: "outdial-fuzz".to_owned(),
+        // Answered, so the stateless 404 path is fuzzed too.
+        border: BorderConfig {
+            answer_stranger_invite: true,
+            ..BorderConfig::default()
+        },
     };
     let now = Instant::now();
     let mut endpoint = Endpoint::new(config, 7);
@@ -153,9 +164,16 @@ fn exercise(data: &[u8]) {
     let callee: SocketAddr = CALLEE.parse().expect("fixed address");
     for datagram in split_datagrams(data) {
         let datagram = substitute(datagram, &invite);
-        harness
-            .endpoint
-            .handle_datagram(harness.now, callee, &datagram);
+        match datagram.strip_prefix(b"ICMP") {
+            Some(quoted) => {
+                let error = IcmpError::classify(callee, 2, 3, 3, None)
+                    .expect("port unreachable is classified");
+                harness.endpoint.handle_icmp_error(&error, quoted);
+            }
+            None => harness
+                .endpoint
+                .handle_datagram(harness.now, callee, &datagram),
+        }
         harness.drain();
         harness.now += Duration::from_millis(100);
         harness.endpoint.handle_timeout(harness.now);

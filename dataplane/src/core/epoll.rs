@@ -15,7 +15,10 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::socket::open_udp;
 use super::table::SocketTable;
-use super::{Driver, Io, LoopConfig, LoopError, SocketId, WakeFd, clock_now, timeout_until};
+use super::{
+    Driver, Io, LoopConfig, LoopError, SocketId, WakeFd, clock_now, drain_icmp_errors,
+    timeout_until,
+};
 
 /// The token of the loop's [`WakeFd`]; sockets use their [`SocketId`] as token.
 const WAKE: Token = Token(usize::MAX);
@@ -156,6 +159,9 @@ pub(crate) fn run<D: Driver>(
                     let Ok(raw) = u32::try_from(token) else {
                         continue;
                     };
+                    if event.is_error() {
+                        read_errors(&mut io, driver, now, SocketId(raw), &mut recv_buf);
+                    }
                     read_socket(&mut io, driver, now, SocketId(raw), &mut recv_buf);
                 }
             }
@@ -193,6 +199,20 @@ fn poll_events(
     }
 }
 
+/// Hand the ICMP errors queued on `id` to the driver.
+fn read_errors<D: Driver>(
+    io: &mut EpollIo,
+    driver: &mut D,
+    now: Instant,
+    id: SocketId,
+    buf: &mut [u8],
+) {
+    let Some(fd) = io.sockets.get(id).map(|entry| entry.socket.as_raw_fd()) else {
+        return;
+    };
+    drain_icmp_errors(io, driver, now, id, fd, buf);
+}
+
 /// Read up to [`READ_BUDGET`] datagrams from `id` and hand each to the driver.
 fn read_socket<D: Driver>(
     io: &mut EpollIo,
@@ -217,8 +237,9 @@ fn read_socket<D: Driver>(
                 }
             }
             Err(error) if error.kind() == ErrorKind::WouldBlock => return,
-            // ICMP errors reported on the socket, EINTR: the next read may succeed.
-            Err(_) => {}
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            // An ICMP error reported on the socket (IP_RECVERR): it waits in the error queue.
+            Err(_) => read_errors(io, driver, now, id, buf),
         }
     }
     if let Some(entry) = io.sockets.get_mut(id)

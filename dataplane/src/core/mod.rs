@@ -24,6 +24,8 @@ pub use config::{Backend, BackendUsed, LoopConfig};
 pub use error::LoopError;
 pub use wake::WakeFd;
 
+use crate::icmp::IcmpError;
+
 /// Index of a socket owned by a core's loop. Stable until [`Io::close`].
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct SocketId(pub u32);
@@ -55,6 +57,18 @@ pub trait Driver {
         from: SocketAddr,
         data: &[u8],
     );
+    /// An ICMP error arrived for a datagram sent from `socket` (`IP_RECVERR`, see
+    /// [`crate::icmp`]); `quoted` is the start of that datagram, as far as the ICMP message
+    /// quoted it. Only unreachable destinations are reported. Ignored by default.
+    fn handle_icmp_error(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        _socket: SocketId,
+        _error: IcmpError,
+        _quoted: &[u8],
+    ) {
+    }
     /// The deadline returned by [`Driver::poll_timeout`] passed (spurious calls are no-ops).
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant);
     /// The core's [`WakeFd`] was signalled: drain the command queue.
@@ -124,6 +138,32 @@ fn pin_current_thread(cpu: usize) -> Result<(), LoopError> {
     } else {
         Err(LoopError::Pin { cpu })
     }
+}
+
+/// Hands up to [`socket::ERRORS_PER_READ`] queued ICMP errors of `fd` to the driver,
+/// using `scratch` for the quoted datagram. Both backends call it when a socket reports an
+/// error; nothing is allocated.
+fn drain_icmp_errors<D: Driver, I: Io>(
+    io: &mut I,
+    driver: &mut D,
+    now: Instant,
+    socket: SocketId,
+    fd: std::os::fd::RawFd,
+    scratch: &mut [u8],
+) -> usize {
+    let mut read = 0;
+    for _ in 0..socket::ERRORS_PER_READ {
+        match socket::read_error_queue(fd, scratch) {
+            socket::Queued::Empty => break,
+            socket::Queued::Other => read += 1,
+            socket::Queued::Icmp(error, len) => {
+                read += 1;
+                let quoted = scratch.get(..len).unwrap_or_default();
+                driver.handle_icmp_error(io, now, socket, error, quoted);
+            }
+        }
+    }
+    read
 }
 
 /// The current time. The loops are the one place in the dataplane that reads the clock;

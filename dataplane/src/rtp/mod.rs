@@ -9,7 +9,7 @@
 //! ```
 //! use std::time::{Duration, Instant};
 //! use outdial_dataplane::api::Codec;
-//! use outdial_dataplane::rtp::{MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession};
+//! use outdial_dataplane::rtp::{MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, SourcePolicy};
 //!
 //! let t0 = Instant::now();
 //! let config = MediaConfig {
@@ -19,6 +19,7 @@
 //!     codec: Codec::Pcmu,
 //!     remote: "192.0.2.1:4000".parse().unwrap(),
 //!     dtmf_payload_type: Some(101),
+//!     source: SourcePolicy::Sdp,
 //! };
 //! let mut media = MediaSession::new(config, t0);
 //! media.play(t0, 7, vec![0i16; 160].into(), true);
@@ -42,6 +43,7 @@ pub mod inband;
 pub mod packet;
 pub mod record;
 mod session;
+pub mod source;
 
 pub use dtmf::{DtmfReceiver, TelephoneEvent, parse_telephone_event};
 pub use record::{RecordEnd, RecordParams, Recorded, Recorder};
@@ -49,3 +51,4 @@ pub use session::{
     MAX_CATCH_UP, MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, MediaStats,
     PACKET_INTERVAL, SAMPLES_PER_PACKET,
 };
+pub use source::SourcePolicy;

@@ -6,8 +6,11 @@
 //! that the oldest slots are skipped, which keeps timestamps on the clock and sets the M bit
 //! as after silence suppression (RFC 3550 §5.1). Slots carry queued audio, else silence.
 //!
-//! Receiving accepts RTP only from the negotiated remote IP (the RTP-bleed guard); its port
-//! is learnt from the first valid packet (NAT may rewrite it) and required after that.
+//! Receiving accepts RTP only from the source the call's [`SourcePolicy`] allows (see
+//! [`super::source`]): by default the address and port the peer's SDP named, or with
+//! latching the one source the call latched to, which then also receives our RTP. Packets
+//! dropped for their source are counted, and the first one is reported once
+//! ([`MediaEvent::SourceRefused`]).
 //!
 //! Recording ([`MediaSession::record`]): after an optional beep, received G.711 audio (either
 //! law, by its payload type) is captured by a [`Recorder`] until it ends; the result is a
@@ -22,6 +25,7 @@ use super::g711;
 use super::inband::InbandDetector;
 use super::packet::{HEADER_LEN, Header, Packet};
 use super::record::{RecordEnd, RecordParams, Recorded, Recorder, beep};
+use super::source::{SourceGuard, SourcePolicy, Verdict};
 use crate::api::{Codec, Pcm8k};
 
 /// Time between packets: the `a=ptime:20` we offer.
@@ -52,6 +56,8 @@ pub struct MediaConfig {
     pub remote: SocketAddr,
     /// The negotiated telephone-event payload type, if any (RFC 4733).
     pub dtmf_payload_type: Option<u8>,
+    /// Which sources are heard: the SDP's address only, or symmetric latching.
+    pub source: SourcePolicy,
 }
 
 /// What a media session reports to its call.
@@ -71,6 +77,9 @@ pub enum MediaEvent {
     },
     /// A [`MediaSession::record`] recording ended.
     Recorded(Recorded),
+    /// The first datagram dropped for its source (reported once per session; the rest
+    /// are only counted in [`MediaStats::dropped_foreign`]).
+    SourceRefused(SocketAddr),
 }
 
 /// Plain counters; read with [`MediaSession::stats`].
@@ -84,9 +93,12 @@ pub struct MediaStats {
     pub packets_received: u64,
     /// Octets of those packets, headers included.
     pub bytes_received: u64,
-    /// Datagrams from an address other than the remote's (RTP bleed, strays).
+    /// Datagrams dropped for their source: not the SDP's address and port (or the latched
+    /// source's address, port and SSRC). RTP bleed, strays, injection, a peer behind NAT
+    /// without latching.
     pub dropped_foreign: u64,
-    /// Datagrams from the remote that are not usable RTP (or are RTCP).
+    /// Datagrams from an acceptable address that are not usable RTP (or are RTCP, or,
+    /// before latching, carry a payload type that was not negotiated).
     pub dropped_malformed: u64,
     /// Send slots skipped because the core fell more than [`MAX_CATCH_UP`] packets behind.
     pub slots_skipped: u64,
@@ -133,8 +145,10 @@ pub struct MediaSession {
     frame_end: Instant,
     queue: VecDeque<QueuedAudio>,
     events: VecDeque<MediaEvent>,
-    /// The remote's RTP source port, learnt from its first valid packet.
-    remote_port: Option<u16>,
+    /// Which sources are heard, and where ours go.
+    source: SourceGuard,
+    /// A [`MediaEvent::SourceRefused`] was reported.
+    refused_reported: bool,
     dtmf: DtmfReceiver,
     inband: InbandDetector,
     /// The recording in progress, if any.
@@ -156,7 +170,8 @@ impl MediaSession {
             frame_end: now,
             queue: VecDeque::new(),
             events: VecDeque::new(),
-            remote_port: None,
+            source: SourceGuard::new(config.remote, config.source),
+            refused_reported: false,
             dtmf: DtmfReceiver::new(),
             inband: InbandDetector::new(),
             recorder: None,
@@ -235,24 +250,31 @@ impl MediaSession {
     /// Takes in one datagram received on the session's RTP port.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.advance(now);
-        // A dual-stack socket reports IPv4 peers as IPv4-mapped IPv6: compare canonically.
-        if from.ip().to_canonical() != self.config.remote.ip().to_canonical() {
-            self.stats.dropped_foreign += 1;
-            return;
-        }
-        if self.remote_port.is_some_and(|port| port != from.port()) {
-            self.stats.dropped_foreign += 1;
+        if !self.source.admits_address(from) {
+            self.refuse(from);
             return;
         }
         let Ok(packet) = Packet::parse(data) else {
             self.stats.dropped_malformed += 1;
             return;
         };
-        self.remote_port = Some(from.port());
+        let payload_type = packet.header.payload_type;
+        let negotiated = payload_type == g711::payload_type(self.config.codec)
+            || Some(payload_type) == self.config.dtmf_payload_type;
+        match self.source.judge(from, &packet.header, negotiated) {
+            Verdict::Accept => {}
+            Verdict::Foreign => {
+                self.refuse(from);
+                return;
+            }
+            Verdict::Unusable => {
+                self.stats.dropped_malformed += 1;
+                return;
+            }
+        }
         self.stats.packets_received += 1;
         self.stats.bytes_received += data.len() as u64;
 
-        let payload_type = packet.header.payload_type;
         if let Some(law) = g711_law(payload_type)
             && let Some(recorder) = self.recorder.as_mut()
             && let Some(end) = recorder.capture(now, law, packet.payload)
@@ -330,7 +352,7 @@ impl MediaSession {
             self.sequence_number = self.sequence_number.wrapping_add(1);
             self.stats.packets_sent += 1;
             self.stats.bytes_sent += MAX_PACKET_LEN as u64;
-            return Some((self.config.remote, MAX_PACKET_LEN));
+            return Some((self.source.send_to(), MAX_PACKET_LEN));
         }
     }
 
@@ -355,6 +377,11 @@ impl MediaSession {
         self.stats
     }
 
+    /// The source the session latched to, if latching is on and it has.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.source.latched()
+    }
+
     /// The configuration the session was built with.
     pub fn config(&self) -> &MediaConfig {
         &self.config
@@ -364,6 +391,15 @@ impl MediaSession {
     fn slot_time(&self, slot: u64) -> Option<Instant> {
         let offset = Duration::from_millis(slot.saturating_mul(20));
         self.start.checked_add(offset)
+    }
+
+    /// Counts a datagram dropped for its source; reports the first one.
+    fn refuse(&mut self, from: SocketAddr) {
+        self.stats.dropped_foreign += 1;
+        if !self.refused_reported {
+            self.refused_reported = true;
+            self.events.push_back(MediaEvent::SourceRefused(from));
+        }
     }
 
     fn advance(&mut self, now: Instant) {
@@ -474,6 +510,7 @@ mod tests {
             codec,
             remote: REMOTE,
             dtmf_payload_type: Some(101),
+            source: SourcePolicy::Sdp,
         }
     }
 
@@ -706,45 +743,95 @@ mod tests {
     }
 
     #[test]
-    fn rtp_bleed_guard_requires_the_remote_ip_then_the_learnt_port() {
+    fn only_the_sdp_address_and_port_are_heard_and_the_first_refusal_is_reported_once() {
         let t0 = Instant::now();
         let mut s = MediaSession::new(config(Codec::Pcmu), t0);
         let stranger = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 4000);
         s.handle_datagram(t0, stranger, &event_packet(1, 100, 1, false));
-        let natted = SocketAddr::new(REMOTE.ip(), 31337);
-        s.handle_datagram(t0, natted, &event_packet(2, 200, 2, false));
+        // Same host as the callee, another port: a stranger injecting a key first.
+        let same_host = SocketAddr::new(REMOTE.ip(), 31337);
+        s.handle_datagram(t0, same_host, &event_packet(2, 200, 9, false));
         s.handle_datagram(t0, REMOTE, &event_packet(3, 300, 3, false));
-        let mapped: SocketAddr = "[::ffff:192.0.2.9]:31337".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:192.0.2.9]:4000".parse().unwrap();
         s.handle_datagram(t0, mapped, &event_packet(4, 400, 4, false));
         assert_eq!(
             events(&mut s),
-            [MediaEvent::Dtmf('2'), MediaEvent::Dtmf('4')]
+            [
+                MediaEvent::SourceRefused(stranger),
+                MediaEvent::Dtmf('3'),
+                MediaEvent::Dtmf('4')
+            ]
         );
         let stats = s.stats();
         assert_eq!((stats.dropped_foreign, stats.packets_received), (2, 2));
         assert_eq!(stats.bytes_received, 2 * (HEADER_LEN as u64 + 4));
+        assert_eq!(s.latched(), None);
     }
 
     #[test]
-    fn garbage_from_the_remote_is_counted_and_does_not_pin_the_port() {
+    fn garbage_from_a_stranger_is_foreign_and_from_the_remote_malformed() {
         let t0 = Instant::now();
         let mut s = MediaSession::new(config(Codec::Pcmu), t0);
         let other_port = SocketAddr::new(REMOTE.ip(), 9);
         for len in 0..HEADER_LEN {
-            s.handle_datagram(t0, other_port, &vec![0x80; len]);
+            s.handle_datagram(t0, REMOTE, &vec![0x80; len]);
         }
-        s.handle_datagram(t0, other_port, &[0x40; 40]); // version 1
-        s.handle_datagram(t0, other_port, &[0x8f; 30]); // CC=15, header runs past the end
-        s.handle_datagram(t0, other_port, &[0x80; 1600]); // larger than any MTU
+        s.handle_datagram(t0, REMOTE, &[0x40; 40]); // version 1
+        s.handle_datagram(t0, REMOTE, &[0x8f; 30]); // CC=15, header runs past the end
+        s.handle_datagram(t0, REMOTE, &[0x80; 1600]); // larger than any MTU
         assert_eq!(s.stats().dropped_malformed, 15);
-        // Valid RTP carrying a truncated event: dropped, but it is RTP, so it pins the port.
+        // Valid RTP carrying a truncated event: dropped as malformed.
         s.handle_datagram(t0, REMOTE, &event_packet(1, 1, 1, false)[..HEADER_LEN + 2]);
+        for n in 0..2000u16 {
+            s.handle_datagram(t0, other_port, &event_packet(n, 3, 8, false));
+        }
         s.handle_datagram(t0, REMOTE, &event_packet(2, 2, 7, false));
-        s.handle_datagram(t0, other_port, &event_packet(3, 3, 8, false));
-        assert_eq!(events(&mut s), [MediaEvent::Dtmf('7')]);
+        assert_eq!(
+            events(&mut s),
+            [MediaEvent::SourceRefused(other_port), MediaEvent::Dtmf('7')]
+        );
         let stats = s.stats();
-        assert_eq!((stats.dropped_malformed, stats.dropped_foreign), (16, 1));
-        assert_eq!(stats.dropped(), 17);
+        assert_eq!((stats.dropped_malformed, stats.dropped_foreign), (16, 2000));
+        assert_eq!(stats.dropped(), 2016);
+    }
+
+    #[test]
+    fn a_natted_peer_is_heard_only_with_latching_and_then_gets_our_rtp() {
+        let t0 = Instant::now();
+        let nat = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)), 40_002);
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        // Without latching: every packet from the NAT's address is dropped.
+        let mut strict = MediaSession::new(config(Codec::Pcmu), t0);
+        for n in 0..5 {
+            strict.handle_datagram(t0, nat, &event_packet(n, 100, 1, n == 4));
+        }
+        assert_eq!(events(&mut strict), [MediaEvent::SourceRefused(nat)]);
+        assert_eq!(strict.stats().dropped_foreign, 5);
+
+        let mut cfg = config(Codec::Pcmu);
+        cfg.source = SourcePolicy::Latch {
+            signalling_ip: nat.ip(),
+        };
+        let mut s = MediaSession::new(cfg, t0);
+        s.handle_timeout(t0);
+        assert_eq!(s.poll_transmit(&mut buf).map(|(to, _)| to), Some(REMOTE));
+        // A stranger elsewhere never latches; the NAT's first packet is probation.
+        let stranger = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 40_002);
+        s.handle_datagram(t0, stranger, &event_packet(0, 100, 9, false));
+        s.handle_datagram(t0, nat, &event_packet(1, 100, 1, false));
+        s.handle_datagram(t0, nat, &event_packet(2, 100, 1, false));
+        assert_eq!(s.latched(), Some(nat));
+        assert_eq!(
+            events(&mut s),
+            [MediaEvent::SourceRefused(stranger), MediaEvent::Dtmf('1')]
+        );
+        let later = t0 + PACKET_INTERVAL;
+        s.handle_timeout(later);
+        assert_eq!(s.poll_transmit(&mut buf).map(|(to, _)| to), Some(nat));
+        // Latched: the SDP's own address is now a stranger too.
+        s.handle_datagram(later, REMOTE, &event_packet(3, 900, 5, false));
+        assert_eq!(events(&mut s), []);
+        assert_eq!(s.stats().dropped_foreign, 2);
     }
 
     #[test]

@@ -17,5 +17,5 @@ pub mod refer;
 pub mod target;
 pub mod transaction;
 
-pub use endpoint::{DialParams, Endpoint, SipConfig, SipError, SipEvent};
+pub use endpoint::{BorderConfig, DialParams, Endpoint, SipConfig, SipError, SipEvent};
 pub use message::{Message, ParseError, parse_message};

@@ -27,7 +27,10 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 use super::sockaddr::{self, SOCKADDR_IN6_LEN};
 use super::socket::open_udp;
 use super::table::SocketTable;
-use super::{Driver, Io, LoopConfig, LoopError, SocketId, WakeFd, clock_now, timeout_until};
+use super::{
+    Driver, Io, LoopConfig, LoopError, SocketId, WakeFd, clock_now, drain_icmp_errors,
+    timeout_until,
+};
 use buffers::{BufRing, SendSlab};
 use setup::{build_ring, check_ring};
 
@@ -478,6 +481,10 @@ impl UringIo {
             }
             bufs.recycle(bid);
         }
+        let icmp = result < 0
+            && result != -libc::ENOBUFS
+            && result != -libc::ECANCELED
+            && self.read_errors(id, driver, now) > 0;
         let Some(entry) = self.sockets.get_mut(id) else {
             return;
         };
@@ -485,6 +492,8 @@ impl UringIo {
             0.. => entry.errors = 0,
             _ if result == -libc::ENOBUFS => self.counters.recv_enobufs += 1,
             _ if result == -libc::ECANCELED => {}
+            // An ICMP error for a datagram we sent (IP_RECVERR): the socket is fine.
+            _ if icmp => entry.errors = 0,
             _ => {
                 entry.errors += 1;
                 if entry.errors == MAX_RECV_ERRORS {
@@ -503,6 +512,23 @@ impl UringIo {
                 self.queue_attention(id);
             }
         }
+    }
+
+    /// Hand the ICMP errors queued on `id` to the driver; returns how many were read.
+    fn read_errors<D: Driver>(&mut self, id: SocketId, driver: &mut D, now: Instant) -> usize {
+        if self.stopping {
+            return 0;
+        }
+        let Some(fd) = self
+            .sockets
+            .get(id)
+            .filter(|entry| !entry.closing)
+            .map(|entry| entry.fd)
+        else {
+            return 0;
+        };
+        let mut scratch = [0u8; 512];
+        drain_icmp_errors(self, driver, now, id, fd, &mut scratch)
     }
 
     /// Parse a received buffer and hand the datagram to the driver.

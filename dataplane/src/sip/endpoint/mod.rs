@@ -8,6 +8,7 @@
 
 mod call;
 mod transfer;
+mod unreachable;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -29,8 +30,6 @@ use crate::sip::transaction::{
     AckTemplate, ClientInvite, ClientNonInvite, ResponseAction, ServerTransaction, Timing,
 };
 
-/// Methods this user agent implements (sent in Allow). NOTIFY only inside a call whose
-/// transfer (REFER) we started.
 /// Datagrams longer than this are dropped unread (a SIP message over UDP should fit the
 /// path MTU, RFC 3261 §18.1.1; 8 KiB leaves room for large SDP and many headers).
 pub const MAX_MESSAGE_BYTES: usize = 8192;
@@ -41,7 +40,39 @@ pub const STRANGER_WINDOW: Duration = Duration::from_secs(2);
 /// Source IPs the stranger limit remembers at once.
 pub const STRANGER_SOURCES: usize = 4096;
 
+/// Methods this user agent implements (sent in Allow). NOTIFY only inside a call whose
+/// transfer (REFER) we started.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
+
+/// What strangers (requests outside our dialogs) may make an endpoint send
+/// (`docs/sip.md`, "What a stranger gets"). The defaults are the constants above, and a
+/// stranger's INVITE unanswered.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct BorderConfig {
+    /// Datagrams longer than this are dropped unread.
+    pub max_message_bytes: usize,
+    /// Requests from strangers answered per source IP per `stranger_window`.
+    pub stranger_limit: u32,
+    /// The window of `stranger_limit`.
+    pub stranger_window: Duration,
+    /// Source IPs the limit remembers at once.
+    pub stranger_sources: usize,
+    /// Answer an INVITE outside our dialogs with one `404` (never retransmitted) instead
+    /// of nothing.
+    pub answer_stranger_invite: bool,
+}
+
+impl Default for BorderConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            stranger_limit: STRANGER_LIMIT,
+            stranger_window: STRANGER_WINDOW,
+            stranger_sources: STRANGER_SOURCES,
+            answer_stranger_invite: false,
+        }
+    }
+}
 
 /// Per-core SIP settings.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -56,6 +87,8 @@ pub struct SipConfig {
     pub t4: Duration,
     /// User-Agent header value.
     pub user_agent: String,
+    /// What strangers may make this endpoint send.
+    pub border: BorderConfig,
 }
 
 /// What to dial.
@@ -90,6 +123,8 @@ pub enum SipEvent {
         call: CallId,
         /// The SDP answer.
         sdp: Vec<u8>,
+        /// Where the 2xx came from: the signalling peer (what media latching trusts).
+        peer: SocketAddr,
     },
     /// A transfer started with [`Endpoint::refer`] ended; `Ended` follows when it
     /// succeeded (our leg is hung up). Not emitted when the call ends first.
@@ -180,6 +215,11 @@ impl Endpoint {
             t2: config.t2,
             t4: config.t4,
         };
+        let pike = Pike::new(
+            config.border.stranger_limit,
+            config.border.stranger_window,
+            config.border.stranger_sources,
+        );
         Self {
             config,
             timing,
@@ -197,7 +237,7 @@ impl Endpoint {
             events: VecDeque::new(),
             notified: None,
             tag_secret: SmallRng::seed_from_u64(!seed).random(),
-            pike: Pike::new(STRANGER_LIMIT, STRANGER_WINDOW, STRANGER_SOURCES),
+            pike,
         }
     }
 
@@ -326,11 +366,11 @@ impl Endpoint {
     /// Feeds one received datagram. Malformed input is answered (requests whose Via, From,
     /// To, Call-ID and CSeq are recoverable) or dropped; it never panics.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if data.len() > MAX_MESSAGE_BYTES {
+        if data.len() > self.config.border.max_message_bytes {
             return;
         }
         match Message::parse(data) {
-            Ok(message) if message.status().is_some() => self.handle_response(now, &message),
+            Ok(message) if message.status().is_some() => self.handle_response(now, from, &message),
             Ok(message) => self.handle_request(now, from, &message),
             Err(error) => {
                 if let Some(recovered) = Recovered::scan(data) {
@@ -432,7 +472,7 @@ impl Endpoint {
 
     // ----- responses to our requests (UAC) -----
 
-    fn handle_response(&mut self, now: Instant, response: &Message<'_>) {
+    fn handle_response(&mut self, now: Instant, from: SocketAddr, response: &Message<'_>) {
         let (Some(branch), Some(cseq)) =
             (response.via().and_then(|via| via.branch()), response.cseq())
         else {
@@ -449,7 +489,7 @@ impl Endpoint {
                 if branch == call.invite_branch
                     && call.invite.handle_response(now, response) == ResponseAction::Deliver =>
             {
-                self.on_invite_response(now, id, response);
+                self.on_invite_response(now, id, from, response);
             }
             Method::Cancel => {
                 if let Some(cancel) = call.cancel.as_mut() {
@@ -467,7 +507,13 @@ impl Endpoint {
         self.touch(Owner::Call(id));
     }
 
-    fn on_invite_response(&mut self, now: Instant, id: CallId, response: &Message<'_>) {
+    fn on_invite_response(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        from: SocketAddr,
+        response: &Message<'_>,
+    ) {
         let Some(status) = response.status() else {
             return;
         };
@@ -483,7 +529,7 @@ impl Endpoint {
                     self.events.push_back(SipEvent::Ringing { call: id });
                 }
             }
-            200..=299 => self.on_2xx(now, id, response),
+            200..=299 => self.on_2xx(now, id, from, response),
             _ => {
                 call.final_status.get_or_insert(status);
                 let outcome = if call.cancel_reason.is_some() && status == 487 {
@@ -496,7 +542,7 @@ impl Endpoint {
         }
     }
 
-    fn on_2xx(&mut self, now: Instant, id: CallId, response: &Message<'_>) {
+    fn on_2xx(&mut self, now: Instant, id: CallId, from: SocketAddr, response: &Message<'_>) {
         let local = self.config.local;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -542,6 +588,7 @@ impl Endpoint {
             self.events.push_back(SipEvent::Answered {
                 call: id,
                 sdp: response.body().to_vec(),
+                peer: from,
             });
         }
     }
@@ -778,6 +825,15 @@ impl Endpoint {
         // The border: only a peer in one of our dialogs has shown it receives what we send
         // it. Anyone else is answered once per request, statelessly, and never again.
         let verified = self.in_our_dialog(request, method);
+        if !verified
+            && method == Method::Invite
+            && !recovered.to_has_tag()
+            && !self.config.border.answer_stranger_invite
+        {
+            // No incoming calls: a stranger's INVITE gets nothing at all, not even counted
+            // against its limit (nothing is sent, nothing is kept).
+            return;
+        }
         if !verified && !self.pike.allow(now, from.ip()) {
             return;
         }

@@ -192,6 +192,7 @@ mod tests {
                 t2: Duration::from_secs(4),
                 t4: Duration::from_secs(5),
                 user_agent: "outdial-test".into(),
+                border: crate::sip::BorderConfig::default(),
             };
             let t0 = Instant::now();
             let mut h = Self {
