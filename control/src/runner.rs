@@ -149,6 +149,9 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
         from: from_uri(record.from.as_deref(), &context.settings.default_from),
         ring_timeout,
         max_duration: context.settings.max_duration,
+        credentials: None,
+        asserted_identity: None,
+        privacy: None,
     };
     tracing::info!(call = %record.id, core, target = %crate::redact::callee(&record.target_uri), "dialing");
     metrics::counter!("outdial_calls_dialed_total").increment(1);
@@ -982,6 +985,7 @@ impl CallTask {
                 Disposition::NoAnswer => CallStatus::NoAnswer,
                 Disposition::Failed => CallStatus::Failed,
                 Disposition::Canceled => CallStatus::Canceled,
+                Disposition::AuthFailed => CallStatus::Failed,
             },
             disposition: Some(outcome.disposition),
             sip_status: outcome.sip_status,
@@ -1324,6 +1328,7 @@ fn disposition_label(disposition: Disposition) -> &'static str {
         Disposition::NoAnswer => "no-answer",
         Disposition::Failed => "failed",
         Disposition::Canceled => "canceled",
+        Disposition::AuthFailed => "auth-failed",
     }
 }
 

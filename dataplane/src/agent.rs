@@ -214,6 +214,9 @@ impl Agent {
             sdp_offer: &offer,
             ring_timeout: dial.ring_timeout,
             max_duration: dial.max_duration,
+            credentials: dial.credentials.as_ref(),
+            asserted_identity: dial.asserted_identity.as_deref(),
+            privacy: dial.privacy.as_deref(),
         };
         if let Err(e) = self.sip.dial(now, dial.call, &params) {
             io.close(rtp_socket);
@@ -760,6 +763,9 @@ mod tests {
             from: "sip:outdial@127.0.0.1".into(),
             ring_timeout: Duration::from_secs(30),
             max_duration: Duration::from_secs(3600),
+            credentials: None,
+            asserted_identity: None,
+            privacy: None,
         };
         link.commands
             .push(Command::Dial(Box::new(dial)))

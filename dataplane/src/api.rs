@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::sip::auth::Credentials;
+
 /// Identifies one call across control and dataplane. Control assigns it (the store's row id).
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct CallId(pub u64);
@@ -31,6 +33,13 @@ pub struct Dial {
     pub ring_timeout: Duration,
     /// Hard limit on an answered call's length; the core sends BYE when it passes.
     pub max_duration: Duration,
+    /// Digest credentials answering 401/407 to the INVITE and BYE (the trunk's); its
+    /// `Debug` hides them.
+    pub credentials: Option<Credentials>,
+    /// `P-Asserted-Identity` URI (RFC 3325), e.g. `sip:+15550100@carrier.example`.
+    pub asserted_identity: Option<String>,
+    /// `Privacy` header value (RFC 3323), e.g. `id` or `none`.
+    pub privacy: Option<String>,
 }
 
 /// Control → core.
@@ -270,4 +279,7 @@ pub enum Disposition {
     Failed,
     /// Control hung up before answer.
     Canceled,
+    /// The peer demanded digest authentication (401/407) and refused or could not be
+    /// given credentials (none configured, refused, unsupported challenge).
+    AuthFailed,
 }

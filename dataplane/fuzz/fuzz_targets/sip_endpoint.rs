@@ -72,6 +72,9 @@ fn dial() -> (Harness, Invite) {
         sdp_offer: OFFER,
         ring_timeout: Duration::from_secs(30),
         max_duration: Duration::from_secs(60),
+        credentials: None,
+        asserted_identity: None,
+        privacy: None,
     };
     endpoint
         .dial(now, CALL, &params)

@@ -160,7 +160,7 @@ pub fn parse_challenge(text: &str) -> Result<Challenge, ChallengeError> {
         let value = if scanner.peek() == Some(b'"') {
             let raw = scanner
                 .quoted_string()
-                .ok_or(ChallengeError::Malformed(scanner.pos()))?;
+                .ok_or_else(|| ChallengeError::Malformed(scanner.pos()))?;
             unescape(raw)
         } else {
             let token = scanner.token();

@@ -6,6 +6,7 @@
 //! `poll_timeout`. Responses to requests go back to the address the request came from
 //! (symmetric response routing, RFC 3581), which is also what `rport` asks for.
 
+mod auth;
 mod call;
 mod transfer;
 
@@ -20,6 +21,7 @@ use rand::{Rng, SeedableRng};
 
 use self::call::{Call, CancelReason, failure_outcome};
 use crate::api::{CallId, Disposition, Outcome, TransferError, TransferOutcome};
+use crate::sip::auth::{Authenticator, Credentials};
 use crate::sip::dialog::{Dialog, LocalParty};
 use crate::sip::message::print::{Writer, reason_phrase};
 use crate::sip::message::{HeaderName, Host, Message, Method, Recovered};
@@ -41,7 +43,7 @@ pub const STRANGER_WINDOW: Duration = Duration::from_secs(2);
 /// Source IPs the stranger limit remembers at once.
 pub const STRANGER_SOURCES: usize = 4096;
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
 
 /// Per-core SIP settings.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -74,6 +76,13 @@ pub struct DialParams<'a> {
     pub ring_timeout: Duration,
     /// From answer to hanging up with BYE.
     pub max_duration: Duration,
+    /// Digest credentials for 401/407 challenges to this call's INVITE and BYE; `None`
+    /// ends a challenged call `AuthFailed`.
+    pub credentials: Option<&'a Credentials>,
+    /// `P-Asserted-Identity` URI (RFC 3325), e.g. `sip:+15550100@carrier.example`.
+    pub asserted_identity: Option<&'a str>,
+    /// `Privacy` value (RFC 3323), e.g. `id` or `none`.
+    pub privacy: Option<&'a str>,
 }
 
 /// What the endpoint tells its owner.
@@ -127,6 +136,14 @@ pub enum SipError {
     /// A call with this id exists already.
     #[error("call {0:?} is already in progress; use a new call id")]
     DuplicateCall(CallId),
+    /// The P-Asserted-Identity is not a SIP URI.
+    #[error("asserted identity `{0}` is not a SIP URI; write it as sip:user@host")]
+    BadIdentity(String),
+    /// The Privacy value is not a list of tokens.
+    #[error(
+        "privacy `{0}` is not a Privacy value; write tokens such as id, header or none, separated by ;"
+    )]
+    BadPrivacy(String),
 }
 
 /// Whose timers a heap entry belongs to.
@@ -225,6 +242,17 @@ impl Endpoint {
             return Err(SipError::BadFrom(params.from.to_owned()));
         }
 
+        if let Some(identity) = params.asserted_identity
+            && super::target::from_uri(identity).is_err()
+        {
+            return Err(SipError::BadIdentity(identity.to_owned()));
+        }
+        if let Some(privacy) = params.privacy
+            && !auth::is_privacy_value(privacy)
+        {
+            return Err(SipError::BadPrivacy(privacy.to_owned()));
+        }
+
         let local = self.config.local;
         let local_tag = self.random_token();
         let branch = format!("z9hG4bK{}", self.random_token());
@@ -235,61 +263,60 @@ impl Endpoint {
             local.ip()
         );
         let via = format!("SIP/2.0/UDP {local};branch={branch};rport");
-        let from = format!("<{}>;tag={local_tag}", params.from);
-        let mut invite = Vec::new();
-        let mut writer = Writer::request(&mut invite, "INVITE", params.target);
-        writer
-            .header("Via", &via)
-            .header("Max-Forwards", "70")
-            .header("From", &from)
-            .header_fmt("To", format_args!("<{}>", params.target))
-            .header("Call-ID", &call_id)
-            .header("CSeq", "1 INVITE")
-            .header_fmt("Contact", format_args!("<sip:outdial@{local}>"))
-            .header("User-Agent", &self.config.user_agent)
-            .header("Allow", ALLOW);
-        writer.finish(Some("application/sdp"), params.sdp_offer);
+        let mut identity_headers = Vec::new();
+        if let Some(identity) = params.asserted_identity {
+            identity_headers.push(("P-Asserted-Identity", format!("<{identity}>")));
+        }
+        if let Some(privacy) = params.privacy {
+            identity_headers.push(("Privacy", privacy.to_owned()));
+        }
         let template = AckTemplate {
             request_uri: params.target.to_owned(),
             via: via.clone(),
-            from,
+            from: format!("<{}>;tag={local_tag}", params.from),
             call_id: call_id.clone(),
             cseq: 1,
         };
-        let transaction = ClientInvite::new(now, self.timing, destination, invite, template);
+        let placeholder =
+            ClientInvite::new(now, self.timing, destination, Vec::new(), template.clone());
+        let mut state = Call {
+            destination,
+            target: params.target.to_owned(),
+            from_uri: params.from.to_owned(),
+            call_id: call_id.clone(),
+            local_tag,
+            invite_branch: branch.clone(),
+            invite_cseq: 1,
+            via,
+            sdp_offer: params.sdp_offer.to_vec(),
+            identity_headers,
+            invite: placeholder,
+            old_invites: Vec::new(),
+            auth: Authenticator::new(params.credentials.cloned()),
+            cancel: None,
+            byes: Vec::new(),
+            main_bye: None,
+            dialog: None,
+            transfer: None,
+            ack: Vec::new(),
+            ack_destination: destination,
+            ack_pending: false,
+            ring_timeout: params.ring_timeout,
+            max_duration: params.max_duration,
+            ring_deadline: Some(now + params.ring_timeout),
+            max_deadline: None,
+            cancel_guard: None,
+            cancel_reason: None,
+            rang: false,
+            final_status: None,
+            ended: false,
+        };
+        let invite = auth::write_invite(&self.config, &state, &[]);
+        state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
 
-        self.by_branch.insert(branch.clone(), call);
-        self.by_call_id.insert(call_id.clone(), call);
-        self.calls.insert(
-            call,
-            Call {
-                destination,
-                target: params.target.to_owned(),
-                from_uri: params.from.to_owned(),
-                call_id,
-                local_tag,
-                invite_branch: branch,
-                via,
-                sdp_offer: params.sdp_offer.to_vec(),
-                invite: transaction,
-                cancel: None,
-                byes: Vec::new(),
-                dialog: None,
-                transfer: None,
-                ack: Vec::new(),
-                ack_destination: destination,
-                ack_pending: false,
-                ring_timeout: params.ring_timeout,
-                max_duration: params.max_duration,
-                ring_deadline: Some(now + params.ring_timeout),
-                max_deadline: None,
-                cancel_guard: None,
-                cancel_reason: None,
-                rang: false,
-                final_status: None,
-                ended: false,
-            },
-        );
+        self.by_branch.insert(branch, call);
+        self.by_call_id.insert(call_id, call);
+        self.calls.insert(call, state);
         self.live_calls += 1;
         self.touch(Owner::Call(call));
         Ok(())
@@ -451,14 +478,30 @@ impl Endpoint {
             {
                 self.on_invite_response(now, id, response);
             }
+            Method::Invite => {
+                // A retransmitted 401/407 to an INVITE we already retried: its transaction
+                // absorbs it and sends the ACK again (nothing is found for the current one).
+                if let Some((_, old)) = call.old_invites.iter_mut().find(|(b, _)| b == branch) {
+                    old.handle_response(now, response);
+                }
+            }
             Method::Cancel => {
                 if let Some(cancel) = call.cancel.as_mut() {
                     cancel.handle_response(now, response);
                 }
             }
             Method::Bye => {
-                if let Some((_, bye)) = call.byes.iter_mut().find(|(b, _)| b == branch) {
-                    bye.handle_response(now, response);
+                let delivered = call
+                    .byes
+                    .iter_mut()
+                    .find(|(b, _)| b == branch)
+                    .map(|(_, bye)| bye.handle_response(now, response));
+                let challenged = matches!(response.status(), Some(401 | 407));
+                if delivered == Some(ResponseAction::Deliver)
+                    && challenged
+                    && call.main_bye.as_deref() == Some(branch)
+                {
+                    self.retry_bye(now, id, response);
                 }
             }
             Method::Other("REFER") => self.on_refer_response(now, id, branch, response),
@@ -484,6 +527,12 @@ impl Endpoint {
                 }
             }
             200..=299 => self.on_2xx(now, id, response),
+            401 | 407 if call.cancel_reason.is_none() && !call.ended => {
+                if let Err(outcome) = self.retry_invite(now, id, response) {
+                    call_final_status(self.calls.get_mut(&id), status);
+                    self.end(id, outcome);
+                }
+            }
             _ => {
                 call.final_status.get_or_insert(status);
                 let outcome = if call.cancel_reason.is_some() && status == 487 {
@@ -518,7 +567,7 @@ impl Endpoint {
             local_tag: &call.local_tag,
             local_uri: &call.from_uri,
             remote_uri: &call.target,
-            invite_cseq: 1,
+            invite_cseq: call.invite_cseq,
         };
         let dialog = match Dialog::from_2xx(&party, response) {
             Ok(dialog) => dialog,
@@ -559,7 +608,7 @@ impl Endpoint {
             local_tag: &call.local_tag,
             local_uri: &call.from_uri,
             remote_uri: &call.target,
-            invite_cseq: 1,
+            invite_cseq: call.invite_cseq,
         };
         let Ok(mut fork) = Dialog::from_2xx(&party, response) else {
             return;
@@ -607,7 +656,7 @@ impl Endpoint {
             )
             .header_fmt("To", format_args!("<{}>", call.target))
             .header("Call-ID", &call.call_id)
-            .header("CSeq", "1 CANCEL")
+            .header_fmt("CSeq", format_args!("{} CANCEL", call.invite_cseq))
             .header("User-Agent", &self.config.user_agent);
         writer.finish(None, b"");
         call.cancel = Some(ClientNonInvite::new(
@@ -632,6 +681,8 @@ impl Endpoint {
         let mut bye = Vec::new();
         dialog.write_request(&mut bye, "BYE", local, &branch, &self.config.user_agent);
         let destination = dialog.next_hop().unwrap_or(call.destination);
+        call.auth.start_request();
+        call.main_bye = Some(branch.clone());
         call.byes.push((
             branch.clone(),
             ClientNonInvite::new(now, self.timing, destination, bye),
@@ -650,6 +701,9 @@ impl Endpoint {
         }
         for (_, bye) in &mut call.byes {
             bye.handle_timeout(now);
+        }
+        for (_, old) in &mut call.old_invites {
+            old.handle_timeout(now);
         }
         let transfer_report = call
             .transfer
@@ -982,7 +1036,8 @@ impl Endpoint {
                 }
                 if let Some(call) = self.calls.remove(&id) {
                     self.by_branch.remove(&call.invite_branch);
-                    for (branch, _) in &call.byes {
+                    let byes = call.byes.iter().map(|(branch, _)| branch);
+                    for branch in byes.chain(call.old_invites.iter().map(|(branch, _)| branch)) {
                         self.by_branch.remove(branch);
                     }
                     if let Some(transfer) = &call.transfer {
@@ -1016,6 +1071,13 @@ impl Endpoint {
 
 fn random_token(rng: &mut SmallRng) -> String {
     format!("{:016x}", rng.random::<u64>())
+}
+
+/// Keeps the first final status of a call.
+fn call_final_status(call: Option<&mut Call>, status: u16) {
+    if let Some(call) = call {
+        call.final_status.get_or_insert(status);
+    }
 }
 
 fn state_status(call: Option<&Call>) -> Option<u16> {
