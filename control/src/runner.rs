@@ -35,6 +35,7 @@ use crate::model::{CallRecord, CallStatus};
 use crate::prompts::PromptRenderer;
 use crate::scheduler::task::SchedulerHandle;
 use crate::store::{AttemptEnd, Claimed, DataStore, Transition};
+use crate::trunk::{Trunk, Trunks};
 use crate::webhook::Webhooks;
 use fetch_audio::{FetchAudio, Step};
 
@@ -104,8 +105,8 @@ pub struct RunnerSettings {
     pub max_document_bytes: usize,
     /// Limits of each call's VoiceXML session (`[vxml]`).
     pub vxml_limits: outdial_vxml::Limits,
-    /// Where every INVITE goes, whatever its URI's host (`[sip] outbound_proxy`).
-    pub outbound_proxy: Option<SocketAddr>,
+    /// The trunks: each call's proxy, credentials and caller ID come from its tenant's.
+    pub trunks: Arc<Trunks>,
 }
 
 /// Runs one attempt of a claimed call (status `dialing`) to its end.
@@ -130,28 +131,46 @@ pub async fn run_call(context: RunnerContext, claimed: Claimed) {
     let ring_timeout = record
         .ring_timeout_secs
         .map_or(context.settings.ring_timeout, Duration::from_secs);
-    let resolved = match context.settings.outbound_proxy {
-        Some(proxy) => Ok(Some(proxy)),
-        None => resolve_destination(&record.target_uri).await,
+    let prepared = match tenant_trunk(&context, &record.tenant).await {
+        Ok((trunk, caller_id)) => {
+            let resolved = match trunk.proxy.as_deref() {
+                Some(proxy) => resolve_proxy(proxy).await.map(Some),
+                None => resolve_destination(&record.target_uri).await,
+            };
+            resolved.map(|destination| (trunk, caller_id, destination))
+        }
+        Err(reason) => Err(reason),
     };
-    let destination = match resolved {
-        Ok(destination) => destination,
+    let (trunk, tenant_caller_id, destination) = match prepared {
+        Ok(prepared) => prepared,
         Err(reason) => {
             context.dispatcher.unregister(call);
             finish(&context, &record, ended, Final::failed(&reason), None).await;
             return;
         }
     };
+    let from = match record.from.as_deref() {
+        // A bare user or number from an older record: completed with the default host.
+        Some(from) if !from.starts_with("sip:") => {
+            from_uri(Some(from), &context.settings.default_from)
+        }
+        request_from => {
+            context
+                .settings
+                .trunks
+                .from_uri(&trunk, request_from, tenant_caller_id.as_deref())
+        }
+    };
     let dial = Dial {
         call,
         target: record.target_uri.clone(),
         destination,
-        from: from_uri(record.from.as_deref(), &context.settings.default_from),
+        from,
         ring_timeout,
         max_duration: context.settings.max_duration,
-        credentials: None,
-        asserted_identity: None,
-        privacy: None,
+        credentials: trunk.credentials.clone(),
+        asserted_identity: trunk.asserted_identity_uri(),
+        privacy: trunk.privacy.clone(),
     };
     tracing::info!(call = %record.id, core, target = %crate::redact::callee(&record.target_uri), "dialing");
     metrics::counter!("outdial_calls_dialed_total").increment(1);
@@ -1257,6 +1276,41 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where to send the INVITE for `target`: `None` when its host is an IP address (or
 /// `localhost`) the core uses as it is; otherwise the first address DNS gives for the name
 /// (A/AAAA records; SRV and NAPTR, RFC 3263, are not consulted yet).
+/// The trunk of the call's tenant and the tenant's caller ID (one store read).
+async fn tenant_trunk(
+    context: &RunnerContext,
+    tenant: &str,
+) -> Result<(Arc<Trunk>, Option<String>), String> {
+    let stored = context
+        .store
+        .get_tenant(tenant)
+        .await
+        .map_err(|e| format!("cannot read tenant {tenant}: {e}"))?;
+    let (trunk, caller_id) = stored.map_or((None, None), |t| (t.trunk, t.caller_id));
+    let trunk = context
+        .settings
+        .trunks
+        .for_tenant(trunk.as_deref())
+        .map_err(|e| e.to_string())?;
+    Ok((trunk, caller_id))
+}
+
+/// A trunk's proxy, `host[:port]` (default port 5060): an IP literal as it is, a name
+/// through the resolver (A/AAAA).
+async fn resolve_proxy(proxy: &str) -> Result<SocketAddr, String> {
+    use outdial_dataplane::sip::message::Uri;
+    let uri = format!("sip:{proxy}");
+    let literal = Uri::parse(&uri)
+        .ok()
+        .and_then(|parsed| parsed.sip().and_then(|sip| sip.socket_addr()));
+    if let Some(addr) = literal {
+        return Ok(addr);
+    }
+    resolve_destination(&uri)
+        .await?
+        .ok_or_else(|| format!("the trunk proxy {proxy} has no usable address"))
+}
+
 async fn resolve_destination(target: &str) -> Result<Option<SocketAddr>, String> {
     use outdial_dataplane::sip::message::{Host, Uri};
     let uri =
@@ -1362,6 +1416,25 @@ mod tests {
             "sip:+15550100@10.0.0.1:5060"
         );
         assert_eq!(from_uri(Some("sip:a@b"), "sip:outdial@x"), "sip:a@b");
+    }
+
+    #[tokio::test]
+    async fn trunk_proxies_are_addresses_or_resolved_names() {
+        let v4 = SocketAddr::from(([192, 0, 2, 30], 5060));
+        assert_eq!(resolve_proxy("192.0.2.30").await, Ok(v4));
+        assert_eq!(
+            resolve_proxy("192.0.2.30:5080").await,
+            Ok(SocketAddr::from(([192, 0, 2, 30], 5080)))
+        );
+        assert_eq!(
+            resolve_proxy("127.1:5090").await,
+            Ok(SocketAddr::from(([127, 0, 0, 1], 5090)))
+        );
+        let missing = resolve_proxy("no-such-proxy.invalid").await;
+        assert!(
+            matches!(&missing, Err(reason) if reason.contains("no-such-proxy.invalid")),
+            "{missing:?}"
+        );
     }
 
     #[tokio::test]

@@ -116,7 +116,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
             max_duration: Duration::from_secs(config.calls.max_duration_secs),
             max_document_bytes: config.fetch.max_document_bytes,
-            outbound_proxy: config.sip.outbound_proxy,
+            trunks: Arc::new(crate::trunk::Trunks::new(&config)),
             vxml_limits: config.vxml.limits(),
         }),
         scheduler: scheduler_handle.clone(),

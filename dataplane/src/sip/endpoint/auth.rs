@@ -12,7 +12,6 @@ use crate::api::{Disposition, Outcome};
 use crate::sip::auth::DigestRequest;
 use crate::sip::message::Message;
 use crate::sip::message::print::Writer;
-use crate::sip::message::scan::is_token;
 use crate::sip::transaction::{AckTemplate, ClientInvite, ClientNonInvite};
 
 impl Endpoint {
@@ -139,27 +138,4 @@ pub(super) fn write_invite(
         .header("Allow", ALLOW);
     writer.finish(Some("application/sdp"), &call.sdp_offer);
     invite
-}
-
-/// A `Privacy` value (RFC 3323 §4.2): tokens such as `id` or `none`, separated by `;`.
-pub(crate) fn is_privacy_value(text: &str) -> bool {
-    text.len() <= 128
-        && text
-            .split(';')
-            .all(|value| !value.trim().is_empty() && value.trim().bytes().all(is_token))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn privacy_values() {
-        for ok in ["id", "none", "header;id", "user; critical"] {
-            assert!(is_privacy_value(ok), "{ok}");
-        }
-        for bad in ["", "id;", "id\r\nX: y", "a b", &"x".repeat(200)] {
-            assert!(!is_privacy_value(bad), "{bad:?}");
-        }
-    }
 }

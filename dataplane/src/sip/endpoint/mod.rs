@@ -248,7 +248,7 @@ impl Endpoint {
             return Err(SipError::BadIdentity(identity.to_owned()));
         }
         if let Some(privacy) = params.privacy
-            && !auth::is_privacy_value(privacy)
+            && !super::target::is_privacy_value(privacy)
         {
             return Err(SipError::BadPrivacy(privacy.to_owned()));
         }
