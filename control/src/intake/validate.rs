@@ -435,6 +435,44 @@ mod tests {
     }
 
     #[test]
+    fn a_tenants_trunk_routes_its_numbers_and_makes_its_from() {
+        let config = Config::parse(
+            "[sip]\ntrunk = \"sip:192.0.2.10:5060\"\n\
+             [[trunk]]\nname = \"carrier\"\nrequest_uri = \"sip:{number}@carrier.example;user=phone\"\n\
+             from_domain = \"cli.carrier.example\"\n",
+        )
+        .unwrap_or_default();
+        let request = || {
+            from_value(json!({"to": "+15550001", "from": "+15550100", "url": "http://x/"}))
+                .unwrap_or_default()
+        };
+        let call = Validator::for_tenant(&config, Some("carrier"))
+            .validate("t", request(), NOW)
+            .unwrap_or_default();
+        assert_eq!(call.target_uri, "sip:+15550001@carrier.example;user=phone");
+        assert_eq!(call.from.as_deref(), Some("sip:+15550100@cli.carrier.example"));
+        // A tenant created with a URI (before trunks had names) keeps routing there.
+        let call = Validator::for_tenant(&config, Some("sip:10.0.0.9:5070"))
+            .validate("t", request(), NOW)
+            .unwrap_or_default();
+        assert_eq!(call.target_uri, "sip:+15550001@10.0.0.9:5070");
+        // A trunk name the configuration lost: numbers are refused naming it; URIs still go.
+        let refusal = Validator::for_tenant(&config, Some("gone"))
+            .validate("t", request(), NOW)
+            .err()
+            .unwrap_or_else(|| FieldError::new("none", Rule::Object, ""));
+        assert_eq!((refusal.field.as_str(), refusal.rule), ("to", Rule::Trunk));
+        assert!(refusal.to_string().contains("`gone`"), "{refusal}");
+        let uri = from_value(json!({"to": "sip:a@127.0.0.1", "url": "http://x/"}))
+            .unwrap_or_default();
+        assert!(
+            Validator::for_tenant(&config, Some("gone"))
+                .validate("t", uri, NOW)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn variables_the_application_could_not_use_are_refused() {
         assert_eq!(
             refused(with("vars", json!({"session": "x"}))),
