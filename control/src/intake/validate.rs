@@ -450,7 +450,10 @@ mod tests {
             .validate("t", request(), NOW)
             .unwrap_or_default();
         assert_eq!(call.target_uri, "sip:+15550001@carrier.example;user=phone");
-        assert_eq!(call.from.as_deref(), Some("sip:+15550100@cli.carrier.example"));
+        assert_eq!(
+            call.from.as_deref(),
+            Some("sip:+15550100@cli.carrier.example")
+        );
         // A tenant created with a URI (before trunks had names) keeps routing there.
         let call = Validator::for_tenant(&config, Some("sip:10.0.0.9:5070"))
             .validate("t", request(), NOW)
@@ -463,8 +466,8 @@ mod tests {
             .unwrap_or_else(|| FieldError::new("none", Rule::Object, ""));
         assert_eq!((refusal.field.as_str(), refusal.rule), ("to", Rule::Trunk));
         assert!(refusal.to_string().contains("`gone`"), "{refusal}");
-        let uri = from_value(json!({"to": "sip:a@127.0.0.1", "url": "http://x/"}))
-            .unwrap_or_default();
+        let uri =
+            from_value(json!({"to": "sip:a@127.0.0.1", "url": "http://x/"})).unwrap_or_default();
         assert!(
             Validator::for_tenant(&config, Some("gone"))
                 .validate("t", uri, NOW)
