@@ -272,3 +272,45 @@ async fn a_wrong_password_ends_the_call_auth_failed_after_exactly_one_retry() {
         "{trace}"
     );
 }
+
+/// A trunk with `register = true`: core 0 registers through the registrar's challenge
+/// (checked by SIPp's `verifyauth`) and refreshes the 2 s binding it is granted before it
+/// runs out, on the same Call-ID with the next CSeq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registering_trunk_registers_through_the_challenge_and_refreshes() {
+    let sipp = Sipp::uas("registrar.xml", &credentials());
+    let trunk = format!("{}register = true\n", carrier(&sipp, PASSWORD));
+    let outdial = Outdial::start(&trunk);
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(20)).await;
+    assert!(sipp_status.success(), "{trace}\n{}", outdial.log());
+    let registers: Vec<String> = trace
+        .replace('\r', "")
+        .split("\n\n")
+        .filter(|m| {
+            m.trim_start()
+                .starts_with("REGISTER sip:carrier.test SIP/2.0")
+        })
+        .map(|m| m.trim_start().to_owned())
+        .collect();
+    assert_eq!(registers.len(), 3, "{trace}");
+    let call_ids: Vec<&str> = registers
+        .iter()
+        .filter_map(|r| r.lines().find(|l| l.starts_with("Call-ID:")))
+        .collect();
+    assert!(call_ids.windows(2).all(|w| w[0] == w[1]), "{call_ids:?}");
+    for (register, cseq) in registers.iter().zip(1..) {
+        assert!(
+            register.contains(&format!("CSeq: {cseq} REGISTER")),
+            "{register}"
+        );
+        assert!(
+            register.contains("To: <sip:outdial-acct@carrier.test>"),
+            "{register}"
+        );
+    }
+    assert!(registers[1].contains("Authorization: Digest username=\"outdial-acct\""));
+    let log = outdial.log();
+    assert!(log.contains("registered for 2 s"), "{log}");
+    assert!(log.contains("registered for 3600 s"), "{log}");
+    assert!(!log.contains(PASSWORD));
+}

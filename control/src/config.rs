@@ -660,6 +660,8 @@ mod tests {
             "privacy",
             "follow_redirects",
             "media_latching",
+            "register",
+            "register_expires_secs",
         ] {
             keys.push(format!("trunk.{key}"));
         }

@@ -446,6 +446,8 @@ impl CallTask {
 
     async fn handle_event(&mut self, event: Event) -> Option<Outcome> {
         match event {
+            // Registrations are not a call's; the event pump never routes them here.
+            Event::Registration { .. } => {}
             Event::Ringing { .. } => {
                 self.timing.progress(Instant::now());
                 self.transition(CallStatus::Ringing, "the callee is ringing")
@@ -1297,7 +1299,7 @@ async fn tenant_trunk(
 
 /// A trunk's proxy, `host[:port]` (default port 5060): an IP literal as it is, a name
 /// through the resolver (A/AAAA).
-async fn resolve_proxy(proxy: &str) -> Result<SocketAddr, String> {
+pub(crate) async fn resolve_proxy(proxy: &str) -> Result<SocketAddr, String> {
     use outdial_dataplane::sip::message::Uri;
     let uri = format!("sip:{proxy}");
     let literal = Uri::parse(&uri)

@@ -21,6 +21,7 @@ use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome, TransferKin
 use crate::core::{Driver, Io, SocketId, WakeFd};
 use crate::rtp::{MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded};
 use crate::sdp;
+use crate::sip::register::RegistrationEvent;
 use crate::sip::{DialParams, Endpoint, SipConfig, SipEvent};
 
 /// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
@@ -245,6 +246,7 @@ impl Agent {
     fn handle_command(&mut self, io: &mut impl Io, now: Instant, command: Command) {
         match command {
             Command::Dial(dial) => self.dial(io, now, &dial),
+            Command::Register(register) => self.sip.register(now, &register),
             Command::Play {
                 call,
                 id,
@@ -366,6 +368,7 @@ impl Agent {
     fn handle_sip_event(&mut self, io: &mut impl Io, now: Instant, event: SipEvent) {
         match event {
             SipEvent::Ringing { call } => self.emit(Event::Ringing { call }),
+            SipEvent::Registration { id, event } => self.emit(registration_event(id, event)),
             SipEvent::TransferDone {
                 call,
                 id,
@@ -644,6 +647,28 @@ fn failed(call: CallId, reason: String) -> Event {
             reason,
         },
         sip_call_id: None,
+    }
+}
+
+/// A registration attempt's end, for control.
+fn registration_event(id: u32, event: RegistrationEvent) -> Event {
+    match event {
+        RegistrationEvent::Registered { expires } => Event::Registration {
+            id,
+            expires: Some(expires),
+            sip_status: Some(200),
+            detail: format!("registered for {} s", expires.as_secs()),
+        },
+        RegistrationEvent::Failed {
+            status,
+            reason,
+            retry_in,
+        } => Event::Registration {
+            id,
+            expires: None,
+            sip_status: status,
+            detail: format!("{reason}; next attempt in {} s", retry_in.as_secs()),
+        },
     }
 }
 

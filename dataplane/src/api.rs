@@ -42,11 +42,35 @@ pub struct Dial {
     pub privacy: Option<String>,
 }
 
+/// A registration to keep alive (RFC 3261 §10.2): a trunk's address-of-record bound to this
+/// core's SIP address.
+#[derive(Clone, Debug)]
+pub struct Register {
+    /// Chosen by control; echoed in [`Event::Registration`]. A new `Register` with the same
+    /// id replaces the old one.
+    pub id: u32,
+    /// Request-URI, e.g. `sip:carrier.example`.
+    pub registrar: String,
+    /// The address-of-record, e.g. `sip:acct-1234@carrier.example`.
+    pub aor: String,
+    /// The user part of our Contact (`sip:<user>@<this core's address>`).
+    pub contact_user: String,
+    /// Where the REGISTERs go.
+    pub destination: SocketAddr,
+    /// The binding lifetime asked for.
+    pub expires: Duration,
+    /// Digest credentials (its `Debug` hides them).
+    pub credentials: Option<Credentials>,
+}
+
 /// Control → core.
 #[derive(Clone, Debug)]
 pub enum Command {
     /// Place a call.
     Dial(Box<Dial>),
+    /// Register with a registrar and keep the binding refreshed; reports
+    /// [`Event::Registration`] after every attempt.
+    Register(Box<Register>),
     /// Queue audio to play on an answered call, after whatever is queued already.
     Play {
         /// The call.
@@ -165,6 +189,17 @@ pub enum TransferError {
 /// Core → control.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// A [`Command::Register`] attempt ended (not a call's event).
+    Registration {
+        /// The id given in [`Command::Register`].
+        id: u32,
+        /// Bound for this long; `None` when the attempt failed.
+        expires: Option<Duration>,
+        /// The final status of the REGISTER, when one came.
+        sip_status: Option<u16>,
+        /// What happened, e.g. `registered for 600 s` or `403 Forbidden; retry in 30 s`.
+        detail: String,
+    },
     /// A provisional response (180/183) arrived.
     Ringing {
         /// The call.

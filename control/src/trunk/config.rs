@@ -64,6 +64,18 @@ pub struct TrunkConfig {
     /// the core does not apply it yet.
     #[serde(default)]
     pub media_latching: bool,
+    /// Register `sip:<auth_user>@<domain>` with the carrier (the domain is the host of
+    /// `request_uri`; REGISTERs go to `proxy` when set), refreshed before expiry and retried
+    /// after failures, from dataplane core 0.
+    #[serde(default)]
+    pub register: bool,
+    /// The binding lifetime asked for, seconds (60 to 86,400).
+    #[serde(default = "default_register_expires")]
+    pub register_expires_secs: u64,
+}
+
+fn default_register_expires() -> u64 {
+    600
 }
 
 fn udp() -> String {
@@ -173,6 +185,18 @@ impl TrunkConfig {
                 "privacy must be Privacy tokens such as \"id\" or \"none\" separated by ;, not {privacy:?}"
             ));
         }
+        if !(60..=86_400).contains(&self.register_expires_secs) {
+            return Err(format!(
+                "register_expires_secs must be 60 to 86400, not {}",
+                self.register_expires_secs
+            ));
+        }
+        if self.register && self.auth_user.is_none() {
+            return Err(
+                "register = true needs auth_user (the address-of-record's user) and auth_password"
+                    .to_owned(),
+            );
+        }
         if self.follow_redirects {
             return Err(
                 "follow_redirects = true is not supported yet (3xx ends the call failed); remove it"
@@ -206,7 +230,7 @@ mod tests {
     #[test]
     fn refusals_name_the_key() {
         type Spoil = fn(&mut TrunkConfig);
-        let cases: [(&str, Spoil); 11] = [
+        let cases: [(&str, Spoil); 13] = [
             ("name", |t| t.name = "Bad Name".into()),
             ("request_uri", |t| {
                 t.request_uri = "sip:carrier.example".into()
@@ -226,6 +250,12 @@ mod tests {
             }),
             ("privacy", |t| t.privacy = Some("id\r\nX: 1".into())),
             ("follow_redirects", |t| t.follow_redirects = true),
+            ("register_expires_secs", |t| t.register_expires_secs = 10),
+            ("register = true needs auth_user", |t| {
+                t.register = true;
+                t.auth_user = None;
+                t.auth_password = None;
+            }),
         ];
         for (key, spoil) in cases {
             let mut trunk = trunk();

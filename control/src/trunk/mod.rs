@@ -43,6 +43,8 @@ pub struct Trunk {
     pub privacy: Option<String>,
     /// Symmetric RTP latching asked for (not applied by the core yet).
     pub media_latching: bool,
+    /// Registration: the lifetime to ask for, when the trunk registers.
+    pub register_expires: Option<std::time::Duration>,
 }
 
 impl Trunk {
@@ -62,6 +64,11 @@ impl Trunk {
         }
     }
 
+    /// The registrar's domain: the host (and port) of `request_uri`.
+    pub fn domain(&self) -> Option<&str> {
+        self.request_uri.as_deref().map(uri_host)
+    }
+
     /// The P-Asserted-Identity URI, if the trunk sends one.
     pub fn asserted_identity_uri(&self) -> Option<String> {
         self.asserted_identity
@@ -74,6 +81,8 @@ impl Trunk {
 #[derive(Debug, Clone)]
 pub struct Trunks {
     named: HashMap<String, Arc<Trunk>>,
+    /// Names in configuration order.
+    order: Vec<String>,
     default: Arc<Trunk>,
     /// `sip.from`: the From of last resort.
     sip_from: String,
@@ -123,10 +132,12 @@ impl Trunks {
                 asserted_identity: None,
                 privacy: None,
                 media_latching: false,
+                register_expires: None,
             })
         });
         Self {
             named,
+            order: config.trunk.iter().map(|t| t.name.clone()).collect(),
             default,
             sip_from: config.sip.from.clone(),
         }
@@ -154,7 +165,21 @@ impl Trunks {
             asserted_identity: config.asserted_identity.clone(),
             privacy: config.privacy.clone(),
             media_latching: config.media_latching,
+            register_expires: config
+                .register
+                .then(|| std::time::Duration::from_secs(config.register_expires_secs)),
         }
+    }
+
+    /// The trunks that register, with ids in configuration order.
+    pub fn registering(&self) -> Vec<(u32, Arc<Trunk>)> {
+        self.order
+            .iter()
+            .filter_map(|name| self.named.get(name))
+            .filter(|t| t.register_expires.is_some())
+            .zip(0..)
+            .map(|(trunk, id)| (id, Arc::clone(trunk)))
+            .collect()
     }
 
     /// The default trunk.

@@ -7,7 +7,7 @@
 //! - [`dialog`]: UAC dialog state and in-dialog requests (§12).
 //! - [`endpoint`]: the user agent for all calls on one core.
 //! - [`refer`]: blind transfer with REFER and its NOTIFYs (RFC 3515).
-//! - [`register`]: registration with refresh and retry (RFC 3261 §10.2; not wired yet).
+//! - [`register`]: registration with refresh and retry (RFC 3261 §10.2).
 //! - [`target`]: what may be dialled, checked alike by the endpoint and the API.
 //! - [`pike`]: per-source rate limit for requests from strangers.
 

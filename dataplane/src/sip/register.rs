@@ -6,7 +6,8 @@
 //! drain `poll_transmit` and `poll_event`, then sleep until `poll_timeout`. Responses are
 //! matched to it by the top Via branch ([`Registration::branch`]).
 //!
-//! Not yet wired to a trunk's configuration or a core: the machine and its tests come first.
+//! The endpoint keeps one per `Command::Register` (`Endpoint::register`); control sends one
+//! to core 0 for each trunk with `register = true`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -27,6 +27,7 @@ use crate::sip::message::print::{Writer, reason_phrase};
 use crate::sip::message::{HeaderName, Host, Message, Method, Recovered};
 use crate::sip::pike::Pike;
 use crate::sip::refer::TransferReport;
+use crate::sip::register::{Registration, RegistrationConfig, RegistrationEvent};
 use crate::sip::transaction::{
     AckTemplate, ClientInvite, ClientNonInvite, ResponseAction, ServerTransaction, Timing,
 };
@@ -112,6 +113,13 @@ pub enum SipEvent {
         /// What happened, in words.
         detail: String,
     },
+    /// A registration attempt ended (see [`Endpoint::register`]).
+    Registration {
+        /// The id given to `register`.
+        id: u32,
+        /// What happened.
+        event: RegistrationEvent,
+    },
     /// The call is over (emitted exactly once per dialed call).
     Ended {
         /// The call.
@@ -151,6 +159,7 @@ pub enum SipError {
 enum Owner {
     Call(CallId),
     Server(u64),
+    Registration(u32),
 }
 
 /// A server transaction and the keys it is found by.
@@ -187,6 +196,8 @@ pub struct Endpoint {
     tag_secret: u64,
     /// Rate limit on answers to strangers.
     pike: Pike,
+    /// Registrations kept alive, by control's id.
+    registrations: HashMap<u32, Registration>,
 }
 
 impl Endpoint {
@@ -215,7 +226,40 @@ impl Endpoint {
             notified: None,
             tag_secret: SmallRng::seed_from_u64(!seed).random(),
             pike: Pike::new(STRANGER_LIMIT, STRANGER_WINDOW, STRANGER_SOURCES),
+            registrations: HashMap::new(),
         }
+    }
+
+    /// Starts (or restarts) registration `register.id`: REGISTERs from this endpoint's
+    /// address, refreshed before expiry and retried after failures, for as long as the
+    /// endpoint runs. Each attempt's end is a [`SipEvent::Registration`].
+    pub fn register(&mut self, now: Instant, register: &crate::api::Register) {
+        let local = self.config.local;
+        let config = RegistrationConfig {
+            registrar: register.registrar.clone(),
+            aor: register.aor.clone(),
+            contact: format!("sip:{}@{local}", register.contact_user),
+            destination: register.destination,
+            local,
+            expires: register.expires,
+            credentials: register.credentials.clone(),
+            user_agent: self.config.user_agent.clone(),
+        };
+        let seed = self.rng.random();
+        self.registrations.insert(
+            register.id,
+            Registration::new(now, config, self.timing, seed),
+        );
+        self.touch(Owner::Registration(register.id));
+    }
+
+    fn registration_events(&mut self, id: u32) {
+        if let Some(registration) = self.registrations.get_mut(&id) {
+            while let Some(event) = registration.poll_event() {
+                self.events.push_back(SipEvent::Registration { id, event });
+            }
+        }
+        self.touch(Owner::Registration(id));
     }
 
     /// Sends an INVITE to `params.destination`, or else to the host:port of `target` (IP
@@ -391,6 +435,12 @@ impl Endpoint {
                     }
                     self.touch(owner);
                 }
+                Owner::Registration(id) => {
+                    if let Some(registration) = self.registrations.get_mut(&id) {
+                        registration.handle_timeout(now);
+                    }
+                    self.registration_events(id);
+                }
             }
         }
     }
@@ -409,6 +459,10 @@ impl Endpoint {
                     .servers
                     .get_mut(&id)
                     .and_then(|e| e.transaction.poll_transmit(buf)),
+                Owner::Registration(id) => self
+                    .registrations
+                    .get_mut(&id)
+                    .and_then(|r| r.poll_transmit(buf)),
             };
             if sent.is_some() {
                 return sent;
@@ -443,6 +497,7 @@ impl Endpoint {
     /// tracked after Ended until their transactions' timers run out (about 64*T1).
     pub fn is_idle(&self) -> bool {
         self.calls.is_empty()
+            && self.registrations.is_empty()
             && self.by_branch.is_empty()
             && self.by_call_id.is_empty()
             && self.servers.is_empty()
@@ -465,6 +520,18 @@ impl Endpoint {
         else {
             return;
         };
+        let registration = self
+            .registrations
+            .iter()
+            .find(|(_, r)| r.branch() == Some(branch))
+            .map(|(id, _)| *id);
+        if let Some(id) = registration {
+            if let Some(registration) = self.registrations.get_mut(&id) {
+                registration.handle_response(now, response);
+            }
+            self.registration_events(id);
+            return;
+        }
         let Some(&id) = self.by_branch.get(branch) else {
             return;
         };
@@ -999,17 +1066,20 @@ impl Endpoint {
         match owner {
             Owner::Call(id) => self.calls.contains_key(&id),
             Owner::Server(id) => self.servers.contains_key(&id),
+            Owner::Registration(id) => self.registrations.contains_key(&id),
         }
     }
 
     /// After an owner changed: queue it for transmission and re-arm its timer.
     fn touch(&mut self, owner: Owner) {
         // Entries go stale when deadlines move; prune when they outnumber the live owners.
-        if self.timers.len() > 64 + 4 * (self.calls.len() + self.servers.len()) {
-            let (calls, servers) = (&self.calls, &self.servers);
+        let owners = self.calls.len() + self.servers.len() + self.registrations.len();
+        if self.timers.len() > 64 + 4 * owners {
+            let (calls, servers, registrations) = (&self.calls, &self.servers, &self.registrations);
             self.timers.retain(|Reverse((_, owner))| match owner {
                 Owner::Call(id) => calls.contains_key(id),
                 Owner::Server(id) => servers.contains_key(id),
+                Owner::Registration(id) => registrations.contains_key(id),
             });
         }
         let deadline = match owner {
@@ -1018,6 +1088,10 @@ impl Endpoint {
                 .servers
                 .get(&id)
                 .and_then(|e| e.transaction.poll_timeout()),
+            Owner::Registration(id) => self
+                .registrations
+                .get(&id)
+                .and_then(Registration::poll_timeout),
         };
         if let Some(deadline) = deadline {
             self.timers.push(Reverse((deadline, owner)));
@@ -1030,6 +1104,8 @@ impl Endpoint {
     /// Drops a call whose transactions are all done, or a terminated server transaction.
     fn forget_if_finished(&mut self, owner: Owner) {
         match owner {
+            // A registration lasts as long as the endpoint.
+            Owner::Registration(_) => {}
             Owner::Call(id) => {
                 if !self.calls.get(&id).is_some_and(Call::is_finished) {
                     return;

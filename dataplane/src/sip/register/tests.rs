@@ -231,7 +231,10 @@ fn no_answer_fails_by_timer_f_and_is_tried_again() {
     let mut h = Harness::new(false);
     h.advance_to(Duration::from_secs(32));
     let retransmissions = h.sent.len();
-    assert_eq!(retransmissions, 11, "Timer E: 0, 0.5, 1.5, 3.5, then every 4 s to 31.5");
+    assert_eq!(
+        retransmissions, 11,
+        "Timer E: 0, 0.5, 1.5, 3.5, then every 4 s to 31.5"
+    );
     assert!(
         matches!(
             h.events.as_slice(),
