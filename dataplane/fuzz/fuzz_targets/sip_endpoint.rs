@@ -47,9 +47,12 @@ impl Harness {
                     self.ended += 1;
                     assert_eq!(self.ended, 1, "Ended reported more than once");
                 }
-                SipEvent::Ringing { call } | SipEvent::Answered { call, .. } => {
+                SipEvent::Ringing { call }
+                | SipEvent::Answered { call, .. }
+                | SipEvent::TransferDone { call, .. } => {
                     assert_eq!(call, CALL, "event for a call never dialed");
                 }
+                SipEvent::Registration { .. } => panic!("no registration was started"),
             }
         }
     }
