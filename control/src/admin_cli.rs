@@ -28,8 +28,9 @@ pub enum TenantCommand {
     Add {
         /// Its id: 1 to 64 of a-z, 0-9, - and _.
         id: String,
-        /// `sip:host:port` its E.164 numbers are sent to (default: sip.trunk).
-        #[arg(long, value_name = "URI")]
+        /// Its trunk: a [[trunk]] name, or `sip:host:port` its E.164 numbers are sent to
+        /// (default: the default trunk).
+        #[arg(long, value_name = "NAME|URI")]
         trunk: Option<String>,
         /// Its default caller ID: a sip: URI or an E.164 number (default: sip.from).
         #[arg(long, value_name = "URI|NUMBER")]
@@ -156,7 +157,7 @@ pub async fn tenant(
                 caller_id,
                 max_concurrent,
             };
-            crate::api::admin::check_new_tenant(&new)?;
+            crate::api::admin::check_new_tenant(&new, None)?;
             let (tenant, secret) = store.add_tenant(new, now).await?;
             let mut value = serde_json::to_value(&tenant).unwrap_or_default();
             value["webhook_secret"] = serde_json::Value::String(secret);

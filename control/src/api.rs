@@ -153,12 +153,16 @@ async fn authorize(
 async fn create_call(
     State(state): State<AppState>,
     Extension(Tenant(tenant)): Extension<Tenant>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let body = create_body(&headers, body, MAX_BODY_BYTES)?;
     let idempotency = idempotency::idempotency_key(&headers, "/v1/calls", &body)?;
-    let new = parse_call_request(&body, &tenant, &state.config)?;
+    let request = intake::json::parse_body(&body).map_err(RequestError::from)?;
+    let new = Validator::for_tenant(&state.config, principal.trunk.as_deref())
+        .validate(&tenant, request, time::OffsetDateTime::now_utc())
+        .map_err(RequestError::from)?;
     let created = state
         .store
         .create_calls(
@@ -387,8 +391,8 @@ fn parse_list_query(query: &str) -> Result<store::ListQuery, RequestError> {
     Ok(parsed)
 }
 
-/// Validates a `POST /v1/calls` body into a call to store, at the current time. Nothing is
-/// stored on error.
+/// Validates a `POST /v1/calls` body into a call to store for a tenant on the default
+/// trunk, at the current time. Nothing is stored on error.
 pub fn parse_call_request(
     body: &[u8],
     tenant: &str,

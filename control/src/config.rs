@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::trunk::TrunkConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,9 @@ pub struct Config {
     pub vxml: VxmlConfig,
     /// This node's identity among control nodes.
     pub cluster: ClusterConfig,
+    /// `[[trunk]]`: carriers' SIP trunks, chosen per tenant (see [`crate::trunk`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trunk: Vec<TrunkConfig>,
 }
 
 /// `[cluster]`: this control node among others sharing a store.
@@ -83,6 +87,9 @@ pub struct SipConfig {
     pub outbound_proxy: Option<SocketAddr>,
     /// The From URI of calls whose request gives no `from`.
     pub from: String,
+    /// The `[[trunk]]` used by tenants without their own; `None` = the trunk this section
+    /// describes (`trunk`, `outbound_proxy`, `from`).
+    pub default_trunk: Option<String>,
     /// RFC 3261 timer T1 (round-trip estimate), milliseconds.
     pub t1_ms: u64,
     /// RFC 3261 timer T2 (maximum retransmit interval), milliseconds.
@@ -227,6 +234,7 @@ impl Default for SipConfig {
             trunk: None,
             outbound_proxy: None,
             from: "sip:outdial@127.0.0.1".to_owned(),
+            default_trunk: None,
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
@@ -397,6 +405,7 @@ impl Config {
         if let Some(trunk) = &sip.trunk {
             trunk_host_port(trunk).map_err(|p| Error::Config(format!("`sip.trunk` {p}")))?;
         }
+        self.validate_trunks()?;
         if !has_scheme(&sip.from, "sip") || sip.from.len() <= 4 {
             return bad(
                 "sip.from",
@@ -534,6 +543,37 @@ impl Config {
         Ok(())
     }
 
+    /// `[[trunk]]` tables and `sip.default_trunk`.
+    fn validate_trunks(&self) -> Result<(), Error> {
+        let mut names = std::collections::HashSet::new();
+        for (index, trunk) in self.trunk.iter().enumerate() {
+            trunk.validate().map_err(|problem| {
+                Error::Config(format!("`trunk[{index}]` ({:?}): {problem}", trunk.name))
+            })?;
+            if !names.insert(trunk.name.as_str()) {
+                return Err(Error::Config(format!(
+                    "`trunk[{index}]`: the name {:?} is used twice; trunk names must be unique",
+                    trunk.name
+                )));
+            }
+        }
+        if let Some(name) = &self.sip.default_trunk {
+            if !names.contains(name.as_str()) {
+                return Err(Error::Config(format!(
+                    "`sip.default_trunk` names {name:?}, but no [[trunk]] has that name"
+                )));
+            }
+            if self.sip.trunk.is_some() || self.sip.outbound_proxy.is_some() {
+                return Err(Error::Config(
+                    "`sip.default_trunk` is set, so sip.trunk and sip.outbound_proxy (which \
+                     describe the built-in default trunk) would be ignored; remove them"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// This node's id: `cluster.node_id`, or the host name when that is empty.
     pub fn node_id(&self) -> String {
         if !self.cluster.node_id.is_empty() {
@@ -652,7 +692,26 @@ mod tests {
     /// Every `section.key` of the default configuration, plus the optional `sip.trunk`.
     fn all_keys() -> Vec<String> {
         let value = toml::Value::try_from(Config::default()).unwrap_or(toml::Value::Boolean(false));
-        let mut keys = vec!["sip.trunk".to_owned()];
+        let mut keys = vec!["sip.trunk".to_owned(), "sip.default_trunk".to_owned()];
+        for key in [
+            "name",
+            "request_uri",
+            "proxy",
+            "transport",
+            "auth_user",
+            "auth_password",
+            "auth_realm",
+            "caller_id",
+            "from_domain",
+            "asserted_identity",
+            "privacy",
+            "follow_redirects",
+            "media_latching",
+            "register",
+            "register_expires_secs",
+        ] {
+            keys.push(format!("trunk.{key}"));
+        }
         for (section, table) in value.as_table().into_iter().flatten() {
             for key in table.as_table().into_iter().flat_map(|t| t.keys()) {
                 keys.push(format!("{section}.{key}"));
@@ -711,6 +770,9 @@ mod tests {
         let mut parsed = Config::parse(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parsed.sip.trunk.as_deref(), Some("sip:192.0.2.10:5060"));
         parsed.sip.trunk = None;
+        assert_eq!(parsed.trunk.len(), 1);
+        assert_eq!(parsed.trunk[0].validate(), Ok(()));
+        parsed.trunk.clear();
         assert_eq!(parsed.sip.public_ip, Some(IpAddr::from([127, 0, 0, 1])));
         parsed.sip.public_ip = None;
         // The example spells out today's version; the default follows the crate version.
@@ -730,9 +792,10 @@ mod tests {
                 "example lacks [{section}]"
             );
             assert!(
-                EXAMPLE
-                    .lines()
-                    .any(|l| l.trim_start().starts_with(&format!("{name} ="))),
+                EXAMPLE.lines().any(|l| l
+                    .trim_start()
+                    .trim_start_matches("# ")
+                    .starts_with(&format!("{name} ="))),
                 "example lacks {key}"
             );
             assert!(
@@ -783,6 +846,40 @@ mod tests {
             err.as_deref().is_some_and(|m| m.contains("sipp")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn trunk_tables_are_validated_and_named() {
+        let carrier =
+            "[[trunk]]\nname = \"carrier\"\nrequest_uri = \"sip:{number}@carrier.example\"\n";
+        let good = Config::parse(carrier).unwrap_or_else(|e| panic!("{e}"));
+        assert!(good.validate().is_ok());
+        let cases = [
+            (format!("{carrier}transport = \"tcp\"\n"), "trunk[0]"),
+            (format!("{carrier}{carrier}"), "used twice"),
+            (
+                "[sip]\ndefault_trunk = \"nope\"\n".to_owned(),
+                "sip.default_trunk",
+            ),
+            (
+                format!("[sip]\ndefault_trunk = \"carrier\"\ntrunk = \"sip:10.0.0.1\"\n{carrier}"),
+                "sip.default_trunk",
+            ),
+        ];
+        for (text, wanted) in cases {
+            let config = Config::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let err = config
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
+        let unknown = Config::parse(&format!("{carrier}password = \"x\"\n"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(unknown.contains("password"), "{unknown}");
     }
 
     #[test]

@@ -185,7 +185,10 @@ impl Dispatcher {
             ready.clear_ready();
             let mut orphans = 0usize;
             self.dataplane.drain_events(|event| {
-                let call = event_call(&event);
+                let Some(call) = event_call(&event) else {
+                    log_registration(&event);
+                    return;
+                };
                 let sender = self.table().get(&call).map(|(tx, _, _)| tx.clone());
                 match sender {
                     Some(tx) => {
@@ -420,8 +423,9 @@ impl Dispatcher {
     }
 }
 
-fn event_call(event: &Event) -> CallId {
-    match event {
+fn event_call(event: &Event) -> Option<CallId> {
+    Some(match event {
+        Event::Registration { .. } => return None,
         Event::Ringing { call }
         | Event::Answered { call, .. }
         | Event::BargeIn { call, .. }
@@ -431,5 +435,23 @@ fn event_call(event: &Event) -> CallId {
         | Event::TransferDone { call, .. }
         | Event::MediaSourceRefused { call, .. }
         | Event::Ended { call, .. } => *call,
+    })
+}
+
+/// Logs a trunk registration's attempt (registrations have no call task).
+fn log_registration(event: &Event) {
+    if let Event::Registration {
+        id,
+        expires,
+        sip_status,
+        detail,
+    } = event
+    {
+        let status = sip_status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        if expires.is_some() {
+            tracing::info!(registration = id, sip_status = %status, "{detail}");
+        } else {
+            tracing::warn!(registration = id, sip_status = %status, "registration failed: {detail}");
+        }
     }
 }

@@ -25,6 +25,7 @@ pub mod smtp;
 pub mod store;
 pub mod telemetry;
 pub mod telephony;
+pub mod trunk;
 pub mod vxml_fetch;
 pub mod vxml_run;
 pub mod webhook;

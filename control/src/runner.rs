@@ -36,6 +36,7 @@ use crate::prompts::PromptRenderer;
 use crate::scheduler::task::SchedulerHandle;
 use crate::store::{AttemptEnd, Claimed, DataStore, Transition};
 use crate::telephony::TelephonyNode;
+use crate::trunk::{Trunk, Trunks};
 use crate::webhook::Webhooks;
 use fetch_audio::{FetchAudio, Step};
 use line::Line;
@@ -104,11 +105,8 @@ pub struct RunnerSettings {
     pub max_document_bytes: usize,
     /// Limits of each call's VoiceXML session (`[vxml]`).
     pub vxml_limits: outdial_vxml::Limits,
-    /// Where every INVITE goes, whatever its URI's host (`[sip] outbound_proxy`).
-    pub outbound_proxy: Option<SocketAddr>,
-    /// Latch each call's media to the callee's RTP source (`[sip] media_latching`; the
-    /// dial command carries it per call).
-    pub media_latching: bool,
+    /// The trunks: each call's proxy, credentials and caller ID come from its tenant's.
+    pub trunks: Arc<Trunks>,
 }
 
 /// Runs one attempt of a claimed call (status `dialing`) to its end.
@@ -134,26 +132,47 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
     let ring_timeout = record
         .ring_timeout_secs
         .map_or(context.settings.ring_timeout, Duration::from_secs);
-    let resolved = match context.settings.outbound_proxy {
-        Some(proxy) => Ok(Some(proxy)),
-        None => resolve_destination(&record.target_uri).await,
+    let prepared = match tenant_trunk(&context, &record.tenant).await {
+        Ok((trunk, caller_id)) => {
+            let resolved = match trunk.proxy.as_deref() {
+                Some(proxy) => resolve_proxy(proxy).await.map(Some),
+                None => resolve_destination(&record.target_uri).await,
+            };
+            resolved.map(|destination| (trunk, caller_id, destination))
+        }
+        Err(reason) => Err(reason),
     };
-    let destination = match resolved {
-        Ok(destination) => destination,
+    let (trunk, tenant_caller_id, destination) = match prepared {
+        Ok(prepared) => prepared,
         Err(reason) => {
             line.detach();
             finish(&context, &record, ended, Final::failed(&reason), None).await;
             return;
         }
     };
+    let from = match record.from.as_deref() {
+        // A bare user or number from an older record: completed with the default host.
+        Some(from) if !from.starts_with("sip:") => {
+            from_uri(Some(from), &context.settings.default_from)
+        }
+        request_from => {
+            context
+                .settings
+                .trunks
+                .from_uri(&trunk, request_from, tenant_caller_id.as_deref())
+        }
+    };
     let dial = Dial {
         call,
         target: record.target_uri.clone(),
         destination,
-        from: from_uri(record.from.as_deref(), &context.settings.default_from),
+        from,
         ring_timeout,
         max_duration: context.settings.max_duration,
-        media_latching: context.settings.media_latching,
+        media_latching: trunk.media_latching,
+        credentials: trunk.credentials.clone(),
+        asserted_identity: trunk.asserted_identity_uri(),
+        privacy: trunk.privacy.clone(),
     };
     tracing::info!(call = %record.id, core, target = %crate::redact::callee(&record.target_uri), "dialing");
     metrics::counter!("outdial_calls_dialed_total").increment(1);
@@ -436,6 +455,8 @@ impl CallTask {
 
     async fn handle_event(&mut self, event: Event) -> Option<Outcome> {
         match event {
+            // Registrations are not a call's; the event pump never routes them here.
+            Event::Registration { .. } => {}
             Event::Ringing { .. } => {
                 self.timing.progress(Instant::now());
                 self.transition(CallStatus::Ringing, "the callee is ringing")
@@ -1011,6 +1032,7 @@ impl CallTask {
                 Disposition::NoAnswer => CallStatus::NoAnswer,
                 Disposition::Failed => CallStatus::Failed,
                 Disposition::Canceled => CallStatus::Canceled,
+                Disposition::AuthFailed => CallStatus::Failed,
             },
             disposition: Some(outcome.disposition),
             sip_status: outcome.sip_status,
@@ -1278,6 +1300,41 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where to send the INVITE for `target`: `None` when its host is an IP address (or
 /// `localhost`) the core uses as it is; otherwise the first address DNS gives for the name
 /// (A/AAAA records; SRV and NAPTR, RFC 3263, are not consulted yet).
+/// The trunk of the call's tenant and the tenant's caller ID (one store read).
+async fn tenant_trunk(
+    context: &RunnerContext,
+    tenant: &str,
+) -> Result<(Arc<Trunk>, Option<String>), String> {
+    let stored = context
+        .store
+        .get_tenant(tenant)
+        .await
+        .map_err(|e| format!("cannot read tenant {tenant}: {e}"))?;
+    let (trunk, caller_id) = stored.map_or((None, None), |t| (t.trunk, t.caller_id));
+    let trunk = context
+        .settings
+        .trunks
+        .for_tenant(trunk.as_deref())
+        .map_err(|e| e.to_string())?;
+    Ok((trunk, caller_id))
+}
+
+/// A trunk's proxy, `host[:port]` (default port 5060): an IP literal as it is, a name
+/// through the resolver (A/AAAA).
+pub(crate) async fn resolve_proxy(proxy: &str) -> Result<SocketAddr, String> {
+    use outdial_dataplane::sip::message::Uri;
+    let uri = format!("sip:{proxy}");
+    let literal = Uri::parse(&uri)
+        .ok()
+        .and_then(|parsed| parsed.sip().and_then(|sip| sip.socket_addr()));
+    if let Some(addr) = literal {
+        return Ok(addr);
+    }
+    resolve_destination(&uri)
+        .await?
+        .ok_or_else(|| format!("the trunk proxy {proxy} has no usable address"))
+}
+
 async fn resolve_destination(target: &str) -> Result<Option<SocketAddr>, String> {
     use outdial_dataplane::sip::message::{Host, Uri};
     let uri =
@@ -1349,6 +1406,7 @@ fn disposition_label(disposition: Disposition) -> &'static str {
         Disposition::NoAnswer => "no-answer",
         Disposition::Failed => "failed",
         Disposition::Canceled => "canceled",
+        Disposition::AuthFailed => "auth-failed",
     }
 }
 
@@ -1382,6 +1440,25 @@ mod tests {
             "sip:+15550100@10.0.0.1:5060"
         );
         assert_eq!(from_uri(Some("sip:a@b"), "sip:outdial@x"), "sip:a@b");
+    }
+
+    #[tokio::test]
+    async fn trunk_proxies_are_addresses_or_resolved_names() {
+        let v4 = SocketAddr::from(([192, 0, 2, 30], 5060));
+        assert_eq!(resolve_proxy("192.0.2.30").await, Ok(v4));
+        assert_eq!(
+            resolve_proxy("192.0.2.30:5080").await,
+            Ok(SocketAddr::from(([192, 0, 2, 30], 5080)))
+        );
+        assert_eq!(
+            resolve_proxy("127.1:5090").await,
+            Ok(SocketAddr::from(([127, 0, 0, 1], 5090)))
+        );
+        let missing = resolve_proxy("no-such-proxy.invalid").await;
+        assert!(
+            matches!(&missing, Err(reason) if reason.contains("no-such-proxy.invalid")),
+            "{missing:?}"
+        );
     }
 
     #[tokio::test]

@@ -116,13 +116,16 @@ pub async fn run(config: Config) -> Result<(), Error> {
             ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
             max_duration: Duration::from_secs(config.calls.max_duration_secs),
             max_document_bytes: config.fetch.max_document_bytes,
-            outbound_proxy: config.sip.outbound_proxy,
-            media_latching: config.sip.media_latching,
+            trunks: Arc::new(crate::trunk::Trunks::new(&config)),
             vxml_limits: config.vxml.limits(),
         }),
         scheduler: scheduler_handle.clone(),
     };
     let pump = tokio::spawn(Arc::clone(&dispatcher).pump_events());
+    let _registering = tokio::spawn(register_trunks(
+        Arc::clone(&dispatcher),
+        Arc::clone(&context.settings.trunks),
+    ));
     let gauges = tokio::spawn(publish_gauges(Arc::clone(&dispatcher)));
     let now = scheduler::task::micros(time::OffsetDateTime::now_utc());
     let embedded: Arc<dyn TelephonyNode> = Arc::new(EmbeddedNode {
@@ -256,6 +259,48 @@ pub async fn run(config: Config) -> Result<(), Error> {
 }
 
 /// Waits, up to `grace`, for live calls to end on their own.
+/// Asks core 0 to register every trunk with `register = true` (its REGISTERs carry core
+/// 0's address in Contact). A registrar whose address cannot be resolved is logged and not
+/// registered until the next start.
+async fn register_trunks(dispatcher: Arc<Dispatcher>, trunks: Arc<crate::trunk::Trunks>) {
+    for (id, trunk) in trunks.registering() {
+        let (Some(domain), Some(expires), Some(credentials)) = (
+            trunk.domain(),
+            trunk.register_expires,
+            trunk.credentials.clone(),
+        ) else {
+            continue;
+        };
+        let next_hop = trunk.proxy.as_deref().unwrap_or(domain);
+        let destination = match crate::runner::resolve_proxy(next_hop).await {
+            Ok(destination) => destination,
+            Err(e) => {
+                tracing::error!(trunk = %trunk.name, "cannot register: {e}");
+                continue;
+            }
+        };
+        let register = outdial_dataplane::api::Register {
+            id,
+            registrar: format!("sip:{domain}"),
+            aor: format!("sip:{}@{domain}", credentials.username),
+            contact_user: credentials.username.clone(),
+            destination,
+            expires,
+            credentials: Some(credentials),
+        };
+        tracing::info!(trunk = %trunk.name, registration = id, %destination, "registering");
+        if dispatcher
+            .send(
+                0,
+                outdial_dataplane::api::Command::Register(Box::new(register)),
+            )
+            .is_err()
+        {
+            tracing::error!(trunk = %trunk.name, "cannot register: dataplane core 0's queue is full");
+        }
+    }
+}
+
 async fn drain(dispatcher: &Dispatcher, grace: Duration) {
     let live = dispatcher.in_flight();
     tracing::info!(

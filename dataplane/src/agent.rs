@@ -22,6 +22,7 @@ use crate::core::{Driver, Io, SocketId, WakeFd};
 use crate::icmp::IcmpError;
 use crate::rtp::{MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, SourcePolicy};
 use crate::sdp;
+use crate::sip::register::RegistrationEvent;
 use crate::sip::{BorderConfig, DialParams, Endpoint, SipConfig, SipEvent};
 
 /// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
@@ -220,6 +221,9 @@ impl Agent {
             sdp_offer: &offer,
             ring_timeout: dial.ring_timeout,
             max_duration: dial.max_duration,
+            credentials: dial.credentials.as_ref(),
+            asserted_identity: dial.asserted_identity.as_deref(),
+            privacy: dial.privacy.as_deref(),
         };
         if let Err(e) = self.sip.dial(now, dial.call, &params) {
             io.close(rtp_socket);
@@ -249,6 +253,7 @@ impl Agent {
     fn handle_command(&mut self, io: &mut impl Io, now: Instant, command: Command) {
         match command {
             Command::Dial(dial) => self.dial(io, now, &dial),
+            Command::Register(register) => self.sip.register(now, &register),
             Command::Play {
                 call,
                 id,
@@ -370,6 +375,7 @@ impl Agent {
     fn handle_sip_event(&mut self, io: &mut impl Io, now: Instant, event: SipEvent) {
         match event {
             SipEvent::Ringing { call } => self.emit(Event::Ringing { call }),
+            SipEvent::Registration { id, event } => self.emit(registration_event(id, event)),
             SipEvent::TransferDone {
                 call,
                 id,
@@ -682,6 +688,28 @@ fn failed(call: CallId, reason: String) -> Event {
     }
 }
 
+/// A registration attempt's end, for control.
+fn registration_event(id: u32, event: RegistrationEvent) -> Event {
+    match event {
+        RegistrationEvent::Registered { expires } => Event::Registration {
+            id,
+            expires: Some(expires),
+            sip_status: Some(200),
+            detail: format!("registered for {} s", expires.as_secs()),
+        },
+        RegistrationEvent::Failed {
+            status,
+            reason,
+            retry_in,
+        } => Event::Registration {
+            id,
+            expires: None,
+            sip_status: status,
+            detail: format!("{reason}; next attempt in {} s", retry_in.as_secs()),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -800,6 +828,9 @@ mod tests {
             ring_timeout: Duration::from_secs(30),
             max_duration: Duration::from_secs(3600),
             media_latching: false,
+            credentials: None,
+            asserted_identity: None,
+            privacy: None,
         };
         link.commands
             .push(Command::Dial(Box::new(dial)))
@@ -1147,6 +1178,9 @@ mod tests {
                 ring_timeout: Duration::from_secs(30),
                 max_duration: Duration::from_secs(3600),
                 media_latching: latching,
+                credentials: None,
+                asserted_identity: None,
+                privacy: None,
             };
             link.commands
                 .push(Command::Dial(Box::new(dial)))

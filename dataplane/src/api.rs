@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::rtp::MediaStats;
+pub use crate::sip::auth::Credentials;
 
 /// Identifies one call across control and dataplane. Control assigns it (the store's row id).
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -37,6 +38,34 @@ pub struct Dial {
     /// hear (and send to) the first source on the signalling peer's IP that sends
     /// well-formed RTP of a negotiated payload type. Off: only the SDP's address and port.
     pub media_latching: bool,
+    /// Digest credentials answering 401/407 to the INVITE and BYE (the trunk's); its
+    /// `Debug` hides them.
+    pub credentials: Option<Credentials>,
+    /// `P-Asserted-Identity` URI (RFC 3325), e.g. `sip:+15550100@carrier.example`.
+    pub asserted_identity: Option<String>,
+    /// `Privacy` header value (RFC 3323), e.g. `id` or `none`.
+    pub privacy: Option<String>,
+}
+
+/// A registration to keep alive (RFC 3261 §10.2): a trunk's address-of-record bound to this
+/// core's SIP address.
+#[derive(Clone, Debug)]
+pub struct Register {
+    /// Chosen by control; echoed in [`Event::Registration`]. A new `Register` with the same
+    /// id replaces the old one.
+    pub id: u32,
+    /// Request-URI, e.g. `sip:carrier.example`.
+    pub registrar: String,
+    /// The address-of-record, e.g. `sip:acct-1234@carrier.example`.
+    pub aor: String,
+    /// The user part of our Contact (`sip:<user>@<this core's address>`).
+    pub contact_user: String,
+    /// Where the REGISTERs go.
+    pub destination: SocketAddr,
+    /// The binding lifetime asked for.
+    pub expires: Duration,
+    /// Digest credentials (its `Debug` hides them).
+    pub credentials: Option<Credentials>,
 }
 
 /// Control → core.
@@ -44,6 +73,9 @@ pub struct Dial {
 pub enum Command {
     /// Place a call.
     Dial(Box<Dial>),
+    /// Register with a registrar and keep the binding refreshed; reports
+    /// [`Event::Registration`] after every attempt.
+    Register(Box<Register>),
     /// Queue audio to play on an answered call, after whatever is queued already.
     Play {
         /// The call.
@@ -162,6 +194,17 @@ pub enum TransferError {
 /// Core → control.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// A [`Command::Register`] attempt ended (not a call's event).
+    Registration {
+        /// The id given in [`Command::Register`].
+        id: u32,
+        /// Bound for this long; `None` when the attempt failed.
+        expires: Option<Duration>,
+        /// The final status of the REGISTER, when one came.
+        sip_status: Option<u16>,
+        /// What happened, e.g. `registered for 600 s` or `403 Forbidden; retry in 30 s`.
+        detail: String,
+    },
     /// A provisional response (180/183) arrived.
     Ringing {
         /// The call.
@@ -287,4 +330,7 @@ pub enum Disposition {
     Failed,
     /// Control hung up before answer.
     Canceled,
+    /// The peer demanded digest authentication (401/407) and refused or could not be
+    /// given credentials (none configured, refused, unsupported challenge).
+    AuthFailed,
 }

@@ -64,6 +64,9 @@ impl Harness {
             sdp_offer: SDP_OFFER,
             ring_timeout: Duration::from_secs(ring_timeout),
             max_duration: Duration::from_secs(3600),
+            credentials: None,
+            asserted_identity: None,
+            privacy: None,
         };
         let result = self.endpoint.dial(self.now, CallId(call), &params);
         self.drain();
@@ -552,6 +555,9 @@ fn max_duration_sends_bye() {
         sdp_offer: SDP_OFFER,
         ring_timeout: Duration::from_secs(30),
         max_duration: Duration::from_secs(20),
+        credentials: None,
+        asserted_identity: None,
+        privacy: None,
     };
     h.endpoint.dial(h.now, CallId(9), &params).expect("dial");
     h.drain();
@@ -586,6 +592,9 @@ fn dial_errors_send_nothing() {
         sdp_offer: SDP_OFFER,
         ring_timeout: Duration::from_secs(30),
         max_duration: Duration::from_secs(20),
+        credentials: None,
+        asserted_identity: None,
+        privacy: None,
     };
     assert_eq!(
         h.endpoint.dial(h.now, CallId(1), &params),
@@ -894,6 +903,9 @@ fn a_hostname_target_is_sent_to_the_destination_resolved_for_it() {
         sdp_offer: SDP_OFFER,
         ring_timeout: Duration::from_secs(30),
         max_duration: Duration::from_secs(20),
+        credentials: None,
+        asserted_identity: None,
+        privacy: None,
     };
     h.endpoint.dial(h.now, CallId(1), &params).expect("dial");
     h.drain();

@@ -16,6 +16,8 @@ use crate::error::{Error, RequestError};
 use crate::intake::json::whole_number;
 use crate::intake::{FieldError, Rule};
 use crate::store::{NewApiKey, NewTenant};
+use crate::trunk::Trunks;
+use crate::trunk::config::is_trunk_name;
 
 /// The admin routes, each requiring the `admin` scope.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -63,12 +65,28 @@ fn whole_numbers(value: &mut Value) {
     }
 }
 
-/// Checks a new tenant's settings the way the configuration checks `sip.trunk`.
-pub fn check_new_tenant(tenant: &NewTenant) -> Result<(), RequestError> {
+/// Checks a new tenant's settings: its trunk is a `[[trunk]]` name (one of `trunks` when
+/// given; the CLI, which may not see the server's configuration, checks only the form) or a
+/// `sip:host:port`, its caller ID an E.164 number or a `sip:` URI.
+pub fn check_new_tenant(tenant: &NewTenant, trunks: Option<&Trunks>) -> Result<(), RequestError> {
     if let Some(trunk) = &tenant.trunk {
-        trunk_host_port(trunk).map_err(|problem| {
-            RequestError::Field(FieldError::new("trunk", Rule::SipUri, problem))
-        })?;
+        let named = is_trunk_name(trunk);
+        if named && trunks.is_some_and(|t| !t.contains(trunk)) {
+            return Err(RequestError::Field(FieldError::new(
+                "trunk",
+                Rule::Trunk,
+                format!("{trunk:?} is not a [[trunk]] in the configuration"),
+            )));
+        }
+        if !named {
+            trunk_host_port(trunk).map_err(|problem| {
+                RequestError::Field(FieldError::new(
+                    "trunk",
+                    Rule::SipUri,
+                    format!("must name a [[trunk]] or {problem}"),
+                ))
+            })?;
+        }
     }
     if let Some(caller) = &tenant.caller_id {
         let e164 = caller
@@ -99,7 +117,7 @@ async fn add_tenant(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Error> {
     let new: NewTenant = json_body(&body)?;
-    check_new_tenant(&new)?;
+    check_new_tenant(&new, Some(&Trunks::new(&state.config)))?;
     let (tenant, secret) = state
         .store
         .add_tenant(new, OffsetDateTime::now_utc())

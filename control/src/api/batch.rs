@@ -26,6 +26,7 @@ pub const PATH: &str = "/v1/calls/batch";
 pub async fn create_batch(
     State(state): State<AppState>,
     Extension(Tenant(tenant)): Extension<Tenant>,
+    Extension(principal): Extension<crate::store::Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
@@ -33,7 +34,7 @@ pub async fn create_batch(
     let idempotency = idempotency_key(&headers, PATH, &body)?;
     let parsed = batch::parse_body(&body).map_err(RequestError::from)?;
     let now = time::OffsetDateTime::now_utc();
-    let validator = Validator::new(&state.config);
+    let validator = Validator::for_tenant(&state.config, principal.trunk.as_deref());
     let mut calls = Vec::with_capacity(parsed.items.len());
     let mut outcomes: Vec<Result<usize, FieldError>> = Vec::with_capacity(parsed.items.len());
     for (index, item) in parsed.items.into_iter().enumerate() {

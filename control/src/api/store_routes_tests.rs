@@ -167,6 +167,16 @@ async fn admin_makes_tenants_and_keys_and_revocation_is_immediate() {
         (status, code(&bad)),
         (StatusCode::BAD_REQUEST, "invalid_field")
     );
+    // A trunk name must be a [[trunk]] of the running configuration (this one has none).
+    let (status, bad) = h
+        .json(
+            Method::POST,
+            "/v1/admin/tenants",
+            &dev,
+            Some(json!({"id": "x", "trunk": "carrier"})),
+        )
+        .await;
+    assert_eq!((status, code(&bad)), (StatusCode::BAD_REQUEST, "no_trunk"));
     let (status, bad) = h
         .json(
             Method::POST,

@@ -12,8 +12,11 @@ use time::{Duration, OffsetDateTime};
 use super::json::kind;
 use super::refusal::{FieldError, Rule};
 use super::request::{CallRequest, RetrySpec};
-use crate::config::{Config, has_scheme, trunk_host_port};
+use std::sync::Arc;
+
+use crate::config::{Config, has_scheme};
 use crate::model::{DEFAULT_PRIORITY, NewCall, RetryOn, RetryPolicy};
+use crate::trunk::{Trunk, Trunks, UnknownTrunk};
 
 /// Longest `ring_timeout`, seconds.
 pub const MAX_RING_TIMEOUT_SECS: u64 = 600;
@@ -36,30 +39,25 @@ pub const MAX_VAR_BYTES: usize = 8192;
 /// Longest URL, bytes.
 pub const MAX_URL_BYTES: usize = 8192;
 
-/// Checks call requests against the rules of this deployment (its trunk and From).
+/// Checks call requests against the rules of this deployment (the tenant's trunk and From).
 #[derive(Debug, Clone)]
 pub struct Validator {
-    /// `host[:port]` of the trunk that E.164 numbers go to.
-    trunk: Option<String>,
-    /// Host of the default From, for E.164 `from` numbers.
-    from_host: String,
+    /// The trunk E.164 numbers are routed through, or why the tenant's cannot be used.
+    trunk: Result<Arc<Trunk>, UnknownTrunk>,
 }
 
 impl Validator {
-    /// The rules of the running configuration.
+    /// The rules of the running configuration, for a tenant on the default trunk.
     pub fn new(config: &Config) -> Self {
-        let trunk = config
-            .sip
-            .trunk
-            .as_deref()
-            .and_then(|t| trunk_host_port(t).ok())
-            .map(str::to_owned);
-        let default = config.sip.from.get(4..).unwrap_or_default();
-        let from_host = default
-            .rsplit_once('@')
-            .map_or(default, |(_, host)| host)
-            .to_owned();
-        Self { trunk, from_host }
+        Self::for_tenant(config, None)
+    }
+
+    /// The rules for a tenant whose stored trunk is `tenant_trunk` (a `[[trunk]]` name or
+    /// `sip:host:port`; `None` = the default trunk).
+    pub fn for_tenant(config: &Config, tenant_trunk: Option<&str>) -> Self {
+        Self {
+            trunk: Trunks::new(config).for_tenant(tenant_trunk),
+        }
     }
 
     /// Validates `request` for `tenant` at time `now` into a call to store.
@@ -115,14 +113,16 @@ impl Validator {
     fn route_to(&self, to: &str) -> Result<String, FieldError> {
         if to.starts_with('+') {
             check_e164("to", to)?;
-            let trunk = self.trunk.as_deref().ok_or_else(|| {
+            let trunk = self.trunk.as_ref().map_err(|e| {
+                FieldError::new("to", Rule::Trunk, format!("is a telephone number but {e}"))
+            })?;
+            let uri = trunk.route(to).ok_or_else(|| {
                 FieldError::new(
                     "to",
                     Rule::Trunk,
-                    "is a telephone number but no trunk is configured; set `sip.trunk` (e.g. \"sip:192.0.2.10:5060\") in the configuration, or give a sip: URI",
+                    "is a telephone number but no trunk is configured; set `sip.trunk` (e.g. \"sip:192.0.2.10:5060\") or a [[trunk]] in the configuration, or give a sip: URI",
                 )
             })?;
-            let uri = format!("sip:{to}@{trunk}");
             target::dial_target(&uri).map_err(|e| sip_refusal("to", &uri, e))?;
             return Ok(uri);
         }
@@ -130,11 +130,23 @@ impl Validator {
         Ok(to.to_owned())
     }
 
-    /// A `from` as a SIP URI: E.164 numbers take the host of `sip.from`.
+    /// A `from` as a SIP URI: E.164 numbers take the trunk's From host (`from_domain`, or
+    /// the host of `sip.from` on the default trunk).
     fn caller_uri(&self, from: &str) -> Result<String, FieldError> {
         if from.starts_with('+') {
             check_e164("from", from)?;
-            return Ok(format!("sip:{from}@{}", self.from_host));
+            let uri = match &self.trunk {
+                Ok(trunk) => trunk.caller_uri(from),
+                Err(e) => {
+                    return Err(FieldError::new(
+                        "from",
+                        Rule::Trunk,
+                        format!("is a telephone number but {e}"),
+                    ));
+                }
+            };
+            target::from_uri(&uri).map_err(|e| sip_refusal("from", &uri, e))?;
+            return Ok(uri);
         }
         target::from_uri(from).map_err(|e| sip_refusal("from", from, e))?;
         Ok(from.to_owned())
@@ -420,6 +432,47 @@ mod tests {
             .err()
             .map(|e| e.rule);
         assert_eq!(no_trunk, Some(Rule::Trunk));
+    }
+
+    #[test]
+    fn a_tenants_trunk_routes_its_numbers_and_makes_its_from() {
+        let config = Config::parse(
+            "[sip]\ntrunk = \"sip:192.0.2.10:5060\"\n\
+             [[trunk]]\nname = \"carrier\"\nrequest_uri = \"sip:{number}@carrier.example;user=phone\"\n\
+             from_domain = \"cli.carrier.example\"\n",
+        )
+        .unwrap_or_default();
+        let request = || {
+            from_value(json!({"to": "+15550001", "from": "+15550100", "url": "http://x/"}))
+                .unwrap_or_default()
+        };
+        let call = Validator::for_tenant(&config, Some("carrier"))
+            .validate("t", request(), NOW)
+            .unwrap_or_default();
+        assert_eq!(call.target_uri, "sip:+15550001@carrier.example;user=phone");
+        assert_eq!(
+            call.from.as_deref(),
+            Some("sip:+15550100@cli.carrier.example")
+        );
+        // A tenant created with a URI (before trunks had names) keeps routing there.
+        let call = Validator::for_tenant(&config, Some("sip:10.0.0.9:5070"))
+            .validate("t", request(), NOW)
+            .unwrap_or_default();
+        assert_eq!(call.target_uri, "sip:+15550001@10.0.0.9:5070");
+        // A trunk name the configuration lost: numbers are refused naming it; URIs still go.
+        let refusal = Validator::for_tenant(&config, Some("gone"))
+            .validate("t", request(), NOW)
+            .err()
+            .unwrap_or_else(|| FieldError::new("none", Rule::Object, ""));
+        assert_eq!((refusal.field.as_str(), refusal.rule), ("to", Rule::Trunk));
+        assert!(refusal.to_string().contains("`gone`"), "{refusal}");
+        let uri =
+            from_value(json!({"to": "sip:a@127.0.0.1", "url": "http://x/"})).unwrap_or_default();
+        assert!(
+            Validator::for_tenant(&config, Some("gone"))
+                .validate("t", uri, NOW)
+                .is_ok()
+        );
     }
 
     #[test]

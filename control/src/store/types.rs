@@ -156,6 +156,10 @@ pub struct Principal {
     pub key_id: String,
     /// Its scopes.
     pub scopes: Vec<Scope>,
+    /// The tenant's trunk (a `[[trunk]]` name or `sip:host:port`), if it has its own.
+    pub trunk: Option<String>,
+    /// The tenant's caller ID, if it has one.
+    pub caller_id: Option<String>,
 }
 
 impl Principal {
@@ -171,7 +175,8 @@ impl Principal {
 pub struct NewTenant {
     /// Its id: 1–64 of `[a-z0-9_-]`.
     pub id: String,
-    /// `sip:host:port` its E.164 numbers are sent to (default: `sip.trunk`).
+    /// Its trunk: a `[[trunk]]` name, or `sip:host:port` its E.164 numbers are sent to
+    /// (default: the default trunk).
     #[serde(default)]
     pub trunk: Option<String>,
     /// Its default caller ID (default: `sip.from`).

@@ -56,6 +56,7 @@ impl Harness {
                 | SipEvent::TransferDone { call, .. } => {
                     assert_eq!(call, CALL, "event for a call never dialed");
                 }
+                SipEvent::Registration { .. } => panic!("no registration was started"),
             }
         }
     }
@@ -83,6 +84,9 @@ fn dial() -> (Harness, Invite) {
         sdp_offer: OFFER,
         ring_timeout: Duration::from_secs(30),
         max_duration: Duration::from_secs(60),
+        credentials: None,
+        asserted_identity: None,
+        privacy: None,
     };
     endpoint
         .dial(now, CALL, &params)

@@ -123,6 +123,24 @@ impl Dialog {
         Uri::parse(hop).ok()?.sip()?.socket_addr()
     }
 
+    /// The Request-URI of in-dialog requests: the remote target, or the first route when
+    /// it is a strict router (RFC 3261 §12.2.1.1).
+    pub fn request_uri(&self) -> &str {
+        match self.route_set.first() {
+            Some(first) if self.is_strict() => first,
+            _ => &self.remote_target,
+        }
+    }
+
+    fn is_strict(&self) -> bool {
+        self.route_set.first().is_some_and(|first| {
+            Uri::parse(first)
+                .ok()
+                .and_then(|uri| uri.sip().map(|sip| sip.param("lr").is_none()))
+                .unwrap_or(false)
+        })
+    }
+
     /// The ACK for the 2xx: CSeq number of the INVITE (RFC 3261 §13.2.2.4), a new branch.
     pub fn write_ack(&self, buf: &mut Vec<u8>, sent_by: SocketAddr, branch: &str) {
         self.write(buf, "ACK", self.invite_cseq, sent_by, branch, &[]);
@@ -167,12 +185,7 @@ impl Dialog {
         headers: &[(&str, &str)],
     ) {
         // RFC 3261 §12.2.1.1: loose routing when the first route has `lr`, strict otherwise.
-        let strict = self.route_set.first().is_some_and(|first| {
-            Uri::parse(first)
-                .ok()
-                .and_then(|uri| uri.sip().map(|sip| sip.param("lr").is_none()))
-                .unwrap_or(false)
-        });
+        let strict = self.is_strict();
         let (request_uri, routes): (&str, &[String]) = match self.route_set.split_first() {
             Some((first, rest)) if strict => (first, rest),
             _ => (&self.remote_target, &self.route_set),

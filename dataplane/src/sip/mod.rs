@@ -3,17 +3,21 @@
 //!
 //! - [`message`]: zero-copy parser and printer (RFC 3261 §7, §19, §20, §25).
 //! - [`transaction`]: client INVITE / non-INVITE and server machines with their timers (§17).
+//! - [`auth`]: digest authentication answering 401/407 (RFC 8760, RFC 7616).
 //! - [`dialog`]: UAC dialog state and in-dialog requests (§12).
 //! - [`endpoint`]: the user agent for all calls on one core.
 //! - [`refer`]: blind transfer with REFER and its NOTIFYs (RFC 3515).
+//! - [`register`]: registration with refresh and retry (RFC 3261 §10.2).
 //! - [`target`]: what may be dialled, checked alike by the endpoint and the API.
 //! - [`pike`]: per-source rate limit for requests from strangers.
 
+pub mod auth;
 pub mod dialog;
 pub mod endpoint;
 pub mod message;
 pub mod pike;
 pub mod refer;
+pub mod register;
 pub mod target;
 pub mod transaction;
 

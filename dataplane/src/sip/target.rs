@@ -74,9 +74,29 @@ pub fn from_uri(text: &str) -> Result<SipUri<'_>, TargetError> {
     Ok(sip)
 }
 
+/// True when `text` is a `Privacy` header value (RFC 3323 §4.2): tokens such as `id`,
+/// `header` or `none`, separated by `;`, at most 128 bytes.
+pub fn is_privacy_value(text: &str) -> bool {
+    text.len() <= 128
+        && text.split(';').all(|value| {
+            let value = value.trim_matches([' ', '\t']);
+            !value.is_empty() && value.bytes().all(crate::sip::message::scan::is_token)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn privacy_values() {
+        for ok in ["id", "none", "header;id", "user; critical"] {
+            assert!(is_privacy_value(ok), "{ok}");
+        }
+        for bad in ["", "id;", "id\r\nX: y", "a b", &"x".repeat(200)] {
+            assert!(!is_privacy_value(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn dialable_targets() {

@@ -230,7 +230,8 @@ pub(super) fn revoke_key(
 pub(super) fn authenticate(conn: &Connection, hash: &str) -> Result<Option<Principal>, StoreError> {
     let found = conn
         .prepare_cached(
-            "SELECT k.tenant, k.id, k.scopes FROM api_keys k JOIN tenants t ON t.id = k.tenant \
+            "SELECT k.tenant, k.id, k.scopes, t.trunk, t.caller_id FROM api_keys k \
+             JOIN tenants t ON t.id = k.tenant \
              WHERE k.key_sha256 = ?1 AND k.revoked_at IS NULL AND t.disabled_at IS NULL",
         )?
         .query_row([hash], |row| {
@@ -239,6 +240,8 @@ pub(super) fn authenticate(conn: &Connection, hash: &str) -> Result<Option<Princ
                 tenant: row.get(0)?,
                 key_id: row.get(1)?,
                 scopes: parse_scopes(2, &scopes)?,
+                trunk: row.get(3)?,
+                caller_id: row.get(4)?,
             })
         })
         .optional()?;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::api::{Disposition, Outcome};
+use crate::sip::auth::Authenticator;
 use crate::sip::dialog::Dialog;
 use crate::sip::refer::ReferClient;
 use crate::sip::transaction::{
@@ -28,12 +29,24 @@ pub(super) struct Call {
     pub(super) call_id: String,
     pub(super) local_tag: String,
     pub(super) invite_branch: String,
+    /// CSeq number of the current INVITE (1, then one more per challenge answered).
+    pub(super) invite_cseq: u32,
+    /// Top Via of the current INVITE (its CANCEL reuses it).
     pub(super) via: String,
     pub(super) sdp_offer: Vec<u8>,
+    /// P-Asserted-Identity and Privacy, sent in every INVITE of the call.
+    pub(super) identity_headers: Vec<(&'static str, String)>,
     pub(super) invite: ClientInvite,
+    /// INVITEs answered 401/407 and retried, by branch: they run out their Timer D,
+    /// re-ACKing retransmitted challenges.
+    pub(super) old_invites: Vec<(String, ClientInvite)>,
+    /// Digest state for challenges to the INVITE and the BYE.
+    pub(super) auth: Authenticator,
     pub(super) cancel: Option<ClientNonInvite>,
     /// BYE transactions by branch.
     pub(super) byes: Vec<(String, ClientNonInvite)>,
+    /// The branch of the BYE of our dialog (the one a challenge is answered for).
+    pub(super) main_bye: Option<String>,
     pub(super) dialog: Option<Dialog>,
     /// The blind transfer (REFER) in progress or running out its transaction.
     pub(super) transfer: Option<ReferClient>,
@@ -81,6 +94,10 @@ impl Call {
             self.cancel.as_ref().and_then(ClientNonInvite::poll_timeout),
         ];
         let byes = self.byes.iter().filter_map(|(_, bye)| bye.poll_timeout());
+        let old = self
+            .old_invites
+            .iter()
+            .filter_map(|(_, old)| old.poll_timeout());
         let call_timers = [
             self.ring_deadline,
             self.max_deadline,
@@ -91,6 +108,7 @@ impl Call {
             .into_iter()
             .flatten()
             .chain(byes)
+            .chain(old)
             .chain(call_timers.into_iter().flatten())
             .min()
     }
@@ -101,6 +119,14 @@ impl Call {
             buf.clear();
             buf.extend_from_slice(&self.ack);
             return Some(self.ack_destination);
+        }
+        // The ACK for a challenge goes before the INVITE that answers it.
+        if let Some(destination) = self
+            .old_invites
+            .iter_mut()
+            .find_map(|(_, old)| old.poll_transmit(buf))
+        {
+            return Some(destination);
         }
         if let Some(destination) = self.invite.poll_transmit(buf) {
             return Some(destination);
@@ -129,6 +155,10 @@ impl Call {
         self.ended
             && !self.ack_pending
             && self.invite.state() == InviteClientState::Terminated
+            && self
+                .old_invites
+                .iter()
+                .all(|(_, old)| old.state() == InviteClientState::Terminated)
             && self
                 .cancel
                 .as_ref()

@@ -6,6 +6,7 @@
 //! `poll_timeout`. Responses to requests go back to the address the request came from
 //! (symmetric response routing, RFC 3581), which is also what `rport` asks for.
 
+mod auth;
 mod call;
 mod transfer;
 mod unreachable;
@@ -21,11 +22,13 @@ use rand::{Rng, SeedableRng};
 
 use self::call::{Call, CancelReason, failure_outcome};
 use crate::api::{CallId, Disposition, Outcome, TransferError, TransferOutcome};
+use crate::sip::auth::{Authenticator, Credentials};
 use crate::sip::dialog::{Dialog, LocalParty};
 use crate::sip::message::print::{Writer, reason_phrase};
 use crate::sip::message::{HeaderName, Host, Message, Method, Recovered};
 use crate::sip::pike::Pike;
 use crate::sip::refer::TransferReport;
+use crate::sip::register::{Registration, RegistrationConfig, RegistrationEvent};
 use crate::sip::transaction::{
     AckTemplate, ClientInvite, ClientNonInvite, ResponseAction, ServerTransaction, Timing,
 };
@@ -40,9 +43,7 @@ pub const STRANGER_WINDOW: Duration = Duration::from_secs(2);
 /// Source IPs the stranger limit remembers at once.
 pub const STRANGER_SOURCES: usize = 4096;
 
-/// Methods this user agent implements (sent in Allow). NOTIFY only inside a call whose
-/// transfer (REFER) we started.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
 
 /// What strangers (requests outside our dialogs) may make an endpoint send
 /// (`docs/sip.md`, "What a stranger gets"). The defaults are the constants above, and a
@@ -107,6 +108,13 @@ pub struct DialParams<'a> {
     pub ring_timeout: Duration,
     /// From answer to hanging up with BYE.
     pub max_duration: Duration,
+    /// Digest credentials for 401/407 challenges to this call's INVITE and BYE; `None`
+    /// ends a challenged call `AuthFailed`.
+    pub credentials: Option<&'a Credentials>,
+    /// `P-Asserted-Identity` URI (RFC 3325), e.g. `sip:+15550100@carrier.example`.
+    pub asserted_identity: Option<&'a str>,
+    /// `Privacy` value (RFC 3323), e.g. `id` or `none`.
+    pub privacy: Option<&'a str>,
 }
 
 /// What the endpoint tells its owner.
@@ -138,6 +146,13 @@ pub enum SipEvent {
         /// What happened, in words.
         detail: String,
     },
+    /// A registration attempt ended (see [`Endpoint::register`]).
+    Registration {
+        /// The id given to `register`.
+        id: u32,
+        /// What happened.
+        event: RegistrationEvent,
+    },
     /// The call is over (emitted exactly once per dialed call).
     Ended {
         /// The call.
@@ -162,6 +177,14 @@ pub enum SipError {
     /// A call with this id exists already.
     #[error("call {0:?} is already in progress; use a new call id")]
     DuplicateCall(CallId),
+    /// The P-Asserted-Identity is not a SIP URI.
+    #[error("asserted identity `{0}` is not a SIP URI; write it as sip:user@host")]
+    BadIdentity(String),
+    /// The Privacy value is not a list of tokens.
+    #[error(
+        "privacy `{0}` is not a Privacy value; write tokens such as id, header or none, separated by ;"
+    )]
+    BadPrivacy(String),
 }
 
 /// Whose timers a heap entry belongs to.
@@ -169,6 +192,7 @@ pub enum SipError {
 enum Owner {
     Call(CallId),
     Server(u64),
+    Registration(u32),
 }
 
 /// A server transaction and the keys it is found by.
@@ -205,6 +229,8 @@ pub struct Endpoint {
     tag_secret: u64,
     /// Rate limit on answers to strangers.
     pike: Pike,
+    /// Registrations kept alive, by control's id.
+    registrations: HashMap<u32, Registration>,
 }
 
 impl Endpoint {
@@ -238,7 +264,40 @@ impl Endpoint {
             notified: None,
             tag_secret: SmallRng::seed_from_u64(!seed).random(),
             pike,
+            registrations: HashMap::new(),
         }
+    }
+
+    /// Starts (or restarts) registration `register.id`: REGISTERs from this endpoint's
+    /// address, refreshed before expiry and retried after failures, for as long as the
+    /// endpoint runs. Each attempt's end is a [`SipEvent::Registration`].
+    pub fn register(&mut self, now: Instant, register: &crate::api::Register) {
+        let local = self.config.local;
+        let config = RegistrationConfig {
+            registrar: register.registrar.clone(),
+            aor: register.aor.clone(),
+            contact: format!("sip:{}@{local}", register.contact_user),
+            destination: register.destination,
+            local,
+            expires: register.expires,
+            credentials: register.credentials.clone(),
+            user_agent: self.config.user_agent.clone(),
+        };
+        let seed = self.rng.random();
+        self.registrations.insert(
+            register.id,
+            Registration::new(now, config, self.timing, seed),
+        );
+        self.touch(Owner::Registration(register.id));
+    }
+
+    fn registration_events(&mut self, id: u32) {
+        if let Some(registration) = self.registrations.get_mut(&id) {
+            while let Some(event) = registration.poll_event() {
+                self.events.push_back(SipEvent::Registration { id, event });
+            }
+        }
+        self.touch(Owner::Registration(id));
     }
 
     /// Sends an INVITE to `params.destination`, or else to the host:port of `target` (IP
@@ -265,6 +324,17 @@ impl Endpoint {
             return Err(SipError::BadFrom(params.from.to_owned()));
         }
 
+        if let Some(identity) = params.asserted_identity
+            && super::target::from_uri(identity).is_err()
+        {
+            return Err(SipError::BadIdentity(identity.to_owned()));
+        }
+        if let Some(privacy) = params.privacy
+            && !super::target::is_privacy_value(privacy)
+        {
+            return Err(SipError::BadPrivacy(privacy.to_owned()));
+        }
+
         let local = self.config.local;
         let local_tag = self.random_token();
         let branch = format!("z9hG4bK{}", self.random_token());
@@ -275,61 +345,60 @@ impl Endpoint {
             local.ip()
         );
         let via = format!("SIP/2.0/UDP {local};branch={branch};rport");
-        let from = format!("<{}>;tag={local_tag}", params.from);
-        let mut invite = Vec::new();
-        let mut writer = Writer::request(&mut invite, "INVITE", params.target);
-        writer
-            .header("Via", &via)
-            .header("Max-Forwards", "70")
-            .header("From", &from)
-            .header_fmt("To", format_args!("<{}>", params.target))
-            .header("Call-ID", &call_id)
-            .header("CSeq", "1 INVITE")
-            .header_fmt("Contact", format_args!("<sip:outdial@{local}>"))
-            .header("User-Agent", &self.config.user_agent)
-            .header("Allow", ALLOW);
-        writer.finish(Some("application/sdp"), params.sdp_offer);
+        let mut identity_headers = Vec::new();
+        if let Some(identity) = params.asserted_identity {
+            identity_headers.push(("P-Asserted-Identity", format!("<{identity}>")));
+        }
+        if let Some(privacy) = params.privacy {
+            identity_headers.push(("Privacy", privacy.to_owned()));
+        }
         let template = AckTemplate {
             request_uri: params.target.to_owned(),
             via: via.clone(),
-            from,
+            from: format!("<{}>;tag={local_tag}", params.from),
             call_id: call_id.clone(),
             cseq: 1,
         };
-        let transaction = ClientInvite::new(now, self.timing, destination, invite, template);
+        let placeholder =
+            ClientInvite::new(now, self.timing, destination, Vec::new(), template.clone());
+        let mut state = Call {
+            destination,
+            target: params.target.to_owned(),
+            from_uri: params.from.to_owned(),
+            call_id: call_id.clone(),
+            local_tag,
+            invite_branch: branch.clone(),
+            invite_cseq: 1,
+            via,
+            sdp_offer: params.sdp_offer.to_vec(),
+            identity_headers,
+            invite: placeholder,
+            old_invites: Vec::new(),
+            auth: Authenticator::new(params.credentials.cloned()),
+            cancel: None,
+            byes: Vec::new(),
+            main_bye: None,
+            dialog: None,
+            transfer: None,
+            ack: Vec::new(),
+            ack_destination: destination,
+            ack_pending: false,
+            ring_timeout: params.ring_timeout,
+            max_duration: params.max_duration,
+            ring_deadline: Some(now + params.ring_timeout),
+            max_deadline: None,
+            cancel_guard: None,
+            cancel_reason: None,
+            rang: false,
+            final_status: None,
+            ended: false,
+        };
+        let invite = auth::write_invite(&self.config, &state, &[]);
+        state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
 
-        self.by_branch.insert(branch.clone(), call);
-        self.by_call_id.insert(call_id.clone(), call);
-        self.calls.insert(
-            call,
-            Call {
-                destination,
-                target: params.target.to_owned(),
-                from_uri: params.from.to_owned(),
-                call_id,
-                local_tag,
-                invite_branch: branch,
-                via,
-                sdp_offer: params.sdp_offer.to_vec(),
-                invite: transaction,
-                cancel: None,
-                byes: Vec::new(),
-                dialog: None,
-                transfer: None,
-                ack: Vec::new(),
-                ack_destination: destination,
-                ack_pending: false,
-                ring_timeout: params.ring_timeout,
-                max_duration: params.max_duration,
-                ring_deadline: Some(now + params.ring_timeout),
-                max_deadline: None,
-                cancel_guard: None,
-                cancel_reason: None,
-                rang: false,
-                final_status: None,
-                ended: false,
-            },
-        );
+        self.by_branch.insert(branch, call);
+        self.by_call_id.insert(call_id, call);
+        self.calls.insert(call, state);
         self.live_calls += 1;
         self.touch(Owner::Call(call));
         Ok(())
@@ -404,6 +473,12 @@ impl Endpoint {
                     }
                     self.touch(owner);
                 }
+                Owner::Registration(id) => {
+                    if let Some(registration) = self.registrations.get_mut(&id) {
+                        registration.handle_timeout(now);
+                    }
+                    self.registration_events(id);
+                }
             }
         }
     }
@@ -422,6 +497,10 @@ impl Endpoint {
                     .servers
                     .get_mut(&id)
                     .and_then(|e| e.transaction.poll_transmit(buf)),
+                Owner::Registration(id) => self
+                    .registrations
+                    .get_mut(&id)
+                    .and_then(|r| r.poll_transmit(buf)),
             };
             if sent.is_some() {
                 return sent;
@@ -456,6 +535,7 @@ impl Endpoint {
     /// tracked after Ended until their transactions' timers run out (about 64*T1).
     pub fn is_idle(&self) -> bool {
         self.calls.is_empty()
+            && self.registrations.is_empty()
             && self.by_branch.is_empty()
             && self.by_call_id.is_empty()
             && self.servers.is_empty()
@@ -478,6 +558,18 @@ impl Endpoint {
         else {
             return;
         };
+        let registration = self
+            .registrations
+            .iter()
+            .find(|(_, r)| r.branch() == Some(branch))
+            .map(|(id, _)| *id);
+        if let Some(id) = registration {
+            if let Some(registration) = self.registrations.get_mut(&id) {
+                registration.handle_response(now, response);
+            }
+            self.registration_events(id);
+            return;
+        }
         let Some(&id) = self.by_branch.get(branch) else {
             return;
         };
@@ -491,14 +583,30 @@ impl Endpoint {
             {
                 self.on_invite_response(now, id, from, response);
             }
+            Method::Invite => {
+                // A retransmitted 401/407 to an INVITE we already retried: its transaction
+                // absorbs it and sends the ACK again (nothing is found for the current one).
+                if let Some((_, old)) = call.old_invites.iter_mut().find(|(b, _)| b == branch) {
+                    old.handle_response(now, response);
+                }
+            }
             Method::Cancel => {
                 if let Some(cancel) = call.cancel.as_mut() {
                     cancel.handle_response(now, response);
                 }
             }
             Method::Bye => {
-                if let Some((_, bye)) = call.byes.iter_mut().find(|(b, _)| b == branch) {
-                    bye.handle_response(now, response);
+                let delivered = call
+                    .byes
+                    .iter_mut()
+                    .find(|(b, _)| b == branch)
+                    .map(|(_, bye)| bye.handle_response(now, response));
+                let challenged = matches!(response.status(), Some(401 | 407));
+                if delivered == Some(ResponseAction::Deliver)
+                    && challenged
+                    && call.main_bye.as_deref() == Some(branch)
+                {
+                    self.retry_bye(now, id, response);
                 }
             }
             Method::Other("REFER") => self.on_refer_response(now, id, branch, response),
@@ -530,6 +638,12 @@ impl Endpoint {
                 }
             }
             200..=299 => self.on_2xx(now, id, from, response),
+            401 | 407 if call.cancel_reason.is_none() && !call.ended => {
+                if let Err(outcome) = self.retry_invite(now, id, response) {
+                    call_final_status(self.calls.get_mut(&id), status);
+                    self.end(id, outcome);
+                }
+            }
             _ => {
                 call.final_status.get_or_insert(status);
                 let outcome = if call.cancel_reason.is_some() && status == 487 {
@@ -564,7 +678,7 @@ impl Endpoint {
             local_tag: &call.local_tag,
             local_uri: &call.from_uri,
             remote_uri: &call.target,
-            invite_cseq: 1,
+            invite_cseq: call.invite_cseq,
         };
         let dialog = match Dialog::from_2xx(&party, response) {
             Ok(dialog) => dialog,
@@ -606,7 +720,7 @@ impl Endpoint {
             local_tag: &call.local_tag,
             local_uri: &call.from_uri,
             remote_uri: &call.target,
-            invite_cseq: 1,
+            invite_cseq: call.invite_cseq,
         };
         let Ok(mut fork) = Dialog::from_2xx(&party, response) else {
             return;
@@ -654,7 +768,7 @@ impl Endpoint {
             )
             .header_fmt("To", format_args!("<{}>", call.target))
             .header("Call-ID", &call.call_id)
-            .header("CSeq", "1 CANCEL")
+            .header_fmt("CSeq", format_args!("{} CANCEL", call.invite_cseq))
             .header("User-Agent", &self.config.user_agent);
         writer.finish(None, b"");
         call.cancel = Some(ClientNonInvite::new(
@@ -679,6 +793,8 @@ impl Endpoint {
         let mut bye = Vec::new();
         dialog.write_request(&mut bye, "BYE", local, &branch, &self.config.user_agent);
         let destination = dialog.next_hop().unwrap_or(call.destination);
+        call.auth.start_request();
+        call.main_bye = Some(branch.clone());
         call.byes.push((
             branch.clone(),
             ClientNonInvite::new(now, self.timing, destination, bye),
@@ -697,6 +813,9 @@ impl Endpoint {
         }
         for (_, bye) in &mut call.byes {
             bye.handle_timeout(now);
+        }
+        for (_, old) in &mut call.old_invites {
+            old.handle_timeout(now);
         }
         let transfer_report = call
             .transfer
@@ -1001,17 +1120,20 @@ impl Endpoint {
         match owner {
             Owner::Call(id) => self.calls.contains_key(&id),
             Owner::Server(id) => self.servers.contains_key(&id),
+            Owner::Registration(id) => self.registrations.contains_key(&id),
         }
     }
 
     /// After an owner changed: queue it for transmission and re-arm its timer.
     fn touch(&mut self, owner: Owner) {
         // Entries go stale when deadlines move; prune when they outnumber the live owners.
-        if self.timers.len() > 64 + 4 * (self.calls.len() + self.servers.len()) {
-            let (calls, servers) = (&self.calls, &self.servers);
+        let owners = self.calls.len() + self.servers.len() + self.registrations.len();
+        if self.timers.len() > 64 + 4 * owners {
+            let (calls, servers, registrations) = (&self.calls, &self.servers, &self.registrations);
             self.timers.retain(|Reverse((_, owner))| match owner {
                 Owner::Call(id) => calls.contains_key(id),
                 Owner::Server(id) => servers.contains_key(id),
+                Owner::Registration(id) => registrations.contains_key(id),
             });
         }
         let deadline = match owner {
@@ -1020,6 +1142,10 @@ impl Endpoint {
                 .servers
                 .get(&id)
                 .and_then(|e| e.transaction.poll_timeout()),
+            Owner::Registration(id) => self
+                .registrations
+                .get(&id)
+                .and_then(Registration::poll_timeout),
         };
         if let Some(deadline) = deadline {
             self.timers.push(Reverse((deadline, owner)));
@@ -1032,13 +1158,16 @@ impl Endpoint {
     /// Drops a call whose transactions are all done, or a terminated server transaction.
     fn forget_if_finished(&mut self, owner: Owner) {
         match owner {
+            // A registration lasts as long as the endpoint.
+            Owner::Registration(_) => {}
             Owner::Call(id) => {
                 if !self.calls.get(&id).is_some_and(Call::is_finished) {
                     return;
                 }
                 if let Some(call) = self.calls.remove(&id) {
                     self.by_branch.remove(&call.invite_branch);
-                    for (branch, _) in &call.byes {
+                    let byes = call.byes.iter().map(|(branch, _)| branch);
+                    for branch in byes.chain(call.old_invites.iter().map(|(branch, _)| branch)) {
                         self.by_branch.remove(branch);
                     }
                     if let Some(transfer) = &call.transfer {
@@ -1072,6 +1201,13 @@ impl Endpoint {
 
 fn random_token(rng: &mut SmallRng) -> String {
     format!("{:016x}", rng.random::<u64>())
+}
+
+/// Keeps the first final status of a call.
+fn call_final_status(call: Option<&mut Call>, status: u16) {
+    if let Some(call) = call {
+        call.final_status.get_or_insert(status);
+    }
 }
 
 fn state_status(call: Option<&Call>) -> Option<u16> {

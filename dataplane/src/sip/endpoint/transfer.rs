@@ -209,6 +209,9 @@ mod tests {
                 sdp_offer: b"v=0\r\n",
                 ring_timeout: Duration::from_secs(30),
                 max_duration: Duration::from_secs(3600),
+                credentials: None,
+                asserted_identity: None,
+                privacy: None,
             };
             h.endpoint.dial(t0, CallId(1), &params).unwrap();
             h.drain();

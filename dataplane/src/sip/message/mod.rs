@@ -17,7 +17,7 @@
 mod header;
 pub mod print;
 mod recover;
-mod scan;
+pub(crate) mod scan;
 mod uri;
 
 use smallvec::SmallVec;

@@ -1,0 +1,272 @@
+use super::*;
+use crate::sip::message::{Method, parse_message};
+
+const REGISTRAR: &str = "192.0.2.9:5060";
+
+fn config(credentials: bool) -> RegistrationConfig {
+    RegistrationConfig {
+        registrar: "sip:carrier.example".into(),
+        aor: "sip:acct@carrier.example".into(),
+        contact: "sip:acct@192.0.2.1:5060".into(),
+        destination: REGISTRAR.parse().unwrap(),
+        local: "192.0.2.1:5060".parse().unwrap(),
+        expires: Duration::from_secs(600),
+        credentials: credentials.then(|| Credentials {
+            username: "acct".into(),
+            password: "pw".into(),
+            realm: None,
+        }),
+        user_agent: "outdial-test".into(),
+    }
+}
+
+struct Harness {
+    registration: Registration,
+    t0: Instant,
+    now: Instant,
+    sent: Vec<(Duration, Vec<u8>)>,
+    events: Vec<(Duration, RegistrationEvent)>,
+}
+
+impl Harness {
+    fn new(credentials: bool) -> Self {
+        let t0 = Instant::now();
+        let registration = Registration::new(t0, config(credentials), Timing::default(), 5);
+        let mut h = Self {
+            registration,
+            t0,
+            now: t0,
+            sent: Vec::new(),
+            events: Vec::new(),
+        };
+        h.drain();
+        h
+    }
+
+    fn drain(&mut self) {
+        let mut buf = Vec::new();
+        while let Some(to) = self.registration.poll_transmit(&mut buf) {
+            assert_eq!(to, REGISTRAR.parse().unwrap());
+            self.sent.push((self.now - self.t0, buf.clone()));
+        }
+        while let Some(event) = self.registration.poll_event() {
+            self.events.push((self.now - self.t0, event));
+        }
+    }
+
+    fn advance_to(&mut self, at: Duration) {
+        let end = self.t0 + at;
+        while let Some(deadline) = self.registration.poll_timeout().filter(|&d| d <= end) {
+            self.now = self.now.max(deadline);
+            self.registration.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn last(&self) -> Vec<u8> {
+        self.sent
+            .last()
+            .map(|(_, b)| b.clone())
+            .expect("a REGISTER was sent")
+    }
+
+    fn answer(&mut self, status: u16, extra: &str) {
+        let request = self.last();
+        let request = parse_message(&request).unwrap();
+        let text = format!(
+            "SIP/2.0 {status} X\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=reg\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
+            request.header(HeaderName::Via).unwrap(),
+            request.header(HeaderName::From).unwrap(),
+            request.header(HeaderName::To).unwrap(),
+            request.call_id().unwrap(),
+            request.header(HeaderName::CSeq).unwrap(),
+        );
+        drop(request);
+        self.registration
+            .handle_response(self.now, &parse_message(text.as_bytes()).unwrap());
+        self.drain();
+    }
+}
+
+fn header(bytes: &[u8], name: &str) -> Option<String> {
+    parse_message(bytes)
+        .unwrap()
+        .header(HeaderName::Other(name))
+        .map(str::to_owned)
+}
+
+const CHALLENGE: &str =
+    "WWW-Authenticate: Digest realm=\"carrier.example\", nonce=\"r1\", qop=\"auth\"\r\n";
+
+#[test]
+fn registers_through_a_challenge_and_refreshes_before_expiry() {
+    let mut h = Harness::new(true);
+    let first = h.last();
+    let message = parse_message(&first).unwrap();
+    assert_eq!(message.method(), Some(Method::Register));
+    assert_eq!(
+        message.request_uri().unwrap().as_str(),
+        "sip:carrier.example"
+    );
+    assert_eq!(message.cseq().unwrap().number, 1);
+    assert_eq!(header(&first, "Expires").as_deref(), Some("600"));
+    let call_id = message.call_id().unwrap().to_owned();
+    let from_tag = message.from().unwrap().tag().unwrap().to_owned();
+    drop(message);
+
+    h.answer(401, CHALLENGE);
+    let retry = h.last();
+    let message = parse_message(&retry).unwrap();
+    assert_eq!(message.cseq().unwrap().number, 2);
+    assert_eq!(message.call_id(), Some(call_id.as_str()));
+    let authorization = header(&retry, "Authorization").expect("Authorization");
+    assert!(
+        authorization.contains("uri=\"sip:carrier.example\""),
+        "{authorization}"
+    );
+    assert!(authorization.contains("nc=00000001"), "{authorization}");
+    drop(message);
+
+    h.answer(
+        200,
+        "Contact: <sip:acct@192.0.2.1:5060>;expires=120\r\nExpires: 600\r\n",
+    );
+    assert_eq!(
+        h.events,
+        [(
+            Duration::ZERO,
+            RegistrationEvent::Registered {
+                expires: Duration::from_secs(120)
+            }
+        )],
+        "our Contact's expires wins over Expires"
+    );
+    let sent = h.sent.len();
+    h.advance_to(Duration::from_secs(89));
+    assert_eq!(h.sent.len(), sent, "nothing before the refresh");
+    h.advance_to(Duration::from_secs(90));
+    assert_eq!(
+        h.sent.len(),
+        sent + 1,
+        "refreshed 30 s before the 120 s expire"
+    );
+    let refresh = h.last();
+    let message = parse_message(&refresh).unwrap();
+    assert_eq!(message.cseq().unwrap().number, 3);
+    assert_eq!(message.call_id(), Some(call_id.as_str()));
+    assert_eq!(message.from().unwrap().tag(), Some(from_tag.as_str()));
+    drop(message);
+    // The refresh is challenged with the same nonce: a new request may answer it again.
+    h.answer(401, CHALLENGE);
+    let again = header(&h.last(), "Authorization").expect("Authorization");
+    assert!(again.contains("nc=00000002"), "{again}");
+    h.answer(200, "Expires: 20\r\n");
+    assert_eq!(
+        h.events.last().map(|(_, e)| e.clone()),
+        Some(RegistrationEvent::Registered {
+            expires: Duration::from_secs(20)
+        })
+    );
+    h.advance_to(Duration::from_secs(100));
+    assert_eq!(
+        h.sent.last().map(|(at, _)| *at),
+        Some(Duration::from_secs(100)),
+        "a 20 s binding is refreshed after half of it"
+    );
+}
+
+#[test]
+fn failures_are_retried_with_a_growing_delay_and_retry_after() {
+    let mut h = Harness::new(false);
+    h.answer(403, "");
+    assert_eq!(
+        h.events.last().map(|(_, e)| e.clone()),
+        Some(RegistrationEvent::Failed {
+            status: Some(403),
+            reason: "403 X".into(),
+            retry_in: FIRST_RETRY
+        })
+    );
+    h.advance_to(Duration::from_secs(30));
+    assert_eq!(h.sent.len(), 2, "re-registered after 30 s");
+    h.answer(503, "Retry-After: 120\r\n");
+    assert!(matches!(
+        h.events.last(),
+        Some((_, RegistrationEvent::Failed { retry_in, .. })) if *retry_in == Duration::from_secs(120)
+    ));
+    h.advance_to(Duration::from_secs(150));
+    assert_eq!(h.sent.len(), 3);
+    h.answer(500, "");
+    assert!(
+        matches!(
+            h.events.last(),
+            Some((_, RegistrationEvent::Failed { retry_in, .. })) if *retry_in == Duration::from_secs(120)
+        ),
+        "third failure: 30 s doubled twice"
+    );
+    h.advance_to(Duration::from_secs(270));
+    h.answer(200, "");
+    assert_eq!(
+        h.events.last().map(|(_, e)| e.clone()),
+        Some(RegistrationEvent::Registered {
+            expires: Duration::from_secs(600)
+        })
+    );
+    // Challenged without credentials: a failure, not a loop.
+    h.advance_to(Duration::from_secs(270 + 570));
+    h.answer(401, CHALLENGE);
+    assert!(
+        matches!(
+            h.events.last(),
+            Some((_, RegistrationEvent::Failed { status: Some(401), retry_in, .. })) if *retry_in == FIRST_RETRY
+        ),
+        "{:?}",
+        h.events.last()
+    );
+}
+
+#[test]
+fn no_answer_fails_by_timer_f_and_is_tried_again() {
+    let mut h = Harness::new(false);
+    h.advance_to(Duration::from_secs(32));
+    let retransmissions = h.sent.len();
+    assert_eq!(
+        retransmissions, 11,
+        "Timer E: 0, 0.5, 1.5, 3.5, then every 4 s to 31.5"
+    );
+    assert!(
+        matches!(
+            h.events.as_slice(),
+            [(at, RegistrationEvent::Failed { status: None, reason, .. })]
+                if *at == Duration::from_secs(32) && reason.contains("Timer F")
+        ),
+        "{:?}",
+        h.events
+    );
+    h.advance_to(Duration::from_secs(62));
+    assert_eq!(h.sent.len(), retransmissions + 1);
+    assert_eq!(parse_message(&h.last()).unwrap().cseq().unwrap().number, 2);
+}
+
+#[test]
+fn wrong_credentials_and_a_brief_interval() {
+    let mut h = Harness::new(true);
+    h.answer(423, "Min-Expires: 3600\r\n");
+    assert_eq!(header(&h.last(), "Expires").as_deref(), Some("3600"));
+    h.answer(401, CHALLENGE);
+    h.answer(401, CHALLENGE);
+    assert!(
+        matches!(
+            h.events.as_slice(),
+            [(_, RegistrationEvent::Failed { status: Some(401), reason, .. })] if reason.contains("refused")
+        ),
+        "{:?}",
+        h.events
+    );
+    assert_eq!(
+        h.sent.len(),
+        3,
+        "one REGISTER per challenge, none after the refusal"
+    );
+}
