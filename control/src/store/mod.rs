@@ -21,8 +21,8 @@ use crate::model::{CallRecord, CallStatus, NewCall, Next};
 
 pub use types::{
     ApiKeyInfo, AttemptEnd, CallEvent, Cdr, CdrPage, CdrQuery, Claimed, Created, DeadLetter,
-    IdempotencyKey, ListQuery, NewApiKey, NewTenant, OutboxItem, PendingCall, Principal, Scope,
-    Tenant, Transition,
+    IdempotencyKey, ListQuery, NewApiKey, NewFile, NewFiles, NewTenant, OutboxItem, PendingCall,
+    Principal, Scope, StoredFile, Tenant, Transition,
 };
 
 /// Name of the development tenant created by [`TenantStore::ensure_dev_tenant`].
@@ -280,8 +280,27 @@ pub trait CdrStore: Send + Sync {
     fn cdrs(&self, tenant: Option<String>, query: CdrQuery) -> StoreFuture<'_, CdrPage>;
 }
 
+/// Files that came with a request (an e-mail's attached application), kept with its calls.
+pub trait FileStore: Send + Sync {
+    /// Like [`CallStore::create_calls`], and in the same transaction stores `files` (if any)
+    /// as the files of every call created: all of it is committed, or none. A replayed
+    /// idempotency key stores no files again.
+    fn create_calls_with_files(
+        &self,
+        tenant: &str,
+        calls: Vec<NewCall>,
+        files: Option<NewFiles>,
+        idempotency: Option<IdempotencyKey>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Created>;
+
+    /// The file `name` of the request files `id`, only while one of their calls can still
+    /// run (not final); `None` otherwise, or if there is no such file.
+    fn request_file(&self, id: &str, name: &str) -> StoreFuture<'_, Option<StoredFile>>;
+}
+
 /// The whole store, as `outdial serve` and the CLI use it.
-pub trait DataStore: CallStore + TenantStore + OutboxStore + CdrStore {
+pub trait DataStore: CallStore + TenantStore + OutboxStore + CdrStore + FileStore {
     /// Round trip to the database; fails if it is not working.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }
