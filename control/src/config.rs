@@ -39,6 +39,8 @@ pub struct Config {
     pub vxml: VxmlConfig,
     /// This node's identity among control nodes.
     pub cluster: ClusterConfig,
+    /// What e-mail call requests mean: recipient domains, tenants' rules, attached files.
+    pub email: crate::intake::email::EmailConfig,
 }
 
 /// `[cluster]`: this control node among others sharing a store.
@@ -359,6 +361,7 @@ impl Config {
     /// Checks values that parse but cannot work; the message names the key to fix.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |key: &str, problem: String| Err(Error::Config(format!("`{key}` {problem}")));
+        self.email.validate().map_err(Error::Config)?;
         let http = &self.http;
         if http.header_timeout_secs == 0
             || http.body_timeout_secs == 0
