@@ -214,9 +214,6 @@ impl EmailIntake {
             .as_ref()
             .and_then(|n| rules.applications.get(n).cloned());
         let (url, files) = self.choose_application(request.application.clone(), named, attached)?;
-        if files.is_none() {
-            self.check_reachable(&url).await?;
-        }
         let now = OffsetDateTime::now_utc();
         let calls = request
             .calls(&url)
@@ -233,6 +230,10 @@ impl EmailIntake {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Checked after the rules: a refusal for a wrong field needs no network.
+        if files.is_none() {
+            self.check_reachable(&url).await?;
+        }
         let idempotency = parsed.message_id.as_ref().map(|id| IdempotencyKey {
             key: format!("email:{}", hex::encode(Sha256::digest(id.as_bytes()))),
             request_sha256: hex::encode(Sha256::digest(&raw)),
