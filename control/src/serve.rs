@@ -15,7 +15,7 @@ use crate::dispatch::{CallControl, Control, Dispatch, Dispatcher, EmbeddedNode};
 use crate::error::Error;
 use crate::fetch::Fetcher;
 use crate::http_server::{self, HttpLimits};
-use crate::intake::email::EmailIntake;
+use crate::intake::email::{EmailIntake, ReplySender};
 use crate::prompts::PromptRenderer;
 use crate::readiness::Readiness;
 use crate::runner::{RunnerContext, RunnerSettings};
@@ -197,6 +197,15 @@ pub async fn run(config: Config) -> Result<(), Error> {
         // Attached applications are served by this API: the address actually bound.
         let mut bound = (*config).clone();
         bound.http.listen = api;
+        if !config.email.reply_relay.is_empty() {
+            let sender = ReplySender::new(
+                Arc::clone(&email_store) as Arc<dyn crate::store::ReplyStore>,
+                &config.email.reply_relay,
+                &config.email.reply_from,
+            )
+            .map_err(Error::Config)?;
+            tokio::spawn(sender.run());
+        }
         let intake = EmailIntake::new(&bound, email_store, email_control)
             .map_err(|e| Error::Config(format!("[email]: {e}")))?;
         let server = crate::smtp::spawn(&config.smtp, Arc::new(intake), smtp_stopped)

@@ -21,8 +21,8 @@ use crate::model::{CallRecord, CallStatus, NewCall, Next};
 
 pub use types::{
     ApiKeyInfo, AttemptEnd, CallEvent, Cdr, CdrPage, CdrQuery, Claimed, Created, DeadLetter,
-    IdempotencyKey, ListQuery, NewApiKey, NewFile, NewFiles, NewTenant, OutboxItem, PendingCall,
-    Principal, Scope, StoredFile, Tenant, Transition,
+    IdempotencyKey, ListQuery, NewApiKey, NewFile, NewFiles, NewReply, NewTenant, OutboxItem,
+    PendingCall, Principal, ReplyItem, Scope, StoredFile, Tenant, Transition,
 };
 
 /// Name of the development tenant created by [`TenantStore::ensure_dev_tenant`].
@@ -299,8 +299,33 @@ pub trait FileStore: Send + Sync {
     fn request_file(&self, id: &str, name: &str) -> StoreFuture<'_, Option<StoredFile>>;
 }
 
+/// The reply-mail outbox: acknowledgements and rejections of e-mail requests, sent by a
+/// worker through the configured relay, retried with backoff, dead after the last try.
+pub trait ReplyStore: Send + Sync {
+    /// Queues `reply`, due at `now`.
+    fn enqueue_reply(&self, reply: NewReply, now: OffsetDateTime) -> StoreFuture<'_, ()>;
+
+    /// Up to `limit` replies due at `now`, oldest first.
+    fn due_replies(&self, now: OffsetDateTime, limit: u32) -> StoreFuture<'_, Vec<ReplyItem>>;
+
+    /// The reply `seq` was sent: it leaves the outbox.
+    fn reply_sent(&self, seq: i64) -> StoreFuture<'_, ()>;
+
+    /// The reply `seq` failed with `error`: try again at `retry_at`, or, if `None`, it is dead
+    /// (kept with its last error).
+    fn reply_failed(
+        &self,
+        seq: i64,
+        error: String,
+        retry_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, ()>;
+}
+
 /// The whole store, as `outdial serve` and the CLI use it.
-pub trait DataStore: CallStore + TenantStore + OutboxStore + CdrStore + FileStore {
+pub trait DataStore:
+    CallStore + TenantStore + OutboxStore + CdrStore + FileStore + ReplyStore
+{
     /// Round trip to the database; fails if it is not working.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }

@@ -417,3 +417,29 @@ pub struct StoredFile {
     /// Its bytes.
     pub body: Vec<u8>,
 }
+
+/// A reply mail to send (an e-mail request's acknowledgement or rejection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReply {
+    /// The tenant the request was for, if known.
+    pub tenant: Option<String>,
+    /// The address to send it to.
+    pub to: String,
+    /// Its subject.
+    pub subject: String,
+    /// The request's `Message-ID` (without angle brackets), for `In-Reply-To`.
+    pub in_reply_to: Option<String>,
+    /// Its text.
+    pub body: String,
+}
+
+/// A reply mail waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyItem {
+    /// Its row, for [`super::ReplyStore::reply_sent`] and `reply_failed`.
+    pub seq: i64,
+    /// The mail.
+    pub reply: NewReply,
+    /// Tries made before this one.
+    pub tries: u32,
+}

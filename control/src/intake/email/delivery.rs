@@ -14,6 +14,7 @@ use super::attachments::{self, AttachedApplication};
 use super::dkim::Dkim;
 use super::fields;
 use super::message::{self, HEADER_PREFIX};
+use super::replies;
 use super::reply::{self, refusal};
 use super::settings::{EmailConfig, EmailTenant};
 use crate::config::Config;
@@ -37,6 +38,24 @@ pub struct EmailIntake {
     dkim: Dkim,
     /// Checks application URLs at acceptance; `None` when `email.check_url_timeout_ms = 0`.
     checker: Option<Fetcher>,
+    /// Whether reply mails are queued (`email.reply_relay` is set).
+    replies: bool,
+}
+
+/// What [`EmailIntake::accept`] learned on the way, for the reply mail.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The tenant the recipient named.
+    tenant: Option<String>,
+    /// The sender proved it is the tenant's (AUTH as it, or an accepted DKIM signature).
+    trusted: bool,
+    subject: Option<String>,
+    message_id: Option<String>,
+    auto_submitted: bool,
+    /// The calls created: (id, destination); empty when nothing was created.
+    calls: Vec<(String, String)>,
+    /// The calls are those of an earlier copy of the message.
+    replayed: bool,
 }
 
 impl std::fmt::Debug for EmailIntake {
@@ -85,6 +104,7 @@ impl EmailIntake {
             max_document_bytes: config.fetch.max_document_bytes,
             dkim,
             checker,
+            replies: !config.email.reply_relay.is_empty(),
         })
     }
 
@@ -163,7 +183,12 @@ impl EmailIntake {
     }
 
     /// The whole of `deliver`, as a `Result` so every refusal returns early.
-    async fn accept(&self, envelope: Envelope, raw: Vec<u8>) -> Result<Reply, Reply> {
+    async fn accept(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+        seen: &mut Seen,
+    ) -> Result<Reply, Reply> {
         let Some(address) = envelope.rcpt_to.first() else {
             return Err(refusal(503, (5, 5, 1), "recipients", "RCPT TO first"));
         };
@@ -174,14 +199,20 @@ impl EmailIntake {
         };
         let (recipient, rules) = self.recipient(&check, address).await?;
         let tenant = recipient.tenant.as_str();
-        let parsed = message::parse(&raw)?;
+        seen.tenant = Some(tenant.to_owned());
+        seen.trusted = envelope.authenticated.as_deref() == Some(tenant);
+        let parsed = message::parse(raw)?;
+        seen.subject.clone_from(&parsed.subject);
+        seen.message_id.clone_from(&parsed.message_id);
+        seen.auto_submitted = parsed.auto_submitted;
         if rules.require_dkim {
             let signed: Vec<String> = parsed
                 .fields
                 .iter()
                 .map(|(key, _)| format!("{HEADER_PREFIX}{}", key.to_ascii_lowercase()))
                 .collect();
-            let domains = self.dkim.signed_by(&raw, &signed).await;
+            let domains = self.dkim.signed_by(raw, &signed).await;
+            seen.trusted |= domains.iter().any(|d| rules.dkim_domains.contains(d));
             if !domains.iter().any(|d| rules.dkim_domains.contains(d)) {
                 return Err(refusal(
                     550,
@@ -236,7 +267,7 @@ impl EmailIntake {
         }
         let idempotency = parsed.message_id.as_ref().map(|id| IdempotencyKey {
             key: format!("email:{}", hex::encode(Sha256::digest(id.as_bytes()))),
-            request_sha256: hex::encode(Sha256::digest(&raw)),
+            request_sha256: hex::encode(Sha256::digest(raw)),
         });
         let created = self
             .store
@@ -256,6 +287,12 @@ impl EmailIntake {
                 StoreError::Invalid(problem) => reply::content("store", &problem),
                 other => reply::unavailable(&other.to_string()),
             })?;
+        seen.replayed = created.replayed;
+        seen.calls = created
+            .records
+            .iter()
+            .map(|r| (r.id.clone(), r.to.clone()))
+            .collect();
         if !created.replayed {
             for record in &created.records {
                 self.control.queued(record);
@@ -362,6 +399,39 @@ impl EmailIntake {
     }
 }
 
+impl EmailIntake {
+    /// Queues the acknowledgement (calls created) or rejection (to a trusted sender) of a
+    /// message; nothing for the null sender, an automaton, or a replayed message.
+    async fn queue_reply(&self, envelope: &Envelope, seen: &Seen, outcome: &Result<Reply, Reply>) {
+        if envelope.mail_from.is_empty() || seen.auto_submitted || seen.replayed {
+            return;
+        }
+        let subject = seen.subject.as_deref();
+        let message_id = seen.message_id.as_deref();
+        let reply = match (outcome, seen.tenant.as_deref()) {
+            (Ok(_), Some(tenant)) if !seen.calls.is_empty() => {
+                let calls: Vec<(&str, &str)> = seen
+                    .calls
+                    .iter()
+                    .map(|(i, t)| (i.as_str(), t.as_str()))
+                    .collect();
+                replies::acknowledgement(&envelope.mail_from, tenant, subject, message_id, &calls)
+            }
+            (Err(refused), tenant) if seen.trusted => {
+                replies::rejection(&envelope.mail_from, tenant, subject, message_id, refused)
+            }
+            _ => return,
+        };
+        if let Err(e) = self
+            .store
+            .enqueue_reply(reply, OffsetDateTime::now_utc())
+            .await
+        {
+            tracing::warn!(error = %e, "the reply mail could not be queued");
+        }
+    }
+}
+
 /// `AUTH`: user = a tenant id, password = one of its API keys with `calls:create`; the
 /// identity is the tenant id. A revoked key or a disabled tenant fails at once.
 async fn authenticate(store: &dyn DataStore, user: &str, password: &str) -> Option<String> {
@@ -389,8 +459,15 @@ impl Delivery for EmailIntake {
 
     fn deliver(&self, envelope: Envelope, message: Vec<u8>) -> DeliveryFuture<'_, Reply> {
         Box::pin(async move {
-            self.accept(envelope, message).await.unwrap_or_else(|refused| {
-                tracing::info!(code = refused.code, reason = %refused.text, "e-mail request refused");
+            let mut seen = Seen::default();
+            let outcome = self.accept(&envelope, &message, &mut seen).await;
+            if self.replies {
+                self.queue_reply(&envelope, &seen, &outcome).await;
+            }
+            outcome.unwrap_or_else(|refused| {
+                // The rule only: the rest of the text may quote a callee's number.
+                let rule = refused.text.split(':').next().unwrap_or_default();
+                tracing::info!(code = refused.code, rule, "e-mail request refused");
                 refused
             })
         })

@@ -25,6 +25,11 @@ pub struct Parsed {
     pub attachments: Vec<Attachment>,
     /// The `Message-ID`, without angle brackets.
     pub message_id: Option<String>,
+    /// The `Subject`, decoded.
+    pub subject: Option<String>,
+    /// Whether `Auto-Submitted` says the message came from an automaton (RFC 3834): no
+    /// reply mail is sent to it.
+    pub auto_submitted: bool,
 }
 
 /// One attached file.
@@ -99,6 +104,11 @@ pub fn parse(raw: &[u8]) -> Result<Parsed, Reply> {
         body: message.body_text(0).map(|b| b.into_owned()),
         attachments,
         message_id: message.message_id().map(str::to_owned),
+        subject: message.subject().map(str::to_owned),
+        auto_submitted: message
+            .header("Auto-Submitted")
+            .and_then(|v| v.as_text())
+            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no")),
     })
 }
 
@@ -123,6 +133,9 @@ mod tests {
             ]
         );
         assert_eq!(p.message_id.as_deref(), Some("m1@b"));
+        assert!(!p.auto_submitted);
+        assert!(parsed("From: a@b\nAuto-Submitted: auto-replied\n\nx\n").auto_submitted);
+        assert!(!parsed("From: a@b\nAuto-Submitted: no\n\nx\n").auto_submitted);
         assert_eq!(p.body.as_deref().map(str::trim_end), Some("hello"));
     }
 

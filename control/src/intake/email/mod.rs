@@ -12,7 +12,8 @@
 //! - [`attachments`]: an attached VoiceXML application and the files beside it;
 //! - [`delivery`]: [`EmailIntake`], the [`crate::smtp::Delivery`] that ties them together
 //!   and stores the calls (and files) in one transaction;
-//! - [`reply`]: the SMTP replies, each naming its rule; [`settings`]: `[email]`.
+//! - [`reply`]: the SMTP replies, each naming its rule; [`replies`]: acknowledgement and
+//!   rejection mails through a durable outbox; [`settings`]: `[email]`.
 
 pub mod address;
 pub mod attachments;
@@ -20,10 +21,12 @@ pub mod delivery;
 pub mod dkim;
 pub mod fields;
 pub mod message;
+pub mod replies;
 mod reply;
 pub mod settings;
 
 pub use delivery::EmailIntake;
+pub use replies::ReplySender;
 pub use settings::{EmailConfig, EmailTenant};
 
 #[cfg(test)]

@@ -23,6 +23,11 @@ pub struct EmailConfig {
     /// DKIM public keys known without DNS: `"selector._domainkey.domain" = "v=DKIM1; k=...;
     /// p=..."`. Looked up before DNS; for private domains and tests.
     pub dkim_keys: BTreeMap<String, String>,
+    /// Plain-SMTP relay (`host:port`) for acknowledgement and rejection mails; empty = none
+    /// are sent.
+    pub reply_relay: String,
+    /// The From address of reply mails.
+    pub reply_from: String,
     /// Per-tenant rules, by tenant id. A tenant not listed takes the defaults of
     /// [`EmailTenant`] (SMTP AUTH required, no DKIM, no named applications).
     pub tenants: BTreeMap<String, EmailTenant>,
@@ -36,6 +41,8 @@ impl Default for EmailConfig {
             check_url_timeout_ms: 3000,
             max_calls_per_message: 100,
             dkim_keys: BTreeMap::new(),
+            reply_relay: String::new(),
+            reply_from: "outdial@localhost".to_owned(),
             tenants: BTreeMap::new(),
         }
     }
@@ -108,6 +115,23 @@ impl EmailConfig {
                 "`email.max_calls_per_message` must be from 1 to {MAX_CALLS_PER_MESSAGE}"
             ));
         }
+        if !self.reply_relay.is_empty()
+            && self
+                .reply_relay
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(format!(
+                "`email.reply_relay` must be host:port of an SMTP relay, like \"127.0.0.1:25\", not {:?}",
+                self.reply_relay
+            ));
+        }
+        if self.reply_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(format!(
+                "`email.reply_from` must be an address like \"outdial@calls.example.com\", not {:?}",
+                self.reply_from
+            ));
+        }
         for (name, record) in &self.dkim_keys {
             super::dkim::parse_key(record).map_err(|e| {
                 format!("`email.dkim_keys.\"{name}\"` is not a DKIM key record ({e}); copy the TXT record of the selector")
@@ -170,6 +194,8 @@ mod tests {
             ("domains = [\"Calls.Example\"]", "email.domains"),
             ("files_base_url = \"ftp://x\"", "email.files_base_url"),
             ("max_calls_per_message = 0", "email.max_calls_per_message"),
+            ("reply_relay = \"localhost\"", "email.reply_relay"),
+            ("reply_from = \"not an address\"", "email.reply_from"),
             (
                 "[dkim_keys]\n\"s._domainkey.x\" = \"v=DKIM1; p=!!\"",
                 "email.dkim_keys",

@@ -571,3 +571,129 @@ async fn a_tenant_that_requires_dkim_refuses_unsigned_forged_and_extended_mail()
     );
     assert!(h.calls().await.is_empty());
 }
+
+/// Records what an SMTP server received.
+#[derive(Default)]
+struct Sink(std::sync::Mutex<Vec<(Envelope, String)>>);
+
+impl Delivery for Sink {
+    fn check_recipient<'a>(
+        &'a self,
+        _envelope: &'a Envelope,
+        _recipient: &'a str,
+    ) -> crate::smtp::DeliveryFuture<'a, Result<(), Reply>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn authenticate<'a>(
+        &'a self,
+        _user: &'a str,
+        _password: &'a str,
+    ) -> crate::smtp::DeliveryFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
+    fn deliver(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> crate::smtp::DeliveryFuture<'_, Reply> {
+        let text = String::from_utf8_lossy(&message).into_owned();
+        if let Ok(mut got) = self.0.lock() {
+            got.push((envelope, text));
+        }
+        Box::pin(async { Reply::new(250, (2, 0, 0), "kept") })
+    }
+}
+
+/// Acknowledgements and rejections go through the outbox to a real SMTP server (Outdial's
+/// own listener, recording what it receives); a relay that is down leaves them queued for a
+/// retry.
+#[tokio::test]
+async fn replies_are_sent_from_the_outbox_through_the_relay() {
+    use crate::store::ReplyStore as _;
+    let sink = Arc::new(Sink::default());
+    let smtp = crate::config::SmtpConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..crate::config::SmtpConfig::default()
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let server = crate::smtp::spawn(&smtp, sink.clone(), stopped)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut config = base_config();
+    config.email.reply_relay = server.local_addr().to_string();
+    config.email.reply_from = "outdial@calls.example".into();
+    let h = harness(config).await;
+    let accepted = crlf(&format!(
+        "From: s@client.example\nSubject: Tomorrow\nMessage-ID: <m1@client.example>\n\nDestination: sip:a@127.0.0.1\nApplication: {APP}\n"
+    ));
+    let reply = h.send("acme@x", Some("acme"), accepted).await;
+    assert_eq!(reply.code, 250);
+    let refused = simple("Destination: +0123\nApplication: http://x/a.vxml\n");
+    assert_eq!(
+        h.send("acme@x", Some("acme"), refused.clone()).await.code,
+        554
+    );
+    // An unauthenticated sender hears its refusal only in the SMTP reply.
+    assert_eq!(h.send("acme@x", None, refused).await.code, 530);
+
+    let sender = super::ReplySender::new(
+        h.store.clone(),
+        &server.local_addr().to_string(),
+        "outdial@calls.example",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(sender.send_due(now).await, 2);
+    let got = sink.0.lock().map(|g| g.clone()).unwrap_or_default();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let call_id = h
+        .calls()
+        .await
+        .first()
+        .map(|c| c.id.clone())
+        .unwrap_or_default();
+    let (envelope, ack) = &got[0];
+    assert_eq!(envelope.rcpt_to, ["sender@client.example"]);
+    assert_eq!(envelope.mail_from, "outdial@calls.example");
+    assert!(ack.contains("Subject: Accepted: Tomorrow"), "{ack}");
+    assert!(ack.contains("Auto-Submitted: auto-replied"), "{ack}");
+    assert!(ack.contains("In-Reply-To: <m1@client.example>"), "{ack}");
+    assert!(ack.contains(&call_id), "{ack}");
+    assert!(
+        got[1].1.contains("554 5.6.0 e164: Destination"),
+        "{}",
+        got[1].1
+    );
+    assert_eq!(
+        h.store.due_replies(now, 10).await.map(|d| d.len()).ok(),
+        Some(0)
+    );
+
+    // The relay is down: the reply stays, due again after the first backoff.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let down = super::ReplySender::new(
+        h.store.clone(),
+        &closed.to_string(),
+        "outdial@calls.example",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let message = crlf(&format!(
+        "From: s@c\n\nDestination: sip:b@127.0.0.1\nApplication: {APP}\n"
+    ));
+    assert_eq!(h.send("acme@x", Some("acme"), message).await.code, 250);
+    let now = time::OffsetDateTime::now_utc();
+    let store = h.store.clone();
+    let due = |at| {
+        let store = store.clone();
+        async move { store.due_replies(at, 10).await.map(|d| d.len()).ok() }
+    };
+    assert_eq!(due(now).await, Some(1));
+    assert_eq!(down.send_due(now).await, 0);
+    assert_eq!(due(now).await, Some(0));
+    let later = now + super::replies::BACKOFF[0];
+    let retried = h.store.due_replies(later, 10).await.unwrap_or_default();
+    assert_eq!(retried.iter().map(|r| r.tries).collect::<Vec<_>>(), [1]);
+    assert_eq!(sender.send_due(later).await, 1);
+}
