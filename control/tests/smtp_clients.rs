@@ -562,3 +562,49 @@ print(reply(f))
     assert_eq!(seen, ["220", "250", "421 4.3.2", "EOF"]);
     assert!(child.wait().await.is_ok_and(|status| status.success()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_errors_name_what_to_fix() {
+    let (_stop, stopped) = watch::channel(false);
+    let missing = SmtpConfig {
+        tls_cert: Some(PathBuf::from("/nonexistent/cert.pem")),
+        tls_key: Some(PathBuf::from("/nonexistent/key.pem")),
+        ..base_config()
+    };
+    let delivery: Arc<dyn Delivery> = Arc::new(Recorder::default());
+    let err = smtp::spawn(&missing, Arc::clone(&delivery), stopped.clone())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("/nonexistent/cert.pem") && err.contains("tls_cert"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (cert, _) = certificate(dir.path()).await;
+    let mismatched = SmtpConfig {
+        tls_cert: Some(cert.clone()),
+        tls_key: Some(cert),
+        ..base_config()
+    };
+    let err = smtp::spawn(&mismatched, Arc::clone(&delivery), stopped.clone())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("cert.pem") && err.contains("tls_key"), "{err}");
+
+    let running = start(base_config()).await;
+    let taken = SmtpConfig {
+        listen: running.server.local_addr(),
+        ..base_config()
+    };
+    let err = smtp::spawn(&taken, delivery, stopped)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("[smtp] listen"), "{err}");
+}
