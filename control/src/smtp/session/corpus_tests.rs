@@ -143,8 +143,9 @@ fn expected_codes(pattern: &str) -> (String, Option<String>) {
     (code, enhanced)
 }
 
-/// Runs one script; returns how many replies it checked.
-fn run_script(path: &Path) -> usize {
+/// Runs one script; returns how many replies it checked, and how many of those were
+/// [`DIFFERENCES`].
+fn run_script(path: &Path) -> (usize, usize) {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -155,6 +156,7 @@ fn run_script(path: &Path) -> usize {
     let mut sent: Vec<u8> = Vec::new();
     let mut pending: VecDeque<String> = VecDeque::new();
     let mut checked = 0;
+    let mut differences = 0;
     let mut segments: Vec<(bool, Vec<u8>)> = Vec::new();
     let mut deliveries: Vec<Vec<u8>> = Vec::new();
     let finish = |harness: &mut Option<Harness>,
@@ -224,6 +226,7 @@ fn run_script(path: &Path) -> usize {
                     .find(|(file, theirs, _)| *file == name && pattern.starts_with(theirs))
                 {
                     (code, enhanced) = expected_codes(ours);
+                    differences += 1;
                 }
                 assert!(
                     reply.starts_with(&code),
@@ -268,7 +271,7 @@ fn run_script(path: &Path) -> usize {
     for (tls, bytes) in segments {
         assert_split_invariant(&chasquid_config(), tls, &bytes);
     }
-    checked
+    (checked, differences)
 }
 
 #[test]
@@ -281,11 +284,18 @@ fn chasquid_dialogues_get_the_right_replies() {
         .collect();
     scripts.sort();
     assert_eq!(scripts.len(), 17, "the corpus has 17 scripts");
-    let mut checked = 0;
+    let (mut checked, mut differences) = (0, 0);
     for script in &scripts {
-        checked += run_script(script);
+        let (replies, differing) = run_script(script);
+        checked += replies;
+        differences += differing;
     }
     assert_eq!(checked, 114, "the README counts 114 checked replies");
+    assert_eq!(
+        differences,
+        DIFFERENCES.len(),
+        "each listed difference is met once"
+    );
 }
 
 #[test]
