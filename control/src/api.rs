@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod cdrs;
+pub mod files;
 pub mod status;
 #[cfg(test)]
 mod store_routes_tests;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(operator)
         .merge(status::router(state.clone()))
         .merge(cdrs::router(state.clone()))
+        .merge(files::router())
         .merge(admin::router(state.clone()))
         .fallback(|| async { Error::from(RequestError::NoRoute) })
         .method_not_allowed_fallback(|| async { Error::from(RequestError::MethodNotAllowed) })

@@ -43,6 +43,127 @@ pub struct Config {
     /// `[[trunk]]`: carriers' SIP trunks, chosen per tenant (see [`crate::trunk`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trunk: Vec<TrunkConfig>,
+    /// What e-mail call requests mean: recipient domains, tenants' rules, attached files.
+    pub email: crate::intake::email::EmailConfig,
+    /// The SMTP listener of the e-mail gateway.
+    pub smtp: SmtpConfig,
+}
+
+/// `[smtp]`: the SMTP listener that takes call requests by e-mail (`docs/smtp.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Whether `outdial serve` listens for SMTP at all.
+    pub enabled: bool,
+    /// Address the SMTP listener binds.
+    pub listen: SocketAddr,
+    /// The name in the greeting and the EHLO reply; empty = the machine's host name.
+    pub hostname: String,
+    /// Largest message accepted, bytes (announced as `SIZE`).
+    pub max_message_bytes: usize,
+    /// Most recipients in one message.
+    pub max_recipients: usize,
+    /// SMTP connections open at once.
+    pub max_connections: usize,
+    /// SMTP connections open at once from one IP address.
+    pub max_connections_per_source: usize,
+    /// Seconds a client has for each command line.
+    pub command_timeout_secs: u64,
+    /// Seconds a client has to send a whole message after `354`.
+    pub data_timeout_secs: u64,
+    /// Refused commands after which a session is closed with `421`.
+    pub max_errors: u32,
+    /// PEM certificate chain for STARTTLS; with `tls_key`. Unset = no STARTTLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for STARTTLS; with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Offer AUTH without TLS to clients on the loopback interface.
+    pub auth_on_loopback: bool,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
+            hostname: String::new(),
+            max_message_bytes: 10 << 20,
+            max_recipients: 100,
+            max_connections: 100,
+            max_connections_per_source: 10,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            max_errors: 10,
+            tls_cert: None,
+            tls_key: None,
+            auth_on_loopback: false,
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// The greeting and EHLO name: `hostname`, or the machine's host name.
+    pub fn hostname(&self) -> String {
+        if !self.hostname.is_empty() {
+            return self.hostname.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    }
+
+    /// Checks values that parse but cannot work; the message names the key to fix.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |key: &str, problem: &str| Err(Error::Config(format!("`smtp.{key}` {problem}")));
+        let name = &self.hostname;
+        if name.len() > 253
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return bad(
+                "hostname",
+                "must be a domain name (letters, digits, dots and hyphens), or empty for the \
+                 machine's host name",
+            );
+        }
+        if !(1024..=1 << 30).contains(&self.max_message_bytes) {
+            return bad(
+                "max_message_bytes",
+                "must be between 1024 and 1073741824 (1 GiB)",
+            );
+        }
+        if self.max_recipients == 0 {
+            return bad(
+                "max_recipients",
+                "must be > 0 (RFC 5321 asks servers to take at least 100)",
+            );
+        }
+        if self.max_connections == 0 || self.max_connections_per_source == 0 {
+            return bad(
+                "max_connections",
+                "and smtp.max_connections_per_source must be > 0",
+            );
+        }
+        if self.command_timeout_secs == 0 || self.data_timeout_secs == 0 {
+            return bad(
+                "command_timeout_secs",
+                "and smtp.data_timeout_secs must be > 0",
+            );
+        }
+        if self.max_errors == 0 {
+            return bad("max_errors", "must be > 0");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad(
+                "tls_cert",
+                "and smtp.tls_key go together: set both (PEM files) for STARTTLS, or neither",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `[cluster]`: this control node among others sharing a store.
@@ -390,6 +511,7 @@ impl Config {
     /// Checks values that parse but cannot work; the message names the key to fix.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |key: &str, problem: String| Err(Error::Config(format!("`{key}` {problem}")));
+        self.email.validate().map_err(Error::Config)?;
         let http = &self.http;
         if http.header_timeout_secs == 0
             || http.body_timeout_secs == 0
@@ -534,6 +656,7 @@ impl Config {
         if let Err(problem) = check_log_level(&self.log.level) {
             return bad("log.level", problem);
         }
+        self.smtp.validate()?;
         if !LOG_FORMATS.contains(&self.log.format.as_str()) {
             return bad(
                 "log.format",
@@ -689,10 +812,16 @@ mod tests {
         "/../docs/configuration.md"
     ));
 
-    /// Every `section.key` of the default configuration, plus the optional `sip.trunk`.
+    /// Every `section.key` of the default configuration, plus the optional `sip.trunk` and
+    /// `smtp.tls_cert`/`smtp.tls_key`.
     fn all_keys() -> Vec<String> {
         let value = toml::Value::try_from(Config::default()).unwrap_or(toml::Value::Boolean(false));
-        let mut keys = vec!["sip.trunk".to_owned(), "sip.default_trunk".to_owned()];
+        let mut keys = vec![
+            "sip.trunk".to_owned(),
+            "sip.default_trunk".to_owned(),
+            "smtp.tls_cert".to_owned(),
+            "smtp.tls_key".to_owned(),
+        ];
         for key in [
             "name",
             "request_uri",
@@ -775,6 +904,9 @@ mod tests {
         parsed.trunk.clear();
         assert_eq!(parsed.sip.public_ip, Some(IpAddr::from([127, 0, 0, 1])));
         parsed.sip.public_ip = None;
+        assert!(parsed.smtp.tls_cert.is_some() && parsed.smtp.tls_key.is_some());
+        parsed.smtp.tls_cert = None;
+        parsed.smtp.tls_key = None;
         // The example spells out today's version; the default follows the crate version.
         assert!(parsed.sip.user_agent.starts_with("Outdial/"));
         parsed.sip.user_agent = Config::default().sip.user_agent;
@@ -884,7 +1016,16 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_key() {
-        let cases: [(&str, &str); 13] = [
+        let cases: [(&str, &str); 19] = [
+            ("[smtp]\nhostname = \"mail host\"", "smtp.hostname"),
+            ("[smtp]\nmax_message_bytes = 10", "smtp.max_message_bytes"),
+            ("[smtp]\nmax_recipients = 0", "smtp.max_recipients"),
+            (
+                "[smtp]\nmax_connections_per_source = 0",
+                "smtp.max_connections",
+            ),
+            ("[smtp]\ndata_timeout_secs = 0", "smtp.command_timeout_secs"),
+            ("[smtp]\ntls_cert = \"/etc/cert.pem\"", "smtp.tls_cert"),
             ("[sip]\nlisten = \"0.0.0.0:5060\"", "sip.public_ip"),
             (
                 "[sip]\nlisten = \"0.0.0.0:5060\"\npublic_ip = \"::\"",

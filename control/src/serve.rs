@@ -16,6 +16,7 @@ use crate::dispatch::{CallControl, Control, Dispatch, Dispatcher, EmbeddedNode};
 use crate::error::Error;
 use crate::fetch::Fetcher;
 use crate::http_server::{self, HttpLimits};
+use crate::intake::email::{EmailIntake, ReplySender};
 use crate::prompts::PromptRenderer;
 use crate::readiness::Readiness;
 use crate::runner::{RunnerContext, RunnerSettings};
@@ -182,6 +183,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
         }
     };
     let readiness = Readiness::new(store.clone(), Arc::new(cores));
+    let email_store = Arc::clone(&store);
+    let email_control = Arc::clone(&control);
     let app = router(AppState {
         store,
         control,
@@ -199,6 +202,30 @@ pub async fn run(config: Config) -> Result<(), Error> {
             ))
         })?;
     let api: SocketAddr = listener.local_addr()?;
+    let (stop_smtp, smtp_stopped) = tokio::sync::watch::channel(false);
+    let smtp = if config.smtp.enabled {
+        // Attached applications are served by this API: the address actually bound.
+        let mut bound = (*config).clone();
+        bound.http.listen = api;
+        if !config.email.reply_relay.is_empty() {
+            let sender = ReplySender::new(
+                Arc::clone(&email_store) as Arc<dyn crate::store::ReplyStore>,
+                &config.email.reply_relay,
+                &config.email.reply_from,
+            )
+            .map_err(Error::Config)?;
+            tokio::spawn(sender.run());
+        }
+        let intake = EmailIntake::new(&bound, email_store, email_control)
+            .map_err(|e| Error::Config(format!("[email]: {e}")))?;
+        let server = crate::smtp::spawn(&config.smtp, Arc::new(intake), smtp_stopped)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
+        tracing::info!(smtp = %server.local_addr(), "SMTP listening");
+        Some(server)
+    } else {
+        None
+    };
     println!("Outdial is running.");
     println!(
         "  HTTP API     http://{api}/v1/calls   (up to {} connections; fd limit {fd_limit})",
@@ -212,6 +239,12 @@ pub async fn run(config: Config) -> Result<(), Error> {
     );
     if let Some(trunk) = &config.sip.trunk {
         println!("  trunk        {trunk}");
+    }
+    if let Some(smtp) = &smtp {
+        println!(
+            "  SMTP         smtp://{}   (call requests by e-mail: docs/email.md)",
+            smtp.local_addr()
+        );
     }
     println!("  metrics      http://{api}/metrics   ready: http://{api}/readyz");
     println!("  data         {}", config.store.data_dir.display());
@@ -252,6 +285,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
     gauges.abort();
     hang_up_live_calls(&dispatcher).await;
     outbox.abort();
+    let _ = stop_smtp.send(true);
+    if let Some(smtp) = smtp {
+        smtp.stopped().await;
+    }
     let _ = stop_http.send(true);
     let _ = server.await;
     tracing::info!("stopped");

@@ -21,8 +21,8 @@ use crate::model::{CallRecord, CallStatus, NewCall, Next};
 
 pub use types::{
     ApiKeyInfo, AttemptEnd, CallEvent, Cdr, CdrPage, CdrQuery, Claimed, Created, DeadLetter,
-    IdempotencyKey, ListQuery, NewApiKey, NewTenant, OutboxItem, PendingCall, Principal, Scope,
-    Tenant, Transition,
+    IdempotencyKey, ListQuery, NewApiKey, NewFile, NewFiles, NewReply, NewTenant, OutboxItem,
+    PendingCall, Principal, ReplyItem, Scope, StoredFile, Tenant, Transition,
 };
 
 /// Name of the development tenant created by [`TenantStore::ensure_dev_tenant`].
@@ -285,8 +285,52 @@ pub trait CdrStore: Send + Sync {
     fn cdrs(&self, tenant: Option<String>, query: CdrQuery) -> StoreFuture<'_, CdrPage>;
 }
 
+/// Files that came with a request (an e-mail's attached application), kept with its calls.
+pub trait FileStore: Send + Sync {
+    /// Like [`CallStore::create_calls`], and in the same transaction stores `files` (if any)
+    /// as the files of every call created: all of it is committed, or none. A replayed
+    /// idempotency key stores no files again.
+    fn create_calls_with_files(
+        &self,
+        tenant: &str,
+        calls: Vec<NewCall>,
+        files: Option<NewFiles>,
+        idempotency: Option<IdempotencyKey>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Created>;
+
+    /// The file `name` of the request files `id`, only while one of their calls can still
+    /// run (not final); `None` otherwise, or if there is no such file.
+    fn request_file(&self, id: &str, name: &str) -> StoreFuture<'_, Option<StoredFile>>;
+}
+
+/// The reply-mail outbox: acknowledgements and rejections of e-mail requests, sent by a
+/// worker through the configured relay, retried with backoff, dead after the last try.
+pub trait ReplyStore: Send + Sync {
+    /// Queues `reply`, due at `now`.
+    fn enqueue_reply(&self, reply: NewReply, now: OffsetDateTime) -> StoreFuture<'_, ()>;
+
+    /// Up to `limit` replies due at `now`, oldest first.
+    fn due_replies(&self, now: OffsetDateTime, limit: u32) -> StoreFuture<'_, Vec<ReplyItem>>;
+
+    /// The reply `seq` was sent: it leaves the outbox.
+    fn reply_sent(&self, seq: i64) -> StoreFuture<'_, ()>;
+
+    /// The reply `seq` failed with `error`: try again at `retry_at`, or, if `None`, it is dead
+    /// (kept with its last error).
+    fn reply_failed(
+        &self,
+        seq: i64,
+        error: String,
+        retry_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, ()>;
+}
+
 /// The whole store, as `outdial serve` and the CLI use it.
-pub trait DataStore: CallStore + TenantStore + OutboxStore + CdrStore {
+pub trait DataStore:
+    CallStore + TenantStore + OutboxStore + CdrStore + FileStore + ReplyStore
+{
     /// Round trip to the database; fails if it is not working.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }

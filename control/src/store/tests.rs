@@ -805,3 +805,76 @@ async fn cdr_pages_follow_the_cursor_and_the_time_range() {
     assert_eq!(csv.split(',').count(), Cdr::CSV_HEADER.split(',').count());
     assert!(csv.starts_with(&format!("{},1,acme,", ids[1])), "{csv}");
 }
+
+fn files(id: &str, names: &[&str]) -> NewFiles {
+    NewFiles {
+        id: id.to_owned(),
+        files: names
+            .iter()
+            .map(|name| NewFile {
+                name: (*name).to_owned(),
+                content_type: "audio/wav".to_owned(),
+                body: name.as_bytes().to_vec(),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn calls_and_their_files_are_stored_together_or_not_at_all() {
+    let (_dir, store) = open_temp();
+    let id = "fil_00000000000000000000000001";
+    let calls = vec![new_call("acme", 1), new_call("acme", 2)];
+    let refused = store
+        .create_calls_with_files(
+            "acme",
+            calls.clone(),
+            Some(files(id, &["a.wav", "a.wav"])),
+            None,
+            t0(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    let listed = store
+        .list_calls(
+            "acme",
+            ListQuery {
+                limit: 10,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .unwrap_or_default();
+    assert!(listed.is_empty(), "a failed file left its calls behind");
+    assert_eq!(store.request_file(id, "a.wav").await.ok().flatten(), None);
+
+    let created = store
+        .create_calls_with_files(
+            "acme",
+            calls,
+            Some(files(id, &["a.wav", "b.wav"])),
+            None,
+            t0(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file = store.request_file(id, "b.wav").await.ok().flatten();
+    assert_eq!(file.map(|f| f.body), Some(b"b.wav".to_vec()));
+    // Served while any call of the request can still run.
+    let first = &created.records[0].id;
+    let _ = store.cancel_queued("acme", first, t0()).await;
+    assert!(
+        store
+            .request_file(id, "a.wav")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    );
+    let second = &created.records[1].id;
+    let _ = store.cancel_queued("acme", second, t0()).await;
+    assert_eq!(store.request_file(id, "a.wav").await.ok().flatten(), None);
+}

@@ -392,3 +392,59 @@ pub struct CdrPage {
     /// The cursor of the next page, if there may be more.
     pub next: Option<String>,
 }
+
+/// Files that came with a request (an attached VoiceXML application and the audio and
+/// grammars beside it), stored with its calls and served under `/v1/files/{id}/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFiles {
+    /// Unguessable id: `fil_` + 26 base32 characters (130 bits); part of every call's URL.
+    pub id: String,
+    /// The files, by name (unique within the request).
+    pub files: Vec<NewFile>,
+}
+
+/// One file of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFile {
+    /// Its name: 1–128 of `[A-Za-z0-9._-]`, not starting with a dot.
+    pub name: String,
+    /// Its media type, as the sender declared it.
+    pub content_type: String,
+    /// Its bytes.
+    pub body: Vec<u8>,
+}
+
+/// A stored request file, as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Its media type.
+    pub content_type: String,
+    /// Its bytes.
+    pub body: Vec<u8>,
+}
+
+/// A reply mail to send (an e-mail request's acknowledgement or rejection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReply {
+    /// The tenant the request was for, if known.
+    pub tenant: Option<String>,
+    /// The address to send it to.
+    pub to: String,
+    /// Its subject.
+    pub subject: String,
+    /// The request's `Message-ID` (without angle brackets), for `In-Reply-To`.
+    pub in_reply_to: Option<String>,
+    /// Its text.
+    pub body: String,
+}
+
+/// A reply mail waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyItem {
+    /// Its row, for [`super::ReplyStore::reply_sent`] and `reply_failed`.
+    pub seq: i64,
+    /// The mail.
+    pub reply: NewReply,
+    /// Tries made before this one.
+    pub tries: u32,
+}

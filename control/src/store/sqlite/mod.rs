@@ -10,7 +10,9 @@
 
 mod calls;
 mod cdrs;
+mod files;
 mod outbox;
+mod replies;
 mod schema;
 mod tenants;
 
@@ -25,8 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ApiKeyInfo, AttemptEnd, CallEvent, CallStore, CdrPage, CdrQuery, CdrStore, Claimed, Created,
-    DataStore, DeadLetter, IdempotencyKey, ListQuery, NewApiKey, NewTenant, OutboxItem,
-    OutboxStore, PendingCall, Principal, StoreError, StoreFuture, Tenant, TenantStore, Transition,
+    DataStore, DeadLetter, FileStore, IdempotencyKey, ListQuery, NewApiKey, NewFiles, NewReply,
+    NewTenant, OutboxItem, OutboxStore, PendingCall, Principal, ReplyItem, ReplyStore, StoreError,
+    StoreFuture, StoredFile, Tenant, TenantStore, Transition,
 };
 use crate::model::{CallRecord, NewCall, Next};
 
@@ -424,6 +427,53 @@ impl OutboxStore for SqliteStore {
 impl CdrStore for SqliteStore {
     fn cdrs(&self, tenant: Option<String>, query: CdrQuery) -> StoreFuture<'_, CdrPage> {
         Box::pin(self.read(move |c| cdrs::page(c, tenant.as_deref(), &query)))
+    }
+}
+
+impl FileStore for SqliteStore {
+    fn create_calls_with_files(
+        &self,
+        tenant: &str,
+        calls: Vec<NewCall>,
+        files: Option<NewFiles>,
+        idempotency: Option<IdempotencyKey>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Created> {
+        let tenant = tenant.to_owned();
+        Box::pin(
+            self.write(move |c| {
+                files::create_with_files(c, &tenant, calls, files, idempotency, now)
+            }),
+        )
+    }
+
+    fn request_file(&self, id: &str, name: &str) -> StoreFuture<'_, Option<StoredFile>> {
+        let (id, name) = (id.to_owned(), name.to_owned());
+        Box::pin(self.read(move |c| files::select(c, &id, &name)))
+    }
+}
+
+impl ReplyStore for SqliteStore {
+    fn enqueue_reply(&self, reply: NewReply, now: OffsetDateTime) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| replies::enqueue(c, &reply, now)))
+    }
+
+    fn due_replies(&self, now: OffsetDateTime, limit: u32) -> StoreFuture<'_, Vec<ReplyItem>> {
+        Box::pin(self.read(move |c| replies::due(c, now, limit)))
+    }
+
+    fn reply_sent(&self, seq: i64) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| replies::sent(c, seq)))
+    }
+
+    fn reply_failed(
+        &self,
+        seq: i64,
+        error: String,
+        retry_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| replies::failed(c, seq, &error, retry_at, now)))
     }
 }
 

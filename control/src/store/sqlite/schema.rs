@@ -158,11 +158,44 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);
 ";
 
+/// Version 3: files that came with a request (an e-mail's attached application), served while
+/// one of the calls that name them can still run; the outbox of reply mails.
+const V3: &str = r"
+ALTER TABLE calls ADD COLUMN files_id TEXT;
+CREATE INDEX calls_by_files ON calls (files_id) WHERE files_id IS NOT NULL;
+
+CREATE TABLE request_files (
+    seq          INTEGER PRIMARY KEY,
+    files_id     TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    tenant       TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,
+    UNIQUE (files_id, name)
+);
+
+CREATE TABLE mail_outbox (
+    seq         INTEGER PRIMARY KEY,
+    tenant      TEXT,
+    to_addr     TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    in_reply_to TEXT,
+    body        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    next_at     INTEGER NOT NULL,
+    tries       INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    dead_at     INTEGER
+);
+CREATE INDEX mail_outbox_due ON mail_outbox (next_at) WHERE dead_at IS NULL;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2];
+const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2, V3];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
