@@ -309,13 +309,15 @@ impl Session {
             }
             _ => return,
         }
-        self.deadline = Some(now + self.config.command_timeout);
+        if !self.is_closed() {
+            self.deadline = Some(now + self.config.command_timeout);
+        }
         self.run(now);
     }
 
     /// The deadline from [`poll_timeout`](Self::poll_timeout) passed (checked against `now`).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.deadline.is_some_and(|deadline| now >= deadline) {
+        if !self.is_closed() && self.deadline.is_some_and(|deadline| now >= deadline) {
             let text = format!("{} timeout: closing the connection", self.config.hostname);
             self.reply(421, (4, 4, 2), &text);
             self.close();

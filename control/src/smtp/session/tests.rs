@@ -626,3 +626,28 @@ fn unbracketed_paths_are_accepted() {
     assert_eq!(h.codes(), [220, 250, 250, 250]);
     assert_eq!(h.pipeline.asked, ["user@testserver"]);
 }
+
+#[test]
+fn a_session_closed_by_a_refused_answer_stays_closed() {
+    // Found by the fuzz target: the error limit reached by a pipeline's refusal closed the
+    // session, then the answer's deadline was set again and a timeout sent a second 421.
+    let mut h = Harness::new(
+        SessionConfig {
+            max_errors: 2,
+            ..config()
+        },
+        "",
+        false,
+    );
+    h.feed(b"EHLO x\r\nFOO\r\nMAIL FROM:<>\r\nRCPT TO:<nobody@outdial.test>\r\n");
+    let text = h.take();
+    assert!(
+        text.ends_with("421 4.5.0 Too many errors: closing the connection\r\n"),
+        "{text}"
+    );
+    assert!(h.closed);
+    assert_eq!(h.session.poll_timeout(), None);
+    h.session.handle_timeout(h.now + Duration::from_secs(3600));
+    h.pump();
+    assert_eq!(h.take(), "");
+}
