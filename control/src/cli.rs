@@ -1,4 +1,4 @@
-//! The `outdial` command line: `serve`, `call`, `vxml run` and `config check`.
+//! The `outdial` command line: `serve`, `call`, `vxml run`, `config check` and `bench`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -76,6 +76,12 @@ pub enum Command {
         /// What to do with the configuration.
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Measure a deployment: load generator, application server (see `outdial bench --help`).
+    Bench {
+        /// Which tool.
+        #[command(subcommand)]
+        command: outdial_bench::cli::BenchCommand,
     },
 }
 
@@ -201,6 +207,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Vxml {
             command: VxmlCommand::Run(args),
         } => vxml_run(args).await,
+        Command::Bench { command } => return outdial_bench::cli::run(command).await,
         Command::Tenant { store, command } => {
             admin(&store, async |s, out| {
                 crate::admin_cli::tenant(s, command, out).await
