@@ -134,7 +134,10 @@ mod tests {
         for app in ALL {
             assert_eq!(by_name(app.name), Some(app));
             assert_eq!(by_path(app.path), Some(app));
-            assert!(app.document.contains(&format!("namelist=\"call {} t\"", app.field)));
+            assert!(
+                app.document
+                    .contains(&format!("namelist=\"call {} t\"", app.field))
+            );
         }
         assert_eq!(by_name("nope"), None);
     }

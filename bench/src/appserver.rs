@@ -86,7 +86,10 @@ async fn handle(
     let at = SystemTime::now();
     if method == Method::POST && path == STATUS_PATH {
         let Ok(record) = serde_json::from_slice::<Value>(&body) else {
-            return (StatusCode::BAD_REQUEST, "a status callback is a JSON call record\n")
+            return (
+                StatusCode::BAD_REQUEST,
+                "a status callback is a JSON call record\n",
+            )
                 .into_response();
         };
         let _ = served.events.send(AppEvent::Status { record, at }).await;
@@ -103,7 +106,10 @@ async fn handle(
             };
         }
         let Some(query) = uri.query() else {
-            return (StatusCode::NOT_FOUND, format!("nothing is served at {path}\n"))
+            return (
+                StatusCode::NOT_FOUND,
+                format!("nothing is served at {path}\n"),
+            )
                 .into_response();
         };
         return submit(&served, path, "GET", form_values(query.as_bytes()), at).await;
@@ -116,7 +122,10 @@ async fn handle(
         let values = if form {
             form_values(&body)
         } else {
-            vec![("(body)".to_owned(), format!("{} bytes, not a form", body.len()))]
+            vec![(
+                "(body)".to_owned(),
+                format!("{} bytes, not a form", body.len()),
+            )]
         };
         return submit(&served, path, "POST", values, at).await;
     }
@@ -141,7 +150,11 @@ async fn submit(
 }
 
 fn vxml(document: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/voicexml+xml")], document).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/voicexml+xml")],
+        document,
+    )
+        .into_response()
 }
 
 /// `name=value&...` decoded.
@@ -222,16 +235,27 @@ mod tests {
         let (base, mut rx) = start(Some(dir.clone())).await;
         let http = reqwest::Client::new();
 
-        let survey = http.get(format!("{base}/survey.vxml")).send().await.expect("get");
+        let survey = http
+            .get(format!("{base}/survey.vxml"))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(survey.status(), 200);
         assert_eq!(
             survey.headers()[header::CONTENT_TYPE],
             "application/voicexml+xml"
         );
         assert_eq!(survey.text().await.expect("body"), apps::SURVEY.document);
-        let mine = http.get(format!("{base}/mine.vxml")).send().await.expect("get");
+        let mine = http
+            .get(format!("{base}/mine.vxml"))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(mine.text().await.expect("body"), "<vxml/>");
-        let escape = http.get(format!("{base}/..%2f..%2fetc/passwd")).send().await;
+        let escape = http
+            .get(format!("{base}/..%2f..%2fetc/passwd"))
+            .send()
+            .await;
         assert_eq!(escape.expect("get").status(), 404);
         let missing = http.get(format!("{base}/none.vxml")).send().await;
         assert_eq!(missing.expect("get").status(), 404);
@@ -271,7 +295,11 @@ mod tests {
         assert_eq!(status.status(), 204);
         let event = rx.recv().await.expect("status event");
         assert_eq!(describe(&event), "status call_X completed sip=200");
-        let garbage = http.post(format!("{base}{STATUS_PATH}")).body("{").send().await;
+        let garbage = http
+            .post(format!("{base}{STATUS_PATH}"))
+            .body("{")
+            .send()
+            .await;
         assert_eq!(garbage.expect("post").status(), 400);
         let _ = std::fs::remove_dir_all(dir);
     }

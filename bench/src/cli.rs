@@ -12,6 +12,7 @@ use crate::load::{self, LoadArgs};
 
 /// The bench tools.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 pub enum BenchCommand {
     /// Drive a deployment through its HTTP API at a paced rate and check every call.
     Load(LoadArgs),
@@ -68,8 +69,13 @@ async fn appserver_main(args: AppserverArgs) -> ExitCode {
     };
     let (tx, mut rx) = mpsc::channel(1024);
     let server = tokio::spawn(appserver::serve(listener, args.dir.clone(), tx));
-    println!("serving on http://{addr}/ (survey.vxml, reminder.vxml, long-prompt.vxml{})",
-        args.dir.as_ref().map(|d| format!(", and the files of {}", d.display())).unwrap_or_default());
+    println!(
+        "serving on http://{addr}/ (survey.vxml, reminder.vxml, long-prompt.vxml{})",
+        args.dir
+            .as_ref()
+            .map(|d| format!(", and the files of {}", d.display()))
+            .unwrap_or_default()
+    );
     loop {
         tokio::select! {
             event = rx.recv() => match event {

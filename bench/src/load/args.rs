@@ -182,7 +182,10 @@ impl LoadArgs {
             }
         };
         if !(1..=MAX_BATCH).contains(&self.batch) {
-            return Err(format!("--batch must be 1 to {MAX_BATCH}, not {}", self.batch));
+            return Err(format!(
+                "--batch must be 1 to {MAX_BATCH}, not {}",
+                self.batch
+            ));
         }
         if self.count == Some(0) {
             return Err("--count must be at least 1".into());
@@ -272,22 +275,35 @@ mod tests {
     fn paces_and_stops_are_read_and_checked() {
         let c = parse("--callee 127.0.0.1:5070").expect("defaults");
         assert_eq!(c.plan.pace, Pace::Rate(10.0));
-        assert_eq!((c.plan.count, c.plan.duration, c.plan.batch), (Some(100), None, 1));
+        assert_eq!(
+            (c.plan.count, c.plan.duration, c.plan.batch),
+            (Some(100), None, 1)
+        );
         assert_eq!(c.app.name, "survey");
 
         let c = parse("--callee h:1 --ramp 5:50 --duration 60").expect("ramp");
         assert_eq!(
             c.plan.pace,
-            Pace::Ramp { from: 5.0, to: 50.0, over: Duration::from_secs(60) }
+            Pace::Ramp {
+                from: 5.0,
+                to: 50.0,
+                over: Duration::from_secs(60)
+            }
         );
         assert_eq!(c.plan.count, None);
         let c = parse("--callee h:1 --concurrency 8 --count 50 --batch 4").expect("conc");
-        assert_eq!((c.plan.pace, c.plan.count, c.plan.batch), (Pace::Concurrency(8), Some(50), 4));
+        assert_eq!(
+            (c.plan.pace, c.plan.count, c.plan.batch),
+            (Pace::Concurrency(8), Some(50), 4)
+        );
 
         for (bad, why) in [
             ("--callee h:1 --ramp 5:50", "--duration"),
             ("--callee h:1 --ramp 5-50 --duration 9", "FROM:TO"),
-            ("--callee h:1 --rate 5 --concurrency 3", "cannot be used with"),
+            (
+                "--callee h:1 --rate 5 --concurrency 3",
+                "cannot be used with",
+            ),
             ("--callee h:1 --rate 0", "above 0"),
             ("--callee h:1 --concurrency 0", "at least 1"),
             ("--callee h:1 --batch 10001", "--batch"),
@@ -296,7 +312,10 @@ mod tests {
             ("--callee h:1 --allow-outcome completed", "--allow-outcome"),
             ("--callee h:1 --allow-outcome busy,nope", "--allow-outcome"),
             ("--callee h:1 --expect-digits 12a", "--expect-digits"),
-            ("--callee h:1 --app reminder --expect-digits 3", "--expect-digits"),
+            (
+                "--callee h:1 --app reminder --expect-digits 3",
+                "--expect-digits",
+            ),
             ("--callee h:1 --app other", "invalid value"),
         ] {
             let err = parse(bad).expect_err(bad);

@@ -75,8 +75,9 @@ impl Call {
             .find(|(k, _)| k == app.field)
             .map(|(_, v)| v.as_str());
         if submitted != Some(self.expected.as_str()) {
+            let submitted = submitted.map_or_else(|| "nothing".to_owned(), |v| format!("{v:?}"));
             return Verdict::Mismatch(format!(
-                "pressed {:?}: expected {}={:?}, submitted {submitted:?}",
+                "pressed {:?}: expected {}={:?}, submitted {submitted}",
                 self.keys, app.field, self.expected
             ));
         }
@@ -199,30 +200,50 @@ mod tests {
         submit(&mut c, "4711");
         assert_eq!(c.verdict(&SURVEY, &allowed), Verdict::Ok);
         submit(&mut c, "4711");
-        assert!(matches!(c.verdict(&SURVEY, &allowed), Verdict::Mismatch(m) if m.contains("2 submits")));
+        assert!(
+            matches!(c.verdict(&SURVEY, &allowed), Verdict::Mismatch(m) if m.contains("2 submits"))
+        );
 
         let mut wrong = call();
         wrong.final_record = Some(json!({"status": "completed", "result": {"digits": "471"}}));
         submit(&mut wrong, "471");
-        assert!(matches!(wrong.verdict(&SURVEY, &allowed), Verdict::Mismatch(m) if m.contains("\"471\"")));
+        assert!(
+            matches!(wrong.verdict(&SURVEY, &allowed), Verdict::Mismatch(m) if m.contains("\"471\""))
+        );
         let mut unstored = call();
         unstored.final_record = Some(json!({"status": "completed", "result": null}));
         submit(&mut unstored, "4711");
-        assert!(matches!(unstored.verdict(&SURVEY, &allowed), Verdict::Mismatch(m) if m.contains("result holds")));
+        assert!(
+            matches!(unstored.verdict(&SURVEY, &allowed), Verdict::Mismatch(m) if m.contains("result holds"))
+        );
 
         let mut busy = call();
         busy.final_record = Some(json!({"status": "busy"}));
-        assert_eq!(busy.verdict(&SURVEY, &allowed), Verdict::Allowed("busy".into()));
+        assert_eq!(
+            busy.verdict(&SURVEY, &allowed),
+            Verdict::Allowed("busy".into())
+        );
         busy.final_record = Some(json!({"status": "failed"}));
-        assert_eq!(busy.verdict(&SURVEY, &allowed), Verdict::Unexpected("failed".into()));
+        assert_eq!(
+            busy.verdict(&SURVEY, &allowed),
+            Verdict::Unexpected("failed".into())
+        );
 
         let mut refused = call();
         refused.refused = Some("429".into());
         assert!(refused.settled());
-        assert_eq!(refused.verdict(&SURVEY, &allowed), Verdict::Refused("429".into()));
+        assert_eq!(
+            refused.verdict(&SURVEY, &allowed),
+            Verdict::Refused("429".into())
+        );
 
         let mut checks = Checks::default();
-        for v in [Verdict::Ok, Verdict::Allowed("busy".into()), Verdict::Lost, Verdict::NoSubmit] {
+        for v in [
+            Verdict::Ok,
+            Verdict::Allowed("busy".into()),
+            Verdict::Lost,
+            Verdict::NoSubmit,
+        ] {
             checks.add(&v);
         }
         assert_eq!((checks.total(), checks.failed()), (4, 2));

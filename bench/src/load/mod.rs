@@ -126,7 +126,12 @@ impl Api {
         let ids = if batch {
             answer["calls"]
                 .as_array()
-                .map(|calls| calls.iter().map(|c| c["id"].as_str().map(str::to_owned)).collect())
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .map(|c| c["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or(None)
         } else {
             answer["id"].as_str().map(|id| vec![id.to_owned()])
@@ -300,7 +305,8 @@ impl Run {
 
     fn close_second(&mut self, t: u64) -> &Second {
         let s = std::mem::replace(&mut self.second, SecondCounts::new());
-        let p = |q: f64| (!s.setup.is_empty()).then(|| s.setup.value_at_quantile(q) as f64 / 1000.0);
+        let p =
+            |q: f64| (!s.setup.is_empty()).then(|| s.setup.value_at_quantile(q) as f64 / 1000.0);
         self.timeline.push(Second {
             t,
             requested: s.requested,
@@ -378,9 +384,12 @@ async fn run_inner(args: &LoadArgs) -> Result<Report, String> {
         ));
     }
 
-    let (listener, addr) = appserver::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {} for the application server: {e}", args.listen))?;
+    let (listener, addr) = appserver::bind(args.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {} for the application server: {e}",
+            args.listen
+        )
+    })?;
     let host = args.app_host.clone().unwrap_or_else(|| match addr {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -396,7 +405,9 @@ async fn run_inner(args: &LoadArgs) -> Result<Report, String> {
     });
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let run_id = format!("r{:08x}", rng.random::<u32>());
-    let started_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+    let started_at = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default();
     let mut run = Run {
         app_url: format!("{base}{}", checked.app.path),
         status_url: format!("{base}{}", appserver::STATUS_PATH),
@@ -531,7 +542,11 @@ async fn run_inner(args: &LoadArgs) -> Result<Report, String> {
     let mut tasks = tokio::task::JoinSet::new();
     for call in &run.calls {
         let Some(id) = call.id.clone() else { continue };
-        if call.final_record.as_ref().is_none_or(|r| r["dialed_at"].is_null()) {
+        if call
+            .final_record
+            .as_ref()
+            .is_none_or(|r| r["dialed_at"].is_null())
+        {
             continue;
         }
         let (api, reads) = (api.clone(), reads.clone());
@@ -561,9 +576,10 @@ async fn run_inner(args: &LoadArgs) -> Result<Report, String> {
 fn post_dial_ms(page: &Value) -> Option<f64> {
     let events = page["events"].as_array()?;
     let dialing = events.iter().rev().find(|e| e["status"] == "dialing")?;
-    let progress = events
-        .iter()
-        .find(|e| (e["status"] == "ringing" || e["status"] == "in-progress") && e["attempt"] == dialing["attempt"])?;
+    let progress = events.iter().find(|e| {
+        (e["status"] == "ringing" || e["status"] == "in-progress")
+            && e["attempt"] == dialing["attempt"]
+    })?;
     between_ms(&dialing["at"], &progress["at"])
 }
 
@@ -589,7 +605,10 @@ fn finish(
         checks.add(&verdict);
         if verdict.fails() && failures.len() < 20 {
             let who = call.id.clone().unwrap_or_else(|| format!("call #{index}"));
-            failures.push(format!("{who}: {}", describe(&verdict, run.checked.callee.as_str(), call)));
+            failures.push(format!(
+                "{who}: {}",
+                describe(&verdict, run.checked.callee.as_str(), call)
+            ));
         }
         if let Some(record) = &call.final_record {
             let status = record["status"].as_str().unwrap_or("?").to_owned();
@@ -599,8 +618,13 @@ fn finish(
             }
         }
         for (values, at) in &call.submits {
-            let t = values.iter().find(|(k, _)| k == "t").and_then(|(_, v)| v.parse::<f64>().ok());
-            let arrived = at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+            let t = values
+                .iter()
+                .find(|(k, _)| k == "t")
+                .and_then(|(_, v)| v.parse::<f64>().ok());
+            let arrived = at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
             if let Some(t) = t {
                 record_ms(&mut dtmf_to_submit, (arrived - t).max(0.0));
             }
@@ -699,7 +723,10 @@ mod tests {
             {"status": "busy", "at": "2026-12-04T10:00:02Z", "attempt": 1},
         ]});
         assert_eq!(post_dial_ms(&unanswered), None);
-        assert_eq!(between_ms(&json!("x"), &json!("2026-12-04T10:00:02Z")), None);
+        assert_eq!(
+            between_ms(&json!("x"), &json!("2026-12-04T10:00:02Z")),
+            None
+        );
     }
 
     #[test]
@@ -727,6 +754,9 @@ mod tests {
             assert_eq!(expected, if keys == "1" { "true" } else { "false" });
         }
         let (checked, args) = parse("--callee h:1 --expect-digits 1");
-        assert_eq!(keys_for(&checked, &args, &mut rng), ("1".into(), "1".into()));
+        assert_eq!(
+            keys_for(&checked, &args, &mut rng),
+            ("1".into(), "1".into())
+        );
     }
 }

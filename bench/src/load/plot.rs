@@ -15,6 +15,11 @@ pub struct PlotError {
     message: String,
 }
 
+/// A line of the rate panel: its label, colour and value per second.
+type RateLine = (&'static str, RGBColor, fn(&Second) -> f64);
+/// A line of the latency panel (a second may have no value).
+type LatencyLine = (&'static str, RGBColor, fn(&Second) -> Option<f64>);
+
 /// Writes the SVG for `timeline` to `path`.
 pub fn write(path: &Path, title: &str, timeline: &[Second]) -> Result<(), PlotError> {
     let svg = render(title, timeline).map_err(|message| PlotError {
@@ -58,7 +63,7 @@ pub fn render(title: &str, timeline: &[Second]) -> Result<String, String> {
             .y_desc("calls per second")
             .draw()
             .map_err(|e| e.to_string())?;
-        let series: [(&str, RGBColor, fn(&Second) -> f64); 2] = [
+        let series: [RateLine; 2] = [
             ("asked for", BLUE, |s| s.requested as f64),
             ("ended", GREEN, |s| s.ended as f64),
         ];
@@ -96,7 +101,7 @@ pub fn render(title: &str, timeline: &[Second]) -> Result<String, String> {
             .y_desc("request -> INVITE, ms")
             .draw()
             .map_err(|e| e.to_string())?;
-        let series: [(&str, RGBColor, fn(&Second) -> Option<f64>); 2] = [
+        let series: [LatencyLine; 2] = [
             ("p50", BLUE, |s| s.setup_p50_ms),
             ("p99", RED, |s| s.setup_p99_ms),
         ];
@@ -142,7 +147,10 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
         assert!(svg.contains("calls per second") && svg.contains("request -&gt; INVITE"));
         for label in ["asked for", "ended", "p50", "p99"] {
-            assert!(svg.contains(&format!("\n{label}\n</text>")), "legend {label} missing");
+            assert!(
+                svg.contains(&format!("\n{label}\n</text>")),
+                "legend {label} missing"
+            );
         }
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(render("empty", &[]).is_ok());

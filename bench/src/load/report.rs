@@ -267,9 +267,15 @@ mod tests {
         };
         let text = report.text();
         assert!(text.contains("outcomes: busy 1, completed 2"), "{text}");
-        assert!(text.contains("ok 2,") && text.contains("unexpected outcome 1"), "{text}");
+        assert!(
+            text.contains("ok 2,") && text.contains("unexpected outcome 1"),
+            "{text}"
+        );
         assert!(text.contains("call_X: ended busy"), "{text}");
-        assert!(text.contains("request -> INVITE") && text.ends_with("FAIL\n"), "{text}");
+        assert!(
+            text.contains("request -> INVITE") && text.ends_with("FAIL\n"),
+            "{text}"
+        );
         let json = serde_json::to_value(&report).expect("json");
         assert_eq!(json["checks"]["ok"], 2);
         assert_eq!(json["latency_ms"]["request_to_invite"]["count"], 100);
