@@ -514,3 +514,108 @@ impl Driver for Population {
         self.done || self.stop.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callee::media::Sound;
+    use crate::sounds::Sounds;
+    use outdial_dataplane::sip::transaction::Timing;
+
+    fn population(seed: u64, shares: Shares) -> Population {
+        let config = PopulationConfig {
+            listen: "127.0.0.1:5090".parse().unwrap(),
+            phone: Arc::new(PhoneSettings {
+                local_sip: "127.0.0.1:5090".parse().unwrap(),
+                timing: Timing::default(),
+                sound: Sound::Echo,
+                sounds: Arc::new(Sounds::new(None).unwrap()),
+                key_duration: Duration::from_millis(100),
+                max_call: Duration::from_secs(60),
+                no_answer_timeout: Duration::from_secs(60),
+                user_agent: "t".into(),
+            }),
+            ring: "1..3".parse().unwrap(),
+            talk: None,
+            greeting: "4..8".parse().unwrap(),
+            shares,
+            dtmf: DtmfSpec::FromUri,
+            dtmf_timing: DtmfTiming {
+                delay: Duration::from_secs(1),
+                gap: Duration::from_millis(300),
+                duration: Duration::from_millis(100),
+            },
+            seed,
+            calls: None,
+            duration: None,
+            max_concurrent: 10,
+            progress: None,
+        };
+        Population::new(config, None, Arc::new(AtomicBool::new(false)))
+    }
+
+    const SHARES: Shares = Shares {
+        answer: 5.0,
+        busy: 2.0,
+        no_answer: 2.0,
+        reject: 1.0,
+        machine: 0.2,
+    };
+
+    #[test]
+    fn a_seeded_population_draws_the_shares_and_repeats_itself() {
+        let mut counts: HashMap<&str, u32> = HashMap::new();
+        let mut draws = population(42, SHARES);
+        let mut again = population(42, SHARES);
+        let mut other = population(43, SHARES);
+        let mut differs = false;
+        for _ in 0..20_000 {
+            let plan = draws.draw_plan("press-1");
+            let name = match plan.behaviour {
+                Behaviour::Answer => "answer",
+                Behaviour::Machine => "machine",
+                Behaviour::Busy => "busy",
+                Behaviour::NoAnswer => "no-answer",
+                Behaviour::Reject => "reject",
+            };
+            *counts.entry(name).or_default() += 1;
+            assert!((Duration::from_secs(1)..=Duration::from_secs(3)).contains(&plan.ring));
+            assert_eq!(plan.keys.iter().map(|k| k.1).collect::<String>(), "1#");
+            let repeat = again.draw_plan("press-1");
+            assert_eq!((repeat.behaviour, repeat.ring), (plan.behaviour, plan.ring));
+            differs |= other.draw_plan("press-1").ring != plan.ring;
+        }
+        assert!(differs, "another seed draws another population");
+        let share = |name| f64::from(counts.get(name).copied().unwrap_or(0)) / 20_000.0;
+        for (name, expected) in [
+            ("answer", 0.4),
+            ("machine", 0.1),
+            ("busy", 0.2),
+            ("no-answer", 0.2),
+            ("reject", 0.1),
+        ] {
+            assert!(
+                (share(name) - expected).abs() < 0.015,
+                "{name}: {} vs {expected}",
+                share(name)
+            );
+        }
+    }
+
+    #[test]
+    fn zero_weights_are_never_drawn() {
+        let mut only_busy = population(
+            1,
+            Shares {
+                answer: 0.0,
+                busy: 1.0,
+                no_answer: 0.0,
+                reject: 0.0,
+                machine: 1.0,
+            },
+        );
+        for _ in 0..1000 {
+            assert_eq!(only_busy.draw_plan("x").behaviour, Behaviour::Busy);
+        }
+    }
+}

@@ -415,18 +415,18 @@ impl Phone {
         }
     }
 
-    /// The next SIP datagram to send.
+    /// The next SIP datagram to send. Answers to in-call requests go first (the 200 to a
+    /// CANCEL before the 487).
     pub fn poll_sip(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if let Some((to, bytes)) = self.queued.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            return Some(to);
+        }
         if let Some(to) = self.invite.poll_transmit(buf) {
             return Some(to);
         }
-        if let Some(to) = self.bye.as_mut().and_then(|bye| bye.poll_transmit(buf)) {
-            return Some(to);
-        }
-        let (to, bytes) = self.queued.pop_front()?;
-        buf.clear();
-        buf.extend_from_slice(&bytes);
-        Some(to)
+        self.bye.as_mut().and_then(|bye| bye.poll_transmit(buf))
     }
 
     /// The next RTP datagram to send into `buf` (at least [`super::media::MAX_RTP`] octets).
@@ -625,3 +625,7 @@ fn reason(status: u16) -> &'static str {
         other => reason_phrase(other),
     }
 }
+
+#[cfg(test)]
+#[path = "phone_tests.rs"]
+mod tests;
