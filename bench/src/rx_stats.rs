@@ -27,7 +27,7 @@ pub struct RxStats {
     epoch: Option<Instant>,
     first_at: Option<Instant>,
     last_at: Option<Instant>,
-    last_transit: Option<i64>,
+    last_transit: Option<u32>,
     /// Jitter in timestamp units ×16 (the RFC's integer form, §A.8).
     jitter16: u64,
     max_jitter16: u64,
@@ -125,12 +125,12 @@ impl RxStats {
         let epoch = *self.epoch.get_or_insert(now);
         let elapsed = now.saturating_duration_since(epoch);
         let arrival = (elapsed.as_micros() as u64).saturating_mul(CLOCK_RATE) / 1_000_000;
-        // Arrival and timestamp both wrap at 2^32 in RTP; the difference is what matters.
-        let transit = i64::from(arrival as u32 as i32) - i64::from(timestamp as i32);
-        let transit = transit as i32 as i64;
+        // Arrival and timestamp both wrap at 2^32 in RTP: work modulo 2^32, and read the
+        // change of transit time as a signed 32-bit difference.
+        let transit = (arrival as u32).wrapping_sub(timestamp);
         if let Some(last) = self.last_transit {
-            let d = (transit - last).unsigned_abs().min(u64::from(u32::MAX));
-            // J16 += |D| - J16/16, i.e. J += (|D| - J)/16 with J = J16/16.
+            let d = u64::from((transit.wrapping_sub(last) as i32).unsigned_abs());
+            // J16 += |D| - J16/16, i.e. J += (|D| - J)/16 with J = J16/16 (RFC 3550 §A.8).
             self.jitter16 = self.jitter16 + d - (self.jitter16 + 8) / 16;
             self.max_jitter16 = self.max_jitter16.max(self.jitter16);
         }
@@ -221,6 +221,21 @@ mod tests {
         let s = rx.summary();
         assert!((3900..=4000).contains(&s.jitter_us), "{s:?}");
         assert_eq!(s.lost, 0);
+    }
+
+    #[test]
+    fn a_transit_time_at_the_signed_boundary_gives_only_the_real_jitter() {
+        // Transit alternates between 0x7fff_ffff and 0x8000_0000 ticks: one tick (125 µs) of
+        // jitter, not 2^32.
+        let t0 = Instant::now();
+        let mut rx = RxStats::new(t0);
+        for n in 0..200u32 {
+            let late = Duration::from_micros(if n % 2 == 1 { 125 } else { 0 });
+            let timestamp = (160 * n).wrapping_sub(0x7fff_ffff);
+            rx.on_packet(t0 + MS20 * n + late, 9, n as u16, timestamp, true);
+        }
+        let s = rx.summary();
+        assert!(s.max_jitter_us <= 125, "{s:?}");
     }
 
     #[test]
