@@ -255,3 +255,62 @@ async fn bench_sip_completes_its_calls_against_sipp_uas() {
     assert_eq!(summary["setup_us"]["count"], 40);
     assert!(sipp_status.success(), "SIPp uas did not see 40 good calls");
 }
+
+/// `bench sip --media` against `bench callee` echoing: both count the other's RTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_sip_with_media_against_an_echoing_bench_callee() {
+    let dir = TempDir::new("bench-media");
+    let port = free_udp_port();
+    let phones = callee(&dir, port, &["--media", "echo", "--calls", "5"]);
+    wait_bound(port, &phones).await;
+    let load = Tool::spawn(
+        &dir,
+        "bench-sip",
+        Command::new(outdial_bin())
+            .args(["bench", "sip"])
+            .arg(format!("sip:echo@127.0.0.1:{port}"))
+            .args(["--concurrency", "5", "--calls", "5", "--hold", "1000"])
+            .args(["--media", "--progress", "0", "--json"]),
+    );
+    let (status, summary) = load.finish(Duration::from_secs(60)).await;
+    let (callee_status, callee_summary) = phones.finish(Duration::from_secs(30)).await;
+    assert!(status.success(), "bench sip failed: {summary}");
+    assert!(
+        callee_status.success(),
+        "bench callee failed: {callee_summary}"
+    );
+    let summary: Value = serde_json::from_str(&summary).expect("summary JSON");
+    assert_eq!(summary["completed"], 5, "{summary}");
+    let (sent, received) = (
+        summary["rtp_sent"].as_u64().unwrap_or(0),
+        summary["rtp_received"].as_u64().unwrap_or(0),
+    );
+    assert!(sent > 0 && received > 0, "{summary}");
+    assert!(received <= sent, "only echoes come back: {summary}");
+    let records = report_lines(&dir.path().join("report.jsonl"));
+    assert_eq!(records.len(), 5);
+    for record in &records {
+        let rx = record["rx"]["packets"].as_u64().unwrap_or(0);
+        assert!(rx > 0, "{record}");
+        assert_eq!(
+            record["tx_packets"], rx,
+            "every packet echoed once: {record}"
+        );
+    }
+}
+
+/// SIGTERM stops `bench callee`, which still prints its summary and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_callee_stops_on_sigterm_with_its_summary() {
+    let dir = TempDir::new("bench-callee-term");
+    let port = free_udp_port();
+    let phones = callee(&dir, port, &[]);
+    wait_bound(port, &phones).await;
+    let pid = phones.child.as_ref().expect("child").id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    let (status, summary) = phones.finish(Duration::from_secs(30)).await;
+    assert!(status.success(), "{summary}");
+    let summary: Value = serde_json::from_str(&summary).expect("summary JSON");
+    assert_eq!(summary["calls"], 0);
+}
