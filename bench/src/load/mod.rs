@@ -12,7 +12,6 @@ pub mod report;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,7 +44,7 @@ const MAX_READS: usize = 16;
 const ANSWER_TO_PROMPT: &str = "outdial_answer_to_prompt_seconds";
 
 /// Runs the tool; returns the exit status.
-pub async fn run(args: LoadArgs) -> ExitCode {
+pub async fn run(args: LoadArgs) -> u8 {
     match run_inner(&args).await {
         Ok(report) => {
             let text = report.text();
@@ -62,18 +61,18 @@ pub async fn run(args: LoadArgs) -> ExitCode {
                 let title = format!("outdial bench load: {}", report.settings.pace);
                 if let Err(e) = plot::write(path, &title, &report.timeline) {
                     eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_ERROR);
+                    return EXIT_ERROR;
                 }
             }
-            ExitCode::from(if report.passed {
+            if report.passed {
                 EXIT_PASS
             } else {
                 EXIT_FAILED
-            })
+            }
         }
         Err(message) => {
             eprintln!("error: {message}");
-            ExitCode::from(EXIT_ERROR)
+            EXIT_ERROR
         }
     }
 }
