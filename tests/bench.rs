@@ -3,10 +3,10 @@
 //! application server receives the submits and status callbacks it checks.
 
 use std::net::SocketAddr;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use outdial_tests::{Outdial, Sipp, free_udp_port, outdial_bin, shared_dir};
+use outdial_tests::{Outdial, Sipp, TempDir, free_udp_port, outdial_bin, shared_dir};
 use serde_json::Value;
 
 /// The SIPp scenario's key, as RFC 4733 events.
@@ -204,4 +204,118 @@ fn unusable_arguments_are_refused_with_exit_status_1() {
         stderr.contains("--duration must be a number above 0"),
         "{stderr}"
     );
+}
+
+/// `outdial bench callee` as a child process, killed on drop; its output in a file.
+struct Callee {
+    child: Child,
+    addr: SocketAddr,
+    output: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Callee {
+    /// Phones that press the keys their URI asks for (`--dtmf from-uri`).
+    fn pressing_from_uri() -> Self {
+        let dir = TempDir::new("callee");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let output = dir.path().join("callee.out");
+        let file = std::fs::File::create(&output).expect("output file");
+        let child = Command::new(outdial_bin())
+            .args([
+                "bench",
+                "callee",
+                "--listen",
+                &addr.to_string(),
+                "--dtmf",
+                "from-uri",
+            ])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn outdial bench callee");
+        Self {
+            child,
+            addr,
+            output,
+            _dir: dir,
+        }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+}
+
+impl Drop for Callee {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 11's small-scale run: 50 calls through `bench load` against `bench callee` on the
+/// embedded server; every call completes with the random keys its callee was asked to press
+/// submitted and stored, and the report's counts add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_calls_against_bench_callee_submit_the_keys_each_was_asked_for() {
+    let callee = Callee::pressing_from_uri();
+    let outdial = Outdial::start(FOUR_AT_ONCE);
+    let args = [
+        "--count",
+        "50",
+        "--concurrency",
+        "4",
+        "--digits",
+        "5",
+        "--seed",
+        "11",
+    ];
+    let (status, report, text) = bench_load(&outdial, callee.addr, &args).await;
+    assert!(
+        status.success(),
+        "{status}\n{text}\ncallee:\n{}\n{}",
+        callee.output(),
+        outdial.log()
+    );
+    assert_eq!(report["requested"], 50, "{text}");
+    assert_eq!(report["created"], 50, "{text}");
+    assert_eq!(
+        report["outcomes"],
+        serde_json::json!({ "completed": 50 }),
+        "{text}"
+    );
+    let checks = report["checks"].as_object().expect("checks");
+    let counted: u64 = checks.values().filter_map(Value::as_u64).sum();
+    assert_eq!(counted, 50, "every call has one verdict: {text}");
+    assert_eq!(report["checks"]["ok"], 50, "{text}");
+    assert_eq!(
+        report["latency_ms"]["dtmf_to_submit"]["count"], 50,
+        "{text}"
+    );
+
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/v1/calls?limit=100", outdial.api))
+        .bearer_auth(&outdial.api_key)
+        .send()
+        .await
+        .expect("list calls")
+        .json()
+        .await
+        .expect("JSON");
+    let calls = page["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 50, "{page}");
+    let mut distinct = std::collections::BTreeSet::new();
+    for call in calls {
+        let to = call["to"].as_str().expect("to");
+        let keys = to
+            .strip_prefix("sip:press-")
+            .and_then(|rest| rest.split('@').next())
+            .expect("a press- URI");
+        assert_eq!(keys.len(), 5, "{call}");
+        assert_eq!(call["result"]["digits"], keys, "{call}");
+        distinct.insert(keys.to_owned());
+    }
+    assert!(distinct.len() > 40, "random keys per call: {distinct:?}");
 }
