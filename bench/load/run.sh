@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
 # `outdial bench load` against the embedded default (one `outdial serve`, SQLite, one core's
-# dataplane) with SIPp as the callees (answers, presses 1), and docs/benchmarks.md
-# regenerated from the reports:
+# dataplane) with `outdial bench callee --dtmf from-uri` as the callees (each answers and
+# presses the random keys its address asks for), and docs/benchmarks.md regenerated from the
+# reports (OUTDIAL_BIN=path measures that binary instead of building the release one):
 #
 #   bench/load/run.sh [RATE] [SECONDS]      (defaults 20 calls/s and 30 s)
 #
 # Three runs: single creates at RATE for SECONDS; the same calls in batches of 100; and a
 # fixed concurrency of 4 × RATE for RATE × SECONDS calls. Reports (JSON) and plots (SVG) go to
-# bench/load/results/. Needs sipp (apt-get install sip-tester), python3 and the corpora in
-# ../shared (bench/corpora/fetch.sh). Builds the release binary.
+# bench/load/results/. Needs python3 and curl. Builds the release binary.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rate=${1:-20}
 seconds=${2:-30}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outdial-target}"
-command -v sipp >/dev/null || { echo "sipp is missing: apt-get install sip-tester" >&2; exit 1; }
-pcap=$(realpath ../shared/corpus/rtp-dtmf-sipp-pcaps/dtmf_2833_1.pcap 2>/dev/null) \
-    || { echo "../shared/corpus is missing: run bench/corpora/fetch.sh" >&2; exit 1; }
 
-cargo build --release --locked -p outdial-control --bin outdial >&2
-bin="$CARGO_TARGET_DIR/release/outdial"
+bin=${OUTDIAL_BIN:-}    # a binary to measure instead of building the release one
+if [ -z "$bin" ]; then
+    cargo build --release --locked -p outdial-control --bin outdial >&2
+    bin="$CARGO_TARGET_DIR/release/outdial"
+fi
 dir=$(mktemp -d "${BENCH_DIR:-$CARGO_TARGET_DIR}/outdial-load.XXXXXX")
 out=bench/load/results
 mkdir -p "$out"
@@ -27,7 +27,7 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$dir"' EXIT
 
 free() { python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_$1); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
-http=$(free STREAM); sip=$(free DGRAM); callee=$(free DGRAM); media=$(free DGRAM)
+http=$(free STREAM); sip=$(free DGRAM); callee=$(free DGRAM)
 cat > "$dir/outdial.toml" <<TOML
 [http]
 listen = "127.0.0.1:$http"
@@ -45,9 +45,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-sed -e "s#@DTMF_PCAP@#$pcap#" -e "s#@DTMF_DELAY_MS@#500#" tests/scenarios/answer_dtmf.xml > "$dir/uas.xml"
-(cd "$dir" && exec sipp -sf uas.xml -i 127.0.0.1 -mi 127.0.0.1 -p "$callee" -mp "$media" \
-    -nostdin -trace_err >sipp.out 2>&1) &
+"$bin" bench callee --listen "127.0.0.1:$callee" --dtmf from-uri >"$dir/callee.out" 2>&1 &
 pids+=($!)
 sleep 1
 
@@ -56,7 +54,7 @@ load() {
     shift
     echo "== bench load $*" >&2
     "$bin" bench load --api "http://127.0.0.1:$http" --api-key-file "$dir/data/dev-api-key" \
-        --callee "127.0.0.1:$callee" --expect-digits 1 --json --plot "$out/$name.svg" "$@" \
+        --callee "127.0.0.1:$callee" --json --plot "$out/$name.svg" "$@" \
         > "$out/$name.json" || echo "(the run failed its checks: see $out/$name.json)" >&2
 }
 load single --rate "$rate" --duration "$seconds"

@@ -77,30 +77,40 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// True once no more calls are to be asked for.
+    /// True once no more calls are to be asked for: the count is reached, or the duration
+    /// has passed and every call due by its end was asked for.
     pub fn finished(&self, elapsed: Duration, requested: u64) -> bool {
-        self.duration.is_some_and(|d| elapsed >= d) || self.count.is_some_and(|c| requested >= c)
+        if self.count.is_some_and(|c| requested >= c) {
+            return true;
+        }
+        let Some(end) = self.duration.filter(|d| elapsed >= *d) else {
+            return false;
+        };
+        let count = self.count.unwrap_or(u64::MAX);
+        self.pace
+            .due(end)
+            .is_none_or(|due| requested >= due.min(count))
     }
 
     /// How many calls to ask for now, given how many were asked for and how many are in
-    /// flight: whole batches, except a last smaller one that completes `count`.
+    /// flight: whole batches, except a last smaller one that completes `count` or the calls
+    /// due by the end of `duration`.
     pub fn to_request(&self, elapsed: Duration, requested: u64, in_flight: u64) -> u64 {
         if self.finished(elapsed, requested) {
             return 0;
         }
+        let past_end = self.duration.is_some_and(|d| elapsed >= d);
+        let at = self.duration.map_or(elapsed, |d| elapsed.min(d));
         let remaining = self.count.map_or(u64::MAX, |c| c - requested);
         let wanted = match self.pace {
             Pace::Concurrency(n) => n.saturating_sub(in_flight),
-            open_loop => open_loop
-                .due(elapsed)
-                .unwrap_or(0)
-                .saturating_sub(requested),
+            open_loop => open_loop.due(at).unwrap_or(0).saturating_sub(requested),
         };
         let wanted = wanted.min(remaining);
         let batch = self.batch.max(1);
-        if wanted == remaining || matches!(self.pace, Pace::Concurrency(_)) {
-            // The last calls of a count, or room for calls in flight: ask for them now, in
-            // batches as large as fit.
+        if wanted == remaining || past_end || matches!(self.pace, Pace::Concurrency(_)) {
+            // The last calls of a count or of the duration, or room for calls in flight: ask
+            // for them now, in batches as large as fit.
             wanted
         } else {
             wanted / batch * batch
@@ -162,6 +172,28 @@ mod tests {
         assert_eq!(plan.to_request(secs(2.5), 200, 0), 50);
         assert!(plan.finished(secs(3.0), 250));
         assert_eq!(plan.to_request(secs(9.0), 250, 0), 0);
+    }
+
+    #[test]
+    fn every_call_due_by_the_end_of_the_duration_is_asked_for() {
+        let plan = Plan {
+            pace: Pace::Rate(2.0),
+            duration: Some(secs(5.0)),
+            count: None,
+            batch: 100,
+        };
+        assert_eq!(plan.to_request(secs(4.9), 0, 0), 0, "no whole batch yet");
+        assert!(!plan.finished(secs(5.0), 0));
+        assert_eq!(
+            plan.to_request(secs(5.3), 0, 0),
+            10,
+            "the last, smaller batch"
+        );
+        assert!(plan.finished(secs(5.3), 10));
+        let single = Plan { batch: 1, ..plan };
+        assert_eq!(single.to_request(secs(4.9), 0, 0), 9);
+        assert_eq!(single.to_request(secs(5.01), 9, 0), 1);
+        assert!(single.finished(secs(5.01), 10));
     }
 
     #[test]
