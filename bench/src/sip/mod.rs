@@ -307,6 +307,10 @@ impl SipLoad {
 
     /// Counts the 2xx answers to our BYEs (the endpoint ends a call when it sends BYE).
     fn watch_response(&mut self, data: &[u8]) {
+        // Only a 2xx can count: skip the second parse for everything else.
+        if !data.starts_with(b"SIP/2.0 2") {
+            return;
+        }
         if let Ok(message) = Message::parse(data)
             && message.status().is_some_and(|s| (200..300).contains(&s))
             && message.cseq().is_some_and(|c| c.method == Method::Bye)
