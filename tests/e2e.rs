@@ -34,7 +34,11 @@ const GOODBYE: &str = r#"<?xml version="1.0"?>
 
 fn dtmf_pcap(key: &str) -> String {
     let path = shared_dir().join(format!("corpus/rtp-dtmf-sipp-pcaps/dtmf_2833_{key}.pcap"));
-    assert!(path.exists(), "missing test corpus file {}", path.display());
+    assert!(
+        path.exists(),
+        "missing test corpus file {}: run bench/corpora/fetch.sh",
+        path.display()
+    );
     // invariant: the corpus path is valid UTF-8 (it is built from ASCII names).
     path.canonicalize()
         .expect("canonical path")
@@ -860,7 +864,7 @@ async fn a_recorded_message_is_submitted_as_multipart_with_the_values_gathered()
     let speech = shared_dir().join("corpus/rtp-dtmf-sipp-pcaps/g711a.pcap");
     assert!(
         speech.exists(),
-        "missing test corpus file {}",
+        "missing test corpus file {}: run bench/corpora/fetch.sh",
         speech.display()
     );
     let sipp = Sipp::uas(

@@ -1,4 +1,4 @@
-//! The `outdial` command line: `serve`, `call`, `vxml run` and `config check`.
+//! The `outdial` command line: `serve`, `call`, `vxml run`, `config check` and `bench`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -77,6 +77,13 @@ pub enum Command {
         /// What to do with the configuration.
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Load tools: the load generator and its application server, simulated callees, SIP load
+    /// (see `outdial bench <tool> --help`).
+    Bench {
+        /// Which tool.
+        #[command(subcommand)]
+        command: outdial_bench::cli::BenchCommand,
     },
 }
 
@@ -220,6 +227,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             })
             .await
         }
+        Command::Bench { command } => bench(command).await,
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file).and_then(|config| config.check_environment()) {
@@ -277,6 +285,35 @@ pub fn init_tracing(log: &LogConfig) -> Result<(), Error> {
         builder.try_init()
     };
     installed.map_err(|e| Error::Config(format!("cannot install the logger: {e}")))
+}
+
+/// `outdial bench …`: the tool runs its own loop on a blocking thread; Ctrl-C or SIGTERM
+/// asks it to stop (it then prints its summary).
+async fn bench(command: outdial_bench::cli::BenchCommand) -> u8 {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let signals = tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let run = tokio::task::spawn_blocking(move || outdial_bench::cli::run(command, stop));
+    let code = run.await.unwrap_or_else(|e| {
+        eprintln!("error: the bench run failed: {e}");
+        EXIT_ERROR
+    });
+    signals.abort();
+    code
 }
 
 /// `outdial vxml run`: the run blocks (fetches go through its own runtime), so it runs on a

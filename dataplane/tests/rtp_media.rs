@@ -49,8 +49,12 @@ fn u32_le(bytes: &[u8], at: usize) -> u32 {
 /// Reads a little-endian microsecond libpcap file of Ethernet/IPv4/UDP frames by hand:
 /// 24-octet global header, then 16-octet record headers.
 fn read_pcap(path: &Path) -> Vec<Captured> {
-    let file = std::fs::read(path)
-        .unwrap_or_else(|e| panic!("corpus file {} is missing: {e}", path.display()));
+    let file = std::fs::read(path).unwrap_or_else(|e| {
+        panic!(
+            "corpus file {} is missing ({e}): run bench/corpora/fetch.sh",
+            path.display()
+        )
+    });
     assert_eq!(
         u32_le(&file, 0),
         0xa1b2_c3d4,

@@ -749,7 +749,11 @@ fn corpus(name: &str) -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/corpus")
         .join(name);
-    assert!(dir.is_dir(), "corpus {} is missing", dir.display());
+    assert!(
+        dir.is_dir(),
+        "corpus {} is missing: run bench/corpora/fetch.sh (README, \"Test it\")",
+        dir.display()
+    );
     dir
 }
 

@@ -175,7 +175,7 @@ fn read_index() -> Vec<Test> {
     let path = Path::new(IR_DIR).join("INDEX.tsv");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "the IR corpus is missing ({}: {e}); it lives in shared/conformance/vxml-ir beside the repository",
+            "the IR corpus is missing ({}: {e}); it lives in shared/conformance/vxml-ir beside the repository; bench/corpora/fetch.sh says why it cannot be fetched",
             path.display()
         )
     });

@@ -261,7 +261,12 @@ fn quoted_strings(line: &str) -> Vec<String> {
 
 fn grammar_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("the SRGS corpus {} is missing: {e}", dir.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "the SRGS corpus {} is missing ({e}): run bench/corpora/fetch.sh",
+                dir.display()
+            )
+        })
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| content_type(p).is_some())
         .collect();

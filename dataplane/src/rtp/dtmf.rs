@@ -30,6 +30,32 @@ impl TelephoneEvent {
             _ => return None,
         })
     }
+
+    /// The event code of a DTMF key (`0`–`9`, `*`, `#`, `A`–`D`, case-insensitive), the
+    /// inverse of [`TelephoneEvent::key`].
+    pub fn code_of(key: char) -> Option<u8> {
+        Some(match key.to_ascii_uppercase() {
+            digit @ '0'..='9' => digit as u8 - b'0',
+            '*' => 10,
+            '#' => 11,
+            letter @ 'A'..='D' => letter as u8 - b'A' + 12,
+            _ => return None,
+        })
+    }
+
+    /// Writes the 4-octet payload (§2.3) at the start of `buf`; returns 4, or `None` when
+    /// `buf` is shorter. The volume is masked to its 6 bits.
+    pub fn write(&self, buf: &mut [u8]) -> Option<usize> {
+        let payload = buf.get_mut(..4)?;
+        let [high, low] = self.duration.to_be_bytes();
+        payload.copy_from_slice(&[
+            self.event,
+            (u8::from(self.end) << 7) | (self.volume & 0x3f),
+            high,
+            low,
+        ]);
+        Some(4)
+    }
 }
 
 /// Reads a telephone-event payload. Returns `None` when it is shorter than 4 octets.
@@ -120,6 +146,26 @@ mod tests {
         let keys: String = (0..=16).filter_map(|c| event(c, false, 0).key()).collect();
         assert_eq!(keys, "0123456789*#ABCD");
         assert_eq!(event(16, false, 0).key(), None, "flash is not a key");
+    }
+
+    #[test]
+    fn written_payloads_read_back_and_keys_map_both_ways() {
+        let mut buf = [0u8; 4];
+        for e in [
+            event(11, true, 2240),
+            event(0, false, 0),
+            event(15, false, 65535),
+        ] {
+            assert_eq!(e.write(&mut buf), Some(4));
+            assert_eq!(parse_telephone_event(&buf), Some(e));
+        }
+        assert_eq!(event(1, false, 0).write(&mut [0u8; 3]), None);
+        for key in "0123456789*#ABCD".chars() {
+            let code = TelephoneEvent::code_of(key).unwrap();
+            assert_eq!(event(code, false, 0).key(), Some(key));
+        }
+        assert_eq!(TelephoneEvent::code_of('b'), Some(13));
+        assert_eq!(TelephoneEvent::code_of('x'), None);
     }
 
     #[test]

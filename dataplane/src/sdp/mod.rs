@@ -2,7 +2,8 @@
 //!
 //! Outdial is always the offerer: [`build_offer`] writes the INVITE body, and [`negotiate`]
 //! reads the 200 OK's answer into a [`Negotiated`] that configures the call's
-//! [`MediaSession`](crate::rtp::MediaSession).
+//! [`MediaSession`](crate::rtp::MediaSession). The answerer's side ([`read_offer`],
+//! [`build_answer`]) serves the simulated phones of `outdial bench callee`.
 //!
 //! The reader is written by hand rather than with `webrtc-sdp`: that crate rejects a whole
 //! body for a missing `t=`, for a rejected `m=` line without `c=`, or for one malformed
@@ -10,10 +11,12 @@
 //! Offer/answer only needs `c=`, `m=`, `a=rtpmap` and `a=ptime`, so this reads those and
 //! skips the rest.
 
+mod answer;
 mod negotiate;
 mod offer;
 mod parse;
 
+pub use answer::{build_answer, read_offer};
 pub use negotiate::{Negotiated, negotiate};
 pub use offer::{PTIME_MS, TELEPHONE_EVENT_PAYLOAD_TYPE, build_offer};
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Call setup side by side with SIPp, in one run, against the same kind of peer:
+#   (a) SIPp uac   -> SIPp uas        the reference
+#   (b) bench sip  -> SIPp uas        Outdial's SIP user agent as the caller   (ratio b/a)
+#   (c) SIPp uac   -> bench callee    Outdial's simulated phones as the callee (ratio c/a)
+# Each run places CALLS calls (INVITE, 180, 200, ACK, BYE, 200; no media) with at most
+# CONCURRENCY at once and no rate limit, so its calls/s is the most the pair sustains.
+#
+#   bench/sip/run.sh [CALLS] [CONCURRENCY]      (defaults 50000 and 200)
+#
+# Needs sipp (apt-get install sip-tester) and python3. Builds the release binary. Exits
+# non-zero if any run fails a call. Results go to standard output; logs stay in a temp dir
+# (kept and named on failure).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+calls=${1:-50000}
+concurrency=${2:-200}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outdial-target}"
+command -v sipp >/dev/null || { echo "sipp is missing: apt-get install sip-tester" >&2; exit 1; }
+
+cargo build --release --locked -p outdial-control --bin outdial >&2
+bin="$CARGO_TARGET_DIR/release/outdial"
+dir=$(mktemp -d "${TMPDIR:-/tmp}/outdial-sip-bench.XXXXXX")
+uas_pid=""
+cleanup() {
+    if [ -n "$uas_pid" ]; then kill "$uas_pid" 2>/dev/null || true; wait "$uas_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+buf=4194304
+free_port() {
+    python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+now() { date +%s.%N; }
+rate() { python3 -c "print(f'{$1 / ($3 - $2):.0f}')"; }
+
+# SIPp's uas on a fresh port; sets uas_port and uas_pid.
+start_uas() {
+    uas_port=$(free_port)
+    sipp -sn uas -i 127.0.0.1 -p "$uas_port" -nostdin -buff_size "$buf" \
+        >"$dir/uas-$1.log" 2>&1 &
+    uas_pid=$!
+    sleep 0.5
+}
+stop_uas() { cleanup; uas_pid=""; }
+
+# SIPp's uac against 127.0.0.1:$1; prints "successful failed".
+sipp_uac() {
+    local port=$1 name=$2
+    sipp -sn uac "127.0.0.1:$port" -i 127.0.0.1 -p "$(free_port)" -r 1000000 -l "$concurrency" \
+        -m "$calls" -nostdin -buff_size "$buf" -timeout 600s \
+        -trace_stat -stf "$dir/$name.csv" -fd 1 >"$dir/$name.log" 2>&1 || true
+    python3 - "$dir/$name.csv" <<'PY'
+import sys
+rows = [line.rstrip("\n").split(";") for line in open(sys.argv[1])]
+head, last = rows[0], rows[-1]
+print(last[head.index("SuccessfulCall(C)")], last[head.index("FailedCall(C)")])
+PY
+}
+
+echo "== (a) SIPp uac -> SIPp uas: $calls calls, $concurrency at once" >&2
+start_uas a
+t0=$(now); read -r ok_a failed_a < <(sipp_uac "$uas_port" uac-a); t1=$(now)
+stop_uas
+rate_a=$(rate "$ok_a" "$t0" "$t1")
+
+echo "== (b) bench sip -> SIPp uas" >&2
+start_uas b
+t0=$(now)
+"$bin" bench sip "sip:service@127.0.0.1:$uas_port" --concurrency "$concurrency" \
+    --calls "$calls" --progress 0 --json >"$dir/bench-sip.json" 2>"$dir/bench-sip.log" || true
+t1=$(now)
+stop_uas
+read -r ok_b failed_b < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["completed"], s["failed"])' "$dir/bench-sip.json")
+rate_b=$(rate "$ok_b" "$t0" "$t1")
+
+echo "== (c) SIPp uac -> bench callee" >&2
+callee_port=$(free_port)
+"$bin" bench callee --listen "127.0.0.1:$callee_port" --calls "$calls" --progress 0 --json \
+    >"$dir/bench-callee.json" 2>"$dir/bench-callee.log" &
+callee_pid=$!
+sleep 0.5
+t0=$(now); read -r ok_c failed_c < <(sipp_uac "$callee_port" uac-c); t1=$(now)
+wait "$callee_pid" || true
+rate_c=$(rate "$ok_c" "$t0" "$t1")
+
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+printf '%-28s %8s %8s %10s %7s\n' run completed failed calls/s ratio
+printf '%-28s %8s %8s %10s %7s\n' "(a) sipp uac -> sipp uas" "$ok_a" "$failed_a" "$rate_a" 1.00
+printf '%-28s %8s %8s %10s %7s\n' "(b) bench sip -> sipp uas" "$ok_b" "$failed_b" "$rate_b" "$(ratio "$rate_b" "$rate_a")"
+printf '%-28s %8s %8s %10s %7s\n' "(c) sipp uac -> bench callee" "$ok_c" "$failed_c" "$rate_c" "$(ratio "$rate_c" "$rate_a")"
+if [ "$failed_a" != 0 ] || [ "$failed_b" != 0 ] || [ "$failed_c" != 0 ] || [ "$ok_b" != "$calls" ] || [ "$ok_c" != "$calls" ]; then
+    echo "error: some calls failed; logs in $dir" >&2
+    exit 1
+fi
+rm -rf "$dir"

@@ -1,0 +1,321 @@
+//! `outdial bench load` end to end: the real binary asks the real `outdial serve` for calls
+//! through its HTTP API, SIPp answers each call and presses a key, and the tool's own
+//! application server receives the submits and status callbacks it checks.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use outdial_tests::{Outdial, Sipp, TempDir, free_udp_port, outdial_bin, shared_dir};
+use serde_json::Value;
+
+/// The SIPp scenario's key, as RFC 4733 events.
+fn dtmf_pcap(key: &str) -> String {
+    let path = shared_dir().join(format!("corpus/rtp-dtmf-sipp-pcaps/dtmf_2833_{key}.pcap"));
+    assert!(
+        path.exists(),
+        "missing test corpus file {}: run bench/corpora/fetch.sh",
+        path.display()
+    );
+    // invariant: the corpus path is valid UTF-8 (it is built from ASCII names).
+    path.canonicalize()
+        .expect("canonical path")
+        .to_str()
+        .expect("utf-8")
+        .to_owned()
+}
+
+/// The harness gives each server 10 RTP ports: at most 4 calls (2 ports each) at once, the
+/// rest wait queued.
+const FOUR_AT_ONCE: &str = "[calls]\nmax_concurrent = 4\n";
+
+/// A SIPp UAS that answers `calls` calls and presses 1 in each.
+fn presses_one(calls: u32) -> Sipp {
+    Sipp::uas_calls(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "500".into()),
+        ],
+        calls,
+    )
+}
+
+/// Runs `outdial bench load --json` against `outdial`; returns its exit status, its JSON
+/// report and its text report.
+async fn bench_load(
+    outdial: &Outdial,
+    callee: SocketAddr,
+    args: &[&str],
+) -> (ExitStatus, Value, String) {
+    let mut command = Command::new(outdial_bin());
+    command
+        .args(["bench", "load", "--json", "--quiet"])
+        .args(["--api", &outdial.api, "--api-key", &outdial.api_key])
+        .args(["--callee", &callee.to_string()])
+        .args(args)
+        .stdin(Stdio::null());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run outdial bench load");
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); standard error:\n{text}"));
+    (output.status, report, text)
+}
+
+/// Every call asked for is created (in batches), completes, and submits the key SIPp pressed;
+/// the report's counts add up, and the server's records agree with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_completes_with_the_pressed_key_submitted() {
+    let sipp = presses_one(12);
+    let outdial = Outdial::start(FOUR_AT_ONCE);
+    let args = [
+        "--count",
+        "12",
+        "--rate",
+        "8",
+        "--batch",
+        "4",
+        "--expect-digits",
+        "1",
+    ];
+    let (status, report, text) = bench_load(&outdial, sipp.addr, &args).await;
+    assert!(status.success(), "{status}\n{text}\n{}", outdial.log());
+    assert_eq!(report["passed"], true, "{text}");
+    assert_eq!(report["requested"], 12, "{text}");
+    assert_eq!(report["created"], 12, "{text}");
+    assert_eq!(
+        report["create_requests"], 3,
+        "three batches of four: {text}"
+    );
+    assert_eq!(
+        report["outcomes"],
+        serde_json::json!({ "completed": 12 }),
+        "{text}"
+    );
+    assert_eq!(report["checks"]["ok"], 12, "{text}");
+    for key in ["request_to_invite", "post_dial_delay", "dtmf_to_submit"] {
+        assert_eq!(report["latency_ms"][key]["count"], 12, "{key}: {text}");
+    }
+    assert_eq!(report["latency_ms"]["create_request"]["count"], 3, "{text}");
+    let seconds: u64 = report["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|s| s["requested"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        seconds <= 12,
+        "the timeline asks for at most every call: {seconds}"
+    );
+    assert!(text.contains("PASS"), "{text}");
+
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/v1/calls?limit=100", outdial.api))
+        .bearer_auth(&outdial.api_key)
+        .send()
+        .await
+        .expect("list calls")
+        .json()
+        .await
+        .expect("JSON");
+    let calls = page["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 12, "{page}");
+    for call in calls {
+        assert_eq!(call["status"], "completed", "{call}");
+        assert_eq!(call["result"]["digits"], "1", "{call}");
+        assert!(
+            call["to"]
+                .as_str()
+                .is_some_and(|to| to.starts_with("sip:press-1@")),
+            "{call}"
+        );
+    }
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(20)).await;
+    assert!(
+        sipp_status.success(),
+        "SIPp did not complete its 12 calls:\n{trace}"
+    );
+}
+
+/// A callee that presses other keys than it was asked for is a mismatch, named per call, and
+/// the exit status says the run failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_other_than_asked_for_fail_the_run() {
+    let sipp = presses_one(3);
+    let outdial = Outdial::start(FOUR_AT_ONCE);
+    let args = ["--count", "3", "--concurrency", "2", "--expect-digits", "2"];
+    let (status, report, text) = bench_load(&outdial, sipp.addr, &args).await;
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert_eq!(report["passed"], false, "{text}");
+    assert_eq!(report["checks"]["mismatch"], 3, "{text}");
+    assert_eq!(report["checks"]["ok"], 0, "{text}");
+    assert_eq!(report["outcomes"]["completed"], 3, "{text}");
+    let failures = report["failures"].as_array().expect("failures");
+    assert_eq!(failures.len(), 3, "{text}");
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.as_str().is_some_and(|f| f.contains("submitted \"1\""))),
+        "{text}"
+    );
+    assert!(text.contains("FAIL"), "{text}");
+}
+
+/// Calls nobody answers within --call-timeout are lost, and fail the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_a_final_status_in_time_are_lost() {
+    let nobody = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let outdial = Outdial::start("");
+    let args = ["--count", "2", "--call-timeout", "2"];
+    let (status, report, text) = bench_load(&outdial, nobody, &args).await;
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert_eq!(report["checks"]["lost"], 2, "{text}");
+    assert_eq!(report["created"], 2, "{text}");
+    assert!(
+        text.contains("no final status within --call-timeout"),
+        "{text}"
+    );
+}
+
+/// Unusable arguments are refused before any call is asked for, with what to change.
+#[test]
+fn unusable_arguments_are_refused_with_exit_status_1() {
+    let output = Command::new(outdial_bin())
+        .args([
+            "bench",
+            "load",
+            "--callee",
+            "127.0.0.1:9",
+            "--ramp",
+            "1:5",
+            "--duration",
+            "0",
+        ])
+        .args(["--api-key", "k"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--duration must be a number above 0"),
+        "{stderr}"
+    );
+}
+
+/// `outdial bench callee` as a child process, killed on drop; its output in a file.
+struct Callee {
+    child: Child,
+    addr: SocketAddr,
+    output: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Callee {
+    /// Phones that press the keys their URI asks for (`--dtmf from-uri`).
+    fn pressing_from_uri() -> Self {
+        let dir = TempDir::new("callee");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let output = dir.path().join("callee.out");
+        let file = std::fs::File::create(&output).expect("output file");
+        let child = Command::new(outdial_bin())
+            .args([
+                "bench",
+                "callee",
+                "--listen",
+                &addr.to_string(),
+                "--dtmf",
+                "from-uri",
+            ])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn outdial bench callee");
+        Self {
+            child,
+            addr,
+            output,
+            _dir: dir,
+        }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+}
+
+impl Drop for Callee {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 11's small-scale run: 50 calls through `bench load` against `bench callee` on the
+/// embedded server; every call completes with the random keys its callee was asked to press
+/// submitted and stored, and the report's counts add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_calls_against_bench_callee_submit_the_keys_each_was_asked_for() {
+    let callee = Callee::pressing_from_uri();
+    let outdial = Outdial::start(FOUR_AT_ONCE);
+    let args = [
+        "--count",
+        "50",
+        "--concurrency",
+        "4",
+        "--digits",
+        "5",
+        "--seed",
+        "11",
+    ];
+    let (status, report, text) = bench_load(&outdial, callee.addr, &args).await;
+    assert!(
+        status.success(),
+        "{status}\n{text}\ncallee:\n{}\n{}",
+        callee.output(),
+        outdial.log()
+    );
+    assert_eq!(report["requested"], 50, "{text}");
+    assert_eq!(report["created"], 50, "{text}");
+    assert_eq!(
+        report["outcomes"],
+        serde_json::json!({ "completed": 50 }),
+        "{text}"
+    );
+    let checks = report["checks"].as_object().expect("checks");
+    let counted: u64 = checks.values().filter_map(Value::as_u64).sum();
+    assert_eq!(counted, 50, "every call has one verdict: {text}");
+    assert_eq!(report["checks"]["ok"], 50, "{text}");
+    assert_eq!(
+        report["latency_ms"]["dtmf_to_submit"]["count"], 50,
+        "{text}"
+    );
+
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/v1/calls?limit=100", outdial.api))
+        .bearer_auth(&outdial.api_key)
+        .send()
+        .await
+        .expect("list calls")
+        .json()
+        .await
+        .expect("JSON");
+    let calls = page["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 50, "{page}");
+    let mut distinct = std::collections::BTreeSet::new();
+    for call in calls {
+        let to = call["to"].as_str().expect("to");
+        let keys = to
+            .strip_prefix("sip:press-")
+            .and_then(|rest| rest.split('@').next())
+            .expect("a press- URI");
+        assert_eq!(keys.len(), 5, "{call}");
+        assert_eq!(call["result"]["digits"], keys, "{call}");
+        distinct.insert(keys.to_owned());
+    }
+    assert!(distinct.len() > 40, "random keys per call: {distinct:?}");
+}
