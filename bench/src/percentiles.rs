@@ -65,5 +65,14 @@ mod tests {
         assert_eq!((p.count, p.p50, p.max), (1000, 500, 1000));
         assert!((989..=991).contains(&p.p99), "{p:?}");
         assert_eq!(Percentiles::of(&histogram()), Percentiles::default());
+        let mut zeros = histogram();
+        zeros.record(0).unwrap();
+        zeros.record(0).unwrap();
+        let p = Percentiles::of(&zeros);
+        assert_eq!(
+            (p.count, p.p50, p.max),
+            (2, 0, 0),
+            "no loss reads as 0, not 1"
+        );
     }
 }

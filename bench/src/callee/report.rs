@@ -89,15 +89,15 @@ impl Summary {
         self.rx_packets += record.rx.packets;
         self.rx_lost += record.rx.lost;
         self.tx_packets += record.tx_packets;
-        let _ = self.ring_ms.record(record.ring_ms.max(1));
+        let _ = self.ring_ms.record(record.ring_ms);
         if record.rx.packets > 0 {
-            let _ = self.jitter_us.record(record.rx.jitter_us.max(1));
+            let _ = self.jitter_us.record(record.rx.jitter_us);
             let permille = record.rx.lost * 1000 / record.rx.expected.max(1);
-            let _ = self.loss_permille.record(permille.max(1));
-            let _ = self.max_gap_ms.record(record.rx.max_gap_ms.max(1));
+            let _ = self.loss_permille.record(permille);
+            let _ = self.max_gap_ms.record(record.rx.max_gap_ms);
         }
         if let Some(first) = record.first_packet_ms {
-            let _ = self.first_packet_ms.record(first.max(1));
+            let _ = self.first_packet_ms.record(first);
         }
     }
 

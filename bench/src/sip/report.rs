@@ -103,13 +103,13 @@ impl Summary {
 
     /// First provisional response after `after`.
     pub fn ringing(&mut self, after: Duration) {
-        let _ = self.ringing_us.record((after.as_micros() as u64).max(1));
+        let _ = self.ringing_us.record(after.as_micros() as u64);
     }
 
     /// 2xx after `after`.
     pub fn answered(&mut self, after: Duration) {
         self.answered += 1;
-        let _ = self.setup_us.record((after.as_micros() as u64).max(1));
+        let _ = self.setup_us.record(after.as_micros() as u64);
     }
 
     /// Calls answered so far.
