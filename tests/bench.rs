@@ -164,10 +164,12 @@ async fn keys_other_than_asked_for_fail_the_run() {
     assert!(text.contains("FAIL"), "{text}");
 }
 
-/// Calls nobody answers within --call-timeout are lost, and fail the run.
+/// Calls nobody answers within --call-timeout are lost, and fail the run. The callee's port
+/// is bound and silent: a port with no listener would fail the calls at once (ICMP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_without_a_final_status_in_time_are_lost() {
-    let nobody = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a silent callee");
+    let nobody = silent.local_addr().expect("its address");
     let outdial = Outdial::start("");
     let args = ["--count", "2", "--call-timeout", "2"];
     let (status, report, text) = bench_load(&outdial, nobody, &args).await;
