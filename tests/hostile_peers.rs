@@ -10,21 +10,8 @@ use serde_json::{Value, json};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-const REMINDER: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
-  <form id="reminder">
-    <field name="confirm" type="boolean">
-      <prompt>Hello <value expr="session.patient"/>. Your appointment is tomorrow at nine.
-        Press 1 to confirm, or 2 to cancel.</prompt>
-      <noinput>Please press a key. <reprompt/></noinput>
-      <nomatch>Press 1 or 2. <reprompt/></nomatch>
-      <filled>
-        <submit next="submit" namelist="confirm" method="post"/>
-      </filled>
-    </field>
-  </form>
-</vxml>
-"#;
+/// The reminder application (confirm or cancel by key), shared with the other e2e tests.
+const REMINDER: &str = include_str!("apps/reminder.vxml");
 
 /// Asks once; hangs up after 5 s without a key, so a deaf call ends without a result.
 const ASK_ONCE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
