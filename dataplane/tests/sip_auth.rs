@@ -3,117 +3,30 @@
 //! responses are recomputed here from RFC 7616 §3.4.1 with the hash crates directly.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use md5::Md5;
 use outdial_dataplane::api::{CallId, Disposition};
 use outdial_dataplane::sip::auth::Credentials;
 use outdial_dataplane::sip::message::{HeaderName, Message, Method};
-use outdial_dataplane::sip::{
-    BorderConfig, DialParams, Endpoint, SipConfig, SipEvent, parse_message,
-};
+use outdial_dataplane::sip::{DialParams, SipEvent, parse_message};
+
+mod common;
+use common::{Harness, SDP_ANSWER, SDP_OFFER, TARGET, UAS, addr, plain_dial};
 use sha2::{Digest, Sha256};
 
-const LOCAL: &str = "192.0.2.1:5060";
-const UAS: &str = "192.0.2.4:5070";
-const TARGET: &str = "sip:+15550001@192.0.2.4:5070";
-const SDP_OFFER: &[u8] = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
-const SDP_ANSWER: &str = "v=0\r\no=- 2 2 IN IP4 192.0.2.4\r\ns=-\r\nc=IN IP4 192.0.2.4\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n";
 const PASSWORD: &str = "pa55-w0rd";
 
-fn addr(text: &str) -> SocketAddr {
-    text.parse().expect("test address")
-}
-
-struct Harness {
-    endpoint: Endpoint,
-    t0: Instant,
-    now: Instant,
-    sent: Vec<(Duration, Vec<u8>)>,
-    events: Vec<SipEvent>,
-}
-
-impl Harness {
-    fn new() -> Self {
-        let config = SipConfig {
-            local: addr(LOCAL),
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-            user_agent: "outdial-test".into(),
-            border: BorderConfig::default(),
-        };
-        let t0 = Instant::now();
-        Self {
-            endpoint: Endpoint::new(config, 11),
-            t0,
-            now: t0,
-            sent: Vec::new(),
-            events: Vec::new(),
-        }
-    }
-
-    fn dial(&mut self, credentials: Option<&Credentials>, ring_timeout: u64) {
-        let params = DialParams {
-            target: TARGET,
-            destination: None,
-            from: "sip:+15550100@carrier.example",
-            sdp_offer: SDP_OFFER,
-            ring_timeout: Duration::from_secs(ring_timeout),
-            max_duration: Duration::from_secs(3600),
-            credentials,
-            asserted_identity: Some("sip:+15550100@carrier.example"),
-            privacy: Some("id"),
-        };
-        self.endpoint
-            .dial(self.now, CallId(1), &params)
-            .expect("dial");
-        self.drain();
-    }
-
-    fn drain(&mut self) {
-        let mut buf = Vec::new();
-        while let Some(to) = self.endpoint.poll_transmit(&mut buf) {
-            assert_eq!(to, addr(UAS));
-            self.sent.push((self.now - self.t0, buf.clone()));
-        }
-        while let Some(event) = self.endpoint.poll_event() {
-            self.events.push(event);
-        }
-    }
-
-    fn advance_to(&mut self, at: Duration) {
-        let end = self.t0 + at;
-        while let Some(deadline) = self.endpoint.poll_timeout().filter(|&d| d <= end) {
-            self.now = self.now.max(deadline);
-            self.endpoint.handle_timeout(self.now);
-            self.drain();
-        }
-        self.now = end;
-    }
-
-    fn deliver(&mut self, data: &[u8]) {
-        self.endpoint.handle_datagram(self.now, addr(UAS), data);
-        self.drain();
-    }
-
-    fn take_sent(&mut self) -> Vec<(Duration, Vec<u8>)> {
-        std::mem::take(&mut self.sent)
-    }
-
-    fn ended(&self) -> Vec<(Disposition, Option<u16>, String)> {
-        self.events
-            .iter()
-            .filter_map(|event| match event {
-                SipEvent::Ended { outcome, .. } => Some((
-                    outcome.disposition,
-                    outcome.sip_status,
-                    outcome.reason.clone(),
-                )),
-                _ => None,
-            })
-            .collect()
-    }
+/// Dials call 1 as a carrier trunk does: with credentials, P-Asserted-Identity and Privacy.
+fn dial(h: &mut Harness, credentials: Option<&Credentials>, ring_timeout: u64) {
+    let params = DialParams {
+        from: "sip:+15550100@carrier.example",
+        credentials,
+        asserted_identity: Some("sip:+15550100@carrier.example"),
+        privacy: Some("id"),
+        ..plain_dial(ring_timeout)
+    };
+    h.dial_with(1, &params).expect("dial");
 }
 
 fn credentials() -> Credentials {
@@ -129,9 +42,10 @@ fn parse(bytes: &[u8]) -> Message<'_> {
 }
 
 /// What was sent, as `METHOD cseq-number` (requests) or the status.
-fn summary(sent: &[(Duration, Vec<u8>)]) -> Vec<String> {
+fn summary(sent: &[(Duration, SocketAddr, Vec<u8>)]) -> Vec<String> {
     sent.iter()
-        .map(|(_, bytes)| {
+        .map(|(_, to, bytes)| {
+            assert_eq!(*to, addr(UAS), "everything goes to the UAS");
             let message = parse(bytes);
             let cseq = message.cseq().map_or(0, |c| c.number);
             match message.method() {
@@ -142,24 +56,9 @@ fn summary(sent: &[(Duration, Vec<u8>)]) -> Vec<String> {
         .collect()
 }
 
+/// The scripted UAS's response, with `to_tag` on the To header.
 fn reply(request: &[u8], status: u16, to_tag: &str, extra: &str, body: &str) -> Vec<u8> {
-    let request = parse(request);
-    let mut out = format!("SIP/2.0 {status} Whatever\r\n");
-    for via in request.header_values(HeaderName::Via) {
-        out += &format!("Via: {via}\r\n");
-    }
-    let to = request.header(HeaderName::To).expect("To");
-    out += &format!(
-        "From: {}\r\nTo: {to};tag={to_tag}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}",
-        request.header(HeaderName::From).expect("From"),
-        request.call_id().expect("Call-ID"),
-        request.header(HeaderName::CSeq).expect("CSeq"),
-    );
-    if !body.is_empty() {
-        out += "Content-Type: application/sdp\r\n";
-    }
-    out += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
-    out.into_bytes()
+    common::reply(request, status, "Whatever", Some(to_tag), extra, body)
 }
 
 /// The value of `name` in a credentials header, quotes removed.
@@ -201,8 +100,8 @@ Proxy-Authenticate: Digest realm=\"carrier.example\", nonce=\"n-407-1\", algorit
 fn a_407_is_answered_once_with_a_new_invite_and_the_call_goes_on() {
     let mut h = Harness::new();
     let creds = credentials();
-    h.dial(Some(&creds), 60);
-    let first = h.take_sent().remove(0).1;
+    dial(&mut h, Some(&creds), 60);
+    let first = h.take_sent().remove(0).2;
     let first_msg = parse(&first);
     assert_eq!(
         first_msg.header(HeaderName::Other("P-Asserted-Identity")),
@@ -223,14 +122,14 @@ fn a_407_is_answered_once_with_a_new_invite_and_the_call_goes_on() {
         ["ACK 1", "INVITE 2"],
         "the 407 is ACKed first"
     );
-    let ack = parse(&sent[0].1);
+    let ack = parse(&sent[0].2);
     assert_eq!(
         ack.via().and_then(|v| v.branch()),
         first_msg.via().and_then(|v| v.branch())
     );
     assert_eq!(ack.to().and_then(|t| t.tag()), Some("px"));
 
-    let second = sent[1].1.clone();
+    let second = sent[1].2.clone();
     let retry = parse(&second);
     assert_eq!(retry.call_id(), first_msg.call_id());
     assert_eq!(
@@ -287,10 +186,10 @@ fn a_407_is_answered_once_with_a_new_invite_and_the_call_goes_on() {
     h.drain();
     let sent = h.take_sent();
     assert_eq!(summary(&sent), ["BYE 3"]);
-    h.deliver(&reply(&sent[0].1, 200, "uas", "", ""));
+    h.deliver(&reply(&sent[0].2, 200, "uas", "", ""));
     h.advance_to(Duration::from_secs(120));
-    assert_eq!(h.ended().len(), 1);
-    assert_eq!(h.ended()[0].0, Disposition::Completed);
+    assert_eq!(ended_calls(&h).len(), 1);
+    assert_eq!(ended_calls(&h)[0].0, Disposition::Completed);
     assert!(h.endpoint.is_idle(), "every transaction ran out");
 }
 
@@ -298,13 +197,13 @@ fn a_407_is_answered_once_with_a_new_invite_and_the_call_goes_on() {
 fn wrong_credentials_end_the_call_auth_failed_after_exactly_one_retry() {
     let mut h = Harness::new();
     let creds = credentials();
-    h.dial(Some(&creds), 60);
+    dial(&mut h, Some(&creds), 60);
     let www = "WWW-Authenticate: Digest realm=\"uas.example\", nonce=\"same\", qop=\"auth\"\r\n";
-    let first = h.take_sent().remove(0).1;
+    let first = h.take_sent().remove(0).2;
     h.deliver(&reply(&first, 401, "u1", www, ""));
     let sent = h.take_sent();
     assert_eq!(summary(&sent), ["ACK 1", "INVITE 2"]);
-    let second = sent[1].1.clone();
+    let second = sent[1].2.clone();
     let answer = parse(&second)
         .header(HeaderName::Other("Authorization"))
         .expect("Authorization")
@@ -317,7 +216,7 @@ fn wrong_credentials_end_the_call_auth_failed_after_exactly_one_retry() {
     // The same nonce again: the password was wrong.
     h.deliver(&reply(&second, 401, "u2", www, ""));
     assert_eq!(summary(&h.take_sent()), ["ACK 2"], "no third INVITE");
-    let ended = h.ended();
+    let ended = ended_calls(&h);
     assert_eq!(ended.len(), 1);
     let (disposition, status, reason) = &ended[0];
     assert_eq!(*disposition, Disposition::AuthFailed);
@@ -340,11 +239,11 @@ fn wrong_credentials_end_the_call_auth_failed_after_exactly_one_retry() {
 #[test]
 fn a_challenge_without_credentials_ends_the_call_at_once() {
     let mut h = Harness::new();
-    h.dial(None, 60);
-    let first = h.take_sent().remove(0).1;
+    dial(&mut h, None, 60);
+    let first = h.take_sent().remove(0).2;
     h.deliver(&reply(&first, 407, "px", PROXY_CHALLENGE, ""));
     assert_eq!(summary(&h.take_sent()), ["ACK 1"]);
-    let ended = h.ended();
+    let ended = ended_calls(&h);
     assert_eq!(ended[0].0, Disposition::AuthFailed);
     assert_eq!(ended[0].1, Some(407));
     assert!(ended[0].2.contains("auth_password"), "{}", ended[0].2);
@@ -354,44 +253,44 @@ fn a_challenge_without_credentials_ends_the_call_at_once() {
 fn a_cancel_after_a_retry_cancels_the_retried_invite() {
     let mut h = Harness::new();
     let creds = credentials();
-    h.dial(Some(&creds), 5);
-    let first = h.take_sent().remove(0).1;
+    dial(&mut h, Some(&creds), 5);
+    let first = h.take_sent().remove(0).2;
     h.now += Duration::from_millis(10);
     h.deliver(&reply(&first, 407, "px", PROXY_CHALLENGE, ""));
-    let second = h.take_sent().remove(1).1;
+    let second = h.take_sent().remove(1).2;
     h.deliver(&reply(&second, 180, "uas", "", ""));
     h.advance_to(Duration::from_secs(5));
     let sent = h.take_sent();
     assert_eq!(summary(&sent), ["CANCEL 2"]);
-    let cancel = parse(&sent[0].1);
+    let cancel = parse(&sent[0].2);
     assert_eq!(
         cancel.via().and_then(|v| v.branch()),
         parse(&second).via().and_then(|v| v.branch())
     );
-    h.deliver(&reply(&sent[0].1, 200, "uas", "", ""));
+    h.deliver(&reply(&sent[0].2, 200, "uas", "", ""));
     h.deliver(&reply(&second, 487, "uas", "", ""));
     assert_eq!(summary(&h.take_sent()), ["ACK 2"]);
-    assert_eq!(h.ended()[0].0, Disposition::NoAnswer);
+    assert_eq!(ended_calls(&h)[0].0, Disposition::NoAnswer);
 }
 
 #[test]
 fn a_challenged_bye_is_answered_once() {
     let mut h = Harness::new();
     let creds = credentials();
-    h.dial(Some(&creds), 60);
-    let invite = h.take_sent().remove(0).1;
+    dial(&mut h, Some(&creds), 60);
+    let invite = h.take_sent().remove(0).2;
     let contact = "Contact: <sip:callee@192.0.2.4:5070>\r\n";
     h.deliver(&reply(&invite, 200, "uas", contact, SDP_ANSWER));
     h.take_sent();
     h.endpoint.hangup(h.now, CallId(1));
     h.drain();
-    let bye = h.take_sent().remove(0).1;
+    let bye = h.take_sent().remove(0).2;
     assert_eq!(parse(&bye).cseq().map(|c| c.number), Some(2));
     let www = "WWW-Authenticate: Digest realm=\"uas.example\", nonce=\"b1\", algorithm=SHA-256, qop=\"auth\"\r\n";
     h.deliver(&reply(&bye, 401, "uas", www, ""));
     let sent = h.take_sent();
     assert_eq!(summary(&sent), ["BYE 3"]);
-    let retry = parse(&sent[0].1);
+    let retry = parse(&sent[0].2);
     let answer = retry
         .header(HeaderName::Other("Authorization"))
         .expect("Authorization")
@@ -406,27 +305,42 @@ fn a_challenged_bye_is_answered_once() {
         Some(expected_response("SHA-256", &answer, "BYE", PASSWORD))
     );
     // Refused again: no third BYE.
-    h.deliver(&reply(&sent[0].1, 401, "uas", www, ""));
+    h.deliver(&reply(&sent[0].2, 401, "uas", www, ""));
     assert!(summary(&h.take_sent()).is_empty());
     h.advance_to(Duration::from_secs(60));
     assert!(h.endpoint.is_idle());
-    assert_eq!(h.ended().len(), 1, "the call ended when the BYE was sent");
+    assert_eq!(
+        ended_calls(&h).len(),
+        1,
+        "the call ended when the BYE was sent"
+    );
 }
 
 #[test]
 fn a_stalled_retry_fails_by_timer_b_of_its_own_transaction() {
     let mut h = Harness::new();
     let creds = credentials();
-    h.dial(Some(&creds), 600);
-    let first = h.take_sent().remove(0).1;
+    dial(&mut h, Some(&creds), 600);
+    let first = h.take_sent().remove(0).2;
     h.advance_to(Duration::from_secs(2));
     h.take_sent();
     h.deliver(&reply(&first, 407, "px", PROXY_CHALLENGE, ""));
     h.take_sent();
     h.advance_to(Duration::from_millis(33_999));
-    assert!(h.ended().is_empty(), "Timer B runs from the retry at 2 s");
+    assert!(
+        ended_calls(&h).is_empty(),
+        "Timer B runs from the retry at 2 s"
+    );
     h.advance_to(Duration::from_secs(34));
-    let ended = h.ended();
+    let ended = ended_calls(&h);
     assert_eq!(ended[0].0, Disposition::Failed);
     assert!(ended[0].2.contains("Timer B"), "{}", ended[0].2);
+}
+
+/// Each ended call's disposition, SIP status and reason.
+fn ended_calls(h: &Harness) -> Vec<(Disposition, Option<u16>, String)> {
+    h.ended()
+        .into_iter()
+        .map(|(_, disposition, status, reason)| (disposition, status, reason))
+        .collect()
 }

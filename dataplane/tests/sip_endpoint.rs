@@ -5,152 +5,15 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use outdial_dataplane::api::{CallId, Disposition};
 use outdial_dataplane::sip::endpoint::{MAX_MESSAGE_BYTES, STRANGER_LIMIT, STRANGER_WINDOW};
 use outdial_dataplane::sip::message::{HeaderName, Method};
-use outdial_dataplane::sip::{
-    BorderConfig, DialParams, Endpoint, SipConfig, SipError, SipEvent, parse_message,
-};
+use outdial_dataplane::sip::{BorderConfig, DialParams, SipError, SipEvent, parse_message};
 
-const LOCAL: &str = "192.0.2.1:5060";
-const UAS: &str = "192.0.2.4:5070";
-const SDP_OFFER: &[u8] = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\n";
-const SDP_ANSWER: &str = "v=0\r\no=- 2 2 IN IP4 192.0.2.4\r\ns=-\r\nc=IN IP4 192.0.2.4\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n";
-
-fn addr(text: &str) -> SocketAddr {
-    text.parse().expect("test address")
-}
-
-/// The endpoint plus a virtual clock and a log of what it sent.
-struct Harness {
-    endpoint: Endpoint,
-    t0: Instant,
-    now: Instant,
-    sent: Vec<(Duration, SocketAddr, Vec<u8>)>,
-    events: Vec<SipEvent>,
-}
-
-impl Harness {
-    fn new() -> Self {
-        Self::with_border(BorderConfig::default())
-    }
-
-    fn with_border(border: BorderConfig) -> Self {
-        let config = SipConfig {
-            local: addr(LOCAL),
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-            user_agent: "outdial-test".into(),
-            border,
-        };
-        let t0 = Instant::now();
-        Self {
-            endpoint: Endpoint::new(config, 7),
-            t0,
-            now: t0,
-            sent: Vec::new(),
-            events: Vec::new(),
-        }
-    }
-
-    fn dial(&mut self, call: u64, ring_timeout: u64) -> Result<(), SipError> {
-        let params = DialParams {
-            target: "sip:+15550001@192.0.2.4:5070",
-            destination: None,
-            from: "sip:outdial@192.0.2.1",
-            sdp_offer: SDP_OFFER,
-            ring_timeout: Duration::from_secs(ring_timeout),
-            max_duration: Duration::from_secs(3600),
-            credentials: None,
-            asserted_identity: None,
-            privacy: None,
-        };
-        let result = self.endpoint.dial(self.now, CallId(call), &params);
-        self.drain();
-        result
-    }
-
-    fn drain(&mut self) {
-        let mut buf = Vec::new();
-        while let Some(to) = self.endpoint.poll_transmit(&mut buf) {
-            self.sent.push((self.now - self.t0, to, buf.clone()));
-        }
-        while let Some(event) = self.endpoint.poll_event() {
-            self.events.push(event);
-        }
-    }
-
-    /// Runs every timer up to `at` (virtual), draining after each.
-    fn advance_to(&mut self, at: Duration) {
-        let end = self.t0 + at;
-        while let Some(deadline) = self.endpoint.poll_timeout().filter(|&d| d <= end) {
-            self.now = self.now.max(deadline);
-            self.endpoint.handle_timeout(self.now);
-            self.drain();
-        }
-        self.now = end;
-    }
-
-    fn deliver(&mut self, data: &[u8]) {
-        self.endpoint.handle_datagram(self.now, addr(UAS), data);
-        self.drain();
-    }
-
-    fn take_sent(&mut self) -> Vec<(Duration, SocketAddr, Vec<u8>)> {
-        std::mem::take(&mut self.sent)
-    }
-
-    fn take_events(&mut self) -> Vec<SipEvent> {
-        std::mem::take(&mut self.events)
-    }
-
-    /// The last INVITE sent (the UAS answers it).
-    fn last_request(&self, method: Method<'_>) -> Vec<u8> {
-        self.sent
-            .iter()
-            .rev()
-            .find(|(_, _, bytes)| {
-                parse_message(bytes).ok().and_then(|m| m.method()) == Some(method)
-            })
-            .map(|(_, _, bytes)| bytes.clone())
-            .expect("request was sent")
-    }
-}
-
-/// The scripted UAS: a response to `request` (RFC 3261 §8.2.6).
-fn reply(
-    request: &[u8],
-    status: u16,
-    reason: &str,
-    to_tag: Option<&str>,
-    extra: &str,
-    body: &str,
-) -> Vec<u8> {
-    let request = parse_message(request).expect("our request parses");
-    let mut out = format!("SIP/2.0 {status} {reason}\r\n");
-    for via in request.header_values(HeaderName::Via) {
-        out += &format!("Via: {via}\r\n");
-    }
-    let to = request.header(HeaderName::To).expect("To");
-    let to = match to_tag {
-        Some(tag) if !to.contains("tag=") => format!("{to};tag={tag}"),
-        _ => to.to_owned(),
-    };
-    out += &format!(
-        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}",
-        request.header(HeaderName::From).expect("From"),
-        request.call_id().expect("Call-ID"),
-        request.header(HeaderName::CSeq).expect("CSeq"),
-    );
-    if !body.is_empty() {
-        out += "Content-Type: application/sdp\r\n";
-    }
-    out += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
-    out.into_bytes()
-}
+mod common;
+use common::*;
 
 const CONTACT: &str =
     "Contact: <sip:callee@192.0.2.4:5070>\r\nRecord-Route: <sip:192.0.2.50:5090;lr>\r\n";
@@ -168,21 +31,6 @@ fn methods(sent: &[(Duration, SocketAddr, Vec<u8>)]) -> Vec<String> {
                 Some(method) => method.to_string(),
                 None => message.status().map(|s| s.to_string()).unwrap_or_default(),
             }
-        })
-        .collect()
-}
-
-fn ended(events: &[SipEvent]) -> Vec<(CallId, Disposition, Option<u16>, String)> {
-    events
-        .iter()
-        .filter_map(|event| match event {
-            SipEvent::Ended { call, outcome } => Some((
-                *call,
-                outcome.disposition,
-                outcome.sip_status,
-                outcome.reason.clone(),
-            )),
-            _ => None,
         })
         .collect()
 }
