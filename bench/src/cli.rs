@@ -41,6 +41,8 @@ pub enum BenchCommand {
     /// Raw SIP UAC load: INVITE, ACK, BYE (optionally RTP), like SIPp's built-in uac.
     #[command(after_help = SIP_HELP)]
     Sip(SipArgs),
+    /// Call requests by e-mail: messages accepted per second by the SMTP gateway.
+    Smtp(crate::smtp::SmtpArgs),
 }
 
 const CALLEE_HELP: &str = "\
@@ -248,6 +250,9 @@ pub fn run(command: BenchCommand, stop: Arc<AtomicBool>) -> u8 {
         }
         BenchCommand::Callee(args) => callee(args, stop),
         BenchCommand::Sip(args) => sip(args, stop),
+        BenchCommand::Smtp(args) => {
+            Ok(tokio::runtime::Handle::current().block_on(crate::smtp::run(args)))
+        }
     };
     result.unwrap_or_else(|message| {
         eprintln!("error: {message}");

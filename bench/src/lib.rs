@@ -1,7 +1,8 @@
 //! Outdial's load tools, run as `outdial bench …`: the load generator that drives a
 //! deployment through its HTTP API and checks every call ([`load`]), the application server it
 //! and the quickstart use ([`appserver`]) with the applications they carry ([`apps`]), a
-//! population of simulated phones ([`callee`]), a raw SIP UAC load generator ([`sip`]), and
+//! population of simulated phones ([`callee`]), a raw SIP UAC load generator ([`sip`]), an SMTP load client for the e-mail intake
+//! ([`smtp`]), and
 //! what they share (receive statistics, percentiles, sounds, option values). The criterion
 //! micro-benchmarks live in `benches/`.
 //!
@@ -17,5 +18,6 @@ pub mod load;
 pub mod percentiles;
 pub mod rx_stats;
 pub mod sip;
+pub mod smtp;
 pub mod sounds;
 pub mod spec;
