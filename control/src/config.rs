@@ -285,6 +285,9 @@ pub struct TtsConfig {
     pub command: String,
     /// The voice passed as `-v`.
     pub voice: String,
+    /// Time the command has to render one piece of prompt text, milliseconds; past it the
+    /// command is killed and the application gets `error.noresource`.
+    pub timeout_ms: u64,
 }
 
 /// `[fetch]`: HTTP fetches of VoiceXML documents and audio.
@@ -437,6 +440,7 @@ impl Default for TtsConfig {
         Self {
             command: "espeak-ng".to_owned(),
             voice: "en-us".to_owned(),
+            timeout_ms: 10_000,
         }
     }
 }
@@ -623,6 +627,12 @@ impl Config {
         }
         if self.tts.command.trim().is_empty() {
             return bad("tts.command", "must name a program".to_owned());
+        }
+        if !(1..=600_000).contains(&self.tts.timeout_ms) {
+            return bad(
+                "tts.timeout_ms",
+                format!("must be 1 to 600000 ms, not {}", self.tts.timeout_ms),
+            );
         }
         let fetch = &self.fetch;
         if fetch.timeout_ms == 0 || fetch.max_document_bytes == 0 || fetch.max_audio_bytes == 0 {

@@ -206,6 +206,17 @@ impl PromptRenderer {
         )
     }
 
+    /// The same renderer with a different TTS time limit (an empty cache of the same size).
+    pub fn with_tts_timeout(&self, tts_timeout: Duration) -> Self {
+        let cache_bytes = self
+            .inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .limit;
+        self.with_limits(tts_timeout, cache_bytes)
+    }
+
     /// The same renderer with a different TTS time limit and cache size (an empty cache).
     pub fn with_limits(&self, tts_timeout: Duration, cache_bytes: usize) -> Self {
         Self::build(

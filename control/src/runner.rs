@@ -63,6 +63,16 @@ pub enum CallSignal {
     /// The prompt player dropped a prompt without playing it (overtaken by barge-in, or the
     /// core's queue was full). Unlike a core's interruption, it moves no barge-in watermark.
     PromptSkipped(u32),
+    /// The player could not render prompt `id` (text-to-speech failed or ran out of time, or
+    /// an `<audio>` without fallback could not be played): the session throws `event`.
+    PromptFailed {
+        /// The Play's id.
+        id: u32,
+        /// `error.noresource` or `error.badfetch`.
+        event: &'static str,
+        /// Why, for `_message`.
+        message: String,
+    },
     /// The player rendered prompt `id`: where its `<mark>`s fall in its audio, as sample
     /// offsets (sent before the prompt goes to the core, so before its `PlaybackDone`).
     PromptMarks {
@@ -382,6 +392,10 @@ impl CallTask {
                     }
                     Some(CallSignal::PromptSkipped(id)) => {
                         self.playback_done(id, true, 0);
+                        self.perform_actions().await;
+                    }
+                    Some(CallSignal::PromptFailed { id, event, message }) => {
+                        self.prompt_failed(id, event, message);
                         self.perform_actions().await;
                     }
                     None => return Outcome {
@@ -793,6 +807,25 @@ impl CallTask {
         self.input(Input::PlaybackDone { id, interrupted });
     }
 
+    /// Prompt `id` could not be rendered: it is over (as for [`Self::playback_done`]), and the
+    /// session throws `event` where it waits.
+    fn prompt_failed(&mut self, id: u32, event: &'static str, message: String) {
+        tracing::warn!(call = %self.record.id, id, event, "prompt could not be rendered");
+        if self.prompts_in_flight.remove(&id)
+            && self.prompts_in_flight.is_empty()
+            && let Some(pending) = self.fetch_audio.as_mut()
+        {
+            let step = pending.schedule.prompts_idle(Instant::now());
+            self.fetch_audio_step(step);
+        }
+        self.prompt_marks.remove(&id);
+        self.input(Input::PlaybackFailed {
+            id,
+            event: event.to_owned(),
+            message,
+        });
+    }
+
     /// Fetch `id` completed: its result goes to the session, unless its `fetchaudio` holds
     /// it back for a while.
     fn fetched(&mut self, id: u32, result: Result<Fetched, FetchFailure>) {
@@ -1126,7 +1159,13 @@ fn spawn_player(
                     prompt,
                     epoch: issued_in,
                 } => {
-                    let (audio, marks) = render(&context.prompts, &prompt, &public_id).await;
+                    let (audio, marks) = match render(&context.prompts, &prompt, &public_id).await {
+                        Ok(rendered) => rendered,
+                        Err(RenderFailure { event, message }) => {
+                            let _ = events.send(CallSignal::PromptFailed { id, event, message });
+                            continue;
+                        }
+                    };
                     if !marks.is_empty() {
                         let _ = events.send(CallSignal::PromptMarks { id, marks });
                     }
@@ -1179,56 +1218,76 @@ impl Drop for Player {
     }
 }
 
+/// Why a prompt could not be rendered: the event the session throws, and its `_message`.
+struct RenderFailure {
+    event: &'static str,
+    message: String,
+}
+
 /// Turns one prompt into one piece of 8 kHz audio, with the sample offset of each `<mark>`
-/// in it; a part that cannot be rendered is replaced by its fallback text or skipped, with a
-/// warning.
+/// in it. An `<audio>` that cannot be played is replaced by its fallback; one without a
+/// fallback fails the prompt with `error.badfetch` (VoiceXML 2.0 §4.1.3), and text that
+/// text-to-speech cannot render (it failed, or ran past its time limit) with
+/// `error.noresource`: the application hears of it, rather than a prompt cut short in silence.
 async fn render(
     prompts: &PromptRenderer,
     prompt: &outdial_vxml::Prompt,
     call: &str,
-) -> (outdial_dataplane::api::Pcm8k, Vec<(String, usize)>) {
+) -> Result<(outdial_dataplane::api::Pcm8k, Vec<(String, usize)>), RenderFailure> {
+    let noresource = |e: crate::prompts::RenderError| RenderFailure {
+        event: "error.noresource",
+        message: e.to_string(),
+    };
     let mut pieces: VecDeque<outdial_dataplane::api::Pcm8k> = VecDeque::new();
     let mut rendered = 0usize;
     let mut marks = Vec::new();
     for item in &prompt.items {
-        let piece = match item {
+        let audio = match item {
             outdial_vxml::PromptItem::Text(text) if text.trim().is_empty() => continue,
-            outdial_vxml::PromptItem::Text(text) => prompts.speak(text).await,
+            outdial_vxml::PromptItem::Text(text) => {
+                prompts.speak(text).await.map_err(noresource)?
+            }
             outdial_vxml::PromptItem::Audio { url, fallback } => match prompts.audio(url).await {
-                Ok(audio) => Ok(audio),
+                Ok(audio) => audio,
                 Err(e) => {
                     tracing::warn!(%call, %url, error = %e, "audio unavailable; using fallback");
                     match fallback {
-                        Some(text) if !text.trim().is_empty() => prompts.speak(text).await,
-                        _ => continue,
+                        Some(text) if !text.trim().is_empty() => {
+                            prompts.speak(text).await.map_err(noresource)?
+                        }
+                        _ => {
+                            return Err(RenderFailure {
+                                event: "error.badfetch",
+                                message: format!(
+                                    "audio {url} cannot be played and has no fallback: {e}"
+                                ),
+                            });
+                        }
                     }
                 }
             },
-            outdial_vxml::PromptItem::Ssml(ssml) => prompts.speak_ssml(ssml).await,
-            outdial_vxml::PromptItem::Break(duration) => Ok(PromptRenderer::silence(*duration)),
+            outdial_vxml::PromptItem::Ssml(ssml) => {
+                prompts.speak_ssml(ssml).await.map_err(noresource)?
+            }
+            outdial_vxml::PromptItem::Break(duration) => PromptRenderer::silence(*duration),
             // Marks play nothing: they note where they fall (VoiceXML 2.1 §4).
             outdial_vxml::PromptItem::Mark(name) => {
                 marks.push((name.clone(), rendered));
                 continue;
             }
         };
-        match piece {
-            Ok(audio) => {
-                rendered += audio.len();
-                pieces.push_back(audio);
-            }
-            Err(e) => tracing::warn!(%call, error = %e, "prompt part could not be rendered"),
-        }
+        rendered += audio.len();
+        pieces.push_back(audio);
     }
     if pieces.len() == 1 {
         // invariant: len() == 1 was just checked.
-        return (pieces.pop_front().expect("one piece"), marks);
+        return Ok((pieces.pop_front().expect("one piece"), marks));
     }
     let mut audio = Vec::with_capacity(rendered);
     for piece in pieces {
         audio.extend_from_slice(&piece);
     }
-    (audio.into(), marks)
+    Ok((audio.into(), marks))
 }
 
 /// The last mark at or before `played` samples into a prompt, and the audio played since it

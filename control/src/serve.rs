@@ -80,9 +80,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
         &config.tts.voice,
         fetcher.clone(),
         config.fetch.max_audio_bytes,
-    );
+    )
+    .with_tts_timeout(Duration::from_millis(config.tts.timeout_ms));
     if let Err(e) = prompts.check_tts().await {
-        tracing::warn!(error = %e, "text-to-speech is unavailable: <prompt> text will be skipped");
+        tracing::warn!(error = %e, "text-to-speech is unavailable: prompts with text will raise error.noresource in their calls");
     }
 
     let dataplane_config = dataplane_config(&config)?;

@@ -448,6 +448,19 @@ pub enum Input {
         /// Whether it was cut short.
         interrupted: bool,
     },
+    /// A Play could not be rendered: text-to-speech failed or ran out of time, or an
+    /// `<audio>` could not be played and had no fallback. The Play counts as done, and the
+    /// session throws `event` (`error.noresource` for speech, `error.badfetch` for audio)
+    /// where it waits: in a field collecting input, a fetch, or before a record or transfer.
+    /// A session already ending only logs it.
+    PlaybackFailed {
+        /// The Play's id.
+        id: u32,
+        /// The event to throw.
+        event: String,
+        /// Why (`_message`).
+        message: String,
+    },
     /// The last `<mark>` a Play passed (VoiceXML 2.1 §4), sent just before its
     /// `PlaybackDone`, whether it played out or was cut short; not sent when the Play passed
     /// no mark. Sets `markname`/`marktime` of the next recognition result.
@@ -789,6 +802,9 @@ impl Session {
                 }
             }
             Input::PlaybackDone { id, .. } => self.on_playback_done(now, id),
+            Input::PlaybackFailed { id, event, message } => {
+                self.on_playback_failed(now, id, event, message);
+            }
             Input::MarkReached { id, name, since } => {
                 // Marks of a hotword prompt stopped by a match arrive after its result.
                 if !self.hotword_stopped && self.playing.iter().any(|(play, _)| *play == id) {
@@ -1115,6 +1131,31 @@ impl Session {
             }
             other => self.state = other,
         }
+    }
+
+    /// A Play that could not be rendered: done, and its error thrown where the interpreter
+    /// waits (a collection, a fetch, a record or transfer still waiting for the prompts).
+    fn on_playback_failed(&mut self, now: Instant, id: u32, event: String, message: String) {
+        if !self.playing.iter().any(|(play, _)| *play == id) {
+            return;
+        }
+        let waiting = matches!(
+            self.state,
+            State::Collecting(_) | State::Fetching { .. } | State::Draining(_)
+        );
+        if !waiting {
+            self.actions.push_back(Action::Log {
+                label: Some("vxml.warning".to_owned()),
+                text: format!("{event} after the application ended: {message}"),
+            });
+            self.on_playback_done(now, id);
+            return;
+        }
+        self.playing.retain(|(play, _)| *play != id);
+        if self.playing.is_empty() {
+            self.hotword_stopped = false;
+        }
+        self.respond(now, Response::Error { event, message });
     }
 
     /// A key: input for the collecting field, typeahead, or discarded under a no-barge-in

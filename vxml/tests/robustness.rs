@@ -136,6 +136,18 @@ fn random_input_never_panics_and_end_is_last() {
                         let key = keys[rng.below(keys.len() as u64) as usize];
                         s.handle_input(now, Input::Dtmf(key));
                     }
+                    3 if rng.below(4) == 0 => {
+                        if let Some(id) = plays.pop() {
+                            s.handle_input(
+                                now,
+                                Input::PlaybackFailed {
+                                    id,
+                                    event: "error.noresource".into(),
+                                    message: "text-to-speech failed".into(),
+                                },
+                            );
+                        }
+                    }
                     3 => {
                         if let Some(id) = plays.pop() {
                             s.handle_input(

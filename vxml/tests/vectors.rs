@@ -14,7 +14,8 @@
 //!
 //! Script lines: `start FILE` (default `NAME.vxml`), `var NAME JSON`, `fetch-delay DURATION`,
 //! `wait DURATION`, `dtmf KEYS`, `say WORDS` (a recognition, confidence 0.9), `hangup`,
-//! `transfer-outcome NAME` (how transfers end; default busy). A Record is answered at once
+//! `transfer-outcome NAME` (how transfers end; default busy), `play-fails EVENT MESSAGE` (the
+//! prompt playing now could not be rendered: `PlaybackFailed`). A Record is answered at once
 //! with a 1.5 s, 800-byte recording ended by `#`. After the last line the runner waits up to
 //! 300 s for the session to end.
 
@@ -437,6 +438,25 @@ fn run_case(dir: &Path, name: &str, script: &str) -> String {
                     "far_end_disconnect" => TransferOutcome::FarEndDisconnect,
                     other => panic!("{name}.script: unknown transfer outcome {other:?}"),
                 }
+            }
+            "play-fails" => {
+                platform.drain();
+                platform.advance(platform.now);
+                let (event, message) = rest.split_once(' ').unwrap_or((rest.as_str(), ""));
+                let Some((id, ..)) = platform.plays.pop_front() else {
+                    panic!("{name}.script: play-fails with nothing playing");
+                };
+                platform.record(&format!("failed #{id} {event}"));
+                platform.play_ends = (!platform.plays.is_empty()).then(|| platform.now + PLAY_TIME);
+                platform.session.handle_input(
+                    platform.now,
+                    Input::PlaybackFailed {
+                        id,
+                        event: event.to_owned(),
+                        message: message.to_owned(),
+                    },
+                );
+                platform.drain();
             }
             "hangup" => {
                 platform.drain();

@@ -526,6 +526,7 @@ impl Interp {
                 self.hangup_thrown = true;
                 Err(Event::new(names::HANGUP, "the caller hung up"))
             }
+            Response::Error { event, message } => Err(Event::new(event, message)),
             other => Err(Event::new(
                 names::BADFETCH,
                 format!("fetching {url}: unexpected platform answer {other:?}"),

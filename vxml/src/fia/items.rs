@@ -281,6 +281,7 @@ impl Interp {
                 self.hangup_thrown = true;
                 return Err(Event::new(names::HANGUP, "the caller hung up"));
             }
+            Response::Error { event, message } => return Err(Event::new(event, message)),
             other => {
                 return Err(Event::new(
                     names::SEMANTIC,
@@ -1026,6 +1027,7 @@ impl Interp {
                 self.hangup_thrown = true;
                 return Err(Event::new(names::HANGUP, "the caller hung up"));
             }
+            Response::Error { event, message } => return Err(Event::new(event, message)),
             other => {
                 return Err(Event::new(
                     names::SEMANTIC,
@@ -1079,6 +1081,7 @@ impl Interp {
                 self.hangup_thrown = true;
                 return Err(Event::new(names::HANGUP, "the caller hung up"));
             }
+            Response::Error { event, message } => return Err(Event::new(event, message)),
             other => {
                 return Err(Event::new(
                     names::SEMANTIC,

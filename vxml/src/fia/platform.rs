@@ -156,6 +156,14 @@ pub(crate) enum Response {
     Transferred(Result<TransferOutcome, TransferFailure>),
     /// The caller hung up while the interpreter waited.
     Hangup,
+    /// The platform failed the wait with an error event (a prompt it could not render):
+    /// thrown where the interpreter waits.
+    Error {
+        /// The event, e.g. `error.noresource`.
+        event: String,
+        /// `_message`.
+        message: String,
+    },
 }
 
 /// Output produced while running, in order.
