@@ -302,6 +302,16 @@ impl PromptRenderer {
         .await
     }
 
+    /// A recording the session made (a WAV file from `<record>`), converted to 8 kHz for
+    /// playback. Not cached: it belongs to one call.
+    pub async fn recording(&self, clip: &outdial_vxml::Clip) -> Result<Pcm8k, RenderError> {
+        let decoded = convert(clip.audio.to_vec(), DataLength::Declared).await?;
+        decoded.map_err(|source| RenderError::BadAudio {
+            url: format!("(recording of {} bytes)", clip.audio.len()),
+            source,
+        })
+    }
+
     /// Silence of the given length (at most [`MAX_SILENCE`]).
     pub fn silence(duration: Duration) -> Pcm8k {
         let nanos = duration.min(MAX_SILENCE).as_nanos();

@@ -1269,6 +1269,12 @@ async fn render(
             outdial_vxml::PromptItem::Ssml(ssml) => {
                 prompts.speak_ssml(ssml).await.map_err(noresource)?
             }
+            outdial_vxml::PromptItem::Recording(clip) => {
+                prompts.recording(clip).await.map_err(|e| RenderFailure {
+                    event: "error.noresource",
+                    message: e.to_string(),
+                })?
+            }
             outdial_vxml::PromptItem::Break(duration) => PromptRenderer::silence(*duration),
             // Marks play nothing: they note where they fall (VoiceXML 2.1 §4).
             outdial_vxml::PromptItem::Mark(name) => {

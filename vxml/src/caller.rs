@@ -712,6 +712,7 @@ fn item_duration(item: &PromptItem) -> Duration {
             TIME_PER_CHAR.saturating_mul(u32::try_from(chars).unwrap_or(u32::MAX))
         }
         PromptItem::Audio { .. } => TIME_PER_AUDIO,
+        PromptItem::Recording(clip) => clip.duration,
         PromptItem::Break(pause) => *pause,
         PromptItem::Mark(_) => Duration::ZERO,
     }
@@ -905,6 +906,13 @@ impl Driver<'_> {
                             texts.extend(item.spoken_text());
                         }
                         PromptItem::Audio { url, .. } => audio.push(url.clone()),
+                        // Played back as what it is, not as a URL.
+                        PromptItem::Recording(clip) => audio.push(format!(
+                            "[recording {:.1} s, {} bytes {}]",
+                            clip.duration.as_secs_f64(),
+                            clip.audio.len(),
+                            clip.content_type
+                        )),
                         PromptItem::Break(_) | PromptItem::Mark(_) => {}
                     }
                 }

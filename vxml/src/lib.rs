@@ -25,7 +25,7 @@ pub mod session;
 mod session_var;
 pub mod srgs;
 
-pub use prompt::{Prompt, PromptItem};
+pub use prompt::{Clip, Prompt, PromptItem};
 pub use session::{
     Action, DEFAULT_CALL_SCRIPT_BUDGET, DEFAULT_MAX_FETCHES, DEFAULT_MAX_PROMPT_CHARS, Enctype,
     Error, Fetch, FetchFailure, FetchId, FetchPurpose, Fetched, FormFile, Heard, Input, Limits,

@@ -11,6 +11,7 @@
 //! text and `<value>` results are escaped character data: a value never adds markup.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -46,11 +47,29 @@ pub enum PromptItem {
         /// Fallback text from the `<audio>` content.
         fallback: Option<String>,
     },
+    /// A recording the session made (`<record>`), played back by `<audio expr>` naming it.
+    Recording(Clip),
     /// Silence.
     Break(Duration),
     /// `<mark>` (SSML 1.0 §3.3.2): a named point between the items around it; plays nothing.
     Mark(String),
 }
+
+/// A recording as a prompt plays it back: the file `<record>` produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clip {
+    /// Media type of `audio`, e.g. `audio/wav`.
+    pub content_type: String,
+    /// The recording as a file.
+    pub audio: Arc<[u8]>,
+    /// Its length.
+    pub duration: Duration,
+}
+
+/// Prefix of the string `<audio expr>` evaluates to when its value is a recording: never the
+/// start of a URL. [`CLIP_MARKER_JS`] is the same as ECMAScript source.
+const CLIP_MARKER: &str = "\u{0}clip:";
+const CLIP_MARKER_JS: &str = "\\u0000clip:";
 
 impl PromptItem {
     /// The words this item speaks: [`PromptItem::Text`] as it is, [`PromptItem::Ssml`]
@@ -59,7 +78,7 @@ impl PromptItem {
         match self {
             Self::Text(text) => Some(Cow::Borrowed(text)),
             Self::Ssml(ssml) => Some(Cow::Owned(ssml_text(ssml))),
-            Self::Audio { .. } | Self::Break(_) | Self::Mark(_) => None,
+            Self::Audio { .. } | Self::Recording(_) | Self::Break(_) | Self::Mark(_) => None,
         }
     }
 }
@@ -147,19 +166,22 @@ pub(crate) struct Enumerated {
 /// Most elements `<foreach>` renders (bounds a runaway array).
 const MAX_FOREACH: usize = 1000;
 
-/// Renders a prompt element; `bargein` is the value of the `bargein` property in scope and
-/// `choices` what `<enumerate>` lists.
+/// Renders a prompt element; `bargein` is the value of the `bargein` property in scope,
+/// `choices` what `<enumerate>` lists, and `clips` the session's recordings by the number a
+/// recording's value carries (`__clip`).
 pub(crate) fn render(
     element: &PromptElement,
     model: &mut dyn DataModel,
     base: &Url,
     bargein: bool,
     choices: &[Enumerated],
+    clips: &std::collections::HashMap<u64, Clip>,
 ) -> Result<Prompt, RenderError> {
     let mut renderer = Renderer {
         model,
         base,
         choices,
+        clips,
         out: Output::new(element.lang.as_deref()),
     };
     renderer.nodes(&element.content)?;
@@ -173,6 +195,7 @@ pub(crate) fn render(
 struct Renderer<'a, 'e> {
     model: &'a mut dyn DataModel,
     base: &'a Url,
+    clips: &'a std::collections::HashMap<u64, Clip>,
     choices: &'a [Enumerated],
     out: Output<'e>,
 }
@@ -251,7 +274,21 @@ impl<'e> Renderer<'_, 'e> {
     ) -> Result<(), RenderError> {
         let uri = match (src, expr) {
             (Some(src), _) => src.to_owned(),
-            (None, Some(expr)) => self.model.eval_string(expr)?,
+            (None, Some(expr)) => {
+                // One evaluation: a recording's number behind a marker, else the URL text.
+                let value = self.model.eval_string(&format!(
+                    "(function(v){{return (v!==null&&typeof v==='object'&&v.__recording===true)?'{CLIP_MARKER_JS}'+v.__clip:String(v);}})({expr})"
+                ))?;
+                if let Some(number) = value.strip_prefix(CLIP_MARKER) {
+                    // A recording this session no longer holds plays its fallback, as an
+                    // audio file that cannot be fetched does.
+                    if let Some(clip) = number.parse().ok().and_then(|n| self.clips.get(&n)) {
+                        self.out.push(PromptItem::Recording(clip.clone()));
+                        return Ok(());
+                    }
+                }
+                value
+            }
             (None, None) => String::new(),
         };
         let url = self.base.join(&uri).map_err(|e| RenderError::BadUri {
@@ -555,7 +592,7 @@ mod tests {
             ],
         };
         let base = Url::parse("http://example.test/app/doc.vxml").unwrap();
-        let prompt = render(&element, &mut js, &base, true, &[]).unwrap();
+        let prompt = render(&element, &mut js, &base, true, &[], &Default::default()).unwrap();
         assert!(!prompt.bargein, "the element's bargein beats the property");
         assert_eq!(
             prompt.items,
@@ -593,7 +630,7 @@ mod tests {
         };
         let base = Url::parse("http://example.test/").unwrap();
         assert!(matches!(
-            render(&element, &mut js, &base, true, &[]),
+            render(&element, &mut js, &base, true, &[], &Default::default()),
             Err(RenderError::Script(_))
         ));
     }
@@ -644,7 +681,9 @@ mod tests {
             content,
         };
         let base = Url::parse("http://example.test/app/doc.vxml").unwrap();
-        render(&element, js, &base, true, &[]).unwrap().items
+        render(&element, js, &base, true, &[], &Default::default())
+            .unwrap()
+            .items
     }
 
     /// The SSML of an item, checked to be a well-formed SSML 1.0 document.
@@ -748,6 +787,7 @@ mod tests {
                 PromptItem::Break(d) => format!("break {}", d.as_millis()),
                 PromptItem::Mark(name) => format!("mark {name}"),
                 PromptItem::Audio { url, fallback } => format!("audio {url} {fallback:?}"),
+                PromptItem::Recording(clip) => format!("recording {}", clip.audio.len()),
                 PromptItem::Text(t) => format!("text {t}"),
             })
             .collect();

@@ -122,6 +122,11 @@ impl Platform {
                                 Some(f) => format!("audio({url}, fallback {f:?})"),
                                 None => format!("audio({url})"),
                             },
+                            PromptItem::Recording(clip) => format!(
+                                "recording({}ms, {} bytes)",
+                                clip.duration.as_millis(),
+                                clip.audio.len()
+                            ),
                             PromptItem::Break(d) => format!("break({}ms)", d.as_millis()),
                             PromptItem::Ssml(ssml) => format!("ssml({ssml})"),
                             PromptItem::Mark(name) => format!("mark({name:?})"),

@@ -312,7 +312,14 @@ impl Interp {
         }
         let bargein = self.property("bargein").is_none_or(|v| v != "false");
         let choices = self.enumerated();
-        match render(prompt, &mut self.model, &document.base, bargein, &choices) {
+        match render(
+            prompt,
+            &mut self.model,
+            &document.base,
+            bargein,
+            &choices,
+            &self.clips,
+        ) {
             Ok(rendered) => {
                 let chars: usize = rendered
                     .items

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::exec::duration_or;
 use super::grammars::{self, Compiled, Mode, SemValue};
 use super::platform::{Collect, Collected, RecordSpec, Request, Response, TransferSpec};
-use super::{Flow, Interp, Jump, MAX_SUBDIALOG_DEPTH, RootChoice, no_context, semantic};
+use super::{Flow, Interp, Jump, MAX_CLIPS, MAX_SUBDIALOG_DEPTH, RootChoice, no_context, semantic};
 use crate::document::{
     Document, FetchAttrs, Filled, Form, FormItem, GrammarElement, ItemKind, Link, PromptElement,
     Subdialog, Target, UriSource,
@@ -1047,8 +1047,19 @@ impl Interp {
             Some(c) => Value::String(c.to_string()),
             None => Value::Null,
         };
+        let clip = self.next_clip;
+        self.next_clip += 1;
+        self.clips.remove(&clip.wrapping_sub(MAX_CLIPS));
+        self.clips.insert(
+            clip,
+            crate::prompt::Clip {
+                content_type: recording.content_type.clone(),
+                audio: recording.audio.as_slice().into(),
+                duration: recording.duration,
+            },
+        );
         let value = format!(
-            "({{__recording: true, size: {size}, duration: {duration}, type: {media}, toString: function(){{return '[recording ' + this.size + ' bytes]';}}}})"
+            "({{__recording: true, __clip: {clip}, size: {size}, duration: {duration}, type: {media}, toString: function(){{return '[recording ' + this.size + ' bytes]';}}}})"
         );
         let shadow = Value::Object(vec![
             ("duration".to_owned(), Value::Number(duration as f64)),

@@ -141,8 +141,16 @@ pub(crate) struct Interp {
     /// A document-scoped dialog's grammar matched elsewhere: its input, for that dialog.
     pending_input: Option<MatchedInput>,
     recordings: HashMap<String, Recording>,
+    /// Recordings a prompt can play back, by the number their value carries (`__clip`); the
+    /// [`MAX_CLIPS`] most recent.
+    clips: HashMap<u64, crate::prompt::Clip>,
+    /// The number the next recording gets.
+    next_clip: u64,
     documents: Arc<DocumentCache>,
 }
+
+/// Recordings a session keeps for playback; an older one plays its `<audio>` fallback.
+const MAX_CLIPS: u64 = 16;
 
 impl std::fmt::Debug for Interp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,6 +199,8 @@ impl Interp {
             linked_inline: Vec::new(),
             pending_input: None,
             recordings: HashMap::new(),
+            clips: HashMap::new(),
+            next_clip: 0,
             documents,
         }
     }

@@ -1,12 +1,13 @@
-//! A prompt the platform cannot render reaches the application as an event, on a live call
-//! answered by SIPp: text-to-speech that runs past `tts.timeout_ms` raises `error.noresource`,
-//! and an `<audio>` that cannot be fetched and has no fallback raises `error.badfetch`
-//! (VoiceXML 2.0 §4.1.3). Neither is a prompt cut short in silence.
+//! Prompts on live calls answered by SIPp, where rendering is not just speech: a recording
+//! played back with `<audio expr>`; and a prompt the platform cannot render reaches the
+//! application as an event: text-to-speech that runs past `tts.timeout_ms` raises
+//! `error.noresource`, and an `<audio>` that cannot be fetched and has no fallback raises
+//! `error.badfetch` (VoiceXML 2.0 §4.1.3). Neither is a prompt cut short in silence.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use outdial_tests::{AppServer, Outdial, Sipp, TempDir, form_pairs};
+use outdial_tests::{AppServer, Outdial, Sipp, TempDir, form_pairs, shared_dir};
 use serde_json::{Value, json};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -136,4 +137,82 @@ async fn audio_without_fallback_that_cannot_be_fetched_raises_error_badfetch() {
         .count();
     assert_eq!(after, before, "the fallback played: nothing was thrown");
     assert_eq!(fallback_call["status"], "completed", "{fallback_call}");
+}
+
+/// Presses 1, records two seconds of the caller, plays the recording back (no barge-in), then
+/// listens a second: `/played` on success, `/caught` with the event if the playback failed.
+const PLAYBACK: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form>
+    <var name="event"/>
+    <var name="why"/>
+    <catch event="error">
+      <assign name="event" expr="_event"/>
+      <assign name="why" expr="_message"/>
+      <submit next="/caught" namelist="event why" method="post"/>
+    </catch>
+    <field name="key" type="digits?length=1">
+      <prompt>Press 1.</prompt>
+    </field>
+    <record name="msg" maxtime="2s" finalsilence="5s" dtmfterm="false">
+      <filled><prompt bargein="false">You said <audio expr="msg">this must not be spoken</audio></prompt></filled>
+    </record>
+    <field name="again" type="digits">
+      <property name="timeout" value="1s"/>
+      <noinput><submit next="/played" namelist="key" method="post"/></noinput>
+    </field>
+  </form>
+</vxml>
+"#;
+
+fn pcap(name: &str) -> String {
+    let path = shared_dir().join("corpus/rtp-dtmf-sipp-pcaps").join(name);
+    assert!(
+        path.exists(),
+        "missing test corpus file {}: run bench/corpora/fetch.sh",
+        path.display()
+    );
+    path.canonicalize()
+        .expect("canonical path")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_is_played_back_by_audio_expr() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", PLAYBACK);
+    app.vxml("/played", DONE);
+    app.vxml("/caught", DONE);
+    let sipp = Sipp::uas(
+        "answer_dtmf_speak.xml",
+        &[
+            ("DTMF_PCAP", pcap("dtmf_2833_1.pcap")),
+            ("DTMF_DELAY_MS", "1500".into()),
+            ("SPEAK_DELAY_MS", "500".into()),
+            ("SPEECH_PCAP", pcap("g711a.pcap")),
+        ],
+    );
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550008"), "url": app.url("/app.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    let paths: Vec<String> = app.received().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths.iter().any(|p| p == "/played") && !paths.iter().any(|p| p == "/caught"),
+        "the playback rendered: {paths:?}\n{call}\n{}",
+        outdial.log()
+    );
+    assert_eq!(call["result"], json!({ "key": "1" }), "{call}");
+    let log = outdial.log();
+    assert!(
+        !log.contains("prompt could not be rendered") && !log.contains("using fallback"),
+        "{log}"
+    );
+    assert!(sipp_status.success(), "SIPp expected our BYE:\n{trace}");
 }
