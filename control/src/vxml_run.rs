@@ -4,8 +4,10 @@
 //! The application is a local file or an `http(s)` URL. Documents, scripts, data and grammars
 //! are fetched for real: files from disk (a relative reference in a file resolves against the
 //! file's `file://` URL), `http(s)` through the same [`crate::fetch::Fetcher`] calls use,
-//! driven by a current-thread tokio runtime owned by the run. Audio is never fetched: each
-//! clip's URL is printed with its prompt.
+//! driven by a current-thread tokio runtime owned by the run. Audio clips are fetched the
+//! same way (not decoded): the transcript says of each whether it plays, which fallback is
+//! spoken instead, or that the prompt fails with `error.badfetch` for want of one, as on a
+//! call; a recording played back shows as a recording.
 //!
 //! Exit status: [`EXIT_OK`] when the session ends normally (`<exit>`, `<disconnect>`, or the
 //! caller hanging up), [`EXIT_BAD_ARGUMENTS`] when the command line is unusable,
@@ -17,8 +19,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use outdial_vxml::caller::{
-    self, Entry, FileSummary, InputScriptError, RunLimits, ScriptedInputs, Stop, Transcript,
-    method_name, purpose_name, transfer_kind_name,
+    self, AudioPlay, Entry, FileSummary, InputScriptError, RunLimits, ScriptedInputs, Stop,
+    Transcript, method_name, purpose_name, transfer_kind_name,
 };
 use outdial_vxml::{Fetch, FetchFailure, Fetched, Limits, Session, SessionConfig, SessionEnd};
 use serde_json::{Value, json};
@@ -181,6 +183,31 @@ impl caller::Fetcher for CliFetcher {
             self.max_bytes,
         ))
     }
+
+    fn fetch_audio(&mut self, url: &str) -> Result<(), String> {
+        let max_bytes = crate::config::FetchConfig::default().max_audio_bytes;
+        if url.starts_with("file:") {
+            let path = Url::parse(url)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| format!("{url} names no local file"))?;
+            let size = std::fs::metadata(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .len();
+            return if size > max_bytes as u64 {
+                Err(format!(
+                    "{} is larger than {max_bytes} bytes",
+                    path.display()
+                ))
+            } else {
+                Ok(())
+            };
+        }
+        self.runtime
+            .block_on(self.http.get(url, max_bytes))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Runs the application and returns its transcript. Blocking: call it outside async code.
@@ -297,13 +324,36 @@ fn file_json(file: &FileSummary) -> Value {
     json!({ "name": file.name, "content_type": file.content_type, "bytes": file.bytes })
 }
 
+fn audio_json(clip: &AudioPlay) -> Value {
+    match clip {
+        AudioPlay::Played(url) => json!({ "url": url, "played": true }),
+        AudioPlay::Recording {
+            duration,
+            bytes,
+            content_type,
+        } => json!({
+            "recording": true, "played": true, "seconds": seconds(*duration),
+            "bytes": bytes, "content_type": content_type,
+        }),
+        AudioPlay::Fallback { url, reason, text } => {
+            json!({ "url": url, "played": false, "error": reason, "fallback": text })
+        }
+        AudioPlay::Failed { url, reason } => {
+            json!({ "url": url, "played": false, "error": reason, "fallback": null })
+        }
+    }
+}
+
 fn entry_json(entry: &Entry) -> Value {
     match entry {
         Entry::Prompt {
             text,
             audio,
             bargein,
-        } => json!({ "type": "prompt", "text": text, "audio": audio, "bargein": bargein }),
+        } => json!({
+            "type": "prompt", "text": text, "bargein": bargein,
+            "audio": audio.iter().map(audio_json).collect::<Vec<_>>(),
+        }),
         Entry::Listen {
             dtmf,
             voice,
@@ -514,6 +564,63 @@ mod tests {
             "{out}"
         );
         assert!(entries.iter().all(|e| e["at"].is_number()), "{out}");
+    }
+
+    /// Plays a clip that exists, one that does not with fallback text, and one that does
+    /// not without: the last fails the prompt with error.badfetch, caught and logged.
+    const AUDIO: &str = r#"<vxml version="2.1"><form>
+        <catch event="error.badfetch"><log label="caught"><value expr="_message"/></log><exit/></catch>
+        <block>
+          <prompt><audio src="hello.wav"/> and <audio src="gone.wav">the fallback</audio></prompt>
+          <prompt><audio src="gone.wav"/></prompt>
+        </block>
+        <field name="k" type="digits"/>
+      </form></vxml>"#;
+
+    #[test]
+    fn audio_is_fetched_and_the_transcript_says_what_played() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("app.vxml"), AUDIO).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("hello.wav"), b"RIFF").unwrap_or_else(|e| panic!("{e}"));
+        let target = dir.path().join("app.vxml").display().to_string();
+        let (status, out, err) = command_output(&options(&target, ""));
+        assert_eq!(status, EXIT_OK, "{out}{err}");
+        let hello = Url::from_file_path(
+            dir.path()
+                .join("hello.wav")
+                .canonicalize()
+                .unwrap_or_default(),
+        )
+        .map(String::from)
+        .unwrap_or_default();
+        assert!(out.contains(&format!("audio({hello})")), "{out}");
+        assert!(
+            out.contains("gone.wav unplayable: ") && out.contains("; fallback \"the fallback\")"),
+            "{out}"
+        );
+        assert!(out.contains("; no fallback)"), "{out}");
+        assert!(
+            out.contains("log [caught] audio file:") && out.contains("has no fallback"),
+            "the third clip failed its prompt with error.badfetch: {out}"
+        );
+
+        let mut json_options = options(&target, "");
+        json_options.json = true;
+        let (_, out, _) = command_output(&json_options);
+        let value: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let clips: Vec<Value> = value["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["type"] == "prompt")
+            .flat_map(|e| e["audio"].as_array().cloned().unwrap_or_default())
+            .collect();
+        assert_eq!(clips.len(), 3, "{out}");
+        assert_eq!(clips[0]["played"], true, "{out}");
+        assert_eq!(clips[1]["fallback"], "the fallback", "{out}");
+        assert_eq!(clips[2]["played"], false, "{out}");
+        assert!(clips[2]["fallback"].is_null(), "{out}");
     }
 
     #[test]

@@ -52,6 +52,70 @@ pub trait Fetcher {
     /// Answers one fetch. For `GET` the submitted `form` values are not in `request.url`: a
     /// fetcher that talks HTTP appends them as the query.
     fn fetch(&mut self, request: &Fetch) -> Result<Fetched, FetchFailure>;
+
+    /// Fetches the audio clip at `url` as a call would before playing it (not decoded);
+    /// `Err` says why it cannot be played. A fetcher that leaves audio alone (the default)
+    /// reports every clip playable.
+    fn fetch_audio(&mut self, url: &str) -> Result<(), String> {
+        let _ = url;
+        Ok(())
+    }
+}
+
+/// What became of one `<audio>` of a prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioPlay {
+    /// The clip at this URL plays.
+    Played(String),
+    /// A recording the session made plays back.
+    Recording {
+        /// Its length.
+        duration: Duration,
+        /// Its size in bytes.
+        bytes: usize,
+        /// Its media type.
+        content_type: String,
+    },
+    /// The clip could not be fetched: its fallback text is spoken instead.
+    Fallback {
+        /// The clip's URL.
+        url: String,
+        /// Why it could not be played.
+        reason: String,
+        /// The text spoken.
+        text: String,
+    },
+    /// The clip could not be fetched and has no fallback: the prompt fails with
+    /// `error.badfetch` (VoiceXML 2.0 §4.1.3), as on a call.
+    Failed {
+        /// The clip's URL.
+        url: String,
+        /// Why it could not be played.
+        reason: String,
+    },
+}
+
+impl fmt::Display for AudioPlay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Played(url) => write!(f, "audio({url})"),
+            Self::Recording {
+                duration,
+                bytes,
+                content_type,
+            } => write!(
+                f,
+                "recording({:.1} s, {bytes} bytes {content_type})",
+                duration.as_secs_f64()
+            ),
+            Self::Fallback { url, reason, text } => {
+                write!(f, "audio({url} unplayable: {reason}; fallback {text:?})")
+            }
+            Self::Failed { url, reason } => {
+                write!(f, "audio({url} unplayable: {reason}; no fallback)")
+            }
+        }
+    }
 }
 
 /// The person at the other end of the call.
@@ -340,8 +404,8 @@ pub enum Entry {
     Prompt {
         /// Its text (text runs joined by a space; audio fallback excluded).
         text: String,
-        /// Audio clips it plays, absolute URLs.
-        audio: Vec<String>,
+        /// Its `<audio>` clips and recordings, in order, and what became of each.
+        audio: Vec<AudioPlay>,
         /// Whether input may interrupt it.
         bargein: bool,
     },
@@ -558,8 +622,8 @@ impl fmt::Display for Entry {
                 bargein,
             } => {
                 write!(f, "prompt {text:?}")?;
-                for url in audio {
-                    write!(f, " audio({url})")?;
+                for clip in audio {
+                    write!(f, " {clip}")?;
                 }
                 if !bargein {
                     f.write_str(" (no barge-in)")?;
@@ -830,6 +894,10 @@ impl Driver<'_> {
                 return;
             }
             if let Some(input) = self.inbox.pop_front() {
+                if matches!(input, Input::PlaybackFailed { .. }) {
+                    // The failure ends the wait the session announced: nobody answers it.
+                    self.listen = None;
+                }
                 self.session.handle_input(self.now, input);
                 continue;
             }
@@ -905,22 +973,51 @@ impl Driver<'_> {
                         PromptItem::Text(_) | PromptItem::Ssml(_) => {
                             texts.extend(item.spoken_text());
                         }
-                        PromptItem::Audio { url, .. } => audio.push(url.clone()),
+                        PromptItem::Audio { url, fallback } => {
+                            audio.push(match (self.fetcher.fetch_audio(url), fallback) {
+                                (Ok(()), _) => AudioPlay::Played(url.clone()),
+                                (Err(reason), Some(text)) if !text.trim().is_empty() => {
+                                    AudioPlay::Fallback {
+                                        url: url.clone(),
+                                        reason,
+                                        text: text.clone(),
+                                    }
+                                }
+                                (Err(reason), _) => AudioPlay::Failed {
+                                    url: url.clone(),
+                                    reason,
+                                },
+                            });
+                        }
                         // Played back as what it is, not as a URL.
-                        PromptItem::Recording(clip) => audio.push(format!(
-                            "[recording {:.1} s, {} bytes {}]",
-                            clip.duration.as_secs_f64(),
-                            clip.audio.len(),
-                            clip.content_type
-                        )),
+                        PromptItem::Recording(clip) => audio.push(AudioPlay::Recording {
+                            duration: clip.duration,
+                            bytes: clip.audio.len(),
+                            content_type: clip.content_type.clone(),
+                        }),
                         PromptItem::Break(_) | PromptItem::Mark(_) => {}
                     }
                 }
+                let failed = audio.iter().find_map(|clip| match clip {
+                    AudioPlay::Failed { url, reason } => Some(format!(
+                        "audio {url} cannot be played and has no fallback: {reason}"
+                    )),
+                    _ => None,
+                });
                 self.note(Entry::Prompt {
                     text: texts.join(" "),
                     audio,
                     bargein: prompt.bargein,
                 });
+                if let Some(message) = failed {
+                    // As on a call: the prompt does not play, the session hears why.
+                    self.inbox.push_back(Input::PlaybackFailed {
+                        id,
+                        event: "error.badfetch".to_owned(),
+                        message,
+                    });
+                    return;
+                }
                 if self.plays.is_empty() {
                     self.play_ends = Some(self.now + duration);
                 }

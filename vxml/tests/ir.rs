@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use outdial_vxml::caller::{
-    self, Caller, CallerInput, Entry, Fetcher, RunLimits, Transcript, TransferAnswer,
+    self, AudioPlay, Caller, CallerInput, Entry, Fetcher, RunLimits, Transcript, TransferAnswer,
     default_transfer_outcome, parse_transfer_answer,
 };
 use outdial_vxml::{
@@ -401,12 +401,12 @@ fn verdict(transcript: &Transcript, judging: &Judging) -> (Verdict, String) {
             let played = transcript
                 .entries
                 .iter()
-                .any(|e| matches!(&e.entry, Entry::Prompt { audio, .. } if audio.contains(url)));
+                .any(|e| matches!(&e.entry, Entry::Prompt { audio, .. } if audio.contains(&AudioPlay::Played(url.clone()))));
             match (played, unclean) {
                 (true, None) => (Verdict::Pass, String::new()),
                 (true, Some(why)) => (Verdict::Fail, why),
                 (false, _) => {
-                    let clips: Vec<&str> = transcript
+                    let clips: Vec<String> = transcript
                         .entries
                         .iter()
                         .filter_map(|e| match &e.entry {
@@ -414,7 +414,7 @@ fn verdict(transcript: &Transcript, judging: &Judging) -> (Verdict, String) {
                             _ => None,
                         })
                         .flatten()
-                        .map(String::as_str)
+                        .map(ToString::to_string)
                         .collect();
                     (
                         Verdict::Fail,
@@ -1038,7 +1038,10 @@ mod tests {
                 at: Duration::ZERO,
                 entry: Entry::Prompt {
                     text: (*text).to_owned(),
-                    audio: audio.iter().map(|a| (*a).to_owned()).collect(),
+                    audio: audio
+                        .iter()
+                        .map(|a| AudioPlay::Played((*a).to_owned()))
+                        .collect(),
                     bargein: true,
                 },
             })
