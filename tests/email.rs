@@ -56,11 +56,16 @@ fn tone_wav() -> Vec<u8> {
 /// `outdial serve` with SMTP on a free port, AUTH offered on loopback, requests at
 /// `@outdial.test`, and the HTTP access log (to see which files the interpreter fetched).
 fn start(max_message_bytes: usize) -> (Outdial, u16) {
+    start_with(max_message_bytes, "")
+}
+
+/// [`start`], with `email_lines` added to `[email]`.
+fn start_with(max_message_bytes: usize, email_lines: &str) -> (Outdial, u16) {
     let port = free_tcp_port();
     let outdial = Outdial::start(&format!(
         "[smtp]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nauth_on_loopback = true\n\
          max_message_bytes = {max_message_bytes}\n\n\
-         [email]\ndomains = [\"outdial.test\"]\n\n\
+         [email]\ndomains = [\"outdial.test\"]\n{email_lines}\n\n\
          [log]\nlevel = \"info,outdial_control::access=debug\"\n"
     ));
     // The HTTP port answers from its bind; the SMTP listener starts just after it.
@@ -372,4 +377,164 @@ async fn refused_and_interrupted_messages_store_nothing() {
     let calls = all_calls(&outdial).await;
     let ids: Vec<&str> = calls.iter().filter_map(|c| c["id"].as_str()).collect();
     assert_eq!(ids, call_ids(&said), "{said}");
+}
+
+/// Submits a value, then says goodbye and hangs up.
+const SUBMITS: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form>
+    <var name="answer" expr="'forty-two'"/>
+    <block><submit next="/goodbye.vxml" namelist="answer"/></block>
+  </form>
+</vxml>
+"#;
+
+/// A real SMTP server as the operator's relay: aiosmtpd (`pip install aiosmtpd`) writing
+/// what it receives to a Maildir. Killed when dropped.
+struct MailSink {
+    child: std::process::Child,
+    port: u16,
+    maildir: TempDir,
+}
+
+impl MailSink {
+    fn start() -> Self {
+        let port = free_tcp_port();
+        let maildir = TempDir::new("maildir");
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("box"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run python3 -m aiosmtpd: install it with `pip install aiosmtpd`");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "aiosmtpd never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            maildir,
+        }
+    }
+
+    /// Every message received so far, as text.
+    fn messages(&self) -> Vec<String> {
+        let dir = self.maildir.path().join("box").join("new");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect()
+    }
+}
+
+impl Drop for MailSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `Result-Mail: yes`: when the call ends, its result (status and submitted values) reaches
+/// the sender by mail through the relay, threaded under the request, after the
+/// acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_mail_reaches_the_sender_when_the_call_ends() {
+    let relay = MailSink::start();
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", SUBMITS);
+    app.vxml("/goodbye.vxml", GOODBYE);
+    let sipp = Sipp::uas("answer_wait_bye.xml", &[]);
+    let (outdial, port) = start_with(
+        1 << 20,
+        &format!(
+            "reply_relay = \"127.0.0.1:{}\"\nreply_from = \"outdial@outdial.test\"",
+            relay.port
+        ),
+    );
+    let body = format!(
+        "Destination: {}\nApplication: {}\nResult-Mail: yes\n",
+        sipp.uri("+15550009"),
+        app.url("/app.vxml")
+    );
+    let sent = swaks(
+        port,
+        &[
+            "--to",
+            "dev@outdial.test",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "dev",
+            "--auth-password",
+            &outdial.api_key,
+            "--header",
+            "Subject: Reminder for Ada",
+            "--header",
+            "Message-Id: <req-9@clinic.example>",
+            "--body",
+            &body,
+        ],
+    );
+    let said = text(&sent);
+    assert!(
+        sent.status.success(),
+        "swaks failed:\n{said}\n{}",
+        outdial.log()
+    );
+    let ids = call_ids(&said);
+    assert_eq!(ids.len(), 1, "{said}");
+    let call = outdial.wait_final(&ids[0], CALL_TIMEOUT).await;
+    assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+
+    // The reply worker polls every second and the webhook outbox at once: wait for both.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        let messages = relay.messages();
+        if let Some(found) = messages.iter().find(|m| m.contains("Subject: Result: ")) {
+            // The body is quoted-printable: join its soft line breaks.
+            break found.replace("=\r\n", "").replace("=\n", "");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no result mail; the relay got {messages:?}\n{}",
+            outdial.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        result.contains("Subject: Result: Reminder for Ada"),
+        "{result}"
+    );
+    assert!(
+        result.contains("In-Reply-To: <req-9@clinic.example>"),
+        "{result}"
+    );
+    assert!(result.contains("To: scheduler@clinic.example"), "{result}");
+    assert!(result.contains(&format!("Call {} to ", ids[0])), "{result}");
+    assert!(result.contains("ended: completed."), "{result}");
+    assert!(result.contains("answer: forty-two"), "{result}");
+    let acknowledged = relay
+        .messages()
+        .iter()
+        .any(|m| m.contains("Subject: Accepted: Reminder for Ada"));
+    assert!(acknowledged, "the acknowledgement came too");
+    // One result per call: every later status change is not final, none is mailed again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let results = relay
+        .messages()
+        .iter()
+        .filter(|m| m.contains("Subject: Result: "))
+        .count();
+    assert_eq!(results, 1);
 }

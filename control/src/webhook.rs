@@ -9,6 +9,12 @@
 //! and `webhook-signature: v1,<base64 HMAC-SHA256>` over `id.timestamp.body`, keyed with the
 //! tenant's secret (`whsec_` + base64 key). Deliveries are independent and at least once: a
 //! receiver orders them by the record's `status` and times, and drops repeated ids.
+//!
+//! A `mailto:` callback ([`mail`]) is delivered from the same outbox as one result mail when
+//! the call is final, queued in the reply-mail outbox (at least once: a crash between the two
+//! writes sends it again).
+
+pub mod mail;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -158,9 +164,12 @@ impl Webhooks {
 
     /// One try of one row, and its outcome written back to the outbox.
     async fn deliver(&self, item: OutboxItem) {
-        let outcome = self
-            .attempt(&item.url, &item.secret, &item.msg_id, item.body.as_bytes())
-            .await;
+        let outcome = if crate::config::has_scheme(&item.url, "mailto") {
+            self.queue_result_mail(&item).await
+        } else {
+            self.attempt(&item.url, &item.secret, &item.msg_id, item.body.as_bytes())
+                .await
+        };
         let store = &self.inner.store;
         let written = match outcome {
             Ok(()) => {
@@ -188,6 +197,25 @@ impl Webhooks {
         if let Err(e) = written {
             tracing::error!(call = %item.call_id, error = %e, "cannot record a webhook delivery");
         }
+    }
+
+    /// A `mailto:` callback's row: the result mail queued when the record is final; other
+    /// status changes are done with at once.
+    async fn queue_result_mail(&self, item: &OutboxItem) -> Result<(), Error> {
+        let callback = mail::MailCallback::parse(&item.url)
+            .map_err(|e| Error::Client(format!("status callback: {e}")))?;
+        let record: serde_json::Value = serde_json::from_str(&item.body)
+            .map_err(|e| Error::Client(format!("webhook body is not JSON: {e}")))?;
+        let Some(result) = callback.result_mail(&record) else {
+            return Ok(());
+        };
+        self.inner
+            .store
+            .enqueue_reply(result, OffsetDateTime::now_utc())
+            .await
+            .map_err(|e| Error::Client(format!("cannot queue the result mail: {e}")))?;
+        metrics::counter!("outdial_result_mails_queued_total").increment(1);
+        Ok(())
     }
 
     fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {

@@ -44,6 +44,8 @@ pub const MAX_URL_BYTES: usize = 8192;
 pub struct Validator {
     /// The trunk E.164 numbers are routed through, or why the tenant's cannot be used.
     trunk: Result<Arc<Trunk>, UnknownTrunk>,
+    /// Whether `mailto:` status callbacks can be sent (the operator set `email.reply_relay`).
+    mail_callbacks: bool,
 }
 
 impl Validator {
@@ -57,6 +59,7 @@ impl Validator {
     pub fn for_tenant(config: &Config, tenant_trunk: Option<&str>) -> Self {
         Self {
             trunk: Trunks::new(config).for_tenant(tenant_trunk),
+            mail_callbacks: !config.email.reply_relay.trim().is_empty(),
         }
     }
 
@@ -75,7 +78,11 @@ impl Validator {
             .transpose()?;
         check_http_url("url", &request.url)?;
         if let Some(callback) = &request.status_callback {
-            check_http_url("status_callback", callback)?;
+            if has_scheme(callback, "mailto") {
+                self.check_mail_callback(callback)?;
+            } else {
+                check_http_url("status_callback", callback)?;
+            }
         }
         check_vars(&request.vars)?;
         let ring_timeout_secs = request
@@ -193,6 +200,30 @@ fn sip_refusal(field: &str, uri: &str, error: TargetError) -> FieldError {
 }
 
 /// An absolute `http://` or `https://` URL with a host.
+impl Validator {
+    /// A `mailto:` status callback (RFC 6068): one address, and only the `subject` and
+    /// `in-reply-to` header fields; usable only where the operator set `email.reply_relay`.
+    fn check_mail_callback(&self, text: &str) -> Result<(), FieldError> {
+        let refuse = |rule, message: String| Err(FieldError::new("status_callback", rule, message));
+        if !self.mail_callbacks {
+            return refuse(
+                Rule::Scheme,
+                "a mailto: callback needs an outbound mail relay (email.reply_relay) that this server does not have; use an http(s):// URL".to_owned(),
+            );
+        }
+        if text.len() > MAX_URL_BYTES {
+            return refuse(
+                Rule::Range,
+                format!("must be at most {MAX_URL_BYTES} bytes"),
+            );
+        }
+        match crate::webhook::mail::MailCallback::parse(text) {
+            Ok(_) => Ok(()),
+            Err(problem) => refuse(Rule::Scheme, problem),
+        }
+    }
+}
+
 fn check_http_url(field: &str, text: &str) -> Result<(), FieldError> {
     let parsed = url::Url::parse(text).ok();
     let ok = text.len() <= MAX_URL_BYTES

@@ -239,6 +239,15 @@ impl EmailIntake {
                 "is required: write `Destination: sip:...` or `Destination: +1...` as the first line of the body, or an X-Outdial-Destination header",
             )));
         }
+        let mut request = request;
+        if request.result_mail {
+            request.common.status_callback = Some(self.result_callback(
+                envelope,
+                request.common.status_callback.as_deref(),
+                parsed.subject.as_deref(),
+                parsed.message_id.as_deref(),
+            )?);
+        }
         let attached = attachments::application(parsed.attachments, self.max_document_bytes)
             .map_err(|e| reply::field(&e))?;
         let named = recipient
@@ -375,6 +384,35 @@ impl EmailIntake {
                 "is required: write `Application: https://.../app.vxml`, send to application+tenant@, or attach a .vxml document",
             ))
         })
+    }
+
+    /// `Result-Mail: yes`: a `mailto:` status callback to the envelope sender, threaded
+    /// under the request, unless the message also names a `Callback` (one or the other).
+    fn result_callback(
+        &self,
+        envelope: &Envelope,
+        callback: Option<&str>,
+        subject: Option<&str>,
+        message_id: Option<&str>,
+    ) -> Result<String, Reply> {
+        if callback.is_some() {
+            return Err(reply::content(
+                Rule::Duplicate.as_str(),
+                "give Result-Mail: yes or a Callback, not both: the result goes to one place",
+            ));
+        }
+        if envelope.mail_from.is_empty() {
+            return Err(reply::field(&FieldError::new(
+                "Result-Mail",
+                Rule::Required,
+                "needs a sender to mail the result to, and this message has the null sender (MAIL FROM:<>)",
+            )));
+        }
+        Ok(crate::webhook::mail::MailCallback::uri(
+            &envelope.mail_from,
+            subject,
+            message_id,
+        ))
     }
 
     /// The application URL answers 2xx within the timeout (and is not too large to run).

@@ -31,6 +31,8 @@ pub struct EmailRequest {
     pub application: Option<String>,
     /// Everything else, shared by every call (`to` and `url` empty).
     pub common: CallRequest,
+    /// `Result-Mail: yes`: mail the sender each call's result when it ends.
+    pub result_mail: bool,
 }
 
 impl EmailRequest {
@@ -48,7 +50,7 @@ impl EmailRequest {
 }
 
 /// The fields that are not variables, with their canonical spelling.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "Destination",
     "Application",
     "At",
@@ -60,6 +62,7 @@ const KEYS: [&str; 11] = [
     "Retry-Attempts",
     "Retry-Delay",
     "Retry-On",
+    "Result-Mail",
 ];
 
 /// The canonical spelling of `key`, `Var-<name>` as written, or `None` if it is no field.
@@ -214,6 +217,7 @@ pub fn read(fields: &[(String, String)], max_calls: usize) -> Result<EmailReques
             "Retry-Attempts" => retry.max_attempts = Some(whole(&key, &value)?),
             "Retry-Delay" => retry.delay_secs = Some(whole(&key, &value)?),
             "Retry-On" => retry.on = Some(retry_on(&value)?),
+            "Result-Mail" => request.result_mail = yes_or_no(&key, &value)?,
             _ => {
                 let name = key.get(4..).unwrap_or_default().to_owned();
                 vars.insert(name, Value::String(value));
@@ -225,6 +229,18 @@ pub fn read(fields: &[(String, String)], max_calls: usize) -> Result<EmailReques
     }
     request.common.vars = vars;
     Ok(request)
+}
+
+fn yes_or_no(key: &str, value: &str) -> Result<bool, FieldError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(FieldError::new(
+            key,
+            Rule::Type,
+            format!("must be yes or no, not {value:?}"),
+        )),
+    }
 }
 
 fn whole(key: &str, value: &str) -> Result<u64, FieldError> {

@@ -697,3 +697,57 @@ async fn replies_are_sent_from_the_outbox_through_the_relay() {
     assert_eq!(retried.iter().map(|r| r.tries).collect::<Vec<_>>(), [1]);
     assert_eq!(sender.send_due(later).await, 1);
 }
+
+/// `Result-Mail: yes` makes each call's status callback a `mailto:` to the sender, threaded
+/// under the request; it needs the operator's relay, and it is one place or a `Callback`.
+#[tokio::test]
+async fn result_mail_becomes_a_mailto_callback_to_the_sender() {
+    let mut config = base_config();
+    config.email.reply_relay = "127.0.0.1:2525".into();
+    let h = harness(config).await;
+    let message = crlf(&format!(
+        "From: sender@client.example\nSubject: Tomorrow\nMessage-ID: <m7@client.example>\n\nDestination: sip:a@127.0.0.1, sip:b@127.0.0.1\nApplication: {APP}\nResult-Mail: yes\n"
+    ));
+    let reply = h.send("acme@x", Some("acme"), message).await;
+    assert_eq!(reply.code, 250, "{}", reply.text);
+    let calls = h.calls().await;
+    assert_eq!(calls.len(), 2);
+    for call in &calls {
+        let callback = call.status_callback.as_deref().unwrap_or_default();
+        assert_eq!(
+            callback,
+            "mailto:sender@client.example?subject=Tomorrow&in-reply-to=m7%40client.example"
+        );
+        let parsed = crate::webhook::mail::MailCallback::parse(callback).expect("valid");
+        assert_eq!(parsed.in_reply_to.as_deref(), Some("m7@client.example"));
+    }
+
+    let both = simple(&format!(
+        "Destination: sip:a@127.0.0.1\nApplication: {APP}\nResult-Mail: yes\nCallback: http://127.0.0.1:9/cb\n"
+    ));
+    let refused = h.send("acme@x", Some("acme"), both).await;
+    assert_eq!(refused.code / 100, 5, "{}", refused.text);
+    assert!(refused.text.contains("not both"), "{}", refused.text);
+    let maybe = simple(&format!(
+        "Destination: sip:a@127.0.0.1\nApplication: {APP}\nResult-Mail: maybe\n"
+    ));
+    let refused = h.send("acme@x", Some("acme"), maybe).await;
+    assert!(refused.text.contains("yes or no"), "{}", refused.text);
+    assert_eq!(h.calls().await.len(), 2, "refused messages store nothing");
+}
+
+#[tokio::test]
+async fn result_mail_without_a_relay_is_refused_naming_the_setting() {
+    let h = harness(base_config()).await;
+    let message = simple(&format!(
+        "Destination: sip:a@127.0.0.1\nApplication: {APP}\nResult-Mail: yes\n"
+    ));
+    let refused = h.send("acme@x", Some("acme"), message).await;
+    assert_eq!(refused.code / 100, 5, "{}", refused.text);
+    assert!(
+        refused.text.contains("email.reply_relay"),
+        "{}",
+        refused.text
+    );
+    assert!(h.calls().await.is_empty());
+}
