@@ -88,7 +88,13 @@ impl EmailIntake {
         control: Arc<dyn CallControl>,
     ) -> Result<Self, String> {
         config.email.validate()?;
-        let dkim = Dkim::new(&config.email.dkim_keys)?;
+        let dkim = Dkim::new(
+            config
+                .email
+                .dkim_keys
+                .iter()
+                .chain(config.email.dns_txt.iter()),
+        )?;
         let checker = match config.email.check_url_timeout_ms {
             0 => None,
             ms => Some(
@@ -225,6 +231,52 @@ impl EmailIntake {
                     ),
                 ));
             }
+        }
+        if rules.require_spf || rules.require_dmarc {
+            // Our name for SPF's %{r} macro: the greeting's, else "localhost".
+            let host = match self.config.smtp.hostname.as_str() {
+                "" => "localhost",
+                name => name,
+            };
+            let checks = self
+                .dkim
+                .sender_checks(
+                    raw,
+                    envelope.peer.ip(),
+                    &envelope.helo,
+                    &envelope.mail_from,
+                    host,
+                )
+                .await;
+            let ours = |domain: &str| {
+                rules
+                    .sender_domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(domain))
+            };
+            if rules.require_spf && !(checks.spf_pass && ours(&checks.spf_domain)) {
+                return Err(refusal(
+                    550,
+                    (5, 7, 23),
+                    "spf",
+                    &format!(
+                        "tenant {tenant:?} accepts mail only from a sender at {} that passes SPF for the address it connects from",
+                        rules.sender_domains.join(", ")
+                    ),
+                ));
+            }
+            if rules.require_dmarc && !(checks.dmarc_pass && ours(&checks.dmarc_domain)) {
+                return Err(refusal(
+                    550,
+                    (5, 7, 1),
+                    "dmarc",
+                    &format!(
+                        "tenant {tenant:?} accepts mail only From: {} passing DMARC (SPF or DKIM aligned with the From: domain)",
+                        rules.sender_domains.join(", ")
+                    ),
+                ));
+            }
+            seen.trusted = true;
         }
         let mut all = parsed.fields.clone();
         if let Some(body) = &parsed.body {

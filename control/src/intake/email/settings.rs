@@ -23,6 +23,10 @@ pub struct EmailConfig {
     /// DKIM public keys known without DNS: `"selector._domainkey.domain" = "v=DKIM1; k=...;
     /// p=..."`. Looked up before DNS; for private domains and tests.
     pub dkim_keys: BTreeMap<String, String>,
+    /// SPF and DMARC records known without DNS: `"example.com" = "v=spf1 ip4:192.0.2.0/24
+    /// -all"`, `"_dmarc.example.com" = "v=DMARC1; p=reject"`. Looked up before DNS; for
+    /// private domains and tests.
+    pub dns_txt: BTreeMap<String, String>,
     /// Plain-SMTP relay (`host:port`) for acknowledgement and rejection mails; empty = none
     /// are sent.
     pub reply_relay: String,
@@ -41,6 +45,7 @@ impl Default for EmailConfig {
             check_url_timeout_ms: 3000,
             max_calls_per_message: 100,
             dkim_keys: BTreeMap::new(),
+            dns_txt: BTreeMap::new(),
             reply_relay: String::new(),
             reply_from: "outdial@localhost".to_owned(),
             tenants: BTreeMap::new(),
@@ -58,6 +63,14 @@ pub struct EmailTenant {
     pub require_dkim: bool,
     /// Signing domains (`d=`) accepted for this tenant.
     pub dkim_domains: Vec<String>,
+    /// The envelope sender's domain must be one of `sender_domains` and pass SPF (RFC 7208)
+    /// for the connecting address.
+    pub require_spf: bool,
+    /// The author's (`From:`) domain must be one of `sender_domains` and pass DMARC (RFC 7489:
+    /// SPF or DKIM aligned with it).
+    pub require_dmarc: bool,
+    /// The tenant's own mail domains, for `require_spf` and `require_dmarc`.
+    pub sender_domains: Vec<String>,
     /// Applications a recipient can name (`name+tenant@domain`): name → VoiceXML URL.
     pub applications: BTreeMap<String, String>,
 }
@@ -68,6 +81,9 @@ impl Default for EmailTenant {
             require_auth: true,
             require_dkim: false,
             dkim_domains: Vec::new(),
+            require_spf: false,
+            require_dmarc: false,
+            sender_domains: Vec::new(),
             applications: BTreeMap::new(),
         }
     }
@@ -142,7 +158,17 @@ impl EmailConfig {
                 ));
             }
         }
+        for (name, record) in &self.dns_txt {
+            super::dkim::parse_txt(record).map_err(|e| {
+                format!("`email.dns_txt.\"{name}\"` is not an SPF, DMARC or DKIM record ({e}); copy the TXT record")
+            })?;
+        }
         for (id, tenant) in &self.tenants {
+            if (tenant.require_spf || tenant.require_dmarc) && tenant.sender_domains.is_empty() {
+                return Err(format!(
+                    "`email.tenants.{id}`: require_spf and require_dmarc need `sender_domains` (the domains its mail comes from)"
+                ));
+            }
             if !is_name(id) {
                 return Err(format!(
                     "`email.tenants.{id}`: a tenant id is 1 to 64 of a-z, 0-9, - and _"
@@ -153,9 +179,9 @@ impl EmailConfig {
                     "`email.tenants.{id}.require_dkim` needs `dkim_domains` (the domains that sign its mail)"
                 ));
             }
-            if !tenant.require_auth && !tenant.require_dkim {
+            if !tenant.require_auth && !tenant.require_dkim && !tenant.require_dmarc {
                 return Err(format!(
-                    "`email.tenants.{id}`: require_auth or require_dkim must be true, or anyone could place calls as this tenant"
+                    "`email.tenants.{id}`: require_auth, require_dkim or require_dmarc must be true, or anyone could place calls as this tenant"
                 ));
             }
             for (name, url) in &tenant.applications {
@@ -200,6 +226,12 @@ mod tests {
                 "[dkim_keys]\n\"s._domainkey.x\" = \"v=DKIM1; p=!!\"",
                 "email.dkim_keys",
             ),
+            (
+                "[dns_txt]\n\"s._domainkey.x.example\" = \"v=DKIM1; p=!!\"",
+                "email.dns_txt",
+            ),
+            ("[tenants.acme]\nrequire_spf = true", "sender_domains"),
+            ("[tenants.acme]\nrequire_dmarc = true", "sender_domains"),
             ("[tenants.Acme]", "email.tenants.Acme"),
             ("[tenants.acme]\nrequire_dkim = true", "require_dkim"),
             ("[tenants.acme]\nrequire_auth = false", "require_auth"),
@@ -215,6 +247,12 @@ mod tests {
         assert_eq!(
             config(
                 "[tenants.acme]\nrequire_auth = false\nrequire_dkim = true\ndkim_domains = [\"clinic.example\"]"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            config(
+                "[dns_txt]\n\"clinic.example\" = \"v=spf1 ip4:192.0.2.0/24 -all\"\n\"_dmarc.clinic.example\" = \"v=DMARC1; p=reject\"\n[tenants.acme]\nrequire_auth = false\nrequire_dmarc = true\nsender_domains = [\"clinic.example\"]"
             ),
             Ok(())
         );

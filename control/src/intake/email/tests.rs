@@ -536,7 +536,7 @@ async fn a_tenant_that_requires_dkim_refuses_unsigned_forged_and_extended_mail()
             require_auth: false,
             require_dkim: true,
             dkim_domains: vec!["football.example.com".into()],
-            applications: Default::default(),
+            ..EmailTenant::default()
         },
     );
     let h = harness(config).await;
@@ -749,5 +749,77 @@ async fn result_mail_without_a_relay_is_refused_naming_the_setting() {
         "{}",
         refused.text
     );
+    assert!(h.calls().await.is_empty());
+}
+
+/// A config whose tenant `acme` requires SPF or DMARC for `client.example`, with the
+/// domain's records pinned (`email.dns_txt`): SPF allows `spf_ip`, DMARC says reject.
+fn sender_auth_config(spf_ip: &str, require_spf: bool, require_dmarc: bool) -> Config {
+    let mut config = base_config();
+    config
+        .email
+        .dns_txt
+        .insert("client.example".into(), format!("v=spf1 ip4:{spf_ip} -all"));
+    config.email.dns_txt.insert(
+        "_dmarc.client.example".into(),
+        "v=DMARC1; p=reject; psd=n".into(),
+    );
+    config.email.tenants.insert(
+        "acme".into(),
+        EmailTenant {
+            require_spf,
+            require_dmarc,
+            sender_domains: vec!["client.example".into()],
+            ..EmailTenant::default()
+        },
+    );
+    config
+}
+
+/// SPF (RFC 7208) for the envelope sender from the connecting address, where the tenant
+/// requires it; the refusal names the rule with 5.7.23.
+#[tokio::test]
+async fn spf_is_checked_for_tenants_that_require_it() {
+    let message = || {
+        crlf(&format!(
+            "From: sender@client.example\nSubject: s\n\nDestination: sip:a@127.0.0.1\nApplication: {APP}\n"
+        ))
+    };
+    let h = harness(sender_auth_config("127.0.0.1", true, false)).await;
+    let reply = h.send("acme@x", Some("acme"), message()).await;
+    assert_eq!(reply.code, 250, "{}", reply.text);
+
+    let h = harness(sender_auth_config("192.0.2.1", true, false)).await;
+    let reply = h.send("acme@x", Some("acme"), message()).await;
+    assert_eq!(code(&reply), (550, (5, 7, 23)), "{}", reply.text);
+    assert!(reply.text.starts_with("spf:"), "{}", reply.text);
+    assert!(h.calls().await.is_empty());
+}
+
+/// DMARC (RFC 7489) for the author's domain: SPF aligned with `From:` passes; a `From:` at
+/// another domain, or SPF failing, is refused naming the rule.
+#[tokio::test]
+async fn dmarc_is_checked_for_tenants_that_require_it() {
+    let message = |from: &str| {
+        crlf(&format!(
+            "From: {from}\nSubject: s\n\nDestination: sip:a@127.0.0.1\nApplication: {APP}\n"
+        ))
+    };
+    let h = harness(sender_auth_config("127.0.0.1", false, true)).await;
+    let reply = h
+        .send("acme@x", Some("acme"), message("sender@client.example"))
+        .await;
+    assert_eq!(reply.code, 250, "{}", reply.text);
+    let reply = h
+        .send("acme@x", Some("acme"), message("boss@elsewhere.example"))
+        .await;
+    assert_eq!(code(&reply), (550, (5, 7, 1)), "{}", reply.text);
+    assert!(reply.text.starts_with("dmarc:"), "{}", reply.text);
+
+    let h = harness(sender_auth_config("192.0.2.1", false, true)).await;
+    let reply = h
+        .send("acme@x", Some("acme"), message("sender@client.example"))
+        .await;
+    assert_eq!(code(&reply), (550, (5, 7, 1)), "{}", reply.text);
     assert!(h.calls().await.is_empty());
 }
