@@ -12,6 +12,7 @@ mod calls;
 mod cdrs;
 mod files;
 mod outbox;
+mod principals;
 mod replies;
 mod schema;
 mod tenants;
@@ -19,6 +20,7 @@ mod tenants;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags, Row};
 use serde_json::Value;
@@ -62,6 +64,8 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Readers>,
     commits: Arc<AtomicU64>,
+    /// Keys recently authenticated ([`principals`]).
+    principals: Arc<principals::Principals>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -152,6 +156,7 @@ impl SqliteStore {
                 permits: tokio::sync::Semaphore::new(MAX_READERS),
             }),
             commits,
+            principals: Arc::default(),
         })
     }
 
@@ -335,7 +340,13 @@ impl TenantStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreFuture<'_, Tenant> {
         let id = id.to_owned();
-        Box::pin(self.write(move |c| tenants::set_disabled(c, &id, disabled, now)))
+        Box::pin(async move {
+            let tenant = self
+                .write(move |c| tenants::set_disabled(c, &id, disabled, now))
+                .await;
+            self.principals.clear();
+            tenant
+        })
     }
 
     fn create_key(
@@ -356,12 +367,32 @@ impl TenantStore for SqliteStore {
 
     fn revoke_key(&self, key_id: &str, now: OffsetDateTime) -> StoreFuture<'_, ApiKeyInfo> {
         let key_id = key_id.to_owned();
-        Box::pin(self.write(move |c| tenants::revoke_key(c, &key_id, now)))
+        Box::pin(async move {
+            let key = self
+                .write(move |c| tenants::revoke_key(c, &key_id, now))
+                .await;
+            self.principals.clear();
+            key
+        })
     }
 
     fn authenticate(&self, key: &str) -> StoreFuture<'_, Option<Principal>> {
         let hash = crate::auth::hash_api_key(key);
-        Box::pin(self.read(move |c| tenants::authenticate(c, &hash)))
+        Box::pin(async move {
+            if let Some(principal) = self.principals.get(&hash, Instant::now()) {
+                return Ok(Some(principal));
+            }
+            let generation = self.principals.generation();
+            let looked_up = hash.clone();
+            let found = self
+                .read(move |c| tenants::authenticate(c, &looked_up))
+                .await?;
+            if let Some(principal) = &found {
+                self.principals
+                    .put(hash, principal.clone(), generation, Instant::now());
+            }
+            Ok(found)
+        })
     }
 
     fn tenant_webhook_secret(&self, tenant: &str) -> StoreFuture<'_, String> {
