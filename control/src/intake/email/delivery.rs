@@ -120,21 +120,21 @@ impl EmailIntake {
         &self,
         envelope: &Envelope,
         address: &str,
-    ) -> Result<(Recipient, EmailTenant), Reply> {
+    ) -> Result<(Recipient, EmailTenant, Option<String>), Reply> {
         let recipient = address::parse(address, &self.settings.domains)?;
         let tenant = self
             .store
             .get_tenant(&recipient.tenant)
             .await
             .map_err(|e| reply::unavailable(&e.to_string()))?;
-        if tenant.is_none_or(|t| t.disabled) {
+        let Some(tenant) = tenant.filter(|t| !t.disabled) else {
             return Err(refusal(
                 550,
                 (5, 1, 1),
                 "tenant",
                 &format!("no tenant {:?} takes call requests here", recipient.tenant),
             ));
-        }
+        };
         let rules = self.settings.tenant(&recipient.tenant);
         if rules.require_auth {
             match envelope.authenticated.as_deref() {
@@ -186,7 +186,7 @@ impl EmailIntake {
                 "one Outdial address per message; send to the other address in another message",
             ));
         }
-        Ok((recipient, rules))
+        Ok((recipient, rules, tenant.trunk))
     }
 
     /// The whole of `deliver`, as a `Result` so every refusal returns early.
@@ -204,7 +204,7 @@ impl EmailIntake {
             rcpt_to: Vec::new(),
             ..envelope.clone()
         };
-        let (recipient, rules) = self.recipient(&check, address).await?;
+        let (recipient, rules, trunk) = self.recipient(&check, address).await?;
         let tenant = recipient.tenant.as_str();
         seen.tenant = Some(tenant.to_owned());
         seen.trusted = envelope.authenticated.as_deref() == Some(tenant);
@@ -308,11 +308,8 @@ impl EmailIntake {
             .and_then(|n| rules.applications.get(n).cloned());
         let (url, files) = self.choose_application(request.application.clone(), named, attached)?;
         let now = OffsetDateTime::now_utc();
-        // The tenant's trunk decides where its numbers go, as for the HTTP API.
-        let trunk = match self.store.get_tenant(tenant).await {
-            Ok(found) => found.and_then(|t| t.trunk),
-            Err(e) => return Err(reply::unavailable(&e.to_string())),
-        };
+        // The tenant's trunk (read with the tenant above) decides where its numbers go, as
+        // for the HTTP API.
         let validator = Validator::for_tenant(&self.config, trunk.as_deref());
         let calls = request
             .calls(&url)
