@@ -219,19 +219,18 @@ struct Callee {
 impl Callee {
     /// Phones that press the keys their URI asks for (`--dtmf from-uri`).
     fn pressing_from_uri() -> Self {
+        Self::with_args(&["--dtmf", "from-uri"])
+    }
+
+    /// Phones with these options besides `--listen`.
+    fn with_args(args: &[&str]) -> Self {
         let dir = TempDir::new("callee");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
         let output = dir.path().join("callee.out");
         let file = std::fs::File::create(&output).expect("output file");
         let child = Command::new(outdial_bin())
-            .args([
-                "bench",
-                "callee",
-                "--listen",
-                &addr.to_string(),
-                "--dtmf",
-                "from-uri",
-            ])
+            .args(["bench", "callee", "--listen", &addr.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone"))
             .stderr(file)
@@ -320,4 +319,65 @@ async fn fifty_calls_against_bench_callee_submit_the_keys_each_was_asked_for() {
         distinct.insert(keys.to_owned());
     }
     assert!(distinct.len() > 40, "random keys per call: {distinct:?}");
+}
+
+/// A carrier-like trunk to `bench callee --challenge`: the callee answers 401, Outdial's
+/// digest answer (the trunk's credentials) is checked by the callee and the call is taken;
+/// with a wrong password the callee challenges again and the call ends `auth-failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_callee_challenges_and_checks_the_trunks_digest_credentials() {
+    // The application URL answers nothing: what is checked is the SIP leg (its disposition).
+    for (password, disposition, counted) in [
+        (
+            "pw-right",
+            "completed",
+            "1 challenged (401), 0 wrong credentials",
+        ),
+        (
+            "pw-wrong",
+            "auth-failed",
+            "1 challenged (401), 1 wrong credentials",
+        ),
+    ] {
+        let mut callee = Callee::with_args(&[
+            "--challenge",
+            "outdial-acct:pw-right",
+            "--hangup-after",
+            "1",
+            "--calls",
+            "1",
+            "--duration",
+            "4",
+            "--progress",
+            "0",
+        ]);
+        let trunk = format!(
+            "[[trunk]]\nname = \"carrier\"\nrequest_uri = \"sip:{{number}}@carrier.test\"\n\
+             proxy = \"{}\"\nauth_user = \"outdial-acct\"\nauth_password = \"{password}\"\n",
+            callee.addr
+        );
+        let outdial = Outdial::start_with_sip("127.0.0.1", "default_trunk = \"carrier\"", &trunk);
+        let (code, created) = outdial
+            .create_call(&serde_json::json!({
+                "to": "+15550003",
+                "url": "http://127.0.0.1:9/app.vxml",
+            }))
+            .await;
+        assert_eq!(code, 201, "{created}");
+        let id = created["id"].as_str().expect("id");
+        let call = outdial.wait_final(id, Duration::from_secs(60)).await;
+        assert_eq!(
+            call["disposition"],
+            disposition,
+            "{call}\n{}",
+            callee.output()
+        );
+        if password == "pw-right" {
+            assert_eq!(call["sip_status"], 200, "{call}");
+        }
+        // It exits after its one call, or (never taking the call) at --duration.
+        let _ = callee.child.wait();
+        let output = callee.output();
+        assert!(output.contains(counted), "{password}: {output}");
+    }
 }

@@ -10,6 +10,7 @@
 //! SIP digest challenges are not simulated yet (the dataplane is gaining digest auth
 //! elsewhere; a `--challenge` share belongs here once it has).
 
+pub mod challenge;
 pub mod media;
 pub mod phone;
 pub mod report;
@@ -81,6 +82,8 @@ pub struct PopulationConfig {
     pub max_concurrent: usize,
     /// Progress line interval (`None`: no progress line).
     pub progress: Option<Duration>,
+    /// Digest credentials a new INVITE must carry (`None`: every INVITE is taken).
+    pub challenge: Option<challenge::DigestGate>,
 }
 
 /// One call's phone and its sockets.
@@ -252,7 +255,24 @@ impl Population {
         let new_invite = message.method() == Some(Method::Invite)
             && message.to().and_then(|to| to.tag()).is_none();
         if new_invite {
-            self.new_call(io, now, from, &message);
+            let refusal = match &self.config.challenge {
+                None => None,
+                Some(gate) => match gate.check(&message) {
+                    challenge::Verdict::Pass => None,
+                    challenge::Verdict::Challenge(header) => Some((false, header)),
+                    challenge::Verdict::Refuse(header) => Some((true, header)),
+                },
+            };
+            match refusal {
+                None => self.new_call(io, now, from, &message),
+                Some((wrong, header)) => {
+                    self.summary.add_challenge(wrong);
+                    if let Some(recovered) = Recovered::from_message(&message) {
+                        let extra = Some(("WWW-Authenticate", header.as_str()));
+                        self.stateless_with(io, from, &recovered, 401, extra);
+                    }
+                }
+            }
             return;
         }
         // A request for no call we know (responses and ACKs are dropped).
@@ -400,6 +420,18 @@ impl Population {
         recovered: &Recovered<'_>,
         status: u16,
     ) {
+        self.stateless_with(io, to, recovered, status, None);
+    }
+
+    /// A response sent without a transaction, with one extra header if given.
+    fn stateless_with(
+        &mut self,
+        io: &mut impl Io,
+        to: SocketAddr,
+        recovered: &Recovered<'_>,
+        status: u16,
+        extra: Option<(&str, &str)>,
+    ) {
         let Some(sip) = self.sip else {
             return;
         };
@@ -407,6 +439,9 @@ impl Population {
         self.sip_buf.clear();
         let mut writer = recovered.response(&mut self.sip_buf, status, reason_phrase(status), &tag);
         writer.header("Server", &self.config.phone.user_agent);
+        if let Some((name, value)) = extra {
+            writer.header(name, value);
+        }
         writer.finish(None, b"");
         io.send(sip, to, &self.sip_buf);
     }
@@ -550,6 +585,7 @@ mod tests {
             duration: None,
             max_concurrent: 10,
             progress: None,
+            challenge: None,
         };
         Population::new(config, None, Arc::new(AtomicBool::new(false)))
     }

@@ -24,6 +24,8 @@ pub struct Summary {
     max_gap_ms: Histogram<u64>,
     first_packet_ms: Histogram<u64>,
     ring_ms: Histogram<u64>,
+    challenged: u64,
+    auth_failed: u64,
 }
 
 /// The summary as printed with `--json`.
@@ -55,6 +57,10 @@ pub struct SummaryReport {
     pub ring_ms: Percentiles,
     /// The socket loop that ran (`io_uring` or `epoll`).
     pub backend: &'static str,
+    /// INVITEs answered 401 (`--challenge`).
+    pub challenged: u64,
+    /// INVITEs whose credentials did not answer the challenge (challenged again).
+    pub auth_failed: u64,
 }
 
 impl Default for Summary {
@@ -78,6 +84,18 @@ impl Summary {
             max_gap_ms: histogram(),
             first_packet_ms: histogram(),
             ring_ms: histogram(),
+            challenged: 0,
+            auth_failed: 0,
+        }
+    }
+
+    /// Counts a 401 for an INVITE without credentials, or (`refused`) for one whose
+    /// credentials did not answer the challenge.
+    pub fn add_challenge(&mut self, refused: bool) {
+        if refused {
+            self.auth_failed += 1;
+        } else {
+            self.challenged += 1;
         }
     }
 
@@ -132,6 +150,8 @@ impl Summary {
             first_packet_ms: Percentiles::of(&self.first_packet_ms),
             ring_ms: Percentiles::of(&self.ring_ms),
             backend,
+            challenged: self.challenged,
+            auth_failed: self.auth_failed,
         }
     }
 }
@@ -164,6 +184,13 @@ impl SummaryReport {
         )?;
         writeln!(out, "  max gap:      {}", self.max_gap_ms.line(" ms"))?;
         writeln!(out, "  first packet: {}", self.first_packet_ms.line(" ms"))?;
+        if self.challenged + self.auth_failed > 0 {
+            writeln!(
+                out,
+                "  digest:       {} challenged (401), {} wrong credentials (401 again)",
+                self.challenged, self.auth_failed
+            )?;
+        }
         writeln!(out, "  ring:         {}", self.ring_ms.line(" ms"))
     }
 }
