@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use outdial_tests::{Outdial, Sipp, TempDir, free_udp_port, outdial_bin, shared_dir};
+use outdial_tests::{
+    Outdial, Sipp, TempDir, free_tcp_port, free_udp_port, outdial_bin, shared_dir,
+};
 use serde_json::Value;
 
 /// The SIPp scenario's key, as RFC 4733 events.
@@ -380,4 +382,41 @@ async fn bench_callee_challenges_and_checks_the_trunks_digest_credentials() {
         let output = callee.output();
         assert!(output.contains(counted), "{password}: {output}");
     }
+}
+
+/// `bench load --smtp`: the same checked run with every call asked for by e-mail through the
+/// SMTP gateway (one message per call, AUTH as the tenant), against `bench callee`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_asked_for_by_email_complete_with_the_keys_each_was_asked_for() {
+    let callee = Callee::pressing_from_uri();
+    let smtp = free_tcp_port();
+    let outdial = Outdial::start(&format!(
+        "{FOUR_AT_ONCE}\n[smtp]\nenabled = true\nlisten = \"127.0.0.1:{smtp}\"\nauth_on_loopback = true\n"
+    ));
+    let server = format!("127.0.0.1:{smtp}");
+    let args = [
+        "--smtp",
+        server.as_str(),
+        "--count",
+        "12",
+        "--concurrency",
+        "4",
+        "--seed",
+        "5",
+    ];
+    let (status, report, text) = bench_load(&outdial, callee.addr, &args).await;
+    assert!(
+        status.success(),
+        "{status}\n{text}\ncallee:\n{}\n{}",
+        callee.output(),
+        outdial.log()
+    );
+    assert_eq!(report["created"], 12, "{text}");
+    assert_eq!(report["checks"]["ok"], 12, "{text}");
+    let log = outdial.log();
+    assert_eq!(
+        log.matches("e-mail request accepted").count(),
+        12,
+        "every call came by e-mail:\n{log}"
+    );
 }

@@ -215,21 +215,15 @@ async fn measure(args: &SmtpArgs) -> Result<SmtpReport, String> {
     })
 }
 
-/// One SMTP session sending messages until the deadline or the shared count.
-async fn client_loop(
+/// An authenticated SMTP session to `server`, on our own TCP_NODELAY socket: lettre writes a
+/// message and its final `.` in two writes, and Nagle's algorithm would hold the second until
+/// the server's delayed ACK (40 ms a message) — a cost of the client, not of the gateway.
+pub(crate) async fn connect(
     server: &str,
     credentials: &Credentials,
-    template: &Template,
-    tally: &Tally,
-    deadline: Instant,
-    limit: Option<u64>,
-    client_id: &str,
-) -> Result<(), String> {
+) -> Result<AsyncSmtpConnection, String> {
     let hello = ClientId::Domain("bench.outdial.invalid".into());
     let timeout = Duration::from_secs(30);
-    // Our own socket, for TCP_NODELAY: lettre writes a message and its final `.` in two
-    // writes, and Nagle's algorithm would hold the second until the server's delayed ACK
-    // (40 ms a message) — a cost of the client, not of the gateway.
     let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(server))
         .await
         .map_err(|_| format!("connect to {server}: timed out"))?
@@ -244,6 +238,20 @@ async fn client_loop(
         .auth(&[Mechanism::Plain], credentials)
         .await
         .map_err(|e| format!("AUTH PLAIN: {e}"))?;
+    Ok(connection)
+}
+
+/// One SMTP session sending messages until the deadline or the shared count.
+async fn client_loop(
+    server: &str,
+    credentials: &Credentials,
+    template: &Template,
+    tally: &Tally,
+    deadline: Instant,
+    limit: Option<u64>,
+    client_id: &str,
+) -> Result<(), String> {
+    let mut connection = connect(server, credentials).await?;
     let envelope = template.envelope()?;
     let mut n = 0u64;
     while Instant::now() < deadline {

@@ -61,6 +61,13 @@ pub struct LoadArgs {
     /// /v1/calls/batch (up to 10000).
     #[arg(long, value_name = "CALLS", default_value_t = 1)]
     pub batch: u64,
+    /// Ask for calls by e-mail through the SMTP gateway at HOST:PORT (one message per call,
+    /// AUTH as --tenant with the API key) instead of POST /v1/calls.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub smtp: Option<String>,
+    /// The tenant the API key belongs to (the SMTP AUTH user and the recipient), for --smtp.
+    #[arg(long, value_name = "ID", default_value = "dev")]
+    pub tenant: String,
     /// How many random keys the callee is asked to press per call (survey, long-prompt).
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub digits: usize,
@@ -108,6 +115,7 @@ unreachable server, 2 when any call was refused, lost (no final status within
 Examples:
   outdial bench load --callee 127.0.0.1:5070 --rate 20 --duration 30
   outdial bench load --callee 127.0.0.1:5070 --ramp 5:50 --duration 60 --plot ramp.svg
+  outdial bench load --callee 127.0.0.1:5070 --smtp 127.0.0.1:2525 --rate 20 --count 200
   outdial bench load --callee 127.0.0.1:5070 --concurrency 100 --count 1000 --json > run.json
   outdial bench load --callee 127.0.0.1:5070 --batch 500 --rate 500 --count 5000";
 

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod calls;
+mod mail;
 pub mod pace;
 pub mod plot;
 pub mod prom;
@@ -97,10 +98,15 @@ struct Api {
     http: reqwest::Client,
     base: String,
     key: String,
+    /// `--smtp`: creates go by e-mail.
+    mail: Option<Arc<mail::MailIntake>>,
 }
 
 impl Api {
     async fn create(&self, bodies: Vec<Value>) -> Result<Vec<String>, String> {
+        if let Some(mail) = &self.mail {
+            return mail.create(bodies).await;
+        }
         let batch = bodies.len() > 1;
         let (path, body) = if batch {
             ("/v1/calls/batch", json!({ "calls": bodies }))
@@ -368,10 +374,15 @@ async fn run_inner(args: &LoadArgs) -> Result<Report, String> {
         .user_agent(concat!("outdial-bench/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let mail = match &args.smtp {
+        Some(server) => Some(Arc::new(mail::MailIntake::new(server, &args.tenant, &key)?)),
+        None => None,
+    };
     let api = Api {
         http,
         base: args.api.trim_end_matches('/').to_owned(),
         key,
+        mail,
     };
     let metrics_before = api.metrics().await;
     let health = api.get("/v1/calls?limit=1").await;
