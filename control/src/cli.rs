@@ -34,6 +34,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 pub enum Command {
     /// Run the server: HTTP API, store, dispatcher and dataplane.
     Serve(ServeArgs),
