@@ -717,6 +717,7 @@ mod tests {
             control: Arc::new(NoControl),
             config: Arc::new(Config::default()),
             metrics: None,
+            nonces: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

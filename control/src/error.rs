@@ -35,6 +35,9 @@ pub enum Error {
     /// The request carried no API key, or one that is not known.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The tenant requires signed requests and this one's signature was refused.
+    #[error(transparent)]
+    Signature(#[from] crate::signing::SignatureError),
     /// No call with this id exists for the caller's tenant.
     #[error("no call with id `{0}`; check the id returned by POST /v1/calls")]
     NotFound(String),
@@ -123,6 +126,7 @@ impl Error {
             Self::Request(e) => e.code(),
             Self::Auth(AuthError::MissingApiKey) => "missing_api_key",
             Self::Auth(AuthError::InvalidApiKey) => "invalid_api_key",
+            Self::Signature(e) => e.code(),
             Self::NotFound(_) => "not_found",
             Self::AlreadyEnded(_) => "already_ended",
             Self::CancelPending(_) => "cancel_pending",
@@ -145,6 +149,10 @@ impl Error {
         match self {
             Self::Request(e) => e.http_status(),
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
+            Self::Signature(crate::signing::SignatureError::NonceCacheFull) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AlreadyEnded(_) | Self::CancelPending(_) => StatusCode::CONFLICT,
             Self::Refused(e) => match e {

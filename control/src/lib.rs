@@ -21,6 +21,7 @@ pub mod redact;
 pub mod runner;
 pub mod scheduler;
 pub mod serve;
+pub mod signing;
 pub mod smtp;
 pub mod store;
 pub mod telemetry;

@@ -190,6 +190,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
         control,
         config: Arc::clone(&config),
         metrics: Some(metrics),
+        nonces: Default::default(),
     })
     .merge(readiness.clone().router())
     .layer(axum::middleware::from_fn(http_server::access_log));

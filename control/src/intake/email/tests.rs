@@ -356,6 +356,7 @@ async fn an_attached_application_is_stored_with_its_siblings_and_served_while_th
         control: h.woken.clone(),
         config: Arc::new(base_config()),
         metrics: None,
+        nonces: Default::default(),
     });
     let get = |path: String| {
         let app = app.clone();
