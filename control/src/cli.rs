@@ -526,7 +526,12 @@ pub fn api_url(config: &Config) -> String {
             std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    format!("http://{listen}")
+    let scheme = if config.https.files().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{listen}")
 }
 
 /// Parses `--var NAME=VALUE`.

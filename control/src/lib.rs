@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod error;
 pub mod fetch;
 pub mod http_server;
+pub mod http_tls;
 pub mod intake;
 pub mod model;
 pub mod prompts;
