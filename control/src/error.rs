@@ -306,6 +306,7 @@ mod tests {
 
     #[test]
     fn every_api_error_code_is_documented_with_its_status() {
+        use crate::signing::SignatureError;
         let api_md = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"));
         let openapi = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"));
         let field = "to";
@@ -337,6 +338,12 @@ mod tests {
             .into(),
             StoreError::Invalid(String::new()).into(),
             Error::Forbidden("admin"),
+            SignatureError::Missing.into(),
+            SignatureError::Bad("").into(),
+            SignatureError::Stale.into(),
+            SignatureError::Replayed.into(),
+            SignatureError::DigestMismatch.into(),
+            SignatureError::NonceCacheFull.into(),
         ];
         for e in errors {
             let (code, status) = (e.code(), e.http_status().as_u16());
