@@ -190,6 +190,22 @@ pub fn signature_header(
     format!("t={timestamp},n={nonce},v1={}", sign(secret, &text))
 }
 
+/// The signed "body" of an e-mail request: its fields in the order read (the `X-Outdial-`
+/// header fields in header order, then the body's field lines), each as the lower-case key
+/// without `X-Outdial-`, `: `, the value as read (trimmed, continuation lines joined) and
+/// `\n`; the `Signature` field itself left out.
+pub fn mail_fields(fields: &[(String, String)]) -> String {
+    fields
+        .iter()
+        .map(|(key, value)| format!("{}: {value}\n", key.to_ascii_lowercase()))
+        .collect()
+}
+
+/// The request target of an e-mail request: `mail:` + the recipient address in lower case.
+pub fn mail_target(recipient: &str) -> String {
+    format!("mail:{}", recipient.to_ascii_lowercase())
+}
+
 /// A new signing secret: `odsig_` + unpadded base64url of 32 random bytes.
 pub fn new_secret() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
