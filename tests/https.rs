@@ -101,6 +101,31 @@ fn curl(args: &[&str]) -> (u16, i32, Value) {
     )
 }
 
+/// Opens one TLS connection (argv: CA file, port), sends `GET /healthz` and prints the status
+/// line; waits for a line on stdin, then does it again on the same connection.
+const HELD_CONNECTION: &str = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))), server_hostname="127.0.0.1")
+def get():
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit("connection closed")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = [int(l.split(b":")[1]) for l in lines if l.lower().startswith(b"content-length")]
+    while len(rest) < (length[0] if length else 0):
+        rest += s.recv(4096)
+    print(lines[0].decode(), flush=True)
+get()
+sys.stdin.readline()
+get()
+"#;
+
 fn hangup(outdial: &Outdial) {
     let status = Command::new("kill")
         .args(["-HUP", &outdial.pid().to_string()])
@@ -192,12 +217,34 @@ fn the_api_serves_https_and_reloads_its_certificate_on_sighup() {
         String::from_utf8_lossy(&cli.stderr)
     );
 
+    // A connection open across the reload keeps working (Python's ssl, one keep-alive socket).
+    let port = api.rsplit(':').next().expect("port").to_owned();
+    let mut held = Command::new("python3")
+        .args(["-c", HELD_CONNECTION, &cacert1, &port])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let mut held_out = std::io::BufReader::new(held.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut held_out, &mut line).expect("first answer");
+    assert_eq!(line.trim(), "HTTP/1.1 200 OK", "before the reload");
+
     // Replace the certificate and SIGHUP: a new connection sees the new one.
     let (ca2, cert2, key2) = make_cert(dir.path(), "outdial-test-2");
     std::fs::copy(&cert2, &live_cert).expect("copy cert");
     std::fs::copy(&key2, &live_key).expect("copy key");
     hangup(&outdial);
     wait_log(&outdial, "HTTPS certificate reloaded", 1);
+    std::io::Write::write_all(&mut held.stdin.take().expect("stdin"), b"go\n").expect("signal");
+    line.clear();
+    std::io::BufRead::read_line(&mut held_out, &mut line).expect("second answer");
+    assert_eq!(
+        line.trim(),
+        "HTTP/1.1 200 OK",
+        "the same connection after the reload"
+    );
+    assert!(held.wait().expect("python3").success());
     let cacert2 = ca2.to_string_lossy().into_owned();
     let with_new = create(&cacert2);
     assert_eq!(with_new.0, 201, "{with_new:?}");
