@@ -173,7 +173,9 @@ fn launch_limited(dir: &TempDir, config_path: &Path, fd_limit: Option<u32>) -> C
         .arg(config_path)
         .env(
             "RUST_LOG",
-            "info,outdial_control=debug,outdial_dataplane=debug",
+            // `Outdial::start_with_rust_log` leaves its filter in the directory.
+            std::fs::read_to_string(dir.path().join("rust-log"))
+                .unwrap_or_else(|_| "info,outdial_control=debug,outdial_dataplane=debug".into()),
         )
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log"))
@@ -200,6 +202,13 @@ impl Outdial {
     /// (e.g. `[calls]\nring_timeout_secs = 2`).
     pub fn start(extra_sections: &str) -> Self {
         let (dir, config_path, data_dir) = Self::write_config_on("127.0.0.1", "", extra_sections);
+        Self::spawn(dir, &config_path, &data_dir)
+    }
+
+    /// Like [`Outdial::start`], logging with the `RUST_LOG` filter `rust_log`.
+    pub fn start_with_rust_log(rust_log: &str, extra_sections: &str) -> Self {
+        let (dir, config_path, data_dir) = Self::write_config_on("127.0.0.1", "", extra_sections);
+        std::fs::write(dir.path().join("rust-log"), rust_log).expect("write rust-log");
         Self::spawn(dir, &config_path, &data_dir)
     }
 

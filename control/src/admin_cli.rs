@@ -11,7 +11,9 @@ use time::format_description::well_known::Rfc3339;
 use crate::config::Config;
 use crate::error::Error;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{CdrQuery, CdrStore as _, NewApiKey, NewTenant, Scope, TenantStore as _};
+use crate::store::{
+    CdrQuery, CdrStore as _, NewApiKey, NewTenant, Scope, SigningStore as _, TenantStore as _,
+};
 
 /// Where the store is: the configuration's `store.data_dir`.
 #[derive(Debug, Args)]
@@ -50,6 +52,20 @@ pub enum TenantCommand {
     Enable {
         /// The tenant's id.
         id: String,
+    },
+    /// Create or rotate the tenant's request signing secret; prints it (shown once). The
+    /// old secret stops working at once.
+    SigningSecret {
+        /// The tenant's id.
+        id: String,
+    },
+    /// Require (`on`) or stop requiring (`off`) signed requests from the tenant.
+    RequireSigning {
+        /// The tenant's id.
+        id: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
 }
 
@@ -174,6 +190,29 @@ pub async fn tenant(
         }
         TenantCommand::Enable { id } => {
             json_line(out, &store.set_tenant_disabled(&id, false, now).await?)
+        }
+        TenantCommand::SigningSecret { id } => {
+            let secret = crate::signing::new_secret()?;
+            store.set_signing_secret(&id, secret.clone(), now).await?;
+            let settings = store.signing_settings(&id).await?;
+            json_line(
+                out,
+                &serde_json::json!({
+                    "tenant": id, "signing_secret": secret, "required": settings.required
+                }),
+            )
+        }
+        TenantCommand::RequireSigning { id, state } => {
+            store.set_signing_required(&id, state == "on").await?;
+            let settings = store.signing_settings(&id).await?;
+            json_line(
+                out,
+                &serde_json::json!({
+                    "tenant": id,
+                    "required": settings.required,
+                    "has_secret": settings.secret.is_some()
+                }),
+            )
         }
     }
 }
@@ -337,6 +376,27 @@ mod tests {
         assert_eq!(store.authenticate(&secret).await.ok(), Some(None));
         let listed = run_tenant(&store, TenantCommand::List).await;
         assert_eq!(listed.len(), 3);
+        let require = |state: &str| TenantCommand::RequireSigning {
+            id: "newco".to_owned(),
+            state: state.to_owned(),
+        };
+        assert!(
+            tenant(&store, require("on"), &mut Vec::new())
+                .await
+                .is_err(),
+            "no secret yet"
+        );
+        let signing = TenantCommand::SigningSecret {
+            id: "newco".to_owned(),
+        };
+        let made = run_tenant(&store, signing).await;
+        let made = made[0]["signing_secret"].as_str().unwrap_or_default();
+        assert!(made.starts_with("odsig_"), "{made}");
+        let on = run_tenant(&store, require("on")).await;
+        assert_eq!(on[0]["required"], true);
+        let settings = store.signing_settings("newco").await.unwrap_or_default();
+        assert_eq!(settings.secret.as_deref(), Some(made));
+        assert!(settings.required);
         assert!(listed.iter().all(|t| t.get("webhook_secret").is_none()));
     }
 

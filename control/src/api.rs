@@ -7,6 +7,8 @@
 pub mod admin;
 pub mod cdrs;
 pub mod files;
+#[cfg(test)]
+mod signing_tests;
 pub mod status;
 #[cfg(test)]
 mod store_routes_tests;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Renders `/metrics`; `None` answers 404 there.
     pub metrics: Option<PrometheusHandle>,
+    /// Nonces of signed requests seen in the last 5 minutes (see [`crate::signing`]).
+    pub nonces: Arc<std::sync::Mutex<crate::signing::NonceCache>>,
 }
 
 /// The tenant that the request's API key belongs to.
@@ -125,7 +129,7 @@ pub async fn require_admin_key(
 
 async fn authorize(
     state: &AppState,
-    mut request: Request,
+    request: Request,
     next: Next,
     scope: Scope,
 ) -> Result<Response, Error> {
@@ -142,11 +146,54 @@ async fn authorize(
     if !principal.has(scope) {
         return Err(Error::Forbidden(scope.as_str()));
     }
+    let mut request = check_signature(state, &principal.tenant, request).await?;
     request
         .extensions_mut()
         .insert(Tenant(principal.tenant.clone()));
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
+}
+
+/// When the tenant requires signed requests, checks the signature over the buffered body
+/// (see [`crate::signing`] and `docs/security.md`) and hands the request on with that body.
+async fn check_signature(
+    state: &AppState,
+    tenant: &str,
+    request: Request,
+) -> Result<Request, Error> {
+    let settings = state.store.signing_settings(tenant).await?;
+    let (true, Some(secret)) = (settings.required, settings.secret) else {
+        return Ok(request);
+    };
+    let (parts, body) = request.into_parts();
+    // The largest body any route takes; each route still applies its own limit after this.
+    let limit = MAX_BODY_BYTES.max(intake::batch::MAX_BATCH_BODY_BYTES);
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| RequestError::BodyTooLarge(limit))?;
+    let text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |p| p.as_str());
+    let signed = crate::signing::SignedRequest {
+        tenant,
+        method: parts.method.as_str(),
+        target,
+        signature: text(crate::signing::SIGNATURE_HEADER),
+        content_sha256: text(crate::signing::DIGEST_HEADER),
+        body: &body,
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let outcome = {
+        let mut nonces = state.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        crate::signing::check(&mut nonces, &secret, &signed, now)
+    };
+    if let Err(refusal) = outcome {
+        tracing::info!(tenant, code = refusal.code(), "signed request refused");
+        return Err(refusal.into());
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(body)))
 }
 
 /// `POST /v1/calls`: validate, store as `queued`, answer 201 after the commit, hand the call
@@ -478,6 +525,7 @@ mod tests {
             control: control.clone(),
             config: Arc::new(config),
             metrics: Some(metrics),
+            nonces: Default::default(),
         };
         Harness {
             _dir: dir,

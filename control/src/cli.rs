@@ -134,6 +134,18 @@ pub struct CallArgs {
         hide_env_values = true
     )]
     pub api_key: Option<String>,
+    /// PEM file of the certificate authority (or self-signed certificate) to trust for an
+    /// https:// API, besides the system's.
+    #[arg(long, value_name = "FILE", env = "OUTDIAL_CACERT")]
+    pub cacert: Option<PathBuf>,
+    /// Sign every request with this tenant signing secret (`odsig_...`; see docs/security.md).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "OUTDIAL_SIGNING_SECRET",
+        hide_env_values = true
+    )]
+    pub signing_secret: Option<String>,
     /// Print the new call and exit instead of following it.
     #[arg(long)]
     pub no_wait: bool,
@@ -399,7 +411,12 @@ async fn follow_call(
         ),
     };
     let key = client::resolve_api_key(args.api_key.clone(), &key_file)?;
-    let api = ApiClient::new(&base, key)?;
+    let api = ApiClient::configured(
+        &base,
+        key,
+        args.cacert.as_deref(),
+        args.signing_secret.clone(),
+    )?;
     let request = CallRequest {
         to: args.to.clone(),
         url: args.url.clone(),
@@ -510,7 +527,12 @@ pub fn api_url(config: &Config) -> String {
             std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    format!("http://{listen}")
+    let scheme = if config.https.files().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{listen}")
 }
 
 /// Parses `--var NAME=VALUE`.
@@ -718,6 +740,7 @@ mod tests {
             control: Arc::new(NoControl),
             config: Arc::new(Config::default()),
             metrics: None,
+            nonces: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -781,6 +804,8 @@ mod tests {
             api: api.to_owned(),
             config: None,
             api_key: Some(key.to_owned()),
+            cacert: None,
+            signing_secret: None,
             no_wait: false,
             json: false,
         }

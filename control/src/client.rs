@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::model::{CallRecord, CallRequest};
+use crate::signing;
 use crate::store::CallEvent;
 
 /// Where `outdial call` looks for a key when none is given: the development key that
@@ -23,11 +24,24 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: url::Url,
     key: String,
+    /// Signs every request with this secret when set (see `docs/security.md`).
+    signing_secret: Option<String>,
 }
 
 impl ApiClient {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`) using API key `key`.
     pub fn new(base: &str, key: String) -> Result<Self, Error> {
+        Self::configured(base, key, None, None)
+    }
+
+    /// Like [`ApiClient::new`], trusting the PEM certificates in `cacert` for HTTPS besides
+    /// the system's, and signing every request with `signing_secret` when given.
+    pub fn configured(
+        base: &str,
+        key: String,
+        cacert: Option<&Path>,
+        signing_secret: Option<String>,
+    ) -> Result<Self, Error> {
         let mut base = url::Url::parse(base)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -41,12 +55,27 @@ impl ApiClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .user_agent(concat!("outdial-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Client(e.to_string()))?;
-        Ok(Self { http, base, key })
+            .user_agent(concat!("outdial-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = cacert {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::Client(format!("cannot read --cacert {}: {e}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::Client(format!("--cacert {} is not PEM: {e}", path.display()))
+            })?;
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| Error::Client(e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            key,
+            signing_secret,
+        })
     }
 
     /// `POST /v1/calls`.
@@ -133,12 +162,32 @@ impl ApiClient {
             .base
             .join(path)
             .map_err(|e| Error::Client(e.to_string()))?;
+        let body = match body {
+            Some(body) => serde_json::to_vec(body)
+                .map_err(|e| Error::Client(format!("cannot encode the request: {e}")))?,
+            None => Vec::new(),
+        };
         let mut request = self
             .http
-            .request(method, url.clone())
+            .request(method.clone(), url.clone())
             .bearer_auth(&self.key);
-        if let Some(body) = body {
-            request = request.json(body);
+        if let Some(secret) = &self.signing_secret {
+            let target = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let nonce = crate::auth::random_base32(26)?;
+            let header =
+                signing::signature_header(secret, method.as_str(), &target, now, &nonce, &body);
+            request = request
+                .header(signing::SIGNATURE_HEADER, header)
+                .header(signing::DIGEST_HEADER, signing::body_sha256(&body));
+        }
+        if !body.is_empty() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
         let response = request
             .send()

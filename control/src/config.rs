@@ -47,6 +47,27 @@ pub struct Config {
     pub email: crate::intake::email::EmailConfig,
     /// The SMTP listener of the e-mail gateway.
     pub smtp: SmtpConfig,
+    /// HTTPS for the API (`[https]`).
+    pub https: HttpsConfig,
+}
+
+/// `[https]`: TLS for the API listener (`http.listen`), reloaded on SIGHUP.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// PEM certificate chain, leaf first. With `key`, the API speaks only HTTPS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl HttpsConfig {
+    /// The certificate and key files when HTTPS is on.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
 }
 
 /// `[smtp]`: the SMTP listener that takes call requests by e-mail (`docs/smtp.md`).
@@ -516,6 +537,14 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |key: &str, problem: String| Err(Error::Config(format!("`{key}` {problem}")));
         self.email.validate().map_err(Error::Config)?;
+        if self.https.cert.is_some() != self.https.key.is_some() {
+            return bad(
+                "https.cert",
+                "and https.key go together: set both (PEM files) to serve the API over HTTPS, \
+                 or neither"
+                    .to_owned(),
+            );
+        }
         let http = &self.http;
         if http.header_timeout_secs == 0
             || http.body_timeout_secs == 0
@@ -831,6 +860,8 @@ mod tests {
             "sip.default_trunk".to_owned(),
             "smtp.tls_cert".to_owned(),
             "smtp.tls_key".to_owned(),
+            "https.cert".to_owned(),
+            "https.key".to_owned(),
         ];
         for key in [
             "name",
@@ -1026,7 +1057,8 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_key() {
-        let cases: [(&str, &str); 19] = [
+        let cases: [(&str, &str); 20] = [
+            ("[https]\nkey = \"/etc/key.pem\"", "https.cert"),
             ("[smtp]\nhostname = \"mail host\"", "smtp.hostname"),
             ("[smtp]\nmax_message_bytes = 10", "smtp.max_message_bytes"),
             ("[smtp]\nmax_recipients = 0", "smtp.max_recipients"),

@@ -35,6 +35,9 @@ pub enum Error {
     /// The request carried no API key, or one that is not known.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The tenant requires signed requests and this one's signature was refused.
+    #[error(transparent)]
+    Signature(#[from] crate::signing::SignatureError),
     /// No call with this id exists for the caller's tenant.
     #[error("no call with id `{0}`; check the id returned by POST /v1/calls")]
     NotFound(String),
@@ -123,6 +126,7 @@ impl Error {
             Self::Request(e) => e.code(),
             Self::Auth(AuthError::MissingApiKey) => "missing_api_key",
             Self::Auth(AuthError::InvalidApiKey) => "invalid_api_key",
+            Self::Signature(e) => e.code(),
             Self::NotFound(_) => "not_found",
             Self::AlreadyEnded(_) => "already_ended",
             Self::CancelPending(_) => "cancel_pending",
@@ -145,6 +149,10 @@ impl Error {
         match self {
             Self::Request(e) => e.http_status(),
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
+            Self::Signature(crate::signing::SignatureError::NonceCacheFull) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AlreadyEnded(_) | Self::CancelPending(_) => StatusCode::CONFLICT,
             Self::Refused(e) => match e {
@@ -298,6 +306,7 @@ mod tests {
 
     #[test]
     fn every_api_error_code_is_documented_with_its_status() {
+        use crate::signing::SignatureError;
         let api_md = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"));
         let openapi = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"));
         let field = "to";
@@ -329,6 +338,12 @@ mod tests {
             .into(),
             StoreError::Invalid(String::new()).into(),
             Error::Forbidden("admin"),
+            SignatureError::Missing.into(),
+            SignatureError::Bad("").into(),
+            SignatureError::Stale.into(),
+            SignatureError::Replayed.into(),
+            SignatureError::DigestMismatch.into(),
+            SignatureError::NonceCacheFull.into(),
         ];
         for e in errors {
             let (code, status) = (e.code(), e.http_status().as_u16());

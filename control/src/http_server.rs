@@ -108,6 +108,18 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    stop: watch::Receiver<bool>,
+) {
+    serve_tls(listener, app, limits, None, stop).await;
+}
+
+/// Like [`serve`], over TLS with the reloader's current configuration when `tls` is given
+/// (the handshake must finish within `limits.header_timeout`).
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    tls: Option<Arc<crate::http_tls::TlsReloader>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -134,13 +146,27 @@ pub async fn serve(
                 let gauge = limits.max_connections - slots.available_permits();
                 metrics::gauge!("outdial_http_connections").set(gauge as f64);
                 let conn = Conn::new(stream, limits.idle_timeout, permit);
-                tokio::spawn(serve_connection(
-                    conn,
-                    peer,
-                    app.clone(),
-                    limits,
-                    closing_rx.clone(),
-                ));
+                let (app, closing) = (app.clone(), closing_rx.clone());
+                match &tls {
+                    None => {
+                        tokio::spawn(serve_connection(conn, peer, app, limits, closing));
+                    }
+                    Some(tls) => {
+                        let acceptor = tls.acceptor();
+                        tokio::spawn(async move {
+                            let handshake = acceptor.accept(conn);
+                            match tokio::time::timeout(limits.header_timeout, handshake).await {
+                                Ok(Ok(stream)) => {
+                                    serve_connection(stream, peer, app, limits, closing).await;
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                }
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             Err(_) => {
                 metrics::counter!("outdial_http_connections_refused_total").increment(1);
@@ -179,13 +205,15 @@ pub async fn access_log(
     response
 }
 
-async fn serve_connection(
-    conn: Conn,
+async fn serve_connection<I>(
+    conn: I,
     peer: SocketAddr,
     app: Router,
     limits: HttpLimits,
     mut closing: watch::Receiver<bool>,
-) {
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = TowerToHyperService::new(RequestBodyTimeout::new(app, limits.body_timeout));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

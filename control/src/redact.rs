@@ -1,5 +1,5 @@
-//! Personal data kept out of info-level logs: callee numbers and the application's `<log>`
-//! text. `[log] redact = true` (the default) masks them; the process sets it once at start.
+//! Personal data kept out of logs at every level: callee numbers, the application's `<log>`
+//! text, what the callee entered, and the query of fetched URLs. `[log] redact = true` (the default) masks them; the process sets it once at start.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +56,25 @@ pub fn text(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// What the callee entered (keys, recognised words: maybe a PIN) as logs show it: nothing
+/// but the fact, while redaction is on.
+pub fn input(value: &dyn std::fmt::Debug) -> String {
+    if enabled() {
+        "[redacted input]".to_owned()
+    } else {
+        format!("{value:?}")
+    }
+}
+
+/// A fetched URL as logs show it: without its query and fragment (a `<submit method="get">`
+/// or `<data>` carries the caller's values there) while redaction is on.
+pub fn url(url: &str) -> Cow<'_, str> {
+    match url.find(['?', '#']) {
+        Some(at) if enabled() => Cow::Owned(format!("{}?[redacted]", &url[..at])),
+        _ => Cow::Borrowed(url),
+    }
+}
+
 fn mask(user: &str) -> String {
     let chars: Vec<char> = user.chars().collect();
     let keep = if chars.len() > 4 { 2 } else { 0 };
@@ -83,7 +102,12 @@ mod tests {
         assert_eq!(callee("sip:bob@example.com"), "sip:***@example.com");
         assert_eq!(callee("sip:example.com"), "sip:example.com");
         assert_eq!(text("PIN is 1234"), "[redacted: 11 characters]");
+        assert_eq!(input(&'7'), "[redacted input]");
+        assert_eq!(url("http://h/s?pin=1234#x"), "http://h/s?[redacted]");
+        assert_eq!(url("http://h/s"), "http://h/s");
         set(false);
+        assert_eq!(input(&'7'), "'7'");
+        assert_eq!(url("http://h/s?pin=1234"), "http://h/s?pin=1234");
         assert_eq!(callee("sip:+15550001234@h"), "sip:+15550001234@h");
         assert_eq!(text("PIN is 1234"), "PIN is 1234");
         set(true);

@@ -495,7 +495,7 @@ impl CallTask {
                 }
             }
             Event::Dtmf { digit, .. } => {
-                tracing::debug!(call = %self.record.id, %digit, "dtmf");
+                tracing::debug!(call = %self.record.id, digit = %crate::redact::input(&digit), "dtmf");
                 self.input(Input::Dtmf(digit));
                 self.perform_actions().await;
             }
@@ -851,7 +851,7 @@ impl CallTask {
             None => {}
             Some(Step::Start) => match &self.player {
                 Some(player) if self.hung_up_at.is_none() => {
-                    tracing::info!(call = %self.record.id, url = %pending.url, id = pending.play, "fetchaudio started");
+                    tracing::info!(call = %self.record.id, url = %crate::redact::url(pending.url.as_str()), id = pending.play, "fetchaudio started");
                     let job = PlayerJob::FetchAudio {
                         id: pending.play,
                         url: pending.url.clone(),
@@ -865,7 +865,7 @@ impl CallTask {
                 }
             },
             Some(Step::StopAndRelease) => {
-                tracing::info!(call = %self.record.id, url = %pending.url, "fetchaudio stopped: the fetch completed");
+                tracing::info!(call = %self.record.id, url = %crate::redact::url(pending.url.as_str()), "fetchaudio stopped: the fetch completed");
                 if let Some(player) = &self.player {
                     let _ = player.jobs.send(PlayerJob::Stop);
                 }
@@ -903,7 +903,7 @@ impl CallTask {
                     let max = self.context.settings.max_document_bytes;
                     tracing::debug!(
                         call = %self.record.id,
-                        url = %request.url,
+                        url = %crate::redact::url(request.url.as_str()),
                         method = if request.method == FetchMethod::Post { "POST" } else { "GET" },
                         purpose = match request.purpose {
                             FetchPurpose::Document => "document",
@@ -926,7 +926,7 @@ impl CallTask {
                             .unwrap_or(FETCHAUDIO_IDS);
                         tracing::debug!(
                             call = %self.record.id,
-                            %url,
+                            url = %crate::redact::url(url.as_str()),
                             delay_ms = request.fetchaudio_delay.as_millis() as u64,
                             minimum_ms = request.fetchaudio_minimum.as_millis() as u64,
                             "fetchaudio scheduled"
@@ -972,7 +972,8 @@ impl CallTask {
                 }
                 Action::Heard(heard) => {
                     // Keys may be a PIN: never at info.
-                    tracing::trace!(call = %self.record.id, ?heard, "input consumed");
+                    let heard = crate::redact::input(&heard);
+                    tracing::trace!(call = %self.record.id, %heard, "input consumed");
                 }
                 Action::Listen(listen) => {
                     tracing::trace!(
@@ -1178,7 +1179,7 @@ fn spawn_player(
                 } => match context.prompts.audio(&url).await {
                     Ok(audio) => (id, issued_in, audio, false),
                     Err(e) => {
-                        tracing::warn!(call = %public_id, %url, error = %e, "fetchaudio unavailable: the fetch goes on in silence");
+                        tracing::warn!(call = %public_id, url = %crate::redact::url(url.as_str()), error = %e, "fetchaudio unavailable: the fetch goes on in silence");
                         let _ = events.send(CallSignal::PromptSkipped(id));
                         continue;
                     }
@@ -1250,7 +1251,7 @@ async fn render(
             outdial_vxml::PromptItem::Audio { url, fallback } => match prompts.audio(url).await {
                 Ok(audio) => audio,
                 Err(e) => {
-                    tracing::warn!(%call, %url, error = %e, "audio unavailable; using fallback");
+                    tracing::warn!(%call, url = %crate::redact::url(url.as_str()), error = %e, "audio unavailable; using fallback");
                     match fallback {
                         Some(text) if !text.trim().is_empty() => {
                             prompts.speak(text).await.map_err(noresource)?

@@ -191,9 +191,19 @@ pub async fn run(config: Config) -> Result<(), Error> {
         control,
         config: Arc::clone(&config),
         metrics: Some(metrics),
+        nonces: Default::default(),
     })
     .merge(readiness.clone().router())
     .layer(axum::middleware::from_fn(http_server::access_log));
+    let https = match config.https.files() {
+        Some((cert, key)) => {
+            let tls = Arc::new(crate::http_tls::TlsReloader::load(cert, key)?);
+            Arc::clone(&tls).reload_on_sighup()?;
+            Some(tls)
+        }
+        None => None,
+    };
+    let scheme = if https.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| {
@@ -229,7 +239,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     };
     println!("Outdial is running.");
     println!(
-        "  HTTP API     http://{api}/v1/calls   (up to {} connections; fd limit {fd_limit})",
+        "  HTTP API     {scheme}://{api}/v1/calls   (up to {} connections; fd limit {fd_limit})",
         limits.max_connections
     );
     let cores = dispatcher.dataplane().core_count();
@@ -247,7 +257,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             smtp.local_addr()
         );
     }
-    println!("  metrics      http://{api}/metrics   ready: http://{api}/readyz");
+    println!("  metrics      {scheme}://{api}/metrics   ready: {scheme}://{api}/readyz");
     println!("  data         {}", config.store.data_dir.display());
     println!(
         "  API key      in {}",
@@ -264,7 +274,13 @@ pub async fn run(config: Config) -> Result<(), Error> {
     );
 
     let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
-    let mut server = tokio::spawn(http_server::serve(listener, app, limits, http_stopped));
+    let mut server = tokio::spawn(http_server::serve_tls(
+        listener,
+        app,
+        limits,
+        https,
+        http_stopped,
+    ));
     readiness.set_listening();
     let result = tokio::select! {
         () = shutdown_signal() => Ok(()),

@@ -26,6 +26,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/v1/admin/tenants/{id}", get(get_tenant))
         .route("/v1/admin/tenants/{id}/disable", post(disable_tenant))
         .route("/v1/admin/tenants/{id}/enable", post(enable_tenant))
+        .route(
+            "/v1/admin/tenants/{id}/signing-secret",
+            post(rotate_signing_secret),
+        )
+        .route(
+            "/v1/admin/tenants/{id}/signing",
+            get(get_signing).put(put_signing),
+        )
         .route("/v1/admin/keys", get(list_keys).post(create_key))
         .route("/v1/admin/keys/{id}", delete(revoke_key))
         .route_layer(middleware::from_fn_with_state(state, require_admin_key))
@@ -167,6 +175,72 @@ async fn enable_tenant(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Error> {
     set_disabled(&state, &id, false).await
+}
+
+/// `POST /v1/admin/tenants/{id}/signing-secret`: creates or replaces the tenant's request
+/// signing secret; 201 with the secret (shown once here). The old secret stops working at once.
+async fn rotate_signing_secret(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), Error> {
+    let secret = crate::signing::new_secret()?;
+    state
+        .store
+        .set_signing_secret(&id, secret.clone(), OffsetDateTime::now_utc())
+        .await?;
+    let settings = state.store.signing_settings(&id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "tenant": id,
+            "signing_secret": secret,
+            "required": settings.required,
+        })),
+    ))
+}
+
+/// The settings without the secret.
+async fn signing_view(state: &AppState, id: String) -> Result<Json<Value>, Error> {
+    let settings = state.store.signing_settings(&id).await?;
+    let rotated_at = settings.rotated_at.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
+    Ok(Json(serde_json::json!({
+        "tenant": id,
+        "required": settings.required,
+        "has_secret": settings.secret.is_some(),
+        "rotated_at": rotated_at,
+    })))
+}
+
+/// `GET /v1/admin/tenants/{id}/signing`: whether signatures are required (never the secret).
+async fn get_signing(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    if state.store.get_tenant(&id).await?.is_none() {
+        return Err(crate::store::StoreError::NotFound { what: "tenant", id }.into());
+    }
+    signing_view(&state, id).await
+}
+
+/// The body of `PUT /v1/admin/tenants/{id}/signing`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SigningBody {
+    required: bool,
+}
+
+/// `PUT /v1/admin/tenants/{id}/signing` with `{"required": true|false}`.
+async fn put_signing(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Error> {
+    let SigningBody { required } = json_body(&body)?;
+    state.store.set_signing_required(&id, required).await?;
+    signing_view(&state, id).await
 }
 
 /// `POST /v1/admin/keys`: 201 with the key itself (shown once) and its id.

@@ -52,6 +52,7 @@ async fn harness() -> Harness {
         control: Arc::new(NoControl),
         config: Arc::new(Config::default()),
         metrics: None,
+        nonces: Default::default(),
     };
     Harness {
         _dir: dir,

@@ -8,8 +8,11 @@
 //! `status_callback`) and, at the end of an attempt, its CDR. No HTTP type appears here;
 //! `error.rs` maps [`StoreError`] to the wire.
 
+pub mod signing;
 pub mod sqlite;
 mod types;
+
+pub use signing::{SigningSettings, SigningStore};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -329,7 +332,7 @@ pub trait ReplyStore: Send + Sync {
 
 /// The whole store, as `outdial serve` and the CLI use it.
 pub trait DataStore:
-    CallStore + TenantStore + OutboxStore + CdrStore + FileStore + ReplyStore
+    CallStore + TenantStore + OutboxStore + CdrStore + FileStore + ReplyStore + SigningStore
 {
     /// Round trip to the database; fails if it is not working.
     fn ping(&self) -> StoreFuture<'_, ()>;

@@ -41,6 +41,8 @@ pub struct EmailIntake {
     checker: Option<Fetcher>,
     /// Whether reply mails are queued (`email.reply_relay` is set).
     replies: bool,
+    /// Nonces of signed mail seen in the last 5 minutes (see [`crate::signing`]).
+    nonces: std::sync::Mutex<crate::signing::NonceCache>,
 }
 
 /// What [`EmailIntake::accept`] learned on the way, for the reply mail.
@@ -112,6 +114,55 @@ impl EmailIntake {
             dkim,
             checker,
             replies: !config.email.reply_relay.is_empty(),
+            nonces: std::sync::Mutex::default(),
+        })
+    }
+
+    /// When `tenant` requires signed requests, checks `X-Outdial-Signature` over the fields
+    /// (`signing::mail_fields`, target `signing::mail_target(recipient)`, method `MAIL`).
+    async fn check_signature(
+        &self,
+        tenant: &str,
+        recipient: &str,
+        fields: &[(String, String)],
+        signature: Option<&str>,
+    ) -> Result<(), Reply> {
+        let settings = self.store.signing_settings(tenant).await.map_err(|_| {
+            refusal(
+                451,
+                (4, 3, 0),
+                "store",
+                "the store is unavailable; try again later",
+            )
+        })?;
+        let (true, Some(secret)) = (settings.required, settings.secret) else {
+            return Ok(());
+        };
+        let text = crate::signing::mail_fields(fields);
+        let digest = crate::signing::body_sha256(text.as_bytes());
+        let target = crate::signing::mail_target(recipient);
+        let request = crate::signing::SignedRequest {
+            tenant,
+            method: "MAIL",
+            target: &target,
+            signature,
+            content_sha256: Some(&digest),
+            body: text.as_bytes(),
+        };
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let outcome = {
+            let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+            crate::signing::check(&mut nonces, &secret, &request, now)
+        };
+        outcome.map_err(|e| {
+            let code = e.code();
+            let text = match e {
+                crate::signing::SignatureError::Missing => format!(
+                    "tenant {tenant:?} requires signed requests: add an X-Outdial-Signature header (docs/security.md)"
+                ),
+                other => other.to_string(),
+            };
+            refusal(550, (5, 7, 1), code, &text)
         })
     }
 
@@ -282,6 +333,12 @@ impl EmailIntake {
         if let Some(body) = &parsed.body {
             all.extend(fields::body_fields(body).map_err(|e| reply::field(&e))?);
         }
+        let signature = all
+            .iter()
+            .position(|(key, _)| key.eq_ignore_ascii_case("signature"))
+            .map(|at| all.remove(at).1);
+        self.check_signature(tenant, address, &all, signature.as_deref())
+            .await?;
         let request = fields::read(&all, self.settings.max_calls_per_message)
             .map_err(|e| reply::field(&e))?;
         if request.destinations.is_empty() {

@@ -356,6 +356,7 @@ async fn an_attached_application_is_stored_with_its_siblings_and_served_while_th
         control: h.woken.clone(),
         config: Arc::new(base_config()),
         metrics: None,
+        nonces: Default::default(),
     });
     let get = |path: String| {
         let app = app.clone();
@@ -822,4 +823,78 @@ async fn dmarc_is_checked_for_tenants_that_require_it() {
         .await;
     assert_eq!(code(&reply), (550, (5, 7, 1)), "{}", reply.text);
     assert!(h.calls().await.is_empty());
+
+#[tokio::test]
+async fn a_tenant_that_requires_signatures_refuses_unsigned_altered_and_replayed_mail() {
+    use crate::signing;
+    use crate::store::SigningStore as _;
+    let h = harness(base_config()).await;
+    let secret = "odsig_mail-test-secret";
+    let now = time::OffsetDateTime::now_utc();
+    h.store
+        .set_signing_secret("acme", secret.to_owned(), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    h.store
+        .set_signing_required("acme", true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let to = "acme@outdial.test";
+    let body = format!("Destination: sip:alice@127.0.0.1:5070\nApplication: {APP}\n");
+    let fields = vec![
+        (
+            "Destination".to_owned(),
+            "sip:alice@127.0.0.1:5070".to_owned(),
+        ),
+        ("Application".to_owned(), APP.to_owned()),
+    ];
+    let text = signing::mail_fields(&fields);
+    assert_eq!(
+        text,
+        format!("destination: sip:alice@127.0.0.1:5070\napplication: {APP}\n")
+    );
+    let header = |nonce: &str| {
+        signing::signature_header(
+            secret,
+            "MAIL",
+            &signing::mail_target("ACME@outdial.test"),
+            now.unix_timestamp(),
+            nonce,
+            text.as_bytes(),
+        )
+    };
+    let signed = |signature: &str, body: &str| {
+        crlf(&format!(
+            "From: sender@client.example\nTo: {to}\nSubject: call\nX-Outdial-Signature: {signature}\n\n{body}"
+        ))
+    };
+
+    let unsigned = h.send(to, Some("acme"), simple(&body)).await;
+    assert_eq!(code(&unsigned), (550, (5, 7, 1)), "{}", unsigned.text);
+    assert!(
+        unsigned.text.contains("X-Outdial-Signature"),
+        "{}",
+        unsigned.text
+    );
+
+    let good = header("mail-nonce-000001");
+    let accepted = h.send(to, Some("acme"), signed(&good, &body)).await;
+    assert_eq!(code(&accepted), (250, (2, 0, 0)), "{}", accepted.text);
+    assert_eq!(h.calls().await.len(), 1);
+
+    let replayed = h.send(to, Some("acme"), signed(&good, &body)).await;
+    assert_eq!(code(&replayed), (550, (5, 7, 1)));
+    assert!(replayed.text.contains("nonce"), "{}", replayed.text);
+
+    let altered = body.replace("alice", "mallory");
+    let forged = h
+        .send(
+            to,
+            Some("acme"),
+            signed(&header("mail-nonce-000002"), &altered),
+        )
+        .await;
+    assert_eq!(code(&forged), (550, (5, 7, 1)));
+    assert!(forged.text.contains("not valid"), "{}", forged.text);
+    assert_eq!(h.calls().await.len(), 1, "refused mail stores nothing");
 }

@@ -15,6 +15,7 @@ mod outbox;
 mod principals;
 mod replies;
 mod schema;
+mod signing;
 mod tenants;
 
 use std::path::{Path, PathBuf};
@@ -505,6 +506,28 @@ impl ReplyStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |c| replies::failed(c, seq, &error, retry_at, now)))
+    }
+}
+
+impl crate::store::SigningStore for SqliteStore {
+    fn set_signing_secret(
+        &self,
+        tenant: &str,
+        secret: String,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, ()> {
+        let tenant = tenant.to_owned();
+        Box::pin(self.write(move |c| signing::set_secret(c, &tenant, &secret, now)))
+    }
+
+    fn set_signing_required(&self, tenant: &str, required: bool) -> StoreFuture<'_, ()> {
+        let tenant = tenant.to_owned();
+        Box::pin(self.write(move |c| signing::set_required(c, &tenant, required)))
+    }
+
+    fn signing_settings(&self, tenant: &str) -> StoreFuture<'_, crate::store::SigningSettings> {
+        let tenant = tenant.to_owned();
+        Box::pin(self.read(move |c| signing::get(c, &tenant)))
     }
 }
 

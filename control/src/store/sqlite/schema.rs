@@ -191,11 +191,21 @@ CREATE TABLE mail_outbox (
 CREATE INDEX mail_outbox_due ON mail_outbox (next_at) WHERE dead_at IS NULL;
 ";
 
+/// Version 4: per-tenant request signing (the HMAC key and whether signatures are required).
+const V4_SIGNING: &str = r"
+CREATE TABLE tenant_signing (
+    tenant     TEXT PRIMARY KEY REFERENCES tenants(id),
+    secret     TEXT,
+    required   INTEGER NOT NULL DEFAULT 0,
+    rotated_at INTEGER
+) WITHOUT ROWID;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2, V3];
+const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2, V3, V4_SIGNING];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
