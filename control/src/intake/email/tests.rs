@@ -823,6 +823,7 @@ async fn dmarc_is_checked_for_tenants_that_require_it() {
         .await;
     assert_eq!(code(&reply), (550, (5, 7, 1)), "{}", reply.text);
     assert!(h.calls().await.is_empty());
+}
 
 #[tokio::test]
 async fn a_tenant_that_requires_signatures_refuses_unsigned_altered_and_replayed_mail() {
