@@ -98,15 +98,13 @@ pub struct SmtpReport {
 
 /// Runs the load; prints the report; returns the exit status.
 pub async fn run(args: SmtpArgs) -> u8 {
+    use std::io::Write as _;
     match measure(&args).await {
         Ok(report) => {
-            if args.json {
-                match serde_json::to_string(&report) {
-                    Ok(json) => println!("{json}"),
-                    Err(e) => eprintln!("error: {e}"),
-                }
+            let text = if args.json {
+                serde_json::to_string(&report).unwrap_or_default()
             } else {
-                println!(
+                let mut text = format!(
                     "{} messages accepted in {:.1} s: {:.0}/s over {} connections; {} refused\nlatency {}",
                     report.accepted,
                     report.seconds,
@@ -116,9 +114,12 @@ pub async fn run(args: SmtpArgs) -> u8 {
                     report.latency_us.line("us"),
                 );
                 for refusal in &report.refusals {
-                    println!("refused: {refusal}");
+                    text.push_str(&format!("\nrefused: {refusal}"));
                 }
-            }
+                text
+            };
+            // A closed standard output (`| head`) is not an error of the run.
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
             if report.refused > 0 || report.accepted == 0 {
                 EXIT_REFUSED
             } else {
