@@ -487,17 +487,30 @@ async fn appserver_main(args: AppserverArgs) -> u8 {
     };
     let (tx, mut rx) = mpsc::channel(1024);
     let server = tokio::spawn(appserver::serve(listener, args.dir.clone(), tx));
-    println!(
+    // A closed standard output (`| head`) ends the server instead of panicking it.
+    let say = |line: &str| {
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), "{line}").is_ok()
+    };
+    let banner = format!(
         "serving on http://{addr}/ (survey.vxml, reminder.vxml, long-prompt.vxml{})",
         args.dir
             .as_ref()
             .map(|d| format!(", and the files of {}", d.display()))
             .unwrap_or_default()
     );
+    if !say(&banner) {
+        server.abort();
+        return EXIT_OK;
+    }
     loop {
         tokio::select! {
             event = rx.recv() => match event {
-                Some(event) => println!("{}", appserver::describe(&event)),
+                Some(event) => {
+                    if !say(&appserver::describe(&event)) {
+                        break;
+                    }
+                }
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => break,

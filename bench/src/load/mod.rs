@@ -48,16 +48,22 @@ const ANSWER_TO_PROMPT: &str = "outdial_answer_to_prompt_seconds";
 pub async fn run(args: LoadArgs) -> u8 {
     match run_inner(&args).await {
         Ok(report) => {
+            use std::io::Write as _;
             let text = report.text();
+            // A closed standard output (`| head`) is not an error of the run.
+            let mut out = std::io::stdout().lock();
             if args.json {
                 eprint!("{text}");
                 match serde_json::to_string_pretty(&report) {
-                    Ok(json) => println!("{json}"),
+                    Ok(json) => {
+                        let _ = writeln!(out, "{json}");
+                    }
                     Err(e) => eprintln!("error: cannot write the JSON report: {e}"),
                 }
             } else {
-                print!("{text}");
+                let _ = write!(out, "{text}");
             }
+            drop(out);
             if let Some(path) = &args.plot {
                 let title = format!("outdial bench load: {}", report.settings.pace);
                 if let Err(e) = plot::write(path, &title, &report.timeline) {
