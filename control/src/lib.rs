@@ -16,6 +16,7 @@ pub mod http_server;
 pub mod http_tls;
 pub mod intake;
 pub mod model;
+pub mod policy;
 pub mod prompts;
 pub mod readiness;
 pub mod redact;
