@@ -1,5 +1,6 @@
 //! Table-driven tests of every rule and owner, in virtual time across quiet hours, zones and
 //! DST changes.
+#![allow(clippy::type_complexity)] // the tables read best as tuples
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
