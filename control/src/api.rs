@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cdrs;
 pub mod files;
+pub mod policy;
 #[cfg(test)]
 mod signing_tests;
 pub mod status;
@@ -53,6 +54,8 @@ pub use crate::intake::MAX_RING_TIMEOUT_SECS;
 pub struct AppState {
     /// The durable store.
     pub store: Arc<dyn DataStore>,
+    /// The policy engine's acceptance rules (see [`crate::policy_gate`]).
+    pub gate: crate::policy_gate::PolicyGate,
     /// The part of the control plane that runs calls.
     pub control: Arc<dyn CallControl>,
     /// The running configuration.
@@ -96,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(cdrs::router(state.clone()))
         .merge(files::router())
         .merge(admin::router(state.clone()))
+        .merge(policy::router(state.clone()))
         .fallback(|| async { Error::from(RequestError::NoRoute) })
         .method_not_allowed_fallback(|| async { Error::from(RequestError::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -212,6 +216,12 @@ async fn create_call(
     let new = Validator::for_tenant(&state.config, principal.trunk.as_deref())
         .validate(&tenant, request, time::OffsetDateTime::now_utc())
         .map_err(RequestError::from)?;
+    if let Err(refused) = state.gate.admit(&tenant, &[new.to.as_str()]).await? {
+        return Err(Error::Policy {
+            field: "to".to_owned(),
+            refusal: refused.refusal,
+        });
+    }
     let created = state
         .store
         .create_calls(
@@ -522,6 +532,10 @@ mod tests {
             .handle();
         let state = AppState {
             store: store.clone(),
+            gate: crate::policy_gate::PolicyGate::new(
+                store.clone(),
+                config.policy.operator_policy(),
+            ),
             control: control.clone(),
             config: Arc::new(config),
             metrics: Some(metrics),

@@ -737,6 +737,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let state = AppState {
             store: store.clone(),
+            gate: crate::policy_gate::PolicyGate::new(
+                store.clone(),
+                Config::default().policy.operator_policy(),
+            ),
             control: Arc::new(NoControl),
             config: Arc::new(Config::default()),
             metrics: None,

@@ -49,6 +49,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// HTTPS for the API (`[https]`).
     pub https: HttpsConfig,
+    /// The operator's rules over every call (`[policy]`, see `docs/policy.md`).
+    pub policy: crate::policy::PolicyConfig,
 }
 
 /// `[https]`: TLS for the API listener (`http.listen`), reloaded on SIGHUP.
@@ -537,6 +539,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |key: &str, problem: String| Err(Error::Config(format!("`{key}` {problem}")));
         self.email.validate().map_err(Error::Config)?;
+        self.policy.validate().map_err(Error::Config)?;
         if self.https.cert.is_some() != self.https.key.is_some() {
             return bad(
                 "https.cert",

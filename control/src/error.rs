@@ -50,6 +50,14 @@ pub enum Error {
     /// The store refused the operation (a conflict, an unknown id, a bad cursor).
     #[error(transparent)]
     Refused(StoreError),
+    /// A policy rule refuses the call (`field` is where the destination is in the request).
+    #[error("`{field}`: {refusal}")]
+    Policy {
+        /// The refused destination's place in the request (`to`, `calls[3].to`).
+        field: String,
+        /// The rule.
+        refusal: crate::policy::Refusal,
+    },
     /// The API key is valid but lacks the scope this endpoint needs.
     #[error("this API key lacks the `{0}` scope; use a key that has it (see `outdial key create`)")]
     Forbidden(&'static str),
@@ -139,6 +147,7 @@ impl Error {
                 StoreError::Unavailable(_) | StoreError::NewerSchema { .. } => "store_unavailable",
             },
             Self::Forbidden(_) => "insufficient_scope",
+            Self::Policy { refusal, .. } => refusal.code,
             Self::Api { .. } => "api",
             Self::Client(_) => "client",
         }
@@ -165,6 +174,7 @@ impl Error {
                 }
             },
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Policy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Api { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -186,6 +196,11 @@ impl Error {
         if let Self::Request(RequestError::Field(field)) = self {
             error["field"] = field.field.clone().into();
             error["rule"] = field.rule.as_str().into();
+        }
+        if let Self::Policy { field, refusal } = self {
+            error["field"] = field.clone().into();
+            error["owner"] = refusal.owner.as_str().into();
+            error["rule"] = refusal.rule.into();
         }
         error
     }

@@ -31,11 +31,14 @@ pub enum CallStatus {
     Canceled,
     /// Not placed before its `not_after` time.
     Expired,
+    /// Not placed: a policy refused it after acceptance (an opt-out recorded meanwhile, or
+    /// calling windows that never open together); the event names the owner and rule.
+    Refused,
 }
 
 impl CallStatus {
     /// Every status, in life-cycle order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Queued,
         Self::Dialing,
         Self::Ringing,
@@ -46,6 +49,7 @@ impl CallStatus {
         Self::Failed,
         Self::Canceled,
         Self::Expired,
+        Self::Refused,
     ];
 
     /// True for statuses a call never leaves.
@@ -58,6 +62,7 @@ impl CallStatus {
                 | Self::Failed
                 | Self::Canceled
                 | Self::Expired
+                | Self::Refused
         )
     }
 
@@ -79,6 +84,7 @@ impl CallStatus {
             Self::Failed => "failed",
             Self::Canceled => "canceled",
             Self::Expired => "expired",
+            Self::Refused => "refused",
         }
     }
 

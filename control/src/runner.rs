@@ -1014,6 +1014,7 @@ impl CallTask {
             }
         }
         if submitted && let Some(values) = self.session.as_ref().and_then(Session::submitted) {
+            let opt_out = opt_out_requested(values);
             let result: Map<String, Value> = values
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -1029,6 +1030,32 @@ impl CallTask {
                 tracing::error!(call = %self.record.id, error = %e, "cannot store the submitted values");
             } else {
                 self.record.result = self.result.clone();
+            }
+            if opt_out {
+                self.record_opt_out().await;
+            }
+        }
+    }
+
+    /// The callee asked, through the application, not to be called by this tenant again.
+    async fn record_opt_out(&mut self) {
+        let recorded = self
+            .context
+            .store
+            .set_opt_out(
+                &self.record.to,
+                crate::store::OptOutScope::Tenant(self.record.tenant.clone()),
+                true,
+                OffsetDateTime::now_utc(),
+            )
+            .await;
+        match recorded {
+            Ok(_) => {
+                metrics::counter!("outdial_opt_outs_recorded_total").increment(1);
+                tracing::info!(call = %self.record.id, tenant = %self.record.tenant, "the callee opted out during the call");
+            }
+            Err(e) => {
+                tracing::error!(call = %self.record.id, error = %e, "cannot record the callee's opt-out")
             }
         }
     }
@@ -1589,4 +1616,18 @@ mod tests {
             TransferOutcome::NetworkBusy
         );
     }
+}
+
+/// The submitted variable by which an application records the callee's opt-out from the
+/// call's tenant (`docs/policy.md`): `outdial_opt_out` submitted as `true`, `yes` or `1`.
+pub const OPT_OUT_VARIABLE: &str = "outdial_opt_out";
+
+/// Whether the submitted `values` ask to record an opt-out.
+fn opt_out_requested(values: &[(String, String)]) -> bool {
+    values.iter().any(|(name, value)| {
+        name == OPT_OUT_VARIABLE
+            && ["true", "yes", "1"]
+                .iter()
+                .any(|yes| value.trim().eq_ignore_ascii_case(yes))
+    })
 }

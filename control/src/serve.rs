@@ -157,6 +157,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
         caps,
         scheduler::task::TENANT_CAPS_EVERY,
     ));
+    let gate =
+        crate::policy_gate::PolicyGate::new(Arc::clone(&store), config.policy.operator_policy());
     let placer: Arc<dyn Placer> = Arc::new(Dispatch {
         nodes,
         dispatcher: Arc::clone(&dispatcher),
@@ -168,6 +170,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
         Arc::clone(&store),
         node.to_string(),
         placer,
+        gate.clone(),
     ));
 
     let control: Arc<dyn CallControl> = Arc::new(Control {
@@ -188,6 +191,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let email_control = Arc::clone(&control);
     let app = router(AppState {
         store,
+        gate,
         control,
         config: Arc::clone(&config),
         metrics: Some(metrics),

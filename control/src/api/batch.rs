@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use super::idempotency::{idempotency_key, mark_replayed};
 use super::{AppState, Tenant, create_body};
 use crate::error::{Error, RequestError};
+use crate::intake::Validator;
 use crate::intake::batch::{self, BatchMode, MAX_BATCH_BODY_BYTES};
-use crate::intake::{FieldError, Validator};
 
 /// The batch route's path (also part of the idempotency hash).
 pub const PATH: &str = "/v1/calls/batch";
@@ -36,7 +36,7 @@ pub async fn create_batch(
     let now = time::OffsetDateTime::now_utc();
     let validator = Validator::for_tenant(&state.config, principal.trunk.as_deref());
     let mut calls = Vec::with_capacity(parsed.items.len());
-    let mut outcomes: Vec<Result<usize, FieldError>> = Vec::with_capacity(parsed.items.len());
+    let mut outcomes: Vec<Result<usize, Error>> = Vec::with_capacity(parsed.items.len());
     for (index, item) in parsed.items.into_iter().enumerate() {
         let checked = item.and_then(|request| {
             validator
@@ -51,9 +51,10 @@ pub async fn create_batch(
             Err(refusal) if parsed.mode == BatchMode::AllOrNothing => {
                 return Err(RequestError::from(refusal).into());
             }
-            Err(refusal) => outcomes.push(Err(refusal)),
+            Err(refusal) => outcomes.push(Err(RequestError::from(refusal).into())),
         }
     }
+    let calls = apply_policy(&state, &tenant, calls, &mut outcomes, parsed.mode).await?;
     let created = if calls.is_empty() {
         None
     } else {
@@ -83,10 +84,7 @@ pub async fn create_batch(
                 .enumerate()
                 .map(|(index, outcome)| match outcome {
                     Ok(i) => json!({ "index": index, "call": records.get(i) }),
-                    Err(refusal) => {
-                        let error = Error::from(RequestError::from(refusal));
-                        json!({ "index": index, "error": error.body() })
-                    }
+                    Err(error) => json!({ "index": index, "error": error.body() }),
                 })
                 .collect();
             let body = json!({
@@ -101,4 +99,48 @@ pub async fn create_batch(
         mark_replayed(&mut response);
     }
     Ok(response)
+}
+
+/// The policy engine's acceptance rules over the valid items: in all-or-nothing mode the first
+/// refusal refuses the batch; per item, a refused item's outcome becomes its refusal. Returns
+/// the calls to store, with `outcomes` pointing at their new places.
+async fn apply_policy(
+    state: &AppState,
+    tenant: &str,
+    calls: Vec<crate::model::NewCall>,
+    outcomes: &mut [Result<usize, Error>],
+    mode: BatchMode,
+) -> Result<Vec<crate::model::NewCall>, Error> {
+    let destinations: Vec<&str> = calls.iter().map(|c| c.to.as_str()).collect();
+    let decisions = state.gate.decide(tenant, &destinations).await?;
+    if decisions.iter().all(Option::is_none) {
+        return Ok(calls);
+    }
+    // Which item each call came from.
+    let mut item_of = vec![0; calls.len()];
+    for (item, outcome) in outcomes.iter().enumerate() {
+        if let Ok(call) = outcome {
+            item_of[*call] = item;
+        }
+    }
+    let mut kept = Vec::with_capacity(calls.len());
+    for ((call, decision), item) in calls.into_iter().zip(decisions).zip(item_of) {
+        match decision {
+            Some(refusal) => {
+                let error = Error::Policy {
+                    field: format!("calls[{item}].to"),
+                    refusal,
+                };
+                if mode == BatchMode::AllOrNothing {
+                    return Err(error);
+                }
+                outcomes[item] = Err(error);
+            }
+            None => {
+                outcomes[item] = Ok(kept.len());
+                kept.push(call);
+            }
+        }
+    }
+    Ok(kept)
 }

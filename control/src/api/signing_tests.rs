@@ -119,6 +119,10 @@ async fn a_tenant_that_requires_signatures_gets_each_refusal_by_its_code() {
         .unwrap_or_else(|e| panic!("{e}"));
     let app = router(AppState {
         store: store.clone(),
+        gate: crate::policy_gate::PolicyGate::new(
+            store.clone(),
+            Config::default().policy.operator_policy(),
+        ),
         control: Arc::new(NoControl),
         config: Arc::new(Config::default()),
         metrics: None,

@@ -17,6 +17,7 @@ mod decision;
 mod destination;
 mod evaluate;
 mod hours;
+mod operator;
 mod requester;
 mod zones;
 
@@ -28,5 +29,6 @@ pub use decision::{Decision, Owner, Refusal};
 pub use destination::{DEFAULT_PREMIUM_PREFIXES, e164_digits};
 pub use evaluate::{CalleeHistory, OperatorPolicy, at_acceptance, at_dispatch};
 pub use hours::{Hours, HoursError, MAX_SPANS, Schedule};
+pub use operator::PolicyConfig;
 pub use requester::{MAX_PREFIXES, RequesterPolicy, RequesterPolicyError};
 pub use zones::zone_for_number;

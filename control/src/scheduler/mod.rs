@@ -169,6 +169,7 @@ mod tests {
         PendingCall {
             id: format!("c{id}"),
             tenant: Arc::from(tenant),
+            to: Arc::from("+15550100"),
             due_at: 0,
             priority: 5,
             not_after: None,

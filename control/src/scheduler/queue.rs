@@ -24,6 +24,8 @@ pub struct PendingCall {
     pub id: String,
     /// Its tenant (for per-tenant concurrency caps).
     pub tenant: Arc<str>,
+    /// Who it calls (`to` as requested), for the callee's rules at release.
+    pub to: Arc<str>,
     /// When it may be placed.
     pub due_at: Micros,
     /// 0–9; 9 leaves first.
@@ -253,6 +255,7 @@ mod tests {
         PendingCall {
             id: id.to_owned(),
             tenant: Arc::from("t"),
+            to: Arc::from("+15550100"),
             due_at: due,
             priority,
             not_after: None,

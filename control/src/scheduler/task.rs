@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{Micros, PendingCall, Scheduler};
 use crate::model::CallRecord;
+use crate::policy_gate::PolicyGate;
 use crate::store::{Claimed, DataStore, Tenant};
 
 /// How long a claim holds a call for this node; renewed every third of it while it runs.
@@ -107,6 +108,7 @@ pub async fn run(
     store: Arc<dyn DataStore>,
     node: String,
     placer: Arc<dyn Placer>,
+    gate: PolicyGate,
 ) {
     match store.pending_calls(&node).await {
         Ok(pending) => {
@@ -114,6 +116,7 @@ pub async fn run(
             for call in pending {
                 scheduler.insert(PendingCall {
                     tenant: Arc::from(call.tenant.as_str()),
+                    to: Arc::from(call.to.as_str()),
                     id: call.id,
                     due_at: micros(call.due_at),
                     priority: call.priority,
@@ -142,7 +145,15 @@ pub async fn run(
                 Err(e) => tracing::error!(call = %call.id, error = %e, "cannot expire the call"),
             }
         }
-        let mut to_claim = released.start;
+        let gated = gate.release(released.start, now_time).await;
+        for call in gated.dropped {
+            scheduler.finished(&call.tenant);
+        }
+        for call in gated.deferred {
+            scheduler.finished(&call.tenant);
+            scheduler.insert(call);
+        }
+        let mut to_claim = gated.go;
         while !to_claim.is_empty() {
             let rest = to_claim.split_off(to_claim.len().min(MAX_CLAIM));
             claim(&store, &node, &mut scheduler, &*placer, to_claim, now_time).await;
@@ -277,6 +288,7 @@ fn pending(record: &CallRecord) -> PendingCall {
     PendingCall {
         id: record.id.clone(),
         tenant: Arc::from(record.tenant.as_str()),
+        to: Arc::from(record.to.as_str()),
         due_at: micros(record.due_at),
         priority: record.priority,
         not_after: record.not_after.map(micros),

@@ -8,10 +8,12 @@
 //! `status_callback`) and, at the end of an attempt, its CDR. No HTTP type appears here;
 //! `error.rs` maps [`StoreError`] to the wire.
 
+pub mod policy;
 pub mod signing;
 pub mod sqlite;
 mod types;
 
+pub use policy::{DispatchFacts, OptOutScope, PolicyNote, PolicyStore};
 pub use signing::{SigningSettings, SigningStore};
 
 use std::future::Future;
@@ -332,7 +334,14 @@ pub trait ReplyStore: Send + Sync {
 
 /// The whole store, as `outdial serve` and the CLI use it.
 pub trait DataStore:
-    CallStore + TenantStore + OutboxStore + CdrStore + FileStore + ReplyStore + SigningStore
+    CallStore
+    + TenantStore
+    + OutboxStore
+    + CdrStore
+    + FileStore
+    + ReplyStore
+    + SigningStore
+    + PolicyStore
 {
     /// Round trip to the database; fails if it is not working.
     fn ping(&self) -> StoreFuture<'_, ()>;

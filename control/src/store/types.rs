@@ -48,6 +48,8 @@ pub struct PendingCall {
     pub id: String,
     /// Its tenant (for per-tenant concurrency caps).
     pub tenant: String,
+    /// Who it calls (`to` as requested), for the callee's rules.
+    pub to: String,
     /// When it is due.
     pub due_at: OffsetDateTime,
     /// 0–9, higher first.
@@ -112,6 +114,12 @@ pub struct CallEvent {
     pub attempt: Option<u32>,
     /// Why, in words.
     pub cause: Option<String>,
+    /// Whose policy rule deferred or refused the call (`requester`, `callee`, `operator`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// That rule (`callee.quiet_hours`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// What an API key allows.

@@ -41,6 +41,8 @@ pub struct EmailIntake {
     checker: Option<Fetcher>,
     /// Whether reply mails are queued (`email.reply_relay` is set).
     replies: bool,
+    /// The policy engine's acceptance rules, as for the HTTP API.
+    gate: crate::policy_gate::PolicyGate,
     /// Nonces of signed mail seen in the last 5 minutes (see [`crate::signing`]).
     nonces: std::sync::Mutex<crate::signing::NonceCache>,
 }
@@ -105,6 +107,10 @@ impl EmailIntake {
             ),
         };
         Ok(Self {
+            gate: crate::policy_gate::PolicyGate::new(
+                Arc::clone(&store),
+                config.policy.operator_policy(),
+            ),
             store,
             control,
             config: Arc::new(config.clone()),
@@ -383,6 +389,18 @@ impl EmailIntake {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let destinations: Vec<&str> = calls.iter().map(|c| c.to.as_str()).collect();
+        match self.gate.admit(tenant, &destinations).await {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => {
+                let mut text = format!("{} [{}]", refused.refusal.message, refused.refusal.code);
+                if destinations.len() > 1 {
+                    text.push_str(&format!(" (destination {})", refused.index + 1));
+                }
+                return Err(refusal(550, (5, 7, 1), refused.refusal.rule, &text));
+            }
+            Err(e) => return Err(reply::unavailable(&e.to_string())),
+        }
         // Checked after the rules: a refusal for a wrong field needs no network.
         if files.is_none() {
             self.check_reachable(&url).await?;

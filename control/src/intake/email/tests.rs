@@ -353,6 +353,10 @@ async fn an_attached_application_is_stored_with_its_siblings_and_served_while_th
 
     let app = crate::api::router(crate::api::AppState {
         store: h.store.clone(),
+        gate: crate::policy_gate::PolicyGate::new(
+            h.store.clone(),
+            base_config().policy.operator_policy(),
+        ),
         control: h.woken.clone(),
         config: Arc::new(base_config()),
         metrics: None,

@@ -8,7 +8,7 @@ use super::{bad_column, time_from};
 use crate::model::{CallRecord, CallStatus, NewCall, Next, RetryOn, RetryPolicy};
 use crate::store::{
     AttemptEnd, CallEvent, Claimed, Created, IDEMPOTENCY_TTL, INTERRUPTED_REASON, IdempotencyKey,
-    ListQuery, PendingCall, StoreError, Transition, transition_allowed,
+    ListQuery, PendingCall, PolicyNote, StoreError, Transition, transition_allowed,
 };
 
 /// The columns [`record_from_row`] reads, in order.
@@ -241,7 +241,7 @@ pub(super) fn list(
 
 pub(super) fn pending(conn: &Connection) -> Result<Vec<PendingCall>, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT id, tenant, due_at, priority, not_after FROM calls \
+        "SELECT id, tenant, due_at, priority, not_after, to_addr FROM calls \
          WHERE status = 'queued' AND claimed_by IS NULL ORDER BY due_at",
     )?;
     let rows = statement.query_map([], |row| {
@@ -251,6 +251,7 @@ pub(super) fn pending(conn: &Connection) -> Result<Vec<PendingCall>, StoreError>
             due_at: time_from(row, 2)?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
             priority: row.get(3)?,
             not_after: time_from(row, 4)?,
+            to: row.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -336,6 +337,72 @@ fn end_queued(
         }
         None => select(conn, None, id),
     }
+}
+
+/// Holds a queued call until `until` under a policy rule, with the rule in its history.
+pub(super) fn defer(
+    conn: &Connection,
+    id: &str,
+    until: OffsetDateTime,
+    rule: &PolicyNote,
+    now: OffsetDateTime,
+) -> Result<Option<CallRecord>, StoreError> {
+    let sql = format!(
+        "UPDATE calls SET due_at = ?2 WHERE id = ?1 AND status = 'queued' AND claimed_by IS NULL \
+         RETURNING {CALL_COLUMNS}"
+    );
+    let deferred = conn
+        .prepare_cached(&sql)?
+        .query_row(params![id, micros(truncate(until))], record_from_row)
+        .optional()?;
+    if deferred.is_some() {
+        let cause = format!(
+            "deferred until {}: {}",
+            rfc3339(truncate(until)),
+            rule.message
+        );
+        add_policy_event(conn, id, CallStatus::Queued, truncate(now), &cause, rule)?;
+    }
+    Ok(deferred)
+}
+
+/// Ends a queued call `refused` under a policy rule (opted out since it was accepted, ...).
+pub(super) fn refuse(
+    conn: &Connection,
+    id: &str,
+    rule: &PolicyNote,
+    now: OffsetDateTime,
+) -> Result<Option<CallRecord>, StoreError> {
+    let now = truncate(now);
+    let reason = format!("refused: {}", rule.message);
+    let sql = format!(
+        "UPDATE calls SET status = 'refused', ended_at = ?2, reason = ?3 \
+         WHERE id = ?1 AND status = 'queued' AND claimed_by IS NULL RETURNING {CALL_COLUMNS}"
+    );
+    let ended = conn
+        .prepare_cached(&sql)?
+        .query_row(params![id, micros(now), reason], record_from_row)
+        .optional()?;
+    if let Some(record) = &ended {
+        add_policy_event(conn, id, CallStatus::Refused, now, &reason, rule)?;
+        enqueue_webhook(conn, record, now)?;
+    }
+    Ok(ended)
+}
+
+fn add_policy_event(
+    conn: &Connection,
+    id: &str,
+    status: CallStatus,
+    at: OffsetDateTime,
+    cause: &str,
+    rule: &PolicyNote,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO events (call_id, status, at, cause, owner, rule) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![id, status.as_str(), micros(at), cause, rule.owner, rule.rule])?;
+    Ok(())
 }
 
 pub(super) fn expire(
@@ -581,7 +648,7 @@ pub(super) fn events(
         return Ok(None);
     }
     let mut statement = conn.prepare_cached(
-        "SELECT status, at, attempt, cause FROM events WHERE call_id = ?1 ORDER BY seq",
+        "SELECT status, at, attempt, cause, owner, rule FROM events WHERE call_id = ?1 ORDER BY seq",
     )?;
     let rows = statement.query_map([id], |row| {
         let status: String = row.get(0)?;
@@ -591,6 +658,8 @@ pub(super) fn events(
             at: time_from(row, 1)?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
             attempt: row.get(2)?,
             cause: row.get(3)?,
+            owner: row.get(4)?,
+            rule: row.get(5)?,
         })
     })?;
     Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))

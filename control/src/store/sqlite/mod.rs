@@ -12,6 +12,7 @@ mod calls;
 mod cdrs;
 mod files;
 mod outbox;
+mod policy;
 mod principals;
 mod replies;
 mod schema;
@@ -528,6 +529,91 @@ impl crate::store::SigningStore for SqliteStore {
     fn signing_settings(&self, tenant: &str) -> StoreFuture<'_, crate::store::SigningSettings> {
         let tenant = tenant.to_owned();
         Box::pin(self.read(move |c| signing::get(c, &tenant)))
+    }
+}
+
+impl crate::store::PolicyStore for SqliteStore {
+    fn tenant_policy(&self, tenant: &str) -> StoreFuture<'_, crate::policy::RequesterPolicy> {
+        let tenant = tenant.to_owned();
+        Box::pin(self.read(move |c| policy::tenant_policy(c, &tenant)))
+    }
+
+    fn set_tenant_policy(
+        &self,
+        tenant: &str,
+        rules: crate::policy::RequesterPolicy,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, ()> {
+        let tenant = tenant.to_owned();
+        Box::pin(self.write(move |c| policy::set_tenant_policy(c, &tenant, &rules, now)))
+    }
+
+    fn callee(&self, number: &str) -> StoreFuture<'_, Option<crate::policy::CalleeRecord>> {
+        let number = number.to_owned();
+        Box::pin(self.read(move |c| policy::callee(c, &number)))
+    }
+
+    fn callees(
+        &self,
+        numbers: Vec<String>,
+    ) -> StoreFuture<'_, std::collections::HashMap<String, crate::policy::CalleeRecord>> {
+        Box::pin(self.read(move |c| policy::callees(c, &numbers)))
+    }
+
+    fn put_callee(
+        &self,
+        number: &str,
+        record: crate::policy::CalleeRecord,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, ()> {
+        let number = number.to_owned();
+        Box::pin(self.write(move |c| policy::put_callee(c, &number, &record, now)))
+    }
+
+    fn delete_callee(&self, number: &str) -> StoreFuture<'_, bool> {
+        let number = number.to_owned();
+        Box::pin(self.write(move |c| policy::delete_callee(c, &number)))
+    }
+
+    fn set_opt_out(
+        &self,
+        number: &str,
+        scope: crate::store::OptOutScope,
+        opted_out: bool,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, crate::policy::CalleeRecord> {
+        let number = number.to_owned();
+        Box::pin(self.write(move |c| policy::set_opt_out(c, &number, &scope, opted_out, now)))
+    }
+
+    fn dispatch_facts(
+        &self,
+        tenants: Vec<String>,
+        numbers: Vec<String>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, crate::store::DispatchFacts> {
+        Box::pin(self.read(move |c| policy::dispatch_facts(c, &tenants, &numbers, now)))
+    }
+
+    fn defer_call(
+        &self,
+        id: &str,
+        until: OffsetDateTime,
+        note: crate::store::PolicyNote,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Option<CallRecord>> {
+        let id = id.to_owned();
+        Box::pin(self.write(move |c| calls::defer(c, &id, until, &note, now)))
+    }
+
+    fn refuse_call(
+        &self,
+        id: &str,
+        note: crate::store::PolicyNote,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Option<CallRecord>> {
+        let id = id.to_owned();
+        Box::pin(self.write(move |c| calls::refuse(c, &id, &note, now)))
     }
 }
 

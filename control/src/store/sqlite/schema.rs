@@ -201,11 +201,29 @@ CREATE TABLE tenant_signing (
 ) WITHOUT ROWID;
 ";
 
+/// Version 5: the policy engine's data — tenants' policies, callee records (opt-outs, zones,
+/// hours, caps), calls by callee for the caps, and the rule behind each deferral or refusal.
+const V5_POLICY: &str = r"
+CREATE TABLE tenant_policies (
+    tenant     TEXT PRIMARY KEY REFERENCES tenants(id),
+    policy     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE callees (
+    number     TEXT PRIMARY KEY,
+    record     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX calls_by_callee ON calls (to_addr, dialed_at) WHERE dialed_at IS NOT NULL;
+ALTER TABLE events ADD COLUMN owner TEXT;
+ALTER TABLE events ADD COLUMN rule TEXT;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2, V3, V4_SIGNING];
+const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2, V3, V4_SIGNING, V5_POLICY];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {

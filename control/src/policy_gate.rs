@@ -1,0 +1,212 @@
+//! Where the policy engine meets the store: the two places rules run.
+//!
+//! - [`PolicyGate::admit`] at acceptance, for every intake (HTTP single and batch, e-mail):
+//!   the tenant's policy and the callees' records in two reads, then
+//!   [`policy::at_acceptance`] for each destination. A refusal answers the request.
+//! - [`PolicyGate::release`] when the scheduler releases calls: one read for the whole batch,
+//!   [`policy::at_dispatch`] for each call; a deferred call goes back to the queue with its
+//!   new due time and the rule in its history, a refused one ends `refused`.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::policy::{self, Decision, OperatorPolicy, Refusal};
+use crate::scheduler::PendingCall;
+use crate::store::{DataStore, PolicyNote, StoreError};
+
+/// The operator's rules and the store that holds the others.
+#[derive(Clone)]
+pub struct PolicyGate {
+    store: Arc<dyn DataStore>,
+    operator: Arc<OperatorPolicy>,
+}
+
+impl std::fmt::Debug for PolicyGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyGate").finish_non_exhaustive()
+    }
+}
+
+/// A destination refused at acceptance: which one (its index in the request) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Index of the refused destination among those given.
+    pub index: usize,
+    /// The rule that refused it.
+    pub refusal: Refusal,
+}
+
+/// What [`PolicyGate::release`] leaves to place, and what it put back.
+#[derive(Debug, Default)]
+pub struct Gated {
+    /// Calls every rule allows now.
+    pub go: Vec<PendingCall>,
+    /// Calls held until later, with their new due time, for the queue.
+    pub deferred: Vec<PendingCall>,
+    /// Calls refused (ended `refused`) or no longer queued: their slots are free.
+    pub dropped: Vec<PendingCall>,
+}
+
+impl PolicyGate {
+    /// A gate applying `operator`'s rules with the records in `store`.
+    pub fn new(store: Arc<dyn DataStore>, operator: OperatorPolicy) -> Self {
+        Self {
+            store,
+            operator: Arc::new(operator),
+        }
+    }
+
+    /// The operator's rules.
+    pub fn operator(&self) -> &OperatorPolicy {
+        &self.operator
+    }
+
+    /// The static rules for `tenant`'s request to each of `destinations` (`to` as written):
+    /// the refusal of each destination, `None` where it is accepted.
+    pub async fn decide(
+        &self,
+        tenant: &str,
+        destinations: &[&str],
+    ) -> Result<Vec<Option<Refusal>>, StoreError> {
+        let requester = self.store.tenant_policy(tenant).await?;
+        let numbers = destinations.iter().map(|d| (*d).to_owned()).collect();
+        let callees = self.store.callees(numbers).await?;
+        Ok(destinations
+            .iter()
+            .map(|to| {
+                match policy::at_acceptance(
+                    tenant,
+                    to,
+                    &requester,
+                    callees.get(*to),
+                    &self.operator,
+                ) {
+                    Decision::Refuse(refusal) => {
+                        count("acceptance", "refuse", &refusal);
+                        Some(refusal)
+                    }
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+
+    /// Like [`Self::decide`], stopping at the first refusal.
+    pub async fn admit(
+        &self,
+        tenant: &str,
+        destinations: &[&str],
+    ) -> Result<Result<(), Refused>, StoreError> {
+        let decisions = self.decide(tenant, destinations).await?;
+        Ok(
+            match decisions
+                .into_iter()
+                .enumerate()
+                .find_map(|(i, d)| d.map(|r| (i, r)))
+            {
+                Some((index, refusal)) => Err(Refused { index, refusal }),
+                None => Ok(()),
+            },
+        )
+    }
+
+    /// Applies the dispatch rules to `calls` released at `now`. A store failure lets the
+    /// calls go as the scheduler released them would be wrong (a quiet hour broken), so they
+    /// wait a second and are tried again.
+    pub async fn release(&self, calls: Vec<PendingCall>, now: OffsetDateTime) -> Gated {
+        let mut gated = Gated::default();
+        if calls.is_empty() {
+            return gated;
+        }
+        let mut tenants: Vec<String> = calls.iter().map(|c| c.tenant.to_string()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let numbers = calls.iter().map(|c| c.to.to_string()).collect();
+        let facts = match self.store.dispatch_facts(tenants, numbers, now).await {
+            Ok(facts) => facts,
+            Err(e) => {
+                tracing::error!(error = %e, calls = calls.len(), "cannot read policies; the calls wait");
+                for mut call in calls {
+                    call.due_at = crate::store::unix_micros(now) + 1_000_000;
+                    gated.deferred.push(call);
+                }
+                return gated;
+            }
+        };
+        let default_policy = policy::RequesterPolicy::default();
+        for call in calls {
+            let requester = facts.policies.get(&*call.tenant).unwrap_or(&default_policy);
+            let (record, history) = facts
+                .callees
+                .get(&*call.to)
+                .map_or((None, Default::default()), |(r, h)| (Some(r), *h));
+            let decision = policy::at_dispatch(
+                &call.tenant,
+                &call.to,
+                requester,
+                record,
+                history,
+                &self.operator,
+                now,
+            );
+            match decision {
+                Decision::Accept => gated.go.push(call),
+                Decision::Defer { until, reason } => {
+                    count("dispatch", "defer", &reason);
+                    match self
+                        .store
+                        .defer_call(&call.id, until, PolicyNote::from(&reason), now)
+                        .await
+                    {
+                        Ok(Some(_)) => {
+                            tracing::info!(call = %call.id, owner = reason.owner.as_str(), rule = reason.rule, until = %until, "call deferred by policy");
+                            let mut later = call;
+                            later.due_at = crate::store::unix_micros(until);
+                            gated.deferred.push(later);
+                        }
+                        Ok(None) => gated.dropped.push(call),
+                        Err(e) => {
+                            tracing::error!(call = %call.id, error = %e, "cannot defer the call; it waits");
+                            let mut later = call;
+                            later.due_at = crate::store::unix_micros(now) + 1_000_000;
+                            gated.deferred.push(later);
+                        }
+                    }
+                }
+                Decision::Refuse(reason) => {
+                    count("dispatch", "refuse", &reason);
+                    match self
+                        .store
+                        .refuse_call(&call.id, PolicyNote::from(&reason), now)
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(call = %call.id, owner = reason.owner.as_str(), rule = reason.rule, "call refused by policy");
+                            gated.dropped.push(call);
+                        }
+                        Err(e) => {
+                            tracing::error!(call = %call.id, error = %e, "cannot refuse the call; it waits");
+                            let mut later = call;
+                            later.due_at = crate::store::unix_micros(now) + 1_000_000;
+                            gated.deferred.push(later);
+                        }
+                    }
+                }
+            }
+        }
+        gated
+    }
+}
+
+/// `outdial_policy_decisions_total{stage, decision, owner, rule}`: calls held or refused.
+fn count(stage: &'static str, decision: &'static str, reason: &Refusal) {
+    metrics::counter!(
+        "outdial_policy_decisions_total",
+        "stage" => stage,
+        "decision" => decision,
+        "owner" => reason.owner.as_str(),
+        "rule" => reason.rule
+    )
+    .increment(1);
+}
