@@ -140,7 +140,7 @@ impl PolicyGate {
             let (record, history) = facts
                 .callees
                 .get(&*call.to)
-                .map_or((None, Default::default()), |(r, h)| (Some(r), *h));
+                .map_or_else(|| (None, Default::default()), |(r, h)| (Some(r), *h));
             let decision = policy::at_dispatch(
                 &call.tenant,
                 &call.to,

@@ -1518,6 +1518,20 @@ fn from_uri(from: Option<&str>, default: &str) -> String {
     }
 }
 
+/// The submitted variable by which an application records the callee's opt-out from the
+/// call's tenant (`docs/policy.md`): `outdial_opt_out` submitted as `true`, `yes` or `1`.
+pub const OPT_OUT_VARIABLE: &str = "outdial_opt_out";
+
+/// Whether the submitted `values` ask to record an opt-out.
+fn opt_out_requested(values: &[(String, String)]) -> bool {
+    values.iter().any(|(name, value)| {
+        name == OPT_OUT_VARIABLE
+            && ["true", "yes", "1"]
+                .iter()
+                .any(|yes| value.trim().eq_ignore_ascii_case(yes))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1616,18 +1630,21 @@ mod tests {
             TransferOutcome::NetworkBusy
         );
     }
-}
 
-/// The submitted variable by which an application records the callee's opt-out from the
-/// call's tenant (`docs/policy.md`): `outdial_opt_out` submitted as `true`, `yes` or `1`.
-pub const OPT_OUT_VARIABLE: &str = "outdial_opt_out";
-
-/// Whether the submitted `values` ask to record an opt-out.
-fn opt_out_requested(values: &[(String, String)]) -> bool {
-    values.iter().any(|(name, value)| {
-        name == OPT_OUT_VARIABLE
-            && ["true", "yes", "1"]
+    #[test]
+    fn an_opt_out_is_recorded_only_for_a_yes_under_its_name() {
+        let values = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
                 .iter()
-                .any(|yes| value.trim().eq_ignore_ascii_case(yes))
-    })
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(opt_out_requested(&values(&[
+            ("choice", "9"),
+            ("outdial_opt_out", "true")
+        ])));
+        assert!(opt_out_requested(&values(&[("outdial_opt_out", " YES ")])));
+        assert!(!opt_out_requested(&values(&[("outdial_opt_out", "false")])));
+        assert!(!opt_out_requested(&values(&[("opt_out", "true")])));
+    }
 }

@@ -140,6 +140,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
         config.scheduler.node_burst,
         seed(),
         now,
+    )
+    .with_policy(
+        config.policy.max_load_percent,
+        config.policy.dispatch_choices,
     );
     let release = SchedulerLimits {
         max_in_flight: config.calls.max_concurrent,
@@ -150,6 +154,9 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let mut caps = scheduler::task::TenantCaps::default();
     for (tenant, cap) in caps.changes(&store.list_tenants().await?) {
         core_scheduler.set_tenant_cap(&tenant, cap);
+    }
+    for (tenant, rate) in caps.rate_changes(&store.tenant_policies().await?) {
+        core_scheduler.set_tenant_rate(&tenant, rate, now);
     }
     tokio::spawn(scheduler::task::follow_tenant_caps(
         Arc::clone(&store),

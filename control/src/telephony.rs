@@ -91,6 +91,10 @@ struct Member {
 pub struct Nodes {
     members: Mutex<Vec<Member>>,
     rng: Mutex<SmallRng>,
+    /// Percent of each node's capacity filled (`policy.max_load_percent`).
+    load_percent: usize,
+    /// Nodes sampled per pick (`policy.dispatch_choices`).
+    choices: usize,
 }
 
 impl Nodes {
@@ -112,7 +116,25 @@ impl Nodes {
         Self {
             members: Mutex::new(members),
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+            load_percent: 100,
+            choices: 2,
         }
+    }
+
+    /// The operator's dispatch policy: fill each node to `load_percent` of its capacity
+    /// (10–100), and sample `choices` nodes per call (1 = random, 2 = power of two choices).
+    pub fn with_policy(mut self, load_percent: u32, choices: u32) -> Self {
+        self.load_percent = usize::try_from(load_percent.clamp(10, 100)).unwrap_or(100);
+        self.choices = usize::try_from(choices.max(1)).unwrap_or(2);
+        self
+    }
+
+    /// Calls `load`'s node may carry under the load policy (at least one if it has capacity).
+    fn usable(&self, load: &NodeLoad) -> usize {
+        if load.capacity == 0 {
+            return 0;
+        }
+        (load.capacity.saturating_mul(self.load_percent) / 100).max(1)
     }
 
     /// The node with the lowest utilisation, whatever its rate; `None` only without nodes.
@@ -136,7 +158,7 @@ impl Nodes {
             .map(|m| {
                 let load = m.node.load();
                 let free = if load.cores.iter().any(|c| c.alive) {
-                    load.capacity.saturating_sub(load.live_calls)
+                    self.usable(&load).saturating_sub(load.live_calls)
                 } else {
                     0
                 };
@@ -154,33 +176,38 @@ impl Nodes {
             .unwrap_or(now)
     }
 
-    /// Picks a node for one call: two random nodes with a rate token, the less utilised wins.
-    /// Takes the winner's token. `None` when no node can take a call now.
+    /// Picks a node for one call: `choices` random nodes with a rate token and room under the
+    /// load policy (two by default), the least utilised wins. Takes the winner's token.
+    /// `None` when no node can take a call now.
     pub fn pick(&self, now: Micros) -> Option<Arc<dyn TelephonyNode>> {
         let mut members = self.lock();
-        let loads: Vec<(usize, f64)> = members
+        let mut loads: Vec<(usize, f64)> = members
             .iter_mut()
             .enumerate()
             .filter_map(|(i, m)| {
-                let utilisation = m.node.load().utilisation();
-                let usable = m.rate.available(now) > 0 && utilisation < 1.0;
+                let load = m.node.load();
+                let utilisation = load.utilisation();
+                let room = utilisation < 1.0 && load.live_calls < self.usable(&load);
+                let usable = room && m.rate.available(now) > 0;
                 usable.then_some((i, utilisation))
             })
             .collect();
-        let chosen = match loads.len() {
-            0 => return None,
-            1 => loads[0].0,
-            n => {
-                let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-                let a = rng.random_range(0..n);
-                let b = (a + rng.random_range(1..n)) % n;
-                if loads[b].1 < loads[a].1 {
-                    loads[b].0
-                } else {
-                    loads[a].0
-                }
+        if loads.is_empty() {
+            return None;
+        }
+        // A partial shuffle draws `choices` distinct candidates; the least utilised wins.
+        let sample = self.choices.min(loads.len());
+        {
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            for i in 0..sample {
+                let j = rng.random_range(i..loads.len());
+                loads.swap(i, j);
             }
-        };
+        }
+        let chosen = loads[..sample]
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|&(i, _)| i)?;
         let member = members.get_mut(chosen)?;
         member.rate.try_take(now);
         Some(Arc::clone(&member.node))
@@ -311,5 +338,29 @@ mod tests {
         while nodes.pick(0).is_some() {}
         let chosen = nodes.least_loaded().map(|n| n.name().to_owned());
         assert_eq!(chosen.as_deref(), Some("calm"));
+    }
+
+    #[test]
+    fn the_load_policy_leaves_headroom_and_one_choice_is_random() {
+        let only = node("n", 100, true);
+        let nodes = Nodes::new(vec![only.clone()], 0, 1, 1, 0).with_policy(85, 2);
+        assert_eq!(nodes.budget(0), 85);
+        for _ in 0..85 {
+            assert!(nodes.pick(0).is_some());
+            only.attach("c", mpsc::unbounded_channel().0);
+        }
+        assert!(nodes.pick(0).is_none(), "85 % of 100 are live");
+        assert_eq!(nodes.budget(0), 0);
+
+        // One choice ignores load: the busy node still gets about half the calls.
+        let (busy, calm) = (node("busy", 1000, true), node("calm", 1000, true));
+        for _ in 0..500 {
+            busy.attach("c", mpsc::unbounded_channel().0);
+        }
+        let random = Nodes::new(vec![busy, calm], 0, 1, 3, 0).with_policy(100, 1);
+        let to_busy = (0..400)
+            .filter(|_| random.pick(0).is_some_and(|n| n.name() == "busy"))
+            .count();
+        assert!((120..=280).contains(&to_busy), "{to_busy} of 400");
     }
 }

@@ -10,6 +10,8 @@
 //! - no due call of higher priority (then earlier due time, then earlier acceptance) is waiting;
 //! - fewer than `max_in_flight` calls are being placed or are live on this control node;
 //! - its tenant is below its concurrency cap (a tenant at its cap waits without blocking others);
+//! - its tenant's own release rate allows it (`calls_per_second` in the tenant's policy: a token
+//!   bucket per tenant, so a tenant out of tokens waits without blocking others);
 //! - the overall release rate allows it (a token bucket: `[scheduler] calls_per_second`,
 //!   `burst`), so a backlog of thousands is released smoothly rather than all at once.
 
@@ -17,7 +19,7 @@ mod queue;
 mod rate;
 pub mod task;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use queue::{DueQueue, PendingCall, Released};
@@ -46,6 +48,9 @@ pub struct Scheduler {
     in_flight: usize,
     tenant_in_flight: HashMap<Arc<str>, usize>,
     tenant_caps: HashMap<Arc<str>, usize>,
+    tenant_rates: HashMap<Arc<str>, TokenBucket>,
+    /// Tenants whose calls are parked for want of a rate token.
+    rate_parked: HashSet<Arc<str>>,
 }
 
 impl Scheduler {
@@ -58,7 +63,24 @@ impl Scheduler {
             in_flight: 0,
             tenant_in_flight: HashMap::new(),
             tenant_caps: HashMap::new(),
+            tenant_rates: HashMap::new(),
+            rate_parked: HashSet::new(),
         }
+    }
+
+    /// Sets (or with `None` lifts) a tenant's release rate: calls per second and burst.
+    pub fn set_tenant_rate(&mut self, tenant: &str, rate: Option<(u32, u32)>, now: Micros) {
+        match rate {
+            Some((per_second, burst)) if per_second > 0 => {
+                self.tenant_rates
+                    .insert(Arc::from(tenant), TokenBucket::new(per_second, burst, now));
+            }
+            _ => {
+                self.tenant_rates.remove(tenant);
+            }
+        }
+        self.rate_parked.remove(tenant);
+        self.queue.unpark(tenant);
     }
 
     /// Queues an accepted call (new, a retry, or loaded from the store at start).
@@ -88,24 +110,52 @@ impl Scheduler {
     /// past their `not_after`. `node_budget` is how many calls the telephony nodes take now
     /// (their own rates and capacity).
     pub fn poll(&mut self, now: Micros, node_budget: usize) -> Released {
+        let refilled: Vec<Arc<str>> = self
+            .rate_parked
+            .iter()
+            .filter(|t| {
+                self.tenant_rates
+                    .get_mut(&***t)
+                    .is_none_or(|b| b.available(now) > 0)
+            })
+            .cloned()
+            .collect();
+        for tenant in refilled {
+            self.rate_parked.remove(&tenant);
+            self.queue.unpark(&tenant);
+        }
         let free = self.limits.max_in_flight.saturating_sub(self.in_flight);
         let budget = free.min(node_budget).min(self.rate.available(now));
-        let (caps, running) = (&self.tenant_caps, &self.tenant_in_flight);
+        let (caps, running, rates) = (
+            &self.tenant_caps,
+            &self.tenant_in_flight,
+            &mut self.tenant_rates,
+        );
         let mut started_per_tenant: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut out_of_tokens: Vec<Arc<str>> = Vec::new();
         let released = self.queue.poll(now, budget, |tenant| {
-            let Some(&cap) = caps.get(tenant) else {
-                return true;
-            };
-            let live = running.get(tenant).copied().unwrap_or(0);
             let starting = started_per_tenant.get(tenant).copied().unwrap_or(0);
-            let room = live + starting < cap;
-            if room {
-                *started_per_tenant.entry(Arc::from(tenant)).or_default() += 1;
+            if let Some(&cap) = caps.get(tenant) {
+                let live = running.get(tenant).copied().unwrap_or(0);
+                if live + starting >= cap {
+                    return false;
+                }
             }
-            room
+            if let Some(bucket) = rates.get_mut(tenant)
+                && bucket.available(now) <= starting
+            {
+                out_of_tokens.push(Arc::from(tenant));
+                return false;
+            }
+            *started_per_tenant.entry(Arc::from(tenant)).or_default() += 1;
+            true
         });
+        self.rate_parked.extend(out_of_tokens);
         for call in &released.start {
             self.rate.try_take(now);
+            if let Some(bucket) = self.tenant_rates.get_mut(&*call.tenant) {
+                bucket.try_take(now);
+            }
             self.in_flight += 1;
             *self
                 .tenant_in_flight
@@ -134,10 +184,13 @@ impl Scheduler {
         let timer = self.queue.next_deadline();
         let free = self.limits.max_in_flight > self.in_flight;
         let token = (free && self.queue.has_ready()).then(|| self.rate.next_token_at(now));
-        match (timer, token) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let (parked, rates) = (&self.rate_parked, &mut self.tenant_rates);
+        let tenant_token = rates
+            .iter_mut()
+            .filter(|(tenant, _)| parked.contains(*tenant))
+            .map(|(_, bucket)| bucket.next_token_at(now))
+            .min();
+        [timer, token, tenant_token].into_iter().flatten().min()
     }
 
     /// Calls queued (not yet released).
@@ -262,5 +315,39 @@ mod tests {
         assert!(scheduler.poll(0, 10).start.is_empty());
         assert_eq!(scheduler.next_wakeup(0), Some(3600 * SEC));
         assert_eq!(scheduler.poll(3600 * SEC, 10).start.len(), 1);
+    }
+
+    #[test]
+    fn a_tenant_rate_paces_that_tenant_only() {
+        let mut scheduler = Scheduler::new(limits(10_000, 0, 1), 0);
+        scheduler.set_tenant_rate("slow", Some((10, 1)), 0);
+        for i in 0..100 {
+            scheduler.insert(call(i, "slow"));
+        }
+        for i in 100..150 {
+            scheduler.insert(call(i, "fast"));
+        }
+        let first = scheduler.poll(0, usize::MAX);
+        let slow = first.start.iter().filter(|c| &*c.tenant == "slow").count();
+        assert_eq!(
+            (slow, first.start.len()),
+            (1, 51),
+            "one slow call, every fast one"
+        );
+        // Walk virtual time by the scheduler's wake-ups for two seconds.
+        let mut now = 0;
+        let mut released = slow;
+        loop {
+            now = scheduler
+                .next_wakeup(now)
+                .expect("slow calls wait for a token");
+            if now > 2 * SEC {
+                break;
+            }
+            released += scheduler.poll(now, usize::MAX).start.len();
+        }
+        assert_eq!(released, 21, "10 a second after the first");
+        scheduler.set_tenant_rate("slow", None, now);
+        assert_eq!(scheduler.poll(now, usize::MAX).start.len(), 79);
     }
 }

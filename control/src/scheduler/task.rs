@@ -34,6 +34,8 @@ enum Input {
     Finished(String),
     /// A tenant's concurrency cap changed.
     Cap(String, Option<usize>),
+    /// A tenant's release rate (calls per second, burst) changed.
+    Rate(String, Option<(u32, u32)>),
 }
 
 /// How the API and the call runners reach the scheduler; cheap to clone.
@@ -62,6 +64,11 @@ impl SchedulerHandle {
     /// Sets or lifts a tenant's concurrency cap.
     pub fn set_tenant_cap(&self, tenant: &str, cap: Option<usize>) {
         let _ = self.tx.send(Input::Cap(tenant.to_owned(), cap));
+    }
+
+    /// Sets or lifts a tenant's release rate (calls per second, burst).
+    pub fn set_tenant_rate(&self, tenant: &str, rate: Option<(u32, u32)>) {
+        let _ = self.tx.send(Input::Rate(tenant.to_owned(), rate));
     }
 
     /// Calls waiting in the scheduler (a gauge).
@@ -229,16 +236,20 @@ fn apply(scheduler: &mut Scheduler, input: Input) {
         }
         Input::Finished(tenant) => scheduler.finished(&tenant),
         Input::Cap(tenant, cap) => scheduler.set_tenant_cap(&tenant, cap),
+        Input::Rate(tenant, rate) => {
+            scheduler.set_tenant_rate(&tenant, rate, micros(OffsetDateTime::now_utc()))
+        }
     }
 }
 
 /// How often [`follow_tenant_caps`] reads the tenants again.
 pub const TENANT_CAPS_EVERY: Duration = Duration::from_secs(5);
 
-/// Tenants' concurrency caps as the scheduler last heard them.
+/// Tenants' concurrency caps and release rates as the scheduler last heard them.
 #[derive(Debug, Default)]
 pub struct TenantCaps {
     known: std::collections::HashMap<String, Option<usize>>,
+    rates: std::collections::HashMap<String, Option<(u32, u32)>>,
 }
 
 impl TenantCaps {
@@ -251,6 +262,36 @@ impl TenantCaps {
                 self.known.insert(tenant.id.clone(), cap);
                 changed.push((tenant.id.clone(), cap));
             }
+        }
+        changed
+    }
+
+    /// The release rates of `policies` that differ from what was last seen; a tenant whose
+    /// policy is gone gets `None`.
+    pub fn rate_changes(
+        &mut self,
+        policies: &[(String, crate::policy::RequesterPolicy)],
+    ) -> Vec<(String, Option<(u32, u32)>)> {
+        let mut changed = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (tenant, policy) in policies {
+            seen.insert(tenant.as_str());
+            let rate = (policy.calls_per_second > 0)
+                .then_some((policy.calls_per_second, policy.burst.max(1)));
+            if self.rates.get(tenant) != Some(&rate) {
+                self.rates.insert(tenant.clone(), rate);
+                changed.push((tenant.clone(), rate));
+            }
+        }
+        let gone: Vec<String> = self
+            .rates
+            .iter()
+            .filter(|(t, r)| r.is_some() && !seen.contains(t.as_str()))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for tenant in gone {
+            self.rates.insert(tenant.clone(), None);
+            changed.push((tenant, None));
         }
         changed
     }
@@ -278,6 +319,17 @@ pub async fn follow_tenant_caps(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read tenants; their caps stay as they were")
+            }
+        }
+        match store.tenant_policies().await {
+            Ok(policies) => {
+                for (tenant, rate) in caps.rate_changes(&policies) {
+                    tracing::info!(%tenant, calls_per_second = rate.map_or(0, |r| r.0), "tenant rate changed");
+                    handle.set_tenant_rate(&tenant, rate);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read tenant policies; their rates stay as they were")
             }
         }
     }

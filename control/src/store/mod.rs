@@ -359,6 +359,8 @@ pub fn transition_allowed(current: CallStatus, next: CallStatus) -> bool {
 }
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

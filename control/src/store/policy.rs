@@ -54,6 +54,9 @@ pub trait PolicyStore: Send + Sync {
     /// `tenant`'s policy (the defaults when none is stored).
     fn tenant_policy(&self, tenant: &str) -> StoreFuture<'_, RequesterPolicy>;
 
+    /// Every stored tenant policy.
+    fn tenant_policies(&self) -> StoreFuture<'_, Vec<(String, RequesterPolicy)>>;
+
     /// Replaces `tenant`'s policy; `NotFound` for an unknown tenant.
     fn set_tenant_policy(
         &self,

@@ -538,6 +538,10 @@ impl crate::store::PolicyStore for SqliteStore {
         Box::pin(self.read(move |c| policy::tenant_policy(c, &tenant)))
     }
 
+    fn tenant_policies(&self) -> StoreFuture<'_, Vec<(String, crate::policy::RequesterPolicy)>> {
+        Box::pin(self.read(policy::tenant_policies))
+    }
+
     fn set_tenant_policy(
         &self,
         tenant: &str,

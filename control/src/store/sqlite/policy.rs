@@ -35,9 +35,26 @@ pub(super) fn tenant_policy(
         .prepare_cached("SELECT policy FROM tenant_policies WHERE tenant = ?1")?
         .query_row([tenant], |row| row.get(0))
         .optional()?;
-    text.map_or(Ok(RequesterPolicy::default()), |t| {
-        serde_json::from_str(&t).map_err(|e| corrupt("tenant policy", e))
-    })
+    text.map_or_else(
+        || Ok(RequesterPolicy::default()),
+        |t| serde_json::from_str(&t).map_err(|e| corrupt("tenant policy", e)),
+    )
+}
+
+pub(super) fn tenant_policies(
+    conn: &Connection,
+) -> Result<Vec<(String, RequesterPolicy)>, StoreError> {
+    let mut statement = conn.prepare_cached("SELECT tenant, policy FROM tenant_policies")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (tenant, text) = row?;
+        let policy = serde_json::from_str(&text).map_err(|e| corrupt("tenant policy", e))?;
+        out.push((tenant, policy));
+    }
+    Ok(out)
 }
 
 pub(super) fn set_tenant_policy(
