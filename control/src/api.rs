@@ -464,6 +464,7 @@ pub fn parse_call_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -1182,5 +1183,137 @@ mod tests {
             Some(1_796_166_000)
         );
         assert!(parse_list_query("created_after=yesterday").is_err());
+    }
+
+    /// The policy engine at acceptance: each rule answers 422 with its code, owner and rule,
+    /// stores nothing, and the tenant's own policy and opt-outs change the outcome.
+    #[tokio::test]
+    async fn policy_refusals_name_code_owner_and_rule() {
+        let h = harness(Some("sip:127.0.0.1:5099")).await;
+        let create = |to: &str| json!({ "to": to, "url": APP });
+        let (status, body) = h.create(create("+19005550100")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(
+            (
+                &body["error"]["code"],
+                &body["error"]["owner"],
+                &body["error"]["rule"],
+                &body["error"]["field"]
+            ),
+            (
+                &json!("premium_rate"),
+                &json!("requester"),
+                &json!("requester.premium_rate"),
+                &json!("to")
+            )
+        );
+        let (status, body) = h.create(create("+33612345678")).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "international")
+        );
+        assert_eq!(h.stored().await, 0);
+
+        // The tenant opens international calls and denies a range of its own.
+        let policy = json!({ "international": true, "deny_prefixes": ["+1555019"] });
+        let (status, body) = h.call(Method::PUT, "/v1/policy", Some(policy)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = h.call(Method::GET, "/v1/policy", None).await;
+        assert_eq!(
+            (status, &body["international"]),
+            (StatusCode::OK, &json!(true))
+        );
+        assert_eq!(
+            h.create(create("+33612345678")).await.0,
+            StatusCode::CREATED
+        );
+        let (status, body) = h.create(create("+15550199")).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "destination_denied")
+        );
+        let bad = json!({ "deny_prefixes": ["+1-555"] });
+        let (status, body) = h.call(Method::PUT, "/v1/policy", Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+        // The callee opts out of this tenant: refused, with the callee as owner.
+        let (status, body) = h
+            .call(Method::PUT, "/v1/callees/+15550100/opt-out", None)
+            .await;
+        assert_eq!((status, &body["opted_out"]), (StatusCode::OK, &json!(true)));
+        let (status, body) = h.create(create("+15550100")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            (code(&body), &body["error"]["owner"]),
+            ("opted_out", &json!("callee"))
+        );
+
+        // A per-item batch refuses that item only; all-or-nothing refuses the batch.
+        let batch =
+            json!({ "mode": "per_item", "calls": [create("+15550101"), create("+15550100")] });
+        let (status, body) = h.call(Method::POST, "/v1/calls/batch", Some(batch)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!((&body["created"], &body["refused"]), (&json!(1), &json!(1)));
+        assert_eq!(body["results"][1]["error"]["code"], "opted_out");
+        assert_eq!(body["results"][1]["error"]["field"], "calls[1].to");
+        let stored = h.stored().await;
+        let batch = json!({ "calls": [create("+15550102"), create("+15550100")] });
+        let (status, body) = h.call(Method::POST, "/v1/calls/batch", Some(batch)).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "opted_out")
+        );
+        assert_eq!(
+            h.stored().await,
+            stored,
+            "nothing of a refused batch is stored"
+        );
+
+        // Lifting the opt-out lets the call through again.
+        let (status, body) = h
+            .call(Method::DELETE, "/v1/callees/+15550100/opt-out", None)
+            .await;
+        assert_eq!(
+            (status, &body["opted_out"]),
+            (StatusCode::OK, &json!(false))
+        );
+        assert_eq!(h.create(create("+15550100")).await.0, StatusCode::CREATED);
+    }
+
+    #[tokio::test]
+    async fn callee_records_are_checked_and_kept_by_the_operator() {
+        let h = harness(None).await;
+        let record =
+            json!({ "time_zone": "Europe/Paris", "quiet_hours": ["21:00-08:00"], "max_calls": 3 });
+        let (status, body) = h
+            .call(Method::PUT, "/v1/callees/+33612345678", Some(record))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = h.call(Method::GET, "/v1/callees/+33612345678", None).await;
+        assert_eq!(
+            (status, &body["quiet_hours"]),
+            (StatusCode::OK, &json!(["21:00-08:00"]))
+        );
+        for bad in [
+            json!({ "time_zone": "Mars/Olympus" }),
+            json!({ "quiet_hours": ["9pm-8am"] }),
+            json!({ "colour": "blue" }),
+        ] {
+            let (status, body) = h
+                .call(Method::PUT, "/v1/callees/+33612345678", Some(bad.clone()))
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} gave {body}");
+        }
+        let (status, _) = h
+            .call(Method::DELETE, "/v1/callees/+33612345678", None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, body) = h.call(Method::GET, "/v1/callees/+33612345678", None).await;
+        assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+        let (status, body) = h.call(Method::GET, "/v1/admin/policy", None).await;
+        assert_eq!(
+            (status, &body["home_country"]),
+            (StatusCode::OK, &json!("1"))
+        );
     }
 }
