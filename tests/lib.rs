@@ -75,13 +75,14 @@ impl Drop for TempDir {
 }
 
 /// The statuses a call never leaves.
-pub const FINAL_STATUSES: [&str; 6] = [
+pub const FINAL_STATUSES: [&str; 7] = [
     "completed",
     "busy",
     "no-answer",
     "failed",
     "canceled",
     "expired",
+    "refused",
 ];
 
 /// True when the call record's status is final.

@@ -149,13 +149,14 @@ pub struct Checked {
 }
 
 /// Final statuses a call can end in.
-const FINAL: [&str; 6] = [
+const FINAL: [&str; 7] = [
     "completed",
     "busy",
     "no-answer",
     "failed",
     "canceled",
     "expired",
+    "refused",
 ];
 
 impl LoadArgs {

@@ -335,7 +335,7 @@ impl Run {
 fn is_final(status: &str) -> bool {
     matches!(
         status,
-        "completed" | "busy" | "no-answer" | "failed" | "canceled" | "expired"
+        "completed" | "busy" | "no-answer" | "failed" | "canceled" | "expired" | "refused"
     )
 }
 

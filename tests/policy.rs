@@ -1,0 +1,196 @@
+//! The policy engine end to end against the real binary and SIPp: a call due in the callee's
+//! quiet hours waits for them to end and is dialled then; an opt-out the callee presses during
+//! a live call refuses the tenant's next calls, both one already queued (at dispatch, ended
+//! `refused`) and a new request (at acceptance, 422 `opted_out`).
+
+use std::time::Duration;
+
+use outdial_tests::{AppServer, Outdial, Sipp, shared_dir, sip_invites};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+const APP: &str = "http://127.0.0.1:9/app.vxml";
+
+async fn send(
+    outdial: &Outdial,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", outdial.api))
+        .bearer_auth(&outdial.api_key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn events(outdial: &Outdial, id: &str) -> Vec<Value> {
+    let (_, body) = send(
+        outdial,
+        reqwest::Method::GET,
+        &format!("/v1/calls/{id}/events"),
+        None,
+    )
+    .await;
+    body["events"].as_array().cloned().unwrap_or_default()
+}
+
+fn clock(minute_of_day: i64) -> String {
+    let m = minute_of_day.rem_euclid(24 * 60);
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_due_in_quiet_hours_waits_for_them_to_end_then_is_dialled() {
+    let sipp = Sipp::uas("busy.xml", &[]);
+    let outdial = Outdial::start("");
+    let to = sipp.uri("+15550120");
+    // Quiet from this minute to the next (or the one after, late in a minute), in UTC.
+    let now = OffsetDateTime::now_utc();
+    let minute = i64::from(now.hour()) * 60 + i64::from(now.minute());
+    let span = if now.second() >= 45 { 2 } else { 1 };
+    let quiet = format!("{}-{}", clock(minute), clock(minute + span));
+    let (status, body) = send(
+        &outdial,
+        reqwest::Method::PUT,
+        &format!("/v1/callees/{to}"),
+        Some(json!({ "time_zone": "UTC", "quiet_hours": [quiet] })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, created) = outdial.create_call(&json!({ "to": to, "url": APP })).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(
+        call["status"], "busy",
+        "dialled once the quiet hours ended: {call}"
+    );
+    let quiet_end = now
+        .replace_second(0)
+        .expect("second")
+        .replace_nanosecond(0)
+        .expect("ns")
+        + time::Duration::minutes(span);
+    let dialed = OffsetDateTime::parse(call["dialed_at"].as_str().expect("dialed_at"), &Rfc3339)
+        .expect("RFC 3339");
+    assert!(
+        dialed >= quiet_end,
+        "dialled at {dialed}, quiet until {quiet_end}"
+    );
+    let history = events(&outdial, &id).await;
+    let deferral = history
+        .iter()
+        .find(|e| e["rule"] == "callee.quiet_hours")
+        .unwrap_or_else(|| panic!("no deferral in the history: {history:?}"));
+    assert_eq!(deferral["status"], "queued");
+    assert_eq!(deferral["owner"], "callee");
+    assert!(
+        deferral["cause"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("deferred until ")),
+        "{deferral}"
+    );
+    let (_, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(
+        sip_invites(&trace).len(),
+        1,
+        "one INVITE, after the quiet hours"
+    );
+}
+
+const OPT_OUT_APP: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <var name="outdial_opt_out" expr="'false'"/>
+  <form>
+    <field name="choice" type="digits?length=1">
+      <prompt>Press 9 to stop these calls.</prompt>
+      <filled>
+        <if cond="choice == '9'"><assign name="outdial_opt_out" expr="'true'"/></if>
+        <submit next="SUBMIT" method="post" namelist="choice outdial_opt_out"/>
+      </filled>
+    </field>
+  </form>
+</vxml>
+"#;
+
+const GOODBYE: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form><block><prompt>Goodbye.</prompt><disconnect/></block></form>
+</vxml>
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_pressed_during_a_call_refuses_the_tenants_next_calls() {
+    let app = AppServer::start().await;
+    app.vxml(
+        "/app.vxml",
+        OPT_OUT_APP.replace("SUBMIT", &app.url("/submit")),
+    );
+    app.vxml("/submit", GOODBYE);
+    let pcap = shared_dir().join("corpus/rtp-dtmf-sipp-pcaps/dtmf_2833_9.pcap");
+    let pcap = pcap
+        .canonicalize()
+        .expect("DTMF corpus: run bench/corpora/fetch.sh");
+    let sipp = Sipp::uas(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", pcap.to_string_lossy().into_owned()),
+            ("DTMF_DELAY_MS", "1500".into()),
+        ],
+    );
+    // One call at a time: the second waits behind the first, and is released only after the
+    // first has recorded the opt-out.
+    let outdial = Outdial::start("[calls]\nmax_concurrent = 1\n");
+    let to = sipp.uri("+15550121");
+    let body = json!({ "to": to, "url": app.url("/app.vxml") });
+    let (status, first) = outdial.create_call(&body).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, second) = outdial.create_call(&body).await;
+    assert_eq!(status, 201, "{second}");
+    let first = outdial
+        .wait_final(first["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    assert_eq!(first["status"], "completed", "{first}\n{}", outdial.log());
+    assert_eq!(first["result"]["outdial_opt_out"], "true", "{first}");
+
+    let second_id = second["id"].as_str().expect("id");
+    let second = outdial.wait_final(second_id, CALL_TIMEOUT).await;
+    assert_eq!(second["status"], "refused", "{second}");
+    let history = events(&outdial, second_id).await;
+    let last = history.last().expect("events");
+    assert_eq!(
+        (&last["owner"], &last["rule"]),
+        (&json!("callee"), &json!("callee.opt_out")),
+        "{history:?}"
+    );
+
+    let (status, refused) = outdial.create_call(&body).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "opted_out", "{refused}");
+    let (status, opt_out) = send(
+        &outdial,
+        reqwest::Method::GET,
+        &format!("/v1/callees/{to}/opt-out"),
+        None,
+    )
+    .await;
+    assert_eq!((status, &opt_out["opted_out"]), (200, &json!(true)));
+
+    let (_, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(
+        sip_invites(&trace).len(),
+        1,
+        "the refused calls were never dialled"
+    );
+}
