@@ -147,7 +147,7 @@ async fn deferral_and_refusal_are_in_the_history_with_owner_and_rule() {
         .expect("queued");
     assert_eq!(deferred.status, CallStatus::Queued);
     assert_eq!(
-        crate::store::unix_micros(deferred.due_at) / 1_000_000,
+        unix_micros(deferred.due_at) / 1_000_000,
         until.unix_timestamp()
     );
     let pending = store.pending_calls("n").await.expect("pending");
