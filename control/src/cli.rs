@@ -64,6 +64,24 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::admin_cli::KeyCommand,
     },
+    /// Read or set a tenant's own policy (calling hours, destinations, rate).
+    Policy {
+        /// Where the store is.
+        #[command(flatten)]
+        store: crate::admin_cli::StoreArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::policy_cli::PolicyCommand,
+    },
+    /// Read or set callee records: time zone, quiet hours, caps, opt-outs.
+    Callee {
+        /// Where the store is.
+        #[command(flatten)]
+        store: crate::admin_cli::StoreArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::policy_cli::CalleeCommand,
+    },
     /// Export call detail records from the store of the data directory.
     Cdr {
         /// Where the store is.
@@ -231,6 +249,18 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Key { store, command } => {
             admin(&store, async |s, out| {
                 crate::admin_cli::key(s, command, out).await
+            })
+            .await
+        }
+        Command::Policy { store, command } => {
+            admin(&store, async |s, out| {
+                crate::policy_cli::policy(s, command, out).await
+            })
+            .await
+        }
+        Command::Callee { store, command } => {
+            admin(&store, async |s, out| {
+                crate::policy_cli::callee(s, command, out).await
             })
             .await
         }

@@ -17,6 +17,7 @@ pub mod http_tls;
 pub mod intake;
 pub mod model;
 pub mod policy;
+pub mod policy_cli;
 pub mod policy_gate;
 pub mod prompts;
 pub mod readiness;
