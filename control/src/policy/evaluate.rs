@@ -142,17 +142,21 @@ pub fn at_dispatch(
     {
         let period = jiff::SignedDuration::from_secs(i64::try_from(record.period()).unwrap_or(0));
         let oldest = history.oldest.map_or(from, timestamp);
-        from = from.max(oldest.checked_add(period).unwrap_or(from));
-        held = Some(Refusal::new(
-            "callee_cap",
-            Owner::Callee,
-            "callee.max_calls",
-            format!(
-                "the callee takes at most {max} calls per {} s and has had {}",
-                record.period(),
-                history.placed
-            ),
-        ));
+        let frees_at = oldest.checked_add(period).unwrap_or(from);
+        // A count whose oldest call has already left the period is stale: no hold.
+        if frees_at > from {
+            from = frees_at;
+            held = Some(Refusal::new(
+                "callee_cap",
+                Owner::Callee,
+                "callee.max_calls",
+                format!(
+                    "the callee takes at most {max} calls per {} s and has had {}",
+                    record.period(),
+                    history.placed
+                ),
+            ));
+        }
     }
     let zone = callee_zone(to, callee, operator);
     let windows = windows(requester, callee, operator);

@@ -367,6 +367,20 @@ fn the_callee_cap_defers_until_the_oldest_call_leaves_the_period() {
         }
         other => panic!("{other:?}"),
     }
+    // A count whose oldest call already left the period is stale: no hold (never a deferral
+    // to now, which would release and defer the call in a loop). Found by the fuzzer.
+    assert_eq!(
+        at_dispatch(
+            "t",
+            "+15550100",
+            &policy,
+            Some(&callee),
+            history(3, "2026-12-04T08:00:00Z"),
+            &operator,
+            now
+        ),
+        Decision::Accept
+    );
     // A cap that frees up inside quiet hours waits for both.
     let quiet = CalleeRecord {
         quiet_hours: schedule(&["10:00-11:00"]),
