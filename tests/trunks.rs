@@ -30,6 +30,10 @@ fn carrier(sipp: &Sipp, password: &str) -> String {
     )
 }
 
+/// Tenant `acme` fetches its application from this test's loopback server: the operator
+/// opens loopback to it (other tenants may not reach loopback, docs/security.md).
+const ACME_EGRESS: &str = "\n[egress.allow]\nacme = [\"127.0.0.1/32\"]\n";
+
 fn credentials() -> Vec<(&'static str, String)> {
     vec![
         ("USER", "outdial-acct".to_owned()),
@@ -148,7 +152,7 @@ fn received_invites(trace: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_407_from_the_tenants_trunk_is_answered_and_the_call_completes() {
     let sipp = Sipp::uas("proxy_challenge.xml", &credentials());
-    let outdial = Outdial::start(&carrier(&sipp, PASSWORD));
+    let outdial = Outdial::start(&format!("{}{ACME_EGRESS}", carrier(&sipp, PASSWORD)));
     let app = AppServer::start().await;
     app.vxml("/app.vxml", GOODBYE);
     let key = tenant_key(
@@ -243,7 +247,10 @@ async fn a_401_on_the_default_trunk_is_answered_and_the_requests_from_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_ends_the_call_auth_failed_after_exactly_one_retry() {
     let sipp = Sipp::uas("auth_challenge.xml", &credentials());
-    let outdial = Outdial::start(&carrier(&sipp, "not-the-password"));
+    let outdial = Outdial::start(&format!(
+        "{}{ACME_EGRESS}",
+        carrier(&sipp, "not-the-password")
+    ));
     let key = tenant_key(&outdial, "acme", json!({"trunk": "carrier"}));
     let record = call(
         &outdial,

@@ -51,6 +51,9 @@ pub struct Config {
     pub https: HttpsConfig,
     /// The operator's rules over every call (`[policy]`, see `docs/policy.md`).
     pub policy: crate::policy::PolicyConfig,
+    /// Where tenants' applications, callbacks and calls may connect (`[egress]`, see
+    /// `docs/security.md`).
+    pub egress: crate::egress::EgressConfig,
 }
 
 /// `[https]`: TLS for the API listener (`http.listen`), reloaded on SIGHUP.
@@ -540,6 +543,7 @@ impl Config {
         let bad = |key: &str, problem: String| Err(Error::Config(format!("`{key}` {problem}")));
         self.email.validate().map_err(Error::Config)?;
         self.policy.validate().map_err(Error::Config)?;
+        self.egress.validate().map_err(Error::Config)?;
         if self.https.cert.is_some() != self.https.key.is_some() {
             return bad(
                 "https.cert",

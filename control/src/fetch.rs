@@ -114,6 +114,16 @@ pub enum FetchError {
         /// The timeout that passed.
         after: Duration,
     },
+    /// The outbound-connection policy refuses the destination (`rule` names which).
+    #[error("fetching `{url}` refused: {reason}")]
+    Refused {
+        /// The URL being fetched.
+        url: String,
+        /// The rule (`egress.loopback`, ...).
+        rule: &'static str,
+        /// In words.
+        reason: String,
+    },
     /// The server redirected more times than allowed.
     #[error(
         "fetching `{url}` was redirected more than {max} times; fix the redirect loop on the server"
@@ -177,6 +187,58 @@ pub struct FilePart<'a> {
     pub data: &'a [u8],
 }
 
+/// One [`Fetcher`] per set of outbound-connection rules (see [`crate::egress`]): the call
+/// runner fetches a call's documents, data, submits and audio with its tenant's.
+pub struct TenantFetchers {
+    base: Fetcher,
+    scoped: crate::egress::Scoped<Fetcher>,
+}
+
+impl std::fmt::Debug for TenantFetchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantFetchers").finish_non_exhaustive()
+    }
+}
+
+impl TenantFetchers {
+    /// Fetchers like `base` keeping to `policy`.
+    pub fn new(base: Fetcher, policy: crate::egress::EgressPolicy) -> Self {
+        let template = base.clone();
+        let scoped = crate::egress::Scoped::new(policy, move |rules| {
+            if rules.is_unrestricted() {
+                return template.clone();
+            }
+            template.restricted_to(rules).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot build a restricted HTTP client; this tenant's fetches are refused");
+                let mut closed = template.clone();
+                closed.egress = Arc::new(crate::egress::TenantEgress::deny_all());
+                closed
+            })
+        });
+        Self { base, scoped }
+    }
+
+    /// Fetchers that restrict nothing (tools, tests).
+    pub fn unrestricted(base: Fetcher) -> Self {
+        Self::new(base, crate::egress::EgressPolicy::unrestricted())
+    }
+
+    /// The fetcher for `tenant`'s calls.
+    pub fn for_tenant(&self, tenant: &str) -> Fetcher {
+        self.scoped.for_tenant(tenant).0
+    }
+
+    /// The fetcher for `tenant`'s calls and the key of its rules (for caches kept per rules).
+    pub fn for_tenant_scoped(&self, tenant: &str) -> (Fetcher, String) {
+        (self.scoped.for_tenant(tenant).0, self.scoped.key(tenant))
+    }
+
+    /// The unrestricted fetcher (for the operator's own fetches).
+    pub fn base(&self) -> &Fetcher {
+        &self.base
+    }
+}
+
 /// Fetches resources over HTTP(S). Cheap to clone: clones share one connection pool and
 /// one HTTP cache.
 #[derive(Clone, Debug)]
@@ -184,6 +246,9 @@ pub struct Fetcher {
     client: Client,
     limits: FetchLimits,
     cache: Arc<Mutex<HttpCache>>,
+    user_agent: String,
+    /// The outbound-connection rules this fetcher keeps to (see [`crate::egress`]).
+    egress: Arc<crate::egress::TenantEgress>,
 }
 
 impl Fetcher {
@@ -210,7 +275,54 @@ impl Fetcher {
                 DEFAULT_CACHE_BYTES,
                 DEFAULT_CACHE_ENTRIES,
             ))),
+            user_agent: user_agent.to_owned(),
+            egress: Arc::new(crate::egress::TenantEgress::unrestricted()),
         })
+    }
+
+    /// A fetcher like this one that keeps to `rules`: names resolve only to allowed
+    /// addresses, address literals and redirects are checked. It has its own connection pool
+    /// and its own cache of the same size, so nothing fetched under other rules is served
+    /// from it.
+    pub fn restricted_to(
+        &self,
+        rules: Arc<crate::egress::TenantEgress>,
+    ) -> Result<Self, FetchError> {
+        let builder = Client::builder()
+            .user_agent(&self.user_agent)
+            .timeout(self.limits.timeout)
+            .connect_timeout(self.limits.timeout)
+            .redirect(crate::egress::redirect_policy(
+                Arc::clone(&rules),
+                self.limits.max_redirects,
+            ));
+        let client = crate::egress::restrict(builder, &rules)
+            .build()
+            .map_err(|e| FetchError::Client {
+                reason: root_cause(&e),
+            })?;
+        let (bytes, entries) = {
+            let cache = self.cache();
+            (cache.max_bytes, cache.max_entries)
+        };
+        Ok(Self {
+            client,
+            limits: self.limits.clone(),
+            cache: Arc::new(Mutex::new(HttpCache::new(bytes, entries))),
+            user_agent: self.user_agent.clone(),
+            egress: rules,
+        })
+    }
+
+    /// The URL to fetch, if it is http(s) and its host, when an address, is allowed.
+    fn target(&self, url: &str) -> Result<Url, FetchError> {
+        let target = checked_url(url)?;
+        crate::egress::check_url(&self.egress, &target).map_err(|refusal| FetchError::Refused {
+            url: url.to_owned(),
+            rule: refusal.rule,
+            reason: refusal.to_string(),
+        })?;
+        Ok(target)
     }
 
     /// This fetcher with a fresh shared cache of at most `bytes` of bodies in at most
@@ -237,7 +349,7 @@ impl Fetcher {
         max_bytes: usize,
         timeout: Option<Duration>,
     ) -> Result<Fetched, FetchError> {
-        let target = checked_url(url)?;
+        let target = self.target(url)?;
         let request = self.client.get(target);
         self.send(url, request, max_bytes, timeout)
             .await
@@ -252,7 +364,7 @@ impl Fetcher {
         max_bytes: usize,
         options: FetchOptions,
     ) -> Result<Fetched, FetchError> {
-        let target = checked_url(url)?;
+        let target = self.target(url)?;
         let key = target.as_str().to_owned();
         let now = Instant::now();
         let stored = self.cache().lookup(&key);
@@ -324,7 +436,7 @@ impl Fetcher {
         max_bytes: usize,
         timeout: Option<Duration>,
     ) -> Result<Fetched, FetchError> {
-        let target = checked_url(url)?;
+        let target = self.target(url)?;
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -352,7 +464,7 @@ impl Fetcher {
         max_bytes: usize,
         timeout: Option<Duration>,
     ) -> Result<Fetched, FetchError> {
-        let target = checked_url(url)?;
+        let target = self.target(url)?;
         let (content_type, body) = multipart_body(form, files, &mut boundary_source());
         let request = self
             .client
@@ -472,6 +584,13 @@ impl Fetcher {
 
     fn classify(&self, url: &str, error: &reqwest::Error, after: Duration) -> FetchError {
         let url = url.to_owned();
+        if let Some(refusal) = crate::egress::refusal_in(error) {
+            return FetchError::Refused {
+                url,
+                rule: refusal.rule,
+                reason: refusal.to_string(),
+            };
+        }
         if error.is_timeout() {
             FetchError::Timeout { url, after }
         } else if error.is_redirect() {
@@ -855,6 +974,12 @@ mod tests {
             )
             .route("/big", get(|| async { vec![7u8; 100_000] }))
             .route(
+                "/elsewhere/{port}",
+                get(|Path(port): Path<u16>| async move {
+                    Redirect::temporary(&format!("http://127.0.0.2:{port}/ok")).into_response()
+                }),
+            )
+            .route(
                 "/slow",
                 get(|| async {
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -962,6 +1087,60 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err, FetchError::Status { url, status: 404 });
+    }
+
+    #[tokio::test]
+    async fn a_restricted_fetcher_keeps_to_its_tenants_rules_on_every_hop() {
+        let addr = serve().await;
+        let mut config = crate::egress::EgressConfig::default();
+        config
+            .allow
+            .insert("t".to_owned(), vec!["127.0.0.1/32".to_owned()]);
+        let policy = crate::egress::EgressPolicy::new(&config);
+        let fetchers = TenantFetchers::new(fetcher(Duration::from_secs(5)), policy);
+        let allowed = fetchers.for_tenant("t");
+        let got = allowed.get(&format!("http://{addr}/ok"), 1024).await;
+        assert_eq!(got.map(|f| f.body).ok(), Some(b"hello".to_vec()));
+        // A redirect from the allowed address to another loopback address: refused at the hop.
+        let hop = allowed
+            .get(&format!("http://{addr}/elsewhere/{}", addr.port()), 1024)
+            .await;
+        assert!(
+            matches!(
+                &hop,
+                Err(FetchError::Refused {
+                    rule: "egress.loopback",
+                    ..
+                })
+            ),
+            "{hop:?}"
+        );
+        // An address literal outside the allow-list, and a name resolving to loopback, for a
+        // tenant with the default rules.
+        let other = fetchers.for_tenant("other");
+        for url in [
+            format!("http://{addr}/ok"),
+            format!("http://[::1]:{}/ok", addr.port()),
+            format!("http://localhost:{}/ok", addr.port()),
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+        ] {
+            let refused = other.get(&url, 1024).await;
+            let Err(FetchError::Refused { rule, reason, .. }) = &refused else {
+                panic!("{url}: {refused:?}");
+            };
+            assert!(
+                rule.starts_with("egress.") && reason.contains(rule),
+                "{url}: {reason}"
+            );
+        }
+        // The development tenant is not restricted.
+        assert!(
+            fetchers
+                .for_tenant("dev")
+                .get(&format!("http://{addr}/ok"), 1024)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]

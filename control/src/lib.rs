@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod data_lock;
 pub mod dispatch;
+pub mod egress;
 pub mod error;
 pub mod fetch;
 pub mod http_server;

@@ -20,6 +20,7 @@ use crate::store::{DataStore, PolicyNote, StoreError};
 pub struct PolicyGate {
     store: Arc<dyn DataStore>,
     operator: Arc<OperatorPolicy>,
+    egress: Arc<crate::egress::EgressPolicy>,
 }
 
 impl std::fmt::Debug for PolicyGate {
@@ -54,7 +55,15 @@ impl PolicyGate {
         Self {
             store,
             operator: Arc::new(operator),
+            egress: Arc::new(crate::egress::EgressPolicy::unrestricted()),
         }
+    }
+
+    /// The same gate, also refusing `sip:` destinations whose host the tenant's
+    /// outbound-connection rules refuse (an address, or a name resolving to one).
+    pub fn with_egress(mut self, egress: crate::egress::EgressPolicy) -> Self {
+        self.egress = Arc::new(egress);
+        self
     }
 
     /// The operator's rules.
@@ -72,24 +81,24 @@ impl PolicyGate {
         let requester = self.store.tenant_policy(tenant).await?;
         let numbers = destinations.iter().map(|d| (*d).to_owned()).collect();
         let callees = self.store.callees(numbers).await?;
-        Ok(destinations
-            .iter()
-            .map(|to| {
-                match policy::at_acceptance(
-                    tenant,
-                    to,
-                    &requester,
-                    callees.get(*to),
-                    &self.operator,
-                ) {
-                    Decision::Refuse(refusal) => {
-                        count("acceptance", "refuse", &refusal);
-                        Some(refusal)
-                    }
-                    _ => None,
-                }
-            })
-            .collect())
+        let rules = self.egress.for_tenant(tenant);
+        let mut decisions = Vec::with_capacity(destinations.len());
+        for to in destinations {
+            let decision =
+                policy::at_acceptance(tenant, to, &requester, callees.get(*to), &self.operator);
+            let mut refusal = match decision {
+                Decision::Refuse(refusal) => Some(refusal),
+                _ => None,
+            };
+            if refusal.is_none() && !rules.is_unrestricted() {
+                refusal = sip_destination_refused(&rules, to).await;
+            }
+            if let Some(refusal) = &refusal {
+                count("acceptance", "refuse", refusal);
+            }
+            decisions.push(refusal);
+        }
+        Ok(decisions)
     }
 
     /// Like [`Self::decide`], stopping at the first refusal.
@@ -197,6 +206,40 @@ impl PolicyGate {
         }
         gated
     }
+}
+
+/// How long resolving a `sip:` destination's host may take at acceptance.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the host of a `sip:` destination (`to` as written; E.164 numbers go through the
+/// operator's trunk and are not checked) is one the tenant may not reach: an address, or a
+/// name any of whose addresses is refused. A name that does not resolve now is left to the
+/// dial, which fails on it.
+async fn sip_destination_refused(rules: &crate::egress::TenantEgress, to: &str) -> Option<Refusal> {
+    use outdial_dataplane::sip::message::Host;
+    let uri = outdial_dataplane::sip::target::dial_target(to).ok()?;
+    let addresses: Vec<std::net::IpAddr> = match uri.host {
+        Host::Ipv4(ip) => vec![ip.into()],
+        Host::Ipv6(text) => vec![text.parse::<std::net::Ipv6Addr>().ok()?.into()],
+        Host::Name(name) => {
+            let port = uri.port.unwrap_or(5060);
+            let lookup = tokio::net::lookup_host((name, port));
+            match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+                Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                _ => return None,
+            }
+        }
+    };
+    addresses.into_iter().find_map(|ip| {
+        rules.check(ip).err().map(|e| {
+            Refusal::new(
+                "destination_forbidden",
+                policy::Owner::Operator,
+                e.rule,
+                format!("`to` {e}"),
+            )
+        })
+    })
 }
 
 /// `outdial_policy_decisions_total{stage, decision, owner, rule}`: calls held or refused.

@@ -284,15 +284,25 @@ impl PromptRenderer {
     /// Fetches a WAV file (PCM 8/16/24/32-bit, float, µ-law or A-law; any supported rate;
     /// channels mixed to mono) and converts it to 8 kHz. Cached by URL.
     pub async fn audio(&self, url: &str) -> Result<Pcm8k, RenderError> {
+        let fetcher = self.inner.fetcher.clone();
+        self.audio_via(&fetcher, "", url).await
+    }
+
+    /// [`Self::audio`] fetched with `fetcher` (a tenant's, keeping to its outbound-connection
+    /// rules), cached under `scope` (the rules' key), so audio fetched under one set of rules
+    /// is never served under another.
+    pub async fn audio_via(
+        &self,
+        fetcher: &Fetcher,
+        scope: &str,
+        url: &str,
+    ) -> Result<Pcm8k, RenderError> {
         let key = CacheKey::Audio {
+            scope: scope.to_owned(),
             url: url.to_owned(),
         };
         self.cached(key, || async {
-            let fetched = self
-                .inner
-                .fetcher
-                .get(url, self.inner.max_audio_bytes)
-                .await?;
+            let fetched = fetcher.get(url, self.inner.max_audio_bytes).await?;
             let decoded = convert(fetched.body, DataLength::Declared).await?;
             decoded.map_err(|source| RenderError::BadAudio {
                 url: url.to_owned(),
@@ -656,7 +666,7 @@ async fn convert(
 enum CacheKey {
     Speech { voice: String, text: String },
     Ssml { voice: String, ssml: String },
-    Audio { url: String },
+    Audio { scope: String, url: String },
 }
 
 impl CacheKey {
@@ -664,7 +674,7 @@ impl CacheKey {
         match self {
             Self::Speech { voice, text } => voice.len() + text.len(),
             Self::Ssml { voice, ssml } => voice.len() + ssml.len(),
-            Self::Audio { url } => url.len(),
+            Self::Audio { scope, url } => scope.len() + url.len(),
         }
     }
 }
@@ -1502,6 +1512,7 @@ mod tests {
 
     fn audio_key(url: &str) -> CacheKey {
         CacheKey::Audio {
+            scope: String::new(),
             url: url.to_owned(),
         }
     }

@@ -90,8 +90,8 @@ pub struct RunnerContext {
     pub store: Arc<dyn DataStore>,
     /// This control node's id (`cluster.node_id`): whose claims these calls are.
     pub node: Arc<str>,
-    /// Documents and submits.
-    pub fetcher: Fetcher,
+    /// Documents, submits and audio, each call with its tenant's outbound-connection rules.
+    pub fetchers: Arc<crate::fetch::TenantFetchers>,
     /// Prompt audio.
     pub prompts: PromptRenderer,
     /// Status callbacks.
@@ -633,9 +633,9 @@ impl CallTask {
                 self.session = Some(session);
                 self.player = Some(spawn_player(
                     self.context.clone(),
+                    &self.record,
                     self.line.clone(),
                     self.call,
-                    self.record.id.clone(),
                     Arc::clone(&self.epoch),
                     self.self_tx.clone(),
                     FirstPrompt::new(self.timing.answered()),
@@ -899,7 +899,7 @@ impl CallTask {
                     if request.purpose == FetchPurpose::Submit {
                         submitted = true;
                     }
-                    let fetcher = self.context.fetcher.clone();
+                    let fetcher = self.context.fetchers.for_tenant(&self.record.tenant);
                     let max = self.context.settings.max_document_bytes;
                     tracing::debug!(
                         call = %self.record.id,
@@ -1152,14 +1152,16 @@ enum PlayerJob {
 /// interrupted instead of played; the core applies the same rule to one already on its way.
 fn spawn_player(
     context: RunnerContext,
+    record: &CallRecord,
     line: Line,
     call: CallId,
-    public_id: String,
     epoch: Arc<AtomicU32>,
     events: mpsc::UnboundedSender<CallSignal>,
     mut first_prompt: FirstPrompt,
 ) -> Player {
     let (tx, mut rx) = mpsc::unbounded_channel::<PlayerJob>();
+    let audio = context.fetchers.for_tenant_scoped(&record.tenant);
+    let public_id = record.id.clone();
     let task = tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
             let (id, issued_in, audio, bargein) = match job {
@@ -1187,7 +1189,9 @@ fn spawn_player(
                     prompt,
                     epoch: issued_in,
                 } => {
-                    let (audio, marks) = match render(&context.prompts, &prompt, &public_id).await {
+                    let (audio, marks) = match render(&context.prompts, &audio, &prompt, &public_id)
+                        .await
+                    {
                         Ok(rendered) => rendered,
                         Err(RenderFailure { event, message }) => {
                             let _ = events.send(CallSignal::PromptFailed { id, event, message });
@@ -1203,7 +1207,7 @@ fn spawn_player(
                     id,
                     url,
                     epoch: issued_in,
-                } => match context.prompts.audio(&url).await {
+                } => match context.prompts.audio_via(&audio.0, &audio.1, &url).await {
                     Ok(audio) => (id, issued_in, audio, false),
                     Err(e) => {
                         tracing::warn!(call = %public_id, url = %crate::redact::url(url.as_str()), error = %e, "fetchaudio unavailable: the fetch goes on in silence");
@@ -1259,6 +1263,7 @@ struct RenderFailure {
 /// `error.noresource`: the application hears of it, rather than a prompt cut short in silence.
 async fn render(
     prompts: &PromptRenderer,
+    audio: &(Fetcher, String),
     prompt: &outdial_vxml::Prompt,
     call: &str,
 ) -> Result<(outdial_dataplane::api::Pcm8k, Vec<(String, usize)>), RenderFailure> {
@@ -1275,25 +1280,27 @@ async fn render(
             outdial_vxml::PromptItem::Text(text) => {
                 prompts.speak(text).await.map_err(noresource)?
             }
-            outdial_vxml::PromptItem::Audio { url, fallback } => match prompts.audio(url).await {
-                Ok(audio) => audio,
-                Err(e) => {
-                    tracing::warn!(%call, url = %crate::redact::url(url.as_str()), error = %e, "audio unavailable; using fallback");
-                    match fallback {
-                        Some(text) if !text.trim().is_empty() => {
-                            prompts.speak(text).await.map_err(noresource)?
-                        }
-                        _ => {
-                            return Err(RenderFailure {
-                                event: "error.badfetch",
-                                message: format!(
-                                    "audio {url} cannot be played and has no fallback: {e}"
-                                ),
-                            });
+            outdial_vxml::PromptItem::Audio { url, fallback } => {
+                match prompts.audio_via(&audio.0, &audio.1, url).await {
+                    Ok(audio) => audio,
+                    Err(e) => {
+                        tracing::warn!(%call, url = %crate::redact::url(url.as_str()), error = %e, "audio unavailable; using fallback");
+                        match fallback {
+                            Some(text) if !text.trim().is_empty() => {
+                                prompts.speak(text).await.map_err(noresource)?
+                            }
+                            _ => {
+                                return Err(RenderFailure {
+                                    event: "error.badfetch",
+                                    message: format!(
+                                        "audio {url} cannot be played and has no fallback: {e}"
+                                    ),
+                                });
+                            }
                         }
                     }
                 }
-            },
+            }
             outdial_vxml::PromptItem::Ssml(ssml) => {
                 prompts.speak_ssml(ssml).await.map_err(noresource)?
             }

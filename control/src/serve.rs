@@ -104,13 +104,19 @@ pub async fn run(config: Config) -> Result<(), Error> {
         );
     }
     let dispatcher = Arc::new(Dispatcher::new(dataplane, seed()));
-    let webhooks = Webhooks::new(Arc::clone(&store))?;
+    let webhooks = Webhooks::new(
+        Arc::clone(&store),
+        crate::egress::EgressPolicy::new(&config.egress),
+    )?;
     let outbox = tokio::spawn(webhooks.clone().run());
     let (scheduler_handle, scheduler_inputs) = scheduler::task::channel();
     let context = RunnerContext {
         store: Arc::clone(&store),
         node: Arc::clone(&node),
-        fetcher,
+        fetchers: Arc::new(crate::fetch::TenantFetchers::new(
+            fetcher,
+            crate::egress::EgressPolicy::new(&config.egress),
+        )),
         prompts,
         webhooks,
         settings: Arc::new(RunnerSettings {
@@ -165,7 +171,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
         scheduler::task::TENANT_CAPS_EVERY,
     ));
     let gate =
-        crate::policy_gate::PolicyGate::new(Arc::clone(&store), config.policy.operator_policy());
+        crate::policy_gate::PolicyGate::new(Arc::clone(&store), config.policy.operator_policy())
+            .with_egress(crate::egress::EgressPolicy::new(&config.egress));
     let placer: Arc<dyn Placer> = Arc::new(Dispatch {
         nodes,
         dispatcher: Arc::clone(&dispatcher),

@@ -53,7 +53,8 @@ pub struct Webhooks {
 }
 
 struct Inner {
-    client: reqwest::Client,
+    /// One client per set of outbound-connection rules (see [`crate::egress`]).
+    clients: crate::egress::Scoped<reqwest::Client>,
     store: Arc<dyn DataStore>,
     retry_delays: Vec<Duration>,
     wake: Notify,
@@ -70,25 +71,52 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// A worker over `store`'s outbox with the standard retry schedule.
-    pub fn new(store: Arc<dyn DataStore>) -> Result<Self, Error> {
-        Self::with_retry_delays(store, &RETRY_DELAYS)
+    /// A worker over `store`'s outbox with the standard retry schedule, keeping each
+    /// tenant's deliveries to `egress`.
+    pub fn new(
+        store: Arc<dyn DataStore>,
+        egress: crate::egress::EgressPolicy,
+    ) -> Result<Self, Error> {
+        Self::with_retry_delays(store, &RETRY_DELAYS, egress)
     }
 
     /// A worker with another retry schedule (tests use short ones).
     pub fn with_retry_delays(
         store: Arc<dyn DataStore>,
         retry_delays: &[Duration],
+        egress: crate::egress::EgressPolicy,
     ) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .timeout(ATTEMPT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Outdial/", env!("CARGO_PKG_VERSION")))
+        let build = |rules: Option<Arc<crate::egress::TenantEgress>>| {
+            let builder = reqwest::Client::builder()
+                .timeout(ATTEMPT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("Outdial/", env!("CARGO_PKG_VERSION")));
+            match rules {
+                Some(rules) => crate::egress::restrict(builder, &rules),
+                None => builder,
+            }
             .build()
+        };
+        // The unrestricted client is built now, so a broken TLS setup fails at start.
+        let plain = build(None)
             .map_err(|e| Error::Client(format!("cannot build the webhook HTTP client: {e}")))?;
+        let clients = crate::egress::Scoped::new(egress, move |rules| {
+            if rules.is_unrestricted() {
+                return plain.clone();
+            }
+            build(Some(Arc::clone(&rules))).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot build a restricted webhook client; deliveries to this tenant fail");
+                reqwest::Client::builder()
+                    .dns_resolver(crate::egress::PolicyResolver::new(Arc::new(
+                        crate::egress::TenantEgress::deny_all(),
+                    )))
+                    .build()
+                    .unwrap_or_default()
+            })
+        });
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                clients,
                 store,
                 retry_delays: retry_delays.to_vec(),
                 wake: Notify::new(),
@@ -167,8 +195,14 @@ impl Webhooks {
         let outcome = if crate::config::has_scheme(&item.url, "mailto") {
             self.queue_result_mail(&item).await
         } else {
-            self.attempt(&item.url, &item.secret, &item.msg_id, item.body.as_bytes())
-                .await
+            self.attempt(
+                &item.tenant,
+                &item.url,
+                &item.secret,
+                &item.msg_id,
+                item.body.as_bytes(),
+            )
+            .await
         };
         let store = &self.inner.store;
         let written = match outcome {
@@ -227,6 +261,7 @@ impl Webhooks {
 
     async fn attempt(
         &self,
+        tenant: &str,
         url: &str,
         secret: &str,
         msg_id: &str,
@@ -234,9 +269,13 @@ impl Webhooks {
     ) -> Result<(), Error> {
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let signature = sign(secret, msg_id, timestamp, body)?;
-        let response = self
-            .inner
-            .client
+        let (client, rules) = self.inner.clients.for_tenant(tenant);
+        if let Ok(parsed) = reqwest::Url::parse(url)
+            && let Err(refusal) = crate::egress::check_url(&rules, &parsed)
+        {
+            return Err(Error::Client(format!("POST {url}: refused: {refusal}")));
+        }
+        let response = client
             .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", msg_id)
@@ -245,7 +284,10 @@ impl Webhooks {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| Error::Client(format!("POST {url}: {e}")))?;
+            .map_err(|e| match crate::egress::refusal_in(&e) {
+                Some(refusal) => Error::Client(format!("POST {url}: refused: {refusal}")),
+                None => Error::Client(format!("POST {url}: {e}")),
+            })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -424,8 +466,12 @@ mod tests {
         let (_dir, store) = testing::open_temp();
         let (url, received) = receiver(2).await;
         let record = claimed_call(&store, &url).await;
-        let webhooks = Webhooks::with_retry_delays(store.clone(), &[Duration::from_millis(10); 3])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let webhooks = Webhooks::with_retry_delays(
+            store.clone(),
+            &[Duration::from_millis(10); 3],
+            crate::egress::EgressPolicy::unrestricted(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         tokio::spawn(webhooks.clone().run());
         until("three tries", async || count(&received) == 3).await;
         until("the outbox to empty", async || {
@@ -481,8 +527,12 @@ mod tests {
         let (_dir, store) = testing::open_temp();
         let (url, received) = receiver(4).await;
         let record = claimed_call(&store, &url).await;
-        let webhooks = Webhooks::with_retry_delays(store.clone(), &[Duration::from_millis(5); 3])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let webhooks = Webhooks::with_retry_delays(
+            store.clone(),
+            &[Duration::from_millis(5); 3],
+            crate::egress::EgressPolicy::unrestricted(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         tokio::spawn(webhooks.clone().run());
         until("a dead letter", async || {
             store
@@ -554,9 +604,12 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             claimed_call(&store, &url).await;
-            let webhooks =
-                Webhooks::with_retry_delays(store.clone(), &[Duration::from_millis(300)])
-                    .unwrap_or_else(|e| panic!("{e}"));
+            let webhooks = Webhooks::with_retry_delays(
+                store.clone(),
+                &[Duration::from_millis(300)],
+                crate::egress::EgressPolicy::unrestricted(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
             // One try (it fails); the retry is written to the store, then the process "stops".
             assert_eq!(webhooks.deliver_due().await.ok(), Some(1));
             until("the failed try to be recorded", async || {
@@ -567,7 +620,8 @@ mod tests {
             assert!(store.next_webhook_at().await.ok().flatten().is_some());
         }
         let store = Arc::new(SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}")));
-        let webhooks = Webhooks::new(store.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let webhooks = Webhooks::new(store.clone(), crate::egress::EgressPolicy::unrestricted())
+            .unwrap_or_else(|e| panic!("{e}"));
         tokio::spawn(webhooks.run());
         until("the retry after reopening", async || count(&received) == 2).await;
         let received = received.lock().map(|r| r.clone()).unwrap_or_default();

@@ -254,6 +254,8 @@ pub struct OutboxItem {
     pub msg_id: String,
     /// The call it is about.
     pub call_id: String,
+    /// The call's tenant (whose outbound-connection rules apply).
+    pub tenant: String,
     /// Where to POST.
     pub url: String,
     /// The JSON body: the call record as it was at the status change.

@@ -38,7 +38,7 @@ pub struct EmailIntake {
     max_document_bytes: usize,
     dkim: Dkim,
     /// Checks application URLs at acceptance; `None` when `email.check_url_timeout_ms = 0`.
-    checker: Option<Fetcher>,
+    checker: Option<crate::fetch::TenantFetchers>,
     /// Whether reply mails are queued (`email.reply_relay` is set).
     replies: bool,
     /// The policy engine's acceptance rules, as for the HTTP API.
@@ -101,16 +101,18 @@ impl EmailIntake {
         )?;
         let checker = match config.email.check_url_timeout_ms {
             0 => None,
-            ms => Some(
+            ms => Some(crate::fetch::TenantFetchers::new(
                 Fetcher::new(&config.sip.user_agent, Duration::from_millis(ms))
                     .map_err(|e| e.to_string())?,
-            ),
+                crate::egress::EgressPolicy::new(&config.egress),
+            )),
         };
         Ok(Self {
             gate: crate::policy_gate::PolicyGate::new(
                 Arc::clone(&store),
                 config.policy.operator_policy(),
-            ),
+            )
+            .with_egress(crate::egress::EgressPolicy::new(&config.egress)),
             store,
             control,
             config: Arc::new(config.clone()),
@@ -403,7 +405,7 @@ impl EmailIntake {
         }
         // Checked after the rules: a refusal for a wrong field needs no network.
         if files.is_none() {
-            self.check_reachable(&url).await?;
+            self.check_reachable(tenant, &url).await?;
         }
         let idempotency = parsed.message_id.as_ref().map(|id| IdempotencyKey {
             key: format!("email:{}", hex::encode(Sha256::digest(id.as_bytes()))),
@@ -540,7 +542,7 @@ impl EmailIntake {
     }
 
     /// The application URL answers 2xx within the timeout (and is not too large to run).
-    async fn check_reachable(&self, url: &str) -> Result<(), Reply> {
+    async fn check_reachable(&self, tenant: &str, url: &str) -> Result<(), Reply> {
         let Some(checker) = &self.checker else {
             return Ok(());
         };
@@ -548,10 +550,20 @@ impl EmailIntake {
         if !url.starts_with("http://") && !url.starts_with("https://") {
             return Ok(());
         }
-        match checker.get(url, self.max_document_bytes).await {
+        match checker
+            .for_tenant(tenant)
+            .get(url, self.max_document_bytes)
+            .await
+        {
             Ok(_) | Err(FetchError::InvalidUrl { .. } | FetchError::UnsupportedScheme { .. }) => {
                 Ok(())
             }
+            Err(e @ FetchError::Refused { .. }) => Err(refusal(
+                550,
+                (5, 7, 1),
+                "reachable",
+                &format!("Application {e}"),
+            )),
             Err(
                 e @ (FetchError::Status {
                     status: 400..=499, ..

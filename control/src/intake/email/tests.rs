@@ -52,6 +52,13 @@ fn base_config() -> Config {
     let mut config = Config::default();
     config.email.check_url_timeout_ms = 0;
     config.http.listen = "127.0.0.1:8080".parse().unwrap_or_else(|e| panic!("{e}"));
+    // The tests' tenants call and fetch on loopback: the operator opens it to them.
+    for tenant in testing::TENANTS {
+        config
+            .egress
+            .allow
+            .insert(tenant.to_owned(), vec!["127.0.0.1/32".to_owned()]);
+    }
     config
 }
 

@@ -17,7 +17,7 @@ pub(super) fn due(
     // The busy rows are few (deliveries in flight); fetch a little more and skip them here.
     let extra = u32::try_from(busy.len()).unwrap_or(u32::MAX);
     let mut statement = conn.prepare_cached(
-        "SELECT o.seq, o.msg_id, o.call_id, o.url, o.body, t.webhook_secret, o.tries \
+        "SELECT o.seq, o.msg_id, o.call_id, o.url, o.body, t.webhook_secret, o.tries, o.tenant \
          FROM outbox o JOIN tenants t ON t.id = o.tenant \
          WHERE o.dead_at IS NULL AND o.next_at <= ?1 ORDER BY o.next_at, o.seq LIMIT ?2",
     )?;
@@ -30,6 +30,7 @@ pub(super) fn due(
             body: row.get(4)?,
             secret: row.get(5)?,
             tries: row.get(6)?,
+            tenant: row.get(7)?,
         })
     })?;
     let mut items = Vec::new();
