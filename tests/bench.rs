@@ -238,6 +238,13 @@ impl Callee {
             .stderr(file)
             .spawn()
             .expect("spawn outdial bench callee");
+        // Calls placed before the callee has bound its port would meet an ICMP port
+        // unreachable: wait until the port is taken.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::UdpSocket::bind(addr).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "bench callee never bound {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Self {
             child,
             addr,

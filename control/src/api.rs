@@ -5,6 +5,7 @@
 //! call survives a crash. Every error is `{"error": {"code", "message"}}` (see [`Error`]).
 
 pub mod admin;
+pub mod campaigns;
 pub mod cdrs;
 pub mod files;
 pub mod policy;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(files::router())
         .merge(admin::router(state.clone()))
         .merge(policy::router(state.clone()))
+        .merge(campaigns::router(state.clone()))
         .fallback(|| async { Error::from(RequestError::NoRoute) })
         .method_not_allowed_fallback(|| async { Error::from(RequestError::MethodNotAllowed) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

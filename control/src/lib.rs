@@ -5,6 +5,7 @@ pub mod admin_cli;
 pub mod api;
 pub mod auth;
 pub mod call_timing;
+pub mod campaign;
 pub mod cli;
 pub mod client;
 pub mod config;

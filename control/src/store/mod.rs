@@ -8,11 +8,13 @@
 //! `status_callback`) and, at the end of an attempt, its CDR. No HTTP type appears here;
 //! `error.rs` maps [`StoreError`] to the wire.
 
+pub mod campaigns;
 pub mod policy;
 pub mod signing;
 pub mod sqlite;
 mod types;
 
+pub use campaigns::{Campaign, CampaignBatch, CampaignStore};
 pub use policy::{DispatchFacts, OptOutScope, PolicyNote, PolicyStore};
 pub use signing::{SigningSettings, SigningStore};
 
@@ -342,6 +344,7 @@ pub trait DataStore:
     + ReplyStore
     + SigningStore
     + PolicyStore
+    + CampaignStore
 {
     /// Round trip to the database; fails if it is not working.
     fn ping(&self) -> StoreFuture<'_, ()>;

@@ -12,6 +12,7 @@ mod calls;
 mod cdrs;
 mod files;
 mod outbox;
+mod campaigns;
 mod policy;
 mod principals;
 mod replies;
@@ -618,6 +619,50 @@ impl crate::store::PolicyStore for SqliteStore {
     ) -> StoreFuture<'_, Option<CallRecord>> {
         let id = id.to_owned();
         Box::pin(self.write(move |c| calls::refuse(c, &id, &note, now)))
+    }
+}
+
+impl crate::store::CampaignStore for SqliteStore {
+    fn create_campaign(
+        &self,
+        tenant: &str,
+        spec: Value,
+        start: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, crate::store::Campaign> {
+        let tenant = tenant.to_owned();
+        Box::pin(self.write(move |c| campaigns::create(c, &tenant, &spec, start, now)))
+    }
+
+    fn campaign(&self, tenant: &str, id: &str) -> StoreFuture<'_, Option<crate::store::Campaign>> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        Box::pin(self.read(move |c| campaigns::get(c, &tenant, &id)))
+    }
+
+    fn campaigns(&self, tenant: &str) -> StoreFuture<'_, Vec<crate::store::Campaign>> {
+        let tenant = tenant.to_owned();
+        Box::pin(self.read(move |c| campaigns::list(c, &tenant)))
+    }
+
+    fn add_campaign_batch(
+        &self,
+        tenant: &str,
+        id: &str,
+        batch: crate::store::CampaignBatch,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Vec<CallRecord>> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        Box::pin(self.write(move |c| campaigns::add_batch(c, &tenant, &id, batch, now)))
+    }
+
+    fn cancel_campaign(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Vec<String>> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        Box::pin(self.write(move |c| campaigns::cancel(c, &tenant, &id, now)))
     }
 }
 

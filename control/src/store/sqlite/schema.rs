@@ -219,11 +219,30 @@ ALTER TABLE events ADD COLUMN owner TEXT;
 ALTER TABLE events ADD COLUMN rule TEXT;
 ";
 
+/// Version 6: campaigns, and each call's campaign.
+const V6_CAMPAIGNS: &str = r"
+CREATE TABLE campaigns (
+    seq        INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    tenant     TEXT NOT NULL REFERENCES tenants(id),
+    status     TEXT NOT NULL,
+    spec       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    accepted   INTEGER NOT NULL DEFAULT 0,
+    skipped    INTEGER NOT NULL DEFAULT 0,
+    invalid    INTEGER NOT NULL DEFAULT 0,
+    next_due   INTEGER NOT NULL
+);
+CREATE INDEX campaigns_by_tenant ON campaigns (tenant, seq);
+ALTER TABLE calls ADD COLUMN campaign_id TEXT;
+CREATE INDEX calls_by_campaign ON calls (campaign_id, status) WHERE campaign_id IS NOT NULL;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2, V3, V4_SIGNING, V5_POLICY];
+const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2, V3, V4_SIGNING, V5_POLICY, V6_CAMPAIGNS];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
