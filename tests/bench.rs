@@ -242,7 +242,10 @@ impl Callee {
         // unreachable: wait until the port is taken.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::net::UdpSocket::bind(addr).is_ok() {
-            assert!(std::time::Instant::now() < deadline, "bench callee never bound {addr}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bench callee never bound {addr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Self {

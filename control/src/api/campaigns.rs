@@ -56,7 +56,10 @@ async fn create(
         .map_err(|problem| RequestError::Field(FieldError::new("", Rule::Range, problem)))?;
     // The fields every call shares are checked now, on a stand-in destination.
     let validator = Validator::for_tenant(&state.config, principal.trunk.as_deref());
-    let probe = spec.request("sip:campaign@example.com".to_owned(), serde_json::Map::new());
+    let probe = spec.request(
+        "sip:campaign@example.com".to_owned(),
+        serde_json::Map::new(),
+    );
     validator
         .validate(&tenant, probe, now)
         .map_err(RequestError::from)?;
@@ -164,19 +167,43 @@ async fn upload(
     let mut received = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            RequestError::Field(FieldError::new("", Rule::Object, format!("the upload broke off: {e}")))
+            RequestError::Field(FieldError::new(
+                "",
+                Rule::Object,
+                format!("the upload broke off: {e}"),
+            ))
         })?;
         received += chunk.len();
         if received > MAX_UPLOAD_BYTES {
             // What was stored stays; the answer says where the upload stopped.
-            flush(&state, &tenant, &id, &spec, &validator, &mut pacer, &mut pending, &mut report).await?;
+            flush(
+                &state,
+                &tenant,
+                &id,
+                &spec,
+                &validator,
+                &mut pacer,
+                &mut pending,
+                &mut report,
+            )
+            .await?;
             report.note(json!({ "row": report.rows + 1, "rule": "range",
                 "message": format!("the upload is larger than {MAX_UPLOAD_BYTES} bytes; the rows after this were not read") }));
             return Ok(answer(&id, report));
         }
         pending.extend(reader.feed(&chunk));
         if pending.len() >= BATCH_ROWS {
-            flush(&state, &tenant, &id, &spec, &validator, &mut pacer, &mut pending, &mut report).await?;
+            flush(
+                &state,
+                &tenant,
+                &id,
+                &spec,
+                &validator,
+                &mut pacer,
+                &mut pending,
+                &mut report,
+            )
+            .await?;
             if report.rows >= MAX_ROWS {
                 report.note(json!({ "row": report.rows + 1, "rule": "range",
                     "message": format!("an upload takes at most {MAX_ROWS} rows; upload the rest separately") }));
@@ -185,9 +212,21 @@ async fn upload(
         }
     }
     pending.extend(reader.finish());
-    flush(&state, &tenant, &id, &spec, &validator, &mut pacer, &mut pending, &mut report).await?;
+    flush(
+        &state,
+        &tenant,
+        &id,
+        &spec,
+        &validator,
+        &mut pacer,
+        &mut pending,
+        &mut report,
+    )
+    .await?;
     if !reader.has_header() {
-        report.note(json!({ "row": 0, "rule": "required", "message": "the upload has no header row" }));
+        report.note(
+            json!({ "row": 0, "rule": "required", "message": "the upload has no header row" }),
+        );
     }
     tracing::info!(%tenant, campaign = %id, rows = report.rows, accepted = report.accepted, skipped = report.skipped, invalid = report.invalid, "campaign rows uploaded");
     Ok(answer(&id, report))
@@ -223,7 +262,9 @@ async fn flush(
     for row in pending.drain(..) {
         match row {
             Err(e) if e.row == 0 => {
-                return Err(RequestError::Field(FieldError::new("", Rule::Object, e.problem)).into());
+                return Err(
+                    RequestError::Field(FieldError::new("", Rule::Object, e.problem)).into(),
+                );
             }
             Err(e) => {
                 report.rows = report.rows.max(e.row);
@@ -265,7 +306,10 @@ async fn flush(
         invalid,
         next_due: pacer.cursor(),
     };
-    let records = state.store.add_campaign_batch(tenant, id, batch, now).await?;
+    let records = state
+        .store
+        .add_campaign_batch(tenant, id, batch, now)
+        .await?;
     for record in &records {
         state.control.queued(record);
     }

@@ -34,10 +34,18 @@ pub struct CampaignSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// First call not before (RFC 3339); default: at once.
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start: Option<OffsetDateTime>,
     /// Calls not placed by then end `expired` (each call's `not_after`).
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub end: Option<OffsetDateTime>,
     /// Pacing: calls released per second (0.001–1000).
     pub calls_per_second: f64,
@@ -104,7 +112,8 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer whose next call is due at `next`, `calls_per_second` apart.
     pub fn new(next: OffsetDateTime, calls_per_second: f64) -> Self {
-        let interval = Duration::seconds_f64(1.0 / calls_per_second.clamp(0.001, MAX_CALLS_PER_SECOND));
+        let interval =
+            Duration::seconds_f64(1.0 / calls_per_second.clamp(0.001, MAX_CALLS_PER_SECOND));
         Self { next, interval }
     }
 
@@ -132,7 +141,11 @@ mod tests {
         let mut pacer = Pacer::new(start, 4.0);
         let early = start - Duration::hours(1);
         let dues: Vec<_> = (0..5).map(|_| pacer.next_due(early)).collect();
-        assert_eq!(dues[4] - dues[0], Duration::seconds(1), "four intervals of 250 ms");
+        assert_eq!(
+            dues[4] - dues[0],
+            Duration::seconds(1),
+            "four intervals of 250 ms"
+        );
         // An upload that comes later than the cursor starts from now, not in a burst.
         let late = start + Duration::hours(2);
         assert_eq!(pacer.next_due(late), late);
@@ -143,9 +156,26 @@ mod tests {
     fn the_spec_checks_pacing_and_window() {
         let now = datetime!(2026-12-05 10:00 UTC);
         let spec = |json: &str| serde_json::from_str::<CampaignSpec>(json).expect("spec");
-        assert!(spec(r#"{"url":"http://a/","calls_per_second":5}"#).check(now).is_ok());
-        assert!(spec(r#"{"url":"http://a/","calls_per_second":0}"#).check(now).is_err());
-        assert!(spec(r#"{"url":"http://a/","calls_per_second":5,"end":"2026-12-05T09:00:00Z"}"#).check(now).is_err());
-        assert!(serde_json::from_str::<CampaignSpec>(r#"{"url":"http://a/","calls_per_second":5,"colour":1}"#).is_err());
+        assert!(
+            spec(r#"{"url":"http://a/","calls_per_second":5}"#)
+                .check(now)
+                .is_ok()
+        );
+        assert!(
+            spec(r#"{"url":"http://a/","calls_per_second":0}"#)
+                .check(now)
+                .is_err()
+        );
+        assert!(
+            spec(r#"{"url":"http://a/","calls_per_second":5,"end":"2026-12-05T09:00:00Z"}"#)
+                .check(now)
+                .is_err()
+        );
+        assert!(
+            serde_json::from_str::<CampaignSpec>(
+                r#"{"url":"http://a/","calls_per_second":5,"colour":1}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -127,7 +127,10 @@ impl RowReader {
         }
         let Ok(text) = std::str::from_utf8(line) else {
             self.rows += 1;
-            return Some(Err(RowError { row: self.rows, problem: "is not UTF-8".to_owned() }));
+            return Some(Err(RowError {
+                row: self.rows,
+                problem: "is not UTF-8".to_owned(),
+            }));
         };
         match self.format {
             Format::Ndjson => {
@@ -168,7 +171,10 @@ fn csv_fields(text: &str) -> Result<Vec<String>, String> {
 }
 
 fn csv_row(number: u64, names: &[String], text: &str) -> Result<Row, RowError> {
-    let err = |problem: String| RowError { row: number, problem };
+    let err = |problem: String| RowError {
+        row: number,
+        problem,
+    };
     let fields = csv_fields(text).map_err(err)?;
     if fields.len() != names.len() {
         return Err(err(format!(
@@ -190,15 +196,17 @@ fn csv_row(number: u64, names: &[String], text: &str) -> Result<Row, RowError> {
 }
 
 fn ndjson_row(number: u64, text: &str) -> Result<Row, RowError> {
-    let err = |problem: String| RowError { row: number, problem };
+    let err = |problem: String| RowError {
+        row: number,
+        problem,
+    };
     let Value::Object(mut object) =
         serde_json::from_str::<Value>(text).map_err(|e| err(format!("is not JSON: {e}")))?
     else {
         return Err(err("is not a JSON object".to_owned()));
     };
-    let to = match object.remove("to") {
-        Some(Value::String(to)) => to,
-        _ => return Err(err("has no `to` string".to_owned())),
+    let Some(Value::String(to)) = object.remove("to") else {
+        return Err(err("has no `to` string".to_owned()));
     };
     let vars = match object.remove("vars") {
         Some(Value::Object(vars)) => vars,
@@ -235,7 +243,11 @@ mod tests {
         assert_eq!(first.vars["amount due"], "12,50");
         assert_eq!(whole[1].as_ref().expect("row 2").vars["name"], "Bob \"B\"");
         assert_eq!(whole[2].as_ref().map_err(|e| e.row), Err(3), "a short row");
-        assert_eq!(whole[3].as_ref().map(|r| r.to.as_str()), Ok("+15550103"), "no final newline");
+        assert_eq!(
+            whole[3].as_ref().map(|r| r.to.as_str()),
+            Ok("+15550103"),
+            "no final newline"
+        );
     }
 
     #[test]

@@ -46,12 +46,22 @@ pub(super) fn create(
          VALUES (?1, ?2, 'running', ?3, ?4, ?5) RETURNING {COLUMNS}"
     );
     Ok(conn.prepare_cached(&sql)?.query_row(
-        params![id, tenant, spec.to_string(), micros(truncate(now)), micros(truncate(start))],
+        params![
+            id,
+            tenant,
+            spec.to_string(),
+            micros(truncate(now)),
+            micros(truncate(start))
+        ],
         from_row,
     )?)
 }
 
-pub(super) fn get(conn: &Connection, tenant: &str, id: &str) -> Result<Option<Campaign>, StoreError> {
+pub(super) fn get(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Campaign>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM campaigns WHERE tenant = ?1 AND id = ?2");
     let Some(mut campaign) = conn
         .prepare_cached(&sql)?
@@ -72,7 +82,8 @@ pub(super) fn get(conn: &Connection, tenant: &str, id: &str) -> Result<Option<Ca
 }
 
 pub(super) fn list(conn: &Connection, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM campaigns WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1000");
+    let sql =
+        format!("SELECT {COLUMNS} FROM campaigns WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1000");
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map([tenant], from_row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -9,10 +9,10 @@
 //! writer's lock.
 
 mod calls;
+mod campaigns;
 mod cdrs;
 mod files;
 mod outbox;
-mod campaigns;
 mod policy;
 mod principals;
 mod replies;
