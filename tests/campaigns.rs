@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use outdial_tests::{Outdial, Sipp};
+use outdial_tests::{Outdial, Sipp, sip_invites};
 use serde_json::{Value, json};
 
 const CALLEES: usize = 1000;
@@ -217,4 +217,101 @@ async fn a_campaign_of_a_thousand_callees_is_paced_and_skips_opt_outs() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The server is killed (SIGKILL) in the middle of a campaign and started again: the campaign
+/// goes on from the store, every call ends, and nobody is dialled twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_cut_by_a_crash_resumes_without_dialling_anyone_twice() {
+    const COUNT: usize = 200;
+    let sipp = Sipp::uas_calls("busy.xml", &[], u32::try_from(COUNT).expect("count"));
+    let mut outdial =
+        Outdial::start_with_sip("127.0.0.1", &format!("trunk = \"sip:{}\"", sipp.addr), "");
+    let spec = json!({ "url": "http://127.0.0.1:9/app.vxml", "calls_per_second": 25 });
+    let (status, campaign) = send(
+        &outdial,
+        reqwest::Method::POST,
+        "/v1/campaigns",
+        Some(("application/json", spec.to_string())),
+    )
+    .await;
+    assert_eq!(status, 201, "{campaign}");
+    let id = campaign["id"].as_str().expect("id").to_owned();
+    let rows: String = (0..COUNT)
+        .map(|i| format!("{{\"to\": \"+1555030{i:04}\"}}\n"))
+        .collect();
+    let (status, report) = send(
+        &outdial,
+        reqwest::Method::POST,
+        &format!("/v1/campaigns/{id}/callees"),
+        Some(("application/x-ndjson", rows)),
+    )
+    .await;
+    assert_eq!(
+        (status, &report["accepted"]),
+        (200, &json!(COUNT)),
+        "{report}"
+    );
+
+    // Kill it once some calls have been placed and most have not.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sip_invites(&sipp.trace()).len() < 30 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no calls placed:\n{}",
+            outdial.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    outdial.restart();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let progress = loop {
+        let (_, progress) = send(
+            &outdial,
+            reqwest::Method::GET,
+            &format!("/v1/campaigns/{id}"),
+            None,
+        )
+        .await;
+        let calls = progress["calls"].as_object().cloned().unwrap_or_default();
+        let done = ["busy", "failed"]
+            .iter()
+            .map(|s| calls.get(*s).and_then(Value::as_u64).unwrap_or(0))
+            .sum::<u64>();
+        if done == COUNT as u64 {
+            break progress;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every call ended: {progress}\n{}",
+            outdial.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (_, trace) = sipp.finish(Duration::from_secs(5)).await;
+    let mut calls_per_callee: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+    for (uri, call_id) in sip_invites(&trace) {
+        calls_per_callee.entry(uri).or_default().insert(call_id);
+    }
+    let twice: Vec<_> = calls_per_callee
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .collect();
+    assert!(twice.is_empty(), "dialled twice: {twice:?}");
+    // A call cut while it was being placed ends `failed` (interrupted), never redialled; the
+    // rest were all placed.
+    let interrupted = progress["calls"]["failed"].as_u64().unwrap_or(0);
+    println!(
+        "crash in a campaign of {COUNT}: {} callees dialled once, {interrupted} interrupted",
+        calls_per_callee.len()
+    );
+    assert!(
+        calls_per_callee.len() as u64 + interrupted >= COUNT as u64,
+        "{progress}"
+    );
+    assert!(
+        interrupted <= 5,
+        "only calls in flight at the crash are lost to it: {progress}"
+    );
 }
