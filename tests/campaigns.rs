@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use outdial_tests::{Outdial, Sipp, sip_invites};
+use outdial_tests::{Outdial, Sipp, TempDir, outdial_bin, sip_invites};
 use serde_json::{Value, json};
 
 const CALLEES: usize = 1000;
@@ -314,4 +314,54 @@ async fn a_campaign_cut_by_a_crash_resumes_without_dialling_anyone_twice() {
         interrupted <= 5,
         "only calls in flight at the crash are lost to it: {progress}"
     );
+}
+
+/// `outdial campaign create | upload | status --follow` against the same server: the command
+/// line drives a small campaign to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_creates_uploads_and_follows_a_campaign() {
+    let sipp = Sipp::uas_calls("busy.xml", &[], 5);
+    let outdial =
+        Outdial::start_with_sip("127.0.0.1", &format!("trunk = \"sip:{}\"", sipp.addr), "");
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(outdial_bin())
+            .args(["campaign"])
+            .args(args)
+            .args(["--api", &outdial.api, "--api-key", &outdial.api_key])
+            .output()
+            .expect("run outdial campaign");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str::<Value>(&stdout).expect("JSON on standard output")
+    };
+    let created = cli(&[
+        "create",
+        "--url",
+        "http://127.0.0.1:9/app.vxml",
+        "--rate",
+        "10",
+        "--var",
+        "clinic=North",
+    ]);
+    let id = created["id"].as_str().expect("id").to_owned();
+    let dir = TempDir::new("campaign-cli");
+    let file = dir.path().join("callees.csv");
+    let rows: String = (0..5)
+        .map(|i| format!("+155504000{i},Patient {i}\n"))
+        .collect();
+    std::fs::write(&file, format!("to,name\n{rows}")).expect("write CSV");
+    let report = cli(&["upload", &id, file.to_str().expect("path")]);
+    assert_eq!(
+        (&report["accepted"], &report["invalid"]),
+        (&json!(5), &json!(0)),
+        "{report}"
+    );
+    let status = cli(&["status", &id, "--follow"]);
+    assert_eq!(status["calls"], json!({ "busy": 5 }), "{status}");
+    let (sipp_status, _) = sipp.finish(Duration::from_secs(20)).await;
+    assert!(sipp_status.success());
 }

@@ -64,6 +64,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::admin_cli::KeyCommand,
     },
+    /// Bulk calling: create a campaign, upload its callees, follow it, cancel it (over the API).
+    Campaign {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::campaign_cli::CampaignCommand,
+    },
     /// Read or set a tenant's own policy (calling hours, destinations, rate).
     Policy {
         /// Where the store is.
@@ -136,6 +142,20 @@ pub struct CallArgs {
     /// URL that receives the call record on every status change (signed webhooks).
     #[arg(long, value_name = "URL")]
     pub status_callback: Option<String>,
+    /// Which server, and how to reach it.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print the new call and exit instead of following it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print the final record as JSON on standard output (progress goes to standard error).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How a command reaches an Outdial server's API.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
     /// Base URL of the Outdial API.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     pub api: String,
@@ -164,12 +184,29 @@ pub struct CallArgs {
         hide_env_values = true
     )]
     pub signing_secret: Option<String>,
-    /// Print the new call and exit instead of following it.
-    #[arg(long)]
-    pub no_wait: bool,
-    /// Print the final record as JSON on standard output (progress goes to standard error).
-    #[arg(long)]
-    pub json: bool,
+}
+
+impl ServerArgs {
+    /// A client for the server these arguments name.
+    pub fn client(&self) -> Result<ApiClient, Error> {
+        let (base, key_file) = match &self.config {
+            Some(path) => {
+                let config = Config::load(path)?;
+                (api_url(&config), config.store.data_dir.join("dev-api-key"))
+            }
+            None => (
+                self.api.clone(),
+                PathBuf::from(client::DEFAULT_DEV_KEY_FILE),
+            ),
+        };
+        let key = client::resolve_api_key(self.api_key.clone(), &key_file)?;
+        ApiClient::configured(
+            &base,
+            key,
+            self.cacert.as_deref(),
+            self.signing_secret.clone(),
+        )
+    }
 }
 
 /// `outdial vxml ...`.
@@ -251,6 +288,17 @@ pub async fn run(cli: Cli) -> ExitCode {
                 crate::admin_cli::key(s, command, out).await
             })
             .await
+        }
+        Command::Campaign { command } => {
+            let mut stdout = std::io::stdout().lock();
+            let mut stderr = std::io::stderr().lock();
+            match crate::campaign_cli::run(command, &mut stdout, &mut stderr).await {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    let _ = writeln!(stderr, "error: {e}");
+                    EXIT_ERROR
+                }
+            }
         }
         Command::Policy { store, command } => {
             admin(&store, async |s, out| {
@@ -430,23 +478,7 @@ async fn follow_call(
     out: &mut dyn Write,
     progress: &mut dyn Write,
 ) -> Result<CallRecord, Error> {
-    let (base, key_file) = match &args.config {
-        Some(path) => {
-            let config = Config::load(path)?;
-            (api_url(&config), config.store.data_dir.join("dev-api-key"))
-        }
-        None => (
-            args.api.clone(),
-            PathBuf::from(client::DEFAULT_DEV_KEY_FILE),
-        ),
-    };
-    let key = client::resolve_api_key(args.api_key.clone(), &key_file)?;
-    let api = ApiClient::configured(
-        &base,
-        key,
-        args.cacert.as_deref(),
-        args.signing_secret.clone(),
-    )?;
+    let api = args.server.client()?;
     let request = CallRequest {
         to: args.to.clone(),
         url: args.url.clone(),
@@ -566,7 +598,7 @@ pub fn api_url(config: &Config) -> String {
 }
 
 /// Parses `--var NAME=VALUE`.
-fn parse_var(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_var(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
         _ => Err(format!("expected NAME=VALUE, got {text:?}")),
@@ -636,7 +668,7 @@ mod tests {
             vec![("pin".into(), "12=34".into()), ("name".into(), "Bo".into())]
         );
         assert!(args.no_wait && !args.json);
-        assert_eq!(args.api, "http://127.0.0.1:8080");
+        assert_eq!(args.server.api, "http://127.0.0.1:8080");
         assert!(
             Cli::try_parse_from([
                 "outdial", "call", "--to", "x", "--url", "y", "--var", "novalue"
@@ -657,7 +689,7 @@ mod tests {
         else {
             panic!("{cli:?}")
         };
-        assert_eq!(args.config, Some(PathBuf::from("o.toml")));
+        assert_eq!(args.server.config, Some(PathBuf::from("o.toml")));
         let both = Cli::try_parse_from([
             "outdial", "call", "--to", "x", "--url", "y", "--config", "o.toml", "--api", "http://h",
         ]);
@@ -835,11 +867,13 @@ mod tests {
             vars: vec![("name".to_owned(), "Alice".to_owned())],
             ring_timeout: None,
             status_callback: None,
-            api: api.to_owned(),
-            config: None,
-            api_key: Some(key.to_owned()),
-            cacert: None,
-            signing_secret: None,
+            server: ServerArgs {
+                api: api.to_owned(),
+                config: None,
+                api_key: Some(key.to_owned()),
+                cacert: None,
+                signing_secret: None,
+            },
             no_wait: false,
             json: false,
         }

@@ -158,15 +158,28 @@ impl ApiClient {
         path: &str,
         body: Option<&impl serde::Serialize>,
     ) -> Result<T, Error> {
-        let url = self
-            .base
-            .join(path)
-            .map_err(|e| Error::Client(e.to_string()))?;
         let body = match body {
             Some(body) => serde_json::to_vec(body)
                 .map_err(|e| Error::Client(format!("cannot encode the request: {e}")))?,
             None => Vec::new(),
         };
+        self.send_bytes(method, path, "application/json", body)
+            .await
+    }
+
+    /// Sends `body` of `content_type` (none when empty), signed when a secret is set; reads
+    /// a JSON answer.
+    pub async fn send_bytes<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T, Error> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| Error::Client(e.to_string()))?;
         let mut request = self
             .http
             .request(method.clone(), url.clone())
@@ -186,7 +199,7 @@ impl ApiClient {
         }
         if !body.is_empty() {
             request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body);
         }
         let response = request

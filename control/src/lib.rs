@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod call_timing;
 pub mod campaign;
+pub mod campaign_cli;
 pub mod cli;
 pub mod client;
 pub mod config;
