@@ -194,3 +194,62 @@ async fn an_opt_out_pressed_during_a_call_refuses_the_tenants_next_calls() {
         "the refused calls were never dialled"
     );
 }
+
+/// A tenant whose policy requires its application at acceptance: a request whose URL answers
+/// 404, or answers something that is not VoiceXML, is refused with the rule; a good one is
+/// accepted. Nothing is dialled for the refused ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_application_is_fetched_and_checked_at_acceptance() {
+    let app = AppServer::start().await;
+    app.vxml("/good.vxml", GOODBYE);
+    app.route(
+        "/broken.vxml",
+        200,
+        "application/voicexml+xml",
+        "<vxml version=\"2.1\"><form>",
+    );
+    let outdial = Outdial::start("");
+    let policy = json!({ "require_application": true });
+    let (status, body) = send(&outdial, reqwest::Method::PUT, "/v1/policy", Some(policy)).await;
+    assert_eq!(status, 200, "{body}");
+    let to = "sip:nobody@127.0.0.1:9";
+    for (path, refused) in [
+        ("/missing.vxml", true),
+        ("/broken.vxml", true),
+        ("/good.vxml", false),
+    ] {
+        let (status, body) = outdial
+            .create_call(&json!({ "to": to, "url": app.url(path) }))
+            .await;
+        if refused {
+            assert_eq!(status, 422, "{path}: {body}");
+            assert_eq!(
+                (
+                    &body["error"]["code"],
+                    &body["error"]["rule"],
+                    &body["error"]["field"]
+                ),
+                (
+                    &json!("application_unavailable"),
+                    &json!("requester.require_application"),
+                    &json!("url")
+                ),
+                "{path}: {body}"
+            );
+        } else {
+            assert_eq!(status, 201, "{path}: {body}");
+        }
+    }
+    // A second request for the same application is answered from the 60 s check cache; the
+    // calls themselves never fetch it (nothing answers at port 9).
+    let (status, body) = outdial
+        .create_call(&json!({ "to": to, "url": app.url("/good.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let checks = app
+        .received()
+        .iter()
+        .filter(|r| r.path == "/good.vxml")
+        .count();
+    assert_eq!(checks, 1, "one check for two requests");
+}

@@ -224,6 +224,16 @@ async fn create_call(
             refusal: refused.refusal,
         });
     }
+    let checks = state
+        .gate
+        .check_applications(&tenant, &[new.url.as_str()])
+        .await?;
+    if let Some(Some(refusal)) = checks.into_iter().next() {
+        return Err(Error::Policy {
+            field: "url".to_owned(),
+            refusal,
+        });
+    }
     let created = state
         .store
         .create_calls(

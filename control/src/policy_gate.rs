@@ -21,7 +21,21 @@ pub struct PolicyGate {
     store: Arc<dyn DataStore>,
     operator: Arc<OperatorPolicy>,
     egress: Arc<crate::egress::EgressPolicy>,
+    /// Fetches applications for `require_application`, with each tenant's egress rules.
+    fetchers: Option<Arc<crate::fetch::TenantFetchers>>,
+    /// Recent application checks: (rules' key, URL) → when, and the refusal if any.
+    checked: Arc<std::sync::Mutex<Checks>>,
 }
+
+/// Recent application checks: (rules' key, URL) → when, and the refusal if any.
+type Checks = std::collections::HashMap<(String, String), (std::time::Instant, Option<Refusal>)>;
+
+/// How long an application check is trusted.
+const CHECK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most application checks remembered (the memory is cleared when full).
+const MAX_CHECKED: usize = 10_000;
+/// How long fetching an application at acceptance may take.
+pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl std::fmt::Debug for PolicyGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,7 +70,93 @@ impl PolicyGate {
             store,
             operator: Arc::new(operator),
             egress: Arc::new(crate::egress::EgressPolicy::unrestricted()),
+            fetchers: None,
+            checked: Arc::default(),
         }
+    }
+
+    /// The same gate, fetching applications with `fetchers` when a tenant's policy sets
+    /// `require_application`.
+    pub fn with_fetchers(mut self, fetchers: Arc<crate::fetch::TenantFetchers>) -> Self {
+        self.fetchers = Some(fetchers);
+        self
+    }
+
+    /// For a tenant whose policy sets `require_application`: whether each of `urls` answers
+    /// with a well-formed VoiceXML document (fetched with the tenant's outbound rules, within
+    /// 3 s; a result is kept for 60 s). `None` where it does, or when the policy does not ask.
+    pub async fn check_applications(
+        &self,
+        tenant: &str,
+        urls: &[&str],
+    ) -> Result<Vec<Option<Refusal>>, StoreError> {
+        let requester = self.store.tenant_policy(tenant).await?;
+        if !requester.require_application {
+            return Ok(vec![None; urls.len()]);
+        }
+        let mut out = Vec::with_capacity(urls.len());
+        for url in urls {
+            let refusal = self.check_application(tenant, url).await;
+            if let Some(refusal) = &refusal {
+                count("acceptance", "refuse", refusal);
+            }
+            out.push(refusal);
+        }
+        Ok(out)
+    }
+
+    async fn check_application(&self, tenant: &str, url: &str) -> Option<Refusal> {
+        let refuse = |problem: String| {
+            Some(Refusal::new(
+                "application_unavailable",
+                policy::Owner::Requester,
+                "requester.require_application",
+                format!("the application {problem}; the tenant's policy requires it at acceptance"),
+            ))
+        };
+        let Some(fetchers) = &self.fetchers else {
+            return refuse("cannot be checked on this server".to_owned());
+        };
+        let (fetcher, scope) = fetchers.for_tenant_scoped(tenant);
+        let key = (scope, url.to_owned());
+        if let Some((at, result)) = self.lock_checked().get(&key)
+            && at.elapsed() < CHECK_TTL
+        {
+            return result.clone();
+        }
+        let max = fetcher.limits().max_bytes;
+        let result = match fetcher.get_within(url, max, Some(CHECK_TIMEOUT)).await {
+            Err(e) => refuse(format!("could not be fetched: {e}")),
+            Ok(fetched) => {
+                let parsed = url::Url::parse(&fetched.url).ok().map(|final_url| {
+                    outdial_vxml::document::Document::parse(
+                        final_url,
+                        fetched.content_type.as_deref(),
+                        &fetched.body,
+                        max,
+                    )
+                });
+                match parsed {
+                    Some(Ok(_)) => None,
+                    Some(Err(e)) => refuse(format!(
+                        "at {url} is not a well-formed VoiceXML document: {e}"
+                    )),
+                    None => refuse(format!("answered from an unusable URL {}", fetched.url)),
+                }
+            }
+        };
+        let mut checked = self.lock_checked();
+        if checked.len() >= MAX_CHECKED {
+            checked.clear();
+        }
+        checked.insert(key, (std::time::Instant::now(), result.clone()));
+        result
+    }
+
+    fn lock_checked(&self) -> std::sync::MutexGuard<'_, Checks> {
+        self.checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The same gate, also refusing `sip:` destinations whose host the tenant's

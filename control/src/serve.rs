@@ -104,6 +104,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
         );
     }
     let dispatcher = Arc::new(Dispatcher::new(dataplane, seed()));
+    let fetchers = Arc::new(crate::fetch::TenantFetchers::new(
+        fetcher,
+        crate::egress::EgressPolicy::new(&config.egress),
+    ));
     let webhooks = Webhooks::new(
         Arc::clone(&store),
         crate::egress::EgressPolicy::new(&config.egress),
@@ -113,10 +117,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let context = RunnerContext {
         store: Arc::clone(&store),
         node: Arc::clone(&node),
-        fetchers: Arc::new(crate::fetch::TenantFetchers::new(
-            fetcher,
-            crate::egress::EgressPolicy::new(&config.egress),
-        )),
+        fetchers: Arc::clone(&fetchers),
         prompts,
         webhooks,
         settings: Arc::new(RunnerSettings {
@@ -172,7 +173,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
     ));
     let gate =
         crate::policy_gate::PolicyGate::new(Arc::clone(&store), config.policy.operator_policy())
-            .with_egress(crate::egress::EgressPolicy::new(&config.egress));
+            .with_egress(crate::egress::EgressPolicy::new(&config.egress))
+            .with_fetchers(Arc::clone(&fetchers));
     let placer: Arc<dyn Placer> = Arc::new(Dispatch {
         nodes,
         dispatcher: Arc::clone(&dispatcher),

@@ -112,7 +112,14 @@ async fn apply_policy(
     mode: BatchMode,
 ) -> Result<Vec<crate::model::NewCall>, Error> {
     let destinations: Vec<&str> = calls.iter().map(|c| c.to.as_str()).collect();
-    let decisions = state.gate.decide(tenant, &destinations).await?;
+    let mut decisions = state.gate.decide(tenant, &destinations).await?;
+    let urls: Vec<&str> = calls.iter().map(|c| c.url.as_str()).collect();
+    let checks = state.gate.check_applications(tenant, &urls).await?;
+    for (decision, check) in decisions.iter_mut().zip(checks) {
+        if decision.is_none() {
+            *decision = check;
+        }
+    }
     if decisions.iter().all(Option::is_none) {
         return Ok(calls);
     }
@@ -127,8 +134,13 @@ async fn apply_policy(
     for ((call, decision), item) in calls.into_iter().zip(decisions).zip(item_of) {
         match decision {
             Some(refusal) => {
+                let place = if refusal.rule == "requester.require_application" {
+                    "url"
+                } else {
+                    "to"
+                };
                 let error = Error::Policy {
-                    field: format!("calls[{item}].to"),
+                    field: format!("calls[{item}].{place}"),
                     refusal,
                 };
                 if mode == BatchMode::AllOrNothing {

@@ -63,6 +63,16 @@ async fn create(
     validator
         .validate(&tenant, probe, now)
         .map_err(RequestError::from)?;
+    let checks = state
+        .gate
+        .check_applications(&tenant, &[spec.url.as_str()])
+        .await?;
+    if let Some(Some(refusal)) = checks.into_iter().next() {
+        return Err(Error::Policy {
+            field: "url".to_owned(),
+            refusal,
+        });
+    }
     let start = spec.start.unwrap_or(now);
     let spec_json = serde_json::to_value(&spec).unwrap_or(Value::Null);
     let campaign = state

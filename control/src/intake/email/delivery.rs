@@ -38,7 +38,7 @@ pub struct EmailIntake {
     max_document_bytes: usize,
     dkim: Dkim,
     /// Checks application URLs at acceptance; `None` when `email.check_url_timeout_ms = 0`.
-    checker: Option<crate::fetch::TenantFetchers>,
+    checker: Option<Arc<crate::fetch::TenantFetchers>>,
     /// Whether reply mails are queued (`email.reply_relay` is set).
     replies: bool,
     /// The policy engine's acceptance rules, as for the HTTP API.
@@ -101,9 +101,22 @@ impl EmailIntake {
         )?;
         let checker = match config.email.check_url_timeout_ms {
             0 => None,
-            ms => Some(crate::fetch::TenantFetchers::new(
+            ms => Some(Arc::new(crate::fetch::TenantFetchers::new(
                 Fetcher::new(&config.sip.user_agent, Duration::from_millis(ms))
                     .map_err(|e| e.to_string())?,
+                crate::egress::EgressPolicy::new(&config.egress),
+            ))),
+        };
+        // Applications a tenant's policy requires are fetched at acceptance even when the
+        // reachability check of `email.check_url_timeout_ms` is off.
+        let gate_fetchers = match &checker {
+            Some(checker) => Arc::clone(checker),
+            None => Arc::new(crate::fetch::TenantFetchers::new(
+                Fetcher::new(
+                    &config.sip.user_agent,
+                    Duration::from_millis(config.fetch.timeout_ms),
+                )
+                .map_err(|e| e.to_string())?,
                 crate::egress::EgressPolicy::new(&config.egress),
             )),
         };
@@ -112,7 +125,8 @@ impl EmailIntake {
                 Arc::clone(&store),
                 config.policy.operator_policy(),
             )
-            .with_egress(crate::egress::EgressPolicy::new(&config.egress)),
+            .with_egress(crate::egress::EgressPolicy::new(&config.egress))
+            .with_fetchers(gate_fetchers),
             store,
             control,
             config: Arc::new(config.clone()),
@@ -402,6 +416,17 @@ impl EmailIntake {
                 return Err(refusal(550, (5, 7, 1), refused.refusal.rule, &text));
             }
             Err(e) => return Err(reply::unavailable(&e.to_string())),
+        }
+        if files.is_none() {
+            match self.gate.check_applications(tenant, &[url.as_str()]).await {
+                Ok(checks) => {
+                    if let Some(Some(refused)) = checks.into_iter().next() {
+                        let text = format!("{} [{}]", refused.message, refused.code);
+                        return Err(refusal(550, (5, 7, 1), refused.rule, &text));
+                    }
+                }
+                Err(e) => return Err(reply::unavailable(&e.to_string())),
+            }
         }
         // Checked after the rules: a refusal for a wrong field needs no network.
         if files.is_none() {
