@@ -253,3 +253,59 @@ async fn a_required_application_is_fetched_and_checked_at_acceptance() {
         .count();
     assert_eq!(checks, 1, "one check for two requests");
 }
+
+/// With `require_audio` too, the audio files the document names must answer with WAV audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_audio_is_fetched_and_checked_at_acceptance() {
+    let app = AppServer::start().await;
+    // A WAV file of 8-bit samples at 8 kHz whose every byte is below 0x80, so the test
+    // server (which serves text) serves it byte for byte.
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36u32 + 32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&[1, 0, 1, 0]);
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&[1, 0, 8, 0]);
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&32u32.to_le_bytes());
+    wav.extend_from_slice(&[0x7f; 32]);
+    let wav = String::from_utf8(wav).expect("every byte below 0x80");
+    app.route("/beep.wav", 200, "audio/wav", wav);
+    let with_audio = |src: &str| -> String {
+        format!(
+            r#"<?xml version="1.0"?><vxml version="2.1" xmlns="http://www.w3.org/2001/vxml"><form><block><prompt><audio src="{src}"/></prompt></block></form></vxml>"#
+        )
+    };
+    app.vxml("/plays-beep.vxml", with_audio("beep.wav"));
+    app.vxml("/plays-missing.vxml", with_audio("missing.wav"));
+    app.vxml("/plays-text.vxml", with_audio("notes.txt"));
+    app.route("/notes.txt", 200, "text/plain", "not audio");
+    let outdial = Outdial::start("");
+    let policy = json!({ "require_application": true, "require_audio": true });
+    let (status, body) = send(&outdial, reqwest::Method::PUT, "/v1/policy", Some(policy)).await;
+    assert_eq!(status, 200, "{body}");
+    let to = "sip:nobody@127.0.0.1:9";
+    for path in ["/plays-missing.vxml", "/plays-text.vxml"] {
+        let (status, body) = outdial
+            .create_call(&json!({ "to": to, "url": app.url(path) }))
+            .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (422, &json!("application_unavailable")),
+            "{path}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("audio")),
+            "{body}"
+        );
+    }
+    let (status, body) = outdial
+        .create_call(&json!({ "to": to, "url": app.url("/plays-beep.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}

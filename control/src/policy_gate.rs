@@ -96,7 +96,9 @@ impl PolicyGate {
         }
         let mut out = Vec::with_capacity(urls.len());
         for url in urls {
-            let refusal = self.check_application(tenant, url).await;
+            let refusal = self
+                .check_application(tenant, url, requester.require_audio)
+                .await;
             if let Some(refusal) = &refusal {
                 count("acceptance", "refuse", refusal);
             }
@@ -105,7 +107,7 @@ impl PolicyGate {
         Ok(out)
     }
 
-    async fn check_application(&self, tenant: &str, url: &str) -> Option<Refusal> {
+    async fn check_application(&self, tenant: &str, url: &str, audio: bool) -> Option<Refusal> {
         let refuse = |problem: String| {
             Some(Refusal::new(
                 "application_unavailable",
@@ -118,7 +120,10 @@ impl PolicyGate {
             return refuse("cannot be checked on this server".to_owned());
         };
         let (fetcher, scope) = fetchers.for_tenant_scoped(tenant);
-        let key = (scope, url.to_owned());
+        let key = (
+            format!("{scope}{}", if audio { "+audio" } else { "" }),
+            url.to_owned(),
+        );
         if let Some((at, result)) = self.lock_checked().get(&key)
             && at.elapsed() < CHECK_TTL
         {
@@ -137,6 +142,7 @@ impl PolicyGate {
                     )
                 });
                 match parsed {
+                    Some(Ok(_)) if audio => check_audio(&fetcher, &fetched).await.and_then(refuse),
                     Some(Ok(_)) => None,
                     Some(Err(e)) => refuse(format!(
                         "at {url} is not a well-formed VoiceXML document: {e}"
@@ -306,6 +312,49 @@ impl PolicyGate {
         }
         gated
     }
+}
+
+/// Most audio files of one document checked.
+const MAX_AUDIO_CHECKED: usize = 20;
+
+/// The audio files `document` names statically (`<audio src>`, resolved against its URL),
+/// each fetched: `Some(problem)` for the first that does not answer with WAV audio.
+async fn check_audio(
+    fetcher: &crate::fetch::Fetcher,
+    document: &crate::fetch::Fetched,
+) -> Option<String> {
+    let text = String::from_utf8_lossy(&document.body);
+    let base = url::Url::parse(&document.url).ok()?;
+    let sources: Vec<String> = {
+        // The document already passed the interpreter's parser and its entity limits.
+        let options = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..roxmltree::ParsingOptions::default()
+        };
+        let tree = match roxmltree::Document::parse_with_options(&text, options) {
+            Ok(tree) => tree,
+            Err(e) => return Some(format!("cannot be read for the audio it names: {e}")),
+        };
+        tree.descendants()
+            .filter(|n| n.tag_name().name() == "audio")
+            .filter_map(|n| n.attribute("src"))
+            .filter_map(|src| base.join(src).ok())
+            .map(String::from)
+            .take(MAX_AUDIO_CHECKED)
+            .collect()
+    };
+    for source in sources {
+        let fetched = fetcher
+            .get_within(&source, fetcher.limits().max_bytes, Some(CHECK_TIMEOUT))
+            .await;
+        match fetched {
+            Ok(audio)
+                if audio.body.starts_with(b"RIFF") && audio.body.get(8..12) == Some(b"WAVE") => {}
+            Ok(_) => return Some(format!("names audio {source} that is not a WAV file")),
+            Err(e) => return Some(format!("names audio that cannot be fetched: {e}")),
+        }
+    }
+    None
 }
 
 /// How long resolving a `sip:` destination's host may take at acceptance.

@@ -29,6 +29,9 @@ pub struct RequesterPolicy {
     pub burst: u32,
     /// Check at acceptance that the application URL answers with a well-formed document.
     pub require_application: bool,
+    /// With `require_application`, also check that the audio files the document names
+    /// (`<audio src>`, at most 20) answer with WAV audio.
+    pub require_audio: bool,
 }
 
 impl Default for RequesterPolicy {
@@ -42,6 +45,7 @@ impl Default for RequesterPolicy {
             calls_per_second: 0,
             burst: 1,
             require_application: false,
+            require_audio: false,
         }
     }
 }
