@@ -25,7 +25,18 @@ pub struct PolicyGate {
     fetchers: Option<Arc<crate::fetch::TenantFetchers>>,
     /// Recent application checks: (rules' key, URL) → when, and the refusal if any.
     checked: Arc<std::sync::Mutex<Checks>>,
+    /// Tenants' policies as read in the last [`POLICY_TTL`], so a create costs no extra read.
+    policies: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<String, (std::time::Instant, policy::RequesterPolicy)>,
+        >,
+    >,
 }
+
+/// How long a tenant's policy read from the store is used without reading it again. A change
+/// through this server's API applies at once ([`PolicyGate::forget`]); one written to the
+/// store by another process (`outdial policy set`, another control node) within this time.
+pub const POLICY_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Recent application checks: (rules' key, URL) → when, and the refusal if any.
 type Checks = std::collections::HashMap<(String, String), (std::time::Instant, Option<Refusal>)>;
@@ -72,7 +83,41 @@ impl PolicyGate {
             egress: Arc::new(crate::egress::EgressPolicy::unrestricted()),
             fetchers: None,
             checked: Arc::default(),
+            policies: Arc::default(),
         }
+    }
+
+    /// `tenant`'s policy changed: read it again next time.
+    pub fn forget(&self, tenant: &str) {
+        self.policies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(tenant);
+    }
+
+    /// `tenant`'s policy, from the last [`POLICY_TTL`] or the store.
+    async fn requester(&self, tenant: &str) -> Result<policy::RequesterPolicy, StoreError> {
+        {
+            let policies = self
+                .policies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, policy)) = policies.get(tenant)
+                && at.elapsed() < POLICY_TTL
+            {
+                return Ok(policy.clone());
+            }
+        }
+        let read = self.store.tenant_policy(tenant).await?;
+        let mut policies = self
+            .policies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if policies.len() >= MAX_CHECKED {
+            policies.clear();
+        }
+        policies.insert(tenant.to_owned(), (std::time::Instant::now(), read.clone()));
+        Ok(read)
     }
 
     /// The same gate, fetching applications with `fetchers` when a tenant's policy sets
@@ -90,7 +135,7 @@ impl PolicyGate {
         tenant: &str,
         urls: &[&str],
     ) -> Result<Vec<Option<Refusal>>, StoreError> {
-        let requester = self.store.tenant_policy(tenant).await?;
+        let requester = self.requester(tenant).await?;
         if !requester.require_application {
             return Ok(vec![None; urls.len()]);
         }
@@ -184,7 +229,7 @@ impl PolicyGate {
         tenant: &str,
         destinations: &[&str],
     ) -> Result<Vec<Option<Refusal>>, StoreError> {
-        let requester = self.store.tenant_policy(tenant).await?;
+        let requester = self.requester(tenant).await?;
         let numbers = destinations.iter().map(|d| (*d).to_owned()).collect();
         let callees = self.store.callees(numbers).await?;
         let rules = self.egress.for_tenant(tenant);

@@ -95,6 +95,7 @@ async fn put_own_policy(
         .store
         .set_tenant_policy(&tenant, policy.clone(), OffsetDateTime::now_utc())
         .await?;
+    state.gate.forget(&tenant);
     tracing::info!(%tenant, "tenant policy set");
     Ok(Json(policy))
 }
@@ -122,6 +123,7 @@ async fn put_tenant_policy(
         .store
         .set_tenant_policy(&id, policy.clone(), OffsetDateTime::now_utc())
         .await?;
+    state.gate.forget(&id);
     tracing::info!(tenant = %id, "tenant policy set by the operator");
     Ok(Json(policy))
 }
