@@ -146,7 +146,8 @@ pub fn open_store(args: &StoreArgs) -> Result<SqliteStore, Error> {
     Ok(SqliteStore::open(&config.database_path())?)
 }
 
-fn json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), Error> {
+/// Writes `value` as one line of JSON (every admin command's output).
+pub(crate) fn json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), Error> {
     let text = serde_json::to_string(value)
         .map_err(|e| Error::Client(format!("cannot encode the answer: {e}")))?;
     writeln!(out, "{text}")?;

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+use crate::admin_cli::json_line;
 use crate::cli::ServerArgs;
 use crate::error::Error;
 
@@ -90,11 +91,6 @@ pub enum RowFormat {
     Ndjson,
 }
 
-fn print(out: &mut dyn Write, value: &Value) -> Result<(), Error> {
-    writeln!(out, "{value}")?;
-    Ok(())
-}
-
 /// Runs `outdial campaign ...`, printing JSON to `out` and progress to `progress`.
 pub async fn run(
     command: CampaignCommand,
@@ -131,7 +127,7 @@ pub async fn run(
                     spec.to_string().into_bytes(),
                 )
                 .await?;
-            print(out, &campaign)
+            json_line(out, &campaign)
         }
         CampaignCommand::Upload {
             id,
@@ -166,7 +162,7 @@ pub async fn run(
                     body,
                 )
                 .await?;
-            print(out, &report)
+            json_line(out, &report)
         }
         CampaignCommand::Status { id, follow, server } => {
             let api = server.client()?;
@@ -180,7 +176,7 @@ pub async fn run(
                     .filter_map(|s| calls.get(*s).and_then(Value::as_u64))
                     .sum();
                 if !follow || waiting == 0 {
-                    return print(out, &campaign);
+                    return json_line(out, &campaign);
                 }
                 let counts: Vec<String> = calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 let _ = writeln!(
@@ -203,7 +199,7 @@ pub async fn run(
                     Vec::new(),
                 )
                 .await?;
-            print(out, &campaign)
+            json_line(out, &campaign)
         }
     }
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use clap::Subcommand;
 use time::OffsetDateTime;
 
+use crate::admin_cli::json_line;
 use crate::error::{Error, RequestError};
 use crate::intake::{FieldError, Rule};
 use crate::policy::{CalleeRecord, RequesterPolicy};
@@ -91,13 +92,6 @@ fn invalid(field: &str, problem: String) -> Error {
     RequestError::Field(FieldError::new(field, Rule::Range, problem)).into()
 }
 
-fn print(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), Error> {
-    let text = serde_json::to_string(value)
-        .map_err(|e| Error::Client(format!("cannot encode the answer: {e}")))?;
-    writeln!(out, "{text}")?;
-    Ok(())
-}
-
 /// Runs `outdial policy ...`.
 pub async fn policy(
     store: &SqliteStore,
@@ -105,14 +99,14 @@ pub async fn policy(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     match command {
-        PolicyCommand::Show { tenant } => print(out, &store.tenant_policy(&tenant).await?),
+        PolicyCommand::Show { tenant } => json_line(out, &store.tenant_policy(&tenant).await?),
         PolicyCommand::Set { tenant, json } => {
             let policy: RequesterPolicy = parse(&json)?;
             policy.check().map_err(|e| invalid(e.field, e.problem))?;
             store
                 .set_tenant_policy(&tenant, policy.clone(), OffsetDateTime::now_utc())
                 .await?;
-            print(out, &policy)
+            json_line(out, &policy)
         }
     }
 }
@@ -127,7 +121,7 @@ pub async fn callee(
     let scope = |tenant: Option<String>| tenant.map_or(OptOutScope::All, OptOutScope::Tenant);
     match command {
         CalleeCommand::Show { number } => match store.callee(&number).await? {
-            Some(record) => print(out, &record),
+            Some(record) => json_line(out, &record),
             None => Err(Error::Refused(crate::store::StoreError::NotFound {
                 what: "callee record",
                 id: number,
@@ -137,17 +131,17 @@ pub async fn callee(
             let record: CalleeRecord = parse(&json)?;
             record.check().map_err(|problem| invalid("", problem))?;
             store.put_callee(&number, record.clone(), now).await?;
-            print(out, &record)
+            json_line(out, &record)
         }
         CalleeCommand::Delete { number } => {
             let deleted = store.delete_callee(&number).await?;
-            print(out, &serde_json::json!({ "deleted": deleted }))
+            json_line(out, &serde_json::json!({ "deleted": deleted }))
         }
-        CalleeCommand::OptOut { number, tenant, .. } => print(
+        CalleeCommand::OptOut { number, tenant, .. } => json_line(
             out,
             &store.set_opt_out(&number, scope(tenant), true, now).await?,
         ),
-        CalleeCommand::OptIn { number, tenant, .. } => print(
+        CalleeCommand::OptIn { number, tenant, .. } => json_line(
             out,
             &store
                 .set_opt_out(&number, scope(tenant), false, now)

@@ -31,17 +31,9 @@ pub struct OperatorPolicy {
 }
 
 impl Default for OperatorPolicy {
+    /// The rules of the default `[policy]`.
     fn default() -> Self {
-        Self {
-            home_country: "1".to_owned(),
-            premium_prefixes: super::DEFAULT_PREMIUM_PREFIXES
-                .iter()
-                .map(|p| (*p).to_owned())
-                .collect(),
-            deny_prefixes: Vec::new(),
-            calling_hours: Schedule::default(),
-            default_time_zone: TimeZone::UTC,
-        }
+        super::PolicyConfig::default().operator_policy()
     }
 }
 

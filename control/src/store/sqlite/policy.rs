@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use time::OffsetDateTime;
 
 use super::calls::{micros, truncate};
+use super::signing::tenant_exists;
 use crate::policy::{CalleeHistory, CalleeRecord, RequesterPolicy};
 use crate::store::StoreError;
 use crate::store::policy::{DispatchFacts, OptOutScope};
@@ -15,16 +16,6 @@ fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
     StoreError::Invalid(format!(
         "a stored {what} cannot be read ({e}); set it again"
     ))
-}
-
-fn tenant_exists(conn: &Connection, tenant: &str) -> Result<(), StoreError> {
-    conn.prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?
-        .query_row([tenant], |_| Ok(()))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "tenant",
-            id: tenant.to_owned(),
-        })
 }
 
 pub(super) fn tenant_policy(

@@ -9,7 +9,8 @@ use super::calls::{micros, truncate};
 use crate::store::StoreError;
 use crate::store::signing::SigningSettings;
 
-fn tenant_exists(conn: &Connection, tenant: &str) -> Result<(), StoreError> {
+/// `NotFound` unless `tenant` exists (settings kept per tenant need their tenant).
+pub(super) fn tenant_exists(conn: &Connection, tenant: &str) -> Result<(), StoreError> {
     let found: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?
         .query_row([tenant], |row| row.get(0))
