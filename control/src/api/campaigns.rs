@@ -168,11 +168,17 @@ async fn upload(
     }
     let spec: CampaignSpec = serde_json::from_value(campaign.spec.clone())
         .map_err(|e| Error::Store(format!("stored campaign cannot be read: {e}")))?;
-    let validator = Validator::for_tenant(&state.config, principal.trunk.as_deref());
-    let mut pacer = Pacer::new(campaign.next_due, spec.calls_per_second);
+    let mut upload = Upload {
+        state: &state,
+        tenant: &tenant,
+        id: &id,
+        validator: Validator::for_tenant(&state.config, principal.trunk.as_deref()),
+        pacer: Pacer::new(campaign.next_due, spec.calls_per_second),
+        spec,
+        pending: Vec::new(),
+        report: Report::default(),
+    };
     let mut reader = RowReader::new(format);
-    let mut report = Report::default();
-    let mut pending: Vec<Result<Row, RowError>> = Vec::new();
     let mut stream = body.into_data_stream();
     let mut received = 0usize;
     while let Some(chunk) = stream.next().await {
@@ -186,60 +192,30 @@ async fn upload(
         received += chunk.len();
         if received > MAX_UPLOAD_BYTES {
             // What was stored stays; the answer says where the upload stopped.
-            flush(
-                &state,
-                &tenant,
-                &id,
-                &spec,
-                &validator,
-                &mut pacer,
-                &mut pending,
-                &mut report,
-            )
-            .await?;
-            report.note(json!({ "row": report.rows + 1, "rule": "range",
+            upload.flush().await?;
+            upload.report.note(json!({ "row": upload.report.rows + 1, "rule": "range",
                 "message": format!("the upload is larger than {MAX_UPLOAD_BYTES} bytes; the rows after this were not read") }));
-            return Ok(answer(&id, report));
+            return Ok(answer(&id, upload.report));
         }
-        pending.extend(reader.feed(&chunk));
-        if pending.len() >= BATCH_ROWS {
-            flush(
-                &state,
-                &tenant,
-                &id,
-                &spec,
-                &validator,
-                &mut pacer,
-                &mut pending,
-                &mut report,
-            )
-            .await?;
-            if report.rows >= MAX_ROWS {
-                report.note(json!({ "row": report.rows + 1, "rule": "range",
+        upload.pending.extend(reader.feed(&chunk));
+        if upload.pending.len() >= BATCH_ROWS {
+            upload.flush().await?;
+            if upload.report.rows >= MAX_ROWS {
+                upload.report.note(json!({ "row": upload.report.rows + 1, "rule": "range",
                     "message": format!("an upload takes at most {MAX_ROWS} rows; upload the rest separately") }));
-                return Ok(answer(&id, report));
+                return Ok(answer(&id, upload.report));
             }
         }
     }
-    pending.extend(reader.finish());
-    flush(
-        &state,
-        &tenant,
-        &id,
-        &spec,
-        &validator,
-        &mut pacer,
-        &mut pending,
-        &mut report,
-    )
-    .await?;
+    upload.pending.extend(reader.finish());
+    upload.flush().await?;
     if !reader.has_header() {
-        report.note(
+        upload.report.note(
             json!({ "row": 0, "rule": "required", "message": "the upload has no header row" }),
         );
     }
-    tracing::info!(%tenant, campaign = %id, rows = report.rows, accepted = report.accepted, skipped = report.skipped, invalid = report.invalid, "campaign rows uploaded");
-    Ok(answer(&id, report))
+    tracing::info!(%tenant, campaign = %id, rows = upload.report.rows, accepted = upload.report.accepted, skipped = upload.report.skipped, invalid = upload.report.invalid, "campaign rows uploaded");
+    Ok(answer(&id, upload.report))
 }
 
 fn answer(id: &str, report: Report) -> Json<Value> {
@@ -253,81 +229,98 @@ fn answer(id: &str, report: Report) -> Json<Value> {
     }))
 }
 
-/// Validates, applies the acceptance rules to, paces and stores the pending rows in one
-/// transaction, and hands the calls to the scheduler.
-#[allow(clippy::too_many_arguments)] // the upload's state, passed down once per batch
-async fn flush(
-    state: &AppState,
-    tenant: &str,
-    id: &str,
-    spec: &CampaignSpec,
-    validator: &Validator,
-    pacer: &mut Pacer,
-    pending: &mut Vec<Result<Row, RowError>>,
-    report: &mut Report,
-) -> Result<(), Error> {
-    let now = OffsetDateTime::now_utc();
-    let mut valid = Vec::with_capacity(pending.len());
-    let mut invalid = 0u64;
-    for row in pending.drain(..) {
-        match row {
-            Err(e) if e.row == 0 => {
-                return Err(
-                    RequestError::Field(FieldError::new("", Rule::Object, e.problem)).into(),
-                );
-            }
-            Err(e) => {
-                report.rows = report.rows.max(e.row);
-                invalid += 1;
-                report.note(json!({ "row": e.row, "rule": "object", "message": e.problem }));
-            }
-            Ok(row) => {
-                report.rows = report.rows.max(row.number);
-                match validator.validate(tenant, spec.request(row.to, row.vars), now) {
-                    Ok(call) => valid.push((row.number, call)),
-                    Err(e) => {
-                        invalid += 1;
-                        report.note(json!({ "row": row.number, "field": e.field, "rule": e.rule.as_str(), "message": e.to_string() }));
+/// One upload in progress: where it goes, how its rows become calls, what it did so far.
+struct Upload<'a> {
+    state: &'a AppState,
+    tenant: &'a str,
+    id: &'a str,
+    spec: CampaignSpec,
+    validator: Validator,
+    pacer: Pacer,
+    /// Rows read and not yet stored.
+    pending: Vec<Result<Row, RowError>>,
+    report: Report,
+}
+
+impl Upload<'_> {
+    /// Validates, applies the acceptance rules to, paces and stores the pending rows in one
+    /// transaction, and hands the calls to the scheduler.
+    async fn flush(&mut self) -> Result<(), Error> {
+        let Self {
+            state,
+            tenant,
+            id,
+            spec,
+            validator,
+            pacer,
+            pending,
+            report,
+        } = self;
+        let (state, tenant, id) = (*state, *tenant, *id);
+        let now = OffsetDateTime::now_utc();
+        let mut valid = Vec::with_capacity(pending.len());
+        let mut invalid = 0u64;
+        for row in pending.drain(..) {
+            match row {
+                Err(e) if e.row == 0 => {
+                    return Err(
+                        RequestError::Field(FieldError::new("", Rule::Object, e.problem)).into(),
+                    );
+                }
+                Err(e) => {
+                    report.rows = report.rows.max(e.row);
+                    invalid += 1;
+                    report.note(json!({ "row": e.row, "rule": "object", "message": e.problem }));
+                }
+                Ok(row) => {
+                    report.rows = report.rows.max(row.number);
+                    match validator.validate(tenant, spec.request(row.to, row.vars), now) {
+                        Ok(call) => valid.push((row.number, call)),
+                        Err(e) => {
+                            invalid += 1;
+                            report.note(json!({ "row": row.number, "field": e.field, "rule": e.rule.as_str(), "message": e.to_string() }));
+                        }
                     }
                 }
             }
         }
-    }
-    let destinations: Vec<&str> = valid.iter().map(|(_, c)| c.to.as_str()).collect();
-    let decisions = state.gate.decide(tenant, &destinations).await?;
-    let mut calls = Vec::with_capacity(valid.len());
-    let mut skipped = 0u64;
-    for ((number, mut call), decision) in valid.into_iter().zip(decisions) {
-        match decision {
-            Some(refusal) => {
-                skipped += 1;
-                report.note(json!({ "row": number, "code": refusal.code, "owner": refusal.owner.as_str(), "rule": refusal.rule, "message": refusal.message }));
-            }
-            None => {
-                call.at = Some(pacer.next_due(now));
-                calls.push(call);
+        let destinations: Vec<&str> = valid.iter().map(|(_, c)| c.to.as_str()).collect();
+        let decisions = state.gate.decide(tenant, &destinations).await?;
+        let mut calls = Vec::with_capacity(valid.len());
+        let mut skipped = 0u64;
+        for ((number, mut call), decision) in valid.into_iter().zip(decisions) {
+            match decision {
+                Some(refusal) => {
+                    skipped += 1;
+                    report.note(json!({ "row": number, "code": refusal.code, "owner": refusal.owner.as_str(), "rule": refusal.rule, "message": refusal.message }));
+                }
+                None => {
+                    call.at = Some(pacer.next_due(now));
+                    calls.push(call);
+                }
             }
         }
+        let accepted = u64::try_from(calls.len()).unwrap_or(0);
+        let batch = CampaignBatch {
+            calls,
+            skipped,
+            invalid,
+            next_due: pacer.cursor(),
+        };
+        let records = state
+            .store
+            .add_campaign_batch(tenant, id, batch, now)
+            .await?;
+        for record in &records {
+            state.control.queued(record);
+        }
+        metrics::counter!("outdial_campaign_rows_total", "outcome" => "accepted")
+            .increment(accepted);
+        metrics::counter!("outdial_campaign_rows_total", "outcome" => "skipped").increment(skipped);
+        metrics::counter!("outdial_campaign_rows_total", "outcome" => "invalid").increment(invalid);
+        report.accepted += accepted;
+        report.skipped += skipped;
+        report.invalid += invalid;
+        Ok(())
     }
-    let accepted = u64::try_from(calls.len()).unwrap_or(0);
-    let batch = CampaignBatch {
-        calls,
-        skipped,
-        invalid,
-        next_due: pacer.cursor(),
-    };
-    let records = state
-        .store
-        .add_campaign_batch(tenant, id, batch, now)
-        .await?;
-    for record in &records {
-        state.control.queued(record);
-    }
-    metrics::counter!("outdial_campaign_rows_total", "outcome" => "accepted").increment(accepted);
-    metrics::counter!("outdial_campaign_rows_total", "outcome" => "skipped").increment(skipped);
-    metrics::counter!("outdial_campaign_rows_total", "outcome" => "invalid").increment(invalid);
-    report.accepted += accepted;
-    report.skipped += skipped;
-    report.invalid += invalid;
-    Ok(())
 }
