@@ -18,19 +18,7 @@ async fn send(
     path: &str,
     body: Option<(&str, String)>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}{path}", outdial.api))
-        .bearer_auth(&outdial.api_key);
-    if let Some((content_type, body)) = body {
-        request = request.header("content-type", content_type).body(body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    outdial.request(&outdial.api_key, method, path, body).await
 }
 
 /// Seconds since midnight of the time SIPp logged each message it received, by Call-ID, for

@@ -454,6 +454,30 @@ impl Outdial {
         std::fs::read_to_string(self.dir.path().join("outdial.log")).unwrap_or_default()
     }
 
+    /// Any API request with `key`, a body of `content_type` when given; returns (status,
+    /// JSON, or the text as a JSON string when it is not JSON).
+    pub async fn request(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<(&str, String)>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(key);
+        if let Some((content_type, body)) = body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// POST /v1/calls with `body`; returns (status, JSON).
     pub async fn create_call(&self, body: &Value) -> (u16, Value) {
         let response = reqwest::Client::new()

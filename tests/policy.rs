@@ -19,19 +19,8 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}{path}", outdial.api))
-        .bearer_auth(&outdial.api_key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let body = body.map(|b| ("application/json", b.to_string()));
+    outdial.request(&outdial.api_key, method, path, body).await
 }
 
 async fn events(outdial: &Outdial, id: &str) -> Vec<Value> {
