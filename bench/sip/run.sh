@@ -3,10 +3,17 @@
 #   (a) SIPp uac   -> SIPp uas        the reference
 #   (b) bench sip  -> SIPp uas        Outdial's SIP user agent as the caller   (ratio b/a)
 #   (c) SIPp uac   -> bench callee    Outdial's simulated phones as the callee (ratio c/a)
+#   (d) HTTP API   -> outdial serve -> SIPp uas
+#                                     Outdial end to end (ratio d/a): `outdial bench load
+#                                     --app hangup` creates each call by POST /v1/calls
+#                                     (status callbacks on), the embedded server (SQLite,
+#                                     default cores) dials it, the application exits at once
+#                                     and Outdial hangs up; a call counts when its final
+#                                     status `completed` has been stored and called back.
 # Each run places CALLS calls (INVITE, 180, 200, ACK, BYE, 200; no media) with at most
 # CONCURRENCY at once and no rate limit, so its calls/s is the most the pair sustains.
 #
-#   bench/sip/run.sh [CALLS] [CONCURRENCY]      (defaults 50000 and 200)
+#   bench/sip/run.sh [CALLS] [CONCURRENCY] [HTTP_CALLS]   (defaults 50000, 200, CALLS/5)
 #
 # Needs sipp (apt-get install sip-tester) and python3. Builds the release binary. Exits
 # non-zero if any run fails a call. Results go to standard output; logs stay in a temp dir
@@ -15,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 calls=${1:-50000}
 concurrency=${2:-200}
+http_calls=${3:-$((calls / 5))}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outdial-target}"
 command -v sipp >/dev/null || { echo "sipp is missing: apt-get install sip-tester" >&2; exit 1; }
 
@@ -83,12 +91,52 @@ t0=$(now); read -r ok_c failed_c < <(sipp_uac "$callee_port" uac-c); t1=$(now)
 wait "$callee_pid" || true
 rate_c=$(rate "$ok_c" "$t0" "$t1")
 
+echo "== (d) HTTP -> outdial serve -> SIPp uas: $http_calls calls, $concurrency at once" >&2
+start_uas d
+http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$dir/outdial.toml" <<TOML
+[http]
+listen = "127.0.0.1:$http_port"
+[sip]
+listen = "127.0.0.1:$(free_port)"
+[store]
+data_dir = "$dir/data"
+[calls]
+max_concurrent = $((concurrency * 2))
+[scheduler]
+# No release limit: the run measures the most the path sustains.
+calls_per_second = 0
+node_calls_per_second = 0
+[log]
+level = "warn"
+TOML
+"$bin" serve --config "$dir/outdial.toml" >"$dir/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do
+    [ -s "$dir/data/dev-api-key" ] && curl -fs "http://127.0.0.1:$http_port/readyz" >/dev/null && break
+    sleep 0.1
+done
+"$bin" bench load --api "http://127.0.0.1:$http_port" --api-key-file "$dir/data/dev-api-key" \
+    --callee "127.0.0.1:$uas_port" --app hangup --concurrency "$concurrency" \
+    --count "$http_calls" --quiet --json >"$dir/bench-load.json" 2>"$dir/bench-load.log" || true
+kill "$serve_pid" 2>/dev/null || true
+wait "$serve_pid" 2>/dev/null || true
+stop_uas
+read -r ok_d failed_d rate_d < <(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+ok = r["checks"]["ok"]
+secs = r["total_secs"]
+print(ok, r["requested"] - ok, round(ok / secs))' "$dir/bench-load.json")
+
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 printf '%-28s %8s %8s %10s %7s\n' run completed failed calls/s ratio
 printf '%-28s %8s %8s %10s %7s\n' "(a) sipp uac -> sipp uas" "$ok_a" "$failed_a" "$rate_a" 1.00
 printf '%-28s %8s %8s %10s %7s\n' "(b) bench sip -> sipp uas" "$ok_b" "$failed_b" "$rate_b" "$(ratio "$rate_b" "$rate_a")"
 printf '%-28s %8s %8s %10s %7s\n' "(c) sipp uac -> bench callee" "$ok_c" "$failed_c" "$rate_c" "$(ratio "$rate_c" "$rate_a")"
-if [ "$failed_a" != 0 ] || [ "$failed_b" != 0 ] || [ "$failed_c" != 0 ] || [ "$ok_b" != "$calls" ] || [ "$ok_c" != "$calls" ]; then
+printf '%-28s %8s %8s %10s %7s\n' "(d) HTTP -> outdial -> uas" "$ok_d" "$failed_d" "$rate_d" "$(ratio "$rate_d" "$rate_a")"
+if [ "$failed_a" != 0 ] || [ "$failed_b" != 0 ] || [ "$failed_c" != 0 ] || [ "$failed_d" != 0 ] \
+    || [ "$ok_b" != "$calls" ] || [ "$ok_c" != "$calls" ] || [ "$ok_d" != "$http_calls" ]; then
     echo "error: some calls failed; logs in $dir" >&2
     exit 1
 fi

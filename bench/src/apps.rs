@@ -105,8 +105,22 @@ pub const LONG_PROMPT: App = App {
 "#,
 };
 
+/// No prompt, no input: the call is answered, the application exits at once and Outdial
+/// hangs up. Call setup and teardown alone, for setup-rate runs against any UAS (SIPp's).
+/// Nothing is submitted (`field` is empty).
+pub const HANGUP: App = App {
+    name: "hangup",
+    path: "/hangup.vxml",
+    field: "",
+    document: r#"<?xml version="1.0" encoding="UTF-8"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form><block><exit/></block></form>
+</vxml>
+"#,
+};
+
 /// Every application carried.
-pub const ALL: [App; 3] = [SURVEY, REMINDER, LONG_PROMPT];
+pub const ALL: [App; 4] = [SURVEY, REMINDER, LONG_PROMPT, HANGUP];
 
 /// The answer to every submit: thanks and hang up.
 pub const GOODBYE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -134,6 +148,10 @@ mod tests {
         for app in ALL {
             assert_eq!(by_name(app.name), Some(app));
             assert_eq!(by_path(app.path), Some(app));
+            if app.field.is_empty() {
+                assert!(!app.document.contains("<submit"));
+                continue;
+            }
             assert!(
                 app.document
                     .contains(&format!("namelist=\"call {} t\"", app.field))

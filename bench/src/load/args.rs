@@ -39,8 +39,9 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE", default_value = DEFAULT_KEY_FILE)]
     pub api_key_file: PathBuf,
     /// The application each call runs, served by this tool: survey (digits then #),
-    /// reminder (1 confirms, 2 cancels) or long-prompt (the survey behind a long prompt).
-    #[arg(long, value_name = "NAME", default_value = "survey", value_parser = ["survey", "reminder", "long-prompt"])]
+    /// reminder (1 confirms, 2 cancels), long-prompt (the survey behind a long prompt) or
+    /// hangup (exits at once: setup and teardown only, no keys, for any UAS such as SIPp's).
+    #[arg(long, value_name = "NAME", default_value = "survey", value_parser = ["survey", "reminder", "long-prompt", "hangup"])]
     pub app: String,
     /// Calls per second, steady (the default pace, 10/s, when no pace is given).
     #[arg(long, value_name = "CALLS", group = "pace")]

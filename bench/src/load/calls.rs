@@ -63,6 +63,17 @@ impl Call {
                 Verdict::Unexpected(status.to_owned())
             };
         }
+        if app.field.is_empty() {
+            // An application that submits nothing: completed is the whole check.
+            return if self.submits.is_empty() {
+                Verdict::Ok
+            } else {
+                Verdict::Mismatch(format!(
+                    "{} submits from an app that has none",
+                    self.submits.len()
+                ))
+            };
+        }
         let [(values, _)] = self.submits.as_slice() else {
             return if self.submits.is_empty() {
                 Verdict::NoSubmit

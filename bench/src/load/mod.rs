@@ -220,8 +220,14 @@ impl Run {
 
     /// The body of one create request for call `index`.
     fn body(&self, index: usize) -> Value {
+        let keys = &self.calls[index].keys;
+        let user = if self.checked.app.field.is_empty() {
+            "bench".to_owned()
+        } else {
+            format!("press-{keys}")
+        };
         json!({
-            "to": format!("sip:press-{}@{}", self.calls[index].keys, self.checked.callee),
+            "to": format!("sip:{user}@{}", self.checked.callee),
             "url": self.app_url,
             "vars": { "bench_call": format!("{}-{index}", self.run_id) },
             "status_callback": self.status_url,
@@ -349,6 +355,7 @@ fn between_ms(from: &Value, to: &Value) -> Option<f64> {
 /// The keys a call's callee presses and the value the app must submit for them.
 fn keys_for(checked: &Checked, args: &LoadArgs, rng: &mut impl Rng) -> (String, String) {
     let keys = match &args.expect_digits {
+        None if checked.app.field.is_empty() => String::new(),
         Some(d) => d.clone(),
         None if checked.app.field == "confirm" => {
             if rng.random_bool(0.5) { "1" } else { "2" }.to_owned()
