@@ -106,6 +106,21 @@ pub const SERIES: &[Series] = &[
         "RTP datagrams from the callee's address that were not usable RTP, counted when each call ends.",
     ),
     series(
+        "outdial_rtp_packets_sent_total",
+        Kind::Counter,
+        "RTP packets the dataplane sent, counted when each call ends.",
+    ),
+    series(
+        "outdial_rtp_packets_received_total",
+        Kind::Counter,
+        "RTP packets accepted from callees, counted when each call ends.",
+    ),
+    series(
+        "outdial_rtp_sent_late_total",
+        Kind::Counter,
+        "RTP packets sent more than `over` (1ms, 2ms, 10ms) after their 20 ms slot was due, by the core's clock, counted when each call ends. Pacing holds its target while the 2ms count stays under 1 % of outdial_rtp_packets_sent_total.",
+    ),
+    series(
         "outdial_store_batch_jobs",
         Kind::Histogram,
         "Store jobs committed per SQLite transaction (group commit).",
@@ -186,6 +201,15 @@ pub const SERIES: &[Series] = &[
 pub fn media_ended(media: &outdial_dataplane::api::MediaStats) {
     metrics::counter!("outdial_rtp_dropped_source_total").increment(media.dropped_foreign);
     metrics::counter!("outdial_rtp_dropped_malformed_total").increment(media.dropped_malformed);
+    metrics::counter!("outdial_rtp_packets_sent_total").increment(media.packets_sent);
+    metrics::counter!("outdial_rtp_packets_received_total").increment(media.packets_received);
+    for (over, count) in [
+        ("1ms", media.sent_late_1ms),
+        ("2ms", media.sent_late_2ms),
+        ("10ms", media.sent_late_10ms),
+    ] {
+        metrics::counter!("outdial_rtp_sent_late_total", "over" => over).increment(count);
+    }
 }
 
 /// Buckets for the `_seconds` histograms: 5 ms to 1 min.

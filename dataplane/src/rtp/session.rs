@@ -102,6 +102,16 @@ pub struct MediaStats {
     pub dropped_malformed: u64,
     /// Send slots skipped because the core fell more than [`MAX_CATCH_UP`] packets behind.
     pub slots_skipped: u64,
+    /// Packets handed out more than 1 ms after their slot was due (by the core's clock when
+    /// it woke for them): the pacing deviation, counted without a histogram per packet.
+    pub sent_late_1ms: u64,
+    /// Packets handed out more than 2 ms late (the dataplane's pacing target is p99 < 2 ms:
+    /// `sent_late_2ms / packets_sent < 1 %`).
+    pub sent_late_2ms: u64,
+    /// Packets handed out more than 10 ms late (half a packet time).
+    pub sent_late_10ms: u64,
+    /// The latest a packet was handed out after its slot, in microseconds.
+    pub max_send_lateness_us: u64,
 }
 
 impl MediaStats {
@@ -327,6 +337,7 @@ impl MediaSession {
             let packet = buf.get_mut(..MAX_PACKET_LEN)?;
             let (header, frame) = packet.split_at_mut(HEADER_LEN);
             let slot = self.next_slot;
+            self.count_lateness(slot);
             self.next_slot += 1;
             self.frame_end = self.slot_time(self.next_slot).unwrap_or(self.now);
             let playing = self.fill_frame(frame);
@@ -391,6 +402,19 @@ impl MediaSession {
     fn slot_time(&self, slot: u64) -> Option<Instant> {
         let offset = Duration::from_millis(slot.saturating_mul(20));
         self.start.checked_add(offset)
+    }
+
+    /// Counts how late `slot` is being sent, by the session's clock.
+    fn count_lateness(&mut self, slot: u64) {
+        let Some(due) = self.slot_time(slot) else {
+            return;
+        };
+        let late = self.now.saturating_duration_since(due);
+        let late_us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        self.stats.sent_late_1ms += u64::from(late_us > 1_000);
+        self.stats.sent_late_2ms += u64::from(late_us > 2_000);
+        self.stats.sent_late_10ms += u64::from(late_us > 10_000);
+        self.stats.max_send_lateness_us = self.stats.max_send_lateness_us.max(late_us);
     }
 
     /// Counts a datagram dropped for its source; reports the first one.
@@ -593,6 +617,33 @@ mod tests {
             assert_eq!(h.timestamp, ts0.wrapping_add(160 * n as u32));
         }
         assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(80)));
+    }
+
+    #[test]
+    fn lateness_is_counted_per_packet_against_its_slot() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let mut send_at = |s: &mut MediaSession, ms: u64, us: u64| {
+            s.handle_timeout(t0 + Duration::from_millis(ms) + Duration::from_micros(us));
+            std::iter::from_fn(|| s.poll_transmit(&mut buf)).count()
+        };
+        assert_eq!(send_at(&mut s, 0, 0), 1, "slot 0 on time");
+        assert_eq!(send_at(&mut s, 20, 1_500), 1, "slot 1, 1.5 ms late");
+        assert_eq!(send_at(&mut s, 40, 2_500), 1, "slot 2, 2.5 ms late");
+        // Woken at 72 ms: slot 3 (60 ms) is 12 ms late.
+        assert_eq!(send_at(&mut s, 72, 0), 1);
+        let stats = s.stats();
+        assert_eq!(stats.packets_sent, 4);
+        assert_eq!(
+            (
+                stats.sent_late_1ms,
+                stats.sent_late_2ms,
+                stats.sent_late_10ms
+            ),
+            (3, 2, 1)
+        );
+        assert_eq!(stats.max_send_lateness_us, 12_000);
     }
 
     #[test]
