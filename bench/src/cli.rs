@@ -44,6 +44,8 @@ pub enum BenchCommand {
     Sip(SipArgs),
     /// Call requests by e-mail: messages accepted per second by the SMTP gateway.
     Smtp(crate::smtp::SmtpArgs),
+    /// The physical limit for media: a bare paced UDP sender and receiver (and its reflector).
+    Udp(crate::udp::UdpArgs),
 }
 
 const CALLEE_HELP: &str = "\
@@ -260,6 +262,7 @@ pub fn run(command: BenchCommand, stop: Arc<AtomicBool>) -> u8 {
         BenchCommand::Smtp(args) => {
             Ok(tokio::runtime::Handle::current().block_on(crate::smtp::run(args)))
         }
+        BenchCommand::Udp(args) => Ok(crate::udp::run(&args, stop)),
     };
     result.unwrap_or_else(|message| {
         eprintln!("error: {message}");
@@ -280,7 +283,7 @@ fn seconds(value: f64, name: &str) -> Result<Duration, String> {
         .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
 }
 
-fn loop_config(run: &RunArgs) -> LoopConfig {
+pub(crate) fn loop_config(run: &RunArgs) -> LoopConfig {
     LoopConfig {
         backend: run.backend.into(),
         pin_to_cpu: run.cpu,

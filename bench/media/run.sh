@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Concurrent calls with two-way media, side by side with the physical limit, in one run.
+# For each concurrency N:
+#   (bare)    `outdial bench udp`: N paced streams of 172-octet RTP packets every 20 ms, each
+#             on its own socket, echoed by a reflector: the dataplane's core loop and sockets
+#             with no call logic, pinned to CPU 0 as Outdial's core 0 is.
+#   (outdial) `outdial serve` (embedded default, one dataplane core) places N calls asked for
+#             by `outdial bench load --app long-prompt`; `outdial bench callee --media echo`
+#             answers each, echoes the prompt's RTP back, and presses the call's keys SECONDS
+#             after answering (barge-in), so each call carries two-way media for SECONDS.
+# Clean means zero loss (sequence-number loss at the receivers, and no UDP receive-buffer
+# drop counted by the kernel during the run) and p99 send lateness under 2 ms (fewer than
+# 1 % of packets sent more than 2 ms after their slot). For the bare sender it is measured by
+# the sender; for Outdial by the dataplane's own counters (outdial_rtp_sent_late_total).
+# CPU per stream: the loop thread's CPU time per second per stream (Outdial: its core thread
+# `outdial-core-0`, sampled while all N calls are up).
+#
+#   bench/media/run.sh [SECONDS] [N ...]     (defaults 20 and 250 500 1000 1500 2000)
+#
+# Prints a table and the largest clean N of each, and their ratio. Needs python3 and curl;
+# builds the release binary (OUTDIAL_BIN=path measures that binary instead).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-20}
+shift || true
+levels=("$@")
+[ ${#levels[@]} -gt 0 ] || levels=(250 500 1000 1500 2000)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outdial-target}"
+bin=${OUTDIAL_BIN:-}
+if [ -z "$bin" ]; then
+    cargo build --release --locked -p outdial-control --bin outdial >&2
+    bin="$CARGO_TARGET_DIR/release/outdial"
+fi
+dir=$(mktemp -d "${TMPDIR:-/tmp}/outdial-media-bench.XXXXXX")
+pids=()
+stop_all() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    pids=()
+}
+trap stop_all EXIT
+
+free() { python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_$1); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+# UDP datagrams the kernel dropped for a full receive buffer, machine-wide.
+rcvbuf_errors() { awk '/^Udp: [0-9]/ {print $6}' /proc/net/snmp; }
+# CPU seconds of thread NAME of process PID.
+thread_cpu() {
+    python3 - "$1" "$2" <<'PY'
+import os, sys
+pid, name = sys.argv[1], sys.argv[2]
+tick = os.sysconf("SC_CLK_TCK")
+for tid in os.listdir(f"/proc/{pid}/task"):
+    try:
+        if open(f"/proc/{pid}/task/{tid}/comm").read().strip() == name:
+            ns = int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
+            print(ns / 1e9)
+            break
+    except OSError:
+        pass
+else:
+    print(0)
+PY
+}
+metric() { # NAME [LABELS]: the sum of the series' samples on /metrics
+    curl -fs "http://127.0.0.1:$http/metrics" | python3 -c '
+import sys
+name, labels = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ""
+total = 0.0
+for line in sys.stdin:
+    if line.startswith(name) and (line[len(name)] in " {") and labels in line:
+        total += float(line.rsplit(" ", 1)[1])
+print(int(total))' "$@"
+}
+
+results="$dir/results.tsv"
+: >"$results"
+for n in "${levels[@]}"; do
+    echo "== $n streams, bare sender" >&2
+    reflector=$(free DGRAM)
+    "$bin" bench udp --reflect "127.0.0.1:$reflector" --progress 0 2>"$dir/reflector-$n.log" &
+    pids+=($!)
+    sleep 0.3
+    before=$(rcvbuf_errors)
+    "$bin" bench udp --to "127.0.0.1:$reflector" --streams "$n" --seconds "$seconds" --cpu 0 \
+        --progress 0 --json >"$dir/bare-$n.json" 2>"$dir/bare-$n.log" || true
+    kernel_drops=$(( $(rcvbuf_errors) - before ))
+    stop_all
+    python3 - "$dir/bare-$n.json" "$n" "$kernel_drops" >>"$results" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+n, drops = int(sys.argv[2]), int(sys.argv[3])
+lost = r["lost"] + drops
+late = r["sent_late_2ms"] / max(r["sent"], 1)
+print("bare", n, lost, f"{late * 100:.3f}", r["lateness_us"][1], f"{r['cpu_us_per_stream_second']:.1f}", "ok", sep="\t")
+PY
+
+    echo "== $n calls, outdial" >&2
+    http=$(free STREAM); sip=$(free DGRAM); callee=$(free DGRAM)
+    cat >"$dir/outdial-$n.toml" <<TOML
+[http]
+listen = "127.0.0.1:$http"
+[sip]
+listen = "127.0.0.1:$sip"
+[store]
+data_dir = "$dir/data-$n"
+[calls]
+max_concurrent = $((n + 100))
+[log]
+level = "warn"
+TOML
+    "$bin" serve --config "$dir/outdial-$n.toml" >"$dir/serve-$n.log" 2>&1 &
+    serve=$!
+    pids+=($serve)
+    for _ in $(seq 1 100); do
+        [ -s "$dir/data-$n/dev-api-key" ] && curl -fs "http://127.0.0.1:$http/readyz" >/dev/null && break
+        sleep 0.1
+    done
+    "$bin" bench callee --listen "127.0.0.1:$callee" --media echo --dtmf from-uri \
+        --dtmf-delay "$((seconds * 1000))" --calls "$n" --progress 0 --json \
+        >"$dir/callee-$n.json" 2>"$dir/callee-$n.log" &
+    callee_pid=$!
+    pids+=($callee_pid)
+    sleep 0.3
+    before=$(rcvbuf_errors)
+    "$bin" bench load --api "http://127.0.0.1:$http" --api-key-file "$dir/data-$n/dev-api-key" \
+        --callee "127.0.0.1:$callee" --app long-prompt --concurrency "$n" --count "$n" \
+        --call-timeout $((seconds + 120)) --quiet --json >"$dir/load-$n.json" 2>"$dir/load-$n.log" &
+    load_pid=$!
+    # Sample the core's CPU once every call is up, over half the hold time.
+    cpu_per_stream=""
+    for _ in $(seq 1 $((seconds * 10))); do
+        live=$(metric outdial_core_live_calls || echo 0)
+        if [ "$live" -ge "$n" ]; then
+            window=$(python3 -c "print($seconds / 2)")
+            c0=$(thread_cpu "$serve" outdial-core-0)
+            sleep "$window"
+            c1=$(thread_cpu "$serve" outdial-core-0)
+            cpu_per_stream=$(python3 -c "print(f'{($c1 - $c0) * 1e6 / $window / $n:.1f}')")
+            break
+        fi
+        sleep 0.1
+    done
+    load_ok=ok
+    wait "$load_pid" || load_ok=failed
+    kernel_drops=$(( $(rcvbuf_errors) - before ))
+    sent=$(metric outdial_rtp_packets_sent_total)
+    late=$(metric outdial_rtp_sent_late_total 'over="2ms"')
+    for _ in $(seq 1 100); do kill -0 "$callee_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -INT "$callee_pid" 2>/dev/null || true
+    wait "$callee_pid" 2>/dev/null || true
+    stop_all
+    python3 - "$dir/callee-$n.json" "$n" "$kernel_drops" "$sent" "$late" "${cpu_per_stream:-nan}" "$load_ok" >>"$results" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+n, drops, sent, late, cpu, ok = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
+lost = c["rx_lost"] + drops
+print("outdial", n, lost, f"{late / max(sent, 1) * 100:.3f}", "", cpu, ok, sep="\t")
+PY
+done
+
+python3 - "$results" "$seconds" <<'PY'
+import sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+print(f"{'':8} {'N':>6} {'lost':>8} {'>2ms %':>8} {'p99 µs':>8} {'CPU µs/stream/s':>16} {'checks':>7} clean")
+best = {}
+cpu = {}
+for kind, n, lost, late, p99, per, ok in rows:
+    clean = int(lost) == 0 and float(late) < 1.0 and ok == "ok"
+    print(f"{kind:8} {n:>6} {lost:>8} {late:>8} {p99:>8} {per:>16} {ok:>7} {'yes' if clean else 'no'}")
+    if clean:
+        best[kind] = max(best.get(kind, 0), int(n))
+    cpu[(kind, n)] = per
+print(f"\nlargest clean concurrency ({sys.argv[2]} s holds): bare {best.get('bare', 0)}, outdial {best.get('outdial', 0)}", end="")
+if best.get("bare"):
+    print(f", ratio {best.get('outdial', 0) / best['bare']:.2f}")
+else:
+    print()
+for (kind, n), per in cpu.items():
+    if kind == "outdial" and ("bare", n) in cpu:
+        try:
+            print(f"CPU per stream at {n}: outdial / bare = {float(per) / float(cpu[('bare', n)]):.2f}")
+        except (ValueError, ZeroDivisionError):
+            pass
+PY
+echo "logs: $dir" >&2
