@@ -333,6 +333,61 @@ async fn fifty_calls_against_bench_callee_submit_the_keys_each_was_asked_for() {
     assert!(distinct.len() > 40, "random keys per call: {distinct:?}");
 }
 
+/// `bench callee --dtmf-after-prompt`: phones press their keys in answer to the survey's
+/// prompt, as people do: once Outdial's spoken prompt (espeak-ng over RTP) has been heard and
+/// has ended. Every call submits its keys, and each phone's first key came after the prompt
+/// (the prompt alone lasts over a second; `--dtmf-delay 0` would otherwise press at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_press_their_keys_in_answer_to_the_prompt() {
+    let dir = TempDir::new("prompt-answer");
+    let report_file = dir.path().join("calls.jsonl");
+    let report_arg = report_file.to_string_lossy().into_owned();
+    let callee = Callee::with_args(&[
+        "--dtmf",
+        "from-uri",
+        "--dtmf-after-prompt",
+        "400",
+        "--dtmf-delay",
+        "0",
+        "--report",
+        &report_arg,
+        "--calls",
+        "4",
+    ]);
+    let outdial = Outdial::start(FOUR_AT_ONCE);
+    let args = ["--count", "4", "--concurrency", "2", "--digits", "3"];
+    let (status, report, text) = bench_load(&outdial, callee.addr, &args).await;
+    assert!(
+        status.success(),
+        "{status}\n{text}\ncallee:\n{}\n{}",
+        callee.output(),
+        outdial.log()
+    );
+    assert_eq!(report["checks"]["ok"], 4, "{text}");
+    // The callee writes its report lines as calls end; it exits after its 4 calls.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let lines = loop {
+        let text = std::fs::read_to_string(&report_file).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= 4 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(lines.len(), 4, "{}", callee.output());
+    for line in &lines {
+        let first_key = line["first_key_ms"].as_u64().expect("a key was pressed");
+        let first_packet = line["first_packet_ms"].as_u64().unwrap_or(0);
+        assert!(
+            first_key >= first_packet + 1_000 + 400,
+            "first key {first_key} ms after the answer, before the prompt could end: {line}"
+        );
+    }
+}
+
 /// A carrier-like trunk to `bench callee --challenge`: the callee answers 401, Outdial's
 /// digest answer (the trunk's credentials) is checked by the callee and the call is taken;
 /// with a wrong password the callee challenges again and the call ends `auth-failed`.

@@ -57,6 +57,8 @@ Each INVITE gets a phone drawn (with --seed) from the shares: answer after --rin
 
 With --dtmf from-uri a call to sip:press-4821@HOST presses 4,8,2,1 then # (--dtmf-delay
 after the answer, --dtmf-gap apart): a load generator knows per call what was pressed.
+With --dtmf-after-prompt MS the keys wait for the caller's prompt instead: they start
+--dtmf-delay after its audio, once heard, has been silent for MS milliseconds.
 
 Durations are seconds, fixed (2, 0.5) or drawn uniformly per call (1..5).
 With --challenge USER:PASSWORD every new INVITE must carry digest credentials (realm
@@ -180,6 +182,11 @@ pub struct CalleeArgs {
     /// Milliseconds each key is held (whole 20 ms packets).
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub dtmf_duration: u64,
+    /// Press the keys in answer to the caller's prompt, as a person does: once its audio has
+    /// been heard and then silent for MS milliseconds; --dtmf-delay and key offsets count
+    /// from then instead of from the answer.
+    #[arg(long, value_name = "MS")]
+    pub dtmf_after_prompt: Option<u64>,
     /// Hang up (BYE) this long after answering, seconds; default: wait for the caller's BYE.
     #[arg(long, value_name = "SECONDS")]
     pub hangup_after: Option<Span>,
@@ -333,6 +340,7 @@ fn callee(args: CalleeArgs, stop: Arc<AtomicBool>) -> Result<u8, String> {
             sound,
             sounds: Arc::new(sounds),
             key_duration: Duration::from_millis(args.dtmf_duration),
+            keys_after_prompt: args.dtmf_after_prompt.map(Duration::from_millis),
             max_call: Duration::from_secs(args.max_call),
             no_answer_timeout: Duration::from_secs(args.no_answer_timeout),
             user_agent: format!("outdial-bench-callee/{}", env!("CARGO_PKG_VERSION")),

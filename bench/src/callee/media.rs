@@ -26,6 +26,20 @@ pub const MAX_RTP: usize = HEADER_LEN + ECHO_MAX;
 const END_PACKETS: u64 = 3;
 /// Keys received that a record keeps.
 const MAX_KEYS_RECEIVED: usize = 64;
+/// Mean absolute sample value above which a received frame is the caller speaking (about
+/// -40 dBov); G.711 silence decodes to 0 or ±8.
+const LOUD: u32 = 300;
+
+/// Keys held back until the caller's prompt ends: pressed in answer to it.
+#[derive(Clone, Debug)]
+struct PromptWait {
+    /// Silence after audio that ends a prompt.
+    silence: Duration,
+    /// The keys, as offsets from the prompt's end.
+    keys: Vec<(Duration, char)>,
+    /// When the caller's audio was last loud (none yet: no prompt heard).
+    last_loud: Option<Instant>,
+}
 
 /// What a phone sends while nobody presses keys.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -94,11 +108,16 @@ pub struct PhoneMedia {
     keys_received: String,
     tx_packets: u64,
     dropped: u64,
+    /// Keys waiting for the caller's prompt to end (`--dtmf-after-prompt`).
+    prompt_wait: Option<PromptWait>,
+    /// The slot the first key started in.
+    first_key_slot: Option<u64>,
 }
 
 impl PhoneMedia {
-    /// Starts at `now` (the answer). `keys` are offsets after it; `key_duration` how long
-    /// each is held.
+    /// Starts at `now` (the answer). `keys` are offsets after it, or, with
+    /// `after_prompt = Some(silence)`, after the end of the caller's first prompt (its audio
+    /// heard, then `silence` without it); `key_duration` is how long each is held.
     pub fn new(
         now: Instant,
         params: MediaParams,
@@ -106,17 +125,20 @@ impl PhoneMedia {
         sounds: Arc<Sounds>,
         keys: &[(Duration, char)],
         key_duration: Duration,
+        after_prompt: Option<Duration>,
     ) -> Self {
-        let slot = |at: Duration| (at.as_millis() / PACKET_INTERVAL.as_millis()) as u64;
-        let key_slots = slot(key_duration).max(1);
-        // Keys closer than one event's length are pushed back so events never overlap.
-        let mut keys_at: Vec<(u64, char)> = Vec::with_capacity(keys.len());
-        for &(at, key) in keys {
-            let earliest = keys_at
-                .last()
-                .map_or(0, |(s, _)| s + key_slots + END_PACKETS);
-            keys_at.push((slot(at).max(earliest), key));
-        }
+        let key_slots = slot_of(key_duration).max(1);
+        let (keys_at, prompt_wait) = match after_prompt {
+            Some(silence) if !keys.is_empty() => (
+                Vec::new(),
+                Some(PromptWait {
+                    silence,
+                    keys: keys.to_vec(),
+                    last_loud: None,
+                }),
+            ),
+            _ => (schedule(keys, 0, key_slots), None),
+        };
         Self {
             params,
             sound,
@@ -138,6 +160,8 @@ impl PhoneMedia {
             keys_received: String::new(),
             tx_packets: 0,
             dropped: 0,
+            prompt_wait,
+            first_key_slot: None,
         }
     }
 
@@ -161,6 +185,12 @@ impl PhoneMedia {
             header.timestamp,
             !is_event,
         );
+        if !is_event
+            && let Some(wait) = self.prompt_wait.as_mut()
+            && is_loud(self.params.codec, packet.payload)
+        {
+            wait.last_loud = Some(now);
+        }
         if is_event {
             if let Some(event) = parse_telephone_event(packet.payload)
                 && let Some(key) = self.dtmf.on_packet(header.ssrc, header.timestamp, &event)
@@ -187,11 +217,31 @@ impl PhoneMedia {
     /// Advances the clock.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        self.check_prompt_end();
+    }
+
+    /// Once the caller's prompt has been heard and has ended, the held keys get their slots.
+    fn check_prompt_end(&mut self) {
+        let Some(wait) = &self.prompt_wait else {
+            return;
+        };
+        let Some(ended) = wait.last_loud.and_then(|t| t.checked_add(wait.silence)) else {
+            return;
+        };
+        if self.now < ended {
+            return;
+        }
+        // invariant: checked just above.
+        let wait = self.prompt_wait.take().expect("a prompt wait");
+        let first = self.slots_due().max(self.next_slot);
+        self.keys = schedule(&wait.keys, first, self.key_slots);
+        self.next_key = 0;
     }
 
     /// The next packet to send into `buf` (at least [`MAX_RTP`] octets): destination and
     /// length.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        self.check_prompt_end();
         if let Some(len) = self.echo_len.take() {
             let slot = self.slots_due().saturating_sub(1);
             let payload_type = g711::payload_type(self.params.codec);
@@ -225,20 +275,39 @@ impl PhoneMedia {
         }
     }
 
-    /// When the next paced packet is due (`None` in echo mode with no key left).
+    /// When the next paced packet is due, or the prompt being waited for would end (`None`
+    /// in echo mode with no key left).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let prompt_end = self
+            .prompt_wait
+            .as_ref()
+            .and_then(|w| w.last_loud?.checked_add(w.silence));
         let slot = if self.sound == Sound::Echo && self.in_flight.is_none() {
-            self.keys.get(self.next_key)?.0.max(self.next_slot)
+            self.keys
+                .get(self.next_key)
+                .map(|k| k.0.max(self.next_slot))
         } else {
-            self.next_slot
+            Some(self.next_slot)
         };
-        self.start
-            .checked_add(PACKET_INTERVAL.saturating_mul(u32::try_from(slot).ok()?))
+        let send = slot.and_then(|slot| {
+            self.start
+                .checked_add(PACKET_INTERVAL.saturating_mul(u32::try_from(slot).ok()?))
+        });
+        match (send, prompt_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Keys sent so far (a key counts once its first packet left).
     pub fn keys_sent(&self) -> &str {
         &self.keys_sent
+    }
+
+    /// Milliseconds from the answer to the first key pressed, once one was.
+    pub fn first_key_ms(&self) -> Option<u64> {
+        self.first_key_slot
+            .map(|slot| slot.saturating_mul(PACKET_INTERVAL.as_millis() as u64))
     }
 
     /// Keys received as RFC 4733 events.
@@ -302,6 +371,7 @@ impl PhoneMedia {
                     first_slot: slot,
                 });
                 self.keys_sent.push(key);
+                self.first_key_slot.get_or_insert(slot);
             }
         }
         if let Some(key) = self.in_flight {
@@ -364,5 +434,151 @@ impl PhoneMedia {
             _ => out.fill(g711::silence(codec)),
         }
         Some(header + SAMPLES_PER_PACKET)
+    }
+}
+
+/// The slot an offset falls in.
+fn slot_of(at: Duration) -> u64 {
+    (at.as_millis() / PACKET_INTERVAL.as_millis()) as u64
+}
+
+/// Slots for `keys` (offsets from slot `first`); keys closer than one event's length are
+/// pushed back so events never overlap.
+fn schedule(keys: &[(Duration, char)], first: u64, key_slots: u64) -> Vec<(u64, char)> {
+    let mut keys_at: Vec<(u64, char)> = Vec::with_capacity(keys.len());
+    for &(at, key) in keys {
+        let earliest = keys_at
+            .last()
+            .map_or(first, |(s, _)| s + key_slots + END_PACKETS);
+        keys_at.push(((first + slot_of(at)).max(earliest), key));
+    }
+    keys_at
+}
+
+/// Whether a G.711 payload carries sound: mean absolute sample above [`LOUD`].
+fn is_loud(codec: Codec, payload: &[u8]) -> bool {
+    if payload.is_empty() {
+        return false;
+    }
+    let sum: u32 = payload
+        .iter()
+        .map(|&code| u32::from(g711::decode_sample(codec, code).unsigned_abs()))
+        .sum();
+    sum / payload.len() as u32 > LOUD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REMOTE: &str = "192.0.2.1:40000";
+    const MS20: Duration = Duration::from_millis(20);
+
+    /// A caller's audio packet at slot `n`: a loud square wave, or G.711 silence.
+    fn caller_packet(n: u16, loud: bool) -> Vec<u8> {
+        let mut packet = vec![0u8; HEADER_LEN + SAMPLES_PER_PACKET];
+        Header {
+            marker: false,
+            payload_type: 0,
+            sequence_number: n,
+            timestamp: u32::from(n) * 160,
+            ssrc: 7,
+        }
+        .write(&mut packet);
+        let pcm: Vec<i16> = (0..SAMPLES_PER_PACKET)
+            .map(|i| {
+                if !loud {
+                    0
+                } else if i % 20 < 10 {
+                    6000
+                } else {
+                    -6000
+                }
+            })
+            .collect();
+        g711::encode(Codec::Pcmu, &pcm, &mut packet[HEADER_LEN..]);
+        packet
+    }
+
+    #[test]
+    fn keys_in_answer_to_a_prompt_wait_for_its_end_then_follow_their_offsets() {
+        let t0 = Instant::now();
+        let params = MediaParams {
+            remote: REMOTE.parse().expect("address"),
+            codec: Codec::Pcmu,
+            event_payload_type: Some(101),
+            ssrc: 1,
+            initial_seq: 1,
+            initial_timestamp: 0,
+        };
+        let mut media = PhoneMedia::new(
+            t0,
+            params,
+            Sound::Echo,
+            Arc::new(Sounds::new(None).expect("sounds")),
+            &[(Duration::ZERO, '4'), (Duration::from_millis(300), '2')],
+            Duration::from_millis(100),
+            Some(Duration::from_millis(500)),
+        );
+        // Two seconds of prompt, then silence; the phone runs its own clock between packets.
+        let mut first_event_at = None;
+        let mut buf = [0u8; MAX_RTP];
+        for n in 0..250u16 {
+            let now = t0 + MS20 * u32::from(n);
+            media.handle_timeout(now);
+            media.handle_datagram(now, params.remote, &caller_packet(n, n < 100));
+            while let Some((_, len)) = media.poll_transmit(&mut buf) {
+                let header = Packet::parse(&buf[..len]).expect("rtp").header;
+                if header.payload_type == 101 && first_event_at.is_none() {
+                    first_event_at = Some(now);
+                }
+            }
+        }
+        // The prompt's last loud packet is slot 99 (1.98 s); it ended 500 ms later.
+        let first = first_event_at.expect("the keys were pressed");
+        let prompt_end = t0 + MS20 * 99 + Duration::from_millis(500);
+        assert!(
+            first >= prompt_end && first < prompt_end + Duration::from_millis(60),
+            "first key {:?} after the answer, the prompt ended at {:?}",
+            first - t0,
+            prompt_end - t0
+        );
+        assert_eq!(media.keys_sent(), "42");
+        let first_ms = media.first_key_ms().expect("pressed");
+        assert_eq!(Duration::from_millis(first_ms), first - t0);
+    }
+
+    #[test]
+    fn without_a_prompt_heard_keys_held_for_one_are_never_pressed() {
+        let t0 = Instant::now();
+        let params = MediaParams {
+            remote: REMOTE.parse().expect("address"),
+            codec: Codec::Pcma,
+            event_payload_type: Some(101),
+            ssrc: 1,
+            initial_seq: 1,
+            initial_timestamp: 0,
+        };
+        let mut media = PhoneMedia::new(
+            t0,
+            params,
+            Sound::Silence,
+            Arc::new(Sounds::new(None).expect("sounds")),
+            &[(Duration::ZERO, '1')],
+            Duration::from_millis(100),
+            Some(Duration::from_millis(500)),
+        );
+        let mut buf = [0u8; MAX_RTP];
+        for n in 0..200u16 {
+            let now = t0 + MS20 * u32::from(n);
+            media.handle_timeout(now);
+            let mut quiet = caller_packet(n, false);
+            // A-law silence is 0xd5, not the µ-law encoding of 0.
+            quiet[HEADER_LEN..].fill(g711::silence(Codec::Pcma));
+            media.handle_datagram(now, params.remote, &quiet);
+            while media.poll_transmit(&mut buf).is_some() {}
+        }
+        assert_eq!(media.keys_sent(), "");
+        assert!(media.tx_packets() > 150, "silence still flows");
     }
 }

@@ -566,6 +566,7 @@ mod tests {
                 sound: Sound::Echo,
                 sounds: Arc::new(Sounds::new(None).unwrap()),
                 key_duration: Duration::from_millis(100),
+                keys_after_prompt: None,
                 max_call: Duration::from_secs(60),
                 no_answer_timeout: Duration::from_secs(60),
                 user_agent: "t".into(),

@@ -69,6 +69,9 @@ pub struct PhoneSettings {
     pub sounds: Arc<Sounds>,
     /// How long each key is held.
     pub key_duration: Duration,
+    /// Press the keys in answer to the caller's first prompt: after its audio has been
+    /// silent this long (offsets count from then), instead of from the answer.
+    pub keys_after_prompt: Option<Duration>,
     /// Longest answered call before we hang up ourselves.
     pub max_call: Duration,
     /// How long a no-answer phone rings before giving up with 480.
@@ -146,6 +149,8 @@ pub struct CallRecord {
     pub talk_ms: u64,
     /// Keys we pressed.
     pub keys_sent: String,
+    /// Answer to the first key we pressed, in milliseconds.
+    pub first_key_ms: Option<u64>,
     /// RFC 4733 keys we received.
     pub keys_received: String,
     /// RTP packets we sent.
@@ -535,6 +540,7 @@ impl Phone {
             Arc::clone(&self.settings.sounds),
             &self.plan.keys,
             self.settings.key_duration,
+            self.settings.keys_after_prompt,
         ));
     }
 
@@ -605,6 +611,7 @@ impl Phone {
                 .saturating_duration_since(self.invited_at)),
             talk_ms: answered_at.map_or(0, |at| ms(now.saturating_duration_since(at))),
             keys_sent: media.map(|m| m.keys_sent().to_owned()).unwrap_or_default(),
+            first_key_ms: media.and_then(PhoneMedia::first_key_ms),
             keys_received: media
                 .map(|m| m.keys_received().to_owned())
                 .unwrap_or_default(),

@@ -33,6 +33,7 @@ fn settings(sound: Sound) -> Arc<PhoneSettings> {
         sound,
         sounds: Arc::new(Sounds::new(None).unwrap()),
         key_duration: Duration::from_millis(100),
+        keys_after_prompt: None,
         max_call: Duration::from_secs(3600),
         no_answer_timeout: Duration::from_secs(60),
         user_agent: "test-phone".into(),
