@@ -11,7 +11,7 @@
 # Clean means zero loss (sequence-number loss at the receivers, and no UDP receive-buffer
 # drop counted by the kernel during the run) and p99 send lateness under 2 ms (fewer than
 # 1 % of packets sent more than 2 ms after their slot). For the bare sender it is measured by
-# the sender; for Outdial by the dataplane's own counters (outdial_rtp_sent_late_total).
+# the sender (waking once per millisecond tick, `--tick-us 1000`); for Outdial by the dataplane's own counters (outdial_rtp_sent_late_total).
 # CPU per stream: the loop thread's CPU time per second per stream (Outdial: its core thread
 # `outdial-core-0`, sampled while all N calls are up).
 #

@@ -51,6 +51,10 @@ pub struct UdpArgs {
     /// Seconds of sending.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub seconds: f64,
+    /// Wake at most once per this many microseconds and send every packet due by then (a
+    /// packet leaves at most one tick late); 0 wakes for each packet's own slot.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 1000)]
+    pub tick_us: u64,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -128,6 +132,7 @@ fn run_inner(args: &UdpArgs, stop: Arc<AtomicBool>) -> Result<u8, String> {
         Duration::from_secs_f64(args.seconds),
         stop,
     )?;
+    sender.tick = Duration::from_micros(args.tick_us);
     let backend =
         core::run(&config, &wake, &mut sender).map_err(|e| format!("sending to {to}: {e}"))?;
     let mut report = sender.report();
@@ -174,11 +179,23 @@ fn due(t0: Instant, n: u64, streams: u64) -> Instant {
     t0 + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
+/// `at`, or the first tick boundary (counted from `t0`) after it.
+fn on_tick(t0: Instant, at: Instant, tick: Duration) -> Instant {
+    if tick.is_zero() {
+        return at;
+    }
+    let since = at.saturating_duration_since(t0).as_nanos();
+    let ticks = since.div_ceil(tick.as_nanos());
+    t0 + Duration::from_nanos(u64::try_from(ticks * tick.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// The paced sender, a [`Driver`] of the core loop.
 struct Sender {
     to: SocketAddr,
     streams: u64,
     length: Duration,
+    /// Wake-up granularity (zero: each slot).
+    tick: Duration,
     total: u64,
     sockets: Vec<SocketId>,
     stop: Arc<AtomicBool>,
@@ -207,6 +224,7 @@ impl Sender {
             to,
             streams: u64::from(streams),
             length,
+            tick: Duration::ZERO,
             total: slots * u64::from(streams),
             sockets: Vec::with_capacity(streams as usize),
             stop,
@@ -308,7 +326,7 @@ impl Driver for Sender {
         let t0 = self.t0?;
         Some(match self.drain_until {
             Some(end) => end,
-            None => due(t0, self.next, self.streams),
+            None => on_tick(t0, due(t0, self.next, self.streams), self.tick),
         })
     }
 
@@ -389,6 +407,16 @@ mod tests {
         assert_eq!(due(t0, 1, 4), t0 + Duration::from_millis(5));
         assert_eq!(due(t0, 4, 4), t0 + PERIOD);
         assert_eq!(due(t0, 9, 4), t0 + PERIOD * 2 + Duration::from_millis(5));
+    }
+
+    #[test]
+    fn ticks_round_wake_ups_up_to_their_boundary() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        assert_eq!(on_tick(t0, t0 + ms / 3, ms), t0 + ms);
+        assert_eq!(on_tick(t0, t0 + ms, ms), t0 + ms);
+        assert_eq!(on_tick(t0, t0 + ms * 5 / 2, ms), t0 + ms * 3);
+        assert_eq!(on_tick(t0, t0 + ms / 3, Duration::ZERO), t0 + ms / 3);
     }
 
     fn free_port() -> SocketAddr {
