@@ -574,6 +574,17 @@ impl Sipp {
 
     /// Like [`Sipp::uas`], for `calls` calls (which may overlap).
     pub fn uas_calls(scenario: &str, replacements: &[(&str, String)], calls: u32) -> Self {
+        Self::uas_lasting(scenario, replacements, calls, Duration::from_secs(60))
+    }
+
+    /// Like [`Sipp::uas_calls`], SIPp giving up (as an error) after `lifetime` instead of
+    /// 60 s: for calls that are placed late on purpose.
+    pub fn uas_lasting(
+        scenario: &str,
+        replacements: &[(&str, String)],
+        calls: u32,
+        lifetime: Duration,
+    ) -> Self {
         let dir = TempDir::new("sipp");
         let mut text =
             std::fs::read_to_string(project_root().join("tests/scenarios").join(scenario))
@@ -597,7 +608,7 @@ impl Sipp {
                 &calls.to_string(),
                 "-nostdin",
                 "-timeout",
-                "60s",
+                &format!("{}s", lifetime.as_secs()),
                 "-timeout_error",
             ])
             .args(["-trace_err", "-trace_msg"])

@@ -41,7 +41,8 @@ fn clock(minute_of_day: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_due_in_quiet_hours_waits_for_them_to_end_then_is_dialled() {
-    let sipp = Sipp::uas("busy.xml", &[]);
+    // The call waits up to two minutes for the quiet hours to end: SIPp must outlive them.
+    let sipp = Sipp::uas_lasting("busy.xml", &[], 1, Duration::from_secs(240));
     let outdial = Outdial::start("");
     let to = sipp.uri("+15550120");
     // Quiet from this minute to the next (or the one after, late in a minute), in UTC.
