@@ -13,7 +13,8 @@
 # 1 % of packets sent more than 2 ms after their slot). For the bare sender it is measured by
 # the sender (waking once per millisecond tick, `--tick-us 1000`); for Outdial by the dataplane's own counters (outdial_rtp_sent_late_total).
 # CPU per stream: the loop thread's CPU time per second per stream (Outdial: its core thread
-# `outdial-core-0`, sampled while all N calls are up).
+# `outdial-core-0`, sampled while all N calls are up). Over the same window: the peer's CPU
+# (the reflector, or bench callee) in cores, and the share of the machine's CPU left idle.
 #
 #   bench/media/run.sh [SECONDS] [N ...]     (defaults 20 and 250 500 1000 1500 2000)
 #
@@ -60,6 +61,14 @@ else:
     print(0)
 PY
 }
+# CPU seconds of process PID (user + system).
+proc_cpu() { python3 -c "import os,sys; f=open('/proc/$1/stat').read().rsplit(')',1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))"; }
+# Idle CPU seconds of the machine, summed over its CPUs.
+idle_cpu() { python3 -c "import os; f=open('/proc/stat').readline().split(); print((int(f[4])+int(f[5]))/os.sysconf('SC_CLK_TCK'))"; }
+# Over a window: the peer's CPU in cores and the machine's idle share, from two samples.
+window_figures() { # PEER_CPU0 PEER_CPU1 IDLE0 IDLE1 SECONDS
+    python3 -c "import os; print(f'{($2 - $1) / $5:.2f}', f'{($4 - $3) / $5 / os.cpu_count() * 100:.0f}')"
+}
 metric() { # NAME [LABELS]: the sum of the series' samples on /metrics
     curl -fs "http://127.0.0.1:$http/metrics" | python3 -c '
 import sys
@@ -77,20 +86,29 @@ for n in "${levels[@]}"; do
     echo "== $n streams, bare sender" >&2
     reflector=$(free DGRAM)
     "$bin" bench udp --reflect "127.0.0.1:$reflector" --progress 0 2>"$dir/reflector-$n.log" &
-    pids+=($!)
+    reflector_pid=$!
+    pids+=($reflector_pid)
     sleep 0.3
     before=$(rcvbuf_errors)
     "$bin" bench udp --to "127.0.0.1:$reflector" --streams "$n" --seconds "$seconds" --cpu 0 \
-        --progress 0 --json >"$dir/bare-$n.json" 2>"$dir/bare-$n.log" || true
+        --progress 0 --json >"$dir/bare-$n.json" 2>"$dir/bare-$n.log" &
+    sender_pid=$!
+    window=$(python3 -c "print($seconds / 2)")
+    sleep "$(python3 -c "print($seconds / 4)")"
+    p0=$(proc_cpu "$reflector_pid"); i0=$(idle_cpu)
+    sleep "$window"
+    p1=$(proc_cpu "$reflector_pid"); i1=$(idle_cpu)
+    wait "$sender_pid" || true
     kernel_drops=$(( $(rcvbuf_errors) - before ))
     stop_all
-    python3 - "$dir/bare-$n.json" "$n" "$kernel_drops" >>"$results" <<'PY'
+    read -r peer idle < <(window_figures "$p0" "$p1" "$i0" "$i1" "$window")
+    python3 - "$dir/bare-$n.json" "$n" "$kernel_drops" "$peer" "$idle" >>"$results" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-n, drops = int(sys.argv[2]), int(sys.argv[3])
+n, drops, peer, idle = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 lost = r["lost"] + drops
 late = r["sent_late_2ms"] / max(r["sent"], 1)
-print("bare", n, lost, f"{late * 100:.3f}", r["lateness_us"][1], f"{r['cpu_us_per_stream_second']:.1f}", "ok", sep="\t")
+print("bare", n, lost, f"{late * 100:.3f}", r["lateness_us"][1], f"{r['cpu_us_per_stream_second']:.1f}", "ok", peer, idle, sep="\t")
 PY
 
     echo "== $n calls, outdial" >&2
@@ -127,14 +145,19 @@ TOML
     load_pid=$!
     # Sample the core's CPU once every call is up, over half the hold time.
     cpu_per_stream=""
+    peer=nan
+    idle=nan
     for _ in $(seq 1 $((seconds * 10))); do
         live=$(metric outdial_core_live_calls || echo 0)
         if [ "$live" -ge "$n" ]; then
             window=$(python3 -c "print($seconds / 2)")
             c0=$(thread_cpu "$serve" outdial-core-0)
+            p0=$(proc_cpu "$callee_pid"); i0=$(idle_cpu)
             sleep "$window"
             c1=$(thread_cpu "$serve" outdial-core-0)
+            p1=$(proc_cpu "$callee_pid"); i1=$(idle_cpu)
             cpu_per_stream=$(python3 -c "print(f'{($c1 - $c0) * 1e6 / $window / $n:.1f}')")
+            read -r peer idle < <(window_figures "$p0" "$p1" "$i0" "$i1" "$window")
             break
         fi
         sleep 0.1
@@ -148,24 +171,25 @@ TOML
     kill -INT "$callee_pid" 2>/dev/null || true
     wait "$callee_pid" 2>/dev/null || true
     stop_all
-    python3 - "$dir/callee-$n.json" "$n" "$kernel_drops" "$sent" "$late" "${cpu_per_stream:-nan}" "$load_ok" >>"$results" <<'PY'
+    python3 - "$dir/callee-$n.json" "$n" "$kernel_drops" "$sent" "$late" "${cpu_per_stream:-nan}" "$load_ok" "$peer" "$idle" >>"$results" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 n, drops, sent, late, cpu, ok = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
+peer, idle = sys.argv[8], sys.argv[9]
 lost = c["rx_lost"] + drops
-print("outdial", n, lost, f"{late / max(sent, 1) * 100:.3f}", "", cpu, ok, sep="\t")
+print("outdial", n, lost, f"{late / max(sent, 1) * 100:.3f}", "", cpu, ok, peer, idle, sep="\t")
 PY
 done
 
 python3 - "$results" "$seconds" <<'PY'
 import sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
-print(f"{'':8} {'N':>6} {'lost':>8} {'>2ms %':>8} {'p99 µs':>8} {'CPU µs/stream/s':>16} {'checks':>7} clean")
+print(f"{'':8} {'N':>6} {'lost':>8} {'>2ms %':>8} {'p99 µs':>8} {'CPU µs/stream/s':>16} {'checks':>7} {'peer cores':>10} {'idle %':>6} clean")
 best = {}
 cpu = {}
-for kind, n, lost, late, p99, per, ok in rows:
+for kind, n, lost, late, p99, per, ok, peer, idle in rows:
     clean = int(lost) == 0 and float(late) < 1.0 and ok == "ok"
-    print(f"{kind:8} {n:>6} {lost:>8} {late:>8} {p99:>8} {per:>16} {ok:>7} {'yes' if clean else 'no'}")
+    print(f"{kind:8} {n:>6} {lost:>8} {late:>8} {p99:>8} {per:>16} {ok:>7} {peer:>10} {idle:>6} {'yes' if clean else 'no'}")
     if clean:
         best[kind] = max(best.get(kind, 0), int(n))
     cpu[(kind, n)] = per
