@@ -96,6 +96,8 @@ pub struct Agent {
     /// Media deadlines, lazily invalidated: an entry may be stale, and a spurious
     /// `handle_timeout` on a media session is a no-op.
     media_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
+    /// Where media ticks are counted from: the loop's start.
+    tick_epoch: Option<Instant>,
     /// Events that did not fit in the event queue; retried every turn, never dropped.
     overflow: VecDeque<Event>,
     /// When to retry `overflow` if nothing else wakes the core first.
@@ -133,6 +135,7 @@ impl Agent {
             calls: HashMap::new(),
             by_socket: HashMap::new(),
             media_timers: BinaryHeap::new(),
+            tick_epoch: None,
             overflow: VecDeque::new(),
             overflow_retry: None,
             next_port,
@@ -536,7 +539,8 @@ impl Agent {
 }
 
 impl Driver for Agent {
-    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+    fn start(&mut self, io: &mut impl Io, now: Instant) -> std::io::Result<()> {
+        self.tick_epoch = Some(now);
         let bound = io.bind(self.config.sip_listen);
         let ready = self.ready.take();
         match bound {
@@ -638,10 +642,12 @@ impl Driver for Agent {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
+        // Media wakes on the tick boundary at or after its earliest slot, and that turn sends
+        // every packet due by then: one wake per tick for all calls, not one per call slot.
         let media = self
             .media_timers
             .peek()
-            .map(|Reverse((deadline, _))| *deadline);
+            .map(|Reverse((deadline, _))| on_media_tick(self.tick_epoch, *deadline));
         [self.sip.poll_timeout(), media, self.overflow_retry]
             .into_iter()
             .flatten()
@@ -651,6 +657,27 @@ impl Driver for Agent {
     fn should_stop(&self) -> bool {
         self.link.stop.load(Ordering::Acquire)
     }
+}
+
+/// Media is woken at most once per tick: a packet leaves at most this late (by the core's
+/// clock), within the dataplane's 2 ms pacing target, and a core carrying a thousand calls
+/// wakes a thousand times a second for them instead of tens of thousands (measured with
+/// `bench/media/run.sh`: docs/benchmarks.md).
+pub const MEDIA_TICK: Duration = Duration::from_millis(1);
+
+/// `deadline`, or the first [`MEDIA_TICK`] boundary (counted from `epoch`) after it.
+fn on_media_tick(epoch: Option<Instant>, deadline: Instant) -> Instant {
+    let Some(epoch) = epoch else {
+        return deadline;
+    };
+    let since = deadline.saturating_duration_since(epoch).as_nanos();
+    let tick = MEDIA_TICK.as_nanos();
+    let boundary = since.div_ceil(tick) * tick;
+    u64::try_from(boundary)
+        .ok()
+        .and_then(|nanos| epoch.checked_add(Duration::from_nanos(nanos)))
+        .unwrap_or(deadline)
+        .max(deadline)
 }
 
 /// What made the agent look at a call's media session.
@@ -713,6 +740,25 @@ fn registration_event(id: u32, event: RegistrationEvent) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_deadlines_wake_on_the_next_tick_boundary() {
+        let epoch = Instant::now();
+        let us = Duration::from_micros;
+        assert_eq!(on_media_tick(Some(epoch), epoch + us(1)), epoch + us(1000));
+        assert_eq!(
+            on_media_tick(Some(epoch), epoch + us(1000)),
+            epoch + us(1000)
+        );
+        assert_eq!(
+            on_media_tick(Some(epoch), epoch + us(20_400)),
+            epoch + us(21_000)
+        );
+        // Before the loop started (no epoch) and before the epoch: the deadline itself.
+        assert_eq!(on_media_tick(None, epoch + us(7)), epoch + us(7));
+        let earlier = epoch.checked_sub(us(5)).unwrap_or(epoch);
+        assert!(on_media_tick(Some(epoch), earlier) >= earlier);
+    }
     use crate::api::{Codec, TransferError, TransferOutcome};
     use crate::rtp::packet::Header;
 
