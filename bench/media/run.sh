@@ -69,15 +69,11 @@ idle_cpu() { python3 -c "import os; f=open('/proc/stat').readline().split(); pri
 window_figures() { # PEER_CPU0 PEER_CPU1 IDLE0 IDLE1 SECONDS
     python3 -c "import os; print(f'{($2 - $1) / $5:.2f}', f'{($4 - $3) / $5 / os.cpu_count() * 100:.0f}')"
 }
-metric() { # NAME [LABELS]: the sum of the series' samples on /metrics
-    curl -fs "http://127.0.0.1:$http/metrics" | python3 -c '
-import sys
-name, labels = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ""
-total = 0.0
-for line in sys.stdin:
-    if line.startswith(name) and (line[len(name)] in " {") and labels in line:
-        total += float(line.rsplit(" ", 1)[1])
-print(int(total))' "$@"
+metric() { # NAME [LABELS]: the sum of the series' samples on /metrics (awk: light enough to
+    # poll while calls run, unlike a python start per poll)
+    curl -fs "http://127.0.0.1:$http/metrics" | awk -v name="$1" -v labels="${2:-}" '
+        index($0, name) == 1 && substr($0, length(name) + 1, 1) ~ /[ {]/ && index($0, labels) { total += $NF }
+        END { printf "%d\n", total }'
 }
 
 results="$dir/results.tsv"
@@ -85,13 +81,13 @@ results="$dir/results.tsv"
 for n in "${levels[@]}"; do
     echo "== $n streams, bare sender" >&2
     reflector=$(free DGRAM)
-    "$bin" bench udp --reflect "127.0.0.1:$reflector" --progress 0 2>"$dir/reflector-$n.log" &
+    "$bin" bench udp --reflect "127.0.0.1:$reflector" 2>"$dir/reflector-$n.log" &
     reflector_pid=$!
     pids+=($reflector_pid)
     sleep 0.3
     before=$(rcvbuf_errors)
     "$bin" bench udp --to "127.0.0.1:$reflector" --streams "$n" --seconds "$seconds" --cpu 0 \
-        --progress 0 --json >"$dir/bare-$n.json" 2>"$dir/bare-$n.log" &
+        --json >"$dir/bare-$n.json" 2>"$dir/bare-$n.log" &
     sender_pid=$!
     window=$(python3 -c "print($seconds / 2)")
     sleep "$(python3 -c "print($seconds / 4)")"
@@ -147,7 +143,7 @@ TOML
     cpu_per_stream=""
     peer=nan
     idle=nan
-    for _ in $(seq 1 $((seconds * 10))); do
+    for _ in $(seq 1 $((seconds * 4))); do
         live=$(metric outdial_core_live_calls || echo 0)
         if [ "$live" -ge "$n" ]; then
             window=$(python3 -c "print($seconds / 2)")
@@ -160,7 +156,7 @@ TOML
             read -r peer idle < <(window_figures "$p0" "$p1" "$i0" "$i1" "$window")
             break
         fi
-        sleep 0.1
+        sleep 0.5
     done
     load_ok=ok
     wait "$load_pid" || load_ok=failed

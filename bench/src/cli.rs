@@ -290,7 +290,7 @@ fn seconds(value: f64, name: &str) -> Result<Duration, String> {
         .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
 }
 
-pub(crate) fn loop_config(run: &RunArgs) -> LoopConfig {
+fn loop_config(run: &RunArgs) -> LoopConfig {
     LoopConfig {
         backend: run.backend.into(),
         pin_to_cpu: run.cpu,

@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use outdial_dataplane::core::{self, Driver, Io, SocketId, WakeFd};
 use serde::Serialize;
 
-use crate::cli::{EXIT_ERROR, EXIT_FAILED_CALLS, EXIT_OK, RunArgs, loop_config};
+use crate::cli::{EXIT_ERROR, EXIT_FAILED_CALLS, EXIT_OK, LoopBackend};
 
 /// One RTP packet of 20 ms of G.711: 12 octets of header, 160 of audio.
 const PACKET_LEN: usize = 172;
@@ -55,8 +55,15 @@ pub struct UdpArgs {
     /// packet leaves at most one tick late); 0 wakes for each packet's own slot.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 1000)]
     pub tick_us: u64,
-    #[command(flatten)]
-    pub run: RunArgs,
+    /// Print the report as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// The socket loop: the dataplane's (io_uring with batched sends, or epoll).
+    #[arg(long, value_enum, default_value_t = LoopBackend::Auto)]
+    pub backend: LoopBackend,
+    /// Pin the loop's thread to this CPU (as `[dataplane] pin` pins Outdial's cores).
+    #[arg(long, value_name = "CPU")]
+    pub cpu: Option<usize>,
 }
 
 const UDP_HELP: &str = "\
@@ -111,7 +118,11 @@ pub fn run(args: &UdpArgs, stop: Arc<AtomicBool>) -> u8 {
 
 fn run_inner(args: &UdpArgs, stop: Arc<AtomicBool>) -> Result<u8, String> {
     let wake = WakeFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
-    let config = loop_config(&args.run);
+    let config = core::LoopConfig {
+        backend: args.backend.into(),
+        pin_to_cpu: args.cpu,
+        ..core::LoopConfig::default()
+    };
     if let Some(addr) = args.reflect {
         let mut reflector = Reflector {
             addr,
@@ -137,7 +148,7 @@ fn run_inner(args: &UdpArgs, stop: Arc<AtomicBool>) -> Result<u8, String> {
         core::run(&config, &wake, &mut sender).map_err(|e| format!("sending to {to}: {e}"))?;
     let mut report = sender.report();
     report.backend = backend.name();
-    let text = if args.run.json {
+    let text = if args.json {
         serde_json::to_string(&report).unwrap_or_default()
     } else {
         describe(&report)
