@@ -20,7 +20,9 @@ use rand::{Rng, SeedableRng};
 use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome, TransferKind};
 use crate::core::{Driver, Io, SocketId, WakeFd};
 use crate::icmp::IcmpError;
-use crate::rtp::{MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, SourcePolicy};
+use crate::rtp::{
+    EncodedCache, MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, SourcePolicy,
+};
 use crate::sdp;
 use crate::sip::register::RegistrationEvent;
 use crate::sip::{BorderConfig, DialParams, Endpoint, SipConfig, SipEvent};
@@ -98,6 +100,8 @@ pub struct Agent {
     media_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
     /// Where media ticks are counted from: the loop's start.
     tick_epoch: Option<Instant>,
+    /// Prompt audio encoded once per law for every call on this core.
+    encoded: EncodedCache,
     /// Events that did not fit in the event queue; retried every turn, never dropped.
     overflow: VecDeque<Event>,
     /// When to retry `overflow` if nothing else wakes the core first.
@@ -136,6 +140,7 @@ impl Agent {
             by_socket: HashMap::new(),
             media_timers: BinaryHeap::new(),
             tick_epoch: None,
+            encoded: EncodedCache::new(),
             overflow: VecDeque::new(),
             overflow_retry: None,
             next_port,
@@ -269,7 +274,8 @@ impl Agent {
                     epoch: current,
                     ..
                 }) if epoch >= *current => {
-                    media.play(now, id, audio, bargein);
+                    let encoded = self.encoded.get(&audio, media.config().codec);
+                    media.play_encoded(now, id, audio, encoded, bargein);
                     self.drain_media(io, call, Origin::Control);
                 }
                 // Not answered (yet or any more), or overtaken by a barge-in on its way here.

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod dtmf;
+pub mod encoded;
 pub mod g711;
 pub mod inband;
 pub mod packet;
@@ -46,6 +47,7 @@ mod session;
 pub mod source;
 
 pub use dtmf::{DtmfReceiver, TelephoneEvent, parse_telephone_event};
+pub use encoded::EncodedCache;
 pub use record::{RecordEnd, RecordParams, Recorded, Recorder};
 pub use session::{
     MAX_CATCH_UP, MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, MediaStats,

@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::dtmf::{DtmfReceiver, parse_telephone_event};
@@ -126,6 +127,8 @@ impl MediaStats {
 struct QueuedAudio {
     id: u32,
     audio: Pcm8k,
+    /// `audio` already in the session's law ([`MediaSession::play_encoded`]): sent by copying.
+    encoded: Option<Arc<[u8]>>,
     bargein: bool,
     /// The beep before a recording: not reported; the recording starts when it ends.
     beep: bool,
@@ -196,6 +199,31 @@ impl MediaSession {
         self.queue.push_back(QueuedAudio {
             id,
             audio,
+            encoded: None,
+            bargein,
+            beep: false,
+            position: 0,
+        });
+    }
+
+    /// [`play`](Self::play) with `encoded`, the same samples already in this session's law
+    /// (from an [`EncodedCache`](crate::rtp::EncodedCache) shared by the core's calls): each
+    /// packet copies its octets instead of encoding. An `encoded` of another length than
+    /// `audio` is ignored and the samples are encoded per packet.
+    pub fn play_encoded(
+        &mut self,
+        now: Instant,
+        id: u32,
+        audio: Pcm8k,
+        encoded: Arc<[u8]>,
+        bargein: bool,
+    ) {
+        self.advance(now);
+        let encoded = (encoded.len() == audio.len()).then_some(encoded);
+        self.queue.push_back(QueuedAudio {
+            id,
+            audio,
+            encoded,
             bargein,
             beep: false,
             position: 0,
@@ -213,6 +241,7 @@ impl MediaSession {
             self.queue.push_back(QueuedAudio {
                 id,
                 audio: beep(),
+                encoded: None,
                 bargein: false,
                 beep: true,
                 position: 0,
@@ -446,7 +475,15 @@ impl MediaSession {
         while let Some(item) = self.queue.front_mut() {
             let remaining = item.audio.get(item.position..).unwrap_or_default();
             if !remaining.is_empty() {
-                let encoded = g711::encode(self.config.codec, remaining, frame);
+                let encoded = match item.encoded.as_deref() {
+                    Some(octets) => {
+                        let octets = octets.get(item.position..).unwrap_or_default();
+                        let n = octets.len().min(frame.len());
+                        frame[..n].copy_from_slice(&octets[..n]);
+                        n
+                    }
+                    None => g711::encode(self.config.codec, remaining, frame),
+                };
                 if let Some(padding) = frame.get_mut(encoded..) {
                     padding.fill(silence);
                 }
@@ -617,6 +654,29 @@ mod tests {
             assert_eq!(h.timestamp, ts0.wrapping_add(160 * n as u32));
         }
         assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(80)));
+    }
+
+    #[test]
+    fn pre_encoded_audio_sends_the_same_packets_as_samples_encoded_per_packet() {
+        let t0 = Instant::now();
+        let audio = tone(1000);
+        let mut encoded = vec![0u8; 1000];
+        g711::encode(Codec::Pcma, &audio, &mut encoded);
+        let mut by_samples = MediaSession::new(config(Codec::Pcma), t0);
+        by_samples.play(t0, 1, audio.clone(), false);
+        let mut by_octets = MediaSession::new(config(Codec::Pcma), t0);
+        by_octets.play_encoded(t0, 1, audio.clone(), Arc::from(encoded), false);
+        let until = t0 + Duration::from_millis(200);
+        let (a, b) = (
+            run(&mut by_samples, t0, until),
+            run(&mut by_octets, t0, until),
+        );
+        assert_eq!(a, b);
+        assert_eq!(events(&mut by_samples), events(&mut by_octets));
+        // A mismatched encoding is ignored, not sent.
+        let mut wrong = MediaSession::new(config(Codec::Pcma), t0);
+        wrong.play_encoded(t0, 1, audio, Arc::from(vec![0u8; 10]), false);
+        assert_eq!(run(&mut wrong, t0, until), a);
     }
 
     #[test]
