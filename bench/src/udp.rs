@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use hdrhistogram::Histogram;
 use outdial_dataplane::core::{self, Driver, Io, SocketId, WakeFd};
+use outdial_dataplane::rtp::MediaStats;
 use serde::Serialize;
 
 use crate::cli::{EXIT_ERROR, EXIT_FAILED_CALLS, EXIT_OK, LoopBackend};
@@ -190,16 +191,6 @@ fn due(t0: Instant, n: u64, streams: u64) -> Instant {
     t0 + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
-/// `at`, or the first tick boundary (counted from `t0`) after it.
-fn on_tick(t0: Instant, at: Instant, tick: Duration) -> Instant {
-    if tick.is_zero() {
-        return at;
-    }
-    let since = at.saturating_duration_since(t0).as_nanos();
-    let ticks = since.div_ceil(tick.as_nanos());
-    t0 + Duration::from_nanos(u64::try_from(ticks * tick.as_nanos()).unwrap_or(u64::MAX))
-}
-
 /// The paced sender, a [`Driver`] of the core loop.
 struct Sender {
     to: SocketAddr,
@@ -217,6 +208,8 @@ struct Sender {
     cpu_at_start: Duration,
     cpu: Duration,
     lateness: Histogram<u64>,
+    /// The late counts, kept as the dataplane's media sessions keep theirs.
+    late: MediaStats,
     report: UdpReport,
     packet: [u8; PACKET_LEN],
 }
@@ -246,6 +239,7 @@ impl Sender {
             cpu_at_start: Duration::ZERO,
             cpu: Duration::ZERO,
             lateness: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
+            late: MediaStats::default(),
             report: UdpReport {
                 streams,
                 seconds: length.as_secs_f64(),
@@ -258,6 +252,9 @@ impl Sender {
     fn report(&self) -> UdpReport {
         let mut report = self.report.clone();
         report.lost = report.sent.saturating_sub(report.received);
+        report.sent_late_1ms = self.late.sent_late_1ms;
+        report.sent_late_2ms = self.late.sent_late_2ms;
+        report.sent_late_10ms = self.late.sent_late_10ms;
         report.lateness_us = [0.5, 0.99, 0.999, 1.0].map(|q| self.lateness.value_at_quantile(q));
         report.cpu_secs = self.cpu.as_secs_f64();
         report.cpu_us_per_stream_second =
@@ -309,9 +306,7 @@ impl Driver for Sender {
             let late = now.saturating_duration_since(due(t0, self.next, self.streams));
             let late_us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
             self.lateness.saturating_record(late_us.max(1));
-            self.report.sent_late_1ms += u64::from(late_us > 1_000);
-            self.report.sent_late_2ms += u64::from(late_us > 2_000);
-            self.report.sent_late_10ms += u64::from(late_us > 10_000);
+            self.late.count_send_lateness(late);
             let stream = (self.next % self.streams) as usize;
             let slot = self.next / self.streams;
             // RTP sequence numbers and timestamps wrap (RFC 3550 §5.1): truncation is meant.
@@ -337,7 +332,7 @@ impl Driver for Sender {
         let t0 = self.t0?;
         Some(match self.drain_until {
             Some(end) => end,
-            None => on_tick(t0, due(t0, self.next, self.streams), self.tick),
+            None => core::next_tick(t0, due(t0, self.next, self.streams), self.tick),
         })
     }
 
@@ -418,16 +413,6 @@ mod tests {
         assert_eq!(due(t0, 1, 4), t0 + Duration::from_millis(5));
         assert_eq!(due(t0, 4, 4), t0 + PERIOD);
         assert_eq!(due(t0, 9, 4), t0 + PERIOD * 2 + Duration::from_millis(5));
-    }
-
-    #[test]
-    fn ticks_round_wake_ups_up_to_their_boundary() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis(1);
-        assert_eq!(on_tick(t0, t0 + ms / 3, ms), t0 + ms);
-        assert_eq!(on_tick(t0, t0 + ms, ms), t0 + ms);
-        assert_eq!(on_tick(t0, t0 + ms * 5 / 2, ms), t0 + ms * 3);
-        assert_eq!(on_tick(t0, t0 + ms / 3, Duration::ZERO), t0 + ms / 3);
     }
 
     fn free_port() -> SocketAddr {

@@ -18,7 +18,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome, TransferKind};
-use crate::core::{Driver, Io, SocketId, WakeFd};
+use crate::core::{Driver, Io, SocketId, WakeFd, next_tick};
 use crate::icmp::IcmpError;
 use crate::rtp::{
     EncodedCache, MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, SourcePolicy,
@@ -274,8 +274,10 @@ impl Agent {
                     epoch: current,
                     ..
                 }) if epoch >= *current => {
-                    let encoded = self.encoded.get(&audio, media.config().codec);
-                    media.play_encoded(now, id, audio, encoded, bargein);
+                    match self.encoded.get(&audio, media.config().codec) {
+                        Some(encoded) => media.play_encoded(now, id, audio, encoded, bargein),
+                        None => media.play(now, id, audio, bargein),
+                    }
                     self.drain_media(io, call, Origin::Control);
                 }
                 // Not answered (yet or any more), or overtaken by a barge-in on its way here.
@@ -650,10 +652,10 @@ impl Driver for Agent {
     fn poll_timeout(&self) -> Option<Instant> {
         // Media wakes on the tick boundary at or after its earliest slot, and that turn sends
         // every packet due by then: one wake per tick for all calls, not one per call slot.
-        let media = self
-            .media_timers
-            .peek()
-            .map(|Reverse((deadline, _))| on_media_tick(self.tick_epoch, *deadline));
+        let media = self.media_timers.peek().map(|Reverse((deadline, _))| {
+            self.tick_epoch
+                .map_or(*deadline, |epoch| next_tick(epoch, *deadline, MEDIA_TICK))
+        });
         [self.sip.poll_timeout(), media, self.overflow_retry]
             .into_iter()
             .flatten()
@@ -670,21 +672,6 @@ impl Driver for Agent {
 /// wakes a thousand times a second for them instead of tens of thousands (measured with
 /// `bench/media/run.sh`: docs/benchmarks.md).
 pub const MEDIA_TICK: Duration = Duration::from_millis(1);
-
-/// `deadline`, or the first [`MEDIA_TICK`] boundary (counted from `epoch`) after it.
-fn on_media_tick(epoch: Option<Instant>, deadline: Instant) -> Instant {
-    let Some(epoch) = epoch else {
-        return deadline;
-    };
-    let since = deadline.saturating_duration_since(epoch).as_nanos();
-    let tick = MEDIA_TICK.as_nanos();
-    let boundary = since.div_ceil(tick) * tick;
-    u64::try_from(boundary)
-        .ok()
-        .and_then(|nanos| epoch.checked_add(Duration::from_nanos(nanos)))
-        .unwrap_or(deadline)
-        .max(deadline)
-}
 
 /// What made the agent look at a call's media session.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -747,24 +734,6 @@ fn registration_event(id: u32, event: RegistrationEvent) -> Event {
 mod tests {
     use super::*;
 
-    #[test]
-    fn media_deadlines_wake_on_the_next_tick_boundary() {
-        let epoch = Instant::now();
-        let us = Duration::from_micros;
-        assert_eq!(on_media_tick(Some(epoch), epoch + us(1)), epoch + us(1000));
-        assert_eq!(
-            on_media_tick(Some(epoch), epoch + us(1000)),
-            epoch + us(1000)
-        );
-        assert_eq!(
-            on_media_tick(Some(epoch), epoch + us(20_400)),
-            epoch + us(21_000)
-        );
-        // Before the loop started (no epoch) and before the epoch: the deadline itself.
-        assert_eq!(on_media_tick(None, epoch + us(7)), epoch + us(7));
-        let earlier = epoch.checked_sub(us(5)).unwrap_or(epoch);
-        assert!(on_media_tick(Some(epoch), earlier) >= earlier);
-    }
     use crate::api::{Codec, TransferError, TransferOutcome};
     use crate::rtp::packet::Header;
 

@@ -500,17 +500,22 @@ mod tests {
         packet
     }
 
-    #[test]
-    fn keys_in_answer_to_a_prompt_wait_for_its_end_then_follow_their_offsets() {
-        let t0 = Instant::now();
-        let params = MediaParams {
+    /// A caller offering RFC 4733 events at [`REMOTE`].
+    fn params(codec: Codec) -> MediaParams {
+        MediaParams {
             remote: REMOTE.parse().expect("address"),
-            codec: Codec::Pcmu,
+            codec,
             event_payload_type: Some(101),
             ssrc: 1,
             initial_seq: 1,
             initial_timestamp: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn keys_in_answer_to_a_prompt_wait_for_its_end_then_follow_their_offsets() {
+        let t0 = Instant::now();
+        let params = params(Codec::Pcmu);
         let mut media = PhoneMedia::new(
             t0,
             params,
@@ -551,14 +556,7 @@ mod tests {
     #[test]
     fn without_a_prompt_heard_keys_held_for_one_are_never_pressed() {
         let t0 = Instant::now();
-        let params = MediaParams {
-            remote: REMOTE.parse().expect("address"),
-            codec: Codec::Pcma,
-            event_payload_type: Some(101),
-            ssrc: 1,
-            initial_seq: 1,
-            initial_timestamp: 0,
-        };
+        let params = params(Codec::Pcma);
         let mut media = PhoneMedia::new(
             t0,
             params,

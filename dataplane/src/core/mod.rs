@@ -173,6 +173,43 @@ fn clock_now() -> Instant {
 }
 
 /// How long to wait from `now` until `deadline` (zero if it has passed).
+/// `at`, or the first boundary of `tick` (counted from `epoch`) after it: a loop that wakes
+/// only on tick boundaries serves everything due within a tick in one turn. A zero `tick`,
+/// or `at` before `epoch`, gives `at` unchanged (never earlier than `at`).
+pub fn next_tick(epoch: Instant, at: Instant, tick: Duration) -> Instant {
+    if tick.is_zero() {
+        return at;
+    }
+    let since = at.saturating_duration_since(epoch).as_nanos();
+    let boundary = since.div_ceil(tick.as_nanos()) * tick.as_nanos();
+    u64::try_from(boundary)
+        .ok()
+        .and_then(|nanos| epoch.checked_add(Duration::from_nanos(nanos)))
+        .map_or(at, |boundary| boundary.max(at))
+}
+
 fn timeout_until(deadline: Instant, now: Instant) -> Duration {
     deadline.saturating_duration_since(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_move_to_the_next_tick_boundary() {
+        let epoch = Instant::now();
+        let us = Duration::from_micros;
+        let ms = Duration::from_millis(1);
+        assert_eq!(next_tick(epoch, epoch + us(1), ms), epoch + us(1000));
+        assert_eq!(next_tick(epoch, epoch + us(1000), ms), epoch + us(1000));
+        assert_eq!(next_tick(epoch, epoch + us(20_400), ms), epoch + us(21_000));
+        // No tick, or before the epoch: the deadline itself, never earlier.
+        assert_eq!(
+            next_tick(epoch, epoch + us(7), Duration::ZERO),
+            epoch + us(7)
+        );
+        let earlier = epoch.checked_sub(us(5)).unwrap_or(epoch);
+        assert!(next_tick(epoch, earlier, ms) >= earlier);
+    }
 }

@@ -116,6 +116,17 @@ pub struct MediaStats {
 }
 
 impl MediaStats {
+    /// Counts one packet sent `late` after its slot into the `sent_late_*` counters and
+    /// `max_send_lateness_us` (also what `outdial bench udp` counts, so both sides of its
+    /// comparison mean the same by late).
+    pub fn count_send_lateness(&mut self, late: Duration) {
+        let late_us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        self.sent_late_1ms += u64::from(late_us > 1_000);
+        self.sent_late_2ms += u64::from(late_us > 2_000);
+        self.sent_late_10ms += u64::from(late_us > 10_000);
+        self.max_send_lateness_us = self.max_send_lateness_us.max(late_us);
+    }
+
     /// All dropped datagrams.
     pub fn dropped(&self) -> u64 {
         self.dropped_foreign + self.dropped_malformed
@@ -195,15 +206,7 @@ impl MediaSession {
     /// Queues `audio` after whatever is queued. With `bargein`, a DTMF key pressed while
     /// this item is current stops it and flushes the queue.
     pub fn play(&mut self, now: Instant, id: u32, audio: Pcm8k, bargein: bool) {
-        self.advance(now);
-        self.queue.push_back(QueuedAudio {
-            id,
-            audio,
-            encoded: None,
-            bargein,
-            beep: false,
-            position: 0,
-        });
+        self.enqueue(now, id, audio, None, bargein);
     }
 
     /// [`play`](Self::play) with `encoded`, the same samples already in this session's law
@@ -218,8 +221,19 @@ impl MediaSession {
         encoded: Arc<[u8]>,
         bargein: bool,
     ) {
-        self.advance(now);
         let encoded = (encoded.len() == audio.len()).then_some(encoded);
+        self.enqueue(now, id, audio, encoded, bargein);
+    }
+
+    fn enqueue(
+        &mut self,
+        now: Instant,
+        id: u32,
+        audio: Pcm8k,
+        encoded: Option<Arc<[u8]>>,
+        bargein: bool,
+    ) {
+        self.advance(now);
         self.queue.push_back(QueuedAudio {
             id,
             audio,
@@ -366,7 +380,6 @@ impl MediaSession {
             let packet = buf.get_mut(..MAX_PACKET_LEN)?;
             let (header, frame) = packet.split_at_mut(HEADER_LEN);
             let slot = self.next_slot;
-            self.count_lateness(slot);
             self.next_slot += 1;
             self.frame_end = self.slot_time(self.next_slot).unwrap_or(self.now);
             let playing = self.fill_frame(frame);
@@ -390,6 +403,7 @@ impl MediaSession {
             .write(header)?;
             self.marker_pending = false;
             self.sequence_number = self.sequence_number.wrapping_add(1);
+            self.count_lateness(slot);
             self.stats.packets_sent += 1;
             self.stats.bytes_sent += MAX_PACKET_LEN as u64;
             return Some((self.source.send_to(), MAX_PACKET_LEN));
@@ -438,12 +452,8 @@ impl MediaSession {
         let Some(due) = self.slot_time(slot) else {
             return;
         };
-        let late = self.now.saturating_duration_since(due);
-        let late_us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
-        self.stats.sent_late_1ms += u64::from(late_us > 1_000);
-        self.stats.sent_late_2ms += u64::from(late_us > 2_000);
-        self.stats.sent_late_10ms += u64::from(late_us > 10_000);
-        self.stats.max_send_lateness_us = self.stats.max_send_lateness_us.max(late_us);
+        self.stats
+            .count_send_lateness(self.now.saturating_duration_since(due));
     }
 
     /// Counts a datagram dropped for its source; reports the first one.
