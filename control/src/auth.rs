@@ -30,6 +30,21 @@ pub fn random_base32(len: usize) -> Result<String, Error> {
         .collect())
 }
 
+/// A unique id whose first 10 characters are `unix_millis` (50 bits, big-endian base32, so ids
+/// sort by creation time) and whose last 16 are random (80 bits, still unguessable). Stores
+/// index ids: ids made close in time land on the same index pages, so a commit of many new
+/// calls dirties a few pages at the index's right edge instead of one random page per call
+/// (ULID's layout, in this module's alphabet).
+pub fn time_ordered_base32(unix_millis: u64) -> Result<String, Error> {
+    let mut id = String::with_capacity(26);
+    for shift in (0..10).rev() {
+        let digit = (unix_millis >> (shift * 5)) & 31;
+        id.push(char::from(BASE32[usize::try_from(digit).unwrap_or(0)]));
+    }
+    id.push_str(&random_base32(16)?);
+    Ok(id)
+}
+
 /// A new development API key: `od_dev_` + 32 random hex characters (128 bits).
 pub fn new_dev_api_key() -> Result<String, Error> {
     let mut bytes = [0u8; 16];
@@ -112,6 +127,27 @@ mod tests {
         let id = random_base32(26).unwrap_or_default();
         assert_eq!(id.len(), 26);
         assert!(id.bytes().all(|c| BASE32.contains(&c)), "{id}");
+    }
+
+    #[test]
+    fn time_ordered_ids_sort_by_time_and_differ_within_a_millisecond() {
+        let earlier = time_ordered_base32(1_764_900_000_000).unwrap_or_default();
+        let same = time_ordered_base32(1_764_900_000_000).unwrap_or_default();
+        let later = time_ordered_base32(1_764_900_000_001).unwrap_or_default();
+        assert_eq!(earlier.len(), 26);
+        assert!(earlier.bytes().all(|c| BASE32.contains(&c)), "{earlier}");
+        assert_eq!(earlier[..10], same[..10]);
+        assert_ne!(earlier, same);
+        assert!(earlier < later && same < later, "{earlier} {same} {later}");
+        // 50 bits of milliseconds last until the year 37,648.
+        assert_eq!(
+            time_ordered_base32(0).unwrap_or_default()[..10],
+            *"0000000000"
+        );
+        assert_eq!(
+            time_ordered_base32((1 << 50) - 1).unwrap_or_default()[..10],
+            *"zzzzzzzzzz"
+        );
     }
 
     #[test]

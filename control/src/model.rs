@@ -262,7 +262,7 @@ impl RetryPolicy {
 /// A stored call: the request plus everything that happened to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
-    /// Public id: `call_` + 26 base32 characters.
+    /// Public id: `call_` + 26 base32 characters, time-ordered (`auth::time_ordered_base32`).
     pub id: String,
     /// Owning tenant. Not published.
     #[serde(skip)]

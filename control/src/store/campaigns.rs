@@ -12,7 +12,7 @@ use crate::model::{CallRecord, NewCall};
 /// A campaign as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Campaign {
-    /// `cmp_` + 26 characters.
+    /// `cmp_` + 26 characters, time-ordered.
     pub id: String,
     /// Its tenant.
     #[serde(skip)]

@@ -34,6 +34,15 @@ pub(super) fn random_id(prefix: &str) -> Result<String, StoreError> {
     Ok(format!("{prefix}{tail}"))
 }
 
+/// `prefix` and an id that sorts by `now` ([`crate::auth::time_ordered_base32`]): for rows
+/// whose ids are indexed (calls, and the attempts and events keyed by a call's id).
+pub(super) fn time_ordered_id(prefix: &str, now: OffsetDateTime) -> Result<String, StoreError> {
+    let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let tail = crate::auth::time_ordered_base32(millis)
+        .map_err(|e| StoreError::Unavailable(format!("no randomness for an id: {e}")))?;
+    Ok(format!("{prefix}{tail}"))
+}
+
 fn retry_on_text(on: &[RetryOn]) -> String {
     on.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
 }
@@ -102,7 +111,7 @@ pub(super) fn create(
     )?;
     let mut records = Vec::with_capacity(calls.len());
     for new in calls {
-        let id = random_id("call_")?;
+        let id = time_ordered_id("call_", now)?;
         let vars = Value::Object(new.vars.clone()).to_string();
         let ring_timeout = new
             .ring_timeout_secs

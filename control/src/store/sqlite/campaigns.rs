@@ -40,7 +40,7 @@ pub(super) fn create(
     start: OffsetDateTime,
     now: OffsetDateTime,
 ) -> Result<Campaign, StoreError> {
-    let id = calls::random_id("cmp_")?;
+    let id = calls::time_ordered_id("cmp_", now)?;
     let sql = format!(
         "INSERT INTO campaigns (id, tenant, status, spec, created_at, next_due) \
          VALUES (?1, ?2, 'running', ?3, ?4, ?5) RETURNING {COLUMNS}"
