@@ -101,15 +101,20 @@ async fn answered_call_runs_the_application_and_submits_the_key() {
     );
 }
 
-/// (b) SIPp answers 486: the call is `busy` and was never answered.
+/// (b) SIPp answers 486: the call is `busy` and was never answered. It asked for its final
+/// status only (`status_callback_events`): one webhook, not `dialing` too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_callee_gives_status_busy() {
     let sipp = Sipp::uas("busy.xml", &[]);
+    let app = AppServer::start().await;
     let outdial = Outdial::start("");
     let (status, created) = outdial
-        .create_call(
-            &json!({ "to": sipp.uri("+15550002"), "url": "http://127.0.0.1:9/never-fetched.vxml" }),
-        )
+        .create_call(&json!({
+            "to": sipp.uri("+15550002"),
+            "url": "http://127.0.0.1:9/never-fetched.vxml",
+            "status_callback": app.url("/status"),
+            "status_callback_events": ["final"],
+        }))
         .await;
     assert_eq!(status, 201, "{created}");
     let call = outdial
@@ -121,10 +126,26 @@ async fn busy_callee_gives_status_busy() {
     assert_eq!(call["disposition"], "busy", "{call}");
     assert!(call["answered_at"].is_null(), "{call}");
     assert!(is_rfc3339(&call["ended_at"]), "{call}");
+    assert_eq!(call["status_callback_events"], json!(["final"]), "{call}");
     assert!(
         sipp_status.success(),
         "SIPp expected the ACK for 486:\n{trace}"
     );
+    // The `dialing` change was written before `busy`; the outbox sends in order, so had it
+    // been enqueued it would have arrived by now (and within the grace after).
+    let statuses = || -> Vec<Value> {
+        app.received()
+            .into_iter()
+            .filter(|r| r.path == "/status")
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap_or_default()["status"].clone())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while statuses().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(statuses(), vec![json!("busy")], "{}", outdial.log());
 }
 
 /// (c) SIPp rings and never answers: after the ring timeout Outdial sends CANCEL, SIPp ends

@@ -142,6 +142,10 @@ pub struct CallArgs {
     /// URL that receives the call record on every status change (signed webhooks).
     #[arg(long, value_name = "URL")]
     pub status_callback: Option<String>,
+    /// Only these status changes go to --status-callback (comma-separated: queued, dialing,
+    /// ringing, in-progress, final); default every one.
+    #[arg(long, value_name = "EVENTS", value_delimiter = ',')]
+    pub status_callback_events: Option<Vec<String>>,
     /// Which server, and how to reach it.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -489,6 +493,7 @@ async fn follow_call(
             .map(|(k, v)| (k.clone(), crate::vxml_run::var_value(v)))
             .collect(),
         status_callback: args.status_callback.clone(),
+        status_callback_events: args.status_callback_events.clone(),
         ring_timeout: args.ring_timeout,
     };
     let created = api.create_call(&request).await?;
@@ -867,6 +872,7 @@ mod tests {
             vars: vec![("name".to_owned(), "Alice".to_owned())],
             ring_timeout: None,
             status_callback: None,
+            status_callback_events: None,
             server: ServerArgs {
                 api: api.to_owned(),
                 config: None,

@@ -117,6 +117,10 @@ pub struct CallRequest {
     /// Absolute http(s) URL that receives the record on every status change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_callback: Option<String>,
+    /// The status changes `status_callback` hears about ([`CallbackEvents::NAMES`]); every one
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_callback_events: Option<Vec<String>>,
     /// Seconds to ring before giving up; default `calls.ring_timeout_secs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ring_timeout: Option<u64>,
@@ -139,6 +143,8 @@ pub struct NewCall {
     pub vars: Map<String, Value>,
     /// URL to post the record to on each status change.
     pub status_callback: Option<String>,
+    /// The status changes posted to `status_callback`.
+    pub status_callback_events: CallbackEvents,
     /// Ring timeout requested for this call, seconds.
     pub ring_timeout_secs: Option<u64>,
     /// When to place the call; `None` = now.
@@ -259,6 +265,96 @@ impl RetryPolicy {
     }
 }
 
+/// Which status changes a call's `status_callback` is told about: any of `queued` (a retry
+/// waiting for its next attempt), `dialing`, `ringing`, `in-progress`, and `final` (whichever
+/// final status the call ends in). Every one by default. A client that only wants the outcome
+/// asks for `["final"]`: one delivery per call instead of four or more, and one outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallbackEvents(u8);
+
+impl CallbackEvents {
+    /// The names a request may give, in life-cycle order.
+    pub const NAMES: [&'static str; 5] = ["queued", "dialing", "ringing", "in-progress", "final"];
+    /// Every status change (the default).
+    pub const ALL: Self = Self(0b1_1111);
+
+    /// The bit of one name of [`Self::NAMES`].
+    fn bit(name: &str) -> Option<u8> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| 1 << i)
+    }
+
+    /// The set naming exactly `names`, or the first name that is not one of [`Self::NAMES`].
+    /// An empty list is the empty set (the validator refuses it).
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, &'a str> {
+        names.into_iter().try_fold(Self(0), |set, name| {
+            Self::bit(name).map(|bit| Self(set.0 | bit)).ok_or(name)
+        })
+    }
+
+    /// Whether no status change is included.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether every status change is included.
+    pub fn is_all(&self) -> bool {
+        *self == Self::ALL
+    }
+
+    /// Whether a change to `status` is called back.
+    pub fn includes(self, status: CallStatus) -> bool {
+        let name = if status.is_final() {
+            "final"
+        } else {
+            status.as_str()
+        };
+        Self::bit(name).is_some_and(|bit| self.0 & bit != 0)
+    }
+
+    /// The names included, in life-cycle order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, name)| name)
+    }
+
+    /// The stored form: the names joined by commas.
+    pub fn to_text(self) -> String {
+        self.names().collect::<Vec<_>>().join(",")
+    }
+
+    /// Reads [`Self::to_text`]'s form back.
+    pub fn from_text(text: &str) -> Option<Self> {
+        Self::from_names(text.split(',').filter(|n| !n.is_empty())).ok()
+    }
+}
+
+impl Default for CallbackEvents {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl Serialize for CallbackEvents {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.names())
+    }
+}
+
+impl<'de> Deserialize<'de> for CallbackEvents {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(deserializer)?;
+        Self::from_names(names.iter().map(String::as_str)).map_err(|name| {
+            serde::de::Error::custom(format!(
+                "`{name}` is not a callback event; use {}",
+                Self::NAMES.join(", ")
+            ))
+        })
+    }
+}
+
 /// A stored call: the request plus everything that happened to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
@@ -281,6 +377,9 @@ pub struct CallRecord {
     pub vars: Map<String, Value>,
     /// Webhook URL, if any.
     pub status_callback: Option<String>,
+    /// The status changes `status_callback` is told about (omitted when every one is).
+    #[serde(default, skip_serializing_if = "CallbackEvents::is_all")]
+    pub status_callback_events: CallbackEvents,
     /// Ring timeout requested, seconds.
     #[serde(rename = "ring_timeout")]
     pub ring_timeout_secs: Option<u64>,
@@ -323,6 +422,44 @@ pub struct CallRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callback_events_name_statuses_and_round_trip() {
+        let final_only = CallbackEvents::from_names(["final"]).unwrap_or_default();
+        assert!(!final_only.is_all());
+        for status in CallStatus::ALL {
+            assert_eq!(final_only.includes(status), status.is_final(), "{status}");
+            assert!(CallbackEvents::ALL.includes(status), "{status}");
+        }
+        let answered = CallbackEvents::from_names(["in-progress", "dialing"]).unwrap_or_default();
+        assert!(answered.includes(CallStatus::InProgress));
+        assert!(answered.includes(CallStatus::Dialing));
+        assert!(!answered.includes(CallStatus::Ringing));
+        assert!(!answered.includes(CallStatus::Completed));
+        assert_eq!(answered.to_text(), "dialing,in-progress");
+        assert_eq!(
+            CallbackEvents::from_text(&answered.to_text()),
+            Some(answered)
+        );
+        assert_eq!(
+            serde_json::to_value(answered).ok(),
+            Some(serde_json::json!(["dialing", "in-progress"]))
+        );
+        assert_eq!(
+            serde_json::from_value::<CallbackEvents>(serde_json::json!(["final"])).ok(),
+            Some(final_only)
+        );
+        assert!(serde_json::from_value::<CallbackEvents>(serde_json::json!(["done"])).is_err());
+        assert_eq!(
+            CallbackEvents::from_names(["ringing", "answered"]),
+            Err("answered")
+        );
+        assert!(CallbackEvents::from_names([]).is_ok_and(CallbackEvents::is_empty));
+        assert_eq!(
+            CallbackEvents::from_text(&CallbackEvents::ALL.to_text()),
+            Some(CallbackEvents::ALL)
+        );
+    }
 
     #[test]
     fn status_wire_names_round_trip() {
@@ -426,6 +563,7 @@ mod tests {
             url: "https://example.com/app.vxml".into(),
             vars: Map::new(),
             status_callback: None,
+            status_callback_events: CallbackEvents::ALL,
             ring_timeout_secs: Some(20),
             created_at: time::macros::datetime!(2026-11-24 12:00:00.5 UTC),
             dialed_at: None,

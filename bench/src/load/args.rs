@@ -84,6 +84,11 @@ pub struct LoadArgs {
     /// busy, no-answer, failed, canceled, expired), for callees that refuse some calls.
     #[arg(long, value_name = "STATUS,...", value_delimiter = ',')]
     pub allow_outcome: Vec<String>,
+    /// Ask for each call's final status webhook only (`status_callback_events: ["final"]`),
+    /// as a client placing calls at volume would: one delivery per call instead of one per
+    /// status change. Request -> INVITE then comes from the final record, when the call ends.
+    #[arg(long)]
+    pub final_callbacks_only: bool,
     /// Where this tool's application server listens (it serves the application and
     /// receives submits and status callbacks).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
@@ -147,6 +152,8 @@ pub struct Checked {
     pub callee: String,
     /// Final statuses allowed besides completed.
     pub allowed: Vec<String>,
+    /// Whether calls ask for their final status webhook only.
+    pub final_callbacks_only: bool,
 }
 
 /// Final statuses a call can end in.
@@ -244,6 +251,7 @@ impl LoadArgs {
             pace_label,
             callee,
             allowed: self.allow_outcome.clone(),
+            final_callbacks_only: self.final_callbacks_only,
         })
     }
 

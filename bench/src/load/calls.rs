@@ -23,6 +23,8 @@ pub struct Call {
     pub refused: Option<String>,
     /// The call record with a final status, once seen.
     pub final_record: Option<Value>,
+    /// Whether its request -> INVITE time has been recorded.
+    pub setup_seen: bool,
     /// Submits received for this call: (values, arrival).
     pub submits: Vec<(Vec<(String, String)>, SystemTime)>,
 }
@@ -37,6 +39,7 @@ impl Call {
             id: None,
             refused: None,
             final_record: None,
+            setup_seen: false,
             submits: Vec::new(),
         }
     }

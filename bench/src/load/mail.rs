@@ -84,6 +84,10 @@ fn message(body: &Value) -> String {
     if let Some(callback) = body["status_callback"].as_str() {
         fields.push_str(&format!("Callback: {callback}\r\n"));
     }
+    if let Some(events) = body["status_callback_events"].as_array() {
+        let names: Vec<&str> = events.iter().filter_map(Value::as_str).collect();
+        fields.push_str(&format!("Callback-Events: {}\r\n", names.join(", ")));
+    }
     if let Some(vars) = body["vars"].as_object() {
         for (name, value) in vars {
             let value = value

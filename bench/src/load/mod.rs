@@ -226,12 +226,16 @@ impl Run {
         } else {
             format!("press-{keys}")
         };
-        json!({
+        let mut body = json!({
             "to": format!("sip:{user}@{}", self.checked.callee),
             "url": self.app_url,
             "vars": { "bench_call": format!("{}-{index}", self.run_id) },
             "status_callback": self.status_url,
-        })
+        });
+        if self.checked.final_callbacks_only {
+            body["status_callback_events"] = json!(["final"]);
+        }
+        body
     }
 
     /// The call a `bench_call` value names, if it is this run's.
@@ -283,9 +287,12 @@ impl Run {
                     return;
                 };
                 let status = record["status"].as_str().unwrap_or_default();
-                if status == "dialing"
+                // From the `dialing` webhook, or the final one when that is all there is.
+                if (status == "dialing" || is_final(status))
+                    && !self.calls[index].setup_seen
                     && let Some(ms) = between_ms(&record["created_at"], &record["dialed_at"])
                 {
+                    self.calls[index].setup_seen = true;
                     record_ms(&mut self.setup_live, ms);
                     record_ms(&mut self.second.setup, ms);
                 }

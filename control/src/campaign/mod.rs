@@ -55,6 +55,9 @@ pub struct CampaignSpec {
     /// As in `POST /v1/calls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_callback: Option<String>,
+    /// As in `POST /v1/calls`: which status changes `status_callback` hears about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_callback_events: Option<Vec<String>>,
     /// As in `POST /v1/calls`, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ring_timeout: Option<u64>,
@@ -93,6 +96,7 @@ impl CampaignSpec {
             from: self.from.clone(),
             vars,
             status_callback: self.status_callback.clone(),
+            status_callback_events: self.status_callback_events.clone(),
             ring_timeout_secs: self.ring_timeout,
             at: None,
             not_after: self.end,

@@ -12,12 +12,13 @@ use super::request::{CallRequest, RetrySpec};
 use crate::model::RetryOn;
 
 /// The fields a call request may have.
-pub const CALL_FIELDS: [&str; 10] = [
+pub const CALL_FIELDS: [&str; 11] = [
     "to",
     "url",
     "from",
     "vars",
     "status_callback",
+    "status_callback_events",
     "ring_timeout",
     "at",
     "not_after",
@@ -69,6 +70,7 @@ pub fn from_value(value: Value) -> Result<CallRequest, FieldError> {
         from: optional_string(&mut fields, "from")?,
         vars,
         status_callback: optional_string(&mut fields, "status_callback")?,
+        status_callback_events: optional_strings(&mut fields, "status_callback_events")?,
         ring_timeout_secs: optional_count(&mut fields, "ring_timeout", "ring_timeout")?,
         at: optional_time(&mut fields, "at")?,
         not_after: optional_time(&mut fields, "not_after")?,
@@ -113,6 +115,26 @@ fn retry_spec(mut fields: Map<String, Value>) -> Result<RetrySpec, FieldError> {
         delay_secs: optional_count(&mut fields, "delay_secs", "retry.delay_secs")?,
         on,
     })
+}
+
+/// An array of strings, if present and not null.
+fn optional_strings(
+    fields: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<Vec<String>>, FieldError> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(text) => Ok(text),
+                other => Err(wrong_type(&format!("{name}[{i}]"), "a string", &other)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(wrong_type(name, "an array", &other)),
+    }
 }
 
 fn optional_string(

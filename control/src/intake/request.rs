@@ -22,6 +22,8 @@ pub struct CallRequest {
     pub vars: Map<String, Value>,
     /// Absolute http(s) URL that receives the record on every status change.
     pub status_callback: Option<String>,
+    /// The status changes `status_callback` hears about, as written (every one when `None`).
+    pub status_callback_events: Option<Vec<String>>,
     /// Seconds to ring before giving up.
     pub ring_timeout_secs: Option<u64>,
     /// When to place the call.

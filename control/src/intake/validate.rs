@@ -15,7 +15,7 @@ use super::request::{CallRequest, RetrySpec};
 use std::sync::Arc;
 
 use crate::config::{Config, has_scheme};
-use crate::model::{DEFAULT_PRIORITY, NewCall, RetryOn, RetryPolicy};
+use crate::model::{CallbackEvents, DEFAULT_PRIORITY, NewCall, RetryOn, RetryPolicy};
 use crate::trunk::{Trunk, Trunks, UnknownTrunk};
 
 /// Longest `ring_timeout`, seconds.
@@ -84,6 +84,7 @@ impl Validator {
                 check_http_url("status_callback", callback)?;
             }
         }
+        let status_callback_events = callback_events(request.status_callback_events.as_deref())?;
         check_vars(&request.vars)?;
         let ring_timeout_secs = request
             .ring_timeout_secs
@@ -108,6 +109,7 @@ impl Validator {
             url: request.url,
             vars: request.vars,
             status_callback: request.status_callback,
+            status_callback_events,
             ring_timeout_secs,
             at,
             not_after,
@@ -330,6 +332,44 @@ fn check_schedule(
     Ok((at, not_after))
 }
 
+/// `status_callback_events`: known names, each once, at least one. Without a `status_callback`
+/// they select nothing and are kept as given (as Twilio treats `StatusCallbackEvent`).
+fn callback_events(names: Option<&[String]>) -> Result<CallbackEvents, FieldError> {
+    let Some(names) = names else {
+        return Ok(CallbackEvents::ALL);
+    };
+    const FIELD: &str = "status_callback_events";
+    for (i, name) in names.iter().enumerate() {
+        if CallbackEvents::from_names([name.as_str()]).is_err() {
+            return Err(FieldError::new(
+                format!("{FIELD}[{i}]"),
+                Rule::Type,
+                format!(
+                    "must be one of {}, not {name:?}",
+                    CallbackEvents::NAMES.map(|n| format!("\"{n}\"")).join(", ")
+                ),
+            ));
+        }
+        if names[..i].contains(name) {
+            return Err(FieldError::new(
+                format!("{FIELD}[{i}]"),
+                Rule::Duplicate,
+                format!("lists {name:?} twice"),
+            ));
+        }
+    }
+    let events =
+        CallbackEvents::from_names(names.iter().map(String::as_str)).unwrap_or(CallbackEvents::ALL);
+    if events.is_empty() {
+        return Err(FieldError::new(
+            FIELD,
+            Rule::Range,
+            "must name at least one status change (or be left out for all of them)",
+        ));
+    }
+    Ok(events)
+}
+
 fn retry_policy(spec: RetrySpec) -> Result<RetryPolicy, FieldError> {
     let max_attempts = spec
         .max_attempts
@@ -531,6 +571,39 @@ mod tests {
             refused(with("vars", Value::Object(many))),
             ("vars".into(), Rule::Range)
         );
+    }
+
+    #[test]
+    fn callback_events_name_known_changes_once() {
+        let mut body = with("status_callback", json!("http://x/cb"));
+        body["status_callback_events"] = json!(["final", "in-progress"]);
+        let call = check(body.clone()).unwrap_or_default();
+        assert_eq!(
+            call.status_callback_events.names().collect::<Vec<_>>(),
+            ["in-progress", "final"]
+        );
+        assert!(
+            check(with("status_callback", json!("http://x/cb")))
+                .is_ok_and(|c| c.status_callback_events.is_all())
+        );
+        body["status_callback_events"] = json!(["final", "answered"]);
+        assert_eq!(
+            refused(body.clone()),
+            ("status_callback_events[1]".into(), Rule::Type)
+        );
+        body["status_callback_events"] = json!(["final", "final"]);
+        assert_eq!(
+            refused(body.clone()),
+            ("status_callback_events[1]".into(), Rule::Duplicate)
+        );
+        body["status_callback_events"] = json!([]);
+        assert_eq!(
+            refused(body.clone()),
+            ("status_callback_events".into(), Rule::Range)
+        );
+        body["status_callback_events"] = json!("final");
+        assert_eq!(refused(body), ("status_callback_events".into(), Rule::Type));
+        assert!(check(with("status_callback_events", json!(["final"]))).is_ok());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::sqlite::SqliteStore;
 use super::{CallStore, Claimed};
-use crate::model::{CallRecord, DEFAULT_PRIORITY, NewCall, RetryPolicy};
+use crate::model::{CallRecord, CallbackEvents, DEFAULT_PRIORITY, NewCall, RetryPolicy};
 
 /// Tenants that [`open_temp`] creates.
 pub(crate) const TENANTS: [&str; 2] = ["acme", "other"];
@@ -41,6 +41,7 @@ pub(crate) fn new_call(tenant: &str, n: usize) -> NewCall {
         url: "http://127.0.0.1/app.vxml".to_owned(),
         vars,
         status_callback: None,
+        status_callback_events: CallbackEvents::ALL,
         ring_timeout_secs: Some(15),
         at: None,
         not_after: None,

@@ -5,7 +5,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::testing::{claim, insert, new_call, open_temp};
 use super::*;
-use crate::model::{RetryOn, RetryPolicy};
+use crate::model::{CallbackEvents, RetryOn, RetryPolicy};
 
 fn t0() -> OffsetDateTime {
     time::macros::datetime!(2026-12-01 12:00:00 UTC)
@@ -391,6 +391,14 @@ async fn a_retry_requeues_the_call_and_each_attempt_has_its_cdr() {
         .collect();
     assert_eq!(attempts, vec![(1, "busy"), (2, "busy")]);
     // Webhooks: dialing, queued (retry), dialing, busy — each status change once.
+    assert_eq!(
+        webhook_statuses(store.as_ref()).await,
+        vec!["dialing", "queued", "dialing", "busy"]
+    );
+}
+
+/// The `status` of every webhook in the outbox, in the order they were written.
+async fn webhook_statuses(store: &dyn OutboxStore) -> Vec<String> {
     let mut due = store
         .due_webhooks(
             OffsetDateTime::now_utc() + Duration::hours(1),
@@ -400,15 +408,66 @@ async fn a_retry_requeues_the_call_and_each_attempt_has_its_cdr() {
         .await
         .unwrap_or_default();
     due.sort_by_key(|o| o.seq);
-    let sent: Vec<String> = due
-        .iter()
+    due.iter()
         .map(|o| {
             serde_json::from_str::<Value>(&o.body)
                 .map(|v| v["status"].as_str().unwrap_or_default().to_owned())
                 .unwrap_or_default()
         })
-        .collect();
-    assert_eq!(sent, vec!["dialing", "queued", "dialing", "busy"]);
+        .collect()
+}
+
+#[tokio::test]
+async fn only_the_status_changes_a_call_asked_for_reach_its_outbox() {
+    let (_dir, store) = open_temp();
+    let mut new = new_call("acme", 1);
+    new.retry = RetryPolicy {
+        max_attempts: 2,
+        delay_secs: 60,
+        on: vec![RetryOn::Busy],
+    };
+    new.status_callback = Some("http://127.0.0.1:9/hook".to_owned());
+    new.status_callback_events =
+        CallbackEvents::from_names(["queued", "final"]).unwrap_or_default();
+    let call = insert(store.as_ref(), new).await;
+    let stored = store.get_call("acme", &call.id).await.ok().flatten();
+    assert_eq!(
+        stored.map(|r| r.status_callback_events),
+        Some(call.status_callback_events)
+    );
+    let ended = OffsetDateTime::now_utc();
+    for attempt in 1..=2 {
+        let claimed = claim(store.as_ref(), "n", &call.id).await;
+        let next = claimed
+            .record
+            .retry
+            .next(CallStatus::Busy, attempt, ended, None);
+        store
+            .finish_attempt(&call.id, attempt, end(CallStatus::Busy, ended), next)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Not the two `dialing`s; the body says which changes were asked for.
+    assert_eq!(
+        webhook_statuses(store.as_ref()).await,
+        vec!["queued", "busy"]
+    );
+    let due = store
+        .due_webhooks(
+            OffsetDateTime::now_utc() + Duration::hours(1),
+            1,
+            Vec::new(),
+        )
+        .await
+        .unwrap_or_default();
+    let body: Value = due
+        .first()
+        .and_then(|o| serde_json::from_str(&o.body).ok())
+        .unwrap_or_default();
+    assert_eq!(
+        body["status_callback_events"],
+        serde_json::json!(["queued", "final"])
+    );
 }
 
 #[tokio::test]

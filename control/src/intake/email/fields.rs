@@ -50,7 +50,7 @@ impl EmailRequest {
 }
 
 /// The fields that are not variables, with their canonical spelling.
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 13] = [
     "Destination",
     "Application",
     "At",
@@ -58,6 +58,7 @@ const KEYS: [&str; 12] = [
     "Priority",
     "Caller-Id",
     "Callback",
+    "Callback-Events",
     "Ring-Timeout",
     "Retry-Attempts",
     "Retry-Delay",
@@ -86,6 +87,7 @@ pub fn email_key(field: &str) -> String {
         "url" => "Application",
         "from" => "Caller-Id",
         "status_callback" => "Callback",
+        other if other.starts_with("status_callback_events") => "Callback-Events",
         "ring_timeout" => "Ring-Timeout",
         "at" => "At",
         "not_after" => "Not-After",
@@ -213,6 +215,15 @@ pub fn read(fields: &[(String, String)], max_calls: usize) -> Result<EmailReques
             "Priority" => common.priority = Some(whole(&key, &value)?),
             "Caller-Id" => common.from = Some(value),
             "Callback" => common.status_callback = Some(value),
+            "Callback-Events" => {
+                common.status_callback_events = Some(
+                    value
+                        .split(',')
+                        .map(|name| name.trim().to_ascii_lowercase())
+                        .filter(|name| !name.is_empty())
+                        .collect(),
+                );
+            }
             "Ring-Timeout" => common.ring_timeout_secs = Some(whole(&key, &value)?),
             "Retry-Attempts" => retry.max_attempts = Some(whole(&key, &value)?),
             "Retry-Delay" => retry.delay_secs = Some(whole(&key, &value)?),
@@ -312,6 +323,7 @@ mod tests {
                 ("Priority", "9"),
                 ("Caller-Id", "+15550100"),
                 ("Callback", "http://x/cb"),
+                ("Callback-Events", "In-Progress, final"),
                 ("Ring-Timeout", "20"),
                 ("Retry-Attempts", "3"),
                 ("Retry-Delay", "120"),
@@ -331,6 +343,10 @@ mod tests {
         assert_eq!((c.priority, c.ring_timeout_secs), (Some(9), Some(20)));
         assert_eq!(c.from.as_deref(), Some("+15550100"));
         assert_eq!(c.status_callback.as_deref(), Some("http://x/cb"));
+        assert_eq!(
+            c.status_callback_events.as_deref(),
+            Some(&["in-progress".to_owned(), "final".to_owned()][..])
+        );
         let retry = c.retry.clone().unwrap_or_default();
         assert_eq!((retry.max_attempts, retry.delay_secs), (Some(3), Some(120)));
         assert_eq!(retry.on, Some(vec![RetryOn::Busy, RetryOn::NoAnswer]));

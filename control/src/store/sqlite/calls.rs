@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::{bad_column, time_from};
-use crate::model::{CallRecord, CallStatus, NewCall, Next, RetryOn, RetryPolicy};
+use crate::model::{CallRecord, CallStatus, CallbackEvents, NewCall, Next, RetryOn, RetryPolicy};
 use crate::store::{
     AttemptEnd, CallEvent, Claimed, Created, IDEMPOTENCY_TTL, INTERRUPTED_REASON, IdempotencyKey,
     ListQuery, PendingCall, PolicyNote, StoreError, Transition, transition_allowed,
@@ -15,7 +15,7 @@ use crate::store::{
 pub(super) const CALL_COLUMNS: &str = "id, tenant, status, to_addr, target_uri, from_addr, url, \
     vars, status_callback, ring_timeout_secs, created_at, dialed_at, answered_at, ended_at, \
     sip_status, disposition, reason, result, due_at, not_after, priority, max_attempts, \
-    retry_delay_secs, retry_on, attempts, sip_call_id";
+    retry_delay_secs, retry_on, attempts, sip_call_id, callback_events";
 
 /// Timestamps are stored as integer microseconds since the Unix epoch (UTC).
 pub(crate) use crate::store::unix_micros as micros;
@@ -41,6 +41,11 @@ pub(super) fn time_ordered_id(prefix: &str, now: OffsetDateTime) -> Result<Strin
     let tail = crate::auth::time_ordered_base32(millis)
         .map_err(|e| StoreError::Unavailable(format!("no randomness for an id: {e}")))?;
     Ok(format!("{prefix}{tail}"))
+}
+
+/// `None` (every status change, the default and what calls stored before the column had).
+fn callback_events_text(events: CallbackEvents) -> Option<String> {
+    (!events.is_all()).then(|| events.to_text())
 }
 
 fn retry_on_text(on: &[RetryOn]) -> String {
@@ -102,8 +107,9 @@ pub(super) fn create(
     let mut insert = conn.prepare_cached(
         "INSERT INTO calls (id, tenant, status, to_addr, target_uri, from_addr, url, vars, \
          status_callback, ring_timeout_secs, created_at, due_at, not_after, priority, \
-         max_attempts, retry_delay_secs, retry_on) \
-         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         max_attempts, retry_delay_secs, retry_on, callback_events) \
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+         ?17)",
     )?;
     let mut event = conn.prepare_cached(
         "INSERT INTO events (call_id, attempt, status, at, cause) \
@@ -139,6 +145,7 @@ pub(super) fn create(
             new.retry.max_attempts,
             delay,
             retry_on_text(&new.retry.on),
+            callback_events_text(new.status_callback_events),
         ])?;
         event.execute(params![id, micros(now)])?;
         records.push(CallRecord {
@@ -151,6 +158,7 @@ pub(super) fn create(
             url: new.url,
             vars: new.vars,
             status_callback: new.status_callback,
+            status_callback_events: new.status_callback_events,
             ring_timeout_secs: new.ring_timeout_secs,
             created_at: now,
             dialed_at: None,
@@ -699,6 +707,9 @@ fn enqueue_webhook(
     let Some(url) = &record.status_callback else {
         return Ok(());
     };
+    if !record.status_callback_events.includes(record.status) {
+        return Ok(());
+    }
     let body = serde_json::to_string(record)
         .map_err(|e| StoreError::Unavailable(format!("cannot encode the call record: {e}")))?;
     conn.prepare_cached(
@@ -756,6 +767,12 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         .map(|s| RetryOn::parse(s).ok_or_else(|| bad_column(23, "retry outcome", s)))
         .collect::<Result<Vec<_>, _>>()?;
     let delay: i64 = row.get(22)?;
+    let events: Option<String> = row.get(26)?;
+    let status_callback_events = match events {
+        None => CallbackEvents::ALL,
+        Some(text) => CallbackEvents::from_text(&text)
+            .ok_or_else(|| bad_column(26, "callback events", &text))?,
+    };
     Ok(CallRecord {
         id: row.get(0)?,
         tenant: row.get(1)?,
@@ -785,5 +802,6 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         },
         attempts: row.get(24)?,
         sip_call_id: row.get(25)?,
+        status_callback_events,
     })
 }

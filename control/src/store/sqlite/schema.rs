@@ -238,11 +238,24 @@ ALTER TABLE calls ADD COLUMN campaign_id TEXT;
 CREATE INDEX calls_by_campaign ON calls (campaign_id, status) WHERE campaign_id IS NOT NULL;
 ";
 
+/// Version 7: which status changes a call's webhook hears about (`NULL`: every one).
+const V7_CALLBACK_EVENTS: &str = r"
+ALTER TABLE calls ADD COLUMN callback_events TEXT;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_SCHEMA, V2, V3, V4_SIGNING, V5_POLICY, V6_CAMPAIGNS];
+const MIGRATIONS: &[&str] = &[
+    V1_SCHEMA,
+    V2,
+    V3,
+    V4_SIGNING,
+    V5_POLICY,
+    V6_CAMPAIGNS,
+    V7_CALLBACK_EVENTS,
+];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
