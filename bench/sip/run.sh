@@ -5,11 +5,14 @@
 #   (c) SIPp uac   -> bench callee    Outdial's simulated phones as the callee (ratio c/a)
 #   (d) HTTP API   -> outdial serve -> SIPp uas
 #                                     Outdial end to end (ratio d/a): `outdial bench load
-#                                     --app hangup` creates each call by POST /v1/calls
-#                                     (status callbacks on), the embedded server (SQLite,
-#                                     default cores) dials it, the application exits at once
-#                                     and Outdial hangs up; a call counts when its final
-#                                     status `completed` has been stored and called back.
+#                                     --app hangup --final-callbacks-only` creates each call
+#                                     by POST /v1/calls with a status callback for its final
+#                                     status, the embedded server (SQLite, default cores)
+#                                     dials it, the application exits at once and Outdial
+#                                     hangs up; a call counts when its final status
+#                                     `completed` has been stored and called back.
+#   (e) as (d), with every status change called back (dialing, ringing, in-progress,
+#                                     completed: four webhooks per call).
 # Each run places CALLS calls (INVITE, 180, 200, ACK, BYE, 200; no media) with at most
 # CONCURRENCY at once and no rate limit, so its calls/s is the most the pair sustains.
 #
@@ -91,16 +94,21 @@ t0=$(now); read -r ok_c failed_c < <(sipp_uac "$callee_port" uac-c); t1=$(now)
 wait "$callee_pid" || true
 rate_c=$(rate "$ok_c" "$t0" "$t1")
 
-echo "== (d) HTTP -> outdial serve -> SIPp uas: $http_calls calls, $concurrency at once" >&2
-start_uas d
-http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$dir/outdial.toml" <<TOML
+# Outdial end to end against a fresh SIPp uas: $1 names the run, the rest go to bench load.
+# Prints "completed failed calls/s".
+outdial_run() {
+    local name=$1
+    shift
+    start_uas "$name"
+    local http_port
+    http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat >"$dir/outdial-$name.toml" <<TOML
 [http]
 listen = "127.0.0.1:$http_port"
 [sip]
 listen = "127.0.0.1:$(free_port)"
 [store]
-data_dir = "$dir/data"
+data_dir = "$dir/data-$name"
 [calls]
 max_concurrent = $((concurrency * 2))
 [scheduler]
@@ -110,24 +118,31 @@ node_calls_per_second = 0
 [log]
 level = "warn"
 TOML
-"$bin" serve --config "$dir/outdial.toml" >"$dir/serve.log" 2>&1 &
-serve_pid=$!
-for _ in $(seq 1 100); do
-    [ -s "$dir/data/dev-api-key" ] && curl -fs "http://127.0.0.1:$http_port/readyz" >/dev/null && break
-    sleep 0.1
-done
-"$bin" bench load --api "http://127.0.0.1:$http_port" --api-key-file "$dir/data/dev-api-key" \
-    --callee "127.0.0.1:$uas_port" --app hangup --concurrency "$concurrency" \
-    --count "$http_calls" --quiet --json >"$dir/bench-load.json" 2>"$dir/bench-load.log" || true
-kill "$serve_pid" 2>/dev/null || true
-wait "$serve_pid" 2>/dev/null || true
-stop_uas
-read -r ok_d failed_d rate_d < <(python3 -c '
+    "$bin" serve --config "$dir/outdial-$name.toml" >"$dir/serve-$name.log" 2>&1 &
+    local serve_pid=$!
+    for _ in $(seq 1 100); do
+        [ -s "$dir/data-$name/dev-api-key" ] && curl -fs "http://127.0.0.1:$http_port/readyz" >/dev/null && break
+        sleep 0.1
+    done
+    "$bin" bench load --api "http://127.0.0.1:$http_port" --api-key-file "$dir/data-$name/dev-api-key" \
+        --callee "127.0.0.1:$uas_port" --app hangup --concurrency "$concurrency" \
+        --count "$http_calls" --quiet --json "$@" >"$dir/bench-load-$name.json" \
+        2>"$dir/bench-load-$name.log" || true
+    kill "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    stop_uas
+    python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
 ok = r["checks"]["ok"]
 secs = r["total_secs"]
-print(ok, r["requested"] - ok, round(ok / secs))' "$dir/bench-load.json")
+print(ok, r["requested"] - ok, round(ok / secs))' "$dir/bench-load-$name.json"
+}
+
+echo "== (d) HTTP -> outdial serve -> SIPp uas, final status called back: $http_calls calls, $concurrency at once" >&2
+read -r ok_d failed_d rate_d < <(outdial_run d --final-callbacks-only)
+echo "== (e) the same, every status change called back" >&2
+read -r ok_e failed_e rate_e < <(outdial_run e)
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 printf '%-28s %8s %8s %10s %7s\n' run completed failed calls/s ratio
@@ -135,8 +150,10 @@ printf '%-28s %8s %8s %10s %7s\n' "(a) sipp uac -> sipp uas" "$ok_a" "$failed_a"
 printf '%-28s %8s %8s %10s %7s\n' "(b) bench sip -> sipp uas" "$ok_b" "$failed_b" "$rate_b" "$(ratio "$rate_b" "$rate_a")"
 printf '%-28s %8s %8s %10s %7s\n' "(c) sipp uac -> bench callee" "$ok_c" "$failed_c" "$rate_c" "$(ratio "$rate_c" "$rate_a")"
 printf '%-28s %8s %8s %10s %7s\n' "(d) HTTP -> outdial -> uas" "$ok_d" "$failed_d" "$rate_d" "$(ratio "$rate_d" "$rate_a")"
+printf '%-28s %8s %8s %10s %7s\n' "(e) (d), every callback" "$ok_e" "$failed_e" "$rate_e" "$(ratio "$rate_e" "$rate_a")"
 if [ "$failed_a" != 0 ] || [ "$failed_b" != 0 ] || [ "$failed_c" != 0 ] || [ "$failed_d" != 0 ] \
-    || [ "$ok_b" != "$calls" ] || [ "$ok_c" != "$calls" ] || [ "$ok_d" != "$http_calls" ]; then
+    || [ "$failed_e" != 0 ] || [ "$ok_b" != "$calls" ] || [ "$ok_c" != "$calls" ] \
+    || [ "$ok_d" != "$http_calls" ] || [ "$ok_e" != "$http_calls" ]; then
     echo "error: some calls failed; logs in $dir" >&2
     exit 1
 fi
