@@ -42,11 +42,13 @@
 mod bytecode;
 mod dom;
 pub mod engine;
+mod lazy;
 pub mod ledger;
 pub mod meter;
 
 pub use dom::DataError;
 pub use engine::{EngineMemory, ScriptEngine};
+pub use lazy::LazyModel;
 pub use ledger::{LedgerSummary, SessionMemory};
 pub use meter::Meter;
 

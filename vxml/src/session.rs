@@ -35,7 +35,7 @@ use crate::fia::Interp;
 use crate::fia::grammars::{self, DtmfOutcome, Mode, SemValue};
 use crate::fia::platform::{Collect, Collected, MarkPosition, Output, Platform, Request, Response};
 use crate::prompt::Prompt;
-use crate::script::{DataModel, Meter, QuickJs, Scope, ScriptError, ScriptLimits, Value};
+use crate::script::{DataModel, LazyModel, Meter, Scope, ScriptError, ScriptLimits, Value};
 
 /// Most keys kept as typeahead or collected for one field.
 const MAX_KEYS: usize = 128;
@@ -719,10 +719,11 @@ impl Session {
             url: config.url.clone(),
             source,
         })?;
-        let mut model = QuickJs::new(ScriptLimits {
+        // The QuickJS context starts only when the application needs ECMAScript.
+        let mut model = LazyModel::new(ScriptLimits {
             budget: config.limits.script_budget,
             memory_bytes: config.limits.script_memory_bytes,
-        })?;
+        });
         model.push_scope(Scope::Session)?;
         let text = |s: &str| Value::String(s.to_owned());
         let connection = Value::Object(vec![
@@ -1505,6 +1506,58 @@ mod tests {
             matches!((disconnect, end), (Some(d), Some(e)) if d < e),
             "the goodbye done, the call is hung up, then the session ends: {after:?}"
         );
+    }
+
+    /// An application that evaluates nothing ends without a script context ever being built
+    /// (the costliest part of starting a session); one with an expression builds one.
+    #[test]
+    fn a_session_builds_its_script_context_only_when_the_application_needs_one() {
+        // This test's thread starts with no QuickJS runtime; the first context makes one
+        // (kept, idle, once the context is gone).
+        let runtimes = || crate::script::ScriptEngine::thread_pool().len();
+        let run = |document: &str| -> (Vec<Action>, usize) {
+            let config = SessionConfig {
+                url: "http://x.test/a.vxml".into(),
+                vars: vec![("customer".into(), r#"{"name": "Ada"}"#.into())],
+                local_uri: "sip:a@b".into(),
+                remote_uri: "sip:c@d".into(),
+                limits: Limits::default(),
+            };
+            let now = Instant::now();
+            let mut session = Session::new(config, now).unwrap();
+            let Some(Action::Fetch(fetch)) = session.poll_action() else {
+                panic!("the initial fetch comes first");
+            };
+            session.handle_input(
+                now,
+                Input::Fetched {
+                    id: fetch.id,
+                    result: Ok(Fetched {
+                        url: fetch.url,
+                        content_type: Some("application/voicexml+xml".into()),
+                        body: document.as_bytes().to_vec(),
+                    }),
+                },
+            );
+            let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
+            let made = runtimes();
+            (actions, made)
+        };
+        let playing = |actions: &[Action]| actions.iter().any(|a| matches!(a, Action::Play { .. }));
+        let (actions, made) = run(
+            r#"<vxml version="2.1"><form><block><prompt>Bye.</prompt><disconnect/></block></form></vxml>"#,
+        );
+        assert!(playing(&actions), "{actions:?}");
+        assert_eq!(
+            made, 0,
+            "no context for an application that evaluates nothing"
+        );
+        let (actions, made) = run(r#"<vxml version="2.1"><form><block>
+                <log expr="session.customer.name"/><prompt>Bye.</prompt><disconnect/></block></form></vxml>"#);
+        assert!(playing(&actions), "{actions:?}");
+        assert_eq!(made, 1, "the expression needed a context: {actions:?}");
+        let logged = actions.iter().any(|a| format!("{a:?}").contains("Ada"));
+        assert!(logged, "the replayed session variable is read: {actions:?}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use url::Url;
 
 use crate::document::{Catch, Document, DocumentCache, ItemKind, Stmt};
 use crate::event::{Event, names, select_catch};
-use crate::script::{DataModel, QuickJs, Scope, ScriptError, Value};
+use crate::script::{DataModel, LazyModel, Scope, ScriptError, Value};
 use crate::session::{FetchPurpose, Limits, Recording, SessionEnd};
 use grammars::Compiled;
 use platform::{Output, Platform};
@@ -122,7 +122,7 @@ struct FormState {
 
 /// The VoiceXML interpreter proper.
 pub(crate) struct Interp {
-    model: QuickJs,
+    model: LazyModel,
     io: Platform,
     limits: Limits,
     steps: u32,
@@ -177,7 +177,7 @@ fn no_context() -> Event {
 impl Interp {
     /// An interpreter over a data model whose session scope is already set up.
     pub(crate) fn new(
-        model: QuickJs,
+        model: LazyModel,
         io: Platform,
         limits: Limits,
         documents: Arc<DocumentCache>,
