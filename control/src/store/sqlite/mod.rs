@@ -68,7 +68,9 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     commits: Arc<AtomicU64>,
     /// Keys recently authenticated ([`principals`]).
-    principals: Arc<principals::Principals>,
+    principals: Arc<principals::Recent<Principal>>,
+    /// Tenants' signing settings, read on every API request ([`principals`]).
+    signing: Arc<principals::Recent<crate::store::SigningSettings>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -160,6 +162,7 @@ impl SqliteStore {
             }),
             commits,
             principals: Arc::default(),
+            signing: Arc::default(),
         })
     }
 
@@ -519,17 +522,39 @@ impl crate::store::SigningStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreFuture<'_, ()> {
         let tenant = tenant.to_owned();
-        Box::pin(self.write(move |c| signing::set_secret(c, &tenant, &secret, now)))
+        Box::pin(async move {
+            let set = self
+                .write(move |c| signing::set_secret(c, &tenant, &secret, now))
+                .await;
+            self.signing.clear();
+            set
+        })
     }
 
     fn set_signing_required(&self, tenant: &str, required: bool) -> StoreFuture<'_, ()> {
         let tenant = tenant.to_owned();
-        Box::pin(self.write(move |c| signing::set_required(c, &tenant, required)))
+        Box::pin(async move {
+            let set = self
+                .write(move |c| signing::set_required(c, &tenant, required))
+                .await;
+            self.signing.clear();
+            set
+        })
     }
 
     fn signing_settings(&self, tenant: &str) -> StoreFuture<'_, crate::store::SigningSettings> {
         let tenant = tenant.to_owned();
-        Box::pin(self.read(move |c| signing::get(c, &tenant)))
+        Box::pin(async move {
+            if let Some(settings) = self.signing.get(&tenant, Instant::now()) {
+                return Ok(settings);
+            }
+            let generation = self.signing.generation();
+            let looked_up = tenant.clone();
+            let settings = self.read(move |c| signing::get(c, &looked_up)).await?;
+            self.signing
+                .put(tenant, settings.clone(), generation, Instant::now());
+            Ok(settings)
+        })
     }
 }
 

@@ -1,15 +1,14 @@
-//! API keys recently authenticated, so a request need not read the database to learn who sent
-//! it. Only keys that authenticated are kept, for [`TTL`]; any change to keys or tenants made
-//! through this store empties the cache at once, and a generation number keeps a read that
-//! raced with such a change from putting its stale answer back. A change made by another
-//! process on the same database (the admin CLI) is seen within [`TTL`].
+//! Answers every API request needs, kept briefly so a request need not read the database: who
+//! an API key belongs to (only keys that authenticated are kept, by the key's SHA-256), and
+//! each tenant's request-signing settings. Each answer is kept for [`TTL`]; any change to what
+//! it depends on made through this store empties its cache at once, and a generation number
+//! keeps a read that raced with such a change from putting its stale answer back. A change made
+//! by another process on the same database (the admin CLI) is seen within [`TTL`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use crate::store::Principal;
 
 /// How long an answer is kept.
 pub(super) const TTL: Duration = Duration::from_secs(2);
@@ -17,21 +16,30 @@ pub(super) const TTL: Duration = Duration::from_secs(2);
 /// Most keys kept; past it expired ones go, then all.
 const MAX_ENTRIES: usize = 10_000;
 
-/// The cache, by the key's SHA-256 (never the key itself).
-#[derive(Default)]
-pub(super) struct Principals {
-    entries: Mutex<HashMap<String, (Principal, Instant)>>,
+/// Answers by a key: a principal by its API key's SHA-256 (never the key itself), signing
+/// settings by tenant.
+pub(super) struct Recent<V> {
+    entries: Mutex<HashMap<String, (V, Instant)>>,
     generation: AtomicU64,
 }
 
-impl Principals {
-    /// The principal of `hash` if it authenticated less than [`TTL`] ago.
-    pub(super) fn get(&self, hash: &str, now: Instant) -> Option<Principal> {
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::default(),
+            generation: AtomicU64::default(),
+        }
+    }
+}
+
+impl<V: Clone> Recent<V> {
+    /// The answer for `key` if it was read less than [`TTL`] ago.
+    pub(super) fn get(&self, key: &str, now: Instant) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
-            .get(hash)
+            .get(key)
             .filter(|(_, until)| *until > now)
-            .map(|(principal, _)| principal.clone())
+            .map(|(value, _)| value.clone())
     }
 
     /// The generation to give [`Self::put`] for a read that starts now.
@@ -39,8 +47,8 @@ impl Principals {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Keeps `principal` for `hash`, unless keys or tenants changed since `generation`.
-    pub(super) fn put(&self, hash: String, principal: Principal, generation: u64, now: Instant) {
+    /// Keeps `value` for `key`, unless what it depends on changed since `generation`.
+    pub(super) fn put(&self, key: String, value: V, generation: u64, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) != generation {
             return;
@@ -51,10 +59,10 @@ impl Principals {
                 entries.clear();
             }
         }
-        entries.insert(hash, (principal, now + TTL));
+        entries.insert(key, (value, now + TTL));
     }
 
-    /// Forgets everything: keys or tenants changed.
+    /// Forgets everything: what the answers depend on changed.
     pub(super) fn clear(&self) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -65,7 +73,7 @@ impl Principals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Scope;
+    use crate::store::{Principal, Scope};
 
     fn principal() -> Principal {
         Principal {
@@ -79,7 +87,7 @@ mod tests {
 
     #[test]
     fn answers_expire_and_clear_wins_over_a_racing_read() {
-        let cache = Principals::default();
+        let cache = Recent::<Principal>::default();
         let t0 = Instant::now();
         let generation = cache.generation();
         cache.put("h".into(), principal(), generation, t0);

@@ -226,3 +226,37 @@ async fn failing_job_does_not_undo_its_batch_neighbours() {
         .await;
     assert_eq!(ghosts.ok(), Some(0));
 }
+
+/// Signing settings are read on every API request, so they are kept briefly; a change made
+/// through the store is seen by the next request all the same.
+#[tokio::test]
+async fn signing_settings_changes_are_seen_at_once_though_reads_are_kept() {
+    use crate::store::SigningStore as _;
+    let (dir, store) = open_temp();
+    let read = async || {
+        store
+            .signing_settings("acme")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(read().await, crate::store::SigningSettings::default());
+    let now = OffsetDateTime::now_utc();
+    store
+        .set_signing_secret("acme", "odsig_one".to_owned(), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read().await.secret.as_deref(), Some("odsig_one"));
+    store
+        .set_signing_required("acme", true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(read().await.required);
+    // Kept: a change behind the store's back (another process) shows only after the TTL.
+    let conn = Connection::open(dir.path().join("outdial.sqlite"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    conn.execute("UPDATE tenant_signing SET required = 0", [])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(read().await.required, "answered from what was read");
+    tokio::time::sleep(principals::TTL).await;
+    assert!(!read().await.required, "read again after the TTL");
+}
