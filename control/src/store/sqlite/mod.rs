@@ -136,6 +136,7 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        tune(&conn)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&conn)?;
@@ -705,7 +706,21 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    tune(&conn)?;
     Ok(conn)
+}
+
+/// Settings for the work every call makes, found with `perf` on `bench/sip/run.sh` (d):
+/// - the query planner may not re-plan a statement for the values bound to it (QPSG): without
+///   it SQLite compiled the CDR's `INSERT … SELECT` again on every call (`sqlite3Reprepare`,
+///   a fifth of the writer thread), as the plan could depend on the call id;
+/// - each job's savepoint journal stays in memory (`temp_store`): it holds the pages one
+///   job changed, for its rollback alone, and went to a temporary file with a `pwrite` per
+///   page. The transaction's own durability (the WAL) is unchanged.
+fn tune(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
 }
 
 /// The writer thread: batch, run, commit, answer; until every handle is dropped.
