@@ -235,9 +235,14 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
     let final_state = call_task.final_state(outcome);
     let mut ended = ended;
     ended.sip_call_id = call_task.sip_call_id.take();
-    // Freeing the session's script context waits for its turn at a shared runtime.
+    // Freeing the session's script context waits for its turn at a shared runtime; a session
+    // whose application never needed one has nothing shared to free.
     let session = call_task.session.take();
-    interp::off_runtime(|| drop(session));
+    if session.as_ref().is_some_and(Session::script_started) {
+        interp::off_runtime(|| drop(session));
+    } else {
+        drop(session);
+    }
     finish(
         &context,
         &call_task.record,
@@ -627,7 +632,10 @@ impl CallTask {
             remote_uri: self.record.target_uri.clone(),
             limits: self.context.settings.vxml_limits,
         };
-        match interp::off_runtime(|| Session::new(config, Instant::now())) {
+        // In place: starting a session parses its URL and records its variables; it starts no
+        // script context (that waits for the application's first expression, in a later step
+        // that runs off the workers), so it cannot wait on another session's script.
+        match Session::new(config, Instant::now()) {
             Ok(session) => {
                 let _ = self.session_meter.set(session.meter());
                 self.session = Some(session);

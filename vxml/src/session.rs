@@ -669,6 +669,8 @@ pub struct Session {
     hotword_stopped: bool,
     /// The session's script work over the call, and its stop flag.
     meter: Meter,
+    /// Whether the session's script context has started ([`crate::script::LazyModel`]).
+    script_started: Arc<std::sync::atomic::AtomicBool>,
     /// Fetches asked for so far, and the most allowed.
     fetches: (u32, u32),
 }
@@ -751,6 +753,13 @@ impl Session {
                     reason: format!("the name {problem}"),
                 });
             }
+            // Refused here rather than by the engine, so starting a session never starts one.
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(json) {
+                return Err(Error::SessionVar {
+                    name: name.clone(),
+                    reason: format!("the value is not JSON: {e}"),
+                });
+            }
             model
                 .declare_value(Scope::Session, name, &Value::Json(json.clone()))
                 .map_err(|e| Error::SessionVar {
@@ -762,6 +771,7 @@ impl Session {
         let meter = Meter::new(config.limits.call_script_budget);
         model.set_meter(meter.clone());
         let io = Platform::default();
+        let script_started = model.started_flag();
         let interp = Interp::new(model, io.clone(), config.limits, documents);
         let mut session = Self {
             interpreter: Box::pin(interp.run(url)),
@@ -780,6 +790,7 @@ impl Session {
             mark: None,
             hotword_stopped: false,
             meter,
+            script_started,
             fetches: (0, config.limits.max_fetches),
         };
         session.pump(now);
@@ -792,6 +803,14 @@ impl Session {
     /// interrupt check and the session ends with `error.semantic` at its next step.
     pub fn meter(&self) -> Meter {
         self.meter.clone()
+    }
+
+    /// Whether the application has needed ECMAScript yet. Starting a session never does; a
+    /// session whose context never started frees nothing shared when dropped, so neither its
+    /// start nor its drop can wait for another session's script.
+    pub fn script_started(&self) -> bool {
+        self.script_started
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Feeds one input.
@@ -1540,6 +1559,7 @@ mod tests {
                 },
             );
             let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
+            assert_eq!(session.script_started(), runtimes() > 0);
             let made = runtimes();
             (actions, made)
         };

@@ -8,7 +8,9 @@
 //! Run on a tokio worker, that work would hold the worker: two such calls on a 2-core machine
 //! left the API and every other call without a worker.
 //!
-//! So every step of a session runs through [`off_runtime`]: on the multi-threaded runtime it is
+//! So every step of a session that may run a script runs through [`off_runtime`] (starting a
+//! session does not, nor does dropping one whose script context never started): on the
+//! multi-threaded runtime it is
 //! [`tokio::task::block_in_place`], which hands this worker's queue and its place in the
 //! runtime to another thread before the work starts. The API and the other calls keep as many
 //! workers as the runtime was built with, whatever the interpreters do; a long step only

@@ -15,8 +15,12 @@
 //! `NAME` the `with` chain would find in a scope, is the value last declared or assigned
 //! there. Everything else starts the context: any expression, a name found in no scope (the
 //! global object and its `ReferenceError`), a scope's own name, a reserved word, `undefined`
-//! declared as a variable, platform-owned names (`x$`, read-only), sealed scopes (read-only
-//! proxies), and JSON the engine would have to parse.
+//! declared as a variable, reading or assigning platform-owned names (`x$`, read-only; their
+//! declarations are recorded), sealed scopes (read-only proxies), and JSON that does not
+//! parse.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
     DataModel, Meter, QuickJs, RESERVED, Scope, ScriptError, ScriptLimits, SessionMemory, Value,
@@ -27,6 +31,8 @@ use super::{
 #[derive(Debug)]
 pub struct LazyModel {
     state: State,
+    /// Set once the context starts; shared with whoever asked ([`Self::started_flag`]).
+    started: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -120,12 +126,19 @@ impl LazyModel {
                 calls: Vec::new(),
                 scopes: Vec::new(),
             }),
+            started: Arc::default(),
         }
     }
 
     /// Whether the context has been started.
     pub fn started(&self) -> bool {
         matches!(self.state, State::Started(_))
+    }
+
+    /// A flag that becomes true when the context starts, for the session's owner: a model that
+    /// never started frees nothing in a shared runtime when dropped, so the drop cannot wait.
+    pub fn started_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.started)
     }
 
     /// Draws the session's script work from `meter` (see [`QuickJs::set_meter`]).
@@ -161,6 +174,7 @@ impl LazyModel {
     fn engine(&mut self) -> Result<&mut QuickJs, ScriptError> {
         if let State::Recorded(record) = &mut self.state {
             let mut js = QuickJs::new(record.limits)?;
+            self.started.store(true, Ordering::Release);
             js.set_meter(record.meter.clone());
             let calls = std::mem::take(&mut record.calls);
             self.state = State::Started(Box::new(js));
@@ -251,7 +265,6 @@ impl DataModel for LazyModel {
     fn declare(&mut self, name: &str, expr: Option<&str>) -> Result<(), ScriptError> {
         if let (None, Some(record)) = (expr, self.record())
             && is_identifier(name)
-            && !name.ends_with('$')
             && let Some(top) = record.scopes.last_mut()
             && !top.sealed
         {
@@ -270,7 +283,6 @@ impl DataModel for LazyModel {
     ) -> Result<(), ScriptError> {
         if let Some(record) = self.record()
             && is_identifier(name)
-            && !name.ends_with('$')
             && !needs_engine(value)
             && let Some(shadow) = record.scopes.iter_mut().rev().find(|s| s.kind == scope)
             && !shadow.sealed

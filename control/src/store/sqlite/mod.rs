@@ -718,7 +718,10 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 ///   job changed, for its rollback alone, and went to a temporary file with a `pwrite` per
 ///   page. The transaction's own durability (the WAL) is unchanged.
 fn tune(conn: &Connection) -> Result<(), StoreError> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }

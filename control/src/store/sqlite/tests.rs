@@ -252,8 +252,8 @@ async fn signing_settings_changes_are_seen_at_once_though_reads_are_kept() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(read().await.required);
     // Kept: a change behind the store's back (another process) shows only after the TTL.
-    let conn = Connection::open(dir.path().join("outdial.sqlite"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let conn =
+        Connection::open(dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
     conn.execute("UPDATE tenant_signing SET required = 0", [])
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(read().await.required, "answered from what was read");
