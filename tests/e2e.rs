@@ -99,6 +99,15 @@ async fn answered_call_runs_the_application_and_submits_the_key() {
         trace.contains("BYE sip:"),
         "no BYE in SIPp's trace:\n{trace}"
     );
+    // The attempt's media went to its CDR: the prompt out, SIPp's key events in.
+    let (status, cdrs) = outdial
+        .request(&outdial.api_key, reqwest::Method::GET, "/v1/cdrs", None)
+        .await;
+    assert_eq!(status, 200, "{cdrs}");
+    let media = &cdrs["cdrs"][0]["media"];
+    assert!(media["packets_sent"].as_u64() > Some(10), "{cdrs}");
+    assert!(media["packets_received"].as_u64() > Some(0), "{cdrs}");
+    assert_eq!(media["dropped_foreign"], 0, "{cdrs}");
 }
 
 /// (b) SIPp answers 486: the call is `busy` and was never answered. It asked for its final

@@ -152,5 +152,6 @@ async fn a_call_interrupted_by_kill_9_gets_its_final_webhook_and_cdr_after_resta
     assert_eq!(cdrs["cdrs"][0]["call_id"], json!(id));
     assert_eq!(cdrs["cdrs"][0]["disposition"], "failed");
     assert!(cdrs["cdrs"][0]["ringing_at"].is_string(), "{cdrs}");
+    assert!(cdrs["cdrs"][0]["media"].is_null(), "never answered: {cdrs}");
     drop(sipp);
 }

@@ -16,7 +16,6 @@ pub mod callee;
 pub mod cli;
 pub mod load;
 pub mod percentiles;
-pub mod rx_stats;
 pub mod sip;
 pub mod smtp;
 pub mod sounds;

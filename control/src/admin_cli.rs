@@ -408,6 +408,7 @@ mod tests {
             let call = testing::insert(store.as_ref(), testing::new_call("acme", n)).await;
             testing::claim(store.as_ref(), "n", &call.id).await;
             let end = AttemptEnd {
+                media: None,
                 status: CallStatus::NoAnswer,
                 ended_at: OffsetDateTime::now_utc(),
                 sip_status: Some(480),

@@ -837,6 +837,7 @@ mod tests {
                 let now = time::OffsetDateTime::now_utc();
                 if status.is_final() {
                     let end = AttemptEnd {
+                        media: None,
                         status,
                         ended_at: now,
                         sip_status,

@@ -234,6 +234,7 @@ impl Dispatcher {
                 tracing::error!(call = %public_id, error = %e, "call task failed");
                 node.detach_by_id(&public_id);
                 let end = AttemptEnd {
+                    media: None,
                     status: CallStatus::Failed,
                     ended_at: OffsetDateTime::now_utc(),
                     sip_status: None,

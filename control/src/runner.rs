@@ -34,7 +34,7 @@ use crate::fetch::Fetcher;
 use crate::model::{CallRecord, CallStatus};
 use crate::prompts::PromptRenderer;
 use crate::scheduler::task::SchedulerHandle;
-use crate::store::{AttemptEnd, Claimed, DataStore, Transition};
+use crate::store::{AttemptEnd, Claimed, DataStore, MediaSummary, Transition};
 use crate::telephony::TelephonyNode;
 use crate::trunk::{Trunk, Trunks};
 use crate::webhook::Webhooks;
@@ -224,6 +224,7 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
         transfer: None,
         transferred_to: None,
         sip_call_id: None,
+        media: None,
         prompts_in_flight: HashSet::new(),
         prompt_marks: HashMap::new(),
         fetch_audio: None,
@@ -235,6 +236,7 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
     let final_state = call_task.final_state(outcome);
     let mut ended = ended;
     ended.sip_call_id = call_task.sip_call_id.take();
+    ended.media = call_task.media.take();
     // Freeing the session's script context waits for its turn at a shared runtime; a session
     // whose application never needed one has nothing shared to free.
     let session = call_task.session.take();
@@ -260,6 +262,8 @@ struct Ended {
     core: Option<usize>,
     /// The attempt's SIP Call-ID, once the core reported it.
     sip_call_id: Option<String>,
+    /// The attempt's media counters, when it had media.
+    media: Option<MediaSummary>,
 }
 
 impl Ended {
@@ -268,7 +272,21 @@ impl Ended {
             attempt,
             core,
             sip_call_id: None,
+            media: None,
         }
+    }
+}
+
+/// What a CDR keeps of the dataplane's counters.
+fn media_summary(media: &outdial_dataplane::api::MediaStats) -> MediaSummary {
+    MediaSummary {
+        packets_sent: media.packets_sent,
+        packets_received: media.packets_received,
+        packets_lost: media.packets_lost,
+        jitter_us: media.jitter_us,
+        max_jitter_us: media.max_jitter_us,
+        sent_late_2ms: media.sent_late_2ms,
+        dropped_foreign: media.dropped_foreign,
     }
 }
 
@@ -296,6 +314,8 @@ struct CallTask {
     timing: CallTiming,
     /// The SIP Call-ID of this attempt, from the core's events.
     sip_call_id: Option<String>,
+    /// The attempt's media counters, from the core's end of call.
+    media: Option<MediaSummary>,
     context: RunnerContext,
     record: CallRecord,
     /// This attempt's number.
@@ -575,6 +595,7 @@ impl CallTask {
                 self.learn_sip_call_id(sip_call_id);
                 if let Some(media) = media {
                     crate::telemetry::media_ended(&media);
+                    self.media = Some(media_summary(&media));
                     tracing::debug!(
                         call = %self.record.id,
                         packets_sent = media.packets_sent,
@@ -1372,6 +1393,7 @@ async fn finish(
         core: ended.core.and_then(|c| u32::try_from(c).ok()),
         sip_call_id: ended.sip_call_id,
         result,
+        media: ended.media,
     };
     match context
         .store

@@ -15,8 +15,8 @@ use outdial_dataplane::rtp::{
     parse_telephone_event,
 };
 
-use crate::rx_stats::RxStats;
 use crate::sounds::{Sounds, inband_frame};
+use outdial_dataplane::rtp::rx_stats::RxStats;
 
 /// Largest payload echoed back (60 ms of G.711); longer ones are counted, not echoed.
 pub const ECHO_MAX: usize = 480;

@@ -23,8 +23,8 @@ use outdial_dataplane::sip::transaction::{
 use serde::Serialize;
 
 use super::media::{MediaParams, PhoneMedia, Sound};
-use crate::rx_stats::RxSummary;
 use crate::sounds::Sounds;
+use outdial_dataplane::rtp::rx_stats::RxSummary;
 
 /// What a phone does with the call.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

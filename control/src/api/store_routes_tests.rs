@@ -377,6 +377,7 @@ async fn cdrs_come_as_json_pages_or_csv_with_a_next_link() {
         let call = testing::insert(h.store.as_ref(), testing::new_call("dev", n)).await;
         testing::claim(h.store.as_ref(), "n", &call.id).await;
         let end = AttemptEnd {
+            media: None,
             status: CallStatus::Busy,
             ended_at: OffsetDateTime::now_utc(),
             sip_status: Some(486),

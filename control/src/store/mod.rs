@@ -28,8 +28,8 @@ use crate::model::{CallRecord, CallStatus, NewCall, Next};
 
 pub use types::{
     ApiKeyInfo, AttemptEnd, CallEvent, Cdr, CdrPage, CdrQuery, Claimed, Created, DeadLetter,
-    IdempotencyKey, ListQuery, NewApiKey, NewFile, NewFiles, NewReply, NewTenant, OutboxItem,
-    PendingCall, Principal, ReplyItem, Scope, StoredFile, Tenant, Transition,
+    IdempotencyKey, ListQuery, MediaSummary, NewApiKey, NewFile, NewFiles, NewReply, NewTenant,
+    OutboxItem, PendingCall, Principal, ReplyItem, Scope, StoredFile, Tenant, Transition,
 };
 
 /// Name of the development tenant created by [`TenantStore::ensure_dev_tenant`].

@@ -13,6 +13,7 @@ fn t0() -> OffsetDateTime {
 
 fn end(status: CallStatus, at: OffsetDateTime) -> AttemptEnd {
     AttemptEnd {
+        media: None,
         status,
         ended_at: at,
         sip_status: match status {
@@ -936,4 +937,63 @@ async fn calls_and_their_files_are_stored_together_or_not_at_all() {
     let second = &created.records[1].id;
     let _ = store.cancel_queued("acme", second, t0()).await;
     assert_eq!(store.request_file(id, "a.wav").await.ok().flatten(), None);
+}
+
+#[tokio::test]
+async fn an_attempts_media_is_kept_with_its_cdr() {
+    let (_dir, store) = open_temp();
+    let media = MediaSummary {
+        packets_sent: 1500,
+        packets_received: 1490,
+        packets_lost: 10,
+        jitter_us: 1_250,
+        max_jitter_us: 4_000,
+        sent_late_2ms: 3,
+        dropped_foreign: 2,
+    };
+    let ended = OffsetDateTime::now_utc();
+    for (n, with) in [(1, Some(media)), (2, None)] {
+        let call = insert(store.as_ref(), new_call("acme", n)).await;
+        let claimed = claim(store.as_ref(), "n", &call.id).await;
+        let next = claimed
+            .record
+            .retry
+            .next(CallStatus::Completed, 1, ended, None);
+        let mut end = end(CallStatus::Completed, ended);
+        end.media = with;
+        store
+            .finish_attempt(&call.id, 1, end, next)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let page = store
+        .cdrs(
+            None,
+            CdrQuery {
+                from: None,
+                to: None,
+                cursor: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kept: Vec<_> = page.cdrs.iter().map(|c| c.media).collect();
+    assert_eq!(kept, vec![Some(media), None]);
+    // CSV: the same columns as the header, the media's last; empty without media.
+    let columns = Cdr::CSV_HEADER.split(',').count();
+    let rows: Vec<String> = page.cdrs.iter().map(Cdr::csv_row).collect();
+    assert!(
+        rows.iter().all(|r| r.split(',').count() == columns),
+        "{rows:?}"
+    );
+    assert!(
+        rows[0].ends_with(",1500,1490,10,1250,4000,3,2"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[1].ends_with(",,,,,,,"), "{}", rows[1]);
+    let json = serde_json::to_value(&page.cdrs[0]).unwrap_or_default();
+    assert_eq!(json["media"]["packets_lost"], 10);
+    assert!(serde_json::to_value(&page.cdrs[1]).unwrap_or_default()["media"].is_null());
 }

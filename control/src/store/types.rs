@@ -99,6 +99,28 @@ pub struct AttemptEnd {
     pub sip_call_id: Option<String>,
     /// Values the application submitted.
     pub result: Option<Value>,
+    /// What the call's media carried, when it had media (answered).
+    pub media: Option<MediaSummary>,
+}
+
+/// An attempt's media, as its CDR keeps it (the dataplane's counters at the end of the call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MediaSummary {
+    /// RTP packets sent to the callee.
+    pub packets_sent: u64,
+    /// RTP packets accepted from the callee.
+    pub packets_received: u64,
+    /// Packets the callee's sequence numbers say never arrived (RFC 3550 §A.3).
+    pub packets_lost: u64,
+    /// Interarrival jitter of the callee's audio at the end, microseconds (RFC 3550 §6.4.1).
+    pub jitter_us: u64,
+    /// The highest that jitter was, microseconds.
+    pub max_jitter_us: u64,
+    /// Packets sent more than 2 ms after their slot (the pacing target: under 1 %).
+    pub sent_late_2ms: u64,
+    /// Datagrams dropped for their source (not the callee's SDP address, or not the latched
+    /// source).
+    pub dropped_foreign: u64,
 }
 
 /// One status change of a call.
@@ -333,13 +355,16 @@ pub struct Cdr {
     pub sip_status: Option<u16>,
     /// Why, in words.
     pub reason: Option<String>,
+    /// What the attempt's media carried; `null` when it had none (not answered).
+    pub media: Option<MediaSummary>,
 }
 
 impl Cdr {
     /// The CSV header line matching [`Cdr::csv_row`].
     pub const CSV_HEADER: &'static str = "call_id,attempt,tenant,from,to,target_uri,node,core,\
         sip_call_id,created_at,dialed_at,ringing_at,answered_at,ended_at,billable_secs,\
-        disposition,sip_status,reason";
+        disposition,sip_status,reason,packets_sent,packets_received,packets_lost,jitter_us,\
+        max_jitter_us,sent_late_2ms,dropped_foreign";
 
     /// One CSV line (RFC 4180 quoting, no line break).
     pub fn csv_row(&self) -> String {
@@ -377,6 +402,24 @@ impl Cdr {
             self.sip_status.map(|s| s.to_string()).unwrap_or_default(),
             field(self.reason.as_deref().unwrap_or_default()),
         ]
+        .into_iter()
+        .chain(self.media.map_or_else(
+            || vec![String::new(); 7],
+            |m| {
+                [
+                    m.packets_sent,
+                    m.packets_received,
+                    m.packets_lost,
+                    m.jitter_us,
+                    m.max_jitter_us,
+                    m.sent_late_2ms,
+                    m.dropped_foreign,
+                ]
+                .map(|n| n.to_string())
+                .to_vec()
+            },
+        ))
+        .collect::<Vec<_>>()
         .join(",")
     }
 }

@@ -43,6 +43,7 @@ pub mod g711;
 pub mod inband;
 pub mod packet;
 pub mod record;
+pub mod rx_stats;
 mod session;
 pub mod source;
 

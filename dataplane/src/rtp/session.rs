@@ -26,6 +26,7 @@ use super::g711;
 use super::inband::InbandDetector;
 use super::packet::{HEADER_LEN, Header, Packet};
 use super::record::{RecordEnd, RecordParams, Recorded, Recorder, beep};
+use super::rx_stats::RxStats;
 use super::source::{SourceGuard, SourcePolicy, Verdict};
 use crate::api::{Codec, Pcm8k};
 
@@ -113,6 +114,14 @@ pub struct MediaStats {
     pub sent_late_10ms: u64,
     /// The latest a packet was handed out after its slot, in microseconds.
     pub max_send_lateness_us: u64,
+    /// Packets the remote's sequence numbers say are missing (RFC 3550 §A.3; duplicates do
+    /// not make up for them).
+    pub packets_lost: u64,
+    /// Interarrival jitter of the remote's audio at the end, in microseconds (RFC 3550
+    /// §6.4.1; telephone-events, whose timestamps are no sampling instants, excluded).
+    pub jitter_us: u64,
+    /// The highest that jitter was during the call, in microseconds.
+    pub max_jitter_us: u64,
 }
 
 impl MediaStats {
@@ -178,6 +187,8 @@ pub struct MediaSession {
     /// The recording in progress, if any.
     recorder: Option<Recorder>,
     stats: MediaStats,
+    /// Loss and jitter of what the remote sends.
+    rx: RxStats,
 }
 
 impl MediaSession {
@@ -200,6 +211,7 @@ impl MediaSession {
             inband: InbandDetector::new(),
             recorder: None,
             stats: MediaStats::default(),
+            rx: RxStats::new(now),
         }
     }
 
@@ -327,6 +339,15 @@ impl MediaSession {
         }
         self.stats.packets_received += 1;
         self.stats.bytes_received += data.len() as u64;
+        let header = &packet.header;
+        let is_audio = Some(payload_type) != self.config.dtmf_payload_type;
+        self.rx.on_packet(
+            now,
+            header.ssrc,
+            header.sequence_number,
+            header.timestamp,
+            is_audio,
+        );
 
         if let Some(law) = g711_law(payload_type)
             && let Some(recorder) = self.recorder.as_mut()
@@ -428,7 +449,13 @@ impl MediaSession {
 
     /// The counters so far.
     pub fn stats(&self) -> MediaStats {
-        self.stats
+        let rx = self.rx.summary();
+        MediaStats {
+            packets_lost: rx.lost,
+            jitter_us: rx.jitter_us,
+            max_jitter_us: rx.max_jitter_us,
+            ..self.stats
+        }
     }
 
     /// The source the session latched to, if latching is on and it has.
@@ -992,6 +1019,29 @@ mod tests {
             .collect();
         g711::encode(Codec::Pcmu, &pcm, &mut p[HEADER_LEN..]);
         p
+    }
+
+    #[test]
+    fn received_audio_is_measured_for_loss_and_jitter() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        // 50 packets 20 ms apart, seq 10..15 missing, every other one 4 ms late.
+        for seq in (0..50u16).filter(|n| !(10..15).contains(n)) {
+            let late = Duration::from_millis(if seq % 2 == 1 { 4 } else { 0 });
+            let at = t0 + Duration::from_millis(20 * u64::from(seq)) + late;
+            s.handle_datagram(at, REMOTE, &audio_packet(seq, 1000));
+        }
+        let stats = s.stats();
+        assert_eq!((stats.packets_received, stats.packets_lost), (45, 5));
+        assert!(
+            stats.jitter_us > 1_000 && stats.max_jitter_us >= stats.jitter_us,
+            "{stats:?}"
+        );
+        // A stranger's packets are dropped before they count for loss or jitter.
+        let stranger = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 4000);
+        s.handle_datagram(t0, stranger, &audio_packet(1000, 1000));
+        assert_eq!(s.stats().packets_lost, 5);
+        assert_eq!(s.stats().dropped_foreign, 1);
     }
 
     const RECORD: RecordParams = RecordParams {

@@ -543,7 +543,9 @@ pub(super) fn finish_attempt(
     .execute(params![id, attempt])?;
     conn.prepare_cached(
         "UPDATE attempts SET ended_at = ?3, sip_status = ?4, disposition = ?5, reason = ?6, \
-         core = COALESCE(?7, core), sip_call_id = COALESCE(?8, sip_call_id) \
+         core = COALESCE(?7, core), sip_call_id = COALESCE(?8, sip_call_id), \
+         media_sent = ?9, media_received = ?10, media_lost = ?11, media_jitter_us = ?12, \
+         media_max_jitter_us = ?13, media_late_2ms = ?14, media_dropped_foreign = ?15 \
          WHERE call_id = ?1 AND attempt = ?2",
     )?
     .execute(params![
@@ -555,6 +557,13 @@ pub(super) fn finish_attempt(
         end.reason,
         end.core,
         end.sip_call_id,
+        end.media.map(|m| sql_count(m.packets_sent)),
+        end.media.map(|m| sql_count(m.packets_received)),
+        end.media.map(|m| sql_count(m.packets_lost)),
+        end.media.map(|m| sql_count(m.jitter_us)),
+        end.media.map(|m| sql_count(m.max_jitter_us)),
+        end.media.map(|m| sql_count(m.sent_late_2ms)),
+        end.media.map(|m| sql_count(m.dropped_foreign)),
     ])?;
     write_cdr(conn, id, attempt)?;
     let result = end.result.as_ref().map(Value::to_string);
@@ -639,6 +648,7 @@ pub(super) fn recover_node(
                 .execute([id])?;
         }
         let end = AttemptEnd {
+            media: None,
             status: CallStatus::Failed,
             ended_at: now,
             sip_status: None,
@@ -727,17 +737,25 @@ fn enqueue_webhook(
     Ok(())
 }
 
+/// A counter as SQLite's signed 64-bit integer (saturating; no counter gets near 2^63).
+fn sql_count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// The CDR of a closed attempt, from the call and the attempt rows.
 fn write_cdr(conn: &Connection, id: &str, attempt: u32) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO cdrs (call_id, attempt, tenant, from_addr, to_addr, target_uri, \
          node, core, sip_call_id, created_at, dialed_at, ringing_at, answered_at, ended_at, \
-         billable_secs, disposition, sip_status, reason) \
+         billable_secs, disposition, sip_status, reason, media_sent, media_received, \
+         media_lost, media_jitter_us, media_max_jitter_us, media_late_2ms, \
+         media_dropped_foreign) \
          SELECT c.id, a.attempt, c.tenant, c.from_addr, c.to_addr, c.target_uri, a.node, a.core, \
          a.sip_call_id, c.created_at, a.dialed_at, a.ringing_at, a.answered_at, a.ended_at, \
          CASE WHEN a.answered_at IS NULL OR a.ended_at <= a.answered_at THEN 0 \
               ELSE (a.ended_at - a.answered_at + 999999) / 1000000 END, \
-         a.disposition, a.sip_status, a.reason \
+         a.disposition, a.sip_status, a.reason, a.media_sent, a.media_received, a.media_lost, \
+         a.media_jitter_us, a.media_max_jitter_us, a.media_late_2ms, a.media_dropped_foreign \
          FROM calls c JOIN attempts a ON a.call_id = c.id WHERE c.id = ?1 AND a.attempt = ?2",
     )?
     .execute(params![id, attempt])?;

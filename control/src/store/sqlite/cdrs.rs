@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::calls::micros;
 use super::time_from;
-use crate::store::{Cdr, CdrPage, CdrQuery, StoreError};
+use crate::store::{Cdr, CdrPage, CdrQuery, MediaSummary, StoreError};
 
 /// Cursors are `cdr_` + the row's sequence number: opaque to clients, stable across pages.
 fn parse_cursor(cursor: &str) -> Result<i64, StoreError> {
@@ -38,8 +38,30 @@ fn cdr_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Cdr)> {
             disposition: row.get(16)?,
             sip_status: row.get(17)?,
             reason: row.get(18)?,
+            media: media_from_row(row, 19)?,
         },
     ))
+}
+
+/// The seven `media_*` columns from `first` on; `None` when the attempt had no media.
+fn media_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<MediaSummary>> {
+    let count = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(row
+            .get::<_, Option<i64>>(first + i)?
+            .map(|n| u64::try_from(n).unwrap_or(0)))
+    };
+    let Some(packets_sent) = count(0)? else {
+        return Ok(None);
+    };
+    Ok(Some(MediaSummary {
+        packets_sent,
+        packets_received: count(1)?.unwrap_or(0),
+        packets_lost: count(2)?.unwrap_or(0),
+        jitter_us: count(3)?.unwrap_or(0),
+        max_jitter_us: count(4)?.unwrap_or(0),
+        sent_late_2ms: count(5)?.unwrap_or(0),
+        dropped_foreign: count(6)?.unwrap_or(0),
+    }))
 }
 
 pub(super) fn page(
@@ -51,7 +73,8 @@ pub(super) fn page(
     let mut statement = conn.prepare_cached(
         "SELECT seq, call_id, attempt, tenant, from_addr, to_addr, target_uri, node, core, \
          sip_call_id, created_at, dialed_at, ringing_at, answered_at, ended_at, billable_secs, \
-         disposition, sip_status, reason FROM cdrs \
+         disposition, sip_status, reason, media_sent, media_received, media_lost, \
+         media_jitter_us, media_max_jitter_us, media_late_2ms, media_dropped_foreign FROM cdrs \
          WHERE (?1 IS NULL OR tenant = ?1) AND ended_at >= ?2 AND ended_at < ?3 AND seq > ?4 \
          ORDER BY seq LIMIT ?5",
     )?;

@@ -243,6 +243,25 @@ const V7_CALLBACK_EVENTS: &str = r"
 ALTER TABLE calls ADD COLUMN callback_events TEXT;
 ";
 
+/// Version 8: each attempt's media (`store::MediaSummary`), on the attempt and its CDR;
+/// `NULL` for attempts without media (never answered) and those before this version.
+const V8_MEDIA: &str = r"
+ALTER TABLE attempts ADD COLUMN media_sent INTEGER;
+ALTER TABLE attempts ADD COLUMN media_received INTEGER;
+ALTER TABLE attempts ADD COLUMN media_lost INTEGER;
+ALTER TABLE attempts ADD COLUMN media_jitter_us INTEGER;
+ALTER TABLE attempts ADD COLUMN media_max_jitter_us INTEGER;
+ALTER TABLE attempts ADD COLUMN media_late_2ms INTEGER;
+ALTER TABLE attempts ADD COLUMN media_dropped_foreign INTEGER;
+ALTER TABLE cdrs ADD COLUMN media_sent INTEGER;
+ALTER TABLE cdrs ADD COLUMN media_received INTEGER;
+ALTER TABLE cdrs ADD COLUMN media_lost INTEGER;
+ALTER TABLE cdrs ADD COLUMN media_jitter_us INTEGER;
+ALTER TABLE cdrs ADD COLUMN media_max_jitter_us INTEGER;
+ALTER TABLE cdrs ADD COLUMN media_late_2ms INTEGER;
+ALTER TABLE cdrs ADD COLUMN media_dropped_foreign INTEGER;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     V1_SCHEMA,
@@ -252,10 +271,11 @@ const MIGRATIONS: &[&str] = &[
     V5_POLICY,
     V6_CAMPAIGNS,
     V7_CALLBACK_EVENTS,
+    V8_MEDIA,
 ];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
