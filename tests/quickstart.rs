@@ -81,6 +81,8 @@ async fn the_readme_quickstart_places_a_call_and_prints_the_submit() {
         ],
     );
     appserver.wait_for("serving on", Duration::from_secs(20));
+    // The phones must be up before the call dials them (else: ICMP port unreachable).
+    callee.wait_for("listening on", Duration::from_secs(20));
 
     let body = format!(
         r#"{{"to":"sip:press-14711@{phone}","url":"http://{apps}/order.vxml",

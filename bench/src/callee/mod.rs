@@ -490,7 +490,9 @@ const TICK: Duration = Duration::from_millis(200);
 
 impl Driver for Population {
     fn start(&mut self, io: &mut impl Io, now: Instant) -> std::io::Result<()> {
-        let (socket, _) = io.bind(self.config.listen)?;
+        let (socket, bound) = io.bind(self.config.listen)?;
+        // Standard error, so scripts and tests can wait for it (the report is on stdout).
+        eprintln!("callee listening on udp:{bound}");
         self.sip = Some(socket);
         self.started = Some(now);
         self.tick = Some(now + TICK);
