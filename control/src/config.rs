@@ -279,6 +279,9 @@ pub struct DataplaneConfig {
     pub backend: String,
     /// Pin each core's thread to one CPU.
     pub pin: bool,
+    /// Nice value (0–19) of every thread but the cores' once they run, so the kernel runs a
+    /// core before control's work when both want a CPU; 0 leaves control at the cores' level.
+    pub control_nice: i32,
 }
 
 /// `[store]`: durable state.
@@ -413,6 +416,7 @@ impl Default for DataplaneConfig {
             cores: 1,
             backend: "auto".to_owned(),
             pin: true,
+            control_nice: 10,
         }
     }
 }
@@ -638,6 +642,15 @@ impl Config {
                 format!(
                     "must be one of {BACKENDS:?}, not {:?}",
                     self.dataplane.backend
+                ),
+            );
+        }
+        if !(0..=19).contains(&self.dataplane.control_nice) {
+            return bad(
+                "dataplane.control_nice",
+                format!(
+                    "must be 0 (off) to 19 (lowest priority), not {}",
+                    self.dataplane.control_nice
                 ),
             );
         }

@@ -10,6 +10,7 @@ pub mod campaign_cli;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod cpu_priority;
 pub mod data_lock;
 pub mod dispatch;
 pub mod egress;

@@ -92,6 +92,18 @@ pub async fn run(config: Config) -> Result<(), Error> {
         .await
         .map_err(|e| Error::Dataplane(format!("dataplane start-up panicked: {e}")))?
         .map_err(|e| Error::Dataplane(e.to_string()))?;
+    // The cores run: from now on control yields the CPU to them (see `cpu_priority`).
+    match crate::cpu_priority::lower_control_threads(config.dataplane.control_nice) {
+        Ok(threads) => tracing::info!(
+            threads,
+            nice = config.dataplane.control_nice,
+            "control threads lowered below the dataplane cores"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot lower control's thread priority; the dataplane cores compete with it as equals"
+        ),
+    }
     for core in 0..dataplane.core_count() {
         tracing::info!(
             core,
