@@ -20,6 +20,7 @@
 #
 # Prints a table and the largest clean N of each, and their ratio. Needs python3 and curl;
 # builds the release binary (OUTDIAL_BIN=path measures that binary instead).
+# CONTROL_NICE=N sets Outdial's dataplane.control_nice (default: its own default, 10; 0 = off).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
@@ -121,6 +122,9 @@ max_concurrent = $((n + 100))
 [log]
 level = "warn"
 TOML
+    if [ -n "${CONTROL_NICE:-}" ]; then
+        printf '[dataplane]\ncontrol_nice = %s\n' "$CONTROL_NICE" >>"$dir/outdial-$n.toml"
+    fi
     "$bin" serve --config "$dir/outdial-$n.toml" >"$dir/serve-$n.log" 2>&1 &
     serve=$!
     pids+=($serve)

@@ -280,7 +280,8 @@ pub struct DataplaneConfig {
     /// Pin each core's thread to one CPU.
     pub pin: bool,
     /// Nice value (0–19) of every thread but the cores' once they run, so the kernel runs a
-    /// core before control's work when both want a CPU; 0 leaves control at the cores' level.
+    /// core before control's work when both want a CPU; 0 (the default) leaves control at the
+    /// cores' level (see `cpu_priority` for why it is off by default).
     pub control_nice: i32,
 }
 
@@ -416,7 +417,7 @@ impl Default for DataplaneConfig {
             cores: 1,
             backend: "auto".to_owned(),
             pin: true,
-            control_nice: 10,
+            control_nice: 0,
         }
     }
 }
