@@ -14,7 +14,8 @@
 //! nothing but these calls writes them before a script runs. So `NAME === undefined`, for a
 //! `NAME` the `with` chain would find in a scope, is the value last declared or assigned
 //! there. Everything else starts the context: any expression, a name found in no scope (the
-//! global object and its `ReferenceError`), a scope's own name, a reserved word, `undefined`
+//! global object and its `ReferenceError`), a scope's own name (read, or declared: it is a
+//! read-only property of its scope), a reserved word, `undefined`
 //! declared as a variable, reading or assigning platform-owned names (`x$`, read-only; their
 //! declarations are recorded), sealed scopes (read-only proxies), and JSON that does not
 //! parse.
@@ -104,6 +105,19 @@ impl Record {
     fn undefined_is_global(&self) -> bool {
         self.scopes.iter().all(|s| s.get("undefined").is_none())
     }
+}
+
+/// Whether `name` is a scope's own name (`dialog`, ...): each scope object holds its name as
+/// a read-only property, so declaring it there is the engine's to refuse.
+fn is_scope_name(name: &str) -> bool {
+    [
+        Scope::Session,
+        Scope::Application,
+        Scope::Document,
+        Scope::Dialog,
+    ]
+    .iter()
+    .any(|scope| scope.name() == Some(name))
 }
 
 /// Whether the engine could refuse `value` (JSON text it would parse).
@@ -265,6 +279,7 @@ impl DataModel for LazyModel {
     fn declare(&mut self, name: &str, expr: Option<&str>) -> Result<(), ScriptError> {
         if let (None, Some(record)) = (expr, self.record())
             && is_identifier(name)
+            && !is_scope_name(name)
             && let Some(top) = record.scopes.last_mut()
             && !top.sealed
         {
@@ -283,6 +298,7 @@ impl DataModel for LazyModel {
     ) -> Result<(), ScriptError> {
         if let Some(record) = self.record()
             && is_identifier(name)
+            && !is_scope_name(name)
             && !needs_engine(value)
             && let Some(shadow) = record.scopes.iter_mut().rev().find(|s| s.kind == scope)
             && !shadow.sealed
@@ -461,6 +477,115 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Random sequences of the calls a session makes, on both models: every answer, error and
+    /// final variable must be the same, whenever the lazy one starts its engine.
+    #[test]
+    fn random_call_sequences_answer_as_the_engine_does() {
+        const SCOPES: [Scope; 5] = [
+            Scope::Session,
+            Scope::Application,
+            Scope::Document,
+            Scope::Dialog,
+            Scope::Anonymous,
+        ];
+        // Mostly names the record can answer for; the rest send the lazy model to its engine.
+        const NAMES: [&str; 16] = [
+            "a",
+            "b",
+            "item",
+            "a",
+            "b",
+            "item",
+            "a",
+            "b",
+            "item",
+            "a",
+            "b",
+            "item",
+            "x$",
+            "dialog",
+            "undefined",
+            "if",
+        ];
+        let values = [
+            Value::Undefined,
+            Value::Bool(true),
+            Value::Json("1".into()),
+            Value::Json("null".into()),
+            Value::String("s".into()),
+        ];
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from(seed >> 33).unwrap_or(0) % n
+        };
+        let mut started = 0;
+        let mut recorded = 0;
+        for round in 0..300 {
+            let mut lazy = LazyModel::new(LIMITS);
+            let mut js = QuickJs::new(LIMITS).unwrap_or_else(|e| panic!("{e}"));
+            let mut log = Vec::new();
+            for model in [&mut lazy as &mut dyn DataModel, &mut js] {
+                model
+                    .push_scope(Scope::Document)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                for name in ["a", "b", "item"] {
+                    model.declare(name, None).unwrap_or_else(|e| panic!("{e}"));
+                }
+            }
+            for _ in 0..12 {
+                let scope = SCOPES[next(SCOPES.len())];
+                let name = NAMES[next(NAMES.len())];
+                let value = &values[next(values.len())];
+                let step = next(8);
+                log.push(format!("{step} {scope:?} {name} {value:?}"));
+                recorded += usize::from(!lazy.started());
+                let models: [&mut dyn DataModel; 2] = [&mut lazy, &mut js];
+                let answers: Vec<Result<Option<bool>, ()>> = models
+                    .into_iter()
+                    .map(|m| {
+                        let done = |r: Result<(), ScriptError>| r.map(|()| None).map_err(|_| ());
+                        match step {
+                            0 => done(m.push_scope(scope)),
+                            1 => {
+                                m.pop_scope(scope);
+                                Ok(None)
+                            }
+                            2 => done(m.declare(name, None)),
+                            3 => done(m.declare_value(scope, name, value)),
+                            4 => done(m.assign_value(name, value)),
+                            5 => done(m.seal_scope(scope)),
+                            6 => Ok(Some(m.has_scope(scope))),
+                            _ => m
+                                .eval_bool(&format!("{name} === undefined"))
+                                .map(Some)
+                                .map_err(|_| ()),
+                        }
+                    })
+                    .collect();
+                assert_eq!(answers[0], answers[1], "round {round}: {log:#?}");
+            }
+            started += usize::from(lazy.started());
+            for name in ["a", "b", "item"] {
+                let probe = format!("typeof {name} + ':' + String({name})");
+                assert_eq!(
+                    lazy.eval_string(&probe).ok(),
+                    js.eval_string(&probe).ok(),
+                    "round {round}, {name}: {log:#?}"
+                );
+            }
+        }
+        // Both paths were exercised: many calls answered from the record, and rounds that
+        // started the engine part-way (and replayed) as well as rounds that never did.
+        assert!(recorded > 1_000, "only {recorded} calls met the record");
+        assert!(
+            (1..300).contains(&started),
+            "{started} of 300 rounds started the engine"
+        );
     }
 
     #[test]
