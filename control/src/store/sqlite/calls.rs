@@ -212,6 +212,24 @@ pub(super) fn select(
     Ok(record.filter(|r| tenant.is_none_or(|t| t == r.tenant)))
 }
 
+/// A call's status and attempt count: what a status change checks before it writes (the
+/// whole record, with its variables to parse, comes back from the write itself).
+fn status_of(conn: &Connection, id: &str) -> Result<(CallStatus, u32), StoreError> {
+    let found = conn
+        .prepare_cached("SELECT status, attempts FROM calls WHERE id = ?1")?
+        .query_row([id], |row| {
+            let status: String = row.get(0)?;
+            let status =
+                CallStatus::parse(&status).ok_or_else(|| bad_column(0, "call status", &status))?;
+            Ok((status, row.get(1)?))
+        })
+        .optional()?;
+    found.ok_or_else(|| StoreError::NotFound {
+        what: "call",
+        id: id.to_owned(),
+    })
+}
+
 fn require(conn: &Connection, id: &str) -> Result<CallRecord, StoreError> {
     select(conn, None, id)?.ok_or_else(|| StoreError::NotFound {
         what: "call",
@@ -469,10 +487,10 @@ pub(super) fn transition(
     attempt: u32,
     transition: &Transition,
 ) -> Result<CallRecord, StoreError> {
-    let current = require(conn, id)?;
-    if current.attempts != attempt || !transition_allowed(current.status, transition.status) {
+    let (status, attempts) = status_of(conn, id)?;
+    if attempts != attempt || !transition_allowed(status, transition.status) {
         // A late or repeated report (e.g. 180 after 200): nothing changes.
-        return Ok(current);
+        return require(conn, id);
     }
     let at = truncate(transition.at);
     let answered = (transition.status == CallStatus::InProgress).then(|| micros(at));
@@ -529,10 +547,10 @@ pub(super) fn finish_attempt(
     end: AttemptEnd,
     next: Next,
 ) -> Result<CallRecord, StoreError> {
-    let current = require(conn, id)?;
-    if current.status.is_final() || current.attempts != attempt {
+    let (status, attempts) = status_of(conn, id)?;
+    if status.is_final() || attempts != attempt {
         // Already ended (e.g. recovered by a restart): the first end stands.
-        return Ok(current);
+        return require(conn, id);
     }
     let ended_at = truncate(end.ended_at);
     // The attempt row exists since the claim; an older call (schema v1) may lack it.
