@@ -268,18 +268,7 @@ async fn transitions_are_monotonic_and_each_is_an_event() {
     assert_eq!(events[4].attempt, Some(1));
     assert_eq!(events[2].cause.as_deref(), Some("now ringing"));
     // The CDR: one, billable 61.5 s rounded up to 62.
-    let page = store
-        .cdrs(
-            Some("acme".to_owned()),
-            CdrQuery {
-                from: None,
-                to: None,
-                cursor: None,
-                limit: 10,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page = first_cdrs(store.as_ref(), Some("acme")).await;
     assert_eq!(page.cdrs.len(), 1);
     let cdr = &page.cdrs[0];
     assert_eq!(
@@ -304,6 +293,20 @@ async fn transitions_are_monotonic_and_each_is_an_event() {
         )
         .await;
     assert_eq!(again.map(|r| r.status).ok(), Some(CallStatus::Completed));
+}
+
+/// The first ten CDRs, of `tenant` or of every tenant.
+async fn first_cdrs(store: &dyn CdrStore, tenant: Option<&str>) -> CdrPage {
+    let query = CdrQuery {
+        from: None,
+        to: None,
+        cursor: None,
+        limit: 10,
+    };
+    store
+        .cdrs(tenant.map(str::to_owned), query)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sqlite_truncate(t: OffsetDateTime) -> OffsetDateTime {
@@ -373,18 +376,7 @@ async fn a_retry_requeues_the_call_and_each_attempt_has_its_cdr() {
         statuses(&events),
         vec!["queued", "dialing", "busy", "queued", "dialing", "busy"]
     );
-    let page = store
-        .cdrs(
-            None,
-            CdrQuery {
-                from: None,
-                to: None,
-                cursor: None,
-                limit: 10,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page = first_cdrs(store.as_ref(), None).await;
     let attempts: Vec<_> = page
         .cdrs
         .iter()
@@ -539,18 +531,7 @@ async fn recovery_fails_only_this_nodes_live_calls_with_webhook_and_cdr() {
         status(&waiting.id).await.map(|s| s.0),
         Some(CallStatus::Queued)
     );
-    let cdrs = store
-        .cdrs(
-            None,
-            CdrQuery {
-                from: None,
-                to: None,
-                cursor: None,
-                limit: 10,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cdrs = first_cdrs(store.as_ref(), None).await;
     assert_eq!(cdrs.cdrs.len(), 1);
     assert_eq!(
         (
@@ -966,18 +947,7 @@ async fn an_attempts_media_is_kept_with_its_cdr() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let page = store
-        .cdrs(
-            None,
-            CdrQuery {
-                from: None,
-                to: None,
-                cursor: None,
-                limit: 10,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page = first_cdrs(store.as_ref(), None).await;
     let kept: Vec<_> = page.cdrs.iter().map(|c| c.media).collect();
     assert_eq!(kept, vec![Some(media), None]);
     // CSV: the same columns as the header, the media's last; empty without media.
