@@ -1466,24 +1466,24 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn disconnect_waits_for_the_goodbye_prompt() {
+    /// A session on `http://x.test/a.vxml` with `vars`, its initial fetch answered with
+    /// `document` at `now`; and the actions it then asked for.
+    fn started_on(
+        document: &str,
+        vars: Vec<(String, String)>,
+        now: Instant,
+    ) -> (Session, Vec<Action>) {
         let config = SessionConfig {
             url: "http://x.test/a.vxml".into(),
-            vars: vec![],
+            vars,
             local_uri: "sip:a@b".into(),
             remote_uri: "sip:c@d".into(),
             limits: Limits::default(),
         };
-        let now = Instant::now();
         let mut session = Session::new(config, now).unwrap();
         let Some(Action::Fetch(fetch)) = session.poll_action() else {
             panic!("the initial fetch comes first");
         };
-        let document = r#"<vxml version="2.1"><form><block>
-            <prompt>Goodbye.</prompt><disconnect/>
-            <catch event="connection.disconnect.hangup"><log>after</log></catch>
-        </block></form></vxml>"#;
         session.handle_input(
             now,
             Input::Fetched {
@@ -1496,6 +1496,17 @@ mod tests {
             },
         );
         let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
+        (session, actions)
+    }
+
+    #[test]
+    fn disconnect_waits_for_the_goodbye_prompt() {
+        let now = Instant::now();
+        let document = r#"<vxml version="2.1"><form><block>
+            <prompt>Goodbye.</prompt><disconnect/>
+            <catch event="connection.disconnect.hangup"><log>after</log></catch>
+        </block></form></vxml>"#;
+        let (mut session, actions) = started_on(document, vec![], now);
         let play = actions.iter().find_map(|a| match a {
             Action::Play { id, .. } => Some(*id),
             _ => None,
@@ -1535,30 +1546,8 @@ mod tests {
         // (kept, idle, once the context is gone).
         let runtimes = || crate::script::ScriptEngine::thread_pool().len();
         let run = |document: &str| -> (Vec<Action>, usize) {
-            let config = SessionConfig {
-                url: "http://x.test/a.vxml".into(),
-                vars: vec![("customer".into(), r#"{"name": "Ada"}"#.into())],
-                local_uri: "sip:a@b".into(),
-                remote_uri: "sip:c@d".into(),
-                limits: Limits::default(),
-            };
-            let now = Instant::now();
-            let mut session = Session::new(config, now).unwrap();
-            let Some(Action::Fetch(fetch)) = session.poll_action() else {
-                panic!("the initial fetch comes first");
-            };
-            session.handle_input(
-                now,
-                Input::Fetched {
-                    id: fetch.id,
-                    result: Ok(Fetched {
-                        url: fetch.url,
-                        content_type: Some("application/voicexml+xml".into()),
-                        body: document.as_bytes().to_vec(),
-                    }),
-                },
-            );
-            let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
+            let vars = vec![("customer".into(), r#"{"name": "Ada"}"#.into())];
+            let (session, actions) = started_on(document, vars, Instant::now());
             assert_eq!(session.script_started(), runtimes() > 0);
             let made = runtimes();
             (actions, made)
