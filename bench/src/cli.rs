@@ -128,12 +128,31 @@ pub struct RunArgs {
     /// Print the summary as JSON on standard output.
     #[arg(long)]
     pub json: bool,
+    /// The socket loop.
+    #[command(flatten)]
+    pub socket_loop: LoopArgs,
+}
+
+/// Which socket loop a tool runs, and where (`bench callee`, `bench sip`, `bench udp`).
+#[derive(Debug, Args)]
+pub struct LoopArgs {
     /// The socket loop: the dataplane's (io_uring with batched sends, or epoll).
     #[arg(long, value_enum, default_value_t = LoopBackend::Auto)]
     pub backend: LoopBackend,
-    /// Pin the loop's thread to this CPU.
+    /// Pin the loop's thread to this CPU (as `[dataplane] pin` pins Outdial's cores).
     #[arg(long, value_name = "CPU")]
     pub cpu: Option<usize>,
+}
+
+impl LoopArgs {
+    /// The dataplane loop's configuration for these options.
+    pub fn config(&self) -> LoopConfig {
+        LoopConfig {
+            backend: self.backend.into(),
+            pin_to_cpu: self.cpu,
+            ..LoopConfig::default()
+        }
+    }
 }
 
 /// `outdial bench callee`.
@@ -290,14 +309,6 @@ fn seconds(value: f64, name: &str) -> Result<Duration, String> {
         .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
 }
 
-fn loop_config(run: &RunArgs) -> LoopConfig {
-    LoopConfig {
-        backend: run.backend.into(),
-        pin_to_cpu: run.cpu,
-        ..LoopConfig::default()
-    }
-}
-
 fn progress(run: &RunArgs) -> Result<Option<Duration>, String> {
     Ok(Some(seconds(run.progress, "progress")?).filter(|d| !d.is_zero()))
 }
@@ -374,7 +385,7 @@ fn callee(args: CalleeArgs, stop: Arc<AtomicBool>) -> Result<u8, String> {
     };
     let mut population = Population::new(config, report, stop);
     let wake = WakeFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
-    let backend = core::run(&loop_config(&args.run), &wake, &mut population)
+    let backend = core::run(&args.run.socket_loop.config(), &wake, &mut population)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     population
         .finish_report()
@@ -425,7 +436,7 @@ fn sip(args: SipArgs, stop: Arc<AtomicBool>) -> Result<u8, String> {
         })?;
     let mut load = SipLoad::new(config, stop);
     let wake = WakeFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
-    let backend = core::run(&loop_config(&args.run), &wake, &mut load)
+    let backend = core::run(&args.run.socket_loop.config(), &wake, &mut load)
         .map_err(|e| format!("cannot bind {}: {e}", args.local))?;
     let summary = load
         .summary()

@@ -25,7 +25,7 @@ use outdial_dataplane::core::{self, Driver, Io, SocketId, WakeFd};
 use outdial_dataplane::rtp::MediaStats;
 use serde::Serialize;
 
-use crate::cli::{EXIT_ERROR, EXIT_FAILED_CALLS, EXIT_OK, LoopBackend};
+use crate::cli::{EXIT_ERROR, EXIT_FAILED_CALLS, EXIT_OK, LoopArgs};
 
 /// One RTP packet of 20 ms of G.711: 12 octets of header, 160 of audio.
 const PACKET_LEN: usize = 172;
@@ -59,12 +59,9 @@ pub struct UdpArgs {
     /// Print the report as JSON on standard output.
     #[arg(long)]
     pub json: bool,
-    /// The socket loop: the dataplane's (io_uring with batched sends, or epoll).
-    #[arg(long, value_enum, default_value_t = LoopBackend::Auto)]
-    pub backend: LoopBackend,
-    /// Pin the loop's thread to this CPU (as `[dataplane] pin` pins Outdial's cores).
-    #[arg(long, value_name = "CPU")]
-    pub cpu: Option<usize>,
+    /// The socket loop.
+    #[command(flatten)]
+    pub socket_loop: LoopArgs,
 }
 
 const UDP_HELP: &str = "\
@@ -119,11 +116,7 @@ pub fn run(args: &UdpArgs, stop: Arc<AtomicBool>) -> u8 {
 
 fn run_inner(args: &UdpArgs, stop: Arc<AtomicBool>) -> Result<u8, String> {
     let wake = WakeFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
-    let config = core::LoopConfig {
-        backend: args.backend.into(),
-        pin_to_cpu: args.cpu,
-        ..core::LoopConfig::default()
-    };
+    let config = args.socket_loop.config();
     if let Some(addr) = args.reflect {
         let mut reflector = Reflector {
             addr,
