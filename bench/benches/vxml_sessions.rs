@@ -174,6 +174,7 @@ fn config() -> SessionConfig {
         vars: vec![("campaign".to_owned(), r#"{"id":7}"#.to_owned())],
         local_uri: "sip:outdial@192.0.2.1".to_owned(),
         remote_uri: "sip:+15550001@192.0.2.4".to_owned(),
+        answered_by: None,
         limits: Default::default(),
     }
 }

@@ -146,6 +146,10 @@ pub struct CallArgs {
     /// ringing, in-progress, final); default every one.
     #[arg(long, value_name = "EVENTS", value_delimiter = ',')]
     pub status_callback_events: Option<Vec<String>>,
+    /// Answering-machine detection: off, detect, hangup (end the call on a machine) or
+    /// wait_for_beep (start the application after a machine's beep). Default off.
+    #[arg(long, value_name = "MODE")]
+    pub machine_detection: Option<String>,
     /// Which server, and how to reach it.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -494,6 +498,7 @@ async fn follow_call(
             .collect(),
         status_callback: args.status_callback.clone(),
         status_callback_events: args.status_callback_events.clone(),
+        machine_detection: args.machine_detection.clone(),
         ring_timeout: args.ring_timeout,
     };
     let created = api.create_call(&request).await?;
@@ -874,6 +879,7 @@ mod tests {
             ring_timeout: None,
             status_callback: None,
             status_callback_events: None,
+            machine_detection: None,
             server: ServerArgs {
                 api: api.to_owned(),
                 config: None,

@@ -124,6 +124,9 @@ pub struct CallRequest {
     /// Seconds to ring before giving up; default `calls.ring_timeout_secs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ring_timeout: Option<u64>,
+    /// Answering-machine detection ([`MachineDetection::NAMES`]); `off` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_detection: Option<String>,
 }
 
 /// A validated request, ready to store.
@@ -155,6 +158,8 @@ pub struct NewCall {
     pub priority: u8,
     /// When to try again after an unsuccessful attempt.
     pub retry: RetryPolicy,
+    /// Whether and how the answer is classified as a person or a machine.
+    pub machine_detection: MachineDetection,
 }
 
 /// Priority of a call whose request gives none.
@@ -355,6 +360,57 @@ impl<'de> Deserialize<'de> for CallbackEvents {
     }
 }
 
+/// What a call does about answering machines (`machine_detection` in a request). Every mode
+/// but `off` holds the application back after the answer until the first seconds of the
+/// callee's audio are classified (`docs/amd.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineDetection {
+    /// No detection: the application starts at the answer.
+    #[default]
+    Off,
+    /// Classify, then start the application whatever answered; it reads the verdict from
+    /// `session.connection.outdial.answered_by`.
+    Detect,
+    /// Classify; hang up on a machine (the call ends `completed`, answered by `machine`), start
+    /// the application for anyone else.
+    Hangup,
+    /// Classify; for a machine, wait for the end of its beep (or of the greeting when no beep
+    /// comes) before starting the application, so a message lands on the recording.
+    WaitForBeep,
+}
+
+impl MachineDetection {
+    /// The names a request may give.
+    pub const NAMES: [&'static str; 4] = ["off", "detect", "hangup", "wait_for_beep"];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Detect => "detect",
+            Self::Hangup => "hangup",
+            Self::WaitForBeep => "wait_for_beep",
+        }
+    }
+
+    /// Reads a wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "off" => Self::Off,
+            "detect" => Self::Detect,
+            "hangup" => Self::Hangup,
+            "wait_for_beep" => Self::WaitForBeep,
+            _ => return None,
+        })
+    }
+
+    /// Whether this is [`Self::Off`] (omitted from records).
+    pub fn is_off(&self) -> bool {
+        *self == Self::Off
+    }
+}
+
 /// A stored call: the request plus everything that happened to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
@@ -417,6 +473,13 @@ pub struct CallRecord {
     pub attempts: u32,
     /// SIP Call-ID of the latest attempt, when the dataplane reported one.
     pub sip_call_id: Option<String>,
+    /// Answering-machine detection asked for (omitted when `off`).
+    #[serde(default, skip_serializing_if = "MachineDetection::is_off")]
+    pub machine_detection: MachineDetection,
+    /// Who answered the latest attempt, when machine detection classified it: `human`,
+    /// `machine` or `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
 }
 
 #[cfg(test)]
@@ -579,6 +642,8 @@ mod tests {
             retry: RetryPolicy::default(),
             attempts: 0,
             sip_call_id: None,
+            machine_detection: MachineDetection::Off,
+            answered_by: None,
         };
         let json = serde_json::to_value(&record).unwrap_or_default();
         assert_eq!(json["status"], "in-progress");

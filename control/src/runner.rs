@@ -651,6 +651,7 @@ impl CallTask {
                 &self.context.settings.default_from,
             ),
             remote_uri: self.record.target_uri.clone(),
+            answered_by: None,
             limits: self.context.settings.vxml_limits,
         };
         // In place: starting a session parses its URL and records its variables; it starts no

@@ -227,6 +227,7 @@ pub fn run(options: &RunOptions, cwd: &Path) -> Result<Transcript, RunError> {
                 .collect(),
             local_uri: LOCAL_URI.to_owned(),
             remote_uri: REMOTE_URI.to_owned(),
+            answered_by: None,
             limits,
         },
         start,

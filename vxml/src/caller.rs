@@ -1369,6 +1369,7 @@ mod tests {
                 vars: vec![],
                 local_uri: "sip:a@b".to_owned(),
                 remote_uri: "sip:c@d".to_owned(),
+                answered_by: None,
                 limits: Limits::default(),
             },
             start,

@@ -52,6 +52,10 @@ pub struct SessionConfig {
     pub local_uri: String,
     /// The callee's SIP URI (`session.connection.remote.uri`).
     pub remote_uri: String,
+    /// Who answered, when the platform classified the answer (answering-machine detection):
+    /// `session.connection.outdial.answered_by` (`human`, `machine` or `unknown`); the object
+    /// `session.connection.outdial` exists only when this is set.
+    pub answered_by: Option<String>,
     /// Resource limits.
     pub limits: Limits,
 }
@@ -728,7 +732,7 @@ impl Session {
         });
         model.push_scope(Scope::Session)?;
         let text = |s: &str| Value::String(s.to_owned());
-        let connection = Value::Object(vec![
+        let mut connection = vec![
             (
                 "local".to_owned(),
                 Value::Object(vec![("uri".to_owned(), text(&config.local_uri))]),
@@ -744,8 +748,14 @@ impl Session {
                     ("version".to_owned(), text("2.0")),
                 ]),
             ),
-        ]);
-        model.declare_value(Scope::Session, "connection", &connection)?;
+        ];
+        if let Some(answered_by) = &config.answered_by {
+            connection.push((
+                "outdial".to_owned(),
+                Value::Object(vec![("answered_by".to_owned(), text(answered_by))]),
+            ));
+        }
+        model.declare_value(Scope::Session, "connection", &Value::Object(connection))?;
         for (name, json) in &config.vars {
             if let Some(problem) = crate::session_var_problem(name) {
                 return Err(Error::SessionVar {
@@ -1441,6 +1451,7 @@ mod tests {
             vars: vec![],
             local_uri: "sip:a@b".into(),
             remote_uri: "sip:c@d".into(),
+            answered_by: None,
             limits: Limits::default(),
         };
         assert!(matches!(
@@ -1478,8 +1489,14 @@ mod tests {
             vars,
             local_uri: "sip:a@b".into(),
             remote_uri: "sip:c@d".into(),
+            answered_by: None,
             limits: Limits::default(),
         };
+        started_with(config, document, now)
+    }
+
+    /// A session started from `config`, its initial fetch answered with `document`.
+    fn started_with(config: SessionConfig, document: &str, now: Instant) -> (Session, Vec<Action>) {
         let mut session = Session::new(config, now).unwrap();
         let Some(Action::Fetch(fetch)) = session.poll_action() else {
             panic!("the initial fetch comes first");
@@ -1570,12 +1587,43 @@ mod tests {
     }
 
     #[test]
+    fn who_answered_is_a_connection_property_only_when_classified() {
+        let document = r#"<vxml version="2.1"><form><block>
+            <log expr="typeof session.connection.outdial"/>
+            <if cond="typeof session.connection.outdial != 'undefined'">
+              <log expr="'by ' + session.connection.outdial.answered_by"/>
+            </if><exit/></block></form></vxml>"#;
+        let config = |answered_by: Option<&str>| SessionConfig {
+            url: "http://x.test/a.vxml".into(),
+            vars: vec![],
+            local_uri: "sip:a@b".into(),
+            remote_uri: "sip:c@d".into(),
+            answered_by: answered_by.map(str::to_owned),
+            limits: Limits::default(),
+        };
+        let logs = |actions: &[Action]| -> Vec<String> {
+            actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Log { text, .. } => Some(text.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (_, actions) = started_with(config(Some("machine")), document, Instant::now());
+        assert_eq!(logs(&actions), ["object", "by machine"], "{actions:?}");
+        let (_, actions) = started_with(config(None), document, Instant::now());
+        assert_eq!(logs(&actions), ["undefined"], "{actions:?}");
+    }
+
+    #[test]
     fn the_first_action_is_the_initial_fetch() {
         let config = SessionConfig {
             url: "http://x.test/a.vxml".into(),
             vars: vec![],
             local_uri: "sip:a@b".into(),
             remote_uri: "sip:c@d".into(),
+            answered_by: None,
             limits: Limits::default(),
         };
         let mut session = Session::new(config, Instant::now()).unwrap();

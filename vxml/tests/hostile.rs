@@ -20,6 +20,7 @@ fn config(file: &str, limits: Limits) -> SessionConfig {
         vars: Vec::new(),
         local_uri: "sip:outdial@192.0.2.1".into(),
         remote_uri: "sip:callee@192.0.2.2".into(),
+        answered_by: None,
         limits,
     }
 }

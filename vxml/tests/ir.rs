@@ -571,6 +571,7 @@ fn run_test(
             vars: vec![],
             local_uri: "sip:outdial@ir.test".into(),
             remote_uri: "sip:caller@ir.test".into(),
+            answered_by: None,
             limits: Limits::default(),
         },
         start,

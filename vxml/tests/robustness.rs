@@ -35,6 +35,7 @@ fn session(now: Instant) -> Session {
             ],
             local_uri: "sip:a@b".into(),
             remote_uri: "sip:c@d".into(),
+            answered_by: None,
             limits: Limits {
                 script_budget: 20,
                 ..Limits::default()

@@ -392,6 +392,7 @@ fn run_case(dir: &Path, name: &str, script: &str) -> String {
             vars,
             local_uri: "sip:outdial@10.0.0.1".into(),
             remote_uri: "sip:+15551234@carrier.example".into(),
+            answered_by: None,
             limits: Limits::default(),
         },
         epoch,

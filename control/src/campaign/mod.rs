@@ -61,6 +61,9 @@ pub struct CampaignSpec {
     /// As in `POST /v1/calls`, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ring_timeout: Option<u64>,
+    /// As in `POST /v1/calls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_detection: Option<String>,
     /// As in `POST /v1/calls`, 0–9.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u64>,
@@ -98,6 +101,7 @@ impl CampaignSpec {
             status_callback: self.status_callback.clone(),
             status_callback_events: self.status_callback_events.clone(),
             ring_timeout_secs: self.ring_timeout,
+            machine_detection: self.machine_detection.clone(),
             at: None,
             not_after: self.end,
             priority: self.priority,

@@ -12,13 +12,14 @@ use super::request::{CallRequest, RetrySpec};
 use crate::model::RetryOn;
 
 /// The fields a call request may have.
-pub const CALL_FIELDS: [&str; 11] = [
+pub const CALL_FIELDS: [&str; 12] = [
     "to",
     "url",
     "from",
     "vars",
     "status_callback",
     "status_callback_events",
+    "machine_detection",
     "ring_timeout",
     "at",
     "not_after",
@@ -72,6 +73,7 @@ pub fn from_value(value: Value) -> Result<CallRequest, FieldError> {
         status_callback: optional_string(&mut fields, "status_callback")?,
         status_callback_events: optional_strings(&mut fields, "status_callback_events")?,
         ring_timeout_secs: optional_count(&mut fields, "ring_timeout", "ring_timeout")?,
+        machine_detection: optional_string(&mut fields, "machine_detection")?,
         at: optional_time(&mut fields, "at")?,
         not_after: optional_time(&mut fields, "not_after")?,
         priority: optional_count(&mut fields, "priority", "priority")?,

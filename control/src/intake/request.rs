@@ -34,6 +34,8 @@ pub struct CallRequest {
     pub priority: Option<u64>,
     /// Retries by outcome.
     pub retry: Option<RetrySpec>,
+    /// Answering-machine detection mode, as written (`off` when `None`).
+    pub machine_detection: Option<String>,
 }
 
 /// `retry` as written: every part optional.

@@ -15,7 +15,9 @@ use super::request::{CallRequest, RetrySpec};
 use std::sync::Arc;
 
 use crate::config::{Config, has_scheme};
-use crate::model::{CallbackEvents, DEFAULT_PRIORITY, NewCall, RetryOn, RetryPolicy};
+use crate::model::{
+    CallbackEvents, DEFAULT_PRIORITY, MachineDetection, NewCall, RetryOn, RetryPolicy,
+};
 use crate::trunk::{Trunk, Trunks, UnknownTrunk};
 
 /// Longest `ring_timeout`, seconds.
@@ -96,6 +98,12 @@ impl Validator {
             .transpose()?
             .map_or(DEFAULT_PRIORITY, |p| p as u8);
         let (at, not_after) = check_schedule(request.at, request.not_after, now)?;
+        let machine_detection = request
+            .machine_detection
+            .as_deref()
+            .map(machine_detection)
+            .transpose()?
+            .unwrap_or_default();
         let retry = request
             .retry
             .map(retry_policy)
@@ -115,6 +123,7 @@ impl Validator {
             not_after,
             priority,
             retry,
+            machine_detection,
         })
     }
 
@@ -370,6 +379,22 @@ fn callback_events(names: Option<&[String]>) -> Result<CallbackEvents, FieldErro
     Ok(events)
 }
 
+/// `machine_detection`: one of [`MachineDetection::NAMES`].
+fn machine_detection(name: &str) -> Result<MachineDetection, FieldError> {
+    MachineDetection::parse(name).ok_or_else(|| {
+        FieldError::new(
+            "machine_detection",
+            Rule::Type,
+            format!(
+                "must be one of {}, not {name:?}",
+                MachineDetection::NAMES
+                    .map(|n| format!("\"{n}\""))
+                    .join(", ")
+            ),
+        )
+    })
+}
+
 fn retry_policy(spec: RetrySpec) -> Result<RetryPolicy, FieldError> {
     let max_attempts = spec
         .max_attempts
@@ -604,6 +629,23 @@ mod tests {
         body["status_callback_events"] = json!("final");
         assert_eq!(refused(body), ("status_callback_events".into(), Rule::Type));
         assert!(check(with("status_callback_events", json!(["final"]))).is_ok());
+    }
+
+    #[test]
+    fn machine_detection_names_a_mode() {
+        assert!(check(with("to", json!("sip:a@b"))).is_ok_and(|c| c.machine_detection.is_off()));
+        for name in MachineDetection::NAMES {
+            let call = check(with("machine_detection", json!(name))).unwrap_or_default();
+            assert_eq!(call.machine_detection.as_str(), name);
+        }
+        assert_eq!(
+            refused(with("machine_detection", json!("detect_async"))),
+            ("machine_detection".into(), Rule::Type)
+        );
+        assert_eq!(
+            refused(with("machine_detection", json!(true))),
+            ("machine_detection".into(), Rule::Type)
+        );
     }
 
     #[test]

@@ -27,9 +27,10 @@ use time::OffsetDateTime;
 use crate::model::{CallRecord, CallStatus, NewCall, Next};
 
 pub use types::{
-    ApiKeyInfo, AttemptEnd, CallEvent, Cdr, CdrPage, CdrQuery, Claimed, Created, DeadLetter,
-    IdempotencyKey, ListQuery, MediaSummary, NewApiKey, NewFile, NewFiles, NewReply, NewTenant,
-    OutboxItem, PendingCall, Principal, ReplyItem, Scope, StoredFile, Tenant, Transition,
+    AnsweredBy, ApiKeyInfo, AttemptEnd, CallEvent, Cdr, CdrPage, CdrQuery, Claimed, Created,
+    DeadLetter, IdempotencyKey, ListQuery, MediaSummary, NewApiKey, NewFile, NewFiles, NewReply,
+    NewTenant, OutboxItem, PendingCall, Principal, ReplyItem, Scope, StoredFile, Tenant,
+    Transition,
 };
 
 /// Name of the development tenant created by [`TenantStore::ensure_dev_tenant`].
@@ -174,6 +175,16 @@ pub trait CallStore: Send + Sync {
         id: &str,
         attempt: u32,
         transition: Transition,
+    ) -> StoreFuture<'_, CallRecord>;
+
+    /// Who answered attempt `attempt` (answering-machine detection's verdict): on the call,
+    /// the attempt and its CDR, with an event naming it. No webhook: the verdict reaches the
+    /// status callback with the next status change.
+    fn record_answered_by(
+        &self,
+        id: &str,
+        attempt: u32,
+        verdict: AnsweredBy,
     ) -> StoreFuture<'_, CallRecord>;
 
     /// Keeps the values the application submitted (shown by `GET /v1/calls/{id}` at once).

@@ -7,7 +7,9 @@ use time::OffsetDateTime;
 
 use super::sqlite::SqliteStore;
 use super::{CallStore, Claimed};
-use crate::model::{CallRecord, CallbackEvents, DEFAULT_PRIORITY, NewCall, RetryPolicy};
+use crate::model::{
+    CallRecord, CallbackEvents, DEFAULT_PRIORITY, MachineDetection, NewCall, RetryPolicy,
+};
 
 /// Tenants that [`open_temp`] creates.
 pub(crate) const TENANTS: [&str; 2] = ["acme", "other"];
@@ -47,6 +49,7 @@ pub(crate) fn new_call(tenant: &str, n: usize) -> NewCall {
         not_after: None,
         priority: DEFAULT_PRIORITY,
         retry: RetryPolicy::default(),
+        machine_detection: MachineDetection::Off,
     }
 }
 

@@ -958,12 +958,97 @@ async fn an_attempts_media_is_kept_with_its_cdr() {
         "{rows:?}"
     );
     assert!(
-        rows[0].ends_with(",1500,1490,10,1250,4000,3,2"),
+        rows[0].ends_with(",1500,1490,10,1250,4000,3,2,,"),
         "{}",
         rows[0]
     );
-    assert!(rows[1].ends_with(",,,,,,,"), "{}", rows[1]);
+    assert!(rows[1].ends_with(",,,,,,,,,"), "{}", rows[1]);
     let json = serde_json::to_value(&page.cdrs[0]).unwrap_or_default();
     assert_eq!(json["media"]["packets_lost"], 10);
     assert!(serde_json::to_value(&page.cdrs[1]).unwrap_or_default()["media"].is_null());
+}
+
+#[tokio::test]
+async fn who_answered_is_kept_on_the_call_its_attempt_cdr_and_history() {
+    let (_dir, store) = open_temp();
+    let mut new = new_call("acme", 1);
+    new.machine_detection = crate::model::MachineDetection::WaitForBeep;
+    let call = insert(store.as_ref(), new).await;
+    assert_eq!(
+        call.machine_detection,
+        crate::model::MachineDetection::WaitForBeep
+    );
+    claim(store.as_ref(), "n", &call.id).await;
+    let now = OffsetDateTime::now_utc();
+    let verdict = |by: &str| AnsweredBy {
+        answered_by: by.to_owned(),
+        decided_ms: 1_620,
+        at: now,
+        cause: format!("answered by {by}"),
+    };
+    // Before the answer a verdict changes nothing (the call is not in progress).
+    let early = store
+        .record_answered_by(&call.id, 1, verdict("human"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(early.answered_by, None);
+    store
+        .record_transition(&call.id, 1, transition(CallStatus::InProgress, now))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let record = store
+        .record_answered_by(&call.id, 1, verdict("machine"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(record.answered_by.as_deref(), Some("machine"));
+    let json = serde_json::to_value(&record).unwrap_or_default();
+    assert_eq!(json["answered_by"], "machine");
+    assert_eq!(json["machine_detection"], "wait_for_beep");
+    let fetched = store.get_call("acme", &call.id).await.ok().flatten();
+    assert_eq!(fetched.map(|r| r.answered_by), Some(Some("machine".into())));
+    let events = store
+        .call_events("acme", &call.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.cause.as_deref() == Some("answered by machine")),
+        "{events:?}"
+    );
+    let next = record.retry.next(CallStatus::Completed, 1, now, None);
+    store
+        .finish_attempt(&call.id, 1, end(CallStatus::Completed, now), next)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let page = first_cdrs(store.as_ref(), None).await;
+    assert_eq!(page.cdrs[0].answered_by.as_deref(), Some("machine"));
+    assert_eq!(page.cdrs[0].machine_decided_ms, Some(1_620));
+    assert!(page.cdrs[0].csv_row().ends_with(",machine,1620"));
+    // A new attempt starts unclassified.
+    let mut again = new_call("acme", 2);
+    again.retry = RetryPolicy {
+        max_attempts: 2,
+        delay_secs: 0,
+        on: vec![RetryOn::Busy],
+    };
+    let call = insert(store.as_ref(), again).await;
+    claim(store.as_ref(), "n", &call.id).await;
+    store
+        .record_transition(&call.id, 1, transition(CallStatus::InProgress, now))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let record = store
+        .record_answered_by(&call.id, 1, verdict("human"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let next = record.retry.next(CallStatus::Busy, 1, now, None);
+    store
+        .finish_attempt(&call.id, 1, end(CallStatus::Busy, now), next)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = claim(store.as_ref(), "n", &call.id).await;
+    assert_eq!(second.record.answered_by, None);
 }

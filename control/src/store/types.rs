@@ -103,6 +103,19 @@ pub struct AttemptEnd {
     pub media: Option<MediaSummary>,
 }
 
+/// Answering-machine detection's verdict on one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnsweredBy {
+    /// `human`, `machine` or `unknown`.
+    pub answered_by: String,
+    /// Time from the answer to the verdict, milliseconds.
+    pub decided_ms: u32,
+    /// When the verdict came.
+    pub at: OffsetDateTime,
+    /// The event's cause, e.g. `answered by a machine (long greeting) after 1.62 s`.
+    pub cause: String,
+}
+
 /// An attempt's media, as its CDR keeps it (the dataplane's counters at the end of the call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MediaSummary {
@@ -357,6 +370,13 @@ pub struct Cdr {
     pub reason: Option<String>,
     /// What the attempt's media carried; `null` when it had none (not answered).
     pub media: Option<MediaSummary>,
+    /// Who answered, when machine detection classified the answer: `human`, `machine` or
+    /// `unknown`; omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// Time from the answer to that verdict, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_decided_ms: Option<u32>,
 }
 
 impl Cdr {
@@ -364,7 +384,7 @@ impl Cdr {
     pub const CSV_HEADER: &'static str = "call_id,attempt,tenant,from,to,target_uri,node,core,\
         sip_call_id,created_at,dialed_at,ringing_at,answered_at,ended_at,billable_secs,\
         disposition,sip_status,reason,packets_sent,packets_received,packets_lost,jitter_us,\
-        max_jitter_us,sent_late_2ms,dropped_foreign";
+        max_jitter_us,sent_late_2ms,dropped_foreign,answered_by,machine_decided_ms";
 
     /// One CSV line (RFC 4180 quoting, no line break).
     pub fn csv_row(&self) -> String {
@@ -419,6 +439,12 @@ impl Cdr {
                 .to_vec()
             },
         ))
+        .chain([
+            field(self.answered_by.as_deref().unwrap_or_default()),
+            self.machine_decided_ms
+                .map(|ms| ms.to_string())
+                .unwrap_or_default(),
+        ])
         .collect::<Vec<_>>()
         .join(",")
     }

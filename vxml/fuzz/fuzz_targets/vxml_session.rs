@@ -110,6 +110,7 @@ fuzz_target!(|data: &[u8]| {
         vars: vec![("caller".to_owned(), "\"+15550001\"".to_owned())],
         local_uri: "sip:outdial@192.0.2.1".to_owned(),
         remote_uri: "sip:+15550001@192.0.2.4".to_owned(),
+        answered_by: None,
         limits: Limits {
             script_budget: 10,
             call_script_budget: 100,

@@ -712,6 +712,7 @@ mod tests {
                 vars: vec![],
                 local_uri: "sip:a@b".to_owned(),
                 remote_uri: "sip:c@d".to_owned(),
+                answered_by: None,
                 limits: Limits::default(),
             };
             let session = Session::with_cache(config, std::sync::Arc::clone(cache), start)

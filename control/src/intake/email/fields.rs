@@ -50,7 +50,7 @@ impl EmailRequest {
 }
 
 /// The fields that are not variables, with their canonical spelling.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "Destination",
     "Application",
     "At",
@@ -59,6 +59,7 @@ const KEYS: [&str; 13] = [
     "Caller-Id",
     "Callback",
     "Callback-Events",
+    "Machine-Detection",
     "Ring-Timeout",
     "Retry-Attempts",
     "Retry-Delay",
@@ -89,6 +90,7 @@ pub fn email_key(field: &str) -> String {
         "status_callback" => "Callback",
         other if other.starts_with("status_callback_events") => "Callback-Events",
         "ring_timeout" => "Ring-Timeout",
+        "machine_detection" => "Machine-Detection",
         "at" => "At",
         "not_after" => "Not-After",
         "priority" => "Priority",
@@ -225,6 +227,10 @@ pub fn read(fields: &[(String, String)], max_calls: usize) -> Result<EmailReques
                 );
             }
             "Ring-Timeout" => common.ring_timeout_secs = Some(whole(&key, &value)?),
+            "Machine-Detection" => {
+                common.machine_detection =
+                    Some(value.trim().to_ascii_lowercase().replace('-', "_"));
+            }
             "Retry-Attempts" => retry.max_attempts = Some(whole(&key, &value)?),
             "Retry-Delay" => retry.delay_secs = Some(whole(&key, &value)?),
             "Retry-On" => retry.on = Some(retry_on(&value)?),
@@ -324,6 +330,7 @@ mod tests {
                 ("Caller-Id", "+15550100"),
                 ("Callback", "http://x/cb"),
                 ("Callback-Events", "In-Progress, final"),
+                ("Machine-Detection", "Wait-For-Beep"),
                 ("Ring-Timeout", "20"),
                 ("Retry-Attempts", "3"),
                 ("Retry-Delay", "120"),
@@ -343,6 +350,7 @@ mod tests {
         assert_eq!((c.priority, c.ring_timeout_secs), (Some(9), Some(20)));
         assert_eq!(c.from.as_deref(), Some("+15550100"));
         assert_eq!(c.status_callback.as_deref(), Some("http://x/cb"));
+        assert_eq!(c.machine_detection.as_deref(), Some("wait_for_beep"));
         assert_eq!(
             c.status_callback_events.as_deref(),
             Some(&["in-progress".to_owned(), "final".to_owned()][..])

@@ -5,17 +5,20 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::{bad_column, time_from};
-use crate::model::{CallRecord, CallStatus, CallbackEvents, NewCall, Next, RetryOn, RetryPolicy};
+use crate::model::{
+    CallRecord, CallStatus, CallbackEvents, MachineDetection, NewCall, Next, RetryOn, RetryPolicy,
+};
 use crate::store::{
-    AttemptEnd, CallEvent, Claimed, Created, IDEMPOTENCY_TTL, INTERRUPTED_REASON, IdempotencyKey,
-    ListQuery, PendingCall, PolicyNote, StoreError, Transition, transition_allowed,
+    AnsweredBy, AttemptEnd, CallEvent, Claimed, Created, IDEMPOTENCY_TTL, INTERRUPTED_REASON,
+    IdempotencyKey, ListQuery, PendingCall, PolicyNote, StoreError, Transition, transition_allowed,
 };
 
 /// The columns [`record_from_row`] reads, in order.
 pub(super) const CALL_COLUMNS: &str = "id, tenant, status, to_addr, target_uri, from_addr, url, \
     vars, status_callback, ring_timeout_secs, created_at, dialed_at, answered_at, ended_at, \
     sip_status, disposition, reason, result, due_at, not_after, priority, max_attempts, \
-    retry_delay_secs, retry_on, attempts, sip_call_id, callback_events";
+    retry_delay_secs, retry_on, attempts, sip_call_id, callback_events, machine_detection, \
+    answered_by";
 
 /// Timestamps are stored as integer microseconds since the Unix epoch (UTC).
 pub(crate) use crate::store::unix_micros as micros;
@@ -107,9 +110,9 @@ pub(super) fn create(
     let mut insert = conn.prepare_cached(
         "INSERT INTO calls (id, tenant, status, to_addr, target_uri, from_addr, url, vars, \
          status_callback, ring_timeout_secs, created_at, due_at, not_after, priority, \
-         max_attempts, retry_delay_secs, retry_on, callback_events) \
+         max_attempts, retry_delay_secs, retry_on, callback_events, machine_detection) \
          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-         ?17)",
+         ?17, ?18)",
     )?;
     let mut event = conn.prepare_cached(
         "INSERT INTO events (call_id, attempt, status, at, cause) \
@@ -146,6 +149,7 @@ pub(super) fn create(
             delay,
             retry_on_text(&new.retry.on),
             callback_events_text(new.status_callback_events),
+            (!new.machine_detection.is_off()).then_some(new.machine_detection.as_str()),
         ])?;
         event.execute(params![id, micros(now)])?;
         records.push(CallRecord {
@@ -159,6 +163,8 @@ pub(super) fn create(
             vars: new.vars,
             status_callback: new.status_callback,
             status_callback_events: new.status_callback_events,
+            machine_detection: new.machine_detection,
+            answered_by: None,
             ring_timeout_secs: new.ring_timeout_secs,
             created_at: now,
             dialed_at: None,
@@ -302,7 +308,8 @@ pub(super) fn claim(
     let now = truncate(now);
     let sql = format!(
         "UPDATE calls SET status = 'dialing', claimed_by = ?2, lease_until = ?3, \
-         attempts = attempts + 1, dialed_at = ?4, answered_at = NULL, sip_call_id = NULL \
+         attempts = attempts + 1, dialed_at = ?4, answered_at = NULL, sip_call_id = NULL, \
+         answered_by = NULL \
          WHERE id = ?1 AND status = 'queued' AND claimed_by IS NULL \
          AND (not_after IS NULL OR not_after >= ?4) RETURNING {CALL_COLUMNS}"
     );
@@ -524,6 +531,44 @@ pub(super) fn transition(
         transition.cause.as_deref(),
     )?;
     enqueue_webhook(conn, &record, at)?;
+    Ok(record)
+}
+
+/// Who answered attempt `attempt`, as machine detection classified it: on the call, the
+/// attempt (and so its CDR) and as an `in-progress` event naming the verdict. A late report for
+/// an earlier attempt or an ended call changes nothing.
+pub(super) fn record_answered_by(
+    conn: &Connection,
+    id: &str,
+    attempt: u32,
+    verdict: &AnsweredBy,
+) -> Result<CallRecord, StoreError> {
+    let (status, attempts) = status_of(conn, id)?;
+    if attempts != attempt || status != CallStatus::InProgress {
+        return require(conn, id);
+    }
+    let sql = format!("UPDATE calls SET answered_by = ?2 WHERE id = ?1 RETURNING {CALL_COLUMNS}");
+    let record = conn
+        .prepare_cached(&sql)?
+        .query_row(params![id, verdict.answered_by], record_from_row)?;
+    conn.prepare_cached(
+        "UPDATE attempts SET answered_by = ?3, machine_decided_ms = ?4 \
+         WHERE call_id = ?1 AND attempt = ?2",
+    )?
+    .execute(params![
+        id,
+        attempt,
+        verdict.answered_by,
+        verdict.decided_ms
+    ])?;
+    add_event(
+        conn,
+        id,
+        Some(attempt),
+        CallStatus::InProgress,
+        truncate(verdict.at),
+        Some(&verdict.cause),
+    )?;
     Ok(record)
 }
 
@@ -767,13 +812,14 @@ fn write_cdr(conn: &Connection, id: &str, attempt: u32) -> Result<(), StoreError
          node, core, sip_call_id, created_at, dialed_at, ringing_at, answered_at, ended_at, \
          billable_secs, disposition, sip_status, reason, media_sent, media_received, \
          media_lost, media_jitter_us, media_max_jitter_us, media_late_2ms, \
-         media_dropped_foreign) \
+         media_dropped_foreign, answered_by, machine_decided_ms) \
          SELECT c.id, a.attempt, c.tenant, c.from_addr, c.to_addr, c.target_uri, a.node, a.core, \
          a.sip_call_id, c.created_at, a.dialed_at, a.ringing_at, a.answered_at, a.ended_at, \
          CASE WHEN a.answered_at IS NULL OR a.ended_at <= a.answered_at THEN 0 \
               ELSE (a.ended_at - a.answered_at + 999999) / 1000000 END, \
          a.disposition, a.sip_status, a.reason, a.media_sent, a.media_received, a.media_lost, \
-         a.media_jitter_us, a.media_max_jitter_us, a.media_late_2ms, a.media_dropped_foreign \
+         a.media_jitter_us, a.media_max_jitter_us, a.media_late_2ms, a.media_dropped_foreign, \
+         a.answered_by, a.machine_decided_ms \
          FROM calls c JOIN attempts a ON a.call_id = c.id WHERE c.id = ?1 AND a.attempt = ?2",
     )?
     .execute(params![id, attempt])?;
@@ -809,6 +855,12 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         Some(text) => CallbackEvents::from_text(&text)
             .ok_or_else(|| bad_column(26, "callback events", &text))?,
     };
+    let detection: Option<String> = row.get(27)?;
+    let machine_detection = match detection {
+        None => MachineDetection::Off,
+        Some(text) => MachineDetection::parse(&text)
+            .ok_or_else(|| bad_column(27, "machine detection", &text))?,
+    };
     Ok(CallRecord {
         id: row.get(0)?,
         tenant: row.get(1)?,
@@ -838,6 +890,8 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         },
         attempts: row.get(24)?,
         sip_call_id: row.get(25)?,
+        machine_detection,
+        answered_by: row.get(28)?,
         status_callback_events,
     })
 }

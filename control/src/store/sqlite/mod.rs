@@ -31,10 +31,10 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ApiKeyInfo, AttemptEnd, CallEvent, CallStore, CdrPage, CdrQuery, CdrStore, Claimed, Created,
-    DataStore, DeadLetter, FileStore, IdempotencyKey, ListQuery, NewApiKey, NewFiles, NewReply,
-    NewTenant, OutboxItem, OutboxStore, PendingCall, Principal, ReplyItem, ReplyStore, StoreError,
-    StoreFuture, StoredFile, Tenant, TenantStore, Transition,
+    AnsweredBy, ApiKeyInfo, AttemptEnd, CallEvent, CallStore, CdrPage, CdrQuery, CdrStore, Claimed,
+    Created, DataStore, DeadLetter, FileStore, IdempotencyKey, ListQuery, NewApiKey, NewFiles,
+    NewReply, NewTenant, OutboxItem, OutboxStore, PendingCall, Principal, ReplyItem, ReplyStore,
+    StoreError, StoreFuture, StoredFile, Tenant, TenantStore, Transition,
 };
 use crate::model::{CallRecord, NewCall, Next};
 
@@ -289,6 +289,16 @@ impl CallStore for SqliteStore {
     ) -> StoreFuture<'_, CallRecord> {
         let id = id.to_owned();
         Box::pin(self.write(move |c| calls::transition(c, &id, attempt, &transition)))
+    }
+
+    fn record_answered_by(
+        &self,
+        id: &str,
+        attempt: u32,
+        verdict: AnsweredBy,
+    ) -> StoreFuture<'_, CallRecord> {
+        let id = id.to_owned();
+        Box::pin(self.write(move |c| calls::record_answered_by(c, &id, attempt, &verdict)))
     }
 
     fn store_result(&self, id: &str, result: Value) -> StoreFuture<'_, ()> {

@@ -262,6 +262,17 @@ ALTER TABLE cdrs ADD COLUMN media_late_2ms INTEGER;
 ALTER TABLE cdrs ADD COLUMN media_dropped_foreign INTEGER;
 ";
 
+/// Version 9: answering-machine detection: the mode a call asked for (`NULL`: off), and who
+/// answered each attempt with when the classifier decided (`NULL`: not classified).
+const V9_MACHINE_DETECTION: &str = r"
+ALTER TABLE calls ADD COLUMN machine_detection TEXT;
+ALTER TABLE calls ADD COLUMN answered_by TEXT;
+ALTER TABLE attempts ADD COLUMN answered_by TEXT;
+ALTER TABLE attempts ADD COLUMN machine_decided_ms INTEGER;
+ALTER TABLE cdrs ADD COLUMN answered_by TEXT;
+ALTER TABLE cdrs ADD COLUMN machine_decided_ms INTEGER;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     V1_SCHEMA,
@@ -272,10 +283,11 @@ const MIGRATIONS: &[&str] = &[
     V6_CAMPAIGNS,
     V7_CALLBACK_EVENTS,
     V8_MEDIA,
+    V9_MACHINE_DETECTION,
 ];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
