@@ -192,7 +192,7 @@ struct Figures {
 fn report(title: &str, outcomes: &[Outcome]) -> Figures {
     println!("\nAMD accuracy, {title}: {} files", outcomes.len());
     println!(
-        "{:<14} {:>5} {:>9} {:>9} {:>8} {:>8} {:>11} {:>13} {:>15} {:>15}",
+        "{:<14} {:>5} {:>9} {:>9} {:>8} {:>8} {:>11} {:>6} {:>13} {:>15} {:>15}",
         "condition",
         "files",
         "m.prec",
@@ -200,6 +200,7 @@ fn report(title: &str, outcomes: &[Outcome]) -> Figures {
         "h.acc",
         "unknown",
         "beeps",
+        "false",
         "beep err ms",
         "human p50/p90",
         "machine p50/p90"
@@ -264,6 +265,7 @@ fn print_row(label: &str, group: &[&Outcome]) -> Figures {
         .count();
     let mut beeps = 0;
     let mut beep_found = 0;
+    let mut false_beeps = 0;
     let mut errors = Vec::new();
     for o in group {
         if let Truth::Machine {
@@ -274,8 +276,10 @@ fn print_row(label: &str, group: &[&Outcome]) -> Figures {
             if let Some(at) = o.beep.filter(|at| at.abs_diff(end) <= BEEP_TOLERANCE) {
                 beep_found += 1;
                 errors.push(at.as_millis() as i64 - end.as_millis() as i64);
+                continue;
             }
         }
+        false_beeps += usize::from(o.beep.is_some());
     }
     let ratio = |a: usize, b: usize| {
         if b == 0 {
@@ -311,7 +315,7 @@ fn print_row(label: &str, group: &[&Outcome]) -> Figures {
     };
     let worst_error = errors.iter().map(|e| e.abs()).max().unwrap_or(0);
     println!(
-        "{label:<14} {:>5} {:>9.3} {:>9.3} {:>8.3} {unknown:>8} {:>11} {:>13} {:>15} {:>15}",
+        "{label:<14} {:>5} {:>9.3} {:>9.3} {:>8.3} {unknown:>8} {:>11} {false_beeps:>6} {:>13} {:>15} {:>15}",
         group.len(),
         figures.machine_precision,
         figures.machine_recall,
