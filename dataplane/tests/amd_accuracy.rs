@@ -40,7 +40,7 @@ struct Outcome {
 }
 
 #[test]
-fn accuracy_on_the_small_set_and_beep_ends() {
+fn amd_accuracy_on_the_small_set_and_beep_ends() {
     for tool in ["espeak-ng", "sox"] {
         let found = Command::new(tool).arg("--version").output();
         assert!(
