@@ -37,6 +37,7 @@
 //! assert_eq!(media.poll_event(), Some(MediaEvent::PlaybackDone { id: 7, interrupted: false, played: 160 }));
 //! ```
 
+pub mod amd;
 pub mod dtmf;
 pub mod encoded;
 pub mod g711;
