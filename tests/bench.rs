@@ -3,12 +3,10 @@
 //! application server receives the submits and status callbacks it checks.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use outdial_tests::{
-    Outdial, Sipp, TempDir, free_tcp_port, free_udp_port, outdial_bin, shared_dir,
-};
+use outdial_tests::{BenchCallee, Outdial, Sipp, TempDir, free_tcp_port, outdial_bin, shared_dir};
 use serde_json::Value;
 
 /// The SIPp scenario's key, as RFC 4733 events.
@@ -210,70 +208,12 @@ fn unusable_arguments_are_refused_with_exit_status_1() {
     );
 }
 
-/// `outdial bench callee` as a child process, killed on drop; its output in a file.
-struct Callee {
-    child: Child,
-    addr: SocketAddr,
-    output: std::path::PathBuf,
-    _dir: TempDir,
-}
-
-impl Callee {
-    /// Phones that press the keys their URI asks for (`--dtmf from-uri`).
-    fn pressing_from_uri() -> Self {
-        Self::with_args(&["--dtmf", "from-uri"])
-    }
-
-    /// Phones with these options besides `--listen`.
-    fn with_args(args: &[&str]) -> Self {
-        let dir = TempDir::new("callee");
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
-        let output = dir.path().join("callee.out");
-        let file = std::fs::File::create(&output).expect("output file");
-        let child = Command::new(outdial_bin())
-            .args(["bench", "callee", "--listen", &addr.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone"))
-            .stderr(file)
-            .spawn()
-            .expect("spawn outdial bench callee");
-        // Calls placed before the callee has bound its port would meet an ICMP port
-        // unreachable: wait until the port is taken.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::UdpSocket::bind(addr).is_ok() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "bench callee never bound {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            addr,
-            output,
-            _dir: dir,
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.output).unwrap_or_default()
-    }
-}
-
-impl Drop for Callee {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Issue 11's small-scale run: 50 calls through `bench load` against `bench callee` on the
 /// embedded server; every call completes with the random keys its callee was asked to press
 /// submitted and stored, and the report's counts add up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_calls_against_bench_callee_submit_the_keys_each_was_asked_for() {
-    let callee = Callee::pressing_from_uri();
+    let callee = BenchCallee::pressing_from_uri();
     let outdial = Outdial::start(FOUR_AT_ONCE);
     let args = [
         "--count",
@@ -342,7 +282,7 @@ async fn phones_press_their_keys_in_answer_to_the_prompt() {
     let dir = TempDir::new("prompt-answer");
     let report_file = dir.path().join("calls.jsonl");
     let report_arg = report_file.to_string_lossy().into_owned();
-    let callee = Callee::with_args(&[
+    let callee = BenchCallee::with_args(&[
         "--dtmf",
         "from-uri",
         "--dtmf-after-prompt",
@@ -406,7 +346,7 @@ async fn bench_callee_challenges_and_checks_the_trunks_digest_credentials() {
             "1 challenged (401), 1 wrong credentials",
         ),
     ] {
-        let mut callee = Callee::with_args(&[
+        let mut callee = BenchCallee::with_args(&[
             "--challenge",
             "outdial-acct:pw-right",
             "--hangup-after",
@@ -443,7 +383,7 @@ async fn bench_callee_challenges_and_checks_the_trunks_digest_credentials() {
             assert_eq!(call["sip_status"], 200, "{call}");
         }
         // It exits after its one call, or (never taking the call) at --duration.
-        let _ = callee.child.wait();
+        callee.wait();
         let output = callee.output();
         assert!(output.contains(counted), "{password}: {output}");
     }
@@ -453,7 +393,7 @@ async fn bench_callee_challenges_and_checks_the_trunks_digest_credentials() {
 /// SMTP gateway (one message per call, AUTH as the tenant), against `bench callee`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_asked_for_by_email_complete_with_the_keys_each_was_asked_for() {
-    let callee = Callee::pressing_from_uri();
+    let callee = BenchCallee::pressing_from_uri();
     let smtp = free_tcp_port();
     let outdial = Outdial::start(&format!(
         "{FOUR_AT_ONCE}\n[smtp]\nenabled = true\nlisten = \"127.0.0.1:{smtp}\"\nauth_on_loopback = true\n"

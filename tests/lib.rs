@@ -876,6 +876,68 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `outdial bench callee` as a child process, killed on drop; its output in a file.
+pub struct BenchCallee {
+    child: Child,
+    /// Where the phones listen for SIP.
+    pub addr: SocketAddr,
+    output: PathBuf,
+    _dir: TempDir,
+}
+
+impl BenchCallee {
+    /// Phones that press the keys their URI asks for (`--dtmf from-uri`).
+    pub fn pressing_from_uri() -> Self {
+        Self::with_args(&["--dtmf", "from-uri"])
+    }
+
+    /// Phones with these options besides `--listen`.
+    pub fn with_args(args: &[&str]) -> Self {
+        let dir = TempDir::new("callee");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let output = dir.path().join("callee.out");
+        let file = std::fs::File::create(&output).expect("output file");
+        let child = Command::new(outdial_bin())
+            .args(["bench", "callee", "--listen", &addr.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn outdial bench callee");
+        // Calls placed before the callee has bound its port would meet an ICMP port
+        // unreachable: wait until the port is taken.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UdpSocket::bind(addr).is_ok() {
+            assert!(Instant::now() < deadline, "bench callee never bound {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            addr,
+            output,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for the process to exit (it does after `--calls` calls or `--duration`).
+    pub fn wait(&mut self) {
+        let _ = self.child.wait();
+    }
+
+    /// What it printed so far (standard output and error).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+}
+
+impl Drop for BenchCallee {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -435,6 +435,7 @@ fn event_call(event: &Event) -> Option<CallId> {
         | Event::Recorded { call, .. }
         | Event::TransferDone { call, .. }
         | Event::MediaSourceRefused { call, .. }
+        | Event::MachineDetection { call, .. }
         | Event::Ended { call, .. } => *call,
     })
 }

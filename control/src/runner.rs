@@ -8,6 +8,7 @@
 mod fetch_audio;
 mod interp;
 mod line;
+mod machine;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -16,8 +17,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use outdial_dataplane::api::{
-    CallId, Codec, Command, Dial, Disposition, Event, Outcome, TransferError as CoreTransferError,
-    TransferKind as CoreTransferKind, TransferOutcome as CoreTransferOutcome,
+    AmdEvent, CallId, Codec, Command, Dial, Disposition, Event, Outcome,
+    TransferError as CoreTransferError, TransferKind as CoreTransferKind,
+    TransferOutcome as CoreTransferOutcome,
 };
 use outdial_vxml::{
     Action, FetchFailure, FetchPurpose, Fetched, Input, Method as FetchMethod, RecordRequest,
@@ -34,7 +36,7 @@ use crate::fetch::Fetcher;
 use crate::model::{CallRecord, CallStatus};
 use crate::prompts::PromptRenderer;
 use crate::scheduler::task::SchedulerHandle;
-use crate::store::{AttemptEnd, Claimed, DataStore, MediaSummary, Transition};
+use crate::store::{AnsweredBy, AttemptEnd, Claimed, DataStore, MediaSummary, Transition};
 use crate::telephony::TelephonyNode;
 use crate::trunk::{Trunk, Trunks};
 use crate::webhook::Webhooks;
@@ -183,6 +185,7 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
         credentials: trunk.credentials.clone(),
         asserted_identity: trunk.asserted_identity_uri(),
         privacy: trunk.privacy.clone(),
+        machine_detection: machine::core_config(record.machine_detection),
     };
     tracing::info!(call = %record.id, core, target = %crate::redact::callee(&record.target_uri), "dialing");
     metrics::counter!("outdial_calls_dialed_total").increment(1);
@@ -230,6 +233,9 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
         fetch_audio: None,
         next_fetch_audio: FETCHAUDIO_IDS,
         session_meter,
+        detection: None,
+        answered_by: None,
+        machine_hung_up: false,
     };
     let outcome = call_task.run().await;
     call_task.line.detach();
@@ -356,6 +362,12 @@ struct CallTask {
     next_fetch_audio: u32,
     /// The session's script meter, which a cancel stops even while the session runs.
     session_meter: interp::SessionMeter,
+    /// Answering-machine detection holding the application back, from the answer on.
+    detection: Option<machine::Detection>,
+    /// Who answered, once detection decided (`session.connection.outdial.answered_by`).
+    answered_by: Option<&'static str>,
+    /// A machine answered and the request said `hangup`: we ended the call.
+    machine_hung_up: bool,
 }
 
 /// A fetch with `fetchaudio` (VoiceXML 2.0 §6.1.1): its schedule, and its result while the
@@ -388,6 +400,10 @@ impl CallTask {
                 .fetch_audio
                 .as_ref()
                 .and_then(|pending| pending.schedule.poll_timeout());
+            let detection_at = self
+                .detection
+                .as_ref()
+                .and_then(machine::Detection::deadline);
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -443,6 +459,18 @@ impl CallTask {
                         self.fetch_audio_step(step);
                     }
                     self.perform_actions().await;
+                }
+                () = tokio::time::sleep_until(detection_at.unwrap_or(self.backstop).into()),
+                    if detection_at.is_some() && outcome.is_none() =>
+                {
+                    let step = self
+                        .detection
+                        .as_mut()
+                        .map_or(machine::Step::Wait, |d| d.on_timeout(Instant::now()));
+                    if step != machine::Step::Wait {
+                        tracing::warn!(call = %self.record.id, "no machine detection verdict from the core in time; starting the application");
+                    }
+                    self.machine_step(step).await;
                 }
                 () = tokio::time::sleep_until(self.backstop.into()), if outcome.is_none() => {
                     tracing::error!(call = %self.record.id, "no end reported by the dataplane in time");
@@ -515,6 +543,11 @@ impl CallTask {
                     .await;
                 if self.canceled.is_some() {
                     self.hangup();
+                } else if let Some(detection) =
+                    machine::Detection::start(self.record.machine_detection, Instant::now())
+                {
+                    // The application waits for the verdict.
+                    self.detection = Some(detection);
                 } else {
                     self.start_session().await;
                 }
@@ -576,6 +609,7 @@ impl CallTask {
                 self.transfer_done(id, result, &detail);
                 self.perform_actions().await;
             }
+            Event::MachineDetection { event, .. } => self.machine_event(event).await,
             Event::MediaSourceRefused { from, .. } => {
                 // Once per call: the rest are counted and reported when the call ends.
                 tracing::warn!(
@@ -636,6 +670,70 @@ impl CallTask {
         None
     }
 
+    /// The core's answering-machine detection event: the verdict is stored and logged, and
+    /// the request's mode decides whether the application starts, waits or the call ends.
+    async fn machine_event(&mut self, event: AmdEvent) {
+        let now = Instant::now();
+        let Some(detection) = self.detection.as_mut() else {
+            return;
+        };
+        let step = detection.on_event(&event, now);
+        match event {
+            AmdEvent::Classified {
+                answered_by,
+                after,
+                reason,
+            } if self.answered_by.is_none() => {
+                let name = answered_by.as_str();
+                self.answered_by = Some(name);
+                tracing::info!(call = %self.record.id, answered_by = name, reason, after_ms = after.as_millis() as u64, "machine detection");
+                metrics::counter!("outdial_machine_detection_total", "answered_by" => name)
+                    .increment(1);
+                let verdict = AnsweredBy {
+                    answered_by: name.to_owned(),
+                    decided_ms: u32::try_from(after.as_millis()).unwrap_or(u32::MAX),
+                    at: OffsetDateTime::now_utc(),
+                    cause: machine::cause(answered_by, reason, after),
+                };
+                match self
+                    .context
+                    .store
+                    .record_answered_by(&self.record.id, self.attempt, verdict)
+                    .await
+                {
+                    Ok(record) => self.record = record,
+                    Err(e) => {
+                        tracing::error!(call = %self.record.id, error = %e, "cannot store who answered")
+                    }
+                }
+            }
+            AmdEvent::Beep { after } => {
+                tracing::info!(call = %self.record.id, after_ms = after.as_millis() as u64, "machine beep heard");
+            }
+            AmdEvent::NoBeep { after } => {
+                tracing::info!(call = %self.record.id, after_ms = after.as_millis() as u64, "no machine beep; starting the application");
+            }
+            AmdEvent::Classified { .. } => {}
+        }
+        self.machine_step(step).await;
+    }
+
+    /// Carries out what detection decided.
+    async fn machine_step(&mut self, step: machine::Step) {
+        match step {
+            machine::Step::Wait => {}
+            machine::Step::StartSession => {
+                if self.canceled.is_none() && self.session.is_none() {
+                    self.start_session().await;
+                }
+            }
+            machine::Step::HangUp => {
+                self.machine_hung_up = true;
+                self.hangup();
+            }
+        }
+    }
+
     async fn start_session(&mut self) {
         let vars = self
             .record
@@ -651,7 +749,7 @@ impl CallTask {
                 &self.context.settings.default_from,
             ),
             remote_uri: self.record.target_uri.clone(),
-            answered_by: None,
+            answered_by: self.answered_by.map(str::to_owned),
             limits: self.context.settings.vxml_limits,
         };
         // In place: starting a session parses its URL and records its variables; it starts no
@@ -1132,6 +1230,9 @@ impl CallTask {
         if let Some(reason) = self.canceled {
             state.status = CallStatus::Canceled;
             state.reason = reason.into();
+        } else if self.machine_hung_up {
+            state.status = CallStatus::Completed;
+            state.reason = "a machine answered; hung up (machine_detection = hangup)".into();
         } else if let Some(dest) = &self.transferred_to {
             // The call did what it was for: the caller is with `dest` now.
             state.status = CallStatus::Completed;

@@ -121,6 +121,11 @@ pub const SERIES: &[Series] = &[
         "RTP packets sent more than `over` (1ms, 2ms, 10ms) after their 20 ms slot was due, by the core's clock, counted when each call ends. Pacing holds its target while the 2ms count stays under 1 % of outdial_rtp_packets_sent_total.",
     ),
     series(
+        "outdial_machine_detection_total",
+        Kind::Counter,
+        "Answering-machine detection verdicts, by answered_by (human, machine, unknown).",
+    ),
+    series(
         "outdial_store_batch_jobs",
         Kind::Histogram,
         "Store jobs committed per SQLite transaction (group commit).",
@@ -257,6 +262,11 @@ pub fn describe_and_zero() {
             ("outdial_calls_ended_total", _) => {
                 for status in CallStatus::ALL.iter().filter(|s| s.is_final()) {
                     metrics::counter!(name, "status" => status.as_str()).absolute(0);
+                }
+            }
+            ("outdial_machine_detection_total", _) => {
+                for answered_by in ["human", "machine", "unknown"] {
+                    metrics::counter!(name, "answered_by" => answered_by).absolute(0);
                 }
             }
             // Per-core series appear with the cores, a second after start at the latest.

@@ -17,7 +17,7 @@ use crossbeam_queue::ArrayQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::api::{CallId, Command, Dial, Disposition, Event, Outcome, TransferKind};
+use crate::api::{AmdConfig, CallId, Command, Dial, Disposition, Event, Outcome, TransferKind};
 use crate::core::{Driver, Io, SocketId, WakeFd, next_tick};
 use crate::icmp::IcmpError;
 use crate::rtp::{
@@ -85,6 +85,9 @@ struct CallSlot {
     sip_call_id: Option<String>,
     /// Latch media to the signalling peer's source (the dial command's `media_latching`).
     media_latching: bool,
+    /// Classify the answer as a person or a machine (the dial command's
+    /// `machine_detection`).
+    machine_detection: Option<AmdConfig>,
 }
 
 /// The [`Driver`] run by each core.
@@ -247,6 +250,7 @@ impl Agent {
             CallSlot {
                 sip_call_id,
                 media_latching: dial.media_latching,
+                machine_detection: dial.machine_detection,
                 rtp_socket,
                 media: None,
                 epoch: 0,
@@ -404,7 +408,7 @@ impl Agent {
                 };
                 match sdp::negotiate(&sdp) {
                     Ok(negotiated) => {
-                        let media = MediaSession::new(
+                        let mut media = MediaSession::new(
                             MediaConfig {
                                 ssrc: self.rng.random(),
                                 initial_seq: self.rng.random(),
@@ -422,6 +426,9 @@ impl Agent {
                             },
                             now,
                         );
+                        if let Some(amd) = slot.machine_detection {
+                            media.detect_machine(amd);
+                        }
                         slot.media = Some(media);
                         let sip_call_id = slot.sip_call_id.clone();
                         self.emit(Event::Answered {
@@ -529,6 +536,7 @@ impl Agent {
                 MediaEvent::SourceRefused(from) => {
                     self.emit(Event::MediaSourceRefused { call, from });
                 }
+                MediaEvent::Machine(event) => self.emit(Event::MachineDetection { call, event }),
             }
         }
     }
@@ -852,6 +860,7 @@ mod tests {
             credentials: None,
             asserted_identity: None,
             privacy: None,
+            machine_detection: None,
         };
         link.commands
             .push(Command::Dial(Box::new(dial)))
@@ -1202,6 +1211,7 @@ mod tests {
                 credentials: None,
                 asserted_identity: None,
                 privacy: None,
+                machine_detection: None,
             };
             link.commands
                 .push(Command::Dial(Box::new(dial)))

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::rtp::MediaStats;
+pub use crate::rtp::amd::{AmdConfig, AmdEvent, AnsweredBy};
 pub use crate::sip::auth::Credentials;
 
 /// Identifies one call across control and dataplane. Control assigns it (the store's row id).
@@ -45,6 +46,9 @@ pub struct Dial {
     pub asserted_identity: Option<String>,
     /// `Privacy` header value (RFC 3323), e.g. `id` or `none`.
     pub privacy: Option<String>,
+    /// Answering-machine detection on the callee's audio from the answer
+    /// ([`Event::MachineDetection`]); `None` = off.
+    pub machine_detection: Option<AmdConfig>,
 }
 
 /// A registration to keep alive (RFC 3261 §10.2): a trunk's address-of-record bound to this
@@ -283,6 +287,14 @@ pub enum Event {
         call: CallId,
         /// Where the datagram came from.
         from: SocketAddr,
+    },
+    /// Answering-machine detection ([`Dial::machine_detection`]) classified the answer, or
+    /// heard (or stopped waiting for) a machine's beep.
+    MachineDetection {
+        /// The call.
+        call: CallId,
+        /// What it found.
+        event: AmdEvent,
     },
     /// The call is over; the last event for this call.
     Ended {

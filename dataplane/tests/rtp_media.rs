@@ -133,7 +133,8 @@ fn keys(events: &[MediaEvent]) -> String {
             MediaEvent::Dtmf(key) => Some(*key),
             MediaEvent::PlaybackDone { .. }
             | MediaEvent::Recorded(_)
-            | MediaEvent::SourceRefused(_) => None,
+            | MediaEvent::SourceRefused(_)
+            | MediaEvent::Machine(_) => None,
         })
         .collect()
 }

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::amd::{AmdConfig, AmdEvent, MachineDetector};
 use super::dtmf::{DtmfReceiver, parse_telephone_event};
 use super::g711;
 use super::inband::InbandDetector;
@@ -82,6 +83,9 @@ pub enum MediaEvent {
     /// The first datagram dropped for its source (reported once per session; the rest
     /// are only counted in [`MediaStats::dropped_foreign`]).
     SourceRefused(SocketAddr),
+    /// Answering-machine detection ([`MediaSession::detect_machine`]) classified the answer,
+    /// or heard (or gave up on) a machine's beep.
+    Machine(AmdEvent),
 }
 
 /// Plain counters; read with [`MediaSession::stats`].
@@ -189,6 +193,8 @@ pub struct MediaSession {
     stats: MediaStats,
     /// Loss and jitter of what the remote sends.
     rx: RxStats,
+    /// Answering-machine detection, while it runs.
+    amd: Option<MachineDetector>,
 }
 
 impl MediaSession {
@@ -212,6 +218,24 @@ impl MediaSession {
             recorder: None,
             stats: MediaStats::default(),
             rx: RxStats::new(now),
+            amd: None,
+        }
+    }
+
+    /// Starts classifying the callee's audio as a person or a machine, timed from the
+    /// session's start (the answer); reports [`MediaEvent::Machine`]. Costs a little per
+    /// received packet until the detector has finished.
+    pub fn detect_machine(&mut self, config: AmdConfig) {
+        self.amd = Some(MachineDetector::new(config));
+    }
+
+    /// Hands the detector's event on, and drops the detector once it has finished.
+    fn on_machine_event(&mut self, event: Option<AmdEvent>) {
+        if let Some(event) = event {
+            self.events.push_back(MediaEvent::Machine(event));
+        }
+        if self.amd.as_ref().is_some_and(MachineDetector::is_finished) {
+            self.amd = None;
         }
     }
 
@@ -355,6 +379,12 @@ impl MediaSession {
         {
             self.end_recording(end);
         }
+        if payload_type == g711::payload_type(self.config.codec)
+            && let Some(amd) = self.amd.as_mut()
+        {
+            let event = amd.feed(now - self.start, self.config.codec, packet.payload);
+            self.on_machine_event(event);
+        }
         let key = if Some(payload_type) == self.config.dtmf_payload_type {
             let Some(event) = parse_telephone_event(packet.payload) else {
                 self.stats.dropped_malformed += 1;
@@ -381,6 +411,10 @@ impl MediaSession {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         self.check_recording();
+        if let Some(amd) = self.amd.as_mut() {
+            let event = amd.poll(self.now - self.start);
+            self.on_machine_event(event);
+        }
     }
 
     /// Writes the next due RTP packet into `buf` and returns (destination, length), or `None`
@@ -441,10 +475,12 @@ impl MediaSession {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let send = self.slot_time(self.next_slot);
         let recording = self.recorder.as_ref().and_then(Recorder::deadline);
-        match (send, recording) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let machine = self
+            .amd
+            .as_ref()
+            .and_then(MachineDetector::next_deadline)
+            .and_then(|after| self.start.checked_add(after));
+        [send, recording, machine].into_iter().flatten().min()
     }
 
     /// The counters so far.
@@ -1042,6 +1078,50 @@ mod tests {
         s.handle_datagram(t0, stranger, &audio_packet(1000, 1000));
         assert_eq!(s.stats().packets_lost, 5);
         assert_eq!(s.stats().dropped_foreign, 1);
+    }
+
+    #[test]
+    fn machine_detection_hears_the_callee_beside_telephone_events_and_reports_once() {
+        let t0 = Instant::now();
+        // RFC 4733 negotiated (config's payload type 101): the audio still reaches the detector.
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        s.detect_machine(AmdConfig::default());
+        // "Hello?": 400 ms of voice (noise-like, no single tone), then nothing arrives.
+        let mut state = 1u32;
+        for seq in 0..20u16 {
+            let at = t0 + Duration::from_millis(20 * u64::from(seq));
+            let mut p = audio_packet(seq, 0);
+            let pcm: Vec<i16> = (0..160)
+                .map(|_| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    ((state >> 16) as i16) / 8
+                })
+                .collect();
+            g711::encode(Codec::Pcmu, &pcm, &mut p[HEADER_LEN..]);
+            s.handle_datagram(at, REMOTE, &p);
+        }
+        assert!(events(&mut s).is_empty());
+        let mut verdicts = Vec::new();
+        let mut now = t0 + Duration::from_millis(400);
+        while now < t0 + Duration::from_secs(6) {
+            // The session's own deadline says when the silence decides.
+            now = s.poll_timeout().unwrap_or(now).max(now) + Duration::from_millis(1);
+            s.handle_timeout(now);
+            verdicts.extend(events(&mut s));
+            while s.poll_transmit(&mut [0u8; MAX_PACKET_LEN]).is_some() {}
+        }
+        let [
+            MediaEvent::Machine(AmdEvent::Classified {
+                answered_by, after, ..
+            }),
+        ] = verdicts.as_slice()
+        else {
+            panic!("one verdict: {verdicts:?}");
+        };
+        assert_eq!(*answered_by, super::super::amd::AnsweredBy::Human);
+        assert!(*after < Duration::from_millis(1_400), "{after:?}");
+        // The detector is gone once it has decided: no deadline of its own remains.
+        assert!(s.amd.is_none());
     }
 
     const RECORD: RecordParams = RecordParams {
