@@ -258,6 +258,10 @@ pub struct VxmlRunArgs {
     /// Print the transcript as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Run as a call whose answer machine detection classified:
+    /// session.connection.outdial.answered_by is this (human, machine or unknown).
+    #[arg(long, value_name = "WHO", value_parser = ["human", "machine", "unknown"])]
+    pub answered_by: Option<String>,
     /// Stop the run after this many seconds of virtual time.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     pub max_time: u64,
@@ -423,6 +427,7 @@ async fn vxml_run(args: VxmlRunArgs) -> u8 {
         inputs: args.input,
         vars: args.vars,
         json: args.json,
+        answered_by: args.answered_by,
         max_time: Duration::from_secs(args.max_time),
     };
     let run = tokio::task::spawn_blocking(move || {

@@ -54,6 +54,8 @@ pub struct Config {
     /// Where tenants' applications, callbacks and calls may connect (`[egress]`, see
     /// `docs/security.md`).
     pub egress: crate::egress::EgressConfig,
+    /// Answering-machine detection's settings (`[machine_detection]`, see `docs/amd.md`).
+    pub machine_detection: crate::runner::MachineDetectionConfig,
 }
 
 /// `[https]`: TLS for the API listener (`http.listen`), reloaded on SIGHUP.
@@ -549,6 +551,7 @@ impl Config {
         self.email.validate().map_err(Error::Config)?;
         self.policy.validate().map_err(Error::Config)?;
         self.egress.validate().map_err(Error::Config)?;
+        self.machine_detection.validate().map_err(Error::Config)?;
         if self.https.cert.is_some() != self.https.key.is_some() {
             return bad(
                 "https.cert",

@@ -10,6 +10,8 @@ mod interp;
 mod line;
 mod machine;
 
+pub use machine::MachineDetectionConfig;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -119,6 +121,8 @@ pub struct RunnerSettings {
     pub vxml_limits: outdial_vxml::Limits,
     /// The trunks: each call's proxy, credentials and caller ID come from its tenant's.
     pub trunks: Arc<Trunks>,
+    /// The classifier's settings for calls that ask for machine detection.
+    pub machine_detection: MachineDetectionConfig,
 }
 
 /// Runs one attempt of a claimed call (status `dialing`) to its end.
@@ -185,7 +189,10 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
         credentials: trunk.credentials.clone(),
         asserted_identity: trunk.asserted_identity_uri(),
         privacy: trunk.privacy.clone(),
-        machine_detection: machine::core_config(record.machine_detection),
+        machine_detection: context
+            .settings
+            .machine_detection
+            .core(record.machine_detection),
     };
     tracing::info!(call = %record.id, core, target = %crate::redact::callee(&record.target_uri), "dialing");
     metrics::counter!("outdial_calls_dialed_total").increment(1);
@@ -543,9 +550,11 @@ impl CallTask {
                     .await;
                 if self.canceled.is_some() {
                     self.hangup();
-                } else if let Some(detection) =
-                    machine::Detection::start(self.record.machine_detection, Instant::now())
-                {
+                } else if let Some(detection) = machine::Detection::start(
+                    self.record.machine_detection,
+                    &self.context.settings.machine_detection,
+                    Instant::now(),
+                ) {
                     // The application waits for the verdict.
                     self.detection = Some(detection);
                 } else {

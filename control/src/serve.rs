@@ -139,6 +139,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             max_document_bytes: config.fetch.max_document_bytes,
             trunks: Arc::new(crate::trunk::Trunks::new(&config)),
             vxml_limits: config.vxml.limits(),
+            machine_detection: config.machine_detection,
         }),
         scheduler: scheduler_handle.clone(),
     };

@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub vars: Vec<(String, String)>,
     /// Print the transcript as one JSON object.
     pub json: bool,
+    /// `session.connection.outdial.answered_by`, as machine detection would set it.
+    pub answered_by: Option<String>,
     /// Stop after this much virtual time.
     pub max_time: Duration,
 }
@@ -227,7 +229,7 @@ pub fn run(options: &RunOptions, cwd: &Path) -> Result<Transcript, RunError> {
                 .collect(),
             local_uri: LOCAL_URI.to_owned(),
             remote_uri: REMOTE_URI.to_owned(),
-            answered_by: None,
+            answered_by: options.answered_by.clone(),
             limits,
         },
         start,
@@ -476,6 +478,7 @@ mod tests {
             inputs: inputs.to_owned(),
             vars: vec![("name".to_owned(), "Alice".to_owned())],
             json: false,
+            answered_by: None,
             max_time: Duration::from_secs(600),
         }
     }
@@ -513,6 +516,20 @@ mod tests {
             "{missing:?}"
         );
         assert!(app_url("ftp://example.com/a.vxml", dir.path()).is_err());
+    }
+
+    #[test]
+    fn answered_by_plays_a_classified_call() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let app = r#"<vxml version="2.1"><form><block>
+          <log expr="'by ' + session.connection.outdial.answered_by"/><exit/></block></form></vxml>"#;
+        std::fs::write(dir.path().join("amd.vxml"), app).unwrap_or_else(|e| panic!("{e}"));
+        let target = dir.path().join("amd.vxml").display().to_string();
+        let mut machine = options(&target, "");
+        machine.answered_by = Some("machine".to_owned());
+        let (status, out, err) = command_output(&machine);
+        assert_eq!(status, EXIT_OK, "{out}{err}");
+        assert!(out.contains("by machine"), "{out}{err}");
     }
 
     #[test]
