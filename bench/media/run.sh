@@ -4,7 +4,7 @@
 #   (bare)    `outdial bench udp`: N paced streams of 172-octet RTP packets every 20 ms, each
 #             on its own socket, echoed by a reflector: the dataplane's core loop and sockets
 #             with no call logic, pinned to CPU 0 as Outdial's core 0 is.
-#   (outdial) `outdial serve` (embedded default, one dataplane core) places N calls asked for
+#   (outdial) `outdial serve` (embedded default but `dataplane.cores = 1`) places N calls asked for
 #             by `outdial bench load --app long-prompt`; `outdial bench callee --media echo`
 #             answers each, echoes the prompt's RTP back, and presses the call's keys SECONDS
 #             after answering (barge-in), so each call carries two-way media for SECONDS.
@@ -20,7 +20,7 @@
 #
 # Prints a table and the largest clean N of each, and their ratio. Needs python3 and curl;
 # builds the release binary (OUTDIAL_BIN=path measures that binary instead).
-# CONTROL_NICE=N sets Outdial's dataplane.control_nice (default: its own default, 10; 0 = off).
+# CONTROL_NICE=N sets Outdial's dataplane.control_nice (default: the server's own, 0 = off).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
@@ -121,9 +121,12 @@ data_dir = "$dir/data-$n"
 max_concurrent = $((n + 100))
 [log]
 level = "warn"
+[dataplane]
+# One core, pinned to CPU 0 as the bare sender is: the two loops compared on equal terms.
+cores = 1
 TOML
     if [ -n "${CONTROL_NICE:-}" ]; then
-        printf '[dataplane]\ncontrol_nice = %s\n' "$CONTROL_NICE" >>"$dir/outdial-$n.toml"
+        printf 'control_nice = %s\n' "$CONTROL_NICE" >>"$dir/outdial-$n.toml"
     fi
     "$bin" serve --config "$dir/outdial-$n.toml" >"$dir/serve-$n.log" 2>&1 &
     serve=$!

@@ -416,7 +416,7 @@ impl Default for RtpConfig {
 impl Default for DataplaneConfig {
     fn default() -> Self {
         Self {
-            cores: 1,
+            cores: 0,
             backend: "auto".to_owned(),
             pin: true,
             control_nice: 0,
