@@ -1,14 +1,18 @@
 //! The per-packet and per-message work beside parsing, measured with criterion: printing the
 //! INVITE we send, parsing an RTP packet, G.711 encoding and decoding of one 20 ms frame (both
-//! laws), and in-band DTMF detection of one frame (the common case, speech without a key, and
-//! a key's tones).
+//! laws), in-band DTMF detection of one frame (the common case, speech without a key, and
+//! a key's tones), and answering-machine detection over one second of a callee's speech (while
+//! it classifies, and while it waits for a machine's beep).
 //!
 //! Run: `cargo bench -p outdial-bench --bench media_codec` (figures: `docs/benchmarks.md`).
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use outdial_dataplane::api::Codec;
+use outdial_dataplane::rtp::amd::{AmdConfig, AmdEvent, AnsweredBy, MachineDetector};
 use outdial_dataplane::rtp::g711;
 use outdial_dataplane::rtp::inband::InbandDetector;
 use outdial_dataplane::rtp::packet::{HEADER_LEN, Header, Packet};
@@ -159,5 +163,75 @@ fn inband_dtmf(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, sip_print, rtp_parse, g711_frames, inband_dtmf);
+/// Answering-machine detection costs only while it runs (the first seconds of an answered call
+/// that asked for it). Each iteration feeds one second of speech, 50 frames at their 20 ms
+/// arrival times: to a fresh detector (the classifying phase, before any verdict), and to one
+/// that already called the callee a machine and now runs its tone test on every frame while
+/// it waits for the beep.
+fn machine_detection(c: &mut Criterion) {
+    let codec = Codec::Pcmu;
+    let speech: Vec<[u8; FRAME]> = (0..50)
+        .map(|n| {
+            let mut out = [0u8; FRAME];
+            g711::encode(codec, &voice(n * FRAME), &mut out);
+            out
+        })
+        .collect();
+    let at = |n: usize| Duration::from_millis(20 * (n as u64 + 1));
+    let feed_second = |detector: &mut MachineDetector, from: usize| {
+        let mut last = None;
+        for (n, frame) in speech.iter().enumerate() {
+            last = detector
+                .feed(at(from + n), codec, black_box(frame))
+                .or(last);
+        }
+        last
+    };
+    // What is measured: a second of speech decides nothing yet, and two seconds say machine.
+    let mut fresh = MachineDetector::new(AmdConfig::default());
+    assert_eq!(feed_second(&mut fresh, 0), None, "one second is no verdict");
+    let waiting = || {
+        let mut detector = MachineDetector::new(AmdConfig {
+            wait_for_beep: true,
+            ..AmdConfig::default()
+        });
+        let verdict = feed_second(&mut detector, 0).or(feed_second(&mut detector, 50));
+        assert!(
+            matches!(
+                verdict,
+                Some(AmdEvent::Classified {
+                    answered_by: AnsweredBy::Machine,
+                    ..
+                })
+            ),
+            "two seconds of speech is a machine: {verdict:?}"
+        );
+        detector
+    };
+    assert!(!waiting().is_finished(), "it waits for the beep");
+
+    c.bench_function("amd/classify_1s_speech", |b| {
+        b.iter_batched(
+            || MachineDetector::new(AmdConfig::default()),
+            |mut detector| feed_second(&mut detector, 0),
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("amd/await_beep_1s_speech", |b| {
+        b.iter_batched(
+            waiting,
+            |mut detector| feed_second(&mut detector, 100),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(
+    benches,
+    sip_print,
+    rtp_parse,
+    g711_frames,
+    inband_dtmf,
+    machine_detection
+);
 criterion_main!(benches);
