@@ -821,10 +821,15 @@ mod tests {
         bound: Vec<(SocketId, SocketAddr)>,
         closed: Vec<SocketId>,
         sent: Vec<(SocketId, SocketAddr, Vec<u8>)>,
+        /// Ports another process holds: binding them fails.
+        taken: Vec<u16>,
     }
 
     impl Io for FakeIo {
         fn bind(&mut self, addr: SocketAddr) -> std::io::Result<(SocketId, SocketAddr)> {
+            if self.taken.contains(&addr.port()) {
+                return Err(std::io::ErrorKind::AddrInUse.into());
+            }
             let id = SocketId(self.next);
             self.next += 1;
             self.bound.push((id, addr));
@@ -1921,5 +1926,108 @@ mod tests {
         assert_eq!((media.rtcp_sent, media.rtcp_received), (2, 1), "{media:?}");
         assert_eq!(media.dropped_foreign, 1, "{media:?}");
         assert!(agent.by_socket.is_empty());
+    }
+
+    #[test]
+    fn a_pair_needs_both_ports_free_and_in_the_range() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo {
+            // Every RTCP port but the last pair's is taken.
+            taken: vec![20001, 20003, 20005, 20007],
+            ..FakeIo::default()
+        };
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            now,
+            CallId(1),
+            &format!("sip:a@{CALLEE}"),
+        );
+        let ports: Vec<u16> = io.bound[1..].iter().map(|(_, a)| a.port()).collect();
+        let (last_rtp, last_rtcp) = (ports[ports.len() - 2], ports[ports.len() - 1]);
+        assert_eq!((last_rtp, last_rtcp), (20008, 20009), "{ports:?}");
+        // Each RTP port whose RTCP port was taken was closed again.
+        assert_eq!(
+            io.closed.len(),
+            ports.len() - 2,
+            "{ports:?} {:?}",
+            io.closed
+        );
+        assert!(events(&link).is_empty(), "dialling");
+
+        // The only free pair is in use now: the next dial has none and says so.
+        let mut io2 = FakeIo {
+            taken: vec![20001, 20003, 20005, 20007, 20008],
+            ..FakeIo::default()
+        };
+        let (mut agent, link) = agent_with_event_queue(4);
+        agent.start(&mut io2, now).expect("start");
+        dial(
+            &mut agent,
+            &link,
+            &mut io2,
+            now,
+            CallId(2),
+            &format!("sip:a@{CALLEE}"),
+        );
+        let got = events(&link);
+        assert!(
+            matches!(got.as_slice(), [Event::Ended { outcome, .. }] if outcome.reason.contains("RTP/RTCP port pair")),
+            "{got:?}"
+        );
+        assert_eq!(agent.link.load.load(Ordering::Relaxed), 0);
+        let open: Vec<SocketId> = io2.bound[1..]
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !io2.closed.contains(id))
+            .collect();
+        assert!(open.is_empty(), "every half pair closed: {open:?}");
+    }
+
+    #[test]
+    fn the_answers_rtcp_attribute_moves_our_reports() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let t0 = Instant::now();
+        agent.start(&mut io, t0).expect("start");
+        let call = CallId(32);
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            t0,
+            call,
+            &format!("sip:+15550001@{CALLEE}"),
+        );
+        let (rtcp_socket, _) = *io.bound.last().expect("RTCP socket");
+        let invite = sip_sent(&io).pop().expect("INVITE");
+        let answer = "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                      m=audio 6000 RTP/AVP 8\r\na=rtcp:6100\r\n";
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            &mut io,
+            t0,
+            SocketId(0),
+            callee,
+            &respond(&invite, "200 OK", answer),
+        );
+        let mut now = t0;
+        while now - t0 < Duration::from_secs(4) {
+            now = agent.poll_timeout().expect("deadline").max(now);
+            agent.handle_timeout(&mut io, now);
+            if io.sent.iter().any(|(s, _, _)| *s == rtcp_socket) {
+                break;
+            }
+        }
+        let to: Vec<SocketAddr> = io
+            .sent
+            .iter()
+            .filter(|(s, _, _)| *s == rtcp_socket)
+            .map(|(_, to, _)| *to)
+            .collect();
+        assert_eq!(to, ["127.0.0.1:6100".parse::<SocketAddr>().expect("addr")]);
     }
 }

@@ -275,6 +275,10 @@ impl MediaSession {
     /// `None` when none is due, RTCP is off, or there is no RTCP peer (hold). A `buf` too
     /// short for it (200 octets always suffice) gets nothing and leaves it due.
     pub fn poll_rtcp_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        // Called after every packet: a not-yet-due report costs one comparison.
+        if self.rtcp.as_ref()?.deadline(self.now)? > self.now {
+            return None;
+        }
         let peer = self.rtcp_peer()?;
         let ours = OurStream {
             ssrc: self.config.ssrc,
