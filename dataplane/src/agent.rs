@@ -1,8 +1,15 @@
 //! The per-core [`Driver`]: one SIP endpoint plus one RTP media session per call, joined to
 //! control through the core's command and event queues.
 //!
-//! Everything here is still sans-IO in spirit: it reads no clock and opens sockets only
-//! through [`Io`]. The loop in [`crate::core`] feeds it.
+//! Each call binds a port pair from the core's range: an even RTP port and the next, odd,
+//! port for RTCP (RFC 3550 §11), so **a call takes two ports and two file descriptors**
+//! from dial to end. Datagrams on the RTCP socket go to the media session's
+//! [`MediaSession::handle_rtcp_datagram`]; its reports leave from that socket, and so does
+//! the RTCP BYE sent when the call ends, before both sockets are closed.
+//!
+//! Everything here is still sans-IO in spirit: it reads no monotonic clock, reads the wall
+//! clock only through [`AgentConfig::wall_clock`] (for RTCP's NTP timestamps), and opens
+//! sockets only through [`Io`]. The loop in [`crate::core`] feeds it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -11,7 +18,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_queue::ArrayQueue;
 use rand::rngs::SmallRng;
@@ -21,7 +28,8 @@ use crate::api::{AmdConfig, CallId, Command, Dial, Disposition, Event, Outcome, 
 use crate::core::{Driver, Io, SocketId, WakeFd, next_tick};
 use crate::icmp::IcmpError;
 use crate::rtp::{
-    EncodedCache, MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, SourcePolicy,
+    EncodedCache, MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, RtcpConfig,
+    SourcePolicy,
 };
 use crate::sdp;
 use crate::sip::register::RegistrationEvent;
@@ -54,7 +62,8 @@ pub struct AgentConfig {
     pub sip_listen: SocketAddr,
     /// The address callees reach us at: written into Via, Contact and SDP.
     pub public_ip: IpAddr,
-    /// RTP ports this core may bind (even ports are used; RTCP is not sent yet).
+    /// Ports this core may bind for media: each call takes an even port for RTP and the
+    /// next one for RTCP, both within this range.
     pub rtp_ports: RangeInclusive<u16>,
     /// RFC 3261 timer T1.
     pub t1: Duration,
@@ -66,13 +75,18 @@ pub struct AgentConfig {
     pub user_agent: String,
     /// What strangers may make this core's SIP endpoint send.
     pub border: BorderConfig,
-    /// Seed for tags, branches, SSRCs and ports.
+    /// Seed for tags, branches, SSRCs, ports, RTCP CNAMEs and report intervals.
     pub seed: u64,
+    /// The wall clock, read once per answered call for RTCP's NTP timestamps
+    /// (`SystemTime::now` in production, a fixed time in tests).
+    pub wall_clock: fn() -> SystemTime,
 }
 
 /// Per-call dataplane state.
 struct CallSlot {
     rtp_socket: SocketId,
+    /// The RTCP socket: the RTP port + 1.
+    rtcp_socket: SocketId,
     media: Option<MediaSession>,
     /// Barge-ins on this call so far; a `Play` from an older epoch is dropped.
     epoch: u32,
@@ -97,7 +111,8 @@ pub struct Agent {
     sip: Endpoint,
     sip_socket: Option<SocketId>,
     calls: HashMap<CallId, CallSlot>,
-    by_socket: HashMap<SocketId, CallId>,
+    /// Each call's RTP and RTCP sockets.
+    by_socket: HashMap<SocketId, (CallId, Channel)>,
     /// Media deadlines, lazily invalidated: an entry may be stale, and a spurious
     /// `handle_timeout` on a media session is a no-op.
     media_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
@@ -182,8 +197,10 @@ impl Agent {
         }
     }
 
-    /// Binds an RTP socket from this core's range, trying each port once.
-    fn bind_rtp(&mut self, io: &mut impl Io) -> std::io::Result<(SocketId, SocketAddr)> {
+    /// Binds an RTP/RTCP port pair from this core's range (an even port and the next one,
+    /// both free and both in the range), starting where the last search stopped and trying
+    /// each port once. Returns the RTP socket and address, and the RTCP socket.
+    fn bind_pair(&mut self, io: &mut impl Io) -> std::io::Result<(SocketId, SocketAddr, SocketId)> {
         let (start, end) = (*self.config.rtp_ports.start(), *self.config.rtp_ports.end());
         let span = u32::from(end) - u32::from(start) + 1;
         let ip = self.config.sip_listen.ip();
@@ -191,18 +208,29 @@ impl Agent {
         for _ in 0..span {
             let port = self.next_port;
             self.next_port = if port >= end { start } else { port + 1 };
-            if port % 2 == 1 {
+            if port % 2 == 1 || port >= end {
                 continue;
             }
-            match io.bind(SocketAddr::new(ip, port)) {
-                Ok(bound) => return Ok(bound),
-                Err(e) => last_error = Some(e),
+            let (rtp, rtp_local) = match io.bind(SocketAddr::new(ip, port)) {
+                Ok(bound) => bound,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            match io.bind(SocketAddr::new(ip, port + 1)) {
+                Ok((rtcp, _)) => return Ok((rtp, rtp_local, rtcp)),
+                Err(e) => {
+                    io.close(rtp);
+                    last_error = Some(e);
+                }
             }
         }
         Err(last_error.unwrap_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                "no free even RTP port in this core's range: widen [rtp] port_min..port_max",
+                "no free RTP/RTCP port pair (even port and the next) in this core's range: \
+                 widen [rtp] port_min..port_max",
             )
         }))
     }
@@ -212,10 +240,13 @@ impl Agent {
             self.emit(failed(dial.call, "duplicate call id on this core".into()));
             return;
         }
-        let (rtp_socket, rtp_local) = match self.bind_rtp(io) {
+        let (rtp_socket, rtp_local, rtcp_socket) = match self.bind_pair(io) {
             Ok(bound) => bound,
             Err(e) => {
-                self.emit(failed(dial.call, format!("cannot bind an RTP port: {e}")));
+                self.emit(failed(
+                    dial.call,
+                    format!("cannot bind an RTP/RTCP port pair: {e}"),
+                ));
                 return;
             }
         };
@@ -238,6 +269,7 @@ impl Agent {
         };
         if let Err(e) = self.sip.dial(now, dial.call, &params) {
             io.close(rtp_socket);
+            io.close(rtcp_socket);
             self.emit(failed(
                 dial.call,
                 format!("cannot dial {}: {e}", dial.target),
@@ -252,13 +284,16 @@ impl Agent {
                 media_latching: dial.media_latching,
                 machine_detection: dial.machine_detection,
                 rtp_socket,
+                rtcp_socket,
                 media: None,
                 epoch: 0,
                 armed: None,
                 failure: None,
             },
         );
-        self.by_socket.insert(rtp_socket, dial.call);
+        self.by_socket.insert(rtp_socket, (dial.call, Channel::Rtp));
+        self.by_socket
+            .insert(rtcp_socket, (dial.call, Channel::Rtcp));
         self.link.load.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -429,6 +464,12 @@ impl Agent {
                         if let Some(amd) = slot.machine_detection {
                             media.detect_machine(amd);
                         }
+                        media.enable_rtcp(RtcpConfig {
+                            wall_clock_at_start: (self.config.wall_clock)(),
+                            cname: RtcpConfig::cname_from(self.rng.random()),
+                            seed: self.rng.random(),
+                            remote_rtcp: negotiated.remote_rtcp,
+                        });
                         slot.media = Some(media);
                         let sip_call_id = slot.sip_call_id.clone();
                         self.emit(Event::Answered {
@@ -449,9 +490,16 @@ impl Agent {
                 let mut media_stats = None;
                 if let Some(mut slot) = self.calls.remove(&call) {
                     sip_call_id = slot.sip_call_id.take();
-                    media_stats = slot.media.as_ref().map(MediaSession::stats);
                     // A recording cut short by the hangup keeps what it captured.
                     if let Some(media) = slot.media.as_mut() {
+                        // RFC 3550 §6.6: the last compound says goodbye.
+                        media.end_rtcp();
+                        while let Some((to, len)) = media.poll_rtcp_transmit(&mut self.rtp_buf[..])
+                        {
+                            if let Some(packet) = self.rtp_buf.get(..len) {
+                                io.send(slot.rtcp_socket, to, packet);
+                            }
+                        }
                         media.stop_recording(None);
                         while let Some(event) = media.poll_event() {
                             if let MediaEvent::Recorded(recorded) = event {
@@ -459,8 +507,12 @@ impl Agent {
                             }
                         }
                     }
+                    // After the BYE, so the counters include it.
+                    media_stats = slot.media.as_ref().map(MediaSession::stats);
                     self.by_socket.remove(&slot.rtp_socket);
+                    self.by_socket.remove(&slot.rtcp_socket);
                     io.close(slot.rtp_socket);
+                    io.close(slot.rtcp_socket);
                     if let Some(reason) = slot.failure {
                         outcome.disposition = Disposition::Failed;
                         outcome.reason = reason;
@@ -488,6 +540,11 @@ impl Agent {
         while let Some((to, len)) = media.poll_transmit(&mut self.rtp_buf[..]) {
             if let Some(packet) = self.rtp_buf.get(..len) {
                 io.send(slot.rtp_socket, to, packet);
+            }
+        }
+        while let Some((to, len)) = media.poll_rtcp_transmit(&mut self.rtp_buf[..]) {
+            if let Some(packet) = self.rtp_buf.get(..len) {
+                io.send(slot.rtcp_socket, to, packet);
             }
         }
         let mut events: smallvec::SmallVec<[MediaEvent; 4]> = smallvec::SmallVec::new();
@@ -590,13 +647,16 @@ impl Driver for Agent {
         if Some(socket) == self.sip_socket {
             self.sip.handle_datagram(now, from, data);
             self.drain_sip(io, now);
-        } else if let Some(&call) = self.by_socket.get(&socket)
+        } else if let Some(&(call, channel)) = self.by_socket.get(&socket)
             && let Some(media) = self
                 .calls
                 .get_mut(&call)
                 .and_then(|slot| slot.media.as_mut())
         {
-            media.handle_datagram(now, from, data);
+            match channel {
+                Channel::Rtp => media.handle_datagram(now, from, data),
+                Channel::Rtcp => media.handle_rtcp_datagram(now, from, data),
+            }
             self.drain_media(io, call, Origin::Packet);
         }
         self.finish_turn(now);
@@ -681,6 +741,15 @@ impl Driver for Agent {
 /// `bench/media/run.sh`: docs/benchmarks.md).
 pub const MEDIA_TICK: Duration = Duration::from_millis(1);
 
+/// Which of a call's two sockets a datagram came in on.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Channel {
+    /// The even port: RTP.
+    Rtp,
+    /// The RTP port + 1: RTCP.
+    Rtcp,
+}
+
 /// What made the agent look at a call's media session.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 enum Origin {
@@ -752,10 +821,15 @@ mod tests {
         bound: Vec<(SocketId, SocketAddr)>,
         closed: Vec<SocketId>,
         sent: Vec<(SocketId, SocketAddr, Vec<u8>)>,
+        /// Ports another process holds: binding them fails.
+        taken: Vec<u16>,
     }
 
     impl Io for FakeIo {
         fn bind(&mut self, addr: SocketAddr) -> std::io::Result<(SocketId, SocketAddr)> {
+            if self.taken.contains(&addr.port()) {
+                return Err(std::io::ErrorKind::AddrInUse.into());
+            }
             let id = SocketId(self.next);
             self.next += 1;
             self.bound.push((id, addr));
@@ -795,6 +869,7 @@ mod tests {
             user_agent: "test".into(),
             border: BorderConfig::default(),
             seed: 7,
+            wall_clock: || SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         };
         (Agent::new(config, link.clone()), link)
     }
@@ -891,7 +966,13 @@ mod tests {
         );
         assert_eq!(link.load.load(Ordering::Relaxed), 1);
         let (rtp_socket, rtp_addr) = io.bound[1];
+        let (rtcp_socket, rtcp_addr) = io.bound[2];
         assert!(rtp_addr.port() % 2 == 0 && (20000..=20009).contains(&rtp_addr.port()));
+        assert_eq!(
+            rtcp_addr.port(),
+            rtp_addr.port() + 1,
+            "RTCP on the next port"
+        );
         let invite = sip_sent(&io).pop().expect("INVITE sent");
         assert!(
             invite.starts_with(&format!("INVITE sip:+15550001@{CALLEE} SIP/2.0")),
@@ -1044,7 +1125,7 @@ mod tests {
         );
         assert_eq!(ended[0].disposition, Disposition::Completed);
         assert_eq!(ended[0].sip_status, Some(200));
-        assert_eq!(io.closed, vec![rtp_socket]);
+        assert_eq!(io.closed, vec![rtp_socket, rtcp_socket]);
         assert_eq!(link.load.load(Ordering::Relaxed), 0);
         assert!(agent.calls.is_empty() && agent.by_socket.is_empty());
     }
@@ -1115,8 +1196,8 @@ mod tests {
         );
         assert_eq!(
             io.closed,
-            vec![io.bound[1].0],
-            "the RTP socket is closed again"
+            vec![io.bound[1].0, io.bound[2].0],
+            "the RTP and RTCP sockets are closed again"
         );
         assert_eq!(link.load.load(Ordering::Relaxed), 0);
     }
@@ -1168,7 +1249,7 @@ mod tests {
             call,
             &format!("sip:+15550001@{CALLEE}"),
         );
-        let (rtp_socket, _) = *io.bound.last().expect("RTP socket");
+        let (rtp_socket, _) = io.bound[io.bound.len() - 2];
         let invite = sip_sent(io).pop().expect("INVITE");
         let answer = "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                       m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -1217,7 +1298,7 @@ mod tests {
                 .push(Command::Dial(Box::new(dial)))
                 .expect("queue");
             agent.handle_wake(&mut io, now);
-            let (rtp_socket, _) = *io.bound.last().expect("RTP socket");
+            let (rtp_socket, _) = io.bound[io.bound.len() - 2];
             let invite = sip_sent(&io).pop().expect("INVITE");
             // The SDP names port 6000; the callee's packets come from port 7000 (NAT).
             let answer = "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
@@ -1749,5 +1830,204 @@ mod tests {
         assert!(tail[1].starts_with("BYE "), "{tail:?}");
         assert!(io.closed.contains(&rtp_socket), "media is released");
         assert_eq!(link.load.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_answered_call_reports_rtcp_from_its_pair_and_says_bye_at_hangup() {
+        use crate::rtp::rtcp::{Compound, Packet as RtcpPacket};
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let t0 = Instant::now();
+        agent.start(&mut io, t0).expect("start");
+        let call = CallId(31);
+        let rtp_socket = answered(&mut agent, &link, &mut io, t0, call);
+        let (rtcp_socket, rtcp_local) = *io.bound.last().expect("RTCP socket");
+        let rtp_local = io.bound[io.bound.len() - 2].1;
+        assert_eq!(rtcp_local.port(), rtp_local.port() + 1);
+        assert_eq!(rtp_local.port() % 2, 0);
+        let callee_rtcp: SocketAddr = "127.0.0.1:6001".parse().expect("addr");
+        // Virtual time, woken only when the agent asks: the first report within 3.75 s.
+        let mut now = t0;
+        let first = loop {
+            now = agent
+                .poll_timeout()
+                .expect("media keeps a deadline")
+                .max(now);
+            assert!(
+                now - t0 <= Duration::from_millis(3_750),
+                "no SR by {:?}",
+                now - t0
+            );
+            agent.handle_timeout(&mut io, now);
+            if let Some((_, to, data)) = io.sent.iter().find(|(s, _, _)| *s == rtcp_socket) {
+                break (*to, data.clone());
+            }
+        };
+        assert_eq!(first.0, callee_rtcp, "to the answer's RTP port + 1");
+        let packets: Vec<RtcpPacket<'_>> = Compound::parse(&first.1)
+            .expect("a valid compound")
+            .packets()
+            .collect();
+        assert!(
+            matches!(
+                packets.as_slice(),
+                [
+                    RtcpPacket::SenderReport { .. },
+                    RtcpPacket::SourceDescription { cname: Some(_), .. }
+                ]
+            ),
+            "{packets:?}"
+        );
+        assert!(
+            !io.sent
+                .iter()
+                .any(|(s, _, d)| *s == rtp_socket && Compound::parse(d).is_ok()),
+            "RTCP never leaves from the RTP socket"
+        );
+        // The callee's RR on the RTCP socket is heard; a stranger's is dropped.
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 5];
+        agent.handle_datagram(&mut io, now, rtcp_socket, callee_rtcp, &rr);
+        let stranger: SocketAddr = "127.0.0.1:6003".parse().expect("addr");
+        agent.handle_datagram(&mut io, now, rtcp_socket, stranger, &rr);
+        events(&link);
+
+        link.commands.push(Command::Hangup { call }).expect("queue");
+        agent.handle_wake(&mut io, now);
+        let bye = sip_sent(&io).pop().expect("BYE");
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&bye, "200 OK", ""),
+        );
+        let (_, to, last) = io
+            .sent
+            .iter()
+            .rev()
+            .find(|(s, _, _)| *s == rtcp_socket)
+            .expect("a last compound");
+        assert_eq!(*to, callee_rtcp);
+        let packets: Vec<RtcpPacket<'_>> =
+            Compound::parse(last).expect("valid").packets().collect();
+        assert!(
+            matches!(packets.last(), Some(RtcpPacket::Goodbye { count: 1, .. })),
+            "{packets:?}"
+        );
+        assert_eq!(io.closed, vec![rtp_socket, rtcp_socket]);
+        let media = events(&link)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Ended { media, .. } => media,
+                _ => None,
+            })
+            .expect("counters");
+        assert_eq!((media.rtcp_sent, media.rtcp_received), (2, 1), "{media:?}");
+        assert_eq!(media.dropped_foreign, 1, "{media:?}");
+        assert!(agent.by_socket.is_empty());
+    }
+
+    #[test]
+    fn a_pair_needs_both_ports_free_and_in_the_range() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo {
+            // Every RTCP port but the last pair's is taken.
+            taken: vec![20001, 20003, 20005, 20007],
+            ..FakeIo::default()
+        };
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            now,
+            CallId(1),
+            &format!("sip:a@{CALLEE}"),
+        );
+        let ports: Vec<u16> = io.bound[1..].iter().map(|(_, a)| a.port()).collect();
+        let (last_rtp, last_rtcp) = (ports[ports.len() - 2], ports[ports.len() - 1]);
+        assert_eq!((last_rtp, last_rtcp), (20008, 20009), "{ports:?}");
+        // Each RTP port whose RTCP port was taken was closed again.
+        assert_eq!(
+            io.closed.len(),
+            ports.len() - 2,
+            "{ports:?} {:?}",
+            io.closed
+        );
+        assert!(events(&link).is_empty(), "dialling");
+
+        // The only free pair is in use now: the next dial has none and says so.
+        let mut io2 = FakeIo {
+            taken: vec![20001, 20003, 20005, 20007, 20008],
+            ..FakeIo::default()
+        };
+        let (mut agent, link) = agent_with_event_queue(4);
+        agent.start(&mut io2, now).expect("start");
+        dial(
+            &mut agent,
+            &link,
+            &mut io2,
+            now,
+            CallId(2),
+            &format!("sip:a@{CALLEE}"),
+        );
+        let got = events(&link);
+        assert!(
+            matches!(got.as_slice(), [Event::Ended { outcome, .. }] if outcome.reason.contains("RTP/RTCP port pair")),
+            "{got:?}"
+        );
+        assert_eq!(agent.link.load.load(Ordering::Relaxed), 0);
+        let open: Vec<SocketId> = io2.bound[1..]
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !io2.closed.contains(id))
+            .collect();
+        assert!(open.is_empty(), "every half pair closed: {open:?}");
+    }
+
+    #[test]
+    fn the_answers_rtcp_attribute_moves_our_reports() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let t0 = Instant::now();
+        agent.start(&mut io, t0).expect("start");
+        let call = CallId(32);
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            t0,
+            call,
+            &format!("sip:+15550001@{CALLEE}"),
+        );
+        let (rtcp_socket, _) = *io.bound.last().expect("RTCP socket");
+        let invite = sip_sent(&io).pop().expect("INVITE");
+        let answer = "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                      m=audio 6000 RTP/AVP 8\r\na=rtcp:6100\r\n";
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            &mut io,
+            t0,
+            SocketId(0),
+            callee,
+            &respond(&invite, "200 OK", answer),
+        );
+        let mut now = t0;
+        while now - t0 < Duration::from_secs(4) {
+            now = agent.poll_timeout().expect("deadline").max(now);
+            agent.handle_timeout(&mut io, now);
+            if io.sent.iter().any(|(s, _, _)| *s == rtcp_socket) {
+                break;
+            }
+        }
+        let to: Vec<SocketAddr> = io
+            .sent
+            .iter()
+            .filter(|(s, _, _)| *s == rtcp_socket)
+            .map(|(_, to, _)| *to)
+            .collect();
+        assert_eq!(to, ["127.0.0.1:6100".parse::<SocketAddr>().expect("addr")]);
     }
 }

@@ -132,6 +132,7 @@ impl Dataplane {
                 seed: config
                     .seed
                     .wrapping_add(index as u64 * 0x9e37_79b9_7f4a_7c15),
+                wall_clock: std::time::SystemTime::now,
             };
             let loop_config = LoopConfig {
                 backend: config.backend,

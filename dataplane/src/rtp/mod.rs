@@ -44,6 +44,8 @@ pub mod g711;
 pub mod inband;
 pub mod packet;
 pub mod record;
+mod reporter;
+pub mod rtcp;
 pub mod rx_stats;
 mod session;
 pub mod source;
@@ -51,6 +53,7 @@ pub mod source;
 pub use dtmf::{DtmfReceiver, TelephoneEvent, parse_telephone_event};
 pub use encoded::EncodedCache;
 pub use record::{RecordEnd, RecordParams, Recorded, Recorder};
+pub use reporter::{MIN_INTERVAL as RTCP_MIN_INTERVAL, RtcpConfig};
 pub use session::{
     MAX_CATCH_UP, MAX_PACKET_LEN, MediaConfig, MediaEvent, MediaSession, MediaStats,
     PACKET_INTERVAL, SAMPLES_PER_PACKET,

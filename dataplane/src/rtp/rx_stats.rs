@@ -34,6 +34,23 @@ pub struct RxStats {
     ssrc_changes: u64,
     /// Packets expected from earlier SSRCs of the call.
     expected_before: u64,
+    /// Packets received from earlier SSRCs of the call.
+    packets_before: u64,
+}
+
+/// What an RTCP report block says about the current source (RFC 3550 §6.4.1, §A.3).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct RxReport {
+    /// The source's SSRC.
+    pub ssrc: u32,
+    /// Extended highest sequence number received (cycles << 16 | highest).
+    pub extended_highest_sequence: u32,
+    /// Packets expected from this source since its first.
+    pub expected: u64,
+    /// Packets received from this source, duplicates included (RFC 3550 §A.3).
+    pub received: u64,
+    /// Interarrival jitter in timestamp units (RFC 3550 §A.8).
+    pub jitter: u32,
 }
 
 /// The figures of a [`RxStats`] for a report.
@@ -83,6 +100,7 @@ impl RxStats {
             if self.ssrc.is_some() {
                 self.ssrc_changes += 1;
                 self.expected_before += self.expected_this_ssrc();
+                self.packets_before = self.packets;
             }
             self.ssrc = Some(ssrc);
             self.base_seq = u32::from(seq);
@@ -152,6 +170,18 @@ impl RxStats {
         } else {
             0
         }
+    }
+
+    /// The figures about the current source for an RTCP report block, once a packet came.
+    pub fn report(&self) -> Option<RxReport> {
+        Some(RxReport {
+            ssrc: self.ssrc?,
+            extended_highest_sequence: self.max_seq,
+            expected: self.expected_this_ssrc(),
+            received: self.packets - self.packets_before,
+            // RFC 3550 §A.8: the report carries J, kept here as J×16.
+            jitter: u32::try_from(self.jitter16 >> 4).unwrap_or(u32::MAX),
+        })
     }
 
     /// The figures so far.

@@ -15,6 +15,13 @@
 //! Recording ([`MediaSession::record`]): after an optional beep, received G.711 audio (either
 //! law, by its payload type) is captured by a [`Recorder`] until it ends; the result is a
 //! [`MediaEvent::Recorded`]. A key ends a `dtmfterm` recording and is not reported as a key.
+//!
+//! RTCP ([`MediaSession::enable_rtcp`], RFC 3550 §6): sender reports about our stream with a
+//! report block about the remote's (loss, jitter, LSR/DLSR), an SDES CNAME, and a BYE at
+//! [`MediaSession::end_rtcp`]; from the remote's reports, the round-trip time and its view of
+//! our stream. RTCP is heard only from the remote's RTCP address (its RTP port + 1, the
+//! answer's `a=rtcp:`, or the latched source's port + 1) and sent there; see
+//! [`RtcpConfig`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -27,8 +34,10 @@ use super::g711;
 use super::inband::InbandDetector;
 use super::packet::{HEADER_LEN, Header, Packet};
 use super::record::{RecordEnd, RecordParams, Recorded, Recorder, beep};
+use super::reporter::{OurStream, Reporter, RtcpConfig};
+use super::rtcp::Compound;
 use super::rx_stats::RxStats;
-use super::source::{SourceGuard, SourcePolicy, Verdict};
+use super::source::{SourceGuard, SourcePolicy, Verdict, same};
 use crate::api::{Codec, Pcm8k};
 
 /// Time between packets: the `a=ptime:20` we offer.
@@ -126,6 +135,17 @@ pub struct MediaStats {
     pub jitter_us: u64,
     /// The highest that jitter was during the call, in microseconds.
     pub max_jitter_us: u64,
+    /// RTCP compounds handed out by `poll_rtcp_transmit` (RFC 3550 §6).
+    pub rtcp_sent: u64,
+    /// Valid RTCP compounds accepted from the remote's RTCP address.
+    pub rtcp_received: u64,
+    /// The latest round-trip time from the remote's report blocks about our stream
+    /// (RFC 3550 §6.4.1: arrival − LSR − DLSR), in microseconds; 0 while unknown.
+    pub round_trip_us: u64,
+    /// The latest fraction of our packets the remote reported lost, out of 256.
+    pub remote_fraction_lost: u64,
+    /// The latest interarrival jitter the remote reported for our stream, in microseconds.
+    pub remote_jitter_us: u64,
 }
 
 impl MediaStats {
@@ -195,6 +215,8 @@ pub struct MediaSession {
     rx: RxStats,
     /// Answering-machine detection, while it runs.
     amd: Option<MachineDetector>,
+    /// RTCP, once [`enable_rtcp`](Self::enable_rtcp) turned it on.
+    rtcp: Option<Reporter>,
 }
 
 impl MediaSession {
@@ -219,7 +241,71 @@ impl MediaSession {
             stats: MediaStats::default(),
             rx: RxStats::new(now),
             amd: None,
+            rtcp: None,
         }
+    }
+
+    /// Turns RTCP on: the first report is due within 2.5 s × [0.5, 1.5] / (e − 3/2)
+    /// (RFC 3550 §6.3.1), later ones 5 s × the same. `rtcp.wall_clock_at_start` is the wall
+    /// clock at the `now` this session was created with.
+    pub fn enable_rtcp(&mut self, rtcp: RtcpConfig) {
+        self.rtcp = Some(Reporter::new(rtcp, self.start, self.now));
+    }
+
+    /// Takes in one datagram received on the session's RTCP port. Only the remote's RTCP
+    /// address is heard (see [`rtcp_peer`](Self::rtcp_peer)); others are dropped for their
+    /// source like RTP, and what is not a valid compound is dropped as malformed.
+    pub fn handle_rtcp_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.advance(now);
+        if !self.rtcp_peer().is_some_and(|peer| same(from, peer)) {
+            self.refuse(from);
+            return;
+        }
+        let (Some(reporter), Ok(compound)) = (self.rtcp.as_mut(), Compound::parse(data)) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        reporter.counters.received += 1;
+        for packet in compound.packets() {
+            reporter.on_packet(now, self.config.ssrc, packet);
+        }
+    }
+
+    /// Writes the RTCP compound due now into `buf` and returns (destination, length), or
+    /// `None` when none is due, RTCP is off, or there is no RTCP peer (hold). A `buf` too
+    /// short for it (200 octets always suffice) gets nothing and leaves it due.
+    pub fn poll_rtcp_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        // Called after every packet: a not-yet-due report costs one comparison.
+        if self.rtcp.as_ref()?.deadline(self.now)? > self.now {
+            return None;
+        }
+        let peer = self.rtcp_peer()?;
+        let ours = OurStream {
+            ssrc: self.config.ssrc,
+            initial_timestamp: self.config.initial_timestamp,
+            packets_sent: self.stats.packets_sent,
+            payload_octets_sent: self.stats.packets_sent * SAMPLES_PER_PACKET as u64,
+        };
+        let rx = self.rx.report();
+        let len = self.rtcp.as_mut()?.poll_report(self.now, ours, rx, buf)?;
+        Some((peer, len))
+    }
+
+    /// Queues the final RTCP compound with a BYE (RFC 3550 §6.6), due at once: call it at
+    /// hangup, then drain [`poll_rtcp_transmit`](Self::poll_rtcp_transmit). Nothing follows.
+    pub fn end_rtcp(&mut self) {
+        if let Some(reporter) = self.rtcp.as_mut() {
+            reporter.end();
+        }
+    }
+
+    /// The remote's RTCP address, where ours goes and the only source of RTCP heard: the
+    /// latched source's IP and port + 1 once latched, else the answer's `a=rtcp:` (RFC 3605),
+    /// else the RTP address's port + 1. `None` on hold or with RTCP off.
+    pub fn rtcp_peer(&self) -> Option<SocketAddr> {
+        self.rtcp
+            .as_ref()?
+            .peer(self.config.remote, self.source.latched())
     }
 
     /// Starts classifying the callee's audio as a person or a machine, timed from the
@@ -470,8 +556,8 @@ impl MediaSession {
         self.events.pop_front()
     }
 
-    /// When the next packet is due (in the past when one is due already), or the recording
-    /// may end, whichever is sooner.
+    /// When the next packet is due (in the past when one is due already), the recording
+    /// may end, or the next RTCP report is due, whichever is sooner.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let send = self.slot_time(self.next_slot);
         let recording = self.recorder.as_ref().and_then(Recorder::deadline);
@@ -480,16 +566,27 @@ impl MediaSession {
             .as_ref()
             .and_then(MachineDetector::next_deadline)
             .and_then(|after| self.start.checked_add(after));
-        [send, recording, machine].into_iter().flatten().min()
+        let rtcp = self
+            .rtcp
+            .as_ref()
+            .and_then(|r| r.deadline(self.now))
+            .filter(|_| self.rtcp_peer().is_some());
+        [send, recording, machine, rtcp].into_iter().flatten().min()
     }
 
     /// The counters so far.
     pub fn stats(&self) -> MediaStats {
         let rx = self.rx.summary();
+        let rtcp = self.rtcp.as_ref().map(|r| r.counters).unwrap_or_default();
         MediaStats {
             packets_lost: rx.lost,
             jitter_us: rx.jitter_us,
             max_jitter_us: rx.max_jitter_us,
+            rtcp_sent: rtcp.sent,
+            rtcp_received: rtcp.received,
+            round_trip_us: rtcp.round_trip_us,
+            remote_fraction_lost: rtcp.remote_fraction_lost,
+            remote_jitter_us: rtcp.remote_jitter_us,
             ..self.stats
         }
     }
@@ -1206,5 +1303,330 @@ mod tests {
         assert_eq!(s.poll_transmit(&mut [0u8; MAX_PACKET_LEN - 1]), None);
         assert_eq!(s.poll_timeout(), Some(t0));
         assert!(s.poll_transmit(&mut [0u8; 2048]).is_some());
+    }
+
+    mod rtcp {
+        use super::*;
+        use crate::rtp::rtcp::{Compound, Packet as RtcpPacket};
+        use std::time::SystemTime;
+
+        const A: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 4000);
+        const B: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 5000);
+
+        fn rtcp_of(rtp: SocketAddr) -> SocketAddr {
+            SocketAddr::new(rtp.ip(), rtp.port() + 1)
+        }
+
+        fn session(
+            ssrc: u32,
+            remote: SocketAddr,
+            t0: Instant,
+            wall: u64,
+            seed: u64,
+        ) -> MediaSession {
+            let mut s = MediaSession::new(
+                MediaConfig {
+                    ssrc,
+                    remote,
+                    ..config(Codec::Pcmu)
+                },
+                t0,
+            );
+            s.enable_rtcp(RtcpConfig {
+                wall_clock_at_start: SystemTime::UNIX_EPOCH + Duration::from_secs(wall),
+                cname: RtcpConfig::cname_from([ssrc as u8; 12]),
+                seed,
+                remote_rtcp: None,
+            });
+            s
+        }
+
+        /// A datagram in flight: when it lands, at which session (0 = A), on which port.
+        struct InFlight {
+            at: Instant,
+            to: usize,
+            rtcp: bool,
+            data: Vec<u8>,
+        }
+
+        /// Runs A and B against each other for `duration` with `delay` each way; every
+        /// `drop_every`-th RTP packet from A to B is lost. Returns the RTCP compounds B got.
+        fn talk(
+            pair: &mut [MediaSession; 2],
+            t0: Instant,
+            duration: Duration,
+            delay: Duration,
+            drop_every: u64,
+        ) -> Vec<Vec<u8>> {
+            let addrs = [A, B];
+            let mut flight: Vec<InFlight> = Vec::new();
+            let mut got_by_b = Vec::new();
+            let mut now = t0;
+            let mut sent_a = 0u64;
+            let mut buf = [0u8; 1500];
+            while now <= t0 + duration {
+                for (n, s) in pair.iter_mut().enumerate() {
+                    s.handle_timeout(now);
+                    while let Some((to, len)) = s.poll_transmit(&mut buf) {
+                        assert_eq!(to, addrs[1 - n]);
+                        if n == 0 {
+                            sent_a += 1;
+                            if drop_every > 0 && sent_a.is_multiple_of(drop_every) {
+                                continue;
+                            }
+                        }
+                        flight.push(InFlight {
+                            at: now + delay,
+                            to: 1 - n,
+                            rtcp: false,
+                            data: buf[..len].to_vec(),
+                        });
+                    }
+                    while let Some((to, len)) = s.poll_rtcp_transmit(&mut buf) {
+                        assert_eq!(to, rtcp_of(addrs[1 - n]));
+                        flight.push(InFlight {
+                            at: now + delay,
+                            to: 1 - n,
+                            rtcp: true,
+                            data: buf[..len].to_vec(),
+                        });
+                    }
+                    while s.poll_event().is_some() {}
+                }
+                let (due, later): (Vec<InFlight>, Vec<InFlight>) =
+                    flight.drain(..).partition(|d| d.at <= now);
+                flight = later;
+                for d in due {
+                    let from = addrs[1 - d.to];
+                    if d.rtcp {
+                        if d.to == 1 {
+                            got_by_b.push(d.data.clone());
+                        }
+                        pair[d.to].handle_rtcp_datagram(now, rtcp_of(from), &d.data);
+                    } else {
+                        pair[d.to].handle_datagram(now, from, &d.data);
+                    }
+                }
+                let next = [pair[0].poll_timeout(), pair[1].poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .chain(flight.iter().map(|d| d.at))
+                    .min()
+                    .unwrap();
+                now = next.max(now + Duration::from_micros(1));
+            }
+            got_by_b
+        }
+
+        #[test]
+        fn two_sessions_report_both_ways_and_measure_the_injected_round_trip() {
+            let t0 = Instant::now();
+            // Clocks an hour apart: the round trip does not depend on them agreeing.
+            let mut pair = [
+                session(0xaaaa, B, t0, 1_700_000_000, 1),
+                session(0xbbbb, A, t0, 1_700_003_600, 2),
+            ];
+            let delay = Duration::from_millis(35);
+            let got = talk(&mut pair, t0, Duration::from_secs(30), delay, 10);
+            let (a, b) = (pair[0].stats(), pair[1].stats());
+            // 30 s at one report per 4.1 s on average, the first within 3.1 s.
+            for stats in [a, b] {
+                assert!((4..=12).contains(&stats.rtcp_sent), "{stats:?}");
+                assert!(stats.rtcp_received >= 3, "{stats:?}");
+                let rtt = stats.round_trip_us.abs_diff(70_000);
+                assert!(
+                    rtt < 1_000,
+                    "RTT {} µs, injected 70 ms",
+                    stats.round_trip_us
+                );
+                assert_eq!((stats.dropped_foreign, stats.dropped_malformed), (0, 0));
+            }
+            // B lost one packet in ten of A's: A learns it from B's reports.
+            assert!((20..=32).contains(&a.remote_fraction_lost), "{a:?}");
+            assert_eq!(b.remote_fraction_lost, 0, "{b:?}");
+            assert_eq!(a.remote_jitter_us, 0, "a fixed delay has no jitter");
+            // What B received: SRs about A's stream with A's CNAME, each a valid compound.
+            let first = Compound::parse(&got[0]).unwrap();
+            let packets: Vec<RtcpPacket<'_>> = first.packets().collect();
+            assert!(
+                matches!(packets[0], RtcpPacket::SenderReport { ssrc: 0xaaaa, .. }),
+                "{packets:?}"
+            );
+            assert!(
+                matches!(packets[1], RtcpPacket::SourceDescription { ssrc: Some(0xaaaa), cname: Some(c) } if c.len() == 16)
+            );
+
+            // Hangup: each side's last compound carries a BYE, and nothing follows it.
+            let mut buf = [0u8; 256];
+            pair[0].end_rtcp();
+            assert_eq!(
+                pair[0].poll_timeout(),
+                Some(pair[0].now),
+                "the BYE is due at once"
+            );
+            let (to, len) = pair[0].poll_rtcp_transmit(&mut buf).unwrap();
+            assert_eq!(to, rtcp_of(B));
+            let last: Vec<RtcpPacket<'_>> =
+                Compound::parse(&buf[..len]).unwrap().packets().collect();
+            assert!(
+                matches!(
+                    last.last(),
+                    Some(RtcpPacket::Goodbye {
+                        ssrc: Some(0xaaaa),
+                        count: 1
+                    })
+                ),
+                "{last:?}"
+            );
+            pair[0].handle_timeout(pair[0].now + Duration::from_secs(60));
+            assert_eq!(pair[0].poll_rtcp_transmit(&mut buf), None);
+            pair[0].end_rtcp();
+            assert_eq!(pair[0].poll_rtcp_transmit(&mut buf), None, "one BYE only");
+        }
+
+        #[test]
+        fn the_sender_report_describes_our_stream() {
+            let t0 = Instant::now();
+            let mut s = session(0x1111, B, t0, 1_700_000_000, 9);
+            let mut buf = [0u8; MAX_PACKET_LEN];
+            let mut now = t0;
+            let report = loop {
+                s.handle_timeout(now);
+                while s.poll_transmit(&mut buf).is_some() {}
+                if s.poll_rtcp_transmit(&mut [0u8; 256]).is_some() {
+                    break now;
+                }
+                now = s
+                    .poll_timeout()
+                    .unwrap()
+                    .max(now + Duration::from_micros(1));
+            };
+            assert!(
+                report - t0 <= Duration::from_millis(3_078),
+                "{:?}",
+                report - t0
+            );
+            // Re-read the compound just sent via a fresh session at the same point.
+            let mut again = session(0x1111, B, t0, 1_700_000_000, 9);
+            let mut rtcp = [0u8; 256];
+            let mut t = t0;
+            let (len, at) = loop {
+                again.handle_timeout(t);
+                while again.poll_transmit(&mut buf).is_some() {}
+                if let Some((_, len)) = again.poll_rtcp_transmit(&mut rtcp) {
+                    break (len, t);
+                }
+                t = again
+                    .poll_timeout()
+                    .unwrap()
+                    .max(t + Duration::from_micros(1));
+            };
+            assert_eq!(at, report, "seeded: the same schedule");
+            let packets: Vec<RtcpPacket<'_>> =
+                Compound::parse(&rtcp[..len]).unwrap().packets().collect();
+            let RtcpPacket::SenderReport { info, blocks, .. } = packets[0] else {
+                panic!("{packets:?}");
+            };
+            let elapsed = at - t0;
+            let sent = again.stats().packets_sent;
+            assert_eq!(u64::from(info.packet_count), sent);
+            assert_eq!(u64::from(info.octet_count), sent * 160);
+            let ticks = (elapsed.as_micros() * 8 / 1000) as u32;
+            assert_eq!(
+                info.rtp_timestamp,
+                config(Codec::Pcmu).initial_timestamp.wrapping_add(ticks)
+            );
+            let unix = 1_700_000_000 + elapsed.as_secs();
+            assert_eq!(info.ntp_timestamp >> 32, unix + 2_208_988_800);
+            assert!(blocks.is_empty(), "nothing received: no report block");
+            // A short buffer gets nothing and the report stays due.
+            assert_eq!(again.poll_rtcp_transmit(&mut [0u8; 4]), None);
+        }
+
+        #[test]
+        fn rtcp_is_heard_only_from_the_remotes_rtcp_address() {
+            let t0 = Instant::now();
+            let mut s = session(0x1111, B, t0, 1_700_000_000, 9);
+            let rr = [0x80, 201, 0, 1, 0, 0, 0, 7];
+            s.handle_rtcp_datagram(t0, rtcp_of(B), &rr);
+            s.handle_rtcp_datagram(t0, B, &rr); // the RTP port
+            s.handle_rtcp_datagram(
+                t0,
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)), 5001),
+                &rr,
+            );
+            s.handle_rtcp_datagram(t0, rtcp_of(B), &rr[..7]);
+            s.handle_rtcp_datagram(t0, rtcp_of(B), &[0x81, 202, 0, 0]);
+            let stats = s.stats();
+            assert_eq!(
+                (
+                    stats.rtcp_received,
+                    stats.dropped_foreign,
+                    stats.dropped_malformed
+                ),
+                (1, 2, 2)
+            );
+            assert_eq!(events(&mut s), [MediaEvent::SourceRefused(B)]);
+
+            // The answer's a=rtcp: port replaces port + 1.
+            let mut explicit = MediaSession::new(
+                MediaConfig {
+                    remote: B,
+                    ..config(Codec::Pcmu)
+                },
+                t0,
+            );
+            let elsewhere: SocketAddr = "10.0.0.2:7777".parse().unwrap();
+            explicit.enable_rtcp(RtcpConfig {
+                wall_clock_at_start: SystemTime::UNIX_EPOCH,
+                cname: [b'x'; 16],
+                seed: 1,
+                remote_rtcp: Some(elsewhere),
+            });
+            assert_eq!(explicit.rtcp_peer(), Some(elsewhere));
+            explicit.handle_rtcp_datagram(t0, rtcp_of(B), &rr);
+            explicit.handle_rtcp_datagram(t0, elsewhere, &rr);
+            assert_eq!(
+                (
+                    explicit.stats().rtcp_received,
+                    explicit.stats().dropped_foreign
+                ),
+                (1, 1)
+            );
+
+            // On hold nothing is sent or heard.
+            let hold = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5000);
+            let mut held = session(0x1111, hold, t0, 1_700_000_000, 9);
+            held.handle_timeout(t0 + Duration::from_secs(20));
+            assert_eq!(held.poll_rtcp_transmit(&mut [0u8; 256]), None);
+            held.handle_rtcp_datagram(t0, rtcp_of(B), &rr);
+            assert_eq!(held.stats().rtcp_received, 0);
+        }
+
+        #[test]
+        fn with_latching_rtcp_follows_the_latched_source() {
+            let t0 = Instant::now();
+            let nat: SocketAddr = "198.51.100.20:40002".parse().unwrap();
+            let mut cfg = config(Codec::Pcmu);
+            cfg.source = SourcePolicy::Latch {
+                signalling_ip: nat.ip(),
+            };
+            let mut s = MediaSession::new(cfg, t0);
+            s.enable_rtcp(RtcpConfig {
+                wall_clock_at_start: SystemTime::UNIX_EPOCH,
+                cname: [b'x'; 16],
+                seed: 1,
+                remote_rtcp: None,
+            });
+            assert_eq!(s.rtcp_peer(), Some(rtcp_of(REMOTE)));
+            s.handle_datagram(t0, nat, &event_packet(1, 100, 1, false));
+            s.handle_datagram(t0, nat, &event_packet(2, 100, 1, false));
+            assert_eq!(s.latched(), Some(nat));
+            assert_eq!(s.rtcp_peer(), Some(rtcp_of(nat)));
+            let rr = [0x80, 201, 0, 1, 0, 0, 0, 7];
+            s.handle_rtcp_datagram(t0, rtcp_of(REMOTE), &rr);
+            s.handle_rtcp_datagram(t0, rtcp_of(nat), &rr);
+            assert_eq!((s.stats().rtcp_received, s.stats().dropped_foreign), (1, 1));
+        }
     }
 }

@@ -153,7 +153,7 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
 }
 
-fn same(a: SocketAddr, b: SocketAddr) -> bool {
+pub(super) fn same(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && same_ip(a.ip(), b.ip())
 }
 

@@ -19,6 +19,9 @@ pub struct Negotiated {
     pub dtmf_payload_type: Option<u8>,
     /// The answerer's `a=ptime` (media-level, else session-level), or 20 when absent or absurd.
     pub ptime_ms: u32,
+    /// The answerer's RTCP address from a media-level `a=rtcp:` (RFC 3605), when it has a
+    /// usable one; `None` means the RTP port + 1 (RFC 3550 §11).
+    pub remote_rtcp: Option<SocketAddr>,
 }
 
 /// Reads an SDP answer to [`build_offer`](super::build_offer) (RFC 3264 §6.1).
@@ -56,8 +59,12 @@ pub fn negotiate(answer: &[u8]) -> Result<Negotiated, SdpError> {
         .and_then(|p| p.parse().ok())
         .filter(|p| (1..=1000).contains(p))
         .unwrap_or(PTIME_MS);
+    let rtp_ip = connection_address(connection)?;
     Ok(Negotiated {
-        remote_rtp: SocketAddr::new(connection_address(connection)?, media.port),
+        remote_rtp: SocketAddr::new(rtp_ip, media.port),
+        remote_rtcp: media
+            .attribute("rtcp")
+            .and_then(|v| rtcp_attribute(v, rtp_ip)),
         codec,
         dtmf_payload_type: telephone_event_payload_type(media),
         ptime_ms,
@@ -94,6 +101,29 @@ fn telephone_event_payload_type(media: &MediaDescription<'_>) -> Option<u8> {
             .rtpmap(pt)
             .is_some_and(|map| map.is("telephone-event", 8000))
     })
+}
+
+/// `a=rtcp:<port> [IN IP4|IP6 <address>]` (RFC 3605 §2.1): the port, at the given address or
+/// else the RTP connection address. A port of 0, or an address that is a hostname or of the
+/// wrong family, is not used: RTCP then goes to the RTP port + 1.
+fn rtcp_attribute(value: &str, rtp_ip: IpAddr) -> Option<SocketAddr> {
+    let mut fields = value.split_ascii_whitespace();
+    let port: u16 = fields.next()?.parse().ok().filter(|&p| p != 0)?;
+    let ip = match (fields.next(), fields.next(), fields.next()) {
+        (None, _, _) => rtp_ip,
+        (Some(network), Some(address_type), Some(address))
+            if network.eq_ignore_ascii_case("IN") =>
+        {
+            let ip: IpAddr = address.parse().ok()?;
+            let family_matches = match ip {
+                IpAddr::V4(_) => address_type.eq_ignore_ascii_case("IP4"),
+                IpAddr::V6(_) => address_type.eq_ignore_ascii_case("IP6"),
+            };
+            family_matches.then_some(ip)?
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// `c=IN IP4|IP6 <address>[/<ttl>][/<count>]` (RFC 4566 §5.7).
@@ -302,6 +332,29 @@ mod tests {
             assert_eq!(n.codec, Codec::Pcmu);
             assert_eq!(n.dtmf_payload_type, Some(101));
             assert_eq!(n.ptime_ms, 20);
+        }
+    }
+
+    #[test]
+    fn an_rtcp_attribute_names_the_rtcp_port_and_address() {
+        let answer =
+            |rtcp: &str| format!("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n{rtcp}");
+        let rtcp = |line: &str| negotiate(answer(line).as_bytes()).unwrap().remote_rtcp;
+        assert_eq!(rtcp(""), None, "none: RTP port + 1");
+        assert_eq!(rtcp("a=rtcp:53020\r\n"), Some(v4(192, 0, 2, 1, 53020)));
+        assert_eq!(
+            rtcp("a=rtcp:53020 IN IP4 126.16.64.4\r\n"),
+            Some(v4(126, 16, 64, 4, 53020)),
+            "RFC 3605's example"
+        );
+        for unusable in [
+            "a=rtcp:0\r\n",
+            "a=rtcp:x\r\n",
+            "a=rtcp:5000 IN IP6 10.0.0.1\r\n",
+            "a=rtcp:5000 IN IP4 host.example\r\n",
+            "a=rtcp:5000 IN IP4\r\n",
+        ] {
+            assert_eq!(rtcp(unusable), None, "{unusable}");
         }
     }
 
