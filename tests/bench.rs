@@ -25,8 +25,8 @@ fn dtmf_pcap(key: &str) -> String {
         .to_owned()
 }
 
-/// The harness gives each server 10 RTP ports: at most 4 calls (2 ports each) at once, the
-/// rest wait queued.
+/// The harness gives each server 12 RTP ports (an RTP/RTCP pair a call, split between the
+/// cores): at most 4 calls at once keeps clear of that, the rest wait queued.
 const FOUR_AT_ONCE: &str = "[calls]\nmax_concurrent = 4\n";
 
 /// A SIPp UAS that answers `calls` calls and presses 1 in each.

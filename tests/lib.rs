@@ -138,12 +138,14 @@ pub fn free_tcp_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-/// A block of RTP ports below the kernel's ephemeral range, distinct per test in this process.
+/// A block of 12 RTP ports below the kernel's ephemeral range, distinct per test in this
+/// process (up to 20 servers a process): a call takes an RTP/RTCP pair, and each of a server's
+/// cores (one per CPU) gets an equal share of the block, so 2 cores hold 3 calls each.
 pub fn rtp_block() -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let slot = NEXT.fetch_add(1, Ordering::Relaxed);
-    let base = 21_000 + (std::process::id() % 40) as u16 * 250 + slot * 10;
-    (base, base + 9)
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed) % 20;
+    let base = 21_000 + (std::process::id() % 40) as u16 * 250 + slot * 12;
+    (base, base + 11)
 }
 
 /// Spawns `outdial serve --config config_path`, appending its output to `dir/outdial.log`.

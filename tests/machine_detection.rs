@@ -151,7 +151,7 @@ async fn each_mode_acts_on_a_person_and_a_voicemail() {
         ("person-off", &person, "off", ""),
     ];
     let mut calls = Vec::new();
-    // The harness gives a server RTP ports for 5 calls at once: two waves of three.
+    // The harness gives a server RTP ports for 6 calls at once (3 a core): two waves of three.
     for wave in cases.chunks(3) {
         let mut ids = Vec::new();
         for (tag, callee, mode, _) in wave {

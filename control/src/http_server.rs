@@ -27,9 +27,9 @@ use tower_http::timeout::RequestBodyTimeout;
 /// and event queues, the runtime, outgoing fetch and webhook connections.
 pub const FDS_RESERVED: u64 = 256;
 
-/// Descriptors one live call may hold: its RTP socket, a fetch connection, and the pipes of a
-/// text-to-speech process.
-pub const FDS_PER_CALL: u64 = 4;
+/// Descriptors one live call may hold: its RTP and RTCP sockets, a fetch connection, and the
+/// pipes of a text-to-speech process.
+pub const FDS_PER_CALL: u64 = 5;
 
 /// Fewest HTTP connections a server may be left with; below this the limit is too low.
 pub const MIN_CONNECTIONS: usize = 16;
@@ -363,18 +363,18 @@ mod tests {
 
     #[test]
     fn the_cap_keeps_descriptors_for_calls() {
-        // 1024 descriptors, 100 calls: 256 + 400 kept, 368 left for HTTP.
-        assert_eq!(connection_cap(1024, 100, 0), Ok(368));
-        assert_eq!(connection_cap(1024, 100, 300), Ok(300));
-        let too_many = connection_cap(1024, 100, 369).err().unwrap_or_default();
+        // 1024 descriptors, 100 calls: 256 + 500 kept, 268 left for HTTP.
+        assert_eq!(connection_cap(1024, 100, 0), Ok(268));
+        assert_eq!(connection_cap(1024, 100, 200), Ok(200));
+        let too_many = connection_cap(1024, 100, 269).err().unwrap_or_default();
         assert!(
-            too_many.contains("http.max_connections") && too_many.contains("656 are kept"),
+            too_many.contains("http.max_connections") && too_many.contains("756 are kept"),
             "{too_many}"
         );
         // The default 1000 calls do not fit in 1024 descriptors at all.
         let too_low = connection_cap(1024, 1000, 0).err().unwrap_or_default();
         assert!(too_low.contains("LimitNOFILE"), "{too_low}");
-        assert_eq!(connection_cap(1 << 20, 1000, 0), Ok((1 << 20) - 4256));
+        assert_eq!(connection_cap(1 << 20, 1000, 0), Ok((1 << 20) - 5256));
         assert!(
             connection_cap(u64::MAX, usize::MAX, 0).is_err(),
             "no overflow"

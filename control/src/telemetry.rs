@@ -121,6 +121,21 @@ pub const SERIES: &[Series] = &[
         "RTP packets sent more than `over` (1ms, 2ms, 10ms) after their 20 ms slot was due, by the core's clock, counted when each call ends. Pacing holds its target while the 2ms count stays under 1 % of outdial_rtp_packets_sent_total.",
     ),
     series(
+        "outdial_rtcp_packets_sent_total",
+        Kind::Counter,
+        "RTCP compounds (sender or receiver reports, BYE) the dataplane sent, counted when each call ends.",
+    ),
+    series(
+        "outdial_rtcp_packets_received_total",
+        Kind::Counter,
+        "RTCP compounds accepted from callees, counted when each call ends.",
+    ),
+    series(
+        "outdial_rtcp_round_trip_seconds",
+        Kind::Histogram,
+        "Round-trip time to the callee from its RTCP reports (RFC 3550 6.4.1), the latest of each call that had one, observed when it ends.",
+    ),
+    series(
         "outdial_machine_detection_total",
         Kind::Counter,
         "Answering-machine detection verdicts, by answered_by (human, machine, unknown).",
@@ -208,6 +223,12 @@ pub fn media_ended(media: &outdial_dataplane::api::MediaStats) {
     metrics::counter!("outdial_rtp_dropped_malformed_total").increment(media.dropped_malformed);
     metrics::counter!("outdial_rtp_packets_sent_total").increment(media.packets_sent);
     metrics::counter!("outdial_rtp_packets_received_total").increment(media.packets_received);
+    metrics::counter!("outdial_rtcp_packets_sent_total").increment(media.rtcp_sent);
+    metrics::counter!("outdial_rtcp_packets_received_total").increment(media.rtcp_received);
+    if media.round_trip_us > 0 {
+        metrics::histogram!("outdial_rtcp_round_trip_seconds")
+            .record(media.round_trip_us as f64 / 1e6);
+    }
     for (over, count) in [
         ("1ms", media.sent_late_1ms),
         ("2ms", media.sent_late_2ms),
