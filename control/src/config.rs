@@ -419,7 +419,7 @@ impl Default for DataplaneConfig {
             cores: 0,
             backend: "auto".to_owned(),
             pin: true,
-            control_nice: 0,
+            control_nice: 10,
         }
     }
 }
