@@ -445,9 +445,9 @@ mod tests {
         assert_eq!(rows.len(), 4, "{csv}");
         assert!(rows[0].starts_with("call_id,attempt,tenant"));
         assert!(
-            // The reason quoted, then the seven empty media columns (no media) and the two
+            // The reason quoted, then the eight empty media columns (no media) and the two
             // empty machine detection columns.
-            rows[1].ends_with(",480,\"no answer, \"\"really\"\"\",,,,,,,,,"),
+            rows[1].ends_with(",480,\"no answer, \"\"really\"\"\",,,,,,,,,,"),
             "{}",
             rows[1]
         );

@@ -300,6 +300,7 @@ fn media_summary(media: &outdial_dataplane::api::MediaStats) -> MediaSummary {
         max_jitter_us: media.max_jitter_us,
         sent_late_2ms: media.sent_late_2ms,
         dropped_foreign: media.dropped_foreign,
+        round_trip_us: (media.round_trip_us > 0).then_some(media.round_trip_us),
     }
 }
 

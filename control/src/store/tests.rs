@@ -931,6 +931,7 @@ async fn an_attempts_media_is_kept_with_its_cdr() {
         max_jitter_us: 4_000,
         sent_late_2ms: 3,
         dropped_foreign: 2,
+        round_trip_us: Some(41_000),
     };
     let ended = OffsetDateTime::now_utc();
     for (n, with) in [(1, Some(media)), (2, None)] {
@@ -958,13 +959,14 @@ async fn an_attempts_media_is_kept_with_its_cdr() {
         "{rows:?}"
     );
     assert!(
-        rows[0].ends_with(",1500,1490,10,1250,4000,3,2,,"),
+        rows[0].ends_with(",1500,1490,10,1250,4000,3,2,41000,,"),
         "{}",
         rows[0]
     );
-    assert!(rows[1].ends_with(",,,,,,,,,"), "{}", rows[1]);
+    assert!(rows[1].ends_with(",,,,,,,,,,"), "{}", rows[1]);
     let json = serde_json::to_value(&page.cdrs[0]).unwrap_or_default();
     assert_eq!(json["media"]["packets_lost"], 10);
+    assert_eq!(json["media"]["round_trip_us"], 41_000);
     assert!(serde_json::to_value(&page.cdrs[1]).unwrap_or_default()["media"].is_null());
 }
 

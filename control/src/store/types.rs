@@ -134,6 +134,10 @@ pub struct MediaSummary {
     /// Datagrams dropped for their source (not the callee's SDP address, or not the latched
     /// source).
     pub dropped_foreign: u64,
+    /// Round-trip time to the callee from its RTCP reports (RFC 3550 §6.4.1), the latest,
+    /// microseconds; `None` when the callee sent no report about our stream.
+    #[serde(default)]
+    pub round_trip_us: Option<u64>,
 }
 
 /// One status change of a call.
@@ -384,7 +388,7 @@ impl Cdr {
     pub const CSV_HEADER: &'static str = "call_id,attempt,tenant,from,to,target_uri,node,core,\
         sip_call_id,created_at,dialed_at,ringing_at,answered_at,ended_at,billable_secs,\
         disposition,sip_status,reason,packets_sent,packets_received,packets_lost,jitter_us,\
-        max_jitter_us,sent_late_2ms,dropped_foreign,answered_by,machine_decided_ms";
+        max_jitter_us,sent_late_2ms,dropped_foreign,round_trip_us,answered_by,machine_decided_ms";
 
     /// One CSV line (RFC 4180 quoting, no line break).
     pub fn csv_row(&self) -> String {
@@ -424,7 +428,7 @@ impl Cdr {
         ]
         .into_iter()
         .chain(self.media.map_or_else(
-            || vec![String::new(); 7],
+            || vec![String::new(); 8],
             |m| {
                 [
                     m.packets_sent,
@@ -436,7 +440,9 @@ impl Cdr {
                     m.dropped_foreign,
                 ]
                 .map(|n| n.to_string())
-                .to_vec()
+                .into_iter()
+                .chain([m.round_trip_us.map(|us| us.to_string()).unwrap_or_default()])
+                .collect()
             },
         ))
         .chain([

@@ -608,7 +608,8 @@ pub(super) fn finish_attempt(
         "UPDATE attempts SET ended_at = ?3, sip_status = ?4, disposition = ?5, reason = ?6, \
          core = COALESCE(?7, core), sip_call_id = COALESCE(?8, sip_call_id), \
          media_sent = ?9, media_received = ?10, media_lost = ?11, media_jitter_us = ?12, \
-         media_max_jitter_us = ?13, media_late_2ms = ?14, media_dropped_foreign = ?15 \
+         media_max_jitter_us = ?13, media_late_2ms = ?14, media_dropped_foreign = ?15, \
+         media_rtt_us = ?16 \
          WHERE call_id = ?1 AND attempt = ?2",
     )?
     .execute(params![
@@ -627,6 +628,7 @@ pub(super) fn finish_attempt(
         end.media.map(|m| sql_count(m.max_jitter_us)),
         end.media.map(|m| sql_count(m.sent_late_2ms)),
         end.media.map(|m| sql_count(m.dropped_foreign)),
+        end.media.and_then(|m| m.round_trip_us).map(sql_count),
     ])?;
     write_cdr(conn, id, attempt)?;
     let result = end.result.as_ref().map(Value::to_string);
@@ -812,14 +814,14 @@ fn write_cdr(conn: &Connection, id: &str, attempt: u32) -> Result<(), StoreError
          node, core, sip_call_id, created_at, dialed_at, ringing_at, answered_at, ended_at, \
          billable_secs, disposition, sip_status, reason, media_sent, media_received, \
          media_lost, media_jitter_us, media_max_jitter_us, media_late_2ms, \
-         media_dropped_foreign, answered_by, machine_decided_ms) \
+         media_dropped_foreign, media_rtt_us, answered_by, machine_decided_ms) \
          SELECT c.id, a.attempt, c.tenant, c.from_addr, c.to_addr, c.target_uri, a.node, a.core, \
          a.sip_call_id, c.created_at, a.dialed_at, a.ringing_at, a.answered_at, a.ended_at, \
          CASE WHEN a.answered_at IS NULL OR a.ended_at <= a.answered_at THEN 0 \
               ELSE (a.ended_at - a.answered_at + 999999) / 1000000 END, \
          a.disposition, a.sip_status, a.reason, a.media_sent, a.media_received, a.media_lost, \
          a.media_jitter_us, a.media_max_jitter_us, a.media_late_2ms, a.media_dropped_foreign, \
-         a.answered_by, a.machine_decided_ms \
+         a.media_rtt_us, a.answered_by, a.machine_decided_ms \
          FROM calls c JOIN attempts a ON a.call_id = c.id WHERE c.id = ?1 AND a.attempt = ?2",
     )?
     .execute(params![id, attempt])?;

@@ -39,13 +39,13 @@ fn cdr_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Cdr)> {
             sip_status: row.get(17)?,
             reason: row.get(18)?,
             media: media_from_row(row, 19)?,
-            answered_by: row.get(26)?,
-            machine_decided_ms: row.get(27)?,
+            answered_by: row.get(27)?,
+            machine_decided_ms: row.get(28)?,
         },
     ))
 }
 
-/// The seven `media_*` columns from `first` on; `None` when the attempt had no media.
+/// The eight `media_*` columns from `first` on; `None` when the attempt had no media.
 fn media_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<MediaSummary>> {
     let count = |i: usize| -> rusqlite::Result<Option<u64>> {
         Ok(row
@@ -63,6 +63,7 @@ fn media_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<MediaS
         max_jitter_us: count(4)?.unwrap_or(0),
         sent_late_2ms: count(5)?.unwrap_or(0),
         dropped_foreign: count(6)?.unwrap_or(0),
+        round_trip_us: count(7)?,
     }))
 }
 
@@ -76,8 +77,8 @@ pub(super) fn page(
         "SELECT seq, call_id, attempt, tenant, from_addr, to_addr, target_uri, node, core, \
          sip_call_id, created_at, dialed_at, ringing_at, answered_at, ended_at, billable_secs, \
          disposition, sip_status, reason, media_sent, media_received, media_lost, \
-         media_jitter_us, media_max_jitter_us, media_late_2ms, media_dropped_foreign, answered_by, \
-         machine_decided_ms FROM cdrs \
+         media_jitter_us, media_max_jitter_us, media_late_2ms, media_dropped_foreign, media_rtt_us, \
+         answered_by, machine_decided_ms FROM cdrs \
          WHERE (?1 IS NULL OR tenant = ?1) AND ended_at >= ?2 AND ended_at < ?3 AND seq > ?4 \
          ORDER BY seq LIMIT ?5",
     )?;

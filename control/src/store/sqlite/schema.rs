@@ -273,6 +273,12 @@ ALTER TABLE cdrs ADD COLUMN answered_by TEXT;
 ALTER TABLE cdrs ADD COLUMN machine_decided_ms INTEGER;
 ";
 
+/// Version 10: each attempt's round-trip time from the callee's RTCP reports (`NULL`: none).
+const V10_ROUND_TRIP: &str = r"
+ALTER TABLE attempts ADD COLUMN media_rtt_us INTEGER;
+ALTER TABLE cdrs ADD COLUMN media_rtt_us INTEGER;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     V1_SCHEMA,
@@ -284,10 +290,11 @@ const MIGRATIONS: &[&str] = &[
     V7_CALLBACK_EVENTS,
     V8_MEDIA,
     V9_MACHINE_DETECTION,
+    V10_ROUND_TRIP,
 ];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
