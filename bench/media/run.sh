@@ -27,21 +27,9 @@ seconds=${1:-20}
 shift || true
 levels=("$@")
 [ ${#levels[@]} -gt 0 ] || levels=(250 500 1000 1500 2000)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outdial-target}"
-bin=${OUTDIAL_BIN:-}
-if [ -z "$bin" ]; then
-    cargo build --release --locked -p outdial-control --bin outdial >&2
-    bin="$CARGO_TARGET_DIR/release/outdial"
-fi
+. bench/common.sh
+outdial_bin
 dir=$(mktemp -d "${TMPDIR:-/tmp}/outdial-media-bench.XXXXXX")
-pids=()
-stop_all() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    pids=()
-}
-trap stop_all EXIT
-
-free() { python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_$1); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
 # UDP datagrams the kernel dropped for a full receive buffer, machine-wide.
 rcvbuf_errors() { awk '/^Udp: [0-9]/ {print $6}' /proc/net/snmp; }
 # CPU seconds of thread NAME of process PID.
@@ -69,12 +57,6 @@ idle_cpu() { python3 -c "import os; f=open('/proc/stat').readline().split(); pri
 # Over a window: the peer's CPU in cores and the machine's idle share, from two samples.
 window_figures() { # PEER_CPU0 PEER_CPU1 IDLE0 IDLE1 SECONDS
     python3 -c "import os; print(f'{($2 - $1) / $5:.2f}', f'{($4 - $3) / $5 / os.cpu_count() * 100:.0f}')"
-}
-metric() { # NAME [LABELS]: the sum of the series' samples on /metrics (awk: light enough to
-    # poll while calls run, unlike a python start per poll)
-    curl -fs "http://127.0.0.1:$http/metrics" | awk -v name="$1" -v labels="${2:-}" '
-        index($0, name) == 1 && substr($0, length(name) + 1, 1) ~ /[ {]/ && index($0, labels) { total += $NF }
-        END { printf "%d\n", total }'
 }
 
 results="$dir/results.tsv"
@@ -131,10 +113,7 @@ TOML
     "$bin" serve --config "$dir/outdial-$n.toml" >"$dir/serve-$n.log" 2>&1 &
     serve=$!
     pids+=($serve)
-    for _ in $(seq 1 100); do
-        [ -s "$dir/data-$n/dev-api-key" ] && curl -fs "http://127.0.0.1:$http/readyz" >/dev/null && break
-        sleep 0.1
-    done
+    wait_ready "$dir/data-$n" "$http"
     "$bin" bench callee --listen "127.0.0.1:$callee" --media echo --dtmf from-uri \
         --dtmf-delay "$((seconds * 1000))" --calls "$n" --progress 0 --json \
         >"$dir/callee-$n.json" 2>"$dir/callee-$n.log" &

@@ -29,22 +29,10 @@ cd "$(dirname "$0")/../.."
 media=${1:-500}
 seconds=${2:-30}
 storm=${3:-20000}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outdial-target}"
 command -v sipp >/dev/null || { echo "sipp is missing: apt-get install sip-tester" >&2; exit 1; }
-bin=${OUTDIAL_BIN:-}
-if [ -z "$bin" ]; then
-    cargo build --release --locked -p outdial-control --bin outdial >&2
-    bin="$CARGO_TARGET_DIR/release/outdial"
-fi
+. bench/common.sh
+outdial_bin
 dir=$(mktemp -d "${TMPDIR:-/tmp}/outdial-saturation.XXXXXX")
-pids=()
-stop_all() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    pids=()
-}
-trap stop_all EXIT
-
-free() { python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_$1); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
 # CPU seconds of process PID: "cores all" (cores = its outdial-core-* threads; all = the
 # process, user + system, exited threads included).
 split_cpu() {
@@ -63,11 +51,6 @@ for tid in os.listdir(f"/proc/{pid}/task"):
 f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
 print(cores / 1e9, (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK"))
 PY
-}
-metric() { # NAME [LABELS]: the sum of the series' samples on /metrics
-    curl -fs "http://127.0.0.1:$http/metrics" | awk -v name="$1" -v labels="${2:-}" '
-        index($0, name) == 1 && substr($0, length(name) + 1, 1) ~ /[ {]/ && index($0, labels) { total += $NF }
-        END { printf "%d\n", total }'
 }
 
 results="$dir/results.tsv"
@@ -98,10 +81,7 @@ TOML
     "$bin" serve --config "$dir/outdial-$run.toml" >"$dir/serve-$run.log" 2>&1 &
     serve=$!
     pids+=($serve)
-    for _ in $(seq 1 100); do
-        [ -s "$dir/data-$run/dev-api-key" ] && curl -fs "http://127.0.0.1:$http/readyz" >/dev/null && break
-        sleep 0.1
-    done
+    wait_ready "$dir/data-$run" "$http"
     sipp -sn uas -i 127.0.0.1 -p "$uas" -nostdin -buff_size 4194304 \
         -trace_stat -stf "$dir/uas-$run.csv" -fd 1 >"$dir/uas-$run.log" 2>&1 &
     pids+=($!)

@@ -18,7 +18,8 @@
 #
 #   bench/sip/run.sh [CALLS] [CONCURRENCY] [HTTP_CALLS]   (defaults 50000, 200, CALLS/5)
 #
-# Needs sipp (apt-get install sip-tester) and python3. Builds the release binary. Exits
+# Needs sipp (apt-get install sip-tester) and python3. Builds the release binary
+# (OUTDIAL_BIN=path measures that binary instead). Exits
 # non-zero if any run fails a call. Results go to standard output; logs stay in a temp dir
 # (kept and named on failure).
 set -euo pipefail
@@ -26,11 +27,10 @@ cd "$(dirname "$0")/../.."
 calls=${1:-50000}
 concurrency=${2:-200}
 http_calls=${3:-$((calls / 5))}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outdial-target}"
 command -v sipp >/dev/null || { echo "sipp is missing: apt-get install sip-tester" >&2; exit 1; }
 
-cargo build --release --locked -p outdial-control --bin outdial >&2
-bin="$CARGO_TARGET_DIR/release/outdial"
+. bench/common.sh
+outdial_bin
 dir=$(mktemp -d "${TMPDIR:-/tmp}/outdial-sip-bench.XXXXXX")
 uas_pid=""
 cleanup() {
@@ -120,10 +120,7 @@ level = "warn"
 TOML
     "$bin" serve --config "$dir/outdial-$name.toml" >"$dir/serve-$name.log" 2>&1 &
     local serve_pid=$!
-    for _ in $(seq 1 100); do
-        [ -s "$dir/data-$name/dev-api-key" ] && curl -fs "http://127.0.0.1:$http_port/readyz" >/dev/null && break
-        sleep 0.1
-    done
+    wait_ready "$dir/data-$name" "$http_port"
     "$bin" bench load --api "http://127.0.0.1:$http_port" --api-key-file "$dir/data-$name/dev-api-key" \
         --callee "127.0.0.1:$uas_port" --app hangup --concurrency "$concurrency" \
         --count "$http_calls" --quiet --json "$@" >"$dir/bench-load-$name.json" \

@@ -1,0 +1,44 @@
+# Shared by the benchmark scripts in bench/*/run.sh (sourced, not run): the binary to measure,
+# the processes a run starts, free ports, the server's readiness and its metrics.
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outdial-target}"
+
+# Sets `bin`: OUTDIAL_BIN if given, else the release binary, built first.
+outdial_bin() {
+    bin=${OUTDIAL_BIN:-}
+    if [ -z "$bin" ]; then
+        cargo build --release --locked -p outdial-control --bin outdial >&2
+        bin="$CARGO_TARGET_DIR/release/outdial"
+    fi
+}
+
+# Background processes of the current step: add each pid to `pids`; `stop_all` ends them
+# (and runs at exit).
+pids=()
+stop_all() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    pids=()
+}
+trap stop_all EXIT
+
+# A free port on 127.0.0.1: `free DGRAM` (UDP) or `free STREAM` (TCP).
+free() { python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_$1); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+
+# Waits (up to 10 s) until `outdial serve` with data directory DATA_DIR and API on port PORT
+# has written its key and answers /readyz.
+wait_ready() { # DATA_DIR PORT
+    for _ in $(seq 1 100); do
+        [ -s "$1/dev-api-key" ] && curl -fs "http://127.0.0.1:$2/readyz" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "outdial serve on port $2 is not ready after 10 s" >&2
+    return 1
+}
+
+# NAME [LABELS]: the sum of the series' samples on http://127.0.0.1:$http/metrics (awk: light
+# enough to poll while calls run, unlike a python start per poll).
+metric() {
+    curl -fs "http://127.0.0.1:$http/metrics" | awk -v name="$1" -v labels="${2:-}" '
+        index($0, name) == 1 && substr($0, length(name) + 1, 1) ~ /[ {]/ && index($0, labels) { total += $NF }
+        END { printf "%d\n", total }'
+}
