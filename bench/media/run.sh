@@ -20,7 +20,7 @@
 #
 # Prints a table and the largest clean N of each, and their ratio. Needs python3 and curl;
 # builds the release binary (OUTDIAL_BIN=path measures that binary instead).
-# CONTROL_NICE=N sets Outdial's dataplane.control_nice (default: the server's own, 0 = off).
+# CONTROL_NICE=N sets Outdial's dataplane.control_nice (default: the server's own, 10; 0 = off).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
