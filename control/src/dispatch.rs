@@ -427,6 +427,7 @@ impl Dispatcher {
 fn event_call(event: &Event) -> Option<CallId> {
     Some(match event {
         Event::Registration { .. } => return None,
+        Event::Incoming(incoming) => incoming.call,
         Event::Ringing { call }
         | Event::Answered { call, .. }
         | Event::BargeIn { call, .. }

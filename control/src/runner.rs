@@ -530,8 +530,9 @@ impl CallTask {
 
     async fn handle_event(&mut self, event: Event) -> Option<Outcome> {
         match event {
-            // Registrations are not a call's; the event pump never routes them here.
-            Event::Registration { .. } => {}
+            // Registrations are not a call's, and an incoming call's offer is handled before
+            // its task exists; the event pump never routes either here.
+            Event::Registration { .. } | Event::Incoming(_) => {}
             Event::Ringing { .. } => {
                 self.timing.progress(Instant::now());
                 self.transition(CallStatus::Ringing, "the callee is ringing")

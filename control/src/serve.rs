@@ -482,6 +482,8 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
             answer_stranger_invite: config.sip.answer_stranger_invite,
             ..BorderConfig::default()
         },
+        inbound_sources: Vec::new(),
+        max_calls_per_core: usize::MAX,
         backend,
         pin: config.dataplane.pin,
         seed: seed(),

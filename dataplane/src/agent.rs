@@ -24,7 +24,9 @@ use crossbeam_queue::ArrayQueue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::api::{AmdConfig, CallId, Command, Dial, Disposition, Event, Outcome, TransferKind};
+use crate::api::{
+    AmdConfig, CallId, Command, Dial, Disposition, Event, IncomingCall, Outcome, TransferKind,
+};
 use crate::core::{Driver, Io, SocketId, WakeFd, next_tick};
 use crate::icmp::IcmpError;
 use crate::rtp::{
@@ -80,6 +82,12 @@ pub struct AgentConfig {
     /// The wall clock, read once per answered call for RTCP's NTP timestamps
     /// (`SystemTime::now` in production, a fixed time in tests).
     pub wall_clock: fn() -> SystemTime,
+    /// This core's index (in its incoming calls' ids).
+    pub core: usize,
+    /// Networks whose INVITEs are incoming calls (`sip.inbound_sources`).
+    pub inbound_sources: Vec<ipnet::IpNet>,
+    /// Incoming INVITEs get `503` while this many calls are live on the core.
+    pub max_calls: usize,
 }
 
 /// Per-call dataplane state.
@@ -102,6 +110,9 @@ struct CallSlot {
     /// Classify the answer as a person or a machine (the dial command's
     /// `machine_detection`).
     machine_detection: Option<AmdConfig>,
+    /// An incoming call's SDP answer, built when its INVITE arrived and sent with the 200 OK
+    /// when control answers.
+    sdp_answer: Option<Vec<u8>>,
 }
 
 /// The [`Driver`] run by each core.
@@ -143,6 +154,9 @@ impl Agent {
                 t4: config.t4,
                 user_agent: config.user_agent.clone(),
                 border: config.border,
+                inbound_sources: config.inbound_sources.clone(),
+                core: config.core,
+                max_calls: config.max_calls,
             },
             config.seed,
         );
@@ -289,6 +303,7 @@ impl Agent {
                 epoch: 0,
                 armed: None,
                 failure: None,
+                sdp_answer: None,
             },
         );
         self.by_socket.insert(rtp_socket, (dial.call, Channel::Rtp));
@@ -300,6 +315,22 @@ impl Agent {
     fn handle_command(&mut self, io: &mut impl Io, now: Instant, command: Command) {
         match command {
             Command::Dial(dial) => self.dial(io, now, &dial),
+            Command::Answer { call, max_duration } => {
+                let answer = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|slot| slot.sdp_answer.take());
+                if let Some(answer) = answer {
+                    self.sip.accept(now, call, &answer, max_duration);
+                }
+            }
+            Command::Reject {
+                call,
+                status,
+                retry_after,
+            } => {
+                self.sip.reject(now, call, status, retry_after);
+            }
             Command::Register(register) => self.sip.register(now, &register),
             Command::Play {
                 call,
@@ -422,8 +453,78 @@ impl Agent {
         }
     }
 
+    /// An INVITE from an allowed source: read its offer, bind the call's port pair, build
+    /// the answer and ask control. An offer without G.711 is refused 488, a core out of
+    /// ports 503; control hears of neither (the core's `Ended` for them is an orphan).
+    fn incoming(&mut self, io: &mut impl Io, now: Instant, incoming: IncomingCall, sdp: &[u8]) {
+        let call = incoming.call;
+        let offer = match sdp::read_offer(sdp) {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::debug!(source = %incoming.source, error = %e, "incoming call refused: unusable offer");
+                self.sip.reject(now, call, 488, None);
+                return;
+            }
+        };
+        let (rtp_socket, rtp_local, rtcp_socket) = match self.bind_pair(io) {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::warn!(error = %e, "incoming call refused: no RTP port pair free");
+                self.sip.reject(now, call, 503, Some(5));
+                return;
+            }
+        };
+        let answer = sdp::build_answer(
+            self.rng.random(),
+            SocketAddr::new(self.config.public_ip, rtp_local.port()),
+            &offer,
+        );
+        self.calls.insert(
+            call,
+            CallSlot {
+                sip_call_id: Some(incoming.sip_call_id.clone()),
+                media_latching: false,
+                machine_detection: None,
+                rtp_socket,
+                rtcp_socket,
+                media: None,
+                epoch: 0,
+                armed: None,
+                failure: None,
+                sdp_answer: Some(answer),
+            },
+        );
+        self.by_socket.insert(rtp_socket, (call, Channel::Rtp));
+        self.by_socket.insert(rtcp_socket, (call, Channel::Rtcp));
+        self.link.load.fetch_add(1, Ordering::Relaxed);
+        self.emit(Event::Incoming(Box::new(IncomingCall {
+            codec: offer.codec,
+            ..incoming
+        })));
+    }
+
     fn handle_sip_event(&mut self, io: &mut impl Io, now: Instant, event: SipEvent) {
         match event {
+            SipEvent::Incoming {
+                call,
+                request_uri,
+                from,
+                to,
+                source,
+                sip_call_id,
+                sdp,
+            } => {
+                let incoming = IncomingCall {
+                    call,
+                    request_uri,
+                    from,
+                    to,
+                    source,
+                    sip_call_id,
+                    codec: crate::api::Codec::Pcmu,
+                };
+                self.incoming(io, now, incoming, &sdp);
+            }
             SipEvent::Ringing { call } => self.emit(Event::Ringing { call }),
             SipEvent::Registration { id, event } => self.emit(registration_event(id, event)),
             SipEvent::TransferDone {
@@ -870,6 +971,9 @@ mod tests {
             border: BorderConfig::default(),
             seed: 7,
             wall_clock: || SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            core: 0,
+            inbound_sources: vec!["127.0.0.0/8".parse().expect("network")],
+            max_calls: 4,
         };
         (Agent::new(config, link.clone()), link)
     }

@@ -11,9 +11,26 @@ pub use crate::rtp::MediaStats;
 pub use crate::rtp::amd::{AmdConfig, AmdEvent, AnsweredBy};
 pub use crate::sip::auth::Credentials;
 
-/// Identifies one call across control and dataplane. Control assigns it (the store's row id).
+/// Identifies one call across control and dataplane. Control assigns outbound calls' ids
+/// (counting up from 1); a core assigns an incoming call's id itself, with
+/// [`CallId::INBOUND`] set and the core's index in bits 40..63 ([`CallId::inbound`]).
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct CallId(pub u64);
+
+impl CallId {
+    /// The bit that marks an id a core chose for an incoming call.
+    pub const INBOUND: u64 = 1 << 63;
+
+    /// The `n`th incoming call on `core`.
+    pub fn inbound(core: usize, n: u64) -> Self {
+        Self(Self::INBOUND | ((core as u64 & 0x7f_ffff) << 40) | (n & 0xff_ffff_ffff))
+    }
+
+    /// For an incoming call's id, the core that chose it.
+    pub fn inbound_core(self) -> Option<usize> {
+        (self.0 & Self::INBOUND != 0).then_some(((self.0 >> 40) & 0x7f_ffff) as usize)
+    }
+}
 
 /// Linear 16-bit PCM at 8,000 Hz, mono: the one audio format control hands to a core.
 /// The core encodes it to the negotiated G.711 law when it packetises.
@@ -77,6 +94,24 @@ pub struct Register {
 pub enum Command {
     /// Place a call.
     Dial(Box<Dial>),
+    /// Answer an incoming call ([`Event::Incoming`]) with 200 OK and our SDP answer. Media
+    /// starts when the caller's ACK arrives ([`Event::Answered`]).
+    Answer {
+        /// The incoming call.
+        call: CallId,
+        /// Hard limit on the call's length; the core sends BYE when it passes.
+        max_duration: Duration,
+    },
+    /// Refuse an incoming call with a final error response (e.g. 404, 486, 503). Ends with
+    /// [`Event::Ended`].
+    Reject {
+        /// The incoming call.
+        call: CallId,
+        /// 400–699.
+        status: u16,
+        /// `Retry-After` in seconds (RFC 3261 §20.33), for 503 and 486.
+        retry_after: Option<u32>,
+    },
     /// Register with a registrar and keep the binding refreshed; reports
     /// [`Event::Registration`] after every attempt.
     Register(Box<Register>),
@@ -195,9 +230,32 @@ pub enum TransferError {
     InProgress,
 }
 
+/// An INVITE from an allowed source (`sip.inbound_sources`, or a registrar we register
+/// with): a new incoming call, answered `100 Trying` and waiting for control's
+/// [`Command::Answer`] or [`Command::Reject`].
+#[derive(Clone, Debug)]
+pub struct IncomingCall {
+    /// The id the core gave it ([`CallId::inbound`]).
+    pub call: CallId,
+    /// The INVITE's Request-URI, e.g. `sip:+15550100@198.51.100.7`.
+    pub request_uri: String,
+    /// The caller's From URI.
+    pub from: String,
+    /// The To URI (who was called).
+    pub to: String,
+    /// Where the INVITE came from.
+    pub source: SocketAddr,
+    /// The INVITE's Call-ID.
+    pub sip_call_id: String,
+    /// The codec our answer will choose from the caller's offer.
+    pub codec: Codec,
+}
+
 /// Core → control.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// A new incoming call (not a reply to anything control sent).
+    Incoming(Box<IncomingCall>),
     /// A [`Command::Register`] attempt ended (not a call's event).
     Registration {
         /// The id given in [`Command::Register`].

@@ -39,6 +39,10 @@ pub struct DataplaneConfig {
     pub user_agent: String,
     /// What strangers may make a core send (`docs/sip.md`, "What a stranger gets").
     pub border: BorderConfig,
+    /// Networks whose INVITEs are incoming calls (`docs/sip.md`, "Incoming calls").
+    pub inbound_sources: Vec<ipnet::IpNet>,
+    /// Incoming INVITEs get `503` while this many calls are live on a core.
+    pub max_calls_per_core: usize,
     /// io_uring, epoll, or whichever works here.
     pub backend: Backend,
     /// Pin core `i`'s loop to CPU `i` (modulo the CPU count).
@@ -133,6 +137,9 @@ impl Dataplane {
                     .seed
                     .wrapping_add(index as u64 * 0x9e37_79b9_7f4a_7c15),
                 wall_clock: std::time::SystemTime::now,
+                core: index,
+                inbound_sources: config.inbound_sources.clone(),
+                max_calls: config.max_calls_per_core,
             };
             let loop_config = LoopConfig {
                 backend: config.backend,

@@ -83,6 +83,9 @@ impl Net {
                 t4: Duration::from_secs(5),
                 user_agent: "caller".into(),
                 border: BorderConfig::default(),
+                inbound_sources: Vec::new(),
+                core: 0,
+                max_calls: usize::MAX,
             },
             7,
         );

@@ -239,6 +239,8 @@ impl SipLoad {
 
     fn on_event(&mut self, io: &mut impl Io, now: Instant, event: SipEvent) {
         match event {
+            // No inbound sources are configured: the load generator takes no calls.
+            SipEvent::Incoming { .. } => {}
             SipEvent::Ringing { call } => {
                 if let Some(live) = self.calls.get(&call) {
                     self.summary
@@ -397,6 +399,9 @@ impl Driver for SipLoad {
                 t4: Duration::from_secs(5),
                 user_agent: format!("outdial-bench/{}", env!("CARGO_PKG_VERSION")),
                 border: BorderConfig::default(),
+                inbound_sources: Vec::new(),
+                core: 0,
+                max_calls: usize::MAX,
             },
             self.config.seed,
         ));

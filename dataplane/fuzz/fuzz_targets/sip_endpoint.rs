@@ -74,6 +74,9 @@ fn dial() -> (Harness, Invite) {
             answer_stranger_invite: true,
             ..BorderConfig::default()
         },
+        inbound_sources: Vec::new(),
+        core: 0,
+        max_calls: usize::MAX,
     };
     let now = Instant::now();
     let mut endpoint = Endpoint::new(config, 7);

@@ -117,6 +117,11 @@ impl Registration {
     }
 
     /// The branch of the REGISTER in flight, to route its responses here.
+    /// Where the REGISTERs go: the registrar, whose INVITEs are incoming calls.
+    pub fn destination(&self) -> SocketAddr {
+        self.config.destination
+    }
+
     pub fn branch(&self) -> Option<&str> {
         self.transaction.as_ref().map(|(branch, _)| branch.as_str())
     }

@@ -45,6 +45,9 @@ impl Harness {
             t4: Duration::from_secs(5),
             user_agent: "outdial-test".into(),
             border,
+            inbound_sources: Vec::new(),
+            core: 0,
+            max_calls: usize::MAX,
         };
         let t0 = Instant::now();
         Self {

@@ -1,4 +1,4 @@
-//! One outbound call's SIP state: its INVITE, CANCEL, BYE and REFER transactions, its dialog, and
+//! One call's SIP state: its INVITE, CANCEL, BYE and REFER transactions, its dialog, and
 //! the call-level timers (ring timeout, maximum duration, the CANCEL guard of RFC 3261 §9.1).
 
 use std::net::SocketAddr;
@@ -63,6 +63,8 @@ pub(super) struct Call {
     pub(super) rang: bool,
     pub(super) final_status: Option<u16>,
     pub(super) ended: bool,
+    /// The UAS half when the call came in; `None` for calls we dialed.
+    pub(super) incoming: Option<super::inbound::Incoming>,
 }
 
 impl Call {

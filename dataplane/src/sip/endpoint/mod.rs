@@ -8,6 +8,7 @@
 
 mod auth;
 mod call;
+mod inbound;
 mod transfer;
 mod unreachable;
 
@@ -90,6 +91,13 @@ pub struct SipConfig {
     pub user_agent: String,
     /// What strangers may make this endpoint send.
     pub border: BorderConfig,
+    /// Networks whose out-of-dialog INVITEs are incoming calls (the registrars we register
+    /// with are added); an INVITE from anywhere else is a stranger's.
+    pub inbound_sources: Vec<ipnet::IpNet>,
+    /// This core's index, written into the ids of its incoming calls.
+    pub core: usize,
+    /// Incoming INVITEs are answered `503` while this many calls are live here.
+    pub max_calls: usize,
 }
 
 /// What to dial.
@@ -120,12 +128,31 @@ pub struct DialParams<'a> {
 /// What the endpoint tells its owner.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub enum SipEvent {
+    /// An INVITE from an allowed source: `100 Trying` is sent; answer it with
+    /// [`Endpoint::accept`] or [`Endpoint::reject`] (within 64*T1, or it is refused 480).
+    Incoming {
+        /// The id given to the call ([`CallId::inbound`]).
+        call: CallId,
+        /// The Request-URI.
+        request_uri: String,
+        /// The caller's From URI.
+        from: String,
+        /// The To URI.
+        to: String,
+        /// Where the INVITE came from.
+        source: SocketAddr,
+        /// The INVITE's Call-ID.
+        sip_call_id: String,
+        /// The caller's SDP offer.
+        sdp: Vec<u8>,
+    },
     /// First 180/183 for the call.
     Ringing {
         /// The call.
         call: CallId,
     },
-    /// 2xx to the INVITE arrived; the ACK is already queued. `sdp` is the answer body (may be empty).
+    /// 2xx to the INVITE arrived; the ACK is already queued. `sdp` is the answer body (may be
+    /// empty). For an incoming call: the caller's ACK arrived, and `sdp` is its offer.
     Answered {
         /// The call.
         call: CallId,
@@ -199,6 +226,8 @@ enum Owner {
 struct ServerEntry {
     keys: [Option<String>; 2],
     transaction: ServerTransaction,
+    /// The incoming call whose INVITE this transaction answers.
+    call: Option<CallId>,
 }
 
 /// The SIP user agent of one core.
@@ -231,6 +260,8 @@ pub struct Endpoint {
     pike: Pike,
     /// Registrations kept alive, by control's id.
     registrations: HashMap<u32, Registration>,
+    /// Incoming calls so far: the next one's number in its [`CallId::inbound`].
+    next_inbound: u64,
 }
 
 impl Endpoint {
@@ -265,6 +296,7 @@ impl Endpoint {
             tag_secret: SmallRng::seed_from_u64(!seed).random(),
             pike,
             registrations: HashMap::new(),
+            next_inbound: 0,
         }
     }
 
@@ -392,6 +424,7 @@ impl Endpoint {
             rang: false,
             final_status: None,
             ended: false,
+            incoming: None,
         };
         let invite = auth::write_invite(&self.config, &state, &[]);
         state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
@@ -410,20 +443,26 @@ impl Endpoint {
     /// Before answer, `Ended` follows the INVITE's final response (487, or 200 which is then
     /// ACKed and BYEd), or 64*T1 after the CANCEL if none comes.
     pub fn hangup(&mut self, now: Instant, call: CallId) {
-        let Some(state) = self.calls.get(&call) else {
-            return;
-        };
-        if state.ended {
+        if self.calls.get(&call).is_none_or(|state| state.ended) {
             return;
         }
-        if state.is_answered() {
+        if self.incoming_hangup(now, call) {
+            return;
+        }
+        if state_is_answered(self.calls.get(&call)) {
+            let incoming = self.calls.get(&call).is_some_and(|c| c.incoming.is_some());
             self.send_bye(now, call);
             self.end(
                 call,
                 Outcome {
                     disposition: Disposition::Completed,
                     sip_status: state_status(self.calls.get(&call)),
-                    reason: "caller hung up".to_owned(),
+                    reason: if incoming {
+                        "hung up by the application"
+                    } else {
+                        "caller hung up"
+                    }
+                    .to_owned(),
                 },
             );
         } else {
@@ -468,10 +507,16 @@ impl Endpoint {
             match owner {
                 Owner::Call(call) => self.call_timeout(now, call),
                 Owner::Server(id) => {
-                    if let Some(entry) = self.servers.get_mut(&id) {
-                        entry.transaction.handle_timeout(now);
+                    let mut unacknowledged = None;
+                    if let Some(entry) = self.servers.get_mut(&id)
+                        && entry.transaction.handle_timeout(now)
+                    {
+                        unacknowledged = entry.call;
                     }
                     self.touch(owner);
+                    if let Some(call) = unacknowledged {
+                        self.incoming_unacknowledged(now, call);
+                    }
                 }
                 Owner::Registration(id) => {
                     if let Some(registration) = self.registrations.get_mut(&id) {
@@ -843,7 +888,11 @@ impl Endpoint {
         };
         if call.ring_deadline.is_some_and(|deadline| deadline <= now) {
             call.ring_deadline = None;
-            if !call.ended && call.dialog.is_none() {
+            if call.incoming.is_some() {
+                // Nobody answered the incoming call in time (control is gone or stuck).
+                let reason = "no answer from control within 64*T1".to_owned();
+                self.refuse(now, id, (480, Disposition::Failed), None, reason);
+            } else if !call.ended && call.dialog.is_none() {
                 self.request_cancel(now, id, CancelReason::RingTimeout);
             }
         }
@@ -924,10 +973,15 @@ impl Endpoint {
                 .get(&server_key(request, Method::Invite))
                 .or_else(|| self.server_keys.get(&ack_key));
             if let Some(&id) = found {
+                let mut acked_call = None;
                 if let Some(entry) = self.servers.get_mut(&id) {
                     entry.transaction.handle_ack(now);
+                    acked_call = entry.call;
                 }
                 self.touch(Owner::Server(id));
+                if let Some(call) = acked_call {
+                    self.incoming_acked(now, call);
+                }
             }
             return;
         }
@@ -944,6 +998,14 @@ impl Endpoint {
         // The border: only a peer in one of our dialogs has shown it receives what we send
         // it. Anyone else is answered once per request, statelessly, and never again.
         let verified = self.in_our_dialog(request, method);
+        if !verified
+            && method == Method::Invite
+            && !recovered.to_has_tag()
+            && self.inbound_allowed(from.ip())
+        {
+            self.incoming_invite(now, from, request, &recovered);
+            return;
+        }
         if !verified
             && method == Method::Invite
             && !recovered.to_has_tag()
@@ -1006,6 +1068,7 @@ impl Endpoint {
             ServerEntry {
                 keys: [Some(key), ack_key],
                 transaction,
+                call: None,
             },
         );
         self.touch(Owner::Server(id));
@@ -1044,13 +1107,19 @@ impl Endpoint {
                     if let Some(dialog) = self.calls.get_mut(&id).and_then(|c| c.dialog.as_mut()) {
                         dialog.accept_remote_cseq(request.cseq().map_or(0, |c| c.number));
                     }
-                    let status = self.calls.get(&id).and_then(|c| c.final_status);
+                    let call = self.calls.get(&id);
+                    let status = call.and_then(|c| c.final_status);
+                    let reason = if call.is_some_and(|c| c.incoming.is_some()) {
+                        "caller hung up"
+                    } else {
+                        "callee hung up"
+                    };
                     self.end(
                         id,
                         Outcome {
                             disposition: Disposition::Completed,
                             sip_status: status,
-                            reason: "callee hung up".to_owned(),
+                            reason: reason.to_owned(),
                         },
                     );
                     self.touch(Owner::Call(id));
@@ -1062,16 +1131,16 @@ impl Endpoint {
                 Some(id) => (self.on_notify(now, id, request), Vec::new()),
                 None => (481, Vec::new()),
             },
-            Method::Cancel => {
-                if self
-                    .server_keys
-                    .contains_key(&server_key(request, Method::Invite))
-                {
+            Method::Cancel => match self.server_keys.get(&server_key(request, Method::Invite)) {
+                Some(server) => {
+                    let call = self.servers.get(server).and_then(|entry| entry.call);
+                    if let Some(call) = call {
+                        self.incoming_canceled(now, call);
+                    }
                     (200, Vec::new())
-                } else {
-                    (481, Vec::new())
                 }
-            }
+                None => (481, Vec::new()),
+            },
             other if other.is_known() => (405, Vec::new()),
             _ => (501, Vec::new()),
         }
@@ -1231,6 +1300,10 @@ fn call_final_status(call: Option<&mut Call>, status: u16) {
     }
 }
 
+fn state_is_answered(call: Option<&Call>) -> bool {
+    call.is_some_and(Call::is_answered)
+}
+
 fn state_status(call: Option<&Call>) -> Option<u16> {
     call.and_then(|call| call.final_status)
 }
@@ -1280,6 +1353,9 @@ mod timer_heap_tests {
             t4: Duration::from_secs(5),
             user_agent: "outdial-test".into(),
             border: BorderConfig::default(),
+            inbound_sources: Vec::new(),
+            core: 0,
+            max_calls: usize::MAX,
         };
         Endpoint::new(config, 7)
     }

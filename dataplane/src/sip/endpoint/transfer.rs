@@ -193,6 +193,9 @@ mod tests {
                 t4: Duration::from_secs(5),
                 user_agent: "outdial-test".into(),
                 border: crate::sip::BorderConfig::default(),
+                inbound_sources: Vec::new(),
+                core: 0,
+                max_calls: usize::MAX,
             };
             let t0 = Instant::now();
             let mut h = Self {
