@@ -559,7 +559,23 @@ impl Drop for Outdial {
     }
 }
 
-/// A SIPp UAS running one scenario for one call, killed on drop.
+/// The RFC 4733 event for `key` as SIPp plays it (`play_pcap_audio`), from the shared corpus.
+pub fn dtmf_pcap(key: &str) -> String {
+    let path = shared_dir().join(format!("corpus/rtp-dtmf-sipp-pcaps/dtmf_2833_{key}.pcap"));
+    assert!(
+        path.exists(),
+        "missing test corpus file {}: run bench/corpora/fetch.sh",
+        path.display()
+    );
+    // invariant: the corpus path is valid UTF-8 (it is built from ASCII names).
+    path.canonicalize()
+        .expect("canonical path")
+        .to_str()
+        .expect("utf-8")
+        .to_owned()
+}
+
+/// A SIPp UAS (or UAC) running one scenario, killed on drop.
 pub struct Sipp {
     child: Option<Child>,
     /// Where it receives SIP.
@@ -587,6 +603,33 @@ impl Sipp {
         calls: u32,
         lifetime: Duration,
     ) -> Self {
+        Self::spawn(scenario, replacements, calls, lifetime, None)
+    }
+
+    /// Starts `sipp` as a UAC calling `service` (the Request-URI's user) at `remote`, once,
+    /// with `tests/scenarios/<scenario>` (`@KEY@` replaced as for [`Sipp::uas`]).
+    pub fn uac(
+        scenario: &str,
+        replacements: &[(&str, String)],
+        remote: SocketAddr,
+        service: &str,
+    ) -> Self {
+        Self::spawn(
+            scenario,
+            replacements,
+            1,
+            Duration::from_secs(60),
+            Some((remote, service)),
+        )
+    }
+
+    fn spawn(
+        scenario: &str,
+        replacements: &[(&str, String)],
+        calls: u32,
+        lifetime: Duration,
+        remote: Option<(SocketAddr, &str)>,
+    ) -> Self {
         let dir = TempDir::new("sipp");
         let mut text =
             std::fs::read_to_string(project_root().join("tests/scenarios").join(scenario))
@@ -599,7 +642,8 @@ impl Sipp {
         let port = free_udp_port();
         let media_port = free_udp_port();
         let out = std::fs::File::create(dir.path().join("sipp.out")).expect("sipp out");
-        let child = Command::new("sipp")
+        let mut command = Command::new("sipp");
+        command
             .current_dir(dir.path())
             .args(["-sf"])
             .arg(&scenario_path)
@@ -613,7 +657,11 @@ impl Sipp {
                 &format!("{}s", lifetime.as_secs()),
                 "-timeout_error",
             ])
-            .args(["-trace_err", "-trace_msg"])
+            .args(["-trace_err", "-trace_msg"]);
+        if let Some((remote, service)) = remote {
+            command.args(["-s", service]).arg(remote.to_string());
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone"))
             .stderr(out)

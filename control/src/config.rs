@@ -43,6 +43,10 @@ pub struct Config {
     /// `[[trunk]]`: carriers' SIP trunks, chosen per tenant (see [`crate::trunk`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trunk: Vec<TrunkConfig>,
+    /// `[[inbound]]`: the application answering each number called (see
+    /// [`crate::inbound`]); callers must come from `sip.inbound_sources`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inbound: Vec<crate::inbound::InboundNumber>,
     /// What e-mail call requests mean: recipient domains, tenants' rules, attached files.
     pub email: crate::intake::email::EmailConfig,
     /// The SMTP listener of the e-mail gateway.
@@ -259,6 +263,30 @@ pub struct SipConfig {
     pub stranger_window_ms: u64,
     /// Answer an INVITE outside our dialogs with one `404` instead of nothing.
     pub answer_stranger_invite: bool,
+    /// Networks (`10.0.0.0/8`) or addresses whose INVITEs are incoming calls, answered per
+    /// `[[inbound]]`; registrars of `register = true` trunks are added. Empty = none.
+    pub inbound_sources: Vec<String>,
+}
+
+impl SipConfig {
+    /// `inbound_sources` read as networks (an address is a /32 or /128); entries that do
+    /// not parse are skipped (`validate` refuses them).
+    pub fn inbound_networks(&self) -> Vec<ipnet::IpNet> {
+        self.inbound_sources
+            .iter()
+            .filter_map(|text| parse_network(text).ok())
+            .collect()
+    }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32` or a bare address.
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!("{text:?} is not an address or network (write 192.0.2.10 or 10.0.0.0/8)")
+        })
 }
 
 /// `[rtp]`: the UDP port range for media.
@@ -400,6 +428,7 @@ impl Default for SipConfig {
             stranger_limit: 20,
             stranger_window_ms: 2000,
             answer_stranger_invite: false,
+            inbound_sources: Vec::new(),
         }
     }
 }
@@ -576,6 +605,7 @@ impl Config {
             trunk_host_port(trunk).map_err(|p| Error::Config(format!("`sip.trunk` {p}")))?;
         }
         self.validate_trunks()?;
+        self.validate_inbound()?;
         if !has_scheme(&sip.from, "sip") || sip.from.len() <= 4 {
             return bad(
                 "sip.from",
@@ -730,6 +760,28 @@ impl Config {
     }
 
     /// `[[trunk]]` tables and `sip.default_trunk`.
+    fn validate_inbound(&self) -> Result<(), Error> {
+        for (index, source) in self.sip.inbound_sources.iter().enumerate() {
+            parse_network(source).map_err(|problem| {
+                Error::Config(format!("`sip.inbound_sources[{index}]`: {problem}"))
+            })?;
+        }
+        let mut numbers = std::collections::HashSet::new();
+        for (index, entry) in self.inbound.iter().enumerate() {
+            entry
+                .validate()
+                .map_err(|problem| Error::Config(format!("`inbound[{index}]`: {problem}")))?;
+            if !numbers.insert(entry.number.as_str()) {
+                return Err(Error::Config(format!(
+                    "`inbound[{index}]`: the number {:?} is answered twice; keep one entry per \
+                     number",
+                    entry.number
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_trunks(&self) -> Result<(), Error> {
         let mut names = std::collections::HashSet::new();
         for (index, trunk) in self.trunk.iter().enumerate() {
@@ -906,6 +958,9 @@ mod tests {
         ] {
             keys.push(format!("trunk.{key}"));
         }
+        for key in ["number", "url", "tenant", "status_callback"] {
+            keys.push(format!("inbound.{key}"));
+        }
         for (section, table) in value.as_table().into_iter().flatten() {
             for key in table.as_table().into_iter().flat_map(|t| t.keys()) {
                 keys.push(format!("{section}.{key}"));
@@ -967,6 +1022,9 @@ mod tests {
         assert_eq!(parsed.trunk.len(), 1);
         assert_eq!(parsed.trunk[0].validate(), Ok(()));
         parsed.trunk.clear();
+        assert_eq!(parsed.inbound.len(), 1);
+        assert_eq!(parsed.inbound[0].validate(), Ok(()));
+        parsed.inbound.clear();
         assert_eq!(parsed.sip.public_ip, Some(IpAddr::from([127, 0, 0, 1])));
         parsed.sip.public_ip = None;
         assert!(parsed.smtp.tls_cert.is_some() && parsed.smtp.tls_key.is_some());
@@ -1015,6 +1073,45 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("cluster.node_id"), "{err}");
+    }
+
+    #[test]
+    fn inbound_sources_and_numbers_are_checked() {
+        let good = "[sip]\ninbound_sources = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n\n\
+                    [[inbound]]\nnumber = \"+15550100\"\nurl = \"http://app/ivr.vxml\"\n\n\
+                    [[inbound]]\nnumber = \"*\"\nurl = \"https://app/any.vxml\"\ntenant = \"acme\"\n";
+        let config = Config::parse(good).expect("parses");
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
+        let networks = config.sip.inbound_networks();
+        assert_eq!(networks.len(), 3);
+        assert!(networks[1].contains(&"192.0.2.7".parse::<IpAddr>().expect("ip")));
+        assert!(!networks[1].contains(&"192.0.2.8".parse::<IpAddr>().expect("ip")));
+        let message = |text: &str| {
+            Config::parse(text)
+                .and_then(|c| c.validate())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let bad_source = message("[sip]\ninbound_sources = [\"10.0.0.0/33\"]\n");
+        assert!(
+            bad_source.contains("sip.inbound_sources[0]"),
+            "{bad_source}"
+        );
+        let twice = message(
+            "[[inbound]]\nnumber = \"100\"\nurl = \"http://a/x\"\n[[inbound]]\nnumber = \"100\"\nurl = \"http://a/y\"\n",
+        );
+        assert!(
+            twice.contains("inbound[1]") && twice.contains("twice"),
+            "{twice}"
+        );
+        let bad_url = message("[[inbound]]\nnumber = \"100\"\nurl = \"ftp://a/x\"\n");
+        assert!(
+            bad_url.contains("inbound[0]") && bad_url.contains("http"),
+            "{bad_url}"
+        );
+        let unknown = message("[[inbound]]\nnumber = \"100\"\nurl = \"http://a/x\"\napp = 1\n");
+        assert!(unknown.contains("app"), "{unknown}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::model::{CallRecord, CallStatus, Next};
-use crate::runner::{CallSignal, RunnerContext, run_call};
+use crate::runner::{Adopted, CallSignal, RunnerContext, run_call};
 use crate::scheduler::Micros;
 use crate::scheduler::task::{Placer, SchedulerHandle};
 use crate::store::{AttemptEnd, Claimed};
@@ -58,6 +58,8 @@ pub struct Dispatcher {
     assigned: Vec<AtomicUsize>,
     rng: Mutex<SmallRng>,
     in_flight: AtomicUsize,
+    /// Decides the incoming calls the cores offer; unset = every offer is refused 404.
+    inbound: std::sync::OnceLock<Arc<crate::inbound::Inbound>>,
 }
 
 impl Dispatcher {
@@ -74,6 +76,7 @@ impl Dispatcher {
             assigned,
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
             in_flight: AtomicUsize::new(0),
+            inbound: std::sync::OnceLock::new(),
         }
     }
 
@@ -134,6 +137,63 @@ impl Dispatcher {
         Some((call, core))
     }
 
+    /// Sets who decides incoming calls (once; later calls are ignored).
+    pub fn set_inbound(&self, inbound: Arc<crate::inbound::Inbound>) {
+        let _ = self.inbound.set(inbound);
+    }
+
+    /// Takes in an incoming call a core offered: from now on its events go to the returned
+    /// channels' task. Its public id is learnt later ([`Dispatcher::name`]).
+    pub fn adopt(&self, placement: Placement) -> Adopted {
+        let adopted = Adopted::open();
+        let mut table = self.table();
+        if let Some(count) = self.assigned.get(placement.core) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        table.insert(
+            placement.call,
+            (adopted.tx.clone(), placement.core, String::new()),
+        );
+        adopted
+    }
+
+    /// Names an adopted call by its public id, so the API can cancel it.
+    pub fn name(&self, call: CallId, public_id: &str) {
+        if let Some(entry) = self.table().get_mut(&call) {
+            entry.2 = public_id.to_owned();
+        }
+        self.id_table().insert(public_id.to_owned(), call);
+    }
+
+    /// Runs an adopted incoming call in its own task, counted in flight until it ends. Its
+    /// log lines carry its public id once it is stored.
+    pub fn start_incoming(
+        self: &Arc<Self>,
+        context: RunnerContext,
+        node: Arc<dyn TelephonyNode>,
+        placement: Placement,
+        adopted: Adopted,
+        new: crate::model::NewCall,
+        sip_call_id: String,
+    ) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let span = tracing::info_span!("incoming", sip_call_id = %sip_call_id);
+            let namer = Arc::clone(&me);
+            let stored = move |public_id: &str| namer.name(placement.call, public_id);
+            let task = tokio::spawn(
+                crate::runner::run_incoming(context, node, placement, adopted, new, stored)
+                    .instrument(span),
+            );
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "incoming call task failed");
+                me.unregister(placement.call);
+            }
+            me.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
     /// Forgets a finished call.
     pub fn unregister(&self, call: CallId) {
         let Some((_, core, public_id)) = self.table().remove(&call) else {
@@ -185,6 +245,13 @@ impl Dispatcher {
             ready.clear_ready();
             let mut orphans = 0usize;
             self.dataplane.drain_events(|event| {
+                let event = match event {
+                    Event::Incoming(incoming) => {
+                        self.offered(*incoming);
+                        return;
+                    }
+                    event => event,
+                };
                 let Some(call) = event_call(&event) else {
                     log_registration(&event);
                     return;
@@ -199,6 +266,26 @@ impl Dispatcher {
             });
             if orphans > 0 {
                 tracing::debug!(orphans, "dataplane events for calls no longer running");
+            }
+        }
+    }
+
+    /// An incoming call offered by a core: decided by the inbound handler, or refused 404
+    /// when no `[[inbound]]` numbers are configured.
+    fn offered(&self, incoming: outdial_dataplane::api::IncomingCall) {
+        match self.inbound.get() {
+            Some(inbound) => inbound.offer(incoming),
+            None => {
+                metrics::counter!("outdial_inbound_calls_total", "outcome" => "no_route")
+                    .increment(1);
+                if let Some(core) = incoming.call.inbound_core() {
+                    let reject = Command::Reject {
+                        call: incoming.call,
+                        status: 404,
+                        retry_after: None,
+                    };
+                    let _ = self.dataplane.send(core, reject);
+                }
             }
         }
     }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod fetch;
 pub mod http_server;
 pub mod http_tls;
+pub mod inbound;
 pub mod intake;
 pub mod model;
 pub mod policy;

@@ -160,6 +160,9 @@ pub struct NewCall {
     pub retry: RetryPolicy,
     /// Whether and how the answer is classified as a person or a machine.
     pub machine_detection: MachineDetection,
+    /// `Inbound` only for a caller's call, stored already claimed
+    /// ([`crate::store::CallStore::take_incoming`]).
+    pub direction: Direction,
 }
 
 /// Priority of a call whose request gives none.
@@ -360,6 +363,27 @@ impl<'de> Deserialize<'de> for CallbackEvents {
     }
 }
 
+/// Which way a call went: placed by Outdial on request, or taken from a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Placed on a request (API, e-mail, campaign).
+    #[default]
+    Outbound,
+    /// A caller's INVITE to one of the `[[inbound]]` numbers.
+    Inbound,
+}
+
+impl Direction {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Outbound => "outbound",
+            Self::Inbound => "inbound",
+        }
+    }
+}
+
 /// What a call does about answering machines (`machine_detection` in a request). Every mode
 /// but `off` holds the application back after the answer until the first seconds of the
 /// callee's audio are classified (`docs/amd.md`).
@@ -421,9 +445,12 @@ pub struct CallRecord {
     pub tenant: String,
     /// Current status.
     pub status: CallStatus,
-    /// `to` as given.
+    /// `outbound` (placed on request) or `inbound` (a caller's).
+    #[serde(default)]
+    pub direction: Direction,
+    /// `to` as given; for an incoming call, the number called.
     pub to: String,
-    /// The SIP URI dialled.
+    /// The SIP URI dialled; for an incoming call, the caller's From URI.
     pub target_uri: String,
     /// The From URI requested, if any.
     pub from: Option<String>,
@@ -620,6 +647,7 @@ mod tests {
             id: "call_x".into(),
             tenant: "acme".into(),
             status: CallStatus::InProgress,
+            direction: Direction::Outbound,
             to: "+15550001".into(),
             target_uri: "sip:+15550001@192.0.2.1".into(),
             from: None,

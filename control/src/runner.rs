@@ -210,6 +210,132 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
     }
     // Request → INVITE counts from when the call was due (its `at`, or a retry's time).
     crate::call_timing::dialed(record.due_at.max(record.created_at));
+    let attached = Attached {
+        line,
+        rx,
+        tx,
+        session_meter,
+        ended,
+    };
+    run_attached(context, record, attempt, attached, ring_timeout).await;
+}
+
+/// The channels of a call adopted by the event pump before its task exists (an incoming
+/// call): `tx` goes into the dispatcher's table, the rest to the task.
+pub struct Adopted {
+    /// Where the call's signals go (through the relay that stops a session on a cancel).
+    pub tx: mpsc::UnboundedSender<CallSignal>,
+    rx: mpsc::UnboundedReceiver<CallSignal>,
+    session_meter: interp::SessionMeter,
+}
+
+impl Adopted {
+    /// Opens new channels; spawns the relay, so call it inside the runtime.
+    pub fn open() -> Self {
+        let (task_tx, rx) = mpsc::unbounded_channel();
+        let (tx, session_meter) = interp::relay(task_tx);
+        Self {
+            tx,
+            rx,
+            session_meter,
+        }
+    }
+}
+
+/// Runs an incoming call the core offered and the dispatcher adopted: stores it claimed,
+/// answers it, and runs it like any call. A call that cannot be stored is refused 503.
+pub async fn run_incoming(
+    context: RunnerContext,
+    node: Arc<dyn TelephonyNode>,
+    placement: crate::telephony::Placement,
+    adopted: Adopted,
+    new: crate::model::NewCall,
+    stored: impl FnOnce(&str) + Send,
+) {
+    let line = Line::adopt(node, placement);
+    let call = placement.call;
+    let now = OffsetDateTime::now_utc();
+    let lease_until = now + crate::scheduler::task::LEASE;
+    let claimed = match context
+        .store
+        .take_incoming(&context.node, new, lease_until, now)
+        .await
+    {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::error!(error = %e, "incoming call refused: cannot store it");
+            let _ = line.send(Command::Reject {
+                call,
+                status: 503,
+                retry_after: Some(crate::inbound::RETRY_AFTER_SECS),
+            });
+            line.detach();
+            return;
+        }
+    };
+    let Claimed { record, attempt } = claimed;
+    stored(&record.id);
+    tracing::info!(call = %record.id, core = placement.core, caller = %crate::redact::callee(&record.target_uri), "incoming call");
+    let answer = Command::Answer {
+        call,
+        max_duration: context.settings.max_duration,
+    };
+    let ended = Ended::new(attempt, Some(placement.core));
+    if line.send(answer).is_err() {
+        line.detach();
+        finish(
+            &context,
+            &record,
+            ended,
+            Final::failed("dataplane core queue is full"),
+            None,
+        )
+        .await;
+        return;
+    }
+    notify(&context);
+    let Adopted {
+        tx,
+        rx,
+        session_meter,
+    } = adopted;
+    let attached = Attached {
+        line,
+        rx,
+        tx,
+        session_meter,
+        ended,
+    };
+    // The caller's ACK is due within 64*T1 of our 200 OK: the same bound as a ring timeout.
+    let answer_timeout = Duration::from_secs(32);
+    run_attached(context, record, attempt, attached, answer_timeout).await;
+}
+
+/// A call whose line to its core is open, and its channels.
+struct Attached {
+    line: Line,
+    rx: mpsc::UnboundedReceiver<CallSignal>,
+    tx: mpsc::UnboundedSender<CallSignal>,
+    session_meter: interp::SessionMeter,
+    ended: Ended,
+}
+
+/// Runs a call whose INVITE (or 200 OK, for an incoming one) is on its way, to its end.
+async fn run_attached(
+    context: RunnerContext,
+    record: CallRecord,
+    attempt: u32,
+    attached: Attached,
+    ring_timeout: Duration,
+) {
+    let Attached {
+        line,
+        rx,
+        tx,
+        session_meter,
+        ended,
+    } = attached;
+    let call = line.placement.call;
     let timing = CallTiming::new(Instant::now());
     notify(&context);
     let mut call_task = CallTask {

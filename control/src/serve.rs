@@ -155,7 +155,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
         capacity: config.calls.max_concurrent,
     });
     let nodes = Nodes::new(
-        vec![embedded],
+        vec![Arc::clone(&embedded)],
         config.scheduler.node_calls_per_second,
         config.scheduler.node_burst,
         seed(),
@@ -188,6 +188,24 @@ pub async fn run(config: Config) -> Result<(), Error> {
         crate::policy_gate::PolicyGate::new(Arc::clone(&store), config.policy.operator_policy())
             .with_egress(crate::egress::EgressPolicy::new(&config.egress))
             .with_fetchers(Arc::clone(&fetchers));
+    for entry in &config.inbound {
+        let tenant = entry.tenant.as_deref().unwrap_or(crate::store::DEV_TENANT);
+        if store.get_tenant(tenant).await?.is_none() {
+            return Err(Error::Config(format!(
+                "`[[inbound]]` number {:?} names the tenant {tenant:?}, which does not exist: \
+                 create it with `outdial tenant add` or fix the name",
+                entry.number
+            )));
+        }
+    }
+    dispatcher.set_inbound(Arc::new(crate::inbound::Inbound::new(
+        crate::inbound::InboundRoutes::new(&config.inbound),
+        crate::store::DEV_TENANT.to_owned(),
+        context.clone(),
+        Arc::clone(&embedded),
+        Arc::clone(&dispatcher),
+        config.calls.max_concurrent,
+    )));
     let placer: Arc<dyn Placer> = Arc::new(Dispatch {
         nodes,
         dispatcher: Arc::clone(&dispatcher),
@@ -482,8 +500,8 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
             answer_stranger_invite: config.sip.answer_stranger_invite,
             ..BorderConfig::default()
         },
-        inbound_sources: Vec::new(),
-        max_calls_per_core: usize::MAX,
+        inbound_sources: config.sip.inbound_networks(),
+        max_calls_per_core: config.calls.max_concurrent,
         backend,
         pin: config.dataplane.pin,
         seed: seed(),

@@ -46,6 +46,11 @@ pub const SERIES: &[Series] = &[
         "Calls accepted by POST /v1/calls.",
     ),
     series(
+        "outdial_inbound_calls_total",
+        Kind::Counter,
+        "Incoming calls offered by the cores, by outcome (accepted, no_route, busy).",
+    ),
+    series(
         "outdial_calls_dialed_total",
         Kind::Counter,
         "INVITEs handed to a dataplane core.",

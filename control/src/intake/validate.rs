@@ -124,6 +124,7 @@ impl Validator {
             priority,
             retry,
             machine_detection,
+            direction: crate::model::Direction::Outbound,
         })
     }
 

@@ -28,6 +28,11 @@ impl Line {
         Some(Self { node, placement })
     }
 
+    /// The line of a call the dispatcher adopted already (an incoming call).
+    pub(super) fn adopt(node: Arc<dyn TelephonyNode>, placement: Placement) -> Self {
+        Self { node, placement }
+    }
+
     /// Sends a command to the call's core; gives it back when the core's queue is full.
     pub(super) fn send(&self, command: Command) -> Result<(), Command> {
         self.node.send(self.placement, command)

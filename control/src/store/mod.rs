@@ -152,6 +152,17 @@ pub trait CallStore: Send + Sync {
         now: OffsetDateTime,
     ) -> StoreFuture<'_, Vec<Claimed>>;
 
+    /// Stores an incoming call (`new.direction` is `Inbound`) and claims it for `node` in
+    /// one transaction: it is never `queued` where a scheduler could see it, so no node
+    /// ever dials a caller back. Returns its first attempt, `dialing`.
+    fn take_incoming(
+        &self,
+        node: &str,
+        new: NewCall,
+        lease_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Claimed>;
+
     /// Extends the lease of every call `node` holds; returns how many.
     fn renew_lease(&self, node: &str, until: OffsetDateTime) -> StoreFuture<'_, u64>;
 

@@ -1054,3 +1054,55 @@ async fn who_answered_is_kept_on_the_call_its_attempt_cdr_and_history() {
     let second = claim(store.as_ref(), "n", &call.id).await;
     assert_eq!(second.record.answered_by, None);
 }
+
+#[tokio::test]
+async fn an_incoming_call_is_stored_claimed_and_never_queued_for_dialling() {
+    let (_dir, store) = open_temp();
+    let mut new = new_call("acme", 7);
+    new.direction = crate::model::Direction::Inbound;
+    new.to = "+15550100".to_owned();
+    let now = t0();
+    let claimed = store
+        .take_incoming("node-a", new, now + Duration::seconds(60), now)
+        .await
+        .expect("stored");
+    assert_eq!(claimed.attempt, 1);
+    assert_eq!(claimed.record.status, CallStatus::Dialing);
+    assert_eq!(claimed.record.direction, crate::model::Direction::Inbound);
+    let got = store
+        .get_call("acme", &claimed.record.id)
+        .await
+        .ok()
+        .flatten()
+        .expect("readable");
+    assert_eq!(got.direction, crate::model::Direction::Inbound);
+    assert_eq!(
+        serde_json::to_value(&got)
+            .ok()
+            .map(|v| v["direction"].clone()),
+        Some(Value::from("inbound"))
+    );
+    let pending = store.pending_calls("node-a").await.expect("pending");
+    assert!(
+        pending.is_empty(),
+        "an incoming call is never queued: {pending:?}"
+    );
+    let events = store
+        .call_events("acme", &claimed.record.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    assert_eq!(statuses(&events), ["queued", "dialing"]);
+    // A node that stops mid-call fails it at restart, as any live call; it is not retried.
+    assert_eq!(store.recover_node("node-a", now).await.ok(), Some(1));
+    let after = store
+        .get_call("acme", &claimed.record.id)
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(after.map(|r| r.status), Some(CallStatus::Failed));
+    // An outbound call's record says so.
+    let outbound = insert(store.as_ref(), new_call("acme", 8)).await;
+    assert_eq!(outbound.direction, crate::model::Direction::Outbound);
+}

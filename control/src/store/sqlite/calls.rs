@@ -6,7 +6,8 @@ use time::OffsetDateTime;
 
 use super::{bad_column, time_from};
 use crate::model::{
-    CallRecord, CallStatus, CallbackEvents, MachineDetection, NewCall, Next, RetryOn, RetryPolicy,
+    CallRecord, CallStatus, CallbackEvents, Direction, MachineDetection, NewCall, Next, RetryOn,
+    RetryPolicy,
 };
 use crate::store::{
     AnsweredBy, AttemptEnd, CallEvent, Claimed, Created, IDEMPOTENCY_TTL, INTERRUPTED_REASON,
@@ -18,7 +19,7 @@ pub(super) const CALL_COLUMNS: &str = "id, tenant, status, to_addr, target_uri, 
     vars, status_callback, ring_timeout_secs, created_at, dialed_at, answered_at, ended_at, \
     sip_status, disposition, reason, result, due_at, not_after, priority, max_attempts, \
     retry_delay_secs, retry_on, attempts, sip_call_id, callback_events, machine_detection, \
-    answered_by";
+    answered_by, direction";
 
 /// Timestamps are stored as integer microseconds since the Unix epoch (UTC).
 pub(crate) use crate::store::unix_micros as micros;
@@ -110,9 +111,9 @@ pub(super) fn create(
     let mut insert = conn.prepare_cached(
         "INSERT INTO calls (id, tenant, status, to_addr, target_uri, from_addr, url, vars, \
          status_callback, ring_timeout_secs, created_at, due_at, not_after, priority, \
-         max_attempts, retry_delay_secs, retry_on, callback_events, machine_detection) \
+         max_attempts, retry_delay_secs, retry_on, callback_events, machine_detection, direction) \
          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-         ?17, ?18)",
+         ?17, ?18, ?19)",
     )?;
     let mut event = conn.prepare_cached(
         "INSERT INTO events (call_id, attempt, status, at, cause) \
@@ -150,6 +151,7 @@ pub(super) fn create(
             retry_on_text(&new.retry.on),
             callback_events_text(new.status_callback_events),
             (!new.machine_detection.is_off()).then_some(new.machine_detection.as_str()),
+            (new.direction == Direction::Inbound).then_some("inbound"),
         ])?;
         event.execute(params![id, micros(now)])?;
         records.push(CallRecord {
@@ -165,6 +167,7 @@ pub(super) fn create(
             status_callback_events: new.status_callback_events,
             machine_detection: new.machine_detection,
             answered_by: None,
+            direction: new.direction,
             ring_timeout_secs: new.ring_timeout_secs,
             created_at: now,
             dialed_at: None,
@@ -894,6 +897,10 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         sip_call_id: row.get(25)?,
         machine_detection,
         answered_by: row.get(28)?,
+        direction: match row.get::<_, Option<String>>(29)?.as_deref() {
+            Some("inbound") => Direction::Inbound,
+            _ => Direction::Outbound,
+        },
         status_callback_events,
     })
 }

@@ -250,6 +250,24 @@ impl CallStore for SqliteStore {
         Box::pin(self.read(calls::pending))
     }
 
+    fn take_incoming(
+        &self,
+        node: &str,
+        new: NewCall,
+        lease_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Claimed> {
+        let node = node.to_owned();
+        Box::pin(self.write(move |c| {
+            let tenant = new.tenant.clone();
+            let created = calls::create(c, &tenant, vec![new], None, now)?;
+            let ids: Vec<String> = created.records.into_iter().map(|r| r.id).collect();
+            calls::claim(c, &node, &ids, lease_until, now)?
+                .pop()
+                .ok_or_else(|| StoreError::Unavailable("the incoming call was not claimed".into()))
+        }))
+    }
+
     fn claim_calls(
         &self,
         node: &str,

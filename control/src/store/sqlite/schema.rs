@@ -279,6 +279,11 @@ ALTER TABLE attempts ADD COLUMN media_rtt_us INTEGER;
 ALTER TABLE cdrs ADD COLUMN media_rtt_us INTEGER;
 ";
 
+/// Version 11: which way a call went (`NULL`: outbound, `'inbound'`: a caller's).
+const V11_DIRECTION: &str = r"
+ALTER TABLE calls ADD COLUMN direction TEXT;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     V1_SCHEMA,
@@ -291,10 +296,11 @@ const MIGRATIONS: &[&str] = &[
     V8_MEDIA,
     V9_MACHINE_DETECTION,
     V10_ROUND_TRIP,
+    V11_DIRECTION,
 ];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -22,6 +22,9 @@ use crate::sip::message::print::{Writer, reason_phrase};
 use crate::sip::message::{Message, Recovered};
 use crate::sip::transaction::{AckTemplate, ClientInvite, ServerTransaction};
 
+/// `Retry-After` of the `503` a core at `SipConfig::max_calls` answers, in seconds.
+pub(super) const FULL_RETRY_AFTER_SECS: u32 = 5;
+
 /// Where an incoming call's INVITE stands.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(super) enum IncomingState {
@@ -134,6 +137,9 @@ impl Endpoint {
             self.stateless_tag(request)
         };
         let mut writer = headers.response(&mut response, status, &to_tag);
+        if status == 503 {
+            writer.header_fmt("Retry-After", format_args!("{FULL_RETRY_AFTER_SECS}"));
+        }
         writer.header("User-Agent", &self.config.user_agent);
         writer.finish(None, b"");
         transaction.respond(now, response, refusal.is_some());
