@@ -2134,4 +2134,145 @@ mod tests {
             .collect();
         assert_eq!(to, ["127.0.0.1:6100".parse::<SocketAddr>().expect("addr")]);
     }
+
+    /// An INVITE from a caller at [`CALLEE`] (inside the agent's `inbound_sources`) with
+    /// `offer` as its body.
+    fn caller_invite(call_id: &str, offer: &str) -> Vec<u8> {
+        format!(
+            "INVITE sip:+15550100@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bKin1;rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:+15550199@127.0.0.1>;tag=caller1\r\nTo: <sip:+15550100@127.0.0.1>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{CALLEE}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+            offer.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn an_incoming_call_is_offered_answered_and_hung_up() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let caller: SocketAddr = CALLEE.parse().expect("addr");
+        let offer = "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n";
+        let invite = caller_invite("in1@127.0.0.1", offer);
+        agent.handle_datagram(&mut io, now, SocketId(0), caller, &invite);
+        assert!(
+            sip_sent(&io)
+                .last()
+                .is_some_and(|m| m.starts_with("SIP/2.0 100 Trying\r\n")),
+            "{:?}",
+            sip_sent(&io)
+        );
+        let got = events(&link);
+        let call = CallId::inbound(0, 0);
+        assert!(
+            matches!(
+                &got[..],
+                [Event::Incoming(incoming)] if incoming.call == call
+                    && incoming.codec == Codec::Pcmu
+                    && incoming.source == caller
+                    && incoming.sip_call_id == "in1@127.0.0.1"
+                    && incoming.from == "sip:+15550199@127.0.0.1"
+            ),
+            "{got:?}"
+        );
+        assert_eq!(link.load.load(Ordering::Relaxed), 1);
+        let (rtp_socket, rtp_addr) = io.bound[1];
+        let (rtcp_socket, _) = io.bound[2];
+
+        link.commands
+            .push(Command::Answer {
+                call,
+                max_duration: Duration::from_secs(3600),
+            })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let ok = sip_sent(&io).pop().expect("200 sent");
+        assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+        assert!((20000..=20009).contains(&rtp_addr.port()));
+        assert!(
+            ok.contains(&format!("m=audio {} RTP/AVP 0 101", rtp_addr.port())),
+            "the answer names the call's RTP port: {ok}"
+        );
+        let to = ok
+            .lines()
+            .find(|l| l.starts_with("To: "))
+            .expect("To in the 200");
+        assert!(to.contains(";tag="), "{to}");
+        assert!(events(&link).is_empty(), "Answered waits for the ACK");
+
+        let ack = format!(
+            "ACK sip:outdial@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bKack1;rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:+15550199@127.0.0.1>;tag=caller1\r\n{to}\r\nCall-ID: in1@127.0.0.1\r\n\
+             CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        );
+        agent.handle_datagram(&mut io, now, SocketId(0), caller, ack.as_bytes());
+        let got = events(&link);
+        assert!(
+            matches!(
+                &got[..],
+                [Event::Answered { call: c, codec: Codec::Pcmu, sip_call_id: Some(id) }]
+                    if *c == call && id == "in1@127.0.0.1"
+            ),
+            "{got:?}"
+        );
+
+        link.commands.push(Command::Hangup { call }).expect("queue");
+        agent.handle_wake(&mut io, now);
+        let bye = sip_sent(&io).pop().expect("BYE sent");
+        assert!(
+            bye.starts_with(&format!("BYE sip:caller@{CALLEE} SIP/2.0\r\n")),
+            "{bye}"
+        );
+        assert!(
+            io.sent
+                .iter()
+                .rev()
+                .find(|(socket, _, _)| *socket == SocketId(0))
+                .is_some_and(|(_, to, _)| *to == caller)
+        );
+        let got = events(&link);
+        assert!(
+            matches!(
+                &got[..],
+                [Event::Ended { call: c, outcome, media: Some(_), .. }]
+                    if *c == call && outcome.disposition == Disposition::Completed
+            ),
+            "{got:?}"
+        );
+        assert_eq!(link.load.load(Ordering::Relaxed), 0);
+        assert!(io.closed.contains(&rtp_socket) && io.closed.contains(&rtcp_socket));
+    }
+
+    #[test]
+    fn an_incoming_offer_without_g711_is_refused_488() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let caller: SocketAddr = CALLEE.parse().expect("addr");
+        let offer = "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 6000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+        let invite = caller_invite("in2@127.0.0.1", offer);
+        agent.handle_datagram(&mut io, now, SocketId(0), caller, &invite);
+        let sent = sip_sent(&io);
+        assert!(
+            sent.last()
+                .is_some_and(|m| m.starts_with("SIP/2.0 488 ") && m.contains("CSeq: 1 INVITE")),
+            "{sent:?}"
+        );
+        let got = events(&link);
+        assert!(
+            !got.iter().any(|e| matches!(e, Event::Incoming(_))),
+            "{got:?}"
+        );
+        assert_eq!(link.load.load(Ordering::Relaxed), 0);
+        assert_eq!(io.bound.len(), 1, "no RTP ports taken for it");
+    }
 }

@@ -1,11 +1,17 @@
 //! A fresh `sip::Endpoint` that has dialed one call, fed the input as datagrams from the
-//! callee, then driven through its timers to the end. It must never panic, and it must
-//! report the call's end exactly once (the contract of `SipEvent::Ended`).
+//! callee or from a caller it takes incoming calls from, then driven through its timers to
+//! the end. It must never panic, it must report each call's end exactly once (the contract
+//! of `SipEvent::Ended`), and afterwards it must keep nothing.
 //!
 //! Input format: datagrams separated by `@@@@`. Before feeding, `@@b`, `@@c` and `@@f` are
 //! replaced by the INVITE's branch, Call-ID and From tag, so seeds can answer the call
-//! however the endpoint's random identifiers come out. A datagram starting with `ICMP` is
-//! instead an ICMP port unreachable quoting the rest (`Endpoint::handle_icmp_error`).
+//! however the endpoint's random identifiers come out, and `@@t` by the To tag of the last
+//! response the endpoint sent (so a caller can ACK or BYE an incoming call). A datagram
+//! starting with `ICMP` is instead an ICMP port unreachable quoting the rest
+//! (`Endpoint::handle_icmp_error`). One starting with `@@i` and a choice byte comes from
+//! the caller (in `inbound_sources`); for each `SipEvent::Incoming` it produces, the choice
+//! byte says whether the owner accepts, rejects, hangs up or never answers, and whether it
+//! hangs up at the end.
 #![no_main]
 
 mod common;
@@ -22,8 +28,14 @@ use outdial_dataplane::sip::{
 
 const LOCAL: &str = "192.0.2.1:5060";
 const CALLEE: &str = "192.0.2.4:5070";
+/// The caller of incoming calls, inside [`INBOUND`]; the callee is outside it.
+const CALLER: &str = "198.51.100.7:5060";
+const INBOUND: &str = "198.51.100.0/24";
 const CALL: CallId = CallId(1);
 const OFFER: &[u8] = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8 101\r\n";
+const ANSWER: &[u8] = b"v=0\r\no=- 2 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 0 101\r\n";
+/// Incoming INVITEs get 503 beyond this many live calls (the dialed one counts).
+const MAX_CALLS: usize = 3;
 /// Upper bound on timer firings after the input, far above what any call needs.
 const MAX_TIMER_STEPS: usize = 10_000;
 
@@ -34,22 +46,69 @@ struct Invite {
     from_tag: Vec<u8>,
 }
 
+/// An incoming call the endpoint offered.
+struct Offered {
+    call: CallId,
+    /// The choice byte of the datagram that brought it.
+    choice: u8,
+    accepted: bool,
+    answered: bool,
+    ended: bool,
+}
+
 struct Harness {
     endpoint: Endpoint,
     now: Instant,
     buf: Vec<u8>,
     ended: usize,
+    incoming: Vec<Offered>,
+    /// Incoming calls not yet handed to the owner's choice.
+    new_incoming: usize,
+    /// The To tag of the last response sent (`@@t`).
+    to_tag: Vec<u8>,
 }
 
 impl Harness {
     fn drain(&mut self) {
-        while self.endpoint.poll_transmit(&mut self.buf).is_some() {}
+        while self.endpoint.poll_transmit(&mut self.buf).is_some() {
+            // A response echoes the request's Via, From, To: it parses when they did.
+            if let Ok(response) = parse_message(&self.buf)
+                && let Some(tag) = response.to().and_then(|to| to.tag())
+                && response.status().is_some()
+            {
+                self.to_tag = tag.as_bytes().to_vec();
+            }
+        }
         while let Some(event) = self.endpoint.poll_event() {
             match event {
-                SipEvent::Ended { call, .. } => {
-                    assert_eq!(call, CALL, "event for a call never dialed");
+                SipEvent::Ended { call, .. } if call == CALL => {
                     self.ended += 1;
                     assert_eq!(self.ended, 1, "Ended reported more than once");
+                }
+                SipEvent::Ended { call, .. } => {
+                    let offered = self.offered(call);
+                    assert!(!offered.ended, "Ended reported more than once");
+                    offered.ended = true;
+                }
+                SipEvent::Incoming { call, source, .. } => {
+                    let n = self.incoming.len() as u64;
+                    assert_eq!(call, CallId::inbound(0, n), "incoming ids count up");
+                    assert_eq!(source, CALLER.parse().expect("fixed address"));
+                    self.incoming.push(Offered {
+                        call,
+                        choice: 0,
+                        accepted: false,
+                        answered: false,
+                        ended: false,
+                    });
+                }
+                SipEvent::Answered { call, .. } if call != CALL => {
+                    let offered = self.offered(call);
+                    assert!(
+                        offered.accepted && !offered.answered && !offered.ended,
+                        "Answered for an incoming call not accepted, or twice, or after Ended"
+                    );
+                    offered.answered = true;
                 }
                 SipEvent::Ringing { call }
                 | SipEvent::Answered { call, .. }
@@ -59,6 +118,44 @@ impl Harness {
                 SipEvent::Registration { .. } => panic!("no registration was started"),
             }
         }
+    }
+
+    fn offered(&mut self, call: CallId) -> &mut Offered {
+        self.incoming
+            .iter_mut()
+            .find(|offered| offered.call == call)
+            .expect("event for a call never offered")
+    }
+
+    /// The owner's answer to each call offered since the last time: `choice % 4` is
+    /// accept, reject (status and Retry-After from the byte), hang up, or nothing; bit 3
+    /// hangs the call up at the end of the input.
+    fn answer_incoming(&mut self, choice: u8) {
+        let now = self.now;
+        for offered in &mut self.incoming[self.new_incoming..] {
+            offered.choice = choice;
+            let call = offered.call;
+            let live = !offered.ended;
+            match choice % 4 {
+                0 => {
+                    let accepted = self
+                        .endpoint
+                        .accept(now, call, ANSWER, Duration::from_secs(60));
+                    assert_eq!(accepted, live, "accept works exactly while offered");
+                    offered.accepted = accepted;
+                }
+                1 => {
+                    let status = 300 + u16::from(choice) * 2;
+                    let retry_after = (choice & 4 != 0).then_some(u32::from(choice));
+                    let rejected = self.endpoint.reject(now, call, status, retry_after);
+                    assert_eq!(rejected, live, "reject works exactly while offered");
+                }
+                2 => self.endpoint.hangup(now, call),
+                _ => {}
+            }
+        }
+        self.new_incoming = self.incoming.len();
+        self.drain();
     }
 }
 
@@ -74,9 +171,9 @@ fn dial() -> (Harness, Invite) {
             answer_stranger_invite: true,
             ..BorderConfig::default()
         },
-        inbound_sources: Vec::new(),
+        inbound_sources: vec![INBOUND.parse().expect("fixed network")],
         core: 0,
-        max_calls: usize::MAX,
+        max_calls: MAX_CALLS,
     };
     let now = Instant::now();
     let mut endpoint = Endpoint::new(config, 7);
@@ -119,20 +216,24 @@ fn dial() -> (Harness, Invite) {
         now,
         buf,
         ended: 0,
+        incoming: Vec::new(),
+        new_incoming: 0,
+        to_tag: Vec::new(),
     };
     harness.drain();
     (harness, ids)
 }
 
 /// Replaces each placeholder with the INVITE's identifier.
-fn substitute(datagram: &[u8], invite: &Invite) -> Vec<u8> {
+fn substitute(datagram: &[u8], invite: &Invite, to_tag: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(datagram.len() + 64);
     let mut rest = datagram;
     while !rest.is_empty() {
         let replacement = match rest {
-            [b'@', b'@', b'b', ..] => Some(&invite.branch),
-            [b'@', b'@', b'c', ..] => Some(&invite.call_id),
-            [b'@', b'@', b'f', ..] => Some(&invite.from_tag),
+            [b'@', b'@', b'b', ..] => Some(&invite.branch[..]),
+            [b'@', b'@', b'c', ..] => Some(&invite.call_id[..]),
+            [b'@', b'@', b'f', ..] => Some(&invite.from_tag[..]),
+            [b'@', b'@', b't', ..] => Some(to_tag),
             _ => None,
         };
         match replacement {
@@ -169,24 +270,42 @@ fn split_datagrams(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 fn exercise(data: &[u8]) {
     let (mut harness, invite) = dial();
     let callee: SocketAddr = CALLEE.parse().expect("fixed address");
+    let caller: SocketAddr = CALLER.parse().expect("fixed address");
     for datagram in split_datagrams(data) {
-        let datagram = substitute(datagram, &invite);
+        let (source, choice, datagram) = match datagram.strip_prefix(b"@@i") {
+            Some([choice, rest @ ..]) => (caller, *choice, rest),
+            Some([]) => (caller, 0, &[][..]),
+            None => (callee, 0, datagram),
+        };
+        let datagram = substitute(datagram, &invite, &harness.to_tag);
         match datagram.strip_prefix(b"ICMP") {
-            Some(quoted) => {
+            Some(quoted) if source == callee => {
                 let error = IcmpError::classify(callee, 2, 3, 3, None)
                     .expect("port unreachable is classified");
                 harness.endpoint.handle_icmp_error(&error, quoted);
             }
-            None => harness
+            _ => harness
                 .endpoint
-                .handle_datagram(harness.now, callee, &datagram),
+                .handle_datagram(harness.now, source, &datagram),
         }
         harness.drain();
+        harness.answer_incoming(choice);
         harness.now += Duration::from_millis(100);
         harness.endpoint.handle_timeout(harness.now);
         harness.drain();
     }
     harness.endpoint.hangup(harness.now, CALL);
+    // Half the incoming calls are hung up at the end; the rest end on their own (480 when
+    // never answered, Timer H or the maximum duration when accepted).
+    let hang_up: Vec<CallId> = harness
+        .incoming
+        .iter()
+        .filter(|offered| offered.choice & 8 != 0)
+        .map(|offered| offered.call)
+        .collect();
+    for call in hang_up {
+        harness.endpoint.hangup(harness.now, call);
+    }
     harness.drain();
     for _ in 0..MAX_TIMER_STEPS {
         let Some(deadline) = harness.endpoint.poll_timeout() else {
@@ -197,6 +316,15 @@ fn exercise(data: &[u8]) {
         harness.drain();
     }
     assert_eq!(harness.ended, 1, "the call never ended");
+    assert!(
+        harness.incoming.iter().all(|offered| offered.ended),
+        "an incoming call never ended"
+    );
+    assert_eq!(harness.endpoint.active_calls(), 0);
+    assert!(
+        harness.endpoint.is_idle(),
+        "state kept after every timer ran out"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

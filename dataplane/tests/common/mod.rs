@@ -38,17 +38,28 @@ impl Harness {
     }
 
     pub(crate) fn with_border(border: BorderConfig) -> Self {
-        let config = SipConfig {
+        Self::configured(|config| config.border = border)
+    }
+
+    /// An endpoint that takes out-of-dialog INVITEs from `inbound_sources` as incoming calls.
+    pub(crate) fn with_inbound(inbound_sources: Vec<ipnet::IpNet>) -> Self {
+        Self::configured(|config| config.inbound_sources = inbound_sources)
+    }
+
+    /// The default test configuration, changed by `configure`.
+    pub(crate) fn configured(configure: impl FnOnce(&mut SipConfig)) -> Self {
+        let mut config = SipConfig {
             local: addr(LOCAL),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             user_agent: "outdial-test".into(),
-            border,
+            border: BorderConfig::default(),
             inbound_sources: Vec::new(),
             core: 0,
             max_calls: usize::MAX,
         };
+        configure(&mut config);
         let t0 = Instant::now();
         Self {
             endpoint: Endpoint::new(config, 7),
@@ -97,7 +108,12 @@ impl Harness {
     }
 
     pub(crate) fn deliver(&mut self, data: &[u8]) {
-        self.endpoint.handle_datagram(self.now, addr(UAS), data);
+        self.deliver_from(addr(UAS), data);
+    }
+
+    /// Feeds `data` as if it came from `from`.
+    pub(crate) fn deliver_from(&mut self, from: SocketAddr, data: &[u8]) {
+        self.endpoint.handle_datagram(self.now, from, data);
         self.drain();
     }
 

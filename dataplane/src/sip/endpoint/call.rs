@@ -152,10 +152,16 @@ impl Call {
             .find_map(|(_, bye)| bye.poll_transmit(buf))
     }
 
-    /// Ended, and every transaction has run out its timers: the call can be forgotten.
+    /// Ended, and every transaction has run out its timers: the call can be forgotten. An
+    /// incoming call hung up between our 200 and the caller's ACK is kept: its BYE goes when
+    /// the ACK arrives or Timer H fires.
     pub(super) fn is_finished(&self) -> bool {
         self.ended
             && !self.ack_pending
+            && self
+                .incoming
+                .as_ref()
+                .is_none_or(|incoming| incoming.state != super::inbound::IncomingState::Accepted)
             && self.invite.state() == InviteClientState::Terminated
             && self
                 .old_invites
