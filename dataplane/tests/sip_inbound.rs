@@ -396,6 +396,16 @@ fn cancel_before_accept_gets_200_and_487_until_the_ack() {
         .and_then(|t| t.tag())
         .expect("the 487 has a To tag")
         .to_owned();
+    let cancel_tag = sent
+        .iter()
+        .map(|(_, _, bytes)| parse(bytes))
+        .find(|r| r.cseq().is_some_and(|c| c.method.to_string() == "CANCEL"))
+        .and_then(|r| r.to().and_then(|t| t.tag()).map(str::to_owned));
+    assert_eq!(
+        cancel_tag.as_deref(),
+        Some(tag.as_str()),
+        "RFC 3261 §9.2: the 200 to the CANCEL has the 487's To tag"
+    );
     assert_eq!(
         outcome(&mut h),
         [(

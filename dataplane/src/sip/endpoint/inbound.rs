@@ -360,7 +360,9 @@ impl Endpoint {
             480 | 408 => Disposition::NoAnswer,
             _ => Disposition::Failed,
         };
-        let reason = format!("refused with {status} {}", reason_phrase(status));
+        let reason = format!("refused with {status} {}", reason_phrase(status))
+            .trim_end()
+            .to_owned();
         self.refuse(now, call, (status, disposition), retry_after, reason)
     }
 

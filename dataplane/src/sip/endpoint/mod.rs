@@ -1021,6 +1021,9 @@ impl Endpoint {
         let (status, body) = self.answer(now, request, method);
         let to_tag = if recovered.to_has_tag() {
             String::new()
+        } else if let Some(tag) = self.canceled_call_tag(request, method) {
+            // RFC 3261 §9.2: the 200 to a CANCEL carries the To tag of the INVITE's answer.
+            tag
         } else if verified {
             self.random_token()
         } else {
@@ -1144,6 +1147,16 @@ impl Endpoint {
             other if other.is_known() => (405, Vec::new()),
             _ => (501, Vec::new()),
         }
+    }
+
+    /// For a CANCEL of an incoming call's INVITE: the To tag the INVITE is answered with.
+    fn canceled_call_tag(&self, request: &Message<'_>, method: Method<'_>) -> Option<String> {
+        if method != Method::Cancel {
+            return None;
+        }
+        let server = self.server_keys.get(&server_key(request, Method::Invite))?;
+        let call = self.servers.get(server)?.call?;
+        self.calls.get(&call).map(|c| c.local_tag.clone())
     }
 
     /// True when `request` belongs to a dialog of one of our calls (or CANCELs a request
