@@ -469,6 +469,38 @@ async fn outdial_call_command_follows_a_call_to_completion() {
     assert!(sipp_status.success(), "{trace}");
 }
 
+/// The callee puts the call on hold and resumes it with re-INVITEs (RFC 3264 §8.4) before
+/// pressing a key: each gets a 200 whose SDP mirrors the offer's direction (SIPp checks
+/// `a=recvonly`, then `a=sendrecv`), no RTP goes to it while held, and the key still reaches
+/// the application after the resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_holding_and_resuming_the_call_is_answered_and_still_heard() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas("hold_resume.xml", &[("DTMF_PCAP", dtmf_pcap("1"))]);
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({
+            "to": sipp.uri("+15550001"),
+            "url": app.url("/app.vxml"),
+            "vars": { "patient": "Ada" },
+        }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(
+        sipp_status.success(),
+        "SIPp's hold/resume scenario failed:\n{trace}\n{}",
+        outdial.log()
+    );
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["result"], json!({ "confirm": "true" }), "{call}");
+    assert!(trace.contains("a=recvonly"), "{trace}");
+}
+
 /// The callee hangs up (sends BYE) while the application is waiting for a key: Outdial
 /// answers 200, the session ends with `connection.disconnect.hangup`, and the call is
 /// `completed` with the callee named as the one who hung up.

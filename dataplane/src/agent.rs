@@ -113,6 +113,10 @@ struct CallSlot {
     /// An incoming call's SDP answer, built when its INVITE arrived and sent with the 200 OK
     /// when control answers.
     sdp_answer: Option<Vec<u8>>,
+    /// Our SDP's `o=` session id and the version last sent (one more per new answer).
+    sdp_origin: (u64, u64),
+    /// Where we receive RTP, as our SDP says.
+    local_rtp: SocketAddr,
 }
 
 /// The [`Driver`] run by each core.
@@ -264,12 +268,8 @@ impl Agent {
                 return;
             }
         };
-        let offer = sdp::build_offer(
-            self.rng.random(),
-            1,
-            self.config.public_ip,
-            rtp_local.port(),
-        );
+        let sdp_session: u64 = self.rng.random::<u32>().into();
+        let offer = sdp::build_offer(sdp_session, 1, self.config.public_ip, rtp_local.port());
         let params = DialParams {
             target: &dial.target,
             destination: dial.destination,
@@ -304,6 +304,8 @@ impl Agent {
                 armed: None,
                 failure: None,
                 sdp_answer: None,
+                sdp_origin: (sdp_session, 1),
+                local_rtp: SocketAddr::new(self.config.public_ip, rtp_local.port()),
             },
         );
         self.by_socket.insert(rtp_socket, (dial.call, Channel::Rtp));
@@ -474,11 +476,9 @@ impl Agent {
                 return;
             }
         };
-        let answer = sdp::build_answer(
-            self.rng.random(),
-            SocketAddr::new(self.config.public_ip, rtp_local.port()),
-            &offer,
-        );
+        let sdp_session: u64 = self.rng.random::<u32>().into();
+        let local_rtp = SocketAddr::new(self.config.public_ip, rtp_local.port());
+        let answer = sdp::build_answer(sdp_session, local_rtp, &offer);
         self.calls.insert(
             call,
             CallSlot {
@@ -492,6 +492,8 @@ impl Agent {
                 armed: None,
                 failure: None,
                 sdp_answer: Some(answer),
+                sdp_origin: (sdp_session, sdp_session),
+                local_rtp,
             },
         );
         self.by_socket.insert(rtp_socket, (call, Channel::Rtp));
@@ -503,8 +505,41 @@ impl Agent {
         })));
     }
 
+    /// A peer's new offer in an answered call (hold, resume, a new address): the media
+    /// session follows it and our answer mirrors its direction; an offer without the call's
+    /// law, or for a call without media yet, is refused 488 and changes nothing.
+    fn reoffer(&mut self, io: &mut impl Io, now: Instant, call: CallId, offer: &[u8]) {
+        let answer = self.calls.get_mut(&call).and_then(|slot| {
+            let media = slot.media.as_mut()?;
+            let offer = sdp::negotiate_keeping(offer, media.config().codec).ok()?;
+            let on_hold = !offer.direction.receives() || offer.remote_rtp.ip().is_unspecified();
+            media.renegotiate(offer.remote_rtp, offer.remote_rtcp, !on_hold);
+            slot.sdp_origin.1 += 1;
+            let (session, version) = slot.sdp_origin;
+            let direction = offer.direction.answer();
+            tracing::debug!(?call, held = on_hold, remote = %offer.remote_rtp, "new offer");
+            Some(sdp::build_answer_directed(
+                session,
+                version,
+                slot.local_rtp,
+                &offer,
+                direction,
+            ))
+        });
+        match answer {
+            Some(answer) => {
+                self.sip.answer_reoffer(now, call, Ok(&answer));
+                self.drain_media(io, call, Origin::Control);
+            }
+            None => {
+                self.sip.answer_reoffer(now, call, Err(488));
+            }
+        }
+    }
+
     fn handle_sip_event(&mut self, io: &mut impl Io, now: Instant, event: SipEvent) {
         match event {
+            SipEvent::Reoffer { call, sdp } => self.reoffer(io, now, call, &sdp),
             SipEvent::Incoming {
                 call,
                 request_uri,
@@ -1374,6 +1409,128 @@ mod tests {
         let mut packet = key_packet(event, 777);
         packet[2..4].copy_from_slice(&seq.to_be_bytes());
         packet
+    }
+
+    /// A re-INVITE from the callee of the answered call whose INVITE was `invite`.
+    fn reinvite(invite: &str, cseq: u32, body: &str) -> Vec<u8> {
+        let line = |name: &str| {
+            invite
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l[name.len()..].trim().to_owned())
+                .unwrap_or_default()
+        };
+        format!(
+            "INVITE sip:outdial@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLEE};branch=z9hG4bKre{cseq}\r\n\
+             From: <sip:+15550001@{CALLEE}>;tag=callee1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:callee@{CALLEE}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            line("From:"),
+            line("Call-ID:"),
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_hold_offer_stops_our_rtp_and_a_resume_sends_it_to_the_new_address() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let t0 = Instant::now();
+        agent.start(&mut io, t0).expect("start");
+        let call = CallId(31);
+        let rtp_socket = answered(&mut agent, &link, &mut io, t0, call);
+        let invite = sip_sent(&io)
+            .into_iter()
+            .find(|m| m.starts_with("INVITE "))
+            .expect("INVITE");
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        let rtp_to = |io: &FakeIo| -> Vec<SocketAddr> {
+            io.sent
+                .iter()
+                .filter(|(socket, _, _)| *socket == rtp_socket)
+                .map(|(_, to, _)| *to)
+                .collect()
+        };
+        let mut now = t0;
+        let mut run_for = |agent: &mut Agent, io: &mut FakeIo, ms: u64| {
+            let end = now + Duration::from_millis(ms);
+            while now < end {
+                now += Duration::from_millis(5);
+                agent.handle_timeout(io, now);
+            }
+            now
+        };
+        run_for(&mut agent, &mut io, 200);
+        assert!(rtp_to(&io).len() >= 8, "RTP flows before the hold");
+        io.sent.clear();
+
+        let hold = "v=0\r\no=callee 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                    m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
+        let at = run_for(&mut agent, &mut io, 0);
+        agent.handle_datagram(
+            &mut io,
+            at,
+            SocketId(0),
+            callee,
+            &reinvite(&invite, 2, hold),
+        );
+        let answer = sip_sent(&io).pop().expect("200 to the re-INVITE");
+        assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+        assert!(
+            answer.contains("a=recvonly"),
+            "we answer sendonly with recvonly: {answer}"
+        );
+        assert!(
+            answer.contains("RTP/AVP 8"),
+            "the call's law is kept: {answer}"
+        );
+        io.sent.clear();
+        run_for(&mut agent, &mut io, 300);
+        assert!(
+            rtp_to(&io).is_empty(),
+            "no RTP while held: {:?}",
+            rtp_to(&io)
+        );
+
+        let moved = "v=0\r\no=callee 1 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                     m=audio 6100 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+        let at = run_for(&mut agent, &mut io, 0);
+        agent.handle_datagram(
+            &mut io,
+            at,
+            SocketId(0),
+            callee,
+            &reinvite(&invite, 3, moved),
+        );
+        let answer = sip_sent(&io).pop().expect("200 to the resume");
+        assert!(answer.contains("a=sendrecv"), "{answer}");
+        assert!(answer.contains("RTP/AVP 8 101"), "still PCMA: {answer}");
+        io.sent.clear();
+        run_for(&mut agent, &mut io, 200);
+        let sent = rtp_to(&io);
+        assert!(sent.len() >= 8, "RTP flows again: {sent:?}");
+        let moved_to: SocketAddr = "127.0.0.1:6100".parse().expect("addr");
+        assert!(
+            sent.iter().all(|to| *to == moved_to),
+            "to the new port: {sent:?}"
+        );
+
+        // An offer without the call's law is refused and changes nothing.
+        let pcmu_only = "v=0\r\no=callee 1 4 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                         m=audio 6200 RTP/AVP 0\r\n";
+        let at = run_for(&mut agent, &mut io, 0);
+        agent.handle_datagram(
+            &mut io,
+            at,
+            SocketId(0),
+            callee,
+            &reinvite(&invite, 4, pcmu_only),
+        );
+        let answer = sip_sent(&io).pop().expect("488");
+        assert!(answer.starts_with("SIP/2.0 488"), "{answer}");
+        io.sent.clear();
+        run_for(&mut agent, &mut io, 100);
+        assert!(rtp_to(&io).iter().all(|to| *to == moved_to));
     }
 
     #[test]

@@ -360,18 +360,174 @@ fn remote_bye_ends_the_call_and_its_retransmission_is_absorbed() {
     assert!(h.endpoint.is_idle());
 }
 
+/// A request from the callee inside the answered call `h` dialed: `method` with `cseq`,
+/// branch `branch`, a Contact at `contact`, and `body` as SDP (none when empty).
+fn in_dialog(
+    h: &Harness,
+    method: &str,
+    cseq: u32,
+    branch: &str,
+    contact: &str,
+    body: &str,
+) -> String {
+    let ack = h.last_request(Method::Ack);
+    let ack = parse_message(&ack).expect("ACK");
+    let typed = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".to_owned()
+    };
+    format!(
+        "{method} sip:outdial@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.4:5070;branch={branch}\r\nFrom: <sip:+15550001@192.0.2.4:5070>;tag=uas1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <{contact}>\r\n{typed}Content-Length: {}\r\n\r\n{body}",
+        ack.header(HeaderName::From).expect("From"),
+        ack.call_id().expect("Call-ID"),
+        body.len(),
+    )
+}
+
+const HOLD_OFFER: &str = "v=0\r\no=- 2 3 IN IP4 192.0.2.4\r\ns=-\r\nc=IN IP4 192.0.2.4\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\na=sendonly\r\n";
+
 #[test]
-fn re_invite_gets_our_offer_again() {
+fn a_re_invite_with_an_offer_is_reported_and_answered_with_the_owners_sdp() {
     let mut h = Harness::new();
     h.dial(1, 60).expect("dial");
     answer(&mut h);
-    let ack = h.last_request(Method::Ack);
-    let ack = parse_message(&ack).expect("ACK");
-    let reinvite = format!(
-        "INVITE sip:outdial@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.4:5070;branch=z9hG4bKre1\r\nFrom: <sip:+15550001@192.0.2.4:5070>;tag=uas1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 11 INVITE\r\nContact: <sip:callee@192.0.2.4:5070>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP_ANSWER}",
-        ack.header(HeaderName::From).expect("From"),
-        ack.call_id().expect("Call-ID"),
-        SDP_ANSWER.len(),
+    h.take_events();
+    let reinvite = in_dialog(
+        &h,
+        "INVITE",
+        11,
+        "z9hG4bKre1",
+        "sip:callee@192.0.2.4:5070",
+        HOLD_OFFER,
+    );
+    h.take_sent();
+    h.deliver(reinvite.as_bytes());
+    assert!(h.take_sent().is_empty(), "the answer waits for the owner");
+    assert_eq!(
+        h.take_events(),
+        [SipEvent::Reoffer {
+            call: CallId(1),
+            sdp: HOLD_OFFER.as_bytes().to_vec()
+        }]
+    );
+    assert!(
+        h.endpoint
+            .answer_reoffer(h.now, CallId(1), Ok(b"our answer"))
+    );
+    assert!(
+        !h.endpoint.answer_reoffer(h.now, CallId(1), Ok(b"twice")),
+        "one answer per offer"
+    );
+    h.drain();
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1);
+    let ok = parse_message(&sent[0].2).expect("200 parses");
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(ok.body(), b"our answer");
+    assert_eq!(ok.cseq().map(|c| c.number), Some(11));
+    assert!(ok.contact().is_some());
+    assert!(
+        ok.header(HeaderName::Other("Allow"))
+            .is_some_and(|a| a.contains("UPDATE"))
+    );
+    // A retransmitted re-INVITE gets the same 200; the ACK (new branch) stops it.
+    h.deliver(reinvite.as_bytes());
+    assert_eq!(h.take_sent()[0].2, sent[0].2);
+    let ack = reinvite
+        .replace("INVITE sip", "ACK sip")
+        .replace("11 INVITE", "11 ACK")
+        .replace("z9hG4bKre1", "z9hG4bKre2");
+    h.deliver(ack.as_bytes());
+    h.advance_to(Duration::from_secs(10));
+    assert!(
+        methods(&h.take_sent()).iter().all(|m| m != "200"),
+        "no 200 retransmission after ACK"
+    );
+    // The re-INVITE's Contact refreshed the target: our BYE goes there.
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    let bye = h.last_request(Method::Bye);
+    assert!(
+        String::from_utf8_lossy(&bye).starts_with("BYE sip:callee@192.0.2.4:5070 SIP/2.0"),
+        "{}",
+        String::from_utf8_lossy(&bye)
+    );
+}
+
+#[test]
+fn an_update_offer_is_answered_a_crossing_one_gets_500_and_a_refusal_keeps_the_call() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    answer(&mut h);
+    h.take_events();
+    let update = in_dialog(
+        &h,
+        "UPDATE",
+        11,
+        "z9hG4bKup1",
+        "sip:callee@192.0.2.4:5070",
+        HOLD_OFFER,
+    );
+    let crossing = in_dialog(
+        &h,
+        "UPDATE",
+        12,
+        "z9hG4bKup2",
+        "sip:callee@192.0.2.4:5070",
+        HOLD_OFFER,
+    );
+    let refresh = in_dialog(
+        &h,
+        "UPDATE",
+        13,
+        "z9hG4bKup3",
+        "sip:callee@192.0.2.4:5070",
+        "",
+    );
+    h.take_sent();
+    h.deliver(update.as_bytes());
+    assert!(matches!(h.take_events()[..], [SipEvent::Reoffer { .. }]));
+    // A second offer while the first waits: 500 with Retry-After (RFC 3311 §5.2).
+    h.deliver(crossing.as_bytes());
+    let sent = h.take_sent();
+    let refused = parse_message(&sent[0].2).expect("500 parses");
+    assert_eq!(refused.status(), Some(500));
+    assert_eq!(refused.header(HeaderName::Other("Retry-After")), Some("1"));
+    assert!(h.take_events().is_empty());
+    // The owner refuses the first (no common law): 488, and the call goes on.
+    assert!(h.endpoint.answer_reoffer(h.now, CallId(1), Err(488)));
+    h.drain();
+    let sent = h.take_sent();
+    let refused = parse_message(&sent[0].2).expect("488 parses");
+    assert_eq!(
+        (refused.status(), refused.cseq().map(|c| c.number)),
+        (Some(488), Some(11))
+    );
+    assert!(ended(&h.take_events()).is_empty());
+    // An UPDATE without an offer (a session refresh) gets 200.
+    h.deliver(refresh.as_bytes());
+    let sent = h.take_sent();
+    assert_eq!(
+        parse_message(&sent[0].2).ok().and_then(|m| m.status()),
+        Some(200)
+    );
+    assert!(h.take_events().is_empty());
+}
+
+#[test]
+fn a_re_invite_without_an_offer_gets_our_sdp_at_once() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    answer(&mut h);
+    h.take_events();
+    let reinvite = in_dialog(
+        &h,
+        "INVITE",
+        11,
+        "z9hG4bKre1",
+        "sip:callee@192.0.2.4:5070",
+        "",
     );
     h.take_sent();
     h.deliver(reinvite.as_bytes());
@@ -379,18 +535,7 @@ fn re_invite_gets_our_offer_again() {
     let ok = parse_message(&sent[0].2).expect("200 parses");
     assert_eq!(ok.status(), Some(200));
     assert_eq!(ok.body(), SDP_OFFER);
-    assert!(ok.contact().is_some());
-    // The ACK (new branch) stops the 200's retransmission.
-    let ack2 = reinvite
-        .replace("INVITE sip", "ACK sip")
-        .replace("11 INVITE", "11 ACK")
-        .replace("z9hG4bKre1", "z9hG4bKre2");
-    h.deliver(ack2.as_bytes());
-    h.advance_to(Duration::from_secs(10));
-    assert!(
-        methods(&h.take_sent()).iter().all(|m| m != "200"),
-        "no 200 retransmission after ACK"
-    );
+    assert!(h.take_events().is_empty());
 }
 
 #[test]

@@ -241,6 +241,12 @@ impl SipLoad {
         match event {
             // No inbound sources are configured: the load generator takes no calls.
             SipEvent::Incoming { .. } => {}
+            // The load generator sends no media and takes no new offers.
+            SipEvent::Reoffer { call, .. } => {
+                if let Some(endpoint) = self.endpoint.as_mut() {
+                    endpoint.answer_reoffer(now, call, Err(488));
+                }
+            }
             SipEvent::Ringing { call } => {
                 if let Some(live) = self.calls.get(&call) {
                     self.summary

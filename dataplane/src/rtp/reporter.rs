@@ -97,6 +97,11 @@ pub(super) struct OurStream {
 }
 
 impl Reporter {
+    /// The peer's RTCP address changed (a new offer named another `a=rtcp:`, or none).
+    pub(super) fn set_remote_rtcp(&mut self, remote_rtcp: Option<SocketAddr>) {
+        self.config.remote_rtcp = remote_rtcp;
+    }
+
     /// Starts reporting: the first report is due after half the minimum interval, randomised.
     pub(super) fn new(config: RtcpConfig, start: Instant, now: Instant) -> Self {
         let mut reporter = Self {

@@ -217,6 +217,8 @@ pub struct MediaSession {
     amd: Option<MachineDetector>,
     /// RTCP, once [`enable_rtcp`](Self::enable_rtcp) turned it on.
     rtcp: Option<Reporter>,
+    /// The peer said it takes no media (hold, RFC 3264 §8.4): slots pass unsent.
+    held: bool,
 }
 
 impl MediaSession {
@@ -242,7 +244,38 @@ impl MediaSession {
             rx: RxStats::new(now),
             amd: None,
             rtcp: None,
+            held: false,
         }
+    }
+
+    /// A new offer in the call (re-INVITE or UPDATE, RFC 3264 §8): our RTP goes to `remote`
+    /// from now on and is heard from there (the source policy starts again, so a latch is
+    /// redone), RTCP goes to `remote_rtcp`; `peer_receives` false is hold: slots pass
+    /// unsent, as for a `0.0.0.0` address, until an offer takes media again.
+    pub fn renegotiate(
+        &mut self,
+        remote: SocketAddr,
+        remote_rtcp: Option<SocketAddr>,
+        peer_receives: bool,
+    ) {
+        if remote != self.config.remote {
+            self.config.remote = remote;
+            self.source = SourceGuard::new(remote, self.config.source);
+            self.refused_reported = false;
+        }
+        if let Some(rtcp) = self.rtcp.as_mut() {
+            rtcp.set_remote_rtcp(remote_rtcp);
+        }
+        if self.held && peer_receives {
+            // A new talkspurt after the hold (RFC 3551 §4.1).
+            self.marker_pending = true;
+        }
+        self.held = !peer_receives;
+    }
+
+    /// Whether the peer has put the call on hold (it takes no media now).
+    pub fn is_held(&self) -> bool {
+        self.held
     }
 
     /// Turns RTCP on: the first report is due within 2.5 s × [0.5, 1.5] / (e − 3/2)
@@ -526,7 +559,7 @@ impl MediaSession {
             let playing = self.fill_frame(frame);
             let talkspurt_starts = playing && !self.was_playing;
             self.was_playing = playing;
-            if self.config.remote.ip().is_unspecified() {
+            if self.held || self.config.remote.ip().is_unspecified() {
                 // RFC 3264 §8.4 hold: the slot passes (and so does the audio), unsent.
                 continue;
             }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::offer::PTIME_MS;
-use super::{Negotiated, SdpError, negotiate};
+use super::{MediaDirection, Negotiated, SdpError, negotiate};
 use crate::api::Codec;
 
 /// Reads an offer: where the offerer receives RTP, the first G.711 law in its (preference)
@@ -21,6 +21,25 @@ pub fn read_offer(offer: &[u8]) -> Result<Negotiated, SdpError> {
 /// `local`, with the chosen law, the offer's telephone-event payload type when it had one
 /// (same number, §6.1), `a=ptime:20` and `a=sendrecv`.
 pub fn build_answer(session_id: u64, local: SocketAddr, offer: &Negotiated) -> Vec<u8> {
+    build_answer_directed(
+        session_id,
+        session_id,
+        local,
+        offer,
+        MediaDirection::SendRecv,
+    )
+}
+
+/// Like [`build_answer`], with the origin's session `version` (one more for every changed
+/// answer in a dialog, RFC 3264 §8) and our `direction` (e.g. `recvonly` to an offer that
+/// puts us on hold, RFC 3264 §8.4).
+pub fn build_answer_directed(
+    session_id: u64,
+    version: u64,
+    local: SocketAddr,
+    offer: &Negotiated,
+    direction: MediaDirection,
+) -> Vec<u8> {
     let ip = local.ip();
     let address_type = match ip {
         IpAddr::V4(_) => "IP4",
@@ -36,7 +55,7 @@ pub fn build_answer(session_id: u64, local: SocketAddr, offer: &Negotiated) -> V
     let _ = write!(
         sdp,
         "v=0\r\n\
-         o=outdial {session_id} {session_id} IN {address_type} {ip}\r\n\
+         o=outdial {session_id} {version} IN {address_type} {ip}\r\n\
          s=outdial\r\n\
          c=IN {address_type} {ip}\r\n\
          t=0 0\r\n"
@@ -58,7 +77,7 @@ pub fn build_answer(session_id: u64, local: SocketAddr, offer: &Negotiated) -> V
             );
         }
     }
-    let _ = write!(sdp, "a=ptime:{PTIME_MS}\r\na=sendrecv\r\n");
+    let _ = write!(sdp, "a=ptime:{PTIME_MS}\r\na={}\r\n", direction.as_str());
     sdp.into_bytes()
 }
 

@@ -16,8 +16,8 @@ mod negotiate;
 mod offer;
 mod parse;
 
-pub use answer::{build_answer, read_offer};
-pub use negotiate::{Negotiated, negotiate};
+pub use answer::{build_answer, build_answer_directed, read_offer};
+pub use negotiate::{MediaDirection, Negotiated, negotiate, negotiate_keeping};
 pub use offer::{PTIME_MS, TELEPHONE_EVENT_PAYLOAD_TYPE, build_offer};
 
 /// Why an SDP answer cannot set up the call's audio.

@@ -7,6 +7,61 @@ use super::offer::PTIME_MS;
 use super::parse::{Line, MediaDescription, SessionDescription};
 use crate::api::Codec;
 
+/// Which way media flows, from the describing side's point of view (RFC 3264 §5.1, §6.1).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub enum MediaDirection {
+    /// Both ways (the default when no attribute says otherwise).
+    #[default]
+    SendRecv,
+    /// It sends, and will not receive (it puts us on hold).
+    SendOnly,
+    /// It receives only.
+    RecvOnly,
+    /// Neither way.
+    Inactive,
+}
+
+impl MediaDirection {
+    /// The direction an answer gives to an offer's `self` (RFC 3264 §6.1).
+    pub fn answer(self) -> Self {
+        match self {
+            Self::SendRecv => Self::SendRecv,
+            Self::SendOnly => Self::RecvOnly,
+            Self::RecvOnly => Self::SendOnly,
+            Self::Inactive => Self::Inactive,
+        }
+    }
+
+    /// Whether the describing side takes media: what it says, we may send.
+    pub fn receives(self) -> bool {
+        matches!(self, Self::SendRecv | Self::RecvOnly)
+    }
+
+    /// The attribute name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    fn of(attributes: &[super::parse::Attribute<'_>]) -> Option<Self> {
+        attributes.iter().find_map(|a| {
+            let name = a.name;
+            [
+                Self::SendRecv,
+                Self::SendOnly,
+                Self::RecvOnly,
+                Self::Inactive,
+            ]
+            .into_iter()
+            .find(|d| name.eq_ignore_ascii_case(d.as_str()))
+        })
+    }
+}
+
 /// What the answer settled: where to send RTP, in which law, and how DTMF arrives.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct Negotiated {
@@ -22,6 +77,8 @@ pub struct Negotiated {
     /// The answerer's RTCP address from a media-level `a=rtcp:` (RFC 3605), when it has a
     /// usable one; `None` means the RTP port + 1 (RFC 3550 §11).
     pub remote_rtcp: Option<SocketAddr>,
+    /// The media-level direction attribute, else the session-level one, else `sendrecv`.
+    pub direction: MediaDirection,
 }
 
 /// Reads an SDP answer to [`build_offer`](super::build_offer) (RFC 3264 §6.1).
@@ -31,6 +88,17 @@ pub struct Negotiated {
 /// the `telephone-event/8000` payload type from `a=rtpmap`, and the connection address from
 /// the media-level `c=`, else the session-level one.
 pub fn negotiate(answer: &[u8]) -> Result<Negotiated, SdpError> {
+    negotiate_with(answer, None)
+}
+
+/// Reads a new offer in an established call (a re-INVITE or UPDATE, RFC 3264 §8): as
+/// [`negotiate`], but the call's law `keep` must be among its formats (the media session
+/// does not change law mid-call); without it the offer is refused as having no common codec.
+pub fn negotiate_keeping(offer: &[u8], keep: Codec) -> Result<Negotiated, SdpError> {
+    negotiate_with(offer, Some(keep))
+}
+
+fn negotiate_with(answer: &[u8], keep: Option<Codec>) -> Result<Negotiated, SdpError> {
     let sdp = SessionDescription::parse(answer)?;
     let mut audio = sdp
         .media
@@ -46,7 +114,7 @@ pub fn negotiate(answer: &[u8]) -> Result<Negotiated, SdpError> {
             proto: media.proto.to_owned(),
         });
     }
-    let codec = choose_codec(media).ok_or_else(|| SdpError::NoCommonCodec {
+    let codec = choose_codec(media, keep).ok_or_else(|| SdpError::NoCommonCodec {
         formats: media.formats.join(" "),
     })?;
     let connection = media
@@ -68,6 +136,9 @@ pub fn negotiate(answer: &[u8]) -> Result<Negotiated, SdpError> {
         codec,
         dtmf_payload_type: telephone_event_payload_type(media),
         ptime_ms,
+        direction: MediaDirection::of(&media.attributes)
+            .or_else(|| MediaDirection::of(&sdp.attributes))
+            .unwrap_or_default(),
     })
 }
 
@@ -81,8 +152,8 @@ fn payload_types<'a>(media: &'a MediaDescription<'_>) -> impl Iterator<Item = u8
 }
 
 /// RFC 3264 §6.1: the answer lists formats in the answerer's preference; use the first we offered.
-fn choose_codec(media: &MediaDescription<'_>) -> Option<Codec> {
-    payload_types(media).find_map(|pt| match media.rtpmap(pt) {
+fn choose_codec(media: &MediaDescription<'_>, keep: Option<Codec>) -> Option<Codec> {
+    let mut codecs = payload_types(media).filter_map(|pt| match media.rtpmap(pt) {
         Some(map) if map.is("PCMU", 8000) => Some(Codec::Pcmu),
         Some(map) if map.is("PCMA", 8000) => Some(Codec::Pcma),
         Some(_) => None,
@@ -92,7 +163,11 @@ fn choose_codec(media: &MediaDescription<'_>) -> Option<Codec> {
             8 => Some(Codec::Pcma),
             _ => None,
         },
-    })
+    });
+    match keep {
+        Some(keep) => codecs.find(|&c| c == keep),
+        None => codecs.next(),
+    }
 }
 
 fn telephone_event_payload_type(media: &MediaDescription<'_>) -> Option<u8> {

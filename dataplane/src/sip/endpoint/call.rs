@@ -65,6 +65,8 @@ pub(super) struct Call {
     pub(super) ended: bool,
     /// The UAS half when the call came in; `None` for calls we dialed.
     pub(super) incoming: Option<super::inbound::Incoming>,
+    /// A peer's new offer waiting for the owner's answer.
+    pub(super) reoffer: Option<super::reoffer::PendingReoffer>,
 }
 
 impl Call {

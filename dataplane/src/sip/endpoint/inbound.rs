@@ -19,7 +19,7 @@ use crate::api::{CallId, Disposition, Outcome};
 use crate::sip::auth::Authenticator;
 use crate::sip::dialog::{Dialog, LocalParty};
 use crate::sip::message::print::{Writer, reason_phrase};
-use crate::sip::message::{Message, Recovered};
+use crate::sip::message::{Message, Method, Recovered};
 use crate::sip::transaction::{AckTemplate, ClientInvite, ServerTransaction};
 
 /// `Retry-After` of the `503` a core at `SipConfig::max_calls` answers, in seconds.
@@ -41,7 +41,7 @@ pub(super) enum IncomingState {
 /// The headers every response to the INVITE copies (RFC 3261 §8.2.6.2), owned so the
 /// answer can be written long after the request's buffer is gone.
 #[derive(Clone, Debug)]
-struct ResponseHeaders {
+pub(super) struct ResponseHeaders {
     vias: Vec<String>,
     from: String,
     to: String,
@@ -50,7 +50,7 @@ struct ResponseHeaders {
 }
 
 impl ResponseHeaders {
-    fn new(recovered: &Recovered<'_>) -> Self {
+    pub(super) fn new(recovered: &Recovered<'_>) -> Self {
         Self {
             vias: recovered.vias.iter().map(|v| (*v).to_owned()).collect(),
             from: recovered.from.to_owned(),
@@ -60,7 +60,12 @@ impl ResponseHeaders {
         }
     }
 
-    fn response<'b>(&self, buf: &'b mut Vec<u8>, status: u16, to_tag: &str) -> Writer<'b> {
+    pub(super) fn response<'b>(
+        &self,
+        buf: &'b mut Vec<u8>,
+        status: u16,
+        to_tag: &str,
+    ) -> Writer<'b> {
         buf.clear();
         let mut writer = Writer::response(buf, status, reason_phrase(status));
         for via in &self.vias {
@@ -143,7 +148,7 @@ impl Endpoint {
         writer.header("User-Agent", &self.config.user_agent);
         writer.finish(None, b"");
         transaction.respond(now, response, refusal.is_some());
-        let server = self.insert_server(request, transaction, None);
+        let server = self.insert_server(request, Method::Invite, transaction, None);
         let Some(request_uri) = request.request_uri().map(|uri| uri.as_str().to_owned()) else {
             return;
         };
@@ -230,6 +235,7 @@ impl Endpoint {
                 dialog: Some(dialog),
                 bye_after_ack: false,
             }),
+            reoffer: None,
         };
         self.by_call_id.insert(call_id.clone(), id);
         self.calls.insert(id, call);
@@ -269,22 +275,26 @@ impl Endpoint {
         None
     }
 
-    fn insert_server(
+    /// Keeps a server transaction for `request` (of `method`), found by its key and, for an
+    /// INVITE, by the key of the ACK to a 2xx.
+    pub(super) fn insert_server(
         &mut self,
         request: &Message<'_>,
+        method: Method<'_>,
         transaction: ServerTransaction,
         call: Option<CallId>,
     ) -> u64 {
         let id = self.next_server;
         self.next_server += 1;
-        let key = server_key(request, crate::sip::message::Method::Invite);
-        let ack_key = invite_ack_key(request);
-        self.server_keys.insert(key.clone(), id);
-        self.server_keys.insert(ack_key.clone(), id);
+        let key = server_key(request, method);
+        let ack_key = (method == Method::Invite).then(|| invite_ack_key(request));
+        for key in [Some(&key), ack_key.as_ref()].into_iter().flatten() {
+            self.server_keys.insert(key.clone(), id);
+        }
         self.servers.insert(
             id,
             ServerEntry {
-                keys: [Some(key), Some(ack_key)],
+                keys: [Some(key), ack_key],
                 transaction,
                 call,
             },

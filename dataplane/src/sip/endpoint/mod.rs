@@ -9,6 +9,7 @@
 mod auth;
 mod call;
 mod inbound;
+mod reoffer;
 mod transfer;
 mod unreachable;
 
@@ -44,7 +45,7 @@ pub const STRANGER_WINDOW: Duration = Duration::from_secs(2);
 /// Source IPs the stranger limit remembers at once.
 pub const STRANGER_SOURCES: usize = 4096;
 
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, UPDATE";
 
 /// What strangers (requests outside our dialogs) may make an endpoint send
 /// (`docs/sip.md`, "What a stranger gets"). The defaults are the constants above, and a
@@ -160,6 +161,14 @@ pub enum SipEvent {
         sdp: Vec<u8>,
         /// Where the 2xx came from: the signalling peer (what media latching trusts).
         peer: SocketAddr,
+    },
+    /// A new offer in an answered call (a re-INVITE or UPDATE with SDP: hold, resume, new
+    /// media address); answer it with [`Endpoint::answer_reoffer`].
+    Reoffer {
+        /// The call.
+        call: CallId,
+        /// The peer's offer.
+        sdp: Vec<u8>,
     },
     /// A transfer started with [`Endpoint::refer`] ended; `Ended` follows when it
     /// succeeded (our leg is hung up). Not emitted when the call ends first.
@@ -425,6 +434,7 @@ impl Endpoint {
             final_status: None,
             ended: false,
             incoming: None,
+            reoffer: None,
         };
         let invite = auth::write_invite(&self.config, &state, &[]);
         state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
@@ -1018,6 +1028,10 @@ impl Endpoint {
         if !verified && !self.pike.allow(now, from.ip()) {
             return;
         }
+        if verified && let Some(call) = self.reoffer_call(request, method) {
+            self.reoffer(now, from, request, &recovered, method, call);
+            return;
+        }
         let (status, body) = self.answer(now, request, method);
         let to_tag = if recovered.to_has_tag() {
             String::new()
@@ -1128,6 +1142,11 @@ impl Endpoint {
                     self.touch(Owner::Call(id));
                     (200, Vec::new())
                 }
+                None => (481, Vec::new()),
+            },
+            // An UPDATE without an offer (a session refresh, RFC 3311 §5.2).
+            Method::Other("UPDATE") => match dialog_call {
+                Some(_) => (200, Vec::new()),
                 None => (481, Vec::new()),
             },
             Method::Other("NOTIFY") => match dialog_call {
