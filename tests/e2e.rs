@@ -469,6 +469,37 @@ async fn outdial_call_command_follows_a_call_to_completion() {
     assert!(sipp_status.success(), "{trace}");
 }
 
+/// A callee that insists on reliable provisional responses (RFC 3262) gets its 180 PRACKed
+/// (SIPp checks `Supported: 100rel` on the INVITE and the PRACK's `RAck`), answers, and the
+/// call runs as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reliable_180_is_pracked_and_the_call_runs() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas("answer_100rel.xml", &[("DTMF_PCAP", dtmf_pcap("2"))]);
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({
+            "to": sipp.uri("+15550001"),
+            "url": app.url("/app.vxml"),
+            "vars": { "patient": "Ada" },
+        }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(
+        sipp_status.success(),
+        "SIPp's 100rel scenario failed:\n{trace}\n{}",
+        outdial.log()
+    );
+    assert!(trace.contains("PRACK sip:"), "{trace}");
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["result"], json!({ "confirm": "false" }), "{call}");
+}
+
 /// The callee puts the call on hold and resumes it with re-INVITEs (RFC 3264 §8.4) before
 /// pressing a key: each gets a 200 whose SDP mirrors the offer's direction (SIPp checks
 /// `a=recvonly`, then `a=sendrecv`), no RTP goes to it while held, and the key still reaches

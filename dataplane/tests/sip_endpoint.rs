@@ -539,6 +539,101 @@ fn a_re_invite_without_an_offer_gets_our_sdp_at_once() {
 }
 
 #[test]
+fn reliable_provisionals_are_pracked_once_each_in_order_and_the_bye_counts_on() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    let parsed = parse_message(&invite).expect("INVITE");
+    assert_eq!(
+        parsed.header(HeaderName::Other("Supported")),
+        Some("100rel")
+    );
+    let reliable = |status: u16, reason: &str, rseq: u32| {
+        reply(
+            &invite,
+            status,
+            reason,
+            Some("uas1"),
+            &format!("{CONTACT}Require: 100rel\r\nRSeq: {rseq}\r\n"),
+            "",
+        )
+    };
+    let pracks = |sent: &[(Duration, SocketAddr, Vec<u8>)]| -> Vec<(String, String, String)> {
+        sent.iter()
+            .filter_map(|(_, _, bytes)| parse_message(bytes).ok())
+            .filter(|m| m.method() == Some(Method::Other("PRACK")))
+            .map(|m| {
+                (
+                    m.header(HeaderName::Other("RAck")).unwrap_or("").to_owned(),
+                    m.header(HeaderName::CSeq).unwrap_or("").to_owned(),
+                    m.to().and_then(|t| t.tag()).unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    h.take_sent();
+    h.deliver(&reliable(180, "Ringing", 1));
+    let sent = h.take_sent();
+    assert_eq!(
+        pracks(&sent),
+        [(
+            "1 1 INVITE".to_owned(),
+            "2 PRACK".to_owned(),
+            "uas1".to_owned()
+        )]
+    );
+    let prack = sent[0].2.clone();
+    assert!(
+        String::from_utf8_lossy(&prack).starts_with("PRACK sip:callee@192.0.2.4:5070 SIP/2.0"),
+        "sent to the 1xx's Contact: {}",
+        String::from_utf8_lossy(&prack)
+    );
+    // The 180 again (the callee has not seen our PRACK yet): no second PRACK.
+    h.deliver(&reliable(180, "Ringing", 1));
+    assert!(pracks(&h.take_sent()).is_empty());
+    // The PRACK is retransmitted (Timer E) until its 200.
+    h.advance_to(Duration::from_millis(600));
+    assert_eq!(pracks(&h.take_sent()).len(), 1);
+    h.deliver(&reply(&prack, 200, "OK", None, "", ""));
+    h.advance_to(Duration::from_secs(5));
+    assert!(
+        pracks(&h.take_sent()).is_empty(),
+        "the 200 ends the PRACK's retransmission"
+    );
+    // Out of order (RSeq 3 before 2): nothing; then 2 in order: the next PRACK.
+    h.deliver(&reliable(183, "Session Progress", 3));
+    assert!(pracks(&h.take_sent()).is_empty());
+    h.deliver(&reliable(183, "Session Progress", 2));
+    assert_eq!(
+        pracks(&h.take_sent()),
+        [(
+            "2 1 INVITE".to_owned(),
+            "3 PRACK".to_owned(),
+            "uas1".to_owned()
+        )]
+    );
+    // A plain 180 is not acknowledged.
+    h.deliver(&reply(&invite, 180, "Ringing", Some("uas1"), CONTACT, ""));
+    assert!(pracks(&h.take_sent()).is_empty());
+    h.deliver(&reply(
+        &invite,
+        200,
+        "OK",
+        Some("uas1"),
+        CONTACT,
+        SDP_ANSWER,
+    ));
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    let bye = parse_message(&h.last_request(Method::Bye))
+        .ok()
+        .and_then(|m| m.header(HeaderName::CSeq).map(str::to_owned));
+    assert_eq!(bye.as_deref(), Some("4 BYE"), "numbered above the PRACKs");
+    h.advance_to(Duration::from_secs(100));
+    assert!(h.endpoint.is_idle());
+}
+
+#[test]
 fn max_duration_sends_bye() {
     let mut h = Harness::new();
     let params = DialParams {

@@ -66,6 +66,8 @@ struct Harness {
     new_incoming: usize,
     /// The To tag of the last response sent (`@@t`).
     to_tag: Vec<u8>,
+    /// New offers answered so far.
+    reoffers: u32,
 }
 
 impl Harness {
@@ -114,6 +116,19 @@ impl Harness {
                 | SipEvent::Answered { call, .. }
                 | SipEvent::TransferDone { call, .. } => {
                     assert_eq!(call, CALL, "event for a call never dialed");
+                }
+                SipEvent::Reoffer { call, .. } => {
+                    // Every other offer is refused; both ways the endpoint must be waiting.
+                    self.reoffers += 1;
+                    let answer = if self.reoffers % 2 == 0 {
+                        Ok(ANSWER)
+                    } else {
+                        Err(488)
+                    };
+                    assert!(
+                        self.endpoint.answer_reoffer(self.now, call, answer),
+                        "a reported offer waits for its answer"
+                    );
                 }
                 SipEvent::Registration { .. } => panic!("no registration was started"),
             }
@@ -219,6 +234,7 @@ fn dial() -> (Harness, Invite) {
         incoming: Vec::new(),
         new_incoming: 0,
         to_tag: Vec::new(),
+        reoffers: 0,
     };
     harness.drain();
     (harness, ids)

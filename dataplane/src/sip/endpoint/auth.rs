@@ -135,7 +135,8 @@ pub(super) fn write_invite(
     }
     writer
         .header("User-Agent", &config.user_agent)
-        .header("Allow", ALLOW);
+        .header("Allow", ALLOW)
+        .header("Supported", "100rel");
     writer.finish(Some("application/sdp"), &call.sdp_offer);
     invite
 }

@@ -67,6 +67,10 @@ pub(super) struct Call {
     pub(super) incoming: Option<super::inbound::Incoming>,
     /// A peer's new offer waiting for the owner's answer.
     pub(super) reoffer: Option<super::reoffer::PendingReoffer>,
+    /// The early dialog of reliable provisional responses (RFC 3262), once one came.
+    pub(super) early: Option<super::prack::EarlyDialog>,
+    /// PRACK transactions by branch.
+    pub(super) pracks: Vec<(String, ClientNonInvite)>,
 }
 
 impl Call {
@@ -97,7 +101,11 @@ impl Call {
             self.invite.poll_timeout(),
             self.cancel.as_ref().and_then(ClientNonInvite::poll_timeout),
         ];
-        let byes = self.byes.iter().filter_map(|(_, bye)| bye.poll_timeout());
+        let byes = self
+            .byes
+            .iter()
+            .chain(&self.pracks)
+            .filter_map(|(_, transaction)| transaction.poll_timeout());
         let old = self
             .old_invites
             .iter()
@@ -149,6 +157,13 @@ impl Call {
         {
             return Some(destination);
         }
+        if let Some(destination) = self
+            .pracks
+            .iter_mut()
+            .find_map(|(_, prack)| prack.poll_transmit(buf))
+        {
+            return Some(destination);
+        }
         self.byes
             .iter_mut()
             .find_map(|(_, bye)| bye.poll_transmit(buf))
@@ -177,7 +192,8 @@ impl Call {
             && self
                 .byes
                 .iter()
-                .all(|(_, bye)| bye.state() == NonInviteClientState::Terminated)
+                .chain(&self.pracks)
+                .all(|(_, t)| t.state() == NonInviteClientState::Terminated)
     }
 }
 

@@ -236,6 +236,8 @@ impl Endpoint {
                 bye_after_ack: false,
             }),
             reoffer: None,
+            early: None,
+            pracks: Vec::new(),
         };
         self.by_call_id.insert(call_id.clone(), id);
         self.calls.insert(id, call);

@@ -9,6 +9,7 @@
 mod auth;
 mod call;
 mod inbound;
+mod prack;
 mod reoffer;
 mod transfer;
 mod unreachable;
@@ -435,6 +436,8 @@ impl Endpoint {
             ended: false,
             incoming: None,
             reoffer: None,
+            early: None,
+            pracks: Vec::new(),
         };
         let invite = auth::write_invite(&self.config, &state, &[]);
         state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
@@ -665,6 +668,11 @@ impl Endpoint {
                 }
             }
             Method::Other("REFER") => self.on_refer_response(now, id, branch, response),
+            Method::Other("PRACK") => {
+                if let Some((_, prack)) = call.pracks.iter_mut().find(|(b, _)| b == branch) {
+                    prack.handle_response(now, response);
+                }
+            }
             _ => {}
         }
         self.touch(Owner::Call(id));
@@ -691,6 +699,9 @@ impl Endpoint {
                     call.rang = true;
                     self.events.push_back(SipEvent::Ringing { call: id });
                 }
+                if status > 100 {
+                    self.acknowledge_provisional(now, id, response);
+                }
             }
             200..=299 => self.on_2xx(now, id, from, response),
             401 | 407 if call.cancel_reason.is_none() && !call.ended => {
@@ -713,6 +724,7 @@ impl Endpoint {
 
     fn on_2xx(&mut self, now: Instant, id: CallId, from: SocketAddr, response: &Message<'_>) {
         let local = self.config.local;
+        let early_cseq = self.early_cseq(id, response.to().and_then(|to| to.tag()).unwrap_or(""));
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -735,11 +747,15 @@ impl Endpoint {
             remote_uri: &call.target,
             invite_cseq: call.invite_cseq,
         };
-        let dialog = match Dialog::from_2xx(&party, response) {
+        let mut dialog = match Dialog::from_2xx(&party, response) {
             Ok(dialog) => dialog,
             // Tolerate a 2xx without Contact: address in-dialog requests to the target.
             Err(_) => Dialog::new(&party, to_tag, &call.target, Vec::new()),
         };
+        if let Some(cseq) = early_cseq {
+            // PRACKs used CSeq numbers in this dialog already (RFC 3262 §7.2).
+            dialog.local_cseq = dialog.local_cseq.max(cseq);
+        }
         let branch = format!("z9hG4bK{}", random_token(&mut self.rng));
         dialog.write_ack(&mut call.ack, local, &branch);
         call.ack_destination = dialog.next_hop().unwrap_or(call.destination);
@@ -866,8 +882,8 @@ impl Endpoint {
         if let Some(cancel) = call.cancel.as_mut() {
             cancel.handle_timeout(now);
         }
-        for (_, bye) in &mut call.byes {
-            bye.handle_timeout(now);
+        for (_, transaction) in call.byes.iter_mut().chain(call.pracks.iter_mut()) {
+            transaction.handle_timeout(now);
         }
         for (_, old) in &mut call.old_invites {
             old.handle_timeout(now);
@@ -1294,6 +1310,9 @@ impl Endpoint {
                     }
                     if let Some(transfer) = &call.transfer {
                         self.by_branch.remove(transfer.branch());
+                    }
+                    for (branch, _) in &call.pracks {
+                        self.by_branch.remove(branch);
                     }
                     self.by_call_id.remove(&call.call_id);
                 }
