@@ -276,9 +276,15 @@ pub async fn run_incoming(
     let Claimed { record, attempt } = claimed;
     stored(&record.id);
     tracing::info!(call = %record.id, core = placement.core, caller = %crate::redact::callee(&record.target_uri), "incoming call");
+    // Callers behind NAT are latched as the tenant's trunk says (its carrier sends them).
+    let media_latching = match tenant_trunk(&context, &record.tenant).await {
+        Ok((trunk, _)) => trunk.media_latching,
+        Err(_) => context.settings.trunks.default_trunk().media_latching,
+    };
     let answer = Command::Answer {
         call,
         max_duration: context.settings.max_duration,
+        media_latching,
     };
     let ended = Ended::new(attempt, Some(placement.core));
     if line.send(answer).is_err() {

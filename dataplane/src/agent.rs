@@ -317,11 +317,15 @@ impl Agent {
     fn handle_command(&mut self, io: &mut impl Io, now: Instant, command: Command) {
         match command {
             Command::Dial(dial) => self.dial(io, now, &dial),
-            Command::Answer { call, max_duration } => {
-                let answer = self
-                    .calls
-                    .get_mut(&call)
-                    .and_then(|slot| slot.sdp_answer.take());
+            Command::Answer {
+                call,
+                max_duration,
+                media_latching,
+            } => {
+                let answer = self.calls.get_mut(&call).and_then(|slot| {
+                    slot.media_latching = media_latching;
+                    slot.sdp_answer.take()
+                });
                 if let Some(answer) = answer {
                     self.sip.accept(now, call, &answer, max_duration);
                 }
@@ -2307,6 +2311,58 @@ mod tests {
     }
 
     #[test]
+    fn an_incoming_caller_behind_nat_is_heard_only_when_the_answer_asks_for_latching() {
+        let nat: SocketAddr = "127.0.0.1:7000".parse().expect("addr");
+        for latching in [false, true] {
+            let (mut agent, link) = agent();
+            let mut io = FakeIo::default();
+            let now = Instant::now();
+            agent.start(&mut io, now).expect("start");
+            let caller: SocketAddr = CALLEE.parse().expect("addr");
+            let offer = "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+            let invite = caller_invite("nat1@127.0.0.1", offer);
+            agent.handle_datagram(&mut io, now, SocketId(0), caller, &invite);
+            events(&link);
+            let call = CallId::inbound(0, 0);
+            let (rtp_socket, _) = io.bound[1];
+            link.commands
+                .push(Command::Answer {
+                    call,
+                    max_duration: Duration::from_secs(3600),
+                    media_latching: latching,
+                })
+                .expect("queue");
+            agent.handle_wake(&mut io, now);
+            let ok = sip_sent(&io).pop().expect("200 sent");
+            let to = ok.lines().find(|l| l.starts_with("To: ")).expect("To");
+            let ack = format!(
+                "ACK sip:outdial@127.0.0.1:5060 SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bKack1;rport\r\nMax-Forwards: 70\r\n\
+                 From: <sip:+15550199@127.0.0.1>;tag=caller1\r\n{to}\r\nCall-ID: nat1@127.0.0.1\r\n\
+                 CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+            );
+            agent.handle_datagram(&mut io, now, SocketId(0), caller, ack.as_bytes());
+            assert!(matches!(events(&link)[..], [Event::Answered { .. }]));
+            for seq in 1..=3 {
+                agent.handle_datagram(&mut io, now, rtp_socket, nat, &key_packet_seq(4, seq));
+            }
+            let got = events(&link);
+            if latching {
+                assert!(
+                    matches!(got.as_slice(), [Event::Dtmf { digit: '4', .. }]),
+                    "{got:?}"
+                );
+            } else {
+                assert!(
+                    matches!(got.as_slice(), [Event::MediaSourceRefused { from, .. }] if *from == nat),
+                    "{got:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn an_incoming_call_is_offered_answered_and_hung_up() {
         let (mut agent, link) = agent();
         let mut io = FakeIo::default();
@@ -2346,6 +2402,7 @@ mod tests {
             .push(Command::Answer {
                 call,
                 max_duration: Duration::from_secs(3600),
+                media_latching: false,
             })
             .expect("queue");
         agent.handle_wake(&mut io, now);

@@ -101,6 +101,8 @@ pub enum Command {
         call: CallId,
         /// Hard limit on the call's length; the core sends BYE when it passes.
         max_duration: Duration,
+        /// Symmetric RTP latching for a caller behind NAT, as [`Dial::media_latching`].
+        media_latching: bool,
     },
     /// Refuse an incoming call with a final error response (e.g. 404, 486, 503). Ends with
     /// [`Event::Ended`].
