@@ -321,3 +321,33 @@ async fn a_registering_trunk_registers_through_the_challenge_and_refreshes() {
     assert!(log.contains("registered for 3600 s"), "{log}");
     assert!(!log.contains(PASSWORD));
 }
+
+/// At shutdown the binding is removed (`Expires: 0`, through the registrar's challenge), so
+/// the registrar stops sending calls to a Contact that is going away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_removes_its_registration() {
+    let sipp = Sipp::uas("registrar_unregister.xml", &credentials());
+    let trunk = format!("{}register = true\n", carrier(&sipp, PASSWORD));
+    let mut outdial = Outdial::start(&trunk);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !outdial.log().contains("registered for 3600 s") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never registered:\n{}\n{}",
+            outdial.log(),
+            sipp.trace()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = outdial.terminate();
+    assert!(status.success(), "{}", outdial.log());
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(
+        sipp_status.success(),
+        "the registrar did not see the removal:\n{trace}\n{}",
+        outdial.log()
+    );
+    let log = outdial.log();
+    assert!(log.contains("unregistered: 200"), "{log}");
+    assert!(!log.contains(PASSWORD));
+}

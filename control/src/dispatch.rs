@@ -60,6 +60,16 @@ pub struct Dispatcher {
     in_flight: AtomicUsize,
     /// Decides the incoming calls the cores offer; unset = every offer is refused 404.
     inbound: std::sync::OnceLock<Arc<crate::inbound::Inbound>>,
+    /// Registrations core 0 keeps, and those whose removal is awaited at shutdown.
+    registrations: Mutex<Registrations>,
+    unregistered: tokio::sync::Notify,
+}
+
+/// The registrations sent to core 0, and those still being removed.
+#[derive(Default)]
+struct Registrations {
+    live: Vec<u32>,
+    removing: Vec<u32>,
 }
 
 impl Dispatcher {
@@ -77,6 +87,8 @@ impl Dispatcher {
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
             in_flight: AtomicUsize::new(0),
             inbound: std::sync::OnceLock::new(),
+            registrations: Mutex::new(Registrations::default()),
+            unregistered: tokio::sync::Notify::new(),
         }
     }
 
@@ -135,6 +147,48 @@ impl Dispatcher {
         table.insert(call, (events, core, public_id.to_owned()));
         self.id_table().insert(public_id.to_owned(), call);
         Some((call, core))
+    }
+
+    /// Registration `id` was handed to core 0.
+    pub fn registered(&self, id: u32) {
+        let mut registrations = self.registrations();
+        if !registrations.live.contains(&id) {
+            registrations.live.push(id);
+        }
+    }
+
+    /// Removes every registration's binding and waits, up to `patience`, for the
+    /// registrars' answers. Returns (removed or refused, unanswered).
+    pub async fn unregister_all(&self, patience: std::time::Duration) -> (usize, usize) {
+        let ids = {
+            let mut registrations = self.registrations();
+            let ids = std::mem::take(&mut registrations.live);
+            registrations.removing = ids.clone();
+            ids
+        };
+        for &id in &ids {
+            if self.send(0, Command::Unregister { id }).is_err() {
+                self.registrations().removing.retain(|&r| r != id);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let notified = self.unregistered.notified();
+            if self.registrations().removing.is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        let left = self.registrations().removing.len();
+        (ids.len() - left, left)
+    }
+
+    fn registrations(&self) -> std::sync::MutexGuard<'_, Registrations> {
+        self.registrations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sets who decides incoming calls (once; later calls are ignored).
@@ -254,6 +308,10 @@ impl Dispatcher {
                 };
                 let Some(call) = event_call(&event) else {
                     log_registration(&event);
+                    if let Event::Unregistered { id, .. } = event {
+                        self.registrations().removing.retain(|&r| r != id);
+                        self.unregistered.notify_waiters();
+                    }
                     return;
                 };
                 let sender = self.table().get(&call).map(|(tx, _, _)| tx.clone());
@@ -513,7 +571,7 @@ impl Dispatcher {
 
 fn event_call(event: &Event) -> Option<CallId> {
     Some(match event {
-        Event::Registration { .. } => return None,
+        Event::Registration { .. } | Event::Unregistered { .. } => return None,
         Event::Incoming(incoming) => incoming.call,
         Event::Ringing { call }
         | Event::Answered { call, .. }
@@ -530,6 +588,17 @@ fn event_call(event: &Event) -> Option<CallId> {
 
 /// Logs a trunk registration's attempt (registrations have no call task).
 fn log_registration(event: &Event) {
+    if let Event::Unregistered {
+        id,
+        sip_status,
+        detail,
+    } = event
+    {
+        match sip_status {
+            Some(200..=299) => tracing::info!(registration = id, "unregistered: {detail}"),
+            _ => tracing::warn!(registration = id, "unregistering failed: {detail}"),
+        }
+    }
     if let Event::Registration {
         id,
         expires,

@@ -664,7 +664,7 @@ impl CallTask {
         match event {
             // Registrations are not a call's, and an incoming call's offer is handled before
             // its task exists; the event pump never routes either here.
-            Event::Registration { .. } | Event::Incoming(_) => {}
+            Event::Registration { .. } | Event::Unregistered { .. } | Event::Incoming(_) => {}
             Event::Ringing { .. } => {
                 self.timing.progress(Instant::now());
                 self.transition(CallStatus::Ringing, "the callee is ringing")

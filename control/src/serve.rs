@@ -352,6 +352,15 @@ pub async fn run(config: Config) -> Result<(), Error> {
     }
     gauges.abort();
     hang_up_live_calls(&dispatcher).await;
+    // Registrars stop sending calls to a Contact that is going away.
+    let unregistered = dispatcher.unregister_all(UNREGISTER_PATIENCE).await;
+    if unregistered.1 > 0 {
+        tracing::warn!(
+            unregistered = unregistered.0,
+            unanswered = unregistered.1,
+            "some registrations could not be removed before stopping; they lapse at expiry"
+        );
+    }
     outbox.abort();
     let _ = stop_smtp.send(true);
     if let Some(smtp) = smtp {
@@ -363,7 +372,9 @@ pub async fn run(config: Config) -> Result<(), Error> {
     result
 }
 
-/// Waits, up to `grace`, for live calls to end on their own.
+/// How long shutdown waits for registrars to confirm the removal of our bindings.
+const UNREGISTER_PATIENCE: Duration = Duration::from_secs(3);
+
 /// Asks core 0 to register every trunk with `register = true` (its REGISTERs carry core
 /// 0's address in Contact). A registrar whose address cannot be resolved is logged and not
 /// registered until the next start.
@@ -402,10 +413,13 @@ async fn register_trunks(dispatcher: Arc<Dispatcher>, trunks: Arc<crate::trunk::
             .is_err()
         {
             tracing::error!(trunk = %trunk.name, "cannot register: dataplane core 0's queue is full");
+        } else {
+            dispatcher.registered(id);
         }
     }
 }
 
+/// Waits, up to `grace`, for live calls to end on their own.
 async fn drain(dispatcher: &Dispatcher, grace: Duration) {
     let live = dispatcher.in_flight();
     tracing::info!(

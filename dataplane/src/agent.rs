@@ -338,6 +338,7 @@ impl Agent {
                 self.sip.reject(now, call, status, retry_after);
             }
             Command::Register(register) => self.sip.register(now, &register),
+            Command::Unregister { id } => self.sip.unregister(now, id),
             Command::Play {
                 call,
                 id,
@@ -943,6 +944,11 @@ fn registration_event(id: u32, event: RegistrationEvent) -> Event {
             expires: None,
             sip_status: status,
             detail: format!("{reason}; next attempt in {} s", retry_in.as_secs()),
+        },
+        RegistrationEvent::Unregistered { status, reason } => Event::Unregistered {
+            id,
+            sip_status: status,
+            detail: reason,
         },
     }
 }

@@ -117,6 +117,12 @@ pub enum Command {
     /// Register with a registrar and keep the binding refreshed; reports
     /// [`Event::Registration`] after every attempt.
     Register(Box<Register>),
+    /// Remove registration `id`'s binding (`Expires: 0`) and stop refreshing it; reports
+    /// [`Event::Unregistered`]. Sent at shutdown.
+    Unregister {
+        /// The id given in [`Command::Register`].
+        id: u32,
+    },
     /// Queue audio to play on an answered call, after whatever is queued already.
     Play {
         /// The call.
@@ -267,6 +273,16 @@ pub enum Event {
         /// The final status of the REGISTER, when one came.
         sip_status: Option<u16>,
         /// What happened, e.g. `registered for 600 s` or `403 Forbidden; retry in 30 s`.
+        detail: String,
+    },
+    /// A [`Command::Unregister`] ended: the binding is gone, or removing it failed (a
+    /// non-2xx status, or none). Nothing more is sent for the registration.
+    Unregistered {
+        /// The id given in [`Command::Register`].
+        id: u32,
+        /// The final status of the REGISTER, when one came.
+        sip_status: Option<u16>,
+        /// What happened, e.g. `200 OK`.
         detail: String,
     },
     /// A provisional response (180/183) arrived.

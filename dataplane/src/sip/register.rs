@@ -66,6 +66,14 @@ pub enum RegistrationEvent {
         /// When the next attempt starts.
         retry_in: Duration,
     },
+    /// The binding was removed (a 2xx to `Expires: 0`), or removing it failed; either way
+    /// nothing more is sent.
+    Unregistered {
+        /// The final status, when one came.
+        status: Option<u16>,
+        /// What happened.
+        reason: String,
+    },
 }
 
 /// One registration binding, kept alive.
@@ -84,6 +92,8 @@ pub struct Registration {
     next_attempt: Option<Instant>,
     failures: u32,
     events: VecDeque<RegistrationEvent>,
+    /// Unregistering: no refresh or retry after this REGISTER's outcome.
+    ending: bool,
 }
 
 impl Registration {
@@ -110,18 +120,32 @@ impl Registration {
             next_attempt: None,
             failures: 0,
             events: VecDeque::new(),
+            ending: false,
         };
         registration.auth.start_request();
         registration.send(now, &[]);
         registration
     }
 
-    /// The branch of the REGISTER in flight, to route its responses here.
     /// Where the REGISTERs go: the registrar, whose INVITEs are incoming calls.
     pub fn destination(&self) -> SocketAddr {
         self.config.destination
     }
 
+    /// Removes the binding (RFC 3261 §10.2.2: `Expires: 0`), through challenges as usual;
+    /// nothing is sent again after its outcome, [`RegistrationEvent::Unregistered`].
+    pub fn unregister(&mut self, now: Instant) {
+        if self.ending {
+            return;
+        }
+        self.ending = true;
+        self.asking = Duration::ZERO;
+        self.next_attempt = None;
+        self.auth.start_request();
+        self.send(now, &[]);
+    }
+
+    /// The branch of the REGISTER in flight, to route its responses here.
     pub fn branch(&self) -> Option<&str> {
         self.transaction.as_ref().map(|(branch, _)| branch.as_str())
     }
@@ -141,6 +165,13 @@ impl Registration {
         };
         match status {
             100..=199 => {}
+            200..=299 if self.ending => {
+                self.transaction = None;
+                self.events.push_back(RegistrationEvent::Unregistered {
+                    status: Some(status),
+                    reason: format!("{status} {}", response.reason().unwrap_or("").trim()),
+                });
+            }
             200..=299 => {
                 self.transaction = None;
                 self.failures = 0;
@@ -246,6 +277,11 @@ impl Registration {
 
     fn fail(&mut self, now: Instant, status: Option<u16>, reason: String, after: Option<Duration>) {
         self.transaction = None;
+        if self.ending {
+            self.events
+                .push_back(RegistrationEvent::Unregistered { status, reason });
+            return;
+        }
         self.failures = self.failures.saturating_add(1);
         let backoff = FIRST_RETRY
             .saturating_mul(1 << self.failures.saturating_sub(1).min(10))

@@ -333,6 +333,16 @@ impl Endpoint {
         self.touch(Owner::Registration(register.id));
     }
 
+    /// Removes registration `id`'s binding (see [`Registration::unregister`]); its outcome
+    /// is a [`SipEvent::Registration`] with `RegistrationEvent::Unregistered`. Nothing
+    /// happens for an unknown id.
+    pub fn unregister(&mut self, now: Instant, id: u32) {
+        if let Some(registration) = self.registrations.get_mut(&id) {
+            registration.unregister(now);
+            self.registration_events(id);
+        }
+    }
+
     fn registration_events(&mut self, id: u32) {
         if let Some(registration) = self.registrations.get_mut(&id) {
             while let Some(event) = registration.poll_event() {

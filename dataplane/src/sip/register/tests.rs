@@ -270,3 +270,72 @@ fn wrong_credentials_and_a_brief_interval() {
         "one REGISTER per challenge, none after the refusal"
     );
 }
+
+#[test]
+fn unregistering_sends_expires_0_through_a_challenge_and_then_nothing_more() {
+    let mut h = Harness::new(true);
+    h.answer(200, "Expires: 600\r\n");
+    assert!(matches!(
+        h.events.last(),
+        Some((_, RegistrationEvent::Registered { .. }))
+    ));
+    h.advance_to(Duration::from_secs(10));
+    let registered_cseq = parse_message(&h.last()).unwrap().cseq().unwrap().number;
+    h.registration.unregister(h.now);
+    h.drain();
+    let removal = h.last();
+    let message = parse_message(&removal).unwrap();
+    assert_eq!(message.cseq().unwrap().number, registered_cseq + 1);
+    assert_eq!(header(&removal, "Expires").as_deref(), Some("0"));
+    drop(message);
+    h.registration.unregister(h.now);
+    h.drain();
+    assert_eq!(
+        parse_message(&h.last()).unwrap().cseq().unwrap().number,
+        registered_cseq + 1,
+        "a second unregister sends nothing new"
+    );
+    // A challenge is answered as for a registration.
+    h.answer(401, CHALLENGE);
+    let retry = h.last();
+    assert_eq!(header(&retry, "Expires").as_deref(), Some("0"));
+    assert!(header(&retry, "Authorization").is_some());
+    h.answer(200, "");
+    assert!(matches!(
+        h.events.last(),
+        Some((
+            _,
+            RegistrationEvent::Unregistered {
+                status: Some(200),
+                ..
+            }
+        ))
+    ));
+    // The refresh that was due at 570 s never goes.
+    let sent = h.sent.len();
+    h.advance_to(Duration::from_secs(4000));
+    assert_eq!(h.sent.len(), sent, "nothing after the binding is removed");
+    assert_eq!(h.registration.poll_timeout(), None);
+}
+
+#[test]
+fn a_failed_unregistration_is_reported_and_not_retried() {
+    let mut h = Harness::new(false);
+    h.answer(200, "");
+    h.registration.unregister(h.now);
+    h.drain();
+    h.answer(503, "Retry-After: 60\r\n");
+    assert!(matches!(
+        h.events.last(),
+        Some((
+            _,
+            RegistrationEvent::Unregistered {
+                status: Some(503),
+                ..
+            }
+        ))
+    ));
+    let sent = h.sent.len();
+    h.advance_to(Duration::from_secs(4000));
+    assert_eq!(h.sent.len(), sent);
+}
