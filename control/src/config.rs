@@ -266,6 +266,9 @@ pub struct SipConfig {
     /// Networks (`10.0.0.0/8`) or addresses whose INVITEs are incoming calls, answered per
     /// `[[inbound]]`; registrars of `register = true` trunks are added. Empty = none.
     pub inbound_sources: Vec<String>,
+    /// The RFC 4028 session interval, seconds, asked of callees (they refresh; a session
+    /// not refreshed in time is ended with BYE); 0 = no session timers.
+    pub session_expires_secs: u64,
 }
 
 impl SipConfig {
@@ -429,6 +432,7 @@ impl Default for SipConfig {
             stranger_window_ms: 2000,
             answer_stranger_invite: false,
             inbound_sources: Vec::new(),
+            session_expires_secs: 1800,
         }
     }
 }
@@ -761,6 +765,14 @@ impl Config {
 
     /// `[[trunk]]` tables and `sip.default_trunk`.
     fn validate_inbound(&self) -> Result<(), Error> {
+        let floor = outdial_dataplane::sip::endpoint::MIN_SESSION_EXPIRES.as_secs();
+        let expires = self.sip.session_expires_secs;
+        if expires != 0 && !(floor..=86_400).contains(&expires) {
+            return Err(Error::Config(format!(
+                "`sip.session_expires_secs` is {expires}: use 0 (no session timers) or \
+                 {floor} to 86400 seconds (RFC 4028's Min-SE is {floor})"
+            )));
+        }
         for (index, source) in self.sip.inbound_sources.iter().enumerate() {
             parse_network(source).map_err(|problem| {
                 Error::Config(format!("`sip.inbound_sources[{index}]`: {problem}"))
@@ -1093,6 +1105,10 @@ mod tests {
                 .map(|e| e.to_string())
                 .unwrap_or_default()
         };
+        let short = message("[sip]\nsession_expires_secs = 30\n");
+        assert!(short.contains("sip.session_expires_secs"), "{short}");
+        let off = Config::parse("[sip]\nsession_expires_secs = 0\n").expect("parses");
+        assert!(off.validate().is_ok());
         let bad_source = message("[sip]\ninbound_sources = [\"10.0.0.0/33\"]\n");
         assert!(
             bad_source.contains("sip.inbound_sources[0]"),

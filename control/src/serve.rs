@@ -516,6 +516,8 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
         },
         inbound_sources: config.sip.inbound_networks(),
         max_calls_per_core: config.calls.max_concurrent,
+        session_expires: (config.sip.session_expires_secs > 0)
+            .then(|| Duration::from_secs(config.sip.session_expires_secs)),
         backend,
         pin: config.dataplane.pin,
         seed: seed(),

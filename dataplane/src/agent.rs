@@ -88,6 +88,8 @@ pub struct AgentConfig {
     pub inbound_sources: Vec<ipnet::IpNet>,
     /// Incoming INVITEs get `503` while this many calls are live on the core.
     pub max_calls: usize,
+    /// The RFC 4028 session interval our INVITEs ask for; `None`: no session timers.
+    pub session_expires: Option<Duration>,
 }
 
 /// Per-call dataplane state.
@@ -161,6 +163,7 @@ impl Agent {
                 inbound_sources: config.inbound_sources.clone(),
                 core: config.core,
                 max_calls: config.max_calls,
+                session_expires: config.session_expires,
             },
             config.seed,
         );
@@ -1019,6 +1022,7 @@ mod tests {
             core: 0,
             inbound_sources: vec!["127.0.0.0/8".parse().expect("network")],
             max_calls: 4,
+            session_expires: None,
         };
         (Agent::new(config, link.clone()), link)
     }

@@ -43,6 +43,8 @@ pub struct DataplaneConfig {
     pub inbound_sources: Vec<ipnet::IpNet>,
     /// Incoming INVITEs get `503` while this many calls are live on a core.
     pub max_calls_per_core: usize,
+    /// The RFC 4028 session interval INVITEs ask for; `None`: no session timers.
+    pub session_expires: Option<Duration>,
     /// io_uring, epoll, or whichever works here.
     pub backend: Backend,
     /// Pin core `i`'s loop to CPU `i` (modulo the CPU count).
@@ -140,6 +142,7 @@ impl Dataplane {
                 core: index,
                 inbound_sources: config.inbound_sources.clone(),
                 max_calls: config.max_calls_per_core,
+                session_expires: config.session_expires,
             };
             let loop_config = LoopConfig {
                 backend: config.backend,

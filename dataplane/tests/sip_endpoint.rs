@@ -1206,3 +1206,143 @@ fn an_icmp_error_after_the_callee_answered_anything_is_ignored() {
         "alive: it sent 100 Trying"
     );
 }
+
+/// A harness whose INVITEs ask for 90 s session timers, answered by a 200 with
+/// `session_expires` (the header's value).
+fn timed_call(session_expires: &str) -> Harness {
+    let mut h =
+        Harness::configured(|config| config.session_expires = Some(Duration::from_secs(90)));
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    let parsed = parse_message(&invite).expect("INVITE");
+    assert_eq!(
+        parsed.header(HeaderName::Other("Supported")),
+        Some("100rel, timer")
+    );
+    assert_eq!(
+        parsed.header(HeaderName::Other("Session-Expires")),
+        Some("90;refresher=uas")
+    );
+    let extra = format!("{CONTACT}Session-Expires: {session_expires}\r\nRequire: timer\r\n");
+    h.deliver(&reply(&invite, 200, "OK", Some("uas1"), &extra, SDP_ANSWER));
+    h.take_events();
+    h
+}
+
+fn ended_reasons(h: &mut Harness) -> Vec<String> {
+    ended(&h.take_events())
+        .into_iter()
+        .map(|(_, _, _, reason)| reason)
+        .collect()
+}
+
+#[test]
+fn a_session_the_callee_does_not_refresh_is_ended_with_bye() {
+    let mut h = timed_call("90;refresher=uas");
+    h.advance_to(Duration::from_secs(59));
+    assert!(ended_reasons(&mut h).is_empty());
+    h.take_sent();
+    // 90 s minus a third (30 s): given up at 60 s.
+    h.advance_to(Duration::from_secs(61));
+    assert_eq!(
+        methods(&h.take_sent()).first().map(String::as_str),
+        Some("BYE")
+    );
+    let reasons = ended_reasons(&mut h);
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].contains("not refreshed"), "{reasons:?}");
+}
+
+#[test]
+fn the_callees_refresh_is_answered_with_its_interval_and_moves_the_deadline() {
+    let mut h = timed_call("90;refresher=uas");
+    let update = in_dialog(
+        &h,
+        "UPDATE",
+        11,
+        "z9hG4bKst1",
+        "sip:callee@192.0.2.4:5070",
+        "",
+    )
+    .replace(
+        "Content-Length: 0",
+        "Session-Expires: 90;refresher=uac\r\nContent-Length: 0",
+    );
+    h.advance_to(Duration::from_secs(40));
+    h.take_sent();
+    h.deliver(update.as_bytes());
+    let sent = h.take_sent();
+    let ok = parse_message(&sent[0].2).expect("200");
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        ok.header(HeaderName::Other("Session-Expires")),
+        Some("90;refresher=uac")
+    );
+    assert_eq!(ok.header(HeaderName::Require), Some("timer"));
+    h.advance_to(Duration::from_secs(99));
+    assert!(
+        ended_reasons(&mut h).is_empty(),
+        "the refresh gave another interval"
+    );
+    h.advance_to(Duration::from_secs(101));
+    assert_eq!(ended_reasons(&mut h).len(), 1, "40 s + 60 s");
+}
+
+#[test]
+fn as_the_refresher_we_update_half_way_and_a_481_ends_the_call() {
+    let mut h = timed_call("90;refresher=uac");
+    h.take_sent();
+    h.advance_to(Duration::from_secs(44));
+    assert!(h.take_sent().is_empty());
+    h.advance_to(Duration::from_secs(46));
+    let update = h.last_request(Method::Other("UPDATE"));
+    let parsed = parse_message(&update).expect("UPDATE");
+    assert_eq!(
+        parsed.header(HeaderName::Other("Session-Expires")),
+        Some("90;refresher=uac")
+    );
+    assert_eq!(parsed.header(HeaderName::CSeq), Some("2 UPDATE"));
+    h.deliver(&reply(
+        &update,
+        200,
+        "OK",
+        None,
+        "Session-Expires: 90;refresher=uac\r\n",
+        "",
+    ));
+    // The next refresh half-way through the new interval, at 45 + 45 s.
+    h.take_sent();
+    h.advance_to(Duration::from_secs(89));
+    assert!(methods(&h.take_sent()).iter().all(|m| m != "UPDATE"));
+    h.advance_to(Duration::from_secs(91));
+    let second = h.last_request(Method::Other("UPDATE"));
+    assert_eq!(
+        parse_message(&second)
+            .ok()
+            .and_then(|m| m.header(HeaderName::CSeq).map(str::to_owned)),
+        Some("3 UPDATE".to_owned())
+    );
+    assert!(ended_reasons(&mut h).is_empty());
+    h.deliver(&reply(
+        &second,
+        481,
+        "Call/Transaction Does Not Exist",
+        None,
+        "",
+        "",
+    ));
+    let reasons = ended_reasons(&mut h);
+    assert_eq!(reasons.len(), 1, "the session is gone");
+    assert!(!h.last_request(Method::Bye).is_empty());
+}
+
+#[test]
+fn without_a_session_expires_in_the_2xx_there_is_no_timer() {
+    let mut h =
+        Harness::configured(|config| config.session_expires = Some(Duration::from_secs(90)));
+    h.dial(1, 60).expect("dial");
+    answer(&mut h);
+    h.take_events();
+    h.advance_to(Duration::from_secs(600));
+    assert!(ended_reasons(&mut h).is_empty());
+}

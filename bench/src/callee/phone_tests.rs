@@ -86,6 +86,7 @@ impl Net {
                 inbound_sources: Vec::new(),
                 core: 0,
                 max_calls: usize::MAX,
+                session_expires: None,
             },
             7,
         );

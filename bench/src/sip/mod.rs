@@ -408,6 +408,7 @@ impl Driver for SipLoad {
                 inbound_sources: Vec::new(),
                 core: 0,
                 max_calls: usize::MAX,
+                session_expires: None,
             },
             self.config.seed,
         ));

@@ -189,6 +189,7 @@ fn dial() -> (Harness, Invite) {
         inbound_sources: vec![INBOUND.parse().expect("fixed network")],
         core: 0,
         max_calls: MAX_CALLS,
+        session_expires: None,
     };
     let now = Instant::now();
     let mut endpoint = Endpoint::new(config, 7);

@@ -58,6 +58,7 @@ impl Harness {
             inbound_sources: Vec::new(),
             core: 0,
             max_calls: usize::MAX,
+            session_expires: None,
         };
         configure(&mut config);
         let t0 = Instant::now();

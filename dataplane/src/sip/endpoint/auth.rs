@@ -135,8 +135,18 @@ pub(super) fn write_invite(
     }
     writer
         .header("User-Agent", &config.user_agent)
-        .header("Allow", ALLOW)
-        .header("Supported", "100rel");
+        .header("Allow", ALLOW);
+    match config.session_expires {
+        Some(interval) => {
+            writer.header("Supported", "100rel, timer").header_fmt(
+                "Session-Expires",
+                format_args!("{};refresher=uas", interval.as_secs()),
+            );
+        }
+        None => {
+            writer.header("Supported", "100rel");
+        }
+    }
     writer.finish(Some("application/sdp"), &call.sdp_offer);
     invite
 }

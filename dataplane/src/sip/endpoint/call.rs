@@ -69,8 +69,10 @@ pub(super) struct Call {
     pub(super) reoffer: Option<super::reoffer::PendingReoffer>,
     /// The early dialog of reliable provisional responses (RFC 3262), once one came.
     pub(super) early: Option<super::prack::EarlyDialog>,
-    /// PRACK transactions by branch.
+    /// PRACK and session-refresh UPDATE transactions by branch.
     pub(super) pracks: Vec<(String, ClientNonInvite)>,
+    /// RFC 4028: when to refresh the session, or to give it up.
+    pub(super) session_timer: Option<super::session_timer::SessionTimer>,
 }
 
 impl Call {
@@ -111,6 +113,7 @@ impl Call {
             .iter()
             .filter_map(|(_, old)| old.poll_timeout());
         let call_timers = [
+            self.session_timer.as_ref().map(|t| t.deadline),
             self.ring_deadline,
             self.max_deadline,
             self.cancel_guard,

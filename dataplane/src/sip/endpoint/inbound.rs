@@ -100,6 +100,8 @@ pub(super) struct Incoming {
     /// The owner hung up between our 200 and the caller's ACK: BYE once the ACK comes (or
     /// Timer H fires), not before (RFC 3261 §15).
     bye_after_ack: bool,
+    /// The INVITE's `Session-Expires` (RFC 4028), answered in our 200.
+    session_expires: Option<super::session_timer::SessionExpires>,
 }
 
 /// Whether `ip` is in one of `networks`.
@@ -234,10 +236,12 @@ impl Endpoint {
                 source: from,
                 dialog: Some(dialog),
                 bye_after_ack: false,
+                session_expires: super::session_timer::SessionExpires::of(request),
             }),
             reoffer: None,
             early: None,
             pracks: Vec::new(),
+            session_timer: None,
         };
         self.by_call_id.insert(call_id.clone(), id);
         self.calls.insert(id, call);
@@ -336,6 +340,13 @@ impl Endpoint {
             .header_fmt("Contact", format_args!("<sip:outdial@{local}>"))
             .header("Allow", super::ALLOW)
             .header("User-Agent", &user_agent);
+        // RFC 4028 §9: the caller refreshes unless it asked us to.
+        let session = incoming.session_expires;
+        if let Some(expires) = session {
+            writer
+                .header("Session-Expires", &expires.header())
+                .header("Require", "timer");
+        }
         writer.finish(Some("application/sdp"), sdp_answer);
         incoming.state = IncomingState::Accepted;
         let server = incoming.server;
@@ -348,6 +359,8 @@ impl Endpoint {
         if let Some(entry) = self.servers.get_mut(&server) {
             entry.transaction.respond(now, response, true);
         }
+        let we_refresh = session.is_some_and(|e| e.refresher_uac == Some(false));
+        self.start_session_timer(now, call, session, we_refresh);
         self.touch(Owner::Server(server));
         self.touch(Owner::Call(call));
         true

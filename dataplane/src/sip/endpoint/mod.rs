@@ -11,6 +11,7 @@ mod call;
 mod inbound;
 mod prack;
 mod reoffer;
+mod session_timer;
 mod transfer;
 mod unreachable;
 
@@ -45,6 +46,8 @@ pub const STRANGER_LIMIT: u32 = 20;
 pub const STRANGER_WINDOW: Duration = Duration::from_secs(2);
 /// Source IPs the stranger limit remembers at once.
 pub const STRANGER_SOURCES: usize = 4096;
+
+pub use session_timer::MIN_SESSION_EXPIRES;
 
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, UPDATE";
 
@@ -100,6 +103,9 @@ pub struct SipConfig {
     pub core: usize,
     /// Incoming INVITEs are answered `503` while this many calls are live here.
     pub max_calls: usize,
+    /// The session interval our INVITEs ask for (RFC 4028, `refresher=uas`); `None`: no
+    /// session timers (a peer's refreshes are still answered).
+    pub session_expires: Option<Duration>,
 }
 
 /// What to dial.
@@ -343,6 +349,13 @@ impl Endpoint {
         }
     }
 
+    /// A request in `id`'s dialog that may refresh its session timer.
+    fn refreshed_by(&mut self, now: Instant, id: CallId, request: &Message<'_>) {
+        if let Some(expires) = session_timer::SessionExpires::of(request) {
+            self.session_refreshed(now, id, expires);
+        }
+    }
+
     fn registration_events(&mut self, id: u32) {
         if let Some(registration) = self.registrations.get_mut(&id) {
             while let Some(event) = registration.poll_event() {
@@ -448,6 +461,7 @@ impl Endpoint {
             reoffer: None,
             early: None,
             pracks: Vec::new(),
+            session_timer: None,
         };
         let invite = auth::write_invite(&self.config, &state, &[]);
         state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
@@ -683,6 +697,16 @@ impl Endpoint {
                     prack.handle_response(now, response);
                 }
             }
+            Method::Other("UPDATE") => {
+                let delivered = call
+                    .pracks
+                    .iter_mut()
+                    .find(|(b, _)| b == branch)
+                    .map(|(_, update)| update.handle_response(now, response));
+                if delivered == Some(ResponseAction::Deliver) {
+                    self.refresh_answered(now, id, response);
+                }
+            }
             _ => {}
         }
         self.touch(Owner::Call(id));
@@ -785,6 +809,9 @@ impl Endpoint {
                 sdp: response.body().to_vec(),
                 peer: from,
             });
+            let expires = session_timer::SessionExpires::of(response);
+            let we_refresh = expires.is_some_and(|e| e.refresher_uac == Some(true));
+            self.start_session_timer(now, id, expires, we_refresh);
         }
     }
 
@@ -885,6 +912,7 @@ impl Endpoint {
     }
 
     fn call_timeout(&mut self, now: Instant, id: CallId) {
+        self.session_timeout(now, id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1091,6 +1119,16 @@ impl Endpoint {
                 format_args!("<sip:outdial@{}>", self.config.local),
             );
         }
+        if verified
+            && status == 200
+            && matches!(method, Method::Invite | Method::Other("UPDATE"))
+            && let Some(expires) = session_timer::SessionExpires::of(request)
+        {
+            // RFC 4028 §9: the answer to a refresh confirms the interval and refresher.
+            writer
+                .header("Session-Expires", &expires.header())
+                .header("Require", "timer");
+        }
         writer.header("User-Agent", &self.config.user_agent);
         writer.finish(Some("application/sdp"), &body);
         if !verified {
@@ -1141,8 +1179,12 @@ impl Endpoint {
         match method {
             Method::Options => (200, Vec::new()),
             Method::Invite if !in_dialog => (404, Vec::new()),
-            Method::Invite => match dialog_call.and_then(|id| self.calls.get(&id)) {
-                Some(call) => (200, call.sdp_offer.clone()),
+            Method::Invite => match dialog_call {
+                Some(id) => {
+                    self.refreshed_by(now, id, request);
+                    let sdp = self.calls.get(&id).map(|c| c.sdp_offer.clone());
+                    (200, sdp.unwrap_or_default())
+                }
                 None => (481, Vec::new()),
             },
             Method::Bye => match dialog_call {
@@ -1172,7 +1214,10 @@ impl Endpoint {
             },
             // An UPDATE without an offer (a session refresh, RFC 3311 §5.2).
             Method::Other("UPDATE") => match dialog_call {
-                Some(_) => (200, Vec::new()),
+                Some(id) => {
+                    self.refreshed_by(now, id, request);
+                    (200, Vec::new())
+                }
                 None => (481, Vec::new()),
             },
             Method::Other("NOTIFY") => match dialog_call {
@@ -1417,6 +1462,7 @@ mod timer_heap_tests {
             inbound_sources: Vec::new(),
             core: 0,
             max_calls: usize::MAX,
+            session_expires: None,
         };
         Endpoint::new(config, 7)
     }

@@ -23,6 +23,8 @@ const OVERLAP_RETRY_AFTER_SECS: u32 = 1;
 pub(super) struct PendingReoffer {
     server: u64,
     headers: ResponseHeaders,
+    /// The offer's `Session-Expires`, echoed in our 200 (RFC 4028 §9).
+    session_expires: Option<super::session_timer::SessionExpires>,
 }
 
 impl Endpoint {
@@ -58,6 +60,7 @@ impl Endpoint {
         let Some(state) = self.calls.get_mut(&call) else {
             return;
         };
+        let expires = super::session_timer::SessionExpires::of(request);
         if let Some(dialog) = state.dialog.as_mut() {
             dialog.accept_remote_cseq(request.cseq().map_or(0, |c| c.number));
             if let Some(contact) = request.contact() {
@@ -76,8 +79,15 @@ impl Endpoint {
             return;
         }
         let server = self.insert_server(request, method, transaction, None);
+        if let Some(expires) = expires {
+            self.session_refreshed(now, call, expires);
+        }
         if let Some(state) = self.calls.get_mut(&call) {
-            state.reoffer = Some(PendingReoffer { server, headers });
+            state.reoffer = Some(PendingReoffer {
+                server,
+                headers,
+                session_expires: expires,
+            });
         }
         self.events.push_back(SipEvent::Reoffer {
             call,
@@ -109,6 +119,11 @@ impl Endpoint {
                     .header_fmt("Contact", format_args!("<sip:outdial@{local}>"))
                     .header("Allow", ALLOW)
                     .header("User-Agent", &self.config.user_agent);
+                if let Some(expires) = pending.session_expires {
+                    writer
+                        .header("Session-Expires", &expires.header())
+                        .header("Require", "timer");
+                }
                 writer.finish(Some("application/sdp"), sdp);
                 // Re-INVITEs without a body are answered with what we last said.
                 state.sdp_offer = sdp.to_vec();

@@ -196,6 +196,7 @@ mod tests {
                 inbound_sources: Vec::new(),
                 core: 0,
                 max_calls: usize::MAX,
+                session_expires: None,
             };
             let t0 = Instant::now();
             let mut h = Self {
