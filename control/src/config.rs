@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::trunk::TrunkConfig;
+use crate::trunk::{Password, TrunkConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +269,15 @@ pub struct SipConfig {
     /// The RFC 4028 session interval, seconds, asked of callees (they refresh; a session
     /// not refreshed in time is ended with BYE); 0 = no session timers.
     pub session_expires_secs: u64,
+    /// Copy every SIP message to this capture server (Homer, sngrep) as HEP v3 over UDP
+    /// (`docs/sip.md`, "HEP capture"); `None` = off.
+    pub hep_capture: Option<SocketAddr>,
+    /// The capture agent id in every HEP packet: tells this node apart at the server.
+    pub hep_agent_id: u32,
+    /// The capture server's password, sent in every HEP packet; `None` = none.
+    pub hep_password: Option<Password>,
+    /// HEP packets each core sends per second at most; the rest are dropped and counted.
+    pub hep_max_per_second: u32,
 }
 
 impl SipConfig {
@@ -412,6 +421,8 @@ impl Default for HttpConfig {
 const MIN_SIP_MESSAGE: usize = 1024;
 /// The largest UDP payload over IPv4 (65,535 − 8 − 20).
 const MAX_UDP_PAYLOAD: usize = 65_507;
+/// The longest `sip.hep_password`: it travels in every HEP packet.
+const MAX_HEP_PASSWORD: usize = 256;
 
 impl Default for SipConfig {
     fn default() -> Self {
@@ -433,6 +444,10 @@ impl Default for SipConfig {
             answer_stranger_invite: false,
             inbound_sources: Vec::new(),
             session_expires_secs: 1800,
+            hep_capture: None,
+            hep_agent_id: 2001,
+            hep_password: None,
+            hep_max_per_second: 10_000,
         }
     }
 }
@@ -663,6 +678,37 @@ impl Config {
                     "must be between 100 and 3600000 milliseconds, not {}",
                     sip.stranger_window_ms
                 ),
+            );
+        }
+        if let Some(capture) = sip.hep_capture
+            && (capture.ip().is_unspecified() || capture.port() == 0)
+        {
+            return bad(
+                "sip.hep_capture",
+                format!(
+                    "must be the capture server's ip:port (such as \"192.0.2.30:9060\"), \
+                     not {capture}"
+                ),
+            );
+        }
+        if let Some(password) = &sip.hep_password
+            && !(1..=MAX_HEP_PASSWORD).contains(&password.0.len())
+        {
+            return bad(
+                "sip.hep_password",
+                format!(
+                    "must be 1 to {MAX_HEP_PASSWORD} bytes (leave it out for no password), \
+                     not {} bytes",
+                    password.0.len()
+                ),
+            );
+        }
+        if sip.hep_max_per_second == 0 {
+            return bad(
+                "sip.hep_max_per_second",
+                "must be > 0 (HEP packets per core per second; unset sip.hep_capture to stop \
+                 copying)"
+                    .to_owned(),
             );
         }
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
@@ -946,6 +992,8 @@ mod tests {
         let mut keys = vec![
             "sip.trunk".to_owned(),
             "sip.default_trunk".to_owned(),
+            "sip.hep_capture".to_owned(),
+            "sip.hep_password".to_owned(),
             "smtp.tls_cert".to_owned(),
             "smtp.tls_key".to_owned(),
             "https.cert".to_owned(),
@@ -1256,6 +1304,42 @@ mod tests {
         let config = Config::parse(edge).unwrap_or_else(|e| panic!("{e}"));
         assert!(config.validate().is_ok());
         assert!(config.sip.answer_stranger_invite && config.sip.media_latching);
+    }
+
+    #[test]
+    fn hep_keys_are_validated_and_the_password_never_shown() {
+        let off = Config::default();
+        assert_eq!(off.sip.hep_capture, None, "off unless configured");
+        assert_eq!(off.sip.hep_agent_id, 2001);
+        let on = "[sip]\nhep_capture = \"192.0.2.30:9060\"\nhep_agent_id = 7\n\
+                  hep_password = \"s3cret\"\nhep_max_per_second = 1";
+        let config = Config::parse(on).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
+        assert_eq!(
+            config.sip.hep_capture,
+            Some("192.0.2.30:9060".parse().expect("addr"))
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        for (text, key) in [
+            ("[sip]\nhep_capture = \"0.0.0.0:9060\"", "sip.hep_capture"),
+            ("[sip]\nhep_capture = \"192.0.2.30:0\"", "sip.hep_capture"),
+            ("[sip]\nhep_password = \"\"", "sip.hep_password"),
+            ("[sip]\nhep_max_per_second = 0", "sip.hep_max_per_second"),
+        ] {
+            let config = Config::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let err = config
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let unparsable = Config::parse("[sip]\nhep_capture = \"homer:9060\"")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(unparsable.contains("hep_capture"), "{unparsable}");
     }
 
     #[test]

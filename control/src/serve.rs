@@ -8,6 +8,7 @@ use std::time::Duration;
 use outdial_dataplane::core::Backend;
 use outdial_dataplane::runtime::{Dataplane, DataplaneConfig};
 use outdial_dataplane::sip::BorderConfig;
+use outdial_dataplane::sip::hep::HepConfig;
 
 use crate::api::{AppState, router};
 use crate::config::Config;
@@ -451,13 +452,19 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
         metrics::counter!("outdial_vxml_grammar_parses_total").absolute(grammars.misses);
         metrics::counter!("outdial_vxml_grammar_cache_hits_total").absolute(grammars.hits);
         let dataplane = dispatcher.dataplane();
+        let (mut hep_sent, mut hep_dropped) = (0, 0);
         for core in 0..dataplane.core_count() {
+            let hep = dataplane.hep_stats(core);
+            hep_sent += hep.sent;
+            hep_dropped += hep.dropped;
             let label = core.to_string();
             metrics::gauge!("outdial_core_live_calls", "core" => label.clone())
                 .set(dataplane.load(core) as f64);
             let alive = if dataplane.is_alive(core) { 1.0 } else { 0.0 };
             metrics::gauge!("outdial_core_alive", "core" => label).set(alive);
         }
+        metrics::counter!("outdial_hep_packets_total").absolute(hep_sent);
+        metrics::counter!("outdial_hep_dropped_total").absolute(hep_dropped);
     }
 }
 
@@ -518,6 +525,12 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
         max_calls_per_core: config.calls.max_concurrent,
         session_expires: (config.sip.session_expires_secs > 0)
             .then(|| Duration::from_secs(config.sip.session_expires_secs)),
+        hep: config.sip.hep_capture.map(|capture| HepConfig {
+            capture,
+            agent_id: config.sip.hep_agent_id,
+            password: config.sip.hep_password.as_ref().map(|p| p.0.clone()),
+            max_per_second: config.sip.hep_max_per_second,
+        }),
         backend,
         pin: config.dataplane.pin,
         seed: seed(),

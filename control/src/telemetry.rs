@@ -141,6 +141,16 @@ pub const SERIES: &[Series] = &[
         "Round-trip time to the callee from its RTCP reports (RFC 3550 6.4.1), the latest of each call that had one, observed when it ends.",
     ),
     series(
+        "outdial_hep_packets_total",
+        Kind::Counter,
+        "HEP copies of SIP messages sent to sip.hep_capture by all cores.",
+    ),
+    series(
+        "outdial_hep_dropped_total",
+        Kind::Counter,
+        "SIP messages not copied to sip.hep_capture: over sip.hep_max_per_second on their core, or too large for a HEP packet.",
+    ),
+    series(
         "outdial_machine_detection_total",
         Kind::Counter,
         "Answering-machine detection verdicts, by answered_by (human, machine, unknown).",

@@ -7,16 +7,20 @@
 //! [`MediaSession::handle_rtcp_datagram`]; its reports leave from that socket, and so does
 //! the RTCP BYE sent when the call ends, before both sockets are closed.
 //!
+//! With [`AgentConfig::hep`] set, every SIP datagram the core sends, and every one it
+//! receives that is within `max_message_bytes`, is also copied as a HEP v3 packet
+//! ([`crate::sip::hep`]) to the capture server, from a socket of its own.
+//!
 //! Everything here is still sans-IO in spirit: it reads no monotonic clock, reads the wall
-//! clock only through [`AgentConfig::wall_clock`] (for RTCP's NTP timestamps), and opens
-//! sockets only through [`Io`]. The loop in [`crate::core`] feeds it.
+//! clock only through [`AgentConfig::wall_clock`] (for RTCP's NTP timestamps and HEP's
+//! capture times), and opens sockets only through [`Io`]. The loop in [`crate::core`] feeds it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +38,7 @@ use crate::rtp::{
     SourcePolicy,
 };
 use crate::sdp;
+use crate::sip::hep::{Exporter, HepConfig, HepStats};
 use crate::sip::register::RegistrationEvent;
 use crate::sip::{BorderConfig, DialParams, Endpoint, SipConfig, SipEvent};
 
@@ -55,6 +60,28 @@ pub struct CoreLink {
     pub stop: Arc<AtomicBool>,
     /// True while the core's loop runs; cleared when its thread exits for any reason.
     pub alive: Arc<AtomicBool>,
+    /// HEP packets this core sent and dropped; updated at the end of each turn.
+    pub hep: Arc<HepCounters>,
+}
+
+/// A core's HEP counters as control reads them (`outdial_hep_packets_total`,
+/// `outdial_hep_dropped_total`).
+#[derive(Debug, Default)]
+pub struct HepCounters {
+    /// Packets handed to the loop for the capture server.
+    pub sent: AtomicU64,
+    /// Messages not copied: over `sip.hep_max_per_second`, or too large for HEP.
+    pub dropped: AtomicU64,
+}
+
+impl HepCounters {
+    /// The counts now.
+    pub fn get(&self) -> HepStats {
+        HepStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Settings of one core's agent.
@@ -79,8 +106,8 @@ pub struct AgentConfig {
     pub border: BorderConfig,
     /// Seed for tags, branches, SSRCs, ports, RTCP CNAMEs and report intervals.
     pub seed: u64,
-    /// The wall clock, read once per answered call for RTCP's NTP timestamps
-    /// (`SystemTime::now` in production, a fixed time in tests).
+    /// The wall clock, read once per answered call for RTCP's NTP timestamps and once per
+    /// HEP copy (`SystemTime::now` in production, a fixed time in tests).
     pub wall_clock: fn() -> SystemTime,
     /// This core's index (in its incoming calls' ids).
     pub core: usize,
@@ -90,6 +117,52 @@ pub struct AgentConfig {
     pub max_calls: usize,
     /// The RFC 4028 session interval our INVITEs ask for; `None`: no session timers.
     pub session_expires: Option<Duration>,
+    /// Copy SIP to this capture server as HEP v3; `None` = off.
+    pub hep: Option<HepConfig>,
+}
+
+/// Copies SIP datagrams to the capture server as HEP.
+struct HepTap {
+    exporter: Exporter,
+    /// Bound at start: a wildcard address of the capture server's family, any port.
+    socket: Option<SocketId>,
+    /// Our SIP address as written in Via and Contact: the local end of every copy.
+    local: SocketAddr,
+    /// The counts last stored in [`CoreLink::hep`].
+    published: HepStats,
+}
+
+impl HepTap {
+    /// Copies one SIP datagram sent from `source` to `destination`.
+    fn copy(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        wall_clock: fn() -> SystemTime,
+        (source, destination): (SocketAddr, SocketAddr),
+        payload: &[u8],
+    ) {
+        let Some(socket) = self.socket else {
+            return;
+        };
+        let capture = self.exporter.capture();
+        if let Some(packet) = self
+            .exporter
+            .export(now, wall_clock(), source, destination, payload)
+        {
+            io.send(socket, capture, packet);
+        }
+    }
+
+    /// Stores the counters for control when they moved.
+    fn publish(&mut self, counters: &HepCounters) {
+        let stats = self.exporter.stats();
+        if stats != self.published {
+            counters.sent.store(stats.sent, Ordering::Relaxed);
+            counters.dropped.store(stats.dropped, Ordering::Relaxed);
+            self.published = stats;
+        }
+    }
 }
 
 /// Per-call dataplane state.
@@ -127,6 +200,8 @@ pub struct Agent {
     link: CoreLink,
     sip: Endpoint,
     sip_socket: Option<SocketId>,
+    /// HEP copies of SIP (`None` = off).
+    hep: Option<HepTap>,
     calls: HashMap<CallId, CallSlot>,
     /// Each call's RTP and RTCP sockets.
     by_socket: HashMap<SocketId, (CallId, Channel)>,
@@ -170,11 +245,18 @@ impl Agent {
         let mut rng = SmallRng::seed_from_u64(config.seed ^ 0x005e_ed0f_a9e7);
         let span = u32::from(*config.rtp_ports.end()) - u32::from(*config.rtp_ports.start()) + 1;
         let next_port = *config.rtp_ports.start() + (rng.random_range(0..span) as u16);
+        let hep = config.hep.clone().map(|hep| HepTap {
+            exporter: Exporter::new(hep),
+            socket: None,
+            local: SocketAddr::new(config.public_ip, config.sip_listen.port()),
+            published: HepStats::default(),
+        });
         Self {
             config,
             link,
             sip,
             sip_socket: None,
+            hep,
             calls: HashMap::new(),
             by_socket: HashMap::new(),
             media_timers: BinaryHeap::new(),
@@ -450,6 +532,10 @@ impl Agent {
             if let Some(socket) = self.sip_socket {
                 while let Some(to) = self.sip.poll_transmit(&mut self.sip_buf) {
                     io.send(socket, to, &self.sip_buf);
+                    if let Some(tap) = self.hep.as_mut() {
+                        let route = (tap.local, to);
+                        tap.copy(io, now, self.config.wall_clock, route, &self.sip_buf);
+                    }
                     progressed = true;
                 }
             }
@@ -746,6 +832,9 @@ impl Agent {
     const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
 
     fn finish_turn(&mut self, now: Instant) {
+        if let Some(tap) = self.hep.as_mut() {
+            tap.publish(&self.link.hep);
+        }
         self.flush_overflow();
         self.overflow_retry = (!self.overflow.is_empty()).then(|| now + Self::OVERFLOW_RETRY);
         if self.woke_control {
@@ -758,22 +847,48 @@ impl Agent {
 impl Driver for Agent {
     fn start(&mut self, io: &mut impl Io, now: Instant) -> std::io::Result<()> {
         self.tick_epoch = Some(now);
-        let bound = io.bind(self.config.sip_listen);
+        let bound = io
+            .bind(self.config.sip_listen)
+            .map_err(|e| {
+                let message = format!(
+                    "cannot bind SIP on {}: {e} (is another SIP server on that port? set [sip] listen)",
+                    self.config.sip_listen
+                );
+                (e, message)
+            })
+            .and_then(|(socket, _)| {
+                self.sip_socket = Some(socket);
+                let Some(tap) = self.hep.as_mut() else {
+                    return Ok(());
+                };
+                // Any local address and port of the capture server's family: the copies
+                // take whatever route reaches it, whichever address SIP listens on.
+                let capture = tap.exporter.capture();
+                let any = match capture {
+                    SocketAddr::V4(_) => SocketAddr::from(([0u8; 4], 0)),
+                    SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+                };
+                let (socket, _) = io.bind(any).map_err(|e| {
+                    let message = format!(
+                        "cannot bind a socket to send HEP copies to {capture}: {e} \
+                         (check [sip] hep_capture, or unset it)"
+                    );
+                    (e, message)
+                })?;
+                tap.socket = Some(socket);
+                Ok(())
+            });
         let ready = self.ready.take();
         match bound {
-            Ok((socket, _)) => {
-                self.sip_socket = Some(socket);
+            Ok(()) => {
                 if let Some(ready) = ready {
                     let _ = ready.send(Ok(()));
                 }
                 Ok(())
             }
-            Err(e) => {
+            Err((e, message)) => {
                 if let Some(ready) = ready {
-                    let _ = ready.send(Err(format!(
-                        "cannot bind SIP on {}: {e} (is another SIP server on that port? set [sip] listen)",
-                        self.config.sip_listen
-                    )));
+                    let _ = ready.send(Err(message));
                 }
                 Err(e)
             }
@@ -789,6 +904,12 @@ impl Driver for Agent {
         data: &[u8],
     ) {
         if Some(socket) == self.sip_socket {
+            if let Some(tap) = self.hep.as_mut()
+                && data.len() <= self.config.border.max_message_bytes
+            {
+                let route = (from, tap.local);
+                tap.copy(io, now, self.config.wall_clock, route, data);
+            }
             self.sip.handle_datagram(now, from, data);
             self.drain_sip(io, now);
         } else if let Some(&(call, channel)) = self.by_socket.get(&socket)
@@ -1000,6 +1121,10 @@ mod tests {
     }
 
     fn agent_with_event_queue(capacity: usize) -> (Agent, CoreLink) {
+        agent_with(capacity, None)
+    }
+
+    fn agent_with(capacity: usize, hep: Option<HepConfig>) -> (Agent, CoreLink) {
         let link = CoreLink {
             commands: Arc::new(ArrayQueue::new(16)),
             events: Arc::new(ArrayQueue::new(capacity)),
@@ -1007,6 +1132,7 @@ mod tests {
             load: Arc::new(AtomicUsize::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
             alive: Arc::new(AtomicBool::new(true)),
+            hep: Arc::default(),
         };
         let config = AgentConfig {
             sip_listen: "127.0.0.1:5060".parse().expect("addr"),
@@ -1023,6 +1149,7 @@ mod tests {
             inbound_sources: vec!["127.0.0.0/8".parse().expect("network")],
             max_calls: 4,
             session_expires: None,
+            hep,
         };
         (Agent::new(config, link.clone()), link)
     }
@@ -1098,6 +1225,173 @@ mod tests {
 
     fn events(link: &CoreLink) -> Vec<Event> {
         std::iter::from_fn(|| link.events.pop()).collect()
+    }
+
+    /// Reads a HEP v3 packet back: (type, value) of each generic chunk, strictly.
+    fn hep_chunks(packet: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        assert_eq!(&packet[..4], b"HEP3");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([packet[4], packet[5]])),
+            packet.len()
+        );
+        let mut chunks = Vec::new();
+        let mut at = 6;
+        while at < packet.len() {
+            let field = |i: usize| u16::from_be_bytes([packet[at + i], packet[at + i + 1]]);
+            let (vendor, kind, len) = (field(0), field(2), usize::from(field(4)));
+            assert_eq!(vendor, 0);
+            assert!(len >= 6 && at + len <= packet.len(), "chunk {kind}");
+            chunks.push((kind, packet[at + 6..at + len].to_vec()));
+            at += len;
+        }
+        chunks
+    }
+
+    fn hep_value(chunks: &[(u16, Vec<u8>)], kind: u16) -> &[u8] {
+        chunks
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_else(|| panic!("no chunk {kind}"))
+    }
+
+    #[test]
+    fn with_a_capture_address_sip_sent_and_received_is_copied_as_hep() {
+        use crate::sip::hep::chunk;
+        let capture: SocketAddr = "127.0.0.9:9060".parse().expect("addr");
+        let (mut agent, link) = agent_with(
+            64,
+            Some(HepConfig {
+                capture,
+                agent_id: 2001,
+                password: Some("pw".into()),
+                max_per_second: 100,
+            }),
+        );
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        assert_eq!(
+            io.bound[1],
+            (SocketId(1), "0.0.0.0:0".parse().expect("any"))
+        );
+
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            now,
+            CallId(1),
+            &format!("sip:+15550001@{CALLEE}"),
+        );
+        let invite = sip_sent(&io).pop().expect("INVITE sent");
+        let copies: Vec<&Vec<u8>> = io
+            .sent
+            .iter()
+            .filter(|(socket, to, _)| *socket == SocketId(1) && *to == capture)
+            .map(|(_, _, data)| data)
+            .collect();
+        assert_eq!(copies.len(), 1, "one copy: the INVITE");
+        let chunks = hep_chunks(copies[0]);
+        assert_eq!(hep_value(&chunks, chunk::PAYLOAD), invite.as_bytes());
+        assert_eq!(hep_value(&chunks, chunk::IP_FAMILY), [2]);
+        assert_eq!(hep_value(&chunks, chunk::IP_PROTOCOL), [17]);
+        assert_eq!(hep_value(&chunks, chunk::IPV4_SOURCE), [127, 0, 0, 1]);
+        assert_eq!(
+            hep_value(&chunks, chunk::SOURCE_PORT),
+            5060u16.to_be_bytes()
+        );
+        assert_eq!(hep_value(&chunks, chunk::IPV4_DESTINATION), [127, 0, 0, 1]);
+        assert_eq!(
+            hep_value(&chunks, chunk::DESTINATION_PORT),
+            5070u16.to_be_bytes()
+        );
+        assert_eq!(
+            hep_value(&chunks, chunk::TIMESTAMP_SECONDS),
+            1_700_000_000u32.to_be_bytes()
+        );
+        assert_eq!(
+            hep_value(&chunks, chunk::TIMESTAMP_MICROS),
+            0u32.to_be_bytes()
+        );
+        assert_eq!(hep_value(&chunks, chunk::PROTOCOL_TYPE), [1]);
+        assert_eq!(
+            hep_value(&chunks, chunk::CAPTURE_AGENT_ID),
+            2001u32.to_be_bytes()
+        );
+        assert_eq!(hep_value(&chunks, chunk::AUTH_KEY), b"pw");
+
+        // A response from the callee is copied as received: from the callee, to us.
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        let ringing = respond(&invite, "180 Ringing", "");
+        agent.handle_datagram(&mut io, now, SocketId(0), callee, &ringing);
+        let (socket, to, copy) = io.sent.last().expect("a copy");
+        assert_eq!((*socket, *to), (SocketId(1), capture));
+        let chunks = hep_chunks(copy);
+        assert_eq!(hep_value(&chunks, chunk::PAYLOAD), ringing.as_slice());
+        assert_eq!(
+            hep_value(&chunks, chunk::SOURCE_PORT),
+            5070u16.to_be_bytes()
+        );
+        assert_eq!(
+            hep_value(&chunks, chunk::DESTINATION_PORT),
+            5060u16.to_be_bytes()
+        );
+
+        // Over max_message_bytes: dropped unread by SIP, and not copied either.
+        let sent_before = io.sent.len();
+        let flood = vec![b'x'; BorderConfig::default().max_message_bytes + 1];
+        agent.handle_datagram(&mut io, now, SocketId(0), callee, &flood);
+        assert_eq!(io.sent.len(), sent_before);
+        assert_eq!(
+            link.hep.get(),
+            HepStats {
+                sent: 2,
+                dropped: 0
+            }
+        );
+    }
+
+    #[test]
+    fn hep_copies_beyond_the_cap_are_dropped_and_counted_not_sip() {
+        let capture: SocketAddr = "[::1]:9060".parse().expect("addr");
+        let (mut agent, link) = agent_with(
+            64,
+            Some(HepConfig {
+                capture,
+                agent_id: 1,
+                password: None,
+                max_per_second: 2,
+            }),
+        );
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        assert_eq!(
+            io.bound[1].1,
+            "[::]:0".parse().expect("any"),
+            "the capture's family"
+        );
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        for n in 0..5 {
+            let options = format!(
+                "OPTIONS sip:outdial@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLEE};branch=z9hG4bK{n}\r\n\
+                 From: <sip:a@{CALLEE}>;tag={n}\r\nTo: <sip:outdial@127.0.0.1>\r\nCall-ID: o{n}\r\n\
+                 CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            agent.handle_datagram(&mut io, now, SocketId(0), callee, options.as_bytes());
+        }
+        let sip = io.sent.iter().filter(|(s, _, _)| *s == SocketId(0)).count();
+        let hep = io.sent.iter().filter(|(s, _, _)| *s == SocketId(1)).count();
+        assert_eq!(sip, 5, "every OPTIONS answered");
+        assert_eq!(hep, 2, "copies stop at the cap");
+        assert_eq!(
+            link.hep.get(),
+            HepStats {
+                sent: 2,
+                dropped: 8
+            }
+        );
     }
 
     #[test]

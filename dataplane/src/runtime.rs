@@ -14,6 +14,7 @@ use crate::agent::{Agent, AgentConfig, CoreLink};
 use crate::api::{Command, Event};
 use crate::core::{self, Backend, BackendUsed, LoopConfig, WakeFd};
 use crate::sip::BorderConfig;
+use crate::sip::hep::{HepConfig, HepStats};
 
 /// Capacity of each core's command queue and event queue.
 const QUEUE_CAPACITY: usize = 8192;
@@ -45,6 +46,9 @@ pub struct DataplaneConfig {
     pub max_calls_per_core: usize,
     /// The RFC 4028 session interval INVITEs ask for; `None`: no session timers.
     pub session_expires: Option<Duration>,
+    /// Copy every core's SIP to a capture server as HEP v3 (`docs/sip.md`, "HEP capture");
+    /// `None` = off.
+    pub hep: Option<HepConfig>,
     /// io_uring, epoll, or whichever works here.
     pub backend: Backend,
     /// Pin core `i`'s loop to CPU `i` (modulo the CPU count).
@@ -125,6 +129,7 @@ impl Dataplane {
                 load: Arc::new(AtomicUsize::new(0)),
                 stop: Arc::new(AtomicBool::new(false)),
                 alive: Arc::new(AtomicBool::new(true)),
+                hep: Arc::default(),
             };
             let agent_config = AgentConfig {
                 sip_listen: sip_addr,
@@ -143,6 +148,7 @@ impl Dataplane {
                 inbound_sources: config.inbound_sources.clone(),
                 max_calls: config.max_calls_per_core,
                 session_expires: config.session_expires,
+                hep: config.hep.clone(),
             };
             let loop_config = LoopConfig {
                 backend: config.backend,
@@ -226,6 +232,14 @@ impl Dataplane {
         self.cores
             .get(core)
             .is_some_and(|c| c.link.alive.load(Ordering::Acquire))
+    }
+
+    /// HEP copies `core` has sent and dropped (zero when capture is off).
+    pub fn hep_stats(&self, core: usize) -> HepStats {
+        self.cores
+            .get(core)
+            .map(|c| c.link.hep.get())
+            .unwrap_or_default()
     }
 
     /// Which I/O backend `core` runs on.

@@ -10,10 +10,12 @@
 //! - [`register`]: registration with refresh and retry (RFC 3261 §10.2).
 //! - [`target`]: what may be dialled, checked alike by the endpoint and the API.
 //! - [`pike`]: per-source rate limit for requests from strangers.
+//! - [`hep`]: HEP v3 copies of SIP messages for a capture server (Homer, sngrep).
 
 pub mod auth;
 pub mod dialog;
 pub mod endpoint;
+pub mod hep;
 pub mod message;
 pub mod pike;
 pub mod refer;
