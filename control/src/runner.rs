@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 
 use crate::call_timing::{CallTiming, FirstPrompt};
 use crate::fetch::Fetcher;
-use crate::model::{CallRecord, CallStatus};
+use crate::model::{CallRecord, CallStatus, Direction};
 use crate::prompts::PromptRenderer;
 use crate::scheduler::task::SchedulerHandle;
 use crate::store::{AnsweredBy, AttemptEnd, Claimed, DataStore, MediaSummary, Transition};
@@ -755,13 +755,22 @@ impl CallTask {
             Event::MachineDetection { event, .. } => self.machine_event(event).await,
             Event::MediaSourceRefused { from, .. } => {
                 // Once per call: the rest are counted and reported when the call ends.
-                tracing::warn!(
-                    call = %self.record.id,
-                    %from,
-                    "RTP dropped for its source (not the address and port the callee's SDP \
-                     named, or not the source the call latched to); a callee behind NAT needs \
-                     [sip] media_latching = true"
-                );
+                if self.record.direction == Direction::Inbound {
+                    tracing::warn!(
+                        call = %self.record.id,
+                        %from,
+                        "RTP dropped for its source (not the address and port the caller's SDP \
+                         named; latching is not applied to incoming calls yet)"
+                    );
+                } else {
+                    tracing::warn!(
+                        call = %self.record.id,
+                        %from,
+                        "RTP dropped for its source (not the address and port the callee's SDP \
+                         named, or not the source the call latched to); a callee behind NAT \
+                         needs [sip] media_latching = true"
+                    );
+                }
             }
             Event::Ended {
                 outcome,
