@@ -760,7 +760,8 @@ impl CallTask {
                         call = %self.record.id,
                         %from,
                         "RTP dropped for its source (not the address and port the caller's SDP \
-                         named; latching is not applied to incoming calls yet)"
+                         named, or not the source the call latched to); a caller behind NAT \
+                         needs media_latching = true on the tenant's trunk"
                     );
                 } else {
                     tracing::warn!(
@@ -768,7 +769,8 @@ impl CallTask {
                         %from,
                         "RTP dropped for its source (not the address and port the callee's SDP \
                          named, or not the source the call latched to); a callee behind NAT \
-                         needs [sip] media_latching = true"
+                         needs media_latching = true on the tenant's trunk ([sip] for the \
+                         default one)"
                     );
                 }
             }
