@@ -268,3 +268,84 @@ async fn callee_host_names_are_located_by_a_or_srv() {
         "{call}"
     );
 }
+
+/// A `503` from the first SRV target moves the call on to the second (RFC 3263 §4.3), which
+/// ends it busy; the reason counts both addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_from_the_first_target_fails_over_to_the_next() {
+    let unavailable = Sipp::uas("unavailable.xml", &[]);
+    let busy = Sipp::uas("busy.xml", &[]);
+    let dns = Dnsmasq::start(&[
+        srv(
+            "_sip._udp.carrier.test",
+            "edge.test",
+            unavailable.addr.port(),
+            10,
+            0,
+        ),
+        srv(
+            "_sip._udp.carrier.test",
+            "edge.test",
+            busy.addr.port(),
+            20,
+            0,
+        ),
+        host("edge.test", "127.0.0.1"),
+    ]);
+    let outdial = start_outdial(&dns);
+    let call = place(
+        &outdial,
+        &json!({"to": "+15550073", "url": "http://127.0.0.1:9/x.vxml"}),
+    )
+    .await;
+    let (first_status, first_trace) = unavailable.finish(Duration::from_secs(10)).await;
+    let (second_status, second_trace) = busy.finish(Duration::from_secs(10)).await;
+    assert!(first_status.success(), "{first_trace}");
+    assert!(second_status.success(), "{second_trace}");
+    assert_eq!(call["status"], "busy", "{call}\n{}", outdial.log());
+    assert_eq!(call["sip_status"], 486, "{call}");
+    assert!(
+        call["reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("; 2 addresses tried")),
+        "{call}"
+    );
+}
+
+/// A callee that rang (180) may have been heard: its `503` ends the call there, and the
+/// next SRV target is never tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_failover_once_the_first_target_rang() {
+    let rings = Sipp::uas("ring_then_unavailable.xml", &[]);
+    let never = free_udp_port();
+    let dns = Dnsmasq::start(&[
+        srv(
+            "_sip._udp.carrier.test",
+            "edge.test",
+            rings.addr.port(),
+            10,
+            0,
+        ),
+        srv("_sip._udp.carrier.test", "edge.test", never, 20, 0),
+        host("edge.test", "127.0.0.1"),
+    ]);
+    let outdial = start_outdial(&dns);
+    let call = place(
+        &outdial,
+        &json!({"to": "+15550074", "url": "http://127.0.0.1:9/x.vxml"}),
+    )
+    .await;
+    let (sipp_status, trace) = rings.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+    let log = outdial.log();
+    assert_eq!(call["status"], "failed", "{call}\n{log}");
+    assert_eq!(call["sip_status"], 503, "{call}");
+    assert!(!log.contains("failing over"), "{log}");
+    assert!(
+        !call["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("addresses tried"),
+        "{call}"
+    );
+}
