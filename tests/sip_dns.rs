@@ -26,10 +26,26 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
+    /// Starts it on a port free now; another test may take that port first (dnsmasq binds
+    /// UDP and TCP), so a start that finds it in use is tried again on another.
     fn start(records: &[String]) -> Self {
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let mut server = Self::spawn(records, free_udp_port());
+            if server.wait_ready() {
+                return server;
+            }
+            last_log = server.log();
+            if !last_log.contains("in use") {
+                break;
+            }
+        }
+        panic!("dnsmasq did not start:\n{last_log}");
+    }
+
+    fn spawn(records: &[String], port: u16) -> Self {
         let dir = TempDir::new("dnsmasq");
         let log = std::fs::File::create(dir.path().join("dnsmasq.log")).expect("log file");
-        let port = free_udp_port();
         // Debian puts it in /usr/sbin, which a non-root PATH may lack.
         let program = if Path::new("/usr/sbin/dnsmasq").exists() {
             "/usr/sbin/dnsmasq"
@@ -56,21 +72,23 @@ impl Dnsmasq {
             .stderr(log)
             .spawn()
             .expect("run dnsmasq (apt-get install dnsmasq-base)");
-        let server = Self { child, port, dir };
-        server.wait_ready();
-        server
+        Self { child, port, dir }
     }
 
-    /// Waits until dnsmasq logs that it started (it binds its port before that line).
-    fn wait_ready(&self) {
+    /// Waits until dnsmasq logs that it started (it binds its port before that line);
+    /// `false` when it exited instead or took over 10 s.
+    fn wait_ready(&mut self) -> bool {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
             if self.log().contains("started, version") {
-                return;
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("dnsmasq did not start:\n{}", self.log());
+        false
     }
 
     fn log(&self) -> String {

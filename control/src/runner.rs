@@ -426,6 +426,8 @@ async fn run_attached(
     call_task.line.detach();
     let final_state = call_task.final_state(outcome);
     let mut ended = ended;
+    // After a failover the call ended on the core of its last address.
+    ended.core = ended.core.map(|_| call_task.line.placement.core);
     ended.sip_call_id = call_task.sip_call_id.take();
     ended.media = call_task.media.take();
     // Freeing the session's script context waits for its turn at a shared runtime; a session
