@@ -772,45 +772,6 @@ async fn e164_numbers_are_sent_to_the_trunk() {
     );
 }
 
-/// A callee URI with a host name is resolved by control and dialled at the address DNS
-/// gives, with the name kept in the Request-URI. (`127.1` is name-shaped for SIP and the
-/// system resolver answers it on any machine.) An unresolvable name fails the call, naming it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callee_host_names_are_resolved() {
-    let sipp = Sipp::uas("busy.xml", &[]);
-    let port = sipp.addr.port();
-    let outdial = Outdial::start("");
-    let to = format!("sip:+15550050@127.1:{port}");
-    let (status, created) = outdial
-        .create_call(&json!({ "to": to, "url": "http://127.0.0.1:9/x.vxml" }))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let call = outdial
-        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
-        .await;
-    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
-    assert_eq!(call["status"], "busy", "{call}");
-    assert!(sipp_status.success(), "{trace}");
-    assert!(trace.contains(&format!("INVITE {to} SIP/2.0")), "{trace}");
-
-    let (status, created) = outdial
-        .create_call(
-            &json!({ "to": "sip:bob@no-such-host.invalid", "url": "http://127.0.0.1:9/x.vxml" }),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let call = outdial
-        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
-        .await;
-    assert_eq!(call["status"], "failed", "{call}");
-    assert!(
-        call["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("no-such-host.invalid")),
-        "{call}"
-    );
-}
-
 /// With `[sip] outbound_proxy`, every INVITE goes to the proxy, whatever the callee's host,
 /// and the Request-URI is kept: a host name that no DNS knows is not looked up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -278,6 +278,9 @@ pub struct SipConfig {
     pub hep_password: Option<Password>,
     /// HEP packets each core sends per second at most; the rest are dropped and counted.
     pub hep_max_per_second: u32,
+    /// DNS servers (`ip:port`, or an IP for port 53) that trunk proxies, registrars and
+    /// callee host names are resolved with (RFC 3263). Empty = the system's resolv.conf.
+    pub dns_servers: Vec<String>,
 }
 
 impl SipConfig {
@@ -289,6 +292,25 @@ impl SipConfig {
             .filter_map(|text| parse_network(text).ok())
             .collect()
     }
+
+    /// `dns_servers` as addresses; entries that do not parse are skipped (`validate`
+    /// refuses them).
+    pub fn dns_server_addrs(&self) -> Vec<SocketAddr> {
+        self.dns_servers
+            .iter()
+            .filter_map(|text| parse_dns_server(text).ok())
+            .collect()
+    }
+}
+
+/// `192.0.2.53:53`, `[2001:db8::53]:5353` or a bare address (port 53).
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| {
+            format!("{text:?} is not a DNS server address (write 192.0.2.53:53 or 192.0.2.53)")
+        })
 }
 
 /// `10.0.0.0/8`, `2001:db8::/32` or a bare address.
@@ -448,6 +470,7 @@ impl Default for SipConfig {
             hep_agent_id: 2001,
             hep_password: None,
             hep_max_per_second: 10_000,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -625,6 +648,11 @@ impl Config {
         }
         self.validate_trunks()?;
         self.validate_inbound()?;
+        for (index, server) in self.sip.dns_servers.iter().enumerate() {
+            parse_dns_server(server).map_err(|problem| {
+                Error::Config(format!("`sip.dns_servers[{index}]`: {problem}"))
+            })?;
+        }
         if !has_scheme(&sip.from, "sip") || sip.from.len() <= 4 {
             return bad(
                 "sip.from",
@@ -1133,6 +1161,27 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("cluster.node_id"), "{err}");
+    }
+
+    #[test]
+    fn dns_servers_are_addresses_with_port_53_by_default() {
+        let config = Config::parse(
+            "[sip]\ndns_servers = [\"127.0.0.1:5353\", \"192.0.2.53\", \"[::1]:53\"]\n",
+        )
+        .expect("parses");
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
+        let expected: Vec<SocketAddr> = ["127.0.0.1:5353", "192.0.2.53:53", "[::1]:53"]
+            .iter()
+            .map(|a| a.parse().expect("address"))
+            .collect();
+        assert_eq!(config.sip.dns_server_addrs(), expected);
+        let err = Config::parse("[sip]\ndns_servers = [\"ns1.example:53\"]\n")
+            .and_then(|c| c.validate())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("sip.dns_servers[0]"), "{err}");
+        assert!(err.contains("ns1.example:53"), "{err}");
     }
 
     #[test]

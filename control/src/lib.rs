@@ -31,6 +31,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod serve;
 pub mod signing;
+pub mod sip_dns;
 pub mod smtp;
 pub mod store;
 pub mod telemetry;

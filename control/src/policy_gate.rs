@@ -23,6 +23,9 @@ pub struct PolicyGate {
     egress: Arc<crate::egress::EgressPolicy>,
     /// Fetches applications for `require_application`, with each tenant's egress rules.
     fetchers: Option<Arc<crate::fetch::TenantFetchers>>,
+    /// Locates `sip:` destinations as the runner will (RFC 3263); `None` = A/AAAA through
+    /// the system resolver.
+    sip_dns: Option<Arc<crate::sip_dns::SipDns>>,
     /// Recent application checks: (rules' key, URL) → when, and the refusal if any.
     checked: Arc<std::sync::Mutex<Checks>>,
     /// Tenants' policies as read in the last [`POLICY_TTL`], so a create costs no extra read.
@@ -82,9 +85,17 @@ impl PolicyGate {
             operator: Arc::new(operator),
             egress: Arc::new(crate::egress::EgressPolicy::unrestricted()),
             fetchers: None,
+            sip_dns: None,
             checked: Arc::default(),
             policies: Arc::default(),
         }
+    }
+
+    /// Checks a `sip:` destination's host at every address RFC 3263 gives for it (its SRV
+    /// targets too), the addresses the runner will dial.
+    pub fn with_sip_dns(mut self, dns: Arc<crate::sip_dns::SipDns>) -> Self {
+        self.sip_dns = Some(dns);
+        self
     }
 
     /// `tenant`'s policy changed: read it again next time.
@@ -242,7 +253,7 @@ impl PolicyGate {
                 _ => None,
             };
             if refusal.is_none() && !rules.is_unrestricted() {
-                refusal = sip_destination_refused(&rules, to).await;
+                refusal = sip_destination_refused(&rules, self.sip_dns.as_deref(), to).await;
             }
             if let Some(refusal) = &refusal {
                 count("acceptance", "refuse", refusal);
@@ -407,15 +418,26 @@ const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether the host of a `sip:` destination (`to` as written; E.164 numbers go through the
 /// operator's trunk and are not checked) is one the tenant may not reach: an address, or a
-/// name any of whose addresses is refused. A name that does not resolve now is left to the
-/// dial, which fails on it.
-async fn sip_destination_refused(rules: &crate::egress::TenantEgress, to: &str) -> Option<Refusal> {
+/// name any of whose addresses (with `dns`, every address RFC 3263 gives) is refused. A name
+/// that does not resolve now is left to the dial, which fails on it.
+async fn sip_destination_refused(
+    rules: &crate::egress::TenantEgress,
+    dns: Option<&crate::sip_dns::SipDns>,
+    to: &str,
+) -> Option<Refusal> {
     use outdial_dataplane::sip::message::Host;
     let uri = outdial_dataplane::sip::target::dial_target(to).ok()?;
     let addresses: Vec<std::net::IpAddr> = match uri.host {
         Host::Ipv4(ip) => vec![ip.into()],
         Host::Ipv6(text) => vec![text.parse::<std::net::Ipv6Addr>().ok()?.into()],
         Host::Name(name) => {
+            if let Some(dns) = dns {
+                return match tokio::time::timeout(RESOLVE_TIMEOUT, dns.locate(name, uri.port)).await
+                {
+                    Ok(Ok(found)) => first_refused(rules, found.iter().map(|a| a.ip())),
+                    _ => None,
+                };
+            }
             let port = uri.port.unwrap_or(5060);
             let lookup = tokio::net::lookup_host((name, port));
             match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
@@ -424,7 +446,15 @@ async fn sip_destination_refused(rules: &crate::egress::TenantEgress, to: &str) 
             }
         }
     };
-    addresses.into_iter().find_map(|ip| {
+    first_refused(rules, addresses.into_iter())
+}
+
+/// The refusal of the first of `addresses` that `rules` refuse.
+fn first_refused(
+    rules: &crate::egress::TenantEgress,
+    mut addresses: impl Iterator<Item = std::net::IpAddr>,
+) -> Option<Refusal> {
+    addresses.find_map(|ip| {
         rules.check(ip).err().map(|e| {
             Refusal::new(
                 "destination_forbidden",

@@ -38,6 +38,7 @@ use crate::fetch::Fetcher;
 use crate::model::{CallRecord, CallStatus, Direction};
 use crate::prompts::PromptRenderer;
 use crate::scheduler::task::SchedulerHandle;
+use crate::sip_dns::SipDns;
 use crate::store::{AnsweredBy, AttemptEnd, Claimed, DataStore, MediaSummary, Transition};
 use crate::telephony::TelephonyNode;
 use crate::trunk::{Trunk, Trunks};
@@ -123,6 +124,8 @@ pub struct RunnerSettings {
     pub trunks: Arc<Trunks>,
     /// The classifier's settings for calls that ask for machine detection.
     pub machine_detection: MachineDetectionConfig,
+    /// Finds where SIP for trunk proxies and callee host names goes (RFC 3263).
+    pub dns: Arc<SipDns>,
 }
 
 /// Runs one attempt of a claimed call (status `dialing`) to its end.
@@ -150,15 +153,16 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
         .map_or(context.settings.ring_timeout, Duration::from_secs);
     let prepared = match tenant_trunk(&context, &record.tenant).await {
         Ok((trunk, caller_id)) => {
-            let resolved = match trunk.proxy.as_deref() {
-                Some(proxy) => resolve_proxy(proxy).await.map(Some),
-                None => resolve_destination(&record.target_uri).await,
+            let dns = &context.settings.dns;
+            let located = match trunk.proxy.as_deref() {
+                Some(proxy) => locate_proxy(dns, proxy).await.map(Some),
+                None => locate_callee(dns, &record.target_uri).await,
             };
-            resolved.map(|destination| (trunk, caller_id, destination))
+            located.map(|targets| (trunk, caller_id, targets))
         }
         Err(reason) => Err(reason),
     };
-    let (trunk, tenant_caller_id, destination) = match prepared {
+    let (trunk, tenant_caller_id, targets) = match prepared {
         Ok(prepared) => prepared,
         Err(reason) => {
             line.detach();
@@ -178,6 +182,8 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
                 .from_uri(&trunk, request_from, tenant_caller_id.as_deref())
         }
     };
+    let mut targets: VecDeque<SocketAddr> = targets.unwrap_or_default().into();
+    let destination = targets.pop_front();
     let dial = Dial {
         call,
         target: record.target_uri.clone(),
@@ -194,8 +200,21 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
             .machine_detection
             .core(record.machine_detection),
     };
-    tracing::info!(call = %record.id, core, target = %crate::redact::callee(&record.target_uri), "dialing");
+    tracing::info!(
+        call = %record.id,
+        core,
+        target = %crate::redact::callee(&record.target_uri),
+        destination = %destination.map(|d| d.to_string()).unwrap_or_default(),
+        alternatives = targets.len(),
+        "dialing"
+    );
     metrics::counter!("outdial_calls_dialed_total").increment(1);
+    let failover = Failover {
+        dial: (!targets.is_empty()).then(|| dial.clone()),
+        next: targets,
+        tried: 1,
+        rang: false,
+    };
     if line.send(Command::Dial(Box::new(dial))).is_err() {
         line.detach();
         finish(
@@ -216,6 +235,7 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
         tx,
         session_meter,
         ended,
+        failover,
     };
     run_attached(context, record, attempt, attached, ring_timeout).await;
 }
@@ -311,6 +331,7 @@ pub async fn run_incoming(
         tx,
         session_meter,
         ended,
+        failover: Failover::default(),
     };
     // The caller's ACK is due within 64*T1 of our 200 OK: the same bound as a ring timeout.
     let answer_timeout = Duration::from_secs(32);
@@ -324,6 +345,35 @@ struct Attached {
     tx: mpsc::UnboundedSender<CallSignal>,
     session_meter: interp::SessionMeter,
     ended: Ended,
+    failover: Failover,
+}
+
+/// RFC 3263 §4.3 for one attempt: the addresses still to try when the current one does not
+/// answer at all (no response, an ICMP error) or answers 503.
+#[derive(Default)]
+struct Failover {
+    /// The dial sent, to send again to the next address (`None` without alternatives).
+    dial: Option<Dial>,
+    /// The addresses not tried yet, best first.
+    next: VecDeque<SocketAddr>,
+    /// Addresses tried so far, the current one included.
+    tried: usize,
+    /// A provisional response other than 100 came: the callee may have rung, so the
+    /// attempt ends where it is.
+    rang: bool,
+}
+
+/// Whether an attempt that ended this way may go to the next address (RFC 3263 §4.3): no
+/// response at all (Timer B, or an ICMP error the core reports at once) or a 503.
+fn worth_another_address(outcome: &Outcome) -> bool {
+    match outcome.sip_status {
+        Some(503) => true,
+        Some(_) => false,
+        None => {
+            outcome.disposition == Disposition::Failed
+                && (outcome.reason.contains("Timer B") || outcome.reason.contains("ICMP"))
+        }
+    }
 }
 
 /// Runs a call whose INVITE (or 200 OK, for an incoming one) is on its way, to its end.
@@ -340,6 +390,7 @@ async fn run_attached(
         tx,
         session_meter,
         ended,
+        failover,
     } = attached;
     let call = line.placement.call;
     let timing = CallTiming::new(Instant::now());
@@ -375,11 +426,14 @@ async fn run_attached(
         detection: None,
         answered_by: None,
         machine_hung_up: false,
+        failover,
     };
     let outcome = call_task.run().await;
     call_task.line.detach();
     let final_state = call_task.final_state(outcome);
     let mut ended = ended;
+    // After a failover the call ended on the core of its last address.
+    ended.core = ended.core.map(|_| call_task.line.placement.core);
     ended.sip_call_id = call_task.sip_call_id.take();
     ended.media = call_task.media.take();
     // Freeing the session's script context waits for its turn at a shared runtime; a session
@@ -508,6 +562,8 @@ struct CallTask {
     answered_by: Option<&'static str>,
     /// A machine answered and the request said `hangup`: we ended the call.
     machine_hung_up: bool,
+    /// The other addresses of the callee's host or the trunk, for RFC 3263 failover.
+    failover: Failover,
 }
 
 /// A fetch with `fetchaudio` (VoiceXML 2.0 §6.1.1): its schedule, and its result while the
@@ -630,6 +686,55 @@ impl CallTask {
         }
     }
 
+    /// RFC 3263 §4.3: after an end that `worth_another_address` allows, before any ringing,
+    /// sends the INVITE to the next address as a new dataplane call within this attempt.
+    /// `false` when there is none or it could not be sent (the call then ends as reported).
+    fn fail_over(&mut self, outcome: &Outcome) -> bool {
+        if self.failover.rang
+            || self.canceled.is_some()
+            || self.session.is_some()
+            || !worth_another_address(outcome)
+        {
+            return false;
+        }
+        let Some(mut dial) = self.failover.dial.clone() else {
+            return false;
+        };
+        let Some(destination) = self.failover.next.pop_front() else {
+            return false;
+        };
+        // Detach first: the node keys calls by public id too, and a detach after the new
+        // attach would forget the new placement's id.
+        self.line.detach();
+        let Some(line) = self.line.reattach(&self.record.id, self.self_tx.clone()) else {
+            tracing::warn!(call = %self.record.id, "no dataplane core left for the next address");
+            return false;
+        };
+        dial.call = line.placement.call;
+        dial.destination = Some(destination);
+        let (ring_timeout, max_duration) = (dial.ring_timeout, dial.max_duration);
+        self.failover.tried += 1;
+        tracing::info!(
+            call = %self.record.id,
+            core = line.placement.core,
+            %destination,
+            tried = self.failover.tried,
+            left = self.failover.next.len(),
+            previous = %outcome.reason,
+            "failing over to the next address (RFC 3263)"
+        );
+        if line.send(Command::Dial(Box::new(dial))).is_err() {
+            line.detach();
+            tracing::warn!(call = %self.record.id, "dataplane core queue is full; no failover");
+            return false;
+        }
+        self.call = line.placement.call;
+        self.line = line;
+        self.sip_call_id = None;
+        self.backstop = Instant::now() + ring_timeout + max_duration + BACKSTOP_SLACK;
+        true
+    }
+
     /// Asks the core to end the call. A full command queue is retried, never given up on:
     /// a hangup the application or the API asked for must happen.
     fn hangup(&self) {
@@ -666,6 +771,7 @@ impl CallTask {
             // its task exists; the event pump never routes either here.
             Event::Registration { .. } | Event::Unregistered { .. } | Event::Incoming(_) => {}
             Event::Ringing { .. } => {
+                self.failover.rang = true;
                 self.timing.progress(Instant::now());
                 self.transition(CallStatus::Ringing, "the callee is ringing")
                     .await;
@@ -775,11 +881,18 @@ impl CallTask {
                 }
             }
             Event::Ended {
-                outcome,
+                mut outcome,
                 sip_call_id,
                 media,
                 ..
             } => {
+                if self.fail_over(&outcome) {
+                    return None;
+                }
+                if self.failover.tried > 1 {
+                    let tried = self.failover.tried;
+                    outcome.reason = format!("{}; {tried} addresses tried", outcome.reason);
+                }
                 self.learn_sip_call_id(sip_call_id);
                 if let Some(media) = media {
                     crate::telemetry::media_ended(&media);
@@ -1680,12 +1793,6 @@ fn notify(context: &RunnerContext) {
     context.webhooks.wake();
 }
 
-/// How long a DNS lookup for a callee's host may take.
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where to send the INVITE for `target`: `None` when its host is an IP address (or
-/// `localhost`) the core uses as it is; otherwise the first address DNS gives for the name
-/// (A/AAAA records; SRV and NAPTR, RFC 3263, are not consulted yet).
 /// The trunk of the call's tenant and the tenant's caller ID (one store read).
 async fn tenant_trunk(
     context: &RunnerContext,
@@ -1705,23 +1812,31 @@ async fn tenant_trunk(
     Ok((trunk, caller_id))
 }
 
-/// A trunk's proxy, `host[:port]` (default port 5060): an IP literal as it is, a name
-/// through the resolver (A/AAAA).
-pub(crate) async fn resolve_proxy(proxy: &str) -> Result<SocketAddr, String> {
-    use outdial_dataplane::sip::message::Uri;
+/// Where a trunk's proxy (or registrar), `host[:port]`, takes SIP: an IP literal as it is,
+/// a name located per RFC 3263 ([`SipDns::locate`]); best first, never empty.
+pub(crate) async fn locate_proxy(dns: &SipDns, proxy: &str) -> Result<Vec<SocketAddr>, String> {
+    use outdial_dataplane::sip::message::{Host, Uri};
     let uri = format!("sip:{proxy}");
-    let literal = Uri::parse(&uri)
-        .ok()
-        .and_then(|parsed| parsed.sip().and_then(|sip| sip.socket_addr()));
-    if let Some(addr) = literal {
-        return Ok(addr);
+    let parsed =
+        Uri::parse(&uri).map_err(|e| format!("cannot parse the trunk proxy {proxy}: {e}"))?;
+    let Some(sip) = parsed.sip() else {
+        return Err(format!("cannot parse the trunk proxy {proxy}"));
+    };
+    if let Some(addr) = sip.socket_addr() {
+        return Ok(vec![addr]);
     }
-    resolve_destination(&uri)
-        .await?
-        .ok_or_else(|| format!("the trunk proxy {proxy} has no usable address"))
+    let Host::Name(name) = sip.host else {
+        return Err(format!("the trunk proxy {proxy} has no usable host"));
+    };
+    dns.locate(name, sip.port)
+        .await
+        .map_err(|e| format!("cannot find the trunk proxy {proxy}: {e}"))
 }
 
-async fn resolve_destination(target: &str) -> Result<Option<SocketAddr>, String> {
+/// Where to send the INVITE for `target`: `None` when its host is an IP address (or
+/// `localhost`) the core uses as it is; otherwise the addresses RFC 3263 gives for the name,
+/// best first.
+async fn locate_callee(dns: &SipDns, target: &str) -> Result<Option<Vec<SocketAddr>>, String> {
     use outdial_dataplane::sip::message::{Host, Uri};
     let uri =
         Uri::parse(target).map_err(|e| format!("cannot parse the callee URI {target}: {e}"))?;
@@ -1734,18 +1849,10 @@ async fn resolve_destination(target: &str) -> Result<Option<SocketAddr>, String>
     let Host::Name(name) = sip.host else {
         return Err(format!("{target} has no usable host"));
     };
-    let port = sip.port.unwrap_or(5060);
-    let lookup = tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((name, port)));
-    match lookup.await {
-        Ok(Ok(mut addrs)) => addrs
-            .next()
-            .map(Some)
-            .ok_or_else(|| format!("DNS has no address for {name}, the callee's host")),
-        Ok(Err(e)) => Err(format!("cannot resolve {name}, the callee's host: {e}")),
-        Err(_) => Err(format!(
-            "DNS lookup of {name}, the callee's host, timed out after {DNS_TIMEOUT:?}"
-        )),
-    }
+    dns.locate(name, sip.port)
+        .await
+        .map(Some)
+        .map_err(|e| format!("cannot find the callee's host: {e}"))
 }
 
 /// The media type of recordings.
@@ -1842,38 +1949,71 @@ mod tests {
         assert_eq!(from_uri(Some("sip:a@b"), "sip:outdial@x"), "sip:a@b");
     }
 
+    /// A resolver whose server (loopback port 9) never answers: anything that reaches DNS
+    /// fails, naming the host.
+    fn dead_dns() -> SipDns {
+        SipDns::new(&[SocketAddr::from(([127, 0, 0, 1], 9))]).expect("resolver")
+    }
+
     #[tokio::test]
-    async fn trunk_proxies_are_addresses_or_resolved_names() {
+    async fn trunk_proxies_are_addresses_or_located_names() {
+        let dns = dead_dns();
         let v4 = SocketAddr::from(([192, 0, 2, 30], 5060));
-        assert_eq!(resolve_proxy("192.0.2.30").await, Ok(v4));
+        assert_eq!(locate_proxy(&dns, "192.0.2.30").await, Ok(vec![v4]));
         assert_eq!(
-            resolve_proxy("192.0.2.30:5080").await,
-            Ok(SocketAddr::from(([192, 0, 2, 30], 5080)))
+            locate_proxy(&dns, "192.0.2.30:5080").await,
+            Ok(vec![SocketAddr::from(([192, 0, 2, 30], 5080))])
         );
-        assert_eq!(
-            resolve_proxy("127.1:5090").await,
-            Ok(SocketAddr::from(([127, 0, 0, 1], 5090)))
-        );
-        let missing = resolve_proxy("no-such-proxy.invalid").await;
+        let missing = locate_proxy(&dns, "no-such-proxy.invalid").await;
         assert!(
-            matches!(&missing, Err(reason) if reason.contains("no-such-proxy.invalid")),
+            matches!(&missing, Err(reason) if reason.contains("trunk proxy no-such-proxy.invalid")),
             "{missing:?}"
         );
     }
 
     #[tokio::test]
-    async fn callee_hosts_are_resolved_only_when_they_are_names() {
-        assert_eq!(resolve_destination("sip:a@127.0.0.1:5070").await, Ok(None));
-        assert_eq!(resolve_destination("sip:a@localhost").await, Ok(None));
-        // `127.1` is name-shaped for SIP (not the four-part form its ABNF needs), so it goes
-        // through the resolver, which answers it on any machine without a DNS server.
-        let resolved = resolve_destination("sip:a@127.1:5080").await;
-        assert_eq!(resolved, Ok(Some(SocketAddr::from(([127, 0, 0, 1], 5080)))));
-        let missing = resolve_destination("sip:a@no-such-host.invalid").await;
+    async fn callee_hosts_are_located_only_when_they_are_names() {
+        let dns = dead_dns();
+        assert_eq!(locate_callee(&dns, "sip:a@127.0.0.1:5070").await, Ok(None));
+        assert_eq!(locate_callee(&dns, "sip:a@localhost").await, Ok(None));
+        let missing = locate_callee(&dns, "sip:a@no-such-host.invalid").await;
         assert!(
             matches!(&missing, Err(reason) if reason.contains("no-such-host.invalid")),
             "{missing:?}"
         );
+        let not_sip = locate_callee(&dns, "tel:+15550100").await;
+        assert!(not_sip.is_err(), "{not_sip:?}");
+    }
+
+    fn ended(disposition: Disposition, sip_status: Option<u16>, reason: &str) -> Outcome {
+        Outcome {
+            disposition,
+            sip_status,
+            reason: reason.to_owned(),
+        }
+    }
+
+    #[test]
+    fn only_silence_an_icmp_error_or_503_moves_to_the_next_address() {
+        use Disposition::{Busy, Canceled, Failed, NoAnswer};
+        let next = |d, s, r| worth_another_address(&ended(d, s, r));
+        assert!(next(
+            Failed,
+            None,
+            "no response from 192.0.2.1:5060 (Timer B)"
+        ));
+        assert!(next(
+            Failed,
+            None,
+            "127.0.0.1:5999 refused the INVITE: ICMP port unreachable (nothing listens there)"
+        ));
+        assert!(next(Failed, Some(503), "503 Service Unavailable"));
+        assert!(!next(Failed, Some(500), "500 Server Internal Error"));
+        assert!(!next(Failed, Some(404), "404 Not Found"));
+        assert!(!next(Busy, Some(486), "486 Busy Here"));
+        assert!(!next(NoAnswer, None, "no answer within the ring timeout"));
+        assert!(!next(Canceled, None, "canceled"));
+        assert!(!next(Failed, None, "cannot parse the SDP answer"));
     }
 
     #[test]

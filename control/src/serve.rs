@@ -117,6 +117,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
         );
     }
     let dispatcher = Arc::new(Dispatcher::new(dataplane, seed()));
+    let sip_dns = Arc::new(
+        crate::sip_dns::SipDns::new(&config.sip.dns_server_addrs())
+            .map_err(|e| Error::Config(e.to_string()))?,
+    );
     let fetchers = Arc::new(crate::fetch::TenantFetchers::new(
         fetcher,
         crate::egress::EgressPolicy::new(&config.egress),
@@ -141,6 +145,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
             trunks: Arc::new(crate::trunk::Trunks::new(&config)),
             vxml_limits: config.vxml.limits(),
             machine_detection: config.machine_detection,
+            dns: Arc::clone(&sip_dns),
         }),
         scheduler: scheduler_handle.clone(),
     };
@@ -148,6 +153,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let _registering = tokio::spawn(register_trunks(
         Arc::clone(&dispatcher),
         Arc::clone(&context.settings.trunks),
+        Arc::clone(&context.settings.dns),
     ));
     let gauges = tokio::spawn(publish_gauges(Arc::clone(&dispatcher)));
     let now = scheduler::task::micros(time::OffsetDateTime::now_utc());
@@ -188,7 +194,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let gate =
         crate::policy_gate::PolicyGate::new(Arc::clone(&store), config.policy.operator_policy())
             .with_egress(crate::egress::EgressPolicy::new(&config.egress))
-            .with_fetchers(Arc::clone(&fetchers));
+            .with_fetchers(Arc::clone(&fetchers))
+            .with_sip_dns(Arc::clone(&sip_dns));
     for entry in &config.inbound {
         let tenant = entry.tenant.as_deref().unwrap_or(crate::store::DEV_TENANT);
         if store.get_tenant(tenant).await?.is_none() {
@@ -377,9 +384,14 @@ pub async fn run(config: Config) -> Result<(), Error> {
 const UNREGISTER_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Asks core 0 to register every trunk with `register = true` (its REGISTERs carry core
-/// 0's address in Contact). A registrar whose address cannot be resolved is logged and not
-/// registered until the next start.
-async fn register_trunks(dispatcher: Arc<Dispatcher>, trunks: Arc<crate::trunk::Trunks>) {
+/// 0's address in Contact), at the first address RFC 3263 gives for the trunk's proxy, else
+/// its domain. A registrar that cannot be located is logged and not registered until the
+/// next start.
+async fn register_trunks(
+    dispatcher: Arc<Dispatcher>,
+    trunks: Arc<crate::trunk::Trunks>,
+    dns: Arc<crate::sip_dns::SipDns>,
+) {
     for (id, trunk) in trunks.registering() {
         let (Some(domain), Some(expires), Some(credentials)) = (
             trunk.domain(),
@@ -389,8 +401,13 @@ async fn register_trunks(dispatcher: Arc<Dispatcher>, trunks: Arc<crate::trunk::
             continue;
         };
         let next_hop = trunk.proxy.as_deref().unwrap_or(domain);
-        let destination = match crate::runner::resolve_proxy(next_hop).await {
-            Ok(destination) => destination,
+        let located = crate::runner::locate_proxy(&dns, next_hop).await;
+        let destination = match located.map(|targets| targets.first().copied()) {
+            Ok(Some(destination)) => destination,
+            Ok(None) => {
+                tracing::error!(trunk = %trunk.name, "cannot register: {next_hop} has no address");
+                continue;
+            }
             Err(e) => {
                 tracing::error!(trunk = %trunk.name, "cannot register: {e}");
                 continue;

@@ -28,6 +28,16 @@ impl Line {
         Some(Self { node, placement })
     }
 
+    /// A new line on the same node for call `public_id` (a new dataplane call: the next
+    /// address of a failover); `None` when the node has no core running.
+    pub(super) fn reattach(
+        &self,
+        public_id: &str,
+        events: mpsc::UnboundedSender<CallSignal>,
+    ) -> Option<Self> {
+        Self::attach(Arc::clone(&self.node), public_id, events)
+    }
+
     /// The line of a call the dispatcher adopted already (an incoming call).
     pub(super) fn adopt(node: Arc<dyn TelephonyNode>, placement: Placement) -> Self {
         Self { node, placement }
