@@ -218,6 +218,39 @@ async fn a_natted_callee_is_heard_with_latching() {
     );
 }
 
+/// A callee host that takes the INVITE and never answers, not even `100 Trying` (a socket
+/// that reads nothing): the call is given up after `sip.no_response_timeout_ms` as
+/// `unreachable`, not after Timer B's 32 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_callee_host_is_given_up_after_the_no_response_timeout() {
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let outdial = Outdial::start_with_sip("127.0.0.1", "no_response_timeout_ms = 1000", "");
+    let id = create(
+        &outdial,
+        &json!({
+            "to": format!("sip:+15550104@127.0.0.1:{port}"),
+            "url": "http://127.0.0.1:9/never-fetched.vxml",
+        }),
+    )
+    .await;
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(call["status"], "failed", "{call}");
+    assert_eq!(call["disposition"], "unreachable", "{call}");
+    let reason = call["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("within 1000 ms") && reason.contains("no_response_timeout_ms"),
+        "{call}"
+    );
+    let mut buf = [0u8; 2048];
+    silent.set_nonblocking(true).expect("nonblocking");
+    let got = silent.recv(&mut buf).expect("the INVITE arrived");
+    assert!(
+        buf[..got].starts_with(b"INVITE "),
+        "the host did get the INVITE"
+    );
+}
+
 /// A callee address where nothing listens: the kernel's ICMP port unreachable fails the
 /// INVITE at once, and the call's reason says the host refused it (not Timer B's timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +267,7 @@ async fn a_dead_callee_host_fails_the_call_with_a_reason_that_says_so() {
     .await;
     let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
     assert_eq!(call["status"], "failed", "{call}");
-    assert_eq!(call["disposition"], "failed", "{call}");
+    assert_eq!(call["disposition"], "unreachable", "{call}");
     assert!(call["sip_status"].is_null(), "{call}");
     let reason = call["reason"].as_str().unwrap_or_default();
     assert!(

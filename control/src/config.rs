@@ -269,6 +269,10 @@ pub struct SipConfig {
     /// The RFC 4028 session interval, seconds, asked of callees (they refresh; a session
     /// not refreshed in time is ended with BYE); 0 = no session timers.
     pub session_expires_secs: u64,
+    /// Give up on an INVITE that nothing answers at all (not even `100 Trying`) after this
+    /// many milliseconds, as unreachable, and try the trunk's next address; 0 = wait for
+    /// Timer B (64 × T1).
+    pub no_response_timeout_ms: u64,
     /// Copy every SIP message to this capture server (Homer, sngrep) as HEP v3 over UDP
     /// (`docs/sip.md`, "HEP capture"); `None` = off.
     pub hep_capture: Option<SocketAddr>,
@@ -466,6 +470,7 @@ impl Default for SipConfig {
             answer_stranger_invite: false,
             inbound_sources: Vec::new(),
             session_expires_secs: 1800,
+            no_response_timeout_ms: 5000,
             hep_capture: None,
             hep_agent_id: 2001,
             hep_password: None,
@@ -839,6 +844,14 @@ impl Config {
 
     /// `[[trunk]]` tables and `sip.default_trunk`.
     fn validate_inbound(&self) -> Result<(), Error> {
+        let silence = self.sip.no_response_timeout_ms;
+        if silence != 0 && !(500..=self.sip.t1_ms.saturating_mul(64)).contains(&silence) {
+            return Err(Error::Config(format!(
+                "`sip.no_response_timeout_ms` is {silence}: use 0 (Timer B only) or 500 up to \
+                 Timer B (64 x sip.t1_ms = {} ms)",
+                self.sip.t1_ms.saturating_mul(64)
+            )));
+        }
         let floor = outdial_dataplane::sip::endpoint::MIN_SESSION_EXPIRES.as_secs();
         let expires = self.sip.session_expires_secs;
         if expires != 0 && !(floor..=86_400).contains(&expires) {

@@ -126,6 +126,9 @@ pub struct RunnerSettings {
     pub machine_detection: MachineDetectionConfig,
     /// Finds where SIP for trunk proxies and callee host names goes (RFC 3263).
     pub dns: Arc<SipDns>,
+    /// An INVITE nothing answers (not even 100) for this long is given up as unreachable
+    /// (and the next address tried); `None` = Timer B.
+    pub no_response_timeout: Option<Duration>,
 }
 
 /// Runs one attempt of a claimed call (status `dialing`) to its end.
@@ -199,6 +202,7 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
             .settings
             .machine_detection
             .core(record.machine_detection),
+        no_response_timeout: context.settings.no_response_timeout,
     };
     tracing::info!(
         call = %record.id,
@@ -364,15 +368,13 @@ struct Failover {
 }
 
 /// Whether an attempt that ended this way may go to the next address (RFC 3263 §4.3): no
-/// response at all (Timer B, or an ICMP error the core reports at once) or a 503.
+/// response at all (`Disposition::Unreachable`: Timer B, the no-response timeout, or an ICMP
+/// error the core reports at once) or a 503.
 fn worth_another_address(outcome: &Outcome) -> bool {
     match outcome.sip_status {
         Some(503) => true,
         Some(_) => false,
-        None => {
-            outcome.disposition == Disposition::Failed
-                && (outcome.reason.contains("Timer B") || outcome.reason.contains("ICMP"))
-        }
+        None => outcome.disposition == Disposition::Unreachable,
     }
 }
 
@@ -1488,7 +1490,7 @@ impl CallTask {
                 Disposition::NoAnswer => CallStatus::NoAnswer,
                 Disposition::Failed => CallStatus::Failed,
                 Disposition::Canceled => CallStatus::Canceled,
-                Disposition::AuthFailed => CallStatus::Failed,
+                Disposition::AuthFailed | Disposition::Unreachable => CallStatus::Failed,
             },
             disposition: Some(outcome.disposition),
             sip_status: outcome.sip_status,
@@ -1900,6 +1902,7 @@ fn disposition_label(disposition: Disposition) -> &'static str {
         Disposition::Failed => "failed",
         Disposition::Canceled => "canceled",
         Disposition::AuthFailed => "auth-failed",
+        Disposition::Unreachable => "unreachable",
     }
 }
 
@@ -1995,17 +1998,20 @@ mod tests {
 
     #[test]
     fn only_silence_an_icmp_error_or_503_moves_to_the_next_address() {
-        use Disposition::{Busy, Canceled, Failed, NoAnswer};
+        use Disposition::{Busy, Canceled, Failed, NoAnswer, Unreachable};
         let next = |d, s, r| worth_another_address(&ended(d, s, r));
+        // The core says "unreachable" for Timer B, the no-response timeout and ICMP errors;
+        // the words of the reason do not matter.
         assert!(next(
-            Failed,
+            Unreachable,
             None,
             "no response from 192.0.2.1:5060 (Timer B)"
         ));
-        assert!(next(
+        assert!(next(Unreachable, None, "anything"));
+        assert!(!next(
             Failed,
             None,
-            "127.0.0.1:5999 refused the INVITE: ICMP port unreachable (nothing listens there)"
+            "no response from 192.0.2.1:5060 (Timer B)"
         ));
         assert!(next(Failed, Some(503), "503 Service Unavailable"));
         assert!(!next(Failed, Some(500), "500 Server Internal Error"));

@@ -146,6 +146,8 @@ pub async fn run(config: Config) -> Result<(), Error> {
             vxml_limits: config.vxml.limits(),
             machine_detection: config.machine_detection,
             dns: Arc::clone(&sip_dns),
+            no_response_timeout: (config.sip.no_response_timeout_ms > 0)
+                .then(|| Duration::from_millis(config.sip.no_response_timeout_ms)),
         }),
         scheduler: scheduler_handle.clone(),
     };

@@ -365,6 +365,7 @@ impl Agent {
             credentials: dial.credentials.as_ref(),
             asserted_identity: dial.asserted_identity.as_deref(),
             privacy: dial.privacy.as_deref(),
+            no_response_timeout: dial.no_response_timeout,
         };
         if let Err(e) = self.sip.dial(now, dial.call, &params) {
             io.close(rtp_socket);
@@ -1216,6 +1217,7 @@ mod tests {
             asserted_identity: None,
             privacy: None,
             machine_detection: None,
+            no_response_timeout: None,
         };
         link.commands
             .push(Command::Dial(Box::new(dial)))
@@ -1862,6 +1864,7 @@ mod tests {
                 asserted_identity: None,
                 privacy: None,
                 machine_detection: None,
+                no_response_timeout: None,
             };
             link.commands
                 .push(Command::Dial(Box::new(dial)))

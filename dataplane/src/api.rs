@@ -66,6 +66,9 @@ pub struct Dial {
     /// Answering-machine detection on the callee's audio from the answer
     /// ([`Event::MachineDetection`]); `None` = off.
     pub machine_detection: Option<AmdConfig>,
+    /// Give up (as [`Disposition::Unreachable`]) when nothing at all, not even `100
+    /// Trying`, answers the INVITE this long; `None` = wait for Timer B (64·T1).
+    pub no_response_timeout: Option<Duration>,
 }
 
 /// A registration to keep alive (RFC 3261 §10.2): a trunk's address-of-record bound to this
@@ -414,8 +417,12 @@ pub enum Disposition {
     Busy,
     /// Rang past the ring timeout (we sent CANCEL), or 408/480.
     NoAnswer,
-    /// Any other final failure: 4xx-6xx, timeout, unreachable, bad SDP.
+    /// Any other final failure: 4xx-6xx, bad SDP.
     Failed,
+    /// Nothing answered the INVITE: no response at all (Timer B, or the no-response
+    /// timeout of [`Dial::no_response_timeout`]) or an ICMP error. Another address of the
+    /// same trunk may work (RFC 3263 §4.3).
+    Unreachable,
     /// Control hung up before answer.
     Canceled,
     /// The peer demanded digest authentication (401/407) and refused or could not be

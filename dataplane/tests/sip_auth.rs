@@ -333,7 +333,7 @@ fn a_stalled_retry_fails_by_timer_b_of_its_own_transaction() {
     );
     h.advance_to(Duration::from_secs(34));
     let ended = ended_calls(&h);
-    assert_eq!(ended[0].0, Disposition::Failed);
+    assert_eq!(ended[0].0, Disposition::Unreachable);
     assert!(ended[0].2.contains("Timer B"), "{}", ended[0].2);
 }
 

@@ -102,7 +102,7 @@ fn timer_a_doubles_and_timer_b_fails_the_call() {
         ended(&h.take_events()),
         [(
             CallId(1),
-            Disposition::Failed,
+            Disposition::Unreachable,
             None,
             "no response from 192.0.2.4:5070 (Timer B)".to_owned()
         )]
@@ -646,6 +646,7 @@ fn max_duration_sends_bye() {
         credentials: None,
         asserted_identity: None,
         privacy: None,
+        no_response_timeout: None,
     };
     h.endpoint.dial(h.now, CallId(9), &params).expect("dial");
     h.drain();
@@ -683,6 +684,7 @@ fn dial_errors_send_nothing() {
         credentials: None,
         asserted_identity: None,
         privacy: None,
+        no_response_timeout: None,
     };
     assert_eq!(
         h.endpoint.dial(h.now, CallId(1), &params),
@@ -998,6 +1000,7 @@ fn a_hostname_target_is_sent_to_the_destination_resolved_for_it() {
         credentials: None,
         asserted_identity: None,
         privacy: None,
+        no_response_timeout: None,
     };
     h.endpoint.dial(h.now, CallId(1), &params).expect("dial");
     h.drain();
@@ -1174,7 +1177,7 @@ fn an_icmp_error_for_our_invite_fails_the_call_at_once_and_stops_retransmissions
         ended(&events),
         vec![(
             CallId(1),
-            Disposition::Failed,
+            Disposition::Unreachable,
             None,
             format!("{UAS} refused the INVITE: ICMP port unreachable (nothing listens there)")
         )]
@@ -1345,4 +1348,48 @@ fn without_a_session_expires_in_the_2xx_there_is_no_timer() {
     h.take_events();
     h.advance_to(Duration::from_secs(600));
     assert!(ended_reasons(&mut h).is_empty());
+}
+
+#[test]
+fn an_invite_nothing_answers_is_given_up_after_the_no_response_timeout() {
+    let mut h = Harness::new();
+    let params = DialParams {
+        no_response_timeout: Some(Duration::from_secs(2)),
+        ..plain_dial(60)
+    };
+    h.dial_with(1, &params).expect("dial");
+    h.advance_to(Duration::from_millis(1900));
+    assert!(h.ended().is_empty());
+    assert_eq!(methods(&h.take_sent()), ["INVITE", "INVITE", "INVITE"]);
+    h.advance_to(Duration::from_millis(2100));
+    let ended = h.ended();
+    assert_eq!(ended.len(), 1);
+    assert_eq!((ended[0].1, ended[0].2), (Disposition::Unreachable, None));
+    assert!(ended[0].3.contains("within 2000 ms"), "{}", ended[0].3);
+    h.advance_to(Duration::from_secs(40));
+    assert!(
+        h.take_sent().is_empty(),
+        "no INVITE after giving up, no CANCEL either"
+    );
+    assert_eq!(h.ended().len(), 1, "Ended once, not again at Timer B");
+    assert!(h.endpoint.is_idle());
+}
+
+#[test]
+fn any_response_to_the_invite_stops_the_no_response_timeout() {
+    let mut h = Harness::new();
+    let params = DialParams {
+        no_response_timeout: Some(Duration::from_secs(2)),
+        ..plain_dial(60)
+    };
+    h.dial_with(1, &params).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.advance_to(Duration::from_secs(1));
+    h.deliver(&reply(&invite, 100, "Trying", None, "", ""));
+    h.advance_to(Duration::from_secs(10));
+    assert!(
+        h.ended().is_empty(),
+        "a peer that said 100 is alive: {:?}",
+        h.ended()
+    );
 }

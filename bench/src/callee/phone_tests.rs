@@ -106,6 +106,7 @@ impl Net {
                     credentials: None,
                     asserted_identity: None,
                     privacy: None,
+                    no_response_timeout: None,
                 },
             )
             .unwrap();

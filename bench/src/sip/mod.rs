@@ -198,6 +198,7 @@ impl SipLoad {
             credentials: None,
             asserted_identity: None,
             privacy: None,
+            no_response_timeout: None,
         };
         let Some(endpoint) = self.endpoint.as_mut() else {
             return;

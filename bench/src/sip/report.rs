@@ -147,6 +147,7 @@ impl Summary {
             Disposition::NoAnswer => "no-answer",
             Disposition::Failed => "failed",
             Disposition::AuthFailed => "auth-failed",
+            Disposition::Unreachable => "unreachable",
             Disposition::Canceled => "canceled",
         };
         *self.outcomes.entry(name).or_default() += 1;

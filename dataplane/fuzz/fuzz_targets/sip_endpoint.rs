@@ -203,6 +203,7 @@ fn dial() -> (Harness, Invite) {
         credentials: None,
         asserted_identity: None,
         privacy: None,
+        no_response_timeout: None,
     };
     endpoint
         .dial(now, CALL, &params)

@@ -183,6 +183,7 @@ pub(crate) fn plain_dial(ring_timeout: u64) -> DialParams<'static> {
         credentials: None,
         asserted_identity: None,
         privacy: None,
+        no_response_timeout: None,
     }
 }
 

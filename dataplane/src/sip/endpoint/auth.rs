@@ -60,6 +60,7 @@ impl Endpoint {
         let old = std::mem::replace(&mut call.invite, fresh);
         let old_branch = std::mem::replace(&mut call.invite_branch, branch.clone());
         call.old_invites.push((old_branch, old));
+        call.silence_deadline = call.no_response_timeout.map(|t| now + t);
         self.by_branch.insert(branch, id);
         Ok(())
     }

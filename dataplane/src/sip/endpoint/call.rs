@@ -73,6 +73,10 @@ pub(super) struct Call {
     pub(super) pracks: Vec<(String, ClientNonInvite)>,
     /// RFC 4028: when to refresh the session, or to give it up.
     pub(super) session_timer: Option<super::session_timer::SessionTimer>,
+    /// How long the INVITE may go without any response (see `DialParams`).
+    pub(super) no_response_timeout: Option<Duration>,
+    /// When that runs out, until the first response to the INVITE.
+    pub(super) silence_deadline: Option<Instant>,
 }
 
 impl Call {
@@ -114,6 +118,7 @@ impl Call {
             .filter_map(|(_, old)| old.poll_timeout());
         let call_timers = [
             self.session_timer.as_ref().map(|t| t.deadline),
+            self.silence_deadline,
             self.ring_deadline,
             self.max_deadline,
             self.cancel_guard,

@@ -242,6 +242,8 @@ impl Endpoint {
             early: None,
             pracks: Vec::new(),
             session_timer: None,
+            no_response_timeout: None,
+            silence_deadline: None,
         };
         self.by_call_id.insert(call_id.clone(), id);
         self.calls.insert(id, call);

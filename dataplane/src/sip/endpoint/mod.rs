@@ -131,6 +131,9 @@ pub struct DialParams<'a> {
     pub asserted_identity: Option<&'a str>,
     /// `Privacy` value (RFC 3323), e.g. `id` or `none`.
     pub privacy: Option<&'a str>,
+    /// End the call [`Disposition::Unreachable`] when nothing answers the INVITE this long
+    /// (not even `100 Trying`); `None` = Timer B.
+    pub no_response_timeout: Option<Duration>,
 }
 
 /// What the endpoint tells its owner.
@@ -462,6 +465,8 @@ impl Endpoint {
             early: None,
             pracks: Vec::new(),
             session_timer: None,
+            no_response_timeout: params.no_response_timeout,
+            silence_deadline: params.no_response_timeout.map(|t| now + t),
         };
         let invite = auth::write_invite(&self.config, &state, &[]);
         state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
@@ -658,6 +663,9 @@ impl Endpoint {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        if cseq.method == Method::Invite {
+            call.silence_deadline = None;
+        }
         match cseq.method {
             Method::Invite
                 if branch == call.invite_branch
@@ -940,12 +948,36 @@ impl Endpoint {
             let outcome = match call.cancel_reason {
                 Some(CancelReason::Hangup) => call.cancel_outcome(None),
                 _ => Outcome {
-                    disposition: Disposition::Failed,
+                    disposition: Disposition::Unreachable,
                     sip_status: None,
                     reason: format!("no response from {} (Timer B)", call.destination),
                 },
             };
             self.end(id, outcome);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call
+            .silence_deadline
+            .is_some_and(|deadline| deadline <= now)
+        {
+            call.silence_deadline = None;
+            let silent = call.invite.state() == crate::sip::transaction::InviteClientState::Calling;
+            if silent && !call.ended && call.cancel_reason.is_none() {
+                // Nothing, not even 100 Trying: as dead as Timer B, sooner.
+                call.invite.terminate();
+                let outcome = Outcome {
+                    disposition: Disposition::Unreachable,
+                    sip_status: None,
+                    reason: format!(
+                        "no response from {} within {} ms (sip.no_response_timeout_ms)",
+                        call.destination,
+                        call.no_response_timeout.map_or(0, |t| t.as_millis())
+                    ),
+                };
+                self.end(id, outcome);
+            }
         }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -1481,6 +1513,7 @@ mod timer_heap_tests {
             credentials: None,
             asserted_identity: None,
             privacy: None,
+            no_response_timeout: None,
         };
         for id in 0..10 {
             endpoint.dial(now, CallId(id), &params).expect("dials");

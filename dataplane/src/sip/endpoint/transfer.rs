@@ -216,6 +216,7 @@ mod tests {
                 credentials: None,
                 asserted_identity: None,
                 privacy: None,
+                no_response_timeout: None,
             };
             h.endpoint.dial(t0, CallId(1), &params).unwrap();
             h.drain();

@@ -39,7 +39,7 @@ impl Endpoint {
         let outcome = match call.cancel_reason {
             Some(_) => call.cancel_outcome(None),
             None => Outcome {
-                disposition: Disposition::Failed,
+                disposition: Disposition::Unreachable,
                 sip_status: None,
                 reason: unreachable_reason(call.destination, error),
             },
