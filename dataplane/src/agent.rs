@@ -555,12 +555,17 @@ impl Agent {
     /// ports 503; control hears of neither (the core's `Ended` for them is an orphan).
     fn incoming(&mut self, io: &mut impl Io, now: Instant, incoming: IncomingCall, sdp: &[u8]) {
         let call = incoming.call;
-        let offer = match sdp::read_offer(sdp) {
-            Ok(offer) => offer,
-            Err(e) => {
-                tracing::debug!(source = %incoming.source, error = %e, "incoming call refused: unusable offer");
-                self.sip.reject(now, call, 488, None);
-                return;
+        // An INVITE without an offer gets ours in the 200; the ACK brings the answer.
+        let offer = if sdp.is_empty() {
+            None
+        } else {
+            match sdp::read_offer(sdp) {
+                Ok(offer) => Some(offer),
+                Err(e) => {
+                    tracing::debug!(source = %incoming.source, error = %e, "incoming call refused: unusable offer");
+                    self.sip.reject(now, call, 488, None);
+                    return;
+                }
             }
         };
         let (rtp_socket, rtp_local, rtcp_socket) = match self.bind_pair(io) {
@@ -573,7 +578,10 @@ impl Agent {
         };
         let sdp_session: u64 = self.rng.random::<u32>().into();
         let local_rtp = SocketAddr::new(self.config.public_ip, rtp_local.port());
-        let answer = sdp::build_answer(sdp_session, local_rtp, &offer);
+        let answer = match &offer {
+            Some(offer) => sdp::build_answer(sdp_session, local_rtp, offer),
+            None => sdp::build_offer(sdp_session, 1, self.config.public_ip, rtp_local.port()),
+        };
         self.calls.insert(
             call,
             CallSlot {
@@ -595,7 +603,8 @@ impl Agent {
         self.by_socket.insert(rtcp_socket, (call, Channel::Rtcp));
         self.link.load.fetch_add(1, Ordering::Relaxed);
         self.emit(Event::Incoming(Box::new(IncomingCall {
-            codec: offer.codec,
+            // Offerless: our offer's first law, until the ACK's answer says.
+            codec: offer.map_or(crate::api::Codec::Pcmu, |offer| offer.codec),
             ..incoming
         })));
     }
@@ -2615,6 +2624,55 @@ mod tests {
             offer.len()
         )
         .into_bytes()
+    }
+
+    #[test]
+    fn an_offerless_incoming_call_is_offered_our_codecs_and_takes_the_acks_answer() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let caller: SocketAddr = CALLEE.parse().expect("addr");
+        let invite = caller_invite("late1@127.0.0.1", "");
+        agent.handle_datagram(&mut io, now, SocketId(0), caller, &invite);
+        let call = CallId::inbound(0, 0);
+        assert!(matches!(&events(&link)[..], [Event::Incoming(i)] if i.call == call));
+        let (_, rtp_addr) = io.bound[1];
+        link.commands
+            .push(Command::Answer {
+                call,
+                max_duration: Duration::from_secs(3600),
+                media_latching: false,
+            })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let ok = sip_sent(&io).pop().expect("200 sent");
+        assert!(
+            ok.contains(&format!("m=audio {} RTP/AVP 0 8 101", rtp_addr.port())),
+            "our full offer in the 200: {ok}"
+        );
+        let to = ok.lines().find(|l| l.starts_with("To: ")).expect("To");
+        let answer = "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                      m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let ack = format!(
+            "ACK sip:outdial@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bKack1;rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:+15550199@127.0.0.1>;tag=caller1\r\n{to}\r\nCall-ID: late1@127.0.0.1\r\n\
+             CSeq: 1 ACK\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        agent.handle_datagram(&mut io, now, SocketId(0), caller, ack.as_bytes());
+        let got = events(&link);
+        assert!(
+            matches!(
+                &got[..],
+                [Event::Answered {
+                    codec: Codec::Pcma,
+                    ..
+                }]
+            ),
+            "the caller chose PCMA in its ACK: {got:?}"
+        );
     }
 
     #[test]

@@ -258,7 +258,8 @@ pub struct IncomingCall {
     pub source: SocketAddr,
     /// The INVITE's Call-ID.
     pub sip_call_id: String,
-    /// The codec our answer will choose from the caller's offer.
+    /// The codec our answer will choose from the caller's offer (PCMU, our offer's first,
+    /// for an INVITE without an offer: [`Event::Answered`] has the one the caller chose).
     pub codec: Codec,
 }
 

@@ -2,7 +2,8 @@
 //! `100 Trying` at once and becomes a call the owner answers ([`Endpoint::accept`]) or
 //! refuses ([`Endpoint::reject`]). The 200 OK is retransmitted by the INVITE's server
 //! transaction until the ACK (§13.3.1.4); the ACK starts the call (`SipEvent::Answered`
-//! with the caller's offer), a missing ACK ends it with a BYE. A CANCEL before the answer
+//! with the caller's offer, or for an INVITE without one, the answer the ACK carries to the
+//! offer in our 200), a missing ACK ends it with a BYE. A CANCEL before the answer
 //! gets 200 and the INVITE 487 (§9.2).
 //!
 //! Who may call is a list of networks (`SipConfig::inbound_sources`) plus the registrars we
@@ -272,11 +273,6 @@ impl Endpoint {
         if contact.is_none() || !tagged {
             return Some(400);
         }
-        if request.body().is_empty() {
-            // Offerless INVITEs (the offer in our 200, the answer in the ACK) are not
-            // supported: the caller learns it at once.
-            return Some(488);
-        }
         if self.live_calls >= self.config.max_calls {
             return Some(503);
         }
@@ -441,8 +437,10 @@ impl Endpoint {
         true
     }
 
-    /// The caller's ACK for our 200 arrived on the INVITE's server transaction.
-    pub(super) fn incoming_acked(&mut self, now: Instant, call: CallId) {
+    /// The caller's ACK for our 200 arrived on the INVITE's server transaction, with
+    /// `ack_body`: for an offerless INVITE, the caller's answer to the offer in our 200
+    /// (RFC 3264 §5; without one the call cannot have media and is ended with a BYE).
+    pub(super) fn incoming_acked(&mut self, now: Instant, call: CallId, ack_body: &[u8]) {
         let Some(state) = self.calls.get_mut(&call) else {
             return;
         };
@@ -453,10 +451,28 @@ impl Endpoint {
             return;
         }
         incoming.state = IncomingState::Confirmed;
+        let offerless = incoming.offer.is_empty();
         if incoming.bye_after_ack {
             self.send_bye(now, call);
+        } else if offerless && ack_body.is_empty() && !state.ended {
+            self.send_bye(now, call);
+            self.end(
+                call,
+                Outcome {
+                    disposition: Disposition::Failed,
+                    sip_status: Some(200),
+                    reason: "the caller's INVITE had no offer and its ACK no answer: no media \
+                             can be set up (RFC 3264 §5)"
+                        .to_owned(),
+                },
+            );
         } else if !state.ended {
-            let (sdp, peer) = (incoming.offer.clone(), incoming.source);
+            let sdp = if offerless {
+                ack_body.to_vec()
+            } else {
+                incoming.offer.clone()
+            };
+            let peer = incoming.source;
             self.events
                 .push_back(SipEvent::Answered { call, sdp, peer });
         }

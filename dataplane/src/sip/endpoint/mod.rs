@@ -154,7 +154,8 @@ pub enum SipEvent {
         source: SocketAddr,
         /// The INVITE's Call-ID.
         sip_call_id: String,
-        /// The caller's SDP offer.
+        /// The caller's SDP offer; empty for an offerless INVITE (the owner then accepts
+        /// with an offer, and `Answered` brings the caller's answer from its ACK).
         sdp: Vec<u8>,
     },
     /// First 180/183 for the call.
@@ -1076,7 +1077,7 @@ impl Endpoint {
                 }
                 self.touch(Owner::Server(id));
                 if let Some(call) = acked_call {
-                    self.incoming_acked(now, call);
+                    self.incoming_acked(now, call, request.body());
                 }
             }
             return;
