@@ -193,6 +193,8 @@ impl Registration {
                     Err(e) => self.fail(now, Some(status), format!("{status}: {e}"), None),
                 }
             }
+            // A removal (Expires: 0) cannot be too brief; a 423 to it is a failure.
+            423 if self.ending => self.fail(now, Some(423), "423 to Expires: 0".to_owned(), None),
             423 => {
                 let min = response
                     .header(HeaderName::Other("Min-Expires"))
