@@ -339,3 +339,28 @@ fn a_failed_unregistration_is_reported_and_not_retried() {
     h.advance_to(Duration::from_secs(4000));
     assert_eq!(h.sent.len(), sent);
 }
+
+#[test]
+fn a_423_to_the_removal_ends_it_without_registering_again() {
+    let mut h = Harness::new(false);
+    h.answer(200, "");
+    h.registration.unregister(h.now);
+    h.drain();
+    let sent = h.sent.len();
+    h.answer(423, "Min-Expires: 1200\r\n");
+    assert_eq!(
+        h.sent.len(),
+        sent,
+        "no REGISTER asking for 1200 s at shutdown"
+    );
+    assert!(matches!(
+        h.events.last(),
+        Some((
+            _,
+            RegistrationEvent::Unregistered {
+                status: Some(423),
+                ..
+            }
+        ))
+    ));
+}
