@@ -351,3 +351,67 @@ async fn a_stopping_server_removes_its_registration() {
     assert!(log.contains("unregistered: 200"), "{log}");
     assert!(!log.contains(PASSWORD));
 }
+
+/// A trunk with `follow_redirects = true`: `[[trunk]]` `carrier` whose edge is `edge`.
+fn redirecting_carrier(edge: &Sipp) -> String {
+    format!(
+        "[[trunk]]\nname = \"carrier\"\nrequest_uri = \"sip:{{number}}@carrier.test\"\n\
+         proxy = \"{}\"\nfollow_redirects = true\n",
+        edge.addr
+    )
+}
+
+/// The trunk's edge answers 302 to another address; the trunk allows redirects, the target
+/// is within the tenant's egress rules, so the INVITE goes there and the call completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_the_trunk_allows_is_followed_to_its_contact() {
+    let callee = Sipp::uas("answer_wait_bye.xml", &[]);
+    let edge = Sipp::uas("redirect.xml", &[("TARGET", callee.uri("+15550002"))]);
+    let outdial = Outdial::start(&format!("{}{ACME_EGRESS}", redirecting_carrier(&edge)));
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", GOODBYE);
+    let key = tenant_key(&outdial, "acme", json!({"trunk": "carrier"}));
+    let record = call(
+        &outdial,
+        &key,
+        json!({"to": "+15550001", "url": app.url("/app.vxml")}),
+    )
+    .await;
+    let (edge_status, edge_trace) = edge.finish(Duration::from_secs(10)).await;
+    let (callee_status, callee_trace) = callee.finish(Duration::from_secs(10)).await;
+    assert!(edge_status.success(), "{edge_trace}");
+    assert!(callee_status.success(), "{callee_trace}\n{}", outdial.log());
+    assert_eq!(record["status"], "completed", "{record}\n{}", outdial.log());
+    assert!(
+        callee_trace.contains("INVITE sip:+15550002@127.0.0.1"),
+        "the redirect's Contact is the new Request-URI:\n{callee_trace}"
+    );
+    assert!(outdial.log().contains("following the redirect"));
+}
+
+/// A redirect to an address the tenant may not reach (another loopback address) is not
+/// followed: the call ends `failed` and its reason says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_outside_the_tenants_egress_rules_is_refused() {
+    let edge = Sipp::uas(
+        "redirect.xml",
+        &[("TARGET", "sip:+15550002@127.0.0.2:5999".to_owned())],
+    );
+    let outdial = Outdial::start(&format!("{}{ACME_EGRESS}", redirecting_carrier(&edge)));
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", GOODBYE);
+    let key = tenant_key(&outdial, "acme", json!({"trunk": "carrier"}));
+    let record = call(
+        &outdial,
+        &key,
+        json!({"to": "+15550001", "url": app.url("/app.vxml")}),
+    )
+    .await;
+    let (edge_status, edge_trace) = edge.finish(Duration::from_secs(10)).await;
+    assert!(edge_status.success(), "{edge_trace}");
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["sip_status"], 302, "{record}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("redirect was refused"), "{record}");
+    assert!(app.received().is_empty(), "nothing was answered");
+}

@@ -332,6 +332,11 @@ impl Fetcher {
         self
     }
 
+    /// The outbound-connection rules it keeps to (also what SIP redirects are checked by).
+    pub fn egress(&self) -> &crate::egress::TenantEgress {
+        &self.egress
+    }
+
     /// The limits this fetcher applies.
     pub fn limits(&self) -> &FetchLimits {
         &self.limits

@@ -214,10 +214,12 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
     );
     metrics::counter!("outdial_calls_dialed_total").increment(1);
     let failover = Failover {
-        dial: (!targets.is_empty()).then(|| dial.clone()),
+        dial: (!targets.is_empty() || trunk.follow_redirects).then(|| dial.clone()),
         next: targets,
         tried: 1,
         rang: false,
+        follow_redirects: trunk.follow_redirects,
+        redirects: 0,
     };
     if line.send(Command::Dial(Box::new(dial))).is_err() {
         line.detach();
@@ -365,6 +367,10 @@ struct Failover {
     /// A provisional response other than 100 came: the callee may have rung, so the
     /// attempt ends where it is.
     rang: bool,
+    /// The trunk follows 3xx redirects.
+    follow_redirects: bool,
+    /// Redirects followed so far (at most [`crate::trunk::MAX_REDIRECTS`]).
+    redirects: u32,
 }
 
 /// Whether an attempt that ended this way may go to the next address (RFC 3263 §4.3): no
@@ -737,6 +743,94 @@ impl CallTask {
         true
     }
 
+    /// A 3xx the trunk lets us follow: the INVITE goes to its Contact, located like a callee
+    /// (RFC 3263) and checked address by address against the tenant's egress rules (a
+    /// redirect must not reach what the tenant may not), as a new dataplane call within this
+    /// attempt. `Ok(false)`: not a redirect to follow; `Err`: why this one was not.
+    async fn follow_redirect(
+        &mut self,
+        outcome: &Outcome,
+        target: Option<&str>,
+    ) -> Result<bool, String> {
+        let redirected = matches!(outcome.sip_status, Some(300..=399));
+        if !redirected
+            || !self.failover.follow_redirects
+            || self.canceled.is_some()
+            || self.session.is_some()
+        {
+            return Ok(false);
+        }
+        if self.failover.redirects >= crate::trunk::MAX_REDIRECTS {
+            return Err(format!(
+                "not followed: {} redirects already",
+                crate::trunk::MAX_REDIRECTS
+            ));
+        }
+        let Some(target) = target else {
+            return Err("the redirect names no Contact".to_owned());
+        };
+        if outdial_dataplane::sip::target::dial_target(target).is_err() {
+            return Err(format!(
+                "the redirect's Contact {} is not a sip: URI we dial",
+                crate::redact::callee(target)
+            ));
+        }
+        let located = match locate_callee(&self.context.settings.dns, target).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                let literal = outdial_dataplane::sip::target::dial_target(target)
+                    .ok()
+                    .and_then(|t| t.socket_addr());
+                literal.into_iter().collect()
+            }
+            Err(e) => return Err(format!("the redirect cannot be followed: {e}")),
+        };
+        let Some(&first) = located.first() else {
+            return Err("the redirect's host has no address".to_owned());
+        };
+        let fetcher = self.context.fetchers.for_tenant(&self.record.tenant);
+        if let Some(refused) = located
+            .iter()
+            .find_map(|a| fetcher.egress().check(a.ip()).err())
+        {
+            tracing::warn!(call = %self.record.id, "redirect refused: {refused}");
+            return Err(format!("the redirect was refused: {refused}"));
+        }
+        let Some(mut dial) = self.failover.dial.clone() else {
+            return Ok(false);
+        };
+        self.line.detach();
+        let Some(line) = self.line.reattach(&self.record.id, self.self_tx.clone()) else {
+            return Err("no dataplane core left to follow the redirect".to_owned());
+        };
+        dial.call = line.placement.call;
+        dial.target = target.to_owned();
+        dial.destination = Some(first);
+        let (ring_timeout, max_duration) = (dial.ring_timeout, dial.max_duration);
+        self.failover.redirects += 1;
+        self.failover.next = located.into_iter().skip(1).collect();
+        self.failover.rang = false;
+        self.failover.dial = Some(dial.clone());
+        tracing::info!(
+            call = %self.record.id,
+            core = line.placement.core,
+            target = %crate::redact::callee(target),
+            destination = %first,
+            redirects = self.failover.redirects,
+            previous = %outcome.reason,
+            "following the redirect"
+        );
+        if line.send(Command::Dial(Box::new(dial))).is_err() {
+            line.detach();
+            return Err("the dataplane core's queue is full".to_owned());
+        }
+        self.call = line.placement.call;
+        self.line = line;
+        self.sip_call_id = None;
+        self.backstop = Instant::now() + ring_timeout + max_duration + BACKSTOP_SLACK;
+        Ok(true)
+    }
+
     /// Asks the core to end the call. A full command queue is retried, never given up on:
     /// a hangup the application or the API asked for must happen.
     fn hangup(&self) {
@@ -886,10 +980,16 @@ impl CallTask {
                 mut outcome,
                 sip_call_id,
                 media,
+                redirect,
                 ..
             } => {
                 if self.fail_over(&outcome) {
                     return None;
+                }
+                match self.follow_redirect(&outcome, redirect.as_deref()).await {
+                    Ok(true) => return None,
+                    Ok(false) => {}
+                    Err(why) => outcome.reason = format!("{}; {why}", outcome.reason),
                 }
                 if self.failover.tried > 1 {
                     let tried = self.failover.tried;

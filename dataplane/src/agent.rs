@@ -759,11 +759,13 @@ impl Agent {
                     }
                     self.link.load.fetch_sub(1, Ordering::Relaxed);
                 }
+                let redirect = self.sip.redirect_target(call).map(Box::from);
                 self.emit(Event::Ended {
                     call,
                     outcome,
                     sip_call_id,
                     media: media_stats,
+                    redirect,
                 });
             }
         }
@@ -1057,6 +1059,7 @@ fn failed(call: CallId, reason: String) -> Event {
         },
         sip_call_id: None,
         media: None,
+        redirect: None,
     }
 }
 
@@ -1566,6 +1569,7 @@ mod tests {
                     outcome,
                     sip_call_id,
                     media,
+                    ..
                 } if c == call => Some((outcome, sip_call_id, media)),
                 _ => None,
             })

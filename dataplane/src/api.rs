@@ -386,6 +386,9 @@ pub enum Event {
         sip_call_id: Option<String>,
         /// The call's RTP counters; `None` when it was never answered.
         media: Option<MediaStats>,
+        /// For an INVITE ended by a 3xx: its first Contact, where the callee says to go
+        /// (control decides whether to follow it).
+        redirect: Option<Box<str>>,
     },
 }
 

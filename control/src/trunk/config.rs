@@ -197,12 +197,6 @@ impl TrunkConfig {
                     .to_owned(),
             );
         }
-        if self.follow_redirects {
-            return Err(
-                "follow_redirects = true is not supported yet (3xx ends the call failed); remove it"
-                    .to_owned(),
-            );
-        }
         Ok(())
     }
 }
@@ -230,7 +224,7 @@ mod tests {
     #[test]
     fn refusals_name_the_key() {
         type Spoil = fn(&mut TrunkConfig);
-        let cases: [(&str, Spoil); 13] = [
+        let cases: [(&str, Spoil); 12] = [
             ("name", |t| t.name = "Bad Name".into()),
             ("request_uri", |t| {
                 t.request_uri = "sip:carrier.example".into()
@@ -249,7 +243,6 @@ mod tests {
                 t.asserted_identity = Some("tel:+1".into())
             }),
             ("privacy", |t| t.privacy = Some("id\r\nX: 1".into())),
-            ("follow_redirects", |t| t.follow_redirects = true),
             ("register_expires_secs", |t| t.register_expires_secs = 10),
             ("register = true needs auth_user", |t| {
                 t.register = true;

@@ -20,6 +20,9 @@ pub use config::{Password, TrunkConfig};
 use crate::config::{Config, has_scheme, trunk_host_port};
 use config::is_e164;
 
+/// Redirects followed at most, per attempt.
+pub const MAX_REDIRECTS: u32 = 3;
+
 /// One trunk as calls use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trunk {
@@ -43,6 +46,9 @@ pub struct Trunk {
     pub privacy: Option<String>,
     /// Symmetric RTP latching asked for (not applied by the core yet).
     pub media_latching: bool,
+    /// Follow a 3xx to its Contact (at most [`MAX_REDIRECTS`] times, each target checked
+    /// against the tenant's egress rules); off, a 3xx ends the call `failed`.
+    pub follow_redirects: bool,
     /// Registration: the lifetime to ask for, when the trunk registers.
     pub register_expires: Option<std::time::Duration>,
 }
@@ -132,6 +138,7 @@ impl Trunks {
                 asserted_identity: None,
                 privacy: None,
                 media_latching: config.sip.media_latching,
+                follow_redirects: false,
                 register_expires: None,
             })
         });
@@ -165,6 +172,7 @@ impl Trunks {
             asserted_identity: config.asserted_identity.clone(),
             privacy: config.privacy.clone(),
             media_latching: config.media_latching,
+            follow_redirects: config.follow_redirects,
             register_expires: config
                 .register
                 .then(|| std::time::Duration::from_secs(config.register_expires_secs)),

@@ -77,6 +77,8 @@ pub(super) struct Call {
     pub(super) no_response_timeout: Option<Duration>,
     /// When that runs out, until the first response to the INVITE.
     pub(super) silence_deadline: Option<Instant>,
+    /// The first Contact of a 3xx that ended the INVITE: where the callee says to go.
+    pub(super) redirect: Option<String>,
 }
 
 impl Call {
@@ -213,7 +215,7 @@ pub(super) fn failure_outcome(status: u16, reason: &str) -> Outcome {
         _ => Disposition::Failed,
     };
     let reason = if (300..400).contains(&status) {
-        format!("{status} {reason} (redirects are not followed)")
+        format!("{status} {reason} (the redirect was not followed)")
     } else {
         format!("{status} {reason}")
     };

@@ -245,6 +245,7 @@ impl Endpoint {
             session_timer: None,
             no_response_timeout: None,
             silence_deadline: None,
+            redirect: None,
         };
         self.by_call_id.insert(call_id.clone(), id);
         self.calls.insert(id, call);

@@ -468,6 +468,7 @@ impl Endpoint {
             session_timer: None,
             no_response_timeout: params.no_response_timeout,
             silence_deadline: params.no_response_timeout.map(|t| now + t),
+            redirect: None,
         };
         let invite = auth::write_invite(&self.config, &state, &[]);
         state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
@@ -614,6 +615,12 @@ impl Endpoint {
         self.calls.get(&call).map(|c| c.call_id.as_str())
     }
 
+    /// The Contact of the 3xx that ended `call`'s INVITE, if one did (kept, like the
+    /// Call-ID, until the call's transactions finish).
+    pub fn redirect_target(&self, call: CallId) -> Option<&str> {
+        self.calls.get(&call).and_then(|c| c.redirect.as_deref())
+    }
+
     /// Calls dialed and not yet Ended.
     pub fn active_calls(&self) -> usize {
         self.live_calls
@@ -755,6 +762,9 @@ impl Endpoint {
             }
             _ => {
                 call.final_status.get_or_insert(status);
+                if (300..400).contains(&status) {
+                    call.redirect = response.contact().map(|c| c.uri.as_str().to_owned());
+                }
                 let outcome = if call.cancel_reason.is_some() && status == 487 {
                     call.cancel_outcome(Some(status))
                 } else {
