@@ -404,9 +404,9 @@ async fn register_trunks(
         };
         let next_hop = trunk.proxy.as_deref().unwrap_or(domain);
         let located = crate::runner::locate_proxy(&dns, next_hop).await;
-        let destination = match located.map(|targets| targets.first().copied()) {
-            Ok(Some(destination)) => destination,
-            Ok(None) => {
+        let (destination, alternatives) = match located {
+            Ok(targets) if !targets.is_empty() => (targets[0], targets[1..].to_vec()),
+            Ok(_) => {
                 tracing::error!(trunk = %trunk.name, "cannot register: {next_hop} has no address");
                 continue;
             }
@@ -421,6 +421,7 @@ async fn register_trunks(
             aor: format!("sip:{}@{domain}", credentials.username),
             contact_user: credentials.username.clone(),
             destination,
+            alternatives,
             expires,
             credentials: Some(credentials),
         };

@@ -86,6 +86,9 @@ pub struct Register {
     pub contact_user: String,
     /// Where the REGISTERs go.
     pub destination: SocketAddr,
+    /// The registrar's other addresses (RFC 3263), best first: a REGISTER that gets no
+    /// response or a 503 is sent to the next one at once, before any retry delay.
+    pub alternatives: Vec<SocketAddr>,
     /// The binding lifetime asked for.
     pub expires: Duration,
     /// Digest credentials (its `Debug` hides them).

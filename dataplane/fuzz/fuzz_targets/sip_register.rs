@@ -17,6 +17,7 @@ use outdial_dataplane::sip::register::{Registration, RegistrationConfig, Registr
 use outdial_dataplane::sip::transaction::Timing;
 
 const REGISTRAR: &str = "192.0.2.9:5060";
+const ALTERNATIVE: &str = "192.0.2.10:5060";
 
 struct Harness {
     registration: Registration,
@@ -31,7 +32,10 @@ struct Harness {
 impl Harness {
     fn drain(&mut self) {
         while let Some(to) = self.registration.poll_transmit(&mut self.buf) {
-            assert_eq!(to, REGISTRAR.parse().expect("fixed address"));
+            assert!(
+                to == REGISTRAR.parse().expect("fixed address")
+                    || to == ALTERNATIVE.parse().expect("fixed address")
+            );
             if self.unregistered > 0 {
                 assert!(self.sent_after_unregistered_ok(), "a new REGISTER after Unregistered");
             }
@@ -85,6 +89,7 @@ fuzz_target!(|data: &[u8]| {
         aor: "sip:acct@carrier.example".into(),
         contact: "sip:acct@192.0.2.1:5060".into(),
         destination: REGISTRAR.parse().expect("fixed address"),
+        alternatives: vec![ALTERNATIVE.parse().expect("fixed address")],
         local: "192.0.2.1:5060".parse().expect("fixed address"),
         expires: Duration::from_secs(600),
         credentials: Some(Credentials {

@@ -39,6 +39,9 @@ pub struct RegistrationConfig {
     pub contact: String,
     /// Where REGISTERs are sent.
     pub destination: SocketAddr,
+    /// The registrar's other addresses, tried in turn when one does not answer or says 503
+    /// (RFC 3263 §4.3); the list starts over after a retry delay.
+    pub alternatives: Vec<SocketAddr>,
     /// Our address for Via.
     pub local: SocketAddr,
     /// The binding lifetime asked for.
@@ -94,6 +97,8 @@ pub struct Registration {
     events: VecDeque<RegistrationEvent>,
     /// Unregistering: no refresh or retry after this REGISTER's outcome.
     ending: bool,
+    /// Where REGISTERs go now: `config.destination` (0) or an alternative (1..).
+    target: usize,
 }
 
 impl Registration {
@@ -121,15 +126,31 @@ impl Registration {
             failures: 0,
             events: VecDeque::new(),
             ending: false,
+            target: 0,
         };
         registration.auth.start_request();
         registration.send(now, &[]);
         registration
     }
 
-    /// Where the REGISTERs go: the registrar, whose INVITEs are incoming calls.
+    /// Where the REGISTERs go now: the registrar, whose INVITEs are incoming calls.
     pub fn destination(&self) -> SocketAddr {
-        self.config.destination
+        match self.target {
+            0 => self.config.destination,
+            n => self
+                .config
+                .alternatives
+                .get(n - 1)
+                .copied()
+                .unwrap_or(self.config.destination),
+        }
+    }
+
+    /// Whether `ip` is one of the registrar's addresses (its INVITEs are incoming calls).
+    pub fn is_registrar(&self, ip: std::net::IpAddr) -> bool {
+        std::iter::once(&self.config.destination)
+            .chain(&self.config.alternatives)
+            .any(|a| a.ip() == ip)
     }
 
     /// Removes the binding (RFC 3261 §10.2.2: `Expires: 0`), through challenges as usual;
@@ -279,6 +300,16 @@ impl Registration {
 
     fn fail(&mut self, now: Instant, status: Option<u16>, reason: String, after: Option<Duration>) {
         self.transaction = None;
+        // RFC 3263 §4.3: silence or 503 moves on to the registrar's next address at once.
+        let next_address =
+            matches!(status, None | Some(503)) && self.target < self.config.alternatives.len();
+        if next_address {
+            self.target += 1;
+            self.auth.start_request();
+            self.send(now, &[]);
+            return;
+        }
+        self.target = 0;
         if self.ending {
             self.events
                 .push_back(RegistrationEvent::Unregistered { status, reason });
@@ -324,7 +355,8 @@ impl Registration {
         }
         writer.header("User-Agent", &config.user_agent);
         writer.finish(None, b"");
-        let transaction = ClientNonInvite::new(now, self.timing, config.destination, request);
+        let destination = self.destination();
+        let transaction = ClientNonInvite::new(now, self.timing, destination, request);
         self.transaction = Some((branch, transaction));
     }
 }

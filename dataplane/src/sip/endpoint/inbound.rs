@@ -122,7 +122,7 @@ impl Endpoint {
             || self
                 .registrations
                 .values()
-                .any(|registration| registration.destination().ip() == ip)
+                .any(|registration| registration.is_registrar(ip))
     }
 
     /// A new INVITE from an allowed source: `100 Trying`, a call in `Offered`, and

@@ -330,6 +330,7 @@ impl Endpoint {
             aor: register.aor.clone(),
             contact: format!("sip:{}@{local}", register.contact_user),
             destination: register.destination,
+            alternatives: register.alternatives.clone(),
             local,
             expires: register.expires,
             credentials: register.credentials.clone(),

@@ -9,6 +9,7 @@ fn config(credentials: bool) -> RegistrationConfig {
         aor: "sip:acct@carrier.example".into(),
         contact: "sip:acct@192.0.2.1:5060".into(),
         destination: REGISTRAR.parse().unwrap(),
+        alternatives: Vec::new(),
         local: "192.0.2.1:5060".parse().unwrap(),
         expires: Duration::from_secs(600),
         credentials: credentials.then(|| Credentials {
@@ -363,4 +364,65 @@ fn a_423_to_the_removal_ends_it_without_registering_again() {
             }
         ))
     ));
+}
+
+/// A 503 to the REGISTER in flight of `registration`.
+fn busy(registration: &Registration) -> Vec<u8> {
+    let branch = registration.branch().expect("a REGISTER in flight");
+    format!(
+        "SIP/2.0 503 Busy\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch={branch}\r\n\
+         From: <sip:acct@carrier.example>;tag=x\r\nTo: <sip:acct@carrier.example>;tag=r\r\n\
+         Call-ID: c\r\nCSeq: 2 REGISTER\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_silent_or_503_registrar_address_gives_way_to_the_next_at_once() {
+    let t0 = Instant::now();
+    let mut config = config(false);
+    let second: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+    let third: SocketAddr = "192.0.2.11:5060".parse().unwrap();
+    config.alternatives = vec![second, third];
+    let mut registration = Registration::new(t0, config, Timing::default(), 5);
+    let mut buf = Vec::new();
+    let mut sent_to = |r: &mut Registration| {
+        let mut to = Vec::new();
+        while let Some(d) = r.poll_transmit(&mut buf) {
+            to.push(d);
+        }
+        to
+    };
+    assert_eq!(sent_to(&mut registration), [REGISTRAR.parse().unwrap()]);
+    // Timer F on the first address: the second at once, not after the 30 s retry delay.
+    let mut now = t0;
+    while let Some(deadline) = registration
+        .poll_timeout()
+        .filter(|&d| d <= t0 + Duration::from_secs(32))
+    {
+        now = deadline;
+        registration.handle_timeout(now);
+        sent_to(&mut registration);
+    }
+    assert_eq!(registration.destination(), second);
+    assert!(registration.is_registrar(second.ip()) && registration.is_registrar(third.ip()));
+    assert!(
+        registration.poll_event().is_none(),
+        "no failure while addresses remain"
+    );
+    // A 503 from the second: the third, at once.
+    registration.handle_response(now, &parse_message(&busy(&registration)).unwrap());
+    assert_eq!(sent_to(&mut registration), [third]);
+    assert!(registration.poll_event().is_none());
+    // A 503 from the last: a failure, retried after the delay from the first address.
+    registration.handle_response(now, &parse_message(&busy(&registration)).unwrap());
+    assert!(matches!(
+        registration.poll_event(),
+        Some(RegistrationEvent::Failed {
+            status: Some(503),
+            ..
+        })
+    ));
+    assert_eq!(registration.destination(), REGISTRAR.parse().unwrap());
+    assert!(sent_to(&mut registration).is_empty());
 }
