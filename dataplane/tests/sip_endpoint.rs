@@ -1393,3 +1393,46 @@ fn any_response_to_the_invite_stops_the_no_response_timeout() {
         h.ended()
     );
 }
+
+#[test]
+fn a_422_raises_the_session_interval_once_and_a_second_ends_the_call() {
+    let mut h =
+        Harness::configured(|config| config.session_expires = Some(Duration::from_secs(90)));
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.take_sent();
+    h.deliver(&reply(
+        &invite,
+        422,
+        "Session Interval Too Small",
+        Some("uas1"),
+        "Min-SE: 300\r\n",
+        "",
+    ));
+    let sent = h.take_sent();
+    assert_eq!(
+        methods(&sent),
+        ["ACK", "INVITE"],
+        "the 422 ACKed, then asked again"
+    );
+    let again = parse_message(&sent[1].2).expect("INVITE");
+    assert_eq!(again.header(HeaderName::CSeq), Some("2 INVITE"));
+    assert_eq!(
+        again.header(HeaderName::Other("Session-Expires")),
+        Some("300;refresher=uas")
+    );
+    assert_eq!(again.header(HeaderName::Other("Min-SE")), Some("300"));
+    assert!(h.ended().is_empty());
+    let second = sent[1].2.clone();
+    h.deliver(&reply(
+        &second,
+        422,
+        "Session Interval Too Small",
+        Some("uas1"),
+        "Min-SE: 600\r\n",
+        "",
+    ));
+    let ended = h.ended();
+    assert_eq!(ended.len(), 1, "asked once, then given up");
+    assert_eq!((ended[0].1, ended[0].2), (Disposition::Failed, Some(422)));
+}

@@ -45,10 +45,28 @@ impl Endpoint {
                     reason: format!("{status} {reason}: {e}"),
                 }
             })?;
+        self.resend_invite(now, id, &headers, branch);
+        Ok(())
+    }
+
+    /// Sends call `id`'s INVITE again (after a challenge, or a 422 that raised the session
+    /// interval): a new branch, the next CSeq, the same Call-ID, tags and body, and `extra`
+    /// headers. The old transaction runs out its Timer D, ACKing retransmitted answers.
+    pub(super) fn resend_invite(
+        &mut self,
+        now: Instant,
+        id: crate::api::CallId,
+        extra: &[(&'static str, String)],
+        branch: String,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let headers = extra;
         let local = self.config.local;
         call.via = format!("SIP/2.0/UDP {local};branch={branch};rport");
         call.invite_cseq = call.invite_cseq.saturating_add(1);
-        let invite = write_invite(&self.config, call, &headers);
+        let invite = write_invite(&self.config, call, headers);
         let template = AckTemplate {
             request_uri: call.target.clone(),
             via: call.via.clone(),
@@ -62,7 +80,6 @@ impl Endpoint {
         call.old_invites.push((old_branch, old));
         call.silence_deadline = call.no_response_timeout.map(|t| now + t);
         self.by_branch.insert(branch, id);
-        Ok(())
     }
 
     /// Answers a 401/407 to the BYE of our dialog with a new BYE. The call has already
@@ -137,7 +154,7 @@ pub(super) fn write_invite(
     writer
         .header("User-Agent", &config.user_agent)
         .header("Allow", ALLOW);
-    match config.session_expires {
+    match call.session_expires {
         Some(interval) => {
             writer.header("Supported", "100rel, timer").header_fmt(
                 "Session-Expires",

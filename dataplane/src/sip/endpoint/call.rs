@@ -79,6 +79,10 @@ pub(super) struct Call {
     pub(super) silence_deadline: Option<Instant>,
     /// The first Contact of a 3xx that ended the INVITE: where the callee says to go.
     pub(super) redirect: Option<String>,
+    /// The session interval our INVITE asks for (RFC 4028); a 422 may raise it once.
+    pub(super) session_expires: Option<Duration>,
+    /// A 422 already raised it: another ends the call.
+    pub(super) interval_raised: bool,
 }
 
 impl Call {

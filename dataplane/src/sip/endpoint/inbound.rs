@@ -246,6 +246,8 @@ impl Endpoint {
             no_response_timeout: None,
             silence_deadline: None,
             redirect: None,
+            session_expires: None,
+            interval_raised: false,
         };
         self.by_call_id.insert(call_id.clone(), id);
         self.calls.insert(id, call);

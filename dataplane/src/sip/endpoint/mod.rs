@@ -470,6 +470,8 @@ impl Endpoint {
             no_response_timeout: params.no_response_timeout,
             silence_deadline: params.no_response_timeout.map(|t| now + t),
             redirect: None,
+            session_expires: self.config.session_expires,
+            interval_raised: false,
         };
         let invite = auth::write_invite(&self.config, &state, &[]);
         state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
@@ -742,6 +744,16 @@ impl Endpoint {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        // A 422's Min-SE, when it is one we may still ask for.
+        let raised_interval = (status == 422 && !call.interval_raised)
+            .then(|| response.header(HeaderName::Other("Min-SE")))
+            .flatten()
+            .and_then(|v| v.split(';').next()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .filter(|&min| {
+                call.session_expires.is_some_and(|asked| min > asked)
+                    && min <= Duration::from_secs(86_400)
+            });
         match status {
             100..=199 => {
                 if call.cancel_reason.is_some() && call.cancel.is_none() {
@@ -755,6 +767,15 @@ impl Endpoint {
                 }
             }
             200..=299 => self.on_2xx(now, id, from, response),
+            422 if call.cancel_reason.is_none() && !call.ended && raised_interval.is_some() => {
+                // RFC 4028 §7.4: ask again with the interval the callee needs, once.
+                let interval = raised_interval.unwrap_or_default();
+                call.session_expires = Some(interval);
+                call.interval_raised = true;
+                let branch = format!("z9hG4bK{}", random_token(&mut self.rng));
+                let min_se = [("Min-SE", interval.as_secs().to_string())];
+                self.resend_invite(now, id, &min_se, branch);
+            }
             401 | 407 if call.cancel_reason.is_none() && !call.ended => {
                 if let Err(outcome) = self.retry_invite(now, id, response) {
                     call_final_status(self.calls.get_mut(&id), status);
