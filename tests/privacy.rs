@@ -99,6 +99,25 @@ async fn personal_data_stays_out_of_debug_logs_unless_redaction_is_off() {
         redacted.lines().any(|l| l.contains(" TRACE ")),
         "RUST_LOG=trace took effect"
     );
+    // The per-call SIP trace is there (each message's kind and Call-ID), numbers not.
+    let trace: Vec<&str> = redacted
+        .lines()
+        .filter(|l| l.contains("sip_trace"))
+        .collect();
+    for kind in [
+        "kind=INVITE",
+        "kind=200",
+        "kind=ACK",
+        "kind=BYE",
+    ] {
+        assert!(
+            trace
+                .iter()
+                .any(|l| l.contains(kind) && l.contains("sip_call_id=")),
+            "no {kind} in the SIP trace:\n{}",
+            trace.join("\n")
+        );
+    }
     for (what, text) in [
         ("callee number", stem(CALLEE)),
         ("caller ID", stem(CALLER)),

@@ -533,6 +533,7 @@ impl Agent {
             if let Some(socket) = self.sip_socket {
                 while let Some(to) = self.sip.poll_transmit(&mut self.sip_buf) {
                     io.send(socket, to, &self.sip_buf);
+                    trace_sip("out", to, &self.sip_buf);
                     if let Some(tap) = self.hep.as_mut() {
                         let route = (tap.local, to);
                         tap.copy(io, now, self.config.wall_clock, route, &self.sip_buf);
@@ -916,6 +917,7 @@ impl Driver for Agent {
         data: &[u8],
     ) {
         if Some(socket) == self.sip_socket {
+            trace_sip("in", from, data);
             if let Some(tap) = self.hep.as_mut()
                 && data.len() <= self.config.border.max_message_bytes
             {
@@ -1060,6 +1062,43 @@ fn failed(call: CallId, reason: String) -> Event {
         sip_call_id: None,
         media: None,
         redirect: None,
+    }
+}
+
+/// The per-call SIP trace: one debug line per SIP datagram a core sends or receives, under
+/// the target `outdial_dataplane::sip_trace` (`RUST_LOG=outdial_dataplane::sip_trace=debug`):
+/// direction, peer, method or status, Call-ID and CSeq, so a call's messages can be followed
+/// by its Call-ID (which the call's own log lines carry). Never its URIs, numbers, bodies or
+/// credentials (HEP capture is the place for whole messages). Costs one check when off.
+fn trace_sip(direction: &'static str, peer: SocketAddr, data: &[u8]) {
+    if !tracing::enabled!(target: "outdial_dataplane::sip_trace", tracing::Level::DEBUG) {
+        return;
+    }
+    match crate::sip::parse_message(data) {
+        Ok(message) => {
+            let kind = message.method().map_or_else(
+                || message.status().map_or_else(String::new, |s| s.to_string()),
+                |method| method.to_string(),
+            );
+            tracing::debug!(
+                target: "outdial_dataplane::sip_trace",
+                direction,
+                %peer,
+                kind = %kind,
+                sip_call_id = message.call_id().unwrap_or(""),
+                cseq = message.header(crate::sip::message::HeaderName::CSeq).unwrap_or(""),
+                bytes = data.len(),
+                "SIP"
+            );
+        }
+        Err(e) => tracing::debug!(
+            target: "outdial_dataplane::sip_trace",
+            direction,
+            %peer,
+            bytes = data.len(),
+            error = %e,
+            "SIP (unparseable)"
+        ),
     }
 }
 
