@@ -104,12 +104,7 @@ async fn personal_data_stays_out_of_debug_logs_unless_redaction_is_off() {
         .lines()
         .filter(|l| l.contains("sip_trace"))
         .collect();
-    for kind in [
-        "kind=INVITE",
-        "kind=200",
-        "kind=ACK",
-        "kind=BYE",
-    ] {
+    for kind in ["kind=INVITE", "kind=200", "kind=ACK", "kind=BYE"] {
         assert!(
             trace
                 .iter()
