@@ -667,6 +667,14 @@ impl Sipp {
             .stderr(out)
             .spawn()
             .expect("spawn sipp: install it with `apt-get install sip-tester`");
+        if remote.is_none() {
+            // A UAS must be listening before anyone dials it: an INVITE to a port nobody
+            // holds yet fails at once (ICMP port unreachable). Wait until SIPp holds it.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while UdpSocket::bind(("127.0.0.1", port)).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         Self {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
