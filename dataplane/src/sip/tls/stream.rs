@@ -192,10 +192,10 @@ impl TlsStream {
     pub fn receive_ciphertext(&mut self, data: &[u8]) -> Result<(), TlsError> {
         let mut rest = data;
         while !rest.is_empty() {
-            let read = self
-                .conn
-                .read_tls(&mut rest)
-                .map_err(|e| TlsError::NotTls(e.to_string()))?;
+            let read = match self.conn.read_tls(&mut rest) {
+                Ok(read) => read,
+                Err(error) => return Err(self.fail(TlsError::NotTls(error.to_string()))),
+            };
             self.process()?;
             if read == 0 {
                 break; // close_notify received: rustls reads no more
@@ -209,10 +209,9 @@ impl TlsStream {
     /// before stays readable either way.
     pub fn receive_eof(&mut self) -> Result<(), TlsError> {
         // A read of nothing tells rustls the stream ended.
-        let _ = self
-            .conn
-            .read_tls(&mut io::empty())
-            .map_err(|e| TlsError::NotTls(e.to_string()))?;
+        if let Err(error) = self.conn.read_tls(&mut io::empty()) {
+            return Err(self.fail(TlsError::NotTls(error.to_string())));
+        }
         self.process()?;
         if self.peer_closed {
             Ok(())
@@ -298,29 +297,22 @@ impl TlsStream {
     fn process(&mut self) -> Result<(), TlsError> {
         let state = match self.conn.process_new_packets() {
             Ok(state) => state,
-            Err(error) => {
-                self.closed = true;
-                self.early.clear();
-                self.drain_ciphertext(); // the alert telling the peer why
-                return Err(error.into());
-            }
+            Err(error) => return Err(self.fail(error.into())),
         };
         let unread = state.plaintext_bytes_to_read();
         if unread > 0 {
             if self.received.len() + unread > MAX_UNREAD_PLAINTEXT {
-                self.closed = true;
-                return Err(TlsError::ReceiveBufferFull);
+                return Err(self.fail(TlsError::ReceiveBufferFull));
             }
             let start = self.received.len();
             self.received.resize(start + unread, 0);
-            let filled = self
-                .conn
-                .reader()
-                .read_exact(&mut self.received[start..])
-                .map_err(|e| TlsError::NotTls(e.to_string()));
+            // rustls said it holds `unread` bytes; a shortfall would be its bug, not a panic.
+            let filled = self.conn.reader().read_exact(&mut self.received[start..]);
             if let Err(error) = filled {
                 self.received.truncate(start);
-                return Err(error);
+                return Err(self.fail(TlsError::Protocol(rustls::Error::General(
+                    error.to_string(),
+                ))));
             }
         }
         self.peer_closed |= state.peer_has_closed();
@@ -333,6 +325,14 @@ impl TlsStream {
         }
         self.drain_ciphertext();
         Ok(())
+    }
+
+    /// Marks the connection failed (no more writes) and queues rustls's alert for the peer.
+    fn fail(&mut self, error: TlsError) -> TlsError {
+        self.closed = true;
+        self.early.clear();
+        self.drain_ciphertext();
+        error
     }
 
     fn encrypt(&mut self, data: &[u8]) -> Result<(), TlsError> {
