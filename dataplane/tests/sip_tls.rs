@@ -1,7 +1,8 @@
 //! SIP over TLS (`sip::tls`): a [`TlsStream`] client against `openssl s_server` over
-//! loopback TCP (TLS 1.2 and 1.3, untrusted CA, wrong name, mutual TLS), and client against
-//! server in memory, with no socket, fed one byte at a time. Certificates are made at test
-//! time by the `openssl` CLI in a temporary directory.
+//! loopback TCP (TLS 1.2 and 1.3, untrusted CA, wrong name, mutual TLS), its server side
+//! against `openssl s_client`, and client against server in memory, with no socket, fed one
+//! byte at a time. Certificates are made at test time by the `openssl` CLI under
+//! `CARGO_TARGET_TMPDIR`.
 
 use std::io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _};
 use std::net::TcpStream;
@@ -223,7 +224,7 @@ impl Drop for SServer {
 fn flush(tls: &mut TlsStream, socket: &mut TcpStream) {
     let mut out = Vec::new();
     if tls.poll_ciphertext(&mut out) > 0 {
-        socket.write_all(&out).expect("write to s_server");
+        socket.write_all(&out).expect("write to the peer");
     }
 }
 
@@ -234,7 +235,7 @@ fn pump(tls: &mut TlsStream, socket: &mut TcpStream) -> Result<bool, TlsError> {
     let read = match socket.read(&mut buf) {
         Ok(read) => read,
         Err(e) if e.kind() == ErrorKind::ConnectionReset => 0,
-        Err(e) => panic!("read from s_server: {e}"),
+        Err(e) => panic!("read from the peer: {e}"),
     };
     if read == 0 {
         tls.receive_eof()?;
@@ -397,6 +398,63 @@ fn mutual_tls_presents_the_client_certificate_when_asked() {
         "{error:?}"
     );
     assert!(error.to_string().contains("`tls_cert_file`"), "{error}");
+}
+
+#[test]
+fn the_server_side_answers_openssl_s_client_over_tls_1_2_and_1_3() {
+    let config =
+        server_config(&pki().path("server.pem"), &pki().path("server.key")).expect("server config");
+    for (flag, version) in [
+        ("-tls1_3", ProtocolVersion::TLSv1_3),
+        ("-tls1_2", ProtocolVersion::TLSv1_2),
+    ] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("address").port();
+        let mut client = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-verify_return_error",
+                flag,
+                "-servername",
+                "sip.test",
+            ])
+            .arg("-connect")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-CAfile")
+            .arg(pki().path("ca.pem"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_client starts");
+        let mut stdin = client.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(OPTIONS.as_bytes())
+            .expect("request for s_client to send");
+        let (mut socket, _) = listener.accept().expect("s_client connects");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut tls = TlsStream::server(Arc::clone(&config)).expect("server");
+        let request = read_until(&mut tls, &mut socket, "\r\n\r\n").expect("request");
+        assert_eq!(request, OPTIONS);
+        assert_eq!(tls.protocol_version(), Some(version));
+        tls.write_plaintext(b"SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+            .expect("answer");
+        tls.close();
+        flush(&mut tls, &mut socket);
+        drop(socket);
+        drop(stdin);
+        let output = client
+            .wait_with_output()
+            .expect("s_client ends when we close");
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            printed.contains("SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS"),
+            "{flag}: {printed:?}"
+        );
+    }
 }
 
 // In memory: no socket, no openssl process (only its certificates).
