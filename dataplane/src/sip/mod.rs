@@ -11,6 +11,7 @@
 //! - [`target`]: what may be dialled, checked alike by the endpoint and the API.
 //! - [`pike`]: per-source rate limit for requests from strangers.
 //! - [`hep`]: HEP v3 copies of SIP messages for a capture server (Homer, sngrep).
+//! - [`tls`]: TLS between a TCP stream and the SIP framer (rustls, sans-IO).
 
 pub mod auth;
 pub mod dialog;
@@ -21,6 +22,7 @@ pub mod pike;
 pub mod refer;
 pub mod register;
 pub mod target;
+pub mod tls;
 pub mod transaction;
 
 pub use endpoint::{BorderConfig, DialParams, Endpoint, SipConfig, SipError, SipEvent};
