@@ -56,12 +56,13 @@ pub struct TrunkConfig {
     /// `Privacy` header of every call (RFC 3323), e.g. `id` or `none`; not set = none.
     #[serde(default)]
     pub privacy: Option<String>,
-    /// Follow 3xx redirects. Only `false` for now: following them is not implemented, and a
-    /// redirect to an arbitrary number is a toll-fraud risk.
+    /// Follow a 3xx to its first Contact (at most 3 times per attempt, each target checked
+    /// against the tenant's egress rules). Off by default: a redirect to an arbitrary number
+    /// is a toll-fraud risk.
     #[serde(default)]
     pub follow_redirects: bool,
-    /// Symmetric RTP latching for peers behind NAT (issue 10, media). Accepted and kept;
-    /// the core does not apply it yet.
+    /// Symmetric RTP latching for peers behind NAT (`docs/sip.md`, "Media source"), for
+    /// this trunk's calls in both directions; off: RTP only from the SDP's address.
     #[serde(default)]
     pub media_latching: bool,
     /// Register `sip:<auth_user>@<domain>` with the carrier (the domain is the host of

@@ -44,7 +44,7 @@ pub struct Trunk {
     pub asserted_identity: Option<String>,
     /// Privacy header value.
     pub privacy: Option<String>,
-    /// Symmetric RTP latching asked for (not applied by the core yet).
+    /// Symmetric RTP latching for the trunk's calls (`docs/sip.md`, "Media source").
     pub media_latching: bool,
     /// Follow a 3xx to its Contact (at most [`MAX_REDIRECTS`] times, each target checked
     /// against the tenant's egress rules); off, a 3xx ends the call `failed`.
