@@ -246,6 +246,9 @@ pub(crate) struct Tcp<S, L> {
     /// Ready items to serve again next turn, and last turn's list being served.
     carry: Vec<Carried>,
     spare: Vec<Carried>,
+    /// Streams not closing; at most `max_streams`.
+    open: usize,
+    max_streams: usize,
     max_pending: usize,
     pub(crate) counters: TcpCounters,
 }
@@ -253,11 +256,15 @@ pub(crate) struct Tcp<S, L> {
 impl<S: Default, L: Default> Tcp<S, L> {
     pub(crate) fn new(config: &LoopConfig) -> Self {
         Self {
-            streams: StreamTable::new(config.max_streams),
+            // Closing streams keep their slot until the kernel lets go of them (a turn on
+            // io_uring), so the table holds twice as many as may be open.
+            streams: StreamTable::new(config.max_streams.saturating_mul(2)),
             listeners: Vec::new(),
             closed: VecDeque::new(),
             carry: Vec::new(),
             spare: Vec::new(),
+            open: 0,
+            max_streams: config.max_streams,
             max_pending: config.max_stream_pending_bytes,
             counters: TcpCounters::default(),
         }
@@ -266,6 +273,11 @@ impl<S: Default, L: Default> Tcp<S, L> {
     /// The stream `id`, unless unknown or closing.
     pub(crate) fn open_mut(&mut self, id: StreamId) -> Option<&mut Conn<S>> {
         self.streams.get_mut(id).filter(|conn| !conn.closing)
+    }
+
+    /// True when no further stream may open.
+    fn is_full(&self) -> bool {
+        self.open >= self.max_streams || self.streams.is_full()
     }
 
     /// True if something carried over must be served without waiting.
@@ -336,7 +348,7 @@ pub(crate) fn listen<H: TcpHost>(
 
 /// [`Io::connect`].
 pub(crate) fn connect<H: TcpHost>(io: &mut H, to: SocketAddr) -> std::io::Result<StreamId> {
-    if io.tcp().streams.is_full() {
+    if io.tcp().is_full() {
         return Err(too_many_streams());
     }
     let socket = TcpStream::connect(to)?;
@@ -353,6 +365,9 @@ fn too_many_streams() -> std::io::Error {
 /// Add a stream to the table and start watching it.
 fn adopt<H: TcpHost>(io: &mut H, socket: TcpStream, connecting: bool) -> std::io::Result<StreamId> {
     let tcp = io.tcp();
+    if tcp.is_full() {
+        return Err(too_many_streams());
+    }
     let id = tcp
         .streams
         .insert(Conn::new(socket, connecting))
@@ -362,7 +377,17 @@ fn adopt<H: TcpHost>(io: &mut H, socket: TcpStream, connecting: bool) -> std::io
         io.tcp().streams.remove(id);
         return Err(error);
     }
+    io.tcp().open += 1;
     Ok(id)
+}
+
+/// Close open stream `id` now, reporting nothing.
+fn shut<H: TcpHost>(io: &mut H, id: StreamId) {
+    let tcp = io.tcp();
+    if tcp.open_mut(id).is_some() {
+        tcp.open = tcp.open.saturating_sub(1);
+        io.unwatch_stream(id);
+    }
 }
 
 /// [`Io::send_stream`].
@@ -375,7 +400,7 @@ pub(crate) fn send_stream<H: TcpHost>(io: &mut H, id: StreamId, data: &[u8]) -> 
     match conn.send(data, cap) {
         Ok(()) => true,
         Err(why) => {
-            io.unwatch_stream(id);
+            shut(io, id);
             io.tcp().closed.push_back((id, why));
             false
         }
@@ -384,9 +409,7 @@ pub(crate) fn send_stream<H: TcpHost>(io: &mut H, id: StreamId, data: &[u8]) -> 
 
 /// [`Io::close_stream`].
 pub(crate) fn close_stream<H: TcpHost>(io: &mut H, id: StreamId) {
-    if io.tcp().open_mut(id).is_some() {
-        io.unwatch_stream(id);
-    }
+    shut(io, id);
 }
 
 /// Close stream `id` and tell the driver why.
@@ -397,7 +420,7 @@ pub(crate) fn fail<H: TcpHost, D: Driver>(
     id: StreamId,
     why: StreamClosed,
 ) {
-    io.unwatch_stream(id);
+    shut(io, id);
     if !io.stopping() {
         driver.handle_stream_closed(io, now, id, why);
     }
@@ -472,7 +495,7 @@ pub(crate) fn listener_ready<H: TcpHost, D: Driver>(
         match listener.socket.accept() {
             Ok((socket, peer)) => {
                 listener.warned = false;
-                if tcp.streams.is_full() {
+                if tcp.is_full() {
                     tcp.counters.over_limit += 1;
                     drop(socket);
                     continue;
