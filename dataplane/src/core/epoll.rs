@@ -239,7 +239,12 @@ pub(crate) fn run<D: Driver>(
                     }
                     read_socket(&mut io, driver, now, SocketId(raw), &mut recv_buf);
                 }
-                1 => stream::stream_ready(&mut io, driver, now, StreamId(raw), &mut stream_buf),
+                1 => {
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    let id = StreamId(raw);
+                    stream::stream_ready(&mut io, driver, now, id, readable, &mut stream_buf);
+                }
                 2 => stream::listener_ready(&mut io, driver, now, ListenerId(raw)),
                 _ => {}
             }

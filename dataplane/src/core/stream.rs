@@ -426,12 +426,14 @@ pub(crate) fn fail<H: TcpHost, D: Driver>(
     }
 }
 
-/// Stream `id` may be ready: finish its connect, flush its queue, read what arrived.
+/// Stream `id` may be ready: finish its connect, flush its queue, and if `readable` (data,
+/// EOF or an error pending), read what arrived.
 pub(crate) fn stream_ready<H: TcpHost, D: Driver>(
     io: &mut H,
     driver: &mut D,
     now: Instant,
     id: StreamId,
+    readable: bool,
     buf: &mut [u8],
 ) {
     if io.stopping() {
@@ -455,6 +457,9 @@ pub(crate) fn stream_ready<H: TcpHost, D: Driver>(
         && let Err(kind) = conn.queue.flush(&conn.socket)
     {
         return fail(io, driver, now, id, StreamClosed::Error(kind));
+    }
+    if !readable {
+        return;
     }
     for _ in 0..READ_BUDGET {
         let Some(conn) = io.tcp().open_mut(id) else {
@@ -564,7 +569,7 @@ pub(crate) fn serve_carried<H: TcpHost, D: Driver>(
                 if let Some(conn) = io.tcp().streams.get_mut(id) {
                     conn.carried = false;
                 }
-                stream_ready(io, driver, now, id, buf);
+                stream_ready(io, driver, now, id, true, buf);
             }
             Carried::Listener(id) => {
                 if let Some(listener) = io.tcp().listeners.get_mut(id.0 as usize) {

@@ -174,6 +174,8 @@ struct Counters {
     send_errors: u64,
     send_oversized: u64,
     send_sync_fallback: u64,
+    /// Stopping timed out with operations in flight (buffers were leaked).
+    unsettled: bool,
 }
 
 impl Io for UringIo {
@@ -743,6 +745,7 @@ impl UringLoop {
             mut stream_buf,
         } = self;
         let quiet = io.quiesce(&mut bufs, &mut stream_buf, wake, driver);
+        io.counters.unsettled = !quiet;
         if !quiet {
             // The kernel may still write our buffers or read our msghdrs: leak them rather
             // than free memory it might touch. Only reached if the kernel misbehaves.

@@ -22,6 +22,8 @@ use super::{MAX_RECV_ERRORS, Op, UringIo};
 const STREAM_EVENTS: u32 = (libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP) as u32;
 /// What a listener's poll waits for: connections to accept.
 const LISTEN_EVENTS: u32 = libc::POLLIN as u32;
+/// Ready bits that call for a read: data, EOF, or an error to collect.
+const READABLE: u32 = (libc::POLLIN | libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32;
 
 /// The state of one socket's multishot poll.
 #[derive(Debug, Default)]
@@ -167,7 +169,8 @@ impl UringIo {
             if let Some(conn) = self.tcp.open_mut(id) {
                 conn.extra.errors = 0;
             }
-            stream::stream_ready(self, driver, now, id, buf);
+            let readable = result.cast_unsigned() & READABLE != 0;
+            stream::stream_ready(self, driver, now, id, readable, buf);
         } else if result != -libc::ECANCELED
             && let Some(conn) = self.tcp.open_mut(id)
         {
@@ -287,5 +290,81 @@ impl UringIo {
                 let _ = self.push(&sqe);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::super::super::{Io, LoopConfig, SocketId, WakeFd};
+    use super::super::UringLoop;
+    use super::*;
+
+    /// Connects to its own listener, sends a greeting from the accepted end, and stops
+    /// once it arrived, leaving the listener and both streams open; gives up after 30 s.
+    #[derive(Default)]
+    struct Loopback {
+        received: Vec<u8>,
+        give_up: Option<Instant>,
+        gave_up: bool,
+    }
+
+    impl Driver for Loopback {
+        fn start(&mut self, io: &mut impl Io, now: Instant) -> std::io::Result<()> {
+            self.give_up = Some(now + Duration::from_secs(30));
+            let (_, local) = io.listen("127.0.0.1:0".parse().unwrap())?;
+            io.connect(local)?;
+            Ok(())
+        }
+        fn handle_datagram(
+            &mut self,
+            _: &mut impl Io,
+            _: Instant,
+            _: SocketId,
+            _: SocketAddr,
+            _: &[u8],
+        ) {
+        }
+        fn handle_stream_accepted(
+            &mut self,
+            io: &mut impl Io,
+            _now: Instant,
+            _listener: ListenerId,
+            stream: StreamId,
+            _peer: SocketAddr,
+        ) {
+            assert!(io.send_stream(stream, b"hi"));
+        }
+        fn handle_stream_data(
+            &mut self,
+            _io: &mut impl Io,
+            _now: Instant,
+            _stream: StreamId,
+            data: &[u8],
+        ) {
+            self.received.extend_from_slice(data);
+        }
+        fn handle_timeout(&mut self, _io: &mut impl Io, now: Instant) {
+            self.gave_up |= self.give_up.is_some_and(|give_up| now >= give_up);
+        }
+        fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.give_up
+        }
+        fn should_stop(&self) -> bool {
+            self.gave_up || self.received == b"hi"
+        }
+    }
+
+    #[test]
+    fn stopping_with_streams_and_a_listener_open_settles_every_poll() {
+        let wake = WakeFd::new().unwrap();
+        let ring = UringLoop::new(&LoopConfig::default(), &wake).unwrap();
+        let mut driver = Loopback::default();
+        let counters = ring.run_counted(&wake, &mut driver).unwrap();
+        assert_eq!(driver.received, b"hi");
+        assert!(!counters.unsettled, "polls still in flight after stopping");
     }
 }
