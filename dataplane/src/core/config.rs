@@ -45,7 +45,7 @@ pub struct LoopConfig {
     pub socket_buffer_bytes: usize,
     /// Largest datagram received or sent; longer ones are dropped (default 65,535).
     pub max_datagram: usize,
-    /// TCP streams (accepted and connected) one core holds at once, at most 65,536
+    /// TCP streams (accepted and connected) one core holds open at once, at most 65,536
     /// (default 1,024). Connections accepted beyond it are closed at once; `connect` fails.
     pub max_streams: usize,
     /// Bytes one TCP stream may have queued for a peer that reads too slowly; beyond it the

@@ -83,6 +83,8 @@ pub trait Io {
     /// [`Driver::handle_stream_connected`] or [`Driver::handle_stream_closed`] follows.
     /// Fails at once only if no socket could be made or the kernel refused the connect
     /// outright (no route, [`LoopConfig::max_streams`] reached); then nothing follows.
+    /// The loop sets no timeout: a host that never answers fails when the kernel stops
+    /// retrying (`TimedOut`, about two minutes); close the stream sooner if need be.
     fn connect(&mut self, to: SocketAddr) -> std::io::Result<StreamId>;
     /// Queue bytes on a stream (also before its connect completes). They are written in
     /// order, straight away if the stream is idle; what the kernel does not take is copied
