@@ -1514,3 +1514,76 @@ fn tcp_sends_beyond_the_pending_cap_close_the_stream_with_overflow() {
         );
     }
 }
+
+/// Listens; its first wake-up blocks the loop until `gate` opens, so connections pile up
+/// in the backlog meanwhile. Stops once `count` are accepted.
+struct GatedAccept {
+    gate: Option<mpsc::Receiver<()>>,
+    events: mpsc::Sender<TcpEvent>,
+    count: usize,
+    accepted: usize,
+}
+
+impl Driver for GatedAccept {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let (_, local) = io.listen("127.0.0.1:0".parse().unwrap())?;
+        self.events.send(TcpEvent::Listening(local)).unwrap();
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        _: SocketId,
+        _: SocketAddr,
+        _: &[u8],
+    ) {
+    }
+    fn handle_stream_accepted(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        _listener: ListenerId,
+        _stream: StreamId,
+        _peer: SocketAddr,
+    ) {
+        self.accepted += 1;
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {
+        if let Some(gate) = self.gate.take() {
+            gate.recv_timeout(PATIENCE).unwrap();
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        self.accepted == self.count
+    }
+}
+
+#[test]
+fn tcp_connections_waiting_beyond_one_turns_accept_budget_are_all_accepted() {
+    // More than a listener accepts per turn (64), so the rest must be carried over: epoll
+    // reports the listener ready once for all of them. Fewer than the backlog (128).
+    const CLIENTS: usize = 100;
+    for backend in BACKENDS {
+        let (events, events_rx) = mpsc::channel();
+        let (open_gate, gate) = mpsc::channel();
+        let driver = GatedAccept {
+            gate: Some(gate),
+            events,
+            count: CLIENTS,
+            accepted: 0,
+        };
+        let running = Running::spawn(config(backend), driver);
+        let server = listening(&events_rx);
+        running.wake.notify(); // The loop now waits for the gate.
+        let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| tcp_client(server)).collect();
+        open_gate.send(()).unwrap();
+        let (_, driver) = running.join();
+        assert_eq!(driver.accepted, CLIENTS, "{backend:?}");
+        drop(clients);
+    }
+}
