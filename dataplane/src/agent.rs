@@ -1163,6 +1163,19 @@ mod tests {
         fn send(&mut self, socket: SocketId, to: SocketAddr, data: &[u8]) {
             self.sent.push((socket, to, data.to_vec()));
         }
+        fn listen(
+            &mut self,
+            _addr: SocketAddr,
+        ) -> std::io::Result<(crate::core::ListenerId, SocketAddr)> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+        fn connect(&mut self, _to: SocketAddr) -> std::io::Result<crate::core::StreamId> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+        fn send_stream(&mut self, _stream: crate::core::StreamId, _data: &[u8]) -> bool {
+            false
+        }
+        fn close_stream(&mut self, _stream: crate::core::StreamId) {}
     }
 
     const CALLEE: &str = "127.0.0.1:5070";

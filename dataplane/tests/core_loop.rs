@@ -1,8 +1,11 @@
 //! The per-core loop on real sockets, for both backends: echo, large datagrams, sockets
-//! bound and closed mid-run, wake-ups from other threads, timers, many sockets at once.
+//! bound and closed mid-run, wake-ups from other threads, timers, many sockets at once;
+//! TCP streams: echo, connecting out, refused connects, peer close, the stream and send
+//! caps.
 
 use std::collections::VecDeque;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -10,7 +13,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use outdial_dataplane::core::{
-    self, Backend, BackendUsed, Driver, Io, LoopConfig, LoopError, SocketId, WakeFd,
+    self, Backend, BackendUsed, Driver, Io, ListenerId, LoopConfig, LoopError, SocketId,
+    StreamClosed, StreamId, WakeFd,
 };
 use outdial_dataplane::icmp::{IcmpError, Unreachable};
 
@@ -56,6 +60,38 @@ impl<D: Driver> Driver for Stoppable<D> {
         quoted: &[u8],
     ) {
         self.inner.handle_icmp_error(io, now, socket, error, quoted);
+    }
+    fn handle_stream_accepted(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        listener: ListenerId,
+        stream: StreamId,
+        peer: SocketAddr,
+    ) {
+        self.inner
+            .handle_stream_accepted(io, now, listener, stream, peer);
+    }
+    fn handle_stream_connected(&mut self, io: &mut impl Io, now: Instant, stream: StreamId) {
+        self.inner.handle_stream_connected(io, now, stream);
+    }
+    fn handle_stream_data(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        stream: StreamId,
+        data: &[u8],
+    ) {
+        self.inner.handle_stream_data(io, now, stream, data);
+    }
+    fn handle_stream_closed(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        stream: StreamId,
+        why: StreamClosed,
+    ) {
+        self.inner.handle_stream_closed(io, now, stream, why);
     }
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
         self.inner.handle_timeout(io, now);
@@ -949,5 +985,605 @@ fn an_icmp_port_unreachable_reaches_the_driver_and_receiving_goes_on() {
             "{backend:?}: {quoted:?}"
         );
         assert!(driver.alive, "{backend:?}: the socket still receives");
+    }
+}
+
+/// What a TCP test driver saw, as it happened.
+#[derive(Debug, Eq, PartialEq)]
+enum TcpEvent {
+    Listening(SocketAddr),
+    Accepted(StreamId, SocketAddr),
+    Closed(StreamId, StreamClosed),
+}
+
+/// Listens on `bind` (and binds UDP on the same port), echoes every byte back on the
+/// stream it came from, and stops once `stop_after` streams have closed.
+struct TcpEcho {
+    bind: SocketAddr,
+    events: mpsc::Sender<TcpEvent>,
+    listener: Option<ListenerId>,
+    accepted: Vec<StreamId>,
+    closed: Vec<(StreamId, StreamClosed)>,
+    echoed: usize,
+    stop_after: usize,
+}
+
+impl TcpEcho {
+    fn new(bind: &str, stop_after: usize) -> (Self, mpsc::Receiver<TcpEvent>) {
+        let (events, rx) = mpsc::channel();
+        let driver = Self {
+            bind: bind.parse().unwrap(),
+            events,
+            listener: None,
+            accepted: Vec::new(),
+            closed: Vec::new(),
+            echoed: 0,
+            stop_after,
+        };
+        (driver, rx)
+    }
+}
+
+impl Driver for TcpEcho {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let (listener, local) = io.listen(self.bind)?;
+        // SIP listens on one port for UDP and TCP.
+        io.bind(local)?;
+        self.listener = Some(listener);
+        self.events.send(TcpEvent::Listening(local)).unwrap();
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        _: SocketId,
+        _: SocketAddr,
+        _: &[u8],
+    ) {
+    }
+    fn handle_stream_accepted(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        listener: ListenerId,
+        stream: StreamId,
+        peer: SocketAddr,
+    ) {
+        assert_eq!(Some(listener), self.listener);
+        assert!(
+            !self.accepted.contains(&stream),
+            "stream id {stream:?} reused"
+        );
+        self.accepted.push(stream);
+        let _ = self.events.send(TcpEvent::Accepted(stream, peer));
+    }
+    fn handle_stream_data(
+        &mut self,
+        io: &mut impl Io,
+        _now: Instant,
+        stream: StreamId,
+        data: &[u8],
+    ) {
+        assert!(
+            self.accepted.contains(&stream),
+            "data on unknown stream {stream:?}"
+        );
+        assert!(!data.is_empty());
+        self.echoed += data.len();
+        assert!(io.send_stream(stream, data), "echo on {stream:?} refused");
+    }
+    fn handle_stream_closed(
+        &mut self,
+        io: &mut impl Io,
+        _now: Instant,
+        stream: StreamId,
+        why: StreamClosed,
+    ) {
+        assert!(
+            !self.closed.iter().any(|&(id, _)| id == stream),
+            "{stream:?} reported closed twice"
+        );
+        self.closed.push((stream, why));
+        // The id is dead: sending on it is refused, closing it is harmless.
+        assert!(!io.send_stream(stream, b"late"));
+        io.close_stream(stream);
+        let _ = self.events.send(TcpEvent::Closed(stream, why));
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        self.stop_after > 0 && self.closed.len() >= self.stop_after
+    }
+}
+
+/// The next event, or a failure naming what was awaited.
+fn next_event(events: &mpsc::Receiver<TcpEvent>, what: &str) -> TcpEvent {
+    events
+        .recv_timeout(PATIENCE)
+        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
+}
+
+fn listening(events: &mpsc::Receiver<TcpEvent>) -> SocketAddr {
+    match next_event(events, "the listener") {
+        TcpEvent::Listening(addr) => addr,
+        other => panic!("expected Listening, got {other:?}"),
+    }
+}
+
+/// A TCP client with read and write timeouts, so a broken loop fails the test.
+fn tcp_client(server: SocketAddr) -> TcpStream {
+    let client = TcpStream::connect(server).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.set_write_timeout(Some(PATIENCE)).unwrap();
+    client
+}
+
+/// `len` bytes derived from `seed`, so streams and offsets are told apart.
+fn stream_bytes(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(131)
+                .wrapping_add(u32::from(seed) * 7) as u8
+        })
+        .collect()
+}
+
+/// Reads until the peer closes; true if it closed (EOF or reset) rather than timed out.
+fn reads_to_the_end(client: &mut TcpStream) -> bool {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn tcp_echo_returns_odd_sized_pieces_in_order_and_reports_the_peer_closing() {
+    // Odd sizes, some beyond the loop's 64 KiB read chunk, about 1.1 MB per client.
+    const PIECES: [usize; 10] = [1, 2, 3, 7, 13, 1500, 4095, 65_537, 100_001, 9];
+    const CLIENTS: usize = 3;
+    for backend in BACKENDS {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let (driver, events) = TcpEcho::new(bind, CLIENTS);
+            let running = Running::spawn(config(backend), driver);
+            let server = listening(&events);
+            let clients: Vec<_> = (0..CLIENTS as u8)
+                .map(|seed| {
+                    std::thread::spawn(move || {
+                        let mut client = tcp_client(server);
+                        let data = stream_bytes(seed, PIECES.iter().sum::<usize>() * 5);
+                        let mut writer = client.try_clone().unwrap();
+                        let sent = data.clone();
+                        let writing = std::thread::spawn(move || {
+                            let mut at = 0;
+                            for len in PIECES.iter().cycle().take(PIECES.len() * 5) {
+                                writer.write_all(&sent[at..at + len]).unwrap();
+                                at += len;
+                            }
+                        });
+                        let mut echoed = vec![0u8; data.len()];
+                        client.read_exact(&mut echoed).unwrap();
+                        writing.join().unwrap();
+                        assert!(echoed == data, "client {seed}: echo damaged or reordered");
+                        client.local_addr().unwrap()
+                    })
+                })
+                .collect();
+            let mut locals = Vec::new();
+            for client in clients {
+                locals.push(client.join().unwrap());
+            }
+            // The clients have closed; each stream reports the peer's EOF.
+            let (used, driver) = running.join();
+            expect_backend(backend, used);
+            assert_eq!(driver.accepted.len(), CLIENTS, "{backend:?} {bind}");
+            assert_eq!(driver.closed.len(), CLIENTS, "{backend:?} {bind}");
+            for (stream, why) in &driver.closed {
+                assert!(driver.accepted.contains(stream));
+                assert_eq!(*why, StreamClosed::Peer, "{backend:?} {bind}");
+            }
+            let total = PIECES.iter().sum::<usize>() * 5 * CLIENTS;
+            assert_eq!(driver.echoed, total, "{backend:?} {bind}");
+            let mut peers: Vec<SocketAddr> = events
+                .try_iter()
+                .filter_map(|event| match event {
+                    TcpEvent::Accepted(_, peer) => Some(peer),
+                    _ => None,
+                })
+                .collect();
+            peers.sort();
+            locals.sort();
+            assert_eq!(peers, locals, "{backend:?} {bind}: accepted peers");
+        }
+    }
+}
+
+/// Connects to `to` on start and queues its greeting before the connect completes; on
+/// connecting sends the rest; closes the stream once the reply has arrived whole.
+struct Dialer {
+    to: SocketAddr,
+    stream: Option<StreamId>,
+    log: Vec<String>,
+    reply: Vec<u8>,
+    expected_reply: &'static [u8],
+    closed: Vec<(StreamId, StreamClosed)>,
+    connect_error: Option<ErrorKind>,
+    done: bool,
+}
+
+impl Dialer {
+    fn new(to: SocketAddr, expected_reply: &'static [u8]) -> Self {
+        Self {
+            to,
+            stream: None,
+            log: Vec::new(),
+            reply: Vec::new(),
+            expected_reply,
+            closed: Vec::new(),
+            connect_error: None,
+            done: false,
+        }
+    }
+}
+
+impl Driver for Dialer {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        match io.connect(self.to) {
+            Ok(stream) => {
+                self.stream = Some(stream);
+                assert!(io.send_stream(stream, b"hello "), "queueing before connect");
+            }
+            Err(error) => {
+                self.connect_error = Some(error.kind());
+                self.done = true;
+            }
+        }
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        _: SocketId,
+        _: SocketAddr,
+        _: &[u8],
+    ) {
+    }
+    fn handle_stream_connected(&mut self, io: &mut impl Io, _now: Instant, stream: StreamId) {
+        assert_eq!(Some(stream), self.stream);
+        self.log.push("connected".into());
+        assert!(io.send_stream(stream, b"world\n"));
+    }
+    fn handle_stream_data(
+        &mut self,
+        io: &mut impl Io,
+        _now: Instant,
+        stream: StreamId,
+        data: &[u8],
+    ) {
+        assert_eq!(Some(stream), self.stream);
+        self.log.push(format!("data {}", data.len()));
+        self.reply.extend_from_slice(data);
+        if self.reply.len() >= self.expected_reply.len() {
+            // Closing from inside the callback; the id is dead at once.
+            io.close_stream(stream);
+            assert!(!io.send_stream(stream, b"after close"));
+            self.done = true;
+        }
+    }
+    fn handle_stream_closed(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        stream: StreamId,
+        why: StreamClosed,
+    ) {
+        self.closed.push((stream, why));
+        self.done = true;
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        self.done
+    }
+}
+
+#[test]
+fn tcp_connects_out_exchanges_data_and_closes_from_a_callback() {
+    const REPLY: &[u8] = b"pong, and a longer line to cut in two\n";
+    for backend in BACKENDS {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let running = Running::spawn(
+            config(backend),
+            Dialer::new(listener.local_addr().unwrap(), REPLY),
+        );
+        let (mut peer, _) = listener.accept().unwrap();
+        peer.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut greeting = [0u8; 12];
+        peer.read_exact(&mut greeting).unwrap();
+        assert_eq!(
+            &greeting, b"hello world\n",
+            "{backend:?}: queued bytes lost or reordered"
+        );
+        let (first, second) = REPLY.split_at(5);
+        peer.write_all(first).unwrap();
+        peer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(20)); // Two segments, likely two reads.
+        peer.write_all(second).unwrap();
+        // The driver closes once the reply is whole: we see EOF, and nothing after it.
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{backend:?}: {rest:?} sent after close");
+        let (_, driver) = running.join();
+        assert_eq!(driver.reply, REPLY, "{backend:?}");
+        assert_eq!(
+            driver.log.first().map(String::as_str),
+            Some("connected"),
+            "{backend:?}: {:?}",
+            driver.log
+        );
+        assert!(
+            driver.closed.is_empty(),
+            "{backend:?}: a local close is not reported: {:?}",
+            driver.closed
+        );
+    }
+}
+
+#[test]
+fn tcp_connect_to_a_closed_port_reports_connection_refused() {
+    for backend in BACKENDS {
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (_, driver) = Running::spawn(config(backend), Dialer::new(dead, b"")).join();
+        assert_eq!(
+            driver.connect_error, None,
+            "{backend:?}: connect should fail later, not at once"
+        );
+        let stream = driver.stream.expect("connect returned an id");
+        assert_eq!(
+            driver.closed,
+            [(stream, StreamClosed::Error(ErrorKind::ConnectionRefused))],
+            "{backend:?}"
+        );
+        assert!(driver.log.is_empty(), "{backend:?}: {:?}", driver.log);
+    }
+}
+
+#[test]
+fn tcp_connections_beyond_max_streams_are_closed_at_once() {
+    for backend in BACKENDS {
+        let (driver, events) = TcpEcho::new("127.0.0.1:0", 0);
+        let config = LoopConfig {
+            max_streams: 2,
+            ..config(backend)
+        };
+        let running = Running::spawn(config, driver);
+        let server = listening(&events);
+        let echo = |client: &mut TcpStream, what: &[u8]| {
+            client.write_all(what).unwrap();
+            let mut got = vec![0u8; what.len()];
+            client.read_exact(&mut got).unwrap();
+            assert_eq!(got, what, "{backend:?}");
+        };
+        let mut first = tcp_client(server);
+        echo(&mut first, b"one");
+        let mut second = tcp_client(server);
+        echo(&mut second, b"two");
+        // The third is accepted by the kernel, then closed by the loop at once.
+        let mut third = tcp_client(server);
+        assert!(
+            reads_to_the_end(&mut third),
+            "{backend:?}: the third stream stayed open"
+        );
+        echo(&mut first, b"still one");
+        echo(&mut second, b"still two");
+        // Once one stream is gone, a new one fits.
+        drop(first);
+        loop {
+            match next_event(&events, "the first stream closing") {
+                TcpEvent::Closed(_, why) => {
+                    assert_eq!(why, StreamClosed::Peer, "{backend:?}");
+                    break;
+                }
+                TcpEvent::Accepted(..) => {}
+                other => panic!("{backend:?}: {other:?}"),
+            }
+        }
+        let mut fourth = tcp_client(server);
+        echo(&mut fourth, b"four");
+        let (_, driver) = running.stop();
+        assert_eq!(
+            driver.accepted.len(),
+            3,
+            "{backend:?}: the third never reached the driver"
+        );
+    }
+}
+
+/// On accepting, sends `chunk`-byte pieces to a peer that never reads until the loop
+/// refuses one; records what happened.
+struct Flood {
+    events: mpsc::Sender<TcpEvent>,
+    chunk: usize,
+    accepted_bytes: usize,
+    refused_after: Option<usize>,
+    closed: Vec<(StreamId, StreamClosed)>,
+}
+
+impl Driver for Flood {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let (_, local) = io.listen("127.0.0.1:0".parse().unwrap())?;
+        self.events.send(TcpEvent::Listening(local)).unwrap();
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        _: SocketId,
+        _: SocketAddr,
+        _: &[u8],
+    ) {
+    }
+    fn handle_stream_accepted(
+        &mut self,
+        io: &mut impl Io,
+        _now: Instant,
+        _listener: ListenerId,
+        stream: StreamId,
+        _peer: SocketAddr,
+    ) {
+        let chunk = stream_bytes(1, self.chunk);
+        // Bounded: 1 GiB, far beyond what loopback buffers hold.
+        for _ in 0..(1usize << 30) / self.chunk {
+            if !io.send_stream(stream, &chunk) {
+                self.refused_after = Some(self.accepted_bytes);
+                // The overflow is reported after this callback, not during it.
+                assert!(self.closed.is_empty());
+                assert!(!io.send_stream(stream, b"x"));
+                return;
+            }
+            self.accepted_bytes += chunk.len();
+        }
+    }
+    fn handle_stream_closed(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        stream: StreamId,
+        why: StreamClosed,
+    ) {
+        self.closed.push((stream, why));
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        !self.closed.is_empty()
+    }
+}
+
+#[test]
+fn tcp_sends_beyond_the_pending_cap_close_the_stream_with_overflow() {
+    const CAP: usize = 64 << 10;
+    for backend in BACKENDS {
+        let (events, events_rx) = mpsc::channel();
+        let driver = Flood {
+            events,
+            chunk: 16 << 10,
+            accepted_bytes: 0,
+            refused_after: None,
+            closed: Vec::new(),
+        };
+        let config = LoopConfig {
+            max_stream_pending_bytes: CAP,
+            ..config(backend)
+        };
+        let running = Running::spawn(config, driver);
+        let server = listening(&events_rx);
+        let mut client = tcp_client(server); // Reads nothing until the loop gave up.
+        let (_, driver) = running.join();
+        let refused_after = driver.refused_after.expect("send_stream never refused");
+        assert!(
+            refused_after >= CAP,
+            "{backend:?}: refused after {refused_after} bytes, before even the cap was queued"
+        );
+        assert_eq!(driver.closed.len(), 1, "{backend:?}: {:?}", driver.closed);
+        assert_eq!(driver.closed[0].1, StreamClosed::Overflow, "{backend:?}");
+        // The loop closed its end: what the kernel took arrives, then the end.
+        assert!(
+            reads_to_the_end(&mut client),
+            "{backend:?}: the stream stayed open"
+        );
+    }
+}
+
+/// Listens; its first wake-up blocks the loop until `gate` opens, so connections pile up
+/// in the backlog meanwhile. Stops once `count` are accepted.
+struct GatedAccept {
+    gate: Option<mpsc::Receiver<()>>,
+    events: mpsc::Sender<TcpEvent>,
+    count: usize,
+    accepted: usize,
+}
+
+impl Driver for GatedAccept {
+    fn start(&mut self, io: &mut impl Io, _now: Instant) -> std::io::Result<()> {
+        let (_, local) = io.listen("127.0.0.1:0".parse().unwrap())?;
+        self.events.send(TcpEvent::Listening(local)).unwrap();
+        Ok(())
+    }
+    fn handle_datagram(
+        &mut self,
+        _: &mut impl Io,
+        _: Instant,
+        _: SocketId,
+        _: SocketAddr,
+        _: &[u8],
+    ) {
+    }
+    fn handle_stream_accepted(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        _listener: ListenerId,
+        _stream: StreamId,
+        _peer: SocketAddr,
+    ) {
+        self.accepted += 1;
+    }
+    fn handle_timeout(&mut self, _io: &mut impl Io, _now: Instant) {}
+    fn handle_wake(&mut self, _io: &mut impl Io, _now: Instant) {
+        if let Some(gate) = self.gate.take() {
+            gate.recv_timeout(PATIENCE).unwrap();
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn should_stop(&self) -> bool {
+        self.accepted == self.count
+    }
+}
+
+#[test]
+fn tcp_connections_waiting_beyond_one_turns_accept_budget_are_all_accepted() {
+    // More than a listener accepts per turn (64), so the rest must be carried over: epoll
+    // reports the listener ready once for all of them. Fewer than the backlog (128).
+    const CLIENTS: usize = 100;
+    for backend in BACKENDS {
+        let (events, events_rx) = mpsc::channel();
+        let (open_gate, gate) = mpsc::channel();
+        let driver = GatedAccept {
+            gate: Some(gate),
+            events,
+            count: CLIENTS,
+            accepted: 0,
+        };
+        let running = Running::spawn(config(backend), driver);
+        let server = listening(&events_rx);
+        running.wake.notify(); // The loop now waits for the gate.
+        let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| tcp_client(server)).collect();
+        open_gate.send(()).unwrap();
+        let (_, driver) = running.join();
+        assert_eq!(driver.accepted, CLIENTS, "{backend:?}");
+        drop(clients);
     }
 }

@@ -45,6 +45,13 @@ pub struct LoopConfig {
     pub socket_buffer_bytes: usize,
     /// Largest datagram received or sent; longer ones are dropped (default 65,535).
     pub max_datagram: usize,
+    /// TCP streams (accepted and connected) one core holds open at once, at most 65,536
+    /// (default 1,024). Connections accepted beyond it are closed at once; `connect` fails.
+    pub max_streams: usize,
+    /// Bytes one TCP stream may have queued for a peer that reads too slowly; beyond it the
+    /// stream is closed with [`StreamClosed::Overflow`](super::StreamClosed::Overflow)
+    /// (default 256 KiB).
+    pub max_stream_pending_bytes: usize,
 }
 
 impl Default for LoopConfig {
@@ -54,12 +61,16 @@ impl Default for LoopConfig {
             pin_to_cpu: None,
             socket_buffer_bytes: 4 << 20,
             max_datagram: MAX_DATAGRAM,
+            max_streams: 1024,
+            max_stream_pending_bytes: 256 << 10,
         }
     }
 }
 
 /// The largest UDP payload representable in the header's 16-bit length.
 const MAX_DATAGRAM: usize = 65_535;
+/// The most TCP streams a core may hold: its stream table is sized for them up front.
+pub(crate) const MAX_STREAMS: usize = 1 << 16;
 
 impl LoopConfig {
     /// Reject settings the loop cannot honour.
@@ -67,6 +78,11 @@ impl LoopConfig {
         if self.max_datagram == 0 || self.max_datagram > MAX_DATAGRAM {
             return Err(LoopError::MaxDatagram {
                 got: self.max_datagram,
+            });
+        }
+        if self.max_streams > MAX_STREAMS {
+            return Err(LoopError::MaxStreams {
+                got: self.max_streams,
             });
         }
         Ok(())
@@ -95,5 +111,20 @@ mod tests {
             let error = config.validate().unwrap_err();
             assert!(error.to_string().contains("max_datagram"), "{error}");
         }
+    }
+
+    #[test]
+    fn too_many_streams_are_rejected() {
+        let config = LoopConfig {
+            max_streams: MAX_STREAMS + 1,
+            ..LoopConfig::default()
+        };
+        let error = config.validate().unwrap_err();
+        assert!(error.to_string().contains("max_streams"), "{error}");
+        let most = LoopConfig {
+            max_streams: MAX_STREAMS,
+            ..LoopConfig::default()
+        };
+        assert!(most.validate().is_ok());
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! Sends go out at once with `send_to`; across per-call sockets that costs the same as a
 //! batch (performance.md §2a-2).
+//!
+//! TCP streams and listeners are registered the same way (streams for reading and
+//! writing); what happens when they are ready is shared with io_uring (`stream.rs`).
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -14,14 +17,20 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::socket::open_udp;
+use super::stream::{self, READ_CHUNK, Tcp, TcpHost};
 use super::table::SocketTable;
 use super::{
-    Driver, Io, LoopConfig, LoopError, SocketId, WakeFd, clock_now, drain_icmp_errors,
-    timeout_until,
+    Driver, Io, ListenerId, LoopConfig, LoopError, SocketId, StreamId, WakeFd, clock_now,
+    drain_icmp_errors, earliest, timeout_until,
 };
 
-/// The token of the loop's [`WakeFd`]; sockets use their [`SocketId`] as token.
+/// The token of the loop's [`WakeFd`]. UDP sockets use their [`SocketId`] as token; TCP
+/// streams and listeners their id plus [`STREAM_TOKENS`] or [`LISTENER_TOKENS`].
 const WAKE: Token = Token(usize::MAX);
+/// Tokens of TCP streams: `STREAM_TOKENS | id`.
+const STREAM_TOKENS: usize = 1 << 32;
+/// Tokens of TCP listeners: `LISTENER_TOKENS | id`.
+const LISTENER_TOKENS: usize = 2 << 32;
 /// Readiness events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
 /// Datagrams read from one socket per turn before others get a go; the socket is
@@ -52,6 +61,48 @@ struct EpollIo {
     max_datagram: usize,
     /// Datagrams too long, or that `send_to` refused (full socket buffer, unreachable, ...).
     send_errors: u64,
+    /// TCP streams and listeners, registered with their own tokens.
+    tcp: Tcp<(), ()>,
+}
+
+impl TcpHost for EpollIo {
+    type StreamExtra = ();
+    type ListenerExtra = ();
+
+    fn tcp(&mut self) -> &mut Tcp<(), ()> {
+        &mut self.tcp
+    }
+
+    fn stopping(&self) -> bool {
+        false
+    }
+
+    fn watch_stream(&mut self, id: StreamId) -> std::io::Result<()> {
+        let Some(conn) = self.tcp.streams.get_mut(id) else {
+            return Err(std::io::Error::other("stream vanished while opening"));
+        };
+        let token = Token(STREAM_TOKENS | id.0 as usize);
+        self.registry.register(
+            &mut conn.socket,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    fn unwatch_stream(&mut self, id: StreamId) {
+        if let Some(mut conn) = self.tcp.streams.remove(id) {
+            let _ = self.registry.deregister(&mut conn.socket);
+        }
+    }
+
+    fn watch_listener(&mut self, id: ListenerId) -> std::io::Result<()> {
+        let Some(listener) = self.tcp.listeners.get_mut(id.0 as usize) else {
+            return Err(std::io::Error::other("listener vanished while opening"));
+        };
+        let token = Token(LISTENER_TOKENS | id.0 as usize);
+        self.registry
+            .register(&mut listener.socket, token, Interest::READABLE)
+    }
 }
 
 impl Io for EpollIo {
@@ -96,6 +147,22 @@ impl Io for EpollIo {
             self.send_errors += 1;
         }
     }
+
+    fn listen(&mut self, addr: SocketAddr) -> std::io::Result<(ListenerId, SocketAddr)> {
+        stream::listen(self, addr)
+    }
+
+    fn connect(&mut self, to: SocketAddr) -> std::io::Result<StreamId> {
+        stream::connect(self, to)
+    }
+
+    fn send_stream(&mut self, stream: StreamId, data: &[u8]) -> bool {
+        stream::send_stream(self, stream, data)
+    }
+
+    fn close_stream(&mut self, stream: StreamId) {
+        stream::close_stream(self, stream);
+    }
 }
 
 /// Run `driver` on epoll until it asks to stop.
@@ -112,6 +179,7 @@ pub(crate) fn run<D: Driver>(
     let mut events = Events::with_capacity(EVENTS);
     // One byte more than the largest datagram, so a longer one shows as truncated.
     let mut recv_buf = vec![0u8; config.max_datagram + 1].into_boxed_slice();
+    let mut stream_buf = vec![0u8; READ_CHUNK].into_boxed_slice();
     let mut io = EpollIo {
         registry: poll.registry().try_clone().map_err(LoopError::Epoll)?,
         sockets: SocketTable::new(),
@@ -120,6 +188,7 @@ pub(crate) fn run<D: Driver>(
         buffer_bytes: config.socket_buffer_bytes,
         max_datagram: config.max_datagram,
         send_errors: 0,
+        tcp: Tcp::new(config),
     };
 
     driver
@@ -127,8 +196,9 @@ pub(crate) fn run<D: Driver>(
         .map_err(LoopError::DriverStart)?;
     while !driver.should_stop() {
         let deadline = driver.poll_timeout();
-        let timeout = if io.carry.is_empty() {
-            deadline.map(|deadline| timeout_until(deadline, clock_now()))
+        let timeout = if io.carry.is_empty() && !io.tcp.has_carried() {
+            earliest(deadline, io.tcp.next_retry())
+                .map(|deadline| timeout_until(deadline, clock_now()))
         } else {
             Some(std::time::Duration::ZERO)
         };
@@ -151,21 +221,35 @@ pub(crate) fn run<D: Driver>(
             read_socket(&mut io, driver, now, id, &mut recv_buf);
         }
         io.spare.clear();
+        stream::serve_carried(&mut io, driver, now, &mut stream_buf);
+        stream::resume_listeners(&mut io, driver, now);
         let mut woken = false;
         for event in events.iter() {
-            match event.token() {
-                WAKE => woken = true,
-                Token(token) => {
-                    let Ok(raw) = u32::try_from(token) else {
-                        continue;
-                    };
+            let Token(token) = event.token();
+            if token == WAKE.0 {
+                woken = true;
+                continue;
+            }
+            // Truncation keeps the id: the kind is in the bits above 32.
+            let raw = token as u32;
+            match token >> 32 {
+                0 => {
                     if event.is_error() {
                         read_errors(&mut io, driver, now, SocketId(raw), &mut recv_buf);
                     }
                     read_socket(&mut io, driver, now, SocketId(raw), &mut recv_buf);
                 }
+                1 => {
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    let id = StreamId(raw);
+                    stream::stream_ready(&mut io, driver, now, id, readable, &mut stream_buf);
+                }
+                2 => stream::listener_ready(&mut io, driver, now, ListenerId(raw)),
+                _ => {}
             }
         }
+        stream::report_closed(&mut io, driver, now);
 
         let now = clock_now();
         if deadline.is_some_and(|deadline| deadline <= now) {
@@ -175,10 +259,17 @@ pub(crate) fn run<D: Driver>(
             wake.drain();
             driver.handle_wake(&mut io, now);
         }
+        stream::report_closed(&mut io, driver, now);
         // Sends went out as they were made: nothing to flush.
     }
-    if io.send_errors > 0 {
-        tracing::debug!(send_errors = io.send_errors, "epoll loop stopped");
+    let counters = &io.tcp.counters;
+    if io.send_errors > 0 || counters.over_limit > 0 || counters.accept_pauses > 0 {
+        tracing::debug!(
+            send_errors = io.send_errors,
+            streams_over_limit = counters.over_limit,
+            accept_pauses = counters.accept_pauses,
+            "epoll loop stopped"
+        );
     }
     Ok(())
 }

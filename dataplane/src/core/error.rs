@@ -25,6 +25,12 @@ pub enum LoopError {
         /// The configured value.
         got: usize,
     },
+    /// `max_streams` is more than a core's stream table holds.
+    #[error("max_streams must be at most 65536 per core, got {got}; use more cores instead")]
+    MaxStreams {
+        /// The configured value.
+        got: usize,
+    },
     /// The epoll instance could not be created.
     #[error("creating the epoll instance failed: {0}; too many open files? raise `ulimit -n`")]
     Epoll(#[source] std::io::Error),

@@ -4,6 +4,9 @@
 //! [`Driver`], which the loop feeds datagrams, timeouts and wake-ups, and which answers
 //! through [`Io`].
 //!
+//! Besides UDP sockets, the loop owns TCP streams (SIP over TCP, later TLS): listeners,
+//! outgoing connects, per-stream send queues; `stream.rs` holds what both backends share.
+//!
 //! A loop turn: handle completions (or readiness) → if the driver's deadline passed,
 //! [`Driver::handle_timeout`] → if woken, [`Driver::handle_wake`] → flush sends → check
 //! [`Driver::should_stop`]. Nothing on the per-datagram path allocates or locks.
@@ -13,6 +16,8 @@ mod epoll;
 mod error;
 mod sockaddr;
 mod socket;
+mod stream;
+mod stream_table;
 mod table;
 mod uring;
 mod wake;
@@ -30,6 +35,32 @@ use crate::icmp::IcmpError;
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct SocketId(pub u32);
 
+/// Index of a TCP connection owned by a core's loop. Stable until closed; never reused while
+/// the driver might still name it: ids grow monotonically (modulo 2^32, skipping ids still
+/// in use), so a stale id misses every later stream until 2^32 more have been opened.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct StreamId(pub u32);
+
+/// Index of a listening TCP socket. Listeners stay open until the loop stops.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct ListenerId(pub u32);
+
+/// Why a stream ended, as [`Driver::handle_stream_closed`] reports it.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum StreamClosed {
+    /// The peer closed its side (orderly EOF). The loop closes ours too; bytes still
+    /// queued for the peer are dropped.
+    Peer,
+    /// Connecting, reading or writing failed (refused, reset, timed out, ...).
+    Error(std::io::ErrorKind),
+    /// We closed it. Never reported: [`Io::close_stream`] is silent; the variant is kept
+    /// so drivers can use one type for their own bookkeeping.
+    Local,
+    /// The stream's queued bytes would have exceeded
+    /// [`LoopConfig::max_stream_pending_bytes`]: the peer reads too slowly.
+    Overflow,
+}
+
 /// What a [`Driver`] may ask of the loop that runs it.
 pub trait Io {
     /// Bind a UDP socket to `addr` (port 0 = any) and start receiving on it.
@@ -42,6 +73,30 @@ pub trait Io {
     /// once. Nothing is allocated per packet. Datagrams longer than
     /// [`LoopConfig::max_datagram`], or for closed or unknown sockets, are dropped.
     fn send(&mut self, socket: SocketId, to: SocketAddr, data: &[u8]);
+
+    /// Listen for TCP on `addr` (port 0 = any) with `SO_REUSEADDR`; a UDP socket on the same
+    /// port is fine. Accepted connections arrive as [`Driver::handle_stream_accepted`]
+    /// (beyond [`LoopConfig::max_streams`] they are closed at once, unreported). Returns the
+    /// listener's id and its bound address.
+    fn listen(&mut self, addr: SocketAddr) -> std::io::Result<(ListenerId, SocketAddr)>;
+    /// Start a non-blocking TCP connect to `to`. Returns at once;
+    /// [`Driver::handle_stream_connected`] or [`Driver::handle_stream_closed`] follows.
+    /// Fails at once only if no socket could be made or the kernel refused the connect
+    /// outright (no route, [`LoopConfig::max_streams`] reached); then nothing follows.
+    /// The loop sets no timeout: a host that never answers fails when the kernel stops
+    /// retrying (`TimedOut`, about two minutes); close the stream sooner if need be.
+    fn connect(&mut self, to: SocketAddr) -> std::io::Result<StreamId>;
+    /// Queue bytes on a stream (also before its connect completes). They are written in
+    /// order, straight away if the stream is idle; what the kernel does not take is copied
+    /// into the stream's send queue and written as the socket drains. Returns false if the
+    /// bytes will not be sent: unknown or closed stream (nothing reported); pending bytes
+    /// would exceed [`LoopConfig::max_stream_pending_bytes`] (the stream is closed and
+    /// [`StreamClosed::Overflow`] reported); writing failed (closed, [`StreamClosed::Error`]
+    /// reported). Those reports arrive after the current callback returns.
+    fn send_stream(&mut self, stream: StreamId, data: &[u8]) -> bool;
+    /// Close a stream at once: bytes the kernel already took still go out, bytes still in
+    /// the stream's send queue are dropped. Nothing is reported. Unknown ids are ignored.
+    fn close_stream(&mut self, stream: StreamId);
 }
 
 /// Protocol state driven by a core's loop. Every method does a bounded amount of work.
@@ -67,6 +122,38 @@ pub trait Driver {
         _socket: SocketId,
         _error: IcmpError,
         _quoted: &[u8],
+    ) {
+    }
+    /// `listener` accepted a connection from `peer`, now `stream`. Ignored (and the stream
+    /// left open) by default.
+    fn handle_stream_accepted(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        _listener: ListenerId,
+        _stream: StreamId,
+        _peer: SocketAddr,
+    ) {
+    }
+    /// The connect started by [`Io::connect`] completed.
+    fn handle_stream_connected(&mut self, _io: &mut impl Io, _now: Instant, _stream: StreamId) {}
+    /// Bytes arrived on `stream`: any amount, cut anywhere (framing is the driver's job).
+    fn handle_stream_data(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        _stream: StreamId,
+        _data: &[u8],
+    ) {
+    }
+    /// `stream` ended for the reason given; its id is dead from now on. Not called for
+    /// streams the driver closed itself.
+    fn handle_stream_closed(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        _stream: StreamId,
+        _why: StreamClosed,
     ) {
     }
     /// The deadline returned by [`Driver::poll_timeout`] passed (spurious calls are no-ops).
@@ -172,7 +259,6 @@ fn clock_now() -> Instant {
     Instant::now()
 }
 
-/// How long to wait from `now` until `deadline` (zero if it has passed).
 /// `at`, or the first boundary of `tick` (counted from `epoch`) after it: a loop that wakes
 /// only on tick boundaries serves everything due within a tick in one turn. A zero `tick`,
 /// or `at` before `epoch`, gives `at` unchanged (never earlier than `at`).
@@ -188,6 +274,15 @@ pub fn next_tick(epoch: Instant, at: Instant, tick: Duration) -> Instant {
         .map_or(at, |boundary| boundary.max(at))
 }
 
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How long to wait from `now` until `deadline` (zero if it has passed).
 fn timeout_until(deadline: Instant, now: Instant) -> Duration {
     deadline.saturating_duration_since(now)
 }

@@ -12,10 +12,15 @@
 //! - The [`WakeFd`] is watched with a multishot `PollAdd`.
 //! - Closing a socket cancels its receive; the fd is closed when the cancellation and the
 //!   receive's last completion have both arrived, so the kernel never sees a reused fd.
+//! - TCP streams and listeners run on readiness, not on the machinery above: one multishot
+//!   `PollAdd` per socket, then non-blocking `read`/`write`/`accept` syscalls into one
+//!   per-core buffer (signalling only: a few messages per call). Closing cancels the poll
+//!   like a receive ([`tcp`]; the shared logic is in `core/stream.rs`).
 #![allow(unsafe_code)]
 
 mod buffers;
 mod setup;
+mod tcp;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -26,10 +31,11 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::sockaddr::{self, SOCKADDR_IN6_LEN};
 use super::socket::open_udp;
+use super::stream::{self, READ_CHUNK, Tcp};
 use super::table::SocketTable;
 use super::{
-    Driver, Io, LoopConfig, LoopError, SocketId, WakeFd, clock_now, drain_icmp_errors,
-    timeout_until,
+    Driver, Io, ListenerId, LoopConfig, LoopError, SocketId, StreamId, WakeFd, clock_now,
+    drain_icmp_errors, earliest, timeout_until,
 };
 use buffers::{BufRing, SendSlab};
 use setup::{build_ring, check_ring};
@@ -64,6 +70,14 @@ enum Op {
     Wake,
     /// The cancellation of a socket's receive.
     Cancel(SocketId),
+    /// The multishot poll of a TCP stream.
+    StreamPoll(StreamId),
+    /// The cancellation of a TCP stream's poll.
+    StreamCancel(StreamId),
+    /// The multishot poll of a TCP listener.
+    ListenPoll(ListenerId),
+    /// The cancellation of a TCP listener's poll (when the loop stops).
+    ListenCancel(ListenerId),
 }
 
 impl Op {
@@ -71,6 +85,10 @@ impl Op {
     const SEND: u64 = 2;
     const WAKE: u64 = 3;
     const CANCEL: u64 = 4;
+    const STREAM_POLL: u64 = 5;
+    const STREAM_CANCEL: u64 = 6;
+    const LISTEN_POLL: u64 = 7;
+    const LISTEN_CANCEL: u64 = 8;
 
     fn encode(self) -> u64 {
         let (kind, value) = match self {
@@ -78,6 +96,10 @@ impl Op {
             Self::Send(slot) => (Self::SEND, slot),
             Self::Wake => (Self::WAKE, 0),
             Self::Cancel(id) => (Self::CANCEL, id.0),
+            Self::StreamPoll(id) => (Self::STREAM_POLL, id.0),
+            Self::StreamCancel(id) => (Self::STREAM_CANCEL, id.0),
+            Self::ListenPoll(id) => (Self::LISTEN_POLL, id.0),
+            Self::ListenCancel(id) => (Self::LISTEN_CANCEL, id.0),
         };
         kind << 32 | u64::from(value)
     }
@@ -89,6 +111,10 @@ impl Op {
             Self::SEND => Some(Self::Send(value)),
             Self::WAKE => Some(Self::Wake),
             Self::CANCEL => Some(Self::Cancel(SocketId(value))),
+            Self::STREAM_POLL => Some(Self::StreamPoll(StreamId(value))),
+            Self::STREAM_CANCEL => Some(Self::StreamCancel(StreamId(value))),
+            Self::LISTEN_POLL => Some(Self::ListenPoll(ListenerId(value))),
+            Self::LISTEN_CANCEL => Some(Self::ListenCancel(ListenerId(value))),
             _ => None,
         }
     }
@@ -134,6 +160,10 @@ struct UringIo {
     stopping: bool,
     buffer_bytes: usize,
     counters: Counters,
+    /// TCP streams and listeners, each with the state of its poll.
+    tcp: Tcp<tcp::PollState, tcp::PollState>,
+    /// Streams whose poll must be re-armed or cancelled when the SQ has room.
+    stream_attention: Vec<StreamId>,
 }
 
 /// Events worth a line in the log when the loop stops, never one per packet.
@@ -144,6 +174,8 @@ struct Counters {
     send_errors: u64,
     send_oversized: u64,
     send_sync_fallback: u64,
+    /// Stopping timed out with operations in flight (buffers were leaked).
+    unsettled: bool,
 }
 
 impl Io for UringIo {
@@ -227,6 +259,22 @@ impl Io for UringIo {
                 self.counters.send_errors += 1;
             }
         }
+    }
+
+    fn listen(&mut self, addr: SocketAddr) -> std::io::Result<(ListenerId, SocketAddr)> {
+        stream::listen(self, addr)
+    }
+
+    fn connect(&mut self, to: SocketAddr) -> std::io::Result<StreamId> {
+        stream::connect(self, to)
+    }
+
+    fn send_stream(&mut self, stream: StreamId, data: &[u8]) -> bool {
+        stream::send_stream(self, stream, data)
+    }
+
+    fn close_stream(&mut self, stream: StreamId) {
+        stream::close_stream(self, stream);
     }
 }
 
@@ -396,6 +444,7 @@ impl UringIo {
     fn reap<D: Driver>(
         &mut self,
         bufs: &mut BufRing,
+        stream_buf: &mut [u8],
         wake: &WakeFd,
         driver: &mut D,
         now: Instant,
@@ -414,11 +463,12 @@ impl UringIo {
                 break;
             }
             for cqe in work.drain(..) {
-                woken |= self.complete(&cqe, bufs, wake, driver, now);
+                woken |= self.complete(&cqe, bufs, stream_buf, wake, driver, now);
             }
             self.batch = work;
         }
         self.tend_sockets();
+        self.tend_tcp();
         woken
     }
 
@@ -427,6 +477,7 @@ impl UringIo {
         &mut self,
         cqe: &cqueue::Entry,
         bufs: &mut BufRing,
+        stream_buf: &mut [u8],
         wake: &WakeFd,
         driver: &mut D,
         now: Instant,
@@ -461,7 +512,14 @@ impl UringIo {
                 }
                 self.release_if_idle(id);
             }
-            None => {}
+            Some(Op::StreamPoll(id)) => {
+                self.complete_stream_poll(id, cqe.result(), more, stream_buf, driver, now);
+            }
+            Some(Op::StreamCancel(id)) => self.complete_stream_cancel(id),
+            Some(Op::ListenPoll(id)) => {
+                self.complete_listen_poll(id, cqe.result(), more, driver, now)
+            }
+            Some(Op::ListenCancel(_)) | None => {}
         }
         false
     }
@@ -565,12 +623,19 @@ impl UringIo {
 
     /// Stop receiving, let queued sends finish, and wait (bounded) until the kernel holds
     /// no pointer into our memory. Returns false if it still might.
-    fn quiesce<D: Driver>(&mut self, bufs: &mut BufRing, wake: &WakeFd, driver: &mut D) -> bool {
+    fn quiesce<D: Driver>(
+        &mut self,
+        bufs: &mut BufRing,
+        stream_buf: &mut [u8],
+        wake: &WakeFd,
+        driver: &mut D,
+    ) -> bool {
         self.stopping = true;
         let ids: Vec<SocketId> = self.sockets.ids().collect();
         for id in ids {
             self.close(id);
         }
+        self.stop_tcp();
         if self.wake_armed {
             let sqe = opcode::AsyncCancel::new(Op::Wake.encode())
                 .build()
@@ -587,7 +652,7 @@ impl UringIo {
                 return false;
             }
             // Cancellations that did not fit in the SQ are retried by `tend_sockets`.
-            self.reap(bufs, wake, driver, clock_now());
+            self.reap(bufs, stream_buf, wake, driver, clock_now());
         }
         true
     }
@@ -607,6 +672,8 @@ pub(crate) struct UringLoop {
     // Field order: `io` (holding the ring) is dropped before `bufs`.
     io: UringIo,
     bufs: BufRing,
+    /// Where TCP reads land (the kernel never holds it: reads are plain syscalls).
+    stream_buf: Box<[u8]>,
 }
 
 impl UringLoop {
@@ -650,8 +717,14 @@ impl UringLoop {
             stopping: false,
             buffer_bytes: config.socket_buffer_bytes,
             counters: Counters::default(),
+            tcp: Tcp::new(config),
+            stream_attention: Vec::new(),
         };
-        Ok(Self { io, bufs })
+        Ok(Self {
+            io,
+            bufs,
+            stream_buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
+        })
     }
 
     /// Run `driver` until it asks to stop.
@@ -666,8 +739,13 @@ impl UringLoop {
         driver: &mut D,
     ) -> Result<Counters, LoopError> {
         let result = self.turns(wake, driver);
-        let Self { mut io, mut bufs } = self;
-        let quiet = io.quiesce(&mut bufs, wake, driver);
+        let Self {
+            mut io,
+            mut bufs,
+            mut stream_buf,
+        } = self;
+        let quiet = io.quiesce(&mut bufs, &mut stream_buf, wake, driver);
+        io.counters.unsettled = !quiet;
         if !quiet {
             // The kernel may still write our buffers or read our msghdrs: leak them rather
             // than free memory it might touch. Only reached if the kernel misbehaves.
@@ -694,6 +772,8 @@ impl UringLoop {
             send_errors = counters.send_errors,
             send_oversized = counters.send_oversized,
             send_sync_fallback = counters.send_sync_fallback,
+            streams_over_limit = io.tcp.counters.over_limit,
+            accept_pauses = io.tcp.counters.accept_pauses,
             "io_uring loop stopped"
         );
         let counters = std::mem::take(&mut io.counters);
@@ -703,21 +783,33 @@ impl UringLoop {
     }
 
     fn turns<D: Driver>(&mut self, wake: &WakeFd, driver: &mut D) -> Result<(), LoopError> {
-        let Self { io, bufs } = self;
+        let Self {
+            io,
+            bufs,
+            stream_buf,
+        } = self;
         io.arm_wake();
         driver
             .start(io, clock_now())
             .map_err(LoopError::DriverStart)?;
         while !driver.should_stop() {
             let deadline = driver.poll_timeout();
-            let timeout = deadline.map(|deadline| timeout_until(deadline, clock_now()));
+            let timeout = if io.tcp.has_carried() {
+                Some(Duration::ZERO)
+            } else {
+                earliest(deadline, io.tcp.next_retry())
+                    .map(|deadline| timeout_until(deadline, clock_now()))
+            };
             // The turn's one `io_uring_enter`: submits queued sends and re-arms, then waits.
             io.wait(timeout).map_err(|source| LoopError::Wait {
                 backend: "io_uring",
                 source,
             })?;
             let now = clock_now();
-            let woken = io.reap(bufs, wake, driver, now);
+            let woken = io.reap(bufs, stream_buf, wake, driver, now);
+            stream::serve_carried(io, driver, now, stream_buf);
+            stream::resume_listeners(io, driver, now);
+            stream::report_closed(io, driver, now);
             let now = clock_now();
             if deadline.is_some_and(|deadline| deadline <= now) {
                 driver.handle_timeout(io, now);
@@ -725,6 +817,7 @@ impl UringLoop {
             if woken {
                 driver.handle_wake(io, now);
             }
+            stream::report_closed(io, driver, now);
             // Sends queued this turn are submitted by the next `wait` (or by `quiesce`).
         }
         Ok(())
@@ -743,6 +836,10 @@ mod tests {
             Op::Send(511),
             Op::Wake,
             Op::Cancel(SocketId(0x00ab_cdef)),
+            Op::StreamPoll(StreamId(u32::MAX)),
+            Op::StreamCancel(StreamId(7)),
+            Op::ListenPoll(ListenerId(0)),
+            Op::ListenCancel(ListenerId(3)),
         ] {
             assert_eq!(Op::decode(op.encode()), Some(op));
         }
