@@ -102,7 +102,8 @@ pub enum Frame {
 /// Cuts SIP messages out of a byte stream (RFC 3261 §18.3): skips CRLF and whitespace
 /// between messages, reports a double CRLF there as a keep-alive ping (a lone CRLF, a
 /// pong, is skipped), and frames each message by its mandatory Content-Length (compact
-/// form `l` too). Holds at most `2 * max_message_bytes` unread bytes.
+/// form `l` too). Holds at most `2 * max_message_bytes` unread bytes; a message's head is
+/// searched once however it is split, its Content-Length read once.
 #[derive(Clone, Debug)]
 pub struct StreamFramer {
     buf: Vec<u8>,
@@ -111,6 +112,12 @@ pub struct StreamFramer {
     max_message_bytes: usize,
     /// A CRLF was skipped just before the unread bytes (a second one makes a ping).
     after_crlf: bool,
+    /// Bytes of the message being received already searched for its blank line, so a
+    /// message arriving a byte at a time is scanned once, not once per byte.
+    scanned: usize,
+    /// The length (head plus Content-Length) of the message being received, once its
+    /// head is complete.
+    pending: Option<usize>,
 }
 
 impl StreamFramer {
@@ -121,6 +128,8 @@ impl StreamFramer {
             consumed: 0,
             max_message_bytes,
             after_crlf: false,
+            scanned: 0,
+            pending: None,
         }
     }
 
@@ -172,25 +181,39 @@ impl StreamFramer {
         }
         let start = self.consumed;
         let rest = &self.buf[start..];
-        let Some(head_len) = find_blank_line(rest, self.max_message_bytes) else {
-            if rest.len() >= self.max_message_bytes {
-                return Some(Err(FramingError::HeadersTooLong(self.max_message_bytes)));
+        let total = match self.pending {
+            Some(total) => total,
+            None => {
+                let limit = rest.len().min(self.max_message_bytes);
+                // The blank line may straddle what was already searched.
+                let from = self.scanned.saturating_sub(3);
+                let Some(head_len) = find_blank_line(&rest[from..limit]).map(|end| from + end)
+                else {
+                    self.scanned = limit;
+                    if rest.len() >= self.max_message_bytes {
+                        return Some(Err(FramingError::HeadersTooLong(self.max_message_bytes)));
+                    }
+                    return None;
+                };
+                let body_len = match content_length(&rest[..head_len]) {
+                    Ok(length) => length,
+                    Err(error) => return Some(Err(error)),
+                };
+                let total = head_len.saturating_add(body_len);
+                if total > self.max_message_bytes {
+                    return Some(Err(FramingError::MessageTooLong(self.max_message_bytes)));
+                }
+                self.pending = Some(total);
+                total
             }
-            return None;
         };
-        let body_len = match content_length(&rest[..head_len]) {
-            Ok(length) => length,
-            Err(error) => return Some(Err(error)),
-        };
-        let total = head_len.saturating_add(body_len);
-        if total > self.max_message_bytes {
-            return Some(Err(FramingError::MessageTooLong(self.max_message_bytes)));
-        }
         if rest.len() < total {
             return None;
         }
         self.consumed = start + total;
         self.after_crlf = false;
+        self.scanned = 0;
+        self.pending = None;
         Some(Ok(Frame::Message(start..start + total)))
     }
 
@@ -203,12 +226,9 @@ impl StreamFramer {
     }
 }
 
-/// Length of the head (start line, headers and the blank line), if its end is within
-/// `limit` bytes of `data`.
-fn find_blank_line(data: &[u8], limit: usize) -> Option<usize> {
-    let window = &data[..data.len().min(limit)];
-    window
-        .windows(4)
+/// Length of the head (start line, headers and the blank line) in `data`, if it ends there.
+fn find_blank_line(data: &[u8]) -> Option<usize> {
+    data.windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|at| at + 4)
 }
@@ -372,6 +392,31 @@ mod tests {
         assert_eq!(
             frames(128, &[&[b'a'; 300]]),
             [Err(FramingError::BufferFull(256))]
+        );
+    }
+
+    #[test]
+    fn a_head_arriving_a_byte_at_a_time_is_searched_once() {
+        let mut framer = StreamFramer::new(8192);
+        for (i, byte) in INVITE.iter().enumerate() {
+            framer.extend(&[*byte]).unwrap();
+            match framer.next_frame() {
+                None => {
+                    let head_done = framer.pending.is_some();
+                    assert!(
+                        head_done || framer.scanned == i + 1,
+                        "searched up to byte {i}"
+                    );
+                }
+                Some(frame) => {
+                    assert_eq!(i + 1, INVITE.len());
+                    assert_eq!(frame, Ok(Frame::Message(0..INVITE.len())));
+                }
+            }
+        }
+        assert_eq!(
+            (framer.scanned, framer.pending, framer.buffered()),
+            (0, None, 0)
         );
     }
 
