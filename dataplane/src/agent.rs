@@ -239,6 +239,9 @@ impl Agent {
                 core: config.core,
                 max_calls: config.max_calls,
                 session_expires: config.session_expires,
+                // TODO(tcp-sip wiring): `UDP_MTU_SWITCH` once the loop carries SIP over TCP;
+                // until then nothing is moved off UDP.
+                udp_mtu_switch: usize::MAX,
             },
             config.seed,
         );
@@ -366,6 +369,7 @@ impl Agent {
             asserted_identity: dial.asserted_identity.as_deref(),
             privacy: dial.privacy.as_deref(),
             no_response_timeout: dial.no_response_timeout,
+            transport: crate::sip::Transport::Udp,
         };
         if let Err(e) = self.sip.dial(now, dial.call, &params) {
             io.close(rtp_socket);

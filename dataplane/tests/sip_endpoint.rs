@@ -10,7 +10,9 @@ use std::time::Duration;
 use outdial_dataplane::api::{CallId, Disposition};
 use outdial_dataplane::sip::endpoint::{MAX_MESSAGE_BYTES, STRANGER_LIMIT, STRANGER_WINDOW};
 use outdial_dataplane::sip::message::{HeaderName, Method};
-use outdial_dataplane::sip::{BorderConfig, DialParams, SipError, SipEvent, parse_message};
+use outdial_dataplane::sip::{
+    BorderConfig, DialParams, SipError, SipEvent, Transport, parse_message,
+};
 
 mod common;
 use common::*;
@@ -647,6 +649,7 @@ fn max_duration_sends_bye() {
         asserted_identity: None,
         privacy: None,
         no_response_timeout: None,
+        transport: Transport::Udp,
     };
     h.endpoint.dial(h.now, CallId(9), &params).expect("dial");
     h.drain();
@@ -685,6 +688,7 @@ fn dial_errors_send_nothing() {
         asserted_identity: None,
         privacy: None,
         no_response_timeout: None,
+        transport: Transport::Udp,
     };
     assert_eq!(
         h.endpoint.dial(h.now, CallId(1), &params),
@@ -1001,6 +1005,7 @@ fn a_hostname_target_is_sent_to_the_destination_resolved_for_it() {
         asserted_identity: None,
         privacy: None,
         no_response_timeout: None,
+        transport: Transport::Udp,
     };
     h.endpoint.dial(h.now, CallId(1), &params).expect("dial");
     h.drain();
@@ -1435,4 +1440,226 @@ fn a_422_raises_the_session_interval_once_and_a_second_ends_the_call() {
     let ended = h.ended();
     assert_eq!(ended.len(), 1, "asked once, then given up");
     assert_eq!((ended[0].1, ended[0].2), (Disposition::Failed, Some(422)));
+}
+
+// ----- SIP over TCP (RFC 3261 §18) -----
+
+/// Each message sent as (transport, destination, method or status, top Via transport).
+fn via_summary(
+    sent: &[(Transport, SocketAddr, Vec<u8>)],
+) -> Vec<(Transport, SocketAddr, String, String)> {
+    sent.iter()
+        .map(|(transport, to, bytes)| {
+            let message = parse_message(bytes).expect("we send parseable SIP");
+            let kind = match message.method() {
+                Some(method) => method.to_string(),
+                None => message.status().map(|s| s.to_string()).unwrap_or_default(),
+            };
+            let via = message.via().map_or("", |v| v.transport).to_owned();
+            (*transport, *to, kind, via)
+        })
+        .collect()
+}
+
+#[test]
+fn a_tcp_dial_says_tcp_is_never_retransmitted_and_still_times_out_by_timer_b() {
+    for (target, transport) in [
+        (TARGET, Transport::Tcp),
+        ("sip:+15550001@192.0.2.4:5070;transport=tcp", Transport::Udp),
+    ] {
+        let mut h = Harness::new();
+        let params = DialParams {
+            target,
+            transport,
+            ..plain_dial(60)
+        };
+        h.dial_with(1, &params).expect("dial");
+        let sent = h.take_sent_via();
+        assert_eq!(
+            via_summary(&sent),
+            [(Transport::Tcp, addr(UAS), "INVITE".into(), "TCP".into())],
+            "{target}"
+        );
+        let invite = parse_message(&sent[0].2).expect("INVITE");
+        assert_eq!(invite.via().and_then(|v| v.rport()), Some(None));
+        assert_eq!(
+            invite.contact().map(|c| c.uri.as_str()),
+            Some("sip:outdial@192.0.2.1:5060;transport=tcp")
+        );
+        h.advance_to(Duration::from_millis(31_999));
+        assert!(h.take_sent().is_empty(), "no Timer A over TCP");
+        assert!(h.ended().is_empty());
+        h.advance_to(Duration::from_secs(32));
+        assert_eq!(
+            ended(&h.take_events()),
+            [(
+                CallId(1),
+                Disposition::Unreachable,
+                None,
+                "no response from 192.0.2.4:5070 (Timer B)".to_owned()
+            )]
+        );
+        assert!(h.endpoint.is_idle());
+    }
+}
+
+#[test]
+fn a_tcp_call_acks_byes_and_cancels_on_tcp() {
+    let mut h = Harness::new();
+    let params = DialParams {
+        transport: Transport::Tcp,
+        ..plain_dial(60)
+    };
+    h.dial_with(1, &params).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.take_sent();
+    // The callee's Contact names no transport: the dialog stays on TCP.
+    let ok = reply(
+        &invite,
+        200,
+        "OK",
+        Some("uas1"),
+        "Contact: <sip:callee@192.0.2.4:5070>\r\n",
+        SDP_ANSWER,
+    );
+    h.deliver_on(Transport::Tcp, &ok);
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    let sent = h.take_sent_via();
+    assert_eq!(
+        via_summary(&sent),
+        [
+            (Transport::Tcp, addr(UAS), "ACK".into(), "TCP".into()),
+            (Transport::Tcp, addr(UAS), "BYE".into(), "TCP".into()),
+        ]
+    );
+    h.advance_to(Duration::from_secs(20));
+    assert!(h.take_sent().is_empty(), "no Timer E over TCP");
+    let bye = sent[1].2.clone();
+    h.deliver_on(Transport::Tcp, &reply(&bye, 200, "OK", None, "", ""));
+    assert_eq!(
+        h.endpoint.poll_timeout(),
+        Some(h.now),
+        "Timer K is zero over TCP"
+    );
+    h.advance_to(Duration::from_secs(21));
+    assert_eq!(
+        h.endpoint.poll_timeout(),
+        Some(h.t0 + Duration::from_secs(32)),
+        "the BYE is done: only the INVITE's Timer M is left"
+    );
+
+    // Before an answer: the CANCEL follows the INVITE onto TCP; a 487 is ACKed there.
+    let mut h = Harness::new();
+    h.dial_with(2, &params).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.deliver_on(
+        Transport::Tcp,
+        &reply(&invite, 180, "Ringing", Some("u2"), "", ""),
+    );
+    h.take_sent();
+    h.endpoint.hangup(h.now, CallId(2));
+    h.drain();
+    h.deliver_on(
+        Transport::Tcp,
+        &reply(&invite, 487, "Request Terminated", Some("u2"), "", ""),
+    );
+    assert_eq!(
+        via_summary(&h.take_sent_via()),
+        [
+            (Transport::Tcp, addr(UAS), "CANCEL".into(), "TCP".into()),
+            (Transport::Tcp, addr(UAS), "ACK".into(), "TCP".into()),
+        ]
+    );
+}
+
+#[test]
+fn a_udp_call_whose_peer_asks_for_tcp_in_its_contact_byes_on_tcp() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    let contact = "Contact: <sip:callee@192.0.2.4:5070;transport=tcp>\r\n";
+    h.deliver(&reply(
+        &invite,
+        200,
+        "OK",
+        Some("uas1"),
+        contact,
+        SDP_ANSWER,
+    ));
+    h.take_sent();
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    assert_eq!(
+        via_summary(&h.take_sent_via()),
+        [(Transport::Tcp, addr(UAS), "BYE".into(), "TCP".into())]
+    );
+}
+
+#[test]
+fn a_request_too_large_for_udp_goes_over_tcp_unless_the_target_says_udp() {
+    let big_offer = [SDP_OFFER, "a=x-padding:".as_bytes(), &[b'p'; 1300], b"\r\n"].concat();
+    let mut h = Harness::new();
+    let params = DialParams {
+        sdp_offer: &big_offer,
+        ..plain_dial(60)
+    };
+    h.dial_with(1, &params).expect("dial");
+    let sent = h.take_sent_via();
+    assert_eq!(
+        via_summary(&sent),
+        [(Transport::Tcp, addr(UAS), "INVITE".into(), "TCP".into())]
+    );
+    assert!(sent[0].2.len() > 1300);
+    h.advance_to(Duration::from_secs(5));
+    assert!(h.take_sent().is_empty(), "not retransmitted once on TCP");
+    // A 180, then our CANCEL goes on TCP with the INVITE's Via.
+    let invite = sent[0].2.clone();
+    h.deliver_on(
+        Transport::Tcp,
+        &reply(&invite, 180, "Ringing", Some("u"), "", ""),
+    );
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    let sent = h.take_sent_via();
+    assert_eq!(
+        via_summary(&sent),
+        [(Transport::Tcp, addr(UAS), "CANCEL".into(), "TCP".into())]
+    );
+    let cancel = parse_message(&sent[0].2).expect("CANCEL");
+    let invite = parse_message(&invite).expect("INVITE");
+    assert_eq!(
+        cancel.via().and_then(|v| v.branch()),
+        invite.via().and_then(|v| v.branch())
+    );
+
+    // The same INVITE to a target that asks for UDP stays on UDP and is retransmitted.
+    let mut h = Harness::new();
+    let params = DialParams {
+        target: "sip:+15550001@192.0.2.4:5070;transport=udp",
+        sdp_offer: &big_offer,
+        ..plain_dial(60)
+    };
+    h.dial_with(1, &params).expect("dial");
+    h.advance_to(Duration::from_millis(600));
+    let sent = h.take_sent_via();
+    assert_eq!(
+        via_summary(&sent),
+        [
+            (Transport::Udp, addr(UAS), "INVITE".into(), "UDP".into()),
+            (Transport::Udp, addr(UAS), "INVITE".into(), "UDP".into()),
+        ]
+    );
+
+    // The threshold is configurable.
+    let mut h = Harness::configured(|config| config.udp_mtu_switch = 64 * 1024);
+    h.dial_with(
+        1,
+        &DialParams {
+            sdp_offer: &big_offer,
+            ..plain_dial(60)
+        },
+    )
+    .expect("dial");
+    assert_eq!(h.take_sent_via()[0].0, Transport::Udp);
 }

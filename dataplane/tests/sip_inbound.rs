@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use outdial_dataplane::api::{CallId, Disposition};
 use outdial_dataplane::sip::message::HeaderName;
-use outdial_dataplane::sip::{Message, SipEvent, parse_message};
+use outdial_dataplane::sip::{Message, SipEvent, Transport, parse_message};
 
 mod common;
 use common::*;
@@ -719,4 +719,85 @@ fn an_offerless_invite_gets_our_offer_in_the_200_and_its_ack_brings_the_answer()
             );
         }
     }
+}
+
+/// [`invite`] as it comes over TCP (its Via says so).
+fn tcp_invite(branch: &str) -> Vec<u8> {
+    let invite =
+        String::from_utf8(invite_with(CALL_ID, branch, Some(CALLER_CONTACT), OFFER)).expect("text");
+    invite
+        .replacen("SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+        .into_bytes()
+}
+
+#[test]
+fn an_invite_over_tcp_is_answered_on_tcp_and_its_dialog_byes_on_tcp() {
+    let mut h = harness();
+    h.deliver_on(Transport::Tcp, &tcp_invite(BRANCH));
+    let sent = h.take_sent_via();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].0, sent[0].1),
+        (Transport::Tcp, addr(UAS)),
+        "100 on TCP"
+    );
+    assert_eq!(parse(&sent[0].2).status(), Some(100));
+    h.take_events();
+
+    assert!(h.endpoint.accept(h.now, FIRST, ANSWER, HOUR));
+    h.drain();
+    let sent = h.take_sent_via();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].0, sent[0].1), (Transport::Tcp, addr(UAS)));
+    let ok = parse(&sent[0].2);
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        ok.contact().map(|c| c.uri.as_str()),
+        Some("sip:outdial@192.0.2.1:5060;transport=tcp"),
+        "the caller's requests come back on TCP"
+    );
+    let tag = ok.to().and_then(|t| t.tag()).expect("To tag").to_owned();
+    // RFC 3261 §13.3.1.4: the 2xx is retransmitted until the ACK even over TCP.
+    h.advance_to(ms(600));
+    let sent = h.take_sent_via();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, Transport::Tcp);
+    assert_eq!(parse(&sent[0].2).status(), Some(200));
+
+    h.deliver_on(Transport::Tcp, &ack_2xx(&tag));
+    assert!(matches!(h.take_events()[..], [SipEvent::Answered { .. }]));
+    h.advance_to(ms(10_000));
+    assert!(h.take_sent().is_empty(), "no 200 after the ACK");
+
+    h.endpoint.hangup(h.now, FIRST);
+    h.drain();
+    let sent = h.take_sent_via();
+    assert_eq!(sent.len(), 1);
+    let bye = parse(&sent[0].2);
+    assert_eq!(bye.method().map(|m| m.to_string()).as_deref(), Some("BYE"));
+    assert_eq!((sent[0].0, sent[0].1), (Transport::Tcp, addr(UAS)));
+    assert_eq!(bye.via().map(|v| v.transport), Some("TCP"));
+    h.advance_to(ms(20_000));
+    assert!(
+        h.take_sent().is_empty(),
+        "the BYE is not retransmitted on TCP"
+    );
+}
+
+#[test]
+fn a_refusal_over_tcp_is_sent_once() {
+    let mut h = harness();
+    h.deliver_on(Transport::Tcp, &tcp_invite(BRANCH));
+    h.take_sent();
+    assert!(h.endpoint.reject(h.now, FIRST, 486, None));
+    h.drain();
+    let sent = h.take_sent_via();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, Transport::Tcp);
+    assert_eq!(parse(&sent[0].2).status(), Some(486));
+    h.advance_to(ms(10_000));
+    assert!(
+        h.take_sent().is_empty(),
+        "no Timer G for a non-2xx over TCP"
+    );
 }

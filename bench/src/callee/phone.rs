@@ -20,6 +20,7 @@ use outdial_dataplane::sip::message::{Message, Method, Recovered};
 use outdial_dataplane::sip::transaction::{
     ClientNonInvite, NonInviteClientState, ResponseAction, ServerState, ServerTransaction, Timing,
 };
+use outdial_dataplane::sip::transport::Transport;
 use serde::Serialize;
 
 use super::media::{MediaParams, PhoneMedia, Sound};
@@ -264,7 +265,7 @@ impl Phone {
             }
             buf
         };
-        let mut invite_tx = ServerTransaction::new(settings.timing, true, source);
+        let mut invite_tx = ServerTransaction::new(settings.timing, true, Transport::Udp, source);
         let mut phone_state = State::Ringing;
         let mut final_response = Vec::new();
         let mut ring_deadline = None;
@@ -561,6 +562,7 @@ impl Phone {
         self.bye = Some(ClientNonInvite::new(
             now,
             self.settings.timing,
+            Transport::Udp,
             self.bye_destination,
             request,
         ));

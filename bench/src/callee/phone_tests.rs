@@ -87,6 +87,7 @@ impl Net {
                 core: 0,
                 max_calls: usize::MAX,
                 session_expires: None,
+                udp_mtu_switch: outdial_dataplane::sip::endpoint::UDP_MTU_SWITCH,
             },
             7,
         );
@@ -107,6 +108,7 @@ impl Net {
                     asserted_identity: None,
                     privacy: None,
                     no_response_timeout: None,
+                    transport: Transport::Udp,
                 },
             )
             .unwrap();

@@ -199,6 +199,7 @@ impl SipLoad {
             asserted_identity: None,
             privacy: None,
             no_response_timeout: None,
+            transport: outdial_dataplane::sip::Transport::Udp,
         };
         let Some(endpoint) = self.endpoint.as_mut() else {
             return;
@@ -410,6 +411,7 @@ impl Driver for SipLoad {
                 core: 0,
                 max_calls: usize::MAX,
                 session_expires: None,
+                udp_mtu_switch: outdial_dataplane::sip::endpoint::UDP_MTU_SWITCH,
             },
             self.config.seed,
         ));

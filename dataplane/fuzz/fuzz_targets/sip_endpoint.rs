@@ -190,6 +190,7 @@ fn dial() -> (Harness, Invite) {
         core: 0,
         max_calls: MAX_CALLS,
         session_expires: None,
+        udp_mtu_switch: outdial_dataplane::sip::endpoint::UDP_MTU_SWITCH,
     };
     let now = Instant::now();
     let mut endpoint = Endpoint::new(config, 7);
@@ -204,6 +205,7 @@ fn dial() -> (Harness, Invite) {
         asserted_identity: None,
         privacy: None,
         no_response_timeout: None,
+        transport: outdial_dataplane::sip::Transport::Udp,
     };
     endpoint
         .dial(now, CALL, &params)

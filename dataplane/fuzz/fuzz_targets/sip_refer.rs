@@ -29,6 +29,7 @@ fn exercise(data: &[u8]) {
     let mut client = ReferClient::new(
         now,
         Default::default(),
+        outdial_dataplane::sip::Transport::Udp,
         destination,
         REFER.to_vec(),
         ReferParams {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use crate::sip::message::print::Writer;
 use crate::sip::message::{Message, Uri};
+use crate::sip::transport::Transport;
 
 /// Why a 2xx could not establish a dialog.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
@@ -53,6 +54,9 @@ pub struct Dialog {
     pub local_cseq: u32,
     /// Highest CSeq number seen from the peer.
     pub remote_cseq: Option<u32>,
+    /// What the dialog was set up on (the INVITE's transport); in-dialog requests use it
+    /// unless the next hop's URI names another ([`Dialog::next_hop_transport`]).
+    pub transport: Transport,
     invite_cseq: u32,
 }
 
@@ -94,6 +98,7 @@ impl Dialog {
             route_set,
             local_cseq: local.invite_cseq,
             remote_cseq: None,
+            transport: Transport::Udp,
             invite_cseq: local.invite_cseq,
         }
     }
@@ -121,6 +126,20 @@ impl Dialog {
     pub fn next_hop(&self) -> Option<SocketAddr> {
         let hop = self.route_set.first().unwrap_or(&self.remote_target);
         Uri::parse(hop).ok()?.sip()?.socket_addr()
+    }
+
+    /// What in-dialog requests travel on: the `;transport=` of the first route (or of the
+    /// remote target without routes), else [`Dialog::transport`]. The flag is true when
+    /// the URI named it (then a large request is not moved off UDP, RFC 3261 §18.1.1).
+    pub fn next_hop_transport(&self) -> (Transport, bool) {
+        let hop = self.route_set.first().unwrap_or(&self.remote_target);
+        let named = Uri::parse(hop)
+            .ok()
+            .and_then(|uri| uri.sip().and_then(crate::sip::target::transport_param));
+        match named {
+            Some(transport) => (transport, true),
+            None => (self.transport, false),
+        }
     }
 
     /// The Request-URI of in-dialog requests: the remote target, or the first route when
@@ -195,7 +214,10 @@ impl Dialog {
         writer
             .header_fmt(
                 "Via",
-                format_args!("SIP/2.0/UDP {sent_by};branch={branch};rport"),
+                format_args!(
+                    "SIP/2.0/{} {sent_by};branch={branch};rport",
+                    self.next_hop_transport().0.via_token()
+                ),
             )
             .header("Max-Forwards", "70");
         for route in routes {
@@ -257,6 +279,26 @@ Content-Length: 0\r\n\r\n";
             ["sip:192.0.2.7:5080;lr", "sip:p2.example.com;lr"]
         );
         assert_eq!(dialog.next_hop(), Some("192.0.2.7:5080".parse().unwrap()));
+        assert_eq!(dialog.next_hop_transport(), (Transport::Udp, false));
+    }
+
+    #[test]
+    fn a_tcp_remote_target_or_dialog_puts_in_dialog_requests_on_tcp() {
+        let mut dialog = Dialog::new(&local(), "R", "sip:bob@192.0.2.4;transport=TCP", Vec::new());
+        assert_eq!(dialog.next_hop_transport(), (Transport::Tcp, true));
+        let mut bye = Vec::new();
+        dialog.write_request(
+            &mut bye,
+            "BYE",
+            "192.0.2.1:5060".parse().unwrap(),
+            "z9hG4bKb",
+            "ua",
+        );
+        let bye = parse_message(&bye).unwrap();
+        assert_eq!(bye.via().unwrap().transport, "TCP");
+        dialog.remote_target = "sip:bob@192.0.2.4".into();
+        dialog.transport = Transport::Tcp;
+        assert_eq!(dialog.next_hop_transport(), (Transport::Tcp, false));
     }
 
     #[test]

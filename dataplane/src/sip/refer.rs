@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::api::{TransferError, TransferOutcome};
 use crate::sip::message::{HeaderName, Message};
 use crate::sip::transaction::{ClientNonInvite, NonInviteClientState, ResponseAction, Timing};
+use crate::sip::transport::Transport;
 
 /// The status line of a `message/sipfrag` body (RFC 3420 §2, RFC 3515 §2.4.5).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -155,21 +156,27 @@ pub struct ReferClient {
 
 impl ReferClient {
     /// Starts the REFER transaction: `request` (built by the endpoint, top Via branch
-    /// `params.branch`) is queued for `destination`.
+    /// `params.branch`) is queued for `destination` on `transport`.
     pub fn new(
         now: Instant,
         timing: Timing,
+        transport: Transport,
         destination: SocketAddr,
         request: Vec<u8>,
         params: ReferParams,
     ) -> Self {
         Self {
             params,
-            transaction: ClientNonInvite::new(now, timing, destination, request),
+            transaction: ClientNonInvite::new(now, timing, transport, destination, request),
             state: ReferState::Requested,
             deadline: None,
             progress: None,
         }
+    }
+
+    /// What the REFER travels on.
+    pub fn transport(&self) -> Transport {
+        self.transaction.transport()
     }
 
     /// The transfer's id.
@@ -356,6 +363,7 @@ mod tests {
         ReferClient::new(
             t0,
             Timing::default(),
+            Transport::Udp,
             "192.0.2.4:5070".parse().unwrap(),
             b"REFER sip:bob@192.0.2.4:5070 SIP/2.0\r\n\r\n".to_vec(),
             ReferParams {

@@ -356,7 +356,14 @@ impl Registration {
         writer.header("User-Agent", &config.user_agent);
         writer.finish(None, b"");
         let destination = self.destination();
-        let transaction = ClientNonInvite::new(now, self.timing, destination, request);
+        // Registrations stay on UDP (a REGISTER is far below the MTU switch).
+        let transaction = ClientNonInvite::new(
+            now,
+            self.timing,
+            crate::sip::transport::Transport::Udp,
+            destination,
+            request,
+        );
         self.transaction = Some((branch, transaction));
     }
 }

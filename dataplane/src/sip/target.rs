@@ -2,6 +2,7 @@
 //! control plane applies when a request arrives, so nothing accepted is refused later.
 
 use super::message::{Host, SipUri, Uri};
+use super::transport::Transport;
 
 /// Why a URI cannot be dialled (or used as From).
 #[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
@@ -21,8 +22,8 @@ pub enum TargetError {
     /// Port 0 cannot be sent to.
     #[error("has port 0; give a port from 1 to 65535 or none (5060)")]
     PortZero,
-    /// `;transport=` other than UDP.
-    #[error("asks for a transport other than UDP; remove `;transport=` or use udp")]
+    /// `;transport=` other than UDP or TCP.
+    #[error("asks for a transport other than UDP or TCP; remove `;transport=` or use udp or tcp")]
     Transport,
     /// Longer than any request line should carry.
     #[error("is longer than 2048 characters")]
@@ -48,10 +49,12 @@ pub fn dial_target(text: &str) -> Result<SipUri<'_>, TargetError> {
     if sip.port == Some(0) {
         return Err(TargetError::PortZero);
     }
-    if let Some(transport) = sip.param("transport")
-        && !transport.is_some_and(|t| t.eq_ignore_ascii_case("udp"))
-    {
-        return Err(TargetError::Transport);
+    if sip.param("transport").is_some() {
+        // TLS is refused like `sips:` until the loop carries it (`docs/sip.md`, Transports).
+        match transport_param(&sip) {
+            Some(Transport::Udp | Transport::Tcp) => {}
+            Some(Transport::Tls) | None => return Err(TargetError::Transport),
+        }
     }
     if let Host::Name(name) = sip.host
         && name.is_empty()
@@ -59,6 +62,15 @@ pub fn dial_target(text: &str) -> Result<SipUri<'_>, TargetError> {
         return Err(TargetError::Malformed);
     }
     Ok(sip)
+}
+
+/// The transport a URI asks for with `;transport=`; `None` when it names none (or one this
+/// endpoint does not know). Without one, a request goes over UDP unless it is too large
+/// (RFC 3261 §18.1.1); with `;transport=udp` it stays on UDP whatever its size.
+pub fn transport_param(uri: &SipUri<'_>) -> Option<Transport> {
+    uri.param("transport")
+        .flatten()
+        .and_then(Transport::from_uri_param)
 }
 
 /// Checks that `text` is a SIP URI usable as the From of a request.
@@ -106,9 +118,14 @@ mod tests {
             "sip:127.0.0.1",
             "sip:bob@[2001:db8::1]:5080;transport=UDP",
             "sip:carol@example.com;user=phone",
+            "sip:dave@192.0.2.4;transport=tcp",
         ] {
             assert!(dial_target(ok).is_ok(), "{ok}");
         }
+        let transport = |text| transport_param(&dial_target(text).unwrap());
+        assert_eq!(transport("sip:a@b;transport=TCP"), Some(Transport::Tcp));
+        assert_eq!(transport("sip:a@b;transport=udp"), Some(Transport::Udp));
+        assert_eq!(transport("sip:a@b"), None);
     }
 
     #[test]
@@ -120,7 +137,8 @@ mod tests {
             ("tel:+15550001", TargetError::NotSip),
             ("sip:a@b:0", TargetError::PortZero),
             ("sip:a@b:99999", TargetError::Malformed),
-            ("sip:a@b;transport=tcp", TargetError::Transport),
+            ("sip:a@b;transport=tls", TargetError::Transport),
+            ("sip:a@b;transport=sctp", TargetError::Transport),
             ("sip:a@b;transport", TargetError::Transport),
             ("sip:@b", TargetError::Malformed),
             ("sip:a b@c", TargetError::Malformed),

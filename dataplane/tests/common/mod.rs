@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use outdial_dataplane::api::{CallId, Disposition};
 use outdial_dataplane::sip::message::{HeaderName, Method};
 use outdial_dataplane::sip::{
-    BorderConfig, DialParams, Endpoint, SipConfig, SipError, SipEvent, parse_message,
+    BorderConfig, DialParams, Endpoint, SipConfig, SipError, SipEvent, Transport, parse_message,
 };
 
 pub(crate) const LOCAL: &str = "192.0.2.1:5060";
@@ -29,6 +29,8 @@ pub(crate) struct Harness {
     pub(crate) t0: Instant,
     pub(crate) now: Instant,
     pub(crate) sent: Vec<(Duration, SocketAddr, Vec<u8>)>,
+    /// The transport of each message in `sent`, index for index.
+    pub(crate) transports: Vec<Transport>,
     pub(crate) events: Vec<SipEvent>,
 }
 
@@ -59,6 +61,7 @@ impl Harness {
             core: 0,
             max_calls: usize::MAX,
             session_expires: None,
+            udp_mtu_switch: outdial_dataplane::sip::endpoint::UDP_MTU_SWITCH,
         };
         configure(&mut config);
         let t0 = Instant::now();
@@ -67,6 +70,7 @@ impl Harness {
             t0,
             now: t0,
             sent: Vec::new(),
+            transports: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -89,8 +93,9 @@ impl Harness {
 
     pub(crate) fn drain(&mut self) {
         let mut buf = Vec::new();
-        while let Some(to) = self.endpoint.poll_transmit(&mut buf) {
+        while let Some((transport, to)) = self.endpoint.poll_transmit_via(&mut buf) {
             self.sent.push((self.now - self.t0, to, buf.clone()));
+            self.transports.push(transport);
         }
         while let Some(event) = self.endpoint.poll_event() {
             self.events.push(event);
@@ -118,8 +123,26 @@ impl Harness {
         self.drain();
     }
 
+    /// Feeds `data` as a message that came on `transport` from [`UAS`].
+    pub(crate) fn deliver_on(&mut self, transport: Transport, data: &[u8]) {
+        self.endpoint
+            .handle_message(self.now, transport, addr(UAS), data);
+        self.drain();
+    }
+
     pub(crate) fn take_sent(&mut self) -> Vec<(Duration, SocketAddr, Vec<u8>)> {
+        self.transports.clear();
         std::mem::take(&mut self.sent)
+    }
+
+    /// Like [`Harness::take_sent`], with each message's transport.
+    pub(crate) fn take_sent_via(&mut self) -> Vec<(Transport, SocketAddr, Vec<u8>)> {
+        let transports = std::mem::take(&mut self.transports);
+        std::mem::take(&mut self.sent)
+            .into_iter()
+            .zip(transports)
+            .map(|((_, to, bytes), transport)| (transport, to, bytes))
+            .collect()
     }
 
     pub(crate) fn take_events(&mut self) -> Vec<SipEvent> {
@@ -184,6 +207,7 @@ pub(crate) fn plain_dial(ring_timeout: u64) -> DialParams<'static> {
         asserted_identity: None,
         privacy: None,
         no_response_timeout: None,
+        transport: Transport::Udp,
     }
 }
 

@@ -7,12 +7,13 @@
 use std::time::Instant;
 
 use super::call::Call;
-use super::{ALLOW, Endpoint, SipConfig, random_token};
+use super::{ALLOW, Endpoint, SipConfig, contact_value, random_token, via_value};
 use crate::api::{Disposition, Outcome};
 use crate::sip::auth::DigestRequest;
 use crate::sip::message::Message;
 use crate::sip::message::print::Writer;
 use crate::sip::transaction::{AckTemplate, ClientInvite, ClientNonInvite};
+use crate::sip::transport::Transport;
 
 impl Endpoint {
     /// Answers a 401/407 to the call's INVITE with a new INVITE; `Err` is how the call ends
@@ -64,9 +65,9 @@ impl Endpoint {
         };
         let headers = extra;
         let local = self.config.local;
-        call.via = format!("SIP/2.0/UDP {local};branch={branch};rport");
+        call.via = via_value(call.transport, local, &branch);
         call.invite_cseq = call.invite_cseq.saturating_add(1);
-        let invite = write_invite(&self.config, call, headers);
+        let (sent_on, invite) = write_invite_on(&self.config, call, headers);
         let template = AckTemplate {
             request_uri: call.target.clone(),
             via: call.via.clone(),
@@ -74,7 +75,14 @@ impl Endpoint {
             call_id: call.call_id.clone(),
             cseq: call.invite_cseq,
         };
-        let fresh = ClientInvite::new(now, self.timing, call.destination, invite, template);
+        let fresh = ClientInvite::new(
+            now,
+            self.timing,
+            sent_on,
+            call.destination,
+            invite,
+            template,
+        );
         let old = std::mem::replace(&mut call.invite, fresh);
         let old_branch = std::mem::replace(&mut call.invite_branch, branch.clone());
         call.old_invites.push((old_branch, old));
@@ -120,13 +128,39 @@ impl Endpoint {
             &extra,
         );
         let destination = dialog.next_hop().unwrap_or(call.destination);
+        let transport = super::switch_if_large(dialog, self.config.udp_mtu_switch, &mut bye);
         call.byes.push((
             branch.clone(),
-            ClientNonInvite::new(now, self.timing, destination, bye),
+            ClientNonInvite::new(now, self.timing, transport, destination, bye),
         ));
         call.main_bye = Some(branch.clone());
         self.by_branch.insert(branch, id);
     }
+}
+
+/// The call's INVITE ([`write_invite`]) and what it goes on: the call's transport, or TCP
+/// when it is too large for UDP (RFC 3261 §18.1.1; then `call.via` says TCP too, so the
+/// CANCEL and the ACK of a failure follow it).
+pub(super) fn write_invite_on(
+    config: &SipConfig,
+    call: &mut Call,
+    auth: &[(&'static str, String)],
+) -> (Transport, Vec<u8>) {
+    let mut invite = write_invite(config, call, auth);
+    let transport = super::switch_transport(
+        call.transport,
+        call.transport_named,
+        config.udp_mtu_switch,
+        &mut invite,
+    );
+    if transport != call.transport {
+        call.via = call.via.replacen(
+            &format!("SIP/2.0/{} ", call.transport.via_token()),
+            &format!("SIP/2.0/{} ", transport.via_token()),
+            1,
+        );
+    }
+    (transport, invite)
 }
 
 /// The call's INVITE with its current Via and CSeq, and `auth` credentials headers.
@@ -147,7 +181,7 @@ pub(super) fn write_invite(
         .header_fmt("To", format_args!("<{}>", call.target))
         .header("Call-ID", &call.call_id)
         .header_fmt("CSeq", format_args!("{} INVITE", call.invite_cseq))
-        .header_fmt("Contact", format_args!("<sip:outdial@{}>", config.local));
+        .header("Contact", &contact_value(call.transport, config.local));
     for (name, value) in call.identity_headers.iter().chain(auth) {
         writer.header(name, value);
     }

@@ -11,6 +11,7 @@ use crate::sip::refer::ReferClient;
 use crate::sip::transaction::{
     ClientInvite, ClientNonInvite, InviteClientState, NonInviteClientState,
 };
+use crate::sip::transport::Transport;
 
 /// Why we sent (or will send) CANCEL.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -53,7 +54,12 @@ pub(super) struct Call {
     /// The ACK for the 2xx, re-sent for every 2xx retransmission (RFC 3261 §13.2.2.4).
     pub(super) ack: Vec<u8>,
     pub(super) ack_destination: SocketAddr,
+    pub(super) ack_transport: Transport,
     pub(super) ack_pending: bool,
+    /// What the call's INVITE and dialog go on (a large request may still move to TCP).
+    pub(super) transport: Transport,
+    /// The target named its transport: a large request is not moved off UDP.
+    pub(super) transport_named: bool,
     pub(super) ring_timeout: Duration,
     pub(super) max_duration: Duration,
     pub(super) ring_deadline: Option<Instant>,
@@ -139,48 +145,51 @@ impl Call {
             .min()
     }
 
-    /// Writes the next pending datagram of any of this call's transactions.
-    pub(super) fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+    /// Writes the next pending message of any of this call's transactions.
+    pub(super) fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<(Transport, SocketAddr)> {
         if std::mem::take(&mut self.ack_pending) {
             buf.clear();
             buf.extend_from_slice(&self.ack);
-            return Some(self.ack_destination);
+            return Some((self.ack_transport, self.ack_destination));
         }
+        let non_invite = |t: &mut ClientNonInvite, buf: &mut Vec<u8>| {
+            let transport = t.transport();
+            t.poll_transmit(buf).map(|to| (transport, to))
+        };
+        let invite = |t: &mut ClientInvite, buf: &mut Vec<u8>| {
+            let transport = t.transport();
+            t.poll_transmit(buf).map(|to| (transport, to))
+        };
         // The ACK for a challenge goes before the INVITE that answers it.
-        if let Some(destination) = self
+        if let Some(sent) = self
             .old_invites
             .iter_mut()
-            .find_map(|(_, old)| old.poll_transmit(buf))
+            .find_map(|(_, old)| invite(old, buf))
         {
-            return Some(destination);
+            return Some(sent);
         }
-        if let Some(destination) = self.invite.poll_transmit(buf) {
-            return Some(destination);
+        if let Some(sent) = invite(&mut self.invite, buf) {
+            return Some(sent);
         }
-        if let Some(destination) = self
-            .cancel
-            .as_mut()
-            .and_then(|cancel| cancel.poll_transmit(buf))
-        {
-            return Some(destination);
+        if let Some(sent) = self.cancel.as_mut().and_then(|c| non_invite(c, buf)) {
+            return Some(sent);
         }
-        if let Some(destination) = self
-            .transfer
-            .as_mut()
-            .and_then(|transfer| transfer.poll_transmit(buf))
-        {
-            return Some(destination);
+        if let Some(transfer) = self.transfer.as_mut() {
+            let transport = transfer.transport();
+            if let Some(to) = transfer.poll_transmit(buf) {
+                return Some((transport, to));
+            }
         }
-        if let Some(destination) = self
+        if let Some(sent) = self
             .pracks
             .iter_mut()
-            .find_map(|(_, prack)| prack.poll_transmit(buf))
+            .find_map(|(_, prack)| non_invite(prack, buf))
         {
-            return Some(destination);
+            return Some(sent);
         }
         self.byes
             .iter_mut()
-            .find_map(|(_, bye)| bye.poll_transmit(buf))
+            .find_map(|(_, bye)| non_invite(bye, buf))
     }
 
     /// Ended, and every transaction has run out its timers: the call can be forgotten. An

@@ -22,6 +22,7 @@ use crate::sip::dialog::{Dialog, LocalParty};
 use crate::sip::message::print::{Writer, reason_phrase};
 use crate::sip::message::{Message, Method, Recovered};
 use crate::sip::transaction::{AckTemplate, ClientInvite, ServerTransaction};
+use crate::sip::transport::Transport;
 
 /// `Retry-After` of the `503` a core at `SipConfig::max_calls` answers, in seconds.
 pub(super) const FULL_RETRY_AFTER_SECS: u32 = 5;
@@ -130,12 +131,13 @@ impl Endpoint {
     pub(super) fn incoming_invite(
         &mut self,
         now: Instant,
+        transport: Transport,
         from: SocketAddr,
         request: &Message<'_>,
         recovered: &Recovered<'_>,
     ) {
         let headers = ResponseHeaders::new(recovered);
-        let mut transaction = ServerTransaction::new(self.timing, true, from);
+        let mut transaction = ServerTransaction::new(self.timing, true, transport, from);
         let refusal = self.incoming_refusal(request);
         let mut response = Vec::new();
         let status = refusal.unwrap_or(100);
@@ -186,6 +188,9 @@ impl Endpoint {
             .map(|r| r.uri.as_str().to_owned())
             .collect();
         let mut dialog = Dialog::new(&party, remote_tag, remote_target, route_set);
+        // The caller's requests came on `transport`: ours in the dialog go on it too,
+        // unless its Contact or Record-Route names another.
+        dialog.transport = transport;
         dialog.accept_remote_cseq(cseq);
         let template = AckTemplate {
             request_uri: remote_uri.clone(),
@@ -195,7 +200,7 @@ impl Endpoint {
             cseq,
         };
         // An incoming call has no INVITE of ours: its client INVITE is born terminated.
-        let mut invite = ClientInvite::new(now, self.timing, from, Vec::new(), template);
+        let mut invite = ClientInvite::new(now, self.timing, transport, from, Vec::new(), template);
         invite.terminate();
         let answer_guard = now + self.timing.timeout();
         let call = Call {
@@ -219,7 +224,10 @@ impl Endpoint {
             transfer: None,
             ack: Vec::new(),
             ack_destination: from,
+            ack_transport: transport,
             ack_pending: false,
+            transport,
+            transport_named: false,
             ring_timeout: self.timing.timeout(),
             max_duration: Duration::ZERO,
             ring_deadline: Some(answer_guard),
@@ -338,7 +346,7 @@ impl Endpoint {
             .headers
             .response(&mut response, 200, &state.local_tag);
         writer
-            .header_fmt("Contact", format_args!("<sip:outdial@{local}>"))
+            .header("Contact", &super::contact_value(state.transport, local))
             .header("Allow", super::ALLOW)
             .header("User-Agent", &user_agent);
         // RFC 4028 §9: the caller refreshes unless it asked us to.

@@ -1,10 +1,18 @@
 //! The user agent for every call on one core: places outbound calls (RFC 3261 §13.2 as UAC),
 //! answers what arrives unasked (§8.2 as UAS), and keeps transactions and dialogs.
 //!
-//! Drive it like every sans-IO machine here: after each `dial`, `hangup`, `handle_datagram`
-//! or `handle_timeout`, drain `poll_transmit` and `poll_event` until `None`, then sleep until
-//! `poll_timeout`. Responses to requests go back to the address the request came from
-//! (symmetric response routing, RFC 3581), which is also what `rport` asks for.
+//! Drive it like every sans-IO machine here: after each `dial`, `hangup`, `handle_message`
+//! or `handle_timeout`, drain `poll_transmit_via` and `poll_event` until `None`, then sleep
+//! until `poll_timeout`. Responses to requests go back to the address the request came from
+//! (symmetric response routing, RFC 3581), which is also what `rport` asks for, on the
+//! transport it came on (RFC 3261 §18.2.2).
+//!
+//! Transports (`docs/sip.md`, "Transports"): a call goes on the transport its target names
+//! (`;transport=tcp`) or [`DialParams::transport`]; an incoming call on the one its INVITE
+//! came on. A request bound for UDP that is larger than [`SipConfig::udp_mtu_switch`] goes
+//! over TCP instead (RFC 3261 §18.1.1), unless its URI named `;transport=udp`. For a stream
+//! transport the address `poll_transmit_via` returns stands for the connection to or from
+//! that peer: the owner reuses an open one or opens one.
 
 mod auth;
 mod call;
@@ -36,6 +44,7 @@ use crate::sip::register::{Registration, RegistrationConfig, RegistrationEvent};
 use crate::sip::transaction::{
     AckTemplate, ClientInvite, ClientNonInvite, ResponseAction, ServerTransaction, Timing,
 };
+use crate::sip::transport::Transport;
 
 /// Datagrams longer than this are dropped unread (a SIP message over UDP should fit the
 /// path MTU, RFC 3261 §18.1.1; 8 KiB leaves room for large SDP and many headers).
@@ -46,6 +55,9 @@ pub const STRANGER_LIMIT: u32 = 20;
 pub const STRANGER_WINDOW: Duration = Duration::from_secs(2);
 /// Source IPs the stranger limit remembers at once.
 pub const STRANGER_SOURCES: usize = 4096;
+/// Requests bound for UDP larger than this many bytes go over TCP (RFC 3261 §18.1.1: 200
+/// bytes below a 1500-byte MTU; [`SipConfig::udp_mtu_switch`]).
+pub const UDP_MTU_SWITCH: usize = 1300;
 
 pub use session_timer::MIN_SESSION_EXPIRES;
 
@@ -106,6 +118,9 @@ pub struct SipConfig {
     /// The session interval our INVITEs ask for (RFC 4028, `refresher=uas`); `None`: no
     /// session timers (a peer's refreshes are still answered).
     pub session_expires: Option<Duration>,
+    /// A request bound for UDP and longer than this many bytes goes over TCP, unless its
+    /// URI named `;transport=udp` (RFC 3261 §18.1.1; default [`UDP_MTU_SWITCH`]).
+    pub udp_mtu_switch: usize,
 }
 
 /// What to dial.
@@ -134,6 +149,9 @@ pub struct DialParams<'a> {
     /// End the call [`Disposition::Unreachable`] when nothing answers the INVITE this long
     /// (not even `100 Trying`); `None` = Timer B.
     pub no_response_timeout: Option<Duration>,
+    /// What the INVITE and the call's dialog travel on, unless the target names a
+    /// `;transport=` (which wins). UDP requests may still move to TCP when large.
+    pub transport: Transport,
 }
 
 /// What the endpoint tells its owner.
@@ -268,8 +286,8 @@ pub struct Endpoint {
     timers: BinaryHeap<Reverse<(Instant, Owner)>>,
     /// Owners that may have datagrams to send.
     ready: VecDeque<Owner>,
-    /// Stateless datagrams (error responses, ACKs for stray 2xx).
-    stateless: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Stateless messages (error responses, ACKs for stray 2xx).
+    stateless: VecDeque<(Transport, SocketAddr, Vec<u8>)>,
     events: VecDeque<SipEvent>,
     /// A transfer outcome carried by the NOTIFY being answered; acted on once the answer
     /// is queued.
@@ -384,6 +402,8 @@ impl Endpoint {
         }
         let bad_target = || SipError::BadTarget(params.target.to_owned());
         let target = super::target::dial_target(params.target).map_err(|_| bad_target())?;
+        let named_transport = super::target::transport_param(&target);
+        let transport = named_transport.unwrap_or(params.transport);
         let Some(destination) = params.destination.or_else(|| target.socket_addr()) else {
             return Err(match target.host {
                 Host::Name(name) => SipError::NeedsDns(name.to_owned()),
@@ -414,7 +434,7 @@ impl Endpoint {
             self.random_token(),
             local.ip()
         );
-        let via = format!("SIP/2.0/UDP {local};branch={branch};rport");
+        let via = via_value(transport, local, &branch);
         let mut identity_headers = Vec::new();
         if let Some(identity) = params.asserted_identity {
             identity_headers.push(("P-Asserted-Identity", format!("<{identity}>")));
@@ -429,8 +449,14 @@ impl Endpoint {
             call_id: call_id.clone(),
             cseq: 1,
         };
-        let placeholder =
-            ClientInvite::new(now, self.timing, destination, Vec::new(), template.clone());
+        let placeholder = ClientInvite::new(
+            now,
+            self.timing,
+            transport,
+            destination,
+            Vec::new(),
+            template.clone(),
+        );
         let mut state = Call {
             destination,
             target: params.target.to_owned(),
@@ -452,7 +478,10 @@ impl Endpoint {
             transfer: None,
             ack: Vec::new(),
             ack_destination: destination,
+            ack_transport: transport,
             ack_pending: false,
+            transport,
+            transport_named: named_transport.is_some(),
             ring_timeout: params.ring_timeout,
             max_duration: params.max_duration,
             ring_deadline: Some(now + params.ring_timeout),
@@ -473,8 +502,12 @@ impl Endpoint {
             session_expires: self.config.session_expires,
             interval_raised: false,
         };
-        let invite = auth::write_invite(&self.config, &state, &[]);
-        state.invite = ClientInvite::new(now, self.timing, destination, invite, template);
+        let (sent_on, invite) = auth::write_invite_on(&self.config, &mut state, &[]);
+        let template = AckTemplate {
+            via: state.via.clone(),
+            ..template
+        };
+        state.invite = ClientInvite::new(now, self.timing, sent_on, destination, invite, template);
 
         self.by_branch.insert(branch, call);
         self.by_call_id.insert(call_id, call);
@@ -518,20 +551,33 @@ impl Endpoint {
         self.touch(Owner::Call(call));
     }
 
-    /// Feeds one received datagram. Malformed input is answered (requests whose Via, From,
-    /// To, Call-ID and CSeq are recoverable) or dropped; it never panics.
+    /// Feeds one received UDP datagram: [`Endpoint::handle_message`] on [`Transport::Udp`].
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.handle_message(now, Transport::Udp, from, data);
+    }
+
+    /// Feeds one complete SIP message received on `transport` from `from` (for a stream,
+    /// a [`crate::sip::transport::Frame::Message`] and the connection's peer; answers go
+    /// back on that transport to that address). Malformed input is answered (requests whose
+    /// Via, From, To, Call-ID and CSeq are recoverable) or dropped; it never panics.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
         if data.len() > self.config.border.max_message_bytes {
             return;
         }
         match Message::parse(data) {
             Ok(message) if message.status().is_some() => self.handle_response(now, from, &message),
-            Ok(message) => self.handle_request(now, from, &message),
+            Ok(message) => self.handle_request(now, transport, from, &message),
             Err(error) => {
                 if let Some(recovered) = Recovered::scan(data) {
                     let is_ack = data.starts_with(b"ACK ");
                     if !is_ack && self.pike.allow(now, from.ip()) {
-                        self.respond_stateless(from, &recovered, error.status());
+                        self.respond_stateless(transport, from, &recovered, error.status());
                     }
                 }
             }
@@ -575,24 +621,34 @@ impl Endpoint {
         }
     }
 
-    /// Writes the next datagram into `buf` (cleared first) and returns its destination.
+    /// Like [`Endpoint::poll_transmit_via`], without the transport (for UDP-only owners
+    /// and tests).
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        if let Some((destination, bytes)) = self.stateless.pop_front() {
+        self.poll_transmit_via(buf)
+            .map(|(_, destination)| destination)
+    }
+
+    /// Writes the next message into `buf` (cleared first) and returns what it goes on and
+    /// where. For a stream transport the address is the peer of the connection to use: an
+    /// open one to or from it, else a new one.
+    pub fn poll_transmit_via(&mut self, buf: &mut Vec<u8>) -> Option<(Transport, SocketAddr)> {
+        if let Some((transport, destination, bytes)) = self.stateless.pop_front() {
             buf.clear();
             buf.extend_from_slice(&bytes);
-            return Some(destination);
+            return Some((transport, destination));
         }
         while let Some(owner) = self.ready.front().copied() {
             let sent = match owner {
                 Owner::Call(call) => self.calls.get_mut(&call).and_then(|c| c.poll_transmit(buf)),
-                Owner::Server(id) => self
-                    .servers
-                    .get_mut(&id)
-                    .and_then(|e| e.transaction.poll_transmit(buf)),
+                Owner::Server(id) => self.servers.get_mut(&id).and_then(|e| {
+                    let transport = e.transaction.transport();
+                    e.transaction.poll_transmit(buf).map(|to| (transport, to))
+                }),
                 Owner::Registration(id) => self
                     .registrations
                     .get_mut(&id)
-                    .and_then(|r| r.poll_transmit(buf)),
+                    .and_then(|r| r.poll_transmit(buf))
+                    .map(|to| (Transport::Udp, to)),
             };
             if sent.is_some() {
                 return sent;
@@ -832,8 +888,10 @@ impl Endpoint {
             dialog.local_cseq = dialog.local_cseq.max(cseq);
         }
         let branch = format!("z9hG4bK{}", random_token(&mut self.rng));
+        dialog.transport = call.transport;
         dialog.write_ack(&mut call.ack, local, &branch);
         call.ack_destination = dialog.next_hop().unwrap_or(call.destination);
+        call.ack_transport = dialog.next_hop_transport().0;
         call.ack_pending = true;
         call.dialog = Some(dialog);
         call.final_status.get_or_insert(status);
@@ -874,15 +932,17 @@ impl Endpoint {
         let Ok(mut fork) = Dialog::from_2xx(&party, response) else {
             return;
         };
+        fork.transport = call.transport;
         let destination = fork.next_hop().unwrap_or(call.destination);
+        let (transport, _) = fork.next_hop_transport();
         let mut ack = Vec::new();
         fork.write_ack(&mut ack, local, &ack_branch);
-        self.stateless.push_back((destination, ack));
+        self.stateless.push_back((transport, destination, ack));
         let mut bye = Vec::new();
         fork.write_request(&mut bye, "BYE", local, &bye_branch, &user_agent);
         call.byes.push((
             bye_branch.clone(),
-            ClientNonInvite::new(now, self.timing, destination, bye),
+            ClientNonInvite::new(now, self.timing, transport, destination, bye),
         ));
         self.by_branch.insert(bye_branch, id);
     }
@@ -920,9 +980,11 @@ impl Endpoint {
             .header_fmt("CSeq", format_args!("{} CANCEL", call.invite_cseq))
             .header("User-Agent", &self.config.user_agent);
         writer.finish(None, b"");
+        // The CANCEL follows its INVITE (same Via, so the same transport).
         call.cancel = Some(ClientNonInvite::new(
             now,
             self.timing,
+            call.invite.transport(),
             call.destination,
             cancel,
         ));
@@ -942,11 +1004,12 @@ impl Endpoint {
         let mut bye = Vec::new();
         dialog.write_request(&mut bye, "BYE", local, &branch, &self.config.user_agent);
         let destination = dialog.next_hop().unwrap_or(call.destination);
+        let transport = switch_if_large(dialog, self.config.udp_mtu_switch, &mut bye);
         call.auth.start_request();
         call.main_bye = Some(branch.clone());
         call.byes.push((
             branch.clone(),
-            ClientNonInvite::new(now, self.timing, destination, bye),
+            ClientNonInvite::new(now, self.timing, transport, destination, bye),
         ));
         call.max_deadline = None;
         self.by_branch.insert(branch, id);
@@ -1081,7 +1144,13 @@ impl Endpoint {
 
     // ----- requests we receive (UAS) -----
 
-    fn handle_request(&mut self, now: Instant, from: SocketAddr, request: &Message<'_>) {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        from: SocketAddr,
+        request: &Message<'_>,
+    ) {
         let Some(method) = request.method() else {
             return;
         };
@@ -1090,7 +1159,7 @@ impl Endpoint {
                 (method != Method::Ack, Recovered::from_message(request))
                 && self.pike.allow(now, from.ip())
             {
-                self.respond_stateless(from, &recovered, error.status());
+                self.respond_stateless(transport, from, &recovered, error.status());
             }
             return;
         }
@@ -1132,7 +1201,7 @@ impl Endpoint {
             && !recovered.to_has_tag()
             && self.inbound_allowed(from.ip())
         {
-            self.incoming_invite(now, from, request, &recovered);
+            self.incoming_invite(now, transport, from, request, &recovered);
             return;
         }
         if !verified
@@ -1148,7 +1217,7 @@ impl Endpoint {
             return;
         }
         if verified && let Some(call) = self.reoffer_call(request, method) {
-            self.reoffer(now, from, request, &recovered, method, call);
+            self.reoffer(now, (transport, from), request, &recovered, method, call);
             return;
         }
         let (status, body) = self.answer(now, request, method);
@@ -1179,10 +1248,7 @@ impl Endpoint {
             );
         }
         if method == Method::Invite && status == 200 {
-            writer.header_fmt(
-                "Contact",
-                format_args!("<sip:outdial@{}>", self.config.local),
-            );
+            writer.header("Contact", &contact_value(transport, self.config.local));
         }
         if verified
             && status == 200
@@ -1197,11 +1263,12 @@ impl Endpoint {
         writer.header("User-Agent", &self.config.user_agent);
         writer.finish(Some("application/sdp"), &body);
         if !verified {
-            self.stateless.push_back((from, response));
+            self.stateless.push_back((transport, from, response));
             return;
         }
 
-        let mut transaction = ServerTransaction::new(self.timing, method == Method::Invite, from);
+        let mut transaction =
+            ServerTransaction::new(self.timing, method == Method::Invite, transport, from);
         transaction.respond(now, response, true);
         let id = self.next_server;
         self.next_server += 1;
@@ -1342,13 +1409,19 @@ impl Endpoint {
         format!("{:016x}", hasher.finish())
     }
 
-    fn respond_stateless(&mut self, to: SocketAddr, recovered: &Recovered<'_>, status: u16) {
+    fn respond_stateless(
+        &mut self,
+        transport: Transport,
+        to: SocketAddr,
+        recovered: &Recovered<'_>,
+        status: u16,
+    ) {
         let tag = self.random_token();
         let mut response = Vec::new();
         let mut writer = recovered.response(&mut response, status, reason_phrase(status), &tag);
         writer.header("User-Agent", &self.config.user_agent);
         writer.finish(None, b"");
-        self.stateless.push_back((to, response));
+        self.stateless.push_back((transport, to, response));
     }
 
     // ----- bookkeeping -----
@@ -1460,6 +1533,50 @@ impl Endpoint {
     }
 }
 
+/// The top Via we send: `SIP/2.0/<transport> <local>;branch=<branch>;rport`.
+pub(super) fn via_value(transport: Transport, local: SocketAddr, branch: &str) -> String {
+    format!(
+        "SIP/2.0/{} {local};branch={branch};rport",
+        transport.via_token()
+    )
+}
+
+/// Our Contact: `<sip:outdial@<local>>`, with `;transport=` when it is not UDP (so the
+/// peer's requests in the dialog come over the same transport).
+pub(super) fn contact_value(transport: Transport, local: SocketAddr) -> String {
+    match transport {
+        Transport::Udp => format!("<sip:outdial@{local}>"),
+        other => format!("<sip:outdial@{local};transport={}>", other.uri_param()),
+    }
+}
+
+/// RFC 3261 §18.1.1: a request bound for UDP and larger than `mtu_switch` bytes goes over
+/// TCP, unless its URI named `;transport=udp` (`named`). The top Via (the first header we
+/// write) is rewritten in place: `UDP` and `TCP` are the same length, so the size, and the
+/// decision, do not change. Returns the transport to send on.
+pub(super) fn switch_transport(
+    transport: Transport,
+    named: bool,
+    mtu_switch: usize,
+    request: &mut [u8],
+) -> Transport {
+    if transport != Transport::Udp || named || request.len() <= mtu_switch {
+        return transport;
+    }
+    const VIA: &[u8] = b"\r\nVia: SIP/2.0/UDP ";
+    if let Some(at) = request.windows(VIA.len()).position(|w| w == VIA) {
+        let token = at + VIA.len() - 4;
+        request[token..token + 3].copy_from_slice(b"TCP");
+    }
+    Transport::Tcp
+}
+
+/// [`switch_transport`] for an in-dialog request of `dialog`.
+pub(super) fn switch_if_large(dialog: &Dialog, mtu_switch: usize, request: &mut [u8]) -> Transport {
+    let (transport, named) = dialog.next_hop_transport();
+    switch_transport(transport, named, mtu_switch, request)
+}
+
 fn random_token(rng: &mut SmallRng) -> String {
     format!("{:016x}", rng.random::<u64>())
 }
@@ -1528,6 +1645,7 @@ mod timer_heap_tests {
             core: 0,
             max_calls: usize::MAX,
             session_expires: None,
+            udp_mtu_switch: UDP_MTU_SWITCH,
         };
         Endpoint::new(config, 7)
     }
@@ -1547,6 +1665,7 @@ mod timer_heap_tests {
             asserted_identity: None,
             privacy: None,
             no_response_timeout: None,
+            transport: Transport::Udp,
         };
         for id in 0..10 {
             endpoint.dial(now, CallId(id), &params).expect("dials");

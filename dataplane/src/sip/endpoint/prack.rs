@@ -52,6 +52,7 @@ impl Endpoint {
         let local = self.config.local;
         let branch = format!("z9hG4bK{}", random_token(&mut self.rng));
         let user_agent = self.config.user_agent.clone();
+        let mtu_switch = self.config.udp_mtu_switch;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -80,8 +81,9 @@ impl Endpoint {
                 remote_uri: &call.target,
                 invite_cseq: call.invite_cseq,
             };
-            let dialog = Dialog::from_2xx(&party, response)
+            let mut dialog = Dialog::from_2xx(&party, response)
                 .unwrap_or_else(|_| Dialog::new(&party, to_tag, &call.target, Vec::new()));
+            dialog.transport = call.transport;
             call.early = Some(EarlyDialog {
                 dialog,
                 last_rseq: rseq,
@@ -101,9 +103,10 @@ impl Endpoint {
             &[("RAck", &rack)],
         );
         let destination = early.dialog.next_hop().unwrap_or(call.destination);
+        let transport = super::switch_if_large(&early.dialog, mtu_switch, &mut prack);
         call.pracks.push((
             branch.clone(),
-            ClientNonInvite::new(now, self.timing, destination, prack),
+            ClientNonInvite::new(now, self.timing, transport, destination, prack),
         ));
         self.by_branch.insert(branch, id);
     }

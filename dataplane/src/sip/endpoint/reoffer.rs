@@ -15,6 +15,7 @@ use super::{ALLOW, Endpoint, Owner, SipEvent};
 use crate::api::CallId;
 use crate::sip::message::{Message, Method, Recovered};
 use crate::sip::transaction::ServerTransaction;
+use crate::sip::transport::Transport;
 
 /// Seconds a peer whose offer crossed another is asked to wait (`Retry-After`).
 const OVERLAP_RETRY_AFTER_SECS: u32 = 1;
@@ -49,14 +50,15 @@ impl Endpoint {
     pub(super) fn reoffer(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        (transport, from): (Transport, SocketAddr),
         request: &Message<'_>,
         recovered: &Recovered<'_>,
         method: Method<'_>,
         call: CallId,
     ) {
         let headers = ResponseHeaders::new(recovered);
-        let mut transaction = ServerTransaction::new(self.timing, method == Method::Invite, from);
+        let mut transaction =
+            ServerTransaction::new(self.timing, method == Method::Invite, transport, from);
         let Some(state) = self.calls.get_mut(&call) else {
             return;
         };
@@ -115,8 +117,13 @@ impl Endpoint {
         match answer {
             Ok(sdp) => {
                 let mut writer = pending.headers.response(&mut response, 200, "");
+                // The offer came on this transport: our Contact says so.
+                let transport = self
+                    .servers
+                    .get(&pending.server)
+                    .map_or(Transport::Udp, |e| e.transaction.transport());
                 writer
-                    .header_fmt("Contact", format_args!("<sip:outdial@{local}>"))
+                    .header("Contact", &super::contact_value(transport, local))
                     .header("Allow", ALLOW)
                     .header("User-Agent", &self.config.user_agent);
                 if let Some(expires) = pending.session_expires {

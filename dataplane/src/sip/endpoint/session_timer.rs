@@ -126,6 +126,7 @@ impl Endpoint {
     pub(super) fn session_timeout(&mut self, now: Instant, id: CallId) {
         let local = self.config.local;
         let user_agent = self.config.user_agent.clone();
+        let mtu_switch = self.config.udp_mtu_switch;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -159,9 +160,10 @@ impl Endpoint {
                 &[("Session-Expires", &expires), ("Supported", "timer")],
             );
             let destination = dialog.next_hop().unwrap_or(call.destination);
+            let transport = super::switch_if_large(dialog, mtu_switch, &mut update);
             call.pracks.push((
                 branch.clone(),
-                ClientNonInvite::new(now, self.timing, destination, update),
+                ClientNonInvite::new(now, self.timing, transport, destination, update),
             ));
             // If no answer comes, the session ends when it would have expired.
             timer.deadline = expiry(now - timer.interval / 2, timer.interval);

@@ -46,7 +46,7 @@ impl Endpoint {
         };
         let refer_to_header = format!("<{refer_to}>");
         let referred_by = format!("<{}>", dialog.local_uri);
-        let contact = format!("<sip:outdial@{local}>");
+        let contact = super::contact_value(dialog.next_hop_transport().0, local);
         let mut request = Vec::new();
         dialog.write_request_with(
             &mut request,
@@ -61,12 +61,14 @@ impl Endpoint {
             ],
         );
         let destination = dialog.next_hop().unwrap_or(state.destination);
+        let transport = super::switch_if_large(dialog, self.config.udp_mtu_switch, &mut request);
         if let Some(previous) = state.transfer.take() {
             self.by_branch.remove(previous.branch());
         }
         state.transfer = Some(ReferClient::new(
             now,
             self.timing,
+            transport,
             destination,
             request,
             ReferParams {
@@ -197,6 +199,7 @@ mod tests {
                 core: 0,
                 max_calls: usize::MAX,
                 session_expires: None,
+                udp_mtu_switch: super::super::UDP_MTU_SWITCH,
             };
             let t0 = Instant::now();
             let mut h = Self {
@@ -217,6 +220,7 @@ mod tests {
                 asserted_identity: None,
                 privacy: None,
                 no_response_timeout: None,
+                transport: crate::sip::Transport::Udp,
             };
             h.endpoint.dial(t0, CallId(1), &params).unwrap();
             h.drain();

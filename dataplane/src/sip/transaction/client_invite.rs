@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::{ResponseAction, Timer, TimerTable, Timing};
 use crate::sip::message::print::Writer;
 use crate::sip::message::{HeaderName, Message};
+use crate::sip::transport::Transport;
 
 /// States of RFC 3261 Figure 5, plus Accepted (RFC 6026 §7.2).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -44,12 +45,14 @@ enum Pending {
     Ack,
 }
 
-/// An INVITE client transaction over UDP.
+/// An INVITE client transaction. Over a reliable transport the INVITE is sent once (no
+/// Timer A) and Timer D is zero (RFC 3261 §17.1.1.2); Timer B runs alike.
 #[derive(Clone, Debug)]
 pub struct ClientInvite {
     state: InviteClientState,
     timers: TimerTable,
     timing: Timing,
+    transport: Transport,
     destination: SocketAddr,
     invite: Vec<u8>,
     ack_template: AckTemplate,
@@ -59,21 +62,26 @@ pub struct ClientInvite {
 }
 
 impl ClientInvite {
-    /// Starts in Calling with the INVITE queued for sending; arms Timers A and B.
+    /// Starts in Calling with the INVITE queued for sending on `transport`; arms Timer B,
+    /// and Timer A when the transport is unreliable.
     pub fn new(
         now: Instant,
         timing: Timing,
+        transport: Transport,
         destination: SocketAddr,
         invite: Vec<u8>,
         ack_template: AckTemplate,
     ) -> Self {
         let mut timers = TimerTable::default();
-        timers.set(Timer::A, now + timing.t1);
+        if !transport.is_reliable() {
+            timers.set(Timer::A, now + timing.t1);
+        }
         timers.set(Timer::B, now + timing.timeout());
         Self {
             state: InviteClientState::Calling,
             timers,
             timing,
+            transport,
             destination,
             invite,
             ack_template,
@@ -106,7 +114,14 @@ impl ClientInvite {
             (Calling | Proceeding, _) if status >= 300 => {
                 self.state = Completed;
                 self.timers.stop_all();
-                self.timers.set(Timer::D, now + Duration::from_secs(32));
+                // Timer D: 32 s for UDP, zero for reliable transports (§17.1.1.2); the ACK
+                // queued below still goes out before the timer is run.
+                let wait = if self.transport.is_reliable() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(32)
+                };
+                self.timers.set(Timer::D, now + wait);
                 self.build_ack(response);
                 self.pending = Some(Pending::Ack);
                 ResponseAction::Deliver
@@ -162,6 +177,11 @@ impl ClientInvite {
         self.state
     }
 
+    /// What the INVITE (and the ACK of a non-2xx) travel on.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
     /// Where the INVITE goes.
     pub fn destination(&self) -> SocketAddr {
         self.destination
@@ -213,6 +233,7 @@ mod tests {
         ClientInvite::new(
             t0,
             Timing::default(),
+            Transport::Udp,
             "192.0.2.4:5060".parse().unwrap(),
             b"INVITE".to_vec(),
             template,
@@ -249,6 +270,40 @@ mod tests {
         assert_eq!(retransmits, [500, 1500, 3500, 7500, 15500, 31500]);
         assert_eq!(tx.state(), InviteClientState::Terminated);
         assert_eq!(tx.poll_timeout(), None);
+    }
+
+    #[test]
+    fn over_tcp_the_invite_goes_once_timer_b_still_fires_and_timer_d_is_zero() {
+        let t0 = Instant::now();
+        let mut tx = ClientInvite::new(
+            t0,
+            Timing::default(),
+            Transport::Tcp,
+            "192.0.2.4:5060".parse().unwrap(),
+            b"INVITE".to_vec(),
+            transaction(t0).ack_template,
+        );
+        assert_eq!(tx.transport(), Transport::Tcp);
+        assert!(sent(&mut tx).is_some());
+        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+        assert!(tx.handle_timeout(t0 + Duration::from_secs(32)));
+        assert_eq!(sent(&mut tx), None, "never retransmitted");
+
+        let mut tx = ClientInvite::new(
+            t0,
+            Timing::default(),
+            Transport::Tcp,
+            "192.0.2.4:5060".parse().unwrap(),
+            b"INVITE".to_vec(),
+            transaction(t0).ack_template,
+        );
+        sent(&mut tx);
+        let busy = response(486);
+        tx.handle_response(t0, &parse_message(&busy).unwrap());
+        assert!(sent(&mut tx).is_some(), "the ACK goes");
+        assert_eq!(tx.poll_timeout(), Some(t0), "Timer D = 0");
+        tx.handle_timeout(t0);
+        assert_eq!(tx.state(), InviteClientState::Terminated);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{ResponseAction, Timer, TimerTable, Timing};
 use crate::sip::message::Message;
+use crate::sip::transport::Transport;
 
 /// States of RFC 3261 Figure 6.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -19,12 +20,14 @@ pub enum NonInviteClientState {
     Terminated,
 }
 
-/// A non-INVITE client transaction over UDP.
+/// A non-INVITE client transaction. Over a reliable transport the request is sent once
+/// (no Timer E) and Timer K is zero (RFC 3261 §17.1.2.2); Timer F runs alike.
 #[derive(Clone, Debug)]
 pub struct ClientNonInvite {
     state: NonInviteClientState,
     timers: TimerTable,
     timing: Timing,
+    transport: Transport,
     destination: SocketAddr,
     request: Vec<u8>,
     interval: Duration,
@@ -32,15 +35,25 @@ pub struct ClientNonInvite {
 }
 
 impl ClientNonInvite {
-    /// Starts in Trying with the request queued; arms Timers E and F.
-    pub fn new(now: Instant, timing: Timing, destination: SocketAddr, request: Vec<u8>) -> Self {
+    /// Starts in Trying with the request queued for `transport`; arms Timer F, and Timer E
+    /// when the transport is unreliable.
+    pub fn new(
+        now: Instant,
+        timing: Timing,
+        transport: Transport,
+        destination: SocketAddr,
+        request: Vec<u8>,
+    ) -> Self {
         let mut timers = TimerTable::default();
-        timers.set(Timer::E, now + timing.t1);
+        if !transport.is_reliable() {
+            timers.set(Timer::E, now + timing.t1);
+        }
         timers.set(Timer::F, now + timing.timeout());
         Self {
             state: NonInviteClientState::Trying,
             timers,
             timing,
+            transport,
             destination,
             request,
             interval: timing.t1,
@@ -59,7 +72,12 @@ impl ClientNonInvite {
             (Trying | Proceeding, Some(_)) => {
                 self.state = Completed;
                 self.timers.stop_all();
-                self.timers.set(Timer::K, now + self.timing.t4);
+                let wait = if self.transport.is_reliable() {
+                    Duration::ZERO
+                } else {
+                    self.timing.t4
+                };
+                self.timers.set(Timer::K, now + wait);
                 ResponseAction::Deliver
             }
             _ => ResponseAction::Absorb,
@@ -106,6 +124,11 @@ impl ClientNonInvite {
         self.timers.next_timeout()
     }
 
+    /// What the request travels on.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
     /// The current state.
     pub fn state(&self) -> NonInviteClientState {
         self.state
@@ -127,6 +150,7 @@ mod tests {
         ClientNonInvite::new(
             t0,
             Timing::default(),
+            Transport::Udp,
             "192.0.2.4:5060".parse().unwrap(),
             b"BYE".to_vec(),
         )
@@ -171,6 +195,37 @@ mod tests {
         assert_eq!(tx.handle_response(t1, &ok), ResponseAction::Absorb);
         assert_eq!(tx.poll_timeout(), Some(t1 + Duration::from_secs(5)));
         assert!(!tx.handle_timeout(t1 + Duration::from_secs(5)));
+        assert_eq!(tx.state(), NonInviteClientState::Terminated);
+    }
+
+    #[test]
+    fn over_tcp_no_timer_e_timer_f_still_and_timer_k_zero() {
+        let t0 = Instant::now();
+        let destination = "192.0.2.4:5060".parse().unwrap();
+        let mut tx = ClientNonInvite::new(
+            t0,
+            Timing::default(),
+            Transport::Tcp,
+            destination,
+            b"BYE".to_vec(),
+        );
+        assert!(drain(&mut tx));
+        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+        assert!(tx.handle_timeout(t0 + Duration::from_secs(32)));
+        assert!(!drain(&mut tx));
+
+        let mut tx = ClientNonInvite::new(
+            t0,
+            Timing::default(),
+            Transport::Tcp,
+            destination,
+            b"BYE".to_vec(),
+        );
+        drain(&mut tx);
+        let ok = parse_message(b"SIP/2.0 200 OK\r\nCSeq: 2 BYE\r\n\r\n").unwrap();
+        assert_eq!(tx.handle_response(t0, &ok), ResponseAction::Deliver);
+        assert_eq!(tx.poll_timeout(), Some(t0), "Timer K = 0");
+        tx.handle_timeout(t0);
         assert_eq!(tx.state(), NonInviteClientState::Terminated);
     }
 }

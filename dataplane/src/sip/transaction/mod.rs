@@ -1,4 +1,4 @@
-//! SIP transactions over UDP (RFC 3261 §17): the client INVITE and non-INVITE machines, and
+//! SIP transactions over UDP and reliable transports (RFC 3261 §17): the client INVITE and non-INVITE machines, and
 //! the server machine for requests we answer. Each is sans-IO: fed responses, requests and
 //! the time, it hands back datagrams through `poll_transmit` and deadlines through
 //! `poll_timeout`.

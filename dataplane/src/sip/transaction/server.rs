@@ -2,11 +2,17 @@
 //! (§17.2.1). A final response to an INVITE, 2xx included, is retransmitted on Timer G
 //! until the ACK arrives or Timer H fires; for a 2xx that is the UAS core's duty
 //! (§13.3.1.4), with the same timings, so it lives here too.
+//!
+//! Over a reliable transport a non-2xx final is sent once (no Timer G), and Timers I and J
+//! are zero (§17.2.1, §17.2.2). A 2xx is still retransmitted on Timer G until the ACK:
+//! §13.3.1.4 makes that the UAS core's duty "independent of whatever transport protocols
+//! are used to send the response", since a hop further on may be UDP.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{Timer, TimerTable, Timing};
+use crate::sip::transport::Transport;
 
 /// States of RFC 3261 Figures 7 and 8.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -23,13 +29,15 @@ pub enum ServerState {
     Terminated,
 }
 
-/// A server transaction over UDP.
+/// A server transaction; its responses go back on the transport the request came on
+/// (RFC 3261 §18.2.2).
 #[derive(Clone, Debug)]
 pub struct ServerTransaction {
     invite: bool,
     state: ServerState,
     timers: TimerTable,
     timing: Timing,
+    transport: Transport,
     destination: SocketAddr,
     response: Vec<u8>,
     interval: Duration,
@@ -37,9 +45,10 @@ pub struct ServerTransaction {
 }
 
 impl ServerTransaction {
-    /// A transaction for a request that just arrived from `source` (responses go back
-    /// there: RFC 3581 symmetric response routing).
-    pub fn new(timing: Timing, invite: bool, source: SocketAddr) -> Self {
+    /// A transaction for a request that just arrived on `transport` from `source`
+    /// (responses go back there: RFC 3581 symmetric response routing, and for a stream
+    /// the same connection, RFC 3261 §18.2.2).
+    pub fn new(timing: Timing, invite: bool, transport: Transport, source: SocketAddr) -> Self {
         Self {
             invite,
             state: if invite {
@@ -49,6 +58,7 @@ impl ServerTransaction {
             },
             timers: TimerTable::default(),
             timing,
+            transport,
             destination: source,
             response: Vec::new(),
             interval: timing.t1,
@@ -64,6 +74,7 @@ impl ServerTransaction {
         ) {
             return;
         }
+        let success = response.starts_with(b"SIP/2.0 2");
         self.response = response;
         self.pending = true;
         if !final_response {
@@ -71,11 +82,20 @@ impl ServerTransaction {
             return;
         }
         self.state = ServerState::Completed;
+        let reliable = self.transport.is_reliable();
         if self.invite {
-            self.timers.set(Timer::G, now + self.timing.t1);
+            // RFC 3261 §13.3.1.4: a 2xx is retransmitted whatever the transport.
+            if success || !reliable {
+                self.timers.set(Timer::G, now + self.timing.t1);
+            }
             self.timers.set(Timer::H, now + self.timing.timeout());
         } else {
-            self.timers.set(Timer::J, now + self.timing.timeout());
+            let wait = if reliable {
+                Duration::ZERO
+            } else {
+                self.timing.timeout()
+            };
+            self.timers.set(Timer::J, now + wait);
         }
     }
 
@@ -93,7 +113,12 @@ impl ServerTransaction {
         if self.invite && self.state == ServerState::Completed {
             self.state = ServerState::Confirmed;
             self.timers.stop_all();
-            self.timers.set(Timer::I, now + self.timing.t4);
+            let wait = if self.transport.is_reliable() {
+                Duration::ZERO
+            } else {
+                self.timing.t4
+            };
+            self.timers.set(Timer::I, now + wait);
         }
     }
 
@@ -133,6 +158,11 @@ impl ServerTransaction {
         self.timers.next_timeout()
     }
 
+    /// What the responses travel on.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
     /// The current state.
     pub fn state(&self) -> ServerState {
         self.state
@@ -156,7 +186,7 @@ mod tests {
     #[test]
     fn non_invite_replays_final_on_retransmission_until_timer_j() {
         let t0 = Instant::now();
-        let mut tx = ServerTransaction::new(Timing::default(), false, source());
+        let mut tx = ServerTransaction::new(Timing::default(), false, Transport::Udp, source());
         tx.handle_retransmission();
         assert_eq!(
             tx.poll_transmit(&mut Vec::new()),
@@ -180,7 +210,7 @@ mod tests {
     #[test]
     fn invite_final_retransmits_on_timer_g_until_ack() {
         let t0 = Instant::now();
-        let mut tx = ServerTransaction::new(Timing::default(), true, source());
+        let mut tx = ServerTransaction::new(Timing::default(), true, Transport::Udp, source());
         tx.respond(t0, b"SIP/2.0 404 Not Found".to_vec(), true);
         assert!(tx.poll_transmit(&mut Vec::new()).is_some());
         let mut sends = Vec::new();
@@ -203,9 +233,40 @@ mod tests {
     #[test]
     fn invite_without_ack_times_out_on_timer_h() {
         let t0 = Instant::now();
-        let mut tx = ServerTransaction::new(Timing::default(), true, source());
+        let mut tx = ServerTransaction::new(Timing::default(), true, Transport::Udp, source());
         tx.respond(t0, b"SIP/2.0 200 OK".to_vec(), true);
         assert!(tx.handle_timeout(t0 + Duration::from_secs(32)));
         assert_eq!(tx.state(), ServerState::Terminated);
+    }
+
+    #[test]
+    fn over_tcp_a_non_2xx_goes_once_a_2xx_is_retransmitted_and_i_j_are_zero() {
+        let t0 = Instant::now();
+        let mut tx = ServerTransaction::new(Timing::default(), true, Transport::Tcp, source());
+        tx.respond(t0, b"SIP/2.0 486 Busy Here".to_vec(), true);
+        assert!(tx.poll_transmit(&mut Vec::new()).is_some());
+        assert_eq!(
+            tx.poll_timeout(),
+            Some(t0 + Duration::from_secs(32)),
+            "Timer H only"
+        );
+        tx.handle_ack(t0);
+        assert_eq!(tx.poll_timeout(), Some(t0), "Timer I = 0");
+
+        let mut tx = ServerTransaction::new(Timing::default(), true, Transport::Tcp, source());
+        tx.respond(t0, b"SIP/2.0 200 OK".to_vec(), true);
+        assert!(tx.poll_transmit(&mut Vec::new()).is_some());
+        assert_eq!(
+            tx.poll_timeout(),
+            Some(t0 + Duration::from_millis(500)),
+            "§13.3.1.4"
+        );
+        tx.handle_timeout(t0 + Duration::from_millis(500));
+        assert!(tx.poll_transmit(&mut Vec::new()).is_some());
+
+        let mut tx = ServerTransaction::new(Timing::default(), false, Transport::Tcp, source());
+        tx.respond(t0, b"SIP/2.0 200 OK".to_vec(), true);
+        assert_eq!(tx.poll_timeout(), Some(t0), "Timer J = 0");
+        assert_eq!(tx.transport(), Transport::Tcp);
     }
 }
