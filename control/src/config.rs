@@ -273,6 +273,11 @@ pub struct SipConfig {
     /// many milliseconds, as unreachable, and try the trunk's next address; 0 = wait for
     /// Timer B (64 × T1).
     pub no_response_timeout_ms: u64,
+    /// Listen for SIP over TCP too, on the same port as UDP (each core's SIP port).
+    pub tcp: bool,
+    /// Requests bound for UDP longer than this many bytes go over TCP instead (RFC 3261
+    /// §18.1.1, the MTU rule); 0 = never (most carriers' UDP trunks take no TCP).
+    pub udp_mtu_switch: usize,
     /// Copy every SIP message to this capture server (Homer, sngrep) as HEP v3 over UDP
     /// (`docs/sip.md`, "HEP capture"); `None` = off.
     pub hep_capture: Option<SocketAddr>,
@@ -470,6 +475,8 @@ impl Default for SipConfig {
             answer_stranger_invite: false,
             inbound_sources: Vec::new(),
             session_expires_secs: 1800,
+            tcp: true,
+            udp_mtu_switch: 0,
             no_response_timeout_ms: 5000,
             hep_capture: None,
             hep_agent_id: 2001,
@@ -852,6 +859,19 @@ impl Config {
                 self.sip.t1_ms.saturating_mul(64)
             )));
         }
+        let switch = self.sip.udp_mtu_switch;
+        if switch != 0 && !(500..=65_507).contains(&switch) {
+            return Err(Error::Config(format!(
+                "`sip.udp_mtu_switch` is {switch}: use 0 (never) or 500 to 65507 bytes \
+                 (RFC 3261 suggests 1300)"
+            )));
+        }
+        if switch != 0 && !self.sip.tcp {
+            return Err(Error::Config(
+                "`sip.udp_mtu_switch` moves large requests to TCP: it needs `sip.tcp = true`"
+                    .to_owned(),
+            ));
+        }
         let floor = outdial_dataplane::sip::endpoint::MIN_SESSION_EXPIRES.as_secs();
         let expires = self.sip.session_expires_secs;
         if expires != 0 && !(floor..=86_400).contains(&expires) {
@@ -1045,6 +1065,9 @@ mod tests {
             "request_uri",
             "proxy",
             "transport",
+            "tls_ca_file",
+            "tls_cert_file",
+            "tls_key_file",
             "auth_user",
             "auth_password",
             "auth_realm",
@@ -1217,6 +1240,13 @@ mod tests {
         };
         let short = message("[sip]\nsession_expires_secs = 30\n");
         assert!(short.contains("sip.session_expires_secs"), "{short}");
+        for (text, key) in [
+            ("[sip]\nudp_mtu_switch = 100\n", "sip.udp_mtu_switch"),
+            ("[sip]\ntcp = false\nudp_mtu_switch = 1300\n", "sip.tcp"),
+        ] {
+            let problem = message(text);
+            assert!(problem.contains(key), "{text}: {problem}");
+        }
         let off = Config::parse("[sip]\nsession_expires_secs = 0\n").expect("parses");
         assert!(off.validate().is_ok());
         let bad_source = message("[sip]\ninbound_sources = [\"10.0.0.0/33\"]\n");

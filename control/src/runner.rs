@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use outdial_dataplane::api::{
-    AmdEvent, CallId, Codec, Command, Dial, Disposition, Event, Outcome,
+    AmdEvent, CallId, Codec, Command, Dial, Disposition, Event, Outcome, TlsClient,
     TransferError as CoreTransferError, TransferKind as CoreTransferKind,
-    TransferOutcome as CoreTransferOutcome,
+    TransferOutcome as CoreTransferOutcome, Transport,
 };
 use outdial_vxml::{
     Action, FetchFailure, FetchPurpose, Fetched, Input, Method as FetchMethod, RecordRequest,
@@ -158,8 +158,8 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
         Ok((trunk, caller_id)) => {
             let dns = &context.settings.dns;
             let located = match trunk.proxy.as_deref() {
-                Some(proxy) => locate_proxy(dns, proxy).await.map(Some),
-                None => locate_callee(dns, &record.target_uri).await,
+                Some(proxy) => locate_proxy(dns, proxy, trunk.transport).await.map(Some),
+                None => locate_callee(dns, &record.target_uri, trunk.transport).await,
             };
             located.map(|targets| (trunk, caller_id, targets))
         }
@@ -203,6 +203,11 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
             .machine_detection
             .core(record.machine_detection),
         no_response_timeout: context.settings.no_response_timeout,
+        transport: trunk.transport,
+        tls: trunk.tls.as_ref().map(|tls| TlsClient {
+            config: Arc::clone(&tls.0),
+            server_name: tls_server_name(trunk.proxy.as_deref(), &record.target_uri),
+        }),
     };
     tracing::info!(
         call = %record.id,
@@ -775,7 +780,10 @@ impl CallTask {
                 crate::redact::callee(target)
             ));
         }
-        let located = match locate_callee(&self.context.settings.dns, target).await {
+        // A redirect's Contact says its own transport (`;transport=`), which the core follows;
+        // its host is looked up for UDP.
+        let located = match locate_callee(&self.context.settings.dns, target, Transport::Udp).await
+        {
             Ok(Some(found)) => found,
             Ok(None) => {
                 let literal = outdial_dataplane::sip::target::dial_target(target)
@@ -1916,7 +1924,11 @@ async fn tenant_trunk(
 
 /// Where a trunk's proxy (or registrar), `host[:port]`, takes SIP: an IP literal as it is,
 /// a name located per RFC 3263 ([`SipDns::locate`]); best first, never empty.
-pub(crate) async fn locate_proxy(dns: &SipDns, proxy: &str) -> Result<Vec<SocketAddr>, String> {
+pub(crate) async fn locate_proxy(
+    dns: &SipDns,
+    proxy: &str,
+    transport: Transport,
+) -> Result<Vec<SocketAddr>, String> {
     use outdial_dataplane::sip::message::{Host, Uri};
     let uri = format!("sip:{proxy}");
     let parsed =
@@ -1924,34 +1936,63 @@ pub(crate) async fn locate_proxy(dns: &SipDns, proxy: &str) -> Result<Vec<Socket
     let Some(sip) = parsed.sip() else {
         return Err(format!("cannot parse the trunk proxy {proxy}"));
     };
-    if let Some(addr) = sip.socket_addr() {
+    if (transport != Transport::Tls || sip.port.is_some())
+        && let Some(addr) = sip.socket_addr()
+    {
         return Ok(vec![addr]);
     }
-    let Host::Name(name) = sip.host else {
-        return Err(format!("the trunk proxy {proxy} has no usable host"));
+    let host = match sip.host {
+        Host::Name(name) => name.to_owned(),
+        Host::Ipv4(_) | Host::Ipv6(_) => sip.host.to_string(),
     };
-    dns.locate(name, sip.port)
+    dns.locate_for(&host, sip.port, transport)
         .await
         .map_err(|e| format!("cannot find the trunk proxy {proxy}: {e}"))
+}
+
+/// The name a TLS trunk's certificate must carry: the host of its proxy, else of the
+/// Request-URI (without port or IPv6 brackets).
+fn tls_server_name(proxy: Option<&str>, target: &str) -> String {
+    use outdial_dataplane::sip::message::Uri;
+    let uri = match proxy {
+        Some(proxy) => format!("sip:{proxy}"),
+        None => target.to_owned(),
+    };
+    Uri::parse(&uri)
+        .ok()
+        .and_then(|u| u.sip().map(|sip| sip.host.to_string()))
+        .map(|host| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        })
+        .unwrap_or_default()
 }
 
 /// Where to send the INVITE for `target`: `None` when its host is an IP address (or
 /// `localhost`) the core uses as it is; otherwise the addresses RFC 3263 gives for the name,
 /// best first.
-async fn locate_callee(dns: &SipDns, target: &str) -> Result<Option<Vec<SocketAddr>>, String> {
+async fn locate_callee(
+    dns: &SipDns,
+    target: &str,
+    transport: Transport,
+) -> Result<Option<Vec<SocketAddr>>, String> {
     use outdial_dataplane::sip::message::{Host, Uri};
     let uri =
         Uri::parse(target).map_err(|e| format!("cannot parse the callee URI {target}: {e}"))?;
     let Some(sip) = uri.sip() else {
         return Err(format!("{target} is not a sip: URI"));
     };
-    if sip.socket_addr().is_some() {
+    // The core dials an IP literal on its own, to port 5060 when none is given; TLS needs
+    // an address resolved here (its default port is 5061, and the connection needs it).
+    if sip.socket_addr().is_some() && (transport != Transport::Tls || sip.port.is_some()) {
         return Ok(None);
     }
-    let Host::Name(name) = sip.host else {
-        return Err(format!("{target} has no usable host"));
+    let host = match sip.host {
+        Host::Name(name) => name.to_owned(),
+        Host::Ipv4(_) | Host::Ipv6(_) => sip.host.to_string(),
     };
-    dns.locate(name, sip.port)
+    dns.locate_for(&host, sip.port, transport)
         .await
         .map(Some)
         .map_err(|e| format!("cannot find the callee's host: {e}"))
@@ -2058,16 +2099,52 @@ mod tests {
         SipDns::new(&[SocketAddr::from(([127, 0, 0, 1], 9))]).expect("resolver")
     }
 
+    async fn locate_proxy_udp(dns: &SipDns, proxy: &str) -> Result<Vec<SocketAddr>, String> {
+        locate_proxy(dns, proxy, Transport::Udp).await
+    }
+
+    async fn locate_callee_udp(
+        dns: &SipDns,
+        target: &str,
+    ) -> Result<Option<Vec<SocketAddr>>, String> {
+        locate_callee(dns, target, Transport::Udp).await
+    }
+
+    #[tokio::test]
+    async fn tls_targets_are_located_on_5061_and_named_for_the_certificate() {
+        let dns = dead_dns();
+        assert_eq!(
+            locate_callee(&dns, "sip:a@192.0.2.30", Transport::Tls).await,
+            Ok(Some(vec![SocketAddr::from(([192, 0, 2, 30], 5061))]))
+        );
+        assert_eq!(
+            locate_proxy(&dns, "192.0.2.30", Transport::Tls).await,
+            Ok(vec![SocketAddr::from(([192, 0, 2, 30], 5061))])
+        );
+        assert_eq!(
+            locate_proxy(&dns, "192.0.2.30", Transport::Tcp).await,
+            Ok(vec![SocketAddr::from(([192, 0, 2, 30], 5060))])
+        );
+        assert_eq!(
+            tls_server_name(Some("edge.carrier.example:5061"), "sip:+1@x"),
+            "edge.carrier.example"
+        );
+        assert_eq!(
+            tls_server_name(None, "sip:+1@[2001:db8::1]:5061"),
+            "2001:db8::1"
+        );
+    }
+
     #[tokio::test]
     async fn trunk_proxies_are_addresses_or_located_names() {
         let dns = dead_dns();
         let v4 = SocketAddr::from(([192, 0, 2, 30], 5060));
-        assert_eq!(locate_proxy(&dns, "192.0.2.30").await, Ok(vec![v4]));
+        assert_eq!(locate_proxy_udp(&dns, "192.0.2.30").await, Ok(vec![v4]));
         assert_eq!(
-            locate_proxy(&dns, "192.0.2.30:5080").await,
+            locate_proxy_udp(&dns, "192.0.2.30:5080").await,
             Ok(vec![SocketAddr::from(([192, 0, 2, 30], 5080))])
         );
-        let missing = locate_proxy(&dns, "no-such-proxy.invalid").await;
+        let missing = locate_proxy_udp(&dns, "no-such-proxy.invalid").await;
         assert!(
             matches!(&missing, Err(reason) if reason.contains("trunk proxy no-such-proxy.invalid")),
             "{missing:?}"
@@ -2077,14 +2154,17 @@ mod tests {
     #[tokio::test]
     async fn callee_hosts_are_located_only_when_they_are_names() {
         let dns = dead_dns();
-        assert_eq!(locate_callee(&dns, "sip:a@127.0.0.1:5070").await, Ok(None));
-        assert_eq!(locate_callee(&dns, "sip:a@localhost").await, Ok(None));
-        let missing = locate_callee(&dns, "sip:a@no-such-host.invalid").await;
+        assert_eq!(
+            locate_callee_udp(&dns, "sip:a@127.0.0.1:5070").await,
+            Ok(None)
+        );
+        assert_eq!(locate_callee_udp(&dns, "sip:a@localhost").await, Ok(None));
+        let missing = locate_callee_udp(&dns, "sip:a@no-such-host.invalid").await;
         assert!(
             matches!(&missing, Err(reason) if reason.contains("no-such-host.invalid")),
             "{missing:?}"
         );
-        let not_sip = locate_callee(&dns, "tel:+15550100").await;
+        let not_sip = locate_callee_udp(&dns, "tel:+15550100").await;
         assert!(not_sip.is_err(), "{not_sip:?}");
     }
 

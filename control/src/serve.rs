@@ -403,7 +403,9 @@ async fn register_trunks(
             continue;
         };
         let next_hop = trunk.proxy.as_deref().unwrap_or(domain);
-        let located = crate::runner::locate_proxy(&dns, next_hop).await;
+        let located =
+            crate::runner::locate_proxy(&dns, next_hop, outdial_dataplane::sip::Transport::Udp)
+                .await;
         let (destination, alternatives) = match located {
             Ok(targets) if !targets.is_empty() => (targets[0], targets[1..].to_vec()),
             Ok(_) => {
@@ -551,6 +553,8 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
             password: config.sip.hep_password.as_ref().map(|p| p.0.clone()),
             max_per_second: config.sip.hep_max_per_second,
         }),
+        sip_tcp: config.sip.tcp,
+        udp_mtu_switch: (config.sip.udp_mtu_switch > 0).then_some(config.sip.udp_mtu_switch),
         backend,
         pin: config.dataplane.pin,
         seed: seed(),

@@ -1,10 +1,14 @@
-//! Where SIP for a host goes (RFC 3263 §4, UDP only): the ordered addresses a request for
-//! `host[:port]` is sent to, one after another when an address does not answer (§4.3).
+//! Where SIP for a host goes (RFC 3263 §4): the ordered addresses a request for
+//! `host[:port]` over a given transport is sent to, one after another when an address does
+//! not answer (§4.3).
 //!
 //! An IP address, or a name with an explicit port, is used with its A/AAAA records only
-//! (§4.2). A bare name is looked up as NAPTR (the `SIP+D2U` services, by order and
-//! preference), then SRV (`_sip._udp.<name>` when NAPTR gave nothing; RFC 2782 order), and
-//! each SRV target as A/AAAA; with neither NAPTR nor SRV, the name's own A/AAAA on port 5060.
+//! (§4.2). A bare name is looked up as NAPTR (the transport's service: `SIP+D2U` for UDP,
+//! `SIP+D2T` for TCP, `SIPS+D2T` for TLS, by order and preference), then SRV
+//! (`_sip._udp`, `_sip._tcp` or `_sips._tcp.<name>` when NAPTR gave nothing; RFC 2782
+//! order), and each SRV target as A/AAAA; with neither NAPTR nor SRV, the name's own A/AAAA
+//! on port 5060 (5061 for TLS). The transport is the trunk's: it is configured, not chosen
+//! from NAPTR.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -14,6 +18,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
+use outdial_dataplane::sip::Transport;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -23,8 +28,15 @@ pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most this many addresses are tried for one request.
 pub const MAX_TARGETS: usize = 8;
 
-/// The SIP port when neither the URI nor SRV gives one.
-const SIP_PORT: u16 = 5060;
+/// What RFC 3263 looks up for one transport: the NAPTR service, the SRV prefix and the
+/// port when neither the URI nor SRV gives one.
+fn service(transport: Transport) -> (&'static str, &'static str, u16) {
+    match transport {
+        Transport::Udp => ("SIP+D2U", "_sip._udp", 5060),
+        Transport::Tcp => ("SIP+D2T", "_sip._tcp", 5060),
+        Transport::Tls => ("SIPS+D2T", "_sips._tcp", 5061),
+    }
+}
 
 /// Why a host could not be located. Each message names the host and what to check.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -152,11 +164,24 @@ impl SipDns {
     /// The addresses to send a request for `host` (an IP address or a name) to, best first,
     /// at most [`MAX_TARGETS`]; never empty.
     pub async fn locate(&self, host: &str, port: Option<u16>) -> Result<Vec<SocketAddr>, DnsError> {
+        self.locate_for(host, port, Transport::Udp).await
+    }
+
+    /// [`SipDns::locate`] for SIP over `transport`.
+    pub async fn locate_for(
+        &self,
+        host: &str,
+        port: Option<u16>,
+        transport: Transport,
+    ) -> Result<Vec<SocketAddr>, DnsError> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port.unwrap_or(SIP_PORT))]);
+            return Ok(vec![SocketAddr::new(
+                ip,
+                port.unwrap_or(service(transport).2),
+            )]);
         }
-        match tokio::time::timeout(self.timeout, self.locate_name(host, port)).await {
+        match tokio::time::timeout(self.timeout, self.locate_name(host, port, transport)).await {
             Ok(result) => result,
             Err(_) => Err(DnsError::Timeout {
                 name: host.to_owned(),
@@ -169,13 +194,15 @@ impl SipDns {
         &self,
         name: &str,
         port: Option<u16>,
+        transport: Transport,
     ) -> Result<Vec<SocketAddr>, DnsError> {
         if let Some(port) = port {
             return self.addresses(name, port).await;
         }
-        let mut srv_names = self.naptr(name).await?;
+        let (naptr_service, srv_prefix, default_port) = service(transport);
+        let mut srv_names = self.naptr(name, naptr_service).await?;
         if srv_names.is_empty() {
-            srv_names.push(format!("_sip._udp.{name}"));
+            srv_names.push(format!("{srv_prefix}.{name}"));
         }
         let mut rng = SmallRng::seed_from_u64(getrandom::u64().unwrap_or_default());
         for srv_name in srv_names {
@@ -211,11 +238,11 @@ impl SipDns {
             targets.truncate(MAX_TARGETS);
             return Ok(targets);
         }
-        self.addresses(name, SIP_PORT).await
+        self.addresses(name, default_port).await
     }
 
-    /// NAPTR for `name`: the replacement names of its `SIP+D2U` records, in order.
-    async fn naptr(&self, name: &str) -> Result<Vec<String>, DnsError> {
+    /// NAPTR for `name`: the replacement names of its records for `naptr_service`, in order.
+    async fn naptr(&self, name: &str, naptr_service: &str) -> Result<Vec<String>, DnsError> {
         let records = match self.resolver.lookup(name, RecordType::NAPTR).await {
             Ok(lookup) => lookup
                 .answers()
@@ -234,7 +261,7 @@ impl SipDns {
             Err(e) if e.is_no_records_found() => Vec::new(),
             Err(e) => return Err(lookup_error(name, "NAPTR", &e)),
         };
-        Ok(sip_udp_services(records))
+        Ok(sip_services(records, naptr_service))
     }
 
     /// SRV records of `srv_name` (none when it has none).
@@ -307,13 +334,14 @@ struct Naptr {
     replacement: String,
 }
 
-/// The SRV names of the `SIP+D2U` records with flag `S` (RFC 3263 §4.1), by order then
-/// preference; other transports, other flags and empty replacements are left out.
-fn sip_udp_services(mut records: Vec<Naptr>) -> Vec<String> {
+/// The SRV names of the records for `naptr_service` (e.g. `SIP+D2U`) with flag `S` (RFC
+/// 3263 §4.1), by order then preference; other transports, other flags and empty
+/// replacements are left out.
+fn sip_services(mut records: Vec<Naptr>, naptr_service: &str) -> Vec<String> {
     records.sort_by_key(|r| (r.order, r.preference));
     let mut names: Vec<String> = Vec::new();
     for record in records {
-        let usable = record.services.eq_ignore_ascii_case("SIP+D2U")
+        let usable = record.services.eq_ignore_ascii_case(naptr_service)
             && record.flags.eq_ignore_ascii_case("s")
             && !record.replacement.is_empty()
             && record.replacement != ".";
@@ -466,14 +494,17 @@ mod tests {
             naptr(30, 1, "s", "SIP+D2U", "_sip._udp.first.example."),
         ];
         assert_eq!(
-            sip_udp_services(records),
+            sip_services(records, "SIP+D2U"),
             [
                 "_sip._udp.first.example.",
                 "_sip._udp.second.example.",
                 "_sip._udp.backup.example."
             ]
         );
-        assert!(sip_udp_services(vec![naptr(1, 1, "s", "SIP+D2T", "_sip._tcp.x.")]).is_empty());
+        let tcp = || vec![naptr(1, 1, "s", "SIP+D2T", "_sip._tcp.x.")];
+        assert!(sip_services(tcp(), "SIP+D2U").is_empty());
+        assert_eq!(sip_services(tcp(), "SIP+D2T"), ["_sip._tcp.x."]);
+        assert!(sip_services(tcp(), "SIPS+D2T").is_empty());
     }
 
     #[tokio::test]

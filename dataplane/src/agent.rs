@@ -15,6 +15,8 @@
 //! clock only through [`AgentConfig::wall_clock`] (for RTCP's NTP timestamps and HEP's
 //! capture times), and opens sockets only through [`Io`]. The loop in [`crate::core`] feeds it.
 
+mod sip_streams;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -31,16 +33,18 @@ use rand::{Rng, SeedableRng};
 use crate::api::{
     AmdConfig, CallId, Command, Dial, Disposition, Event, IncomingCall, Outcome, TransferKind,
 };
-use crate::core::{Driver, Io, SocketId, WakeFd, next_tick};
+use crate::core::{Driver, Io, ListenerId, SocketId, StreamClosed, StreamId, WakeFd, next_tick};
 use crate::icmp::IcmpError;
 use crate::rtp::{
     EncodedCache, MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, RtcpConfig,
     SourcePolicy,
 };
 use crate::sdp;
+use crate::sip::Transport;
 use crate::sip::hep::{Exporter, HepConfig, HepStats};
 use crate::sip::register::RegistrationEvent;
 use crate::sip::{BorderConfig, DialParams, Endpoint, SipConfig, SipEvent};
+use sip_streams::SipStreams;
 
 /// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
 const RTP_BUFFER: usize = 1500;
@@ -119,6 +123,11 @@ pub struct AgentConfig {
     pub session_expires: Option<Duration>,
     /// Copy SIP to this capture server as HEP v3; `None` = off.
     pub hep: Option<HepConfig>,
+    /// Listen for SIP over TCP on the SIP port too.
+    pub sip_tcp: bool,
+    /// Requests bound for UDP longer than this go over TCP (RFC 3261 §18.1.1); `None`:
+    /// never.
+    pub udp_mtu_switch: Option<usize>,
 }
 
 /// Copies SIP datagrams to the capture server as HEP.
@@ -200,6 +209,9 @@ pub struct Agent {
     link: CoreLink,
     sip: Endpoint,
     sip_socket: Option<SocketId>,
+    /// SIP over TCP and TLS: the connections, and the listener when `sip_tcp`.
+    streams: SipStreams,
+    sip_listener: Option<ListenerId>,
     /// HEP copies of SIP (`None` = off).
     hep: Option<HepTap>,
     calls: HashMap<CallId, CallSlot>,
@@ -239,9 +251,7 @@ impl Agent {
                 core: config.core,
                 max_calls: config.max_calls,
                 session_expires: config.session_expires,
-                // TODO(tcp-sip wiring): `UDP_MTU_SWITCH` once the loop carries SIP over TCP;
-                // until then nothing is moved off UDP.
-                udp_mtu_switch: usize::MAX,
+                udp_mtu_switch: config.udp_mtu_switch.unwrap_or(usize::MAX),
             },
             config.seed,
         );
@@ -254,11 +264,14 @@ impl Agent {
             local: SocketAddr::new(config.public_ip, config.sip_listen.port()),
             published: HepStats::default(),
         });
+        let streams = SipStreams::new(config.border.max_message_bytes);
         Self {
             config,
             link,
             sip,
             sip_socket: None,
+            streams,
+            sip_listener: None,
             hep,
             calls: HashMap::new(),
             by_socket: HashMap::new(),
@@ -346,6 +359,13 @@ impl Agent {
             self.emit(failed(dial.call, "duplicate call id on this core".into()));
             return;
         }
+        if dial.transport == Transport::Tls && (dial.tls.is_none() || dial.destination.is_none()) {
+            self.emit(failed(
+                dial.call,
+                "a TLS dial needs its trunk's TLS settings and a resolved destination".into(),
+            ));
+            return;
+        }
         let (rtp_socket, rtp_local, rtcp_socket) = match self.bind_pair(io) {
             Ok(bound) => bound,
             Err(e) => {
@@ -369,8 +389,13 @@ impl Agent {
             asserted_identity: dial.asserted_identity.as_deref(),
             privacy: dial.privacy.as_deref(),
             no_response_timeout: dial.no_response_timeout,
-            transport: crate::sip::Transport::Udp,
+            transport: dial.transport,
         };
+        if let Some(tls) = &dial.tls
+            && let Some(destination) = dial.destination
+        {
+            self.streams.set_tls_peer(destination, tls.clone());
+        }
         if let Err(e) = self.sip.dial(now, dial.call, &params) {
             io.close(rtp_socket);
             io.close(rtcp_socket);
@@ -534,15 +559,23 @@ impl Agent {
     fn drain_sip(&mut self, io: &mut impl Io, now: Instant) {
         loop {
             let mut progressed = false;
-            if let Some(socket) = self.sip_socket {
-                while let Some(to) = self.sip.poll_transmit(&mut self.sip_buf) {
-                    io.send(socket, to, &self.sip_buf);
-                    trace_sip("out", to, &self.sip_buf);
-                    if let Some(tap) = self.hep.as_mut() {
-                        let route = (tap.local, to);
-                        tap.copy(io, now, self.config.wall_clock, route, &self.sip_buf);
+            while let Some((transport, to)) = self.sip.poll_transmit_via(&mut self.sip_buf) {
+                progressed = true;
+                trace_sip("out", to, &self.sip_buf);
+                if transport != Transport::Udp {
+                    if let Err(why) = self.streams.send(io, now, transport, to, &self.sip_buf) {
+                        tracing::warn!(peer = %to, %transport, "{why}");
+                        self.sip.handle_transport_failure(&self.sip_buf, &why);
                     }
-                    progressed = true;
+                    continue;
+                }
+                let Some(socket) = self.sip_socket else {
+                    continue;
+                };
+                io.send(socket, to, &self.sip_buf);
+                if let Some(tap) = self.hep.as_mut() {
+                    let route = (tap.local, to);
+                    tap.copy(io, now, self.config.wall_clock, route, &self.sip_buf);
                 }
             }
             while let Some(event) = self.sip.poll_event() {
@@ -873,8 +906,18 @@ impl Driver for Agent {
                 );
                 (e, message)
             })
-            .and_then(|(socket, _)| {
+            .and_then(|(socket, bound)| {
                 self.sip_socket = Some(socket);
+                if self.config.sip_tcp {
+                    let (listener, _) = io.listen(bound).map_err(|e| {
+                        let message = format!(
+                            "cannot listen for SIP over TCP on {bound}: {e} (is another SIP \
+                             server on that port? set [sip] tcp = false to go without TCP)"
+                        );
+                        (e, message)
+                    })?;
+                    self.sip_listener = Some(listener);
+                }
                 let Some(tap) = self.hep.as_mut() else {
                     return Ok(());
                 };
@@ -962,8 +1005,54 @@ impl Driver for Agent {
         self.finish_turn(now);
     }
 
+    fn handle_stream_accepted(
+        &mut self,
+        _io: &mut impl Io,
+        now: Instant,
+        listener: ListenerId,
+        stream: StreamId,
+        peer: SocketAddr,
+    ) {
+        if Some(listener) == self.sip_listener {
+            self.streams.accepted(now, stream, peer);
+        }
+    }
+
+    fn handle_stream_data(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        stream: StreamId,
+        data: &[u8],
+    ) {
+        let sip = &mut self.sip;
+        self.streams
+            .received(io, now, stream, data, |transport, peer, message| {
+                trace_sip("in", peer, message);
+                sip.handle_message(now, transport, peer, message);
+            });
+        self.drain_sip(io, now);
+        self.finish_turn(now);
+    }
+
+    fn handle_stream_closed(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        stream: StreamId,
+        why: StreamClosed,
+    ) {
+        let sip = &mut self.sip;
+        self.streams.closed(stream, why, |sent, why| {
+            sip.handle_transport_failure(sent, why);
+        });
+        self.drain_sip(io, now);
+        self.finish_turn(now);
+    }
+
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
         self.sip.handle_timeout(now);
+        self.streams.handle_timeout(io, now);
         self.drain_sip(io, now);
         while let Some(Reverse((deadline, call))) = self.media_timers.peek().copied() {
             if deadline > now {
@@ -1007,10 +1096,15 @@ impl Driver for Agent {
             self.tick_epoch
                 .map_or(*deadline, |epoch| next_tick(epoch, *deadline, MEDIA_TICK))
         });
-        [self.sip.poll_timeout(), media, self.overflow_retry]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.sip.poll_timeout(),
+            media,
+            self.overflow_retry,
+            self.streams.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn should_stop(&self) -> bool {
@@ -1167,19 +1261,16 @@ mod tests {
         fn send(&mut self, socket: SocketId, to: SocketAddr, data: &[u8]) {
             self.sent.push((socket, to, data.to_vec()));
         }
-        fn listen(
-            &mut self,
-            _addr: SocketAddr,
-        ) -> std::io::Result<(crate::core::ListenerId, SocketAddr)> {
+        fn listen(&mut self, _addr: SocketAddr) -> std::io::Result<(ListenerId, SocketAddr)> {
             Err(std::io::ErrorKind::Unsupported.into())
         }
-        fn connect(&mut self, _to: SocketAddr) -> std::io::Result<crate::core::StreamId> {
+        fn connect(&mut self, _to: SocketAddr) -> std::io::Result<StreamId> {
             Err(std::io::ErrorKind::Unsupported.into())
         }
-        fn send_stream(&mut self, _stream: crate::core::StreamId, _data: &[u8]) -> bool {
+        fn send_stream(&mut self, _stream: StreamId, _data: &[u8]) -> bool {
             false
         }
-        fn close_stream(&mut self, _stream: crate::core::StreamId) {}
+        fn close_stream(&mut self, _stream: StreamId) {}
     }
 
     const CALLEE: &str = "127.0.0.1:5070";
@@ -1219,6 +1310,8 @@ mod tests {
             max_calls: 4,
             session_expires: None,
             hep,
+            sip_tcp: false,
+            udp_mtu_switch: None,
         };
         (Agent::new(config, link.clone()), link)
     }
@@ -1286,6 +1379,8 @@ mod tests {
             privacy: None,
             machine_detection: None,
             no_response_timeout: None,
+            transport: Transport::Udp,
+            tls: None,
         };
         link.commands
             .push(Command::Dial(Box::new(dial)))
@@ -1934,6 +2029,8 @@ mod tests {
                 privacy: None,
                 machine_detection: None,
                 no_response_timeout: None,
+                transport: Transport::Udp,
+                tls: None,
             };
             link.commands
                 .push(Command::Dial(Box::new(dial)))

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 pub use crate::rtp::MediaStats;
 pub use crate::rtp::amd::{AmdConfig, AmdEvent, AnsweredBy};
+pub use crate::sip::Transport;
 pub use crate::sip::auth::Credentials;
 
 /// Identifies one call across control and dataplane. Control assigns outbound calls' ids
@@ -69,6 +70,21 @@ pub struct Dial {
     /// Give up (as [`Disposition::Unreachable`]) when nothing at all, not even `100
     /// Trying`, answers the INVITE this long; `None` = wait for Timer B (64·T1).
     pub no_response_timeout: Option<Duration>,
+    /// The transport of the INVITE and its dialog, unless the target's `;transport=` names
+    /// one (the trunk's `transport`).
+    pub transport: Transport,
+    /// For [`Transport::Tls`]: whom to trust and the name the server's certificate must
+    /// carry (the trunk's TLS settings). A TLS dial without it fails at once.
+    pub tls: Option<TlsClient>,
+}
+
+/// A trunk's TLS client settings, shared by every connection to it.
+#[derive(Clone, Debug)]
+pub struct TlsClient {
+    /// Built once per trunk (`sip::tls::client_config`).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name (or IP literal) the server's certificate must carry.
+    pub server_name: String,
 }
 
 /// A registration to keep alive (RFC 3261 §10.2): a trunk's address-of-record bound to this

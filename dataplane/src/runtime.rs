@@ -49,6 +49,11 @@ pub struct DataplaneConfig {
     /// Copy every core's SIP to a capture server as HEP v3 (`docs/sip.md`, "HEP capture");
     /// `None` = off.
     pub hep: Option<HepConfig>,
+    /// Listen for SIP over TCP too, on each core's SIP port (`docs/sip.md`, "Transports").
+    pub sip_tcp: bool,
+    /// Requests bound for UDP longer than this go over TCP (RFC 3261 §18.1.1); `None`:
+    /// never.
+    pub udp_mtu_switch: Option<usize>,
     /// io_uring, epoll, or whichever works here.
     pub backend: Backend,
     /// Pin core `i`'s loop to CPU `i` (modulo the CPU count).
@@ -149,6 +154,8 @@ impl Dataplane {
                 max_calls: config.max_calls_per_core,
                 session_expires: config.session_expires,
                 hep: config.hep.clone(),
+                sip_tcp: config.sip_tcp,
+                udp_mtu_switch: config.udp_mtu_switch,
             };
             let loop_config = LoopConfig {
                 backend: config.backend,

@@ -2,7 +2,11 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
+use outdial_dataplane::sip::Transport;
 use outdial_dataplane::sip::target;
+use outdial_dataplane::sip::tls::{ClientTlsFiles, client_config};
 use serde::{Deserialize, Serialize};
 
 /// A password: deserialised from the file, never shown by `Debug`.
@@ -30,9 +34,21 @@ pub struct TrunkConfig {
     /// Request-URI.
     #[serde(default)]
     pub proxy: Option<String>,
-    /// `udp` (the only transport for now).
+    /// `udp`, `tcp` or `tls`: the transport of the trunk's calls (their INVITE and dialog)
+    /// and of the RFC 3263 lookup of its host.
     #[serde(default = "udp")]
     pub transport: String,
+    /// With `transport = "tls"`: a PEM file of the CA certificate(s) to trust instead of the
+    /// system's.
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// With `transport = "tls"`: our PEM certificate chain for mutual TLS (with
+    /// `tls_key_file`).
+    #[serde(default)]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// The private key of `tls_cert_file` (PEM).
+    #[serde(default)]
+    pub tls_key_file: Option<std::path::PathBuf>,
     /// Digest user name for 401/407 challenges.
     #[serde(default)]
     pub auth_user: Option<String>,
@@ -133,6 +149,30 @@ pub(crate) fn is_trunk_name(name: &str) -> bool {
 }
 
 impl TrunkConfig {
+    /// The transport `transport` names.
+    pub fn transport(&self) -> Result<Transport, String> {
+        Transport::from_uri_param(&self.transport).ok_or_else(|| {
+            format!(
+                "transport must be \"udp\", \"tcp\" or \"tls\", not {:?}",
+                self.transport
+            )
+        })
+    }
+
+    /// The TLS client settings of a `transport = "tls"` trunk, built from its files (the
+    /// system's CA certificates when `tls_ca_file` is not set); `None` for other transports.
+    pub fn tls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+        if self.transport()? != Transport::Tls {
+            return Ok(None);
+        }
+        let files = ClientTlsFiles {
+            ca_file: self.tls_ca_file.clone(),
+            cert_file: self.tls_cert_file.clone(),
+            key_file: self.tls_key_file.clone(),
+        };
+        client_config(&files).map(Some).map_err(|e| e.to_string())
+    }
+
     /// Checks what parses but cannot work; the message names the key (without the table).
     pub fn validate(&self) -> Result<(), String> {
         if !is_trunk_name(&self.name) {
@@ -153,12 +193,19 @@ impl TrunkConfig {
         if let Some(proxy) = &self.proxy {
             check_hostport(proxy).map_err(|p| format!("proxy {p}"))?;
         }
-        if !self.transport.eq_ignore_ascii_case("udp") {
-            return Err(format!(
-                "transport must be \"udp\" (TCP and TLS are not supported yet), not {:?}",
-                self.transport
-            ));
+        let transport = self.transport()?;
+        let tls_files = self.tls_ca_file.is_some()
+            || self.tls_cert_file.is_some()
+            || self.tls_key_file.is_some();
+        if tls_files && transport != Transport::Tls {
+            return Err(
+                "tls_ca_file, tls_cert_file and tls_key_file need transport = \"tls\"".to_owned(),
+            );
         }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err("tls_cert_file and tls_key_file must be set together".to_owned());
+        }
+        self.tls_config()?;
         match (&self.auth_user, &self.auth_password) {
             (Some(user), Some(password)) => {
                 single_line("auth_user", user)?;
@@ -225,7 +272,7 @@ mod tests {
     #[test]
     fn refusals_name_the_key() {
         type Spoil = fn(&mut TrunkConfig);
-        let cases: [(&str, Spoil); 12] = [
+        let cases: [(&str, Spoil); 14] = [
             ("name", |t| t.name = "Bad Name".into()),
             ("request_uri", |t| {
                 t.request_uri = "sip:carrier.example".into()
@@ -234,7 +281,14 @@ mod tests {
                 t.request_uri = "sip:{number}@x?h=1".into()
             }),
             ("proxy", |t| t.proxy = Some("sip:x@y".into())),
-            ("transport", |t| t.transport = "tls".into()),
+            ("transport", |t| t.transport = "sctp".into()),
+            ("need transport = \"tls\"", |t| {
+                t.tls_ca_file = Some("/etc/ssl/ca.pem".into())
+            }),
+            ("tls_cert_file and tls_key_file", |t| {
+                t.transport = "tls".into();
+                t.tls_cert_file = Some("/etc/ssl/me.pem".into())
+            }),
             ("auth_user", |t| t.auth_password = None),
             ("auth_password", |t| {
                 t.auth_password = Some(Password("a\r\nb".into()))

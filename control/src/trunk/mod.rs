@@ -13,6 +13,7 @@ pub mod config;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use outdial_dataplane::sip::Transport;
 use outdial_dataplane::sip::auth::Credentials;
 
 pub use config::{Password, TrunkConfig};
@@ -51,7 +52,24 @@ pub struct Trunk {
     pub follow_redirects: bool,
     /// Registration: the lifetime to ask for, when the trunk registers.
     pub register_expires: Option<std::time::Duration>,
+    /// The transport of its calls.
+    pub transport: Transport,
+    /// Its TLS client settings, when `transport` is TLS.
+    pub tls: Option<TrunkTls>,
 }
+
+/// A trunk's TLS client settings: built once at start, shared by its calls (equal when they
+/// are the same settings).
+#[derive(Debug, Clone)]
+pub struct TrunkTls(pub Arc<rustls::ClientConfig>);
+
+impl PartialEq for TrunkTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TrunkTls {}
 
 impl Trunk {
     /// The Request-URI for an E.164 number, when the trunk routes numbers.
@@ -140,6 +158,8 @@ impl Trunks {
                 media_latching: config.sip.media_latching,
                 follow_redirects: false,
                 register_expires: None,
+                transport: Transport::Udp,
+                tls: None,
             })
         });
         Self {
@@ -176,6 +196,15 @@ impl Trunks {
             register_expires: config
                 .register
                 .then(|| std::time::Duration::from_secs(config.register_expires_secs)),
+            transport: config.transport().unwrap_or(Transport::Udp),
+            tls: match config.tls_config() {
+                Ok(tls) => tls.map(TrunkTls),
+                Err(e) => {
+                    // Validation refused this at start; a file changed since.
+                    tracing::error!(trunk = %config.name, error = %e, "TLS settings unusable");
+                    None
+                }
+            },
         }
     }
 

@@ -6,6 +6,8 @@
 //! random token only we and the callee know: an ICMP message forged without having seen
 //! our INVITE matches nothing. It only counts before any response to the INVITE arrived.
 
+use std::net::SocketAddr;
+
 use super::{Endpoint, Owner};
 use crate::api::{Disposition, Outcome};
 use crate::icmp::{IcmpError, Unreachable};
@@ -18,6 +20,18 @@ impl Endpoint {
     /// datagram as the ICMP message quoted it. If it was one of our INVITEs still waiting
     /// for its first response, the call ends `Failed` now. Anything else is ignored.
     pub fn handle_icmp_error(&mut self, error: &IcmpError, quoted: &[u8]) {
+        self.fail_unreached(quoted, |destination| unreachable_reason(destination, error));
+    }
+
+    /// A stream transport could not carry `sent`, a request this endpoint sent: the
+    /// connection to its peer was refused, reset or timed out before it carried anything
+    /// back. As with an ICMP error, an INVITE still waiting for its first response ends its
+    /// call now, `Unreachable`, with `why` (e.g. "TCP connection refused") in the reason.
+    pub fn handle_transport_failure(&mut self, sent: &[u8], why: &str) {
+        self.fail_unreached(sent, |destination| format!("{destination} {why}"));
+    }
+
+    fn fail_unreached(&mut self, quoted: &[u8], reason: impl FnOnce(SocketAddr) -> String) {
         let Some(branch) = via_branch(quoted) else {
             return;
         };
@@ -41,7 +55,7 @@ impl Endpoint {
             None => Outcome {
                 disposition: Disposition::Unreachable,
                 sip_status: None,
-                reason: unreachable_reason(call.destination, error),
+                reason: reason(call.destination),
             },
         };
         self.end(id, outcome);
@@ -51,7 +65,7 @@ impl Endpoint {
 
 /// The call's reason, e.g. `127.0.0.1:5999 refused the INVITE: ICMP port unreachable
 /// (nothing listens there)`.
-fn unreachable_reason(destination: std::net::SocketAddr, error: &IcmpError) -> String {
+fn unreachable_reason(destination: SocketAddr, error: &IcmpError) -> String {
     let verdict = match error.reason {
         Unreachable::Port => "refused the INVITE",
         _ => "is unreachable",
