@@ -150,6 +150,10 @@ pub struct CallArgs {
     /// wait_for_beep (start the application after a machine's beep). Default off.
     #[arg(long, value_name = "MODE")]
     pub machine_detection: Option<String>,
+    /// Start the application on early media (a 183 with SDP: announcements before the
+    /// answer) instead of at the answer.
+    #[arg(long)]
+    pub early_media: bool,
     /// Which server, and how to reach it.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -504,6 +508,7 @@ async fn follow_call(
         status_callback: args.status_callback.clone(),
         status_callback_events: args.status_callback_events.clone(),
         machine_detection: args.machine_detection.clone(),
+        early_media: args.early_media,
         ring_timeout: args.ring_timeout,
     };
     let created = api.create_call(&request).await?;
@@ -885,6 +890,7 @@ mod tests {
             status_callback: None,
             status_callback_events: None,
             machine_detection: None,
+            early_media: false,
             server: ServerArgs {
                 api: api.to_owned(),
                 config: None,

@@ -574,6 +574,7 @@ fn event_call(event: &Event) -> Option<CallId> {
         Event::Registration { .. } | Event::Unregistered { .. } => return None,
         Event::Incoming(incoming) => incoming.call,
         Event::Ringing { call }
+        | Event::EarlyMedia { call, .. }
         | Event::Answered { call, .. }
         | Event::BargeIn { call, .. }
         | Event::Dtmf { call, .. }

@@ -237,6 +237,7 @@ impl Inbound {
             priority: crate::model::DEFAULT_PRIORITY,
             retry: RetryPolicy::default(),
             machine_detection: MachineDetection::Off,
+            early_media: false,
             direction: Direction::Inbound,
         };
         let placement = Placement { call, core };

@@ -127,6 +127,9 @@ pub struct CallRequest {
     /// Answering-machine detection ([`MachineDetection::NAMES`]); `off` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_detection: Option<String>,
+    /// Start the application on early media (a 183 with SDP) instead of at the answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early_media: bool,
 }
 
 /// A validated request, ready to store.
@@ -160,6 +163,8 @@ pub struct NewCall {
     pub retry: RetryPolicy,
     /// Whether and how the answer is classified as a person or a machine.
     pub machine_detection: MachineDetection,
+    /// Start the application on early media (a 183 with SDP) instead of at the answer.
+    pub early_media: bool,
     /// `Inbound` only for a caller's call, stored already claimed
     /// ([`crate::store::CallStore::take_incoming`]).
     pub direction: Direction,
@@ -503,6 +508,10 @@ pub struct CallRecord {
     /// Answering-machine detection asked for (omitted when `off`).
     #[serde(default, skip_serializing_if = "MachineDetection::is_off")]
     pub machine_detection: MachineDetection,
+    /// The application starts on early media, when the callee's network sends it (omitted
+    /// when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early_media: bool,
     /// Who answered the latest attempt, when machine detection classified it: `human`,
     /// `machine` or `unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -671,6 +680,7 @@ mod tests {
             attempts: 0,
             sip_call_id: None,
             machine_detection: MachineDetection::Off,
+            early_media: false,
             answered_by: None,
         };
         let json = serde_json::to_value(&record).unwrap_or_default();

@@ -5,6 +5,7 @@
 //!
 //! The session itself is sans-IO; this task is its I/O.
 
+mod early;
 mod fetch_audio;
 mod interp;
 mod line;
@@ -407,6 +408,7 @@ async fn run_attached(
     } = attached;
     let call = line.placement.call;
     let timing = CallTiming::new(Instant::now());
+    let record_early_media = record.early_media;
     notify(&context);
     let mut call_task = CallTask {
         timing,
@@ -439,6 +441,7 @@ async fn run_attached(
         detection: None,
         answered_by: None,
         machine_hung_up: false,
+        early: early::EarlyMedia::new(record_early_media),
         failover,
     };
     let outcome = call_task.run().await;
@@ -575,6 +578,9 @@ struct CallTask {
     answered_by: Option<&'static str>,
     /// A machine answered and the request said `hangup`: we ended the call.
     machine_hung_up: bool,
+    /// When the application starts: on early media (the request's `early_media`) or at
+    /// the answer.
+    early: early::EarlyMedia,
     /// The other addresses of the callee's host or the trunk, for RFC 3263 failover.
     failover: Failover,
 }
@@ -880,18 +886,29 @@ impl CallTask {
                 self.transition(CallStatus::Ringing, "the callee is ringing")
                     .await;
             }
+            Event::EarlyMedia {
+                codec, sip_call_id, ..
+            } => {
+                self.learn_sip_call_id(sip_call_id);
+                let step = self.early.on_early_media(self.canceled.is_some());
+                if step != early::OnEarlyMedia::Ignore {
+                    let starts = step == early::OnEarlyMedia::NoteAndStart;
+                    tracing::info!(call = %self.record.id, codec = codec_name(codec), application = starts, "early media");
+                    self.note_early_media().await;
+                    if starts && self.session.is_none() {
+                        self.start_session().await;
+                    }
+                }
+            }
             Event::Answered {
                 codec, sip_call_id, ..
             } => {
                 self.learn_sip_call_id(sip_call_id);
                 self.timing.answer(Instant::now());
-                let codec = match codec {
-                    Codec::Pcmu => "PCMU",
-                    Codec::Pcma => "PCMA",
-                };
-                tracing::info!(call = %self.record.id, codec, "answered");
+                tracing::info!(call = %self.record.id, codec = codec_name(codec), "answered");
                 self.transition(CallStatus::InProgress, "the callee answered")
                     .await;
+                let on_answer = self.early.on_answer();
                 if self.canceled.is_some() {
                     self.hangup();
                 } else if let Some(detection) = machine::Detection::start(
@@ -899,9 +916,10 @@ impl CallTask {
                     &self.context.settings.machine_detection,
                     Instant::now(),
                 ) {
-                    // The application waits for the verdict.
+                    // The application waits for the verdict (one already running since early
+                    // media goes on: the verdict is kept, and `hangup` still hangs up).
                     self.detection = Some(detection);
-                } else {
+                } else if on_answer == early::OnAnswer::Start {
                     self.start_session().await;
                 }
             }
@@ -1565,6 +1583,23 @@ impl CallTask {
         }
     }
 
+    /// Notes early media in the call's history (no status change, no webhook).
+    async fn note_early_media(&mut self) {
+        let noted = self
+            .context
+            .store
+            .record_early_media(
+                &self.record.id,
+                self.attempt,
+                OffsetDateTime::now_utc(),
+                early::CAUSE,
+            )
+            .await;
+        if let Err(e) = noted {
+            tracing::error!(call = %self.record.id, error = %e, "cannot note early media");
+        }
+    }
+
     /// Records a live status change (with its event and webhook, in one transaction).
     async fn transition(&mut self, status: CallStatus, cause: &str) {
         let transition = Transition {
@@ -2032,6 +2067,13 @@ fn transfer_error_event(error: CoreTransferError) -> &'static str {
         | CoreTransferError::NoResponse
         | CoreTransferError::NotConnected
         | CoreTransferError::InProgress => "error.connection",
+    }
+}
+
+fn codec_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Pcmu => "PCMU",
+        Codec::Pcma => "PCMA",
     }
 }
 

@@ -201,6 +201,9 @@ struct CallSlot {
     sdp_origin: (u64, u64),
     /// Where we receive RTP, as our SDP says.
     local_rtp: SocketAddr,
+    /// The `o=` of the 183's SDP when early media started: a 2xx with the same one keeps
+    /// the session as it is.
+    early_origin: Option<sdp::Origin>,
 }
 
 /// The [`Driver`] run by each core.
@@ -421,6 +424,7 @@ impl Agent {
                 sdp_answer: None,
                 sdp_origin: (sdp_session, 1),
                 local_rtp: SocketAddr::new(self.config.public_ip, rtp_local.port()),
+                early_origin: None,
             },
         );
         self.by_socket.insert(rtp_socket, (dial.call, Channel::Rtp));
@@ -635,6 +639,7 @@ impl Agent {
                 sdp_answer: Some(answer),
                 sdp_origin: (sdp_session, sdp_session),
                 local_rtp,
+                early_origin: None,
             },
         );
         self.by_socket.insert(rtp_socket, (call, Channel::Rtp));
@@ -715,54 +720,8 @@ impl Agent {
                 result,
                 detail,
             }),
-            SipEvent::Answered { call, sdp, peer } => {
-                let Some(slot) = self.calls.get_mut(&call) else {
-                    return;
-                };
-                match sdp::negotiate(&sdp) {
-                    Ok(negotiated) => {
-                        let mut media = MediaSession::new(
-                            MediaConfig {
-                                ssrc: self.rng.random(),
-                                initial_seq: self.rng.random(),
-                                initial_timestamp: self.rng.random(),
-                                codec: negotiated.codec,
-                                remote: negotiated.remote_rtp,
-                                dtmf_payload_type: negotiated.dtmf_payload_type,
-                                source: if slot.media_latching {
-                                    SourcePolicy::Latch {
-                                        signalling_ip: peer.ip(),
-                                    }
-                                } else {
-                                    SourcePolicy::Sdp
-                                },
-                            },
-                            now,
-                        );
-                        if let Some(amd) = slot.machine_detection {
-                            media.detect_machine(amd);
-                        }
-                        media.enable_rtcp(RtcpConfig {
-                            wall_clock_at_start: (self.config.wall_clock)(),
-                            cname: RtcpConfig::cname_from(self.rng.random()),
-                            seed: self.rng.random(),
-                            remote_rtcp: negotiated.remote_rtcp,
-                        });
-                        slot.media = Some(media);
-                        let sip_call_id = slot.sip_call_id.clone();
-                        self.emit(Event::Answered {
-                            call,
-                            codec: negotiated.codec,
-                            sip_call_id,
-                        });
-                        self.drain_media(io, call, Origin::Control);
-                    }
-                    Err(e) => {
-                        slot.failure = Some(format!("callee's SDP answer is unusable: {e}"));
-                        self.sip.hangup(now, call);
-                    }
-                }
-            }
+            SipEvent::EarlyMedia { call, sdp, peer } => self.early_media(io, now, call, &sdp, peer),
+            SipEvent::Answered { call, sdp, peer } => self.answered(io, now, call, &sdp, peer),
             SipEvent::Ended { call, mut outcome } => {
                 let mut sip_call_id = None;
                 let mut media_stats = None;
@@ -807,6 +766,153 @@ impl Agent {
                 });
             }
         }
+    }
+
+    /// A new media session for `call` from a negotiated answer, with RTCP on; `peer` is where
+    /// the answer came from (what latching trusts).
+    fn new_media(
+        &mut self,
+        now: Instant,
+        negotiated: &sdp::Negotiated,
+        peer: SocketAddr,
+        latching: bool,
+    ) -> MediaSession {
+        let mut media = MediaSession::new(
+            MediaConfig {
+                ssrc: self.rng.random(),
+                initial_seq: self.rng.random(),
+                initial_timestamp: self.rng.random(),
+                codec: negotiated.codec,
+                remote: negotiated.remote_rtp,
+                dtmf_payload_type: negotiated.dtmf_payload_type,
+                source: if latching {
+                    SourcePolicy::Latch {
+                        signalling_ip: peer.ip(),
+                    }
+                } else {
+                    SourcePolicy::Sdp
+                },
+            },
+            now,
+        );
+        media.enable_rtcp(RtcpConfig {
+            wall_clock_at_start: (self.config.wall_clock)(),
+            cname: RtcpConfig::cname_from(self.rng.random()),
+            seed: self.rng.random(),
+            remote_rtcp: negotiated.remote_rtcp,
+        });
+        media
+    }
+
+    /// A 183 with SDP before the answer: the call's media starts now (no machine detection
+    /// yet: that listens from the answer on). An early answer we cannot use is passed over:
+    /// the call goes on, and its media starts at the 200 OK as usual.
+    fn early_media(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        call: CallId,
+        answer: &[u8],
+        peer: SocketAddr,
+    ) {
+        let Some(latching) = self
+            .calls
+            .get(&call)
+            .filter(|slot| slot.media.is_none())
+            .map(|slot| slot.media_latching)
+        else {
+            return;
+        };
+        let negotiated = match sdp::negotiate(answer) {
+            Ok(negotiated) => negotiated,
+            Err(e) => {
+                tracing::debug!(?call, error = %e, "early media passed over: unusable SDP in the 183");
+                return;
+            }
+        };
+        let media = self.new_media(now, &negotiated, peer, latching);
+        let Some(slot) = self.calls.get_mut(&call) else {
+            return;
+        };
+        slot.media = Some(media);
+        slot.early_origin = sdp::origin(answer);
+        let sip_call_id = slot.sip_call_id.clone();
+        self.emit(Event::EarlyMedia {
+            call,
+            codec: negotiated.codec,
+            sip_call_id,
+        });
+        self.drain_media(io, call, Origin::Control);
+    }
+
+    /// The 2xx (or an incoming call's ACK): media starts, or goes on from early media. After
+    /// early media, a 2xx without SDP or with the early session's own `o=` changes nothing;
+    /// another session moves the media where it says (a new law starts a new session).
+    fn answered(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        call: CallId,
+        answer: &[u8],
+        peer: SocketAddr,
+    ) {
+        let Some(slot) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let latching = slot.media_latching;
+        let amd = slot.machine_detection;
+        let early_codec = slot.media.as_ref().map(|media| media.config().codec);
+        let unchanged = early_codec.is_some()
+            && (answer.is_empty()
+                || slot.early_origin.is_some() && sdp::origin(answer) == slot.early_origin);
+        let kept = match (early_codec, unchanged) {
+            (Some(codec), true) => Some(codec),
+            (Some(codec), false) => match sdp::negotiate_keeping(answer, codec) {
+                Ok(moved) => {
+                    let receives =
+                        moved.direction.receives() && !moved.remote_rtp.ip().is_unspecified();
+                    if let Some(media) = slot.media.as_mut() {
+                        media.renegotiate(moved.remote_rtp, moved.remote_rtcp, receives);
+                    }
+                    tracing::debug!(?call, remote = %moved.remote_rtp, "the answer moved early media");
+                    Some(codec)
+                }
+                Err(_) => None,
+            },
+            (None, _) => None,
+        };
+        let codec = match kept {
+            Some(codec) => codec,
+            None => match sdp::negotiate(answer) {
+                Ok(negotiated) => {
+                    let media = self.new_media(now, &negotiated, peer, latching);
+                    let Some(slot) = self.calls.get_mut(&call) else {
+                        return;
+                    };
+                    // A session early media started is replaced (its counters with it).
+                    slot.media = Some(media);
+                    negotiated.codec
+                }
+                Err(e) => {
+                    slot_failure(&mut self.calls, call, &e);
+                    self.sip.hangup(now, call);
+                    return;
+                }
+            },
+        };
+        let Some(slot) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let (Some(amd), Some(media)) = (amd, slot.media.as_mut()) {
+            media.detect_machine(amd, now);
+        }
+        let sip_call_id = slot.sip_call_id.clone();
+        self.emit(Event::Answered {
+            call,
+            codec,
+            sip_call_id,
+        });
+        self.drain_media(io, call, Origin::Control);
     }
 
     /// Sends a call's pending RTP, reports its media events and re-arms its timer.
@@ -1136,6 +1242,13 @@ enum Origin {
     Packet,
     /// The session's timer.
     Timer,
+}
+
+/// Marks `call` as ended for an unusable SDP answer (the reason its `Ended` carries).
+fn slot_failure(calls: &mut HashMap<CallId, CallSlot>, call: CallId, error: &sdp::SdpError) {
+    if let Some(slot) = calls.get_mut(&call) {
+        slot.failure = Some(format!("callee's SDP answer is unusable: {error}"));
+    }
 }
 
 fn recorded_event(call: CallId, recorded: Recorded) -> Event {
@@ -1876,6 +1989,224 @@ mod tests {
         );
         events(link);
         rtp_socket
+    }
+
+    const EARLY_ANSWER: &str = "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    /// Dials, takes a 183 with `EARLY_ANSWER`, plays a prompt for 100 ms; returns the INVITE,
+    /// the RTP socket, the time reached and the events so far.
+    fn early_call(
+        agent: &mut Agent,
+        link: &CoreLink,
+        io: &mut FakeIo,
+        mut now: Instant,
+        call: CallId,
+    ) -> (String, SocketId, Instant, Vec<Event>) {
+        agent.start(io, now).expect("start");
+        dial(
+            agent,
+            link,
+            io,
+            now,
+            call,
+            &format!("sip:+15550001@{CALLEE}"),
+        );
+        let (rtp_socket, _) = io.bound[1];
+        let invite = sip_sent(io).pop().expect("INVITE");
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        let progress = respond(&invite, "183 Session Progress", EARLY_ANSWER);
+        agent.handle_datagram(io, now, SocketId(0), callee, &progress);
+        let audio: crate::api::Pcm8k = vec![1000i16; 8000].into();
+        link.commands
+            .push(Command::Play {
+                call,
+                id: 1,
+                audio,
+                bargein: false,
+                epoch: 0,
+            })
+            .expect("queue");
+        agent.handle_wake(io, now);
+        for _ in 0..5 {
+            now += Duration::from_millis(20);
+            if agent.poll_timeout().is_some_and(|t| t <= now) {
+                agent.handle_timeout(io, now);
+            }
+        }
+        (invite, rtp_socket, now, events(link))
+    }
+
+    /// (destination, SSRC) of each RTP packet sent from `socket` after the first `from`.
+    fn rtp_sent(io: &FakeIo, socket: SocketId, from: usize) -> Vec<(SocketAddr, u32)> {
+        io.sent[from..]
+            .iter()
+            .filter(|(s, _, _)| *s == socket)
+            .map(|(_, to, data)| {
+                (
+                    *to,
+                    u32::from_be_bytes([data[8], data[9], data[10], data[11]]),
+                )
+            })
+            .collect()
+    }
+
+    fn run_for(agent: &mut Agent, io: &mut FakeIo, now: &mut Instant, ms: u64) {
+        for _ in 0..ms / 20 {
+            *now += Duration::from_millis(20);
+            if agent.poll_timeout().is_some_and(|t| t <= *now) {
+                agent.handle_timeout(io, *now);
+            }
+        }
+    }
+
+    #[test]
+    fn early_media_plays_and_hears_before_the_answer_and_the_same_sdp_keeps_it_going() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let call = CallId(3);
+        let (invite, rtp_socket, mut now, got) =
+            early_call(&mut agent, &link, &mut io, Instant::now(), call);
+        assert!(
+            matches!(
+                got[..2],
+                [
+                    Event::Ringing { .. },
+                    Event::EarlyMedia {
+                        codec: Codec::Pcma,
+                        sip_call_id: Some(_),
+                        ..
+                    }
+                ]
+            ),
+            "{got:?}"
+        );
+        assert!(!got.iter().any(|e| matches!(e, Event::Answered { .. })));
+        let early = rtp_sent(&io, rtp_socket, 0);
+        assert!(
+            early.len() >= 4,
+            "the prompt plays before the answer: {early:?}"
+        );
+        let callee_rtp: SocketAddr = CALLEE_RTP.parse().expect("addr");
+        assert!(early.iter().all(|(to, _)| *to == callee_rtp));
+        let ssrc = early[0].1;
+        // A key during early media is heard.
+        agent.handle_datagram(&mut io, now, rtp_socket, callee_rtp, &key_packet(7, 160));
+        assert!(
+            events(&link)
+                .iter()
+                .any(|e| matches!(e, Event::Dtmf { digit: '7', .. }))
+        );
+        // The 200 repeats the 183's session: Answered, and the same stream goes on.
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        let ok = respond(&invite, "200 OK", EARLY_ANSWER);
+        agent.handle_datagram(&mut io, now, SocketId(0), callee, &ok);
+        assert!(
+            matches!(
+                events(&link)[..],
+                [Event::Answered {
+                    codec: Codec::Pcma,
+                    ..
+                }]
+            ),
+            "Answered still comes at the 200"
+        );
+        let before = io.sent.len();
+        run_for(&mut agent, &mut io, &mut now, 100);
+        let after = rtp_sent(&io, rtp_socket, before);
+        assert!(!after.is_empty());
+        assert!(
+            after.iter().all(|&(to, s)| to == callee_rtp && s == ssrc),
+            "{after:?}"
+        );
+        // The counters cover early media too.
+        agent.handle_command(&mut io, now, Command::Hangup { call });
+        agent.drain_sip(&mut io, now);
+        let ended = events(&link)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Ended { media, .. } => media,
+                _ => None,
+            })
+            .expect("Ended with media counters");
+        assert!(ended.packets_sent >= early.len() as u64 + after.len() as u64);
+        assert!(ended.packets_received >= 1);
+    }
+
+    #[test]
+    fn a_200_with_another_session_moves_early_media_and_one_without_sdp_keeps_it() {
+        for (body, expected) in [
+            (
+                EARLY_ANSWER
+                    .replace("o=callee 1 1", "o=callee 1 2")
+                    .replace("6000", "6010"),
+                "127.0.0.1:6010",
+            ),
+            (String::new(), CALLEE_RTP),
+        ] {
+            let (mut agent, link) = agent();
+            let mut io = FakeIo::default();
+            let call = CallId(4);
+            let (invite, rtp_socket, mut now, _) =
+                early_call(&mut agent, &link, &mut io, Instant::now(), call);
+            let ssrc = rtp_sent(&io, rtp_socket, 0)[0].1;
+            let callee: SocketAddr = CALLEE.parse().expect("addr");
+            agent.handle_datagram(
+                &mut io,
+                now,
+                SocketId(0),
+                callee,
+                &respond(&invite, "200 OK", &body),
+            );
+            assert!(
+                matches!(events(&link)[..], [Event::Answered { .. }]),
+                "answered with {body:?}"
+            );
+            let before = io.sent.len();
+            run_for(&mut agent, &mut io, &mut now, 100);
+            let after = rtp_sent(&io, rtp_socket, before);
+            let expected: SocketAddr = expected.parse().expect("addr");
+            assert!(!after.is_empty());
+            assert!(
+                after.iter().all(|&(to, s)| to == expected && s == ssrc),
+                "one stream, to {expected}: {after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failure_after_early_media_ends_the_call_and_its_media() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let call = CallId(5);
+        let (invite, rtp_socket, mut now, _) =
+            early_call(&mut agent, &link, &mut io, Instant::now(), call);
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            &mut io,
+            now,
+            SocketId(0),
+            callee,
+            &respond(&invite, "486 Busy Here", ""),
+        );
+        let got = events(&link);
+        let (outcome, media) = got
+            .iter()
+            .find_map(|e| match e {
+                Event::Ended { outcome, media, .. } => Some((outcome.clone(), *media)),
+                _ => None,
+            })
+            .expect("Ended");
+        assert_eq!(outcome.disposition, Disposition::Busy);
+        assert_eq!(outcome.sip_status, Some(486));
+        assert!(media.is_some_and(|m| m.packets_sent >= 4), "{media:?}");
+        assert!(io.closed.contains(&rtp_socket));
+        let before = io.sent.len();
+        run_for(&mut agent, &mut io, &mut now, 100);
+        assert!(
+            rtp_sent(&io, rtp_socket, before).is_empty(),
+            "media stopped"
+        );
     }
 
     /// A telephone-event packet for `event` with sequence number `seq`, SSRC 5.

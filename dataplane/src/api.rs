@@ -313,7 +313,18 @@ pub enum Event {
         /// The call.
         call: CallId,
     },
-    /// 200 OK arrived, ACK sent, media negotiated.
+    /// A provisional response (183 Session Progress) brought an SDP answer before the
+    /// answer: the call's media runs from now (prompts play, keys and recordings are heard).
+    /// Once per call, after `Ringing`; `Answered` still follows at the 200 OK.
+    EarlyMedia {
+        /// The call.
+        call: CallId,
+        /// Codec chosen from the early answer (kept at the 200 unless its SDP changes it).
+        codec: Codec,
+        /// The call's SIP Call-ID (for records and logs).
+        sip_call_id: Option<String>,
+    },
+    /// 200 OK arrived, ACK sent, media negotiated (or kept from early media).
     Answered {
         /// The call.
         call: CallId,

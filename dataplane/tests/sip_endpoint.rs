@@ -1663,3 +1663,170 @@ fn a_request_too_large_for_udp_goes_over_tcp_unless_the_target_says_udp() {
     .expect("dial");
     assert_eq!(h.take_sent_via()[0].0, Transport::Udp);
 }
+
+/// The early answer of the tests below: another session (`o=`) than `SDP_ANSWER`'s.
+const EARLY_SDP: &str = "v=0\r\no=- 7 1 IN IP4 192.0.2.4\r\ns=-\r\nc=IN IP4 192.0.2.4\r\nt=0 0\r\nm=audio 50002 RTP/AVP 0\r\n";
+
+fn early_media(events: &[SipEvent]) -> Vec<(CallId, Vec<u8>, SocketAddr)> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            SipEvent::EarlyMedia { call, sdp, peer } => Some((*call, sdp.clone(), *peer)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_183_with_sdp_is_early_media_once_and_the_200_still_answers() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    // A 180 without SDP is ringing only.
+    h.deliver(&reply(&invite, 180, "Ringing", Some("uas1"), CONTACT, ""));
+    let progress = reply(
+        &invite,
+        183,
+        "Session Progress",
+        Some("uas1"),
+        CONTACT,
+        EARLY_SDP,
+    );
+    h.deliver(&progress);
+    let events = h.take_events();
+    assert_eq!(events[0], SipEvent::Ringing { call: CallId(1) });
+    assert_eq!(
+        early_media(&events),
+        [(CallId(1), EARLY_SDP.as_bytes().to_vec(), addr(UAS))]
+    );
+    assert_eq!(events.len(), 2);
+    // The 183 again, and a fork's 183 with its own SDP: the first early dialog is kept.
+    h.deliver(&progress);
+    let fork = EARLY_SDP.replace("50002", "50010");
+    h.deliver(&reply(
+        &invite,
+        183,
+        "Session Progress",
+        Some("uas2"),
+        CONTACT,
+        &fork,
+    ));
+    assert!(h.take_events().is_empty());
+    // The 200 answers as always, with whatever SDP it carries (the owner compares).
+    h.deliver(&reply(&invite, 200, "OK", Some("uas1"), CONTACT, EARLY_SDP));
+    assert_eq!(
+        h.take_events(),
+        [SipEvent::Answered {
+            call: CallId(1),
+            sdp: EARLY_SDP.as_bytes().to_vec(),
+            peer: addr(UAS),
+        }]
+    );
+    assert!(methods(&h.take_sent()).contains(&"ACK".to_owned()));
+}
+
+#[test]
+fn a_200_without_sdp_after_early_media_is_answered_with_an_empty_body() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.deliver(&reply(
+        &invite,
+        183,
+        "Session Progress",
+        Some("uas1"),
+        CONTACT,
+        EARLY_SDP,
+    ));
+    assert_eq!(early_media(&h.take_events()).len(), 1);
+    h.deliver(&reply(&invite, 200, "OK", Some("uas1"), CONTACT, ""));
+    assert_eq!(
+        h.take_events(),
+        [SipEvent::Answered {
+            call: CallId(1),
+            sdp: Vec::new(),
+            peer: addr(UAS),
+        }]
+    );
+}
+
+#[test]
+fn a_reliable_183_with_sdp_is_pracked_and_is_early_media() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.take_sent();
+    h.deliver(&reply(
+        &invite,
+        183,
+        "Session Progress",
+        Some("uas1"),
+        &format!("{CONTACT}Require: 100rel\r\nRSeq: 1\r\n"),
+        EARLY_SDP,
+    ));
+    assert_eq!(methods(&h.take_sent()), ["PRACK"]);
+    assert_eq!(early_media(&h.take_events()).len(), 1);
+}
+
+#[test]
+fn early_media_then_486_ends_the_call_busy() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    h.deliver(&reply(
+        &invite,
+        183,
+        "Session Progress",
+        Some("uas1"),
+        CONTACT,
+        EARLY_SDP,
+    ));
+    assert_eq!(early_media(&h.take_events()).len(), 1);
+    h.deliver(&reply(&invite, 486, "Busy Here", Some("uas1"), "", ""));
+    assert_eq!(
+        ended(&h.take_events()),
+        [(
+            CallId(1),
+            Disposition::Busy,
+            Some(486),
+            "486 Busy Here".to_owned()
+        )]
+    );
+    assert!(methods(&h.take_sent()).contains(&"ACK".to_owned()));
+    h.advance_to(Duration::from_secs(100));
+    assert!(h.endpoint.is_idle());
+}
+
+#[test]
+fn a_183_body_that_is_not_sdp_or_comes_after_our_cancel_is_not_early_media() {
+    let mut h = Harness::new();
+    h.dial(1, 60).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    let mut isup = reply(
+        &invite,
+        183,
+        "Session Progress",
+        Some("uas1"),
+        CONTACT,
+        EARLY_SDP,
+    );
+    let text = String::from_utf8(isup.clone()).expect("text");
+    isup = text
+        .replace("application/sdp", "application/isup")
+        .into_bytes();
+    h.deliver(&isup);
+    let events = h.take_events();
+    assert_eq!(events, [SipEvent::Ringing { call: CallId(1) }]);
+    // Hung up before the answer: a 183 with SDP that arrives now is not early media.
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    h.deliver(&reply(
+        &invite,
+        183,
+        "Session Progress",
+        Some("uas1"),
+        CONTACT,
+        EARLY_SDP,
+    ));
+    assert!(early_media(&h.take_events()).is_empty());
+}

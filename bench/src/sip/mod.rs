@@ -295,7 +295,10 @@ impl SipLoad {
                     self.summary.ended(&outcome, answered);
                 }
             }
-            SipEvent::TransferDone { .. } | SipEvent::Registration { .. } => {}
+            // The load generator's media starts at the answer.
+            SipEvent::EarlyMedia { .. }
+            | SipEvent::TransferDone { .. }
+            | SipEvent::Registration { .. } => {}
         }
     }
 

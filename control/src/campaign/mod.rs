@@ -64,6 +64,9 @@ pub struct CampaignSpec {
     /// As in `POST /v1/calls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_detection: Option<String>,
+    /// As in `POST /v1/calls`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early_media: bool,
     /// As in `POST /v1/calls`, 0–9.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u64>,
@@ -102,6 +105,7 @@ impl CampaignSpec {
             status_callback_events: self.status_callback_events.clone(),
             ring_timeout_secs: self.ring_timeout,
             machine_detection: self.machine_detection.clone(),
+            early_media: self.early_media,
             at: None,
             not_after: self.end,
             priority: self.priority,

@@ -12,7 +12,7 @@ use super::request::{CallRequest, RetrySpec};
 use crate::model::RetryOn;
 
 /// The fields a call request may have.
-pub const CALL_FIELDS: [&str; 12] = [
+pub const CALL_FIELDS: [&str; 13] = [
     "to",
     "url",
     "from",
@@ -20,6 +20,7 @@ pub const CALL_FIELDS: [&str; 12] = [
     "status_callback",
     "status_callback_events",
     "machine_detection",
+    "early_media",
     "ring_timeout",
     "at",
     "not_after",
@@ -74,6 +75,11 @@ pub fn from_value(value: Value) -> Result<CallRequest, FieldError> {
         status_callback_events: optional_strings(&mut fields, "status_callback_events")?,
         ring_timeout_secs: optional_count(&mut fields, "ring_timeout", "ring_timeout")?,
         machine_detection: optional_string(&mut fields, "machine_detection")?,
+        early_media: match fields.remove("early_media") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(early)) => early,
+            Some(other) => return Err(wrong_type("early_media", "true or false", &other)),
+        },
         at: optional_time(&mut fields, "at")?,
         not_after: optional_time(&mut fields, "not_after")?,
         priority: optional_count(&mut fields, "priority", "priority")?,

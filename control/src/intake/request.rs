@@ -36,6 +36,8 @@ pub struct CallRequest {
     pub retry: Option<RetrySpec>,
     /// Answering-machine detection mode, as written (`off` when `None`).
     pub machine_detection: Option<String>,
+    /// Start the application on early media (a 183 with SDP) instead of at the answer.
+    pub early_media: bool,
 }
 
 /// `retry` as written: every part optional.

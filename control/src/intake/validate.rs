@@ -124,6 +124,7 @@ impl Validator {
             priority,
             retry,
             machine_detection,
+            early_media: request.early_media,
             direction: crate::model::Direction::Outbound,
         })
     }
@@ -630,6 +631,17 @@ mod tests {
         body["status_callback_events"] = json!("final");
         assert_eq!(refused(body), ("status_callback_events".into(), Rule::Type));
         assert!(check(with("status_callback_events", json!(["final"]))).is_ok());
+    }
+
+    #[test]
+    fn early_media_is_a_boolean_false_by_default() {
+        assert!(check(with("to", json!("sip:a@b"))).is_ok_and(|c| !c.early_media));
+        assert!(check(with("early_media", json!(true))).is_ok_and(|c| c.early_media));
+        assert!(check(with("early_media", json!(false))).is_ok_and(|c| !c.early_media));
+        assert_eq!(
+            refused(with("early_media", json!("yes"))),
+            ("early_media".into(), Rule::Type)
+        );
     }
 
     #[test]

@@ -188,6 +188,18 @@ pub trait CallStore: Send + Sync {
         transition: Transition,
     ) -> StoreFuture<'_, CallRecord>;
 
+    /// Early media on attempt `attempt` (a 183 with SDP): a history event with `cause`
+    /// under the call's current status (`ringing`, or `dialing` when no ringing was
+    /// recorded). No status change and no webhook: the status stays `ringing` until the
+    /// answer. A late report (another attempt, an answered or ended call) changes nothing.
+    fn record_early_media(
+        &self,
+        id: &str,
+        attempt: u32,
+        at: OffsetDateTime,
+        cause: &str,
+    ) -> StoreFuture<'_, ()>;
+
     /// Who answered attempt `attempt` (answering-machine detection's verdict): on the call,
     /// the attempt and its CDR, with an event naming it. No webhook: the verdict reaches the
     /// status callback with the next status change.

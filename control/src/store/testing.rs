@@ -50,6 +50,7 @@ pub(crate) fn new_call(tenant: &str, n: usize) -> NewCall {
         priority: DEFAULT_PRIORITY,
         retry: RetryPolicy::default(),
         machine_detection: MachineDetection::Off,
+        early_media: false,
         direction: crate::model::Direction::Outbound,
     }
 }

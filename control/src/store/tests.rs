@@ -1106,3 +1106,70 @@ async fn an_incoming_call_is_stored_claimed_and_never_queued_for_dialling() {
     let outbound = insert(store.as_ref(), new_call("acme", 8)).await;
     assert_eq!(outbound.direction, crate::model::Direction::Outbound);
 }
+
+#[tokio::test]
+async fn early_media_is_kept_with_the_call_and_noted_in_its_history_without_a_webhook() {
+    let (_dir, store) = open_temp();
+    let mut new = new_call("acme", 1);
+    new.early_media = true;
+    new.status_callback = Some("http://127.0.0.1:9/hook".into());
+    let call = insert(store.as_ref(), new).await;
+    assert!(call.early_media);
+    let json = serde_json::to_value(&call).unwrap_or_default();
+    assert_eq!(json["early_media"], true);
+    let plain = insert(store.as_ref(), new_call("acme", 2)).await;
+    let json = serde_json::to_value(&plain).unwrap_or_default();
+    assert!(json.get("early_media").is_none(), "omitted when false");
+    claim(store.as_ref(), "n", &call.id).await;
+    let now = OffsetDateTime::now_utc();
+    store
+        .record_transition(&call.id, 1, transition(CallStatus::Ringing, now))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    async fn hooks(store: &dyn OutboxStore, at: OffsetDateTime) -> usize {
+        store
+            .due_webhooks(at, 100, Vec::new())
+            .await
+            .unwrap_or_default()
+            .len()
+    }
+    let later = now + Duration::hours(1);
+    let before = hooks(store.as_ref(), later).await;
+    store
+        .record_early_media(&call.id, 1, now, "early media from 183")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A report for another attempt changes nothing.
+    store
+        .record_early_media(&call.id, 2, now, "early media from 183")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hooks(store.as_ref(), later).await, before, "no webhook");
+    let fetched = store.get_call("acme", &call.id).await.ok().flatten();
+    assert_eq!(
+        fetched.as_ref().map(|r| r.status),
+        Some(CallStatus::Ringing)
+    );
+    assert_eq!(fetched.map(|r| r.early_media), Some(true));
+    store
+        .record_transition(&call.id, 1, transition(CallStatus::InProgress, now))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // After the answer it is no news.
+    store
+        .record_early_media(&call.id, 1, now, "early media from 183")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let events = store
+        .call_events("acme", &call.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let early: Vec<_> = events
+        .iter()
+        .filter(|e| e.cause.as_deref() == Some("early media from 183"))
+        .map(|e| (e.status, e.attempt))
+        .collect();
+    assert_eq!(early, [(CallStatus::Ringing, Some(1))], "{events:?}");
+}

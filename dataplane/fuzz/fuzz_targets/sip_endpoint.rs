@@ -1,7 +1,8 @@
 //! A fresh `sip::Endpoint` that has dialed one call, fed the input as datagrams from the
 //! callee or from a caller it takes incoming calls from, then driven through its timers to
 //! the end. It must never panic, it must report each call's end exactly once (the contract
-//! of `SipEvent::Ended`), and afterwards it must keep nothing.
+//! of `SipEvent::Ended`) and early media at most once and only before the answer, and
+//! afterwards it must keep nothing.
 //!
 //! Input format: datagrams separated by `@@@@`. Before feeding, `@@b`, `@@c` and `@@f` are
 //! replaced by the INVITE's branch, Call-ID and From tag, so seeds can answer the call
@@ -68,6 +69,10 @@ struct Harness {
     to_tag: Vec<u8>,
     /// New offers answered so far.
     reoffers: u32,
+    /// Early media reported for the dialed call.
+    early_media: usize,
+    /// The dialed call was answered.
+    answered: bool,
 }
 
 impl Harness {
@@ -112,9 +117,20 @@ impl Harness {
                     );
                     offered.answered = true;
                 }
-                SipEvent::Ringing { call }
-                | SipEvent::Answered { call, .. }
-                | SipEvent::TransferDone { call, .. } => {
+                SipEvent::EarlyMedia { call, .. } => {
+                    assert_eq!(call, CALL, "early media for a call never dialed");
+                    self.early_media += 1;
+                    assert_eq!(self.early_media, 1, "early media reported more than once");
+                    assert!(
+                        self.ended == 0 && !self.answered,
+                        "early media after the answer or the end"
+                    );
+                }
+                SipEvent::Answered { call, .. } => {
+                    assert_eq!(call, CALL, "event for a call never dialed");
+                    self.answered = true;
+                }
+                SipEvent::Ringing { call } | SipEvent::TransferDone { call, .. } => {
                     assert_eq!(call, CALL, "event for a call never dialed");
                 }
                 SipEvent::Reoffer { call, .. } => {
@@ -239,6 +255,8 @@ fn dial() -> (Harness, Invite) {
         new_incoming: 0,
         to_tag: Vec::new(),
         reoffers: 0,
+        early_media: 0,
+        answered: false,
     };
     harness.drain();
     (harness, ids)

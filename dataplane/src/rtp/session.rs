@@ -213,8 +213,9 @@ pub struct MediaSession {
     stats: MediaStats,
     /// Loss and jitter of what the remote sends.
     rx: RxStats,
-    /// Answering-machine detection, while it runs.
+    /// Answering-machine detection, while it runs, and the answer it is timed from.
     amd: Option<MachineDetector>,
+    amd_since: Instant,
     /// RTCP, once [`enable_rtcp`](Self::enable_rtcp) turned it on.
     rtcp: Option<Reporter>,
     /// The peer said it takes no media (hold, RFC 3264 §8.4): slots pass unsent.
@@ -243,6 +244,7 @@ impl MediaSession {
             stats: MediaStats::default(),
             rx: RxStats::new(now),
             amd: None,
+            amd_since: now,
             rtcp: None,
             held: false,
         }
@@ -341,11 +343,13 @@ impl MediaSession {
             .peer(self.config.remote, self.source.latched())
     }
 
-    /// Starts classifying the callee's audio as a person or a machine, timed from the
-    /// session's start (the answer); reports [`MediaEvent::Machine`]. Costs a little per
-    /// received packet until the detector has finished.
-    pub fn detect_machine(&mut self, config: AmdConfig) {
+    /// Starts classifying the callee's audio as a person or a machine, timed from `answer`
+    /// (the session's start, or the 200 OK after early media); reports
+    /// [`MediaEvent::Machine`]. Costs a little per received packet until the detector has
+    /// finished.
+    pub fn detect_machine(&mut self, config: AmdConfig, answer: Instant) {
         self.amd = Some(MachineDetector::new(config));
+        self.amd_since = answer;
     }
 
     /// Hands the detector's event on, and drops the detector once it has finished.
@@ -501,7 +505,8 @@ impl MediaSession {
         if payload_type == g711::payload_type(self.config.codec)
             && let Some(amd) = self.amd.as_mut()
         {
-            let event = amd.feed(now - self.start, self.config.codec, packet.payload);
+            let since = now.saturating_duration_since(self.amd_since);
+            let event = amd.feed(since, self.config.codec, packet.payload);
             self.on_machine_event(event);
         }
         let key = if Some(payload_type) == self.config.dtmf_payload_type {
@@ -531,7 +536,7 @@ impl MediaSession {
         self.advance(now);
         self.check_recording();
         if let Some(amd) = self.amd.as_mut() {
-            let event = amd.poll(self.now - self.start);
+            let event = amd.poll(self.now.saturating_duration_since(self.amd_since));
             self.on_machine_event(event);
         }
     }
@@ -598,7 +603,7 @@ impl MediaSession {
             .amd
             .as_ref()
             .and_then(MachineDetector::next_deadline)
-            .and_then(|after| self.start.checked_add(after));
+            .and_then(|after| self.amd_since.checked_add(after));
         let rtcp = self
             .rtcp
             .as_ref()
@@ -1215,7 +1220,7 @@ mod tests {
         let t0 = Instant::now();
         // RFC 4733 negotiated (config's payload type 101): the audio still reaches the detector.
         let mut s = MediaSession::new(config(Codec::Pcmu), t0);
-        s.detect_machine(AmdConfig::default());
+        s.detect_machine(AmdConfig::default(), t0);
         // "Hello?": 400 ms of voice (noise-like, no single tone), then nothing arrives.
         let mut state = 1u32;
         for seq in 0..20u16 {

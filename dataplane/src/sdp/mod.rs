@@ -14,11 +14,13 @@
 mod answer;
 mod negotiate;
 mod offer;
+mod origin;
 mod parse;
 
 pub use answer::{build_answer, build_answer_directed, read_offer};
 pub use negotiate::{MediaDirection, Negotiated, negotiate, negotiate_keeping};
 pub use offer::{PTIME_MS, TELEPHONE_EVENT_PAYLOAD_TYPE, build_offer};
+pub use origin::{Origin, origin};
 
 /// Why an SDP answer cannot set up the call's audio.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]

@@ -3,7 +3,7 @@
 //!
 //! Keys (case does not matter): `Destination` (repeatable, or a comma-separated list),
 //! `Application`, `At`, `Not-After`, `Priority`, `Caller-Id`, `Callback`, `Ring-Timeout`,
-//! `Retry-Attempts`, `Retry-Delay`, `Retry-On`, and `Var-<name>` for each variable (the name
+//! `Machine-Detection`, `Early-Media` (yes or no), `Retry-Attempts`, `Retry-Delay`, `Retry-On`, and `Var-<name>` for each variable (the name
 //! keeps its case). The body's fields are the block of lines before the first blank line (or
 //! `-- ` signature line); a body whose first line is not a known `Key: value` carries none.
 //! A line starting with a space or tab continues the previous value. Only types and syntax
@@ -50,7 +50,7 @@ impl EmailRequest {
 }
 
 /// The fields that are not variables, with their canonical spelling.
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 15] = [
     "Destination",
     "Application",
     "At",
@@ -60,6 +60,7 @@ const KEYS: [&str; 14] = [
     "Callback",
     "Callback-Events",
     "Machine-Detection",
+    "Early-Media",
     "Ring-Timeout",
     "Retry-Attempts",
     "Retry-Delay",
@@ -91,6 +92,7 @@ pub fn email_key(field: &str) -> String {
         other if other.starts_with("status_callback_events") => "Callback-Events",
         "ring_timeout" => "Ring-Timeout",
         "machine_detection" => "Machine-Detection",
+        "early_media" => "Early-Media",
         "at" => "At",
         "not_after" => "Not-After",
         "priority" => "Priority",
@@ -231,6 +233,7 @@ pub fn read(fields: &[(String, String)], max_calls: usize) -> Result<EmailReques
                 common.machine_detection =
                     Some(value.trim().to_ascii_lowercase().replace('-', "_"));
             }
+            "Early-Media" => common.early_media = yes_or_no(&key, &value)?,
             "Retry-Attempts" => retry.max_attempts = Some(whole(&key, &value)?),
             "Retry-Delay" => retry.delay_secs = Some(whole(&key, &value)?),
             "Retry-On" => retry.on = Some(retry_on(&value)?),
@@ -331,6 +334,7 @@ mod tests {
                 ("Callback", "http://x/cb"),
                 ("Callback-Events", "In-Progress, final"),
                 ("Machine-Detection", "Wait-For-Beep"),
+                ("Early-Media", "yes"),
                 ("Ring-Timeout", "20"),
                 ("Retry-Attempts", "3"),
                 ("Retry-Delay", "120"),
@@ -351,6 +355,7 @@ mod tests {
         assert_eq!(c.from.as_deref(), Some("+15550100"));
         assert_eq!(c.status_callback.as_deref(), Some("http://x/cb"));
         assert_eq!(c.machine_detection.as_deref(), Some("wait_for_beep"));
+        assert!(c.early_media);
         assert_eq!(
             c.status_callback_events.as_deref(),
             Some(&["in-progress".to_owned(), "final".to_owned()][..])

@@ -19,7 +19,7 @@ pub(super) const CALL_COLUMNS: &str = "id, tenant, status, to_addr, target_uri, 
     vars, status_callback, ring_timeout_secs, created_at, dialed_at, answered_at, ended_at, \
     sip_status, disposition, reason, result, due_at, not_after, priority, max_attempts, \
     retry_delay_secs, retry_on, attempts, sip_call_id, callback_events, machine_detection, \
-    answered_by, direction";
+    answered_by, direction, early_media";
 
 /// Timestamps are stored as integer microseconds since the Unix epoch (UTC).
 pub(crate) use crate::store::unix_micros as micros;
@@ -111,9 +111,10 @@ pub(super) fn create(
     let mut insert = conn.prepare_cached(
         "INSERT INTO calls (id, tenant, status, to_addr, target_uri, from_addr, url, vars, \
          status_callback, ring_timeout_secs, created_at, due_at, not_after, priority, \
-         max_attempts, retry_delay_secs, retry_on, callback_events, machine_detection, direction) \
+         max_attempts, retry_delay_secs, retry_on, callback_events, machine_detection, direction, \
+         early_media) \
          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-         ?17, ?18, ?19)",
+         ?17, ?18, ?19, ?20)",
     )?;
     let mut event = conn.prepare_cached(
         "INSERT INTO events (call_id, attempt, status, at, cause) \
@@ -152,6 +153,7 @@ pub(super) fn create(
             callback_events_text(new.status_callback_events),
             (!new.machine_detection.is_off()).then_some(new.machine_detection.as_str()),
             (new.direction == Direction::Inbound).then_some("inbound"),
+            new.early_media,
         ])?;
         event.execute(params![id, micros(now)])?;
         records.push(CallRecord {
@@ -166,6 +168,7 @@ pub(super) fn create(
             status_callback: new.status_callback,
             status_callback_events: new.status_callback_events,
             machine_detection: new.machine_detection,
+            early_media: new.early_media,
             answered_by: None,
             direction: new.direction,
             ring_timeout_secs: new.ring_timeout_secs,
@@ -537,6 +540,22 @@ pub(super) fn transition(
     Ok(record)
 }
 
+/// Early media on attempt `attempt`: an event under the current status, while the call is
+/// dialing or ringing on that attempt; nothing otherwise.
+pub(super) fn record_early_media(
+    conn: &Connection,
+    id: &str,
+    attempt: u32,
+    at: OffsetDateTime,
+    cause: &str,
+) -> Result<(), StoreError> {
+    let (status, attempts) = status_of(conn, id)?;
+    if attempts != attempt || !matches!(status, CallStatus::Dialing | CallStatus::Ringing) {
+        return Ok(());
+    }
+    add_event(conn, id, Some(attempt), status, truncate(at), Some(cause))
+}
+
 /// Who answered attempt `attempt`, as machine detection classified it: on the call, the
 /// attempt (and so its CDR) and as an `in-progress` event naming the verdict. A late report for
 /// an earlier attempt or an ended call changes nothing.
@@ -896,6 +915,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         attempts: row.get(24)?,
         sip_call_id: row.get(25)?,
         machine_detection,
+        early_media: row.get::<_, i64>(30)? != 0,
         answered_by: row.get(28)?,
         direction: match row.get::<_, Option<String>>(29)?.as_deref() {
             Some("inbound") => Direction::Inbound,

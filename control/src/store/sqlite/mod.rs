@@ -309,6 +309,17 @@ impl CallStore for SqliteStore {
         Box::pin(self.write(move |c| calls::transition(c, &id, attempt, &transition)))
     }
 
+    fn record_early_media(
+        &self,
+        id: &str,
+        attempt: u32,
+        at: OffsetDateTime,
+        cause: &str,
+    ) -> StoreFuture<'_, ()> {
+        let (id, cause) = (id.to_owned(), cause.to_owned());
+        Box::pin(self.write(move |c| calls::record_early_media(c, &id, attempt, at, &cause)))
+    }
+
     fn record_answered_by(
         &self,
         id: &str,

@@ -284,6 +284,11 @@ const V11_DIRECTION: &str = r"
 ALTER TABLE calls ADD COLUMN direction TEXT;
 ";
 
+/// Version 12: the application starts on early media (`1`) or at the answer (`0`).
+const V12_EARLY_MEDIA: &str = r"
+ALTER TABLE calls ADD COLUMN early_media INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     V1_SCHEMA,
@@ -297,10 +302,11 @@ const MIGRATIONS: &[&str] = &[
     V9_MACHINE_DETECTION,
     V10_ROUND_TRIP,
     V11_DIRECTION,
+    V12_EARLY_MEDIA,
 ];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {

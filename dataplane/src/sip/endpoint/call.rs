@@ -75,6 +75,8 @@ pub(super) struct Call {
     pub(super) reoffer: Option<super::reoffer::PendingReoffer>,
     /// The early dialog of reliable provisional responses (RFC 3262), once one came.
     pub(super) early: Option<super::prack::EarlyDialog>,
+    /// The To-tag of the early dialog whose SDP started early media, once one did.
+    pub(super) early_media: Option<String>,
     /// PRACK and session-refresh UPDATE transactions by branch.
     pub(super) pracks: Vec<(String, ClientNonInvite)>,
     /// RFC 4028: when to refresh the session, or to give it up.

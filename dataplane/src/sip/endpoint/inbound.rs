@@ -249,6 +249,7 @@ impl Endpoint {
             }),
             reoffer: None,
             early: None,
+            early_media: None,
             pracks: Vec::new(),
             session_timer: None,
             no_response_timeout: None,

@@ -16,6 +16,7 @@
 
 mod auth;
 mod call;
+mod early_media;
 mod inbound;
 mod prack;
 mod reoffer;
@@ -180,6 +181,19 @@ pub enum SipEvent {
     Ringing {
         /// The call.
         call: CallId,
+    },
+    /// A provisional response (usually `183 Session Progress`) carried the SDP answer before
+    /// the call is answered: early media (RFC 3960 §2, the gateway model). Once per call,
+    /// from the first early dialog that sent SDP; later early dialogs' SDP (forks) and
+    /// repeats are ignored. `Answered` still follows at the 2xx (its `sdp` may be empty or
+    /// the same session, or a new one that replaces this). Comes after `Ringing`.
+    EarlyMedia {
+        /// The call.
+        call: CallId,
+        /// The SDP answer in the provisional response.
+        sdp: Vec<u8>,
+        /// Where the provisional response came from (what media latching trusts).
+        peer: SocketAddr,
     },
     /// 2xx to the INVITE arrived; the ACK is already queued. `sdp` is the answer body (may be
     /// empty). For an incoming call: the caller's ACK arrived, and `sdp` is its offer.
@@ -494,6 +508,7 @@ impl Endpoint {
             incoming: None,
             reoffer: None,
             early: None,
+            early_media: None,
             pracks: Vec::new(),
             session_timer: None,
             no_response_timeout: params.no_response_timeout,
@@ -820,6 +835,7 @@ impl Endpoint {
                 }
                 if status > 100 {
                     self.acknowledge_provisional(now, id, response);
+                    self.early_media(id, from, response);
                 }
             }
             200..=299 => self.on_2xx(now, id, from, response),
