@@ -1217,7 +1217,13 @@ fn an_icmp_error_after_the_callee_answered_anything_is_ignored() {
 
 /// A harness whose INVITEs ask for 90 s session timers, answered by a 200 with
 /// `session_expires` (the header's value).
+/// A call answered with `session_expires`, by a callee that allows UPDATE.
 fn timed_call(session_expires: &str) -> Harness {
+    timed_call_allowing(session_expires, "INVITE, ACK, CANCEL, BYE, UPDATE")
+}
+
+/// A call answered with `session_expires`, by a callee whose Allow is `allow`.
+fn timed_call_allowing(session_expires: &str, allow: &str) -> Harness {
     let mut h =
         Harness::configured(|config| config.session_expires = Some(Duration::from_secs(90)));
     h.dial(1, 60).expect("dial");
@@ -1231,7 +1237,9 @@ fn timed_call(session_expires: &str) -> Harness {
         parsed.header(HeaderName::Other("Session-Expires")),
         Some("90;refresher=uas")
     );
-    let extra = format!("{CONTACT}Session-Expires: {session_expires}\r\nRequire: timer\r\n");
+    let extra = format!(
+        "{CONTACT}Allow: {allow}\r\nSession-Expires: {session_expires}\r\nRequire: timer\r\n"
+    );
     h.deliver(&reply(&invite, 200, "OK", Some("uas1"), &extra, SDP_ANSWER));
     h.take_events();
     h
@@ -1342,6 +1350,127 @@ fn as_the_refresher_we_update_half_way_and_a_481_ends_the_call() {
     let reasons = ended_reasons(&mut h);
     assert_eq!(reasons.len(), 1, "the session is gone");
     assert!(!h.last_request(Method::Bye).is_empty());
+}
+
+/// The CSeq header of `message`.
+fn cseq_of(message: &[u8]) -> String {
+    parse_message(message)
+        .ok()
+        .and_then(|m| m.header(HeaderName::CSeq).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_refresher_whose_peer_allows_no_update_re_invites_with_the_same_sdp_and_acks_each_2xx() {
+    let mut h = timed_call_allowing("90;refresher=uac", "INVITE, ACK, CANCEL, BYE");
+    h.take_sent();
+    h.advance_to(Duration::from_millis(45_100));
+    let sent = h.take_sent();
+    assert_eq!(methods(&sent), ["INVITE"], "a re-INVITE, not an UPDATE");
+    let reinvite = sent[0].2.clone();
+    let parsed = parse_message(&reinvite).expect("re-INVITE");
+    assert_eq!(parsed.header(HeaderName::CSeq), Some("2 INVITE"));
+    assert_eq!(parsed.body(), SDP_OFFER, "the SDP we sent, unchanged");
+    assert_eq!(
+        parsed.header(HeaderName::Other("Session-Expires")),
+        Some("90;refresher=uac")
+    );
+    assert!(
+        parsed.contact().is_some(),
+        "a target refresh carries Contact"
+    );
+    assert!(
+        parsed
+            .header(HeaderName::To)
+            .is_some_and(|to| to.contains("tag=uas1")),
+        "in the dialog"
+    );
+    let ok = reply(
+        &reinvite,
+        200,
+        "OK",
+        None,
+        &format!("{CONTACT}Session-Expires: 90;refresher=uac\r\n"),
+        SDP_ANSWER,
+    );
+    h.deliver(&ok);
+    let acks = h.take_sent();
+    assert_eq!(methods(&acks), ["ACK"]);
+    assert_eq!(cseq_of(&acks[0].2), "2 ACK");
+    h.deliver(&ok);
+    assert_eq!(
+        methods(&h.take_sent()),
+        ["ACK"],
+        "a 2xx retransmission is ACKed again"
+    );
+    // The 2xx started a new interval: the next refresh 45 s after it.
+    h.advance_to(Duration::from_secs(90));
+    assert!(h.take_sent().is_empty());
+    h.advance_to(Duration::from_millis(90_200));
+    assert_eq!(cseq_of(&h.last_request(Method::Invite)), "3 INVITE");
+    assert!(ended_reasons(&mut h).is_empty());
+}
+
+#[test]
+fn a_491_to_our_refresh_re_invite_is_retried_after_the_glare_delay() {
+    let mut h = timed_call_allowing("90;refresher=uac", "INVITE, ACK, BYE");
+    h.advance_to(Duration::from_millis(45_100));
+    let reinvite = h.last_request(Method::Invite);
+    h.take_sent();
+    h.deliver(&reply(&reinvite, 491, "Request Pending", None, "", ""));
+    assert_eq!(
+        methods(&h.take_sent()),
+        ["ACK"],
+        "the transaction ACKs the 491"
+    );
+    // We placed the call: 2.1 to 4 s.
+    h.advance_to(Duration::from_millis(45_100 + 2_050));
+    assert!(h.take_sent().is_empty(), "not before 2.1 s");
+    h.advance_to(Duration::from_millis(45_100 + 4_050));
+    let retried = h.take_sent();
+    assert!(!retried.is_empty(), "retried by 4 s");
+    assert!(
+        retried.iter().all(|(_, _, m)| cseq_of(m) == "3 INVITE"),
+        "one new re-INVITE (and its retransmissions): {:?}",
+        methods(&retried)
+    );
+    assert!(ended_reasons(&mut h).is_empty());
+}
+
+#[test]
+fn an_update_refused_405_moves_the_refresh_to_re_invite_at_once() {
+    let mut h = timed_call("90;refresher=uac");
+    h.advance_to(Duration::from_millis(45_100));
+    let update = h.last_request(Method::Other("UPDATE"));
+    h.take_sent();
+    h.deliver(&reply(&update, 405, "Method Not Allowed", None, "", ""));
+    let sent = h.take_sent();
+    assert_eq!(methods(&sent), ["INVITE"]);
+    assert_eq!(cseq_of(&sent[0].2), "3 INVITE");
+}
+
+#[test]
+fn a_peers_re_invite_crossing_our_refresh_gets_491() {
+    let mut h = timed_call_allowing("90;refresher=uac", "INVITE, ACK, BYE");
+    let theirs = in_dialog(
+        &h,
+        "INVITE",
+        12,
+        "z9hG4bKglare",
+        "sip:callee@192.0.2.4:5070",
+        HOLD_OFFER,
+    );
+    h.advance_to(Duration::from_millis(45_100));
+    h.take_sent();
+    h.deliver(theirs.as_bytes());
+    let sent = h.take_sent();
+    assert_eq!(methods(&sent), ["491"]);
+    assert!(
+        h.take_events()
+            .iter()
+            .all(|e| !matches!(e, SipEvent::Reoffer { .. })),
+        "the crossing offer is not reported"
+    );
 }
 
 #[test]

@@ -162,7 +162,12 @@ impl Dialog {
 
     /// The ACK for the 2xx: CSeq number of the INVITE (RFC 3261 §13.2.2.4), a new branch.
     pub fn write_ack(&self, buf: &mut Vec<u8>, sent_by: SocketAddr, branch: &str) {
-        self.write(buf, "ACK", self.invite_cseq, sent_by, branch, &[]);
+        self.write_ack_cseq(buf, sent_by, branch, self.invite_cseq);
+    }
+
+    /// The ACK for the 2xx to a re-INVITE of CSeq number `cseq`.
+    pub fn write_ack_cseq(&self, buf: &mut Vec<u8>, sent_by: SocketAddr, branch: &str, cseq: u32) {
+        self.write(buf, "ACK", cseq, sent_by, branch, &[], None);
     }
 
     /// A new in-dialog request (BYE): next local CSeq (RFC 3261 §12.2.1.1).
@@ -188,12 +193,37 @@ impl Dialog {
         user_agent: &str,
         extra: &[(&str, &str)],
     ) {
+        self.write_request_with_body(buf, method, sent_by, branch, user_agent, extra, None);
+    }
+
+    /// Like [`Dialog::write_request_with`], with a body and its media type (a re-INVITE's
+    /// SDP offer).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_request_with_body(
+        &mut self,
+        buf: &mut Vec<u8>,
+        method: &str,
+        sent_by: SocketAddr,
+        branch: &str,
+        user_agent: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) {
         self.local_cseq = self.local_cseq.saturating_add(1);
         let mut headers: smallvec::SmallVec<[(&str, &str); 4]> = extra.iter().copied().collect();
         headers.push(("User-Agent", user_agent));
-        self.write(buf, method, self.local_cseq, sent_by, branch, &headers);
+        self.write(
+            buf,
+            method,
+            self.local_cseq,
+            sent_by,
+            branch,
+            &headers,
+            body,
+        );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
         buf: &mut Vec<u8>,
@@ -202,6 +232,7 @@ impl Dialog {
         sent_by: SocketAddr,
         branch: &str,
         headers: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
     ) {
         // RFC 3261 §12.2.1.1: loose routing when the first route has `lr`, strict otherwise.
         let strict = self.is_strict();
@@ -240,7 +271,10 @@ impl Dialog {
         for (name, value) in headers {
             writer.header(name, value);
         }
-        writer.finish(None, b"");
+        match body {
+            Some((media_type, body)) => writer.finish(Some(media_type), body),
+            None => writer.finish(None, b""),
+        }
     }
 }
 

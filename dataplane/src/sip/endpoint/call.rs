@@ -81,6 +81,10 @@ pub(super) struct Call {
     pub(super) pracks: Vec<(String, ClientNonInvite)>,
     /// RFC 4028: when to refresh the session, or to give it up.
     pub(super) session_timer: Option<super::session_timer::SessionTimer>,
+    /// The peer listed UPDATE in its Allow: we refresh by UPDATE, else by re-INVITE.
+    pub(super) peer_allows_update: bool,
+    /// Our refresh re-INVITE, until its transaction has run out.
+    pub(super) refresh_invite: Option<super::refresh_invite::RefreshInvite>,
     /// How long the INVITE may go without any response (see `DialParams`).
     pub(super) no_response_timeout: Option<Duration>,
     /// When that runs out, until the first response to the INVITE.
@@ -129,7 +133,12 @@ impl Call {
         let old = self
             .old_invites
             .iter()
-            .filter_map(|(_, old)| old.poll_timeout());
+            .filter_map(|(_, old)| old.poll_timeout())
+            .chain(
+                self.refresh_invite
+                    .as_ref()
+                    .and_then(|r| r.transaction.poll_timeout()),
+            );
         let call_timers = [
             self.session_timer.as_ref().map(|t| t.deadline),
             self.silence_deadline,
@@ -189,6 +198,13 @@ impl Call {
         {
             return Some(sent);
         }
+        if let Some(sent) = self
+            .refresh_invite
+            .as_mut()
+            .and_then(|r| r.poll_transmit(buf))
+        {
+            return Some(sent);
+        }
         self.byes
             .iter_mut()
             .find_map(|(_, bye)| non_invite(bye, buf))
@@ -214,6 +230,10 @@ impl Call {
                 .as_ref()
                 .is_none_or(|c| c.state() == NonInviteClientState::Terminated)
             && self.transfer.as_ref().is_none_or(ReferClient::is_finished)
+            && self
+                .refresh_invite
+                .as_ref()
+                .is_none_or(super::refresh_invite::RefreshInvite::is_finished)
             && self
                 .byes
                 .iter()

@@ -252,6 +252,8 @@ impl Endpoint {
             early_media: None,
             pracks: Vec::new(),
             session_timer: None,
+            peer_allows_update: super::refresh_invite::allows_update(request),
+            refresh_invite: None,
             no_response_timeout: None,
             silence_deadline: None,
             redirect: None,

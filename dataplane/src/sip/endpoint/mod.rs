@@ -19,6 +19,7 @@ mod call;
 mod early_media;
 mod inbound;
 mod prack;
+mod refresh_invite;
 mod reoffer;
 mod session_timer;
 mod transfer;
@@ -511,6 +512,8 @@ impl Endpoint {
             early_media: None,
             pracks: Vec::new(),
             session_timer: None,
+            peer_allows_update: false,
+            refresh_invite: None,
             no_response_timeout: params.no_response_timeout,
             silence_deadline: params.no_response_timeout.map(|t| now + t),
             redirect: None,
@@ -755,6 +758,14 @@ impl Endpoint {
             {
                 self.on_invite_response(now, id, from, response);
             }
+            Method::Invite
+                if call
+                    .refresh_invite
+                    .as_ref()
+                    .is_some_and(|r| r.branch == branch) =>
+            {
+                self.refresh_invite_response(now, id, response);
+            }
             Method::Invite => {
                 // A retransmitted 401/407 to an INVITE we already retried: its transaction
                 // absorbs it and sends the ACK again (nothing is found for the current one).
@@ -908,6 +919,7 @@ impl Endpoint {
         dialog.write_ack(&mut call.ack, local, &branch);
         call.ack_destination = dialog.next_hop().unwrap_or(call.destination);
         call.ack_transport = dialog.next_hop_transport().0;
+        call.peer_allows_update = refresh_invite::allows_update(response);
         call.ack_pending = true;
         call.dialog = Some(dialog);
         call.final_status.get_or_insert(status);
@@ -1046,6 +1058,17 @@ impl Endpoint {
         for (_, old) in &mut call.old_invites {
             old.handle_timeout(now);
         }
+        let refresh_timed_out = call
+            .refresh_invite
+            .as_mut()
+            .is_some_and(|refresh| refresh.transaction.handle_timeout(now));
+        if refresh_timed_out {
+            // No answer to our refresh re-INVITE (Timer B): the session is gone, as on 408.
+            self.refresh_timed_out(now, id);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let transfer_report = call
             .transfer
             .as_mut()

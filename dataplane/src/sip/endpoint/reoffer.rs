@@ -69,12 +69,20 @@ impl Endpoint {
                 dialog.remote_target = contact.uri.as_str().to_owned();
             }
         }
-        if state.reoffer.is_some() {
+        // RFC 3261 §14.2: a re-INVITE crossing ours waiting for its final response is
+        // refused with 491 (the peer retries after its glare delay).
+        let glare = method == Method::Invite
+            && state
+                .refresh_invite
+                .as_ref()
+                .is_some_and(super::refresh_invite::RefreshInvite::is_pending);
+        if state.reoffer.is_some() || glare {
             let mut response = Vec::new();
-            let mut writer = headers.response(&mut response, 500, "");
-            writer
-                .header_fmt("Retry-After", format_args!("{OVERLAP_RETRY_AFTER_SECS}"))
-                .header("User-Agent", &self.config.user_agent);
+            let mut writer = headers.response(&mut response, if glare { 491 } else { 500 }, "");
+            if !glare {
+                writer.header_fmt("Retry-After", format_args!("{OVERLAP_RETRY_AFTER_SECS}"));
+            }
+            writer.header("User-Agent", &self.config.user_agent);
             writer.finish(None, b"");
             transaction.respond(now, response, true);
             self.insert_server(request, method, transaction, None);

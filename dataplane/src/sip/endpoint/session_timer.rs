@@ -4,9 +4,10 @@
 //! - Our INVITEs say `Supported: timer` and `Session-Expires: <interval>;refresher=uas`: we
 //!   ask the callee to refresh (with a re-INVITE or UPDATE, which we answer anyway). A 2xx
 //!   with `Session-Expires` starts the timer; without it there is none.
-//! - When the 2xx makes us the refresher (`refresher=uac`), we send an UPDATE carrying
-//!   `Session-Expires` half-way through each interval (§10); its 2xx starts the next one, a
-//!   481 or 408 or no answer at all ends the call with a BYE.
+//! - When the 2xx makes us the refresher (`refresher=uac`), we refresh half-way through
+//!   each interval (§10): by UPDATE carrying `Session-Expires` when the peer allows UPDATE,
+//!   else by re-INVITE (`refresh_invite.rs`); its 2xx starts the next interval, a 481 or 408
+//!   or no answer at all ends the call with a BYE.
 //! - When the peer refreshes, each of its re-INVITEs or UPDATEs that carries
 //!   `Session-Expires` starts a new interval, and our 2xx echoes the header with
 //!   `Require: timer` (§9). Without a refresh before the interval minus
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::{Endpoint, Owner, random_token};
 use crate::api::{CallId, Disposition, Outcome};
-use crate::sip::message::{HeaderName, Message};
+use crate::sip::message::{HeaderName, Message, Method};
 use crate::sip::transaction::ClientNonInvite;
 
 /// The shortest interval we accept from a peer (RFC 4028 §4: Min-SE is at least 90 s).
@@ -124,9 +125,6 @@ impl Endpoint {
 
     /// Runs the session timer of `id` at `now`: a refresh is due, or the session expired.
     pub(super) fn session_timeout(&mut self, now: Instant, id: CallId) {
-        let local = self.config.local;
-        let user_agent = self.config.user_agent.clone();
-        let mtu_switch = self.config.udp_mtu_switch;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -141,34 +139,36 @@ impl Endpoint {
             return;
         }
         if timer.we_refresh && timer.refreshing.is_none() {
-            let Some(dialog) = call.dialog.as_mut() else {
-                return;
-            };
-            let branch = format!("z9hG4bK{}", random_token(&mut self.rng));
+            let interval = timer.interval;
+            let use_update = call.peer_allows_update;
             let expires = SessionExpires {
-                interval: timer.interval,
+                interval,
                 refresher_uac: Some(true),
             }
             .header();
-            let mut update = Vec::new();
-            dialog.write_request_with(
-                &mut update,
-                "UPDATE",
-                local,
-                &branch,
-                &user_agent,
-                &[("Session-Expires", &expires), ("Supported", "timer")],
-            );
-            let destination = dialog.next_hop().unwrap_or(call.destination);
-            let transport = super::switch_if_large(dialog, mtu_switch, &mut update);
-            call.pracks.push((
-                branch.clone(),
-                ClientNonInvite::new(now, self.timing, transport, destination, update),
-            ));
-            // If no answer comes, the session ends when it would have expired.
-            timer.deadline = expiry(now - timer.interval / 2, timer.interval);
-            timer.refreshing = Some(branch.clone());
-            self.by_branch.insert(branch, id);
+            let sent = if use_update {
+                self.send_refresh_update(now, id, &expires)
+            } else {
+                self.send_refresh_invite(now, id, &expires)
+            };
+            let Some(timer) = self
+                .calls
+                .get_mut(&id)
+                .and_then(|call| call.session_timer.as_mut())
+            else {
+                return;
+            };
+            match sent {
+                Some(branch) => {
+                    // If no answer comes, the session ends when it would have expired.
+                    timer.deadline =
+                        now + interval / 2 - (interval / 3).min(Duration::from_secs(32));
+                    timer.refreshing = Some(branch.clone());
+                    self.by_branch.insert(branch, id);
+                }
+                // Another offer is under way: try again shortly.
+                None => timer.deadline = now + Duration::from_secs(1),
+            }
             return;
         }
         let status = call.final_status;
@@ -189,8 +189,54 @@ impl Endpoint {
         self.touch(Owner::Call(id));
     }
 
-    /// The final response to our refresh UPDATE `branch`: a 2xx starts the next interval;
-    /// 481 or 408 means the session is gone (BYE); anything else leaves the deadline.
+    /// Our refresh re-INVITE got no response at all: end the session with BYE now.
+    pub(super) fn refresh_timed_out(&mut self, now: Instant, id: CallId) {
+        let Some(timer) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|call| call.session_timer.as_mut())
+        else {
+            return;
+        };
+        timer.refreshing = None;
+        timer.deadline = now;
+        timer.we_refresh = false;
+        self.session_timeout(now, id);
+    }
+
+    /// Sends a refresh UPDATE for `id` carrying `session_expires`; its branch.
+    fn send_refresh_update(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        session_expires: &str,
+    ) -> Option<String> {
+        let local = self.config.local;
+        let branch = format!("z9hG4bK{}", random_token(&mut self.rng));
+        let call = self.calls.get_mut(&id)?;
+        let dialog = call.dialog.as_mut()?;
+        let mut update = Vec::new();
+        dialog.write_request_with(
+            &mut update,
+            "UPDATE",
+            local,
+            &branch,
+            &self.config.user_agent,
+            &[("Session-Expires", session_expires), ("Supported", "timer")],
+        );
+        let destination = dialog.next_hop().unwrap_or(call.destination);
+        let transport = super::switch_if_large(dialog, self.config.udp_mtu_switch, &mut update);
+        call.pracks.push((
+            branch.clone(),
+            ClientNonInvite::new(now, self.timing, transport, destination, update),
+        ));
+        Some(branch)
+    }
+
+    /// The final response to our refresh (UPDATE or re-INVITE) `branch`: a 2xx starts the
+    /// next interval; 481 or 408 means the session is gone (BYE); 491 retries after the
+    /// glare delay; 405 or 501 to an UPDATE retries at once by re-INVITE; anything else
+    /// leaves the deadline.
     pub(super) fn refresh_answered(&mut self, now: Instant, id: CallId, response: &Message<'_>) {
         let Some(status) = response.status().filter(|&s| s >= 200) else {
             return;
@@ -214,6 +260,26 @@ impl Endpoint {
             408 | 481 => {
                 timer.deadline = now;
                 timer.we_refresh = false;
+                self.session_timeout(now, id);
+            }
+            491 => {
+                let delay = self.glare_delay(id);
+                if let Some(timer) = self
+                    .calls
+                    .get_mut(&id)
+                    .and_then(|call| call.session_timer.as_mut())
+                {
+                    timer.deadline = now + delay;
+                }
+                self.touch(Owner::Call(id));
+            }
+            405 | 501
+                if response
+                    .cseq()
+                    .is_some_and(|c| c.method == Method::Other("UPDATE")) =>
+            {
+                call.peer_allows_update = false;
+                timer.deadline = now;
                 self.session_timeout(now, id);
             }
             _ => {}
