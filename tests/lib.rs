@@ -603,7 +603,37 @@ impl Sipp {
         calls: u32,
         lifetime: Duration,
     ) -> Self {
-        Self::spawn(scenario, replacements, calls, lifetime, None)
+        Self::spawn(scenario, replacements, calls, lifetime, None, false)
+    }
+
+    /// Like [`Sipp::uas_calls`], over TCP with one socket (`-t t1`): SIPp listens on TCP
+    /// only and accepts one connection, which every call shares.
+    pub fn uas_tcp(scenario: &str, replacements: &[(&str, String)], calls: u32) -> Self {
+        Self::spawn(
+            scenario,
+            replacements,
+            calls,
+            Duration::from_secs(60),
+            None,
+            true,
+        )
+    }
+
+    /// Like [`Sipp::uac`], over TCP with one socket (`-t t1`): SIPp connects to `remote`.
+    pub fn uac_tcp(
+        scenario: &str,
+        replacements: &[(&str, String)],
+        remote: SocketAddr,
+        service: &str,
+    ) -> Self {
+        Self::spawn(
+            scenario,
+            replacements,
+            1,
+            Duration::from_secs(60),
+            Some((remote, service)),
+            true,
+        )
     }
 
     /// Starts `sipp` as a UAC calling `service` (the Request-URI's user) at `remote`, once,
@@ -620,6 +650,7 @@ impl Sipp {
             1,
             Duration::from_secs(60),
             Some((remote, service)),
+            false,
         )
     }
 
@@ -629,6 +660,7 @@ impl Sipp {
         calls: u32,
         lifetime: Duration,
         remote: Option<(SocketAddr, &str)>,
+        tcp: bool,
     ) -> Self {
         let dir = TempDir::new("sipp");
         let mut text =
@@ -658,6 +690,9 @@ impl Sipp {
                 "-timeout_error",
             ])
             .args(["-trace_err", "-trace_msg"]);
+        if tcp {
+            command.args(["-t", "t1"]);
+        }
         if let Some((remote, service)) = remote {
             command.args(["-s", service]).arg(remote.to_string());
         }
@@ -670,8 +705,16 @@ impl Sipp {
         if remote.is_none() {
             // A UAS must be listening before anyone dials it: an INVITE to a port nobody
             // holds yet fails at once (ICMP port unreachable). Wait until SIPp holds it.
+            // (Over TCP, binding the port fails once SIPp listens on it.)
             let deadline = Instant::now() + Duration::from_secs(10);
-            while UdpSocket::bind(("127.0.0.1", port)).is_ok() && Instant::now() < deadline {
+            let free = || {
+                if tcp {
+                    TcpListener::bind(("127.0.0.1", port)).is_ok()
+                } else {
+                    UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                }
+            };
+            while free() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
