@@ -1132,11 +1132,17 @@ impl Driver for Agent {
         data: &[u8],
     ) {
         let sip = &mut self.sip;
-        self.streams
+        let unreached = self
+            .streams
             .received(io, now, stream, data, |transport, peer, message| {
                 trace_sip("in", peer, message);
                 sip.handle_message(now, transport, peer, message);
             });
+        if let Some(unreached) = unreached {
+            for sent in &unreached.sent {
+                self.sip.handle_transport_failure(sent, &unreached.why);
+            }
+        }
         self.drain_sip(io, now);
         self.finish_turn(now);
     }

@@ -35,12 +35,20 @@ pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often idle connections are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
+/// Requests written to a connection that failed before the peer was there, and why, for
+/// [`crate::sip::Endpoint::handle_transport_failure`].
+pub(super) struct Unreached {
+    pub sent: Vec<Vec<u8>>,
+    pub why: String,
+}
+
 struct Connection {
     peer: SocketAddr,
     transport: Transport,
     framer: StreamFramer,
     tls: Option<Box<TlsStream>>,
-    /// Bytes have come back (or we accepted it): the peer is there.
+    /// The peer is there: bytes came back over TCP, the TLS handshake finished, or we
+    /// accepted the connection.
     confirmed: bool,
     unconfirmed: Vec<Vec<u8>>,
     last_activity: Instant,
@@ -167,7 +175,9 @@ impl SipStreams {
     }
 
     /// Bytes arrived on `stream`: each complete SIP message goes to `deliver` with the
-    /// transport and peer it came from.
+    /// transport and peer it came from. If TLS fails before its handshake finished, the
+    /// connection is closed and the requests written to it come back, with why (the TLS
+    /// error's advice, e.g. to set `tls_ca_file`).
     pub(super) fn received(
         &mut self,
         io: &mut impl Io,
@@ -175,31 +185,40 @@ impl SipStreams {
         stream: StreamId,
         data: &[u8],
         mut deliver: impl FnMut(Transport, SocketAddr, &[u8]),
-    ) {
-        let Some(connection) = self.connections.get_mut(&stream) else {
-            return;
-        };
+    ) -> Option<Unreached> {
+        let connection = self.connections.get_mut(&stream)?;
         connection.last_activity = now;
-        connection.confirmed = true;
-        connection.unconfirmed.clear();
         let bytes: &[u8] = match connection.tls.as_mut() {
             Some(tls) => {
                 self.plain.clear();
                 if let Err(e) = tls.receive_ciphertext(data) {
                     tracing::warn!(peer = %connection.peer, error = %e, "SIP over TLS failed; closing the connection");
+                    let unreached = (!connection.confirmed).then(|| Unreached {
+                        sent: std::mem::take(&mut connection.unconfirmed),
+                        why: format!("failed the TLS handshake: {e}"),
+                    });
                     self.cipher.clear();
                     tls.poll_ciphertext(&mut self.cipher);
                     if !self.cipher.is_empty() {
                         io.send_stream(stream, &self.cipher);
                     }
                     self.close(io, stream);
-                    return;
+                    return unreached;
+                }
+                if !tls.is_handshaking() {
+                    connection.confirmed = true;
                 }
                 tls.read_plaintext(&mut self.plain);
                 &self.plain
             }
-            None => data,
+            None => {
+                connection.confirmed = true;
+                data
+            }
         };
+        if connection.confirmed {
+            connection.unconfirmed.clear();
+        }
         let mut failed = connection.framer.extend(bytes).err();
         let mut pings = 0usize;
         if failed.is_none() {
@@ -227,6 +246,7 @@ impl SipStreams {
             tracing::warn!(%peer, error = %e, "a SIP connection sent what cannot be framed; closing it");
             self.close(io, stream);
         }
+        None
     }
 
     /// The loop reports `stream` closed: forget it. If it never carried anything back, the
