@@ -242,3 +242,74 @@ async fn a_tcp_trunk_where_nothing_listens_fails_the_call_at_once_as_unreachable
         "ended in {took:?}, not at once: {call}"
     );
 }
+
+/// A `sip:` target naming `;transport=tcp` is dialled over TCP with no trunk saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_naming_transport_tcp_is_dialled_over_tcp() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas_tcp(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "1000".into()),
+        ],
+        1,
+    );
+    let outdial = Outdial::start("");
+    let to = format!("{};transport=tcp", sipp.uri("+15550004"));
+    let (status, created) = outdial
+        .create_call(&json!({"to": to, "url": app.url("/app.vxml")}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(
+        call["status"],
+        "completed",
+        "{call}\n{trace}\n{}",
+        outdial.log()
+    );
+    assert_eq!(call["result"], json!({ "confirm": "true" }), "{call}");
+    assert!(sipp_status.success(), "{trace}");
+    let invites = received(&trace, "INVITE");
+    assert_eq!(invites.len(), 1, "{trace}");
+    assert!(invites[0].contains("Via: SIP/2.0/TCP "), "{}", invites[0]);
+}
+
+/// `sip.udp_mtu_switch` (RFC 3261 §18.1.1): an INVITE with its offer is longer than 500
+/// bytes, so to a plain `sip:` target it leaves over TCP (SIPp listens on nothing else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_udp_mtu_switch_goes_over_tcp() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas_tcp(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "1000".into()),
+        ],
+        1,
+    );
+    let outdial = Outdial::start_with_sip("127.0.0.1", "udp_mtu_switch = 500", "");
+    let (status, created) = outdial
+        .create_call(&json!({"to": sipp.uri("+15550005"), "url": app.url("/app.vxml")}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(
+        call["status"],
+        "completed",
+        "{call}\n{trace}\n{}",
+        outdial.log()
+    );
+    assert!(sipp_status.success(), "{trace}");
+    let invites = received(&trace, "INVITE");
+    assert_eq!(invites.len(), 1, "{trace}");
+    assert!(invites[0].contains("Via: SIP/2.0/TCP "), "{}", invites[0]);
+}
