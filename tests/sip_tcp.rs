@@ -313,3 +313,30 @@ async fn a_request_longer_than_udp_mtu_switch_goes_over_tcp() {
     assert_eq!(invites.len(), 1, "{trace}");
     assert!(invites[0].contains("Via: SIP/2.0/TCP "), "{}", invites[0]);
 }
+
+/// The callee's own BYE comes back on the connection we opened (SIPp `-t t1` has one) and
+/// ends the call; our 200 goes back on it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_callees_bye_on_our_connection_ends_the_call() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    let sipp = Sipp::uas_tcp(
+        "callee_hangs_up.xml",
+        &[("HANGUP_AFTER_MS", "1000".into())],
+        1,
+    );
+    let outdial = Outdial::start_with_sip("127.0.0.1", DEFAULT_TRUNK, &tcp_trunk(sipp.addr));
+    let call = call_through_trunk(&outdial, "+15550006", &app.url("/app.vxml")).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(call["status"], "completed", "{call}\n{trace}");
+    assert!(
+        call["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("callee hung up")),
+        "{call}"
+    );
+    assert!(
+        sipp_status.success(),
+        "SIPp expected our 200 OK to its BYE:\n{trace}"
+    );
+}

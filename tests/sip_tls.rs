@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The reminder application (confirm or cancel by key): it waits for a key.
+const REMINDER: &str = include_str!("apps/reminder.vxml");
+
 const GOODBYE: &str = r#"<?xml version="1.0"?>
 <vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
   <form><block><prompt>Goodbye.</prompt><disconnect/></block></form>
@@ -144,6 +147,8 @@ struct TlsCallee {
     child: Option<Child>,
     /// Where it serves SIP over TLS (its `sip_listen` port + 1).
     tls: SocketAddr,
+    /// Its `cons` console: each UDP datagram is typed in as keys.
+    console: SocketAddr,
     dir: TempDir,
 }
 
@@ -197,8 +202,17 @@ impl TlsCallee {
         Self {
             child: Some(child),
             tls,
+            console,
             dir,
         }
+    }
+
+    /// Types `line` (and a newline) on its console.
+    fn command(&self, line: &str) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        socket
+            .send_to(format!("{line}\n").as_bytes(), self.console)
+            .expect("send to baresip's console");
     }
 
     /// What it printed so far (colour codes and carriage returns removed).
@@ -291,6 +305,51 @@ async fn a_tls_trunk_call_is_answered_by_baresip_and_completes() {
     let log = callee.log();
     assert!(log.contains("Call established"), "{log}");
     assert!(log.contains("Via: SIP/2.0/TLS "), "{log}");
+}
+
+/// The callee hangs up: its BYE reaches us and the call completes at once. Not yet: baresip
+/// sends its BYE on a new TLS connection to our Contact (`;transport=tls` at the SIP port),
+/// where only plain TCP is served, instead of on the connection we opened; most carriers'
+/// edges reuse ours. Needs a TLS listener (docs/sip.md, "Not done yet").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a TLS listener: baresip opens a new TLS connection for its BYE"]
+async fn a_tls_callee_that_hangs_up_ends_the_call() {
+    let (_pki, certs) = pki();
+    let callee = TlsCallee::start(&certs.join("server-bundle.pem"));
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    let outdial = outdial_with_tls_trunk(callee.tls, &certs.join("ca.pem"));
+    let (id, _) = place(&outdial, "+15550001", &app.url("/app.vxml")).await;
+    let up = outdial.wait_status(&id, "in-progress", CALL_TIMEOUT).await;
+    assert_eq!(up["status"], "in-progress", "{up}\n{}", callee.log());
+    assert!(
+        callee
+            .wait_log("Call established", Duration::from_secs(5))
+            .await,
+        "{}",
+        callee.log()
+    );
+    let hung_up = Instant::now();
+    callee.command("/hangup");
+    let mut call = outdial.get_call(&id).await;
+    while !outdial_tests::is_final(&call) && hung_up.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        call = outdial.get_call(&id).await;
+    }
+    let took = hung_up.elapsed();
+    assert_eq!(
+        call["status"],
+        "completed",
+        "{call}\n{}\n{}",
+        callee.log(),
+        outdial.log()
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "the callee's BYE ended the call after {took:?}: {call}\n{}\n{}",
+        callee.log(),
+        outdial.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
