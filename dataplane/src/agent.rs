@@ -1164,7 +1164,10 @@ impl Driver for Agent {
 
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
         self.sip.handle_timeout(now);
-        self.streams.handle_timeout(io, now);
+        let sip = &self.sip;
+        self.streams.handle_timeout(io, now, |transport, peer| {
+            sip.uses_stream_peer(transport, peer)
+        });
         self.drain_sip(io, now);
         while let Some(Reverse((deadline, call))) = self.media_timers.peek().copied() {
             if deadline > now {

@@ -10,8 +10,8 @@
 //! - **Failure.** Requests written before a connection was up are kept (at most
 //!   [`UNCONFIRMED_KEPT`]); if the connection then fails, an INVITE among them ends its call
 //!   at once as unreachable, as an ICMP error does on UDP, instead of waiting for Timer B.
-//! - **Idle.** A connection that carried nothing for [`IDLE_TIMEOUT`] is closed; the next
-//!   message to or from its peer opens another.
+//! - **Idle.** A connection that carried nothing for [`IDLE_TIMEOUT`] is closed, unless a
+//!   live call still talks to its peer; the next message to or from its peer opens another.
 //!
 //! The loop gives each read as one slice; nothing here allocates per message once a
 //! connection's buffers have grown to its messages' size. Connections are few (one per
@@ -28,9 +28,8 @@ use crate::sip::transport::{Frame, KEEPALIVE_PONG, StreamFramer, Transport};
 
 /// Requests kept per connection until it is up (for failing their calls fast).
 pub(super) const UNCONFIRMED_KEPT: usize = 8;
-/// A connection that carried nothing this long is closed (longer than a session refresh's
-/// half interval would be kinder to long calls, but an idle connection costs a descriptor;
-/// the next message opens another).
+/// A connection that carried nothing this long is closed, unless a live call uses it (an
+/// idle connection costs a descriptor; the next message opens another).
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often idle connections are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -282,8 +281,15 @@ impl SipStreams {
         }
     }
 
-    /// Closes connections idle for [`IDLE_TIMEOUT`], when a sweep is due.
-    pub(super) fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
+    /// Closes connections idle for [`IDLE_TIMEOUT`], when a sweep is due, but those `in_use`
+    /// says a live call still talks to (the peer may send its BYE only on that connection:
+    /// we serve no TLS listener, and a peer behind NAT cannot connect to us).
+    pub(super) fn handle_timeout(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        in_use: impl Fn(Transport, SocketAddr) -> bool,
+    ) {
         if self.next_sweep.is_none_or(|at| at > now) {
             return;
         }
@@ -291,6 +297,7 @@ impl SipStreams {
             .connections
             .iter()
             .filter(|(_, c)| now.saturating_duration_since(c.last_activity) >= IDLE_TIMEOUT)
+            .filter(|(_, c)| !in_use(c.transport, c.peer))
             .map(|(&id, _)| id)
             .collect();
         for stream in idle {
@@ -614,7 +621,7 @@ mod tests {
         while now < start + IDLE_TIMEOUT - SWEEP_EVERY {
             now = streams.poll_timeout().expect("a sweep is due");
             assert!(now > start, "sweeps move on");
-            streams.handle_timeout(&mut io, now);
+            streams.handle_timeout(&mut io, now, |_, _| false);
             receive(&mut streams, &mut io, now, StreamId(9), b"\r\n\r\n");
         }
         // Every sweep up to 570 s ran, and closed nothing.
@@ -626,7 +633,13 @@ mod tests {
         let due = streams.poll_timeout().expect("a sweep is due");
         assert!(due <= start + IDLE_TIMEOUT + SWEEP_EVERY, "{due:?}");
         let at = due.max(start + IDLE_TIMEOUT);
-        streams.handle_timeout(&mut io, at);
+        // A live call still talks to it: kept, however quiet.
+        let ours = |t: Transport, p: SocketAddr| t == Transport::Tcp && p == peer();
+        streams.handle_timeout(&mut io, at, ours);
+        assert!(io.closed.is_empty(), "{:?}", io.closed);
+        // The call ended: the next sweep closes it.
+        let at = streams.poll_timeout().expect("a sweep is due");
+        streams.handle_timeout(&mut io, at, |_, _| false);
         assert_eq!(io.closed, [StreamId(0)], "only the quiet one");
         // Its peer gets a new connection next time.
         streams
