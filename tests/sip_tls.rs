@@ -2,8 +2,11 @@
 //! which serves SIP over TLS on its SIP port + 1 with a certificate made at test time by the
 //! `openssl` CLI and answers at once (`answermode=auto`), through a trunk with
 //! `transport = "tls"` and `tls_ca_file`. A trunk that trusts another CA fails its call at
-//! once, with a reason naming `tls_ca_file`. (SIPp here is built without TLS.)
+//! once, with a reason naming `tls_ca_file`; one without a client certificate, dialling an
+//! `openssl s_server` that demands one over TLS 1.3, fails at once naming `tls_cert_file`.
+//! (SIPp here is built without TLS.)
 
+use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -369,4 +372,87 @@ async fn a_tls_server_from_an_untrusted_ca_fails_the_call_at_once_naming_tls_ca_
         "ended in {took:?}, not at once: {call}"
     );
     assert!(!callee.log().contains("Call established"));
+}
+
+/// `openssl s_server` demanding a client certificate (`-Verify 1`) over TLS 1.3, on a free
+/// loopback port; killed on drop.
+struct MutualTlsServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl MutualTlsServer {
+    fn start(certs: &Path) -> Self {
+        let mut child = Command::new("openssl")
+            // `-rev` (echo lines reversed) reads no stdin, which would end it at once.
+            .args([
+                "s_server",
+                "-accept",
+                "127.0.0.1:0",
+                "-naccept",
+                "1",
+                "-rev",
+            ])
+            .args([
+                "-cert",
+                "server.pem",
+                "-key",
+                "server.key",
+                "-CAfile",
+                "ca.pem",
+            ])
+            .args(["-Verify", "1", "-tls1_3"])
+            .current_dir(certs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        // "ACCEPT 127.0.0.1:PORT" once it listens.
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("s_server says where it listens")
+                .expect("s_server output");
+            if let Some(address) = line.strip_prefix("ACCEPT ") {
+                break address.parse().expect("host:port");
+            }
+        };
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, addr }
+    }
+}
+
+impl Drop for MutualTlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Under TLS 1.3 the server refuses a missing client certificate after our side of the
+/// handshake is done: the call still fails at once, saying to set `tls_cert_file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_demanding_a_client_certificate_fails_the_call_at_once_naming_tls_cert_file() {
+    let (_pki, certs) = pki();
+    let server = MutualTlsServer::start(&certs);
+    let outdial = outdial_with_tls_trunk(server.addr, &certs.join("ca.pem"));
+    let (id, placed) = place(&outdial, "+15550003", "http://127.0.0.1:9/never.vxml").await;
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let took = placed.elapsed();
+    assert_eq!(call["status"], "failed", "{call}\n{}", outdial.log());
+    assert_eq!(call["disposition"], "unreachable", "{call}");
+    let reason = call["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("tls_cert_file"),
+        "{call}\n{}",
+        outdial.log()
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "ended in {took:?}, not at once: {call}"
+    );
 }

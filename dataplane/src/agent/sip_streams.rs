@@ -46,7 +46,7 @@ struct Connection {
     transport: Transport,
     framer: StreamFramer,
     tls: Option<Box<TlsStream>>,
-    /// The peer is there: bytes came back over TCP, the TLS handshake finished, or we
+    /// The peer is there: bytes came back over TCP, SIP (or a keep-alive) over TLS, or we
     /// accepted the connection.
     confirmed: bool,
     unconfirmed: Vec<Vec<u8>>,
@@ -174,8 +174,8 @@ impl SipStreams {
     }
 
     /// Bytes arrived on `stream`: each complete SIP message goes to `deliver` with the
-    /// transport and peer it came from. If TLS fails before its handshake finished, the
-    /// connection is closed and the requests written to it come back, with why (the TLS
+    /// transport and peer it came from. If TLS fails before the peer sent anything over it,
+    /// the connection is closed and the requests written to it come back, with why (the TLS
     /// error's advice, e.g. to set `tls_ca_file`).
     pub(super) fn received(
         &mut self,
@@ -194,7 +194,7 @@ impl SipStreams {
                     tracing::warn!(peer = %connection.peer, error = %e, "SIP over TLS failed; closing the connection");
                     let unreached = (!connection.confirmed).then(|| Unreached {
                         sent: std::mem::take(&mut connection.unconfirmed),
-                        why: format!("failed the TLS handshake: {e}"),
+                        why: format!("could not be reached over TLS: {e}"),
                     });
                     self.cipher.clear();
                     tls.poll_ciphertext(&mut self.cipher);
@@ -204,10 +204,11 @@ impl SipStreams {
                     self.close(io, stream);
                     return unreached;
                 }
-                if !tls.is_handshaking() {
+                // Only SIP from the peer confirms it: under TLS 1.3 a server refuses our
+                // client certificate after our side of the handshake is done.
+                if tls.read_plaintext(&mut self.plain) > 0 {
                     connection.confirmed = true;
                 }
-                tls.read_plaintext(&mut self.plain);
                 &self.plain
             }
             None => {
@@ -259,6 +260,7 @@ impl SipStreams {
         let Some(connection) = self.forget(stream) else {
             return;
         };
+        tracing::debug!(peer = %connection.peer, transport = %connection.transport, ?why, answered = connection.confirmed, "a SIP connection closed");
         if connection.confirmed {
             return;
         }
@@ -596,7 +598,7 @@ mod tests {
         let unreached = unreached.expect("the kept INVITE comes back");
         assert_eq!(unreached.sent, [INVITE.to_vec()]);
         assert!(
-            unreached.why.starts_with("failed the TLS handshake: "),
+            unreached.why.starts_with("could not be reached over TLS: "),
             "{}",
             unreached.why
         );
