@@ -132,6 +132,21 @@ pub fn free_udp_port() -> u16 {
     }
 }
 
+/// How long a call took from its dial to its end, by its record's `dialed_at` and
+/// `ended_at` (the server's clock, not the test's polling).
+pub fn dialed_to_ended(call: &Value) -> Duration {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let stamp = |name: &str| {
+        call[name]
+            .as_str()
+            .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+            .unwrap_or_else(|| panic!("{name} in {call}"))
+    };
+    let took = stamp("ended_at") - stamp("dialed_at");
+    Duration::try_from(took).unwrap_or_default()
+}
+
 /// A TCP port free right now on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind TCP");
@@ -671,7 +686,13 @@ impl Sipp {
         }
         let scenario_path = dir.path().join(scenario);
         std::fs::write(&scenario_path, text).expect("write scenario");
-        let port = free_udp_port();
+        // Over TCP, SIPp listens on the port for TCP: it must be free for both.
+        let port = loop {
+            let port = free_udp_port();
+            if !tcp || TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
         let media_port = free_udp_port();
         let out = std::fs::File::create(dir.path().join("sipp.out")).expect("sipp out");
         let mut command = Command::new("sipp");

@@ -5,9 +5,9 @@
 //! `sip_tls.rs`.
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use outdial_tests::{AppServer, Outdial, Sipp, dtmf_pcap, form_pairs};
+use outdial_tests::{AppServer, Outdial, Sipp, dialed_to_ended, dtmf_pcap, form_pairs};
 use serde_json::{Value, json};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -227,14 +227,13 @@ async fn a_tcp_trunk_where_nothing_listens_fails_the_call_at_once_as_unreachable
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id").to_owned();
-    let started = Instant::now();
     let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
-    let took = started.elapsed();
+    let took = dialed_to_ended(&call);
     assert_eq!(call["status"], "failed", "{call}\n{}", outdial.log());
     assert_eq!(call["disposition"], "unreachable", "{call}");
     let reason = call["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("refused the TCP connection"),
+        reason.contains(&format!("{dead} refused the TCP connection")),
         "the reason says TCP was refused: {call}"
     );
     assert!(
