@@ -147,6 +147,26 @@ pub fn dialed_to_ended(call: &Value) -> Duration {
     Duration::try_from(took).unwrap_or_default()
 }
 
+/// A SIP port for `outdial serve`: it and the next one (core 1) free for UDP and TCP, above
+/// the kernel's ephemeral range (32768–60999), so no outgoing connection of this host takes
+/// the TCP port between this check and the server's listen (`sip.tcp` is on by default).
+/// Distinct per call in this process.
+pub fn free_sip_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let first = (std::process::id() % 220) as u16 * 20;
+    for _ in 0..2_200 {
+        let offset = (first + NEXT.fetch_add(2, Ordering::Relaxed)) % 4_400;
+        let port = 61_000 + offset;
+        let free = |p: u16| {
+            UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
+        };
+        if free(port) && free(port + 1) {
+            return port;
+        }
+    }
+    panic!("no free SIP port pair between 61000 and 65400");
+}
+
 /// A TCP port free right now on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind TCP");
@@ -274,7 +294,7 @@ impl Outdial {
     ) -> (TempDir, PathBuf, PathBuf) {
         let dir = TempDir::new("outdial");
         let http_port = free_tcp_port();
-        let sip_port = free_udp_port();
+        let sip_port = free_sip_port();
         let (rtp_min, rtp_max) = rtp_block();
         let data_dir = dir.path().join("data");
         let config = format!(
