@@ -173,17 +173,17 @@ impl SipStreams {
         self.insert(stream, peer, Transport::Tcp, None, true, now);
     }
 
-    /// Bytes arrived on `stream`: each complete SIP message goes to `deliver` with the
-    /// transport and peer it came from. If TLS fails before the peer sent anything over it,
+    /// Bytes arrived on `stream`: each complete SIP message goes to `deliver` with the loop
+    /// (for a copy to send) and the transport and peer it came from. If TLS fails before the peer sent anything over it,
     /// the connection is closed and the requests written to it come back, with why (the TLS
     /// error's advice, e.g. to set `tls_ca_file`).
-    pub(super) fn received(
+    pub(super) fn received<I: Io>(
         &mut self,
-        io: &mut impl Io,
+        io: &mut I,
         now: Instant,
         stream: StreamId,
         data: &[u8],
-        mut deliver: impl FnMut(Transport, SocketAddr, &[u8]),
+        mut deliver: impl FnMut(&mut I, Transport, SocketAddr, &[u8]),
     ) -> Option<Unreached> {
         let connection = self.connections.get_mut(&stream)?;
         connection.last_activity = now;
@@ -226,7 +226,7 @@ impl SipStreams {
                 match frame {
                     Ok(Frame::Message(range)) => {
                         let message = &connection.framer.buffer()[range];
-                        deliver(connection.transport, connection.peer, message);
+                        deliver(io, connection.transport, connection.peer, message);
                     }
                     Ok(Frame::Ping) => pings += 1,
                     Err(e) => {
@@ -448,7 +448,7 @@ mod tests {
         data: &[u8],
     ) -> (Vec<Delivered>, Option<Unreached>) {
         let mut delivered = Vec::new();
-        let unreached = streams.received(io, now, stream, data, |t, p, m| {
+        let unreached = streams.received(io, now, stream, data, |_, t, p, m| {
             delivered.push((t, p, m.to_vec()));
         });
         (delivered, unreached)
