@@ -46,6 +46,8 @@ struct Hep {
     agent_id: u32,
     password: Option<String>,
     protocol_type: u8,
+    /// 17 (UDP) or 6 (TCP, also for TLS).
+    ip_protocol: u8,
 }
 
 /// Decodes a HEP v3 packet strictly: `HEP3`, a total length equal to the datagram's, chunks
@@ -125,8 +127,8 @@ fn decode(packet: &[u8]) -> Result<Hep, String> {
             _ => {}
         }
     }
-    if protocol != 17 {
-        return Err(format!("IP protocol {protocol}, not UDP"));
+    if protocol != 17 && protocol != 6 {
+        return Err(format!("IP protocol {protocol}, not UDP or TCP"));
     }
     let expected_family = match source_ip {
         Some(IpAddr::V4(_)) => 2,
@@ -152,6 +154,7 @@ fn decode(packet: &[u8]) -> Result<Hep, String> {
         agent_id: agent_id.ok_or_else(|| missing("agent id"))?,
         password,
         protocol_type,
+        ip_protocol: protocol,
     })
 }
 
@@ -297,6 +300,7 @@ async fn every_sip_message_of_a_call_reaches_the_capture_server_as_hep() {
         assert_eq!(hep.agent_id, AGENT_ID);
         assert_eq!(hep.password.as_deref(), Some(PASSWORD));
         assert_eq!(hep.protocol_type, 1, "SIP");
+        assert_eq!(hep.ip_protocol, 17, "UDP");
         assert!(
             now.abs_diff(u64::from(hep.seconds)) < 120,
             "{} is not the time of the call",
@@ -387,6 +391,68 @@ async fn every_sip_message_of_a_call_reaches_the_capture_server_as_hep() {
             (message.source, message.destination),
             (from, to),
             "sngrep's {what}: {message:?}"
+        );
+    }
+}
+
+/// Over TCP the copies are the framed messages, marked TCP (IP protocol 6), between our SIP
+/// address and the callee's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_tcp_is_copied_as_hep_marked_tcp() {
+    let capture = UdpSocket::bind("127.0.0.1:0").expect("bind the capture socket");
+    capture
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let capture_addr = capture.local_addr().expect("addr");
+    let app = AppServer::start().await;
+    app.vxml(
+        "/bye.vxml",
+        r#"<vxml version="2.1"><form><block><exit/></block></form></vxml>"#,
+    );
+    let sip_lines = format!("hep_capture = \"{capture_addr}\"\nhep_agent_id = {AGENT_ID}");
+    let outdial = Outdial::start_with_sip("127.0.0.1", &sip_lines, "[dataplane]\ncores = 1\n");
+    let sipp = Sipp::uas_tcp("answer_wait_bye.xml", &[], 1);
+    let (us, callee) = (outdial.sip, sipp.addr);
+    let to = format!("{};transport=tcp", sipp.uri("+15550043"));
+    let (status, created) = outdial
+        .create_call(&json!({ "to": to, "url": app.url("/bye.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let call = outdial
+        .wait_final(created["id"].as_str().expect("id"), CALL_TIMEOUT)
+        .await;
+    assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+
+    let mut decoded = Vec::new();
+    let mut buf = vec![0u8; 65_535];
+    let quiet_until = Instant::now() + Duration::from_secs(10);
+    while let Ok(len) = capture.recv(&mut buf) {
+        decoded.push(decode(&buf[..len]).unwrap_or_else(|e| panic!("not HEP v3: {e}")));
+        assert!(Instant::now() < quiet_until, "the copies never stop");
+    }
+    assert!(
+        decoded.iter().all(|hep| hep.ip_protocol == 6),
+        "every copy says TCP: {decoded:#?}"
+    );
+    let seen: Vec<Seen> = decoded.into_iter().map(|h| h.seen).collect();
+    let [invite, ok, bye, bye_ok] = call_messages(&seen);
+    for (what, message, from, to) in [
+        ("INVITE", invite, us, callee),
+        ("200 OK to the INVITE", ok, callee, us),
+        ("BYE", bye, us, callee),
+        ("200 OK to the BYE", bye_ok, callee, us),
+    ] {
+        let message = message.unwrap_or_else(|| panic!("no {what} among the copies: {seen:#?}"));
+        assert_eq!(
+            (message.source, message.destination),
+            (from, to),
+            "{what}: {message:?}"
+        );
+        assert!(
+            message.sip.contains("Via: SIP/2.0/TCP "),
+            "{what}: {message:?}"
         );
     }
 }

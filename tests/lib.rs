@@ -132,6 +132,41 @@ pub fn free_udp_port() -> u16 {
     }
 }
 
+/// How long a call took from its dial to its end, by its record's `dialed_at` and
+/// `ended_at` (the server's clock, not the test's polling).
+pub fn dialed_to_ended(call: &Value) -> Duration {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let stamp = |name: &str| {
+        call[name]
+            .as_str()
+            .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+            .unwrap_or_else(|| panic!("{name} in {call}"))
+    };
+    let took = stamp("ended_at") - stamp("dialed_at");
+    Duration::try_from(took).unwrap_or_default()
+}
+
+/// A SIP port for `outdial serve`: it and the next one (core 1) free for UDP and TCP, above
+/// the kernel's ephemeral range (32768–60999), so no outgoing connection of this host takes
+/// the TCP port between this check and the server's listen (`sip.tcp` is on by default).
+/// Distinct per call in this process.
+pub fn free_sip_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let first = (std::process::id() % 220) as u16 * 20;
+    for _ in 0..2_200 {
+        let offset = (first + NEXT.fetch_add(2, Ordering::Relaxed)) % 4_400;
+        let port = 61_000 + offset;
+        let free = |p: u16| {
+            UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
+        };
+        if free(port) && free(port + 1) {
+            return port;
+        }
+    }
+    panic!("no free SIP port pair between 61000 and 65400");
+}
+
 /// A TCP port free right now on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind TCP");
@@ -259,7 +294,7 @@ impl Outdial {
     ) -> (TempDir, PathBuf, PathBuf) {
         let dir = TempDir::new("outdial");
         let http_port = free_tcp_port();
-        let sip_port = free_udp_port();
+        let sip_port = free_sip_port();
         let (rtp_min, rtp_max) = rtp_block();
         let data_dir = dir.path().join("data");
         let config = format!(
@@ -603,7 +638,37 @@ impl Sipp {
         calls: u32,
         lifetime: Duration,
     ) -> Self {
-        Self::spawn(scenario, replacements, calls, lifetime, None)
+        Self::spawn(scenario, replacements, calls, lifetime, None, false)
+    }
+
+    /// Like [`Sipp::uas_calls`], over TCP with one socket (`-t t1`): SIPp listens on TCP
+    /// only and accepts one connection, which every call shares.
+    pub fn uas_tcp(scenario: &str, replacements: &[(&str, String)], calls: u32) -> Self {
+        Self::spawn(
+            scenario,
+            replacements,
+            calls,
+            Duration::from_secs(60),
+            None,
+            true,
+        )
+    }
+
+    /// Like [`Sipp::uac`], over TCP with one socket (`-t t1`): SIPp connects to `remote`.
+    pub fn uac_tcp(
+        scenario: &str,
+        replacements: &[(&str, String)],
+        remote: SocketAddr,
+        service: &str,
+    ) -> Self {
+        Self::spawn(
+            scenario,
+            replacements,
+            1,
+            Duration::from_secs(60),
+            Some((remote, service)),
+            true,
+        )
     }
 
     /// Starts `sipp` as a UAC calling `service` (the Request-URI's user) at `remote`, once,
@@ -620,6 +685,7 @@ impl Sipp {
             1,
             Duration::from_secs(60),
             Some((remote, service)),
+            false,
         )
     }
 
@@ -629,6 +695,7 @@ impl Sipp {
         calls: u32,
         lifetime: Duration,
         remote: Option<(SocketAddr, &str)>,
+        tcp: bool,
     ) -> Self {
         let dir = TempDir::new("sipp");
         let mut text =
@@ -639,7 +706,13 @@ impl Sipp {
         }
         let scenario_path = dir.path().join(scenario);
         std::fs::write(&scenario_path, text).expect("write scenario");
-        let port = free_udp_port();
+        // Over TCP, SIPp listens on the port for TCP: it must be free for both.
+        let port = loop {
+            let port = free_udp_port();
+            if !tcp || TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
         let media_port = free_udp_port();
         let out = std::fs::File::create(dir.path().join("sipp.out")).expect("sipp out");
         let mut command = Command::new("sipp");
@@ -658,6 +731,9 @@ impl Sipp {
                 "-timeout_error",
             ])
             .args(["-trace_err", "-trace_msg"]);
+        if tcp {
+            command.args(["-t", "t1"]);
+        }
         if let Some((remote, service)) = remote {
             command.args(["-s", service]).arg(remote.to_string());
         }
@@ -670,8 +746,16 @@ impl Sipp {
         if remote.is_none() {
             // A UAS must be listening before anyone dials it: an INVITE to a port nobody
             // holds yet fails at once (ICMP port unreachable). Wait until SIPp holds it.
+            // (Over TCP, binding the port fails once SIPp listens on it.)
             let deadline = Instant::now() + Duration::from_secs(10);
-            while UdpSocket::bind(("127.0.0.1", port)).is_ok() && Instant::now() < deadline {
+            let free = || {
+                if tcp {
+                    TcpListener::bind(("127.0.0.1", port)).is_ok()
+                } else {
+                    UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                }
+            };
+            while free() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }

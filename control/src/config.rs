@@ -1305,7 +1305,7 @@ mod tests {
         let good = Config::parse(carrier).unwrap_or_else(|e| panic!("{e}"));
         assert!(good.validate().is_ok());
         let cases = [
-            (format!("{carrier}transport = \"tcp\"\n"), "trunk[0]"),
+            (format!("{carrier}transport = \"sctp\"\n"), "trunk[0]"),
             (format!("{carrier}{carrier}"), "used twice"),
             (
                 "[sip]\ndefault_trunk = \"nope\"\n".to_owned(),

@@ -178,7 +178,7 @@ impl SipDns {
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(
                 ip,
-                port.unwrap_or(service(transport).2),
+                port.unwrap_or_else(|| service(transport).2),
             )]);
         }
         match tokio::time::timeout(self.timeout, self.locate_name(host, port, transport)).await {

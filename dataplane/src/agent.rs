@@ -148,7 +148,8 @@ impl HepTap {
         io: &mut impl Io,
         now: Instant,
         wall_clock: fn() -> SystemTime,
-        (source, destination): (SocketAddr, SocketAddr),
+        transport: Transport,
+        route: (SocketAddr, SocketAddr),
         payload: &[u8],
     ) {
         let Some(socket) = self.socket else {
@@ -157,7 +158,7 @@ impl HepTap {
         let capture = self.exporter.capture();
         if let Some(packet) = self
             .exporter
-            .export(now, wall_clock(), source, destination, payload)
+            .export(now, wall_clock(), transport, route, payload)
         {
             io.send(socket, capture, packet);
         }
@@ -570,16 +571,17 @@ impl Agent {
                     if let Err(why) = self.streams.send(io, now, transport, to, &self.sip_buf) {
                         tracing::warn!(peer = %to, %transport, "{why}");
                         self.sip.handle_transport_failure(&self.sip_buf, &why);
+                        continue;
                     }
+                } else if let Some(socket) = self.sip_socket {
+                    io.send(socket, to, &self.sip_buf);
+                } else {
                     continue;
                 }
-                let Some(socket) = self.sip_socket else {
-                    continue;
-                };
-                io.send(socket, to, &self.sip_buf);
                 if let Some(tap) = self.hep.as_mut() {
                     let route = (tap.local, to);
-                    tap.copy(io, now, self.config.wall_clock, route, &self.sip_buf);
+                    let wall_clock = self.config.wall_clock;
+                    tap.copy(io, now, wall_clock, transport, route, &self.sip_buf);
                 }
             }
             while let Some(event) = self.sip.poll_event() {
@@ -1075,7 +1077,7 @@ impl Driver for Agent {
                 && data.len() <= self.config.border.max_message_bytes
             {
                 let route = (from, tap.local);
-                tap.copy(io, now, self.config.wall_clock, route, data);
+                tap.copy(io, now, self.config.wall_clock, Transport::Udp, route, data);
             }
             self.sip.handle_datagram(now, from, data);
             self.drain_sip(io, now);
@@ -1131,12 +1133,22 @@ impl Driver for Agent {
         stream: StreamId,
         data: &[u8],
     ) {
-        let sip = &mut self.sip;
-        self.streams
-            .received(io, now, stream, data, |transport, peer, message| {
-                trace_sip("in", peer, message);
-                sip.handle_message(now, transport, peer, message);
-            });
+        let (sip, hep, wall_clock) = (&mut self.sip, &mut self.hep, self.config.wall_clock);
+        let unreached =
+            self.streams
+                .received(io, now, stream, data, |io, transport, peer, message| {
+                    trace_sip("in", peer, message);
+                    if let Some(tap) = hep.as_mut() {
+                        let route = (peer, tap.local);
+                        tap.copy(io, now, wall_clock, transport, route, message);
+                    }
+                    sip.handle_message(now, transport, peer, message);
+                });
+        if let Some(unreached) = unreached {
+            for sent in &unreached.sent {
+                self.sip.handle_transport_failure(sent, &unreached.why);
+            }
+        }
         self.drain_sip(io, now);
         self.finish_turn(now);
     }
@@ -1158,7 +1170,10 @@ impl Driver for Agent {
 
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
         self.sip.handle_timeout(now);
-        self.streams.handle_timeout(io, now);
+        let sip = &self.sip;
+        self.streams.handle_timeout(io, now, |transport, peer| {
+            sip.uses_stream_peer(transport, peer)
+        });
         self.drain_sip(io, now);
         while let Some(Reverse((deadline, call))) = self.media_timers.peek().copied() {
             if deadline > now {

@@ -1632,6 +1632,52 @@ fn a_tcp_dial_says_tcp_is_never_retransmitted_and_still_times_out_by_timer_b() {
     }
 }
 
+/// The agent keeps a quiet connection open while a call talks to its peer: from the INVITE
+/// until the call has ended, and only for the call's transport and peer.
+#[test]
+fn a_live_tcp_call_uses_its_peers_connection_until_it_ends() {
+    let mut h = Harness::new();
+    let uas = addr(UAS);
+    assert!(!h.endpoint.uses_stream_peer(Transport::Tcp, uas));
+    let params = DialParams {
+        transport: Transport::Tcp,
+        ..plain_dial(60)
+    };
+    h.dial_with(1, &params).expect("dial");
+    let invite = h.last_request(Method::Invite);
+    assert!(h.endpoint.uses_stream_peer(Transport::Tcp, uas));
+    assert!(!h.endpoint.uses_stream_peer(Transport::Tls, uas));
+    assert!(
+        !h.endpoint
+            .uses_stream_peer(Transport::Tcp, addr("192.0.2.4:5071"))
+    );
+    let ok = reply(
+        &invite,
+        200,
+        "OK",
+        Some("uas1"),
+        "Contact: <sip:callee@192.0.2.9:5070;transport=tcp>\r\n",
+        SDP_ANSWER,
+    );
+    h.deliver_on(Transport::Tcp, &ok);
+    h.drain();
+    // The dialog's next hop (the callee's Contact) too.
+    assert!(
+        h.endpoint
+            .uses_stream_peer(Transport::Tcp, addr("192.0.2.9:5070"))
+    );
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    let bye = h.last_request(Method::Bye);
+    h.deliver_on(Transport::Tcp, &reply(&bye, 200, "OK", None, "", ""));
+    h.drain();
+    assert!(!h.endpoint.uses_stream_peer(Transport::Tcp, uas));
+    assert!(
+        !h.endpoint
+            .uses_stream_peer(Transport::Tcp, addr("192.0.2.9:5070"))
+    );
+}
+
 #[test]
 fn a_tcp_call_acks_byes_and_cancels_on_tcp() {
     let mut h = Harness::new();

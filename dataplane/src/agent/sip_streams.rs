@@ -10,8 +10,8 @@
 //! - **Failure.** Requests written before a connection was up are kept (at most
 //!   [`UNCONFIRMED_KEPT`]); if the connection then fails, an INVITE among them ends its call
 //!   at once as unreachable, as an ICMP error does on UDP, instead of waiting for Timer B.
-//! - **Idle.** A connection that carried nothing for [`IDLE_TIMEOUT`] is closed; the next
-//!   message to or from its peer opens another.
+//! - **Idle.** A connection that carried nothing for [`IDLE_TIMEOUT`] is closed, unless a
+//!   live call still talks to its peer; the next message to or from its peer opens another.
 //!
 //! The loop gives each read as one slice; nothing here allocates per message once a
 //! connection's buffers have grown to its messages' size. Connections are few (one per
@@ -28,19 +28,26 @@ use crate::sip::transport::{Frame, KEEPALIVE_PONG, StreamFramer, Transport};
 
 /// Requests kept per connection until it is up (for failing their calls fast).
 pub(super) const UNCONFIRMED_KEPT: usize = 8;
-/// A connection that carried nothing this long is closed (longer than a session refresh's
-/// half interval would be kinder to long calls, but an idle connection costs a descriptor;
-/// the next message opens another).
+/// A connection that carried nothing this long is closed, unless a live call uses it (an
+/// idle connection costs a descriptor; the next message opens another).
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often idle connections are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Requests written to a connection that failed before the peer was there, and why, for
+/// [`crate::sip::Endpoint::handle_transport_failure`].
+pub(super) struct Unreached {
+    pub sent: Vec<Vec<u8>>,
+    pub why: String,
+}
 
 struct Connection {
     peer: SocketAddr,
     transport: Transport,
     framer: StreamFramer,
     tls: Option<Box<TlsStream>>,
-    /// Bytes have come back (or we accepted it): the peer is there.
+    /// The peer is there: bytes came back over TCP, SIP (or a keep-alive) over TLS, or we
+    /// accepted the connection.
     confirmed: bool,
     unconfirmed: Vec<Vec<u8>>,
     last_activity: Instant,
@@ -166,40 +173,52 @@ impl SipStreams {
         self.insert(stream, peer, Transport::Tcp, None, true, now);
     }
 
-    /// Bytes arrived on `stream`: each complete SIP message goes to `deliver` with the
-    /// transport and peer it came from.
-    pub(super) fn received(
+    /// Bytes arrived on `stream`: each complete SIP message goes to `deliver` with the loop
+    /// (for a copy to send) and the transport and peer it came from. If TLS fails before the peer sent anything over it,
+    /// the connection is closed and the requests written to it come back, with why (the TLS
+    /// error's advice, e.g. to set `tls_ca_file`).
+    pub(super) fn received<I: Io>(
         &mut self,
-        io: &mut impl Io,
+        io: &mut I,
         now: Instant,
         stream: StreamId,
         data: &[u8],
-        mut deliver: impl FnMut(Transport, SocketAddr, &[u8]),
-    ) {
-        let Some(connection) = self.connections.get_mut(&stream) else {
-            return;
-        };
+        mut deliver: impl FnMut(&mut I, Transport, SocketAddr, &[u8]),
+    ) -> Option<Unreached> {
+        let connection = self.connections.get_mut(&stream)?;
         connection.last_activity = now;
-        connection.confirmed = true;
-        connection.unconfirmed.clear();
         let bytes: &[u8] = match connection.tls.as_mut() {
             Some(tls) => {
                 self.plain.clear();
                 if let Err(e) = tls.receive_ciphertext(data) {
                     tracing::warn!(peer = %connection.peer, error = %e, "SIP over TLS failed; closing the connection");
+                    let unreached = (!connection.confirmed).then(|| Unreached {
+                        sent: std::mem::take(&mut connection.unconfirmed),
+                        why: format!("could not be reached over TLS: {e}"),
+                    });
                     self.cipher.clear();
                     tls.poll_ciphertext(&mut self.cipher);
                     if !self.cipher.is_empty() {
                         io.send_stream(stream, &self.cipher);
                     }
                     self.close(io, stream);
-                    return;
+                    return unreached;
                 }
-                tls.read_plaintext(&mut self.plain);
+                // Only SIP from the peer confirms it: under TLS 1.3 a server refuses our
+                // client certificate after our side of the handshake is done.
+                if tls.read_plaintext(&mut self.plain) > 0 {
+                    connection.confirmed = true;
+                }
                 &self.plain
             }
-            None => data,
+            None => {
+                connection.confirmed = true;
+                data
+            }
         };
+        if connection.confirmed {
+            connection.unconfirmed.clear();
+        }
         let mut failed = connection.framer.extend(bytes).err();
         let mut pings = 0usize;
         if failed.is_none() {
@@ -207,7 +226,7 @@ impl SipStreams {
                 match frame {
                     Ok(Frame::Message(range)) => {
                         let message = &connection.framer.buffer()[range];
-                        deliver(connection.transport, connection.peer, message);
+                        deliver(io, connection.transport, connection.peer, message);
                     }
                     Ok(Frame::Ping) => pings += 1,
                     Err(e) => {
@@ -227,6 +246,7 @@ impl SipStreams {
             tracing::warn!(%peer, error = %e, "a SIP connection sent what cannot be framed; closing it");
             self.close(io, stream);
         }
+        None
     }
 
     /// The loop reports `stream` closed: forget it. If it never carried anything back, the
@@ -240,6 +260,7 @@ impl SipStreams {
         let Some(connection) = self.forget(stream) else {
             return;
         };
+        tracing::debug!(peer = %connection.peer, transport = %connection.transport, ?why, answered = connection.confirmed, "a SIP connection closed");
         if connection.confirmed {
             return;
         }
@@ -262,8 +283,15 @@ impl SipStreams {
         }
     }
 
-    /// Closes connections idle for [`IDLE_TIMEOUT`], when a sweep is due.
-    pub(super) fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
+    /// Closes connections idle for [`IDLE_TIMEOUT`], when a sweep is due, but those `in_use`
+    /// says a live call still talks to (the peer may send its BYE only on that connection:
+    /// we serve no TLS listener, and a peer behind NAT cannot connect to us).
+    pub(super) fn handle_timeout(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        in_use: impl Fn(Transport, SocketAddr) -> bool,
+    ) {
         if self.next_sweep.is_none_or(|at| at > now) {
             return;
         }
@@ -271,6 +299,7 @@ impl SipStreams {
             .connections
             .iter()
             .filter(|(_, c)| now.saturating_duration_since(c.last_activity) >= IDLE_TIMEOUT)
+            .filter(|(_, c)| !in_use(c.transport, c.peer))
             .map(|(&id, _)| id)
             .collect();
         for stream in idle {
@@ -340,5 +369,284 @@ impl SipStreams {
         if !self.cipher.is_empty() {
             io.send_stream(stream, &self.cipher);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::Arc;
+
+    use crate::core::{ListenerId, SocketId};
+
+    /// An `Io` with streams only: connects get the next id (or fail when refused), and
+    /// every write and close is recorded.
+    #[derive(Default)]
+    struct FakeIo {
+        next: u32,
+        connects: Vec<(StreamId, SocketAddr)>,
+        written: Vec<(StreamId, Vec<u8>)>,
+        closed: Vec<StreamId>,
+    }
+
+    impl Io for FakeIo {
+        fn bind(&mut self, _addr: SocketAddr) -> std::io::Result<(SocketId, SocketAddr)> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+        fn close(&mut self, _socket: SocketId) {}
+        fn send(&mut self, _socket: SocketId, _to: SocketAddr, _data: &[u8]) {}
+        fn listen(&mut self, _addr: SocketAddr) -> std::io::Result<(ListenerId, SocketAddr)> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+        fn connect(&mut self, to: SocketAddr) -> std::io::Result<StreamId> {
+            let id = StreamId(self.next);
+            self.next += 1;
+            self.connects.push((id, to));
+            Ok(id)
+        }
+        fn send_stream(&mut self, stream: StreamId, data: &[u8]) -> bool {
+            if self.closed.contains(&stream) {
+                return false;
+            }
+            self.written.push((stream, data.to_vec()));
+            true
+        }
+        fn close_stream(&mut self, stream: StreamId) {
+            self.closed.push(stream);
+        }
+    }
+
+    impl FakeIo {
+        fn written_on(&self, stream: StreamId) -> Vec<&[u8]> {
+            self.written
+                .iter()
+                .filter(|(s, _)| *s == stream)
+                .map(|(_, data)| data.as_slice())
+                .collect()
+        }
+    }
+
+    const PEER: &str = "192.0.2.10:5060";
+    const INVITE: &[u8] = b"INVITE sip:a@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n";
+    const OPTIONS: &[u8] = b"OPTIONS sip:a@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK2\r\nContent-Length: 0\r\n\r\n";
+    const RESPONSE: &[u8] = b"SIP/2.0 100 Trying\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK1\r\nContent-Length: 4\r\n\r\nbody";
+
+    fn peer() -> SocketAddr {
+        PEER.parse().expect("address")
+    }
+
+    /// A message `received` delivered: (transport, peer, message).
+    type Delivered = (Transport, SocketAddr, Vec<u8>);
+
+    /// Everything `received` delivered, and what it handed back.
+    fn receive(
+        streams: &mut SipStreams,
+        io: &mut FakeIo,
+        now: Instant,
+        stream: StreamId,
+        data: &[u8],
+    ) -> (Vec<Delivered>, Option<Unreached>) {
+        let mut delivered = Vec::new();
+        let unreached = streams.received(io, now, stream, data, |_, t, p, m| {
+            delivered.push((t, p, m.to_vec()));
+        });
+        (delivered, unreached)
+    }
+
+    /// What `closed` hands to the failure callback, as (request, why).
+    fn close(
+        streams: &mut SipStreams,
+        stream: StreamId,
+        why: StreamClosed,
+    ) -> Vec<(Vec<u8>, String)> {
+        let mut failed = Vec::new();
+        streams.closed(stream, why, |sent, why| {
+            failed.push((sent.to_vec(), why.to_owned()))
+        });
+        failed
+    }
+
+    #[test]
+    fn two_sends_to_one_peer_share_one_connection_and_an_accepted_one_is_reused() {
+        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        streams
+            .send(&mut io, now, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        streams
+            .send(&mut io, now, Transport::Tcp, peer(), OPTIONS)
+            .expect("sent");
+        assert_eq!(io.connects, [(StreamId(0), peer())]);
+        assert_eq!(io.written_on(StreamId(0)), [INVITE, OPTIONS]);
+        // A peer that connected to us is answered on its own connection.
+        let caller: SocketAddr = "192.0.2.20:40000".parse().expect("address");
+        streams.accepted(now, StreamId(7), caller);
+        streams
+            .send(&mut io, now, Transport::Tcp, caller, RESPONSE)
+            .expect("sent");
+        assert_eq!(io.connects.len(), 1, "no new connect: {:?}", io.connects);
+        assert_eq!(io.written_on(StreamId(7)), [RESPONSE]);
+        // TLS to the same address is another connection (and needs the trunk's settings).
+        let refused = streams.send(&mut io, now, Transport::Tls, peer(), INVITE);
+        assert!(refused.is_err_and(|e| e.contains("transport = \"tls\"")));
+    }
+
+    #[test]
+    fn a_message_split_across_reads_is_delivered_once_and_whole() {
+        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        streams
+            .send(&mut io, now, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        let (first, second) = RESPONSE.split_at(40);
+        let (delivered, _) = receive(&mut streams, &mut io, now, StreamId(0), first);
+        assert!(delivered.is_empty(), "{delivered:?}");
+        let (delivered, _) = receive(&mut streams, &mut io, now, StreamId(0), second);
+        assert_eq!(delivered, [(Transport::Tcp, peer(), RESPONSE.to_vec())]);
+        // Two messages in one read: both, in order.
+        let both = [RESPONSE, RESPONSE].concat();
+        let (delivered, _) = receive(&mut streams, &mut io, now, StreamId(0), &both);
+        assert_eq!(delivered.len(), 2);
+    }
+
+    #[test]
+    fn a_keepalive_ping_gets_a_pong_on_its_connection() {
+        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        streams.accepted(now, StreamId(3), peer());
+        let (delivered, _) = receive(&mut streams, &mut io, now, StreamId(3), b"\r\n\r\n");
+        assert!(delivered.is_empty());
+        assert_eq!(io.written_on(StreamId(3)), [KEEPALIVE_PONG]);
+        assert!(io.closed.is_empty());
+    }
+
+    #[test]
+    fn a_framing_error_closes_the_connection_and_the_next_send_opens_another() {
+        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        streams
+            .send(&mut io, now, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        let no_length = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP x\r\n\r\n";
+        let (delivered, _) = receive(&mut streams, &mut io, now, StreamId(0), no_length);
+        assert!(delivered.is_empty(), "{delivered:?}");
+        assert_eq!(io.closed, [StreamId(0)]);
+        streams
+            .send(&mut io, now, Transport::Tcp, peer(), OPTIONS)
+            .expect("sent");
+        assert_eq!(io.connects.len(), 2, "{:?}", io.connects);
+        assert_eq!(io.written_on(StreamId(1)), [OPTIONS]);
+    }
+
+    #[test]
+    fn a_refused_connection_hands_back_its_requests_and_one_that_answered_does_not() {
+        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        streams
+            .send(&mut io, now, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        streams
+            .send(&mut io, now, Transport::Tcp, peer(), OPTIONS)
+            .expect("sent");
+        let refused = StreamClosed::Error(std::io::ErrorKind::ConnectionRefused);
+        let failed = close(&mut streams, StreamId(0), refused);
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert_eq!(failed[0].0, INVITE);
+        assert_eq!(failed[1].0, OPTIONS);
+        assert!(
+            failed[0].1.contains("refused the TCP connection"),
+            "{}",
+            failed[0].1
+        );
+        // Forgotten: the next send connects again.
+        streams
+            .send(&mut io, now, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        assert_eq!(io.connects.len(), 2);
+        // This one carried a response back: its peer was there, its requests are not failed.
+        receive(&mut streams, &mut io, now, StreamId(1), RESPONSE);
+        assert!(close(&mut streams, StreamId(1), refused).is_empty());
+        // Nor are ours when we closed it.
+        streams
+            .send(&mut io, now, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        assert!(close(&mut streams, StreamId(2), StreamClosed::Local).is_empty());
+    }
+
+    #[test]
+    fn a_tls_connection_that_fails_before_its_handshake_hands_back_its_requests() {
+        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let tls = TlsClient {
+            config: Arc::new(config),
+            server_name: "sip.test".into(),
+        };
+        streams.set_tls_peer(peer(), tls);
+        streams
+            .send(&mut io, now, Transport::Tls, peer(), INVITE)
+            .expect("sent");
+        // The ClientHello left; the INVITE waits for the handshake.
+        let hello = io.written_on(StreamId(0));
+        assert_eq!(hello.len(), 1);
+        assert_eq!(hello[0][0], 0x16, "a TLS handshake record");
+        // The peer answers in plain SIP: not TLS. Bytes came back, yet nobody was there to
+        // take our INVITE over TLS.
+        let (delivered, unreached) = receive(&mut streams, &mut io, now, StreamId(0), RESPONSE);
+        assert!(delivered.is_empty());
+        let unreached = unreached.expect("the kept INVITE comes back");
+        assert_eq!(unreached.sent, [INVITE.to_vec()]);
+        assert!(
+            unreached.why.starts_with("could not be reached over TLS: "),
+            "{}",
+            unreached.why
+        );
+        assert!(unreached.why.contains("speaks TLS"), "{}", unreached.why);
+        assert!(io.closed.contains(&StreamId(0)));
+    }
+
+    #[test]
+    fn an_idle_connection_is_closed_after_the_idle_timeout_and_not_before() {
+        let (mut streams, mut io, start) =
+            (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        streams
+            .send(&mut io, start, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        streams.accepted(
+            start,
+            StreamId(9),
+            "192.0.2.20:40000".parse().expect("address"),
+        );
+        // The accepted one keeps talking; ours goes quiet.
+        let mut now = start;
+        while now < start + IDLE_TIMEOUT - SWEEP_EVERY {
+            now = streams.poll_timeout().expect("a sweep is due");
+            assert!(now > start, "sweeps move on");
+            streams.handle_timeout(&mut io, now, |_, _| false);
+            receive(&mut streams, &mut io, now, StreamId(9), b"\r\n\r\n");
+        }
+        // Every sweep up to 570 s ran, and closed nothing.
+        assert!(
+            io.closed.is_empty(),
+            "closed before {IDLE_TIMEOUT:?}: {:?}",
+            io.closed
+        );
+        let due = streams.poll_timeout().expect("a sweep is due");
+        assert!(due <= start + IDLE_TIMEOUT + SWEEP_EVERY, "{due:?}");
+        let at = due.max(start + IDLE_TIMEOUT);
+        // A live call still talks to it: kept, however quiet.
+        let ours = |t: Transport, p: SocketAddr| t == Transport::Tcp && p == peer();
+        streams.handle_timeout(&mut io, at, ours);
+        assert!(io.closed.is_empty(), "{:?}", io.closed);
+        // The call ended: the next sweep closes it.
+        let at = streams.poll_timeout().expect("a sweep is due");
+        streams.handle_timeout(&mut io, at, |_, _| false);
+        assert_eq!(io.closed, [StreamId(0)], "only the quiet one");
+        // Its peer gets a new connection next time.
+        streams
+            .send(&mut io, at, Transport::Tcp, peer(), OPTIONS)
+            .expect("sent");
+        assert_eq!(io.connects.len(), 2);
     }
 }

@@ -1,11 +1,12 @@
 //! HEP v3 (the Homer Encapsulation Protocol, also called EEP), sans-IO: a copy of one SIP
-//! datagram wrapped with its addresses, ports and time, as Homer, sngrep and other capture
+//! message (a datagram, or one framed from a TCP or TLS stream) wrapped with its addresses, ports and time, as Homer, sngrep and other capture
 //! servers read it.
 //!
 //! A packet is the ASCII `HEP3`, its total length (u16, network order, header included), then
 //! chunks. Each chunk is a vendor id (u16, 0 = generic), a type (u16), a length (u16, its
 //! own 6-byte header included) and the value, all in network order. [`encode`] writes, in
-//! order: IP family (type 1, u8: 2 = IPv4, 10 = IPv6), IP protocol (2, u8: 17 = UDP),
+//! order: IP family (type 1, u8: 2 = IPv4, 10 = IPv6), IP protocol (2, u8: 17 = UDP, 6 = TCP,
+//! also for TLS, whose copy is the decrypted message),
 //! source and destination address (3 and 4 for IPv4, 4 bytes each; 5 and 6 for IPv6, 16
 //! bytes each), source and destination port (7 and 8, u16), timestamp seconds and
 //! microseconds (9 and 10, u32), protocol type (11, u8: 1 = SIP), capture agent id (12,
@@ -18,6 +19,8 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::sip::Transport;
 
 /// The largest packet the 16-bit total length can describe.
 pub const MAX_PACKET: usize = u16::MAX as usize;
@@ -60,6 +63,8 @@ pub const FAMILY_IPV4: u8 = 2;
 pub const FAMILY_IPV6: u8 = 10;
 /// IP protocol number of UDP.
 pub const PROTOCOL_UDP: u8 = 17;
+/// IP protocol number of TCP (SIP over TCP, and over TLS: the copy is the decrypted message).
+pub const PROTOCOL_TCP: u8 = 6;
 /// HEP protocol type of SIP.
 pub const PROTOCOL_TYPE_SIP: u8 = 1;
 
@@ -68,9 +73,11 @@ const CHUNK_HEADER: usize = 6;
 /// Bytes of the packet's header: `HEP3` and the total length.
 const PACKET_HEADER: usize = 6;
 
-/// One SIP datagram to encapsulate.
+/// One SIP message to encapsulate.
 #[derive(Clone, Copy, Debug)]
 pub struct Captured<'a> {
+    /// What it travelled on: UDP, or TCP (also for TLS).
+    pub transport: Transport,
     /// Who sent it.
     pub source: SocketAddr,
     /// Who it was for.
@@ -168,17 +175,21 @@ pub fn encode(captured: &Captured<'_>, out: &mut [u8]) -> Result<usize, EncodeEr
     w.put(b"HEP3").ok_or(too_small)?;
     w.put(&(needed as u16).to_be_bytes()).ok_or(too_small)?;
     let addresses = Addresses::of(captured.source.ip(), captured.destination.ip());
+    let protocol = match captured.transport {
+        Transport::Udp => PROTOCOL_UDP,
+        Transport::Tcp | Transport::Tls => PROTOCOL_TCP,
+    };
     let written = (|| {
         match &addresses {
             Addresses::V4(source, destination) => {
                 w.chunk(chunk::IP_FAMILY, &[FAMILY_IPV4])?;
-                w.chunk(chunk::IP_PROTOCOL, &[PROTOCOL_UDP])?;
+                w.chunk(chunk::IP_PROTOCOL, &[protocol])?;
                 w.chunk(chunk::IPV4_SOURCE, source)?;
                 w.chunk(chunk::IPV4_DESTINATION, destination)?;
             }
             Addresses::V6(source, destination) => {
                 w.chunk(chunk::IP_FAMILY, &[FAMILY_IPV6])?;
-                w.chunk(chunk::IP_PROTOCOL, &[PROTOCOL_UDP])?;
+                w.chunk(chunk::IP_PROTOCOL, &[protocol])?;
                 w.chunk(chunk::IPV6_SOURCE, source)?;
                 w.chunk(chunk::IPV6_DESTINATION, destination)?;
             }
@@ -299,15 +310,15 @@ impl Exporter {
         self.stats
     }
 
-    /// The HEP packet for `payload`, sent from `source` to `destination` at wall-clock time
-    /// `at`, or `None` (counted in [`HepStats::dropped`]) when this second's cap is reached
+    /// The HEP packet for `payload`, sent over `transport` from `source` to `destination` at
+    /// wall-clock time `at`, or `None` (counted in [`HepStats::dropped`]) when this second's cap is reached
     /// or the message does not fit a HEP packet. `now` is the core's clock, for the cap.
     pub fn export(
         &mut self,
         now: Instant,
         at: SystemTime,
-        source: SocketAddr,
-        destination: SocketAddr,
+        transport: Transport,
+        (source, destination): (SocketAddr, SocketAddr),
         payload: &[u8],
     ) -> Option<&[u8]> {
         let window_over = self
@@ -323,6 +334,7 @@ impl Exporter {
         }
         let (seconds, micros) = timestamp(at);
         let captured = Captured {
+            transport,
             source,
             destination,
             seconds,
@@ -392,6 +404,7 @@ mod tests {
 
     fn captured<'a>(source: &str, destination: &str, password: Option<&'a [u8]>) -> Captured<'a> {
         Captured {
+            transport: Transport::Udp,
             source: source.parse().expect("source"),
             destination: destination.parse().expect("destination"),
             seconds: 1_700_000_000,
@@ -433,6 +446,29 @@ mod tests {
         let len = encode(&packet, &mut buf).expect("fits");
         assert_eq!(&buf[..len], expected.as_slice());
         assert_eq!(len, encoded_len(&packet));
+    }
+
+    #[test]
+    fn a_message_over_tcp_or_tls_says_tcp() {
+        let mut buf = [0u8; 512];
+        for (transport, protocol) in [
+            (Transport::Udp, PROTOCOL_UDP),
+            (Transport::Tcp, PROTOCOL_TCP),
+            (Transport::Tls, PROTOCOL_TCP),
+        ] {
+            let packet = Captured {
+                transport,
+                ..captured("192.0.2.1:5060", "192.0.2.2:5070", None)
+            };
+            let len = encode(&packet, &mut buf).expect("fits");
+            let chunks = decode(&buf[..len]).expect("decodes");
+            assert_eq!(
+                value(&chunks, chunk::IP_PROTOCOL),
+                Some([protocol].as_slice()),
+                "{transport}"
+            );
+            assert_eq!(len, encoded_len(&packet));
+        }
     }
 
     #[test]
@@ -503,6 +539,7 @@ mod tests {
             "/tests/vectors/hep/invite.sip"
         ));
         let packet = Captured {
+            transport: Transport::Udp,
             source: "10.0.0.1:5060".parse().expect("addr"),
             destination: "10.0.0.2:5080".parse().expect("addr"),
             seconds: 1_764_960_000,
@@ -570,6 +607,11 @@ mod tests {
             let payload = vec![r as u8; (next() % 70_000) as usize];
             let password = vec![b'p'; (next() % 300) as usize];
             let packet = Captured {
+                transport: if r.is_multiple_of(3) {
+                    Transport::Tcp
+                } else {
+                    Transport::Udp
+                },
                 source,
                 destination,
                 seconds: r as u32,
@@ -626,7 +668,7 @@ mod tests {
         let wall = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 5_000);
         for _ in 0..3 {
             let packet = exporter
-                .export(start, wall, a, b, OPTIONS)
+                .export(start, wall, Transport::Udp, (a, b), OPTIONS)
                 .expect("under the cap");
             let chunks = decode(packet).expect("decodes");
             assert_eq!(value(&chunks, chunk::AUTH_KEY), Some(b"pw".as_slice()));
@@ -640,7 +682,11 @@ mod tests {
             );
         }
         let later = start + Duration::from_millis(999);
-        assert!(exporter.export(later, wall, a, b, OPTIONS).is_none());
+        assert!(
+            exporter
+                .export(later, wall, Transport::Udp, (a, b), OPTIONS)
+                .is_none()
+        );
         assert_eq!(
             exporter.stats(),
             HepStats {
@@ -650,10 +696,18 @@ mod tests {
         );
         // A new second, a new allowance.
         let next = start + Duration::from_secs(1);
-        assert!(exporter.export(next, wall, a, b, OPTIONS).is_some());
+        assert!(
+            exporter
+                .export(next, wall, Transport::Udp, (a, b), OPTIONS)
+                .is_some()
+        );
         // Too large for HEP: dropped and counted, without using the allowance.
         let huge = vec![b'x'; MAX_PACKET];
-        assert!(exporter.export(next, wall, a, b, &huge).is_none());
+        assert!(
+            exporter
+                .export(next, wall, Transport::Udp, (a, b), &huge)
+                .is_none()
+        );
         assert_eq!(
             exporter.stats(),
             HepStats {

@@ -692,6 +692,22 @@ impl Endpoint {
         self.calls.get(&call).map(|c| c.call_id.as_str())
     }
 
+    /// True while a call not yet ended talks to `peer` over `transport` (TCP or TLS): its
+    /// INVITE's destination (for an incoming call, the caller's address) or its dialog's
+    /// next hop. The owner keeps such a connection open however long it is quiet, since the
+    /// peer's requests in the dialog (its BYE) may come only on it. Walks the calls: for an
+    /// occasional sweep, not per message.
+    pub fn uses_stream_peer(&self, transport: Transport, peer: SocketAddr) -> bool {
+        self.calls.values().filter(|call| !call.ended).any(|call| {
+            let initial = call.transport == transport && call.destination == peer;
+            let in_dialog = call.dialog.as_ref().is_some_and(|dialog| {
+                dialog.next_hop_transport().0 == transport
+                    && dialog.next_hop().unwrap_or(call.destination) == peer
+            });
+            initial || in_dialog
+        })
+    }
+
     /// The Contact of the 3xx that ended `call`'s INVITE, if one did (kept, like the
     /// Call-ID, until the call's transactions finish).
     pub fn redirect_target(&self, call: CallId) -> Option<&str> {

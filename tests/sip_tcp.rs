@@ -1,0 +1,341 @@
+//! SIP over TCP end to end: the real `outdial serve` dials a SIPp UAS that listens on TCP
+//! only (`-t t1`: one socket), through a trunk with `transport = "tcp"`; a SIPp UAC calls an
+//! `[[inbound]]` number on Outdial's TCP listener; a trunk to a TCP port where nothing
+//! listens fails its call at once. RTP stays on UDP. TLS (baresip as the callee) is in
+//! `sip_tls.rs`.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use outdial_tests::{AppServer, Outdial, Sipp, dialed_to_ended, dtmf_pcap, form_pairs};
+use serde_json::{Value, json};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The reminder application (confirm or cancel by key), shared with the other e2e tests.
+const REMINDER: &str = include_str!("apps/reminder.vxml");
+const INBOUND_APP: &str = include_str!("apps/inbound.vxml");
+
+const GOODBYE: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form><block><prompt>Goodbye.</prompt><disconnect/></block></form>
+</vxml>
+"#;
+
+/// `[sip]` lines making `carrier` the default trunk.
+const DEFAULT_TRUNK: &str = "default_trunk = \"carrier\"";
+
+/// A `[[trunk]]` named `carrier`, over TCP, whose edge is `edge`.
+fn tcp_trunk(edge: std::net::SocketAddr) -> String {
+    format!(
+        "[[trunk]]\nname = \"carrier\"\nrequest_uri = \"sip:{{number}}@carrier.test\"\n\
+         proxy = \"{edge}\"\ntransport = \"tcp\"\n"
+    )
+}
+
+/// The messages of SIPp's trace (`-trace_msg`), each whole, `\r` removed.
+fn messages(trace: &str) -> Vec<String> {
+    trace
+        .replace('\r', "")
+        .split("\n\n")
+        .map(|m| m.trim_start().to_owned())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// The first line of each request SIPp received whose method is `method`, whole.
+fn received(trace: &str, method: &str) -> Vec<String> {
+    messages(trace)
+        .into_iter()
+        .filter(|m| m.starts_with(&format!("{method} sip:")))
+        .collect()
+}
+
+/// The local ports of this host's established TCP connections to 127.0.0.1:`port` (from
+/// `/proc/net/tcp`: the connecting side of each).
+fn connections_to(port: u16) -> Vec<u16> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl, local_address, rem_address, st (01 = ESTABLISHED), ...
+            let (local, rem, state) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+            (*rem == remote && *state == "01")
+                .then(|| u16::from_str_radix(local.rsplit(':').next()?, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Places a call to `to` through the default trunk; returns its final record.
+async fn call_through_trunk(outdial: &Outdial, to: &str, url: &str) -> Value {
+    let (status, created) = outdial.create_call(&json!({"to": to, "url": url})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    outdial.wait_final(&id, CALL_TIMEOUT).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_trunk_call_is_answered_hears_the_key_and_completes() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas_tcp(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "1500".into()),
+        ],
+        1,
+    );
+    let outdial = Outdial::start_with_sip("127.0.0.1", DEFAULT_TRUNK, &tcp_trunk(sipp.addr));
+    let call = call_through_trunk(&outdial, "+15550001", &app.url("/app.vxml")).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(
+        call["status"],
+        "completed",
+        "{call}\n{trace}\n{}",
+        outdial.log()
+    );
+    assert_eq!(call["sip_status"], 200, "{call}");
+    assert_eq!(call["result"], json!({ "confirm": "true" }), "{call}");
+    let submits: Vec<_> = app
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/submit")
+        .collect();
+    assert_eq!(submits.len(), 1, "{submits:?}");
+    assert_eq!(
+        form_pairs(&submits[0].body),
+        vec![("confirm".to_owned(), "true".to_owned())]
+    );
+    assert!(sipp_status.success(), "{trace}");
+    // SIPp listened on TCP only, so everything it received came over TCP; what we wrote
+    // says so too.
+    let invites = received(&trace, "INVITE");
+    assert_eq!(invites.len(), 1, "{trace}");
+    for wanted in ["Via: SIP/2.0/TCP ", ";transport=tcp>"] {
+        assert!(invites[0].contains(wanted), "{wanted}:\n{}", invites[0]);
+    }
+    let byes = received(&trace, "BYE");
+    assert_eq!(byes.len(), 1, "{trace}");
+    assert!(byes[0].contains("Via: SIP/2.0/TCP "), "{}", byes[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_calls_to_one_tcp_peer_share_one_connection() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas_tcp(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "1000".into()),
+        ],
+        2,
+    );
+    // Connections belong to a core: with one core, both calls are its.
+    let outdial = Outdial::start_with_sip(
+        "127.0.0.1",
+        DEFAULT_TRUNK,
+        &format!("{}\n[dataplane]\ncores = 1\n", tcp_trunk(sipp.addr)),
+    );
+    // The connection outlives a call (it closes after 10 idle minutes): the second call
+    // finds the first one's, from the same local port, and no other. (Sampled while each
+    // call is up: SIPp closes its end once its last call is over.)
+    let mut ours = Vec::new();
+    for number in ["+15550002", "+15550003"] {
+        let (status, created) = outdial
+            .create_call(&json!({"to": number, "url": app.url("/app.vxml")}))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("id").to_owned();
+        let up = outdial.wait_status(&id, "in-progress", CALL_TIMEOUT).await;
+        ours.push(connections_to(sipp.addr.port()));
+        assert_eq!(up["status"], "in-progress", "{up}");
+        let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+        assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+    }
+    assert_eq!(ours[0].len(), 1, "one connection to SIPp: {ours:?}");
+    assert_eq!(
+        ours[0], ours[1],
+        "the second call reused the first's connection"
+    );
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+    assert_eq!(received(&trace, "INVITE").len(), 2, "{trace}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_tcp_is_answered_and_recorded_inbound() {
+    let app = AppServer::start().await;
+    app.vxml("/in.vxml", INBOUND_APP);
+    app.vxml("/submit", GOODBYE);
+    let outdial = Outdial::start_with_sip(
+        "127.0.0.1",
+        "inbound_sources = [\"127.0.0.1\"]",
+        &format!(
+            "[[inbound]]\nnumber = \"+15550100\"\nurl = \"{}\"\n",
+            app.url("/in.vxml")
+        ),
+    );
+    let sipp = Sipp::uac_tcp(
+        "call_in_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("7")),
+            ("DTMF_DELAY_MS", "1500".into()),
+        ],
+        outdial.sip,
+        "+15550100",
+    );
+    let (sipp_status, trace) = sipp.finish(CALL_TIMEOUT).await;
+    assert!(
+        sipp_status.success(),
+        "SIPp's call over TCP was not answered and ended by a BYE:\n{trace}\n{}",
+        outdial.log()
+    );
+    let (status, page) = outdial
+        .request(&outdial.api_key, reqwest::Method::GET, "/v1/calls", None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let listed = page["calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let id = listed[0]["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(call["direction"], "inbound", "{call}");
+    assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+    assert_eq!(call["result"]["choice"], "7", "{call}");
+    // Our 200 and BYE came back over TCP (SIPp's UAC has no UDP socket for SIP).
+    let byes = received(&trace, "BYE");
+    assert_eq!(byes.len(), 1, "{trace}");
+    assert!(byes[0].contains("Via: SIP/2.0/TCP "), "{}", byes[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_trunk_where_nothing_listens_fails_the_call_at_once_as_unreachable() {
+    // A port nobody listens on: bound then released.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind TCP");
+    let outdial = Outdial::start_with_sip("127.0.0.1", DEFAULT_TRUNK, &tcp_trunk(dead));
+    let (status, created) = outdial
+        .create_call(&json!({"to": "+15550009", "url": "http://127.0.0.1:9/never.vxml"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let took = dialed_to_ended(&call);
+    assert_eq!(call["status"], "failed", "{call}\n{}", outdial.log());
+    assert_eq!(call["disposition"], "unreachable", "{call}");
+    let reason = call["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("{dead} refused the TCP connection")),
+        "the reason says TCP was refused: {call}"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "ended in {took:?}, not at once: {call}"
+    );
+}
+
+/// A `sip:` target naming `;transport=tcp` is dialled over TCP with no trunk saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_naming_transport_tcp_is_dialled_over_tcp() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas_tcp(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "1000".into()),
+        ],
+        1,
+    );
+    let outdial = Outdial::start("");
+    let to = format!("{};transport=tcp", sipp.uri("+15550004"));
+    let (status, created) = outdial
+        .create_call(&json!({"to": to, "url": app.url("/app.vxml")}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(
+        call["status"],
+        "completed",
+        "{call}\n{trace}\n{}",
+        outdial.log()
+    );
+    assert_eq!(call["result"], json!({ "confirm": "true" }), "{call}");
+    assert!(sipp_status.success(), "{trace}");
+    let invites = received(&trace, "INVITE");
+    assert_eq!(invites.len(), 1, "{trace}");
+    assert!(invites[0].contains("Via: SIP/2.0/TCP "), "{}", invites[0]);
+}
+
+/// `sip.udp_mtu_switch` (RFC 3261 §18.1.1): an INVITE with its offer is longer than 500
+/// bytes, so to a plain `sip:` target it leaves over TCP (SIPp listens on nothing else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_udp_mtu_switch_goes_over_tcp() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas_tcp(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "1000".into()),
+        ],
+        1,
+    );
+    let outdial = Outdial::start_with_sip("127.0.0.1", "udp_mtu_switch = 500", "");
+    let (status, created) = outdial
+        .create_call(&json!({"to": sipp.uri("+15550005"), "url": app.url("/app.vxml")}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(
+        call["status"],
+        "completed",
+        "{call}\n{trace}\n{}",
+        outdial.log()
+    );
+    assert!(sipp_status.success(), "{trace}");
+    let invites = received(&trace, "INVITE");
+    assert_eq!(invites.len(), 1, "{trace}");
+    assert!(invites[0].contains("Via: SIP/2.0/TCP "), "{}", invites[0]);
+}
+
+/// The callee's own BYE comes back on the connection we opened (SIPp `-t t1` has one) and
+/// ends the call; our 200 goes back on it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_callees_bye_on_our_connection_ends_the_call() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    let sipp = Sipp::uas_tcp(
+        "callee_hangs_up.xml",
+        &[("HANGUP_AFTER_MS", "1000".into())],
+        1,
+    );
+    let outdial = Outdial::start_with_sip("127.0.0.1", DEFAULT_TRUNK, &tcp_trunk(sipp.addr));
+    let call = call_through_trunk(&outdial, "+15550006", &app.url("/app.vxml")).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(call["status"], "completed", "{call}\n{trace}");
+    assert!(
+        call["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("callee hung up")),
+        "{call}"
+    );
+    assert!(
+        sipp_status.success(),
+        "SIPp expected our 200 OK to its BYE:\n{trace}"
+    );
+}
