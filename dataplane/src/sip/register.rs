@@ -282,7 +282,9 @@ impl Registration {
     }
 
     /// The lifetime the registrar granted: our Contact's `expires`, else `Expires`, else
-    /// what we asked for.
+    /// what we asked for; never more than we asked for (a registrar may shorten a binding,
+    /// RFC 3261 §10.3; a longer or absurd value would put the refresh past its expiry, or
+    /// past the end of time).
     fn granted(&self, response: &Message<'_>) -> Duration {
         let ours = response
             .contact()
@@ -295,7 +297,7 @@ impl Registration {
         ours.or(header)
             .map(Duration::from_secs)
             .filter(|d| !d.is_zero())
-            .unwrap_or(self.asking)
+            .map_or(self.asking, |granted| granted.min(self.asking))
     }
 
     fn fail(&mut self, now: Instant, status: Option<u16>, reason: String, after: Option<Duration>) {
