@@ -252,9 +252,14 @@ impl Drop for TlsCallee {
 
 /// Outdial with a default trunk `carrier` over TLS to `edge`, trusting `ca`.
 fn outdial_with_tls_trunk(edge: SocketAddr, ca: &Path) -> Outdial {
+    outdial_with_tls_trunk_serving(edge, ca, "")
+}
+
+/// The same, with more `[sip]` lines (e.g. our own certificate for the TLS listener).
+fn outdial_with_tls_trunk_serving(edge: SocketAddr, ca: &Path, sip_lines: &str) -> Outdial {
     Outdial::start_with_sip(
         "127.0.0.1",
-        "default_trunk = \"carrier\"",
+        &format!("default_trunk = \"carrier\"\n{sip_lines}"),
         &format!(
             "[[trunk]]\nname = \"carrier\"\nrequest_uri = \"sip:{{number}}@127.0.0.1\"\n\
              proxy = \"{edge}\"\ntransport = \"tls\"\ntls_ca_file = \"{}\"\n",
@@ -308,18 +313,24 @@ async fn a_tls_trunk_call_is_answered_by_baresip_and_completes() {
     assert!(log.contains("Via: SIP/2.0/TLS "), "{log}");
 }
 
-/// The callee hangs up: its BYE reaches us and the call completes at once. Not yet: baresip
-/// sends its BYE on a new TLS connection to our Contact (`;transport=tls` at the SIP port),
-/// where only plain TCP is served, instead of on the connection we opened; most carriers'
-/// edges reuse ours. Needs a TLS listener (docs/sip.md, "Not done yet").
+/// A TLS callee's BYE arrives on a new TLS connection to our Contact (`;transport=tls`, the
+/// SIP port): the listener sees a TLS handshake as the first byte, serves TLS with
+/// `sip.tls_cert_file`, and the BYE ends the call at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a TLS listener: baresip opens a new TLS connection for its BYE"]
 async fn a_tls_callee_that_hangs_up_ends_the_call() {
     let (_pki, certs) = pki();
     let callee = TlsCallee::start(&certs.join("server-bundle.pem"));
     let app = AppServer::start().await;
     app.vxml("/app.vxml", REMINDER);
-    let outdial = outdial_with_tls_trunk(callee.tls, &certs.join("ca.pem"));
+    let outdial = outdial_with_tls_trunk_serving(
+        callee.tls,
+        &certs.join("ca.pem"),
+        &format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            certs.join("server.pem").display(),
+            certs.join("server.key").display()
+        ),
+    );
     let id = place(&outdial, "+15550001", &app.url("/app.vxml")).await;
     let up = outdial.wait_status(&id, "in-progress", CALL_TIMEOUT).await;
     assert_eq!(up["status"], "in-progress", "{up}\n{}", callee.log());

@@ -285,6 +285,11 @@ pub struct SipConfig {
     pub hep_agent_id: u32,
     /// The capture server's password, sent in every HEP packet; `None` = none.
     pub hep_password: Option<Password>,
+    /// Our PEM certificate chain for SIP over TLS on the SIP listener (peers of TLS trunks
+    /// send their requests there); with `tls_key_file`. Not set: TLS is not served.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
     /// HEP packets each core sends per second at most; the rest are dropped and counted.
     pub hep_max_per_second: u32,
     /// DNS servers (`ip:port`, or an IP for port 53) that trunk proxies, registrars and
@@ -481,6 +486,8 @@ impl Default for SipConfig {
             hep_capture: None,
             hep_agent_id: 2001,
             hep_password: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             hep_max_per_second: 10_000,
             dns_servers: Vec::new(),
         }
@@ -612,6 +619,29 @@ pub const BACKENDS: [&str; 3] = ["auto", "io-uring", "epoll"];
 pub const LOG_FORMATS: [&str; 2] = ["text", "json"];
 
 impl Config {
+    /// The TLS server settings of the SIP listener (`sip.tls_cert_file`, `sip.tls_key_file`),
+    /// when set.
+    pub fn sip_tls_server(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, Error> {
+        match (&self.sip.tls_cert_file, &self.sip.tls_key_file) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => {
+                if !self.sip.tcp {
+                    return Err(Error::Config(
+                        "`sip.tls_cert_file` serves TLS on the SIP TCP listener: it needs `sip.tcp = true`"
+                            .to_owned(),
+                    ));
+                }
+                outdial_dataplane::sip::tls::server_config(cert, key)
+                    .map(Some)
+                    .map_err(|e| Error::Config(format!("`sip.tls_cert_file`: {e}")))
+            }
+            _ => Err(Error::Config(
+                "`sip.tls_cert_file` and `sip.tls_key_file` go together: set both, or neither"
+                    .to_owned(),
+            )),
+        }
+    }
+
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
@@ -859,6 +889,7 @@ impl Config {
                 self.sip.t1_ms.saturating_mul(64)
             )));
         }
+        self.sip_tls_server()?;
         let switch = self.sip.udp_mtu_switch;
         if switch != 0 && !(500..=65_507).contains(&switch) {
             return Err(Error::Config(format!(
@@ -907,6 +938,13 @@ impl Config {
             trunk.validate().map_err(|problem| {
                 Error::Config(format!("`trunk[{index}]` ({:?}): {problem}", trunk.name))
             })?;
+            if !self.sip.tcp && !trunk.transport.eq_ignore_ascii_case("udp") {
+                return Err(Error::Config(format!(
+                    "`trunk[{index}]` ({:?}): transport = {:?} needs `sip.tcp = true` (the \
+                     carrier's requests in the dialog come back to our TCP listener)",
+                    trunk.name, trunk.transport
+                )));
+            }
             if !names.insert(trunk.name.as_str()) {
                 return Err(Error::Config(format!(
                     "`trunk[{index}]`: the name {:?} is used twice; trunk names must be unique",
@@ -1055,6 +1093,8 @@ mod tests {
             "sip.default_trunk".to_owned(),
             "sip.hep_capture".to_owned(),
             "sip.hep_password".to_owned(),
+            "sip.tls_cert_file".to_owned(),
+            "sip.tls_key_file".to_owned(),
             "smtp.tls_cert".to_owned(),
             "smtp.tls_key".to_owned(),
             "https.cert".to_owned(),
@@ -1243,6 +1283,14 @@ mod tests {
         for (text, key) in [
             ("[sip]\nudp_mtu_switch = 100\n", "sip.udp_mtu_switch"),
             ("[sip]\ntcp = false\nudp_mtu_switch = 1300\n", "sip.tcp"),
+            (
+                "[sip]\ntcp = false\n[[trunk]]\nname = \"c\"\nrequest_uri = \"sip:{number}@c.example\"\ntransport = \"tcp\"\n",
+                "sip.tcp",
+            ),
+            (
+                "[sip]\ntls_cert_file = \"/nonexistent.pem\"\n",
+                "sip.tls_cert_file",
+            ),
         ] {
             let problem = message(text);
             assert!(problem.contains(key), "{text}: {problem}");

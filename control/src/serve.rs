@@ -555,6 +555,7 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
         }),
         sip_tcp: config.sip.tcp,
         udp_mtu_switch: (config.sip.udp_mtu_switch > 0).then_some(config.sip.udp_mtu_switch),
+        tls_server: config.sip_tls_server()?,
         backend,
         pin: config.dataplane.pin,
         seed: seed(),

@@ -128,6 +128,9 @@ pub struct AgentConfig {
     /// Requests bound for UDP longer than this go over TCP (RFC 3261 §18.1.1); `None`:
     /// never.
     pub udp_mtu_switch: Option<usize>,
+    /// Our certificate for SIP over TLS on the SIP listener (a connection that starts with
+    /// a TLS handshake); `None`: TLS connections are refused.
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Copies SIP datagrams to the capture server as HEP.
@@ -268,7 +271,10 @@ impl Agent {
             local: SocketAddr::new(config.public_ip, config.sip_listen.port()),
             published: HepStats::default(),
         });
-        let streams = SipStreams::new(config.border.max_message_bytes);
+        let mut streams = SipStreams::new(config.border.max_message_bytes);
+        if let Some(tls) = &config.tls_server {
+            streams.serve_tls(Arc::clone(tls));
+        }
         Self {
             config,
             link,
@@ -1440,6 +1446,7 @@ mod tests {
             hep,
             sip_tcp: false,
             udp_mtu_switch: None,
+            tls_server: None,
         };
         (Agent::new(config, link.clone()), link)
     }

@@ -54,6 +54,8 @@ pub struct DataplaneConfig {
     /// Requests bound for UDP longer than this go over TCP (RFC 3261 §18.1.1); `None`:
     /// never.
     pub udp_mtu_switch: Option<usize>,
+    /// Our certificate for SIP over TLS on each core's SIP listener; `None`: not served.
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
     /// io_uring, epoll, or whichever works here.
     pub backend: Backend,
     /// Pin core `i`'s loop to CPU `i` (modulo the CPU count).
@@ -156,6 +158,7 @@ impl Dataplane {
                 hep: config.hep.clone(),
                 sip_tcp: config.sip_tcp,
                 udp_mtu_switch: config.udp_mtu_switch,
+                tls_server: config.tls_server.clone(),
             };
             let loop_config = LoopConfig {
                 backend: config.backend,

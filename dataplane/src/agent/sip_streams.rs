@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::TlsClient;
@@ -51,7 +52,13 @@ struct Connection {
     confirmed: bool,
     unconfirmed: Vec<Vec<u8>>,
     last_activity: Instant,
+    /// Accepted and nothing read yet: its first byte says plain SIP or TLS.
+    sniff: bool,
 }
+
+/// The first byte of a TLS connection: a handshake record (RFC 8446 §5.1). No SIP message
+/// starts with it.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Every SIP connection of one core.
 pub(super) struct SipStreams {
@@ -59,6 +66,9 @@ pub(super) struct SipStreams {
     connections: HashMap<StreamId, Connection>,
     /// TLS settings of the peers our dials named, by address.
     tls_peers: HashMap<SocketAddr, TlsClient>,
+    /// Our certificate for peers that connect with TLS (`sip.tls_cert_file`); `None`:
+    /// TLS connections are refused.
+    tls_server: Option<Arc<rustls::ServerConfig>>,
     max_message: usize,
     plain: Vec<u8>,
     cipher: Vec<u8>,
@@ -72,6 +82,7 @@ impl SipStreams {
             by_peer: HashMap::new(),
             connections: HashMap::new(),
             tls_peers: HashMap::new(),
+            tls_server: None,
             max_message,
             plain: Vec::new(),
             cipher: Vec::new(),
@@ -163,14 +174,56 @@ impl SipStreams {
                 confirmed,
                 unconfirmed: Vec::new(),
                 last_activity: now,
+                sniff: false,
             },
         );
         self.next_sweep.get_or_insert(now + SWEEP_EVERY);
     }
 
+    /// Serves TLS on the SIP listener with `config`: a connection whose first byte is a TLS
+    /// handshake record is SIP over TLS (RFC 3261 §26.2), any other plain SIP over TCP.
+    pub(super) fn serve_tls(&mut self, config: Arc<rustls::ServerConfig>) {
+        self.tls_server = Some(config);
+    }
+
     /// A peer connected to our TCP listener.
     pub(super) fn accepted(&mut self, now: Instant, stream: StreamId, peer: SocketAddr) {
         self.insert(stream, peer, Transport::Tcp, None, true, now);
+        if let Some(connection) = self.connections.get_mut(&stream) {
+            connection.sniff = true;
+        }
+    }
+
+    /// The first bytes of an accepted connection: TLS or plain? False when it was closed.
+    fn sniff(&mut self, io: &mut impl Io, stream: StreamId, first: u8) -> bool {
+        let Some(connection) = self.connections.get_mut(&stream) else {
+            return false;
+        };
+        connection.sniff = false;
+        if first != TLS_HANDSHAKE {
+            return true;
+        }
+        let peer = connection.peer;
+        let started = match &self.tls_server {
+            Some(config) => TlsStream::server(Arc::clone(config)).map_err(|e| e.to_string()),
+            None => Err("sip.tls_cert_file is not set, so SIP over TLS is not served".to_owned()),
+        };
+        match started {
+            Ok(tls) => {
+                connection.tls = Some(Box::new(tls));
+                connection.transport = Transport::Tls;
+                if self.by_peer.get(&(Transport::Tcp, peer)) == Some(&stream) {
+                    self.by_peer.remove(&(Transport::Tcp, peer));
+                }
+                self.by_peer.entry((Transport::Tls, peer)).or_insert(stream);
+                true
+            }
+            Err(why) => {
+                tracing::warn!(%peer, "a TLS connection was refused: {why}");
+                self.close(io, stream);
+                false
+            }
+        }
     }
 
     /// Bytes arrived on `stream`: each complete SIP message goes to `deliver` with the loop
@@ -185,6 +238,12 @@ impl SipStreams {
         data: &[u8],
         mut deliver: impl FnMut(&mut I, Transport, SocketAddr, &[u8]),
     ) -> Option<Unreached> {
+        if self.connections.get(&stream)?.sniff
+            && let Some(&first) = data.first()
+            && !self.sniff(io, stream, first)
+        {
+            return None;
+        }
         let connection = self.connections.get_mut(&stream)?;
         connection.last_activity = now;
         let bytes: &[u8] = match connection.tls.as_mut() {
@@ -648,5 +707,30 @@ mod tests {
             .send(&mut io, at, Transport::Tcp, peer(), OPTIONS)
             .expect("sent");
         assert_eq!(io.connects.len(), 2);
+    }
+
+    #[test]
+    fn an_accepted_connection_starting_with_a_tls_handshake_is_closed_when_tls_is_not_served() {
+        let mut streams = SipStreams::new(8192);
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        let (tls_stream, plain_stream) = (StreamId(7), StreamId(8));
+        streams.accepted(now, tls_stream, peer());
+        streams.accepted(
+            now,
+            plain_stream,
+            "192.0.2.11:5060".parse().expect("address"),
+        );
+        // A TLS 1.2/1.3 ClientHello record header: handshake (22), version 3.1.
+        let (delivered, _) = receive(&mut streams, &mut io, now, tls_stream, &[0x16, 3, 1, 0, 5]);
+        assert!(delivered.is_empty());
+        assert_eq!(io.closed, [tls_stream], "refused at its first byte");
+        let (delivered, _) = receive(&mut streams, &mut io, now, plain_stream, INVITE);
+        assert_eq!(
+            delivered.len(),
+            1,
+            "plain SIP on the same listener still works"
+        );
+        assert_eq!(delivered[0].0, Transport::Tcp);
     }
 }
