@@ -21,6 +21,8 @@ use super::message::print::Writer;
 use super::message::{HeaderName, Message};
 use super::transaction::{ClientNonInvite, ResponseAction, Timing};
 
+/// The longest binding lifetime believed; a longer grant is refreshed as if it were this.
+pub const MAX_GRANTED: Duration = Duration::from_secs(86_400);
 /// First delay before registering again after a failure; doubles up to [`MAX_RETRY`].
 pub const FIRST_RETRY: Duration = Duration::from_secs(30);
 /// Longest delay between attempts after failures.
@@ -282,9 +284,8 @@ impl Registration {
     }
 
     /// The lifetime the registrar granted: our Contact's `expires`, else `Expires`, else
-    /// what we asked for; never more than we asked for (a registrar may shorten a binding,
-    /// RFC 3261 §10.3; a longer or absurd value would put the refresh past its expiry, or
-    /// past the end of time).
+    /// what we asked for; at most [`MAX_GRANTED`] (an absurd value would put the refresh
+    /// past the end of time; refreshing a longer binding early does no harm).
     fn granted(&self, response: &Message<'_>) -> Duration {
         let ours = response
             .contact()
@@ -297,7 +298,7 @@ impl Registration {
         ours.or(header)
             .map(Duration::from_secs)
             .filter(|d| !d.is_zero())
-            .map_or(self.asking, |granted| granted.min(self.asking))
+            .map_or(self.asking, |granted| granted.min(MAX_GRANTED))
     }
 
     fn fail(&mut self, now: Instant, status: Option<u16>, reason: String, after: Option<Duration>) {
