@@ -114,9 +114,13 @@ async fn the_application_starts_on_early_media_and_gathers_a_key_before_the_answ
         "early media noted before the answer: {events:?}"
     );
     assert_eq!(events[early.unwrap_or_default()].0, "ringing", "{events:?}");
-    // Webhooks: one per status, no extra one for early media.
+    // Webhooks: one per status, no extra one for early media. Deliveries are independent
+    // (a receiver orders them by status and time: see control/src/webhook.rs), so they are
+    // compared in the order of the call's life, not in the order they arrived.
     let hooks = || -> Vec<String> {
-        app.received()
+        let life = ["queued", "dialing", "ringing", "in-progress", "completed"];
+        let mut statuses: Vec<String> = app
+            .received()
             .into_iter()
             .filter(|r| r.path == "/status")
             .map(|r| {
@@ -125,7 +129,9 @@ async fn the_application_starts_on_early_media_and_gathers_a_key_before_the_answ
                     .unwrap_or_default()
                     .to_owned()
             })
-            .collect()
+            .collect();
+        statuses.sort_by_key(|s| life.iter().position(|l| l == s).unwrap_or(life.len()));
+        statuses
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !hooks().iter().any(|s| s == "completed") && std::time::Instant::now() < deadline {
