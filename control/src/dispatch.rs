@@ -580,6 +580,8 @@ fn event_call(event: &Event) -> Option<CallId> {
         | Event::Dtmf { call, .. }
         | Event::PlaybackDone { call, .. }
         | Event::Recorded { call, .. }
+        | Event::SpeechStarted { call, .. }
+        | Event::Utterance { call, .. }
         | Event::TransferDone { call, .. }
         | Event::MediaSourceRefused { call, .. }
         | Event::MachineDetection { call, .. }

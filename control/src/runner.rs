@@ -10,8 +10,10 @@ mod fetch_audio;
 mod interp;
 mod line;
 mod machine;
+mod speech;
 
 pub use machine::MachineDetectionConfig;
+pub use speech::{Recognition, RecognitionFailure, Recognized, Recognizer};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -106,6 +108,8 @@ pub struct RunnerContext {
     pub settings: Arc<RunnerSettings>,
     /// The scheduler: a call queued again for a retry goes back to it.
     pub scheduler: SchedulerHandle,
+    /// Speech recognition for fields with voice grammars; `None` when `[speech]` is off.
+    pub recognizer: Option<Arc<dyn Recognizer>>,
 }
 
 /// Runner settings taken from the configuration.
@@ -425,6 +429,8 @@ async fn run_attached(
         hung_up_at: None,
         disconnected: false,
         fetches: JoinSet::new(),
+        speech: speech::SpeechInput::new(call, context.recognizer.is_some()),
+        recognitions: JoinSet::new(),
         player: None,
         epoch: Arc::new(AtomicU32::new(0)),
         self_tx: tx,
@@ -550,6 +556,10 @@ struct CallTask {
     /// raised `connection.disconnect.hangup` itself), so the call's end is not reported to it.
     disconnected: bool,
     fetches: JoinSet<(u32, Result<Fetched, FetchFailure>)>,
+    /// Listening for speech while the session collects with voice grammars.
+    speech: speech::SpeechInput,
+    /// Recognitions under way, by listen id.
+    recognitions: JoinSet<(u32, Result<Recognized, RecognitionFailure>)>,
     player: Option<Player>,
     /// The call's barge-in count as last reported by its core (`Event::BargeIn`); shared
     /// with the player, which skips prompts issued in an earlier epoch.
@@ -660,6 +670,13 @@ impl CallTask {
                         reason: "dataplane stopped during the call".into(),
                     },
                 },
+                Some(joined) = self.recognitions.join_next(), if !self.recognitions.is_empty() => {
+                    if let Ok((id, result)) = joined {
+                        let step = self.speech.on_result(id, result);
+                        self.speech_step(step);
+                        self.perform_actions().await;
+                    }
+                }
                 Some(joined) = self.fetches.join_next(), if !self.fetches.is_empty() => {
                     if let Ok((id, result)) = joined {
                         self.fetched(id, result);
@@ -926,6 +943,29 @@ impl CallTask {
             Event::Dtmf { digit, .. } => {
                 tracing::debug!(call = %self.record.id, digit = %crate::redact::input(&digit), "dtmf");
                 self.input(Input::Dtmf(digit));
+                self.perform_actions().await;
+            }
+            Event::SpeechStarted { id, .. } => {
+                tracing::debug!(call = %self.record.id, id, "speech started");
+                let step = self.speech.on_speech_started(id);
+                self.speech_step(step);
+                self.perform_actions().await;
+            }
+            Event::Utterance {
+                id,
+                pcm,
+                max_speech,
+                ..
+            } => {
+                tracing::debug!(
+                    call = %self.record.id,
+                    id,
+                    duration_ms = pcm.len() as u64 / 8,
+                    max_speech,
+                    "utterance"
+                );
+                let step = self.speech.on_utterance(id, pcm, max_speech);
+                self.speech_step(step);
                 self.perform_actions().await;
             }
             Event::BargeIn { epoch, .. } => {
@@ -1203,6 +1243,39 @@ impl CallTask {
                 id: request.id,
                 result: Err(reason.to_owned()),
             });
+        }
+    }
+
+    /// Carries out a step of the call's speech input.
+    fn speech_step(&mut self, step: speech::Step) {
+        match step {
+            speech::Step::None => {}
+            speech::Step::Command(command) => {
+                if self.line.send(command).is_err() {
+                    tracing::warn!(call = %self.record.id, "the telephony core's queue is full: speech input not started or stopped");
+                }
+            }
+            speech::Step::Input(input) => self.input(input),
+            speech::Step::Recognize { id, grammars, pcm } => {
+                let started = match &self.context.recognizer {
+                    Some(recognizer) => recognizer.recognize(&grammars, pcm),
+                    None => Err(RecognitionFailure {
+                        event: "error.noresource",
+                        message: "no speech recognizer on this server".to_owned(),
+                    }),
+                };
+                match started {
+                    Ok(recognition) => {
+                        self.recognitions
+                            .spawn(async move { (id, recognition.await) });
+                    }
+                    Err(failure) => {
+                        tracing::warn!(call = %self.record.id, event = failure.event, "speech not recognised: {}", failure.message);
+                        let step = self.speech.on_result(id, Err(failure));
+                        self.speech_step(step);
+                    }
+                }
+            }
         }
     }
 
@@ -1506,6 +1579,8 @@ impl CallTask {
                         timeout_ms = listen.timeout.as_millis() as u64,
                         "listening"
                     );
+                    let step = self.speech.on_listen(&listen);
+                    self.speech_step(step);
                 }
                 Action::Record(request) => self.start_recording(&request),
                 Action::Transfer(request) => self.start_transfer(request),
@@ -1536,6 +1611,12 @@ impl CallTask {
                 }
             }
         }
+        let listens = self
+            .session
+            .as_ref()
+            .is_some_and(Session::listens_for_voice);
+        let step = self.speech.follow(listens);
+        self.speech_step(step);
         if submitted && let Some(values) = self.session.as_ref().and_then(Session::submitted) {
             let opt_out = opt_out_requested(values);
             let result: Map<String, Value> = values

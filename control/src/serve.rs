@@ -132,6 +132,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let outbox = tokio::spawn(webhooks.clone().run());
     let (scheduler_handle, scheduler_inputs) = scheduler::task::channel();
     let context = RunnerContext {
+        recognizer: None,
         store: Arc::clone(&store),
         node: Arc::clone(&node),
         fetchers: Arc::clone(&fetchers),

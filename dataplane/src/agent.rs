@@ -36,8 +36,8 @@ use crate::api::{
 use crate::core::{Driver, Io, ListenerId, SocketId, StreamClosed, StreamId, WakeFd, next_tick};
 use crate::icmp::IcmpError;
 use crate::rtp::{
-    EncodedCache, MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded, RtcpConfig,
-    SourcePolicy,
+    EncodedCache, ListenParams, MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded,
+    RtcpConfig, SourcePolicy,
 };
 use crate::sdp;
 use crate::sip::Transport;
@@ -537,6 +537,35 @@ impl Agent {
                     }),
                 }
             }
+            Command::Listen {
+                call,
+                id,
+                max_speech,
+                end_silence,
+                hotword,
+            } => {
+                let params = ListenParams {
+                    max_speech,
+                    end_silence,
+                };
+                if let Some(media) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|slot| slot.media.as_mut())
+                {
+                    media.listen(now, id, params, hotword);
+                    self.drain_media(io, call, Origin::Control);
+                }
+            }
+            Command::StopListening { call, id } => {
+                if let Some(media) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|slot| slot.media.as_mut())
+                {
+                    media.stop_listening(Some(id));
+                }
+            }
             Command::StopRecording { call, id } => {
                 if let Some(media) = self
                     .calls
@@ -984,6 +1013,13 @@ impl Agent {
                     played,
                 }),
                 MediaEvent::Recorded(recorded) => self.emit(recorded_event(call, recorded)),
+                MediaEvent::SpeechStarted { id } => self.emit(Event::SpeechStarted { call, id }),
+                MediaEvent::Utterance { id, utterance } => self.emit(Event::Utterance {
+                    call,
+                    id,
+                    pcm: utterance.pcm,
+                    max_speech: utterance.max_speech,
+                }),
                 MediaEvent::SourceRefused(from) => {
                     self.emit(Event::MediaSourceRefused { call, from });
                 }

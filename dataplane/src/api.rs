@@ -197,6 +197,33 @@ pub enum Command {
         /// The recording's id.
         id: u32,
     },
+    /// Listen for one utterance (a VoiceXML field with a voice grammar): voice activity
+    /// detection on received audio (see [`crate::rtp::listen`]) reports
+    /// [`Event::SpeechStarted`], then [`Event::Utterance`] with the audio. A listen in
+    /// progress is dropped. A call without media (not answered, no early media) hears
+    /// nothing: the application's noinput timeout ends the wait.
+    Listen {
+        /// The call.
+        call: CallId,
+        /// Chosen by control; echoed in the events.
+        id: u32,
+        /// Longest speech (`maxspeechtimeout`; at most [`crate::rtp::listen::MAX_SPEECH`]).
+        max_speech: Duration,
+        /// Silence after speech that ends the utterance (`completetimeout`).
+        end_silence: Duration,
+        /// `bargeintype="hotword"`: speech is heard over every prompt (hotword prompts are
+        /// sent without barge-in) and stops none; control stops them on a grammar match.
+        /// Otherwise the start of speech stops a prompt that allows barge-in, as a key does,
+        /// and speech over one that does not is not heard.
+        hotword: bool,
+    },
+    /// Stop listening `id`; nothing more is reported for it.
+    StopListening {
+        /// The call.
+        call: CallId,
+        /// The listen's id.
+        id: u32,
+    },
     /// Transfer the callee elsewhere (VoiceXML `<transfer>`). Ends with
     /// [`Event::TransferDone`]; when the call ends first, [`Event::Ended`] is the answer.
     Transfer {
@@ -376,6 +403,26 @@ pub enum Event {
         maxtime: bool,
         /// Whether the callee made no sound (nothing above the sound level).
         silent: bool,
+    },
+    /// The callee started speaking during [`Command::Listen`] `id`. When the speech stopped a
+    /// barge-in prompt, [`Event::BargeIn`] and its `PlaybackDone` events came first.
+    SpeechStarted {
+        /// The call.
+        call: CallId,
+        /// The listen's id.
+        id: u32,
+    },
+    /// The utterance [`Command::Listen`] `id` waited for is over.
+    Utterance {
+        /// The call.
+        call: CallId,
+        /// The listen's id.
+        id: u32,
+        /// Linear PCM16, 8 kHz, mono: about 300 ms before the speech started, the speech,
+        /// and the silence that ended it.
+        pcm: Vec<i16>,
+        /// Whether `max_speech` cut it.
+        max_speech: bool,
     },
     /// A [`Command::Transfer`] ended. A successful blind transfer is followed by
     /// [`Event::Ended`] (we hang up our leg).

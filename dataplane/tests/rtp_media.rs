@@ -133,6 +133,8 @@ fn keys(events: &[MediaEvent]) -> String {
             MediaEvent::Dtmf(key) => Some(*key),
             MediaEvent::PlaybackDone { .. }
             | MediaEvent::Recorded(_)
+            | MediaEvent::SpeechStarted { .. }
+            | MediaEvent::Utterance { .. }
             | MediaEvent::SourceRefused(_)
             | MediaEvent::Machine(_) => None,
         })

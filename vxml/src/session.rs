@@ -33,6 +33,7 @@ use crate::document::cache::GrammarCache;
 use crate::event::names;
 use crate::fia::Interp;
 use crate::fia::grammars::{self, DtmfOutcome, Mode, SemValue};
+pub use crate::fia::platform::SpeechTiming;
 use crate::fia::platform::{Collect, Collected, MarkPosition, Output, Platform, Request, Response};
 use crate::prompt::Prompt;
 use crate::script::{DataModel, LazyModel, Meter, Scope, ScriptError, ScriptLimits, Value};
@@ -264,7 +265,7 @@ pub struct FormFile {
 }
 
 /// The session waits for input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Listen {
     /// DTMF grammars are active.
     pub dtmf: bool,
@@ -272,6 +273,24 @@ pub struct Listen {
     pub voice: bool,
     /// The noinput timeout.
     pub timeout: std::time::Duration,
+    /// What a recognizer needs, when `voice`.
+    pub speech: Option<SpeechListen>,
+}
+
+/// What a recognizer needs to listen for one collection. The platform answers with
+/// [`Input::SpeechStarted`] when the caller starts speaking (the session stops its noinput
+/// timer), then [`Input::Recognition`] with what was recognised (matched again against the
+/// grammars here), or [`Input::RecognitionFailed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeechListen {
+    /// The active voice grammars, in priority order (external ones linked).
+    pub grammars: Vec<crate::srgs::Grammar>,
+    /// The speech timeouts.
+    pub timing: SpeechTiming,
+    /// A `bargeintype="hotword"` prompt is queued: speech over it stops it only when it
+    /// matches a grammar (the session then emits [`Action::StopPlayback`]), and speech that
+    /// does not match is ignored (listen again).
+    pub hotword: bool,
 }
 
 /// A `<record>` request.
@@ -500,6 +519,18 @@ pub enum Input {
         /// How it ended, or the error event to throw.
         result: Result<TransferOutcome, TransferFailure>,
     },
+    /// The caller started speaking during a voice collection: the noinput timer stops; the
+    /// result follows as [`Input::Recognition`] or [`Input::RecognitionFailed`].
+    SpeechStarted,
+    /// The recognizer could not give a result for the speech (no recognizer free, an
+    /// unusable grammar, speech longer than `maxspeechtimeout`): the collection throws
+    /// `event` (`error.noresource`, `error.unsupported.format`, `maxspeechtimeout`).
+    RecognitionFailed {
+        /// The event to throw.
+        event: String,
+        /// Why (`_message`).
+        message: String,
+    },
     /// The caller hung up (raises `connection.disconnect.hangup`).
     Hangup,
 }
@@ -632,6 +663,8 @@ struct Collector {
     interdigit_at: Option<Instant>,
     /// The keys are a complete match waiting `termtimeout` for the `termchar`.
     awaiting_termchar: bool,
+    /// The caller is speaking (or was, and the result is awaited): no noinput.
+    speaking: bool,
 }
 
 /// How caller input may interrupt a playing prompt (VoiceXML 2.0 §4.1.5).
@@ -856,8 +889,27 @@ impl Session {
                     self.respond(now, Response::Transferred(result));
                 }
             }
+            Input::SpeechStarted => {
+                if let State::Collecting(c) = &mut self.state
+                    && c.spec.voice
+                {
+                    c.speaking = true;
+                    c.noinput_at = None;
+                }
+            }
+            Input::RecognitionFailed { event, message } => {
+                if matches!(&self.state, State::Collecting(c) if c.spec.voice) {
+                    self.respond(now, Response::Error { event, message });
+                }
+            }
             Input::Hangup => self.on_hangup(now),
         }
+    }
+
+    /// Whether the session is collecting input with a voice grammar active: while it is not,
+    /// a platform need not listen for speech.
+    pub fn listens_for_voice(&self) -> bool {
+        matches!(&self.state, State::Collecting(c) if c.spec.voice)
     }
 
     /// Fires timers due at `now`; spurious calls are no-ops.
@@ -1052,10 +1104,21 @@ impl Session {
                     return Some(Response::Hangup);
                 }
                 self.flush_prompts(!self.typeahead.is_empty());
+                let speech = spec.voice.then(|| SpeechListen {
+                    grammars: grammars::voice_grammars(&spec.grammars),
+                    timing: spec.speech,
+                    hotword: self
+                        .held
+                        .iter()
+                        .map(|(_, barge)| barge)
+                        .chain(self.playing.iter().map(|(_, barge)| barge))
+                        .any(|barge| *barge == Barge::Hotword),
+                });
                 self.actions.push_back(Action::Listen(Listen {
                     dtmf: spec.dtmf,
                     voice: spec.voice,
                     timeout: spec.timeout,
+                    speech,
                 }));
                 let noinput_at = self.playing.is_empty().then(|| now + spec.timeout);
                 self.state = State::Collecting(Collector {
@@ -1064,6 +1127,7 @@ impl Session {
                     noinput_at,
                     interdigit_at: None,
                     awaiting_termchar: false,
+                    speaking: false,
                 });
                 let typeahead = std::mem::take(&mut self.typeahead);
                 let mut keys = typeahead.chars();
@@ -1149,7 +1213,11 @@ impl Session {
         }
         match std::mem::replace(&mut self.state, State::Running) {
             State::Collecting(mut c) => {
-                if c.keys.is_empty() && c.interdigit_at.is_none() && c.noinput_at.is_none() {
+                if c.keys.is_empty()
+                    && c.interdigit_at.is_none()
+                    && c.noinput_at.is_none()
+                    && !c.speaking
+                {
                     c.noinput_at = Some(now + c.spec.timeout);
                 }
                 self.state = State::Collecting(c);
@@ -1274,12 +1342,13 @@ impl Session {
         {
             return;
         }
-        let State::Collecting(collector) = &self.state else {
+        let State::Collecting(collector) = &mut self.state else {
             return;
         };
         if !collector.spec.voice {
             return;
         }
+        collector.speaking = false;
         // `confidencelevel` (§6.3.2): a result below it is a nomatch.
         let confident = confidence.is_nan() || confidence >= collector.spec.confidence_level;
         let matched =

@@ -13,7 +13,8 @@
 //!   reported (`MarkReached`, transcribed `mark #ID NAME +MSms`) before its `PlaybackDone`.
 //!
 //! Script lines: `start FILE` (default `NAME.vxml`), `var NAME JSON`, `fetch-delay DURATION`,
-//! `wait DURATION`, `dtmf KEYS`, `say WORDS` (a recognition, confidence 0.9), `hangup`,
+//! `wait DURATION`, `dtmf KEYS`, `say WORDS` (a recognition, confidence 0.9), `speech-start`
+//! (the caller started speaking), `recognition-fails EVENT MESSAGE`, `hangup`,
 //! `transfer-outcome NAME` (how transfers end; default busy), `play-fails EVENT MESSAGE` (the
 //! prompt playing now could not be rendered: `PlaybackFailed`). A Record is answered at once
 //! with a 1.5 s, 800-byte recording ended by `#`. After the last line the runner waits up to
@@ -435,6 +436,29 @@ fn run_case(dir: &Path, name: &str, script: &str) -> String {
                     utterance: rest.clone(),
                     confidence: 0.9,
                 });
+            }
+            "speech-start" => {
+                platform.drain();
+                platform.advance(platform.now);
+                platform.record("speech started");
+                platform
+                    .session
+                    .handle_input(platform.now, Input::SpeechStarted);
+                platform.drain();
+            }
+            "recognition-fails" => {
+                platform.drain();
+                platform.advance(platform.now);
+                let (event, message) = rest.split_once(' ').unwrap_or((rest.as_str(), ""));
+                platform.record(&format!("recognition failed {event}"));
+                platform.session.handle_input(
+                    platform.now,
+                    Input::RecognitionFailed {
+                        event: event.to_owned(),
+                        message: message.to_owned(),
+                    },
+                );
+                platform.drain();
             }
             "transfer-outcome" => {
                 platform.transfer_outcome = match rest.as_str() {

@@ -42,6 +42,7 @@ pub mod dtmf;
 pub mod encoded;
 pub mod g711;
 pub mod inband;
+pub mod listen;
 pub mod packet;
 pub mod record;
 mod reporter;
@@ -52,6 +53,7 @@ pub mod source;
 
 pub use dtmf::{DtmfReceiver, TelephoneEvent, parse_telephone_event};
 pub use encoded::EncodedCache;
+pub use listen::{Heard, ListenParams, Listener, Utterance};
 pub use record::{RecordEnd, RecordParams, Recorded, Recorder};
 pub use reporter::{MIN_INTERVAL as RTCP_MIN_INTERVAL, RtcpConfig};
 pub use session::{

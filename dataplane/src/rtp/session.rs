@@ -32,6 +32,7 @@ use super::amd::{AmdConfig, AmdEvent, MachineDetector};
 use super::dtmf::{DtmfReceiver, parse_telephone_event};
 use super::g711;
 use super::inband::InbandDetector;
+use super::listen::{Heard, ListenParams, Listener, Utterance};
 use super::packet::{HEADER_LEN, Header, Packet};
 use super::record::{RecordEnd, RecordParams, Recorded, Recorder, beep};
 use super::reporter::{OurStream, Reporter, RtcpConfig};
@@ -89,6 +90,19 @@ pub enum MediaEvent {
     },
     /// A [`MediaSession::record`] recording ended.
     Recorded(Recorded),
+    /// The callee started speaking while [`MediaSession::listen`] listened (a prompt that
+    /// allows barge-in on speech was stopped just before: its `PlaybackDone` came first).
+    SpeechStarted {
+        /// The id given to `listen`.
+        id: u32,
+    },
+    /// The utterance [`MediaSession::listen`] waited for is over.
+    Utterance {
+        /// The id given to `listen`.
+        id: u32,
+        /// The audio.
+        utterance: Utterance,
+    },
     /// The first datagram dropped for its source (reported once per session; the rest
     /// are only counted in [`MediaStats::dropped_foreign`]).
     SourceRefused(SocketAddr),
@@ -210,6 +224,8 @@ pub struct MediaSession {
     inband: InbandDetector,
     /// The recording in progress, if any.
     recorder: Option<Recorder>,
+    /// Listening for an utterance, and whether it listens for a hotword.
+    listener: Option<(Listener, bool)>,
     stats: MediaStats,
     /// Loss and jitter of what the remote sends.
     rx: RxStats,
@@ -241,6 +257,7 @@ impl MediaSession {
             dtmf: DtmfReceiver::new(),
             inband: InbandDetector::new(),
             recorder: None,
+            listener: None,
             stats: MediaStats::default(),
             rx: RxStats::new(now),
             amd: None,
@@ -441,6 +458,33 @@ impl MediaSession {
         self.recorder.is_some()
     }
 
+    /// Listens for one utterance as `id` (see [`super::listen`]): reports
+    /// [`MediaEvent::SpeechStarted`] and then [`MediaEvent::Utterance`]. The start of speech
+    /// stops a prompt that allows barge-in, as a key does, and speech over a prompt that
+    /// does not is not heard; but for a `hotword` listen, speech is heard over every prompt
+    /// and stops none (only a grammar match may, which control decides). A listen in
+    /// progress is dropped. Allocates the utterance's buffer now; listening allocates nothing.
+    pub fn listen(&mut self, now: Instant, id: u32, params: ListenParams, hotword: bool) {
+        self.advance(now);
+        self.listener = Some((Listener::new(id, params), hotword));
+    }
+
+    /// Stops listening (any listen when `id` is `None`, else only `id`), reporting nothing.
+    pub fn stop_listening(&mut self, id: Option<u32>) {
+        if self
+            .listener
+            .as_ref()
+            .is_some_and(|(l, _)| id.is_none_or(|id| l.id() == id))
+        {
+            self.listener = None;
+        }
+    }
+
+    /// Whether a listen is in progress.
+    pub fn is_listening(&self) -> bool {
+        self.listener.is_some()
+    }
+
     /// Stops the current item and drops the queue: `PlaybackDone { interrupted: true }` for
     /// each, in queue order. Silence follows.
     pub fn stop_playback(&mut self) {
@@ -502,6 +546,9 @@ impl MediaSession {
         {
             self.end_recording(end);
         }
+        if let Some(law) = g711_law(payload_type) {
+            self.hear(now, law, packet.payload);
+        }
         if payload_type == g711::payload_type(self.config.codec)
             && let Some(amd) = self.amd.as_mut()
         {
@@ -535,6 +582,9 @@ impl MediaSession {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         self.check_recording();
+        if let Some(heard) = self.listener.as_mut().and_then(|(l, _)| l.check(now)) {
+            self.on_heard(heard);
+        }
         if let Some(amd) = self.amd.as_mut() {
             let event = amd.poll(self.now.saturating_duration_since(self.amd_since));
             self.on_machine_event(event);
@@ -599,6 +649,7 @@ impl MediaSession {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let send = self.slot_time(self.next_slot);
         let recording = self.recorder.as_ref().and_then(Recorder::deadline);
+        let listening = self.listener.as_ref().and_then(|(l, _)| l.deadline());
         let machine = self
             .amd
             .as_ref()
@@ -609,7 +660,10 @@ impl MediaSession {
             .as_ref()
             .and_then(|r| r.deadline(self.now))
             .filter(|_| self.rtcp_peer().is_some());
-        [send, recording, machine, rtcp].into_iter().flatten().min()
+        [send, recording, listening, machine, rtcp]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The counters so far.
@@ -734,6 +788,42 @@ impl MediaSession {
             self.stop_playback();
         }
         self.events.push_back(MediaEvent::Dtmf(key));
+    }
+
+    /// Audio for the listener: speech over a prompt that may not be interrupted is not heard
+    /// (unless listening for a hotword, where every prompt is sent without barge-in).
+    fn hear(&mut self, now: Instant, law: Codec, payload: &[u8]) {
+        let protected = self.queue.front().is_some_and(|item| !item.bargein);
+        let Some((listener, hotword)) = self.listener.as_mut() else {
+            return;
+        };
+        if protected && !*hotword {
+            listener.reset();
+            return;
+        }
+        if let Some(heard) = listener.hear(now, law, payload) {
+            self.on_heard(heard);
+        }
+    }
+
+    fn on_heard(&mut self, heard: Heard) {
+        let Some((listener, hotword)) = self.listener.as_ref() else {
+            return;
+        };
+        let id = listener.id();
+        match heard {
+            Heard::SpeechStarted => {
+                if !*hotword && self.queue.front().is_some_and(|item| item.bargein) {
+                    self.stop_playback();
+                }
+                self.events.push_back(MediaEvent::SpeechStarted { id });
+            }
+            Heard::Utterance(utterance) => {
+                self.listener = None;
+                self.events
+                    .push_back(MediaEvent::Utterance { id, utterance });
+            }
+        }
     }
 
     /// Ends the recording if time has ended it.
@@ -1190,6 +1280,84 @@ mod tests {
             .collect();
         g711::encode(Codec::Pcmu, &pcm, &mut p[HEADER_LEN..]);
         p
+    }
+
+    /// Sends `count` packets at `level` from `seq`, 20 ms apart from `at`; the time after.
+    fn speak(s: &mut MediaSession, at: Instant, seq: u16, count: u16, level: i16) -> Instant {
+        let mut now = at;
+        for n in 0..count {
+            s.handle_timeout(now);
+            s.handle_datagram(now, REMOTE, &audio_packet(seq.wrapping_add(n), level));
+            now += Duration::from_millis(20);
+        }
+        now
+    }
+
+    const LISTEN: ListenParams = ListenParams {
+        max_speech: Duration::from_secs(5),
+        end_silence: Duration::from_millis(400),
+    };
+
+    #[test]
+    fn speech_barges_into_a_bargein_prompt_and_the_utterance_follows_the_silence() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        s.play(t0, 1, tone(80_000), true);
+        s.listen(t0, 9, LISTEN, false);
+        assert!(s.is_listening());
+        let t = speak(&mut s, t0, 0, 10, 10);
+        assert!(events(&mut s).is_empty());
+        let t = speak(&mut s, t, 10, 3, 6000);
+        let got = events(&mut s);
+        assert!(
+            matches!(
+                got.as_slice(),
+                [
+                    MediaEvent::PlaybackDone {
+                        id: 1,
+                        interrupted: true,
+                        ..
+                    },
+                    MediaEvent::SpeechStarted { id: 9 }
+                ]
+            ),
+            "the prompt stops on the third loud packet, then speech is reported: {got:?}"
+        );
+        let t = speak(&mut s, t, 13, 20, 6000);
+        let _ = speak(&mut s, t, 33, 30, 10);
+        let got = events(&mut s);
+        let [MediaEvent::Utterance { id: 9, utterance }] = got.as_slice() else {
+            panic!("one utterance: {got:?}");
+        };
+        assert!(!utterance.max_speech);
+        // All 13 packets before the onset (less than the 300 ms pre-roll), 20 more loud
+        // packets, and the 19 quiet ones heard before 400 ms had passed.
+        assert_eq!(utterance.pcm.len(), 13 * 160 + 20 * 160 + 19 * 160);
+        assert!(!s.is_listening(), "one utterance per listen");
+    }
+
+    #[test]
+    fn speech_over_a_prompt_without_bargein_is_not_heard_unless_listening_for_a_hotword() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        s.play(t0, 1, tone(80_000), false);
+        s.listen(t0, 2, LISTEN, false);
+        let t = speak(&mut s, t0, 0, 5, 10);
+        let t = speak(&mut s, t, 5, 40, 6000);
+        assert!(
+            events(&mut s).is_empty(),
+            "not heard over a protected prompt"
+        );
+        // A hotword listen hears it and stops nothing.
+        s.listen(t, 3, LISTEN, true);
+        let t = speak(&mut s, t, 45, 5, 10);
+        let _ = speak(&mut s, t, 50, 5, 6000);
+        assert_eq!(events(&mut s), [MediaEvent::SpeechStarted { id: 3 }]);
+        assert!(!s.queue.is_empty(), "the prompt still plays");
+        s.stop_listening(Some(4));
+        assert!(s.is_listening(), "another id stops nothing");
+        s.stop_listening(Some(3));
+        assert!(!s.is_listening());
     }
 
     #[test]

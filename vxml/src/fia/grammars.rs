@@ -465,6 +465,17 @@ fn as_spoken(value: SemValue, tokens: &[&str], utterance: &str) -> SemValue {
 }
 
 /// Whether any grammar of `grammars` is in `mode`.
+/// The usable voice grammars among `grammars`, in order, for a recognizer.
+pub(crate) fn voice_grammars(grammars: &[Arc<Compiled>]) -> Vec<Grammar> {
+    grammars
+        .iter()
+        .filter_map(|grammar| match grammar.as_ref() {
+            Compiled::Ready(grammar) if grammar.mode() == Mode::Voice => Some(grammar.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(crate) fn any_in_mode(grammars: &[Arc<Compiled>], mode: Mode) -> bool {
     grammars.iter().any(|g| g.mode() == Some(mode))
 }

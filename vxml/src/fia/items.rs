@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::exec::duration_or;
 use super::grammars::{self, Compiled, Mode, SemValue};
-use super::platform::{Collect, Collected, RecordSpec, Request, Response, TransferSpec};
+use super::platform::{
+    Collect, Collected, RecordSpec, Request, Response, SpeechTiming, TransferSpec,
+};
 use super::{Flow, Interp, Jump, MAX_CLIPS, MAX_SUBDIALOG_DEPTH, RootChoice, no_context, semantic};
 use crate::document::{
     Document, FetchAttrs, Filled, Form, FormItem, GrammarElement, ItemKind, Link, PromptElement,
@@ -272,6 +274,13 @@ impl Interp {
                 .map_or(Some('#'), |t| t.trim().chars().next()),
             termtimeout: self.duration_property("termtimeout", Duration::ZERO),
             confidence_level: self.confidence_level(),
+            speech: SpeechTiming {
+                complete: self.duration_property("completetimeout", SpeechTiming::DEFAULT.complete),
+                incomplete: self
+                    .duration_property("incompletetimeout", SpeechTiming::DEFAULT.incomplete),
+                max_speech: self
+                    .duration_property("maxspeechtimeout", SpeechTiming::DEFAULT.max_speech),
+            },
         };
         let response = self.io.ask(Request::Collect(collect)).await;
         self.steps = 0;

@@ -69,6 +69,29 @@ pub(crate) struct Collect {
     pub(crate) dtmf: bool,
     /// Voice is accepted and a voice grammar is active.
     pub(crate) voice: bool,
+    /// How speech is timed (used when `voice`).
+    pub(crate) speech: SpeechTiming,
+}
+
+/// The speech timeouts of a collection (VoiceXML 2.0 §6.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeechTiming {
+    /// `completetimeout`: silence after speech that matches a grammar completely.
+    pub complete: Duration,
+    /// `incompletetimeout`: silence after speech that does not (yet) match.
+    pub incomplete: Duration,
+    /// `maxspeechtimeout`: the longest speech; longer throws `maxspeechtimeout`.
+    pub max_speech: Duration,
+}
+
+impl SpeechTiming {
+    /// This platform's defaults (§6.3.2 leaves them to the platform): 0.8 s after a complete
+    /// match, 1.5 s after an incomplete one, at most 20 s of speech.
+    pub const DEFAULT: Self = Self {
+        complete: Duration::from_millis(800),
+        incomplete: Duration::from_millis(1500),
+        max_speech: Duration::from_secs(20),
+    };
 }
 
 /// A `<record>` for the platform.
