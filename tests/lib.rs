@@ -610,6 +610,119 @@ pub fn dtmf_pcap(key: &str) -> String {
         .to_owned()
 }
 
+/// A phrase spoken by espeak-ng (`voice`, e.g. `en-us`) as a pcap of G.711 µ-law RTP that
+/// SIPp plays (`play_pcap_audio`): 400 ms of line silence first (a phone's stream before
+/// the caller speaks), the phrase, 200 ms of silence after; an empty `text` gives two
+/// seconds of silence. Written into `dir`; the path.
+pub fn speech_pcap(dir: &Path, text: &str, voice: &str) -> String {
+    let wav = dir.join(format!("speech-{}.wav", text.len()));
+    let raw = dir.join(format!("speech-{}.ul", text.len()));
+    let pcap = dir.join(format!("speech-{}-{voice}.pcap", text.len()));
+    let run = |program: &str, args: &[&std::ffi::OsStr]| {
+        let status = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {program} ({e}): install espeak-ng and sox"));
+        assert!(status.success(), "{program} failed: {status}");
+    };
+    let mut audio = vec![0xffu8; 3200];
+    if text.is_empty() {
+        // Only the line's silence, two seconds of it.
+        audio.resize(16_000, 0xff);
+        std::fs::write(&pcap, rtp_pcap(&audio, 0)).expect("write pcap");
+        return pcap.to_string_lossy().into_owned();
+    }
+    run(
+        "espeak-ng",
+        &[
+            "-v".as_ref(),
+            voice.as_ref(),
+            "-w".as_ref(),
+            wav.as_os_str(),
+            text.as_ref(),
+        ],
+    );
+    run(
+        "sox",
+        &[
+            wav.as_os_str(),
+            "-r".as_ref(),
+            "8000".as_ref(),
+            "-c".as_ref(),
+            "1".as_ref(),
+            "-t".as_ref(),
+            "ul".as_ref(),
+            raw.as_os_str(),
+        ],
+    );
+    audio.extend(std::fs::read(&raw).expect("sox output"));
+    audio.extend(std::iter::repeat_n(0xffu8, 1600));
+    std::fs::write(&pcap, rtp_pcap(&audio, 0)).expect("write pcap");
+    pcap.to_string_lossy().into_owned()
+}
+
+/// A pcap (Ethernet, IPv4, UDP) of RTP packets carrying `audio` (G.711 octets) with payload
+/// type `payload_type`, 160 octets every 20 ms.
+pub fn rtp_pcap(audio: &[u8], payload_type: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        if word == 0x0004_0002 {
+            out.extend(2u16.to_le_bytes());
+            out.extend(4u16.to_le_bytes());
+        } else {
+            out.extend(word.to_le_bytes());
+        }
+    }
+    for (n, chunk) in audio.chunks(160).enumerate() {
+        let mut payload = vec![0xffu8; 160];
+        payload[..chunk.len()].copy_from_slice(chunk);
+        let mut rtp = vec![0x80, payload_type | if n == 0 { 0x80 } else { 0 }];
+        rtp.extend((n as u16).to_be_bytes());
+        rtp.extend(((n as u32) * 160).to_be_bytes());
+        rtp.extend(0x5eec_4a11u32.to_be_bytes());
+        rtp.extend(payload);
+        let udp_len = 8 + rtp.len();
+        let ip_len = 20 + udp_len;
+        let mut frame = vec![0u8; 12];
+        frame.extend([0x08, 0x00]);
+        frame.extend([
+            0x45,
+            0,
+            (ip_len >> 8) as u8,
+            ip_len as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
+        frame.extend([127, 0, 0, 1, 127, 0, 0, 1]);
+        frame.extend([
+            0x1f,
+            0x40,
+            0x1f,
+            0x42,
+            (udp_len >> 8) as u8,
+            udp_len as u8,
+            0,
+            0,
+        ]);
+        frame.extend(rtp);
+        let micros = n as u64 * 20_000;
+        out.extend(((micros / 1_000_000) as u32).to_le_bytes());
+        out.extend(((micros % 1_000_000) as u32).to_le_bytes());
+        out.extend((frame.len() as u32).to_le_bytes());
+        out.extend((frame.len() as u32).to_le_bytes());
+        out.extend(frame);
+    }
+    out
+}
+
 /// A SIPp UAS (or UAC) running one scenario, killed on drop.
 pub struct Sipp {
     child: Option<Child>,

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crate::prompt::{Prompt, PromptItem};
 use crate::session::{
     Action, Fetch, FetchFailure, FetchPurpose, Fetched, Input, Listen, Method, RecordRequest,
-    Recording, Session, SessionEnd, TransferFailure, TransferKind, TransferOutcome,
+    Recording, Session, SessionEnd, SpeechListen, TransferFailure, TransferKind, TransferOutcome,
     TransferRequest,
 };
 
@@ -129,6 +129,15 @@ pub trait Caller {
     fn transfer(&mut self, request: &TransferRequest, transcript: &Transcript) -> TransferAnswer {
         let _ = transcript;
         TransferAnswer::Outcome(default_transfer_outcome(request.kind))
+    }
+
+    /// What a recognizer makes of `words`, said while the session listens with `speech`
+    /// (`None` when it announced no voice grammar): the recognised text and its confidence.
+    /// By default the words themselves with confidence 1.0, as a text caller; a caller that
+    /// speaks them (synthesised, through G.711, into a real recognizer) overrides it.
+    fn hear(&mut self, words: &str, speech: Option<&SpeechListen>) -> (String, f32) {
+        let _ = speech;
+        (words.to_owned(), 1.0)
     }
 }
 
@@ -821,6 +830,7 @@ pub fn run(
         play_ends: None,
         inbox: VecDeque::new(),
         listen: None,
+        speech: None,
         held: None,
         record: None,
         transfer: None,
@@ -855,6 +865,8 @@ struct Driver<'a> {
     play_ends: Option<Instant>,
     inbox: VecDeque<Input>,
     listen: Option<Listen>,
+    /// What the session's latest wait for input listens for by voice.
+    speech: Option<SpeechListen>,
     /// The caller's answer, waiting for the prompts to finish.
     held: Option<CallerInput>,
     record: Option<RecordRequest>,
@@ -1036,6 +1048,7 @@ impl Driver<'_> {
                     timeout: listen.timeout,
                 });
                 self.listen_seen = true;
+                self.speech.clone_from(&listen.speech);
                 self.listen = Some(listen);
             }
             Action::Record(request) => self.record = Some(request),
@@ -1142,13 +1155,14 @@ impl Driver<'_> {
                     }
                 }
             }
-            CallerInput::Say(utterance) => {
+            CallerInput::Say(words) => {
+                let (utterance, confidence) = self.caller.hear(&words, self.speech.as_ref());
                 self.barge_in();
                 self.session.handle_input(
                     self.now,
                     Input::Recognition {
                         utterance,
-                        confidence: 1.0,
+                        confidence,
                     },
                 );
             }

@@ -29,7 +29,7 @@ pub use prompt::{Clip, Prompt, PromptItem};
 pub use session::{
     Action, DEFAULT_CALL_SCRIPT_BUDGET, DEFAULT_MAX_FETCHES, DEFAULT_MAX_PROMPT_CHARS, Enctype,
     Error, Fetch, FetchFailure, FetchId, FetchPurpose, Fetched, FormFile, Heard, Input, Limits,
-    Listen, Method, RecordRequest, Recording, Session, SessionConfig, SessionEnd, TransferFailure,
-    TransferKind, TransferOutcome, TransferRequest,
+    Listen, Method, RecordRequest, Recording, Session, SessionConfig, SessionEnd, SpeechListen,
+    SpeechTiming, TransferFailure, TransferKind, TransferOutcome, TransferRequest,
 };
 pub use session_var::session_var_problem;

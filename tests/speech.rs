@@ -1,0 +1,136 @@
+//! Speech input end to end (issue 15): SIPp answers and, after the prompt, plays a phrase
+//! spoken by espeak-ng as G.711 µ-law RTP; Outdial's core hears it start and end, the
+//! recognizer (pocketsphinx with the field's grammar) recognises it, our SRGS engine gives
+//! it its meaning, and the application submits the value.
+
+use std::time::Duration;
+
+use outdial_tests::{AppServer, Outdial, Sipp, TempDir, form_pairs, speech_pcap};
+use serde_json::json;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Ends the call after the submit.
+const GOODBYE: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form><block><prompt>Thank you.</prompt><disconnect/></block></form>
+</vxml>
+"#;
+
+/// A yes/no question answered by voice (or key), then submitted with what was heard.
+const CONFIRM: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <property name="timeout" value="8s"/>
+  <form>
+    <field name="answer" type="boolean">
+      <prompt>Do you agree?</prompt>
+      <noinput><submit next="/submit" namelist="outcome"/></noinput>
+      <nomatch><assign name="outcome" expr="'nomatch'"/><submit next="/submit" namelist="outcome"/></nomatch>
+      <catch event="error.noresource"><assign name="outcome" expr="'noresource'"/><submit next="/submit" namelist="outcome"/></catch>
+      <filled>
+        <var name="mode" expr="lastresult$.inputmode"/>
+        <var name="heard" expr="lastresult$.utterance"/>
+        <submit next="/submit" namelist="answer mode heard"/>
+      </filled>
+    </field>
+    <var name="outcome" expr="'noinput'"/>
+  </form>
+</vxml>
+"#;
+
+/// A city from an inline SRGS grammar whose tags give the airport code.
+const CITY: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form>
+    <field name="city">
+      <prompt>Which city?</prompt>
+      <grammar mode="voice" version="1.0" root="city" tag-format="semantics/1.0"
+               xmlns="http://www.w3.org/2001/06/grammar" xml:lang="en-US">
+        <rule id="city" scope="public">
+          <one-of>
+            <item>boston <tag>out="BOS";</tag></item>
+            <item>chicago <tag>out="ORD";</tag></item>
+            <item>san francisco <tag>out="SFO";</tag></item>
+            <item>new york <tag>out="JFK";</tag></item>
+            <item>seattle <tag>out="SEA";</tag></item>
+          </one-of>
+        </rule>
+      </grammar>
+      <filled><submit next="/submit" namelist="city"/></filled>
+    </field>
+  </form>
+</vxml>
+"#;
+
+/// Places one call to SIPp speaking `phrase` `delay_ms` after the answer; the submits.
+async fn call_saying(app_doc: &str, phrase: &str, delay_ms: u32) -> Vec<Vec<(String, String)>> {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", app_doc);
+    app.vxml("/submit", GOODBYE);
+    let dir = TempDir::new("speech");
+    let pcap = speech_pcap(dir.path(), phrase, "en-us");
+    let sipp = Sipp::uas(
+        "answer_speak.xml",
+        &[
+            ("SPEECH_PCAP", pcap),
+            ("SPEAK_DELAY_MS", delay_ms.to_string()),
+        ],
+    );
+    let outdial = Outdial::start("");
+    let (status, created) = outdial
+        .create_call(&json!({ "to": sipp.uri("+15550001"), "url": app.url("/app.vxml") }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}\n{}", outdial.log());
+    assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+    let submits: Vec<_> = app
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/submit")
+        .map(|r| form_pairs(&r.body))
+        .collect();
+    assert_eq!(submits.len(), 1, "{submits:?}\n{}", outdial.log());
+    submits
+}
+
+fn value<'a>(submit: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    submit
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoken_yes_fills_a_boolean_field() {
+    let submits = call_saying(CONFIRM, "yes", 2500).await;
+    let submit = &submits[0];
+    assert_eq!(value(submit, "answer"), Some("true"), "{submit:?}");
+    assert_eq!(value(submit, "mode"), Some("voice"), "{submit:?}");
+    assert_eq!(value(submit, "heard"), Some("yes"), "{submit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoken_no_fills_it_false() {
+    let submits = call_saying(CONFIRM, "no", 2500).await;
+    assert_eq!(value(&submits[0], "answer"), Some("false"), "{submits:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_city_takes_its_meaning_from_the_grammar_tags() {
+    let submits = call_saying(CITY, "san francisco", 2500).await;
+    assert_eq!(value(&submits[0], "city"), Some("SFO"), "{submits:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_says_nothing_gets_noinput() {
+    // The line stays silent: its low noise never starts an utterance.
+    let submits = call_saying(CONFIRM, "", 1000).await;
+    assert_eq!(
+        value(&submits[0], "outcome"),
+        Some("noinput"),
+        "{submits:?}"
+    );
+}
