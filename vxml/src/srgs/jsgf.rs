@@ -158,10 +158,18 @@ pub(crate) fn alt(alts: Vec<Expr>) -> Expr {
 
 /// Alternatives, simplified: `VOID` ones vanish.
 pub(crate) fn weighted(alts: Vec<(Option<f32>, Expr)>) -> Expr {
-    let mut out: Vec<(Option<f32>, Expr)> = alts
-        .into_iter()
-        .filter(|(w, a)| *a != Expr::Void && w.is_none_or(|w| w > 0.0))
-        .collect();
+    let mut out: Vec<(Option<f32>, Expr)> = Vec::with_capacity(alts.len());
+    for (weight, a) in alts {
+        match (weight, a) {
+            (_, Expr::Void) => {}
+            (Some(w), _) if w <= 0.0 => {}
+            // `(a | b) | c` is `a | b | c` when no weights are involved.
+            (None, Expr::Alt(inner)) if inner.iter().all(|(w, _)| w.is_none()) => {
+                out.extend(inner);
+            }
+            (weight, a) => out.push((weight, a)),
+        }
+    }
     match out.len() {
         0 => Expr::Void,
         1 if out.first().is_some_and(|(w, _)| w.is_none()) => {
