@@ -33,3 +33,4 @@ pub use session::{
     SpeechTiming, TransferFailure, TransferKind, TransferOutcome, TransferRequest,
 };
 pub use session_var::session_var_problem;
+pub use srgs::{Grammar, Jsgf, JsgfError};

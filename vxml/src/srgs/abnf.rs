@@ -23,7 +23,8 @@ enum Tok {
     Rule(String),
     Uri(String),
     Angle(String),
-    Weight,
+    /// `/weight/`, its text.
+    Weight(String),
     Tag(String),
     Lang,
     Tilde,
@@ -128,10 +129,7 @@ impl<'t> Lexer<'t> {
                     _ => Tok::Tilde,
                 }
             }
-            '/' => {
-                self.until(1, "/", "a /weight/")?;
-                Tok::Weight
-            }
+            '/' => Tok::Weight(self.until(1, "/", "a /weight/")?.trim().to_owned()),
             '{' if self.rest.starts_with("{!{") => {
                 Tok::Tag(self.until(3, "}!}", "a {!{ tag")?.to_owned())
             }
@@ -498,21 +496,28 @@ impl Parser<'_> {
         if self.depth > MAX_DEPTH {
             return Err(self.error(format!("groups nest deeper than {MAX_DEPTH}")));
         }
-        let mut alts = vec![self.sequence()?];
+        let (weight, first) = self.sequence()?;
+        let mut alts = vec![first];
+        let mut weights = vec![weight];
         while self.peek()? == Some(Tok::Bar) {
             self.take()?;
-            alts.push(self.sequence()?);
+            let (weight, alt) = self.sequence()?;
+            alts.push(alt);
+            weights.push(weight);
         }
         self.depth -= 1;
         if alts.len() == 1 {
             Ok(alts.pop().unwrap_or_default())
         } else {
-            self.builder.push(Node::Alt(alts))
+            self.builder.alternatives(alts, &weights)
         }
     }
 
-    fn sequence(&mut self) -> Result<NodeId, GrammarError> {
-        if self.peek()? == Some(Tok::Weight) {
+    /// One alternative, with its weight if written.
+    fn sequence(&mut self) -> Result<(Option<f32>, NodeId), GrammarError> {
+        let mut weight = None;
+        if let Some(Tok::Weight(text)) = self.peek()? {
+            weight = text.parse::<f32>().ok();
             self.take()?;
         }
         let mut parts = Vec::new();
@@ -522,7 +527,7 @@ impl Parser<'_> {
         if parts.is_empty() {
             return Err(self.error("an alternative is empty; write $NULL for \"nothing\""));
         }
-        self.builder.seq(parts)
+        Ok((weight, self.builder.seq(parts)?))
     }
 
     /// A primary with its repeats and language attachments; `None` at a sequence end.
@@ -615,7 +620,7 @@ impl Parser<'_> {
                     max: Some(1),
                 })?
             }
-            Some(Tok::Weight) if !self.strict => {
+            Some(Tok::Weight(_)) if !self.strict => {
                 self.take()?;
                 return self.primary();
             }

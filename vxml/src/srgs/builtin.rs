@@ -2,9 +2,10 @@
 //!
 //! Builtins are matched by code rather than compiled to rules: each type checks a whole key
 //! (or word) sequence and says whether it is complete, could grow, is a prefix or is hopeless,
-//! and computes the value Appendix P prescribes. DTMF forms are exact; the voice forms cover
-//! the simple words (`yes`/`no`, digit names) and never match for the other types.
+//! and computes the value Appendix P prescribes. DTMF keys are read here; spoken words by
+//! [`super::voice`], whose phrases are those of each type's JSGF form (`jsgf/builtins.rs`).
 
+use super::voice::{self, Read};
 use super::{GrammarError, Mode, SemanticValue};
 
 /// A builtin grammar type with its parameters.
@@ -25,8 +26,6 @@ pub(crate) enum Builtin {
     Time,
     /// `phone`: digits with `*` standing for an extension `x`.
     Phone,
-    /// A voice type this platform does not recognise (never matches).
-    Unmatched,
 }
 
 /// How a builtin judges an input.
@@ -92,11 +91,7 @@ impl Builtin {
             "phone" => Self::Phone,
             _ => return Err(GrammarError::UnknownBuiltin(spec.to_owned())),
         };
-        Ok(match (mode, builtin) {
-            (Mode::Voice, b @ (Self::Boolean { .. } | Self::Digits { .. })) => b,
-            (Mode::Voice, _) => Self::Unmatched,
-            (Mode::Dtmf, b) => b,
-        })
+        Ok(builtin)
     }
 
     /// Judges `tokens` (lower-cased keys or words) in `mode`.
@@ -214,40 +209,24 @@ impl Builtin {
                 };
                 Extendable(SemanticValue::String(value))
             }
-            Self::Unmatched => NoMatch,
         }
     }
 
     fn judge_words(&self, words: &[&str]) -> BuiltinMatch {
-        use BuiltinMatch::{Complete, Extendable, NoMatch, Prefix};
-        match self {
-            Self::Boolean { .. } => match words {
-                [] => Prefix,
-                [w] if matches!(*w, "yes" | "yeah" | "yep" | "true" | "okay" | "ok" | "sure") => {
-                    Complete(SemanticValue::Bool(true))
-                }
-                [w] if matches!(*w, "no" | "nope" | "false") => {
-                    Complete(SemanticValue::Bool(false))
-                }
-                _ => NoMatch,
-            },
-            Self::Digits { min, max } => {
-                let digits: Option<String> = words.iter().map(|w| digit_word(w)).collect();
-                let Some(digits) = digits else {
-                    return NoMatch;
-                };
-                let len = digits.len();
-                if max.is_some_and(|m| len > m) {
-                    NoMatch
-                } else if len < *min.max(&1) {
-                    Prefix
-                } else if *max == Some(len) {
-                    Complete(SemanticValue::String(digits))
-                } else {
-                    Extendable(SemanticValue::String(digits))
-                }
-            }
-            _ => NoMatch,
+        let read = match self {
+            Self::Boolean { .. } => voice::boolean(words),
+            Self::Digits { min, max } => voice::digits(words, *min, *max),
+            Self::Number => voice::number(words),
+            Self::Currency => voice::currency(words),
+            Self::Date => voice::date(words),
+            Self::Time => voice::time(words),
+            Self::Phone => voice::phone(words),
+        };
+        match read {
+            Read::Value { value, more: false } => BuiltinMatch::Complete(value),
+            Read::Value { value, more: true } => BuiltinMatch::Extendable(value),
+            Read::Prefix => BuiltinMatch::Prefix,
+            Read::No => BuiltinMatch::NoMatch,
         }
     }
 }
@@ -278,22 +257,6 @@ fn decimal(keys: &str) -> Option<Decimal> {
             Some(Decimal::Whole(format!("{whole}.{f}")))
         }
     }
-}
-
-fn digit_word(word: &str) -> Option<char> {
-    Some(match word {
-        "zero" | "oh" | "0" => '0',
-        "one" | "1" => '1',
-        "two" | "2" => '2',
-        "three" | "3" => '3',
-        "four" | "4" => '4',
-        "five" | "5" => '5',
-        "six" | "6" => '6',
-        "seven" | "7" => '7',
-        "eight" | "8" => '8',
-        "nine" | "9" => '9',
-        _ => return None,
-    })
 }
 
 fn is_key_char(c: char) -> bool {
@@ -389,5 +352,16 @@ mod tests {
         assert_eq!(d.judge(&["four", "oh"], Mode::Voice), Complete(s("40")));
         let date = Builtin::parse("date", Mode::Voice).unwrap();
         assert_eq!(date.judge(&["today"], Mode::Voice), NoMatch);
+        assert_eq!(
+            date.judge(&["may", "fifth"], Mode::Voice),
+            Extendable(s("????0505"))
+        );
+        let time = Builtin::parse("time", Mode::Voice).unwrap();
+        assert_eq!(
+            time.judge(&["three", "thirty", "p", "m"], Mode::Voice),
+            Complete(s("0330p"))
+        );
+        let number = Builtin::parse("number", Mode::Voice).unwrap();
+        assert_eq!(number.judge(&["minus"], Mode::Voice), Prefix);
     }
 }

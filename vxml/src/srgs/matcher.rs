@@ -167,19 +167,15 @@ impl<'a> Matcher<'a> {
         };
         let omega = self.omega;
         match model.node(node) {
-            Node::Token { words, .. } => {
+            Node::Token { words, spoken, .. } => {
                 if pos == omega {
                     return bit(omega);
                 }
-                let mut at = pos;
-                for word in words {
-                    match self.tokens.get(at) {
-                        None => return bit(omega),
-                        Some(token) if token == word => at += 1,
-                        Some(_) => return 0,
-                    }
+                let written = self.words_end(words, pos);
+                match spoken {
+                    Some(spoken) => written | self.words_end(spoken, pos),
+                    None => written,
                 }
-                bit(at)
             }
             Node::Tag(_) | Node::Null => bit(pos),
             Node::Void => 0,
@@ -223,6 +219,20 @@ impl<'a> Matcher<'a> {
         }
     }
 
+    /// Where `words` in order, from `pos` (not ω), end: nowhere, a position, or ω when the
+    /// input ends inside them.
+    fn words_end(&self, words: &[String], pos: usize) -> Set {
+        let mut at = pos;
+        for word in words {
+            match self.tokens.get(at) {
+                None => return bit(self.omega),
+                Some(token) if token == word => at += 1,
+                Some(_) => return 0,
+            }
+        }
+        bit(at)
+    }
+
     /// Position sets after 0, 1, 2, … repetitions of `body` from `pos`. `true` when the last
     /// set repeats for ever (a fixed point), `false` when it is the last reachable one.
     fn levels(&mut self, g: u16, body: NodeId, max: Option<u32>, pos: usize) -> (Vec<Set>, bool) {
@@ -248,11 +258,7 @@ impl<'a> Matcher<'a> {
 
     fn builtin_ends(&self, builtin: &Builtin, mode: Mode, pos: usize) -> Set {
         if pos == self.omega {
-            return if matches!(builtin, Builtin::Unmatched) {
-                0
-            } else {
-                bit(self.omega)
-            };
+            return bit(self.omega);
         }
         let mut set = 0;
         for end in pos..=self.n() {

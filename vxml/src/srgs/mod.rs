@@ -11,19 +11,26 @@
 //! - `xml`, `abnf`: the two forms → the rule graph (`model`).
 //! - `matcher`: memoised chart over (expansion, position) → parse tree ([`ParseNode`]).
 //! - `sisr`: parse tree → semantic value (literal, or a generated ECMAScript program).
-//! - `builtin`: boolean, digits, number, currency, date, time, phone.
+//! - `builtin`: boolean, digits, number, currency, date, time, phone (keys); `voice`: their
+//!   spoken forms.
+//! - `spoken` and `jsgf`: a voice grammar as JSGF for a speech recogniser
+//!   ([`Grammar::to_jsgf`]); `spoken` spells written tokens as the words a recogniser returns.
 
 mod abnf;
 mod builtin;
+mod jsgf;
 mod matcher;
 mod model;
 mod sisr;
+mod spoken;
 mod tree;
+mod voice;
 mod xml;
 
 use std::sync::Arc;
 
 use builtin::{Builtin, BuiltinMatch};
+pub use jsgf::{EXPAND_LIMIT, Jsgf, JsgfError, MAX_JSGF_BYTES, MAX_JSGF_DEPTH};
 use model::{Form, Model};
 pub use tree::{ParseNode, RuleMatch, RuleName};
 
@@ -223,7 +230,8 @@ impl Grammar {
 
     /// A VoiceXML builtin by `type` value: `digits?minlength=3;maxlength=5`,
     /// `boolean?y=7;n=9`, `number`, `currency`, `date`, `time`, `phone` (VoiceXML 2.0
-    /// Appendix P) in `mode`. Voice forms match simple words (boolean, digits) or nothing.
+    /// Appendix P) in `mode`. Voice forms read spoken phrases (`march third`, `three thirty
+    /// p m`; see [`Grammar::to_jsgf`] for what a recogniser is given).
     pub fn builtin(spec: &str, mode: Mode) -> Result<Self, GrammarError> {
         Ok(Self {
             kind: Kind::Builtin {

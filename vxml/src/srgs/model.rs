@@ -57,11 +57,17 @@ impl TagFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Node {
     /// A token (§2.1): one or more words that must appear in order. `text` is as written
-    /// (whitespace normalised); `words` are the lower-cased words matched against input.
-    Token { text: String, words: Vec<String> },
+    /// (whitespace normalised); `words` are the lower-cased words matched against input;
+    /// `spoken`, for a voice token not written as plain words (`3`, `U.S.A.`), the words a
+    /// recogniser returns for it (`three`, `u s a`), matched too ([`super::spoken`]).
+    Token {
+        text: String,
+        words: Vec<String>,
+        spoken: Option<Vec<String>>,
+    },
     /// Expansions in order (§2.3).
     Seq(Vec<NodeId>),
-    /// Alternatives (§2.4), weights accepted and kept for nothing but the record.
+    /// Alternatives (§2.4); their weights, if any, are in [`Model::weights`].
     Alt(Vec<NodeId>),
     /// `repeat="m-n"` / `<m-n>` (§2.5); `max: None` is unbounded.
     Repeat {
@@ -128,6 +134,9 @@ pub(crate) struct Model {
     pub(crate) tag_format: TagFormat,
     /// `<meta name content>` / `meta 'n' is 'c';` pairs in document order (§4.11.1).
     pub(crate) metas: Vec<(String, String)>,
+    /// Weights of the alternatives of an `Alt` node, when any was given (§2.4.1; an
+    /// alternative without one weighs 1). Only speech recognition uses them.
+    pub(crate) weights: HashMap<NodeId, Vec<f32>>,
 }
 
 impl Model {
@@ -140,6 +149,11 @@ impl Model {
     /// The rule named `name`.
     pub(crate) fn rule_named(&self, name: &str) -> Option<usize> {
         self.rules.iter().position(|rule| rule.name == name)
+    }
+
+    /// The weights of the alternatives of `Alt` node `id`, if given.
+    pub(crate) fn weights_of(&self, id: NodeId) -> Option<&[f32]> {
+        self.weights.get(&id).map(Vec::as_slice)
     }
 
     /// Every external reference in the grammar.
@@ -168,6 +182,7 @@ pub(crate) struct Builder {
     pending: Vec<(NodeId, String, u32)>,
     rules: Vec<(Rule, u32)>,
     pub(crate) metas: Vec<(String, String)>,
+    weights: HashMap<NodeId, Vec<f32>>,
 }
 
 impl Builder {
@@ -179,6 +194,7 @@ impl Builder {
             pending: Vec::new(),
             rules: Vec::new(),
             metas: Vec::new(),
+            weights: HashMap::new(),
         }
     }
 
@@ -201,11 +217,36 @@ impl Builder {
         if words.is_empty() {
             return Ok(None);
         }
-        let text = match mode {
-            Mode::Dtmf => words.join(" "),
-            Mode::Voice => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        let (text, spoken) = match mode {
+            Mode::Dtmf => (words.join(" "), None),
+            Mode::Voice => (
+                text.split_whitespace().collect::<Vec<_>>().join(" "),
+                super::spoken::spoken_words(&words).filter(|s| !s.is_empty()),
+            ),
         };
-        self.push(Node::Token { text, words }).map(Some)
+        self.push(Node::Token {
+            text,
+            words,
+            spoken,
+        })
+        .map(Some)
+    }
+
+    /// Adds alternatives with their weights as written (`None`: not given or not a number).
+    pub(crate) fn alternatives(
+        &mut self,
+        alts: Vec<NodeId>,
+        weights: &[Option<f32>],
+    ) -> Result<NodeId, GrammarError> {
+        let id = self.push(Node::Alt(alts))?;
+        if weights.iter().any(Option::is_some) {
+            let weights = weights
+                .iter()
+                .map(|w| w.filter(|w| w.is_finite() && *w >= 0.0).unwrap_or(1.0))
+                .collect();
+            self.weights.insert(id, weights);
+        }
+        Ok(id)
     }
 
     /// Adds a rule reference.
@@ -318,6 +359,7 @@ impl Builder {
             nodes: self.nodes,
             tag_format,
             metas: self.metas,
+            weights: self.weights,
         };
         check_left_recursion(&model)?;
         Ok(model)

@@ -263,9 +263,14 @@ impl Reader<'_> {
             }
             "one-of" => {
                 let mut alternatives = Vec::new();
+                let mut weights = Vec::new();
                 for item in node.children().filter(|n| is_grammar_element(n, "item")) {
                     if let Some(alt) = self.element(item, b, depth + 1)? {
                         alternatives.push(alt);
+                        weights.push(
+                            item.attribute("weight")
+                                .and_then(|w| w.trim().parse::<f32>().ok()),
+                        );
                     }
                 }
                 if alternatives.is_empty() {
@@ -277,7 +282,7 @@ impl Reader<'_> {
                 if alternatives.len() == 1 {
                     alternatives.pop().unwrap_or_default()
                 } else {
-                    b.push(Node::Alt(alternatives))?
+                    b.alternatives(alternatives, &weights)?
                 }
             }
             "token" => {
