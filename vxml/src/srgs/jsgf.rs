@@ -30,6 +30,7 @@
 //! - Limits: at most [`MAX_JSGF_BYTES`] of output and [`MAX_JSGF_DEPTH`] nested expansions.
 
 mod builtins;
+mod union;
 
 use std::collections::{HashMap, HashSet};
 
