@@ -42,8 +42,10 @@ use outdial_vxml::caller::{
     self, AudioPlay, Caller, CallerInput, Entry, Fetcher, RunLimits, Transcript, TransferAnswer,
     default_transfer_outcome, parse_transfer_answer,
 };
+use outdial_vxml::srgs::Jsgf;
 use outdial_vxml::{
-    Fetch, FetchFailure, Fetched, Limits, Session, SessionConfig, SessionEnd, TransferRequest,
+    Fetch, FetchFailure, Fetched, Limits, Session, SessionConfig, SessionEnd, SpeechListen,
+    TransferRequest,
 };
 
 const IR_DIR: &str = concat!(
@@ -309,6 +311,83 @@ impl Fetcher for IrFetcher {
 /// Does what the prompts say.
 struct IrCaller {
     transfer: Option<TransferAnswer>,
+    /// Speaks the words into the real recognizer (the audio lane), or says them as text.
+    ear: Option<AudioEar>,
+}
+
+/// The audio lane: each utterance is synthesised by espeak-ng, sent through G.711 µ-law and
+/// recognised by Outdial's recognizer with the field's voice grammars translated to JSGF, by
+/// `outdial speech recognize` (the binary built beside this test, as `.ci/run` builds it).
+struct AudioEar {
+    outdial: PathBuf,
+    dir: PathBuf,
+    /// What was said and what was recognised, for the report.
+    heard: Vec<(String, String, f32)>,
+}
+
+impl AudioEar {
+    fn new(test: &str) -> Self {
+        // invariant: a test executable always has a path; it lives in <target>/<profile>/deps/.
+        let exe = std::env::current_exe().expect("test executable path");
+        let outdial = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in <target>/<profile>/deps")
+            .join("outdial");
+        assert!(
+            outdial.exists(),
+            "{} is missing: the audio lane recognises through it; build it first with \
+             `cargo build -p outdial-control --bin outdial` (.ci/run does)",
+            outdial.display()
+        );
+        let dir = std::env::temp_dir().join(format!(
+            "outdial-ir-audio-{}-{}",
+            std::process::id(),
+            test.replace('/', "-")
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self {
+            outdial,
+            dir,
+            heard: Vec::new(),
+        }
+    }
+
+    fn recognise(&mut self, words: &str, speech: &SpeechListen) -> (String, f32) {
+        let parts: Vec<_> = speech
+            .grammars
+            .iter()
+            .filter_map(|g| g.to_jsgf().ok())
+            .collect();
+        let jsgf = Jsgf::union(&parts).expect("a voice grammar translates to JSGF");
+        let grammar = self.dir.join(format!("{:016x}.gram", jsgf.key));
+        std::fs::write(&grammar, &jsgf.text).expect("write grammar");
+        let output = std::process::Command::new(&self.outdial)
+            .args(["speech", "recognize", "--law", "pcmu", "--jsgf"])
+            .arg(&grammar)
+            .arg("--say")
+            .arg(words)
+            .output()
+            .expect("run outdial speech recognize");
+        assert!(
+            output.status.success(),
+            "outdial speech recognize failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // One line: confidence, a tab, the words recognised.
+        let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let (confidence, text) = line.split_once('\t').unwrap_or((line.as_str(), ""));
+        let confidence = confidence.parse::<f32>().unwrap_or(0.0);
+        self.heard
+            .push((words.to_owned(), text.to_owned(), confidence));
+        (text.to_owned(), confidence)
+    }
+}
+
+impl Drop for AudioEar {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The caller action a prompt asks for, if it is an instruction.
@@ -372,6 +451,13 @@ impl Caller for IrCaller {
             .rev()
             .find_map(|t| instruction(t, voice))
             .unwrap_or(CallerInput::NoInput)
+    }
+
+    fn hear(&mut self, words: &str, speech: Option<&SpeechListen>) -> (String, f32) {
+        match (&mut self.ear, speech) {
+            (Some(ear), Some(speech)) => ear.recognise(words, speech),
+            _ => (words.to_owned(), 1.0),
+        }
     }
 
     fn transfer(&mut self, request: &TransferRequest, _transcript: &Transcript) -> TransferAnswer {
@@ -562,6 +648,17 @@ fn run_test(
     transfers: &BTreeMap<String, String>,
     judging: &Judging,
 ) -> (Verdict, String, Transcript) {
+    let (verdict, reason, transcript, _) = run_test_with(test, transfers, judging, None);
+    (verdict, reason, transcript)
+}
+
+/// Runs one test, its caller speaking through `ear` when given; what the ear heard.
+fn run_test_with(
+    test: &Test,
+    transfers: &BTreeMap<String, String>,
+    judging: &Judging,
+    ear: Option<AudioEar>,
+) -> (Verdict, String, Transcript, Vec<(String, String, f32)>) {
     let converted = Path::new(IR_DIR).join("converted");
     let Location { url, folders, note } = locate(test);
     let start = Instant::now();
@@ -582,6 +679,7 @@ fn run_test(
                 Verdict::Fail,
                 format!("session refused: {e}"),
                 Transcript::default(),
+                Vec::new(),
             );
         }
     };
@@ -591,10 +689,15 @@ fn run_test(
             .unwrap_or_else(|| panic!("transfers.tsv: {}: bad answer {answer:?}", test.id))
     });
     let mut fetcher = IrFetcher { converted, folders };
-    let mut caller = IrCaller { transfer };
+    let mut caller = IrCaller { transfer, ear };
     let transcript = caller::run(session, start, &mut fetcher, &mut caller, LIMITS);
     let (verdict, reason) = verdict(&transcript, judging);
-    (verdict, format!("{reason}{note}"), transcript)
+    let heard = caller
+        .ear
+        .as_mut()
+        .map(|ear| std::mem::take(&mut ear.heard))
+        .unwrap_or_default();
+    (verdict, format!("{reason}{note}"), transcript, heard)
 }
 
 fn run_all(
@@ -881,6 +984,65 @@ fn write_report(outcomes: &[Outcome], judged: &BTreeMap<String, String>, elapsed
     let _ = writeln!(md, "{srgs}");
     std::fs::write(REPORT, md).unwrap_or_else(|e| panic!("cannot write {REPORT}: {e}"));
     println!("wrote {REPORT}");
+}
+
+/// The speech lane with audio: every IR test whose caller speaks (`speech:` in INDEX.tsv's
+/// input column) runs with its words synthesised by espeak-ng, sent through G.711 µ-law and
+/// recognised by Outdial's recognizer with the field's grammars, instead of handed over as
+/// text. Each must pass as it does in the text lane.
+#[test]
+fn w3c_ir_speech_tests_with_audio() {
+    let tests = load_tests();
+    let not_applicable = read_table("not-applicable.tsv");
+    let judged = read_table("judged.tsv");
+    let expected = read_table("expected-failures.tsv");
+    let transfers = read_table("transfers.tsv");
+    let speech: Vec<&Test> = tests
+        .iter()
+        .filter(|t| t.input.contains("speech:"))
+        .filter(|t| !not_applicable.contains_key(&t.id) && !expected.contains_key(&t.id))
+        .collect();
+    assert!(
+        speech.len() >= 10,
+        "the speech lane lost its tests: {}",
+        speech.len()
+    );
+    let mut failed = Vec::new();
+    for test in &speech {
+        let judging =
+            judging_of(test, &judged).unwrap_or_else(|e| panic!("judged.tsv: {}: {e}", test.id));
+        let ear = AudioEar::new(&test.id);
+        let (verdict, reason, _, heard) = run_test_with(test, &transfers, &judging, Some(ear));
+        let heard: Vec<String> = heard
+            .iter()
+            .map(|(said, got, confidence)| format!("{said:?} → {got:?} ({confidence:.2})"))
+            .collect();
+        println!(
+            "{:<12} {:<4} {}",
+            test.id,
+            verdict.label(),
+            heard.join(", ")
+        );
+        assert!(
+            !heard.is_empty(),
+            "{}: nothing went through the recognizer",
+            test.id
+        );
+        if verdict != Verdict::Pass {
+            failed.push(format!(
+                "{}: {} [{}]",
+                test.id,
+                one_line(&reason, 200),
+                heard.join(", ")
+            ));
+        }
+    }
+    println!(
+        "speech lane with audio: {} of {} pass",
+        speech.len() - failed.len(),
+        speech.len()
+    );
+    assert!(failed.is_empty(), "with audio:\n{}", failed.join("\n"));
 }
 
 fn bless(outcomes: &[Outcome]) {
