@@ -9,7 +9,8 @@
 //!
 //! - Tokens become the words a recogniser's dictionary spells (`3` → `three`, `U.S.A.` →
 //!   `u s a`; [`super::spoken`]); the SRGS matcher accepts those words for the token too.
-//! - one-of → `|`, with `/weight/` when the grammar gives weights; ruleref → `<rule>` (rules
+//! - one-of → `|`, with `/weight/` when the grammar gives weights (an alternative of weight
+//!   0 is dropped); ruleref → `<rule>` (rules
 //!   of external grammars and builtins become extra rules with mangled names); `NULL` →
 //!   `<NULL>`; tags → nothing.
 //! - `VOID`, and everything that can only match through it, is removed (sphinxbase turns a
@@ -629,16 +630,29 @@ fn check_recursion(rules: &[Expr], reachable: &[usize], names: &[String]) -> Res
                 .get(r)
                 .is_some_and(|c| Some(c) == component.get(to));
             if same && !tail {
-                let name = names.get(to).map_or("?", String::as_str);
-                let name = name
-                    .strip_prefix("r_")
-                    .or_else(|| name.split_once('_').map(|(_, rest)| rest))
-                    .unwrap_or(name);
-                return Err(JsgfError::Recursive(name.to_owned()));
+                // Name a grammar rule of the cycle (not a helper made for a repeat).
+                let cycle = component.get(to);
+                let rule = std::iter::once(to)
+                    .chain(reachable.iter().copied())
+                    .filter(|&r| component.get(r) == cycle)
+                    .filter_map(|r| names.get(r))
+                    .find_map(|name| grammar_rule_name(name))
+                    .unwrap_or("?");
+                return Err(JsgfError::Recursive(rule.to_owned()));
             }
         }
     }
     Ok(())
+}
+
+/// The SRGS rule name inside a mangled JSGF rule name (`r_main`, `x2_city`), if it is one.
+fn grammar_rule_name(mangled: &str) -> Option<&str> {
+    if let Some(name) = mangled.strip_prefix("r_") {
+        return Some(name);
+    }
+    let (prefix, name) = mangled.split_once('_')?;
+    let digits = prefix.strip_prefix('x')?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(name)
 }
 
 /// Strongly connected components (Kosaraju, iterative): a component number per rule.

@@ -102,6 +102,11 @@ fn recursion_only_at_the_end() {
         abnf("#ABNF 1.0;\nlanguage en;\n$m = a ($m)<0-> | b;").to_jsgf(),
         Err(JsgfError::Recursive("m".into()))
     );
+    // Through a helper rule made for a repeat, the grammar's rule is named.
+    assert_eq!(
+        abnf("#ABNF 1.0;\nlanguage en;\n$top = $m;\n$m = (a [$m] | b)<2-3>;").to_jsgf(),
+        Err(JsgfError::Recursive("m".into()))
+    );
 }
 
 #[test]
@@ -130,6 +135,18 @@ fn tokens_are_spoken_and_the_matcher_accepts_what_was_spoken() {
             matches!(g.match_tokens(&words), Match::Complete(i) if i.value == SemanticValue::String("ok".into())),
             "{said}"
         );
+    }
+}
+
+#[test]
+fn without_tags_the_value_is_the_token_as_written() {
+    let g = abnf("#ABNF 1.0;\nlanguage en;\n$m = gate 3;");
+    match g.match_tokens(&["gate", "three"]) {
+        Match::Complete(i) => {
+            assert_eq!(i.utterance, "gate three");
+            assert_eq!(i.value, SemanticValue::String("gate 3".into()));
+        }
+        other => panic!("{other:?}"),
     }
 }
 
