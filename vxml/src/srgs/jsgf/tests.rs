@@ -174,6 +174,27 @@ fn externals_and_builtins_become_rules() {
 }
 
 #[test]
+fn a_union_accepts_what_any_voice_grammar_accepts() {
+    let a = abnf("#ABNF 1.0;\nlanguage en;\n$m = yes please | $<builtin:voice/boolean>;");
+    let b = abnf("#ABNF 1.0;\nlanguage en;\n$m = no [$m];");
+    let dtmf = abnf("#ABNF 1.0;\nmode dtmf;\n$m = 1;");
+    let boolean = Grammar::builtin("boolean", Mode::Voice).unwrap();
+    let out = jsgf_union(&[&a, &dtmf, &b, &boolean]).unwrap().text;
+    assert!(
+        out.contains("public <root> = <g0_r_m> | <g2_r_m> | <b_boolean>;"),
+        "{out}"
+    );
+    assert!(out.contains("<g2_r_m> = no [<g2_r_m>];"), "{out}");
+    assert_eq!(out.matches("<b_boolean> = ").count(), 1, "{out}");
+    assert_eq!(jsgf_union(&[&dtmf]), Err(JsgfError::Dtmf));
+    let bad = abnf("#ABNF 1.0;\nlanguage en;\n$m = a [$m] b;");
+    assert_eq!(
+        jsgf_union(&[&a, &bad]),
+        Err(JsgfError::Recursive("m".into()))
+    );
+}
+
+#[test]
 fn dtmf_and_rootless_grammars_are_refused() {
     assert_eq!(
         abnf("#ABNF 1.0;\nmode dtmf;\n$k = 1;").to_jsgf(),
@@ -280,7 +301,8 @@ fn builtin_forms_say_what_the_readers_read() {
         let Kind::Builtin { builtin, .. } = &grammar.kind else {
             unreachable!()
         };
-        let mut t = Translator::new(&grammar);
+        let mut t = Translator::new();
+        t.load(&grammar, String::new());
         let root = builtins::form(&mut t, builtin);
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
