@@ -770,8 +770,12 @@ fn strongly_connected(edges: &[Vec<(usize, bool)>], nodes: &[usize]) -> Vec<usiz
     component
 }
 
-/// Writes `e`; `top` when it is a whole rule body (alternatives need no parentheses).
+/// Writes `e`; `top` when it is a whole rule body (alternatives need no parentheses). Stops
+/// early once `out` is over [`MAX_JSGF_BYTES`] (the caller refuses it).
 fn render(e: &Expr, names: &[String], out: &mut String, words: &mut Vec<String>, top: bool) {
+    if out.len() > MAX_JSGF_BYTES {
+        return;
+    }
     match e {
         Expr::Word(w) => {
             out.push_str(w);
