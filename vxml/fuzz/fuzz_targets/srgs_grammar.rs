@@ -2,11 +2,13 @@
 //!
 //! Layout: the first byte picks the form and mode handling; the input up to the first 0x00
 //! is the grammar text; the rest are tokens (split on whitespace, at most 40). No input may
-//! panic, and every match must finish (the matcher is memoised and budgeted).
+//! panic, and every match must finish (the matcher is memoised and budgeted). A voice
+//! grammar's JSGF form ([`Grammar::to_jsgf`]) stays within its size limit and is made of
+//! plain words; the tokens also go through a voice builtin's reader.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outdial_vxml::srgs::{Grammar, Match, best_match};
+use outdial_vxml::srgs::{Grammar, MAX_JSGF_BYTES, Match, Mode, best_match};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
@@ -48,5 +50,20 @@ fuzz_target!(|data: &[u8]| {
     let digits = Grammar::builtin("digits", grammar.mode());
     if let Ok(digits) = digits {
         let _ = best_match(&[&grammar, &digits], &tokens);
+    }
+    if let Ok(jsgf) = grammar.to_jsgf() {
+        assert!(jsgf.text.len() <= MAX_JSGF_BYTES);
+        assert!(jsgf.text.starts_with("#JSGF V1.0;\ngrammar outdial;\npublic <root> = "));
+        for word in &jsgf.words {
+            assert!(!word.is_empty());
+            assert!(word.chars().all(|c| c.is_alphanumeric() || c == '\''), "{word:?}");
+        }
+    }
+    let builtins = ["boolean", "digits?minlength=2", "number", "currency", "date", "time", "phone"];
+    let spec = builtins[usize::from(selector >> 3) % builtins.len()];
+    if let Ok(builtin) = Grammar::builtin(spec, Mode::Voice) {
+        for end in 0..=tokens.len() {
+            let _ = builtin.match_tokens(&tokens[..end]);
+        }
     }
 });

@@ -9,7 +9,8 @@
 //!
 //! - Tokens become the words a recogniser's dictionary spells (`3` → `three`, `U.S.A.` →
 //!   `u s a`; [`super::spoken`]); the SRGS matcher accepts those words for the token too.
-//! - one-of → `|`, with `/weight/` when the grammar gives weights; ruleref → `<rule>` (rules
+//! - one-of → `|`, with `/weight/` when the grammar gives weights (an alternative of weight
+//!   0 is dropped); ruleref → `<rule>` (rules
 //!   of external grammars and builtins become extra rules with mangled names); `NULL` →
 //!   `<NULL>`; tags → nothing.
 //! - `VOID`, and everything that can only match through it, is removed (sphinxbase turns a
@@ -51,8 +52,9 @@ pub const MAX_JSGF_DEPTH: usize = 300;
 pub struct Jsgf {
     /// The JSGF text: `#JSGF V1.0;`, `grammar outdial;`, `public <root> = …;` and its rules.
     pub text: String,
-    /// Every word the grammar uses, sorted, without duplicates (check them against the
-    /// recogniser's dictionary).
+    /// Every word the grammar uses, sorted, without duplicates. Check them against the
+    /// recogniser's dictionary: pocketsphinx refuses a grammar with a word it has no
+    /// pronunciation for ("The word 'x' is missing in the dictionary").
     pub words: Vec<String>,
     /// A stable 64-bit hash (FNV-1a) of `text`, for caches.
     pub key: u64,
@@ -215,11 +217,14 @@ struct JRule {
     body: Expr,
 }
 
-/// Builds the JSGF rules of one grammar.
+/// Builds JSGF rules: those of one grammar at a time ([`Translator::load`]), sharing the
+/// builtins' rules.
 pub(crate) struct Translator<'g> {
-    /// Model 0 is the grammar itself, then the linked ones.
+    /// Model 0 is the grammar being translated (if SRGS), then its linked ones.
     models: Vec<&'g Model>,
     urls: Vec<Option<&'g url::Url>>,
+    /// Prepended to the names of the grammar's rules (`g1_` in a union).
+    scope: String,
     rules: Vec<JRule>,
     names: HashSet<String>,
     srgs: HashMap<(usize, usize), usize>,
@@ -229,20 +234,11 @@ pub(crate) struct Translator<'g> {
 }
 
 impl<'g> Translator<'g> {
-    fn new(grammar: &'g Grammar) -> Self {
-        let mut models = Vec::new();
-        let mut urls = Vec::new();
-        if let Kind::Srgs(model) = &grammar.kind {
-            models.push(model.as_ref());
-            urls.push(None);
-        }
-        for (url, model) in &grammar.linked {
-            models.push(model.as_ref());
-            urls.push(Some(url));
-        }
+    fn new() -> Self {
         Self {
-            models,
-            urls,
+            models: Vec::new(),
+            urls: Vec::new(),
+            scope: String::new(),
             rules: Vec::new(),
             names: HashSet::new(),
             srgs: HashMap::new(),
@@ -250,6 +246,49 @@ impl<'g> Translator<'g> {
             pending: Vec::new(),
             depth: 0,
         }
+    }
+
+    /// Starts on `grammar`, its rules named with `scope` first.
+    fn load(&mut self, grammar: &'g Grammar, scope: String) {
+        self.models.clear();
+        self.urls.clear();
+        self.srgs.clear();
+        self.pending.clear();
+        self.scope = scope;
+        if let Kind::Srgs(model) = &grammar.kind {
+            self.models.push(model.as_ref());
+            self.urls.push(None);
+        }
+        for (url, model) in &grammar.linked {
+            self.models.push(model.as_ref());
+            self.urls.push(Some(url));
+        }
+    }
+
+    /// The root expansion of the loaded `grammar`, its rules translated.
+    fn root(&mut self, grammar: &'g Grammar) -> Result<Expr, JsgfError> {
+        let root = match &grammar.kind {
+            Kind::Builtin { builtin, .. } => builtins::form(self, builtin),
+            Kind::Srgs(model) => match model.root {
+                Some(root) => self.srgs_rule(0, root),
+                None => {
+                    let public: Vec<usize> = model
+                        .rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.public)
+                        .map(|(i, _)| i)
+                        .collect();
+                    if public.is_empty() {
+                        return Err(JsgfError::NoRoot);
+                    }
+                    let alts = public.into_iter().map(|r| self.srgs_rule(0, r)).collect();
+                    alt(alts)
+                }
+            },
+        };
+        self.drain()?;
+        Ok(root)
     }
 
     /// A new rule with a unique name made from `prefix` and `name`.
@@ -336,9 +375,9 @@ impl<'g> Translator<'g> {
             .map_or("", |r| r.name.as_str())
             .to_owned();
         let prefix = if g == 0 {
-            "r_".to_owned()
+            format!("{}r_", self.scope)
         } else {
-            format!("x{g}_")
+            format!("{}x{g}_", self.scope)
         };
         let index = self.add_rule(&prefix, &name, Expr::Void);
         self.srgs.insert((g, rule), index);
@@ -457,30 +496,32 @@ impl Grammar {
         if self.mode() == Mode::Dtmf {
             return Err(JsgfError::Dtmf);
         }
-        let mut t = Translator::new(self);
-        let root = match &self.kind {
-            Kind::Builtin { builtin, .. } => builtins::form(&mut t, builtin),
-            Kind::Srgs(model) => match model.root {
-                Some(root) => t.srgs_rule(0, root),
-                None => {
-                    let public: Vec<usize> = model
-                        .rules
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| r.public)
-                        .map(|(i, _)| i)
-                        .collect();
-                    if public.is_empty() {
-                        return Err(JsgfError::NoRoot);
-                    }
-                    let alts = public.into_iter().map(|r| t.srgs_rule(0, r)).collect();
-                    alt(alts)
-                }
-            },
-        };
-        t.drain()?;
+        let mut t = Translator::new();
+        t.load(self, String::new());
+        let root = t.root(self)?;
         finish(t, root)
     }
+}
+
+/// The voice grammars among `grammars` (all active at once, as a field's, its form's and
+/// document's grammars are) as one JSGF whose root accepts what any of them accepts; DTMF
+/// grammars are left out. Each grammar's rules are named with `g<i>_` (its index here)
+/// first; builtins' rules are shared. An error in any voice grammar fails the whole (call
+/// [`Grammar::to_jsgf`] on each to see which); without a voice grammar it is
+/// [`JsgfError::Dtmf`].
+pub fn jsgf_union(grammars: &[&Grammar]) -> Result<Jsgf, JsgfError> {
+    let mut t = Translator::new();
+    let mut roots = Vec::new();
+    for (i, grammar) in grammars.iter().enumerate() {
+        if grammar.mode() == Mode::Voice {
+            t.load(grammar, format!("g{i}_"));
+            roots.push(t.root(grammar)?);
+        }
+    }
+    if roots.is_empty() {
+        return Err(JsgfError::Dtmf);
+    }
+    finish(t, alt(roots))
 }
 
 /// Prunes rules that cannot match, checks recursion, renders.
@@ -630,16 +671,35 @@ fn check_recursion(rules: &[Expr], reachable: &[usize], names: &[String]) -> Res
                 .get(r)
                 .is_some_and(|c| Some(c) == component.get(to));
             if same && !tail {
-                let name = names.get(to).map_or("?", String::as_str);
-                let name = name
-                    .strip_prefix("r_")
-                    .or_else(|| name.split_once('_').map(|(_, rest)| rest))
-                    .unwrap_or(name);
-                return Err(JsgfError::Recursive(name.to_owned()));
+                // Name a grammar rule of the cycle (not a helper made for a repeat).
+                let cycle = component.get(to);
+                let rule = std::iter::once(to)
+                    .chain(reachable.iter().copied())
+                    .filter(|&r| component.get(r) == cycle)
+                    .filter_map(|r| names.get(r))
+                    .find_map(|name| grammar_rule_name(name))
+                    .unwrap_or("?");
+                return Err(JsgfError::Recursive(rule.to_owned()));
             }
         }
     }
     Ok(())
+}
+
+/// The SRGS rule name inside a mangled JSGF rule name (`r_main`, `x2_city`), if it is one.
+fn grammar_rule_name(mangled: &str) -> Option<&str> {
+    // A union's scope first: `g2_`.
+    let mangled = mangled
+        .strip_prefix('g')
+        .and_then(|rest| rest.split_once('_'))
+        .filter(|(digits, _)| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(mangled, |(_, rest)| rest);
+    if let Some(name) = mangled.strip_prefix("r_") {
+        return Some(name);
+    }
+    let (prefix, name) = mangled.split_once('_')?;
+    let digits = prefix.strip_prefix('x')?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(name)
 }
 
 /// Strongly connected components (Kosaraju, iterative): a component number per rule.
@@ -711,8 +771,12 @@ fn strongly_connected(edges: &[Vec<(usize, bool)>], nodes: &[usize]) -> Vec<usiz
     component
 }
 
-/// Writes `e`; `top` when it is a whole rule body (alternatives need no parentheses).
+/// Writes `e`; `top` when it is a whole rule body (alternatives need no parentheses). Stops
+/// early once `out` is over [`MAX_JSGF_BYTES`] (the caller refuses it).
 fn render(e: &Expr, names: &[String], out: &mut String, words: &mut Vec<String>, top: bool) {
+    if out.len() > MAX_JSGF_BYTES {
+        return;
+    }
     match e {
         Expr::Word(w) => {
             out.push_str(w);

@@ -30,8 +30,9 @@ mod xml;
 use std::sync::Arc;
 
 use builtin::{Builtin, BuiltinMatch};
-pub use jsgf::{EXPAND_LIMIT, Jsgf, JsgfError, MAX_JSGF_BYTES, MAX_JSGF_DEPTH};
+pub use jsgf::{EXPAND_LIMIT, Jsgf, JsgfError, MAX_JSGF_BYTES, MAX_JSGF_DEPTH, jsgf_union};
 use model::{Form, Model};
+pub use spoken::spoken_form;
 pub use tree::{ParseNode, RuleMatch, RuleName};
 
 /// The input mode of a grammar (SRGS 1.0 §4.6).

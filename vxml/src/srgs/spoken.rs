@@ -9,7 +9,8 @@
 //! words a recogniser returns for a JSGF made from the grammar are matched by the grammar
 //! itself, and typed input (`say:3`) still matches as written.
 //!
-//! Numbers: a digit string up to 999,999,999 without a leading zero is a cardinal
+//! Accented Latin letters lose their accents (`André` → `andre`), as an English dictionary
+//! spells them. Numbers: a digit string up to 999,999,999 without a leading zero is a cardinal
 //! (`245` → `two hundred forty five`, commas allowed as thousands separators); any other
 //! digit string (`007`, a phone number) is said digit by digit with `zero`. `3.5` is
 //! `three point five`; `21st` is `twenty first`.
@@ -153,8 +154,27 @@ pub(crate) fn ordinal(n: u64) -> Vec<&'static str> {
     words
 }
 
+/// A Latin letter without its accent (`é` → `e`), for an English pronouncing dictionary.
+fn unaccented(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+        'ç' => 'c',
+        'è' | 'é' | 'ê' | 'ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' => 'i',
+        'ñ' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' => 'u',
+        'ý' | 'ÿ' => 'y',
+        c => c,
+    }
+}
+
 /// The spoken words of one written word (already lower-cased, no whitespace).
 pub(crate) fn spoken_word(word: &str, out: &mut Vec<String>) {
+    if word.chars().any(|c| unaccented(c) != c) {
+        let plain: String = word.chars().map(unaccented).collect();
+        return spoken_word(&plain, out);
+    }
     let mut word = word.trim_matches(|c: char| !c.is_alphanumeric() && c != '%' && c != '$');
     let dollars = word.starts_with('$');
     word = word.trim_start_matches('$');
@@ -265,13 +285,20 @@ pub(crate) fn spoken_words(words: &[String]) -> Option<Vec<String>> {
     (out != words).then_some(out)
 }
 
+/// How a recogniser given [`super::Grammar::to_jsgf`]'s output spells `text`: the
+/// lower-cased words a grammar token written as `text` is listened for as (`Gate 3` →
+/// `gate three`).
+pub fn spoken_form(text: &str) -> Vec<String> {
+    let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+    spoken_words(&words).unwrap_or(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn said(text: &str) -> String {
-        let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
-        spoken_words(&words).unwrap_or(words).join(" ")
+        spoken_form(text).join(" ")
     }
 
     #[test]
@@ -312,6 +339,7 @@ mod tests {
         assert_eq!(said("$5"), "five dollars");
         assert_eq!(said("mp3"), "mp three");
         assert_eq!(said("?"), "");
+        assert_eq!(said("André Zürich"), "andre zurich");
         assert_eq!(spoken_words(&["chicago".to_owned()]), None);
     }
 }

@@ -102,6 +102,11 @@ fn recursion_only_at_the_end() {
         abnf("#ABNF 1.0;\nlanguage en;\n$m = a ($m)<0-> | b;").to_jsgf(),
         Err(JsgfError::Recursive("m".into()))
     );
+    // Through a helper rule made for a repeat, the grammar's rule is named.
+    assert_eq!(
+        abnf("#ABNF 1.0;\nlanguage en;\n$top = $m;\n$m = (a [$m] | b)<2-3>;").to_jsgf(),
+        Err(JsgfError::Recursive("m".into()))
+    );
 }
 
 #[test]
@@ -134,6 +139,18 @@ fn tokens_are_spoken_and_the_matcher_accepts_what_was_spoken() {
 }
 
 #[test]
+fn without_tags_the_value_is_the_token_as_written() {
+    let g = abnf("#ABNF 1.0;\nlanguage en;\n$m = gate 3;");
+    match g.match_tokens(&["gate", "three"]) {
+        Match::Complete(i) => {
+            assert_eq!(i.utterance, "gate three");
+            assert_eq!(i.value, SemanticValue::String("gate 3".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn externals_and_builtins_become_rules() {
     let mut g = abnf(
         "#ABNF 1.0;\nlanguage en; root $main;\n\
@@ -154,6 +171,27 @@ fn externals_and_builtins_become_rules() {
     );
     assert!(out.contains("<x1_city> = boston | <x1_p>;"), "{out}");
     assert!(out.contains("<b_month> = january |"), "{out}");
+}
+
+#[test]
+fn a_union_accepts_what_any_voice_grammar_accepts() {
+    let a = abnf("#ABNF 1.0;\nlanguage en;\n$m = yes please | $<builtin:voice/boolean>;");
+    let b = abnf("#ABNF 1.0;\nlanguage en;\n$m = no [$m];");
+    let dtmf = abnf("#ABNF 1.0;\nmode dtmf;\n$m = 1;");
+    let boolean = Grammar::builtin("boolean", Mode::Voice).unwrap();
+    let out = jsgf_union(&[&a, &dtmf, &b, &boolean]).unwrap().text;
+    assert!(
+        out.contains("public <root> = <g0_r_m> | <g2_r_m> | <b_boolean>;"),
+        "{out}"
+    );
+    assert!(out.contains("<g2_r_m> = no [<g2_r_m>];"), "{out}");
+    assert_eq!(out.matches("<b_boolean> = ").count(), 1, "{out}");
+    assert_eq!(jsgf_union(&[&dtmf]), Err(JsgfError::Dtmf));
+    let bad = abnf("#ABNF 1.0;\nlanguage en;\n$m = a [$m] b;");
+    assert_eq!(
+        jsgf_union(&[&a, &bad]),
+        Err(JsgfError::Recursive("m".into()))
+    );
 }
 
 #[test]
@@ -263,7 +301,8 @@ fn builtin_forms_say_what_the_readers_read() {
         let Kind::Builtin { builtin, .. } = &grammar.kind else {
             unreachable!()
         };
-        let mut t = Translator::new(&grammar);
+        let mut t = Translator::new();
+        t.load(&grammar, String::new());
         let root = builtins::form(&mut t, builtin);
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
