@@ -42,7 +42,7 @@ use outdial_vxml::caller::{
     self, AudioPlay, Caller, CallerInput, Entry, Fetcher, RunLimits, Transcript, TransferAnswer,
     default_transfer_outcome, parse_transfer_answer,
 };
-use outdial_vxml::srgs::Jsgf;
+use outdial_vxml::srgs::{Grammar, jsgf_union};
 use outdial_vxml::{
     Fetch, FetchFailure, Fetched, Limits, Session, SessionConfig, SessionEnd, SpeechListen,
     TransferRequest,
@@ -354,12 +354,8 @@ impl AudioEar {
     }
 
     fn recognise(&mut self, words: &str, speech: &SpeechListen) -> (String, f32) {
-        let parts: Vec<_> = speech
-            .grammars
-            .iter()
-            .filter_map(|g| g.to_jsgf().ok())
-            .collect();
-        let jsgf = Jsgf::union(&parts).expect("a voice grammar translates to JSGF");
+        let grammars: Vec<&Grammar> = speech.grammars.iter().collect();
+        let jsgf = jsgf_union(&grammars).expect("the voice grammars translate to JSGF");
         let grammar = self.dir.join(format!("{:016x}.gram", jsgf.key));
         std::fs::write(&grammar, &jsgf.text).expect("write grammar");
         let output = std::process::Command::new(&self.outdial)

@@ -124,15 +124,19 @@ impl Compiled {
     }
 }
 
-/// Whether a builtin type has a voice form here (VoiceXML 2.0 Appendix P: this platform's
-/// voice builtins are `boolean` and `digits`).
+/// Whether a builtin type has a voice form here: all seven of VoiceXML 2.0 Appendix P
+/// (`srgs/voice.rs` reads them, `srgs/jsgf/builtins.rs` gives the recognizer their words).
 fn has_voice_form(spec: &str) -> bool {
     let name = spec.split('?').next().unwrap_or_default().trim();
-    name.eq_ignore_ascii_case("boolean") || name.eq_ignore_ascii_case("digits")
+    [
+        "boolean", "digits", "number", "currency", "date", "time", "phone",
+    ]
+    .iter()
+    .any(|builtin| name.eq_ignore_ascii_case(builtin))
 }
 
-/// The grammars of a field `type` (VoiceXML 2.0 Appendix P): the DTMF form and, for
-/// `boolean` and `digits`, the voice form.
+/// The grammars of a field `type` (VoiceXML 2.0 Appendix P): the DTMF form and the voice
+/// form.
 pub(crate) fn builtin_type(spec: &str) -> Result<Vec<Compiled>, String> {
     let mut out = vec![Compiled::Ready(
         Grammar::builtin(spec, Mode::Dtmf).map_err(|e| e.to_string())?,
@@ -645,16 +649,24 @@ mod tests {
             DtmfOutcome::Complete(0, SemValue::String("123".into()))
         );
         for spec in ["number", "currency", "date", "time", "phone"] {
-            let only_dtmf = builtin_uri(&format!("builtin:grammar/{spec}")).unwrap();
-            assert_eq!(only_dtmf.len(), 1, "{spec}");
+            let both = builtin_uri(&format!("builtin:grammar/{spec}")).unwrap();
+            assert_eq!(both.len(), 2, "{spec}: a DTMF and a voice form");
+            let voice = builtin_uri(&format!("builtin:voice/{spec}")).unwrap();
+            assert_eq!(voice.len(), 1, "{spec}");
+            assert_eq!(voice[0].mode(), Some(Mode::Voice), "{spec}");
         }
+        let number = arcs(builtin_type("number").unwrap());
+        assert_eq!(
+            match_voice(&number, "two hundred forty five"),
+            Some((1, SemValue::Number(245.0)))
+        );
         let date = arcs(builtin_uri("builtin:dtmf/date").unwrap());
         assert!(matches!(
             match_dtmf(&date, "20240229"),
             DtmfOutcome::Complete(0, _) | DtmfOutcome::Extendable(0, _)
         ));
         assert!(builtin_type("colour").is_err());
-        assert!(builtin_uri("builtin:voice/number").unwrap().is_empty());
+        assert!(builtin_uri("builtin:voice/colour").is_err());
     }
 
     /// Sessions sharing one [`DocumentCache`](crate::document::DocumentCache) (so one

@@ -31,7 +31,6 @@
 //! - Limits: at most [`MAX_JSGF_BYTES`] of output and [`MAX_JSGF_DEPTH`] nested expansions.
 
 mod builtins;
-mod union;
 
 use std::collections::{HashMap, HashSet};
 
