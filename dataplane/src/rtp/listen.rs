@@ -104,8 +104,9 @@ pub struct Listener {
     len: usize,
     /// Packets with sound in a row while quiet.
     onset: u8,
-    /// The noise floor: the mean amplitude of quiet packets, smoothed.
-    noise: u32,
+    /// The noise floor: the mean amplitude of quiet packets, smoothed; `None` before the
+    /// first packet.
+    noise: Option<u32>,
 }
 
 impl Listener {
@@ -123,7 +124,7 @@ impl Listener {
             buffer: vec![0; samples],
             len: 0,
             onset: 0,
-            noise: 0,
+            noise: None,
         }
     }
 
@@ -164,10 +165,10 @@ impl Listener {
         let written = g711::decode(codec, payload, &mut decoded);
         let samples = decoded.get(..written).unwrap_or_default();
         let level = mean_level(samples);
-        if self.noise == 0 {
+        if self.noise.is_none() {
             // The first packet sets the floor: listening starts before the field's prompts
             // play, so what arrives first is the line at rest.
-            self.noise = level.max(1);
+            self.noise = Some(level);
         }
         let ring = self.buffer.get_mut(..PRE_ROLL_SAMPLES).unwrap_or_default();
         if !ring.is_empty() {
@@ -242,17 +243,19 @@ impl Listener {
     }
 
     fn is_sound(&self, level: u32) -> bool {
-        level > SOUND_LEVEL && level > self.noise.saturating_mul(NOISE_MARGIN)
+        let floor = self.noise.unwrap_or(0);
+        level > SOUND_LEVEL && level > floor.saturating_mul(NOISE_MARGIN)
     }
 
     /// Follows the line's noise: down at once, up slowly (1/16 of the step a packet), so
     /// speech that never reaches the onset does not raise the floor much.
     fn track_noise(&mut self, level: u32) {
-        if level < self.noise {
-            self.noise = level;
+        let floor = self.noise.unwrap_or(level);
+        self.noise = Some(if level < floor {
+            level
         } else {
-            self.noise += (level - self.noise) / 16;
-        }
+            floor + (level - floor) / 16
+        });
     }
 }
 
@@ -352,6 +355,18 @@ mod tests {
         // Done: nothing more is heard.
         let (heard, _) = feed(&mut l, t0 + Duration::from_secs(10), 10, 8000.0);
         assert!(heard.is_empty(), "{heard:?}");
+    }
+
+    #[test]
+    fn speech_after_digital_silence_starts() {
+        // Digital silence (level 0) before the speech: the floor is 0, not "unknown", so the
+        // first loud packet is not taken for the line's noise.
+        let t0 = Instant::now();
+        let mut l = Listener::new(1, PARAMS);
+        let (heard, t) = feed(&mut l, t0, 20, 0.0);
+        assert!(heard.is_empty(), "{heard:?}");
+        let (heard, _) = feed(&mut l, t, 5, 2000.0);
+        assert_eq!(heard.first(), Some(&(2, Heard::SpeechStarted)), "{heard:?}");
     }
 
     #[test]
