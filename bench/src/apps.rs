@@ -1,5 +1,9 @@
 //! The VoiceXML applications the bench tools carry and serve themselves.
 //!
+//! They take keys only (`inputmodes` `dtmf`): a callee that echoes the prompt back
+//! (`bench callee --media echo`) would otherwise barge in on its own echo, since their
+//! builtin `digits` and `boolean` fields have voice forms too.
+//!
 //! Each one reads `session.bench_call` (the load tool's number for the call) and submits it
 //! with what the callee pressed and `t`, the interpreter's wall clock in milliseconds when
 //! the input was matched (`Date.now()` in `<filled>`), so the receiver can tell which call a
@@ -26,6 +30,7 @@ pub const SURVEY: App = App {
     document: r#"<?xml version="1.0" encoding="UTF-8"?>
 <vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
   <var name="call" expr="session.bench_call"/>
+  <property name="inputmodes" value="dtmf"/>
   <form id="survey">
     <field name="digits" type="digits">
       <prompt>Please enter your code, then press pound.</prompt>
@@ -51,6 +56,7 @@ pub const REMINDER: App = App {
     document: r#"<?xml version="1.0" encoding="UTF-8"?>
 <vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
   <var name="call" expr="session.bench_call"/>
+  <property name="inputmodes" value="dtmf"/>
   <form id="reminder">
     <field name="confirm" type="boolean">
       <prompt>Hello. Your appointment is tomorrow at nine.
@@ -78,6 +84,7 @@ pub const LONG_PROMPT: App = App {
     document: r#"<?xml version="1.0" encoding="UTF-8"?>
 <vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
   <var name="call" expr="session.bench_call"/>
+  <property name="inputmodes" value="dtmf"/>
   <form id="long">
     <field name="digits" type="digits">
       <prompt bargein="true">
