@@ -62,9 +62,56 @@ const CITY: &str = r#"<?xml version="1.0"?>
 </vxml>
 "#;
 
+/// A long prompt the caller talks over: the start of speech stops it (barge-in), and the
+/// mark at its start says how much of it was played.
+const BARGE_IN: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form>
+    <field name="answer" type="boolean">
+      <prompt><mark name="start"/>Before you answer, please listen to this rather long
+        message. It goes on for a while on purpose, so that a caller who already knows what
+        to say can say it at any time and be heard at once, without waiting for the end of
+        the announcement. Thank you for your patience. Do you agree?</prompt>
+      <filled>
+        <var name="mark" expr="lastresult$.markname"/>
+        <var name="played" expr="lastresult$.marktime"/>
+        <submit next="/submit" method="post" namelist="answer mark played"/>
+      </filled>
+    </field>
+  </form>
+</vxml>
+"#;
+
+/// A city asked by voice only (no DTMF grammar).
+const CITY_VOICE_ONLY: &str = r#"<?xml version="1.0"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <form>
+    <var name="outcome" expr="'filled'"/>
+    <catch event="error.noresource"><assign name="outcome" expr="'noresource'"/><submit next="/submit" method="post" namelist="outcome"/></catch>
+    <field name="city">
+      <prompt>Which city?</prompt>
+      <grammar mode="voice" version="1.0" root="city" xmlns="http://www.w3.org/2001/06/grammar" xml:lang="en-US">
+        <rule id="city"><one-of><item>boston</item><item>chicago</item></one-of></rule>
+      </grammar>
+      <filled><submit next="/submit" method="post" namelist="outcome city"/></filled>
+    </field>
+  </form>
+</vxml>
+"#;
+
 /// Places one call to SIPp speaking `phrase` `delay_ms` after the answer; the one submit,
 /// and Outdial's log (for failure messages).
 async fn call_saying(
+    app_doc: &str,
+    phrase: &str,
+    delay_ms: u32,
+) -> (Vec<(String, String)>, String) {
+    call_saying_with("", app_doc, phrase, delay_ms).await
+}
+
+/// [`call_saying`] with Outdial configured by `config` (TOML).
+async fn call_saying_with(
+    config: &str,
     app_doc: &str,
     phrase: &str,
     delay_ms: u32,
@@ -81,7 +128,7 @@ async fn call_saying(
             ("SPEAK_DELAY_MS", delay_ms.to_string()),
         ],
     );
-    let outdial = Outdial::start("");
+    let outdial = Outdial::start(config);
     let (status, created) = outdial
         .create_call(&json!({ "to": sipp.uri("+15550001"), "url": app.url("/app.vxml") }))
         .await;
@@ -144,4 +191,52 @@ async fn a_caller_who_says_nothing_gets_noinput() {
         Some("noinput"),
         "{submit:?}\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_barges_into_the_prompt() {
+    // The caller says "yes" 4 s after the answer, into a prompt of about 20 s.
+    let (submit, log) = call_saying(BARGE_IN, "yes", 4000).await;
+    assert_eq!(value(&submit, "answer"), Some("true"), "{submit:?}\n{log}");
+    assert_eq!(value(&submit, "mark"), Some("start"), "{submit:?}");
+    let played: u64 = value(&submit, "played")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX);
+    // Stopped at the start of speech (SIPp speaks 4.4 s after the answer, a few seconds
+    // into the prompt once it is fetched and rendered), far from its end.
+    assert!((1..8_000).contains(&played), "{submit:?}\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_outside_the_grammar_is_a_nomatch_not_the_nearest_phrase() {
+    let (submit, log) = call_saying(CONFIRM, "the weather is nice in london today", 2500).await;
+    assert_eq!(
+        value(&submit, "outcome"),
+        Some("nomatch"),
+        "{submit:?}\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_only_field_without_a_recognizer_throws_noresource_at_once() {
+    let (submit, log) = call_saying_with(
+        "[speech]\nenabled = false\n",
+        CITY_VOICE_ONLY,
+        "chicago",
+        // At once: the field fails at its start and the call ends, while SIPp waits for
+        // the BYE, not in a pause.
+        0,
+    )
+    .await;
+    assert_eq!(
+        value(&submit, "outcome"),
+        Some("noresource"),
+        "{submit:?}\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_only_field_hears_its_grammar() {
+    let (submit, log) = call_saying(CITY_VOICE_ONLY, "chicago", 2500).await;
+    assert_eq!(value(&submit, "city"), Some("chicago"), "{submit:?}\n{log}");
 }
