@@ -60,6 +60,8 @@ pub struct Config {
     pub egress: crate::egress::EgressConfig,
     /// Answering-machine detection's settings (`[machine_detection]`, see `docs/amd.md`).
     pub machine_detection: crate::runner::MachineDetectionConfig,
+    /// Speech recognition for voice grammars (`[speech]`, see [`crate::speech`]).
+    pub speech: SpeechConfig,
 }
 
 /// `[https]`: TLS for the API listener (`http.listen`), reloaded on SIGHUP.
@@ -398,6 +400,65 @@ pub struct TtsConfig {
     pub timeout_ms: u64,
 }
 
+/// `[speech]`: the recognizer for fields with voice grammars (see [`crate::speech`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechConfig {
+    /// Recognize speech on live calls; off, voice grammars are not listened for.
+    pub enabled: bool,
+    /// The PocketSphinx acoustic model directory (16 kHz, `pocketsphinx-en-us`).
+    pub model_dir: PathBuf,
+    /// The pronunciation dictionary; grammar words must be in it.
+    pub dict: PathBuf,
+    /// The telephone-band MLLR transform: `builtin` (made by `bench/speech/adapt.sh`), a
+    /// file, or empty for none.
+    pub mllr: String,
+    /// Recognizer threads; 0 means one per two CPUs (at least one).
+    pub workers: usize,
+    /// Utterances queued per recognizer thread before new ones are refused at once.
+    pub queue_per_worker: usize,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        let paths = crate::speech::ModelPaths::debian_default();
+        Self {
+            enabled: true,
+            model_dir: paths.model_dir,
+            dict: paths.dict,
+            mllr: "builtin".to_owned(),
+            workers: 0,
+            queue_per_worker: 4,
+        }
+    }
+}
+
+impl SpeechConfig {
+    /// The model's paths (`builtin` is written out to a temporary file here).
+    pub fn model_paths(&self) -> Result<crate::speech::ModelPaths, crate::speech::SpeechError> {
+        let mllr = match self.mllr.trim() {
+            "" => None,
+            "builtin" => Some(crate::speech::engine::builtin_mllr()?),
+            path => Some(PathBuf::from(path)),
+        };
+        Ok(crate::speech::ModelPaths {
+            model_dir: self.model_dir.clone(),
+            dict: self.dict.clone(),
+            mllr,
+            extra_args: Vec::new(),
+        })
+    }
+
+    /// Recognizer threads: `workers`, or one per two CPUs.
+    pub fn worker_count(&self) -> usize {
+        if self.workers == 0 {
+            crate::speech::Workers::default_count()
+        } else {
+            self.workers
+        }
+    }
+}
+
 /// `[fetch]`: HTTP fetches of VoiceXML documents and audio.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -681,6 +742,13 @@ impl Config {
             return bad(
                 "http",
                 "header_timeout_secs, body_timeout_secs and idle_timeout_secs must be > 0"
+                    .to_owned(),
+            );
+        }
+        if self.speech.workers > 64 || !(1..=64).contains(&self.speech.queue_per_worker) {
+            return bad(
+                "speech",
+                "workers must be 0 (one per two CPUs) to 64 and queue_per_worker 1 to 64"
                     .to_owned(),
             );
         }
@@ -982,8 +1050,15 @@ impl Config {
     }
 
     /// Checks what the configuration needs from this machine and `serve` would only warn
-    /// about: the text-to-speech program exists. Used by `outdial config check`.
+    /// about: the text-to-speech program exists and, with `speech.enabled`, the speech model's files.
+    /// Used by `outdial config check`.
     pub fn check_environment(&self) -> Result<(), Error> {
+        if self.speech.enabled {
+            self.speech
+                .model_paths()
+                .and_then(|paths| paths.check())
+                .map_err(|e| Error::Config(format!("[speech]: {e}")))?;
+        }
         let program = self.tts.command.trim();
         if find_program(program).is_none() {
             return Err(Error::Config(format!(

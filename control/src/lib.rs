@@ -33,6 +33,7 @@ pub mod serve;
 pub mod signing;
 pub mod sip_dns;
 pub mod smtp;
+pub mod speech;
 pub mod store;
 pub mod telemetry;
 pub mod telephony;
