@@ -32,8 +32,6 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// The text-to-speech engine for `<prompt>` text.
     pub tts: TtsConfig,
-    /// Speech recognition for fields with voice grammars.
-    pub speech: SpeechConfig,
     /// Limits on fetching VoiceXML documents and audio.
     pub fetch: FetchConfig,
     /// Log level and format.
@@ -62,6 +60,8 @@ pub struct Config {
     pub egress: crate::egress::EgressConfig,
     /// Answering-machine detection's settings (`[machine_detection]`, see `docs/amd.md`).
     pub machine_detection: crate::runner::MachineDetectionConfig,
+    /// Speech recognition for voice grammars (`[speech]`, see [`crate::speech`]).
+    pub speech: SpeechConfig,
 }
 
 /// `[https]`: TLS for the API listener (`http.listen`), reloaded on SIGHUP.
@@ -400,33 +400,61 @@ pub struct TtsConfig {
     pub timeout_ms: u64,
 }
 
-/// `[speech]`: speech recognition on live calls (PocketSphinx; see [`crate::speech`]).
+/// `[speech]`: the recognizer for fields with voice grammars (see [`crate::speech`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpeechConfig {
-    /// Recognise speech for fields with voice grammars.
+    /// Recognize speech on live calls; off, voice grammars are not listened for.
     pub enabled: bool,
-    /// The acoustic model directory.
-    pub model_dir: String,
-    /// The pronunciation dictionary.
-    pub dict: String,
-    /// The telephone-band transform: `builtin`, `none`, or an MLLR file's path.
+    /// The PocketSphinx acoustic model directory (16 kHz, `pocketsphinx-en-us`).
+    pub model_dir: PathBuf,
+    /// The pronunciation dictionary; grammar words must be in it.
+    pub dict: PathBuf,
+    /// The telephone-band MLLR transform: `builtin` (made by `bench/speech/adapt.sh`), a
+    /// file, or `none` (or empty) for none.
     pub mllr: String,
-    /// Recognizer threads; 0 = one per two CPUs.
+    /// Recognizer threads; 0 means one per two CPUs (at least one).
     pub workers: usize,
-    /// Utterances queued per recognizer thread before new ones are refused.
+    /// Utterances queued per recognizer thread before new ones are refused at once.
     pub queue_per_worker: usize,
 }
 
 impl Default for SpeechConfig {
     fn default() -> Self {
+        let paths = crate::speech::ModelPaths::debian_default();
         Self {
             enabled: true,
-            model_dir: "/usr/share/pocketsphinx/model/en-us/en-us".to_owned(),
-            dict: "/usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict".to_owned(),
+            model_dir: paths.model_dir,
+            dict: paths.dict,
             mllr: "builtin".to_owned(),
             workers: 0,
             queue_per_worker: 4,
+        }
+    }
+}
+
+impl SpeechConfig {
+    /// The model's paths (`builtin` is written out to a temporary file here).
+    pub fn model_paths(&self) -> Result<crate::speech::ModelPaths, crate::speech::SpeechError> {
+        let mllr = match self.mllr.trim() {
+            "" | "none" => None,
+            "builtin" => Some(crate::speech::engine::builtin_mllr()?),
+            path => Some(PathBuf::from(path)),
+        };
+        Ok(crate::speech::ModelPaths {
+            model_dir: self.model_dir.clone(),
+            dict: self.dict.clone(),
+            mllr,
+            extra_args: Vec::new(),
+        })
+    }
+
+    /// Recognizer threads: `workers`, or one per two CPUs.
+    pub fn worker_count(&self) -> usize {
+        if self.workers == 0 {
+            crate::speech::Workers::default_count()
+        } else {
+            self.workers
         }
     }
 }
@@ -717,6 +745,13 @@ impl Config {
                     .to_owned(),
             );
         }
+        if self.speech.workers > 64 || !(1..=64).contains(&self.speech.queue_per_worker) {
+            return bad(
+                "speech",
+                "workers must be 0 (one per two CPUs) to 64 and queue_per_worker 1 to 64"
+                    .to_owned(),
+            );
+        }
         let sip = &self.sip;
         if let Some(trunk) = &sip.trunk {
             trunk_host_port(trunk).map_err(|p| Error::Config(format!("`sip.trunk` {p}")))?;
@@ -870,25 +905,6 @@ impl Config {
                 format!("must be 1 to 600000 ms, not {}", self.tts.timeout_ms),
             );
         }
-        let speech = &self.speech;
-        if speech.workers > 64 {
-            return bad(
-                "speech.workers",
-                format!("must be 0 (one per two CPUs) to 64, not {}", speech.workers),
-            );
-        }
-        if !(1..=64).contains(&speech.queue_per_worker) {
-            return bad(
-                "speech.queue_per_worker",
-                format!("must be 1 to 64, not {}", speech.queue_per_worker),
-            );
-        }
-        if speech.model_dir.trim().is_empty() || speech.dict.trim().is_empty() {
-            return bad(
-                "speech.model_dir",
-                "and speech.dict must name the model directory and dictionary".to_owned(),
-            );
-        }
         let fetch = &self.fetch;
         if fetch.timeout_ms == 0 || fetch.max_document_bytes == 0 || fetch.max_audio_bytes == 0 {
             return bad(
@@ -1034,7 +1050,8 @@ impl Config {
     }
 
     /// Checks what the configuration needs from this machine and `serve` would only warn
-    /// about: the text-to-speech program exists. Used by `outdial config check`.
+    /// about: the text-to-speech program exists and, with `speech.enabled`, the speech model's files.
+    /// Used by `outdial config check`.
     pub fn check_environment(&self) -> Result<(), Error> {
         if self.speech.enabled {
             crate::speech::check(&self.speech).map_err(|e| {

@@ -54,7 +54,7 @@ pub fn recognize(args: &RecognizeArgs) -> Result<(), String> {
     let pcm = audio(args)?;
     let pcm = through_g711(&pcm, &args.law)?;
     let model = Model::load(
-        speech::model_paths(&config.speech).map_err(|e| e.to_string())?,
+        config.speech.model_paths().map_err(|e| e.to_string())?,
         speech::engine::DEFAULT_FILL_RMS,
         Calibration::default(),
     )

@@ -7,7 +7,9 @@
 //! - [`engine`]: one decoder, [`engine::Decoder::recognize`], and the confidence.
 //! - [`workers`]: a pool of decoder threads with a bounded queue; a full queue is
 //!   [`workers::Busy`] at once, never a wait.
-//! - [`ffi`]: the library functions, declared by hand (why: see that module).
+//! - [`ffi`]: the library functions, declared by hand and loaded at run time (why: see that
+//!   module).
+//! - [`recognizer`]: the call runner's recognizer: a field's grammars to JSGF, the pool.
 //!
 //! What works over G.711, measured on `bench/speech/` (figures in `docs/benchmarks.md`,
 //! "Speech recognition"): the 16 kHz en-US model fed 8 kHz audio at `-samprate 8000` fails
@@ -71,24 +73,9 @@ pub enum SpeechError {
     Stopped,
 }
 
-/// The engine's settings from `[speech]`: the model's paths and the telephone-band
-/// transform.
-pub fn model_paths(config: &crate::config::SpeechConfig) -> Result<ModelPaths, SpeechError> {
-    let mllr = match config.mllr.trim() {
-        "none" | "" => None,
-        "builtin" => Some(engine::builtin_mllr()?),
-        path => Some(path.into()),
-    };
-    Ok(ModelPaths {
-        model_dir: config.model_dir.clone().into(),
-        dict: config.dict.clone().into(),
-        mllr,
-    })
-}
-
 /// Whether `[speech]` can run here: the model's files exist and the libraries load.
 pub fn check(config: &crate::config::SpeechConfig) -> Result<(), SpeechError> {
-    model_paths(config)?.check()?;
+    config.model_paths()?.check()?;
     ffi::load().map_err(SpeechError::Model)
 }
 
@@ -96,14 +83,10 @@ pub fn check(config: &crate::config::SpeechConfig) -> Result<(), SpeechError> {
 /// (about 0.2 s and 25 MB per decoder).
 pub fn start(config: &crate::config::SpeechConfig) -> Result<SpeechRecognizer, SpeechError> {
     let model = Model::load(
-        model_paths(config)?,
+        config.model_paths()?,
         engine::DEFAULT_FILL_RMS,
         Calibration::default(),
     )?;
-    let workers = match config.workers {
-        0 => Workers::default_count(),
-        n => n,
-    };
-    let workers = Workers::start(&model, workers, config.queue_per_worker)?;
+    let workers = Workers::start(&model, config.worker_count(), config.queue_per_worker)?;
     Ok(SpeechRecognizer::new(workers))
 }

@@ -141,3 +141,48 @@ impl Drop for Workers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::speech::engine::tests::{CITIES, g711_utterance, model};
+
+    #[tokio::test]
+    async fn answers_and_refuses_when_full() {
+        let workers = Workers::start(&model(), 1, 1).expect("workers");
+        let grammar = Arc::new(Jsgf::new(CITIES).expect("grammar"));
+        let chicago = g711_utterance("chicago", "en-us", "u-law");
+        // One thread and a queue of one: of ten utterances submitted at once (each takes
+        // milliseconds to decode, submitting takes microseconds), some are refused.
+        let mut accepted = Vec::new();
+        let mut refused = 0;
+        for _ in 0..10 {
+            match workers.submit(Arc::clone(&grammar), chicago.clone()) {
+                Ok(answer) => accepted.push(answer),
+                Err(busy) => {
+                    assert_eq!(
+                        busy,
+                        Busy {
+                            workers: 1,
+                            queued: 1
+                        }
+                    );
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0 && !accepted.is_empty(), "refused {refused}");
+        for answer in accepted {
+            assert_eq!(
+                answer.await.expect("answered").expect("recognised").text,
+                "chicago"
+            );
+        }
+        // Once drained, the pool takes work again.
+        let answer = workers.submit(grammar, chicago).expect("room again");
+        assert_eq!(
+            answer.await.expect("answered").expect("recognised").text,
+            "chicago"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Makes the telephone-band MLLR transform the speech engine loads (`[speech] mllr = "builtin"`,
+# control/src/speech/telephone.mllr): Debian's 16 kHz en-US PocketSphinx model adapted to
+# G.711 audio brought back to 16 kHz by the engine's own front-end.
+#
+#   bash bench/speech/adapt.sh [OUT_FILE]
+#
+# The adaptation audio is the 50 sentences of adapt_sentences.txt spoken by 8 espeak-ng
+# voices none of which is in the accuracy set (make_set.sh tests en-us, en-gb-x-rp, en-us+f3
+# and en+m3), through µ-law or A-law. sphinxtrain's `bw` collects statistics and
+# `mllr_solve` estimates one global transform (a 5 KB text file). Debian's model ships only
+# `sendump` (quantised mixture weights) and `bw` needs `mixture_weights`, so
+# sendump2mixw.py rebuilds that file first. Nothing is downloaded; the same inputs give the
+# same transform. Needs espeak-ng, sox, python3, pocketsphinx-en-us, sphinxbase-utils
+# (sphinx_fe) and sphinxtrain; takes about a minute.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${1:-$root/control/src/speech/telephone.mllr}
+model=/usr/share/pocketsphinx/model/en-us/en-us
+dict=/usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict
+st=/usr/lib/sphinxtrain
+for tool in espeak-ng sox python3 sphinx_fe pocketsphinx_mdef_convert "$st/bw" "$st/mllr_solve"; do
+	command -v "$tool" >/dev/null || {
+		echo "$0: $tool is missing (apt-get install espeak-ng sox sphinxbase-utils pocketsphinx sphinxtrain)" >&2
+		exit 2
+	}
+done
+[[ -f $model/mdef ]] || {
+	echo "$0: $model is missing (apt-get install pocketsphinx-en-us)" >&2
+	exit 2
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/8k" "$tmp/16k" "$tmp/model"
+
+# The engine's front-end, as the evaluator exposes it.
+(cd "$root" && cargo build --release --quiet -p outdial-control --example speech_accuracy)
+target=$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+frontend="$target/release/examples/speech_accuracy"
+
+voices=(en-gb-scotland en-029 en-gb-x-gbclan en-gb-x-gbcwmd en-us-nyc en-gb+f2 en-us+m5 en-us+f4)
+: >"$tmp/adapt.fileids"
+: >"$tmp/adapt.transcription"
+for i in "${!voices[@]}"; do
+	law=u-law
+	((i % 2)) && law=a-law
+	rate=$((150 + (i % 3) * 20))
+	j=0
+	while read -r sentence; do
+		j=$((j + 1))
+		id="a${i}_$j"
+		espeak-ng -v "${voices[$i]}" -s "$rate" -w "$tmp/src.wav" "$sentence"
+		sox -q -R "$tmp/src.wav" -r 8000 -c 1 -e "$law" -t wav "$tmp/g711.wav"
+		sox -q -R "$tmp/g711.wav" -e signed-integer -b 16 "$tmp/8k/$id.wav"
+		echo "$id" >>"$tmp/adapt.fileids"
+		echo "<s> $sentence </s> ($id)" >>"$tmp/adapt.transcription"
+	done <"$here/adapt_sentences.txt"
+done
+"$frontend" upsample "$tmp/16k" "$tmp"/8k/*.wav
+
+for f in "$model"/*; do ln -s "$f" "$tmp/model/"; done
+python3 "$here/sendump2mixw.py" "$model/sendump" "$tmp/model/mixture_weights"
+pocketsphinx_mdef_convert -text "$model/mdef" "$tmp/mdef.txt" 2>/dev/null
+sphinx_fe -argfile "$model/feat.params" -samprate 16000 -c "$tmp/adapt.fileids" \
+	-di "$tmp/16k" -do "$tmp/16k" -ei wav -eo mfc -mswav yes 2>"$tmp/fe.log"
+"$st/bw" -hmmdir "$tmp/model" -moddeffn "$tmp/mdef.txt" -ts2cbfn .ptm. -feat 1s_c_d_dd \
+	-svspec 0-12/13-25/26-38 -cmn batch -agc none -dictfn "$dict" \
+	-ctlfn "$tmp/adapt.fileids" -lsnfn "$tmp/adapt.transcription" -cepdir "$tmp/16k" \
+	-accumdir "$tmp" >"$tmp/bw.log" 2>&1 || {
+	tail -20 "$tmp/bw.log" >&2
+	exit 1
+}
+"$st/mllr_solve" -meanfn "$model/means" -varfn "$model/variances" -outmllrfn "$out" \
+	-accumdir "$tmp" >"$tmp/mllr.log" 2>&1 || {
+	tail -20 "$tmp/mllr.log" >&2
+	exit 1
+}
+echo "$out: MLLR transform from $(wc -l <"$tmp/adapt.fileids") utterances ($(grep -c ' ignored' "$tmp/bw.log" || true) not aligned)"

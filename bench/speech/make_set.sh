@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Generates the speech accuracy set (docs/benchmarks.md, "Speech recognition"): phrases for
+# the grammars in bench/speech/grammars/ spoken by several espeak-ng voices and rates, passed
+# through G.711 (µ-law and A-law) and back to 8 kHz PCM16, clean, with white noise at 20 dB
+# SNR, or with 2 % of the 20 ms packets lost; plus out-of-grammar sentences and silence.
+#
+#   bash bench/speech/make_set.sh OUTDIR [--small]
+#
+# OUTDIR/manifest.tsv has one line per file:
+#   file  kind(in|oog|silence)  grammar(or -)  expected(or -)  law  impairment  voice  rate
+# The full set has 1,452 files; --small (for CI) makes 24. The same arguments always give the
+# same files. None of the voices here is one bench/speech/adapt.sh adapts with.
+# Needs espeak-ng, sox and python3.
+set -euo pipefail
+
+usage() {
+	echo "usage: $0 OUTDIR [--small]" >&2
+	exit 64
+}
+[[ $# -ge 1 ]] || usage
+out=$1
+small=0
+case ${2:-} in
+'') ;;
+--small) small=1 ;;
+*) usage ;;
+esac
+for tool in espeak-ng sox python3; do
+	command -v "$tool" >/dev/null || {
+		echo "$0: $tool is missing (apt-get install espeak-ng sox python3)" >&2
+		exit 2
+	}
+done
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# grammar|phrase
+phrases=(
+	"yesno|yes" "yesno|no" "yesno|yeah" "yesno|nope"
+	"digits|four" "digits|seven" "digits|one two" "digits|nine oh" "digits|three five eight"
+	"digits|six zero two" "digits|two four six eight" "digits|five one nine three" "digits|eight"
+	"digits|zero seven seven"
+	"numbers|seven" "numbers|twelve" "numbers|fifteen" "numbers|twenty" "numbers|thirty three"
+	"numbers|forty eight" "numbers|fifty" "numbers|sixty one" "numbers|seventy nine"
+	"numbers|ninety four"
+	"cities|new york" "cities|los angeles" "cities|chicago" "cities|houston" "cities|phoenix"
+	"cities|philadelphia" "cities|san antonio" "cities|san diego" "cities|dallas"
+	"cities|san jose" "cities|austin" "cities|boston" "cities|seattle" "cities|denver"
+	"cities|miami" "cities|atlanta" "cities|detroit" "cities|portland" "cities|las vegas"
+	"cities|nashville"
+	"dates|january first" "dates|february fourteenth" "dates|march third"
+	"dates|april twenty second" "dates|may fifth" "dates|the tenth of june" "dates|july fourth"
+	"dates|august thirty first" "dates|september ninth" "dates|the twelfth of december"
+)
+oog=(
+	"what time is it"
+	"i would like to speak to a manager"
+	"the weather is lovely today"
+	"can you call me back later"
+	"hello who is this"
+	"please remove me from your list"
+)
+voices=(en-us en-gb-x-rp en-us+f3 en+m3)
+rates=(150 190)
+laws=(u-law a-law)
+impairments=(clean noise loss)
+if ((small)); then
+	phrases=("yesno|yes" "yesno|no" "digits|three five eight" "cities|chicago" "cities|san diego"
+		"numbers|forty eight")
+	oog=("the weather is lovely today")
+	voices=(en-us en+m3)
+	laws=(u-law)
+	impairments=(clean)
+fi
+
+manifest="$out/manifest.tsv"
+: >"$manifest"
+
+# speak KIND GRAMMAR EXPECTED TEXT VOICE RATE NAME: one utterance in every condition.
+speak() {
+	local kind=$1 grammar=$2 expected=$3 text=$4 voice=$5 rate=$6 name=$7
+	if [[ $kind == silence ]]; then
+		sox -n -r 22050 -c 1 -b 16 "$tmp/src.wav" trim 0 "$text"
+	else
+		espeak-ng -v "$voice" -s "$rate" -w "$tmp/src.wav" "$text"
+	fi
+	local law imp file rms vol
+	for law in "${laws[@]}"; do
+		for imp in "${impairments[@]}"; do
+			file="$name-${law/-/}-$imp.wav"
+			case $imp in
+			noise)
+				# White noise 20 dB below the utterance's RMS (a fixed -50 dBFS for silence),
+				# added before the codec as line noise is.
+				rms=$(sox "$tmp/src.wav" -n stat 2>&1 | awk '/RMS +amplitude/ {print $3}')
+				vol=$(awk -v r="$rms" 'BEGIN { v = r / 10 * 1.732; if (v < 0.0055) v = 0.0055; print v }')
+				sox -q -R "$tmp/src.wav" -p synth whitenoise vol "$vol" >"$tmp/noise.sox"
+				sox -q -R -m -v 1 "$tmp/src.wav" -v 1 "$tmp/noise.sox" "$tmp/in.wav"
+				;;
+			*) cp "$tmp/src.wav" "$tmp/in.wav" ;;
+			esac
+			sox -q -R "$tmp/in.wav" -r 8000 -c 1 -e "$law" -t wav "$tmp/g711.wav"
+			sox -q -R "$tmp/g711.wav" -e signed-integer -b 16 "$tmp/pcm.wav"
+			if [[ $imp == loss ]]; then
+				python3 "$here/drop_frames.py" "$tmp/pcm.wav" "$out/$file" 0.02
+			else
+				mv "$tmp/pcm.wav" "$out/$file"
+			fi
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$file" "$kind" "$grammar" "$expected" \
+				"${law/-/}" "$imp" "$voice" "$rate" >>"$manifest"
+		done
+	done
+}
+
+n=0
+for v in "${!voices[@]}"; do
+	voice=${voices[$v]}
+	for p in "${!phrases[@]}"; do
+		grammar=${phrases[$p]%%|*}
+		text=${phrases[$p]#*|}
+		rate=${rates[$(((p + v) % 2))]}
+		n=$((n + 1))
+		speak in "$grammar" "$text" "$text" "$voice" "$rate" "$(printf 'in-%04d' $n)"
+	done
+	for p in "${!oog[@]}"; do
+		rate=${rates[$(((p + v) % 2))]}
+		n=$((n + 1))
+		speak oog - - "${oog[$p]}" "$voice" "$rate" "$(printf 'oog-%04d' $n)"
+	done
+done
+for seconds in 1 2; do
+	speak silence - - "$seconds" - - "silence-${seconds}s"
+done
+echo "$(wc -l <"$manifest") files in $out (manifest.tsv)"
