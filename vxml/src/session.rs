@@ -667,6 +667,14 @@ struct Collector {
     speaking: bool,
 }
 
+impl Collector {
+    /// The caller has pressed keys for this collection (they wait for more, or for the
+    /// termchar).
+    fn keying(&self) -> bool {
+        !self.keys.is_empty() || self.interdigit_at.is_some() || self.awaiting_termchar
+    }
+}
+
 /// How caller input may interrupt a playing prompt (VoiceXML 2.0 §4.1.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Barge {
@@ -908,8 +916,10 @@ impl Session {
 
     /// Whether the session is collecting input with a voice grammar active: while it is not,
     /// a platform need not listen for speech.
+    /// Once the caller has started keying, the collection is theirs by DTMF: speech is no
+    /// longer listened for.
     pub fn listens_for_voice(&self) -> bool {
-        matches!(&self.state, State::Collecting(c) if c.spec.voice)
+        matches!(&self.state, State::Collecting(c) if c.spec.voice && !c.keying())
     }
 
     /// Fires timers due at `now`; spurious calls are no-ops.
@@ -1345,7 +1355,9 @@ impl Session {
         let State::Collecting(collector) = &mut self.state else {
             return;
         };
-        if !collector.spec.voice {
+        if !collector.spec.voice || collector.keying() {
+            // Keys came first (a recognizer may have heard their tones as speech): the
+            // collection is the keys'.
             return;
         }
         collector.speaking = false;

@@ -73,6 +73,10 @@ pub struct MediaConfig {
     pub source: SourcePolicy,
 }
 
+/// How long after a key (its last RFC 4733 event packet, or its in-band detection) the
+/// listener hears nothing.
+pub(crate) const KEY_HOLD_OFF: Duration = Duration::from_millis(200);
+
 /// What a media session reports to its call.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub enum MediaEvent {
@@ -226,6 +230,9 @@ pub struct MediaSession {
     recorder: Option<Recorder>,
     /// Listening for an utterance, and whether it listens for a hotword.
     listener: Option<(Listener, bool)>,
+    /// Until then the listener hears nothing: a key is being pressed (its tone is not
+    /// speech).
+    keys_until: Instant,
     stats: MediaStats,
     /// Loss and jitter of what the remote sends.
     rx: RxStats,
@@ -258,6 +265,7 @@ impl MediaSession {
             inband: InbandDetector::new(),
             recorder: None,
             listener: None,
+            keys_until: now,
             stats: MediaStats::default(),
             rx: RxStats::new(now),
             amd: None,
@@ -556,6 +564,9 @@ impl MediaSession {
             let event = amd.feed(since, self.config.codec, packet.payload);
             self.on_machine_event(event);
         }
+        if Some(payload_type) == self.config.dtmf_payload_type {
+            self.mute_listener(now);
+        }
         let key = if Some(payload_type) == self.config.dtmf_payload_type {
             let Some(event) = parse_telephone_event(packet.payload) else {
                 self.stats.dropped_malformed += 1;
@@ -779,6 +790,7 @@ impl MediaSession {
     }
 
     fn on_key(&mut self, key: char) {
+        self.mute_listener(self.now);
         if self.recorder.as_ref().is_some_and(Recorder::ends_on_key) {
             // The key ends the recording (its `termchar`); it is no input of its own.
             self.end_recording(RecordEnd::Key(key));
@@ -790,14 +802,26 @@ impl MediaSession {
         self.events.push_back(MediaEvent::Dtmf(key));
     }
 
+    /// A key is being pressed: what the listener heard so far, and for [`KEY_HOLD_OFF`]
+    /// after, is not speech (a phone may send the key's tone in the audio beside its RFC 4733
+    /// events, and in-band keys are nothing but tones).
+    fn mute_listener(&mut self, now: Instant) {
+        self.keys_until = now + KEY_HOLD_OFF;
+        if let Some((listener, _)) = self.listener.as_mut() {
+            listener.reset();
+        }
+    }
+
     /// Audio for the listener: speech over a prompt that may not be interrupted is not heard
-    /// (unless listening for a hotword, where every prompt is sent without barge-in).
+    /// (unless listening for a hotword, where every prompt is sent without barge-in), nor
+    /// while a key is pressed.
     fn hear(&mut self, now: Instant, law: Codec, payload: &[u8]) {
         let protected = self.queue.front().is_some_and(|item| !item.bargein);
+        let keyed = now < self.keys_until;
         let Some((listener, hotword)) = self.listener.as_mut() else {
             return;
         };
-        if protected && !*hotword {
+        if keyed || protected && !*hotword {
             listener.reset();
             return;
         }
@@ -1358,6 +1382,30 @@ mod tests {
         assert!(s.is_listening(), "another id stops nothing");
         s.stop_listening(Some(3));
         assert!(!s.is_listening());
+    }
+
+    #[test]
+    fn a_key_is_not_speech_even_with_its_tone_in_the_audio() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(config(Codec::Pcmu), t0);
+        s.listen(t0, 4, LISTEN, false);
+        let t = speak(&mut s, t0, 0, 5, 10);
+        // The phone sends the key as RFC 4733 events and its tone in the audio together.
+        let mut now = t;
+        for n in 0..6u16 {
+            s.handle_datagram(now, REMOTE, &event_packet(n, 8000, 5, n == 5));
+            s.handle_datagram(now, REMOTE, &audio_packet(5 + n, 6000));
+            now += Duration::from_millis(20);
+        }
+        let got = events(&mut s);
+        assert_eq!(
+            got,
+            [MediaEvent::Dtmf('5')],
+            "the key, and no speech: {got:?}"
+        );
+        // Speech after the hold-off is heard again.
+        let _ = speak(&mut s, now + KEY_HOLD_OFF, 20, 4, 6000);
+        assert_eq!(events(&mut s), [MediaEvent::SpeechStarted { id: 4 }]);
     }
 
     #[test]
