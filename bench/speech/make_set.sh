@@ -8,7 +8,7 @@
 #
 # OUTDIR/manifest.tsv has one line per file:
 #   file  kind(in|oog|silence)  grammar(or -)  expected(or -)  law  impairment  voice  rate
-# The full set has 1,452 files; --small (for CI) makes 24. The same arguments always give the
+# The full set has 1,452 files; --small makes 16. The same arguments always give the
 # same files. None of the voices here is one bench/speech/adapt.sh adapts with.
 # Needs espeak-ng, sox and python3.
 set -euo pipefail

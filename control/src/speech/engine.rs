@@ -120,7 +120,7 @@ pub struct Calibration {
 impl Default for Calibration {
     fn default() -> Self {
         Self {
-            centre: -30.0,
+            centre: -40.0,
             scale: 4.0,
         }
     }

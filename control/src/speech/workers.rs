@@ -88,6 +88,17 @@ impl Workers {
         })
     }
 
+    /// Loads the model `[speech]` names and starts its recognizer threads (about 0.2 s per
+    /// thread; call at start-up, off the async runtime).
+    pub fn from_config(config: &crate::config::SpeechConfig) -> Result<Self, SpeechError> {
+        let model = Model::load(
+            config.model_paths()?,
+            super::engine::DEFAULT_FILL_RMS,
+            super::Calibration::default(),
+        )?;
+        Self::start(&model, config.worker_count(), config.queue_per_worker)
+    }
+
     /// Queues one utterance (8 kHz PCM16) for recognition against `grammar`; the answer
     /// arrives on the returned receiver. Never blocks: a full queue is [`Busy`].
     pub fn submit(
@@ -145,11 +156,16 @@ impl Drop for Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::speech::engine::tests::{CITIES, g711_utterance, model};
+    use crate::speech::engine::tests::{CITIES, g711_utterance};
 
     #[tokio::test]
     async fn answers_and_refuses_when_full() {
-        let workers = Workers::start(&model(), 1, 1).expect("workers");
+        let config = crate::config::SpeechConfig {
+            workers: 1,
+            queue_per_worker: 1,
+            ..Default::default()
+        };
+        let workers = Workers::from_config(&config).expect("workers");
         let grammar = Arc::new(Jsgf::new(CITIES).expect("grammar"));
         let chicago = g711_utterance("chicago", "en-us", "u-law");
         // One thread and a queue of one: of ten utterances submitted at once (each takes
