@@ -25,11 +25,15 @@ pub struct RecognizeArgs {
     #[arg(long, value_name = "FILE|BUILTIN", conflicts_with = "jsgf")]
     pub grammar: Option<String>,
     /// Words for espeak-ng to say (the caller).
-    #[arg(long, value_name = "WORDS", required_unless_present = "raw")]
+    #[arg(long, value_name = "WORDS", required_unless_present_any = ["raw", "wav"])]
     pub say: Option<String>,
     /// Or the caller's audio: raw PCM16 little-endian, 8 kHz, mono.
-    #[arg(long, value_name = "FILE", conflicts_with = "say")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["say", "wav"])]
     pub raw: Option<PathBuf>,
+    /// Or the caller's audio: a WAV file of PCM16, 8 kHz, mono (as bench/speech/make_set.sh
+    /// writes).
+    #[arg(long, value_name = "FILE", conflicts_with = "say")]
+    pub wav: Option<PathBuf>,
     /// The espeak-ng voice for --say.
     #[arg(long, default_value = "en-us")]
     pub voice: String,
@@ -96,17 +100,56 @@ fn grammar(args: &RecognizeArgs) -> Result<Jsgf, String> {
 
 /// The caller's audio as PCM16 at 8 kHz.
 fn audio(args: &RecognizeArgs) -> Result<Vec<i16>, String> {
-    let bytes = match (&args.raw, &args.say) {
-        (Some(path), _) => {
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
-        (None, Some(words)) => say(words, &args.voice)?,
-        (None, None) => return Err("give --say WORDS or --raw FILE".to_owned()),
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let bytes = match (&args.raw, &args.wav, &args.say) {
+        (Some(path), _, _) => read(path)?,
+        (None, Some(path), _) => wav_samples(&read(path)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .to_vec(),
+        (None, None, Some(words)) => say(words, &args.voice)?,
+        (None, None, None) => return Err("give --say WORDS, --wav FILE or --raw FILE".to_owned()),
     };
     Ok(bytes
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect())
+}
+
+/// The sample bytes of a RIFF WAV of PCM16, 8 kHz, mono.
+fn wav_samples(wav: &[u8]) -> Result<&[u8], String> {
+    if wav.get(..4) != Some(b"RIFF") || wav.get(8..12) != Some(b"WAVE") {
+        return Err("not a RIFF WAVE file".to_owned());
+    }
+    let mut rest = wav.get(12..).unwrap_or_default();
+    let mut format_ok = false;
+    while let (Some(id), Some(size)) = (rest.get(..4), rest.get(4..8)) {
+        let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
+        let body = rest.get(8..).unwrap_or_default();
+        let chunk = body.get(..size.min(body.len())).unwrap_or_default();
+        match id {
+            b"fmt " => {
+                let field = |at: usize| {
+                    chunk
+                        .get(at..at + 2)
+                        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                };
+                let rate = chunk
+                    .get(4..8)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                format_ok = field(0) == Some(1)
+                    && field(2) == Some(1)
+                    && rate == Some(8000)
+                    && field(14) == Some(16);
+            }
+            b"data" if format_ok => return Ok(chunk),
+            b"data" => return Err("not PCM16 mono at 8 kHz (convert it with sox first)".to_owned()),
+            _ => {}
+        }
+        rest = body.get(size + size % 2..).unwrap_or_default();
+    }
+    Err("no data chunk".to_owned())
 }
 
 /// espeak-ng's speech of `words`, resampled by sox to raw PCM16 8 kHz.
