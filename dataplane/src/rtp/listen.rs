@@ -11,8 +11,10 @@
 //! - **End of speech**: `end_silence` since the last packet with sound (a gap in the received
 //!   stream counts as silence), or `max_speech` after the start, or a full buffer.
 //!
-//! The buffer for `max_speech` plus the pre-roll is allocated when listening starts;
-//! listening allocates nothing per packet. The finished utterance is handed out as that
+//! The pre-roll ring (300 ms) is allocated when listening starts, and the utterance's buffer
+//! (`max_speech`) once, when speech starts: memory follows the callers who speak, not the
+//! calls that listen (a DTMF menu with a voice form listens on every call), and nothing is
+//! allocated per packet. The finished utterance is handed out as that
 //! buffer (moved, not copied). A listener hears one utterance; control starts a new one for
 //! the next field.
 //!
@@ -100,6 +102,8 @@ pub struct Listener {
     phase: Phase,
     /// The pre-roll ring while quiet, then the utterance from its start.
     buffer: Vec<i16>,
+    /// Samples the utterance may take: the pre-roll and `max_speech`.
+    capacity: usize,
     /// Samples written: ring position (mod the pre-roll) while quiet, length while speaking.
     len: usize,
     /// Packets with sound in a row while quiet.
@@ -110,18 +114,18 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// A listener for one utterance; allocates its whole buffer now.
+    /// A listener for one utterance; allocates its pre-roll ring now.
     pub fn new(id: u32, params: ListenParams) -> Self {
         let params = ListenParams {
             max_speech: params.max_speech.min(MAX_SPEECH),
             end_silence: params.end_silence.min(MAX_SPEECH),
         };
-        let samples = PRE_ROLL_SAMPLES + samples_in(params.max_speech);
         Self {
             id,
             params,
             phase: Phase::Quiet,
-            buffer: vec![0; samples],
+            buffer: vec![0; PRE_ROLL_SAMPLES],
+            capacity: PRE_ROLL_SAMPLES + samples_in(params.max_speech),
             len: 0,
             onset: 0,
             noise: None,
@@ -193,6 +197,11 @@ impl Listener {
             ring.rotate_left(self.len % PRE_ROLL_SAMPLES);
         }
         self.len = kept;
+        // The utterance's buffer: one allocation, for the whole of `max_speech`.
+        if self.buffer.len() < self.capacity {
+            self.buffer.reserve_exact(self.capacity - self.buffer.len());
+            self.buffer.resize(self.capacity, 0);
+        }
         self.phase = Phase::Speaking {
             started: now,
             last_sound: now,
@@ -404,8 +413,20 @@ mod tests {
     fn max_speech_cuts_a_long_utterance_and_the_buffer_never_grows() {
         let t0 = Instant::now();
         let (mut l, t0) = at_rest(t0);
+        assert_eq!(
+            l.buffer.capacity(),
+            PRE_ROLL_SAMPLES,
+            "only the pre-roll before speech"
+        );
+        let (heard, t) = feed(&mut l, t0, 3, 8000.0);
+        assert_eq!(heard.len(), 1, "speech started: {heard:?}");
         let capacity = l.buffer.capacity();
-        let (heard, _) = feed(&mut l, t0, 200, 8000.0);
+        assert_eq!(
+            capacity,
+            PRE_ROLL_SAMPLES + 2 * 8000,
+            "max_speech allocated at once"
+        );
+        let (heard, _) = feed(&mut l, t, 197, 8000.0);
         let utterance = heard.iter().find_map(|(n, h)| match h {
             Heard::Utterance(u) => Some((*n, u)),
             Heard::SpeechStarted => None,
@@ -414,8 +435,8 @@ mod tests {
             panic!("cut: {heard:?}")
         };
         assert!(u.max_speech);
-        // Started at packet 2; 2 s is 100 packets later.
-        assert_eq!(n, 102);
+        // Started at packet 2 of the first feed; 2 s is 100 packets later, packet 99 of this.
+        assert_eq!(n, 99);
         assert!(u.pcm.len() <= capacity);
         assert_eq!(
             u.pcm.capacity(),
