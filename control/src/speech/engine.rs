@@ -82,26 +82,43 @@ impl ModelPaths {
 }
 
 /// The built-in MLLR transform as a file PocketSphinx can read (`-mllr` takes a path): written
-/// once under the temporary directory, named by its content's hash.
+/// once, named by its content's hash, into `outdial-speech-<uid>` under the temporary
+/// directory, a directory only this user may write (made with mode 0700, refused if another
+/// user owns it or others may write it), so no other local user can swap the file between
+/// its check and PocketSphinx reading it.
 pub fn builtin_mllr() -> Result<PathBuf, SpeechError> {
     use std::hash::{DefaultHasher, Hash, Hasher};
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    // This process's user: the owner of its /proc entry.
+    let uid = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+    let dir = std::env::temp_dir().join(format!("outdial-speech-{uid}"));
+    let refuse = |why: String| {
+        SpeechError::Model(format!(
+            "cannot keep the built-in MLLR transform in {}: {why} (set [speech] mllr to a file)",
+            dir.display()
+        ))
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(refuse(e.to_string())),
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return Err(refuse(
+            "it is not a directory of this user that only this user may write".to_owned(),
+        ));
+    }
     let mut hasher = DefaultHasher::new();
     BUILTIN_MLLR.hash(&mut hasher);
-    let path =
-        std::env::temp_dir().join(format!("outdial-telephone-{:016x}.mllr", hasher.finish()));
+    let path = dir.join(format!("telephone-{:016x}.mllr", hasher.finish()));
     if std::fs::read(&path).is_ok_and(|found| found == BUILTIN_MLLR) {
         return Ok(path);
     }
-    let cannot = |e: std::io::Error| {
-        SpeechError::Model(format!(
-            "cannot write the built-in MLLR transform to {}: {e} (set [speech] mllr to a file)",
-            path.display()
-        ))
-    };
-    // Another process may write it at the same time: write aside, then rename over.
+    // Another process of this user may write it at the same time: write aside, then rename.
     let aside = path.with_extension(format!("{}.tmp", std::process::id()));
-    std::fs::write(&aside, BUILTIN_MLLR).map_err(cannot)?;
-    std::fs::rename(&aside, &path).map_err(cannot)?;
+    std::fs::write(&aside, BUILTIN_MLLR).map_err(|e| refuse(e.to_string()))?;
+    std::fs::rename(&aside, &path).map_err(|e| refuse(e.to_string()))?;
     Ok(path)
 }
 
