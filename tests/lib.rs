@@ -183,6 +183,25 @@ pub fn rtp_block() -> (u16, u16) {
     (base, base + 11)
 }
 
+/// A base port for SIPp's media (`-mp`: audio RTP and RTCP, video RTP and RTCP: four
+/// ports), free right now, below the kernel's ephemeral range and outside the servers'
+/// [`rtp_block`]s, distinct per test in this process: a port from the ephemeral range could
+/// be taken by any other socket between this check and SIPp's bind (CI saw `errno 98`).
+pub fn sipp_media_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    for _ in 0..200 {
+        let slot = NEXT.fetch_add(1, Ordering::Relaxed) % 50;
+        let port = 12_000 + (std::process::id() % 40) as u16 * 200 + slot * 4;
+        let free = (port..port + 4)
+            .take_while(|p| UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+            .count();
+        if free == 4 {
+            return port;
+        }
+    }
+    panic!("no four free UDP ports for SIPp's media in 12000-19999 on 127.0.0.1");
+}
+
 /// Spawns `outdial serve --config config_path`, appending its output to `dir/outdial.log`.
 fn launch(dir: &TempDir, config_path: &Path) -> Child {
     launch_limited(dir, config_path, None)
@@ -826,7 +845,7 @@ impl Sipp {
                 break port;
             }
         };
-        let media_port = free_udp_port();
+        let media_port = sipp_media_port();
         let out = std::fs::File::create(dir.path().join("sipp.out")).expect("sipp out");
         let mut command = Command::new("sipp");
         command
