@@ -59,6 +59,22 @@ pub fn decode(codec: Codec, payload: &[u8], out: &mut [i16]) -> usize {
     payload.len().min(out.len())
 }
 
+/// Samples in `duration` at [`SAMPLE_RATE`], saturating.
+pub fn samples_in(duration: std::time::Duration) -> usize {
+    let samples = duration.as_millis().saturating_mul(u128::from(SAMPLE_RATE)) / 1000;
+    usize::try_from(samples).unwrap_or(usize::MAX)
+}
+
+/// Mean absolute amplitude of `samples` (0 for none): how loud a packet is, as the recorder
+/// and the speech listener judge sound.
+pub fn mean_level(samples: &[i16]) -> u32 {
+    if samples.is_empty() {
+        return 0;
+    }
+    let sum: u64 = samples.iter().map(|s| u64::from(s.unsigned_abs())).sum();
+    u32::try_from(sum / samples.len() as u64).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 use super::g711;
 use crate::api::Codec;
 
-/// Mean absolute PCM16 amplitude below which a packet is never sound (about −42 dBov).
-pub const SOUND_LEVEL: u32 = 256;
+/// Mean absolute PCM16 amplitude below which a packet is never sound (about −42 dBov): the
+/// recorder's.
+pub use super::record::SOUND_LEVEL;
 
 /// A packet is sound only when louder than this many times the noise floor.
 pub const NOISE_MARGIN: u32 = 3;
@@ -125,7 +126,7 @@ impl Listener {
             params,
             phase: Phase::Quiet,
             buffer: vec![0; PRE_ROLL_SAMPLES],
-            capacity: PRE_ROLL_SAMPLES + samples_in(params.max_speech),
+            capacity: PRE_ROLL_SAMPLES + g711::samples_in(params.max_speech),
             len: 0,
             onset: 0,
             noise: None,
@@ -150,7 +151,7 @@ impl Listener {
             Phase::Speaking { started, .. } => {
                 let free = self.buffer.get_mut(self.len..).unwrap_or_default();
                 let written = g711::decode(codec, payload, free);
-                let level = mean_level(free.get(..written).unwrap_or_default());
+                let level = g711::mean_level(free.get(..written).unwrap_or_default());
                 self.len += written;
                 if self.is_sound(level) {
                     self.phase = Phase::Speaking {
@@ -168,7 +169,7 @@ impl Listener {
         let mut decoded = [0i16; QUIET_PACKET_SAMPLES];
         let written = g711::decode(codec, payload, &mut decoded);
         let samples = decoded.get(..written).unwrap_or_default();
-        let level = mean_level(samples);
+        let level = g711::mean_level(samples);
         if self.noise.is_none() {
             // The first packet sets the floor: listening starts before the field's prompts
             // play, so what arrives first is the line at rest.
@@ -268,21 +269,6 @@ impl Listener {
     }
 }
 
-/// Mean absolute amplitude of `samples` (0 for none).
-fn mean_level(samples: &[i16]) -> u32 {
-    if samples.is_empty() {
-        return 0;
-    }
-    let sum: u64 = samples.iter().map(|s| u64::from(s.unsigned_abs())).sum();
-    u32::try_from(sum / samples.len() as u64).unwrap_or(u32::MAX)
-}
-
-/// Samples in `duration` at 8 kHz, saturating.
-fn samples_in(duration: Duration) -> usize {
-    let samples = duration.as_millis().saturating_mul(u128::from(RATE)) / 1000;
-    usize::try_from(samples).unwrap_or(usize::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,7 +346,7 @@ mod tests {
         assert_eq!(u.pcm.len(), expected);
         // The pre-roll ends with the onset's loud packets, in order; it starts with noise.
         assert!(u.pcm[..160].iter().all(|s| s.unsigned_abs() < 100));
-        assert!(mean_level(&u.pcm[PRE_ROLL_SAMPLES - 160..PRE_ROLL_SAMPLES]) > 1000);
+        assert!(g711::mean_level(&u.pcm[PRE_ROLL_SAMPLES - 160..PRE_ROLL_SAMPLES]) > 1000);
         // Done: nothing more is heard.
         let (heard, _) = feed(&mut l, t0 + Duration::from_secs(10), 10, 8000.0);
         assert!(heard.is_empty(), "{heard:?}");

@@ -41,7 +41,7 @@ pub const BEEP_DURATION: Duration = Duration::from_millis(200);
 const RATE: u64 = g711::SAMPLE_RATE as u64;
 
 static BEEP: LazyLock<Pcm8k> = LazyLock::new(|| {
-    let samples = samples_in(BEEP_DURATION);
+    let samples = g711::samples_in(BEEP_DURATION);
     let step = std::f64::consts::TAU * f64::from(BEEP_HZ) / RATE as f64;
     // −10 dBFS: loud enough to hear, far from clipping after G.711.
     let amplitude = 32767.0 * 10f64.powf(-10.0 / 20.0);
@@ -53,12 +53,6 @@ static BEEP: LazyLock<Pcm8k> = LazyLock::new(|| {
 /// The beep played before a recording (1 kHz, 200 ms, −10 dBFS), shared by every call.
 pub fn beep() -> Pcm8k {
     Arc::clone(&BEEP)
-}
-
-/// Samples in `duration` at 8 kHz, saturating.
-fn samples_in(duration: Duration) -> usize {
-    let samples = duration.as_millis().saturating_mul(u128::from(RATE)) / 1000;
-    usize::try_from(samples).unwrap_or(usize::MAX)
 }
 
 /// How a recording is bounded.
@@ -133,7 +127,7 @@ impl Recorder {
             id,
             params,
             started: start,
-            buffer: vec![0; samples_in(params.max_time)],
+            buffer: vec![0; g711::samples_in(params.max_time)],
             len: 0,
             last_sound: None,
         }
@@ -164,11 +158,8 @@ impl Recorder {
         let free = self.buffer.get_mut(self.len..).unwrap_or_default();
         let written = g711::decode(codec, payload, free);
         let samples = free.get(..written).unwrap_or_default();
-        if written > 0 {
-            let sum: u64 = samples.iter().map(|s| u64::from(s.unsigned_abs())).sum();
-            if sum / written as u64 > u64::from(SOUND_LEVEL) {
-                self.last_sound = Some(now);
-            }
+        if g711::mean_level(samples) > SOUND_LEVEL {
+            self.last_sound = Some(now);
         }
         self.len += written;
         (self.len >= self.buffer.len()).then_some(RecordEnd::MaxTime)
@@ -333,7 +324,7 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut r = Recorder::new(5, params, Some(t0));
-        assert_eq!(r.buffer.len(), samples_in(MAX_RECORD_TIME));
+        assert_eq!(r.buffer.len(), g711::samples_in(MAX_RECORD_TIME));
         r.capture(t0, Codec::Pcmu, &frame(Codec::Pcmu, 4000));
         assert_eq!(r.deadline(), Some(t0 + MAX_RECORD_TIME));
     }

@@ -471,7 +471,8 @@ impl MediaSession {
     /// stops a prompt that allows barge-in, as a key does, and speech over a prompt that
     /// does not is not heard; but for a `hotword` listen, speech is heard over every prompt
     /// and stops none (only a grammar match may, which control decides). A listen in
-    /// progress is dropped. Allocates the utterance's buffer now; listening allocates nothing.
+    /// progress is dropped. Allocates the pre-roll ring now and the utterance's buffer once,
+    /// when speech starts; nothing per packet.
     pub fn listen(&mut self, now: Instant, id: u32, params: ListenParams, hotword: bool) {
         self.advance(now);
         self.listener = Some((Listener::new(id, params), hotword));
@@ -564,10 +565,8 @@ impl MediaSession {
             let event = amd.feed(since, self.config.codec, packet.payload);
             self.on_machine_event(event);
         }
-        if Some(payload_type) == self.config.dtmf_payload_type {
-            self.mute_listener(now);
-        }
         let key = if Some(payload_type) == self.config.dtmf_payload_type {
+            self.mute_listener(now);
             let Some(event) = parse_telephone_event(packet.payload) else {
                 self.stats.dropped_malformed += 1;
                 return;
