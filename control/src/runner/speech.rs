@@ -123,8 +123,9 @@ impl SpeechInput {
             }
             return Step::Input(Input::RecognitionFailed {
                 event: "error.noresource".to_owned(),
-                message: "this server has no speech recognizer ([speech] enabled = false), and \
-                          the field takes only voice; give it a DTMF grammar or enable [speech]"
+                message: "this server has no speech recognizer ([speech] is off, or PocketSphinx \
+                          is missing: its start-up log says which), and the field takes only \
+                          voice; give it a DTMF grammar or enable [speech]"
                     .to_owned(),
             });
         }
