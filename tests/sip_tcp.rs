@@ -1,7 +1,8 @@
 //! SIP over TCP end to end: the real `outdial serve` dials a SIPp UAS that listens on TCP
 //! only (`-t t1`: one socket), through a trunk with `transport = "tcp"`; a SIPp UAC calls an
 //! `[[inbound]]` number on Outdial's TCP listener; a trunk to a TCP port where nothing
-//! listens fails its call at once. RTP stays on UDP. TLS (baresip as the callee) is in
+//! listens fails its call at once, one whose host drops our SYNs at the connect timeout, and
+//! a large INVITE refused over TCP goes again over UDP. RTP stays on UDP. TLS (baresip as the callee) is in
 //! `sip_tls.rs`.
 
 use std::net::TcpListener;
@@ -337,5 +338,124 @@ async fn a_tcp_callees_bye_on_our_connection_ends_the_call() {
     assert!(
         sipp_status.success(),
         "SIPp expected our 200 OK to its BYE:\n{trace}"
+    );
+}
+
+/// RFC 3261 §18.1.1: an INVITE moved to TCP for its size (`udp_mtu_switch`) whose TCP
+/// connection is refused goes again over UDP, where SIPp (UDP only) answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_invite_refused_over_tcp_goes_again_over_udp() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "1000".into()),
+        ],
+    );
+    let outdial = Outdial::start_with_sip("127.0.0.1", "udp_mtu_switch = 500", "");
+    let (status, created) = outdial
+        .create_call(&json!({"to": sipp.uri("+15550006"), "url": app.url("/app.vxml")}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert_eq!(
+        call["status"],
+        "completed",
+        "{call}\n{trace}\n{}",
+        outdial.log()
+    );
+    assert_eq!(call["result"], json!({ "confirm": "true" }), "{call}");
+    assert!(sipp_status.success(), "{trace}");
+    let invites = received(&trace, "INVITE");
+    assert!(!invites.is_empty(), "{trace}");
+    assert!(
+        invites.iter().all(|i| i.contains("Via: SIP/2.0/UDP ")),
+        "every INVITE SIPp got came over UDP: {invites:?}"
+    );
+    assert!(
+        invites[0].len() > 500,
+        "the INVITE was large: {}",
+        invites[0]
+    );
+}
+
+/// A TCP listener that never completes a connection: its accept queue (backlog 0) is held
+/// full by one connection nobody accepts, so the kernel drops every later SYN. Python holds
+/// it (std cannot set the backlog); killed on drop.
+struct Blackhole {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Blackhole {
+    fn start() -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import socket, time\n\
+                 s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)\n\
+                 port = s.getsockname()[1]\n\
+                 held = socket.create_connection(('127.0.0.1', port))\n\
+                 print(port, flush=True)\n\
+                 time.sleep(120)\n",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the port");
+        let port: u16 = line.trim().parse().expect("a port");
+        Self {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+        }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP trunk whose host drops our SYNs fails the call at `sip.tcp_connect_timeout_ms`,
+/// saying so, not after the kernel's SYN retries or the no-response timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_trunk_that_never_accepts_fails_the_call_at_the_connect_timeout() {
+    let hole = Blackhole::start();
+    let outdial = Outdial::start_with_sip(
+        "127.0.0.1",
+        &format!("{DEFAULT_TRUNK}\ntcp_connect_timeout_ms = 1000\nno_response_timeout_ms = 20000"),
+        &tcp_trunk(hole.addr),
+    );
+    let (status, created) = outdial
+        .create_call(&json!({"to": "+15550010", "url": "http://127.0.0.1:9/never.vxml"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(call["status"], "failed", "{call}\n{}", outdial.log());
+    assert_eq!(call["disposition"], "unreachable", "{call}");
+    let reason = call["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "{} did not accept the TCP connection within 1000 ms",
+            hole.addr
+        )),
+        "{call}"
+    );
+    let took = dialed_to_ended(&call);
+    assert!(
+        took < Duration::from_secs(10),
+        "ended after {took:?}: the 20 s no-response timeout did not end it: {call}"
     );
 }

@@ -72,7 +72,7 @@ fn make_ca(dir: &Path, name: &str) {
     );
 }
 
-/// Certificates in `dir`: `ca.pem`, a server certificate it signs for 127.0.0.1 with its key
+/// Certificates in `dir`: `ca.pem`, a server certificate it signs for 127.0.0.1 and 127.0.0.2 with its key
 /// in one PEM (`server-bundle.pem`, as baresip reads it), and an unrelated `other-ca.pem`.
 fn make_pki(dir: &Path) {
     make_ca(dir, "ca");
@@ -96,7 +96,7 @@ fn make_pki(dir: &Path) {
     );
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        "subjectAltName=IP:127.0.0.1,IP:127.0.0.2\nextendedKeyUsage=serverAuth\n",
     )
     .expect("write extensions");
     openssl(
@@ -158,7 +158,8 @@ struct TlsCallee {
 impl TlsCallee {
     fn start(bundle: &Path) -> Self {
         let dir = TempDir::new("baresip-tls");
-        let sip = SocketAddr::from(([127, 0, 0, 1], free_ports(0, 2)));
+        let port = free_ports(0, 2);
+        let sip = SocketAddr::from(([127, 0, 0, 1], port));
         let console = SocketAddr::from(([127, 0, 0, 1], free_ports(sip.port() + 2, 1)));
         let config = format!(
             "poll_method\tepoll\n\
@@ -196,7 +197,7 @@ impl TlsCallee {
             .stderr(out)
             .spawn()
             .expect("spawn baresip: install it with `apt-get install baresip-core`");
-        let tls = SocketAddr::from(([127, 0, 0, 1], sip.port() + 1));
+        let tls = SocketAddr::from(([127, 0, 0, 1], port + 1));
         // Dial only once it listens: binding its TLS port fails from then on.
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpListener::bind(tls).is_ok() && Instant::now() < deadline {
@@ -311,6 +312,64 @@ async fn a_tls_trunk_call_is_answered_by_baresip_and_completes() {
     let log = callee.log();
     assert!(log.contains("Call established"), "{log}");
     assert!(log.contains("Via: SIP/2.0/TLS "), "{log}");
+}
+
+/// A TCP relay from a port on 127.0.0.2 to `to`, as a carrier's edge in front of its
+/// servers: each connection is copied both ways, TLS and all, untouched.
+async fn relay_to(to: SocketAddr) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    let edge = listener.local_addr().expect("relay address");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    edge
+}
+
+/// The trunk's edge is a relay on 127.0.0.2 while the callee's Contact names its own address
+/// (127.0.0.1): our ACK and BYE go to the Contact over TLS with the trunk's settings, and
+/// the callee sees our BYE there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_callee_whose_contact_is_another_address_gets_our_ack_and_bye() {
+    let (_pki, certs) = pki();
+    let callee = TlsCallee::start(&certs.join("server-bundle.pem"));
+    let edge = relay_to(callee.tls).await;
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", GOODBYE);
+    let outdial = outdial_with_tls_trunk(edge, &certs.join("ca.pem"));
+    let id = place(&outdial, "+15550001", &app.url("/app.vxml")).await;
+    let call: Value = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(
+        call["status"],
+        "completed",
+        "{call}\n{}\n{}",
+        callee.log(),
+        outdial.log()
+    );
+    assert!(
+        callee
+            .wait_log("session closed", Duration::from_secs(5))
+            .await,
+        "{}",
+        callee.log()
+    );
+    let log = callee.log();
+    assert!(log.contains("Call established"), "{log}");
+    // Our BYE reached it at its Contact, not through the edge.
+    let contact = format!("@{};transport=tls SIP/2.0", callee.tls);
+    assert!(
+        log.lines()
+            .any(|line| line.starts_with("BYE sip:") && line.ends_with(&contact)),
+        "no BYE to `{contact}` in {log}\n{}",
+        outdial.log()
+    );
 }
 
 /// A TLS callee's BYE arrives on a new TLS connection to our Contact (`;transport=tls`, the

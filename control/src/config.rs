@@ -280,6 +280,10 @@ pub struct SipConfig {
     /// Requests bound for UDP longer than this many bytes go over TCP instead (RFC 3261
     /// §18.1.1, the MTU rule); 0 = never (most carriers' UDP trunks take no TCP).
     pub udp_mtu_switch: usize,
+    /// A SIP connection (TCP or TLS) we open that is not established within this many
+    /// milliseconds is given up: its INVITE ends `unreachable` and the trunk's next address
+    /// is tried, instead of waiting out the kernel's SYN retries.
+    pub tcp_connect_timeout_ms: u64,
     /// Copy every SIP message to this capture server (Homer, sngrep) as HEP v3 over UDP
     /// (`docs/sip.md`, "HEP capture"); `None` = off.
     pub hep_capture: Option<SocketAddr>,
@@ -543,6 +547,7 @@ impl Default for SipConfig {
             session_expires_secs: 1800,
             tcp: true,
             udp_mtu_switch: 0,
+            tcp_connect_timeout_ms: 2000,
             no_response_timeout_ms: 5000,
             hep_capture: None,
             hep_agent_id: 2001,
@@ -958,6 +963,12 @@ impl Config {
             )));
         }
         self.sip_tls_server()?;
+        let connect = self.sip.tcp_connect_timeout_ms;
+        if !(100..=60_000).contains(&connect) {
+            return Err(Error::Config(format!(
+                "`sip.tcp_connect_timeout_ms` is {connect}: use 100 to 60000 ms (default 2000)"
+            )));
+        }
         let switch = self.sip.udp_mtu_switch;
         if switch != 0 && !(500..=65_507).contains(&switch) {
             return Err(Error::Config(format!(
@@ -1359,6 +1370,14 @@ mod tests {
         assert!(short.contains("sip.session_expires_secs"), "{short}");
         for (text, key) in [
             ("[sip]\nudp_mtu_switch = 100\n", "sip.udp_mtu_switch"),
+            (
+                "[sip]\ntcp_connect_timeout_ms = 0\n",
+                "sip.tcp_connect_timeout_ms",
+            ),
+            (
+                "[sip]\ntcp_connect_timeout_ms = 60001\n",
+                "sip.tcp_connect_timeout_ms",
+            ),
             ("[sip]\ntcp = false\nudp_mtu_switch = 1300\n", "sip.tcp"),
             (
                 "[sip]\ntcp = false\n[[trunk]]\nname = \"c\"\nrequest_uri = \"sip:{number}@c.example\"\ntransport = \"tcp\"\n",

@@ -557,6 +557,7 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
         }),
         sip_tcp: config.sip.tcp,
         udp_mtu_switch: (config.sip.udp_mtu_switch > 0).then_some(config.sip.udp_mtu_switch),
+        tcp_connect_timeout: Duration::from_millis(config.sip.tcp_connect_timeout_ms),
         tls_server: config.sip_tls_server()?,
         backend,
         pin: config.dataplane.pin,

@@ -128,6 +128,9 @@ pub struct AgentConfig {
     /// Requests bound for UDP longer than this go over TCP (RFC 3261 §18.1.1); `None`:
     /// never.
     pub udp_mtu_switch: Option<usize>,
+    /// A SIP connection we open that is not established within this is given up, and its
+    /// requests fail as unreachable.
+    pub tcp_connect_timeout: Duration,
     /// Our certificate for SIP over TLS on the SIP listener (a connection that starts with
     /// a TLS handshake); `None`: TLS connections are refused.
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
@@ -208,6 +211,9 @@ struct CallSlot {
     /// The `o=` of the 183's SDP when early media started: a 2xx with the same one keeps
     /// the session as it is.
     early_origin: Option<sdp::Origin>,
+    /// The trunk's TLS settings of a call dialled over TLS: a dialog hop at another address
+    /// (the callee's Contact, a Record-Route) is reached with them too.
+    tls: Option<crate::api::TlsClient>,
 }
 
 /// The [`Driver`] run by each core.
@@ -271,7 +277,8 @@ impl Agent {
             local: SocketAddr::new(config.public_ip, config.sip_listen.port()),
             published: HepStats::default(),
         });
-        let mut streams = SipStreams::new(config.border.max_message_bytes);
+        let mut streams =
+            SipStreams::new(config.border.max_message_bytes, config.tcp_connect_timeout);
         if let Some(tls) = &config.tls_server {
             streams.serve_tls(Arc::clone(tls));
         }
@@ -432,6 +439,7 @@ impl Agent {
                 sdp_origin: (sdp_session, 1),
                 local_rtp: SocketAddr::new(self.config.public_ip, rtp_local.port()),
                 early_origin: None,
+                tls: dial.tls.clone(),
             },
         );
         self.by_socket.insert(rtp_socket, (dial.call, Channel::Rtp));
@@ -603,9 +611,12 @@ impl Agent {
                 progressed = true;
                 trace_sip("out", to, &self.sip_buf);
                 if transport != Transport::Udp {
+                    if transport == Transport::Tls && !self.streams.knows_tls_peer(to) {
+                        self.learn_tls_hop(to);
+                    }
                     if let Err(why) = self.streams.send(io, now, transport, to, &self.sip_buf) {
                         tracing::warn!(peer = %to, %transport, "{why}");
-                        self.sip.handle_transport_failure(&self.sip_buf, &why);
+                        self.sip.handle_transport_failure(now, &self.sip_buf, &why);
                         continue;
                     }
                 } else if let Some(socket) = self.sip_socket {
@@ -626,6 +637,22 @@ impl Agent {
             if !progressed {
                 break;
             }
+        }
+    }
+
+    /// A TLS message is bound for `to`, an address no dial named: when a call dialled over
+    /// TLS has it as a dialog hop (its callee's Contact or a Record-Route at another address
+    /// than the trunk's), the call's trunk settings reach it too: the same CAs and client
+    /// certificate, and the trunk's name for the certificate (the peer that gave us the hop
+    /// proved that name; a hop's IP literal rarely appears in a certificate).
+    fn learn_tls_hop(&mut self, to: SocketAddr) {
+        let tls = self
+            .sip
+            .call_using_stream_peer(Transport::Tls, to)
+            .and_then(|call| self.calls.get(&call))
+            .and_then(|slot| slot.tls.clone());
+        if let Some(tls) = tls {
+            self.streams.set_tls_peer(to, tls);
         }
     }
 
@@ -677,6 +704,7 @@ impl Agent {
                 sdp_origin: (sdp_session, sdp_session),
                 local_rtp,
                 early_origin: None,
+                tls: None,
             },
         );
         self.by_socket.insert(rtp_socket, (call, Channel::Rtp));
@@ -1188,11 +1216,15 @@ impl Driver for Agent {
                 });
         if let Some(unreached) = unreached {
             for sent in &unreached.sent {
-                self.sip.handle_transport_failure(sent, &unreached.why);
+                self.sip.handle_transport_failure(now, sent, &unreached.why);
             }
         }
         self.drain_sip(io, now);
         self.finish_turn(now);
+    }
+
+    fn handle_stream_connected(&mut self, _io: &mut impl Io, _now: Instant, stream: StreamId) {
+        self.streams.connected(stream);
     }
 
     fn handle_stream_closed(
@@ -1204,7 +1236,7 @@ impl Driver for Agent {
     ) {
         let sip = &mut self.sip;
         self.streams.closed(stream, why, |sent, why| {
-            sip.handle_transport_failure(sent, why);
+            sip.handle_transport_failure(now, sent, why);
         });
         self.drain_sip(io, now);
         self.finish_turn(now);
@@ -1212,10 +1244,17 @@ impl Driver for Agent {
 
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
         self.sip.handle_timeout(now);
-        let sip = &self.sip;
-        self.streams.handle_timeout(io, now, |transport, peer| {
-            sip.uses_stream_peer(transport, peer)
-        });
+        let sip = &mut self.sip;
+        let mut late = Vec::new();
+        self.streams.handle_timeout(
+            io,
+            now,
+            |transport, peer| sip.uses_stream_peer(transport, peer),
+            |sent, why| late.push((sent.to_vec(), why.to_owned())),
+        );
+        for (sent, why) in &late {
+            self.sip.handle_transport_failure(now, sent, why);
+        }
         self.drain_sip(io, now);
         while let Some(Reverse((deadline, call))) = self.media_timers.peek().copied() {
             if deadline > now {
@@ -1482,6 +1521,7 @@ mod tests {
             hep,
             sip_tcp: false,
             udp_mtu_switch: None,
+            tcp_connect_timeout: Duration::from_secs(2),
             tls_server: None,
         };
         (Agent::new(config, link.clone()), link)

@@ -54,6 +54,8 @@ pub struct DataplaneConfig {
     /// Requests bound for UDP longer than this go over TCP (RFC 3261 §18.1.1); `None`:
     /// never.
     pub udp_mtu_switch: Option<usize>,
+    /// A SIP connection a core opens that is not established within this is given up.
+    pub tcp_connect_timeout: Duration,
     /// Our certificate for SIP over TLS on each core's SIP listener; `None`: not served.
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
     /// io_uring, epoll, or whichever works here.
@@ -158,6 +160,7 @@ impl Dataplane {
                 hep: config.hep.clone(),
                 sip_tcp: config.sip_tcp,
                 udp_mtu_switch: config.udp_mtu_switch,
+                tcp_connect_timeout: config.tcp_connect_timeout,
                 tls_server: config.tls_server.clone(),
             };
             let loop_config = LoopConfig {

@@ -1771,6 +1771,93 @@ fn a_udp_call_whose_peer_asks_for_tcp_in_its_contact_byes_on_tcp() {
     );
 }
 
+/// RFC 3261 §18.1.1: a large INVITE moved to TCP that cannot get a connection goes again
+/// over UDP (retransmitted on Timer A, its CANCEL and ACK on UDP too); one whose target
+/// named TCP ends `Unreachable` instead.
+#[test]
+fn a_large_invite_that_gets_no_tcp_connection_goes_again_over_udp() {
+    let big_offer = [SDP_OFFER, "a=x-padding:".as_bytes(), &[b'p'; 1300], b"\r\n"].concat();
+    let mut h = Harness::new();
+    let params = DialParams {
+        sdp_offer: &big_offer,
+        ..plain_dial(60)
+    };
+    h.dial_with(1, &params).expect("dial");
+    let sent = h.take_sent_via();
+    assert_eq!(sent[0].0, Transport::Tcp);
+    let tcp_invite = sent[0].2.clone();
+    h.advance_to(Duration::from_secs(2));
+    h.endpoint
+        .handle_transport_failure(h.now, &tcp_invite, "refused the TCP connection");
+    // A second report of the same connection's failure changes nothing.
+    h.endpoint
+        .handle_transport_failure(h.now, &tcp_invite, "refused the TCP connection");
+    h.drain();
+    let sent = h.take_sent_via();
+    assert_eq!(
+        via_summary(&sent),
+        [(Transport::Udp, addr(UAS), "INVITE".into(), "UDP".into())]
+    );
+    let invite = sent[0].2.clone();
+    let udp_invite = parse_message(&invite).expect("INVITE");
+    let first = parse_message(&tcp_invite).expect("INVITE");
+    assert_eq!(
+        udp_invite.via().and_then(|v| v.branch()),
+        first.via().and_then(|v| v.branch()),
+        "the same transaction"
+    );
+    assert!(h.ended().is_empty(), "{:?}", h.ended());
+    // Timer A runs from the fallback.
+    h.advance_to(Duration::from_millis(2500));
+    assert_eq!(
+        via_summary(&h.take_sent_via()),
+        [(Transport::Udp, addr(UAS), "INVITE".into(), "UDP".into())]
+    );
+    h.deliver(&reply(&invite, 180, "Ringing", Some("u"), "", ""));
+    h.endpoint.hangup(h.now, CallId(1));
+    h.drain();
+    assert_eq!(
+        via_summary(&h.take_sent_via()),
+        [(Transport::Udp, addr(UAS), "CANCEL".into(), "UDP".into())]
+    );
+    h.deliver(&reply(
+        &invite,
+        487,
+        "Request Terminated",
+        Some("u"),
+        "",
+        "",
+    ));
+    let sent = h.take_sent_via();
+    assert!(
+        via_summary(&sent).contains(&(Transport::Udp, addr(UAS), "ACK".into(), "UDP".into())),
+        "{:?}",
+        via_summary(&sent)
+    );
+    assert_eq!(ended(&h.take_events())[0].1, Disposition::Canceled);
+
+    // A target that named TCP is not moved: the failure ends the call.
+    let mut h = Harness::new();
+    let params = DialParams {
+        target: "sip:+15550001@192.0.2.4:5070;transport=tcp",
+        sdp_offer: &big_offer,
+        ..plain_dial(60)
+    };
+    h.dial_with(1, &params).expect("dial");
+    let tcp_invite = h.take_sent_via()[0].2.clone();
+    h.endpoint
+        .handle_transport_failure(h.now, &tcp_invite, "refused the TCP connection");
+    h.drain();
+    assert!(h.take_sent().is_empty());
+    let ended = ended(&h.take_events());
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].1, Disposition::Unreachable);
+    assert!(
+        ended[0].3.contains("refused the TCP connection"),
+        "{ended:?}"
+    );
+}
+
 #[test]
 fn a_request_too_large_for_udp_goes_over_tcp_unless_the_target_says_udp() {
     let big_offer = [SDP_OFFER, "a=x-padding:".as_bytes(), &[b'p'; 1300], b"\r\n"].concat();

@@ -10,6 +10,9 @@
 //! - **Failure.** Requests written before a connection was up are kept (at most
 //!   [`UNCONFIRMED_KEPT`]); if the connection then fails, an INVITE among them ends its call
 //!   at once as unreachable, as an ICMP error does on UDP, instead of waiting for Timer B.
+//! - **Connecting.** A connection we open that is not established within the connect
+//!   timeout (`sip.tcp_connect_timeout_ms`) is given up the same way: a peer that drops our
+//!   SYN would otherwise hold the call for the kernel's minutes of SYN retries.
 //! - **Idle.** A connection that carried nothing for [`IDLE_TIMEOUT`] is closed, unless a
 //!   live call still talks to its peer; the next message to or from its peer opens another.
 //!
@@ -52,6 +55,8 @@ struct Connection {
     confirmed: bool,
     unconfirmed: Vec<Vec<u8>>,
     last_activity: Instant,
+    /// Opened by us and not yet established: given up at this instant.
+    connect_deadline: Option<Instant>,
     /// Accepted and nothing read yet: its first byte says plain SIP or TLS.
     sniff: bool,
 }
@@ -70,20 +75,23 @@ pub(super) struct SipStreams {
     /// TLS connections are refused.
     tls_server: Option<Arc<rustls::ServerConfig>>,
     max_message: usize,
+    connect_timeout: Duration,
     plain: Vec<u8>,
     cipher: Vec<u8>,
     next_sweep: Option<Instant>,
 }
 
 impl SipStreams {
-    /// No connections; messages over `max_message` bytes close their connection.
-    pub(super) fn new(max_message: usize) -> Self {
+    /// No connections; messages over `max_message` bytes close their connection, and a
+    /// connection we open that is not up within `connect_timeout` is given up.
+    pub(super) fn new(max_message: usize, connect_timeout: Duration) -> Self {
         Self {
             by_peer: HashMap::new(),
             connections: HashMap::new(),
             tls_peers: HashMap::new(),
             tls_server: None,
             max_message,
+            connect_timeout,
             plain: Vec::new(),
             cipher: Vec::new(),
             next_sweep: None,
@@ -93,6 +101,11 @@ impl SipStreams {
     /// Remembers how to reach `peer` over TLS (from a dial's trunk settings).
     pub(super) fn set_tls_peer(&mut self, peer: SocketAddr, tls: TlsClient) {
         self.tls_peers.insert(peer, tls);
+    }
+
+    /// Whether TLS settings for `peer` are known.
+    pub(super) fn knows_tls_peer(&self, peer: SocketAddr) -> bool {
+        self.tls_peers.contains_key(&peer)
     }
 
     /// Sends one SIP message to `to` over `transport` (TCP or TLS), on the connection to or
@@ -149,6 +162,9 @@ impl SipStreams {
             .connect(to)
             .map_err(|e| format!("cannot open a {transport} connection to {to}: {e}"))?;
         self.insert(stream, to, transport, tls, false, now);
+        if let Some(connection) = self.connections.get_mut(&stream) {
+            connection.connect_deadline = Some(now + self.connect_timeout);
+        }
         // The TLS client's hello leaves with the connect.
         self.flush_tls(io, stream);
         Ok(stream)
@@ -174,6 +190,7 @@ impl SipStreams {
                 confirmed,
                 unconfirmed: Vec::new(),
                 last_activity: now,
+                connect_deadline: None,
                 sniff: false,
             },
         );
@@ -191,6 +208,13 @@ impl SipStreams {
         self.insert(stream, peer, Transport::Tcp, None, true, now);
         if let Some(connection) = self.connections.get_mut(&stream) {
             connection.sniff = true;
+        }
+    }
+
+    /// A connection we opened is established: its connect timeout no longer runs.
+    pub(super) fn connected(&mut self, stream: StreamId) {
+        if let Some(connection) = self.connections.get_mut(&stream) {
+            connection.connect_deadline = None;
         }
     }
 
@@ -246,6 +270,7 @@ impl SipStreams {
         }
         let connection = self.connections.get_mut(&stream)?;
         connection.last_activity = now;
+        connection.connect_deadline = None;
         let bytes: &[u8] = match connection.tls.as_mut() {
             Some(tls) => {
                 self.plain.clear();
@@ -342,15 +367,39 @@ impl SipStreams {
         }
     }
 
-    /// Closes connections idle for [`IDLE_TIMEOUT`], when a sweep is due, but those `in_use`
-    /// says a live call still talks to (the peer may send its BYE only on that connection:
-    /// we serve no TLS listener, and a peer behind NAT cannot connect to us).
+    /// Gives up connections not established by their connect deadline (their requests go
+    /// to `failed` with why), and closes connections idle for [`IDLE_TIMEOUT`], when a sweep
+    /// is due, but those `in_use` says a live call still talks to (the peer may send its BYE
+    /// only on that connection: a peer behind NAT cannot connect to us).
     pub(super) fn handle_timeout(
         &mut self,
         io: &mut impl Io,
         now: Instant,
         in_use: impl Fn(Transport, SocketAddr) -> bool,
+        mut failed: impl FnMut(&[u8], &str),
     ) {
+        let late: Vec<StreamId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.connect_deadline.is_some_and(|at| at <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for stream in late {
+            let Some(connection) = self.connections.get_mut(&stream) else {
+                continue;
+            };
+            let unconfirmed = std::mem::take(&mut connection.unconfirmed);
+            let why = format!(
+                "did not accept the {} connection within {} ms (sip.tcp_connect_timeout_ms)",
+                connection.transport,
+                self.connect_timeout.as_millis()
+            );
+            tracing::debug!(peer = %connection.peer, "{why}");
+            self.close(io, stream);
+            for sent in &unconfirmed {
+                failed(sent, &why);
+            }
+        }
         if self.next_sweep.is_none_or(|at| at > now) {
             return;
         }
@@ -367,9 +416,18 @@ impl SipStreams {
         self.next_sweep = (!self.connections.is_empty()).then_some(now + SWEEP_EVERY);
     }
 
-    /// When [`SipStreams::handle_timeout`] wants to run.
+    /// When [`SipStreams::handle_timeout`] wants to run: the next sweep, or an earlier
+    /// connect deadline.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.next_sweep
+        let connecting = self
+            .connections
+            .values()
+            .filter_map(|c| c.connect_deadline)
+            .min();
+        match (self.next_sweep, connecting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn close(&mut self, io: &mut impl Io, stream: StreamId) {
@@ -487,6 +545,7 @@ mod tests {
     }
 
     const PEER: &str = "192.0.2.10:5060";
+    const CONNECT: Duration = Duration::from_secs(2);
     const INVITE: &[u8] = b"INVITE sip:a@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n";
     const OPTIONS: &[u8] = b"OPTIONS sip:a@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK2\r\nContent-Length: 0\r\n\r\n";
     const RESPONSE: &[u8] = b"SIP/2.0 100 Trying\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK1\r\nContent-Length: 4\r\n\r\nbody";
@@ -528,7 +587,11 @@ mod tests {
 
     #[test]
     fn two_sends_to_one_peer_share_one_connection_and_an_accepted_one_is_reused() {
-        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        let (mut streams, mut io, now) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
         streams
             .send(&mut io, now, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -552,7 +615,11 @@ mod tests {
 
     #[test]
     fn a_message_split_across_reads_is_delivered_once_and_whole() {
-        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        let (mut streams, mut io, now) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
         streams
             .send(&mut io, now, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -569,7 +636,11 @@ mod tests {
 
     #[test]
     fn a_keepalive_ping_gets_a_pong_on_its_connection() {
-        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        let (mut streams, mut io, now) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
         streams.accepted(now, StreamId(3), peer());
         let (delivered, _) = receive(&mut streams, &mut io, now, StreamId(3), b"\r\n\r\n");
         assert!(delivered.is_empty());
@@ -579,7 +650,11 @@ mod tests {
 
     #[test]
     fn a_framing_error_closes_the_connection_and_the_next_send_opens_another() {
-        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        let (mut streams, mut io, now) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
         streams
             .send(&mut io, now, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -596,7 +671,11 @@ mod tests {
 
     #[test]
     fn a_refused_connection_hands_back_its_requests_and_one_that_answered_does_not() {
-        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        let (mut streams, mut io, now) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
         streams
             .send(&mut io, now, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -630,7 +709,11 @@ mod tests {
 
     #[test]
     fn a_tls_connection_that_fails_before_its_handshake_hands_back_its_requests() {
-        let (mut streams, mut io, now) = (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        let (mut streams, mut io, now) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -667,11 +750,15 @@ mod tests {
 
     #[test]
     fn an_idle_connection_is_closed_after_the_idle_timeout_and_not_before() {
-        let (mut streams, mut io, start) =
-            (SipStreams::new(4096), FakeIo::default(), Instant::now());
+        let (mut streams, mut io, start) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
         streams
             .send(&mut io, start, Transport::Tcp, peer(), INVITE)
             .expect("sent");
+        streams.connected(StreamId(0));
         streams.accepted(
             start,
             StreamId(9),
@@ -682,7 +769,7 @@ mod tests {
         while now < start + IDLE_TIMEOUT - SWEEP_EVERY {
             now = streams.poll_timeout().expect("a sweep is due");
             assert!(now > start, "sweeps move on");
-            streams.handle_timeout(&mut io, now, |_, _| false);
+            streams.handle_timeout(&mut io, now, |_, _| false, |_, _| {});
             receive(&mut streams, &mut io, now, StreamId(9), b"\r\n\r\n");
         }
         // Every sweep up to 570 s ran, and closed nothing.
@@ -696,11 +783,11 @@ mod tests {
         let at = due.max(start + IDLE_TIMEOUT);
         // A live call still talks to it: kept, however quiet.
         let ours = |t: Transport, p: SocketAddr| t == Transport::Tcp && p == peer();
-        streams.handle_timeout(&mut io, at, ours);
+        streams.handle_timeout(&mut io, at, ours, |_, _| {});
         assert!(io.closed.is_empty(), "{:?}", io.closed);
         // The call ended: the next sweep closes it.
         let at = streams.poll_timeout().expect("a sweep is due");
-        streams.handle_timeout(&mut io, at, |_, _| false);
+        streams.handle_timeout(&mut io, at, |_, _| false, |_, _| {});
         assert_eq!(io.closed, [StreamId(0)], "only the quiet one");
         // Its peer gets a new connection next time.
         streams
@@ -711,7 +798,7 @@ mod tests {
 
     #[test]
     fn an_accepted_connection_starting_with_a_tls_handshake_is_closed_when_tls_is_not_served() {
-        let mut streams = SipStreams::new(8192);
+        let mut streams = SipStreams::new(8192, CONNECT);
         let mut io = FakeIo::default();
         let now = Instant::now();
         let (tls_stream, plain_stream) = (StreamId(7), StreamId(8));
@@ -732,5 +819,80 @@ mod tests {
             "plain SIP on the same listener still works"
         );
         assert_eq!(delivered[0].0, Transport::Tcp);
+    }
+
+    /// What `handle_timeout` at `at` hands to the failure callback, as (request, why).
+    fn time_out(streams: &mut SipStreams, io: &mut FakeIo, at: Instant) -> Vec<(Vec<u8>, String)> {
+        let mut failed = Vec::new();
+        streams.handle_timeout(
+            io,
+            at,
+            |_, _| false,
+            |sent, why| failed.push((sent.to_vec(), why.to_owned())),
+        );
+        failed
+    }
+
+    #[test]
+    fn a_connection_not_up_by_the_connect_timeout_is_given_up_and_its_requests_fail() {
+        let (mut streams, mut io, start) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
+        streams
+            .send(&mut io, start, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        assert_eq!(streams.poll_timeout(), Some(start + CONNECT));
+        assert!(
+            time_out(
+                &mut streams,
+                &mut io,
+                start + CONNECT - Duration::from_millis(1)
+            )
+            .is_empty()
+        );
+        assert!(io.closed.is_empty());
+        let failed = time_out(&mut streams, &mut io, start + CONNECT);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, INVITE);
+        assert!(failed[0].1.contains("within 2000 ms"), "{}", failed[0].1);
+        assert!(
+            failed[0].1.contains("sip.tcp_connect_timeout_ms"),
+            "{}",
+            failed[0].1
+        );
+        assert_eq!(io.closed, [StreamId(0)]);
+        // The next message opens a new connection with a deadline of its own.
+        let later = start + CONNECT * 3;
+        streams
+            .send(&mut io, later, Transport::Tcp, peer(), OPTIONS)
+            .expect("sent");
+        assert_eq!(io.connects.len(), 2);
+        assert_eq!(streams.poll_timeout(), Some(later + CONNECT));
+    }
+
+    #[test]
+    fn an_established_or_answering_connection_is_not_given_up() {
+        let (mut streams, mut io, start) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
+        streams
+            .send(&mut io, start, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        streams.connected(StreamId(0));
+        let other: SocketAddr = "192.0.2.11:5060".parse().expect("address");
+        streams
+            .send(&mut io, start, Transport::Tcp, other, OPTIONS)
+            .expect("sent");
+        // The second peer answers before it is reported connected.
+        receive(&mut streams, &mut io, start, StreamId(1), RESPONSE);
+        // Only the idle sweep is left to run.
+        let due = streams.poll_timeout().expect("a sweep is due");
+        assert_eq!(due, start + SWEEP_EVERY);
+        assert!(time_out(&mut streams, &mut io, due).is_empty());
+        assert!(io.closed.is_empty(), "{:?}", io.closed);
     }
 }

@@ -698,14 +698,25 @@ impl Endpoint {
     /// peer's requests in the dialog (its BYE) may come only on it. Walks the calls: for an
     /// occasional sweep, not per message.
     pub fn uses_stream_peer(&self, transport: Transport, peer: SocketAddr) -> bool {
-        self.calls.values().filter(|call| !call.ended).any(|call| {
-            let initial = call.transport == transport && call.destination == peer;
-            let in_dialog = call.dialog.as_ref().is_some_and(|dialog| {
-                dialog.next_hop_transport().0 == transport
-                    && dialog.next_hop().unwrap_or(call.destination) == peer
-            });
-            initial || in_dialog
-        })
+        self.call_using_stream_peer(transport, peer).is_some()
+    }
+
+    /// A live call whose INVITE or dialog goes to `peer` over `transport`, if any (for
+    /// [`Endpoint::uses_stream_peer`], and to find whose TLS settings reach a dialog hop).
+    /// Walks the calls: not for every message.
+    pub fn call_using_stream_peer(&self, transport: Transport, peer: SocketAddr) -> Option<CallId> {
+        self.calls
+            .iter()
+            .filter(|(_, call)| !call.ended)
+            .find(|(_, call)| {
+                let initial = call.transport == transport && call.destination == peer;
+                let in_dialog = call.dialog.as_ref().is_some_and(|dialog| {
+                    dialog.next_hop_transport().0 == transport
+                        && dialog.next_hop().unwrap_or(call.destination) == peer
+                });
+                initial || in_dialog
+            })
+            .map(|(&id, _)| id)
     }
 
     /// The Contact of the 3xx that ended `call`'s INVITE, if one did (kept, like the

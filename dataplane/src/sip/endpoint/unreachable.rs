@@ -7,10 +7,12 @@
 //! our INVITE matches nothing. It only counts before any response to the INVITE arrived.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use super::{Endpoint, Owner};
 use crate::api::{Disposition, Outcome};
 use crate::icmp::{IcmpError, Unreachable};
+use crate::sip::transport::Transport;
 
 /// How much of the quoted datagram is searched for the branch.
 const QUOTE_SEARCH: usize = 1024;
@@ -25,10 +27,77 @@ impl Endpoint {
 
     /// A stream transport could not carry `sent`, a request this endpoint sent: the
     /// connection to its peer was refused, reset or timed out before it carried anything
-    /// back. As with an ICMP error, an INVITE still waiting for its first response ends its
-    /// call now, `Unreachable`, with `why` (e.g. "TCP connection refused") in the reason.
-    pub fn handle_transport_failure(&mut self, sent: &[u8], why: &str) {
+    /// back. A request that went over TCP only for its size (RFC 3261 §18.1.1,
+    /// `udp_mtu_switch`) goes again over UDP. Otherwise, as with an ICMP error, an INVITE
+    /// still waiting for its first response ends its call now, `Unreachable`, with `why`
+    /// (e.g. "TCP connection refused") in the reason.
+    pub fn handle_transport_failure(&mut self, now: Instant, sent: &[u8], why: &str) {
+        if self.fall_back_to_udp(now, sent) {
+            return;
+        }
         self.fail_unreached(sent, |destination| format!("{destination} {why}"));
+    }
+
+    /// RFC 3261 §18.1.1: when a request moved from UDP to TCP for its size cannot get a
+    /// connection, the element retries it over UDP. True when `sent` was such a request of
+    /// ours, still unanswered, and is now queued again over UDP.
+    fn fall_back_to_udp(&mut self, now: Instant, sent: &[u8]) -> bool {
+        let Some(branch) = via_branch(sent) else {
+            return false;
+        };
+        let Some(&id) = self.by_branch.get(branch) else {
+            return false;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let fell_back = if call.invite_branch == branch {
+            // Only a call whose INVITE was bound for UDP had it switched.
+            let switched = call.transport == Transport::Udp && !call.transport_named;
+            // A second report of the same TCP INVITE finds it on UDP already.
+            let on_udp = call.invite.transport() == Transport::Udp;
+            let fell_back = switched && !on_udp && call.invite.fall_back_to_udp(now);
+            if fell_back {
+                // Its CANCEL reuses the INVITE's top Via.
+                call.via = call.via.replacen("SIP/2.0/TCP", "SIP/2.0/UDP", 1);
+            }
+            fell_back || (switched && on_udp)
+        } else {
+            let in_dialog_udp = call
+                .dialog
+                .as_ref()
+                .is_some_and(|d| d.next_hop_transport() == (Transport::Udp, false));
+            let early_udp = call
+                .early
+                .as_ref()
+                .is_some_and(|e| e.dialog.next_hop_transport() == (Transport::Udp, false));
+            let switched = in_dialog_udp || early_udp;
+            let non_invite = call
+                .byes
+                .iter_mut()
+                .chain(call.pracks.iter_mut())
+                .find(|(b, _)| b == branch)
+                .map(|(_, t)| t);
+            match (switched, non_invite) {
+                (true, Some(transaction)) => {
+                    transaction.transport() == Transport::Udp || transaction.fall_back_to_udp(now)
+                }
+                (true, None) => call
+                    .refresh_invite
+                    .as_mut()
+                    .filter(|r| r.branch == branch)
+                    .is_some_and(|r| r.transaction.fall_back_to_udp(now)),
+                (false, _) => false,
+            }
+        };
+        if fell_back {
+            tracing::debug!(
+                call = id.0,
+                "no TCP connection for a large request; sent over UDP"
+            );
+            self.touch(Owner::Call(id));
+        }
+        fell_back
     }
 
     fn fail_unreached(&mut self, quoted: &[u8], reason: impl FnOnce(SocketAddr) -> String) {

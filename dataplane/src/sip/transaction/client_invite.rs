@@ -187,6 +187,29 @@ impl ClientInvite {
         self.destination
     }
 
+    /// RFC 3261 §18.1.1: the INVITE went over TCP only for its size, and no connection could
+    /// be made: it goes again, over UDP, as if new (Timer A, and Timer B from now). False,
+    /// and nothing changes, once anything was heard or when its top Via is not TCP.
+    pub fn fall_back_to_udp(&mut self, now: Instant) -> bool {
+        if self.state != InviteClientState::Calling
+            || self.transport != Transport::Tcp
+            || !super::top_via_to_udp(&mut self.invite)
+        {
+            return false;
+        }
+        self.ack_template.via = self
+            .ack_template
+            .via
+            .replacen("SIP/2.0/TCP", "SIP/2.0/UDP", 1);
+        self.transport = Transport::Udp;
+        self.interval = self.timing.t1;
+        self.timers.stop_all();
+        self.timers.set(Timer::A, now + self.timing.t1);
+        self.timers.set(Timer::B, now + self.timing.timeout());
+        self.pending = Some(Pending::Invite);
+        true
+    }
+
     /// Whether a CANCEL may be sent: only in Proceeding (RFC 3261 §9.1).
     pub fn is_cancellable(&self) -> bool {
         self.state == InviteClientState::Proceeding

@@ -124,6 +124,25 @@ impl ClientNonInvite {
         self.timers.next_timeout()
     }
 
+    /// RFC 3261 §18.1.1: the request went over TCP only for its size, and no connection
+    /// could be made: it goes again, over UDP, as if new (Timer E, and Timer F from now).
+    /// False, and nothing changes, once anything was heard or when its top Via is not TCP.
+    pub fn fall_back_to_udp(&mut self, now: Instant) -> bool {
+        if self.state != NonInviteClientState::Trying
+            || self.transport != Transport::Tcp
+            || !super::top_via_to_udp(&mut self.request)
+        {
+            return false;
+        }
+        self.transport = Transport::Udp;
+        self.interval = self.timing.t1;
+        self.timers.stop_all();
+        self.timers.set(Timer::E, now + self.timing.t1);
+        self.timers.set(Timer::F, now + self.timing.timeout());
+        self.pending = true;
+        true
+    }
+
     /// What the request travels on.
     pub fn transport(&self) -> Transport {
         self.transport
@@ -227,5 +246,49 @@ mod tests {
         assert_eq!(tx.poll_timeout(), Some(t0), "Timer K = 0");
         tx.handle_timeout(t0);
         assert_eq!(tx.state(), NonInviteClientState::Terminated);
+    }
+
+    #[test]
+    fn a_tcp_request_falls_back_to_udp_only_while_unanswered() {
+        const BYE: &[u8] = b"BYE sip:a@192.0.2.4 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK1\r\nVia: SIP/2.0/TCP 192.0.2.9\r\n\r\n";
+        let t0 = Instant::now();
+        let destination = "192.0.2.4:5060".parse().unwrap();
+        let new = |request: &[u8]| {
+            ClientNonInvite::new(
+                t0,
+                Timing::default(),
+                Transport::Tcp,
+                destination,
+                request.to_vec(),
+            )
+        };
+        let mut tx = new(BYE);
+        drain(&mut tx);
+        let t1 = t0 + Duration::from_secs(3);
+        assert!(tx.fall_back_to_udp(t1));
+        assert_eq!(tx.transport(), Transport::Udp);
+        let mut sent = Vec::new();
+        assert_eq!(tx.poll_transmit(&mut sent), Some(destination));
+        let text = String::from_utf8(sent).unwrap();
+        assert!(
+            text.contains("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Via: SIP/2.0/TCP 192.0.2.9"),
+            "only the top Via: {text}"
+        );
+        // Timer E from the fallback, and Timer F anew.
+        assert_eq!(tx.poll_timeout(), Some(t1 + Duration::from_millis(500)));
+        assert!(!tx.fall_back_to_udp(t1), "already on UDP");
+
+        // Answered, or not TCP: no fallback.
+        let mut tx = new(BYE);
+        let trying = parse_message(b"SIP/2.0 100 Trying\r\nCSeq: 2 BYE\r\n\r\n").unwrap();
+        tx.handle_response(t0, &trying);
+        assert!(!tx.fall_back_to_udp(t1));
+        let mut tx = new(b"BYE sip:a SIP/2.0\r\nVia: SIP/2.0/TLS 192.0.2.1\r\n\r\n");
+        assert!(!tx.fall_back_to_udp(t1));
+        assert_eq!(tx.transport(), Transport::Tcp);
     }
 }

@@ -15,6 +15,18 @@ pub use client_non_invite::{ClientNonInvite, NonInviteClientState};
 pub use server::{ServerState, ServerTransaction};
 pub use timer::{Timer, TimerTable};
 
+/// Rewrites the top Via of a request we wrote from `SIP/2.0/TCP` to `SIP/2.0/UDP` in place
+/// (the same length). False when its top Via is not TCP.
+pub(crate) fn top_via_to_udp(request: &mut [u8]) -> bool {
+    const VIA: &[u8] = b"\r\nVia: SIP/2.0/TCP ";
+    let Some(at) = request.windows(VIA.len()).position(|w| w == VIA) else {
+        return false;
+    };
+    let token = at + VIA.len() - 4;
+    request[token..token + 3].copy_from_slice(b"UDP");
+    true
+}
+
 /// RFC 3261 §17.1.1.1 timer values.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct Timing {
