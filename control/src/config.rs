@@ -692,7 +692,7 @@ impl Config {
                             .to_owned(),
                     ));
                 }
-                outdial_dataplane::sip::tls::server_config(cert, key)
+                outdial_dataplane::sip::tls::server_config(cert, key, None)
                     .map(Some)
                     .map_err(|e| Error::Config(format!("`sip.tls_cert_file`: {e}")))
             }
