@@ -4,13 +4,16 @@
 //! `transport = "tls"` and `tls_ca_file`. A trunk that trusts another CA fails its call at
 //! once, with a reason naming `tls_ca_file`; one without a client certificate, dialling an
 //! `openssl s_server` that demands one over TLS 1.3, fails at once naming `tls_cert_file`.
-//! (SIPp here is built without TLS.)
+//! With `sip.tls_client_ca_file`, the listener answers `openssl s_client`'s OPTIONS over TLS
+//! only when it presents a client certificate signed by that CA. (SIPp here is built without
+//! TLS.)
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use outdial_tests::{AppServer, Outdial, TempDir, dialed_to_ended};
@@ -523,4 +526,279 @@ async fn a_server_demanding_a_client_certificate_fails_the_call_at_once_naming_t
         took < Duration::from_secs(1),
         "ended in {took:?}, not at once: {call}"
     );
+}
+
+/// A client certificate `<name>.pem` with its key `<name>.key` in `dir`, signed by the CA
+/// `<ca>.pem`.
+fn make_client(dir: &Path, name: &str, ca: &str) {
+    let (key, csr, ext, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+        format!("{name}.pem"),
+    );
+    let subject = format!("/CN={name}.peer.test");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &subject,
+        ],
+    );
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=DNS:peer.test\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("write extensions");
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+/// The `[sip]` lines serving TLS with the test's server certificate; with `client_ca`, asking
+/// TLS peers for a certificate signed by it.
+fn tls_listener_lines(certs: &Path, client_ca: Option<&str>) -> String {
+    let mut lines = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        certs.join("server.pem").display(),
+        certs.join("server.key").display()
+    );
+    if let Some(ca) = client_ca {
+        lines += &format!("tls_client_ca_file = \"{}\"\n", certs.join(ca).display());
+    }
+    lines
+}
+
+const OPTIONS: &str = "OPTIONS sip:outdial@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK-mtls-1\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:peer@peer.test>;tag=m1\r\n\
+To: <sip:outdial@127.0.0.1>\r\n\
+Call-ID: mtls-1@peer.test\r\n\
+CSeq: 1 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n";
+
+/// What `openssl s_client` showed of one OPTIONS sent over TLS.
+struct Exchange {
+    /// What came back over TLS.
+    received: String,
+    /// Whether the connection ended (rather than the wait for an answer).
+    closed: bool,
+    /// s_client's own messages (handshake, alerts).
+    stderr: String,
+}
+
+/// Connects to `to` with `openssl s_client` (`version`: `-tls1_3` or `-tls1_2`), trusting
+/// `ca.pem` for the server and presenting `<identity>.pem` if given, sends an OPTIONS and
+/// waits up to 20 s for a whole SIP response or the connection's end.
+fn options_over_tls(
+    certs: &Path,
+    to: SocketAddr,
+    identity: Option<&str>,
+    version: &str,
+) -> Exchange {
+    let mut command = Command::new("openssl");
+    command
+        .args(["s_client", "-quiet", "-verify_return_error", version])
+        .args(["-verify_ip", "127.0.0.1", "-CAfile", "ca.pem"])
+        .arg("-connect")
+        .arg(to.to_string());
+    if let Some(name) = identity {
+        command.args([
+            "-cert",
+            &format!("{name}.pem"),
+            "-key",
+            &format!("{name}.key"),
+        ]);
+    }
+    let mut child = command
+        .current_dir(certs)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl s_client starts");
+    // s_client sends it once the handshake is done; `-quiet` keeps it running after stdin's
+    // end, until the server closes.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(OPTIONS.as_bytes())
+        .expect("request for s_client");
+    let (chunks, arrived) = mpsc::channel::<Vec<u8>>();
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read @ 1..) = stdout.read(&mut buffer) {
+            if chunks.send(buffer[..read].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut received = Vec::new();
+    let mut closed = false;
+    loop {
+        let text = String::from_utf8_lossy(&received);
+        if text.starts_with("SIP/2.0 ") && text.contains("\r\n\r\n") {
+            break;
+        }
+        match arrived.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(chunk) => received.extend_from_slice(&chunk),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                closed = true;
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stdin);
+    Exchange {
+        received: String::from_utf8_lossy(&received).into_owned(),
+        closed,
+        stderr: errors.join().unwrap_or_default(),
+    }
+}
+
+/// Waits up to 10 s for `outdial`'s log to hold `count` lines containing every one of `texts`.
+async fn wait_log_lines(outdial: &Outdial, texts: &[&str], count: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let log = outdial.log();
+        let found = log
+            .lines()
+            .filter(|line| texts.iter().all(|text| line.contains(text)))
+            .count();
+        if found >= count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// With `sip.tls_client_ca_file`, a TLS peer presenting a certificate signed by that CA is
+/// answered (`200` to its OPTIONS, over TLS); one presenting none, under TLS 1.3 or 1.2, or
+/// one signed by another CA, has its handshake refused and its connection closed, gets no SIP
+/// answer, and a warning names its address and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_with_a_client_ca_answers_only_peers_presenting_a_certificate_it_signed() {
+    let (_pki, certs) = pki();
+    make_client(&certs, "client", "ca");
+    make_client(&certs, "stranger", "other-ca");
+    let outdial =
+        Outdial::start_with_sip("127.0.0.1", &tls_listener_lines(&certs, Some("ca.pem")), "");
+
+    let trusted = options_over_tls(&certs, outdial.sip, Some("client"), "-tls1_3");
+    assert!(
+        trusted.received.starts_with("SIP/2.0 200 "),
+        "{}\n{}\n{}",
+        trusted.received,
+        trusted.stderr,
+        outdial.log()
+    );
+    assert!(
+        trusted.received.contains("CSeq: 1 OPTIONS"),
+        "{}",
+        trusted.received
+    );
+
+    let refusals = [
+        (None, "-tls1_3", "sent no client certificate"),
+        (None, "-tls1_2", "sent no client certificate"),
+        (Some("stranger"), "-tls1_3", "not signed by a CA in"),
+    ];
+    for (done, &(identity, version, why)) in refusals.iter().enumerate() {
+        let refused = options_over_tls(&certs, outdial.sip, identity, version);
+        assert!(
+            !refused.received.contains("SIP/2.0"),
+            "{identity:?} {version}: answered\n{}\n{}",
+            refused.received,
+            outdial.log()
+        );
+        assert!(
+            refused.closed,
+            "{identity:?} {version}: the connection stayed open\n{}",
+            refused.stderr
+        );
+        // Each refusal is a warning line with the peer's address and why, naming the setting.
+        let count = refusals[..=done].iter().filter(|r| r.2 == why).count();
+        let texts = ["WARN", "peer=127.0.0.1:", why, "sip.tls_client_ca_file"];
+        assert!(
+            wait_log_lines(&outdial, &texts, count).await,
+            "{identity:?} {version}: no warning saying `{why}`\n{}",
+            outdial.log()
+        );
+    }
+}
+
+/// Without `sip.tls_client_ca_file` the listener asks for no certificate: a peer presenting
+/// none is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_without_a_client_ca_answers_a_peer_without_a_certificate() {
+    let (_pki, certs) = pki();
+    let outdial = Outdial::start_with_sip("127.0.0.1", &tls_listener_lines(&certs, None), "");
+    let answered = options_over_tls(&certs, outdial.sip, None, "-tls1_3");
+    assert!(
+        answered.received.starts_with("SIP/2.0 200 "),
+        "{}\n{}\n{}",
+        answered.received,
+        answered.stderr,
+        outdial.log()
+    );
+}
+
+/// `outdial serve` refuses a client CA without a TLS certificate to serve, and a client CA
+/// file that holds no certificate, naming `sip.tls_client_ca_file`.
+#[test]
+fn a_bad_client_ca_setting_refuses_start_up_naming_it() {
+    let (_pki, certs) = pki();
+    let alone = format!(
+        "tls_client_ca_file = \"{}\"\n",
+        certs.join("ca.pem").display()
+    );
+    let no_certificate = tls_listener_lines(&certs, Some("ca.key"));
+    for sip_lines in [alone, no_certificate] {
+        let (status, output) = Outdial::refused("127.0.0.1", &sip_lines);
+        assert!(!status.success(), "{sip_lines}: started\n{output}");
+        assert!(
+            output.contains("sip.tls_client_ca_file"),
+            "{sip_lines}: {output}"
+        );
+    }
 }

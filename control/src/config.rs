@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use outdial_dataplane::sip::tls::TlsConfigError;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -296,6 +297,10 @@ pub struct SipConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// The PEM private key of `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificate(s): when set, a peer connecting with TLS must present a client
+    /// certificate chaining to one of them (mutual TLS), else its handshake fails. Not set: no
+    /// certificate is asked for.
+    pub tls_client_ca_file: Option<PathBuf>,
     /// HEP packets each core sends per second at most; the rest are dropped and counted.
     pub hep_max_per_second: u32,
     /// DNS servers (`ip:port`, or an IP for port 53) that trunk proxies, registrars and
@@ -554,6 +559,7 @@ impl Default for SipConfig {
             hep_password: None,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_client_ca_file: None,
             hep_max_per_second: 10_000,
             dns_servers: Vec::new(),
         }
@@ -685,10 +691,16 @@ pub const BACKENDS: [&str; 3] = ["auto", "io-uring", "epoll"];
 pub const LOG_FORMATS: [&str; 2] = ["text", "json"];
 
 impl Config {
-    /// The TLS server settings of the SIP listener (`sip.tls_cert_file`, `sip.tls_key_file`),
-    /// when set.
+    /// The TLS server settings of the SIP listener (`sip.tls_cert_file`, `sip.tls_key_file`,
+    /// and `sip.tls_client_ca_file` for mutual TLS), when set.
     pub fn sip_tls_server(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, Error> {
+        let client_ca = self.sip.tls_client_ca_file.as_deref();
         match (&self.sip.tls_cert_file, &self.sip.tls_key_file) {
+            (None, None) if client_ca.is_some() => Err(Error::Config(
+                "`sip.tls_client_ca_file` asks TLS peers for a certificate, but TLS is not \
+                 served: set `sip.tls_cert_file` and `sip.tls_key_file` too, or remove it"
+                    .to_owned(),
+            )),
             (None, None) => Ok(None),
             (Some(cert), Some(key)) => {
                 if !self.sip.tcp {
@@ -697,9 +709,15 @@ impl Config {
                             .to_owned(),
                     ));
                 }
-                outdial_dataplane::sip::tls::server_config(cert, key)
+                outdial_dataplane::sip::tls::server_config(cert, key, client_ca)
                     .map(Some)
-                    .map_err(|e| Error::Config(format!("`sip.tls_cert_file`: {e}")))
+                    .map_err(|e| match e {
+                        // The only error that names no key.
+                        TlsConfigError::KeyMismatch(_) => Error::Config(format!(
+                            "`sip.tls_cert_file` and `sip.tls_key_file`: {e}"
+                        )),
+                        other => Error::Config(other.to_string()),
+                    })
             }
             _ => Err(Error::Config(
                 "`sip.tls_cert_file` and `sip.tls_key_file` go together: set both, or neither"
@@ -1183,6 +1201,7 @@ mod tests {
             "sip.hep_password".to_owned(),
             "sip.tls_cert_file".to_owned(),
             "sip.tls_key_file".to_owned(),
+            "sip.tls_client_ca_file".to_owned(),
             "smtp.tls_cert".to_owned(),
             "smtp.tls_key".to_owned(),
             "https.cert".to_owned(),
@@ -1385,6 +1404,14 @@ mod tests {
             ),
             (
                 "[sip]\ntls_cert_file = \"/nonexistent.pem\"\n",
+                "sip.tls_cert_file",
+            ),
+            (
+                "[sip]\ntls_client_ca_file = \"/nonexistent.pem\"\n",
+                "sip.tls_client_ca_file",
+            ),
+            (
+                "[sip]\ntls_cert_file = \"/nonexistent.pem\"\ntls_key_file = \"/nonexistent.key\"\n",
                 "sip.tls_cert_file",
             ),
         ] {

@@ -410,8 +410,8 @@ fn mutual_tls_presents_the_client_certificate_when_asked() {
 
 #[test]
 fn the_server_side_answers_openssl_s_client_over_tls_1_2_and_1_3() {
-    let config =
-        server_config(&pki().path("server.pem"), &pki().path("server.key")).expect("server config");
+    let config = server_config(&pki().path("server.pem"), &pki().path("server.key"), None)
+        .expect("server config");
     for (flag, version) in [
         ("-tls1_3", ProtocolVersion::TLSv1_3),
         ("-tls1_2", ProtocolVersion::TLSv1_2),
@@ -468,8 +468,8 @@ fn the_server_side_answers_openssl_s_client_over_tls_1_2_and_1_3() {
 // In memory: no socket, no openssl process (only its certificates).
 
 fn pair() -> (TlsStream, TlsStream) {
-    let server_config =
-        server_config(&pki().path("server.pem"), &pki().path("server.key")).expect("server config");
+    let server_config = server_config(&pki().path("server.pem"), &pki().path("server.key"), None)
+        .expect("server config");
     let client = TlsStream::client(trusting("ca.pem"), "sip.test").expect("client");
     let server = TlsStream::server(server_config).expect("server");
     (client, server)

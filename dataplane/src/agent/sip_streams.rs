@@ -71,8 +71,9 @@ pub(super) struct SipStreams {
     connections: HashMap<StreamId, Connection>,
     /// TLS settings of the peers our dials named, by address.
     tls_peers: HashMap<SocketAddr, TlsClient>,
-    /// Our certificate for peers that connect with TLS (`sip.tls_cert_file`); `None`:
-    /// TLS connections are refused.
+    /// Our certificate for peers that connect with TLS (`sip.tls_cert_file`), and the CAs
+    /// their own must chain to if `sip.tls_client_ca_file` is set; `None`: TLS connections
+    /// are refused.
     tls_server: Option<Arc<rustls::ServerConfig>>,
     max_message: usize,
     connect_timeout: Duration,

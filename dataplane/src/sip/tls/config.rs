@@ -1,5 +1,6 @@
 //! rustls configurations for SIP over TLS: a client one per trunk (whom to trust, and our
-//! certificate for mutual TLS) and a server one for a TLS listener, from PEM files. Build
+//! certificate for mutual TLS) and a server one for the SIP listener (our certificate, and
+//! the CAs its TLS peers' certificates must chain to, if any), from PEM files. Build
 //! each once and share the `Arc` with every connection: loading the system's CA certificates
 //! reads hundreds of files.
 //!
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// Why a TLS configuration could not be built.
@@ -42,6 +44,12 @@ pub enum TlsConfigError {
          first certificate in the file"
     )]
     KeyMismatch(rustls::Error),
+    #[error("`{key}` ({}) cannot check client certificates ({source}): give PEM X.509 CA certificate(s)", path.display())]
+    ClientVerifier {
+        key: &'static str,
+        path: PathBuf,
+        source: VerifierBuilderError,
+    },
 }
 
 /// The PEM files of one trunk's TLS settings, all optional.
@@ -89,18 +97,24 @@ fn read_key(key: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, Tl
     })
 }
 
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsConfigError> {
+/// The CA certificates of `path` (the setting `key`), every one of them usable.
+fn ca_certificates(key: &'static str, path: &Path) -> Result<RootCertStore, TlsConfigError> {
     let mut roots = RootCertStore::empty();
-    if let Some(path) = ca_file {
-        for cert in read_certificates("tls_ca_file", path)? {
-            roots.add(cert).map_err(|source| TlsConfigError::BadCa {
-                key: "tls_ca_file",
-                path: path.to_owned(),
-                source,
-            })?;
-        }
-        return Ok(roots);
+    for cert in read_certificates(key, path)? {
+        roots.add(cert).map_err(|source| TlsConfigError::BadCa {
+            key,
+            path: path.to_owned(),
+            source,
+        })?;
     }
+    Ok(roots)
+}
+
+fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsConfigError> {
+    if let Some(path) = ca_file {
+        return ca_certificates("tls_ca_file", path);
+    }
+    let mut roots = RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
@@ -140,18 +154,36 @@ pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<ClientConfig>, TlsCon
     Ok(Arc::new(config))
 }
 
-/// A server configuration for a TLS listener: our certificate chain (PEM, leaf first) and
-/// its key; no client certificate asked for.
+/// A server configuration for the SIP listener: our certificate chain (`sip.tls_cert_file`,
+/// PEM, leaf first) and its key (`sip.tls_key_file`). With `client_ca_file`
+/// (`sip.tls_client_ca_file`) every peer must present a certificate chaining to one of its
+/// CAs, or its handshake fails (mutual TLS); without, no certificate is asked for.
 pub fn server_config(
     cert_file: &Path,
     key_file: &Path,
+    client_ca_file: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let chain = read_certificates("tls_cert_file", cert_file)?;
-    let key = read_key("tls_key_file", key_file)?;
-    let config = ServerConfig::builder_with_provider(provider())
+    let chain = read_certificates("sip.tls_cert_file", cert_file)?;
+    let key = read_key("sip.tls_key_file", key_file)?;
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(TlsConfigError::KeyMismatch)?
-        .with_no_client_auth()
+        .map_err(TlsConfigError::KeyMismatch)?;
+    let builder = match client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            const KEY: &str = "sip.tls_client_ca_file";
+            let roots = ca_certificates(KEY, path)?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|source| TlsConfigError::ClientVerifier {
+                    key: KEY,
+                    path: path.to_owned(),
+                    source,
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
         .with_single_cert(chain, key)
         .map_err(TlsConfigError::KeyMismatch)?;
     Ok(Arc::new(config))
@@ -215,17 +247,190 @@ mod tests {
         let error = server_config(
             Path::new("/nonexistent/c.pem"),
             Path::new("/nonexistent/k.pem"),
+            None,
         )
         .expect_err("no such file");
         assert!(
             matches!(
                 error,
                 TlsConfigError::File {
-                    key: "tls_cert_file",
+                    key: "sip.tls_cert_file",
                     ..
                 }
             ),
             "{error:?}"
+        );
+    }
+
+    /// A directory of PEM files made by the `openssl` CLI, removed on drop: `ca`, `other-ca`,
+    /// a `server` certificate signed by `ca`, and a `client` certificate signed by each CA
+    /// (`client`, `other-client`).
+    struct Pki(PathBuf);
+
+    impl Pki {
+        fn new(label: &str) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("outdial-tls-config-{label}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let pki = Self(dir);
+            pki.ca("ca");
+            pki.ca("other-ca");
+            pki.leaf("server", "ca", "serverAuth");
+            pki.leaf("client", "ca", "clientAuth");
+            pki.leaf("other-client", "other-ca", "clientAuth");
+            pki
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+
+        /// Runs `openssl` with `command`'s words (no word holds a space) in the directory.
+        fn openssl(&self, command: &str) {
+            let output = std::process::Command::new("openssl")
+                .args(command.split(' '))
+                .current_dir(&self.0)
+                .output()
+                .expect("the openssl CLI is installed");
+            assert!(
+                output.status.success(),
+                "openssl {command}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+
+        fn ca(&self, name: &str) {
+            self.openssl(&format!(
+                "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                 -keyout {name}.key -out {name}.pem -days 2 -subj /CN={name} \
+                 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+            ));
+        }
+
+        fn leaf(&self, name: &str, ca: &str, usage: &str) {
+            self.openssl(&format!(
+                "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                 -keyout {name}.key -out {name}.csr -subj /CN=sip.test"
+            ));
+            std::fs::write(
+                self.path(&format!("{name}.ext")),
+                format!("subjectAltName=DNS:sip.test\nextendedKeyUsage={usage}\n"),
+            )
+            .expect("write extensions");
+            self.openssl(&format!(
+                "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
+                 -out {name}.pem -days 2 -extfile {name}.ext"
+            ));
+        }
+
+        fn server(&self, client_ca: Option<&str>) -> Result<Arc<ServerConfig>, TlsConfigError> {
+            let client_ca = client_ca.map(|name| self.path(name));
+            server_config(
+                &self.path("server.pem"),
+                &self.path("server.key"),
+                client_ca.as_deref(),
+            )
+        }
+
+        /// A client trusting `ca`, presenting `<identity>.pem` if given.
+        fn client(&self, identity: Option<&str>) -> Arc<ClientConfig> {
+            client_config(&ClientTlsFiles {
+                ca_file: Some(self.path("ca.pem")),
+                cert_file: identity.map(|name| self.path(&format!("{name}.pem"))),
+                key_file: identity.map(|name| self.path(&format!("{name}.key"))),
+            })
+            .expect("client config")
+        }
+    }
+
+    impl Drop for Pki {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Runs a handshake in memory (and one message from the client); the server's error, if any.
+    fn handshake(
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+    ) -> Result<(), super::super::TlsError> {
+        use super::super::TlsStream;
+        let mut client = TlsStream::client(client, "sip.test").expect("client");
+        let mut server = TlsStream::server(server).expect("server");
+        client.write_plaintext(b"OPTIONS").expect("queued");
+        let mut received = Vec::new();
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            client.poll_ciphertext(&mut wire);
+            server.receive_ciphertext(&wire)?;
+            server.read_plaintext(&mut received);
+            wire.clear();
+            server.poll_ciphertext(&mut wire);
+            // The client's own view does not matter here: the server decides.
+            let _ = client.receive_ciphertext(&wire);
+        }
+        assert_eq!(received, b"OPTIONS", "the handshake completed");
+        Ok(())
+    }
+
+    #[test]
+    fn a_client_ca_makes_the_listener_demand_a_certificate_signed_by_it() {
+        use super::super::TlsError;
+        let pki = Pki::new("client-ca");
+        // Without: no certificate asked for, none needed.
+        let open = pki.server(None).expect("server config");
+        handshake(Arc::clone(&open), pki.client(None)).expect("no certificate needed");
+        // With: a certificate from that CA is needed.
+        let mutual = pki.server(Some("ca.pem")).expect("server config");
+        handshake(Arc::clone(&mutual), pki.client(Some("client"))).expect("a trusted certificate");
+        let none = handshake(Arc::clone(&mutual), pki.client(None)).expect_err("no certificate");
+        assert!(matches!(none, TlsError::NoClientCertificate), "{none:?}");
+        assert!(
+            none.to_string().contains("`sip.tls_client_ca_file`"),
+            "{none}"
+        );
+        let other = handshake(mutual, pki.client(Some("other-client"))).expect_err("another CA");
+        assert!(
+            matches!(other, TlsError::UntrustedClientCertificate),
+            "{other:?}"
+        );
+        assert!(
+            other.to_string().contains("`sip.tls_client_ca_file`"),
+            "{other}"
+        );
+    }
+
+    #[test]
+    fn a_bad_client_ca_file_names_its_key() {
+        let pki = Pki::new("bad-client-ca");
+        let missing = pki.server(Some("missing.pem")).expect_err("no such file");
+        assert!(
+            matches!(
+                missing,
+                TlsConfigError::File {
+                    key: "sip.tls_client_ca_file",
+                    ..
+                }
+            ),
+            "{missing:?}"
+        );
+        assert!(missing.to_string().contains("missing.pem"), "{missing}");
+        // A key is no certificate.
+        let no_cert = pki.server(Some("ca.key")).expect_err("no certificate");
+        assert!(
+            matches!(
+                no_cert,
+                TlsConfigError::NoCertificate {
+                    key: "sip.tls_client_ca_file",
+                    ..
+                }
+            ),
+            "{no_cert:?}"
+        );
+        assert!(
+            no_cert.to_string().contains("`sip.tls_client_ca_file`"),
+            "{no_cert}"
         );
     }
 }

@@ -59,6 +59,16 @@ pub enum TlsError {
     #[error("the peer's certificate was refused ({0:?}): check the certificate chain it sends")]
     BadCertificate(CertificateError),
     #[error(
+        "the peer sent no client certificate, and `sip.tls_client_ca_file` requires one: the \
+         peer must present a certificate signed by a CA in that file"
+    )]
+    NoClientCertificate,
+    #[error(
+        "the peer's client certificate is not signed by a CA in `sip.tls_client_ca_file`: add \
+         its CA to that file, or have the peer present one signed by a CA there"
+    )]
+    UntrustedClientCertificate,
+    #[error(
         "the peer refused the TLS connection (alert {0:?}): if it requires a client \
          certificate, set the trunk's `tls_cert_file` and `tls_key_file`; otherwise check \
          that it accepts our TLS versions and trusts our certificate"
@@ -89,6 +99,19 @@ pub enum TlsError {
     Truncated,
     #[error("the TLS connection is closed; open a new one")]
     Closed,
+}
+
+impl TlsError {
+    /// A server side's view of `error`: what the client's certificate lacked.
+    fn from_server(error: rustls::Error) -> Self {
+        match error {
+            rustls::Error::NoCertificatesPresented => Self::NoClientCertificate,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                Self::UntrustedClientCertificate
+            }
+            other => other.into(),
+        }
+    }
 }
 
 impl From<rustls::Error> for TlsError {
@@ -297,7 +320,13 @@ impl TlsStream {
     fn process(&mut self) -> Result<(), TlsError> {
         let state = match self.conn.process_new_packets() {
             Ok(state) => state,
-            Err(error) => return Err(self.fail(error.into())),
+            Err(error) => {
+                let error = match self.conn {
+                    Connection::Server(_) => TlsError::from_server(error),
+                    Connection::Client(_) => error.into(),
+                };
+                return Err(self.fail(error));
+            }
         };
         let unread = state.plaintext_bytes_to_read();
         if unread > 0 {
@@ -384,6 +413,25 @@ mod tests {
         assert!(matches!(
             TlsError::from(rustls::Error::InvalidCertificate(CertificateError::Revoked)),
             TlsError::BadCertificate(CertificateError::Revoked)
+        ));
+    }
+
+    #[test]
+    fn a_servers_client_certificate_errors_name_the_listeners_key() {
+        let none = TlsError::from_server(rustls::Error::NoCertificatesPresented);
+        assert!(matches!(none, TlsError::NoClientCertificate), "{none:?}");
+        let untrusted = TlsError::from_server(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ));
+        assert!(
+            matches!(untrusted, TlsError::UntrustedClientCertificate),
+            "{untrusted:?}"
+        );
+        assert!(untrusted.to_string().contains("`sip.tls_client_ca_file`"));
+        // The rest as on the client side.
+        assert!(matches!(
+            TlsError::from_server(rustls::Error::InvalidCertificate(CertificateError::Expired)),
+            TlsError::CertificateExpired
         ));
     }
 
