@@ -40,7 +40,9 @@ def client():
             if response.status != 201:
                 errors.append(f"{response.status}: {answer[:200]!r}")
                 return
-            created[0] += len(json.loads(answer)["calls"])
+            # Counting the records' ids, not parsing 5 MB of JSON per answer: the GIL-bound
+            # parse slowed the client below what the server takes.
+            created[0] += answer.count(b'"id":"call_')
             latencies.append(took)
 
 

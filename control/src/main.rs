@@ -5,6 +5,13 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use outdial_control::cli::{self, Cli};
 
+/// mimalloc instead of glibc's malloc: a create allocates and frees a few hundred small
+/// objects across tokio's threads, and a 10,000-call batch frees megabytes at once; glibc
+/// spent 12–19 % of the server's time in malloc, free and `malloc_consolidate` under
+/// `bench/api/run.sh` (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::idempotency::{idempotency_key, mark_replayed};
 use super::{AppState, Tenant, create_body};
@@ -74,24 +74,34 @@ pub async fn create_batch(
         metrics::counter!("outdial_api_calls_created_total").increment(records.len() as u64);
     }
     let mut response = match parsed.mode {
+        // Serialised straight from the records: through a `Value` first, a 10,000-call
+        // answer built and dropped 10,000 maps (a fifth of the batch's CPU).
         BatchMode::AllOrNothing => {
-            (StatusCode::CREATED, Json(json!({ "calls": records }))).into_response()
+            (StatusCode::CREATED, Json(Calls { calls: &records })).into_response()
         }
         BatchMode::PerItem => {
             let refused = outcomes.iter().filter(|o| o.is_err()).count();
-            let results: Vec<Value> = outcomes
+            let results: Vec<ItemResult<'_>> = outcomes
                 .into_iter()
                 .enumerate()
                 .map(|(index, outcome)| match outcome {
-                    Ok(i) => json!({ "index": index, "call": records.get(i) }),
-                    Err(error) => json!({ "index": index, "error": error.body() }),
+                    Ok(i) => ItemResult {
+                        index,
+                        call: records.get(i),
+                        error: None,
+                    },
+                    Err(error) => ItemResult {
+                        index,
+                        call: None,
+                        error: Some(error.body()),
+                    },
                 })
                 .collect();
-            let body = json!({
-                "created": records.len(),
-                "refused": refused,
-                "results": results,
-            });
+            let body = PerItem {
+                created: records.len(),
+                refused,
+                results,
+            };
             (StatusCode::OK, Json(body)).into_response()
         }
     };
@@ -99,6 +109,29 @@ pub async fn create_batch(
         mark_replayed(&mut response);
     }
     Ok(response)
+}
+
+/// The all-or-nothing answer: `{"calls": [...]}`.
+#[derive(serde::Serialize)]
+struct Calls<'a> {
+    calls: &'a [crate::model::CallRecord],
+}
+
+/// The per-item answer: counts, and each item's call or error by index.
+#[derive(serde::Serialize)]
+struct PerItem<'a> {
+    created: usize,
+    refused: usize,
+    results: Vec<ItemResult<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ItemResult<'a> {
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call: Option<&'a crate::model::CallRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
 }
 
 /// The policy engine's acceptance rules over the valid items: in all-or-nothing mode the first
