@@ -752,6 +752,9 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
 /// Settings for the work every call makes, found with `perf` on `bench/sip/run.sh` (d):
 /// - the query planner may not re-plan a statement for the values bound to it (QPSG): without
 ///   it SQLite compiled the CDR's `INSERT … SELECT` again on every call (`sqlite3Reprepare`,
@@ -759,9 +762,6 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 /// - each job's savepoint journal stays in memory (`temp_store`): it holds the pages one
 ///   job changed, for its rollback alone, and went to a temporary file with a `pwrite` per
 ///   page. The transaction's own durability (the WAL) is unchanged.
-/// The writer connection's page cache, in KiB.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
-
 fn tune(conn: &Connection) -> Result<(), StoreError> {
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
