@@ -12,7 +12,10 @@
 //! (`Endpoint::handle_icmp_error`). One starting with `@@i` and a choice byte comes from
 //! the caller (in `inbound_sources`); for each `SipEvent::Incoming` it produces, the choice
 //! byte says whether the owner accepts, rejects, hangs up or never answers, and whether it
-//! hangs up at the end.
+//! hangs up at the end. An input starting with `MTU!` dials with `udp_mtu_switch` at 300
+//! bytes, so the INVITE and larger requests go over TCP; then a datagram starting with
+//! `TCPX` and a byte reports that the stream transport failed for one of the requests sent
+//! over TCP (`Endpoint::handle_transport_failure`: it falls back to UDP or ends the call).
 #![no_main]
 
 mod common;
@@ -73,11 +76,21 @@ struct Harness {
     early_media: usize,
     /// The dialed call was answered.
     answered: bool,
+    /// The last requests sent over a stream transport (for `TCPX`).
+    stream_sent: Vec<Vec<u8>>,
 }
 
 impl Harness {
     fn drain(&mut self) {
-        while self.endpoint.poll_transmit(&mut self.buf).is_some() {
+        while let Some((transport, _)) = self.endpoint.poll_transmit_via(&mut self.buf) {
+            if transport != outdial_dataplane::sip::Transport::Udp
+                && !self.buf.starts_with(b"SIP/2.0")
+            {
+                if self.stream_sent.len() == 8 {
+                    self.stream_sent.remove(0);
+                }
+                self.stream_sent.push(self.buf.clone());
+            }
             // A response echoes the request's Via, From, To: it parses when they did.
             if let Ok(response) = parse_message(&self.buf)
                 && let Some(tag) = response.to().and_then(|to| to.tag())
@@ -190,7 +203,7 @@ impl Harness {
     }
 }
 
-fn dial() -> (Harness, Invite) {
+fn dial(udp_mtu_switch: usize) -> (Harness, Invite) {
     let config = SipConfig {
         local: LOCAL.parse().expect("fixed address"),
         t1: Duration::from_millis(500),
@@ -206,7 +219,7 @@ fn dial() -> (Harness, Invite) {
         core: 0,
         max_calls: MAX_CALLS,
         session_expires: None,
-        udp_mtu_switch: outdial_dataplane::sip::endpoint::UDP_MTU_SWITCH,
+        udp_mtu_switch,
     };
     let now = Instant::now();
     let mut endpoint = Endpoint::new(config, 7);
@@ -227,9 +240,14 @@ fn dial() -> (Harness, Invite) {
         .dial(now, CALL, &params)
         .expect("fixed dial parameters");
     let mut buf = Vec::new();
-    endpoint
-        .poll_transmit(&mut buf)
+    let (transport, _) = endpoint
+        .poll_transmit_via(&mut buf)
         .expect("dial sends an INVITE");
+    let stream_sent = if transport == outdial_dataplane::sip::Transport::Udp {
+        Vec::new()
+    } else {
+        vec![buf.clone()]
+    };
     let ids = {
         let invite = parse_message(&buf).expect("our INVITE parses");
         Invite {
@@ -257,6 +275,7 @@ fn dial() -> (Harness, Invite) {
         reoffers: 0,
         early_media: 0,
         answered: false,
+        stream_sent,
     };
     harness.drain();
     (harness, ids)
@@ -306,7 +325,11 @@ fn split_datagrams(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 fn exercise(data: &[u8]) {
-    let (mut harness, invite) = dial();
+    let (switch, data) = match data.strip_prefix(b"MTU!") {
+        Some(rest) => (300, rest),
+        None => (outdial_dataplane::sip::endpoint::UDP_MTU_SWITCH, data),
+    };
+    let (mut harness, invite) = dial(switch);
     let callee: SocketAddr = CALLEE.parse().expect("fixed address");
     let caller: SocketAddr = CALLER.parse().expect("fixed address");
     for datagram in split_datagrams(data) {
@@ -316,15 +339,28 @@ fn exercise(data: &[u8]) {
             None => (callee, 0, datagram),
         };
         let datagram = substitute(datagram, &invite, &harness.to_tag);
-        match datagram.strip_prefix(b"ICMP") {
-            Some(quoted) if source == callee => {
-                let error = IcmpError::classify(callee, 2, 3, 3, None)
-                    .expect("port unreachable is classified");
-                harness.endpoint.handle_icmp_error(&error, quoted);
+        if let Some(rest) = datagram.strip_prefix(b"TCPX") {
+            let pick = rest.first().copied().unwrap_or(0) as usize;
+            if !harness.stream_sent.is_empty() {
+                let at = harness.stream_sent.len() - 1 - pick % harness.stream_sent.len();
+                let sent = harness.stream_sent[at].clone();
+                harness.endpoint.handle_transport_failure(
+                    harness.now,
+                    &sent,
+                    "refused the TCP connection",
+                );
             }
-            _ => harness
-                .endpoint
-                .handle_datagram(harness.now, source, &datagram),
+        } else {
+            match datagram.strip_prefix(b"ICMP") {
+                Some(quoted) if source == callee => {
+                    let error = IcmpError::classify(callee, 2, 3, 3, None)
+                        .expect("port unreachable is classified");
+                    harness.endpoint.handle_icmp_error(&error, quoted);
+                }
+                _ => harness
+                    .endpoint
+                    .handle_datagram(harness.now, source, &datagram),
+            }
         }
         harness.drain();
         harness.answer_incoming(choice);
