@@ -318,3 +318,39 @@ async fn an_early_media_number_hears_the_key_before_it_answers() {
         Some("7".to_owned())
     );
 }
+
+/// An application on early media that hangs up (`<disconnect/>`) before anything answers
+/// the call refuses it `480` after the 183: no 200, no BYE; the call ends `canceled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_media_application_that_disconnects_first_refuses_the_call_480() {
+    let app = AppServer::start().await;
+    app.vxml("/in.vxml", GOODBYE);
+    let (sip_lines, sections) = inbound_config(
+        &app.url("/in.vxml"),
+        &app.url("/status"),
+        "early_media = true\n",
+    );
+    let outdial = Outdial::start_with_sip("127.0.0.1", &sip_lines, &sections);
+    let sipp = Sipp::uac(
+        "call_in_refused.xml",
+        &[("STATUS", "480".into())],
+        outdial.sip,
+        "+15550100",
+    );
+    let (sipp_status, trace) = sipp.finish(CALL_TIMEOUT).await;
+    assert!(
+        sipp_status.success(),
+        "no 480 after early media:\n{trace}\n{}",
+        outdial.log()
+    );
+    assert!(trace.contains("183 Session Progress"), "{trace}");
+    let listed = calls(&outdial).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let call = outdial
+        .wait_final(listed[0]["id"].as_str().unwrap_or(""), CALL_TIMEOUT)
+        .await;
+    assert_eq!(call["direction"], "inbound", "{call}");
+    assert_eq!(call["status"], "canceled", "{call}");
+    assert_eq!(call["sip_status"], 480, "{call}");
+    assert!(call["answered_at"].is_null(), "never answered: {call}");
+}

@@ -481,6 +481,7 @@ async fn run_attached(
         early: early::EarlyMedia::new(record_early_media),
         answer_rule: early::AnswerRule::new(answer_later.is_some()),
         answer_later,
+        prompts_done: false,
         failover,
     };
     let outcome = call_task.run().await;
@@ -628,6 +629,9 @@ struct CallTask {
     answer_rule: early::AnswerRule,
     /// The answer it then sends.
     answer_later: Option<AnswerLater>,
+    /// The last prompt in flight just finished: once the session has taken that in (it may
+    /// end or disconnect now, refusing the call), the call in early media is answered.
+    prompts_done: bool,
     /// The other addresses of the callee's host or the trunk, for RFC 3263 failover.
     failover: Failover,
 }
@@ -1453,7 +1457,7 @@ impl CallTask {
             return;
         }
         if self.prompts_in_flight.remove(&id) && self.prompts_in_flight.is_empty() {
-            self.answer_on(early::Step::PromptsDone);
+            self.prompts_done = true;
             if let Some(pending) = self.fetch_audio.as_mut() {
                 let step = pending.schedule.prompts_idle(Instant::now());
                 self.fetch_audio_step(step);
@@ -1476,7 +1480,7 @@ impl CallTask {
     fn prompt_failed(&mut self, id: u32, event: &'static str, message: String) {
         tracing::warn!(call = %self.record.id, id, event, "prompt could not be rendered");
         if self.prompts_in_flight.remove(&id) && self.prompts_in_flight.is_empty() {
-            self.answer_on(early::Step::PromptsDone);
+            self.prompts_done = true;
             if let Some(pending) = self.fetch_audio.as_mut() {
                 let step = pending.schedule.prompts_idle(Instant::now());
                 self.fetch_audio_step(step);
@@ -1686,6 +1690,9 @@ impl CallTask {
                     self.session_end = Some(end);
                 }
             }
+        }
+        if std::mem::take(&mut self.prompts_done) && self.session_end.is_none() {
+            self.answer_on(early::Step::PromptsDone);
         }
         let listens = self
             .session

@@ -100,10 +100,12 @@ pub(super) enum Step {
 }
 
 /// When an incoming call in early media (`[[inbound]] early_media`) is answered: once its
-/// application's first prompts have all finished (so announcements and keys pressed over
-/// them happen before the answer), or sooner when it needs an answered call: it records,
-/// transfers, or waits for input with nothing playing. An application that ends or
-/// disconnects before that refuses the call (the core's `480`).
+/// application's first prompts have all finished and it goes on (so announcements and keys
+/// pressed over them happen before the answer), or sooner when it needs an answered call:
+/// it records, transfers, or waits for input with nothing playing. An application that
+/// ends or disconnects before that, or right after those prompts, refuses the call (the
+/// core's `480`): the runner reports `PromptsDone` only after the session has taken in the
+/// end of its prompts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct AnswerRule {
     pending: bool,
