@@ -482,6 +482,8 @@ async fn run_attached(
         answer_rule: early::AnswerRule::new(answer_later.is_some()),
         answer_later,
         prompts_done: false,
+        awaiting_ack: false,
+        deferred_transfer: None,
         failover,
     };
     let outcome = call_task.run().await;
@@ -632,6 +634,10 @@ struct CallTask {
     /// The last prompt in flight just finished: once the session has taken that in (it may
     /// end or disconnect now, refusing the call), the call in early media is answered.
     prompts_done: bool,
+    /// Our 200 OK to an incoming call in early media is out and its ACK not in yet.
+    awaiting_ack: bool,
+    /// A transfer asked for before that ACK: its REFER waits for the confirmed dialog.
+    deferred_transfer: Option<TransferRequest>,
     /// The other addresses of the callee's host or the trunk, for RFC 3263 failover.
     failover: Failover,
 }
@@ -921,6 +927,7 @@ impl CallTask {
         }
         if self.answer_rule.on(step) {
             tracing::info!(call = %self.record.id, ?step, "answering after early media");
+            self.awaiting_ack = true;
             self.send_surely(Command::Answer {
                 call: self.call,
                 max_duration: later.max_duration,
@@ -993,6 +1000,7 @@ impl CallTask {
             } => {
                 self.learn_sip_call_id(sip_call_id);
                 self.answer_rule.settled();
+                self.awaiting_ack = false;
                 self.timing.answer(Instant::now());
                 tracing::info!(call = %self.record.id, codec = codec_name(codec), "answered");
                 self.transition(CallStatus::InProgress, "the callee answered")
@@ -1010,6 +1018,14 @@ impl CallTask {
                     self.detection = Some(detection);
                 } else if on_answer == early::OnAnswer::Start {
                     self.start_session().await;
+                }
+                if let Some(request) = self.deferred_transfer.take()
+                    && self.canceled.is_none()
+                {
+                    // Answered on early media for this transfer: its REFER goes in the
+                    // dialog the caller's ACK confirmed.
+                    self.start_transfer(request);
+                    self.perform_actions().await;
                 }
             }
             Event::Dtmf { digit, .. } => {
@@ -1662,7 +1678,11 @@ impl CallTask {
                 }
                 Action::Transfer(request) => {
                     self.answer_on(early::Step::Transfers);
-                    self.start_transfer(request);
+                    if self.awaiting_ack {
+                        self.deferred_transfer = Some(request);
+                    } else {
+                        self.start_transfer(request);
+                    }
                 }
                 Action::Disconnect { values } => {
                     tracing::info!(call = %self.record.id, values = values.len(), "<disconnect>: hanging up; the session goes on");
