@@ -354,3 +354,52 @@ async fn an_early_media_application_that_disconnects_first_refuses_the_call_480(
     assert_eq!(call["sip_status"], 480, "{call}");
     assert!(call["answered_at"].is_null(), "never answered: {call}");
 }
+
+/// A caller whose INVITE requires 100rel cannot take our unreliable 183: an early-media
+/// number answers it at once (SIPp fails on any 183), and the application runs from the ACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_media_number_answers_a_caller_requiring_100rel_at_once() {
+    let app = AppServer::start().await;
+    app.vxml("/in.vxml", INBOUND_APP);
+    app.vxml("/submit", GOODBYE);
+    let (sip_lines, sections) = inbound_config(
+        &app.url("/in.vxml"),
+        &app.url("/status"),
+        "early_media = true\n",
+    );
+    let outdial = Outdial::start_with_sip("127.0.0.1", &sip_lines, &sections);
+    let sipp = Sipp::uac(
+        "call_in_100rel.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("7")),
+            ("DTMF_DELAY_MS", "2500".into()),
+        ],
+        outdial.sip,
+        "+15550100",
+    );
+    let (sipp_status, trace) = sipp.finish(CALL_TIMEOUT).await;
+    assert!(
+        sipp_status.success(),
+        "not answered at once with a 200, or not ended by a BYE:\n{trace}\n{}",
+        outdial.log()
+    );
+    let listed = calls(&outdial).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let id = listed[0]["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["result"]["choice"], "7", "{call}");
+    let (status, events) = outdial
+        .request(
+            &outdial.api_key,
+            reqwest::Method::GET,
+            &format!("/v1/calls/{id}/events"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{events}");
+    assert!(
+        !events.to_string().contains("early media"),
+        "no early media noted: {events}"
+    );
+}
