@@ -356,7 +356,9 @@ pub enum Event {
     },
     /// A provisional response (183 Session Progress) brought an SDP answer before the
     /// answer: the call's media runs from now (prompts play, keys and recordings are heard).
-    /// Once per call, after `Ringing`; `Answered` still follows at the 200 OK.
+    /// Once per call, after `Ringing`; `Answered` still follows at the 200 OK. For an
+    /// incoming call: our 183 went after [`Command::EarlyMedia`] (no `Ringing` before it),
+    /// and `Answered` follows the caller's ACK of our later 200.
     EarlyMedia {
         /// The call.
         call: CallId,
