@@ -1229,7 +1229,7 @@ mod tests {
         ] {
             keys.push(format!("trunk.{key}"));
         }
-        for key in ["number", "url", "tenant", "status_callback"] {
+        for key in ["number", "url", "tenant", "status_callback", "early_media"] {
             keys.push(format!("inbound.{key}"));
         }
         for (section, table) in value.as_table().into_iter().flatten() {

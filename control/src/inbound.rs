@@ -47,6 +47,11 @@ pub struct InboundNumber {
     /// Where each status change of these calls is posted (signed like any webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_callback: Option<String>,
+    /// Answer with `183 Session Progress` and our SDP first and run the application on early
+    /// media; the 200 OK follows when it has played its first prompts or needs an answered
+    /// call (`docs/sip.md`, "Incoming early media").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early_media: bool,
 }
 
 impl InboundNumber {
@@ -237,7 +242,7 @@ impl Inbound {
             priority: crate::model::DEFAULT_PRIORITY,
             retry: RetryPolicy::default(),
             machine_detection: MachineDetection::Off,
-            early_media: false,
+            early_media: entry.early_media,
             direction: Direction::Inbound,
         };
         let placement = Placement { call, core };
@@ -263,6 +268,7 @@ mod tests {
             url: url.into(),
             tenant: None,
             status_callback: None,
+            early_media: false,
         }
     }
 

@@ -252,6 +252,7 @@ pub async fn run_call(context: RunnerContext, node: Arc<dyn TelephonyNode>, clai
         session_meter,
         ended,
         failover,
+        answer_later: None,
     };
     run_attached(context, record, attempt, attached, ring_timeout).await;
 }
@@ -317,10 +318,22 @@ pub async fn run_incoming(
         Ok((trunk, _)) => trunk.media_latching,
         Err(_) => context.settings.trunks.default_trunk().media_latching,
     };
-    let answer = Command::Answer {
-        call,
-        max_duration: context.settings.max_duration,
-        media_latching,
+    let max_duration = context.settings.max_duration;
+    // `[[inbound]] early_media`: a 183 first, the application on early media, and the 200
+    // when `early::AnswerRule` says; otherwise the 200 at once.
+    let early_media = record.early_media;
+    let answer = if early_media {
+        Command::EarlyMedia {
+            call,
+            max_duration,
+            media_latching,
+        }
+    } else {
+        Command::Answer {
+            call,
+            max_duration,
+            media_latching,
+        }
     };
     let ended = Ended::new(attempt, Some(placement.core));
     if line.send(answer).is_err() {
@@ -348,9 +361,17 @@ pub async fn run_incoming(
         session_meter,
         ended,
         failover: Failover::default(),
+        answer_later: early_media.then_some(AnswerLater {
+            max_duration,
+            media_latching,
+        }),
     };
-    // The caller's ACK is due within 64*T1 of our 200 OK: the same bound as a ring timeout.
-    let answer_timeout = Duration::from_secs(32);
+    // The caller's ACK is due within 64*T1 of our 200 OK: the same bound as a ring timeout,
+    // after at most the core's early-media limit.
+    let mut answer_timeout = Duration::from_secs(32);
+    if early_media {
+        answer_timeout += outdial_dataplane::sip::EARLY_MEDIA_LIMIT;
+    }
     run_attached(context, record, attempt, attached, answer_timeout).await;
 }
 
@@ -362,6 +383,15 @@ struct Attached {
     session_meter: interp::SessionMeter,
     ended: Ended,
     failover: Failover,
+    /// An incoming call in early media: how to answer it when `early::AnswerRule` says.
+    answer_later: Option<AnswerLater>,
+}
+
+/// The [`Command::Answer`] an incoming call in early media is waiting for.
+#[derive(Clone, Copy)]
+struct AnswerLater {
+    max_duration: Duration,
+    media_latching: bool,
 }
 
 /// RFC 3263 §4.3 for one attempt: the addresses still to try when the current one does not
@@ -409,6 +439,7 @@ async fn run_attached(
         session_meter,
         ended,
         failover,
+        answer_later,
     } = attached;
     let call = line.placement.call;
     let timing = CallTiming::new(Instant::now());
@@ -448,6 +479,11 @@ async fn run_attached(
         answered_by: None,
         machine_hung_up: false,
         early: early::EarlyMedia::new(record_early_media),
+        answer_rule: early::AnswerRule::new(answer_later.is_some()),
+        answer_later,
+        prompts_done: false,
+        awaiting_ack: false,
+        deferred_transfer: None,
         failover,
     };
     let outcome = call_task.run().await;
@@ -591,6 +627,17 @@ struct CallTask {
     /// When the application starts: on early media (the request's `early_media`) or at
     /// the answer.
     early: early::EarlyMedia,
+    /// An incoming call in early media: when its 200 OK goes.
+    answer_rule: early::AnswerRule,
+    /// The answer it then sends.
+    answer_later: Option<AnswerLater>,
+    /// The last prompt in flight just finished: once the session has taken that in (it may
+    /// end or disconnect now, refusing the call), the call in early media is answered.
+    prompts_done: bool,
+    /// Our 200 OK to an incoming call in early media is out and its ACK not in yet.
+    awaiting_ack: bool,
+    /// A transfer asked for before that ACK: its REFER waits for the confirmed dialog.
+    deferred_transfer: Option<TransferRequest>,
     /// The other addresses of the callee's host or the trunk, for RFC 3263 failover.
     failover: Failover,
 }
@@ -865,7 +912,33 @@ impl CallTask {
     /// Asks the core to end the call. A full command queue is retried, never given up on:
     /// a hangup the application or the API asked for must happen.
     fn hangup(&self) {
-        let command = Command::Hangup { call: self.call };
+        self.send_surely(Command::Hangup { call: self.call });
+    }
+
+    /// An incoming call in early media: the application did `step`; answers (200 OK) when
+    /// `early::AnswerRule` says so.
+    fn answer_on(&mut self, step: early::Step) {
+        let Some(later) = self.answer_later else {
+            return;
+        };
+        if self.canceled.is_some() || self.hung_up_at.is_some() || self.disconnected {
+            self.answer_rule.settled();
+            return;
+        }
+        if self.answer_rule.on(step) {
+            tracing::info!(call = %self.record.id, ?step, "answering after early media");
+            self.awaiting_ack = true;
+            self.send_surely(Command::Answer {
+                call: self.call,
+                max_duration: later.max_duration,
+                media_latching: later.media_latching,
+            });
+        }
+    }
+
+    /// Sends `command` to the call's core, retrying while its queue is full: a hangup or an
+    /// answer must happen.
+    fn send_surely(&self, command: Command) {
         if let Err(command) = self.line.send(command) {
             let line = self.line.clone();
             tokio::spawn(async move {
@@ -911,7 +984,12 @@ impl CallTask {
                 if step != early::OnEarlyMedia::Ignore {
                     let starts = step == early::OnEarlyMedia::NoteAndStart;
                     tracing::info!(call = %self.record.id, codec = codec_name(codec), application = starts, "early media");
-                    self.note_early_media().await;
+                    let cause = if self.record.direction == Direction::Inbound {
+                        early::INBOUND_CAUSE
+                    } else {
+                        early::CAUSE
+                    };
+                    self.note_early_media(cause).await;
                     if starts && self.session.is_none() {
                         self.start_session().await;
                     }
@@ -921,6 +999,8 @@ impl CallTask {
                 codec, sip_call_id, ..
             } => {
                 self.learn_sip_call_id(sip_call_id);
+                self.answer_rule.settled();
+                self.awaiting_ack = false;
                 self.timing.answer(Instant::now());
                 tracing::info!(call = %self.record.id, codec = codec_name(codec), "answered");
                 self.transition(CallStatus::InProgress, "the callee answered")
@@ -938,6 +1018,14 @@ impl CallTask {
                     self.detection = Some(detection);
                 } else if on_answer == early::OnAnswer::Start {
                     self.start_session().await;
+                }
+                if let Some(request) = self.deferred_transfer.take()
+                    && self.canceled.is_none()
+                {
+                    // Answered on early media for this transfer: its REFER goes in the
+                    // dialog the caller's ACK confirmed.
+                    self.start_transfer(request);
+                    self.perform_actions().await;
                 }
             }
             Event::Dtmf { digit, .. } => {
@@ -1384,12 +1472,12 @@ impl CallTask {
             }
             return;
         }
-        if self.prompts_in_flight.remove(&id)
-            && self.prompts_in_flight.is_empty()
-            && let Some(pending) = self.fetch_audio.as_mut()
-        {
-            let step = pending.schedule.prompts_idle(Instant::now());
-            self.fetch_audio_step(step);
+        if self.prompts_in_flight.remove(&id) && self.prompts_in_flight.is_empty() {
+            self.prompts_done = true;
+            if let Some(pending) = self.fetch_audio.as_mut() {
+                let step = pending.schedule.prompts_idle(Instant::now());
+                self.fetch_audio_step(step);
+            }
         }
         if let Some(marks) = self.prompt_marks.remove(&id)
             && let Some((name, since)) = mark_at(&marks, played)
@@ -1407,12 +1495,12 @@ impl CallTask {
     /// session throws `event` where it waits.
     fn prompt_failed(&mut self, id: u32, event: &'static str, message: String) {
         tracing::warn!(call = %self.record.id, id, event, "prompt could not be rendered");
-        if self.prompts_in_flight.remove(&id)
-            && self.prompts_in_flight.is_empty()
-            && let Some(pending) = self.fetch_audio.as_mut()
-        {
-            let step = pending.schedule.prompts_idle(Instant::now());
-            self.fetch_audio_step(step);
+        if self.prompts_in_flight.remove(&id) && self.prompts_in_flight.is_empty() {
+            self.prompts_done = true;
+            if let Some(pending) = self.fetch_audio.as_mut() {
+                let step = pending.schedule.prompts_idle(Instant::now());
+                self.fetch_audio_step(step);
+            }
         }
         self.prompt_marks.remove(&id);
         self.input(Input::PlaybackFailed {
@@ -1581,9 +1669,21 @@ impl CallTask {
                     );
                     let step = self.speech.on_listen(&listen);
                     self.speech_step(step);
+                    let playing = !self.prompts_in_flight.is_empty();
+                    self.answer_on(early::Step::Listens { playing });
                 }
-                Action::Record(request) => self.start_recording(&request),
-                Action::Transfer(request) => self.start_transfer(request),
+                Action::Record(request) => {
+                    self.answer_on(early::Step::Records);
+                    self.start_recording(&request);
+                }
+                Action::Transfer(request) => {
+                    self.answer_on(early::Step::Transfers);
+                    if self.awaiting_ack {
+                        self.deferred_transfer = Some(request);
+                    } else {
+                        self.start_transfer(request);
+                    }
+                }
                 Action::Disconnect { values } => {
                     tracing::info!(call = %self.record.id, values = values.len(), "<disconnect>: hanging up; the session goes on");
                     if self.hung_up_at.is_none() && !self.disconnected {
@@ -1610,6 +1710,9 @@ impl CallTask {
                     self.session_end = Some(end);
                 }
             }
+        }
+        if std::mem::take(&mut self.prompts_done) && self.session_end.is_none() {
+            self.answer_on(early::Step::PromptsDone);
         }
         let listens = self
             .session
@@ -1665,7 +1768,7 @@ impl CallTask {
     }
 
     /// Notes early media in the call's history (no status change, no webhook).
-    async fn note_early_media(&mut self) {
+    async fn note_early_media(&mut self, cause: &str) {
         let noted = self
             .context
             .store
@@ -1673,7 +1776,7 @@ impl CallTask {
                 &self.record.id,
                 self.attempt,
                 OffsetDateTime::now_utc(),
-                early::CAUSE,
+                cause,
             )
             .await;
         if let Err(e) = noted {

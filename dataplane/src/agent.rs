@@ -43,7 +43,7 @@ use crate::sdp;
 use crate::sip::Transport;
 use crate::sip::hep::{Exporter, HepConfig, HepStats};
 use crate::sip::register::RegistrationEvent;
-use crate::sip::{BorderConfig, DialParams, Endpoint, SipConfig, SipEvent};
+use crate::sip::{BorderConfig, DialParams, Endpoint, NoEarlyMedia, SipConfig, SipEvent};
 use sip_streams::SipStreams;
 
 /// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
@@ -464,6 +464,11 @@ impl Agent {
                     self.sip.accept(now, call, &answer, max_duration);
                 }
             }
+            Command::EarlyMedia {
+                call,
+                max_duration,
+                media_latching,
+            } => self.incoming_early_media(now, call, max_duration, media_latching),
             Command::Reject {
                 call,
                 status,
@@ -715,6 +720,34 @@ impl Agent {
             codec: offer.map_or(crate::api::Codec::Pcmu, |offer| offer.codec),
             ..incoming
         })));
+    }
+
+    /// Control asked for early media on an incoming call: a 183 with the answer the 200
+    /// will carry (kept for it); the endpoint's `EarlyMedia` starts the media. A call that
+    /// cannot have it (the caller requires 100rel, or sent no offer) is answered at once.
+    fn incoming_early_media(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        max_duration: Duration,
+        media_latching: bool,
+    ) {
+        let Some(slot) = self.calls.get_mut(&call) else {
+            return;
+        };
+        slot.media_latching = media_latching;
+        let Some(answer) = slot.sdp_answer.clone() else {
+            return;
+        };
+        match self.sip.progress(now, call, &answer) {
+            Ok(()) => {}
+            Err(NoEarlyMedia::NotOffered) => {}
+            Err(why) => {
+                tracing::debug!(?call, %why, "no early media: answering at once");
+                slot.sdp_answer = None;
+                self.sip.accept(now, call, &answer, max_duration);
+            }
+        }
     }
 
     /// A peer's new offer in an answered call (hold, resume, a new address): the media
@@ -3413,6 +3446,153 @@ mod tests {
         );
         assert_eq!(link.load.load(Ordering::Relaxed), 0);
         assert!(io.closed.contains(&rtp_socket) && io.closed.contains(&rtcp_socket));
+    }
+
+    #[test]
+    fn incoming_early_media_plays_and_hears_before_the_200_and_keeps_its_session() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let mut now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let caller: SocketAddr = CALLEE.parse().expect("addr");
+        let offer = "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let invite = caller_invite("early-in@127.0.0.1", offer);
+        agent.handle_datagram(&mut io, now, SocketId(0), caller, &invite);
+        events(&link);
+        let call = CallId::inbound(0, 0);
+        let (rtp_socket, _) = io.bound[1];
+        link.commands
+            .push(Command::EarlyMedia {
+                call,
+                max_duration: Duration::from_secs(3600),
+                media_latching: false,
+            })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let progress = sip_sent(&io).pop().expect("183 sent");
+        assert!(
+            progress.starts_with("SIP/2.0 183 Session Progress\r\n"),
+            "{progress}"
+        );
+        let early_sdp = progress.split("\r\n\r\n").nth(1).expect("SDP").to_owned();
+        assert!(early_sdp.contains("m=audio"), "{progress}");
+        let got = events(&link);
+        assert!(
+            matches!(
+                &got[..],
+                [Event::EarlyMedia { call: c, codec: Codec::Pcmu, sip_call_id: Some(_) }] if *c == call
+            ),
+            "{got:?}"
+        );
+        // A prompt plays and a key is heard before any answer.
+        let audio: crate::api::Pcm8k = vec![1000i16; 8000].into();
+        link.commands
+            .push(Command::Play {
+                call,
+                id: 1,
+                audio,
+                bargein: false,
+                epoch: 0,
+            })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        run_for(&mut agent, &mut io, &mut now, 100);
+        let caller_rtp: SocketAddr = "127.0.0.1:6000".parse().expect("addr");
+        let early = rtp_sent(&io, rtp_socket, 0);
+        assert!(early.len() >= 4, "the prompt plays early: {early:?}");
+        assert!(early.iter().all(|(to, _)| *to == caller_rtp));
+        let ssrc = early[0].1;
+        agent.handle_datagram(&mut io, now, rtp_socket, caller_rtp, &key_packet(7, 160));
+        let got = events(&link);
+        assert!(
+            got.iter()
+                .any(|e| matches!(e, Event::Dtmf { digit: '7', .. })),
+            "{got:?}"
+        );
+        assert!(!got.iter().any(|e| matches!(e, Event::Answered { .. })));
+
+        // The answer: a 200 with the 183's SDP, and at the ACK the same stream goes on.
+        link.commands
+            .push(Command::Answer {
+                call,
+                max_duration: Duration::from_secs(3600),
+                media_latching: false,
+            })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let ok = sip_sent(&io).pop().expect("200 sent");
+        assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+        assert_eq!(ok.split("\r\n\r\n").nth(1), Some(early_sdp.as_str()));
+        let to = ok.lines().find(|l| l.starts_with("To: ")).expect("To");
+        assert!(
+            progress.contains(to),
+            "the 183 and the 200 share our To tag"
+        );
+        let ack = format!(
+            "ACK sip:outdial@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bKack1;rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:+15550199@127.0.0.1>;tag=caller1\r\n{to}\r\nCall-ID: early-in@127.0.0.1\r\n\
+             CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        );
+        agent.handle_datagram(&mut io, now, SocketId(0), caller, ack.as_bytes());
+        assert!(
+            matches!(
+                events(&link)[..],
+                [Event::Answered {
+                    codec: Codec::Pcmu,
+                    ..
+                }]
+            ),
+            "Answered at the ACK"
+        );
+        let before = io.sent.len();
+        run_for(&mut agent, &mut io, &mut now, 100);
+        let after = rtp_sent(&io, rtp_socket, before);
+        assert!(!after.is_empty());
+        assert!(
+            after.iter().all(|&(to, s)| to == caller_rtp && s == ssrc),
+            "the early stream goes on: {after:?}"
+        );
+    }
+
+    #[test]
+    fn an_incoming_caller_requiring_100rel_is_answered_at_once_without_early_media() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        let caller: SocketAddr = CALLEE.parse().expect("addr");
+        let offer = "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 6000 RTP/AVP 0\r\n";
+        let invite = String::from_utf8(caller_invite("rel@127.0.0.1", offer))
+            .expect("text")
+            .replacen(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nRequire: 100rel\r\n",
+                1,
+            );
+        agent.handle_datagram(&mut io, now, SocketId(0), caller, invite.as_bytes());
+        events(&link);
+        link.commands
+            .push(Command::EarlyMedia {
+                call: CallId::inbound(0, 0),
+                max_duration: Duration::from_secs(3600),
+                media_latching: false,
+            })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let sent = sip_sent(&io);
+        assert!(
+            !sent.iter().any(|m| m.starts_with("SIP/2.0 183")),
+            "{sent:?}"
+        );
+        assert!(
+            sent.last()
+                .is_some_and(|m| m.starts_with("SIP/2.0 200 OK\r\n")),
+            "{sent:?}"
+        );
+        assert!(events(&link).is_empty(), "no early media");
     }
 
     #[test]

@@ -126,6 +126,20 @@ pub enum Command {
         /// Symmetric RTP latching for a caller behind NAT, as [`Dial::media_latching`].
         media_latching: bool,
     },
+    /// Start early media on an incoming call ([`Event::Incoming`]) before answering it:
+    /// `183 Session Progress` with our SDP answer, and the call's media at once (prompts
+    /// play, keys are heard), reported by [`Event::EarlyMedia`]. A later
+    /// [`Command::Answer`] sends the 200 OK with the same SDP; a [`Command::Hangup`] before
+    /// it refuses the call `480`. A caller whose INVITE requires 100rel or has no offer
+    /// gets no 183: the call is answered at once instead, as by [`Command::Answer`].
+    EarlyMedia {
+        /// The incoming call.
+        call: CallId,
+        /// As [`Command::Answer`]'s, for a call answered at once instead.
+        max_duration: Duration,
+        /// Symmetric RTP latching for a caller behind NAT, as [`Dial::media_latching`].
+        media_latching: bool,
+    },
     /// Refuse an incoming call with a final error response (e.g. 404, 486, 503). Ends with
     /// [`Event::Ended`].
     Reject {
@@ -342,7 +356,9 @@ pub enum Event {
     },
     /// A provisional response (183 Session Progress) brought an SDP answer before the
     /// answer: the call's media runs from now (prompts play, keys and recordings are heard).
-    /// Once per call, after `Ringing`; `Answered` still follows at the 200 OK.
+    /// Once per call, after `Ringing`; `Answered` still follows at the 200 OK. For an
+    /// incoming call: our 183 went after [`Command::EarlyMedia`] (no `Ringing` before it),
+    /// and `Answered` follows the caller's ACK of our later 200.
     EarlyMedia {
         /// The call.
         call: CallId,

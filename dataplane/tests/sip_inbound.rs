@@ -801,3 +801,210 @@ fn a_refusal_over_tcp_is_sent_once() {
         "no Timer G for a non-2xx over TCP"
     );
 }
+
+// Early media on incoming calls (`inbound_early.rs`): 183 with our answer before the 200.
+
+/// An INVITE at 0 put in early media at 1 s: returns the 183's To tag (sends and events
+/// checked and taken).
+fn in_early_media(h: &mut Harness) -> String {
+    h.deliver(&invite());
+    h.take_sent();
+    h.take_events();
+    h.advance_to(ms(1000));
+    h.endpoint
+        .progress(h.now, FIRST, ANSWER)
+        .expect("early media");
+    h.drain();
+    let sent = h.take_sent();
+    let (status, tag) = only_invite_response(&sent);
+    assert_eq!(status, 183);
+    assert!(
+        sent[0].2.starts_with(b"SIP/2.0 183 Session Progress\r\n"),
+        "with its reason phrase"
+    );
+    let progress = parse(&sent[0].2);
+    assert_eq!(progress.body(), ANSWER, "the 183 carries our answer");
+    assert_eq!(progress.content_type(), Some("application/sdp"));
+    assert_eq!(
+        progress.contact().map(|c| c.uri.as_str()),
+        Some(OUR_CONTACT)
+    );
+    assert!(
+        progress.header(HeaderName::Require).is_none()
+            && progress.header(HeaderName::Other("RSeq")).is_none(),
+        "sent unreliably"
+    );
+    assert_eq!(
+        h.take_events(),
+        [SipEvent::EarlyMedia {
+            call: FIRST,
+            sdp: OFFER.as_bytes().to_vec(),
+            peer: addr(UAS),
+        }],
+        "the media starts on the caller's offer"
+    );
+    tag.expect("the 183 has our To tag")
+}
+
+#[test]
+fn early_media_sends_183_with_the_answer_then_the_200_in_the_same_dialog() {
+    let mut h = harness();
+    let tag = in_early_media(&mut h);
+    assert_eq!(
+        h.endpoint.progress(h.now, FIRST, ANSWER),
+        Err(outdial_dataplane::sip::NoEarlyMedia::NotOffered),
+        "one 183 per call"
+    );
+    // A retransmitted INVITE gets the 183 again.
+    h.advance_to(ms(1500));
+    h.deliver(&invite());
+    assert_eq!(
+        only_invite_response(&h.take_sent()),
+        (183, Some(tag.clone()))
+    );
+    // Long past 64*T1 (the guard for an undecided call): early media goes on.
+    h.advance_to(Duration::from_secs(50));
+    assert!(h.take_sent().is_empty(), "nothing before a minute");
+    assert!(h.take_events().is_empty());
+
+    assert!(h.endpoint.accept(h.now, FIRST, ANSWER, HOUR));
+    h.drain();
+    let sent = h.take_sent();
+    assert_eq!(only_invite_response(&sent), (200, Some(tag.clone())));
+    assert_eq!(parse(&sent[0].2).body(), ANSWER, "the same SDP as the 183");
+    h.deliver(&ack_2xx(&tag));
+    assert_eq!(
+        h.take_events(),
+        [SipEvent::Answered {
+            call: FIRST,
+            sdp: OFFER.as_bytes().to_vec(),
+            peer: addr(UAS),
+        }]
+    );
+    h.advance_to(Duration::from_secs(200));
+    assert!(
+        h.take_sent().is_empty(),
+        "no 183 repeats and no early-media limit once answered"
+    );
+    assert!(h.take_events().is_empty());
+    assert_eq!(h.endpoint.active_calls(), 1);
+}
+
+#[test]
+fn early_media_repeats_its_183_every_minute_and_is_refused_480_at_its_limit() {
+    let mut h = harness();
+    let tag = in_early_media(&mut h);
+    let limit = outdial_dataplane::sip::EARLY_MEDIA_LIMIT;
+    let repeat = outdial_dataplane::sip::PROGRESS_REPEAT;
+    h.advance_to(ms(1000) + limit - ms(1));
+    let sent = h.take_sent();
+    let expected: Vec<u128> = (1..)
+        .map(|n| (ms(1000) + repeat * n).as_millis())
+        .take_while(|&at| at < (ms(1000) + limit).as_millis())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(times_of(&sent, "183"), expected, "RFC 3261 §13.3.1.1");
+    assert!(h.take_events().is_empty());
+
+    h.advance_to(ms(1000) + limit);
+    let sent = h.take_sent();
+    assert_eq!(only_invite_response(&sent), (480, Some(tag.clone())));
+    assert_eq!(
+        outcome(&mut h)
+            .into_iter()
+            .map(|(call, disposition, status, _)| (call, disposition, status))
+            .collect::<Vec<_>>(),
+        [(FIRST, Disposition::NoAnswer, Some(480))]
+    );
+    assert!(!h.endpoint.accept(h.now, FIRST, ANSWER, HOUR));
+    h.deliver(&ack_error(&tag));
+    h.advance_to(limit * 3);
+    assert!(h.take_sent().is_empty(), "no 183 after the refusal");
+    assert!(h.endpoint.is_idle());
+}
+
+#[test]
+fn a_cancel_or_our_hangup_during_early_media_refuses_the_invite() {
+    let mut h = harness();
+    let tag = in_early_media(&mut h);
+    h.advance_to(ms(3000));
+    h.deliver(&request("CANCEL", REQUEST_URI, BRANCH, None, 1));
+    let statuses: Vec<(u16, Option<String>)> = h
+        .take_sent()
+        .iter()
+        .map(|(_, _, bytes)| {
+            let r = parse(bytes);
+            (
+                r.status().expect("response"),
+                r.to().and_then(|t| t.tag()).map(str::to_owned),
+            )
+        })
+        .collect();
+    assert!(statuses.contains(&(487, Some(tag.clone()))), "{statuses:?}");
+    assert!(statuses.contains(&(200, Some(tag.clone()))), "{statuses:?}");
+    assert_eq!(
+        outcome(&mut h)
+            .into_iter()
+            .map(|(call, disposition, status, _)| (call, disposition, status))
+            .collect::<Vec<_>>(),
+        [(FIRST, Disposition::Canceled, Some(487))]
+    );
+    h.deliver(&ack_error(&tag));
+    h.advance_to(Duration::from_secs(300));
+    assert!(h.take_sent().is_empty(), "no 183 after the 487");
+
+    // The application disconnects before answering: 480, never a BYE.
+    let mut h = harness();
+    let tag = in_early_media(&mut h);
+    h.advance_to(ms(5000));
+    h.endpoint.hangup(h.now, FIRST);
+    h.drain();
+    assert_eq!(only_invite_response(&h.take_sent()), (480, Some(tag)));
+    assert_eq!(
+        outcome(&mut h)
+            .into_iter()
+            .map(|(call, disposition, status, _)| (call, disposition, status))
+            .collect::<Vec<_>>(),
+        [(FIRST, Disposition::Canceled, Some(480))]
+    );
+}
+
+#[test]
+fn no_early_media_for_a_caller_requiring_100rel_or_without_an_offer() {
+    use outdial_dataplane::sip::NoEarlyMedia;
+    let mut h = harness();
+    let reliable = String::from_utf8(invite()).expect("text").replacen(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRequire: 100rel\r\n",
+        1,
+    );
+    h.deliver(reliable.as_bytes());
+    h.take_sent();
+    h.take_events();
+    assert_eq!(
+        h.endpoint.progress(h.now, FIRST, ANSWER),
+        Err(NoEarlyMedia::RequiresReliable)
+    );
+    h.drain();
+    assert!(h.take_sent().is_empty(), "no unreliable 183 (RFC 3262 §3)");
+    assert!(
+        h.endpoint.accept(h.now, FIRST, ANSWER, HOUR),
+        "still answerable"
+    );
+
+    let mut h = harness();
+    h.deliver(&invite_with(CALL_ID, BRANCH, Some(CALLER_CONTACT), ""));
+    h.take_sent();
+    h.take_events();
+    assert_eq!(
+        h.endpoint.progress(h.now, FIRST, ANSWER),
+        Err(NoEarlyMedia::NoOffer)
+    );
+    h.drain();
+    assert!(h.take_sent().is_empty());
+    assert_eq!(
+        h.endpoint
+            .progress(h.now, CallId(CallId::INBOUND + 7), ANSWER),
+        Err(NoEarlyMedia::NotOffered)
+    );
+}

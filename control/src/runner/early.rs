@@ -7,6 +7,9 @@
 //! the callee says right after answering is clipped). Either way the history notes early
 //! media once, the status stays `ringing` until the 200 OK, and answered time (billing)
 //! is the 200 OK's.
+//!
+//! An incoming call to an `[[inbound]]` number with `early_media` starts its application on
+//! the 183 we send, and [`AnswerRule`] says when the 200 OK goes.
 
 /// What the call does on early media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,59 @@ impl EarlyMedia {
 /// The history event's text.
 pub(super) const CAUSE: &str = "early media from 183";
 
+/// The history event's text for an incoming call we put in early media.
+pub(super) const INBOUND_CAUSE: &str = "early media: 183 sent before the answer";
+
+/// What an incoming call's application in early media just did, for [`AnswerRule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Its last prompt in flight finished (played out, stopped by barge-in, or failed).
+    PromptsDone,
+    /// It waits for input; `playing`: prompts are still in flight.
+    Listens { playing: bool },
+    /// It records the caller.
+    Records,
+    /// It transfers the caller (a REFER needs the confirmed dialog).
+    Transfers,
+}
+
+/// When an incoming call in early media (`[[inbound]] early_media`) is answered: once its
+/// application's first prompts have all finished and it goes on (so announcements and keys
+/// pressed over them happen before the answer), or sooner when it needs an answered call:
+/// it records, transfers, or waits for input with nothing playing. An application that
+/// ends or disconnects before that, or right after those prompts, refuses the call (the
+/// core's `480`): the runner reports `PromptsDone` only after the session has taken in the
+/// end of its prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AnswerRule {
+    pending: bool,
+}
+
+impl AnswerRule {
+    /// `pending`: the call is in early media and waits for its answer.
+    pub(super) fn new(pending: bool) -> Self {
+        Self { pending }
+    }
+
+    /// True (once) when `step` means the call is answered now.
+    pub(super) fn on(&mut self, step: Step) -> bool {
+        let now = match step {
+            Step::PromptsDone | Step::Records | Step::Transfers => true,
+            Step::Listens { playing } => !playing,
+        };
+        let answer = self.pending && now;
+        if answer {
+            self.pending = false;
+        }
+        answer
+    }
+
+    /// The call was answered (or ended): nothing more to do.
+    pub(super) fn settled(&mut self) {
+        self.pending = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +163,32 @@ mod tests {
     fn without_early_media_the_answer_starts_the_application() {
         assert_eq!(EarlyMedia::new(true).on_answer(), OnAnswer::Start);
         assert_eq!(EarlyMedia::new(false).on_answer(), OnAnswer::Start);
+    }
+
+    #[test]
+    fn an_incoming_call_is_answered_once_when_its_first_prompts_finish_or_it_needs_the_answer() {
+        let mut rule = AnswerRule::new(true);
+        assert!(
+            !rule.on(Step::Listens { playing: true }),
+            "prompts still play"
+        );
+        assert!(rule.on(Step::PromptsDone));
+        assert!(!rule.on(Step::Records), "answered once");
+        for step in [
+            Step::Records,
+            Step::Transfers,
+            Step::Listens { playing: false },
+        ] {
+            let mut rule = AnswerRule::new(true);
+            assert!(rule.on(step), "{step:?} needs an answered call");
+        }
+        let mut settled = AnswerRule::new(true);
+        settled.settled();
+        assert!(!settled.on(Step::PromptsDone));
+        assert!(
+            !AnswerRule::new(false).on(Step::Records),
+            "not in early media"
+        );
     }
 
     #[test]

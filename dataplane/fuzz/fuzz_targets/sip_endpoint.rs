@@ -11,11 +11,12 @@
 //! starting with `ICMP` is instead an ICMP port unreachable quoting the rest
 //! (`Endpoint::handle_icmp_error`). One starting with `@@i` and a choice byte comes from
 //! the caller (in `inbound_sources`); for each `SipEvent::Incoming` it produces, the choice
-//! byte says whether the owner accepts, rejects, hangs up or never answers, and whether it
-//! hangs up at the end. An input starting with `MTU!` dials with `udp_mtu_switch` at 300
-//! bytes, so the INVITE and larger requests go over TCP; then a datagram starting with
-//! `TCPX` and a byte reports that the stream transport failed for one of the requests sent
-//! over TCP (`Endpoint::handle_transport_failure`: it falls back to UDP or ends the call).
+//! byte says whether the owner accepts, rejects, hangs up, puts it in early media (and then
+//! perhaps accepts) or never answers, and whether it hangs up at the end. An input starting
+//! with `MTU!` dials with `udp_mtu_switch` at 300 bytes, so the INVITE and larger requests go
+//! over TCP; then a datagram starting with `TCPX` and a byte reports that the stream
+//! transport failed for one of the requests sent over TCP (`Endpoint::handle_transport_failure`:
+//! it falls back to UDP or ends the call).
 #![no_main]
 
 mod common;
@@ -58,6 +59,9 @@ struct Offered {
     accepted: bool,
     answered: bool,
     ended: bool,
+    /// Put in early media (`Endpoint::progress`); reported once.
+    early: bool,
+    early_reported: bool,
 }
 
 struct Harness {
@@ -120,6 +124,8 @@ impl Harness {
                         accepted: false,
                         answered: false,
                         ended: false,
+                        early: false,
+                        early_reported: false,
                     });
                 }
                 SipEvent::Answered { call, .. } if call != CALL => {
@@ -129,6 +135,14 @@ impl Harness {
                         "Answered for an incoming call not accepted, or twice, or after Ended"
                     );
                     offered.answered = true;
+                }
+                SipEvent::EarlyMedia { call, .. } if call != CALL => {
+                    let offered = self.offered(call);
+                    assert!(
+                        offered.early && !offered.early_reported && !offered.answered,
+                        "early media for an incoming call not put in it, or twice, or answered"
+                    );
+                    offered.early_reported = true;
                 }
                 SipEvent::EarlyMedia { call, .. } => {
                     assert_eq!(call, CALL, "early media for a call never dialed");
@@ -172,7 +186,8 @@ impl Harness {
     }
 
     /// The owner's answer to each call offered since the last time: `choice % 4` is
-    /// accept, reject (status and Retry-After from the byte), hang up, or nothing; bit 3
+    /// accept, reject (status and Retry-After from the byte), hang up, or nothing (with bit
+    /// 6, early media instead, and with bit 2 also the answer after it: `s`, `w`); bit 3
     /// hangs the call up at the end of the input.
     fn answer_incoming(&mut self, choice: u8) {
         let now = self.now;
@@ -195,6 +210,18 @@ impl Harness {
                     assert_eq!(rejected, live, "reject works exactly while offered");
                 }
                 2 => self.endpoint.hangup(now, call),
+                _ if choice & 64 != 0 => {
+                    let early = self.endpoint.progress(now, call, ANSWER).is_ok();
+                    assert!(live || !early, "early media only while offered");
+                    offered.early = early;
+                    if early && choice & 4 != 0 {
+                        let accepted =
+                            self.endpoint
+                                .accept(now, call, ANSWER, Duration::from_secs(60));
+                        assert!(accepted, "a call in early media can be answered");
+                        offered.accepted = true;
+                    }
+                }
                 _ => {}
             }
         }

@@ -27,6 +27,9 @@ pub mod tls;
 pub mod transaction;
 pub mod transport;
 
-pub use endpoint::{BorderConfig, DialParams, Endpoint, SipConfig, SipError, SipEvent};
+pub use endpoint::{
+    BorderConfig, DialParams, EARLY_MEDIA_LIMIT, Endpoint, NoEarlyMedia, PROGRESS_REPEAT,
+    SipConfig, SipError, SipEvent,
+};
 pub use message::{Message, ParseError, parse_message};
 pub use transport::{Frame, FramingError, StreamFramer, Transport};

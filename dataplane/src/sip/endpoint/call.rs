@@ -143,6 +143,9 @@ impl Call {
             self.session_timer.as_ref().map(|t| t.deadline),
             self.silence_deadline,
             self.ring_deadline,
+            self.incoming
+                .as_ref()
+                .and_then(|i| i.progress.as_ref().and_then(|p| p.due(i.state))),
             self.max_deadline,
             self.cancel_guard,
             self.transfer.as_ref().and_then(ReferClient::poll_timeout),

@@ -90,13 +90,13 @@ impl ResponseHeaders {
 pub(super) struct Incoming {
     pub(super) state: IncomingState,
     /// The INVITE's server transaction.
-    server: u64,
-    headers: ResponseHeaders,
+    pub(super) server: u64,
+    pub(super) headers: ResponseHeaders,
     /// The caller's SDP offer, handed over again with `Answered`.
-    offer: Vec<u8>,
+    pub(super) offer: Vec<u8>,
     /// Where the INVITE came from: responses go there (RFC 3581), and media latching
     /// trusts it.
-    source: SocketAddr,
+    pub(super) source: SocketAddr,
     /// The dialog the 200 OK creates (RFC 3261 §12.1.1), installed on the call by `accept`.
     dialog: Option<Dialog>,
     /// The owner hung up between our 200 and the caller's ACK: BYE once the ACK comes (or
@@ -104,6 +104,10 @@ pub(super) struct Incoming {
     bye_after_ack: bool,
     /// The INVITE's `Session-Expires` (RFC 4028), answered in our 200.
     session_expires: Option<super::session_timer::SessionExpires>,
+    /// The INVITE says `Require: 100rel`: no unreliable 183 for it.
+    pub(super) requires_100rel: bool,
+    /// Early media: the 183 sent before the answer.
+    pub(super) progress: Option<super::inbound_early::Progress>,
 }
 
 /// Whether `ip` is in one of `networks`.
@@ -246,6 +250,8 @@ impl Endpoint {
                 dialog: Some(dialog),
                 bye_after_ack: false,
                 session_expires: super::session_timer::SessionExpires::of(request),
+                requires_100rel: super::inbound_early::requires_100rel(request),
+                progress: None,
             }),
             reoffer: None,
             early: None,

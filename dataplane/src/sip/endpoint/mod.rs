@@ -18,6 +18,7 @@ mod auth;
 mod call;
 mod early_media;
 mod inbound;
+mod inbound_early;
 mod prack;
 mod refresh_invite;
 mod reoffer;
@@ -61,6 +62,7 @@ pub const STRANGER_SOURCES: usize = 4096;
 /// bytes below a 1500-byte MTU; [`SipConfig::udp_mtu_switch`]).
 pub const UDP_MTU_SWITCH: usize = 1300;
 
+pub use inbound_early::{EARLY_MEDIA_LIMIT, NoEarlyMedia, PROGRESS_REPEAT};
 pub use session_timer::MIN_SESSION_EXPIRES;
 
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, UPDATE";
@@ -187,11 +189,12 @@ pub enum SipEvent {
     /// the call is answered: early media (RFC 3960 §2, the gateway model). Once per call,
     /// from the first early dialog that sent SDP; later early dialogs' SDP (forks) and
     /// repeats are ignored. `Answered` still follows at the 2xx (its `sdp` may be empty or
-    /// the same session, or a new one that replaces this). Comes after `Ringing`.
+    /// the same session, or a new one that replaces this). Comes after `Ringing`. For an
+    /// incoming call: we sent a 183 ([`Endpoint::progress`]), and `sdp` is the caller's offer.
     EarlyMedia {
         /// The call.
         call: CallId,
-        /// The SDP answer in the provisional response.
+        /// The SDP answer in the provisional response (an incoming call's offer).
         sdp: Vec<u8>,
         /// Where the provisional response came from (what media latching trusts).
         peer: SocketAddr,
@@ -1072,6 +1075,7 @@ impl Endpoint {
 
     fn call_timeout(&mut self, now: Instant, id: CallId) {
         self.session_timeout(now, id);
+        self.progress_timeout(now, id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1147,9 +1151,9 @@ impl Endpoint {
         if call.ring_deadline.is_some_and(|deadline| deadline <= now) {
             call.ring_deadline = None;
             if call.incoming.is_some() {
-                // Nobody answered the incoming call in time (control is gone or stuck).
-                let reason = "no answer from control within 64*T1".to_owned();
-                self.refuse(now, id, (480, Disposition::Failed), None, reason);
+                // Nobody answered the incoming call in time (control is gone or stuck, or
+                // early media lasted too long).
+                self.incoming_too_late(now, id);
             } else if !call.ended && call.dialog.is_none() {
                 self.request_cancel(now, id, CancelReason::RingTimeout);
             }

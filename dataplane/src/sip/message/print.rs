@@ -90,6 +90,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Trying",
         180 => "Ringing",
+        183 => "Session Progress",
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
