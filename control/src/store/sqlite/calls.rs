@@ -63,6 +63,38 @@ pub(super) fn create(
     idempotency: Option<IdempotencyKey>,
     now: OffsetDateTime,
 ) -> Result<Created, StoreError> {
+    match check_create(conn, tenant, idempotency.as_ref(), now)? {
+        Some(replayed) => Ok(replayed),
+        None => insert_calls(conn, tenant, calls, idempotency, now),
+    }
+}
+
+/// [`create`] for a writer job without a savepoint (`SqliteStore::write_unguarded`): its
+/// refusals (an unknown tenant, an idempotency key reused with another body) and replays come
+/// before any write but the removal of expired idempotency keys, which stands either way;
+/// only a failure of the inserts after them (`Err`) spoils the transaction.
+pub(super) fn create_unguarded(
+    conn: &Connection,
+    tenant: &str,
+    calls: Vec<NewCall>,
+    idempotency: Option<IdempotencyKey>,
+    now: OffsetDateTime,
+) -> super::Unguarded<Created> {
+    match check_create(conn, tenant, idempotency.as_ref(), now) {
+        Err(refused) => Ok(Err(refused)),
+        Ok(Some(replayed)) => Ok(Ok(replayed)),
+        Ok(None) => insert_calls(conn, tenant, calls, idempotency, now).map(Ok),
+    }
+}
+
+/// What a create checks before writing: the tenant exists, and an idempotency key is new
+/// (`None`) or repeats the same request (its first answer, `Some`).
+fn check_create(
+    conn: &Connection,
+    tenant: &str,
+    idempotency: Option<&IdempotencyKey>,
+    now: OffsetDateTime,
+) -> Result<Option<Created>, StoreError> {
     let now = truncate(now);
     let known: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?
@@ -74,7 +106,7 @@ pub(super) fn create(
             id: tenant.to_owned(),
         });
     }
-    if let Some(idem) = &idempotency {
+    if let Some(idem) = idempotency {
         conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
             .execute([micros(now - IDEMPOTENCY_TTL)])?;
         let earlier: Option<(String, String)> = conn
@@ -102,12 +134,24 @@ pub(super) fn create(
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            return Ok(Created {
+            return Ok(Some(Created {
                 records,
                 replayed: true,
-            });
+            }));
         }
     }
+    Ok(None)
+}
+
+/// Stores `calls` as queued, each with its `queued` event, and the idempotency key.
+fn insert_calls(
+    conn: &Connection,
+    tenant: &str,
+    calls: Vec<NewCall>,
+    idempotency: Option<IdempotencyKey>,
+    now: OffsetDateTime,
+) -> Result<Created, StoreError> {
+    let now = truncate(now);
     let mut insert = conn.prepare_cached(
         "INSERT INTO calls (id, tenant, status, to_addr, target_uri, from_addr, url, vars, \
          status_callback, ring_timeout_secs, created_at, due_at, not_after, priority, \

@@ -260,3 +260,77 @@ async fn signing_settings_changes_are_seen_at_once_though_reads_are_kept() {
     tokio::time::sleep(principals::TTL).await;
     assert!(!read().await.required, "read again after the TTL");
 }
+
+/// A job without a savepoint that fails after writing rolls back the whole transaction, with
+/// every job in it; one that refuses before writing spoils nothing.
+#[tokio::test]
+async fn an_unguarded_job_failing_after_its_writes_rolls_the_transaction_back() {
+    let (_dir, store) = open_temp();
+    let tenants = |store: Arc<SqliteStore>| async move {
+        store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM tenants WHERE id LIKE 'spoil%'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await
+    };
+    // Many jobs at once: the writer takes them into few transactions.
+    let mut jobs = tokio::task::JoinSet::new();
+    for n in 0..32 {
+        let store = store.clone();
+        jobs.spawn(async move {
+            store
+                .write_unguarded(move |c| {
+                    c.execute(
+                        "INSERT INTO tenants (id, webhook_secret, created_at) VALUES (?1, 'x', 1)",
+                        [format!("spoil{n}")],
+                    )?;
+                    if n == 7 {
+                        return Err(StoreError::Unavailable("failed after writing".into()));
+                    }
+                    Ok(Ok(n))
+                })
+                .await
+        });
+    }
+    let mut failed = 0;
+    while let Some(done) = jobs.join_next().await {
+        match done.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(n) => assert_ne!(n, 7),
+            Err(e) => {
+                failed += 1;
+                assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+            }
+        }
+    }
+    assert!(failed >= 1, "the failing job reported its error");
+    // Exactly the jobs that answered Ok were committed: the spoiled transaction left nothing.
+    let stored = tenants(store.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, 32 - failed, "{failed} jobs failed");
+
+    // A refusal before writing does not spoil its transaction.
+    let refused = store
+        .write_unguarded(|_| Ok::<Result<(), _>, _>(Err(StoreError::Invalid("no".into()))))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    let kept = store
+        .write_unguarded(|c| {
+            c.execute(
+                "INSERT INTO tenants (id, webhook_secret, created_at) VALUES ('spoil-after', 'x', 1)",
+                [],
+            )?;
+            Ok(Ok(()))
+        })
+        .await;
+    assert!(kept.is_ok(), "{kept:?}");
+    let stored_after = tenants(store).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored_after, stored + 1);
+}
