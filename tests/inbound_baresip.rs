@@ -28,8 +28,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// listens on both transports with one port (SIP also on TCP one above it; its `cons`
 /// console), and a port the kernel picked for UDP is too often taken for TCP a moment later by
 /// an outgoing connection (or still held by one in TIME_WAIT), the console then failing.
+/// Each call starts 10 ports above the last one's: two baresips starting side by side (the
+/// TLS one binds its SIP port + 1 too) do not pick the same ports before either holds them.
 fn free_ports(from: u16, count: u16) -> u16 {
-    let base = (12_000 + (std::process::id() % 700) as u16 * 10).max(from);
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let offset = NEXT.fetch_add(10, std::sync::atomic::Ordering::Relaxed);
+    let base = (12_000 + (std::process::id() % 700) as u16 * 10 + offset).max(from);
     (base..20_000)
         .find(|&first| {
             (first..first + count).all(|port| {
@@ -54,9 +58,14 @@ struct Baresip {
 impl Baresip {
     /// Starts baresip with a local account that does not register, dialing `target` at once.
     fn dial(target: &str) -> Self {
+        Self::dial_with(target, "")
+    }
+
+    /// The same, with more lines of baresip `config` (e.g. its TLS certificate).
+    fn dial_with(target: &str, more_config: &str) -> Self {
         let dir = TempDir::new("baresip");
-        let sip = SocketAddr::from(([127, 0, 0, 1], free_ports(0, 2)));
-        let console = SocketAddr::from(([127, 0, 0, 1], free_ports(sip.port() + 2, 1)));
+        let sip = SocketAddr::from(([127, 0, 0, 1], free_ports(0, 3)));
+        let console = SocketAddr::from(([127, 0, 0, 1], free_ports(sip.port() + 3, 1)));
         // No sound card: the microphone is `ausine` (48 kHz stereo only, resampled for
         // G.711), the speaker and the alert an `aubridge` device no source reads.
         let config = format!(
@@ -76,7 +85,8 @@ impl Baresip {
              module\tcons.so\n\
              module_tmp\taccount.so\n\
              module_app\tmenu.so\n\
-             cons_listen\t{console}\n"
+             cons_listen\t{console}\n\
+             {more_config}"
         );
         std::fs::write(dir.path().join("config"), config).expect("write baresip config");
         std::fs::write(
@@ -308,5 +318,138 @@ async fn baresip_calls_in_presses_7_and_is_hung_up_on_by_the_application() {
     assert!(
         cdrs["cdrs"][0]["media"]["packets_received"].as_u64() > Some(0),
         "{cdrs}"
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 in `dir`: `cert.pem`, `key.pem`, and both in
+/// `bundle.pem` (as baresip reads its own).
+fn self_signed(dir: &std::path::Path) {
+    let made = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let bundle = [
+        std::fs::read(dir.join("cert.pem")).expect("cert.pem"),
+        std::fs::read(dir.join("key.pem")).expect("key.pem"),
+    ]
+    .concat();
+    std::fs::write(dir.join("bundle.pem"), bundle).expect("write bundle.pem");
+}
+
+/// An incoming call over TLS: baresip calls our TLS listener (`sip.tls_cert_file`). Its
+/// Contact names its own TLS port, not the port its connection came from, and we hold no TLS
+/// client settings for callers: our BYE goes back on its connection, and it answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_calls_in_over_tls_and_gets_our_bye_on_its_connection() {
+    let certs = TempDir::new("tls-listener");
+    self_signed(certs.path());
+    let app = AppServer::start().await;
+    app.vxml("/in.vxml", INBOUND_APP);
+    app.vxml("/submit", GOODBYE);
+    let sections = format!(
+        "[[inbound]]\nnumber = \"+15550100\"\nurl = \"{}\"\n",
+        app.url("/in.vxml")
+    );
+    let sip_lines = format!(
+        "inbound_sources = [\"127.0.0.1\"]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
+        certs.path().join("cert.pem").display(),
+        certs.path().join("key.pem").display()
+    );
+    let outdial = Outdial::start_with_sip("127.0.0.1", &sip_lines, &sections);
+    let mut baresip = Baresip::dial_with(
+        &format!("sip:+15550100@{};transport=tls", outdial.sip),
+        &format!(
+            "sip_certificate\t{}\n",
+            certs.path().join("bundle.pem").display()
+        ),
+    );
+    assert!(
+        baresip
+            .wait_log("Call established", Duration::from_secs(20))
+            .await,
+        "baresip's call over TLS was not established:\n{}\n{}",
+        baresip.log(),
+        outdial.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let listed = calls(&outdial).await;
+        if let Some(call) = listed.iter().find(|c| c["status"] == "in-progress")
+            && app.received().iter().any(|r| r.path == "/in.vxml")
+        {
+            break call["id"].as_str().expect("id").to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call never went in-progress: {listed:?}\n{}",
+            outdial.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    baresip.command("/sndcode 7");
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let call = loop {
+        let call = outdial.get_call(&id).await;
+        if is_final(&call) {
+            break call;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not final: {call}\n{}",
+            outdial.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    baresip
+        .wait_log("session closed", Duration::from_secs(10))
+        .await;
+    let log = baresip.quit(Duration::from_secs(10)).await;
+    let context = format!(
+        "{call}\n==== baresip\n{log}\n==== outdial\n{}",
+        outdial.log()
+    );
+    assert_eq!(call["direction"], "inbound", "{context}");
+    assert_eq!(call["status"], "completed", "{context}");
+    assert_eq!(call["result"]["choice"], "7", "{context}");
+    // Our BYE came over TLS from our SIP port (the connection baresip opened), and baresip
+    // did not hang up itself.
+    let ours = format!("TLS {} -> ", outdial.sip);
+    let bye_from_us = log.match_indices(&ours).any(|(at, _)| {
+        log[at..]
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("BYE sip:"))
+    });
+    assert!(
+        bye_from_us,
+        "no BYE from Outdial over TLS in baresip's trace:\n{context}"
+    );
+    assert!(
+        log.contains("session closed"),
+        "baresip did not see the call end:\n{context}"
     );
 }

@@ -616,7 +616,7 @@ impl Agent {
                 progressed = true;
                 trace_sip("out", to, &self.sip_buf);
                 if transport != Transport::Udp {
-                    if transport == Transport::Tls && !self.streams.knows_tls_peer(to) {
+                    if transport == Transport::Tls && !self.streams.can_reach(transport, to) {
                         self.learn_tls_hop(to);
                     }
                     if let Err(why) = self.streams.send(io, now, transport, to, &self.sip_buf) {
@@ -645,19 +645,24 @@ impl Agent {
         }
     }
 
-    /// A TLS message is bound for `to`, an address no dial named: when a call dialled over
-    /// TLS has it as a dialog hop (its callee's Contact or a Record-Route at another address
-    /// than the trunk's), the call's trunk settings reach it too: the same CAs and client
-    /// certificate, and the trunk's name for the certificate (the peer that gave us the hop
-    /// proved that name; a hop's IP literal rarely appears in a certificate).
+    /// A TLS message is bound for `to`, an address no dial named and no connection serves,
+    /// in the dialog of a live call:
+    /// - a call dialled over TLS (its callee's Contact or a Record-Route at another address
+    ///   than the trunk's): the call's trunk settings reach it too: the same CAs and client
+    ///   certificate, and the trunk's name for the certificate (the peer that gave us the hop
+    ///   proved that name; a hop's IP literal rarely appears in a certificate);
+    /// - an incoming call over TLS (the caller's Contact names its listening port, not the
+    ///   port its connection came from): the caller's connection carries it, as RFC 5923
+    ///   intends. We hold no client settings for callers, and a caller behind NAT cannot be
+    ///   connected to at all.
     fn learn_tls_hop(&mut self, to: SocketAddr) {
-        let tls = self
-            .sip
-            .call_using_stream_peer(Transport::Tls, to)
-            .and_then(|call| self.calls.get(&call))
-            .and_then(|slot| slot.tls.clone());
-        if let Some(tls) = tls {
+        let Some(call) = self.sip.call_using_stream_peer(Transport::Tls, to) else {
+            return;
+        };
+        if let Some(tls) = self.calls.get(&call).and_then(|slot| slot.tls.clone()) {
             self.streams.set_tls_peer(to, tls);
+        } else if let Some(caller) = self.sip.incoming_source(call) {
+            self.streams.alias(Transport::Tls, to, caller);
         }
     }
 

@@ -104,9 +104,29 @@ impl SipStreams {
         self.tls_peers.insert(peer, tls);
     }
 
-    /// Whether TLS settings for `peer` are known.
-    pub(super) fn knows_tls_peer(&self, peer: SocketAddr) -> bool {
-        self.tls_peers.contains_key(&peer)
+    /// Whether a message to `peer` over `transport` has a way to go: an open connection
+    /// (or an alias of one), or, for TLS, settings to open one with.
+    pub(super) fn can_reach(&self, transport: Transport, peer: SocketAddr) -> bool {
+        self.by_peer.contains_key(&(transport, peer))
+            || (transport == Transport::Tls && self.tls_peers.contains_key(&peer))
+    }
+
+    /// Messages to `alias` over `transport` go on the open connection of `peer`, if there is
+    /// one (a caller's connection carries its dialog to the address its Contact names).
+    /// True when it was made.
+    pub(super) fn alias(
+        &mut self,
+        transport: Transport,
+        alias: SocketAddr,
+        peer: SocketAddr,
+    ) -> bool {
+        match self.by_peer.get(&(transport, peer)).copied() {
+            Some(stream) => {
+                self.by_peer.insert((transport, alias), stream);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Sends one SIP message to `to` over `transport` (TCP or TLS), on the connection to or
@@ -448,10 +468,8 @@ impl SipStreams {
 
     fn forget(&mut self, stream: StreamId) -> Option<Connection> {
         let connection = self.connections.remove(&stream)?;
-        let key = (connection.transport, connection.peer);
-        if self.by_peer.get(&key) == Some(&stream) {
-            self.by_peer.remove(&key);
-        }
+        // Its own peer's entry and any alias ([`SipStreams::alias`]).
+        self.by_peer.retain(|_, s| *s != stream);
         Some(connection)
     }
 
@@ -895,5 +913,36 @@ mod tests {
         assert_eq!(due, start + SWEEP_EVERY);
         assert!(time_out(&mut streams, &mut io, due).is_empty());
         assert!(io.closed.is_empty(), "{:?}", io.closed);
+    }
+
+    #[test]
+    fn an_alias_sends_on_the_callers_connection_until_it_closes() {
+        let (mut streams, mut io, now) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
+        let caller: SocketAddr = "192.0.2.20:40000".parse().expect("address");
+        let contact: SocketAddr = "192.0.2.20:5061".parse().expect("address");
+        assert!(
+            !streams.alias(Transport::Tcp, contact, caller),
+            "no connection yet"
+        );
+        streams.accepted(now, StreamId(9), caller);
+        assert!(!streams.can_reach(Transport::Tcp, contact));
+        assert!(streams.alias(Transport::Tcp, contact, caller));
+        assert!(streams.can_reach(Transport::Tcp, contact));
+        streams
+            .send(&mut io, now, Transport::Tcp, contact, OPTIONS)
+            .expect("sent");
+        assert!(io.connects.is_empty(), "no new connection");
+        assert_eq!(io.written_on(StreamId(9)), [OPTIONS]);
+        // Closed: the alias goes with it, and the next message opens a connection.
+        close(&mut streams, StreamId(9), StreamClosed::Peer);
+        assert!(!streams.can_reach(Transport::Tcp, contact));
+        streams
+            .send(&mut io, now, Transport::Tcp, contact, OPTIONS)
+            .expect("sent");
+        assert_eq!(io.connects, [(StreamId(0), contact)]);
     }
 }

@@ -701,16 +701,25 @@ impl Endpoint {
     /// peer's requests in the dialog (its BYE) may come only on it. Walks the calls: for an
     /// occasional sweep, not per message.
     pub fn uses_stream_peer(&self, transport: Transport, peer: SocketAddr) -> bool {
-        self.call_using_stream_peer(transport, peer).is_some()
+        self.stream_peer_call(transport, peer, false).is_some()
     }
 
-    /// A live call whose INVITE or dialog goes to `peer` over `transport`, if any (for
-    /// [`Endpoint::uses_stream_peer`], and to find whose TLS settings reach a dialog hop).
-    /// Walks the calls: not for every message.
+    /// A call whose INVITE or dialog goes to `peer` over `transport`, if any, ended ones
+    /// included (their BYE may be on its way): to find whose TLS settings or connection
+    /// reach a dialog hop. Walks the calls: not for every message.
     pub fn call_using_stream_peer(&self, transport: Transport, peer: SocketAddr) -> Option<CallId> {
+        self.stream_peer_call(transport, peer, true)
+    }
+
+    fn stream_peer_call(
+        &self,
+        transport: Transport,
+        peer: SocketAddr,
+        ended: bool,
+    ) -> Option<CallId> {
         self.calls
             .iter()
-            .filter(|(_, call)| !call.ended)
+            .filter(|(_, call)| ended || !call.ended)
             .find(|(_, call)| {
                 let initial = call.transport == transport && call.destination == peer;
                 let in_dialog = call.dialog.as_ref().is_some_and(|dialog| {
@@ -720,6 +729,15 @@ impl Endpoint {
                 initial || in_dialog
             })
             .map(|(&id, _)| id)
+    }
+
+    /// Where an incoming call's INVITE came from (its caller's connection, over a stream);
+    /// `None` for a call we dialled.
+    pub fn incoming_source(&self, call: CallId) -> Option<SocketAddr> {
+        self.calls
+            .get(&call)
+            .filter(|c| c.incoming.is_some())
+            .map(|c| c.destination)
     }
 
     /// The Contact of the 3xx that ended `call`'s INVITE, if one did (kept, like the
