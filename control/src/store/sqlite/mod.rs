@@ -8,6 +8,7 @@
 //! connections; WAL gives each a consistent snapshot of the last commit without taking the
 //! writer's lock.
 
+mod callee_filter;
 mod calls;
 mod campaigns;
 mod cdrs;
@@ -80,6 +81,8 @@ pub struct SqliteStore {
     principals: Arc<principals::Recent<Principal>>,
     /// Tenants' signing settings, read on every API request ([`principals`]).
     signing: Arc<principals::Recent<crate::store::SigningSettings>>,
+    /// Which destinations may have a callee record ([`callee_filter`]).
+    callee_filter: Arc<callee_filter::CalleeFilter>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -176,6 +179,7 @@ impl SqliteStore {
             commits,
             principals: Arc::default(),
             signing: Arc::default(),
+            callee_filter: Arc::default(),
         })
     }
 
@@ -661,7 +665,29 @@ impl crate::store::PolicyStore for SqliteStore {
         &self,
         numbers: Vec<String>,
     ) -> StoreFuture<'_, std::collections::HashMap<String, crate::policy::CalleeRecord>> {
-        Box::pin(self.read(move |c| policy::callees(c, &numbers)))
+        Box::pin(async move {
+            let filter = Arc::clone(&self.callee_filter);
+            let now = Instant::now();
+            let known = match filter.may_have(&numbers, now) {
+                Some(known) => known,
+                None => {
+                    let (looked, asked) = (Arc::clone(&filter), numbers.clone());
+                    self.read(move |c| {
+                        let stamp = policy::callee_stamp(c)?;
+                        if !looked.confirm(stamp, now) {
+                            looked.rebuild(&policy::callee_numbers(c)?, stamp, now);
+                        }
+                        Ok(looked.may_have(&asked, now))
+                    })
+                    .await?
+                    .unwrap_or(true)
+                }
+            };
+            if !known {
+                return Ok(std::collections::HashMap::new());
+            }
+            self.read(move |c| policy::callees(c, &numbers)).await
+        })
     }
 
     fn put_callee(
@@ -671,6 +697,8 @@ impl crate::store::PolicyStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreFuture<'_, ()> {
         let number = number.to_owned();
+        // Known to the filter before the record exists: never a moment without either.
+        self.callee_filter.add(&number);
         Box::pin(self.write(move |c| policy::put_callee(c, &number, &record, now)))
     }
 
@@ -687,6 +715,7 @@ impl crate::store::PolicyStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreFuture<'_, crate::policy::CalleeRecord> {
         let number = number.to_owned();
+        self.callee_filter.add(&number);
         Box::pin(self.write(move |c| policy::set_opt_out(c, &number, &scope, opted_out, now)))
     }
 

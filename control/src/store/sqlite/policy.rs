@@ -105,6 +105,27 @@ pub(super) fn callees(
 /// Numbers looked up per statement (SQLite allows 32,766 parameters).
 const LOOKUP_CHUNK: usize = 500;
 
+/// The callee table's stamp for [`super::callee_filter`]: its rows and latest change.
+pub(super) fn callee_stamp(conn: &Connection) -> Result<super::callee_filter::Stamp, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT count(*), max(updated_at) FROM callees")?
+        .query_row([], |row| {
+            Ok(super::callee_filter::Stamp {
+                rows: row.get(0)?,
+                latest: row.get(1)?,
+            })
+        })?)
+}
+
+/// Every number with a callee record.
+pub(super) fn callee_numbers(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare_cached("SELECT number FROM callees")?;
+    let numbers = statement
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(numbers)
+}
+
 pub(super) fn put_callee(
     conn: &Connection,
     number: &str,

@@ -334,3 +334,43 @@ async fn an_unguarded_job_failing_after_its_writes_rolls_the_transaction_back() 
     let stored_after = tenants(store).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored_after, stored + 1);
 }
+
+/// Callee records made by this store are seen at once; those another process writes, once
+/// the filter's stamp is looked at again (within `callee_filter::FRESH_FOR`).
+#[tokio::test]
+async fn callee_records_are_seen_at_once_here_and_soon_from_another_process() {
+    use crate::store::PolicyStore as _;
+    let (dir, store) = open_temp();
+    let here = "+15550000001".to_owned();
+    let there = "+15550000002".to_owned();
+    let now = OffsetDateTime::now_utc();
+    assert!(
+        store
+            .callees(vec![here.clone(), there.clone()])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+    store
+        .put_callee(&here, crate::policy::CalleeRecord::default(), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let found = store
+        .callees(vec![here.clone()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(found.contains_key(&here), "{found:?}");
+    // Another process (the CLI) on the same file.
+    let other =
+        SqliteStore::open(&dir.path().join("outdial.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+    other
+        .put_callee(&there, crate::policy::CalleeRecord::default(), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(callee_filter::FRESH_FOR + std::time::Duration::from_millis(100)).await;
+    let found = store
+        .callees(vec![there.clone()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(found.contains_key(&there), "{found:?}");
+}
