@@ -186,6 +186,43 @@ async fn calls(outdial: &Outdial) -> Vec<Value> {
     page["calls"].as_array().cloned().unwrap_or_default()
 }
 
+/// The id of the call once it is `in-progress` with its application (`app_path`) fetched.
+async fn in_progress_call(outdial: &Outdial, app: &AppServer, app_path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = calls(outdial).await;
+        if let Some(call) = listed.iter().find(|c| c["status"] == "in-progress")
+            && app.received().iter().any(|r| r.path == app_path)
+        {
+            return call["id"].as_str().expect("id").to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call never went in-progress with its application: {listed:?}\n{}",
+            outdial.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The call's record once it is final, within `CALL_TIMEOUT`.
+async fn final_call(outdial: &Outdial, id: &str, baresip: &Baresip) -> Value {
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let call = outdial.get_call(id).await;
+        if is_final(&call) {
+            return call;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "call {id} not final after {CALL_TIMEOUT:?}: {call}\n==== baresip\n{}\n==== outdial\n{}",
+            baresip.log(),
+            outdial.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_calls_in_presses_7_and_is_hung_up_on_by_the_application() {
     let app = AppServer::start().await;
@@ -214,37 +251,9 @@ async fn baresip_calls_in_presses_7_and_is_hung_up_on_by_the_application() {
         "baresip's console did not start:\n{}",
         baresip.log()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let id = loop {
-        let listed = calls(&outdial).await;
-        if let Some(call) = listed.iter().find(|c| c["status"] == "in-progress")
-            && app.received().iter().any(|r| r.path == "/in.vxml")
-        {
-            break call["id"].as_str().expect("id").to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the call never went in-progress with its application: {listed:?}\n{}",
-            outdial.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let id = in_progress_call(&outdial, &app, "/in.vxml").await;
     baresip.command("/sndcode 7");
-
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    let call = loop {
-        let call = outdial.get_call(&id).await;
-        if is_final(&call) {
-            break call;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "call {id} not final after {CALL_TIMEOUT:?}: {call}\n==== baresip\n{}\n==== outdial\n{}",
-            baresip.log(),
-            outdial.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let call = final_call(&outdial, &id, &baresip).await;
     // Our BYE reached baresip before its /quit can (which would send its own BYE otherwise).
     baresip
         .wait_log("session closed", Duration::from_secs(10))
@@ -395,35 +404,9 @@ async fn baresip_calls_in_over_tls_and_gets_our_bye_on_its_connection() {
         baresip.log(),
         outdial.log()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let id = loop {
-        let listed = calls(&outdial).await;
-        if let Some(call) = listed.iter().find(|c| c["status"] == "in-progress")
-            && app.received().iter().any(|r| r.path == "/in.vxml")
-        {
-            break call["id"].as_str().expect("id").to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the call never went in-progress: {listed:?}\n{}",
-            outdial.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let id = in_progress_call(&outdial, &app, "/in.vxml").await;
     baresip.command("/sndcode 7");
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    let call = loop {
-        let call = outdial.get_call(&id).await;
-        if is_final(&call) {
-            break call;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not final: {call}\n{}",
-            outdial.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let call = final_call(&outdial, &id, &baresip).await;
     baresip
         .wait_log("session closed", Duration::from_secs(10))
         .await;
