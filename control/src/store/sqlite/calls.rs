@@ -143,7 +143,9 @@ fn check_create(
     Ok(None)
 }
 
-/// Stores `calls` as queued, each with its `queued` event, and the idempotency key.
+/// Stores `calls` as queued, and the idempotency key. A call's first event (`queued`,
+/// `created`) is not stored: [`events`] makes it from the call's row. Two B-tree inserts of
+/// seven per call, and a statement, fewer for every call created.
 fn insert_calls(
     conn: &Connection,
     tenant: &str,
@@ -159,10 +161,6 @@ fn insert_calls(
          early_media) \
          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
          ?17, ?18, ?19, ?20)",
-    )?;
-    let mut event = conn.prepare_cached(
-        "INSERT INTO events (call_id, attempt, status, at, cause) \
-         VALUES (?1, NULL, 'queued', ?2, 'created')",
     )?;
     let mut records = Vec::with_capacity(calls.len());
     for new in calls {
@@ -199,7 +197,6 @@ fn insert_calls(
             (new.direction == Direction::Inbound).then_some("inbound"),
             new.early_media,
         ])?;
-        event.execute(params![id, micros(now)])?;
         records.push(CallRecord {
             id,
             tenant: tenant.to_owned(),
@@ -802,9 +799,9 @@ pub(super) fn events(
     tenant: &str,
     id: &str,
 ) -> Result<Option<Vec<CallEvent>>, StoreError> {
-    if select(conn, Some(tenant), id)?.is_none() {
+    let Some(call) = select(conn, Some(tenant), id)? else {
         return Ok(None);
-    }
+    };
     let mut statement = conn.prepare_cached(
         "SELECT status, at, attempt, cause, owner, rule FROM events WHERE call_id = ?1 ORDER BY seq",
     )?;
@@ -820,7 +817,23 @@ pub(super) fn events(
             rule: row.get(5)?,
         })
     })?;
-    Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
+    let mut events = vec![created_event(call.created_at)];
+    for row in rows {
+        events.push(row?);
+    }
+    Ok(Some(events))
+}
+
+/// Every call's first event, implied by its row rather than stored (see [`insert_calls`]).
+fn created_event(created_at: OffsetDateTime) -> CallEvent {
+    CallEvent {
+        status: CallStatus::Queued,
+        at: created_at,
+        attempt: None,
+        cause: Some("created".to_owned()),
+        owner: None,
+        rule: None,
+    }
 }
 
 fn add_event(

@@ -289,6 +289,12 @@ const V12_EARLY_MEDIA: &str = r"
 ALTER TABLE calls ADD COLUMN early_media INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 13: a call's first event (`queued`, cause `created`) is implied by its row
+/// (`calls::events`), no longer stored.
+const V13_IMPLIED_CREATED_EVENT: &str = r"
+DELETE FROM events WHERE status = 'queued' AND cause = 'created' AND attempt IS NULL;
+";
+
 /// Entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     V1_SCHEMA,
@@ -303,10 +309,11 @@ const MIGRATIONS: &[&str] = &[
     V10_ROUND_TRIP,
     V11_DIRECTION,
     V12_EARLY_MEDIA,
+    V13_IMPLIED_CREATED_EVENT,
 ];
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {

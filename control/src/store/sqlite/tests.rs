@@ -25,6 +25,43 @@ fn database_and_wal_files_are_private() {
 }
 
 #[tokio::test]
+async fn a_stored_created_event_of_version_12_is_not_listed_twice() {
+    let (dir, store) = open_temp();
+    let path = dir.path().join("outdial.sqlite");
+    let call = insert(store.as_ref(), new_call("acme", 1)).await;
+    let events = store.call_events("acme", &call.id).await.ok().flatten();
+    let events = events.unwrap_or_else(|| panic!("no events for {}", call.id));
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.status, e.cause.as_deref(), e.at))
+            .collect::<Vec<_>>(),
+        vec![(CallStatus::Queued, Some("created"), call.created_at)],
+        "the first event comes from the call's row"
+    );
+    drop(store);
+    // The same call as version 12 stored it: its first event a row of its own.
+    {
+        let conn = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        conn.execute(
+            "INSERT INTO events (call_id, attempt, status, at, cause) \
+             VALUES (?1, NULL, 'queued', 1000000, 'created')",
+            [&call.id],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        conn.execute("DELETE FROM schema_version WHERE version > 12", [])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let events = store.call_events("acme", &call.id).await.ok().flatten();
+    assert_eq!(
+        events.map(|e| e.len()),
+        Some(1),
+        "migrated once, listed once"
+    );
+}
+
+#[tokio::test]
 async fn a_version_1_database_migrates_in_place() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("outdial.sqlite");
