@@ -5,12 +5,12 @@
 //! item's result by index. Either way the valid calls are committed together before the
 //! answer, so an answered batch survives a crash whole.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde_json::Value;
 
 use super::idempotency::{idempotency_key, mark_replayed};
@@ -76,9 +76,11 @@ pub async fn create_batch(
     let mut response = match parsed.mode {
         // Serialised straight from the records: through a `Value` first, a 10,000-call
         // answer built and dropped 10,000 maps (a fifth of the batch's CPU).
-        BatchMode::AllOrNothing => {
-            (StatusCode::CREATED, Json(Calls { calls: &records })).into_response()
-        }
+        BatchMode::AllOrNothing => json_answer(
+            StatusCode::CREATED,
+            &Calls { calls: &records },
+            records.len(),
+        ),
         BatchMode::PerItem => {
             let refused = outcomes.iter().filter(|o| o.is_err()).count();
             let results: Vec<ItemResult<'_>> = outcomes
@@ -102,13 +104,39 @@ pub async fn create_batch(
                 refused,
                 results,
             };
-            (StatusCode::OK, Json(body)).into_response()
+            json_answer(StatusCode::OK, &body, body.results.len())
         }
     };
     if replayed {
         mark_replayed(&mut response);
     }
     Ok(response)
+}
+
+/// About the most one call's record takes as JSON (a record with no variables takes about 500
+/// octets).
+const RECORD_JSON_OCTETS: usize = 768;
+
+/// `value` as a JSON answer, written into one buffer sized for `items` records: axum's `Json`
+/// starts at 128 octets and doubles, and for a 5 MB answer the copies and the fresh pages were
+/// a tenth of the batch's CPU.
+fn json_answer(status: StatusCode, value: &impl serde::Serialize, items: usize) -> Response {
+    let mut buffer = Vec::with_capacity(64 + items * RECORD_JSON_OCTETS);
+    match serde_json::to_writer(&mut buffer, value) {
+        Ok(()) => (
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            buffer,
+        )
+            .into_response(),
+        Err(e) => Error::Io(std::io::Error::other(format!(
+            "cannot write the answer: {e}"
+        )))
+        .into_response(),
+    }
 }
 
 /// The all-or-nothing answer: `{"calls": [...]}`.

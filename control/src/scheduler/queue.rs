@@ -10,9 +10,13 @@
 //! every operation is O(log n) and nothing scans the queue: a million pending calls cost about
 //! 150 bytes each and a tick touches only the calls it releases. Calls whose tenant is at its
 //! concurrency cap are parked per tenant, so one busy tenant never blocks another's calls.
+//! The tables hash with foldhash, not SipHash: SipHash was 3 % of a batch create's CPU, and the
+//! keys (our own call ids and sequence numbers, tenants) are not chosen by strangers.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use super::Micros;
