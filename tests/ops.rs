@@ -559,3 +559,63 @@ fn config_check_refuses_unknown_log_levels_and_missing_tts() {
     assert!(message.contains("tts.command"), "{message}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The dataplane comes first: the started server's core threads run under `SCHED_FIFO` at
+/// `[dataplane] realtime_priority` (this test runs as root in CI; as another user without
+/// `RLIMIT_RTPRIO` they stay at normal priority and the log says why), and every other
+/// thread runs at `control_nice`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cores_run_under_sched_fifo_and_control_below_them() {
+    let outdial =
+        Outdial::start("[dataplane]\ncores = 2\nrealtime_priority = 7\ncontrol_nice = 9\n");
+    let readable = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+    let mut cores = Vec::new();
+    let mut others = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", outdial.pid())).expect("tasks");
+    for task in tasks.flatten() {
+        let name = readable(task.path().join("comm")).trim_end().to_owned();
+        // Fields after the name's closing parenthesis: nice is the 17th, rt_priority the
+        // 38th and policy the 39th (proc(5), counting from state).
+        let stat = readable(task.path().join("stat"));
+        let fields: Vec<i64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(1)
+                    .map(|f| f.parse().unwrap_or(-1))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (nice, rt_priority, policy) = (fields[15], fields[36], fields[37]);
+        if name.starts_with("outdial-core-") {
+            cores.push((name, rt_priority, policy));
+        } else {
+            others.push((name, nice, policy));
+        }
+    }
+    cores.sort();
+    // Effective uid 0: the second number of /proc/self/status's `Uid:` line.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0");
+    // sched(7): SCHED_OTHER is 0, SCHED_FIFO 1.
+    let expected = if root { (7, 1) } else { (0, 0) };
+    assert_eq!(cores.len(), 2, "{cores:?}");
+    for (name, rt_priority, policy) in &cores {
+        assert_eq!((*rt_priority, *policy), expected, "{name}");
+    }
+    if !root {
+        assert!(
+            outdial.log().contains("SCHED_FIFO needs root"),
+            "{}",
+            outdial.log()
+        );
+    }
+    assert!(!others.is_empty());
+    for (name, nice, policy) in &others {
+        assert_eq!((*nice, *policy), (9, 0), "{name}");
+    }
+}

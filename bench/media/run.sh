@@ -21,6 +21,8 @@
 # Prints a table and the largest clean N of each, and their ratio. Needs python3 and curl;
 # builds the release binary (OUTDIAL_BIN=path measures that binary instead).
 # CONTROL_NICE=N sets Outdial's dataplane.control_nice (default: the server's own, 10; 0 = off).
+# REALTIME_PRIORITY=N sets Outdial's dataplane.realtime_priority and runs the bare sender the
+# same way (default 10; 0 = both at normal priority).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
@@ -59,6 +61,12 @@ window_figures() { # PEER_CPU0 PEER_CPU1 IDLE0 IDLE1 SECONDS
     python3 -c "import os; print(f'{($2 - $1) / $5:.2f}', f'{($4 - $3) / $5 / os.cpu_count() * 100:.0f}')"
 }
 
+# The bare sender runs as Outdial's core does: SCHED_FIFO at [dataplane] realtime_priority
+# (REALTIME_PRIORITY, default the server's own 10; 0 = both at normal priority).
+realtime=${REALTIME_PRIORITY:-10}
+bare_realtime=()
+[ "$realtime" -gt 0 ] && bare_realtime=(--realtime-priority "$realtime")
+
 results="$dir/results.tsv"
 : >"$results"
 for n in "${levels[@]}"; do
@@ -70,7 +78,7 @@ for n in "${levels[@]}"; do
     sleep 0.3
     before=$(rcvbuf_errors)
     "$bin" bench udp --to "127.0.0.1:$reflector" --streams "$n" --seconds "$seconds" --cpu 0 \
-        --json >"$dir/bare-$n.json" 2>"$dir/bare-$n.log" &
+        ${bare_realtime[@]+"${bare_realtime[@]}"} --json >"$dir/bare-$n.json" 2>"$dir/bare-$n.log" &
     sender_pid=$!
     window=$(python3 -c "print($seconds / 2)")
     sleep "$(python3 -c "print($seconds / 4)")"
@@ -107,6 +115,7 @@ level = "warn"
 # One core, pinned to CPU 0 as the bare sender is: the two loops compared on equal terms.
 cores = 1
 TOML
+    printf 'realtime_priority = %s\n' "$realtime" >>"$dir/outdial-$n.toml"
     if [ -n "${CONTROL_NICE:-}" ]; then
         printf 'control_nice = %s\n' "$CONTROL_NICE" >>"$dir/outdial-$n.toml"
     fi

@@ -142,6 +142,10 @@ pub struct LoopArgs {
     /// Pin the loop's thread to this CPU (as `[dataplane] pin` pins Outdial's cores).
     #[arg(long, value_name = "CPU")]
     pub cpu: Option<usize>,
+    /// Run the loop's thread under SCHED_FIFO at this priority, 1-99 (as `[dataplane]
+    /// realtime_priority` runs Outdial's cores; needs root or CAP_SYS_NICE, else a warning).
+    #[arg(long, value_name = "PRIORITY", value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub realtime_priority: Option<u8>,
 }
 
 impl LoopArgs {
@@ -150,6 +154,7 @@ impl LoopArgs {
         LoopConfig {
             backend: self.backend.into(),
             pin_to_cpu: self.cpu,
+            realtime_priority: self.realtime_priority,
             ..LoopConfig::default()
         }
     }

@@ -372,6 +372,9 @@ pub struct DataplaneConfig {
     /// core before control's work when both want a CPU; 0 (the default) leaves control at the
     /// cores' level (see `cpu_priority` for why it is off by default).
     pub control_nice: i32,
+    /// `SCHED_FIFO` priority (1–99) of the cores' threads when the process may raise them; 0 =
+    /// normal priority (see `dataplane::core::realtime`).
+    pub realtime_priority: i32,
 }
 
 /// `[store]`: durable state.
@@ -582,6 +585,7 @@ impl Default for DataplaneConfig {
             backend: "auto".to_owned(),
             pin: true,
             control_nice: 10,
+            realtime_priority: 10,
         }
     }
 }
@@ -896,6 +900,15 @@ impl Config {
                 format!(
                     "must be 0 (off) to 19 (lowest priority), not {}",
                     self.dataplane.control_nice
+                ),
+            );
+        }
+        if !(0..=99).contains(&self.dataplane.realtime_priority) {
+            return bad(
+                "dataplane.realtime_priority",
+                format!(
+                    "must be 0 (normal priority) or 1 to 99 (SCHED_FIFO), not {}",
+                    self.dataplane.realtime_priority
                 ),
             );
         }
@@ -1505,7 +1518,7 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_key() {
-        let cases: [(&str, &str); 20] = [
+        let cases: [(&str, &str); 22] = [
             ("[https]\nkey = \"/etc/key.pem\"", "https.cert"),
             ("[smtp]\nhostname = \"mail host\"", "smtp.hostname"),
             ("[smtp]\nmax_message_bytes = 10", "smtp.max_message_bytes"),
@@ -1527,6 +1540,11 @@ mod tests {
             ("[sip]\nt1_ms = 0", "sip.t1_ms"),
             ("[rtp]\nport_min = 30000\nport_max = 20000", "rtp.port_min"),
             ("[dataplane]\nbackend = \"dpdk\"", "dataplane.backend"),
+            (
+                "[dataplane]\nrealtime_priority = 100",
+                "dataplane.realtime_priority",
+            ),
+            ("[dataplane]\ncontrol_nice = 20", "dataplane.control_nice"),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[calls]\nmax_concurrent = 0", "calls.max_concurrent"),
             ("[vxml]\ncall_script_budget = 0", "vxml.call_script_budget"),

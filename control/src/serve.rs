@@ -561,6 +561,9 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
         tls_server: config.sip_tls_server()?,
         backend,
         pin: config.dataplane.pin,
+        realtime_priority: u8::try_from(config.dataplane.realtime_priority)
+            .ok()
+            .filter(|p| *p > 0),
         seed: seed(),
     })
 }

@@ -62,6 +62,9 @@ pub struct DataplaneConfig {
     pub backend: Backend,
     /// Pin core `i`'s loop to CPU `i` (modulo the CPU count).
     pub pin: bool,
+    /// Run each core's thread under `SCHED_FIFO` at this priority when the process may
+    /// (`core::LoopConfig::realtime_priority`); `None`: normal priority.
+    pub realtime_priority: Option<u8>,
     /// Seed for tags, branches, SSRCs and ports.
     pub seed: u64,
 }
@@ -169,6 +172,7 @@ impl Dataplane {
                     .pin
                     .then(|| cpus.get(index % cpus.len().max(1)).copied())
                     .flatten(),
+                realtime_priority: config.realtime_priority,
                 ..LoopConfig::default()
             };
             let (ready_tx, ready_rx) = mpsc::channel();

@@ -40,6 +40,10 @@ pub struct LoopConfig {
     pub backend: Backend,
     /// Pin the loop's thread to this CPU before starting.
     pub pin_to_cpu: Option<usize>,
+    /// Run the loop's thread under `SCHED_FIFO` at this priority (1–99) when the process may
+    /// (root, `CAP_SYS_NICE`, or `RLIMIT_RTPRIO` at least this); otherwise it runs at normal
+    /// priority with a warning. `None`: normal priority.
+    pub realtime_priority: Option<u8>,
     /// `SO_RCVBUF` and `SO_SNDBUF` for every socket, best effort (default 4 MiB, which SIP
     /// needs above a few thousand calls per second: performance.md §4a).
     pub socket_buffer_bytes: usize,
@@ -59,6 +63,7 @@ impl Default for LoopConfig {
         Self {
             backend: Backend::Auto,
             pin_to_cpu: None,
+            realtime_priority: None,
             socket_buffer_bytes: 4 << 20,
             max_datagram: MAX_DATAGRAM,
             max_streams: 1024,
@@ -79,6 +84,11 @@ impl LoopConfig {
             return Err(LoopError::MaxDatagram {
                 got: self.max_datagram,
             });
+        }
+        if let Some(priority) = self.realtime_priority
+            && !(1..=99).contains(&priority)
+        {
+            return Err(LoopError::RealtimePriority { got: priority });
         }
         if self.max_streams > MAX_STREAMS {
             return Err(LoopError::MaxStreams {

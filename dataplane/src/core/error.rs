@@ -31,6 +31,12 @@ pub enum LoopError {
         /// The configured value.
         got: usize,
     },
+    /// `realtime_priority` is outside `SCHED_FIFO`'s range.
+    #[error("realtime_priority must be 1 to 99, got {got}; leave it unset for normal priority")]
+    RealtimePriority {
+        /// The configured value.
+        got: u8,
+    },
     /// The epoll instance could not be created.
     #[error("creating the epoll instance failed: {0}; too many open files? raise `ulimit -n`")]
     Epoll(#[source] std::io::Error),

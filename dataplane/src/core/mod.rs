@@ -14,6 +14,7 @@
 mod config;
 mod epoll;
 mod error;
+mod realtime;
 mod sockaddr;
 mod socket;
 mod stream;
@@ -180,6 +181,21 @@ pub fn run<D: Driver>(
     if let Some(cpu) = config.pin_to_cpu {
         pin_current_thread(cpu)?;
     }
+    let scheduling = match config.realtime_priority {
+        None => "normal".to_owned(),
+        Some(priority) => match realtime::raise_current_thread(priority) {
+            Ok(()) => format!("SCHED_FIFO {priority}"),
+            Err(e) => {
+                tracing::warn!(
+                    priority,
+                    error = %e,
+                    "this core runs at normal priority: SCHED_FIFO needs root, CAP_SYS_NICE or \
+                     an RLIMIT_RTPRIO (ulimit -r, systemd LimitRTPRIO=) of at least the priority"
+                );
+                "normal".to_owned()
+            }
+        },
+    };
     let uring = match config.backend {
         Backend::Epoll => None,
         Backend::IoUring => Some(
@@ -199,7 +215,12 @@ pub fn run<D: Driver>(
     } else {
         BackendUsed::Epoll
     };
-    tracing::info!(backend = used.name(), cpu = ?config.pin_to_cpu, "dataplane loop starting");
+    tracing::info!(
+        backend = used.name(),
+        cpu = ?config.pin_to_cpu,
+        %scheduling,
+        "dataplane loop starting"
+    );
     match uring {
         Some(ring) => ring.run(wake, driver)?,
         None => epoll::run(config, wake, driver)?,
