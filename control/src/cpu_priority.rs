@@ -18,6 +18,10 @@
 //! there the storm's rate fell 21 % (1,478 to 1,165 calls/s) with the load generator and SIPp
 //! on the same two CPUs outranking control; set 0 where nothing else runs beside Outdial and
 //! setup rate matters more than pacing.
+//!
+//! The other half is on the cores themselves: `dataplane.realtime_priority` runs them under
+//! `SCHED_FIFO` where the process may (`dataplane/src/core/realtime.rs`), above every ordinary
+//! thread of the machine, not only control's.
 
 use std::io;
 
