@@ -22,7 +22,8 @@
 # packets of a call (p99 over calls) and RFC 3550 jitter (p99 over calls).
 #
 # Needs sipp (apt-get install sip-tester), python3 and curl. Builds the release binary
-# (OUTDIAL_BIN=path measures that binary instead; CONTROL_NICE=N sets dataplane.control_nice).
+# (OUTDIAL_BIN=path measures that binary instead; CONTROL_NICE=N sets dataplane.control_nice;
+# REALTIME_PRIORITY=N sets dataplane.realtime_priority, 0 = the cores at normal priority).
 # Exits non-zero if a call failed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -75,8 +76,10 @@ node_calls_per_second = 0
 [log]
 level = "warn"
 TOML
-    if [ -n "${CONTROL_NICE:-}" ]; then
-        printf '[dataplane]\ncontrol_nice = %s\n' "$CONTROL_NICE" >>"$dir/outdial-$run.toml"
+    if [ -n "${CONTROL_NICE:-}${REALTIME_PRIORITY:-}" ]; then
+        printf '[dataplane]\n' >>"$dir/outdial-$run.toml"
+        [ -n "${CONTROL_NICE:-}" ] && printf 'control_nice = %s\n' "$CONTROL_NICE" >>"$dir/outdial-$run.toml"
+        [ -n "${REALTIME_PRIORITY:-}" ] && printf 'realtime_priority = %s\n' "$REALTIME_PRIORITY" >>"$dir/outdial-$run.toml"
     fi
     "$bin" serve --config "$dir/outdial-$run.toml" >"$dir/serve-$run.log" 2>&1 &
     serve=$!
