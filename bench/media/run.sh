@@ -23,6 +23,8 @@
 # CONTROL_NICE=N sets Outdial's dataplane.control_nice (default: the server's own, 10; 0 = off).
 # REALTIME_PRIORITY=N sets Outdial's dataplane.realtime_priority and runs the bare sender the
 # same way (default 10; 0 = both at normal priority).
+# The reflector has a socket per stream, as bench callee has one per call (on loopback the
+# sender pays for delivery into the receiving socket); REFLECTOR_PORTS=1 gives it one socket.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
@@ -67,17 +69,40 @@ realtime=${REALTIME_PRIORITY:-10}
 bare_realtime=()
 [ "$realtime" -gt 0 ] && bare_realtime=(--realtime-priority "$realtime")
 
+# The first of N consecutive free UDP ports on 127.0.0.1.
+free_block() {
+    python3 - "$1" <<'PY'
+import socket, sys
+n = int(sys.argv[1])
+for first in range(20000, 60000 - n, n):
+    held = []
+    try:
+        for port in range(first, first + n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held.append(s)
+            s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        for s in held:
+            s.close()
+    print(first)
+    break
+PY
+}
+
 results="$dir/results.tsv"
 : >"$results"
 for n in "${levels[@]}"; do
     echo "== $n streams, bare sender" >&2
-    reflector=$(free DGRAM)
-    "$bin" bench udp --reflect "127.0.0.1:$reflector" 2>"$dir/reflector-$n.log" &
+    ports=${REFLECTOR_PORTS:-$n}
+    reflector=$(free_block "$ports")
+    "$bin" bench udp --reflect "127.0.0.1:$reflector" --ports "$ports" 2>"$dir/reflector-$n.log" &
     reflector_pid=$!
     pids+=($reflector_pid)
     sleep 0.3
     before=$(rcvbuf_errors)
-    "$bin" bench udp --to "127.0.0.1:$reflector" --streams "$n" --seconds "$seconds" --cpu 0 \
+    "$bin" bench udp --to "127.0.0.1:$reflector" --ports "$ports" --streams "$n" --seconds "$seconds" --cpu 0 \
         ${bare_realtime[@]+"${bare_realtime[@]}"} --json >"$dir/bare-$n.json" 2>"$dir/bare-$n.log" &
     sender_pid=$!
     window=$(python3 -c "print($seconds / 2)")

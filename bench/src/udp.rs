@@ -8,7 +8,11 @@
 //! when the loop woke), packets lost, and the loop thread's CPU time per stream.
 //!
 //! `--reflect ADDR` runs the other end: one socket that sends every datagram back to where
-//! it came from.
+//! it came from. With `--ports N` on both ends the reflector listens on N consecutive ports
+//! from ADDR's and stream `i` goes to port `i % N`: a socket per stream at the far end too, as
+//! `bench callee` has one per call (on loopback the sender pays for delivering into the
+//! receiving socket and waking its reader, so the far end's shape is part of the sender's
+//! cost).
 //!
 //! Written here, not taken from a crate: it must be the plainest driver that moves the
 //! packets, so it marks what a core can do.
@@ -46,6 +50,10 @@ pub struct UdpArgs {
     /// The reflector the streams are sent to.
     #[arg(long, value_name = "ADDR", required_unless_present = "reflect")]
     pub to: Option<SocketAddr>,
+    /// Consecutive ports from the address's the reflector listens on (with --reflect), or the
+    /// streams are spread over (with --to): stream i goes to port + i % N.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: u16,
     /// Streams at once (a call's one direction each): 50 packets/s per stream.
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub streams: u32,
@@ -119,8 +127,7 @@ fn run_inner(args: &UdpArgs, stop: Arc<AtomicBool>) -> Result<u8, String> {
     let config = args.socket_loop.config();
     if let Some(addr) = args.reflect {
         let mut reflector = Reflector {
-            addr,
-            socket: None,
+            addrs: port_block(addr, args.ports)?,
             stop,
         };
         core::run(&config, &wake, &mut reflector)
@@ -132,7 +139,7 @@ fn run_inner(args: &UdpArgs, stop: Arc<AtomicBool>) -> Result<u8, String> {
         return Err("--streams and --seconds must be positive".into());
     }
     let mut sender = Sender::new(
-        to,
+        port_block(to, args.ports)?,
         args.streams,
         Duration::from_secs_f64(args.seconds),
         stop,
@@ -177,6 +184,19 @@ fn describe(r: &UdpReport) -> String {
     )
 }
 
+/// `count` consecutive addresses from `first`'s port.
+fn port_block(first: SocketAddr, count: u16) -> Result<Vec<SocketAddr>, String> {
+    (0..count)
+        .map(|i| {
+            first
+                .port()
+                .checked_add(i)
+                .map(|port| SocketAddr::new(first.ip(), port))
+                .ok_or_else(|| format!("{count} ports from {first} run past port 65535"))
+        })
+        .collect()
+}
+
 /// When packet `n` of the whole run is due: stream `n % streams`, slot `n / streams`, the
 /// streams spread evenly over the packet time.
 fn due(t0: Instant, n: u64, streams: u64) -> Instant {
@@ -186,7 +206,8 @@ fn due(t0: Instant, n: u64, streams: u64) -> Instant {
 
 /// The paced sender, a [`Driver`] of the core loop.
 struct Sender {
-    to: SocketAddr,
+    /// The reflector's ports: stream `i` sends to `to[i % to.len()]`.
+    to: Vec<SocketAddr>,
     streams: u64,
     length: Duration,
     /// Wake-up granularity (zero: each slot).
@@ -209,7 +230,7 @@ struct Sender {
 
 impl Sender {
     fn new(
-        to: SocketAddr,
+        to: Vec<SocketAddr>,
         streams: u32,
         length: Duration,
         stop: Arc<AtomicBool>,
@@ -265,7 +286,7 @@ impl Sender {
 
 impl Driver for Sender {
     fn start(&mut self, io: &mut impl Io, now: Instant) -> io::Result<()> {
-        let local = SocketAddr::new(self.to.ip(), 0);
+        let local = SocketAddr::new(self.to[0].ip(), 0);
         for _ in 0..self.streams {
             let (socket, _) = io.bind(local)?;
             self.sockets.push(socket);
@@ -306,7 +327,11 @@ impl Driver for Sender {
             self.packet[2..4].copy_from_slice(&(slot as u16).to_be_bytes());
             self.packet[4..8].copy_from_slice(&(slot as u32).wrapping_mul(160).to_be_bytes());
             self.packet[8..12].copy_from_slice(&(stream as u32).to_be_bytes());
-            io.send(self.sockets[stream], self.to, &self.packet);
+            io.send(
+                self.sockets[stream],
+                self.to[stream % self.to.len()],
+                &self.packet,
+            );
             self.report.sent += 1;
             self.next += 1;
         }
@@ -334,16 +359,17 @@ impl Driver for Sender {
     }
 }
 
-/// The other end: every datagram back to its source.
+/// The other end: every datagram back to its source, from the socket it came in on.
 struct Reflector {
-    addr: SocketAddr,
-    socket: Option<SocketId>,
+    addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
 }
 
 impl Driver for Reflector {
     fn start(&mut self, io: &mut impl Io, _now: Instant) -> io::Result<()> {
-        self.socket = Some(io.bind(self.addr)?.0);
+        for addr in &self.addrs {
+            io.bind(*addr)?;
+        }
         Ok(())
     }
 
@@ -413,7 +439,28 @@ mod tests {
         probe.local_addr().expect("bound")
     }
 
+    /// The first of `count` consecutive free UDP ports on loopback.
+    fn free_ports(count: u16) -> SocketAddr {
+        for _ in 0..100 {
+            let first = free_port();
+            let block = port_block(first, count).unwrap_or_default();
+            let held: Vec<_> = block
+                .iter()
+                .filter_map(|a| std::net::UdpSocket::bind(a).ok())
+                .collect();
+            if held.len() == usize::from(count) {
+                return first;
+            }
+        }
+        panic!("no {count} consecutive free ports");
+    }
+
     fn send(to: SocketAddr, streams: u32, length: Duration) -> UdpReport {
+        send_to_ports(to, 1, streams, length)
+    }
+
+    fn send_to_ports(to: SocketAddr, ports: u16, streams: u32, length: Duration) -> UdpReport {
+        let to = port_block(to, ports).expect("ports");
         let mut sender =
             Sender::new(to, streams, length, Arc::new(AtomicBool::new(false))).expect("sender");
         let wake = WakeFd::new().expect("eventfd");
@@ -421,30 +468,50 @@ mod tests {
         sender.report()
     }
 
-    #[test]
-    fn every_packet_comes_back_from_the_reflector_and_is_paced() {
+    /// A reflector on `ports` consecutive ports, `streams` streams spread over them.
+    fn reflected(ports: u16, streams: u32) -> UdpReport {
         let stop = Arc::new(AtomicBool::new(false));
-        let addr = free_port();
+        let addr = free_ports(ports);
         let reflector = {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let wake = WakeFd::new().expect("eventfd");
                 let mut reflector = Reflector {
-                    addr,
-                    socket: None,
+                    addrs: port_block(addr, ports).expect("ports"),
                     stop,
                 };
                 core::run(&core::LoopConfig::default(), &wake, &mut reflector).map(|_| ())
             })
         };
         std::thread::sleep(Duration::from_millis(100));
-        let report = send(addr, 20, Duration::from_millis(400));
+        let report = send_to_ports(addr, ports, streams, Duration::from_millis(400));
         stop.store(true, Ordering::Relaxed);
         reflector.join().expect("joins").expect("reflects");
+        report
+    }
+
+    #[test]
+    fn every_packet_comes_back_from_the_reflector_and_is_paced() {
+        let report = reflected(1, 20);
         assert_eq!(report.sent, 20 * 20);
         assert_eq!((report.received, report.lost), (report.sent, 0));
         assert!(report.lateness_us[3] >= report.lateness_us[0]);
         assert!(report.cpu_secs > 0.0, "{report:?}");
+    }
+
+    #[test]
+    fn streams_spread_over_the_reflectors_ports_all_come_back() {
+        // Packets to a port the reflector did not bind would be lost.
+        let report = reflected(3, 7);
+        assert_eq!(report.sent, 7 * 20);
+        assert_eq!((report.received, report.lost), (report.sent, 0));
+    }
+
+    #[test]
+    fn a_port_block_past_65535_is_refused() {
+        let last = SocketAddr::from(([127, 0, 0, 1], 65_534));
+        assert_eq!(port_block(last, 2).map(|b| b.len()), Ok(2));
+        assert!(port_block(last, 3).is_err());
     }
 
     #[test]
