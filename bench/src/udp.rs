@@ -444,11 +444,11 @@ mod tests {
         for _ in 0..100 {
             let first = free_port();
             let block = port_block(first, count).unwrap_or_default();
-            let held: Vec<_> = block
+            let free = block
                 .iter()
-                .filter_map(|a| std::net::UdpSocket::bind(a).ok())
-                .collect();
-            if held.len() == usize::from(count) {
+                .filter(|a| std::net::UdpSocket::bind(a).is_ok())
+                .count();
+            if free == usize::from(count) {
                 return first;
             }
         }
