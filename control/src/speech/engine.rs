@@ -345,8 +345,9 @@ impl Decoder {
             c"no".into(),
             // The library's noise removal tracks the noise level from one utterance to the
             // next, so a decoder's answer depended on what it heard before (another caller):
-            // "san francisco" after "chicago" was "san diego" at 0.68, alone "atlanta" at 0.43.
-            // Off, each utterance is decoded on its own (the MLLR transform is adapted so).
+            // "san francisco" after "chicago" was "san diego" at 0.68, decoded first "atlanta"
+            // at 0.37 (the transform and confidence of then). Off, each utterance is decoded on
+            // its own (the MLLR transform is adapted so).
             c"-remove_noise".into(),
             c"no".into(),
             // Word insertion penalty: PocketSphinx's 0.65 let grammars with loops and optional
