@@ -64,7 +64,8 @@ done
 for f in "$model"/*; do ln -s "$f" "$tmp/model/"; done
 python3 "$here/sendump2mixw.py" "$model/sendump" "$tmp/model/mixture_weights"
 pocketsphinx_mdef_convert -text "$model/mdef" "$tmp/mdef.txt" 2>/dev/null
-sphinx_fe -argfile "$model/feat.params" -samprate 16000 -c "$tmp/adapt.fileids" \
+# Noise removal off, as the engine decodes (control/src/speech/engine.rs).
+sphinx_fe -argfile "$model/feat.params" -samprate 16000 -remove_noise no -c "$tmp/adapt.fileids" \
 	-di "$tmp/16k" -do "$tmp/16k" -ei wav -eo mfc -mswav yes 2>"$tmp/fe.log"
 "$st/bw" -hmmdir "$tmp/model" -moddeffn "$tmp/mdef.txt" -ts2cbfn .ptm. -feat 1s_c_d_dd \
 	-svspec 0-12/13-25/26-38 -cmn batch -agc none -dictfn "$dict" \

@@ -4,25 +4,31 @@
 # through G.711 (µ-law and A-law) and back to 8 kHz PCM16, clean, with white noise at 20 dB
 # SNR, or with 2 % of the 20 ms packets lost; plus out-of-grammar sentences and silence.
 #
-#   bash bench/speech/make_set.sh OUTDIR [--small]
+#   bash bench/speech/make_set.sh OUTDIR [--small | --calibration]
 #
 # OUTDIR/manifest.tsv has one line per file:
 #   file  kind(in|oog|silence)  grammar(or -)  expected(or -)  law  impairment  voice  rate
 # The full set has 1,452 files; --small makes 16. The same arguments always give the
 # same files. None of the voices here is one bench/speech/adapt.sh adapts with.
+# --calibration makes the set the confidence is fitted on instead (1,566 files): the same
+# phrases spoken by the 8 voices of adapt.sh (none of them a test voice), one G.711 law per
+# voice, and 8 out-of-grammar sentences other than the test set's and 3 city names not in
+# the list (near misses: "san bernardino" is close to "san diego").
 # Needs espeak-ng, sox and python3.
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 OUTDIR [--small]" >&2
+	echo "usage: $0 OUTDIR [--small | --calibration]" >&2
 	exit 64
 }
 [[ $# -ge 1 ]] || usage
 out=$1
 small=0
+calibration=0
 case ${2:-} in
 '') ;;
 --small) small=1 ;;
+--calibration) calibration=1 ;;
 *) usage ;;
 esac
 for tool in espeak-ng sox python3; do
@@ -74,6 +80,22 @@ if ((small)); then
 	laws=(u-law)
 	impairments=(clean)
 fi
+if ((calibration)); then
+	oog=(
+		"i am not sure"
+		"could you repeat that please"
+		"my name is john smith"
+		"is this a recording"
+		"good morning"
+		"sorry i was busy"
+		"we already have one thank you"
+		"hold on a second"
+		"san bernardino"
+		"fort worth"
+		"columbus"
+	)
+	voices=(en-gb-scotland en-029 en-gb-x-gbclan en-gb-x-gbcwmd en-us-nyc en-gb+f2 en-us+m5 en-us+f4)
+fi
 
 manifest="$out/manifest.tsv"
 : >"$manifest"
@@ -117,6 +139,10 @@ speak() {
 n=0
 for v in "${!voices[@]}"; do
 	voice=${voices[$v]}
+	if ((calibration)); then
+		laws=(u-law)
+		((v % 2)) && laws=(a-law)
+	fi
 	for p in "${!phrases[@]}"; do
 		grammar=${phrases[$p]%%|*}
 		text=${phrases[$p]#*|}

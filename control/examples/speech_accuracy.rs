@@ -40,15 +40,14 @@ struct EngineArgs {
     /// RMS of the front-end's high-band fill (PCM16 units; 0 = none).
     #[arg(long, default_value_t = outdial_control::speech::engine::DEFAULT_FILL_RMS)]
     fill: f32,
-    /// Confidence calibration: the per-frame score gap that maps to 0.5.
-    #[arg(long, default_value_t = Calibration::default().centre)]
-    centre: f32,
+    /// Confidence calibration: `intercept,acoustic,coverage,worst_word,per_phone` (the
+    /// engine's `Calibration`; `bench/speech/fit_confidence.py` fits them); default the
+    /// engine's.
+    #[arg(long, value_delimiter = ',', num_args = 5, allow_hyphen_values = true)]
+    calibration: Option<Vec<f32>>,
     /// A further PocketSphinx argument pair, e.g. `--ps=-wip --ps=0.01` (repeatable).
     #[arg(long = "ps", allow_hyphen_values = true)]
     ps: Vec<String>,
-    /// Confidence calibration: the logistic's scale.
-    #[arg(long, default_value_t = Calibration::default().scale)]
-    scale: f32,
 }
 
 #[derive(Subcommand)]
@@ -125,14 +124,20 @@ fn load_model(args: &EngineArgs) -> Res<Arc<Model>> {
         "builtin" => Some(outdial_control::speech::engine::builtin_mllr()?),
         path => Some(path.into()),
     };
-    Ok(Model::load(
-        paths,
-        args.fill,
-        Calibration {
-            centre: args.centre,
-            scale: args.scale,
+    Ok(Model::load(paths, args.fill, calibration(args))?)
+}
+
+fn calibration(args: &EngineArgs) -> Calibration {
+    match args.calibration.as_deref() {
+        Some(&[intercept, acoustic, coverage, worst_word, per_phone]) => Calibration {
+            intercept,
+            acoustic,
+            coverage,
+            worst_word,
+            per_phone,
         },
-    )?)
+        _ => Calibration::default(),
+    }
 }
 
 fn read_wav(path: &Path) -> Res<Vec<i16>> {
@@ -151,6 +156,7 @@ struct Entry {
     expected: String,
     law: String,
     impairment: String,
+    voice: String,
 }
 
 fn manifest(set: &Path) -> Res<Vec<Entry>> {
@@ -158,7 +164,7 @@ fn manifest(set: &Path) -> Res<Vec<Entry>> {
     text.lines()
         .map(|line| {
             let f: Vec<&str> = line.split('\t').collect();
-            if f.len() < 6 {
+            if f.len() < 7 {
                 return Err(format!("bad manifest line: {line}").into());
             }
             Ok(Entry {
@@ -168,6 +174,7 @@ fn manifest(set: &Path) -> Res<Vec<Entry>> {
                 expected: f[3].into(),
                 law: f[4].into(),
                 impairment: f[5].into(),
+                voice: f[6].into(),
             })
         })
         .collect()
@@ -195,6 +202,10 @@ struct Tally {
     correct: usize,
     /// Right words whatever the confidence.
     correct_words: usize,
+    /// The right meaning (see [`Meanings`]) with confidence at the level.
+    correct_meaning: usize,
+    /// The right meaning whatever the confidence.
+    meaning_right: usize,
     /// Per impairment: (correct, total).
     by_condition: BTreeMap<String, (usize, usize)>,
     oog: usize,
@@ -211,9 +222,56 @@ struct Decision {
     kind: String,
     expected: String,
     text: String,
+    /// The hypothesis means what the expected phrase means.
+    meaning_right: bool,
     confidence: f32,
     acoustic_per_frame: f32,
+    frames: u32,
+    loud_frames: u32,
+    word_frames: u32,
+    worst_word: f32,
+    phones: u32,
+    law: String,
+    impairment: String,
+    voice: String,
     latency_ms: f64,
+}
+
+/// What a phrase means, as a VoiceXML field would be filled: the bench grammars that are
+/// subsets of a builtin (yes/no of `boolean`, digit strings of `digits`, numbers of `number`,
+/// dates of `date`) are read by that builtin's voice form (the SISR value the field gets:
+/// "yep" and "yes" are both `true`, "the tenth of june" and "june tenth" both `????0610`);
+/// any other grammar's meaning is its words.
+struct Meanings {
+    builtins: BTreeMap<&'static str, outdial_vxml::srgs::Grammar>,
+}
+
+impl Meanings {
+    fn new() -> Res<Self> {
+        use outdial_vxml::srgs::{Grammar, Mode};
+        let mut builtins = BTreeMap::new();
+        for (grammar, builtin) in [
+            ("yesno", "boolean"),
+            ("digits", "digits"),
+            ("numbers", "number"),
+            ("dates", "date"),
+        ] {
+            builtins.insert(grammar, Grammar::builtin(builtin, Mode::Voice)?);
+        }
+        Ok(Self { builtins })
+    }
+
+    fn of(&self, grammar: &str, text: &str) -> String {
+        use outdial_vxml::srgs::Match;
+        let Some(builtin) = self.builtins.get(grammar) else {
+            return text.to_owned();
+        };
+        let tokens: Vec<&str> = text.split_whitespace().collect();
+        match builtin.match_tokens(&tokens) {
+            Match::Complete(i) | Match::Extendable(i) => format!("{:?}", i.value),
+            _ => format!("words:{text}"),
+        }
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -233,6 +291,7 @@ fn eval(
     let model = load_model(args)?;
     let grammars = grammars(grammar_dir)?;
     let mut decoder = Decoder::new(Arc::clone(&model))?;
+    let meanings = Meanings::new()?;
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut decisions = Vec::new();
     let started = Instant::now();
@@ -252,10 +311,17 @@ fn eval(
             let Decoded {
                 hypothesis,
                 acoustic_per_frame,
-                ..
+                frames,
+                loud_frames,
+                word_frames,
+                worst_word,
+                phones,
             } = decoder.recognize_detailed(grammar, &pcm)?;
             let latency_ms = t.elapsed().as_secs_f64() * 1000.0;
             let accepted = !hypothesis.text.is_empty() && hypothesis.confidence >= level;
+            let meaning_right = entry.kind == "in"
+                && !hypothesis.text.is_empty()
+                && meanings.of(name, &hypothesis.text) == meanings.of(name, &entry.expected);
             let tally = tallies.entry(name.clone()).or_default();
             match entry.kind.as_str() {
                 "in" => {
@@ -264,6 +330,8 @@ fn eval(
                     let words = hypothesis.text == entry.expected;
                     tally.correct_words += usize::from(words);
                     tally.correct += usize::from(words && accepted);
+                    tally.meaning_right += usize::from(meaning_right);
+                    tally.correct_meaning += usize::from(meaning_right && accepted);
                     let c = tally
                         .by_condition
                         .entry(format!("{}-{}", entry.law, entry.impairment))
@@ -286,8 +354,17 @@ fn eval(
                 kind: entry.kind.clone(),
                 expected: entry.expected.clone(),
                 text: hypothesis.text,
+                meaning_right,
                 confidence: hypothesis.confidence,
                 acoustic_per_frame,
+                frames,
+                loud_frames,
+                word_frames,
+                worst_word,
+                phones,
+                law: entry.law.clone(),
+                impairment: entry.impairment.clone(),
+                voice: entry.voice.clone(),
                 latency_ms,
             });
         }
@@ -306,21 +383,20 @@ fn eval(
         .into_iter()
         .collect();
     println!(
-        "mllr {}, fill {}, pocketsphinx {:?}, calibration centre {} scale {}, confidencelevel {level}; {:.0} s\n",
+        "mllr {}, fill {}, pocketsphinx {:?}, {:?}, confidencelevel {level}; {:.0} s\n",
         args.mllr,
         args.fill,
         args.ps,
-        args.centre,
-        args.scale,
+        calibration(args),
         started.elapsed().as_secs_f64()
     );
-    print!("| grammar | accuracy | words right | ");
+    print!("| grammar | accuracy | by meaning | words right | meaning right | ");
     for c in &conditions {
         print!("{c} | ");
     }
     println!("false accepts (out-of-grammar) | noinput on silence | latency p50 / p95 / max ms |");
     println!(
-        "|---|---|---|{}---|---|---|",
+        "|---|---|---|---|---|{}---|---|---|",
         "---|".repeat(conditions.len())
     );
     let mut summary = serde_json::Map::new();
@@ -328,11 +404,13 @@ fn eval(
         tally.latencies_ms.sort_by(f64::total_cmp);
         let l = &tally.latencies_ms;
         print!(
-            "| {name} | {:.1} % ({}/{}) | {:.1} % | ",
+            "| {name} | {:.1} % ({}/{}) | {:.1} % | {:.1} % | {:.1} % | ",
             pct(tally.correct, tally.in_grammar),
             tally.correct,
             tally.in_grammar,
-            pct(tally.correct_words, tally.in_grammar)
+            pct(tally.correct_meaning, tally.in_grammar),
+            pct(tally.correct_words, tally.in_grammar),
+            pct(tally.meaning_right, tally.in_grammar)
         );
         for c in &conditions {
             let (ok, n) = tally.by_condition.get(c).copied().unwrap_or_default();
@@ -354,7 +432,7 @@ fn eval(
     }
     if let Some(path) = json {
         let doc = serde_json::json!({
-            "mllr": args.mllr, "fill": args.fill, "centre": args.centre, "scale": args.scale,
+            "mllr": args.mllr, "fill": args.fill, "calibration": format!("{:?}", calibration(args)),
             "confidencelevel": level, "grammars": summary, "decisions": decisions,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;

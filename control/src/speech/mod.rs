@@ -18,9 +18,10 @@
 //! transform estimated by sphinxtrain on G.711 audio of espeak-ng voices other than the test
 //! voices, 94 %; `-wip 0.05` then brings digit strings from 66 % to 81 %. The transform is
 //! made by `bench/speech/adapt.sh`, built into the binary (`telephone.mllr`) and loaded with
-//! `-mllr`. Confidence (see [`engine`]) is the weak part: at 0.5 it keeps false accepts of
-//! out-of-grammar speech at or under 5 % on four of five grammars but rejects 10-30 % of
-//! right answers.
+//! `-mllr`. Confidence (see [`engine`], `Calibration`) weighs the path's acoustic fit, the
+//! share of the loud audio its words cover and its length per phone: at 0.5 it keeps false
+//! accepts of out-of-grammar sentences at or under 2.8 % on every grammar and rejects 0-25 % of
+//! right answers; near-miss phrases ("san francisco" for the cities) can still pass.
 //!
 //! `libpocketsphinx3` and `libsphinxbase3` (Debian 12) are loaded when speech starts, not
 //! linked: the binary builds and runs without them ([`ffi`]).
