@@ -41,16 +41,17 @@ pub fn random_base32(len: usize) -> Result<String, Error> {
 /// store thread's time).
 pub fn time_ordered_base32(unix_millis: u64) -> Result<String, Error> {
     let mut id = String::with_capacity(26);
-    for shift in (0..10).rev() {
-        let digit = (unix_millis >> (shift * 5)) & 31;
-        id.push(char::from(BASE32[usize::try_from(digit).unwrap_or(0)]));
-    }
-    let random = id_random_bits()?;
-    for shift in (0..16).rev() {
-        let digit = (random >> (shift * 5)) & 31;
-        id.push(char::from(BASE32[usize::try_from(digit).unwrap_or(0)]));
-    }
+    push_base32(&mut id, u128::from(unix_millis), 10);
+    push_base32(&mut id, id_random_bits()?, 16);
     Ok(id)
+}
+
+/// Appends the low `digits` × 5 bits of `value` to `id` as base32, most significant first.
+fn push_base32(id: &mut String, value: u128, digits: u32) {
+    for shift in (0..digits).rev() {
+        let digit = (value >> (shift * 5)) & 31;
+        id.push(char::from(BASE32[usize::try_from(digit).unwrap_or(0)]));
+    }
 }
 
 /// 80 random bits (in the low bits) from this thread's generator.
