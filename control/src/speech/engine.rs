@@ -183,27 +183,21 @@ impl Calibration {
 /// answer would be a confident phrase nobody said.
 pub const SPEECH_FLOOR_RMS: f32 = 300.0;
 
+/// The RMS of one frame of samples.
+fn frame_rms(frame: &[i16]) -> f32 {
+    let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum();
+    (energy / frame.len().max(1) as f64).sqrt() as f32
+}
+
 /// The RMS of the loudest 20 ms frame of 8 kHz audio.
 fn loudest_frame_rms(pcm8k: &[i16]) -> f32 {
-    pcm8k
-        .chunks(160)
-        .map(|frame| {
-            let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum();
-            (energy / frame.len() as f64).sqrt() as f32
-        })
-        .fold(0.0, f32::max)
+    pcm8k.chunks(160).map(frame_rms).fold(0.0, f32::max)
 }
 
 /// The 10 ms frames of 8 kHz audio within 20 dB of its loudest: the speech, roughly, under
 /// line noise at up to 20 dB SNR.
 pub fn loud_frames(pcm8k: &[i16]) -> u32 {
-    let rms: Vec<f32> = pcm8k
-        .chunks(80)
-        .map(|frame| {
-            let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum();
-            (energy / frame.len() as f64).sqrt() as f32
-        })
-        .collect();
+    let rms: Vec<f32> = pcm8k.chunks(80).map(frame_rms).collect();
     let peak = rms.iter().copied().fold(0.0, f32::max);
     let loud = rms.iter().filter(|&&r| r >= peak * 0.1).count();
     u32::try_from(loud).unwrap_or(u32::MAX)
