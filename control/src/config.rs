@@ -369,8 +369,8 @@ pub struct DataplaneConfig {
     /// Pin each core's thread to one CPU.
     pub pin: bool,
     /// Nice value (0–19) of every thread but the cores' once they run, so the kernel runs a
-    /// core before control's work when both want a CPU; 0 (the default) leaves control at the
-    /// cores' level (see `cpu_priority` for why it is off by default).
+    /// core before control's work when both want a CPU (default 10); 0 leaves control at the
+    /// cores' level (see `cpu_priority`).
     pub control_nice: i32,
     /// `SCHED_FIFO` priority (1–99) of the cores' threads when the process may raise them; 0 =
     /// normal priority (see `dataplane::core::realtime`).

@@ -15,9 +15,9 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
 
 use foldhash::HashMap;
-use std::sync::Arc;
 
 use super::Micros;
 
