@@ -15,10 +15,11 @@
 //! clock only through [`AgentConfig::wall_clock`] (for RTCP's NTP timestamps and HEP's
 //! capture times), and opens sockets only through [`Io`]. The loop in [`crate::core`] feeds it.
 
+mod call_table;
+mod media_timers;
 mod sip_streams;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use crate::api::{
     AmdConfig, CallId, Command, Dial, Disposition, Event, IncomingCall, Outcome, TransferKind,
 };
-use crate::core::{Driver, Io, ListenerId, SocketId, StreamClosed, StreamId, WakeFd, next_tick};
+use crate::core::{Driver, Io, ListenerId, SocketId, StreamClosed, StreamId, WakeFd};
 use crate::icmp::IcmpError;
 use crate::rtp::{
     EncodedCache, ListenParams, MediaConfig, MediaEvent, MediaSession, RecordParams, Recorded,
@@ -44,6 +45,8 @@ use crate::sip::Transport;
 use crate::sip::hep::{Exporter, HepConfig, HepStats};
 use crate::sip::register::RegistrationEvent;
 use crate::sip::{BorderConfig, DialParams, Endpoint, NoEarlyMedia, SipConfig, SipEvent};
+use call_table::{CallKey, CallTable, Channel};
+use media_timers::{MediaTimer, MediaTimers};
 use sip_streams::SipStreams;
 
 /// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
@@ -227,14 +230,14 @@ pub struct Agent {
     sip_listener: Option<ListenerId>,
     /// HEP copies of SIP (`None` = off).
     hep: Option<HepTap>,
-    calls: HashMap<CallId, CallSlot>,
-    /// Each call's RTP and RTCP sockets.
-    by_socket: HashMap<SocketId, (CallId, Channel)>,
-    /// Media deadlines, lazily invalidated: an entry may be stale, and a spurious
-    /// `handle_timeout` on a media session is a no-op.
-    media_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
-    /// Where media ticks are counted from: the loop's start.
-    tick_epoch: Option<Instant>,
+    /// The calls, by id for control's commands and by index for packets and timers.
+    calls: CallTable<CallSlot>,
+    /// Media deadlines on a wheel of [`MEDIA_TICK`]s counted from the loop's start, lazily
+    /// invalidated: an entry may be stale (its call gone, or re-armed for another time), and
+    /// a spurious `handle_timeout` on a media session is a no-op.
+    media_timers: MediaTimers,
+    /// The timers a turn found due (kept for its capacity).
+    due_timers: Vec<MediaTimer>,
     /// Prompt audio encoded once per law for every call on this core.
     encoded: EncodedCache,
     /// Events that did not fit in the event queue; retried every turn, never dropped.
@@ -290,10 +293,9 @@ impl Agent {
             streams,
             sip_listener: None,
             hep,
-            calls: HashMap::new(),
-            by_socket: HashMap::new(),
-            media_timers: BinaryHeap::new(),
-            tick_epoch: None,
+            calls: CallTable::default(),
+            media_timers: MediaTimers::new(MEDIA_TICK),
+            due_timers: Vec::new(),
             encoded: EncodedCache::new(),
             overflow: VecDeque::new(),
             overflow_retry: None,
@@ -372,7 +374,7 @@ impl Agent {
     }
 
     fn dial(&mut self, io: &mut impl Io, now: Instant, dial: &Dial) {
-        if self.calls.contains_key(&dial.call) {
+        if self.calls.contains(dial.call) {
             self.emit(failed(dial.call, "duplicate call id on this core".into()));
             return;
         }
@@ -423,28 +425,23 @@ impl Agent {
             return;
         }
         let sip_call_id = self.sip.sip_call_id(dial.call).map(str::to_owned);
-        self.calls.insert(
-            dial.call,
-            CallSlot {
-                sip_call_id,
-                media_latching: dial.media_latching,
-                machine_detection: dial.machine_detection,
-                rtp_socket,
-                rtcp_socket,
-                media: None,
-                epoch: 0,
-                armed: None,
-                failure: None,
-                sdp_answer: None,
-                sdp_origin: (sdp_session, 1),
-                local_rtp: SocketAddr::new(self.config.public_ip, rtp_local.port()),
-                early_origin: None,
-                tls: dial.tls.clone(),
-            },
-        );
-        self.by_socket.insert(rtp_socket, (dial.call, Channel::Rtp));
-        self.by_socket
-            .insert(rtcp_socket, (dial.call, Channel::Rtcp));
+        let slot = CallSlot {
+            sip_call_id,
+            media_latching: dial.media_latching,
+            machine_detection: dial.machine_detection,
+            rtp_socket,
+            rtcp_socket,
+            media: None,
+            epoch: 0,
+            armed: None,
+            failure: None,
+            sdp_answer: None,
+            sdp_origin: (sdp_session, 1),
+            local_rtp: SocketAddr::new(self.config.public_ip, rtp_local.port()),
+            early_origin: None,
+            tls: dial.tls.clone(),
+        };
+        self.calls.insert(dial.call, slot, rtp_socket, rtcp_socket);
         self.link.load.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -456,7 +453,7 @@ impl Agent {
                 max_duration,
                 media_latching,
             } => {
-                let answer = self.calls.get_mut(&call).and_then(|slot| {
+                let answer = self.calls.get_mut(call).and_then(|slot| {
                     slot.media_latching = media_latching;
                     slot.sdp_answer.take()
                 });
@@ -484,7 +481,7 @@ impl Agent {
                 audio,
                 bargein,
                 epoch,
-            } => match self.calls.get_mut(&call) {
+            } => match self.calls.get_mut(call) {
                 Some(CallSlot {
                     media: Some(media),
                     epoch: current,
@@ -507,7 +504,7 @@ impl Agent {
             Command::StopPlayback { call } => {
                 if let Some(media) = self
                     .calls
-                    .get_mut(&call)
+                    .get_mut(call)
                     .and_then(|slot| slot.media.as_mut())
                 {
                     media.stop_playback();
@@ -532,7 +529,7 @@ impl Agent {
                 };
                 match self
                     .calls
-                    .get_mut(&call)
+                    .get_mut(call)
                     .and_then(|slot| slot.media.as_mut())
                 {
                     Some(media) => {
@@ -563,7 +560,7 @@ impl Agent {
                 };
                 if let Some(media) = self
                     .calls
-                    .get_mut(&call)
+                    .get_mut(call)
                     .and_then(|slot| slot.media.as_mut())
                 {
                     media.listen(now, id, params, hotword);
@@ -573,7 +570,7 @@ impl Agent {
             Command::StopListening { call, id } => {
                 if let Some(media) = self
                     .calls
-                    .get_mut(&call)
+                    .get_mut(call)
                     .and_then(|slot| slot.media.as_mut())
                 {
                     media.stop_listening(Some(id));
@@ -582,7 +579,7 @@ impl Agent {
             Command::StopRecording { call, id } => {
                 if let Some(media) = self
                     .calls
-                    .get_mut(&call)
+                    .get_mut(call)
                     .and_then(|slot| slot.media.as_mut())
                 {
                     media.stop_recording(Some(id));
@@ -659,7 +656,7 @@ impl Agent {
         let Some(call) = self.sip.call_using_stream_peer(Transport::Tls, to) else {
             return;
         };
-        if let Some(tls) = self.calls.get(&call).and_then(|slot| slot.tls.clone()) {
+        if let Some(tls) = self.calls.get(call).and_then(|slot| slot.tls.clone()) {
             self.streams.set_tls_peer(to, tls);
         } else if let Some(caller) = self.sip.incoming_source(call) {
             self.streams.alias(Transport::Tls, to, caller);
@@ -698,27 +695,23 @@ impl Agent {
             Some(offer) => sdp::build_answer(sdp_session, local_rtp, offer),
             None => sdp::build_offer(sdp_session, 1, self.config.public_ip, rtp_local.port()),
         };
-        self.calls.insert(
-            call,
-            CallSlot {
-                sip_call_id: Some(incoming.sip_call_id.clone()),
-                media_latching: false,
-                machine_detection: None,
-                rtp_socket,
-                rtcp_socket,
-                media: None,
-                epoch: 0,
-                armed: None,
-                failure: None,
-                sdp_answer: Some(answer),
-                sdp_origin: (sdp_session, sdp_session),
-                local_rtp,
-                early_origin: None,
-                tls: None,
-            },
-        );
-        self.by_socket.insert(rtp_socket, (call, Channel::Rtp));
-        self.by_socket.insert(rtcp_socket, (call, Channel::Rtcp));
+        let slot = CallSlot {
+            sip_call_id: Some(incoming.sip_call_id.clone()),
+            media_latching: false,
+            machine_detection: None,
+            rtp_socket,
+            rtcp_socket,
+            media: None,
+            epoch: 0,
+            armed: None,
+            failure: None,
+            sdp_answer: Some(answer),
+            sdp_origin: (sdp_session, sdp_session),
+            local_rtp,
+            early_origin: None,
+            tls: None,
+        };
+        self.calls.insert(call, slot, rtp_socket, rtcp_socket);
         self.link.load.fetch_add(1, Ordering::Relaxed);
         self.emit(Event::Incoming(Box::new(IncomingCall {
             // Offerless: our offer's first law, until the ACK's answer says.
@@ -737,7 +730,7 @@ impl Agent {
         max_duration: Duration,
         media_latching: bool,
     ) {
-        let Some(slot) = self.calls.get_mut(&call) else {
+        let Some(slot) = self.calls.get_mut(call) else {
             return;
         };
         slot.media_latching = media_latching;
@@ -759,7 +752,7 @@ impl Agent {
     /// session follows it and our answer mirrors its direction; an offer without the call's
     /// law, or for a call without media yet, is refused 488 and changes nothing.
     fn reoffer(&mut self, io: &mut impl Io, now: Instant, call: CallId, offer: &[u8]) {
-        let answer = self.calls.get_mut(&call).and_then(|slot| {
+        let answer = self.calls.get_mut(call).and_then(|slot| {
             let media = slot.media.as_mut()?;
             let offer = sdp::negotiate_keeping(offer, media.config().codec).ok()?;
             let on_hold = !offer.direction.receives() || offer.remote_rtp.ip().is_unspecified();
@@ -828,7 +821,7 @@ impl Agent {
             SipEvent::Ended { call, mut outcome } => {
                 let mut sip_call_id = None;
                 let mut media_stats = None;
-                if let Some(mut slot) = self.calls.remove(&call) {
+                if let Some(mut slot) = self.calls.remove(call) {
                     sip_call_id = slot.sip_call_id.take();
                     // A recording cut short by the hangup keeps what it captured.
                     if let Some(media) = slot.media.as_mut() {
@@ -849,8 +842,6 @@ impl Agent {
                     }
                     // After the BYE, so the counters include it.
                     media_stats = slot.media.as_ref().map(MediaSession::stats);
-                    self.by_socket.remove(&slot.rtp_socket);
-                    self.by_socket.remove(&slot.rtcp_socket);
                     io.close(slot.rtp_socket);
                     io.close(slot.rtcp_socket);
                     if let Some(reason) = slot.failure {
@@ -920,7 +911,7 @@ impl Agent {
     ) {
         let Some(latching) = self
             .calls
-            .get(&call)
+            .get(call)
             .filter(|slot| slot.media.is_none())
             .map(|slot| slot.media_latching)
         else {
@@ -934,7 +925,7 @@ impl Agent {
             }
         };
         let media = self.new_media(now, &negotiated, peer, latching);
-        let Some(slot) = self.calls.get_mut(&call) else {
+        let Some(slot) = self.calls.get_mut(call) else {
             return;
         };
         slot.media = Some(media);
@@ -959,7 +950,7 @@ impl Agent {
         answer: &[u8],
         peer: SocketAddr,
     ) {
-        let Some(slot) = self.calls.get_mut(&call) else {
+        let Some(slot) = self.calls.get_mut(call) else {
             return;
         };
         let latching = slot.media_latching;
@@ -989,7 +980,7 @@ impl Agent {
             None => match sdp::negotiate(answer) {
                 Ok(negotiated) => {
                     let media = self.new_media(now, &negotiated, peer, latching);
-                    let Some(slot) = self.calls.get_mut(&call) else {
+                    let Some(slot) = self.calls.get_mut(call) else {
                         return;
                     };
                     // A session early media started is replaced (its counters with it).
@@ -1003,7 +994,7 @@ impl Agent {
                 }
             },
         };
-        let Some(slot) = self.calls.get_mut(&call) else {
+        let Some(slot) = self.calls.get_mut(call) else {
             return;
         };
         if let (Some(amd), Some(media)) = (amd, slot.media.as_mut()) {
@@ -1020,7 +1011,14 @@ impl Agent {
 
     /// Sends a call's pending RTP, reports its media events and re-arms its timer.
     fn drain_media(&mut self, io: &mut impl Io, call: CallId, origin: Origin) {
-        let Some(slot) = self.calls.get_mut(&call) else {
+        if let Some(key) = self.calls.key(call) {
+            self.drain_media_at(io, key, origin);
+        }
+    }
+
+    /// [`Self::drain_media`] for the call in `key`'s slot: what packets and timers call.
+    fn drain_media_at(&mut self, io: &mut impl Io, key: CallKey, origin: Origin) {
+        let Some((call, slot)) = self.calls.by_key_mut(key) else {
             return;
         };
         let Some(media) = slot.media.as_mut() else {
@@ -1059,7 +1057,11 @@ impl Agent {
         if deadline != slot.armed {
             slot.armed = deadline;
             if let Some(deadline) = deadline {
-                self.media_timers.push(Reverse((deadline, call)));
+                self.media_timers.push(MediaTimer {
+                    deadline,
+                    key,
+                    call,
+                });
             }
         }
         if barged_in {
@@ -1112,7 +1114,7 @@ impl Agent {
 
 impl Driver for Agent {
     fn start(&mut self, io: &mut impl Io, now: Instant) -> std::io::Result<()> {
-        self.tick_epoch = Some(now);
+        self.media_timers.start(now);
         let bound = io
             .bind(self.config.sip_listen)
             .map_err(|e| {
@@ -1189,17 +1191,17 @@ impl Driver for Agent {
             }
             self.sip.handle_datagram(now, from, data);
             self.drain_sip(io, now);
-        } else if let Some(&(call, channel)) = self.by_socket.get(&socket)
+        } else if let Some((key, channel)) = self.calls.by_socket(socket)
             && let Some(media) = self
                 .calls
-                .get_mut(&call)
-                .and_then(|slot| slot.media.as_mut())
+                .by_key_mut(key)
+                .and_then(|(_, slot)| slot.media.as_mut())
         {
             match channel {
                 Channel::Rtp => media.handle_datagram(now, from, data),
                 Channel::Rtcp => media.handle_rtcp_datagram(now, from, data),
             }
-            self.drain_media(io, call, Origin::Packet);
+            self.drain_media_at(io, key, Origin::Packet);
         }
         self.finish_turn(now);
     }
@@ -1294,12 +1296,20 @@ impl Driver for Agent {
             self.sip.handle_transport_failure(now, sent, why);
         }
         self.drain_sip(io, now);
-        while let Some(Reverse((deadline, call))) = self.media_timers.peek().copied() {
-            if deadline > now {
-                break;
-            }
-            self.media_timers.pop();
-            let Some(slot) = self.calls.get_mut(&call) else {
+        let mut due = std::mem::take(&mut self.due_timers);
+        self.media_timers.drain_due(now, &mut due);
+        for MediaTimer {
+            deadline,
+            key,
+            call,
+        } in due.drain(..)
+        {
+            // The slot may hold a later call by now: its own deadlines are on the wheel.
+            let Some(slot) = self
+                .calls
+                .by_key_mut(key)
+                .and_then(|(now_there, slot)| (now_there == call).then_some(slot))
+            else {
                 continue;
             };
             // Entries whose deadline is no longer the armed one are stale: the live one is
@@ -1312,8 +1322,9 @@ impl Driver for Agent {
                 continue;
             };
             media.handle_timeout(now);
-            self.drain_media(io, call, Origin::Timer);
+            self.drain_media_at(io, key, Origin::Timer);
         }
+        self.due_timers = due;
         self.finish_turn(now);
     }
 
@@ -1332,13 +1343,9 @@ impl Driver for Agent {
     fn poll_timeout(&self) -> Option<Instant> {
         // Media wakes on the tick boundary at or after its earliest slot, and that turn sends
         // every packet due by then: one wake per tick for all calls, not one per call slot.
-        let media = self.media_timers.peek().map(|Reverse((deadline, _))| {
-            self.tick_epoch
-                .map_or(*deadline, |epoch| next_tick(epoch, *deadline, MEDIA_TICK))
-        });
         [
             self.sip.poll_timeout(),
-            media,
+            self.media_timers.next_deadline(),
             self.overflow_retry,
             self.streams.poll_timeout(),
         ]
@@ -1358,15 +1365,6 @@ impl Driver for Agent {
 /// `bench/media/run.sh`: docs/benchmarks.md).
 pub const MEDIA_TICK: Duration = Duration::from_millis(1);
 
-/// Which of a call's two sockets a datagram came in on.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-enum Channel {
-    /// The even port: RTP.
-    Rtp,
-    /// The RTP port + 1: RTCP.
-    Rtcp,
-}
-
 /// What made the agent look at a call's media session.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 enum Origin {
@@ -1379,8 +1377,8 @@ enum Origin {
 }
 
 /// Marks `call` as ended for an unusable SDP answer (the reason its `Ended` carries).
-fn slot_failure(calls: &mut HashMap<CallId, CallSlot>, call: CallId, error: &sdp::SdpError) {
-    if let Some(slot) = calls.get_mut(&call) {
+fn slot_failure(calls: &mut CallTable<CallSlot>, call: CallId, error: &sdp::SdpError) {
+    if let Some(slot) = calls.get_mut(call) {
         slot.failure = Some(format!("callee's SDP answer is unusable: {error}"));
     }
 }
@@ -1989,7 +1987,7 @@ mod tests {
         assert_eq!(ended[0].sip_status, Some(200));
         assert_eq!(io.closed, vec![rtp_socket, rtcp_socket]);
         assert_eq!(link.load.load(Ordering::Relaxed), 0);
-        assert!(agent.calls.is_empty() && agent.by_socket.is_empty());
+        assert!(agent.calls.is_empty() && agent.calls.routed_sockets() == 0);
     }
 
     #[test]
@@ -3130,7 +3128,7 @@ mod tests {
             .expect("counters");
         assert_eq!((media.rtcp_sent, media.rtcp_received), (2, 1), "{media:?}");
         assert_eq!(media.dropped_foreign, 1, "{media:?}");
-        assert!(agent.by_socket.is_empty());
+        assert_eq!(agent.calls.routed_sockets(), 0);
     }
 
     #[test]

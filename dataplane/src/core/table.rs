@@ -11,6 +11,15 @@ const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
 /// Generations wrap within the remaining 12 bits.
 const GENERATION_MASK: u32 = u32::MAX >> INDEX_BITS;
 
+impl SocketId {
+    /// The id's slot in its loop's table: small and dense (a closed socket's slot is the
+    /// next one bound), so a driver can index its own per-socket state by it. Two ids may
+    /// share a slot at different times; compare the whole id too.
+    pub fn slot(self) -> usize {
+        (self.0 & INDEX_MASK) as usize
+    }
+}
+
 /// A slot: its current generation, and the socket if one is bound there.
 #[derive(Debug)]
 struct Slot<T> {
