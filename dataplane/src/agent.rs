@@ -238,6 +238,10 @@ pub struct Agent {
     media_timers: MediaTimers,
     /// The timers a turn found due (kept for its capacity).
     due_timers: Vec<MediaTimer>,
+    /// Dials that found every port pair in use, oldest first, with when they came.
+    waiting_for_ports: VecDeque<(Instant, Box<Dial>)>,
+    /// When to try binding for them again.
+    port_retry: Option<Instant>,
     /// Prompt audio encoded once per law for every call on this core.
     encoded: EncodedCache,
     /// Events that did not fit in the event queue; retried every turn, never dropped.
@@ -296,6 +300,8 @@ impl Agent {
             calls: CallTable::default(),
             media_timers: MediaTimers::new(MEDIA_TICK),
             due_timers: Vec::new(),
+            waiting_for_ports: VecDeque::new(),
+            port_retry: None,
             encoded: EncodedCache::new(),
             overflow: VecDeque::new(),
             overflow_retry: None,
@@ -373,26 +379,90 @@ impl Agent {
         }))
     }
 
-    fn dial(&mut self, io: &mut impl Io, now: Instant, dial: &Dial) {
-        if self.calls.contains(dial.call) {
+    /// Dials `dial`, or keeps it until a port pair frees up (see [`PORT_WAIT`]).
+    fn place(&mut self, io: &mut impl Io, now: Instant, dial: Box<Dial>) {
+        if self
+            .waiting_for_ports
+            .iter()
+            .any(|(_, d)| d.call == dial.call)
+        {
             self.emit(failed(dial.call, "duplicate call id on this core".into()));
             return;
+        }
+        // Behind the dials already waiting: they get the first pair that frees up.
+        let busy = if self.waiting_for_ports.is_empty() {
+            match self.dial(io, now, &dial) {
+                Ok(()) => return,
+                Err(busy) => busy,
+            }
+        } else {
+            std::io::ErrorKind::AddrInUse.into()
+        };
+        if self.waiting_for_ports.len() >= MAX_WAITING_FOR_PORTS {
+            self.emit(failed(
+                dial.call,
+                format!("cannot bind an RTP/RTCP port pair: {busy}"),
+            ));
+            return;
+        }
+        if self.waiting_for_ports.is_empty() {
+            tracing::warn!(
+                core = self.config.core,
+                "every RTP/RTCP port pair is in use: new calls wait for one (up to {}s)",
+                PORT_WAIT.as_secs()
+            );
+        }
+        self.waiting_for_ports.push_back((now, dial));
+        self.port_retry.get_or_insert(now + PORT_RETRY);
+    }
+
+    /// Dials the calls waiting for a port pair, oldest first, while pairs bind; fails those
+    /// that waited [`PORT_WAIT`].
+    fn retry_waiting_dials(&mut self, io: &mut impl Io, now: Instant) {
+        self.port_retry = None;
+        while let Some((since, dial)) = self.waiting_for_ports.pop_front() {
+            let Err(busy) = self.dial(io, now, &dial) else {
+                continue;
+            };
+            if now.saturating_duration_since(since) < PORT_WAIT {
+                self.waiting_for_ports.push_front((since, dial));
+                break;
+            }
+            self.emit(failed(
+                dial.call,
+                format!(
+                    "cannot bind an RTP/RTCP port pair for {}s: {busy}",
+                    PORT_WAIT.as_secs()
+                ),
+            ));
+        }
+        if !self.waiting_for_ports.is_empty() {
+            self.port_retry = Some(now + PORT_RETRY);
+        }
+    }
+
+    /// Dials at once; `Err` only when every port pair is in use (the caller may wait).
+    fn dial(&mut self, io: &mut impl Io, now: Instant, dial: &Dial) -> std::io::Result<()> {
+        if self.calls.contains(dial.call) {
+            self.emit(failed(dial.call, "duplicate call id on this core".into()));
+            return Ok(());
         }
         if dial.transport == Transport::Tls && (dial.tls.is_none() || dial.destination.is_none()) {
             self.emit(failed(
                 dial.call,
                 "a TLS dial needs its trunk's TLS settings and a resolved destination".into(),
             ));
-            return;
+            return Ok(());
         }
         let (rtp_socket, rtp_local, rtcp_socket) = match self.bind_pair(io) {
             Ok(bound) => bound,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e),
             Err(e) => {
                 self.emit(failed(
                     dial.call,
                     format!("cannot bind an RTP/RTCP port pair: {e}"),
                 ));
-                return;
+                return Ok(());
             }
         };
         let sdp_session: u64 = self.rng.random::<u32>().into();
@@ -422,7 +492,7 @@ impl Agent {
                 dial.call,
                 format!("cannot dial {}: {e}", dial.target),
             ));
-            return;
+            return Ok(());
         }
         let sip_call_id = self.sip.sip_call_id(dial.call).map(str::to_owned);
         let slot = CallSlot {
@@ -443,11 +513,12 @@ impl Agent {
         };
         self.calls.insert(dial.call, slot, rtp_socket, rtcp_socket);
         self.link.load.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn handle_command(&mut self, io: &mut impl Io, now: Instant, command: Command) {
         match command {
-            Command::Dial(dial) => self.dial(io, now, &dial),
+            Command::Dial(dial) => self.place(io, now, dial),
             Command::Answer {
                 call,
                 max_duration,
@@ -511,7 +582,28 @@ impl Agent {
                     self.drain_media(io, call, Origin::Control);
                 }
             }
-            Command::Hangup { call } => self.sip.hangup(now, call),
+            Command::Hangup { call } => {
+                if let Some(at) = self
+                    .waiting_for_ports
+                    .iter()
+                    .position(|(_, d)| d.call == call)
+                {
+                    self.waiting_for_ports.remove(at);
+                    self.emit(Event::Ended {
+                        call,
+                        outcome: Outcome {
+                            disposition: Disposition::Canceled,
+                            sip_status: None,
+                            reason: "hung up while waiting for an RTP/RTCP port pair".into(),
+                        },
+                        sip_call_id: None,
+                        media: None,
+                        redirect: None,
+                    });
+                } else {
+                    self.sip.hangup(now, call);
+                }
+            }
             Command::Record {
                 call,
                 id,
@@ -1283,6 +1375,9 @@ impl Driver for Agent {
     }
 
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
+        if self.port_retry.is_some_and(|at| at <= now) {
+            self.retry_waiting_dials(io, now);
+        }
         self.sip.handle_timeout(now);
         let sip = &mut self.sip;
         let mut late = Vec::new();
@@ -1346,6 +1441,7 @@ impl Driver for Agent {
         [
             self.sip.poll_timeout(),
             self.media_timers.next_deadline(),
+            self.port_retry,
             self.overflow_retry,
             self.streams.poll_timeout(),
         ]
@@ -1358,6 +1454,15 @@ impl Driver for Agent {
         self.link.stop.load(Ordering::Acquire)
     }
 }
+
+/// How long a dial waits for a port pair when every pair of the core's range is in use
+/// (calls ending free theirs; a server restarted after a crash finds the old process's
+/// sockets held until the kernel has torn down its rings) before it fails.
+pub const PORT_WAIT: Duration = Duration::from_secs(10);
+/// How often a waiting dial tries to bind again.
+const PORT_RETRY: Duration = Duration::from_millis(50);
+/// Dials that may wait for ports at once; more fail at once.
+const MAX_WAITING_FOR_PORTS: usize = 1024;
 
 /// Media is woken at most once per tick: a packet leaves at most this late (by the core's
 /// clock), within the dataplane's 2 ms pacing target, and a core carrying a thousand calls
@@ -3161,7 +3266,7 @@ mod tests {
         );
         assert!(events(&link).is_empty(), "dialling");
 
-        // The only free pair is in use now: the next dial has none and says so.
+        // The only free pair is in use now: the next dial waits for one, then says so.
         let mut io2 = FakeIo {
             taken: vec![20001, 20003, 20005, 20007, 20008],
             ..FakeIo::default()
@@ -3176,6 +3281,12 @@ mod tests {
             CallId(2),
             &format!("sip:a@{CALLEE}"),
         );
+        assert!(events(&link).is_empty(), "waiting for a pair");
+        let mut at = now;
+        while at < now + PORT_WAIT {
+            at = agent.poll_timeout().expect("a retry is armed");
+            agent.handle_timeout(&mut io2, at);
+        }
         let got = events(&link);
         assert!(
             matches!(got.as_slice(), [Event::Ended { outcome, .. }] if outcome.reason.contains("RTP/RTCP port pair")),
@@ -3188,6 +3299,58 @@ mod tests {
             .filter(|id| !io2.closed.contains(id))
             .collect();
         assert!(open.is_empty(), "every half pair closed: {open:?}");
+        assert!(
+            agent
+                .poll_timeout()
+                .is_none_or(|next| next > at + PORT_WAIT)
+        );
+    }
+
+    #[test]
+    fn a_dial_waits_for_a_port_pair_to_free_up_and_may_be_hung_up_meanwhile() {
+        let (mut agent, link) = agent();
+        // Every pair of the range (20000-20009) is held, as by a crashed server's sockets.
+        let mut io = FakeIo {
+            taken: (20000..=20009).collect(),
+            ..FakeIo::default()
+        };
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        for call in [1, 2] {
+            dial(
+                &mut agent,
+                &link,
+                &mut io,
+                now,
+                CallId(call),
+                &format!("sip:a@{CALLEE}"),
+            );
+        }
+        assert!(events(&link).is_empty() && sip_sent(&io).is_empty());
+        // The second is hung up while it waits: it ends canceled, having sent nothing.
+        link.commands
+            .push(Command::Hangup { call: CallId(2) })
+            .expect("queue");
+        agent.handle_wake(&mut io, now);
+        let got = events(&link);
+        assert!(
+            matches!(got.as_slice(), [Event::Ended { call: CallId(2), outcome, .. }]
+                if outcome.disposition == Disposition::Canceled),
+            "{got:?}"
+        );
+        // Two seconds later the ports are free: the next retry dials the first.
+        let retry = agent.poll_timeout().expect("retry armed");
+        assert!(retry <= now + Duration::from_millis(100));
+        agent.handle_timeout(&mut io, retry);
+        assert!(sip_sent(&io).is_empty(), "still held");
+        io.taken.clear();
+        let later = now + Duration::from_secs(2);
+        agent.handle_timeout(&mut io, later);
+        let invites = sip_sent(&io);
+        assert_eq!(invites.len(), 1, "{invites:?}");
+        assert!(invites[0].starts_with("INVITE sip:a@"), "{}", invites[0]);
+        assert!(events(&link).is_empty(), "no failure: {:?}", events(&link));
+        assert_eq!(agent.link.load.load(Ordering::Relaxed), 1);
     }
 
     #[test]
