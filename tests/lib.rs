@@ -395,8 +395,15 @@ impl Outdial {
 
     /// Starts the server again on the same configuration and data.
     pub fn restart(&mut self) {
+        self.restart_after(|_| {});
+    }
+
+    /// [`Self::restart`], calling `between` with the data directory while no server runs
+    /// (to read the store as the crash left it).
+    pub fn restart_after(&mut self, between: impl FnOnce(&Path)) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        between(&self.dir.path().join("data"));
         let config_path = self.dir.path().join("outdial.toml");
         self.child = launch(&self.dir, &config_path);
         let data_dir = self.dir.path().join("data");
