@@ -319,6 +319,68 @@ mod tests {
         );
     }
 
+    /// Random pushes and turns against a model (a sorted list): each turn takes exactly the
+    /// timers whose tick boundary (at or after their deadline) has passed, and
+    /// `next_deadline` is the earliest boundary left.
+    #[test]
+    fn the_wheel_agrees_with_a_model_on_random_schedules() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        let epoch = Instant::now();
+        let boundary = |at: Instant| {
+            let ticks = at
+                .duration_since(epoch)
+                .as_nanos()
+                .div_ceil(TICK.as_nanos());
+            epoch + TICK * u32::try_from(ticks).expect("small")
+        };
+        for seed in 0..200 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let mut timers = MediaTimers::new(TICK);
+            timers.start(epoch);
+            let mut model: Vec<(Instant, u64)> = Vec::new();
+            let mut now = epoch;
+            let mut first_undrained = epoch;
+            let mut next_call = 0;
+            for _ in 0..300 {
+                if rng.random_bool(0.6) {
+                    // Mostly within the wheel (20 ms slots), sometimes far (RTCP), sometimes past.
+                    let ahead = match rng.random_range(0..10) {
+                        0 => Duration::from_millis(rng.random_range(300..6_000)),
+                        1 => Duration::ZERO,
+                        _ => Duration::from_micros(rng.random_range(0..400_000)),
+                    };
+                    let deadline = if rng.random_range(0..20) == 0 {
+                        now.checked_sub(Duration::from_millis(3))
+                            .unwrap_or(now)
+                            .max(epoch)
+                    } else {
+                        now + ahead
+                    };
+                    timers.push(timer(deadline, next_call));
+                    // A deadline on a tick the wheel has passed is due at its first tick left.
+                    model.push((boundary(deadline).max(first_undrained), next_call));
+                    next_call += 1;
+                } else {
+                    now += Duration::from_micros(rng.random_range(0..600_000));
+                    let got = drained(&mut timers, now);
+                    let ticks = now.duration_since(epoch).as_nanos() / TICK.as_nanos() + 1;
+                    first_undrained = epoch + TICK * u32::try_from(ticks).expect("small");
+                    let mut want: Vec<u64> = model
+                        .iter()
+                        .filter(|(due, _)| *due <= now)
+                        .map(|(_, call)| *call)
+                        .collect();
+                    want.sort_unstable();
+                    model.retain(|(due, _)| *due > now);
+                    assert_eq!(got, want, "seed {seed}");
+                }
+                let earliest = model.iter().map(|(due, _)| *due).min();
+                assert_eq!(timers.next_deadline(), earliest, "seed {seed}");
+            }
+        }
+    }
+
     #[test]
     fn without_a_start_the_first_deadline_is_the_epoch() {
         let at = Instant::now();
