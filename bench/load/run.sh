@@ -23,11 +23,11 @@ fi
 dir=$(mktemp -d "${BENCH_DIR:-$CARGO_TARGET_DIR}/outdial-load.XXXXXX")
 out=bench/load/results
 mkdir -p "$out"
+. bench/common.sh # free ports; its trap and pids are replaced below
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$dir"' EXIT
 
-free() { python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_$1); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
-http=$(free STREAM); sip=$(free DGRAM); callee=$(free DGRAM)
+http=$(free STREAM); sip=$(free_sip); callee=$(free DGRAM)
 cat > "$dir/outdial.toml" <<TOML
 [http]
 listen = "127.0.0.1:$http"

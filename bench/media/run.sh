@@ -124,7 +124,7 @@ print("bare", n, lost, f"{late * 100:.3f}", r["lateness_us"][1], f"{r['cpu_us_pe
 PY
 
     echo "== $n calls, outdial" >&2
-    http=$(free STREAM); sip=$(free DGRAM); callee=$(free DGRAM)
+    http=$(free STREAM); sip=$(free_sip); callee=$(free DGRAM)
     cat >"$dir/outdial-$n.toml" <<TOML
 [http]
 listen = "127.0.0.1:$http"

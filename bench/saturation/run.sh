@@ -59,7 +59,7 @@ results="$dir/results.tsv"
 status=0
 for run in quiet storm; do
     echo "== ($run) $media media calls for ${seconds}s$([ "$run" = storm ] && echo ", then $storm calls as fast as they go")" >&2
-    http=$(free STREAM); sip=$(free DGRAM); callee=$(free DGRAM); uas=$(free DGRAM)
+    http=$(free STREAM); sip=$(free_sip); callee=$(free DGRAM); uas=$(free DGRAM)
     cat >"$dir/outdial-$run.toml" <<TOML
 [http]
 listen = "127.0.0.1:$http"

@@ -106,7 +106,7 @@ outdial_run() {
 [http]
 listen = "127.0.0.1:$http_port"
 [sip]
-listen = "127.0.0.1:$(free_port)"
+listen = "127.0.0.1:$(free_sip)"
 [store]
 data_dir = "$dir/data-$name"
 [calls]

@@ -242,6 +242,9 @@ pub struct Agent {
     waiting_for_ports: VecDeque<(Instant, Box<Dial>)>,
     /// When to try binding for them again.
     port_retry: Option<Instant>,
+    /// Set (to the turn's time, so the next turn comes at once) when a turn left control's
+    /// commands in the queue.
+    commands_left: Option<Instant>,
     /// Prompt audio encoded once per law for every call on this core.
     encoded: EncodedCache,
     /// Events that did not fit in the event queue; retried every turn, never dropped.
@@ -302,6 +305,7 @@ impl Agent {
             due_timers: Vec::new(),
             waiting_for_ports: VecDeque::new(),
             port_retry: None,
+            commands_left: None,
             encoded: EncodedCache::new(),
             overflow: VecDeque::new(),
             overflow_retry: None,
@@ -1191,6 +1195,22 @@ impl Agent {
     /// How soon a full event queue is tried again.
     const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
 
+    /// Carries out at most [`COMMANDS_PER_TURN`] of control's commands. More left in the
+    /// queue make the next turn come at once, and that turn serves the media due first.
+    fn handle_commands(&mut self, io: &mut impl Io, now: Instant) {
+        self.commands_left = None;
+        for _ in 0..COMMANDS_PER_TURN {
+            let Some(command) = self.link.commands.pop() else {
+                return;
+            };
+            self.handle_command(io, now, command);
+            self.drain_sip(io, now);
+        }
+        if !self.link.commands.is_empty() {
+            self.commands_left = Some(now);
+        }
+    }
+
     fn finish_turn(&mut self, now: Instant) {
         if let Some(tap) = self.hep.as_mut() {
             tap.publish(&self.link.hep);
@@ -1375,6 +1395,8 @@ impl Driver for Agent {
     }
 
     fn handle_timeout(&mut self, io: &mut impl Io, now: Instant) {
+        // Commands a turn left over are carried out after the media below.
+        let commands_left = self.commands_left.take().is_some();
         if self.port_retry.is_some_and(|at| at <= now) {
             self.retry_waiting_dials(io, now);
         }
@@ -1420,18 +1442,14 @@ impl Driver for Agent {
             self.drain_media_at(io, key, Origin::Timer);
         }
         self.due_timers = due;
+        if commands_left {
+            self.handle_commands(io, now);
+        }
         self.finish_turn(now);
     }
 
     fn handle_wake(&mut self, io: &mut impl Io, now: Instant) {
-        // Bounded work per wake: at most the queue's capacity; the rest waits for the next turn.
-        for _ in 0..self.link.commands.capacity() {
-            let Some(command) = self.link.commands.pop() else {
-                break;
-            };
-            self.handle_command(io, now, command);
-            self.drain_sip(io, now);
-        }
+        self.handle_commands(io, now);
         self.finish_turn(now);
     }
 
@@ -1442,6 +1460,7 @@ impl Driver for Agent {
             self.sip.poll_timeout(),
             self.media_timers.next_deadline(),
             self.port_retry,
+            self.commands_left,
             self.overflow_retry,
             self.streams.poll_timeout(),
         ]
@@ -1454,6 +1473,11 @@ impl Driver for Agent {
         self.link.stop.load(Ordering::Acquire)
     }
 }
+
+/// Control's commands carried out in one turn at most (a dial binds two sockets and sends an
+/// INVITE: tens of microseconds): a burst of new calls is spread over turns instead of
+/// holding back the media of the calls already up.
+const COMMANDS_PER_TURN: usize = 16;
 
 /// How long a dial waits for a port pair when every pair of the core's range is in use
 /// (calls ending free theirs; a server restarted after a crash finds the old process's
@@ -1636,7 +1660,7 @@ mod tests {
 
     fn agent_with(capacity: usize, hep: Option<HepConfig>) -> (Agent, CoreLink) {
         let link = CoreLink {
-            commands: Arc::new(ArrayQueue::new(16)),
+            commands: Arc::new(ArrayQueue::new(64)),
             events: Arc::new(ArrayQueue::new(capacity)),
             event_wake: Arc::new(WakeFd::new().expect("eventfd")),
             load: Arc::new(AtomicUsize::new(0)),
@@ -3304,6 +3328,28 @@ mod tests {
                 .poll_timeout()
                 .is_none_or(|next| next > at + PORT_WAIT)
         );
+    }
+
+    #[test]
+    fn a_burst_of_commands_is_spread_over_turns() {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo::default();
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        for call in 0..40 {
+            link.commands
+                .push(Command::Hangup { call: CallId(call) })
+                .expect("queue");
+        }
+        agent.handle_wake(&mut io, now);
+        assert_eq!(link.commands.len(), 40 - COMMANDS_PER_TURN);
+        // The next turn comes at once; it serves the media due, then more commands.
+        assert!(agent.poll_timeout().is_some_and(|next| next <= now));
+        agent.handle_timeout(&mut io, now);
+        assert_eq!(link.commands.len(), 40 - 2 * COMMANDS_PER_TURN);
+        agent.handle_timeout(&mut io, now);
+        assert!(link.commands.is_empty());
+        assert!(agent.poll_timeout().is_none_or(|next| next > now));
     }
 
     #[test]
