@@ -364,11 +364,41 @@ async fn every_metric_has_help_and_type_from_start() {
         "outdial_webhook_failures_total",
         "outdial_http_connections_refused_total",
         "outdial_core_alive",
+        "outdial_core_long_turns_total{core=\"0\",over=\"2ms\"}",
+        "outdial_core_busy_ratio{core=\"0\"}",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(family)),
             "{family} missing at start:\n{text}"
         );
+    }
+    // A datagram to core 0's SIP port is a turn of its loop: the count moves within the
+    // second's publication.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    probe
+        .send_to(b"\r\n\r\n", outdial.sip)
+        .expect("keep-alive to core 0");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = reqwest::get(format!("{}/metrics", outdial.api))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text");
+        let turns: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("outdial_core_turns_total{core=\"0\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no turn count for core 0:\n{text}"));
+        if turns > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "core 0 counted no turn:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for histogram in [
         "outdial_call_setup_seconds",

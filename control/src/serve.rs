@@ -462,6 +462,15 @@ async fn drain(dispatcher: &Dispatcher, grace: Duration) {
 /// cores keep plain counters; nothing per packet touches the metrics registry).
 async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Each core's turn counters when last read (none, now), for its busy share since.
+    let cores = dispatcher.dataplane().core_count();
+    let mut last_turns = vec![
+        (
+            std::time::Instant::now(),
+            outdial_dataplane::agent::TurnStats::default()
+        );
+        cores
+    ];
     loop {
         tick.tick().await;
         metrics::gauge!("outdial_calls_in_flight").set(dispatcher.in_flight() as f64);
@@ -485,7 +494,25 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
             metrics::gauge!("outdial_core_live_calls", "core" => label.clone())
                 .set(dataplane.load(core) as f64);
             let alive = if dataplane.is_alive(core) { 1.0 } else { 0.0 };
-            metrics::gauge!("outdial_core_alive", "core" => label).set(alive);
+            metrics::gauge!("outdial_core_alive", "core" => label.clone()).set(alive);
+            let (now, turns) = (std::time::Instant::now(), dataplane.turn_stats(core));
+            metrics::counter!("outdial_core_turns_total", "core" => label.clone())
+                .absolute(turns.turns);
+            for ((_, over), count) in outdial_dataplane::agent::LONG_TURNS.iter().zip(turns.over) {
+                metrics::counter!("outdial_core_long_turns_total", "core" => label.clone(), "over" => *over)
+                    .absolute(count);
+            }
+            if let Some((then, before)) = last_turns.get(core) {
+                let elapsed = now.saturating_duration_since(*then).as_secs_f64();
+                let busy = turns.busy.saturating_sub(before.busy).as_secs_f64();
+                if elapsed > 0.0 {
+                    metrics::gauge!("outdial_core_busy_ratio", "core" => label)
+                        .set((busy / elapsed).min(1.0));
+                }
+            }
+            if let Some(last) = last_turns.get_mut(core) {
+                *last = (now, turns);
+            }
         }
         metrics::counter!("outdial_hep_packets_total").absolute(hep_sent);
         metrics::counter!("outdial_hep_dropped_total").absolute(hep_dropped);

@@ -101,6 +101,21 @@ pub const SERIES: &[Series] = &[
         "1 while a dataplane core's thread runs, 0 once it has stopped.",
     ),
     series(
+        "outdial_core_turns_total",
+        Kind::Counter,
+        "Turns each dataplane core's loop has run (one per wake-up).",
+    ),
+    series(
+        "outdial_core_long_turns_total",
+        Kind::Counter,
+        "Turns of each dataplane core that ran longer than `over` (1ms, 2ms, 10ms): each delays every packet and timer due during it.",
+    ),
+    series(
+        "outdial_core_busy_ratio",
+        Kind::Gauge,
+        "Share of the last second each dataplane core spent in its turns (not waiting).",
+    ),
+    series(
         "outdial_rtp_dropped_source_total",
         Kind::Counter,
         "RTP datagrams dropped for their source (not the address the callee's SDP named, or not the latched source), counted when each call ends.",
@@ -306,7 +321,14 @@ pub fn describe_and_zero() {
                 }
             }
             // Per-core series appear with the cores, a second after start at the latest.
-            ("outdial_core_live_calls" | "outdial_core_alive", _) => {}
+            (
+                "outdial_core_live_calls"
+                | "outdial_core_alive"
+                | "outdial_core_turns_total"
+                | "outdial_core_long_turns_total"
+                | "outdial_core_busy_ratio",
+                _,
+            ) => {}
             (_, Kind::Counter) => metrics::counter!(name).absolute(0),
             (_, Kind::Gauge) => metrics::gauge!(name).set(0.0),
             (_, Kind::Histogram) => {

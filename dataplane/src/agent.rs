@@ -18,6 +18,7 @@
 mod call_table;
 mod media_timers;
 mod sip_streams;
+mod turn_stats;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +49,7 @@ use crate::sip::{BorderConfig, DialParams, Endpoint, NoEarlyMedia, SipConfig, Si
 use call_table::{CallKey, CallTable, Channel};
 use media_timers::{MediaTimer, MediaTimers};
 use sip_streams::SipStreams;
+pub use turn_stats::{LONG_TURNS, TurnCounters, TurnStats};
 
 /// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
 const RTP_BUFFER: usize = 1500;
@@ -69,6 +71,8 @@ pub struct CoreLink {
     pub alive: Arc<AtomicBool>,
     /// HEP packets this core sent and dropped; updated at the end of each turn.
     pub hep: Arc<HepCounters>,
+    /// How long this core's turns run; updated at the end of each turn.
+    pub turns: Arc<TurnCounters>,
 }
 
 /// A core's HEP counters as control reads them (`outdial_hep_packets_total`,
@@ -1469,6 +1473,10 @@ impl Driver for Agent {
         .min()
     }
 
+    fn turn_finished(&mut self, busy: Duration) {
+        self.link.turns.record(busy);
+    }
+
     fn should_stop(&self) -> bool {
         self.link.stop.load(Ordering::Acquire)
     }
@@ -1667,6 +1675,7 @@ mod tests {
             stop: Arc::new(AtomicBool::new(false)),
             alive: Arc::new(AtomicBool::new(true)),
             hep: Arc::default(),
+            turns: Arc::default(),
         };
         let config = AgentConfig {
             sip_listen: "127.0.0.1:5060".parse().expect("addr"),

@@ -142,6 +142,7 @@ impl Dataplane {
                 stop: Arc::new(AtomicBool::new(false)),
                 alive: Arc::new(AtomicBool::new(true)),
                 hep: Arc::default(),
+                turns: Arc::default(),
             };
             let agent_config = AgentConfig {
                 sip_listen: sip_addr,
@@ -256,6 +257,14 @@ impl Dataplane {
         self.cores
             .get(core)
             .map(|c| c.link.hep.get())
+            .unwrap_or_default()
+    }
+
+    /// How long `core`'s turns have run so far.
+    pub fn turn_stats(&self, core: usize) -> crate::agent::TurnStats {
+        self.cores
+            .get(core)
+            .map(|c| c.link.turns.get())
             .unwrap_or_default()
     }
 

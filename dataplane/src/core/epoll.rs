@@ -209,6 +209,7 @@ pub(crate) fn run<D: Driver>(
             });
         }
         let now = clock_now();
+        let woke = now;
 
         std::mem::swap(&mut io.carry, &mut io.spare);
         for index in 0..io.spare.len() {
@@ -261,6 +262,7 @@ pub(crate) fn run<D: Driver>(
         }
         stream::report_closed(&mut io, driver, now);
         // Sends went out as they were made: nothing to flush.
+        driver.turn_finished(clock_now().saturating_duration_since(woke));
     }
     let counters = &io.tcp.counters;
     if io.send_errors > 0 || counters.over_limit > 0 || counters.accept_pauses > 0 {

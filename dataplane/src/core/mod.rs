@@ -163,6 +163,9 @@ pub trait Driver {
     fn handle_wake(&mut self, io: &mut impl Io, now: Instant);
     /// The earliest deadline the driver wants a [`Driver::handle_timeout`] at.
     fn poll_timeout(&self) -> Option<Instant>;
+    /// A turn ended: `busy` is how long it ran, from the wait's return to the next wait
+    /// (what delays everything due meanwhile). For the driver's own statistics.
+    fn turn_finished(&mut self, _busy: Duration) {}
     /// True once the loop should return.
     fn should_stop(&self) -> bool;
 }

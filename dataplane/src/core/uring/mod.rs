@@ -806,6 +806,7 @@ impl UringLoop {
                 source,
             })?;
             let now = clock_now();
+            let woke = now;
             let woken = io.reap(bufs, stream_buf, wake, driver, now);
             stream::serve_carried(io, driver, now, stream_buf);
             stream::resume_listeners(io, driver, now);
@@ -819,6 +820,7 @@ impl UringLoop {
             }
             stream::report_closed(io, driver, now);
             // Sends queued this turn are submitted by the next `wait` (or by `quiesce`).
+            driver.turn_finished(clock_now().saturating_duration_since(woke));
         }
         Ok(())
     }
