@@ -4,7 +4,7 @@
 # through G.711 (µ-law and A-law) and back to 8 kHz PCM16, clean, with white noise at 20 dB
 # SNR, or with 2 % of the 20 ms packets lost; plus out-of-grammar sentences and silence.
 #
-#   bash bench/speech/make_set.sh OUTDIR [--small | --calibration]
+#   bash bench/speech/make_set.sh OUTDIR [--small | --calibration | --flite]
 #
 # OUTDIR/manifest.tsv has one line per file:
 #   file  kind(in|oog|silence)  grammar(or -)  expected(or -)  law  impairment  voice  rate
@@ -14,26 +14,32 @@
 # phrases spoken by the 8 voices of adapt.sh (none of them a test voice), one G.711 law per
 # voice, and 8 out-of-grammar sentences other than the test set's and 3 city names not in
 # the list (near misses: "san bernardino" is close to "san diego").
-# Needs espeak-ng, sox and python3.
+# --flite makes the test set with another synthesizer instead: flite's voices kal16, awb,
+# rms and slt (apt-get install flite), a check that what was adapted on espeak-ng voices does
+# not only fit espeak-ng. Needs espeak-ng (or flite), sox and python3.
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 OUTDIR [--small | --calibration]" >&2
+	echo "usage: $0 OUTDIR [--small | --calibration | --flite]" >&2
 	exit 64
 }
 [[ $# -ge 1 ]] || usage
 out=$1
 small=0
 calibration=0
+flite=0
 case ${2:-} in
 '') ;;
 --small) small=1 ;;
 --calibration) calibration=1 ;;
+--flite) flite=1 ;;
 *) usage ;;
 esac
-for tool in espeak-ng sox python3; do
+synth=espeak-ng
+((flite)) && synth=flite
+for tool in $synth sox python3; do
 	command -v "$tool" >/dev/null || {
-		echo "$0: $tool is missing (apt-get install espeak-ng sox python3)" >&2
+		echo "$0: $tool is missing (apt-get install $synth sox python3)" >&2
 		exit 2
 	}
 done
@@ -96,6 +102,7 @@ if ((calibration)); then
 	)
 	voices=(en-gb-scotland en-029 en-gb-x-gbclan en-gb-x-gbcwmd en-us-nyc en-gb+f2 en-us+m5 en-us+f4)
 fi
+((flite)) && voices=(kal16 awb rms slt)
 
 manifest="$out/manifest.tsv"
 : >"$manifest"
@@ -105,6 +112,10 @@ speak() {
 	local kind=$1 grammar=$2 expected=$3 text=$4 voice=$5 rate=$6 name=$7
 	if [[ $kind == silence ]]; then
 		sox -n -r 22050 -c 1 -b 16 "$tmp/src.wav" trim 0 "$text"
+	elif ((flite)); then
+		# flite has no words-a-minute setting: its durations stretched by 1.1 at 150, 0.87 at 190.
+		flite -voice "$voice" --setf duration_stretch="$(awk -v r="$rate" 'BEGIN { print 150 / r * 1.1 }')" \
+			-t "$text" -o "$tmp/src.wav"
 	else
 		espeak-ng -v "$voice" -s "$rate" -w "$tmp/src.wav" "$text"
 	fi
