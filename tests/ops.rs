@@ -394,10 +394,7 @@ async fn every_metric_has_help_and_type_from_start() {
         if turns > 0 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "core 0 counted no turn:\n{text}"
-        );
+        assert!(Instant::now() < deadline, "core 0 counted no turn:\n{text}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for histogram in [
