@@ -4,9 +4,11 @@ decisions of `speech_accuracy eval --json` over the calibration set
 (`make_set.sh OUT --calibration`: voices and out-of-grammar sentences the test set does not
 have), and shows what it would do on another set's decisions.
 
-    python3 bench/speech/fit_confidence.py CAL.json [TEST.json...] [--features=a,cover,w,lfpp]
+    python3 bench/speech/fit_confidence.py CAL.json[,CAL2.json...] [TEST.json...] \
+        [--features=a,cover,w,lfpp] [--by-voice]
 
-It prints `z = b +k1*f1 ...`: with the default features, the engine's `Calibration`
+Several calibration files joined by commas are fitted together (the espeak-ng calibration
+set and `make_set.sh OUT --calibration-festival`'s). It prints `z = b +k1*f1 ...`: with the default features, the engine's `Calibration`
 (intercept, acoustic, coverage, worst_word, per_phone), which `speech_accuracy eval
 --calibration b,k1,k2,k3,k4` tries before it goes into the engine.
 
@@ -86,7 +88,10 @@ def features(d, names, scale):
     return [1.0] + [(FEATURES[f](d) - mu) / sd for f, (mu, sd) in zip(names, scale)]
 
 
-def report(name, data, w, names, scale, level=0.5):
+def report(name, data, w, names, scale, level=0.5, by_voice=False):
+    if by_voice:
+        for voice in sorted({d["voice"] for d, _ in data if d["kind"] != "silence"}):
+            report(f"{name} [{voice}]", [r for r in data if r[0]["voice"] == voice], w, names, scale, level)
     by = {}
     for d, label in data:
         x = features(d, names, scale)
@@ -113,7 +118,8 @@ def main():
     for a in sys.argv[1:]:
         if a.startswith("--features="):
             names = a.split("=", 1)[1].split(",")
-    cal = rows(args[0])
+    by_voice = "--by-voice" in sys.argv[1:]
+    cal = [r for path in args[0].split(",") for r in rows(path)]
     raw = [[FEATURES[f](d) for f in names] for d, _ in cal]
     scale = []
     for i in range(len(names)):
@@ -130,7 +136,7 @@ def main():
     print("z = %.4f %s" % (b, " ".join("%+.5f*%s" % (ki, f) for ki, f in zip(k, names))))
     report("fit set", cal, w, names, scale)
     for path in args[1:]:
-        report(path, rows(path), w, names, scale)
+        report(path, rows(path), w, names, scale, by_voice=by_voice)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 # through G.711 (µ-law and A-law) and back to 8 kHz PCM16, clean, with white noise at 20 dB
 # SNR, or with 2 % of the 20 ms packets lost; plus out-of-grammar sentences and silence.
 #
-#   bash bench/speech/make_set.sh OUTDIR [--small | --calibration | --flite]
+#   bash bench/speech/make_set.sh OUTDIR [--small | --calibration | --calibration-festival | --flite]
 #
 # OUTDIR/manifest.tsv has one line per file:
 #   file  kind(in|oog|silence)  grammar(or -)  expected(or -)  law  impairment  voice  rate
@@ -16,11 +16,18 @@
 # the list (near misses: "san bernardino" is close to "san diego").
 # --flite makes the test set with another synthesizer instead: flite's voices kal16, awb,
 # rms and slt (apt-get install flite), a check that what was adapted on espeak-ng voices does
-# not only fit espeak-ng. Needs espeak-ng (or flite), sox and python3.
+# not only fit espeak-ng.
+# --calibration-festival makes a second calibration set with a third synthesizer: the
+# calibration set's phrases and out-of-grammar sentences spoken by Festival's English voices
+# kal_diphone, ked_diphone and cmu_us_slt_arctic_hts (apt-get install festival
+# festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts), both G.711 laws (1,182 files), so
+# the confidence is not fitted on one synthesizer's speech. flite's kal16 and slt are the
+# same speakers (kal16 is built from the same diphones), awb and rms are not.
+# Needs espeak-ng (or flite, or festival's text2wave), sox and python3.
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 OUTDIR [--small | --calibration | --flite]" >&2
+	echo "usage: $0 OUTDIR [--small | --calibration | --calibration-festival | --flite]" >&2
 	exit 64
 }
 [[ $# -ge 1 ]] || usage
@@ -28,21 +35,36 @@ out=$1
 small=0
 calibration=0
 flite=0
+festival=0
 case ${2:-} in
 '') ;;
 --small) small=1 ;;
 --calibration) calibration=1 ;;
+--calibration-festival)
+	calibration=1
+	festival=1
+	;;
 --flite) flite=1 ;;
 *) usage ;;
 esac
-synth=espeak-ng
-((flite)) && synth=flite
+synth=espeak-ng packages=espeak-ng
+((flite)) && synth=flite packages=flite
+((festival)) && synth=text2wave \
+	packages="festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
 for tool in $synth sox python3; do
 	command -v "$tool" >/dev/null || {
-		echo "$0: $tool is missing (apt-get install $synth sox python3)" >&2
+		echo "$0: $tool is missing (apt-get install $packages sox python3)" >&2
 		exit 2
 	}
 done
+if ((festival)); then
+	for dir in english/kal_diphone english/ked_diphone us/cmu_us_slt_arctic_hts; do
+		[[ -d /usr/share/festival/voices/$dir ]] || {
+			echo "$0: the Festival voice $dir is missing (apt-get install $packages)" >&2
+			exit 2
+		}
+	done
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 tmp=$(mktemp -d)
@@ -103,6 +125,7 @@ if ((calibration)); then
 	voices=(en-gb-scotland en-029 en-gb-x-gbclan en-gb-x-gbcwmd en-us-nyc en-gb+f2 en-us+m5 en-us+f4)
 fi
 ((flite)) && voices=(kal16 awb rms slt)
+((festival)) && voices=(kal_diphone ked_diphone cmu_us_slt_arctic_hts)
 
 manifest="$out/manifest.tsv"
 : >"$manifest"
@@ -116,6 +139,15 @@ speak() {
 		# flite has no words-a-minute setting: its durations stretched by 1.1 at 150, 0.87 at 190.
 		flite -voice "$voice" --setf duration_stretch="$(awk -v r="$rate" 'BEGIN { print 150 / r * 1.1 }')" \
 			-t "$text" -o "$tmp/src.wav"
+	elif ((festival)); then
+		# As for flite: durations stretched by 1.1 at 150, 0.87 at 190 (the HTS voice takes a
+		# speed, the inverse, from hts_engine's -r).
+		local stretch speed=()
+		stretch=$(awk -v r="$rate" 'BEGIN { print 150 / r * 1.1 }')
+		[[ $voice == *_hts ]] && speed=(-eval "(set! hts_engine_params (append hts_engine_params \
+'((\"-r\" $(awk -v s="$stretch" 'BEGIN { print 1 / s }')))))")
+		echo "$text" | text2wave -eval "(voice_$voice)" \
+			-eval "(Parameter.set 'Duration_Stretch $stretch)" "${speed[@]}" -o "$tmp/src.wav"
 	else
 		espeak-ng -v "$voice" -s "$rate" -w "$tmp/src.wav" "$text"
 	fi
@@ -150,7 +182,7 @@ speak() {
 n=0
 for v in "${!voices[@]}"; do
 	voice=${voices[$v]}
-	if ((calibration)); then
+	if ((calibration && !festival)); then
 		laws=(u-law)
 		((v % 2)) && laws=(a-law)
 	fi
