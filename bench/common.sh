@@ -24,32 +24,41 @@ trap stop_all EXIT
 # A free port on 127.0.0.1: `free DGRAM` (UDP) or `free STREAM` (TCP).
 free() { python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_$1); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
 
-# A port P on 127.0.0.1 free for SIP: P and P+1 (core 1 listens on `[sip] listen` + 1) free
-# both for UDP and for TCP (`[sip] tcp` listens on the same port).
-free_sip() {
-    python3 - <<'PY'
-import socket
+# The first of COUNT consecutive ports on 127.0.0.1 free for each socket type listed
+# (DGRAM, STREAM): `free_ports 1500 DGRAM` for a reflector's sockets.
+free_ports() { # COUNT TYPE...
+    python3 - "$@" <<'PY'
+import socket, sys
+count, kinds = int(sys.argv[1]), [getattr(socket, "SOCK_" + k) for k in sys.argv[2:]]
 for _ in range(200):
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    held = [probe]
+    first = probe.getsockname()[1]
+    probe.close()
+    if first + count > 65536:
+        continue
+    held = []
     try:
-        for p, kind in ((port, socket.SOCK_STREAM), (port + 1, socket.SOCK_DGRAM), (port + 1, socket.SOCK_STREAM)):
-            s = socket.socket(socket.AF_INET, kind)
-            held.append(s)
-            s.bind(("127.0.0.1", p))
+        for port in range(first, first + count):
+            for kind in kinds:
+                s = socket.socket(socket.AF_INET, kind)
+                held.append(s)
+                s.bind(("127.0.0.1", port))
     except OSError:
         continue
     finally:
         for s in held:
             s.close()
-    print(port)
+    print(first)
     break
 else:
-    raise SystemExit("no port free for SIP over UDP and TCP on 127.0.0.1")
+    raise SystemExit(f"no {count} consecutive free ports on 127.0.0.1")
 PY
 }
+
+# A port P free for SIP: P and P+1 (core 1 listens on `[sip] listen` + 1), each for UDP and
+# for TCP (`[sip] tcp` listens on the same port).
+free_sip() { free_ports 2 DGRAM STREAM; }
 
 # Waits (up to 10 s) until `outdial serve` with data directory DATA_DIR and API on port PORT
 # has written its key and answers /readyz.

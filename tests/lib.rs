@@ -495,14 +495,19 @@ impl Outdial {
         key("port_min")..=key("port_max")
     }
 
-    /// The sum of a Prometheus series (all its label sets) from `GET /metrics`.
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.api))
+    /// `GET /metrics`, as text.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.api))
             .await
             .expect("GET /metrics")
             .text()
             .await
-            .expect("metrics text");
+            .expect("metrics text")
+    }
+
+    /// The sum of a Prometheus series (all its label sets) from `GET /metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
         text.lines()
             .filter(|l| {
                 l.strip_prefix(name)

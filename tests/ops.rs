@@ -315,12 +315,7 @@ async fn sigterm_drains_live_calls_and_places_no_new_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_has_help_and_type_from_start() {
     let outdial = Outdial::start("");
-    let text = reqwest::get(format!("{}/metrics", outdial.api))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = outdial.metrics_text().await;
     let mut help = std::collections::HashSet::new();
     let mut types = std::collections::HashMap::new();
     for line in text.lines() {
@@ -380,12 +375,7 @@ async fn every_metric_has_help_and_type_from_start() {
         .expect("keep-alive to core 0");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let text = reqwest::get(format!("{}/metrics", outdial.api))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = outdial.metrics_text().await;
         let turns: u64 = text
             .lines()
             .find_map(|l| l.strip_prefix("outdial_core_turns_total{core=\"0\"} "))

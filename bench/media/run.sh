@@ -69,34 +69,12 @@ realtime=${REALTIME_PRIORITY:-10}
 bare_realtime=()
 [ "$realtime" -gt 0 ] && bare_realtime=(--realtime-priority "$realtime")
 
-# The first of N consecutive free UDP ports on 127.0.0.1.
-free_block() {
-    python3 - "$1" <<'PY'
-import socket, sys
-n = int(sys.argv[1])
-for first in range(20000, 60000 - n, n):
-    held = []
-    try:
-        for port in range(first, first + n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held.append(s)
-            s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        for s in held:
-            s.close()
-    print(first)
-    break
-PY
-}
-
 results="$dir/results.tsv"
 : >"$results"
 for n in "${levels[@]}"; do
     echo "== $n streams, bare sender" >&2
     ports=${REFLECTOR_PORTS:-$n}
-    reflector=$(free_block "$ports")
+    reflector=$(free_ports "$ports" DGRAM)
     "$bin" bench udp --reflect "127.0.0.1:$reflector" --ports "$ports" 2>"$dir/reflector-$n.log" &
     reflector_pid=$!
     pids+=($reflector_pid)

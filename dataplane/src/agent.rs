@@ -223,6 +223,34 @@ struct CallSlot {
     tls: Option<crate::api::TlsClient>,
 }
 
+impl CallSlot {
+    /// A call with its media sockets (RTP, RTCP) and our SDP's address and `o=` ids; no
+    /// media yet, no latching, no machine detection, no TLS.
+    fn new(
+        sip_call_id: Option<String>,
+        [rtp_socket, rtcp_socket]: [SocketId; 2],
+        local_rtp: SocketAddr,
+        sdp_origin: (u64, u64),
+    ) -> Self {
+        Self {
+            rtp_socket,
+            rtcp_socket,
+            media: None,
+            epoch: 0,
+            armed: None,
+            failure: None,
+            sip_call_id,
+            media_latching: false,
+            machine_detection: None,
+            sdp_answer: None,
+            sdp_origin,
+            local_rtp,
+            early_origin: None,
+            tls: None,
+        }
+    }
+}
+
 /// The [`Driver`] run by each core.
 pub struct Agent {
     config: AgentConfig,
@@ -503,21 +531,17 @@ impl Agent {
             return Ok(());
         }
         let sip_call_id = self.sip.sip_call_id(dial.call).map(str::to_owned);
+        let local_rtp = SocketAddr::new(self.config.public_ip, rtp_local.port());
         let slot = CallSlot {
-            sip_call_id,
             media_latching: dial.media_latching,
             machine_detection: dial.machine_detection,
-            rtp_socket,
-            rtcp_socket,
-            media: None,
-            epoch: 0,
-            armed: None,
-            failure: None,
-            sdp_answer: None,
-            sdp_origin: (sdp_session, 1),
-            local_rtp: SocketAddr::new(self.config.public_ip, rtp_local.port()),
-            early_origin: None,
             tls: dial.tls.clone(),
+            ..CallSlot::new(
+                sip_call_id,
+                [rtp_socket, rtcp_socket],
+                local_rtp,
+                (sdp_session, 1),
+            )
         };
         self.calls.insert(dial.call, slot, rtp_socket, rtcp_socket);
         self.link.load.fetch_add(1, Ordering::Relaxed);
@@ -796,20 +820,13 @@ impl Agent {
             None => sdp::build_offer(sdp_session, 1, self.config.public_ip, rtp_local.port()),
         };
         let slot = CallSlot {
-            sip_call_id: Some(incoming.sip_call_id.clone()),
-            media_latching: false,
-            machine_detection: None,
-            rtp_socket,
-            rtcp_socket,
-            media: None,
-            epoch: 0,
-            armed: None,
-            failure: None,
             sdp_answer: Some(answer),
-            sdp_origin: (sdp_session, sdp_session),
-            local_rtp,
-            early_origin: None,
-            tls: None,
+            ..CallSlot::new(
+                Some(incoming.sip_call_id.clone()),
+                [rtp_socket, rtcp_socket],
+                local_rtp,
+                (sdp_session, sdp_session),
+            )
         };
         self.calls.insert(call, slot, rtp_socket, rtcp_socket);
         self.link.load.fetch_add(1, Ordering::Relaxed);
