@@ -134,7 +134,7 @@ manifest="$out/manifest.tsv"
 speak() {
 	local kind=$1 grammar=$2 expected=$3 text=$4 voice=$5 rate=$6 name=$7
 	if [[ $kind == silence ]]; then
-		sox -n -r 22050 -c 1 -b 16 "$tmp/src.wav" trim 0 "$text"
+		sox -q -R -n -r 22050 -c 1 -b 16 "$tmp/src.wav" trim 0 "$text"
 	elif ((flite)); then
 		# flite has no words-a-minute setting: its durations stretched by 1.1 at 150, 0.87 at 190.
 		flite -voice "$voice" --setf duration_stretch="$(awk -v r="$rate" 'BEGIN { print 150 / r * 1.1 }')" \
