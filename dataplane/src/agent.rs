@@ -46,7 +46,7 @@ use crate::sip::Transport;
 use crate::sip::hep::{Exporter, HepConfig, HepStats};
 use crate::sip::register::RegistrationEvent;
 use crate::sip::{BorderConfig, DialParams, Endpoint, NoEarlyMedia, SipConfig, SipEvent};
-use call_table::{CallKey, CallTable, Channel};
+use call_table::{CallKey, CallTable, Channel, MediaSockets};
 use media_timers::{MediaTimer, MediaTimers};
 use sip_streams::SipStreams;
 pub use turn_stats::{LONG_TURNS, TurnCounters, TurnStats};
@@ -248,6 +248,12 @@ impl CallSlot {
             early_origin: None,
             tls: None,
         }
+    }
+}
+
+impl MediaSockets for CallSlot {
+    fn media_sockets(&self) -> [SocketId; 2] {
+        [self.rtp_socket, self.rtcp_socket]
     }
 }
 
@@ -543,7 +549,7 @@ impl Agent {
                 (sdp_session, 1),
             )
         };
-        self.calls.insert(dial.call, slot, rtp_socket, rtcp_socket);
+        self.calls.insert(dial.call, slot);
         self.link.load.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -828,7 +834,7 @@ impl Agent {
                 (sdp_session, sdp_session),
             )
         };
-        self.calls.insert(call, slot, rtp_socket, rtcp_socket);
+        self.calls.insert(call, slot);
         self.link.load.fetch_add(1, Ordering::Relaxed);
         self.emit(Event::Incoming(Box::new(IncomingCall {
             // Offerless: our offer's first law, until the ACK's answer says.

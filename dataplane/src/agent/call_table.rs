@@ -49,12 +49,16 @@ struct SocketRoute {
     channel: Channel,
 }
 
+/// What the table needs to know of a call: its RTP and RTCP sockets, routed to it while it
+/// is here.
+pub(super) trait MediaSockets {
+    fn media_sockets(&self) -> [SocketId; 2];
+}
+
 /// A call in its slot.
 #[derive(Debug)]
 struct Entry<T> {
     call: CallId,
-    /// Its RTP and RTCP sockets, unrouted when it is removed.
-    sockets: [SocketId; 2],
     value: T,
 }
 
@@ -78,24 +82,15 @@ impl<T> Default for CallTable<T> {
     }
 }
 
-impl<T> CallTable<T> {
-    /// Adds `call` with its media sockets; `None` if the id is already here.
-    pub(super) fn insert(
-        &mut self,
-        call: CallId,
-        slot: T,
-        rtp_socket: SocketId,
-        rtcp_socket: SocketId,
-    ) -> Option<CallKey> {
+impl<T: MediaSockets> CallTable<T> {
+    /// Adds `call`, its media sockets routed to it; `None` if the id is already here.
+    pub(super) fn insert(&mut self, call: CallId, value: T) -> Option<CallKey> {
         if self.by_id.contains_key(&call) {
             return None;
         }
         let key = CallKey(u32::try_from(self.slots.vacant_key()).ok()?);
-        self.slots.insert(Entry {
-            call,
-            sockets: [rtp_socket, rtcp_socket],
-            value: slot,
-        });
+        let [rtp_socket, rtcp_socket] = value.media_sockets();
+        self.slots.insert(Entry { call, value });
         self.by_id.insert(call, key);
         self.route(rtp_socket, key, Channel::Rtp);
         self.route(rtcp_socket, key, Channel::Rtcp);
@@ -106,7 +101,7 @@ impl<T> CallTable<T> {
     pub(super) fn remove(&mut self, call: CallId) -> Option<T> {
         let key = self.by_id.remove(&call)?;
         let entry = self.slots.try_remove(key.0 as usize)?;
-        for socket in entry.sockets {
+        for socket in entry.value.media_sockets() {
             if let Some(route) = self.by_socket.get_mut(socket.slot())
                 && route.is_some_and(|route| route.socket == socket)
             {
@@ -115,18 +110,20 @@ impl<T> CallTable<T> {
         }
         Some(entry.value)
     }
+}
 
+impl<T> CallTable<T> {
     pub(super) fn contains(&self, call: CallId) -> bool {
         self.by_id.contains_key(&call)
     }
 
     pub(super) fn get(&self, call: CallId) -> Option<&T> {
-        let key = self.by_id.get(&call)?;
+        let key = self.key(call)?;
         self.slots.get(key.0 as usize).map(|entry| &entry.value)
     }
 
     pub(super) fn get_mut(&mut self, call: CallId) -> Option<&mut T> {
-        let key = self.by_id.get(&call)?;
+        let key = self.key(call)?;
         self.slots
             .get_mut(key.0 as usize)
             .map(|entry| &mut entry.value)
@@ -189,20 +186,37 @@ mod tests {
         SocketId(generation << 20 | slot)
     }
 
+    /// A call as the table sees it: a name and its two sockets.
+    #[derive(Debug, PartialEq)]
+    struct Call(&'static str, [SocketId; 2]);
+
+    impl MediaSockets for Call {
+        fn media_sockets(&self) -> [SocketId; 2] {
+            self.1
+        }
+    }
+
+    fn call(name: &'static str, rtp: SocketId, rtcp: SocketId) -> Call {
+        Call(name, [rtp, rtcp])
+    }
+
     #[test]
     fn packets_and_commands_reach_the_same_call() {
         let mut table = CallTable::default();
         let key = table
-            .insert(CallId(7), "seven", socket(4, 0), socket(5, 0))
+            .insert(CallId(7), call("seven", socket(4, 0), socket(5, 0)))
             .expect("new call");
         assert_eq!(table.by_socket(socket(4, 0)), Some((key, Channel::Rtp)));
         assert_eq!(table.by_socket(socket(5, 0)), Some((key, Channel::Rtcp)));
         assert_eq!(table.key(CallId(7)), Some(key));
-        assert_eq!(table.by_key_mut(key), Some((CallId(7), &mut "seven")));
-        assert_eq!(table.get(CallId(7)), Some(&"seven"));
+        assert_eq!(
+            table.by_key_mut(key).map(|(id, call)| (id, call.0)),
+            Some((CallId(7), "seven"))
+        );
+        assert_eq!(table.get(CallId(7)).map(|call| call.0), Some("seven"));
         assert!(
             table
-                .insert(CallId(7), "again", socket(6, 0), socket(7, 0))
+                .insert(CallId(7), call("again", socket(6, 0), socket(7, 0)))
                 .is_none()
         );
         assert_eq!(table.len(), 1);
@@ -212,14 +226,17 @@ mod tests {
     fn a_removed_call_keeps_no_route_and_its_key_names_the_next_call() {
         let mut table = CallTable::default();
         let first = table
-            .insert(CallId(1), 1, socket(0, 0), socket(1, 0))
+            .insert(CallId(1), call("one", socket(0, 0), socket(1, 0)))
             .expect("new call");
-        assert_eq!(table.remove(CallId(1)), Some(1));
+        assert_eq!(
+            table.remove(CallId(1)),
+            Some(call("one", socket(0, 0), socket(1, 0)))
+        );
         assert!(table.is_empty() && table.routed_sockets() == 0);
         assert_eq!(table.by_socket(socket(0, 0)), None);
         // The loop reuses the socket slots with a new generation; the slab reuses the key.
         let second = table
-            .insert(CallId(2), 2, socket(0, 1), socket(1, 1))
+            .insert(CallId(2), call("two", socket(0, 1), socket(1, 1)))
             .expect("new call");
         assert_eq!(first, second);
         assert_eq!(
@@ -234,10 +251,10 @@ mod tests {
     #[test]
     fn removing_with_stale_sockets_leaves_the_new_routes() {
         let mut table = CallTable::default();
-        table.insert(CallId(1), (), socket(3, 0), socket(9, 0));
+        table.insert(CallId(1), call("one", socket(3, 0), socket(9, 0)));
         table.remove(CallId(1));
         let key = table
-            .insert(CallId(2), (), socket(3, 1), socket(9, 1))
+            .insert(CallId(2), call("two", socket(3, 1), socket(9, 1)))
             .expect("new call");
         // A second remove of the first call (already gone) touches nothing.
         assert_eq!(table.remove(CallId(1)), None);
@@ -246,7 +263,7 @@ mod tests {
 
     #[test]
     fn unknown_sockets_and_keys_miss() {
-        let mut table = CallTable::<()>::default();
+        let mut table = CallTable::<Call>::default();
         assert_eq!(table.by_socket(socket(1000, 0)), None);
         assert_eq!(table.by_key_mut(CallKey(3)), None);
         assert!(table.get_mut(CallId(3)).is_none());

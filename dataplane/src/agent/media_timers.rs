@@ -194,6 +194,14 @@ mod tests {
         }
     }
 
+    /// A wheel of 1 ms ticks started now, and its epoch.
+    fn started() -> (Instant, MediaTimers) {
+        let epoch = Instant::now();
+        let mut timers = MediaTimers::new(TICK);
+        timers.start(epoch);
+        (epoch, timers)
+    }
+
     fn drained(timers: &mut MediaTimers, now: Instant) -> Vec<u64> {
         let mut due = Vec::new();
         timers.drain_due(now, &mut due);
@@ -204,9 +212,7 @@ mod tests {
 
     #[test]
     fn a_deadline_fires_on_the_tick_boundary_at_or_after_it() {
-        let epoch = Instant::now();
-        let mut timers = MediaTimers::new(TICK);
-        timers.start(epoch);
+        let (epoch, mut timers) = started();
         let at = epoch + Duration::from_micros(20_300);
         timers.push(timer(at, 1));
         assert_eq!(
@@ -221,9 +227,7 @@ mod tests {
 
     #[test]
     fn a_turn_takes_every_bucket_it_passed_and_nothing_later() {
-        let epoch = Instant::now();
-        let mut timers = MediaTimers::new(TICK);
-        timers.start(epoch);
+        let (epoch, mut timers) = started();
         for call in 0..100 {
             timers.push(timer(epoch + Duration::from_micros(call * 700), call));
         }
@@ -244,9 +248,7 @@ mod tests {
 
     #[test]
     fn deadlines_beyond_the_wheel_and_round_it_keep_their_order() {
-        let epoch = Instant::now();
-        let mut timers = MediaTimers::new(TICK);
-        timers.start(epoch);
+        let (epoch, mut timers) = started();
         timers.push(timer(epoch + Duration::from_secs(5), 1)); // RTCP: far beyond the wheel
         timers.push(timer(epoch + Duration::from_millis(255), 2)); // last bucket of the span
         timers.push(timer(epoch + Duration::from_millis(3), 3));
@@ -284,9 +286,7 @@ mod tests {
 
     #[test]
     fn a_deadline_already_past_fires_on_the_next_turn() {
-        let epoch = Instant::now();
-        let mut timers = MediaTimers::new(TICK);
-        timers.start(epoch);
+        let (epoch, mut timers) = started();
         timers.push(timer(epoch + Duration::from_millis(10), 1));
         assert_eq!(drained(&mut timers, epoch + Duration::from_millis(10)), [1]);
         // Armed for a time the wheel has passed: it is due at once.
@@ -300,9 +300,7 @@ mod tests {
 
     #[test]
     fn a_stalled_loop_catches_up_in_one_turn() {
-        let epoch = Instant::now();
-        let mut timers = MediaTimers::new(TICK);
-        timers.start(epoch);
+        let (epoch, mut timers) = started();
         for call in 0..1_000 {
             timers.push(timer(epoch + Duration::from_micros(call * 250), call));
         }
