@@ -1,11 +1,10 @@
 //! [`TurnCounters`]: how long a core's turns run, as control reads it.
 //!
 //! A core serves everything due while it waited in one turn; a long turn delays every
-//! packet and timer due during it. Control exports these as
-//! `outdial_core_turns_total`, `outdial_core_busy_seconds_total` and
-//! `outdial_core_long_turns_total{over}`: the busy share of a core (a rate of the busy
-//! seconds) and how often a turn ran past 1, 2 or 10 ms. The core writes them once per turn,
-//! with relaxed atomic adds; nothing else.
+//! packet and timer due during it. Control exports these as `outdial_core_turns_total`,
+//! `outdial_core_long_turns_total{over}` (turns past 1, 2 or 10 ms) and
+//! `outdial_core_busy_ratio` (the busy time's share of each second, from the deltas). The
+//! core writes them once per turn, with relaxed atomic adds; nothing else.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
