@@ -580,7 +580,7 @@ fn config_check_refuses_unknown_log_levels_and_missing_tts() {
 /// The dataplane comes first: the started server's core threads run under `SCHED_FIFO` at
 /// `[dataplane] realtime_priority` (this test runs as root in CI; as another user without
 /// `RLIMIT_RTPRIO` they stay at normal priority and the log says why), and every other
-/// thread runs at `control_nice`.
+/// thread runs at `control_nice`; transparent huge pages are off for the process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cores_run_under_sched_fifo_and_control_below_them() {
     let outdial =
@@ -635,4 +635,11 @@ async fn the_cores_run_under_sched_fifo_and_control_below_them() {
     for (name, nice, policy) in &others {
         assert_eq!((*nice, *policy), (9, 0), "{name}");
     }
+    // And no core stalls zeroing a transparent huge page in a fault: they are off for the
+    // whole process (`control/src/huge_pages.rs`).
+    let served = readable(format!("/proc/{}/status", outdial.pid()).into());
+    assert!(
+        served.lines().any(|line| line == "THP_enabled:\t0"),
+        "{served}"
+    );
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod fetch;
 pub mod http_server;
 pub mod http_tls;
+pub mod huge_pages;
 pub mod inbound;
 pub mod intake;
 pub mod model;

@@ -13,6 +13,12 @@ use outdial_control::cli::{self, Cli};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before any thread starts: a dataplane core must not stall zeroing a huge page.
+    if let Err(e) = outdial_control::huge_pages::disable_for_process() {
+        eprintln!(
+            "warning: cannot turn transparent huge pages off ({e}); cores may stall in page faults"
+        );
+    }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
