@@ -280,6 +280,9 @@ pub struct Agent {
     waiting_for_ports: VecDeque<(Instant, Box<Dial>)>,
     /// When to try binding for them again.
     port_retry: Option<Instant>,
+    /// The wait before the next timed retry: [`PORT_RETRY`], doubled after each retry that
+    /// dialled nothing, up to [`PORT_RETRY_MAX`].
+    port_backoff: Duration,
     /// Set (to the turn's time, so the next turn comes at once) when a turn left control's
     /// commands in the queue.
     commands_left: Option<Instant>,
@@ -343,6 +346,7 @@ impl Agent {
             due_timers: Vec::new(),
             waiting_for_ports: VecDeque::new(),
             port_retry: None,
+            port_backoff: PORT_RETRY,
             commands_left: None,
             encoded: EncodedCache::new(),
             overflow: VecDeque::new(),
@@ -454,6 +458,9 @@ impl Agent {
                 PORT_WAIT.as_secs()
             );
         }
+        if self.waiting_for_ports.is_empty() {
+            self.port_backoff = PORT_RETRY;
+        }
         self.waiting_for_ports.push_back((now, dial));
         self.port_retry.get_or_insert(now + PORT_RETRY);
     }
@@ -462,8 +469,10 @@ impl Agent {
     /// that waited [`PORT_WAIT`].
     fn retry_waiting_dials(&mut self, io: &mut impl Io, now: Instant) {
         self.port_retry = None;
+        let mut dialled = false;
         while let Some((since, dial)) = self.waiting_for_ports.pop_front() {
             let Err(busy) = self.dial(io, now, &dial) else {
+                dialled = true;
                 continue;
             };
             if now.saturating_duration_since(since) < PORT_WAIT {
@@ -478,8 +487,26 @@ impl Agent {
                 ),
             ));
         }
+        // Each retry tries every pair of the range: back off while none frees up (a call
+        // ending on this core retries at once, see `release_ports`), but never past the
+        // oldest dial's deadline.
+        self.port_backoff = if dialled {
+            PORT_RETRY
+        } else {
+            (self.port_backoff * 2).min(PORT_RETRY_MAX)
+        };
+        if let Some((since, _)) = self.waiting_for_ports.front() {
+            self.port_retry = Some((now + self.port_backoff).min(*since + PORT_WAIT));
+        }
+    }
+
+    /// A call ended and closed its pair: dials waiting for one try at the next turn (the
+    /// sockets are closed once the ring has cancelled their receives, before that turn).
+    fn release_ports(&mut self, io: &mut impl Io, rtp: SocketId, rtcp: SocketId, now: Instant) {
+        io.close(rtp);
+        io.close(rtcp);
         if !self.waiting_for_ports.is_empty() {
-            self.port_retry = Some(now + PORT_RETRY);
+            self.port_retry = Some(now);
         }
     }
 
@@ -965,8 +992,7 @@ impl Agent {
                     }
                     // After the BYE, so the counters include it.
                     media_stats = slot.media.as_ref().map(MediaSession::stats);
-                    io.close(slot.rtp_socket);
-                    io.close(slot.rtcp_socket);
+                    self.release_ports(io, slot.rtp_socket, slot.rtcp_socket, now);
                     if let Some(reason) = slot.failure {
                         outcome.disposition = Disposition::Failed;
                         outcome.reason = reason;
@@ -1514,8 +1540,12 @@ const COMMANDS_PER_TURN: usize = 16;
 /// (calls ending free theirs; a server restarted after a crash finds the old process's
 /// sockets held until the kernel has torn down its rings) before it fails.
 pub const PORT_WAIT: Duration = Duration::from_secs(10);
-/// How often a waiting dial tries to bind again.
+/// How soon a waiting dial tries to bind again (then less often, see [`PORT_RETRY_MAX`]).
 const PORT_RETRY: Duration = Duration::from_millis(50);
+/// The longest wait between two timed retries while no pair frees up: each tries every pair
+/// of the range (a bind each), so a core whose range stays full spends at most one scan a
+/// second on it.
+const PORT_RETRY_MAX: Duration = Duration::from_secs(1);
 /// Dials that may wait for ports at once; more fail at once.
 const MAX_WAITING_FOR_PORTS: usize = 1024;
 
@@ -3429,6 +3459,78 @@ mod tests {
         assert!(invites[0].starts_with("INVITE sip:a@"), "{}", invites[0]);
         assert!(events(&link).is_empty(), "no failure: {:?}", events(&link));
         assert_eq!(agent.link.load.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn waiting_dials_back_off_while_no_pair_frees_and_go_at_once_when_a_call_ends() {
+        let (mut agent, link) = agent();
+        // One pair of the range is free; call 1 takes it, and another process the rest.
+        let mut io = FakeIo {
+            taken: (20000..=20009)
+                .filter(|p| !matches!(p, 20004 | 20005))
+                .collect(),
+            ..FakeIo::default()
+        };
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            now,
+            CallId(1),
+            &format!("sip:a@{CALLEE}"),
+        );
+        let invite = sip_sent(&io).pop().expect("call 1's INVITE");
+        io.taken.extend([20004, 20005]);
+        dial(
+            &mut agent,
+            &link,
+            &mut io,
+            now,
+            CallId(2),
+            &format!("sip:b@{CALLEE}"),
+        );
+        assert_eq!(sip_sent(&io).len(), 1, "call 2 waits");
+        // While nothing frees up, each retry (a bind per pair of the range) waits twice as
+        // long as the last, up to a second.
+        let mut gaps = Vec::new();
+        let mut at = now;
+        for _ in 0..7 {
+            let next = agent.port_retry.expect("a retry is armed");
+            gaps.push(next - at);
+            at = next;
+            agent.handle_timeout(&mut io, at);
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(gaps, [50, 100, 200, 400, 800, 1000, 1000].map(ms));
+        // Call 1 ends and frees its pair: call 2 is dialled at the next turn, not a second
+        // later.
+        io.taken.retain(|p| !matches!(p, 20004 | 20005));
+        let ended = at + ms(10);
+        let callee: SocketAddr = CALLEE.parse().expect("addr");
+        agent.handle_datagram(
+            &mut io,
+            ended,
+            SocketId(0),
+            callee,
+            &respond(&invite, "486 Busy Here", ""),
+        );
+        assert!(events(&link).iter().any(|e| matches!(
+            e,
+            Event::Ended {
+                call: CallId(1),
+                ..
+            }
+        )));
+        assert_eq!(agent.port_retry, Some(ended));
+        agent.handle_timeout(&mut io, ended);
+        let sent = sip_sent(&io);
+        assert!(
+            sent.iter().any(|m| m.starts_with("INVITE sip:b@")),
+            "{sent:?}"
+        );
+        assert!(agent.waiting_for_ports.is_empty() && agent.port_retry.is_none());
     }
 
     #[test]
