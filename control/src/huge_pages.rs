@@ -6,9 +6,10 @@
 //! Under a storm of new calls the dataplane cores touch fresh allocator pages (SIP messages,
 //! growing tables) and stalled in those faults: turns of 5–138 ms spent in the kernel with no
 //! system call and no context switch, which is what made media packets late while control
-//! was saturated. `bench/saturation/run.sh 500 30 20000` on the 2-core VM, the same binary:
-//! with huge pages the storm made 1.09–1.33 % of media packets late (6 runs), 843 ms of core
-//! turns over 2 ms in one run; without, 0.19–0.28 % (3 runs), 176 ms (docs/benchmarks.md).
+//! was saturated. `bench/saturation/run.sh 500 30 20000` on the 2-core VM: with huge pages
+//! the storm made 1.09–1.33 % of media packets late (8 runs; 843 ms of core turns over 2 ms
+//! in one); without, 0.14–0.28 % (5 runs; 136–193 ms), under the 1 % that p99 under 2 ms
+//! needs (docs/benchmarks.md, "Fourth round").
 //!
 //! `prctl(PR_SET_THP_DISABLE)` is the per-process switch: it covers mappings made before the
 //! call (mimalloc's first arena is mapped before `main`) and after, whatever the allocator
