@@ -1715,6 +1715,20 @@ mod tests {
         agent_with_event_queue(64)
     }
 
+    /// An agent started on a [`FakeIo`] where another process holds the ports `taken`.
+    fn started_with_ports_taken(
+        taken: impl IntoIterator<Item = u16>,
+    ) -> (Agent, CoreLink, FakeIo, Instant) {
+        let (mut agent, link) = agent();
+        let mut io = FakeIo {
+            taken: taken.into_iter().collect(),
+            ..FakeIo::default()
+        };
+        let now = Instant::now();
+        agent.start(&mut io, now).expect("start");
+        (agent, link, io, now)
+    }
+
     fn agent_with_event_queue(capacity: usize) -> (Agent, CoreLink) {
         agent_with(capacity, None)
     }
@@ -3324,14 +3338,8 @@ mod tests {
 
     #[test]
     fn a_pair_needs_both_ports_free_and_in_the_range() {
-        let (mut agent, link) = agent();
-        let mut io = FakeIo {
-            // Every RTCP port but the last pair's is taken.
-            taken: vec![20001, 20003, 20005, 20007],
-            ..FakeIo::default()
-        };
-        let now = Instant::now();
-        agent.start(&mut io, now).expect("start");
+        // Every RTCP port but the last pair's is taken.
+        let (mut agent, link, mut io, now) = started_with_ports_taken([20001, 20003, 20005, 20007]);
         dial(
             &mut agent,
             &link,
@@ -3416,14 +3424,8 @@ mod tests {
 
     #[test]
     fn a_dial_waits_for_a_port_pair_to_free_up_and_may_be_hung_up_meanwhile() {
-        let (mut agent, link) = agent();
         // Every pair of the range (20000-20009) is held, as by a crashed server's sockets.
-        let mut io = FakeIo {
-            taken: (20000..=20009).collect(),
-            ..FakeIo::default()
-        };
-        let now = Instant::now();
-        agent.start(&mut io, now).expect("start");
+        let (mut agent, link, mut io, now) = started_with_ports_taken(20000..=20009);
         for call in [1, 2] {
             dial(
                 &mut agent,
@@ -3463,16 +3465,9 @@ mod tests {
 
     #[test]
     fn waiting_dials_back_off_while_no_pair_frees_and_go_at_once_when_a_call_ends() {
-        let (mut agent, link) = agent();
         // One pair of the range is free; call 1 takes it, and another process the rest.
-        let mut io = FakeIo {
-            taken: (20000..=20009)
-                .filter(|p| !matches!(p, 20004 | 20005))
-                .collect(),
-            ..FakeIo::default()
-        };
-        let now = Instant::now();
-        agent.start(&mut io, now).expect("start");
+        let (mut agent, link, mut io, now) =
+            started_with_ports_taken((20000..=20009).filter(|p| !matches!(p, 20004 | 20005)));
         dial(
             &mut agent,
             &link,
