@@ -140,6 +140,33 @@ async fn every_call_completes_with_the_pressed_key_submitted() {
     );
 }
 
+/// `--app key` (a short prompt and one key, `bench/sip/prompt_key.sh`'s application): the key
+/// SIPp presses is submitted and stored, and the report gives each call's hold, which cannot
+/// be shorter than the half second SIPp waits before pressing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_application_submits_the_one_key_pressed_and_reports_the_hold() {
+    let sipp = presses_one(3);
+    let outdial = Outdial::start(FOUR_AT_ONCE);
+    let args = [
+        "--app",
+        "key",
+        "--count",
+        "3",
+        "--concurrency",
+        "2",
+        "--expect-digits",
+        "1",
+    ];
+    let (status, report, text) = bench_load(&outdial, sipp.addr, &args).await;
+    assert!(status.success(), "{status}\n{text}\n{}", outdial.log());
+    assert_eq!(report["checks"]["ok"], 3, "{text}");
+    let hold = &report["latency_ms"]["answered_to_ended"];
+    assert_eq!(hold["count"], 3, "{text}");
+    let median = hold["p50"].as_f64().expect("a median hold");
+    assert!(median >= 500.0, "held {median} ms: {text}");
+    assert!(text.contains("answer -> end (hold)"), "{text}");
+}
+
 /// A callee that presses other keys than it was asked for is a mismatch, named per call, and
 /// the exit status says the run failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

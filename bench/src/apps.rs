@@ -112,6 +112,32 @@ pub const LONG_PROMPT: App = App {
 "#,
 };
 
+/// A short prompt and one key, then the submit and its goodbye: the smallest application
+/// that talks, listens and reports, for setup-rate runs with media
+/// (`bench/sip/prompt_key.sh`, against a SIPp uas that presses 1).
+pub const KEY: App = App {
+    name: "key",
+    path: "/key.vxml",
+    field: "key",
+    document: r#"<?xml version="1.0" encoding="UTF-8"?>
+<vxml version="2.1" xmlns="http://www.w3.org/2001/vxml">
+  <var name="call" expr="session.bench_call"/>
+  <property name="inputmodes" value="dtmf"/>
+  <form id="key">
+    <field name="key" type="digits?length=1">
+      <prompt>Press a key.</prompt>
+      <noinput><exit/></noinput>
+      <nomatch><exit/></nomatch>
+      <filled>
+        <var name="t" expr="Date.now()"/>
+        <submit next="/submit" namelist="call key t" method="post"/>
+      </filled>
+    </field>
+  </form>
+</vxml>
+"#,
+};
+
 /// No prompt, no input: the call is answered, the application exits at once and Outdial
 /// hangs up. Call setup and teardown alone, for setup-rate runs against any UAS (SIPp's).
 /// Nothing is submitted (`field` is empty).
@@ -127,7 +153,7 @@ pub const HANGUP: App = App {
 };
 
 /// Every application carried.
-pub const ALL: [App; 4] = [SURVEY, REMINDER, LONG_PROMPT, HANGUP];
+pub const ALL: [App; 5] = [SURVEY, REMINDER, LONG_PROMPT, KEY, HANGUP];
 
 /// The answer to every submit: thanks and hang up.
 pub const GOODBYE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>

@@ -39,9 +39,10 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE", default_value = DEFAULT_KEY_FILE)]
     pub api_key_file: PathBuf,
     /// The application each call runs, served by this tool: survey (digits then #),
-    /// reminder (1 confirms, 2 cancels), long-prompt (the survey behind a long prompt) or
-    /// hangup (exits at once: setup and teardown only, no keys, for any UAS such as SIPp's).
-    #[arg(long, value_name = "NAME", default_value = "survey", value_parser = ["survey", "reminder", "long-prompt", "hangup"])]
+    /// reminder (1 confirms, 2 cancels), long-prompt (the survey behind a long prompt), key
+    /// (a short prompt and one key) or hangup (exits at once: setup and teardown only, no
+    /// keys, for any UAS such as SIPp's).
+    #[arg(long, value_name = "NAME", default_value = "survey", value_parser = ["survey", "reminder", "long-prompt", "key", "hangup"])]
     pub app: String,
     /// Calls per second, steady (the default pace, 10/s, when no pace is given).
     #[arg(long, value_name = "CALLS", group = "pace")]
@@ -217,11 +218,12 @@ impl LoadArgs {
         if let Some(d) = &self.expect_digits {
             let ok = match app.field {
                 "confirm" => d == "1" || d == "2",
+                "key" => d.len() == 1 && d.bytes().all(|b| b.is_ascii_digit()),
                 _ => !d.is_empty() && d.len() <= 32 && d.bytes().all(|b| b.is_ascii_digit()),
             };
             if !ok {
                 return Err(format!(
-                    "--expect-digits {d:?} is not something --app {} can submit (digits 0-9; 1 or 2 for reminder)",
+                    "--expect-digits {d:?} is not something --app {} can submit (digits 0-9; 1 or 2 for reminder; one digit for key)",
                     app.name
                 ));
             }
@@ -334,11 +336,16 @@ mod tests {
                 "--callee h:1 --app reminder --expect-digits 3",
                 "--expect-digits",
             ),
+            (
+                "--callee h:1 --app key --expect-digits 12",
+                "--expect-digits",
+            ),
             ("--callee h:1 --app other", "invalid value"),
         ] {
             let err = parse(bad).expect_err(bad);
             assert!(err.contains(why), "{bad}: {err}");
         }
+        assert!(parse("--callee h:1 --app key --expect-digits 7").is_ok());
         let c = parse("--callee h:1 --allow-outcome busy,no-answer").expect("allowed");
         assert_eq!(c.allowed, ["busy", "no-answer"]);
     }

@@ -367,6 +367,9 @@ fn keys_for(checked: &Checked, args: &LoadArgs, rng: &mut impl Rng) -> (String, 
         None if checked.app.field == "confirm" => {
             if rng.random_bool(0.5) { "1" } else { "2" }.to_owned()
         }
+        None if checked.app.field == "key" => {
+            char::from(b'0' + rng.random_range(0..10u8)).to_string()
+        }
         None => (0..args.digits)
             .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
             .collect(),
@@ -628,6 +631,7 @@ fn finish(
     let mut outcomes = BTreeMap::new();
     let mut setup = histogram();
     let mut dtmf_to_submit = histogram();
+    let mut hold = histogram();
     let mut created = 0;
     for (index, call) in run.calls.iter().enumerate() {
         created += u64::from(call.id.is_some());
@@ -645,6 +649,9 @@ fn finish(
             *outcomes.entry(status).or_insert(0) += 1;
             if let Some(ms) = between_ms(&record["created_at"], &record["dialed_at"]) {
                 record_ms(&mut setup, ms);
+            }
+            if let Some(ms) = between_ms(&record["answered_at"], &record["ended_at"]) {
+                record_ms(&mut hold, ms);
             }
         }
         for (values, at) in &call.submits {
@@ -666,6 +673,7 @@ fn finish(
         ("request_to_invite", &setup),
         ("post_dial_delay", &post_dial),
         ("dtmf_to_submit", &dtmf_to_submit),
+        ("answered_to_ended", &hold),
     ] {
         if let Some(s) = Summary::of(h) {
             latency_ms.insert(key.to_owned(), s);

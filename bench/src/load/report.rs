@@ -124,7 +124,8 @@ pub struct Report {
     /// Up to 20 examples of failed verdicts: call id (or number) and what went wrong.
     pub failures: Vec<String>,
     /// Latency percentiles, milliseconds: `create_request` (HTTP round trip of one create
-    /// request), `request_to_invite`, `post_dial_delay`, `dtmf_to_submit`.
+    /// request), `request_to_invite`, `post_dial_delay`, `dtmf_to_submit`,
+    /// `answered_to_ended` (how long answered calls were held).
     pub latency_ms: BTreeMap<String, Summary>,
     /// Answer → first prompt audio, from the server's `outdial_answer_to_prompt_seconds`
     /// (bucket resolution), when its `/metrics` could be read.
@@ -136,11 +137,12 @@ pub struct Report {
 }
 
 /// Latency rows in the order they are printed, with their labels.
-pub const LATENCY_ROWS: [(&str, &str); 4] = [
+pub const LATENCY_ROWS: [(&str, &str); 5] = [
     ("create_request", "create request (HTTP)"),
     ("request_to_invite", "request -> INVITE"),
     ("post_dial_delay", "post-dial delay"),
     ("dtmf_to_submit", "DTMF -> submit"),
+    ("answered_to_ended", "answer -> end (hold)"),
 ];
 
 impl Report {
