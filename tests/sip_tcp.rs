@@ -459,3 +459,55 @@ async fn a_tcp_trunk_that_never_accepts_fails_the_call_at_the_connect_timeout() 
         "ended after {took:?}: the 20 s no-response timeout did not end it: {call}"
     );
 }
+
+/// Bad neighbours: strangers open more TCP connections to the SIP port than a core holds
+/// (1,024), say nothing and keep them open: one address 100 of them, then 40 others 30 each.
+/// A call through the TCP trunk must still get its connection and complete; one address
+/// keeps at most 32 (`ACCEPTED_PER_ADDRESS`), and all of them together at most 896 (the core
+/// keeps an eighth for the connections it opens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_holding_more_connections_than_a_core_has_do_not_stop_a_tcp_trunk_call() {
+    let app = AppServer::start().await;
+    app.vxml("/app.vxml", REMINDER);
+    app.vxml("/submit", GOODBYE);
+    let sipp = Sipp::uas_tcp(
+        "answer_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("1")),
+            ("DTMF_DELAY_MS", "500".into()),
+        ],
+        1,
+    );
+    let outdial = Outdial::start_with_sip(
+        "127.0.0.1",
+        DEFAULT_TRUNK,
+        &format!("{}\n[dataplane]\ncores = 1\n", tcp_trunk(sipp.addr)),
+    );
+    let mut strangers = Vec::new();
+    let plan = std::iter::once((2u8, 100)).chain((3u8..43).map(|host| (host, 30)));
+    for (host, count) in plan {
+        for _ in 0..count {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(std::net::SocketAddr::from(([127, 0, 0, host], 0)))
+                .expect("bind a loopback source address");
+            match socket.connect(outdial.sip).await {
+                Ok(stream) => strangers.push(stream),
+                Err(e) => panic!("connect {} from 127.0.0.{host}: {e}", strangers.len()),
+            }
+        }
+    }
+    // Let the core accept (and refuse) them all before the call.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = connections_to(outdial.sip.port()).len();
+    assert!(
+        (800..=896).contains(&held),
+        "strangers hold {held} connections"
+    );
+    let call = call_through_trunk(&outdial, "+15550009", &app.url("/app.vxml")).await;
+    assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+    assert_eq!(call["result"], json!({ "confirm": "true" }), "{call}");
+    let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
+    assert!(sipp_status.success(), "{trace}");
+    drop(strangers);
+}

@@ -1390,14 +1390,14 @@ impl Driver for Agent {
 
     fn handle_stream_accepted(
         &mut self,
-        _io: &mut impl Io,
+        io: &mut impl Io,
         now: Instant,
         listener: ListenerId,
         stream: StreamId,
         peer: SocketAddr,
     ) {
         if Some(listener) == self.sip_listener {
-            self.streams.accepted(now, stream, peer);
+            self.streams.accepted(io, now, stream, peer);
         }
     }
 

@@ -15,13 +15,20 @@
 //!   SYN would otherwise hold the call for the kernel's minutes of SYN retries.
 //! - **Idle.** A connection that carried nothing for [`IDLE_TIMEOUT`] is closed, unless a
 //!   live call still talks to its peer; the next message to or from its peer opens another.
+//! - **Strangers.** One address may hold at most [`ACCEPTED_PER_ADDRESS`] accepted
+//!   connections (more are closed at once), and an accepted connection that has not carried
+//!   a SIP message within [`ACCEPTED_QUIET_LIMIT`] is closed: connections opened and left
+//!   silent cannot fill the core's table. (The loop keeps part of the table for the
+//!   connections this core opens: `core::stream`.)
 //!
 //! The loop gives each read as one slice; nothing here allocates per message once a
 //! connection's buffers have grown to its messages' size. Connections are few (one per
 //! trunk or peer) and their messages are signalling, so a hash lookup per message is fine.
+//! Deadlines are kept in order of arrival (each kind has one fixed timeout), so finding the
+//! next one does not walk the connections.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +44,13 @@ pub(super) const UNCONFIRMED_KEPT: usize = 8;
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often idle connections are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Accepted connections one address may hold at once.
+pub(super) const ACCEPTED_PER_ADDRESS: u16 = 32;
+/// An accepted connection that carried no SIP message this long after it was accepted is
+/// closed (a keep-alive does not count).
+pub(super) const ACCEPTED_QUIET_LIMIT: Duration = Duration::from_secs(10);
+/// Entries in the first-message queue past which those of closed connections are dropped.
+const QUIET_COMPACT_AT: usize = 4096;
 
 /// Requests written to a connection that failed before the peer was there, and why, for
 /// [`crate::sip::Endpoint::handle_transport_failure`].
@@ -57,6 +71,10 @@ struct Connection {
     last_activity: Instant,
     /// Opened by us and not yet established: given up at this instant.
     connect_deadline: Option<Instant>,
+    /// Accepted and no SIP message yet: closed at this instant.
+    quiet_deadline: Option<Instant>,
+    /// Accepted from the peer (counted in `SipStreams::accepted_by_address`).
+    accepted: bool,
     /// Accepted and nothing read yet: its first byte says plain SIP or TLS.
     sniff: bool,
 }
@@ -80,6 +98,12 @@ pub(super) struct SipStreams {
     plain: Vec<u8>,
     cipher: Vec<u8>,
     next_sweep: Option<Instant>,
+    /// Connect deadlines, earliest first (one fixed timeout, so in the order they were set).
+    connecting: VecDeque<(Instant, StreamId)>,
+    /// Accepted connections' deadlines for a first SIP message, earliest first.
+    quiet: VecDeque<(Instant, StreamId)>,
+    /// Accepted connections open, by the peer's address.
+    accepted_by_address: HashMap<IpAddr, u16>,
 }
 
 impl SipStreams {
@@ -96,6 +120,9 @@ impl SipStreams {
             plain: Vec::new(),
             cipher: Vec::new(),
             next_sweep: None,
+            connecting: VecDeque::new(),
+            quiet: VecDeque::new(),
+            accepted_by_address: HashMap::new(),
         }
     }
 
@@ -184,7 +211,9 @@ impl SipStreams {
             .map_err(|e| format!("cannot open a {transport} connection to {to}: {e}"))?;
         self.insert(stream, to, transport, tls, false, now);
         if let Some(connection) = self.connections.get_mut(&stream) {
-            connection.connect_deadline = Some(now + self.connect_timeout);
+            let at = now + self.connect_timeout;
+            connection.connect_deadline = Some(at);
+            self.connecting.push_back((at, stream));
         }
         // The TLS client's hello leaves with the connect.
         self.flush_tls(io, stream);
@@ -212,6 +241,8 @@ impl SipStreams {
                 unconfirmed: Vec::new(),
                 last_activity: now,
                 connect_deadline: None,
+                quiet_deadline: None,
+                accepted: false,
                 sniff: false,
             },
         );
@@ -224,11 +255,40 @@ impl SipStreams {
         self.tls_server = Some(config);
     }
 
-    /// A peer connected to our TCP listener.
-    pub(super) fn accepted(&mut self, now: Instant, stream: StreamId, peer: SocketAddr) {
+    /// A peer connected to our TCP listener. Closed at once if its address holds
+    /// [`ACCEPTED_PER_ADDRESS`] accepted connections already.
+    pub(super) fn accepted(
+        &mut self,
+        io: &mut impl Io,
+        now: Instant,
+        stream: StreamId,
+        peer: SocketAddr,
+    ) {
+        let held = self.accepted_by_address.entry(peer.ip()).or_insert(0);
+        if *held >= ACCEPTED_PER_ADDRESS {
+            tracing::debug!(%peer, "a SIP connection was refused: its address holds {ACCEPTED_PER_ADDRESS} already");
+            io.close_stream(stream);
+            return;
+        }
+        *held += 1;
         self.insert(stream, peer, Transport::Tcp, None, true, now);
         if let Some(connection) = self.connections.get_mut(&stream) {
+            let at = now + ACCEPTED_QUIET_LIMIT;
             connection.sniff = true;
+            connection.accepted = true;
+            connection.quiet_deadline = Some(at);
+            if self.quiet.len() >= QUIET_COMPACT_AT {
+                // Connections opened and closed faster than the limit leave entries behind:
+                // keep those still waiting (at most the table's size), so the queue stays
+                // bounded under churn.
+                let connections = &self.connections;
+                self.quiet.retain(|&(at, id)| {
+                    connections
+                        .get(&id)
+                        .is_some_and(|c| c.quiet_deadline == Some(at))
+                });
+            }
+            self.quiet.push_back((at, stream));
         }
     }
 
@@ -236,6 +296,26 @@ impl SipStreams {
     pub(super) fn connected(&mut self, stream: StreamId) {
         if let Some(connection) = self.connections.get_mut(&stream) {
             connection.connect_deadline = None;
+        }
+        self.drop_settled_deadlines();
+    }
+
+    /// Drops the deadlines at the front of both queues that no longer apply (the connection
+    /// is up, spoke, or is gone), so the front is the next one due.
+    fn drop_settled_deadlines(&mut self) {
+        let connections = &self.connections;
+        let applies = |at: Instant, id: &StreamId, of: fn(&Connection) -> Option<Instant>| {
+            connections.get(id).is_some_and(|c| of(c) == Some(at))
+        };
+        while let Some((at, id)) = self.connecting.front()
+            && !applies(*at, id, |c| c.connect_deadline)
+        {
+            self.connecting.pop_front();
+        }
+        while let Some((at, id)) = self.quiet.front()
+            && !applies(*at, id, |c| c.quiet_deadline)
+        {
+            self.quiet.pop_front();
         }
     }
 
@@ -330,6 +410,7 @@ impl SipStreams {
             while let Some(frame) = connection.framer.next_frame() {
                 match frame {
                     Ok(Frame::Message(range)) => {
+                        connection.quiet_deadline = None;
                         let message = &connection.framer.buffer()[range];
                         deliver(io, connection.transport, connection.peer, message);
                     }
@@ -351,6 +432,7 @@ impl SipStreams {
             tracing::warn!(%peer, error = %e, "a SIP connection sent what cannot be framed; closing it");
             self.close(io, stream);
         }
+        self.drop_settled_deadlines();
         None
     }
 
@@ -399,14 +481,16 @@ impl SipStreams {
         in_use: impl Fn(Transport, SocketAddr) -> bool,
         mut failed: impl FnMut(&[u8], &str),
     ) {
-        let late: Vec<StreamId> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.connect_deadline.is_some_and(|at| at <= now))
-            .map(|(&id, _)| id)
-            .collect();
-        for stream in late {
-            let Some(connection) = self.connections.get_mut(&stream) else {
+        while let Some(&(at, stream)) = self.connecting.front()
+            && at <= now
+        {
+            self.connecting.pop_front();
+            // A stream id is reused once closed: only the deadline set with it counts.
+            let Some(connection) = self
+                .connections
+                .get_mut(&stream)
+                .filter(|c| c.connect_deadline == Some(at))
+            else {
                 continue;
             };
             let unconfirmed = std::mem::take(&mut connection.unconfirmed);
@@ -419,6 +503,17 @@ impl SipStreams {
             self.close(io, stream);
             for sent in &unconfirmed {
                 failed(sent, &why);
+            }
+        }
+        while let Some(&(at, stream)) = self.quiet.front()
+            && at <= now
+        {
+            self.quiet.pop_front();
+            if let Some(connection) = self.connections.get(&stream)
+                && connection.quiet_deadline == Some(at)
+            {
+                tracing::debug!(peer = %connection.peer, "a SIP connection sent no SIP message within {} s of being accepted; closing it", ACCEPTED_QUIET_LIMIT.as_secs());
+                self.close(io, stream);
             }
         }
         if self.next_sweep.is_none_or(|at| at > now) {
@@ -438,17 +533,16 @@ impl SipStreams {
     }
 
     /// When [`SipStreams::handle_timeout`] wants to run: the next sweep, or an earlier
-    /// connect deadline.
+    /// connect or first-message deadline.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        let connecting = self
-            .connections
-            .values()
-            .filter_map(|c| c.connect_deadline)
-            .min();
-        match (self.next_sweep, connecting) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.next_sweep,
+            self.connecting.front().map(|&(at, _)| at),
+            self.quiet.front().map(|&(at, _)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn close(&mut self, io: &mut impl Io, stream: StreamId) {
@@ -470,6 +564,15 @@ impl SipStreams {
         let connection = self.connections.remove(&stream)?;
         // Its own peer's entry and any alias ([`SipStreams::alias`]).
         self.by_peer.retain(|_, s| *s != stream);
+        if connection.accepted
+            && let Some(held) = self.accepted_by_address.get_mut(&connection.peer.ip())
+        {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                self.accepted_by_address.remove(&connection.peer.ip());
+            }
+        }
+        self.drop_settled_deadlines();
         Some(connection)
     }
 
@@ -621,7 +724,7 @@ mod tests {
         assert_eq!(io.written_on(StreamId(0)), [INVITE, OPTIONS]);
         // A peer that connected to us is answered on its own connection.
         let caller: SocketAddr = "192.0.2.20:40000".parse().expect("address");
-        streams.accepted(now, StreamId(7), caller);
+        streams.accepted(&mut io, now, StreamId(7), caller);
         streams
             .send(&mut io, now, Transport::Tcp, caller, RESPONSE)
             .expect("sent");
@@ -660,7 +763,7 @@ mod tests {
             FakeIo::default(),
             Instant::now(),
         );
-        streams.accepted(now, StreamId(3), peer());
+        streams.accepted(&mut io, now, StreamId(3), peer());
         let (delivered, _) = receive(&mut streams, &mut io, now, StreamId(3), b"\r\n\r\n");
         assert!(delivered.is_empty());
         assert_eq!(io.written_on(StreamId(3)), [KEEPALIVE_PONG]);
@@ -779,11 +882,13 @@ mod tests {
             .expect("sent");
         streams.connected(StreamId(0));
         streams.accepted(
+            &mut io,
             start,
             StreamId(9),
             "192.0.2.20:40000".parse().expect("address"),
         );
-        // The accepted one keeps talking; ours goes quiet.
+        // The accepted one keeps talking (a request, then keep-alives); ours goes quiet.
+        receive(&mut streams, &mut io, start, StreamId(9), OPTIONS);
         let mut now = start;
         while now < start + IDLE_TIMEOUT - SWEEP_EVERY {
             now = streams.poll_timeout().expect("a sweep is due");
@@ -821,8 +926,9 @@ mod tests {
         let mut io = FakeIo::default();
         let now = Instant::now();
         let (tls_stream, plain_stream) = (StreamId(7), StreamId(8));
-        streams.accepted(now, tls_stream, peer());
+        streams.accepted(&mut io, now, tls_stream, peer());
         streams.accepted(
+            &mut io,
             now,
             plain_stream,
             "192.0.2.11:5060".parse().expect("address"),
@@ -928,7 +1034,7 @@ mod tests {
             !streams.alias(Transport::Tcp, contact, caller),
             "no connection yet"
         );
-        streams.accepted(now, StreamId(9), caller);
+        streams.accepted(&mut io, now, StreamId(9), caller);
         assert!(!streams.can_reach(Transport::Tcp, contact));
         assert!(streams.alias(Transport::Tcp, contact, caller));
         assert!(streams.can_reach(Transport::Tcp, contact));
@@ -944,5 +1050,61 @@ mod tests {
             .send(&mut io, now, Transport::Tcp, contact, OPTIONS)
             .expect("sent");
         assert_eq!(io.connects, [(StreamId(0), contact)]);
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share_of_accepted_connections() {
+        let (mut streams, mut io, now) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
+        let stranger = |port: u16| SocketAddr::from(([192, 0, 2, 66], port));
+        let share = u32::from(ACCEPTED_PER_ADDRESS);
+        for n in 0..share {
+            streams.accepted(&mut io, now, StreamId(n), stranger(40_000 + n as u16));
+        }
+        assert!(io.closed.is_empty(), "{:?}", io.closed);
+        // One more from the same address is closed at once; another address is served.
+        streams.accepted(&mut io, now, StreamId(share), stranger(50_000));
+        assert_eq!(io.closed, [StreamId(share)]);
+        streams.accepted(&mut io, now, StreamId(share + 1), peer());
+        assert_eq!(io.closed, [StreamId(share)]);
+        // The loop reports the refused one closed: nothing to forget.
+        streams.closed(StreamId(share), StreamClosed::Local, |_, _| {});
+        // One of the address's connections closes: it may open another.
+        streams.closed(StreamId(0), StreamClosed::Peer, |_, _| {});
+        streams.accepted(&mut io, now, StreamId(share + 2), stranger(50_001));
+        assert_eq!(io.closed, [StreamId(share)]);
+    }
+
+    #[test]
+    fn an_accepted_connection_that_sends_no_sip_message_is_closed_at_the_quiet_limit() {
+        let (mut streams, mut io, start) = (
+            SipStreams::new(4096, CONNECT),
+            FakeIo::default(),
+            Instant::now(),
+        );
+        let (silent, pinging, talking) = (StreamId(1), StreamId(2), StreamId(3));
+        for (stream, port) in [(silent, 40_001), (pinging, 40_002), (talking, 40_003)] {
+            let from = SocketAddr::from(([192, 0, 2, 20], port));
+            streams.accepted(&mut io, start, stream, from);
+        }
+        // A keep-alive is not a SIP message; a request is.
+        receive(&mut streams, &mut io, start, pinging, b"\r\n\r\n");
+        receive(&mut streams, &mut io, start, talking, OPTIONS);
+        let due = streams.poll_timeout().expect("a deadline");
+        assert_eq!(due, start + ACCEPTED_QUIET_LIMIT);
+        streams.handle_timeout(
+            &mut io,
+            due - Duration::from_millis(1),
+            |_, _| false,
+            |_, _| {},
+        );
+        assert!(io.closed.is_empty(), "{:?}", io.closed);
+        streams.handle_timeout(&mut io, due, |_, _| false, |_, _| {});
+        assert_eq!(io.closed, [silent, pinging]);
+        // What is left to wait for is the idle sweep.
+        assert_eq!(streams.poll_timeout(), Some(start + SWEEP_EVERY));
     }
 }

@@ -20,6 +20,10 @@
 //! to the stream being served: every step looks the stream up again. A stream failing
 //! inside [`Io::send_stream`] is reported once the current callback has returned.
 //!
+//! Accepted streams may take all but one [`OPENED_SHARE`]th of `max_streams`: the rest is
+//! kept for the streams this core opens (to its trunks), so connections strangers open and
+//! leave idle cannot stop its calls. Past that share new connections are closed at once.
+//!
 //! The loop sets no connect timeout: a connect to a host that never answers fails when
 //! the kernel gives up (`ETIMEDOUT`, about two minutes); drivers close sooner if they
 //! need to.
@@ -40,6 +44,8 @@ pub(crate) const READ_CHUNK: usize = 64 << 10;
 const READ_BUDGET: usize = 16;
 /// Connections accepted from one listener per turn before others get a go.
 const ACCEPT_BUDGET: usize = 64;
+/// One in this many of `max_streams` is kept for streams the core opens (at least one).
+pub(crate) const OPENED_SHARE: usize = 8;
 /// How long a listener rests after `accept` failed for lack of resources.
 pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A send queue that empties keeps at most this much memory for next time.
@@ -145,6 +151,8 @@ pub(crate) struct Conn<X> {
     pub(crate) socket: TcpStream,
     /// The connect has not completed yet.
     connecting: bool,
+    /// Accepted from a listener (not opened by this core).
+    accepted: bool,
     /// Being closed; waits only for the kernel to let go of it.
     pub(crate) closing: bool,
     /// Listed in `Tcp::carry`.
@@ -155,10 +163,11 @@ pub(crate) struct Conn<X> {
 }
 
 impl<X: Default> Conn<X> {
-    fn new(socket: TcpStream, connecting: bool) -> Self {
+    fn new(socket: TcpStream, connecting: bool, accepted: bool) -> Self {
         Self {
             socket,
             connecting,
+            accepted,
             closing: false,
             carried: false,
             queue: SendQueue::default(),
@@ -248,7 +257,12 @@ pub(crate) struct Tcp<S, L> {
     spare: Vec<Carried>,
     /// Streams not closing; at most `max_streams`.
     open: usize,
+    /// Of them, accepted from a listener; at most `max_accepted`.
+    accepted: usize,
     max_streams: usize,
+    /// `max_streams` less the share kept for streams this core opens (to trunks and
+    /// peers), so connections strangers open and leave cannot take every slot.
+    max_accepted: usize,
     max_pending: usize,
     pub(crate) counters: TcpCounters,
 }
@@ -264,7 +278,11 @@ impl<S: Default, L: Default> Tcp<S, L> {
             carry: Vec::new(),
             spare: Vec::new(),
             open: 0,
+            accepted: 0,
             max_streams: config.max_streams,
+            max_accepted: config
+                .max_streams
+                .saturating_sub((config.max_streams / OPENED_SHARE).max(1)),
             max_pending: config.max_stream_pending_bytes,
             counters: TcpCounters::default(),
         }
@@ -278,6 +296,11 @@ impl<S: Default, L: Default> Tcp<S, L> {
     /// True when no further stream may open.
     fn is_full(&self) -> bool {
         self.open >= self.max_streams || self.streams.is_full()
+    }
+
+    /// True when no further stream may be accepted.
+    fn accepts_no_more(&self) -> bool {
+        self.accepted >= self.max_accepted || self.is_full()
     }
 
     /// True if something carried over must be served without waiting.
@@ -353,7 +376,16 @@ pub(crate) fn connect<H: TcpHost>(io: &mut H, to: SocketAddr) -> std::io::Result
     }
     let socket = TcpStream::connect(to)?;
     let _ = socket.set_nodelay(true);
-    adopt(io, socket, true)
+    adopt(io, socket, Side::Opened)
+}
+
+/// Who opened a stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// This core, connecting out.
+    Opened,
+    /// A peer, through one of our listeners.
+    Accepted,
 }
 
 fn too_many_streams() -> std::io::Error {
@@ -363,29 +395,34 @@ fn too_many_streams() -> std::io::Error {
 }
 
 /// Add a stream to the table and start watching it.
-fn adopt<H: TcpHost>(io: &mut H, socket: TcpStream, connecting: bool) -> std::io::Result<StreamId> {
+fn adopt<H: TcpHost>(io: &mut H, socket: TcpStream, side: Side) -> std::io::Result<StreamId> {
     let tcp = io.tcp();
     if tcp.is_full() {
         return Err(too_many_streams());
     }
+    let accepted = side == Side::Accepted;
     let id = tcp
         .streams
-        .insert(Conn::new(socket, connecting))
+        .insert(Conn::new(socket, !accepted, accepted))
         .map_err(|_| too_many_streams())?;
     tcp.reserve();
     if let Err(error) = io.watch_stream(id) {
         io.tcp().streams.remove(id);
         return Err(error);
     }
-    io.tcp().open += 1;
+    let tcp = io.tcp();
+    tcp.open += 1;
+    tcp.accepted += usize::from(accepted);
     Ok(id)
 }
 
 /// Close open stream `id` now, reporting nothing.
 fn shut<H: TcpHost>(io: &mut H, id: StreamId) {
     let tcp = io.tcp();
-    if tcp.open_mut(id).is_some() {
+    if let Some(conn) = tcp.open_mut(id) {
+        let accepted = conn.accepted;
         tcp.open = tcp.open.saturating_sub(1);
+        tcp.accepted = tcp.accepted.saturating_sub(usize::from(accepted));
         io.unwatch_stream(id);
     }
 }
@@ -500,13 +537,13 @@ pub(crate) fn listener_ready<H: TcpHost, D: Driver>(
         match listener.socket.accept() {
             Ok((socket, peer)) => {
                 listener.warned = false;
-                if tcp.is_full() {
+                if tcp.accepts_no_more() {
                     tcp.counters.over_limit += 1;
                     drop(socket);
                     continue;
                 }
                 let _ = socket.set_nodelay(true);
-                if let Ok(stream) = adopt(io, socket, false) {
+                if let Ok(stream) = adopt(io, socket, Side::Accepted) {
                     driver.handle_stream_accepted(io, now, id, stream, peer);
                 }
             }
@@ -621,7 +658,7 @@ mod tests {
     #[test]
     fn sends_are_written_at_once_and_queued_only_behind_a_full_socket() {
         let (ours, mut theirs) = pair();
-        let mut conn: Conn<()> = Conn::new(ours, false);
+        let mut conn: Conn<()> = Conn::new(ours, false, true);
         conn.send(b"hello", 1 << 20).unwrap();
         assert_eq!(conn.queue.len(), 0);
         assert_eq!(
@@ -662,7 +699,7 @@ mod tests {
     #[test]
     fn bytes_sent_while_connecting_wait_in_the_queue() {
         let (ours, _theirs) = pair();
-        let mut conn: Conn<()> = Conn::new(ours, true);
+        let mut conn: Conn<()> = Conn::new(ours, true, false);
         conn.send(b"early", 5).unwrap();
         assert_eq!(conn.queue.len(), 5);
         assert_eq!(conn.send(b"!", 5), Err(StreamClosed::Overflow));
@@ -674,7 +711,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let conn: Conn<()> = Conn::new(TcpStream::connect(dead).unwrap(), true);
+        let conn: Conn<()> = Conn::new(TcpStream::connect(dead).unwrap(), true, false);
         let deadline = Instant::now() + Duration::from_secs(5);
         let outcome = loop {
             match conn.connect_outcome() {
@@ -770,7 +807,7 @@ mod tests {
             tcp: Tcp::new(&LoopConfig::default()),
         };
         let (ours, mut theirs) = pair();
-        let id = adopt(&mut host, ours, false).unwrap();
+        let id = adopt(&mut host, ours, Side::Accepted).unwrap();
         // More than one call's budget, less than loopback buffers hold (the write must not block).
         let sent: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
         theirs.write_all(&sent).unwrap();
@@ -806,5 +843,43 @@ mod tests {
             let error = std::io::Error::from_raw_os_error(errno);
             assert!(!accept_may_go_on(&error), "{error}");
         }
+    }
+
+    #[test]
+    fn strangers_may_fill_all_but_the_share_kept_for_streams_the_core_opens() {
+        let config = LoopConfig {
+            max_streams: 16,
+            ..LoopConfig::default()
+        };
+        let mut host = Host {
+            tcp: Tcp::new(&config),
+        };
+        let (listener, addr) = listen(&mut host, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let strangers: Vec<_> = (0..20)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut driver = Sink::default();
+        // Every connection is queued in the kernel by now; one turn accepts what fits.
+        listener_ready(&mut host, &mut driver, Instant::now(), listener);
+        assert_eq!(host.tcp.accepted, 14, "16 less one eighth");
+        assert_eq!(host.tcp.counters.over_limit, 6);
+        // The core's own connects still find room, up to max_streams.
+        let trunk = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = trunk.local_addr().unwrap();
+        let ours = [
+            connect(&mut host, to).unwrap(),
+            connect(&mut host, to).unwrap(),
+        ];
+        assert!(connect(&mut host, to).is_err(), "max_streams holds");
+        // A closed accepted stream frees an accepted slot, not the core's share.
+        let first = StreamId(0);
+        assert!(host.tcp.open_mut(first).is_some_and(|c| c.accepted));
+        shut(&mut host, first);
+        assert_eq!(host.tcp.accepted, 13);
+        assert!(
+            ours.iter()
+                .all(|&id| host.tcp.open_mut(id).is_some_and(|c| !c.accepted))
+        );
+        drop(strangers);
     }
 }
