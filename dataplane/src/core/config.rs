@@ -50,7 +50,9 @@ pub struct LoopConfig {
     /// Largest datagram received or sent; longer ones are dropped (default 65,535).
     pub max_datagram: usize,
     /// TCP streams (accepted and connected) one core holds open at once, at most 65,536
-    /// (default 1,024). Connections accepted beyond it are closed at once; `connect` fails.
+    /// (default 1,024). Accepted ones may take all but an eighth of them (at least one is
+    /// kept for `connect`); connections accepted beyond that are closed at once, and
+    /// `connect` fails beyond `max_streams`.
     pub max_streams: usize,
     /// Bytes one TCP stream may have queued for a peer that reads too slowly; beyond it the
     /// stream is closed with [`StreamClosed::Overflow`](super::StreamClosed::Overflow)
