@@ -555,8 +555,8 @@ impl Agent {
             self.streams.set_tls_peer(destination, tls.clone());
         }
         if let Err(e) = self.sip.dial(now, dial.call, &params) {
-            io.close(rtp_socket);
-            io.close(rtcp_socket);
+            // The pair goes back like a finished call's: a dial waiting for one may take it.
+            self.release_ports(io, rtp_socket, rtcp_socket, now);
             self.emit(failed(
                 dial.call,
                 format!("cannot dial {}: {e}", dial.target),

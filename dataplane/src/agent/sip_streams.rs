@@ -157,7 +157,8 @@ impl SipStreams {
     }
 
     /// Sends one SIP message to `to` over `transport` (TCP or TLS), on the connection to or
-    /// from that peer, opening one if there is none. `Err` says why it could not leave.
+    /// from that peer, opening one if there is none. `Err` says why it could not leave, as
+    /// what happened to `to` (the call's reason puts the address in front of it).
     pub(super) fn send(
         &mut self,
         io: &mut impl Io,
@@ -171,7 +172,7 @@ impl SipStreams {
             None => self.open(io, now, transport, to)?,
         };
         let Some(connection) = self.connections.get_mut(&stream) else {
-            return Err(format!("no connection to {to}"));
+            return Err(format!("lost its {transport} connection"));
         };
         connection.last_activity = now;
         if !connection.confirmed && connection.unconfirmed.len() < UNCONFIRMED_KEPT {
@@ -181,7 +182,7 @@ impl SipStreams {
             Ok(())
         } else {
             Err(format!(
-                "the {transport} connection to {to} could not take the message"
+                "could not be sent the message: its {transport} connection is closed or full"
             ))
         }
     }
@@ -196,19 +197,20 @@ impl SipStreams {
         let tls = match transport {
             Transport::Tls => {
                 let Some(peer) = self.tls_peers.get(&to) else {
-                    return Err(format!(
-                        "no TLS settings for {to}: only a trunk with transport = \"tls\" is dialled over TLS"
-                    ));
+                    return Err(
+                        "has no TLS settings: only a trunk with transport = \"tls\" is dialled over TLS"
+                            .to_owned(),
+                    );
                 };
                 let stream = TlsStream::client(peer.config.clone(), &peer.server_name)
-                    .map_err(|e| format!("TLS to {to}: {e}"))?;
+                    .map_err(|e| format!("could not be reached over TLS: {e}"))?;
                 Some(Box::new(stream))
             }
             _ => None,
         };
         let stream = io
             .connect(to)
-            .map_err(|e| format!("cannot open a {transport} connection to {to}: {e}"))?;
+            .map_err(|e| format!("could not be connected to over {transport}: {e}"))?;
         self.insert(stream, to, transport, tls, false, now);
         if let Some(connection) = self.connections.get_mut(&stream) {
             let at = now + self.connect_timeout;
