@@ -60,6 +60,17 @@ PY
 # for TCP (`[sip] tcp` listens on the same port).
 free_sip() { free_ports 2 DGRAM STREAM; }
 
+# Waits (up to 10 s) until UDP port PORT on 127.0.0.1 is bound by someone (a reflector that
+# binds its ports in order has bound them all once its last one is taken).
+wait_udp_bound() { # PORT
+    for _ in $(seq 1 100); do
+        python3 -c "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', $1))" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    echo "nothing bound UDP port $1 within 10 s" >&2
+    return 1
+}
+
 # Waits (up to 10 s) until `outdial serve` with data directory DATA_DIR and API on port PORT
 # has written its key and answers /readyz.
 wait_ready() { # DATA_DIR PORT

@@ -78,7 +78,7 @@ for n in "${levels[@]}"; do
     "$bin" bench udp --reflect "127.0.0.1:$reflector" --ports "$ports" 2>"$dir/reflector-$n.log" &
     reflector_pid=$!
     pids+=($reflector_pid)
-    sleep 0.3
+    wait_udp_bound "$((reflector + ports - 1))"
     before=$(rcvbuf_errors)
     "$bin" bench udp --to "127.0.0.1:$reflector" --ports "$ports" --streams "$n" --seconds "$seconds" --cpu 0 \
         ${bare_realtime[@]+"${bare_realtime[@]}"} --json >"$dir/bare-$n.json" 2>"$dir/bare-$n.log" &
