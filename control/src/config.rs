@@ -285,6 +285,12 @@ pub struct SipConfig {
     /// milliseconds is given up: its INVITE ends `unreachable` and the trunk's next address
     /// is tried, instead of waiting out the kernel's SYN retries.
     pub tcp_connect_timeout_ms: u64,
+    /// SIP connections (TCP or TLS) one address may have open to a core at once; more are
+    /// closed as soon as they are accepted. Our own connections to trunks do not count.
+    pub tcp_connections_per_source: u16,
+    /// A SIP connection another host opens that has carried no SIP message this many
+    /// milliseconds after it was accepted is closed (a keep-alive does not count).
+    pub tcp_first_message_timeout_ms: u64,
     /// Copy every SIP message to this capture server (Homer, sngrep) as HEP v3 over UDP
     /// (`docs/sip.md`, "HEP capture"); `None` = off.
     pub hep_capture: Option<SocketAddr>,
@@ -556,6 +562,8 @@ impl Default for SipConfig {
             tcp: true,
             udp_mtu_switch: 0,
             tcp_connect_timeout_ms: 2000,
+            tcp_connections_per_source: 32,
+            tcp_first_message_timeout_ms: 10_000,
             no_response_timeout_ms: 5000,
             hep_capture: None,
             hep_agent_id: 2001,
@@ -1000,6 +1008,19 @@ impl Config {
                 "`sip.tcp_connect_timeout_ms` is {connect}: use 100 to 60000 ms (default 2000)"
             )));
         }
+        let per_source = self.sip.tcp_connections_per_source;
+        if !(1..=1024).contains(&per_source) {
+            return Err(Error::Config(format!(
+                "`sip.tcp_connections_per_source` is {per_source}: use 1 to 1024 (default 32)"
+            )));
+        }
+        let first_message = self.sip.tcp_first_message_timeout_ms;
+        if !(1000..=600_000).contains(&first_message) {
+            return Err(Error::Config(format!(
+                "`sip.tcp_first_message_timeout_ms` is {first_message}: use 1000 to 600000 ms \
+                 (default 10000)"
+            )));
+        }
         let switch = self.sip.udp_mtu_switch;
         if switch != 0 && !(500..=65_507).contains(&switch) {
             return Err(Error::Config(format!(
@@ -1409,6 +1430,14 @@ mod tests {
             (
                 "[sip]\ntcp_connect_timeout_ms = 60001\n",
                 "sip.tcp_connect_timeout_ms",
+            ),
+            (
+                "[sip]\ntcp_connections_per_source = 0\n",
+                "sip.tcp_connections_per_source",
+            ),
+            (
+                "[sip]\ntcp_first_message_timeout_ms = 999\n",
+                "sip.tcp_first_message_timeout_ms",
             ),
             ("[sip]\ntcp = false\nudp_mtu_switch = 1300\n", "sip.tcp"),
             (

@@ -585,6 +585,8 @@ fn dataplane_config(config: &Config) -> Result<DataplaneConfig, Error> {
         sip_tcp: config.sip.tcp,
         udp_mtu_switch: (config.sip.udp_mtu_switch > 0).then_some(config.sip.udp_mtu_switch),
         tcp_connect_timeout: Duration::from_millis(config.sip.tcp_connect_timeout_ms),
+        tcp_connections_per_source: config.sip.tcp_connections_per_source,
+        tcp_first_message_timeout: Duration::from_millis(config.sip.tcp_first_message_timeout_ms),
         tls_server: config.sip_tls_server()?,
         backend,
         pin: config.dataplane.pin,

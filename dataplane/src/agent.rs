@@ -48,7 +48,7 @@ use crate::sip::register::RegistrationEvent;
 use crate::sip::{BorderConfig, DialParams, Endpoint, NoEarlyMedia, SipConfig, SipEvent};
 use call_table::{CallKey, CallTable, Channel, MediaSockets};
 use media_timers::{MediaTimer, MediaTimers};
-use sip_streams::SipStreams;
+use sip_streams::{SipStreams, Strangers};
 pub use turn_stats::{LONG_TURNS, TurnCounters, TurnStats};
 
 /// Largest RTP packet we build: 12-byte header plus 160 G.711 samples, with room to spare.
@@ -138,6 +138,10 @@ pub struct AgentConfig {
     /// A SIP connection we open that is not established within this is given up, and its
     /// requests fail as unreachable.
     pub tcp_connect_timeout: Duration,
+    /// Accepted SIP connections one address may hold at once; more are closed at once.
+    pub tcp_connections_per_source: u16,
+    /// An accepted SIP connection that carried no SIP message this long is closed.
+    pub tcp_first_message_timeout: Duration,
     /// Our certificate for SIP over TLS on the SIP listener (a connection that starts with
     /// a TLS handshake); `None`: TLS connections are refused.
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
@@ -328,8 +332,14 @@ impl Agent {
             local: SocketAddr::new(config.public_ip, config.sip_listen.port()),
             published: HepStats::default(),
         });
-        let mut streams =
-            SipStreams::new(config.border.max_message_bytes, config.tcp_connect_timeout);
+        let mut streams = SipStreams::new(
+            config.border.max_message_bytes,
+            config.tcp_connect_timeout,
+            Strangers {
+                per_address: config.tcp_connections_per_source,
+                first_message: config.tcp_first_message_timeout,
+            },
+        );
         if let Some(tls) = &config.tls_server {
             streams.serve_tls(Arc::clone(tls));
         }
@@ -1763,6 +1773,8 @@ mod tests {
             sip_tcp: false,
             udp_mtu_switch: None,
             tcp_connect_timeout: Duration::from_secs(2),
+            tcp_connections_per_source: 32,
+            tcp_first_message_timeout: Duration::from_secs(10),
             tls_server: None,
         };
         (Agent::new(config, link.clone()), link)

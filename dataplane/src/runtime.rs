@@ -56,6 +56,10 @@ pub struct DataplaneConfig {
     pub udp_mtu_switch: Option<usize>,
     /// A SIP connection a core opens that is not established within this is given up.
     pub tcp_connect_timeout: Duration,
+    /// SIP connections one address may have open to a core at once (accepted ones).
+    pub tcp_connections_per_source: u16,
+    /// An accepted SIP connection that carried no SIP message this long is closed.
+    pub tcp_first_message_timeout: Duration,
     /// Our certificate for SIP over TLS on each core's SIP listener; `None`: not served.
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
     /// io_uring, epoll, or whichever works here.
@@ -165,6 +169,8 @@ impl Dataplane {
                 sip_tcp: config.sip_tcp,
                 udp_mtu_switch: config.udp_mtu_switch,
                 tcp_connect_timeout: config.tcp_connect_timeout,
+                tcp_connections_per_source: config.tcp_connections_per_source,
+                tcp_first_message_timeout: config.tcp_first_message_timeout,
                 tls_server: config.tls_server.clone(),
             };
             let loop_config = LoopConfig {

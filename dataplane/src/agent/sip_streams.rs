@@ -15,11 +15,12 @@
 //!   SYN would otherwise hold the call for the kernel's minutes of SYN retries.
 //! - **Idle.** A connection that carried nothing for [`IDLE_TIMEOUT`] is closed, unless a
 //!   live call still talks to its peer; the next message to or from its peer opens another.
-//! - **Strangers.** One address may hold at most [`ACCEPTED_PER_ADDRESS`] accepted
-//!   connections (more are closed at once), and an accepted connection that has not carried
-//!   a SIP message within [`ACCEPTED_QUIET_LIMIT`] is closed: connections opened and left
-//!   silent cannot fill the core's table. (The loop keeps part of the table for the
-//!   connections this core opens: `core::stream`.)
+//! - **Strangers.** One address may hold at most [`Strangers::per_address`] accepted
+//!   connections (`sip.tcp_connections_per_source`; more are closed at once), and an accepted
+//!   connection that has not carried a SIP message within [`Strangers::first_message`]
+//!   (`sip.tcp_first_message_timeout_ms`) is closed: connections opened and left silent
+//!   cannot fill the core's table. (The loop keeps part of the table for the connections
+//!   this core opens: `core::stream`.)
 //!
 //! The loop gives each read as one slice; nothing here allocates per message once a
 //! connection's buffers have grown to its messages' size. Connections are few (one per
@@ -44,11 +45,15 @@ pub(super) const UNCONFIRMED_KEPT: usize = 8;
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often idle connections are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
-/// Accepted connections one address may hold at once.
-pub(super) const ACCEPTED_PER_ADDRESS: u16 = 32;
-/// An accepted connection that carried no SIP message this long after it was accepted is
-/// closed (a keep-alive does not count).
-pub(super) const ACCEPTED_QUIET_LIMIT: Duration = Duration::from_secs(10);
+/// What connections others open to us may hold.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Strangers {
+    /// Accepted connections one address may hold at once.
+    pub per_address: u16,
+    /// An accepted connection that carried no SIP message this long after it was accepted
+    /// is closed (a keep-alive does not count).
+    pub first_message: Duration,
+}
 /// Entries in the first-message queue past which those of closed connections are dropped.
 const QUIET_COMPACT_AT: usize = 4096;
 
@@ -95,6 +100,7 @@ pub(super) struct SipStreams {
     tls_server: Option<Arc<rustls::ServerConfig>>,
     max_message: usize,
     connect_timeout: Duration,
+    strangers: Strangers,
     plain: Vec<u8>,
     cipher: Vec<u8>,
     next_sweep: Option<Instant>,
@@ -107,9 +113,10 @@ pub(super) struct SipStreams {
 }
 
 impl SipStreams {
-    /// No connections; messages over `max_message` bytes close their connection, and a
-    /// connection we open that is not up within `connect_timeout` is given up.
-    pub(super) fn new(max_message: usize, connect_timeout: Duration) -> Self {
+    /// No connections; messages over `max_message` bytes close their connection, a
+    /// connection we open that is not up within `connect_timeout` is given up, and those
+    /// others open are held to `strangers`.
+    pub(super) fn new(max_message: usize, connect_timeout: Duration, strangers: Strangers) -> Self {
         Self {
             by_peer: HashMap::new(),
             connections: HashMap::new(),
@@ -117,6 +124,7 @@ impl SipStreams {
             tls_server: None,
             max_message,
             connect_timeout,
+            strangers,
             plain: Vec::new(),
             cipher: Vec::new(),
             next_sweep: None,
@@ -258,7 +266,7 @@ impl SipStreams {
     }
 
     /// A peer connected to our TCP listener. Closed at once if its address holds
-    /// [`ACCEPTED_PER_ADDRESS`] accepted connections already.
+    /// [`Strangers::per_address`] accepted connections already.
     pub(super) fn accepted(
         &mut self,
         io: &mut impl Io,
@@ -267,15 +275,16 @@ impl SipStreams {
         peer: SocketAddr,
     ) {
         let held = self.accepted_by_address.entry(peer.ip()).or_insert(0);
-        if *held >= ACCEPTED_PER_ADDRESS {
-            tracing::debug!(%peer, "a SIP connection was refused: its address holds {ACCEPTED_PER_ADDRESS} already");
+        let most = self.strangers.per_address;
+        if *held >= most {
+            tracing::debug!(%peer, "a SIP connection was refused: its address holds {most} already (sip.tcp_connections_per_source)");
             io.close_stream(stream);
             return;
         }
         *held += 1;
         self.insert(stream, peer, Transport::Tcp, None, true, now);
         if let Some(connection) = self.connections.get_mut(&stream) {
-            let at = now + ACCEPTED_QUIET_LIMIT;
+            let at = now + self.strangers.first_message;
             connection.sniff = true;
             connection.accepted = true;
             connection.quiet_deadline = Some(at);
@@ -514,7 +523,7 @@ impl SipStreams {
             if let Some(connection) = self.connections.get(&stream)
                 && connection.quiet_deadline == Some(at)
             {
-                tracing::debug!(peer = %connection.peer, "a SIP connection sent no SIP message within {} s of being accepted; closing it", ACCEPTED_QUIET_LIMIT.as_secs());
+                tracing::debug!(peer = %connection.peer, "a SIP connection sent no SIP message within {} ms of being accepted (sip.tcp_first_message_timeout_ms); closing it", self.strangers.first_message.as_millis());
                 self.close(io, stream);
             }
         }
@@ -670,6 +679,10 @@ mod tests {
 
     const PEER: &str = "192.0.2.10:5060";
     const CONNECT: Duration = Duration::from_secs(2);
+    const STRANGERS: Strangers = Strangers {
+        per_address: 32,
+        first_message: Duration::from_secs(10),
+    };
     const INVITE: &[u8] = b"INVITE sip:a@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n";
     const OPTIONS: &[u8] = b"OPTIONS sip:a@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK2\r\nContent-Length: 0\r\n\r\n";
     const RESPONSE: &[u8] = b"SIP/2.0 100 Trying\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK1\r\nContent-Length: 4\r\n\r\nbody";
@@ -712,7 +725,7 @@ mod tests {
     #[test]
     fn two_sends_to_one_peer_share_one_connection_and_an_accepted_one_is_reused() {
         let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -740,7 +753,7 @@ mod tests {
     #[test]
     fn a_message_split_across_reads_is_delivered_once_and_whole() {
         let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -761,7 +774,7 @@ mod tests {
     #[test]
     fn a_keepalive_ping_gets_a_pong_on_its_connection() {
         let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -775,7 +788,7 @@ mod tests {
     #[test]
     fn a_framing_error_closes_the_connection_and_the_next_send_opens_another() {
         let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -796,7 +809,7 @@ mod tests {
     #[test]
     fn a_refused_connection_hands_back_its_requests_and_one_that_answered_does_not() {
         let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -834,7 +847,7 @@ mod tests {
     #[test]
     fn a_tls_connection_that_fails_before_its_handshake_hands_back_its_requests() {
         let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -875,7 +888,7 @@ mod tests {
     #[test]
     fn an_idle_connection_is_closed_after_the_idle_timeout_and_not_before() {
         let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -924,7 +937,7 @@ mod tests {
 
     #[test]
     fn an_accepted_connection_starting_with_a_tls_handshake_is_closed_when_tls_is_not_served() {
-        let mut streams = SipStreams::new(8192, CONNECT);
+        let mut streams = SipStreams::new(8192, CONNECT, STRANGERS);
         let mut io = FakeIo::default();
         let now = Instant::now();
         let (tls_stream, plain_stream) = (StreamId(7), StreamId(8));
@@ -963,7 +976,7 @@ mod tests {
     #[test]
     fn a_connection_not_up_by_the_connect_timeout_is_given_up_and_its_requests_fail() {
         let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -1002,7 +1015,7 @@ mod tests {
     #[test]
     fn an_established_or_answering_connection_is_not_given_up() {
         let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -1026,7 +1039,7 @@ mod tests {
     #[test]
     fn an_alias_sends_on_the_callers_connection_until_it_closes() {
         let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -1057,12 +1070,12 @@ mod tests {
     #[test]
     fn one_address_holds_at_most_its_share_of_accepted_connections() {
         let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
         let stranger = |port: u16| SocketAddr::from(([192, 0, 2, 66], port));
-        let share = u32::from(ACCEPTED_PER_ADDRESS);
+        let share = u32::from(STRANGERS.per_address);
         for n in 0..share {
             streams.accepted(&mut io, now, StreamId(n), stranger(40_000 + n as u16));
         }
@@ -1083,7 +1096,7 @@ mod tests {
     #[test]
     fn an_accepted_connection_that_sends_no_sip_message_is_closed_at_the_quiet_limit() {
         let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT),
+            SipStreams::new(4096, CONNECT, STRANGERS),
             FakeIo::default(),
             Instant::now(),
         );
@@ -1096,7 +1109,7 @@ mod tests {
         receive(&mut streams, &mut io, start, pinging, b"\r\n\r\n");
         receive(&mut streams, &mut io, start, talking, OPTIONS);
         let due = streams.poll_timeout().expect("a deadline");
-        assert_eq!(due, start + ACCEPTED_QUIET_LIMIT);
+        assert_eq!(due, start + STRANGERS.first_message);
         streams.handle_timeout(
             &mut io,
             due - Duration::from_millis(1),
