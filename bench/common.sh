@@ -60,6 +60,28 @@ PY
 # for TCP (`[sip] tcp` listens on the same port).
 free_sip() { free_ports 2 DGRAM STREAM; }
 
+# Prints an `outdial serve` config on the embedded default with no release limit (the run
+# measures the most the path sustains): HTTP on 127.0.0.1:HTTP_PORT, SIP on
+# 127.0.0.1:SIP_PORT, the store in DATA_DIR, at most MAX_CALLS at once, warnings only.
+# Scripts append their own sections.
+unlimited_serve_toml() { # HTTP_PORT SIP_PORT DATA_DIR MAX_CALLS
+    cat <<TOML
+[http]
+listen = "127.0.0.1:$1"
+[sip]
+listen = "127.0.0.1:$2"
+[store]
+data_dir = "$3"
+[calls]
+max_concurrent = $4
+[scheduler]
+calls_per_second = 0
+node_calls_per_second = 0
+[log]
+level = "warn"
+TOML
+}
+
 # Waits (up to 10 s) until UDP port PORT on 127.0.0.1 is bound by someone (a reflector that
 # binds its ports in order has bound them all once its last one is taken).
 wait_udp_bound() { # PORT

@@ -60,22 +60,8 @@ status=0
 for run in quiet storm; do
     echo "== ($run) $media media calls for ${seconds}s$([ "$run" = storm ] && echo ", then $storm calls as fast as they go")" >&2
     http=$(free STREAM); sip=$(free_sip); callee=$(free DGRAM); uas=$(free DGRAM)
-    cat >"$dir/outdial-$run.toml" <<TOML
-[http]
-listen = "127.0.0.1:$http"
-[sip]
-listen = "127.0.0.1:$sip"
-[store]
-data_dir = "$dir/data-$run"
-[calls]
-max_concurrent = $((media + 400))
-[scheduler]
-# No release limit: the storm goes as fast as control takes it.
-calls_per_second = 0
-node_calls_per_second = 0
-[log]
-level = "warn"
-TOML
+    # No release limit: the storm goes as fast as control takes it.
+    unlimited_serve_toml "$http" "$sip" "$dir/data-$run" $((media + 400)) >"$dir/outdial-$run.toml"
     if [ -n "${CONTROL_NICE:-}${REALTIME_PRIORITY:-}" ]; then
         printf '[dataplane]\n' >>"$dir/outdial-$run.toml"
         [ -n "${CONTROL_NICE:-}" ] && printf 'control_nice = %s\n' "$CONTROL_NICE" >>"$dir/outdial-$run.toml"

@@ -49,22 +49,7 @@ start_uas() {
 echo "== (d-key) HTTP -> outdial serve -> SIPp uas pressing 1: $calls calls, $concurrency at once" >&2
 start_uas d
 http_port=$(free STREAM)
-cat >"$dir/outdial.toml" <<TOML
-[http]
-listen = "127.0.0.1:$http_port"
-[sip]
-listen = "127.0.0.1:$(free_sip)"
-[store]
-data_dir = "$dir/data"
-[calls]
-max_concurrent = $((concurrency + 100))
-[scheduler]
-# No release limit: the run measures the most the path sustains.
-calls_per_second = 0
-node_calls_per_second = 0
-[log]
-level = "warn"
-TOML
+unlimited_serve_toml "$http_port" "$(free_sip)" "$dir/data" $((concurrency + 100)) >"$dir/outdial.toml"
 "$bin" serve --config "$dir/outdial.toml" >"$dir/serve.log" 2>&1 &
 serve_pid=$!
 pids+=("$serve_pid")

@@ -102,22 +102,8 @@ outdial_run() {
     start_uas "$name"
     local http_port
     http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    cat >"$dir/outdial-$name.toml" <<TOML
-[http]
-listen = "127.0.0.1:$http_port"
-[sip]
-listen = "127.0.0.1:$(free_sip)"
-[store]
-data_dir = "$dir/data-$name"
-[calls]
-max_concurrent = $((concurrency * 2))
-[scheduler]
-# No release limit: the run measures the most the path sustains.
-calls_per_second = 0
-node_calls_per_second = 0
-[log]
-level = "warn"
-TOML
+    unlimited_serve_toml "$http_port" "$(free_sip)" "$dir/data-$name" $((concurrency * 2)) \
+        >"$dir/outdial-$name.toml"
     "$bin" serve --config "$dir/outdial-$name.toml" >"$dir/serve-$name.log" 2>&1 &
     local serve_pid=$!
     wait_ready "$dir/data-$name" "$http_port"
