@@ -166,6 +166,11 @@ pub const SERIES: &[Series] = &[
         "SIP messages not copied to sip.hep_capture: over sip.hep_max_per_second on their core, or too large for a HEP packet.",
     ),
     series(
+        "outdial_sip_connections_closed_total",
+        Kind::Counter,
+        "SIP connections others opened that were closed by reason: per_source (over sip.tcp_connections_per_source from one address), no_message (no SIP message within sip.tcp_first_message_timeout_ms).",
+    ),
+    series(
         "outdial_machine_detection_total",
         Kind::Counter,
         "Answering-machine detection verdicts, by answered_by (human, machine, unknown).",
@@ -318,6 +323,11 @@ pub fn describe_and_zero() {
             ("outdial_machine_detection_total", _) => {
                 for answered_by in ["human", "machine", "unknown"] {
                     metrics::counter!(name, "answered_by" => answered_by).absolute(0);
+                }
+            }
+            ("outdial_sip_connections_closed_total", _) => {
+                for reason in ["per_source", "no_message"] {
+                    metrics::counter!(name, "reason" => reason).absolute(0);
                 }
             }
             // Per-core series appear with the cores, a second after start at the latest.

@@ -73,6 +73,18 @@ pub struct CoreLink {
     pub hep: Arc<HepCounters>,
     /// How long this core's turns run; updated at the end of each turn.
     pub turns: Arc<TurnCounters>,
+    /// SIP connections others opened that this core closed; updated at the end of a turn.
+    pub strangers: Arc<StrangerCounters>,
+}
+
+/// SIP connections others opened that a core closed, as control reads them
+/// (`outdial_sip_connections_closed_total`).
+#[derive(Debug, Default)]
+pub struct StrangerCounters {
+    /// Over `sip.tcp_connections_per_source` from one address.
+    pub over_per_source: AtomicU64,
+    /// No SIP message within `sip.tcp_first_message_timeout_ms`.
+    pub no_message: AtomicU64,
 }
 
 /// A core's HEP counters as control reads them (`outdial_hep_packets_total`,
@@ -1278,6 +1290,7 @@ impl Agent {
         if let Some(tap) = self.hep.as_mut() {
             tap.publish(&self.link.hep);
         }
+        self.streams.publish(&self.link.strangers);
         self.flush_overflow();
         self.overflow_retry = (!self.overflow.is_empty()).then(|| now + Self::OVERFLOW_RETRY);
         if self.woke_control {
@@ -1753,6 +1766,7 @@ mod tests {
             alive: Arc::new(AtomicBool::new(true)),
             hep: Arc::default(),
             turns: Arc::default(),
+            strangers: Arc::default(),
         };
         let config = AgentConfig {
             sip_listen: "127.0.0.1:5060".parse().expect("addr"),

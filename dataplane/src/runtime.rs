@@ -147,6 +147,7 @@ impl Dataplane {
                 alive: Arc::new(AtomicBool::new(true)),
                 hep: Arc::default(),
                 turns: Arc::default(),
+                strangers: Arc::default(),
             };
             let agent_config = AgentConfig {
                 sip_listen: sip_addr,
@@ -264,6 +265,18 @@ impl Dataplane {
             .get(core)
             .map(|c| c.link.hep.get())
             .unwrap_or_default()
+    }
+
+    /// SIP connections others opened that `core` closed: (over the per-address limit, no
+    /// SIP message in time).
+    pub fn strangers_closed(&self, core: usize) -> (u64, u64) {
+        self.cores.get(core).map_or((0, 0), |c| {
+            let counters = &c.link.strangers;
+            (
+                counters.over_per_source.load(Ordering::Relaxed),
+                counters.no_message.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// How long `core`'s turns have run so far.

@@ -31,6 +31,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::api::TlsClient;
@@ -110,6 +111,11 @@ pub(super) struct SipStreams {
     quiet: VecDeque<(Instant, StreamId)>,
     /// Accepted connections open, by the peer's address.
     accepted_by_address: HashMap<IpAddr, u16>,
+    /// Accepted connections closed: over the per-address limit, and with no SIP message in
+    /// time; and those counts as last published.
+    closed_over_per_source: u64,
+    closed_no_message: u64,
+    published: (u64, u64),
 }
 
 impl SipStreams {
@@ -131,6 +137,19 @@ impl SipStreams {
             connecting: VecDeque::new(),
             quiet: VecDeque::new(),
             accepted_by_address: HashMap::new(),
+            closed_over_per_source: 0,
+            closed_no_message: 0,
+            published: (0, 0),
+        }
+    }
+
+    /// Stores the closed-connection counts in `counters` if they changed.
+    pub(super) fn publish(&mut self, counters: &super::StrangerCounters) {
+        let now = (self.closed_over_per_source, self.closed_no_message);
+        if now != self.published {
+            counters.over_per_source.store(now.0, Ordering::Relaxed);
+            counters.no_message.store(now.1, Ordering::Relaxed);
+            self.published = now;
         }
     }
 
@@ -277,6 +296,7 @@ impl SipStreams {
         let held = self.accepted_by_address.entry(peer.ip()).or_insert(0);
         let most = self.strangers.per_address;
         if *held >= most {
+            self.closed_over_per_source += 1;
             tracing::debug!(%peer, "a SIP connection was refused: its address holds {most} already (sip.tcp_connections_per_source)");
             io.close_stream(stream);
             return;
@@ -523,6 +543,7 @@ impl SipStreams {
             if let Some(connection) = self.connections.get(&stream)
                 && connection.quiet_deadline == Some(at)
             {
+                self.closed_no_message += 1;
                 tracing::debug!(peer = %connection.peer, "a SIP connection sent no SIP message within {} ms of being accepted (sip.tcp_first_message_timeout_ms); closing it", self.strangers.first_message.as_millis());
                 self.close(io, stream);
             }
