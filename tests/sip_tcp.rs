@@ -463,10 +463,11 @@ async fn a_tcp_trunk_that_never_accepts_fails_the_call_at_the_connect_timeout() 
 /// Bad neighbours: strangers open more TCP connections to the SIP port than a core holds
 /// (1,024), say nothing and keep them open: one address 100 of them, then 40 others 30 each.
 /// A call through the TCP trunk must still get its connection and complete; one address
-/// keeps at most 32 (`sip.tcp_connections_per_source`), all of them together at most 896 (the
-/// core keeps an eighth for the connections it opens), and none past
-/// `sip.tcp_first_message_timeout_ms` (2 s here) without a SIP message. The closes are
-/// counted by reason.
+/// keeps at most 32 (`sip.tcp_connections_per_source`), and all of them together at most 896
+/// (the core keeps an eighth for the connections it opens): past 896 each newcomer replaces
+/// the quietest. The closes are counted by reason. (`sip.tcp_first_message_timeout_ms` is
+/// set to its longest here so that none is closed for silence, however slowly the strangers
+/// connect; closing the silent ones is the unit tests' part.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_holding_more_connections_than_a_core_has_do_not_stop_a_tcp_trunk_call() {
     let app = AppServer::start().await;
@@ -482,7 +483,7 @@ async fn strangers_holding_more_connections_than_a_core_has_do_not_stop_a_tcp_tr
     );
     let outdial = Outdial::start_with_sip(
         "127.0.0.1",
-        &format!("{DEFAULT_TRUNK}\ntcp_first_message_timeout_ms = 2000"),
+        &format!("{DEFAULT_TRUNK}\ntcp_first_message_timeout_ms = 600000"),
         &format!("{}\n[dataplane]\ncores = 1\n", tcp_trunk(sipp.addr)),
     );
     let mut strangers = Vec::new();
@@ -501,6 +502,7 @@ async fn strangers_holding_more_connections_than_a_core_has_do_not_stop_a_tcp_tr
     }
     // Let the core accept (and refuse) them all before the call.
     tokio::time::sleep(Duration::from_millis(500)).await;
+
     let held = connections_to(outdial.sip.port()).len();
     assert!(
         (800..=896).contains(&held),
@@ -511,8 +513,8 @@ async fn strangers_holding_more_connections_than_a_core_has_do_not_stop_a_tcp_tr
     assert_eq!(call["result"], json!({ "confirm": "true" }), "{call}");
     let (sipp_status, trace) = sipp.finish(Duration::from_secs(10)).await;
     assert!(sipp_status.success(), "{trace}");
-    // The 68 over 127.0.0.2's 32 were closed as accepted; the 896 held said nothing and
-    // are closed 2 s after they were accepted.
+    // The 68 over 127.0.0.2's 32 were closed as accepted; the 1,232 others were accepted,
+    // the 336 past 896 each in place of the quietest.
     let closed = |reason: &'static str| {
         let outdial = &outdial;
         async move {
@@ -523,12 +525,8 @@ async fn strangers_holding_more_connections_than_a_core_has_do_not_stop_a_tcp_tr
                 .unwrap_or_else(|| panic!("no {line:?} in\n{text}"))
         }
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while closed("no_message").await < 896 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     assert_eq!(closed("per_source").await, 68);
-    assert_eq!(closed("no_message").await, 896);
-    assert!(connections_to(outdial.sip.port()).is_empty());
+    assert_eq!(closed("idlest").await, 336);
+    assert_eq!(closed("no_message").await, 0);
     drop(strangers);
 }

@@ -486,14 +486,15 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
         metrics::counter!("outdial_vxml_grammar_cache_hits_total").absolute(grammars.hits);
         let dataplane = dispatcher.dataplane();
         let (mut hep_sent, mut hep_dropped) = (0, 0);
-        let (mut over_per_source, mut no_message) = (0, 0);
+        let (mut over_per_source, mut no_message, mut idlest) = (0, 0, 0);
         for core in 0..dataplane.core_count() {
             let hep = dataplane.hep_stats(core);
             hep_sent += hep.sent;
             hep_dropped += hep.dropped;
-            let (over, silent) = dataplane.strangers_closed(core);
+            let (over, silent, quietest) = dataplane.strangers_closed(core);
             over_per_source += over;
             no_message += silent;
+            idlest += quietest;
             let label = core.to_string();
             metrics::gauge!("outdial_core_live_calls", "core" => label.clone())
                 .set(dataplane.load(core) as f64);
@@ -520,7 +521,11 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
         }
         metrics::counter!("outdial_hep_packets_total").absolute(hep_sent);
         metrics::counter!("outdial_hep_dropped_total").absolute(hep_dropped);
-        for (reason, count) in [("per_source", over_per_source), ("no_message", no_message)] {
+        for (reason, count) in [
+            ("per_source", over_per_source),
+            ("no_message", no_message),
+            ("idlest", idlest),
+        ] {
             metrics::counter!("outdial_sip_connections_closed_total", "reason" => reason)
                 .absolute(count);
         }

@@ -85,6 +85,9 @@ pub struct StrangerCounters {
     pub over_per_source: AtomicU64,
     /// No SIP message within `sip.tcp_first_message_timeout_ms`.
     pub no_message: AtomicU64,
+    /// The quietest, closed to let a newcomer in when accepted connections filled their
+    /// share of the core's streams.
+    pub idlest: AtomicU64,
 }
 
 /// A core's HEP counters as control reads them (`outdial_hep_packets_total`,
@@ -1409,6 +1412,12 @@ impl Driver for Agent {
             self.drain_sip(io, now);
         }
         self.finish_turn(now);
+    }
+
+    fn make_room_for_accept(&mut self, io: &mut impl Io, _now: Instant) -> bool {
+        let sip = &self.sip;
+        self.streams
+            .close_idlest_accepted(io, |transport, peer| sip.uses_stream_peer(transport, peer))
     }
 
     fn handle_stream_accepted(

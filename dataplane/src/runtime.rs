@@ -268,13 +268,14 @@ impl Dataplane {
     }
 
     /// SIP connections others opened that `core` closed: (over the per-address limit, no
-    /// SIP message in time).
-    pub fn strangers_closed(&self, core: usize) -> (u64, u64) {
-        self.cores.get(core).map_or((0, 0), |c| {
+    /// SIP message in time, the quietest to let a newcomer in).
+    pub fn strangers_closed(&self, core: usize) -> (u64, u64, u64) {
+        self.cores.get(core).map_or((0, 0, 0), |c| {
             let counters = &c.link.strangers;
             (
                 counters.over_per_source.load(Ordering::Relaxed),
                 counters.no_message.load(Ordering::Relaxed),
+                counters.idlest.load(Ordering::Relaxed),
             )
         })
     }

@@ -19,8 +19,9 @@
 //!   connections (`sip.tcp_connections_per_source`; more are closed at once), and an accepted
 //!   connection that has not carried a SIP message within [`Strangers::first_message`]
 //!   (`sip.tcp_first_message_timeout_ms`) is closed: connections opened and left silent
-//!   cannot fill the core's table. (The loop keeps part of the table for the connections
-//!   this core opens: `core::stream`.)
+//!   cannot fill the core's table. When accepted connections fill their share of it (the
+//!   loop keeps the rest for the connections this core opens: `core::stream`), a newcomer
+//!   takes the place of the quietest one no live call uses.
 //!
 //! The loop gives each read as one slice; nothing here allocates per message once a
 //! connection's buffers have grown to its messages' size. Connections are few (one per
@@ -115,7 +116,9 @@ pub(super) struct SipStreams {
     /// time; and those counts as last published.
     closed_over_per_source: u64,
     closed_no_message: u64,
-    published: (u64, u64),
+    /// Accepted connections closed to let a newcomer in (the table's accepted share full).
+    closed_idlest: u64,
+    published: (u64, u64, u64),
 }
 
 impl SipStreams {
@@ -139,16 +142,22 @@ impl SipStreams {
             accepted_by_address: HashMap::new(),
             closed_over_per_source: 0,
             closed_no_message: 0,
-            published: (0, 0),
+            closed_idlest: 0,
+            published: (0, 0, 0),
         }
     }
 
     /// Stores the closed-connection counts in `counters` if they changed.
     pub(super) fn publish(&mut self, counters: &super::StrangerCounters) {
-        let now = (self.closed_over_per_source, self.closed_no_message);
+        let now = (
+            self.closed_over_per_source,
+            self.closed_no_message,
+            self.closed_idlest,
+        );
         if now != self.published {
             counters.over_per_source.store(now.0, Ordering::Relaxed);
             counters.no_message.store(now.1, Ordering::Relaxed);
+            counters.idlest.store(now.2, Ordering::Relaxed);
             self.published = now;
         }
     }
@@ -321,6 +330,31 @@ impl SipStreams {
             }
             self.quiet.push_back((at, stream));
         }
+    }
+
+    /// Closes the accepted connection that has been quiet longest, unless `in_use` says a
+    /// live call talks to its peer: room for a newcomer when accepted connections fill their
+    /// share of the core's table. False when every accepted connection is in use.
+    pub(super) fn close_idlest_accepted(
+        &mut self,
+        io: &mut impl Io,
+        in_use: impl Fn(Transport, SocketAddr) -> bool,
+    ) -> bool {
+        let idlest = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.accepted && !in_use(c.transport, c.peer))
+            .min_by_key(|(_, c)| c.last_activity)
+            .map(|(&id, _)| id);
+        let Some(stream) = idlest else {
+            return false;
+        };
+        if let Some(connection) = self.connections.get(&stream) {
+            tracing::debug!(peer = %connection.peer, "closing the quietest accepted SIP connection to let a new one in");
+        }
+        self.closed_idlest += 1;
+        self.close(io, stream);
+        true
     }
 
     /// A connection we opened is established: its connect timeout no longer runs.
@@ -1142,5 +1176,38 @@ mod tests {
         assert_eq!(io.closed, [silent, pinging]);
         // What is left to wait for is the idle sweep.
         assert_eq!(streams.poll_timeout(), Some(start + SWEEP_EVERY));
+    }
+
+    #[test]
+    fn room_for_a_newcomer_is_made_by_closing_the_quietest_accepted_connection_not_in_use() {
+        let (mut streams, mut io, start) = (
+            SipStreams::new(4096, CONNECT, STRANGERS),
+            FakeIo::default(),
+            Instant::now(),
+        );
+        // Ours, opened first and quiet since: never a candidate.
+        streams
+            .send(&mut io, start, Transport::Tcp, peer(), INVITE)
+            .expect("sent");
+        let caller = |port: u16| SocketAddr::from(([192, 0, 2, 30], port));
+        for (n, stream) in [StreamId(10), StreamId(11), StreamId(12)]
+            .into_iter()
+            .enumerate()
+        {
+            let at = start + Duration::from_secs(n as u64 + 1);
+            streams.accepted(&mut io, at, stream, caller(41_000 + n as u16));
+            receive(&mut streams, &mut io, at, stream, OPTIONS);
+        }
+        // 10 is the quietest, but a live call talks to its peer.
+        let in_call = |_: Transport, p: SocketAddr| p == caller(41_000);
+        assert!(streams.close_idlest_accepted(&mut io, in_call));
+        assert_eq!(io.closed, [StreamId(11)]);
+        assert!(streams.close_idlest_accepted(&mut io, in_call));
+        assert_eq!(io.closed, [StreamId(11), StreamId(12)]);
+        assert!(
+            !streams.close_idlest_accepted(&mut io, in_call),
+            "only the one in a call is left"
+        );
+        assert_eq!(io.closed.len(), 2);
     }
 }

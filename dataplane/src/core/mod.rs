@@ -136,6 +136,12 @@ pub trait Driver {
         _peer: SocketAddr,
     ) {
     }
+    /// A listener has a connection waiting, but accepted streams fill their share of
+    /// `max_streams`: close one of them ([`Io::close_stream`]) and return true to let the
+    /// newcomer in. By default nothing is closed and the newcomer is refused.
+    fn make_room_for_accept(&mut self, _io: &mut impl Io, _now: Instant) -> bool {
+        false
+    }
     /// The connect started by [`Io::connect`] completed.
     fn handle_stream_connected(&mut self, _io: &mut impl Io, _now: Instant, _stream: StreamId) {}
     /// Bytes arrived on `stream`: any amount, cut anywhere (framing is the driver's job).

@@ -22,7 +22,9 @@
 //!
 //! Accepted streams may take all but one [`OPENED_SHARE`]th of `max_streams`: the rest is
 //! kept for the streams this core opens (to its trunks), so connections strangers open and
-//! leave idle cannot stop its calls. Past that share new connections are closed at once.
+//! leave idle cannot stop its calls. Past that share a new connection gets in only if the
+//! driver closes one of its accepted streams for it ([`Driver::make_room_for_accept`]);
+//! otherwise it is closed at once.
 //!
 //! The loop sets no connect timeout: a connect to a host that never answers fails when
 //! the kernel gives up (`ETIMEDOUT`, about two minutes); drivers close sooner if they
@@ -537,8 +539,14 @@ pub(crate) fn listener_ready<H: TcpHost, D: Driver>(
         match listener.socket.accept() {
             Ok((socket, peer)) => {
                 listener.warned = false;
-                if tcp.accepts_no_more() {
-                    tcp.counters.over_limit += 1;
+                // Past the accepted share the driver may close one of its accepted streams
+                // to let the newcomer in (never past `max_streams`).
+                let refused = tcp.accepts_no_more()
+                    && (tcp.is_full()
+                        || !driver.make_room_for_accept(io, now)
+                        || io.tcp().accepts_no_more());
+                if refused {
+                    io.tcp().counters.over_limit += 1;
                     drop(socket);
                     continue;
                 }
@@ -881,5 +889,77 @@ mod tests {
                 .all(|&id| host.tcp.open_mut(id).is_some_and(|c| !c.accepted))
         );
         drop(strangers);
+    }
+
+    /// A driver that makes room for every newcomer by closing its oldest accepted stream.
+    #[derive(Default)]
+    struct Evicting {
+        accepted: VecDeque<StreamId>,
+    }
+
+    impl Driver for Evicting {
+        fn start(&mut self, _: &mut impl Io, _: Instant) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn handle_datagram(
+            &mut self,
+            _: &mut impl Io,
+            _: Instant,
+            _: super::super::SocketId,
+            _: SocketAddr,
+            _: &[u8],
+        ) {
+        }
+        fn make_room_for_accept(&mut self, io: &mut impl Io, _: Instant) -> bool {
+            self.accepted.pop_front().is_some_and(|oldest| {
+                io.close_stream(oldest);
+                true
+            })
+        }
+        fn handle_stream_accepted(
+            &mut self,
+            _: &mut impl Io,
+            _: Instant,
+            _: ListenerId,
+            stream: StreamId,
+            _: SocketAddr,
+        ) {
+            self.accepted.push_back(stream);
+        }
+        fn handle_timeout(&mut self, _: &mut impl Io, _: Instant) {}
+        fn handle_wake(&mut self, _: &mut impl Io, _: Instant) {}
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn should_stop(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn past_the_accepted_share_a_newcomer_gets_in_only_where_the_driver_makes_room() {
+        let config = LoopConfig {
+            max_streams: 16,
+            ..LoopConfig::default()
+        };
+        let mut host = Host {
+            tcp: Tcp::new(&config),
+        };
+        let (listener, addr) = listen(&mut host, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let clients: Vec<_> = (0..20)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut driver = Evicting::default();
+        listener_ready(&mut host, &mut driver, Instant::now(), listener);
+        // 20 accepted in turn, the first 6 closed to make room: the share holds the last 14.
+        assert_eq!(host.tcp.accepted, 14);
+        assert_eq!(host.tcp.counters.over_limit, 0);
+        assert_eq!(driver.accepted.len(), 14);
+        assert_eq!(driver.accepted.front(), Some(&StreamId(6)));
+        // The core's own share is untouched.
+        let trunk = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = trunk.local_addr().unwrap();
+        assert!(connect(&mut host, to).is_ok() && connect(&mut host, to).is_ok());
+        drop(clients);
     }
 }
