@@ -530,3 +530,67 @@ async fn strangers_holding_more_connections_than_a_core_has_do_not_stop_a_tcp_tr
     assert_eq!(closed("no_message").await, 0);
     drop(strangers);
 }
+
+/// A good caller behind bad neighbours: strangers from 40 addresses hold more connections
+/// than the accepted share (1,200 of 896), silent, with the first-message limit at its
+/// longest. A caller that connects over TCP next takes the place of the quietest of them, is
+/// answered, and its call completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_caller_gets_in_while_strangers_hold_every_accepted_connection() {
+    let app = AppServer::start().await;
+    app.vxml("/in.vxml", INBOUND_APP);
+    app.vxml("/submit", GOODBYE);
+    let outdial = Outdial::start_with_sip(
+        "127.0.0.1",
+        "inbound_sources = [\"127.0.0.1\"]\ntcp_first_message_timeout_ms = 600000",
+        &format!(
+            "[[inbound]]\nnumber = \"+15550100\"\nurl = \"{}\"\n\n[dataplane]\ncores = 1\n",
+            app.url("/in.vxml")
+        ),
+    );
+    let mut strangers = Vec::new();
+    for host in 2u8..42 {
+        for _ in 0..30 {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(std::net::SocketAddr::from(([127, 0, 0, host], 0)))
+                .expect("bind a loopback source address");
+            strangers.push(socket.connect(outdial.sip).await.expect("connect"));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sipp = Sipp::uac_tcp(
+        "call_in_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("7")),
+            ("DTMF_DELAY_MS", "1000".into()),
+        ],
+        outdial.sip,
+        "+15550100",
+    );
+    let (sipp_status, trace) = sipp.finish(CALL_TIMEOUT).await;
+    assert!(
+        sipp_status.success(),
+        "SIPp's call over TCP was not answered and ended by a BYE:\n{trace}\n{}",
+        outdial.log()
+    );
+    let (status, page) = outdial
+        .request(&outdial.api_key, reqwest::Method::GET, "/v1/calls", None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let listed = page["calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let id = listed[0]["id"].as_str().expect("id").to_owned();
+    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
+    assert_eq!(call["result"]["choice"], "7", "{call}");
+    // 304 strangers made room for others, and one more for the caller.
+    let text = outdial.metrics_text().await;
+    let line = "outdial_sip_connections_closed_total{reason=\"idlest\"} ";
+    let idlest = text
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no {line:?} in\n{text}"));
+    assert_eq!(idlest, 305, "{text}");
+    drop(strangers);
+}
