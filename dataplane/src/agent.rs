@@ -1414,7 +1414,11 @@ impl Driver for Agent {
         self.finish_turn(now);
     }
 
-    fn make_room_for_accept(&mut self, io: &mut impl Io, _now: Instant) -> bool {
+    fn make_room_for_accept(&mut self, io: &mut impl Io, _now: Instant, peer: SocketAddr) -> bool {
+        // A newcomer its own address's limit will refuse gets no one's place.
+        if self.streams.address_is_full(peer.ip()) {
+            return false;
+        }
         let sip = &self.sip;
         self.streams
             .close_idlest_accepted(io, |transport, peer| sip.uses_stream_peer(transport, peer))

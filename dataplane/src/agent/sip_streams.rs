@@ -332,6 +332,14 @@ impl SipStreams {
         }
     }
 
+    /// True when `address` holds [`Strangers::per_address`] accepted connections: another
+    /// from it would be closed as accepted.
+    pub(super) fn address_is_full(&self, address: IpAddr) -> bool {
+        self.accepted_by_address
+            .get(&address)
+            .is_some_and(|&held| held >= self.strangers.per_address)
+    }
+
     /// Closes the accepted connection that has been quiet longest, unless `in_use` says a
     /// live call talks to its peer: room for a newcomer when accepted connections fill their
     /// share of the core's table. False when every accepted connection is in use.
@@ -1132,9 +1140,12 @@ mod tests {
         let stranger = |port: u16| SocketAddr::from(([192, 0, 2, 66], port));
         let share = u32::from(STRANGERS.per_address);
         for n in 0..share {
+            assert!(!streams.address_is_full(stranger(0).ip()));
             streams.accepted(&mut io, now, StreamId(n), stranger(40_000 + n as u16));
         }
         assert!(io.closed.is_empty(), "{:?}", io.closed);
+        assert!(streams.address_is_full(stranger(0).ip()));
+        assert!(!streams.address_is_full(peer().ip()));
         // One more from the same address is closed at once; another address is served.
         streams.accepted(&mut io, now, StreamId(share), stranger(50_000));
         assert_eq!(io.closed, [StreamId(share)]);

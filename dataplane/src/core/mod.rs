@@ -136,10 +136,15 @@ pub trait Driver {
         _peer: SocketAddr,
     ) {
     }
-    /// A listener has a connection waiting, but accepted streams fill their share of
-    /// `max_streams`: close one of them ([`Io::close_stream`]) and return true to let the
-    /// newcomer in. By default nothing is closed and the newcomer is refused.
-    fn make_room_for_accept(&mut self, _io: &mut impl Io, _now: Instant) -> bool {
+    /// A listener has a connection from `peer` waiting, but accepted streams fill their
+    /// share of `max_streams`: close one of them ([`Io::close_stream`]) and return true to
+    /// let the newcomer in. By default nothing is closed and the newcomer is refused.
+    fn make_room_for_accept(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        _peer: SocketAddr,
+    ) -> bool {
         false
     }
     /// The connect started by [`Io::connect`] completed.

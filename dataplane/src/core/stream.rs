@@ -543,7 +543,7 @@ pub(crate) fn listener_ready<H: TcpHost, D: Driver>(
                 // to let the newcomer in (never past `max_streams`).
                 let refused = tcp.accepts_no_more()
                     && (tcp.is_full()
-                        || !driver.make_room_for_accept(io, now)
+                        || !driver.make_room_for_accept(io, now, peer)
                         || io.tcp().accepts_no_more());
                 if refused {
                     io.tcp().counters.over_limit += 1;
@@ -910,7 +910,7 @@ mod tests {
             _: &[u8],
         ) {
         }
-        fn make_room_for_accept(&mut self, io: &mut impl Io, _: Instant) -> bool {
+        fn make_room_for_accept(&mut self, io: &mut impl Io, _: Instant, _: SocketAddr) -> bool {
             self.accepted.pop_front().is_some_and(|oldest| {
                 io.close_stream(oldest);
                 true
