@@ -1714,6 +1714,8 @@ mod tests {
         sent: Vec<(SocketId, SocketAddr, Vec<u8>)>,
         /// Ports another process holds: binding them fails.
         taken: Vec<u16>,
+        /// Streams the agent closed.
+        closed_streams: Vec<StreamId>,
     }
 
     impl Io for FakeIo {
@@ -1741,7 +1743,9 @@ mod tests {
         fn send_stream(&mut self, _stream: StreamId, _data: &[u8]) -> bool {
             false
         }
-        fn close_stream(&mut self, _stream: StreamId) {}
+        fn close_stream(&mut self, stream: StreamId) {
+            self.closed_streams.push(stream);
+        }
     }
 
     const CALLEE: &str = "127.0.0.1:5070";
@@ -3999,5 +4003,27 @@ mod tests {
         );
         assert_eq!(link.load.load(Ordering::Relaxed), 0);
         assert_eq!(io.bound.len(), 1, "no RTP ports taken for it");
+    }
+
+    #[test]
+    fn a_newcomer_its_address_would_refuse_takes_no_ones_place() {
+        let (mut agent, _link, mut io, start) = started_with_ports_taken([]);
+        let listener = ListenerId(0);
+        agent.sip_listener = Some(listener);
+        let quiet: SocketAddr = "192.0.2.50:40000".parse().expect("addr");
+        agent.handle_stream_accepted(&mut io, start, listener, StreamId(0), quiet);
+        let later = start + Duration::from_secs(1);
+        let full = |port: u16| SocketAddr::from(([192, 0, 2, 66], port));
+        for n in 1..=32u16 {
+            agent.handle_stream_accepted(&mut io, later, listener, StreamId(n.into()), full(n));
+        }
+        assert!(io.closed_streams.is_empty(), "{:?}", io.closed_streams);
+        // The loop asks for room for a 33rd from the full address: no one makes way.
+        assert!(!agent.make_room_for_accept(&mut io, later, full(50_000)));
+        assert!(io.closed_streams.is_empty(), "{:?}", io.closed_streams);
+        // For a newcomer from elsewhere, the quietest accepted connection does.
+        let elsewhere: SocketAddr = "192.0.2.77:40000".parse().expect("addr");
+        assert!(agent.make_room_for_accept(&mut io, later, elsewhere));
+        assert_eq!(io.closed_streams, [StreamId(0)]);
     }
 }
