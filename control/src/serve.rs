@@ -486,15 +486,15 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
         metrics::counter!("outdial_vxml_grammar_cache_hits_total").absolute(grammars.hits);
         let dataplane = dispatcher.dataplane();
         let (mut hep_sent, mut hep_dropped) = (0, 0);
-        let (mut over_per_source, mut no_message, mut idlest) = (0, 0, 0);
+        let mut strangers = outdial_dataplane::agent::StrangersClosed::default();
         for core in 0..dataplane.core_count() {
             let hep = dataplane.hep_stats(core);
             hep_sent += hep.sent;
             hep_dropped += hep.dropped;
-            let (over, silent, quietest) = dataplane.strangers_closed(core);
-            over_per_source += over;
-            no_message += silent;
-            idlest += quietest;
+            let closed = dataplane.strangers_closed(core);
+            strangers.over_per_source += closed.over_per_source;
+            strangers.no_message += closed.no_message;
+            strangers.idlest += closed.idlest;
             let label = core.to_string();
             metrics::gauge!("outdial_core_live_calls", "core" => label.clone())
                 .set(dataplane.load(core) as f64);
@@ -522,9 +522,9 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
         metrics::counter!("outdial_hep_packets_total").absolute(hep_sent);
         metrics::counter!("outdial_hep_dropped_total").absolute(hep_dropped);
         for (reason, count) in [
-            ("per_source", over_per_source),
-            ("no_message", no_message),
-            ("idlest", idlest),
+            ("per_source", strangers.over_per_source),
+            ("no_message", strangers.no_message),
+            ("idlest", strangers.idlest),
         ] {
             metrics::counter!("outdial_sip_connections_closed_total", "reason" => reason)
                 .absolute(count);

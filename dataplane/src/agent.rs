@@ -77,17 +77,43 @@ pub struct CoreLink {
     pub strangers: Arc<StrangerCounters>,
 }
 
-/// SIP connections others opened that a core closed, as control reads them
-/// (`outdial_sip_connections_closed_total`).
-#[derive(Debug, Default)]
-pub struct StrangerCounters {
+/// SIP connections others opened that a core closed, by reason
+/// (`outdial_sip_connections_closed_total{reason}`).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct StrangersClosed {
     /// Over `sip.tcp_connections_per_source` from one address.
-    pub over_per_source: AtomicU64,
+    pub over_per_source: u64,
     /// No SIP message within `sip.tcp_first_message_timeout_ms`.
-    pub no_message: AtomicU64,
+    pub no_message: u64,
     /// The quietest, closed to let a newcomer in when accepted connections filled their
     /// share of the core's streams.
-    pub idlest: AtomicU64,
+    pub idlest: u64,
+}
+
+/// A core's [`StrangersClosed`] as control reads them.
+#[derive(Debug, Default)]
+pub struct StrangerCounters {
+    over_per_source: AtomicU64,
+    no_message: AtomicU64,
+    idlest: AtomicU64,
+}
+
+impl StrangerCounters {
+    /// The counts now.
+    pub fn get(&self) -> StrangersClosed {
+        StrangersClosed {
+            over_per_source: self.over_per_source.load(Ordering::Relaxed),
+            no_message: self.no_message.load(Ordering::Relaxed),
+            idlest: self.idlest.load(Ordering::Relaxed),
+        }
+    }
+
+    fn store(&self, closed: StrangersClosed) {
+        self.over_per_source
+            .store(closed.over_per_source, Ordering::Relaxed);
+        self.no_message.store(closed.no_message, Ordering::Relaxed);
+        self.idlest.store(closed.idlest, Ordering::Relaxed);
+    }
 }
 
 /// A core's HEP counters as control reads them (`outdial_hep_packets_total`,

@@ -267,17 +267,12 @@ impl Dataplane {
             .unwrap_or_default()
     }
 
-    /// SIP connections others opened that `core` closed: (over the per-address limit, no
-    /// SIP message in time, the quietest to let a newcomer in).
-    pub fn strangers_closed(&self, core: usize) -> (u64, u64, u64) {
-        self.cores.get(core).map_or((0, 0, 0), |c| {
-            let counters = &c.link.strangers;
-            (
-                counters.over_per_source.load(Ordering::Relaxed),
-                counters.no_message.load(Ordering::Relaxed),
-                counters.idlest.load(Ordering::Relaxed),
-            )
-        })
+    /// SIP connections others opened that `core` closed, by reason.
+    pub fn strangers_closed(&self, core: usize) -> crate::agent::StrangersClosed {
+        self.cores
+            .get(core)
+            .map(|c| c.link.strangers.get())
+            .unwrap_or_default()
     }
 
     /// How long `core`'s turns have run so far.

@@ -32,9 +32,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::{StrangerCounters, StrangersClosed};
 use crate::api::TlsClient;
 use crate::core::{Io, StreamClosed, StreamId};
 use crate::sip::tls::TlsStream;
@@ -112,13 +112,9 @@ pub(super) struct SipStreams {
     quiet: VecDeque<(Instant, StreamId)>,
     /// Accepted connections open, by the peer's address.
     accepted_by_address: HashMap<IpAddr, u16>,
-    /// Accepted connections closed: over the per-address limit, and with no SIP message in
-    /// time; and those counts as last published.
-    closed_over_per_source: u64,
-    closed_no_message: u64,
-    /// Accepted connections closed to let a newcomer in (the table's accepted share full).
-    closed_idlest: u64,
-    published: (u64, u64, u64),
+    /// Accepted connections closed, by reason, and those counts as last published.
+    closed: StrangersClosed,
+    published: StrangersClosed,
 }
 
 impl SipStreams {
@@ -140,25 +136,16 @@ impl SipStreams {
             connecting: VecDeque::new(),
             quiet: VecDeque::new(),
             accepted_by_address: HashMap::new(),
-            closed_over_per_source: 0,
-            closed_no_message: 0,
-            closed_idlest: 0,
-            published: (0, 0, 0),
+            closed: StrangersClosed::default(),
+            published: StrangersClosed::default(),
         }
     }
 
     /// Stores the closed-connection counts in `counters` if they changed.
-    pub(super) fn publish(&mut self, counters: &super::StrangerCounters) {
-        let now = (
-            self.closed_over_per_source,
-            self.closed_no_message,
-            self.closed_idlest,
-        );
-        if now != self.published {
-            counters.over_per_source.store(now.0, Ordering::Relaxed);
-            counters.no_message.store(now.1, Ordering::Relaxed);
-            counters.idlest.store(now.2, Ordering::Relaxed);
-            self.published = now;
+    pub(super) fn publish(&mut self, counters: &StrangerCounters) {
+        if self.closed != self.published {
+            counters.store(self.closed);
+            self.published = self.closed;
         }
     }
 
@@ -305,7 +292,7 @@ impl SipStreams {
         let held = self.accepted_by_address.entry(peer.ip()).or_insert(0);
         let most = self.strangers.per_address;
         if *held >= most {
-            self.closed_over_per_source += 1;
+            self.closed.over_per_source += 1;
             tracing::debug!(%peer, "a SIP connection was refused: its address holds {most} already (sip.tcp_connections_per_source)");
             io.close_stream(stream);
             return;
@@ -360,7 +347,7 @@ impl SipStreams {
         if let Some(connection) = self.connections.get(&stream) {
             tracing::debug!(peer = %connection.peer, "closing the quietest accepted SIP connection to let a new one in");
         }
-        self.closed_idlest += 1;
+        self.closed.idlest += 1;
         self.close(io, stream);
         true
     }
@@ -558,7 +545,7 @@ impl SipStreams {
             && at <= now
         {
             self.connecting.pop_front();
-            // A stream id is reused once closed: only the deadline set with it counts.
+            // Only a deadline the connection still has counts: it may be up, or gone.
             let Some(connection) = self
                 .connections
                 .get_mut(&stream)
@@ -585,7 +572,7 @@ impl SipStreams {
             if let Some(connection) = self.connections.get(&stream)
                 && connection.quiet_deadline == Some(at)
             {
-                self.closed_no_message += 1;
+                self.closed.no_message += 1;
                 tracing::debug!(peer = %connection.peer, "a SIP connection sent no SIP message within {} ms of being accepted (sip.tcp_first_message_timeout_ms); closing it", self.strangers.first_message.as_millis());
                 self.close(io, stream);
             }
