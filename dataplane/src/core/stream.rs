@@ -853,8 +853,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn strangers_may_fill_all_but_the_share_kept_for_streams_the_core_opens() {
+    /// A host holding at most 16 streams, listening, with 20 connections waiting to be
+    /// accepted (the clients' ends, kept open).
+    fn listening_with_waiting_clients() -> (Host, ListenerId, Vec<std::net::TcpStream>) {
         let config = LoopConfig {
             max_streams: 16,
             ..LoopConfig::default()
@@ -863,9 +864,15 @@ mod tests {
             tcp: Tcp::new(&config),
         };
         let (listener, addr) = listen(&mut host, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let strangers: Vec<_> = (0..20)
+        let clients = (0..20)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
             .collect();
+        (host, listener, clients)
+    }
+
+    #[test]
+    fn strangers_may_fill_all_but_the_share_kept_for_streams_the_core_opens() {
+        let (mut host, listener, strangers) = listening_with_waiting_clients();
         let mut driver = Sink::default();
         // Every connection is queued in the kernel by now; one turn accepts what fits.
         listener_ready(&mut host, &mut driver, Instant::now(), listener);
@@ -938,17 +945,7 @@ mod tests {
 
     #[test]
     fn past_the_accepted_share_a_newcomer_gets_in_only_where_the_driver_makes_room() {
-        let config = LoopConfig {
-            max_streams: 16,
-            ..LoopConfig::default()
-        };
-        let mut host = Host {
-            tcp: Tcp::new(&config),
-        };
-        let (listener, addr) = listen(&mut host, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let clients: Vec<_> = (0..20)
-            .map(|_| std::net::TcpStream::connect(addr).unwrap())
-            .collect();
+        let (mut host, listener, clients) = listening_with_waiting_clients();
         let mut driver = Evicting::default();
         listener_ready(&mut host, &mut driver, Instant::now(), listener);
         // 20 accepted in turn, the first 6 closed to make room: the share holds the last 14.
