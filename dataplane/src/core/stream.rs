@@ -165,11 +165,12 @@ pub(crate) struct Conn<X> {
 }
 
 impl<X: Default> Conn<X> {
-    fn new(socket: TcpStream, connecting: bool, accepted: bool) -> Self {
+    /// A stream just accepted, or just opened (its connect in progress).
+    fn new(socket: TcpStream, side: Side) -> Self {
         Self {
             socket,
-            connecting,
-            accepted,
+            connecting: side == Side::Opened,
+            accepted: side == Side::Accepted,
             closing: false,
             carried: false,
             queue: SendQueue::default(),
@@ -405,7 +406,7 @@ fn adopt<H: TcpHost>(io: &mut H, socket: TcpStream, side: Side) -> std::io::Resu
     let accepted = side == Side::Accepted;
     let id = tcp
         .streams
-        .insert(Conn::new(socket, !accepted, accepted))
+        .insert(Conn::new(socket, side))
         .map_err(|_| too_many_streams())?;
     tcp.reserve();
     if let Err(error) = io.watch_stream(id) {
@@ -666,7 +667,7 @@ mod tests {
     #[test]
     fn sends_are_written_at_once_and_queued_only_behind_a_full_socket() {
         let (ours, mut theirs) = pair();
-        let mut conn: Conn<()> = Conn::new(ours, false, true);
+        let mut conn: Conn<()> = Conn::new(ours, Side::Accepted);
         conn.send(b"hello", 1 << 20).unwrap();
         assert_eq!(conn.queue.len(), 0);
         assert_eq!(
@@ -707,7 +708,7 @@ mod tests {
     #[test]
     fn bytes_sent_while_connecting_wait_in_the_queue() {
         let (ours, _theirs) = pair();
-        let mut conn: Conn<()> = Conn::new(ours, true, false);
+        let mut conn: Conn<()> = Conn::new(ours, Side::Opened);
         conn.send(b"early", 5).unwrap();
         assert_eq!(conn.queue.len(), 5);
         assert_eq!(conn.send(b"!", 5), Err(StreamClosed::Overflow));
@@ -719,7 +720,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let conn: Conn<()> = Conn::new(TcpStream::connect(dead).unwrap(), true, false);
+        let conn: Conn<()> = Conn::new(TcpStream::connect(dead).unwrap(), Side::Opened);
         let deadline = Instant::now() + Duration::from_secs(5);
         let outcome = loop {
             match conn.connect_outcome() {
