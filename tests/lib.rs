@@ -23,6 +23,29 @@ pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs `bash bench/SCRIPT ARGS…` on the debug binary (`OUTDIAL_BIN`) with its temporary
+/// files in a fresh directory; prints its standard output and returns it, with the directory
+/// (the script's logs live there until it is dropped), after requiring that it succeeded.
+pub fn run_bench_script(script: &str, args: &[&str]) -> (TempDir, String) {
+    let dir = TempDir::new("bench-script");
+    let output = Command::new("bash")
+        .arg(project_root().join("bench").join(script))
+        .args(args)
+        .env("OUTDIAL_BIN", outdial_bin())
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("run bench/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "bench/{script} {args:?} failed (a call failed?): {}\n{stdout}\n{stderr}",
+        output.status
+    );
+    (dir, stdout)
+}
+
 /// `../shared` beside the project root: corpora and conformance suites.
 pub fn shared_dir() -> PathBuf {
     project_root().join("../shared")

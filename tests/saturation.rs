@@ -7,29 +7,13 @@
 //! No timing is asserted: the share of packets sent late is printed, and measured at scale
 //! in `docs/benchmarks.md`.
 
-use std::process::Command;
-
-use outdial_tests::{TempDir, outdial_bin, project_root};
+use outdial_tests::run_bench_script;
 
 #[test]
 fn calls_keep_their_media_and_answered_callees_see_no_retransmission_while_a_storm_saturates_control()
  {
-    let dir = TempDir::new("saturation");
-    let output = Command::new("bash")
-        .arg(project_root().join("bench/saturation/run.sh"))
-        .args(["20", "6", "400"])
-        .env("OUTDIAL_BIN", outdial_bin())
-        .env("TMPDIR", dir.path())
-        .output()
-        .expect("run bench/saturation/run.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "a call failed: {}\n{stdout}\n{stderr}",
-        output.status
-    );
+    // The logs stay in `_dir` until the end of the test.
+    let (_dir, stdout) = run_bench_script("saturation/run.sh", &["20", "6", "400"]);
     let logs = stdout
         .lines()
         .find_map(|line| line.strip_prefix("logs: "))

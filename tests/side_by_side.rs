@@ -5,43 +5,21 @@
 //! The scripts run one at a time: each measures the whole machine (the kernel's UDP drop
 //! counter among others), so one must not run beside another.
 
-use std::process::{Command, Output};
 use std::sync::Mutex;
 
-use outdial_tests::{TempDir, outdial_bin, project_root};
+use outdial_tests::run_bench_script;
 
 /// Held while a script runs.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Runs `bench/SCRIPT ARGS…` on the debug binary; returns its standard output, after
-/// requiring that it succeeded.
+/// Runs `bench/SCRIPT ARGS…` alone; returns its standard output, after requiring that it
+/// succeeded.
 fn run(script: &str, args: &[&str]) -> String {
     // A script that failed another test leaves nothing behind that this one needs.
     let _alone = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir = TempDir::new("side-by-side");
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new("bash")
-        .arg(project_root().join("bench").join(script))
-        .args(args)
-        .env("OUTDIAL_BIN", outdial_bin())
-        .env("TMPDIR", dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("run bench/{script}: {e}"));
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    );
-    println!("{stdout}");
-    assert!(
-        status.success(),
-        "bench/{script} {args:?}: {status}\n{stdout}\n{stderr}"
-    );
-    stdout
+    run_bench_script(script, args).1
 }
 
 /// The row of the table that starts with `label`, split on whitespace after it.
