@@ -86,7 +86,7 @@ TOML
 # binds its ports in order has bound them all once its last one is taken).
 wait_udp_bound() { # PORT
     for _ in $(seq 1 100); do
-        python3 -c "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', $1))" 2>/dev/null || return 0
+        python3 -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', $1))" 2>/dev/null || return 0
         sleep 0.1
     done
     echo "nothing bound UDP port $1 within 10 s" >&2

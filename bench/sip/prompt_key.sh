@@ -33,7 +33,6 @@ outdial_bin
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 dir=$(mktemp -d "${TMPDIR:-/tmp}/outdial-prompt-key.XXXXXX")
 scenarios=$PWD/bench/sip/scenarios
-trap stop_all EXIT
 now() { date +%s.%N; }
 
 # SIPp's uas pressing 1 PRESS_MS after the ACK; sets uas_port.
@@ -67,8 +66,8 @@ hold = r["latency_ms"].get("answered_to_ended", {}).get("p50", 0)
 print(ok, r["requested"] - ok, round(ok / r["total_secs"]), round(hold))' "$dir/bench-load.json")
 
 echo "== (a-key) SIPp uac holding ${hold_ms} ms -> SIPp uas pressing 1" >&2
-# The uac's prompt: the first second of SIPp's g711a.pcap (a pcap play runs to its end
-# even when the call has ended, so the whole 7 s file would outlive the call).
+# The uac's prompt: the first second of SIPp's g711a.pcap (the whole file is 7 s, longer
+# than a call is held).
 python3 - /usr/share/sip-tester/g711a.pcap "$dir/prompt.pcap" <<'PY'
 import struct, sys
 data = open(sys.argv[1], "rb").read()
