@@ -34,6 +34,10 @@ FEATURES = {
     # The acoustic score per frame of the worst-matching word.
     "w": lambda d: d["worst_word"],
     "lphones": lambda d: math.log(max(d["phones"], 1)),
+    # With `speech_accuracy eval --perturb ...` (tried and dropped): the share of the perturbed
+    # copies whose meaning agrees with the hypothesis's, and their mean confidence.
+    "agree": lambda d: sum(a == d["alts"][0] for a in d["alts"][1:]) / max(len(d["alts"]) - 1, 1),
+    "altc": lambda d: sum(d["alt_conf"]) / max(len(d["alt_conf"]), 1),
 }
 
 

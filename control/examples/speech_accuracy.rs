@@ -7,7 +7,8 @@
 //! cargo run --release -p outdial-control --example speech_accuracy -- cost SET_DIR --decoders N
 //! ```
 //!
-//! `eval` runs every file of a set made by `bench/speech/make_set.sh` through the engine
+//! `eval` runs every file of a set made by `bench/speech/make_set.sh` (or
+//! `make_fsdd_set.sh`, real speakers) through the engine
 //! (one decoder, one thread) with the grammars of `bench/speech/grammars/` and prints, per
 //! grammar, the accuracy, the false accepts of out-of-grammar speech and the noinput rate on
 //! silence at the confidence level, and the decode latency (the engine gets the whole
@@ -64,6 +65,12 @@ enum Command {
         /// Writes the figures and every decision here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also decodes each utterance with speech in these perturbed copies and records
+        /// their meanings (`alts`) and confidences in the JSON, for `fit_confidence.py`'s
+        /// agreement features: `shift:N` drops the first N samples, `speed:R` resamples to
+        /// R times the speed (tried and dropped: docs/benchmarks.md).
+        #[arg(long, value_delimiter = ',')]
+        perturb: Vec<String>,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -94,8 +101,9 @@ fn main() {
             grammars,
             level,
             json,
+            perturb,
             engine,
-        } => eval(&set, &grammars, level, json.as_deref(), &engine),
+        } => eval(&set, &grammars, level, json.as_deref(), &perturb, &engine),
         Command::Upsample {
             out_dir,
             inputs,
@@ -235,6 +243,43 @@ struct Decision {
     impairment: String,
     voice: String,
     latency_ms: f64,
+    /// The meaning of the hypothesis, then of each `--perturb` copy's (empty when no speech
+    /// was recognised).
+    alts: Vec<String>,
+    /// The confidence of each `--perturb` copy's hypothesis.
+    alt_conf: Vec<f32>,
+    expected_meaning: String,
+}
+
+/// A perturbed copy of 8 kHz audio (`--perturb`): `shift:N` or `speed:R` (linear
+/// interpolation).
+fn perturbed(pcm: &[i16], how: &str) -> Res<Vec<i16>> {
+    let bad = || format!("--perturb {how:?}: want shift:N or speed:R (R from 0.5 to 2)");
+    let (kind, arg) = how.split_once(':').ok_or_else(bad)?;
+    match kind {
+        "shift" => {
+            let n: usize = arg.parse().map_err(|_| bad())?;
+            Ok(pcm[n.min(pcm.len())..].to_vec())
+        }
+        "speed" => {
+            let r: f64 = arg.parse().map_err(|_| bad())?;
+            if !(0.5..=2.0).contains(&r) {
+                return Err(bad().into());
+            }
+            let last = pcm.len().saturating_sub(1);
+            let sample = |j: usize| pcm.get(j.min(last)).map_or(0.0, |&s| f64::from(s));
+            let n = (pcm.len() as f64 / r) as usize;
+            Ok((0..n)
+                .map(|i| {
+                    let x = i as f64 * r;
+                    let j = x as usize;
+                    let f = x - j as f64;
+                    (sample(j) + (sample(j + 1) - sample(j)) * f) as i16
+                })
+                .collect())
+        }
+        _ => Err(bad().into()),
+    }
 }
 
 /// What a phrase means, as a VoiceXML field would be filled: the bench grammars that are
@@ -286,6 +331,7 @@ fn eval(
     grammar_dir: &Path,
     level: f32,
     json: Option<&Path>,
+    perturb: &[String],
     args: &EngineArgs,
 ) -> Res<()> {
     let model = load_model(args)?;
@@ -297,8 +343,9 @@ fn eval(
     let started = Instant::now();
     for entry in manifest(set)? {
         let pcm = read_wav(&set.join(&entry.file))?;
-        // In-grammar files go to their grammar; out-of-grammar speech and silence to every one.
-        let targets: Vec<&String> = if entry.kind == "in" {
+        // In-grammar files go to their grammar; out-of-grammar speech and silence to every
+        // one, or to the one the manifest names.
+        let targets: Vec<&String> = if entry.kind == "in" || entry.grammar != "-" {
             vec![&entry.grammar]
         } else {
             grammars.keys().collect()
@@ -318,6 +365,16 @@ fn eval(
                 phones,
             } = decoder.recognize_detailed(grammar, &pcm)?;
             let latency_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let mut alts = Vec::new();
+            let mut alt_conf = Vec::new();
+            if !hypothesis.text.is_empty() {
+                alts.push(meanings.of(name, &hypothesis.text));
+                for how in perturb {
+                    let d = decoder.recognize_detailed(grammar, &perturbed(&pcm, how)?)?;
+                    alts.push(meanings.of(name, &d.hypothesis.text));
+                    alt_conf.push(d.hypothesis.confidence);
+                }
+            }
             let accepted = !hypothesis.text.is_empty() && hypothesis.confidence >= level;
             let meaning_right = entry.kind == "in"
                 && !hypothesis.text.is_empty()
@@ -366,6 +423,9 @@ fn eval(
                 impairment: entry.impairment.clone(),
                 voice: entry.voice.clone(),
                 latency_ms,
+                alts,
+                alt_conf,
+                expected_meaning: meanings.of(name, &entry.expected),
             });
         }
     }
