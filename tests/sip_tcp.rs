@@ -537,6 +537,11 @@ async fn strangers_holding_more_connections_than_a_core_has_do_not_stop_a_tcp_tr
     assert_eq!(closed("per_source").await, 68);
     assert_eq!(closed("idlest").await, 336);
     assert_eq!(closed("no_message").await, 0);
+    assert_eq!(
+        closed("no_room").await,
+        0,
+        "an idle connection always made way"
+    );
     drop(strangers);
 }
 

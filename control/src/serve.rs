@@ -495,6 +495,7 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
             strangers.over_per_source += closed.over_per_source;
             strangers.no_message += closed.no_message;
             strangers.idlest += closed.idlest;
+            strangers.no_room += closed.no_room;
             let label = core.to_string();
             metrics::gauge!("outdial_core_live_calls", "core" => label.clone())
                 .set(dataplane.load(core) as f64);
@@ -525,6 +526,7 @@ async fn publish_gauges(dispatcher: Arc<Dispatcher>) {
             ("per_source", strangers.over_per_source),
             ("no_message", strangers.no_message),
             ("idlest", strangers.idlest),
+            ("no_room", strangers.no_room),
         ] {
             metrics::counter!("outdial_sip_connections_closed_total", "reason" => reason)
                 .absolute(count);

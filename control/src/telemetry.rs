@@ -168,7 +168,7 @@ pub const SERIES: &[Series] = &[
     series(
         "outdial_sip_connections_closed_total",
         Kind::Counter,
-        "SIP connections others opened that were closed by reason: per_source (over sip.tcp_connections_per_source from one address), no_message (no SIP message within sip.tcp_first_message_timeout_ms), idlest (the quietest, to let a new one in when accepted connections fill their share of a core's 1,024).",
+        "SIP connections others opened that were closed by reason: per_source (over sip.tcp_connections_per_source from one address), no_message (no SIP message within sip.tcp_first_message_timeout_ms), idlest (the quietest, to let a new one in when accepted connections fill their share of a core's 1,024), no_room (closed as accepted: the share was full and every accepted connection carried a call).",
     ),
     series(
         "outdial_machine_detection_total",
@@ -326,7 +326,7 @@ pub fn describe_and_zero() {
                 }
             }
             ("outdial_sip_connections_closed_total", _) => {
-                for reason in ["per_source", "no_message", "idlest"] {
+                for reason in ["per_source", "no_message", "idlest", "no_room"] {
                     metrics::counter!(name, "reason" => reason).absolute(0);
                 }
             }

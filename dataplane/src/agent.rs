@@ -88,6 +88,9 @@ pub struct StrangersClosed {
     /// The quietest, closed to let a newcomer in when accepted connections filled their
     /// share of the core's streams.
     pub idlest: u64,
+    /// Closed as accepted: the core's streams, or the accepted share of them, were full and
+    /// every accepted connection carried a call.
+    pub no_room: u64,
 }
 
 /// A core's [`StrangersClosed`] as control reads them.
@@ -96,6 +99,7 @@ pub struct StrangerCounters {
     over_per_source: AtomicU64,
     no_message: AtomicU64,
     idlest: AtomicU64,
+    no_room: AtomicU64,
 }
 
 impl StrangerCounters {
@@ -105,6 +109,7 @@ impl StrangerCounters {
             over_per_source: self.over_per_source.load(Ordering::Relaxed),
             no_message: self.no_message.load(Ordering::Relaxed),
             idlest: self.idlest.load(Ordering::Relaxed),
+            no_room: self.no_room.load(Ordering::Relaxed),
         }
     }
 
@@ -113,6 +118,7 @@ impl StrangerCounters {
             .store(closed.over_per_source, Ordering::Relaxed);
         self.no_message.store(closed.no_message, Ordering::Relaxed);
         self.idlest.store(closed.idlest, Ordering::Relaxed);
+        self.no_room.store(closed.no_room, Ordering::Relaxed);
     }
 }
 
@@ -1448,6 +1454,18 @@ impl Driver for Agent {
         let sip = &self.sip;
         self.streams
             .close_idlest_accepted(io, |transport, peer| sip.uses_stream_peer(transport, peer))
+    }
+
+    fn handle_accept_refused(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        listener: ListenerId,
+        peer: SocketAddr,
+    ) {
+        if Some(listener) == self.sip_listener {
+            self.streams.refused(peer);
+        }
     }
 
     fn handle_stream_accepted(

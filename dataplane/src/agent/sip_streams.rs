@@ -319,6 +319,18 @@ impl SipStreams {
         }
     }
 
+    /// Counts a connection from `peer` the loop closed as it accepted it because there was
+    /// no room: as over its address's limit if the address is full (it would have been
+    /// closed for that anyway), as no room otherwise.
+    pub(super) fn refused(&mut self, peer: SocketAddr) {
+        if self.address_is_full(peer.ip()) {
+            self.closed.over_per_source += 1;
+        } else {
+            self.closed.no_room += 1;
+            tracing::debug!(%peer, "a SIP connection was refused: every accepted connection carries a call");
+        }
+    }
+
     /// True when `address` holds [`Strangers::per_address`] accepted connections: another
     /// from it would be closed as accepted.
     pub(super) fn address_is_full(&self, address: IpAddr) -> bool {
@@ -1144,6 +1156,30 @@ mod tests {
         streams.closed(StreamId(0), StreamClosed::Peer, |_, _| {});
         streams.accepted(&mut io, now, StreamId(share + 2), stranger(50_001));
         assert_eq!(io.closed, [StreamId(share)]);
+    }
+
+    #[test]
+    fn a_connection_the_loop_refused_counts_by_whether_its_address_was_full() {
+        let (mut streams, mut io, now) = (
+            SipStreams::new(4096, CONNECT, STRANGERS),
+            FakeIo::default(),
+            Instant::now(),
+        );
+        let stranger = |port: u16| SocketAddr::from(([192, 0, 2, 67], port));
+        for n in 0..u32::from(STRANGERS.per_address) {
+            streams.accepted(&mut io, now, StreamId(n), stranger(40_000 + n as u16));
+        }
+        streams.refused(stranger(50_000));
+        streams.refused(peer());
+        streams.refused(peer());
+        let counters = StrangerCounters::default();
+        streams.publish(&counters);
+        let expected = StrangersClosed {
+            over_per_source: 1,
+            no_room: 2,
+            ..StrangersClosed::default()
+        };
+        assert_eq!(counters.get(), expected);
     }
 
     #[test]

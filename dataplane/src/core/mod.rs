@@ -147,6 +147,17 @@ pub trait Driver {
     ) -> bool {
         false
     }
+    /// A connection from `peer` waiting on `listener` was closed as it was accepted: the
+    /// core's streams, or the accepted share of them, were full and
+    /// [`Self::make_room_for_accept`] made no room. Nothing by default.
+    fn handle_accept_refused(
+        &mut self,
+        _io: &mut impl Io,
+        _now: Instant,
+        _listener: ListenerId,
+        _peer: SocketAddr,
+    ) {
+    }
     /// The connect started by [`Io::connect`] completed.
     fn handle_stream_connected(&mut self, _io: &mut impl Io, _now: Instant, _stream: StreamId) {}
     /// Bytes arrived on `stream`: any amount, cut anywhere (framing is the driver's job).

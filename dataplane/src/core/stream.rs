@@ -549,6 +549,7 @@ pub(crate) fn listener_ready<H: TcpHost, D: Driver>(
                 if refused {
                     io.tcp().counters.over_limit += 1;
                     drop(socket);
+                    driver.handle_accept_refused(io, now, id, peer);
                     continue;
                 }
                 let _ = socket.set_nodelay(true);
@@ -778,10 +779,11 @@ mod tests {
         }
     }
 
-    /// Collects stream bytes.
+    /// Collects stream bytes, and the peers of connections refused as accepted.
     #[derive(Default)]
     struct Sink {
         data: Vec<u8>,
+        refused: Vec<SocketAddr>,
     }
 
     impl Driver for Sink {
@@ -799,6 +801,15 @@ mod tests {
         }
         fn handle_stream_data(&mut self, _: &mut impl Io, _: Instant, _: StreamId, data: &[u8]) {
             self.data.extend_from_slice(data);
+        }
+        fn handle_accept_refused(
+            &mut self,
+            _: &mut impl Io,
+            _: Instant,
+            _: ListenerId,
+            peer: SocketAddr,
+        ) {
+            self.refused.push(peer);
         }
         fn handle_timeout(&mut self, _: &mut impl Io, _: Instant) {}
         fn handle_wake(&mut self, _: &mut impl Io, _: Instant) {}
@@ -879,6 +890,10 @@ mod tests {
         listener_ready(&mut host, &mut driver, Instant::now(), listener);
         assert_eq!(host.tcp.accepted, 14, "16 less one eighth");
         assert_eq!(host.tcp.counters.over_limit, 6);
+        // The driver hears of each one refused, with the client's address.
+        let clients: Vec<SocketAddr> = strangers.iter().map(|c| c.local_addr().unwrap()).collect();
+        assert_eq!(driver.refused.len(), 6);
+        assert!(driver.refused.iter().all(|peer| clients.contains(peer)));
         // The core's own connects still find room, up to max_streams.
         let trunk = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let to = trunk.local_addr().unwrap();
