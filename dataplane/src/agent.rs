@@ -1451,9 +1451,18 @@ impl Driver for Agent {
         if self.streams.address_is_full(peer.ip()) {
             return false;
         }
+        // The quietest is asked about with one walk of the calls; should it be in use, the
+        // others are looked up in what the calls use, gathered in one more walk.
         let sip = &self.sip;
-        self.streams
-            .close_idlest_accepted(io, |transport, peer| sip.uses_stream_peer(transport, peer))
+        let (mut asked, mut in_use) = (false, None);
+        self.streams.close_idlest_accepted(io, |transport, peer| {
+            if !std::mem::replace(&mut asked, true) {
+                return sip.uses_stream_peer(transport, peer);
+            }
+            in_use
+                .get_or_insert_with(|| sip.stream_peers_in_use())
+                .contains(&(transport, peer))
+        })
     }
 
     fn handle_accept_refused(

@@ -342,17 +342,27 @@ impl SipStreams {
     /// Closes the accepted connection that has been quiet longest, unless `in_use` says a
     /// live call talks to its peer: room for a newcomer when accepted connections fill their
     /// share of the core's table. False when every accepted connection is in use.
+    ///
+    /// Asks `in_use` about the quietest accepted connection first, and about the others only
+    /// if that one is in use: a stranger opening connection after connection must not cost
+    /// a question per accepted connection each time (each one was a walk of the calls).
     pub(super) fn close_idlest_accepted(
         &mut self,
         io: &mut impl Io,
-        in_use: impl Fn(Transport, SocketAddr) -> bool,
+        mut in_use: impl FnMut(Transport, SocketAddr) -> bool,
     ) -> bool {
-        let idlest = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.accepted && !in_use(c.transport, c.peer))
-            .min_by_key(|(_, c)| c.last_activity)
-            .map(|(&id, _)| id);
+        let quietest = |free: &mut dyn FnMut(&Connection) -> bool| {
+            self.connections
+                .iter()
+                .filter(|(_, c)| c.accepted && free(c))
+                .min_by_key(|(_, c)| c.last_activity)
+                .map(|(&id, c)| (id, c.transport, c.peer))
+        };
+        let idlest = match quietest(&mut |_| true) {
+            Some((id, transport, peer)) if !in_use(transport, peer) => Some(id),
+            Some(_) => quietest(&mut |c| !in_use(c.transport, c.peer)).map(|(id, _, _)| id),
+            None => None,
+        };
         let Some(stream) = idlest else {
             return false;
         };
@@ -1243,5 +1253,34 @@ mod tests {
             "only the one in a call is left"
         );
         assert_eq!(io.closed.len(), 2);
+    }
+
+    #[test]
+    fn only_the_quietest_accepted_connection_is_asked_about_when_it_is_free() {
+        let (mut streams, mut io, start) = (
+            SipStreams::new(4096, CONNECT, STRANGERS),
+            FakeIo::default(),
+            Instant::now(),
+        );
+        let stranger = |port: u16| SocketAddr::from(([192, 0, 2, 31], port));
+        for n in 0..20u16 {
+            let at = start + Duration::from_secs(u64::from(n) + 1);
+            streams.accepted(&mut io, at, StreamId(u32::from(n)), stranger(42_000 + n));
+        }
+        let mut asked = Vec::new();
+        assert!(streams.close_idlest_accepted(&mut io, |_, p| {
+            asked.push(p);
+            false
+        }));
+        assert_eq!(asked, [stranger(42_000)]);
+        assert_eq!(io.closed, [StreamId(0)]);
+        // The quietest in use: it is asked about, then the others, and the next quietest goes.
+        asked.clear();
+        assert!(streams.close_idlest_accepted(&mut io, |_, p| {
+            asked.push(p);
+            p == stranger(42_001)
+        }));
+        assert_eq!(asked.first(), Some(&stranger(42_001)));
+        assert_eq!(io.closed, [StreamId(0), StreamId(2)]);
     }
 }

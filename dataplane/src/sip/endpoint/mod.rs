@@ -27,7 +27,7 @@ mod transfer;
 mod unreachable;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -711,6 +711,27 @@ impl Endpoint {
         self.stream_peer_call(transport, peer, true)
     }
 
+    /// Every (transport, peer) [`Self::uses_stream_peer`] is true of, in one walk of the
+    /// calls: for a caller that asks of many connections at once (which accepted connection
+    /// may make way for a newcomer), so that it walks the calls once, not once per
+    /// connection.
+    pub fn stream_peers_in_use(&self) -> HashSet<(Transport, SocketAddr)> {
+        self.calls
+            .values()
+            .filter(|call| !call.ended)
+            .flat_map(|call| {
+                let initial = (call.transport, call.destination);
+                let in_dialog = call.dialog.as_ref().map_or(initial, |dialog| {
+                    (
+                        dialog.next_hop_transport().0,
+                        dialog.next_hop().unwrap_or(call.destination),
+                    )
+                });
+                [initial, in_dialog]
+            })
+            .collect()
+    }
+
     fn stream_peer_call(
         &self,
         transport: Transport,
@@ -722,6 +743,7 @@ impl Endpoint {
             .filter(|(_, call)| ended || !call.ended)
             .find(|(_, call)| {
                 let initial = call.transport == transport && call.destination == peer;
+                // The transport first: the next hop is parsed from the dialog's route.
                 let in_dialog = call.dialog.as_ref().is_some_and(|dialog| {
                     dialog.next_hop_transport().0 == transport
                         && dialog.next_hop().unwrap_or(call.destination) == peer
@@ -1736,6 +1758,51 @@ mod timer_heap_tests {
             udp_mtu_switch: UDP_MTU_SWITCH,
         };
         Endpoint::new(config, 7)
+    }
+
+    #[test]
+    fn the_stream_peers_in_use_are_those_uses_stream_peer_names() {
+        let mut endpoint = endpoint();
+        let now = Instant::now();
+        let targets = [
+            ("sip:+15550001@192.0.2.4:5070", Transport::Tcp),
+            ("sip:+15550002@192.0.2.5:5070", Transport::Tcp),
+            ("sip:+15550003@192.0.2.6:5070", Transport::Udp),
+        ];
+        for (id, (target, transport)) in targets.into_iter().enumerate() {
+            let params = DialParams {
+                target,
+                destination: None,
+                from: "sip:outdial@192.0.2.1",
+                sdp_offer: b"v=0\r\n",
+                ring_timeout: Duration::from_secs(30),
+                max_duration: Duration::from_secs(3600),
+                credentials: None,
+                asserted_identity: None,
+                privacy: None,
+                no_response_timeout: None,
+                transport,
+            };
+            endpoint
+                .dial(now, CallId(id as u64), &params)
+                .expect("dials");
+        }
+        let in_use = endpoint.stream_peers_in_use();
+        let at = |host: u8| SocketAddr::from(([192, 0, 2, host], 5070));
+        for transport in [Transport::Tcp, Transport::Udp, Transport::Tls] {
+            for host in 3..8 {
+                assert_eq!(
+                    in_use.contains(&(transport, at(host))),
+                    endpoint.uses_stream_peer(transport, at(host)),
+                    "{transport} {}",
+                    at(host)
+                );
+            }
+        }
+        assert!(in_use.contains(&(Transport::Tcp, at(4))));
+        assert!(in_use.contains(&(Transport::Udp, at(6))));
+        assert!(!in_use.contains(&(Transport::Tcp, at(6))));
+        assert_eq!(in_use.len(), 3);
     }
 
     #[test]
