@@ -1760,6 +1760,23 @@ mod timer_heap_tests {
         Endpoint::new(config, 7)
     }
 
+    /// A plain dial of `target` over `transport`.
+    fn params(target: &str, transport: Transport) -> DialParams<'_> {
+        DialParams {
+            target,
+            destination: None,
+            from: "sip:outdial@192.0.2.1",
+            sdp_offer: b"v=0\r\n",
+            ring_timeout: Duration::from_secs(30),
+            max_duration: Duration::from_secs(3600),
+            credentials: None,
+            asserted_identity: None,
+            privacy: None,
+            no_response_timeout: None,
+            transport,
+        }
+    }
+
     #[test]
     fn the_stream_peers_in_use_are_those_uses_stream_peer_names() {
         let mut endpoint = endpoint();
@@ -1770,21 +1787,8 @@ mod timer_heap_tests {
             ("sip:+15550003@192.0.2.6:5070", Transport::Udp),
         ];
         for (id, (target, transport)) in targets.into_iter().enumerate() {
-            let params = DialParams {
-                target,
-                destination: None,
-                from: "sip:outdial@192.0.2.1",
-                sdp_offer: b"v=0\r\n",
-                ring_timeout: Duration::from_secs(30),
-                max_duration: Duration::from_secs(3600),
-                credentials: None,
-                asserted_identity: None,
-                privacy: None,
-                no_response_timeout: None,
-                transport,
-            };
             endpoint
-                .dial(now, CallId(id as u64), &params)
+                .dial(now, CallId(id as u64), &params(target, transport))
                 .expect("dials");
         }
         let in_use = endpoint.stream_peers_in_use();
@@ -1809,19 +1813,7 @@ mod timer_heap_tests {
     fn stale_deadlines_of_live_calls_are_dropped_and_the_heap_stays_bounded() {
         let mut endpoint = endpoint();
         let now = Instant::now();
-        let params = DialParams {
-            target: "sip:+15550001@192.0.2.4:5070",
-            destination: None,
-            from: "sip:outdial@192.0.2.1",
-            sdp_offer: b"v=0\r\n",
-            ring_timeout: Duration::from_secs(30),
-            max_duration: Duration::from_secs(3600),
-            credentials: None,
-            asserted_identity: None,
-            privacy: None,
-            no_response_timeout: None,
-            transport: Transport::Udp,
-        };
+        let params = params("sip:+15550001@192.0.2.4:5070", Transport::Udp);
         for id in 0..10 {
             endpoint.dial(now, CallId(id), &params).expect("dials");
         }
