@@ -32,6 +32,7 @@ done
 	exit 2
 }
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/telephone.sh"
 mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -48,21 +49,7 @@ for speaker in "${speakers[@]}"; do
 			sox -q -R "$src/${digit}_${speaker}_$take.wav" -r 8000 -c 1 -b 16 "$tmp/src.wav" pad 0.3 0.3
 			for imp in clean noise loss; do
 				file="$name-${law/-/}-$imp.wav"
-				if [[ $imp == noise ]]; then
-					rms=$(sox "$tmp/src.wav" -n stat 2>&1 | awk '/RMS +amplitude/ {print $3}')
-					vol=$(awk -v r="$rms" 'BEGIN { v = r / 10 * 1.732; if (v < 0.0055) v = 0.0055; print v }')
-					sox -q -R "$tmp/src.wav" -p synth whitenoise vol "$vol" >"$tmp/noise.sox"
-					sox -q -R -m -v 1 "$tmp/src.wav" -v 1 "$tmp/noise.sox" "$tmp/in.wav"
-				else
-					cp "$tmp/src.wav" "$tmp/in.wav"
-				fi
-				sox -q -R "$tmp/in.wav" -r 8000 -c 1 -e "$law" -t wav "$tmp/g711.wav"
-				sox -q -R "$tmp/g711.wav" -e signed-integer -b 16 "$tmp/pcm.wav"
-				if [[ $imp == loss ]]; then
-					python3 "$here/drop_frames.py" "$tmp/pcm.wav" "$out/$file" 0.02
-				else
-					mv "$tmp/pcm.wav" "$out/$file"
-				fi
+				telephone "$tmp/src.wav" "$out/$file" "$law" "$imp" "$tmp"
 				line() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t-\n' "$file" "$1" "$2" "$3" "${law/-/}" "$imp" "$speaker" >>"$manifest"; }
 				line in digits "${words[$digit]}"
 				if [[ $imp == clean ]]; then

@@ -66,6 +66,7 @@ if ((festival)); then
 	done
 fi
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/telephone.sh"
 mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -151,28 +152,11 @@ speak() {
 	else
 		espeak-ng -v "$voice" -s "$rate" -w "$tmp/src.wav" "$text"
 	fi
-	local law imp file rms vol
+	local law imp file
 	for law in "${laws[@]}"; do
 		for imp in "${impairments[@]}"; do
 			file="$name-${law/-/}-$imp.wav"
-			case $imp in
-			noise)
-				# White noise 20 dB below the utterance's RMS (a fixed -50 dBFS for silence),
-				# added before the codec as line noise is.
-				rms=$(sox "$tmp/src.wav" -n stat 2>&1 | awk '/RMS +amplitude/ {print $3}')
-				vol=$(awk -v r="$rms" 'BEGIN { v = r / 10 * 1.732; if (v < 0.0055) v = 0.0055; print v }')
-				sox -q -R "$tmp/src.wav" -p synth whitenoise vol "$vol" >"$tmp/noise.sox"
-				sox -q -R -m -v 1 "$tmp/src.wav" -v 1 "$tmp/noise.sox" "$tmp/in.wav"
-				;;
-			*) cp "$tmp/src.wav" "$tmp/in.wav" ;;
-			esac
-			sox -q -R "$tmp/in.wav" -r 8000 -c 1 -e "$law" -t wav "$tmp/g711.wav"
-			sox -q -R "$tmp/g711.wav" -e signed-integer -b 16 "$tmp/pcm.wav"
-			if [[ $imp == loss ]]; then
-				python3 "$here/drop_frames.py" "$tmp/pcm.wav" "$out/$file" 0.02
-			else
-				mv "$tmp/pcm.wav" "$out/$file"
-			fi
+			telephone "$tmp/src.wav" "$out/$file" "$law" "$imp" "$tmp"
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$file" "$kind" "$grammar" "$expected" \
 				"${law/-/}" "$imp" "$voice" "$rate" >>"$manifest"
 		done
