@@ -759,6 +759,16 @@ mod tests {
     const OPTIONS: &[u8] = b"OPTIONS sip:a@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK2\r\nContent-Length: 0\r\n\r\n";
     const RESPONSE: &[u8] = b"SIP/2.0 100 Trying\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK1\r\nContent-Length: 4\r\n\r\nbody";
 
+    /// No connections (messages up to 4 KiB, [`CONNECT`], [`STRANGERS`]), an empty fake
+    /// loop, and the time now.
+    fn fresh() -> (SipStreams, FakeIo, Instant) {
+        (
+            SipStreams::new(4096, CONNECT, STRANGERS),
+            FakeIo::default(),
+            Instant::now(),
+        )
+    }
+
     fn peer() -> SocketAddr {
         PEER.parse().expect("address")
     }
@@ -796,11 +806,7 @@ mod tests {
 
     #[test]
     fn two_sends_to_one_peer_share_one_connection_and_an_accepted_one_is_reused() {
-        let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, now) = fresh();
         streams
             .send(&mut io, now, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -824,11 +830,7 @@ mod tests {
 
     #[test]
     fn a_message_split_across_reads_is_delivered_once_and_whole() {
-        let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, now) = fresh();
         streams
             .send(&mut io, now, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -845,11 +847,7 @@ mod tests {
 
     #[test]
     fn a_keepalive_ping_gets_a_pong_on_its_connection() {
-        let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, now) = fresh();
         streams.accepted(&mut io, now, StreamId(3), peer());
         let (delivered, _) = receive(&mut streams, &mut io, now, StreamId(3), b"\r\n\r\n");
         assert!(delivered.is_empty());
@@ -859,11 +857,7 @@ mod tests {
 
     #[test]
     fn a_framing_error_closes_the_connection_and_the_next_send_opens_another() {
-        let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, now) = fresh();
         streams
             .send(&mut io, now, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -880,11 +874,7 @@ mod tests {
 
     #[test]
     fn a_refused_connection_hands_back_its_requests_and_one_that_answered_does_not() {
-        let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, now) = fresh();
         streams
             .send(&mut io, now, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -918,11 +908,7 @@ mod tests {
 
     #[test]
     fn a_tls_connection_that_fails_before_its_handshake_hands_back_its_requests() {
-        let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, now) = fresh();
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -959,11 +945,7 @@ mod tests {
 
     #[test]
     fn an_idle_connection_is_closed_after_the_idle_timeout_and_not_before() {
-        let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, start) = fresh();
         streams
             .send(&mut io, start, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -1047,11 +1029,7 @@ mod tests {
 
     #[test]
     fn a_connection_not_up_by_the_connect_timeout_is_given_up_and_its_requests_fail() {
-        let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, start) = fresh();
         streams
             .send(&mut io, start, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -1086,11 +1064,7 @@ mod tests {
 
     #[test]
     fn an_established_or_answering_connection_is_not_given_up() {
-        let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, start) = fresh();
         streams
             .send(&mut io, start, Transport::Tcp, peer(), INVITE)
             .expect("sent");
@@ -1110,11 +1084,7 @@ mod tests {
 
     #[test]
     fn an_alias_sends_on_the_callers_connection_until_it_closes() {
-        let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, now) = fresh();
         let caller: SocketAddr = "192.0.2.20:40000".parse().expect("address");
         let contact: SocketAddr = "192.0.2.20:5061".parse().expect("address");
         assert!(
@@ -1141,11 +1111,7 @@ mod tests {
 
     #[test]
     fn one_address_holds_at_most_its_share_of_accepted_connections() {
-        let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, now) = fresh();
         let stranger = |port: u16| SocketAddr::from(([192, 0, 2, 66], port));
         let share = u32::from(STRANGERS.per_address);
         for n in 0..share {
@@ -1170,11 +1136,7 @@ mod tests {
 
     #[test]
     fn a_connection_the_loop_refused_counts_by_whether_its_address_was_full() {
-        let (mut streams, mut io, now) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, now) = fresh();
         let stranger = |port: u16| SocketAddr::from(([192, 0, 2, 67], port));
         for n in 0..u32::from(STRANGERS.per_address) {
             streams.accepted(&mut io, now, StreamId(n), stranger(40_000 + n as u16));
@@ -1194,11 +1156,7 @@ mod tests {
 
     #[test]
     fn an_accepted_connection_that_sends_no_sip_message_is_closed_at_the_quiet_limit() {
-        let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, start) = fresh();
         let (silent, pinging, talking) = (StreamId(1), StreamId(2), StreamId(3));
         for (stream, port) in [(silent, 40_001), (pinging, 40_002), (talking, 40_003)] {
             let from = SocketAddr::from(([192, 0, 2, 20], port));
@@ -1224,11 +1182,7 @@ mod tests {
 
     #[test]
     fn room_for_a_newcomer_is_made_by_closing_the_quietest_accepted_connection_not_in_use() {
-        let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, start) = fresh();
         // Ours, opened first and quiet since: never a candidate.
         streams
             .send(&mut io, start, Transport::Tcp, peer(), INVITE)
@@ -1257,11 +1211,7 @@ mod tests {
 
     #[test]
     fn only_the_quietest_accepted_connection_is_asked_about_when_it_is_free() {
-        let (mut streams, mut io, start) = (
-            SipStreams::new(4096, CONNECT, STRANGERS),
-            FakeIo::default(),
-            Instant::now(),
-        );
+        let (mut streams, mut io, start) = fresh();
         let stranger = |port: u16| SocketAddr::from(([192, 0, 2, 31], port));
         for n in 0..20u16 {
             let at = start + Duration::from_secs(u64::from(n) + 1);
