@@ -779,11 +779,15 @@ mod tests {
         }
     }
 
-    /// Collects stream bytes, and the peers of connections refused as accepted.
+    /// Collects stream bytes, the streams accepted and the peers of connections refused as
+    /// accepted; when `evicts`, makes room for every newcomer by closing its oldest accepted
+    /// stream.
     #[derive(Default)]
     struct Sink {
         data: Vec<u8>,
+        accepted: VecDeque<StreamId>,
         refused: Vec<SocketAddr>,
+        evicts: bool,
     }
 
     impl Driver for Sink {
@@ -801,6 +805,23 @@ mod tests {
         }
         fn handle_stream_data(&mut self, _: &mut impl Io, _: Instant, _: StreamId, data: &[u8]) {
             self.data.extend_from_slice(data);
+        }
+        fn make_room_for_accept(&mut self, io: &mut impl Io, _: Instant, _: SocketAddr) -> bool {
+            self.evicts
+                && self.accepted.pop_front().is_some_and(|oldest| {
+                    io.close_stream(oldest);
+                    true
+                })
+        }
+        fn handle_stream_accepted(
+            &mut self,
+            _: &mut impl Io,
+            _: Instant,
+            _: ListenerId,
+            stream: StreamId,
+            _: SocketAddr,
+        ) {
+            self.accepted.push_back(stream);
         }
         fn handle_accept_refused(
             &mut self,
@@ -914,59 +935,18 @@ mod tests {
         drop(strangers);
     }
 
-    /// A driver that makes room for every newcomer by closing its oldest accepted stream.
-    #[derive(Default)]
-    struct Evicting {
-        accepted: VecDeque<StreamId>,
-    }
-
-    impl Driver for Evicting {
-        fn start(&mut self, _: &mut impl Io, _: Instant) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn handle_datagram(
-            &mut self,
-            _: &mut impl Io,
-            _: Instant,
-            _: super::super::SocketId,
-            _: SocketAddr,
-            _: &[u8],
-        ) {
-        }
-        fn make_room_for_accept(&mut self, io: &mut impl Io, _: Instant, _: SocketAddr) -> bool {
-            self.accepted.pop_front().is_some_and(|oldest| {
-                io.close_stream(oldest);
-                true
-            })
-        }
-        fn handle_stream_accepted(
-            &mut self,
-            _: &mut impl Io,
-            _: Instant,
-            _: ListenerId,
-            stream: StreamId,
-            _: SocketAddr,
-        ) {
-            self.accepted.push_back(stream);
-        }
-        fn handle_timeout(&mut self, _: &mut impl Io, _: Instant) {}
-        fn handle_wake(&mut self, _: &mut impl Io, _: Instant) {}
-        fn poll_timeout(&self) -> Option<Instant> {
-            None
-        }
-        fn should_stop(&self) -> bool {
-            false
-        }
-    }
-
     #[test]
     fn past_the_accepted_share_a_newcomer_gets_in_only_where_the_driver_makes_room() {
         let (mut host, listener, clients) = listening_with_waiting_clients();
-        let mut driver = Evicting::default();
+        let mut driver = Sink {
+            evicts: true,
+            ..Sink::default()
+        };
         listener_ready(&mut host, &mut driver, Instant::now(), listener);
         // 20 accepted in turn, the first 6 closed to make room: the share holds the last 14.
         assert_eq!(host.tcp.accepted, 14);
         assert_eq!(host.tcp.counters.over_limit, 0);
+        assert!(driver.refused.is_empty(), "{:?}", driver.refused);
         assert_eq!(driver.accepted.len(), 14);
         assert_eq!(driver.accepted.front(), Some(&StreamId(6)));
         // The core's own share is untouched.
