@@ -5,7 +5,7 @@
 //! a large INVITE refused over TCP goes again over UDP. RTP stays on UDP. TLS (baresip as the callee) is in
 //! `sip_tls.rs`.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use outdial_tests::{AppServer, Outdial, Sipp, dialed_to_ended, dtmf_pcap, form_pairs};
@@ -27,7 +27,7 @@ const GOODBYE: &str = r#"<?xml version="1.0"?>
 const DEFAULT_TRUNK: &str = "default_trunk = \"carrier\"";
 
 /// A `[[trunk]]` named `carrier`, over TCP, whose edge is `edge`.
-fn tcp_trunk(edge: std::net::SocketAddr) -> String {
+fn tcp_trunk(edge: SocketAddr) -> String {
     format!(
         "[[trunk]]\nname = \"carrier\"\nrequest_uri = \"sip:{{number}}@carrier.test\"\n\
          proxy = \"{edge}\"\ntransport = \"tcp\"\n"
@@ -69,6 +69,57 @@ fn connections_to(port: u16) -> Vec<u16> {
                 .flatten()
         })
         .collect()
+}
+
+/// SIPp calls +15550100 over TCP and presses 7 `delay_ms` after the answer. Requires the
+/// call answered and ended by a BYE, and to be the only one listed; returns its final record
+/// and SIPp's trace.
+async fn call_in_over_tcp_pressing_7(outdial: &Outdial, delay_ms: u32) -> (Value, String) {
+    let sipp = Sipp::uac_tcp(
+        "call_in_dtmf.xml",
+        &[
+            ("DTMF_PCAP", dtmf_pcap("7")),
+            ("DTMF_DELAY_MS", delay_ms.to_string()),
+        ],
+        outdial.sip,
+        "+15550100",
+    );
+    let (sipp_status, trace) = sipp.finish(CALL_TIMEOUT).await;
+    assert!(
+        sipp_status.success(),
+        "SIPp's call over TCP was not answered and ended by a BYE:\n{trace}\n{}",
+        outdial.log()
+    );
+    let (status, page) = outdial
+        .request(&outdial.api_key, reqwest::Method::GET, "/v1/calls", None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let listed = page["calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let id = listed[0]["id"].as_str().expect("id").to_owned();
+    (outdial.wait_final(&id, CALL_TIMEOUT).await, trace)
+}
+
+/// Strangers' connections to `to`, opened in the order of `plan` (COUNT from 127.0.0.HOST
+/// for each (HOST, COUNT)), silent and kept open by the caller.
+async fn silent_connections(
+    to: SocketAddr,
+    plan: impl IntoIterator<Item = (u8, usize)>,
+) -> Vec<tokio::net::TcpStream> {
+    let mut strangers = Vec::new();
+    for (host, count) in plan {
+        for _ in 0..count {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::from(([127, 0, 0, host], 0)))
+                .expect("bind a loopback source address");
+            match socket.connect(to).await {
+                Ok(stream) => strangers.push(stream),
+                Err(e) => panic!("connect {} from 127.0.0.{host}: {e}", strangers.len()),
+            }
+        }
+    }
+    strangers
 }
 
 /// Places a call to `to` through the default trunk; returns its final record.
@@ -184,29 +235,7 @@ async fn a_caller_over_tcp_is_answered_and_recorded_inbound() {
             app.url("/in.vxml")
         ),
     );
-    let sipp = Sipp::uac_tcp(
-        "call_in_dtmf.xml",
-        &[
-            ("DTMF_PCAP", dtmf_pcap("7")),
-            ("DTMF_DELAY_MS", "1500".into()),
-        ],
-        outdial.sip,
-        "+15550100",
-    );
-    let (sipp_status, trace) = sipp.finish(CALL_TIMEOUT).await;
-    assert!(
-        sipp_status.success(),
-        "SIPp's call over TCP was not answered and ended by a BYE:\n{trace}\n{}",
-        outdial.log()
-    );
-    let (status, page) = outdial
-        .request(&outdial.api_key, reqwest::Method::GET, "/v1/calls", None)
-        .await;
-    assert_eq!(status, 200, "{page}");
-    let listed = page["calls"].as_array().cloned().unwrap_or_default();
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    let id = listed[0]["id"].as_str().expect("id").to_owned();
-    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (call, trace) = call_in_over_tcp_pressing_7(&outdial, 1500).await;
     assert_eq!(call["direction"], "inbound", "{call}");
     assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
     assert_eq!(call["result"]["choice"], "7", "{call}");
@@ -389,7 +418,7 @@ async fn a_large_invite_refused_over_tcp_goes_again_over_udp() {
 /// it (std cannot set the backlog); killed on drop.
 struct Blackhole {
     child: std::process::Child,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
 }
 
 impl Blackhole {
@@ -486,20 +515,8 @@ async fn strangers_holding_more_connections_than_a_core_has_do_not_stop_a_tcp_tr
         &format!("{DEFAULT_TRUNK}\ntcp_first_message_timeout_ms = 600000"),
         &format!("{}\n[dataplane]\ncores = 1\n", tcp_trunk(sipp.addr)),
     );
-    let mut strangers = Vec::new();
     let plan = std::iter::once((2u8, 100)).chain((3u8..43).map(|host| (host, 30)));
-    for (host, count) in plan {
-        for _ in 0..count {
-            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-            socket
-                .bind(std::net::SocketAddr::from(([127, 0, 0, host], 0)))
-                .expect("bind a loopback source address");
-            match socket.connect(outdial.sip).await {
-                Ok(stream) => strangers.push(stream),
-                Err(e) => panic!("connect {} from 127.0.0.{host}: {e}", strangers.len()),
-            }
-        }
-    }
+    let strangers = silent_connections(outdial.sip, plan).await;
     // The 68 over 127.0.0.2's 32 are closed as accepted; the 1,232 others are accepted,
     // the 336 past 896 each in place of the quietest.
     let closed = |reason: &'static str| {
@@ -562,40 +579,9 @@ async fn a_tcp_caller_gets_in_while_strangers_hold_every_accepted_connection() {
             app.url("/in.vxml")
         ),
     );
-    let mut strangers = Vec::new();
-    for host in 2u8..42 {
-        for _ in 0..30 {
-            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-            socket
-                .bind(std::net::SocketAddr::from(([127, 0, 0, host], 0)))
-                .expect("bind a loopback source address");
-            strangers.push(socket.connect(outdial.sip).await.expect("connect"));
-        }
-    }
+    let strangers = silent_connections(outdial.sip, (2u8..42).map(|host| (host, 30))).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sipp = Sipp::uac_tcp(
-        "call_in_dtmf.xml",
-        &[
-            ("DTMF_PCAP", dtmf_pcap("7")),
-            ("DTMF_DELAY_MS", "1000".into()),
-        ],
-        outdial.sip,
-        "+15550100",
-    );
-    let (sipp_status, trace) = sipp.finish(CALL_TIMEOUT).await;
-    assert!(
-        sipp_status.success(),
-        "SIPp's call over TCP was not answered and ended by a BYE:\n{trace}\n{}",
-        outdial.log()
-    );
-    let (status, page) = outdial
-        .request(&outdial.api_key, reqwest::Method::GET, "/v1/calls", None)
-        .await;
-    assert_eq!(status, 200, "{page}");
-    let listed = page["calls"].as_array().cloned().unwrap_or_default();
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    let id = listed[0]["id"].as_str().expect("id").to_owned();
-    let call = outdial.wait_final(&id, CALL_TIMEOUT).await;
+    let (call, _) = call_in_over_tcp_pressing_7(&outdial, 1000).await;
     assert_eq!(call["status"], "completed", "{call}\n{}", outdial.log());
     assert_eq!(call["result"]["choice"], "7", "{call}");
     // 304 strangers made room for others, and one more for the caller.
