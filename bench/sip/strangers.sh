@@ -33,7 +33,7 @@ core_cpu() { # PID
     return 1
 }
 
-# One run with LIVE calls held: prints "connections/s CPU-µs-per-connection".
+# One run with LIVE calls held: prints "connections/s quiet-CPU-% churn-CPU-% CPU-µs-per-connection".
 run() { # LIVE
     local live=$1 uas_port sip http
     uas_port=$(free DGRAM)

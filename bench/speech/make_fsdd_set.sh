@@ -21,6 +21,10 @@ set -euo pipefail
 	exit 64
 }
 src=$1 out=$2 takes=${3:-5}
+[[ $takes =~ ^[0-9]+$ ]] && ((takes >= 1 && takes <= 50)) || {
+	echo "$0: TAKES must be from 1 to 50 (FSDD has 50 recordings of each digit by each speaker)" >&2
+	exit 64
+}
 for tool in sox python3; do
 	command -v "$tool" >/dev/null || {
 		echo "$0: $tool is missing (apt-get install sox python3)" >&2
@@ -40,6 +44,8 @@ words=(zero one two three four five six seven eight nine)
 speakers=(george jackson lucas nicolas theo yweweler)
 manifest="$out/manifest.tsv"
 : >"$manifest"
+# line KIND GRAMMAR EXPECTED: the manifest line of the current file.
+line() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t-\n' "$file" "$1" "$2" "$3" "${law/-/}" "$imp" "$speaker" >>"$manifest"; }
 for speaker in "${speakers[@]}"; do
 	for digit in "${!words[@]}"; do
 		for ((take = 0; take < takes; take++)); do
@@ -50,7 +56,6 @@ for speaker in "${speakers[@]}"; do
 			for imp in clean noise loss; do
 				file="$name-${law/-/}-$imp.wav"
 				telephone "$tmp/src.wav" "$out/$file" "$law" "$imp" "$tmp"
-				line() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t-\n' "$file" "$1" "$2" "$3" "${law/-/}" "$imp" "$speaker" >>"$manifest"; }
 				line in digits "${words[$digit]}"
 				if [[ $imp == clean ]]; then
 					line oog yesno -
